@@ -1,0 +1,23 @@
+"""Precision-switchable layers and the precision controls."""
+from dwq.nn.precision import (
+    PrecisionModule,
+    RandomPrecision,
+    get_precision,
+    precision,
+    precision_set,
+    set_precision,
+)
+from dwq.nn.qlayers import QConv2d, QLinear
+from dwq.nn.sbn import SwitchableBatchNorm2d
+
+__all__ = [
+    "PrecisionModule",
+    "QConv2d",
+    "QLinear",
+    "RandomPrecision",
+    "SwitchableBatchNorm2d",
+    "get_precision",
+    "precision",
+    "precision_set",
+    "set_precision",
+]

@@ -1,0 +1,150 @@
+"""Precision state of quantized layers and the model-level controls.
+
+Every :class:`PrecisionModule` owns a precision set (fixed at construction) and a current
+precision. ``set_precision``/``precision``/``RandomPrecision`` act on all of them in a model.
+"""
+import contextlib
+import random
+from typing import Iterable, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from dwq.quant.precision import Normalized, normalize_precision, normalize_set, user_precision
+
+
+def _encode_set(precisions) -> torch.Tensor:
+    return torch.tensor([[0, 0] if p is None else list(p) for p in precisions], dtype=torch.int32)
+
+
+def _decode_set(t: torch.Tensor) -> list:
+    return [user_precision(None if int(w) == 0 else (int(w), int(a))) for w, a in t.tolist()]
+
+
+class PrecisionModule(nn.Module):
+    """Base of the precision-switchable layers.
+
+    ``precisions``: the ordered precision set; the current precision starts at its last entry.
+    The set is kept in the persistent buffer ``precision_set`` (int32 [P, 2], 0 = full
+    precision) so that a state_dict made for another set is refused by name.
+    """
+
+    def _init_precision(self, precisions: Iterable) -> None:
+        self.precisions = normalize_set(precisions)
+        self.precision: Normalized = self.precisions[-1]
+        self.register_buffer("precision_set", _encode_set(self.precisions))
+
+    def set_precision(self, p) -> None:
+        q = normalize_precision(p)
+        if q not in self.precisions:
+            raise ValueError(
+                f"precision {user_precision(q)!r} is not in this layer's precision set "
+                f"{[user_precision(x) for x in self.precisions]}"
+            )
+        self.precision = q
+
+    @property
+    def precision_index(self) -> int:
+        return self.precisions.index(self.precision)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        key = prefix + "precision_set"
+        if key in state_dict:
+            theirs = state_dict[key]
+            if theirs.shape != self.precision_set.shape or not torch.equal(theirs.cpu().int(), self.precision_set.cpu()):
+                raise RuntimeError(
+                    f"{prefix or 'module '}: the state_dict was saved for precision set {_decode_set(theirs)}, "
+                    f"this model has {_decode_set(self.precision_set)}"
+                )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+
+
+def _layers(model: nn.Module) -> List[PrecisionModule]:
+    return [m for m in model.modules() if isinstance(m, PrecisionModule)]
+
+
+def precision_set(model: nn.Module) -> list:
+    """The model's precision set in set order (None, b or (w, a) entries).
+
+    Raises ValueError if the model has no precision-switchable layer or its layers disagree."""
+    layers = _layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no precision-switchable (dwq.nn) layer")
+    first = layers[0].precisions
+    for m in layers[1:]:
+        if m.precisions != first:
+            raise ValueError(
+                f"the model's layers have different precision sets: {[user_precision(p) for p in first]} "
+                f"and {[user_precision(p) for p in m.precisions]}"
+            )
+    return [user_precision(p) for p in first]
+
+
+def set_precision(model: nn.Module, p) -> None:
+    """Sets every dwq layer of ``model`` to precision ``p``; ValueError if ``p`` is not in its set."""
+    allowed = precision_set(model)
+    q = normalize_precision(p)
+    if q not in [normalize_precision(x) for x in allowed]:
+        raise ValueError(f"precision {user_precision(q)!r} is not in the model's precision set {allowed}")
+    for m in _layers(model):
+        m.precision = q
+
+
+def get_precision(model: nn.Module):
+    """The current precision of ``model`` (None, b or (w, a)); ValueError if its layers disagree."""
+    layers = _layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no precision-switchable (dwq.nn) layer")
+    cur = {m.precision for m in layers}
+    if len(cur) != 1:
+        raise ValueError(f"the model's layers are at different precisions: {sorted(map(str, cur))}")
+    return user_precision(cur.pop())
+
+
+@contextlib.contextmanager
+def precision(model: nn.Module, p):
+    """``with dwq.precision(model, 4): ...`` runs the block at 4 bits, then restores the precision."""
+    saved = [(m, m.precision) for m in _layers(model)]
+    set_precision(model, p)
+    try:
+        yield model
+    finally:
+        for m, q in saved:
+            m.precision = q
+
+
+class RandomPrecision(nn.Module):
+    """Random Precision Inference: every forward pass draws a precision and runs ``model`` at it.
+
+    ``bits``: the precisions to draw from (default: the model's whole set); each must be in the
+    model's set. ``seed`` seeds a private generator, so two wrappers with the same seed draw the
+    same sequence and the global RNG is untouched. ``last_precision`` is the latest draw.
+    """
+
+    def __init__(self, model: nn.Module, bits: Optional[Sequence] = None, seed: Optional[int] = None):
+        super().__init__()
+        self.model = model
+        allowed = [normalize_precision(p) for p in precision_set(model)]
+        choices = normalize_set(bits if bits is not None else precision_set(model))
+        for q in choices:
+            if q not in allowed:
+                raise ValueError(
+                    f"RandomPrecision: precision {user_precision(q)!r} is not in the model's set "
+                    f"{[user_precision(p) for p in allowed]}"
+                )
+        self.choices = [user_precision(q) for q in choices]
+        self._rng = random.Random(seed)
+        self.last_precision = None
+
+    def draw(self):
+        """Draws the next precision (without running the model)."""
+        return self.choices[self._rng.randrange(len(self.choices))]
+
+    def forward(self, *args, **kwargs):
+        p = self.draw()
+        set_precision(self.model, p)
+        self.last_precision = p
+        return self.model(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"choices={self.choices}"

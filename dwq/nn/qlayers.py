@@ -1,0 +1,89 @@
+"""Quantized conv and linear layers: ``nn.Conv2d``/``nn.Linear`` plus a precision-switchable
+quantizer for the input (per tensor) and the weight (per output channel).
+
+The order of a forward is fixed, as in Brevitas: quantize input, quantize weight, run the
+float op on the fake-quantized values (bias stays float: the integer path adds it in the
+epilogue). At full precision (``None`` in the set) the layer is exactly the torch layer.
+"""
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dwq.nn.precision import PrecisionModule
+from dwq.quant.quantizers import ActQuantizer, WeightQuantizer
+
+
+class _QuantMixin(PrecisionModule):
+    def _init_quant(self, precisions: Iterable, zero_point: str, shared_act_range: bool, act_ema: float,
+                    quantize_input: bool):
+        self._init_precision(precisions)
+        self.quantize_input = bool(quantize_input)
+        self.weight_quant = WeightQuantizer(axis=0, zero_point=zero_point)
+        self.input_quant = ActQuantizer(self.precisions, zero_point=zero_point, shared_range=shared_act_range,
+                                        ema=act_ema)
+
+    @property
+    def w_bits(self):
+        return None if self.precision is None else self.precision[0]
+
+    @property
+    def a_bits(self):
+        return None if self.precision is None else self.precision[1]
+
+    def quant_input(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantize_input:
+            return x
+        return self.input_quant(x, self.a_bits, self.precision)
+
+    def quant_weight(self) -> torch.Tensor:
+        return self.weight_quant(self.weight, self.w_bits)
+
+
+class QConv2d(nn.Conv2d, _QuantMixin):
+    """``nn.Conv2d`` whose input and weight are fake-quantized at the current precision.
+
+    Extra keyword arguments: ``precisions`` (the precision set), ``zero_point`` ("int", dwq's
+    integer-exact contract, or "float", the reference code's formula), ``shared_act_range``
+    (one activation range for all precisions, as the reference), ``act_ema`` (weight of the old
+    running range), ``quantize_input`` (False when the input is already quantized upstream).
+
+    >>> conv = QConv2d(3, 8, 3, padding=1, precisions=[4, 8, None])
+    >>> conv.set_precision(4); y = conv(torch.randn(2, 3, 16, 16))
+
+    state_dict: ``weight``, ``bias``, ``precision_set``, ``input_quant.running_min/max/initialized``.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, padding_mode="zeros", *, precisions, zero_point="int", shared_act_range=False,
+                 act_ema=0.1, quantize_input=True, device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+        self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision is None:
+            return super().forward(x)
+        return self._conv_forward(self.quant_input(x), self.quant_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", precision={self.precision}"
+
+
+class QLinear(nn.Linear, _QuantMixin):
+    """``nn.Linear`` whose input and weight are fake-quantized at the current precision.
+    Same extra keyword arguments and state_dict as :class:`QConv2d`."""
+
+    def __init__(self, in_features, out_features, bias=True, *, precisions, zero_point="int",
+                 shared_act_range=False, act_ema=0.1, quantize_input=True, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision is None:
+            return super().forward(x)
+        return F.linear(self.quant_input(x), self.quant_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", precision={self.precision}"

@@ -1,0 +1,87 @@
+"""``dwq.ops.fake_quantize``: the fused quantize-dequantize op used by every quantized layer.
+
+Backed by ``torch.ops.dwq.fake_quantize`` (C++ on CPU, CUDA on GPU) with a straight-through
+gradient and a fake (meta) implementation so that it traces under ``torch.compile``.
+"""
+from typing import Optional, Tuple
+
+import torch
+
+from dwq.ops._lib import HAS_EXT
+from dwq.ops.reference import fake_quantize_ref
+
+
+def _check(x, scale, zero_point, bits, axis):
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+        raise ValueError(f"fake_quantize: bits must be an int in 2..16, got {bits!r}")
+    if not x.is_floating_point():
+        raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
+    channels = 1 if axis is None else x.shape[axis]
+    if scale.numel() != channels or zero_point.numel() != channels:
+        where = "per tensor" if axis is None else f"x.shape[{axis}]"
+        raise ValueError(
+            f"fake_quantize: scale and zero_point need {channels} entries ({where}), "
+            f"got {scale.numel()} and {zero_point.numel()}"
+        )
+
+
+def fake_quantize(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    bits: int,
+    axis: Optional[int] = None,
+    return_codes: bool = False,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Quantize ``x`` to ``bits``-bit unsigned codes and back.
+
+    x: float tensor, any shape (float16/bfloat16 are computed in float32 and cast back).
+    scale: float32 [C], finite and > 0; zero_point: int32 [C], codes in 0..2^bits-1, where
+    C = x.shape[axis] (per channel) or 1 with ``axis=None`` (per tensor).
+    Returns ``(x_hat, codes)``: x_hat like x, ``s * (q - z)`` with
+    ``q = clamp(round_half_even(x / s) + z, 0, 2^bits - 1)``; codes int32 like x when
+    ``return_codes`` else an empty tensor. The gradient is straight-through (identity) to x.
+    """
+    _check(x, scale, zero_point, bits, axis)
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    xin = x.float() if low else x
+    scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)
+    zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
+    if HAS_EXT and x.device.type in ("cpu", "cuda"):
+        out, codes = torch.ops.dwq.fake_quantize(xin, scale, zero_point, bits, axis, return_codes)
+    else:
+        out, codes = _FakeQuantRef.apply(xin, scale, zero_point, bits, axis, return_codes)
+    return (out.to(x.dtype) if low else out), codes
+
+
+class _FakeQuantRef(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, bits, axis, return_codes):
+        if torch.isnan(x).any():
+            raise ValueError("fake_quantize: x contains NaN; NaN has no quantized code")
+        out, codes = fake_quantize_ref(x, scale, zero_point, bits, axis, return_codes)
+        ctx.mark_non_differentiable(codes)
+        return out, codes
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_codes):
+        return grad_out, None, None, None, None, None
+
+
+if HAS_EXT:
+
+    @torch.library.register_fake("dwq::fake_quantize")
+    def _(x, scale, zero_point, bits, axis, return_codes):
+        torch._check(2 <= bits <= 16, lambda: f"fake_quantize: bits must be in 2..16, got {bits}")
+        torch._check(scale.dim() == 1 and zero_point.dim() == 1, lambda: "scale and zero_point must be 1-D")
+        codes = x.new_empty(x.shape if return_codes else (0,), dtype=torch.int32)
+        return torch.empty_like(x), codes
+
+    def _setup_context(ctx, inputs, output):
+        pass
+
+    def _backward(ctx, grad_out, grad_codes):
+        # Straight-through estimator: the rounding is treated as the identity.
+        return grad_out, None, None, None, None, None
+
+    torch.library.register_autograd("dwq::fake_quantize", _backward, setup_context=_setup_context)

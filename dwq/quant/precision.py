@@ -1,0 +1,66 @@
+"""Precision values and their validation.
+
+A precision is ``None`` (full precision), an int ``b`` (weights and activations at b bits) or a
+pair ``(w_bits, a_bits)``. Internally every precision is normalized to ``None`` or a pair.
+"""
+from typing import Iterable, Optional, Tuple, Union
+
+Precision = Union[None, int, Tuple[int, int]]
+Normalized = Optional[Tuple[int, int]]
+
+MIN_BITS, MAX_BITS = 2, 16
+
+
+def check_bits(bits, name: str = "bits") -> int:
+    """Returns ``bits`` as an int if it is an integer in 2..16, else raises ValueError."""
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        try:
+            import numpy as np
+
+            if isinstance(bits, np.integer):
+                bits = int(bits)
+        except ImportError:  # pragma: no cover
+            pass
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise ValueError(f"{name} must be an int in {MIN_BITS}..{MAX_BITS} (or None for full precision), got {bits!r}")
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"{name} must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
+    return bits
+
+
+def normalize_precision(p: Precision) -> Normalized:
+    """``None`` -> None, ``b`` -> (b, b), ``(w, a)`` -> (w, a); ValueError for anything else."""
+    if p is None:
+        return None
+    if isinstance(p, (tuple, list)):
+        if len(p) != 2:
+            raise ValueError(f"a precision pair must be (w_bits, a_bits), got {p!r}")
+        return (check_bits(p[0], "w_bits"), check_bits(p[1], "a_bits"))
+    b = check_bits(p, "precision")
+    return (b, b)
+
+
+def user_precision(p: Normalized) -> Precision:
+    """The short form of a normalized precision: None, b when w == a, else (w, a)."""
+    if p is None:
+        return None
+    return p[0] if p[0] == p[1] else p
+
+
+def normalize_set(precisions: Iterable[Precision]) -> Tuple[Normalized, ...]:
+    """Normalizes a precision set; it must be non-empty and free of repeats."""
+    if precisions is None or isinstance(precisions, (int, str)):
+        raise ValueError(f"precisions must be a list of precisions, got {precisions!r}")
+    out = tuple(normalize_precision(p) for p in precisions)
+    if not out:
+        raise ValueError("precisions must not be empty")
+    if len(set(out)) != len(out):
+        raise ValueError(f"precisions must not repeat, got {list(precisions)!r}")
+    return out
+
+
+def precision_name(p: Normalized) -> str:
+    """'fp', '4', or '4w8a' — for keys in reports and logs."""
+    if p is None:
+        return "fp"
+    return str(p[0]) if p[0] == p[1] else f"{p[0]}w{p[1]}a"

@@ -1,0 +1,61 @@
+"""Scale and zero point from an observed range (the arithmetic contract of DESIGN.md)."""
+from typing import Tuple
+
+import torch
+
+from dwq.quant.precision import check_bits
+
+# Floor of the scale, as in the reference code: keeps all-zero tensors finite.
+MIN_SCALE = 1e-8
+ZERO_POINT_MODES = ("int", "float")
+
+
+def check_zero_point_mode(mode: str) -> str:
+    if mode not in ZERO_POINT_MODES:
+        raise ValueError(f"zero_point must be one of {ZERO_POINT_MODES}, got {mode!r}")
+    return mode
+
+
+def _check_range(min_val: torch.Tensor, max_val: torch.Tensor) -> None:
+    if min_val.shape != max_val.shape:
+        raise ValueError(f"min_val and max_val shapes differ: {tuple(min_val.shape)} vs {tuple(max_val.shape)}")
+    bad = torch.isnan(min_val).any() | torch.isnan(max_val).any()
+    if min_val.device.type == "cpu":
+        if bool(bad):
+            raise ValueError("cannot quantize: the observed range contains NaN (the tensor has NaN values)")
+        if bool((min_val > max_val).any()):
+            raise ValueError("cannot quantize: min_val > max_val in the observed range")
+    else:
+        # No host sync on accelerators: the check fails the next synchronizing call instead.
+        torch._assert_async(~bad, "cannot quantize: the observed range contains NaN")
+
+
+def choose_qparams(
+    min_val: torch.Tensor, max_val: torch.Tensor, bits: int, zero_point: str = "int"
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point for codes 0..2^bits-1 covering ``[min_val, max_val]``.
+
+    ``zero_point="int"`` (dwq's contract): the range is widened to include 0,
+    ``s = (max - min) / (2^b - 1)`` (at least 1e-8), ``z = clamp(round(-min / s), 0, 2^b - 1)``
+    as int32, so 0 is exactly representable and an integer kernel computes the same values.
+
+    ``zero_point="float"`` (the reference code's formula, for reproducing its numbers): no
+    widening, ``s = max((max - min) / (2^b - 1), 1e-8)`` and the returned "zero point" is the
+    float ``min`` itself: ``x_hat = round(clamp((x - min) / s, 0, 2^b - 1)) * s + min``. Zero is
+    then generally not representable, so such a model has no exact integer equivalent.
+    Infinite ranges give an infinite scale, which the caller must reject.
+    """
+    bits = check_bits(bits)
+    check_zero_point_mode(zero_point)
+    _check_range(min_val, max_val)
+    qmax = (1 << bits) - 1
+    min_val = min_val.float()
+    max_val = max_val.float()
+    if zero_point == "float":
+        scale = torch.clamp((max_val - min_val) / qmax, min=MIN_SCALE)
+        return scale, min_val
+    min_val = torch.clamp(min_val, max=0.0)
+    max_val = torch.clamp(max_val, min=0.0)
+    scale = torch.clamp((max_val - min_val) / qmax, min=MIN_SCALE)
+    zp = torch.clamp(torch.round(-min_val / scale), 0, qmax).to(torch.int32)
+    return scale, zp

@@ -1,0 +1,94 @@
+"""Build dwq._C with torch.utils.cpp_extension.
+
+Switches (environment variables):
+  DWQ_NO_CUDA=1   build the C++ (CPU) ops only, even where torch and nvcc have CUDA.
+  DWQ_DEBUG=1     -O0 -g, for gdb and sanitizers.
+  CUDA_HOME       the CUDA toolkit; otherwise found from the real location of nvcc
+                  (on these machines /usr/local/bin/nvcc is a shell wrapper).
+  DWQ_CUDA_ARCH   TORCH_CUDA_ARCH_LIST to build for (default "9.0", the H200 of the device machine).
+  MAX_JOBS        parallel compile jobs for ninja (default: cores).
+
+The CPU kernels pick their ISA at run time (csrc/cpu/*_avx512vnni.cpp carry their own
+target pragmas), so the extension runs on any x86-64.
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+from setuptools import find_packages, setup
+
+
+def find_cuda_home():
+    """CUDA_HOME, else the toolkit directory nvcc really lives in, else None."""
+    if os.environ.get("CUDA_HOME"):
+        return os.environ["CUDA_HOME"]
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    try:
+        # nvcc may be a wrapper script; its dry run prints the directory of the real binary.
+        out = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull], capture_output=True, text=True, timeout=30)
+        m = re.search(r"_HERE_=(\S+)", out.stdout + out.stderr)
+        if m:
+            return os.path.dirname(os.path.realpath(m.group(1)))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+
+
+def want_cuda(torch):
+    if os.environ.get("DWQ_NO_CUDA", "0") == "1":
+        return False
+    return torch.version.cuda is not None and find_cuda_home() is not None
+
+
+def extensions():
+    # torch.utils.cpp_extension reads CUDA_HOME when torch is first imported: set it before.
+    cuda_home = find_cuda_home()
+    if cuda_home and os.environ.get("DWQ_NO_CUDA", "0") != "1":
+        os.environ["CUDA_HOME"] = cuda_home
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("DWQ_CUDA_ARCH", "9.0"))
+    import torch
+
+    debug = os.environ.get("DWQ_DEBUG", "0") == "1"
+    use_cuda = want_cuda(torch)
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
+    sources += sorted(glob.glob(os.path.join("csrc", "ops", "*.cpp")))
+    sources += sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    cxx = ["-O0", "-g"] if debug else ["-O3"]
+    cxx += ["-fopenmp"]  # py_limited_api=True makes torch define Py_LIMITED_API
+    define = []
+    if use_cuda:
+        sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+        define.append(("DWQ_WITH_CUDA", None))
+    kwargs = dict(
+        name="dwq._C",
+        sources=sources,
+        include_dirs=[os.path.join(here, "csrc")],
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+        extra_link_args=["-fopenmp"],
+        define_macros=define,
+        py_limited_api=True,
+    )
+    ext = CUDAExtension(**kwargs) if use_cuda else CppExtension(**kwargs)
+    print(f"dwq: building {'C++ and CUDA' if use_cuda else 'C++ only'} ops from {len(sources)} files")
+    return [ext]
+
+
+def cmdclass():
+    from torch.utils.cpp_extension import BuildExtension
+
+    return {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+setup(
+    packages=find_packages(include=["dwq", "dwq.*"]),
+    ext_modules=extensions(),
+    cmdclass=cmdclass(),
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
+)
