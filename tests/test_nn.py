@@ -1,0 +1,158 @@
+"""Switchable layers and the precision API."""
+import pytest
+import torch
+from torch import nn
+
+import dwq
+from dwq.nn import QConv2d, QLinear, RandomPrecision, SwitchableBatchNorm2d
+from dwq.quant import choose_qparams, fake_quantize
+
+
+def small_net(precisions=(4, 8, None)):
+    return nn.Sequential(
+        QConv2d(3, 6, 3, padding=1, precisions=precisions),
+        SwitchableBatchNorm2d(6, precisions),
+        nn.ReLU(),
+        nn.Flatten(),
+        QLinear(6 * 5 * 5, 3, precisions=precisions),
+    )
+
+
+def test_qconv_equals_conv_on_fake_quantized_operands():
+    conv = QConv2d(3, 4, 3, stride=2, padding=1, precisions=[5]).eval()
+    x = torch.randn(2, 3, 9, 9)
+    conv.train()
+    y = conv(x)
+    sx, zx = choose_qparams(x.min().reshape(1), x.max().reshape(1), 5)
+    w = conv.weight.detach()
+    sw, zw = choose_qparams(w.reshape(4, -1).amin(1), w.reshape(4, -1).amax(1), 5)
+    expected = nn.functional.conv2d(fake_quantize(x, sx, zx, 5), fake_quantize(w, sw, zw, 5, 0), conv.bias, 2, 1)
+    assert torch.equal(y, expected)
+
+
+def test_full_precision_is_the_torch_layer():
+    conv = QConv2d(3, 4, 3, precisions=[None])
+    ref = nn.Conv2d(3, 4, 3)
+    ref.load_state_dict({"weight": conv.weight, "bias": conv.bias})
+    x = torch.randn(1, 3, 6, 6)
+    assert torch.equal(conv(x), ref(x))
+    lin = QLinear(5, 2, precisions=[None])
+    assert torch.equal(lin(torch.ones(1, 5)), nn.functional.linear(torch.ones(1, 5), lin.weight, lin.bias))
+
+
+def test_qlinear_quantizes_and_learns():
+    lin = QLinear(8, 4, precisions=[3])
+    x = torch.randn(16, 8)
+    y = lin(x)
+    assert not torch.allclose(y, nn.functional.linear(x, lin.weight, lin.bias))
+    y.square().sum().backward()
+    assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+    assert lin.bias.grad is not None
+
+
+def test_gradients_reach_input_and_weight():
+    net = small_net()
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    for p in (4, 8, None):
+        dwq.set_precision(net, p)
+        net.zero_grad()
+        x.grad = None
+        net(x).sum().backward()
+        assert x.grad.abs().sum() > 0
+        assert net[0].weight.grad.abs().sum() > 0
+
+
+def test_precision_changes_output():
+    net = small_net().eval()
+    x = torch.randn(2, 3, 5, 5)
+    outs = {}
+    for p in (4, 8, None):
+        dwq.set_precision(net, p)
+        outs[p] = net(x)
+    assert not torch.equal(outs[4], outs[8]) and not torch.equal(outs[8], outs[None])
+
+
+def test_sbn_branch_statistics_are_separate():
+    sbn = SwitchableBatchNorm2d(3, [4, 8])
+    sbn.train()
+    sbn.set_precision(4)
+    sbn(torch.randn(8, 3, 4, 4) + 5)
+    assert sbn.bn[0].running_mean.mean() > 0.3
+    assert torch.equal(sbn.bn[1].running_mean, torch.zeros(3))
+    assert sbn.active is sbn.bn[0]
+    names = [n for n, _ in sbn.named_parameters()]
+    assert names == ["bn.0.weight", "bn.0.bias", "bn.1.weight", "bn.1.bias"]
+
+
+def test_unknown_precision_is_an_error():
+    net = small_net()
+    with pytest.raises(ValueError, match="not in the model's precision set"):
+        dwq.set_precision(net, 6)
+    with pytest.raises(ValueError, match="not in this layer's precision set"):
+        net[1].set_precision(2)
+    with pytest.raises(ValueError, match="bits|precision"):
+        dwq.set_precision(net, 1)
+
+
+def test_precision_context_restores():
+    net = small_net()
+    dwq.set_precision(net, 8)
+    with dwq.precision(net, 4):
+        assert dwq.get_precision(net) == 4
+    assert dwq.get_precision(net) == 8
+    with pytest.raises(RuntimeError):
+        with dwq.precision(net, None):
+            raise RuntimeError("boom")
+    assert dwq.get_precision(net) == 8
+    assert dwq.precision_set(net) == [4, 8, None]
+
+
+def test_mixed_weight_activation_bits():
+    lin = QLinear(4, 2, precisions=[(2, 8), 8])
+    lin.set_precision((2, 8))
+    assert lin.w_bits == 2 and lin.a_bits == 8
+    w_codes = fake_quantize(lin.weight.detach(), *lin.weight_quant.qparams(lin.weight, 2), 2, 0)
+    assert w_codes.unique(dim=None).numel() <= 4 * 2
+    assert dwq.precision_set(lin) == [(2, 8), 8]
+
+
+def test_random_precision_is_seeded_and_covers_the_set():
+    net = small_net()
+    x = torch.randn(1, 3, 5, 5)
+
+    def draws(seed):
+        rpi = RandomPrecision(net, bits=[4, 8], seed=seed)
+        seq = []
+        for _ in range(30):
+            rpi(x)
+            seq.append(rpi.last_precision)
+        return seq
+
+    a, b, c = draws(0), draws(0), draws(1)
+    assert a == b and a != c
+    assert set(a) == {4, 8}
+    with pytest.raises(ValueError, match="not in the model's set"):
+        RandomPrecision(net, bits=[4, 6])
+
+
+def test_state_dict_round_trip_and_set_mismatch():
+    net = small_net()
+    net.train()
+    for p in (4, 8, None):
+        dwq.set_precision(net, p)
+        net(torch.randn(4, 3, 5, 5))
+    other = small_net()
+    other.load_state_dict(net.state_dict())
+    net.eval(), other.eval()
+    x = torch.randn(2, 3, 5, 5)
+    for p in (4, 8, None):
+        dwq.set_precision(net, p), dwq.set_precision(other, p)
+        assert torch.equal(net(x), other(x))
+    wrong = small_net(precisions=(4, 6, None))
+    with pytest.raises(RuntimeError, match=r"saved for precision set \[4, 8, None\]"):
+        wrong.load_state_dict(net.state_dict())
+
+
+def test_models_without_dwq_layers_are_refused():
+    with pytest.raises(ValueError, match="no precision-switchable"):
+        dwq.set_precision(nn.Linear(2, 2), 4)

@@ -1,0 +1,136 @@
+"""Quantizer math: scale/zero-point choice, both zero-point modes, quantizer modules."""
+import pytest
+import torch
+
+from dwq.quant import (
+    ActQuantizer,
+    WeightQuantizer,
+    check_bits,
+    choose_qparams,
+    fake_quantize,
+    fake_quantize_float_zp,
+    normalize_precision,
+    normalize_set,
+)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 8, 9, 16])
+def test_zero_is_exact_and_range_is_covered(bits):
+    x = torch.randn(1000) * 3 + 1
+    s, z = choose_qparams(x.min().reshape(1), x.max().reshape(1), bits)
+    assert z.dtype == torch.int32 and 0 <= int(z) <= (1 << bits) - 1
+    assert fake_quantize(torch.zeros(1), s, z, bits).item() == 0.0
+    y = fake_quantize(x, s, z, bits)
+    # Rounding the zero point moves the grid by at most half a step at either end.
+    assert (y - x).abs().max() <= 1.0 * s.item() + 1e-6
+
+
+def test_all_zero_tensor():
+    x = torch.zeros(3, 4)
+    s, z = choose_qparams(x.amin(1), x.amax(1), 4)
+    assert torch.all(s > 0) and torch.all(z == 0)
+    assert torch.equal(fake_quantize(x, s, z, 4, axis=0), x)
+
+
+@pytest.mark.parametrize("c", [2.5, -7.0])
+def test_constant_tensor_is_exact(c):
+    x = torch.full((10,), c)
+    s, z = choose_qparams(x.min().reshape(1), x.max().reshape(1), 2)
+    torch.testing.assert_close(fake_quantize(x, s, z, 2), x)
+
+
+def test_extreme_ranges():
+    for lo, hi in ((-1e30, 1e30), (-1e-30, 1e-30), (0.0, 1e38)):
+        x = torch.tensor([lo, 0.0, hi])
+        s, z = choose_qparams(x.min().reshape(1), x.max().reshape(1), 16)
+        y = fake_quantize(x, s, z, 16)
+        assert torch.isfinite(y).all()
+        assert y[1].item() == 0.0
+
+
+def test_nan_range_is_refused():
+    with pytest.raises(ValueError, match="NaN"):
+        choose_qparams(torch.tensor([float("nan")]), torch.tensor([1.0]), 4)
+    with pytest.raises(ValueError, match="min_val > max_val"):
+        choose_qparams(torch.tensor([2.0]), torch.tensor([1.0]), 4)
+
+
+def test_infinite_values_are_refused():
+    q = WeightQuantizer()
+    with pytest.raises(RuntimeError, match="scale"):
+        q(torch.tensor([[1.0, float("inf")]]), 4)
+
+
+@pytest.mark.parametrize("bad", [1, 17, 0, -3, 4.0, "8", True])
+def test_bits_validation(bad):
+    with pytest.raises(ValueError, match="bits|precision"):
+        check_bits(bad)
+    with pytest.raises(ValueError):
+        normalize_precision(bad)
+
+
+def test_precision_forms():
+    assert normalize_precision(None) is None
+    assert normalize_precision(4) == (4, 4)
+    assert normalize_precision((4, 8)) == (4, 8)
+    with pytest.raises(ValueError, match="repeat"):
+        normalize_set([4, 4])
+    with pytest.raises(ValueError, match="empty"):
+        normalize_set([])
+
+
+def test_float_zero_point_mode_is_the_reference_formula():
+    w = torch.randn(4, 9)
+    bits = 3
+    scale, offset = choose_qparams(w.amin(1), w.amax(1), bits, zero_point="float")
+    assert torch.equal(offset, w.amin(1))
+    got = WeightQuantizer(zero_point="float")(w, bits)
+    mn, mx = w.amin(1, keepdim=True), w.amax(1, keepdim=True)
+    s = torch.clamp((mx - mn) / (2**bits - 1), min=1e-8)
+    expected = torch.round(torch.clamp((w - mn) / s, 0, 2**bits - 1)) * s + mn
+    assert torch.equal(got, expected)
+    # Unlike the integer mode, the reference's grid generally misses zero.
+    assert not torch.equal(fake_quantize_float_zp(torch.zeros(4, 1), scale, offset, bits, 0), torch.zeros(4, 1))
+
+
+def test_weight_quantizer_per_channel_codes():
+    w = torch.randn(5, 3, 3, 3)
+    q = WeightQuantizer()
+    s, z = q.qparams(w, 4)
+    assert s.shape == (5,) and z.shape == (5,)
+    flat = w.reshape(5, -1)
+    for c in range(5):
+        sc, zc = choose_qparams(flat[c].min().reshape(1), flat[c].max().reshape(1), 4)
+        assert torch.equal(s[c : c + 1], sc) and torch.equal(z[c : c + 1], zc)
+    assert q(w, None) is w
+
+
+def test_act_quantizer_ema_per_precision():
+    q = ActQuantizer([4, 8], ema=0.1)
+    q.train()
+    q(torch.tensor([-1.0, 2.0]), 4, (4, 4))
+    assert q.running_min.tolist() == [-1.0, 0.0] and q.initialized.tolist() == [True, False]
+    q(torch.tensor([-3.0, 4.0]), 4, (4, 4))
+    torch.testing.assert_close(q.running_min, torch.tensor([0.1 * -1 + 0.9 * -3, 0.0]))
+    torch.testing.assert_close(q.running_max, torch.tensor([0.1 * 2 + 0.9 * 4, 0.0]))
+    q(torch.tensor([-5.0, 5.0]), 8, (8, 8))
+    assert q.running_max[1].item() == 5.0
+
+
+def test_act_quantizer_eval_uses_running_range():
+    q = ActQuantizer([4])
+    q.train()
+    q(torch.tensor([-1.0, 1.0]), 4, (4, 4))
+    q.eval()
+    y = q(torch.tensor([10.0]), 4, (4, 4))
+    step = 2.0 / 15
+    assert y.item() <= 1.0 + step  # clamped to the running range, not re-ranged on the batch
+
+
+def test_act_quantizer_shared_range():
+    q = ActQuantizer([4, 8], shared_range=True)
+    q.train()
+    q(torch.tensor([-1.0, 1.0]), 4, (4, 4))
+    q(torch.tensor([-3.0, 3.0]), 8, (8, 8))
+    assert q.running_min.numel() == 1
+    torch.testing.assert_close(q.running_max, torch.tensor([0.1 * 1 + 0.9 * 3]))
