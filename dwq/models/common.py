@@ -1,0 +1,133 @@
+"""Shared pieces of the model zoo: the quantization policy, input normalization, layer factories.
+
+A model is built only from ``dwq.nn`` layers (``QConv2d``, ``QLinear``, ``SwitchableBatchNorm2d``)
+and plain ``torch.nn`` layers for what stays in full precision, so "is this layer quantized?" is
+answered by its type: a plain ``nn.Conv2d``/``nn.Linear`` never is.
+"""
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
+
+__all__ = ["QuantPolicy", "Normalize", "DATASET_STATS", "dataset_stats", "LayerFactory"]
+
+# (mean, std) per channel of each dataset's training images in [0, 1].
+DATASET_STATS: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def dataset_stats(name: str):
+    """(mean, std) of a dataset by name (see ``DATASET_STATS``); ValueError for an unknown name."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in DATASET_STATS:
+        raise ValueError(f"unknown dataset {name!r} for normalization statistics; known: {sorted(DATASET_STATS)}")
+    return DATASET_STATS[key]
+
+
+@dataclass(frozen=True)
+class QuantPolicy:
+    """Which layers of a model are quantized, beyond the body convolutions (always quantized).
+
+    first_conv: the stem convolution that sees the image. shortcut: the 1x1 projection shortcuts
+    (ResNet-50's ``downsample`` convs). classifier: the final linear layer.
+    zero_point, shared_act_range: passed to every quantized layer (``"float"`` and ``True``
+    reproduce the reference code's quantizer; the defaults are the integer-exact ones).
+
+    Defaults follow the reference code: CIFAR networks quantize only the 3x3 block convs
+    (``QuantPolicy()``); ResNet-50 also quantizes its downsample convs (``QuantPolicy(shortcut=True)``).
+    """
+
+    first_conv: bool = False
+    shortcut: bool = False
+    classifier: bool = False
+    zero_point: str = "int"
+    shared_act_range: bool = False
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; x: float [N, C, H, W] in [0, 1].
+
+    state_dict: ``mean`` and ``std`` (float32 [C]), so a checkpoint remembers its normalization.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if mean.numel() != std.numel():
+            raise ValueError(f"Normalize: mean has {mean.numel()} entries, std has {std.numel()}")
+        if not bool((std > 0).all()):
+            raise ValueError(f"Normalize: std must be positive, got {std.tolist()}")
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.mean.numel():
+            raise ValueError(
+                f"Normalize: expected input [N, {self.mean.numel()}, H, W], got {tuple(x.shape)}"
+            )
+        return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"mean={[round(v, 4) for v in self.mean.tolist()]}, std={[round(v, 4) for v in self.std.tolist()]}"
+
+
+def make_normalize(mean, std, dataset: str, channels: int) -> Normalize:
+    """The in-model Normalize: given mean/std, else the statistics of ``dataset``."""
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither (then the dataset's own statistics are used)")
+    if mean is None:
+        mean, std = dataset_stats(dataset)
+    norm = Normalize(mean, std)
+    if norm.mean.numel() != channels:
+        raise ValueError(f"mean/std have {norm.mean.numel()} channels, the model takes {channels}")
+    return norm
+
+
+class LayerFactory:
+    """Builds quantized or full-precision layers and switchable or plain BNs for one model."""
+
+    def __init__(self, precisions, policy: QuantPolicy, switchable_bn: bool):
+        if not isinstance(policy, QuantPolicy):
+            raise TypeError(f"policy must be a dwq.models.QuantPolicy, got {type(policy).__name__}")
+        self.precisions = list(precisions)
+        self.policy = policy
+        self.switchable_bn = bool(switchable_bn)
+
+    def conv(self, quantized: bool, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
+             padding: int = 0, bias: bool = False) -> nn.Conv2d:
+        if quantized:
+            return QConv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=bias,
+                           precisions=self.precisions, zero_point=self.policy.zero_point,
+                           shared_act_range=self.policy.shared_act_range)
+        return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=bias)
+
+    def linear(self, quantized: bool, in_f: int, out_f: int, bias: bool = True) -> nn.Linear:
+        if quantized:
+            return QLinear(in_f, out_f, bias=bias, precisions=self.precisions,
+                           zero_point=self.policy.zero_point, shared_act_range=self.policy.shared_act_range)
+        return nn.Linear(in_f, out_f, bias=bias)
+
+    def bn(self, num_features: int) -> nn.Module:
+        if self.switchable_bn:
+            return SwitchableBatchNorm2d(num_features, self.precisions)
+        return nn.BatchNorm2d(num_features)
+
+
+def check_num_classes(num_classes: int) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return num_classes
+
+
+def default_precisions(precisions: Optional[Sequence]):
+    """The paper's RPT set 4..16 when none is given."""
+    return list(range(4, 17)) if precisions is None else list(precisions)

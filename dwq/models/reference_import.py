@@ -1,0 +1,257 @@
+"""Import checkpoints of the reference implementation (GATECH-EIC/Double-Win-Quant) into dwq models.
+
+What a reference state_dict looks like (PreActResNet18 / WideResNet32 / ResNet50 trained with
+``--switchable_bn``, saved from ``torch.nn.DataParallel``)::
+
+    module.conv1.weight
+    module.conv1.quantize_input.running_zero_point     # [1, 1, 1, 1]: EMA of the batch minimum
+    module.conv1.quantize_input.running_range          # [1, 1, 1, 1]: EMA of max - min
+    module.layer1.0.bn1.weight / .bias / .running_mean / .running_var / .num_batches_tracked
+                                                       # the switchable BN's parent: never used
+    module.layer1.0.bn1.bn.3.weight  (... .bn.<i>.*)   # branch i serves num_bits_list[i]
+    module.block1.layer.0.convShortcut.weight          # WideResNet: our `shortcut`
+    module.linear.weight / module.fc.weight
+    (module.normalize.mean / .std when trained with in-model normalization)
+
+Mapping onto a dwq model of the same architecture:
+
+* the ``module.`` prefix is stripped and ``convShortcut`` renamed ``shortcut``;
+* branch ``bn.<j>`` of each switchable BN goes to our branch ``bn.<i>``, where ``j`` is the position
+  of our i-th precision in the checkpoint's ``num_bits_list``. The checkpoint does not store that
+  list, only the number of branches: by default the model's own set is assumed (the counts must
+  agree), or pass ``reference_precisions`` (e.g. ``range(4, 17)``) to load a subset. Full precision
+  (``None``) maps to the last branch, which is what the reference uses at ``num_bits=0``;
+* a plain (non-switchable) reference BN is copied into every branch of ours;
+* the unused parent BN entries are dropped;
+* the activation range of a quantized layer becomes ``running_min = zero_point`` and
+  ``running_max = zero_point + range`` in every precision slot (the reference shares one range
+  across precisions); a range that never saw data (both zero) leaves the slot uninitialized.
+  Ranges of layers that are full precision in our model (stem, shortcuts) are dropped;
+* ``normalize.mean/std`` are taken from the checkpoint when present. Otherwise the model keeps its
+  own: the reference's CIFAR scripts normalize in the data pipeline with **CIFAR-10** statistics,
+  also for CIFAR-100, so build a CIFAR-100 model with ``mean``/``std`` of CIFAR-10 to import those;
+* ``precision_set`` keeps the model's value (the reference has none).
+
+To reproduce the reference's outputs exactly, build the model with
+``QuantPolicy(zero_point="float", shared_act_range=True)`` (its quantizer); with the default
+integer zero point the outputs differ by the quantizer's rounding, as documented in ``dwq.quant``.
+"""
+import re
+from typing import Dict, Iterable, List, Optional
+
+import torch
+from torch import nn
+
+from dwq.models.common import Normalize
+from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
+from dwq.quant import normalize_precision, user_precision
+
+__all__ = ["load_reference_state_dict", "reference_to_dwq_state_dict", "expand_plain_state_dict"]
+
+_BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+_REF_ACT = "quantize_input"
+_RENAMES = ((re.compile(r"(^|\.)convShortcut\."), r"\1shortcut."),)
+
+
+def _unwrap(state_dict) -> Dict[str, torch.Tensor]:
+    if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
+        state_dict = state_dict["state_dict"]  # a whole training checkpoint
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"expected a state_dict (dict of tensors), got {type(state_dict).__name__}")
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        for pattern, repl in _RENAMES:
+            key = pattern.sub(repl, key)
+        if key in out:
+            raise RuntimeError(f"the state_dict has {key!r} twice (with and without the 'module.' prefix)")
+        out[key] = value
+    return out
+
+
+def _branches(sd: Dict[str, torch.Tensor], name: str) -> Dict[int, Dict[str, torch.Tensor]]:
+    pattern = re.compile(re.escape(name + ".bn.") + r"(\d+)\.(.+)$")
+    found: Dict[int, Dict[str, torch.Tensor]] = {}
+    for key, value in sd.items():
+        m = pattern.match(key)
+        if m:
+            found.setdefault(int(m.group(1)), {})[m.group(2)] = value
+    return found
+
+
+def _branch_map(model_set, num_branches: int, reference_precisions, where: str) -> List[int]:
+    ours = [user_precision(p) for p in model_set]
+    if reference_precisions is None:
+        if num_branches != len(model_set):
+            raise RuntimeError(
+                f"{where}: the checkpoint has {num_branches} switchable-BN branches per layer, the model's "
+                f"precision set {ours} has {len(model_set)}; build the model with the checkpoint's precision "
+                f"set, or pass reference_precisions=<the checkpoint's num_bits_list> to load a subset"
+            )
+        return list(range(num_branches))
+    theirs = [normalize_precision(p) for p in reference_precisions]
+    if len(theirs) != num_branches:
+        raise RuntimeError(
+            f"{where}: reference_precisions has {len(theirs)} entries, the checkpoint has {num_branches} "
+            f"switchable-BN branches per layer"
+        )
+    mapping = []
+    for p in model_set:
+        if p in theirs:
+            mapping.append(theirs.index(p))
+        elif p is None:
+            mapping.append(num_branches - 1)  # the reference runs full precision with its last BN
+        else:
+            raise RuntimeError(
+                f"{where}: precision {user_precision(p)!r} of the model is not in the checkpoint's precision "
+                f"set {[user_precision(q) for q in theirs]}"
+            )
+    return mapping
+
+
+def _put(target, key, value, source):
+    if key not in target:
+        raise RuntimeError(f"{source}: internal error, the model has no entry {key!r}")
+    if tuple(target[key].shape) != tuple(value.shape):
+        raise RuntimeError(
+            f"{source}: shape mismatch for {key!r}: checkpoint {tuple(value.shape)}, model {tuple(target[key].shape)}"
+        )
+    target[key] = value.detach().to(dtype=target[key].dtype, device=target[key].device).clone()
+
+
+def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=None,
+             need_act_ranges: bool) -> Dict[str, torch.Tensor]:
+    sd = _unwrap(state_dict)
+    target = dict(model.state_dict(keep_vars=False))  # entries are replaced, never written in place
+    filled, consumed = set(), set()
+
+    sbn_children = set()
+    for name, module in model.named_modules():
+        if isinstance(module, SwitchableBatchNorm2d):
+            sbn_children.update(f"{name}.bn.{i}" for i in range(len(module.bn)))
+
+    for name, module in model.named_modules():
+        where = f"{source}, layer {name!r}"
+        if isinstance(module, SwitchableBatchNorm2d):
+            found = _branches(sd, name)
+            parents = {e: sd[f"{name}.{e}"] for e in _BN_ENTRIES if f"{name}.{e}" in sd}
+            if found:
+                mapping = _branch_map(module.precisions, max(found) + 1, reference_precisions, where)
+                for i, j in enumerate(mapping):
+                    if j not in found:
+                        raise RuntimeError(f"{where}: the checkpoint has no branch bn.{j}")
+                    for entry, value in found[j].items():
+                        _put(target, f"{name}.bn.{i}.{entry}", value, source)
+                        filled.add(f"{name}.bn.{i}.{entry}")
+                consumed.update(f"{name}.bn.{j}.{e}" for j in found for e in found[j])
+                consumed.update(f"{name}.{e}" for e in parents)  # the reference's unused parent BN
+            elif parents:  # a plain BN: the same statistics and affine for every precision
+                for i in range(len(module.bn)):
+                    for entry, value in parents.items():
+                        _put(target, f"{name}.bn.{i}.{entry}", value, source)
+                        filled.add(f"{name}.bn.{i}.{entry}")
+                consumed.update(f"{name}.{e}" for e in parents)
+        elif isinstance(module, nn.BatchNorm2d) and name not in sbn_children:
+            found = _branches(sd, name)
+            if found:
+                if len(found) != 1:
+                    raise RuntimeError(
+                        f"{where}: the checkpoint has {len(found)} switchable-BN branches here, the model has "
+                        f"one plain BatchNorm2d (switchable_bn=False); build it with switchable_bn=True"
+                    )
+                (only,) = found.values()
+                for entry, value in only.items():
+                    _put(target, f"{name}.{entry}", value, source)
+                    filled.add(f"{name}.{entry}")
+                consumed.update(f"{name}.bn.{j}.{e}" for j in found for e in found[j])
+                consumed.update(f"{name}.{e}" for e in _BN_ENTRIES if f"{name}.{e}" in sd)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            zp_key, range_key = f"{name}.{_REF_ACT}.running_zero_point", f"{name}.{_REF_ACT}.running_range"
+            ref_keys = [k for k in sd if k.startswith(f"{name}.{_REF_ACT}.")]
+            consumed.update(ref_keys)
+            if not isinstance(module, (QConv2d, QLinear)):
+                continue  # full precision here: the reference's range of this layer is not needed
+            if zp_key in sd and range_key in sd:
+                zp = sd[zp_key].detach().float().reshape(-1)
+                rng = sd[range_key].detach().float().reshape(-1)
+                if zp.numel() != 1 or rng.numel() != 1:
+                    raise RuntimeError(f"{where}: expected a per-tensor activation range, got {zp.numel()} values")
+                slots = module.input_quant.running_min.numel()
+                seen = bool(zp.item() != 0.0 or rng.item() != 0.0)
+                q = f"{name}.input_quant."
+                target[q + "running_min"] = zp.expand(slots).clone()
+                target[q + "running_max"] = (zp + rng).expand(slots).clone()
+                target[q + "initialized"] = torch.full((slots,), seen, dtype=torch.bool)
+                filled.update(q + e for e in ("running_min", "running_max", "initialized"))
+            elif ref_keys:
+                raise RuntimeError(f"{where}: incomplete activation range in the checkpoint: {sorted(ref_keys)}")
+
+    unexpected = []
+    for key, value in sd.items():
+        if key in consumed:
+            continue
+        if key in target and key not in filled:
+            _put(target, key, value, source)
+            filled.add(key)
+        else:
+            unexpected.append(key)
+    if unexpected:
+        raise RuntimeError(f"{source}: entries with no place in {type(model).__name__}: {_few(unexpected)}")
+
+    missing = []
+    normalize_names = {n for n, m in model.named_modules() if isinstance(m, Normalize)}
+    for key in target:
+        if key in filled:
+            continue
+        owner, _, entry = key.rpartition(".")
+        if entry in ("precision_set", "num_batches_tracked") or owner in normalize_names:
+            continue  # the model's own values
+        if ".input_quant." in f".{key}" and not need_act_ranges:
+            continue
+        missing.append(key)
+    if missing:
+        raise RuntimeError(f"{source}: the checkpoint lacks entries the model needs: {_few(missing)}")
+    return target
+
+
+def _few(keys: List[str], n: int = 8) -> str:
+    keys = sorted(keys)
+    more = f" ... and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def reference_to_dwq_state_dict(model: nn.Module, state_dict, reference_precisions: Optional[Iterable] = None
+                                ) -> Dict[str, torch.Tensor]:
+    """The state_dict of ``model`` filled from a reference checkpoint (see the module docstring);
+    ``model`` itself is not modified. RuntimeError names any entry that cannot be placed."""
+    if reference_precisions is not None:
+        reference_precisions = list(reference_precisions)
+    return _convert(model, state_dict, source="reference checkpoint", reference_precisions=reference_precisions,
+                    need_act_ranges=True)
+
+
+def load_reference_state_dict(model: nn.Module, state_dict, reference_precisions: Optional[Iterable] = None
+                              ) -> nn.Module:
+    """Loads a checkpoint of the reference implementation into ``model`` (same architecture).
+
+    state_dict: the reference's ``model.state_dict()`` or its whole checkpoint (``{"state_dict": ...}``).
+    reference_precisions: the checkpoint's ``num_bits_list`` (e.g. ``range(4, 17)``); default: the
+    model's own precision set. RuntimeError for a precision set that does not fit, a missing or
+    unexpected entry, or a shape mismatch. Returns ``model``.
+
+    Example::
+
+        model = preact_resnet18(precisions=list(range(4, 17)))
+        load_reference_state_dict(model, torch.load("ckpt/model.pth", map_location="cpu"))
+    """
+    target = reference_to_dwq_state_dict(model, state_dict, reference_precisions)
+    model.load_state_dict(target, strict=True)
+    return model
+
+
+def expand_plain_state_dict(model: nn.Module, state_dict, source: str = "state_dict") -> Dict[str, torch.Tensor]:
+    """The state_dict of ``model`` filled from a float state_dict of the same layout whose BNs are plain
+    (torchvision's): each BN entry goes into every switchable-BN branch; activation ranges,
+    ``precision_set`` and ``normalize.*`` keep the model's values."""
+    return _convert(model, state_dict, source=source, reference_precisions=None, need_act_ranges=False)

@@ -1,0 +1,99 @@
+"""MACs/BitOPs accounting: the paper's PreActResNet18 cost column and the per-layer rules."""
+import pytest
+import torch
+from torch import nn
+
+import dwq
+from dwq.models import QuantPolicy, preact_resnet18, small_cnn
+from dwq.nn import QConv2d, QLinear
+from dwq.quant.cost import bitops, count_macs, mean_bitops, profile
+
+
+def _conv_macs(cin, cout, k, hw_out):
+    return cin * cout * k * k * hw_out * hw_out
+
+
+@pytest.fixture(scope="module")
+def preact_report():
+    return profile(preact_resnet18(precisions=list(range(4, 17))), (1, 3, 32, 32))
+
+
+def test_preact_resnet18_macs_by_hand(preact_report):
+    # Block 3x3 convs: stage 1 at 32x32, stages 2-4 halve the map and double the width.
+    body = 4 * _conv_macs(64, 64, 3, 32)
+    for c, hw in ((128, 16), (256, 8), (512, 4)):
+        body += _conv_macs(c // 2, c, 3, hw) + 3 * _conv_macs(c, c, 3, hw)
+    stem = _conv_macs(3, 64, 3, 32)
+    shortcuts = sum(_conv_macs(c // 2, c, 1, hw) for c, hw in ((128, 16), (256, 8), (512, 4)))
+    classifier = 512 * 10
+    quantized = sum(l.macs for l in preact_report.layers if l.quantized)
+    assert quantized == body
+    assert preact_report.macs() == body + stem + shortcuts + classifier
+    assert sum(l.kind == "conv" and l.quantized for l in preact_report.layers) == 16
+
+
+@pytest.mark.parametrize("precisions,paper_gbitops", [([None], 569.9), (range(4, 9), 21.2), (range(4, 17), 63.5)])
+def test_paper_bitops_figures_within_one_percent(preact_report, precisions, paper_gbitops):
+    # The paper charges every layer (and the BNs, 2 ops per element) at the drawn bit width.
+    got = preact_report.mean_bitops(precisions, uniform=True, include_bn=True) / 1e9
+    assert got == pytest.approx(paper_gbitops, rel=0.01)
+    # It is total MACs x mean(b^2) (32^2 at full precision).
+    b2 = [32 * 32 if p is None else p * p for p in precisions]
+    assert got * 1e9 == pytest.approx(preact_report.macs(include_bn=True) * sum(b2) / len(b2))
+
+
+def test_default_accounting_charges_full_precision_layers_at_32_bits(preact_report):
+    q = sum(l.macs for l in preact_report.layers if l.quantized and l.kind != "bn")
+    fp = sum(l.macs for l in preact_report.layers if not l.quantized and l.kind != "bn")
+    assert fp > 0 and q > 0
+    assert preact_report.bitops(4) == q * 16 + fp * 1024
+    assert preact_report.bitops((4, 8)) == q * 32 + fp * 1024
+    assert preact_report.bitops(None) == (q + fp) * 1024
+    expected = sum(q * b * b + fp * 1024 for b in range(4, 9)) / 5
+    assert preact_report.mean_bitops(range(4, 9)) == pytest.approx(expected)
+    # Honest cost of the reference's RPI 4-8: the float stem/shortcuts/classifier dominate the gap.
+    assert preact_report.mean_bitops(range(4, 9)) > 1.3 * preact_report.mean_bitops(range(4, 9), uniform=True)
+
+
+def test_policy_moves_layers_between_quantized_and_full_precision():
+    x = (1, 1, 28, 28)
+    base = profile(small_cnn(precisions=[4]), x)
+    full = profile(small_cnn(precisions=[4], policy=QuantPolicy(first_conv=True, classifier=True)), x)
+    assert base.macs() == full.macs()
+    assert base.bitops(4) > full.bitops(4) == full.macs() * 16
+    assert {l.name for l in base.layers if l.quantized} == {"conv2", "conv3"}
+
+
+def test_conv_and_linear_macs_on_a_tiny_model():
+    model = nn.Sequential(
+        QConv2d(3, 8, 3, stride=2, padding=1, groups=1, precisions=[4, 8]),
+        nn.Conv2d(8, 8, 3, padding=1, groups=4),
+        nn.Flatten(),
+        QLinear(8 * 5 * 5, 7, precisions=[4, 8]),
+    )
+    report = profile(model, (3, 3, 10, 10))  # per-sample counts, whatever the batch
+    assert [l.macs for l in report.layers] == [3 * 9 * 8 * 25, 2 * 9 * 8 * 25, 200 * 7]
+    assert [l.quantized for l in report.layers] == [True, False, True]
+    assert count_macs(model, (1, 3, 10, 10)) == report.macs()
+    assert bitops(model, 8, (1, 3, 10, 10)) == 64 * (3 * 9 * 8 * 25 + 1400) + 1024 * 2 * 9 * 8 * 25
+    # Default set for mean_bitops: the model's own.
+    assert mean_bitops(model, input_size=(1, 3, 10, 10)) == pytest.approx(
+        (report.bitops(4) + report.bitops(8)) / 2)
+
+
+def test_profile_leaves_the_model_untouched_and_rejects_bad_input():
+    model = small_cnn(precisions=[4, 8])
+    model.train()
+    dwq.set_precision(model, 4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = profile(model, torch.rand(2, 1, 28, 28))
+    assert model.training and dwq.get_precision(model) == 4
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert "conv2" in report.table()
+    with pytest.raises(ValueError, match="empty"):
+        report.mean_bitops([])
+    with pytest.raises(ValueError):
+        report.bitops(17)
+    with pytest.raises(ValueError, match="batch"):
+        profile(model, (28,))
