@@ -105,6 +105,9 @@ def test_precision_context_restores():
             raise RuntimeError("boom")
     assert dwq.get_precision(net) == 8
     assert dwq.precision_set(net) == [4, 8, None]
+    ctx = dwq.precision(net, 4)  # sets at once; only __exit__ restores
+    del ctx
+    assert dwq.get_precision(net) == 4
 
 
 def test_mixed_weight_activation_bits():

@@ -134,3 +134,14 @@ def test_act_quantizer_shared_range():
     q(torch.tensor([-3.0, 3.0]), 8, (8, 8))
     assert q.running_min.numel() == 1
     torch.testing.assert_close(q.running_max, torch.tensor([0.1 * 1 + 0.9 * 3]))
+
+
+def test_act_quantizer_set_range():
+    q = ActQuantizer([4, 8]).eval()
+    q.set_range(-1.0, 3.0, (8, 8))
+    assert q.initialized.tolist() == [False, True]
+    assert q.running_min.tolist() == [0.0, -1.0] and q.running_max.tolist() == [0.0, 3.0]
+    q.set_range(-2.0, 2.0)
+    assert q.initialized.all() and q.running_max.tolist() == [2.0, 2.0]
+    with pytest.raises(ValueError, match="min_val must be <= max_val"):
+        q.set_range(1.0, 0.0)

@@ -3,7 +3,6 @@
 Every :class:`PrecisionModule` owns a precision set (fixed at construction) and a current
 precision. ``set_precision``/``precision``/``RandomPrecision`` act on all of them in a model.
 """
-import contextlib
 import random
 from typing import Iterable, List, Optional, Sequence
 
@@ -101,16 +100,25 @@ def get_precision(model: nn.Module):
     return user_precision(cur.pop())
 
 
-@contextlib.contextmanager
-def precision(model: nn.Module, p):
-    """``with dwq.precision(model, 4): ...`` runs the block at 4 bits, then restores the precision."""
-    saved = [(m, m.precision) for m in _layers(model)]
-    set_precision(model, p)
-    try:
-        yield model
-    finally:
-        for m, q in saved:
+class precision:
+    """``with dwq.precision(model, 4): ...`` runs the block at 4 bits, then restores the precision.
+
+    The precision is set at construction (so ``dwq.precision(model, 4)`` alone also sets it) and
+    restored only by ``__exit__``; dropping the object does not undo it.
+    """
+
+    def __init__(self, model: nn.Module, p):
+        self.model = model
+        self._saved = [(m, m.precision) for m in _layers(model)]
+        set_precision(model, p)
+
+    def __enter__(self) -> nn.Module:
+        return self.model
+
+    def __exit__(self, *exc) -> bool:
+        for m, q in self._saved:
             m.precision = q
+        return False
 
 
 class RandomPrecision(nn.Module):

@@ -79,6 +79,17 @@ class ActQuantizer(nn.Module):
     def slot(self, precision) -> int:
         return 0 if self.shared_range else self.precisions.index(precision)
 
+    @torch.no_grad()
+    def set_range(self, min_val: float, max_val: float, precision=None) -> None:
+        """Sets the running range of ``precision`` (normalized; None = every slot) and marks it seen."""
+        if not min_val <= max_val:
+            raise ValueError(f"set_range: min_val must be <= max_val, got {min_val} and {max_val}")
+        slots = range(self.running_min.numel()) if precision is None else [self.slot(precision)]
+        for i in slots:
+            self.running_min[i] = min_val
+            self.running_max[i] = max_val
+            self.initialized[i] = True
+
     def forward(self, x: torch.Tensor, bits: Optional[int], precision=None) -> torch.Tensor:
         """Quantizes ``x`` at ``bits``; ``precision`` (normalized) picks the range slot."""
         if bits is None:
