@@ -159,3 +159,13 @@ def test_state_dict_round_trip_and_set_mismatch():
 def test_models_without_dwq_layers_are_refused():
     with pytest.raises(ValueError, match="no precision-switchable"):
         dwq.set_precision(nn.Linear(2, 2), 4)
+
+
+def test_model_compiles_to_one_graph():
+    net = small_net().eval()
+    dwq.set_precision(net, 4)
+    x = torch.randn(2, 3, 5, 5)
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), net(x))
+    with pytest.raises(RuntimeError, match="NaN"):
+        compiled(torch.full_like(x, float("nan")))

@@ -20,13 +20,14 @@ def _check_range(min_val: torch.Tensor, max_val: torch.Tensor) -> None:
     if min_val.shape != max_val.shape:
         raise ValueError(f"min_val and max_val shapes differ: {tuple(min_val.shape)} vs {tuple(max_val.shape)}")
     bad = torch.isnan(min_val).any() | torch.isnan(max_val).any()
-    if min_val.device.type == "cpu":
+    if min_val.device.type == "cpu" and not torch.compiler.is_compiling():
         if bool(bad):
             raise ValueError("cannot quantize: the observed range contains NaN (the tensor has NaN values)")
         if bool((min_val > max_val).any()):
             raise ValueError("cannot quantize: min_val > max_val in the observed range")
     else:
-        # No host sync on accelerators: the check fails the next synchronizing call instead.
+        # No host sync on accelerators (and no graph break under torch.compile): the check fails
+        # the next synchronizing call instead.
         torch._assert_async(~bad, "cannot quantize: the observed range contains NaN")
 
 
