@@ -6,6 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dwq-deps
+NINJA := $(abspath $(VENV))/bin/ninja
 
 .PHONY: setup build demo test ctest pytest bench clean
 
@@ -33,10 +34,14 @@ build: setup
 demo: build
 	$(VENV)/bin/dwq demo
 
+# The torch-free kernels and their C++ tests, plainly and under ASan + UBSan.
 ctest: $(STAMP)
-	cmake -S . -B build-cmake -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja -DCMAKE_BUILD_TYPE=Release
-	cmake --build build-cmake
-	ctest --test-dir build-cmake --output-on-failure
+	cmake -S . -B build-cmake/release -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DCMAKE_BUILD_TYPE=Release
+	cmake --build build-cmake/release
+	ctest --test-dir build-cmake/release --output-on-failure
+	cmake -S . -B build-cmake/sanitize -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DDWQ_SANITIZE=ON
+	cmake --build build-cmake/sanitize
+	ctest --test-dir build-cmake/sanitize --output-on-failure
 
 pytest: build
 	DWQ_REQUIRE_EXT=1 $(PY) -m pytest -q -ra tests

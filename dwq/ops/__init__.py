@@ -1,6 +1,47 @@
 """Typed wrappers over ``torch.ops.dwq.*`` and their pure-PyTorch references."""
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops.fake_quant import fake_quantize
+from dwq.ops.qgemm import (
+    pack_conv_weight,
+    pack_weight,
+    packed_weight_shape,
+    qconv2d,
+    qconv2d_acc,
+    qgemm_acc,
+    qlinear,
+    quantize_act,
+    supported_cpu_isas,
+)
+from dwq.ops.qgemm_reference import (
+    codes_dtype,
+    epilogue_ref,
+    qconv2d_acc_ref,
+    qconv2d_ref,
+    qgemm_acc_ref,
+    qlinear_ref,
+    quantize_act_ref,
+)
 from dwq.ops.reference import fake_quantize_ref
 
-__all__ = ["HAS_EXT", "has_kernel", "fake_quantize", "fake_quantize_ref"]
+__all__ = [
+    "HAS_EXT",
+    "codes_dtype",
+    "epilogue_ref",
+    "fake_quantize",
+    "fake_quantize_ref",
+    "has_kernel",
+    "pack_conv_weight",
+    "pack_weight",
+    "packed_weight_shape",
+    "qconv2d",
+    "qconv2d_acc",
+    "qconv2d_acc_ref",
+    "qconv2d_ref",
+    "qgemm_acc",
+    "qgemm_acc_ref",
+    "qlinear",
+    "qlinear_ref",
+    "quantize_act",
+    "quantize_act_ref",
+    "supported_cpu_isas",
+]

@@ -7,6 +7,8 @@ build cannot hide behind the fallback.
 """
 import os
 
+import torch  # noqa: F401  (loads libc10/libtorch, which dwq._C links against)
+
 try:
     from dwq import _C  # noqa: F401  (registers torch.ops.dwq.*)
 
@@ -23,7 +25,5 @@ def has_kernel(name: str, device_type: str = "cpu") -> bool:
     """Whether torch.ops.dwq.<name> has an implementation for ``device_type`` ("cpu" or "cuda")."""
     if not HAS_EXT:
         return False
-    import torch
-
     key = {"cpu": "CPU", "cuda": "CUDA"}[device_type]
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"dwq::{name}", key)

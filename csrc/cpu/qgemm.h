@@ -1,0 +1,104 @@
+// Torch-free true-integer GEMM / conv2d engine for dwq (issue 3). Arithmetic contract: DESIGN.md.
+//
+//   acc[m][n] = sum_k (qx[m][k] - zx) * (qw[n][k] - zw[n])        exact, int64
+//   y[m][n]   = float(acc) * mult[n] (+ bias[n]), optional ReLU    (mult = s_x * s_w[n] * affine_scale[n])
+//   out       = y (float32), acc (int64), or requantized codes clamp(round_half_even(y / s') + z', 0, 2^b' - 1)
+//
+// Layout of the packed weight (one contiguous, 64-byte aligned blob; see pack_weight):
+//   [128-byte header][limbs x Npad/64 blocks x Kp/4 groups x 64 columns x 4 k-values of int8]
+//   [colsum int64[N]][zero_point int32[N]]
+// with Kp = K rounded up to 4, Npad = N rounded up to 64 and limbs = 1 (bits <= 8) or 2 (9..16).
+// Each stored byte is (limb - 128) so that it fits the signed operand of vpdpbusd; the driver adds
+// 128 * sum(qx) back in the epilogue together with the zero-point terms.
+// Activations are packed per thread (im2col for conv, padding with the zero-point code zx) into
+// u8 limb planes [limbs][rows][Kp] with exact row sums.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace dwq::cpu {
+
+enum class Isa : int { scalar = 0, avx2 = 1, avx512_vnni = 2 };
+
+const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);
+// The ISA to use now: $DWQ_CPU_ISA (scalar|avx2|avx512_vnni) if set, else the best supported one.
+// Returns false and fills *err if the variable names an unknown or unsupported ISA.
+bool select_isa(Isa* isa, std::string* err);
+
+constexpr int64_t kHeaderBytes = 128;
+constexpr int64_t kBlockN = 64;      // output channels per packed block / microkernel tile
+constexpr int64_t kMaxKChunk = 65536;  // int32-exact K per 8-bit limb pass (255 * 128 * 65536 < 2^31)
+
+inline int limbs_for_bits(int bits) { return bits <= 8 ? 1 : 2; }
+int64_t packed_weight_bytes(int64_t N, int64_t K, int bits);
+// Columns P of the [N, P] int8 tensor that holds the blob (N * P >= packed_weight_bytes).
+int64_t packed_weight_cols(int64_t N, int64_t K, int bits);
+
+struct PackedWeightView {
+  int64_t N = 0, K = 0, Kp = 0, Npad = 0;
+  int bits = 0, limbs = 0;
+  const int8_t* data = nullptr;    // limbs x Npad x Kp bytes
+  const int64_t* colsum = nullptr;  // sum_k qw[n][k]
+  const int32_t* zp = nullptr;      // zw[n]
+};
+
+// w[n][k] = w_ptr[n * sn + k * sk], uint8 (w_is_u8) or int32 codes. out must hold
+// packed_weight_bytes(N, K, bits) bytes and be 64-byte aligned. Returns the number of codes
+// outside [0, 2^bits - 1] (the blob is then not usable).
+int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
+                    const int32_t* zero_point, int bits, int8_t* out);
+// Validates the header against the blob size; false if it is not a dwq packed weight.
+bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* view);
+
+// Logical activation matrix A[M][K] of codes.
+struct ActSource {
+  const void* x = nullptr;
+  bool is_u8 = true;  // uint8 codes, else int32
+  int32_t zx = 0;
+  int bits = 8;
+  // GEMM: A[m][k] = x[m * sm + k * sk].
+  int64_t sm = 0, sk = 1;
+  // Conv (is_conv): m = (n, oh, ow), k = (ky, kx, c);  A[m][k] = x[n*sn + ih*sh + iw*sw + c*sc],
+  // ih = oh*stride_h - pad_h + ky, iw likewise; zx outside the image.
+  bool is_conv = false;
+  int64_t batch = 0, H = 0, W = 0, C = 0, sn = 0, sh = 0, sw = 0, sc = 1;
+  int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, OH = 0, OW = 0;
+};
+
+
+
+enum class OutKind : int { acc_i64 = 0, f32 = 1, codes_u8 = 2, codes_i32 = 3 };
+
+struct Epilogue {
+  OutKind kind = OutKind::acc_i64;
+  void* out = nullptr;  // row-major [M][ldo]
+  int64_t ldo = 0;
+  const float* mult = nullptr;  // [N], float kinds only
+  const float* bias = nullptr;  // [N] or null
+  bool relu = false;
+  float out_scale = 1.f;  // codes kinds only
+  int32_t out_zp = 0;
+  int out_bits = 8;
+};
+
+struct GemmPlan {
+  int64_t M = 0, N = 0, K = 0, Kp = 0;
+  int lx = 1, lw = 1;
+  int64_t mc = 0, nc_blocks = 0, m_blocks = 0, n_chunks = 0, n_blocks = 0;
+  int64_t items() const { return m_blocks * n_chunks; }
+};
+
+GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads);
+
+// Runs work items [begin, end) of the plan (each item: mc rows x nc_blocks*64 columns); items are
+// independent, so threads may run disjoint ranges concurrently. Returns the number of activation
+// codes outside [0, 2^bits - 1] that were met (the output is then not meaningful).
+int64_t run_qgemm(Isa isa, const GemmPlan& plan, const ActSource& a, const PackedWeightView& w,
+                  const Epilogue& ep, int64_t begin, int64_t end);
+
+// codes[i] = clamp(round_half_even(x[i] / scale) + zp, 0, 2^bits - 1) as uint8 (out_u8) or int32.
+// Returns the number of NaN inputs (their codes are zp).
+int64_t quantize_act(Isa isa, const float* x, int64_t n, float scale, int32_t zp, int bits, void* out, bool out_u8);
+
+}  // namespace dwq::cpu

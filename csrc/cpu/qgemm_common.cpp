@@ -1,0 +1,212 @@
+// ISA selection, weight packing and work planning of the integer GEMM engine (qgemm.h). Compiled for
+// generic x86-64; the per-ISA drivers live in qgemm_{scalar,avx2,avx512vnni}.cpp.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu/qgemm.h"
+
+namespace dwq::cpu {
+
+// Defined in the per-ISA translation units.
+namespace scalar {
+int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
+int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+}  // namespace scalar
+namespace avx2 {
+int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
+int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+}  // namespace avx2
+namespace avx512_vnni {
+int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
+int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+}  // namespace avx512_vnni
+
+namespace {
+constexpr int32_t kMagic = 0x57515744;  // "DWQW"
+constexpr int32_t kVersion = 1;
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+struct Header {
+  int32_t magic, version, bits, limbs;
+  int64_t N, K, Kp, Npad, data_off, colsum_off, zp_off;
+};
+static_assert(sizeof(Header) <= kHeaderBytes, "header too large");
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512_vnni: return "avx512_vnni";
+  }
+  return "?";
+}
+
+bool isa_supported(Isa isa) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  switch (isa) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512_vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+#else
+  return isa == Isa::scalar;
+#endif
+}
+
+bool select_isa(Isa* isa, std::string* err) {
+  const char* env = std::getenv("DWQ_CPU_ISA");
+  if (env == nullptr || env[0] == '\0') {
+    static const Isa best = isa_supported(Isa::avx512_vnni) ? Isa::avx512_vnni
+                            : isa_supported(Isa::avx2)      ? Isa::avx2
+                                                            : Isa::scalar;
+    *isa = best;
+    return true;
+  }
+  for (Isa c : {Isa::scalar, Isa::avx2, Isa::avx512_vnni}) {
+    if (std::strcmp(env, isa_name(c)) == 0) {
+      if (!isa_supported(c)) {
+        *err = std::string("DWQ_CPU_ISA=") + env + " but this CPU does not support " + env;
+        return false;
+      }
+      *isa = c;
+      return true;
+    }
+  }
+  *err = std::string("DWQ_CPU_ISA=") + env + " is not one of scalar, avx2, avx512_vnni";
+  return false;
+}
+
+int64_t packed_weight_bytes(int64_t N, int64_t K, int bits) {
+  const int64_t Kp = round_up(K, 4), Npad = round_up(N, kBlockN);
+  const int64_t data = limbs_for_bits(bits) * Npad * Kp;
+  return kHeaderBytes + data + 8 * N + 4 * N;
+}
+
+int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {
+  return (packed_weight_bytes(N, K, bits) + N - 1) / N;
+}
+
+int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
+                    const int32_t* zero_point, int bits, int8_t* out) {
+  Header h{};
+  h.magic = kMagic;
+  h.version = kVersion;
+  h.bits = bits;
+  h.limbs = limbs_for_bits(bits);
+  h.N = N;
+  h.K = K;
+  h.Kp = round_up(K, 4);
+  h.Npad = round_up(N, kBlockN);
+  h.data_off = kHeaderBytes;
+  h.colsum_off = h.data_off + h.limbs * h.Npad * h.Kp;
+  h.zp_off = h.colsum_off + 8 * N;
+  std::memset(out, 0, kHeaderBytes);
+  std::memcpy(out, &h, sizeof(h));
+  int8_t* data = out + h.data_off;
+  std::memset(data, 0, static_cast<size_t>(h.limbs * h.Npad * h.Kp));
+  int64_t* colsum = reinterpret_cast<int64_t*>(out + h.colsum_off);
+  int32_t* zp = reinterpret_cast<int32_t*>(out + h.zp_off);
+  const uint32_t qmax = (uint32_t{1} << bits) - 1;
+  const uint8_t* w8 = static_cast<const uint8_t*>(w_ptr);
+  const int32_t* w32 = static_cast<const int32_t*>(w_ptr);
+  int64_t bad = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t blk = n / kBlockN, col = n % kBlockN;
+    int64_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t i = n * sn + k * sk;
+      const uint32_t q = w_is_u8 ? w8[i] : static_cast<uint32_t>(w32[i]);
+      bad += q > qmax;
+      sum += q;
+      // byte offset inside a limb plane: [blk][k/4][col][k%4]
+      const int64_t off = blk * kBlockN * h.Kp + (k / 4) * (kBlockN * 4) + col * 4 + (k % 4);
+      data[off] = static_cast<int8_t>(static_cast<int32_t>(q & 255u) - 128);
+      if (h.limbs == 2) data[h.Npad * h.Kp + off] = static_cast<int8_t>(static_cast<int32_t>((q >> 8) & 255u) - 128);
+    }
+    colsum[n] = sum;
+    zp[n] = zero_point[n];
+  }
+  return bad;
+}
+
+bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v) {
+  if (nbytes < kHeaderBytes) return false;
+  Header h;
+  std::memcpy(&h, blob, sizeof(h));
+  if (h.magic != kMagic || h.version != kVersion || h.bits < 2 || h.bits > 16 || h.limbs != limbs_for_bits(h.bits))
+    return false;
+  if (h.N <= 0 || h.K <= 0 || h.Kp != round_up(h.K, 4) || h.Npad != round_up(h.N, kBlockN)) return false;
+  if (packed_weight_bytes(h.N, h.K, h.bits) > nbytes) return false;
+  v->N = h.N;
+  v->K = h.K;
+  v->Kp = h.Kp;
+  v->Npad = h.Npad;
+  v->bits = h.bits;
+  v->limbs = h.limbs;
+  v->data = blob + h.data_off;
+  v->colsum = reinterpret_cast<const int64_t*>(blob + h.colsum_off);
+  v->zp = reinterpret_cast<const int32_t*>(blob + h.zp_off);
+  return true;
+}
+
+GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads) {
+  GemmPlan p;
+  p.M = M;
+  p.N = w.N;
+  p.K = w.K;
+  p.Kp = w.Kp;
+  p.lx = limbs_for_bits(x_bits);
+  p.lw = w.limbs;
+  p.n_blocks = w.Npad / kBlockN;
+  // A K-slab of packed weights (nc_blocks x 64 columns) stays in L2 (1 MiB/core here) while the
+  // rows of a packed activation block (mc rows, L1/L2) stream through it.
+  const int64_t block_bytes = kBlockN * p.Kp * p.lw;
+  p.nc_blocks = std::clamp<int64_t>((768 * 1024) / block_bytes, 1, p.n_blocks);
+  p.mc = std::clamp<int64_t>((96 * 1024) / (p.Kp * p.lx) / 6 * 6, 6, 192);
+  p.mc = std::min(p.mc, round_up(std::max<int64_t>(M, 1), 6));
+  auto update = [&] {
+    p.m_blocks = (M + p.mc - 1) / p.mc;
+    p.n_chunks = (p.n_blocks + p.nc_blocks - 1) / p.nc_blocks;
+  };
+  update();
+  const int64_t want = 4 * std::max(1, nthreads);
+  while (p.items() < want) {
+    if (p.nc_blocks > 1) {
+      p.nc_blocks = (p.nc_blocks + 1) / 2;
+    } else if (p.mc > 6) {
+      p.mc = std::max<int64_t>(6, round_up(p.mc / 2, 6));
+    } else {
+      break;
+    }
+    update();
+  }
+  if (M == 0) p.m_blocks = 0;
+  return p;
+}
+
+int64_t run_qgemm(Isa isa, const GemmPlan& plan, const ActSource& a, const PackedWeightView& w,
+                  const Epilogue& ep, int64_t begin, int64_t end) {
+  switch (isa) {
+    case Isa::avx512_vnni: return avx512_vnni::run(plan, a, w, ep, begin, end);
+    case Isa::avx2: return avx2::run(plan, a, w, ep, begin, end);
+    default: return scalar::run(plan, a, w, ep, begin, end);
+  }
+}
+
+int64_t quantize_act(Isa isa, const float* x, int64_t n, float scale, int32_t zp, int bits, void* out, bool out_u8) {
+  switch (isa) {
+    case Isa::avx512_vnni: return avx512_vnni::quantize(x, n, scale, zp, bits, out, out_u8);
+    case Isa::avx2: return avx2::quantize(x, n, scale, zp, bits, out, out_u8);
+    default: return scalar::quantize(x, n, scale, zp, bits, out, out_u8);
+  }
+}
+
+}  // namespace dwq::cpu

@@ -1,0 +1,355 @@
+// CPU bindings of the true-integer ops (schemas in csrc/ops.cpp): quantize_act, pack_weight,
+// qgemm_acc, qlinear, qconv2d_acc, qconv2d. Each checks the caller's arguments (TORCH_CHECK naming
+// the argument, the value and the expectation), takes raw pointers and runs the torch-free engine
+// of csrc/cpu/qgemm.h over at::parallel_for. Inference only: no autograd.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cpu/qgemm.h"
+
+namespace dwq {
+namespace {
+
+using cpu::Isa;
+
+Isa current_isa(const char* op) {
+  Isa isa;
+  std::string err;
+  TORCH_CHECK(cpu::select_isa(&isa, &err), "dwq.", op, ": ", err);
+  return isa;
+}
+
+void check_bits(const char* op, const char* name, int64_t bits) {
+  TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.", op, ": ", name, " must be in 2..16, got ", bits);
+}
+
+void check_cpu(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.device().is_cpu(), "dwq.", op, ": ", name, " must be a CPU tensor, got device ", t.device());
+}
+
+void check_codes_tensor(const char* op, const char* name, const at::Tensor& t, int64_t dim) {
+  check_cpu(op, name, t);
+  TORCH_CHECK(t.scalar_type() == at::kByte || t.scalar_type() == at::kInt, "dwq.", op, ": ", name,
+              " must hold codes as uint8 or int32, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == dim, "dwq.", op, ": ", name, " must be ", dim, "-D, got shape ", t.sizes());
+}
+
+// Per-tensor scale float32 [1] (finite, > 0) and zero point int32 [1] in 0..2^bits-1.
+float check_scale1(const char* op, const char* name, const at::Tensor& s) {
+  check_cpu(op, name, s);
+  TORCH_CHECK(s.scalar_type() == at::kFloat, "dwq.", op, ": ", name, " must be float32, got ", s.scalar_type());
+  TORCH_CHECK(s.numel() == 1, "dwq.", op, ": ", name, " must have 1 element (per tensor), got ", s.numel());
+  const float v = s.reshape({1}).contiguous().data_ptr<float>()[0];
+  TORCH_CHECK(std::isfinite(v) && v > 0.f, "dwq.", op, ": ", name, " must be finite and > 0, got ", v);
+  return v;
+}
+
+int32_t check_zp1(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
+  check_cpu(op, name, z);
+  TORCH_CHECK(z.scalar_type() == at::kInt, "dwq.", op, ": ", name, " must be int32, got ", z.scalar_type());
+  TORCH_CHECK(z.numel() == 1, "dwq.", op, ": ", name, " must have 1 element (per tensor), got ", z.numel());
+  const int32_t v = z.reshape({1}).contiguous().data_ptr<int32_t>()[0];
+  TORCH_CHECK(v >= 0 && v <= (int64_t{1} << bits) - 1, "dwq.", op, ": ", name, " = ", v, " is not a code of ", bits,
+              " bits (0..", (int64_t{1} << bits) - 1, ")");
+  return v;
+}
+
+// Float per-channel vector [N]: contiguous float32 copy; scales must be finite and > 0, affine
+// terms finite.
+at::Tensor check_vec(const char* op, const char* name, const at::Tensor& t, int64_t N, bool positive) {
+  check_cpu(op, name, t);
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "dwq.", op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 1 && t.numel() == N, "dwq.", op, ": ", name, " must have shape [", N,
+              "] (one per output channel), got ", t.sizes());
+  at::Tensor c = t.contiguous();
+  const float* p = c.data_ptr<float>();
+  for (int64_t i = 0; i < N; ++i) {
+    TORCH_CHECK(std::isfinite(p[i]) && (!positive || p[i] > 0.f), "dwq.", op, ": ", name, "[", i, "] must be finite",
+                positive ? " and > 0" : "", ", got ", p[i]);
+  }
+  return c;
+}
+
+struct Weight {
+  at::Tensor blob;  // keeps the (possibly re-aligned) storage alive
+  cpu::PackedWeightView view;
+};
+
+Weight check_packed(const char* op, const at::Tensor& w) {
+  check_cpu(op, "w_packed", w);
+  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2, "dwq.", op,
+              ": w_packed must be the int8 [N, P] tensor made by dwq.ops.pack_weight, got ", w.scalar_type(), " ",
+              w.sizes());
+  Weight out;
+  out.blob = w.contiguous();
+  if (reinterpret_cast<uintptr_t>(out.blob.data_ptr()) % 64 != 0) out.blob = out.blob.clone();
+  TORCH_CHECK(cpu::parse_packed_weight(out.blob.data_ptr<int8_t>(), out.blob.numel(), &out.view), "dwq.", op,
+              ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
+  TORCH_CHECK(out.view.N == w.size(0), "dwq.", op, ": w_packed header says N = ", out.view.N, " but w_packed.size(0) = ",
+              w.size(0));
+  return out;
+}
+
+// Runs the plan on all threads; raises if the activation codes were out of range.
+void run_plan(const char* op, Isa isa, int64_t M, const cpu::ActSource& a, const Weight& w, const cpu::Epilogue& ep) {
+  if (M == 0) return;
+  const cpu::GemmPlan plan = cpu::plan_qgemm(M, w.view, a.bits, at::get_num_threads());
+  std::atomic<int64_t> bad{0};
+  at::parallel_for(0, plan.items(), 1, [&](int64_t b, int64_t e) {
+    bad += cpu::run_qgemm(isa, plan, a, w.view, ep, b, e);
+  });
+  TORCH_CHECK(bad.load() == 0, "dwq.", op, ": x_codes holds value(s) outside 0..",
+              (int64_t{1} << a.bits) - 1, " (not codes of x_bits = ", a.bits, ")");
+}
+
+struct EpilogueArgs {
+  at::Tensor mult, bias, out_scale_t;
+  cpu::Epilogue ep;
+  at::ScalarType out_dtype = at::kFloat;
+};
+
+EpilogueArgs make_epilogue(const char* op, float sx, const at::Tensor& w_scale, int64_t N,
+                           const std::optional<at::Tensor>& affine_scale, const std::optional<at::Tensor>& affine_bias,
+                           bool relu, const std::optional<at::Tensor>& out_scale,
+                           const std::optional<at::Tensor>& out_zero_point, int64_t out_bits) {
+  EpilogueArgs e;
+  // mult[n] = (s_x * s_w[n]) * affine_scale[n] in float32, the order the reference uses.
+  at::Tensor sw = check_vec(op, "w_scale", w_scale, N, true);
+  e.mult = sw * sx;
+  if (affine_scale.has_value()) e.mult = e.mult * check_vec(op, "affine_scale", *affine_scale, N, false);
+  e.mult = e.mult.contiguous();
+  if (affine_bias.has_value()) e.bias = check_vec(op, "affine_bias", *affine_bias, N, false);
+  e.ep.mult = e.mult.data_ptr<float>();
+  e.ep.bias = e.bias.defined() ? e.bias.data_ptr<float>() : nullptr;
+  e.ep.relu = relu;
+  TORCH_CHECK(out_scale.has_value() == out_zero_point.has_value(), "dwq.", op,
+              ": give both out_scale and out_zero_point (requantized output) or neither (float32 output)");
+  if (out_scale.has_value()) {
+    check_bits(op, "out_bits", out_bits);
+    e.ep.out_scale = check_scale1(op, "out_scale", *out_scale);
+    e.ep.out_zp = check_zp1(op, "out_zero_point", *out_zero_point, out_bits);
+    e.ep.out_bits = static_cast<int>(out_bits);
+    e.ep.kind = out_bits <= 8 ? cpu::OutKind::codes_u8 : cpu::OutKind::codes_i32;
+    e.out_dtype = out_bits <= 8 ? at::kByte : at::kInt;
+  } else {
+    e.ep.kind = cpu::OutKind::f32;
+    e.out_dtype = at::kFloat;
+  }
+  return e;
+}
+
+// ---------------------------------------------------------------- quantize_act / pack_weight
+
+at::Tensor quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t bits) {
+  const char* op = "quantize_act";
+  check_bits(op, "bits", bits);
+  check_cpu(op, "x", x);
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "dwq.quantize_act: x must be float32, got ", x.scalar_type());
+  const float s = check_scale1(op, "scale", scale);
+  const int32_t z = check_zp1(op, "zero_point", zero_point, bits);
+  const Isa isa = current_isa(op);
+  const bool u8 = bits <= 8;
+  at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
+  at::Tensor xc = x.is_non_overlapping_and_dense() ? x : x.contiguous();
+  at::Tensor dst = out.strides() == xc.strides() ? out : at::empty_like(xc, out.options());
+  const float* xp = xc.data_ptr<float>();
+  void* op_ = dst.data_ptr();
+  const int64_t n = xc.numel(), esz = u8 ? 1 : 4;
+  std::atomic<int64_t> nans{0};
+  at::parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) {
+    nans += cpu::quantize_act(isa, xp + b, e - b, s, z, static_cast<int>(bits),
+                              static_cast<char*>(op_) + b * esz, u8);
+  });
+  TORCH_CHECK(nans.load() == 0, "dwq.quantize_act: x contains ", nans.load(), " NaN value(s); NaN has no code");
+  if (!dst.is_same(out)) out.copy_(dst);
+  return out;
+}
+
+at::Tensor pack_weight_cpu(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits) {
+  const char* op = "pack_weight";
+  check_bits(op, "bits", bits);
+  check_codes_tensor(op, "w_codes", w, 2);
+  const int64_t N = w.size(0), K = w.size(1);
+  TORCH_CHECK(N > 0 && K > 0, "dwq.pack_weight: w_codes must be non-empty [N, K], got ", w.sizes());
+  check_cpu(op, "zero_point", zero_point);
+  TORCH_CHECK(zero_point.scalar_type() == at::kInt, "dwq.pack_weight: zero_point must be int32, got ",
+              zero_point.scalar_type());
+  TORCH_CHECK(zero_point.dim() == 1 && zero_point.numel() == N, "dwq.pack_weight: zero_point must have shape [", N,
+              "] (one per output channel), got ", zero_point.sizes());
+  at::Tensor zc = zero_point.contiguous();
+  const int32_t* zp = zc.data_ptr<int32_t>();
+  const int64_t qmax = (int64_t{1} << bits) - 1;
+  for (int64_t i = 0; i < N; ++i)
+    TORCH_CHECK(zp[i] >= 0 && zp[i] <= qmax, "dwq.pack_weight: zero_point[", i, "] = ", zp[i], " is not a code of ",
+                bits, " bits (0..", qmax, ")");
+  at::Tensor out = at::empty({N, cpu::packed_weight_cols(N, K, static_cast<int>(bits))}, w.options().dtype(at::kChar));
+  TORCH_INTERNAL_ASSERT(reinterpret_cast<uintptr_t>(out.data_ptr()) % 64 == 0);
+  const int64_t bad = cpu::pack_weight(w.data_ptr(), w.scalar_type() == at::kByte, N, K, w.stride(0), w.stride(1), zp,
+                                       static_cast<int>(bits), out.data_ptr<int8_t>());
+  const int64_t used = cpu::packed_weight_bytes(N, K, static_cast<int>(bits));
+  std::memset(out.data_ptr<int8_t>() + used, 0, static_cast<size_t>(out.numel() - used));  // deterministic tail
+  TORCH_CHECK(bad == 0, "dwq.pack_weight: w_codes has ", bad, " value(s) outside 0..", qmax, " (not codes of bits = ",
+              bits, ")");
+  return out;
+}
+
+// ---------------------------------------------------------------- GEMM
+
+cpu::ActSource gemm_source(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
+                           const Weight& w) {
+  check_bits(op, "x_bits", x_bits);
+  check_codes_tensor(op, "x_codes", x, 2);
+  TORCH_CHECK(x.size(1) == w.view.K, "dwq.", op, ": x_codes has K = ", x.size(1), " columns but w_packed was packed with K = ",
+              w.view.K);
+  cpu::ActSource a;
+  a.x = x.data_ptr();
+  a.is_u8 = x.scalar_type() == at::kByte;
+  a.bits = static_cast<int>(x_bits);
+  a.zx = check_zp1(op, "x_zero_point", x_zero_point, x_bits);
+  a.sm = x.stride(0);
+  a.sk = x.stride(1);
+  return a;
+}
+
+at::Tensor qgemm_acc_cpu(const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits, const at::Tensor& w_packed) {
+  const char* op = "qgemm_acc";
+  const Weight w = check_packed(op, w_packed);
+  const cpu::ActSource a = gemm_source(op, x, x_zero_point, x_bits, w);
+  const Isa isa = current_isa(op);
+  at::Tensor out = at::empty({x.size(0), w.view.N}, x.options().dtype(at::kLong));
+  cpu::Epilogue ep;
+  ep.kind = cpu::OutKind::acc_i64;
+  ep.out = out.data_ptr();
+  ep.ldo = w.view.N;
+  run_plan(op, isa, x.size(0), a, w, ep);
+  return out;
+}
+
+at::Tensor qlinear_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point, int64_t x_bits,
+                       const at::Tensor& w_packed, const at::Tensor& w_scale,
+                       const std::optional<at::Tensor>& affine_scale, const std::optional<at::Tensor>& affine_bias,
+                       bool relu, const std::optional<at::Tensor>& out_scale,
+                       const std::optional<at::Tensor>& out_zero_point, int64_t out_bits) {
+  const char* op = "qlinear";
+  const Weight w = check_packed(op, w_packed);
+  const cpu::ActSource a = gemm_source(op, x, x_zero_point, x_bits, w);
+  const float sx = check_scale1(op, "x_scale", x_scale);
+  EpilogueArgs e = make_epilogue(op, sx, w_scale, w.view.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,
+                                 out_bits);
+  const Isa isa = current_isa(op);
+  at::Tensor out = at::empty({x.size(0), w.view.N}, x.options().dtype(e.out_dtype));
+  e.ep.out = out.data_ptr();
+  e.ep.ldo = w.view.N;
+  run_plan(op, isa, x.size(0), a, w, e.ep);
+  return out;
+}
+
+// ---------------------------------------------------------------- conv2d
+
+struct ConvGeom {
+  cpu::ActSource a;
+  int64_t B, OH, OW;
+};
+
+ConvGeom conv_source(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
+                     const Weight& w, at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding) {
+  check_bits(op, "x_bits", x_bits);
+  check_codes_tensor(op, "x_codes", x, 4);
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2, "dwq.", op,
+              ": kernel_size, stride and padding must have 2 entries each");
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
+  TORCH_CHECK(kh >= 1 && kw >= 1, "dwq.", op, ": kernel_size must be >= 1, got ", kernel_size);
+  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1, "dwq.", op, ": stride must be >= 1, got ", stride);
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, "dwq.", op, ": padding must be >= 0, got ", padding);
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(w.view.K == kh * kw * C, "dwq.", op, ": w_packed was packed with K = ", w.view.K, " but kernel_size ",
+              kernel_size, " x C = ", C, " input channels needs K = ", kh * kw * C,
+              " (pack conv weights [O, C, kh, kw] with dwq.ops.pack_conv_weight)");
+  TORCH_CHECK(H + 2 * padding[0] >= kh && W + 2 * padding[1] >= kw, "dwq.", op, ": input ", H, "x", W,
+              " with padding ", padding, " is smaller than the kernel ", kernel_size);
+  ConvGeom g;
+  g.B = B;
+  g.OH = (H + 2 * padding[0] - kh) / stride[0] + 1;
+  g.OW = (W + 2 * padding[1] - kw) / stride[1] + 1;
+  cpu::ActSource& a = g.a;
+  a.x = x.data_ptr();
+  a.is_u8 = x.scalar_type() == at::kByte;
+  a.bits = static_cast<int>(x_bits);
+  a.zx = check_zp1(op, "x_zero_point", x_zero_point, x_bits);
+  a.is_conv = true;
+  a.batch = B;
+  a.H = H;
+  a.W = W;
+  a.C = C;
+  a.sn = x.stride(0);
+  a.sc = x.stride(1);
+  a.sh = x.stride(2);
+  a.sw = x.stride(3);
+  a.kh = kh;
+  a.kw = kw;
+  a.stride_h = stride[0];
+  a.stride_w = stride[1];
+  a.pad_h = padding[0];
+  a.pad_w = padding[1];
+  a.OH = g.OH;
+  a.OW = g.OW;
+  return g;
+}
+
+at::Tensor qconv2d_acc_cpu(const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
+                           const at::Tensor& w_packed, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                           at::IntArrayRef padding) {
+  const char* op = "qconv2d_acc";
+  const Weight w = check_packed(op, w_packed);
+  const ConvGeom g = conv_source(op, x, x_zero_point, x_bits, w, kernel_size, stride, padding);
+  const Isa isa = current_isa(op);
+  const int64_t N = w.view.N;
+  at::Tensor out = at::empty({g.B, g.OH, g.OW, N}, x.options().dtype(at::kLong));
+  cpu::Epilogue ep;
+  ep.kind = cpu::OutKind::acc_i64;
+  ep.out = out.data_ptr();
+  ep.ldo = N;
+  run_plan(op, isa, g.B * g.OH * g.OW, g.a, w, ep);
+  return out.permute({0, 3, 1, 2});
+}
+
+at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point, int64_t x_bits,
+                       const at::Tensor& w_packed, const at::Tensor& w_scale, at::IntArrayRef kernel_size,
+                       at::IntArrayRef stride, at::IntArrayRef padding, const std::optional<at::Tensor>& affine_scale,
+                       const std::optional<at::Tensor>& affine_bias, bool relu,
+                       const std::optional<at::Tensor>& out_scale, const std::optional<at::Tensor>& out_zero_point,
+                       int64_t out_bits) {
+  const char* op = "qconv2d";
+  const Weight w = check_packed(op, w_packed);
+  const ConvGeom g = conv_source(op, x, x_zero_point, x_bits, w, kernel_size, stride, padding);
+  const float sx = check_scale1(op, "x_scale", x_scale);
+  const int64_t N = w.view.N;
+  EpilogueArgs e = make_epilogue(op, sx, w_scale, N, affine_scale, affine_bias, relu, out_scale, out_zero_point, out_bits);
+  const Isa isa = current_isa(op);
+  at::Tensor out = at::empty({g.B, g.OH, g.OW, N}, x.options().dtype(e.out_dtype));
+  e.ep.out = out.data_ptr();
+  e.ep.ldo = N;
+  run_plan(op, isa, g.B * g.OH * g.OW, g.a, w, e.ep);
+  return out.permute({0, 3, 1, 2});
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dwq, CPU, m) {
+  m.impl("quantize_act", &quantize_act_cpu);
+  m.impl("pack_weight", &pack_weight_cpu);
+  m.impl("qgemm_acc", &qgemm_acc_cpu);
+  m.impl("qlinear", &qlinear_cpu);
+  m.impl("qconv2d_acc", &qconv2d_acc_cpu);
+  m.impl("qconv2d", &qconv2d_cpu);
+}
+
+}  // namespace dwq

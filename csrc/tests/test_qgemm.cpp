@@ -1,0 +1,221 @@
+// C++ tests of the torch-free integer GEMM engine (csrc/cpu/qgemm.h): every supported ISA against a
+// naive int64 reference over random GEMM and conv cases (bits 2..16, odd sizes, extreme zero
+// points, strides, padding), the K = 65,536 16-bit overflow case, and quantize_act.
+// Build and run: see CMakeLists.txt (ctest). Exit code 0 = pass.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cpu/qgemm.h"
+
+using namespace dwq::cpu;
+
+static int g_fail = 0;
+#define CHECK(cond, ...)                                  \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      std::fprintf(stderr, __VA_ARGS__);                  \
+      std::fprintf(stderr, "\n");                         \
+      ++g_fail;                                           \
+    }                                                     \
+  } while (0)
+
+struct Packed {
+  std::vector<int64_t> storage;  // 8-byte aligned; over-allocated for 64-byte alignment
+  int8_t* ptr = nullptr;
+  int64_t bytes = 0;
+};
+
+static Packed pack(const std::vector<int32_t>& w, int64_t N, int64_t K, const std::vector<int32_t>& zw, int bits) {
+  Packed p;
+  p.bytes = packed_weight_bytes(N, K, bits);
+  p.storage.resize(static_cast<size_t>(p.bytes / 8 + 16));
+  uintptr_t a = reinterpret_cast<uintptr_t>(p.storage.data());
+  p.ptr = reinterpret_cast<int8_t*>((a + 63) / 64 * 64);
+  const int64_t bad = pack_weight(w.data(), false, N, K, K, 1, zw.data(), bits, p.ptr);
+  CHECK(bad == 0, "pack_weight reported %lld bad codes", (long long)bad);
+  return p;
+}
+
+static void run_all(Isa isa, int64_t M, const ActSource& a, const Packed& p, const Epilogue& ep) {
+  PackedWeightView v;
+  CHECK(parse_packed_weight(p.ptr, p.bytes, &v), "parse_packed_weight failed");
+  const GemmPlan plan = plan_qgemm(M, v, a.bits, 2);
+  // run the items in two uneven ranges, as two threads would
+  const int64_t items = plan.items(), mid = items / 3;
+  int64_t bad = run_qgemm(isa, plan, a, v, ep, 0, mid) + run_qgemm(isa, plan, a, v, ep, mid, items);
+  CHECK(bad == 0, "run_qgemm reported %lld bad codes", (long long)bad);
+}
+
+static int64_t gemm_cases(Isa isa, std::mt19937_64& rng, int cases) {
+  int64_t done = 0;
+  for (int c = 0; c < cases; ++c) {
+    const int xb = 2 + rng() % 15, wb = 2 + rng() % 15;
+    const int64_t M = 1 + rng() % 23, N = 1 + rng() % 150, K = 1 + rng() % 300;
+    const int32_t qx = (1 << xb) - 1, qw = (1 << wb) - 1;
+    auto pick_z = [&](int32_t qm) { int r = rng() % 4; return r == 0 ? 0 : r == 1 ? qm : int32_t(rng() % (qm + 1)); };
+    const int32_t zx = pick_z(qx);
+    std::vector<int32_t> x(M * K), w(N * K), zw(N);
+    for (auto& v : x) v = rng() % 5 == 0 ? (rng() % 2 ? qx : 0) : int32_t(rng() % (qx + 1));
+    for (auto& v : w) v = rng() % 5 == 0 ? (rng() % 2 ? qw : 0) : int32_t(rng() % (qw + 1));
+    for (auto& z : zw) z = pick_z(qw);
+    Packed p = pack(w, N, K, zw, wb);
+    ActSource a;
+    a.x = x.data();
+    a.is_u8 = false;
+    a.zx = zx;
+    a.bits = xb;
+    a.sm = K;
+    a.sk = 1;
+    std::vector<int64_t> out(M * N, -1);
+    Epilogue ep;
+    ep.kind = OutKind::acc_i64;
+    ep.out = out.data();
+    ep.ldo = N;
+    run_all(isa, M, a, p, ep);
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t ref = 0;
+        for (int64_t k = 0; k < K; ++k) ref += int64_t(x[m * K + k] - zx) * (w[n * K + k] - zw[n]);
+        if (out[m * N + n] != ref) {
+          CHECK(false, "%s gemm M=%lld N=%lld K=%lld xb=%d wb=%d: [%lld,%lld] got %lld want %lld", isa_name(isa),
+                (long long)M, (long long)N, (long long)K, xb, wb, (long long)m, (long long)n,
+                (long long)out[m * N + n], (long long)ref);
+          return done;
+        }
+      }
+    ++done;
+  }
+  return done;
+}
+
+static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases) {
+  int64_t done = 0;
+  const int ks[3] = {1, 3, 7};
+  for (int c = 0; c < cases; ++c) {
+    const int xb = 2 + rng() % 15, wb = 2 + rng() % 15;
+    const int64_t k = ks[rng() % 3], s = 1 + rng() % 2, pad = rng() % (k / 2 + 1);
+    const int64_t B = 1 + rng() % 2, C = rng() % 2 ? 4 * (1 + rng() % 4) : 1 + rng() % 9, H = k + rng() % 6, W = k + rng() % 5, O = 1 + rng() % 70;
+    const int64_t OH = (H + 2 * pad - k) / s + 1, OW = (W + 2 * pad - k) / s + 1, K = k * k * C, M = B * OH * OW;
+    const int32_t qx = (1 << xb) - 1, qw = (1 << wb) - 1;
+    const int32_t zx = rng() % 3 == 0 ? qx : int32_t(rng() % (qx + 1));
+    std::vector<int32_t> x(B * H * W * C), w(O * K), zw(O);  // x NHWC, w [O][ky][kx][c]
+    for (auto& v : x) v = int32_t(rng() % (qx + 1));
+    for (auto& v : w) v = int32_t(rng() % (qw + 1));
+    for (auto& z : zw) z = int32_t(rng() % (qw + 1));
+    Packed p = pack(w, O, K, zw, wb);
+    ActSource a;
+    a.x = x.data();
+    a.is_u8 = false;
+    a.zx = zx;
+    a.bits = xb;
+    a.is_conv = true;
+    a.batch = B; a.H = H; a.W = W; a.C = C;
+    a.sn = H * W * C; a.sh = W * C; a.sw = C; a.sc = 1;
+    a.kh = a.kw = k; a.stride_h = a.stride_w = s; a.pad_h = a.pad_w = pad; a.OH = OH; a.OW = OW;
+    // uint8 codes half the time (when they fit): the byte-copy packing path
+    std::vector<uint8_t> x8;
+    if (xb <= 8 && rng() % 2) {
+      x8.assign(x.begin(), x.end());
+      a.x = x8.data();
+      a.is_u8 = true;
+    }
+    std::vector<int64_t> out(M * O, -1);
+    Epilogue ep;
+    ep.kind = OutKind::acc_i64;
+    ep.out = out.data();
+    ep.ldo = O;
+    run_all(isa, M, a, p, ep);
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t ow = m % OW, oh = (m / OW) % OH, n = m / (OW * OH);
+      for (int64_t o = 0; o < O; ++o) {
+        int64_t ref = 0;
+        for (int64_t ky = 0; ky < k; ++ky)
+          for (int64_t kx = 0; kx < k; ++kx)
+            for (int64_t ci = 0; ci < C; ++ci) {
+              const int64_t ih = oh * s - pad + ky, iw = ow * s - pad + kx;
+              const int32_t xv = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? x[((n * H + ih) * W + iw) * C + ci] : zx;
+              ref += int64_t(xv - zx) * (w[o * K + (ky * k + kx) * C + ci] - zw[o]);
+            }
+        if (out[m * O + o] != ref) {
+          CHECK(false, "%s conv k=%lld s=%lld p=%lld C=%lld: got %lld want %lld", isa_name(isa), (long long)k,
+                (long long)s, (long long)pad, (long long)C, (long long)out[m * O + o], (long long)ref);
+          return done;
+        }
+      }
+    }
+    ++done;
+  }
+  return done;
+}
+
+// K = 65,536 at 16 bits with every code at the extreme: |acc| = K * 65535^2 ~ 2.8e14 needs int64.
+static void overflow_case(Isa isa) {
+  const int64_t M = 2, N = 3, K = 65536 + 3;
+  std::vector<int32_t> x(M * K), w(N * K), zw = {0, 65535, 0};
+  for (int64_t i = 0; i < M * K; ++i) x[i] = i < K ? 65535 : 0;
+  for (int64_t i = 0; i < N * K; ++i) w[i] = (i / K) == 1 ? 0 : 65535;
+  Packed p = pack(w, N, K, zw, 16);
+  ActSource a;
+  a.x = x.data();
+  a.is_u8 = false;
+  a.zx = 0;
+  a.bits = 16;
+  a.sm = K;
+  std::vector<int64_t> out(M * N);
+  Epilogue ep;
+  ep.out = out.data();
+  ep.ldo = N;
+  run_all(isa, M, a, p, ep);
+  const int64_t big = K * int64_t(65535) * 65535;
+  CHECK(out[0] == big && out[1] == -big && out[2] == big && out[3] == 0, "%s overflow case: %lld %lld %lld",
+        isa_name(isa), (long long)out[0], (long long)out[1], (long long)out[2]);
+}
+
+static void quantize_cases(Isa isa, std::mt19937_64& rng) {
+  std::vector<float> x(5000);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  for (auto& v : x) v = nd(rng);
+  x[0] = 0.5f; x[1] = 1.5f; x[2] = 2.5f; x[3] = -0.5f; x[4] = 1e30f; x[5] = -INFINITY;
+  for (int bits : {2, 5, 8, 9, 16}) {
+    const float s = 0.0371f;
+    const int32_t z = (1 << (bits - 1)) - 1, qm = (1 << bits) - 1;
+    std::vector<int32_t> q(x.size());
+    std::vector<uint8_t> q8(x.size());
+    quantize_act(isa, x.data(), x.size(), s, z, bits, q.data(), false);
+    if (bits <= 8) quantize_act(isa, x.data(), x.size(), s, z, bits, q8.data(), true);
+    for (size_t i = 0; i < x.size(); ++i) {
+      float r = std::nearbyint(x[i] / s) + float(z);
+      r = std::fmin(std::fmax(r, 0.f), float(qm));
+      CHECK(q[i] == int32_t(r), "%s quantize bits=%d x=%g got %d want %d", isa_name(isa), bits, x[i], q[i], int(r));
+      if (bits <= 8) CHECK(q8[i] == q[i], "%s quantize u8 mismatch", isa_name(isa));
+      if (q[i] != int32_t(r)) return;
+    }
+  }
+  // ties: 1.5 / 1 -> 2, 2.5 -> 2, -0.5 -> -0 (half to even)
+  std::vector<int32_t> q(4);
+  const float t[4] = {0.5f, 1.5f, 2.5f, -0.5f};
+  quantize_act(isa, t, 4, 1.f, 4, 8, q.data(), false);
+  CHECK(q[0] == 4 && q[1] == 6 && q[2] == 6 && q[3] == 4, "%s ties: %d %d %d %d", isa_name(isa), q[0], q[1], q[2], q[3]);
+}
+
+int main() {
+  std::mt19937_64 rng(1234);
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512_vnni}) {
+    if (!isa_supported(isa)) {
+      std::printf("%s: not supported by this CPU, skipped\n", isa_name(isa));
+      continue;
+    }
+    const int64_t g = gemm_cases(isa, rng, 150);
+    const int64_t c = conv_cases(isa, rng, 120);
+    overflow_case(isa);
+    quantize_cases(isa, rng);
+    std::printf("%s: %lld gemm + %lld conv cases exact\n", isa_name(isa), (long long)g, (long long)c);
+  }
+  if (g_fail) std::printf("%d failure(s)\n", g_fail);
+  return g_fail ? 1 : 0;
+}

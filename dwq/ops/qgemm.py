@@ -1,0 +1,287 @@
+"""True-integer CPU ops: activation quantization, weight prepacking, integer GEMM / linear / conv2d
+with a fused per-channel epilogue. Typed wrappers over ``torch.ops.dwq.*`` with fake (meta) impls.
+
+Arithmetic contract (DESIGN.md): unsigned codes ``q`` in ``0..2^b-1`` (uint8 for b <= 8, int32 for
+9..16), float32 scales, integer zero points; ``acc = sum_k (qx - zx)(qw - zw)`` exact in int64
+(8-bit limbs for 9..16 bits); epilogue ``y = float32(acc) * (s_x * s_w[n] * affine_scale[n]) +
+affine_bias[n]``, optional ReLU, then float32 or requantized codes
+``clamp(round_half_even(y / s') + z', 0, 2^b' - 1)``. Inference only (no autograd).
+
+The ISA is chosen at run time from CPUID (AVX-512 VNNI, else AVX2, else scalar);
+``DWQ_CPU_ISA=scalar|avx2|avx512_vnni`` forces one (an error if the CPU lacks it).
+
+Example::
+
+    >>> import torch, dwq.ops as ops
+    >>> x = torch.randn(4, 64)
+    >>> sx, zx = torch.tensor([0.05]), torch.tensor([128], dtype=torch.int32)
+    >>> qx = ops.quantize_act(x, sx, zx, 8)                       # uint8 [4, 64]
+    >>> qw = torch.randint(0, 256, (32, 64), dtype=torch.uint8)
+    >>> zw = torch.full((32,), 128, dtype=torch.int32)
+    >>> wp = ops.pack_weight(qw, zw, 8)                            # once, at conversion time
+    >>> y = ops.qlinear(qx, sx, zx, 8, wp, torch.full((32,), 0.01))  # float32 [4, 32]
+"""
+import os
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from dwq.ops._lib import HAS_EXT
+from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
+
+__all__ = [
+    "quantize_act",
+    "pack_weight",
+    "pack_conv_weight",
+    "packed_weight_shape",
+    "qgemm_acc",
+    "qlinear",
+    "qconv2d_acc",
+    "qconv2d",
+    "supported_cpu_isas",
+]
+
+IntPair = Union[int, Sequence[int]]
+_HEADER_BYTES = 128  # csrc/cpu/qgemm.h kHeaderBytes
+
+
+def _pair(v: IntPair, name: str) -> List[int]:
+    if isinstance(v, int):
+        return [v, v]
+    v = [int(t) for t in v]
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+    return v
+
+
+def _check_bits(bits, name="bits"):
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+        raise ValueError(f"{name} must be an int in 2..16, got {bits!r}")
+
+
+def _need_ext(name: str):
+    if not HAS_EXT:
+        from dwq.ops._lib import EXT_ERROR
+
+        raise RuntimeError(f"dwq.ops.{name} needs the compiled extension dwq._C, which failed to import: {EXT_ERROR}")
+
+
+def packed_weight_shape(n: int, k: int, bits: int) -> Tuple[int, int]:
+    """Shape ``(N, P)`` of the int8 tensor that ``pack_weight`` returns for ``[N, K]`` codes at ``bits``:
+    a 128-byte header, ``limbs * ceil(N/64)*64 * ceil(K/4)*4`` weight bytes (limbs = 1 for bits <= 8,
+    else 2), int64 column sums and int32 zero points, spread over N rows."""
+    kp = (k + 3) // 4 * 4
+    npad = (n + 63) // 64 * 64
+    limbs = 1 if bits <= 8 else 2
+    total = _HEADER_BYTES + limbs * npad * kp + 12 * n
+    return n, (total + n - 1) // n
+
+
+def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-tensor activation quantization in one vectorized pass.
+
+    x: float32, any shape and strides. scale: float32 [1], finite > 0. zero_point: int32 [1] in
+    0..2^bits-1. Returns codes ``clamp(round_half_even(x / scale) + zero_point, 0, 2^bits - 1)``
+    with x's shape (and memory format): uint8 for bits <= 8, int32 for 9..16. NaN is an error.
+    """
+    _check_bits(bits)
+    if HAS_EXT and x.device.type == "cpu":
+        return torch.ops.dwq.quantize_act.default(x, scale, zero_point, bits)
+    return quantize_act_ref(x, scale, zero_point, bits)
+
+
+def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """Prepack weight codes once, at conversion time, into the microkernel layout.
+
+    w_codes: uint8 or int32 [N, K] (any strides), codes in 0..2^bits-1. zero_point: int32 [N].
+    Returns an opaque int8 tensor of shape ``packed_weight_shape(N, K, bits)`` holding the
+    shifted 8-bit limbs ([N/64][K/4][64][4] per limb), column sums and zero points.
+    """
+    _check_bits(bits)
+    _need_ext("pack_weight")
+    return torch.ops.dwq.pack_weight.default(w_codes, zero_point, bits)
+
+
+def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """Prepack conv weight codes ``[O, C, kh, kw]`` (uint8/int32) for ``qconv2d``: the reduction
+    index is ordered (ky, kx, c) to match channels-last activations, K = kh * kw * C."""
+    if w_codes.dim() != 4:
+        raise ValueError(f"pack_conv_weight: w_codes must be [O, C, kh, kw], got shape {tuple(w_codes.shape)}")
+    return pack_weight(w_codes.permute(0, 2, 3, 1).reshape(w_codes.shape[0], -1), zero_point, bits)
+
+
+def qgemm_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, w_packed: torch.Tensor) -> torch.Tensor:
+    """Exact integer accumulators ``acc[m, n] = sum_k (x[m, k] - zx) * (w[n, k] - zw[n])``.
+
+    x_codes: uint8/int32 [M, K] (any strides) at x_bits; x_zero_point: int32 [1];
+    w_packed: from ``pack_weight`` with the same K. Returns int64 [M, N].
+    """
+    _check_bits(x_bits, "x_bits")
+    _need_ext("qgemm_acc")
+    return torch.ops.dwq.qgemm_acc.default(x_codes, x_zero_point, x_bits, w_packed)
+
+
+def qlinear(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int,
+            w_packed: torch.Tensor, w_scale: torch.Tensor, affine_scale: Optional[torch.Tensor] = None,
+            affine_bias: Optional[torch.Tensor] = None, relu: bool = False, out_scale: Optional[torch.Tensor] = None,
+            out_zero_point: Optional[torch.Tensor] = None, out_bits: int = 8) -> torch.Tensor:
+    """Integer linear layer with the fused epilogue.
+
+    x_codes: uint8/int32 [..., K] at x_bits; x_scale float32 [1]; x_zero_point int32 [1];
+    w_packed from ``pack_weight``; w_scale float32 [N] (> 0); affine_scale / affine_bias float32 [N]
+    (bias, or the active precision's folded BN) or None; relu. Returns float32 [..., N], or codes
+    (uint8 if out_bits <= 8 else int32) when out_scale float32 [1] and out_zero_point int32 [1] are given.
+    """
+    _check_bits(x_bits, "x_bits")
+    _need_ext("qlinear")
+    lead = x_codes.shape[:-1]
+    x2 = x_codes.reshape(-1, x_codes.shape[-1]) if x_codes.dim() != 2 else x_codes
+    y = torch.ops.dwq.qlinear.default(x2, x_scale, x_zero_point, x_bits, w_packed, w_scale, affine_scale, affine_bias,
+                                      relu, out_scale, out_zero_point, out_bits)
+    return y if x_codes.dim() == 2 else y.reshape(*lead, y.shape[-1])
+
+
+def qconv2d_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, w_packed: torch.Tensor,
+                kernel_size: IntPair, stride: IntPair = 1, padding: IntPair = 0) -> torch.Tensor:
+    """Exact integer conv2d accumulators (groups = 1, dilation = 1).
+
+    x_codes: uint8/int32 [B, C, H, W] (any strides; channels_last avoids strided gathers);
+    w_packed from ``pack_conv_weight`` of [O, C, kh, kw]; padding holds the code zx (exactly zero).
+    Returns int64 [B, O, OH, OW] in channels_last memory format.
+    """
+    _check_bits(x_bits, "x_bits")
+    _need_ext("qconv2d_acc")
+    return torch.ops.dwq.qconv2d_acc.default(x_codes, x_zero_point, x_bits, w_packed, _pair(kernel_size, "kernel_size"),
+                                             _pair(stride, "stride"), _pair(padding, "padding"))
+
+
+def qconv2d(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int,
+            w_packed: torch.Tensor, w_scale: torch.Tensor, kernel_size: IntPair, stride: IntPair = 1,
+            padding: IntPair = 0, affine_scale: Optional[torch.Tensor] = None,
+            affine_bias: Optional[torch.Tensor] = None, relu: bool = False, out_scale: Optional[torch.Tensor] = None,
+            out_zero_point: Optional[torch.Tensor] = None, out_bits: int = 8) -> torch.Tensor:
+    """Integer conv2d with the fused epilogue (see ``qlinear``). x_codes [B, C, H, W];
+    returns float32 or codes [B, O, OH, OW] in channels_last memory format, ready for the next layer."""
+    _check_bits(x_bits, "x_bits")
+    _need_ext("qconv2d")
+    return torch.ops.dwq.qconv2d.default(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale,
+                                         _pair(kernel_size, "kernel_size"), _pair(stride, "stride"),
+                                         _pair(padding, "padding"), affine_scale, affine_bias, relu, out_scale,
+                                         out_zero_point, out_bits)
+
+
+_ISAS: Optional[List[str]] = None
+
+
+def supported_cpu_isas() -> List[str]:
+    """The CPU kernel paths this machine can run, e.g. ``['scalar', 'avx2', 'avx512_vnni']``
+    (each is forced with ``DWQ_CPU_ISA``); ``[]`` without the extension."""
+    global _ISAS
+    if _ISAS is None:
+        found = []
+        if HAS_EXT:
+            old = os.environ.get("DWQ_CPU_ISA")
+            x = torch.zeros(1, dtype=torch.float32)
+            s, z = torch.ones(1), torch.zeros(1, dtype=torch.int32)
+            try:
+                for isa in ("scalar", "avx2", "avx512_vnni"):
+                    os.environ["DWQ_CPU_ISA"] = isa
+                    try:
+                        torch.ops.dwq.quantize_act.default(x, s, z, 8)
+                        found.append(isa)
+                    except RuntimeError:
+                        pass
+            finally:
+                if old is None:
+                    os.environ.pop("DWQ_CPU_ISA", None)
+                else:
+                    os.environ["DWQ_CPU_ISA"] = old
+        _ISAS = found
+    return list(_ISAS)
+
+
+# ----------------------------------------------------------------------------- fake (meta) impls
+
+if HAS_EXT:
+
+    def _fake_codes(name, x, dim):
+        torch._check(x.dtype in (torch.uint8, torch.int32),
+                     lambda: f"{name}: x_codes must be uint8 or int32 codes, got {x.dtype}")
+        torch._check(x.dim() == dim, lambda: f"{name}: x_codes must be {dim}-D, got shape {tuple(x.shape)}")
+
+    def _fake_packed(name, w):
+        torch._check(w.dtype == torch.int8 and w.dim() == 2,
+                     lambda: f"{name}: w_packed must be the int8 [N, P] tensor made by dwq.ops.pack_weight")
+
+    def _fake_out_dtype(name, out_scale, out_zero_point, out_bits):
+        torch._check((out_scale is None) == (out_zero_point is None),
+                     lambda: f"{name}: give both out_scale and out_zero_point or neither")
+        if out_scale is None:
+            return torch.float32
+        torch._check(2 <= out_bits <= 16, lambda: f"{name}: out_bits must be in 2..16, got {out_bits}")
+        return codes_dtype(out_bits)
+
+    def _fake_conv_shape(name, x, w_packed, kernel_size, stride, padding):
+        B, C, H, W = x.shape
+        kh, kw = kernel_size
+        torch._check(H + 2 * padding[0] >= kh and W + 2 * padding[1] >= kw,
+                     lambda: f"{name}: input smaller than the kernel")
+        OH = (H + 2 * padding[0] - kh) // stride[0] + 1
+        OW = (W + 2 * padding[1] - kw) // stride[1] + 1
+        return B, OH, OW, w_packed.shape[0]
+
+    @torch.library.register_fake("dwq::quantize_act")
+    def _(x, scale, zero_point, bits):
+        torch._check(2 <= bits <= 16, lambda: f"quantize_act: bits must be in 2..16, got {bits}")
+        torch._check(x.dtype == torch.float32, lambda: f"quantize_act: x must be float32, got {x.dtype}")
+        torch._check(scale.numel() == 1 and zero_point.numel() == 1,
+                     lambda: "quantize_act: scale and zero_point must have 1 element (per tensor)")
+        return torch.empty_like(x, dtype=codes_dtype(bits))
+
+    @torch.library.register_fake("dwq::pack_weight")
+    def _(w_codes, zero_point, bits):
+        torch._check(2 <= bits <= 16, lambda: f"pack_weight: bits must be in 2..16, got {bits}")
+        torch._check(w_codes.dim() == 2, lambda: f"pack_weight: w_codes must be 2-D, got {tuple(w_codes.shape)}")
+        torch._check(w_codes.dtype in (torch.uint8, torch.int32),
+                     lambda: f"pack_weight: w_codes must be uint8 or int32, got {w_codes.dtype}")
+        n, k = w_codes.shape
+        torch._check(zero_point.shape == (n,), lambda: f"pack_weight: zero_point must have shape [{n}]")
+        return w_codes.new_empty(packed_weight_shape(n, k, bits), dtype=torch.int8)
+
+    @torch.library.register_fake("dwq::qgemm_acc")
+    def _(x_codes, x_zero_point, x_bits, w_packed):
+        torch._check(2 <= x_bits <= 16, lambda: f"qgemm_acc: x_bits must be in 2..16, got {x_bits}")
+        _fake_codes("qgemm_acc", x_codes, 2)
+        _fake_packed("qgemm_acc", w_packed)
+        return x_codes.new_empty((x_codes.shape[0], w_packed.shape[0]), dtype=torch.int64)
+
+    @torch.library.register_fake("dwq::qlinear")
+    def _(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale, affine_scale, affine_bias, relu, out_scale,
+          out_zero_point, out_bits):
+        torch._check(2 <= x_bits <= 16, lambda: f"qlinear: x_bits must be in 2..16, got {x_bits}")
+        _fake_codes("qlinear", x_codes, 2)
+        _fake_packed("qlinear", w_packed)
+        n = w_packed.shape[0]
+        torch._check(w_scale.shape == (n,), lambda: f"qlinear: w_scale must have shape [{n}]")
+        dtype = _fake_out_dtype("qlinear", out_scale, out_zero_point, out_bits)
+        return x_codes.new_empty((x_codes.shape[0], n), dtype=dtype)
+
+    @torch.library.register_fake("dwq::qconv2d_acc")
+    def _(x_codes, x_zero_point, x_bits, w_packed, kernel_size, stride, padding):
+        torch._check(2 <= x_bits <= 16, lambda: f"qconv2d_acc: x_bits must be in 2..16, got {x_bits}")
+        _fake_codes("qconv2d_acc", x_codes, 4)
+        _fake_packed("qconv2d_acc", w_packed)
+        shape = _fake_conv_shape("qconv2d_acc", x_codes, w_packed, kernel_size, stride, padding)
+        return x_codes.new_empty(shape, dtype=torch.int64).permute(0, 3, 1, 2)
+
+    @torch.library.register_fake("dwq::qconv2d")
+    def _(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale, kernel_size, stride, padding, affine_scale,
+          affine_bias, relu, out_scale, out_zero_point, out_bits):
+        torch._check(2 <= x_bits <= 16, lambda: f"qconv2d: x_bits must be in 2..16, got {x_bits}")
+        _fake_codes("qconv2d", x_codes, 4)
+        _fake_packed("qconv2d", w_packed)
+        n = w_packed.shape[0]
+        torch._check(w_scale.shape == (n,), lambda: f"qconv2d: w_scale must have shape [{n}]")
+        dtype = _fake_out_dtype("qconv2d", out_scale, out_zero_point, out_bits)
+        shape = _fake_conv_shape("qconv2d", x_codes, w_packed, kernel_size, stride, padding)
+        return x_codes.new_empty(shape, dtype=dtype).permute(0, 3, 1, 2)

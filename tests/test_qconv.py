@@ -1,0 +1,181 @@
+"""True-integer conv2d ops (dwq.ops.qconv2d / qconv2d_acc): bit-exact against the int64 reference
+on every CPU ISA path (1x1/3x3/7x7, stride 1/2, padding with the zero-point code, bits 2..16,
+channels_last and strided inputs), the fused epilogue, opcheck and bad input."""
+import pytest
+import torch
+
+from dwq.ops._lib import HAS_EXT
+
+if not HAS_EXT:  # DWQ_REQUIRE_EXT=1 already turned a missing extension into an ImportError
+    pytest.skip("dwq._C (the compiled extension) is not importable", allow_module_level=True)
+
+from dwq.ops import qgemm as q  # noqa: E402
+from dwq.ops import qgemm_reference as ref  # noqa: E402
+
+ALL_ISAS = ["scalar", "avx2", "avx512_vnni"]
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request, monkeypatch):
+    if request.param not in q.supported_cpu_isas():
+        pytest.skip(f"this CPU does not support the {request.param} path")
+    monkeypatch.setenv("DWQ_CPU_ISA", request.param)
+    return request.param
+
+
+def ri(g, lo, hi):
+    return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+
+def rand_codes(g, shape, bits, dtype):
+    qmax = (1 << bits) - 1
+    c = torch.randint(0, qmax + 1, shape, generator=g, dtype=torch.int64)
+    m = torch.rand(shape, generator=g)
+    c = torch.where(m < 0.1, 0, torch.where(m < 0.2, qmax, c))
+    return c.to(dtype)
+
+
+def rand_zp(g, bits, shape=(1,)):
+    qmax = (1 << bits) - 1
+    r = torch.randint(0, 4, shape, generator=g)
+    z = torch.randint(0, qmax + 1, shape, generator=g)
+    return torch.where(r == 0, 0, torch.where(r == 1, qmax, z)).to(torch.int32)
+
+
+def rand_case(g):
+    xb, wb = ri(g, 2, 16), ri(g, 2, 16)
+    k = [1, 3, 7][ri(g, 0, 2)]
+    s = ri(g, 1, 2)
+    p = ri(g, 0, k // 2)
+    B, C, O = ri(g, 1, 2), ri(g, 1, 12), ri(g, 1, 70)
+    H, W = ri(g, max(1, k - 2 * p), 11), ri(g, max(1, k - 2 * p), 10)
+    xdt = torch.uint8 if xb <= 8 and ri(g, 0, 1) else torch.int32
+    x = rand_codes(g, (B, C, H, W), xb, xdt)
+    layout = ri(g, 0, 2)
+    if layout == 1:
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == 2:  # non-contiguous: every other column of a wider tensor
+        big = torch.zeros(B, C, H, 2 * W, dtype=xdt)
+        big[..., ::2] = x
+        x = big[..., ::2]
+    w = rand_codes(g, (O, C, k, k), wb, torch.int32 if wb > 8 or ri(g, 0, 1) else torch.uint8)
+    return x, xb, w, wb, k, s, p
+
+
+def test_qconv2d_acc_exact(isa):
+    g = torch.Generator().manual_seed(21)
+    for i in range(220):
+        x, xb, w, wb, k, s, p = rand_case(g)
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (w.shape[0],))
+        got = q.qconv2d_acc(x, zx, xb, q.pack_conv_weight(w, zw, wb), k, s, p)
+        want = ref.qconv2d_acc_ref(x, zx, w, zw, (s, s), (p, p))
+        assert got.shape == want.shape and got.dtype == torch.int64
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(got, want), f"case {i}: k={k} s={s} p={p} x={tuple(x.shape)} xb={xb} wb={wb}"
+
+
+def test_qconv2d_epilogue(isa):
+    g = torch.Generator().manual_seed(22)
+    for i in range(60):
+        x, xb, w, wb, k, s, p = rand_case(g)
+        O = w.shape[0]
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (O,))
+        sx = torch.rand(1, generator=g) * 0.1 + 1e-3
+        sw = torch.rand(O, generator=g) * 0.01 + 1e-4
+        a = torch.randn(O, generator=g) if i % 2 else None  # folded BN scale
+        b = torch.randn(O, generator=g) if i % 3 else None  # folded BN shift / bias
+        relu = i % 4 >= 2
+        wp = q.pack_conv_weight(w, zw, wb)
+        y = q.qconv2d(x, sx, zx, xb, wp, sw, k, s, p, a, b, relu)
+        y_ref = ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (p, p), a, b, relu)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6 * (1 + y_ref.abs().max().item()))
+        ob = ri(g, 2, 16)
+        so = (y_ref.abs().max() / (1 << (ob - 1)) + 1e-3).reshape(1)
+        zo = rand_zp(g, ob)
+        c = q.qconv2d(x, sx, zx, xb, wp, sw, k, s, p, a, b, relu, so, zo, ob)
+        assert c.dtype == ref.codes_dtype(ob) and c.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(c, ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (p, p), a, b, relu, so, zo, ob))
+
+
+def test_padding_is_zero_point():
+    """All-zx input: every output is exactly 0 however much of the window is padding."""
+    x = torch.full((1, 3, 5, 5), 77, dtype=torch.uint8)
+    zx = torch.tensor([77], dtype=torch.int32)
+    w = torch.randint(0, 256, (4, 3, 7, 7), dtype=torch.uint8)
+    zw = torch.randint(0, 256, (4,), dtype=torch.int32)
+    acc = q.qconv2d_acc(x, zx, 8, q.pack_conv_weight(w, zw, 8), 7, 2, 3)
+    assert acc.shape == (1, 4, 3, 3) and int(acc.abs().max()) == 0
+
+
+def test_chained_layers_match_float():
+    """Codes flow from one qconv2d into the next; matches fake-quant float math to float rounding."""
+    g = torch.Generator().manual_seed(4)
+    x = rand_codes(g, (2, 8, 9, 9), 6, torch.uint8).contiguous(memory_format=torch.channels_last)
+    zx, sx = torch.tensor([20], dtype=torch.int32), torch.tensor([0.02])
+    w1 = rand_codes(g, (16, 8, 3, 3), 6, torch.uint8)
+    w2 = rand_codes(g, (5, 16, 1, 1), 10, torch.int32)
+    z1, z2 = rand_zp(g, 6, (16,)), rand_zp(g, 10, (5,))
+    s1, s2 = torch.rand(16, generator=g) * 0.01 + 1e-3, torch.rand(5, generator=g) * 0.01 + 1e-3
+    so, zo = torch.tensor([0.05]), torch.tensor([0], dtype=torch.int32)  # ReLU output: z' = 0
+    h = q.qconv2d(x, sx, zx, 6, q.pack_conv_weight(w1, z1, 6), s1, 3, 1, 1, None, None, True, so, zo, 10)
+    assert h.dtype == torch.int32 and h.is_contiguous(memory_format=torch.channels_last)
+    y = q.qconv2d(h, so, zo, 10, q.pack_conv_weight(w2, z2, 10), s2, 1, 1, 0)
+    h_ref = ref.qconv2d_ref(x, sx, zx, w1, s1, z1, (1, 1), (1, 1), None, None, True, so, zo, 10)
+    assert torch.equal(h, h_ref)
+    torch.testing.assert_close(y, ref.qconv2d_ref(h_ref, so, zo, w2, s2, z2), rtol=1e-5, atol=1e-5)
+    # float model of the same math
+    xf = (x.float() - zx.float()) * sx
+    w1f = (w1.float() - z1.float().view(-1, 1, 1, 1)) * s1.view(-1, 1, 1, 1)
+    hf = torch.relu(torch.nn.functional.conv2d(xf.double(), w1f.double(), padding=1))
+    assert (hf - h.double() * so.double()).abs().max() <= 0.5 * so.item() + 1e-6  # within half a step
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_opcheck(bits):
+    g = torch.Generator().manual_seed(6)
+    x = rand_codes(g, (2, 3, 6, 5), bits, torch.uint8 if bits <= 8 else torch.int32)
+    w = rand_codes(g, (4, 3, 3, 3), bits, torch.int32)
+    zx, zw = rand_zp(g, bits), rand_zp(g, bits, (4,))
+    wp = q.pack_conv_weight(w, zw, bits)
+    sx, sw = torch.tensor([0.1]), torch.full((4,), 0.02)
+    torch.library.opcheck(torch.ops.dwq.qconv2d_acc.default, (x, zx, bits, wp, [3, 3], [2, 1], [1, 0]))
+    torch.library.opcheck(torch.ops.dwq.qconv2d.default,
+                          (x, sx, zx, bits, wp, sw, [3, 3], [1, 1], [1, 1], torch.randn(4), torch.randn(4), True,
+                           None, None, 8))
+    torch.library.opcheck(torch.ops.dwq.qconv2d.default,
+                          (x, sx, zx, bits, wp, sw, [3, 3], [1, 2], [0, 1], None, None, False, torch.tensor([0.7]),
+                           torch.tensor([5], dtype=torch.int32), 4))
+
+
+def _bad_cases():
+    x = torch.randint(0, 256, (1, 3, 6, 6), dtype=torch.uint8)
+    w = torch.randint(0, 256, (4, 3, 3, 3), dtype=torch.uint8)
+    zx, zw = torch.tensor([5], dtype=torch.int32), torch.zeros(4, dtype=torch.int32)
+    wp = q.pack_conv_weight(w, zw, 8)
+    sx, sw = torch.tensor([0.1]), torch.full((4,), 0.02)
+    ops = torch.ops.dwq
+    return [
+        ("x dim", lambda: ops.qconv2d_acc(x[0], zx, 8, wp, [3, 3], [1, 1], [1, 1]), "x_codes must be 4-D"),
+        ("C mismatch", lambda: ops.qconv2d_acc(x[:, :2], zx, 8, wp, [3, 3], [1, 1], [1, 1]),
+         "packed with K = 27 but kernel_size .* needs K = 18"),
+        ("kernel mismatch", lambda: ops.qconv2d_acc(x, zx, 8, wp, [1, 1], [1, 1], [0, 0]), "needs K = 3"),
+        ("stride 0", lambda: ops.qconv2d_acc(x, zx, 8, wp, [3, 3], [0, 1], [1, 1]), "stride must be >= 1"),
+        ("padding neg", lambda: ops.qconv2d_acc(x, zx, 8, wp, [3, 3], [1, 1], [-1, 0]), "padding must be >= 0"),
+        ("too small", lambda: ops.qconv2d_acc(x[..., :2, :2], zx, 8, wp, [3, 3], [1, 1], [0, 0]),
+         "smaller than the kernel"),
+        ("codes range", lambda: ops.qconv2d_acc(x, zx, 5, wp, [3, 3], [1, 1], [1, 1]), "outside 0..31"),
+        ("bits", lambda: ops.qconv2d(x, sx, zx, 20, wp, sw, [3, 3], [1, 1], [1, 1], None, None, False, None, None, 8),
+         "x_bits must be in 2..16, got 20"),
+        ("w_scale inf", lambda: ops.qconv2d(x, sx, zx, 8, wp, sw / 0, [3, 3], [1, 1], [1, 1], None, None, False, None,
+                                            None, 8), "w_scale\\[0\\] must be finite and > 0, got inf"),
+        ("out zp range", lambda: ops.qconv2d(x, sx, zx, 8, wp, sw, [3, 3], [1, 1], [1, 1], None, None, False, sx,
+                                             torch.tensor([16], dtype=torch.int32), 4),
+         "out_zero_point = 16 is not a code of 4 bits"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_cases(), ids=lambda c: c[0])
+def test_bad_input(case):
+    _, fn, match = case
+    with pytest.raises(RuntimeError, match=match):
+        fn()

@@ -1,0 +1,291 @@
+"""True-integer GEMM ops (dwq.ops.qgemm): bit-exact against the int64 reference on every CPU ISA
+path, the fused epilogue, the K = 65,536 16-bit overflow case, opcheck and bad input.
+Convolution is in test_qconv.py."""
+
+import pytest
+import torch
+
+from dwq.ops._lib import HAS_EXT
+
+if not HAS_EXT:  # DWQ_REQUIRE_EXT=1 already turned a missing extension into an ImportError
+    pytest.skip("dwq._C (the compiled extension) is not importable", allow_module_level=True)
+
+from dwq.ops import qgemm as q  # noqa: E402
+from dwq.ops import qgemm_reference as ref  # noqa: E402
+
+ALL_ISAS = ["scalar", "avx2", "avx512_vnni"]
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request, monkeypatch):
+    if request.param not in q.supported_cpu_isas():
+        pytest.skip(f"this CPU does not support the {request.param} path")
+    monkeypatch.setenv("DWQ_CPU_ISA", request.param)
+    return request.param
+
+
+def rand_codes(g, shape, bits, dtype=None, extreme=0.2):
+    """Random codes with a share of 0 and 2^bits-1; uint8 where it fits (or int32 half the time)."""
+    qmax = (1 << bits) - 1
+    c = torch.randint(0, qmax + 1, shape, generator=g, dtype=torch.int64)
+    m = torch.rand(shape, generator=g)
+    c = torch.where(m < extreme / 2, 0, torch.where(m < extreme, qmax, c))
+    if dtype is None:
+        dtype = torch.uint8 if bits <= 8 and torch.rand(1, generator=g).item() < 0.5 else torch.int32
+    return c.to(dtype)
+
+
+def rand_zp(g, bits, shape=(1,)):
+    qmax = (1 << bits) - 1
+    r = torch.randint(0, 4, shape, generator=g)
+    z = torch.randint(0, qmax + 1, shape, generator=g)
+    return torch.where(r == 0, 0, torch.where(r == 1, qmax, z)).to(torch.int32)
+
+
+def maybe_strided(g, x):
+    """Half the time, the same values in a non-contiguous layout (transposed or sliced storage)."""
+    r = torch.randint(0, 3, (1,), generator=g).item()
+    if r == 1:
+        return x.t().contiguous().t()
+    if r == 2:
+        big = torch.zeros(x.shape[0], 2 * x.shape[1], dtype=x.dtype)
+        big[:, ::2] = x
+        return big[:, ::2]
+    return x
+
+
+def rand_dim(g, hi):
+    r = torch.randint(0, 5, (1,), generator=g).item()
+    return 1 if r == 0 else int(torch.randint(1, hi + 1, (1,), generator=g))
+
+
+def test_qgemm_acc_exact(isa):
+    g = torch.Generator().manual_seed(11)
+    cases = 350
+    for i in range(cases):
+        xb, wb = int(torch.randint(2, 17, (1,), generator=g)), int(torch.randint(2, 17, (1,), generator=g))
+        M, N, K = rand_dim(g, 40), rand_dim(g, 140), rand_dim(g, 300)
+        x = maybe_strided(g, rand_codes(g, (M, K), xb))
+        w = maybe_strided(g, rand_codes(g, (N, K), wb))
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (N,))
+        got = q.qgemm_acc(x, zx, xb, q.pack_weight(w, zw, wb))
+        want = ref.qgemm_acc_ref(x, zx, w, zw)
+        assert got.dtype == torch.int64 and got.shape == (M, N)
+        assert torch.equal(got, want), f"case {i}: M={M} N={N} K={K} xb={xb} wb={wb} zx={zx.item()}"
+
+
+def test_qlinear_epilogue(isa):
+    g = torch.Generator().manual_seed(12)
+    for i in range(120):
+        xb, wb = int(torch.randint(2, 17, (1,), generator=g)), int(torch.randint(2, 17, (1,), generator=g))
+        M, N, K = rand_dim(g, 30), rand_dim(g, 100), rand_dim(g, 200)
+        x = rand_codes(g, (M, K), xb)
+        w = rand_codes(g, (N, K), wb)
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (N,))
+        sx = torch.rand(1, generator=g) * 0.1 + 1e-3
+        sw = torch.rand(N, generator=g) * 0.01 + 1e-4
+        a = torch.randn(N, generator=g) if i % 2 else None
+        b = torch.randn(N, generator=g) if i % 3 else None
+        relu = bool(i % 4 >= 2)
+        wp = q.pack_weight(w, zw, wb)
+        y = q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu)
+        y_ref = ref.qlinear_ref(x, sx, zx, w, sw, zw, a, b, relu)
+        assert y.dtype == torch.float32
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6 * (1 + y_ref.abs().max().item()))
+        ob = int(torch.randint(2, 17, (1,), generator=g))
+        so = (y_ref.abs().max() / (1 << (ob - 1)) + 1e-3).reshape(1)
+        zo = rand_zp(g, ob)
+        c = q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu, so, zo, ob)
+        c_ref = ref.qlinear_ref(x, sx, zx, w, sw, zw, a, b, relu, so, zo, ob)
+        assert c.dtype == ref.codes_dtype(ob)
+        assert torch.equal(c, c_ref), f"case {i}: requantized codes differ"
+
+
+def test_qlinear_batched_shape():
+    g = torch.Generator().manual_seed(3)
+    x = rand_codes(g, (2, 3, 17), 8, torch.uint8)
+    w = rand_codes(g, (5, 17), 8, torch.uint8)
+    zx, zw = torch.tensor([7], dtype=torch.int32), torch.full((5,), 100, dtype=torch.int32)
+    sx, sw = torch.tensor([0.1]), torch.full((5,), 0.02)
+    y = q.qlinear(x, sx, zx, 8, q.pack_weight(w, zw, 8), sw)
+    assert y.shape == (2, 3, 5)
+    torch.testing.assert_close(y.reshape(6, 5), ref.qlinear_ref(x.reshape(6, 17), sx, zx, w, sw, zw))
+
+
+def test_empty_rows():
+    w = torch.randint(0, 16, (5, 7), dtype=torch.uint8)
+    wp = q.pack_weight(w, torch.zeros(5, dtype=torch.int32), 4)
+    zx = torch.tensor([0], dtype=torch.int32)
+    assert q.qgemm_acc(torch.zeros(0, 7, dtype=torch.uint8), zx, 4, wp).shape == (0, 5)
+    y = q.qlinear(torch.zeros(0, 7, dtype=torch.uint8), torch.ones(1), zx, 4, wp, torch.ones(5))
+    assert y.shape == (0, 5) and y.dtype == torch.float32
+
+
+def test_quantize_act_exact(isa):
+    g = torch.Generator().manual_seed(13)
+    for i in range(60):
+        bits = int(torch.randint(2, 17, (1,), generator=g))
+        shape = (rand_dim(g, 9), rand_dim(g, 300))
+        x = torch.randn(shape, generator=g) * 4
+        x.view(-1)[:4] = torch.tensor([0.5, 1.5, 2.5, -0.5])[: x.numel()][: min(4, x.numel())]
+        if i % 3 == 1:
+            x = x.t()  # non-contiguous, still dense
+        elif i % 3 == 2:
+            x = x[:, ::2]
+        s = torch.rand(1, generator=g) * 0.1 + 1e-3
+        z = rand_zp(g, bits)
+        c = q.quantize_act(x, s, z, bits)
+        assert c.shape == x.shape and c.dtype == ref.codes_dtype(bits)
+        assert torch.equal(c, ref.quantize_act_ref(x, s, z, bits)), f"case {i}, bits {bits}"
+    ties = q.quantize_act(torch.tensor([0.5, 1.5, 2.5, -0.5, 1e30, -float("inf")]), torch.ones(1),
+                          torch.tensor([4], dtype=torch.int32), 8)
+    assert ties.tolist() == [4, 6, 6, 4, 255, 0]  # round half to even, saturation
+
+
+def test_quantize_act_preserves_channels_last():
+    x = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    c = q.quantize_act(x, torch.tensor([0.1]), torch.tensor([128], dtype=torch.int32), 8)
+    assert c.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(c, ref.quantize_act_ref(x, torch.tensor([0.1]), torch.tensor([128], dtype=torch.int32), 8))
+
+
+def test_no_overflow_k65536_16bit(isa):
+    """K = 65,536 (+3) at 16 bits, every code at an extreme: |acc| = K * 65535^2 ~ 2.8e14 needs int64."""
+    K = 65536 + 3
+    x = torch.full((2, K), 65535, dtype=torch.int32)
+    x[1] = 0
+    w = torch.full((3, K), 65535, dtype=torch.int32)
+    w[1] = 0
+    zx = torch.tensor([0], dtype=torch.int32)
+    zw = torch.tensor([0, 65535, 32768], dtype=torch.int32)
+    acc = q.qgemm_acc(x, zx, 16, q.pack_weight(w, zw, 16))
+    big = K * 65535 * 65535
+    assert acc[0].tolist() == [big, -big, K * 65535 * 32767]
+    assert acc[1].tolist() == [0, 0, 0]
+    assert torch.equal(acc, ref.qgemm_acc_ref(x, zx, w, zw))
+    # also with the zero point in the middle of the activation range
+    zx = torch.tensor([40000], dtype=torch.int32)
+    assert torch.equal(q.qgemm_acc(x, zx, 16, q.pack_weight(w, zw, 16)), ref.qgemm_acc_ref(x, zx, w, zw))
+
+
+def test_8bit_int32_chunk_boundary(isa):
+    """8-bit codes with K large enough that one int32 pass could overflow; the driver must switch
+    to the int64 path (K * 255 * 255 > 2^31)."""
+    K = 40000
+    x = torch.full((3, K), 255, dtype=torch.uint8)
+    w = torch.full((2, K), 255, dtype=torch.uint8)
+    w[1] = 0
+    zx, zw = torch.tensor([0], dtype=torch.int32), torch.tensor([0, 255], dtype=torch.int32)
+    acc = q.qgemm_acc(x, zx, 8, q.pack_weight(w, zw, 8))
+    assert acc[:, 0].tolist() == [K * 255 * 255] * 3 and acc[:, 1].tolist() == [-K * 255 * 255] * 3
+
+
+def _sample(bits=8, xbits=8):
+    g = torch.Generator().manual_seed(5)
+    x = rand_codes(g, (7, 33), xbits, torch.uint8 if xbits <= 8 else torch.int32)
+    w = rand_codes(g, (9, 33), bits, torch.int32)
+    zw = rand_zp(g, bits, (9,))
+    return x, w, zw
+
+
+@pytest.mark.parametrize("bits", [4, 12])
+def test_opcheck(bits):
+    x, w, zw = _sample(bits, bits)
+    zx, sx = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05])
+    sw = torch.full((9,), 0.01)
+    wp = q.pack_weight(w, zw, bits)
+    torch.library.opcheck(torch.ops.dwq.pack_weight.default, (w, zw, bits))
+    torch.library.opcheck(torch.ops.dwq.quantize_act.default, (torch.randn(3, 5), sx, zx, bits))
+    torch.library.opcheck(torch.ops.dwq.qgemm_acc.default, (x, zx, bits, wp))
+    torch.library.opcheck(torch.ops.dwq.qlinear.default,
+                          (x, sx, zx, bits, wp, sw, None, torch.randn(9), True, None, None, 8))
+    torch.library.opcheck(torch.ops.dwq.qlinear.default,
+                          (x, sx, zx, bits, wp, sw, torch.randn(9), None, False, torch.tensor([0.3]),
+                           torch.tensor([3], dtype=torch.int32), bits))
+
+
+def test_compile_fullgraph():
+    x, w, zw = _sample()
+    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
+    wp = q.pack_weight(w, zw, 8)
+
+    def f(xf):
+        codes = q.quantize_act(xf, sx, zx, 8)
+        return q.qlinear(codes, sx, zx, 8, wp, sw, relu=True)
+
+    xf = torch.randn(7, 33)
+    torch.testing.assert_close(torch.compile(f, fullgraph=True, backend="eager")(xf), f(xf))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _bad_cases():
+    x, w, zw = _sample()
+    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
+    wp = q.pack_weight(w, zw, 8)
+    i32 = torch.int32
+    ops = torch.ops.dwq
+    return [
+        ("x dtype", lambda: ops.qgemm_acc(x.float(), zx, 8, wp), "x_codes must hold codes as uint8 or int32"),
+        ("x dim", lambda: ops.qgemm_acc(x[0], zx, 8, wp), "x_codes must be 2-D"),
+        ("bits low", lambda: ops.qgemm_acc(x, zx, 1, wp), "x_bits must be in 2..16, got 1"),
+        ("bits high", lambda: ops.qgemm_acc(x, zx, 17, wp), "x_bits must be in 2..16, got 17"),
+        ("pack bits", lambda: ops.pack_weight(w, zw, 0), "bits must be in 2..16, got 0"),
+        ("K mismatch", lambda: ops.qgemm_acc(x[:, :32], zx, 8, wp),
+         "K = 32 columns but w_packed was packed with K = 33"),
+        ("zx length", lambda: ops.qgemm_acc(x, torch.tensor([1, 2], dtype=i32), 8, wp),
+         "x_zero_point must have 1 element"),
+        ("zx dtype", lambda: ops.qgemm_acc(x, zx.float(), 8, wp), "x_zero_point must be int32"),
+        ("zx range", lambda: ops.qgemm_acc(x, torch.tensor([300], dtype=i32), 8, wp),
+         "x_zero_point = 300 is not a code"),
+        ("x codes range", lambda: ops.qgemm_acc(x, zx, 4, wp), "x_codes holds value\\(s\\) outside 0..15"),
+        ("x codes negative", lambda: ops.qgemm_acc(x.int() - 1, zx, 8, wp), "outside 0..255"),
+        ("w codes range", lambda: ops.pack_weight(w, torch.zeros_like(zw), 3), "w_codes has .* outside 0..7"),
+        ("zw length", lambda: ops.pack_weight(w, zw[:5], 8), "zero_point must have shape \\[9\\]"),
+        ("zw range", lambda: ops.pack_weight(w, zw + 1000, 8), "zero_point\\[0\\] = .* is not a code"),
+        ("packed dtype", lambda: ops.qgemm_acc(x, zx, 8, wp.float()), "w_packed must be the int8"),
+        ("packed garbage", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros(9, 90, dtype=torch.int8)), "bad header"),
+        ("w_scale length", lambda: ops.qlinear(x, sx, zx, 8, wp, sw[:3], None, None, False, None, None, 8),
+         "w_scale must have shape \\[9\\]"),
+        ("w_scale nan", lambda: ops.qlinear(x, sx, zx, 8, wp, sw * float("nan"), None, None, False, None, None, 8),
+         "w_scale\\[0\\] must be finite and > 0, got nan"),
+        ("x_scale inf", lambda: ops.qlinear(x, sx * float("inf"), zx, 8, wp, sw, None, None, False, None, None, 8),
+         "x_scale must be finite and > 0, got inf"),
+        ("x_scale zero", lambda: ops.qlinear(x, sx * 0, zx, 8, wp, sw, None, None, False, None, None, 8),
+         "x_scale must be finite and > 0, got 0"),
+        ("x_scale length", lambda: ops.qlinear(x, sx.repeat(2), zx, 8, wp, sw, None, None, False, None, None, 8),
+         "x_scale must have 1 element"),
+        ("affine length", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, torch.ones(4), None, False, None, None, 8),
+         "affine_scale must have shape \\[9\\]"),
+        ("bias nan", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, None, torch.full((9,), float("nan")), False, None, None,
+                                         8), "affine_bias\\[0\\] must be finite"),
+        ("out half", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, None, None, False, sx, None, 8),
+         "both out_scale and out_zero_point"),
+        ("out bits", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, None, None, False, sx, zx, 1), "out_bits must be in"),
+        ("quantize nan", lambda: ops.quantize_act(torch.tensor([1.0, float("nan")]), sx, zx, 8), "NaN"),
+        ("quantize dtype", lambda: ops.quantize_act(torch.ones(3, dtype=torch.float64), sx, zx, 8),
+         "x must be float32"),
+        ("quantize scale", lambda: ops.quantize_act(torch.ones(3), -sx, zx, 8), "scale must be finite and > 0"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_cases(), ids=lambda c: c[0])
+def test_bad_input(case):
+    _, fn, match = case
+    with pytest.raises(RuntimeError, match=match):
+        fn()
+
+
+def test_bad_isa_env(monkeypatch):
+    x, w, zw = _sample()
+    wp = q.pack_weight(w, zw, 8)
+    monkeypatch.setenv("DWQ_CPU_ISA", "neon")
+    with pytest.raises(RuntimeError, match="DWQ_CPU_ISA=neon is not one of scalar, avx2, avx512_vnni"):
+        q.qgemm_acc(x, torch.tensor([0], dtype=torch.int32), 8, wp)
+
+
+def test_python_wrapper_errors():
+    with pytest.raises(ValueError, match="bits must be an int in 2..16"):
+        q.quantize_act(torch.ones(2), torch.ones(1), torch.zeros(1, dtype=torch.int32), 17)
+    with pytest.raises(ValueError, match="pack_conv_weight: w_codes must be"):
+        q.pack_conv_weight(torch.zeros(3, 3, dtype=torch.uint8), torch.zeros(3, dtype=torch.int32), 8)
