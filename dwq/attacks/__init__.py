@@ -1,0 +1,23 @@
+"""Adversarial attacks (a leaf package: imports no other dwq package).
+
+Every attack takes a *model callable* ``model(x) -> logits`` on images in
+``[0, 1]`` (``float [N, C, H, W]``) and integer labels ``y: int64 [N]``, and
+returns adversarial images of the same shape in ``[0, 1]``. They never change
+the model's precision themselves: to attack a quantized model at precision
+``p``, pass ``lambda x: run_at(model, p, x)``; to attack the expectation over a
+precision set (EOT), pass a *list* of such callables to :func:`eot_pgd`, or a
+callable ``loss_fn(x_adv) -> per-sample loss``.
+
+White-box L∞: :func:`fgsm`, :func:`fgsm_rs`, :func:`pgd` (random start,
+restarts, per-sample early stop, CE or CW-margin loss), :func:`eot_pgd` (exact
+average over a list of models, or a loss callable).
+Others: :func:`cw_l2` (torchattacks), :func:`cw_linf` (the paper's CW-L∞ variant
+with a shrinking τ penalty), :func:`bandits_td` (black-box, query-limited),
+:func:`autoattack` (torchattacks ``standard`` / ``rand``).
+"""
+from .core import (ce_loss, cw_margin_loss, eot_loss, fgsm, fgsm_rs, pgd, eot_pgd, project_linf,
+                   ATTACKS, check_eps)
+from .extra import autoattack, bandits_td, cw_l2, cw_linf
+
+__all__ = ["ce_loss", "cw_margin_loss", "eot_loss", "fgsm", "fgsm_rs", "pgd", "eot_pgd", "project_linf",
+           "cw_l2", "cw_linf", "bandits_td", "autoattack", "ATTACKS", "check_eps"]

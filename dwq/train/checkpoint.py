@@ -1,0 +1,78 @@
+"""Atomic checkpoints that resume exactly and load without executing pickled code.
+
+A checkpoint is a ``torch.save`` dict of tensors, numbers, strings, lists and
+dicts only, so ``torch.load(..., weights_only=True)`` reads it. It holds the
+model, optimizer and scheduler states, the epoch/step counters, the run config,
+and every RNG state the loop uses (torch CPU/CUDA, numpy, Python ``random`` and
+the loop's own generator).
+Writing goes to ``<path>.tmp`` then ``os.replace`` (atomic on POSIX), so a kill
+during the write leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CheckpointError"]
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def rng_state(generator: torch.Generator | None = None) -> dict:
+    np_state = np.random.get_state()
+    st = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": _py_state_to_list(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    if generator is not None:
+        st["generator"] = generator.get_state()
+    return st
+
+
+def _py_state_to_list(s):
+    return [s[0], list(s[1]), s[2]]
+
+
+def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
+    torch.set_rng_state(st["torch"])
+    n = st["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = st["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+    if generator is not None and "generator" in st:
+        generator.set_state(st["generator"])
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace)."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; clear error if missing or not ours."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt file or pickled code
+        raise CheckpointError(f"{path} is not a loadable dwq checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries)")
+    return ck

@@ -1,0 +1,372 @@
+"""Adversarial training with Random Precision Training (RPT).
+
+One loop covers the reference's recipes:
+
+* ``attack``: ``pgd`` (PGD-k, random start), ``fgsm`` (no random start),
+  ``fgsm-rs`` ("fast": random start, step 1.25ε by default), ``free`` (each
+  minibatch replayed ``free_replays`` times, the perturbation carried over and
+  the precision resampled at every replay, as the reference's ImageNet code),
+  ``none`` (natural training).
+* precision: with ``random_precision`` a precision is drawn from ``precisions``
+  at *every iteration* and used both to craft the attack and to update the
+  model (switchable BN picks that precision's branch); otherwise the single
+  precision in ``precisions`` is used (fixed-precision or full-precision
+  baseline with the same code).
+
+As in the reference, the model stays in train mode while the attack is
+crafted (BN uses batch statistics). Precision draws come from a seeded CPU
+``torch.Generator`` identical on every DDP rank (all ranks train the same
+precision each step); random starts from a second, per-rank generator. Data order is a seeded permutation per
+epoch; under DDP each global batch is split between ranks, so a 2-process run
+sees exactly the single-process batches.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
+SCHEDULES = ("multistep", "cyclic", "constant")
+
+
+@dataclass
+class TrainConfig:
+    attack: str = "pgd"
+    epsilon: float = 8 / 255
+    alpha: float = 2 / 255          # PGD step; FGSM/FGSM-RS step (default ε / 1.25ε when None)
+    attack_iters: int = 7
+    free_replays: int = 4
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "multistep"
+    lr_milestones: tuple = (0.5, 0.75)  # fractions of all iterations (multistep)
+    lr_gamma: float = 0.1
+    precisions: Optional[list] = None   # training set; None = the model's whole set
+    random_precision: bool = True
+    seed: int = 0
+    amp: bool = False                   # torch.autocast fp16 + GradScaler, CUDA only
+    val_every: int = 1
+    val_pgd_steps: int = 10
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # network/dataset info for rebuilding the model
+
+    def validate(self):
+        if self.attack not in TRAIN_ATTACKS:
+            raise ValueError(f"unknown training attack {self.attack!r}; choose one of {TRAIN_ATTACKS}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
+        check_eps(self.epsilon, "epsilon")
+        if self.alpha is not None:
+            check_eps(self.alpha, "step size (alpha)")
+        for name in ("attack_iters", "free_replays", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not all(0 < m <= 1 for m in self.lr_milestones):
+            raise ValueError(f"lr milestones are fractions of the run in (0, 1], got {list(self.lr_milestones)}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1):
+            raise ValueError("need lr > 0, weight_decay >= 0, 0 <= momentum < 1")
+        if self.precisions is not None and not self.random_precision and len(self.precisions) != 1:
+            raise ValueError("without random precision training give exactly one training precision")
+        return self
+
+
+# ----------------------------------------------------------------------------- helpers
+def _dwq():
+    import dwq  # top-level precision API (lazy: keeps this module importable early)
+    return dwq
+
+
+def _unwrap(model):
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int):
+    if cfg.lr_schedule == "constant":
+        return lambda step: 1.0
+    if cfg.lr_schedule == "cyclic":  # fast_adversarial: 0 -> lr at half -> 0, linearly
+        half = max(total_steps / 2, 1)
+        return lambda step: max(0.0, step / half if step <= half else (total_steps - step) / half)
+    miles = [int(m * total_steps) for m in cfg.lr_milestones]
+    return lambda step: cfg.lr_gamma ** sum(step >= m for m in miles)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  drop_last: bool = False):
+    """Index lists of this rank for each global batch of ``epoch`` (seeded permutation)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+    out = []
+    for i in range(0, n, batch_size):
+        b = perm[i:i + batch_size]
+        if drop_last and len(b) < batch_size:
+            break
+        out.append(b[rank::world])
+    return out
+
+
+def _collate(dataset, idx):
+    if hasattr(dataset, "tensors"):  # TensorDataset fast path
+        return dataset.tensors[0][idx], dataset.tensors[1][idx]
+    xs, ys = zip(*(dataset[i] for i in idx))
+    return torch.stack(xs), torch.as_tensor(ys)
+
+
+class _Loader:
+    """Minimal deterministic loader: a DataLoader over a fixed batch list (workers optional)."""
+
+    def __init__(self, dataset, batches, num_workers=0):
+        self.dataset, self.batches, self.num_workers = dataset, batches, num_workers
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        if self.num_workers == 0 or hasattr(self.dataset, "tensors"):
+            for b in self.batches:
+                yield _collate(self.dataset, b)
+        else:
+            dl = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.batches,
+                                             num_workers=self.num_workers,
+                                             pin_memory=torch.cuda.is_available())
+            yield from dl
+
+
+def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size=256, seed=0):
+    """Clean and PGD accuracy averaged over ``precisions`` (attack and inference at
+    the same precision, PGD-``steps``), model in eval mode. Used for validation."""
+    dwq = _dwq()
+    model = _unwrap(model)
+    was = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    clean = rob = n = 0
+    for b in epoch_batches(len(dataset), batch_size, seed, 0):
+        x, y = _collate(dataset, b)
+        x, y = x.to(device), y.to(device)
+        for p in precisions:
+            with dwq.precision(model, p):
+                with torch.no_grad():
+                    clean += (model(x).argmax(1) == y).sum().item()
+                if steps > 0:
+                    xa = pgd(model, x, y, eps, alpha, steps, generator=g)
+                    with torch.no_grad():
+                        rob += (model(xa).argmax(1) == y).sum().item()
+        n += len(y) * len(precisions)
+    model.train(was)
+    return clean / n, (rob / n if steps > 0 else None)
+
+
+# ----------------------------------------------------------------------------- the trainer
+class Trainer:
+    """Trains ``model`` on ``train_set``; writes into ``out_dir``:
+    ``last.pt`` (every epoch, atomic), ``best.pt`` (best validation PGD accuracy),
+    ``metrics.jsonl`` (one JSON object per epoch) and ``config.json``.
+
+    ``val_set``: held-out part of the training data (see dwq.data.train_val_split),
+    never the test set. Under DDP only rank 0 writes.
+    """
+
+    def __init__(self, model: nn.Module, train_set, cfg: TrainConfig, out_dir: str, val_set=None,
+                 device="cpu", num_workers=0, rank=0, world=1):
+        self.cfg = cfg.validate()
+        dwq = _dwq()
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.model_set = dwq.precision_set(self.model)
+        self.precs = list(cfg.precisions) if cfg.precisions is not None else list(self.model_set)
+        for p in self.precs:  # error early, never silently fall back
+            with dwq.precision(self.model, p):
+                pass
+        self.train_set, self.val_set = train_set, val_set
+        self.out_dir, self.rank, self.world = out_dir, rank, world
+        self.num_workers = num_workers
+        # precision draws: the same sequence on every rank; random starts: per rank
+        self.pgen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + 7919 * (rank + 1))
+        torch.manual_seed(cfg.seed)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0))
+        replays = cfg.free_replays if cfg.attack == "free" else 1
+        self.total_steps = self.steps_per_epoch * cfg.epochs * replays
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.total_steps))
+        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ddp = None
+        if world > 1:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=len(self.model_set) > 1)
+        self.epoch = 0
+        self.step = 0
+        self.best = -1.0
+        self.precision_counts = {str(p): 0 for p in self.precs}
+        self.free_delta = None
+
+    # -- checkpoint -------------------------------------------------------------------
+    def state(self):
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "step": self.step, "best": self.best,
+                "precision_counts": dict(self.precision_counts),
+                "free_delta": self.free_delta if self.free_delta is not None else torch.zeros(0),
+                "rng": rng_state(self.gen), "precision_rng": self.pgen.get_state(), "config": _jsonable(asdict(self.cfg)),
+                "precision_set": [p if not isinstance(p, tuple) else list(p) for p in self.model_set]}
+
+    def load_state(self, ck):
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.epoch, self.step, self.best = ck["epoch"], ck["step"], ck["best"]
+        self.precision_counts = dict(ck["precision_counts"])
+        self.free_delta = ck["free_delta"].to(self.device) if ck["free_delta"].numel() else None
+        set_rng_state(ck["rng"], self.gen)
+        self.pgen.set_state(ck["precision_rng"])
+
+    def resume(self, path=None):
+        """Resume from ``path`` (default ``out_dir/last.pt``); returns True if resumed."""
+        path = path or os.path.join(self.out_dir, "last.pt")
+        if not os.path.isfile(path):
+            return False
+        self.load_state(load_checkpoint(path, map_location=self.device))
+        return True
+
+    # -- one step ---------------------------------------------------------------------
+    def _draw(self):
+        p = self.precs[torch.randint(len(self.precs), (1,), generator=self.pgen).item()] \
+            if self.cfg.random_precision else self.precs[0]
+        _dwq().set_precision(self.model, p)
+        self.precision_counts[str(p)] = self.precision_counts.get(str(p), 0) + 1
+        return p
+
+    def _forward(self, x):
+        net = self.ddp if self.ddp is not None else self.model
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+            return net(x)
+
+    def _update(self, x_adv, y):
+        out = self._forward(x_adv)
+        loss = F.cross_entropy(out.float(), y)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.step += 1
+        return loss.detach(), out.detach()
+
+    def _attack_model(self, x):
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+            return self.model(x)
+
+    def _craft(self, x, y):
+        c = self.cfg
+        m = self._attack_model
+        if c.attack == "pgd":
+            return pgd(m, x, y, c.epsilon, c.alpha, c.attack_iters, generator=self.gen)
+        if c.attack == "fgsm":
+            return fgsm(m, x, y, c.epsilon, c.alpha)
+        if c.attack == "fgsm-rs":
+            return fgsm_rs(m, x, y, c.epsilon, c.alpha, generator=self.gen)
+        return x
+
+    def train_batch(self, x, y):
+        """One minibatch (``free``: ``free_replays`` updates). Returns (loss sum, correct, n)."""
+        c = self.cfg
+        if c.attack == "free":
+            if self.free_delta is None or self.free_delta.shape != x.shape:
+                self.free_delta = torch.zeros_like(x)
+            tot_l = tot_c = 0.0
+            for _ in range(c.free_replays):
+                self._draw()
+                delta = self.free_delta.detach().requires_grad_(True)
+                xa = (x + delta).clamp(0, 1)
+                out = self._forward(xa)
+                loss = F.cross_entropy(out.float(), y)
+                self.opt.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                g = delta.grad.detach()
+                step = c.alpha if c.alpha is not None else c.epsilon
+                self.free_delta = (project_linf(x + delta.detach() + step * g.sign(), x, c.epsilon) - x).detach()
+                self.scaler.step(self.opt)
+                self.scaler.update()
+                self.sched.step()
+                self.step += 1
+                tot_l += loss.item() * len(y)
+                tot_c += (out.argmax(1) == y).sum().item()
+            return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
+        self._draw()
+        xa = self._craft(x, y) if c.attack != "none" else x
+        loss, out = self._update(xa, y)
+        return loss.item() * len(y), (out.argmax(1) == y).sum().item(), len(y)
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self, stop_after_steps: Optional[int] = None):
+        """Train until ``cfg.epochs``; ``stop_after_steps`` simulates a kill (for tests)."""
+        c = self.cfg
+        if self.rank == 0:
+            os.makedirs(self.out_dir, exist_ok=True)
+            with open(os.path.join(self.out_dir, "config.json"), "w") as f:
+                json.dump(_jsonable(asdict(c)), f, indent=2)
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover
+            tqdm = None
+        while self.epoch < c.epochs:
+            t0 = time.time()
+            self.model.train()
+            batches = epoch_batches(len(self.train_set), c.batch_size, c.seed, self.epoch, self.rank, self.world)
+            it = _Loader(self.train_set, batches, self.num_workers)
+            if tqdm is not None and c.progress and self.rank == 0:
+                it = tqdm(it, total=len(batches), desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False)
+            ls = cs = ns = 0.0
+            for x, y in it:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                l, cor, n = self.train_batch(x, y)
+                ls, cs, ns = ls + l, cs + cor, ns + n
+                if stop_after_steps is not None and self.step >= stop_after_steps:
+                    return self
+            self.epoch += 1
+            rec = {"epoch": self.epoch, "step": self.step, "train_loss": ls / max(ns, 1),
+                   "train_acc": cs / max(ns, 1), "lr": self.opt.param_groups[0]["lr"],
+                   "precision_counts": dict(self.precision_counts)}
+            if self.val_set is not None and len(self.val_set) and (self.epoch % c.val_every == 0 or self.epoch == c.epochs):
+                vc, vr = evaluate_clean_pgd(self.model, self.val_set, self.precs, c.epsilon,
+                                            c.epsilon / 4, c.val_pgd_steps, self.device, seed=c.seed)
+                rec.update(val_clean=vc, val_pgd=vr)
+                score = vr if vr is not None else vc
+                if score > self.best:
+                    self.best = score
+                    rec["best"] = True
+                    if self.rank == 0:
+                        save_checkpoint(os.path.join(self.out_dir, "best.pt"), self.state())
+            rec["seconds"] = time.time() - t0
+            if self.rank == 0:
+                save_checkpoint(os.path.join(self.out_dir, "last.pt"), self.state())
+                with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+        return self
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    return o

@@ -1,0 +1,138 @@
+"""dwq.attacks: sanity of every attack on a small model trained in a second."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dwq
+from dwq import attacks as A
+from dwq.data import load_mnist5k
+from dwq.eval import run_at
+
+EPS = 0.1
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    x, y = load_mnist5k("train").tensors
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    for _ in range(60):
+        idx = torch.randint(len(y), (256,))
+        loss = F.cross_entropy(m(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    xt, yt = load_mnist5k("test").tensors
+    return m.eval(), xt[:200], yt[:200]
+
+
+def acc(m, x, y):
+    with torch.no_grad():
+        return (m(x).argmax(1) == y).float().mean().item()
+
+
+def test_model_is_accurate(trained):
+    m, x, y = trained
+    assert acc(m, x, y) > 0.8
+
+
+def test_eps_zero_leaves_accuracy_unchanged(trained):
+    m, x, y = trained
+    for xa in (A.pgd(m, x, y, 0.0, 0.0, 5), A.fgsm(m, x, y, 0.0), A.fgsm_rs(m, x, y, 0.0),
+               A.eot_pgd([m, m], x, y, 0.0, 0.0, 3), A.bandits_td(m, x, y, 0.0, max_queries=20)[0]):
+        assert torch.equal(xa, x)
+        assert acc(m, xa, y) == acc(m, x, y)
+
+
+def test_accuracy_falls_as_steps_grow(trained):
+    m, x, y = trained
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    accs = [acc(m, A.pgd(m, x, y, EPS, EPS / 4, s, generator=g()), y) for s in (0, 1, 3, 10)]
+    assert accs[0] > accs[1] >= accs[2] >= accs[3], accs
+    assert accs[3] < 0.5 * acc(m, x, y)
+    # restarts and per-sample early stop never make PGD weaker
+    assert acc(m, A.pgd(m, x, y, EPS, EPS / 4, 10, restarts=3, generator=g()), y) <= accs[3] + 1e-9
+    assert acc(m, A.pgd(m, x, y, EPS, EPS / 4, 10, early_stop=True, generator=g()), y) <= accs[3] + 0.02
+
+
+@pytest.mark.parametrize("name", ["pgd", "pgd-cw", "fgsm", "fgsm-rs", "eot", "eot-fn", "bandits", "cw-linf"])
+def test_perturbation_respects_eps_and_image_range(trained, name):
+    m, x, y = trained
+    xa = {
+        "pgd": lambda: A.pgd(m, x, y, EPS, 0.05, 5),
+        "pgd-cw": lambda: A.pgd(m, x, y, EPS, 0.05, 5, loss=A.cw_margin_loss),
+        "fgsm": lambda: A.fgsm(m, x, y, EPS, alpha=0.3),  # step larger than ε: projection must hold
+        "fgsm-rs": lambda: A.fgsm_rs(m, x, y, EPS),
+        "eot": lambda: A.eot_pgd([m, m], x, y, EPS, 0.05, 3),
+        "eot-fn": lambda: A.eot_pgd(lambda z: A.ce_loss(m(z), y), x, y, EPS, 0.05, 3),
+        "bandits": lambda: A.bandits_td(m, x, y, EPS, max_queries=40)[0],
+        "cw-linf": lambda: A.project_linf(A.cw_linf(m, x, y, tau=EPS, steps=10, binary_steps=2), x, EPS),
+    }[name]()
+    assert xa.shape == x.shape
+    assert (xa - x).abs().max() <= EPS + 1e-6
+    assert xa.min() >= 0.0 and xa.max() <= 1.0
+    assert acc(m, xa, y) <= acc(m, x, y)
+
+
+def test_fgsm_weaker_than_pgd_and_attacks_hurt(trained):
+    m, x, y = trained
+    clean = acc(m, x, y)
+    assert acc(m, A.fgsm(m, x, y, EPS), y) < clean
+    assert acc(m, A.pgd(m, x, y, EPS, EPS / 4, 10), y) <= acc(m, A.fgsm(m, x, y, EPS), y) + 0.02
+
+
+def test_bandits_is_black_box_and_query_limited(trained):
+    m, x, y = trained
+    calls = {"n": 0}
+
+    def counted(z):
+        calls["n"] += 1
+        assert not torch.is_grad_enabled()  # outputs only, never gradients
+        return m(z)
+
+    xa, q = A.bandits_td(counted, x, y, EPS, max_queries=100, generator=torch.Generator().manual_seed(0))
+    assert int(q.max()) <= 100 and q.dtype == torch.int64
+    assert acc(m, xa, y) < acc(m, x, y)
+
+
+def test_cw_l2_and_autoattack_run(trained):
+    m, x, y = trained
+    xs, ys = x[:20], y[:20]
+    assert acc(m, A.cw_l2(m, xs, ys, steps=20), ys) <= acc(m, xs, ys)
+    xa = A.autoattack(m, xs, ys, EPS, version="standard", seed=0, steps=10, square_queries=50)
+    assert (xa - xs).abs().max() <= EPS + 1e-6
+    assert acc(m, xa, ys) <= acc(m, A.pgd(m, xs, ys, EPS, EPS / 4, 10), ys) + 0.05
+    with pytest.raises(ValueError):
+        A.autoattack(m, xs, ys, EPS, version="plus-typo")
+
+
+def test_bad_eps_is_rejected(trained):
+    m, x, y = trained
+    with pytest.raises(ValueError, match="epsilon"):
+        A.pgd(m, x, y, 8, 2 / 255, 5)
+    with pytest.raises(ValueError, match="step"):
+        A.pgd(m, x, y, 8 / 255, -1.0, 5)
+
+
+def test_eot_loss_is_the_exact_mean_over_precisions():
+    from dwq.models import small_cnn
+
+    torch.manual_seed(0)
+    model = small_cnn(precisions=[2, 4, 8], width=8).eval()
+    x = torch.rand(16, 1, 28, 28)
+    y = torch.randint(10, (16,))
+    fns = [run_at(model, p) for p in (2, 4, 8)]
+    with torch.no_grad():
+        per = [F.cross_entropy(f(x), y, reduction="none") for f in fns]
+        expect = torch.stack(per).mean(0)
+        got = A.eot_loss(fns, x, y)
+    torch.testing.assert_close(got, expect)
+    assert not torch.allclose(per[0], per[2])  # the precisions really differ
+    # the list form and an explicit loss_fn give the same attack
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    a = A.eot_pgd(fns, x, y, EPS, 0.02, 4, generator=g())
+    b = A.eot_pgd(lambda z: torch.stack([A.ce_loss(f(z), y) for f in fns]).mean(0), x, y, EPS, 0.02, 4,
+                  generator=g())
+    torch.testing.assert_close(a, b)
+    assert dwq.get_precision(model) == 8  # attacks never leave the precision changed

