@@ -94,6 +94,108 @@ static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, 
   return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
 }
 
+// Explicit AVX-512 fused epilogue of the int32 fast path (the driver's fused_tile, same float
+// operations in the same order; clamps as min/max, which agree with the driver's compares because
+// no value here can be NaN: accumulators are finite integers, mult/bias/scale finite).
+#define DWQ_ISA_FUSED 1
+// (masked forms with an all-ones mask: the plain ones read _mm512_undefined_* and GCC 12 warns)
+static inline __m512 fmax(__m512 a, __m512 b) { return _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b); }
+static inline __m512 fmin(__m512 a, __m512 b) { return _mm512_maskz_min_ps(__mmask16(0xFFFF), a, b); }
+template <OutKind KIND, bool BIAS, bool RELU>
+static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw,
+                           const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
+  const float* mult = ep.mult + n0;
+  const float* bias = BIAS ? ep.bias + n0 : nullptr;
+  const __m512 s = _mm512_set1_ps(ep.out_scale), z = _mm512_set1_ps(static_cast<float>(ep.out_zp));
+  const __m512 qm = _mm512_set1_ps(static_cast<float>((int64_t{1} << ep.out_bits) - 1));
+  const __m512 lo = _mm512_set1_ps(-4194304.f), hi = _mm512_set1_ps(4194304.f), magic = _mm512_set1_ps(12582912.f);
+  const __m512 zero = _mm512_setzero_ps();
+  const int nvec = static_cast<int>((nv + 15) / 16);
+  __mmask16 km[4];
+  __m512i cw[4], cc[4];
+  __m512 mu[4], bi[4];
+  for (int v = 0; v < 4; ++v) {
+    const int64_t left = nv - 16 * v;
+    km[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    cw[v] = _mm512_loadu_si512(colw + 16 * v);
+    cc[v] = _mm512_loadu_si512(colc + 16 * v);
+    mu[v] = _mm512_maskz_loadu_ps(km[v], mult + 16 * v);
+    bi[v] = BIAS ? _mm512_maskz_loadu_ps(km[v], bias + 16 * v) : zero;
+  }
+  for (int r = 0; r < mr; ++r) {
+    const __m512i rsr = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(rs[r])));
+    const int32_t* t = t32 + r * kBlockN;
+    const int64_t row = (m + r) * ep.ldo + n0;
+    for (int v = 0; v < nvec; ++v) {
+      __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(t + 16 * v), _mm512_mullo_epi32(rsr, cw[v]));
+      acc = _mm512_add_epi32(acc, cc[v]);
+      __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), acc), mu[v]);
+      if constexpr (BIAS) y = _mm512_add_ps(y, bi[v]);
+      if constexpr (RELU) y = fmax(y, zero);
+      if constexpr (KIND == OutKind::f32) {
+        _mm512_mask_storeu_ps(static_cast<float*>(ep.out) + row + 16 * v, km[v], y);
+      } else {
+        __m512 q = _mm512_div_ps(y, s);
+        q = fmin(fmax(q, lo), hi);
+        q = _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
+        q = _mm512_add_ps(q, z);
+        q = fmin(fmax(q, zero), qm);
+        const __m512i qi = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), q);
+        if constexpr (KIND == OutKind::codes_u8)
+          _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(ep.out) + row + 16 * v, km[v], qi);
+        else
+          _mm512_mask_storeu_epi32(static_cast<int32_t*>(ep.out) + row + 16 * v, km[v], qi);
+      }
+    }
+  }
+}
+
+// Row packer of the im2col fast path (uint8 codes, one limb, dense channels-last): copies the taps
+// of one row with 64-byte moves and keeps its sum (vpsadbw) and range check in registers, so the
+// row is read and written once (no memcpy calls, no second pass over the packed row).
+#define DWQ_ISA_ROWPACK 1
+struct RowPack {
+  __m512i acc = _mm512_setzero_si512();
+  __m512i lim;
+  int64_t bad = 0, extra = 0;
+  bool check;
+  explicit RowPack(uint32_t qmax)
+      : lim(_mm512_set1_epi8(static_cast<char>(qmax > 255 ? 255 : qmax))), check(qmax < 255) {}
+  inline void copy(const uint8_t* src, int64_t n, uint8_t* dst) {
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      const __m512i v = _mm512_loadu_si512(src + i);
+      _mm512_storeu_si512(dst + i, v);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+    if (i < n) {
+      const __mmask64 k = (__mmask64{1} << (n - i)) - 1;
+      const __m512i v = _mm512_maskz_loadu_epi8(k, src + i);
+      _mm512_mask_storeu_epi8(dst + i, k, v);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+  }
+  inline void fill(uint8_t* dst, uint8_t val, int64_t n) {
+    const __m512i v = _mm512_set1_epi8(static_cast<char>(val));
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, v);
+    if (i < n) _mm512_mask_storeu_epi8(dst + i, (__mmask64{1} << (n - i)) - 1, v);
+    extra += static_cast<int64_t>(val) * n;
+  }
+  // The row's sum; resets for the next row.
+  inline int64_t take() {
+    alignas(64) int64_t l[8];  // (not _mm512_extracti64x4_epi64: GCC 12 warns inside its header)
+    _mm512_store_si512(l, acc);
+    const int64_t r = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])) + extra;
+    acc = _mm512_setzero_si512();
+    extra = 0;
+    return r;
+  }
+};
+
 #include "cpu/qgemm_driver.inc.h"
 
 }  // namespace dwq::cpu::avx512_vnni

@@ -87,6 +87,48 @@ int64_t pack_rows_t(const ActSource& a, const T* x, int64_t K, int64_t Kp, int l
     oh = (m0 / a.OW) % a.OH;
     n = m0 / (a.OW * a.OH);
   }
+#ifdef DWQ_ISA_ROWPACK
+  if (u8_rows) {  // the ISA's single-pass row packer
+    RowPack rp(qmax);
+    const uint8_t* x8 = reinterpret_cast<const uint8_t*>(x);
+    for (int64_t r = 0; r < rows; ++r) {
+      uint8_t* lo = buf + r * Kp;
+      int64_t k = 0;
+      for (int64_t ky = 0; ky < a.kh; ++ky) {
+        const int64_t ih = oh * a.stride_h - a.pad_h + ky;
+        if (ih < 0 || ih >= a.H) {
+          rp.fill(lo + k, zlo, a.kw * a.C);
+          k += a.kw * a.C;
+          continue;
+        }
+        for (int64_t kx = 0; kx < a.kw;) {
+          const int64_t iw = ow * a.stride_w - a.pad_w + kx;
+          if (iw < 0 || iw >= a.W) {
+            rp.fill(lo + k, zlo, a.C);
+            k += a.C;
+            ++kx;
+            continue;
+          }
+          int64_t run = 1;
+          while (kx + run < a.kw && iw + run < a.W) ++run;
+          rp.copy(x8 + n * a.sn + ih * a.sh + iw * a.sw, run * a.C, lo + k);
+          k += run * a.C;
+          kx += run;
+        }
+      }
+      if (Kp > K) std::memset(lo + K, 0, static_cast<size_t>(Kp - K));
+      rs[r] = rp.take();
+      if (++ow == a.OW) {
+        ow = 0;
+        if (++oh == a.OH) {
+          oh = 0;
+          ++n;
+        }
+      }
+    }
+    return rp.bad;
+  }
+#endif
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
     uint8_t* lo = buf + r * Kp;
@@ -225,8 +267,13 @@ using FusedTileFn = void (*)(const int32_t*, int, int64_t, const int64_t*, const
 
 template <OutKind KIND>
 FusedTileFn pick_fused_kind(const Epilogue& ep) {
+#ifdef DWQ_ISA_FUSED  // the ISA file's explicit version of fused_tile
+  if (ep.bias != nullptr) return ep.relu ? &isa_fused_tile<KIND, true, true> : &isa_fused_tile<KIND, true, false>;
+  return ep.relu ? &isa_fused_tile<KIND, false, true> : &isa_fused_tile<KIND, false, false>;
+#else
   if (ep.bias != nullptr) return ep.relu ? &fused_tile<KIND, true, true> : &fused_tile<KIND, true, false>;
   return ep.relu ? &fused_tile<KIND, false, true> : &fused_tile<KIND, false, false>;
+#endif
 }
 
 FusedTileFn pick_fused(const Epilogue& ep) {

@@ -27,7 +27,7 @@ static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool con
   ActSource a;
   std::vector<uint8_t> x8;
   std::vector<int32_t> x32;
-  int64_t C = K / 9, HW = 32;
+  int64_t C = K / 9, HW = conv ? 2048 / C : 32;
   int64_t nx = conv ? (M / (HW * HW)) * HW * HW * C : M * K;
   if (bits <= 8) { x8.resize(nx); for (auto& q : x8) q = rng() % (qm + 1); a.x = x8.data(); a.is_u8 = true; }
   else { x32.resize(nx); for (auto& q : x32) q = rng() % (qm + 1); a.x = x32.data(); a.is_u8 = false; }
@@ -67,7 +67,9 @@ int main(int argc, char** argv) {
   if (argc > 1) isa = std::string(argv[1]) == "avx2" ? Isa::avx2 : std::string(argv[1]) == "scalar" ? Isa::scalar : Isa::avx512_vnni;
   struct S { int64_t M, N, K; bool conv; const char* name; } shapes[] = {
       {1024, 1024, 1024, false, "gemm 1024^3"}, {4096, 512, 1152, false, "gemm 4096x512x1152"},
-      {32, 4096, 4096, false, "gemm 32x4096x4096"}, {32 * 1024, 64, 576, true, "conv b32 64->64 3x3 32x32"}};
+      {32, 4096, 4096, false, "gemm 32x4096x4096"}, {32 * 1024, 64, 576, true, "conv b32 64->64 3x3 32x32"},
+      {32 * 256, 128, 1152, true, "conv b32 128->128 16x16"}, {32 * 64, 256, 2304, true, "conv b32 256->256 8x8"},
+      {32 * 16, 512, 4608, true, "conv b32 512->512 4x4"}};
   const int only = argc > 2 ? std::atoi(argv[2]) : -1;  // shape index, -1 = all
   int idx = -1;
   for (auto& s : shapes)
