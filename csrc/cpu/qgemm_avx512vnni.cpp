@@ -53,6 +53,45 @@ static inline void ukernel_mr(const uint8_t* A, int64_t lda, const int8_t* B, in
   DWQ_ROW_STORE(0) DWQ_ROW_STORE(1) DWQ_ROW_STORE(2) DWQ_ROW_STORE(3) DWQ_ROW_STORE(4) DWQ_ROW_STORE(5)
 }
 
+// Implicit-GEMM form for convolutions over dense channels-last uint8 codes: row r's K values are
+// the ntaps slices rows[r * ntaps + t][0 .. 4*kgt) (an input pixel's channels, or a zero-point
+// line for padding), in the weight's k order (tap-major, channel-minor; 4 | C).
+template <int MR>
+static inline void ukernel_taps_mr(const uint8_t* const* rows, int64_t ntaps, int64_t kgt, const int8_t* B,
+                                   int32_t* C) {
+  const __m512i z = _mm512_setzero_si512();
+  DWQ_ROW_DECL(0) DWQ_ROW_DECL(1) DWQ_ROW_DECL(2) DWQ_ROW_DECL(3) DWQ_ROW_DECL(4) DWQ_ROW_DECL(5)
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const uint8_t* p0 = rows[t];
+    const uint8_t* p1 = MR > 1 ? rows[ntaps + t] : p0;
+    const uint8_t* p2 = MR > 2 ? rows[2 * ntaps + t] : p0;
+    const uint8_t* p3 = MR > 3 ? rows[3 * ntaps + t] : p0;
+    const uint8_t* p4 = MR > 4 ? rows[4 * ntaps + t] : p0;
+    const uint8_t* p5 = MR > 5 ? rows[5 * ntaps + t] : p0;
+    for (int64_t g = 0; g < kgt; ++g) {
+      const int8_t* b = B + g * 256;
+      const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+      const __m512i b2 = _mm512_loadu_si512(b + 128), b3 = _mm512_loadu_si512(b + 192);
+      DWQ_ROW_STEP(0, p0 + 4 * g) DWQ_ROW_STEP(1, p1 + 4 * g) DWQ_ROW_STEP(2, p2 + 4 * g)
+      DWQ_ROW_STEP(3, p3 + 4 * g) DWQ_ROW_STEP(4, p4 + 4 * g) DWQ_ROW_STEP(5, p5 + 4 * g)
+    }
+    B += kgt * 256;
+  }
+  DWQ_ROW_STORE(0) DWQ_ROW_STORE(1) DWQ_ROW_STORE(2) DWQ_ROW_STORE(3) DWQ_ROW_STORE(4) DWQ_ROW_STORE(5)
+}
+
+#define DWQ_ISA_IMPLICIT 1
+static void ukernel_taps(int mr, const uint8_t* const* rows, int64_t ntaps, int64_t kgt, const int8_t* B, int32_t* C) {
+  switch (mr) {
+    case 1: ukernel_taps_mr<1>(rows, ntaps, kgt, B, C); break;
+    case 2: ukernel_taps_mr<2>(rows, ntaps, kgt, B, C); break;
+    case 3: ukernel_taps_mr<3>(rows, ntaps, kgt, B, C); break;
+    case 4: ukernel_taps_mr<4>(rows, ntaps, kgt, B, C); break;
+    case 5: ukernel_taps_mr<5>(rows, ntaps, kgt, B, C); break;
+    default: ukernel_taps_mr<6>(rows, ntaps, kgt, B, C); break;
+  }
+}
+
 #undef DWQ_ROW_DECL
 #undef DWQ_ROW_STEP
 #undef DWQ_ROW_STORE
