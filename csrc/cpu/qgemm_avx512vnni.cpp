@@ -81,7 +81,7 @@ static inline void ukernel_taps_mr(const uint8_t* const* rows, int64_t ntaps, in
 }
 
 #define DWQ_ISA_IMPLICIT 1
-static void ukernel_taps(int mr, const uint8_t* const* rows, int64_t ntaps, int64_t kgt, const int8_t* B, int32_t* C) {
+__attribute__((noinline)) static void ukernel_taps(int mr, const uint8_t* const* rows, int64_t ntaps, int64_t kgt, const int8_t* B, int32_t* C) {
   switch (mr) {
     case 1: ukernel_taps_mr<1>(rows, ntaps, kgt, B, C); break;
     case 2: ukernel_taps_mr<2>(rows, ntaps, kgt, B, C); break;
@@ -193,6 +193,10 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
 // of one row with 64-byte moves and keeps its sum (vpsadbw) and range check in registers, so the
 // row is read and written once (no memcpy calls, no second pass over the packed row).
 #define DWQ_ISA_ROWPACK 1
+// GCC 12's _mm512_extracti64x4_epi64 passes _mm256_undefined_si256() as its merge operand, which
+// -Wmaybe-uninitialized reports as a false positive wherever it is inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 struct RowPack {
   __m512i acc = _mm512_setzero_si512();
   __m512i lim;
@@ -217,6 +221,20 @@ struct RowPack {
       if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
     }
   }
+  inline void add(const uint8_t* src, int64_t n) {  // sum and range check only
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      const __m512i v = _mm512_loadu_si512(src + i);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+    if (i < n) {
+      const __m512i v = _mm512_maskz_loadu_epi8((__mmask64{1} << (n - i)) - 1, src + i);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+  }
   inline void fill(uint8_t* dst, uint8_t val, int64_t n) {
     const __m512i v = _mm512_set1_epi8(static_cast<char>(val));
     int64_t i = 0;
@@ -226,14 +244,15 @@ struct RowPack {
   }
   // The row's sum; resets for the next row.
   inline int64_t take() {
-    alignas(64) int64_t l[8];  // (not _mm512_extracti64x4_epi64: GCC 12 warns inside its header)
-    _mm512_store_si512(l, acc);
-    const int64_t r = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])) + extra;
+    const __m256i h = _mm256_add_epi64(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+    const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    const int64_t r = _mm_cvtsi128_si64(q) + _mm_extract_epi64(q, 1) + extra;
     acc = _mm512_setzero_si512();
     extra = 0;
     return r;
   }
 };
+#pragma GCC diagnostic pop
 
 #include "cpu/qgemm_driver.inc.h"
 

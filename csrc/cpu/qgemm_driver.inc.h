@@ -7,12 +7,25 @@
 //   uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad);
 //     copies n bytes, returns their sum and adds the count of bytes > qmax to *bad
 // so the same loops compile once per ISA (auto-vectorized with that ISA) without ODR clashes.
+// Optional, for hand-written versions (the AVX-512 file defines all three):
+//   DWQ_ISA_FUSED    isa_fused_tile<KIND, BIAS, RELU>, same signature and results as fused_tile;
+//   DWQ_ISA_ROWPACK  struct RowPack(qmax) { copy(src, n, dst); add(src, n); fill(dst, v, n); take(); bad; }
+//                    (single-pass uint8 im2col rows with their sums and range check);
+//   DWQ_ISA_IMPLICIT ukernel_taps(mr, rows, ntaps, kgt, B, C): the microkernel over per-row tap
+//                    pointers (implicit-GEMM stride-1 conv; needs DWQ_ISA_ROWPACK for pixel sums).
 // No #include here: the including file provides <algorithm>, <climits>, <cstring>, <type_traits>,
 // <vector>.
 
 namespace {
 
+#ifndef DWQ_ISA_IMPLICIT
+inline void ukernel_taps(int, const uint8_t* const*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called
+#endif
+
 struct ThreadBuffers {
+  std::vector<const uint8_t*> taps;  // implicit conv: [mc][kh*kw] slice pointers of one item
+  std::vector<int64_t> psum;         // implicit conv: per-input-pixel code sums of one item
+  std::vector<uint8_t> zline;        // implicit conv: C zero-point codes (the padding slice)
   std::vector<uint8_t> a;    // [limbs][mc][Kp] activation codes (u8 limbs) of one item
   std::vector<int64_t> rs;   // [mc] exact row sums of the codes
   std::vector<int64_t> colw, colc;      // [columns of the item] zero-point terms (see run)
@@ -285,6 +298,100 @@ FusedTileFn pick_fused(const Epilogue& ep) {
   }
 }
 
+#ifdef DWQ_ISA_IMPLICIT
+// Fills tb.taps (rows x kh*kw slice pointers) and rs for output rows m0 .. m0+rows-1 of a stride-1
+// convolution over dense channels-last uint8 codes; returns the count of codes above qmax among
+// the input pixels of the rows' receptive field.
+int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffers& tb, int64_t* rs) {
+  const uint8_t* x = static_cast<const uint8_t*>(a.x);
+  const int64_t ntaps = a.kh * a.kw, HW = a.H * a.W, C = a.C;
+  if (tb.zline.size() < static_cast<size_t>(C)) tb.zline.resize(static_cast<size_t>(C));
+  std::memset(tb.zline.data(), a.zx, static_cast<size_t>(C));
+  if (tb.taps.size() < static_cast<size_t>(rows * ntaps)) tb.taps.resize(static_cast<size_t>(rows * ntaps));
+  const int64_t m1 = m0 + rows - 1;
+  const int64_t n0 = m0 / (a.OH * a.OW), oh0 = (m0 / a.OW) % a.OH;
+  const int64_t n1 = m1 / (a.OH * a.OW), oh1 = (m1 / a.OW) % a.OH;
+  const int64_t ih_lo = std::clamp<int64_t>(oh0 - a.pad_h, 0, a.H - 1);
+  const int64_t ih_hi = std::clamp<int64_t>(oh1 - a.pad_h + a.kh - 1, 0, a.H - 1);
+  const int64_t plo = n0 * HW + ih_lo * a.W, phi = n1 * HW + ih_hi * a.W + a.W - 1;
+  const int64_t np = std::max<int64_t>(0, phi - plo + 1);
+  if (tb.psum.size() < static_cast<size_t>(np)) tb.psum.resize(static_cast<size_t>(np));
+  RowPack rp(static_cast<uint32_t>((int64_t{1} << a.bits) - 1));
+  {
+    int64_t n = plo / HW, ih = (plo / a.W) % a.H, iw = plo % a.W;
+    for (int64_t i = 0; i < np; ++i) {
+      rp.add(x + n * a.sn + ih * a.sh + iw * a.sw, C);
+      tb.psum[i] = rp.take();
+      if (++iw == a.W) {
+        iw = 0;
+        if (++ih == a.H) {
+          ih = 0;
+          ++n;
+        }
+      }
+    }
+  }
+  const int64_t zsum = static_cast<int64_t>(a.zx) * C;
+  // Offsets of the taps from the window's corner (ih, iw) = (oh - pad_h, ow - pad_w).
+  constexpr int64_t kMaxTaps = 64;
+  int64_t toff[kMaxTaps], tpoff[kMaxTaps];
+  const bool small = ntaps <= kMaxTaps;
+  if (small)
+    for (int64_t ky = 0, t = 0; ky < a.kh; ++ky)
+      for (int64_t kx = 0; kx < a.kw; ++kx, ++t) {
+        toff[t] = ky * a.sh + kx * a.sw;
+        tpoff[t] = ky * a.W + kx;
+      }
+  int64_t ow = m0 % a.OW, oh = oh0, n = n0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t** tp = tb.taps.data() + r * ntaps;
+    int64_t sum = 0;
+    const int64_t ih0 = oh - a.pad_h, iw0 = ow - a.pad_w;
+    if (small && ih0 >= 0 && ih0 + a.kh <= a.H && iw0 >= 0 && iw0 + a.kw <= a.W) {  // interior window
+      const uint8_t* base = x + n * a.sn + ih0 * a.sh + iw0 * a.sw;
+      const int64_t* ps = tb.psum.data() + (n * HW + ih0 * a.W + iw0 - plo);
+      for (int64_t t = 0; t < ntaps; ++t) {
+        tp[t] = base + toff[t];
+        sum += ps[tpoff[t]];
+      }
+      rs[r] = sum;
+      if (++ow == a.OW) {
+        ow = 0;
+        if (++oh == a.OH) {
+          oh = 0;
+          ++n;
+        }
+      }
+      continue;
+    }
+    for (int64_t ky = 0; ky < a.kh; ++ky) {
+      const int64_t ih = oh - a.pad_h + ky;
+      for (int64_t kx = 0; kx < a.kw; ++kx) {
+        const int64_t iw = ow - a.pad_w + kx;
+        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W) {
+          tp[ky * a.kw + kx] = x + n * a.sn + ih * a.sh + iw * a.sw;
+          sum += tb.psum[n * HW + ih * a.W + iw - plo];
+        } else {
+          tp[ky * a.kw + kx] = tb.zline.data();
+          sum += zsum;
+        }
+      }
+    }
+    rs[r] = sum;
+    if (++ow == a.OW) {
+      ow = 0;
+      if (++oh == a.OH) {
+        oh = 0;
+        ++n;
+      }
+    }
+  }
+  return rp.bad;
+}
+#else
+int64_t implicit_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*) { return 0; }  // never called
+#endif
+
 }  // namespace
 
 int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, const Epilogue& ep, int64_t begin,
@@ -317,6 +424,17 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   const int64_t zx = a.zx;
   const int64_t kg_chunk = kMaxKChunk / 4;
 
+#ifdef DWQ_ISA_IMPLICIT
+  // Stride-1 convolutions over dense channels-last uint8 codes (4 | C): the microkernel reads the
+  // input pixels in place through per-row tap pointers (no im2col copy); row sums come from
+  // per-pixel sums. Stride 1 reads every input pixel, so range-checking the pixels of the item's
+  // input rows checks exactly codes the convolution uses.
+  const bool implicit = fast && a.is_conv && a.is_u8 && a.sc == 1 && a.sw == a.C && a.C % 4 == 0 &&
+                        a.stride_h == 1 && a.stride_w == 1;
+#else
+  const bool implicit = false;
+#endif
+  const int64_t ntaps = a.kh * a.kw;
   alignas(64) int32_t t32[kMR * kBlockN];
   alignas(64) int64_t t64[kMR * kBlockN];
   alignas(64) int32_t tl[3][kMR * kBlockN];
@@ -342,6 +460,9 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       tb.colw32[j] = static_cast<uint32_t>(tb.colw[j]);
       tb.colc32[j] = static_cast<uint32_t>(tb.colc[j]);
     }
+    if (implicit) {
+      bad += implicit_rows(a, m0, rows, tb, rs);
+    } else
     bad += a.is_u8 ? pack_rows_t<uint8_t>(a, static_cast<const uint8_t*>(a.x), K, Kp, p.lx, m0, rows, p.mc, abuf, rs)
                    : pack_rows_t<int32_t>(a, static_cast<const int32_t*>(a.x), K, Kp, p.lx, m0, rows, p.mc, abuf, rs);
     for (int64_t nb = nb0; nb < nb1; ++nb) {
@@ -356,7 +477,10 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
         const uint8_t* A = abuf + mt * Kp;
         const int64_t* rst = rs + mt;
         if (fast) {
-          ukernel(mr, A, Kp, bblk, kg_total, t32);
+          if (implicit)
+            ukernel_taps(mr, tb.taps.data() + mt * ntaps, ntaps, a.C / 4, bblk, t32);
+          else
+            ukernel(mr, A, Kp, bblk, kg_total, t32);
           if (fused != nullptr) {
             fused(t32, mr, nv, rst, colw32, colc32, ep, m0 + mt, n0);
           } else {
