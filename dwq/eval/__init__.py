@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import torch
 
 from dwq.attacks import eot_pgd, pgd
+from dwq.quant import normalize_precision, precision_name
 
 __all__ = ["acc_ci", "run_at", "predict", "clean_accuracy", "robust_accuracy", "paper_protocol",
            "adaptive_protocol", "transfer_matrix", "matrix_diagonal", "rpi_best_of_attacks", "autoattack_rpi", "save_heatmap", "pname"]
@@ -37,11 +38,7 @@ __all__ = ["acc_ci", "run_at", "predict", "clean_accuracy", "robust_accuracy", "
 
 def pname(p) -> str:
     """Report key of a precision: 'fp', '4' or '4w8a'."""
-    if p is None:
-        return "fp"
-    if isinstance(p, (tuple, list)):
-        return str(p[0]) if p[0] == p[1] else f"{p[0]}w{p[1]}a"
-    return str(p)
+    return precision_name(normalize_precision(p))
 
 
 def acc_ci(correct) -> dict:
