@@ -17,3 +17,17 @@ def devices():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+CPU_ISAS = ["scalar", "avx2", "avx512_vnni"]
+
+
+@pytest.fixture(params=CPU_ISAS)
+def isa(request, monkeypatch):
+    """Runs a kernel test once per CPU ISA path, forced with DWQ_CPU_ISA."""
+    from dwq.ops import supported_cpu_isas
+
+    if request.param not in supported_cpu_isas():
+        pytest.skip(f"this CPU does not support the {request.param} path")
+    monkeypatch.setenv("DWQ_CPU_ISA", request.param)
+    return request.param

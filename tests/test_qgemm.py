@@ -13,16 +13,6 @@ if not HAS_EXT:  # DWQ_REQUIRE_EXT=1 already turned a missing extension into an 
 from dwq.ops import qgemm as q  # noqa: E402
 from dwq.ops import qgemm_reference as ref  # noqa: E402
 
-ALL_ISAS = ["scalar", "avx2", "avx512_vnni"]
-
-
-@pytest.fixture(params=ALL_ISAS)
-def isa(request, monkeypatch):
-    if request.param not in q.supported_cpu_isas():
-        pytest.skip(f"this CPU does not support the {request.param} path")
-    monkeypatch.setenv("DWQ_CPU_ISA", request.param)
-    return request.param
-
 
 def rand_codes(g, shape, bits, dtype=None, extreme=0.2):
     """Random codes with a share of 0 and 2^bits-1; uint8 where it fits (or int32 half the time)."""
