@@ -91,6 +91,11 @@ struct GemmPlan {
 
 GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads);
 
+// First item of share t (0 <= t <= nthreads; share t is [plan_split(t), plan_split(t + 1))) when
+// nthreads threads split the items by work (rows x column blocks), not by item count: column
+// chunks and row blocks need not be the same size, so equal item counts can be unequal work.
+int64_t plan_split(const GemmPlan& plan, int t, int nthreads);
+
 // Runs work items [begin, end) of the plan (each item: mc rows x nc_blocks*64 columns); items are
 // independent, so threads may run disjoint ranges concurrently. Returns the number of activation
 // codes outside [0, 2^bits - 1] that were met (the output is then not meaningful).

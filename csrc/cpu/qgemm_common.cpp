@@ -168,13 +168,19 @@ GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthrea
   p.n_blocks = w.Npad / kBlockN;
   // A K-slab of packed weights (nc_blocks x 64 columns) stays in L2 (1 MiB/core here) while the
   // rows of a packed activation block (mc rows, L1/L2) stream through it.
+  // Two-limb activations (int32 codes) are costly to pack, and every column chunk packs them again:
+  // there a slab up to 1.5 MiB (L2 plus L3 streaming, far cheaper than the repacking) is allowed.
   const int64_t block_bytes = kBlockN * p.Kp * p.lw;
-  p.nc_blocks = std::clamp<int64_t>((768 * 1024) / block_bytes, 1, p.n_blocks);
+  const int64_t slab_bytes = p.lx == 2 ? 1536 * 1024 : 768 * 1024;
+  p.nc_blocks = std::clamp<int64_t>(slab_bytes / block_bytes, 1, p.n_blocks);
   p.mc = std::clamp<int64_t>((96 * 1024) / (p.Kp * p.lx) / 6 * 6, 6, 192);
   p.mc = std::min(p.mc, round_up(std::max<int64_t>(M, 1), 6));
+  // Equal-sized column chunks (a ragged last chunk is a large unequal item; plan_split balances
+  // the rest by work).
   auto update = [&] {
-    p.m_blocks = (M + p.mc - 1) / p.mc;
     p.n_chunks = (p.n_blocks + p.nc_blocks - 1) / p.nc_blocks;
+    p.nc_blocks = (p.n_blocks + p.n_chunks - 1) / p.n_chunks;
+    p.m_blocks = (M + p.mc - 1) / p.mc;
   };
   update();
   const int64_t want = 4 * std::max(1, nthreads);
@@ -190,6 +196,28 @@ GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthrea
   }
   if (M == 0) p.m_blocks = 0;
   return p;
+}
+
+int64_t plan_split(const GemmPlan& p, int t, int nthreads) {
+  const int64_t items = p.items();
+  if (t <= 0 || items == 0) return 0;
+  if (t >= nthreads) return items;
+  // Work before item i (chunk-major order): M rows times the blocks of the earlier chunks, plus the
+  // earlier rows of its chunk times that chunk's blocks. Pick the boundary nearest the target.
+  auto before = [&](int64_t i) {
+    const int64_t c = i / p.m_blocks, mb = i % p.m_blocks;
+    const int64_t b0 = std::min(c * p.nc_blocks, p.n_blocks), b1 = std::min((c + 1) * p.nc_blocks, p.n_blocks);
+    return p.M * b0 + std::min(mb * p.mc, p.M) * (b1 - b0);
+  };
+  const int64_t total = p.M * p.n_blocks;
+  const double target = static_cast<double>(total) * t / nthreads;
+  int64_t lo = 0, hi = items;  // first i with before(i) >= target
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (static_cast<double>(before(mid)) < target) lo = mid + 1; else hi = mid;
+  }
+  if (lo > 0 && target - static_cast<double>(before(lo - 1)) < static_cast<double>(before(lo)) - target) --lo;
+  return lo;
 }
 
 int64_t run_qgemm(Isa isa, const GemmPlan& plan, const ActSource& a, const PackedWeightView& w,

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -101,10 +102,16 @@ Weight check_packed(const char* op, const at::Tensor& w) {
 // Runs the plan on all threads; raises if the activation codes were out of range.
 void run_plan(const char* op, Isa isa, int64_t M, const cpu::ActSource& a, const Weight& w, const cpu::Epilogue& ep) {
   if (M == 0) return;
-  const cpu::GemmPlan plan = cpu::plan_qgemm(M, w.view, a.bits, at::get_num_threads());
+  const int nt = std::max(1, at::get_num_threads());
+  const cpu::GemmPlan plan = cpu::plan_qgemm(M, w.view, a.bits, nt);
   std::atomic<int64_t> bad{0};
-  at::parallel_for(0, plan.items(), 1, [&](int64_t b, int64_t e) {
-    bad += cpu::run_qgemm(isa, plan, a, w.view, ep, b, e);
+  // One share per thread, split by work (cpu::plan_split), not by item count.
+  at::parallel_for(0, nt, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t i0 = cpu::plan_split(plan, static_cast<int>(t), nt);
+      const int64_t i1 = cpu::plan_split(plan, static_cast<int>(t + 1), nt);
+      if (i0 < i1) bad += cpu::run_qgemm(isa, plan, a, w.view, ep, i0, i1);
+    }
   });
   TORCH_CHECK(bad.load() == 0, "dwq.", op, ": x_codes holds value(s) outside 0..",
               (int64_t{1} << a.bits) - 1, " (not codes of x_bits = ", a.bits, ")");

@@ -47,7 +47,7 @@ static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool con
     #pragma omp parallel
     {
       const int t = omp_get_thread_num(), T = omp_get_num_threads();
-      const int64_t it = p.items(), b = it * t / T, e = it * (t + 1) / T;
+      const int64_t b = plan_split(p, t, T), e = plan_split(p, t + 1, T);
       run_qgemm(isa, p, a, v, ep, b, e);
     }
   };

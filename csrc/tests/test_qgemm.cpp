@@ -2,6 +2,7 @@
 // naive int64 reference over random GEMM and conv cases (bits 2..16, odd sizes, extreme zero
 // points, strides, padding), the K = 65,536 16-bit overflow case, and quantize_act.
 // Build and run: see CMakeLists.txt (ctest). Exit code 0 = pass.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -49,6 +50,43 @@ static void run_all(Isa isa, int64_t M, const ActSource& a, const Packed& p, con
   const int64_t items = plan.items(), mid = items / 3;
   int64_t bad = run_qgemm(isa, plan, a, v, ep, 0, mid) + run_qgemm(isa, plan, a, v, ep, mid, items);
   CHECK(bad == 0, "run_qgemm reported %lld bad codes", (long long)bad);
+  // and in the work-balanced shares of three threads (the caller's split)
+  const GemmPlan p3 = plan_qgemm(M, v, a.bits, 3);
+  bad = 0;
+  for (int t = 0; t < 3; ++t) bad += run_qgemm(isa, p3, a, v, ep, plan_split(p3, t, 3), plan_split(p3, t + 1, 3));
+  CHECK(bad == 0, "run_qgemm reported %lld bad codes", (long long)bad);
+}
+
+// plan_split: shares cover [0, items) in order, and each share's work (rows x column blocks) is
+// within one item of the even split.
+static void split_cases(std::mt19937_64& rng) {
+  for (int c = 0; c < 400; ++c) {
+    PackedWeightView v;
+    v.N = 1 + rng() % 3000;
+    v.K = 1 + rng() % 5000;
+    v.Kp = (v.K + 3) / 4 * 4;
+    v.Npad = (v.N + 63) / 64 * 64;
+    v.bits = 2 + rng() % 15;
+    v.limbs = limbs_for_bits(v.bits);
+    const int64_t M = 1 + rng() % 5000;
+    const int T = 1 + rng() % 6;
+    const GemmPlan p = plan_qgemm(M, v, 2 + rng() % 15, T);
+    CHECK(p.nc_blocks * p.n_chunks >= p.n_blocks && p.mc * p.m_blocks >= M, "plan does not cover the output");
+    CHECK(plan_split(p, 0, T) == 0 && plan_split(p, T, T) == p.items(), "split does not cover the items");
+    const int64_t item_max = p.mc * p.nc_blocks, even = M * p.n_blocks / T;
+    for (int t = 0; t < T; ++t) {
+      const int64_t b = plan_split(p, t, T), e = plan_split(p, t + 1, T);
+      CHECK(b <= e, "split boundaries out of order (%lld > %lld)", (long long)b, (long long)e);
+      int64_t work = 0;
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t ch = i / p.m_blocks, mb = i % p.m_blocks;
+        work += (std::min(p.M, (mb + 1) * p.mc) - mb * p.mc) *
+                (std::min(p.n_blocks, (ch + 1) * p.nc_blocks) - ch * p.nc_blocks);
+      }
+      CHECK(std::llabs(work - even) <= item_max + T, "share %d of %d: work %lld, even %lld, item %lld", t, T,
+            (long long)work, (long long)even, (long long)item_max);
+    }
+  }
 }
 
 static int64_t gemm_cases(Isa isa, std::mt19937_64& rng, int cases) {
@@ -205,6 +243,10 @@ static void quantize_cases(Isa isa, std::mt19937_64& rng) {
 
 int main() {
   std::mt19937_64 rng(1234);
+  {
+    std::mt19937_64 srng(99);  // own stream: the GEMM/conv cases below stay the same
+    split_cases(srng);
+  }
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512_vnni}) {
     if (!isa_supported(isa)) {
       std::printf("%s: not supported by this CPU, skipped\n", isa_name(isa));
