@@ -108,6 +108,7 @@ static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int6
 }
 
 // Byte copy + sum (vpsadbw) + out-of-range count for the activation packer, 64 bytes a step.
+#define DWQ_ISA_COPY_SUM 1
 static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
   const __m512i zero = _mm512_setzero_si512();
   const __m512i lim = _mm512_set1_epi8(static_cast<char>(qmax > 255 ? 255 : qmax));

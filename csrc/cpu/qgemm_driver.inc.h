@@ -4,10 +4,11 @@
 //   constexpr int kMR;                        rows per microkernel call
 //   void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kgroups, int32_t* C);
 //     C[r][0..63] = sum_{k < 4*kgroups} A[r*lda + k] * B[(k/4)*256 + j*4 + k%4]   (r < mr <= kMR)
-//   uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad);
-//     copies n bytes, returns their sum and adds the count of bytes > qmax to *bad
 // so the same loops compile once per ISA (auto-vectorized with that ISA) without ODR clashes.
-// Optional, for hand-written versions (the AVX-512 file defines all three):
+// Optional, for hand-written versions (the AVX-512 file defines all four):
+//   DWQ_ISA_COPY_SUM uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax,
+//                    int64_t* bad): copies n bytes, returns their sum, adds the count of bytes > qmax
+//                    to *bad (the generic loop below otherwise);
 //   DWQ_ISA_FUSED    isa_fused_tile<KIND, BIAS, RELU>, same signature and results as fused_tile;
 //   DWQ_ISA_ROWPACK  struct RowPack(qmax) { copy(src, n, dst); add(src, n); fill(dst, v, n); take(); bad; }
 //                    (single-pass uint8 im2col rows with their sums and range check);
@@ -17,6 +18,20 @@
 // <vector>.
 
 namespace {
+
+#ifndef DWQ_ISA_COPY_SUM
+static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
+  uint64_t s = 0;
+  int64_t b = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = src[i];
+    s += src[i];
+    b += src[i] > qmax;
+  }
+  *bad += b;
+  return s;
+}
+#endif
 
 #ifndef DWQ_ISA_IMPLICIT
 inline void ukernel_taps(int, const uint8_t* const*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called

@@ -28,19 +28,6 @@ static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int6
   }
 }
 
-// Generic byte copy + sum (+ out-of-range count) for the activation packer.
-static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
-  uint64_t s = 0;
-  int64_t b = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    dst[i] = src[i];
-    s += src[i];
-    b += src[i] > qmax;
-  }
-  *bad += b;
-  return s;
-}
-
 #include "cpu/qgemm_driver.inc.h"
 
 }  // namespace dwq::cpu::scalar
