@@ -31,8 +31,9 @@ setup: $(EDITABLE)
 
 build: setup
 
+# dwq never overwrites a run, so every `make demo` writes a new runs/demo-<time> folder.
 demo: build
-	$(VENV)/bin/dwq demo
+	$(VENV)/bin/dwq demo --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 # The torch-free kernels and their C++ tests, plainly and under ASan + UBSan.
 ctest: $(STAMP)
