@@ -33,6 +33,17 @@ static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, 
 }
 #endif
 
+// Steps the output pixel (n, oh, ow) of a conv row walk in row-major order.
+inline void next_pixel(const ActSource& a, int64_t& n, int64_t& oh, int64_t& ow) {
+  if (++ow == a.OW) {
+    ow = 0;
+    if (++oh == a.OH) {
+      oh = 0;
+      ++n;
+    }
+  }
+}
+
 #ifndef DWQ_ISA_IMPLICIT
 inline void ukernel_taps(int, const uint8_t* const*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called
 #endif
@@ -146,13 +157,7 @@ int64_t pack_rows_t(const ActSource& a, const T* x, int64_t K, int64_t Kp, int l
       }
       if (Kp > K) std::memset(lo + K, 0, static_cast<size_t>(Kp - K));
       rs[r] = rp.take();
-      if (++ow == a.OW) {
-        ow = 0;
-        if (++oh == a.OH) {
-          oh = 0;
-          ++n;
-        }
-      }
+      next_pixel(a, n, oh, ow);
     }
     return rp.bad;
   }
@@ -190,13 +195,7 @@ int64_t pack_rows_t(const ActSource& a, const T* x, int64_t K, int64_t Kp, int l
         }
       }
       if (u8_rows) sum = static_cast<int64_t>(copy_sum_u8(lo, K, lo, qmax, &bad));
-      if (++ow == a.OW) {
-        ow = 0;
-        if (++oh == a.OH) {
-          oh = 0;
-          ++n;
-        }
-      }
+      next_pixel(a, n, oh, ow);
     }
     if (Kp > K) {
       std::memset(lo + K, 0, static_cast<size_t>(Kp - K));
@@ -370,13 +369,7 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
         sum += ps[tpoff[t]];
       }
       rs[r] = sum;
-      if (++ow == a.OW) {
-        ow = 0;
-        if (++oh == a.OH) {
-          oh = 0;
-          ++n;
-        }
-      }
+      next_pixel(a, n, oh, ow);
       continue;
     }
     for (int64_t ky = 0; ky < a.kh; ++ky) {
@@ -393,13 +386,7 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
       }
     }
     rs[r] = sum;
-    if (++ow == a.OW) {
-      ow = 0;
-      if (++oh == a.OH) {
-        oh = 0;
-        ++n;
-      }
-    }
+    next_pixel(a, n, oh, ow);
   }
   return rp.bad;
 }
