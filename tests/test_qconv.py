@@ -11,25 +11,11 @@ if not HAS_EXT:  # DWQ_REQUIRE_EXT=1 already turned a missing extension into an 
 
 from dwq.ops import qgemm as q  # noqa: E402
 from dwq.ops import qgemm_reference as ref  # noqa: E402
+from kernel_data import rand_codes, rand_zp  # noqa: E402
 
 
 def ri(g, lo, hi):
     return int(torch.randint(lo, hi + 1, (1,), generator=g))
-
-
-def rand_codes(g, shape, bits, dtype):
-    qmax = (1 << bits) - 1
-    c = torch.randint(0, qmax + 1, shape, generator=g, dtype=torch.int64)
-    m = torch.rand(shape, generator=g)
-    c = torch.where(m < 0.1, 0, torch.where(m < 0.2, qmax, c))
-    return c.to(dtype)
-
-
-def rand_zp(g, bits, shape=(1,)):
-    qmax = (1 << bits) - 1
-    r = torch.randint(0, 4, shape, generator=g)
-    z = torch.randint(0, qmax + 1, shape, generator=g)
-    return torch.where(r == 0, 0, torch.where(r == 1, qmax, z)).to(torch.int32)
 
 
 def rand_case(g):
