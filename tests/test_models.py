@@ -243,7 +243,7 @@ def test_registry_and_bad_input():
     assert set(MODELS) == {"small_cnn", "preact_resnet18", "wide_resnet34_10", "resnet50"}
     assert type(get_model("PreActResNet18", precisions=[None])).__name__ == "PreActResNet"
     assert type(get_model("small-cnn", precisions=[None])).__name__ == "SmallCNN"
-    with pytest.raises(ValueError, match="unknown model 'vgg16'.*preact_resnet18"):
+    with pytest.raises(ValueError, match="unknown network 'vgg16'.*preact_resnet18"):
         get_model("vgg16")
     with pytest.raises(ValueError, match="num_classes"):
         small_cnn(num_classes=0)

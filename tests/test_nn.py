@@ -152,7 +152,7 @@ def test_state_dict_round_trip_and_set_mismatch():
         dwq.set_precision(net, p), dwq.set_precision(other, p)
         assert torch.equal(net(x), other(x))
     wrong = small_net(precisions=(4, 6, None))
-    with pytest.raises(RuntimeError, match=r"saved for precision set \[4, 8, None\]"):
+    with pytest.raises(RuntimeError, match=r"saved for precision set \[4, 8, fp\]"):
         wrong.load_state_dict(net.state_dict())
 
 

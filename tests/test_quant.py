@@ -65,8 +65,27 @@ def test_infinite_values_are_refused():
 def test_bits_validation(bad):
     with pytest.raises(ValueError, match="bits|precision"):
         check_bits(bad)
-    with pytest.raises(ValueError):
-        normalize_precision(bad)
+    if bad != "8":  # "8" is the user spelling of the precision 8 (test_precision_spelling)
+        with pytest.raises(ValueError):
+            normalize_precision(bad)
+
+
+@pytest.mark.parametrize("text, value, name", [("fp", None, "fp"), ("FP", None, "fp"), ("8", (8, 8), "8"),
+                                               ("4w8a", (4, 8), "4w8a"), ("4w8", (4, 8), "4w8a"),
+                                               ("16", (16, 16), "16")])
+def test_precision_spelling(text, value, name):
+    """One spelling everywhere: the CLI's strings are valid precisions of the Python API."""
+    from dwq.quant import parse_precision, precision_name
+    assert normalize_precision(text) == value
+    assert precision_name(text) == name and precision_name(value) == name
+    assert normalize_precision(precision_name(value)) == value
+
+
+@pytest.mark.parametrize("bad", ["17", "1w8a", "4w", "w8a", "eight", "", "4.5"])
+def test_bad_precision_spelling_names_the_text(bad):
+    from dwq.quant import parse_precision
+    with pytest.raises(ValueError, match="bad precision"):
+        parse_precision(bad)
 
 
 def test_precision_forms():

@@ -41,24 +41,13 @@ nonneg_int = _int_at_least(0)
 
 
 def precision_arg(text: str):
-    """``fp``/``32``/``0`` -> None (full precision), ``4`` -> 4, ``4w8a`` -> (4, 8)."""
-    t = text.strip().lower()
-    if t in ("fp", "32", "0", "none", "float"):
-        return None
+    """``fp`` -> None (full precision), ``4`` -> 4, ``4w8a`` -> (4, 8): dwq.quant's one spelling."""
+    from dwq.quant.precision import parse_precision
+
     try:
-        if "w" in t:
-            w, a = t.rstrip("a").split("w")
-            p = (int(w), int(a))
-            ok = all(2 <= b <= 16 for b in p)
-        else:
-            p = int(t)
-            ok = 2 <= p <= 16
-    except ValueError:
-        ok = False
-    if not ok:
-        raise argparse.ArgumentTypeError(
-            f"bad precision {text!r}: use fp (full precision), an int 2..16, or WwAa such as 4w8a")
-    return p
+        return parse_precision(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def precision_set_from_args(precisions, schedule, extra_fp=False):

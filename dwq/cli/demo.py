@@ -36,13 +36,14 @@ def _fmt(r):
 def run_demo(a) -> int:
     import torch
 
-    import dwq
     from dwq import eval as E
+    from dwq.attacks import pgd
     from dwq.data import load_mnist5k, train_val_split
+    from dwq.models import build_model
+    from dwq.quant.cost import bitops_summary
     from dwq.train import TrainConfig, Trainer
 
     from .common import fresh_dir
-    from .main import bitops_of, build_model
 
     t_start = time.time()
     torch.set_num_threads(a.threads)
@@ -54,7 +55,7 @@ def run_demo(a) -> int:
     x, y = load_mnist5k("test").tensors
     n = min(a.n_test, len(y))
     x, y = x[:n], y[:n]
-    atk = lambda f, xb, yb: dwq.attacks.pgd(f, xb, yb, EPS, EVAL_ALPHA, EVAL_STEPS)  # noqa: E731
+    atk = lambda f, xb, yb: pgd(f, xb, yb, EPS, EVAL_ALPHA, EVAL_STEPS)  # noqa: E731
 
     runs = {
         "fp": dict(model_set=[None] + SET, sbn=False, train=[None], rp=False,
@@ -95,7 +96,7 @@ def run_demo(a) -> int:
                     "best_of_attacks": best}
         E.save_heatmap(tm, os.path.join(out, f"transfer_{name}.png"),
                     f"{name}: PGD-{EVAL_STEPS} ε={EPS} robust acc. (%)\nrows: attack bits, cols: inference bits")
-        m["bitops"] = bitops_of(model, (1, 28, 28), ps)
+        m["bitops"] = bitops_summary(model, (1, 28, 28), ps)
         m["eval_seconds"] = time.time() - t0 - t_train
         report["models"][name] = m
         print(f"[{name}] trained {t_train:.0f}s, evaluated {m['eval_seconds']:.0f}s", flush=True)

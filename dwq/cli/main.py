@@ -21,7 +21,7 @@ from .common import (CLIError, fraction, fresh_dir, nonneg_int, positive_int, pr
                      precision_set_from_args)
 
 DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")
-EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")
+EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -152,37 +152,9 @@ def _device(name):
     return name
 
 
-def build_model(network, dataset, precisions, switchable_bn, width=32, pretrained=None):
-    """Model of ``network`` for ``dataset`` (its classes and mean/std)."""
-    import dwq.models as M
-    from dwq.data import dataset_info
-
-    info = dataset_info(dataset)
-    kw = dict(num_classes=info.num_classes, precisions=precisions, switchable_bn=switchable_bn,
-              mean=list(info.mean), std=list(info.std))
-    key = network.strip().lower().replace("-", "_")
-    key = M.ALIASES.get(key, M.ALIASES.get(key.replace("_", ""), key))
-    if key not in M.MODELS:
-        raise CLIError(f"unknown network {network!r}; choose one of {sorted(M.MODELS)}")
-    if key == "small_cnn":
-        if info.input_size[0] != 1:
-            raise CLIError("small_cnn takes 1-channel 28x28 images (mnist5k)")
-        kw["width"] = width
-    elif dataset == "mnist5k":
-        raise CLIError(f"{key} takes RGB images; use --network small_cnn with mnist5k")
-    if pretrained:
-        if key != "resnet50":
-            raise CLIError("--pretrained is for resnet50 only")
-        kw["weights_path"] = pretrained
-    return M.get_model(key, **kw), key
-
-
 def _user_set(ps):
     return [list(p) if isinstance(p, tuple) else p for p in ps]
 
-
-def _from_user(ps):
-    return [tuple(p) if isinstance(p, list) else p for p in ps]
 
 
 # ----------------------------------------------------------------------------- train
@@ -190,6 +162,7 @@ def cmd_train(a):
     import torch
 
     from dwq.data import get_datasets, train_val_split
+    from dwq.models import build_model
     from dwq.train import TrainConfig, Trainer
     from dwq.train.dist import cleanup, setup
 
@@ -252,39 +225,11 @@ def cmd_train(a):
 
 
 # ----------------------------------------------------------------------------- eval
-def load_model_from_checkpoint(path, device="cpu"):
-    from dwq.train import load_checkpoint
-
-    ck = load_checkpoint(path, map_location=device)
-    ex = ck["config"].get("extra", {})
-    if "network" not in ex:
-        raise CLIError(f"{path} does not say which network it holds (not written by dwq train?)")
-    model, _ = build_model(ex["network"], ex["dataset"], _from_user(ex["model_precisions"]),
-                           ex["switchable_bn"], ex.get("width", 32))
-    try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as err:
-        raise CLIError(f"{path}: the weights do not fit a {ex['network']} ({str(err).splitlines()[0]})") from None
-    return model.to(device).eval(), ck, ex
-
-
 def make_attack(name, a, num_classes=10):
-    from dwq import attacks as A
+    from dwq.eval import make_attack as _make
 
-    if name == "pgd":
-        return lambda f, x, y: A.pgd(f, x, y, a.epsilon, a.alpha, a.steps, restarts=a.restarts)
-    if name == "fgsm":
-        return lambda f, x, y: A.fgsm(f, x, y, a.epsilon)
-    if name == "cw-l2":
-        return lambda f, x, y: A.cw_l2(f, x, y)
-    if name == "cw-linf":
-        return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=a.cw_tau), x, a.epsilon)
-    if name == "bandits":
-        return lambda f, x, y: A.bandits_td(f, x, y, a.epsilon, max_queries=a.bandits_queries,
-                                            tile_size=a.bandits_tile)[0]
-    if name == "autoattack":
-        return lambda f, x, y: A.autoattack(f, x, y, a.epsilon, "standard", n_classes=num_classes)
-    raise CLIError(f"unknown attack {name!r}; choose one of {EVAL_ATTACKS}")
+    return _make(name, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts, cw_tau=a.cw_tau,
+                 bandits_queries=a.bandits_queries, bandits_tile=a.bandits_tile, num_classes=num_classes)
 
 
 def _tensors(dataset, n=None):
@@ -301,15 +246,18 @@ def _tensors(dataset, n=None):
 def cmd_eval(a):
     import torch
 
-    import dwq
     from dwq import eval as E
     from dwq.data import get_datasets
+    from dwq.nn import precision_set
+    from dwq.quant.cost import bitops_summary
+    from dwq.train import load_trained_model
 
     if not os.path.isfile(a.checkpoint):
         raise CLIError(f"checkpoint {a.checkpoint} does not exist")
     device = _device(a.device)
-    model, ck, ex = load_model_from_checkpoint(a.checkpoint, device)
-    mset = dwq.precision_set(model)
+    model, ck = load_trained_model(a.checkpoint, device)
+    ex = ck["config"]["extra"]
+    mset = precision_set(model)
     ps = a.precisions if a.precisions else mset
     for p in ps:
         if str(p) not in map(str, mset):
@@ -352,7 +300,7 @@ def cmd_eval(a):
             rpi["best_of_attacks"] = E.rpi_best_of_attacks([ad_corr, tm_corr])
         E.save_json(tm, os.path.join(a.out, "transfer.json"))
         E.save_heatmap(tm, os.path.join(a.out, "transfer.png"), f"{ex['network']}: {a.attack} robust accuracy (%)")
-    rep["bitops"] = bitops_of(model, info.input_size, ps)
+    rep["bitops"] = bitops_summary(model, info.input_size, ps)
     rep["seconds"] = time.time() - t0
     E.save_json(rep, os.path.join(a.out, "report.json"))
     fmt = lambda r: f"{100 * r['acc']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
@@ -364,17 +312,6 @@ def cmd_eval(a):
             print(f"  RPI {key:<26}{fmt(r)}")
     print(f"wrote {a.out}/report.json ({rep['seconds']:.0f} s)")
     return 0
-
-
-def bitops_of(model, input_size, ps):
-    """BitOPs per precision and the mean over the RPI set (dwq.quant.cost, our layer accounting)."""
-    from dwq.eval import pname
-    from dwq.quant.cost import profile
-
-    rep = profile(model, (1, *input_size))
-    per = {pname(p): rep.bitops(p) for p in ps}
-    return {"per_precision": per, "rpi_mean": rep.mean_bitops(ps), "input_size": list(input_size),
-            "accounting": "quantized convs at w_bits*a_bits, full-precision layers at 32*32, per image"}
 
 
 # ----------------------------------------------------------------------------- main

@@ -14,6 +14,7 @@ from typing import Callable, Dict
 
 from torch import nn
 
+from dwq.models.build import build_model, canonical_network
 from dwq.models.common import DATASET_STATS, Normalize, QuantPolicy, dataset_stats
 from dwq.models.preact_resnet import PreActResNet, preact_resnet18
 from dwq.models.reference_import import load_reference_state_dict, reference_to_dwq_state_dict
@@ -46,13 +47,7 @@ def get_model(name: str, **kwargs) -> nn.Module:
 
     ValueError for an unknown name; TypeError for an argument the constructor does not take.
     """
-    if not isinstance(name, str):
-        raise ValueError(f"model name must be a string, got {name!r}")
-    key = name.strip().lower().replace("-", "_")
-    key = ALIASES.get(key, ALIASES.get(key.replace("_", ""), key))
-    if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {sorted(MODELS)}")
-    return MODELS[key](**kwargs)
+    return MODELS[canonical_network(name)](**kwargs)
 
 
 __all__ = [
@@ -64,6 +59,8 @@ __all__ = [
     "ResNet",
     "SmallCNN",
     "WideResNet",
+    "build_model",
+    "canonical_network",
     "dataset_stats",
     "get_model",
     "load_reference_state_dict",

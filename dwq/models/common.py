@@ -10,23 +10,21 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from dwq.data import DATASETS
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
 
 __all__ = ["QuantPolicy", "Normalize", "DATASET_STATS", "dataset_stats", "LayerFactory"]
 
-# (mean, std) per channel of each dataset's training images in [0, 1].
+# (mean, std) per channel of each dataset's training images in [0, 1]: dwq.data owns them.
 DATASET_STATS: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ("mnist" if name == "mnist5k" else name): (info.mean, info.std) for name, info in DATASETS.items()
 }
 
 
 def dataset_stats(name: str):
     """(mean, std) of a dataset by name (see ``DATASET_STATS``); ValueError for an unknown name."""
     key = name.lower().replace("-", "").replace("_", "")
+    key = "mnist" if key == "mnist5k" else key
     if key not in DATASET_STATS:
         raise ValueError(f"unknown dataset {name!r} for normalization statistics; known: {sorted(DATASET_STATS)}")
     return DATASET_STATS[key]

@@ -9,7 +9,11 @@ from typing import Iterable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from dwq.quant.precision import Normalized, normalize_precision, normalize_set, user_precision
+from dwq.quant.precision import Normalized, normalize_precision, normalize_set, precision_name, user_precision
+
+
+def _names(ps) -> str:
+    return "[" + ", ".join(precision_name(p) for p in ps) + "]"
 
 
 def _encode_set(precisions) -> torch.Tensor:
@@ -37,8 +41,7 @@ class PrecisionModule(nn.Module):
         q = normalize_precision(p)
         if q not in self.precisions:
             raise ValueError(
-                f"precision {user_precision(q)!r} is not in this layer's precision set "
-                f"{[user_precision(x) for x in self.precisions]}"
+                f"precision {precision_name(q)} is not in this layer's precision set {_names(self.precisions)}"
             )
         self.precision = q
 
@@ -52,8 +55,8 @@ class PrecisionModule(nn.Module):
             theirs = state_dict[key]
             if theirs.shape != self.precision_set.shape or not torch.equal(theirs.cpu().int(), self.precision_set.cpu()):
                 raise RuntimeError(
-                    f"{prefix or 'module '}: the state_dict was saved for precision set {_decode_set(theirs)}, "
-                    f"this model has {_decode_set(self.precision_set)}"
+                    f"{prefix or 'module '}: the state_dict was saved for precision set {_names(_decode_set(theirs))}, "
+                    f"this model has {_names(_decode_set(self.precision_set))}"
                 )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
 
@@ -73,8 +76,7 @@ def precision_set(model: nn.Module) -> list:
     for m in layers[1:]:
         if m.precisions != first:
             raise ValueError(
-                f"the model's layers have different precision sets: {[user_precision(p) for p in first]} "
-                f"and {[user_precision(p) for p in m.precisions]}"
+                f"the model's layers have different precision sets: {_names(first)} and {_names(m.precisions)}"
             )
     return [user_precision(p) for p in first]
 
@@ -84,7 +86,7 @@ def set_precision(model: nn.Module, p) -> None:
     allowed = precision_set(model)
     q = normalize_precision(p)
     if q not in [normalize_precision(x) for x in allowed]:
-        raise ValueError(f"precision {user_precision(q)!r} is not in the model's precision set {allowed}")
+        raise ValueError(f"precision {precision_name(q)} is not in the model's precision set {_names(allowed)}")
     for m in _layers(model):
         m.precision = q
 
@@ -96,7 +98,7 @@ def get_precision(model: nn.Module):
         raise ValueError(f"{type(model).__name__} has no precision-switchable (dwq.nn) layer")
     cur = {m.precision for m in layers}
     if len(cur) != 1:
-        raise ValueError(f"the model's layers are at different precisions: {sorted(map(str, cur))}")
+        raise ValueError(f"the model's layers are at different precisions: {sorted(precision_name(c) for c in cur)}")
     return user_precision(cur.pop())
 
 
@@ -137,8 +139,7 @@ class RandomPrecision(nn.Module):
         for q in choices:
             if q not in allowed:
                 raise ValueError(
-                    f"RandomPrecision: precision {user_precision(q)!r} is not in the model's set "
-                    f"{[user_precision(p) for p in allowed]}"
+                    f"RandomPrecision: precision {precision_name(q)} is not in the model's set {_names(allowed)}"
                 )
         self.choices = [user_precision(q) for q in choices]
         self._rng = random.Random(seed)

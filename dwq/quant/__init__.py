@@ -4,6 +4,7 @@ from dwq.quant.precision import (
     check_bits,
     normalize_precision,
     normalize_set,
+    parse_precision,
     precision_name,
     user_precision,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "fake_quantize_float_zp",
     "normalize_precision",
     "normalize_set",
+    "parse_precision",
     "precision_name",
     "user_precision",
 ]

@@ -48,6 +48,7 @@ __all__ = [
     "count_macs",
     "bitops",
     "mean_bitops",
+    "bitops_summary",
     "FULL_PRECISION_BITS",
 ]
 
@@ -219,3 +220,17 @@ def _model_precisions(model: nn.Module) -> list:
         if precisions is not None:
             return list(precisions)
     raise ValueError("mean_bitops: the model has no precision-switchable layer; pass `precisions`")
+
+
+def bitops_summary(model: nn.Module, input_size: Sequence[int], precisions: Iterable) -> dict:
+    """The report entry of a model's cost: BitOPs per image at each precision (keyed by its one
+    spelling, e.g. "fp", "4"), their mean over the RPI set, and the accounting used.
+
+    input_size: one image's (C, H, W)."""
+    from dwq.quant.precision import precision_name
+
+    precisions = list(precisions)
+    rep = profile(model, (1, *input_size))
+    return {"per_precision": {precision_name(p): rep.bitops(p) for p in precisions},
+            "rpi_mean": rep.mean_bitops(precisions), "input_size": list(input_size),
+            "accounting": "quantized convs at w_bits*a_bits, full-precision layers at 32*32, per image"}

@@ -1,8 +1,13 @@
-"""Precision values and their validation.
+"""Precision values, their one spelling, and their validation.
 
 A precision is ``None`` (full precision), an int ``b`` (weights and activations at b bits) or a
 pair ``(w_bits, a_bits)``. Internally every precision is normalized to ``None`` or a pair.
+
+The same precision is written the same way everywhere (command line, Python API, JSON, messages):
+``"fp"`` (full precision), ``"4"`` (4-bit weights and activations) and ``"4w8a"`` (4-bit weights,
+8-bit activations). Every function that takes a precision also takes that string form.
 """
+import re
 from typing import Iterable, Optional, Tuple, Union
 
 Precision = Union[None, int, Tuple[int, int]]
@@ -28,10 +33,36 @@ def check_bits(bits, name: str = "bits") -> int:
     return bits
 
 
+FULL_PRECISION_NAMES = ("fp", "none", "float", "32")
+
+
+def parse_precision(text: str) -> Precision:
+    """The user spelling of a precision -> ``None``, ``b`` or ``(w, a)``.
+
+    ``"fp"`` (also ``"none"``, ``"float"``, ``"32"``) is full precision, ``"4"`` is 4 bits,
+    ``"4w8a"`` is 4-bit weights with 8-bit activations. ValueError naming the text otherwise.
+    """
+    t = str(text).strip().lower()
+    if t in FULL_PRECISION_NAMES:
+        return None
+    m = re.fullmatch(r"(\d+)w(\d+)a?", t)
+    try:
+        if m:
+            return (check_bits(int(m.group(1)), "w_bits"), check_bits(int(m.group(2)), "a_bits"))
+        if re.fullmatch(r"\d+", t):
+            return check_bits(int(t), "precision")
+    except ValueError as e:
+        raise ValueError(f"bad precision {text!r}: {e}") from None
+    raise ValueError(f"bad precision {text!r}: use fp (full precision), an int {MIN_BITS}..{MAX_BITS}, "
+                     f"or WwAa such as 4w8a")
+
+
 def normalize_precision(p: Precision) -> Normalized:
-    """``None`` -> None, ``b`` -> (b, b), ``(w, a)`` -> (w, a); ValueError for anything else."""
+    """``None``/"fp" -> None, ``b``/"b" -> (b, b), ``(w, a)``/"WwAa" -> (w, a); ValueError otherwise."""
     if p is None:
         return None
+    if isinstance(p, str):
+        return normalize_precision(parse_precision(p))
     if isinstance(p, (tuple, list)):
         if len(p) != 2:
             raise ValueError(f"a precision pair must be (w_bits, a_bits), got {p!r}")
@@ -59,8 +90,10 @@ def normalize_set(precisions: Iterable[Precision]) -> Tuple[Normalized, ...]:
     return out
 
 
-def precision_name(p: Normalized) -> str:
-    """'fp', '4', or '4w8a' — for keys in reports and logs."""
+def precision_name(p) -> str:
+    """The one spelling of a precision: 'fp', '4', or '4w8a' (keys in reports, logs, messages).
+    Takes any precision form."""
+    p = normalize_precision(p)
     if p is None:
         return "fp"
     return str(p[0]) if p[0] == p[1] else f"{p[0]}w{p[1]}a"

@@ -16,7 +16,8 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_trained_model", "rng_state", "set_rng_state",
+           "CheckpointError"]
 
 
 class CheckpointError(RuntimeError):
@@ -43,16 +44,17 @@ def _py_state_to_list(s):
 
 
 def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
-    torch.set_rng_state(st["torch"])
+    # RNG states must be CPU byte tensors, whatever map_location the checkpoint was loaded with.
+    torch.set_rng_state(st["torch"].cpu())
     n = st["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     p = st["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"]])
     if generator is not None and "generator" in st:
-        generator.set_state(st["generator"])
+        generator.set_state(st["generator"].cpu())
 
 
 def save_checkpoint(path: str, state: dict) -> None:
@@ -76,3 +78,32 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries)")
     return ck
+
+
+def load_trained_model(path: str, device="cpu"):
+    """``(model, checkpoint)`` from a ``best.pt``/``last.pt`` written by ``dwq train``: the network is
+    rebuilt from the checkpoint's own config (architecture, dataset, precision set, switchable BN,
+    width, quantizer policy), its weights loaded, and the model put in eval mode on ``device``.
+
+    CheckpointError (one line) for a missing or corrupt file, a file not written by ``dwq train`` or
+    weights that do not fit the architecture the config names.
+    """
+    from dwq.models import build_model
+    from dwq.models.common import QuantPolicy
+    from dwq.quant import normalize_precision
+
+    ck = load_checkpoint(path, map_location="cpu")
+    ex = ck["config"].get("extra", {})
+    if "network" not in ex or "dataset" not in ex or "model_precisions" not in ex:
+        raise CheckpointError(f"{path} does not say which network it holds (not written by dwq train?)")
+    precisions = [None if p is None else (tuple(p) if isinstance(p, list) else p) for p in ex["model_precisions"]]
+    policy = QuantPolicy(**ex["policy"]) if isinstance(ex.get("policy"), dict) else None
+    try:
+        [normalize_precision(p) for p in precisions]
+        model, _ = build_model(ex["network"], ex["dataset"], precisions, ex.get("switchable_bn", False),
+                               ex.get("width", 32), policy=policy)
+        model.load_state_dict(ck["model"])
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: the weights do not fit a {ex['network']} "
+                              f"({str(err).strip().splitlines()[0]})") from None
+    return model.to(device).eval(), ck

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
+from dwq.nn import precision, precision_set, set_precision
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
@@ -85,11 +86,6 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _dwq():
-    import dwq  # top-level precision API (lazy: keeps this module importable early)
-    return dwq
-
-
 def _unwrap(model):
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -147,7 +143,6 @@ class _Loader:
 def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size=256, seed=0):
     """Clean and PGD accuracy averaged over ``precisions`` (attack and inference at
     the same precision, PGD-``steps``), model in eval mode. Used for validation."""
-    dwq = _dwq()
     model = _unwrap(model)
     was = model.training
     model.eval()
@@ -157,7 +152,7 @@ def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, ba
         x, y = _collate(dataset, b)
         x, y = x.to(device), y.to(device)
         for p in precisions:
-            with dwq.precision(model, p):
+            with precision(model, p):
                 with torch.no_grad():
                     clean += (model(x).argmax(1) == y).sum().item()
                 if steps > 0:
@@ -182,13 +177,12 @@ class Trainer:
     def __init__(self, model: nn.Module, train_set, cfg: TrainConfig, out_dir: str, val_set=None,
                  device="cpu", num_workers=0, rank=0, world=1):
         self.cfg = cfg.validate()
-        dwq = _dwq()
         self.device = torch.device(device)
         self.model = model.to(self.device)
-        self.model_set = dwq.precision_set(self.model)
+        self.model_set = precision_set(self.model)
         self.precs = list(cfg.precisions) if cfg.precisions is not None else list(self.model_set)
         for p in self.precs:  # error early, never silently fall back
-            with dwq.precision(self.model, p):
+            with precision(self.model, p):
                 pass
         self.train_set, self.val_set = train_set, val_set
         self.out_dir, self.rank, self.world = out_dir, rank, world
@@ -235,7 +229,7 @@ class Trainer:
         self.precision_counts = dict(ck["precision_counts"])
         self.free_delta = ck["free_delta"].to(self.device) if ck["free_delta"].numel() else None
         set_rng_state(ck["rng"], self.gen)
-        self.pgen.set_state(ck["precision_rng"])
+        self.pgen.set_state(ck["precision_rng"].cpu())
 
     def resume(self, path=None):
         """Resume from ``path`` (default ``out_dir/last.pt``); returns True if resumed."""
@@ -249,7 +243,7 @@ class Trainer:
     def _draw(self):
         p = self.precs[torch.randint(len(self.precs), (1,), generator=self.pgen).item()] \
             if self.cfg.random_precision else self.precs[0]
-        _dwq().set_precision(self.model, p)
+        set_precision(self.model, p)
         self.precision_counts[str(p)] = self.precision_counts.get(str(p), 0) + 1
         return p
 

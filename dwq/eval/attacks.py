@@ -1,0 +1,33 @@
+"""Evaluation attacks chosen by name, with their settings bound: ``attack(fn, x, y) -> x_adv``."""
+from __future__ import annotations
+
+from dwq import attacks as A
+
+__all__ = ["EVAL_ATTACKS", "make_attack"]
+
+EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")
+
+
+def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
+                cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4, num_classes: int = 10):
+    """The attack ``name`` (one of ``EVAL_ATTACKS``) as a callable ``(model_fn, x, y) -> x_adv``.
+
+    epsilon/alpha/steps/restarts: PGD's (epsilon also bounds FGSM, CW-L∞ after projection, Bandits
+    and AutoAttack); cw_tau: the CW-L∞ variant's initial τ; bandits_queries/bandits_tile: Bandits-TD's
+    query budget and prior tile. ValueError for an unknown name.
+    """
+    A.check_eps(epsilon)
+    if name == "pgd":
+        return lambda f, x, y: A.pgd(f, x, y, epsilon, alpha, steps, restarts=restarts)
+    if name == "fgsm":
+        return lambda f, x, y: A.fgsm(f, x, y, epsilon)
+    if name == "cw-l2":
+        return lambda f, x, y: A.cw_l2(f, x, y)
+    if name == "cw-linf":
+        return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau), x, epsilon)
+    if name == "bandits":
+        return lambda f, x, y: A.bandits_td(f, x, y, epsilon, max_queries=bandits_queries,
+                                            tile_size=bandits_tile)[0]
+    if name == "autoattack":
+        return lambda f, x, y: A.autoattack(f, x, y, epsilon, "standard", n_classes=num_classes)
+    raise ValueError(f"unknown attack {name!r}; choose one of {EVAL_ATTACKS}")
