@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Double-Win Quant: random precision training (RPT) and honest random precision "
                     "inference (RPI) robustness evaluation.")
     p.add_argument("--version", action="version", version=f"dwq {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{train,eval,demo}")
+    sub = p.add_subparsers(dest="command")
     sub.required = True
 
     train_cmd.add_parser(sub)
@@ -108,9 +108,10 @@ def _tensors(dataset, n=None):
     return (x[:n], y[:n]) if n else (x, y)
 
 
-def _eval_settings(a, ck, model_set, n_total):
-    """Resolves the settings that default to the checkpoint's and returns ``[(name, value, source)]``
-    for the header (and report.json), in dwq's one spelling of precisions."""
+def _eval_settings(a, ck, model_set, device):
+    """Resolves the settings that default to the checkpoint's (in ``a``) and returns
+    ``[(name, value, source)]`` for the header and report.json, precisions in dwq's one spelling.
+    CLIError for a flag that the chosen attack and protocols would not use."""
     from dwq.quant import normalize_precision
 
     cfg, given = ck["config"], a._given
@@ -124,11 +125,10 @@ def _eval_settings(a, ck, model_set, n_total):
             raise CLIError("--data-dir: the checkpoint's dataset is mnist5k, which is embedded (no folder)")
         rows.append(("dataset", "mnist5k (embedded)", "checkpoint"))
     else:
-        if a.data_dir is None and run_flags.get("data_dir"):
-            a.data_dir = run_flags["data_dir"]
-            rows.append(("dataset", f"{ex['dataset']} from {a.data_dir}", "checkpoint: the run's --data-dir"))
-        else:
-            rows.append(("dataset", f"{ex['dataset']} from {a.data_dir}", "checkpoint; --data-dir given"))
+        if a.data_dir is None:
+            a.data_dir = run_flags.get("data_dir")
+        rows.append(("dataset", f"{ex['dataset']} from {a.data_dir}",
+                     "checkpoint; --data-dir given" if "data_dir" in given else "checkpoint: the run's --data-dir"))
     # precisions
     if a.precisions:
         allowed = [normalize_precision(p) for p in model_set]
@@ -176,11 +176,9 @@ def _eval_settings(a, ck, model_set, n_total):
         rows.append(("bandits", f"{a.bandits_queries} queries, tile {a.bandits_tile}",
                      "given" if {"bandits_queries", "bandits_tile"} & given else "default"))
     rows.append(("protocols", " ".join(a.protocols), src("protocols")))
-    n = min(a.n_test, n_total) if a.n_test else n_total
-    rows.append(("test images", f"{n} of {n_total}", "--n-test" if a.n_test else "default: all"))
     rows.append(("batch size", str(a.batch_size), src("batch_size")))
     rows.append(("seed", str(a.seed), src("seed")))
-    rows.append(("device", a.device_resolved, "given" if "device" in given else "default"))
+    rows.append(("device", device, src("device")))
     return rows
 
 
@@ -188,26 +186,25 @@ def cmd_eval(a):
     import torch
 
     from dwq import eval as E
-    from dwq.data import dataset_info, get_datasets
+    from dwq.data import get_datasets
     from dwq.nn import precision_set
     from dwq.quant.cost import bitops_summary
     from dwq.train import load_trained_model
 
     if not os.path.isfile(a.checkpoint):
         raise CLIError(f"checkpoint {a.checkpoint} does not exist")
-    a.device_resolved = device = _device(a.device)
+    device = _device(a.device)
     model, ck = load_trained_model(a.checkpoint, device)
     ex = ck["config"]["extra"]
     if ex["dataset"] == "imagenet" and not a.n_test:
         raise CLIError("ImageNet evaluation holds the test images in memory: give --n-test (e.g. 5000)")
     fresh_dir(a.out, create=False)
-    if ex["dataset"] == "mnist5k" and a.data_dir is not None:
-        raise CLIError("--data-dir: the checkpoint's dataset is mnist5k, which is embedded (no folder)")
-    data_dir = a.data_dir or ex.get("flags", {}).get("data_dir")
-    _, test, info = get_datasets(ex["dataset"], data_dir, augment=False)
+    settings = _eval_settings(a, ck, precision_set(model), device)
+    _, test, info = get_datasets(ex["dataset"], a.data_dir, augment=False)
     if a.n_test and a.n_test > len(test):
         raise CLIError(f"--n-test {a.n_test}: the {ex['dataset']} test set has {len(test)} images")
-    settings = _eval_settings(a, ck, precision_set(model), len(test))
+    settings.insert(-3, ("test images", f"{a.n_test or len(test)} of {len(test)}",
+                         "given" if a.n_test else "default: all"))
     ps = a.precisions
     torch.manual_seed(a.seed)
     fresh_dir(a.out)

@@ -41,6 +41,7 @@ RESUME_MAY_CHANGE = {
     "workers": "data loading only",
     "no_progress": "console only",
     "device": "where the run continues (float rounding may differ between devices)",
+    "data_dir": "the same dataset (--dataset must match) read from another folder, e.g. a node's local copy",
 }
 NOT_RECORDED = ("command", "out", "resume")  # which command, where the run is, whether it resumes
 SPELLING_OF = {"num_bits_schedule": "precisions"}  # another way to give a recorded flag
@@ -151,9 +152,10 @@ def _precision_value(kind, v):
 
 
 def resolve_flags(a, given) -> tuple[dict, list]:
-    """``(flags, defaults)``: the run's flags resolved to what the run will use, as JSON values (one
+    """``(flags, notes)``: the run's flags resolved to what the run will use, as JSON values (one
     precision spelling; ``None`` for a flag that plays no part, e.g. ``attack_iters`` of an FGSM run),
-    and the derived defaults worth saying at start. CLIError for a flag that cannot take effect."""
+    and ``("default", text)`` for each derived default worth saying at start. CLIError for a flag that
+    cannot take effect."""
     from dwq.models import canonical_network
     from dwq.quant import normalize_precision, precision_name
 
@@ -178,7 +180,8 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     if model_set is None:
         if a.random_precision_training:
             model_set = list(PAPER_SET)
-            defaults.append("precision set 4..16 (the paper's; --random-precision-training without --precisions)")
+            defaults.append(("default", "precision set 4..16 (the paper's; --random-precision-training without "
+                                        "--precisions)"))
         else:
             model_set = [a.num_bits]
     if a.random_precision_training:
@@ -193,8 +196,8 @@ def resolve_flags(a, given) -> tuple[dict, list]:
         if normalize_precision(train_p) not in [normalize_precision(p) for p in model_set]:
             raise CLIError(f"--num-bits {precision_name(train_p)} is not in the precision set {pnames(model_set)}")
         if a.num_bits is None and len(model_set) > 1:
-            defaults.append(f"training precision {precision_name(train_p)} (--num-bits not given: "
-                            f"{'fp, in the set' if train_p is None else 'the last of the set'})")
+            defaults.append(("default", f"training precision {precision_name(train_p)} (--num-bits not given: "
+                                        f"{'fp, in the set' if train_p is None else 'the last of the set'})"))
     if a.switchable_bn and len(model_set) < 2:
         raise CLIError(f"--switchable-bn keeps one BatchNorm per precision, and the set holds only "
                        f"{pnames(model_set)}: give at least two precisions")
@@ -211,7 +214,7 @@ def resolve_flags(a, given) -> tuple[dict, list]:
         a_default = {"pgd": (2 / 255, "2/255"), "fgsm": (a.epsilon, "ε"), "free": (a.epsilon, "ε"),
                      "fgsm-rs": (1.25 * a.epsilon, "1.25ε")}[a.attack]
         f["alpha"] = a_default[0]
-        defaults.append(f"attack step {a_default[0]:.4g} ({a_default[1]}, the {a.attack} default)")
+        defaults.append(("default", f"attack step {a_default[0]:.4g} ({a_default[1]}, the {a.attack} default)"))
     else:
         f["alpha"] = a.alpha
     if f["alpha"] is not None and f["alpha"] > 1:
@@ -367,8 +370,8 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
         v = "clean" + (f" and PGD-{f['val_pgd_steps']} (step ε/4)" if f["val_pgd_steps"] else "")
         print(f"  validation {v} accuracy over the set after every epoch; best.pt keeps the best "
               f"{'PGD' if f['val_pgd_steps'] else 'clean'} accuracy")
-    for d in defaults:
-        print(f"  default    {d}")
+    for label, text in defaults:
+        print(f"  {label:<11}{text}")
     sys.stdout.flush()
 
 
@@ -421,7 +424,6 @@ def cmd_train(a):
     else:
         history = [{"started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": shlex.join(a._argv)}]
 
-    rank, world, device = setup(f["device"])
     train, _test, info = get_datasets(f["dataset"], f["data_dir"])
     n_all = len(train)
     train, val = train_val_split(train, f["val_size"], seed=f["seed"])
@@ -433,8 +435,8 @@ def cmd_train(a):
             raise CLIError(f"--train-subset {f['train_subset']}: the training split has only {len(train)} images "
                            f"({len(val)} held out for validation)")
         train = torch.utils.data.Subset(train, range(f["train_subset"]))
-    if f["workers"] and "workers" in given and f["dataset"] == "mnist5k" and rank == 0:
-        print(f"note: --workers {f['workers']} has no effect on mnist5k (held in memory)")
+    if f["workers"] and "workers" in given and f["dataset"] == "mnist5k":
+        defaults.append(("note", f"--workers {f['workers']} has no effect on mnist5k (held in memory)"))
     model_set = _precision_value("list", f["precisions"])
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
     model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, f["pretrained"])
@@ -448,6 +450,7 @@ def cmd_train(a):
                       lr_milestones=tuple(a.lr_milestones), precisions=train_ps,
                       random_precision=f["random_precision_training"], seed=f["seed"], amp=f["amp"],
                       val_pgd_steps=f["val_pgd_steps"] or 0, progress=not f["no_progress"], extra=extra)
+    rank, world, device = setup(f["device"])
     say = rank == 0
     tr = Trainer(model, train, cfg, a.out, val_set=val if len(val) else None, device=device,
                  num_workers=f["workers"], rank=rank, world=world,
