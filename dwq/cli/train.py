@@ -5,7 +5,9 @@ A run folder is the run. ``config.json`` (the same dict as each checkpoint's ``c
 attack step its default came to, absolute folders) and in dwq's one precision spelling, plus
 ``extra.history`` (the command lines that started and resumed it). ``dwq train --resume --out RUN``
 restores those flags from ``RUN/last.pt``; the flags in :data:`RESUME_MAY_CHANGE` may be given again
-with another value, any other flag that resolves differently is an error naming them all.
+with another value, any other flag that resolves differently is an error naming them all. A flag
+added to the parser is recorded and checked as given unless :func:`resolve_flags` resolves it; list it
+in ``RESUME_MAY_CHANGE`` if a run may continue with another value.
 
 Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 ``--network PreActResNet18`` -> ``--network preact_resnet18`` (reference names accepted);
@@ -243,6 +245,9 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     f["amp"] = a.amp
     f["workers"] = a.workers
     f["no_progress"] = a.no_progress
+    for dest, v in vars(a).items():  # a flag not resolved above is recorded (and checked on --resume) as given
+        if dest not in f and dest not in NOT_RECORDED and dest not in SPELLING_OF and not dest.startswith("_"):
+            f[dest] = list(v) if isinstance(v, tuple) else v
     return f, defaults
 
 
