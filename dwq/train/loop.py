@@ -336,8 +336,10 @@ class Trainer:
         c = self.cfg
         if self.rank == 0:
             os.makedirs(self.out_dir, exist_ok=True)
-            with open(os.path.join(self.out_dir, "config.json"), "w") as f:
+            path = os.path.join(self.out_dir, "config.json")
+            with open(path + ".tmp", "w") as f:  # a kill mid-write leaves the previous config.json
                 json.dump(self.config_record(), f, indent=2)
+            os.replace(path + ".tmp", path)
         try:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover
