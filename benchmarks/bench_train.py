@@ -120,6 +120,9 @@ def main(argv=None):
     ap.add_argument("--json", help="write the records here")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--only", choices=["train_step", "eval_forward", "fake_quantize"], action="append")
+    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half"], default=["fp32", "amp", "half"],
+                    help="fp32, amp (train step) and half (eval forward: fp16 on CUDA, bf16 on CPU)")
+    ap.add_argument("--reps", type=int, default=None, help="timed repetitions per implementation")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
@@ -129,7 +132,7 @@ def main(argv=None):
     only = set(args.only or ["train_step", "eval_forward", "fake_quantize"])
     train_batch, eval_batch = (128, 256) if gpu else (32, 32)
     pgd_steps = 7
-    reps = (5 if args.quick else 10) if gpu else (3 if args.quick else 7)
+    reps = args.reps or ((5 if args.quick else 10) if gpu else (3 if args.quick else 7))
     warm = 3 if gpu else 1
     name = torch.cuda.get_device_name(device) if gpu else f"cpu x{torch.get_num_threads()} threads"
     records = []
@@ -138,16 +141,21 @@ def main(argv=None):
         for impl, (med, best) in res.items():
             records.append(dict(op=op, shape=shape, bits=bits, impl=impl, median_ms=round(med, 4),
                                 min_ms=round(best, 4), device=name, mode=mode, **extra))
+        if "rpt" in res:  # as soon as measured: a long CPU run shows its progress
+            print(f"{op} {mode}: float {res['float'][0]:.1f} ms, rpt {res['rpt'][0]:.1f} ms, ratio "
+                  f"{res['rpt'][0] / res['float'][0]:.3f} (best-of ratio {res['rpt'][1] / res['float'][1]:.3f})",
+                  flush=True)
 
     ratios = []
     if "train_step" in only:
-        for mode in ("fp32", "amp"):
+        for mode in [m for m in ("fp32", "amp") if m in args.modes]:
             fns = {impl: train_step_fn(impl, device, train_batch, pgd_steps, mode == "amp") for impl in ("float", "rpt")}
             res = time_pair(fns, device, reps, warm)
             emit("train_step", f"PreActResNet18 b{train_batch} PGD-{pgd_steps}", "4..16", mode, res)
             ratios.append(("train_step", mode, res))
     if "eval_forward" in only:
-        for mode in ("fp32", "fp16" if gpu else "bf16"):
+        for mode in [m for m in ("fp32", "fp16" if gpu else "bf16") if m == "fp32" and "fp32" in args.modes
+                     or m != "fp32" and "half" in args.modes]:
             fns = {impl: eval_fn(impl, device, eval_batch, mode != "fp32") for impl in ("float", "rpt")}
             res = time_pair(fns, device, reps * 3, warm)
             emit("eval_forward", f"PreActResNet18 b{eval_batch}", 4, mode, res)

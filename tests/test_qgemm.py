@@ -167,7 +167,8 @@ def test_opcheck(bits):
     zx, sx = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05])
     sw = torch.full((9,), 0.01)
     wp = q.pack_weight(w, zw, bits)
-    torch.library.opcheck(torch.ops.dwq.pack_weight.default, (w, zw, bits))
+    for wl in (w, w.t().contiguous().t(), w[:, :]):  # row-major and column-major weight codes
+        torch.library.opcheck(torch.ops.dwq.pack_weight.default, (wl, zw, bits))
     xf = torch.randn(2, 3, 4, 5)
     for xa in (torch.randn(3, 5), xf.contiguous(memory_format=torch.channels_last), xf.transpose(1, 3),
                xf[:, :, ::2, 1:]):

@@ -143,6 +143,25 @@ DWQ_HD int32_t acc_from_terms32(int32_t t, uint32_t rowsum, uint32_t col_weight,
   return static_cast<int32_t>(static_cast<uint32_t>(t) + rowsum * col_weight + col_const);
 }
 
+// choose_qparams (integer zero point) of a finite range [mn, mx], as dwq.quant.qparams computes
+// it in float32: the range widened to include 0, s = max((max - min) / qmax, 1e-8) with an IEEE
+// division, z = clamp(round_half_even(-min / s), 0, qmax). Callers reject NaN ranges first.
+DWQ_HD void qparams_of_range(float mn, float mx, float qmax, float* scale, int32_t* zp) {
+  mn = mn < 0.f ? mn : 0.f;
+  mx = mx > 0.f ? mx : 0.f;
+  float s = div_rn(add_rn(mx, -mn), qmax);
+  s = s < 1e-8f ? 1e-8f : s;
+  *scale = s;
+  *zp = static_cast<int32_t>(code_of_quotient(div_rn(-mn, s), 0.f, qmax));
+}
+
+// The running range update of ActQuantizer in train mode: ema * running + (1 - ema) * batch, in
+// float32 with both factors rounded to float32 first (as torch multiplies a float32 tensor by a
+// Python float).
+DWQ_HD float ema_update(float running, float batch, float ema_old, float ema_new) {
+  return add_rn(mul_rn(ema_old, running), mul_rn(ema_new, batch));
+}
+
 // Largest code of a width: 2^bits - 1.
 DWQ_HD int64_t max_code(int bits) { return (int64_t{1} << bits) - 1; }
 

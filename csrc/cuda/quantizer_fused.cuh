@@ -19,8 +19,6 @@
 
 namespace dwq::cuda {
 
-constexpr float kMinScale = 1e-8f;  // dwq.quant.qparams.MIN_SCALE
-
 // Float -> uint32 encoding whose unsigned order is the float order and in which 0 is below every
 // encoded float, so that zeroed memory is the identity of atomicMax (min: atomicMax of ~encoding).
 __device__ __forceinline__ unsigned int float_to_ordered(float f) {
@@ -31,20 +29,15 @@ __device__ __forceinline__ float ordered_to_float(unsigned int e) {
   return __uint_as_float((e & 0x80000000u) ? (e & 0x7FFFFFFFu) : ~e);
 }
 
-// Scale and zero point of the range [mn, mx] (choose_qparams, integer zero point).
+// Scale and zero point of the range [mn, mx] (arith::qparams_of_range; a NaN range gives a NaN
+// scale, which the Python side asserts on).
 __device__ __forceinline__ void qparams_of_range(float mn, float mx, int bits, float* scale, int32_t* zp) {
-  const float qmax = static_cast<float>(arith::max_code(bits));
-  if (mn != mn || mx != mx) {  // NaN range: NaN scale, which the Python side asserts on
+  if (mn != mn || mx != mx) {
     *scale = __int_as_float(0x7FC00000);
     *zp = 0;
     return;
   }
-  mn = fminf(mn, 0.f);
-  mx = fmaxf(mx, 0.f);
-  float s = arith::div_rn(arith::add_rn(mx, -mn), qmax);
-  s = s < kMinScale ? kMinScale : s;
-  *scale = s;
-  *zp = static_cast<int32_t>(arith::code_of_quotient(arith::div_rn(-mn, s), 0.f, qmax));
+  arith::qparams_of_range(mn, mx, static_cast<float>(arith::max_code(bits)), scale, zp);
 }
 
 // Block-wide min and max of v (blockDim.x a multiple of 32, at most 1024).
@@ -70,9 +63,9 @@ __device__ __forceinline__ void block_min_max(float& mn, float& mx) {
 }
 
 // Activation quantizer parameters in one launch: grid-wide min/max of x (NaN propagates as the
-// range, which the Python side asserts on asynchronously), then the last block to finish updates
-// the running range of `slot` (train: EMA, the first batch initializes it; eval: the running range
-// if initialized) and writes scale[0], zp[0]. work: uint32 [~ordered min, ordered max, NaN flag,
+// range, which the Python side asserts on asynchronously), then the last block to finish writes
+// scale[0], zp[0] of the batch range (train mode: and updates the running range of `slot` by EMA,
+// the first batch initializing it) or of the running range once initialized (eval mode). work: uint32 [~ordered min, ordered max, NaN flag,
 // block counter], zeroed by the launcher (one memset) before the launch.
 template <typename T>
 __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned int* __restrict__ work,
@@ -105,12 +98,10 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
       float bmax = ordered_to_float(atomicAdd(&work[1], 0u));
       if (n == 0 || atomicAdd(&work[2], 0u) != 0u) bmin = bmax = __int_as_float(0x7FC00000);  // NaN
       const bool init = initialized[slot];
-      float lo, hi;
+      float lo = bmin, hi = bmax;  // train mode quantizes with the batch's own range
       if (training) {
-        lo = init ? arith::add_rn(arith::mul_rn(ema_old, running_min[slot]), arith::mul_rn(ema_new, bmin)) : bmin;
-        hi = init ? arith::add_rn(arith::mul_rn(ema_old, running_max[slot]), arith::mul_rn(ema_new, bmax)) : bmax;
-        running_min[slot] = lo;
-        running_max[slot] = hi;
+        running_min[slot] = init ? arith::ema_update(running_min[slot], bmin, ema_old, ema_new) : bmin;
+        running_max[slot] = init ? arith::ema_update(running_max[slot], bmax, ema_old, ema_new) : bmax;
         initialized[slot] = true;
       } else {
         lo = init ? running_min[slot] : bmin;

@@ -40,7 +40,7 @@ class WeightQuantizer(nn.Module):
         if bits is None:
             return w
         if self.zero_point == "int" and self.axis == 0 and fused.available(w, "weight_fake_quantize"):
-            # One launch on GPUs (range, qparams and fake quant); same arithmetic as below.
+            # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
             out = fused.weight_fake_quantize(w, check_bits(bits))
             check_no_nan(out, "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
             return out
@@ -104,12 +104,13 @@ class ActQuantizer(nn.Module):
         check_bits(bits)
         i = self.slot(precision)
         if self.zero_point == "int" and fused.available(x, "act_qparams"):
-            # One launch on GPUs for the range, the EMA update and the qparams; no host sync.
+            # One pass (one launch on GPUs, no host sync) for the range, EMA update and qparams.
             scale, zp = fused.act_qparams(x.detach(), self.running_min, self.running_max, self.initialized, i, bits,
                                           self.ema, self.training)
             check_no_nan(scale, "cannot quantize: the observed range contains NaN")
             return quantize_with(x, scale, zp, bits, None, self.zero_point)
         mn, mx = torch.aminmax(x.detach())
+        mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
         if self.training:
             with torch.no_grad():
                 first = ~self.initialized[i]
