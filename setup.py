@@ -5,7 +5,8 @@ Switches (environment variables):
   DWQ_DEBUG=1     -O0 -g, for gdb and sanitizers.
   CUDA_HOME       the CUDA toolkit; otherwise found from the real location of nvcc
                   (on these machines /usr/local/bin/nvcc is a shell wrapper).
-  DWQ_CUDA_ARCH   TORCH_CUDA_ARCH_LIST to build for (default "9.0", the H200 of the device machine).
+  DWQ_CUDA_ARCH   TORCH_CUDA_ARCH_LIST to build for (default "8.0+PTX;9.0a": sm_80 and Hopper's
+                  sm_90a binaries, plus compute_80 PTX that any newer GPU can JIT).
   DWQ_SKIP_EXT=1  install the Python package only (the Makefile then builds dwq._C in place).
   MAX_JOBS        parallel compile jobs for ninja (default: cores).
 
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 from setuptools import find_packages, setup
 
@@ -39,6 +41,50 @@ def find_cuda_home():
     return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
 
 
+def _runtime_version(path):
+    """N of libstdc++.so.6.0.N from the library's real file name, else None."""
+    m = re.search(r"libstdc\+\+\.so\.6\.0\.(\d+)$", os.path.realpath(path))
+    return int(m.group(1)) if m else None
+
+
+def check_compiler_runtime():
+    """Warns when the C++ compiler's runtime library is newer than the one this Python loads.
+
+    dwq._C is compiled against the compiler's libstdc++ headers but, inside Python, runs with the
+    libstdc++.so.6 that the interpreter and torch already loaded (its SONAME is loaded once per
+    process). A compiler installed beside the system one (e.g. GCC 13 under /opt/gcc with the
+    system's older runtime) then builds code that only fails when an error is raised: formatting
+    the message and unwinding through dwq's frames are the only paths that lean on it. Issue 9 saw
+    exactly that: every TORCH_CHECK error from dwq crashed Python, all else worked.
+    The remedy is to run with the compiler's runtime first: LD_LIBRARY_PATH=<its lib dir>.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    loaded = None
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if os.path.basename(path).startswith("libstdc++.so.6"):
+                    loaded = path
+                    break
+    except OSError:
+        return
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        mine = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return
+    if not (loaded and os.path.isabs(mine) and os.path.exists(mine)):
+        return
+    have, need = _runtime_version(loaded), _runtime_version(mine)
+    if have is not None and need is not None and need > have:
+        print(f"dwq: WARNING: {cxx} ships libstdc++ 6.0.{need} ({os.path.realpath(mine)}) but this Python loads "
+              f"6.0.{have} ({os.path.realpath(loaded)}); C++ errors raised by dwq may crash the interpreter. Run "
+              f"with LD_LIBRARY_PATH={os.path.dirname(os.path.realpath(mine))} or build with the system compiler.")
+
+
 def want_cuda(torch):
     if os.environ.get("DWQ_NO_CUDA", "0") == "1":
         return False
@@ -52,9 +98,10 @@ def extensions():
     cuda_home = find_cuda_home()
     if cuda_home and os.environ.get("DWQ_NO_CUDA", "0") != "1":
         os.environ["CUDA_HOME"] = cuda_home
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("DWQ_CUDA_ARCH", "9.0"))
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("DWQ_CUDA_ARCH", "8.0+PTX;9.0a"))
     import torch
 
+    check_compiler_runtime()  # after torch: its libstdc++ is the one dwq._C will run with
     debug = os.environ.get("DWQ_DEBUG", "0") == "1"
     use_cuda = want_cuda(torch)
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
@@ -64,7 +111,10 @@ def extensions():
     sources += sorted(glob.glob(os.path.join("csrc", "ops", "*.cpp")))
     sources += sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-fopenmp"]  # py_limited_api=True makes torch define Py_LIMITED_API
+    # -ffp-contract=off: never fuse multiply-add (the contract is float32 as torch computes it).
+    # -fno-trapping-math: lets GCC if-convert the branch-free clamps of arith.h so that the kernel
+    # loops vectorize; values are unchanged (no FP traps are enabled; NaN and signed-zero rules stay).
+    cxx += ["-fopenmp", "-ffp-contract=off", "-fno-trapping-math"]
     define = []
     if use_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))

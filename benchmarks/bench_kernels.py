@@ -226,7 +226,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="bits 2,4,8,12,16 and 4 convs (< 3 min on 2 cores)")
     p.add_argument("--json", help="write the records to this file")
-    p.add_argument("--png", default="benchmarks/bench_kernels.png", help="latency-vs-bits plot")
+    p.add_argument("--png", default=None, help="latency-vs-bits plot (written only when given)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     if not q.supported_cpu_isas():

@@ -1,13 +1,39 @@
 // The dwq operator library: every schema is declared here once; CPU implementations live in
 // csrc/ops/*.cpp and CUDA ones in csrc/cuda/*.cu, each in its own TORCH_LIBRARY_IMPL block.
-// The module has no Python functions: importing dwq._C only registers the ops, which keeps the
-// extension on the stable ABI (py_limited_api).
+// Importing dwq._C registers the ops. Its one Python function, packed_weight_shape, is plain C API
+// of the stable ABI (py_limited_api), so that Python asks C++ for the packed-weight layout instead
+// of re-deriving it (also inside fake impls, where no op may run).
+#include <ATen/core/enum_tag.h>
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/qgemm.h"
+
+namespace {
+
+// packed_weight_shape(n, k, bits) -> (n, p): the int8 [N, P] tensor that pack_weight returns.
+PyObject* packed_weight_shape(PyObject*, PyObject* args) {
+  long long n = 0, k = 0;
+  int bits = 0;
+  if (!PyArg_ParseTuple(args, "LLi", &n, &k, &bits)) return nullptr;
+  if (n <= 0 || k <= 0 || bits < 2 || bits > 16) {
+    PyErr_Format(PyExc_ValueError, "packed_weight_shape: need n > 0, k > 0 and bits in 2..16, got n=%lld, k=%lld, bits=%d",
+                 n, k, bits);
+    return nullptr;
+  }
+  return Py_BuildValue("(LL)", n, static_cast<long long>(dwq::cpu::packed_weight_cols(n, k, bits)));
+}
+
+PyMethodDef methods[] = {
+    {"packed_weight_shape", packed_weight_shape, METH_VARARGS,
+     "packed_weight_shape(n, k, bits) -> (n, p): shape of dwq.ops.pack_weight's int8 result for [n, k] codes"},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 extern "C" {
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }
 }
@@ -15,12 +41,25 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(dwq, m) {
   // x: float32/float64, any shape. scale: float32 [C]; zero_point: int32 [C] with C = x.size(axis),
   // or C = 1 with axis = None (per tensor). Returns (x_hat like x, codes int32 like x or empty).
+  // Outputs follow x's memory format (at::empty_like), so torch.compile must hand x over with the
+  // strides it traced (needs_exact_strides); else inductor may re-layout x and the outputs' strides
+  // would no longer be the fake impl's (issue 10: channels-last models failed to compile).
   m.def("fake_quantize(Tensor x, Tensor scale, Tensor zero_point, int bits, int? axis, bool return_codes) "
-        "-> (Tensor, Tensor)");
+        "-> (Tensor, Tensor)",
+        {at::Tag::needs_exact_strides});
+  // --- Fused quantizers for GPU training (issue 10; CUDA only: csrc/cuda/quantizer_fused.cu) ---
+  // Activation range + EMA update of slot `slot` + scale/zero point in one launch: x float32/16
+  // any shape; running_min/max float32 [P], initialized bool [P] (mutated when training).
+  // Returns (scale float32 [1], zero_point int32 [1]) on x's device, for dwq::fake_quantize.
+  m.def("act_qparams(Tensor x, Tensor(a!) running_min, Tensor(b!) running_max, Tensor(c!) initialized, int slot, "
+        "int bits, float ema, bool training) -> (Tensor, Tensor)");
+  // Per-output-channel (dim 0) min/max, scale/zero point and fake quantization of a weight, one
+  // launch: the WeightQuantizer forward. w float32/16, returns like w (contiguous).
+  m.def("weight_fake_quantize(Tensor w, int bits) -> Tensor");
   // --- True-integer GEMM / conv2d (issue 3; CPU: csrc/ops/qgemm.cpp, kernels csrc/cpu/qgemm*.cpp) ---
   // Codes: uint8 (bits <= 8) or int32, values 0..2^bits-1; scale float32 [1] > 0; zero_point int32 [1].
   // x float32 any shape -> codes uint8 (bits <= 8) / int32 (bits > 8), same shape and strides.
-  m.def("quantize_act(Tensor x, Tensor scale, Tensor zero_point, int bits) -> Tensor");
+  m.def("quantize_act(Tensor x, Tensor scale, Tensor zero_point, int bits) -> Tensor", {at::Tag::needs_exact_strides});
   // w_codes [N, K] uint8/int32, zero_point int32 [N] -> opaque packed weight int8 [N, P].
   m.def("pack_weight(Tensor w_codes, Tensor zero_point, int bits) -> Tensor");
   // Exact accumulators sum_k (qx - zx)(qw - zw): x_codes [M, K] -> int64 [M, N].

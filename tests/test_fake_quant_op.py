@@ -61,12 +61,50 @@ def test_non_contiguous_input():
     assert torch.equal(out, ref)
 
 
-def test_half_precision_input_is_computed_in_float32():
-    x = torch.randn(4, 4, dtype=torch.bfloat16)
-    scale, zp = choose_qparams(x.float().min().reshape(1), x.float().max().reshape(1), 4)
-    out, _ = fake_quantize(x, scale, zp, 4)
-    assert out.dtype == torch.bfloat16
-    assert torch.equal(out, fake_quantize_ref(x.float(), scale, zp, 4)[0].to(torch.bfloat16))
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_native_and_exact(device, dtype):
+    # The kernel reads and writes 16-bit floats itself, computing in float32: exactly the float32
+    # result rounded to the 16-bit type, codes equal to the float32 codes.
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(200):
+        x, scale, zp, bits, axis = _case(gen, device, torch.float32)
+        x = x.clamp(-6e4, 6e4).to(dtype)
+        out, codes = fake_quantize(x, scale, zp, bits, axis, return_codes=True)
+        ref, ref_codes = fake_quantize_ref(x.float(), scale, zp, bits, axis, return_codes=True)
+        assert out.dtype == dtype
+        assert torch.equal(codes, ref_codes), (dtype, bits, axis, x.shape)
+        assert torch.equal(out, ref.to(dtype)), (dtype, bits, axis, x.shape)
+
+
+def _layouts(device):
+    """Inputs in every memory format the kernels meet: channels-last, transposed, sliced, expanded."""
+    g = torch.Generator().manual_seed(4)
+    base = torch.randn(2, 3, 4, 5, generator=g).to(device)
+    return {
+        "contiguous": base,
+        "channels_last": base.contiguous(memory_format=torch.channels_last),
+        "transposed": base.transpose(1, 3),
+        "sliced": base[:, :, ::2, 1:],
+        "channels_last_sliced": base.contiguous(memory_format=torch.channels_last)[:, :, 1:, ::2],
+        "expanded": torch.randn(2, 3, 1, 5, generator=g).to(device).expand(2, 3, 4, 5),
+        "size_one_dims": torch.randn(2, 1, 4, 1, generator=g).to(device).contiguous(memory_format=torch.channels_last),
+    }
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("layout", list(_layouts("cpu")))
+@pytest.mark.parametrize("axis", [None, 1, -1])
+def test_outputs_follow_the_memory_format_of_x(device, layout, axis):
+    x = _layouts(device)[layout]
+    c = 1 if axis is None else x.shape[axis]
+    scale = torch.rand(c, device=device) + 0.05
+    zp = torch.randint(0, 16, (c,), dtype=torch.int32, device=device)
+    out, codes = fake_quantize(x, scale, zp, 4, axis, return_codes=True)
+    want = torch.empty_like(x)  # the rule the fake (meta) impl follows too
+    assert out.stride() == want.stride() and codes.stride() == want.stride(), (layout, out.stride(), want.stride())
+    ref, ref_codes = fake_quantize_ref(x.contiguous(), scale, zp, 4, axis, return_codes=True)
+    assert torch.equal(out, ref) and torch.equal(codes, ref_codes)
 
 
 def test_ste_gradient_is_identity():
@@ -79,13 +117,22 @@ def test_ste_gradient_is_identity():
 
 
 @pytest.mark.parametrize("device", devices())
-def test_opcheck(device):
-    x = torch.randn(4, 3, 5, device=device)
-    for axis, c in ((None, 1), (1, 3), (-1, 5)):
+@pytest.mark.parametrize("layout", list(_layouts("cpu")) + ["3d", "half", "bfloat16"])
+def test_opcheck(device, layout):
+    if layout == "3d":
+        x = torch.randn(4, 3, 5, device=device)
+    elif layout in ("half", "bfloat16"):
+        x = _layouts(device)["channels_last"].to(torch.float16 if layout == "half" else torch.bfloat16)
+    else:
+        x = _layouts(device)[layout]
+    for axis in (None, 1, -1):
+        c = 1 if axis is None else x.shape[axis]
         scale = torch.rand(c, device=device) + 0.05
         zp = torch.randint(0, 16, (c,), dtype=torch.int32, device=device)
         for return_codes in (False, True):
-            args = (x.clone().requires_grad_(), scale, zp, 4, axis, return_codes)
+            args = (x.detach().clone().requires_grad_(), scale, zp, 4, axis, return_codes)
+            if layout != "3d":  # keep the sample's strides (clone() already preserves dense layouts)
+                args = (x.detach().requires_grad_(),) + args[1:]
             torch.library.opcheck(torch.ops.dwq.fake_quantize.default, args)
 
 
@@ -97,6 +144,17 @@ def test_torch_compile_fullgraph():
     s, z = choose_qparams(x.amin(1), x.amax(1), 6)
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     assert torch.equal(compiled(x, s, z), f(x, s, z))
+
+
+def test_torch_compile_channels_last_fullgraph():
+    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    s, z = choose_qparams(x.amin((0, 2, 3)), x.amax((0, 2, 3)), 5)
+
+    def f(x):
+        return fake_quantize(x, s, z, 5, 1)[0] + 1
+
+    got = torch.compile(f, fullgraph=True, backend="aot_eager")(x)
+    assert torch.equal(got, f(x)) and got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_kernels_registered():

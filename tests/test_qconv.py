@@ -115,6 +115,11 @@ def test_opcheck(bits):
     wp = q.pack_conv_weight(w, zw, bits)
     sx, sw = torch.tensor([0.1]), torch.full((4,), 0.02)
     torch.library.opcheck(torch.ops.dwq.qconv2d_acc.default, (x, zx, bits, wp, [3, 3], [2, 1], [1, 0]))
+    for xl in (x.contiguous(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3)):
+        torch.library.opcheck(torch.ops.dwq.qconv2d_acc.default, (xl, zx, bits, wp, [3, 3], [1, 1], [1, 1]))
+    xs = rand_codes(g, (2, 3, 8, 7), bits, x.dtype)[:, :, ::2, 1:6].contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(torch.ops.dwq.qconv2d.default,
+                          (xs, sx, zx, bits, wp, sw, [3, 3], [1, 1], [1, 1], None, None, False, None, None, 8))
     torch.library.opcheck(torch.ops.dwq.qconv2d.default,
                           (x, sx, zx, bits, wp, sw, [3, 3], [1, 1], [1, 1], torch.randn(4), torch.randn(4), True,
                            None, None, 8))

@@ -167,14 +167,30 @@ def test_opcheck(bits):
     zx, sx = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05])
     sw = torch.full((9,), 0.01)
     wp = q.pack_weight(w, zw, bits)
-    torch.library.opcheck(torch.ops.dwq.pack_weight.default, (w, zw, bits))
-    torch.library.opcheck(torch.ops.dwq.quantize_act.default, (torch.randn(3, 5), sx, zx, bits))
-    torch.library.opcheck(torch.ops.dwq.qgemm_acc.default, (x, zx, bits, wp))
-    torch.library.opcheck(torch.ops.dwq.qlinear.default,
-                          (x, sx, zx, bits, wp, sw, None, torch.randn(9), True, None, None, 8))
-    torch.library.opcheck(torch.ops.dwq.qlinear.default,
-                          (x, sx, zx, bits, wp, sw, torch.randn(9), None, False, torch.tensor([0.3]),
-                           torch.tensor([3], dtype=torch.int32), bits))
+    for wl in (w, w.t().contiguous().t(), w[:, :]):  # row-major and column-major weight codes
+        torch.library.opcheck(torch.ops.dwq.pack_weight.default, (wl, zw, bits))
+    xf = torch.randn(2, 3, 4, 5)
+    for xa in (torch.randn(3, 5), xf.contiguous(memory_format=torch.channels_last), xf.transpose(1, 3),
+               xf[:, :, ::2, 1:]):
+        torch.library.opcheck(torch.ops.dwq.quantize_act.default, (xa, sx, zx, bits))
+    for xc in (x, x.t().contiguous().t(), x[:, :]):  # row-major and column-major codes
+        torch.library.opcheck(torch.ops.dwq.qgemm_acc.default, (xc, zx, bits, wp))
+        torch.library.opcheck(torch.ops.dwq.qlinear.default,
+                              (xc, sx, zx, bits, wp, sw, None, torch.randn(9), True, None, None, 8))
+        torch.library.opcheck(torch.ops.dwq.qlinear.default,
+                              (xc, sx, zx, bits, wp, sw, torch.randn(9), None, False, torch.tensor([0.3]),
+                               torch.tensor([3], dtype=torch.int32), bits))
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (9, 33), (64, 64), (65, 3), (130, 1000)])
+@pytest.mark.parametrize("bits", [2, 8, 9, 16])
+def test_packed_weight_shape_is_cpps(n, k, bits):
+    g = torch.Generator().manual_seed(n * 1000 + k)
+    w = rand_codes(g, (n, k), bits, torch.int32)
+    wp = q.pack_weight(w, rand_zp(g, bits, (n,)), bits)
+    assert tuple(wp.shape) == q.packed_weight_shape(n, k, bits)
+    with pytest.raises(ValueError, match="bits"):
+        q.packed_weight_shape(n, k, 17)
 
 
 def test_compile_fullgraph():

@@ -1,9 +1,7 @@
 // AVX2 microkernel of the integer GEMM engine (qgemm.h). vpmaddubsw saturates at int16 (255*-128*2
 // does not fit), so codes are widened to int16 and multiplied with vpmaddwd, which cannot overflow
 // here; each int32 lane holds half of an output's 4-deep dot product and the halves are added when
-// the tile is stored. Built with its own target pragma so the rest of the library stays generic.
-#pragma GCC target("avx2,fma")
-#pragma GCC optimize("fp-contract=off")
+// the tile is stored. Only the code after the includes is built for AVX2 (isa_region.h), so the rest stays generic.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,7 +11,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/isa_region.h"
+#include "common/arith.h"
 #include "cpu/qgemm.h"
+
+// Everything above is generic x86-64 (see isa_region.h for why the region opens only here).
+DWQ_ISA_REGION_BEGIN("avx2,fma")
 
 namespace dwq::cpu::avx2 {
 
@@ -61,3 +64,5 @@ static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int6
 #include "cpu/qgemm_driver.inc.h"
 
 }  // namespace dwq::cpu::avx2
+
+DWQ_ISA_REGION_END

@@ -1,9 +1,7 @@
 // AVX-512 VNNI microkernel of the integer GEMM engine (qgemm.h): a 6 x 64 register tile,
 // 24 zmm int32 accumulators fed by vpdpbusd (u8 activations x s8 shifted weights, no saturation);
-// per 4-deep k step: 4 weight loads, 6 activation broadcasts, 24 vpdpbusd. Built with its own
-// target pragma so the rest of the library stays generic x86-64; chosen at run time (qgemm_common).
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,popcnt")
-#pragma GCC optimize("fp-contract=off")
+// per 4-deep k step: 4 weight loads, 6 activation broadcasts, 24 vpdpbusd. Only the code after
+// the includes is built for AVX-512 (isa_region.h), the rest stays generic x86-64; chosen at run time (qgemm_common).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,7 +11,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/isa_region.h"
+#include "common/arith.h"
 #include "cpu/qgemm.h"
+
+// Everything above is generic x86-64 (see isa_region.h for why the region opens only here).
+DWQ_ISA_REGION_BEGIN("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,popcnt")
+
 
 namespace dwq::cpu::avx512_vnni {
 
@@ -134,9 +138,13 @@ static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, 
   return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
 }
 
-// Explicit AVX-512 fused epilogue of the int32 fast path (the driver's fused_tile, same float
-// operations in the same order; clamps as min/max, which agree with the driver's compares because
-// no value here can be NaN: accumulators are finite integers, mult/bias/scale finite).
+// Explicit AVX-512 fused epilogue of the int32 fast path (the driver's fused_tile): arith.h's
+// acc_from_terms32, epilogue<BIAS, RELU> and quantize, lane by lane, with arith's constants: the
+// same float operations in the same order (clamps as min/max, which agree with arith's compares
+// because no value here can be NaN: accumulators are finite integers, mult/bias/scale finite).
+// (arith's templates are not instantiated on __m512 itself: an always-inline generic template with
+// 512-bit vector arguments is rejected by Clang's ABI check; test_qgemm/test_qconv compare this
+// path bit for bit with the scalar one.)
 #define DWQ_ISA_FUSED 1
 // (masked forms with an all-ones mask: the plain ones read _mm512_undefined_* and GCC 12 warns)
 static inline __m512 fmax(__m512 a, __m512 b) { return _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b); }
@@ -147,8 +155,9 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
   const float* mult = ep.mult + n0;
   const float* bias = BIAS ? ep.bias + n0 : nullptr;
   const __m512 s = _mm512_set1_ps(ep.out_scale), z = _mm512_set1_ps(static_cast<float>(ep.out_zp));
-  const __m512 qm = _mm512_set1_ps(static_cast<float>((int64_t{1} << ep.out_bits) - 1));
-  const __m512 lo = _mm512_set1_ps(-4194304.f), hi = _mm512_set1_ps(4194304.f), magic = _mm512_set1_ps(12582912.f);
+  const __m512 qm = _mm512_set1_ps(static_cast<float>(arith::max_code(ep.out_bits)));
+  const __m512 lo = _mm512_set1_ps(-arith::Rne<float>::clamp), hi = _mm512_set1_ps(arith::Rne<float>::clamp);
+  const __m512 magic = _mm512_set1_ps(arith::Rne<float>::magic);
   const __m512 zero = _mm512_setzero_ps();
   const int nvec = static_cast<int>((nv + 15) / 16);
   __mmask16 km[4];
@@ -167,14 +176,17 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
     const int32_t* t = t32 + r * kBlockN;
     const int64_t row = (m + r) * ep.ldo + n0;
     for (int v = 0; v < nvec; ++v) {
+      // acc_from_terms32: t + rowsum * col_weight + col_const, wrapping
       __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(t + 16 * v), _mm512_mullo_epi32(rsr, cw[v]));
       acc = _mm512_add_epi32(acc, cc[v]);
+      // epilogue: acc * mult (+ bias), ReLU
       __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), acc), mu[v]);
       if constexpr (BIAS) y = _mm512_add_ps(y, bi[v]);
       if constexpr (RELU) y = fmax(y, zero);
       if constexpr (KIND == OutKind::f32) {
         _mm512_mask_storeu_ps(static_cast<float*>(ep.out) + row + 16 * v, km[v], y);
       } else {
+        // quantize: clamp(round_half_even_clamped(y / s) + z, 0, qmax)
         __m512 q = _mm512_div_ps(y, s);
         q = fmin(fmax(q, lo), hi);
         q = _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
@@ -196,8 +208,10 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
 #define DWQ_ISA_ROWPACK 1
 // GCC 12's _mm512_extracti64x4_epi64 passes _mm256_undefined_si256() as its merge operand, which
 // -Wmaybe-uninitialized reports as a false positive wherever it is inlined.
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 struct RowPack {
   __m512i acc = _mm512_setzero_si512();
   __m512i lim;
@@ -253,8 +267,12 @@ struct RowPack {
     return r;
   }
 };
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 #include "cpu/qgemm_driver.inc.h"
 
 }  // namespace dwq::cpu::avx512_vnni
+
+DWQ_ISA_REGION_END

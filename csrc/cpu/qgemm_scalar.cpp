@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/arith.h"
 #include "cpu/qgemm.h"
 
 namespace dwq::cpu::scalar {

@@ -1,10 +1,12 @@
-// CPU binding of dwq::fake_quantize: checks the caller's arguments, then runs the torch-free
-// row kernel (csrc/cpu/fake_quant.cpp) over at::parallel_for.
+// CPU binding of dwq::fake_quantize: checks the caller's arguments, lays out the outputs in x's
+// memory format (fake_quant_checks.h), then runs the torch-free row kernel (csrc/cpu/fake_quant.cpp)
+// over at::parallel_for. float16/bfloat16 are read and written as they are (float32 inside).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <atomic>
+#include <type_traits>
 
 #include "cpu/fake_quant.h"
 #include "ops/fake_quant_checks.h"
@@ -12,40 +14,45 @@
 namespace dwq {
 namespace {
 
+// The torch-free storage type of a torch scalar type (same size and layout).
+template <typename T>
+using storage_t = std::conditional_t<std::is_same_v<T, at::Half>, cpu::Float16,
+                                     std::conditional_t<std::is_same_v<T, at::BFloat16>, cpu::BFloat16, T>>;
+
 std::tuple<at::Tensor, at::Tensor> fake_quantize_cpu(const at::Tensor& x, const at::Tensor& scale,
                                                      const at::Tensor& zero_point, int64_t bits,
                                                      std::optional<int64_t> axis, bool return_codes) {
-  const auto shape = check_fake_quantize_args(x, scale, zero_point, bits, axis);
-  const at::Tensor xc = x.contiguous();
+  check_fake_quantize_args(x, scale, zero_point, bits, axis);
   const at::Tensor sc = scale.contiguous();
   const at::Tensor zc = zero_point.contiguous();
-  at::Tensor out = at::empty_like(xc);
-  at::Tensor codes = return_codes ? at::empty(xc.sizes(), xc.options().dtype(at::kInt)) : at::empty({0}, xc.options().dtype(at::kInt));
   check_qparam_values(sc, zc, bits);
+  FakeQuantLayout L = fake_quantize_layout(x, axis, return_codes);
+  const FakeQuantShape& shape = L.shape;
   std::atomic<int64_t> nans{0};
-  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "dwq_fake_quantize_cpu", [&] {
-    const scalar_t* xp = xc.data_ptr<scalar_t>();
-    scalar_t* op = out.data_ptr<scalar_t>();
-    int32_t* cp = return_codes ? codes.data_ptr<int32_t>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dwq_fake_quantize_cpu", [&] {
+    using S = storage_t<scalar_t>;
+    static_assert(sizeof(S) == sizeof(scalar_t), "storage type must match the torch type");
+    const S* xp = reinterpret_cast<const S*>(L.x_mem.data_ptr<scalar_t>());
+    S* op = reinterpret_cast<S*>(L.out_mem.data_ptr<scalar_t>());
+    int32_t* cp = return_codes ? L.codes_mem.data_ptr<int32_t>() : nullptr;
     const float* s = sc.data_ptr<float>();
     const int32_t* z = zc.data_ptr<int32_t>();
     const int b = static_cast<int>(bits);
     if (shape.channels == 1) {
       // One scale for everything: split the flat tensor so that every thread gets a share.
-      at::parallel_for(0, xc.numel(), 16384, [&](int64_t begin, int64_t end) {
-        nans += cpu::fake_quant_rows<scalar_t>(xp + begin, op + begin, cp ? cp + begin : nullptr, s, z, 1,
-                                               end - begin, 0, 1, b);
+      at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
+        nans += cpu::fake_quant_rows<S>(xp + begin, op + begin, cp ? cp + begin : nullptr, s, z, 1, end - begin, 0, 1, b);
       });
     } else {
       const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, shape.inner));
       at::parallel_for(0, shape.outer * shape.channels, grain, [&](int64_t begin, int64_t end) {
-        nans += cpu::fake_quant_rows<scalar_t>(xp, op, cp, s, z, shape.channels, shape.inner, begin, end, b);
+        nans += cpu::fake_quant_rows<S>(xp, op, cp, s, z, shape.channels, shape.inner, begin, end, b);
       });
     }
   });
   TORCH_CHECK(nans.load() == 0, "dwq.fake_quantize: x contains ", nans.load(),
               " NaN value(s); NaN has no quantized code");
-  return {out, codes};
+  return {L.out, L.codes};
 }
 
 }  // namespace

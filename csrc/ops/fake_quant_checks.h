@@ -1,12 +1,18 @@
-// Argument checks of dwq::fake_quantize shared by the CPU and CUDA bindings, so both reject bad
-// input with the same message.
+// Argument checks and output layout of dwq::fake_quantize, shared by the CPU and CUDA bindings so
+// that both reject bad input with the same message and return the same strides.
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <optional>
+#include <vector>
 
 namespace dwq {
+// Internal linkage: these helpers are compiled by g++ (CPU binding) and by nvcc's host compiler
+// (CUDA binding), possibly with different -std; one shared COMDAT copy would break the ODR.
+namespace {
 
 struct FakeQuantShape {
   int64_t outer, channels, inner;
@@ -16,8 +22,9 @@ inline FakeQuantShape check_fake_quantize_args(const at::Tensor& x, const at::Te
                                                const at::Tensor& zero_point, int64_t bits,
                                                std::optional<int64_t> axis) {
   TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.fake_quantize: bits must be in 2..16, got ", bits);
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "dwq.fake_quantize: x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble || x.scalar_type() == at::kHalf ||
+                  x.scalar_type() == at::kBFloat16,
+              "dwq.fake_quantize: x must be float32, float64, float16 or bfloat16, got ", x.scalar_type());
   TORCH_CHECK(scale.scalar_type() == at::kFloat, "dwq.fake_quantize: scale must be float32, got ",
               scale.scalar_type());
   TORCH_CHECK(zero_point.scalar_type() == at::kInt, "dwq.fake_quantize: zero_point must be int32, got ",
@@ -60,4 +67,46 @@ inline void check_qparam_values(const at::Tensor& scale_cpu, const at::Tensor& z
   }
 }
 
+// The outputs follow x's memory format: at::empty_like(x) strides (x's own when x is dense and
+// non-overlapping, e.g. channels-last; else its suggested format), the rule the fake impl in
+// dwq/ops/fake_quant.py uses too, so eager and torch.compile agree. The kernels walk memory
+// linearly: they see x, out and codes permuted to out's memory order, where out is contiguous,
+// and the channel axis moved accordingly (x is copied only when its layout differs from out's).
+struct FakeQuantLayout {
+  at::Tensor out, codes;              // what the op returns
+  at::Tensor x_mem, out_mem, codes_mem;  // contiguous, in out's memory order (codes_mem undefined if not asked)
+  FakeQuantShape shape;               // [outer, C, inner] of the memory-order view
+};
+
+inline FakeQuantLayout fake_quantize_layout(const at::Tensor& x, std::optional<int64_t> axis, bool return_codes) {
+  FakeQuantLayout L;
+  L.out = at::empty_like(x);
+  L.codes = return_codes ? at::empty_like(x, x.options().dtype(at::kInt)) : at::empty({0}, x.options().dtype(at::kInt));
+  const int64_t d = x.dim();
+  std::vector<int64_t> perm(static_cast<size_t>(d));
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  const auto st = L.out.strides();
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return st[a] > st[b]; });
+  L.out_mem = L.out.permute(perm);
+  L.x_mem = x.permute(perm).contiguous();
+  if (return_codes) L.codes_mem = L.codes.permute(perm);
+  TORCH_INTERNAL_ASSERT(L.out_mem.is_contiguous() && (!return_codes || L.codes_mem.is_contiguous()),
+                        "dwq.fake_quantize: output not dense in its own memory order");
+  L.shape = FakeQuantShape{x.numel(), 1, 1};
+  if (axis.has_value()) {
+    const int64_t a = at::maybe_wrap_dim(*axis, d);
+    const int64_t am = std::find(perm.begin(), perm.end(), a) - perm.begin();
+    L.shape.channels = x.size(a);
+    L.shape.outer = 1;
+    for (int64_t i = 0; i < am; ++i) L.shape.outer *= L.x_mem.size(i);
+    L.shape.inner = 1;
+    for (int64_t i = am + 1; i < d; ++i) L.shape.inner *= L.x_mem.size(i);
+  } else {
+    L.shape.outer = 1;
+    L.shape.inner = x.numel();
+  }
+  return L;
+}
+
+}  // namespace
 }  // namespace dwq

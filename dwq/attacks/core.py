@@ -151,7 +151,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
             l, z = f(x_adv, y)
             wrong = z.argmax(1) != y
         take = (wrong & ~best_wrong) | ((wrong == best_wrong) & (l > best_loss))
-        best[take] = x_adv[take]
+        best = torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best)  # no host sync (vs best[take] = ...)
         best_loss = torch.where(take, l, best_loss)
         best_wrong |= wrong
     return best.detach()
@@ -187,6 +187,6 @@ def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, resta
         with torch.no_grad():
             l = loss_fn(x_adv)
         take = l > best_loss
-        best[take] = x_adv[take]
+        best = torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best)  # no host sync (vs best[take] = ...)
         best_loss = torch.where(take, l, best_loss)
     return best.detach()

@@ -1,6 +1,7 @@
 """Typed wrappers over ``torch.ops.dwq.*`` and their pure-PyTorch references."""
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops.fake_quant import fake_quantize
+from dwq.ops import quantizer_fused  # noqa: F401  (registers the fused ops' fake impls)
 from dwq.ops.qgemm import (
     pack_conv_weight,
     pack_weight,

@@ -11,6 +11,16 @@ from dwq.ops._lib import HAS_EXT
 from dwq.ops.reference import fake_quantize_ref
 
 
+def check_no_nan(x: torch.Tensor, message: str) -> None:
+    """Raises ValueError(message) if x has NaN: at once on CPU; on accelerators (and under
+    torch.compile) through an asynchronous device assert, so that no host sync is paid."""
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        if bool(torch.isnan(x).any()):
+            raise ValueError(message)
+    else:
+        torch._assert_async(~torch.isnan(x).any(), message)
+
+
 def _check(x, scale, zero_point, bits, axis):
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
         raise ValueError(f"fake_quantize: bits must be an int in 2..16, got {bits!r}")
@@ -35,30 +45,31 @@ def fake_quantize(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Quantize ``x`` to ``bits``-bit unsigned codes and back.
 
-    x: float tensor, any shape (float16/bfloat16 are computed in float32 and cast back).
+    x: float32/float64/float16/bfloat16, any shape and strides. float16/bfloat16 are read and
+    written as they are, computed in float32 inside the kernel (exactly ``fake_quantize(x.float())``
+    rounded back to x's dtype), so autocast keeps activations in half precision.
     scale: float32 [C], finite and > 0; zero_point: int32 [C], codes in 0..2^bits-1, where
     C = x.shape[axis] (per channel) or 1 with ``axis=None`` (per tensor).
     Returns ``(x_hat, codes)``: x_hat like x, ``s * (q - z)`` with
     ``q = clamp(round_half_even(x / s) + z, 0, 2^bits - 1)``; codes int32 like x when
-    ``return_codes`` else an empty tensor. The gradient is straight-through (identity) to x.
+    ``return_codes`` else an empty tensor; both in x's memory format (``torch.empty_like(x)``
+    strides, e.g. channels-last stays channels-last). The gradient is straight-through (identity)
+    to x. NaN in x is an error (on CUDA its output is NaN and its code -1: raising would sync).
     """
     _check(x, scale, zero_point, bits, axis)
-    low = x.dtype in (torch.float16, torch.bfloat16)
-    xin = x.float() if low else x
     scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)
     zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
     if HAS_EXT and x.device.type in ("cpu", "cuda"):
-        out, codes = torch.ops.dwq.fake_quantize(xin, scale, zero_point, bits, axis, return_codes)
-    else:
-        out, codes = _FakeQuantRef.apply(xin, scale, zero_point, bits, axis, return_codes)
+        return torch.ops.dwq.fake_quantize(x, scale, zero_point, bits, axis, return_codes)
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    out, codes = _FakeQuantRef.apply(x.float() if low else x, scale, zero_point, bits, axis, return_codes)
     return (out.to(x.dtype) if low else out), codes
 
 
 class _FakeQuantRef(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, bits, axis, return_codes):
-        if torch.isnan(x).any():
-            raise ValueError("fake_quantize: x contains NaN; NaN has no quantized code")
+        check_no_nan(x, "fake_quantize: x contains NaN; NaN has no quantized code")
         out, codes = fake_quantize_ref(x, scale, zero_point, bits, axis, return_codes)
         ctx.mark_non_differentiable(codes)
         return out, codes
@@ -74,7 +85,10 @@ if HAS_EXT:
     def _(x, scale, zero_point, bits, axis, return_codes):
         torch._check(2 <= bits <= 16, lambda: f"fake_quantize: bits must be in 2..16, got {bits}")
         torch._check(scale.dim() == 1 and zero_point.dim() == 1, lambda: "scale and zero_point must be 1-D")
-        codes = x.new_empty(x.shape if return_codes else (0,), dtype=torch.int32)
+        torch._check(x.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+                     lambda: f"fake_quantize: x must be float32, float64, float16 or bfloat16, got {x.dtype}")
+        # The kernels' rule (csrc/ops/fake_quant_checks.h): outputs in x's memory format.
+        codes = torch.empty_like(x, dtype=torch.int32) if return_codes else x.new_empty((0,), dtype=torch.int32)
         return torch.empty_like(x), codes
 
     def _setup_context(ctx, inputs, output):

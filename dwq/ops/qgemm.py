@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 IntPair = Union[int, Sequence[int]]
-_HEADER_BYTES = 128  # csrc/cpu/qgemm.h kHeaderBytes
 
 
 def _pair(v: IntPair, name: str) -> List[int]:
@@ -67,14 +66,16 @@ def _need_ext(name: str):
 
 
 def packed_weight_shape(n: int, k: int, bits: int) -> Tuple[int, int]:
-    """Shape ``(N, P)`` of the int8 tensor that ``pack_weight`` returns for ``[N, K]`` codes at ``bits``:
-    a 128-byte header, ``limbs * ceil(N/64)*64 * ceil(K/4)*4`` weight bytes (limbs = 1 for bits <= 8,
-    else 2), int64 column sums and int32 zero points, spread over N rows."""
-    kp = (k + 3) // 4 * 4
-    npad = (n + 63) // 64 * 64
-    limbs = 1 if bits <= 8 else 2
-    total = _HEADER_BYTES + limbs * npad * kp + 12 * n
-    return n, (total + n - 1) // n
+    """Shape ``(N, P)`` of the int8 tensor that ``pack_weight`` returns for ``[N, K]`` codes at ``bits``.
+
+    The layout is C++'s (csrc/cpu/qgemm.h: a header, the shifted 8-bit limbs, column sums and zero
+    points); this asks the extension for it rather than re-deriving it here.
+    """
+    _check_bits(bits)
+    _need_ext("packed_weight_shape")
+    from dwq import _C
+
+    return tuple(_C.packed_weight_shape(int(n), int(k), int(bits)))
 
 
 def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:

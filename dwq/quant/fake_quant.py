@@ -4,6 +4,7 @@ from typing import Optional
 import torch
 
 from dwq.ops import fake_quantize as _fake_quantize_op
+from dwq.ops.fake_quant import check_no_nan
 from dwq.quant.precision import check_bits
 
 
@@ -38,6 +39,5 @@ def fake_quantize_float_zp(
         scale, offset = scale.reshape(shape), offset.reshape(shape)
     else:
         scale, offset = scale.reshape(()), offset.reshape(())
-    if torch.isnan(x).any():
-        raise ValueError("fake_quantize: x contains NaN; NaN has no quantized code")
+    check_no_nan(x, "fake_quantize: x contains NaN; NaN has no quantized code")  # no host sync on GPUs
     return _FloatZeroPointSTE.apply(x, scale.to(x.dtype), offset.to(x.dtype), qmax)

@@ -52,11 +52,15 @@ def choose_qparams(
     qmax = (1 << bits) - 1
     min_val = min_val.float()
     max_val = max_val.float()
+    # Divide by a tensor on the range's device: ATen's CUDA kernel divides by a Python number as a
+    # multiply by its reciprocal (one bit off), its CPU kernel exactly; a tensor divisor is an IEEE
+    # division on both, so CPU, CUDA and the fused CUDA quantizer agree bit for bit.
+    levels = torch.full_like(max_val, float(qmax))
     if zero_point == "float":
-        scale = torch.clamp((max_val - min_val) / qmax, min=MIN_SCALE)
+        scale = torch.clamp((max_val - min_val) / levels, min=MIN_SCALE)
         return scale, min_val
     min_val = torch.clamp(min_val, max=0.0)
     max_val = torch.clamp(max_val, min=0.0)
-    scale = torch.clamp((max_val - min_val) / qmax, min=MIN_SCALE)
+    scale = torch.clamp((max_val - min_val) / levels, min=MIN_SCALE)
     zp = torch.clamp(torch.round(-min_val / scale), 0, qmax).to(torch.int32)
     return scale, zp

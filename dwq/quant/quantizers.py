@@ -8,6 +8,8 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
+from dwq.ops import quantizer_fused as fused
+from dwq.ops.fake_quant import check_no_nan
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
 from dwq.quant.precision import check_bits, normalize_set
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams
@@ -37,6 +39,11 @@ class WeightQuantizer(nn.Module):
     def forward(self, w: torch.Tensor, bits: Optional[int]) -> torch.Tensor:
         if bits is None:
             return w
+        if self.zero_point == "int" and self.axis == 0 and fused.available(w, "weight_fake_quantize"):
+            # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
+            out = fused.weight_fake_quantize(w, check_bits(bits))
+            check_no_nan(out, "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
+            return out
         scale, zp = self.qparams(w, bits)
         return quantize_with(w, scale, zp, bits, self.axis, self.zero_point)
 
@@ -96,7 +103,14 @@ class ActQuantizer(nn.Module):
             return x
         check_bits(bits)
         i = self.slot(precision)
+        if self.zero_point == "int" and fused.available(x, "act_qparams"):
+            # One pass (one launch on GPUs, no host sync) for the range, EMA update and qparams.
+            scale, zp = fused.act_qparams(x.detach(), self.running_min, self.running_max, self.initialized, i, bits,
+                                          self.ema, self.training)
+            check_no_nan(scale, "cannot quantize: the observed range contains NaN")
+            return quantize_with(x, scale, zp, bits, None, self.zero_point)
         mn, mx = torch.aminmax(x.detach())
+        mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
         if self.training:
             with torch.no_grad():
                 first = ~self.initialized[i]

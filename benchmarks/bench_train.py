@@ -1,0 +1,194 @@
+"""Random Precision Training cost against float training, in one run (issue 10).
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--quick] [--json FILE] [--threads N]
+
+Times, float model against dwq's quantized one, on the same machine load (the two are timed in
+turn, step by step):
+  train_step    PGD-k adversarial training step of PreActResNet18 (dwq.attacks.pgd, then
+                cross-entropy, backward, SGD with momentum): impl "float" (precisions=[None]) vs
+                "rpt" (precisions 4..16, switchable BN, a precision drawn per step); mode fp32,
+                and amp (autocast fp16 + GradScaler on CUDA, autocast bfloat16 on CPU)
+  eval_forward  eval-mode forward: "float" vs "rpt" (precisions [None, 4, 8] at 4 bits); mode
+                fp32 and fp16 (autocast; bfloat16 on CPU)
+  fake_quantize dwq.ops.fake_quantize per tensor / per channel on float32 vs
+                torch.fake_quantize_per_tensor_affine and a plain copy; GB/s = bytes read + written
+JSON records: {"op", "shape", "bits", "impl", "median_ms", "min_ms", "device", "mode", ...}; the
+script prints the rpt/float ratios (the issue's targets: <= 1.25x on an H200 in both modes, <= 1.15x
+for the batch-32 fp32 step on the 2-core CPU). Random CIFAR-shaped data, fixed seeds, cudnn.benchmark
+on; CUDA times are CUDA-event medians after warm-up. Nothing is asserted: see the printed table.
+"""
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import dwq  # noqa: E402
+from dwq.attacks import pgd  # noqa: E402
+from dwq.models import preact_resnet18  # noqa: E402
+from dwq.ops import fake_quantize  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_pair(fns, device, reps, warmup):
+    """Median / best ms of each fn, interleaved rep by rep (same load for all)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            if device.type == "cuda":
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                fn()
+                b.record()
+                b.synchronize()
+                times[k].append(a.elapsed_time(b))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+
+
+def make_model(impl, device, precisions=None):
+    if impl == "float":
+        m = preact_resnet18(num_classes=10, precisions=[None])
+    else:
+        m = preact_resnet18(num_classes=10, precisions=precisions or list(range(4, 17)))
+    return m.to(device)
+
+
+def train_step_fn(impl, device, batch, steps, amp, seed=0):
+    torch.manual_seed(seed)
+    model = make_model(impl, device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
+    pick = random.Random(seed)
+    precisions = dwq.precision_set(model)
+
+    def step():
+        if impl == "rpt":
+            dwq.set_precision(model, pick.choice(precisions))
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            x_adv = pgd(model, x, y, 8 / 255, 2 / 255, steps)
+            loss = F.cross_entropy(model(x_adv), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return step
+
+
+def eval_fn(impl, device, batch, half, seed=0):
+    torch.manual_seed(seed)
+    model = make_model(impl, device, precisions=[None, 4, 8]).eval()
+    if impl == "rpt":
+        dwq.set_precision(model, 4)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+
+    @torch.no_grad()
+    def fwd():
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=half):
+            model(x)
+
+    return fwd
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (CPU: about 2 minutes)")
+    ap.add_argument("--json", help="write the records here")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--only", choices=["train_step", "eval_forward", "fake_quantize"], action="append")
+    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half"], default=["fp32", "amp", "half"],
+                    help="fp32, amp (train step) and half (eval forward: fp16 on CUDA, bf16 on CPU)")
+    ap.add_argument("--reps", type=int, default=None, help="timed repetitions per implementation")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = True
+    gpu = device.type == "cuda"
+    only = set(args.only or ["train_step", "eval_forward", "fake_quantize"])
+    train_batch, eval_batch = (128, 256) if gpu else (32, 32)
+    pgd_steps = 7
+    reps = args.reps or ((5 if args.quick else 10) if gpu else (3 if args.quick else 7))
+    warm = 3 if gpu else 1
+    name = torch.cuda.get_device_name(device) if gpu else f"cpu x{torch.get_num_threads()} threads"
+    records = []
+
+    def emit(op, shape, bits, mode, res, **extra):
+        for impl, (med, best) in res.items():
+            records.append(dict(op=op, shape=shape, bits=bits, impl=impl, median_ms=round(med, 4),
+                                min_ms=round(best, 4), device=name, mode=mode, **extra))
+        if "rpt" in res:  # as soon as measured: a long CPU run shows its progress
+            print(f"{op} {mode}: float {res['float'][0]:.1f} ms, rpt {res['rpt'][0]:.1f} ms, ratio "
+                  f"{res['rpt'][0] / res['float'][0]:.3f} (best-of ratio {res['rpt'][1] / res['float'][1]:.3f})",
+                  flush=True)
+
+    ratios = []
+    if "train_step" in only:
+        for mode in [m for m in ("fp32", "amp") if m in args.modes]:
+            fns = {impl: train_step_fn(impl, device, train_batch, pgd_steps, mode == "amp") for impl in ("float", "rpt")}
+            res = time_pair(fns, device, reps, warm)
+            emit("train_step", f"PreActResNet18 b{train_batch} PGD-{pgd_steps}", "4..16", mode, res)
+            ratios.append(("train_step", mode, res))
+    if "eval_forward" in only:
+        for mode in [m for m in ("fp32", "fp16" if gpu else "bf16") if m == "fp32" and "fp32" in args.modes
+                     or m != "fp32" and "half" in args.modes]:
+            fns = {impl: eval_fn(impl, device, eval_batch, mode != "fp32") for impl in ("float", "rpt")}
+            res = time_pair(fns, device, reps * 3, warm)
+            emit("eval_forward", f"PreActResNet18 b{eval_batch}", 4, mode, res)
+            ratios.append(("eval_forward", mode, res))
+    if "fake_quantize" in only:
+        n = (64 << 20) if gpu else (16 << 20)
+        x = torch.randn(n // 1024, 1024, device=device)
+        s1, z1 = torch.tensor([0.05], device=device), torch.tensor([128], dtype=torch.int32, device=device)
+        sc = torch.rand(n // 1024, device=device) + 0.01
+        zc = torch.randint(0, 256, (n // 1024,), dtype=torch.int32, device=device)
+        fns = {
+            "dwq_per_tensor": lambda: fake_quantize(x, s1, z1, 8),
+            "dwq_per_channel": lambda: fake_quantize(x, sc, zc, 8, axis=0),
+            "torch_fake_quantize_per_tensor_affine": lambda: torch.fake_quantize_per_tensor_affine(x, 0.05, 128, 0, 255),
+            "copy": lambda: x.clone(),
+        }
+        res = time_pair(fns, device, reps * 2, warm)
+        for impl, (med, best) in res.items():
+            records.append(dict(op="fake_quantize", shape=f"{n} float32", bits=8, impl=impl, median_ms=round(med, 4),
+                                min_ms=round(best, 4), device=name, mode="fp32",
+                                gb_per_s=round(2 * 4 * n / (med * 1e-3) / 1e9, 1)))
+    print(f"device: {name}, torch {torch.__version__}")
+    for r in records:
+        extra = f"  {r['gb_per_s']} GB/s" if "gb_per_s" in r else ""
+        print(f"{r['op']:14s} {r['mode']:5s} {r['impl']:38s} {r['median_ms']:10.3f} ms (best {r['min_ms']:.3f}){extra}")
+    for op, mode, res in ratios:
+        print(f"ratio rpt/float  {op:13s} {mode:5s} median {res['rpt'][0] / res['float'][0]:.3f}"
+              f"  best {res['rpt'][1] / res['float'][1]:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+// Epilogue of the integer GEMM engine (part of qgemm_driver.inc.h, which includes it): exact
+// accumulators -> y = acc * mult (+ bias), ReLU -> float32 or requantized codes, all through
+// csrc/common/arith.h (the one definition of the contract's scalar steps). store_row serves the
+// int64 paths; fused_tile / an ISA's isa_fused_tile the int32 fast path, with the zero-point terms
+// folded in. Include-free: compiled inside the including ISA file's namespace and target region.
+
+namespace {
+
+// Final per-row epilogue on exact accumulators acc[0..nv) (the int64 paths).
+template <bool BIAS, bool RELU, typename AccT>
+inline void epilogue_values(const AccT* __restrict acc, const float* __restrict mult, const float* __restrict bias,
+                            float* __restrict y, int64_t nv) {
+  for (int64_t j = 0; j < nv; ++j)
+    y[j] = arith::epilogue<float, BIAS, RELU>(static_cast<float>(acc[j]), mult[j], BIAS ? bias[j] : 0.f);
+}
+
+template <typename AccT>
+inline void store_row(const AccT* __restrict acc, int64_t nv, const Epilogue& ep, int64_t m, int64_t n0) {
+  if (ep.kind == OutKind::acc_i64) {
+    int64_t* __restrict o = static_cast<int64_t*>(ep.out) + m * ep.ldo + n0;
+    for (int64_t j = 0; j < nv; ++j) o[j] = static_cast<int64_t>(acc[j]);
+    return;
+  }
+  alignas(64) float y[kBlockN];
+  const float* mult = ep.mult + n0;
+  const float* bias = ep.bias != nullptr ? ep.bias + n0 : nullptr;
+  if (bias != nullptr)
+    ep.relu ? epilogue_values<true, true>(acc, mult, bias, y, nv) : epilogue_values<true, false>(acc, mult, bias, y, nv);
+  else
+    ep.relu ? epilogue_values<false, true>(acc, mult, bias, y, nv) : epilogue_values<false, false>(acc, mult, bias, y, nv);
+  if (ep.kind == OutKind::f32) {
+    float* __restrict o = static_cast<float*>(ep.out) + m * ep.ldo + n0;
+    for (int64_t j = 0; j < nv; ++j) o[j] = y[j];
+    return;
+  }
+  const float s = ep.out_scale, z = static_cast<float>(ep.out_zp);
+  const float qm = static_cast<float>(arith::max_code(ep.out_bits));
+  for (int64_t j = 0; j < nv; ++j) y[j] = arith::quantize(y[j], s, z, qm);
+  if (ep.kind == OutKind::codes_u8) {
+    uint8_t* __restrict o = static_cast<uint8_t*>(ep.out) + m * ep.ldo + n0;
+    for (int64_t j = 0; j < nv; ++j) o[j] = static_cast<uint8_t>(static_cast<int32_t>(y[j]));
+  } else {
+    int32_t* __restrict o = static_cast<int32_t*>(ep.out) + m * ep.ldo + n0;
+    for (int64_t j = 0; j < nv; ++j) o[j] = static_cast<int32_t>(y[j]);
+  }
+}
+
+// Single-pass epilogue of the int32 fast path for a whole tile (rows r < mr, columns j < nv): the
+// zero-point corrections, scaling, affine, ReLU and output conversion fused into one loop per row,
+// specialized on the output kind and flags so the loop has no branches; the same arith.h steps as
+// store_row.
+template <OutKind KIND, bool BIAS, bool RELU, typename OutT>
+inline void fused_row(const int32_t* __restrict t, uint32_t rsr, const uint32_t* __restrict colw,
+                      const uint32_t* __restrict colc, const float* __restrict mult, const float* __restrict bias,
+                      float s, float z, float qm, OutT* __restrict o, int64_t nv) {
+  for (int64_t j = 0; j < nv; ++j) {
+    const int32_t acc = arith::acc_from_terms32(t[j], rsr, colw[j], colc[j]);
+    const float y = arith::epilogue<float, BIAS, RELU>(static_cast<float>(acc), mult[j], BIAS ? bias[j] : 0.f);
+    if constexpr (KIND == OutKind::f32)
+      o[j] = y;
+    else
+      o[j] = static_cast<OutT>(static_cast<int32_t>(arith::quantize(y, s, z, qm)));
+  }
+}
+
+template <OutKind KIND, bool BIAS, bool RELU>
+void fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw, const uint32_t* colc,
+                const Epilogue& ep, int64_t m, int64_t n0) {
+  using OutT = std::conditional_t<KIND == OutKind::f32, float, std::conditional_t<KIND == OutKind::codes_u8, uint8_t, int32_t>>;
+  const float* mult = ep.mult + n0;
+  const float* bias = BIAS ? ep.bias + n0 : nullptr;
+  const float s = ep.out_scale, z = static_cast<float>(ep.out_zp);
+  const float qm = static_cast<float>(arith::max_code(ep.out_bits));
+  OutT* out = static_cast<OutT*>(ep.out) + m * ep.ldo + n0;
+  const int64_t ldo = ep.ldo;
+  for (int r = 0; r < mr; ++r)
+    fused_row<KIND, BIAS, RELU, OutT>(t32 + r * kBlockN, static_cast<uint32_t>(rs[r]), colw, colc, mult, bias, s, z, qm,
+                                      out + r * ldo, nv);
+}
+
+using FusedTileFn = void (*)(const int32_t*, int, int64_t, const int64_t*, const uint32_t*, const uint32_t*,
+                             const Epilogue&, int64_t, int64_t);
+
+template <OutKind KIND>
+FusedTileFn pick_fused_kind(const Epilogue& ep) {
+#ifdef DWQ_ISA_FUSED  // the ISA file's explicit version of fused_tile
+  if (ep.bias != nullptr) return ep.relu ? &isa_fused_tile<KIND, true, true> : &isa_fused_tile<KIND, true, false>;
+  return ep.relu ? &isa_fused_tile<KIND, false, true> : &isa_fused_tile<KIND, false, false>;
+#else
+  if (ep.bias != nullptr) return ep.relu ? &fused_tile<KIND, true, true> : &fused_tile<KIND, true, false>;
+  return ep.relu ? &fused_tile<KIND, false, true> : &fused_tile<KIND, false, false>;
+#endif
+}
+
+FusedTileFn pick_fused(const Epilogue& ep) {
+  switch (ep.kind) {
+    case OutKind::f32: return pick_fused_kind<OutKind::f32>(ep);
+    case OutKind::codes_u8: return pick_fused_kind<OutKind::codes_u8>(ep);
+    case OutKind::codes_i32: return pick_fused_kind<OutKind::codes_i32>(ep);
+    default: return nullptr;  // int64 accumulators: store_row
+  }
+}
+
+}  // namespace

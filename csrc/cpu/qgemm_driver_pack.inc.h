@@ -1,0 +1,263 @@
+// Activation packing of the integer GEMM engine (part of qgemm_driver.inc.h, which includes it):
+// GEMM rows and im2col rows of uint8/int32 codes into u8 limb planes with exact row sums and a
+// range check (copy_codes, pack_rows_t), and the implicit-GEMM tap pointers of stride-1 convs
+// (implicit_rows). Padding uses the zero-point code zx, so a padded (qx - zx) is exactly 0.
+// Include-free: compiled inside the including ISA file's namespace and target region.
+
+namespace {
+
+#ifndef DWQ_ISA_COPY_SUM
+static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
+  uint64_t s = 0;
+  int64_t b = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = src[i];
+    s += src[i];
+    b += src[i] > qmax;
+  }
+  *bad += b;
+  return s;
+}
+#endif
+
+// Steps the output pixel (n, oh, ow) of a conv row walk in row-major order.
+inline void next_pixel(const ActSource& a, int64_t& n, int64_t& oh, int64_t& ow) {
+  if (++ow == a.OW) {
+    ow = 0;
+    if (++oh == a.OH) {
+      oh = 0;
+      ++n;
+    }
+  }
+}
+
+#ifndef DWQ_ISA_IMPLICIT
+inline void ukernel_taps(int, const uint8_t* const*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called
+#endif
+
+constexpr int64_t kSumChunk = 32768;  // elements per uint32 partial sum (32768 * 65535 < 2^32)
+
+// Copies n codes (element stride `stride`) into limb rows lo/hi (hi may be null); adds them to *sum
+// and counts codes above qmax into *bad.
+template <typename T>
+inline void copy_codes(const T* src, int64_t n, int64_t stride, uint8_t* lo, uint8_t* hi, uint32_t qmax,
+                       int64_t* sum, int64_t* bad) {
+  if constexpr (sizeof(T) == 1) {
+    if (stride == 1 && hi == nullptr) {  // the common case: uint8 codes along a contiguous K slice
+      *sum += static_cast<int64_t>(copy_sum_u8(reinterpret_cast<const uint8_t*>(src), n, lo, qmax, bad));
+      return;
+    }
+  }
+  for (int64_t i0 = 0; i0 < n; i0 += kSumChunk) {
+    const int64_t i1 = std::min(n, i0 + kSumChunk);
+    uint32_t s = 0, b = 0;
+    if (stride == 1) {
+      if (hi != nullptr) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const uint32_t v = static_cast<uint32_t>(src[i]);
+          lo[i] = static_cast<uint8_t>(v);
+          hi[i] = static_cast<uint8_t>(v >> 8);
+          s += v;
+          b += v > qmax;
+        }
+      } else {
+        for (int64_t i = i0; i < i1; ++i) {
+          const uint32_t v = static_cast<uint32_t>(src[i]);
+          lo[i] = static_cast<uint8_t>(v);
+          s += v;
+          b += v > qmax;
+        }
+      }
+    } else {
+      for (int64_t i = i0; i < i1; ++i) {
+        const uint32_t v = static_cast<uint32_t>(src[i * stride]);
+        lo[i] = static_cast<uint8_t>(v);
+        if (hi != nullptr) hi[i] = static_cast<uint8_t>(v >> 8);
+        s += v;
+        b += v > qmax;
+      }
+    }
+    *sum += s;
+    *bad += b;
+  }
+}
+
+template <typename T>
+int64_t pack_rows_t(const ActSource& a, const T* x, int64_t K, int64_t Kp, int lx, int64_t m0, int64_t rows,
+                    int64_t mc, uint8_t* buf, int64_t* rs) {
+  const uint32_t qmax = (uint32_t{1} << a.bits) - 1;
+  const uint8_t zlo = static_cast<uint8_t>(a.zx & 255), zhi = static_cast<uint8_t>((a.zx >> 8) & 255);
+  int64_t bad = 0;
+  // uint8 codes of one limb with contiguous channels: assemble the row with plain copies, then
+  // take its sum (padding codes included) and range check in one pass over the L1-hot row.
+  const bool dense = a.is_conv && a.sc == 1 && a.sw == a.C;
+  const bool u8_rows = sizeof(T) == 1 && lx == 1 && dense;
+  int64_t ow = 0, oh = 0, n = 0;
+  if (a.is_conv) {
+    ow = m0 % a.OW;
+    oh = (m0 / a.OW) % a.OH;
+    n = m0 / (a.OW * a.OH);
+  }
+#ifdef DWQ_ISA_ROWPACK
+  if (u8_rows) {  // the ISA's single-pass row packer
+    RowPack rp(qmax);
+    const uint8_t* x8 = reinterpret_cast<const uint8_t*>(x);
+    for (int64_t r = 0; r < rows; ++r) {
+      uint8_t* lo = buf + r * Kp;
+      int64_t k = 0;
+      for (int64_t ky = 0; ky < a.kh; ++ky) {
+        const int64_t ih = oh * a.stride_h - a.pad_h + ky;
+        if (ih < 0 || ih >= a.H) {
+          rp.fill(lo + k, zlo, a.kw * a.C);
+          k += a.kw * a.C;
+          continue;
+        }
+        for (int64_t kx = 0; kx < a.kw;) {
+          const int64_t iw = ow * a.stride_w - a.pad_w + kx;
+          if (iw < 0 || iw >= a.W) {
+            rp.fill(lo + k, zlo, a.C);
+            k += a.C;
+            ++kx;
+            continue;
+          }
+          int64_t run = 1;
+          while (kx + run < a.kw && iw + run < a.W) ++run;
+          rp.copy(x8 + n * a.sn + ih * a.sh + iw * a.sw, run * a.C, lo + k);
+          k += run * a.C;
+          kx += run;
+        }
+      }
+      if (Kp > K) std::memset(lo + K, 0, static_cast<size_t>(Kp - K));
+      rs[r] = rp.take();
+      next_pixel(a, n, oh, ow);
+    }
+    return rp.bad;
+  }
+#endif
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r;
+    uint8_t* lo = buf + r * Kp;
+    uint8_t* hi = lx == 2 ? buf + mc * Kp + r * Kp : nullptr;
+    int64_t sum = 0;
+    if (!a.is_conv) {
+      copy_codes<T>(x + m * a.sm, K, a.sk, lo, hi, qmax, &sum, &bad);
+    } else {
+      // Dense channels-last input: the in-bounds taps of one kernel row are one contiguous run.
+      int64_t k = 0;
+      for (int64_t ky = 0; ky < a.kh; ++ky) {
+        const int64_t ih = oh * a.stride_h - a.pad_h + ky;
+        for (int64_t kx = 0; kx < a.kw; ++kx, k += a.C) {
+          const int64_t iw = ow * a.stride_w - a.pad_w + kx;
+          if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W) {
+            int64_t run = 1;
+            if (dense)
+              while (kx + run < a.kw && iw + run < a.W) ++run;
+            const T* src = x + n * a.sn + ih * a.sh + iw * a.sw;
+            if (u8_rows)
+              std::memcpy(lo + k, src, static_cast<size_t>(run * a.C));
+            else
+              copy_codes<T>(src, run * a.C, dense ? 1 : a.sc, lo + k, hi ? hi + k : nullptr, qmax, &sum, &bad);
+            kx += run - 1;
+            k += (run - 1) * a.C;
+          } else {  // padding: the zero-point code, so the padded (qx - zx) is exactly 0
+            std::memset(lo + k, zlo, static_cast<size_t>(a.C));
+            if (hi) std::memset(hi + k, zhi, static_cast<size_t>(a.C));
+            if (!u8_rows) sum += static_cast<int64_t>(a.zx) * a.C;
+          }
+        }
+      }
+      if (u8_rows) sum = static_cast<int64_t>(copy_sum_u8(lo, K, lo, qmax, &bad));
+      next_pixel(a, n, oh, ow);
+    }
+    if (Kp > K) {
+      std::memset(lo + K, 0, static_cast<size_t>(Kp - K));
+      if (hi) std::memset(hi + K, 0, static_cast<size_t>(Kp - K));
+    }
+    rs[r] = sum;
+  }
+  return bad;
+}
+
+#ifdef DWQ_ISA_IMPLICIT
+// Fills tb.taps (rows x kh*kw slice pointers) and rs for output rows m0 .. m0+rows-1 of a stride-1
+// convolution over dense channels-last uint8 codes; returns the count of codes above qmax among
+// the input pixels of the rows' receptive field.
+int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffers& tb, int64_t* rs) {
+  const uint8_t* x = static_cast<const uint8_t*>(a.x);
+  const int64_t ntaps = a.kh * a.kw, HW = a.H * a.W, C = a.C;
+  if (tb.zline.size() < static_cast<size_t>(C)) tb.zline.resize(static_cast<size_t>(C));
+  std::memset(tb.zline.data(), a.zx, static_cast<size_t>(C));
+  if (tb.taps.size() < static_cast<size_t>(rows * ntaps)) tb.taps.resize(static_cast<size_t>(rows * ntaps));
+  const int64_t m1 = m0 + rows - 1;
+  const int64_t n0 = m0 / (a.OH * a.OW), oh0 = (m0 / a.OW) % a.OH;
+  const int64_t n1 = m1 / (a.OH * a.OW), oh1 = (m1 / a.OW) % a.OH;
+  const int64_t ih_lo = std::clamp<int64_t>(oh0 - a.pad_h, 0, a.H - 1);
+  const int64_t ih_hi = std::clamp<int64_t>(oh1 - a.pad_h + a.kh - 1, 0, a.H - 1);
+  const int64_t plo = n0 * HW + ih_lo * a.W, phi = n1 * HW + ih_hi * a.W + a.W - 1;
+  const int64_t np = std::max<int64_t>(0, phi - plo + 1);
+  if (tb.psum.size() < static_cast<size_t>(np)) tb.psum.resize(static_cast<size_t>(np));
+  RowPack rp(static_cast<uint32_t>((int64_t{1} << a.bits) - 1));
+  {
+    int64_t n = plo / HW, ih = (plo / a.W) % a.H, iw = plo % a.W;
+    for (int64_t i = 0; i < np; ++i) {
+      rp.add(x + n * a.sn + ih * a.sh + iw * a.sw, C);
+      tb.psum[i] = rp.take();
+      if (++iw == a.W) {
+        iw = 0;
+        if (++ih == a.H) {
+          ih = 0;
+          ++n;
+        }
+      }
+    }
+  }
+  const int64_t zsum = static_cast<int64_t>(a.zx) * C;
+  // Offsets of the taps from the window's corner (ih, iw) = (oh - pad_h, ow - pad_w).
+  constexpr int64_t kMaxTaps = 64;
+  int64_t toff[kMaxTaps], tpoff[kMaxTaps];
+  const bool small = ntaps <= kMaxTaps;
+  if (small)
+    for (int64_t ky = 0, t = 0; ky < a.kh; ++ky)
+      for (int64_t kx = 0; kx < a.kw; ++kx, ++t) {
+        toff[t] = ky * a.sh + kx * a.sw;
+        tpoff[t] = ky * a.W + kx;
+      }
+  int64_t ow = m0 % a.OW, oh = oh0, n = n0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t** tp = tb.taps.data() + r * ntaps;
+    int64_t sum = 0;
+    const int64_t ih0 = oh - a.pad_h, iw0 = ow - a.pad_w;
+    if (small && ih0 >= 0 && ih0 + a.kh <= a.H && iw0 >= 0 && iw0 + a.kw <= a.W) {  // interior window
+      const uint8_t* base = x + n * a.sn + ih0 * a.sh + iw0 * a.sw;
+      const int64_t* ps = tb.psum.data() + (n * HW + ih0 * a.W + iw0 - plo);
+      for (int64_t t = 0; t < ntaps; ++t) {
+        tp[t] = base + toff[t];
+        sum += ps[tpoff[t]];
+      }
+      rs[r] = sum;
+      next_pixel(a, n, oh, ow);
+      continue;
+    }
+    for (int64_t ky = 0; ky < a.kh; ++ky) {
+      const int64_t ih = oh - a.pad_h + ky;
+      for (int64_t kx = 0; kx < a.kw; ++kx) {
+        const int64_t iw = ow - a.pad_w + kx;
+        if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W) {
+          tp[ky * a.kw + kx] = x + n * a.sn + ih * a.sh + iw * a.sw;
+          sum += tb.psum[n * HW + ih * a.W + iw - plo];
+        } else {
+          tp[ky * a.kw + kx] = tb.zline.data();
+          sum += zsum;
+        }
+      }
+    }
+    rs[r] = sum;
+    next_pixel(a, n, oh, ow);
+  }
+  return rp.bad;
+}
+#else
+int64_t implicit_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*) { return 0; }  // never called
+#endif
+
+}  // namespace

@@ -1,0 +1,141 @@
+// Fused quantizer kernels for training on GPUs (issue 10): what dwq.quant's ActQuantizer and
+// WeightQuantizer compute with a dozen small torch ops per call, in one launch each. Launchers
+// and bindings: quantizer_fused.cu. The arithmetic is arith.h's and the contract's (DESIGN.md):
+//   range  [min(mn, 0), max(mx, 0)];  s = max((max - min) / qmax, 1e-8);
+//   z = clamp(round_half_even(-min / s), 0, qmax)
+// with IEEE divisions, as dwq.quant.choose_qparams computes them (it divides by a device tensor:
+// ATen's CUDA division by a Python number multiplies by the reciprocal instead, one bit off).
+// COMPILED, NEVER RUN: these kernels were written without a GPU; tests/test_quantizer_fused.py
+// compares them with the pure-PyTorch path bit for bit where CUDA is present.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cfloat>
+#include <cstdint>
+
+#include "common/arith.h"
+#include "cuda/fake_quant.cuh"
+
+namespace dwq::cuda {
+
+// Float -> uint32 encoding whose unsigned order is the float order and in which 0 is below every
+// encoded float, so that zeroed memory is the identity of atomicMax (min: atomicMax of ~encoding).
+__device__ __forceinline__ unsigned int float_to_ordered(float f) {
+  const unsigned int u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float ordered_to_float(unsigned int e) {
+  return __uint_as_float((e & 0x80000000u) ? (e & 0x7FFFFFFFu) : ~e);
+}
+
+// Scale and zero point of the range [mn, mx] (arith::qparams_of_range; a NaN range gives a NaN
+// scale, which the Python side asserts on).
+__device__ __forceinline__ void qparams_of_range(float mn, float mx, int bits, float* scale, int32_t* zp) {
+  if (mn != mn || mx != mx) {
+    *scale = __int_as_float(0x7FC00000);
+    *zp = 0;
+    return;
+  }
+  arith::qparams_of_range(mn, mx, static_cast<float>(arith::max_code(bits)), scale, zp);
+}
+
+// Block-wide min and max of v (blockDim.x a multiple of 32, at most 1024).
+__device__ __forceinline__ void block_min_max(float& mn, float& mx) {
+  __shared__ float smin[32], smax[32];
+  for (int o = 16; o > 0; o >>= 1) {
+    mn = fminf(mn, __shfl_xor_sync(0xFFFFFFFFu, mn, o));
+    mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+  __syncthreads();  // the shared arrays may still be read by a previous call
+  if (lane == 0) {
+    smin[warp] = mn;
+    smax[warp] = mx;
+  }
+  __syncthreads();
+  mn = lane < nwarps ? smin[lane] : FLT_MAX;
+  mx = lane < nwarps ? smax[lane] : -FLT_MAX;
+  for (int o = 16; o > 0; o >>= 1) {
+    mn = fminf(mn, __shfl_xor_sync(0xFFFFFFFFu, mn, o));
+    mx = fmaxf(mx, __shfl_xor_sync(0xFFFFFFFFu, mx, o));
+  }
+}
+
+// Activation quantizer parameters in one launch: grid-wide min/max of x (NaN propagates as the
+// range, which the Python side asserts on asynchronously), then the last block to finish writes
+// scale[0], zp[0] of the batch range (train mode: and updates the running range of `slot` by EMA,
+// the first batch initializing it) or of the running range once initialized (eval mode). work: uint32 [~ordered min, ordered max, NaN flag,
+// block counter], zeroed by the launcher (one memset) before the launch.
+template <typename T>
+__global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned int* __restrict__ work,
+                                   float* __restrict__ running_min,
+                                   float* __restrict__ running_max, bool* __restrict__ initialized, int64_t slot,
+                                   float ema_old, float ema_new, bool training, int bits, float* __restrict__ scale,
+                                   int32_t* __restrict__ zp) {
+  float mn = FLT_MAX, mx = -FLT_MAX;
+  bool nan = false;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = Io<T>::load(x[i]);
+    nan |= v != v;
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  nan = __syncthreads_or(nan);
+  block_min_max(mn, mx);
+  if (threadIdx.x == 0) {
+    if (nan) {
+      atomicExch(&work[2], 1u);
+    } else if (mn <= mx) {  // blocks without elements keep the identity
+      atomicMax(&work[0], ~float_to_ordered(mn));
+      atomicMax(&work[1], float_to_ordered(mx));
+    }
+    __threadfence();
+    const unsigned int done = atomicAdd(&work[3], 1u);
+    if (done == gridDim.x - 1) {  // the last block: every other block's atomics are visible
+      __threadfence();
+      float bmin = ordered_to_float(~atomicAdd(&work[0], 0u));
+      float bmax = ordered_to_float(atomicAdd(&work[1], 0u));
+      if (n == 0 || atomicAdd(&work[2], 0u) != 0u) bmin = bmax = __int_as_float(0x7FC00000);  // NaN
+      const bool init = initialized[slot];
+      float lo = bmin, hi = bmax;  // train mode quantizes with the batch's own range
+      if (training) {
+        running_min[slot] = init ? arith::ema_update(running_min[slot], bmin, ema_old, ema_new) : bmin;
+        running_max[slot] = init ? arith::ema_update(running_max[slot], bmax, ema_old, ema_new) : bmax;
+        initialized[slot] = true;
+      } else {
+        lo = init ? running_min[slot] : bmin;
+        hi = init ? running_max[slot] : bmax;
+      }
+      qparams_of_range(lo, hi, bits, scale, zp);
+    }
+  }
+}
+
+// Per-output-channel weight fake quantization in one launch: block r owns row r of w [rows, inner]
+// (contiguous): min/max of the row, its scale and zero point, then the row's fake quantization.
+// A row with NaN gets NaN outputs (the Python side asserts on NaN ranges).
+template <typename T>
+__global__ void weight_fake_quant_kernel(const T* __restrict__ w, T* __restrict__ out, int64_t inner, int bits) {
+  using F = typename Io<T>::F;
+  const T* row = w + blockIdx.x * inner;
+  T* orow = out + blockIdx.x * inner;
+  float mn = FLT_MAX, mx = -FLT_MAX;
+  for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
+    const float v = Io<T>::load(row[i]);
+    mn = fminf(mn, v);
+    mx = fmaxf(mx, v);
+  }
+  block_min_max(mn, mx);
+  __shared__ float s_sh;
+  __shared__ int32_t z_sh;
+  if (threadIdx.x == 0) qparams_of_range(mn, mx, bits, &s_sh, &z_sh);
+  __syncthreads();
+  const F s = static_cast<F>(s_sh), z = static_cast<F>(z_sh), qmax = static_cast<F>(arith::max_code(bits));
+  for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
+    const F v = Io<T>::load(row[i]);
+    orow[i] = v != v ? row[i] : Io<T>::store(arith::dequantize(arith::quantize(v, s, z, qmax), s, z));
+  }
+}
+
+}  // namespace dwq::cuda

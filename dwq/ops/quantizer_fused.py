@@ -1,0 +1,76 @@
+"""Fused quantizer ops (issue 10): ``torch.ops.dwq.act_qparams`` and
+``torch.ops.dwq.weight_fake_quantize`` (C++ kernels in csrc/ops/quantizer_fused.cpp, CUDA ones in
+csrc/cuda/quantizer_fused.cu).
+
+They compute, in one pass (one launch on GPUs) each, what dwq.quant's ActQuantizer /
+WeightQuantizer compute with a dozen small torch ops, with the same float32 arithmetic
+(csrc/common/arith.h); the pure-PyTorch path in dwq.quant is their reference, and
+tests/test_quantizer_fused.py compares them bit for bit on CPU (and on CUDA where present: the
+CUDA kernels were compiled without a GPU and have not yet run). ``available(x, op)`` says
+whether a kernel serves x.
+"""
+from typing import Tuple
+
+import torch
+
+from dwq.ops._lib import HAS_EXT, has_kernel
+
+_AVAILABLE = {}
+
+
+def available(x: torch.Tensor, op: str) -> bool:
+    """Whether the fused kernel ``op`` serves ``x`` (a CPU or CUDA float32/float16/bfloat16 tensor)."""
+    if x.device.type not in ("cpu", "cuda") or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return False
+    key = (op, x.device.type)
+    if key not in _AVAILABLE:
+        _AVAILABLE[key] = has_kernel(op, x.device.type)
+    return _AVAILABLE[key]
+
+
+def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.Tensor, initialized: torch.Tensor,
+                slot: int, bits: int, ema: float, training: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor activation range, EMA update of ``slot`` and ``(scale, zero_point)``, one launch.
+
+    x: CPU or CUDA float32/float16/bfloat16, any shape (not differentiated). running_min / running_max:
+    float32 [P], initialized: bool [P] on x's device. Train mode: the qparams of x's own range, and
+    the slot's running range updated in place (the first batch initializes it; then
+    ``ema * running + (1 - ema) * batch``). Eval mode: the running range once initialized, else x's. Returns scale float32 [1], zero_point int32 [1] (a NaN
+    range gives a NaN scale: the caller asserts on it asynchronously).
+    """
+    return torch.ops.dwq.act_qparams.default(x, running_min, running_max, initialized, slot, bits, ema, training)
+
+
+def weight_fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-output-channel (dim 0) fake quantization of a weight, range and qparams included, one
+    pass. w: CPU or CUDA float32/float16/bfloat16 [C_out, ...]. Straight-through gradient to w. NaN
+    channels come back as NaN (the caller raises); inf raises on CPU."""
+    return torch.ops.dwq.weight_fake_quantize.default(w, bits)
+
+
+def _defined(name: str) -> bool:
+    return HAS_EXT and hasattr(torch.ops.dwq, name)
+
+
+if _defined("act_qparams"):  # (an older dwq._C without the fused ops still imports)
+
+    @torch.library.register_fake("dwq::act_qparams")
+    def _(x, running_min, running_max, initialized, slot, bits, ema, training):
+        torch._check(2 <= bits <= 16, lambda: f"act_qparams: bits must be in 2..16, got {bits}")
+        return x.new_empty((1,), dtype=torch.float32), x.new_empty((1,), dtype=torch.int32)
+
+if _defined("weight_fake_quantize"):
+
+    @torch.library.register_fake("dwq::weight_fake_quantize")
+    def _(w, bits):
+        torch._check(2 <= bits <= 16, lambda: f"weight_fake_quantize: bits must be in 2..16, got {bits}")
+        return torch.empty_like(w, memory_format=torch.contiguous_format)
+
+    def _weight_setup_context(ctx, inputs, output):
+        pass
+
+    def _weight_backward(ctx, grad):
+        return grad, None  # straight-through
+
+    torch.library.register_autograd("dwq::weight_fake_quantize", _weight_backward,
+                                    setup_context=_weight_setup_context)

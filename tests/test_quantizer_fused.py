@@ -1,0 +1,131 @@
+"""The fused quantizer kernels (dwq::act_qparams, dwq::weight_fake_quantize) against their
+pure-PyTorch reference, dwq.quant's own path, bit for bit: on CPU here, on CUDA where a GPU is
+present (the CUDA kernels have not run yet on this project's CPU-only machines)."""
+import pytest
+import torch
+
+from dwq.ops import HAS_EXT, has_kernel
+from dwq.ops import quantizer_fused as fused
+from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision
+
+CUDA = torch.cuda.is_available() and HAS_EXT and has_kernel("act_qparams", "cuda")
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and dwq._C built with its CUDA kernels")
+needs_ext = pytest.mark.skipif(not HAS_EXT, reason="dwq._C is not built")
+DEVICES = ["cpu"] + (["cuda"] if CUDA else [])
+
+
+@needs_ext
+def test_fused_path_serves_float32_and_16_bit_floats_only():
+    assert fused.available(torch.randn(8), "act_qparams") and fused.available(torch.randn(8), "weight_fake_quantize")
+    assert fused.available(torch.randn(8).half(), "act_qparams")
+    assert not fused.available(torch.randn(8, dtype=torch.float64), "act_qparams")
+    assert not fused.available(torch.randn(8, device="meta"), "weight_fake_quantize")
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="dwq._C is not built")
+def test_fake_impls_give_the_kernels_shapes():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(2, 3, 4, 5)
+        rmin, rmax, init = torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.bool)
+        s, z = torch.ops.dwq.act_qparams(x, rmin, rmax, init, 1, 4, 0.1, True)
+        assert s.shape == (1,) and s.dtype == torch.float32 and z.shape == (1,) and z.dtype == torch.int32
+        w = torch.empty(8, 3, 3, 3).contiguous(memory_format=torch.channels_last)
+        out = torch.ops.dwq.weight_fake_quantize(w, 4)
+        assert out.shape == w.shape and out.is_contiguous()
+
+
+def _act_reference(q, x, bits, precision):
+    """The pure-PyTorch path of ActQuantizer (what runs off CUDA), made to run on CUDA too."""
+    avail = fused.available
+    try:
+        fused.available = lambda *a: False
+        return q(x, bits, precision)
+    finally:
+        fused.available = avail
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_act_qparams_matches_reference(device, dtype):
+    g = torch.Generator().manual_seed(0)
+    for bits in (2, 4, 8, 16):
+        qa = ActQuantizer([4, 8, 16, 2]).to(device).train()
+        qb = ActQuantizer([4, 8, 16, 2]).to(device).train()
+        for step in range(4):
+            x = (torch.randn(7, 33, 5, generator=g) * (step + 1) + step - 1).to(device, dtype)
+            p = normalize_precision(bits)
+            got = qa(x, bits, p)
+            want = _act_reference(qb, x, bits, p)
+            assert torch.equal(got, want), (bits, step)
+            for name in ("running_min", "running_max", "initialized"):
+                assert torch.equal(getattr(qa, name), getattr(qb, name)), (bits, step, name)
+        qa.eval()
+        qb.eval()
+        x = torch.randn(3, 1000, generator=g).to(device, dtype)
+        assert torch.equal(qa(x, bits, p), _act_reference(qb, x, bits, p))
+        fresh_a, fresh_b = ActQuantizer([bits]).to(device).eval(), ActQuantizer([bits]).to(device).eval()
+        assert torch.equal(fresh_a(x, bits, p), _act_reference(fresh_b, x, bits, p))  # never initialized
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_nan_and_inf_errors_are_the_reference_ones(device):
+    q = ActQuantizer([4]).to(device).train()
+    bad = torch.tensor([1.0, float("nan")], device=device)
+    if device == "cpu":
+        with pytest.raises(ValueError, match="NaN"):
+            q(bad, 4, normalize_precision(4))
+        with pytest.raises(ValueError, match="NaN"):
+            WeightQuantizer()(bad.reshape(1, 2), 4)
+        with pytest.raises(RuntimeError, match="scale"):
+            WeightQuantizer()(torch.tensor([[1.0, float("inf")]]), 4)
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(64, 3, 3, 3), (10, 7), (1, 4096), (513, 1)])
+def test_weight_fake_quantize_matches_reference_and_is_ste(device, dtype, shape):
+    from dwq.quant import fake_quantize
+
+    g = torch.Generator().manual_seed(1)
+    wq = WeightQuantizer()
+    for bits in (2, 4, 8, 12, 16):
+        w = (torch.randn(shape, generator=g) * 0.1).to(device, dtype).requires_grad_()
+        got = wq(w, bits)
+        scale, zp = wq.qparams(w, bits)
+        assert got.dtype == dtype
+        assert torch.equal(got, fake_quantize(w.detach(), scale, zp, bits, 0)), (shape, bits)
+        got.backward(torch.ones_like(got))
+        assert torch.equal(w.grad, torch.ones_like(w))
+
+
+@needs_cuda
+def test_no_host_sync_in_a_quantized_forward_backward():
+    from dwq.models import preact_resnet18
+    import dwq
+
+    m = preact_resnet18(num_classes=10, precisions=[4, 8]).cuda().train()
+    dwq.set_precision(m, 4)
+    x = torch.rand(8, 3, 32, 32, device="cuda")
+    m(x).sum().backward()  # warm-up (cudnn, allocator)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        m(x).sum().backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    for x in (torch.randn(2, 3, 4, 5, device=device),
+              torch.randn(2, 3, 4, 5, device=device).contiguous(memory_format=torch.channels_last),
+              torch.randn(2, 3, 4, 5, device=device).half()):
+        state = (torch.zeros(3, device=device), torch.zeros(3, device=device),
+                 torch.zeros(3, dtype=torch.bool, device=device))
+        torch.library.opcheck(torch.ops.dwq.act_qparams.default, (x, *state, 1, 4, 0.1, True))
+        torch.library.opcheck(torch.ops.dwq.weight_fake_quantize.default, (x.detach().requires_grad_(), 4))
