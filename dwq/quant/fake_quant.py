@@ -38,6 +38,9 @@ def fake_quantize_float_zp(
         scale, offset = scale.reshape(shape), offset.reshape(shape)
     else:
         scale, offset = scale.reshape(()), offset.reshape(())
-    if torch.isnan(x).any():
-        raise ValueError("fake_quantize: x contains NaN; NaN has no quantized code")
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        if torch.isnan(x).any():
+            raise ValueError("fake_quantize: x contains NaN; NaN has no quantized code")
+    else:  # no host sync on accelerators, no graph break under torch.compile
+        torch._assert_async(~torch.isnan(x).any(), "fake_quantize: x contains NaN; NaN has no quantized code")
     return _FloatZeroPointSTE.apply(x, scale.to(x.dtype), offset.to(x.dtype), qmax)
