@@ -25,9 +25,11 @@ every BN branch drawn before; float32 only; the reference's quantizer is require
 of the model (``dwq.models.build_model(..., reference=True)``); and the extra
 checkpoint ``best_test_reference.pt`` is chosen by the reference's rule (test-set
 PGD-20 at the lowest training precision) when a ``test_set`` is given. It never
-replaces ``best.pt``, which is chosen on the validation split. Precision draws come from a seeded CPU
-``torch.Generator`` identical on every DDP rank (all ranks train the same
-precision each step); random starts from a second, per-rank generator. Data order is a seeded permutation per
+replaces ``best.pt``, which is chosen on the validation split.
+
+Precision draws come from a seeded CPU ``torch.Generator`` identical on every DDP
+rank (all ranks train the same precision each step); random starts from a second,
+per-rank generator. Data order is a seeded permutation per
 epoch; under DDP each global batch is split between ranks, so a 2-process run
 sees exactly the single-process batches.
 """
