@@ -9,6 +9,7 @@ Quickstart::
     rpi = dwq.RandomPrecision(model, bits=[4, 5, 6, 7, 8], seed=0)  # a precision per forward
 """
 from dwq import ops, quant
+from dwq._version import __version__
 from dwq.nn import (
     QConv2d,
     QLinear,
@@ -20,7 +21,6 @@ from dwq.nn import (
     set_precision,
 )
 
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

@@ -1,11 +1,16 @@
 """dwq command line: help, bad input (clear message, exit 2, nothing overwritten), train -> eval, demo smoke."""
+import contextlib
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
+import dwq
 from dwq.cli.main import build_parser, main
 
 TRAIN = ["train", "--train-subset", "96", "--epochs", "1", "--attack-iters", "1", "--width", "8",
@@ -14,16 +19,48 @@ TRAIN = ["train", "--train-subset", "96", "--epochs", "1", "--attack-iters", "1"
          "--workers", "0"]
 
 
-def test_every_flag_has_help():
+def _one_line(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    return len(lines) == 1 and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny RPT run (1 epoch) shared by the tests that read it; tests that change it copy it."""
+    out = tmp_path_factory.mktemp("shared") / "run"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(TRAIN + ["--out", str(out)]) == 0
+    return out, buf.getvalue()
+
+
+def _copy(run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(run[0], dst)
+    return dst
+
+
+def test_every_flag_has_help_once_with_its_default():
     parser = build_parser()
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
     assert set(subs) == {"train", "eval", "demo"}
     for name, sp in subs.items():
         for act in sp._actions:
             assert act.help, f"dwq {name} {act.option_strings} has no help"
+        text = " ".join(sp.format_help().split())
+        assert "(default: None)" not in text and "(default: False)" not in text
+        for act in sp._actions:
+            h = (sp._get_formatter()._get_help_string(act) or "") % {"default": act.default}
+            assert h.count("default") <= 1, (name, act.option_strings, h)
     with pytest.raises(SystemExit) as e:
         main(["train", "--help"])
     assert e.value.code == 0
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"dwq {dwq.__version__}"
 
 
 def test_reference_flags_have_equivalents():
@@ -37,11 +74,23 @@ def test_reference_flags_have_equivalents():
     (["train", "--out", "{tmp}/a", "--epsilon", "8"], "outside"),
     (["train", "--out", "{tmp}/a", "--attack", "bim"], "invalid choice"),
     (["train", "--out", "{tmp}/a", "--precisions", "1"], "bad precision"),
+    (["train", "--out", "{tmp}/a", "--val-size", "1.5"], "--val-size: 1.5 is neither a fraction in [0, 1)"),
+    (["train", "--out", "{tmp}/a", "--val-size", "-0.5"], "--val-size"),
+    (["train", "--out", "{tmp}/a", "--lr", "0"], "--lr: must be > 0"),
+    (["train"], "required: --out"),
+    (["eval", "--out", "{tmp}/a"], "required: --checkpoint"),
+    ([], "required"),
 ])
-def test_argparse_errors_exit_2(tmp_path, capsys, argv, msg):
+def test_argparse_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
         main([s.format(tmp=tmp_path) for s in argv])
-    assert e.value.code == 2 and msg in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and _one_line(err), err
+    assert "--help)" in err  # where to read more
+    assert not (tmp_path / "a").exists()
+
+
+CPU_ONLY = "--amp is valid where CUDA is available"
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -50,55 +99,203 @@ def test_argparse_errors_exit_2(tmp_path, capsys, argv, msg):
     (["train", "--dataset", "cifar10", "--data-dir", "{tmp}/nothing", "--network", "preact_resnet18"],
      "cifar-10-batches-py"),
     (["train", "--num-bits-schedule", "4", "40"], "num-bits-schedule"),
-    (["train", "--precisions", "2", "4", "--num-bits", "8"], "not in the precision set"),
+    (["train", "--precisions", "2", "4", "--num-bits", "8"], "--num-bits 8 is not in the precision set 2 4"),
+    (["train", "--precisions", "fp", "4", "--num-bits", "8"], "precision set fp 4"),
+    # flags that cannot take effect (issue 8: no silent no-ops)
+    (["train", "--random-precision-training", "--precisions", "4"], "holds only 4: give at least two"),
+    (["train", "--switchable-bn"], "--switchable-bn keeps one BatchNorm per precision, and the set holds only fp"),
+    (["train", "--switchable-bn", "--num-bits", "4"], "holds only 4"),
+    (["train", "--data-dir", "{tmp}"], "--data-dir is for --dataset"),
+    pytest.param(["train", "--amp"], "--amp (float16 autocast) works on CUDA only",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason=CPU_ONLY)),
+    (["train", "--val-size", "0.0001"], "is no image"),
+    (["train", "--val-size", "5000"], "val_size must leave some training data"),
+    (["train", "--train-subset", "5000"], "--train-subset 5000: the training split has only 3600 images"),
+    (["train", "--attack", "fgsm", "--attack-iters", "3"], "--attack-iters is for --attack pgd"),
+    (["train", "--attack", "pgd", "--free-replays", "3"], "--free-replays is for --attack free"),
+    (["train", "--attack", "none", "--alpha", "0.1"], "--attack none has no attack"),
+    (["train", "--lr-schedule", "cyclic", "--lr-milestones", "0.5"], "--lr-milestones is for --lr-schedule multistep"),
+    (["train", "--val-size", "0", "--val-pgd-steps", "3"], "--val-size 0 disables validation"),
+    (["train", "--network", "preact_resnet18", "--width", "8"], "--width sets small_cnn's first conv"),
+    (["train", "--pretrained", "{tmp}/w.pth"], "--pretrained loads torchvision ResNet-50 weights"),
+    (["train", "--precisions", "2", "4", "--num-bits-schedule", "2", "4"], "--precisions or --num-bits-schedule"),
+    (["train", "--precisions", "2", "fp", "2"], "repeats a precision: 2 fp 2"),
+    (["train", "--resume"], "does not exist"),
 ])
 def test_bad_input_gives_message_and_exit_2(tmp_path, capsys, argv, msg):
     rc = main(argv[:1] + ["--out", str(tmp_path / "o")] + [s.format(tmp=tmp_path) for s in argv[1:]])
     err = capsys.readouterr().err
-    assert rc == 2 and msg in err and "Traceback" not in err
+    assert rc == 2 and msg in err and _one_line(err), err
     assert not (tmp_path / "o").exists()  # a failed start leaves nothing behind
 
 
-def test_train_then_eval_and_refusals(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(TRAIN + ["--out", str(out)]) == 0
+def test_train_run_folder_console_and_config(run):
+    out, console = run
     for f in ("config.json", "last.pt", "best.pt", "metrics.jsonl"):
         assert (out / f).is_file()
-    before = (out / "last.pt").read_bytes()
-    assert main(TRAIN + ["--out", str(out)]) == 2  # no overwriting
-    assert "already exists" in capsys.readouterr().err and (out / "last.pt").read_bytes() == before
+    cfg = json.load(open(out / "config.json"))
+    flags = cfg["extra"]["flags"]
+    # every flag that shaped the run, resolved, in the one precision spelling
+    assert flags["train_subset"] == 96 and flags["val_size"] == 48 and flags["data_dir"] is None
+    assert flags["precisions"] == ["2", "4", "8"] and cfg["precisions"] == ["2", "4", "8"]
+    assert flags["alpha"] == 0.05 and flags["attack_iters"] == 1 and flags["free_replays"] is None
+    assert cfg["extra"]["history"][0]["command"].startswith("dwq train --train-subset 96")
+    assert cfg == torch.load(out / "last.pt", weights_only=True)["config"]  # config.json is the checkpoint's
+    # metrics: precision_counts are the draws of that epoch (one per update: 96 images / batch 32)
+    rec = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert set(rec[0]["precision_counts"]) == {"2", "4", "8"} and sum(rec[0]["precision_counts"].values()) == 3
+    # the console: a header, one line per epoch, a summary naming files that exist
+    lines = console.splitlines()
+    assert lines[0].startswith("dwq train") and "new run" in lines[0]
+    ep = [line for line in lines if line.startswith("epoch 1/1")]
+    assert len(ep) == 1
+    for part in ("loss ", "train acc", "val clean", "PGD-1", "lr ", "precisions ", " s"):
+        assert part in ep[0], (part, ep[0])
+    assert f"wrote {out}/: config.json, last.pt, best.pt, metrics.jsonl" in console
+    assert f"dwq eval --checkpoint {out}/best.pt" in console
+
+
+def test_no_validation_summary_names_no_best_pt_and_rpt_default_set_is_said(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--random-precision-training", "--attack", "none", "--val-size", "0",
+                 "--train-subset", "32", "--batch-size", "32", "--epochs", "1", "--width", "8", "--no-progress"]) == 0
+    console = capsys.readouterr().out
+    assert "precision set 4..16 (the paper's" in console  # a default, said at start
+    assert json.load(open(out / "config.json"))["extra"]["flags"]["precisions"] == [str(b) for b in range(4, 17)]
+    assert not (out / "best.pt").exists()
+    assert f"wrote {out}/: config.json, last.pt, metrics.jsonl" in console and "next:" not in console
+
+
+def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
+    out = _copy(run, tmp_path)
+    before = {f: (out / f).read_bytes() for f in ("config.json", "last.pt", "metrics.jsonl")}
+    capsys.readouterr()
+
+    def refused(extra, *msgs):
+        assert main(["train", "--resume", "--out", str(out)] + extra) == 2
+        err = capsys.readouterr().err
+        assert _one_line(err) and all(m in err for m in msgs), err
+        assert {f: (out / f).read_bytes() for f in before} == before  # nothing rewritten
+
+    assert main(TRAIN + ["--out", str(out)]) == 2  # a new run into a run folder: refused
+    assert "already exists" in capsys.readouterr().err and (out / "last.pt").read_bytes() == before["last.pt"]
+    refused([], "has trained 1 epoch and --epochs is 1: nothing to do")
+    refused(["--epochs", "2", "--width", "16"], "--width 16 (run: 8)")
+    refused(["--epochs", "2", "--attack", "fgsm", "--epsilon", "0.2", "--train-subset", "50"],
+            "--attack fgsm (run: pgd)", "--epsilon 0.2 (run: 0.1)", "--train-subset 50 (run: 96)")
+    refused(["--epochs", "2", "--num-bits-schedule", "2", "8"], "--num-bits-schedule 2 8 (run: --precisions 2 4 8)")
+    refused(["--epochs", "2", "--val-size", "0.2"], "--val-size 0.2 (run: 48)")
+    # only --epochs (and other safe flags) given: every other flag comes from the checkpoint
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--precisions", "2", "4", "8"]) == 0
+    console = capsys.readouterr().out
+    assert "resumed at epoch 1" in console and "--epochs   1 -> 2" in console and "epoch 2/2" in console
+    cfg = json.load(open(out / "config.json"))
+    assert cfg["extra"]["flags"]["train_subset"] == 96 and cfg["extra"]["flags"]["epochs"] == 2
+    assert cfg["extra"]["history"][1]["changed"] == {"epochs": [1, 2]}
+    assert [json.loads(line)["epoch"] for line in open(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_resume_of_a_run_without_recorded_flags_is_refused(run, tmp_path, capsys):
+    out = _copy(run, tmp_path)
+    ck = torch.load(out / "last.pt", weights_only=True)
+    del ck["config"]["extra"]["flags"]  # as dwq demo's and older runs' checkpoints
+    torch.save(ck, out / "last.pt")
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "does not record its run's flags" in err
+
+
+def test_eval_takes_its_defaults_from_the_checkpoint(run, tmp_path, capsys):
+    out, _ = run
     ev = tmp_path / "ev"
+    capsys.readouterr()
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev), "--n-test", "40", "--steps", "2",
-                 "--epsilon", "0.1", "--alpha", "0.05"]) == 0
+                 "--no-progress"]) == 0
+    console = capsys.readouterr().out
     rep = json.load(open(ev / "report.json"))
+    assert rep["epsilon"] == 0.1  # trained at ε = 0.1, not the 8/255 of CIFAR
+    assert rep["settings"]["epsilon"] == {"value": "0.1", "from": "checkpoint: the training ε"}
+    assert rep["settings"]["step"] == {"value": "0.05", "from": "checkpoint: the training PGD step"}
+    assert rep["settings"]["precisions"]["from"] == "checkpoint: its whole set"
+    assert rep["settings"]["steps"] == {"value": "2", "from": "given"}
     assert set(rep["clean_acc"]) == {"2", "4", "8"}
     assert {"clean", "pgd_paper", "pgd_adaptive", "pgd_adaptive_worst_case"} <= set(rep["rpi"])
     assert rep["transfer_matrix"]["attack_precisions"] == ["2", "4", "8"] and (ev / "transfer.png").is_file()
     assert rep["bitops"]["per_precision"]["2"] < rep["bitops"]["per_precision"]["8"]
     assert all(len(v["ci95"]) == 2 for v in rep["clean_acc"].values())
-    capsys.readouterr()
-    # a precision outside the checkpoint's set, a corrupt checkpoint, an existing output folder
-    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(tmp_path / "e2"), "--precisions", "3"]) == 2
-    assert "not in the checkpoint's precision set" in capsys.readouterr().err
-    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    assert main(["eval", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "e3")]) == 2
-    assert "not a loadable dwq checkpoint" in capsys.readouterr().err
-    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev)]) == 2
-    # resume continues the run in place
-    assert main(TRAIN[:4] + ["2"] + TRAIN[5:] + ["--out", str(out), "--resume"]) == 0
-    assert [json.loads(l)["epoch"] for l in open(out / "metrics.jsonl")] == [1, 2]
+    # each stage says how long it took
+    assert set(rep["seconds_per_stage"]) == {"clean accuracy at each precision", "pgd at each precision",
+                                             "paper protocol (pgd)", "adaptive protocol (EOT-PGD over the set)",
+                                             "transfer matrix (pgd)"}
+    for stage in rep["seconds_per_stage"]:
+        assert any(line.strip().startswith(stage) and line.endswith(" s") for line in console.splitlines()), stage
+    assert "epsilon     0.1" in console and "checkpoint: the training ε" in console
+    # ε given: the step follows it (ε/4), and says so
+    ev2 = tmp_path / "ev2"
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev2), "--n-test", "20", "--steps", "1",
+                 "--epsilon", "0.2", "--protocols", "paper", "--no-progress"]) == 0
+    rep = json.load(open(ev2 / "report.json"))
+    assert rep["settings"]["step"] == {"value": "0.05", "from": "default: ε/4 (ε given)"}
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path, capsys):
-    import torch
-    out = tmp_path / "run"
-    assert main(TRAIN + ["--out", str(out)]) == 0
+def test_eval_bad_input(run, tmp_path, capsys):
+    out, _ = run
+    best = str(out / "best.pt")
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module
+    ref = tmp_path / "ref.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, ref)  # a plain state_dict (e.g. reference code)
+    cases = [
+        (["--checkpoint", best, "--precisions", "3"], "precision 3 is not in the checkpoint's precision set 2 4 8"),
+        (["--checkpoint", best, "--precisions", "fp"], "precision fp is not in the checkpoint's precision set"),
+        (["--checkpoint", str(tmp_path / "notes.txt")], "not a loadable dwq checkpoint"),
+        (["--checkpoint", str(tmp_path / "module.pt")], "holds pickled Python objects"),
+        (["--checkpoint", str(ref)], "load_reference_state_dict"),
+        (["--checkpoint", best, "--data-dir", str(tmp_path)], "mnist5k, which is embedded"),
+        (["--checkpoint", best, "--cw-tau", "0.1"], "--cw-tau is for --attack cw-linf"),
+        (["--checkpoint", best, "--attack", "fgsm", "--protocols", "paper", "--steps", "5"],
+         "--steps is for --attack pgd or the adaptive protocol"),
+        (["--checkpoint", best, "--n-test", "5000"], "--n-test 5000: the mnist5k test set has 1000 images"),
+        (["--checkpoint", best, "--precisions", "2", "2"], "repeats a precision"),
+    ]
+    for extra, msg in cases:
+        assert main(["eval", "--out", str(tmp_path / "e")] + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert msg in err and _one_line(err), (extra, err)
+        assert not (tmp_path / "e").exists()
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "report.json").write_text("{}")
+    assert main(["eval", "--checkpoint", best, "--out", str(ev)]) == 2  # never overwrites
+    assert "already exists" in capsys.readouterr().err and (ev / "report.json").read_text() == "{}"
+
+
+def test_trained_checkpoint_loads_in_python_old_and_new(run, tmp_path):
+    from dwq.train import load_trained_model
+    out, _ = run
+    model, ck = load_trained_model(str(out / "best.pt"))
+    assert dwq.precision_set(model) == [2, 4, 8] and not model.training and ck["epoch"] == 1
+    x = torch.rand(3, 1, 28, 28)
+    with dwq.precision(model, "4"):
+        y4 = model(x)
+    # a checkpoint written before the one spelling (None / ints / [w, a] lists) still loads
+    old = torch.load(out / "best.pt", weights_only=True)
+    old["config"]["extra"]["model_precisions"] = [2, 4, 8]
+    torch.save(old, tmp_path / "old.pt")
+    m2, _ = load_trained_model(str(tmp_path / "old.pt"))
+    with dwq.precision(m2, 4):
+        assert torch.equal(m2(x), y4)
+
+
+def test_checkpoint_of_another_model_is_refused(run, tmp_path, capsys):
+    out, _ = run
     ck = torch.load(out / "last.pt", weights_only=True)
     ck["config"]["extra"]["width"] = 16  # claims another architecture than its weights
     torch.save(ck, tmp_path / "other.pt")
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(tmp_path / "other.pt"), "--out", str(tmp_path / "e")]) == 2
-    assert "do not fit" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "do not fit" in err and _one_line(err)
 
 
 def test_console_entry_point_runs_without_traceback():
@@ -123,7 +320,8 @@ def test_demo_smoke(tmp_path, capsys):
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    """A real kill -9 of `dwq train` mid-run, then --resume: same final weights as a run never killed."""
+    """A real kill -9 of `dwq train` mid-run, then `--resume --out` alone (the flags come from the
+    checkpoint): same final weights as a run never killed."""
     import signal
     import time
 
@@ -139,7 +337,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     p.wait()
     done = sum(1 for _ in open(cut / "metrics.jsonl"))
     assert 1 <= done < 12, "the kill came too late to test anything"
-    r = subprocess.run(argv + ["--out", str(cut), "--resume"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "dwq.cli.main", "train", "--out", str(cut), "--resume"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     a = torch.load(full / "last.pt", weights_only=True)["model"]
     b = torch.load(cut / "last.pt", weights_only=True)["model"]

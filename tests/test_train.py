@@ -57,6 +57,20 @@ def test_fixed_precision_training_uses_only_its_precision(tmp_path):
                 str(tmp_path / "b"))
 
 
+def test_metrics_count_each_epochs_draws_in_the_one_spelling(tmp_path):
+    model = small_cnn(precisions=[None, 4, (4, 8)], width=8)
+    tr = Trainer(model, tiny_data(128), cfg(epochs=2, precisions=None), str(tmp_path)).fit()
+    recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert set(recs[0]["precision_counts"]) == {"fp", "4", "4w8a"}
+    assert [sum(r["precision_counts"].values()) for r in recs] == [2, 2]  # this epoch's draws, not the run's
+    assert {k: recs[0]["precision_counts"][k] + recs[1]["precision_counts"][k] for k in tr.precision_counts} \
+        == tr.precision_counts
+    assert json.load(open(tmp_path / "config.json"))["precisions"] == ["fp", "4", "4w8a"]  # resolved, never null
+    assert load_checkpoint(str(tmp_path / "last.pt"))["precision_set"] == ["fp", "4", "4w8a"]
+    with pytest.raises(ValueError, match="CUDA only"):
+        Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(amp=True), str(tmp_path / "amp"))
+
+
 @pytest.mark.parametrize("attack,steps", [("fgsm", 2), ("fgsm-rs", 2), ("free", 6), ("none", 2)])
 def test_other_training_attacks_run(tmp_path, attack, steps):
     model = small_cnn(precisions=SET, width=8)

@@ -1,13 +1,59 @@
-"""Argument parsing helpers shared by the dwq commands (glue only)."""
+"""Pieces shared by the dwq commands (glue only): the parser class, argument types, which flags the
+user gave, the output-folder check and the per-stage progress of long jobs."""
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
+from contextlib import contextmanager
 from fractions import Fraction
 
 
 class CLIError(Exception):
-    """A user error: printed as ``dwq: error: ...`` with exit status 2."""
+    """A user error: printed as ``dwq <cmd>: error: ...`` with exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``dwq train: error: ... (see dwq train --help)``, exit 2.
+    (argparse's own prints the whole usage, 10-20 lines, before the line that matters.)"""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` only where the help text does not already state the default and the
+    default is a value (not None/False)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if (not action.option_strings or "default" in h or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or isinstance(action, argparse._VersionAction)):
+            return h
+        return h + " (default: %(default)s)"
+
+
+def given_flags(parser: argparse.ArgumentParser, argv) -> frozenset:
+    """The destinations of the flags written on the command line ``argv`` (not those left at their
+    default): a second parse in which every default is suppressed."""
+    def suppress(p):
+        for act in p._actions:
+            if isinstance(act, argparse._SubParsersAction):
+                for sp in act.choices.values():
+                    suppress(sp)
+            elif not isinstance(act, (argparse._HelpAction, argparse._VersionAction)):
+                act.default = argparse.SUPPRESS
+        p._defaults.clear()
+
+    suppress(parser)
+    return frozenset(vars(parser.parse_args(argv)))
+
+
+def flag(dest: str) -> str:
+    """The command-line spelling of an argparse destination: ``val_size`` -> ``--val-size``."""
+    return "--" + dest.replace("_", "-")
 
 
 def fraction(text: str) -> float:
@@ -40,6 +86,51 @@ positive_int = _int_at_least(1)
 nonneg_int = _int_at_least(0)
 
 
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def unit_float(text: str) -> float:
+    """A number in [0, 1) (momentum)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def val_size_arg(text: str):
+    """A fraction in [0, 1) of the training set, or a whole number (>= 1) of images."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if 0 <= v < 1:
+        return v
+    if v >= 1 and v.is_integer():
+        return int(v)
+    raise argparse.ArgumentTypeError(
+        f"{text} is neither a fraction in [0, 1) nor a whole number of images (e.g. 0.1 or 500)")
+
+
 def precision_arg(text: str):
     """``fp`` -> None (full precision), ``4`` -> 4, ``4w8a`` -> (4, 8): dwq.quant's one spelling."""
     from dwq.quant.precision import parse_precision
@@ -50,8 +141,17 @@ def precision_arg(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def precision_set_from_args(precisions, schedule, extra_fp=False):
-    """``--precisions`` wins; else ``--num-bits-schedule LO HI`` -> LO..HI."""
+def pnames(ps) -> str:
+    """A precision list in the one spelling, for messages: ``fp 2 4w8a``."""
+    from dwq.quant import precision_name
+
+    return " ".join(precision_name(p) for p in ps)
+
+
+def precision_set_from_args(precisions, schedule):
+    """``--precisions`` or ``--num-bits-schedule LO HI`` (-> LO..HI); None when neither is given."""
+    if precisions and schedule:
+        raise CLIError("give the precision set once: --precisions or --num-bits-schedule, not both")
     if precisions:
         out = list(precisions)
     elif schedule:
@@ -61,8 +161,10 @@ def precision_set_from_args(precisions, schedule, extra_fp=False):
         out = list(range(lo, hi + 1))
     else:
         return None
-    if len(set(map(str, out))) != len(out):
-        raise CLIError(f"precisions repeat: {out}")
+    from dwq.quant import normalize_precision
+
+    if len({normalize_precision(p) for p in out}) != len(out):
+        raise CLIError(f"--precisions repeats a precision: {pnames(out)}")
     return out
 
 
@@ -76,3 +178,41 @@ def fresh_dir(path: str, create: bool = True, hint: str = "") -> str:
     if create:
         os.makedirs(path, exist_ok=True)
     return path
+
+
+class Stages:
+    """Long jobs run as named stages, one after the other: each shows a tqdm bar on stderr (unless
+    ``progress`` is False) and, when done, prints one line with the seconds it took; ``seconds``
+    keeps them by name.
+
+    ``with stages("PGD at each precision", total=12) as tick: ...`` -- call ``tick()`` once per unit done.
+    """
+
+    def __init__(self, progress: bool = True, indent: str = "  "):
+        self.progress, self.indent, self.seconds = progress, indent, {}
+
+    @contextmanager
+    def __call__(self, name: str, total: int, unit: str = "batch"):
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc=f"{self.indent}{name}", unit=unit, leave=False, file=sys.stderr)
+        t0 = time.time()
+        try:
+            yield (lambda n=1: bar.update(n)) if bar is not None else (lambda n=1: None)
+        finally:
+            if bar is not None:
+                bar.close()
+        self.seconds[name] = dt = time.time() - t0
+        print(f"{self.indent}{name:<44}{dt:8.1f} s", flush=True)
+
+
+def counted(attack, tick):
+    """``attack(fn, x, y) -> x_adv`` that calls ``tick()`` after each call (one batch at one precision)."""
+    def run(fn, x, y):
+        out = attack(fn, x, y)
+        tick()
+        return out
+
+    return run

@@ -40,6 +40,7 @@ def run_demo(a) -> int:
     from dwq.attacks import pgd
     from dwq.data import load_mnist5k, train_val_split
     from dwq.models import build_model
+    from dwq.quant import precision_name
     from dwq.quant.cost import bitops_summary
     from dwq.train import TrainConfig, Trainer
 
@@ -75,7 +76,8 @@ def run_demo(a) -> int:
                           batch_size=128, lr=0.1, lr_schedule="cyclic", weight_decay=5e-4, precisions=r["train"],
                           random_precision=r["rp"], seed=a.seed, val_every=a.epochs, val_pgd_steps=10,
                           progress=not a.no_progress,
-                          extra={"network": "small_cnn", "dataset": "mnist5k", "model_precisions": r["model_set"],
+                          extra={"network": "small_cnn", "dataset": "mnist5k",
+                                 "model_precisions": [precision_name(p) for p in r["model_set"]],
                                  "switchable_bn": r["sbn"], "width": 16})
         Trainer(model, train, cfg, os.path.join(out, name), val_set=val).fit()
         t_train = time.time() - t0

@@ -44,6 +44,15 @@ def run_at(model, p) -> Callable:
     return f
 
 
+def _no_progress():
+    pass
+
+
+def _done(batch_result, progress):
+    progress()
+    return batch_result
+
+
 def _batches(x, y, bs):
     for i in range(0, len(y), bs):
         yield x[i:i + bs], y[i:i + bs]
@@ -89,15 +98,16 @@ def paper_protocol(model, x, y, precisions, attack, batch_size=100, seed=0) -> d
 
 
 def adaptive_protocol(model, x, y, precisions, eps, alpha, steps, restarts=1, batch_size=250, seed=0,
-                      return_correct=False):
+                      return_correct=False, progress: Callable[[], None] = _no_progress):
     """EOT-PGD over the whole set (exact mean of the per-precision losses), then
     accuracy at every inference precision, their mean (= expected accuracy of RPI with a
     uniform draw; its CI uses all n·P predictions, conservative enough for a mean of
-    per-precision rates) and the worst case (right at every precision)."""
+    per-precision rates) and the worst case (right at every precision).
+    ``progress()`` is called after each attacked batch."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
     fns = [run_at(model, p) for p in precisions]
-    xa = torch.cat([eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g)
+    xa = torch.cat([_done(eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g), progress)
                     for xb, yb in _batches(x, y, batch_size)])
     per = {pname(p): predict(f, xa) == y for p, f in zip(precisions, fns)}
     allc = torch.stack(list(per.values()))
@@ -155,16 +165,17 @@ def matrix_diagonal(tm: dict) -> dict:
 
 
 def autoattack_rpi(model, x, y, precisions, eps, version="rand", seed=0, n_classes=10, batch_size=250,
-                   steps=100, eot_iter=20) -> dict:
+                   steps=100, eot_iter=20, progress: Callable[[], None] = _no_progress) -> dict:
     """AutoAttack (torchattacks) against Random Precision Inference itself
     (``dwq.RandomPrecision``: a fresh precision per forward, so APGD's EOT samples see
-    the randomness); scored with a fresh independent draw per batch."""
+    the randomness); scored with a fresh independent draw per batch.
+    ``progress()`` is called after each attacked batch."""
     from dwq.attacks import autoattack
 
     model.eval()
     rpi = RandomPrecision(model, bits=list(precisions), seed=seed)
-    xa = torch.cat([autoattack(rpi, xb, yb, eps, version=version, n_classes=n_classes, seed=seed,
-                               steps=steps, eot_iter=eot_iter)
+    xa = torch.cat([_done(autoattack(rpi, xb, yb, eps, version=version, n_classes=n_classes, seed=seed,
+                                     steps=steps, eot_iter=eot_iter), progress)
                     for xb, yb in _batches(x, y, batch_size)])
     with torch.no_grad():
         score = RandomPrecision(model, bits=list(precisions), seed=seed + 1)

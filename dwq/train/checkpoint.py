@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import numpy as np
 import torch
@@ -73,30 +74,49 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt file or pickled code
-        raise CheckpointError(f"{path} is not a loadable dwq checkpoint ({type(e).__name__}: {e})") from e
+    except Exception as e:  # corrupt file or pickled code; torch's own message runs over many lines
+        msg = str(e)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+        if found:
+            raise CheckpointError(f"{path} holds pickled Python objects ({found.group(1)}; e.g. a whole "
+                                  f"torch.save(model)), not a dwq checkpoint; dwq never runs pickled code: save "
+                                  f"model.state_dict() instead") from None
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
+        why = found.group(1).strip() if found else (msg.strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path} is not a loadable dwq checkpoint ({type(e).__name__}: {why})") from None
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
-        raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries)")
+        raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries; a reference-code "
+                              f"checkpoint loads with dwq.models.load_reference_state_dict)")
     return ck
 
 
 def load_trained_model(path: str, device="cpu"):
-    """``(model, checkpoint)`` from a ``best.pt``/``last.pt`` written by ``dwq train``: the network is
-    rebuilt from the checkpoint's own config (architecture, dataset, precision set, switchable BN,
-    width, quantizer policy), its weights loaded, and the model put in eval mode on ``device``.
+    """``(model, checkpoint)`` from a ``best.pt``/``last.pt`` written by ``dwq train`` (or ``dwq demo``):
+    the network is rebuilt from the checkpoint's own config (architecture, dataset, precision set,
+    switchable BN, width, quantizer policy), its weights loaded, and the model put in eval mode on
+    ``device``. ``checkpoint["config"]`` is the run's config.json (``extra.flags``: every ``dwq train``
+    flag of the run); ``checkpoint["epoch"]`` the epochs it had trained.
 
     CheckpointError (one line) for a missing or corrupt file, a file not written by ``dwq train`` or
     weights that do not fit the architecture the config names.
+
+    Example::
+
+        model, ck = dwq.train.load_trained_model("runs/x/best.pt")
+        with dwq.precision(model, 4):
+            logits = model(images)          # images: float32 [N, C, H, W] in [0, 1]
     """
     from dwq.models import build_model
     from dwq.models.common import QuantPolicy
-    from dwq.quant import normalize_precision
+    from dwq.quant import normalize_precision, parse_precision
 
     ck = load_checkpoint(path, map_location="cpu")
     ex = ck["config"].get("extra", {})
     if "network" not in ex or "dataset" not in ex or "model_precisions" not in ex:
         raise CheckpointError(f"{path} does not say which network it holds (not written by dwq train?)")
-    precisions = [None if p is None else (tuple(p) if isinstance(p, list) else p) for p in ex["model_precisions"]]
+    # "fp"/"4"/"4w8a" (one spelling); checkpoints of before it hold None, ints and [w, a] lists
+    precisions = [parse_precision(p) if isinstance(p, str) else (tuple(p) if isinstance(p, list) else p)
+                  for p in ex["model_precisions"]]
     policy = QuantPolicy(**ex["policy"]) if isinstance(ex.get("policy"), dict) else None
     try:
         [normalize_precision(p) for p in precisions]

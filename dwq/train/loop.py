@@ -40,7 +40,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
-from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision
+from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision, precision_name, user_precision
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
@@ -72,7 +72,7 @@ class TrainConfig:
     lr_schedule: str = "multistep"
     lr_milestones: tuple = (0.5, 0.75)  # fractions of all iterations (multistep)
     lr_gamma: float = 0.1
-    precisions: Optional[list] = None   # training set; None = the model's whole set
+    precisions: Optional[list] = None   # training set (any precision form); None = the model's whole set
     random_precision: bool = True
     seed: int = 0
     amp: bool = False                   # torch.autocast fp16 + GradScaler, CUDA only
@@ -236,10 +236,16 @@ class Trainer:
     rule, written to ``best_test_reference.pt`` for comparison with the paper: a
     checkpoint chosen on the test set overstates its test accuracy). Under DDP only
     rank 0 writes.
+    ``on_epoch(record)``: called after each epoch with the record written to metrics.jsonl (console).
+
+    Precisions are written in dwq's one spelling ('fp', '4', '4w8a') in config.json, metrics.jsonl
+    and checkpoints; ``precision_counts`` counts the draws (one per update; free training: one per
+    replay) of the whole run, metrics.jsonl those of each epoch.
     """
 
     def __init__(self, model: nn.Module, train_set, cfg: TrainConfig, out_dir: str, val_set=None,
-                 device="cpu", num_workers=0, rank=0, world=1, test_set=None):
+                 device="cpu", num_workers=0, rank=0, world=1,
+                 on_epoch: Optional[Callable[[dict], None]] = None, test_set=None):
         self.cfg = cfg.validate()
         if cfg.reference:
             check_reference_quantizers(model)
@@ -247,9 +253,13 @@ class Trainer:
             raise ValueError("test_select=True (the reference's test-set checkpoint) needs test_set; "
                              "pass the test set or set test_select=False")
         self.device = torch.device(device)
+        if cfg.amp and self.device.type != "cuda":
+            raise ValueError(f"amp (float16 autocast) works on CUDA only, not on {self.device}")
         self.model = model.to(self.device)
         self.model_set = precision_set(self.model)
-        self.precs = list(cfg.precisions) if cfg.precisions is not None else list(self.model_set)
+        self.precs = ([user_precision(normalize_precision(p)) for p in cfg.precisions]
+                      if cfg.precisions is not None else list(self.model_set))
+        self.on_epoch = on_epoch
         for p in self.precs:  # error early, never silently fall back
             with precision(self.model, p):
                 pass
@@ -266,7 +276,7 @@ class Trainer:
         replays = cfg.free_replays if cfg.attack == "free" else 1
         self.total_steps = self.steps_per_epoch * cfg.epochs * replays
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.total_steps))
-        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.use_amp = cfg.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.ddp = None
         if world > 1:
@@ -277,8 +287,9 @@ class Trainer:
         self.step = 0
         self.best = -1.0
         self.best_test = -1.0  # the reference's test-set rule; the first epoch always writes its checkpoint
-        self.precision_counts = {str(p): 0 for p in self.precs}
+        self.precision_counts = {precision_name(p): 0 for p in self.precs}
         self.free_delta = None
+        self.lr_used = cfg.lr  # learning rate of the last update
 
     # -- checkpoint -------------------------------------------------------------------
     def state(self):
@@ -287,8 +298,15 @@ class Trainer:
                 "epoch": self.epoch, "step": self.step, "best": self.best, "best_test": self.best_test,
                 "precision_counts": dict(self.precision_counts),
                 "free_delta": self.free_delta if self.free_delta is not None else torch.zeros(0),
-                "rng": rng_state(self.gen), "precision_rng": self.pgen.get_state(), "config": _jsonable(asdict(self.cfg)),
-                "precision_set": [p if not isinstance(p, tuple) else list(p) for p in self.model_set]}
+                "rng": rng_state(self.gen), "precision_rng": self.pgen.get_state(), "config": self.config_record(),
+                "precision_set": [precision_name(p) for p in self.model_set]}
+
+    def config_record(self) -> dict:
+        """config.json (also each checkpoint's ``config``): the TrainConfig as JSON, with
+        ``precisions`` resolved to the training set in dwq's one spelling."""
+        rec = _jsonable(asdict(self.cfg))
+        rec["precisions"] = [precision_name(p) for p in self.precs]
+        return rec
 
     def load_state(self, ck):
         self.model.load_state_dict(ck["model"])
@@ -315,7 +333,8 @@ class Trainer:
         p = self.precs[torch.randint(len(self.precs), (1,), generator=self.pgen).item()] \
             if self.cfg.random_precision else self.precs[0]
         set_precision(self.model, p)
-        self.precision_counts[str(p)] = self.precision_counts.get(str(p), 0) + 1
+        k = precision_name(p)
+        self.precision_counts[k] = self.precision_counts.get(k, 0) + 1
         return p
 
     def _forward(self, x):
@@ -335,6 +354,7 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        self.lr_used = self.opt.param_groups[0]["lr"]
         self.sched.step()
         self.step += 1
         return loss.detach(), out.detach()
@@ -374,6 +394,7 @@ class Trainer:
                 self.free_delta = (project_linf(x + delta.detach() + step * g.sign(), x, c.epsilon) - x).detach()
                 self.scaler.step(self.opt)
                 self.scaler.update()
+                self.lr_used = self.opt.param_groups[0]["lr"]
                 self.sched.step()
                 self.step += 1
                 tot_l += loss.item() * len(y)
@@ -405,8 +426,10 @@ class Trainer:
         c = self.cfg
         if self.rank == 0:
             os.makedirs(self.out_dir, exist_ok=True)
-            with open(os.path.join(self.out_dir, "config.json"), "w") as f:
-                json.dump(_jsonable(asdict(c)), f, indent=2)
+            path = os.path.join(self.out_dir, "config.json")
+            with open(path + ".tmp", "w") as f:  # a kill mid-write leaves the previous config.json
+                json.dump(self.config_record(), f, indent=2)
+            os.replace(path + ".tmp", path)
         try:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover
@@ -419,6 +442,7 @@ class Trainer:
             if tqdm is not None and c.progress and self.rank == 0:
                 it = tqdm(it, total=len(batches), desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False)
             ls = cs = ns = 0.0
+            counts_before = dict(self.precision_counts)
             for x, y in it:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 l, cor, n = self.train_batch(x, y)
@@ -427,8 +451,8 @@ class Trainer:
                     return self
             self.epoch += 1
             rec = {"epoch": self.epoch, "step": self.step, "train_loss": ls / max(ns, 1),
-                   "train_acc": cs / max(ns, 1), "lr": self.opt.param_groups[0]["lr"],
-                   "precision_counts": dict(self.precision_counts)}
+                   "train_acc": cs / max(ns, 1), "lr": self.lr_used,
+                   "precision_counts": {k: v - counts_before.get(k, 0) for k, v in self.precision_counts.items()}}
             if self.val_set is not None and len(self.val_set) and (self.epoch % c.val_every == 0 or self.epoch == c.epochs):
                 vc, vr = evaluate_clean_pgd(self.model, self.val_set, self.precs, c.epsilon,
                                             c.epsilon / 4, c.val_pgd_steps, self.device, seed=c.seed)
@@ -446,6 +470,8 @@ class Trainer:
                 save_checkpoint(os.path.join(self.out_dir, "last.pt"), self.state())
                 with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
                     f.write(json.dumps(rec) + "\n")
+                if self.on_epoch is not None:
+                    self.on_epoch(rec)
         return self
 
 
