@@ -48,11 +48,12 @@ TORCH_LIBRARY(dwq, m) {
         "-> (Tensor, Tensor)",
         {at::Tag::needs_exact_strides});
   // --- Fused quantizers for GPU training (issue 10; CUDA only: csrc/cuda/quantizer_fused.cu) ---
-  // Activation range + EMA update of slot `slot` + scale/zero point in one launch: x float32/16
-  // any shape; running_min/max float32 [P], initialized bool [P] (mutated when training).
-  // Returns (scale float32 [1], zero_point int32 [1]) on x's device, for dwq::fake_quantize.
+  // Activation range + EMA update of slots `slot` and `observed` + scale/zero point in one launch
+  // (arith::act_running_range): x float32/16 any shape; running_min/max float32 [S], initialized
+  // bool [S] (mutated when training). Returns (scale float32 [1], zero_point int32 [1]) on x's
+  // device, for dwq::fake_quantize.
   m.def("act_qparams(Tensor x, Tensor(a!) running_min, Tensor(b!) running_max, Tensor(c!) initialized, int slot, "
-        "int bits, float ema, bool training) -> (Tensor, Tensor)");
+        "int observed, int bits, float ema, bool training) -> (Tensor, Tensor)");
   // Per-output-channel (dim 0) min/max, scale/zero point and fake quantization of a weight, one
   // launch: the WeightQuantizer forward. w float32/16, returns like w (contiguous).
   m.def("weight_fake_quantize(Tensor w, int bits) -> Tensor");

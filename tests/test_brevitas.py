@@ -236,7 +236,7 @@ def test_act_quantizer_eval_mode_matches_brevitas(bits, ema):
     x = batches[5] * 1.5  # partly outside the running range: clamped codes too
     x_hat = ours(x, bits, (bits, bits))
     qt = ref(x)
-    s, z = choose_qparams(ours.running_min, ours.running_max, bits)
+    s, z = ours.eval_qparams((bits, bits), bits)
     check_act(x, x_hat, s, z, bits, qt, exact_scale=ema == 0.0)
 
 

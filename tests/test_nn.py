@@ -169,3 +169,24 @@ def test_model_compiles_to_one_graph():
     assert torch.equal(compiled(x), net(x))
     with pytest.raises(RuntimeError, match="NaN"):
         compiled(torch.full_like(x, float("nan")))
+
+
+@pytest.mark.parametrize("zero_point", ["int", "float"])
+def test_training_forward_compiles_to_one_graph_and_tracks_ranges(zero_point):
+    """Train mode, quantized and full precision: one graph, and the range updates (own and observed
+    slots, full precision included) equal eager mode's."""
+    def build():
+        torch.manual_seed(0)
+        return nn.Sequential(QConv2d(3, 6, 3, padding=1, precisions=(4, None), zero_point=zero_point),
+                             nn.ReLU(), QConv2d(6, 2, 3, precisions=(4, None), zero_point=zero_point)).train()
+
+    eager, net = build(), build()
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 3, 5, 5)
+    for p in (4, None):
+        dwq.set_precision(net, p)
+        dwq.set_precision(eager, p)
+        assert torch.equal(compiled(x), eager(x))
+    for a, b in zip(net.state_dict().values(), eager.state_dict().values()):
+        assert torch.equal(a, b)
+    assert net[2].input_quant.initialized.tolist() == [True, True, True]  # 4 bits, fp, observed

@@ -1,4 +1,6 @@
 """Quantizer math: scale/zero-point choice, both zero-point modes, quantizer modules."""
+from collections import OrderedDict
+
 import pytest
 import torch
 
@@ -124,16 +126,18 @@ def test_weight_quantizer_per_channel_codes():
     assert q(w, None) is w
 
 
-def test_act_quantizer_ema_per_precision():
+def test_act_quantizer_ema_per_precision_and_observed_slot():
     q = ActQuantizer([4, 8], ema=0.1)
     q.train()
     q(torch.tensor([-1.0, 2.0]), 4, (4, 4))
-    assert q.running_min.tolist() == [-1.0, 0.0] and q.initialized.tolist() == [True, False]
+    # slots: 4 bits, 8 bits, then the observed range that every train-mode batch updates
+    assert q.running_min.tolist() == [-1.0, 0.0, -1.0] and q.initialized.tolist() == [True, False, True]
     q(torch.tensor([-3.0, 4.0]), 4, (4, 4))
-    torch.testing.assert_close(q.running_min, torch.tensor([0.1 * -1 + 0.9 * -3, 0.0]))
-    torch.testing.assert_close(q.running_max, torch.tensor([0.1 * 2 + 0.9 * 4, 0.0]))
+    torch.testing.assert_close(q.running_min, torch.tensor([0.1 * -1 + 0.9 * -3, 0.0, 0.1 * -1 + 0.9 * -3]))
+    torch.testing.assert_close(q.running_max, torch.tensor([0.1 * 2 + 0.9 * 4, 0.0, 0.1 * 2 + 0.9 * 4]))
     q(torch.tensor([-5.0, 5.0]), 8, (8, 8))
     assert q.running_max[1].item() == 5.0
+    torch.testing.assert_close(q.running_max[2], torch.tensor(0.1 * (0.1 * 2 + 0.9 * 4) + 0.9 * 5))
 
 
 def test_act_quantizer_eval_uses_running_range():
@@ -146,21 +150,83 @@ def test_act_quantizer_eval_uses_running_range():
     assert y.item() <= 1.0 + step  # clamped to the running range, not re-ranged on the batch
 
 
+def test_full_precision_training_tracks_the_range_used_by_untrained_precisions():
+    """Issue 12, item 6: a model trained only at full precision and run at 4 bits uses the range
+    tracked in training, so an image's output does not depend on the rest of its batch."""
+    q = ActQuantizer([4, None])
+    q.train()
+    x = torch.tensor([-1.0, 0.5, 3.0])
+    assert q(x, None, None) is x  # full precision: untouched, but tracked
+    assert q.initialized.tolist() == [False, True, True] and q.eval_slot((4, 4)) == 2
+    q.eval()
+    alone = q(torch.tensor([0.7]), 4, (4, 4))
+    with_others = q(torch.tensor([0.7, -20.0, 50.0]), 4, (4, 4))[:1]
+    assert torch.equal(alone, with_others)
+    s, z = q.eval_qparams((4, 4), 4)
+    assert torch.equal(alone, fake_quantize(torch.tensor([0.7]), s, z, 4))
+    # eval mode never updates a range
+    q(torch.tensor([-9.0, 9.0]), None, None)
+    assert q.running_max.tolist() == [0.0, 3.0, 3.0]
+
+
+def test_untracked_quantizer_falls_back_to_the_batch_range():
+    q = ActQuantizer([4, 8]).eval()
+    assert q.eval_slot((4, 4)) is None and q.eval_qparams((4, 4), 4) is None
+    x = torch.tensor([-1.0, 0.25, 2.0])
+    s, z = choose_qparams(x.min().reshape(1), x.max().reshape(1), 4)
+    assert torch.equal(q(x, 4, (4, 4)), fake_quantize(x, s, z, 4))
+
+
 def test_act_quantizer_shared_range():
     q = ActQuantizer([4, 8], shared_range=True)
     q.train()
     q(torch.tensor([-1.0, 1.0]), 4, (4, 4))
     q(torch.tensor([-3.0, 3.0]), 8, (8, 8))
-    assert q.running_min.numel() == 1
+    assert q.running_min.numel() == 1 and q.observed_slot == 0
     torch.testing.assert_close(q.running_max, torch.tensor([0.1 * 1 + 0.9 * 3]))
+
+
+def test_float_mode_keeps_the_references_state():
+    """zero_point="float": (minimum, range) EMAs started from zero, as the reference's
+    running_zero_point/running_range; eval takes the scale from the stored range."""
+    q = ActQuantizer([4, 8], zero_point="float", shared_range=True).train()
+    assert "running_range" in q.state_dict() and "running_max" not in q.state_dict()
+    a, b = torch.tensor([-1.0, 2.0]), torch.tensor([-3.0, 5.0, 1.0])
+    q(a, 4, (4, 4))
+    assert torch.equal(q.running_min, 0.1 * torch.zeros(1) + 0.9 * torch.tensor([-1.0]))
+    q(b, None, None)  # full precision: tracked too
+    zp = 0.1 * (0.9 * torch.tensor([-1.0])) + 0.9 * torch.tensor([-3.0])
+    rng = 0.1 * (0.9 * torch.tensor([3.0])) + 0.9 * torch.tensor([8.0])
+    assert torch.equal(q.running_min, zp) and torch.equal(q.running_range, rng)
+    q.eval()
+    x = torch.linspace(-4, 6, 101)
+    s = torch.clamp(rng / 15, min=1e-8)
+    assert torch.equal(q(x, 4, (4, 4)), torch.round(torch.clamp((x - zp) / s, 0, 15)) * s + zp)
 
 
 def test_act_quantizer_set_range():
     q = ActQuantizer([4, 8]).eval()
     q.set_range(-1.0, 3.0, (8, 8))
-    assert q.initialized.tolist() == [False, True]
-    assert q.running_min.tolist() == [0.0, -1.0] and q.running_max.tolist() == [0.0, 3.0]
+    assert q.initialized.tolist() == [False, True, False]
+    assert q.running_min.tolist() == [0.0, -1.0, 0.0] and q.running_max.tolist() == [0.0, 3.0, 0.0]
     q.set_range(-2.0, 2.0)
-    assert q.initialized.all() and q.running_max.tolist() == [2.0, 2.0]
+    assert q.initialized.all() and q.running_max.tolist() == [2.0, 2.0, 2.0]
+    f = ActQuantizer([4], zero_point="float", shared_range=True)
+    f.set_range(-0.5, 1.5)
+    assert f.running_range.tolist() == [2.0]
     with pytest.raises(ValueError, match="min_val must be <= max_val"):
         q.set_range(1.0, 0.0)
+
+
+@pytest.mark.parametrize("zero_point", ["int", "float"])
+def test_state_dict_saved_before_the_observed_slot_still_loads(zero_point):
+    """Version-1 state_dicts (one slot per precision, "float" with running_max) load: the observed
+    slot starts unseen, a float range becomes max - min."""
+    q = ActQuantizer([4, 8], zero_point=zero_point)
+    sd = OrderedDict(running_min=torch.tensor([-1.0, -2.0]), running_max=torch.tensor([3.0, 4.0]),
+                     initialized=torch.tensor([True, True]))
+    sd._metadata = {"": {"version": 1}}  # what torch.save kept for a module saved with _version 1
+    q.load_state_dict(sd)
+    assert q.initialized.tolist() == [True, True, False]
+    upper = q.running_range if zero_point == "float" else q.running_max
+    assert upper.tolist() == ([4.0, 6.0, 0.0] if zero_point == "float" else [3.0, 4.0, 0.0])

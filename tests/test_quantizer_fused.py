@@ -29,7 +29,7 @@ def test_fake_impls_give_the_kernels_shapes():
     with FakeTensorMode():
         x = torch.empty(2, 3, 4, 5)
         rmin, rmax, init = torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.bool)
-        s, z = torch.ops.dwq.act_qparams(x, rmin, rmax, init, 1, 4, 0.1, True)
+        s, z = torch.ops.dwq.act_qparams(x, rmin, rmax, init, 1, 2, 4, 0.1, True)
         assert s.shape == (1,) and s.dtype == torch.float32 and z.shape == (1,) and z.dtype == torch.int32
         w = torch.empty(8, 3, 3, 3).contiguous(memory_format=torch.channels_last)
         out = torch.ops.dwq.weight_fake_quantize(w, 4)
@@ -66,8 +66,28 @@ def test_act_qparams_matches_reference(device, dtype):
         qb.eval()
         x = torch.randn(3, 1000, generator=g).to(device, dtype)
         assert torch.equal(qa(x, bits, p), _act_reference(qb, x, bits, p))
+        other = 4 if bits != 4 else 8  # never trained: eval falls back to the observed range
+        po = normalize_precision(other)
+        assert torch.equal(qa(x, other, po), _act_reference(qb, x, other, po))
         fresh_a, fresh_b = ActQuantizer([bits]).to(device).eval(), ActQuantizer([bits]).to(device).eval()
         assert torch.equal(fresh_a(x, bits, p), _act_reference(fresh_b, x, bits, p))  # never initialized
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_act_qparams_shared_range_matches_reference(device):
+    g = torch.Generator().manual_seed(1)
+    qa = ActQuantizer([4, 8], shared_range=True).to(device).train()
+    qb = ActQuantizer([4, 8], shared_range=True).to(device).train()
+    for step, bits in enumerate((4, 8, 4)):
+        x = (torch.randn(5, 40, generator=g) * (step + 1)).to(device)
+        p = normalize_precision(bits)
+        assert torch.equal(qa(x, bits, p), _act_reference(qb, x, bits, p))
+        assert torch.equal(qa.running_min, qb.running_min) and torch.equal(qa.running_max, qb.running_max)
+    qa.eval()
+    qb.eval()
+    x = torch.randn(3, 50, generator=g).to(device)
+    assert torch.equal(qa(x, 8, normalize_precision(8)), _act_reference(qb, x, 8, normalize_precision(8)))
 
 
 @needs_ext
@@ -127,5 +147,5 @@ def test_opcheck(device):
               torch.randn(2, 3, 4, 5, device=device).half()):
         state = (torch.zeros(3, device=device), torch.zeros(3, device=device),
                  torch.zeros(3, dtype=torch.bool, device=device))
-        torch.library.opcheck(torch.ops.dwq.act_qparams.default, (x, *state, 1, 4, 0.1, True))
+        torch.library.opcheck(torch.ops.dwq.act_qparams.default, (x, *state, 1, 2, 4, 0.1, True))
         torch.library.opcheck(torch.ops.dwq.weight_fake_quantize.default, (x.detach().requires_grad_(), 4))

@@ -162,6 +162,29 @@ DWQ_HD float ema_update(float running, float batch, float ema_old, float ema_new
   return add_rn(mul_rn(ema_old, running), mul_rn(ema_new, batch));
 }
 
+// ActQuantizer's running ranges at one forward: train mode moves the active precision's `slot` and
+// the `observed` slot (the same one with a shared range) toward the batch range [bmin, bmax] (a
+// slot's first batch initializes it) and quantizes with the batch range; eval mode picks the slot's
+// range if it saw a training batch, else the observed one, else the batch's. Writes the range to
+// quantize with into [*lo, *hi]; `init` flags as they were before this forward.
+DWQ_HD void act_running_range(float* rmin, float* rmax, bool* init, int64_t slot, int64_t observed, float bmin,
+                              float bmax, float ema_old, float ema_new, bool training, float* lo, float* hi) {
+  if (training) {
+    for (int k = 0; k < (slot == observed ? 1 : 2); ++k) {
+      const int64_t i = k == 0 ? slot : observed;
+      rmin[i] = init[i] ? ema_update(rmin[i], bmin, ema_old, ema_new) : bmin;
+      rmax[i] = init[i] ? ema_update(rmax[i], bmax, ema_old, ema_new) : bmax;
+      init[i] = true;
+    }
+    *lo = bmin;
+    *hi = bmax;
+    return;
+  }
+  const int64_t i = init[slot] ? slot : observed;
+  *lo = init[i] ? rmin[i] : bmin;
+  *hi = init[i] ? rmax[i] : bmax;
+}
+
 // Largest code of a width: 2^bits - 1.
 DWQ_HD int64_t max_code(int bits) { return (int64_t{1} << bits) - 1; }
 

@@ -36,13 +36,17 @@ void check_state(const char* name, const at::Tensor& t, at::ScalarType dtype, co
 
 std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Tensor& running_min,
                                                     at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
-                                                    int64_t bits, double ema, bool training) {
+                                                    int64_t observed, int64_t bits, double ema, bool training) {
   check_float_input("act_qparams", x);
   TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.act_qparams: bits must be in 2..16, got ", bits);
   TORCH_CHECK(ema >= 0.0 && ema < 1.0, "dwq.act_qparams: ema must be in [0, 1), got ", ema);
   check_state("running_min", running_min, at::kFloat, x, slot);
   check_state("running_max", running_max, at::kFloat, x, slot);
   check_state("initialized", initialized, at::kBool, x, slot);
+  check_state("running_min", running_min, at::kFloat, x, observed);
+  TORCH_CHECK(running_max.numel() == running_min.numel() && initialized.numel() == running_min.numel(),
+              "dwq.act_qparams: running_min, running_max and initialized must have one length, got ",
+              running_min.numel(), ", ", running_max.numel(), " and ", initialized.numel());
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   at::Tensor scale = at::empty({1}, x.options().dtype(at::kFloat));
@@ -58,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Ten
     cuda::act_qparams_kernel<D><<<blocks, threads, 0, stream>>>(
         reinterpret_cast<const D*>(xc.data_ptr<scalar_t>()), n,
         reinterpret_cast<unsigned int*>(work.data_ptr<int32_t>()), running_min.data_ptr<float>(),
-        running_max.data_ptr<float>(), initialized.data_ptr<bool>(), slot, static_cast<float>(ema),
+        running_max.data_ptr<float>(), initialized.data_ptr<bool>(), slot, observed, static_cast<float>(ema),
         static_cast<float>(1.0 - ema), training, static_cast<int>(bits), scale.data_ptr<float>(),
         zp.data_ptr<int32_t>());
   });

@@ -64,14 +64,14 @@ __device__ __forceinline__ void block_min_max(float& mn, float& mx) {
 
 // Activation quantizer parameters in one launch: grid-wide min/max of x (NaN propagates as the
 // range, which the Python side asserts on asynchronously), then the last block to finish writes
-// scale[0], zp[0] of the batch range (train mode: and updates the running range of `slot` by EMA,
-// the first batch initializing it) or of the running range once initialized (eval mode). work: uint32 [~ordered min, ordered max, NaN flag,
+// scale[0], zp[0] of the range arith::act_running_range picks (train mode: the batch's, after the
+// EMA update of `slot` and `observed`; eval mode: a running range once initialized). work: uint32 [~ordered min, ordered max, NaN flag,
 // block counter], zeroed by the launcher (one memset) before the launch.
 template <typename T>
 __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned int* __restrict__ work,
                                    float* __restrict__ running_min,
                                    float* __restrict__ running_max, bool* __restrict__ initialized, int64_t slot,
-                                   float ema_old, float ema_new, bool training, int bits, float* __restrict__ scale,
+                                   int64_t observed, float ema_old, float ema_new, bool training, int bits, float* __restrict__ scale,
                                    int32_t* __restrict__ zp) {
   float mn = FLT_MAX, mx = -FLT_MAX;
   bool nan = false;
@@ -97,16 +97,9 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
       float bmin = ordered_to_float(~atomicAdd(&work[0], 0u));
       float bmax = ordered_to_float(atomicAdd(&work[1], 0u));
       if (n == 0 || atomicAdd(&work[2], 0u) != 0u) bmin = bmax = __int_as_float(0x7FC00000);  // NaN
-      const bool init = initialized[slot];
-      float lo = bmin, hi = bmax;  // train mode quantizes with the batch's own range
-      if (training) {
-        running_min[slot] = init ? arith::ema_update(running_min[slot], bmin, ema_old, ema_new) : bmin;
-        running_max[slot] = init ? arith::ema_update(running_max[slot], bmax, ema_old, ema_new) : bmax;
-        initialized[slot] = true;
-      } else {
-        lo = init ? running_min[slot] : bmin;
-        hi = init ? running_max[slot] : bmax;
-      }
+      float lo, hi;
+      arith::act_running_range(running_min, running_max, initialized, slot, observed, bmin, bmax, ema_old, ema_new,
+                               training, &lo, &hi);
       qparams_of_range(lo, hi, bits, scale, zp);
     }
   }

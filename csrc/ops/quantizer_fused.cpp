@@ -44,13 +44,17 @@ void check_state(const char* name, const at::Tensor& t, at::ScalarType dtype, in
 
 std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tensor& running_min,
                                                    at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
-                                                   int64_t bits, double ema, bool training) {
+                                                   int64_t observed, int64_t bits, double ema, bool training) {
   check_input("act_qparams", x);
   TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.act_qparams: bits must be in 2..16, got ", bits);
   TORCH_CHECK(ema >= 0.0 && ema < 1.0, "dwq.act_qparams: ema must be in [0, 1), got ", ema);
   check_state("running_min", running_min, at::kFloat, slot);
   check_state("running_max", running_max, at::kFloat, slot);
   check_state("initialized", initialized, at::kBool, slot);
+  check_state("running_min", running_min, at::kFloat, observed);
+  TORCH_CHECK(running_max.numel() == running_min.numel() && initialized.numel() == running_min.numel(),
+              "dwq.act_qparams: running_min, running_max and initialized must have one length, got ",
+              running_min.numel(), ", ", running_max.numel(), " and ", initialized.numel());
   const at::Tensor xc = x.contiguous();
   float mn = std::numeric_limits<float>::infinity(), mx = -mn;
   bool nan = false;
@@ -72,16 +76,9 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tens
   float* rmin = running_min.data_ptr<float>();
   float* rmax = running_max.data_ptr<float>();
   bool* init = initialized.data_ptr<bool>();
-  float lo = mn, hi = mx;  // train mode quantizes with the batch's own range
-  if (training) {
-    const float e_old = static_cast<float>(ema), e_new = static_cast<float>(1.0 - ema);
-    rmin[slot] = init[slot] ? arith::ema_update(rmin[slot], mn, e_old, e_new) : mn;
-    rmax[slot] = init[slot] ? arith::ema_update(rmax[slot], mx, e_old, e_new) : mx;
-    init[slot] = true;
-  } else {
-    lo = init[slot] ? rmin[slot] : mn;
-    hi = init[slot] ? rmax[slot] : mx;
-  }
+  float lo, hi;
+  arith::act_running_range(rmin, rmax, init, slot, observed, mn, mx, static_cast<float>(ema),
+                           static_cast<float>(1.0 - ema), training, &lo, &hi);
   at::Tensor scale = at::empty({1}, x.options().dtype(at::kFloat));
   at::Tensor zp = at::empty({1}, x.options().dtype(at::kInt));
   if (lo != lo || hi != hi) {  // NaN range: a NaN scale, which the Python side raises on

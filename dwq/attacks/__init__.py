@@ -16,8 +16,8 @@ with a shrinking τ penalty), :func:`bandits_td` (black-box, query-limited),
 :func:`autoattack` (torchattacks ``standard`` / ``rand``).
 """
 from .core import (ce_loss, cw_margin_loss, eot_loss, fgsm, fgsm_rs, pgd, eot_pgd, project_linf,
-                   ATTACKS, check_eps)
+                   ATTACKS, RESTART_SELECT, check_eps)
 from .extra import autoattack, bandits_td, cw_l2, cw_linf
 
 __all__ = ["ce_loss", "cw_margin_loss", "eot_loss", "fgsm", "fgsm_rs", "pgd", "eot_pgd", "project_linf",
-           "cw_l2", "cw_linf", "bandits_td", "autoattack", "ATTACKS", "check_eps"]
+           "cw_l2", "cw_linf", "bandits_td", "autoattack", "ATTACKS", "RESTART_SELECT", "check_eps"]

@@ -112,18 +112,27 @@ def _uniform(x, eps, generator=None):
     return ((2 * u - 1) * eps).to(device=x.device, dtype=x.dtype)
 
 
+RESTART_SELECT = ("misclassified", "loss")
+
+
 def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_stop=False,
-        loss=None, lo=0.0, hi=1.0, generator=None):
+        restart_select="misclassified", loss=None, lo=0.0, hi=1.0, generator=None):
     """L∞ PGD (Madry et al.).
 
     model: a callable ``x -> logits``, or a list of callables (then the loss at
       each step is the exact mean over them: EOT).
     eps, alpha: radius and step in pixel units; steps: iterations (0 returns the
       random start, or ``x`` without one).
-    restarts: independent random starts; per sample the restart that
-      misclassifies (else with the largest loss) is kept.
+    restarts: independent random starts, one kept per sample by ``restart_select``:
+      ``"misclassified"`` (a restart that misclassifies, else the larger loss) or
+      ``"loss"`` (the larger final loss, the later restart on ties: the reference
+      code's ``attack_pgd``). With one restart there is nothing to choose and no
+      forward after the last step, so a model in train mode (adversarial training)
+      sees exactly ``steps`` forwards: ``steps`` updates of its BN statistics and
+      activation ranges, as the reference's training loop.
     early_stop: stop moving a sample once it is misclassified (fast_adversarial's
-      option; changes nothing about which samples can be broken).
+      and the reference's evaluation ``attack_pgd``); the attack ends when every
+      sample is.
     loss: per-sample ``loss(logits, y) -> [N]`` (default CE; see cw_margin_loss).
     generator: optional CPU ``torch.Generator`` for the random start.
     """
@@ -131,6 +140,8 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     check_eps(alpha, "step size")
     if steps < 0 or restarts < 1:
         raise ValueError("steps must be >= 0 and restarts >= 1")
+    if restart_select not in RESTART_SELECT:
+        raise ValueError(f"restart_select must be one of {RESTART_SELECT}, got {restart_select!r}")
     f = _as_objective(model, loss)
     x = x.detach()
     best = x.clone()
@@ -147,10 +158,15 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
                     break
                 g = g * active.view(-1, *[1] * (x.dim() - 1))
             x_adv = project_linf(x_adv + alpha * g.sign(), x, eps, lo, hi).detach()
+        if restarts == 1:
+            return x_adv.detach()
         with torch.no_grad():
             l, z = f(x_adv, y)
             wrong = z.argmax(1) != y
-        take = (wrong & ~best_wrong) | ((wrong == best_wrong) & (l > best_loss))
+        if restart_select == "loss":
+            take = l >= best_loss
+        else:
+            take = (wrong & ~best_wrong) | ((wrong == best_wrong) & (l > best_loss))
         best = torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best)  # no host sync (vs best[take] = ...)
         best_loss = torch.where(take, l, best_loss)
         best_wrong |= wrong
@@ -184,6 +200,8 @@ def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, resta
         for _ in range(steps):
             g, _, _ = _grad(as_model_obj, x_adv, y)
             x_adv = project_linf(x_adv + alpha * g.sign(), x, eps, lo, hi).detach()
+        if restarts == 1:
+            return x_adv.detach()
         with torch.no_grad():
             l = loss_fn(x_adv)
         take = l > best_loss

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 __all__ = [
     "DatasetError", "DatasetInfo", "DATASETS", "dataset_info", "load_mnist5k", "mnist5k_path",
-    "get_datasets", "train_val_split",
+    "get_datasets", "train_val_split", "reference_stats",
 ]
 
 
@@ -70,6 +70,15 @@ def dataset_info(name: str) -> DatasetInfo:
         return DATASETS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
+
+
+def reference_stats(name: str) -> tuple:
+    """``(mean, std)`` the reference code normalizes ``name`` with: CIFAR-10's for CIFAR-10 and
+    CIFAR-100 (its CIFAR loader has only those), the dataset's own otherwise (its ImageNet config
+    uses the usual ImageNet statistics; it has no SVHN or MNIST loader)."""
+    info = dataset_info(name)
+    ref = DATASETS["cifar10"] if info.name in ("cifar10", "cifar100") else info
+    return ref.mean, ref.std
 
 
 # --------------------------------------------------------------------------- MNIST-5k

@@ -3,22 +3,36 @@ from __future__ import annotations
 
 from dwq import attacks as A
 
-__all__ = ["EVAL_ATTACKS", "make_attack"]
+__all__ = ["EVAL_ATTACKS", "REFERENCE_PGD", "make_attack"]
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")
 
+# The reference code's evaluation PGD (CIFAR/utils.py attack_pgd): a sample stops moving once it is
+# misclassified at the attack precision, and of several restarts the larger final loss wins.
+# dwq's default keeps moving every sample for all its steps (the stronger attack) and prefers a
+# restart that misclassifies.
+REFERENCE_PGD = {"early_stop": True, "restart_select": "loss"}
+
 
 def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
-                cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4, num_classes: int = 10):
+                cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4, num_classes: int = 10,
+                early_stop: bool = False, restart_select: str = "misclassified"):
     """The attack ``name`` (one of ``EVAL_ATTACKS``) as a callable ``(model_fn, x, y) -> x_adv``.
 
     epsilon/alpha/steps/restarts: PGD's (epsilon also bounds FGSM, CW-L∞ after projection, Bandits
-    and AutoAttack); cw_tau: the CW-L∞ variant's initial τ; bandits_queries/bandits_tile: Bandits-TD's
-    query budget and prior tile. ValueError for an unknown name.
+    and AutoAttack); early_stop/restart_select: PGD's per-sample early stop and choice among restarts
+    (``dwq.attacks.pgd``; ``**REFERENCE_PGD`` gives the reference's); cw_tau: the CW-L∞ variant's
+    initial τ; bandits_queries/bandits_tile: Bandits-TD's query budget and prior tile. ValueError
+    for an unknown name, or early_stop/restart_select given to an attack other than PGD.
     """
     A.check_eps(epsilon)
+    if name != "pgd" and (early_stop or restart_select != "misclassified"):
+        raise ValueError(f"early_stop and restart_select are options of the pgd attack, not of {name!r}")
     if name == "pgd":
-        return lambda f, x, y: A.pgd(f, x, y, epsilon, alpha, steps, restarts=restarts)
+        if restart_select not in A.RESTART_SELECT:
+            raise ValueError(f"restart_select must be one of {A.RESTART_SELECT}, got {restart_select!r}")
+        return lambda f, x, y: A.pgd(f, x, y, epsilon, alpha, steps, restarts=restarts, early_stop=early_stop,
+                                     restart_select=restart_select)
     if name == "fgsm":
         return lambda f, x, y: A.fgsm(f, x, y, epsilon)
     if name == "cw-l2":

@@ -14,7 +14,7 @@ from typing import Callable, Dict
 
 from torch import nn
 
-from dwq.models.build import build_model, canonical_network
+from dwq.models.build import build_model, canonical_network, reference_policy
 from dwq.models.common import DATASET_STATS, Normalize, QuantPolicy, dataset_stats
 from dwq.models.preact_resnet import PreActResNet, preact_resnet18
 from dwq.models.reference_import import load_reference_state_dict, reference_to_dwq_state_dict
@@ -66,6 +66,7 @@ __all__ = [
     "load_reference_state_dict",
     "load_torchvision_state_dict",
     "preact_resnet18",
+    "reference_policy",
     "reference_to_dwq_state_dict",
     "resnet50",
     "small_cnn",

@@ -4,10 +4,10 @@ from typing import Optional, Sequence, Tuple
 
 from torch import nn
 
-from dwq.data import dataset_info
+from dwq.data import dataset_info, reference_stats
 from dwq.models.common import QuantPolicy
 
-__all__ = ["build_model", "canonical_network"]
+__all__ = ["build_model", "canonical_network", "reference_policy"]
 
 
 def canonical_network(name: str) -> str:
@@ -24,20 +24,38 @@ def canonical_network(name: str) -> str:
     return key
 
 
+def reference_policy(network: str) -> QuantPolicy:
+    """The reference code's quantizer for ``network``: its choice of quantized layers (CIFAR networks:
+    the 3x3 block convs; ResNet-50: also the downsample convs), the float zero point and one activation
+    range shared by all precisions, tracked in every train-mode forward."""
+    key = canonical_network(network)
+    return QuantPolicy(shortcut=key == "resnet50", zero_point="float", shared_act_range=True)
+
+
 def build_model(network: str, dataset: str, precisions: Sequence, switchable_bn: bool, width: int = 32,
-                pretrained: Optional[str] = None, policy: Optional[QuantPolicy] = None) -> Tuple[nn.Module, str]:
+                pretrained: Optional[str] = None, policy: Optional[QuantPolicy] = None,
+                reference: bool = False) -> Tuple[nn.Module, str]:
     """``(model, network key)``: ``network`` built for ``dataset``'s classes and mean/std.
 
     width: small_cnn only. pretrained: resnet50 only, a local torchvision state_dict. policy: which
-    layers are quantized and how (default: the network's own default). ValueError for a network that
-    does not take the dataset's images or an option it does not have.
+    layers are quantized and how (default: the network's own default). reference: the reference
+    code's quantizer (:func:`reference_policy`) and normalization (``dwq.data.reference_stats``:
+    CIFAR-100 with CIFAR-10's statistics); ``policy`` must then be None or that policy. ValueError
+    for a network that does not take the dataset's images or an option it does not have.
     """
     from dwq.models import MODELS
 
     info = dataset_info(dataset)
     key = canonical_network(network)
+    mean, std = info.mean, info.std
+    if reference:
+        ref = reference_policy(key)
+        if policy is not None and policy != ref:
+            raise ValueError(f"reference=True builds the reference's quantizer {ref}; got policy={policy}")
+        policy = ref
+        mean, std = reference_stats(dataset)
     kw = dict(num_classes=info.num_classes, precisions=list(precisions), switchable_bn=switchable_bn,
-              mean=list(info.mean), std=list(info.std))
+              mean=list(mean), std=list(std))
     if policy is not None:
         kw["policy"] = policy
     if key == "small_cnn":

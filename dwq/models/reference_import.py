@@ -23,18 +23,22 @@ Mapping onto a dwq model of the same architecture:
   (``None``) maps to the last branch, which is what the reference uses at ``num_bits=0``;
 * a plain (non-switchable) reference BN is copied into every branch of ours;
 * the unused parent BN entries are dropped;
-* the activation range of a quantized layer becomes ``running_min = zero_point`` and
-  ``running_max = zero_point + range`` in every precision slot (the reference shares one range
-  across precisions); a range that never saw data (both zero) leaves the slot uninitialized.
-  Ranges of layers that are full precision in our model (stem, shortcuts) are dropped;
+* the activation range of a quantized layer goes into every slot (the reference shares one range
+  across precisions): ``running_min = zero_point`` and, with the reference's quantizer
+  (``zero_point="float"``), ``running_range = range`` as stored, so the scale is the reference's
+  bit for bit; with dwq's integer zero point, ``running_max = zero_point + range``. A range that
+  never saw data (both zero) leaves the slot uninitialized. Ranges of layers that are full
+  precision in our model (stem, shortcuts) are dropped;
 * ``normalize.mean/std`` are taken from the checkpoint when present. Otherwise the model keeps its
   own: the reference's CIFAR scripts normalize in the data pipeline with **CIFAR-10** statistics,
   also for CIFAR-100, so build a CIFAR-100 model with ``mean``/``std`` of CIFAR-10 to import those;
 * ``precision_set`` keeps the model's value (the reference has none).
 
-To reproduce the reference's outputs exactly, build the model with
-``QuantPolicy(zero_point="float", shared_act_range=True)`` (its quantizer); with the default
-integer zero point the outputs differ by the quantizer's rounding, as documented in ``dwq.quant``.
+To reproduce the reference's outputs, build the model with its quantizer,
+``dwq.models.reference_policy(network)`` (``zero_point="float"``, ``shared_act_range=True``): eval
+logits then equal the reference's up to float32 rounding at every precision (measured against the
+reference code: docs/workflow.md). With the default integer zero point the outputs differ by the
+quantizer's rounding, as documented in ``dwq.quant``.
 """
 import re
 from typing import Dict, Iterable, List, Optional
@@ -180,10 +184,14 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
                 slots = module.input_quant.running_min.numel()
                 seen = bool(zp.item() != 0.0 or rng.item() != 0.0)
                 q = f"{name}.input_quant."
+                # The reference's state itself where the model keeps it ("float": running_range), so
+                # its scale range / (2^b - 1) is reproduced bit for bit; an integer-zero-point model
+                # keeps a maximum, zp + range (rounded in float32).
+                upper = "running_range" if q + "running_range" in target else "running_max"
                 target[q + "running_min"] = zp.expand(slots).clone()
-                target[q + "running_max"] = (zp + rng).expand(slots).clone()
+                target[q + upper] = (rng if upper == "running_range" else zp + rng).expand(slots).clone()
                 target[q + "initialized"] = torch.full((slots,), seen, dtype=torch.bool)
-                filled.update(q + e for e in ("running_min", "running_max", "initialized"))
+                filled.update(q + e for e in ("running_min", upper, "initialized"))
             elif ref_keys:
                 raise RuntimeError(f"{where}: incomplete activation range in the checkpoint: {sorted(ref_keys)}")
 

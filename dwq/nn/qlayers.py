@@ -3,7 +3,9 @@ quantizer for the input (per tensor) and the weight (per output channel).
 
 The order of a forward is fixed, as in Brevitas: quantize input, quantize weight, run the
 float op on the fake-quantized values (bias stays float: the integer path adds it in the
-epilogue). At full precision (``None`` in the set) the layer is exactly the torch layer.
+epilogue). At full precision (``None`` in the set) the layer computes exactly what the torch layer
+does; in train mode its input range is still tracked, so that precisions never trained have a
+range at eval (see ``dwq.quant.ActQuantizer``).
 """
 from typing import Iterable
 
@@ -52,7 +54,8 @@ class QConv2d(nn.Conv2d, _QuantMixin):
     >>> conv = QConv2d(3, 8, 3, padding=1, precisions=[4, 8, None])
     >>> conv.set_precision(4); y = conv(torch.randn(2, 3, 16, 16))
 
-    state_dict: ``weight``, ``bias``, ``precision_set``, ``input_quant.running_min/max/initialized``.
+    state_dict: ``weight``, ``bias``, ``precision_set``, ``input_quant.running_min``,
+    ``input_quant.running_max`` (``running_range`` with ``zero_point="float"``), ``input_quant.initialized``.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
@@ -63,8 +66,6 @@ class QConv2d(nn.Conv2d, _QuantMixin):
         self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision is None:
-            return super().forward(x)
         return self._conv_forward(self.quant_input(x), self.quant_weight(), self.bias)
 
     def extra_repr(self) -> str:
@@ -81,8 +82,6 @@ class QLinear(nn.Linear, _QuantMixin):
         self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision is None:
-            return super().forward(x)
         return F.linear(self.quant_input(x), self.quant_weight(), self.bias)
 
     def extra_repr(self) -> str:

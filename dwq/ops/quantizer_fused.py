@@ -29,16 +29,19 @@ def available(x: torch.Tensor, op: str) -> bool:
 
 
 def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.Tensor, initialized: torch.Tensor,
-                slot: int, bits: int, ema: float, training: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-tensor activation range, EMA update of ``slot`` and ``(scale, zero_point)``, one launch.
+                slot: int, observed: int, bits: int, ema: float, training: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor activation range, EMA update and ``(scale, zero_point)``, one launch: ActQuantizer's
+    forward with ``zero_point="int"``.
 
     x: CPU or CUDA float32/float16/bfloat16, any shape (not differentiated). running_min / running_max:
-    float32 [P], initialized: bool [P] on x's device. Train mode: the qparams of x's own range, and
-    the slot's running range updated in place (the first batch initializes it; then
-    ``ema * running + (1 - ema) * batch``). Eval mode: the running range once initialized, else x's. Returns scale float32 [1], zero_point int32 [1] (a NaN
-    range gives a NaN scale: the caller asserts on it asynchronously).
+    float32 [S], initialized: bool [S] on x's device. Train mode: the qparams of x's own range, and
+    the running ranges of ``slot`` and ``observed`` updated in place (a slot's first batch
+    initializes it; then ``ema * running + (1 - ema) * batch``). Eval mode: the range of ``slot``
+    if initialized, else of ``observed`` if initialized, else x's. Returns scale float32 [1],
+    zero_point int32 [1] (a NaN range gives a NaN scale: the caller asserts on it asynchronously).
     """
-    return torch.ops.dwq.act_qparams.default(x, running_min, running_max, initialized, slot, bits, ema, training)
+    return torch.ops.dwq.act_qparams.default(x, running_min, running_max, initialized, slot, observed, bits, ema,
+                                             training)
 
 
 def weight_fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -55,7 +58,7 @@ def _defined(name: str) -> bool:
 if _defined("act_qparams"):  # (an older dwq._C without the fused ops still imports)
 
     @torch.library.register_fake("dwq::act_qparams")
-    def _(x, running_min, running_max, initialized, slot, bits, ema, training):
+    def _(x, running_min, running_max, initialized, slot, observed, bits, ema, training):
         torch._check(2 <= bits <= 16, lambda: f"act_qparams: bits must be in 2..16, got {bits}")
         return x.new_empty((1,), dtype=torch.float32), x.new_empty((1,), dtype=torch.int32)
 

@@ -16,15 +16,19 @@ def check_zero_point_mode(mode: str) -> str:
     return mode
 
 
-def _check_range(min_val: torch.Tensor, max_val: torch.Tensor) -> None:
+def _check_range(min_val: torch.Tensor, max_val: torch.Tensor, second: str = "max_val") -> None:
+    """NaN and order checks of ``[min_val, max_val]``, or of ``(min_val, range_val)`` when
+    ``second == "range_val"`` (then the range must be >= 0)."""
     if min_val.shape != max_val.shape:
-        raise ValueError(f"min_val and max_val shapes differ: {tuple(min_val.shape)} vs {tuple(max_val.shape)}")
+        raise ValueError(f"min_val and {second} shapes differ: {tuple(min_val.shape)} vs {tuple(max_val.shape)}")
     bad = torch.isnan(min_val).any() | torch.isnan(max_val).any()
     if min_val.device.type == "cpu" and not torch.compiler.is_compiling():
         if bool(bad):
             raise ValueError("cannot quantize: the observed range contains NaN (the tensor has NaN values)")
-        if bool((min_val > max_val).any()):
+        if second == "max_val" and bool((min_val > max_val).any()):
             raise ValueError("cannot quantize: min_val > max_val in the observed range")
+        if second == "range_val" and bool((max_val < 0).any()):
+            raise ValueError("cannot quantize: range_val < 0 in the running range")
     else:
         # No host sync on accelerators (and no graph break under torch.compile): the check fails
         # the next synchronizing call instead.
@@ -57,10 +61,25 @@ def choose_qparams(
     # division on both, so CPU, CUDA and the fused CUDA quantizer agree bit for bit.
     levels = torch.full_like(max_val, float(qmax))
     if zero_point == "float":
-        scale = torch.clamp((max_val - min_val) / levels, min=MIN_SCALE)
-        return scale, min_val
+        return _float_qparams(min_val, max_val - min_val, qmax)
     min_val = torch.clamp(min_val, max=0.0)
     max_val = torch.clamp(max_val, min=0.0)
     scale = torch.clamp((max_val - min_val) / levels, min=MIN_SCALE)
     zp = torch.clamp(torch.round(-min_val / scale), 0, qmax).to(torch.int32)
     return scale, zp
+
+
+def _float_qparams(min_val: torch.Tensor, range_val: torch.Tensor, qmax: int):
+    return torch.clamp(range_val / torch.full_like(range_val, float(qmax)), min=MIN_SCALE), min_val
+
+
+def qparams_from_range(min_val: torch.Tensor, range_val: torch.Tensor, bits: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The reference code's scale and zero point from its stored state: ``s = max(range / (2^b - 1), 1e-8)``
+    and the float zero point ``min_val`` (``zero_point="float"``; float32 tensors of one shape).
+
+    The reference keeps ``(min, range)``, not ``(min, max)``: in float32 ``(min + range) - min`` is not
+    always ``range``, and a scale one ulp off moves inputs near a rounding tie to the neighbouring code.
+    """
+    bits = check_bits(bits)
+    _check_range(min_val, range_val, "range_val")
+    return _float_qparams(min_val.float(), range_val.float(), (1 << bits) - 1)

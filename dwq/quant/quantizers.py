@@ -12,7 +12,7 @@ from dwq.ops import quantizer_fused as fused
 from dwq.ops.fake_quant import check_no_nan
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
 from dwq.quant.precision import check_bits, normalize_set
-from dwq.quant.qparams import check_zero_point_mode, choose_qparams
+from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
 
 
 def quantize_with(x, scale, zp, bits, axis, mode):
@@ -52,17 +52,30 @@ class WeightQuantizer(nn.Module):
 
 
 class ActQuantizer(nn.Module):
-    """Per-tensor asymmetric activation quantizer with a running range per precision.
+    """Per-tensor asymmetric activation quantizer with running ranges.
 
-    Train mode quantizes with the batch's own min/max and updates the running range of the
-    active precision as ``running = ema * running + (1 - ema) * batch`` (the reference code's
-    0.1/0.9); the first batch of a precision initializes it. Eval mode uses the running range
-    (the batch range if that precision never saw a training batch). ``shared_range=True`` keeps
-    one range for all precisions, as the reference does.
+    Train mode quantizes with the batch's own min/max and, at every forward (full precision
+    included: ``bits=None`` then returns ``x`` untouched), updates two running ranges by
+    ``running = ema * running + (1 - ema) * batch`` (the reference code's 0.1/0.9): the slot of the
+    active precision and the *observed* slot, which sees every train-mode batch whatever its
+    precision. Eval mode quantizes with the precision's own running range, or with the observed
+    range for a precision that never saw a training batch (e.g. a model trained at full precision
+    and run at 4 bits); only a quantizer that never saw any training batch falls back to the
+    batch's own range, which makes a prediction depend on the rest of its batch.
+    ``shared_range=True`` keeps only the observed slot, one range for all precisions, as the
+    reference does.
 
-    state_dict: ``running_min``, ``running_max`` (float32 [P], or [1] if shared) and
-    ``initialized`` (bool, same shape), slot i belonging to ``precisions[i]``.
+    ``zero_point="int"``: the first batch initializes a range. ``zero_point="float"`` is the
+    reference's quantizer with the reference's state: the zero point (range minimum) and the range
+    width, each an EMA started from zero (the first batch gives ``0.9 * batch``), so that an
+    imported reference range gives exactly the reference's scale ``range / (2^b - 1)``.
+
+    state_dict: ``running_min`` and ``running_max`` (``zero_point="int"``) or ``running_range``
+    (``"float"``), float32 [S], and ``initialized`` (bool [S]); S = 1 with ``shared_range``, else
+    len(precisions) + 1: slot i belongs to ``precisions[i]``, the last slot is the observed range.
     """
+
+    _version = 2  # 1: no observed slot; "float" kept running_max
 
     def __init__(
         self,
@@ -78,13 +91,54 @@ class ActQuantizer(nn.Module):
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         self.ema = float(ema)
-        slots = 1 if self.shared_range else len(self.precisions)
+        slots = 1 if self.shared_range else len(self.precisions) + 1
         self.register_buffer("running_min", torch.zeros(slots))
-        self.register_buffer("running_max", torch.zeros(slots))
+        self.register_buffer(self._upper_name, torch.zeros(slots))
         self.register_buffer("initialized", torch.zeros(slots, dtype=torch.bool))
+        # Which slots a train-mode batch at slot i updates (its own and the observed one): a mask,
+        # so the update is the same few ops on every device, with no host sync.
+        masks = torch.zeros(slots, slots, dtype=torch.bool)
+        for i in range(slots):
+            masks[i, i] = masks[i, slots - 1] = True
+        self.register_buffer("_update_masks", masks, persistent=False)
+
+    @property
+    def _upper_name(self) -> str:
+        return "running_range" if self.zero_point == "float" else "running_max"
+
+    @property
+    def _upper(self) -> torch.Tensor:
+        return getattr(self, self._upper_name)
+
+    @property
+    def observed_slot(self) -> int:
+        """The slot every train-mode batch updates (the only one with ``shared_range``)."""
+        return self.running_min.numel() - 1
 
     def slot(self, precision) -> int:
+        """The slot of ``precision`` (normalized)."""
         return 0 if self.shared_range else self.precisions.index(precision)
+
+    def eval_slot(self, precision) -> Optional[int]:
+        """The slot whose range eval mode uses at ``precision``: its own if it saw a training batch,
+        else the observed one; None if neither did (eval then uses each batch's own range).
+        Reads the buffers on the host (syncs on accelerators): for conversion, not for forwards."""
+        for i in (self.slot(precision), self.observed_slot):
+            if bool(self.initialized[i]):
+                return i
+        return None
+
+    def eval_qparams(self, precision, bits: int):
+        """(scale, zero point) that eval mode uses at ``precision`` and ``bits`` (shapes [1]; the
+        zero point int32, or the float minimum with ``zero_point="float"``), or None when no range
+        was tracked (see ``eval_slot``)."""
+        i = self.eval_slot(precision)
+        if i is None:
+            return None
+        lo, up = self.running_min[i:i + 1], self._upper[i:i + 1]
+        if self.zero_point == "float":
+            return qparams_from_range(lo, up, bits)
+        return choose_qparams(lo, up, bits, "int")
 
     @torch.no_grad()
     def set_range(self, min_val: float, max_val: float, precision=None) -> None:
@@ -92,39 +146,81 @@ class ActQuantizer(nn.Module):
         if not min_val <= max_val:
             raise ValueError(f"set_range: min_val must be <= max_val, got {min_val} and {max_val}")
         slots = range(self.running_min.numel()) if precision is None else [self.slot(precision)]
+        upper = max_val - min_val if self.zero_point == "float" else max_val
         for i in slots:
             self.running_min[i] = min_val
-            self.running_max[i] = max_val
+            self._upper[i] = upper
             self.initialized[i] = True
 
+    @torch.no_grad()
+    def _track(self, i: int, mn: torch.Tensor, mx: torch.Tensor) -> None:
+        mask, first = self._update_masks[i], ~self.initialized
+        ema = self.ema
+        if self.zero_point == "float":
+            # The reference's buffers start at zero and hold (min, max - min).
+            zero = torch.zeros_like(self.running_min)
+            new_min = ema * torch.where(first, zero, self.running_min) + (1 - ema) * mn
+            new_up = ema * torch.where(first, zero, self.running_range) + (1 - ema) * (mx - mn)
+        else:
+            new_min = torch.where(first, mn, ema * self.running_min + (1 - ema) * mn)
+            new_up = torch.where(first, mx, ema * self.running_max + (1 - ema) * mx)
+        self.running_min.copy_(torch.where(mask, new_min, self.running_min))
+        self._upper.copy_(torch.where(mask, new_up, self._upper))
+        self.initialized.logical_or_(mask)
+
     def forward(self, x: torch.Tensor, bits: Optional[int], precision=None) -> torch.Tensor:
-        """Quantizes ``x`` at ``bits``; ``precision`` (normalized) picks the range slot."""
-        if bits is None:
+        """Quantizes ``x`` at ``bits`` (None: full precision, ``x`` itself; train mode still tracks
+        its range); ``precision`` (normalized) picks the range slot."""
+        if bits is not None:
+            check_bits(bits)
+        elif not self.training:
             return x
-        check_bits(bits)
         i = self.slot(precision)
-        if self.zero_point == "int" and fused.available(x, "act_qparams"):
-            # One pass (one launch on GPUs, no host sync) for the range, EMA update and qparams.
-            scale, zp = fused.act_qparams(x.detach(), self.running_min, self.running_max, self.initialized, i, bits,
-                                          self.ema, self.training)
+        if self.zero_point == "int" and bits is not None and fused.available(x, "act_qparams"):
+            # One pass (one launch on GPUs, no host sync) for the range, EMA updates and qparams.
+            scale, zp = fused.act_qparams(x.detach(), self.running_min, self.running_max, self.initialized, i,
+                                          self.observed_slot, bits, self.ema, self.training)
             check_no_nan(scale, "cannot quantize: the observed range contains NaN")
             return quantize_with(x, scale, zp, bits, None, self.zero_point)
         mn, mx = torch.aminmax(x.detach())
         mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
         if self.training:
-            with torch.no_grad():
-                first = ~self.initialized[i]
-                new_min = torch.where(first, mn, self.ema * self.running_min[i] + (1 - self.ema) * mn)
-                new_max = torch.where(first, mx, self.ema * self.running_max[i] + (1 - self.ema) * mx)
-                self.running_min[i] = new_min
-                self.running_max[i] = new_max
-                self.initialized[i] = True
+            self._track(i, mn, mx)
+            if bits is None:
+                return x
+            scale, zp = choose_qparams(mn.reshape(1), mx.reshape(1), bits, self.zero_point)
+            return quantize_with(x, scale, zp, bits, None, self.zero_point)
+        # torch.where rather than an `if`: no host sync on accelerators.
+        o = self.observed_slot
+        own, seen = self.initialized[i], self.initialized[o]
+        lo = torch.where(own, self.running_min[i], torch.where(seen, self.running_min[o], mn))
+        if self.zero_point == "float":
+            rng = torch.where(own, self.running_range[i], torch.where(seen, self.running_range[o], mx - mn))
+            scale, zp = qparams_from_range(lo.reshape(1), rng.reshape(1), bits)
         else:
-            # torch.where rather than an `if`: no host sync on accelerators.
-            mn = torch.where(self.initialized[i], self.running_min[i], mn)
-            mx = torch.where(self.initialized[i], self.running_max[i], mx)
-        scale, zp = choose_qparams(mn.reshape(1), mx.reshape(1), bits, self.zero_point)
+            hi = torch.where(own, self.running_max[i], torch.where(seen, self.running_max[o], mx))
+            scale, zp = choose_qparams(lo.reshape(1), hi.reshape(1), bits, self.zero_point)
         return quantize_with(x, scale, zp, bits, None, self.zero_point)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        version = (local_metadata or {}).get("version")
+        if version is None or version < 2:
+            _upgrade_v1(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
 
     def extra_repr(self) -> str:
         return f"slots={self.running_min.numel()}, zero_point={self.zero_point}, ema={self.ema}"
+
+
+def _upgrade_v1(q: ActQuantizer, sd, prefix: str) -> None:
+    """A state_dict saved before the observed slot (and, for "float", before running_range): the
+    observed slot starts unseen; a float range is recovered as max - min (as exact as it was)."""
+    keys = [prefix + k for k in ("running_min", "running_max", "initialized")]
+    if not all(k in sd for k in keys):
+        return
+    lo, hi, seen = (sd.pop(k) for k in keys)
+    if not q.shared_range and lo.numel() == len(q.precisions):
+        lo, hi = torch.cat([lo, lo.new_zeros(1)]), torch.cat([hi, hi.new_zeros(1)])
+        seen = torch.cat([seen, seen.new_zeros(1)])
+    sd[prefix + "running_min"], sd[prefix + "initialized"] = lo, seen
+    sd[prefix + q._upper_name] = hi - lo if q.zero_point == "float" else hi

@@ -14,9 +14,22 @@ One loop covers the reference's recipes:
   baseline with the same code).
 
 As in the reference, the model stays in train mode while the attack is
-crafted (BN uses batch statistics). Precision draws come from a seeded CPU
-``torch.Generator`` identical on every DDP rank (all ranks train the same
-precision each step); random starts from a second, per-rank generator. Data order is a seeded permutation per
+crafted (BN uses batch statistics): a PGD-k iteration makes k + 1 train-mode
+forwards (k attack steps and the update), each updating the BN statistics and
+activation ranges of the drawn precision, as the reference's loop.
+
+``reference=True`` selects the reference code's semantics where dwq's default
+differs on purpose (docs/workflow.md has the map): gradients of parameters unused
+in an iteration are zeroed, not dropped, so SGD momentum and weight decay move
+every BN branch drawn before; float32 only; the reference's quantizer is required
+of the model (``dwq.models.build_model(..., reference=True)``); and the extra
+checkpoint ``best_test_reference.pt`` is chosen by the reference's rule (test-set
+PGD-20 at the lowest training precision) when a ``test_set`` is given. It never
+replaces ``best.pt``, which is chosen on the validation split.
+
+Precision draws come from a seeded CPU ``torch.Generator`` identical on every DDP
+rank (all ranks train the same precision each step); random starts from a second,
+per-rank generator. Data order is a seeded permutation per
 epoch; under DDP each global batch is split between ranks, so a 2-process run
 sees exactly the single-process batches.
 """
@@ -35,11 +48,13 @@ import torch.nn.functional as F
 
 from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
-from dwq.quant import normalize_precision, precision_name, user_precision
+from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision, precision_name, user_precision
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
 SCHEDULES = ("multistep", "cyclic", "constant")
+ZERO_GRAD = ("none", "zero")
+REFERENCE_SELECT_CKPT = "best_test_reference.pt"
 
 
 @dataclass
@@ -65,8 +80,29 @@ class TrainConfig:
     val_pgd_steps: int = 10
     progress: bool = True
     extra: dict = field(default_factory=dict)  # network/dataset info for rebuilding the model
+    # The reference code's semantics (module docstring); None below means "as `reference` says".
+    reference: bool = False
+    zero_grad: Optional[str] = None     # "none" (dwq: unused parameters get no gradient, SGD skips them)
+                                        # or "zero" (the reference's torch-1.8 zero_grad(): zeroed gradients,
+                                        # so momentum and weight decay still move every BN branch drawn before)
+    test_select: Optional[bool] = None  # write best_test_reference.pt by the reference's test-set rule
+    test_select_steps: int = 20         # PGD steps of that rule (the reference: PGD-20, step 2/255, early stop)
 
     def validate(self):
+        """Checks the settings and resolves the ``None`` ones from ``reference``; returns self."""
+        if self.zero_grad is None:
+            self.zero_grad = "zero" if self.reference else "none"
+        if self.test_select is None:
+            self.test_select = bool(self.reference)
+        if self.zero_grad not in ZERO_GRAD:
+            raise ValueError(f"zero_grad must be one of {ZERO_GRAD}, got {self.zero_grad!r}")
+        if self.reference and self.zero_grad != "zero":
+            raise ValueError("reference=True keeps zeroed gradients (zero_grad='zero'), as the reference's "
+                             f"optimizer; got zero_grad={self.zero_grad!r}")
+        if self.reference and self.amp:
+            raise ValueError("reference=True trains in float32 as the reference code; amp=True contradicts it")
+        if self.test_select_steps < 1:
+            raise ValueError(f"test_select_steps must be >= 1, got {self.test_select_steps}")
         if self.attack not in TRAIN_ATTACKS:
             raise ValueError(f"unknown training attack {self.attack!r}; choose one of {TRAIN_ATTACKS}")
         if self.lr_schedule not in SCHEDULES:
@@ -141,9 +177,11 @@ class _Loader:
             yield from dl
 
 
-def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size=256, seed=0):
+def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size=256, seed=0,
+                       early_stop=False):
     """Clean and PGD accuracy averaged over ``precisions`` (attack and inference at
-    the same precision, PGD-``steps``), model in eval mode. Used for validation."""
+    the same precision, PGD-``steps``, per-sample ``early_stop`` optional), model in
+    eval mode. Used for validation and the reference's test-set selection."""
     model = _unwrap(model)
     was = model.training
     model.eval()
@@ -157,12 +195,34 @@ def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, ba
                 with torch.no_grad():
                     clean += (model(x).argmax(1) == y).sum().item()
                 if steps > 0:
-                    xa = pgd(model, x, y, eps, alpha, steps, generator=g)
+                    xa = pgd(model, x, y, eps, alpha, steps, early_stop=early_stop, generator=g)
                     with torch.no_grad():
                         rob += (model(xa).argmax(1) == y).sum().item()
         n += len(y) * len(precisions)
     model.train(was)
     return clean / n, (rob / n if steps > 0 else None)
+
+
+def check_reference_quantizers(model: nn.Module) -> None:
+    """ValueError naming the first layer whose quantizer is not the reference code's (float zero
+    point; for activations one range shared by all precisions)."""
+    for name, m in _unwrap(model).named_modules():
+        wrong = ((isinstance(m, (ActQuantizer, WeightQuantizer)) and m.zero_point != "float")
+                 or (isinstance(m, ActQuantizer) and not m.shared_range))
+        if wrong:
+            shared = f", shared_range={m.shared_range}" if isinstance(m, ActQuantizer) else ""
+            raise ValueError(f"reference=True needs the reference's quantizer (float zero point, one shared activation "
+                             f"range); layer {name!r} has zero_point={m.zero_point!r}{shared}: build the model with "
+                             f"dwq.models.build_model(..., reference=True)")
+
+
+def lowest_precision(precisions):
+    """The lowest precision of a set (by activation then weight bits; full precision is the highest):
+    where the reference evaluates a random-precision model to choose its checkpoint."""
+    def key(p):
+        q = normalize_precision(p)
+        return (float("inf"), float("inf")) if q is None else (q[1], q[0])
+    return min(precisions, key=key)
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -172,7 +232,10 @@ class Trainer:
     ``metrics.jsonl`` (one JSON object per epoch) and ``config.json``.
 
     ``val_set``: held-out part of the training data (see dwq.data.train_val_split),
-    never the test set. Under DDP only rank 0 writes.
+    never the test set. ``test_set``: only for ``cfg.test_select`` (the reference's
+    rule, written to ``best_test_reference.pt`` for comparison with the paper: a
+    checkpoint chosen on the test set overstates its test accuracy). Under DDP only
+    rank 0 writes.
     ``on_epoch(record)``: called after each epoch with the record written to metrics.jsonl (console).
 
     Precisions are written in dwq's one spelling ('fp', '4', '4w8a') in config.json, metrics.jsonl
@@ -182,8 +245,13 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train_set, cfg: TrainConfig, out_dir: str, val_set=None,
                  device="cpu", num_workers=0, rank=0, world=1,
-                 on_epoch: Optional[Callable[[dict], None]] = None):
+                 on_epoch: Optional[Callable[[dict], None]] = None, test_set=None):
         self.cfg = cfg.validate()
+        if cfg.reference:
+            check_reference_quantizers(model)
+        if cfg.test_select and test_set is None:
+            raise ValueError("test_select=True (the reference's test-set checkpoint) needs test_set; "
+                             "pass the test set or set test_select=False")
         self.device = torch.device(device)
         if cfg.amp and self.device.type != "cuda":
             raise ValueError(f"amp (float16 autocast) works on CUDA only, not on {self.device}")
@@ -195,7 +263,7 @@ class Trainer:
         for p in self.precs:  # error early, never silently fall back
             with precision(self.model, p):
                 pass
-        self.train_set, self.val_set = train_set, val_set
+        self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
         self.out_dir, self.rank, self.world = out_dir, rank, world
         self.num_workers = num_workers
         # precision draws: the same sequence on every rank; random starts: per rank
@@ -218,6 +286,7 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.best = -1.0
+        self.best_test = -1.0  # the reference's test-set rule; the first epoch always writes its checkpoint
         self.precision_counts = {precision_name(p): 0 for p in self.precs}
         self.free_delta = None
         self.lr_used = cfg.lr  # learning rate of the last update
@@ -226,7 +295,7 @@ class Trainer:
     def state(self):
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "step": self.step, "best": self.best,
+                "epoch": self.epoch, "step": self.step, "best": self.best, "best_test": self.best_test,
                 "precision_counts": dict(self.precision_counts),
                 "free_delta": self.free_delta if self.free_delta is not None else torch.zeros(0),
                 "rng": rng_state(self.gen), "precision_rng": self.pgen.get_state(), "config": self.config_record(),
@@ -245,6 +314,7 @@ class Trainer:
         self.sched.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.step, self.best = ck["epoch"], ck["step"], ck["best"]
+        self.best_test = ck.get("best_test", -1.0)
         self.precision_counts = dict(ck["precision_counts"])
         self.free_delta = ck["free_delta"].to(self.device) if ck["free_delta"].numel() else None
         set_rng_state(ck["rng"], self.gen)
@@ -272,10 +342,15 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
             return net(x)
 
+    def _zero_grad(self):
+        # "zero": torch 1.8's zero_grad() as the reference ran it; a parameter that ever had a gradient
+        # keeps a zero one, so SGD's momentum and weight decay move BN branches not drawn this step.
+        self.opt.zero_grad(set_to_none=self.cfg.zero_grad == "none")
+
     def _update(self, x_adv, y):
         out = self._forward(x_adv)
         loss = F.cross_entropy(out.float(), y)
-        self.opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
@@ -312,7 +387,7 @@ class Trainer:
                 xa = (x + delta).clamp(0, 1)
                 out = self._forward(xa)
                 loss = F.cross_entropy(out.float(), y)
-                self.opt.zero_grad(set_to_none=True)
+                self._zero_grad()
                 self.scaler.scale(loss).backward()
                 g = delta.grad.detach()
                 step = c.alpha if c.alpha is not None else c.epsilon
@@ -329,6 +404,21 @@ class Trainer:
         xa = self._craft(x, y) if c.attack != "none" else x
         loss, out = self._update(xa, y)
         return loss.item() * len(y), (out.argmax(1) == y).sum().item(), len(y)
+
+    def _reference_test_select(self, rec):
+        """The reference's checkpoint rule (CIFAR/train.py): each epoch, PGD-20 (step 2/255, early
+        stop) on the test set at the lowest training precision (the fixed one without RPT); a better
+        accuracy writes best_test_reference.pt."""
+        c = self.cfg
+        p = lowest_precision(self.precs) if c.random_precision else self.precs[0]
+        clean, rob = evaluate_clean_pgd(self.model, self.test_set, [p], c.epsilon, 2 / 255, c.test_select_steps,
+                                        self.device, seed=c.seed, early_stop=True)
+        rec.update(test_clean_reference=clean, test_pgd_reference=rob)
+        if rob > self.best_test:
+            self.best_test = rob
+            rec["best_test_reference"] = True
+            if self.rank == 0:
+                save_checkpoint(os.path.join(self.out_dir, REFERENCE_SELECT_CKPT), self.state())
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self, stop_after_steps: Optional[int] = None):
@@ -373,6 +463,8 @@ class Trainer:
                     rec["best"] = True
                     if self.rank == 0:
                         save_checkpoint(os.path.join(self.out_dir, "best.pt"), self.state())
+            if c.test_select:
+                self._reference_test_select(rec)
             rec["seconds"] = time.time() - t0
             if self.rank == 0:
                 save_checkpoint(os.path.join(self.out_dir, "last.pt"), self.state())
