@@ -108,18 +108,31 @@ def test_console_entry_point_runs_without_traceback():
     assert not os.path.exists("/tmp/dwq-never-written")
 
 
-def test_demo_smoke(tmp_path, capsys):
+def test_demo_smoke(tmp_path, capsys, monkeypatch):
     """The demo's plumbing on a tiny budget (its numbers are meaningless here; see docs/workflow.md)."""
+    from dwq.cli import demo
+
+    monkeypatch.setattr(demo, "AA_STEPS", 2)  # AutoAttack's 100 steps x 20 EOT samples are for real runs
+    monkeypatch.setattr(demo, "AA_EOT", 2)
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "128", "--n-test", "40",
-                 "--no-progress"]) == 0
+                 "--autoattack-n", "8", "--no-progress"]) == 0
     rep = json.load(open(out / "report.json"))
-    for key in ("clean_acc", "rpi", "transfer_matrix", "bitops", "seconds", "findings", "models"):
+    for key in ("clean_acc", "rpi", "transfer_matrix", "bitops", "seconds", "findings", "models", "autoattack"):
         assert key in rep
-    assert {"clean", "pgd_paper", "pgd_adaptive"} <= set(rep["rpi"])
+    assert {"clean", "pgd_paper", "pgd_adaptive", "pgd_paper_sampled", "autoattack_rand"} <= set(rep["rpi"])
     assert set(rep["models"]) == {"fp", "fixed4", "rpt"}
     assert (out / "transfer_rpt.png").is_file()
-    assert "RPI over" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "RPI over" in printed and "| rpt |" in printed
+    # the tables, findings and README rows come from report.json alone
+    assert demo.findings(rep) == rep["findings"]
+    assert demo.markdown_rows(rep) in printed
+    aa = rep["rpi"]["autoattack_rand"]
+    assert aa["n"] == 8 and aa["steps"] == 2 and aa["eot_iter"] == 2
+    m = rep["models"]["rpt"]
+    for key in ("epsilon", "alpha", "steps", "restarts", "seed", "protocols"):
+        assert key in m and key in m["transfer_matrix"] or key == "protocols"
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):

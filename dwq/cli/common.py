@@ -23,6 +23,14 @@ def fraction(text: str) -> float:
     return v
 
 
+def positive_fraction(text: str) -> float:
+    """Like :func:`fraction`, but 0 is refused: an attack radius or step must be in (0, 1]."""
+    v = fraction(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be in (0, 1] (pixel units of images in [0, 1], e.g. 8/255)")
+    return v
+
+
 def _int_at_least(lo: int):
     def parse(text: str) -> int:
         try:

@@ -17,11 +17,13 @@ import os
 import sys
 import time
 
-from .common import (CLIError, fraction, fresh_dir, nonneg_int, positive_int, precision_arg,
+from .common import (CLIError, fraction, fresh_dir, nonneg_int, positive_fraction, positive_int, precision_arg,
                      precision_set_from_args)
 
 DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
+EVAL_PROTOCOLS = ("paper", "paper-sampled", "adaptive", "transfer", "autoattack-rand",
+                  "autoattack-standard")  # dwq.eval.PROTOCOLS
 
 
 # ----------------------------------------------------------------------------- parser
@@ -108,16 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RPI set to evaluate (each must be in the checkpoint's set; default: the whole set)")
     e.add_argument("--attack", default="pgd", choices=EVAL_ATTACKS, help="attack for per-precision, paper and "
                    "transfer evaluations (the adaptive protocol always uses EOT-PGD)")
-    e.add_argument("--epsilon", type=fraction, default=8 / 255, help="L-inf radius")
-    e.add_argument("--alpha", type=fraction, default=2 / 255, help="PGD step")
+    e.add_argument("--epsilon", type=positive_fraction, default=8 / 255, help="L-inf radius, in (0, 1]")
+    e.add_argument("--alpha", type=positive_fraction, default=2 / 255, help="PGD step, in (0, 1]")
     e.add_argument("--steps", type=positive_int, default=20, help="PGD / EOT-PGD steps (paper: 20 and 100)")
     e.add_argument("--restarts", type=positive_int, default=1, help="PGD restarts (paper: 10)")
     e.add_argument("--cw-tau", type=float, default=0.05, help="cw-linf: initial τ (paper: 0.05/0.1/0.2)")
     e.add_argument("--bandits-queries", type=positive_int, default=1000, help="bandits: query budget per image")
     e.add_argument("--bandits-tile", type=positive_int, default=4, help="bandits: tile size of the data prior")
-    e.add_argument("--protocols", nargs="+", default=["paper", "adaptive", "transfer"],
-                   choices=("paper", "adaptive", "transfer", "autoattack-rand", "autoattack-standard"),
-                   help="which evaluations to run besides clean/per-precision accuracy")
+    e.add_argument("--protocols", nargs="+", default=["paper", "adaptive", "transfer"], choices=EVAL_PROTOCOLS,
+                   help="which evaluations to run besides clean/per-precision accuracy: paper (exact expectation "
+                        "of the reference's protocol, from the transfer matrix's attacks), paper-sampled (also its "
+                        "one-draw-per-batch replica), adaptive (EOT-PGD over the set), transfer (the matrix), "
+                        "autoattack-rand (both counts), autoattack-standard (per precision)")
+    e.add_argument("--paper-batch", type=positive_int, default=100,
+                   help="paper-sampled: images per batch sharing one precision draw (the reference: its batch size)")
+    e.add_argument("--eot-iter", type=positive_int, default=20,
+                   help="autoattack-rand: EOT gradient samples per APGD step (the original: 20)")
+    e.add_argument("--autoattack-steps", type=positive_int, default=100,
+                   help="autoattack-rand: APGD iterations (the original: 100)")
+    e.add_argument("--autoattack-n", type=positive_int, default=None,
+                   help="autoattack-rand: attack only the first N evaluated images (it is the slowest protocol)")
     e.add_argument("--n-test", type=positive_int, default=None, help="evaluate the first N test images only")
     e.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size")
     e.add_argument("--seed", type=int, default=0, help="seed of precision draws and random starts")
@@ -136,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--train-images", type=positive_int, default=None,
                    help="train on the first N of the 3,600 training images only (smoke tests; numbers then mean "
                         "nothing)")
+    d.add_argument("--autoattack-n", type=nonneg_int, default=100,
+                   help="AutoAttack rand (100 steps, 20 EOT samples) on the RPT model's first N test images; 0 skips "
+                        "it (it is the demo's slowest part)")
     d.add_argument("--seed", type=int, default=0, help="seed")
     d.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
@@ -225,13 +240,6 @@ def cmd_train(a):
 
 
 # ----------------------------------------------------------------------------- eval
-def make_attack(name, a, num_classes=10):
-    from dwq.eval import make_attack as _make
-
-    return _make(name, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts, cw_tau=a.cw_tau,
-                 bandits_queries=a.bandits_queries, bandits_tile=a.bandits_tile, num_classes=num_classes)
-
-
 def _tensors(dataset, n=None):
     import torch
     if hasattr(dataset, "tensors"):
@@ -249,7 +257,6 @@ def cmd_eval(a):
     from dwq import eval as E
     from dwq.data import get_datasets
     from dwq.nn import precision_set
-    from dwq.quant.cost import bitops_summary
     from dwq.train import load_trained_model
 
     if not os.path.isfile(a.checkpoint):
@@ -270,46 +277,25 @@ def cmd_eval(a):
     fresh_dir(a.out)
     x, y = _tensors(test, a.n_test)
     x, y = x.to(device), y.to(device)
-    atk = make_attack(a.attack, a, info.num_classes)
-    t0 = time.time()
-    rep = {"checkpoint": os.path.abspath(a.checkpoint), "network": ex["network"], "dataset": ex["dataset"],
-           "precisions": [E.pname(p) for p in ps], "epsilon": a.epsilon, "attack": a.attack, "steps": a.steps,
-           "restarts": a.restarts, "n": len(y)}
-    rep["clean_acc"] = E.clean_accuracy(model, x, y, ps, a.batch_size)
-    rep[f"{a.attack}_acc"] = E.robust_accuracy(model, x, y, ps, atk, a.batch_size)
-    rpi = {}
-    if "paper" in a.protocols:
-        pp = E.paper_protocol(model, x, y, ps, atk, batch_size=min(a.batch_size, 100), seed=a.seed)
-        rpi["clean"], rpi[f"{a.attack}_paper"] = pp["clean"], pp["robust"]
-    if "adaptive" in a.protocols:
-        ad, ad_corr = E.adaptive_protocol(model, x, y, ps, a.epsilon, a.alpha, a.steps, a.restarts,
-                                          a.batch_size, a.seed, return_correct=True)
-        rpi["pgd_adaptive"] = ad["expected"]
-        rpi["pgd_adaptive_worst_case"] = ad["worst_case"]
-        rpi["pgd_adaptive_per_precision"] = ad["per_precision"]
-    if "autoattack-rand" in a.protocols:
-        rpi["autoattack_rand"] = E.autoattack_rpi(model, x, y, ps, a.epsilon, "rand", a.seed, info.num_classes)
-    if "autoattack-standard" in a.protocols:
-        rpi["autoattack_standard_per_precision"] = E.robust_accuracy(
-            model, x, y, ps, make_attack("autoattack", a, info.num_classes), a.batch_size)
-    rep["rpi"] = rpi
-    if "transfer" in a.protocols:
-        tm, tm_corr = E.transfer_matrix(model, x, y, ps, atk, a.batch_size, return_correct=True)
-        rep["transfer_matrix"] = tm
-        if "adaptive" in a.protocols:
-            rpi["best_of_attacks"] = E.rpi_best_of_attacks([ad_corr, tm_corr])
-        E.save_json(tm, os.path.join(a.out, "transfer.json"))
-        E.save_heatmap(tm, os.path.join(a.out, "transfer.png"), f"{ex['network']}: {a.attack} robust accuracy (%)")
-    rep["bitops"] = bitops_summary(model, info.input_size, ps)
-    rep["seconds"] = time.time() - t0
-    E.save_json(rep, os.path.join(a.out, "report.json"))
+    rep = {"checkpoint": os.path.abspath(a.checkpoint), "network": ex["network"], "dataset": ex["dataset"]}
+    rep.update(E.evaluate(
+        model, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
+        protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
+        num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
+        bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
+        eot_iter=a.eot_iter, input_size=info.input_size))
+    E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
     fmt = lambda r: f"{100 * r['acc']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
     print(f"{ex['network']} on {ex['dataset']} (n={len(y)}, ε={a.epsilon:.4g}, {a.attack}, steps {a.steps})")
     for key in ("clean_acc", f"{a.attack}_acc"):
         print(f"  {key:<14}" + "  ".join(f"{p}: {fmt(r)}" for p, r in rep[key].items()))
-    for key, r in rpi.items():
+    for key, r in rep["rpi"].items():
         if isinstance(r, dict) and "acc" in r:
             print(f"  RPI {key:<26}{fmt(r)}")
+    aa = rep["rpi"].get("autoattack_rand")
+    if aa:
+        print(f"  RPI autoattack_rand (n={aa['n']})  original count {fmt(aa['original'])}, "
+              f"expected {fmt(aa['expected'])}")
     print(f"wrote {a.out}/report.json ({rep['seconds']:.0f} s)")
     return 0
 
