@@ -75,10 +75,10 @@ def mean_ci(scores: torch.Tensor, outcomes_per_image: int = 1) -> dict:
 def diff_ci(a: torch.Tensor, b: torch.Tensor) -> dict:
     """Mean of the paired per-image differences ``a − b`` (same images, float [N] each) with a
     Student-t 95% interval: ``{"diff", "ci95", "n"}``."""
-    d = (a.detach().double().flatten() - b.detach().double().flatten())
-    n = d.numel()
     if a.numel() != b.numel():
         raise ValueError(f"diff_ci: {a.numel()} vs {b.numel()} scores; a paired difference needs the same images")
+    d = (a.detach().double().flatten() - b.detach().double().flatten())
+    n = d.numel()
     m = d.mean().item() if n else float("nan")
     if n < 2:
         return {"diff": m, "ci95": [float("nan"), float("nan")], "n": n}
