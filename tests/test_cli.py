@@ -37,11 +37,17 @@ def test_reference_flags_have_equivalents():
     (["train", "--out", "{tmp}/a", "--epsilon", "8"], "outside"),
     (["train", "--out", "{tmp}/a", "--attack", "bim"], "invalid choice"),
     (["train", "--out", "{tmp}/a", "--precisions", "1"], "bad precision"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "bim"], "invalid choice"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--eot-iter", "0"], "must be >= 1"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "0"], "(0, 1]"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "1.5"], "outside [0, 1]"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--protocols", "papers"], "invalid choice"),
 ])
 def test_argparse_errors_exit_2(tmp_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
         main([s.format(tmp=tmp_path) for s in argv])
     assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -76,6 +82,11 @@ def test_train_then_eval_and_refusals(tmp_path, capsys):
     assert rep["transfer_matrix"]["attack_precisions"] == ["2", "4", "8"] and (ev / "transfer.png").is_file()
     assert rep["bitops"]["per_precision"]["2"] < rep["bitops"]["per_precision"]["8"]
     assert all(len(v["ci95"]) == 2 for v in rep["clean_acc"].values())
+    for key in ("epsilon", "alpha", "steps", "restarts", "seed", "protocols", "definitions", "per_image"):
+        assert key in rep
+    assert rep["transfer_matrix"]["epsilon"] == 0.1
+    # one attack run: the per-precision figure is the transfer matrix's diagonal
+    assert [rep["pgd_acc"][p]["acc"] for p in ("2", "4", "8")] == [rep["transfer_matrix"]["acc"][i][i] for i in range(3)]
     capsys.readouterr()
     # a precision outside the checkpoint's set, a corrupt checkpoint, an existing output folder
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(tmp_path / "e2"), "--precisions", "3"]) == 2
