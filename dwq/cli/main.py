@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from .common import (CLIError, fraction, fresh_dir, nonneg_int, positive_fraction, positive_int, precision_arg,
                      precision_set_from_args)

@@ -105,14 +105,13 @@ def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequ
         tm.update(attack=attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
         rep[f"{attack}_acc"] = matrix_diagonal(tm)
         block = tm_c[idx][:, idx]  # the RPI set's attack x inference block
-        pp = paper_protocol(block, sampled_batch=paper_batch if "paper-sampled" in protocols else None, seed=seed)
+        pp = paper_protocol(block, clean_c[idx], seed=seed,
+                            sampled_batch=paper_batch if "paper-sampled" in protocols else None)
         if "paper" in protocols or "paper-sampled" in protocols:
             rpi[f"{attack}_paper"] = pp["robust"]
             scores["paper"] = block.float().mean((0, 1))
         if "paper-sampled" in protocols:
-            rpi[f"{attack}_paper_sampled"] = pp["robust_sampled"]
-            rpi["clean_sampled"] = paper_protocol(block, clean_c[idx], sampled_batch=paper_batch,
-                                                  seed=seed)["clean_sampled"]
+            rpi[f"{attack}_paper_sampled"], rpi["clean_sampled"] = pp["robust_sampled"], pp["clean_sampled"]
         if "transfer" in protocols:
             rep["transfer_matrix"] = tm
             k = len(rset)
@@ -121,9 +120,10 @@ def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequ
                 scores["transfer_diagonal"] = block[eye].float().mean(0)
                 scores["transfer_off_diagonal"] = block[~eye].float().mean(0)
     else:
+        rep[f"{attack}_acc"] = {}
         for p in precisions:
             tick(f"{attack} at {pname(p)}")
-        rep[f"{attack}_acc"] = robust_accuracy(model, x, y, precisions, atk, batch_size)
+            rep[f"{attack}_acc"].update(robust_accuracy(model, x, y, [p], atk, batch_size))
     if "adaptive" in protocols:
         tick("adaptive")
         ad, ad_c = adaptive_protocol(model, x, y, rset, epsilon, alpha, steps, restarts, batch_size, seed,
