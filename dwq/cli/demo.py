@@ -243,7 +243,7 @@ def markdown_rows(rep) -> str:
     if aa:
         k = aa["n"]
         same = rep["models"]["rpt"]["per_image"]["adaptive"][:k]
-        lines += ["", "| rpt, first {} test images | AutoAttack rand, original count | AutoAttack rand, expected | "
+        lines += ["", "| model (first {} test images) | AutoAttack rand, original count | AutoAttack rand, expected | "
                   "PGD, adaptive (EOT), same images |".format(k), "|---|---|---|---|",
                   f"| rpt | {_pct(aa['original'])} | {_pct(aa['expected'])} | {_pct(_mean(same))} |"]
     return "\n".join(lines)
