@@ -80,6 +80,11 @@ def test_reference_flags_have_equivalents():
     (["train"], "required: --out"),
     (["eval", "--out", "{tmp}/a"], "required: --checkpoint"),
     ([], "required"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "bim"], "invalid choice"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--eot-iter", "0"], "must be >= 1"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "0"], "(0, 1]"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "1.5"], "outside [0, 1]"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--protocols", "papers"], "invalid choice"),
 ])
 def test_argparse_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
@@ -223,10 +228,13 @@ def test_eval_takes_its_defaults_from_the_checkpoint(run, tmp_path, capsys):
     assert rep["transfer_matrix"]["attack_precisions"] == ["2", "4", "8"] and (ev / "transfer.png").is_file()
     assert rep["bitops"]["per_precision"]["2"] < rep["bitops"]["per_precision"]["8"]
     assert all(len(v["ci95"]) == 2 for v in rep["clean_acc"].values())
+    for key in ("epsilon", "alpha", "steps", "restarts", "seed", "protocols", "definitions", "per_image"):
+        assert key in rep
+    assert rep["transfer_matrix"]["epsilon"] == 0.1
+    # one attack run: the per-precision figure is the transfer matrix's diagonal
+    assert [rep["pgd_acc"][p]["acc"] for p in ("2", "4", "8")] == [rep["transfer_matrix"]["acc"][i][i] for i in range(3)]
     # each stage says how long it took
-    assert set(rep["seconds_per_stage"]) == {"clean accuracy at each precision", "pgd at each precision",
-                                             "paper protocol (pgd)", "adaptive protocol (EOT-PGD over the set)",
-                                             "transfer matrix (pgd)"}
+    assert set(rep["seconds_per_stage"]) == {"clean", "pgd at 2", "pgd at 4", "pgd at 8", "adaptive"}
     for stage in rep["seconds_per_stage"]:
         assert any(line.strip().startswith(stage) and line.endswith(" s") for line in console.splitlines()), stage
     assert "epsilon     0.1" in console and "checkpoint: the training ε" in console
@@ -305,18 +313,31 @@ def test_console_entry_point_runs_without_traceback():
     assert not os.path.exists("/tmp/dwq-never-written")
 
 
-def test_demo_smoke(tmp_path, capsys):
+def test_demo_smoke(tmp_path, capsys, monkeypatch):
     """The demo's plumbing on a tiny budget (its numbers are meaningless here; see docs/workflow.md)."""
+    from dwq.cli import demo
+
+    monkeypatch.setattr(demo, "AA_STEPS", 2)  # AutoAttack's 100 steps x 20 EOT samples are for real runs
+    monkeypatch.setattr(demo, "AA_EOT", 2)
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "128", "--n-test", "40",
-                 "--no-progress"]) == 0
+                 "--autoattack-n", "8", "--no-progress"]) == 0
     rep = json.load(open(out / "report.json"))
-    for key in ("clean_acc", "rpi", "transfer_matrix", "bitops", "seconds", "findings", "models"):
+    for key in ("clean_acc", "rpi", "transfer_matrix", "bitops", "seconds", "findings", "models", "autoattack"):
         assert key in rep
-    assert {"clean", "pgd_paper", "pgd_adaptive"} <= set(rep["rpi"])
+    assert {"clean", "pgd_paper", "pgd_adaptive", "pgd_paper_sampled", "autoattack_rand"} <= set(rep["rpi"])
     assert set(rep["models"]) == {"fp", "fixed4", "rpt"}
     assert (out / "transfer_rpt.png").is_file()
-    assert "RPI over" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "RPI over" in printed and "| rpt |" in printed
+    # the tables, findings and README rows come from report.json alone
+    assert demo.findings(rep) == rep["findings"]
+    assert demo.markdown_rows(rep) in printed
+    aa = rep["rpi"]["autoattack_rand"]
+    assert aa["n"] == 8 and aa["steps"] == 2 and aa["eot_iter"] == 2
+    m = rep["models"]["rpt"]
+    for key in ("epsilon", "alpha", "steps", "restarts", "seed", "protocols"):
+        assert key in m and key in m["transfer_matrix"] or key == "protocols"
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):

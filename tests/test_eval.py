@@ -33,6 +33,27 @@ def model_data():
     return m.eval(), xt[:120], yt[:120]
 
 
+def test_intervals():
+    # Wilson for 0/1 scores; narrower for averaged scores; t quantiles; paired difference; clusters
+    b = torch.tensor([1.0] * 70 + [0.0] * 30)
+    assert E.mean_ci(b)["ci95"] == pytest.approx(E.acc_ci((70, 100))["ci95"])
+    avg = torch.tensor([0.8, 0.6] * 50)  # same mean, far less spread than 0/1 outcomes
+    lo, hi = E.mean_ci(avg, 5)["ci95"]
+    assert lo < 0.7 < hi and hi - lo < 0.5 * (E.acc_ci((70, 100))["ci95"][1] - E.acc_ci((70, 100))["ci95"][0])
+    assert E.mean_ci(torch.full((10,), 0.5), 2)["ci95"] == pytest.approx(E.acc_ci((10, 20))["ci95"])
+    assert E.t_quantile(9) == pytest.approx(2.2622, abs=1e-4) and E.t_quantile(1) == pytest.approx(12.7062, abs=1e-4)
+    assert E.t_quantile(100000) == pytest.approx(1.95999, abs=1e-4)
+    d = E.diff_ci(torch.tensor([1.0, 1, 0, 1]), torch.tensor([0.0, 1, 0, 0]))
+    assert d["diff"] == 0.5 and d["ci95"][0] < 0.5 < d["ci95"][1] and d["n"] == 4
+    with pytest.raises(ValueError, match="same images"):
+        E.diff_ci(torch.ones(3), torch.ones(4))
+    c = E.cluster_ci([90, 50, 70], [100, 100, 100])
+    assert c["acc"] == pytest.approx(0.7) and c["clusters"] == 3 and c["ci95"][0] < 0.3
+    assert E.cluster_ci([9], [10])["ci95"] == [0.0, 1.0]
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        E.mean_ci(torch.tensor([1.5]))
+
+
 def test_acc_ci_is_a_wilson_interval():
     r = E.acc_ci((500, 1000))
     assert r["acc"] == 0.5 and r["n"] == 1000
@@ -49,21 +70,36 @@ def test_clean_accuracy_per_precision(model_data):
     assert list(r) == ["2", "4", "8"] and all(0.25 < v["acc"] <= 1 for v in r.values())
 
 
-def test_paper_protocol_draws_attack_and_inference_precision_independently(model_data):
+def test_paper_protocol_is_the_transfer_matrix_mean_and_its_replica_draws_independently():
+    # synthetic outcomes whose accuracy depends on the cell: 0.2 + 0.25a + 0.1p
+    A = P = 3
+    g = torch.Generator().manual_seed(0)
+    prob = torch.tensor([[0.2 + 0.25 * a + 0.1 * p for p in range(P)] for a in range(A)])
+    tm = torch.rand(A, P, 200, generator=g) < prob[..., None]
+    clean = torch.rand(P, 200, generator=g) < 0.9
+    r = E.paper_protocol(tm, clean, sampled_batch=10, seed=0)
+    assert abs(r["robust"]["acc"] - tm.float().mean().item()) < 1e-6
+    assert abs(r["clean"]["acc"] - clean.float().mean().item()) < 1e-6
+    s = r["robust_sampled"]
+    assert s["clusters"] == 20 and s["n"] == 200
+    # 20 draws, not 200 images: the replica's interval is wider than the exact figure's
+    assert s["ci95"][1] - s["ci95"][0] > r["robust"]["ci95"][1] - r["robust"]["ci95"][0]
+    # the replica draws the attack and inference precisions independently and uniformly:
+    # over many seeds its mean is the exact expectation, and it visits off-diagonal cells
+    means = [E.paper_protocol(tm, sampled_batch=200, seed=k)["robust_sampled"]["acc"] for k in range(300)]
+    assert abs(sum(means) / len(means) - r["robust"]["acc"]) < 0.02
+    g = torch.Generator().manual_seed(0)
+    pairs = {tuple(int(torch.randint(3, (1,), generator=g)) for _ in range(2)) for _ in range(50)}
+    assert len(pairs) == 9
+
+
+def test_paper_protocol_uses_the_transfer_matrix_attack_runs(model_data):
     m, x, y = model_data
-    att, inf = [], []
-    hook = m.fc.register_forward_hook(lambda mod, i, o: inf.append(dwq.get_precision(m)))
-
-    def attack(f, xb, yb):
-        att.append(f.precision)
-        return xb
-
-    E.paper_protocol(m, x, y, SET, attack, batch_size=5, seed=0)
-    hook.remove()
-    inf_robust = inf[0::2]  # per batch: robust forward, then clean forward
-    assert len(att) == len(inf_robust) == 24
-    assert set(att) == set(SET) and set(inf_robust) == set(SET)
-    assert any(a != b for a, b in zip(att, inf_robust)) and any(a == b for a, b in zip(att, inf_robust))
+    atk = lambda f, xb, yb: pgd(f, xb, yb, 0.1, 0.025, 3)  # noqa: E731
+    tm, c = E.transfer_matrix(m, x, y, SET, atk, return_correct=True)
+    r = E.paper_protocol(c)
+    mean_of_cells = sum(sum(row) for row in tm["acc"]) / 9
+    assert abs(r["robust"]["acc"] - mean_of_cells) < 1e-6
 
 
 def test_adaptive_protocol_expected_and_worst_case(model_data):
@@ -89,11 +125,38 @@ def test_transfer_matrix_and_heatmap(model_data, tmp_path):
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_autoattack_rand_against_rpi(model_data):
+def test_autoattack_rand_both_counts(model_data):
     m, x, y = model_data
     # few steps/EOT samples to stay fast; the defaults are the original's 100 steps, 20 samples
-    r = E.autoattack_rpi(m, x[:20], y[:20], SET, 0.1, version="rand", seed=0, steps=5, eot_iter=2)
-    assert r["n"] == 20 and 0 <= r["acc"] <= E.clean_accuracy(m, x[:20], y[:20], SET)["8"]["acc"] + 0.35
+    r, c = E.autoattack_rpi(m, x[:24], y[:24], SET, 0.1, seed=0, steps=4, eot_iter=2, return_correct=True)
+    assert r["original"]["n"] == r["expected"]["n"] == 24 and r["steps"] == 4 and r["eot_iter"] == 2
+    assert c["original"].dtype == torch.bool and c["expected"].shape == (24,)
+    clean = E.clean_accuracy(m, x[:24], y[:24], SET)
+    assert r["expected"]["acc"] <= max(v["acc"] for v in clean.values())
+    assert abs(r["expected"]["acc"] - c["expected"].mean().item()) < 1e-6
+
+
+def test_autoattack_counts_agree_on_a_deterministic_model(model_data):
+    """With one precision the model is deterministic: an image the attack fooled is lost under both
+    counts, one it never fooled keeps its clean outcome under both. So the counts agree per image."""
+    m, x, y = model_data
+    _, c = E.autoattack_rpi(m, x[:24], y[:24], [4], 0.1, seed=0, steps=4, eot_iter=1, return_correct=True)
+    assert torch.equal(c["original"].float(), c["expected"])
+
+
+def test_per_image_rpi_draws_a_precision_per_image(model_data):
+    m, x, _ = model_data
+    rpi = E.PerImageRPI(m, SET, seed=3)
+    xb = x[:40].clone().requires_grad_(True)
+    z = rpi(xb)
+    g = torch.Generator().manual_seed(3)
+    idx = torch.randint(3, (40,), generator=g)
+    assert len(set(idx.tolist())) == 3 and rpi.draws == 40
+    with torch.no_grad():
+        want = torch.stack([E.run_at(m, SET[k])(x[i:i + 1])[0] for i, k in enumerate(idx.tolist())])
+    torch.testing.assert_close(z.detach(), want, rtol=1e-4, atol=1e-4)
+    z.sum().backward()
+    assert xb.grad is not None and xb.grad.abs().sum() > 0
 
 
 def test_rpi_best_of_attacks_takes_the_per_image_strongest_attack():
@@ -111,3 +174,51 @@ def test_best_of_attacks_is_never_above_eot_alone(model_data):
     tm, tc = E.transfer_matrix(m, x, y, SET, lambda f, xb, yb: pgd(f, xb, yb, 0.1, 0.025, 3), return_correct=True)
     assert c.shape == (3, len(y)) and tc.shape == (3, 3, len(y))
     assert E.rpi_best_of_attacks([c, tc])["acc"] <= ad["expected"]["acc"] + 1e-6
+
+
+def test_evaluate_runs_each_attack_once_and_derives_every_figure(model_data, monkeypatch, tmp_path):
+    from dwq.eval import run as R
+
+    m, x, y = model_data
+    calls = []
+    real = R.make_attack
+
+    def counting(*args, **kw):
+        atk = real(*args, **kw)
+
+        def f(fn, xb, yb):
+            calls.append(fn.precision)
+            return atk(fn, xb, yb)
+        return f
+
+    monkeypatch.setattr(R, "make_attack", counting)
+    rep = E.evaluate(m, x, y, SET, rpi_precisions=[2, 4], epsilon=0.1, alpha=0.025, steps=2, batch_size=60,
+                     protocols=["paper", "paper-sampled", "adaptive", "transfer"], paper_batch=40, seed=1,
+                     input_size=(1, 28, 28))
+    assert calls == [2, 2, 4, 4, 8, 8]  # one run per precision (2 batches each), nothing run twice
+    tm = rep["transfer_matrix"]
+    for i, p in enumerate(["2", "4", "8"]):
+        assert rep["pgd_acc"][p]["acc"] == pytest.approx(tm["acc"][i][i])  # the diagonal *is* pgd_acc
+    block = [tm["acc"][a][b] for a in (0, 1) for b in (0, 1)]
+    assert rep["rpi"]["pgd_paper"]["acc"] == pytest.approx(sum(block) / 4, abs=1e-6)
+    assert rep["rpi"]["clean"]["acc"] == pytest.approx((rep["clean_acc"]["2"]["acc"] + rep["clean_acc"]["4"]["acc"]) / 2)
+    assert rep["rpi"]["pgd_paper_sampled"]["clusters"] == 3
+    for k in ("attack", "epsilon", "alpha", "steps", "restarts", "seed", "protocols", "n"):
+        assert k in rep
+    assert tm["epsilon"] == 0.1 and rep["bitops"]["rpi_mean"] < rep["bitops"]["per_precision"]["8"]
+    assert all(len(v) == len(y) for v in rep["per_image"].values())
+    assert {"clean", "paper", "adaptive", "best_of_attacks"} <= set(rep["definitions"])
+    E.write_report(rep, str(tmp_path))
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "transfer.png").is_file()
+
+
+@pytest.mark.parametrize("kw,msg", [(dict(protocols=["papers"]), "unknown protocol"),
+                                    (dict(eot_iter=0), "eot_iter"), (dict(epsilon=0.0), "epsilon"),
+                                    (dict(attack="bim"), "unknown attack"),
+                                    (dict(rpi_precisions=[3]), "not among the evaluated precisions")])
+def test_evaluate_rejects_bad_input(model_data, kw, msg):
+    m, x, y = model_data
+    args = dict(epsilon=0.1, steps=1)
+    args.update(kw)
+    with pytest.raises(ValueError, match=msg):
+        E.evaluate(m, x[:4], y[:4], SET, **args)

@@ -230,3 +230,32 @@ def test_state_dict_saved_before_the_observed_slot_still_loads(zero_point):
     assert q.initialized.tolist() == [True, True, False]
     upper = q.running_range if zero_point == "float" else q.running_max
     assert upper.tolist() == ([4.0, 6.0, 0.0] if zero_point == "float" else [3.0, 4.0, 0.0])
+
+
+def test_float32_tie_differs_from_real_arithmetic():
+    """The contract is float32 arithmetic: s = float32(1/7) > 1/7, so -0.5/s = -3.4999998 rounds to -3,
+    where real arithmetic gives the tie -3.5 and round-half-to-even -4 (module docstring of qparams)."""
+    w = torch.tensor([[-1.0, -0.5, 0.0]])
+    s, z = choose_qparams(w.amin(1), w.amax(1), 3)
+    assert s.item() == torch.tensor(1 / 7, dtype=torch.float32).item() and s.item() > 1 / 7 and int(z) == 7
+    assert (w[0, 1] / s).item() == pytest.approx(-3.4999998, abs=1e-7) and (w[0, 1] / s).item() > -3.5
+    y = fake_quantize(w, s, z, 3, axis=0)
+    assert y[0, 1].item() == (-3 * s).item()  # code 4 = -3 + z; real arithmetic would give code 3
+    assert y[0, 1].item() != (-4 * s).item()
+    assert torch.equal(WeightQuantizer()(w, 3), y)  # the layer quantizer computes the same
+
+
+@pytest.mark.parametrize("bits,width,floored", [(16, 6.5e-4, True), (16, 6.6e-4, False), (8, 2.5e-6, True),
+                                                (8, 2.6e-6, False), (2, 2.9e-8, True), (2, 1e-6, False)])
+def test_scale_floor_applies_below_1e8_times_levels(bits, width, floored):
+    """s = max(range / (2^b - 1), 1e-8): the floor takes over for every range narrower than
+    1e-8·(2^b - 1), empty or not; the range is still covered without clipping, on a coarser grid."""
+    x = torch.linspace(0, width, 101)
+    s, z = choose_qparams(x.min().reshape(1), x.max().reshape(1), bits)
+    if floored:
+        assert s.item() == pytest.approx(1e-8, rel=1e-6)
+        assert width / ((1 << bits) - 1) < 1e-8
+    else:
+        assert s.item() == pytest.approx(width / ((1 << bits) - 1), rel=1e-5) and s.item() > 1e-8
+    y = fake_quantize(x, s, z, bits)
+    assert (y - x).abs().max().item() <= s.item() / 2 * (1 + 1e-4) + 1e-12  # nothing clips

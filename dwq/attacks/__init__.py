@@ -13,11 +13,12 @@ restarts, per-sample early stop, CE or CW-margin loss), :func:`eot_pgd` (exact
 average over a list of models, or a loss callable).
 Others: :func:`cw_l2` (torchattacks), :func:`cw_linf` (the paper's CW-L∞ variant
 with a shrinking τ penalty), :func:`bandits_td` (black-box, query-limited),
-:func:`autoattack` (torchattacks ``standard`` / ``rand``).
+:func:`autoattack` (torchattacks ``standard`` / ``rand``), :func:`apgd_eot` (AutoAttack ``rand``'s
+components with what both of its counts need).
 """
 from .core import (ce_loss, cw_margin_loss, eot_loss, fgsm, fgsm_rs, pgd, eot_pgd, project_linf,
                    ATTACKS, RESTART_SELECT, check_eps)
-from .extra import autoattack, bandits_td, cw_l2, cw_linf
+from .extra import apgd_eot, autoattack, bandits_td, cw_l2, cw_linf
 
 __all__ = ["ce_loss", "cw_margin_loss", "eot_loss", "fgsm", "fgsm_rs", "pgd", "eot_pgd", "project_linf",
-           "cw_l2", "cw_linf", "bandits_td", "autoattack", "ATTACKS", "RESTART_SELECT", "check_eps"]
+           "cw_l2", "cw_linf", "bandits_td", "autoattack", "apgd_eot", "ATTACKS", "RESTART_SELECT", "check_eps"]

@@ -73,6 +73,47 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     return project_linf(_run(atk, x, y), x, eps)
 
 
+def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
+    """One component of AutoAttack ``rand``: APGD (torchattacks 3.5.1) with ``eot_iter`` gradient
+    samples per step and ``loss`` "ce" or "dlr", run on *every* image, with what both ways of
+    counting its result need. ``model``: a (randomized) callable ``x -> logits``.
+
+    Returns a dict of tensors over the N images:
+
+    * ``start_ok``: bool [N], the component's own first forward classified ``x`` correctly
+      (AutoAttack's APGD attacks only those images and returns ``x`` for the others);
+    * ``fooled``: bool [N], a forward during the run misclassified an iterate (APGD checks the
+      last of the ``eot_iter`` samples at each step);
+    * ``x_fooled``: the last such iterate (the random start where there is none);
+    * ``x_best``: the iterate with the highest loss;
+    * ``returned``: what AutoAttack's APGD returns for the image: ``x_fooled`` where
+      ``start_ok & fooled``, else ``x``.
+
+    The random start is seeded with ``seed`` (as AutoAttack seeds each ``perturb``) inside a
+    forked RNG, so the global RNG is untouched.
+    """
+    check_eps(eps)
+    if eot_iter < 1 or steps < 1:
+        raise ValueError(f"APGD needs steps >= 1 and eot_iter >= 1, got steps={steps}, eot_iter={eot_iter}")
+    if loss not in ("ce", "dlr"):
+        raise ValueError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
+    ta = _torchattacks()
+    x, y = x.detach(), y.detach()
+    atk = ta.APGD(_Wrap(model), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
+                  eot_iter=eot_iter)
+    atk.set_device(x.device)
+    with torch.no_grad():
+        start_ok = model(x).argmax(1) == y
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        x_best, acc, _, x_fooled = atk.attack_single_run(x, y)
+    fooled = ~acc.bool()
+    x_fooled = project_linf(x_fooled.detach(), x, eps)  # already inside; guards float drift
+    keep = (start_ok & fooled).view(-1, *[1] * (x.dim() - 1))
+    return {"start_ok": start_ok, "fooled": fooled, "x_fooled": x_fooled,
+            "x_best": project_linf(x_best.detach(), x, eps), "returned": torch.where(keep, x_fooled, x)}
+
+
 def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.01, kappa=0.0,
             lo=0.0, hi=1.0):
     """The paper's CW-L∞ variant (reference ``custom_attack/cw_inf.py``).

@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import time
-from contextlib import contextmanager
 from fractions import Fraction
 
 
@@ -66,6 +65,14 @@ def fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text} is outside [0, 1]; ε and step sizes are in pixel units of images in [0, 1] "
             f"(write 8/255, not 8)")
+    return v
+
+
+def positive_fraction(text: str) -> float:
+    """Like :func:`fraction`, but 0 is refused: an attack radius or step must be in (0, 1]."""
+    v = fraction(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be in (0, 1] (pixel units of images in [0, 1], e.g. 8/255)")
     return v
 
 
@@ -180,39 +187,39 @@ def fresh_dir(path: str, create: bool = True, hint: str = "") -> str:
     return path
 
 
-class Stages:
-    """Long jobs run as named stages, one after the other: each shows a tqdm bar on stderr (unless
-    ``progress`` is False) and, when done, prints one line with the seconds it took; ``seconds``
-    keeps them by name.
-
-    ``with stages("PGD at each precision", total=12) as tick: ...`` -- call ``tick()`` once per unit done.
+class StageLog:
+    """The console of a job that runs named stages one after the other (``dwq eval``'s
+    ``progress(stage, done, total)`` callback): when a stage starts, the previous one gets its line
+    with the seconds it took; a tqdm bar over the stages runs on stderr unless ``progress`` is
+    False. ``close()`` ends the last stage; ``seconds`` keeps each stage's time by name.
     """
 
     def __init__(self, progress: bool = True, indent: str = "  "):
         self.progress, self.indent, self.seconds = progress, indent, {}
+        self._bar = self._name = None
+        self._t0 = 0.0
 
-    @contextmanager
-    def __call__(self, name: str, total: int, unit: str = "batch"):
-        bar = None
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self._end()
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, desc=f"{self.indent}{name}", unit=unit, leave=False, file=sys.stderr)
-        t0 = time.time()
-        try:
-            yield (lambda n=1: bar.update(n)) if bar is not None else (lambda n=1: None)
-        finally:
-            if bar is not None:
-                bar.close()
-        self.seconds[name] = dt = time.time() - t0
-        print(f"{self.indent}{name:<44}{dt:8.1f} s", flush=True)
+            if self._bar is None:
+                self._bar = tqdm(total=total, unit="stage", leave=False, file=sys.stderr)
+            self._bar.n = done
+            self._bar.set_description(f"{self.indent}{stage}")
+        self._name, self._t0 = stage, time.time()
 
+    def _end(self) -> None:
+        if self._name is not None:
+            self.seconds[self._name] = dt = time.time() - self._t0
+            if self._bar is not None:
+                self._bar.clear()
+            print(f"{self.indent}{self._name:<44}{dt:8.1f} s", flush=True)
+            self._name = None
 
-def counted(attack, tick):
-    """``attack(fn, x, y) -> x_adv`` that calls ``tick()`` after each call (one batch at one precision)."""
-    def run(fn, x, y):
-        out = attack(fn, x, y)
-        tick()
-        return out
-
-    return run
+    def close(self) -> None:
+        self._end()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

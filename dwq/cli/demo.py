@@ -27,21 +27,18 @@ TRAIN_ALPHA = EPS / 4
 TRAIN_STEPS = 5
 EVAL_ALPHA = EPS / 4
 EVAL_STEPS = 10       # PGD-10 (step ε/4, random start): the time budget; the paper used PGD-20 on CIFAR
-
-
-def _fmt(r):
-    return f"{100 * r['acc']:5.1f} ±{100 * (r['ci95'][1] - r['ci95'][0]) / 2:3.1f}"
+AA_STEPS = 100        # AutoAttack rand as the original runs it: 100 APGD iterations, 20 EOT samples
+AA_EOT = 20
+PAPER_BATCH = 100     # the sampled replica of the paper protocol: one precision draw per 100 images
 
 
 def run_demo(a) -> int:
     import torch
 
     from dwq import eval as E
-    from dwq.attacks import pgd
     from dwq.data import load_mnist5k, train_val_split
     from dwq.models import build_model
     from dwq.quant import precision_name
-    from dwq.quant.cost import bitops_summary
     from dwq.train import TrainConfig, Trainer
 
     from .common import fresh_dir
@@ -56,7 +53,7 @@ def run_demo(a) -> int:
     x, y = load_mnist5k("test").tensors
     n = min(a.n_test, len(y))
     x, y = x[:n], y[:n]
-    atk = lambda f, xb, yb: pgd(f, xb, yb, EPS, EVAL_ALPHA, EVAL_STEPS)  # noqa: E731
+    n_aa = min(a.autoattack_n, n)
 
     runs = {
         "fp": dict(model_set=[None] + SET, sbn=False, train=[None], rp=False,
@@ -67,7 +64,8 @@ def run_demo(a) -> int:
     }
     report = {"dataset": "mnist5k", "n_train": len(train), "n_val": len(val), "n_test": n, "epsilon": EPS,
               "train_attack": f"PGD-{TRAIN_STEPS} step {TRAIN_ALPHA:g}", "eval_attack": f"PGD-{EVAL_STEPS} step "
-              f"{EVAL_ALPHA:g}, random start", "rpi_set": SET, "epochs": a.epochs, "models": {}}
+              f"{EVAL_ALPHA:g}, random start", "rpi_set": SET, "epochs": a.epochs, "seed": a.seed,
+              "autoattack": {"model": "rpt", "n": n_aa, "steps": AA_STEPS, "eot_iter": AA_EOT}, "models": {}}
     for name, r in runs.items():
         t0 = time.time()
         torch.manual_seed(a.seed)
@@ -81,24 +79,16 @@ def run_demo(a) -> int:
                                  "switchable_bn": r["sbn"], "width": 16})
         Trainer(model, train, cfg, os.path.join(out, name), val_set=val).fit()
         t_train = time.time() - t0
-        model.eval()
-        ps = r["model_set"]
+        protocols = ["paper", "paper-sampled", "adaptive", "transfer"]
+        if name == "rpt" and n_aa:
+            protocols.append("autoattack-rand")
         m = {"what": r["what"], "train_seconds": t_train}
-        m["clean_acc"] = E.clean_accuracy(model, x, y, ps)
-        tm, tm_corr = E.transfer_matrix(model, x, y, ps, atk, return_correct=True)  # diagonal: same precision
-        m["pgd_acc"] = E.matrix_diagonal(tm)
-        m["transfer_matrix"] = tm
-        pp = E.paper_protocol(model, x, y, SET, atk, batch_size=100, seed=a.seed)
-        ad, ad_corr = E.adaptive_protocol(model, x, y, SET, EPS, EVAL_ALPHA, EVAL_STEPS, seed=a.seed,
-                                          return_correct=True)
-        idx = [ps.index(p) for p in SET]  # the RPI set's rows/columns of the transfer matrix
-        best = E.rpi_best_of_attacks([ad_corr, tm_corr[idx][:, idx]])
-        m["rpi"] = {"set": SET, "clean": pp["clean"], "pgd_paper": pp["robust"], "pgd_adaptive": ad["expected"],
-                    "pgd_adaptive_worst_case": ad["worst_case"], "pgd_adaptive_per_precision": ad["per_precision"],
-                    "best_of_attacks": best}
-        E.save_heatmap(tm, os.path.join(out, f"transfer_{name}.png"),
-                    f"{name}: PGD-{EVAL_STEPS} ε={EPS} robust acc. (%)\nrows: attack bits, cols: inference bits")
-        m["bitops"] = bitops_summary(model, (1, 28, 28), ps)
+        m.update(E.evaluate(model, x, y, r["model_set"], rpi_precisions=SET, attack="pgd", epsilon=EPS,
+                            alpha=EVAL_ALPHA, steps=EVAL_STEPS, protocols=protocols, seed=a.seed, batch_size=500,
+                            paper_batch=PAPER_BATCH, autoattack_n=n_aa, autoattack_steps=AA_STEPS, eot_iter=AA_EOT,
+                            input_size=(1, 28, 28)))
+        E.save_heatmap(m["transfer_matrix"], os.path.join(out, f"transfer_{name}.png"),
+                       f"{name}: PGD-{EVAL_STEPS} robust acc. (%), ε={EPS}\nrows: attack bits, cols: inference bits")
         m["eval_seconds"] = time.time() - t0 - t_train
         report["models"][name] = m
         print(f"[{name}] trained {t_train:.0f}s, evaluated {m['eval_seconds']:.0f}s", flush=True)
@@ -106,67 +96,101 @@ def run_demo(a) -> int:
     main = report["models"]["rpt"]
     report.update(clean_acc=main["clean_acc"], rpi=main["rpi"], transfer_matrix=main["transfer_matrix"],
                   bitops=main["bitops"])
-    report["findings"] = _findings(report)
+    report["findings"] = findings(report)
     report["seconds"] = time.time() - t_start
     E.save_json(report, os.path.join(out, "report.json"))
-    print(_table(report))
+    print(table(report))
+    print("\n" + "\n".join(report["findings"]))
+    print("\nREADME rows (markdown, from this run's report.json):\n" + markdown_rows(report))
     print(f"\nwall time {report['seconds']:.0f} s; wrote {out}/report.json, {out}/transfer_{{fp,fixed4,rpt}}.png")
     return 0
 
 
-def _gap(tm):
-    """Mean off-diagonal minus mean diagonal robust accuracy of a transfer matrix."""
-    a = tm["acc"]
-    k = len(a)
-    diag = sum(a[i][i] for i in range(k)) / k
-    off = sum(a[i][j] for i in range(k) for j in range(k) if i != j) / (k * k - k)
-    return diag, off
+# ----------------------------------------------------------------------------- reading report.json
+# Everything below reads only the report dict (as saved), so `python -m dwq.cli.demo report.json`
+# regenerates the table, the findings and the README rows of any past run.
+
+def _pct(r):
+    return f"{100 * r['acc']:.1f} [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"
 
 
-def _half(r):
-    return (r["ci95"][1] - r["ci95"][0]) / 2
+def _fmt(r):
+    return f"{100 * r['acc']:5.1f} ±{100 * (r['ci95'][1] - r['ci95'][0]) / 2:3.1f}"
 
 
-def _compare(a, b):
-    """'a - b = d points (larger than / within the two intervals)'."""
-    d = 100 * (a["acc"] - b["acc"])
-    verdict = "larger than" if abs(d) > 100 * (_half(a) + _half(b)) else "within"
-    return f"{d:+.1f} points ({verdict} the two 95% intervals)"
+def _diff(rep, a_model, a_key, b_model, b_key, n=None):
+    """Paired difference (points, 95% CI) of two per-image scores of the report, on the same images."""
+    import torch
+
+    from dwq.eval import diff_ci
+
+    a = rep["models"][a_model]["per_image"][a_key]
+    b = rep["models"][b_model]["per_image"][b_key]
+    n = n or min(len(a), len(b))
+    return diff_ci(torch.tensor(a[:n]), torch.tensor(b[:n]))
 
 
-def _findings(rep):
-    """Plain statements computed from the numbers, each with its uncertainty."""
+def _say(d):
+    lo, hi = 100 * d["ci95"][0], 100 * d["ci95"][1]
+    verdict = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0: no difference shown"
+    return f"{100 * d['diff']:+.1f} points [{lo:+.1f}, {hi:+.1f}] ({verdict})"
+
+
+def _bitops_mean(m, ps):
+    return sum(m["bitops"]["per_precision"][str(p)] for p in ps) / len(ps)
+
+
+def findings(rep) -> list:
+    """Plain statements computed from the report alone, each with a paired 95% interval over the
+    same test images (:func:`dwq.eval.diff_ci`)."""
     ms = rep["models"]
     out = []
+    for name in ms:
+        out.append(f"{name}: RPI PGD accuracy, paper protocol (exact expectation) minus adaptive (EOT): "
+                   f"{_say(_diff(rep, name, 'paper', name, 'adaptive'))}.")
     for name, m in ms.items():
         r = m["rpi"]
-        out.append(f"{name}: RPI PGD accuracy, paper protocol minus adaptive protocol: "
-                   f"{_compare(r['pgd_paper'], r['pgd_adaptive'])}.")
+        s = r.get("pgd_paper_sampled")
+        if s:
+            out.append(f"{name}: the reference's sampled replica of the paper protocol ({s['clusters']} draws, one "
+                       f"per {rep['n_test'] // max(s['clusters'], 1)} images) gives {_pct(s)} against its exact "
+                       f"expectation {_pct(r['pgd_paper'])}; clean {_pct(r['clean_sampled'])} against "
+                       f"{_pct(r['clean'])}.")
     for other in ("fp", "fixed4"):
-        out.append(f"rpt vs {other}, RPI under the adaptive attack: "
-                   f"{_compare(ms['rpt']['rpi']['pgd_adaptive'], ms[other]['rpi']['pgd_adaptive'])}; "
-                   f"worst case over precisions: {_compare(ms['rpt']['rpi']['pgd_adaptive_worst_case'], ms[other]['rpi']['pgd_adaptive_worst_case'])}; "
-                   f"clean RPI: {_compare(ms['rpt']['rpi']['clean'], ms[other]['rpi']['clean'])}.")
-    for name, m in ms.items():
-        r = m["rpi"]
-        d = 100 * (r["pgd_adaptive"]["acc"] - r["best_of_attacks"]["acc"])
-        out.append(f"{name}: EOT-PGD alone overstates RPI robustness by {d:.1f} points against the per-image best "
-                   f"of 6 attacks (a paired bound on the same images: the best of 6 includes EOT-PGD).")
-    for name, m in ms.items():
-        d, o = _gap(m["transfer_matrix"])
-        out.append(f"{name}: transfer matrix mean diagonal (attack = inference precision) {100 * d:.1f}%, "
-                   f"mean off-diagonal {100 * o:.1f}% (each cell ±~3 points).")
-    out.append("Reading guide: the paper protocol lets the attacker aim at a precision other than the one that "
-               "classifies; the adaptive numbers are what a defender can claim against an attacker who knows the "
-               "set. A high row '2' in a transfer matrix means 2-bit attacks are weak (gradient masking by coarse "
-               "quantization), not that other precisions resist them. A difference within the intervals is no "
-               "evidence of an effect. This is a 28x28 MNIST subset, a small CNN trained for a few epochs and one "
-               "seed: it exercises the whole workflow and shows the protocols' differences; it does not reproduce "
-               "the paper's CIFAR/ImageNet numbers.")
+        out.append(f"rpt minus {other}, RPI under the adaptive attack: {_say(_diff(rep, 'rpt', 'adaptive', other, 'adaptive'))}; "
+                   f"worst case over precisions: {_say(_diff(rep, 'rpt', 'adaptive_worst_case', other, 'adaptive_worst_case'))}; "
+                   f"clean RPI: {_say(_diff(rep, 'rpt', 'clean', other, 'clean'))}.")
+    for name in ms:
+        out.append(f"{name}: best of 6 attacks minus EOT-PGD alone: "
+                   f"{_say(_diff(rep, name, 'best_of_attacks', name, 'adaptive'))}.")
+    for name in ms:
+        out.append(f"{name}: transfer matrix over the RPI set, attack at the classifying precision (diagonal) minus "
+                   f"attack at another precision (off-diagonal), per image: "
+                   f"{_say(_diff(rep, name, 'transfer_diagonal', name, 'transfer_off_diagonal'))}.")
+    aa = ms["rpt"]["rpi"].get("autoattack_rand")
+    if aa:
+        k = aa["n"]
+        out.append(f"rpt, AutoAttack rand on the first {k} test images: original count {_pct(aa['original'])}, "
+                   f"expected accuracy {_pct(aa['expected'])}; original minus expected: "
+                   f"{_say(_diff(rep, 'rpt', 'autoattack_rand_original', 'rpt', 'autoattack_rand_expected', k))}; "
+                   f"AutoAttack expected minus EOT-PGD expected on the same images: "
+                   f"{_say(_diff(rep, 'rpt', 'autoattack_rand_expected', 'rpt', 'adaptive', k))}.")
+    fp = ms["fp"]
+    out.append(f"cost: RPI over {rep['rpi_set']} costs {_bitops_mean(fp, rep['rpi_set']) / 1e6:.1f} MBitOPs per image "
+               f"against {fp['bitops']['per_precision']['fp'] / 1e6:.1f} at full precision.")
+    out.append("What this run shows and does not: every figure is an accuracy on the same test images with a 95% "
+               "interval over images; a difference counts only where its paired interval excludes 0. The "
+               "adaptive and AutoAttack numbers are what a defender can claim against an attacker who knows the "
+               "set; the paper protocol lets the attacker aim at a precision other than the one that classifies. "
+               "A high row '2' in a transfer matrix means 2-bit attacks are weak (gradient masking by coarse "
+               "quantization), not that other precisions resist them. This is a 28x28 MNIST subset, a small CNN "
+               "trained for a few epochs, one seed: it exercises the whole workflow and compares the protocols; it "
+               "says nothing about CIFAR/ImageNet or the paper's numbers.")
     return out
 
 
-def _table(rep):
+def table(rep) -> str:
+    """The demo's text tables (per precision, RPI, transfer matrices), from the report alone."""
     lines = []
     ps = ["fp"] + [str(b) for b in rep["rpi_set"]]
     hdr = f"{'model':<8}{'metric':<22}" + "".join(f"{p:>13}" for p in ps)
@@ -181,21 +205,63 @@ def _table(rep):
         g = m["bitops"]["per_precision"]
         lines.append(f"{name:<8}{'MBitOPs/image':<22}" + "".join(
             f"{g[p] / 1e6:>13.1f}" if p in g else f"{'-':>13}" for p in ps))
-    lines += ["", f"RPI over {rep['rpi_set']} bits. clean and PGD paper: one precision drawn per batch; PGD adaptive: "
-              f"EOT-PGD over the set, expected accuracy over a uniform draw; best of 6: per image the strongest "
-              f"of EOT-PGD and the 5 single-precision PGDs; worst case: EOT-PGD, right at every precision:",
+    lines += ["", f"RPI over {rep['rpi_set']} bits (exact expectations over a uniform draw; 95% CI over images). "
+              f"clean: mean of the per-precision clean accuracies; PGD paper: mean of the transfer matrix (attack "
+              f"and inference precisions drawn independently); PGD adaptive: EOT-PGD over the set; best of 6: per "
+              f"image the strongest of EOT-PGD and the 5 single-precision PGDs; worst case: EOT-PGD, right at every "
+              f"precision:",
               f"{'model':<8}{'clean':>14}{'PGD paper':>14}{'PGD adaptive':>14}{'best of 6':>14}{'worst case':>14}"
               f"{'MBitOPs':>10}"]
     for name, m in rep["models"].items():
         r = m["rpi"]
-        mb = sum(m["bitops"]["per_precision"][str(b)] for b in rep["rpi_set"]) / len(rep["rpi_set"]) / 1e6
         lines.append(f"{name:<8}{_fmt(r['clean']):>14}{_fmt(r['pgd_paper']):>14}{_fmt(r['pgd_adaptive']):>14}"
-                     f"{_fmt(r['best_of_attacks']):>14}{_fmt(r['pgd_adaptive_worst_case']):>14}{mb:>10.1f}")
-    for name in ("fp", "fixed4", "rpt"):
+                     f"{_fmt(r['best_of_attacks']):>14}{_fmt(r['pgd_adaptive_worst_case']):>14}"
+                     f"{_bitops_mean(m, rep['rpi_set']) / 1e6:>10.1f}")
+    aa = rep["models"]["rpt"]["rpi"].get("autoattack_rand")
+    if aa:
+        lines += ["", f"AutoAttack rand on rpt (APGD-CE + APGD-DLR, {aa['steps']} steps, {aa['eot_iter']} EOT samples; "
+                  f"first {aa['n']} test images): original count {_pct(aa['original'])}, expected accuracy "
+                  f"{_pct(aa['expected'])}"]
+    for name in rep["models"]:
         tm = rep["models"][name]["transfer_matrix"]
-        lines += ["", f"transfer matrix {name} (rows: attack bits, cols: inference bits), robust acc. %:",
-                  "      " + "".join(f"{p:>7}" for p in tm["inference_precisions"])]
+        lines += ["", f"transfer matrix {name} (rows: attack bits, cols: inference bits), robust acc. %, "
+                  f"ε={tm['epsilon']:g}:", "      " + "".join(f"{p:>7}" for p in tm["inference_precisions"])]
         for p, row in zip(tm["attack_precisions"], tm["acc"]):
             lines.append(f"{p:>6}" + "".join(f"{100 * v:7.1f}" for v in row))
-    lines += [""] + rep["findings"]
     return "\n".join(lines)
+
+
+def markdown_rows(rep) -> str:
+    """The README's demo table (markdown), from the report alone."""
+    ps = rep["rpi_set"]
+    lines = ["| model | clean RPI | PGD, paper protocol | PGD, adaptive (EOT) | best of 6 attacks | "
+             "worst case over precisions | MBitOPs/image |", "|---|---|---|---|---|---|---|"]
+    for name, m in rep["models"].items():
+        r = m["rpi"]
+        lines.append(f"| {name} | {_pct(r['clean'])} | {_pct(r['pgd_paper'])} | {_pct(r['pgd_adaptive'])} | "
+                     f"{_pct(r['best_of_attacks'])} | {_pct(r['pgd_adaptive_worst_case'])} | "
+                     f"{_bitops_mean(m, ps) / 1e6:.1f} |")
+    aa = rep["models"]["rpt"]["rpi"].get("autoattack_rand")
+    if aa:
+        k = aa["n"]
+        same = rep["models"]["rpt"]["per_image"]["adaptive"][:k]
+        lines += ["", "| model (first {} test images) | AutoAttack rand, original count | AutoAttack rand, expected | "
+                  "PGD, adaptive (EOT), same images |".format(k), "|---|---|---|---|",
+                  f"| rpt | {_pct(aa['original'])} | {_pct(aa['expected'])} | {_pct(_mean(same))} |"]
+    return "\n".join(lines)
+
+
+def _mean(scores):
+    import torch
+
+    from dwq.eval import mean_ci
+
+    return mean_ci(torch.tensor(scores), len(SET))
+
+
+if __name__ == "__main__":  # regenerate the tables of a past run: python -m dwq.cli.demo runs/demo-.../report.json
+    import json
+    import sys
+
+    _rep = json.load(open(sys.argv[1]))
+    print(table(_rep) + "\n\n" + "\n".join(findings(_rep)) + "\n\n" + markdown_rows(_rep))

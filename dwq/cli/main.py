@@ -7,16 +7,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from dwq._version import __version__
 
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, Stages, counted, fraction, fresh_dir, given_flags,
-                     pnames, positive_int, precision_arg)
+from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, fresh_dir, given_flags, nonneg_int, pnames,
+                     positive_fraction, positive_int, precision_arg)
 from .train import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
+EVAL_PROTOCOLS = ("paper", "paper-sampled", "adaptive", "transfer", "autoattack-rand",
+                  "autoattack-standard")  # dwq.eval.PROTOCOLS
 
 
 # ----------------------------------------------------------------------------- parser
@@ -47,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RPI set to evaluate, each in the checkpoint's set (default: the checkpoint's whole set)")
     e.add_argument("--attack", default="pgd", choices=EVAL_ATTACKS, help="attack for per-precision, paper and "
                    "transfer evaluations (the adaptive protocol always uses EOT-PGD)")
-    e.add_argument("--epsilon", type=fraction, default=None, help="L-inf radius (default: the checkpoint's training ε)")
-    e.add_argument("--alpha", type=fraction, default=None,
+    e.add_argument("--epsilon", type=positive_fraction, default=None,
+                   help="L-inf radius, in (0, 1] (default: the checkpoint's training ε)")
+    e.add_argument("--alpha", type=positive_fraction, default=None,
                    help="PGD and EOT-PGD step (default: the training PGD step when ε is the training ε and the run "
                         "trained with PGD, else ε/4)")
     e.add_argument("--steps", type=positive_int, default=20, help="PGD / EOT-PGD steps (paper: 20 and 100)")
@@ -58,11 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--attack bandits only: query budget per image")
     e.add_argument("--bandits-tile", type=positive_int, default=4,
                    help="--attack bandits only: tile size of the data prior")
-    e.add_argument("--protocols", nargs="+", default=["paper", "adaptive", "transfer"],
-                   choices=("paper", "adaptive", "transfer", "autoattack-rand", "autoattack-standard"),
+    e.add_argument("--protocols", nargs="+", default=["paper", "adaptive", "transfer"], choices=EVAL_PROTOCOLS,
                    metavar="PROTOCOL",
-                   help="which evaluations to run besides clean/per-precision accuracy: paper, adaptive, transfer, "
-                        "autoattack-rand, autoattack-standard (default: paper adaptive transfer)")
+                   help="which evaluations to run besides clean/per-precision accuracy: paper (exact expectation "
+                        "of the reference's protocol, from the transfer matrix's attacks), paper-sampled (also its "
+                        "one-draw-per-batch replica), adaptive (EOT-PGD over the set), transfer (the matrix), "
+                        "autoattack-rand (both counts), autoattack-standard (per precision) "
+                        "(default: paper adaptive transfer)")
+    e.add_argument("--paper-batch", type=positive_int, default=100,
+                   help="paper-sampled only: images per batch sharing one precision draw (the reference: its batch "
+                        "size)")
+    e.add_argument("--eot-iter", type=positive_int, default=20,
+                   help="autoattack-rand only: EOT gradient samples per APGD step (the original: 20)")
+    e.add_argument("--autoattack-steps", type=positive_int, default=100,
+                   help="autoattack-rand only: APGD iterations (the original: 100)")
+    e.add_argument("--autoattack-n", type=positive_int, default=None,
+                   help="autoattack-rand only: attack only the first N evaluated images (it is the slowest protocol)")
     e.add_argument("--n-test", type=positive_int, default=None, help="evaluate the first N test images only")
     e.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size")
     e.add_argument("--seed", type=int, default=0, help="seed of precision draws and random starts")
@@ -83,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--train-images", type=positive_int, default=None,
                    help="train on the first N of the 3,600 training images only (smoke tests; numbers then mean "
                         "nothing)")
+    d.add_argument("--autoattack-n", type=nonneg_int, default=100,
+                   help="AutoAttack rand (100 steps, 20 EOT samples) on the RPT model's first N test images; 0 skips "
+                        "it (it is the demo's slowest part)")
     d.add_argument("--seed", type=int, default=0, help="seed")
     d.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
@@ -90,13 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- eval
-def make_attack(name, a, num_classes=10):
-    from dwq.eval import make_attack as _make
-
-    return _make(name, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts, cw_tau=a.cw_tau,
-                 bandits_queries=a.bandits_queries, bandits_tile=a.bandits_tile, num_classes=num_classes)
-
-
 def _tensors(dataset, n=None):
     import torch
     if hasattr(dataset, "tensors"):
@@ -145,7 +154,10 @@ def _eval_settings(a, ck, model_set, device):
     uses_pgd = a.attack == "pgd" or "adaptive" in a.protocols
     for dests, needs, ok in ((("alpha", "steps", "restarts"), "--attack pgd or the adaptive protocol", uses_pgd),
                              (("cw_tau",), "--attack cw-linf", a.attack == "cw-linf"),
-                             (("bandits_queries", "bandits_tile"), "--attack bandits", a.attack == "bandits")):
+                             (("bandits_queries", "bandits_tile"), "--attack bandits", a.attack == "bandits"),
+                             (("paper_batch",), "--protocols paper-sampled", "paper-sampled" in a.protocols),
+                             (("eot_iter", "autoattack_steps", "autoattack_n"), "--protocols autoattack-rand",
+                              "autoattack-rand" in a.protocols)):
         for d in dests:
             if d in given and not ok:
                 raise CLIError(f"--{d.replace('_', '-')} is for {needs}; --attack {a.attack} with protocols "
@@ -176,6 +188,12 @@ def _eval_settings(a, ck, model_set, device):
         rows.append(("bandits", f"{a.bandits_queries} queries, tile {a.bandits_tile}",
                      "given" if {"bandits_queries", "bandits_tile"} & given else "default"))
     rows.append(("protocols", " ".join(a.protocols), src("protocols")))
+    if "paper-sampled" in a.protocols:
+        rows.append(("paper batch", str(a.paper_batch), src("paper_batch")))
+    if "autoattack-rand" in a.protocols:
+        rows.append(("autoattack", f"{a.autoattack_steps} steps, {a.eot_iter} EOT samples"
+                     + (f", first {a.autoattack_n} images" if a.autoattack_n else ""),
+                     "given" if {"autoattack_steps", "eot_iter", "autoattack_n"} & given else "default (the original's)"))
     rows.append(("batch size", str(a.batch_size), src("batch_size")))
     rows.append(("seed", str(a.seed), src("seed")))
     rows.append(("device", device, src("device")))
@@ -188,7 +206,6 @@ def cmd_eval(a):
     from dwq import eval as E
     from dwq.data import get_datasets
     from dwq.nn import precision_set
-    from dwq.quant.cost import bitops_summary
     from dwq.train import load_trained_model
 
     if not os.path.isfile(a.checkpoint):
@@ -216,60 +233,29 @@ def cmd_eval(a):
     sys.stdout.flush()
     x, y = _tensors(test, a.n_test)
     x, y = x.to(device), y.to(device)
-    atk = make_attack(a.attack, a, info.num_classes)
-    stages = Stages(progress=not a.no_progress)
-    nb = -(-len(y) // a.batch_size)  # batches per precision
-    t0 = time.time()
+    stages = StageLog(progress=not a.no_progress)
     rep = {"checkpoint": os.path.abspath(a.checkpoint), "network": ex["network"], "dataset": ex["dataset"],
-           "precisions": [E.pname(p) for p in ps], "epsilon": a.epsilon, "attack": a.attack, "steps": a.steps,
-           "restarts": a.restarts, "n": len(y),
            "settings": {name: {"value": value, "from": source} for name, value, source in settings}}
-    with stages("clean accuracy at each precision", 1, "run") as tick:
-        rep["clean_acc"] = E.clean_accuracy(model, x, y, ps, a.batch_size)
-        tick()
-    with stages(f"{a.attack} at each precision", len(ps) * nb) as tick:
-        rep[f"{a.attack}_acc"] = E.robust_accuracy(model, x, y, ps, counted(atk, tick), a.batch_size)
-    rpi = {}
-    if "paper" in a.protocols:
-        bs = min(a.batch_size, 100)
-        with stages(f"paper protocol ({a.attack})", -(-len(y) // bs)) as tick:
-            pp = E.paper_protocol(model, x, y, ps, counted(atk, tick), batch_size=bs, seed=a.seed)
-        rpi["clean"], rpi[f"{a.attack}_paper"] = pp["clean"], pp["robust"]
-    if "adaptive" in a.protocols:
-        with stages("adaptive protocol (EOT-PGD over the set)", nb) as tick:
-            ad, ad_corr = E.adaptive_protocol(model, x, y, ps, a.epsilon, a.alpha, a.steps, a.restarts,
-                                              a.batch_size, a.seed, return_correct=True, progress=tick)
-        rpi["pgd_adaptive"] = ad["expected"]
-        rpi["pgd_adaptive_worst_case"] = ad["worst_case"]
-        rpi["pgd_adaptive_per_precision"] = ad["per_precision"]
-    if "autoattack-rand" in a.protocols:
-        with stages("AutoAttack rand against RPI", -(-len(y) // 250)) as tick:
-            rpi["autoattack_rand"] = E.autoattack_rpi(model, x, y, ps, a.epsilon, "rand", a.seed, info.num_classes,
-                                                      progress=tick)
-    if "autoattack-standard" in a.protocols:
-        with stages("AutoAttack standard at each precision", len(ps) * nb) as tick:
-            rpi["autoattack_standard_per_precision"] = E.robust_accuracy(
-                model, x, y, ps, counted(make_attack("autoattack", a, info.num_classes), tick), a.batch_size)
-    rep["rpi"] = rpi
-    if "transfer" in a.protocols:
-        with stages(f"transfer matrix ({a.attack})", len(ps) * nb) as tick:
-            tm, tm_corr = E.transfer_matrix(model, x, y, ps, counted(atk, tick), a.batch_size, return_correct=True)
-        rep["transfer_matrix"] = tm
-        if "adaptive" in a.protocols:
-            rpi["best_of_attacks"] = E.rpi_best_of_attacks([ad_corr, tm_corr])
-        E.save_json(tm, os.path.join(a.out, "transfer.json"))
-        E.save_heatmap(tm, os.path.join(a.out, "transfer.png"), f"{ex['network']}: {a.attack} robust accuracy (%)")
-    rep["bitops"] = bitops_summary(model, info.input_size, ps)
-    rep["seconds"] = time.time() - t0
+    rep.update(E.evaluate(
+        model, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
+        protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
+        num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
+        bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
+        eot_iter=a.eot_iter, input_size=info.input_size, progress=stages))
+    stages.close()
     rep["seconds_per_stage"] = stages.seconds
-    E.save_json(rep, os.path.join(a.out, "report.json"))
+    E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
     fmt = lambda r: f"{100 * r['acc']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
     print(f"accuracy, % [95% interval], n={len(y)}:")
     for key in ("clean_acc", f"{a.attack}_acc"):
         print(f"  {key:<14}" + "  ".join(f"{p}: {fmt(r)}" for p, r in rep[key].items()))
-    for key, r in rpi.items():
+    for key, r in rep["rpi"].items():
         if isinstance(r, dict) and "acc" in r:
             print(f"  RPI {key:<26}{fmt(r)}")
+    aa = rep["rpi"].get("autoattack_rand")
+    if aa:
+        print(f"  RPI autoattack_rand (n={aa['n']})  original count {fmt(aa['original'])}, "
+              f"expected {fmt(aa['expected'])}")
     files = [f for f in ("report.json", "transfer.json", "transfer.png") if os.path.isfile(os.path.join(a.out, f))]
     print(f"done in {rep['seconds']:.0f} s; wrote {a.out}/: {', '.join(files)}")
     return 0

@@ -22,8 +22,10 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     epsilon/alpha/steps/restarts: PGD's (epsilon also bounds FGSM, CW-L∞ after projection, Bandits
     and AutoAttack); early_stop/restart_select: PGD's per-sample early stop and choice among restarts
     (``dwq.attacks.pgd``; ``**REFERENCE_PGD`` gives the reference's); cw_tau: the CW-L∞ variant's
-    initial τ; bandits_queries/bandits_tile: Bandits-TD's query budget and prior tile. ValueError
-    for an unknown name, or early_stop/restart_select given to an attack other than PGD.
+    initial τ (run as the reference evaluated it: c = 0.1, one binary-search step, 100 Adam steps,
+    but without its early abort, see docs/workflow.md); bandits_queries/bandits_tile: Bandits-TD's
+    query budget and prior tile (pixels per tile side). ValueError for an unknown name, or
+    early_stop/restart_select given to an attack other than PGD.
     """
     A.check_eps(epsilon)
     if name != "pgd" and (early_stop or restart_select != "misclassified"):
@@ -37,8 +39,9 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
         return lambda f, x, y: A.fgsm(f, x, y, epsilon)
     if name == "cw-l2":
         return lambda f, x, y: A.cw_l2(f, x, y)
-    if name == "cw-linf":
-        return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau), x, epsilon)
+    if name == "cw-linf":  # the reference's evaluation settings (test_strong.py): c = 0.1, one search step
+        return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau, c_init=0.1, binary_steps=1, steps=100),
+                                              x, epsilon)
     if name == "bandits":
         return lambda f, x, y: A.bandits_td(f, x, y, epsilon, max_queries=bandits_queries,
                                             tile_size=bandits_tile)[0]

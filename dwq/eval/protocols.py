@@ -1,38 +1,71 @@
 """Robustness evaluation of random-precision models, two protocols side by side.
 
-* **Paper protocol** (:func:`paper_protocol`, what the reference measures): per
-  batch the attack runs at one randomly drawn precision and the adversarial batch
-  is classified at an independently drawn precision.
-* **Adaptive protocol** (:func:`adaptive_protocol`): the attacker knows the
-  precision set and attacks the expectation over it -- EOT-PGD whose loss at
-  every step is the exact mean over all precisions of the set -- then the
-  adversarial images are classified at every precision: the RPI figure is the
-  exact expectation over a uniform draw (mean over precisions), and the worst
-  case counts a sample robust only if it is right at *every* precision.
-  AutoAttack ``rand`` (:func:`autoattack_rpi`) attacks the randomized model itself.
-* **Transferability matrix** (:func:`transfer_matrix`): robust accuracy for every
-  (attack precision, inference precision) pair; :func:`save_heatmap` draws it.
+* **Paper protocol** (:func:`paper_protocol`, what the reference measures): the attack runs at one
+  precision drawn from the set and the adversarial image is classified at an independently drawn
+  one. Because both draws are independent and uniform, its expectation is *exactly* the mean of the
+  transferability matrix over all (attack, inference) pairs; that is the figure reported, from the
+  matrix's own attack runs. The reference's one-draw-per-batch replica is an option, with an
+  interval over batches (only as many independent draws as batches).
+* **Adaptive protocol** (:func:`adaptive_protocol`): the attacker knows the precision set and
+  attacks the expectation over it -- EOT-PGD whose loss at every step is the exact mean over all
+  precisions of the set -- then the adversarial images are classified at every precision: the RPI
+  figure is the exact expectation over a uniform draw (mean over precisions), and the worst case
+  counts an image robust only if it is right at *every* precision.
+* **AutoAttack rand** (:func:`autoattack_rpi`) attacks the randomized model itself, counted both as
+  the original implementation counts and as an expected accuracy.
+* **Transferability matrix** (:func:`transfer_matrix`): robust accuracy for every (attack precision,
+  inference precision) pair; :func:`dwq.eval.save_heatmap` draws it. Its diagonal is the attack at
+  the classifying precision; every figure that depends on those attacks is derived from that one run.
 
-Randomized defenses are overestimated by non-adaptive attacks (Athalye et al.
-2018, "Obfuscated gradients"; Tramèr et al. 2020): the paper protocol's attacker
-often aims at the wrong precision, which is exactly the "transfer gap" that RPI
-exploits; an attacker who knows the defense averages over it. Both are reported.
+Randomized defenses are overestimated by non-adaptive attacks (Athalye et al. 2018, "Obfuscated
+gradients"; Tramèr et al. 2020): the paper protocol's attacker often aims at the wrong precision,
+which is exactly the "transfer gap" that RPI exploits; an attacker who knows the defense averages
+over it. Both are reported.
 
-Every accuracy is returned as ``{"acc", "ci95": [lo, hi], "n"}`` with a Wilson
-95% interval (1,000 images give about ±2.5 points near 50%).
+Every accuracy is ``{"acc", "ci95": [lo, hi], "n"}`` with a 95% interval matched to how it was
+drawn (:mod:`dwq.eval.intervals`): Wilson for one 0/1 outcome per image, Wilson at the effective
+sample size for means of per-image scores, Student t over batches for per-batch draws. Functions
+called with ``return_correct=True`` also return the per-image outcomes, so that figures derived
+from the same attack run (the matrix's diagonal and mean, best of attacks, paired differences)
+need no second run.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
+import torch.nn as nn
 
-from dwq.attacks import eot_pgd
-from dwq.eval.report import acc_ci, pname
-from dwq.nn import RandomPrecision, precision
+from dwq.attacks import apgd_eot, eot_pgd
+from dwq.eval.intervals import acc_ci, cluster_ci, mean_ci
+from dwq.eval.report import pname
+from dwq.nn import precision
 
-__all__ = ["run_at", "predict", "clean_accuracy", "robust_accuracy", "paper_protocol", "adaptive_protocol",
-           "transfer_matrix", "matrix_diagonal", "rpi_best_of_attacks", "autoattack_rpi"]
+__all__ = ["run_at", "predict", "clean_accuracy", "robust_accuracy", "rpi_clean", "paper_protocol",
+           "adaptive_protocol", "transfer_matrix", "matrix_diagonal", "rpi_best_of_attacks", "autoattack_rpi",
+           "PerImageRPI", "DEFINITIONS"]
+
+# One line per reported RPI figure (copied into report.json next to the numbers).
+DEFINITIONS = {
+    "clean": "clean accuracy of RPI: mean over the set's precisions of the clean accuracy at each (exact "
+             "expectation of a uniform draw); interval over images",
+    "paper": "paper protocol: attack at one precision of the set, classify at an independently drawn one; exact "
+             "expectation = mean of the transfer matrix over all attack x inference pairs; interval over images",
+    "paper_sampled": "the reference's replica: one (attack, inference) precision pair drawn per batch, read from "
+                     "the transfer matrix's own attack runs; interval over batches (Student t, batches - 1 df)",
+    "adaptive": "EOT-PGD on the exact mean loss over the set, then the expected accuracy over a uniform draw "
+                "of the inference precision; interval over images",
+    "adaptive_worst_case": "EOT-PGD's images counted robust only if every precision of the set classifies them "
+                           "correctly",
+    "best_of_attacks": "per image, the strongest of EOT-PGD and the single-precision attacks of the transfer "
+                       "matrix (lowest expected accuracy over the set); interval over images",
+    "autoattack_rand_original": "AutoAttack rand as fra31/auto-attack counts it: an image is lost if one "
+                                "random-precision forward misclassifies the clean image or what APGD-CE or "
+                                "APGD-DLR returns (the last iterate any forward misclassified)",
+    "autoattack_rand_expected": "expected accuracy over a uniform draw of the final AutoAttack rand images (per "
+                                "image, of the APGD runs' last misclassified and highest-loss iterates, the one "
+                                "with the lowest expected accuracy); interval over images",
+}
 
 
 def run_at(model, p) -> Callable:
@@ -44,15 +77,6 @@ def run_at(model, p) -> Callable:
     return f
 
 
-def _no_progress():
-    pass
-
-
-def _done(batch_result, progress):
-    progress()
-    return batch_result
-
-
 def _batches(x, y, bs):
     for i in range(0, len(y), bs):
         yield x[i:i + bs], y[i:i + bs]
@@ -60,17 +84,22 @@ def _batches(x, y, bs):
 
 @torch.no_grad()
 def predict(fn, x, batch_size=500):
+    """Predicted classes, int64 [N], of ``fn(x)`` in batches."""
     return torch.cat([fn(xb).argmax(1) for xb, _ in _batches(x, x, batch_size)])
 
 
-def clean_accuracy(model, x, y, precisions, batch_size=500) -> dict:
-    """Clean accuracy at each precision: ``{pname: acc_ci}``."""
+def clean_accuracy(model, x, y, precisions, batch_size=500, return_correct=False):
+    """Clean accuracy at each precision: ``{pname: acc_ci}``; ``return_correct``: also the
+    per-image correctness, bool [P, N]."""
     model.eval()
-    return {pname(p): acc_ci(predict(run_at(model, p), x, batch_size) == y) for p in precisions}
+    corr = torch.stack([predict(run_at(model, p), x, batch_size) == y for p in precisions])
+    out = {pname(p): acc_ci(c) for p, c in zip(precisions, corr)}
+    return (out, corr) if return_correct else out
 
 
 def robust_accuracy(model, x, y, precisions, attack, batch_size=500) -> dict:
-    """``attack(fn, x, y) -> x_adv`` at each precision, classified at the same precision."""
+    """``attack(fn, x, y) -> x_adv`` at each precision, classified at the same precision. When the
+    transfer matrix is run too, use its diagonal (:func:`matrix_diagonal`) instead: same attack."""
     model.eval()
     out = {}
     for p in precisions:
@@ -80,54 +109,23 @@ def robust_accuracy(model, x, y, precisions, attack, batch_size=500) -> dict:
     return out
 
 
-def paper_protocol(model, x, y, precisions, attack, batch_size=100, seed=0) -> dict:
-    """The reference's RPI evaluation: for each batch, attack at a random precision and
-    classify at an independently drawn one. Also returns clean RPI accuracy (one draw
-    per batch). ``attack(fn, x, y) -> x_adv``."""
-    model.eval()
-    g = torch.Generator().manual_seed(seed)
-    draw = lambda: precisions[torch.randint(len(precisions), (1,), generator=g).item()]  # noqa: E731
-    clean, rob = [], []
-    for xb, yb in _batches(x, y, batch_size):
-        p_att, p_inf, p_clean = draw(), draw(), draw()
-        xa = attack(run_at(model, p_att), xb, yb)
-        with torch.no_grad():
-            rob.append(run_at(model, p_inf)(xa).argmax(1) == yb)
-            clean.append(run_at(model, p_clean)(xb).argmax(1) == yb)
-    return {"clean": acc_ci(torch.cat(clean)), "robust": acc_ci(torch.cat(rob))}
+def rpi_clean(clean_correct: torch.Tensor) -> dict:
+    """Exact clean accuracy of RPI with a uniform draw from the set: the mean over precisions of
+    the per-precision correctness ``clean_correct`` (bool [P, N]), with its interval over images."""
+    return mean_ci(clean_correct.float().mean(0), clean_correct.shape[0])
 
 
-def adaptive_protocol(model, x, y, precisions, eps, alpha, steps, restarts=1, batch_size=250, seed=0,
-                      return_correct=False, progress: Callable[[], None] = _no_progress):
-    """EOT-PGD over the whole set (exact mean of the per-precision losses), then
-    accuracy at every inference precision, their mean (= expected accuracy of RPI with a
-    uniform draw; its CI uses all n·P predictions, conservative enough for a mean of
-    per-precision rates) and the worst case (right at every precision).
-    ``progress()`` is called after each attacked batch."""
-    model.eval()
-    g = torch.Generator().manual_seed(seed)
-    fns = [run_at(model, p) for p in precisions]
-    xa = torch.cat([_done(eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g), progress)
-                    for xb, yb in _batches(x, y, batch_size)])
-    per = {pname(p): predict(f, xa) == y for p, f in zip(precisions, fns)}
-    allc = torch.stack(list(per.values()))
-    k = int(allc.sum())
-    exp = acc_ci((k, allc.numel()))
-    # the CI of a mean over P correlated columns: use n (not n·P) for an honest width
-    exp["ci95"] = acc_ci((round(k / len(precisions)), len(y)))["ci95"]
-    exp["n"] = len(y)
-    out = {"per_precision": {k_: acc_ci(v) for k_, v in per.items()}, "expected": exp,
-           "worst_case": acc_ci(allc.all(0))}
-    return (out, allc) if return_correct else out
-
-
-def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_correct=False):
+def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_correct=False, on_row=None):
     """Robust accuracy for every (attack precision i, inference precision j):
-    ``{"attack_precisions", "inference_precisions", "acc": [[...]], "ci95": [[[lo, hi]]]}``.
-    ``return_correct``: also return the per-sample correctness, bool [A, P, N]."""
+    ``{"attack_precisions", "inference_precisions", "acc": [[...]], "ci95": [[[lo, hi]]], "n"}``.
+    One attack run per attack precision, classified at every precision.
+    ``return_correct``: also return the per-image correctness, bool [A, P, N].
+    ``on_row(p)``: called before the attack at precision ``p`` (progress)."""
     model.eval()
     acc, ci, corr = [], [], []
     for pa in precisions:
+        if on_row is not None:
+            on_row(pa)
         fa = run_at(model, pa)
         xa = torch.cat([attack(fa, xb, yb) for xb, yb in _batches(x, y, batch_size)])
         c = torch.stack([predict(run_at(model, pi), xa) == y for pi in precisions])
@@ -140,22 +138,69 @@ def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_corr
     return (out, torch.stack(corr)) if return_correct else out
 
 
-def rpi_best_of_attacks(corrects) -> dict:
+def paper_protocol(tm_correct: torch.Tensor, clean_correct: torch.Tensor = None, *, sampled_batch: int = None,
+                   seed: int = 0) -> dict:
+    """The reference's RPI evaluation from the transfer matrix's own attack runs.
+
+    ``tm_correct``: bool [A, P, N], image n attacked at attack precision a and classified at
+    inference precision p (:func:`transfer_matrix` over the RPI set); ``clean_correct``: bool [P, N].
+    Returns ``{"robust": ...}`` (and ``"clean"``), the exact expectations over independent uniform
+    draws of the attack and inference precisions with intervals over images. ``sampled_batch``:
+    also the reference's sampled replica (``"robust_sampled"``, ``"clean_sampled"``): per batch of
+    that many images one attack and one inference precision (one clean precision) are drawn, as the
+    reference does; their intervals count batches, not images (:func:`dwq.eval.intervals.cluster_ci`).
+    """
+    A, P, N = tm_correct.shape
+    out = {"robust": mean_ci(tm_correct.float().mean((0, 1)), A * P)}
+    if clean_correct is not None:
+        out["clean"] = rpi_clean(clean_correct)
+    if sampled_batch:
+        g = torch.Generator().manual_seed(seed)
+        rk, ck, sizes = [], [], []
+        for i in range(0, N, sampled_batch):
+            j = min(i + sampled_batch, N)
+            a, p, pc = (int(torch.randint(k, (1,), generator=g)) for k in (A, P, P))
+            rk.append(int(tm_correct[a, p, i:j].sum()))
+            if clean_correct is not None:
+                ck.append(int(clean_correct[pc, i:j].sum()))
+            sizes.append(j - i)
+        out["robust_sampled"] = cluster_ci(rk, sizes)
+        if clean_correct is not None:
+            out["clean_sampled"] = cluster_ci(ck, sizes)
+    return out
+
+
+def adaptive_protocol(model, x, y, precisions, eps, alpha, steps, restarts=1, batch_size=250, seed=0,
+                      return_correct=False):
+    """EOT-PGD over the whole set (exact mean of the per-precision losses), then accuracy at every
+    inference precision (``per_precision``), their mean (``expected``: the expected accuracy of RPI
+    with a uniform draw, interval over images) and the worst case (right at every precision).
+    ``return_correct``: also the per-image correctness, bool [P, N]."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    fns = [run_at(model, p) for p in precisions]
+    xa = torch.cat([eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g)
+                    for xb, yb in _batches(x, y, batch_size)])
+    allc = torch.stack([predict(f, xa) == y for f in fns])
+    out = {"per_precision": {pname(p): acc_ci(c) for p, c in zip(precisions, allc)},
+           "expected": mean_ci(allc.float().mean(0), len(precisions)), "worst_case": acc_ci(allc.all(0))}
+    return (out, allc) if return_correct else out
+
+
+def rpi_best_of_attacks(corrects, return_scores=False):
     """Expected RPI accuracy when the attacker picks, per image, the attack with the lowest
     expected accuracy over a uniform draw of the inference precision.
 
-    ``corrects``: per-sample correctness tensors bool [P, N] (one per attack, P inference
+    ``corrects``: per-image correctness tensors bool [P, N] (one per attack, P inference
     precisions, e.g. the adaptive protocol's and each row of a transfer matrix) or [A, P, N].
-    Accuracy of image i = min over attacks of the mean over precisions; CI: Wilson with n images.
+    Score of image i = min over attacks of the mean over precisions; interval over images.
+    ``return_scores``: also the per-image scores, float [N].
     """
     c = torch.cat([t.reshape(-1, *t.shape[-2:]).float() for t in corrects])  # [A, P, N]
     per_image = c.mean(1).min(0).values
-    n = per_image.numel()
-    acc = per_image.mean().item()
-    out = acc_ci((round(acc * n), n))
-    out["acc"] = acc
+    out = mean_ci(per_image, c.shape[1])
     out["attacks"] = c.shape[0]
-    return out
+    return (out, per_image) if return_scores else out
 
 
 def matrix_diagonal(tm: dict) -> dict:
@@ -164,20 +209,78 @@ def matrix_diagonal(tm: dict) -> dict:
     return {p: acc_ci((round(tm["acc"][i][i] * n), n)) for i, p in enumerate(tm["attack_precisions"])}
 
 
-def autoattack_rpi(model, x, y, precisions, eps, version="rand", seed=0, n_classes=10, batch_size=250,
-                   steps=100, eot_iter=20, progress: Callable[[], None] = _no_progress) -> dict:
-    """AutoAttack (torchattacks) against Random Precision Inference itself
-    (``dwq.RandomPrecision``: a fresh precision per forward, so APGD's EOT samples see
-    the randomness); scored with a fresh independent draw per batch.
-    ``progress()`` is called after each attacked batch."""
-    from dwq.attacks import autoattack
+class PerImageRPI(nn.Module):
+    """Random Precision Inference with an independent uniform draw *per image*: each forward
+    splits the batch by drawn precision, runs every part at its precision and reassembles the
+    logits (differentiable). In eval mode an image's output does not depend on the rest of its
+    batch, so per-image outcomes are independent and a Wilson interval over images is honest;
+    ``dwq.RandomPrecision`` (one draw per forward, as the reference) makes a batch share its draws.
+    ``seed`` seeds a private generator; ``draws`` counts the per-image draws made."""
 
+    def __init__(self, model: nn.Module, precisions: Sequence, seed: int = 0):
+        super().__init__()
+        self.model = model
+        self.precisions = list(precisions)
+        self._fns = [run_at(model, p) for p in self.precisions]
+        self._g = torch.Generator().manual_seed(seed)
+        self.draws = 0
+
+    def forward(self, x):
+        idx = torch.randint(len(self._fns), (x.shape[0],), generator=self._g).to(x.device)
+        self.draws += x.shape[0]
+        parts, order = [], []
+        for k, f in enumerate(self._fns):
+            sel = (idx == k).nonzero().flatten()
+            if sel.numel():
+                parts.append(f(x[sel]))
+                order.append(sel)
+        order = torch.cat(order)
+        return torch.cat(parts)[torch.argsort(order)]
+
+
+def autoattack_rpi(model, x, y, precisions, eps, *, seed=0, batch_size=250, steps=100, eot_iter=20,
+                   return_correct=False):
+    """AutoAttack ``rand`` (APGD-CE then APGD-DLR, ``eot_iter`` EOT samples per step, ``steps``
+    iterations: the original's settings) against Random Precision Inference, with an independent
+    precision draw per image and per forward (:class:`PerImageRPI`). Two counts:
+
+    * ``original``: as fra31/auto-attack counts ``version='rand'``: an image is robust only if a
+      forward classifies the clean image correctly and, after each component, a fresh forward
+      classifies the image it returns (the last iterate that a forward misclassified, else the clean
+      image) correctly. Wilson interval (independent per-image outcomes).
+    * ``expected``: the expected accuracy over a uniform draw of the final image (per image, of
+      the components' last misclassified and highest-loss iterates, the one with the lowest
+      expected accuracy over the set); interval over images.
+
+    APGD-CE attacks every image (AutoAttack skips those its clean check lost; attacking them too
+    changes no outcome of the original count and gives every image a final point), APGD-DLR the
+    images the original count has not lost yet, as AutoAttack does. One run serves both counts.
+    ``return_correct``: also ``{"original": bool [N], "expected": float [N] per-image scores}``.
+    """
     model.eval()
-    rpi = RandomPrecision(model, bits=list(precisions), seed=seed)
-    xa = torch.cat([_done(autoattack(rpi, xb, yb, eps, version=version, n_classes=n_classes, seed=seed,
-                                     steps=steps, eot_iter=eot_iter), progress)
-                    for xb, yb in _batches(x, y, batch_size)])
-    with torch.no_grad():
-        score = RandomPrecision(model, bits=list(precisions), seed=seed + 1)
-        pred = torch.cat([score(xb).argmax(1) for xb, _ in _batches(xa, y, batch_size)])
-    return acc_ci(pred == y)
+    precisions = list(precisions)
+    fns = [run_at(model, p) for p in precisions]
+    rpi = PerImageRPI(model, precisions, seed=seed)
+
+    def expected(points, yb):  # per image: the mean over precisions of correct classification
+        return torch.stack([predict(f, points) == yb for f in fns]).float().mean(0)
+
+    orig, exp = [], []
+    for xb, yb in _batches(x, y, batch_size):
+        ok = predict(rpi, xb) == yb  # AutoAttack's clean check
+        ce = apgd_eot(rpi, xb, yb, eps, loss="ce", steps=steps, eot_iter=eot_iter, seed=seed)
+        ok &= predict(rpi, ce["returned"]) == yb
+        score = torch.minimum(expected(ce["x_fooled"], yb), expected(ce["x_best"], yb))
+        alive = ok.nonzero().flatten()
+        if alive.numel():
+            xs, ys = xb[alive], yb[alive]
+            dlr = apgd_eot(rpi, xs, ys, eps, loss="dlr", steps=steps, eot_iter=eot_iter, seed=seed)
+            ok[alive] = predict(rpi, dlr["returned"]) == ys
+            score[alive] = torch.minimum(score[alive], torch.minimum(expected(dlr["x_fooled"], ys),
+                                                                     expected(dlr["x_best"], ys)))
+        orig.append(ok)
+        exp.append(score)
+    orig, exp = torch.cat(orig), torch.cat(exp)
+    out = {"original": acc_ci(orig), "expected": mean_ci(exp, len(precisions)), "steps": steps,
+           "eot_iter": eot_iter, "n": len(y)}
+    return (out, {"original": orig, "expected": exp}) if return_correct else out

@@ -1,11 +1,11 @@
-"""Reporting of evaluation results: accuracies with 95% intervals, JSON, heatmaps."""
+"""Reporting of evaluation results: report keys, JSON, heatmaps (intervals: :mod:`dwq.eval.intervals`)."""
 from __future__ import annotations
 
 import json
-import math
 
 import torch
 
+from dwq.eval.intervals import acc_ci
 from dwq.quant import precision_name
 
 __all__ = ["acc_ci", "pname", "save_heatmap", "save_json"]
@@ -16,26 +16,10 @@ def pname(p) -> str:
     return precision_name(p)
 
 
-def acc_ci(correct) -> dict:
-    """Accuracy with its Wilson 95% confidence interval. ``correct``: bool tensor or (k, n)."""
-    if isinstance(correct, tuple):
-        k, n = correct
-    else:
-        k, n = int(correct.sum().item()), correct.numel()
-    if n == 0:
-        return {"acc": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
-    z = 1.959963984540054
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    lo = 0.0 if k == 0 else max(0.0, c - h)
-    hi = 1.0 if k == n else min(1.0, c + h)
-    return {"acc": p, "ci95": [lo, hi], "n": n}
-
-
 def save_heatmap(matrix: dict, path: str, title: str = "robust accuracy (%)") -> None:
-    """Draw a transfer matrix (see :func:`transfer_matrix`) as a PNG heatmap."""
+    """Draw a transfer matrix (see :func:`dwq.eval.transfer_matrix`) as a PNG heatmap. When the
+    matrix records its attack's ``epsilon`` (as :func:`dwq.eval.evaluate` writes it), the title
+    says it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -51,6 +35,8 @@ def save_heatmap(matrix: dict, path: str, title: str = "robust accuracy (%)") ->
         for j in range(a.shape[1]):
             ax.text(j, i, f"{a[i, j]:.1f}", ha="center", va="center",
                     color="white" if a[i, j] < a.mean() else "black", fontsize=8)
+    if "epsilon" in matrix and "ε" not in title:
+        title = f"{title}, ε={matrix['epsilon']:.4g}"
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -59,5 +45,6 @@ def save_heatmap(matrix: dict, path: str, title: str = "robust accuracy (%)") ->
 
 
 def save_json(obj, path):
+    """Write ``obj`` as indented JSON."""
     with open(path, "w") as f:
         json.dump(obj, f, indent=2)

@@ -1,4 +1,18 @@
-"""Scale and zero point from an observed range (the arithmetic contract of DESIGN.md)."""
+"""Scale and zero point from an observed range (the arithmetic contract of DESIGN.md).
+
+Arithmetic: the scale ``s``, the zero point ``z`` and the quotient ``x / s`` are float32 values as
+torch computes them, not real numbers, and every consumer (fake quant, the integer kernels,
+Brevitas) shares them. On an exact tie of real arithmetic the code can therefore differ by one:
+at 3 bits, weights ``[-1, -0.5, 0]`` give ``s = float32(1/7) = 0.14285715`` (a little above 1/7),
+``-0.5 / s = -3.4999998`` rounds to ``-3`` (real arithmetic: ``-3.5`` rounds half-to-even to
+``-4``), so ``-0.5`` is reconstructed as ``-3s = -0.4286``, not ``-4s = -0.5714``.
+
+Scale floor: ``s = max((max - min) / (2^b - 1), 1e-8)``. The floor applies to every range narrower
+than ``1e-8·(2^b - 1)`` (3e-8 at 2 bits, 2.6e-6 at 8, 6.6e-4 at 16 bits), not only to empty
+ranges: such a range is still covered (``s·(2^b - 1)`` is at least its width, so nothing clips),
+but on a coarser grid than its width allows, e.g. ``[0, 1e-4]`` at 16 bits uses codes 0..10,000
+of 65,535.
+"""
 from typing import Tuple
 
 import torch
@@ -41,8 +55,10 @@ def choose_qparams(
     """Scale and zero point for codes 0..2^bits-1 covering ``[min_val, max_val]``.
 
     ``zero_point="int"`` (dwq's contract): the range is widened to include 0,
-    ``s = (max - min) / (2^b - 1)`` (at least 1e-8), ``z = clamp(round(-min / s), 0, 2^b - 1)``
-    as int32, so 0 is exactly representable and an integer kernel computes the same values.
+    ``s = (max - min) / (2^b - 1)`` (at least 1e-8: ranges narrower than ``1e-8·(2^b - 1)`` get the
+    floor, see the module docstring), ``z = clamp(round(-min / s), 0, 2^b - 1)`` as int32, so 0 is
+    exactly representable and an integer kernel computes the same values. All of it is float32
+    arithmetic: on exact ties of real arithmetic a code can differ by one (module docstring).
 
     ``zero_point="float"`` (the reference code's formula, for reproducing its numbers): no
     widening, ``s = max((max - min) / (2^b - 1), 1e-8)`` and the returned "zero point" is the

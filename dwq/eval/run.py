@@ -1,0 +1,183 @@
+"""One evaluation of a model: every protocol's figures from one run of each attack.
+
+:func:`evaluate` runs the attacks once -- the chosen attack at each precision (the transferability
+matrix, classified at every precision), EOT-PGD over the RPI set, AutoAttack ``rand`` when asked --
+and derives every figure from those runs: per-precision robust accuracy is the matrix's diagonal,
+the paper protocol is the mean of its RPI block (and its sampled replica reads the same cells), the
+best of attacks combines the same per-image outcomes. :func:`write_report` saves the result.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from dwq.eval.attacks import make_attack
+from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, clean_accuracy,
+                                matrix_diagonal, paper_protocol, robust_accuracy, rpi_best_of_attacks,
+                                rpi_clean, transfer_matrix)
+from dwq.eval.report import pname, save_heatmap, save_json
+from dwq.quant.cost import bitops_summary
+
+__all__ = ["PROTOCOLS", "evaluate", "write_report"]
+
+PROTOCOLS = ("paper", "paper-sampled", "adaptive", "transfer", "autoattack-rand", "autoattack-standard")
+
+Progress = Callable[[str, int, int], None]
+
+
+def _scores(t: torch.Tensor) -> list:
+    return [round(v, 4) for v in t.float().tolist()]
+
+
+def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",
+             epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
+             protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
+             paper_batch: int = 100, num_classes: int = 10, cw_tau: float = 0.05, bandits_queries: int = 1000,
+             bandits_tile: int = 4, autoattack_n: Optional[int] = None, autoattack_steps: int = 100,
+             eot_iter: int = 20, input_size=None, per_image: bool = True,
+             progress: Optional[Progress] = None) -> dict:
+    """Evaluate ``model`` (eval mode) on images ``x`` (float [N, C, H, W] in [0, 1]) with labels ``y``
+    (int64 [N]); returns the report as a JSON-ready dict.
+
+    precisions: where clean and per-precision robust accuracy are measured (and the transfer
+      matrix's rows/columns); rpi_precisions: the RPI set (default ``precisions``; a subset of it).
+    attack, epsilon, alpha, steps, restarts, cw_tau, bandits_*: the attack (see
+      :func:`dwq.eval.make_attack`); EOT-PGD of the adaptive protocol uses epsilon/alpha/steps/restarts.
+    protocols: any of ``PROTOCOLS``. ``paper``, ``paper-sampled`` and ``transfer`` share one
+      transfer-matrix run; ``paper-sampled`` adds the reference's one-draw-per-batch replica
+      (``paper_batch`` images per batch) read from it.
+    autoattack_n / autoattack_steps / eot_iter: AutoAttack ``rand`` on the first ``autoattack_n``
+      images (default all) with the original's 100 steps and 20 EOT samples.
+    input_size: ``(C, H, W)`` for the BitOPs summary (omitted when None).
+    per_image: keep the per-image scores behind the RPI figures (``report["per_image"]``), so that
+      paired differences can be computed from the report alone.
+    progress: ``progress(stage, done, total)`` before each attack run.
+    """
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
+    if eot_iter < 1:
+        raise ValueError(f"eot_iter (EOT samples per AutoAttack step) must be >= 1, got {eot_iter}")
+    if not 0 < epsilon <= 1:
+        raise ValueError(f"epsilon must be in (0, 1] (pixel units; 8/255 = 0.0314), got {epsilon!r}")
+    precisions = list(precisions)
+    names = [pname(p) for p in precisions]
+    rset = list(rpi_precisions) if rpi_precisions is not None else list(precisions)
+    missing = [pname(p) for p in rset if pname(p) not in names]
+    if missing:
+        raise ValueError(f"RPI precision(s) {missing} are not among the evaluated precisions {names}")
+    idx = [names.index(pname(p)) for p in rset]
+    atk = make_attack(attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, cw_tau=cw_tau,
+                      bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes)
+    need_matrix = any(p in protocols for p in ("paper", "paper-sampled", "transfer"))
+    n_aa = min(autoattack_n or len(y), len(y))
+    stages = (["clean"] + [f"{attack} at {n}" for n in names] + (["adaptive"] if "adaptive" in protocols else [])
+              + (["autoattack-rand"] if "autoattack-rand" in protocols else [])
+              + ([f"autoattack-standard at {pname(p)}" for p in rset] if "autoattack-standard" in protocols else []))
+    done = [0]
+
+    def tick(stage):
+        if progress is not None:
+            progress(stage, done[0], len(stages))
+        done[0] += 1
+
+    t0 = time.time()
+    model.eval()
+    rep = {"attack": attack, "epsilon": epsilon, "alpha": alpha, "steps": steps, "restarts": restarts,
+           "seed": seed, "protocols": list(protocols), "n": len(y), "precisions": names,
+           "rpi_precisions": [pname(p) for p in rset], "batch_size": batch_size}
+    if attack == "cw-linf":
+        rep["cw_tau"] = cw_tau
+    if attack == "bandits":
+        rep.update(bandits_queries=bandits_queries, bandits_tile=bandits_tile)
+    scores = {}
+    tick("clean")
+    rep["clean_acc"], clean_c = clean_accuracy(model, x, y, precisions, return_correct=True)
+    rpi = {"set": rep["rpi_precisions"], "clean": rpi_clean(clean_c[idx])}
+    scores["clean"] = clean_c[idx].float().mean(0)
+    if need_matrix:
+        # one attack run per precision, classified at every precision; every dependent figure reads it
+        tm, tm_c = transfer_matrix(model, x, y, precisions, atk, batch_size, return_correct=True,
+                                   on_row=lambda p: tick(f"{attack} at {pname(p)}"))
+        tm.update(attack=attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
+        rep[f"{attack}_acc"] = matrix_diagonal(tm)
+        block = tm_c[idx][:, idx]  # the RPI set's attack x inference block
+        pp = paper_protocol(block, clean_c[idx], seed=seed,
+                            sampled_batch=paper_batch if "paper-sampled" in protocols else None)
+        if "paper" in protocols or "paper-sampled" in protocols:
+            rpi[f"{attack}_paper"] = pp["robust"]
+            scores["paper"] = block.float().mean((0, 1))
+        if "paper-sampled" in protocols:
+            rpi[f"{attack}_paper_sampled"], rpi["clean_sampled"] = pp["robust_sampled"], pp["clean_sampled"]
+        if "transfer" in protocols:
+            rep["transfer_matrix"] = tm
+            k = len(rset)
+            if k > 1:  # per image: attack at the classifying precision vs at another one
+                eye = torch.eye(k, dtype=torch.bool)
+                scores["transfer_diagonal"] = block[eye].float().mean(0)
+                scores["transfer_off_diagonal"] = block[~eye].float().mean(0)
+    else:
+        rep[f"{attack}_acc"] = {}
+        for p in precisions:
+            tick(f"{attack} at {pname(p)}")
+            rep[f"{attack}_acc"].update(robust_accuracy(model, x, y, [p], atk, batch_size))
+    if "adaptive" in protocols:
+        tick("adaptive")
+        ad, ad_c = adaptive_protocol(model, x, y, rset, epsilon, alpha, steps, restarts, batch_size, seed,
+                                     return_correct=True)
+        rpi["pgd_adaptive"] = ad["expected"]
+        rpi["pgd_adaptive_worst_case"] = ad["worst_case"]
+        rpi["pgd_adaptive_per_precision"] = ad["per_precision"]
+        scores["adaptive"] = ad_c.float().mean(0)
+        scores["adaptive_worst_case"] = ad_c.all(0).float()
+        if need_matrix:
+            rpi["best_of_attacks"], scores["best_of_attacks"] = rpi_best_of_attacks([ad_c, block], return_scores=True)
+    if "autoattack-rand" in protocols:
+        tick("autoattack-rand")
+        aa, aa_c = autoattack_rpi(model, x[:n_aa], y[:n_aa], rset, epsilon, seed=seed, batch_size=batch_size,
+                                  steps=autoattack_steps, eot_iter=eot_iter, return_correct=True)
+        rpi["autoattack_rand"] = aa
+        scores["autoattack_rand_original"] = aa_c["original"].float()
+        scores["autoattack_rand_expected"] = aa_c["expected"]
+    if "autoattack-standard" in protocols:
+        aas = make_attack("autoattack", epsilon=epsilon, num_classes=num_classes)
+        per = {}
+        for p in rset:
+            tick(f"autoattack-standard at {pname(p)}")
+            per.update(robust_accuracy(model, x, y, [p], aas, batch_size))
+        rpi["autoattack_standard_per_precision"] = per
+    rep["rpi"] = rpi
+    rep["definitions"] = {k: v for k, v in DEFINITIONS.items() if _reported(k, rpi)}
+    if input_size is not None:
+        rep["bitops"] = bitops_summary(model, input_size, precisions)
+        rep["bitops"]["rpi_mean"] = sum(rep["bitops"]["per_precision"][pname(p)] for p in rset) / len(rset)
+    if per_image:
+        rep["per_image"] = {k: _scores(v) for k, v in scores.items()}
+    rep["seconds"] = time.time() - t0
+    return rep
+
+
+def _reported(key: str, rpi: dict) -> bool:
+    if key in ("clean", "best_of_attacks"):
+        return key in rpi
+    if key.startswith("autoattack_rand"):
+        return "autoattack_rand" in rpi
+    if key.startswith("adaptive"):
+        return "pgd_adaptive" in rpi
+    if key == "paper_sampled":
+        return "clean_sampled" in rpi
+    return any(k.endswith("_paper") for k in rpi)
+
+
+def write_report(rep: dict, out: str, heatmap_title: Optional[str] = None) -> None:
+    """Write ``report.json`` (and ``transfer.json`` + ``transfer.png`` when the report holds a
+    transfer matrix) into the folder ``out``."""
+    save_json(rep, os.path.join(out, "report.json"))
+    if "transfer_matrix" in rep:
+        tm = rep["transfer_matrix"]
+        save_json(tm, os.path.join(out, "transfer.json"))
+        save_heatmap(tm, os.path.join(out, "transfer.png"),
+                     heatmap_title or f"{rep.get('network', 'model')}: {rep['attack']} robust accuracy (%)")
