@@ -20,7 +20,7 @@ from dwq.nn import (
     set_precision,
 )
 
-__version__ = "0.1.0"
+from dwq._version import __version__
 
 
 def __getattr__(name):

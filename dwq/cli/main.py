@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from . import deploy as deploy_cli
 from .common import (CLIError, fraction, fresh_dir, nonneg_int, positive_int, precision_arg,
                      precision_set_from_args)
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dwq", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Double-Win Quant: random precision training (RPT) and honest random precision "
                     "inference (RPI) robustness evaluation.")
-    sub = p.add_subparsers(dest="command", metavar="{train,eval,demo}")
+    sub = p.add_subparsers(dest="command", metavar="{train,eval,demo,deploy,bench}")
     sub.required = True
 
     # ---- train
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed")
     d.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    deploy_cli.add_parsers(sub)
     return p
 
 
@@ -326,6 +328,8 @@ def main(argv=None) -> int:
         if a.command == "demo":
             from .demo import run_demo
             return run_demo(a)
+        if a.command in deploy_cli.COMMANDS:
+            return deploy_cli.COMMANDS[a.command](a)
     except CLIError as e:
         print(f"dwq {a.command}: error: {e}", file=sys.stderr)
         return 2

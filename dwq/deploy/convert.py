@@ -151,7 +151,6 @@ def _check_qlayer(layer: nn.Module, name: str):
 def _int_layer(layer, name: str, ps, bn, relu: bool, target, target_name):
     """An IntConv2d/IntLinear for ``layer`` at every precision of ``ps`` (normalized), with ``bn`` (a BN
     module or None) and ``relu`` in the epilogue and requantization to ``target``'s input if given."""
-    _check_qlayer(layer, name)
     is_conv = isinstance(layer, QConv2d)
     bias = None if layer.bias is None else layer.bias.detach().float()
     plans, tensors = [], {}
@@ -256,6 +255,10 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     if len(placeholders) != 1:
         raise ConversionError(f"{type(model).__name__}.forward takes {len(placeholders)} inputs; convert supports one")
 
+    for n in nodes:
+        if kinds[n] == "q":
+            _check_qlayer(modules[n.target], n.target)
+
     # Fusion: each quantized layer absorbs the BN and ReLU only it feeds; a BN left in float absorbs the
     # ReLU only it feeds; either sends codes to the next quantized layer when that is its only consumer.
     absorbed = {}   # BN / ReLU node -> the node of the layer that computes it
@@ -324,7 +327,12 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
             program.append({"out": n.name, "fn": k, "args": args, "kwargs": _fn_kwargs(n, modules, k)})
             value[n] = n.name
     _mark_inplace(program, output)
-    meta = {"model_class": type(model).__name__, "precisions": normalize_names(ps)}
+    meta = {"model_class": type(model).__name__, "precisions": normalize_names(ps),
+            "quantizer": {"weights": "per output channel, min/max of the weights, integer zero point",
+                          "activations": "per tensor, running min/max of each precision, integer zero point",
+                          "rounding": "half to even"},
+            "float_checkpoint_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values()
+                                          if t.is_floating_point())}
     meta.update(info or {})
     int_model = IntegerModel(layers, program, output, meta)
     return int_model.to(next(iter(model.buffers())).device).eval()

@@ -44,6 +44,17 @@ def _take(tensors: Tensors, key: str, dtype: torch.dtype, shape, where: str) -> 
     return t
 
 
+def _nbytes(*ts) -> int:
+    return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def _pset(names):
     return [parse_precision(n) for n in names]
 
@@ -64,9 +75,7 @@ class _QuantPlan(nn.Module):
         self.relu = bool(cfg["relu"])
         self.out_bits = None if cfg.get("out_bits") is None else int(cfg["out_bits"])
         self.weight_shape = tuple(weight_shape)
-        numel = 1
-        for s in weight_shape:
-            numel *= s
+        numel = _numel(weight_shape)
         self.register_buffer("w_codes", _take(tensors, "w_codes", torch.uint8, [packed_nbytes(numel, self.w_bits)], where))
         self.register_buffer("w_scale", _take(tensors, "w_scale", torch.float32, [o], where))
         self.register_buffer("w_zero_point", _take(tensors, "w_zero_point", torch.int32, [o], where))
@@ -87,10 +96,7 @@ class _QuantPlan(nn.Module):
 
     def codes(self) -> torch.Tensor:
         """The weight codes, int32 ``weight_shape`` (on the layer's device)."""
-        n = 1
-        for s in self.weight_shape:
-            n *= s
-        return unpack_bits(self.w_codes, self.w_bits, n).reshape(self.weight_shape).to(self.w_codes.device)
+        return unpack_bits(self.w_codes, self.w_bits, _numel(self.weight_shape)).reshape(self.weight_shape).to(self.w_codes.device)
 
     def _pack(self):
         # The kernels' layout is derived, device-specific state: a plain attribute, so that `.to()` does
@@ -106,6 +112,12 @@ class _QuantPlan(nn.Module):
         if self.w_packed.device != self.w_codes.device:
             self._pack()
         return self
+
+    def nbytes(self) -> dict:
+        return {"weight": _nbytes(self.w_codes), "float32_weight": 4 * _numel(self.weight_shape),
+                "scale": _nbytes(self.w_scale, self.w_zero_point, self.x_scale, self.x_zero_point, self.affine_scale,
+                                 self.affine_bias, self.out_scale, self.out_zero_point),
+                "float": 0, "runtime_weight": _nbytes(self.w_packed)}
 
     def input_codes(self, x: torch.Tensor) -> torch.Tensor:
         return ops.quantize_act(x, self.x_scale, self.x_zero_point, self.a_bits) if x.is_floating_point() else x
@@ -127,6 +139,10 @@ class _FloatPlan(nn.Module):
 
     def config(self) -> dict:
         return {"float": True, "relu": self.relu, "bias": self.bias is not None}
+
+    def nbytes(self) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "float": _nbytes(self.weight, self.bias),
+                "runtime_weight": 0}
 
     def extra_repr(self) -> str:
         return f"float, relu={self.relu}"
@@ -154,6 +170,12 @@ class _IntLayer(PrecisionModule):
     def _base_config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],
                 "plans": [p.config() for p in self.plans]}
+
+    def nbytes(self, i: int) -> dict:
+        """Bytes of precision ``i``'s plan: ``weight`` (codes at w_bits), ``float32_weight`` (the same
+        weights in float32), ``scale`` (scales, zero points, folded BN), ``float`` (a float plan's
+        weights), ``runtime_weight`` (the kernels' packed layout in memory, not saved)."""
+        return self.plans[i].nbytes()
 
     @property
     def plan(self) -> nn.Module:
@@ -255,6 +277,11 @@ class FloatAffine(PrecisionModule):
         return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],
                 "channels": self.channels, "relu": self.relu, "out_bits": self.out_bits}
 
+    def nbytes(self, i: int) -> dict:
+        n = len(self.precisions)
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": (_nbytes(self.scale, self.bias) + _nbytes(self.out_scale, self.out_zero_point)) // n}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         i = self.precision_index
         y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
@@ -284,6 +311,10 @@ class FloatConv2d(nn.Conv2d):
         if self.bias is not None:
             self.bias.data = _take(tensors, "bias", torch.float32, self.bias.shape, self.source)
 
+    def nbytes(self, i: int) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": _nbytes(self.weight, self.bias)}
+
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "in_channels": self.in_channels,
                 "out_channels": self.out_channels, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
@@ -304,6 +335,10 @@ class FloatLinear(nn.Linear):
         if self.bias is not None:
             self.bias.data = _take(tensors, "bias", torch.float32, self.bias.shape, self.source)
 
+    def nbytes(self, i: int) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": _nbytes(self.weight, self.bias)}
+
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "in_features": self.in_features,
                 "out_features": self.out_features, "bias": self.bias is not None}
@@ -320,6 +355,9 @@ class FloatNormalize(nn.Module):
         c = int(cfg["channels"])
         self.register_buffer("mean", _take(tensors, "mean", torch.float32, [c], self.source))
         self.register_buffer("std", _take(tensors, "std", torch.float32, [c], self.source))
+
+    def nbytes(self, i: int) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0, "float": _nbytes(self.mean, self.std)}
 
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "channels": self.mean.numel()}
