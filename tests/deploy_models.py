@@ -1,5 +1,7 @@
 """Small models for the deploy tests: calibrated at every precision of their set (one train-mode pass
 per precision sets the activation ranges and BN statistics), or briefly trained on MNIST-5k."""
+import functools
+
 import torch
 
 import dwq
@@ -17,9 +19,19 @@ def calibrated(model, shape, batches=1, seed=0):
     return model.eval()
 
 
+@functools.lru_cache(maxsize=None)
+def _trained(precisions, width, steps, seed):
+    return _train(list(precisions), width, steps, seed)
+
+
 def trained_mnist_cnn(precisions, width=8, steps=60, seed=0):
     """A small CNN after ``steps`` natural RPT steps on MNIST-5k (enough for non-trivial accuracy), then a
-    few batches per precision to settle the BN statistics and activation ranges; eval mode."""
+    few batches per precision to settle the BN statistics and activation ranges; eval mode. Trained once
+    per test session for each argument set: callers change its precision only through context managers."""
+    return _trained(tuple(precisions), width, steps, seed)
+
+
+def _train(precisions, width, steps, seed):
     from dwq.data import load_mnist5k
     from dwq.models import small_cnn
 

@@ -17,7 +17,7 @@ TRAIN = ["train", "--train-subset", "96", "--epochs", "1", "--attack-iters", "1"
 def test_every_flag_has_help():
     parser = build_parser()
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
-    assert set(subs) == {"train", "eval", "demo"}
+    assert set(subs) == {"train", "eval", "demo", "deploy", "bench"}
     for name, sp in subs.items():
         for act in sp._actions:
             assert act.help, f"dwq {name} {act.option_strings} has no help"

@@ -47,7 +47,13 @@ def save(model: IntegerModel, path: str) -> None:
 
     if not isinstance(model, IntegerModel):
         raise TypeError(f"save: expected a dwq.deploy.IntegerModel, got {type(model).__name__}")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors, seen = {}, set()
+    for k, v in model.state_dict().items():
+        v = v.detach().to("cpu").contiguous()
+        if v.numel() and v.untyped_storage().data_ptr() in seen:  # safetensors stores each buffer once: copy shared ones
+            v = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
+        tensors[k] = v
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dwq_version": __version__,
             "model": model.config(), "sha256": _digest(tensors)}
     data = st_save(tensors, metadata={"dwq": json.dumps(meta)})

@@ -74,7 +74,8 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file or pickled code
-        raise CheckpointError(f"{path} is not a loadable dwq checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path} is not a loadable dwq checkpoint ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries)")
     return ck
