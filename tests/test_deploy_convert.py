@@ -172,3 +172,32 @@ def test_unsupported_conv_is_named():
     m.conv2.groups = 2
     with pytest.raises(ConversionError, match="layer 'conv2'.*groups=1"):
         convert(m)
+
+
+def test_check_conversion_reports_agreement_accuracy_latency_and_size():
+    from dwq.data import load_mnist5k
+    from dwq.deploy import check_conversion, format_check
+
+    m = trained_mnist_cnn([2, 4, 8])
+    x, y = load_mnist5k("test").tensors
+    rep = check_conversion(m, x[:200], y[:200], [2, 8], latency_batch=50, budget_s=0.05)
+    assert rep["precisions"] == ["2", "8"] and rep["latency_batch"] == 50
+    for p in ("2", "8"):
+        assert rep["agreement"][p]["n"] == 200 and rep["latency_ms"]["dwq_int"][p] > 0
+        a = rep["accuracy"][p]
+        assert abs(a["dwq_int"] - a["fake_quant"]) <= 1 - rep["agreement"][p]["top1_agreement"] + 1e-9
+    text = format_check(rep, "demo")
+    assert text.startswith("demo: logits against the fake-quant model on 200 images") and "speed-up" in text
+
+
+def test_check_conversion_skips_precisions_never_trained_at():
+    from dwq.deploy import calibrated_precisions, check_conversion, format_check
+
+    m = small_cnn(precisions=[2, 4, None], width=8).train()
+    with torch.no_grad(), dwq.precision(m, 4):
+        m(torch.rand(8, 1, 28, 28))
+    m.eval()
+    assert calibrated_precisions(m) == [4, None]
+    rep = check_conversion(m, torch.rand(16, 1, 28, 28), precisions=[2, 4], latency_batch=4, budget_s=0.01)
+    assert rep["precisions"] == ["4"] and rep["skipped"] == ["2"]
+    assert "not converted (never trained at, so no activation range): 2" in format_check(rep)

@@ -39,6 +39,7 @@ def run_demo(a) -> int:
     from dwq import eval as E
     from dwq.attacks import pgd
     from dwq.data import load_mnist5k, train_val_split
+    from dwq.deploy import check_conversion, format_check
     from dwq.models import build_model
     from dwq.quant.cost import bitops_summary
     from dwq.train import TrainConfig, Trainer
@@ -98,6 +99,8 @@ def run_demo(a) -> int:
                     f"{name}: PGD-{EVAL_STEPS} ε={EPS} robust acc. (%)\nrows: attack bits, cols: inference bits")
         m["bitops"] = bitops_summary(model, (1, 28, 28), ps)
         m["eval_seconds"] = time.time() - t0 - t_train
+        if name == "rpt":  # deploy it: the integer model against its fake-quant self (dwq.deploy)
+            m["deploy"] = check_conversion(model, x, y, SET)
         report["models"][name] = m
         print(f"[{name}] trained {t_train:.0f}s, evaluated {m['eval_seconds']:.0f}s", flush=True)
 
@@ -108,6 +111,7 @@ def run_demo(a) -> int:
     report["seconds"] = time.time() - t_start
     E.save_json(report, os.path.join(out, "report.json"))
     print(_table(report))
+    print("\n" + format_check(main["deploy"], "rpt as a true-integer model (dwq.deploy)"))
     print(f"\nwall time {report['seconds']:.0f} s; wrote {out}/report.json, {out}/transfer_{{fp,fixed4,rpt}}.png")
     return 0
 

@@ -15,12 +15,12 @@ from dwq.deploy.agreement import code_agreement, compare, format_comparison
 from dwq.deploy.artifact import ArtifactError, format_size_report, load, read_metadata, save, size_report
 from dwq.deploy.check import check_conversion, format_check
 from dwq.deploy.choose import PrecisionChoice, choose_precisions, latency_from_records
-from dwq.deploy.convert import ConversionError, convert
+from dwq.deploy.convert import ConversionError, calibrated_precisions, convert
 from dwq.deploy.integer_model import IntegerModel
 from dwq.deploy.straight_through import StraightThrough
 from dwq.deploy.timing import latency_per_precision, time_round_robin
 
-__all__ = ["ArtifactError", "ConversionError", "IntegerModel", "PrecisionChoice", "StraightThrough",
+__all__ = ["ArtifactError", "ConversionError", "IntegerModel", "PrecisionChoice", "StraightThrough", "calibrated_precisions",
            "check_conversion", "choose_precisions", "code_agreement", "compare", "convert", "format_check",
            "format_comparison", "format_size_report", "latency_from_records", "latency_per_precision", "load",
            "read_metadata", "save", "size_report", "time_round_robin"]

@@ -8,9 +8,9 @@ from torch import nn
 
 from dwq.deploy.agreement import compare, format_comparison
 from dwq.deploy.artifact import size_report
-from dwq.deploy.convert import convert
+from dwq.deploy.convert import calibrated_precisions, convert
 from dwq.deploy.timing import time_round_robin
-from dwq.nn.precision import precision
+from dwq.nn.precision import precision, precision_set
 from dwq.quant.precision import precision_name
 
 __all__ = ["check_conversion", "format_check"]
@@ -22,13 +22,19 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     """Converts ``model`` (eval mode) at ``precisions`` and reports, per precision: agreement with the
     fake-quant model on ``x`` (see :func:`dwq.deploy.compare`), accuracy of both on labels ``y`` if
     given, and the latency (median ms) of a batch of ``latency_batch`` images on both; plus the size
-    report and the seconds it all took. JSON-ready."""
+    report and the seconds it all took. JSON-ready. Precisions the model never trained at have no
+    activation range: they are listed under ``"skipped"`` instead of failing the check."""
     t0 = time.time()
     model.eval()
-    int_model = convert(model, precisions)
+    asked = precision_set(model) if precisions is None else list(precisions)
+    ok = calibrated_precisions(model, asked)
+    skipped = [precision_name(p) for p in asked if p not in ok]
+    if not ok:
+        return {"precisions": [], "skipped": skipped, "seconds": time.time() - t0}
+    int_model = convert(model, ok)
     ps = int_model.precisions
     t_convert = time.time() - t0
-    out = {"precisions": [precision_name(p) for p in ps], "convert_seconds": t_convert,
+    out = {"precisions": [precision_name(p) for p in ps], "skipped": skipped, "convert_seconds": t_convert,
            "agreement": compare(model, int_model, x, ps)}
     if y is not None:
         acc = {}
@@ -55,9 +61,13 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     return out
 
 
-def format_check(rep: dict) -> str:
-    """:func:`check_conversion`'s result as text."""
-    lines = [f"integer model vs fake-quant model ({rep['agreement'][rep['precisions'][0]]['n']} images):",
+def format_check(rep: dict, title: str = "integer model") -> str:
+    """:func:`check_conversion`'s result as text, headed by ``title``."""
+    skipped = (f"not converted (never trained at, so no activation range): {' '.join(rep['skipped'])}"
+               if rep.get("skipped") else "")
+    if not rep["precisions"]:
+        return f"{title}: {skipped}"
+    lines = [f"{title}: logits against the fake-quant model on {rep['agreement'][rep['precisions'][0]]['n']} images",
              format_comparison(rep["agreement"]), "",
              f"{'precision':>9} {'int ms':>8} {'fq ms':>8} {'speed-up':>8}"
              + (f" {'int acc':>8} {'fq acc':>8}" if "accuracy" in rep else "") + f" {'weights':>9}"]
@@ -73,4 +83,6 @@ def format_check(rep: dict) -> str:
         lines.append(row)
     lines.append(f"(latency: batch of {rep['latency_batch']}, median ms; conversion {rep['convert_seconds']:.1f} s, "
                  f"this check {rep['seconds']:.1f} s)")
+    if skipped:
+        lines.append(skipped)
     return "\n".join(lines)

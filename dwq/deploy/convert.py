@@ -36,7 +36,7 @@ from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
 from dwq.nn.precision import PrecisionModule, precision_set
 from dwq.quant import normalize_precision, normalize_set, precision_name
 
-__all__ = ["convert", "ConversionError"]
+__all__ = ["convert", "calibrated_precisions", "ConversionError"]
 
 # What each supported graph node is; anything else is named in a ConversionError.
 _MODULE_KINDS = [((QConv2d, QLinear), "q"), ((SwitchableBatchNorm2d, nn.BatchNorm2d), "bn"), ((nn.ReLU,), "relu"),
@@ -226,6 +226,19 @@ def trace(model: nn.Module) -> fx.GraphModule:
         raise ConversionError(f"cannot trace {type(model).__name__}.forward for conversion "
                               f"({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
     return fx.GraphModule(model, graph)
+
+
+def calibrated_precisions(model: nn.Module, precisions: Optional[Sequence] = None) -> list:
+    """The precisions of ``precisions`` (default: the model's set) at which every quantized layer has an
+    activation range, i.e. saw training batches at that precision (full precision needs none)."""
+    ps = precision_set(model) if precisions is None else list(precisions)
+    layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
+    out = []
+    for p in ps:
+        q = normalize_precision(p)
+        if q is None or all(bool(m.input_quant.initialized[m.input_quant.slot(q)]) for m in layers):
+            out.append(p)
+    return out
 
 
 def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optional[dict] = None) -> IntegerModel:

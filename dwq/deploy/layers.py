@@ -166,6 +166,19 @@ class _IntLayer(PrecisionModule):
             plans.append(_FloatPlan(pc, sub, weight_shape, where) if p is None else
                          _QuantPlan(pc, sub, weight_shape, where))
         self.plans = nn.ModuleList(plans)
+        self._calls = None
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._calls = None  # the cached arguments hold the old tensors
+        return self
+
+    def _call(self):
+        """(plan, the op's arguments after the input codes) of the current precision; built once, so that
+        a forward does no attribute lookups on modules (it matters at batch 1)."""
+        if self._calls is None:
+            self._calls = [(p, None if isinstance(p, _FloatPlan) else self._op_args(p)) for p in self.plans]
+        return self._calls[self.precision_index]
 
     def _base_config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],
@@ -203,14 +216,16 @@ class IntConv2d(_IntLayer):
         return dict(self._base_config(), in_channels=self.in_channels, out_channels=self.out_channels,
                     kernel_size=list(self.kernel_size), stride=list(self.stride), padding=list(self.padding))
 
+    def _op_args(self, p):
+        return (p.x_scale, p.x_zero_point, p.a_bits, p.w_packed, p.w_scale, self.kernel_size, self.stride,
+                self.padding, p.affine_scale, p.affine_bias, p.relu, p.out_scale, p.out_zero_point, p.out_bits or 8)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.plans[self.precision_index]
-        if isinstance(p, _FloatPlan):
+        p, args = self._call()
+        if args is None:
             y = F.conv2d(x, p.weight, p.bias, self.stride, self.padding)
             return torch.relu_(y) if p.relu else y
-        return ops.qconv2d(p.input_codes(x), p.x_scale, p.x_zero_point, p.a_bits, p.w_packed, p.w_scale,
-                           self.kernel_size, self.stride, self.padding, p.affine_scale, p.affine_bias, p.relu,
-                           p.out_scale, p.out_zero_point, p.out_bits or 8)
+        return ops.qconv2d(p.input_codes(x), *args)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -230,13 +245,16 @@ class IntLinear(_IntLayer):
     def config(self) -> dict:
         return dict(self._base_config(), in_features=self.in_features, out_features=self.out_features)
 
+    def _op_args(self, p):
+        return (p.x_scale, p.x_zero_point, p.a_bits, p.w_packed, p.w_scale, p.affine_scale, p.affine_bias, p.relu,
+                p.out_scale, p.out_zero_point, p.out_bits or 8)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.plans[self.precision_index]
-        if isinstance(p, _FloatPlan):
+        p, args = self._call()
+        if args is None:
             y = F.linear(x, p.weight, p.bias)
             return torch.relu_(y) if p.relu else y
-        return ops.qlinear(p.input_codes(x), p.x_scale, p.x_zero_point, p.a_bits, p.w_packed, p.w_scale,
-                           p.affine_scale, p.affine_bias, p.relu, p.out_scale, p.out_zero_point, p.out_bits or 8)
+        return ops.qlinear(p.input_codes(x), *args)
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, source={self.source!r}, "
