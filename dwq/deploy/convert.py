@@ -46,7 +46,7 @@ _MODULE_KINDS = [((QConv2d, QLinear), "q"), ((SwitchableBatchNorm2d, nn.BatchNor
                  ((nn.Linear,), "linear")]
 _FUNCTION_KINDS = {F.relu: "relu", torch.relu: "relu", F.max_pool2d: "max_pool2d", torch.max_pool2d: "max_pool2d",
                    F.avg_pool2d: "avg_pool2d", F.adaptive_avg_pool2d: "adaptive_avg_pool2d",
-                   torch.flatten: "flatten", operator.add: "add", torch.add: "add", F.dropout: "identity"}
+                   torch.flatten: "flatten", operator.add: "add", torch.add: "add"}
 _METHOD_KINDS = {"relu": "relu", "flatten": "flatten", "add": "add"}
 # Ops that run on codes unchanged: quantization is monotonic (max commutes with it) and they move no values.
 _CODE_SAFE = ("max_pool2d", "flatten", "identity")
