@@ -31,13 +31,13 @@ def _logits(model, x, p, batch_size):
 
 
 def compare(fake_quant_model: nn.Module, int_model: IntegerModel, x: torch.Tensor, precisions: Optional[Sequence] = None,
-            batch_size: int = 250) -> Dict[str, dict]:
+            batch_size: int = 250, y: Optional[torch.Tensor] = None) -> Dict[str, dict]:
     """Eval-mode logits of both models on ``x`` (float32 [N, C, H, W]) at each precision (default: the
     integer model's set). Returns ``{precision name: {"n", "max_abs_diff", "mean_abs_diff", "logit_scale"
     (max |fake-quant logit|), "rel_max_diff" (max_abs_diff / logit_scale), "top1_agreement",
     "median_fq_margin" (the fake-quant model's median top-2 margin, for scale),
     "disagreements": [{"index", "fq_margin" (fake-quant top-1 minus its logit of the integer model's
-    top-1), "max_abs_diff" (on that image)}]}}``.
+    top-1), "max_abs_diff" (on that image)}]}}``; with labels ``y`` also "fq_accuracy" and "int_accuracy".
     """
     fake_quant_model.eval()
     ps = int_model.precisions if precisions is None else list(precisions)
@@ -57,6 +57,9 @@ def compare(fake_quant_model: nn.Module, int_model: IntegerModel, x: torch.Tenso
             "median_fq_margin": (top2[:, 0] - top2[:, -1]).median().item(),
             "disagreements": [{"index": i, "fq_margin": (a[i, ta[i]] - a[i, tb[i]]).item(),
                                "max_abs_diff": d[i].max().item()} for i in bad]}
+        if y is not None:
+            out[precision_name(p)].update(fq_accuracy=(ta == y).float().mean().item(),
+                                          int_accuracy=(tb == y).float().mean().item())
     return out
 
 

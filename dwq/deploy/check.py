@@ -18,7 +18,7 @@ __all__ = ["check_conversion", "format_check"]
 
 def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
                      precisions: Optional[Sequence] = None, latency_batch: int = 100,
-                     budget_s: float = 0.5) -> dict:
+                     budget_s: float = 0.2) -> dict:
     """Converts ``model`` (eval mode) at ``precisions`` and reports, per precision: agreement with the
     fake-quant model on ``x`` (see :func:`dwq.deploy.compare`), accuracy of both on labels ``y`` if
     given, and the latency (median ms) of a batch of ``latency_batch`` images on both; plus the size
@@ -35,15 +35,10 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     ps = int_model.precisions
     t_convert = time.time() - t0
     out = {"precisions": [precision_name(p) for p in ps], "skipped": skipped, "convert_seconds": t_convert,
-           "agreement": compare(model, int_model, x, ps)}
+           "agreement": compare(model, int_model, x, ps, y=y)}
     if y is not None:
-        acc = {}
-        with torch.inference_mode():
-            for p in ps:
-                with precision(model, p), precision(int_model, p):
-                    acc[precision_name(p)] = {"fake_quant": (model(x).argmax(1) == y).float().mean().item(),
-                                              "dwq_int": (int_model(x).argmax(1) == y).float().mean().item()}
-        out["accuracy"] = acc
+        out["accuracy"] = {p: {"fake_quant": r.pop("fq_accuracy"), "dwq_int": r.pop("int_accuracy")}
+                           for p, r in out["agreement"].items()}
     xb = x[:latency_batch]
     fns = {}
     for p in ps:
@@ -52,7 +47,7 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
                 with torch.inference_mode(), precision(m, p):
                     return m(xb)
             fns[(impl, precision_name(p))] = run
-    timed = time_round_robin(fns, budget_s=budget_s)
+    timed = time_round_robin(fns, budget_s=budget_s, min_reps=2)
     out["latency_batch"] = len(xb)
     out["latency_ms"] = {impl: {p: timed[(impl, p)]["median_ms"] for p in out["precisions"]}
                          for impl in ("dwq_int", "fake_quant")}
