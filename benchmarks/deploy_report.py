@@ -105,7 +105,7 @@ def latency_tradeoff(checkpoint, x, rep):
     lat = rep["latency_ms"]["b100"]
     l8 = lat["8"]
     rep["choices"] = []
-    for f in (1.0, 1.25, 1.5, 2.0, 3.0):
+    for f in (1.0, 1.1, 1.2, 1.3):
         budget = round(l8 * f, 3)
         try:
             ch = choose_precisions(lat, budget, cost=cost)
