@@ -141,8 +141,9 @@ def ratio_table(records, key="median_ms"):
     model at the same width, the smallest over widths <= 8 (all cost one 8-bit pass); over Brevitas at 8
     bits; and dwq's 16-bit / 8-bit latency."""
     idx = {(r["op"], r["shape"], r["impl"], r["bits"]): r[key] for r in records}
-    lines = ["| network | input | fp32 ms | dwq 8-bit ms | vs fp32 (worst width <= 8) | vs fake-quant (worst width <= 8) "
-             "| vs Brevitas 8-bit | dwq 16-bit / 8-bit |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| network | input | fp32 ms | dwq 8-bit ms | vs fp32 (worst width <= 8) "
+             "| vs fake-quant (worst width <= 8) | vs Brevitas 8-bit | dwq 16-bit / 8-bit |",
+             "|---|---|---|---|---|---|---|---|"]
     for net, shape in sorted({(r["op"], r["shape"]) for r in records}, key=lambda t: (t[0], int(t[1].split()[0][1:]))):
         d = {b: v for (o, s, i, b), v in idx.items() if o == net and s == shape and i == "dwq_int"}
         fq = {b: v for (o, s, i, b), v in idx.items() if o == net and s == shape and i == "fake_quant"}

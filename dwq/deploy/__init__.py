@@ -20,7 +20,8 @@ from dwq.deploy.integer_model import IntegerModel
 from dwq.deploy.straight_through import StraightThrough
 from dwq.deploy.timing import latency_per_precision, time_round_robin
 
-__all__ = ["ArtifactError", "ConversionError", "IntegerModel", "PrecisionChoice", "StraightThrough", "calibrated_precisions",
+__all__ = ["ArtifactError", "ConversionError", "IntegerModel", "PrecisionChoice", "StraightThrough",
+           "calibrated_precisions",
            "check_conversion", "choose_precisions", "code_agreement", "compare", "convert", "format_check",
            "format_comparison", "format_size_report", "latency_from_records", "latency_per_precision", "load",
            "read_metadata", "save", "size_report", "time_round_robin"]

@@ -30,8 +30,9 @@ def _logits(model, x, p, batch_size):
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def compare(fake_quant_model: nn.Module, int_model: IntegerModel, x: torch.Tensor, precisions: Optional[Sequence] = None,
-            batch_size: int = 250, y: Optional[torch.Tensor] = None) -> Dict[str, dict]:
+def compare(fake_quant_model: nn.Module, int_model: IntegerModel, x: torch.Tensor,
+            precisions: Optional[Sequence] = None, batch_size: int = 250,
+            y: Optional[torch.Tensor] = None) -> Dict[str, dict]:
     """Eval-mode logits of both models on ``x`` (float32 [N, C, H, W]) at each precision (default: the
     integer model's set). Returns ``{precision name: {"n", "max_abs_diff", "mean_abs_diff", "logit_scale"
     (max |fake-quant logit|), "rel_max_diff" (max_abs_diff / logit_scale), "top1_agreement",
@@ -111,7 +112,8 @@ def code_agreement(fake_quant_model: nn.Module, int_model: IntegerModel, x: torc
 
 def format_comparison(cmp: Dict[str, dict]) -> str:
     """A plain-text table of :func:`compare`'s result."""
-    lines = [f"{'precision':>9} {'n':>6} {'top-1 agree':>11} {'max |diff|':>10} {'/ max|logit|':>12} {'mean |diff|':>11}"]
+    lines = [f"{'precision':>9} {'n':>6} {'top-1 agree':>11} {'max |diff|':>10} {'/ max|logit|':>12} "
+             f"{'mean |diff|':>11}"]
     for p, r in cmp.items():
         lines.append(f"{p:>9} {r['n']:>6} {100 * r['top1_agreement']:>10.2f}% {r['max_abs_diff']:>10.2e} "
                      f"{r['rel_max_diff']:>12.2e} {r['mean_abs_diff']:>11.2e}")

@@ -50,7 +50,8 @@ def save(model: IntegerModel, path: str) -> None:
     tensors, seen = {}, set()
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu").contiguous()
-        if v.numel() and v.untyped_storage().data_ptr() in seen:  # safetensors stores each buffer once: copy shared ones
+        # safetensors stores each buffer once: copy tensors that share one
+        if v.numel() and v.untyped_storage().data_ptr() in seen:
             v = v.clone()
         seen.add(v.untyped_storage().data_ptr())
         tensors[k] = v
@@ -84,7 +85,8 @@ def read_metadata(path: str) -> dict:
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path}: its dwq metadata is not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ArtifactError(f"{path} is not a dwq integer model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ArtifactError(f"{path} is not a dwq integer model (format {fmt!r})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path} has format version {meta.get('format_version')!r} (written by dwq "
                             f"{meta.get('dwq_version', '?')}); this dwq {__version__} reads version {FORMAT_VERSION}")
@@ -107,8 +109,9 @@ def load(path: str, device="cpu") -> IntegerModel:
     try:
         model = IntegerModel.from_config(meta["model"], tensors)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ArtifactError(f"{path}: the model description does not fit its tensors "
-                            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ArtifactError(f"{path}: the model description does not fit its tensors ({type(e).__name__}: {first})") \
+            from None
     return model.to(device).eval()
 
 

@@ -76,7 +76,8 @@ class _QuantPlan(nn.Module):
         self.out_bits = None if cfg.get("out_bits") is None else int(cfg["out_bits"])
         self.weight_shape = tuple(weight_shape)
         numel = _numel(weight_shape)
-        self.register_buffer("w_codes", _take(tensors, "w_codes", torch.uint8, [packed_nbytes(numel, self.w_bits)], where))
+        self.register_buffer("w_codes", _take(tensors, "w_codes", torch.uint8, [packed_nbytes(numel, self.w_bits)],
+                                              where))
         self.register_buffer("w_scale", _take(tensors, "w_scale", torch.float32, [o], where))
         self.register_buffer("w_zero_point", _take(tensors, "w_zero_point", torch.int32, [o], where))
         self.register_buffer("x_scale", _take(tensors, "x_scale", torch.float32, [1], where))
@@ -96,7 +97,8 @@ class _QuantPlan(nn.Module):
 
     def codes(self) -> torch.Tensor:
         """The weight codes, int32 ``weight_shape`` (on the layer's device)."""
-        return unpack_bits(self.w_codes, self.w_bits, _numel(self.weight_shape)).reshape(self.weight_shape).to(self.w_codes.device)
+        codes = unpack_bits(self.w_codes, self.w_bits, _numel(self.weight_shape))
+        return codes.reshape(self.weight_shape).to(self.w_codes.device)
 
     def _pack(self):
         # The kernels' layout is derived, device-specific state: a plain attribute, so that `.to()` does
@@ -375,7 +377,8 @@ class FloatNormalize(nn.Module):
         self.register_buffer("std", _take(tensors, "std", torch.float32, [c], self.source))
 
     def nbytes(self, i: int) -> dict:
-        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0, "float": _nbytes(self.mean, self.std)}
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": _nbytes(self.mean, self.std)}
 
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "channels": self.mean.numel()}
