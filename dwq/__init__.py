@@ -21,8 +21,6 @@ from dwq.nn import (
     set_precision,
 )
 
-
-
 def __getattr__(name):
     # Higher layers load on first use, so `import dwq` stays light.
     import importlib
@@ -30,7 +28,6 @@ def __getattr__(name):
     if name in ("models", "attacks", "data", "train", "eval", "deploy", "cli"):
         return importlib.import_module(f"dwq.{name}")
     raise AttributeError(f"module 'dwq' has no attribute {name!r}")
-
 
 __all__ = [
     "QConv2d",

@@ -43,7 +43,7 @@ def _copy(run, tmp_path):
 def test_every_flag_has_help_once_with_its_default():
     parser = build_parser()
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
-    assert set(subs) == {"train", "eval", "demo"}
+    assert set(subs) == {"train", "eval", "demo", "deploy", "bench"}
     for name, sp in subs.items():
         for act in sp._actions:
             assert act.help, f"dwq {name} {act.option_strings} has no help"

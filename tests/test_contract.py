@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from dwq.deploy.operands import act_qparams, bn_affine, weight_codes
 from dwq.nn import QConv2d, QLinear
 from dwq.ops import HAS_EXT, fake_quantize, pack_conv_weight, pack_weight, qconv2d, qlinear, quantize_act
-from dwq.quant import choose_qparams
 
 pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
 
@@ -15,15 +15,14 @@ BITS = [2, 3, 4, 8, 9, 12, 16]
 
 
 def integer_operands(layer, x, bits):
-    """Input codes and weight codes/qparams exactly as the layer's quantizers choose them."""
-    q = layer.input_quant
-    sx, zx = choose_qparams(q.running_min[:1], q.running_max[:1], bits)
+    """Input codes and weight codes/qparams exactly as the layer's quantizers choose them (dwq.deploy's
+    conversion reads a layer through the same functions)."""
+    sx, zx, _ = act_qparams(layer, bits)
     x_codes = quantize_act(x, sx, zx, bits)
     # The fused quantizer op (used in training) must give the same codes as the deploy-time one.
     _, fq_codes = fake_quantize(x, sx, zx, bits, return_codes=True)
     assert torch.equal(x_codes.to(torch.int32), fq_codes)
-    sw, zw = layer.weight_quant.qparams(layer.weight, bits)
-    _, w_codes = fake_quantize(layer.weight.detach(), sw, zw, bits, axis=0, return_codes=True)
+    w_codes, sw, zw, _ = weight_codes(layer, bits)
     return x_codes, sx, zx, w_codes, sw, zw
 
 
@@ -74,8 +73,7 @@ def test_folded_batch_norm_and_relu_in_the_epilogue():
     x = torch.randn(2, 3, 9, 9)
     with torch.no_grad():
         y_fake = F.relu(bn(conv(x)))
-    a = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    b = bn.bias.detach() - bn.running_mean * a
+    a, b = bn_affine(bn)
     x_codes, sx, zx, w_codes, sw, zw = integer_operands(conv, x, bits)
     y_int = qconv2d(x_codes, sx, zx, bits, pack_conv_weight(w_codes, zw, bits), sw, 3, 1, 1,
                     affine_scale=a, affine_bias=b, relu=True)

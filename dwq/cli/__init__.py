@@ -1,4 +1,4 @@
-"""The ``dwq`` command line (``dwq train | eval | demo``); entry point :func:`dwq.cli.main.main`."""
+"""The ``dwq`` command line (``dwq train | eval | demo | deploy | bench``); entry point :func:`dwq.cli.main.main`."""
 
 __all__ = ["main", "build_parser"]
 

@@ -37,6 +37,7 @@ def run_demo(a) -> int:
 
     from dwq import eval as E
     from dwq.data import load_mnist5k, train_val_split
+    from dwq.deploy import check_conversion
     from dwq.models import build_model
     from dwq.quant import precision_name
     from dwq.train import TrainConfig, Trainer
@@ -90,6 +91,8 @@ def run_demo(a) -> int:
         E.save_heatmap(m["transfer_matrix"], os.path.join(out, f"transfer_{name}.png"),
                        f"{name}: PGD-{EVAL_STEPS} robust acc. (%), ε={EPS}\nrows: attack bits, cols: inference bits")
         m["eval_seconds"] = time.time() - t0 - t_train
+        if name == "rpt":  # deploy it: the integer model against its fake-quant self (dwq.deploy)
+            m["deploy"] = check_conversion(model, x, y, SET)
         report["models"][name] = m
         print(f"[{name}] trained {t_train:.0f}s, evaluated {m['eval_seconds']:.0f}s", flush=True)
 
@@ -101,6 +104,7 @@ def run_demo(a) -> int:
     E.save_json(report, os.path.join(out, "report.json"))
     print(table(report))
     print("\n" + "\n".join(report["findings"]))
+    print("\n" + deploy_summary(report))
     print("\nREADME rows (markdown, from this run's report.json):\n" + markdown_rows(report))
     print(f"\nwall time {report['seconds']:.0f} s; wrote {out}/report.json, {out}/transfer_{{fp,fixed4,rpt}}.png")
     return 0
@@ -251,6 +255,14 @@ def markdown_rows(rep) -> str:
     return "\n".join(lines)
 
 
+def deploy_summary(rep) -> str:
+    """The integer-vs-fake-quant agreement and latency of the RPT model (``dwq.deploy``), from the report."""
+    from dwq.deploy import format_check
+
+    d = rep["models"]["rpt"].get("deploy")
+    return format_check(d, "rpt as a true-integer model (dwq.deploy)") if d else "(no deploy check in this report)"
+
+
 def _mean(scores):
     import torch
 
@@ -264,4 +276,5 @@ if __name__ == "__main__":  # regenerate the tables of a past run: python -m dwq
     import sys
 
     _rep = json.load(open(sys.argv[1]))
-    print(table(_rep) + "\n\n" + "\n".join(findings(_rep)) + "\n\n" + markdown_rows(_rep))
+    print(table(_rep) + "\n\n" + "\n".join(findings(_rep)) + "\n\n" + deploy_summary(_rep) + "\n\n"
+          + markdown_rows(_rep))

@@ -10,6 +10,7 @@ import sys
 
 from dwq._version import __version__
 
+from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, fresh_dir, given_flags, nonneg_int, pnames,
                      positive_fraction, positive_int, precision_arg)
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="seed")
     d.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    deploy_cli.add_parsers(sub)
     return p
 
 
@@ -275,6 +277,8 @@ def main(argv=None) -> int:
         if a.command == "demo":
             from .demo import run_demo
             return run_demo(a)
+        if a.command in deploy_cli.COMMANDS:
+            return deploy_cli.COMMANDS[a.command](a)
     except CLIError as e:
         print(f"dwq {a.command}: error: {e}", file=sys.stderr)
         return 2

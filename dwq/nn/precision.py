@@ -128,11 +128,16 @@ class RandomPrecision(nn.Module):
 
     ``bits``: the precisions to draw from (default: the model's whole set); each must be in the
     model's set. ``seed`` seeds a private generator, so two wrappers with the same seed draw the
-    same sequence and the global RNG is untouched. ``last_precision`` is the latest draw.
+    same sequence and the global RNG is untouched. ``generator`` (instead of ``seed``): a
+    ``torch.Generator`` to draw from (``torch.randint``), shared with the caller, e.g. to replay a
+    deployment's draws. ``last_precision`` is the latest draw.
     """
 
-    def __init__(self, model: nn.Module, bits: Optional[Sequence] = None, seed: Optional[int] = None):
+    def __init__(self, model: nn.Module, bits: Optional[Sequence] = None, seed: Optional[int] = None,
+                 generator: Optional[torch.Generator] = None):
         super().__init__()
+        if seed is not None and generator is not None:
+            raise ValueError("RandomPrecision: give seed or generator, not both")
         self.model = model
         allowed = [normalize_precision(p) for p in precision_set(model)]
         choices = normalize_set(bits if bits is not None else precision_set(model))
@@ -143,10 +148,13 @@ class RandomPrecision(nn.Module):
                 )
         self.choices = [user_precision(q) for q in choices]
         self._rng = random.Random(seed)
+        self.generator = generator
         self.last_precision = None
 
     def draw(self):
         """Draws the next precision (without running the model)."""
+        if self.generator is not None:
+            return self.choices[int(torch.randint(len(self.choices), (1,), generator=self.generator))]
         return self.choices[self._rng.randrange(len(self.choices))]
 
     def forward(self, *args, **kwargs):

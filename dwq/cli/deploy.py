@@ -1,0 +1,159 @@
+"""``dwq deploy`` (checkpoint -> integer model artifact) and ``dwq bench`` (its latency per precision):
+parsers and commands, glue over :mod:`dwq.deploy`.
+
+``dwq/cli/main.py`` registers them with :func:`add_parsers` and dispatches through ``COMMANDS``.
+User errors raise ``CLIError`` (one line, exit status 2); nothing is written before every input is checked.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .common import CLIError, HelpFormatter, positive_int, precision_arg
+
+
+def add_parsers(sub) -> None:
+    """Adds the ``deploy`` and ``bench`` sub-commands to an argparse subparsers object."""
+    d = sub.add_parser("deploy", formatter_class=HelpFormatter,
+                       help="convert a trained checkpoint into a true-integer model file (safetensors)",
+                       description="Converts a checkpoint written by dwq train into an integer random-precision "
+                                   "model (per precision: BN folded into the epilogue, weights quantized and packed, "
+                                   "integer codes between quantized layers) and writes it as one safetensors file "
+                                   "with JSON metadata. Prints the size per precision.")
+    d.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from dwq train")
+    d.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
+                   help="precisions to keep, e.g. 4 5 6 7 8 (each must be in the checkpoint's set; fp = full "
+                        "precision, 4w8a = 4-bit weights, 8-bit activations); default: the whole set")
+    d.add_argument("--out", required=True, help="new file to write, e.g. model.safetensors (never overwritten)")
+
+    b = sub.add_parser("bench", formatter_class=HelpFormatter,
+                       help="whole-model latency per precision of an integer model file",
+                       description="Times the integer model written by dwq deploy at each precision (median of "
+                                   "repeated forwards on random images, precisions timed in turn). Optionally "
+                                   "proposes the largest precision set whose expected latency under random "
+                                   "precision inference fits --budget-ms.")
+    b.add_argument("--model", required=True, help="a .safetensors file written by dwq deploy")
+    b.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
+                   help="precisions to time (default: the model's whole set)")
+    b.add_argument("--batch-size", nargs="+", type=positive_int, default=[1], help="batch sizes to time")
+    b.add_argument("--input-size", nargs=3, type=positive_int, metavar=("C", "H", "W"), default=None,
+                   help="image size (default: the one recorded in the model file)")
+    b.add_argument("--seconds", type=float, default=2.0, help="timing budget per batch size")
+    b.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    b.add_argument("--json", default=None, help="also write the records to this new file")
+    b.add_argument("--budget-ms", type=float, default=None,
+                   help="propose the largest set whose mean latency (first batch size) fits this budget")
+
+
+def _new_file(path: str, flag: str) -> None:
+    if os.path.exists(path):
+        raise CLIError(f"{flag} {path} already exists; choose another path (dwq never overwrites)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CLIError(f"{flag} {path}: the folder {parent} does not exist")
+
+
+def _check_subset(ps, allowed, what: str):
+    from dwq.quant import normalize_precision, precision_name
+
+    names = [precision_name(p) for p in allowed]
+    for p in ps:
+        if normalize_precision(p) not in [normalize_precision(q) for q in allowed]:
+            raise CLIError(f"precision {precision_name(p)} is not in {what} precision set [{', '.join(names)}]")
+
+
+def cmd_deploy(a) -> int:
+    from dwq.data import dataset_info
+    from dwq.deploy import ConversionError, convert, format_size_report, save, size_report
+    from dwq.nn import precision_set
+    from dwq.train import CheckpointError, load_trained_model
+
+    _new_file(a.out, "--out")
+    if not os.path.isfile(a.checkpoint):
+        raise CLIError(f"checkpoint {a.checkpoint} does not exist")
+    try:
+        model, ck = load_trained_model(a.checkpoint, "cpu")
+    except CheckpointError as e:
+        raise CLIError(str(e)) from None
+    ex = ck["config"].get("extra", {})
+    allowed = precision_set(model)
+    ps = a.precisions or allowed
+    _check_subset(ps, allowed, "the checkpoint's")
+    info = {"network": ex.get("network"), "dataset": ex.get("dataset"), "checkpoint": os.path.abspath(a.checkpoint)}
+    try:
+        ds = dataset_info(ex["dataset"])
+        info.update(num_classes=ds.num_classes, input_size=list(ds.input_size))
+    except (KeyError, ValueError):
+        pass
+    try:
+        int_model = convert(model, ps, info=info)
+    except ConversionError as e:
+        raise CLIError(str(e)) from None
+    _new_file(a.out, "--out")  # again: conversion takes a while
+    save(int_model, a.out)
+    print(f"wrote {a.out}: {ex.get('network')} integer model, precisions "
+          f"{' '.join(int_model.info['precisions'])}")
+    print(format_size_report(size_report(int_model), os.path.getsize(a.out)))
+    return 0
+
+
+def _bits_field(name: str):
+    """The record's "bits": the width for a uniform precision, 32 for full precision, else "4w8a"."""
+    return 32 if name == "fp" else (int(name) if name.isdigit() else name)
+
+
+def cmd_bench(a) -> int:
+    import torch
+
+    from dwq.deploy import ArtifactError, choose_precisions, latency_per_precision, load
+    from dwq.quant import precision_name
+
+    if a.json:
+        _new_file(a.json, "--json")
+    if a.seconds <= 0:
+        raise CLIError(f"--seconds must be > 0, got {a.seconds}")
+    if a.budget_ms is not None and a.budget_ms <= 0:
+        raise CLIError(f"--budget-ms must be > 0, got {a.budget_ms}")
+    try:
+        model = load(a.model)
+    except ArtifactError as e:
+        raise CLIError(str(e)) from None
+    ps = a.precisions or model.precisions
+    _check_subset(ps, model.precisions, "the model's")
+    size = a.input_size or model.info.get("input_size")
+    if not size:
+        raise CLIError(f"{a.model} does not record its input size; give --input-size C H W")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    name = model.info.get("network") or model.info.get("model_class", "model")
+    print(f"{name} integer model, {torch.get_num_threads()} threads, input {'x'.join(map(str, size))}")
+    print(f"{'batch':>6} " + " ".join(f"{precision_name(p):>9}" for p in ps) + "   (median ms per forward)")
+    g = torch.Generator().manual_seed(0)
+    records, first = [], None
+    for bs in a.batch_size:
+        x = torch.rand(bs, *size, generator=g)
+        try:
+            lat = latency_per_precision(model, x, ps, budget_s=a.seconds)
+        except (ValueError, RuntimeError) as e:
+            raise CLIError(f"the model does not run on {bs}x{'x'.join(map(str, size))} inputs: "
+                           f"{str(e).strip().splitlines()[0]}") from None
+        first = first or lat
+        print(f"{bs:>6} " + " ".join(f"{lat[precision_name(p)]['median_ms']:>9.3f}" for p in ps))
+        shape = f"b{bs} {'x'.join(map(str, size))}"
+        records += [{"op": name, "shape": shape, "bits": _bits_field(k), "impl": "dwq_int", "median_ms": v["median_ms"],
+                     "min_ms": v["min_ms"], "threads": torch.get_num_threads()} for k, v in lat.items()]
+    if a.budget_ms is not None:
+        try:
+            ch = choose_precisions({k: v["median_ms"] for k, v in first.items()}, a.budget_ms)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        print(f"largest set within {a.budget_ms:g} ms at batch {a.batch_size[0]}: "
+              f"{' '.join(precision_name(p) for p in ch.precisions)} (expected {ch.expected_latency_ms:.3f} ms)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"wrote {a.json}")
+    return 0
+
+
+COMMANDS = {"deploy": cmd_deploy, "bench": cmd_bench}

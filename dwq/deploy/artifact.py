@@ -1,0 +1,165 @@
+"""An integer model on disk: one safetensors file, tensors plus JSON metadata, and its size report.
+
+The metadata (safetensors' ``__metadata__``, key ``"dwq"``) is JSON: ``format`` ("dwq-integer-model"),
+``format_version``, ``dwq_version``, ``model`` (the layer configs, the program and ``info``: the source
+architecture, precision set, quantizer settings) and ``sha256`` (digest of every tensor's name, dtype,
+shape and bytes). Loading parses JSON and raw tensor bytes only: no pickle, no code. Weights are codes
+at exactly their bit width (:mod:`dwq.deploy.bitpack`); the kernels' layout is rebuilt on load.
+
+Writes go to ``<path>.tmp``, are fsynced, then renamed over ``path`` (atomic on POSIX): an interrupted
+save never replaces a good file.
+"""
+import hashlib
+import json
+import os
+from typing import Dict, List, Optional
+
+import torch
+
+from dwq._version import __version__
+from dwq.deploy.integer_model import IntegerModel
+from dwq.quant.precision import precision_name
+
+__all__ = ["ArtifactError", "FORMAT", "FORMAT_VERSION", "save", "load", "read_metadata", "size_report",
+           "format_size_report"]
+
+FORMAT = "dwq-integer-model"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(ValueError):
+    """A file that is not a loadable dwq integer model (missing, corrupt, truncated, other format version);
+    the message is one line naming the file and the problem."""
+
+
+def _digest(tensors: Dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(f"{name}|{str(t.dtype)}|{list(t.shape)}|".encode())
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save(model: IntegerModel, path: str) -> None:
+    """Writes ``model`` (from :func:`dwq.deploy.convert` or :func:`load`) to ``path`` atomically."""
+    from safetensors.torch import save as st_save
+
+    if not isinstance(model, IntegerModel):
+        raise TypeError(f"save: expected a dwq.deploy.IntegerModel, got {type(model).__name__}")
+    tensors, seen = {}, set()
+    for k, v in model.state_dict().items():
+        v = v.detach().to("cpu").contiguous()
+        # safetensors stores each buffer once: copy tensors that share one
+        if v.numel() and v.untyped_storage().data_ptr() in seen:
+            v = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
+        tensors[k] = v
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dwq_version": __version__,
+            "model": model.config(), "sha256": _digest(tensors)}
+    data = st_save(tensors, metadata={"dwq": json.dumps(meta)})
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_metadata(path: str) -> dict:
+    """The JSON metadata of an artifact (no tensor is read); ArtifactError if the file is not one."""
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise ArtifactError(f"{path} does not exist")
+    try:
+        with safe_open(path, framework="pt") as f:
+            raw = (f.metadata() or {}).get("dwq")
+    except Exception as e:  # safetensors raises its own error types for bad headers / truncation
+        raise ArtifactError(f"{path} is not a readable safetensors file (corrupt or truncated: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+    if raw is None:
+        raise ArtifactError(f"{path} is a safetensors file but not a dwq integer model (no 'dwq' metadata)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: its dwq metadata is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ArtifactError(f"{path} is not a dwq integer model (format {fmt!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path} has format version {meta.get('format_version')!r} (written by dwq "
+                            f"{meta.get('dwq_version', '?')}); this dwq {__version__} reads version {FORMAT_VERSION}")
+    return meta
+
+
+def load(path: str, device="cpu") -> IntegerModel:
+    """Reads an artifact written by :func:`save` into an :class:`IntegerModel` on ``device`` (eval mode).
+    ArtifactError (one line) for a missing, corrupt or truncated file or another format version."""
+    from safetensors import safe_open
+
+    meta = read_metadata(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:
+        raise ArtifactError(f"{path}: cannot read its tensors (corrupt or truncated: {str(e).strip()[:200]})") from None
+    if _digest(tensors) != meta.get("sha256"):
+        raise ArtifactError(f"{path} is corrupt: its tensors do not match the digest stored at save time")
+    try:
+        model = IntegerModel.from_config(meta["model"], tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ArtifactError(f"{path}: the model description does not fit its tensors ({type(e).__name__}: {first})") \
+            from None
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------- size report
+def size_report(model: IntegerModel, float_checkpoint_bytes: Optional[int] = None) -> List[dict]:
+    """Bytes per precision, against float32.
+
+    One row per precision: ``weight_bytes`` (the quantized layers' weight codes at their bit width),
+    ``float32_weight_bytes`` (the same weights in float32) and their ``ratio`` (= w_bits/32 up to one
+    byte per layer), ``scale_bytes`` (per-channel weight scales and zero points, input/output
+    quantization, folded BN), ``float_layer_bytes`` (layers kept in float, their share for this
+    precision), ``total_bytes`` (what a model of this one precision needs) and ``runtime_bytes`` (in
+    memory: the kernels' packed 8-bit-limb weights instead of the codes); ``float_checkpoint_bytes``
+    (the float model's float32 state, from ``model.info`` unless given) for reference.
+    """
+    if float_checkpoint_bytes is None:
+        float_checkpoint_bytes = model.info.get("float_checkpoint_bytes")
+    rows = []
+    for i, p in enumerate(model.precisions):
+        t = {"weight": 0, "float32_weight": 0, "scale": 0, "float": 0, "runtime_weight": 0}
+        for m in model.layers.values():
+            for k, v in m.nbytes(i).items():
+                t[k] += v
+        rows.append({"precision": precision_name(p), "weight_bytes": t["weight"],
+                     "float32_weight_bytes": t["float32_weight"],
+                     "ratio": t["weight"] / t["float32_weight"] if t["float32_weight"] else None,
+                     "scale_bytes": t["scale"], "float_layer_bytes": t["float"],
+                     "total_bytes": t["weight"] + t["scale"] + t["float"],
+                     "runtime_bytes": t["runtime_weight"] + t["scale"] + t["float"],
+                     "float_checkpoint_bytes": float_checkpoint_bytes})
+    return rows
+
+
+def format_size_report(rows: List[dict], file_bytes: Optional[int] = None) -> str:
+    """The size report as a plain-text table (MB = 1e6 bytes)."""
+    mb = lambda b: f"{b / 1e6:9.3f}" if b is not None else f"{'-':>9}"  # noqa: E731
+    lines = [f"{'precision':>9} {'weights MB':>10} {'of fp32':>8} {'scales MB':>9} {'float MB':>9} {'total MB':>9} "
+             f"{'in RAM MB':>9}"]
+    for r in rows:
+        ratio = f"{r['ratio']:.4f}" if r["ratio"] is not None else "-"
+        lines.append(f"{r['precision']:>9} {mb(r['weight_bytes']):>10} {ratio:>8} {mb(r['scale_bytes'])} "
+                     f"{mb(r['float_layer_bytes'])} {mb(r['total_bytes'])} {mb(r['runtime_bytes'])}")
+    fc = rows[0].get("float_checkpoint_bytes") if rows else None
+    tail = []
+    if fc:
+        tail.append(f"float32 model state {fc / 1e6:.3f} MB")
+    if file_bytes is not None:
+        tail.append(f"artifact file (all precisions) {file_bytes / 1e6:.3f} MB")
+    if tail:
+        lines.append("; ".join(tail))
+    return "\n".join(lines)

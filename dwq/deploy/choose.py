@@ -1,0 +1,87 @@
+"""Hardware-aware precision sets: from measured latency per precision, the largest set whose expected
+latency under Random Precision Inference (a uniform draw per forward) fits a budget.
+
+On 8-bit integer hardware every width 2..8 costs the same (x86 has no sub-byte multiply), so a
+2..8 set is as fast as 8 bits alone, while 9..16 bits take several 8-bit passes: the latency, not
+the bit width, decides what a set costs.
+"""
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+from dwq.quant.cost import CostReport
+from dwq.quant.precision import normalize_precision, parse_precision, precision_name, user_precision
+
+__all__ = ["PrecisionChoice", "choose_precisions", "latency_from_records"]
+
+
+@dataclass
+class PrecisionChoice:
+    """The proposed set (cheapest first), its expected latency (ms, mean over the set), the budget, the
+    latency of every candidate, and the set's mean BitOPs per image when a cost report was given."""
+
+    precisions: list
+    expected_latency_ms: float
+    budget_ms: float
+    latency_ms: Dict[str, float] = field(default_factory=dict)
+    mean_bitops: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {"precisions": [precision_name(p) for p in self.precisions],
+                "expected_latency_ms": self.expected_latency_ms, "budget_ms": self.budget_ms,
+                "latency_ms": self.latency_ms, "mean_bitops": self.mean_bitops}
+
+
+def latency_from_records(records: Union[str, Sequence[dict]], impl: str = "dwq_int",
+                         shape: Optional[str] = None) -> Dict[str, float]:
+    """Median latency per precision from benchmark records (``benchmarks/bench_models.py`` / ``dwq bench``
+    JSON: a path or the list of ``{"op", "shape", "bits", "impl", "median_ms"}`` records) of one ``impl``
+    and one ``shape`` (required when the records hold several). Keys are precision names ("4")."""
+    if isinstance(records, str):
+        with open(records) as f:
+            records = json.load(f)
+    rows = [r for r in records if r.get("impl") == impl]
+    shapes = sorted({r.get("shape") for r in rows})
+    if shape is None and len(shapes) > 1:
+        raise ValueError(f"the records hold several shapes {shapes}; pass shape=")
+    rows = [r for r in rows if shape is None or r.get("shape") == shape]
+    if not rows:
+        raise ValueError(f"no {impl!r} records" + (f" of shape {shape!r}" if shape else ""))
+    # fp32 / full-precision records carry bits 32 (the benchmarks' convention)
+    return {precision_name(None if r["bits"] == 32 else r["bits"]): float(r["median_ms"]) for r in rows}
+
+
+def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[Sequence] = None,
+                      cost: Optional[CostReport] = None) -> PrecisionChoice:
+    """The largest subset of ``candidates`` whose mean latency fits ``budget_ms``.
+
+    latency: ``{precision: ms}`` (keys in any spelling: 4, "4", "4w8a", None/"fp"), e.g. from
+    :func:`dwq.deploy.latency_per_precision` or :func:`latency_from_records`. candidates: default every
+    precision in ``latency``. For a given size the cheapest precisions give the lowest mean, so the
+    answer is the k cheapest for the largest k that fits (ties in latency: the lower width first).
+    cost: a :class:`dwq.quant.cost.CostReport` of the model (``dwq.quant.cost.profile``) to report the
+    set's mean BitOPs per image. ValueError if no candidate alone fits the budget.
+    """
+    lat = {normalize_precision(parse_precision(k) if isinstance(k, str) else k): float(v) for k, v in latency.items()}
+    cands = [normalize_precision(p) for p in (candidates if candidates is not None else lat)]
+    missing = [precision_name(p) for p in cands if p not in lat]
+    if missing:
+        raise ValueError(f"no latency measured for candidate precision(s) {missing}")
+    if not cands:
+        raise ValueError("choose_precisions: no candidates")
+    order = sorted(set(cands), key=lambda p: (lat[p], (99, 99) if p is None else p))
+    best: List = []
+    total = 0.0
+    for p in order:
+        if (total + lat[p]) / (len(best) + 1) > budget_ms:
+            break
+        best.append(p)
+        total += lat[p]
+    if not best:
+        p = order[0]
+        raise ValueError(f"no precision fits a budget of {budget_ms} ms: the fastest, {precision_name(p)}, "
+                         f"takes {lat[p]:.3g} ms")
+    chosen = [user_precision(p) for p in best]
+    return PrecisionChoice(chosen, total / len(best), float(budget_ms),
+                           {precision_name(p): lat[p] for p in order},
+                           cost.mean_bitops(chosen) if cost is not None else None)

@@ -1,0 +1,367 @@
+"""``convert``: a trained fake-quant model -> an :class:`~dwq.deploy.IntegerModel` with one plan per
+precision, computing what the fake-quant model computes in eval mode (up to float rounding).
+
+The model's forward is traced (``torch.fx``, the ``dwq.nn`` layers kept whole) and rewritten:
+
+* every ``QConv2d``/``QLinear`` becomes one fused integer op; per precision its weights are quantized
+  and bit-packed once, and a batch norm that only it feeds, then a ReLU, go into the epilogue
+  (``scale * acc``, folded BN and bias, ReLU);
+* if that result (after max pooling or flattening, which commute with quantization because it is
+  monotonic) feeds exactly one quantized layer, the epilogue requantizes to that layer's input
+  quantization and the two exchange integer codes (e.g. conv -> BN -> ReLU -> maxpool -> conv; in a
+  PreAct block conv1's epilogue folds bn2 + ReLU and emits conv2's input codes);
+* otherwise the result is float32 (a residual add, a layer kept in float, several consumers);
+* a batch norm not absorbed becomes a per-precision float affine (with the ReLU only it feeds), which
+  also emits codes when its only consumer is a quantized layer (a PreAct block's bn1 + ReLU);
+* the layers the model's ``QuantPolicy`` keeps in float (stem, shortcuts, classifier) stay float.
+
+At full precision (``None`` in the set) every quantized layer runs its float weights with the BN
+folded in, i.e. the float model itself (up to float rounding), so a set like ``[4, 8, None]`` works.
+The converter calls only ``dwq.ops`` and never branches on the device.
+"""
+import operator
+from typing import Optional, Sequence
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.nn import functional as F
+
+from dwq.deploy.integer_model import INPUT, IntegerModel
+from dwq.deploy.layers import (FloatAffine, FloatConv2d, FloatLinear, FloatNormalize, IntConv2d, IntLinear,
+                               normalize_names, quant_plan_tensors)
+from dwq.deploy.operands import ConversionError, act_qparams, bn_affine, weight_codes
+from dwq.models.common import Normalize
+from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
+from dwq.nn.precision import PrecisionModule, precision_set
+from dwq.quant import normalize_precision, normalize_set, precision_name
+
+__all__ = ["convert", "calibrated_precisions", "ConversionError"]
+
+# What each supported graph node is; anything else is named in a ConversionError.
+_MODULE_KINDS = [((QConv2d, QLinear), "q"), ((SwitchableBatchNorm2d, nn.BatchNorm2d), "bn"), ((nn.ReLU,), "relu"),
+                 ((nn.MaxPool2d,), "max_pool2d"), ((nn.AvgPool2d,), "avg_pool2d"),
+                 ((nn.AdaptiveAvgPool2d,), "adaptive_avg_pool2d"), ((nn.Flatten,), "flatten"),
+                 ((nn.Identity, nn.Dropout), "identity"), ((Normalize,), "normalize"), ((nn.Conv2d,), "conv"),
+                 ((nn.Linear,), "linear")]
+_FUNCTION_KINDS = {F.relu: "relu", torch.relu: "relu", F.max_pool2d: "max_pool2d", torch.max_pool2d: "max_pool2d",
+                   F.avg_pool2d: "avg_pool2d", F.adaptive_avg_pool2d: "adaptive_avg_pool2d",
+                   torch.flatten: "flatten", operator.add: "add", torch.add: "add"}
+_METHOD_KINDS = {"relu": "relu", "flatten": "flatten", "add": "add"}
+# Ops that run on codes unchanged: quantization is monotonic (max commutes with it) and they move no values.
+_CODE_SAFE = ("max_pool2d", "flatten", "identity")
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (PrecisionModule, Normalize)) or not any(True for _ in m.children()) \
+            or super().is_leaf_module(m, qualname)
+
+
+def _where(node: fx.Node, modules) -> str:
+    if node.op == "call_module":
+        return f"layer '{node.target}' ({type(modules[node.target]).__name__})"
+    stack = node.meta.get("nn_module_stack") or {}
+    inside = f" in '{list(stack)[-1]}'" if stack else ""
+    name = getattr(node.target, "__name__", str(node.target))
+    return f"'{name}' ({node.op}){inside}"
+
+
+def _kind(node: fx.Node, modules) -> str:
+    if node.op in ("placeholder", "output"):
+        return node.op
+    if node.op == "call_module":
+        m = modules[node.target]
+        for types, kind in _MODULE_KINDS:
+            if isinstance(m, types):
+                return kind
+    elif node.op == "call_function" and node.target in _FUNCTION_KINDS:
+        return _FUNCTION_KINDS[node.target]
+    elif node.op == "call_method" and node.target in _METHOD_KINDS:
+        return _METHOD_KINDS[node.target]
+    raise ConversionError(f"cannot convert {_where(node, modules)}: dwq.deploy supports dwq.nn QConv2d/QLinear/"
+                          f"SwitchableBatchNorm2d, BatchNorm2d, Conv2d, Linear, ReLU, max/avg pooling, flatten, "
+                          f"residual adds and dwq.models.Normalize")
+
+
+def _only_user(node: fx.Node) -> Optional[fx.Node]:
+    users = list(node.users)
+    return users[0] if len(users) == 1 and users[0].args and users[0].args[0] is node else None
+
+
+def _fn_kwargs(node: fx.Node, modules, kind: str) -> dict:
+    """The JSON keyword arguments of a pooling / flatten / relu node (module attributes or call arguments)."""
+    def plain(v):
+        return list(v) if isinstance(v, tuple) else v
+
+    if node.op == "call_module":
+        m = modules[node.target]
+        if kind == "max_pool2d":
+            if m.return_indices:
+                raise ConversionError(f"cannot convert {_where(node, modules)}: return_indices=True")
+            return dict(kernel_size=plain(m.kernel_size), stride=plain(m.stride), padding=plain(m.padding),
+                        dilation=plain(m.dilation), ceil_mode=m.ceil_mode)
+        if kind == "avg_pool2d":
+            return dict(kernel_size=plain(m.kernel_size), stride=plain(m.stride), padding=plain(m.padding),
+                        ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
+                        divisor_override=m.divisor_override)
+        if kind == "adaptive_avg_pool2d":
+            return dict(output_size=plain(m.output_size))
+        if kind == "flatten":
+            return dict(start_dim=m.start_dim, end_dim=m.end_dim)
+        return {}
+    import inspect
+
+    from dwq.deploy.integer_model import FUNCTIONS
+
+    sig = inspect.signature(FUNCTIONS[kind])
+    args, kwargs = list(node.args[1:]), dict(node.kwargs)
+    kwargs.pop("inplace", None)
+    if kind == "max_pool2d" and kwargs.pop("return_indices", False):
+        raise ConversionError(f"cannot convert {_where(node, modules)}: return_indices=True")
+    if kind == "add":
+        return {}
+    try:
+        bound = sig.bind(None, *args, **kwargs)
+    except TypeError as e:
+        raise ConversionError(f"cannot convert {_where(node, modules)}: {e}") from None
+    out = {k: plain(v) for k, v in bound.arguments.items() if k != "x"}
+    for k, v in out.items():
+        if isinstance(v, fx.Node):
+            raise ConversionError(f"cannot convert {_where(node, modules)}: argument {k} is computed by the model")
+    return out
+
+
+def _bn_at(bn: nn.Module, p) -> nn.BatchNorm2d:
+    return bn.bn[bn.precisions.index(p)] if isinstance(bn, SwitchableBatchNorm2d) else bn
+
+
+def _check_qlayer(layer: nn.Module, name: str):
+    if not layer.quantize_input:
+        raise ConversionError(f"layer '{name}': quantize_input=False (its input is quantized elsewhere) is not "
+                              f"supported")
+    if isinstance(layer, QConv2d):
+        if layer.groups != 1 or tuple(layer.dilation) != (1, 1) or layer.padding_mode != "zeros" \
+                or isinstance(layer.padding, str):
+            raise ConversionError(f"layer '{name}': the integer conv supports groups=1, dilation=1 and numeric zero "
+                                  f"padding, got groups={layer.groups}, dilation={layer.dilation}, "
+                                  f"padding={layer.padding!r}, padding_mode={layer.padding_mode!r}")
+
+
+def _int_layer(layer, name: str, ps, bn, relu: bool, target, target_name):
+    """An IntConv2d/IntLinear for ``layer`` at every precision of ``ps`` (normalized), with ``bn`` (a BN
+    module or None) and ``relu`` in the epilogue and requantization to ``target``'s input if given."""
+    is_conv = isinstance(layer, QConv2d)
+    bias = None if layer.bias is None else layer.bias.detach().float()
+    plans, tensors = [], {}
+    for i, p in enumerate(ps):
+        a = b = None
+        if bn is not None:
+            a, b = bn_affine(_bn_at(bn, p), f"{name} (its batch norm)")
+        if p is None:
+            w = layer.weight.detach().float()
+            fb = bias
+            if a is not None:
+                w = w * a.view(-1, *[1] * (w.dim() - 1))
+                fb = b if bias is None else bias * a + b
+            plan_t = {"weight": w.contiguous()}
+            if fb is not None:
+                plan_t["bias"] = fb
+            plans.append({"float": True, "relu": relu, "bias": fb is not None})
+        else:
+            sx, zx, abits = act_qparams(layer, p, f"layer '{name}'")
+            codes, sw, zw, wbits = weight_codes(layer, p)
+            affine_bias = bias if a is None else (b if bias is None else bias * a + b)
+            out_scale = out_zp = out_bits = None
+            if target is not None:
+                out_scale, out_zp, out_bits = act_qparams(target, p, f"layer '{target_name}'")
+            plan_t = quant_plan_tensors(codes, sw, zw, wbits, sx, zx, a, affine_bias, out_scale, out_zp)
+            plans.append({"w_bits": wbits, "a_bits": abits, "relu": relu, "out_bits": out_bits,
+                          "affine_scale": a is not None, "affine_bias": affine_bias is not None})
+        tensors.update({f"plans.{i}.{k}": v for k, v in plan_t.items()})
+    cfg = {"source": name, "precisions": normalize_names(ps), "plans": plans}
+    if is_conv:
+        cfg.update(in_channels=layer.in_channels, out_channels=layer.out_channels,
+                   kernel_size=list(layer.kernel_size), stride=list(layer.stride), padding=list(layer.padding))
+        return IntConv2d(cfg, tensors)
+    cfg.update(in_features=layer.in_features, out_features=layer.out_features)
+    return IntLinear(cfg, tensors)
+
+
+def _float_affine(bn, name: str, ps, relu: bool, target, target_name) -> FloatAffine:
+    rows = [bn_affine(_bn_at(bn, p), name) for p in ps]
+    cfg = {"source": name, "precisions": normalize_names(ps), "channels": rows[0][0].numel(), "relu": relu}
+    tensors = {"scale": torch.stack([r[0] for r in rows]), "bias": torch.stack([r[1] for r in rows])}
+    if target is not None:
+        qp = [act_qparams(target, p, f"layer '{target_name}'") if p is not None else None for p in ps]
+        cfg["out_bits"] = [None if q is None else q[2] for q in qp]
+        tensors["out_scale"] = torch.cat([torch.ones(1) if q is None else q[0].float().cpu() for q in qp])
+        tensors["out_zero_point"] = torch.cat([torch.zeros(1, dtype=torch.int32) if q is None else q[1].int().cpu()
+                                               for q in qp]).to(tensors["scale"].device)
+        tensors["out_scale"] = tensors["out_scale"].to(tensors["scale"].device)
+    return FloatAffine(cfg, tensors)
+
+
+def _float_layer(m: nn.Module, name: str) -> nn.Module:
+    t = {"weight": m.weight.detach().float()}
+    if m.bias is not None:
+        t["bias"] = m.bias.detach().float()
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros" or isinstance(m.padding, str):
+            raise ConversionError(f"layer '{name}': padding={m.padding!r}, padding_mode={m.padding_mode!r} "
+                                  f"is not supported")
+        return FloatConv2d({"source": name, "in_channels": m.in_channels, "out_channels": m.out_channels,
+                            "kernel_size": list(m.kernel_size), "stride": list(m.stride), "padding": list(m.padding),
+                            "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None}, t)
+    return FloatLinear({"source": name, "in_features": m.in_features, "out_features": m.out_features,
+                        "bias": m.bias is not None}, t)
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """The model's forward as an fx graph with the ``dwq.nn`` layers kept whole (ConversionError if it
+    cannot be traced, e.g. control flow on tensor values)."""
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as e:  # fx raises many types for untraceable code
+        raise ConversionError(f"cannot trace {type(model).__name__}.forward for conversion "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
+    return fx.GraphModule(model, graph)
+
+
+def calibrated_precisions(model: nn.Module, precisions: Optional[Sequence] = None) -> list:
+    """The precisions of ``precisions`` (default: the model's set) at which every quantized layer has an
+    activation range in eval mode (its own, or the one observed over all training batches; full
+    precision needs none)."""
+    ps = precision_set(model) if precisions is None else list(precisions)
+    layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
+    out = []
+    for p in ps:
+        q = normalize_precision(p)
+        if q is None or all(m.input_quant.eval_slot(q) is not None for m in layers):
+            out.append(p)
+    return out
+
+
+def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optional[dict] = None) -> IntegerModel:
+    """The integer model of ``model`` at each precision of ``precisions`` (default: the model's set).
+
+    model: a model built from ``dwq.nn`` layers (the ``dwq.models`` families or your own), with integer
+        zero points, whose activation ranges were set by training at every precision converted.
+    precisions: a subset of the model's precision set, in the order the integer model keeps
+        (``None``/"fp" = full precision, then the float path of every layer).
+    info: extra JSON to keep in the model's ``info`` (e.g. ``{"network": ..., "input_size": [C, H, W]}``).
+
+    The result computes, at every precision, the fake-quant model's eval-mode forward up to float
+    rounding (codes can differ by one where a value lies within rounding of a quantization midpoint).
+    ConversionError naming the layer for anything it cannot convert or a precision outside the set.
+    """
+    allowed = [normalize_precision(p) for p in precision_set(model)]
+    ps = normalize_set(precisions if precisions is not None else allowed)
+    for p in ps:
+        if p not in allowed:
+            raise ConversionError(f"precision {precision_name(p)} is not in the model's precision set "
+                                  f"[{', '.join(precision_name(q) for q in allowed)}]")
+    gm = trace(model)
+    modules = dict(model.named_modules())
+    nodes = list(gm.graph.nodes)
+    kinds = {n: _kind(n, modules) for n in nodes}
+    placeholders = [n for n in nodes if kinds[n] == "placeholder"]
+    if len(placeholders) != 1:
+        raise ConversionError(f"{type(model).__name__}.forward takes {len(placeholders)} inputs; convert supports one")
+
+    for n in nodes:
+        if kinds[n] == "q":
+            _check_qlayer(modules[n.target], n.target)
+
+    # Fusion: each quantized layer absorbs the BN and ReLU only it feeds; a BN left in float absorbs the
+    # ReLU only it feeds; either sends codes to the next quantized layer when that is its only consumer.
+    absorbed = {}   # BN / ReLU node -> the node of the layer that computes it
+    fused = {}      # quantized layer or BN node -> (bn module or None, relu, codes target node or None)
+    for n in nodes:
+        if kinds[n] not in ("q", "bn") or n in absorbed:
+            continue
+        end, bn = n, (modules[n.target] if kinds[n] == "bn" else None)
+        u = _only_user(end)
+        if kinds[n] == "q" and u is not None and kinds[u] == "bn":
+            bn, end = modules[u.target], u
+            absorbed[u] = n
+        u = _only_user(end)
+        relu = u is not None and kinds[u] == "relu"
+        if relu:
+            end = u
+            absorbed[u] = n
+        while (u := _only_user(end)) is not None and kinds[u] in _CODE_SAFE:
+            end = u
+        target = u if u is not None and kinds[u] == "q" and modules[u.target].quantize_input else None
+        fused[n] = (bn, relu, target)
+
+    layers, program = {}, []
+    value = {}  # fx node -> the program value holding it
+
+    def ref(a):
+        if isinstance(a, fx.Node):
+            return value[a]
+        raise ConversionError(f"a constant tensor argument {a!r} is not supported")
+
+    for n in nodes:
+        k = kinds[n]
+        if k == "placeholder":
+            value[n] = INPUT
+        elif k == "output":
+            out = n.args[0]
+            if not isinstance(out, fx.Node):
+                raise ConversionError(f"{type(model).__name__}.forward must return one tensor")
+            output = value[out]
+        elif n in absorbed:
+            value[n] = value[absorbed[n]]
+        elif k == "identity":
+            value[n] = ref(n.args[0])
+        elif k in ("q", "bn"):
+            bn, relu, target = fused[n]
+            tgt = (None, None) if target is None else (modules[target.target], target.target)
+            if k == "q":
+                layers[n.name] = _int_layer(modules[n.target], n.target, ps, bn, relu, *tgt)
+            else:
+                layers[n.name] = _float_affine(bn, n.target, ps, relu, *tgt)
+            program.append({"out": n.name, "call": n.name, "args": [ref(n.args[0])]})
+            value[n] = n.name
+        elif k in ("conv", "linear", "normalize"):
+            m = modules[n.target]
+            if k == "normalize":
+                layers[n.name] = FloatNormalize({"source": n.target, "channels": m.mean.numel()},
+                                                {"mean": m.mean.float(), "std": m.std.float()})
+            else:
+                layers[n.name] = _float_layer(m, n.target)
+            program.append({"out": n.name, "call": n.name, "args": [ref(n.args[0])]})
+            value[n] = n.name
+        else:  # relu, add, pooling, flatten
+            args = [ref(n.args[0])] + ([ref(n.args[1])] if k == "add" else [])
+            if k == "add" and (len(n.args) != 2 or n.kwargs):
+                raise ConversionError(f"cannot convert {_where(n, modules)}: only a + b of two tensors")
+            program.append({"out": n.name, "fn": k, "args": args, "kwargs": _fn_kwargs(n, modules, k)})
+            value[n] = n.name
+    _mark_inplace(program, output)
+    meta = {"model_class": type(model).__name__, "precisions": normalize_names(ps),
+            "quantizer": {"weights": "per output channel, min/max of the weights, integer zero point",
+                          "activations": "per tensor, running min/max of each precision, integer zero point",
+                          "rounding": "half to even"},
+            "float_checkpoint_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values()
+                                          if t.is_floating_point())}
+    meta.update(info or {})
+    int_model = IntegerModel(layers, program, output, meta)
+    return int_model.to(next(iter(model.buffers())).device).eval()
+
+
+def _mark_inplace(program, output):
+    """ReLU and add may overwrite their first argument when nothing else reads it and it is a fresh
+    tensor of the program (not the caller's input, not a view made by flatten)."""
+    uses = {}
+    for s in program:
+        for a in s["args"]:
+            uses[a] = uses.get(a, 0) + 1
+    fresh = {s["out"] for s in program if s.get("fn") != "flatten"}
+    for s in program:
+        if s.get("fn") in ("relu", "add"):
+            a = s["args"][0]
+            if a in fresh and uses[a] == 1 and a != output and (s["fn"] == "relu" or s["args"][1] != a):
+                s["inplace"] = True

@@ -1,0 +1,179 @@
+"""The integer random-precision model: a straight-line program over the layers of
+:mod:`dwq.deploy.layers` and a few functions (ReLU, residual add, pooling, flatten).
+
+Between two quantized layers the values are integer codes (the first layer's epilogue requantizes to
+the second's input quantization; max pooling and flattening run on the codes, exact because
+quantization is monotonic); everywhere else they are float32, channels-last. The program and the
+layers' configs are JSON and their tensors a flat dict, which is what :mod:`dwq.deploy.artifact`
+saves: no pickle, no Python code in an artifact.
+
+Program step (JSON)::
+
+    {"out": "layer1_0_conv1", "call": "layer1_0_conv1", "args": ["relu"]}          # a layer
+    {"out": "add", "fn": "add", "args": ["layer1_0_conv2", "conv1"], "kwargs": {}, "inplace": true}
+
+``args`` name earlier values (``"input"`` is the model input); ``kwargs`` are JSON constants.
+"""
+import functools
+from typing import Dict, List
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dwq.deploy.layers import layer_from_config
+from dwq.nn.precision import get_precision, precision_set
+
+__all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
+
+INPUT = "input"
+
+
+def _relu(x, inplace=False):
+    return torch.relu_(x) if inplace else torch.relu(x)
+
+
+def _add(a, b, inplace=False):
+    return a.add_(b) if inplace else a + b
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    if x.is_floating_point():
+        return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    # Codes: max commutes with (monotonic) quantization, so pooling codes is exact.
+    k = _pair(kernel_size)
+    s = k if stride is None or stride == [] else _pair(stride)
+    B, C, H, W = x.shape
+    if (k == s and _pair(padding) == (0, 0) and _pair(dilation) == (1, 1) and H % k[0] == 0 and W % k[1] == 0
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        # Non-overlapping windows: one reduction over the channels-last layout, no copy of the input.
+        nhwc = x.permute(0, 2, 3, 1).reshape(B, H // k[0], k[0], W // k[1], k[1], C)
+        return nhwc.amax(dim=(2, 4)).permute(0, 3, 1, 2)
+    # torch's channels-last uint8 max pooling rejects planes of more than 255 elements; int16 holds every code.
+    y = F.max_pool2d(x.to(torch.int16) if x.dtype == torch.uint8 else x, kernel_size, stride, padding, dilation,
+                     ceil_mode)
+    return y.to(x.dtype)
+
+
+def _avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    return F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def _adaptive_avg_pool2d(x, output_size):
+    return F.adaptive_avg_pool2d(x, output_size)
+
+
+def _flatten(x, start_dim=0, end_dim=-1):
+    return torch.flatten(x, start_dim, end_dim)
+
+
+# The functions a program may call, by name; each takes tensors positionally and JSON keyword arguments.
+FUNCTIONS = {"relu": _relu, "add": _add, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d,
+             "adaptive_avg_pool2d": _adaptive_avg_pool2d, "flatten": _flatten}
+
+
+class IntegerModel(nn.Module):
+    """An integer random-precision model, made by :func:`dwq.deploy.convert` or :func:`dwq.deploy.load`.
+
+    ``model(x)``: x float32 [B, C, H, W] images as the source model takes them; returns float32 logits.
+    The precision is chosen like on the fake-quant model: ``dwq.set_precision(m, 4)``,
+    ``with dwq.precision(m, 4): ...`` or ``dwq.RandomPrecision(m, seed=0)``; the set is fixed at
+    conversion (``m.precisions``). Inference only: no gradients flow through the integer ops (see
+    :class:`dwq.deploy.StraightThrough` for attacks).
+
+    Attributes: ``layers`` (ModuleDict of the converted layers, named after the source graph's nodes),
+    ``program`` (list of JSON steps), ``output`` (the name of the returned value), ``info`` (JSON:
+    the source architecture, input size, ...).
+    """
+
+    def __init__(self, layers: Dict[str, nn.Module], program: List[dict], output: str, info: dict):
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+        self.program = [dict(s) for s in program]
+        self.output = output
+        self.info = dict(info)
+        self._compile()
+
+    # -- building ---------------------------------------------------------------------------------
+    def _compile(self):
+        """Turns the program into (callable, input slots, output slot, slots to free) tuples."""
+        slots = {INPUT: 0}
+        last_use = {}
+        for k, step in enumerate(self.program):
+            for a in step["args"]:
+                if a not in slots:
+                    raise ValueError(f"program step {k} ({step['out']}) uses {a!r} before it is computed")
+                last_use[a] = k
+            if step["out"] in slots:
+                raise ValueError(f"program step {k} recomputes {step['out']!r}")
+            slots[step["out"]] = len(slots)
+        if self.output not in slots:
+            raise ValueError(f"the program never computes its output {self.output!r}")
+        steps = []
+        for k, step in enumerate(self.program):
+            if "call" in step:
+                if step["call"] not in self.layers:
+                    raise ValueError(f"program step {k} calls an unknown layer {step['call']!r}")
+                fn = self.layers[step["call"]]
+            else:
+                if step.get("fn") not in FUNCTIONS:
+                    raise ValueError(f"program step {k} calls an unknown function {step.get('fn')!r}; "
+                                     f"known: {sorted(FUNCTIONS)}")
+                kw = dict(step.get("kwargs", {}))
+                if step.get("inplace"):
+                    kw["inplace"] = True
+                fn = functools.partial(FUNCTIONS[step["fn"]], **kw)
+            free = tuple(slots[a] for a in set(step["args"]) if last_use[a] == k and a != self.output)
+            steps.append((fn, tuple(slots[a] for a in step["args"]), slots[step["out"]], free))
+        self._steps = steps
+        self._nslots = len(slots)
+        self._out = slots[self.output]
+
+    def config(self) -> dict:
+        """JSON description: layer configs, program, output, info (the tensors are ``state_dict()``)."""
+        return {"layers": {name: m.config() for name, m in self.layers.items()}, "program": self.program,
+                "output": self.output, "info": self.info}
+
+    @classmethod
+    def from_config(cls, cfg: dict, tensors: Dict[str, torch.Tensor]) -> "IntegerModel":
+        """Rebuilds a model from :meth:`config` and its state_dict tensors (ValueError if they do not fit)."""
+        layers = {}
+        for name, lc in cfg["layers"].items():
+            prefix = f"layers.{name}."
+            sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            layers[name] = layer_from_config(lc, sub)
+        model = cls(layers, cfg["program"], cfg["output"], cfg.get("info", {}))
+        unknown = set(tensors) - set(model.state_dict())
+        if unknown:
+            raise ValueError(f"tensors that no layer takes: {sorted(unknown)[:3]}")
+        return model
+
+    # -- running ----------------------------------------------------------------------------------
+    @property
+    def precisions(self) -> list:
+        """The precision set (None, b or (w, a) entries)."""
+        return precision_set(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            # Channels-last throughout: each filter tap of the integer conv reads contiguous channels.
+            x = x.contiguous(memory_format=torch.channels_last)
+        env = [None] * self._nslots
+        env[0] = x
+        for fn, ins, out, free in self._steps:
+            env[out] = fn(*[env[i] for i in ins])
+            for i in free:
+                env[i] = None
+        return env[self._out]
+
+    def extra_repr(self) -> str:
+        try:
+            cur = get_precision(self)
+        except ValueError:
+            cur = "?"
+        return f"{self.info.get('network', self.info.get('model_class', ''))}, {len(self.program)} steps, " \
+               f"precision={cur}"

@@ -1,0 +1,420 @@
+"""The layers of an integer model (:class:`dwq.deploy.IntegerModel`).
+
+A layer whose arithmetic depends on the precision holds one *plan* per precision of its set and runs
+the plan of the current one; it is a :class:`dwq.nn.PrecisionModule`, so ``dwq.set_precision``,
+``dwq.precision`` and ``dwq.RandomPrecision`` drive an integer model exactly as the fake-quant model.
+
+* :class:`IntConv2d` / :class:`IntLinear`: a quantized conv / linear as one fused ``dwq.ops`` call per
+  forward: quantize the input if it arrives as float, integer GEMM/conv, epilogue (scale, folded BN,
+  ReLU), float32 out or the next quantized layer's codes. At full precision (``None`` in the set) the
+  plan is a float conv / linear with the batch norm folded into its weights.
+* :class:`FloatAffine`: a batch norm that stays in float (per precision ``y = a * x + b``), optional ReLU.
+* :class:`FloatConv2d`, :class:`FloatLinear`, :class:`FloatNormalize`: layers kept in float (stem,
+  shortcuts, classifier, input normalization); the same at every precision.
+
+Every layer is built from ``(config, tensors)``: ``config`` is JSON (shapes, widths, flags) and
+``tensors`` its persistent buffers by state_dict key, which is how both ``convert`` and ``load``
+make one. Quantized weights are kept as codes at exactly ``w_bits`` bits (:mod:`dwq.deploy.bitpack`);
+the kernels' packed layout is derived from them (not saved) and rebuilt when the layer changes device.
+Inference only.
+"""
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dwq import ops
+from dwq.deploy.bitpack import pack_bits, packed_nbytes, unpack_bits
+from dwq.nn.precision import PrecisionModule
+from dwq.quant.precision import normalize_precision, parse_precision, precision_name
+
+__all__ = ["IntConv2d", "IntLinear", "FloatAffine", "FloatConv2d", "FloatLinear", "FloatNormalize", "LAYER_KINDS",
+           "layer_from_config"]
+
+Tensors = Dict[str, torch.Tensor]
+
+
+def _take(tensors: Tensors, key: str, dtype: torch.dtype, shape, where: str) -> torch.Tensor:
+    t = tensors.get(key)
+    if t is None:
+        raise ValueError(f"{where}: tensor {key!r} is missing")
+    if t.dtype != dtype or list(t.shape) != list(shape):
+        raise ValueError(f"{where}: tensor {key!r} must be {dtype} {list(shape)}, got {t.dtype} {list(t.shape)}")
+    return t
+
+
+def _nbytes(*ts) -> int:
+    return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _pset(names):
+    return [parse_precision(n) for n in names]
+
+
+class _QuantPlan(nn.Module):
+    """One quantized precision of an :class:`IntConv2d`/:class:`IntLinear`.
+
+    Buffers: ``w_codes`` uint8 (codes at w_bits bits, :mod:`dwq.deploy.bitpack`), ``w_scale`` float32 [O],
+    ``w_zero_point`` int32 [O], ``x_scale`` float32 [1], ``x_zero_point`` int32 [1]; optional
+    ``affine_scale`` / ``affine_bias`` float32 [O] (folded BN and bias) and ``out_scale`` float32 [1] /
+    ``out_zero_point`` int32 [1] (requantization to the next layer's input codes at ``out_bits``).
+    """
+
+    def __init__(self, cfg: dict, tensors: Tensors, weight_shape, where: str):
+        super().__init__()
+        o = weight_shape[0]
+        self.w_bits, self.a_bits = int(cfg["w_bits"]), int(cfg["a_bits"])
+        self.relu = bool(cfg["relu"])
+        self.out_bits = None if cfg.get("out_bits") is None else int(cfg["out_bits"])
+        self.weight_shape = tuple(weight_shape)
+        numel = _numel(weight_shape)
+        self.register_buffer("w_codes", _take(tensors, "w_codes", torch.uint8, [packed_nbytes(numel, self.w_bits)],
+                                              where))
+        self.register_buffer("w_scale", _take(tensors, "w_scale", torch.float32, [o], where))
+        self.register_buffer("w_zero_point", _take(tensors, "w_zero_point", torch.int32, [o], where))
+        self.register_buffer("x_scale", _take(tensors, "x_scale", torch.float32, [1], where))
+        self.register_buffer("x_zero_point", _take(tensors, "x_zero_point", torch.int32, [1], where))
+        for key in ("affine_scale", "affine_bias"):
+            self.register_buffer(key, _take(tensors, key, torch.float32, [o], where) if cfg.get(key) else None)
+        if self.out_bits is not None:
+            self.register_buffer("out_scale", _take(tensors, "out_scale", torch.float32, [1], where))
+            self.register_buffer("out_zero_point", _take(tensors, "out_zero_point", torch.int32, [1], where))
+        else:
+            self.out_scale = self.out_zero_point = None
+        self._pack()
+
+    def config(self) -> dict:
+        return {"w_bits": self.w_bits, "a_bits": self.a_bits, "relu": self.relu, "out_bits": self.out_bits,
+                "affine_scale": self.affine_scale is not None, "affine_bias": self.affine_bias is not None}
+
+    def codes(self) -> torch.Tensor:
+        """The weight codes, int32 ``weight_shape`` (on the layer's device)."""
+        codes = unpack_bits(self.w_codes, self.w_bits, _numel(self.weight_shape))
+        return codes.reshape(self.weight_shape).to(self.w_codes.device)
+
+    def _pack(self):
+        # The kernels' layout is derived, device-specific state: a plain attribute, so that `.to()` does
+        # not carry a blob packed for another device; `_apply` repacks instead.
+        codes = self.codes()
+        if len(self.weight_shape) == 4:
+            self.w_packed = ops.pack_conv_weight(codes, self.w_zero_point, self.w_bits)
+        else:
+            self.w_packed = ops.pack_weight(codes, self.w_zero_point, self.w_bits)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        if self.w_packed.device != self.w_codes.device:
+            self._pack()
+        return self
+
+    def nbytes(self) -> dict:
+        return {"weight": _nbytes(self.w_codes), "float32_weight": 4 * _numel(self.weight_shape),
+                "scale": _nbytes(self.w_scale, self.w_zero_point, self.x_scale, self.x_zero_point, self.affine_scale,
+                                 self.affine_bias, self.out_scale, self.out_zero_point),
+                "float": 0, "runtime_weight": _nbytes(self.w_packed)}
+
+    def input_codes(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.quantize_act(x, self.x_scale, self.x_zero_point, self.a_bits) if x.is_floating_point() else x
+
+    def extra_repr(self) -> str:
+        out = "float" if self.out_bits is None else f"codes@{self.out_bits}b"
+        return f"w_bits={self.w_bits}, a_bits={self.a_bits}, relu={self.relu}, out={out}"
+
+
+class _FloatPlan(nn.Module):
+    """The full-precision plan: float ``weight`` (BN folded in) and ``bias``; optional ReLU."""
+
+    def __init__(self, cfg: dict, tensors: Tensors, weight_shape, where: str):
+        super().__init__()
+        self.relu = bool(cfg["relu"])
+        self.register_buffer("weight", _take(tensors, "weight", torch.float32, weight_shape, where))
+        self.register_buffer("bias", _take(tensors, "bias", torch.float32, [weight_shape[0]], where)
+                             if cfg.get("bias") else None)
+
+    def config(self) -> dict:
+        return {"float": True, "relu": self.relu, "bias": self.bias is not None}
+
+    def nbytes(self) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "float": _nbytes(self.weight, self.bias),
+                "runtime_weight": 0}
+
+    def extra_repr(self) -> str:
+        return f"float, relu={self.relu}"
+
+
+class _IntLayer(PrecisionModule):
+    kind = ""
+
+    def __init__(self, cfg: dict, tensors: Tensors, weight_shape):
+        super().__init__()
+        self.source = cfg.get("source", "")
+        self._init_precision(_pset(cfg["precisions"]))
+        if len(cfg["plans"]) != len(self.precisions):
+            raise ValueError(f"{self.source}: {len(cfg['plans'])} plans for {len(self.precisions)} precisions")
+        plans = []
+        for i, (p, pc) in enumerate(zip(self.precisions, cfg["plans"])):
+            sub = {k[len(f"plans.{i}."):]: v for k, v in tensors.items() if k.startswith(f"plans.{i}.")}
+            where = f"{self.source} at precision {precision_name(p)}"
+            if (p is None) != bool(pc.get("float")):
+                raise ValueError(f"{where}: plan kind does not match the precision")
+            plans.append(_FloatPlan(pc, sub, weight_shape, where) if p is None else
+                         _QuantPlan(pc, sub, weight_shape, where))
+        self.plans = nn.ModuleList(plans)
+        self._calls = None
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._calls = None  # the cached arguments hold the old tensors
+        return self
+
+    def _call(self):
+        """(plan, the op's arguments after the input codes) of the current precision; built once, so that
+        a forward does no attribute lookups on modules (it matters at batch 1)."""
+        if self._calls is None:
+            self._calls = [(p, None if isinstance(p, _FloatPlan) else self._op_args(p)) for p in self.plans]
+        return self._calls[self.precision_index]
+
+    def _base_config(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],
+                "plans": [p.config() for p in self.plans]}
+
+    def nbytes(self, i: int) -> dict:
+        """Bytes of precision ``i``'s plan: ``weight`` (codes at w_bits), ``float32_weight`` (the same
+        weights in float32), ``scale`` (scales, zero points, folded BN), ``float`` (a float plan's
+        weights), ``runtime_weight`` (the kernels' packed layout in memory, not saved)."""
+        return self.plans[i].nbytes()
+
+    @property
+    def plan(self) -> nn.Module:
+        """The plan of the current precision."""
+        return self.plans[self.precision_index]
+
+
+class IntConv2d(_IntLayer):
+    """A quantized conv2d (groups 1, dilation 1, zero padding) with a plan per precision.
+
+    Input: float32 [B, C, H, W] (quantized here with the plan's input scale and zero point) or codes
+    [B, C, H, W] already at the plan's input quantization (uint8 for a_bits <= 8, else int32), best
+    channels-last. Output: channels-last float32 [B, O, OH, OW], or codes for the next quantized layer.
+    """
+
+    kind = "int_conv2d"
+
+    def __init__(self, cfg: dict, tensors: Tensors):
+        self.in_channels, self.out_channels = int(cfg["in_channels"]), int(cfg["out_channels"])
+        self.kernel_size = tuple(cfg["kernel_size"])
+        self.stride, self.padding = tuple(cfg["stride"]), tuple(cfg["padding"])
+        super().__init__(cfg, tensors, (self.out_channels, self.in_channels) + self.kernel_size)
+
+    def config(self) -> dict:
+        return dict(self._base_config(), in_channels=self.in_channels, out_channels=self.out_channels,
+                    kernel_size=list(self.kernel_size), stride=list(self.stride), padding=list(self.padding))
+
+    def _op_args(self, p):
+        return (p.x_scale, p.x_zero_point, p.a_bits, p.w_packed, p.w_scale, self.kernel_size, self.stride,
+                self.padding, p.affine_scale, p.affine_bias, p.relu, p.out_scale, p.out_zero_point, p.out_bits or 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, args = self._call()
+        if args is None:
+            y = F.conv2d(x, p.weight, p.bias, self.stride, self.padding)
+            return torch.relu_(y) if p.relu else y
+        return ops.qconv2d(p.input_codes(x), *args)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, source={self.source!r}, precision={precision_name(self.precision)}")
+
+
+class IntLinear(_IntLayer):
+    """A quantized linear layer with a plan per precision. Input float32 [B, K] or codes [B, K];
+    output float32 [B, N] or codes."""
+
+    kind = "int_linear"
+
+    def __init__(self, cfg: dict, tensors: Tensors):
+        self.in_features, self.out_features = int(cfg["in_features"]), int(cfg["out_features"])
+        super().__init__(cfg, tensors, (self.out_features, self.in_features))
+
+    def config(self) -> dict:
+        return dict(self._base_config(), in_features=self.in_features, out_features=self.out_features)
+
+    def _op_args(self, p):
+        return (p.x_scale, p.x_zero_point, p.a_bits, p.w_packed, p.w_scale, p.affine_scale, p.affine_bias, p.relu,
+                p.out_scale, p.out_zero_point, p.out_bits or 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p, args = self._call()
+        if args is None:
+            y = F.linear(x, p.weight, p.bias)
+            return torch.relu_(y) if p.relu else y
+        return ops.qlinear(p.input_codes(x), *args)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, source={self.source!r}, "
+                f"precision={precision_name(self.precision)}")
+
+
+class FloatAffine(PrecisionModule):
+    """A batch norm kept in float: ``y = scale[i] * x + bias[i]`` per channel for precision ``i`` of the
+    set (one row per precision: a switchable BN's branches, or the same plain BN repeated), optional
+    ReLU, then float32 out or, where ``out_bits[i]`` is set, the codes of the one quantized layer it feeds.
+
+    x: float32 [B, C, H, W]. Buffers: ``scale``, ``bias`` float32 [P, C]; with codes out also
+    ``out_scale`` float32 [P] and ``out_zero_point`` int32 [P] (rows of float precisions unused).
+    """
+
+    kind = "affine"
+
+    def __init__(self, cfg: dict, tensors: Tensors):
+        super().__init__()
+        self.source = cfg.get("source", "")
+        self._init_precision(_pset(cfg["precisions"]))
+        self.channels, self.relu = int(cfg["channels"]), bool(cfg["relu"])
+        n = len(self.precisions)
+        self.out_bits = [None if b is None else int(b) for b in cfg.get("out_bits", [None] * n)]
+        if len(self.out_bits) != n:
+            raise ValueError(f"{self.source}: out_bits needs {n} entries")
+        self.register_buffer("scale", _take(tensors, "scale", torch.float32, [n, self.channels], self.source))
+        self.register_buffer("bias", _take(tensors, "bias", torch.float32, [n, self.channels], self.source))
+        if any(b is not None for b in self.out_bits):
+            self.register_buffer("out_scale", _take(tensors, "out_scale", torch.float32, [n], self.source))
+            self.register_buffer("out_zero_point", _take(tensors, "out_zero_point", torch.int32, [n], self.source))
+            # ReLU on codes is max(q, z): quantization is monotonic and 0 maps to z. Nothing to do when z == 0.
+            self._relu_floor = [int(z) if self.relu else 0 for z in self.out_zero_point.tolist()]
+        else:
+            self.out_scale = self.out_zero_point = None
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],
+                "channels": self.channels, "relu": self.relu, "out_bits": self.out_bits}
+
+    def nbytes(self, i: int) -> dict:
+        n = len(self.precisions)
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": (_nbytes(self.scale, self.bias) + _nbytes(self.out_scale, self.out_zero_point)) // n}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = self.precision_index
+        y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
+        bits = self.out_bits[i]
+        if bits is None:
+            return torch.relu_(y) if self.relu else y
+        q = ops.quantize_act(y, self.out_scale[i:i + 1], self.out_zero_point[i:i + 1], bits)
+        return q.clamp_min_(self._relu_floor[i]) if self._relu_floor[i] else q
+
+    def extra_repr(self) -> str:
+        out = "float" if all(b is None for b in self.out_bits) else "codes"
+        return (f"{self.channels}, relu={self.relu}, out={out}, source={self.source!r}, "
+                f"precision={precision_name(self.precision)}")
+
+
+class FloatConv2d(nn.Conv2d):
+    """A conv2d kept in float (``nn.Conv2d`` rebuilt from its JSON config)."""
+
+    kind = "conv2d"
+
+    def __init__(self, cfg: dict, tensors: Tensors):
+        super().__init__(cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]), tuple(cfg["stride"]),
+                         tuple(cfg["padding"]), tuple(cfg["dilation"]), cfg["groups"], bool(cfg["bias"]))
+        self.source = cfg.get("source", "")
+        self.requires_grad_(False)
+        self.weight.data = _take(tensors, "weight", torch.float32, self.weight.shape, self.source)
+        if self.bias is not None:
+            self.bias.data = _take(tensors, "bias", torch.float32, self.bias.shape, self.source)
+
+    def nbytes(self, i: int) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": _nbytes(self.weight, self.bias)}
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "dilation": list(self.dilation), "groups": self.groups,
+                "bias": self.bias is not None}
+
+
+class FloatLinear(nn.Linear):
+    """A linear layer kept in float (``nn.Linear`` rebuilt from its JSON config)."""
+
+    kind = "linear"
+
+    def __init__(self, cfg: dict, tensors: Tensors):
+        super().__init__(cfg["in_features"], cfg["out_features"], bool(cfg["bias"]))
+        self.source = cfg.get("source", "")
+        self.requires_grad_(False)
+        self.weight.data = _take(tensors, "weight", torch.float32, self.weight.shape, self.source)
+        if self.bias is not None:
+            self.bias.data = _take(tensors, "bias", torch.float32, self.bias.shape, self.source)
+
+    def nbytes(self, i: int) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": _nbytes(self.weight, self.bias)}
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "in_features": self.in_features,
+                "out_features": self.out_features, "bias": self.bias is not None}
+
+
+class FloatNormalize(nn.Module):
+    """``(x - mean) / std`` per channel, as ``dwq.models.Normalize``. Buffers ``mean``, ``std`` float32 [C]."""
+
+    kind = "normalize"
+
+    def __init__(self, cfg: dict, tensors: Tensors):
+        super().__init__()
+        self.source = cfg.get("source", "")
+        c = int(cfg["channels"])
+        self.register_buffer("mean", _take(tensors, "mean", torch.float32, [c], self.source))
+        self.register_buffer("std", _take(tensors, "std", torch.float32, [c], self.source))
+
+    def nbytes(self, i: int) -> dict:
+        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
+                "float": _nbytes(self.mean, self.std)}
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "channels": self.mean.numel()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.mean.numel():
+            raise ValueError(f"expected input [N, {self.mean.numel()}, H, W], got {tuple(x.shape)}")
+        return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+
+LAYER_KINDS = {cls.kind: cls for cls in (IntConv2d, IntLinear, FloatAffine, FloatConv2d, FloatLinear, FloatNormalize)}
+
+
+def layer_from_config(cfg: dict, tensors: Tensors) -> nn.Module:
+    """Builds a layer of kind ``cfg["kind"]`` from its config and its tensors (keys relative to the layer)."""
+    cls = LAYER_KINDS.get(cfg.get("kind"))
+    if cls is None:
+        raise ValueError(f"unknown layer kind {cfg.get('kind')!r}; known: {sorted(LAYER_KINDS)}")
+    return cls(cfg, tensors)
+
+
+def quant_plan_tensors(codes: torch.Tensor, w_scale, w_zero_point, w_bits: int, x_scale, x_zero_point,
+                       affine_scale: Optional[torch.Tensor] = None, affine_bias: Optional[torch.Tensor] = None,
+                       out_scale=None, out_zero_point=None) -> Tensors:
+    """The buffers of a quantized plan from its operands (codes int32 in the weight's shape)."""
+    t = {"w_codes": pack_bits(codes, w_bits).to(w_scale.device), "w_scale": w_scale.float(),
+         "w_zero_point": w_zero_point.int(), "x_scale": x_scale.float(), "x_zero_point": x_zero_point.int()}
+    if affine_scale is not None:
+        t["affine_scale"] = affine_scale.float()
+    if affine_bias is not None:
+        t["affine_bias"] = affine_bias.float()
+    if out_scale is not None:
+        t["out_scale"], t["out_zero_point"] = out_scale.float(), out_zero_point.int()
+    return t
+
+
+def normalize_names(precisions) -> list:
+    """The one spelling of each precision of a set (JSON form)."""
+    return [precision_name(normalize_precision(p)) for p in precisions]

@@ -1,0 +1,44 @@
+"""Attacking the integer model: its outputs, the fake-quant twin's gradients.
+
+The integer ops are inference only, so a gradient attack needs a differentiable stand-in. The
+straight-through wrapper returns the integer model's logits in the forward pass and backpropagates
+through the fake-quant model at the same precision (``y_fq + (y_int - y_fq).detach()``), the usual
+treatment of a non-differentiable deployed model. The evaluation protocols of ``dwq.eval`` accept it
+wherever they accept a model.
+"""
+import torch
+from torch import nn
+
+from dwq.deploy.integer_model import IntegerModel
+from dwq.nn.precision import get_precision, set_precision
+
+__all__ = ["StraightThrough"]
+
+
+class StraightThrough(nn.Module):
+    """``forward(x)`` = ``int_model(x)``; gradient w.r.t. ``x`` = that of ``fake_quant_model`` at the same precision.
+
+    int_model: from :func:`dwq.deploy.convert` of ``fake_quant_model`` (its precision set may be a subset
+    of the twin's). The precision controls (``dwq.set_precision``, ``dwq.precision``,
+    ``dwq.RandomPrecision``) see only the integer model's layers; the twin follows at every forward.
+    The twin is kept out of the module tree (``.twin``), so ``.to()`` moves only the integer model.
+    When no gradient is needed (``torch.no_grad()`` or an input that does not require grad) only the
+    integer model runs.
+    """
+
+    def __init__(self, int_model: IntegerModel, fake_quant_model: nn.Module):
+        super().__init__()
+        if not isinstance(int_model, IntegerModel):
+            raise TypeError(f"StraightThrough: int_model must be a dwq.deploy.IntegerModel, got "
+                            f"{type(int_model).__name__}")
+        self.int_model = int_model
+        self.__dict__["twin"] = fake_quant_model.eval()  # not a submodule: its precision set may be larger
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            y_int = self.int_model(x.detach())
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return y_int
+        set_precision(self.twin, get_precision(self.int_model))
+        y_fq = self.twin(x)
+        return y_fq + (y_int - y_fq).detach()

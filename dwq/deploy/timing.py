@@ -1,0 +1,48 @@
+"""Whole-model latency: every candidate timed in turn, repetition by repetition, so that all of them see
+the same load of a shared machine (compare ratios measured in one run, not absolute times)."""
+import statistics
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+
+from dwq.nn.precision import precision
+from dwq.quant.precision import precision_name
+
+__all__ = ["time_round_robin", "latency_per_precision"]
+
+
+def time_round_robin(fns: Dict[str, Callable[[], object]], budget_s: float = 1.0, min_reps: int = 3,
+                     max_reps: int = 50) -> Dict[str, dict]:
+    """``{name: {"median_ms", "min_ms", "reps"}}``: one warm-up call each, then rounds over all ``fns``
+    until ``min_reps`` rounds are done and ``budget_s`` has passed (at most ``max_reps`` rounds)."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    t_end = time.perf_counter() + budget_s
+    while True:
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+        n = len(next(iter(times.values())))
+        if n >= max_reps or (n >= min_reps and time.perf_counter() >= t_end):
+            break
+    return {k: {"median_ms": statistics.median(v), "min_ms": min(v), "reps": len(v)} for k, v in times.items()}
+
+
+def latency_per_precision(model: torch.nn.Module, x: torch.Tensor, precisions: Optional[Sequence] = None,
+                          budget_s: float = 1.0, min_reps: int = 3, max_reps: int = 50) -> Dict[str, dict]:
+    """Forward latency of ``model`` on ``x`` at each precision (default: its whole set), inference mode;
+    ``{precision name: {"median_ms", "min_ms", "reps"}}``."""
+    from dwq.nn.precision import precision_set
+
+    ps = precision_set(model) if precisions is None else list(precisions)
+
+    def run_at(p):
+        def f():
+            with torch.inference_mode(), precision(model, p):
+                return model(x)
+        return f
+
+    return time_round_robin({precision_name(p): run_at(p) for p in ps}, budget_s, min_reps, max_reps)

@@ -1,0 +1,117 @@
+"""dwq deploy / dwq bench: a checkpoint from dwq train -> an integer model file -> latency per precision;
+bad input gives one line and exit status 2, and nothing is overwritten."""
+import json
+
+import pytest
+import torch
+
+import dwq
+from dwq.cli.main import main
+from dwq.ops import HAS_EXT
+
+pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+
+TRAIN = ["train", "--train-subset", "320", "--epochs", "1", "--attack-iters", "1", "--width", "8",
+         "--precisions", "2", "4", "8", "--random-precision-training", "--switchable-bn", "--val-size", "48",
+         "--val-pgd-steps", "1", "--epsilon", "0.1", "--alpha", "0.05", "--batch-size", "32", "--no-progress",
+         "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(TRAIN + ["--out", str(out / "r")]) == 0
+    return str(out / "r" / "last.pt")
+
+
+@pytest.fixture(scope="module")
+def artifact(checkpoint, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("art") / "model.safetensors")
+    assert main(["deploy", "--checkpoint", checkpoint, "--precisions", "2", "8", "--out", path]) == 0
+    return path
+
+
+def _fails(argv, capsys, msg):
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err, err
+    assert err.count("\n") == 1 and err.startswith(f"dwq {argv[0]}: error: ") and "Traceback" not in err
+    return err
+
+
+def test_deploy_writes_a_loadable_integer_model(checkpoint, artifact, capsys):
+    from dwq.deploy import convert, load
+    from dwq.train import load_trained_model
+
+    m = load(artifact)
+    assert m.precisions == [2, 8] and m.info["network"] == "small_cnn" and m.info["input_size"] == [1, 28, 28]
+    fq, _ = load_trained_model(checkpoint)
+    x = torch.rand(4, 1, 28, 28)
+    ref = convert(fq, [2, 8])
+    for p in (2, 8):
+        with torch.no_grad(), dwq.precision(m, p), dwq.precision(ref, p):
+            assert torch.equal(m(x), ref(x))
+
+
+def test_deploy_prints_the_size_report(checkpoint, tmp_path, capsys):
+    path = tmp_path / "all.safetensors"
+    capsys.readouterr()
+    assert main(["deploy", "--checkpoint", checkpoint, "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "precisions 2 4 8" in out and "of fp32" in out and "artifact file" in out
+    assert " 0.0625 " in out and " 0.2500 " in out  # 2/32 and 8/32 of the float32 weight bytes
+
+
+def test_deploy_bad_input(checkpoint, artifact, tmp_path, capsys):
+    before = open(artifact, "rb").read()
+    _fails(["deploy", "--checkpoint", checkpoint, "--out", artifact], capsys, "already exists")
+    assert open(artifact, "rb").read() == before
+    new = tmp_path / "n.safetensors"
+    _fails(["deploy", "--checkpoint", checkpoint, "--precisions", "4", "6", "--out", str(new)], capsys,
+           "precision 6 is not in the checkpoint's precision set [2, 4, 8]")
+    _fails(["deploy", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(new)], capsys, "does not exist")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    _fails(["deploy", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(new)], capsys,
+           "not a loadable dwq checkpoint")
+    _fails(["deploy", "--checkpoint", checkpoint, "--out", str(tmp_path / "no" / "dir.safetensors")], capsys,
+           "does not exist")
+    assert not new.exists()
+
+
+def test_bench_times_every_precision_and_proposes_a_set(artifact, tmp_path, capsys):
+    js = tmp_path / "lat.json"
+    capsys.readouterr()
+    assert main(["bench", "--model", artifact, "--batch-size", "1", "3", "--seconds", "0.05", "--json", str(js),
+                 "--budget-ms", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "largest set within 1000 ms at batch 1: " in out
+    recs = json.load(open(js))
+    assert {(r["shape"], r["bits"], r["impl"]) for r in recs} == {
+        (s, b, "dwq_int") for s in ("b1 1x28x28", "b3 1x28x28") for b in (2, 8)}
+    assert all(r["median_ms"] > 0 and r["min_ms"] <= r["median_ms"] for r in recs)
+    from dwq.deploy import latency_from_records
+    assert set(latency_from_records(str(js), shape="b3 1x28x28")) == {"2", "8"}
+
+
+def test_bench_bad_input(artifact, tmp_path, capsys):
+    _fails(["bench", "--model", artifact, "--precisions", "4"], capsys,
+           "precision 4 is not in the model's precision set [2, 8]")
+    js = tmp_path / "exists.json"
+    js.write_text("keep")
+    _fails(["bench", "--model", artifact, "--json", str(js)], capsys, "already exists")
+    assert js.read_text() == "keep"
+    data = open(artifact, "rb").read()
+    (tmp_path / "cut.safetensors").write_bytes(data[:len(data) // 2])
+    _fails(["bench", "--model", str(tmp_path / "cut.safetensors")], capsys, "corrupt or truncated")
+    _fails(["bench", "--model", artifact, "--budget-ms", "0.000001", "--seconds", "0.01"], capsys,
+           "no precision fits a budget")
+
+
+def test_every_deploy_flag_has_help():
+    from dwq.cli.main import build_parser
+
+    subs = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name in ("deploy", "bench"):
+        for act in subs[name]._actions:
+            assert act.help, f"dwq {name} {act.option_strings} has no help"

@@ -1,0 +1,219 @@
+"""dwq.deploy.convert: the integer model computes the fake-quant model's eval-mode forward at every
+precision, for the four model families, and is driven by the same precision controls.
+
+Tolerance (stated once): logits agree within REL_TIGHT of the largest |logit| where the two paths see
+the same codes (widths <= 4 here: no code differs), and within REL_LOOSE elsewhere. The only source of
+difference is a value within float rounding of a quantization midpoint rounding to neighbouring codes
+on the two paths (DESIGN.md: both compute in float32, in a different order); in a deep network a few
+such ties at 8..16 bits cascade into later layers (``code_agreement`` shows where they start).
+"""
+import pytest
+import torch
+from deploy_models import calibrated, trained_mnist_cnn
+from torch import nn
+
+import dwq
+from dwq.deploy import ConversionError, IntegerModel, code_agreement, compare, convert
+from dwq.models import QuantPolicy, preact_resnet18, resnet50, small_cnn, wide_resnet34_10
+from dwq.ops import HAS_EXT
+
+pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+
+REL_TIGHT = 1e-5
+REL_LOOSE = 5e-2
+ALL_QUANTIZED = QuantPolicy(first_conv=True, shortcut=True, classifier=True)
+
+
+def assert_agrees(model, int_model, x, low_bits):
+    """Logits within the stated tolerance at every precision of the integer model."""
+    r = compare(model, int_model, x)
+    assert list(r) == [dwq.quant.precision_name(p) for p in int_model.precisions]
+    for name, v in r.items():
+        assert v["rel_max_diff"] <= (REL_TIGHT if name in low_bits else REL_LOOSE), (name, v)
+
+
+@pytest.mark.parametrize("policy", [QuantPolicy(), ALL_QUANTIZED], ids=["default_policy", "all_quantized"])
+def test_small_cnn_every_kind_of_precision(policy):
+    m = calibrated(small_cnn(precisions=[2, 3, (4, 8), 8, 12, 16, None], width=8, policy=policy), (32, 1, 28, 28))
+    im = convert(m)
+    assert isinstance(im, IntegerModel) and im.precisions == [2, 3, (4, 8), 8, 12, 16, None]
+    assert_agrees(m, im, torch.rand(64, 1, 28, 28), low_bits={"2", "3", "4w8a"})
+
+
+def test_small_cnn_sends_codes_between_quantized_layers():
+    """conv2 -> BN -> ReLU -> maxpool -> conv3: conv2's epilogue emits conv3's input codes."""
+    m = calibrated(small_cnn(precisions=[4, 12, None], width=8), (32, 1, 28, 28))
+    im = convert(m)
+    seen = {}
+    im.layers["conv3"].register_forward_pre_hook(lambda mod, inp: seen.update({str(mod.precision): inp[0].dtype}))
+    for p in (4, 12, None):
+        with dwq.precision(im, p):
+            im(torch.rand(2, 1, 28, 28))
+    assert seen == {"(4, 4)": torch.uint8, "(12, 12)": torch.int32, "None": torch.float32}
+    plan = im.layers["conv2"].plans[0]
+    assert plan.relu and plan.out_bits == 4 and plan.affine_scale is not None  # bn2 + ReLU folded, requantized
+
+
+def test_preact_resnet18_default_policy():
+    m = calibrated(preact_resnet18(precisions=[2, 8, None]), (4, 3, 32, 32))
+    im = convert(m)
+    x = torch.rand(4, 3, 32, 32)
+    assert_agrees(m, im, x, low_bits={"2"})
+    # bn1 + ReLU of each block emit conv1's codes; conv1's epilogue folds bn2 + ReLU and emits conv2's codes
+    assert im.layers["layer1_0_bn1"].out_bits == [2, 8, None]
+    assert im.layers["layer1_0_conv1"].plans[1].out_bits == 8
+    assert im.layers["layer1_0_conv2"].plans[1].out_bits is None  # then the residual add, in float
+    agree = code_agreement(m, im, x, 2)
+    assert sum(v["differ"] for v in agree.values()) == 0 and len(agree) == 16
+
+
+def test_preact_resnet18_all_quantized_mixed_precision():
+    m = calibrated(preact_resnet18(precisions=[3, (4, 8), 16], policy=ALL_QUANTIZED), (4, 3, 32, 32))
+    im = convert(m)
+    x = torch.rand(4, 3, 32, 32)
+    assert_agrees(m, im, x, low_bits={"3"})
+    agree = code_agreement(m, im, x, 16)  # ties at 16 bits: a handful in the first layer, at most one code apart
+    first = agree["conv1"]
+    assert first["differ"] <= 1e-3 * first["codes"] and first["max_step"] <= 1
+
+
+def test_wide_resnet34_10():
+    m = calibrated(wide_resnet34_10(precisions=[4, None]), (2, 3, 32, 32))
+    im = convert(m)
+    assert_agrees(m, im, torch.rand(2, 3, 32, 32), low_bits=set())
+
+
+def test_resnet50():
+    m = calibrated(resnet50(num_classes=10, precisions=[4, 8]), (2, 3, 64, 64))
+    im = convert(m)
+    assert_agrees(m, im, torch.rand(2, 3, 64, 64), low_bits={"4"})
+    # downsample: conv -> BN in the epilogue, float out for the residual add
+    assert im.layers["layer1_0_downsample_0"].plans[0].affine_scale is not None
+
+
+def test_trained_model_top1_agreement():
+    """A briefly trained RPT small CNN on 1,000 MNIST-5k test images: top-1 agrees on >= 99.9% at every precision."""
+    from dwq.data import load_mnist5k
+
+    m = trained_mnist_cnn([2, 4, 8])
+    x, _ = load_mnist5k("test").tensors
+    r = compare(m, convert(m), x)
+    for name, v in r.items():
+        assert v["n"] == 1000 and v["top1_agreement"] >= 0.999, (name, v)
+        assert v["rel_max_diff"] <= 1e-2, (name, v)
+
+
+# ----------------------------------------------------------------------------- precision controls
+def test_precision_controls_drive_the_integer_model():
+    m = calibrated(small_cnn(precisions=[2, 4, 8], width=8), (16, 1, 28, 28))
+    im = convert(m, precisions=[4, 8])
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        dwq.set_precision(im, 4)
+        y4 = im(x)
+        with dwq.precision(im, 8):
+            y8 = im(x)
+            assert dwq.get_precision(im) == 8
+        assert dwq.get_precision(im) == 4
+        assert not torch.equal(y4, y8)
+        with pytest.raises(ValueError, match="not in the model's precision set"):
+            dwq.set_precision(im, 2)
+        rpi = dwq.RandomPrecision(im, generator=torch.Generator().manual_seed(3))
+        draws = []
+        for _ in range(12):
+            y = rpi(x)
+            draws.append(rpi.last_precision)
+            assert torch.equal(y, y4 if rpi.last_precision == 4 else y8)
+    g = torch.Generator().manual_seed(3)
+    assert draws == [[4, 8][int(torch.randint(2, (1,), generator=g))] for _ in range(12)]
+    assert set(draws) == {4, 8}
+    with pytest.raises(ValueError, match="seed or generator"):
+        dwq.RandomPrecision(im, seed=1, generator=torch.Generator())
+
+
+# ----------------------------------------------------------------------------- what does not convert
+def test_precision_outside_the_set_is_an_error():
+    m = calibrated(small_cnn(precisions=[4, 8], width=8), (8, 1, 28, 28))
+    with pytest.raises(ConversionError, match="precision 6 is not in the model's precision set"):
+        convert(m, precisions=[4, 6])
+
+
+def test_uncalibrated_precision_names_the_layer():
+    m = small_cnn(precisions=[4, 8], width=8).eval()
+    with pytest.raises(ConversionError, match="layer 'conv2': no activation range at precision 4"):
+        convert(m)
+
+
+def test_float_zero_point_is_refused():
+    m = calibrated(small_cnn(precisions=[4], width=8, policy=QuantPolicy(zero_point="float")), (8, 1, 28, 28))
+    with pytest.raises(ConversionError, match="conv2.*zero_point='float'"):
+        convert(m)
+
+
+class _WithGelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = small_cnn(precisions=[4], width=8)
+        self.act = nn.GELU()
+
+    def forward(self, x):
+        return self.act(self.body(x))
+
+
+def test_unsupported_layer_is_named():
+    m = _WithGelu()
+    calibrated(m.body, (8, 1, 28, 28))
+    with pytest.raises(ConversionError, match=r"layer 'act' \(GELU\)"):
+        convert(m.eval())
+
+
+def test_unsupported_conv_is_named():
+    m = small_cnn(precisions=[4], width=8)
+    m.conv2.groups = 2
+    with pytest.raises(ConversionError, match="layer 'conv2'.*groups=1"):
+        convert(m)
+
+
+def test_check_conversion_reports_agreement_accuracy_latency_and_size():
+    from dwq.data import load_mnist5k
+    from dwq.deploy import check_conversion, format_check
+
+    m = trained_mnist_cnn([2, 4, 8])
+    x, y = load_mnist5k("test").tensors
+    rep = check_conversion(m, x[:200], y[:200], [2, 8], latency_batch=50, budget_s=0.05)
+    assert rep["precisions"] == ["2", "8"] and rep["latency_batch"] == 50
+    for p in ("2", "8"):
+        assert rep["agreement"][p]["n"] == 200 and rep["latency_ms"]["dwq_int"][p] > 0
+        a = rep["accuracy"][p]
+        assert abs(a["dwq_int"] - a["fake_quant"]) <= 1 - rep["agreement"][p]["top1_agreement"] + 1e-9
+    text = format_check(rep, "demo")
+    assert text.startswith("demo: logits against the fake-quant model on 200 images") and "speed-up" in text
+
+
+def test_check_conversion_skips_precisions_without_a_range():
+    from dwq.deploy import calibrated_precisions, check_conversion, format_check
+
+    m = small_cnn(precisions=[2, 4, None], width=8).eval()  # never trained: no activation range anywhere
+    assert calibrated_precisions(m) == [None]
+    rep = check_conversion(m, torch.rand(16, 1, 28, 28), precisions=[2, 4], latency_batch=4, budget_s=0.01)
+    assert rep["precisions"] == [] and rep["skipped"] == ["2", "4"]
+    assert "not converted (no activation range: never trained): 2 4" in format_check(rep)
+
+
+def test_precision_never_trained_at_converts_with_the_observed_range():
+    """Eval mode quantizes a precision that saw no training batch with the range observed over all
+    training batches (ActQuantizer's observed slot); the integer model does the same."""
+    from dwq.deploy import calibrated_precisions, check_conversion
+
+    m = small_cnn(precisions=[2, 4, None], width=8).train()
+    with torch.no_grad(), dwq.precision(m, 4):
+        m(torch.rand(8, 1, 28, 28))
+    m.eval()
+    assert calibrated_precisions(m) == [2, 4, None]
+    x = torch.rand(16, 1, 28, 28)
+    rep = check_conversion(m, x, precisions=[2, 4], latency_batch=4, budget_s=0.01)
+    assert rep["precisions"] == ["2", "4"] and rep["skipped"] == []
+    int_model = dwq.deploy.convert(m, [2])
+    with dwq.precision(m, 2), dwq.precision(int_model, 2), torch.no_grad():
+        ref, got = m(x), int_model(x)
+    assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()

@@ -1,0 +1,57 @@
+"""Robustness on the integer path: a straight-through wrapper (integer outputs, fake-quant gradients)
+and the paper / adaptive protocols of dwq.eval run against it, giving the fake-quant model's numbers
+within their 95% intervals."""
+import pytest
+import torch
+from deploy_models import trained_mnist_cnn
+
+import dwq
+from dwq import eval as E
+from dwq.deploy import StraightThrough, convert
+from dwq.ops import HAS_EXT
+
+pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+SET = [2, 4, 8]
+
+
+@pytest.fixture(scope="module")
+def models():
+    from dwq.data import load_mnist5k
+
+    m = trained_mnist_cnn(SET)
+    x, y = load_mnist5k("test").tensors
+    return m, StraightThrough(convert(m), m), x[:200], y[:200]
+
+
+def test_forward_is_integer_gradient_is_fake_quant(models):
+    m, st, x, _ = models
+    xb = x[:16].clone().requires_grad_(True)
+    w = torch.randn(16, 10)
+    for p in SET:
+        with dwq.precision(st, p):
+            out = st(xb)
+            with torch.no_grad():
+                assert torch.equal(out, st.int_model(xb))
+            g_st, = torch.autograd.grad((out * w).sum(), xb)
+        with dwq.precision(m, p):
+            g_fq, = torch.autograd.grad((m(xb) * w).sum(), xb)
+        assert torch.equal(g_st, g_fq), p
+    assert dwq.precision_set(st) == SET  # only the integer model's layers are precision controls' business
+
+
+def _within(a, b):
+    """Each accuracy lies within the other's 95% interval."""
+    return b["ci95"][0] <= a["acc"] <= b["ci95"][1] and a["ci95"][0] <= b["acc"] <= a["ci95"][1]
+
+
+def test_protocols_on_the_integer_path_match_fake_quant(models):
+    m, st, x, y = models
+    kw = dict(attack="pgd", epsilon=0.1, alpha=0.025, steps=5, protocols=("paper", "adaptive", "transfer"), seed=0)
+    fq = E.evaluate(m, x, y, SET, **kw)
+    it = E.evaluate(st, x, y, SET, **kw)
+    assert fq["rpi"]["clean"]["acc"] > 0.25 and fq["rpi"]["pgd_paper"]["acc"] < fq["rpi"]["clean"]["acc"]
+    for key in ("clean", "pgd_paper", "pgd_adaptive", "pgd_adaptive_worst_case", "best_of_attacks"):
+        assert _within(it["rpi"][key], fq["rpi"][key]), key
+    for p in ("2", "4", "8"):
+        assert _within(it["rpi"]["pgd_adaptive_per_precision"][p], fq["rpi"]["pgd_adaptive_per_precision"][p]), p
+        assert _within(it["pgd_acc"][p], fq["pgd_acc"][p]), p
