@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autoattack-rand only: APGD iterations (the original: 100)")
     e.add_argument("--autoattack-n", type=positive_int, default=None,
                    help="autoattack-rand only: attack only the first N evaluated images (it is the slowest protocol)")
+    e.add_argument("--reference", action="store_true",
+                   help="--attack pgd as the reference code evaluates: a sample stops moving once it is "
+                        "misclassified at the attack precision, and restarts keep the highest-loss point (the "
+                        "adaptive protocol's EOT-PGD is unchanged)")
     e.add_argument("--n-test", type=positive_int, default=None, help="evaluate the first N test images only")
     e.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size")
     e.add_argument("--seed", type=int, default=0, help="seed of precision draws and random starts")
@@ -164,7 +168,10 @@ def _eval_settings(a, ck, model_set, device):
             if d in given and not ok:
                 raise CLIError(f"--{d.replace('_', '-')} is for {needs}; --attack {a.attack} with protocols "
                                f"{' '.join(a.protocols)} does not use it")
-    rows.append(("attack", a.attack, src("attack")))
+    if a.reference and a.attack != "pgd":
+        raise CLIError(f"--reference sets the reference's PGD (early stop); --attack {a.attack} is not PGD")
+    rows.append(("attack", a.attack + (" (the reference's: early stop, highest-loss restart)" if a.reference else ""),
+                 "given: --reference" if a.reference else src("attack")))
     if a.epsilon is None:
         a.epsilon = cfg["epsilon"]
         rows.append(("epsilon", f"{a.epsilon:.4g}", "checkpoint: the training ε"))
@@ -243,7 +250,8 @@ def cmd_eval(a):
         protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
         num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
         bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
-        eot_iter=a.eot_iter, input_size=info.input_size, progress=stages))
+        eot_iter=a.eot_iter, input_size=info.input_size, progress=stages,
+        pgd_options=dict(E.REFERENCE_PGD) if a.reference else None))
     stages.close()
     rep["seconds_per_stage"] = stages.seconds
     E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")

@@ -121,6 +121,13 @@ def add_parser(sub):
                    help="PGD steps of the validation attack (step ε/4); 0: clean validation accuracy only")
     t.add_argument("--seed", type=int, default=0, help="seed of initial weights, data order, precision draws and "
                                                         "random starts")
+    t.add_argument("--reference", action="store_true",
+                   help="the reference code's semantics (docs/workflow.md has the map): its quantizer (float zero "
+                        "point, one activation range shared by all precisions) and normalization, zeroed gradients "
+                        "for BN branches not drawn, and its CIFAR defaults for every flag not given (fgsm-rs step "
+                        "10/255, or PGD step 2/255; 160 epochs; all training images: --val-size 0; float32); also "
+                        "writes best_test_reference.pt, chosen as the reference chooses (test-set PGD-20 at the "
+                        "lowest precision), never best.pt")
     t.add_argument("--amp", action="store_true", help="CUDA only: torch.autocast fp16 + GradScaler (reference: apex)")
     t.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
     t.add_argument("--workers", type=nonneg_int, default=2,
@@ -153,6 +160,31 @@ def _precision_value(kind, v):
     return [parse_precision(p) for p in v] if kind == "list" else parse_precision(v)
 
 
+def apply_reference_defaults(a, given) -> list:
+    """``--reference`` on a new run: the reference's CIFAR defaults (:data:`dwq.train.REFERENCE_CIFAR_TRAIN`)
+    for every flag not given; returns the notes to print. CLIError for a given flag that contradicts the
+    reference (``--amp``; a PGD ``--alpha`` other than the 2/255 its train.py forces)."""
+    from dwq.train.reference import REFERENCE_CIFAR_TRAIN, reference_alpha
+
+    taken = []
+    for dest, v in REFERENCE_CIFAR_TRAIN.items():
+        if dest in given or dest in ("alpha", "amp") or not hasattr(a, dest):
+            continue
+        setattr(a, dest, list(v) if isinstance(v, tuple) else v)
+        taken.append(dest)
+    if a.attack in ("pgd", "fgsm", "fgsm-rs"):
+        ref_alpha = reference_alpha(a.attack)
+        if "alpha" not in given:
+            a.alpha = ref_alpha
+            taken.append("alpha")
+        elif a.attack == "pgd" and abs(a.alpha - ref_alpha) > 1e-12:
+            raise CLIError(f"--reference: the reference's PGD training always steps 2/255 (its train.py forces "
+                           f"it); --alpha {a.alpha:.6g} contradicts it")
+    shown = ", ".join(f"{flag(d)} {_show(getattr(a, d))}" for d in taken if d != "attack_iters" or a.attack == "pgd")
+    return [("reference", f"the reference's semantics; its defaults for flags not given: {shown}")] if taken else \
+        [("reference", "the reference's semantics (every default it sets was given)")]
+
+
 def resolve_flags(a, given) -> tuple[dict, list]:
     """``(flags, notes)``: the run's flags resolved to what the run will use, as JSON values (one
     precision spelling; ``None`` for a flag that plays no part, e.g. ``attack_iters`` of an FGSM run),
@@ -178,6 +210,10 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     if a.pretrained and f["network"] != "resnet50":
         raise CLIError(f"--pretrained loads torchvision ResNet-50 weights; it does not fit {f['network']}")
     f["pretrained"] = os.path.abspath(a.pretrained) if a.pretrained else None
+    f["reference"] = a.reference
+    if a.reference and a.amp:
+        raise CLIError("--reference trains in float32 as the reference code does (float16 cannot hold its 12-16-bit "
+                       "grids); drop --amp")
     model_set = precision_set_from_args(a.precisions, a.num_bits_schedule)
     if model_set is None:
         if a.random_precision_training:
@@ -367,6 +403,9 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
                "free": f"free ({f['free_replays']} replays)"}[f["attack"]]
         atk += f" ε {f['epsilon']:.4g} step {f['alpha']:.4g}"
     print(f"  training   {how}; {atk}" + ("; amp" if f["amp"] else ""))
+    if f.get("reference"):
+        print("  reference  its quantizer (float zero point, shared range) and normalization, zeroed gradients "
+              "for undrawn BN branches; best_test_reference.pt by its test-set rule (not best.pt)")
     sched = f"{f['lr_schedule']}" + (f" (×0.1 at {' '.join(f'{m:g}' for m in f['lr_milestones'])} of the run)"
                                       if f["lr_milestones"] else "")
     print(f"  schedule   {f['epochs']} epoch{'s' if f['epochs'] > 1 else ''}, batch {f['batch_size']}, lr {f['lr']:g} {sched}, momentum "
@@ -415,7 +454,9 @@ def cmd_train(a):
         a = restore_flags(a, given, recorded)
     else:
         fresh_dir(a.out, create=False, hint=" (or --resume to continue the training run there)")
+    notes = apply_reference_defaults(a, given) if a.reference and ck is None else []
     f, defaults = resolve_flags(a, given)
+    defaults = notes + defaults
     if ck is not None:
         changed = differing_flags(recorded, f, given)
         bad = [d for d in changed if d not in RESUME_MAY_CHANGE]
@@ -429,7 +470,7 @@ def cmd_train(a):
     else:
         history = [{"started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": shlex.join(a._argv)}]
 
-    train, _test, info = get_datasets(f["dataset"], f["data_dir"])
+    train, test, info = get_datasets(f["dataset"], f["data_dir"])
     n_all = len(train)
     train, val = train_val_split(train, f["val_size"], seed=f["seed"])
     if f["val_size"] and not len(val):
@@ -444,23 +485,25 @@ def cmd_train(a):
         defaults.append(("note", f"--workers {f['workers']} has no effect on mnist5k (held in memory)"))
     model_set = _precision_value("list", f["precisions"])
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
-    model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, f["pretrained"])
+    model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, f["pretrained"],
+                             reference=f["reference"])
     extra = {"network": key, "dataset": f["dataset"], "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
-             "dwq_version": __version__}
+             "dwq_version": __version__, "reference": f["reference"]}
     train_ps = f["precisions"] if f["random_precision_training"] else [f["num_bits"]]
     cfg = TrainConfig(attack=f["attack"], epsilon=f["epsilon"], alpha=f["alpha"], attack_iters=a.attack_iters,
                       free_replays=a.free_replays, epochs=f["epochs"], batch_size=f["batch_size"], lr=f["lr"],
                       momentum=f["momentum"], weight_decay=f["weight_decay"], lr_schedule=f["lr_schedule"],
                       lr_milestones=tuple(a.lr_milestones), precisions=train_ps,
                       random_precision=f["random_precision_training"], seed=f["seed"], amp=f["amp"],
-                      val_pgd_steps=f["val_pgd_steps"] or 0, progress=not f["no_progress"], extra=extra)
+                      val_pgd_steps=f["val_pgd_steps"] or 0, progress=not f["no_progress"], extra=extra,
+                      reference=f["reference"])
     rank, world, device = setup(f["device"])
     say = rank == 0
     tr = Trainer(model, train, cfg, a.out, val_set=val if len(val) else None, device=device,
                  num_workers=f["workers"], rank=rank, world=world,
                  on_epoch=(lambda rec: print(epoch_line(rec, f["epochs"], f["val_pgd_steps"]), flush=True))
-                 if say else None)
+                 if say else None, test_set=test if f["reference"] else None)
     if ck is not None:
         try:
             tr.load_state(ck)
@@ -491,7 +534,8 @@ def cmd_train(a):
 
 
 def _summary(out, tr, seconds, f):
-    files = [n for n in ("config.json", "last.pt", "best.pt", "metrics.jsonl") if os.path.isfile(os.path.join(out, n))]
+    files = [n for n in ("config.json", "last.pt", "best.pt", "best_test_reference.pt", "metrics.jsonl")
+             if os.path.isfile(os.path.join(out, n))]
     best = None
     if "best.pt" in files:
         with open(os.path.join(out, "metrics.jsonl")) as fh:

@@ -37,7 +37,7 @@ def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequ
              protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
              paper_batch: int = 100, num_classes: int = 10, cw_tau: float = 0.05, bandits_queries: int = 1000,
              bandits_tile: int = 4, autoattack_n: Optional[int] = None, autoattack_steps: int = 100,
-             eot_iter: int = 20, input_size=None, per_image: bool = True,
+             eot_iter: int = 20, input_size=None, per_image: bool = True, pgd_options: Optional[dict] = None,
              progress: Optional[Progress] = None) -> dict:
     """Evaluate ``model`` (eval mode) on images ``x`` (float [N, C, H, W] in [0, 1]) with labels ``y``
     (int64 [N]); returns the report as a JSON-ready dict.
@@ -54,6 +54,8 @@ def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequ
     input_size: ``(C, H, W)`` for the BitOPs summary (omitted when None).
     per_image: keep the per-image scores behind the RPI figures (``report["per_image"]``), so that
       paired differences can be computed from the report alone.
+    pgd_options: extra options of the chosen PGD attack (``attack="pgd"`` only), e.g.
+      ``dwq.eval.REFERENCE_PGD``: the reference's per-sample early stop (EOT-PGD is not affected).
     progress: ``progress(stage, done, total)`` before each attack run.
     """
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -71,7 +73,8 @@ def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequ
         raise ValueError(f"RPI precision(s) {missing} are not among the evaluated precisions {names}")
     idx = [names.index(pname(p)) for p in rset]
     atk = make_attack(attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, cw_tau=cw_tau,
-                      bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes)
+                      bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes,
+                      **(pgd_options or {}))
     need_matrix = any(p in protocols for p in ("paper", "paper-sampled", "transfer"))
     n_aa = min(autoattack_n or len(y), len(y))
     stages = (["clean"] + [f"{attack} at {n}" for n in names] + (["adaptive"] if "adaptive" in protocols else [])
@@ -89,6 +92,8 @@ def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequ
     rep = {"attack": attack, "epsilon": epsilon, "alpha": alpha, "steps": steps, "restarts": restarts,
            "seed": seed, "protocols": list(protocols), "n": len(y), "precisions": names,
            "rpi_precisions": [pname(p) for p in rset], "batch_size": batch_size}
+    if pgd_options:
+        rep["pgd_options"] = dict(pgd_options)
     if attack == "cw-linf":
         rep["cw_tau"] = cw_tau
     if attack == "bandits":

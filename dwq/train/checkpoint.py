@@ -93,7 +93,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
 def load_trained_model(path: str, device="cpu"):
     """``(model, checkpoint)`` from a ``best.pt``/``last.pt`` written by ``dwq train`` (or ``dwq demo``):
     the network is rebuilt from the checkpoint's own config (architecture, dataset, precision set,
-    switchable BN, width, quantizer policy), its weights loaded, and the model put in eval mode on
+    switchable BN, width, quantizer policy, ``--reference``), its weights loaded, and the model put in eval mode on
     ``device``. ``checkpoint["config"]`` is the run's config.json (``extra.flags``: every ``dwq train``
     flag of the run); ``checkpoint["epoch"]`` the epochs it had trained.
 
@@ -121,7 +121,7 @@ def load_trained_model(path: str, device="cpu"):
     try:
         [normalize_precision(p) for p in precisions]
         model, _ = build_model(ex["network"], ex["dataset"], precisions, ex.get("switchable_bn", False),
-                               ex.get("width", 32), policy=policy)
+                               ex.get("width", 32), policy=policy, reference=bool(ex.get("reference")))
         model.load_state_dict(ck["model"])
     except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: the weights do not fit a {ex['network']} "
