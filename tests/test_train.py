@@ -161,3 +161,39 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
         assert torch.equal(r0[k], r1[k]), k  # ranks stay in sync
         torch.testing.assert_close(r0[k], v, rtol=1e-5, atol=1e-6)
     assert os.path.isfile(tmp_path / "ddp" / "last.pt")  # rank 0 writes
+
+
+def test_epoch_metrics_are_read_once_per_epoch(tmp_path):
+    """train_batch returns device tensors (the loop reads them once per epoch, so a step makes no
+    host sync on accelerators); the epoch record still holds plain floats."""
+    tr = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), str(tmp_path))
+    x, y = tiny_data(16).tensors
+    l, c, n = tr.train_batch(x, y)
+    assert isinstance(l, torch.Tensor) and l.dim() == 0 and isinstance(c, torch.Tensor) and n == 16
+    assert 0 <= c.item() <= 16 and l.item() > 0
+    tr.fit()
+    rec = json.loads(open(tmp_path / "metrics.jsonl").readline())
+    assert isinstance(rec["train_loss"], float) and 0 <= rec["train_acc"] <= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the sync check is a CUDA mode)")
+@pytest.mark.parametrize("attack", ["pgd", "fgsm-rs", "free"])
+def test_cuda_training_step_makes_no_host_sync(tmp_path, attack):
+    """Issue 10: a whole RPT step (precision draw, attack with random start, update) under
+    torch.cuda.set_sync_debug_mode("error"), fp32 (GradScaler with AMP reads its inf check on the host
+    by design, once per step)."""
+    from dwq.models import preact_resnet18
+
+    m = preact_resnet18(num_classes=10, precisions=[4, 8], switchable_bn=True)
+    tr = Trainer(m, tiny_data(64), cfg(attack=attack, attack_iters=2, free_replays=2, epochs=1, precisions=[4, 8]),
+                 str(tmp_path), device="cuda")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 32, 32, generator=g).cuda()
+    y = torch.randint(10, (8,), generator=g).cuda()
+    tr.train_batch(x, y)  # warm-up: cudnn, allocator, optimizer state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        tr.train_batch(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

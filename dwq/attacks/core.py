@@ -109,7 +109,8 @@ def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None):
 
 def _uniform(x, eps, generator=None):
     u = torch.rand(x.shape, generator=generator, device="cpu" if generator is not None else x.device)
-    return ((2 * u - 1) * eps).to(device=x.device, dtype=x.dtype)
+    # non_blocking: a host-to-device copy that does not synchronize the stream (training steps stay sync-free)
+    return ((2 * u - 1) * eps).to(device=x.device, dtype=x.dtype, non_blocking=True)
 
 
 RESTART_SELECT = ("misclassified", "loss")

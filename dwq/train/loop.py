@@ -375,7 +375,8 @@ class Trainer:
         return x
 
     def train_batch(self, x, y):
-        """One minibatch (``free``: ``free_replays`` updates). Returns (loss sum, correct, n)."""
+        """One minibatch (``free``: ``free_replays`` updates). Returns ``(loss sum, correct, n)``: the
+        first two as 0-dim float32 tensors on the device (read once per epoch: no host sync per step)."""
         c = self.cfg
         if c.attack == "free":
             if self.free_delta is None or self.free_delta.shape != x.shape:
@@ -397,13 +398,13 @@ class Trainer:
                 self.lr_used = self.opt.param_groups[0]["lr"]
                 self.sched.step()
                 self.step += 1
-                tot_l += loss.item() * len(y)
-                tot_c += (out.argmax(1) == y).sum().item()
+                tot_l = tot_l + loss.detach() * len(y)
+                tot_c = tot_c + (out.argmax(1) == y).sum()
             return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
         self._draw()
         xa = self._craft(x, y) if c.attack != "none" else x
         loss, out = self._update(xa, y)
-        return loss.item() * len(y), (out.argmax(1) == y).sum().item(), len(y)
+        return loss * len(y), (out.argmax(1) == y).sum().float(), len(y)
 
     def _reference_test_select(self, rec):
         """The reference's checkpoint rule (CIFAR/train.py): each epoch, PGD-20 (step 2/255, early
@@ -441,17 +442,18 @@ class Trainer:
             it = _Loader(self.train_set, batches, self.num_workers)
             if tqdm is not None and c.progress and self.rank == 0:
                 it = tqdm(it, total=len(batches), desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False)
-            ls = cs = ns = 0.0
+            ls = cs = torch.zeros((), device=self.device)
+            ns = 0
             counts_before = dict(self.precision_counts)
             for x, y in it:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no host sync
                 l, cor, n = self.train_batch(x, y)
                 ls, cs, ns = ls + l, cs + cor, ns + n
                 if stop_after_steps is not None and self.step >= stop_after_steps:
                     return self
             self.epoch += 1
-            rec = {"epoch": self.epoch, "step": self.step, "train_loss": ls / max(ns, 1),
-                   "train_acc": cs / max(ns, 1), "lr": self.lr_used,
+            rec = {"epoch": self.epoch, "step": self.step, "train_loss": ls.item() / max(ns, 1),
+                   "train_acc": cs.item() / max(ns, 1), "lr": self.lr_used,
                    "precision_counts": {k: v - counts_before.get(k, 0) for k, v in self.precision_counts.items()}}
             if self.val_set is not None and len(self.val_set) and (self.epoch % c.val_every == 0 or self.epoch == c.epochs):
                 vc, vr = evaluate_clean_pgd(self.model, self.val_set, self.precs, c.epsilon,
