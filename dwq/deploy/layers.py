@@ -317,14 +317,10 @@ class FloatAffine(PrecisionModule):
                 f"precision={precision_name(self.precision)}")
 
 
-class FloatConv2d(nn.Conv2d):
-    """A conv2d kept in float (``nn.Conv2d`` rebuilt from its JSON config)."""
+class _FloatWeights:
+    """Weights (and bias) of a layer kept in float, read from the artifact's tensors; no gradient."""
 
-    kind = "conv2d"
-
-    def __init__(self, cfg: dict, tensors: Tensors):
-        super().__init__(cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]), tuple(cfg["stride"]),
-                         tuple(cfg["padding"]), tuple(cfg["dilation"]), cfg["groups"], bool(cfg["bias"]))
+    def _load_weights(self, cfg: dict, tensors: Tensors) -> None:
         self.source = cfg.get("source", "")
         self.requires_grad_(False)
         self.weight.data = _take(tensors, "weight", torch.float32, self.weight.shape, self.source)
@@ -334,6 +330,17 @@ class FloatConv2d(nn.Conv2d):
     def nbytes(self, i: int) -> dict:
         return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
                 "float": _nbytes(self.weight, self.bias)}
+
+
+class FloatConv2d(_FloatWeights, nn.Conv2d):
+    """A conv2d kept in float (``nn.Conv2d`` rebuilt from its JSON config)."""
+
+    kind = "conv2d"
+
+    def __init__(self, cfg: dict, tensors: Tensors):
+        super().__init__(cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]), tuple(cfg["stride"]),
+                         tuple(cfg["padding"]), tuple(cfg["dilation"]), cfg["groups"], bool(cfg["bias"]))
+        self._load_weights(cfg, tensors)
 
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "in_channels": self.in_channels,
@@ -342,22 +349,14 @@ class FloatConv2d(nn.Conv2d):
                 "bias": self.bias is not None}
 
 
-class FloatLinear(nn.Linear):
+class FloatLinear(_FloatWeights, nn.Linear):
     """A linear layer kept in float (``nn.Linear`` rebuilt from its JSON config)."""
 
     kind = "linear"
 
     def __init__(self, cfg: dict, tensors: Tensors):
         super().__init__(cfg["in_features"], cfg["out_features"], bool(cfg["bias"]))
-        self.source = cfg.get("source", "")
-        self.requires_grad_(False)
-        self.weight.data = _take(tensors, "weight", torch.float32, self.weight.shape, self.source)
-        if self.bias is not None:
-            self.bias.data = _take(tensors, "bias", torch.float32, self.bias.shape, self.source)
-
-    def nbytes(self, i: int) -> dict:
-        return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
-                "float": _nbytes(self.weight, self.bias)}
+        self._load_weights(cfg, tensors)
 
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "in_features": self.in_features,
