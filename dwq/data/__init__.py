@@ -155,6 +155,21 @@ def _need(path: str, info: DatasetInfo, root: str):
                            f"(downloads are disabled)")
 
 
+def _torchvision(name: str):
+    """``(torchvision.datasets, torchvision.transforms)``; DatasetError if torchvision is missing or
+    does not fit the installed torch (a CUDA torchvision wheel next to a CPU-only torch fails to
+    register its ops at import)."""
+    import torch
+
+    try:
+        import torchvision.datasets as tvd
+        import torchvision.transforms as T
+    except (ImportError, RuntimeError) as e:
+        raise DatasetError(f"{name}: reading it needs torchvision built for this torch ({torch.__version__}); "
+                           f"importing it failed: {str(e).strip().splitlines()[0]}") from None
+    return tvd, T
+
+
 def get_datasets(name: str, root: str | None = None, augment: bool = True):
     """Return ``(train, test, info)`` for ``name`` in :data:`DATASETS`.
 
@@ -168,27 +183,23 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
         return load_mnist5k("train"), load_mnist5k("test"), info
     if not root:
         raise DatasetError(f"{info.name} needs --data-dir ROOT containing {info.expected}")
-    import torchvision.datasets as tvd
-    import torchvision.transforms as T
+    needed = {"cifar10": ("cifar-10-batches-py",), "cifar100": ("cifar-100-python",),
+              "svhn": ("train_32x32.mat", "test_32x32.mat"), "imagenet": ("train", "val")}[info.name]
+    for f in needed:  # before importing torchvision: the layout error is the useful one
+        _need(os.path.join(root, f), info, root)
+    tvd, T = _torchvision(info.name)
 
     to_tensor = T.ToTensor()
     try:
         if info.name in ("cifar10", "cifar100"):
-            folder = "cifar-10-batches-py" if info.name == "cifar10" else "cifar-100-python"
-            _need(os.path.join(root, folder), info, root)
             cls = tvd.CIFAR10 if info.name == "cifar10" else tvd.CIFAR100
             tr = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), to_tensor]) if augment else to_tensor
             return (cls(root, train=True, transform=tr, download=False),
                     cls(root, train=False, transform=to_tensor, download=False), info)
         if info.name == "svhn":
-            for f in ("train_32x32.mat", "test_32x32.mat"):
-                _need(os.path.join(root, f), info, root)
             tr = T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor
             return (tvd.SVHN(root, split="train", transform=tr, download=False),
                     tvd.SVHN(root, split="test", transform=to_tensor, download=False), info)
-        # imagenet
-        for f in ("train", "val"):
-            _need(os.path.join(root, f), info, root)
         tr = (T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), to_tensor]) if augment
               else T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor]))
         te = T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor])
