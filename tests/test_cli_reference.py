@@ -81,3 +81,12 @@ def test_eval_reference_uses_the_references_pgd(ref_run, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(ref_run / "last.pt"), "--out", str(tmp_path / "e2"), "--reference",
                  "--attack", "fgsm", "--protocols", "paper"]) == 2
     assert "is not PGD" in capsys.readouterr().err and not (tmp_path / "e2").exists()
+
+
+def test_reference_model_does_not_convert_to_integers(ref_run, tmp_path, capsys):
+    """The reference's float zero point has no integer equivalent: dwq eval --integer says so in one line."""
+    ev = tmp_path / "ev"
+    assert main(["eval", "--checkpoint", str(ref_run / "last.pt"), "--out", str(ev), "--integer"]) == 2
+    err = capsys.readouterr().err
+    assert "--integer:" in err and "no exact integer equivalent" in err and len(err.strip().splitlines()) == 1
+    assert not ev.exists()

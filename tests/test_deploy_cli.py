@@ -115,3 +115,26 @@ def test_every_deploy_flag_has_help():
     for name in ("deploy", "bench"):
         for act in subs[name]._actions:
             assert act.help, f"dwq {name} {act.option_strings} has no help"
+
+
+def test_eval_integer_attacks_the_integer_model(checkpoint, tmp_path, capsys):
+    """dwq eval --integer: the protocols run against the true-integer model (straight-through gradients
+    from the fake-quant twin); clean accuracy equals the integer model's own predictions."""
+    from dwq.data import load_mnist5k
+    from dwq.deploy import convert
+    from dwq.train import load_trained_model
+
+    ev = tmp_path / "ev"
+    assert main(["eval", "--checkpoint", checkpoint, "--out", str(ev), "--integer", "--n-test", "40", "--steps", "2",
+                 "--no-progress"]) == 0
+    rep = json.load(open(ev / "report.json"))
+    assert rep["integer"] is True and rep["settings"]["model"]["from"] == "given: --integer"
+    assert set(rep["bitops"]["per_precision"]) == {"2", "4", "8"}
+    fq, _ = load_trained_model(checkpoint)
+    im = convert(fq)
+    x, y = load_mnist5k("test").tensors
+    for p in (2, 4, 8):
+        with torch.no_grad(), dwq.precision(im, p):
+            acc = (im(x[:40]).argmax(1) == y[:40]).float().mean().item()
+        assert rep["clean_acc"][str(p)]["acc"] == pytest.approx(acc)
+    assert "true-integer" in capsys.readouterr().out

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--attack pgd as the reference code evaluates: a sample stops moving once it is "
                         "misclassified at the attack precision, and restarts keep the highest-loss point (the "
                         "adaptive protocol's EOT-PGD is unchanged)")
+    e.add_argument("--integer", action="store_true",
+                   help="attack and classify the true-integer model (dwq.deploy.convert of the checkpoint) instead "
+                        "of the fake-quant one; gradients come from the fake-quant twin (straight-through)")
     e.add_argument("--n-test", type=positive_int, default=None, help="evaluate the first N test images only")
     e.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size")
     e.add_argument("--seed", type=int, default=0, help="seed of precision draws and random starts")
@@ -196,6 +199,8 @@ def _eval_settings(a, ck, model_set, device):
     if a.attack == "bandits":
         rows.append(("bandits", f"{a.bandits_queries} queries, tile {a.bandits_tile}",
                      "given" if {"bandits_queries", "bandits_tile"} & given else "default"))
+    rows.append(("model", "true-integer (dwq.deploy), fake-quant gradients" if a.integer else "fake-quant",
+                 "given: --integer" if a.integer else "default"))
     rows.append(("protocols", " ".join(a.protocols), src("protocols")))
     if "paper-sampled" in a.protocols:
         rows.append(("paper batch", str(a.paper_batch), src("paper_batch")))
@@ -207,6 +212,16 @@ def _eval_settings(a, ck, model_set, device):
     rows.append(("seed", str(a.seed), src("seed")))
     rows.append(("device", device, src("device")))
     return rows
+
+
+def _integer_twin(model, ps):
+    """``dwq.deploy.StraightThrough`` of ``model``'s integer conversion at ``ps`` (--integer)."""
+    from dwq.deploy import ConversionError, StraightThrough, convert
+
+    try:
+        return StraightThrough(convert(model, ps), model)
+    except ConversionError as e:
+        raise CLIError(f"--integer: {e}") from None
 
 
 def cmd_eval(a):
@@ -232,6 +247,7 @@ def cmd_eval(a):
     settings.insert(-3, ("test images", f"{a.n_test or len(test)} of {len(test)}",
                          "given" if a.n_test else "default: all"))
     ps = a.precisions
+    target = _integer_twin(model, ps) if a.integer else model  # before anything is written
     torch.manual_seed(a.seed)
     fresh_dir(a.out)
     print(f"dwq eval {__version__}: {a.checkpoint} (epoch {ck.get('epoch', '?')}) -> {a.out}")
@@ -246,13 +262,17 @@ def cmd_eval(a):
     rep = {"checkpoint": os.path.abspath(a.checkpoint), "network": ex["network"], "dataset": ex["dataset"],
            "settings": {name: {"value": value, "from": source} for name, value, source in settings}}
     rep.update(E.evaluate(
-        model, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
+        target, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
         protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
         num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
         bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
-        eot_iter=a.eot_iter, input_size=info.input_size, progress=stages,
+        eot_iter=a.eot_iter, input_size=None if a.integer else info.input_size, progress=stages,
         pgd_options=dict(E.REFERENCE_PGD) if a.reference else None))
     stages.close()
+    if a.integer:  # the cost of the precisions, counted on the fake-quant model's layers
+        from dwq.quant.cost import bitops_summary
+        rep["bitops"] = bitops_summary(model, info.input_size, ps)
+    rep["integer"] = a.integer
     rep["seconds_per_stage"] = stages.seconds
     E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
     fmt = lambda r: f"{100 * r['acc']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
