@@ -34,6 +34,7 @@ import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
+from dwq.quant import reuse_quantized_weights  # noqa: E402
 
 
 def sync(device):
@@ -86,11 +87,14 @@ def train_step_fn(impl, device, batch, steps, amp, seed=0):
     def step():
         if impl == "rpt":
             dwq.set_precision(model, pick.choice(precisions))
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            x_adv = pgd(model, x, y, 8 / 255, 2 / 255, steps)
-            loss = F.cross_entropy(model(x_adv), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        # as dwq.train.Trainer: the weights change only at the optimizer step, so the attack and the
+        # update reuse each layer's fake-quantized weight
+        with reuse_quantized_weights(model):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                x_adv = pgd(model, x, y, 8 / 255, 2 / 255, steps)
+                loss = F.cross_entropy(model(x_adv), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
 

@@ -8,6 +8,7 @@ best of attacks combines the same per-image outcomes. :func:`write_report` saves
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Callable, Optional, Sequence
@@ -19,6 +20,7 @@ from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, 
                                 matrix_diagonal, paper_protocol, robust_accuracy, rpi_best_of_attacks,
                                 rpi_clean, transfer_matrix)
 from dwq.eval.report import pname, save_heatmap, save_json
+from dwq.quant import reuse_quantized_weights
 from dwq.quant.cost import bitops_summary
 
 __all__ = ["PROTOCOLS", "evaluate", "write_report"]
@@ -32,7 +34,7 @@ def _scores(t: torch.Tensor) -> list:
     return [round(v, 4) for v in t.float().tolist()]
 
 
-def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",
+def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",
              epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
              protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
              paper_batch: int = 100, num_classes: int = 10, cw_tau: float = 0.05, bandits_queries: int = 1000,
@@ -163,6 +165,13 @@ def evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequ
         rep["per_image"] = {k: _scores(v) for k, v in scores.items()}
     rep["seconds"] = time.time() - t0
     return rep
+
+
+@functools.wraps(_evaluate)
+def evaluate(model, x, y, precisions, **kw):
+    # The weights do not change during an evaluation: each layer quantizes them once per width.
+    with reuse_quantized_weights(model):
+        return _evaluate(model, x, y, precisions, **kw)
 
 
 def _reported(key: str, rpi: dict) -> bool:

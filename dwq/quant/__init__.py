@@ -9,7 +9,7 @@ from dwq.quant.precision import (
     user_precision,
 )
 from dwq.quant.qparams import choose_qparams
-from dwq.quant.quantizers import ActQuantizer, WeightQuantizer
+from dwq.quant.quantizers import ActQuantizer, WeightQuantizer, reuse_quantized_weights
 
 __all__ = [
     "ActQuantizer",
@@ -22,5 +22,6 @@ __all__ = [
     "normalize_set",
     "parse_precision",
     "precision_name",
+    "reuse_quantized_weights",
     "user_precision",
 ]

@@ -3,6 +3,7 @@
 Both take the bit width at call time, so one module serves every precision of a
 random-precision model.
 """
+from contextlib import contextmanager
 from typing import Iterable, Optional
 
 import torch
@@ -21,14 +22,37 @@ def quantize_with(x, scale, zp, bits, axis, mode):
     return fake_quantize_float_zp(x, scale, zp, bits, axis)
 
 
+class _ReuseSTE(torch.autograd.Function):
+    """``q`` (the weight's fake quantization, computed earlier) with the straight-through gradient to ``w``."""
+
+    @staticmethod
+    def forward(ctx, w, q):
+        return q.view_as(q)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
 class WeightQuantizer(nn.Module):
     """Per-output-channel asymmetric weight quantizer; the range is the min/max of the current
-    weights at every call (no state)."""
+    weights (no state_dict entries).
+
+    Inside :func:`reuse_quantized_weights` (attacks, evaluation, the forward and backward of a
+    training step: code that does not change the weights) the fake-quantized weight is computed once
+    per width and reused while the weight tensor is the same (same storage, same version counter), so
+    a PGD-k training step quantizes each weight once instead of k + 1 times. Values and the
+    straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
+    kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
+    counter, so a cache could not be trusted there).
+    """
 
     def __init__(self, axis: int = 0, zero_point: str = "int"):
         super().__init__()
         self.axis = axis
         self.zero_point = check_zero_point_mode(zero_point)
+        self._reuse = False  # set by reuse_quantized_weights
+        self._kept = None  # (key, fake-quantized weight) while _reuse
 
     def qparams(self, w: torch.Tensor, bits: int):
         """(scale float32 [C], zero point int32 [C]) of ``w`` at ``bits`` (float [C] offsets in "float" mode)."""
@@ -39,16 +63,44 @@ class WeightQuantizer(nn.Module):
     def forward(self, w: torch.Tensor, bits: Optional[int]) -> torch.Tensor:
         if bits is None:
             return w
+        if not self._reuse or torch.compiler.is_compiling():
+            return self._quantize(w, bits)
+        key = (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device, bits)
+        if self._kept is None or self._kept[0] != key:
+            with torch.no_grad():
+                self._kept = (key, self._quantize(w.detach(), bits))
+        q = self._kept[1]
+        return _ReuseSTE.apply(w, q) if torch.is_grad_enabled() and w.requires_grad else q
+
+    def _quantize(self, w: torch.Tensor, bits: int) -> torch.Tensor:
         if self.zero_point == "int" and self.axis == 0 and fused.available(w, "weight_fake_quantize"):
             # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
             out = fused.weight_fake_quantize(w, check_bits(bits))
-            check_no_nan(out, "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
+            # A channel with NaN comes back all NaN: its first entry tells (no full scan).
+            check_no_nan(out.reshape(out.shape[0], -1)[:, :1],
+                         "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
             return out
         scale, zp = self.qparams(w, bits)
         return quantize_with(w, scale, zp, bits, self.axis, self.zero_point)
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}, zero_point={self.zero_point}"
+
+
+@contextmanager
+def reuse_quantized_weights(model: nn.Module):
+    """Within the block, each ``WeightQuantizer`` of ``model`` quantizes its weight once per width and
+    reuses the result while the weight is unchanged (see :class:`WeightQuantizer`). For code that
+    does not modify the weights (attacks, evaluation, a training step's forward and backward); the
+    kept copies are dropped at exit. Nests."""
+    qs = [m for m in model.modules() if isinstance(m, WeightQuantizer) and not m._reuse]
+    for q in qs:
+        q._reuse = True
+    try:
+        yield model
+    finally:
+        for q in qs:
+            q._reuse, q._kept = False, None
 
 
 class ActQuantizer(nn.Module):

@@ -48,7 +48,8 @@ import torch.nn.functional as F
 
 from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
-from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision, precision_name, user_precision
+from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, precision_name, reuse_quantized_weights,
+                       user_precision)
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
@@ -185,6 +186,13 @@ def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, ba
     model = _unwrap(model)
     was = model.training
     model.eval()
+    with reuse_quantized_weights(model):
+        clean, rob = _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop)
+    model.train(was)
+    return clean, rob
+
+
+def _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop):
     g = torch.Generator().manual_seed(seed)
     clean = rob = n = 0
     for b in epoch_batches(len(dataset), batch_size, seed, 0):
@@ -199,7 +207,6 @@ def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, ba
                     with torch.no_grad():
                         rob += (model(xa).argmax(1) == y).sum().item()
         n += len(y) * len(precisions)
-    model.train(was)
     return clean / n, (rob / n if steps > 0 else None)
 
 
@@ -402,8 +409,9 @@ class Trainer:
                 tot_c = tot_c + (out.argmax(1) == y).sum()
             return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
         self._draw()
-        xa = self._craft(x, y) if c.attack != "none" else x
-        loss, out = self._update(xa, y)
+        with reuse_quantized_weights(self.model):  # weights change only at the optimizer step
+            xa = self._craft(x, y) if c.attack != "none" else x
+            loss, out = self._update(xa, y)
         return loss * len(y), (out.argmax(1) == y).sum().float(), len(y)
 
     def _reference_test_select(self, rec):

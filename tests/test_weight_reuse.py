@@ -1,0 +1,104 @@
+"""reuse_quantized_weights: inside the block each weight is fake-quantized once per width and reused
+while unchanged; values, gradients and a whole training step are those of fresh quantization."""
+import contextlib
+
+import pytest
+import torch
+
+import dwq
+from dwq.attacks import pgd
+from dwq.models import small_cnn
+from dwq.quant import WeightQuantizer, reuse_quantized_weights
+from dwq.train import TrainConfig, Trainer
+
+
+def _count_quantizations(monkeypatch):
+    calls = []
+    original = WeightQuantizer._quantize
+
+    def counted(self, w, bits):
+        calls.append(bits)
+        return original(self, w, bits)
+
+    monkeypatch.setattr(WeightQuantizer, "_quantize", counted)
+    return calls
+
+
+def _model():
+    torch.manual_seed(0)
+    m = small_cnn(precisions=[2, 4, 8], width=8).train()
+    with torch.no_grad():
+        m(torch.rand(16, 1, 28, 28))  # activation ranges
+    return m.eval()
+
+
+def test_pgd_quantizes_each_weight_once_inside_the_block(monkeypatch):
+    m = _model()
+    layers = sum(isinstance(q, WeightQuantizer) for q in m.modules())
+    calls = _count_quantizations(monkeypatch)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(10, (8,))
+    with dwq.precision(m, 4):
+        pgd(m, x, y, 0.1, 0.025, 5)
+        assert len(calls) == 5 * layers  # outside: one quantization per forward
+        calls.clear()
+        with reuse_quantized_weights(m):
+            adv = pgd(m, x, y, 0.1, 0.025, 5, generator=torch.Generator().manual_seed(1))
+        assert len(calls) == layers
+        fresh = pgd(m, x, y, 0.1, 0.025, 5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(adv, fresh)  # the same attack as without reuse
+    assert all(q._kept is None and not q._reuse for q in m.modules() if isinstance(q, WeightQuantizer))
+
+
+def test_values_and_gradients_equal_fresh_quantization():
+    m = _model()
+    x = torch.rand(8, 1, 28, 28, requires_grad=True)
+    for p in (2, 8):
+        with dwq.precision(m, p):
+            out = m(x)
+            g_fresh, = torch.autograd.grad(out.square().sum(), x)
+            w_grads = [torch.autograd.grad(m(x).sum(), mod.weight)[0] for mod in (m.conv1,) if mod.weight.requires_grad]
+            with reuse_quantized_weights(m):
+                for _ in range(2):  # the second forward reuses
+                    out2 = m(x)
+                    g_kept, = torch.autograd.grad(out2.square().sum(), x)
+                    assert torch.equal(out2, out) and torch.equal(g_kept, g_fresh)
+                w_grads2 = [torch.autograd.grad(m(x).sum(), mod.weight)[0] for mod in (m.conv1,)
+                            if mod.weight.requires_grad]
+            assert all(torch.equal(a, b) for a, b in zip(w_grads, w_grads2))
+
+
+def test_an_inplace_weight_change_inside_the_block_is_seen():
+    m = _model()
+    x = torch.rand(4, 1, 28, 28)
+    with dwq.precision(m, 4), torch.no_grad(), reuse_quantized_weights(m):
+        before = m(x)
+        for p in m.parameters():
+            p.mul_(1.5)  # bumps the version counter
+        after = m(x)
+    with dwq.precision(m, 4), torch.no_grad():
+        fresh = m(x)
+    assert torch.equal(after, fresh) and not torch.equal(before, after)
+
+
+@pytest.mark.parametrize("attack", ["pgd", "fgsm-rs"])
+def test_training_step_equals_one_without_reuse(tmp_path, monkeypatch, attack):
+    from dwq.data import load_mnist5k
+
+    x, y = load_mnist5k("train").tensors
+    data = torch.utils.data.TensorDataset(x[:64].clone(), y[:64].clone())
+    cfg = dict(attack=attack, epsilon=0.1, alpha=0.05, attack_iters=3, epochs=1, batch_size=32, lr=0.05,
+               lr_schedule="constant", precisions=[2, 4, 8], random_precision=True, seed=0, progress=False)
+
+    def run(out):
+        torch.manual_seed(0)
+        m = small_cnn(precisions=[2, 4, 8], width=8)
+        Trainer(m, data, TrainConfig(**cfg), str(out)).fit()
+        return m.state_dict()
+
+    kept = run(tmp_path / "a")
+    import dwq.train.loop as loop
+    monkeypatch.setattr(loop, "reuse_quantized_weights", lambda model: contextlib.nullcontext())
+    fresh = run(tmp_path / "b")
+    assert kept.keys() == fresh.keys()
+    for k in kept:
+        assert torch.equal(kept[k], fresh[k]), k
