@@ -102,6 +102,16 @@ def test_nan_and_inf_errors_are_the_reference_ones(device):
             WeightQuantizer()(bad.reshape(1, 2), 4)
         with pytest.raises(RuntimeError, match="scale"):
             WeightQuantizer()(torch.tensor([[1.0, float("inf")]]), 4)
+        # eval mode with a tracked range skips the range pass; NaN is still an error, on both paths
+        q = ActQuantizer([4]).train()
+        q(torch.tensor([0.0, 2.0]), 4, normalize_precision(4))
+        q.eval()
+        with pytest.raises((ValueError, RuntimeError), match="NaN") as fused_err:
+            q(bad, 4, normalize_precision(4))
+        with pytest.raises((ValueError, RuntimeError), match="NaN") as ref_err:
+            _act_reference(q, bad, 4, normalize_precision(4))
+        assert not torch.isnan(q.running_min).any()  # eval never touches the range
+        assert fused_err.type is ref_err.type
 
 
 @needs_ext

@@ -75,7 +75,9 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
                                    int32_t* __restrict__ zp) {
   float mn = FLT_MAX, mx = -FLT_MAX;
   bool nan = false;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  // Eval mode with a tracked range never reads the batch's: skip the pass over x.
+  const bool scan = training || !(initialized[slot] || initialized[observed]);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; scan && i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float v = Io<T>::load(x[i]);
     nan |= v != v;
     mn = fminf(mn, v);

@@ -56,26 +56,31 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tens
               "dwq.act_qparams: running_min, running_max and initialized must have one length, got ",
               running_min.numel(), ", ", running_max.numel(), " and ", initialized.numel());
   const at::Tensor xc = x.contiguous();
-  float mn = std::numeric_limits<float>::infinity(), mx = -mn;
-  bool nan = false;
-  std::mutex mu;
-  DWQ_DISPATCH_FLOAT_HALF(xc.scalar_type(), "dwq_act_qparams_cpu", [&] {
-    using S = storage_t<scalar_t>;
-    const S* xp = reinterpret_cast<const S*>(xc.data_ptr<scalar_t>());
-    at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t b, int64_t e) {
-      float lo, hi;
-      const bool n = cpu::range_of<S>(xp + b, e - b, &lo, &hi);
-      const std::lock_guard<std::mutex> g(mu);
-      nan = nan || n;
-      mn = lo < mn ? lo : mn;
-      mx = hi > mx ? hi : mx;
-    });
-  });
-  const float qnan = std::numeric_limits<float>::quiet_NaN();
-  if (nan || xc.numel() == 0) mn = mx = qnan;
   float* rmin = running_min.data_ptr<float>();
   float* rmax = running_max.data_ptr<float>();
   bool* init = initialized.data_ptr<bool>();
+  float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+  bool nan = false;
+  std::mutex mu;
+  // Eval mode with a tracked range never reads the batch's: skip the pass over x (NaN in x is then
+  // caught by dwq::fake_quantize, as on the PyTorch path).
+  const bool scan = training || !(init[slot] || init[observed]);
+  if (scan) {
+    DWQ_DISPATCH_FLOAT_HALF(xc.scalar_type(), "dwq_act_qparams_cpu", [&] {
+      using S = storage_t<scalar_t>;
+      const S* xp = reinterpret_cast<const S*>(xc.data_ptr<scalar_t>());
+      at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+        float lo, hi;
+        const bool n = cpu::range_of<S>(xp + b, e - b, &lo, &hi);
+        const std::lock_guard<std::mutex> g(mu);
+        nan = nan || n;
+        mn = lo < mn ? lo : mn;
+        mx = hi > mx ? hi : mx;
+      });
+    });
+  }
+  const float qnan = std::numeric_limits<float>::quiet_NaN();
+  if (nan || xc.numel() == 0) mn = mx = qnan;
   float lo, hi;
   arith::act_running_range(rmin, rmax, init, slot, observed, mn, mx, static_cast<float>(ema),
                            static_cast<float>(1.0 - ema), training, &lo, &hi);
