@@ -14,7 +14,6 @@ int8 ones bits 8). The machine is shared: compare ratios measured in one run, no
 """
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,8 @@ import torch.nn.functional as F
 
 import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
+
+from records import finish  # noqa: E402  (benchmarks/records.py)
 
 GEMMS = [(1024, 1024, 1024), (4096, 512, 1152), (32, 4096, 4096)]
 # (C_in, C_out, H=W of the input, stride) of PreActResNet18's 3x3 convs on 32x32 images
@@ -248,23 +249,7 @@ def main(argv=None):
         for cin, cout, hw, s in convs:
             bench_conv(B, cin, cout, hw, s, bits_list, records, brevitas_bits, budget_s)
         print(f"  conv batch {B} done ({time.time() - t0:.0f}s)", flush=True)
-    print()
-    print("| op | shape | bits | impl | median ms | min ms |")
-    print("|---|---|---|---|---|---|")
-    for r in records:
-        print(f"| {r['op']} | {r['shape']} | {r['bits']} | {r['impl']} | {r['median_ms']:.3f} | {r['min_ms']:.3f} |")
-    print()
-    print(ratio_table(records, "median_ms"))
-    print()
-    print("Best-of latencies (less sensitive to other processes on a shared machine):")
-    print(ratio_table(records, "min_ms"))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-    if args.png:
-        plot(records, args.png)
-        print(f"plot: {args.png}")
-    print(f"total {time.time() - t0:.0f}s")
+    finish(records, args, ratio_table, plot, t0, first_column="op", digits=3)
 
 
 if __name__ == "__main__":

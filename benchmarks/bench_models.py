@@ -19,7 +19,6 @@ Files are written only where --json / --png say.
 """
 import argparse
 import copy
-import json
 import os
 import sys
 import time
@@ -27,9 +26,11 @@ import time
 import torch
 
 import dwq
-from dwq.deploy import compare, convert, time_round_robin
+from dwq.deploy import code_agreement, compare, convert, time_round_robin
 from dwq.models import preact_resnet18, resnet50
-from dwq.quant.precision import MAX_BITS, MIN_BITS
+from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
+
+from records import finish  # noqa: E402  (benchmarks/records.py)
 
 CASES = [("preact_resnet18", (3, 32, 32), 1), ("preact_resnet18", (3, 32, 32), 32),
          ("resnet50", (3, 224, 224), 1), ("resnet50", (3, 224, 224), 8)]
@@ -90,6 +91,7 @@ def bench_case(net, size, batch, widths, brevitas_bits, budget_s, records, model
     shape = f"b{batch} {'x'.join(map(str, size))}"
     if net not in models:
         t0 = time.time()
+        torch.manual_seed(0)  # the same random weights in every run
         m = calibrate(BUILD[net](list(widths) + [None]), size, widths)
         im = convert(m, list(widths))
         models[net] = (m, im)
@@ -97,7 +99,12 @@ def bench_case(net, size, batch, widths, brevitas_bits, budget_s, records, model
     m, im = models[net]
     # check before timing: the integer model computes the fake-quant model's logits
     for name, r in compare(m, im, x[:2]).items():
-        assert r["rel_max_diff"] < 5e-2, f"{net} at {name} bits: integer and fake-quant logits differ: {r}"
+        if r["rel_max_diff"] >= 5e-2:  # random weights: a rounding tie may cascade (README, Deploy); never more
+            steps = code_agreement(m, im, x[:2], parse_precision(name))
+            worst = max((v["max_step"] for v in steps.values()), default=0)
+            assert worst <= 1, f"{net} at {name} bits: integer and fake-quant codes differ by {worst}: {r}"
+            print(f"  note: {net} at {name} bits: logits differ by {r['rel_max_diff']:.1%} of their scale after "
+                  f"rounding ties (codes off by one)")
     xcl = x.contiguous(memory_format=torch.channels_last)
 
     def at(model, p, inp):
@@ -216,23 +223,7 @@ def main(argv=None):
     for net, size, batch in cases:
         bench_case(net, size, batch, widths, brevitas_bits, budget_s, records, models)
         print(f"  {net} batch {batch} done ({time.time() - t0:.0f}s)", flush=True)
-    print()
-    print("| network | input | bits | impl | median ms | min ms |")
-    print("|---|---|---|---|---|---|")
-    for r in records:
-        print(f"| {r['op']} | {r['shape']} | {r['bits']} | {r['impl']} | {r['median_ms']:.2f} | {r['min_ms']:.2f} |")
-    print()
-    print(ratio_table(records, "median_ms"))
-    print()
-    print("Best-of latencies (less sensitive to other processes on a shared machine):")
-    print(ratio_table(records, "min_ms"))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-    if args.png:
-        plot(records, args.png)
-        print(f"plot: {args.png}")
-    print(f"total {time.time() - t0:.0f}s")
+    finish(records, args, ratio_table, plot, t0, first_column="network", digits=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,27 @@
+"""The common end of the benchmark scripts: print the records and the ratio tables, then write the
+JSON records and the plot only where ``--json`` / ``--png`` say."""
+import json
+import time
+
+
+def finish(records, args, ratio_table, plot, t0, first_column="op", digits=3):
+    """Prints every record (median and best-of ms), ``ratio_table(records, key)`` for the medians and
+    the best-of latencies, writes ``args.json`` / ``args.png`` when given, and the total seconds."""
+    print()
+    print(f"| {first_column} | shape | bits | impl | median ms | min ms |")
+    print("|---|---|---|---|---|---|")
+    for r in records:
+        print(f"| {r['op']} | {r['shape']} | {r['bits']} | {r['impl']} | {r['median_ms']:.{digits}f} | "
+              f"{r['min_ms']:.{digits}f} |")
+    print()
+    print(ratio_table(records, "median_ms"))
+    print()
+    print("Best-of latencies (less sensitive to other processes on a shared machine):")
+    print(ratio_table(records, "min_ms"))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    if args.png:
+        plot(records, args.png)
+        print(f"plot: {args.png}")
+    print(f"total {time.time() - t0:.0f}s")
