@@ -351,6 +351,11 @@ def _bad_cases():
     i32 = torch.int32
     ops = torch.ops.dwq
     nan = float("nan")
+    # uint8 codes the kernels read in place (16-byte aligned rows; channels-last with C % 16 == 0)
+    x64 = torch.full((7, 64), 200, dtype=torch.uint8, device=DEV)
+    wp64 = q.pack_weight(torch.zeros(9, 64, dtype=torch.uint8, device=DEV), zw, 8)
+    xcl = torch.full((2, 16, 5, 5), 200, dtype=torch.uint8, device=DEV).contiguous(memory_format=torch.channels_last)
+    wcl = q.pack_conv_weight(torch.zeros(9, 16, 3, 3, dtype=torch.uint8, device=DEV), zw, 8)
 
     def lin(*a, **k):
         args = dict(x=x, sx=sx, zx=zx, b=8, wp=wp, sw=sw, a=None, bias=None, relu=False, so=None, zo=None, ob=8)
@@ -375,6 +380,9 @@ def _bad_cases():
         ("x codes range", lambda: ops.qgemm_acc(x, zx, 4, wp), "x_codes holds value\\(s\\) outside 0..15"),
         ("x codes negative", lambda: ops.qgemm_acc(x.int() - 1, zx, 8, wp), "outside 0..255"),
         ("conv codes range", lambda: ops.qconv2d_acc(xc, zx, 4, wc, [1, 1], [1, 1], [0, 0]), "outside 0..15"),
+        ("codes range, rows read in place", lambda: ops.qgemm_acc(x64, zx, 4, wp64), "outside 0..15"),
+        ("codes range, implicit conv", lambda: ops.qconv2d_acc(xcl, zx, 7, wcl, [3, 3], [1, 1], [1, 1]),
+         "outside 0..127"),
         ("w codes range", lambda: ops.pack_weight(w, torch.zeros_like(zw), 3), "w_codes has .* outside 0..7"),
         ("zw length", lambda: ops.pack_weight(w, zw[:5], 8), "zero_point must have shape \\[9\\]"),
         ("zw range", lambda: ops.pack_weight(w, zw + 1000, 8), "zero_point\\[0\\] = .* is not a code"),

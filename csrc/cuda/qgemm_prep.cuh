@@ -104,7 +104,29 @@ __global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
     if (lo != nullptr) lo[k] = static_cast<uint8_t>(v);
     if (hi != nullptr) hi[k] = static_cast<uint8_t>(v >> 8);
   };
-  if (!p.is_conv) {
+  if (!p.is_conv && sizeof(T) == 1 && lo == nullptr && p.sk == 1 &&
+      reinterpret_cast<uintptr_t>(x + m * p.sm) % 16 == 0) {
+    // Sums only, over a 16-byte aligned uint8 row (the MMA kernel reads it in place): 16 codes a load.
+    const uint8_t* row = reinterpret_cast<const uint8_t*>(x + m * p.sm);
+    const uint32_t ones = 0x01010101u, lim = p.qmax * ones;
+    const int64_t nv = p.K / 16;
+    uint32_t s32 = 0;  // moved into the int64 sum long before it could wrap
+    for (int64_t v = lane; v < nv; v += 32) {
+      const uint4 q = reinterpret_cast<const uint4*>(row)[v];
+      const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        s32 = __dp4a(u[j], ones, s32);
+        if (p.qmax < 255) bad += __popc(__vcmpgtu4(u[j], lim)) / 8;
+      }
+      if (s32 >= 0xF0000000u) {
+        sum += s32;
+        s32 = 0;
+      }
+    }
+    sum += s32;
+    for (int64_t k = nv * 16 + lane; k < p.K; k += 32) put(k, row[k]);
+  } else if (!p.is_conv) {
     const T* row = x + m * p.sm;
     for (int64_t k = lane; k < p.K; k += 32) put(k, static_cast<uint32_t>(row[k * p.sk]));
   } else {
