@@ -191,6 +191,25 @@ def test_qlinear_epilogue_matches_cpu():
         assert torch.equal(c.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu, so, zo, ob))
 
 
+@pytest.mark.parametrize("M, K", [(1, 4096), (5, 3000), (40, 2048)])
+@pytest.mark.parametrize("xb, wb", [(8, 8), (12, 4)])
+def test_qlinear_split_k_epilogue(M, K, xb, wb):
+    """Skinny GEMMs run split over K (int64 sums in a workspace, then the epilogue kernel): the fused
+    epilogue's results, float and requantized, equal the CPU op's."""
+    g = torch.Generator().manual_seed(M + K + xb)
+    x, w, zx, zw = gemm_case(g, xb, wb, M, 70, K)
+    sx, sw = torch.tensor([0.002]), torch.rand(70, generator=g) * 1e-3 + 1e-5
+    a, b = torch.randn(70, generator=g), torch.randn(70, generator=g)
+    wp, wpd = q.pack_weight(w, zw, wb), q.pack_weight(*cu(w, zw), wb)
+    assert torch.equal(q.qgemm_acc(*cu(x, zx), xb, wpd).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
+    for relu in (False, True):
+        y = q.qlinear(*cu(x, sx, zx), xb, wpd, *cu(sw, a, b), relu)
+        assert torch.equal(y.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu))
+        so, zo = (y.abs().max().cpu() / 100 + 1e-3).reshape(1), torch.tensor([9], dtype=torch.int32)
+        c = q.qlinear(*cu(x, sx, zx), xb, wpd, *cu(sw, a, b), relu, *cu(so, zo), 8)
+        assert torch.equal(c.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu, so, zo, 8))
+
+
 def test_qlinear_batched_and_empty():
     g = torch.Generator().manual_seed(3)
     x = rand_codes(g, (2, 3, 17), 8, torch.uint8)
