@@ -9,18 +9,22 @@ Runs, in order, each step timed and logged, a failing step recorded without stop
   3. tests: the C++-error test first (in its own interpreter), then the CUDA-parametrized tests
      (fake_quantize on CUDA incl. float16/bfloat16 and every memory format, the fused quantizer
      kernels against their PyTorch reference, no host sync under set_sync_debug_mode("error"),
-     the compiled channels-last model); ``--full-suite`` runs all of tests/ (without Brevitas,
-     which that machine lacks);
+     the compiled channels-last model, the true-integer ops on CUDA bit-exact against the int64
+     reference and the CPU ops); ``--full-suite`` runs all of tests/ (without Brevitas, which that
+     machine lacks); then a few integer-op tests under ``compute-sanitizer --tool memcheck`` (when
+     the toolkit has it; ``--no-sanitizer`` skips them);
   4. benchmarks/bench_train.py --device cuda (train step fp32/AMP, eval forward fp32/fp16,
      fake_quantize bandwidth; float vs RPT), JSON in OUT;
-  5. a torch.profiler table of one RPT PGD step (top CUDA kernels, launches) in OUT (issue 10 item 1).
-Writes OUT/gpu_check.json (the steps, their status and seconds) and the step logs. The CUDA
-integer GEMM/conv kernels of issue 9 do not exist yet; this script measures what does.
+  5. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width against
+     torch._int_mm, fp16/bf16 matmul, cuDNN fp16), JSON and PNG in OUT;
+  6. a torch.profiler table of one RPT PGD step (top CUDA kernels, launches) in OUT (issue 10 item 1).
+Writes OUT/gpu_check.json (the steps, their status and seconds) and the step logs.
 Nothing here downloads anything. Expected under 5 minutes on an H200.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -94,6 +98,7 @@ def main(argv=None):
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--full-suite", action="store_true", help="all of tests/ (without tests/test_brevitas.py)")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--no-sanitizer", action="store_true", help="skip the compute-sanitizer memcheck step")
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
         ap.error(f"--out {args.out} exists; dwq never overwrites a run")
@@ -106,13 +111,25 @@ def main(argv=None):
     if not args.skip_build:
         run_step("build", [py, "setup.py", "-q", "build_ext", "--inplace"], args.out, steps, env)
     run_step("test_cpp_errors", [py, "-m", "pytest", "-q", "-ra", "tests/test_cpp_errors.py"], args.out, steps, env)
-    cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py"]
+    cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
+                  "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
     run_step("test_cuda", [py, "-m", "pytest", "-q", "-ra", *cuda_tests], args.out, steps, env)
+    sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
+    if not args.no_sanitizer and os.path.exists(sanitizer):
+        # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K), small shapes.
+        pick = ("same_bytes and 8 or tile_edges and 129 or qconv2d_acc_exact and (9x9 or 17x15) or "
+                "8bit_large_k and 40000 or bad_input")
+        run_step("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
+                                         "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick],
+                 args.out, steps, env, timeout=900)
     if args.full_suite:
         run_step("test_suite", [py, "-m", "pytest", "-q", "-ra", "tests", "--ignore=tests/test_brevitas.py"],
                  args.out, steps, env, timeout=3600)
     run_step("bench_train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--json",
                              os.path.join(args.out, "bench_train_cuda.json")], args.out, steps, env)
+    run_step("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
+                                    os.path.join(args.out, "bench_kernels_cuda.json"), "--png",
+                                    os.path.join(args.out, "bench_kernels_cuda.png")], args.out, steps, env)
     if not args.no_profile:
         run_step("profile_rpt_step", [py, "-c", PROFILE], args.out, steps, env)
     with open(os.path.join(args.out, "gpu_check.json"), "w") as f:

@@ -31,6 +31,18 @@ constexpr int64_t kBlockN = 64;      // output channels per packed block / micro
 constexpr int64_t kMaxKChunk = 65536;  // int32-exact K per 8-bit limb pass (255 * 128 * 65536 < 2^31)
 
 inline int limbs_for_bits(int bits) { return bits <= 8 ? 1 : 2; }
+
+// Where everything sits in a packed-weight blob of [N, K] codes at `bits` (offsets in bytes from the
+// blob's start). The one definition of the layout: pack_weight on either device writes it, the CPU
+// and CUDA engines read it (the CUDA kernels consume the same blob, csrc/cuda/qgemm_mma.cuh).
+struct PackedLayout {
+  int64_t N = 0, K = 0, Kp = 0, Npad = 0;
+  int bits = 0, limbs = 0;
+  int64_t data_off = 0, colsum_off = 0, zp_off = 0, bytes = 0;
+};
+PackedLayout packed_layout(int64_t N, int64_t K, int bits);
+// Writes the kHeaderBytes-byte header of a blob with layout L (the rest is pack_weight's).
+void write_packed_header(const PackedLayout& L, int8_t* out);
 int64_t packed_weight_bytes(int64_t N, int64_t K, int bits);
 // Columns P of the [N, P] int8 tensor that holds the blob (N * P >= packed_weight_bytes).
 int64_t packed_weight_cols(int64_t N, int64_t K, int bits);

@@ -84,11 +84,39 @@ bool select_isa(Isa* isa, std::string* err) {
   return false;
 }
 
-int64_t packed_weight_bytes(int64_t N, int64_t K, int bits) {
-  const int64_t Kp = round_up(K, 4), Npad = round_up(N, kBlockN);
-  const int64_t data = limbs_for_bits(bits) * Npad * Kp;
-  return kHeaderBytes + data + 8 * N + 4 * N;
+PackedLayout packed_layout(int64_t N, int64_t K, int bits) {
+  PackedLayout L;
+  L.N = N;
+  L.K = K;
+  L.bits = bits;
+  L.limbs = limbs_for_bits(bits);
+  L.Kp = round_up(K, 4);
+  L.Npad = round_up(N, kBlockN);
+  L.data_off = kHeaderBytes;
+  L.colsum_off = L.data_off + L.limbs * L.Npad * L.Kp;
+  L.zp_off = L.colsum_off + 8 * N;
+  L.bytes = L.zp_off + 4 * N;
+  return L;
 }
+
+void write_packed_header(const PackedLayout& L, int8_t* out) {
+  Header h{};
+  h.magic = kMagic;
+  h.version = kVersion;
+  h.bits = L.bits;
+  h.limbs = L.limbs;
+  h.N = L.N;
+  h.K = L.K;
+  h.Kp = L.Kp;
+  h.Npad = L.Npad;
+  h.data_off = L.data_off;
+  h.colsum_off = L.colsum_off;
+  h.zp_off = L.zp_off;
+  std::memset(out, 0, kHeaderBytes);
+  std::memcpy(out, &h, sizeof(h));
+}
+
+int64_t packed_weight_bytes(int64_t N, int64_t K, int bits) { return packed_layout(N, K, bits).bytes; }
 
 int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {
   return (packed_weight_bytes(N, K, bits) + N - 1) / N;
@@ -96,20 +124,8 @@ int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {
 
 int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
                     const int32_t* zero_point, int bits, int8_t* out) {
-  Header h{};
-  h.magic = kMagic;
-  h.version = kVersion;
-  h.bits = bits;
-  h.limbs = limbs_for_bits(bits);
-  h.N = N;
-  h.K = K;
-  h.Kp = round_up(K, 4);
-  h.Npad = round_up(N, kBlockN);
-  h.data_off = kHeaderBytes;
-  h.colsum_off = h.data_off + h.limbs * h.Npad * h.Kp;
-  h.zp_off = h.colsum_off + 8 * N;
-  std::memset(out, 0, kHeaderBytes);
-  std::memcpy(out, &h, sizeof(h));
+  const PackedLayout h = packed_layout(N, K, bits);
+  write_packed_header(h, out);
   int8_t* data = out + h.data_off;
   std::memset(data, 0, static_cast<size_t>(h.limbs * h.Npad * h.Kp));
   int64_t* colsum = reinterpret_cast<int64_t*>(out + h.colsum_off);

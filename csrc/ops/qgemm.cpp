@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/qgemm.h"
+#include "ops/qgemm_checks.h"
 
 namespace dwq {
 namespace {
@@ -28,55 +29,35 @@ Isa current_isa(const char* op) {
   return isa;
 }
 
-void check_bits(const char* op, const char* name, int64_t bits) {
-  TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.", op, ": ", name, " must be in 2..16, got ", bits);
-}
+// The argument checks are csrc/ops/qgemm_checks.h's (shared with the CUDA binding, same messages),
+// here for CPU tensors.
+const at::Device kCpu(at::kCPU);
 
-void check_cpu(const char* op, const char* name, const at::Tensor& t) {
-  TORCH_CHECK(t.device().is_cpu(), "dwq.", op, ": ", name, " must be a CPU tensor, got device ", t.device());
-}
+void check_bits(const char* op, const char* name, int64_t bits) { qg_check_bits(op, name, bits); }
+
+void check_cpu(const char* op, const char* name, const at::Tensor& t) { qg_check_device(op, name, t, kCpu); }
 
 void check_codes_tensor(const char* op, const char* name, const at::Tensor& t, int64_t dim) {
-  check_cpu(op, name, t);
-  TORCH_CHECK(t.scalar_type() == at::kByte || t.scalar_type() == at::kInt, "dwq.", op, ": ", name,
-              " must hold codes as uint8 or int32, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == dim, "dwq.", op, ": ", name, " must be ", dim, "-D, got shape ", t.sizes());
+  qg_check_codes(op, name, t, dim, kCpu);
 }
 
 // Per-tensor scale float32 [1] (finite, > 0) and zero point int32 [1] in 0..2^bits-1.
 float check_scale1(const char* op, const char* name, const at::Tensor& s) {
-  check_cpu(op, name, s);
-  TORCH_CHECK(s.scalar_type() == at::kFloat, "dwq.", op, ": ", name, " must be float32, got ", s.scalar_type());
-  TORCH_CHECK(s.numel() == 1, "dwq.", op, ": ", name, " must have 1 element (per tensor), got ", s.numel());
-  const float v = s.reshape({1}).contiguous().data_ptr<float>()[0];
-  TORCH_CHECK(std::isfinite(v) && v > 0.f, "dwq.", op, ": ", name, " must be finite and > 0, got ", v);
-  return v;
+  qg_check_scale1_meta(op, name, s, kCpu);
+  return qg_scale1_value(op, name, s);
 }
 
 int32_t check_zp1(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
-  check_cpu(op, name, z);
-  TORCH_CHECK(z.scalar_type() == at::kInt, "dwq.", op, ": ", name, " must be int32, got ", z.scalar_type());
-  TORCH_CHECK(z.numel() == 1, "dwq.", op, ": ", name, " must have 1 element (per tensor), got ", z.numel());
-  const int32_t v = z.reshape({1}).contiguous().data_ptr<int32_t>()[0];
-  TORCH_CHECK(v >= 0 && v <= (int64_t{1} << bits) - 1, "dwq.", op, ": ", name, " = ", v, " is not a code of ", bits,
-              " bits (0..", (int64_t{1} << bits) - 1, ")");
-  return v;
+  qg_check_zp1_meta(op, name, z, kCpu);
+  return qg_zp1_value(op, name, z, bits);
 }
 
 // Float per-channel vector [N]: contiguous float32 copy; scales must be finite and > 0, affine
 // terms finite.
 at::Tensor check_vec(const char* op, const char* name, const at::Tensor& t, int64_t N, bool positive) {
-  check_cpu(op, name, t);
-  TORCH_CHECK(t.scalar_type() == at::kFloat, "dwq.", op, ": ", name, " must be float32, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 1 && t.numel() == N, "dwq.", op, ": ", name, " must have shape [", N,
-              "] (one per output channel), got ", t.sizes());
-  at::Tensor c = t.contiguous();
-  const float* p = c.data_ptr<float>();
-  for (int64_t i = 0; i < N; ++i) {
-    TORCH_CHECK(std::isfinite(p[i]) && (!positive || p[i] > 0.f), "dwq.", op, ": ", name, "[", i, "] must be finite",
-                positive ? " and > 0" : "", ", got ", p[i]);
-  }
-  return c;
+  qg_check_vec_meta(op, name, t, N, kCpu);
+  qg_vec_values(op, name, t, positive);
+  return t.contiguous();
 }
 
 struct Weight {
@@ -191,12 +172,10 @@ at::Tensor pack_weight_cpu(const at::Tensor& w, const at::Tensor& zero_point, in
               zero_point.scalar_type());
   TORCH_CHECK(zero_point.dim() == 1 && zero_point.numel() == N, "dwq.pack_weight: zero_point must have shape [", N,
               "] (one per output channel), got ", zero_point.sizes());
+  qg_zp_vec_values(op, "zero_point", zero_point, bits);
   at::Tensor zc = zero_point.contiguous();
   const int32_t* zp = zc.data_ptr<int32_t>();
   const int64_t qmax = (int64_t{1} << bits) - 1;
-  for (int64_t i = 0; i < N; ++i)
-    TORCH_CHECK(zp[i] >= 0 && zp[i] <= qmax, "dwq.pack_weight: zero_point[", i, "] = ", zp[i], " is not a code of ",
-                bits, " bits (0..", qmax, ")");
   at::Tensor out = at::empty({N, cpu::packed_weight_cols(N, K, static_cast<int>(bits))}, w.options().dtype(at::kChar));
   TORCH_INTERNAL_ASSERT(reinterpret_cast<uintptr_t>(out.data_ptr()) % 64 == 0);
   const int64_t bad = cpu::pack_weight(w.data_ptr(), w.scalar_type() == at::kByte, N, K, w.stride(0), w.stride(1), zp,

@@ -1,5 +1,7 @@
-"""True-integer CPU ops: activation quantization, weight prepacking, integer GEMM / linear / conv2d
-with a fused per-channel epilogue. Typed wrappers over ``torch.ops.dwq.*`` with fake (meta) impls.
+"""True-integer ops on CPU and CUDA: activation quantization, weight prepacking, integer GEMM /
+linear / conv2d with a fused per-channel epilogue. Typed wrappers over ``torch.ops.dwq.*`` with fake
+(meta) impls; each op runs on the device of its tensors (CUDA kernels: csrc/cuda/qgemm*.cu, the
+same results bit for bit, the same packed-weight bytes).
 
 Arithmetic contract (DESIGN.md): unsigned codes ``q`` in ``0..2^b-1`` (uint8 for b <= 8, int32 for
 9..16), float32 scales, integer zero points; ``acc = sum_k (qx - zx)(qw - zw)`` exact in int64
@@ -8,7 +10,10 @@ affine_bias[n]``, optional ReLU, then float32 or requantized codes
 ``clamp(round_half_even(y / s') + z', 0, 2^b' - 1)``. Inference only (no autograd).
 
 The ISA is chosen at run time from CPUID (AVX-512 VNNI, else AVX2, else scalar);
-``DWQ_CPU_ISA=scalar|avx2|avx512_vnni`` forces one (an error if the CPU lacks it).
+``DWQ_CPU_ISA=scalar|avx2|avx512_vnni`` forces one (an error if the CPU lacks it). On CUDA the ops
+check values (codes in range, scales, zero points) on the device and read the verdict back, one
+sync per op; ``DWQ_CUDA_CHECKS=0`` skips that read (no sync; bad input then gives meaningless
+numbers, never an out-of-bounds access).
 
 Example::
 
@@ -26,7 +31,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from dwq.ops._lib import HAS_EXT
+from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
 
 __all__ = [
@@ -86,9 +91,20 @@ def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     with x's shape (and memory format): uint8 for bits <= 8, int32 for 9..16. NaN is an error.
     """
     _check_bits(bits)
-    if HAS_EXT and x.device.type == "cpu":
+    if _has_kernel("quantize_act", x.device.type):
         return torch.ops.dwq.quantize_act.default(x, scale, zero_point, bits)
     return quantize_act_ref(x, scale, zero_point, bits)
+
+
+_KERNELS = {}
+
+
+def _has_kernel(name: str, device_type: str) -> bool:
+    """Whether torch.ops.dwq.<name> has a kernel for this device type (cached: asked per forward)."""
+    key = (name, device_type)
+    if key not in _KERNELS:
+        _KERNELS[key] = device_type in ("cpu", "cuda") and has_kernel(name, device_type)
+    return _KERNELS[key]
 
 
 def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:

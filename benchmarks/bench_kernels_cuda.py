@@ -1,0 +1,172 @@
+"""Kernel benchmark of issue 9 on a CUDA GPU: dwq's true-integer GEMM / conv2d (csrc/cuda/qgemm*.cu)
+at each bit width against torch._int_mm (cuBLAS int8), fp16 / bf16 matmul and cuDNN fp16
+channels-last convolution.
+
+    python benchmarks/bench_kernels_cuda.py [--quick] [--json FILE] [--png FILE]
+
+GEMM (M, N, K): 4096^3, 8192^3, 32x4096x4096, 4096x512x1152 (dwq: qlinear, uint8/int32 codes in,
+float32 out with the fused epilogue). Convs at batch 256: the 3x3 convs of PreActResNet18 (32x32
+inputs) and the 3x3 and 1x1 convs of ResNet-50 (224x224 inputs), dwq qconv2d on channels-last codes
+vs cuDNN fp16 channels-last. Every dwq result is checked bit-exactly against the int64 reference on
+a slice before it is timed (with the ops' value checks on); timing runs with DWQ_CUDA_CHECKS=0 (no
+host sync per op). Medians of CUDA-event timings. Records: ``{"op", "shape", "bits", "impl",
+"median_ms", "tops", "device"}``; impl in dwq, torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
+(float baselines record bits 16, int8 ones bits 8). Writes files only where --json / --png say.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import dwq.ops.qgemm as q
+from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
+
+GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
+QUICK_GEMMS = [(4096, 4096, 4096), (32, 4096, 4096), (4096, 512, 1152)]
+# (name, C_in, C_out, H=W of the input, kernel, stride)
+CONVS = [("preact18.3x3", 64, 64, 32, 3, 1), ("preact18.3x3", 128, 128, 16, 3, 1), ("preact18.3x3", 256, 256, 8, 3, 1),
+         ("preact18.3x3", 512, 512, 4, 3, 1), ("resnet50.3x3", 64, 64, 56, 3, 1), ("resnet50.3x3", 128, 128, 28, 3, 1),
+         ("resnet50.3x3", 256, 256, 14, 3, 1), ("resnet50.3x3", 512, 512, 7, 3, 1), ("resnet50.1x1", 256, 64, 56, 1, 1),
+         ("resnet50.1x1", 64, 256, 56, 1, 1), ("resnet50.1x1", 1024, 256, 14, 1, 1),
+         ("resnet50.1x1", 2048, 512, 7, 1, 1)]
+QUICK_CONVS = [CONVS[0], CONVS[2], CONVS[5], CONVS[8]]
+BITS = [2, 4, 8, 12, 16]
+BATCH = 256
+
+
+def cuda_time(fn, reps=20, warmup=3):
+    """Median milliseconds of fn by CUDA events."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def codes(shape, bits, g, device="cuda"):
+    c = torch.randint(0, 1 << bits, shape, generator=g, dtype=torch.int32)
+    return (c.to(torch.uint8) if bits <= 8 else c).to(device)
+
+
+def record(records, op, shape, bits, impl, ms, ops_count):
+    rec = dict(op=op, shape=list(shape), bits=bits, impl=impl, median_ms=round(ms, 5),
+               tops=round(ops_count / (ms * 1e-3) / 1e12, 2), device=torch.cuda.get_device_name(0))
+    records.append(rec)
+    print(json.dumps(rec), flush=True)
+
+
+def bench_gemm(M, N, K, bits_list, records, reps):
+    g = torch.Generator().manual_seed(M + N + K)
+    flops = 2 * M * N * K
+    for bits in bits_list:
+        x, w = codes((M, K), bits, g), codes((N, K), bits, g)
+        zx = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
+        zw = torch.full((N,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
+        sx, sw = torch.tensor([0.01], device="cuda"), torch.full((N,), 0.001, device="cuda")
+        wp = q.pack_weight(w, zw, bits)
+        rows, cols = min(M, 16), min(N, 128)
+        got = q.qgemm_acc(x[:rows], zx, bits, wp)[:, :cols].cpu()
+        want = qgemm_acc_ref(x[:rows].cpu(), zx.cpu(), w[:cols].cpu(), zw[:cols].cpu())
+        if not torch.equal(got, want):
+            raise SystemExit(f"dwq GEMM {M}x{N}x{K} at {bits} bits differs from the int64 reference")
+        os.environ["DWQ_CUDA_CHECKS"] = "0"
+        ms = cuda_time(lambda: q.qlinear(x, sx, zx, bits, wp, sw), reps)
+        os.environ.pop("DWQ_CUDA_CHECKS")
+        record(records, "gemm", (M, N, K), bits, "dwq", ms, flops)
+    a8 = torch.randint(-128, 128, (M, K), dtype=torch.int8, device="cuda")
+    b8 = torch.randint(-128, 128, (K, N), dtype=torch.int8, device="cuda")
+    if M > 16 and K % 8 == 0 and N % 8 == 0:
+        record(records, "gemm", (M, N, K), 8, "torch_int_mm", cuda_time(lambda: torch._int_mm(a8, b8), reps), flops)
+    for dt, name in ((torch.float16, "torch_fp16"), (torch.bfloat16, "torch_bf16")):
+        a, b = torch.randn(M, K, device="cuda", dtype=dt), torch.randn(K, N, device="cuda", dtype=dt)
+        record(records, "gemm", (M, N, K), 16, name, cuda_time(lambda: a @ b, reps), flops)
+
+
+def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
+    g = torch.Generator().manual_seed(cin + cout + hw)
+    pad = k // 2
+    oh = (hw + 2 * pad - k) // stride + 1
+    flops = 2 * BATCH * oh * oh * cout * cin * k * k
+    shape = (BATCH, cin, cout, hw, k, stride)
+    for bits in bits_list:
+        x = codes((BATCH, cin, hw, hw), bits, g).contiguous(memory_format=torch.channels_last)
+        w = codes((cout, cin, k, k), bits, g)
+        zx = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
+        zw = torch.full((cout,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
+        sx, sw = torch.tensor([0.01], device="cuda"), torch.full((cout,), 0.001, device="cuda")
+        wp = q.pack_conv_weight(w, zw, bits)
+        got = q.qconv2d_acc(x[:1], zx, bits, wp, k, stride, pad).cpu()
+        want = qconv2d_acc_ref(x[:1].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
+        if not torch.equal(got, want):
+            raise SystemExit(f"dwq conv {shape} at {bits} bits differs from the int64 reference")
+        os.environ["DWQ_CUDA_CHECKS"] = "0"
+        ms = cuda_time(lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad), reps)
+        os.environ.pop("DWQ_CUDA_CHECKS")
+        record(records, name, shape, bits, "dwq", ms, flops)
+    xf = torch.randn(BATCH, cin, hw, hw, device="cuda", dtype=torch.float16)
+    xf = xf.contiguous(memory_format=torch.channels_last)
+    wf = torch.randn(cout, cin, k, k, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    torch.backends.cudnn.benchmark = True
+    record(records, name, shape, 16, "cudnn_fp16", cuda_time(lambda: F.conv2d(xf, wf, None, stride, pad), reps), flops)
+
+
+def plot(records, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({(r["op"], tuple(r["shape"])) for r in records}, key=str)
+    fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), 5))
+    impls = sorted({(r["impl"], r["bits"]) for r in records}, key=str)
+    width = 0.8 / max(1, len(impls))
+    for j, (impl, bits) in enumerate(impls):
+        ys = []
+        for key in keys:
+            m = [r["tops"] for r in records
+                 if (r["op"], tuple(r["shape"])) == key and (r["impl"], r["bits"]) == (impl, bits)]
+            ys.append(m[0] if m else 0)
+        ax.bar([i + j * width for i in range(len(keys))], ys, width, label=f"{impl} {bits}b")
+    ax.set_xticks([i + 0.4 for i in range(len(keys))])
+    ax.set_xticklabels([f"{op}\n{'x'.join(map(str, s))}" for op, s in keys], rotation=60, fontsize=7)
+    ax.set_ylabel("T(int-)ops/s (2 x MACs / time)")
+    ax.legend(fontsize=6, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="3 GEMMs, 4 convs")
+    p.add_argument("--json", help="write the records to this file")
+    p.add_argument("--png", help="throughput plot (written only when given)")
+    p.add_argument("--reps", type=int, default=20)
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_kernels_cuda: error: needs a CUDA GPU", file=sys.stderr)
+        return 2
+    records = []
+    for M, N, K in (QUICK_GEMMS if args.quick else GEMMS):
+        bench_gemm(M, N, K, BITS, records, args.reps)
+    for c in (QUICK_CONVS if args.quick else CONVS):
+        bench_conv(*c, BITS, records, args.reps)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    if args.png:
+        plot(records, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,586 @@
+// CUDA bindings of the true-integer ops (schemas in csrc/ops.cpp; CPU twins in csrc/ops/qgemm.cpp):
+// quantize_act, pack_weight, qgemm_acc, qlinear, qconv2d_acc, qconv2d. Same schemas, results
+// (bit for bit: arith.h everywhere, exact integer accumulators) and output layouts as the CPU ops.
+//
+// The packed weight is the CPU's blob, byte for byte (pack_weight here writes what the CPU pack
+// writes; a blob packed on the CPU and moved with .to("cuda") works as it is): the tensor-core
+// kernel reads its limb planes directly (qgemm_mma.cuh), so one layout, owned by csrc/cpu/qgemm.h,
+// serves both devices and dwq.ops.packed_weight_shape holds for both.
+//
+// Host syncs: the launchers read no tensor values (scales and zero points are read by the kernels
+// from device memory), so an op is a handful of asynchronous launches. Value checks (codes in
+// range, scales finite and > 0, zero points codes, NaN in quantize_act's input, the blob's header)
+// run on the device into a status buffer; with DWQ_CUDA_CHECKS unset or 1 (the default) the op
+// then reads it back (one sync) and raises the CPU op's error; DWQ_CUDA_CHECKS=0 skips the read
+// (no sync: for timing and CUDA graphs; bad input then gives meaningless numbers, never an
+// out-of-bounds access, since every address derives from tensor shapes, not from values).
+// pack_weight (once, at conversion) always checks.
+//
+// COMPILED, NOT YET RUN ON A GPU when written (no GPU on the development machine).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/qgemm.h"
+#include "cuda/qgemm_launch.h"
+#include "cuda/qgemm_prep.cuh"
+#include "ops/qgemm_checks.h"
+
+namespace dwq {
+namespace {
+
+using cuda::ActParams;
+using cuda::EpiParams;
+using cuda::MmaParams;
+
+bool value_checks() {
+  const char* e = std::getenv("DWQ_CUDA_CHECKS");
+  return e == nullptr || std::strcmp(e, "0") != 0;
+}
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+unsigned blocks_for(int64_t work, int threads, int64_t cap = 65535 * 16) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, cap)));
+}
+
+void check_cuda_input(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.is_cuda(), "dwq.", op, ": ", name, " must be a CUDA tensor for the CUDA kernel, got device ",
+              t.device(), " (all tensor arguments of one call must be on one device)");
+}
+
+void check_launch(const char* op, cudaError_t err) {
+  TORCH_CHECK(err == cudaSuccess, "dwq.", op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+}
+
+// status int32 [kStatusWords] -> host copy (one sync).
+std::vector<int32_t> read_status(const at::Tensor& status) {
+  const at::Tensor h = status.to(at::kCPU);
+  return std::vector<int32_t>(h.data_ptr<int32_t>(), h.data_ptr<int32_t>() + h.numel());
+}
+
+// ---------------------------------------------------------------- quantize_act / pack_weight
+
+at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t bits) {
+  const char* op = "quantize_act";
+  qg_check_bits(op, "bits", bits);
+  check_cuda_input(op, "x", x);
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "dwq.quantize_act: x must be float32, got ", x.scalar_type());
+  qg_check_scale1_meta(op, "scale", scale, x.device());
+  qg_check_zp1_meta(op, "zero_point", zero_point, x.device());
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const bool u8 = bits <= 8;
+  // Same layout rule as the CPU op: codes in x's memory format.
+  at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
+  const at::Tensor xc = x.is_non_overlapping_and_dense() ? x : x.contiguous();
+  at::Tensor dst = out.strides() == xc.strides() ? out : at::empty_like(xc, out.options());
+  const at::Tensor sc = scale.reshape({1}).contiguous(), zc = zero_point.reshape({1}).contiguous();
+  const bool checks = value_checks();
+  at::Tensor status = at::zeros({int64_t{cuda::kStatusWords}}, x.options().dtype(at::kInt));
+  if (checks) {
+    cuda::ParamCheck pc;
+    pc.x_scale = sc.data_ptr<float>();
+    pc.x_zp = zc.data_ptr<int32_t>();
+    pc.x_bits = static_cast<int>(bits);
+    cuda::check_params_kernel<<<1, 32, 0, stream>>>(pc, status.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  const int64_t n = xc.numel();
+  if (n > 0) {
+    cuda::quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
+        xc.data_ptr<float>(), n, sc.data_ptr<float>(), zc.data_ptr<int32_t>(), static_cast<int>(bits), dst.data_ptr(),
+        u8, status.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  if (checks) {
+    const std::vector<int32_t> st = read_status(status);
+    if (st[cuda::kStParamFlags] & cuda::kBadXScale) qg_scale1_value(op, "scale", scale);
+    if (st[cuda::kStParamFlags] & cuda::kBadXZp) qg_zp1_value(op, "zero_point", zero_point, bits);
+    TORCH_CHECK(st[cuda::kStNaN] == 0, "dwq.quantize_act: x contains ", st[cuda::kStNaN],
+                " NaN value(s); NaN has no code");
+  }
+  if (!dst.is_same(out)) out.copy_(dst);
+  return out;
+}
+
+at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits) {
+  const char* op = "pack_weight";
+  qg_check_bits(op, "bits", bits);
+  check_cuda_input(op, "w_codes", w);
+  qg_check_codes(op, "w_codes", w, 2, w.device());
+  const int64_t N = w.size(0), K = w.size(1);
+  TORCH_CHECK(N > 0 && K > 0, "dwq.pack_weight: w_codes must be non-empty [N, K], got ", w.sizes());
+  qg_check_device(op, "zero_point", zero_point, w.device());
+  TORCH_CHECK(zero_point.scalar_type() == at::kInt, "dwq.pack_weight: zero_point must be int32, got ",
+              zero_point.scalar_type());
+  TORCH_CHECK(zero_point.dim() == 1 && zero_point.numel() == N, "dwq.pack_weight: zero_point must have shape [", N,
+              "] (one per output channel), got ", zero_point.sizes());
+  qg_zp_vec_values(op, "zero_point", zero_point, bits);  // conversion time: a sync is fine
+  const c10::cuda::CUDAGuard guard(w.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const cpu::PackedLayout L = cpu::packed_layout(N, K, static_cast<int>(bits));
+  at::Tensor out = at::zeros({N, cpu::packed_weight_cols(N, K, static_cast<int>(bits))}, w.options().dtype(at::kChar));
+  TORCH_INTERNAL_ASSERT(aligned16(out.data_ptr()) && out.numel() >= L.bytes);
+  at::Tensor header = at::empty({cpu::kHeaderBytes}, at::TensorOptions().dtype(at::kChar));
+  cpu::write_packed_header(L, header.data_ptr<int8_t>());
+  out.view({-1}).narrow(0, 0, cpu::kHeaderBytes).copy_(header);
+  const at::Tensor zc = zero_point.contiguous();
+  at::Tensor status = at::zeros({int64_t{cuda::kStatusWords}}, w.options().dtype(at::kInt));
+  int8_t* blob = out.data_ptr<int8_t>();
+  const int64_t words = L.limbs * L.Npad * L.Kp / 4;
+  const uint32_t qmax = static_cast<uint32_t>((int64_t{1} << bits) - 1);
+  auto run = [&](auto* wp) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(wp)>>;
+    cuda::pack_words_kernel<T><<<blocks_for(words, 256), 256, 0, stream>>>(
+        wp, N, K, w.stride(0), w.stride(1), L.Kp, L.Npad, L.limbs, reinterpret_cast<uint32_t*>(blob + L.data_off));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::pack_colsum_kernel<T><<<blocks_for(N * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(
+        wp, N, K, w.stride(0), w.stride(1), zc.data_ptr<int32_t>(), qmax,
+        reinterpret_cast<int64_t*>(blob + L.colsum_off), reinterpret_cast<int32_t*>(blob + L.zp_off),
+        status.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  if (w.scalar_type() == at::kByte)
+    run(w.data_ptr<uint8_t>());
+  else
+    run(w.data_ptr<int32_t>());
+  const std::vector<int32_t> st = read_status(status);
+  TORCH_CHECK(st[cuda::kStBadCodes] == 0, "dwq.pack_weight: w_codes has ", st[cuda::kStBadCodes],
+              " value(s) outside 0..", qmax, " (not codes of bits = ", bits, ")");
+  return out;
+}
+
+// ---------------------------------------------------------------- GEMM / conv engine
+
+// The packed weight as the kernels see it. Its K and limb count are inferred from the shapes
+// (reading the header would need a sync): the blob of [N, K] codes has packed_weight_cols(N, K, b)
+// columns, one value for b <= 8 and a larger one for 9..16. The header is checked after the run
+// when value checks are on.
+struct CudaWeight {
+  at::Tensor blob;
+  cpu::PackedLayout L;  // bits = 8 or 16: the limb class
+};
+
+// The CPU binding's errors for a blob whose header (hdr: its first kHeaderBytes bytes, on the host)
+// does not describe [N, K] codes; limbs = 0 accepts either width class. Returns if it does.
+void check_header(const char* op, const int8_t* hdr, int64_t nbytes, int64_t N, int64_t K, int limbs, bool conv) {
+  cpu::PackedWeightView view;
+  TORCH_CHECK(cpu::parse_packed_weight(hdr, nbytes, &view) && (limbs == 0 || view.limbs == limbs), "dwq.", op,
+              ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
+  TORCH_CHECK(view.N == N, "dwq.", op, ": w_packed header says N = ", view.N, " but w_packed.size(0) = ", N);
+  if (conv) {
+    TORCH_CHECK(view.K == K, "dwq.", op, ": w_packed was packed with K = ", view.K,
+                " but kernel_size x C input channels needs K = ", K,
+                " (pack conv weights [O, C, kh, kw] with dwq.ops.pack_conv_weight)");
+  } else {
+    TORCH_CHECK(view.K == K, "dwq.", op, ": x_codes has K = ", K, " columns but w_packed was packed with K = ", view.K);
+  }
+}
+
+CudaWeight cuda_weight(const char* op, const at::Tensor& w, int64_t K, const at::Device& device, bool conv) {
+  qg_check_device(op, "w_packed", w, device);
+  TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2, "dwq.", op,
+              ": w_packed must be the int8 [N, P] tensor made by dwq.ops.pack_weight, got ", w.scalar_type(), " ",
+              w.sizes());
+  const int64_t N = w.size(0), P = w.size(1);
+  TORCH_CHECK(N > 0 && P > 0 && N * P >= cpu::kHeaderBytes, "dwq.", op,
+              ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
+  const int64_t p1 = cpu::packed_weight_cols(N, K, 8), p2 = cpu::packed_weight_cols(N, K, 16);
+  if (P != p1 && P != p2) {
+    // Not the shape of a blob for this K: read the header (an error path, a sync is fine) to say why.
+    const at::Tensor hdr = w.contiguous().view({-1}).narrow(0, 0, cpu::kHeaderBytes).to(at::kCPU);
+    check_header(op, hdr.data_ptr<int8_t>(), w.numel(), N, K, 0, conv);
+    TORCH_CHECK(false, "dwq.", op, ": w_packed [", N, ", ", P, "] has the header of a weight packed with K = ", K,
+                " but not its size (", p1, " or ", p2, " columns)");
+  }
+  CudaWeight out;
+  out.blob = w.contiguous();
+  if (!aligned16(out.blob.data_ptr())) out.blob = out.blob.clone();  // cp.async reads 16-byte chunks
+  out.L = cpu::packed_layout(N, K, P == p1 ? 8 : 16);
+  return out;
+}
+
+struct Epi {
+  int kind = cuda::kOutF32;
+  const at::Tensor* x_scale = nullptr;
+  const at::Tensor* w_scale = nullptr;
+  std::optional<at::Tensor> aff_scale, aff_bias, out_scale, out_zp;
+  bool relu = false;
+  int64_t out_bits = 8;
+  at::ScalarType dtype = at::kFloat;
+};
+
+Epi make_epi(const char* op, const at::Tensor& x_scale, const at::Tensor& w_scale, int64_t N,
+             const std::optional<at::Tensor>& affine_scale, const std::optional<at::Tensor>& affine_bias, bool relu,
+             const std::optional<at::Tensor>& out_scale, const std::optional<at::Tensor>& out_zero_point,
+             int64_t out_bits, const at::Device& device) {
+  Epi e;
+  qg_check_scale1_meta(op, "x_scale", x_scale, device);
+  qg_check_vec_meta(op, "w_scale", w_scale, N, device);
+  if (affine_scale.has_value()) qg_check_vec_meta(op, "affine_scale", *affine_scale, N, device);
+  if (affine_bias.has_value()) qg_check_vec_meta(op, "affine_bias", *affine_bias, N, device);
+  TORCH_CHECK(out_scale.has_value() == out_zero_point.has_value(), "dwq.", op,
+              ": give both out_scale and out_zero_point (requantized output) or neither (float32 output)");
+  e.x_scale = &x_scale;
+  e.w_scale = &w_scale;
+  e.relu = relu;
+  if (affine_scale.has_value()) e.aff_scale = affine_scale->contiguous();
+  if (affine_bias.has_value()) e.aff_bias = affine_bias->contiguous();
+  if (out_scale.has_value()) {
+    qg_check_bits(op, "out_bits", out_bits);
+    qg_check_scale1_meta(op, "out_scale", *out_scale, device);
+    qg_check_zp1_meta(op, "out_zero_point", *out_zero_point, device);
+    e.out_scale = out_scale->reshape({1}).contiguous();
+    e.out_zp = out_zero_point->reshape({1}).contiguous();
+    e.out_bits = out_bits;
+    e.kind = out_bits <= 8 ? cuda::kOutU8 : cuda::kOutI32;
+    e.dtype = out_bits <= 8 ? at::kByte : at::kInt;
+  }
+  return e;
+}
+
+Epi acc_epi() {
+  Epi e;
+  e.kind = cuda::kOutAccI64;
+  e.dtype = at::kLong;
+  return e;
+}
+
+// The activation operand: GEMM rows of x [M, K] or im2col rows of a conv input.
+struct Act {
+  ActParams ap;  // geometry, strides, bits (qmax); outputs filled by run_engine
+  bool is_u8 = true;
+  int bits = 8;
+};
+
+// K per grid z-slice: the int32-exact limit, and smaller when the output tiles alone would leave
+// most SMs idle (skinny GEMMs such as 32 x 4096 x 4096): then split K (int64 sums in a workspace).
+int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device) {
+  static int sms[64] = {0};
+  int& n_sm = sms[device & 63];
+  if (n_sm == 0 && cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n_sm = 1;
+  const int64_t limit = cuda::mma_k_chunk(limb);
+  const int64_t tiles = ((M + cuda::mma_block_m(limb) - 1) / cuda::mma_block_m(limb)) * ((N + 127) / 128);
+  int64_t want = 1;
+  if (tiles < n_sm && K >= 2048) want = std::min<int64_t>((2 * n_sm + tiles - 1) / tiles, K / 512);
+  const int64_t chunk = round_up((K + want - 1) / want, 64);
+  return std::min(limit, std::max<int64_t>(chunk, 64));
+}
+
+void check_index_range(const char* op, int64_t M, int64_t N, int64_t K) {
+  constexpr int64_t lim = (int64_t{1} << 31) - 1;
+  TORCH_CHECK(M <= lim && N <= lim && K <= lim, "dwq.", op, ": M = ", M, ", N = ", N, ", K = ", K,
+              " must each be below 2^31 for the CUDA kernels");
+}
+
+// Runs the engine into out (row-major [M][N] of e.dtype), with the value checks and their errors.
+void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, Act a, const CudaWeight& w,
+                const Epi& e, at::Tensor& out) {
+  const int64_t M = a.ap.M, K = a.ap.K, N = w.L.N;
+  if (M == 0) return;
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const at::TensorOptions opt = x.options();
+  const bool checks = value_checks();
+  const at::Tensor zx = x_zero_point.reshape({1}).contiguous();
+  at::Tensor status = at::zeros({int64_t{cuda::kStatusWords}}, opt.dtype(at::kInt));
+  int32_t* st = status.data_ptr<int32_t>();
+  const at::Tensor sx = e.x_scale != nullptr ? e.x_scale->reshape({1}).contiguous() : at::Tensor();
+  const at::Tensor sw = e.w_scale != nullptr ? e.w_scale->contiguous() : at::Tensor();
+  if (checks) {
+    cuda::ParamCheck pc;
+    pc.x_zp = zx.data_ptr<int32_t>();
+    pc.x_bits = a.bits;
+    if (sx.defined()) pc.x_scale = sx.data_ptr<float>();
+    if (sw.defined()) pc.w_scale = sw.data_ptr<float>();
+    if (e.aff_scale) pc.aff_scale = e.aff_scale->data_ptr<float>();
+    if (e.aff_bias) pc.aff_bias = e.aff_bias->data_ptr<float>();
+    if (e.out_scale) pc.out_scale = e.out_scale->data_ptr<float>();
+    if (e.out_zp) pc.out_zp = e.out_zp->data_ptr<int32_t>();
+    pc.out_bits = static_cast<int>(e.out_bits);
+    pc.N = N;
+    cuda::check_params_kernel<<<blocks_for(N, 256, 1024), 256, 0, stream>>>(pc, st);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+
+  // ---- activation operand: row sums, range check, and the A planes the MMA kernel reads
+  const int lx = cpu::limbs_for_bits(a.bits), lw = w.L.limbs;
+  const bool limb = lx == 2 || lw == 2;
+  ActParams& ap = a.ap;
+  ap.x_zp = zx.data_ptr<int32_t>();
+  ap.qmax = static_cast<uint32_t>((int64_t{1} << a.bits) - 1);
+  ap.status = st;
+  at::Tensor rowsum = at::empty({M}, opt.dtype(at::kLong));
+  ap.rowsum = rowsum.data_ptr<int64_t>();
+  MmaParams mp;
+  mp.M = M;
+  mp.N = N;
+  mp.K = K;
+  mp.lx = lx;
+  bool conv = false;
+  at::Tensor planes, psum;
+  const bool x_aligned = aligned16(x.data_ptr());
+  const bool direct_matrix =
+      !ap.is_conv && a.is_u8 && lx == 1 && ap.sk == 1 && (M == 1 || ap.sm % 16 == 0) && x_aligned;
+  const bool implicit_conv = ap.is_conv && a.is_u8 && !limb && ap.sc == 1 && ap.C % 16 == 0 && ap.sw % 16 == 0 &&
+                             ap.sh % 16 == 0 && ap.sn % 16 == 0 && x_aligned;
+  if (direct_matrix) {
+    ap.planes = nullptr;
+    cuda::act_rows_kernel<uint8_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    mp.a = static_cast<const uint8_t*>(x.data_ptr());
+    mp.lda = M == 1 ? round_up(K, 16) : ap.sm;
+  } else if (implicit_conv) {
+    const int64_t npix = (M / (int64_t(ap.OH) * ap.OW)) * ap.H * ap.W;
+    psum = at::empty({npix}, opt.dtype(at::kInt));
+    cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    cuda::conv_rowsum_kernel<<<blocks_for(M, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    conv = true;
+    mp.a = static_cast<const uint8_t*>(x.data_ptr());
+    mp.C = ap.C;
+    mp.H = ap.H;
+    mp.W = ap.W;
+    mp.OH = ap.OH;
+    mp.OW = ap.OW;
+    mp.kh = ap.kh;
+    mp.kw = ap.kw;
+    mp.sth = ap.sth;
+    mp.stw = ap.stw;
+    mp.pdh = ap.pdh;
+    mp.pdw = ap.pdw;
+    mp.sn = ap.sn;
+    mp.sh = ap.sh;
+    mp.sw = ap.sw;
+  } else {
+    // im2col / limb split into u8 planes [lx][M][lda], rows padded to 16 bytes with zeros
+    ap.lda = round_up(K, 16);
+    ap.lx = lx;
+    planes = at::empty({lx, M, ap.lda}, opt.dtype(at::kByte));
+    ap.planes = planes.data_ptr<uint8_t>();
+    if (a.is_u8)
+      cuda::act_rows_kernel<uint8_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
+    else
+      cuda::act_rows_kernel<int32_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    mp.a = ap.planes;
+    mp.lda = ap.lda;
+    mp.a_plane = M * ap.lda;
+  }
+
+  // ---- weights and epilogue
+  const int8_t* blob = w.blob.data_ptr<int8_t>();
+  mp.b = blob + w.L.data_off;
+  mp.Kp = w.L.Kp;
+  mp.Npad = w.L.Npad;
+  mp.lw = lw;
+  mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device());
+  EpiParams& ep = mp.ep;
+  ep.kind = e.kind;
+  ep.out = out.data_ptr();
+  ep.ldo = N;
+  ep.rowsum = ap.rowsum;
+  ep.colsum = reinterpret_cast<const int64_t*>(blob + w.L.colsum_off);
+  ep.wzp = reinterpret_cast<const int32_t*>(blob + w.L.zp_off);
+  ep.x_zp = ap.x_zp;
+  ep.K = K;
+  ep.shift = 128 * (lw == 2 ? 257 : 1);
+  if (sx.defined()) ep.x_scale = sx.data_ptr<float>();
+  if (sw.defined()) ep.w_scale = sw.data_ptr<float>();
+  if (e.aff_scale) ep.aff_scale = e.aff_scale->data_ptr<float>();
+  if (e.aff_bias) ep.aff_bias = e.aff_bias->data_ptr<float>();
+  ep.relu = e.relu;
+  if (e.out_scale) ep.out_scale = e.out_scale->data_ptr<float>();
+  if (e.out_zp) ep.out_zp = e.out_zp->data_ptr<int32_t>();
+  ep.out_bits = static_cast<int>(e.out_bits);
+  at::Tensor ws;
+  const bool split = K > mp.k_chunk;
+  if (split) {  // several z-slices: int64 T sums in a workspace, then the epilogue
+    ws = at::zeros({M, N}, opt.dtype(at::kLong));
+    ep.ws = ws.data_ptr<int64_t>();
+    ep.kind = cuda::kOutPartialT;
+  }
+  check_launch(op, cuda::launch_qgemm_mma(mp, limb, conv, stream));
+  if (split) {
+    EpiParams fin = ep;
+    fin.kind = e.kind;
+    check_launch(op, cuda::launch_splitk_epilogue(fin, M, N, stream));
+  }
+
+  if (!checks) return;
+  // ---- value checks: one read-back of the status and the blob's header; the CPU op's errors
+  C10_CUDA_CHECK(cudaMemcpyAsync(st + cuda::kStHeader, blob, cpu::kHeaderBytes, cudaMemcpyDeviceToDevice, stream));
+  const std::vector<int32_t> s = read_status(status);
+  check_header(op, reinterpret_cast<const int8_t*>(s.data() + cuda::kStHeader), w.blob.numel(), N, K, lw, ap.is_conv);
+  const int flags = s[cuda::kStParamFlags];
+  if (flags & cuda::kBadXZp) qg_zp1_value(op, "x_zero_point", x_zero_point, a.bits);
+  if (flags & cuda::kBadXScale) qg_scale1_value(op, "x_scale", *e.x_scale);
+  if (flags & cuda::kBadWScale) qg_vec_values(op, "w_scale", *e.w_scale, true);
+  if (flags & cuda::kBadAffScale) qg_vec_values(op, "affine_scale", *e.aff_scale, false);
+  if (flags & cuda::kBadAffBias) qg_vec_values(op, "affine_bias", *e.aff_bias, false);
+  if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", *e.out_scale);
+  if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", *e.out_zp, e.out_bits);
+  TORCH_CHECK(s[cuda::kStBadCodes] == 0, "dwq.", op, ": x_codes holds value(s) outside 0..", (int64_t{1} << a.bits) - 1,
+              " (not codes of x_bits = ", a.bits, ")");
+}
+
+Act gemm_act(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits) {
+  qg_check_bits(op, "x_bits", x_bits);
+  check_cuda_input(op, "x_codes", x);
+  qg_check_codes(op, "x_codes", x, 2, x.device());
+  qg_check_zp1_meta(op, "x_zero_point", x_zero_point, x.device());
+  TORCH_CHECK(x.size(1) > 0, "dwq.", op, ": x_codes must have K > 0 columns, got shape ", x.sizes());
+  Act a;
+  a.is_u8 = x.scalar_type() == at::kByte;
+  a.bits = static_cast<int>(x_bits);
+  a.ap.x = x.data_ptr();
+  a.ap.M = x.size(0);
+  a.ap.K = x.size(1);
+  a.ap.sm = x.stride(0);
+  a.ap.sk = x.stride(1);
+  return a;
+}
+
+at::Tensor qgemm_acc_cuda(const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
+                          const at::Tensor& w_packed) {
+  const char* op = "qgemm_acc";
+  Act a = gemm_act(op, x, x_zero_point, x_bits);
+  const CudaWeight w = cuda_weight(op, w_packed, a.ap.K, x.device(), false);
+  check_index_range(op, a.ap.M, w.L.N, a.ap.K);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const Epi e = acc_epi();
+  at::Tensor out = at::empty({a.ap.M, w.L.N}, x.options().dtype(e.dtype));
+  run_engine(op, x, x_zero_point, a, w, e, out);
+  return out;
+}
+
+at::Tensor qlinear_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point, int64_t x_bits,
+                        const at::Tensor& w_packed, const at::Tensor& w_scale,
+                        const std::optional<at::Tensor>& affine_scale, const std::optional<at::Tensor>& affine_bias,
+                        bool relu, const std::optional<at::Tensor>& out_scale,
+                        const std::optional<at::Tensor>& out_zero_point, int64_t out_bits) {
+  const char* op = "qlinear";
+  Act a = gemm_act(op, x, x_zero_point, x_bits);
+  const CudaWeight w = cuda_weight(op, w_packed, a.ap.K, x.device(), false);
+  check_index_range(op, a.ap.M, w.L.N, a.ap.K);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const Epi e = make_epi(op, x_scale, w_scale, w.L.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,
+                         out_bits, x.device());
+  at::Tensor out = at::empty({a.ap.M, w.L.N}, x.options().dtype(e.dtype));
+  run_engine(op, x, x_zero_point, a, w, e, out);
+  return out;
+}
+
+// ---------------------------------------------------------------- conv2d
+
+struct ConvAct {
+  Act a;
+  int64_t B = 0, OH = 0, OW = 0;
+};
+
+ConvAct conv_act(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
+                 at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding) {
+  qg_check_bits(op, "x_bits", x_bits);
+  check_cuda_input(op, "x_codes", x);
+  qg_check_codes(op, "x_codes", x, 4, x.device());
+  qg_check_zp1_meta(op, "x_zero_point", x_zero_point, x.device());
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2, "dwq.", op,
+              ": kernel_size, stride and padding must have 2 entries each");
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
+  TORCH_CHECK(kh >= 1 && kw >= 1, "dwq.", op, ": kernel_size must be >= 1, got ", kernel_size);
+  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1, "dwq.", op, ": stride must be >= 1, got ", stride);
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, "dwq.", op, ": padding must be >= 0, got ", padding);
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(C > 0, "dwq.", op, ": x_codes must have C > 0 channels, got shape ", x.sizes());
+  TORCH_CHECK(H + 2 * padding[0] >= kh && W + 2 * padding[1] >= kw, "dwq.", op, ": input ", H, "x", W,
+              " with padding ", padding, " is smaller than the kernel ", kernel_size);
+  constexpr int64_t lim = (int64_t{1} << 31) - 1;
+  TORCH_CHECK(C <= lim && H <= lim && W <= lim && kh * kw <= lim && stride[0] <= lim && stride[1] <= lim &&
+                  padding[0] <= lim && padding[1] <= lim,
+              "dwq.", op, ": conv geometry must fit 32-bit integers for the CUDA kernels");
+  ConvAct g;
+  g.B = B;
+  g.OH = (H + 2 * padding[0] - kh) / stride[0] + 1;
+  g.OW = (W + 2 * padding[1] - kw) / stride[1] + 1;
+  Act& a = g.a;
+  a.is_u8 = x.scalar_type() == at::kByte;
+  a.bits = static_cast<int>(x_bits);
+  ActParams& p = a.ap;
+  p.x = x.data_ptr();
+  p.is_conv = true;
+  p.M = B * g.OH * g.OW;
+  p.K = kh * kw * C;
+  p.C = static_cast<int>(C);
+  p.H = static_cast<int>(H);
+  p.W = static_cast<int>(W);
+  p.OH = static_cast<int>(g.OH);
+  p.OW = static_cast<int>(g.OW);
+  p.kh = static_cast<int>(kh);
+  p.kw = static_cast<int>(kw);
+  p.sth = static_cast<int>(stride[0]);
+  p.stw = static_cast<int>(stride[1]);
+  p.pdh = static_cast<int>(padding[0]);
+  p.pdw = static_cast<int>(padding[1]);
+  p.sn = x.stride(0);
+  p.sc = x.stride(1);
+  p.sh = x.stride(2);
+  p.sw = x.stride(3);
+  return g;
+}
+
+at::Tensor qconv2d_acc_cuda(const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
+                            const at::Tensor& w_packed, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                            at::IntArrayRef padding) {
+  const char* op = "qconv2d_acc";
+  ConvAct g = conv_act(op, x, x_zero_point, x_bits, kernel_size, stride, padding);
+  const CudaWeight w = cuda_weight(op, w_packed, g.a.ap.K, x.device(), true);
+  check_index_range(op, g.a.ap.M, w.L.N, g.a.ap.K);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const Epi e = acc_epi();
+  at::Tensor out = at::empty({g.B, g.OH, g.OW, w.L.N}, x.options().dtype(e.dtype));
+  run_engine(op, x, x_zero_point, g.a, w, e, out);
+  return out.permute({0, 3, 1, 2});
+}
+
+at::Tensor qconv2d_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point, int64_t x_bits,
+                        const at::Tensor& w_packed, const at::Tensor& w_scale, at::IntArrayRef kernel_size,
+                        at::IntArrayRef stride, at::IntArrayRef padding, const std::optional<at::Tensor>& affine_scale,
+                        const std::optional<at::Tensor>& affine_bias, bool relu,
+                        const std::optional<at::Tensor>& out_scale, const std::optional<at::Tensor>& out_zero_point,
+                        int64_t out_bits) {
+  const char* op = "qconv2d";
+  ConvAct g = conv_act(op, x, x_zero_point, x_bits, kernel_size, stride, padding);
+  const CudaWeight w = cuda_weight(op, w_packed, g.a.ap.K, x.device(), true);
+  check_index_range(op, g.a.ap.M, w.L.N, g.a.ap.K);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const Epi e = make_epi(op, x_scale, w_scale, w.L.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,
+                         out_bits, x.device());
+  at::Tensor out = at::empty({g.B, g.OH, g.OW, w.L.N}, x.options().dtype(e.dtype));
+  run_engine(op, x, x_zero_point, g.a, w, e, out);
+  return out.permute({0, 3, 1, 2});
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dwq, CUDA, m) {
+  m.impl("quantize_act", &quantize_act_cuda);
+  m.impl("pack_weight", &pack_weight_cuda);
+  m.impl("qgemm_acc", &qgemm_acc_cuda);
+  m.impl("qlinear", &qlinear_cuda);
+  m.impl("qconv2d_acc", &qconv2d_acc_cuda);
+  m.impl("qconv2d", &qconv2d_cuda);
+}
+
+}  // namespace dwq

@@ -1,0 +1,243 @@
+// Elementwise and reduction kernels of the CUDA integer engine (launchers in qgemm.cu):
+//   quantize_act_kernel   float32 -> codes (arith::quantize, NaN counted)
+//   pack_words_kernel     the packed-weight limb planes, byte for byte the CPU's pack_weight
+//   pack_colsum_kernel    column sums, zero points and the range check of the weight codes
+//   act_rows_kernel       per GEMM/im2col row: exact code sum, range check and (optionally) the u8
+//                         limb planes [lx][M][lda] the tensor-core kernel reads (K padded with 0)
+//   pixel_sums_kernel     per input pixel of a channels-last uint8 conv: code sum and range check
+//   conv_rowsum_kernel    per output pixel: the receptive field's code sum from pixel sums
+//   check_params_kernel   value checks of the scales / zero points (flags, no host sync)
+#pragma once
+#include <cstdint>
+
+#include "common/arith.h"
+#include "cuda/qgemm_params.h"
+
+namespace dwq::cuda {
+
+__device__ __forceinline__ int64_t warp_sum64(int64_t v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// x: float32, n elements in memory order; out: uint8 (out_u8) or int32 codes.
+__global__ void quantize_act_kernel(const float* __restrict__ x, int64_t n, const float* __restrict__ scale,
+                                    const int32_t* __restrict__ zero_point, int bits, void* __restrict__ out,
+                                    bool out_u8, int32_t* __restrict__ status) {
+  const float s = *scale, z = static_cast<float>(*zero_point);
+  const float qm = static_cast<float>(arith::max_code(bits));
+  int nans = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float v = x[i];
+    nans += v != v;
+    const int32_t q = static_cast<int32_t>(arith::quantize(v != v ? 0.f : v, s, z, qm));  // NaN: an error, code zp
+    if (out_u8)
+      static_cast<uint8_t*>(out)[i] = static_cast<uint8_t>(q);
+    else
+      static_cast<int32_t*>(out)[i] = q;
+  }
+  if (nans) atomicAdd(status + kStNaN, nans);
+}
+
+// One thread per 32-bit word of the limb planes [limbs][Npad/64][Kp/4][64][4]: byte (n, k) of limb l
+// is ((q >> 8l) & 255) - 128, zero outside [N) x [K) (the CPU pack's memset).
+template <typename T>
+__global__ void pack_words_kernel(const T* __restrict__ w, int64_t N, int64_t K, int64_t sn, int64_t sk, int64_t Kp,
+                                  int64_t Npad, int limbs, uint32_t* __restrict__ out) {
+  const int64_t G = Kp / 4, plane = Npad * G, total = plane * limbs;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t l = i / plane, r = i - l * plane;
+    const int64_t blk = r / (G * 64), g = (r / 64) % G, col = r % 64;
+    const int64_t nn = blk * 64 + col;
+    uint32_t word = 0;
+    for (int j = 0; j < 4; ++j) {
+      const int64_t k = 4 * g + j;
+      if (nn < N && k < K) {
+        const uint32_t q = static_cast<uint32_t>(w[nn * sn + k * sk]);
+        const uint32_t b = static_cast<uint32_t>(static_cast<int32_t>((q >> (8 * l)) & 255u) - 128) & 255u;
+        word |= b << (8 * j);
+      }
+    }
+    out[i] = word;
+  }
+}
+
+// One warp per output channel n: colsum[n] = sum_k q (int64), zp copied, codes above qmax counted.
+template <typename T>
+__global__ void pack_colsum_kernel(const T* __restrict__ w, int64_t N, int64_t K, int64_t sn, int64_t sk,
+                                   const int32_t* __restrict__ zp_in, uint32_t qmax, int64_t* __restrict__ colsum,
+                                   int32_t* __restrict__ zp_out, int32_t* __restrict__ status) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  if (n >= N) return;
+  int64_t sum = 0;
+  int bad = 0;
+  for (int64_t k = lane; k < K; k += 32) {
+    const uint32_t q = static_cast<uint32_t>(w[n * sn + k * sk]);
+    sum += q;
+    bad += q > qmax;
+  }
+  sum = warp_sum64(sum);
+  bad = static_cast<int>(warp_sum64(bad));
+  if (lane == 0) {
+    colsum[n] = sum;
+    zp_out[n] = zp_in[n];
+    if (bad) atomicAdd(status + kStBadCodes, bad);
+  }
+}
+
+// One warp per row m of the logical activation matrix (GEMM rows or im2col rows, k = (ky, kx, c)).
+template <typename T>
+__global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t m = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  if (m >= p.M) return;
+  const T* x = static_cast<const T*>(p.x);
+  const uint32_t zx = static_cast<uint32_t>(*p.x_zp);
+  uint8_t* lo = p.planes != nullptr ? p.planes + m * p.lda : nullptr;
+  uint8_t* hi = p.planes != nullptr && p.lx == 2 ? p.planes + p.M * p.lda + m * p.lda : nullptr;
+  int64_t sum = 0;
+  int bad = 0;
+  auto put = [&](int64_t k, uint32_t v) {
+    sum += v;
+    bad += v > p.qmax;
+    if (lo != nullptr) lo[k] = static_cast<uint8_t>(v);
+    if (hi != nullptr) hi[k] = static_cast<uint8_t>(v >> 8);
+  };
+  if (!p.is_conv && sizeof(T) == 1 && lo == nullptr && p.sk == 1 &&
+      reinterpret_cast<uintptr_t>(x + m * p.sm) % 16 == 0) {
+    // Sums only, over a 16-byte aligned uint8 row (the MMA kernel reads it in place): 16 codes a load.
+    const uint8_t* row = reinterpret_cast<const uint8_t*>(x + m * p.sm);
+    const uint32_t ones = 0x01010101u, lim = p.qmax * ones;
+    const int64_t nv = p.K / 16;
+    uint32_t s32 = 0;  // moved into the int64 sum long before it could wrap
+    for (int64_t v = lane; v < nv; v += 32) {
+      const uint4 q = reinterpret_cast<const uint4*>(row)[v];
+      const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        s32 = __dp4a(u[j], ones, s32);
+        if (p.qmax < 255) bad += __popc(__vcmpgtu4(u[j], lim)) / 8;
+      }
+      if (s32 >= 0xF0000000u) {
+        sum += s32;
+        s32 = 0;
+      }
+    }
+    sum += s32;
+    for (int64_t k = nv * 16 + lane; k < p.K; k += 32) put(k, row[k]);
+  } else if (!p.is_conv) {
+    const T* row = x + m * p.sm;
+    for (int64_t k = lane; k < p.K; k += 32) put(k, static_cast<uint32_t>(row[k * p.sk]));
+  } else {
+    const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
+    for (int ky = 0; ky < p.kh; ++ky) {
+      const int64_t ih = oh * p.sth - p.pdh + ky;
+      for (int kx = 0; kx < p.kw; ++kx) {
+        const int64_t iw = ow * p.stw - p.pdw + kx;
+        const int64_t k0 = (int64_t(ky) * p.kw + kx) * p.C;
+        if (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) {
+          const T* px = x + n * p.sn + ih * p.sh + iw * p.sw;
+          for (int c = lane; c < p.C; c += 32) put(k0 + c, static_cast<uint32_t>(px[c * p.sc]));
+        } else {  // padding: the code zx, so (qx - zx) is exactly 0; zx is a valid code
+          for (int c = lane; c < p.C; c += 32) {
+            sum += zx;
+            if (lo != nullptr) lo[k0 + c] = static_cast<uint8_t>(zx);
+            if (hi != nullptr) hi[k0 + c] = static_cast<uint8_t>(zx >> 8);
+          }
+        }
+      }
+    }
+  }
+  if (lo != nullptr)
+    for (int64_t k = p.K + lane; k < p.lda; k += 32) {
+      lo[k] = 0;
+      if (hi != nullptr) hi[k] = 0;
+    }
+  sum = warp_sum64(sum);
+  bad = static_cast<int>(warp_sum64(bad));
+  if (lane == 0) {
+    p.rowsum[m] = sum;
+    if (bad) atomicAdd(p.status + kStBadCodes, bad);
+  }
+}
+
+// One thread per input pixel of dense-channel uint8 codes (channel stride 1, C % 16 == 0, 16-byte
+// aligned pixels): psum[pixel] = sum_c x, codes above qmax counted.
+__global__ void pixel_sums_kernel(__grid_constant__ const ActParams p, int32_t* __restrict__ psum) {
+  const int64_t npix = int64_t(p.H) * p.W * (p.M / (int64_t(p.OH) * p.OW));
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= npix) return;
+  const int64_t w = i % p.W, h = (i / p.W) % p.H, n = i / (int64_t(p.W) * p.H);
+  const uint4* px = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(p.x) + n * p.sn + h * p.sh + w * p.sw);
+  const uint32_t ones = 0x01010101u, lim = p.qmax * ones;
+  uint32_t sum = 0;
+  int bad = 0;
+  for (int c = 0; c < p.C / 16; ++c) {
+    const uint4 v = px[c];
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      sum = __dp4a(u[j], ones, sum);
+      if (p.qmax < 255) bad += __popc(__vcmpgtu4(u[j], lim)) / 8;
+    }
+  }
+  psum[i] = static_cast<int32_t>(sum);
+  if (bad) atomicAdd(p.status + kStBadCodes, bad);
+}
+
+// One thread per output pixel m: rowsum[m] = sum over the taps of the pixel sums, zx * C per
+// padded tap.
+__global__ void conv_rowsum_kernel(__grid_constant__ const ActParams p, const int32_t* __restrict__ psum) {
+  const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (m >= p.M) return;
+  const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
+  const int64_t zsum = int64_t(*p.x_zp) * p.C;
+  const int32_t* ps = psum + n * p.H * p.W;
+  int64_t sum = 0;
+  for (int ky = 0; ky < p.kh; ++ky) {
+    const int64_t ih = oh * p.sth - p.pdh + ky;
+    for (int kx = 0; kx < p.kw; ++kx) {
+      const int64_t iw = ow * p.stw - p.pdw + kx;
+      sum += (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? int64_t(ps[ih * p.W + iw]) : zsum;
+    }
+  }
+  p.rowsum[m] = sum;
+}
+
+__device__ __forceinline__ bool finite_pos(float v, bool positive) {
+  return isfinite(v) && (!positive || v > 0.f);
+}
+
+// Value checks of an op's scalar and per-channel arguments (null pointers are skipped); sets
+// kBad* flags in status[kStParamFlags]. The launcher re-runs the host checks only when a flag is set.
+struct ParamCheck {
+  const float* x_scale = nullptr;
+  const int32_t* x_zp = nullptr;
+  int x_bits = 8;
+  const float* out_scale = nullptr;
+  const int32_t* out_zp = nullptr;
+  int out_bits = 8;
+  const float* w_scale = nullptr;
+  const float* aff_scale = nullptr;
+  const float* aff_bias = nullptr;
+  int64_t N = 0;
+};
+
+__global__ void check_params_kernel(__grid_constant__ const ParamCheck c, int32_t* __restrict__ status) {
+  int flags = 0;
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    if (c.x_scale != nullptr && !finite_pos(*c.x_scale, true)) flags |= kBadXScale;
+    if (c.x_zp != nullptr && (*c.x_zp < 0 || *c.x_zp > arith::max_code(c.x_bits))) flags |= kBadXZp;
+    if (c.out_scale != nullptr && !finite_pos(*c.out_scale, true)) flags |= kBadOutScale;
+    if (c.out_zp != nullptr && (*c.out_zp < 0 || *c.out_zp > arith::max_code(c.out_bits))) flags |= kBadOutZp;
+  }
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < c.N; i += int64_t(gridDim.x) * blockDim.x) {
+    if (c.w_scale != nullptr && !finite_pos(c.w_scale[i], true)) flags |= kBadWScale;
+    if (c.aff_scale != nullptr && !finite_pos(c.aff_scale[i], false)) flags |= kBadAffScale;
+    if (c.aff_bias != nullptr && !finite_pos(c.aff_bias[i], false)) flags |= kBadAffBias;
+  }
+  if (flags) atomicOr(status + kStParamFlags, flags);
+}
+
+}  // namespace dwq::cuda

@@ -1,0 +1,96 @@
+// Argument checks of the true-integer ops (quantize_act, pack_weight, qgemm_acc, qlinear,
+// qconv2d_acc, qconv2d) for any device: metadata checks (dtype, shape, device) that never touch
+// the data, and value checks that read a host copy (scales finite and > 0, zero points codes of
+// their width). The CUDA binding (csrc/cuda/qgemm.cu) uses them; the messages are the CPU
+// binding's (csrc/ops/qgemm.cpp), which can switch to these helpers as they are.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace dwq {
+// Internal linkage: compiled by g++ and by nvcc's host compiler (see fake_quant_checks.h).
+namespace {
+
+inline void qg_check_bits(const char* op, const char* name, int64_t bits) {
+  TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.", op, ": ", name, " must be in 2..16, got ", bits);
+}
+
+// t must live on `device` (the device of the op's main input).
+inline void qg_check_device(const char* op, const char* name, const at::Tensor& t, const at::Device& device) {
+  if (device.is_cpu()) {
+    TORCH_CHECK(t.device().is_cpu(), "dwq.", op, ": ", name, " must be a CPU tensor, got device ", t.device());
+  } else {
+    TORCH_CHECK(t.device() == device, "dwq.", op, ": ", name, " must be on ", device,
+                " like the op's main input, got device ", t.device());
+  }
+}
+
+inline void qg_check_codes(const char* op, const char* name, const at::Tensor& t, int64_t dim,
+                           const at::Device& device) {
+  qg_check_device(op, name, t, device);
+  TORCH_CHECK(t.scalar_type() == at::kByte || t.scalar_type() == at::kInt, "dwq.", op, ": ", name,
+              " must hold codes as uint8 or int32, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == dim, "dwq.", op, ": ", name, " must be ", dim, "-D, got shape ", t.sizes());
+}
+
+// Per-tensor scale: float32 [1] on `device`.
+inline void qg_check_scale1_meta(const char* op, const char* name, const at::Tensor& s, const at::Device& device) {
+  qg_check_device(op, name, s, device);
+  TORCH_CHECK(s.scalar_type() == at::kFloat, "dwq.", op, ": ", name, " must be float32, got ", s.scalar_type());
+  TORCH_CHECK(s.numel() == 1, "dwq.", op, ": ", name, " must have 1 element (per tensor), got ", s.numel());
+}
+
+// Per-tensor zero point: int32 [1] on `device`.
+inline void qg_check_zp1_meta(const char* op, const char* name, const at::Tensor& z, const at::Device& device) {
+  qg_check_device(op, name, z, device);
+  TORCH_CHECK(z.scalar_type() == at::kInt, "dwq.", op, ": ", name, " must be int32, got ", z.scalar_type());
+  TORCH_CHECK(z.numel() == 1, "dwq.", op, ": ", name, " must have 1 element (per tensor), got ", z.numel());
+}
+
+// Value checks (read a host copy: a device sync for GPU tensors).
+inline float qg_scale1_value(const char* op, const char* name, const at::Tensor& s) {
+  const float v = s.reshape({1}).to(at::kCPU).contiguous().data_ptr<float>()[0];
+  TORCH_CHECK(std::isfinite(v) && v > 0.f, "dwq.", op, ": ", name, " must be finite and > 0, got ", v);
+  return v;
+}
+
+inline int32_t qg_zp1_value(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
+  const int32_t v = z.reshape({1}).to(at::kCPU).contiguous().data_ptr<int32_t>()[0];
+  TORCH_CHECK(v >= 0 && v <= (int64_t{1} << bits) - 1, "dwq.", op, ": ", name, " = ", v, " is not a code of ", bits,
+              " bits (0..", (int64_t{1} << bits) - 1, ")");
+  return v;
+}
+
+// Per-output-channel float32 vector [N] on `device`.
+inline void qg_check_vec_meta(const char* op, const char* name, const at::Tensor& t, int64_t N,
+                              const at::Device& device) {
+  qg_check_device(op, name, t, device);
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "dwq.", op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 1 && t.numel() == N, "dwq.", op, ": ", name, " must have shape [", N,
+              "] (one per output channel), got ", t.sizes());
+}
+
+// Scales finite and > 0 (positive), affine terms finite.
+inline void qg_vec_values(const char* op, const char* name, const at::Tensor& t, bool positive) {
+  const at::Tensor c = t.to(at::kCPU).contiguous();
+  const float* p = c.data_ptr<float>();
+  for (int64_t i = 0; i < c.numel(); ++i) {
+    TORCH_CHECK(std::isfinite(p[i]) && (!positive || p[i] > 0.f), "dwq.", op, ": ", name, "[", i, "] must be finite",
+                positive ? " and > 0" : "", ", got ", p[i]);
+  }
+}
+
+// Per-output-channel zero points int32 [N] with codes of `bits`.
+inline void qg_zp_vec_values(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
+  const at::Tensor c = z.to(at::kCPU).contiguous();
+  const int32_t* p = c.data_ptr<int32_t>();
+  const int64_t qmax = (int64_t{1} << bits) - 1;
+  for (int64_t i = 0; i < c.numel(); ++i)
+    TORCH_CHECK(p[i] >= 0 && p[i] <= qmax, "dwq.", op, ": ", name, "[", i, "] = ", p[i], " is not a code of ", bits,
+                " bits (0..", qmax, ")");
+}
+
+}  // namespace
+}  // namespace dwq

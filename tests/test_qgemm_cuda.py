@@ -1,0 +1,449 @@
+"""The true-integer ops on CUDA (csrc/cuda/qgemm*.cu): every op bit-exact against the int64 reference
+(dwq.ops.qgemm_reference) and against the CPU op, over randomized cases that reach each kernel path:
+the 8-bit tensor-core kernel on the caller's uint8 codes (16-byte aligned rows), on prepared planes
+(int32 codes, strided or misaligned rows), the implicit-GEMM conv (channels-last uint8, C % 16 == 0)
+and im2col conv, the limb kernel (widths 9..16 of x and/or w), split-K for K beyond the int32-exact
+chunk; the same packed-weight bytes on both devices; the CPU op's errors, plus device mismatches;
+a converted integer model on the GPU. Float outputs equal the CPU op's bit for bit (one arithmetic,
+csrc/common/arith.h) and the reference within float rounding of the epilogue.
+"""
+import pytest
+import torch
+
+from dwq.ops._lib import HAS_EXT, has_kernel
+
+pytestmark = [
+    pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable"),
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+    pytest.mark.skipif(HAS_EXT and torch.cuda.is_available() and not has_kernel("qlinear", "cuda"),
+                       reason="dwq._C was built without its CUDA kernels (DWQ_NO_CUDA=1 or no nvcc)"),
+]
+
+from dwq.ops import qgemm as q  # noqa: E402
+from dwq.ops import qgemm_reference as ref  # noqa: E402
+from kernel_data import rand_codes, rand_zp  # noqa: E402
+
+DEV = "cuda"
+WIDTHS = list(range(2, 17))
+
+
+def rdim(g, hi):
+    r = int(torch.randint(0, 5, (1,), generator=g))
+    return 1 if r == 0 else int(torch.randint(1, hi + 1, (1,), generator=g))
+
+
+def layout(g, x):
+    """The same values as contiguous, transposed-storage or column-sliced (misaligned rows) codes."""
+    r = int(torch.randint(0, 3, (1,), generator=g))
+    if r == 1:
+        return x.t().contiguous().t()
+    if r == 2:
+        big = torch.zeros(x.shape[0], x.shape[1] + 3, dtype=x.dtype, device=x.device)
+        big[:, 3:] = x
+        return big[:, 3:]
+    return x
+
+
+def gemm_case(g, xb, wb, M, N, K, x_dtype=None):
+    x = rand_codes(g, (M, K), xb, x_dtype)
+    w = rand_codes(g, (N, K), wb)
+    return x, w, rand_zp(g, xb), rand_zp(g, wb, (N,))
+
+
+def cu(*ts):
+    return [None if t is None else t.to(DEV) for t in ts]
+
+
+# ----------------------------------------------------------------------------- pack / quantize
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_pack_weight_same_bytes_as_cpu(bits):
+    g = torch.Generator().manual_seed(100 + bits)
+    for N, K in [(1, 1), (5, 33), (64, 64), (65, 3), (130, 257)]:
+        w = rand_codes(g, (N, K), bits)
+        zw = rand_zp(g, bits, (N,))
+        want = q.pack_weight(w, zw, bits)
+        for wl in (w, w.t().contiguous().t(), w[:, :]):
+            got = q.pack_weight(wl.to(DEV), zw.to(DEV), bits)
+            assert got.device.type == "cuda" and got.shape == want.shape == q.packed_weight_shape(N, K, bits)
+            assert torch.equal(got.cpu(), want), f"N={N} K={K} bits={bits}"
+
+
+def test_cpu_packed_blob_moved_to_cuda():
+    g = torch.Generator().manual_seed(2)
+    x, w, zx, zw = gemm_case(g, 8, 12, 37, 70, 99)
+    wp = q.pack_weight(w, zw, 12).to(DEV)  # packed on the CPU: the same bytes serve the GPU
+    assert torch.equal(q.qgemm_acc(x.to(DEV), zx.to(DEV), 8, wp).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
+
+
+@pytest.mark.parametrize("bits", WIDTHS)
+def test_quantize_act_matches_cpu(bits):
+    g = torch.Generator().manual_seed(200 + bits)
+    s = torch.rand(1, generator=g) * 0.1 + 1e-3
+    z = rand_zp(g, bits)
+    base = torch.randn(3, 5, 7, 9, generator=g) * 4
+    base.view(-1)[:8] = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 1e30, -float("inf"), 0.0]) * s
+    for x in (base, base.contiguous(memory_format=torch.channels_last), base.transpose(1, 3), base[:, :, ::2, 1:],
+              base[0, 0]):
+        want = q.quantize_act(x, s, z, bits)
+        got = q.quantize_act(x.to(DEV), s.to(DEV), z.to(DEV), bits)
+        assert got.dtype == ref.codes_dtype(bits) and got.shape == x.shape and got.stride() == want.stride()
+        assert torch.equal(got.cpu(), want)
+        assert torch.equal(got.cpu(), ref.quantize_act_ref(x, s, z, bits))
+
+
+# ----------------------------------------------------------------------------- GEMM
+
+def test_qgemm_acc_every_width_pair():
+    """Every x width 2..16 against every w width 2..16 once, ragged shapes, random layouts."""
+    g = torch.Generator().manual_seed(300)
+    for xb in WIDTHS:
+        for wb in WIDTHS:
+            M, N, K = rdim(g, 150), rdim(g, 200), rdim(g, 300)
+            x, w, zx, zw = gemm_case(g, xb, wb, M, N, K)
+            xd = layout(g, x.to(DEV))
+            wp = q.pack_weight(layout(g, w.to(DEV)), zw.to(DEV), wb)
+            got = q.qgemm_acc(xd, zx.to(DEV), xb, wp)
+            assert got.dtype == torch.int64 and got.shape == (M, N) and got.device.type == "cuda"
+            assert torch.equal(got.cpu(), ref.qgemm_acc_ref(x, zx, w, zw)), f"M={M} N={N} K={K} xb={xb} wb={wb}"
+
+
+@pytest.mark.parametrize("M, N, K", [(1, 1, 1), (1, 10, 4096), (1, 1000, 512), (128, 128, 64), (129, 129, 65),
+                                     (300, 64, 48), (257, 384, 1000), (2048, 256, 96)])
+@pytest.mark.parametrize("xb, wb", [(8, 8), (4, 4), (2, 8), (8, 16), (16, 8), (12, 12)])
+def test_qgemm_acc_tile_edges(M, N, K, xb, wb):
+    """Shapes at and around the 128 x 128 (64 x 128 for limbs) CTA tiles and the 64-deep K stages, batch 1,
+    uint8 codes with 16-byte aligned rows (read in place) and the same through prepared planes."""
+    g = torch.Generator().manual_seed(M * 7 + N * 3 + K)
+    x, w, zx, zw = gemm_case(g, xb, wb, M, N, K, torch.uint8 if xb <= 8 else torch.int32)
+    want = ref.qgemm_acc_ref(x, zx, w, zw)
+    wp = q.pack_weight(w.to(DEV), zw.to(DEV), wb)
+    for xd in (x.to(DEV), layout(g, x.to(DEV)), x.to(DEV).int()):
+        assert torch.equal(q.qgemm_acc(xd, zx.to(DEV), xb, wp).cpu(), want)
+
+
+@pytest.mark.parametrize("zx_at, zw_at", [(0, 0), ("max", "max"), (0, "max"), ("max", 0)])
+def test_qgemm_acc_extreme_zero_points(zx_at, zw_at):
+    g = torch.Generator().manual_seed(7)
+    for bits in (2, 8, 9, 16):
+        qmax = (1 << bits) - 1
+        x, w, _, _ = gemm_case(g, bits, bits, 33, 70, 130)
+        zx = torch.tensor([0 if zx_at == 0 else qmax], dtype=torch.int32)
+        zw = torch.full((70,), 0 if zw_at == 0 else qmax, dtype=torch.int32)
+        got = q.qgemm_acc(*cu(x, zx), bits, q.pack_weight(*cu(w, zw), bits))
+        assert torch.equal(got.cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
+
+
+def test_no_overflow_k65536_16bit():
+    """K = 65,536 (+3) at 16 bits, every code at an extreme: int64 accumulators, two z-slices of the limb
+    kernel (split-K through the int64 workspace)."""
+    K = 65536 + 3
+    x = torch.full((2, K), 65535, dtype=torch.int32)
+    x[1] = 0
+    w = torch.full((3, K), 65535, dtype=torch.int32)
+    w[1] = 0
+    zw = torch.tensor([0, 65535, 32768], dtype=torch.int32)
+    wp = q.pack_weight(*cu(w, zw), 16)
+    big = K * 65535 * 65535
+    acc = q.qgemm_acc(*cu(x, torch.tensor([0], dtype=torch.int32)), 16, wp).cpu()
+    assert acc[0].tolist() == [big, -big, K * 65535 * 32767] and acc[1].tolist() == [0, 0, 0]
+    zx = torch.tensor([40000], dtype=torch.int32)
+    assert torch.equal(q.qgemm_acc(*cu(x, zx), 16, wp).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
+
+
+@pytest.mark.parametrize("K", [40000, 65536, 65536 + 64 + 5, 140000])
+def test_8bit_large_k(K):
+    """8-bit codes at the extremes with K around the 65,536-column z-slice of the 8-bit kernel."""
+    x = torch.full((3, K), 255, dtype=torch.uint8)
+    x[2, ::3] = 0
+    w = torch.full((2, K), 255, dtype=torch.uint8)
+    w[1] = 0
+    zx, zw = torch.tensor([0], dtype=torch.int32), torch.tensor([0, 255], dtype=torch.int32)
+    acc = q.qgemm_acc(*cu(x, zx), 8, q.pack_weight(*cu(w, zw), 8)).cpu()
+    assert torch.equal(acc, ref.qgemm_acc_ref(x, zx, w, zw))
+
+
+def test_qlinear_epilogue_matches_cpu():
+    g = torch.Generator().manual_seed(12)
+    for i in range(90):
+        xb, wb = WIDTHS[i % 15], int(torch.randint(2, 17, (1,), generator=g))
+        M, N, K = rdim(g, 140), rdim(g, 150), rdim(g, 200)
+        x, w, zx, zw = gemm_case(g, xb, wb, M, N, K)
+        sx = torch.rand(1, generator=g) * 0.1 + 1e-3
+        sw = torch.rand(N, generator=g) * 0.01 + 1e-4
+        a = torch.randn(N, generator=g) if i % 2 else None
+        b = torch.randn(N, generator=g) if i % 3 else None
+        relu = bool(i % 4 >= 2)
+        wp = q.pack_weight(w, zw, wb)
+        wpd = q.pack_weight(*cu(w, zw), wb)
+        y_cpu = q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu)
+        y = q.qlinear(layout(g, x.to(DEV)), *cu(sx, zx), xb, wpd, *cu(sw, a, b), relu)
+        assert y.dtype == torch.float32 and y.shape == (M, N)
+        assert torch.equal(y.cpu(), y_cpu), f"case {i}: float output differs from the CPU op"
+        y_ref = ref.qlinear_ref(x, sx, zx, w, sw, zw, a, b, relu)
+        torch.testing.assert_close(y.cpu(), y_ref, rtol=1e-5, atol=1e-6 * (1 + y_ref.abs().max().item()))
+        ob = int(torch.randint(2, 17, (1,), generator=g))
+        so = (y_ref.abs().max() / (1 << (ob - 1)) + 1e-3).reshape(1)
+        zo = rand_zp(g, ob)
+        c = q.qlinear(x.to(DEV), *cu(sx, zx), xb, wpd, *cu(sw, a, b), relu, *cu(so, zo), ob)
+        assert c.dtype == ref.codes_dtype(ob)
+        assert torch.equal(c.cpu(), ref.qlinear_ref(x, sx, zx, w, sw, zw, a, b, relu, so, zo, ob)), f"case {i}"
+        assert torch.equal(c.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu, so, zo, ob))
+
+
+@pytest.mark.parametrize("M, K", [(1, 4096), (5, 3000), (40, 2048)])
+@pytest.mark.parametrize("xb, wb", [(8, 8), (12, 4)])
+def test_qlinear_split_k_epilogue(M, K, xb, wb):
+    """Skinny GEMMs run split over K (int64 sums in a workspace, then the epilogue kernel): the fused
+    epilogue's results, float and requantized, equal the CPU op's."""
+    g = torch.Generator().manual_seed(M + K + xb)
+    x, w, zx, zw = gemm_case(g, xb, wb, M, 70, K)
+    sx, sw = torch.tensor([0.002]), torch.rand(70, generator=g) * 1e-3 + 1e-5
+    a, b = torch.randn(70, generator=g), torch.randn(70, generator=g)
+    wp, wpd = q.pack_weight(w, zw, wb), q.pack_weight(*cu(w, zw), wb)
+    assert torch.equal(q.qgemm_acc(*cu(x, zx), xb, wpd).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
+    for relu in (False, True):
+        y = q.qlinear(*cu(x, sx, zx), xb, wpd, *cu(sw, a, b), relu)
+        assert torch.equal(y.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu))
+        so, zo = (y.abs().max().cpu() / 100 + 1e-3).reshape(1), torch.tensor([9], dtype=torch.int32)
+        c = q.qlinear(*cu(x, sx, zx), xb, wpd, *cu(sw, a, b), relu, *cu(so, zo), 8)
+        assert torch.equal(c.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu, so, zo, 8))
+
+
+def test_qlinear_batched_and_empty():
+    g = torch.Generator().manual_seed(3)
+    x = rand_codes(g, (2, 3, 17), 8, torch.uint8)
+    w = rand_codes(g, (5, 17), 8, torch.uint8)
+    zx, zw = torch.tensor([7], dtype=torch.int32), torch.full((5,), 100, dtype=torch.int32)
+    sx, sw = torch.tensor([0.1]), torch.full((5,), 0.02)
+    wp = q.pack_weight(*cu(w, zw), 8)
+    y = q.qlinear(*cu(x, sx, zx), 8, wp, sw.to(DEV))
+    assert y.shape == (2, 3, 5)
+    assert torch.equal(y.cpu(), q.qlinear(x, sx, zx, 8, q.pack_weight(w, zw, 8), sw))
+    e = q.qlinear(torch.zeros(0, 17, dtype=torch.uint8, device=DEV), *cu(sx, zx), 8, wp, sw.to(DEV))
+    assert e.shape == (0, 5) and e.dtype == torch.float32 and e.device.type == "cuda"
+
+
+# ----------------------------------------------------------------------------- conv
+
+CONVS = [  # (B, C, H, W, O, k, stride, pad)
+    (2, 16, 9, 9, 24, 3, 1, 1), (1, 32, 8, 8, 64, 3, 2, 1), (2, 3, 17, 15, 16, 7, 2, 3), (3, 64, 6, 6, 130, 1, 1, 0),
+    (1, 16, 12, 12, 40, 1, 2, 0), (2, 5, 7, 9, 11, 3, 1, 2), (1, 48, 5, 5, 33, 5, 1, 2), (4, 128, 4, 4, 128, 3, 1, 1),
+    (1, 16, 3, 3, 8, 3, 1, 0),
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
+def test_qconv2d_acc_exact(case):
+    B, C, H, W, O, k, s, p = case
+    g = torch.Generator().manual_seed(sum(case))
+    for xb, wb in [(8, 8), (4, 6), (2, 2), (8, 12), (12, 8), (16, 16), (3, 9)]:
+        x = rand_codes(g, (B, C, H, W), xb, torch.uint8 if xb <= 8 else torch.int32)
+        w = rand_codes(g, (O, C, k, k), wb)
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (O,))
+        want = ref.qconv2d_acc_ref(x, zx, w, zw, (s, s), (p, p))
+        wp = q.pack_conv_weight(*cu(w, zw), wb)
+        for xd in (x.to(DEV).contiguous(memory_format=torch.channels_last), x.to(DEV), x.to(DEV).int()):
+            got = q.qconv2d_acc(xd, zx.to(DEV), xb, wp, k, s, p)
+            assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(got.cpu(), want), f"{case} xb={xb} wb={wb} layout={xd.stride()}"
+
+
+def test_qconv2d_every_width():
+    g = torch.Generator().manual_seed(41)
+    for bits in WIDTHS:
+        x = rand_codes(g, (2, 32, 7, 7), bits, torch.uint8 if bits <= 8 else torch.int32)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = rand_codes(g, (20, 32, 3, 3), bits)
+        zx, zw = rand_zp(g, bits), rand_zp(g, bits, (20,))
+        got = q.qconv2d_acc(*cu(x, zx), bits, q.pack_conv_weight(*cu(w, zw), bits), 3, 1, 1)
+        assert torch.equal(got.cpu(), ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (1, 1))), f"bits={bits}"
+
+
+@pytest.mark.parametrize("case", CONVS[:6], ids=lambda c: "x".join(map(str, c)))
+def test_qconv2d_epilogue_matches_cpu(case):
+    B, C, H, W, O, k, s, p = case
+    g = torch.Generator().manual_seed(7 * sum(case))
+    for i, (xb, wb, ob) in enumerate([(8, 8, 8), (4, 4, 4), (8, 12, 16), (16, 8, 2)]):
+        x = rand_codes(g, (B, C, H, W), xb, torch.uint8 if xb <= 8 else torch.int32)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = rand_codes(g, (O, C, k, k), wb)
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (O,))
+        sx, sw = torch.rand(1, generator=g) * 0.1 + 1e-3, torch.rand(O, generator=g) * 0.01 + 1e-4
+        a = torch.randn(O, generator=g) if i % 2 else None
+        b = torch.randn(O, generator=g)
+        relu = i % 2 == 0
+        args = (k, s, p, a, b, relu)
+        wp, wpd = q.pack_conv_weight(w, zw, wb), q.pack_conv_weight(*cu(w, zw), wb)
+        y_cpu = q.qconv2d(x, sx, zx, xb, wp, sw, *args)
+        y = q.qconv2d(*cu(x, sx, zx), xb, wpd, sw.to(DEV), k, s, p, *cu(a, b), relu)
+        assert y.is_contiguous(memory_format=torch.channels_last) and y.dtype == torch.float32
+        assert torch.equal(y.cpu(), y_cpu)
+        y_ref = ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (p, p), a, b, relu)
+        torch.testing.assert_close(y.cpu(), y_ref, rtol=1e-5, atol=1e-6 * (1 + y_ref.abs().max().item()))
+        so, zo = (y_ref.abs().max() / (1 << (ob - 1)) + 1e-3).reshape(1), rand_zp(g, ob)
+        c = q.qconv2d(*cu(x, sx, zx), xb, wpd, sw.to(DEV), k, s, p, *cu(a, b), relu, *cu(so, zo), ob)
+        assert c.dtype == ref.codes_dtype(ob)
+        assert torch.equal(c.cpu(), ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (p, p), a, b, relu, so, zo, ob))
+
+
+def test_unchecked_mode_same_results(monkeypatch):
+    """DWQ_CUDA_CHECKS=0 (no read-back, no sync) computes the same values."""
+    g = torch.Generator().manual_seed(5)
+    x = rand_codes(g, (2, 16, 8, 8), 8, torch.uint8).contiguous(memory_format=torch.channels_last)
+    w = rand_codes(g, (24, 16, 3, 3), 8)
+    zx, zw = rand_zp(g, 8), rand_zp(g, 8, (24,))
+    wp = q.pack_conv_weight(*cu(w, zw), 8)
+    checked = q.qconv2d_acc(*cu(x, zx), 8, wp, 3, 1, 1)
+    monkeypatch.setenv("DWQ_CUDA_CHECKS", "0")
+    assert torch.equal(q.qconv2d_acc(*cu(x, zx), 8, wp, 3, 1, 1), checked)
+    xf = torch.randn(3, 40, device=DEV)
+    assert torch.equal(q.quantize_act(xf, *cu(torch.tensor([0.1]), zx), 8).cpu(),
+                       ref.quantize_act_ref(xf.cpu(), torch.tensor([0.1]), zx, 8))
+
+
+@pytest.mark.parametrize("bits", [4, 12])
+def test_opcheck_cuda(bits):
+    g = torch.Generator().manual_seed(5)
+    x = rand_codes(g, (7, 33), bits, torch.uint8 if bits <= 8 else torch.int32).to(DEV)
+    w = rand_codes(g, (9, 33), bits, torch.int32).to(DEV)
+    zw = rand_zp(g, bits, (9,)).to(DEV)
+    zx, sx = torch.tensor([1], dtype=torch.int32, device=DEV), torch.tensor([0.05], device=DEV)
+    sw = torch.full((9,), 0.01, device=DEV)
+    wp = q.pack_weight(w, zw, bits)
+    torch.library.opcheck(torch.ops.dwq.pack_weight.default, (w, zw, bits))
+    xf = torch.randn(2, 3, 4, 5, device=DEV)
+    for xa in (xf, xf.contiguous(memory_format=torch.channels_last), xf[:, :, ::2, 1:]):
+        torch.library.opcheck(torch.ops.dwq.quantize_act.default, (xa, sx, zx, bits))
+    torch.library.opcheck(torch.ops.dwq.qgemm_acc.default, (x, zx, bits, wp))
+    torch.library.opcheck(torch.ops.dwq.qlinear.default, (x, sx, zx, bits, wp, sw, None, torch.randn(9, device=DEV),
+                                                          True, None, None, 8))
+    xc = rand_codes(g, (2, 3, 6, 6), bits, torch.uint8 if bits <= 8 else torch.int32).to(DEV)
+    wc = q.pack_conv_weight(rand_codes(g, (9, 3, 3, 3), bits).to(DEV), zw, bits)
+    torch.library.opcheck(torch.ops.dwq.qconv2d_acc.default, (xc, zx, bits, wc, [3, 3], [1, 1], [1, 1]))
+    torch.library.opcheck(torch.ops.dwq.qconv2d.default, (xc, sx, zx, bits, wc, sw, [3, 3], [2, 2], [1, 1], None,
+                                                          None, False, torch.tensor([0.3], device=DEV),
+                                                          torch.tensor([3], dtype=torch.int32, device=DEV), bits))
+
+
+# ----------------------------------------------------------------------------- a converted model
+
+def test_integer_model_runs_on_cuda():
+    """dwq.deploy converts once; .to("cuda") repacks on the device and the GPU forward agrees with the
+    CPU one (within the tolerance of tests/test_deploy_convert.py for paths that share no float code)."""
+    from deploy_models import calibrated
+
+    import dwq
+    from dwq.deploy import convert
+    from dwq.models import QuantPolicy, small_cnn
+
+    m = calibrated(small_cnn(precisions=[4, 8, 16, None], width=16,
+                             policy=QuantPolicy(first_conv=True, shortcut=True, classifier=True)), (32, 1, 28, 28))
+    im = convert(m)
+    x = torch.rand(8, 1, 28, 28)
+    want = {}
+    for p in im.precisions:
+        with dwq.precision(im, p):
+            want[p] = im(x)
+    im = im.to(DEV)
+    for p in im.precisions:
+        with dwq.precision(im, p):
+            y = im(x.to(DEV))
+        assert y.device.type == "cuda"
+        # The float steps between integer layers (normalize, global average pool) may round differently
+        # on the GPU; a value at a quantization midpoint then takes the neighbouring code (DESIGN.md).
+        torch.testing.assert_close(y.cpu(), want[p], rtol=0, atol=5e-2 * (1 + want[p].abs().max().item()))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _bad_cases():
+    g = torch.Generator().manual_seed(5)
+    x = rand_codes(g, (7, 33), 8, torch.uint8).to(DEV)
+    w = rand_codes(g, (9, 33), 8, torch.int32).to(DEV)
+    zw = rand_zp(g, 8, (9,)).to(DEV)
+    zx = torch.tensor([1], dtype=torch.int32, device=DEV)
+    sx, sw = torch.tensor([0.05], device=DEV), torch.full((9,), 0.01, device=DEV)
+    wp = q.pack_weight(w, zw, 8)
+    xc = x.reshape(7, 33, 1, 1)
+    wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
+    i32 = torch.int32
+    ops = torch.ops.dwq
+    nan = float("nan")
+    # uint8 codes the kernels read in place (16-byte aligned rows; channels-last with C % 16 == 0)
+    x64 = torch.full((7, 64), 200, dtype=torch.uint8, device=DEV)
+    wp64 = q.pack_weight(torch.zeros(9, 64, dtype=torch.uint8, device=DEV), zw, 8)
+    xcl = torch.full((2, 16, 5, 5), 200, dtype=torch.uint8, device=DEV).contiguous(memory_format=torch.channels_last)
+    wcl = q.pack_conv_weight(torch.zeros(9, 16, 3, 3, dtype=torch.uint8, device=DEV), zw, 8)
+
+    def lin(*a, **k):
+        args = dict(x=x, sx=sx, zx=zx, b=8, wp=wp, sw=sw, a=None, bias=None, relu=False, so=None, zo=None, ob=8)
+        args.update(k)
+        return lambda: ops.qlinear(*args.values())
+
+    return [
+        ("x dtype", lambda: ops.qgemm_acc(x.float(), zx, 8, wp), "x_codes must hold codes as uint8 or int32"),
+        ("x dim", lambda: ops.qgemm_acc(x[0], zx, 8, wp), "x_codes must be 2-D"),
+        ("bits low", lambda: ops.qgemm_acc(x, zx, 1, wp), "x_bits must be in 2..16, got 1"),
+        ("bits high", lambda: ops.qgemm_acc(x, zx, 17, wp), "x_bits must be in 2..16, got 17"),
+        ("pack bits", lambda: ops.pack_weight(w, zw, 0), "bits must be in 2..16, got 0"),
+        ("K mismatch", lambda: ops.qgemm_acc(x[:, :32], zx, 8, wp),
+         "K = 32 columns but w_packed was packed with K = 33"),
+        ("conv K mismatch", lambda: ops.qconv2d_acc(xc[:, :32], zx, 8, wc, [1, 1], [1, 1], [0, 0]),
+         "packed with K = 33 but kernel_size x C"),
+        ("zx length", lambda: ops.qgemm_acc(x, torch.tensor([1, 2], dtype=i32, device=DEV), 8, wp),
+         "x_zero_point must have 1 element"),
+        ("zx dtype", lambda: ops.qgemm_acc(x, zx.float(), 8, wp), "x_zero_point must be int32"),
+        ("zx range", lambda: ops.qgemm_acc(x, torch.tensor([300], dtype=i32, device=DEV), 8, wp),
+         "x_zero_point = 300 is not a code"),
+        ("x codes range", lambda: ops.qgemm_acc(x, zx, 4, wp), "x_codes holds value\\(s\\) outside 0..15"),
+        ("x codes negative", lambda: ops.qgemm_acc(x.int() - 1, zx, 8, wp), "outside 0..255"),
+        ("conv codes range", lambda: ops.qconv2d_acc(xc, zx, 4, wc, [1, 1], [1, 1], [0, 0]), "outside 0..15"),
+        ("codes range, rows read in place", lambda: ops.qgemm_acc(x64, zx, 4, wp64), "outside 0..15"),
+        ("codes range, implicit conv", lambda: ops.qconv2d_acc(xcl, zx, 7, wcl, [3, 3], [1, 1], [1, 1]),
+         "outside 0..127"),
+        ("w codes range", lambda: ops.pack_weight(w, torch.zeros_like(zw), 3), "w_codes has .* outside 0..7"),
+        ("zw length", lambda: ops.pack_weight(w, zw[:5], 8), "zero_point must have shape \\[9\\]"),
+        ("zw range", lambda: ops.pack_weight(w, zw + 1000, 8), "zero_point\\[0\\] = .* is not a code"),
+        ("packed dtype", lambda: ops.qgemm_acc(x, zx, 8, wp.float()), "w_packed must be the int8"),
+        ("packed garbage", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros(9, 90, dtype=torch.int8, device=DEV)),
+         "bad header"),
+        ("packed garbage, right size", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros_like(wp)), "bad header"),
+        ("w_scale length", lin(sw=sw[:3]), "w_scale must have shape \\[9\\]"),
+        ("w_scale nan", lin(sw=sw * nan), "w_scale\\[0\\] must be finite and > 0, got nan"),
+        ("x_scale inf", lin(sx=sx * float("inf")), "x_scale must be finite and > 0, got inf"),
+        ("x_scale zero", lin(sx=sx * 0), "x_scale must be finite and > 0, got 0"),
+        ("x_scale length", lin(sx=sx.repeat(2)), "x_scale must have 1 element"),
+        ("affine length", lin(a=torch.ones(4, device=DEV)), "affine_scale must have shape \\[9\\]"),
+        ("bias nan", lin(bias=torch.full((9,), nan, device=DEV)), "affine_bias\\[0\\] must be finite"),
+        ("out half", lin(so=sx), "both out_scale and out_zero_point"),
+        ("out bits", lin(so=sx, zo=zx, ob=1), "out_bits must be in"),
+        ("out zero point", lin(so=sx, zo=zx + 20, ob=4), "out_zero_point = 21 is not a code of 4 bits"),
+        ("quantize nan", lambda: ops.quantize_act(torch.tensor([1.0, nan], device=DEV), sx, zx, 8), "NaN"),
+        ("quantize dtype", lambda: ops.quantize_act(torch.ones(3, dtype=torch.float64, device=DEV), sx, zx, 8),
+         "x must be float32"),
+        ("quantize scale", lambda: ops.quantize_act(torch.ones(3, device=DEV), -sx, zx, 8),
+         "scale must be finite and > 0"),
+        # device mismatches: the op runs on CUDA if any tensor is there, and names the odd one out
+        ("w_packed on cpu", lambda: ops.qgemm_acc(x, zx, 8, wp.cpu()), "w_packed must be on cuda"),
+        ("x on cpu", lambda: ops.qgemm_acc(x.cpu(), zx, 8, wp), "x_codes must be a CUDA tensor"),
+        ("zx on cpu", lambda: ops.qgemm_acc(x, zx.cpu(), 8, wp), "x_zero_point must be on cuda"),
+        ("x_scale on cpu", lin(sx=sx.cpu()), "x_scale must be on cuda"),
+        ("bias on cpu", lin(bias=torch.zeros(9)), "affine_bias must be on cuda"),
+        ("quantize x on cpu", lambda: ops.quantize_act(torch.ones(3), sx, zx, 8), "x must be a CUDA tensor"),
+        ("pack zp on cpu", lambda: ops.pack_weight(w, zw.cpu(), 8), "zero_point must be on cuda"),
+    ]
+
+
+def _bad_params():
+    if HAS_EXT and torch.cuda.is_available() and has_kernel("qlinear", "cuda"):
+        return [pytest.param(c, id=c[0]) for c in _bad_cases()]
+    return [pytest.param(None, id="cases", marks=pytest.mark.skip(reason="needs a CUDA GPU"))]
+
+
+@pytest.mark.parametrize("case", _bad_params())
+def test_bad_input(case):
+    _, fn, match = case
+    with pytest.raises(RuntimeError, match=match):
+        fn()
+    torch.cuda.synchronize()  # the error left no asynchronous fault behind
