@@ -18,7 +18,7 @@ __all__ = ["check_conversion", "format_check"]
 
 def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
                      precisions: Optional[Sequence] = None, latency_batch: int = 100,
-                     budget_s: float = 0.2) -> dict:
+                     budget_s: float = 2.0) -> dict:
     """Converts ``model`` (eval mode) at ``precisions`` and reports, per precision: agreement with the
     fake-quant model on ``x`` (see :func:`dwq.deploy.compare`), accuracy of both on labels ``y`` if
     given, and the latency (median ms) of a batch of ``latency_batch`` images on both; plus the size
@@ -48,7 +48,7 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
                 with torch.inference_mode(), precision(m, p):
                     return m(xb)
             fns[(impl, precision_name(p))] = run
-    timed = time_round_robin(fns, budget_s=budget_s, min_reps=2)
+    timed = time_round_robin(fns, budget_s=budget_s, min_reps=5)  # medians of >= 5 rounds: a few ms each
     out["latency_batch"] = len(xb)
     out["latency_ms"] = {impl: {p: timed[(impl, p)]["median_ms"] for p in out["precisions"]}
                          for impl in ("dwq_int", "fake_quant")}
