@@ -185,7 +185,8 @@ def test_cuda_training_step_makes_no_host_sync(tmp_path, attack):
     from dwq.models import preact_resnet18
 
     m = preact_resnet18(num_classes=10, precisions=[4, 8], switchable_bn=True)
-    tr = Trainer(m, tiny_data(64), cfg(attack=attack, attack_iters=2, free_replays=2, epochs=1, precisions=[4, 8]),
+    data = TensorDataset(torch.rand(64, 3, 32, 32), torch.randint(10, (64,)))  # no MNIST file needed there
+    tr = Trainer(m, data, cfg(attack=attack, attack_iters=2, free_replays=2, epochs=1, precisions=[4, 8]),
                  str(tmp_path), device="cuda")
     g = torch.Generator().manual_seed(0)
     x = torch.rand(8, 3, 32, 32, generator=g).cuda()
