@@ -365,3 +365,15 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     b = torch.load(cut / "last.pt", weights_only=True)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_compile_flag_is_recorded_and_may_change_on_resume():
+    from dwq.cli.common import given_flags
+    from dwq.cli.main import build_parser
+    from dwq.cli.train import RESUME_MAY_CHANGE, resolve_flags
+
+    argv = ["train", "--out", "x", "--compile", "--device", "cpu"]
+    a = build_parser().parse_args(argv)
+    f, _ = resolve_flags(a, given_flags(build_parser(), argv))
+    assert f["compile"] is True
+    assert "compile" in RESUME_MAY_CHANGE  # how the run computes, not what

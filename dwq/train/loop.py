@@ -77,6 +77,8 @@ class TrainConfig:
     random_precision: bool = True
     seed: int = 0
     amp: bool = False                   # torch.autocast fp16 + GradScaler, CUDA only
+    compile: bool = False               # torch.compile the model for the attack and the update (the
+                                        # quantizers included); one graph per precision and mode
     val_every: int = 1
     val_pgd_steps: int = 10
     progress: bool = True
@@ -290,6 +292,9 @@ class Trainer:
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=len(self.model_set) > 1)
+        self._net, self._attack_net = (self.ddp if self.ddp is not None else self.model), self.model
+        if cfg.compile:
+            self._compile()
         self.epoch = 0
         self.step = 0
         self.best = -1.0
@@ -344,10 +349,20 @@ class Trainer:
         self.precision_counts[k] = self.precision_counts.get(k, 0) + 1
         return p
 
+    def _compile(self):
+        """torch.compile of the update's model (DDP wrapper included) and the attack's. Each precision
+        is its own graph (set_precision changes Python attributes the graphs are specialized on), so
+        the recompile limit is raised to hold every precision of the set in train and eval mode."""
+        import torch._dynamo
+
+        cfg = torch._dynamo.config
+        cfg.cache_size_limit = max(cfg.cache_size_limit, 4 * len(self.model_set) + 4)
+        self._attack_net = torch.compile(self.model)
+        self._net = self._attack_net if self.ddp is None else torch.compile(self.ddp)
+
     def _forward(self, x):
-        net = self.ddp if self.ddp is not None else self.model
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
-            return net(x)
+            return self._net(x)
 
     def _zero_grad(self):
         # "zero": torch 1.8's zero_grad() as the reference ran it; a parameter that ever had a gradient
@@ -368,7 +383,7 @@ class Trainer:
 
     def _attack_model(self, x):
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
-            return self.model(x)
+            return self._attack_net(x)
 
     def _craft(self, x, y):
         c = self.cfg
