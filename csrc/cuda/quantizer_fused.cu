@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "cuda/quantizer_fused.cuh"
+#include "ops/quantizer_fused_checks.h"
 
 namespace dwq {
 namespace {
@@ -20,33 +21,10 @@ template <typename T>
 using device_t = std::conditional_t<std::is_same_v<T, at::Half>, __half,
                                     std::conditional_t<std::is_same_v<T, at::BFloat16>, __nv_bfloat16, T>>;
 
-void check_float_input(const char* op, const at::Tensor& x) {
-  TORCH_CHECK(x.is_cuda(), "dwq.", op, ": x must be a CUDA tensor, got device ", x.device());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16,
-              "dwq.", op, ": x must be float32, float16 or bfloat16, got ", x.scalar_type());
-}
-
-void check_state(const char* name, const at::Tensor& t, at::ScalarType dtype, const at::Tensor& x, int64_t slot) {
-  TORCH_CHECK(t.device() == x.device(), "dwq.act_qparams: ", name, " must be on ", x.device(), ", got ", t.device());
-  TORCH_CHECK(t.scalar_type() == dtype && t.dim() == 1 && t.is_contiguous(), "dwq.act_qparams: ", name,
-              " must be a contiguous 1-D ", dtype, " tensor, got ", t.scalar_type(), " ", t.sizes());
-  TORCH_CHECK(slot >= 0 && slot < t.numel(), "dwq.act_qparams: slot ", slot, " is outside ", name, " [", t.numel(),
-              "]");
-}
-
 std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Tensor& running_min,
                                                     at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
                                                     int64_t observed, int64_t bits, double ema, bool training) {
-  check_float_input("act_qparams", x);
-  TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.act_qparams: bits must be in 2..16, got ", bits);
-  TORCH_CHECK(ema >= 0.0 && ema < 1.0, "dwq.act_qparams: ema must be in [0, 1), got ", ema);
-  check_state("running_min", running_min, at::kFloat, x, slot);
-  check_state("running_max", running_max, at::kFloat, x, slot);
-  check_state("initialized", initialized, at::kBool, x, slot);
-  check_state("running_min", running_min, at::kFloat, x, observed);
-  TORCH_CHECK(running_max.numel() == running_min.numel() && initialized.numel() == running_min.numel(),
-              "dwq.act_qparams: running_min, running_max and initialized must have one length, got ",
-              running_min.numel(), ", ", running_max.numel(), " and ", initialized.numel());
+  check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, at::kCUDA);
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor xc = x.contiguous();
   at::Tensor scale = at::empty({1}, x.options().dtype(at::kFloat));
@@ -71,10 +49,7 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Ten
 }
 
 at::Tensor weight_fake_quantize_cuda(const at::Tensor& w, int64_t bits) {
-  check_float_input("weight_fake_quantize", w);
-  TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.weight_fake_quantize: bits must be in 2..16, got ", bits);
-  TORCH_CHECK(w.dim() >= 1 && w.size(0) > 0, "dwq.weight_fake_quantize: w must have output channels in dim 0, got ",
-              w.sizes());
+  check_weight_fake_quantize_args(w, bits, at::kCUDA);
   const c10::cuda::CUDAGuard guard(w.device());
   const at::Tensor wc = w.contiguous();
   at::Tensor out = at::empty_like(wc);

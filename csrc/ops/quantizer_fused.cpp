@@ -14,6 +14,7 @@
 
 #include "common/arith.h"
 #include "cpu/quantizer_fused.h"
+#include "ops/quantizer_fused_checks.h"
 
 namespace dwq {
 namespace {
@@ -28,33 +29,10 @@ template <typename T>
 using storage_t = std::conditional_t<std::is_same_v<T, at::Half>, cpu::Float16,
                                      std::conditional_t<std::is_same_v<T, at::BFloat16>, cpu::BFloat16, T>>;
 
-void check_input(const char* op, const at::Tensor& x) {
-  TORCH_CHECK(x.device().is_cpu(), "dwq.", op, ": x must be a CPU tensor here, got device ", x.device());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16,
-              "dwq.", op, ": x must be float32, float16 or bfloat16, got ", x.scalar_type());
-}
-
-void check_state(const char* name, const at::Tensor& t, at::ScalarType dtype, int64_t slot) {
-  TORCH_CHECK(t.device().is_cpu(), "dwq.act_qparams: ", name, " must be on the CPU like x, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == dtype && t.dim() == 1 && t.is_contiguous(), "dwq.act_qparams: ", name,
-              " must be a contiguous 1-D ", dtype, " tensor, got ", t.scalar_type(), " ", t.sizes());
-  TORCH_CHECK(slot >= 0 && slot < t.numel(), "dwq.act_qparams: slot ", slot, " is outside ", name, " [", t.numel(),
-              "]");
-}
-
 std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tensor& running_min,
                                                    at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
                                                    int64_t observed, int64_t bits, double ema, bool training) {
-  check_input("act_qparams", x);
-  TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.act_qparams: bits must be in 2..16, got ", bits);
-  TORCH_CHECK(ema >= 0.0 && ema < 1.0, "dwq.act_qparams: ema must be in [0, 1), got ", ema);
-  check_state("running_min", running_min, at::kFloat, slot);
-  check_state("running_max", running_max, at::kFloat, slot);
-  check_state("initialized", initialized, at::kBool, slot);
-  check_state("running_min", running_min, at::kFloat, observed);
-  TORCH_CHECK(running_max.numel() == running_min.numel() && initialized.numel() == running_min.numel(),
-              "dwq.act_qparams: running_min, running_max and initialized must have one length, got ",
-              running_min.numel(), ", ", running_max.numel(), " and ", initialized.numel());
+  check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, at::kCPU);
   const at::Tensor xc = x.contiguous();
   float* rmin = running_min.data_ptr<float>();
   float* rmax = running_max.data_ptr<float>();
@@ -97,10 +75,7 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tens
 }
 
 at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits) {
-  check_input("weight_fake_quantize", w);
-  TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.weight_fake_quantize: bits must be in 2..16, got ", bits);
-  TORCH_CHECK(w.dim() >= 1 && w.size(0) > 0, "dwq.weight_fake_quantize: w must have output channels in dim 0, got ",
-              w.sizes());
+  check_weight_fake_quantize_args(w, bits, at::kCPU);
   const at::Tensor wc = w.contiguous();
   at::Tensor out = at::empty_like(wc);
   const int64_t rows = wc.size(0), inner = wc.numel() / rows;
