@@ -119,6 +119,10 @@ def extensions():
     if use_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         define.append(("DWQ_WITH_CUDA", None))
+        # The host code may pick the sm_90a (wgmma) kernel only where the build holds it.
+        arch = os.environ.get("TORCH_CUDA_ARCH_LIST", "").replace(",", ";").replace(" ", ";").split(";")
+        if any(a.strip().startswith("9.0a") for a in arch):
+            define.append(("DWQ_BUILT_SM90A", None))
     kwargs = dict(
         name="dwq._C",
         sources=sources,

@@ -10,8 +10,11 @@ inputs) and the 3x3 and 1x1 convs of ResNet-50 (224x224 inputs), dwq qconv2d on 
 vs cuDNN fp16 channels-last. Every dwq result is checked bit-exactly against the int64 reference on
 a slice before it is timed (with the ops' value checks on); timing runs with DWQ_CUDA_CHECKS=0 (no
 host sync per op). Medians of CUDA-event timings. Records: ``{"op", "shape", "bits", "impl",
-"median_ms", "tops", "device"}``; impl in dwq, torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
-(float baselines record bits 16, int8 ones bits 8). Writes files only where --json / --png say.
+"median_ms", "tops", "device"}``; impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
+DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
+(float baselines record bits 16, int8 ones bits 8). An engine whose result differs from the reference
+gets a record with "error" instead of a time, and the run goes on. Writes files only where --json /
+--png say.
 """
 import argparse
 import json
@@ -26,7 +29,7 @@ import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
-QUICK_GEMMS = [(4096, 4096, 4096), (32, 4096, 4096), (4096, 512, 1152)]
+QUICK_GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
 # (name, C_in, C_out, H=W of the input, kernel, stride)
 CONVS = [("preact18.3x3", 64, 64, 32, 3, 1), ("preact18.3x3", 128, 128, 16, 3, 1), ("preact18.3x3", 256, 256, 8, 3, 1),
          ("preact18.3x3", 512, 512, 4, 3, 1), ("resnet50.3x3", 64, 64, 56, 3, 1), ("resnet50.3x3", 128, 128, 28, 3, 1),
@@ -65,6 +68,33 @@ def record(records, op, shape, bits, impl, ms, ops_count):
     print(json.dumps(rec), flush=True)
 
 
+ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma"}
+WANTED = list(ENGINES)  # --engines
+
+
+def engines():
+    """(impl, DWQ_CUDA_GEMM value) of each wanted dwq engine that this GPU runs."""
+    runs = [e for e in WANTED if e != "wgmma" or torch.cuda.get_device_capability() == (9, 0)]
+    return [(ENGINES[e], e) for e in runs]
+
+
+def time_engines(records, op, shape, bits, ops_count, check, run, reps):
+    """Per engine: check() (value checks on) must hold, then run() is timed without the checks' sync."""
+    for impl, engine in engines():
+        os.environ["DWQ_CUDA_GEMM"] = engine
+        try:
+            if not check():
+                rec = dict(op=op, shape=list(shape), bits=bits, impl=impl, error="differs from the int64 reference")
+                records.append(rec)
+                print(json.dumps(rec), flush=True)
+                continue
+            os.environ["DWQ_CUDA_CHECKS"] = "0"
+            record(records, op, shape, bits, impl, cuda_time(run, reps), ops_count)
+        finally:
+            os.environ.pop("DWQ_CUDA_CHECKS", None)
+            os.environ.pop("DWQ_CUDA_GEMM", None)
+
+
 def bench_gemm(M, N, K, bits_list, records, reps):
     g = torch.Generator().manual_seed(M + N + K)
     flops = 2 * M * N * K
@@ -75,14 +105,10 @@ def bench_gemm(M, N, K, bits_list, records, reps):
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((N,), 0.001, device="cuda")
         wp = q.pack_weight(w, zw, bits)
         rows, cols = min(M, 16), min(N, 128)
-        got = q.qgemm_acc(x[:rows], zx, bits, wp)[:, :cols].cpu()
         want = qgemm_acc_ref(x[:rows].cpu(), zx.cpu(), w[:cols].cpu(), zw[:cols].cpu())
-        if not torch.equal(got, want):
-            raise SystemExit(f"dwq GEMM {M}x{N}x{K} at {bits} bits differs from the int64 reference")
-        os.environ["DWQ_CUDA_CHECKS"] = "0"
-        ms = cuda_time(lambda: q.qlinear(x, sx, zx, bits, wp, sw), reps)
-        os.environ.pop("DWQ_CUDA_CHECKS")
-        record(records, "gemm", (M, N, K), bits, "dwq", ms, flops)
+        time_engines(records, "gemm", (M, N, K), bits, flops,
+                     lambda: torch.equal(q.qgemm_acc(x[:rows], zx, bits, wp)[:, :cols].cpu(), want),
+                     lambda: q.qlinear(x, sx, zx, bits, wp, sw), reps)
     a8 = torch.randint(-128, 128, (M, K), dtype=torch.int8, device="cuda")
     b8 = torch.randint(-128, 128, (K, N), dtype=torch.int8, device="cuda")
     if M > 16 and K % 8 == 0 and N % 8 == 0:
@@ -105,14 +131,10 @@ def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
         zw = torch.full((cout,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((cout,), 0.001, device="cuda")
         wp = q.pack_conv_weight(w, zw, bits)
-        got = q.qconv2d_acc(x[:1], zx, bits, wp, k, stride, pad).cpu()
         want = qconv2d_acc_ref(x[:1].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
-        if not torch.equal(got, want):
-            raise SystemExit(f"dwq conv {shape} at {bits} bits differs from the int64 reference")
-        os.environ["DWQ_CUDA_CHECKS"] = "0"
-        ms = cuda_time(lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad), reps)
-        os.environ.pop("DWQ_CUDA_CHECKS")
-        record(records, name, shape, bits, "dwq", ms, flops)
+        time_engines(records, name, shape, bits, flops,
+                     lambda: torch.equal(q.qconv2d_acc(x[:1], zx, bits, wp, k, stride, pad).cpu(), want),
+                     lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad), reps)
     xf = torch.randn(BATCH, cin, hw, hw, device="cuda", dtype=torch.float16)
     xf = xf.contiguous(memory_format=torch.channels_last)
     wf = torch.randn(cout, cin, k, k, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
@@ -126,6 +148,7 @@ def plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    records = [r for r in records if "tops" in r]  # an engine that failed its check has no time
     keys = sorted({(r["op"], tuple(r["shape"])) for r in records}, key=str)
     fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), 5))
     impls = sorted({(r["impl"], r["bits"]) for r in records}, key=str)
@@ -147,11 +170,17 @@ def plot(records, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="3 GEMMs, 4 convs")
+    p.add_argument("--quick", action="store_true", help="4 GEMMs, 4 convs")
     p.add_argument("--json", help="write the records to this file")
     p.add_argument("--png", help="throughput plot (written only when given)")
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--engines", default="mma,wgmma",
+                   help="dwq engines to time, comma-separated (wgmma only runs on compute capability 9.0)")
     args = p.parse_args(argv)
+    WANTED[:] = [e.strip() for e in args.engines.split(",") if e.strip()]
+    bad = [e for e in WANTED if e not in ENGINES]
+    if bad or not WANTED:
+        p.error(f"--engines {args.engines!r}: expected a comma-separated list of {', '.join(ENGINES)}")
     if not torch.cuda.is_available():
         print("bench_kernels_cuda: error: needs a CUDA GPU", file=sys.stderr)
         return 2

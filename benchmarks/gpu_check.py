@@ -6,11 +6,12 @@ Runs, in order, each step timed and logged, a failing step recorded without stop
   1. toolchain: torch / CUDA / GPU / Python, the C++ compiler and the libstdc++ it ships against
      the one this interpreter loads (issue 9: C++ errors crashed Python on that machine);
   2. build: ``setup.py build_ext --inplace`` with every core (dwq._C, CUDA sources included);
-  3. tests: the C++-error test first (in its own interpreter), then the CUDA-parametrized tests
+  3. tests: the C++-error test first (in its own interpreter), a smoke test of the Hopper (wgmma)
+     engine (left out of the later steps if it fails), then the CUDA-parametrized tests
      (fake_quantize on CUDA incl. float16/bfloat16 and every memory format, the fused quantizer
      kernels against their PyTorch reference, no host sync under set_sync_debug_mode("error"),
      the compiled channels-last model, the true-integer ops on CUDA bit-exact against the int64
-     reference and the CPU ops); ``--full-suite`` runs all of tests/ (without Brevitas, which that
+     reference and the CPU ops, on both engines where the GPU is a Hopper); ``--full-suite`` runs all of tests/ (without Brevitas, which that
      machine lacks); then a few integer-op tests under ``compute-sanitizer --tool memcheck`` (when
      the toolkit has it; ``--no-sanitizer`` skips them);
   4. benchmarks/bench_train.py --device cuda (train step fp32/AMP, eval forward fp32/fp16,
@@ -111,14 +112,22 @@ def main(argv=None):
     if not args.skip_build:
         run_step("build", [py, "setup.py", "-q", "build_ext", "--inplace"], args.out, steps, env)
     run_step("test_cpp_errors", [py, "-m", "pytest", "-q", "-ra", "tests/test_cpp_errors.py"], args.out, steps, env)
+    # The Hopper engine has never run before its first GPU session: one small case first, with a short
+    # limit; if it fails, the later steps leave it out (-k "not wgmma", --engines mma) and the rest still runs.
+    wg_ok = run_step("smoke_wgmma", [py, "-m", "pytest", "-q", "-x", "tests/test_qgemm_cuda.py", "-k",
+                                     "tile_edges and wgmma and (129-129-65 or 257-384-1000)"],
+                     args.out, steps, env, timeout=120) == 0
+    skip_wg = [] if wg_ok else ["-k", "not wgmma"]
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
                   "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
-    run_step("test_cuda", [py, "-m", "pytest", "-q", "-ra", *cuda_tests], args.out, steps, env)
+    run_step("test_cuda", [py, "-m", "pytest", "-q", "-ra", *cuda_tests, *skip_wg], args.out, steps, env, timeout=600)
     sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
     if not args.no_sanitizer and os.path.exists(sanitizer):
         # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K), small shapes.
         pick = ("same_bytes and 8 or tile_edges and 129 or qconv2d_acc_exact and (9x9 or 17x15) or "
                 "8bit_large_k and 40000 or bad_input")
+        if not wg_ok:
+            pick = f"({pick}) and not wgmma"
         run_step("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
                                          "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick],
                  args.out, steps, env, timeout=900)
@@ -129,7 +138,8 @@ def main(argv=None):
                              os.path.join(args.out, "bench_train_cuda.json")], args.out, steps, env)
     run_step("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
                                     os.path.join(args.out, "bench_kernels_cuda.json"), "--png",
-                                    os.path.join(args.out, "bench_kernels_cuda.png")], args.out, steps, env)
+                                    os.path.join(args.out, "bench_kernels_cuda.png"),
+                                    *([] if wg_ok else ["--engines", "mma"])], args.out, steps, env)
     if not args.no_profile:
         run_step("profile_rpt_step", [py, "-c", PROFILE], args.out, steps, env)
     with open(os.path.join(args.out, "gpu_check.json"), "w") as f:

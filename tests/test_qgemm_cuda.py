@@ -25,6 +25,19 @@ from kernel_data import rand_codes, rand_zp  # noqa: E402
 
 DEV = "cuda"
 WIDTHS = list(range(2, 17))
+ENGINES = ["mma", "wgmma"]
+
+
+@pytest.fixture
+def engine(request, monkeypatch):
+    """The tensor-core kernel the op runs on (DWQ_CUDA_GEMM): mma.sync on every GPU, wgmma on Hopper."""
+    if request.param == "wgmma" and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma engine needs a GPU of compute capability 9.0 (H100, H200)")
+    monkeypatch.setenv("DWQ_CUDA_GEMM", request.param)
+    return request.param
+
+
+engines = pytest.mark.parametrize("engine", ENGINES, indirect=True)
 
 
 def rdim(g, hi):
@@ -94,7 +107,8 @@ def test_quantize_act_matches_cpu(bits):
 
 # ----------------------------------------------------------------------------- GEMM
 
-def test_qgemm_acc_every_width_pair():
+@engines
+def test_qgemm_acc_every_width_pair(engine):
     """Every x width 2..16 against every w width 2..16 once, ragged shapes, random layouts."""
     g = torch.Generator().manual_seed(300)
     for xb in WIDTHS:
@@ -109,10 +123,13 @@ def test_qgemm_acc_every_width_pair():
 
 
 @pytest.mark.parametrize("M, N, K", [(1, 1, 1), (1, 10, 4096), (1, 1000, 512), (128, 128, 64), (129, 129, 65),
-                                     (300, 64, 48), (257, 384, 1000), (2048, 256, 96)])
+                                     (300, 64, 48), (257, 384, 1000), (2048, 256, 96), (128, 256, 128),
+                                     (129, 257, 129), (65, 129, 383)])
 @pytest.mark.parametrize("xb, wb", [(8, 8), (4, 4), (2, 8), (8, 16), (16, 8), (12, 12)])
-def test_qgemm_acc_tile_edges(M, N, K, xb, wb):
-    """Shapes at and around the 128 x 128 (64 x 128 for limbs) CTA tiles and the 64-deep K stages, batch 1,
+@engines
+def test_qgemm_acc_tile_edges(M, N, K, xb, wb, engine):
+    """Shapes at and around the CTA tiles (mma: 128 x 128, 64 x 128 for limbs, 64-deep K stages; wgmma:
+    128 x 256, 64 x 128 for limbs, 128-deep K stages), batch 1,
     uint8 codes with 16-byte aligned rows (read in place) and the same through prepared planes."""
     g = torch.Generator().manual_seed(M * 7 + N * 3 + K)
     x, w, zx, zw = gemm_case(g, xb, wb, M, N, K, torch.uint8 if xb <= 8 else torch.int32)
@@ -123,7 +140,8 @@ def test_qgemm_acc_tile_edges(M, N, K, xb, wb):
 
 
 @pytest.mark.parametrize("zx_at, zw_at", [(0, 0), ("max", "max"), (0, "max"), ("max", 0)])
-def test_qgemm_acc_extreme_zero_points(zx_at, zw_at):
+@engines
+def test_qgemm_acc_extreme_zero_points(zx_at, zw_at, engine):
     g = torch.Generator().manual_seed(7)
     for bits in (2, 8, 9, 16):
         qmax = (1 << bits) - 1
@@ -134,7 +152,8 @@ def test_qgemm_acc_extreme_zero_points(zx_at, zw_at):
         assert torch.equal(got.cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
 
 
-def test_no_overflow_k65536_16bit():
+@engines
+def test_no_overflow_k65536_16bit(engine):
     """K = 65,536 (+3) at 16 bits, every code at an extreme: int64 accumulators, two z-slices of the limb
     kernel (split-K through the int64 workspace)."""
     K = 65536 + 3
@@ -152,7 +171,8 @@ def test_no_overflow_k65536_16bit():
 
 
 @pytest.mark.parametrize("K", [40000, 65536, 65536 + 64 + 5, 140000])
-def test_8bit_large_k(K):
+@engines
+def test_8bit_large_k(K, engine):
     """8-bit codes at the extremes with K around the 65,536-column z-slice of the 8-bit kernel."""
     x = torch.full((3, K), 255, dtype=torch.uint8)
     x[2, ::3] = 0
@@ -163,7 +183,8 @@ def test_8bit_large_k(K):
     assert torch.equal(acc, ref.qgemm_acc_ref(x, zx, w, zw))
 
 
-def test_qlinear_epilogue_matches_cpu():
+@engines
+def test_qlinear_epilogue_matches_cpu(engine):
     g = torch.Generator().manual_seed(12)
     for i in range(90):
         xb, wb = WIDTHS[i % 15], int(torch.randint(2, 17, (1,), generator=g))
@@ -193,7 +214,8 @@ def test_qlinear_epilogue_matches_cpu():
 
 @pytest.mark.parametrize("M, K", [(1, 4096), (5, 3000), (40, 2048)])
 @pytest.mark.parametrize("xb, wb", [(8, 8), (12, 4)])
-def test_qlinear_split_k_epilogue(M, K, xb, wb):
+@engines
+def test_qlinear_split_k_epilogue(M, K, xb, wb, engine):
     """Skinny GEMMs run split over K (int64 sums in a workspace, then the epilogue kernel): the fused
     epilogue's results, float and requantized, equal the CPU op's."""
     g = torch.Generator().manual_seed(M + K + xb)
@@ -210,7 +232,8 @@ def test_qlinear_split_k_epilogue(M, K, xb, wb):
         assert torch.equal(c.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu, so, zo, 8))
 
 
-def test_qlinear_batched_and_empty():
+@engines
+def test_qlinear_batched_and_empty(engine):
     g = torch.Generator().manual_seed(3)
     x = rand_codes(g, (2, 3, 17), 8, torch.uint8)
     w = rand_codes(g, (5, 17), 8, torch.uint8)
@@ -234,7 +257,8 @@ CONVS = [  # (B, C, H, W, O, k, stride, pad)
 
 
 @pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c)))
-def test_qconv2d_acc_exact(case):
+@engines
+def test_qconv2d_acc_exact(case, engine):
     B, C, H, W, O, k, s, p = case
     g = torch.Generator().manual_seed(sum(case))
     for xb, wb in [(8, 8), (4, 6), (2, 2), (8, 12), (12, 8), (16, 16), (3, 9)]:
@@ -249,7 +273,8 @@ def test_qconv2d_acc_exact(case):
             assert torch.equal(got.cpu(), want), f"{case} xb={xb} wb={wb} layout={xd.stride()}"
 
 
-def test_qconv2d_every_width():
+@engines
+def test_qconv2d_every_width(engine):
     g = torch.Generator().manual_seed(41)
     for bits in WIDTHS:
         x = rand_codes(g, (2, 32, 7, 7), bits, torch.uint8 if bits <= 8 else torch.int32)
@@ -261,7 +286,8 @@ def test_qconv2d_every_width():
 
 
 @pytest.mark.parametrize("case", CONVS[:6], ids=lambda c: "x".join(map(str, c)))
-def test_qconv2d_epilogue_matches_cpu(case):
+@engines
+def test_qconv2d_epilogue_matches_cpu(case, engine):
     B, C, H, W, O, k, s, p = case
     g = torch.Generator().manual_seed(7 * sum(case))
     for i, (xb, wb, ob) in enumerate([(8, 8, 8), (4, 4, 4), (8, 12, 16), (16, 8, 2)]):
@@ -287,7 +313,8 @@ def test_qconv2d_epilogue_matches_cpu(case):
         assert torch.equal(c.cpu(), ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (p, p), a, b, relu, so, zo, ob))
 
 
-def test_unchecked_mode_same_results(monkeypatch):
+@engines
+def test_unchecked_mode_same_results(monkeypatch, engine):
     """DWQ_CUDA_CHECKS=0 (no read-back, no sync) computes the same values."""
     g = torch.Generator().manual_seed(5)
     x = rand_codes(g, (2, 16, 8, 8), 8, torch.uint8).contiguous(memory_format=torch.channels_last)
@@ -303,7 +330,8 @@ def test_unchecked_mode_same_results(monkeypatch):
 
 
 @pytest.mark.parametrize("bits", [4, 12])
-def test_opcheck_cuda(bits):
+@engines
+def test_opcheck_cuda(bits, engine):
     g = torch.Generator().manual_seed(5)
     x = rand_codes(g, (7, 33), bits, torch.uint8 if bits <= 8 else torch.int32).to(DEV)
     w = rand_codes(g, (9, 33), bits, torch.int32).to(DEV)
@@ -328,7 +356,8 @@ def test_opcheck_cuda(bits):
 
 # ----------------------------------------------------------------------------- a converted model
 
-def test_integer_model_runs_on_cuda():
+@engines
+def test_integer_model_runs_on_cuda(engine):
     """dwq.deploy converts once; .to("cuda") repacks on the device and the GPU forward agrees with the
     CPU one (within the tolerance of tests/test_deploy_convert.py for paths that share no float code)."""
     from deploy_models import calibrated
@@ -447,3 +476,19 @@ def test_bad_input(case):
     with pytest.raises(RuntimeError, match=match):
         fn()
     torch.cuda.synchronize()  # the error left no asynchronous fault behind
+
+
+def test_engine_choice(monkeypatch):
+    """DWQ_CUDA_GEMM: an unknown engine and wgmma where it cannot run are errors that say why; auto runs anywhere."""
+    g = torch.Generator().manual_seed(9)
+    x, w, zx, zw = gemm_case(g, 8, 8, 5, 6, 7)
+    wp = q.pack_weight(*cu(w, zw), 8)
+    monkeypatch.setenv("DWQ_CUDA_GEMM", "tensorcore")
+    with pytest.raises(RuntimeError, match="DWQ_CUDA_GEMM = 'tensorcore' is not an engine"):
+        q.qgemm_acc(*cu(x, zx), 8, wp)
+    monkeypatch.setenv("DWQ_CUDA_GEMM", "auto")
+    assert torch.equal(q.qgemm_acc(*cu(x, zx), 8, wp).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
+    if torch.cuda.get_device_capability() != (9, 0):
+        monkeypatch.setenv("DWQ_CUDA_GEMM", "wgmma")
+        with pytest.raises(RuntimeError, match="needs a GPU of compute capability 9.0"):
+            q.qgemm_acc(*cu(x, zx), 8, wp)

@@ -3,9 +3,10 @@
 // (bit for bit: arith.h everywhere, exact integer accumulators) and output layouts as the CPU ops.
 //
 // The packed weight is the CPU's blob, byte for byte (pack_weight here writes what the CPU pack
-// writes; a blob packed on the CPU and moved with .to("cuda") works as it is): the tensor-core
-// kernel reads its limb planes directly (qgemm_mma.cuh), so one layout, owned by csrc/cpu/qgemm.h,
-// serves both devices and dwq.ops.packed_weight_shape holds for both.
+// writes; a blob packed on the CPU and moved with .to("cuda") works as it is): the mma.sync kernel
+// reads its limb planes directly (qgemm_mma.cuh), the Hopper wgmma kernel a K-major copy made per
+// call (qgemm_wgmma.cuh), so one layout, owned by csrc/cpu/qgemm.h, serves both devices and
+// dwq.ops.packed_weight_shape holds for both.
 //
 // Host syncs: the launchers read no tensor values (scales and zero points are read by the kernels
 // from device memory), so an op is a handful of asynchronous launches. Value checks (codes in
@@ -265,18 +266,36 @@ struct Act {
   int bits = 8;
 };
 
+// The tensor-core engine: DWQ_CUDA_GEMM = "mma" (the default: mma.sync, every GPU from sm_80),
+// "wgmma" (Hopper's warpgroup MMA; an error where the build or the GPU lacks it) or "auto" (wgmma
+// where supported, else mma). wgmma is not the default until it has run on a Hopper GPU.
+cuda::Engine gemm_engine(const char* op, int device) {
+  const char* v = std::getenv("DWQ_CUDA_GEMM");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "mma") == 0) return cuda::Engine::kMma;
+  if (std::strcmp(v, "auto") == 0)
+    return cuda::wgmma_supported(device) ? cuda::Engine::kWgmma : cuda::Engine::kMma;
+  TORCH_CHECK(std::strcmp(v, "wgmma") == 0, "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
+              "' is not an engine (expected 'mma', 'wgmma' or 'auto')");
+  TORCH_CHECK(cuda::wgmma_supported(device), "dwq.", op,
+              ": DWQ_CUDA_GEMM = 'wgmma' needs a GPU of compute capability 9.0 (H100, H200) and dwq._C built with "
+              "9.0a in TORCH_CUDA_ARCH_LIST (the default); device ", device, " or this build has not");
+  return cuda::Engine::kWgmma;
+}
+
 // K per grid z-slice: the int32-exact limit, and smaller when the output tiles alone would leave
 // most SMs idle (skinny GEMMs such as 32 x 4096 x 4096): then split K (int64 sums in a workspace).
-int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device) {
+int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cuda::Engine engine) {
   static int sms[64] = {0};
   int& n_sm = sms[device & 63];
   if (n_sm == 0 && cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n_sm = 1;
   const int64_t limit = cuda::mma_k_chunk(limb);
-  const int64_t tiles = ((M + cuda::mma_block_m(limb) - 1) / cuda::mma_block_m(limb)) * ((N + 127) / 128);
+  const int64_t bm = cuda::gemm_block_m(engine, limb), bn = cuda::gemm_block_n(engine, limb);
+  const int64_t align = cuda::gemm_k_align(engine);
+  const int64_t tiles = ((M + bm - 1) / bm) * ((N + bn - 1) / bn);
   int64_t want = 1;
   if (tiles < n_sm && K >= 2048) want = std::min<int64_t>((2 * n_sm + tiles - 1) / tiles, K / 512);
-  const int64_t chunk = round_up((K + want - 1) / want, 64);
-  return std::min(limit, std::max<int64_t>(chunk, 64));
+  const int64_t chunk = round_up((K + want - 1) / want, align);
+  return std::min(limit, std::max<int64_t>(chunk, align));
 }
 
 void check_index_range(const char* op, int64_t M, int64_t N, int64_t K) {
@@ -386,7 +405,16 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   mp.Kp = w.L.Kp;
   mp.Npad = w.L.Npad;
   mp.lw = lw;
-  mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device());
+  const cuda::Engine engine = gemm_engine(op, x.get_device());
+  at::Tensor bk;  // wgmma: the weight planes K-major (see qgemm_wgmma.cuh)
+  if (engine == cuda::Engine::kWgmma) {
+    mp.ldb = round_up(K, 16);
+    mp.b_plane = N * mp.ldb;
+    bk = at::empty({lw, N, mp.ldb}, opt.dtype(at::kChar));
+    check_launch(op, cuda::launch_repack_kmajor(mp.b, N, w.L.Npad, w.L.Kp, lw, bk.data_ptr<int8_t>(), mp.ldb, stream));
+    mp.b = bk.data_ptr<int8_t>();
+  }
+  mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device(), engine);
   EpiParams& ep = mp.ep;
   ep.kind = e.kind;
   ep.out = out.data_ptr();
@@ -412,7 +440,8 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     ep.ws = ws.data_ptr<int64_t>();
     ep.kind = cuda::kOutPartialT;
   }
-  check_launch(op, cuda::launch_qgemm_mma(mp, limb, conv, stream));
+  check_launch(op, engine == cuda::Engine::kWgmma ? cuda::launch_qgemm_wgmma(mp, limb, conv, stream)
+                                                 : cuda::launch_qgemm_mma(mp, limb, conv, stream));
   if (split) {
     EpiParams fin = ep;
     fin.kind = e.kind;

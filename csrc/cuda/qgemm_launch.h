@@ -1,5 +1,5 @@
-// Host entry points of the tensor-core kernels (qgemm_mma.cu), for the bindings in qgemm.cu.
-// Torch-free; the caller owns the memory and picks the stream.
+// Host entry points of the tensor-core kernels (qgemm_mma.cu, qgemm_wgmma.cu), for the bindings in
+// qgemm.cu. Torch-free; the caller owns the memory and picks the stream.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -9,15 +9,30 @@
 
 namespace dwq::cuda {
 
-// K per grid z-slice for which the kernel's int32 partials are exact: 65,536 for one limb each,
-// 32,768 when x or w has two 8-bit limbs (see qgemm_mma.cuh).
-int64_t mma_k_chunk(bool limb);
-// Rows of output per CTA (the columns are 128).
-int mma_block_m(bool limb);
+// The tensor-core GEMM kernels: mma.sync (sm_80 and newer) and wgmma (sm_90a, Hopper).
+enum class Engine { kMma, kWgmma };
 
-// Launches qgemm_mma_kernel over ceil(M/BM) x ceil(N/128) x ceil(K/p.k_chunk) CTAs. limb: x or w has
+// K per grid z-slice for which the kernel's int32 partials are exact: 65,536 for one limb each,
+// 32,768 when x or w has two 8-bit limbs (see qgemm_mma.cuh); the same for both engines.
+int64_t mma_k_chunk(bool limb);
+// Output tile (rows x columns) per CTA, and the multiple of K that a z-slice must be.
+int gemm_block_m(Engine engine, bool limb);
+int gemm_block_n(Engine engine, bool limb);
+int gemm_k_align(Engine engine);
+
+// Launches qgemm_mma_kernel over ceil(M/BM) x ceil(N/BN) x ceil(K/p.k_chunk) CTAs. limb: x or w has
 // two limbs (p.lx, p.lw); conv: implicit conv mode (one limb each). Returns the launch error.
 cudaError_t launch_qgemm_mma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream);
+
+// Whether this build holds the sm_90a wgmma kernel (built with 9.0a in TORCH_CUDA_ARCH_LIST) and the
+// device runs it (compute capability 9.0).
+bool wgmma_supported(int device);
+// The same contract as launch_qgemm_mma on qgemm_wgmma_kernel; p.b is the K-major copy that
+// launch_repack_kmajor wrote (p.ldb, p.b_plane).
+cudaError_t launch_qgemm_wgmma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream);
+// The blob's limb planes ([lw][Npad/64][Kp/4][64][4]) -> out [lw][N][ldb] K-major, k >= Kp zero.
+cudaError_t launch_repack_kmajor(const int8_t* planes, int64_t N, int64_t Npad, int64_t Kp, int lw, int8_t* out,
+                                 int64_t ldb, cudaStream_t stream);
 
 // out from the int64 split-K sums in e.ws (e.kind is the final output kind).
 cudaError_t launch_splitk_epilogue(const EpiParams& e, int64_t M, int64_t N, cudaStream_t stream);

@@ -1,13 +1,26 @@
-// Launchers of the tensor-core GEMM / implicit-conv kernel (qgemm_mma.cuh): three instantiations,
-// 8-bit matrix, 8-bit implicit conv, limbs (matrix). Kept apart from the bindings (qgemm.cu) so
-// that the two translation units compile in parallel.
+// Launchers of the mma.sync GEMM / implicit-conv kernel (qgemm_mma.cuh): three instantiations,
+// 8-bit matrix, 8-bit implicit conv, limbs (matrix); the split-K epilogue and the tile queries of
+// both engines. Kept apart from the bindings (qgemm.cu) so that the translation units compile in
+// parallel.
 #include <algorithm>
 
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_mma.cuh"
+#include "cuda/qgemm_wgmma.cuh"  // tile sizes only
 
 namespace dwq::cuda {
 namespace {
+
+// The epilogue of a split-K GEMM: out from the int64 T sums in e.ws (e.kind is the final kind).
+__global__ void splitk_epilogue_kernel(__grid_constant__ const EpiParams e, int64_t M, int64_t N) {
+  const EpiScalars s = load_scalars(e);
+  const int64_t total = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = i / N, n = i - m * N;
+    const ColTerms c = col_terms(e, s, n);
+    store_output(e, s, c, e.rowsum[m], m, n, e.ws[m * e.ldo + n]);
+  }
+}
 
 template <bool LIMB, bool CONV>
 cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
@@ -26,12 +39,21 @@ cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-int mma_block_m(bool limb) { return limb ? MmaCfg<true>::BM : MmaCfg<false>::BM; }
+int gemm_block_m(Engine engine, bool limb) {
+  if (engine == Engine::kWgmma) return limb ? WgCfg<2, 2>::BM : WgCfg<1, 1>::BM;
+  return limb ? MmaCfg<true>::BM : MmaCfg<false>::BM;
+}
+
+int gemm_block_n(Engine engine, bool limb) {
+  if (engine == Engine::kWgmma) return limb ? WgCfg<2, 2>::BN : WgCfg<1, 1>::BN;
+  return kBN;
+}
+
+int gemm_k_align(Engine engine) { return engine == Engine::kWgmma ? kWgBK : kBK; }
 
 int64_t mma_k_chunk(bool limb) { return limb ? mma_k_chunk_of<true>() : mma_k_chunk_of<false>(); }
 
 cudaError_t launch_qgemm_mma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
-  // Hopper (sm_90a) would take a wgmma + TMA kernel here (see qgemm_mma.cuh).
   if (limb) return launch<true, false>(p, stream);
   return conv ? launch<false, true>(p, stream) : launch<false, false>(p, stream);
 }

@@ -24,13 +24,11 @@
 //  B: [limb][16 k-groups][128 columns x 4 bytes]: chunk c of group row g at c ^ ((g & 3) << 1);
 //     fragments by 32-bit loads (lane: column gid, k-group tig: 32 distinct banks).
 //
-// Hopper: mma.sync runs at a fraction of sm_90's int8 rate. A wgmma (sm_90a) + TMA kernel would
-// replace qgemm_mma_kernel for prop.major == 9 in launch_qgemm_mma (qgemm_mma.cu) with the same
-// operands, epilogue and split-K contract; its B tile wants K-major 128-byte rows, i.e. a
-// device-specific repack of the blob at pack time (a second layout variant owned by csrc/cpu/qgemm.h).
+// Hopper: mma.sync runs at a fraction of sm_90's int8 rate; qgemm_wgmma.cuh is the sm_90a kernel.
 #pragma once
 #include <cstdint>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/qgemm_epilogue.cuh"
 #include "cuda/qgemm_params.h"
 
@@ -61,14 +59,6 @@ constexpr int mma_smem_bytes() {
 // K per z-slice: the int32 partials' exactness bound (see the header comment).
 template <bool LIMB>
 constexpr int64_t mma_k_chunk_of() { return LIMB ? 32768 : 65536; }
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));

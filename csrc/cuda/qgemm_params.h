@@ -1,5 +1,6 @@
-// Parameter blocks of the CUDA integer engine (launchers: qgemm.cu, qgemm_mma.cu; kernels:
-// qgemm_prep.cuh, qgemm_mma.cuh, qgemm_epilogue.cuh). Torch-free, plain structs passed by value.
+// Parameter blocks of the CUDA integer engine (launchers: qgemm.cu, qgemm_mma.cu, qgemm_wgmma.cu;
+// kernels: qgemm_prep.cuh, qgemm_mma.cuh, qgemm_wgmma.cuh, qgemm_epilogue.cuh).
+// Torch-free, plain structs passed by value.
 //
 // The engine computes, like the CPU one (csrc/cpu/qgemm.h), on the packed-weight blob that
 // pack_weight writes on either device (same bytes: [header][limbs x Npad/64 x Kp/4 x 64 x 4 of
@@ -56,9 +57,11 @@ struct MmaParams {
   // m = (n, oh, ow), k = (ky, kx, c); a tap outside the image reads the code zx.
   int C = 0, H = 0, W = 0, OH = 0, OW = 0, kh = 1, kw = 1, sth = 1, stw = 1, pdh = 0, pdw = 0;
   int64_t sn = 0, sh = 0, sw = 0;
-  // B: the blob's limb planes (limb ib at b + ib * Npad * Kp).
+  // B: the blob's limb planes (limb ib at b + ib * Npad * Kp); for the wgmma kernel a K-major copy
+  // instead: row n of limb ib at b + ib * b_plane + n * ldb (ldb a multiple of 16, K zero-padded).
   const int8_t* b = nullptr;
   int64_t Kp = 0, Npad = 0;
+  int64_t ldb = 0, b_plane = 0;
   int lw = 1;
   int64_t k_chunk = 0;  // K per grid z-slice (multiple of 64): int32 partials stay exact
   EpiParams ep;

@@ -1,0 +1,75 @@
+// Launchers of the Hopper wgmma kernel (qgemm_wgmma.cuh) and the K-major repack of the blob's
+// weight planes it reads. Its own translation unit: the sm_90a kernels compile beside qgemm.cu and
+// qgemm_mma.cu.
+#include <algorithm>
+
+#include "cuda/qgemm_launch.h"
+#include "cuda/qgemm_wgmma.cuh"
+
+namespace dwq::cuda {
+namespace {
+
+// One thread per (limb, 16-k chunk, column n), n fastest: the blob reads of a warp are 32
+// consecutive 4-byte words, each write is one 16-byte row chunk.
+__global__ void repack_kmajor_kernel(const int8_t* __restrict__ planes, int64_t N, int64_t Npad, int64_t Kp, int lw,
+                                     int8_t* __restrict__ out, int64_t ldb) {
+  const int64_t chunks = ldb / 16, total = int64_t(lw) * chunks * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i % N, rest = i / N, c = rest % chunks, ib = rest / chunks;
+    const int8_t* src = planes + ib * Npad * Kp + (n / 64) * 64 * Kp + (n % 64) * 4;
+    uint32_t w[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int64_t kg = c * 4 + q;  // 4-k group: 4 bytes of column n at kg * 256 in its block
+      w[q] = kg * 4 < Kp ? *reinterpret_cast<const uint32_t*>(src + kg * 256) : 0u;
+    }
+    *reinterpret_cast<uint4*>(out + (ib * N + n) * ldb + c * 16) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+template <int LX, int LW, bool CONV>
+cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
+  using Cfg = WgCfg<LX, LW>;
+  auto kernel = qgemm_wgmma_kernel<LX, LW, CONV>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
+  if (err != cudaSuccess) return err;
+  const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM;
+  const int64_t nt = (p.N + Cfg::BN - 1) / Cfg::BN;
+  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
+  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt), static_cast<unsigned>(zt));
+  kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool wgmma_supported(int device) {
+#ifdef DWQ_BUILT_SM90A
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) return false;
+  return major == 9 && minor == 0;  // sm_90a code runs on compute capability 9.0 only
+#else
+  (void)device;
+  return false;
+#endif
+}
+
+cudaError_t launch_qgemm_wgmma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
+  if (limb) {
+    if (p.lx == 2) return p.lw == 2 ? launch<2, 2, false>(p, stream) : launch<2, 1, false>(p, stream);
+    return launch<1, 2, false>(p, stream);
+  }
+  return conv ? launch<1, 1, true>(p, stream) : launch<1, 1, false>(p, stream);
+}
+
+cudaError_t launch_repack_kmajor(const int8_t* planes, int64_t N, int64_t Npad, int64_t Kp, int lw, int8_t* out,
+                                 int64_t ldb, cudaStream_t stream) {
+  const int64_t total = int64_t(lw) * (ldb / 16) * N;
+  const int threads = 256;
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((total + threads - 1) / threads, 65535 * 16));
+  repack_kmajor_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(planes, N, Npad, Kp, lw, out, ldb);
+  return cudaGetLastError();
+}
+
+}  // namespace dwq::cuda

@@ -1,0 +1,309 @@
+// Hopper (sm_90a) tensor-core kernel of the CUDA integer engine: the same product sum
+// T = sum_k qx * (qw - shift), operands, split-K slices and fused epilogue (qgemm_epilogue.cuh) as
+// qgemm_mma_kernel (qgemm_mma.cuh), on warpgroup MMA: wgmma.mma_async.m64n128k32.s32.u8.s8 reads
+// both operands from shared memory through matrix descriptors, at Hopper's int8 rate, which
+// mma.sync does not reach. Every width <= 8 is one 8-bit limb (Hopper has no int4 MMA).
+//
+// Operands (one pipeline stage, 128 columns of K; 128-byte swizzle, the layout wgmma's descriptors
+// and TMA's SWIZZLE_128B share: 16-byte chunk c of 128-byte row r at chunk c ^ (r & 7), each 8-row
+// atom 1024 bytes and 1024-aligned):
+//  * A: [limb][BM rows][128 bytes] of uint8 codes: the caller's rows or planes (matrix mode) or,
+//    in implicit conv mode, 16 channels of one tap per chunk of the channels-last input (a tap
+//    outside the image is the code zx), copied by cp.async exactly as the mma.sync kernel does;
+//  * B: [limb][BN rows][128 bytes] int8 (limb - 128), from a K-major copy of the blob's limb planes
+//    (repack_kmajor_kernel, qgemm_wgmma.cu): 8-bit wgmma wants K-major rows of 16 k-bytes, the
+//    blob (shared with the CPU) holds 4 columns x 4 k per 16 bytes.
+// Tiles: 8-bit: two consumer warpgroups of 64 rows x 256 columns (BM 128, BN 256, two n128 MMAs per
+// k-step); limbs (9..16 bits of x and/or w): one warpgroup of 64 x 128 with the int32 sets
+// t_s = sum_{ia+ib=s} P_ia,ib that the mma.sync limb kernel keeps, combined in int64 the same way.
+// Pipeline: 4 stages filled by cp.async from all threads, loads two stages ahead; a stage is
+// overwritten only after the barrier that follows every warpgroup's wgmma.wait_group<1> on it, and
+// wgmma runs asynchronously while the next stage's copies are issued.
+// Compiled for sm_90a only (other targets get a trapping stub; the launcher never picks it there).
+// Selected by DWQ_CUDA_GEMM=wgmma (qgemm.cu). COMPILED, NOT YET RUN ON A GPU when written.
+#pragma once
+#include <cstdint>
+
+#include "cuda/cp_async.cuh"
+#include "cuda/qgemm_epilogue.cuh"
+#include "cuda/qgemm_params.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define DWQ_SM90A 1
+#else
+#define DWQ_SM90A 0
+#endif
+
+namespace dwq::cuda {
+
+constexpr int kWgBK = 128;  // K per stage: one 128-byte swizzle row per operand row
+constexpr int kWgStages = 4;
+
+// Tiles by the limb counts of x (LX) and w (LW): one limb each runs two warpgroups; limbs run one
+// warpgroup with LX + LW - 1 accumulator sets (the limb counts are template arguments so that every
+// MMA is unconditional: the compiler then keeps them back to back).
+template <int LX, int LW>
+struct WgCfg {
+  static constexpr bool LIMB = LX * LW > 1;
+  static constexpr int WGS = LIMB ? 1 : 2, HALVES = LIMB ? 1 : 2, SETS = LX + LW - 1;
+  static constexpr int BM = 64 * WGS, BN = 128 * HALVES, THREADS = 128 * WGS;
+  static constexpr int A_BYTES = LX * BM * kWgBK, B_BYTES = LW * BN * kWgBK;
+  // + 1024: the dynamic shared memory base is rounded up to the swizzle atom.
+  static constexpr int SMEM = kWgStages * (A_BYTES + B_BYTES) + 1024;
+};
+
+// Byte offset of chunk c (16 bytes) of row r in a 128-byte-swizzled tile.
+__device__ __forceinline__ int sw128(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
+
+// Shared-memory matrix descriptor of a K-major, 128-byte-swizzled operand starting at p: start
+// address >> 4 (bits 0-13), leading offset 16 bytes (unused by swizzled K-major layouts), stride
+// between 8-row atoms 1024 bytes (bits 32-45), swizzle mode 1 = 128 bytes (bits 62-63). A k-step of
+// 32 bytes inside the 128-byte row advances the start address (the swizzle is on address bits).
+__device__ __forceinline__ uint64_t sw128_desc(const uint8_t* p) {
+  const uint64_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  return ((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+
+#if DWQ_SM90A
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Orders this thread's generic-proxy shared-memory writes (cp.async, stores) before the async
+// proxy's reads (wgmma) that follow the next barrier.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Keeps the compiler from moving accumulator accesses across the asynchronous MMAs.
+template <int N>
+__device__ __forceinline__ void fence_regs(int32_t (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+
+// d (64 int32 per thread: the m64n128 s32 accumulator fragment) += A (u8, 64x32, smem desc a) x
+// B (s8, 128x32 K-major, smem desc b). Asynchronous: the registers are live until wgmma_wait.
+__device__ __forceinline__ void wgmma_m64n128k32_u8s8(int32_t (&d)[64], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.u8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63},"
+      " %64, %65, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]),
+        "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]),
+        "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
+        "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "l"(a), "l"(b), "r"(1));
+}
+
+#endif  // DWQ_SM90A
+
+template <int LX, int LW, bool CONV>
+__global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(__grid_constant__ const MmaParams p) {
+#if DWQ_SM90A
+  using Cfg = WgCfg<LX, LW>;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, NT = Cfg::THREADS;
+  constexpr int HALVES = Cfg::HALVES, SETS = Cfg::SETS;
+  constexpr int A_BYTES = Cfg::A_BYTES, STAGE_BYTES = A_BYTES + Cfg::B_BYTES;
+  constexpr int RSTEP = NT / 8;     // rows between a thread's chunks (8 chunks per 128-byte row)
+  constexpr int AR = BM / RSTEP;    // A rows per thread, limb and stage
+  constexpr int BR = BN / RSTEP;    // B rows per thread, limb and stage
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  uint8_t* smem = smem_raw + ((1024u - (base & 1023u)) & 1023u);
+
+  const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int64_t m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * BN;
+  const int64_t kbeg = int64_t(blockIdx.z) * p.k_chunk;
+  const int64_t kend = p.K < kbeg + p.k_chunk ? p.K : kbeg + p.k_chunk;
+  const int nk = static_cast<int>((kend - kbeg + kWgBK - 1) / kWgBK);
+  const int ac = tid & 7, r0 = tid >> 3;
+
+  // ---- this thread's A rows (fixed over the K loop): as in qgemm_mma_kernel
+  bool arow_ok[AR];
+  const uint8_t* arow[AR];
+  int aih0[AR], aiw0[AR];
+  uint32_t zpat = 0;
+  if (CONV) zpat = static_cast<uint32_t>(*p.ep.x_zp & 255) * 0x01010101u;
+#pragma unroll
+  for (int i = 0; i < AR; ++i) {
+    const int64_t m = m0 + r0 + i * RSTEP;
+    arow_ok[i] = m < p.M;
+    arow[i] = p.a;
+    aih0[i] = aiw0[i] = 0;
+    if (arow_ok[i]) {
+      if (CONV) {
+        const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, nb = m / (int64_t(p.OW) * p.OH);
+        arow[i] = p.a + nb * p.sn;
+        aih0[i] = static_cast<int>(oh) * p.sth - p.pdh;
+        aiw0[i] = static_cast<int>(ow) * p.stw - p.pdw;
+      } else {
+        arow[i] = p.a + m * p.lda;
+      }
+    }
+  }
+  int tc = 0, tkx = 0, tky = 0;  // conv: tap and channel of this thread's chunk at the next stage
+  if (CONV) {
+    const int64_t k0 = kbeg + ac * 16, tap = k0 / p.C;
+    tc = static_cast<int>(k0 - tap * p.C);
+    tky = static_cast<int>(tap / p.kw);
+    tkx = static_cast<int>(tap - int64_t(tky) * p.kw);
+  }
+
+  auto load_stage = [&](int stage, int kt) {
+    uint8_t* As = smem + stage * STAGE_BYTES;
+    uint8_t* Bs = As + A_BYTES;
+    const int64_t k = kbeg + int64_t(kt) * kWgBK + ac * 16;
+    const int64_t left = kend - k;
+    const int nbytes = left <= 0 ? 0 : (left < 16 ? static_cast<int>(left) : 16);
+#pragma unroll
+    for (int i = 0; i < AR; ++i) {
+      const int off = sw128(r0 + i * RSTEP, ac);
+#pragma unroll
+      for (int ia = 0; ia < LX; ++ia) {
+        uint8_t* dst = As + ia * BM * kWgBK + off;
+        if (!arow_ok[i] || nbytes == 0) {
+          cp_async16(dst, p.a, 0);
+        } else if (!CONV) {
+          cp_async16(dst, arow[i] + ia * p.a_plane + k, nbytes);
+        } else {
+          const int ih = aih0[i] + tky, iw = aiw0[i] + tkx;
+          if (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W)
+            cp_async16(dst, arow[i] + ih * p.sh + iw * p.sw + tc, 16);
+          else  // padding: the code zx, so the padded (qx - zx) is exactly 0
+            *reinterpret_cast<uint4*>(dst) = make_uint4(zpat, zpat, zpat, zpat);
+        }
+      }
+    }
+    if (CONV) {
+      tc += kWgBK;
+      while (tc >= p.C) {
+        tc -= p.C;
+        if (++tkx == p.kw) {
+          tkx = 0;
+          ++tky;
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < BR; ++i) {
+      const int r = r0 + i * RSTEP;
+      const int64_t n = n0 + r;
+      const bool ok = n < p.N && nbytes > 0;
+#pragma unroll
+      for (int ib = 0; ib < LW; ++ib) {
+        const int8_t* src = p.b + ib * p.b_plane + n * p.ldb + k;
+        cp_async16(Bs + ib * BN * kWgBK + sw128(r, ac), ok ? static_cast<const void*>(src) : static_cast<const void*>(p.b),
+                   ok ? nbytes : 0);
+      }
+    }
+  };
+
+  int32_t acc[SETS][HALVES][64];
+#pragma unroll
+  for (int s = 0; s < SETS; ++s)
+#pragma unroll
+    for (int h = 0; h < HALVES; ++h)
+#pragma unroll
+      for (int j = 0; j < 64; ++j) acc[s][h][j] = 0;
+
+#pragma unroll
+  for (int s = 0; s < kWgStages - 2; ++s) {
+    if (s < nk) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < nk; ++kt) {
+    cp_async_wait<kWgStages - 3>();  // this thread's copies of stage kt landed
+    fence_proxy_async();
+    __syncthreads();  // everyone's copies of kt landed; every warpgroup's MMAs of kt - 2 completed
+    {
+      const int nxt = kt + kWgStages - 2;  // into the buffer of kt - 2
+      if (nxt < nk) load_stage(nxt % kWgStages, nxt);
+      cp_async_commit();
+    }
+    const uint8_t* As = smem + (kt % kWgStages) * STAGE_BYTES + wg * 64 * kWgBK;
+    const uint8_t* Bs = smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES;
+#pragma unroll
+    for (int s = 0; s < SETS; ++s)
+#pragma unroll
+      for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kWgBK / 32; ++kk) {
+#pragma unroll
+      for (int ia = 0; ia < LX; ++ia) {
+        const uint64_t da = sw128_desc(As + ia * BM * kWgBK + kk * 32);
+#pragma unroll
+        for (int ib = 0; ib < LW; ++ib) {
+#pragma unroll
+          for (int h = 0; h < HALVES; ++h)
+            wgmma_m64n128k32_u8s8(acc[ia + ib][h], da,
+                                  sw128_desc(Bs + ib * BN * kWgBK + h * 128 * kWgBK + kk * 32));
+        }
+      }
+    }
+    wgmma_commit();
+    wgmma_wait<1>();
+#pragma unroll
+    for (int s = 0; s < SETS; ++s)
+#pragma unroll
+      for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < SETS; ++s)
+#pragma unroll
+    for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
+  cp_async_wait<0>();
+
+  // ---- epilogue. Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15;
+  // register 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
+  const EpiParams& e = p.ep;
+  const EpiScalars sc = load_scalars(e);
+  int64_t rs[2];
+  bool mok[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t m = m0 + wg * 64 + wq * 16 + gid + h * 8;
+    mok[h] = m < p.M;
+    rs[h] = (e.kind == kOutPartialT || !mok[h]) ? 0 : e.rowsum[m];
+  }
+#pragma unroll
+  for (int hv = 0; hv < HALVES; ++hv) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int64_t n = n0 + hv * 128 + j * 8 + tig * 2;
+      if (n >= p.N) continue;
+      const ColTerms c0 = col_terms(e, sc, n);
+      const ColTerms c1 = n + 1 < p.N ? col_terms(e, sc, n + 1) : c0;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (!mok[h]) continue;
+        int64_t t[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int r = 4 * j + 2 * h + c;
+          t[c] = acc[0][hv][r];
+#pragma unroll
+          for (int st = 1; st < SETS; ++st) t[c] += int64_t(acc[st][hv][r]) << (8 * st);
+        }
+        store_pair(e, sc, c0, c1, rs[h], m0 + wg * 64 + wq * 16 + gid + h * 8, n, p.N, t[0], t[1]);
+      }
+    }
+  }
+#else
+  (void)p;
+  __trap();
+#endif
+}
+
+}  // namespace dwq::cuda
