@@ -340,14 +340,17 @@ def test_demo_smoke(tmp_path, capsys, monkeypatch):
         assert key in m and key in m["transfer_matrix"] or key == "protocols"
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, device):
     """A real kill -9 of `dwq train` mid-run, then `--resume --out` alone (the flags come from the
-    checkpoint): same final weights as a run never killed."""
+    checkpoint): same final weights as a run never killed. On CUDA with --deterministic."""
     import signal
     import time
 
-    import torch
-    argv = [sys.executable, "-m", "dwq.cli.main"] + TRAIN[:4] + ["12"] + TRAIN[5:]
+    argv = [sys.executable, "-m", "dwq.cli.main"] + TRAIN[:4] + ["12"] + TRAIN[5:] + ["--device", device]
+    if device == "cuda":
+        argv.append("--deterministic")
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert subprocess.run(argv + ["--out", str(full)], capture_output=True, timeout=300).returncode == 0
     p = subprocess.Popen(argv + ["--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -367,7 +370,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_compile_flag_is_recorded_and_may_change_on_resume():
+def test_compile_and_deterministic_flags_are_recorded_and_may_change_on_resume():
     from dwq.cli.common import given_flags
     from dwq.cli.main import build_parser
     from dwq.cli.train import RESUME_MAY_CHANGE, resolve_flags
@@ -375,5 +378,8 @@ def test_compile_flag_is_recorded_and_may_change_on_resume():
     argv = ["train", "--out", "x", "--compile", "--device", "cpu"]
     a = build_parser().parse_args(argv)
     f, _ = resolve_flags(a, given_flags(build_parser(), argv))
-    assert f["compile"] is True
-    assert "compile" in RESUME_MAY_CHANGE  # how the run computes, not what
+    assert f["compile"] is True and f["deterministic"] is False
+    assert "compile" in RESUME_MAY_CHANGE and "deterministic" in RESUME_MAY_CHANGE  # how the run computes, not what
+    argv = ["train", "--out", "x", "--deterministic", "--device", "cpu"]
+    f, _ = resolve_flags(build_parser().parse_args(argv), given_flags(build_parser(), argv))
+    assert f["deterministic"] is True

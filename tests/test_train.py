@@ -78,18 +78,25 @@ def test_other_training_attacks_run(tmp_path, attack, steps):
     assert tr.step == steps
 
 
-def test_resume_after_kill_equals_uninterrupted(tmp_path):
-    c = cfg(epochs=3, lr_schedule="multistep")
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                  reason="needs a CUDA GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_resume_after_kill_equals_uninterrupted(tmp_path, device):
+    """On CUDA with deterministic algorithms (TrainConfig.deterministic): the same bit-exact resume."""
+    c = cfg(epochs=3, lr_schedule="multistep", deterministic=device == "cuda")
     torch.manual_seed(0)
     full = Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "full"),
-                   val_set=tiny_data(64)).fit()
+                   val_set=tiny_data(64), device=device).fit()
     # "killed" in the middle of epoch 2: the last checkpoint is the end of epoch 1
     torch.manual_seed(0)
     Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "cut"),
-            val_set=tiny_data(64)).fit(stop_after_steps=6)
+            val_set=tiny_data(64), device=device).fit(stop_after_steps=6)
     open(tmp_path / "cut" / "last.pt.tmp", "wb").write(b"half-written garbage")  # a kill during a save
     torch.manual_seed(123)  # the resumed process starts from other RNG states
-    res = Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "cut"), val_set=tiny_data(64))
+    res = Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "cut"), val_set=tiny_data(64),
+                  device=device)
     assert res.resume() and res.epoch == 1
     res.fit()
     a, b = full.model.state_dict(), res.model.state_dict()
@@ -100,6 +107,20 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     # checkpoints load without executing pickled code
     ck = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert ck["epoch"] == 3 and load_checkpoint(str(tmp_path / "cut" / "best.pt"))["epoch"] >= 1
+
+
+def test_deterministic_mode_holds_during_fit_only(tmp_path):
+    seen = []
+    cudnn = torch.backends.cudnn
+    before = (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark)
+    tr = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1, deterministic=True), str(tmp_path),
+                 on_epoch=lambda rec: seen.append((torch.are_deterministic_algorithms_enabled(), cudnn.deterministic,
+                                                   cudnn.benchmark)))
+    tr.fit()
+    assert seen == [(True, True, False)]
+    assert (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark) == before
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG")  # cuBLAS' fixed workspace (set unless the user set one)
+    assert json.load(open(tmp_path / "config.json"))["deterministic"] is True
 
 
 def test_lr_schedules():

@@ -45,6 +45,7 @@ RESUME_MAY_CHANGE = {
     "device": "where the run continues (float rounding may differ between devices)",
     "data_dir": "the same dataset (--dataset must match) read from another folder, e.g. a node's local copy",
     "compile": "how the same computation runs (compiled kernels may round differently)",
+    "deterministic": "how the same computation runs (which CUDA algorithms; their rounding may differ)",
 }
 NOT_RECORDED = ("command", "out", "resume")  # which command, where the run is, whether it resumes
 SPELLING_OF = {"num_bits_schedule": "precisions"}  # another way to give a recorded flag
@@ -135,6 +136,10 @@ def add_parser(sub):
                         "per precision, so the first steps at each precision compile. On 2 CPU cores "
                         "(benchmarks/bench_compile.py) a step took 0.81x the eager time for the small CNN and "
                         "1.24x for PreActResNet18 (batch 32); not measured on a GPU yet")
+    t.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA algorithms (cuDNN, cuBLAS with a fixed workspace): a run and its resumes "
+                        "are bit-reproducible on a GPU, at some speed; an op without a deterministic CUDA kernel "
+                        "is then an error naming it. CPU runs are reproducible without it")
     t.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
     t.add_argument("--workers", type=nonneg_int, default=2,
                    help="data loader workers for folder datasets (mnist5k is held in memory and uses none)")
@@ -286,6 +291,7 @@ def resolve_flags(a, given) -> tuple[dict, list]:
         raise CLIError(f"--amp (float16 autocast) works on CUDA only, and this run is on {f['device']}")
     f["amp"] = a.amp
     f["compile"] = a.compile
+    f["deterministic"] = a.deterministic
     f["workers"] = a.workers
     f["no_progress"] = a.no_progress
     for dest, v in vars(a).items():  # a flag not resolved above is recorded (and checked on --resume) as given
@@ -409,7 +415,8 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
         atk = {"pgd": f"PGD-{f['attack_iters']}", "fgsm": "FGSM", "fgsm-rs": "FGSM-RS",
                "free": f"free ({f['free_replays']} replays)"}[f["attack"]]
         atk += f" ε {f['epsilon']:.4g} step {f['alpha']:.4g}"
-    print(f"  training   {how}; {atk}" + ("; amp" if f["amp"] else "") + ("; torch.compile" if f.get("compile") else ""))
+    print(f"  training   {how}; {atk}" + ("; amp" if f["amp"] else "") + ("; torch.compile" if f.get("compile") else "")
+          + ("; deterministic" if f.get("deterministic") else ""))
     if f.get("reference"):
         print("  reference  its quantizer (float zero point, shared range) and normalization, zeroed gradients "
               "for undrawn BN branches; best_test_reference.pt by its test-set rule (not best.pt)")
@@ -450,6 +457,7 @@ def cmd_train(a):
     from dwq.data import get_datasets, train_val_split
     from dwq.models import build_model
     from dwq.train import CheckpointError, TrainConfig, Trainer
+    from dwq.train.determinism import prepare_process
     from dwq.train.dist import cleanup, setup
     from dwq.train.loop import lr_lambda
 
@@ -504,7 +512,9 @@ def cmd_train(a):
                       lr_milestones=tuple(a.lr_milestones), precisions=train_ps,
                       random_precision=f["random_precision_training"], seed=f["seed"], amp=f["amp"],
                       val_pgd_steps=f["val_pgd_steps"] or 0, progress=not f["no_progress"], extra=extra,
-                      reference=f["reference"], compile=f["compile"])
+                      reference=f["reference"], compile=f["compile"], deterministic=f["deterministic"])
+    if cfg.deterministic:
+        prepare_process()  # before this process's first cuBLAS handle
     rank, world, device = setup(f["device"])
     say = rank == 0
     tr = Trainer(model, train, cfg, a.out, val_set=val if len(val) else None, device=device,

@@ -51,6 +51,7 @@ from dwq.nn import precision, precision_set, set_precision
 from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, precision_name, reuse_quantized_weights,
                        user_precision)
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .determinism import deterministic
 
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
 SCHEDULES = ("multistep", "cyclic", "constant")
@@ -79,6 +80,8 @@ class TrainConfig:
     amp: bool = False                   # torch.autocast fp16 + GradScaler, CUDA only
     compile: bool = False               # torch.compile the model for the attack and the update (the
                                         # quantizers included); one graph per precision and mode
+    deterministic: bool = False         # deterministic CUDA algorithms during fit (dwq.train.determinism):
+                                        # bit-reproducible runs and resumes on a GPU, slower
     val_every: int = 1
     val_pgd_steps: int = 10
     progress: bool = True
@@ -454,6 +457,11 @@ class Trainer:
             with open(path + ".tmp", "w") as f:  # a kill mid-write leaves the previous config.json
                 json.dump(self.config_record(), f, indent=2)
             os.replace(path + ".tmp", path)
+        with deterministic(c.deterministic):
+            return self._fit(stop_after_steps)
+
+    def _fit(self, stop_after_steps):
+        c = self.cfg
         try:
             from tqdm import tqdm
         except ImportError:  # pragma: no cover
