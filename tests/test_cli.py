@@ -383,3 +383,21 @@ def test_compile_and_deterministic_flags_are_recorded_and_may_change_on_resume()
     argv = ["train", "--out", "x", "--deterministic", "--device", "cpu"]
     f, _ = resolve_flags(build_parser().parse_args(argv), given_flags(build_parser(), argv))
     assert f["deterministic"] is True
+
+
+def test_torchrun_one_process_runs_ddp_and_equals_a_plain_run(tmp_path):
+    """torchrun --nproc_per_node=1 joins a process group (gloo here, NCCL on a GPU) and trains through
+    DistributedDataParallel; with one rank the all-reduce is the identity, so the weights equal a plain run's."""
+    plain, ddp = tmp_path / "plain", tmp_path / "ddp"
+    argv = ["-m", "dwq.cli.main"] + TRAIN + ["--device", "cpu"]
+    r = subprocess.run([sys.executable] + argv + ["--out", str(plain)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"] + argv
+                       + ["--out", str(ddp)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "ranks      1 process, gloo backend, DistributedDataParallel" in r.stdout
+    a = torch.load(plain / "last.pt", weights_only=True)["model"]
+    b = torch.load(ddp / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -458,6 +458,7 @@ def cmd_train(a):
     from dwq.models import build_model
     from dwq.train import CheckpointError, TrainConfig, Trainer
     from dwq.train.determinism import prepare_process
+    from dwq.train.dist import active as dist_active
     from dwq.train.dist import cleanup, setup
     from dwq.train.loop import lr_lambda
 
@@ -529,6 +530,10 @@ def cmd_train(a):
                                   f"({str(e).strip().splitlines()[0]})") from None
     if say:
         print_header(f, ck["epoch"] if ck is not None else None, len(train), len(val), defaults, a.out)
+        if dist_active():
+            import torch.distributed as dist
+            print(f"  ranks      {world} process{'es' if world > 1 else ''}, {dist.get_backend()} backend, "
+                  f"DistributedDataParallel (--batch-size is the global batch)")
         if ck is not None and "epochs" in history[-1]["changed"]:
             old = recorded["epochs"]
             lr_old = f["lr"] * lr_lambda(cfg, tr.total_steps // f["epochs"] * old)(tr.step)

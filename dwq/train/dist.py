@@ -1,7 +1,8 @@
 """DistributedDataParallel setup for runs launched by ``torchrun``.
 
-``torchrun --nproc_per_node=N -m dwq.cli.main train ...`` sets RANK/WORLD_SIZE/LOCAL_RANK;
-:func:`setup` then joins the process group (NCCL on CUDA, gloo on CPU) and returns
+``torchrun --nproc_per_node=N -m dwq.cli.main train ...`` sets RANK/WORLD_SIZE/LOCAL_RANK and the
+rendezvous (MASTER_ADDR); :func:`setup` then joins the process group (NCCL on CUDA, gloo on CPU),
+also for N = 1, so that a one-GPU machine runs the same DDP and NCCL code as a cluster, and returns
 ``(rank, world, device)``. Without those variables it returns ``(0, 1, device)``.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ def setup(device: str | None = None):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if world <= 1:
+    if not launched():
         return 0, 1, torch.device(device)
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -30,6 +31,16 @@ def setup(device: str | None = None):
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return rank, world, dev
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun (or another launcher that sets the rendezvous)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def active() -> bool:
+    """Whether this process is in an initialized process group."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def cleanup():

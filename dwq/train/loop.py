@@ -52,6 +52,7 @@ from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, preci
                        user_precision)
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .determinism import deterministic
+from .dist import active as dist_active
 
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
 SCHEDULES = ("multistep", "cyclic", "constant")
@@ -291,7 +292,7 @@ class Trainer:
         self.use_amp = cfg.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.ddp = None
-        if world > 1:
+        if world > 1 or dist_active():  # torchrun with one process runs DDP too (dwq.train.dist)
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=len(self.model_set) > 1)
