@@ -181,3 +181,23 @@ def test_bad_input(kwargs, message):
     args.update(kwargs)
     with pytest.raises((ValueError, RuntimeError), match=message):
         fake_quantize(args["x"], args["scale"], args["zero_point"], args["bits"])
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_large_and_misaligned_tensors(device, dtype):
+    """Sizes past one pass of the grid with a ragged tail, per tensor and per channel (vectors of 16
+    bytes where a channel's run allows, element by element where not), and views whose data pointer
+    is not 16-byte aligned (the element-wise path on CUDA)."""
+    gen = torch.Generator().manual_seed(6)
+    base = (torch.randn(3, 700_001, generator=gen) * 3).to(dtype).to(device)
+    for x, axis in [(base, None), (base, 0), (base[:, 1:], None), (base[:, :-1].reshape(3, 7, 100_000), 1),
+                    (base.reshape(-1)[3:2_100_003].reshape(6, 350_000), 0)]:
+        c = 1 if axis is None else x.shape[axis]
+        scale = torch.rand(c, generator=gen).to(device) * 0.1 + 0.01
+        zp = torch.randint(0, 256, (c,), generator=gen, dtype=torch.int32).to(device)
+        out, codes = fake_quantize(x, scale, zp, 8, axis, return_codes=True)
+        ref, ref_codes = fake_quantize_ref(x.float() if dtype in (torch.float16, torch.bfloat16) else x,
+                                           scale, zp, 8, axis, return_codes=True)
+        assert torch.equal(codes, ref_codes), (x.shape, axis)
+        assert torch.equal(out, ref.to(dtype)), (x.shape, axis)

@@ -159,3 +159,27 @@ def test_opcheck(device):
                  torch.zeros(3, dtype=torch.bool, device=device))
         torch.library.opcheck(torch.ops.dwq.act_qparams.default, (x, *state, 1, 2, 4, 0.1, True))
         torch.library.opcheck(torch.ops.dwq.weight_fake_quantize.default, (x.detach().requires_grad_(), 4))
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_act_qparams_any_layout_same_range(device, dtype):
+    """The range does not depend on the memory order: channels-last (read in place on CUDA), sliced
+    (copied) and misaligned (element-wise loads) inputs give the contiguous input's scale, zero point
+    and running range, for a size past one pass of the grid with a ragged tail."""
+    g = torch.Generator().manual_seed(2)
+    base = (torch.randn(8, 16, 45, 47, generator=g) * 3 + 0.5).to(device, dtype)
+    views = {"channels_last": base.contiguous(memory_format=torch.channels_last), "sliced": base[:, :, 1:, ::2],
+             "misaligned": base.reshape(-1)[1:].reshape(1, -1)}
+    def state():
+        return (torch.zeros(3, device=device), torch.zeros(3, device=device),
+                torch.zeros(3, dtype=torch.bool, device=device))
+
+    for name, x in views.items():
+        want_state, got_state = state(), state()
+        want = torch.ops.dwq.act_qparams(x.contiguous(), *want_state, 1, 2, 8, 0.1, True)
+        got = torch.ops.dwq.act_qparams(x, *got_state, 1, 2, 8, 0.1, True)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), name
+        assert all(torch.equal(a, b) for a, b in zip(got_state, want_state)), name
+        assert bool(got_state[2][1]) and float(got_state[1][1]) == float(x.float().max()), name

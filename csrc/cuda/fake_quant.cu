@@ -8,6 +8,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <tuple>
 #include <type_traits>
 
 #include "cuda/fake_quant.cuh"
@@ -15,6 +18,8 @@
 
 namespace dwq {
 namespace {
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T>
 using device_t = std::conditional_t<std::is_same_v<T, at::Half>, __half,
@@ -30,15 +35,28 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_cuda(const at::Tensor& x, const
   FakeQuantLayout L = fake_quantize_layout(x, axis, return_codes);
   const int64_t n = x.numel();
   if (n == 0) return {L.out, L.codes};
-  const int threads = 256;
-  const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535 * 8);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dwq_fake_quantize_cuda", [&] {
     using D = device_t<scalar_t>;
-    cuda::fake_quant_kernel<D><<<blocks, threads, 0, stream>>>(
-        reinterpret_cast<const D*>(L.x_mem.data_ptr<scalar_t>()), reinterpret_cast<D*>(L.out_mem.data_ptr<scalar_t>()),
-        return_codes ? L.codes_mem.data_ptr<int32_t>() : nullptr, sc.data_ptr<float>(), zc.data_ptr<int32_t>(), n,
-        L.shape.channels, L.shape.inner, static_cast<int>(bits));
+    const D* xp = reinterpret_cast<const D*>(L.x_mem.data_ptr<scalar_t>());
+    D* op = reinterpret_cast<D*>(L.out_mem.data_ptr<scalar_t>());
+    int32_t* cp = return_codes ? L.codes_mem.data_ptr<int32_t>() : nullptr;
+    constexpr int V = 16 / sizeof(D);
+    const bool per_channel = L.shape.channels > 1;
+    const bool vec = aligned16(xp) && aligned16(op) && (cp == nullptr || aligned16(cp)) &&
+                     (!per_channel || L.shape.inner % V == 0);
+    const int threads = 256;
+    const int64_t work = vec ? (n + V - 1) / V : n;
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((work + threads - 1) / threads, 65535 * 8));
+    const auto args = std::make_tuple(xp, op, cp, sc.data_ptr<float>(), zc.data_ptr<int32_t>(), n,
+                                      L.shape.channels, L.shape.inner, static_cast<int>(bits));
+    auto launch = [&](auto kernel) {
+      std::apply([&](auto... a) { kernel<<<blocks, threads, 0, stream>>>(a...); }, args);
+    };
+    if (vec)
+      per_channel ? launch(cuda::fake_quant_kernel<D, V, true>) : launch(cuda::fake_quant_kernel<D, V, false>);
+    else
+      per_channel ? launch(cuda::fake_quant_kernel<D, 1, true>) : launch(cuda::fake_quant_kernel<D, 1, false>);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {L.out, L.codes};

@@ -32,27 +32,65 @@ struct Io<__nv_bfloat16> {
   __device__ __forceinline__ static __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
 };
 
-// x, out, codes: contiguous in memory order, viewed as [outer, C, inner]; element i uses channel
-// (i / inner) % C. Grid-stride loop.
+// One element: out (and the code) from v with the channel's s, z.
 template <typename T>
+__device__ __forceinline__ T fake_quant_one(T x, typename Io<T>::F s, typename Io<T>::F z, typename Io<T>::F qmax,
+                                            int32_t& code) {
+  using F = typename Io<T>::F;
+  const F v = Io<T>::load(x);
+  if (v != v) {
+    code = -1;
+    return x;
+  }
+  const F q = arith::quantize(v, s, z, qmax);
+  code = static_cast<int32_t>(q);
+  return Io<T>::store(arith::dequantize(q, s, z));
+}
+
+// V elements moved as 16-byte vectors (the alignment the launcher checks; never assume more).
+template <typename T, int V>
+struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) Pack {
+  T v[V];
+};
+
+// x, out, codes: contiguous in memory order, viewed as [outer, C, inner]; element i uses channel
+// (i / inner) % C. Memory-bound, so each thread moves V elements (16 bytes of x) per step with
+// vector loads and stores; the channel (PER_CHANNEL: inner % V == 0, so a vector never straddles
+// two channels) and its scale / zero point are read once per vector, the per-tensor ones once per
+// thread. V = 1 serves pointers that are not 16-byte aligned. Grid-stride over vectors, then the
+// n % V tail element by element.
+template <typename T, int V, bool PER_CHANNEL>
 __global__ void fake_quant_kernel(const T* __restrict__ x, T* __restrict__ out, int32_t* __restrict__ codes,
                                   const float* __restrict__ scale, const int32_t* __restrict__ zero_point, int64_t n,
                                   int64_t C, int64_t inner, int bits) {
   using F = typename Io<T>::F;
   const F qmax = static_cast<F>(arith::max_code(bits));
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t c = C == 1 ? 0 : (i / inner) % C;
-    const F s = static_cast<F>(scale[c]);
-    const F z = static_cast<F>(zero_point[c]);
-    const F v = Io<T>::load(x[i]);
-    if (v != v) {
-      out[i] = x[i];
-      if (codes) codes[i] = -1;
-      continue;
+  F s = static_cast<F>(scale[0]), z = static_cast<F>(zero_point[0]);
+  const int64_t nvec = n / V, stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t iv = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; iv < nvec; iv += stride) {
+    const int64_t base = iv * V;
+    if (PER_CHANNEL) {
+      const int64_t c = (base / inner) % C;
+      s = static_cast<F>(scale[c]);
+      z = static_cast<F>(zero_point[c]);
     }
-    const F q = arith::quantize(v, s, z, qmax);
-    out[i] = Io<T>::store(arith::dequantize(q, s, z));
-    if (codes) codes[i] = static_cast<int32_t>(q);
+    const Pack<T, V> in = *reinterpret_cast<const Pack<T, V>*>(x + base);
+    Pack<T, V> res;
+    Pack<int32_t, V> q;
+#pragma unroll
+    for (int j = 0; j < V; ++j) res.v[j] = fake_quant_one<T>(in.v[j], s, z, qmax, q.v[j]);
+    *reinterpret_cast<Pack<T, V>*>(out + base) = res;
+    if (codes != nullptr) *reinterpret_cast<Pack<int32_t, V>*>(codes + base) = q;
+  }
+  for (int64_t i = nvec * V + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
+    if (PER_CHANNEL) {
+      const int64_t c = (i / inner) % C;
+      s = static_cast<F>(scale[c]);
+      z = static_cast<F>(zero_point[c]);
+    }
+    int32_t q;
+    out[i] = fake_quant_one<T>(x[i], s, z, qmax, q);
+    if (codes != nullptr) codes[i] = q;
   }
 }
 

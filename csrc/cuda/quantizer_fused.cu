@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstdint>
+#include <tuple>
 #include <type_traits>
 
 #include "cuda/quantizer_fused.cuh"
@@ -26,7 +28,9 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Ten
                                                     int64_t observed, int64_t bits, double ema, bool training) {
   check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, at::kCUDA);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor xc = x.contiguous();
+  // The range is the same in any element order: a dense tensor (channels-last included) is read in
+  // its own memory order, without the copy that contiguous() would make.
+  const at::Tensor xc = x.is_non_overlapping_and_dense() ? x : x.contiguous();
   at::Tensor scale = at::empty({1}, x.options().dtype(at::kFloat));
   at::Tensor zp = at::empty({1}, x.options().dtype(at::kInt));
   // [~ordered min, ordered max, NaN flag, block counter]: zero is every slot's identity.
@@ -37,12 +41,19 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Ten
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "dwq_act_qparams_cuda", [&] {
     using D = device_t<scalar_t>;
-    cuda::act_qparams_kernel<D><<<blocks, threads, 0, stream>>>(
-        reinterpret_cast<const D*>(xc.data_ptr<scalar_t>()), n,
-        reinterpret_cast<unsigned int*>(work.data_ptr<int32_t>()), running_min.data_ptr<float>(),
-        running_max.data_ptr<float>(), initialized.data_ptr<bool>(), slot, observed, static_cast<float>(ema),
-        static_cast<float>(1.0 - ema), training, static_cast<int>(bits), scale.data_ptr<float>(),
-        zp.data_ptr<int32_t>());
+    const D* xp = reinterpret_cast<const D*>(xc.data_ptr<scalar_t>());
+    const auto args = std::make_tuple(xp, n, reinterpret_cast<unsigned int*>(work.data_ptr<int32_t>()),
+                                      running_min.data_ptr<float>(), running_max.data_ptr<float>(),
+                                      initialized.data_ptr<bool>(), slot, observed, static_cast<float>(ema),
+                                      static_cast<float>(1.0 - ema), training, static_cast<int>(bits),
+                                      scale.data_ptr<float>(), zp.data_ptr<int32_t>());
+    auto launch = [&](auto kernel) {
+      std::apply([&](auto... a) { kernel<<<blocks, threads, 0, stream>>>(a...); }, args);
+    };
+    if (reinterpret_cast<uintptr_t>(xp) % 16 == 0)
+      launch(cuda::act_qparams_kernel<D, 16 / sizeof(D)>);
+    else
+      launch(cuda::act_qparams_kernel<D, 1>);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {scale, zp};

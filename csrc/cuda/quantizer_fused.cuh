@@ -67,7 +67,9 @@ __device__ __forceinline__ void block_min_max(float& mn, float& mx) {
 // scale[0], zp[0] of the range arith::act_running_range picks (train mode: the batch's, after the
 // EMA update of `slot` and `observed`; eval mode: a running range once initialized). work: uint32 [~ordered min, ordered max, NaN flag,
 // block counter], zeroed by the launcher (one memset) before the launch.
-template <typename T>
+// x: the n elements of the tensor's memory in any order (the range does not depend on the layout);
+// V elements per 16-byte vector load (V = 1 where x is not 16-byte aligned), the n % V tail singly.
+template <typename T, int V>
 __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned int* __restrict__ work,
                                    float* __restrict__ running_min,
                                    float* __restrict__ running_max, bool* __restrict__ initialized, int64_t slot,
@@ -77,11 +79,21 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
   bool nan = false;
   // Eval mode with a tracked range never reads the batch's: skip the pass over x.
   const bool scan = training || !(initialized[slot] || initialized[observed]);
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; scan && i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = Io<T>::load(x[i]);
+  const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
+  auto see = [&](T t) {
+    const float v = Io<T>::load(t);
     nan |= v != v;
     mn = fminf(mn, v);
     mx = fmaxf(mx, v);
+  };
+  if (scan) {
+    const int64_t nvec = n / V;
+    for (int64_t iv = first; iv < nvec; iv += stride) {
+      const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(x + iv * V);
+#pragma unroll
+      for (int j = 0; j < V; ++j) see(p.v[j]);
+    }
+    for (int64_t i = nvec * V + first; i < n; i += stride) see(x[i]);
   }
   nan = __syncthreads_or(nan);
   block_min_max(mn, mx);

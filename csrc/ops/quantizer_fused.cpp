@@ -33,7 +33,6 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tens
                                                    at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
                                                    int64_t observed, int64_t bits, double ema, bool training) {
   check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, at::kCPU);
-  const at::Tensor xc = x.contiguous();
   float* rmin = running_min.data_ptr<float>();
   float* rmax = running_max.data_ptr<float>();
   bool* init = initialized.data_ptr<bool>();
@@ -43,6 +42,9 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tens
   // Eval mode with a tracked range never reads the batch's: skip the pass over x (NaN in x is then
   // caught by dwq::fake_quantize, as on the PyTorch path).
   const bool scan = training || !(init[slot] || init[observed]);
+  // The range is the same in any element order: a dense tensor (channels-last included) is read in
+  // its own memory order, without the copy that contiguous() would make.
+  const at::Tensor xc = !scan || x.is_non_overlapping_and_dense() ? x : x.contiguous();
   if (scan) {
     DWQ_DISPATCH_FLOAT_HALF(xc.scalar_type(), "dwq_act_qparams_cpu", [&] {
       using S = storage_t<scalar_t>;
