@@ -7,9 +7,13 @@ turn, step by step):
   train_step    PGD-k adversarial training step of PreActResNet18 (dwq.attacks.pgd, then
                 cross-entropy, backward, SGD with momentum): impl "float" (precisions=[None]) vs
                 "rpt" (precisions 4..16, switchable BN, a precision drawn per step); mode fp32,
-                and amp (autocast fp16 + GradScaler on CUDA, autocast bfloat16 on CPU)
-  eval_forward  eval-mode forward: "float" vs "rpt" (precisions [None, 4, 8] at 4 bits); mode
-                fp32 and fp16 (autocast; bfloat16 on CPU)
+                and amp (autocast fp16 + GradScaler on CUDA, autocast bfloat16 on CPU); on CUDA also
+                fp32_graphs, the fp32 step replayed from one CUDA graph per precision (a failed
+                capture is recorded with "error")
+  eval_forward  eval-mode forward: "float" vs "rpt" (precisions [None, 4, 8] at 4 bits, ranges
+                tracked as in a trained model) and "rpt_reuse" (the same inside
+                dwq.quant.reuse_quantized_weights, as dwq.eval runs it: weights quantized once);
+                mode fp32 and fp16 (autocast; bfloat16 on CPU)
   fake_quantize dwq.ops.fake_quantize per tensor / per channel on float32 vs
                 torch.fake_quantize_per_tensor_affine and a plain copy; GB/s = bytes read + written
 JSON records: {"op", "shape", "bits", "impl", "median_ms", "min_ms", "device", "mode", ...}; the
@@ -101,12 +105,65 @@ def train_step_fn(impl, device, batch, steps, amp, seed=0):
     return step
 
 
+def graphed_train_step_fn(impl, device, batch, steps, seed=0):
+    """The fp32 train step replayed from CUDA graphs: one graph per precision (the precision, and with
+    it the switchable BN branch, is Python state fixed at capture), each captured after warm-up on a
+    side stream, with its own memory pool; a step replays the drawn precision's graph. Everything a
+    step reads across replays (parameters, momentum, BN and range statistics, x, y) lives outside the
+    graphs' pools. Measures whether graphs pay for the attack loop (issue 10); nothing in dwq.train
+    uses them yet."""
+    torch.manual_seed(seed)
+    model = make_model(impl, device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    precisions = dwq.precision_set(model) if impl == "rpt" else [None]
+
+    def body():
+        with reuse_quantized_weights(model):
+            x_adv = pgd(model, x, y, 8 / 255, 2 / 255, steps)
+            loss = F.cross_entropy(model(x_adv), y)
+            loss.backward()
+        opt.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: cuDNN plans, lazy state (momentum buffers, BN branches)
+        for p in precisions:
+            if impl == "rpt":
+                dwq.set_precision(model, p)
+            for _ in range(2):
+                opt.zero_grad(set_to_none=True)
+                body()
+    torch.cuda.current_stream().wait_stream(side)
+    graphs = {}
+    for p in precisions:
+        if impl == "rpt":
+            dwq.set_precision(model, p)
+        opt.zero_grad(set_to_none=True)  # the graph allocates (and each replay rewrites) the gradients
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            body()
+        graphs[p] = g
+    pick = random.Random(seed)
+
+    def step():
+        graphs[pick.choice(precisions)].replay()
+
+    return step
+
+
 def eval_fn(impl, device, batch, half, seed=0):
     torch.manual_seed(seed)
-    model = make_model(impl, device, precisions=[None, 4, 8]).eval()
-    if impl == "rpt":
+    model = make_model(impl, device, precisions=[None, 4, 8])
+    if impl != "float":
         dwq.set_precision(model, 4)
     x = torch.rand(batch, 3, 32, 32, device=device)
+    with torch.no_grad():  # as a trained model: BN statistics and the 4-bit activation ranges are tracked, so
+        model.train()(x)   # eval reads them instead of scanning each batch for its range
+    model.eval()
+    if impl == "rpt_reuse":  # as dwq.eval runs a model: each weight quantized once, then reused
+        reuse_quantized_weights(model).__enter__()
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
 
     @torch.no_grad()
@@ -124,8 +181,10 @@ def main(argv=None):
     ap.add_argument("--json", help="write the records here")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--only", choices=["train_step", "eval_forward", "fake_quantize"], action="append")
-    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half"], default=["fp32", "amp", "half"],
-                    help="fp32, amp (train step) and half (eval forward: fp16 on CUDA, bf16 on CPU)")
+    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half", "graphs"],
+                    default=["fp32", "amp", "half", "graphs"],
+                    help="fp32, amp (train step), half (eval forward: fp16 on CUDA, bf16 on CPU) and graphs "
+                         "(the fp32 train step replayed from CUDA graphs; CUDA only)")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per implementation")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -157,10 +216,20 @@ def main(argv=None):
             res = time_pair(fns, device, reps, warm)
             emit("train_step", f"PreActResNet18 b{train_batch} PGD-{pgd_steps}", "4..16", mode, res)
             ratios.append(("train_step", mode, res))
+        if "graphs" in args.modes and gpu:
+            try:
+                fns = {impl: graphed_train_step_fn(impl, device, train_batch, pgd_steps) for impl in ("float", "rpt")}
+                res = time_pair(fns, device, reps, warm)
+                emit("train_step", f"PreActResNet18 b{train_batch} PGD-{pgd_steps}", "4..16", "fp32_graphs", res)
+                ratios.append(("train_step", "fp32_graphs", res))
+            except Exception as e:  # a capture that fails is a finding; the other measurements go on
+                msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                records.append(dict(op="train_step", mode="fp32_graphs", device=name, error=msg))
+                print(f"train_step fp32_graphs: failed ({msg})", flush=True)
     if "eval_forward" in only:
         for mode in [m for m in ("fp32", "fp16" if gpu else "bf16") if m == "fp32" and "fp32" in args.modes
                      or m != "fp32" and "half" in args.modes]:
-            fns = {impl: eval_fn(impl, device, eval_batch, mode != "fp32") for impl in ("float", "rpt")}
+            fns = {impl: eval_fn(impl, device, eval_batch, mode != "fp32") for impl in ("float", "rpt", "rpt_reuse")}
             res = time_pair(fns, device, reps * 3, warm)
             emit("eval_forward", f"PreActResNet18 b{eval_batch}", 4, mode, res)
             ratios.append(("eval_forward", mode, res))
@@ -186,8 +255,9 @@ def main(argv=None):
         extra = f"  {r['gb_per_s']} GB/s" if "gb_per_s" in r else ""
         print(f"{r['op']:14s} {r['mode']:5s} {r['impl']:38s} {r['median_ms']:10.3f} ms (best {r['min_ms']:.3f}){extra}")
     for op, mode, res in ratios:
-        print(f"ratio rpt/float  {op:13s} {mode:5s} median {res['rpt'][0] / res['float'][0]:.3f}"
-              f"  best {res['rpt'][1] / res['float'][1]:.3f}")
+        for impl in [k for k in res if k != "float"]:
+            print(f"ratio {impl + '/float':16s} {op:13s} {mode:5s} median {res[impl][0] / res['float'][0]:.3f}"
+                  f"  best {res[impl][1] / res['float'][1]:.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
