@@ -36,7 +36,8 @@ cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
   const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM;
   const int64_t nt = (p.N + Cfg::BN - 1) / Cfg::BN;
   const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
-  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt), static_cast<unsigned>(zt));
+  if (mt * nt > 0x7FFFFFFF || zt > 65535) return cudaErrorInvalidConfiguration;
+  const dim3 grid(static_cast<unsigned>(mt * nt), 1, static_cast<unsigned>(zt));  // tile_of maps x to tiles
   kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
   return cudaGetLastError();
 }

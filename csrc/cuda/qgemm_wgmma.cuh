@@ -52,6 +52,17 @@ struct WgCfg {
   static constexpr int SMEM = kWgStages * (A_BYTES + B_BYTES) + 1024;
 };
 
+// Output tile (mt, nt) of CTA t: groups of kWgGroupM row tiles are walked column by column, so the
+// CTAs that run at once share a few A row blocks and B column blocks that fit in L2 together
+// (row-major order would stream all of A once per column of tiles).
+constexpr int64_t kWgGroupM = 8;
+__host__ __device__ __forceinline__ void tile_of(int64_t t, int64_t num_m, int64_t num_n, int64_t* mt, int64_t* nt) {
+  const int64_t per_group = kWgGroupM * num_n, first = (t / per_group) * kWgGroupM;
+  const int64_t rows = num_m - first < kWgGroupM ? num_m - first : kWgGroupM, r = t % per_group;
+  *mt = first + r % rows;
+  *nt = r / rows;
+}
+
 // Byte offset of chunk c (16 bytes) of row r in a 128-byte-swizzled tile.
 __device__ __forceinline__ int sw128(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 
@@ -122,7 +133,9 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(
 
   const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3;
   const int gid = lane >> 2, tig = lane & 3;
-  const int64_t m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * BN;
+  int64_t mt, nt;
+  tile_of(blockIdx.x, (p.M + BM - 1) / BM, (p.N + BN - 1) / BN, &mt, &nt);
+  const int64_t m0 = mt * BM, n0 = nt * BN;
   const int64_t kbeg = int64_t(blockIdx.z) * p.k_chunk;
   const int64_t kend = p.K < kbeg + p.k_chunk ? p.K : kbeg + p.k_chunk;
   const int nk = static_cast<int>((kend - kbeg + kWgBK - 1) / kWgBK);
