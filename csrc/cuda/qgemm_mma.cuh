@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "cuda/cp_async.cuh"
+#include "cuda/qgemm_arows.cuh"
 #include "cuda/qgemm_epilogue.cuh"
 #include "cuda/qgemm_params.h"
 
@@ -94,44 +95,16 @@ __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ c
 
   // ---- this thread's A rows (fixed over the K loop) and B chunks
   const int ac = tid & 3;  // A chunk (16 bytes) within a 64-byte stage row
-  bool arow_ok[AR];
-  const uint8_t* arow[AR];  // matrix: row start; conv: the image's batch entry
-  int aih0[AR], aiw0[AR];    // conv: window corner
-  uint32_t zpat = 0;
-  if (CONV) zpat = static_cast<uint32_t>(*p.ep.x_zp & 255) * 0x01010101u;
-#pragma unroll
-  for (int i = 0; i < AR; ++i) {
-    const int64_t m = m0 + (tid >> 2) + i * 64;
-    arow_ok[i] = m < p.M;
-    arow[i] = p.a;
-    aih0[i] = aiw0[i] = 0;
-    if (arow_ok[i]) {
-      if (CONV) {
-        const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, nb = m / (int64_t(p.OW) * p.OH);
-        arow[i] = p.a + nb * p.sn;
-        aih0[i] = static_cast<int>(oh) * p.sth - p.pdh;
-        aiw0[i] = static_cast<int>(ow) * p.stw - p.pdw;
-      } else {
-        arow[i] = p.a + m * p.lda;
-      }
-    }
-  }
+  ARows<AR, CONV> ar(p, m0 + (tid >> 2), 64, kbeg + ac * 16);
   const int64_t ngroups = p.Kp / 4, nblocks = p.Npad / 64;
-  // conv: (ky, kx, c) of this thread's A chunk at the next stage to load; stages load in order, each
-  // 64 columns further, so the tap walk is incremental (no divisions in the K loop).
-  int tc = 0, tkx = 0, tky = 0;
-  if (CONV) {
-    const int64_t k0 = kbeg + ac * 16, tap = k0 / p.C;
-    tc = static_cast<int>(k0 - tap * p.C);
-    tky = static_cast<int>(tap / p.kw);
-    tkx = static_cast<int>(tap - int64_t(tky) * p.kw);
-  }
 
   auto load_stage = [&](int stage, int kt) {
     uint8_t* As = smem + stage * STAGE_BYTES;
     uint8_t* Bs = As + A_BYTES;
     const int64_t k = kbeg + int64_t(kt) * kBK + ac * 16;
     // A
+    const int64_t left = p.K - k;
+    const int nbytes = left <= 0 ? 0 : (left < 16 ? static_cast<int>(left) : 16);
 #pragma unroll
     for (int i = 0; i < AR; ++i) {
       const int r = (tid >> 2) + i * 64;
@@ -139,31 +112,10 @@ __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ c
 #pragma unroll
       for (int ia = 0; ia < LXM; ++ia) {
         if (ia >= lx) break;
-        uint8_t* dst = As + ia * BM * kBK + r * kBK + sw;
-        if (!arow_ok[i] || k >= p.K) {
-          cp_async16(dst, p.a, 0);
-        } else if (!CONV) {
-          const int64_t left = p.K - k;
-          cp_async16(dst, arow[i] + ia * p.a_plane + k, left < 16 ? static_cast<int>(left) : 16);
-        } else {
-          const int ih = aih0[i] + tky, iw = aiw0[i] + tkx;
-          if (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W)
-            cp_async16(dst, arow[i] + ih * p.sh + iw * p.sw + tc, 16);
-          else  // padding: the code zx, so the padded (qx - zx) is exactly 0
-            *reinterpret_cast<uint4*>(dst) = make_uint4(zpat, zpat, zpat, zpat);
-        }
+        ar.copy(p, i, ia, k, nbytes, As + ia * BM * kBK + r * kBK + sw);
       }
     }
-    if (CONV) {
-      tc += kBK;
-      while (tc >= p.C) {
-        tc -= p.C;
-        if (++tkx == p.kw) {
-          tkx = 0;
-          ++tky;
-        }
-      }
-    }
+    ar.advance(p, kBK);
     // B: 16 k-groups x 128 columns = 512 chunks per limb, 2 per thread
     const int64_t g0 = (kbeg + int64_t(kt) * kBK) / 4;
 #pragma unroll

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "cuda/cp_async.cuh"
+#include "cuda/qgemm_arows.cuh"
 #include "cuda/qgemm_epilogue.cuh"
 #include "cuda/qgemm_params.h"
 
@@ -141,36 +142,7 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(
   const int nk = static_cast<int>((kend - kbeg + kWgBK - 1) / kWgBK);
   const int ac = tid & 7, r0 = tid >> 3;
 
-  // ---- this thread's A rows (fixed over the K loop): as in qgemm_mma_kernel
-  bool arow_ok[AR];
-  const uint8_t* arow[AR];
-  int aih0[AR], aiw0[AR];
-  uint32_t zpat = 0;
-  if (CONV) zpat = static_cast<uint32_t>(*p.ep.x_zp & 255) * 0x01010101u;
-#pragma unroll
-  for (int i = 0; i < AR; ++i) {
-    const int64_t m = m0 + r0 + i * RSTEP;
-    arow_ok[i] = m < p.M;
-    arow[i] = p.a;
-    aih0[i] = aiw0[i] = 0;
-    if (arow_ok[i]) {
-      if (CONV) {
-        const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, nb = m / (int64_t(p.OW) * p.OH);
-        arow[i] = p.a + nb * p.sn;
-        aih0[i] = static_cast<int>(oh) * p.sth - p.pdh;
-        aiw0[i] = static_cast<int>(ow) * p.stw - p.pdw;
-      } else {
-        arow[i] = p.a + m * p.lda;
-      }
-    }
-  }
-  int tc = 0, tkx = 0, tky = 0;  // conv: tap and channel of this thread's chunk at the next stage
-  if (CONV) {
-    const int64_t k0 = kbeg + ac * 16, tap = k0 / p.C;
-    tc = static_cast<int>(k0 - tap * p.C);
-    tky = static_cast<int>(tap / p.kw);
-    tkx = static_cast<int>(tap - int64_t(tky) * p.kw);
-  }
+  ARows<AR, CONV> ar(p, m0 + r0, RSTEP, kbeg + ac * 16);  // this thread's A rows and tap walk
 
   auto load_stage = [&](int stage, int kt) {
     uint8_t* As = smem + stage * STAGE_BYTES;
@@ -182,31 +154,9 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(
     for (int i = 0; i < AR; ++i) {
       const int off = sw128(r0 + i * RSTEP, ac);
 #pragma unroll
-      for (int ia = 0; ia < LX; ++ia) {
-        uint8_t* dst = As + ia * BM * kWgBK + off;
-        if (!arow_ok[i] || nbytes == 0) {
-          cp_async16(dst, p.a, 0);
-        } else if (!CONV) {
-          cp_async16(dst, arow[i] + ia * p.a_plane + k, nbytes);
-        } else {
-          const int ih = aih0[i] + tky, iw = aiw0[i] + tkx;
-          if (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W)
-            cp_async16(dst, arow[i] + ih * p.sh + iw * p.sw + tc, 16);
-          else  // padding: the code zx, so the padded (qx - zx) is exactly 0
-            *reinterpret_cast<uint4*>(dst) = make_uint4(zpat, zpat, zpat, zpat);
-        }
-      }
+      for (int ia = 0; ia < LX; ++ia) ar.copy(p, i, ia, k, nbytes, As + ia * BM * kWgBK + off);
     }
-    if (CONV) {
-      tc += kWgBK;
-      while (tc >= p.C) {
-        tc -= p.C;
-        if (++tkx == p.kw) {
-          tkx = 0;
-          ++tky;
-        }
-      }
-    }
+    ar.advance(p, kWgBK);
 #pragma unroll
     for (int i = 0; i < BR; ++i) {
       const int r = r0 + i * RSTEP;
