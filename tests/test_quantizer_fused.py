@@ -183,3 +183,66 @@ def test_act_qparams_any_layout_same_range(device, dtype):
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), name
         assert all(torch.equal(a, b) for a, b in zip(got_state, want_state)), name
         assert bool(got_state[2][1]) and float(got_state[1][1]) == float(x.float().max()), name
+
+
+NAN_ON_CUDA = r"""
+import sys, torch
+from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision
+bad = torch.tensor([1.0, float("nan"), 2.0], device="cuda")
+if sys.argv[1] == "act":
+    ActQuantizer([4]).cuda().train()(bad, 4, normalize_precision(4))
+else:
+    WeightQuantizer()(bad.reshape(1, 3), 4)
+torch.cuda.synchronize()
+print("no error")
+"""
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and dwq._C's CUDA kernels")
+@pytest.mark.parametrize("which", ["act", "weight"])
+def test_nan_on_cuda_is_a_device_assert(which):
+    """On CUDA the fused kernels fail a device-side assert on a NaN range (no host sync, never a silent
+    NaN). The CUDA context cannot be used after it, hence a process of its own."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", NAN_ON_CUDA, which], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "no error" not in r.stdout
+    assert "device-side assert" in r.stderr or "cannot quantize" in r.stderr, r.stderr[-2000:]
+
+
+@needs_ext
+def test_a_quantized_conv_forward_is_a_few_kernels():
+    """The work of a quantized layer's forward, counted as dispatched ops (on a GPU each is a launch):
+    the activation's range and qparams, its fake quantization, the weight's, the conv; inside
+    reuse_quantized_weights the weight's only once. Views and the CPU-only NaN checks aside (on CUDA
+    the fused kernels assert on the device instead)."""
+    import collections
+
+    import dwq
+    from dwq.quant import reuse_quantized_weights
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    free = {"detach", "view", "slice", "isnan", "any", "_local_scalar_dense"}
+    conv = dwq.QConv2d(8, 8, 3, padding=1, precisions=[4, None])
+    dwq.set_precision(conv, 4)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    for mode in ("train", "eval"):
+        getattr(conv, mode)()
+        with Count() as c:
+            conv(x)
+        work = {k: v for k, v in c.ops.items() if k not in free}
+        assert work == {"act_qparams": 1, "fake_quantize": 1, "weight_fake_quantize": 1, "convolution": 1}, (mode, work)
+    with reuse_quantized_weights(conv), Count() as c:
+        conv(x)
+        conv(x)
+    assert c.ops["weight_fake_quantize"] == 1 and c.ops["convolution"] == 2

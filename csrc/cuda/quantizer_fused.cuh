@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cassert>
 #include <cfloat>
 #include <cstdint>
 
@@ -39,6 +40,11 @@ __device__ __forceinline__ void qparams_of_range(float mn, float mx, int bits, f
   }
   arith::qparams_of_range(mn, mx, static_cast<float>(arith::max_code(bits)), scale, zp);
 }
+
+// The asynchronous error of the CUDA fused quantizers: a device-side assert (what torch._assert_async
+// raises too), so a NaN range is never a silent wrong answer and costs no host sync; the caller then
+// runs no check of its own.
+#define DWQ_DEVICE_FAIL(msg) __assert_fail(msg, __FILE__, static_cast<unsigned int>(__LINE__), __func__)
 
 // Block-wide min and max of v (blockDim.x a multiple of 32, at most 1024).
 __device__ __forceinline__ void block_min_max(float& mn, float& mx) {
@@ -115,25 +121,35 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
       arith::act_running_range(running_min, running_max, initialized, slot, observed, bmin, bmax, ema_old, ema_new,
                                training, &lo, &hi);
       qparams_of_range(lo, hi, bits, scale, zp);
+      if (lo != lo || hi != hi) DWQ_DEVICE_FAIL("dwq: cannot quantize: the observed range contains NaN");
     }
   }
 }
 
 // Per-output-channel weight fake quantization in one launch: block r owns row r of w [rows, inner]
 // (contiguous): min/max of the row, its scale and zero point, then the row's fake quantization.
-// A row with NaN gets NaN outputs (the Python side asserts on NaN ranges).
+// A row with NaN or +-inf comes back all NaN, as from the CPU kernel, and fails the device assert
+// (the CPU op returns the NaN row, and raises for inf, and the Python side raises for NaN).
 template <typename T>
 __global__ void weight_fake_quant_kernel(const T* __restrict__ w, T* __restrict__ out, int64_t inner, int bits) {
   using F = typename Io<T>::F;
   const T* row = w + blockIdx.x * inner;
   T* orow = out + blockIdx.x * inner;
   float mn = FLT_MAX, mx = -FLT_MAX;
+  bool bad = false;
   for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
     const float v = Io<T>::load(row[i]);
+    bad |= v - v != 0.f;  // NaN exactly for NaN and +-inf
     mn = fminf(mn, v);
     mx = fmaxf(mx, v);
   }
+  bad = __syncthreads_or(bad);
   block_min_max(mn, mx);
+  if (bad) {
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) orow[i] = Io<T>::store(__int_as_float(0x7FC00000));
+    if (threadIdx.x == 0) DWQ_DEVICE_FAIL("dwq: cannot quantize: a weight channel holds NaN or inf");
+    return;
+  }
   __shared__ float s_sh;
   __shared__ int32_t z_sh;
   if (threadIdx.x == 0) qparams_of_range(mn, mx, bits, &s_sh, &z_sh);
@@ -141,7 +157,7 @@ __global__ void weight_fake_quant_kernel(const T* __restrict__ w, T* __restrict_
   const F s = static_cast<F>(s_sh), z = static_cast<F>(z_sh), qmax = static_cast<F>(arith::max_code(bits));
   for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
     const F v = Io<T>::load(row[i]);
-    orow[i] = v != v ? row[i] : Io<T>::store(arith::dequantize(arith::quantize(v, s, z, qmax), s, z));
+    orow[i] = Io<T>::store(arith::dequantize(arith::quantize(v, s, z, qmax), s, z));
   }
 }
 

@@ -38,7 +38,8 @@ def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.T
     the running ranges of ``slot`` and ``observed`` updated in place (a slot's first batch
     initializes it; then ``ema * running + (1 - ema) * batch``). Eval mode: the range of ``slot``
     if initialized, else of ``observed`` if initialized, else x's. Returns scale float32 [1],
-    zero_point int32 [1] (a NaN range gives a NaN scale: the caller asserts on it asynchronously).
+    zero_point int32 [1]. A NaN range gives a NaN scale; on CPU the caller raises on it, on CUDA the
+    kernel itself fails a device-side assert (asynchronous, as ``torch._assert_async``).
     """
     return torch.ops.dwq.act_qparams.default(x, running_min, running_max, initialized, slot, observed, bits, ema,
                                              training)
@@ -46,8 +47,9 @@ def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.T
 
 def weight_fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
     """Per-output-channel (dim 0) fake quantization of a weight, range and qparams included, one
-    pass. w: CPU or CUDA float32/float16/bfloat16 [C_out, ...]. Straight-through gradient to w. NaN
-    channels come back as NaN (the caller raises); inf raises on CPU."""
+    pass. w: CPU or CUDA float32/float16/bfloat16 [C_out, ...]. Straight-through gradient to w. A
+    channel holding NaN or inf comes back all NaN; on CPU inf raises and the caller raises for NaN,
+    on CUDA the kernel fails a device-side assert (asynchronous)."""
     return torch.ops.dwq.weight_fake_quantize.default(w, bits)
 
 

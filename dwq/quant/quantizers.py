@@ -76,9 +76,10 @@ class WeightQuantizer(nn.Module):
         if self.zero_point == "int" and self.axis == 0 and fused.available(w, "weight_fake_quantize"):
             # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
             out = fused.weight_fake_quantize(w, check_bits(bits))
-            # A channel with NaN comes back all NaN: its first entry tells (no full scan).
-            check_no_nan(out.reshape(out.shape[0], -1)[:, :1],
-                         "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
+            if not out.is_cuda:  # (the CUDA kernel asserts on the device itself: no extra launches)
+                # A channel with NaN comes back all NaN: its first entry tells (no full scan).
+                check_no_nan(out.reshape(out.shape[0], -1)[:, :1],
+                             "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
             return out
         scale, zp = self.qparams(w, bits)
         return quantize_with(w, scale, zp, bits, self.axis, self.zero_point)
@@ -232,7 +233,8 @@ class ActQuantizer(nn.Module):
             # One pass (one launch on GPUs, no host sync) for the range, EMA updates and qparams.
             scale, zp = fused.act_qparams(x.detach(), self.running_min, self.running_max, self.initialized, i,
                                           self.observed_slot, bits, self.ema, self.training)
-            check_no_nan(scale, "cannot quantize: the observed range contains NaN")
+            if not scale.is_cuda:  # (the CUDA kernel asserts on the device itself: no extra launches)
+                check_no_nan(scale, "cannot quantize: the observed range contains NaN")
             return quantize_with(x, scale, zp, bits, None, self.zero_point)
         mn, mx = torch.aminmax(x.detach())
         mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
