@@ -201,3 +201,17 @@ def test_large_and_misaligned_tensors(device, dtype):
                                            scale, zp, 8, axis, return_codes=True)
         assert torch.equal(codes, ref_codes), (x.shape, axis)
         assert torch.equal(out, ref.to(dtype)), (x.shape, axis)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_every_cpu_isa_is_bit_exact(isa, dtype):
+    """The CPU kernel is built once per ISA (csrc/cpu/float_kernels_*.cpp): each equals the reference."""
+    gen = torch.Generator().manual_seed(11)
+    for _ in range(60):
+        x, scale, zp, bits, axis = _case(gen, "cpu", torch.float32)
+        x = torch.cat([x.reshape(-1), torch.randn(1000, generator=gen)]) if axis is None else x
+        x = x.clamp(-6e4, 6e4).to(dtype)
+        out, codes = fake_quantize(x, scale, zp, bits, axis, return_codes=True)
+        low = dtype in (torch.float16, torch.bfloat16)
+        ref, ref_codes = fake_quantize_ref(x.float() if low else x, scale, zp, bits, axis, return_codes=True)
+        assert torch.equal(codes, ref_codes) and torch.equal(out, ref.to(dtype)), (isa, dtype, bits, axis)

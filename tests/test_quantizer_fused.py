@@ -246,3 +246,31 @@ def test_a_quantized_conv_forward_is_a_few_kernels():
         conv(x)
         conv(x)
     assert c.ops["weight_fake_quantize"] == 1 and c.ops["convolution"] == 2
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_every_cpu_isa_is_bit_exact(isa, dtype):
+    """The range and weight kernels are built once per ISA (csrc/cpu/float_kernels_*.cpp): each gives
+    the pure-PyTorch path's values, for sizes around their vector steps, with and without NaN."""
+    g = torch.Generator().manual_seed(12)
+    for n in (1, 15, 63, 64, 65, 1000, 4099):
+        x = (torch.randn(n, generator=g) * 5 - 1).to(dtype)
+        qa, qb = ActQuantizer([4]).train(), ActQuantizer([4]).train()
+        p = normalize_precision(4)
+        assert torch.equal(qa(x, 4, p), _act_reference(qb, x, 4, p)), (isa, n)
+        assert torch.equal(qa.running_min, qb.running_min) and torch.equal(qa.running_max, qb.running_max)
+        w = x.reshape(1, -1).repeat(3, 1)
+        w[1] *= 2
+        ref_out = None
+        avail = fused.available
+        try:
+            fused.available = lambda *a: False
+            ref_out = WeightQuantizer()(w, 4)
+        finally:
+            fused.available = avail
+        assert torch.equal(WeightQuantizer()(w, 4), ref_out), (isa, n)
+        bad = x.clone()
+        bad[n // 2] = float("nan")
+        with pytest.raises(ValueError, match="NaN"):
+            ActQuantizer([4]).train()(bad, 4, p)

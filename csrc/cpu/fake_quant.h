@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu/isa.h"
+
 namespace dwq::cpu {
 
 // 16-bit float storage types (bit patterns; same size and layout as at::Half / at::BFloat16).
@@ -19,8 +21,9 @@ struct BFloat16 {
 
 // T: float, double, Float16 or BFloat16. Returns the number of NaN inputs met in
 // [row_begin, row_end); their outputs are NaN and codes -1. codes may be null when not wanted.
+// isa: the build that runs (float_kernels_*.cpp); every one gives the same values.
 template <typename T>
-int64_t fake_quant_rows(const T* x, T* out, int32_t* codes, const float* scale, const int32_t* zero_point,
+int64_t fake_quant_rows(Isa isa, const T* x, T* out, int32_t* codes, const float* scale, const int32_t* zero_point,
                         int64_t C, int64_t inner, int64_t row_begin, int64_t row_end, int bits);
 
 }  // namespace dwq::cpu

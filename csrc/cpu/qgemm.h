@@ -16,15 +16,9 @@
 #include <cstdint>
 #include <string>
 
+#include "cpu/isa.h"
+
 namespace dwq::cpu {
-
-enum class Isa : int { scalar = 0, avx2 = 1, avx512_vnni = 2 };
-
-const char* isa_name(Isa isa);
-bool isa_supported(Isa isa);
-// The ISA to use now: $DWQ_CPU_ISA (scalar|avx2|avx512_vnni) if set, else the best supported one.
-// Returns false and fills *err if the variable names an unknown or unsupported ISA.
-bool select_isa(Isa* isa, std::string* err);
 
 constexpr int64_t kHeaderBytes = 128;
 constexpr int64_t kBlockN = 64;      // output channels per packed block / microkernel tile

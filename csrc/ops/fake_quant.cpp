@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "cpu/fake_quant.h"
+#include "ops/cpu_isa.h"
 #include "ops/fake_quant_checks.h"
 
 namespace dwq {
@@ -29,6 +30,7 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_cpu(const at::Tensor& x, const 
   FakeQuantLayout L = fake_quantize_layout(x, axis, return_codes);
   const FakeQuantShape& shape = L.shape;
   std::atomic<int64_t> nans{0};
+  const cpu::Isa isa = current_isa("fake_quantize");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dwq_fake_quantize_cpu", [&] {
     using S = storage_t<scalar_t>;
     static_assert(sizeof(S) == sizeof(scalar_t), "storage type must match the torch type");
@@ -41,12 +43,12 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_cpu(const at::Tensor& x, const 
     if (shape.channels == 1) {
       // One scale for everything: split the flat tensor so that every thread gets a share.
       at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
-        nans += cpu::fake_quant_rows<S>(xp + begin, op + begin, cp ? cp + begin : nullptr, s, z, 1, end - begin, 0, 1, b);
+        nans += cpu::fake_quant_rows<S>(isa, xp + begin, op + begin, cp ? cp + begin : nullptr, s, z, 1, end - begin, 0, 1, b);
       });
     } else {
       const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, shape.inner));
       at::parallel_for(0, shape.outer * shape.channels, grain, [&](int64_t begin, int64_t end) {
-        nans += cpu::fake_quant_rows<S>(xp, op, cp, s, z, shape.channels, shape.inner, begin, end, b);
+        nans += cpu::fake_quant_rows<S>(isa, xp, op, cp, s, z, shape.channels, shape.inner, begin, end, b);
       });
     }
   });

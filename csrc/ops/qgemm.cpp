@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/qgemm.h"
+#include "ops/cpu_isa.h"
 #include "ops/qgemm_checks.h"
 
 namespace dwq {
@@ -22,12 +23,6 @@ namespace {
 
 using cpu::Isa;
 
-Isa current_isa(const char* op) {
-  Isa isa;
-  std::string err;
-  TORCH_CHECK(cpu::select_isa(&isa, &err), "dwq.", op, ": ", err);
-  return isa;
-}
 
 // The argument checks are csrc/ops/qgemm_checks.h's (shared with the CUDA binding, same messages),
 // here for CPU tensors.

@@ -14,6 +14,7 @@
 
 #include "common/arith.h"
 #include "cpu/quantizer_fused.h"
+#include "ops/cpu_isa.h"
 #include "ops/quantizer_fused_checks.h"
 
 namespace dwq {
@@ -46,12 +47,13 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tens
   // its own memory order, without the copy that contiguous() would make.
   const at::Tensor xc = !scan || x.is_non_overlapping_and_dense() ? x : x.contiguous();
   if (scan) {
+    const cpu::Isa isa = current_isa("act_qparams");
     DWQ_DISPATCH_FLOAT_HALF(xc.scalar_type(), "dwq_act_qparams_cpu", [&] {
       using S = storage_t<scalar_t>;
       const S* xp = reinterpret_cast<const S*>(xc.data_ptr<scalar_t>());
       at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t b, int64_t e) {
         float lo, hi;
-        const bool n = cpu::range_of<S>(xp + b, e - b, &lo, &hi);
+        const bool n = cpu::range_of<S>(isa, xp + b, e - b, &lo, &hi);
         const std::lock_guard<std::mutex> g(mu);
         nan = nan || n;
         mn = lo < mn ? lo : mn;
@@ -83,13 +85,14 @@ at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits) {
   const int64_t rows = wc.size(0), inner = wc.numel() / rows;
   if (inner == 0) return out;
   std::atomic<int64_t> infs{0};
+  const cpu::Isa isa = current_isa("weight_fake_quantize");
   DWQ_DISPATCH_FLOAT_HALF(wc.scalar_type(), "dwq_weight_fake_quantize_cpu", [&] {
     using S = storage_t<scalar_t>;
     const S* wp = reinterpret_cast<const S*>(wc.data_ptr<scalar_t>());
     S* op = reinterpret_cast<S*>(out.data_ptr<scalar_t>());
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / inner), [&](int64_t b, int64_t e) {
       int64_t inf_rows = 0;
-      cpu::weight_fake_quant_rows<S>(wp, op, inner, b, e, static_cast<int>(bits), &inf_rows);
+      cpu::weight_fake_quant_rows<S>(isa, wp, op, inner, b, e, static_cast<int>(bits), &inf_rows);
       infs += inf_rows;
     });
   });

@@ -1,0 +1,129 @@
+// Bodies of the float kernels (fake quantization, ranges, per-channel weight fake quantization),
+// textually included into one namespace per instruction set: float_kernels_scalar.cpp (generic
+// x86-64), float_kernels_avx2.cpp and float_kernels_avx512.cpp (inside their isa_region.h regions,
+// so that the same branch-free loops vectorize 8 or 16 wide with hardware float16 conversions).
+// Every ISA computes the same values: IEEE operations of arith.h, no contraction (isa_region.h).
+// Include after <cstring>, <limits>, <type_traits>, common/arith.h and cpu/float_io.h, inside a
+// namespace, with DWQ_VEC_BYTES defined (the ISA's vector register width in bytes).
+
+template <typename T>
+int64_t fake_quant_rows(const T* x, T* out, int32_t* codes, const float* scale, const int32_t* zero_point,
+                        int64_t C, int64_t inner, int64_t row_begin, int64_t row_end, int bits) {
+  using F = typename Io<T>::F;
+  const F qmax = static_cast<F>(arith::max_code(bits));
+  const F nan = std::numeric_limits<F>::quiet_NaN();
+  int64_t nans = 0;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t c = r % C;
+    const F s = static_cast<F>(scale[c]);
+    const F z = static_cast<F>(zero_point[c]);
+    const T* xr = x + r * inner;
+    T* outr = out + r * inner;
+    int64_t nn = 0;
+    if (codes != nullptr) {
+      int32_t* cr = codes + r * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        const F v = Io<T>::load(xr[i]);
+        const bool is_nan = v != v;
+        nn += is_nan;
+        const F q = arith::quantize(is_nan ? F(0) : v, s, z, qmax);
+        outr[i] = Io<T>::store(is_nan ? nan : arith::dequantize(q, s, z));
+        cr[i] = is_nan ? -1 : static_cast<int32_t>(q);
+      }
+    } else {
+      for (int64_t i = 0; i < inner; ++i) {
+        const F v = Io<T>::load(xr[i]);
+        const bool is_nan = v != v;
+        nn += is_nan;
+        const F q = arith::quantize(is_nan ? F(0) : v, s, z, qmax);
+        outr[i] = Io<T>::store(is_nan ? nan : arith::dequantize(q, s, z));
+      }
+    }
+    nans += nn;
+  }
+  return nans;
+}
+
+// Independent running minima / maxima in kAcc native vectors (GCC/Clang vector extensions; the
+// including file sets DWQ_VEC_BYTES to its ISA's register width): each lane's `v < lo ? v : lo` is
+// exactly a SIMD min, so no reduction is reordered, and kAcc chains hide the min/max latency. (A
+// single running min is a loop-carried dependency that compilers keep scalar: 9x slower than a
+// fake_quantize pass.)
+constexpr int kVecLanes = DWQ_VEC_BYTES / static_cast<int>(sizeof(float)), kAcc = 4, kStep = kVecLanes * kAcc;
+typedef float LaneF __attribute__((vector_size(DWQ_VEC_BYTES)));
+typedef int32_t LaneI __attribute__((vector_size(DWQ_VEC_BYTES)));
+
+template <typename T>
+bool range_of(const T* x, int64_t n, float* mn, float* mx) {
+  const float inf = std::numeric_limits<float>::infinity();
+  LaneF lo[kAcc], hi[kAcc];
+  LaneI nan[kAcc];
+  for (int a = 0; a < kAcc; ++a) {
+    for (int j = 0; j < kVecLanes; ++j) {
+      lo[a][j] = inf;
+      hi[a][j] = -inf;
+      nan[a][j] = 0;
+    }
+  }
+  int64_t i = 0;
+  for (; i + kStep <= n; i += kStep) {
+    for (int a = 0; a < kAcc; ++a) {
+      LaneF v;
+      if constexpr (std::is_same_v<T, float>) {
+        std::memcpy(&v, x + i + a * kVecLanes, sizeof(v));
+      } else {
+        for (int j = 0; j < kVecLanes; ++j) v[j] = static_cast<float>(Io<T>::load(x[i + a * kVecLanes + j]));
+      }
+      nan[a] |= v != v;
+      lo[a] = v < lo[a] ? v : lo[a];
+      hi[a] = v > hi[a] ? v : hi[a];
+    }
+  }
+  float l = inf, h = -inf;
+  bool any_nan = false;
+  for (int a = 0; a < kAcc; ++a) {
+    for (int j = 0; j < kVecLanes; ++j) {
+      any_nan |= nan[a][j] != 0;
+      l = lo[a][j] < l ? lo[a][j] : l;
+      h = hi[a][j] > h ? hi[a][j] : h;
+    }
+  }
+  for (; i < n; ++i) {
+    const float v = static_cast<float>(Io<T>::load(x[i]));
+    any_nan |= v != v;
+    l = v < l ? v : l;
+    h = v > h ? v : h;
+  }
+  *mn = l;
+  *mx = h;
+  return any_nan;
+}
+
+template <typename T>
+int64_t weight_fake_quant_rows(const T* w, T* out, int64_t inner, int64_t row_begin, int64_t row_end, int bits,
+                               int64_t* inf_rows) {
+  using F = typename Io<T>::F;
+  const float qmax = static_cast<float>(arith::max_code(bits));
+  int64_t bad = 0;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const T* wr = w + r * inner;
+    T* orow = out + r * inner;
+    float mn, mx;
+    const bool nan = range_of(wr, inner, &mn, &mx);
+    if (nan || mn - mn != 0.f || mx - mx != 0.f) {  // x - x is NaN exactly for NaN and +-inf
+      if (nan) ++bad; else ++*inf_rows;
+      for (int64_t i = 0; i < inner; ++i) orow[i] = Io<T>::store(std::numeric_limits<F>::quiet_NaN());
+      continue;
+    }
+    float s;
+    int32_t z;
+    arith::qparams_of_range(mn, mx, qmax, &s, &z);
+    const F sf = static_cast<F>(s), zf = static_cast<F>(z), qf = static_cast<F>(qmax);
+    for (int64_t i = 0; i < inner; ++i) {
+      const F v = Io<T>::load(wr[i]);
+      orow[i] = Io<T>::store(arith::dequantize(arith::quantize(v, sf, zf, qf), sf, zf));
+    }
+  }
+  return bad;
+}
+

@@ -1,0 +1,16 @@
+// The instruction sets the CPU kernels are built for (the integer engine's qgemm_*.cpp and the
+// float kernels' float_kernels_*.cpp), chosen at run time (definitions in qgemm_common.cpp).
+#pragma once
+#include <string>
+
+namespace dwq::cpu {
+
+enum class Isa : int { scalar = 0, avx2 = 1, avx512_vnni = 2 };
+
+const char* isa_name(Isa isa);
+bool isa_supported(Isa isa);
+// The ISA to use now: $DWQ_CPU_ISA (scalar|avx2|avx512_vnni) if set, else the best supported one.
+// Returns false and fills *err if the variable names an unknown or unsupported ISA.
+bool select_isa(Isa* isa, std::string* err);
+
+}  // namespace dwq::cpu
