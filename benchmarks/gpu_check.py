@@ -93,7 +93,8 @@ def pytest_cmd(py, *args):
     a kernel that hangs then costs one test's limit, not the lease."""
     import importlib.util
 
-    limit = ["-p", "pytest_timeout", "--timeout", "180"] if importlib.util.find_spec("pytest_timeout") else []
+    # (the plugin loads itself through its entry point; naming it with -p again is an error)
+    limit = ["--timeout", "180"] if importlib.util.find_spec("pytest_timeout") else []
     return [py, "-m", "pytest", "-q", "-ra", *limit, *args]
 
 
