@@ -1,0 +1,44 @@
+"""benchmarks/gpu_check.py's step runner, the part that must work the first time on a lent GPU machine:
+one time budget, the record and bundle rewritten after every step, failures recorded without stopping."""
+import importlib.util
+import json
+import pathlib
+import sys
+import tarfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_steps_record_bundle_and_budget(tmp_path):
+    gc = _gpu_check()
+    out, bundle = tmp_path / "run", tmp_path / "run.tgz"
+    out.mkdir()
+    st = gc.Steps(str(out), None, budget=30, bundle=str(bundle))
+    assert st.run("ok", [sys.executable, "-c", "print('hello')"]) == 0
+    assert st.run("fails", [sys.executable, "-c", "raise SystemExit(3)"]) == 3
+    assert st.run("slow", [sys.executable, "-c", "import time; time.sleep(30)"], timeout=1) == "timeout"
+    rec = json.loads((out / "gpu_check.json").read_text())
+    assert [(s["step"], s["rc"]) for s in rec] == [("ok", 0), ("fails", 3), ("slow", "timeout")]
+    assert (out / "ok.log").read_text().strip() == "hello"
+    with tarfile.open(bundle) as t:  # rewritten after the last step: every log and the record
+        names = set(t.getnames())
+    assert {"run/gpu_check.json", "run/ok.log", "run/fails.log", "run/slow.log"} <= names
+    assert st.failed() == ["fails", "slow"]
+    st.deadline = time.time() + 5  # under 20 s left: the next step does not start
+    assert st.run("late", [sys.executable, "-c", "pass"]) == "skipped"
+    assert json.loads((out / "gpu_check.json").read_text())[-1]["rc"] == "skipped (budget)"
+    assert st.failed() == ["fails", "slow"]  # a skipped step is not a failure
+
+
+def test_pytest_command_never_names_the_timeout_plugin():
+    cmd = _gpu_check().pytest_cmd("python", "tests/x.py")
+    assert "-p" not in cmd  # (pytest-timeout loads itself; -p pytest_timeout would be an error)
+    assert cmd[:4] == ["python", "-m", "pytest", "-q"] and cmd[-1] == "tests/x.py"
