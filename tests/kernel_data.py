@@ -18,3 +18,81 @@ def rand_zp(g, bits, shape=(1,)):
     r = torch.randint(0, 4, shape, generator=g)
     z = torch.randint(0, qmax + 1, shape, generator=g)
     return torch.where(r == 0, 0, torch.where(r == 1, qmax, z)).to(torch.int32)
+
+
+def bad_op_cases(dev):
+    """The argument and value errors every device's integer ops raise alike (the checks are
+    csrc/ops/qgemm_checks.h's): (name, call, message pattern) on tensors of ``dev``, and the tensors,
+    for a device's own cases."""
+    from types import SimpleNamespace
+
+    from dwq.ops import qgemm as q
+
+    g = torch.Generator().manual_seed(5)
+    x = rand_codes(g, (7, 33), 8, torch.uint8).to(dev)
+    w = rand_codes(g, (9, 33), 8, torch.int32).to(dev)
+    zw = rand_zp(g, 8, (9,)).to(dev)
+    zx = torch.tensor([1], dtype=torch.int32, device=dev)
+    sx, sw = torch.tensor([0.05], device=dev), torch.full((9,), 0.01, device=dev)
+    wp = q.pack_weight(w, zw, 8)
+    xc = x.reshape(7, 33, 1, 1)
+    wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
+    i32 = torch.int32
+    ops = torch.ops.dwq
+    nan = float("nan")
+    # uint8 codes the kernels read in place (16-byte aligned rows; channels-last with C % 16 == 0)
+    x64 = torch.full((7, 64), 200, dtype=torch.uint8, device=dev)
+    wp64 = q.pack_weight(torch.zeros(9, 64, dtype=torch.uint8, device=dev), zw, 8)
+    xcl = torch.full((2, 16, 5, 5), 200, dtype=torch.uint8, device=dev).contiguous(memory_format=torch.channels_last)
+    wcl = q.pack_conv_weight(torch.zeros(9, 16, 3, 3, dtype=torch.uint8, device=dev), zw, 8)
+
+    def lin(*a, **k):
+        args = dict(x=x, sx=sx, zx=zx, b=8, wp=wp, sw=sw, a=None, bias=None, relu=False, so=None, zo=None, ob=8)
+        args.update(k)
+        return lambda: ops.qlinear(*args.values())
+
+    cases = [
+        ("x dtype", lambda: ops.qgemm_acc(x.float(), zx, 8, wp), "x_codes must hold codes as uint8 or int32"),
+        ("x dim", lambda: ops.qgemm_acc(x[0], zx, 8, wp), "x_codes must be 2-D"),
+        ("bits low", lambda: ops.qgemm_acc(x, zx, 1, wp), "x_bits must be in 2..16, got 1"),
+        ("bits high", lambda: ops.qgemm_acc(x, zx, 17, wp), "x_bits must be in 2..16, got 17"),
+        ("pack bits", lambda: ops.pack_weight(w, zw, 0), "bits must be in 2..16, got 0"),
+        ("K mismatch", lambda: ops.qgemm_acc(x[:, :32], zx, 8, wp),
+         "K = 32 columns but w_packed was packed with K = 33"),
+        ("conv K mismatch", lambda: ops.qconv2d_acc(xc[:, :32], zx, 8, wc, [1, 1], [1, 1], [0, 0]),
+         "packed with K = 33 but kernel_size \\[1, 1\\] x C = 32 input channels needs K = 32"),
+        ("zx length", lambda: ops.qgemm_acc(x, torch.tensor([1, 2], dtype=i32, device=dev), 8, wp),
+         "x_zero_point must have 1 element"),
+        ("zx dtype", lambda: ops.qgemm_acc(x, zx.float(), 8, wp), "x_zero_point must be int32"),
+        ("zx range", lambda: ops.qgemm_acc(x, torch.tensor([300], dtype=i32, device=dev), 8, wp),
+         "x_zero_point = 300 is not a code"),
+        ("x codes range", lambda: ops.qgemm_acc(x, zx, 4, wp), "x_codes holds value\\(s\\) outside 0..15"),
+        ("x codes negative", lambda: ops.qgemm_acc(x.int() - 1, zx, 8, wp), "outside 0..255"),
+        ("conv codes range", lambda: ops.qconv2d_acc(xc, zx, 4, wc, [1, 1], [1, 1], [0, 0]), "outside 0..15"),
+        ("codes range, rows read in place", lambda: ops.qgemm_acc(x64, zx, 4, wp64), "outside 0..15"),
+        ("codes range, implicit conv", lambda: ops.qconv2d_acc(xcl, zx, 7, wcl, [3, 3], [1, 1], [1, 1]),
+         "outside 0..127"),
+        ("w codes range", lambda: ops.pack_weight(w, torch.zeros_like(zw), 3), "w_codes has .* outside 0..7"),
+        ("zw length", lambda: ops.pack_weight(w, zw[:5], 8), "zero_point must have shape \\[9\\]"),
+        ("zw range", lambda: ops.pack_weight(w, zw + 1000, 8), "zero_point\\[0\\] = .* is not a code"),
+        ("packed dtype", lambda: ops.qgemm_acc(x, zx, 8, wp.float()), "w_packed must be the int8"),
+        ("packed garbage", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros(9, 90, dtype=torch.int8, device=dev)),
+         "bad header"),
+        ("packed garbage, right size", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros_like(wp)), "bad header"),
+        ("w_scale length", lin(sw=sw[:3]), "w_scale must have shape \\[9\\]"),
+        ("w_scale nan", lin(sw=sw * nan), "w_scale\\[0\\] must be finite and > 0, got nan"),
+        ("x_scale inf", lin(sx=sx * float("inf")), "x_scale must be finite and > 0, got inf"),
+        ("x_scale zero", lin(sx=sx * 0), "x_scale must be finite and > 0, got 0"),
+        ("x_scale length", lin(sx=sx.repeat(2)), "x_scale must have 1 element"),
+        ("affine length", lin(a=torch.ones(4, device=dev)), "affine_scale must have shape \\[9\\]"),
+        ("bias nan", lin(bias=torch.full((9,), nan, device=dev)), "affine_bias\\[0\\] must be finite"),
+        ("out half", lin(so=sx), "both out_scale and out_zero_point"),
+        ("out bits", lin(so=sx, zo=zx, ob=1), "out_bits must be in"),
+        ("out zero point", lin(so=sx, zo=zx + 20, ob=4), "out_zero_point = 21 is not a code of 4 bits"),
+        ("quantize nan", lambda: ops.quantize_act(torch.tensor([1.0, nan], device=dev), sx, zx, 8), "NaN"),
+        ("quantize dtype", lambda: ops.quantize_act(torch.ones(3, dtype=torch.float64, device=dev), sx, zx, 8),
+         "x must be float32"),
+        ("quantize scale", lambda: ops.quantize_act(torch.ones(3, device=dev), -sx, zx, 8),
+         "scale must be finite and > 0"),
+    ]
+    return cases, SimpleNamespace(x=x, w=w, zw=zw, zx=zx, sx=sx, wp=wp, lin=lin)

@@ -12,7 +12,7 @@ if not HAS_EXT:  # DWQ_REQUIRE_EXT=1 already turned a missing extension into an 
 
 from dwq.ops import qgemm as q  # noqa: E402
 from dwq.ops import qgemm_reference as ref  # noqa: E402
-from kernel_data import rand_codes, rand_zp  # noqa: E402
+from kernel_data import bad_op_cases, rand_codes, rand_zp  # noqa: E402
 
 
 def maybe_strided(g, x):
@@ -209,53 +209,7 @@ def test_compile_fullgraph():
 # ----------------------------------------------------------------------------- bad input
 
 def _bad_cases():
-    x, w, zw = _sample()
-    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
-    wp = q.pack_weight(w, zw, 8)
-    i32 = torch.int32
-    ops = torch.ops.dwq
-    return [
-        ("x dtype", lambda: ops.qgemm_acc(x.float(), zx, 8, wp), "x_codes must hold codes as uint8 or int32"),
-        ("x dim", lambda: ops.qgemm_acc(x[0], zx, 8, wp), "x_codes must be 2-D"),
-        ("bits low", lambda: ops.qgemm_acc(x, zx, 1, wp), "x_bits must be in 2..16, got 1"),
-        ("bits high", lambda: ops.qgemm_acc(x, zx, 17, wp), "x_bits must be in 2..16, got 17"),
-        ("pack bits", lambda: ops.pack_weight(w, zw, 0), "bits must be in 2..16, got 0"),
-        ("K mismatch", lambda: ops.qgemm_acc(x[:, :32], zx, 8, wp),
-         "K = 32 columns but w_packed was packed with K = 33"),
-        ("zx length", lambda: ops.qgemm_acc(x, torch.tensor([1, 2], dtype=i32), 8, wp),
-         "x_zero_point must have 1 element"),
-        ("zx dtype", lambda: ops.qgemm_acc(x, zx.float(), 8, wp), "x_zero_point must be int32"),
-        ("zx range", lambda: ops.qgemm_acc(x, torch.tensor([300], dtype=i32), 8, wp),
-         "x_zero_point = 300 is not a code"),
-        ("x codes range", lambda: ops.qgemm_acc(x, zx, 4, wp), "x_codes holds value\\(s\\) outside 0..15"),
-        ("x codes negative", lambda: ops.qgemm_acc(x.int() - 1, zx, 8, wp), "outside 0..255"),
-        ("w codes range", lambda: ops.pack_weight(w, torch.zeros_like(zw), 3), "w_codes has .* outside 0..7"),
-        ("zw length", lambda: ops.pack_weight(w, zw[:5], 8), "zero_point must have shape \\[9\\]"),
-        ("zw range", lambda: ops.pack_weight(w, zw + 1000, 8), "zero_point\\[0\\] = .* is not a code"),
-        ("packed dtype", lambda: ops.qgemm_acc(x, zx, 8, wp.float()), "w_packed must be the int8"),
-        ("packed garbage", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros(9, 90, dtype=torch.int8)), "bad header"),
-        ("w_scale length", lambda: ops.qlinear(x, sx, zx, 8, wp, sw[:3], None, None, False, None, None, 8),
-         "w_scale must have shape \\[9\\]"),
-        ("w_scale nan", lambda: ops.qlinear(x, sx, zx, 8, wp, sw * float("nan"), None, None, False, None, None, 8),
-         "w_scale\\[0\\] must be finite and > 0, got nan"),
-        ("x_scale inf", lambda: ops.qlinear(x, sx * float("inf"), zx, 8, wp, sw, None, None, False, None, None, 8),
-         "x_scale must be finite and > 0, got inf"),
-        ("x_scale zero", lambda: ops.qlinear(x, sx * 0, zx, 8, wp, sw, None, None, False, None, None, 8),
-         "x_scale must be finite and > 0, got 0"),
-        ("x_scale length", lambda: ops.qlinear(x, sx.repeat(2), zx, 8, wp, sw, None, None, False, None, None, 8),
-         "x_scale must have 1 element"),
-        ("affine length", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, torch.ones(4), None, False, None, None, 8),
-         "affine_scale must have shape \\[9\\]"),
-        ("bias nan", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, None, torch.full((9,), float("nan")), False, None, None,
-                                         8), "affine_bias\\[0\\] must be finite"),
-        ("out half", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, None, None, False, sx, None, 8),
-         "both out_scale and out_zero_point"),
-        ("out bits", lambda: ops.qlinear(x, sx, zx, 8, wp, sw, None, None, False, sx, zx, 1), "out_bits must be in"),
-        ("quantize nan", lambda: ops.quantize_act(torch.tensor([1.0, float("nan")]), sx, zx, 8), "NaN"),
-        ("quantize dtype", lambda: ops.quantize_act(torch.ones(3, dtype=torch.float64), sx, zx, 8),
-         "x must be float32"),
-        ("quantize scale", lambda: ops.quantize_act(torch.ones(3), -sx, zx, 8), "scale must be finite and > 0"),
-    ]
+    return bad_op_cases("cpu")[0]  # the cases every device raises alike (the CUDA tests add device mismatches)
 
 
 @pytest.mark.parametrize("case", _bad_cases(), ids=lambda c: c[0])

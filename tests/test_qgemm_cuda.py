@@ -21,7 +21,7 @@ pytestmark = [
 
 from dwq.ops import qgemm as q  # noqa: E402
 from dwq.ops import qgemm_reference as ref  # noqa: E402
-from kernel_data import rand_codes, rand_zp  # noqa: E402
+from kernel_data import bad_op_cases, rand_codes, rand_zp  # noqa: E402
 
 DEV = "cuda"
 WIDTHS = list(range(2, 17))
@@ -387,72 +387,9 @@ def test_integer_model_runs_on_cuda(engine):
 # ----------------------------------------------------------------------------- bad input
 
 def _bad_cases():
-    g = torch.Generator().manual_seed(5)
-    x = rand_codes(g, (7, 33), 8, torch.uint8).to(DEV)
-    w = rand_codes(g, (9, 33), 8, torch.int32).to(DEV)
-    zw = rand_zp(g, 8, (9,)).to(DEV)
-    zx = torch.tensor([1], dtype=torch.int32, device=DEV)
-    sx, sw = torch.tensor([0.05], device=DEV), torch.full((9,), 0.01, device=DEV)
-    wp = q.pack_weight(w, zw, 8)
-    xc = x.reshape(7, 33, 1, 1)
-    wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
-    i32 = torch.int32
-    ops = torch.ops.dwq
-    nan = float("nan")
-    # uint8 codes the kernels read in place (16-byte aligned rows; channels-last with C % 16 == 0)
-    x64 = torch.full((7, 64), 200, dtype=torch.uint8, device=DEV)
-    wp64 = q.pack_weight(torch.zeros(9, 64, dtype=torch.uint8, device=DEV), zw, 8)
-    xcl = torch.full((2, 16, 5, 5), 200, dtype=torch.uint8, device=DEV).contiguous(memory_format=torch.channels_last)
-    wcl = q.pack_conv_weight(torch.zeros(9, 16, 3, 3, dtype=torch.uint8, device=DEV), zw, 8)
-
-    def lin(*a, **k):
-        args = dict(x=x, sx=sx, zx=zx, b=8, wp=wp, sw=sw, a=None, bias=None, relu=False, so=None, zo=None, ob=8)
-        args.update(k)
-        return lambda: ops.qlinear(*args.values())
-
-    return [
-        ("x dtype", lambda: ops.qgemm_acc(x.float(), zx, 8, wp), "x_codes must hold codes as uint8 or int32"),
-        ("x dim", lambda: ops.qgemm_acc(x[0], zx, 8, wp), "x_codes must be 2-D"),
-        ("bits low", lambda: ops.qgemm_acc(x, zx, 1, wp), "x_bits must be in 2..16, got 1"),
-        ("bits high", lambda: ops.qgemm_acc(x, zx, 17, wp), "x_bits must be in 2..16, got 17"),
-        ("pack bits", lambda: ops.pack_weight(w, zw, 0), "bits must be in 2..16, got 0"),
-        ("K mismatch", lambda: ops.qgemm_acc(x[:, :32], zx, 8, wp),
-         "K = 32 columns but w_packed was packed with K = 33"),
-        ("conv K mismatch", lambda: ops.qconv2d_acc(xc[:, :32], zx, 8, wc, [1, 1], [1, 1], [0, 0]),
-         "packed with K = 33 but kernel_size x C"),
-        ("zx length", lambda: ops.qgemm_acc(x, torch.tensor([1, 2], dtype=i32, device=DEV), 8, wp),
-         "x_zero_point must have 1 element"),
-        ("zx dtype", lambda: ops.qgemm_acc(x, zx.float(), 8, wp), "x_zero_point must be int32"),
-        ("zx range", lambda: ops.qgemm_acc(x, torch.tensor([300], dtype=i32, device=DEV), 8, wp),
-         "x_zero_point = 300 is not a code"),
-        ("x codes range", lambda: ops.qgemm_acc(x, zx, 4, wp), "x_codes holds value\\(s\\) outside 0..15"),
-        ("x codes negative", lambda: ops.qgemm_acc(x.int() - 1, zx, 8, wp), "outside 0..255"),
-        ("conv codes range", lambda: ops.qconv2d_acc(xc, zx, 4, wc, [1, 1], [1, 1], [0, 0]), "outside 0..15"),
-        ("codes range, rows read in place", lambda: ops.qgemm_acc(x64, zx, 4, wp64), "outside 0..15"),
-        ("codes range, implicit conv", lambda: ops.qconv2d_acc(xcl, zx, 7, wcl, [3, 3], [1, 1], [1, 1]),
-         "outside 0..127"),
-        ("w codes range", lambda: ops.pack_weight(w, torch.zeros_like(zw), 3), "w_codes has .* outside 0..7"),
-        ("zw length", lambda: ops.pack_weight(w, zw[:5], 8), "zero_point must have shape \\[9\\]"),
-        ("zw range", lambda: ops.pack_weight(w, zw + 1000, 8), "zero_point\\[0\\] = .* is not a code"),
-        ("packed dtype", lambda: ops.qgemm_acc(x, zx, 8, wp.float()), "w_packed must be the int8"),
-        ("packed garbage", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros(9, 90, dtype=torch.int8, device=DEV)),
-         "bad header"),
-        ("packed garbage, right size", lambda: ops.qgemm_acc(x, zx, 8, torch.zeros_like(wp)), "bad header"),
-        ("w_scale length", lin(sw=sw[:3]), "w_scale must have shape \\[9\\]"),
-        ("w_scale nan", lin(sw=sw * nan), "w_scale\\[0\\] must be finite and > 0, got nan"),
-        ("x_scale inf", lin(sx=sx * float("inf")), "x_scale must be finite and > 0, got inf"),
-        ("x_scale zero", lin(sx=sx * 0), "x_scale must be finite and > 0, got 0"),
-        ("x_scale length", lin(sx=sx.repeat(2)), "x_scale must have 1 element"),
-        ("affine length", lin(a=torch.ones(4, device=DEV)), "affine_scale must have shape \\[9\\]"),
-        ("bias nan", lin(bias=torch.full((9,), nan, device=DEV)), "affine_bias\\[0\\] must be finite"),
-        ("out half", lin(so=sx), "both out_scale and out_zero_point"),
-        ("out bits", lin(so=sx, zo=zx, ob=1), "out_bits must be in"),
-        ("out zero point", lin(so=sx, zo=zx + 20, ob=4), "out_zero_point = 21 is not a code of 4 bits"),
-        ("quantize nan", lambda: ops.quantize_act(torch.tensor([1.0, nan], device=DEV), sx, zx, 8), "NaN"),
-        ("quantize dtype", lambda: ops.quantize_act(torch.ones(3, dtype=torch.float64, device=DEV), sx, zx, 8),
-         "x must be float32"),
-        ("quantize scale", lambda: ops.quantize_act(torch.ones(3, device=DEV), -sx, zx, 8),
-         "scale must be finite and > 0"),
+    cases, t = bad_op_cases(DEV)
+    x, zx, sx, wp, zw, w, lin, ops = t.x, t.zx, t.sx, t.wp, t.zw, t.w, t.lin, torch.ops.dwq
+    return cases + [
         # device mismatches: the op runs on CUDA if any tensor is there, and names the odd one out
         ("w_packed on cpu", lambda: ops.qgemm_acc(x, zx, 8, wp.cpu()), "w_packed must be on cuda"),
         ("x on cpu", lambda: ops.qgemm_acc(x.cpu(), zx, 8, wp), "x_codes must be a CUDA tensor"),

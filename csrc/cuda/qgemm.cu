@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -172,25 +173,21 @@ at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, i
 struct CudaWeight {
   at::Tensor blob;
   cpu::PackedLayout L;  // bits = 8 or 16: the limb class
+  KNeed need;           // what the input needs of its K (for the errors)
 };
 
 // The CPU binding's errors for a blob whose header (hdr: its first kHeaderBytes bytes, on the host)
 // does not describe [N, K] codes; limbs = 0 accepts either width class. Returns if it does.
-void check_header(const char* op, const int8_t* hdr, int64_t nbytes, int64_t N, int64_t K, int limbs, bool conv) {
+void check_header(const char* op, const int8_t* hdr, int64_t nbytes, int64_t N, const KNeed& need, int limbs) {
   cpu::PackedWeightView view;
   TORCH_CHECK(cpu::parse_packed_weight(hdr, nbytes, &view) && (limbs == 0 || view.limbs == limbs), "dwq.", op,
               ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
   TORCH_CHECK(view.N == N, "dwq.", op, ": w_packed header says N = ", view.N, " but w_packed.size(0) = ", N);
-  if (conv) {
-    TORCH_CHECK(view.K == K, "dwq.", op, ": w_packed was packed with K = ", view.K,
-                " but kernel_size x C input channels needs K = ", K,
-                " (pack conv weights [O, C, kh, kw] with dwq.ops.pack_conv_weight)");
-  } else {
-    TORCH_CHECK(view.K == K, "dwq.", op, ": x_codes has K = ", K, " columns but w_packed was packed with K = ", view.K);
-  }
+  qg_check_k(op, view.K, need);
 }
 
-CudaWeight cuda_weight(const char* op, const at::Tensor& w, int64_t K, const at::Device& device, bool conv) {
+CudaWeight cuda_weight(const char* op, const at::Tensor& w, const KNeed& need, const at::Device& device) {
+  const int64_t K = need.K;
   qg_check_device(op, "w_packed", w, device);
   TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2, "dwq.", op,
               ": w_packed must be the int8 [N, P] tensor made by dwq.ops.pack_weight, got ", w.scalar_type(), " ",
@@ -202,7 +199,7 @@ CudaWeight cuda_weight(const char* op, const at::Tensor& w, int64_t K, const at:
   if (P != p1 && P != p2) {
     // Not the shape of a blob for this K: read the header (an error path, a sync is fine) to say why.
     const at::Tensor hdr = w.contiguous().view({-1}).narrow(0, 0, cpu::kHeaderBytes).to(at::kCPU);
-    check_header(op, hdr.data_ptr<int8_t>(), w.numel(), N, K, 0, conv);
+    check_header(op, hdr.data_ptr<int8_t>(), w.numel(), N, need, 0);
     TORCH_CHECK(false, "dwq.", op, ": w_packed [", N, ", ", P, "] has the header of a weight packed with K = ", K,
                 " but not its size (", p1, " or ", p2, " columns)");
   }
@@ -210,6 +207,7 @@ CudaWeight cuda_weight(const char* op, const at::Tensor& w, int64_t K, const at:
   out.blob = w.contiguous();
   if (!aligned16(out.blob.data_ptr())) out.blob = out.blob.clone();  // cp.async reads 16-byte chunks
   out.L = cpu::packed_layout(N, K, P == p1 ? 8 : 16);
+  out.need = need;
   return out;
 }
 
@@ -452,7 +450,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   // ---- value checks: one read-back of the status and the blob's header; the CPU op's errors
   C10_CUDA_CHECK(cudaMemcpyAsync(st + cuda::kStHeader, blob, cpu::kHeaderBytes, cudaMemcpyDeviceToDevice, stream));
   const std::vector<int32_t> s = read_status(status);
-  check_header(op, reinterpret_cast<const int8_t*>(s.data() + cuda::kStHeader), w.blob.numel(), N, K, lw, ap.is_conv);
+  check_header(op, reinterpret_cast<const int8_t*>(s.data() + cuda::kStHeader), w.blob.numel(), N, w.need, lw);
   const int flags = s[cuda::kStParamFlags];
   if (flags & cuda::kBadXZp) qg_zp1_value(op, "x_zero_point", x_zero_point, a.bits);
   if (flags & cuda::kBadXScale) qg_scale1_value(op, "x_scale", *e.x_scale);
@@ -486,7 +484,7 @@ at::Tensor qgemm_acc_cuda(const at::Tensor& x, const at::Tensor& x_zero_point, i
                           const at::Tensor& w_packed) {
   const char* op = "qgemm_acc";
   Act a = gemm_act(op, x, x_zero_point, x_bits);
-  const CudaWeight w = cuda_weight(op, w_packed, a.ap.K, x.device(), false);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{a.ap.K}, x.device());
   check_index_range(op, a.ap.M, w.L.N, a.ap.K);
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = acc_epi();
@@ -502,7 +500,7 @@ at::Tensor qlinear_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at
                         const std::optional<at::Tensor>& out_zero_point, int64_t out_bits) {
   const char* op = "qlinear";
   Act a = gemm_act(op, x, x_zero_point, x_bits);
-  const CudaWeight w = cuda_weight(op, w_packed, a.ap.K, x.device(), false);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{a.ap.K}, x.device());
   check_index_range(op, a.ap.M, w.L.N, a.ap.K);
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = make_epi(op, x_scale, w_scale, w.L.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,
@@ -525,24 +523,16 @@ ConvAct conv_act(const char* op, const at::Tensor& x, const at::Tensor& x_zero_p
   check_cuda_input(op, "x_codes", x);
   qg_check_codes(op, "x_codes", x, 4, x.device());
   qg_check_zp1_meta(op, "x_zero_point", x_zero_point, x.device());
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2, "dwq.", op,
-              ": kernel_size, stride and padding must have 2 entries each");
-  const int64_t kh = kernel_size[0], kw = kernel_size[1];
-  TORCH_CHECK(kh >= 1 && kw >= 1, "dwq.", op, ": kernel_size must be >= 1, got ", kernel_size);
-  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1, "dwq.", op, ": stride must be >= 1, got ", stride);
-  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, "dwq.", op, ": padding must be >= 0, got ", padding);
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  ConvAct g;
+  std::tie(g.OH, g.OW) = qg_conv_out_size(op, kernel_size, stride, padding, H, W);
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
   TORCH_CHECK(C > 0, "dwq.", op, ": x_codes must have C > 0 channels, got shape ", x.sizes());
-  TORCH_CHECK(H + 2 * padding[0] >= kh && W + 2 * padding[1] >= kw, "dwq.", op, ": input ", H, "x", W,
-              " with padding ", padding, " is smaller than the kernel ", kernel_size);
   constexpr int64_t lim = (int64_t{1} << 31) - 1;
   TORCH_CHECK(C <= lim && H <= lim && W <= lim && kh * kw <= lim && stride[0] <= lim && stride[1] <= lim &&
                   padding[0] <= lim && padding[1] <= lim,
               "dwq.", op, ": conv geometry must fit 32-bit integers for the CUDA kernels");
-  ConvAct g;
   g.B = B;
-  g.OH = (H + 2 * padding[0] - kh) / stride[0] + 1;
-  g.OW = (W + 2 * padding[1] - kw) / stride[1] + 1;
   Act& a = g.a;
   a.is_u8 = x.scalar_type() == at::kByte;
   a.bits = static_cast<int>(x_bits);
@@ -574,7 +564,7 @@ at::Tensor qconv2d_acc_cuda(const at::Tensor& x, const at::Tensor& x_zero_point,
                             at::IntArrayRef padding) {
   const char* op = "qconv2d_acc";
   ConvAct g = conv_act(op, x, x_zero_point, x_bits, kernel_size, stride, padding);
-  const CudaWeight w = cuda_weight(op, w_packed, g.a.ap.K, x.device(), true);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{g.a.ap.K, kernel_size, g.a.ap.C}, x.device());
   check_index_range(op, g.a.ap.M, w.L.N, g.a.ap.K);
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = acc_epi();
@@ -591,7 +581,7 @@ at::Tensor qconv2d_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at
                         int64_t out_bits) {
   const char* op = "qconv2d";
   ConvAct g = conv_act(op, x, x_zero_point, x_bits, kernel_size, stride, padding);
-  const CudaWeight w = cuda_weight(op, w_packed, g.a.ap.K, x.device(), true);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{g.a.ap.K, kernel_size, g.a.ap.C}, x.device());
   check_index_range(op, g.a.ap.M, w.L.N, g.a.ap.K);
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = make_epi(op, x_scale, w_scale, w.L.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cpu/qgemm.h"
@@ -188,8 +189,7 @@ cpu::ActSource gemm_source(const char* op, const at::Tensor& x, const at::Tensor
                            const Weight& w) {
   check_bits(op, "x_bits", x_bits);
   check_codes_tensor(op, "x_codes", x, 2);
-  TORCH_CHECK(x.size(1) == w.view.K, "dwq.", op, ": x_codes has K = ", x.size(1), " columns but w_packed was packed with K = ",
-              w.view.K);
+  qg_check_k(op, w.view.K, KNeed{x.size(1)});
   cpu::ActSource a;
   a.x = x.data_ptr();
   a.is_u8 = x.scalar_type() == at::kByte;
@@ -244,22 +244,12 @@ ConvGeom conv_source(const char* op, const at::Tensor& x, const at::Tensor& x_ze
                      const Weight& w, at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding) {
   check_bits(op, "x_bits", x_bits);
   check_codes_tensor(op, "x_codes", x, 4);
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2, "dwq.", op,
-              ": kernel_size, stride and padding must have 2 entries each");
-  const int64_t kh = kernel_size[0], kw = kernel_size[1];
-  TORCH_CHECK(kh >= 1 && kw >= 1, "dwq.", op, ": kernel_size must be >= 1, got ", kernel_size);
-  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1, "dwq.", op, ": stride must be >= 1, got ", stride);
-  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, "dwq.", op, ": padding must be >= 0, got ", padding);
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK(w.view.K == kh * kw * C, "dwq.", op, ": w_packed was packed with K = ", w.view.K, " but kernel_size ",
-              kernel_size, " x C = ", C, " input channels needs K = ", kh * kw * C,
-              " (pack conv weights [O, C, kh, kw] with dwq.ops.pack_conv_weight)");
-  TORCH_CHECK(H + 2 * padding[0] >= kh && W + 2 * padding[1] >= kw, "dwq.", op, ": input ", H, "x", W,
-              " with padding ", padding, " is smaller than the kernel ", kernel_size);
   ConvGeom g;
   g.B = B;
-  g.OH = (H + 2 * padding[0] - kh) / stride[0] + 1;
-  g.OW = (W + 2 * padding[1] - kw) / stride[1] + 1;
+  std::tie(g.OH, g.OW) = qg_conv_out_size(op, kernel_size, stride, padding, H, W);
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
+  qg_check_k(op, w.view.K, KNeed{kh * kw * C, kernel_size, C});
   cpu::ActSource& a = g.a;
   a.x = x.data_ptr();
   a.is_u8 = x.scalar_type() == at::kByte;

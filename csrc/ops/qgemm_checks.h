@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 namespace dwq {
 // Internal linkage: compiled by g++ and by nvcc's host compiler (see fake_quant_checks.h).
@@ -90,6 +91,40 @@ inline void qg_zp_vec_values(const char* op, const char* name, const at::Tensor&
   for (int64_t i = 0; i < c.numel(); ++i)
     TORCH_CHECK(p[i] >= 0 && p[i] <= qmax, "dwq.", op, ": ", name, "[", i, "] = ", p[i], " is not a code of ", bits,
                 " bits (0..", qmax, ")");
+}
+
+// What the input needs of a packed weight's K: a GEMM's column count (kernel_size empty) or a
+// conv's kernel_size x C. (kernel_size views the op's argument: use it within the op call.)
+struct KNeed {
+  int64_t K = 0;
+  at::IntArrayRef kernel_size;
+  int64_t C = 0;
+};
+
+inline void qg_check_k(const char* op, int64_t w_k, const KNeed& need) {
+  if (need.kernel_size.empty()) {
+    TORCH_CHECK(w_k == need.K, "dwq.", op, ": x_codes has K = ", need.K, " columns but w_packed was packed with K = ",
+                w_k);
+  } else {
+    TORCH_CHECK(w_k == need.K, "dwq.", op, ": w_packed was packed with K = ", w_k, " but kernel_size ",
+                need.kernel_size, " x C = ", need.C, " input channels needs K = ", need.K,
+                " (pack conv weights [O, C, kh, kw] with dwq.ops.pack_conv_weight)");
+  }
+}
+
+// The conv geometry checks of every device (entries, signs, a padded input at least the kernel);
+// returns the output size {OH, OW} of an H x W input.
+inline std::pair<int64_t, int64_t> qg_conv_out_size(const char* op, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                                    at::IntArrayRef padding, int64_t H, int64_t W) {
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2, "dwq.", op,
+              ": kernel_size, stride and padding must have 2 entries each");
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
+  TORCH_CHECK(kh >= 1 && kw >= 1, "dwq.", op, ": kernel_size must be >= 1, got ", kernel_size);
+  TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1, "dwq.", op, ": stride must be >= 1, got ", stride);
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, "dwq.", op, ": padding must be >= 0, got ", padding);
+  TORCH_CHECK(H + 2 * padding[0] >= kh && W + 2 * padding[1] >= kw, "dwq.", op, ": input ", H, "x", W,
+              " with padding ", padding, " is smaller than the kernel ", kernel_size);
+  return {(H + 2 * padding[0] - kh) / stride[0] + 1, (W + 2 * padding[1] - kw) / stride[1] + 1};
 }
 
 }  // namespace
