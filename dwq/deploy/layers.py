@@ -182,6 +182,15 @@ class _IntLayer(PrecisionModule):
             self._calls = [(p, None if isinstance(p, _FloatPlan) else self._op_args(p)) for p in self.plans]
         return self._calls[self.precision_index]
 
+    def _forward(self, x, float_op, int_op):
+        """The active precision's plan: ``float_op(x, plan)`` (+ ReLU) for a float plan, else ``int_op``
+        on x's codes with the plan's cached arguments."""
+        p, args = self._call()
+        if args is None:
+            y = float_op(x, p)
+            return torch.relu_(y) if p.relu else y
+        return int_op(p.input_codes(x), *args)
+
     def _base_config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],
                 "plans": [p.config() for p in self.plans]}
@@ -223,11 +232,7 @@ class IntConv2d(_IntLayer):
                 self.padding, p.affine_scale, p.affine_bias, p.relu, p.out_scale, p.out_zero_point, p.out_bits or 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p, args = self._call()
-        if args is None:
-            y = F.conv2d(x, p.weight, p.bias, self.stride, self.padding)
-            return torch.relu_(y) if p.relu else y
-        return ops.qconv2d(p.input_codes(x), *args)
+        return self._forward(x, lambda x, p: F.conv2d(x, p.weight, p.bias, self.stride, self.padding), ops.qconv2d)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -252,11 +257,7 @@ class IntLinear(_IntLayer):
                 p.out_scale, p.out_zero_point, p.out_bits or 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p, args = self._call()
-        if args is None:
-            y = F.linear(x, p.weight, p.bias)
-            return torch.relu_(y) if p.relu else y
-        return ops.qlinear(p.input_codes(x), *args)
+        return self._forward(x, lambda x, p: F.linear(x, p.weight, p.bias), ops.qlinear)
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, source={self.source!r}, "
