@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
-from records import finish  # noqa: E402  (benchmarks/records.py)
+from records import finish, latency_axis  # noqa: E402  (benchmarks/records.py)
 
 GEMMS = [(1024, 1024, 1024), (4096, 512, 1152), (32, 4096, 4096)]
 # (C_in, C_out, H=W of the input, stride) of PreActResNet18's 3x3 convs on 32x32 images
@@ -204,19 +204,9 @@ def plot(records, path):
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, (op, shape) in zip(axes.flat, keys):
         rs = [r for r in records if r["op"] == op and r["shape"] == shape]
-        for impl, style in [("dwq", "o-"), ("brevitas", "s--")]:
-            pts = sorted((r["bits"], r["median_ms"]) for r in rs if r["impl"] == impl)
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=impl)
-        for impl, color in [("torch_fp32", "gray"), ("torch_int_mm", "red"), ("torch_qconv", "red")]:
-            for r in rs:
-                if r["impl"] == impl:
-                    ax.axhline(r["median_ms"], color=color, ls=":", label=impl)
-        ax.set_title(f"{op} {shape}", fontsize=9)
-        ax.set_xlabel("bits")
-        ax.set_ylabel("median ms")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        latency_axis(ax, rs, [("dwq", "o-"), ("brevitas", "s--")],
+                     [("torch_fp32", "gray"), ("torch_int_mm", "red"), ("torch_qconv", "red")], f"{op} {shape}",
+                     "median ms")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.tight_layout()

@@ -30,7 +30,7 @@ from dwq.deploy import code_agreement, compare, convert, time_round_robin
 from dwq.models import preact_resnet18, resnet50
 from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
 
-from records import finish  # noqa: E402  (benchmarks/records.py)
+from records import finish, latency_axis  # noqa: E402  (benchmarks/records.py)
 
 CASES = [("preact_resnet18", (3, 32, 32), 1), ("preact_resnet18", (3, 32, 32), 32),
          ("resnet50", (3, 224, 224), 1), ("resnet50", (3, 224, 224), 8)]
@@ -177,19 +177,8 @@ def plot(records, path):
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
     for ax, (net, shape) in zip(axes.flat, keys):
         rs = [r for r in records if r["op"] == net and r["shape"] == shape]
-        for impl, style in [("dwq_int", "o-"), ("fake_quant", "^-"), ("brevitas", "s--")]:
-            pts = sorted((r["bits"], r["median_ms"]) for r in rs if r["impl"] == impl)
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=impl)
-        for impl, color in [("torch_fp32", "gray"), ("torch_fp16", "green")]:
-            for r in rs:
-                if r["impl"] == impl:
-                    ax.axhline(r["median_ms"], color=color, ls=":", label=impl)
-        ax.set_title(f"{net} {shape}", fontsize=9)
-        ax.set_xlabel("bits")
-        ax.set_ylabel("median ms per forward")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        latency_axis(ax, rs, [("dwq_int", "o-"), ("fake_quant", "^-"), ("brevitas", "s--")],
+                     [("torch_fp32", "gray"), ("torch_fp16", "green")], f"{net} {shape}", "median ms per forward")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

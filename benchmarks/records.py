@@ -25,3 +25,21 @@ def finish(records, args, ratio_table, plot, t0, first_column="op", digits=3):
         plot(records, args.png)
         print(f"plot: {args.png}")
     print(f"total {time.time() - t0:.0f}s")
+
+
+def latency_axis(ax, rs, lines, baselines, title, ylabel):
+    """One panel of a latency-vs-bits plot: a line per impl in ``lines`` ((impl, style)), a dotted
+    horizontal line per record of the impls in ``baselines`` ((impl, color)), log y."""
+    for impl, style in lines:
+        pts = sorted((r["bits"], r["median_ms"]) for r in rs if r["impl"] == impl)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=impl)
+    for impl, color in baselines:
+        for r in rs:
+            if r["impl"] == impl:
+                ax.axhline(r["median_ms"], color=color, ls=":", label=impl)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("bits")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
