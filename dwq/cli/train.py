@@ -457,7 +457,6 @@ def cmd_train(a):
     from dwq.data import get_datasets, train_val_split
     from dwq.models import build_model
     from dwq.train import CheckpointError, TrainConfig, Trainer
-    from dwq.train.determinism import prepare_process
     from dwq.train.dist import active as dist_active
     from dwq.train.dist import cleanup, setup
     from dwq.train.loop import lr_lambda
@@ -514,8 +513,6 @@ def cmd_train(a):
                       random_precision=f["random_precision_training"], seed=f["seed"], amp=f["amp"],
                       val_pgd_steps=f["val_pgd_steps"] or 0, progress=not f["no_progress"], extra=extra,
                       reference=f["reference"], compile=f["compile"], deterministic=f["deterministic"])
-    if cfg.deterministic:
-        prepare_process()  # before this process's first cuBLAS handle
     rank, world, device = setup(f["device"])
     say = rank == 0
     tr = Trainer(model, train, cfg, a.out, val_set=val if len(val) else None, device=device,

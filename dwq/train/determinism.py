@@ -20,7 +20,9 @@ CUBLAS_SETTING = ":4096:8"
 
 def prepare_process():
     """Sets cuBLAS' fixed workspace unless the environment sets one. cuBLAS reads it when its handle
-    is created, so a process should call this before its first CUDA matrix product (the CLI does)."""
+    is created, so it must come before the process's first CUDA matrix product: :func:`deterministic`
+    calls it, which is early enough for ``dwq train`` (nothing multiplies on the GPU before the fit);
+    code that does should call it first."""
     os.environ.setdefault(CUBLAS_ENV, CUBLAS_SETTING)
 
 
