@@ -13,17 +13,15 @@
 #include <tuple>
 #include <type_traits>
 
+#include "cuda/binding_util.h"
 #include "cuda/fake_quant.cuh"
 #include "ops/fake_quant_checks.h"
 
 namespace dwq {
 namespace {
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-template <typename T>
-using device_t = std::conditional_t<std::is_same_v<T, at::Half>, __half,
-                                    std::conditional_t<std::is_same_v<T, at::BFloat16>, __nv_bfloat16, T>>;
+using cuda::aligned16;
+using cuda::device_t;
 
 std::tuple<at::Tensor, at::Tensor> fake_quantize_cuda(const at::Tensor& x, const at::Tensor& scale,
                                                       const at::Tensor& zero_point, int64_t bits,

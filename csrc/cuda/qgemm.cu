@@ -32,6 +32,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cuda/binding_util.h"
 #include "cpu/qgemm.h"
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_prep.cuh"
@@ -39,6 +40,8 @@
 
 namespace dwq {
 namespace {
+
+using cuda::aligned16;
 
 using cuda::ActParams;
 using cuda::EpiParams;
@@ -50,8 +53,6 @@ bool value_checks() {
 }
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 unsigned blocks_for(int64_t work, int threads, int64_t cap = 65535 * 16) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, cap)));

@@ -13,15 +13,15 @@
 #include <tuple>
 #include <type_traits>
 
+#include "cuda/binding_util.h"
 #include "cuda/quantizer_fused.cuh"
 #include "ops/quantizer_fused_checks.h"
 
 namespace dwq {
 namespace {
 
-template <typename T>
-using device_t = std::conditional_t<std::is_same_v<T, at::Half>, __half,
-                                    std::conditional_t<std::is_same_v<T, at::BFloat16>, __nv_bfloat16, T>>;
+using cuda::aligned16;
+using cuda::device_t;
 
 std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Tensor& running_min,
                                                     at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
@@ -52,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Ten
     auto launch = [&](auto kernel) {
       std::apply([&](auto... a) { kernel<<<blocks, threads, 0, stream>>>(a...); }, args);
     };
-    if (reinterpret_cast<uintptr_t>(xp) % 16 == 0)
+    if (aligned16(xp))
       launch(cuda::act_qparams_kernel<D, 16 / sizeof(D)>);
     else
       launch(cuda::act_qparams_kernel<D, 1>);
