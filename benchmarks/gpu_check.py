@@ -8,12 +8,12 @@ without stopping the later ones:
   1. toolchain: torch / CUDA / GPU / Python, the C++ compiler and the libstdc++ it ships against
      the one this interpreter loads (issue 9: C++ errors crashed Python on that machine);
   2. build: ``setup.py build_ext --inplace`` with every core (dwq._C, CUDA sources included);
-  3. the C++-error test (in its own interpreter); a smoke test of the Hopper (wgmma) engine, which
-     the later steps leave out if it fails;
+  3. the C++-error test (in its own interpreter); smoke tests of the Hopper engines (wgmma, then
+     wgmma_tma), which the later steps leave out if they fail;
   4. the CUDA-parametrized tests: fake_quantize on CUDA incl. float16/bfloat16 and every memory
      format, the fused quantizer kernels against their PyTorch reference, no host sync under
      set_sync_debug_mode("error"), the compiled channels-last model, the true-integer ops bit-exact
-     against the int64 reference and the CPU ops (both engines on a Hopper);
+     against the int64 reference and the CPU ops (every engine on a Hopper);
   5. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width and engine
      against torch._int_mm, fp16/bf16 matmul, cuDNN fp16), JSON and PNG;
   6. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, eval forward fp32/fp16,
@@ -136,16 +136,21 @@ def main(argv=None):
     if not args.skip_build:
         st.run("build", [py, "setup.py", "-q", "build_ext", "--inplace"], timeout=420)
     st.run("test_cpp_errors", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120)
+    smoke = "tile_edges and (129-129-65 or 257-384-1000) and "
     wg_ok = st.run("smoke_wgmma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
-                                             "tile_edges and wgmma and (129-129-65 or 257-384-1000)"),
-                   timeout=120) == 0
-    skip_wg = [] if wg_ok else ["-k", "not wgmma"]
+                                             smoke + "wgmma and not wgmma_tma"), timeout=120) == 0
+    tma_ok = wg_ok and st.run("smoke_wgmma_tma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
+                                                            smoke + "wgmma_tma"), timeout=120) == 0
+    # wgmma_tma runs its convs on the wgmma kernel: a failed wgmma leaves both out.
+    drop = "" if tma_ok else ("wgmma_tma" if wg_ok else "wgmma")
+    skip_wg = ["-k", f"not {drop}"] if drop else []
+    bench_engines = ",".join(["mma"] + (["wgmma"] if wg_ok else []) + (["wgmma_tma"] if tma_ok else []))
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
                   "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
     st.run("test_cuda", pytest_cmd(py, *cuda_tests, *skip_wg), timeout=360)
     st.run("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
                                   out("bench_kernels_cuda.json"), "--png", out("bench_kernels_cuda.png"),
-                                  *([] if wg_ok else ["--engines", "mma"])], timeout=240)
+                                  "--engines", bench_engines], timeout=240)
     st.run("bench_train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--json",
                            out("bench_train_cuda.json")], timeout=240)
     if not args.no_profile:
@@ -168,8 +173,8 @@ def main(argv=None):
         # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K), small shapes.
         pick = ("same_bytes and 8 or tile_edges and 129 or qconv2d_acc_exact and (9x9 or 17x15) or "
                 "8bit_large_k and 40000 or bad_input")
-        if not wg_ok:
-            pick = f"({pick}) and not wgmma"
+        if drop:
+            pick = f"({pick}) and not {drop}"
         st.run("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
                                        "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick], timeout=300)
     if args.full_suite:

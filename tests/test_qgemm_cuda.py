@@ -25,14 +25,15 @@ from kernel_data import bad_op_cases, rand_codes, rand_zp  # noqa: E402
 
 DEV = "cuda"
 WIDTHS = list(range(2, 17))
-ENGINES = ["mma", "wgmma"]
+ENGINES = ["mma", "wgmma", "wgmma_tma"]
 
 
 @pytest.fixture
 def engine(request, monkeypatch):
-    """The tensor-core kernel the op runs on (DWQ_CUDA_GEMM): mma.sync on every GPU, wgmma on Hopper."""
-    if request.param == "wgmma" and torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("the wgmma engine needs a GPU of compute capability 9.0 (H100, H200)")
+    """The tensor-core kernel the op runs on (DWQ_CUDA_GEMM): mma.sync on every GPU, wgmma (cp.async-fed) and
+    wgmma_tma (TMA-fed, warp-specialized; convs fall back to wgmma) on Hopper."""
+    if request.param.startswith("wgmma") and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip(f"the {request.param} engine needs a GPU of compute capability 9.0 (H100, H200)")
     monkeypatch.setenv("DWQ_CUDA_GEMM", request.param)
     return request.param
 
@@ -128,14 +129,17 @@ def test_qgemm_acc_every_width_pair(engine):
 @pytest.mark.parametrize("xb, wb", [(8, 8), (4, 4), (2, 8), (8, 16), (16, 8), (12, 12)])
 @engines
 def test_qgemm_acc_tile_edges(M, N, K, xb, wb, engine):
-    """Shapes at and around the CTA tiles (mma: 128 x 128, 64 x 128 for limbs, 64-deep K stages; wgmma:
-    128 x 256, 64 x 128 for limbs, 128-deep K stages), batch 1,
-    uint8 codes with 16-byte aligned rows (read in place) and the same through prepared planes."""
+    """Shapes at and around the CTA tiles (mma: 128 x 128, 64 x 128 for limbs, 64-deep K stages; wgmma and
+    wgmma_tma: 128 x 256, 64 x 128 for limbs, 128-deep K stages), batch 1,
+    uint8 codes with 16-byte aligned rows (read in place: contiguous, and rows longer than K, which the TMA
+    tensor map strides over) and the same through prepared planes."""
     g = torch.Generator().manual_seed(M * 7 + N * 3 + K)
     x, w, zx, zw = gemm_case(g, xb, wb, M, N, K, torch.uint8 if xb <= 8 else torch.int32)
     want = ref.qgemm_acc_ref(x, zx, w, zw)
     wp = q.pack_weight(w.to(DEV), zw.to(DEV), wb)
-    for xd in (x.to(DEV), layout(g, x.to(DEV)), x.to(DEV).int()):
+    wide = torch.full((M, (K + 16) // 16 * 16 + 16), 255, dtype=x.dtype, device=DEV)
+    wide[:, :K] = x.to(DEV)  # 16-byte aligned rows, K .. row end not zero: must never be read
+    for xd in (x.to(DEV), wide[:, :K], layout(g, x.to(DEV)), x.to(DEV).int()):
         assert torch.equal(q.qgemm_acc(xd, zx.to(DEV), xb, wp).cpu(), want)
 
 
@@ -426,6 +430,7 @@ def test_engine_choice(monkeypatch):
     monkeypatch.setenv("DWQ_CUDA_GEMM", "auto")
     assert torch.equal(q.qgemm_acc(*cu(x, zx), 8, wp).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
     if torch.cuda.get_device_capability() != (9, 0):
-        monkeypatch.setenv("DWQ_CUDA_GEMM", "wgmma")
-        with pytest.raises(RuntimeError, match="needs a GPU of compute capability 9.0"):
-            q.qgemm_acc(*cu(x, zx), 8, wp)
+        for name in ("wgmma", "wgmma_tma"):
+            monkeypatch.setenv("DWQ_CUDA_GEMM", name)
+            with pytest.raises(RuntimeError, match=f"DWQ_CUDA_GEMM = '{name}' needs a GPU of compute capability 9.0"):
+                q.qgemm_acc(*cu(x, zx), 8, wp)

@@ -266,19 +266,22 @@ struct Act {
 };
 
 // The tensor-core engine: DWQ_CUDA_GEMM = "mma" (the default: mma.sync, every GPU from sm_80),
-// "wgmma" (Hopper's warpgroup MMA; an error where the build or the GPU lacks it) or "auto" (wgmma
-// where supported, else mma). wgmma is not the default until it has run on a Hopper GPU.
+// "wgmma" (Hopper's warpgroup MMA, operands by cp.async), "wgmma_tma" (the same fed by TMA from a
+// producer warpgroup; convs run "wgmma") -- each an error where the build or the GPU lacks sm_90a --
+// or "auto" (wgmma where supported, else mma). The Hopper engines are not the default until they
+// have run on a Hopper GPU.
 cuda::Engine gemm_engine(const char* op, int device) {
   const char* v = std::getenv("DWQ_CUDA_GEMM");
   if (v == nullptr || *v == '\0' || std::strcmp(v, "mma") == 0) return cuda::Engine::kMma;
   if (std::strcmp(v, "auto") == 0)
     return cuda::wgmma_supported(device) ? cuda::Engine::kWgmma : cuda::Engine::kMma;
-  TORCH_CHECK(std::strcmp(v, "wgmma") == 0, "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
-              "' is not an engine (expected 'mma', 'wgmma' or 'auto')");
-  TORCH_CHECK(cuda::wgmma_supported(device), "dwq.", op,
-              ": DWQ_CUDA_GEMM = 'wgmma' needs a GPU of compute capability 9.0 (H100, H200) and dwq._C built with "
+  const bool tma = std::strcmp(v, "wgmma_tma") == 0;
+  TORCH_CHECK(tma || std::strcmp(v, "wgmma") == 0, "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
+              "' is not an engine (expected 'mma', 'wgmma', 'wgmma_tma' or 'auto')");
+  TORCH_CHECK(cuda::wgmma_supported(device), "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
+              "' needs a GPU of compute capability 9.0 (H100, H200) and dwq._C built with "
               "9.0a in TORCH_CUDA_ARCH_LIST (the default); device ", device, " or this build has not");
-  return cuda::Engine::kWgmma;
+  return tma ? cuda::Engine::kWgmmaTma : cuda::Engine::kWgmma;
 }
 
 // K per grid z-slice: the int32-exact limit, and smaller when the output tiles alone would leave
@@ -405,8 +408,8 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   mp.Npad = w.L.Npad;
   mp.lw = lw;
   const cuda::Engine engine = gemm_engine(op, x.get_device());
-  at::Tensor bk;  // wgmma: the weight planes K-major (see qgemm_wgmma.cuh)
-  if (engine == cuda::Engine::kWgmma) {
+  at::Tensor bk;  // wgmma engines: the weight planes K-major (see qgemm_wgmma.cuh)
+  if (engine != cuda::Engine::kMma) {
     mp.ldb = round_up(K, 16);
     mp.b_plane = N * mp.ldb;
     bk = at::empty({lw, N, mp.ldb}, opt.dtype(at::kChar));
@@ -439,8 +442,12 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     ep.ws = ws.data_ptr<int64_t>();
     ep.kind = cuda::kOutPartialT;
   }
-  check_launch(op, engine == cuda::Engine::kWgmma ? cuda::launch_qgemm_wgmma(mp, limb, conv, stream)
-                                                 : cuda::launch_qgemm_mma(mp, limb, conv, stream));
+  if (engine == cuda::Engine::kMma)
+    check_launch(op, cuda::launch_qgemm_mma(mp, limb, conv, stream));
+  else if (engine == cuda::Engine::kWgmmaTma && cuda::wgmma_tma_fits(mp, conv))
+    check_launch(op, cuda::launch_qgemm_wgmma_tma(mp, limb, stream));
+  else
+    check_launch(op, cuda::launch_qgemm_wgmma(mp, limb, conv, stream));
   if (split) {
     EpiParams fin = ep;
     fin.kind = e.kind;

@@ -40,16 +40,16 @@ cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
 }  // namespace
 
 int gemm_block_m(Engine engine, bool limb) {
-  if (engine == Engine::kWgmma) return limb ? WgCfg<2, 2>::BM : WgCfg<1, 1>::BM;
+  if (engine != Engine::kMma) return limb ? WgCfg<2, 2>::BM : WgCfg<1, 1>::BM;
   return limb ? MmaCfg<true>::BM : MmaCfg<false>::BM;
 }
 
 int gemm_block_n(Engine engine, bool limb) {
-  if (engine == Engine::kWgmma) return limb ? WgCfg<2, 2>::BN : WgCfg<1, 1>::BN;
+  if (engine != Engine::kMma) return limb ? WgCfg<2, 2>::BN : WgCfg<1, 1>::BN;
   return kBN;
 }
 
-int gemm_k_align(Engine engine) { return engine == Engine::kWgmma ? kWgBK : kBK; }
+int gemm_k_align(Engine engine) { return engine == Engine::kMma ? kBK : kWgBK; }
 
 int64_t mma_k_chunk(bool limb) { return limb ? mma_k_chunk_of<true>() : mma_k_chunk_of<false>(); }
 

@@ -116,6 +116,94 @@ __device__ __forceinline__ void wgmma_m64n128k32_u8s8(int32_t (&d)[64], uint64_t
       : "l"(a), "l"(b), "r"(1));
 }
 
+// The MMAs of one pipeline stage for one warpgroup: As = its 64 A rows (per limb BM * kWgBK apart),
+// Bs = the stage's B tile; then commit and wait until at most this stage's group is in flight (the
+// previous stage's MMAs completed: its buffers may be refilled once every warpgroup got here).
+template <int LX, int LW>
+__device__ __forceinline__ void wg_mma_stage(int32_t (&acc)[LX + LW - 1][WgCfg<LX, LW>::HALVES][64],
+                                             const uint8_t* As, const uint8_t* Bs) {
+  using Cfg = WgCfg<LX, LW>;
+#pragma unroll
+  for (int s = 0; s < Cfg::SETS; ++s)
+#pragma unroll
+    for (int h = 0; h < Cfg::HALVES; ++h) fence_regs(acc[s][h]);
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kWgBK / 32; ++kk) {
+#pragma unroll
+    for (int ia = 0; ia < LX; ++ia) {
+      const uint64_t da = sw128_desc(As + ia * Cfg::BM * kWgBK + kk * 32);
+#pragma unroll
+      for (int ib = 0; ib < LW; ++ib) {
+#pragma unroll
+        for (int h = 0; h < Cfg::HALVES; ++h)
+          wgmma_m64n128k32_u8s8(acc[ia + ib][h], da, sw128_desc(Bs + ib * Cfg::BN * kWgBK + h * 128 * kWgBK + kk * 32));
+      }
+    }
+  }
+  wgmma_commit();
+  wgmma_wait<1>();
+#pragma unroll
+  for (int s = 0; s < Cfg::SETS; ++s)
+#pragma unroll
+    for (int h = 0; h < Cfg::HALVES; ++h) fence_regs(acc[s][h]);
+}
+
+// Waits for the last MMAs, then the fused epilogue of warpgroup wg's 64 rows of tile (m0, n0).
+// Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15; register
+// 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
+template <int LX, int LW>
+__device__ __forceinline__ void wg_epilogue(const MmaParams& p, int32_t (&acc)[LX + LW - 1][WgCfg<LX, LW>::HALVES][64],
+                                            int64_t m0, int64_t n0, int tid) {
+  constexpr int HALVES = WgCfg<LX, LW>::HALVES, SETS = WgCfg<LX, LW>::SETS;
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < SETS; ++s)
+#pragma unroll
+    for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
+  const int lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, gid = lane >> 2, tig = lane & 3;
+  const EpiParams& e = p.ep;
+  const EpiScalars sc = load_scalars(e);
+  int64_t rs[2];
+  bool mok[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t m = m0 + wg * 64 + wq * 16 + gid + h * 8;
+    mok[h] = m < p.M;
+    rs[h] = (e.kind == kOutPartialT || !mok[h]) ? 0 : e.rowsum[m];
+  }
+#pragma unroll
+  for (int hv = 0; hv < HALVES; ++hv) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int64_t n = n0 + hv * 128 + j * 8 + tig * 2;
+      if (n >= p.N) continue;
+      const ColTerms c0 = col_terms(e, sc, n);
+      const ColTerms c1 = n + 1 < p.N ? col_terms(e, sc, n + 1) : c0;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (!mok[h]) continue;
+        int64_t t[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int r = 4 * j + 2 * h + c;
+          t[c] = acc[0][hv][r];
+#pragma unroll
+          for (int st = 1; st < SETS; ++st) t[c] += int64_t(acc[st][hv][r]) << (8 * st);
+        }
+        store_pair(e, sc, c0, c1, rs[h], m0 + wg * 64 + wq * 16 + gid + h * 8, n, p.N, t[0], t[1]);
+      }
+    }
+  }
+}
+
+// The K range [*kbeg, *kend) of this CTA's z-slice, in nk stages of kWgBK.
+__device__ __forceinline__ int wg_k_range(const MmaParams& p, int64_t* kbeg, int64_t* kend) {
+  *kbeg = int64_t(blockIdx.z) * p.k_chunk;
+  *kend = p.K < *kbeg + p.k_chunk ? p.K : *kbeg + p.k_chunk;
+  return static_cast<int>((*kend - *kbeg + kWgBK - 1) / kWgBK);
+}
+
 #endif  // DWQ_SM90A
 
 template <int LX, int LW, bool CONV>
@@ -132,14 +220,12 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(
   const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
   uint8_t* smem = smem_raw + ((1024u - (base & 1023u)) & 1023u);
 
-  const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3;
-  const int gid = lane >> 2, tig = lane & 3;
+  const int tid = threadIdx.x, wg = tid >> 7;
   int64_t mt, nt;
   tile_of(blockIdx.x, (p.M + BM - 1) / BM, (p.N + BN - 1) / BN, &mt, &nt);
   const int64_t m0 = mt * BM, n0 = nt * BN;
-  const int64_t kbeg = int64_t(blockIdx.z) * p.k_chunk;
-  const int64_t kend = p.K < kbeg + p.k_chunk ? p.K : kbeg + p.k_chunk;
-  const int nk = static_cast<int>((kend - kbeg + kWgBK - 1) / kWgBK);
+  int64_t kbeg, kend;
+  const int nk = wg_k_range(p, &kbeg, &kend);
   const int ac = tid & 7, r0 = tid >> 3;
 
   ARows<AR, CONV> ar(p, m0 + r0, RSTEP, kbeg + ac * 16);  // this thread's A rows and tap walk
@@ -194,75 +280,10 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(
       cp_async_commit();
     }
     const uint8_t* As = smem + (kt % kWgStages) * STAGE_BYTES + wg * 64 * kWgBK;
-    const uint8_t* Bs = smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES;
-#pragma unroll
-    for (int s = 0; s < SETS; ++s)
-#pragma unroll
-      for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kWgBK / 32; ++kk) {
-#pragma unroll
-      for (int ia = 0; ia < LX; ++ia) {
-        const uint64_t da = sw128_desc(As + ia * BM * kWgBK + kk * 32);
-#pragma unroll
-        for (int ib = 0; ib < LW; ++ib) {
-#pragma unroll
-          for (int h = 0; h < HALVES; ++h)
-            wgmma_m64n128k32_u8s8(acc[ia + ib][h], da,
-                                  sw128_desc(Bs + ib * BN * kWgBK + h * 128 * kWgBK + kk * 32));
-        }
-      }
-    }
-    wgmma_commit();
-    wgmma_wait<1>();
-#pragma unroll
-    for (int s = 0; s < SETS; ++s)
-#pragma unroll
-      for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
+    wg_mma_stage<LX, LW>(acc, As, smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES);
   }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int s = 0; s < SETS; ++s)
-#pragma unroll
-    for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
   cp_async_wait<0>();
-
-  // ---- epilogue. Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15;
-  // register 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
-  const EpiParams& e = p.ep;
-  const EpiScalars sc = load_scalars(e);
-  int64_t rs[2];
-  bool mok[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t m = m0 + wg * 64 + wq * 16 + gid + h * 8;
-    mok[h] = m < p.M;
-    rs[h] = (e.kind == kOutPartialT || !mok[h]) ? 0 : e.rowsum[m];
-  }
-#pragma unroll
-  for (int hv = 0; hv < HALVES; ++hv) {
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const int64_t n = n0 + hv * 128 + j * 8 + tig * 2;
-      if (n >= p.N) continue;
-      const ColTerms c0 = col_terms(e, sc, n);
-      const ColTerms c1 = n + 1 < p.N ? col_terms(e, sc, n + 1) : c0;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        if (!mok[h]) continue;
-        int64_t t[2];
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int r = 4 * j + 2 * h + c;
-          t[c] = acc[0][hv][r];
-#pragma unroll
-          for (int st = 1; st < SETS; ++st) t[c] += int64_t(acc[st][hv][r]) << (8 * st);
-        }
-        store_pair(e, sc, c0, c1, rs[h], m0 + wg * 64 + wq * 16 + gid + h * 8, n, p.N, t[0], t[1]);
-      }
-    }
-  }
+  wg_epilogue<LX, LW>(p, acc, m0, n0, tid);
 #else
   (void)p;
   __trap();

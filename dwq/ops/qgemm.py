@@ -13,9 +13,10 @@ The ISA is chosen at run time from CPUID (AVX-512 VNNI, else AVX2, else scalar);
 ``DWQ_CPU_ISA=scalar|avx2|avx512_vnni`` forces one (an error if the CPU lacks it). On CUDA the ops
 check values (codes in range, scales, zero points) on the device and read the verdict back, one
 sync per op; ``DWQ_CUDA_CHECKS=0`` skips that read (no sync; bad input then gives meaningless
-numbers, never an out-of-bounds access). ``DWQ_CUDA_GEMM=mma|wgmma|auto`` picks the tensor-core
-kernel: ``mma`` (mma.sync, every GPU from sm_80; the default), ``wgmma`` (Hopper, compute
-capability 9.0; an error elsewhere), ``auto`` (wgmma where it runs).
+numbers, never an out-of-bounds access). ``DWQ_CUDA_GEMM=mma|wgmma|wgmma_tma|auto`` picks the
+tensor-core kernel: ``mma`` (mma.sync, every GPU from sm_80; the default), ``wgmma`` (Hopper, compute
+capability 9.0; an error elsewhere), ``wgmma_tma`` (its TMA-fed, warp-specialized variant for matrix
+operands; convs run ``wgmma``), ``auto`` (wgmma where it runs).
 
 Example::
 

@@ -1,0 +1,74 @@
+// Launcher of the warp-specialized TMA wgmma kernel (qgemm_wgmma_tma.cuh) and the tensor maps it
+// reads. Its own translation unit, so that its sm_90a instantiations compile beside the others.
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
+#include "cuda/qgemm_launch.h"
+#include "cuda/qgemm_wgmma_tma.cuh"
+
+namespace dwq::cuda {
+namespace {
+
+// cuTensorMapEncodeTiled from the driver that the runtime already loaded (no -lcuda at link time).
+PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      return PFN_cuTensorMapEncodeTiled_v12000{nullptr};
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A [planes][rows][ld] byte operand read in boxes of kWgBK bytes x box_rows rows x one plane,
+// 128-byte swizzled (the layout of sw128 / sw128_desc); k >= k_len and rows >= rows read as zeros.
+bool byte_map(CUtensorMap* map, CUtensorMapDataType type, const void* base, int64_t k_len, int64_t rows, int planes,
+              int64_t ld, int64_t plane_stride, int box_rows) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = encode_tiled();
+  if (encode == nullptr) return false;
+  const cuuint64_t dims[3] = {cuuint64_t(k_len), cuuint64_t(rows), cuuint64_t(planes)};
+  const cuuint64_t strides[2] = {cuuint64_t(ld), cuuint64_t(planes > 1 ? plane_stride : rows * ld)};
+  const cuuint32_t box[3] = {cuuint32_t(kWgBK), cuuint32_t(box_rows), 1};
+  const cuuint32_t step[3] = {1, 1, 1};
+  return encode(map, type, 3, const_cast<void*>(base), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <int LX, int LW>
+cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
+  using Cfg = WgCfg<LX, LW>;
+  CUtensorMap ma, mb;
+  if (!byte_map(&ma, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.a, p.K, p.M, LX, p.lda, p.a_plane, Cfg::BM) ||
+      !byte_map(&mb, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.b, p.K, p.N, LW, p.ldb, p.b_plane, Cfg::BN))
+    return cudaErrorInvalidValue;
+  auto kernel = qgemm_wgmma_tma_kernel<LX, LW>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
+  if (err != cudaSuccess) return err;
+  const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM;
+  const int64_t nt = (p.N + Cfg::BN - 1) / Cfg::BN;
+  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
+  if (mt * nt > 0x7FFFFFFF || zt > 65535) return cudaErrorInvalidConfiguration;
+  const dim3 grid(static_cast<unsigned>(mt * nt), 1, static_cast<unsigned>(zt));
+  kernel<<<grid, Cfg::THREADS + 128, Cfg::SMEM, stream>>>(p, ma, mb);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool wgmma_tma_fits(const MmaParams& p, bool conv) {
+  const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
+  return !conv && a16(p.a) && a16(p.b) && p.lda % 16 == 0 && p.lda >= p.K && (p.lx == 1 || p.a_plane >= p.M * p.lda) &&
+         p.ldb % 16 == 0 && p.ldb >= p.K && (p.lw == 1 || p.b_plane >= p.N * p.ldb);
+}
+
+cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, cudaStream_t stream) {
+  if (limb) {
+    if (p.lx == 2) return p.lw == 2 ? launch<2, 2>(p, stream) : launch<2, 1>(p, stream);
+    return launch<1, 2>(p, stream);
+  }
+  return launch<1, 1>(p, stream);
+}
+
+}  // namespace dwq::cuda
