@@ -11,8 +11,8 @@ vs cuDNN fp16 channels-last. Every dwq result is checked bit-exactly against the
 a slice before it is timed (with the ops' value checks on); timing runs with DWQ_CUDA_CHECKS=0 (no
 host sync per op). Medians of CUDA-event timings. Records: ``{"op", "shape", "bits", "impl",
 "median_ms", "tops", "device"}``; impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
-DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its TMA-fed, warp-specialized
-variant, GEMMs only), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
+DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its warp-specialized variant,
+DWQ_CUDA_GEMM=wgmma_tma), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
 (float baselines record bits 16, int8 ones bits 8). An engine whose result differs from the reference
 gets a record with "error" instead of a time, and the run goes on. Writes files only where --json /
 --png say.
@@ -73,17 +73,15 @@ ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma"}
 WANTED = list(ENGINES)  # --engines
 
 
-def engines(op):
-    """(impl, DWQ_CUDA_GEMM value) of each wanted dwq engine that this GPU runs (wgmma_tma: GEMMs only;
-    its convs run the wgmma kernel)."""
+def engines():
+    """(impl, DWQ_CUDA_GEMM value) of each wanted dwq engine that this GPU runs."""
     runs = [e for e in WANTED if not e.startswith("wgmma") or torch.cuda.get_device_capability() == (9, 0)]
-    runs = [e for e in runs if e != "wgmma_tma" or op == "gemm"]
     return [(ENGINES[e], e) for e in runs]
 
 
 def time_engines(records, op, shape, bits, ops_count, check, run, reps):
     """Per engine: check() (value checks on) must hold, then run() is timed without the checks' sync."""
-    for impl, engine in engines(op):
+    for impl, engine in engines():
         os.environ["DWQ_CUDA_GEMM"] = engine
         try:
             if not check():

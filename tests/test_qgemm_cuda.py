@@ -31,7 +31,7 @@ ENGINES = ["mma", "wgmma", "wgmma_tma"]
 @pytest.fixture
 def engine(request, monkeypatch):
     """The tensor-core kernel the op runs on (DWQ_CUDA_GEMM): mma.sync on every GPU, wgmma (cp.async-fed) and
-    wgmma_tma (TMA-fed, warp-specialized; convs fall back to wgmma) on Hopper."""
+    wgmma_tma (warp-specialized: a producer warpgroup feeds it by TMA) on Hopper."""
     if request.param.startswith("wgmma") and torch.cuda.get_device_capability() != (9, 0):
         pytest.skip(f"the {request.param} engine needs a GPU of compute capability 9.0 (H100, H200)")
     monkeypatch.setenv("DWQ_CUDA_GEMM", request.param)

@@ -266,8 +266,8 @@ struct Act {
 };
 
 // The tensor-core engine: DWQ_CUDA_GEMM = "mma" (the default: mma.sync, every GPU from sm_80),
-// "wgmma" (Hopper's warpgroup MMA, operands by cp.async), "wgmma_tma" (the same fed by TMA from a
-// producer warpgroup; convs run "wgmma") -- each an error where the build or the GPU lacks sm_90a --
+// "wgmma" (Hopper's warpgroup MMA, operands by cp.async), "wgmma_tma" (the same, warp-specialized:
+// a producer warpgroup feeds it by TMA) -- each an error where the build or the GPU lacks sm_90a --
 // or "auto" (wgmma where supported, else mma). The Hopper engines are not the default until they
 // have run on a Hopper GPU.
 cuda::Engine gemm_engine(const char* op, int device) {
@@ -445,7 +445,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   if (engine == cuda::Engine::kMma)
     check_launch(op, cuda::launch_qgemm_mma(mp, limb, conv, stream));
   else if (engine == cuda::Engine::kWgmmaTma && cuda::wgmma_tma_fits(mp, conv))
-    check_launch(op, cuda::launch_qgemm_wgmma_tma(mp, limb, stream));
+    check_launch(op, cuda::launch_qgemm_wgmma_tma(mp, limb, conv, stream));
   else
     check_launch(op, cuda::launch_qgemm_wgmma(mp, limb, conv, stream));
   if (split) {

@@ -10,8 +10,8 @@
 namespace dwq::cuda {
 
 // The tensor-core GEMM kernels: mma.sync (sm_80 and newer), wgmma (sm_90a, Hopper; operands by
-// cp.async from every thread) and wgmma_tma (the same tiles fed by TMA from a producer warpgroup;
-// matrix operands only, convs run the wgmma kernel).
+// cp.async from every thread) and wgmma_tma (the same tiles, warp-specialized: a producer warpgroup
+// feeds them by TMA, and by cp.async for an implicit conv's activations).
 enum class Engine { kMma, kWgmma, kWgmmaTma };
 
 // K per grid z-slice for which the kernel's int32 partials are exact: 65,536 for one limb each,
@@ -32,12 +32,12 @@ bool wgmma_supported(int device);
 // The same contract as launch_qgemm_mma on qgemm_wgmma_kernel; p.b is the K-major copy that
 // launch_repack_kmajor wrote (p.ldb, p.b_plane).
 cudaError_t launch_qgemm_wgmma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream);
-// Whether the TMA kernel can read p's operands: matrix mode, 16-byte aligned bases and rows,
-// rows at least K long and limb planes that do not overlap (the tensor maps' rules).
+// Whether the TMA kernel can read p's operands through tensor maps: 16-byte aligned bases and rows,
+// rows at least K long and limb planes that do not overlap (A in matrix mode only).
 bool wgmma_tma_fits(const MmaParams& p, bool conv);
 // launch_qgemm_wgmma's contract on qgemm_wgmma_tma_kernel, for operands that wgmma_tma_fits;
 // cudaErrorInvalidValue if the driver cannot encode the tensor maps.
-cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, cudaStream_t stream);
+cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream);
 // The blob's limb planes ([lw][Npad/64][Kp/4][64][4]) -> out [lw][N][ldb] K-major, k >= Kp zero.
 cudaError_t launch_repack_kmajor(const int8_t* planes, int64_t N, int64_t Npad, int64_t Kp, int lw, int8_t* out,
                                  int64_t ldb, cudaStream_t stream);

@@ -36,14 +36,14 @@ bool byte_map(CUtensorMap* map, CUtensorMapDataType type, const void* base, int6
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int LX, int LW>
+template <int LX, int LW, bool CONV>
 cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
   using Cfg = WgCfg<LX, LW>;
-  CUtensorMap ma, mb;
-  if (!byte_map(&ma, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.a, p.K, p.M, LX, p.lda, p.a_plane, Cfg::BM) ||
+  CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
+  if ((!CONV && !byte_map(&ma, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.a, p.K, p.M, LX, p.lda, p.a_plane, Cfg::BM)) ||
       !byte_map(&mb, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.b, p.K, p.N, LW, p.ldb, p.b_plane, Cfg::BN))
     return cudaErrorInvalidValue;
-  auto kernel = qgemm_wgmma_tma_kernel<LX, LW>;
+  auto kernel = qgemm_wgmma_tma_kernel<LX, LW, CONV>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
   if (err != cudaSuccess) return err;
   const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM;
@@ -59,16 +59,17 @@ cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
 
 bool wgmma_tma_fits(const MmaParams& p, bool conv) {
   const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
-  return !conv && a16(p.a) && a16(p.b) && p.lda % 16 == 0 && p.lda >= p.K && (p.lx == 1 || p.a_plane >= p.M * p.lda) &&
-         p.ldb % 16 == 0 && p.ldb >= p.K && (p.lw == 1 || p.b_plane >= p.N * p.ldb);
+  const bool b_ok = a16(p.b) && p.ldb % 16 == 0 && p.ldb >= p.K && (p.lw == 1 || p.b_plane >= p.N * p.ldb);
+  if (conv) return b_ok;  // A: the implicit-conv contract of MmaParams, copied by cp.async
+  return b_ok && a16(p.a) && p.lda % 16 == 0 && p.lda >= p.K && (p.lx == 1 || p.a_plane >= p.M * p.lda);
 }
 
-cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, cudaStream_t stream) {
+cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
   if (limb) {
-    if (p.lx == 2) return p.lw == 2 ? launch<2, 2>(p, stream) : launch<2, 1>(p, stream);
-    return launch<1, 2>(p, stream);
+    if (p.lx == 2) return p.lw == 2 ? launch<2, 2, false>(p, stream) : launch<2, 1, false>(p, stream);
+    return launch<1, 2, false>(p, stream);
   }
-  return launch<1, 1>(p, stream);
+  return conv ? launch<1, 1, true>(p, stream) : launch<1, 1, false>(p, stream);
 }
 
 }  // namespace dwq::cuda

@@ -1,15 +1,17 @@
 // Warp-specialized Hopper kernel of the CUDA integer engine (sm_90a): the wgmma kernel's tiles, MMAs
-// and fused epilogue (qgemm_wgmma.cuh), fed by the Tensor Memory Accelerator instead of cp.async
-// from every thread. One producer warpgroup, of which one thread issues the TMA copies of a stage
-// (A and B tiles, 128-byte swizzled by the copy engine exactly as the descriptors read them), and
-// one or two consumer warpgroups that only wait and issue MMAs; the two sides meet at mbarriers:
-//  * full[s]: armed by the producer with the stage's byte count, completed by the copies;
+// and fused epilogue (qgemm_wgmma.cuh), fed by a producer warpgroup instead of copies from every
+// thread, while one or two consumer warpgroups only wait and issue MMAs; the two sides meet at
+// mbarriers, so loads run ahead and no __syncthreads sits in the main loop:
+//  * full[s]: completed when stage s landed (copy-engine bytes and producer-thread arrivals);
 //  * empty[s]: one arrival per consumer thread once its warpgroup's MMAs on stage s completed.
-// So loads run kWgStages - 1 stages ahead, and no __syncthreads sits in the main loop.
-// Matrix mode only: a conv's padded taps read the code zx, which a TMA copy cannot produce (it
-// fills zeros), so convs stay on the cp.async kernel. A and B are described by 3-D tensor maps
-// (k, row, limb) made by the launcher (qgemm_wgmma_tma.cu); rows and k past the operand's end are
-// zero-filled by the copy engine, so every stage is a full box and transfers the same byte count.
+// Matrix mode: one producer thread issues TMA copies of the A and B tiles (3-D tensor maps over
+// (k, row, limb) made by the launcher, qgemm_wgmma_tma.cu, 128-byte swizzled by the copy engine
+// exactly as the descriptors read them; rows and k past the operand's end are zero-filled, so every
+// stage is a full box and transfers the same byte count).
+// Implicit conv mode: a padded tap reads the code zx, which a TMA copy cannot produce (it fills
+// zeros), so the 128 producer threads copy the A rows by cp.async (ARows, as the wgmma kernel does)
+// and arrive on full[s] once their copies of stage s landed, kTmaLag stages behind the newest; the
+// weights still come by TMA.
 // COMPILED, NOT YET RUN ON A GPU when written; selected by DWQ_CUDA_GEMM=wgmma_tma.
 #pragma once
 #include <cuda.h>  // CUtensorMap (the type only: no driver library is linked)
@@ -20,10 +22,16 @@
 
 namespace dwq::cuda {
 
-// Registers per thread after the split (8-bit tiles): the consumers' 128 accumulators need more
-// than the 168 that 384 threads get by default; the producer needs few (256 x 232 + 128 x 40 fits
-// the 64 K register file).
-constexpr int kTmaProducerRegs = 40, kTmaConsumerRegs = 232;
+// Registers per thread after the split (8-bit tiles, 384 threads: 168 each by default): the
+// consumers' 128 accumulators want more, a TMA producer needs few, a cp.async producer (conv) holds
+// its rows' tap state; each pair fits the 64 K register file (256 x 232 + 128 x 40, 256 x 208 + 128 x 88).
+template <bool CONV>
+struct TmaRegs {
+  static constexpr int PRODUCER = CONV ? 88 : 40, CONSUMER = CONV ? 208 : 232;
+};
+// Conv producer: stages in flight per thread before it waits for the oldest and signals it.
+constexpr int kTmaLag = 2;
+static_assert(kTmaLag < kWgStages, "the producer must signal a stage before it waits to refill it");
 
 #if DWQ_SM90A
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -48,6 +56,10 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 }
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+// `bytes` of copies that must land before the phase completes (no arrival).
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.expect_tx.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
 }
 // This thread's arrival plus `bytes` of copies that must land before the phase completes.
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
@@ -75,13 +87,15 @@ __device__ __forceinline__ void regs_dec() {
 #endif  // DWQ_SM90A
 
 // Consumer warpgroups first (threads 0 .. Cfg::THREADS - 1: the epilogue's row mapping is the
-// wgmma kernel's), then the producer warpgroup.
-template <int LX, int LW>
+// wgmma kernel's), then the producer warpgroup. CONV: implicit conv (one limb each).
+template <int LX, int LW, bool CONV>
 __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS + 128, 1)
     qgemm_wgmma_tma_kernel(__grid_constant__ const MmaParams p, __grid_constant__ const CUtensorMap map_a,
                            __grid_constant__ const CUtensorMap map_b) {
 #if DWQ_SM90A
   using Cfg = WgCfg<LX, LW>;
+  using Regs = TmaRegs<CONV>;
+  static_assert(!CONV || !Cfg::LIMB, "implicit conv runs one limb each");
   constexpr int BM = Cfg::BM, BN = Cfg::BN, CONSUMERS = Cfg::THREADS;
   constexpr int A_BYTES = Cfg::A_BYTES, STAGE_BYTES = A_BYTES + Cfg::B_BYTES;
   extern __shared__ uint8_t smem_raw[];
@@ -95,22 +109,51 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS + 128, 1)
   int64_t kbeg, kend;
   const int nk = wg_k_range(p, &kbeg, &kend);
   if (tid == CONSUMERS) {
-    tma_prefetch_map(&map_a);
+    if (!CONV) tma_prefetch_map(&map_a);
     tma_prefetch_map(&map_b);
   }
   if (tid == 0) {
 #pragma unroll
     for (int s = 0; s < kWgStages; ++s) {
-      mbar_init(&full[s], 1);
+      mbar_init(&full[s], CONV ? 128 : 1);
       mbar_init(&empty[s], CONSUMERS);
     }
     mbar_init_fence();
   }
   __syncthreads();
 
-  if (tid >= CONSUMERS) {  // producer warpgroup: one thread issues every copy, the others leave
-    if constexpr (!Cfg::LIMB) regs_dec<kTmaProducerRegs>();
-    if (tid == CONSUMERS) {
+  if (tid >= CONSUMERS) {  // producer warpgroup
+    if constexpr (!Cfg::LIMB) regs_dec<Regs::PRODUCER>();
+    const int pt = tid - CONSUMERS;
+    if constexpr (CONV) {
+      // A by cp.async from all 128 threads: 16-byte chunk pt & 7 of rows pt / 8 + 16 i.
+      constexpr int AR = BM / 16;
+      const int ac = pt & 7, r0 = pt >> 3;
+      ARows<AR, true> ar(p, m0 + r0, 16, kbeg + ac * 16);
+      for (int kt = 0; kt < nk; ++kt) {
+        const int s = kt % kWgStages;
+        mbar_wait(&empty[s], ((kt / kWgStages) & 1) ^ 1);
+        uint8_t* As = smem + s * STAGE_BYTES;
+        const int64_t kst = kbeg + int64_t(kt) * kWgBK, k = kst + ac * 16, left = kend - k;
+        const int nbytes = left <= 0 ? 0 : (left < 16 ? static_cast<int>(left) : 16);
+#pragma unroll
+        for (int i = 0; i < AR; ++i) ar.copy(p, i, 0, k, nbytes, As + sw128(r0 + i * 16, ac));
+        ar.advance(p, kWgBK);
+        cp_async_commit();
+        if (pt == 0) {
+          mbar_expect_tx(&full[s], Cfg::B_BYTES);
+          tma_load_3d(As + A_BYTES, &map_b, static_cast<int>(kst), static_cast<int>(n0), 0, &full[s]);
+        }
+        if (kt >= kTmaLag) {  // this thread's copies of stage kt - kTmaLag landed: hand them over
+          cp_async_wait<kTmaLag>();
+          fence_proxy_async();
+          mbar_arrive(&full[(kt - kTmaLag) % kWgStages]);
+        }
+      }
+      cp_async_wait<0>();
+      fence_proxy_async();
+      for (int kt = nk > kTmaLag ? nk - kTmaLag : 0; kt < nk; ++kt) mbar_arrive(&full[kt % kWgStages]);
+    } else if (pt == 0) {  // matrix: one thread issues every copy, the others leave
       for (int kt = 0; kt < nk; ++kt) {
         const int s = kt % kWgStages;
         mbar_wait(&empty[s], ((kt / kWgStages) & 1) ^ 1);  // the consumers released its last use
@@ -126,7 +169,7 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS + 128, 1)
     }
     return;
   }
-  if constexpr (!Cfg::LIMB) regs_inc<kTmaConsumerRegs>();
+  if constexpr (!Cfg::LIMB) regs_inc<Regs::CONSUMER>();
 
   int32_t acc[Cfg::SETS][Cfg::HALVES][64];
 #pragma unroll
