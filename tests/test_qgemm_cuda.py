@@ -216,6 +216,28 @@ def test_qlinear_epilogue_matches_cpu(engine):
         assert torch.equal(c.cpu(), q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu, so, zo, ob))
 
 
+@pytest.mark.parametrize("M", range(1, 10))
+def test_few_rows_dp4a(M):
+    """Up to 8 rows run on the dp4a kernel whatever the engine (9: the tensor cores): every width pair
+    class, K with 1..3 trailing codes (read byte by byte, never past a row's K), rows read in place,
+    strided past K, misaligned (planes) or as int32, and split-K slices; accumulators and the fused
+    epilogue."""
+    g = torch.Generator().manual_seed(100 + M)
+    for xb, wb, N, K in [(8, 8, 70, 1), (2, 2, 64, 3), (8, 16, 130, 67), (16, 8, 5, 4098), (16, 16, 64, 129),
+                         (12, 5, 200, 250), (4, 4, 1000, 4096), (8, 8, 64, 70001), (16, 16, 3, 40000)]:
+        x, w, zx, zw = gemm_case(g, xb, wb, M, N, K, torch.uint8 if xb <= 8 else torch.int32)
+        want = ref.qgemm_acc_ref(x, zx, w, zw)
+        wpd = q.pack_weight(*cu(w, zw), wb)
+        wide = torch.full((M, (K + 16) // 16 * 16 + 16), 255 if xb <= 8 else 65535, dtype=x.dtype, device=DEV)
+        wide[:, :K] = x.to(DEV)
+        for xd in (x.to(DEV), wide[:, :K], layout(g, x.to(DEV)), x.to(DEV).int()):
+            assert torch.equal(q.qgemm_acc(xd, zx.to(DEV), xb, wpd).cpu(), want), f"xb={xb} wb={wb} N={N} K={K}"
+        sx, sw = torch.tensor([0.003]), torch.rand(N, generator=g) * 1e-3 + 1e-5
+        a, b = torch.randn(N, generator=g), torch.randn(N, generator=g)
+        y = q.qlinear(x.to(DEV), *cu(sx, zx), xb, wpd, *cu(sw, a, b), True)
+        assert torch.equal(y.cpu(), q.qlinear(x, sx, zx, xb, q.pack_weight(w, zw, wb), sw, a, b, True))
+
+
 @pytest.mark.parametrize("M, K", [(1, 4096), (5, 3000), (40, 2048)])
 @pytest.mark.parametrize("xb, wb", [(8, 8), (12, 4)])
 @engines
@@ -422,7 +444,7 @@ def test_bad_input(case):
 def test_engine_choice(monkeypatch):
     """DWQ_CUDA_GEMM: an unknown engine and wgmma where it cannot run are errors that say why; auto runs anywhere."""
     g = torch.Generator().manual_seed(9)
-    x, w, zx, zw = gemm_case(g, 8, 8, 5, 6, 7)
+    x, w, zx, zw = gemm_case(g, 8, 8, 20, 6, 7)  # more rows than the dp4a kernel takes: a tensor-core engine
     wp = q.pack_weight(*cu(w, zw), 8)
     monkeypatch.setenv("DWQ_CUDA_GEMM", "tensorcore")
     with pytest.raises(RuntimeError, match="DWQ_CUDA_GEMM = 'tensorcore' is not an engine"):

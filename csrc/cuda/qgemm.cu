@@ -354,7 +354,9 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   const bool x_aligned = aligned16(x.data_ptr());
   const bool direct_matrix =
       !ap.is_conv && a.is_u8 && lx == 1 && ap.sk == 1 && (M == 1 || ap.sm % 16 == 0) && x_aligned;
-  const bool implicit_conv = ap.is_conv && a.is_u8 && !limb && ap.sc == 1 && ap.C % 16 == 0 && ap.sw % 16 == 0 &&
+  // A few rows run on CUDA cores (qgemm_dp4a.cuh) from 4-byte aligned rows: in place or planes.
+  const bool few_rows = M <= cuda::dp4a_max_rows();
+  const bool implicit_conv = !few_rows && ap.is_conv && a.is_u8 && !limb && ap.sc == 1 && ap.C % 16 == 0 && ap.sw % 16 == 0 &&
                              ap.sh % 16 == 0 && ap.sn % 16 == 0 && x_aligned;
   if (direct_matrix) {
     ap.planes = nullptr;
@@ -407,9 +409,10 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   mp.Kp = w.L.Kp;
   mp.Npad = w.L.Npad;
   mp.lw = lw;
-  const cuda::Engine engine = gemm_engine(op, x.get_device());
+  const cuda::Engine tensor_cores = gemm_engine(op, x.get_device());  // checks DWQ_CUDA_GEMM whatever M is
+  const cuda::Engine engine = few_rows ? cuda::Engine::kDp4a : tensor_cores;
   at::Tensor bk;  // wgmma engines: the weight planes K-major (see qgemm_wgmma.cuh)
-  if (engine != cuda::Engine::kMma) {
+  if (engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma) {
     mp.ldb = round_up(K, 16);
     mp.b_plane = N * mp.ldb;
     bk = at::empty({lw, N, mp.ldb}, opt.dtype(at::kChar));
@@ -442,7 +445,9 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     ep.ws = ws.data_ptr<int64_t>();
     ep.kind = cuda::kOutPartialT;
   }
-  if (engine == cuda::Engine::kMma)
+  if (engine == cuda::Engine::kDp4a)
+    check_launch(op, cuda::launch_qgemm_dp4a(mp, limb, stream));
+  else if (engine == cuda::Engine::kMma)
     check_launch(op, cuda::launch_qgemm_mma(mp, limb, conv, stream));
   else if (engine == cuda::Engine::kWgmmaTma && cuda::wgmma_tma_fits(mp, conv))
     check_launch(op, cuda::launch_qgemm_wgmma_tma(mp, limb, conv, stream));

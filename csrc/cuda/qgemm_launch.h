@@ -12,7 +12,10 @@ namespace dwq::cuda {
 // The tensor-core GEMM kernels: mma.sync (sm_80 and newer), wgmma (sm_90a, Hopper; operands by
 // cp.async from every thread) and wgmma_tma (the same tiles, warp-specialized: a producer warpgroup
 // feeds them by TMA, and by cp.async for an implicit conv's activations).
-enum class Engine { kMma, kWgmma, kWgmmaTma };
+enum class Engine { kMma, kWgmma, kWgmmaTma, kDp4a };
+// kDp4a: the CUDA-core kernel (qgemm_dp4a.cuh) that every engine runs a matrix product of at most
+// this many rows on (a tensor-core tile would be mostly padding).
+int dp4a_max_rows();
 
 // K per grid z-slice for which the kernel's int32 partials are exact: 65,536 for one limb each,
 // 32,768 when x or w has two 8-bit limbs (see qgemm_mma.cuh); the same for both engines.
@@ -25,6 +28,9 @@ int gemm_k_align(Engine engine);
 // Launches qgemm_mma_kernel over ceil(M/BM) x ceil(N/BN) x ceil(K/p.k_chunk) CTAs. limb: x or w has
 // two limbs (p.lx, p.lw); conv: implicit conv mode (one limb each). Returns the launch error.
 cudaError_t launch_qgemm_mma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream);
+
+// The same contract on qgemm_dp4a_kernel (matrix mode; A rows 4-byte aligned).
+cudaError_t launch_qgemm_dp4a(const MmaParams& p, bool limb, cudaStream_t stream);
 
 // Whether this build holds the sm_90a wgmma kernel (built with 9.0a in TORCH_CUDA_ARCH_LIST) and the
 // device runs it (compute capability 9.0).

@@ -1,9 +1,10 @@
 // Launchers of the mma.sync GEMM / implicit-conv kernel (qgemm_mma.cuh): three instantiations,
-// 8-bit matrix, 8-bit implicit conv, limbs (matrix); the split-K epilogue and the tile queries of
-// both engines. Kept apart from the bindings (qgemm.cu) so that the translation units compile in
+// 8-bit matrix, 8-bit implicit conv, limbs (matrix); the dp4a kernel for a few rows
+// (qgemm_dp4a.cuh); the split-K epilogue and the tile queries of every engine. Kept apart from the bindings (qgemm.cu) so that the translation units compile in
 // parallel.
 #include <algorithm>
 
+#include "cuda/qgemm_dp4a.cuh"
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_mma.cuh"
 #include "cuda/qgemm_wgmma.cuh"  // tile sizes only
@@ -37,19 +38,41 @@ cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+template <int LX, int LW>
+cudaError_t launch_dp4a(const MmaParams& p, cudaStream_t stream) {
+  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
+  if (zt > 65535) return cudaErrorInvalidConfiguration;
+  const dim3 grid(static_cast<unsigned>(p.Npad / 64), static_cast<unsigned>((p.M + kDpRows - 1) / kDpRows),
+                  static_cast<unsigned>(zt));
+  qgemm_dp4a_kernel<LX, LW><<<grid, kDpThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
+int dp4a_max_rows() { return kDpMaxM; }
+
+cudaError_t launch_qgemm_dp4a(const MmaParams& p, bool limb, cudaStream_t stream) {
+  if (limb) {
+    if (p.lx == 2) return p.lw == 2 ? launch_dp4a<2, 2>(p, stream) : launch_dp4a<2, 1>(p, stream);
+    return launch_dp4a<1, 2>(p, stream);
+  }
+  return launch_dp4a<1, 1>(p, stream);
+}
+
 int gemm_block_m(Engine engine, bool limb) {
+  if (engine == Engine::kDp4a) return kDpRows;
   if (engine != Engine::kMma) return limb ? WgCfg<2, 2>::BM : WgCfg<1, 1>::BM;
   return limb ? MmaCfg<true>::BM : MmaCfg<false>::BM;
 }
 
 int gemm_block_n(Engine engine, bool limb) {
+  if (engine == Engine::kDp4a) return 64;
   if (engine != Engine::kMma) return limb ? WgCfg<2, 2>::BN : WgCfg<1, 1>::BN;
   return kBN;
 }
 
-int gemm_k_align(Engine engine) { return engine == Engine::kMma ? kBK : kWgBK; }
+int gemm_k_align(Engine engine) { return engine == Engine::kMma || engine == Engine::kDp4a ? kBK : kWgBK; }
 
 int64_t mma_k_chunk(bool limb) { return limb ? mma_k_chunk_of<true>() : mma_k_chunk_of<false>(); }
 
