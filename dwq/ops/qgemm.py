@@ -15,8 +15,9 @@ check values (codes in range, scales, zero points) on the device and read the ve
 sync per op; ``DWQ_CUDA_CHECKS=0`` skips that read (no sync; bad input then gives meaningless
 numbers, never an out-of-bounds access). ``DWQ_CUDA_GEMM=mma|wgmma|wgmma_tma|auto`` picks the
 tensor-core kernel: ``mma`` (mma.sync, every GPU from sm_80; the default), ``wgmma`` (Hopper, compute
-capability 9.0; an error elsewhere), ``wgmma_tma`` (its warp-specialized variant, fed by TMA), ``auto`` (wgmma where it runs). Products of at most 8 rows run on
-CUDA cores (dp4a) whatever the engine.
+capability 9.0; an error elsewhere), ``wgmma_tma`` (its warp-specialized variant, fed by TMA),
+``auto`` (wgmma where it runs). Products of at most 8 rows run on CUDA cores (dp4a) whatever the
+engine.
 
 Example::
 
