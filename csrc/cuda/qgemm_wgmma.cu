@@ -30,14 +30,11 @@ __global__ void repack_kmajor_kernel(const int8_t* __restrict__ planes, int64_t 
 template <int LX, int LW, bool CONV>
 cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
   using Cfg = WgCfg<LX, LW>;
+  dim3 grid;
+  if (!wg_grid<LX, LW>(p, &grid)) return cudaErrorInvalidConfiguration;
   auto kernel = qgemm_wgmma_kernel<LX, LW, CONV>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
   if (err != cudaSuccess) return err;
-  const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM;
-  const int64_t nt = (p.N + Cfg::BN - 1) / Cfg::BN;
-  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
-  if (mt * nt > 0x7FFFFFFF || zt > 65535) return cudaErrorInvalidConfiguration;
-  const dim3 grid(static_cast<unsigned>(mt * nt), 1, static_cast<unsigned>(zt));  // tile_of maps x to tiles
   kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
   return cudaGetLastError();
 }

@@ -64,6 +64,18 @@ __host__ __device__ __forceinline__ void tile_of(int64_t t, int64_t num_m, int64
   *nt = r / rows;
 }
 
+// Launch grid of the wgmma-tiled kernels: x walks the output tiles (tile_of), z the K slices; false
+// where it exceeds the launch limits.
+template <int LX, int LW>
+inline bool wg_grid(const MmaParams& p, dim3* grid) {
+  using Cfg = WgCfg<LX, LW>;
+  const int64_t tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
+  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
+  if (tiles > 0x7FFFFFFF || zt > 65535) return false;
+  *grid = dim3(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(zt));
+  return true;
+}
+
 // Byte offset of chunk c (16 bytes) of row r in a 128-byte-swizzled tile.
 __device__ __forceinline__ int sw128(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 

@@ -43,14 +43,11 @@ cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
   if ((!CONV && !byte_map(&ma, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.a, p.K, p.M, LX, p.lda, p.a_plane, Cfg::BM)) ||
       !byte_map(&mb, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.b, p.K, p.N, LW, p.ldb, p.b_plane, Cfg::BN))
     return cudaErrorInvalidValue;
+  dim3 grid;
+  if (!wg_grid<LX, LW>(p, &grid)) return cudaErrorInvalidConfiguration;
   auto kernel = qgemm_wgmma_tma_kernel<LX, LW, CONV>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
   if (err != cudaSuccess) return err;
-  const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM;
-  const int64_t nt = (p.N + Cfg::BN - 1) / Cfg::BN;
-  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
-  if (mt * nt > 0x7FFFFFFF || zt > 65535) return cudaErrorInvalidConfiguration;
-  const dim3 grid(static_cast<unsigned>(mt * nt), 1, static_cast<unsigned>(zt));
   kernel<<<grid, Cfg::THREADS + 128, Cfg::SMEM, stream>>>(p, ma, mb);
   return cudaGetLastError();
 }
