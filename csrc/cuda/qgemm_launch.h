@@ -20,9 +20,10 @@ int dp4a_max_rows();
 // K per grid z-slice for which the kernel's int32 partials are exact: 65,536 for one limb each,
 // 32,768 when x or w has two 8-bit limbs (see qgemm_mma.cuh); the same for both engines.
 int64_t mma_k_chunk(bool limb);
-// Output tile (rows x columns) per CTA, and the multiple of K that a z-slice must be.
+// Output tile (rows x columns; the wgmma engines narrow it to N) per CTA, and the multiple of K
+// that a z-slice must be.
 int gemm_block_m(Engine engine, bool limb);
-int gemm_block_n(Engine engine, bool limb);
+int gemm_block_n(Engine engine, bool limb, int64_t N);
 int gemm_k_align(Engine engine);
 
 // Launches qgemm_mma_kernel over ceil(M/BM) x ceil(N/BN) x ceil(K/p.k_chunk) CTAs. limb: x or w has

@@ -66,9 +66,9 @@ int gemm_block_m(Engine engine, bool limb) {
   return limb ? MmaCfg<true>::BM : MmaCfg<false>::BM;
 }
 
-int gemm_block_n(Engine engine, bool limb) {
+int gemm_block_n(Engine engine, bool limb, int64_t N) {
   if (engine == Engine::kDp4a) return 64;
-  if (engine != Engine::kMma) return limb ? WgCfg<2, 2>::BN : WgCfg<1, 1>::BN;
+  if (engine != Engine::kMma) return wg_tile_n(limb, N);
   return kBN;
 }
 

@@ -27,17 +27,18 @@ __global__ void repack_kmajor_kernel(const int8_t* __restrict__ planes, int64_t 
   }
 }
 
-template <int LX, int LW, bool CONV>
-cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
-  using Cfg = WgCfg<LX, LW>;
-  dim3 grid;
-  if (!wg_grid<LX, LW>(p, &grid)) return cudaErrorInvalidConfiguration;
-  auto kernel = qgemm_wgmma_kernel<LX, LW, CONV>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
-  if (err != cudaSuccess) return err;
-  kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
-  return cudaGetLastError();
-}
+template <class Cfg, bool CONV>
+struct Launch {
+  static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
+    dim3 grid;
+    if (!wg_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    auto kernel = qgemm_wgmma_kernel<Cfg, CONV>;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
+    if (err != cudaSuccess) return err;
+    kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
+    return cudaGetLastError();
+  }
+};
 
 }  // namespace
 
@@ -54,11 +55,7 @@ bool wgmma_supported(int device) {
 }
 
 cudaError_t launch_qgemm_wgmma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
-  if (limb) {
-    if (p.lx == 2) return p.lw == 2 ? launch<2, 2, false>(p, stream) : launch<2, 1, false>(p, stream);
-    return launch<1, 2, false>(p, stream);
-  }
-  return conv ? launch<1, 1, true>(p, stream) : launch<1, 1, false>(p, stream);
+  return wg_dispatch<Launch>(p, limb, conv, stream);
 }
 
 cudaError_t launch_repack_kmajor(const int8_t* planes, int64_t N, int64_t Npad, int64_t Kp, int lw, int8_t* out,

@@ -14,7 +14,7 @@
 //    (repack_kmajor_kernel, qgemm_wgmma.cu): 8-bit wgmma wants K-major rows of 16 k-bytes, the
 //    blob (shared with the CPU) holds 4 columns x 4 k per 16 bytes.
 // Tiles: 8-bit: two consumer warpgroups of 64 rows x 256 columns (BM 128, BN 256, two n128 MMAs per
-// k-step); limbs (9..16 bits of x and/or w): one warpgroup of 64 x 128 with the int32 sets
+// k-step), or x 128 / x 64 (one n128 / n64 MMA) when N is at most that; limbs (9..16 bits of x and/or w): one warpgroup of 64 x 128 with the int32 sets
 // t_s = sum_{ia+ib=s} P_ia,ib that the mma.sync limb kernel keeps, combined in int64 the same way.
 // Pipeline: 4 stages filled by cp.async from all threads, loads two stages ahead; a stage is
 // overwritten only after the barrier that follows every warpgroup's wgmma.wait_group<1> on it, and
@@ -22,6 +22,8 @@
 // Compiled for sm_90a only (other targets get a trapping stub; the launcher never picks it there).
 // Selected by DWQ_CUDA_GEMM=wgmma (qgemm.cu). COMPILED, NOT YET RUN ON A GPU when written.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 #include "cuda/cp_async.cuh"
@@ -40,14 +42,20 @@ namespace dwq::cuda {
 constexpr int kWgBK = 128;  // K per stage: one 128-byte swizzle row per operand row
 constexpr int kWgStages = 4;
 
-// Tiles by the limb counts of x (LX) and w (LW): one limb each runs two warpgroups; limbs run one
-// warpgroup with LX + LW - 1 accumulator sets (the limb counts are template arguments so that every
-// MMA is unconditional: the compiler then keeps them back to back).
-template <int LX, int LW>
+// Tiles by the limb counts of x (LX) and w (LW) and the tile width BN: one limb each runs two
+// warpgroups; limbs run one warpgroup with LX + LW - 1 accumulator sets (the limb counts are
+// template arguments so that every MMA is unconditional: the compiler then keeps them back to back).
+// BN: 256 (two n128 MMAs per k-step), 128 (one) or 64 (one n64 MMA): the launcher takes the
+// narrowest tile that covers N, so that a 64- or 128-channel layer does not compute 256 columns.
+template <int LX_, int LW_, int BN_ = (LX_ * LW_ > 1 ? 128 : 256)>
 struct WgCfg {
+  static constexpr int LX = LX_, LW = LW_;
   static constexpr bool LIMB = LX * LW > 1;
-  static constexpr int WGS = LIMB ? 1 : 2, HALVES = LIMB ? 1 : 2, SETS = LX + LW - 1;
-  static constexpr int BM = 64 * WGS, BN = 128 * HALVES, THREADS = 128 * WGS;
+  static constexpr int WGS = LIMB ? 1 : 2, SETS = LX + LW - 1;
+  static constexpr int BN = BN_, MMA_N = BN < 128 ? BN : 128, HALVES = BN / MMA_N;
+  static constexpr int ACC = MMA_N / 2;  // accumulator registers per thread and MMA
+  static_assert((MMA_N == 64 || MMA_N == 128) && HALVES * MMA_N == BN, "a tile is n64, n128 or 2 x n128");
+  static constexpr int BM = 64 * WGS, THREADS = 128 * WGS;
   static constexpr int A_BYTES = LX * BM * kWgBK, B_BYTES = LW * BN * kWgBK;
   // + 1024: the dynamic shared memory base is rounded up to the swizzle atom.
   static constexpr int SMEM = kWgStages * (A_BYTES + B_BYTES) + 1024;
@@ -64,11 +72,31 @@ __host__ __device__ __forceinline__ void tile_of(int64_t t, int64_t num_m, int64
   *nt = r / rows;
 }
 
+// The tile width of a product with N columns (limbs: 128).
+__host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) { return limb ? 128 : N <= 64 ? 64 : N <= 128 ? 128 : 256; }
+
+// Runs Launch<Cfg, CONV>::run(p, stream) for the tile configuration of p: limb counts p.lx, p.lw
+// (limbs: matrix mode only) and, for one limb each, the tile width wg_tile_n(false, p.N).
+template <template <class, bool> class Launch>
+cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
+  if (limb) {
+    if (p.lx == 2) return p.lw == 2 ? Launch<WgCfg<2, 2>, false>::run(p, stream) : Launch<WgCfg<2, 1>, false>::run(p, stream);
+    return Launch<WgCfg<1, 2>, false>::run(p, stream);
+  }
+  switch (wg_tile_n(false, p.N)) {
+    case 64:
+      return conv ? Launch<WgCfg<1, 1, 64>, true>::run(p, stream) : Launch<WgCfg<1, 1, 64>, false>::run(p, stream);
+    case 128:
+      return conv ? Launch<WgCfg<1, 1, 128>, true>::run(p, stream) : Launch<WgCfg<1, 1, 128>, false>::run(p, stream);
+    default:
+      return conv ? Launch<WgCfg<1, 1>, true>::run(p, stream) : Launch<WgCfg<1, 1>, false>::run(p, stream);
+  }
+}
+
 // Launch grid of the wgmma-tiled kernels: x walks the output tiles (tile_of), z the K slices; false
 // where it exceeds the launch limits.
-template <int LX, int LW>
+template <class Cfg>
 inline bool wg_grid(const MmaParams& p, dim3* grid) {
-  using Cfg = WgCfg<LX, LW>;
   const int64_t tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
   const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
   if (tiles > 0x7FFFFFFF || zt > 65535) return false;
@@ -103,9 +131,27 @@ __device__ __forceinline__ void fence_regs(int32_t (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
 
-// d (64 int32 per thread: the m64n128 s32 accumulator fragment) += A (u8, 64x32, smem desc a) x
-// B (s8, 128x32 K-major, smem desc b). Asynchronous: the registers are live until wgmma_wait.
-__device__ __forceinline__ void wgmma_m64n128k32_u8s8(int32_t (&d)[64], uint64_t a, uint64_t b) {
+// d (N / 2 int32 per thread: the m64nN s32 accumulator fragment) += A (u8, 64x32, smem desc a) x
+// B (s8, Nx32 K-major, smem desc b), N = 64 or 128. Asynchronous: the registers are live until
+// wgmma_wait.
+__device__ __forceinline__ void wgmma_m64n64k32_u8s8(int32_t (&d)[32], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.u8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},"
+      " %32, %33, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+      : "l"(a), "l"(b), "r"(1));
+}
+__device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[32], uint64_t a, uint64_t b) { wgmma_m64n64k32_u8s8(d, a, b); }
+__device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[64], uint64_t a, uint64_t b) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
@@ -128,13 +174,16 @@ __device__ __forceinline__ void wgmma_m64n128k32_u8s8(int32_t (&d)[64], uint64_t
       : "l"(a), "l"(b), "r"(1));
 }
 
+// Accumulators of one thread: [set][MMA along N][fragment register].
+template <class Cfg>
+using WgAcc = int32_t[Cfg::SETS][Cfg::HALVES][Cfg::ACC];
+
 // The MMAs of one pipeline stage for one warpgroup: As = its 64 A rows (per limb BM * kWgBK apart),
 // Bs = the stage's B tile; then commit and wait until at most this stage's group is in flight (the
 // previous stage's MMAs completed: its buffers may be refilled once every warpgroup got here).
-template <int LX, int LW>
-__device__ __forceinline__ void wg_mma_stage(int32_t (&acc)[LX + LW - 1][WgCfg<LX, LW>::HALVES][64],
-                                             const uint8_t* As, const uint8_t* Bs) {
-  using Cfg = WgCfg<LX, LW>;
+template <class Cfg>
+__device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As, const uint8_t* Bs) {
+  constexpr int LX = Cfg::LX, LW = Cfg::LW;
 #pragma unroll
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
@@ -149,7 +198,7 @@ __device__ __forceinline__ void wg_mma_stage(int32_t (&acc)[LX + LW - 1][WgCfg<L
       for (int ib = 0; ib < LW; ++ib) {
 #pragma unroll
         for (int h = 0; h < Cfg::HALVES; ++h)
-          wgmma_m64n128k32_u8s8(acc[ia + ib][h], da, sw128_desc(Bs + ib * Cfg::BN * kWgBK + h * 128 * kWgBK + kk * 32));
+          wgmma_u8s8(acc[ia + ib][h], da, sw128_desc(Bs + ib * Cfg::BN * kWgBK + h * Cfg::MMA_N * kWgBK + kk * 32));
       }
     }
   }
@@ -164,10 +213,9 @@ __device__ __forceinline__ void wg_mma_stage(int32_t (&acc)[LX + LW - 1][WgCfg<L
 // Waits for the last MMAs, then the fused epilogue of warpgroup wg's 64 rows of tile (m0, n0).
 // Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15; register
 // 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
-template <int LX, int LW>
-__device__ __forceinline__ void wg_epilogue(const MmaParams& p, int32_t (&acc)[LX + LW - 1][WgCfg<LX, LW>::HALVES][64],
-                                            int64_t m0, int64_t n0, int tid) {
-  constexpr int HALVES = WgCfg<LX, LW>::HALVES, SETS = WgCfg<LX, LW>::SETS;
+template <class Cfg>
+__device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgAcc<Cfg>& acc, int64_t m0, int64_t n0, int tid) {
+  constexpr int HALVES = Cfg::HALVES, SETS = Cfg::SETS;
   wgmma_wait<0>();
 #pragma unroll
   for (int s = 0; s < SETS; ++s)
@@ -187,8 +235,8 @@ __device__ __forceinline__ void wg_epilogue(const MmaParams& p, int32_t (&acc)[L
 #pragma unroll
   for (int hv = 0; hv < HALVES; ++hv) {
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const int64_t n = n0 + hv * 128 + j * 8 + tig * 2;
+    for (int j = 0; j < Cfg::MMA_N / 8; ++j) {
+      const int64_t n = n0 + hv * Cfg::MMA_N + j * 8 + tig * 2;
       if (n >= p.N) continue;
       const ColTerms c0 = col_terms(e, sc, n);
       const ColTerms c1 = n + 1 < p.N ? col_terms(e, sc, n + 1) : c0;
@@ -218,10 +266,10 @@ __device__ __forceinline__ int wg_k_range(const MmaParams& p, int64_t* kbeg, int
 
 #endif  // DWQ_SM90A
 
-template <int LX, int LW, bool CONV>
-__global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(__grid_constant__ const MmaParams p) {
+template <class Cfg, bool CONV>
+__global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_constant__ const MmaParams p) {
 #if DWQ_SM90A
-  using Cfg = WgCfg<LX, LW>;
+  constexpr int LX = Cfg::LX, LW = Cfg::LW;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, NT = Cfg::THREADS;
   constexpr int HALVES = Cfg::HALVES, SETS = Cfg::SETS;
   constexpr int A_BYTES = Cfg::A_BYTES, STAGE_BYTES = A_BYTES + Cfg::B_BYTES;
@@ -269,13 +317,13 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(
     }
   };
 
-  int32_t acc[SETS][HALVES][64];
+  WgAcc<Cfg> acc;
 #pragma unroll
   for (int s = 0; s < SETS; ++s)
 #pragma unroll
     for (int h = 0; h < HALVES; ++h)
 #pragma unroll
-      for (int j = 0; j < 64; ++j) acc[s][h][j] = 0;
+      for (int j = 0; j < Cfg::ACC; ++j) acc[s][h][j] = 0;
 
 #pragma unroll
   for (int s = 0; s < kWgStages - 2; ++s) {
@@ -292,10 +340,10 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS, 1) qgemm_wgmma_kernel(
       cp_async_commit();
     }
     const uint8_t* As = smem + (kt % kWgStages) * STAGE_BYTES + wg * 64 * kWgBK;
-    wg_mma_stage<LX, LW>(acc, As, smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES);
+    wg_mma_stage<Cfg>(acc, As, smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES);
   }
   cp_async_wait<0>();
-  wg_epilogue<LX, LW>(p, acc, m0, n0, tid);
+  wg_epilogue<Cfg>(p, acc, m0, n0, tid);
 #else
   (void)p;
   __trap();

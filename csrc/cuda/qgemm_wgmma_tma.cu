@@ -36,21 +36,22 @@ bool byte_map(CUtensorMap* map, CUtensorMapDataType type, const void* base, int6
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int LX, int LW, bool CONV>
-cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
-  using Cfg = WgCfg<LX, LW>;
-  CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
-  if ((!CONV && !byte_map(&ma, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.a, p.K, p.M, LX, p.lda, p.a_plane, Cfg::BM)) ||
-      !byte_map(&mb, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.b, p.K, p.N, LW, p.ldb, p.b_plane, Cfg::BN))
-    return cudaErrorInvalidValue;
-  dim3 grid;
-  if (!wg_grid<LX, LW>(p, &grid)) return cudaErrorInvalidConfiguration;
-  auto kernel = qgemm_wgmma_tma_kernel<LX, LW, CONV>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
-  if (err != cudaSuccess) return err;
-  kernel<<<grid, Cfg::THREADS + 128, Cfg::SMEM, stream>>>(p, ma, mb);
-  return cudaGetLastError();
-}
+template <class Cfg, bool CONV>
+struct Launch {
+  static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
+    CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
+    if ((!CONV && !byte_map(&ma, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.a, p.K, p.M, Cfg::LX, p.lda, p.a_plane, Cfg::BM)) ||
+        !byte_map(&mb, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.b, p.K, p.N, Cfg::LW, p.ldb, p.b_plane, Cfg::BN))
+      return cudaErrorInvalidValue;
+    dim3 grid;
+    if (!wg_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    auto kernel = qgemm_wgmma_tma_kernel<Cfg, CONV>;
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
+    if (err != cudaSuccess) return err;
+    kernel<<<grid, Cfg::THREADS + 128, Cfg::SMEM, stream>>>(p, ma, mb);
+    return cudaGetLastError();
+  }
+};
 
 }  // namespace
 
@@ -62,11 +63,7 @@ bool wgmma_tma_fits(const MmaParams& p, bool conv) {
 }
 
 cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
-  if (limb) {
-    if (p.lx == 2) return p.lw == 2 ? launch<2, 2, false>(p, stream) : launch<2, 1, false>(p, stream);
-    return launch<1, 2, false>(p, stream);
-  }
-  return conv ? launch<1, 1, true>(p, stream) : launch<1, 1, false>(p, stream);
+  return wg_dispatch<Launch>(p, limb, conv, stream);
 }
 
 }  // namespace dwq::cuda

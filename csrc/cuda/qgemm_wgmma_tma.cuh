@@ -88,12 +88,12 @@ __device__ __forceinline__ void regs_dec() {
 
 // Consumer warpgroups first (threads 0 .. Cfg::THREADS - 1: the epilogue's row mapping is the
 // wgmma kernel's), then the producer warpgroup. CONV: implicit conv (one limb each).
-template <int LX, int LW, bool CONV>
-__global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS + 128, 1)
+template <class Cfg, bool CONV>
+__global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
     qgemm_wgmma_tma_kernel(__grid_constant__ const MmaParams p, __grid_constant__ const CUtensorMap map_a,
                            __grid_constant__ const CUtensorMap map_b) {
 #if DWQ_SM90A
-  using Cfg = WgCfg<LX, LW>;
+  constexpr int LX = Cfg::LX, LW = Cfg::LW;
   using Regs = TmaRegs<CONV>;
   static_assert(!CONV || !Cfg::LIMB, "implicit conv runs one limb each");
   constexpr int BM = Cfg::BM, BN = Cfg::BN, CONSUMERS = Cfg::THREADS;
@@ -171,24 +171,24 @@ __global__ void __launch_bounds__(WgCfg<LX, LW>::THREADS + 128, 1)
   }
   if constexpr (!Cfg::LIMB) regs_inc<Regs::CONSUMER>();
 
-  int32_t acc[Cfg::SETS][Cfg::HALVES][64];
+  WgAcc<Cfg> acc;
 #pragma unroll
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
     for (int h = 0; h < Cfg::HALVES; ++h)
 #pragma unroll
-      for (int j = 0; j < 64; ++j) acc[s][h][j] = 0;
+      for (int j = 0; j < Cfg::ACC; ++j) acc[s][h][j] = 0;
 
   const int wg = tid >> 7;
   for (int kt = 0; kt < nk; ++kt) {
     const int s = kt % kWgStages;
     mbar_wait(&full[s], (kt / kWgStages) & 1);
     const uint8_t* stage = smem + s * STAGE_BYTES;
-    wg_mma_stage<LX, LW>(acc, stage + wg * 64 * kWgBK, stage + A_BYTES);
+    wg_mma_stage<Cfg>(acc, stage + wg * 64 * kWgBK, stage + A_BYTES);
     // wg_mma_stage waited until only this stage's MMAs are in flight: the previous one is free.
     if (kt > 0) mbar_arrive(&empty[(kt - 1) % kWgStages]);
   }
-  wg_epilogue<LX, LW>(p, acc, m0, n0, tid);
+  wg_epilogue<Cfg>(p, acc, m0, n0, tid);
 #else
   (void)p;
   (void)map_a;
