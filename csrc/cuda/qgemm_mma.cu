@@ -1,7 +1,7 @@
 // Launchers of the mma.sync GEMM / implicit-conv kernel (qgemm_mma.cuh): three instantiations,
 // 8-bit matrix, 8-bit implicit conv, limbs (matrix); the dp4a kernel for a few rows
-// (qgemm_dp4a.cuh); the split-K epilogue and the tile queries of every engine. Kept apart from the bindings (qgemm.cu) so that the translation units compile in
-// parallel.
+// (qgemm_dp4a.cuh); the split-K epilogue and the tile queries of every engine. Kept apart from the
+// bindings (qgemm.cu) so that the translation units compile in parallel.
 #include <algorithm>
 
 #include "cuda/qgemm_dp4a.cuh"
