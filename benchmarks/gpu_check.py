@@ -99,6 +99,16 @@ def pytest_cmd(py, *args):
     return [py, "-m", "pytest", "-q", "-ra", *limit, *args]
 
 
+def engines_after_smoke(wg_ok, tma_ok):
+    """(pytest -k expression that leaves out the Hopper engines whose smoke test failed, "" if none;
+    the --engines list of bench_kernels_cuda.py)."""
+    failed = tuple(e for e, ok in (("wgmma", wg_ok), ("wgmma_tma", tma_ok)) if not ok)
+    # pytest -k matches substrings of the test ids, and "wgmma" is in both engines' ids.
+    drop = {(): "", ("wgmma",): "not (wgmma and not wgmma_tma)", ("wgmma_tma",): "not wgmma_tma",
+            ("wgmma", "wgmma_tma"): "not wgmma"}[failed]
+    return drop, ",".join(["mma"] + [e for e in ("wgmma", "wgmma_tma") if e not in failed])
+
+
 TOOLCHAIN = r"""
 import os, platform, subprocess, sys, torch
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)
@@ -142,12 +152,8 @@ def main(argv=None):
                                              smoke + "wgmma and not wgmma_tma"), timeout=120) == 0
     tma_ok = st.run("smoke_wgmma_tma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k", smoke + "wgmma_tma"),
                     timeout=120) == 0
-    failed_engines = [e for e, ok in (("wgmma", wg_ok), ("wgmma_tma", tma_ok)) if not ok]
-    # pytest -k matches substrings of the test ids, and "wgmma" is in both engines' ids.
-    drop = {(): "", ("wgmma",): "not (wgmma and not wgmma_tma)", ("wgmma_tma",): "not wgmma_tma",
-            ("wgmma", "wgmma_tma"): "not wgmma"}[tuple(failed_engines)]
+    drop, bench_engines = engines_after_smoke(wg_ok, tma_ok)
     skip_wg = ["-k", drop] if drop else []
-    bench_engines = ",".join(["mma"] + [e for e in ("wgmma", "wgmma_tma") if e not in failed_engines])
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
                   "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
     st.run("test_cuda", pytest_cmd(py, *cuda_tests, *skip_wg), timeout=360)

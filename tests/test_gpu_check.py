@@ -42,3 +42,29 @@ def test_pytest_command_never_names_the_timeout_plugin():
     cmd = _gpu_check().pytest_cmd("python", "tests/x.py")
     assert "-p" not in cmd  # (pytest-timeout loads itself; -p pytest_timeout would be an error)
     assert cmd[:4] == ["python", "-m", "pytest", "-q"] and cmd[-1] == "tests/x.py"
+
+
+def _collected(*k):
+    """Test ids of tests/test_qgemm_cuda.py that pytest collects (no GPU needed), with -k if given."""
+    import subprocess
+
+    args = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+            str(ROOT / "tests" / "test_qgemm_cuda.py"), *(["-k", k[0]] if k else [])]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT).stdout
+    return {line.split("::", 1)[1] for line in out.splitlines() if "::" in line}
+
+
+def test_failed_engine_smoke_drops_exactly_that_engine():
+    """After a failed smoke test, the later steps leave out that engine's tests and nothing else."""
+    gc = _gpu_check()
+    every = _collected()
+    engine_of = {t: next((e for e in ("wgmma_tma", "wgmma", "mma") if f"[{e}" in t), None) for t in every}
+    assert {"mma", "wgmma", "wgmma_tma", None} == set(engine_of.values())
+    for wg_ok, tma_ok, bench in [(True, True, "mma,wgmma,wgmma_tma"), (False, True, "mma,wgmma_tma"),
+                                 (True, False, "mma,wgmma"), (False, False, "mma")]:
+        drop, engines = gc.engines_after_smoke(wg_ok, tma_ok)
+        assert engines == bench
+        gone = {e for e, ok in (("wgmma", wg_ok), ("wgmma_tma", tma_ok)) if not ok}
+        assert (drop == "") == (not gone)
+        kept = _collected(drop) if drop else every
+        assert kept == {t for t in every if engine_of[t] not in gone}, (wg_ok, tma_ok)
