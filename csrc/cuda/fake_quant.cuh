@@ -1,35 +1,42 @@
 // Device kernel of dwq::fake_quantize (launcher: fake_quant.cu). The arithmetic is arith.h's, as
 // in csrc/cpu/fake_quant.cpp, so CPU and GPU agree bit for bit: float32 inside (float64 for
-// double), float16/bfloat16 widened exactly and rounded back to nearest even. NaN inputs give NaN
-// outputs and code -1 (raising would need a device sync; the Python quantizers assert on NaN
+// double), float16/bfloat16 widened exactly and rounded back to nearest even. NaN inputs give the
+// CPU's quiet NaN (Io::nan) and code -1 (raising would need a device sync; the Python quantizers assert on NaN
 // ranges asynchronously instead).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <limits>
 
 #include "common/arith.h"
 
 namespace dwq::cuda {
 
+// Storage <-> compute type, and the NaN a NaN input or row comes out as: the CPU kernels' quiet NaN
+// bit for bit (csrc/cpu/float_io.h: 0x7FC00000, 0x7FF8..., half 0x7E00, bfloat16 0x7FC0), not the
+// input's payload nor CUDA's own half NaN (0x7FFF), so that NaN outputs match across devices too.
 template <typename T>
-struct Io {  // storage <-> compute type
+struct Io {
   using F = T;
   __device__ __forceinline__ static F load(T v) { return v; }
   __device__ __forceinline__ static T store(F v) { return v; }
+  __device__ __forceinline__ static T nan() { return std::numeric_limits<T>::quiet_NaN(); }
 };
 template <>
 struct Io<__half> {
   using F = float;
   __device__ __forceinline__ static float load(__half v) { return __half2float(v); }
   __device__ __forceinline__ static __half store(float v) { return __float2half_rn(v); }
+  __device__ __forceinline__ static __half nan() { return __half(__half_raw{0x7E00}); }
 };
 template <>
 struct Io<__nv_bfloat16> {
   using F = float;
   __device__ __forceinline__ static float load(__nv_bfloat16 v) { return __bfloat162float(v); }
   __device__ __forceinline__ static __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
+  __device__ __forceinline__ static __nv_bfloat16 nan() { return __nv_bfloat16(__nv_bfloat16_raw{0x7FC0}); }
 };
 
 // One element: out (and the code) from v with the channel's s, z.
@@ -40,7 +47,7 @@ __device__ __forceinline__ T fake_quant_one(T x, typename Io<T>::F s, typename I
   const F v = Io<T>::load(x);
   if (v != v) {
     code = -1;
-    return x;
+    return Io<T>::nan();
   }
   const F q = arith::quantize(v, s, z, qmax);
   code = static_cast<int32_t>(q);

@@ -22,9 +22,15 @@ static_assert(kDpRows * 64 == kDpThreads, "one finishing thread per output of th
 
 // sum of the 4 products of u8 bytes of a and s8 bytes of b, plus c.
 __device__ __forceinline__ int32_t dp4a_us(uint32_t a, uint32_t b, int32_t c) {
+#if defined(__CUDA_ARCH__)
   int32_t d;
   asm("dp4a.u32.s32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
+#else  // the C++ tests' CPU emulation of the kernels (csrc/tests/cuda_emu.h)
+  for (int i = 0; i < 4; ++i)
+    c += static_cast<int32_t>((a >> (8 * i)) & 255u) * static_cast<int8_t>(static_cast<uint8_t>(b >> (8 * i)));
+  return c;
+#endif
 }
 
 // The 4 codes at row + k, of which `left` (>= 1) lie before K; the rest read as zero.

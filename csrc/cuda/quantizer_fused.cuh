@@ -146,7 +146,7 @@ __global__ void weight_fake_quant_kernel(const T* __restrict__ w, T* __restrict_
   bad = __syncthreads_or(bad);
   block_min_max(mn, mx);
   if (bad) {
-    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) orow[i] = Io<T>::store(__int_as_float(0x7FC00000));
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) orow[i] = Io<T>::nan();
     if (threadIdx.x == 0) DWQ_DEVICE_FAIL("dwq: cannot quantize: a weight channel holds NaN or inf");
     return;
   }

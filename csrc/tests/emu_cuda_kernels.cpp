@@ -1,0 +1,564 @@
+// The CUDA kernels of csrc/cuda that hold no inline PTX, run on the CPU through cuda_emu.h (every
+// CUDA thread a host thread, CUDA's barriers, shuffles, atomics and __shared__), compared bit for
+// bit with the torch-free CPU kernels over random cases:
+//   fake_quant_kernel (float, double, half, bfloat16; per tensor and per channel; vector and
+//     scalar paths, tails, NaN)            vs cpu::fake_quant_rows
+//   act_qparams_kernel (train / eval, EMA, several blocks) and weight_fake_quant_kernel
+//                                          vs cpu::range_of + arith, cpu::weight_fake_quant_rows
+//   quantize_act_kernel                    vs cpu::quantize_act
+//   pack_words_kernel + pack_colsum_kernel vs the bytes of cpu::pack_weight
+//   act_rows_kernel, pixel_sums_kernel, conv_rowsum_kernel (row sums, planes, range counts)
+//                                          vs the definitions
+//   qgemm_dp4a_kernel + the fused epilogue (accumulators, float and requantized outputs, limbs,
+//     split-K through the int64 workspace) vs cpu::run_qgemm
+//   check_params_kernel                    vs the flags each bad argument must raise
+// What this proves: the kernels' indexing, bounds, reductions and arithmetic. What it cannot: the
+// tensor-core kernels (inline PTX), and anything about the hardware (memory model, speed); those
+// need a GPU run (benchmarks/gpu_check.py). Built only where the CUDA headers are (CMakeLists.txt).
+#include "cuda_emu.h"  // first: it defines the CUDA built-ins the kernels use
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "common/arith.h"
+#include "cpu/fake_quant.h"
+#include "cpu/qgemm.h"
+#include "cpu/quantizer_fused.h"
+#include "cuda/fake_quant.cuh"
+#include "cuda/qgemm_dp4a.cuh"
+#include "cuda/qgemm_prep.cuh"
+#include "cuda/quantizer_fused.cuh"
+
+using namespace dwq;
+using cuda_emu::launch;
+
+static int g_fail = 0;
+#define CHECK(cond, ...)                                        \
+  do {                                                          \
+    if (!(cond)) {                                              \
+      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      std::fprintf(stderr, __VA_ARGS__);                        \
+      std::fprintf(stderr, "\n");                               \
+      ++g_fail;                                                 \
+    }                                                           \
+  } while (0)
+
+static std::mt19937 rng(1234);
+static int rint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+static float rnorm() { return std::normal_distribution<float>(0.f, 2.f)(rng); }
+
+template <typename A, typename B>
+static bool same_bits(const A* a, const B* b, size_t n) {
+  static_assert(sizeof(A) == sizeof(B), "same storage size");
+  return std::memcmp(a, b, n * sizeof(A)) == 0;
+}
+
+// 16-byte aligned storage for n elements of T starting at element offset `shift` (0: aligned).
+template <typename T>
+struct Buf {
+  std::vector<uint8_t> raw;
+  T* p = nullptr;
+  Buf(size_t n, size_t shift = 0) : raw((n + shift) * sizeof(T) + 64, 0) {
+    const uintptr_t a = (reinterpret_cast<uintptr_t>(raw.data()) + 63) / 64 * 64;
+    p = reinterpret_cast<T*>(a) + shift;
+  }
+};
+
+// ---------------------------------------------------------------- fake quantization
+template <typename T, typename C>
+static void fake_quant_case(int64_t outer, int64_t C_, int64_t inner, bool per_channel, size_t shift, int bits) {
+  const int64_t n = outer * C_ * inner, nch = per_channel ? C_ : 1;
+  Buf<T> x(n, shift), out(n, shift);
+  Buf<C> xc(n), outc(n);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = rnorm();
+    if (i % 97 == 5) v = std::nanf("");
+    if constexpr (std::is_same_v<T, __half>) {
+      x.p[i] = __float2half_rn(v);
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      x.p[i] = __float2bfloat16_rn(v);
+    } else {
+      x.p[i] = static_cast<T>(v);
+    }
+  }
+  std::memcpy(xc.p, x.p, n * sizeof(T));
+  std::vector<float> scale(nch);
+  std::vector<int32_t> zp(nch);
+  for (int64_t c = 0; c < nch; ++c) {
+    scale[c] = 0.01f + 0.05f * static_cast<float>(rint(0, 100)) / 100.f;
+    zp[c] = rint(0, static_cast<int>(arith::max_code(bits)));
+  }
+  std::vector<int32_t> codes(n), codes_cpu(n);
+  constexpr int V = 16 / sizeof(T) > 0 ? static_cast<int>(16 / sizeof(T)) : 1;
+  const bool vec = shift == 0 && (!per_channel || inner % V == 0);
+  const int64_t Cv = per_channel ? C_ : 1, innerv = per_channel ? inner : n;
+  auto run = [&](auto kernel) {
+    launch(dim3(3), dim3(64), kernel, const_cast<const T*>(x.p), out.p, codes.data(),
+           const_cast<const float*>(scale.data()), const_cast<const int32_t*>(zp.data()), n, Cv, innerv, bits);
+  };
+  if (vec) {
+    if (per_channel)
+      run(cuda::fake_quant_kernel<T, V, true>);
+    else
+      run(cuda::fake_quant_kernel<T, V, false>);
+  } else {
+    if (per_channel)
+      run(cuda::fake_quant_kernel<T, 1, true>);
+    else
+      run(cuda::fake_quant_kernel<T, 1, false>);
+  }
+  cpu::fake_quant_rows<C>(cpu::Isa::scalar, xc.p, outc.p, codes_cpu.data(), scale.data(), zp.data(), Cv,
+                          innerv, 0, n / innerv, bits);
+  for (int64_t i = 0; i < n; ++i)
+    if (std::memcmp(out.p + i, outc.p + i, sizeof(T)) != 0) {
+      uint64_t a = 0, b = 0, xi = 0;
+      std::memcpy(&a, out.p + i, sizeof(T));
+      std::memcpy(&b, outc.p + i, sizeof(T));
+      std::memcpy(&xi, x.p + i, sizeof(T));
+      std::fprintf(stderr, "  first difference at %lld: x %llx, cuda %llx, cpu %llx\n", (long long)i, (unsigned long long)xi,
+                   (unsigned long long)a, (unsigned long long)b);
+      break;
+    }
+  CHECK(same_bits(out.p, outc.p, n), "fake_quant %s outputs differ (outer %lld C %lld inner %lld pc %d shift %zu bits %d)",
+        typeid(T).name(), (long long)outer, (long long)C_, (long long)inner, per_channel, shift, bits);
+  CHECK(codes == codes_cpu, "fake_quant codes differ");
+}
+
+static void test_fake_quant() {
+  for (int bits : {2, 4, 8, 13, 16}) {
+    fake_quant_case<float, float>(3, 5, 24, true, 0, bits);
+    fake_quant_case<float, float>(2, 3, 7, true, 0, bits);    // inner % V != 0: scalar path
+    fake_quant_case<float, float>(1, 1, 1001, false, 0, bits);  // tail
+    fake_quant_case<float, float>(1, 1, 333, false, 1, bits);   // misaligned: V = 1
+    fake_quant_case<double, double>(2, 4, 10, true, 0, bits);
+    fake_quant_case<__half, cpu::Float16>(2, 3, 16, true, 0, bits);
+    fake_quant_case<__nv_bfloat16, cpu::BFloat16>(1, 1, 517, false, 0, bits);
+    fake_quant_case<__nv_bfloat16, cpu::BFloat16>(4, 2, 8, true, 3, bits);
+  }
+}
+
+// ---------------------------------------------------------------- fused quantizers
+static void test_act_qparams() {
+  for (int trial = 0; trial < 12; ++trial) {
+    const int64_t n = trial == 2 ? 0 : rint(1, 3000);  // 2: eval mode with a tracked range
+    const int bits = rint(2, 16);
+    const bool training = trial % 3 != 2;
+    const size_t shift = trial % 4 == 3 ? 1 : 0;
+    Buf<float> x(n, shift);
+    for (int64_t i = 0; i < n; ++i) x.p[i] = rnorm() + 0.5f;
+    // running state: 3 slots, the current one and the observed (float) one
+    float rmin[3] = {-1.f, -2.f, 0.5f}, rmax[3] = {1.f, 3.f, 2.f};
+    bool init[3] = {trial % 2 == 0, false, true};
+    float rmin_c[3], rmax_c[3];
+    bool init_c[3];
+    std::memcpy(rmin_c, rmin, sizeof rmin);
+    std::memcpy(rmax_c, rmax, sizeof rmax);
+    std::memcpy(init_c, init, sizeof init);
+    const int64_t slot = trial % 2, observed = 2;
+    unsigned work[4] = {0, 0, 0, 0};
+    float scale = -1.f;
+    int32_t zp = -1;
+    const float ema_old = 0.9f, ema_new = 0.1f;
+    if (shift == 0)
+      launch(dim3(4), dim3(128), cuda::act_qparams_kernel<float, 4>, const_cast<const float*>(x.p), n, work, rmin, rmax,
+             init, slot, observed, ema_old, ema_new, training, bits, &scale, &zp);
+    else
+      launch(dim3(4), dim3(128), cuda::act_qparams_kernel<float, 1>, const_cast<const float*>(x.p), n, work, rmin, rmax,
+             init, slot, observed, ema_old, ema_new, training, bits, &scale, &zp);
+    float mn, mx;
+    const bool nan = cpu::range_of<float>(cpu::Isa::scalar, x.p, n, &mn, &mx);
+    CHECK(!nan, "no NaN in the input");
+    if (n == 0) mn = mx = std::nanf("");
+    float lo, hi, s_want;
+    int32_t z_want;
+    arith::act_running_range(rmin_c, rmax_c, init_c, slot, observed, mn, mx, ema_old, ema_new, training, &lo, &hi);
+    if (lo != lo || hi != hi) continue;  // (the kernel's device assert; not run here)
+    arith::qparams_of_range(lo, hi, static_cast<float>(arith::max_code(bits)), &s_want, &z_want);
+    CHECK(same_bits(&scale, &s_want, 1) && zp == z_want, "act_qparams trial %d: scale %g zp %d, want %g %d", trial,
+          scale, zp, s_want, z_want);
+    CHECK(same_bits(rmin, rmin_c, 3) && same_bits(rmax, rmax_c, 3) && std::memcmp(init, init_c, 3) == 0,
+          "act_qparams trial %d: running state differs", trial);
+  }
+}
+
+static void test_weight_fake_quant() {
+  for (int bits : {2, 5, 8, 11, 16}) {
+    const int64_t rows = rint(1, 6), inner = rint(1, 700);
+    std::vector<float> w(rows * inner), out(rows * inner), want(rows * inner);
+    for (float& v : w) v = rnorm();
+    launch(dim3(static_cast<unsigned>(rows)), dim3(128), cuda::weight_fake_quant_kernel<float>,
+           const_cast<const float*>(w.data()), out.data(), inner, bits);
+    int64_t inf_rows = 0;
+    cpu::weight_fake_quant_rows<float>(cpu::Isa::scalar, w.data(), want.data(), inner, 0, rows, bits, &inf_rows);
+    CHECK(same_bits(out.data(), want.data(), out.size()), "weight_fake_quant bits %d rows %lld inner %lld", bits,
+          (long long)rows, (long long)inner);
+  }
+}
+
+// ---------------------------------------------------------------- integer engine: prep kernels
+static void test_quantize_act() {
+  for (int bits : {2, 8, 9, 16}) {
+    const int64_t n = rint(1, 2000);
+    std::vector<float> x(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = i % 41 == 7 ? std::nanf("") : rnorm();
+    const float s = 0.05f;
+    const int32_t z = static_cast<int32_t>(arith::max_code(bits) / 3);
+    const bool u8 = bits <= 8;
+    std::vector<int32_t> got(n), want(n);
+    std::vector<uint8_t> got8(n), want8(n);
+    int32_t status[cuda::kStatusWords] = {};
+    launch(dim3(2), dim3(256), cuda::quantize_act_kernel, const_cast<const float*>(x.data()), n,
+           const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits,
+           u8 ? static_cast<void*>(got8.data()) : static_cast<void*>(got.data()), u8, status);
+    const int64_t nans = cpu::quantize_act(cpu::Isa::scalar, x.data(), n, s, z, bits,
+                                           u8 ? static_cast<void*>(want8.data()) : static_cast<void*>(want.data()), u8);
+    CHECK(got == want && got8 == want8, "quantize_act codes differ (bits %d)", bits);
+    CHECK(status[cuda::kStNaN] == nans, "quantize_act NaN count %d, want %lld", status[cuda::kStNaN], (long long)nans);
+  }
+}
+
+struct Blob {
+  std::vector<int64_t> storage;
+  int8_t* p = nullptr;
+  cpu::PackedLayout L;
+};
+
+static Blob cpu_blob(const std::vector<int32_t>& w, const std::vector<int32_t>& zw, int64_t N, int64_t K, int bits) {
+  Blob b;
+  b.L = cpu::packed_layout(N, K, bits);
+  b.storage.assign(static_cast<size_t>(b.L.bytes / 8 + 16), 0);
+  b.p = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(b.storage.data()) + 63) / 64 * 64);
+  const int64_t bad = cpu::pack_weight(w.data(), false, N, K, K, 1, zw.data(), bits, b.p);
+  CHECK(bad == 0, "cpu pack_weight: %lld bad codes", (long long)bad);
+  return b;
+}
+
+static std::vector<int32_t> rand_codes(int64_t n, int bits) {
+  std::vector<int32_t> v(n);
+  for (int32_t& c : v) c = rint(0, static_cast<int>(arith::max_code(bits)));
+  return v;
+}
+
+static void test_pack() {
+  for (int bits : {2, 7, 8, 9, 16}) {
+    const int64_t N = rint(1, 140), K = rint(1, 300);
+    std::vector<int32_t> w = rand_codes(N * K, bits), zw = rand_codes(N, bits);
+    const Blob want = cpu_blob(w, zw, N, K, bits);
+    const cpu::PackedLayout& L = want.L;
+    std::vector<int64_t> store(static_cast<size_t>(L.bytes / 8 + 16), 0);
+    int8_t* got = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(store.data()) + 63) / 64 * 64);
+    int32_t status[cuda::kStatusWords] = {};
+    // w as transposed storage: sn = 1, sk = N
+    std::vector<int32_t> wt(N * K);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) wt[k * N + n] = w[n * K + k];
+    const int64_t words = L.limbs * L.Npad * L.Kp / 4;
+    launch(dim3(3), dim3(256), cuda::pack_words_kernel<int32_t>, const_cast<const int32_t*>(wt.data()), N, K,
+           int64_t{1}, N, L.Kp, L.Npad, L.limbs, reinterpret_cast<uint32_t*>(got + L.data_off));
+    launch(dim3(static_cast<unsigned>((N * 32 + 255) / 256)), dim3(256), cuda::pack_colsum_kernel<int32_t>,
+           const_cast<const int32_t*>(wt.data()), N, K, int64_t{1}, N, const_cast<const int32_t*>(zw.data()),
+           static_cast<uint32_t>(arith::max_code(bits)), reinterpret_cast<int64_t*>(got + L.colsum_off),
+           reinterpret_cast<int32_t*>(got + L.zp_off), status);
+    CHECK(std::memcmp(got + L.data_off, want.p + L.data_off, words * 4) == 0, "pack words differ (bits %d)", bits);
+    CHECK(std::memcmp(got + L.colsum_off, want.p + L.colsum_off, L.bytes - L.colsum_off) == 0,
+          "pack colsum / zp differ (bits %d)", bits);
+    CHECK(status[cuda::kStBadCodes] == 0, "no bad codes");
+    w[N * K / 2] = static_cast<int32_t>(arith::max_code(bits)) + 1;  // one code out of range
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) wt[k * N + n] = w[n * K + k];
+    launch(dim3(static_cast<unsigned>((N * 32 + 255) / 256)), dim3(256), cuda::pack_colsum_kernel<int32_t>,
+           const_cast<const int32_t*>(wt.data()), N, K, int64_t{1}, N, const_cast<const int32_t*>(zw.data()),
+           static_cast<uint32_t>(arith::max_code(bits)), reinterpret_cast<int64_t*>(got + L.colsum_off),
+           reinterpret_cast<int32_t*>(got + L.zp_off), status);
+    CHECK(status[cuda::kStBadCodes] == 1, "pack_colsum counted %d bad codes, want 1", status[cuda::kStBadCodes]);
+  }
+}
+
+// The logical activation matrix A[M][K] of a conv (im2col with zx padding), as the CPU defines it.
+static std::vector<int64_t> im2col(const std::vector<int32_t>& x, const cuda::ActParams& p, int32_t zx) {
+  std::vector<int64_t> a(p.M * p.K);
+  for (int64_t m = 0; m < p.M; ++m) {
+    const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
+    for (int ky = 0; ky < p.kh; ++ky)
+      for (int kx = 0; kx < p.kw; ++kx)
+        for (int c = 0; c < p.C; ++c) {
+          const int64_t ih = oh * p.sth - p.pdh + ky, iw = ow * p.stw - p.pdw + kx;
+          const bool in = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
+          a[m * p.K + (ky * p.kw + kx) * p.C + c] = in ? x[n * p.sn + ih * p.sh + iw * p.sw + c * p.sc] : zx;
+        }
+  }
+  return a;
+}
+
+static void test_act_rows() {
+  for (int trial = 0; trial < 16; ++trial) {
+    const int bits = trial % 4 == 0 ? 12 : (trial % 2 ? 8 : 4);
+    const bool conv = trial % 3 != 0;
+    const int lx = bits <= 8 ? 1 : 2;
+    cuda::ActParams p;
+    int32_t zx = rint(0, static_cast<int>(arith::max_code(bits)));
+    p.x_zp = &zx;
+    p.qmax = arith::max_code(bits);
+    std::vector<int32_t> x;
+    std::vector<int64_t> a;
+    if (conv) {
+      const int batch = rint(1, 2);
+      p.is_conv = true;
+      p.C = 16 * rint(1, 3);
+      p.H = rint(3, 9);
+      p.W = rint(3, 9);
+      p.kh = p.kw = (trial % 2) ? 3 : 1;
+      p.sth = p.stw = rint(1, 2);
+      p.pdh = p.pdw = p.kh / 2;
+      p.OH = (p.H + 2 * p.pdh - p.kh) / p.sth + 1;
+      p.OW = (p.W + 2 * p.pdw - p.kw) / p.stw + 1;
+      p.M = int64_t(batch) * p.OH * p.OW;
+      p.K = int64_t(p.kh) * p.kw * p.C;
+      p.sc = 1;  // channels-last
+      p.sw = p.C;
+      p.sh = int64_t(p.W) * p.C;
+      p.sn = int64_t(p.H) * p.sh;
+      x = rand_codes(int64_t(batch) * p.H * p.W * p.C, bits);
+      a = im2col(x, p, zx);
+    } else {
+      p.M = rint(1, 40);
+      p.K = rint(1, 200);
+      p.sm = p.K;
+      p.sk = 1;
+      x = rand_codes(p.M * p.K, bits);
+      a.assign(x.begin(), x.end());
+    }
+    if (trial == 5) {  // a bad code: counted once per read (a conv reads a pixel once per tap covering it)
+      x[0] = static_cast<int32_t>(p.qmax) + 1;
+      a = conv ? im2col(x, p, zx) : std::vector<int64_t>(x.begin(), x.end());
+    }
+    int64_t bad_want = 0;
+    for (int64_t v : a) bad_want += v > static_cast<int64_t>(p.qmax);
+    std::vector<uint8_t> xu8(x.begin(), x.end());
+    const bool as_u8 = bits <= 8 && trial % 2 == 1 && !(trial == 5);
+    p.x = as_u8 ? static_cast<const void*>(xu8.data()) : static_cast<const void*>(x.data());
+    p.lda = (p.K + 15) / 16 * 16;
+    p.lx = lx;
+    std::vector<uint8_t> planes(lx * p.M * p.lda, 0xAB);
+    std::vector<int64_t> rowsum(p.M, -1);
+    int32_t status[cuda::kStatusWords] = {};
+    p.planes = planes.data();
+    p.rowsum = rowsum.data();
+    p.status = status;
+    const dim3 grid(static_cast<unsigned>((p.M * 32 + 255) / 256));
+    if (as_u8)
+      launch(grid, dim3(256), cuda::act_rows_kernel<uint8_t>, p);
+    else
+      launch(grid, dim3(256), cuda::act_rows_kernel<int32_t>, p);
+    bool ok = status[cuda::kStBadCodes] == bad_want;
+    for (int64_t m = 0; m < p.M && ok; ++m) {
+      int64_t s = 0;
+      for (int64_t k = 0; k < p.K; ++k) {
+        const int64_t v = a[m * p.K + k];
+        s += v;
+        ok &= planes[m * p.lda + k] == (v & 255) && (lx == 1 || planes[(p.M + m) * p.lda + k] == (v >> 8));
+      }
+      for (int64_t k = p.K; k < p.lda; ++k) ok &= planes[m * p.lda + k] == 0;
+      ok &= rowsum[m] == s;
+    }
+    CHECK(ok, "act_rows trial %d (conv %d bits %d M %lld K %lld): sums, planes or bad count differ", trial, conv, bits,
+          (long long)p.M, (long long)p.K);
+    if (conv && as_u8) {  // the implicit-conv path: pixel sums, then the receptive fields' sums
+      std::vector<int32_t> psum(x.size() / p.C);
+      std::vector<int64_t> rs(p.M, -1);
+      int32_t st2[cuda::kStatusWords] = {};
+      p.status = st2;
+      p.rowsum = rs.data();
+      launch(dim3(static_cast<unsigned>((psum.size() + 255) / 256)), dim3(256), cuda::pixel_sums_kernel, p, psum.data());
+      launch(dim3(static_cast<unsigned>((p.M + 255) / 256)), dim3(256), cuda::conv_rowsum_kernel, p,
+             const_cast<const int32_t*>(psum.data()));
+      CHECK(rs == rowsum && st2[cuda::kStBadCodes] == 0, "conv_rowsum trial %d differs from the im2col sums", trial);
+    }
+  }
+}
+
+static void test_check_params() {
+  const float good = 0.5f, zero = 0.f, inf = INFINITY;
+  const int32_t zp_ok = 3, zp_bad = 300;
+  std::vector<float> ws = {0.1f, 0.2f, 0.3f}, ws_bad = {0.1f, -1.f, 0.3f}, aff_bad = {1.f, NAN, 1.f};
+  struct Case {
+    const float *xs, *os, *w, *aff, *bias;
+    const int32_t *xz, *oz;
+    int want;
+  } cases[] = {
+      {&good, &good, ws.data(), ws.data(), ws.data(), &zp_ok, &zp_ok, 0},
+      {&zero, nullptr, nullptr, nullptr, nullptr, &zp_ok, nullptr, cuda::kBadXScale},
+      {&good, &inf, nullptr, nullptr, nullptr, &zp_bad, &zp_bad, cuda::kBadOutScale | cuda::kBadXZp | cuda::kBadOutZp},
+      {&good, nullptr, ws_bad.data(), aff_bad.data(), aff_bad.data(), &zp_ok, nullptr,
+       cuda::kBadWScale | cuda::kBadAffScale | cuda::kBadAffBias},
+  };
+  for (const Case& c : cases) {
+    cuda::ParamCheck pc;
+    pc.x_scale = c.xs;
+    pc.out_scale = c.os;
+    pc.w_scale = c.w;
+    pc.aff_scale = c.aff;
+    pc.aff_bias = c.bias;
+    pc.x_zp = c.xz;
+    pc.out_zp = c.oz;
+    pc.N = 3;
+    int32_t status[cuda::kStatusWords] = {};
+    launch(dim3(2), dim3(32), cuda::check_params_kernel, pc, status);
+    CHECK(status[cuda::kStParamFlags] == c.want, "check_params flags %d, want %d", status[cuda::kStParamFlags], c.want);
+  }
+}
+
+// ---------------------------------------------------------------- dp4a GEMM + fused epilogue
+static void test_dp4a_gemm() {
+  const int cases[][5] = {  // M, N, K, x bits, w bits
+      {1, 70, 1, 8, 8},   {3, 64, 3, 2, 2},   {8, 130, 67, 8, 16}, {5, 5, 130, 16, 8},
+      {7, 65, 129, 16, 16}, {4, 200, 250, 12, 5}, {2, 100, 700, 8, 8}};
+  for (const auto& cs : cases) {
+    const int64_t M = cs[0], N = cs[1], K = cs[2];
+    const int xb = cs[3], wb = cs[4];
+    const int lx = xb <= 8 ? 1 : 2, lw = wb <= 8 ? 1 : 2;
+    std::vector<int32_t> x = rand_codes(M * K, xb), w = rand_codes(N * K, wb), zw = rand_codes(N, wb);
+    int32_t zx = rint(0, static_cast<int>(arith::max_code(xb)));
+    const Blob blob = cpu_blob(w, zw, N, K, wb);
+    const cpu::PackedLayout& L = blob.L;
+    // A: planes and row sums by act_rows_kernel, as the binding prepares them
+    cuda::ActParams ap;
+    ap.x = x.data();
+    ap.M = M;
+    ap.K = K;
+    ap.sm = K;
+    ap.sk = 1;
+    ap.x_zp = &zx;
+    ap.qmax = arith::max_code(xb);
+    ap.lda = (K + 15) / 16 * 16;
+    ap.lx = lx;
+    Buf<uint8_t> planes(lx * M * ap.lda);
+    std::vector<int64_t> rowsum(M);
+    int32_t status[cuda::kStatusWords] = {};
+    ap.planes = planes.p;
+    ap.rowsum = rowsum.data();
+    ap.status = status;
+    launch(dim3(static_cast<unsigned>((M * 32 + 255) / 256)), dim3(256), cuda::act_rows_kernel<int32_t>, ap);
+
+    cpu::PackedWeightView v;
+    CHECK(cpu::parse_packed_weight(blob.p, L.bytes, &v), "parse_packed_weight");
+    cpu::ActSource as;
+    as.x = x.data();
+    as.is_u8 = false;
+    as.zx = zx;
+    as.bits = xb;
+    as.sm = K;
+    as.sk = 1;
+    const cpu::GemmPlan plan = cpu::plan_qgemm(M, v, xb, 1);
+
+    std::vector<float> w_scale(N), aff(N), bias(N), mult(N);
+    for (int64_t n = 0; n < N; ++n) {
+      w_scale[n] = 1e-3f * static_cast<float>(rint(1, 100));
+      aff[n] = 0.5f + 0.01f * static_cast<float>(rint(0, 100));
+      bias[n] = rnorm();
+    }
+    const float sx = 0.02f, out_scale = 0.7f;
+    const int32_t out_zp = 5;
+    for (int64_t n = 0; n < N; ++n) mult[n] = arith::mul_rn(arith::mul_rn(w_scale[n], sx), aff[n]);
+
+    for (int kind : {cuda::kOutAccI64, cuda::kOutF32, cuda::kOutU8}) {
+      for (int64_t k_chunk : {int64_t{1} << 20, int64_t{64}}) {  // one slice; split-K through the workspace
+        cuda::MmaParams p;
+        p.M = M;
+        p.N = N;
+        p.K = K;
+        p.a = planes.p;
+        p.lda = ap.lda;
+        p.a_plane = M * ap.lda;
+        p.lx = lx;
+        p.b = blob.p + L.data_off;
+        p.Kp = L.Kp;
+        p.Npad = L.Npad;
+        p.lw = lw;
+        p.k_chunk = k_chunk;
+        cuda::EpiParams& e = p.ep;
+        std::vector<int64_t> o64(M * N, -7), ws(M * N, 0);
+        std::vector<float> of(M * N, -7.f);
+        std::vector<uint8_t> o8(M * N, 7);
+        e.kind = kind;
+        e.out = kind == cuda::kOutAccI64 ? static_cast<void*>(o64.data())
+                : kind == cuda::kOutF32  ? static_cast<void*>(of.data())
+                                         : static_cast<void*>(o8.data());
+        e.ldo = N;
+        e.rowsum = rowsum.data();
+        e.colsum = reinterpret_cast<const int64_t*>(blob.p + L.colsum_off);
+        e.wzp = reinterpret_cast<const int32_t*>(blob.p + L.zp_off);
+        e.x_zp = &zx;
+        e.K = K;
+        e.shift = 128 * (lw == 2 ? 257 : 1);
+        e.x_scale = &sx;
+        e.w_scale = w_scale.data();
+        e.aff_scale = aff.data();
+        e.aff_bias = bias.data();
+        e.relu = true;
+        e.out_scale = &out_scale;
+        e.out_zp = &out_zp;
+        e.out_bits = 8;
+        const bool split = K > k_chunk;
+        if (split) {
+          e.ws = ws.data();
+          e.kind = cuda::kOutPartialT;
+        }
+        const dim3 grid(static_cast<unsigned>(L.Npad / 64), static_cast<unsigned>((M + cuda::kDpRows - 1) / cuda::kDpRows),
+                        static_cast<unsigned>((K + k_chunk - 1) / k_chunk));
+        if (lx == 2)
+          launch(grid, dim3(cuda::kDpThreads), lw == 2 ? cuda::qgemm_dp4a_kernel<2, 2> : cuda::qgemm_dp4a_kernel<2, 1>, p);
+        else
+          launch(grid, dim3(cuda::kDpThreads), lw == 2 ? cuda::qgemm_dp4a_kernel<1, 2> : cuda::qgemm_dp4a_kernel<1, 1>, p);
+        if (split) {  // what splitk_epilogue_kernel does with the workspace
+          cuda::EpiParams fin = e;
+          fin.kind = kind;
+          const cuda::EpiScalars s = cuda::load_scalars(fin);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n)
+              cuda::store_output(fin, s, cuda::col_terms(fin, s, n), rowsum[m], m, n, ws[m * N + n]);
+        }
+        cpu::Epilogue ce;
+        ce.kind = static_cast<cpu::OutKind>(kind);
+        std::vector<int64_t> c64(M * N);
+        std::vector<float> cf(M * N);
+        std::vector<uint8_t> c8(M * N);
+        ce.out = kind == cuda::kOutAccI64 ? static_cast<void*>(c64.data())
+                 : kind == cuda::kOutF32  ? static_cast<void*>(cf.data())
+                                          : static_cast<void*>(c8.data());
+        ce.ldo = N;
+        ce.mult = mult.data();
+        ce.bias = bias.data();
+        ce.relu = true;
+        ce.out_scale = out_scale;
+        ce.out_zp = out_zp;
+        ce.out_bits = 8;
+        cpu::run_qgemm(cpu::Isa::scalar, plan, as, v, ce, 0, plan.items());
+        const bool same = kind == cuda::kOutAccI64 ? o64 == c64
+                          : kind == cuda::kOutF32  ? same_bits(of.data(), cf.data(), of.size())
+                                                   : o8 == c8;
+        CHECK(same, "dp4a gemm M %lld N %lld K %lld bits %d x %d, kind %d, k_chunk %lld differs from cpu::run_qgemm",
+              (long long)M, (long long)N, (long long)K, xb, wb, kind, (long long)k_chunk);
+      }
+    }
+  }
+}
+
+int main() {
+  test_fake_quant();
+  test_act_qparams();
+  test_weight_fake_quant();
+  test_quantize_act();
+  test_pack();
+  test_act_rows();
+  test_check_params();
+  test_dp4a_gemm();
+  if (g_fail) {
+    std::fprintf(stderr, "%d check(s) failed\n", g_fail);
+    return 1;
+  }
+  std::printf("emulated CUDA kernels: all checks passed\n");
+  return 0;
+}
