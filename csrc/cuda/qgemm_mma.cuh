@@ -61,6 +61,7 @@ constexpr int mma_smem_bytes() {
 template <bool LIMB>
 constexpr int64_t mma_k_chunk_of() { return LIMB ? 32768 : 65536; }
 
+#ifndef DWQ_CUDA_EMU
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -76,6 +77,7 @@ __device__ __forceinline__ void mma_u8s8(int32_t (&d)[4], const uint32_t (&a)[4]
       : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#endif  // DWQ_CUDA_EMU
 
 template <bool LIMB, bool CONV>
 __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ const MmaParams p) {
@@ -83,7 +85,7 @@ __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ c
   constexpr int BM = Cfg::BM, MI = Cfg::MI, LXM = Cfg::LXM, LWM = Cfg::LWM, STAGES = Cfg::STAGES;
   constexpr int A_BYTES = mma_stage_a_bytes<LIMB>(), STAGE_BYTES = A_BYTES + mma_stage_b_bytes<LIMB>();
   constexpr int AR = BM / 64;  // A chunks per thread per limb and stage (BM rows x 4 chunks / 256)
-  extern __shared__ __align__(128) uint8_t smem[];
+  DWQ_DYNAMIC_SMEM(smem);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;

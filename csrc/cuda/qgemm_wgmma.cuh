@@ -11,7 +11,7 @@
 //    in implicit conv mode, 16 channels of one tap per chunk of the channels-last input (a tap
 //    outside the image is the code zx), copied by cp.async exactly as the mma.sync kernel does;
 //  * B: [limb][BN rows][128 bytes] int8 (limb - 128), from a K-major copy of the blob's limb planes
-//    (repack_kmajor_kernel, qgemm_wgmma.cu): 8-bit wgmma wants K-major rows of 16 k-bytes, the
+//    (repack_kmajor_kernel, qgemm_repack.cuh): 8-bit wgmma wants K-major rows of 16 k-bytes, the
 //    blob (shared with the CPU) holds 4 columns x 4 k per 16 bytes.
 // Tiles: 8-bit: two consumer warpgroups of 64 rows x 256 columns (BM 128, BN 256, two n128 MMAs per
 // k-step), or x 128 / x 64 (one n128 / n64 MMA) when N is at most that; limbs (9..16 bits of x and/or w): one warpgroup of 64 x 128 with the int32 sets
@@ -31,7 +31,7 @@
 #include "cuda/qgemm_epilogue.cuh"
 #include "cuda/qgemm_params.h"
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(DWQ_CUDA_EMU)
 #define DWQ_SM90A 1
 #else
 #define DWQ_SM90A 0
@@ -116,7 +116,7 @@ __device__ __forceinline__ uint64_t sw128_desc(const uint8_t* p) {
   return ((a & 0x3FFFF) >> 4) | (uint64_t{1} << 16) | (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
 }
 
-#if DWQ_SM90A
+#if DWQ_SM90A && !defined(DWQ_CUDA_EMU)
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
@@ -124,6 +124,9 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 // Orders this thread's generic-proxy shared-memory writes (cp.async, stores) before the async
 // proxy's reads (wgmma) that follow the next barrier.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#endif  // PTX wrappers
+
+#if DWQ_SM90A
 // Keeps the compiler from moving accumulator accesses across the asynchronous MMAs.
 template <int N>
 __device__ __forceinline__ void fence_regs(int32_t (&d)[N]) {
@@ -131,6 +134,7 @@ __device__ __forceinline__ void fence_regs(int32_t (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
 }
 
+#if !defined(DWQ_CUDA_EMU)
 // d (N / 2 int32 per thread: the m64nN s32 accumulator fragment) += A (u8, 64x32, smem desc a) x
 // B (s8, Nx32 K-major, smem desc b), N = 64 or 128. Asynchronous: the registers are live until
 // wgmma_wait.
@@ -173,6 +177,8 @@ __device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[64], uint64_t a, uint64_
         "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
       : "l"(a), "l"(b), "r"(1));
 }
+
+#endif  // !DWQ_CUDA_EMU
 
 // Accumulators of one thread: [set][MMA along N][fragment register].
 template <class Cfg>
@@ -276,7 +282,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
   constexpr int RSTEP = NT / 8;     // rows between a thread's chunks (8 chunks per 128-byte row)
   constexpr int AR = BM / RSTEP;    // A rows per thread, limb and stage
   constexpr int BR = BN / RSTEP;    // B rows per thread, limb and stage
-  extern __shared__ uint8_t smem_raw[];
+  DWQ_DYNAMIC_SMEM(smem_raw);
   const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
   uint8_t* smem = smem_raw + ((1024u - (base & 1023u)) & 1023u);
 

@@ -1,20 +1,25 @@
-// Runs the CUDA C++ of csrc/cuda (kernels without inline PTX) on the CPU, for the C++ tests: each
-// CUDA thread of a block is a host thread, blocks run one after another, and __syncthreads,
-// warp shuffles, atomics and __shared__ variables (function statics: one block at a time owns
-// them) keep CUDA's meaning. It checks a kernel's indexing, bounds, reductions and arithmetic
-// against the CPU kernels without a GPU; it is a model of the execution, not a GPU run (no
-// memory-model, timing or occupancy effects).
+// Runs the CUDA C++ of csrc/cuda on the CPU, for the C++ tests: each CUDA thread of a block is a
+// host thread, blocks run one after another, and __syncthreads, warp shuffles, atomics, __shared__
+// variables (function statics: one block at a time owns them) and the block's dynamic shared
+// memory keep CUDA's meaning; cuda_emu_ptx.h adds the PTX the tensor-core kernels use. It checks a
+// kernel's indexing, bounds, reductions, pipeline order and arithmetic against the CPU kernels
+// without a GPU; it is a model of the execution, not a GPU run (no memory-model, timing or
+// occupancy effects). Include it before any kernel header; it defines DWQ_CUDA_EMU.
 #pragma once
+#define DWQ_CUDA_EMU 1
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <vector_functions.h>
 #include <vector_types.h>
 
+#include <array>
 #include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -26,28 +31,79 @@
 #endif
 using std::isfinite;  // CUDA's device math names it in the global namespace
 
+inline thread_local uint3 threadIdx;
+inline thread_local uint3 blockIdx;
+inline dim3 blockDim, gridDim;
+
 namespace cuda_emu {
 
 struct Block {
-  explicit Block(unsigned n) : bar(n), slots(n), warps((n + 31) / 32) {
+  Block(unsigned n, size_t smem_bytes) : bar(n), slots(n), warps((n + 31) / 32), smem(smem_bytes + 1024, 0) {
     for (unsigned w = 0; w < warps.size(); ++w) {
       const unsigned size = n - 32 * w < 32 ? n - 32 * w : 32;
       warps[w] = std::make_unique<std::barrier<>>(size);
     }
+    dsmem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem.data()) + 1023) / 1024 * 1024);
   }
   std::barrier<> bar;
-  std::vector<uint64_t> slots;  // one shuffle word per thread
+  std::vector<std::array<uint64_t, 8>> slots;  // the words each thread offers its warp (shuffles, fragments)
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::atomic<int> any{0};
+  std::vector<uint8_t> smem;  // dynamic shared memory: dsmem, 1024-aligned
+  uint8_t* dsmem = nullptr;
 };
 
 inline thread_local Block* tl_block = nullptr;
 
+// Operations a thread has issued and not yet waited for (cp.async, wgmma): each runs when the
+// kernel's wait says it has completed, so a kernel that reads too early sees stale data.
+struct Pending {
+  std::vector<std::function<void()>> open;  // issued since the last commit
+  std::deque<std::vector<std::function<void()>>> groups;  // committed, oldest first
+  void commit() {
+    groups.push_back(std::move(open));
+    open.clear();
+  }
+  void wait(size_t keep) {  // completes all but the newest `keep` committed groups
+    while (groups.size() > keep) {
+      for (auto& op : groups.front()) op();
+      groups.pop_front();
+    }
+  }
+  void clear() {
+    open.clear();
+    groups.clear();
+  }
+};
+inline thread_local Pending tl_cp_async, tl_wgmma;
+
+// An issued wgmma: its accumulator registers d, their values before it and its result.
+struct WgmmaOp {
+  int32_t* d;
+  std::vector<int32_t> in, out;
+};
+inline thread_local std::vector<std::shared_ptr<WgmmaOp>> tl_wgmma_in_flight;  // oldest first
+
+// Breaches of an operation's contract that the emulation can see (e.g. shared memory that an
+// in-flight wgmma reads changed before its wait); a test fails if any were counted.
+inline std::atomic<int64_t> violations{0};
+
+inline uint8_t* dynamic_smem() { return tl_block->dsmem; }
+
+// Every lane of this thread's warp offers W words; f(words of lane l) is called for the lanes it
+// reads, between the two warp barriers that keep the offers stable.
+template <int W, typename F>
+void warp_exchange(const uint64_t (&mine)[W], F&& read) {
+  Block& b = *tl_block;
+  const unsigned t = threadIdx.x, w = t / 32;
+  for (int i = 0; i < W; ++i) b.slots[t][i] = mine[i];
+  b.warps[w]->arrive_and_wait();
+  read([&](unsigned lane) -> const std::array<uint64_t, 8>& { return b.slots[w * 32 + lane]; });
+  b.warps[w]->arrive_and_wait();
+}
+
 }  // namespace cuda_emu
 
-inline thread_local uint3 threadIdx;
-inline thread_local uint3 blockIdx;
-inline dim3 blockDim, gridDim;
 
 inline void __syncthreads() { cuda_emu::tl_block->bar.arrive_and_wait(); }
 inline int __syncthreads_or(int v) {
@@ -67,15 +123,10 @@ namespace cuda_emu {
 template <typename T>
 T shuffle(T v, int src_lane) {
   static_assert(sizeof(T) <= 8, "shuffle words are 8 bytes");
-  Block& b = *tl_block;
-  const unsigned t = threadIdx.x, w = t / 32;
-  uint64_t word = 0;
-  std::memcpy(&word, &v, sizeof(T));
-  b.slots[t] = word;
-  b.warps[w]->arrive_and_wait();
+  uint64_t word[1] = {0};
+  std::memcpy(word, &v, sizeof(T));
   T r;
-  std::memcpy(&r, &b.slots[w * 32 + src_lane], sizeof(T));
-  b.warps[w]->arrive_and_wait();  // nobody overwrites a slot before every lane read
+  warp_exchange<1>(word, [&](auto lane) { std::memcpy(&r, &lane(src_lane)[0], sizeof(T)); });
   return r;
 }
 }  // namespace cuda_emu
@@ -104,6 +155,11 @@ T atomicMax(T* p, T v) {
   return old;
 }
 
+// The shared-memory address of p: its offset in the block's dynamic shared memory.
+inline uint64_t __cvta_generic_to_shared(const void* p) {
+  return static_cast<uint64_t>(static_cast<const uint8_t*>(p) - cuda_emu::tl_block->dsmem);
+}
+
 inline unsigned __float_as_uint(float f) {
   unsigned u;
   std::memcpy(&u, &f, 4);
@@ -129,19 +185,20 @@ inline unsigned __dp4a(unsigned a, unsigned b, unsigned c) {
 
 namespace cuda_emu {
 
-// kernel<<<grid, block>>>(args...), synchronously: one host thread per CUDA thread of a block
-// (at most 1024), kept for every block; a gate between blocks gives each block fresh barriers.
+// kernel<<<grid, block, smem_bytes>>>(args...), synchronously: one host thread per CUDA thread of a
+// block (at most 1024), kept for every block; a gate between blocks gives each block fresh
+// barriers and zeroed shared memory.
 template <typename Kernel, typename... Args>
-void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
+void launch_smem(dim3 grid, dim3 block, size_t smem_bytes, Kernel kernel, Args... args) {
   gridDim = grid;
   blockDim = block;
   const unsigned n = block.x * block.y * block.z;
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
   if (n == 0 || blocks == 0) return;
   uint64_t current = 0;
-  std::unique_ptr<Block> b = std::make_unique<Block>(n);
+  std::unique_ptr<Block> b = std::make_unique<Block>(n, smem_bytes);
   auto next = [&]() noexcept {
-    if (++current < blocks) b = std::make_unique<Block>(n);
+    if (++current < blocks) b = std::make_unique<Block>(n, smem_bytes);
   };
   std::barrier<decltype(next)> gate(n, next);
   std::vector<std::thread> threads;
@@ -153,6 +210,9 @@ void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
         tl_block = b.get();
         blockIdx = make_uint3(static_cast<unsigned>(current % grid.x), static_cast<unsigned>(current / grid.x % grid.y),
                               static_cast<unsigned>(current / (uint64_t(grid.x) * grid.y)));
+        tl_cp_async.clear();
+        tl_wgmma.clear();
+        tl_wgmma_in_flight.clear();
         kernel(args...);
         // An exited thread no longer holds up the barriers of the others (as on the GPU).
         b->warps[t / 32]->arrive_and_drop();
@@ -162,6 +222,11 @@ void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
     });
   }
   for (std::thread& th : threads) th.join();
+}
+
+template <typename Kernel, typename... Args>
+void launch(dim3 grid, dim3 block, Kernel kernel, Args... args) {
+  launch_smem(grid, block, 0, kernel, args...);
 }
 
 }  // namespace cuda_emu

@@ -1,0 +1,297 @@
+// The tensor-core GEMM kernels of csrc/cuda run on the CPU (cuda_emu.h + the PTX of cuda_emu_ptx.h)
+// and compared bit for bit with cpu::run_qgemm, the operands prepared as the binding prepares them:
+//   qgemm_mma_kernel (mma.sync, the default engine): 8-bit matrix, 8-bit implicit conv, limbs;
+//   qgemm_wgmma_kernel (Hopper): tile widths 64 / 128 / 256, implicit conv, the three limb kernels,
+//     weights through repack_kmajor_kernel;
+// over odd sizes, extreme zero points, split-K through the int64 workspace and the float epilogue.
+// cp.async copies land only at the wait that covers them and an in-flight wgmma must find its
+// shared memory unchanged at its wait, so a pipeline that reads or overwrites a stage too early
+// fails here. What it cannot show: that the hardware's fragment and descriptor layouts are the ones
+// modelled (those follow the PTX ISA), and anything about speed; the TMA kernel (mbarriers, tensor
+// maps) is not modelled.
+#include "cuda_emu.h"
+#include "cuda_emu_ptx.h"
+
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "common/arith.h"
+#include "cpu/qgemm.h"
+#include "cuda/qgemm_mma.cuh"
+#include "cuda/qgemm_repack.cuh"
+#include "cuda/qgemm_wgmma.cuh"
+
+using namespace dwq;
+
+static int g_fail = 0;
+#define CHECK(cond, ...)                                        \
+  do {                                                          \
+    if (!(cond)) {                                              \
+      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      std::fprintf(stderr, __VA_ARGS__);                        \
+      std::fprintf(stderr, "\n");                               \
+      ++g_fail;                                                 \
+    }                                                           \
+  } while (0)
+
+static std::mt19937 rng(99);
+static int rint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+
+template <typename T>
+static T* aligned(std::vector<uint8_t>& store, size_t n) {
+  store.assign(n * sizeof(T) + 128, 0);
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(store.data()) + 127) / 128 * 128);
+}
+
+// One product: x codes (matrix [M][K], or a channels-last conv input), w codes [N][K], their zero
+// points; outputs of the CUDA kernel and of the CPU engine.
+struct Case {
+  int64_t M = 0, N = 0, K = 0;
+  int xb = 8, wb = 8;
+  bool conv = false;
+  // conv geometry
+  int batch = 1, C = 16, H = 1, W = 1, kh = 1, kw = 1, st = 1, pd = 0, OH = 1, OW = 1;
+  std::vector<int32_t> x, w, zw;
+  int32_t zx = 0;
+};
+
+static Case make_case(int64_t M, int64_t N, int64_t K, int xb, int wb, bool extreme_zp) {
+  Case c;
+  c.M = M, c.N = N, c.K = K, c.xb = xb, c.wb = wb;
+  auto codes = [&](int64_t n, int bits) {
+    std::vector<int32_t> v(n);
+    for (auto& q : v) q = rint(0, static_cast<int>(arith::max_code(bits)));
+    return v;
+  };
+  c.x = codes(M * K, xb);
+  c.w = codes(N * K, wb);
+  c.zw = codes(N, wb);
+  c.zx = extreme_zp ? static_cast<int32_t>(arith::max_code(xb)) : rint(0, static_cast<int>(arith::max_code(xb)));
+  if (extreme_zp)
+    for (auto& z : c.zw) z = 0;
+  return c;
+}
+
+static Case make_conv(int batch, int C, int H, int W, int k, int st, int N) {
+  Case c;
+  c.conv = true;
+  c.batch = batch, c.C = C, c.H = H, c.W = W, c.kh = c.kw = k, c.st = st, c.pd = k / 2;
+  c.OH = (H + 2 * c.pd - k) / st + 1;
+  c.OW = (W + 2 * c.pd - k) / st + 1;
+  c.M = int64_t(batch) * c.OH * c.OW;
+  c.N = N;
+  c.K = int64_t(k) * k * C;
+  c.xb = c.wb = 8;
+  c.x.resize(size_t(batch) * H * W * C);
+  for (auto& q : c.x) q = rint(0, 255);
+  c.w.resize(size_t(N * c.K));
+  for (auto& q : c.w) q = rint(0, 255);
+  c.zw.resize(N);
+  for (auto& q : c.zw) q = rint(0, 255);
+  c.zx = rint(0, 255);
+  return c;
+}
+
+// The logical activation rows (im2col with zx padding for a conv).
+static std::vector<int64_t> rows_of(const Case& c) {
+  if (!c.conv) return std::vector<int64_t>(c.x.begin(), c.x.end());
+  std::vector<int64_t> a(c.M * c.K);
+  for (int64_t m = 0; m < c.M; ++m) {
+    const int64_t ow = m % c.OW, oh = (m / c.OW) % c.OH, n = m / (int64_t(c.OW) * c.OH);
+    for (int ky = 0; ky < c.kh; ++ky)
+      for (int kx = 0; kx < c.kw; ++kx)
+        for (int ch = 0; ch < c.C; ++ch) {
+          const int64_t ih = oh * c.st - c.pd + ky, iw = ow * c.st - c.pd + kx;
+          const bool in = ih >= 0 && ih < c.H && iw >= 0 && iw < c.W;
+          a[m * c.K + (ky * c.kw + kx) * c.C + ch] = in ? c.x[((n * c.H + ih) * c.W + iw) * c.C + ch] : c.zx;
+        }
+  }
+  return a;
+}
+
+enum class Engine { kMma, kWgmma };
+
+// Runs the chosen kernel as run_engine (qgemm.cu) would, and compares with cpu::run_qgemm.
+template <class Launch>
+static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what, Launch&& launch_kernel) {
+  const int lx = cpu::limbs_for_bits(c.xb), lw = cpu::limbs_for_bits(c.wb);
+  const cpu::PackedLayout L = cpu::packed_layout(c.N, c.K, c.wb);
+  std::vector<uint8_t> blob_store;
+  int8_t* blob = aligned<int8_t>(blob_store, static_cast<size_t>(L.bytes));
+  CHECK(cpu::pack_weight(c.w.data(), false, c.N, c.K, c.K, 1, c.zw.data(), c.wb, blob) == 0, "pack");
+
+  const std::vector<int64_t> a = rows_of(c);
+  std::vector<int64_t> rowsum(c.M, 0);
+  for (int64_t m = 0; m < c.M; ++m)
+    for (int64_t k = 0; k < c.K; ++k) rowsum[m] += a[m * c.K + k];
+
+  cuda::MmaParams p;
+  p.M = c.M, p.N = c.N, p.K = c.K, p.lx = lx;
+  std::vector<uint8_t> a_store;
+  if (c.conv) {  // implicit conv: the channels-last uint8 input itself
+    uint8_t* xin = aligned<uint8_t>(a_store, c.x.size());
+    for (size_t i = 0; i < c.x.size(); ++i) xin[i] = static_cast<uint8_t>(c.x[i]);
+    p.a = xin;
+    p.C = c.C, p.H = c.H, p.W = c.W, p.OH = c.OH, p.OW = c.OW, p.kh = c.kh, p.kw = c.kw;
+    p.sth = p.stw = c.st, p.pdh = p.pdw = c.pd;
+    p.sw = c.C, p.sh = int64_t(c.W) * c.C, p.sn = int64_t(c.H) * c.W * c.C;
+  } else {  // limb planes [lx][M][lda], rows zero-padded to 16 bytes (act_rows_kernel's output)
+    p.lda = (c.K + 15) / 16 * 16;
+    p.a_plane = c.M * p.lda;
+    uint8_t* planes = aligned<uint8_t>(a_store, static_cast<size_t>(lx * p.a_plane));
+    for (int ia = 0; ia < lx; ++ia)
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t k = 0; k < c.K; ++k) planes[ia * p.a_plane + m * p.lda + k] = (a[m * c.K + k] >> (8 * ia)) & 255;
+    p.a = planes;
+  }
+  p.b = blob + L.data_off, p.Kp = L.Kp, p.Npad = L.Npad, p.lw = lw;
+  p.k_chunk = k_chunk;
+
+  std::vector<float> w_scale(c.N), bias(c.N), mult(c.N);
+  for (int64_t n = 0; n < c.N; ++n) {
+    w_scale[n] = 1e-3f * static_cast<float>(rint(1, 50));
+    bias[n] = 0.01f * static_cast<float>(rint(-100, 100));
+  }
+  const float sx = 0.03f;
+  for (int64_t n = 0; n < c.N; ++n) mult[n] = arith::mul_rn(w_scale[n], sx);
+  const int32_t zx = c.zx;
+  std::vector<int64_t> o64(c.M * c.N, -3), ws(c.M * c.N, 0);
+  std::vector<float> of(c.M * c.N, -3.f);
+  cuda::EpiParams& e = p.ep;
+  e.kind = kind;
+  e.out = kind == cuda::kOutAccI64 ? static_cast<void*>(o64.data()) : static_cast<void*>(of.data());
+  e.ldo = c.N;
+  e.rowsum = rowsum.data();
+  e.colsum = reinterpret_cast<const int64_t*>(blob + L.colsum_off);
+  e.wzp = reinterpret_cast<const int32_t*>(blob + L.zp_off);
+  e.x_zp = &zx;
+  e.K = c.K;
+  e.shift = 128 * (lw == 2 ? 257 : 1);
+  e.x_scale = &sx;
+  e.w_scale = w_scale.data();
+  e.aff_bias = bias.data();
+  e.relu = false;
+  const bool split = c.K > k_chunk;
+  if (split) {
+    e.ws = ws.data();
+    e.kind = cuda::kOutPartialT;
+  }
+  launch_kernel(p);
+  if (split) {  // splitk_epilogue_kernel's work
+    cuda::EpiParams fin = e;
+    fin.kind = kind;
+    const cuda::EpiScalars s = cuda::load_scalars(fin);
+    for (int64_t m = 0; m < c.M; ++m)
+      for (int64_t n = 0; n < c.N; ++n)
+        cuda::store_output(fin, s, cuda::col_terms(fin, s, n), rowsum[m], m, n, ws[m * c.N + n]);
+  }
+
+  cpu::PackedWeightView v;
+  CHECK(cpu::parse_packed_weight(blob, L.bytes, &v), "parse");
+  cpu::ActSource as;
+  as.x = c.x.data();
+  as.is_u8 = false;
+  as.zx = c.zx;
+  as.bits = c.xb;
+  if (c.conv) {
+    as.is_conv = true;
+    as.batch = c.batch, as.H = c.H, as.W = c.W, as.C = c.C;
+    as.sc = 1, as.sw = c.C, as.sh = int64_t(c.W) * c.C, as.sn = int64_t(c.H) * c.W * c.C;
+    as.kh = c.kh, as.kw = c.kw, as.stride_h = as.stride_w = c.st, as.pad_h = as.pad_w = c.pd, as.OH = c.OH, as.OW = c.OW;
+  } else {
+    as.sm = c.K;
+    as.sk = 1;
+  }
+  cpu::Epilogue ce;
+  ce.kind = static_cast<cpu::OutKind>(kind);
+  std::vector<int64_t> c64(c.M * c.N);
+  std::vector<float> cf(c.M * c.N);
+  ce.out = kind == cuda::kOutAccI64 ? static_cast<void*>(c64.data()) : static_cast<void*>(cf.data());
+  ce.ldo = c.N;
+  ce.mult = mult.data();
+  ce.bias = bias.data();
+  const cpu::GemmPlan plan = cpu::plan_qgemm(c.M, v, c.xb, 1);
+  cpu::run_qgemm(cpu::Isa::scalar, plan, as, v, ce, 0, plan.items());
+  const bool same = kind == cuda::kOutAccI64 ? o64 == c64 : std::memcmp(of.data(), cf.data(), of.size() * 4) == 0;
+  CHECK(same, "%s: M %lld N %lld K %lld bits %d x %d conv %d kind %d k_chunk %lld differs from cpu::run_qgemm", what,
+        (long long)c.M, (long long)c.N, (long long)c.K, c.xb, c.wb, c.conv, kind, (long long)k_chunk);
+}
+
+// ---------------------------------------------------------------- mma.sync
+static void run_mma(const Case& c, int kind, int64_t k_chunk) {
+  const bool limb = c.xb > 8 || c.wb > 8;
+  run_case(c, kind, k_chunk, limb ? "mma limb" : (c.conv ? "mma conv" : "mma 8-bit"), [&](const cuda::MmaParams& p) {
+    const int bm = limb ? cuda::MmaCfg<true>::BM : cuda::MmaCfg<false>::BM;
+    const dim3 grid(static_cast<unsigned>((p.M + bm - 1) / bm), static_cast<unsigned>((p.N + cuda::kBN - 1) / cuda::kBN),
+                    static_cast<unsigned>((p.K + p.k_chunk - 1) / p.k_chunk));
+    if (limb)
+      cuda_emu::launch_smem(grid, dim3(cuda::kThreads), cuda::mma_smem_bytes<true>(), cuda::qgemm_mma_kernel<true, false>, p);
+    else if (c.conv)
+      cuda_emu::launch_smem(grid, dim3(cuda::kThreads), cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, true>, p);
+    else
+      cuda_emu::launch_smem(grid, dim3(cuda::kThreads), cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, false>, p);
+  });
+}
+
+// ---------------------------------------------------------------- wgmma
+template <class Cfg, bool CONV>
+static void launch_wgmma(cuda::MmaParams p) {
+  // the K-major weight copy the wgmma kernels read (repack_kmajor_kernel, as the binding runs it)
+  const int64_t ldb = (p.K + 15) / 16 * 16;
+  std::vector<uint8_t> store;
+  int8_t* bk = aligned<int8_t>(store, static_cast<size_t>(p.lw * p.N * ldb));
+  cuda_emu::launch(dim3(4), dim3(256), cuda::repack_kmajor_kernel, p.b, p.N, p.Npad, p.Kp, p.lw, bk, ldb);
+  p.b = bk, p.ldb = ldb, p.b_plane = p.N * ldb;
+  dim3 grid;
+  CHECK(cuda::wg_grid<Cfg>(p, &grid), "grid");
+  cuda_emu::launch_smem(grid, dim3(Cfg::THREADS), Cfg::SMEM, cuda::qgemm_wgmma_kernel<Cfg, CONV>, p);
+}
+
+// The launcher's choice (wg_dispatch) without its CUDA launch: the same Cfg for p.
+template <class Cfg, bool CONV>
+struct EmuLaunch {
+  static cudaError_t run(const cuda::MmaParams& p, cudaStream_t) {
+    launch_wgmma<Cfg, CONV>(p);
+    return cudaSuccess;
+  }
+};
+
+static void run_wgmma(const Case& c, int kind, int64_t k_chunk) {
+  const bool limb = c.xb > 8 || c.wb > 8;
+  run_case(c, kind, k_chunk, "wgmma", [&](const cuda::MmaParams& p) {
+    cuda::wg_dispatch<EmuLaunch>(p, limb, c.conv, nullptr);
+  });
+}
+
+int main() {
+  const int64_t big = int64_t{1} << 20;
+  // mma.sync: tile edges (128 x 128 / 64 x 128, 64-deep stages), limbs, split-K, conv
+  run_mma(make_case(130, 70, 200, 8, 8, false), cuda::kOutAccI64, big);
+  run_mma(make_case(129, 129, 65, 4, 2, true), cuda::kOutF32, big);
+  run_mma(make_case(40, 20, 300, 8, 8, false), cuda::kOutAccI64, 64);  // 5 z-slices
+  run_mma(make_case(65, 130, 100, 16, 8, false), cuda::kOutAccI64, big);
+  run_mma(make_case(33, 70, 150, 12, 16, true), cuda::kOutF32, 64);
+  run_mma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
+  run_mma(make_conv(1, 16, 7, 7, 7, 2, 70), cuda::kOutF32, big);
+  run_mma(make_conv(1, 48, 6, 6, 1, 2, 20), cuda::kOutAccI64, big);
+  // wgmma: tile widths 64 / 128 / 256, limbs, split-K, conv
+  run_wgmma(make_case(150, 64, 200, 8, 8, false), cuda::kOutAccI64, big);
+  run_wgmma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
+  run_wgmma(make_case(70, 300, 200, 8, 8, false), cuda::kOutAccI64, big);
+  run_wgmma(make_case(129, 130, 520, 8, 8, false), cuda::kOutAccI64, 256);  // 3 z-slices
+  run_wgmma(make_case(65, 129, 300, 16, 16, false), cuda::kOutAccI64, big);
+  run_wgmma(make_case(33, 70, 100, 8, 16, true), cuda::kOutF32, big);
+  run_wgmma(make_case(40, 20, 150, 12, 8, false), cuda::kOutAccI64, 128);
+  run_wgmma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
+  run_wgmma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
+  run_wgmma(make_conv(2, 16, 5, 5, 3, 2, 96), cuda::kOutAccI64, big);
+  CHECK(cuda_emu::violations.load() == 0, "%lld emulated-PTX contract violations (e.g. a stage overwritten while "
+        "a wgmma read it)", (long long)cuda_emu::violations.load());
+  if (g_fail) {
+    std::fprintf(stderr, "%d check(s) failed\n", g_fail);
+    return 1;
+  }
+  std::printf("emulated CUDA tensor-core kernels: all checks passed\n");
+  return 0;
+}
