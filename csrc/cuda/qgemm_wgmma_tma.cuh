@@ -33,7 +33,7 @@ struct TmaRegs {
 constexpr int kTmaLag = 2;
 static_assert(kTmaLag < kWgStages, "the producer must signal a stage before it waits to refill it");
 
-#if DWQ_SM90A
+#if DWQ_SM90A && !defined(DWQ_CUDA_EMU)  // (the C++ tests' emulation: csrc/tests/cuda_emu_ptx.h)
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
   static_assert(!CONV || !Cfg::LIMB, "implicit conv runs one limb each");
   constexpr int BM = Cfg::BM, BN = Cfg::BN, CONSUMERS = Cfg::THREADS;
   constexpr int A_BYTES = Cfg::A_BYTES, STAGE_BYTES = A_BYTES + Cfg::B_BYTES;
-  extern __shared__ uint8_t smem_raw[];
+  DWQ_DYNAMIC_SMEM(smem_raw);
   __shared__ uint64_t full[kWgStages], empty[kWgStages];
   uint8_t* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
 

@@ -16,11 +16,14 @@
 #include <atomic>
 #include <barrier>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -51,6 +54,16 @@ struct Block {
   std::atomic<int> any{0};
   std::vector<uint8_t> smem;  // dynamic shared memory: dsmem, 1024-aligned
   uint8_t* dsmem = nullptr;
+  // mbarriers (by address) and the bulk copies still to land on them (cuda_emu_ptx.h)
+  struct Mbar {
+    uint32_t expected = 0, pending = 0, phase = 0;
+    int64_t tx = 0;
+    bool init = false;
+    std::vector<std::function<int64_t()>> copies;  // each lands and returns its byte count
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<const void*, Mbar> mbars;
 };
 
 inline thread_local Block* tl_block = nullptr;

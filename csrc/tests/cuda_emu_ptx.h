@@ -1,11 +1,17 @@
 // The PTX of the tensor-core kernels, emulated for cuda_emu.h (the kernel headers leave these
 // wrappers out under DWQ_CUDA_EMU): cp.async (copies land at the wait that covers them),
-// ldmatrix.x4 and mma.sync.m16n8k32 (warp-collective, fragment layouts of the PTX ISA), and
+// ldmatrix.x4 and mma.sync.m16n8k32 (warp-collective, fragment layouts of the PTX ISA),
 // wgmma.mma_async m64nNk32 u8 x s8 from 128-byte-swizzled K-major shared memory through matrix
 // descriptors (computed at issue, checked again and written back at the wait: shared memory that
-// changes while an MMA is in flight counts as a violation).
+// changes while an MMA is in flight counts as a violation), and mbarriers (arrival counts,
+// transaction bytes, phases) with TMA tiled 3-D loads (landing early or late, see tma_land_late).
 #pragma once
+#include <cuda.h>  // CUtensorMap
+
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "cuda_emu.h"
@@ -122,4 +128,124 @@ void wgmma_issue(int32_t (&d)[N / 2], uint64_t a, uint64_t b) {
 inline void wgmma_u8s8(int32_t (&d)[32], uint64_t a, uint64_t b) { wgmma_issue<64>(d, a, b); }
 inline void wgmma_u8s8(int32_t (&d)[64], uint64_t a, uint64_t b) { wgmma_issue<128>(d, a, b); }
 
+}  // namespace dwq::cuda
+
+// ---------------------------------------------------------------- mbarrier + TMA (sm_90a)
+namespace cuda_emu {
+// When bulk tensor copies land: at issue (the earliest the hardware may: a stage refilled while an
+// MMA still reads it shows up), or at the first wait on their barrier (the latest: a consumer that
+// reads before waiting sees stale data). Tests run the TMA kernel in both modes.
+inline bool tma_land_late = false;
+
+// The tensor map of the emulation: what cuTensorMapEncodeTiled is given (3-D, bytes, 128-byte
+// swizzle, zero fill), stored in the CUtensorMap's opaque bytes.
+struct EmuMap {
+  const uint8_t* base;
+  uint64_t dim[3], stride[2];
+  uint32_t box[3];
+};
+static_assert(sizeof(EmuMap) <= sizeof(CUtensorMap), "fits the opaque map");
+inline CUtensorMap encode_map(const void* base, const uint64_t (&dim)[3], const uint64_t (&stride)[2],
+                              const uint32_t (&box)[3]) {
+  CUtensorMap m{};
+  const EmuMap e{static_cast<const uint8_t*>(base), {dim[0], dim[1], dim[2]}, {stride[0], stride[1]},
+                 {box[0], box[1], box[2]}};
+  std::memcpy(&m, &e, sizeof e);
+  return m;
+}
+
+// Completes the phase if nothing is outstanding (mu held).
+inline void mbar_settle(Block& b, Block::Mbar& m) {
+  if (m.pending == 0 && m.tx == 0) {
+    ++m.phase;
+    m.pending = m.expected;
+    b.cv.notify_all();
+  }
+}
+inline Block::Mbar& mbar_of(Block& b, const void* bar) {
+  Block::Mbar& m = b.mbars[bar];
+  if (!m.init) violations.fetch_add(1);  // used before mbarrier.init
+  return m;
+}
+}  // namespace cuda_emu
+
+namespace dwq::cuda {
+inline uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+inline void mbar_init(uint64_t* bar, uint32_t count) {
+  cuda_emu::Block& b = *cuda_emu::tl_block;
+  std::lock_guard<std::mutex> lk(b.mu);
+  cuda_emu::Block::Mbar& m = b.mbars[bar];
+  m = cuda_emu::Block::Mbar{};
+  m.expected = m.pending = count;
+  m.init = true;
+}
+inline void mbar_init_fence() {}
+inline void mbar_wait(uint64_t* bar, uint32_t parity) {
+  cuda_emu::Block& b = *cuda_emu::tl_block;
+  std::unique_lock<std::mutex> lk(b.mu);
+  cuda_emu::Block::Mbar& m = cuda_emu::mbar_of(b, bar);
+  for (;;) {
+    for (auto& land : m.copies) m.tx -= land();  // late mode: the copies land now
+    if (!m.copies.empty()) {
+      m.copies.clear();
+      cuda_emu::mbar_settle(b, m);
+    }
+    if ((m.phase & 1u) != parity) return;  // the phase of this parity has completed
+    if (b.cv.wait_for(lk, std::chrono::seconds(30)) == std::cv_status::timeout) {
+      std::fprintf(stderr, "emulation: an mbarrier wait made no progress for 30 s (a deadlock)\n");
+      std::abort();
+    }
+  }
+}
+inline void mbar_arrive(uint64_t* bar) {
+  cuda_emu::Block& b = *cuda_emu::tl_block;
+  std::lock_guard<std::mutex> lk(b.mu);
+  cuda_emu::Block::Mbar& m = cuda_emu::mbar_of(b, bar);
+  if (m.pending == 0) cuda_emu::violations.fetch_add(1);  // more arrivals than the count
+  --m.pending;
+  cuda_emu::mbar_settle(b, m);
+}
+inline void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  cuda_emu::Block& b = *cuda_emu::tl_block;
+  std::lock_guard<std::mutex> lk(b.mu);
+  cuda_emu::mbar_of(b, bar).tx += bytes;
+}
+inline void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  mbar_expect_tx(bar, bytes);
+  mbar_arrive(bar);
+}
+// The box of map at (k, row, limb) into dst with the 128-byte swizzle (on shared-memory address
+// bits, as the hardware applies it); elements outside the tensor are zero.
+inline void tma_load_3d(void* dst, const CUtensorMap* map, int k, int row, int limb, uint64_t* bar) {
+  cuda_emu::EmuMap e;
+  std::memcpy(&e, map, sizeof e);
+  uint8_t* base = cuda_emu::tl_block->dsmem;
+  const uint64_t d0 = static_cast<uint64_t>(static_cast<uint8_t*>(dst) - base);
+  auto land = [=]() -> int64_t {
+    for (uint32_t r = 0; r < e.box[1]; ++r)
+      for (uint32_t i = 0; i < e.box[0]; ++i) {
+        const uint64_t kk = uint64_t(k) + i, rr = uint64_t(row) + r;
+        const bool in = kk < e.dim[0] && rr < e.dim[1] && uint64_t(limb) < e.dim[2];
+        const uint64_t addr = d0 + uint64_t(r) * e.box[0] + i;
+        base[addr ^ (((addr >> 7) & 7) << 4)] = in ? e.base[uint64_t(limb) * e.stride[1] + rr * e.stride[0] + kk] : 0;
+      }
+    return int64_t(e.box[0]) * e.box[1];
+  };
+  cuda_emu::Block& b = *cuda_emu::tl_block;
+  std::lock_guard<std::mutex> lk(b.mu);
+  cuda_emu::Block::Mbar& m = cuda_emu::mbar_of(b, bar);
+  if (e.box[0] > 128 || e.box[2] != 1) cuda_emu::violations.fetch_add(1);  // outside the model (and the kernel)
+  if (cuda_emu::tma_land_late) {
+    m.copies.push_back(land);
+    b.cv.notify_all();
+  } else {
+    m.tx -= land();
+    cuda_emu::mbar_settle(b, m);
+  }
+}
+inline void tma_prefetch_map(const CUtensorMap*) {}
+template <int R>
+void regs_inc() {}
+template <int R>
+void regs_dec() {}
 }  // namespace dwq::cuda

@@ -6,9 +6,10 @@
 // over odd sizes, extreme zero points, split-K through the int64 workspace and the float epilogue.
 // cp.async copies land only at the wait that covers them and an in-flight wgmma must find its
 // shared memory unchanged at its wait, so a pipeline that reads or overwrites a stage too early
-// fails here. What it cannot show: that the hardware's fragment and descriptor layouts are the ones
-// modelled (those follow the PTX ISA), and anything about speed; the TMA kernel (mbarriers, tensor
-// maps) is not modelled.
+// fails here; qgemm_wgmma_tma_kernel (warp-specialized: mbarriers, TMA) runs with its copies landing
+// as early and as late as the hardware may. What it cannot show: that the hardware's fragment,
+// descriptor and tensor-map layouts are the ones modelled (those follow the PTX ISA and the CUDA
+// driver API), and anything about speed.
 #include "cuda_emu.h"
 #include "cuda_emu_ptx.h"
 
@@ -21,6 +22,7 @@
 #include "cuda/qgemm_mma.cuh"
 #include "cuda/qgemm_repack.cuh"
 #include "cuda/qgemm_wgmma.cuh"
+#include "cuda/qgemm_wgmma_tma.cuh"
 
 using namespace dwq;
 
@@ -264,6 +266,44 @@ static void run_wgmma(const Case& c, int kind, int64_t k_chunk) {
   });
 }
 
+// ---------------------------------------------------------------- wgmma_tma
+// The launcher's tensor maps (byte_map in qgemm_wgmma_tma.cu): (k, row, limb) boxes of 128 bytes x
+// box_rows, k past k_len and rows past `rows` zero.
+static CUtensorMap byte_map(const void* base, int64_t k_len, int64_t rows, int planes, int64_t ld, int64_t plane_stride,
+                            int box_rows) {
+  const uint64_t dim[3] = {uint64_t(k_len), uint64_t(rows), uint64_t(planes)};
+  const uint64_t stride[2] = {uint64_t(ld), uint64_t(planes > 1 ? plane_stride : rows * ld)};
+  const uint32_t box[3] = {uint32_t(cuda::kWgBK), uint32_t(box_rows), 1};
+  return cuda_emu::encode_map(base, dim, stride, box);
+}
+
+template <class Cfg, bool CONV>
+struct EmuLaunchTma {
+  static cudaError_t run(const cuda::MmaParams& p0, cudaStream_t) {
+    cuda::MmaParams p = p0;
+    const int64_t ldb = (p.K + 15) / 16 * 16;
+    std::vector<uint8_t> store;
+    int8_t* bk = aligned<int8_t>(store, static_cast<size_t>(p.lw * p.N * ldb));
+    cuda_emu::launch(dim3(4), dim3(256), cuda::repack_kmajor_kernel, p.b, p.N, p.Npad, p.Kp, p.lw, bk, ldb);
+    p.b = bk, p.ldb = ldb, p.b_plane = p.N * ldb;
+    const CUtensorMap ma = CONV ? CUtensorMap{} : byte_map(p.a, p.K, p.M, Cfg::LX, p.lda, p.a_plane, Cfg::BM);
+    const CUtensorMap mb = byte_map(p.b, p.K, p.N, Cfg::LW, p.ldb, p.b_plane, Cfg::BN);
+    dim3 grid;
+    CHECK(cuda::wg_grid<Cfg>(p, &grid), "grid");
+    cuda_emu::launch_smem(grid, dim3(Cfg::THREADS + 128), Cfg::SMEM, cuda::qgemm_wgmma_tma_kernel<Cfg, CONV>, p, ma, mb);
+    return cudaSuccess;
+  }
+};
+
+static void run_wgmma_tma(const Case& c, int kind, int64_t k_chunk) {
+  const bool limb = c.xb > 8 || c.wb > 8;
+  for (bool late : {false, true}) {
+    cuda_emu::tma_land_late = late;
+    run_case(c, kind, k_chunk, late ? "wgmma_tma (copies land late)" : "wgmma_tma (copies land early)",
+             [&](const cuda::MmaParams& p) { cuda::wg_dispatch<EmuLaunchTma>(p, limb, c.conv, nullptr); });
+  }
+}
+
 int main() {
   const int64_t big = int64_t{1} << 20;
   // mma.sync: tile edges (128 x 128 / 64 x 128, 64-deep stages), limbs, split-K, conv
@@ -286,6 +326,17 @@ int main() {
   run_wgmma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
   run_wgmma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
   run_wgmma(make_conv(2, 16, 5, 5, 3, 2, 96), cuda::kOutAccI64, big);
+  // wgmma_tma: the same shapes (matrix by TMA, conv by cp.async producers + TMA weights)
+  run_wgmma_tma(make_case(150, 64, 200, 8, 8, false), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
+  run_wgmma_tma(make_case(70, 300, 700, 8, 8, false), cuda::kOutAccI64, big);  // 6 stages: every buffer reused
+  run_wgmma_tma(make_case(129, 130, 520, 8, 8, false), cuda::kOutAccI64, 256);
+  run_wgmma_tma(make_case(65, 129, 600, 16, 16, false), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_case(33, 70, 100, 8, 16, true), cuda::kOutF32, big);
+  run_wgmma_tma(make_case(40, 20, 150, 12, 8, false), cuda::kOutAccI64, 128);
+  run_wgmma_tma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
+  run_wgmma_tma(make_conv(2, 64, 5, 5, 3, 1, 96), cuda::kOutAccI64, big);  // 576 = 4.5 stages
   CHECK(cuda_emu::violations.load() == 0, "%lld emulated-PTX contract violations (e.g. a stage overwritten while "
         "a wgmma read it)", (long long)cuda_emu::violations.load());
   if (g_fail) {
