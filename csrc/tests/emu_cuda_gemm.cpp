@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "common/arith.h"
+#include "check.h"
+#include "emu_im2col.h"
 #include "cpu/qgemm.h"
 #include "cuda/qgemm_mma.cuh"
 #include "cuda/qgemm_repack.cuh"
@@ -26,16 +28,6 @@
 
 using namespace dwq;
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                        \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);                        \
-      std::fprintf(stderr, "\n");                               \
-      ++g_fail;                                                 \
-    }                                                           \
-  } while (0)
 
 static std::mt19937 rng(99);
 static int rint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
@@ -98,21 +90,12 @@ static Case make_conv(int batch, int C, int H, int W, int k, int st, int N) {
 // The logical activation rows (im2col with zx padding for a conv).
 static std::vector<int64_t> rows_of(const Case& c) {
   if (!c.conv) return std::vector<int64_t>(c.x.begin(), c.x.end());
-  std::vector<int64_t> a(c.M * c.K);
-  for (int64_t m = 0; m < c.M; ++m) {
-    const int64_t ow = m % c.OW, oh = (m / c.OW) % c.OH, n = m / (int64_t(c.OW) * c.OH);
-    for (int ky = 0; ky < c.kh; ++ky)
-      for (int kx = 0; kx < c.kw; ++kx)
-        for (int ch = 0; ch < c.C; ++ch) {
-          const int64_t ih = oh * c.st - c.pd + ky, iw = ow * c.st - c.pd + kx;
-          const bool in = ih >= 0 && ih < c.H && iw >= 0 && iw < c.W;
-          a[m * c.K + (ky * c.kw + kx) * c.C + ch] = in ? c.x[((n * c.H + ih) * c.W + iw) * c.C + ch] : c.zx;
-        }
-  }
-  return a;
+  cuda::ActParams p;
+  p.M = c.M, p.K = c.K, p.C = c.C, p.H = c.H, p.W = c.W, p.OH = c.OH, p.OW = c.OW, p.kh = c.kh, p.kw = c.kw;
+  p.sth = p.stw = c.st, p.pdh = p.pdw = c.pd;
+  p.sc = 1, p.sw = c.C, p.sh = int64_t(c.W) * c.C, p.sn = int64_t(c.H) * c.W * c.C;
+  return im2col(c.x, p, c.zx);
 }
-
-enum class Engine { kMma, kWgmma };
 
 // Runs the chosen kernel as run_engine (qgemm.cu) would, and compares with cpu::run_qgemm.
 template <class Launch>
@@ -339,10 +322,5 @@ int main() {
   run_wgmma_tma(make_conv(2, 64, 5, 5, 3, 1, 96), cuda::kOutAccI64, big);  // 576 = 4.5 stages
   CHECK(cuda_emu::violations.load() == 0, "%lld emulated-PTX contract violations (e.g. a stage overwritten while "
         "a wgmma read it)", (long long)cuda_emu::violations.load());
-  if (g_fail) {
-    std::fprintf(stderr, "%d check(s) failed\n", g_fail);
-    return 1;
-  }
-  std::printf("emulated CUDA tensor-core kernels: all checks passed\n");
-  return 0;
+  return checks_done("emulated CUDA tensor-core kernels: all checks passed");
 }

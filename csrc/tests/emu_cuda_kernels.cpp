@@ -24,6 +24,8 @@
 
 #include "common/arith.h"
 #include "cpu/fake_quant.h"
+#include "check.h"
+#include "emu_im2col.h"
 #include "cpu/qgemm.h"
 #include "cpu/quantizer_fused.h"
 #include "cuda/fake_quant.cuh"
@@ -34,16 +36,6 @@
 using namespace dwq;
 using cuda_emu::launch;
 
-static int g_fail = 0;
-#define CHECK(cond, ...)                                        \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);                        \
-      std::fprintf(stderr, "\n");                               \
-      ++g_fail;                                                 \
-    }                                                           \
-  } while (0)
 
 static std::mt19937 rng(1234);
 static int rint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
@@ -274,22 +266,6 @@ static void test_pack() {
            reinterpret_cast<int32_t*>(got + L.zp_off), status);
     CHECK(status[cuda::kStBadCodes] == 1, "pack_colsum counted %d bad codes, want 1", status[cuda::kStBadCodes]);
   }
-}
-
-// The logical activation matrix A[M][K] of a conv (im2col with zx padding), as the CPU defines it.
-static std::vector<int64_t> im2col(const std::vector<int32_t>& x, const cuda::ActParams& p, int32_t zx) {
-  std::vector<int64_t> a(p.M * p.K);
-  for (int64_t m = 0; m < p.M; ++m) {
-    const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
-    for (int ky = 0; ky < p.kh; ++ky)
-      for (int kx = 0; kx < p.kw; ++kx)
-        for (int c = 0; c < p.C; ++c) {
-          const int64_t ih = oh * p.sth - p.pdh + ky, iw = ow * p.stw - p.pdw + kx;
-          const bool in = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
-          a[m * p.K + (ky * p.kw + kx) * p.C + c] = in ? x[n * p.sn + ih * p.sh + iw * p.sw + c * p.sc] : zx;
-        }
-  }
-  return a;
 }
 
 static void test_act_rows() {
@@ -555,10 +531,5 @@ int main() {
   test_act_rows();
   test_check_params();
   test_dp4a_gemm();
-  if (g_fail) {
-    std::fprintf(stderr, "%d check(s) failed\n", g_fail);
-    return 1;
-  }
-  std::printf("emulated CUDA kernels: all checks passed\n");
-  return 0;
+  return checks_done("emulated CUDA kernels: all checks passed");
 }

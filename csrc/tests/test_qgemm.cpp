@@ -10,20 +10,10 @@
 #include <random>
 #include <vector>
 
+#include "check.h"
 #include "cpu/qgemm.h"
 
 using namespace dwq::cpu;
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                  \
-  do {                                                    \
-    if (!(cond)) {                                        \
-      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::fprintf(stderr, __VA_ARGS__);                  \
-      std::fprintf(stderr, "\n");                         \
-      ++g_fail;                                           \
-    }                                                     \
-  } while (0)
 
 struct Packed {
   std::vector<int64_t> storage;  // 8-byte aligned; over-allocated for 64-byte alignment
@@ -258,6 +248,5 @@ int main() {
     quantize_cases(isa, rng);
     std::printf("%s: %lld gemm + %lld conv cases exact\n", isa_name(isa), (long long)g, (long long)c);
   }
-  if (g_fail) std::printf("%d failure(s)\n", g_fail);
-  return g_fail ? 1 : 0;
+  return checks_done("qgemm: all checks passed");
 }
