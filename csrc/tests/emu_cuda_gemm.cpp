@@ -3,7 +3,8 @@
 //   qgemm_mma_kernel (mma.sync, the default engine): 8-bit matrix, 8-bit implicit conv, limbs;
 //   qgemm_wgmma_kernel (Hopper): tile widths 64 / 128 / 256, implicit conv, the three limb kernels,
 //     weights through repack_kmajor_kernel;
-// over odd sizes, extreme zero points, split-K through the int64 workspace and the float epilogue.
+// over odd sizes, extreme zero points, split-K through the int64 workspace and the float epilogue;
+// DWQ_EMU_SWEEP=n adds n random matrix and conv shapes for every kernel (150 ran clean when written).
 // cp.async copies land only at the wait that covers them and an in-flight wgmma must find its
 // shared memory unchanged at its wait, so a pipeline that reads or overwrites a stage too early
 // fails here; qgemm_wgmma_tma_kernel (warp-specialized: mbarriers, TMA) runs with its copies landing
@@ -14,6 +15,7 @@
 #include "cuda_emu_ptx.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -320,6 +322,24 @@ int main() {
   run_wgmma_tma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
   run_wgmma_tma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
   run_wgmma_tma(make_conv(2, 64, 5, 5, 3, 1, 96), cuda::kOutAccI64, big);  // 576 = 4.5 stages
+  // DWQ_EMU_SWEEP=n: n more random shapes per kernel (matrix: any widths; conv: 8-bit, C % 16 == 0)
+  const char* sweep = std::getenv("DWQ_EMU_SWEEP");
+  for (int i = 0, n = sweep ? std::atoi(sweep) : 0; i < n; ++i) {
+    const int bits[] = {2, 4, 8, 9, 12, 16};
+    const int xb = bits[rint(0, 5)], wb = bits[rint(0, 5)];
+    const int64_t M = rint(1, 300), N = rint(1, 300), K = rint(1, 1200), chunk = rint(0, 3) == 0 ? 128 * rint(1, 4) : big;
+    const int kind = rint(0, 1) ? cuda::kOutAccI64 : cuda::kOutF32;
+    const bool zp = rint(0, 4) == 0;
+    run_mma(make_case(M, N, K, xb, wb, zp), kind, chunk);
+    run_wgmma(make_case(M, N, K, xb, wb, zp), kind, chunk);
+    run_wgmma_tma(make_case(M, N, K, xb, wb, zp), kind, chunk);
+    const int k = rint(0, 2) == 0 ? 1 : (rint(0, 1) ? 3 : 7);
+    const Case cv = make_conv(rint(1, 2), 16 * rint(1, 4), rint(k > 3 ? 4 : 2, 9), rint(k > 3 ? 4 : 2, 9), k, rint(1, 2),
+                              static_cast<int>(rint(1, 300)));
+    run_mma(cv, kind, big);
+    run_wgmma(cv, kind, chunk);
+    run_wgmma_tma(cv, kind, chunk);
+  }
   CHECK(cuda_emu::violations.load() == 0, "%lld emulated-PTX contract violations (e.g. a stage overwritten while "
         "a wgmma read it)", (long long)cuda_emu::violations.load());
   return checks_done("emulated CUDA tensor-core kernels: all checks passed");
