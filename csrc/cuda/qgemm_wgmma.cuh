@@ -14,8 +14,9 @@
 //    (repack_kmajor_kernel, qgemm_repack.cuh): 8-bit wgmma wants K-major rows of 16 k-bytes, the
 //    blob (shared with the CPU) holds 4 columns x 4 k per 16 bytes.
 // Tiles: 8-bit: two consumer warpgroups of 64 rows x 256 columns (BM 128, BN 256, two n128 MMAs per
-// k-step), or x 128 / x 64 (one n128 / n64 MMA) when N is at most that; limbs (9..16 bits of x and/or w): one warpgroup of 64 x 128 with the int32 sets
-// t_s = sum_{ia+ib=s} P_ia,ib that the mma.sync limb kernel keeps, combined in int64 the same way.
+// k-step), or x 128 / x 64 (one n128 / n64 MMA) when N is at most that; limbs (9..16 bits of x
+// and/or w): one warpgroup of 64 x 128 with the int32 sets t_s = sum_{ia+ib=s} P_ia,ib that the
+// mma.sync limb kernel keeps, combined in int64 the same way.
 // Pipeline: 4 stages filled by cp.async from all threads, loads two stages ahead; a stage is
 // overwritten only after the barrier that follows every warpgroup's wgmma.wait_group<1> on it, and
 // wgmma runs asynchronously while the next stage's copies are issued.
@@ -73,14 +74,17 @@ __host__ __device__ __forceinline__ void tile_of(int64_t t, int64_t num_m, int64
 }
 
 // The tile width of a product with N columns (limbs: 128).
-__host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) { return limb ? 128 : N <= 64 ? 64 : N <= 128 ? 128 : 256; }
+__host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) {
+  return limb ? 128 : N <= 64 ? 64 : N <= 128 ? 128 : 256;
+}
 
 // Runs Launch<Cfg, CONV>::run(p, stream) for the tile configuration of p: limb counts p.lx, p.lw
 // (limbs: matrix mode only) and, for one limb each, the tile width wg_tile_n(false, p.N).
 template <template <class, bool> class Launch>
 cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
   if (limb) {
-    if (p.lx == 2) return p.lw == 2 ? Launch<WgCfg<2, 2>, false>::run(p, stream) : Launch<WgCfg<2, 1>, false>::run(p, stream);
+    if (p.lx == 2 && p.lw == 2) return Launch<WgCfg<2, 2>, false>::run(p, stream);
+    if (p.lx == 2) return Launch<WgCfg<2, 1>, false>::run(p, stream);
     return Launch<WgCfg<1, 2>, false>::run(p, stream);
   }
   switch (wg_tile_n(false, p.N)) {

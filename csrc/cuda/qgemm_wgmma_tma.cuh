@@ -41,7 +41,9 @@ __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
 }
 // Makes the initialized barriers visible to the async proxy (the copy engine) and other threads.
-__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
 // Returns once the phase of parity `parity` completed (a fresh barrier counts parity 1 as done).
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   const uint32_t a = smem_u32(bar);
@@ -66,10 +68,11 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t by
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
 }
 // The box of `map` at (k, row, limb) -> dst, completing `bytes` on bar.
-__device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int k, int row, int limb, uint64_t* bar) {
+__device__ __forceinline__ void tma_load_3d(void* dst, const CUtensorMap* map, int k, int row, int limb,
+                                            uint64_t* bar) {
   asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(
-          smem_u32(dst)),
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(smem_u32(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(k), "r"(row), "r"(limb), "r"(smem_u32(bar))
       : "memory");
 }
@@ -161,10 +164,11 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
         uint8_t* Bs = As + A_BYTES;
         const int k = static_cast<int>(kbeg + int64_t(kt) * kWgBK);
         mbar_arrive_expect_tx(&full[s], STAGE_BYTES);
+        const int mrow = static_cast<int>(m0), ncol = static_cast<int>(n0);
 #pragma unroll
-        for (int ia = 0; ia < LX; ++ia) tma_load_3d(As + ia * BM * kWgBK, &map_a, k, static_cast<int>(m0), ia, &full[s]);
+        for (int ia = 0; ia < LX; ++ia) tma_load_3d(As + ia * BM * kWgBK, &map_a, k, mrow, ia, &full[s]);
 #pragma unroll
-        for (int ib = 0; ib < LW; ++ib) tma_load_3d(Bs + ib * BN * kWgBK, &map_b, k, static_cast<int>(n0), ib, &full[s]);
+        for (int ib = 0; ib < LW; ++ib) tma_load_3d(Bs + ib * BN * kWgBK, &map_b, k, ncol, ib, &full[s]);
       }
     }
     return;

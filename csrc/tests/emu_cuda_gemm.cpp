@@ -185,7 +185,8 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
     as.is_conv = true;
     as.batch = c.batch, as.H = c.H, as.W = c.W, as.C = c.C;
     as.sc = 1, as.sw = c.C, as.sh = int64_t(c.W) * c.C, as.sn = int64_t(c.H) * c.W * c.C;
-    as.kh = c.kh, as.kw = c.kw, as.stride_h = as.stride_w = c.st, as.pad_h = as.pad_w = c.pd, as.OH = c.OH, as.OW = c.OW;
+    as.kh = c.kh, as.kw = c.kw, as.stride_h = as.stride_w = c.st, as.pad_h = as.pad_w = c.pd;
+    as.OH = c.OH, as.OW = c.OW;
   } else {
     as.sm = c.K;
     as.sk = 1;
@@ -212,12 +213,13 @@ static void run_mma(const Case& c, int kind, int64_t k_chunk) {
     const int bm = limb ? cuda::MmaCfg<true>::BM : cuda::MmaCfg<false>::BM;
     const dim3 grid(static_cast<unsigned>((p.M + bm - 1) / bm), static_cast<unsigned>((p.N + cuda::kBN - 1) / cuda::kBN),
                     static_cast<unsigned>((p.K + p.k_chunk - 1) / p.k_chunk));
+    const dim3 block(cuda::kThreads);
     if (limb)
-      cuda_emu::launch_smem(grid, dim3(cuda::kThreads), cuda::mma_smem_bytes<true>(), cuda::qgemm_mma_kernel<true, false>, p);
+      cuda_emu::launch_smem(grid, block, cuda::mma_smem_bytes<true>(), cuda::qgemm_mma_kernel<true, false>, p);
     else if (c.conv)
-      cuda_emu::launch_smem(grid, dim3(cuda::kThreads), cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, true>, p);
+      cuda_emu::launch_smem(grid, block, cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, true>, p);
     else
-      cuda_emu::launch_smem(grid, dim3(cuda::kThreads), cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, false>, p);
+      cuda_emu::launch_smem(grid, block, cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, false>, p);
   });
 }
 
