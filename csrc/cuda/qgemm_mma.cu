@@ -7,21 +7,11 @@
 #include "cuda/qgemm_dp4a.cuh"
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_mma.cuh"
+#include "cuda/qgemm_splitk.cuh"
 #include "cuda/qgemm_wgmma.cuh"  // tile sizes only
 
 namespace dwq::cuda {
 namespace {
-
-// The epilogue of a split-K GEMM: out from the int64 T sums in e.ws (e.kind is the final kind).
-__global__ void splitk_epilogue_kernel(__grid_constant__ const EpiParams e, int64_t M, int64_t N) {
-  const EpiScalars s = load_scalars(e);
-  const int64_t total = M * N;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t m = i / N, n = i - m * N;
-    const ColTerms c = col_terms(e, s, n);
-    store_output(e, s, c, e.rowsum[m], m, n, e.ws[m * e.ldo + n]);
-  }
-}
 
 template <bool LIMB, bool CONV>
 cudaError_t launch(const MmaParams& p, cudaStream_t stream) {

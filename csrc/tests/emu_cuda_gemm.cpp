@@ -25,6 +25,7 @@
 #include "cpu/qgemm.h"
 #include "cuda/qgemm_mma.cuh"
 #include "cuda/qgemm_repack.cuh"
+#include "cuda/qgemm_splitk.cuh"
 #include "cuda/qgemm_wgmma.cuh"
 #include "cuda/qgemm_wgmma_tma.cuh"
 
@@ -165,13 +166,10 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
     e.kind = cuda::kOutPartialT;
   }
   launch_kernel(p);
-  if (split) {  // splitk_epilogue_kernel's work
+  if (split) {  // the split-K epilogue, as the binding launches it
     cuda::EpiParams fin = e;
     fin.kind = kind;
-    const cuda::EpiScalars s = cuda::load_scalars(fin);
-    for (int64_t m = 0; m < c.M; ++m)
-      for (int64_t n = 0; n < c.N; ++n)
-        cuda::store_output(fin, s, cuda::col_terms(fin, s, n), rowsum[m], m, n, ws[m * c.N + n]);
+    cuda_emu::launch(dim3(3), dim3(128), cuda::splitk_epilogue_kernel, fin, c.M, c.N);
   }
 
   cpu::PackedWeightView v;

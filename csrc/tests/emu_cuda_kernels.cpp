@@ -31,6 +31,7 @@
 #include "cuda/fake_quant.cuh"
 #include "cuda/qgemm_dp4a.cuh"
 #include "cuda/qgemm_prep.cuh"
+#include "cuda/qgemm_splitk.cuh"
 #include "cuda/quantizer_fused.cuh"
 
 using namespace dwq;
@@ -488,13 +489,10 @@ static void test_dp4a_gemm() {
           launch(grid, dim3(cuda::kDpThreads), lw == 2 ? cuda::qgemm_dp4a_kernel<2, 2> : cuda::qgemm_dp4a_kernel<2, 1>, p);
         else
           launch(grid, dim3(cuda::kDpThreads), lw == 2 ? cuda::qgemm_dp4a_kernel<1, 2> : cuda::qgemm_dp4a_kernel<1, 1>, p);
-        if (split) {  // what splitk_epilogue_kernel does with the workspace
+        if (split) {  // the split-K epilogue, as the binding launches it
           cuda::EpiParams fin = e;
           fin.kind = kind;
-          const cuda::EpiScalars s = cuda::load_scalars(fin);
-          for (int64_t m = 0; m < M; ++m)
-            for (int64_t n = 0; n < N; ++n)
-              cuda::store_output(fin, s, cuda::col_terms(fin, s, n), rowsum[m], m, n, ws[m * N + n]);
+          launch(dim3(2), dim3(128), cuda::splitk_epilogue_kernel, fin, M, N);
         }
         cpu::Epilogue ce;
         ce.kind = static_cast<cpu::OutKind>(kind);
