@@ -4,13 +4,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cstdint>
 #include <type_traits>
 
-namespace dwq::cuda {
+#include "cuda/align.h"  // aligned16
 
-// Whether p may be read or written as 16-byte vectors (cp.async chunks, uint4 / float4 loads).
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+namespace dwq::cuda {
 
 // The device type of a torch scalar type (same size and layout): at::Half -> __half,
 // at::BFloat16 -> __nv_bfloat16, others unchanged.

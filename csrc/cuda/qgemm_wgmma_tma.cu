@@ -2,6 +2,7 @@
 // reads. Its own translation unit, so that its sm_90a instantiations compile beside the others.
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
+#include "cuda/align.h"
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_wgmma_tma.cuh"
 
@@ -21,18 +22,14 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
   return fn;
 }
 
-// A [planes][rows][ld] byte operand read in boxes of kWgBK bytes x box_rows rows x one plane,
-// 128-byte swizzled (the layout of sw128 / sw128_desc); k >= k_len and rows >= rows read as zeros.
-bool byte_map(CUtensorMap* map, CUtensorMapDataType type, const void* base, int64_t k_len, int64_t rows, int planes,
-              int64_t ld, int64_t plane_stride, int box_rows) {
+// The tensor map of byte operand `base` with geometry g (byte_box), 128-byte swizzled (the layout
+// of sw128 / sw128_desc), zero fill.
+bool byte_map(CUtensorMap* map, const void* base, const TmaBox& g) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = encode_tiled();
   if (encode == nullptr) return false;
-  const cuuint64_t dims[3] = {cuuint64_t(k_len), cuuint64_t(rows), cuuint64_t(planes)};
-  const cuuint64_t strides[2] = {cuuint64_t(ld), cuuint64_t(planes > 1 ? plane_stride : rows * ld)};
-  const cuuint32_t box[3] = {cuuint32_t(kWgBK), cuuint32_t(box_rows), 1};
   const cuuint32_t step[3] = {1, 1, 1};
-  return encode(map, type, 3, const_cast<void*>(base), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<void*>(base), g.dim, g.stride, g.box, step,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
@@ -40,8 +37,7 @@ template <class Cfg, bool CONV>
 struct Launch {
   static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
     CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
-    if ((!CONV && !byte_map(&ma, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.a, p.K, p.M, Cfg::LX, p.lda, p.a_plane, Cfg::BM)) ||
-        !byte_map(&mb, CU_TENSOR_MAP_DATA_TYPE_UINT8, p.b, p.K, p.N, Cfg::LW, p.ldb, p.b_plane, Cfg::BN))
+    if ((!CONV && !byte_map(&ma, p.a, a_box<Cfg>(p))) || !byte_map(&mb, p.b, b_box<Cfg>(p)))
       return cudaErrorInvalidValue;
     dim3 grid;
     if (!wg_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
@@ -56,10 +52,9 @@ struct Launch {
 }  // namespace
 
 bool wgmma_tma_fits(const MmaParams& p, bool conv) {
-  const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
-  const bool b_ok = a16(p.b) && p.ldb % 16 == 0 && p.ldb >= p.K && (p.lw == 1 || p.b_plane >= p.N * p.ldb);
+  const bool b_ok = aligned16(p.b) && p.ldb % 16 == 0 && p.ldb >= p.K && (p.lw == 1 || p.b_plane >= p.N * p.ldb);
   if (conv) return b_ok;  // A: the implicit-conv contract of MmaParams, copied by cp.async
-  return b_ok && a16(p.a) && p.lda % 16 == 0 && p.lda >= p.K && (p.lx == 1 || p.a_plane >= p.M * p.lda);
+  return b_ok && aligned16(p.a) && p.lda % 16 == 0 && p.lda >= p.K && (p.lx == 1 || p.a_plane >= p.M * p.lda);
 }
 
 cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {

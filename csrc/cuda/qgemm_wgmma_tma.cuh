@@ -33,6 +33,28 @@ struct TmaRegs {
 constexpr int kTmaLag = 2;
 static_assert(kTmaLag < kWgStages, "the producer must signal a stage before it waits to refill it");
 
+// What a tensor map describes: a [planes][rows][ld] byte operand read in boxes of kWgBK bytes x
+// box_rows rows x one plane (128-byte swizzle; k >= dim[0] and rows >= dim[1] read as zeros). The
+// launcher encodes it for the driver (qgemm_wgmma_tma.cu), the C++ tests' emulation models it.
+struct TmaBox {
+  cuuint64_t dim[3], stride[2];  // (the driver API's types)
+  cuuint32_t box[3];
+};
+inline TmaBox byte_box(int64_t k_len, int64_t rows, int planes, int64_t ld, int64_t plane_stride, int box_rows) {
+  return {{cuuint64_t(k_len), cuuint64_t(rows), cuuint64_t(planes)},
+          {cuuint64_t(ld), cuuint64_t(planes > 1 ? plane_stride : rows * ld)},
+          {cuuint32_t(kWgBK), cuuint32_t(box_rows), 1u}};
+}
+// The A (activation rows) and B (K-major weights) boxes of tile config Cfg.
+template <class Cfg>
+TmaBox a_box(const MmaParams& p) {
+  return byte_box(p.K, p.M, Cfg::LX, p.lda, p.a_plane, Cfg::BM);
+}
+template <class Cfg>
+TmaBox b_box(const MmaParams& p) {
+  return byte_box(p.K, p.N, Cfg::LW, p.ldb, p.b_plane, Cfg::BN);
+}
+
 #if DWQ_SM90A && !defined(DWQ_CUDA_EMU)  // (the C++ tests' emulation: csrc/tests/cuda_emu_ptx.h)
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));

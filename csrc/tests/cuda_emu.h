@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <barrier>
+#include <bit>
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
@@ -173,16 +174,8 @@ inline uint64_t __cvta_generic_to_shared(const void* p) {
   return static_cast<uint64_t>(static_cast<const uint8_t*>(p) - cuda_emu::tl_block->dsmem);
 }
 
-inline unsigned __float_as_uint(float f) {
-  unsigned u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float __uint_as_float(unsigned u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+inline unsigned __float_as_uint(float f) { return std::bit_cast<unsigned>(f); }
+inline float __uint_as_float(unsigned u) { return std::bit_cast<float>(u); }
 inline float __int_as_float(int i) { return __uint_as_float(static_cast<unsigned>(i)); }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline unsigned __vcmpgtu4(unsigned a, unsigned b) {

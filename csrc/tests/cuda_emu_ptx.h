@@ -145,11 +145,11 @@ struct EmuMap {
   uint32_t box[3];
 };
 static_assert(sizeof(EmuMap) <= sizeof(CUtensorMap), "fits the opaque map");
-inline CUtensorMap encode_map(const void* base, const uint64_t (&dim)[3], const uint64_t (&stride)[2],
-                              const uint32_t (&box)[3]) {
+template <class Box>  // dwq::cuda::TmaBox (qgemm_wgmma_tma.cuh, included after this header)
+CUtensorMap encode_map(const void* base, const Box& g) {
   CUtensorMap m{};
-  const EmuMap e{static_cast<const uint8_t*>(base), {dim[0], dim[1], dim[2]}, {stride[0], stride[1]},
-                 {box[0], box[1], box[2]}};
+  const EmuMap e{static_cast<const uint8_t*>(base), {g.dim[0], g.dim[1], g.dim[2]}, {g.stride[0], g.stride[1]},
+                 {g.box[0], g.box[1], g.box[2]}};
   std::memcpy(&m, &e, sizeof e);
   return m;
 }

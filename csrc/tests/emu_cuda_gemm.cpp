@@ -1,9 +1,11 @@
 // The tensor-core GEMM kernels of csrc/cuda run on the CPU (cuda_emu.h + the PTX of cuda_emu_ptx.h)
 // and compared bit for bit with cpu::run_qgemm, the operands prepared as the binding prepares them:
 //   qgemm_mma_kernel (mma.sync, the default engine): 8-bit matrix, 8-bit implicit conv, limbs;
+//   qgemm_dp4a_kernel (a few rows, CUDA cores): every limb combination, K tails;
 //   qgemm_wgmma_kernel (Hopper): tile widths 64 / 128 / 256, implicit conv, the three limb kernels,
 //     weights through repack_kmajor_kernel;
-// over odd sizes, extreme zero points, split-K through the int64 workspace and the float epilogue;
+// over odd sizes, extreme zero points, split-K through the int64 workspace and the fused epilogue
+// (affine, ReLU; float and requantized outputs);
 // DWQ_EMU_SWEEP=n adds n random matrix and conv shapes for every kernel (150 ran clean when written).
 // cp.async copies land only at the wait that covers them and an in-flight wgmma must find its
 // shared memory unchanged at its wait, so a pipeline that reads or overwrites a stage too early
@@ -23,6 +25,7 @@
 #include "check.h"
 #include "emu_im2col.h"
 #include "cpu/qgemm.h"
+#include "cuda/qgemm_dp4a.cuh"
 #include "cuda/qgemm_mma.cuh"
 #include "cuda/qgemm_repack.cuh"
 #include "cuda/qgemm_splitk.cuh"
@@ -136,19 +139,28 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   p.b = blob + L.data_off, p.Kp = L.Kp, p.Npad = L.Npad, p.lw = lw;
   p.k_chunk = k_chunk;
 
-  std::vector<float> w_scale(c.N), bias(c.N), mult(c.N);
+  std::vector<float> w_scale(c.N), aff(c.N), bias(c.N), mult(c.N);
   for (int64_t n = 0; n < c.N; ++n) {
     w_scale[n] = 1e-3f * static_cast<float>(rint(1, 50));
+    aff[n] = 0.5f + 0.01f * static_cast<float>(rint(0, 100));
     bias[n] = 0.01f * static_cast<float>(rint(-100, 100));
   }
-  const float sx = 0.03f;
-  for (int64_t n = 0; n < c.N; ++n) mult[n] = arith::mul_rn(w_scale[n], sx);
+  const float sx = 0.03f, out_scale = 0.7f;
+  const int32_t out_zp = 5;
+  // the CPU binding's multiplier: (s_x * s_w[n]) * affine_scale[n] in float32
+  for (int64_t n = 0; n < c.N; ++n) mult[n] = arith::mul_rn(arith::mul_rn(w_scale[n], sx), aff[n]);
   const int32_t zx = c.zx;
   std::vector<int64_t> o64(c.M * c.N, -3), ws(c.M * c.N, 0);
   std::vector<float> of(c.M * c.N, -3.f);
+  std::vector<uint8_t> o8(c.M * c.N, 3);
+  auto out_of = [&](auto& i64, auto& f32, auto& u8) -> void* {
+    return kind == cuda::kOutAccI64 ? static_cast<void*>(i64.data())
+           : kind == cuda::kOutF32  ? static_cast<void*>(f32.data())
+                                    : static_cast<void*>(u8.data());
+  };
   cuda::EpiParams& e = p.ep;
   e.kind = kind;
-  e.out = kind == cuda::kOutAccI64 ? static_cast<void*>(o64.data()) : static_cast<void*>(of.data());
+  e.out = out_of(o64, of, o8);
   e.ldo = c.N;
   e.rowsum = rowsum.data();
   e.colsum = reinterpret_cast<const int64_t*>(blob + L.colsum_off);
@@ -158,8 +170,12 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   e.shift = 128 * (lw == 2 ? 257 : 1);
   e.x_scale = &sx;
   e.w_scale = w_scale.data();
+  e.aff_scale = aff.data();
   e.aff_bias = bias.data();
-  e.relu = false;
+  e.relu = true;
+  e.out_scale = &out_scale;
+  e.out_zp = &out_zp;
+  e.out_bits = 8;
   const bool split = c.K > k_chunk;
   if (split) {
     e.ws = ws.data();
@@ -193,13 +209,20 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   ce.kind = static_cast<cpu::OutKind>(kind);
   std::vector<int64_t> c64(c.M * c.N);
   std::vector<float> cf(c.M * c.N);
-  ce.out = kind == cuda::kOutAccI64 ? static_cast<void*>(c64.data()) : static_cast<void*>(cf.data());
+  std::vector<uint8_t> c8(c.M * c.N);
+  ce.out = out_of(c64, cf, c8);
   ce.ldo = c.N;
   ce.mult = mult.data();
   ce.bias = bias.data();
+  ce.relu = true;
+  ce.out_scale = out_scale;
+  ce.out_zp = out_zp;
+  ce.out_bits = 8;
   const cpu::GemmPlan plan = cpu::plan_qgemm(c.M, v, c.xb, 1);
   cpu::run_qgemm(cpu::Isa::scalar, plan, as, v, ce, 0, plan.items());
-  const bool same = kind == cuda::kOutAccI64 ? o64 == c64 : std::memcmp(of.data(), cf.data(), of.size() * 4) == 0;
+  const bool same = kind == cuda::kOutAccI64 ? o64 == c64
+                    : kind == cuda::kOutF32  ? std::memcmp(of.data(), cf.data(), of.size() * 4) == 0
+                                             : o8 == c8;
   CHECK(same, "%s: M %lld N %lld K %lld bits %d x %d conv %d kind %d k_chunk %lld differs from cpu::run_qgemm", what,
         (long long)c.M, (long long)c.N, (long long)c.K, c.xb, c.wb, c.conv, kind, (long long)k_chunk);
 }
@@ -221,25 +244,41 @@ static void run_mma(const Case& c, int kind, int64_t k_chunk) {
   });
 }
 
+// ---------------------------------------------------------------- dp4a (a few rows, matrix mode)
+static void run_dp4a(const Case& c, int kind, int64_t k_chunk) {
+  const bool limb = c.xb > 8 || c.wb > 8;
+  run_case(c, kind, k_chunk, "dp4a", [&](const cuda::MmaParams& p) {
+    const dim3 grid(static_cast<unsigned>(p.Npad / 64), static_cast<unsigned>((p.M + cuda::kDpRows - 1) / cuda::kDpRows),
+                    static_cast<unsigned>((p.K + p.k_chunk - 1) / p.k_chunk));
+    const dim3 block(cuda::kDpThreads);
+    if (!limb)
+      cuda_emu::launch(grid, block, cuda::qgemm_dp4a_kernel<1, 1>, p);
+    else if (p.lx == 2)
+      cuda_emu::launch(grid, block, p.lw == 2 ? cuda::qgemm_dp4a_kernel<2, 2> : cuda::qgemm_dp4a_kernel<2, 1>, p);
+    else
+      cuda_emu::launch(grid, block, cuda::qgemm_dp4a_kernel<1, 2>, p);
+  });
+}
+
 // ---------------------------------------------------------------- wgmma
-template <class Cfg, bool CONV>
-static void launch_wgmma(cuda::MmaParams p) {
-  // the K-major weight copy the wgmma kernels read (repack_kmajor_kernel, as the binding runs it)
+// The K-major weight copy the wgmma kernels read, made by repack_kmajor_kernel as the binding runs
+// it (in store), and p pointed at it.
+static void kmajor_weights(cuda::MmaParams& p, std::vector<uint8_t>& store) {
   const int64_t ldb = (p.K + 15) / 16 * 16;
-  std::vector<uint8_t> store;
   int8_t* bk = aligned<int8_t>(store, static_cast<size_t>(p.lw * p.N * ldb));
   cuda_emu::launch(dim3(4), dim3(256), cuda::repack_kmajor_kernel, p.b, p.N, p.Npad, p.Kp, p.lw, bk, ldb);
   p.b = bk, p.ldb = ldb, p.b_plane = p.N * ldb;
-  dim3 grid;
-  CHECK(cuda::wg_grid<Cfg>(p, &grid), "grid");
-  cuda_emu::launch_smem(grid, dim3(Cfg::THREADS), Cfg::SMEM, cuda::qgemm_wgmma_kernel<Cfg, CONV>, p);
 }
 
 // The launcher's choice (wg_dispatch) without its CUDA launch: the same Cfg for p.
 template <class Cfg, bool CONV>
 struct EmuLaunch {
-  static cudaError_t run(const cuda::MmaParams& p, cudaStream_t) {
-    launch_wgmma<Cfg, CONV>(p);
+  static cudaError_t run(cuda::MmaParams p, cudaStream_t) {
+    std::vector<uint8_t> store;
+    kmajor_weights(p, store);
+    dim3 grid;
+    CHECK(cuda::wg_grid<Cfg>(p, &grid), "grid");
+    cuda_emu::launch_smem(grid, dim3(Cfg::THREADS), Cfg::SMEM, cuda::qgemm_wgmma_kernel<Cfg, CONV>, p);
     return cudaSuccess;
   }
 };
@@ -252,27 +291,14 @@ static void run_wgmma(const Case& c, int kind, int64_t k_chunk) {
 }
 
 // ---------------------------------------------------------------- wgmma_tma
-// The launcher's tensor maps (byte_map in qgemm_wgmma_tma.cu): (k, row, limb) boxes of 128 bytes x
-// box_rows, k past k_len and rows past `rows` zero.
-static CUtensorMap byte_map(const void* base, int64_t k_len, int64_t rows, int planes, int64_t ld, int64_t plane_stride,
-                            int box_rows) {
-  const uint64_t dim[3] = {uint64_t(k_len), uint64_t(rows), uint64_t(planes)};
-  const uint64_t stride[2] = {uint64_t(ld), uint64_t(planes > 1 ? plane_stride : rows * ld)};
-  const uint32_t box[3] = {uint32_t(cuda::kWgBK), uint32_t(box_rows), 1};
-  return cuda_emu::encode_map(base, dim, stride, box);
-}
-
 template <class Cfg, bool CONV>
 struct EmuLaunchTma {
-  static cudaError_t run(const cuda::MmaParams& p0, cudaStream_t) {
-    cuda::MmaParams p = p0;
-    const int64_t ldb = (p.K + 15) / 16 * 16;
+  static cudaError_t run(cuda::MmaParams p, cudaStream_t) {
     std::vector<uint8_t> store;
-    int8_t* bk = aligned<int8_t>(store, static_cast<size_t>(p.lw * p.N * ldb));
-    cuda_emu::launch(dim3(4), dim3(256), cuda::repack_kmajor_kernel, p.b, p.N, p.Npad, p.Kp, p.lw, bk, ldb);
-    p.b = bk, p.ldb = ldb, p.b_plane = p.N * ldb;
-    const CUtensorMap ma = CONV ? CUtensorMap{} : byte_map(p.a, p.K, p.M, Cfg::LX, p.lda, p.a_plane, Cfg::BM);
-    const CUtensorMap mb = byte_map(p.b, p.K, p.N, Cfg::LW, p.ldb, p.b_plane, Cfg::BN);
+    kmajor_weights(p, store);
+    // the launcher's tensor-map geometry (a_box / b_box), encoded for the emulation
+    const CUtensorMap ma = CONV ? CUtensorMap{} : cuda_emu::encode_map(p.a, cuda::a_box<Cfg>(p));
+    const CUtensorMap mb = cuda_emu::encode_map(p.b, cuda::b_box<Cfg>(p));
     dim3 grid;
     CHECK(cuda::wg_grid<Cfg>(p, &grid), "grid");
     cuda_emu::launch_smem(grid, dim3(Cfg::THREADS + 128), Cfg::SMEM, cuda::qgemm_wgmma_tma_kernel<Cfg, CONV>, p, ma, mb);
@@ -300,6 +326,13 @@ int main() {
   run_mma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
   run_mma(make_conv(1, 16, 7, 7, 7, 2, 70), cuda::kOutF32, big);
   run_mma(make_conv(1, 48, 6, 6, 1, 2, 20), cuda::kOutAccI64, big);
+  // dp4a: up to 8 rows, every limb combination, K tails, the three output kinds, split-K
+  const int dp4a_cases[][5] = {  // M, N, K, x bits, w bits
+      {1, 70, 1, 8, 8},     {3, 64, 3, 2, 2},     {8, 130, 67, 8, 16}, {5, 5, 130, 16, 8},
+      {7, 65, 129, 16, 16}, {4, 200, 250, 12, 5}, {2, 100, 700, 8, 8}};
+  for (const auto& d : dp4a_cases)
+    for (int kind : {cuda::kOutAccI64, cuda::kOutF32, cuda::kOutU8})
+      for (int64_t k_chunk : {big, int64_t{64}}) run_dp4a(make_case(d[0], d[1], d[2], d[3], d[4], false), kind, k_chunk);
   // wgmma: tile widths 64 / 128 / 256, limbs, split-K, conv
   run_wgmma(make_case(150, 64, 200, 8, 8, false), cuda::kOutAccI64, big);
   run_wgmma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
@@ -342,5 +375,5 @@ int main() {
   }
   CHECK(cuda_emu::violations.load() == 0, "%lld emulated-PTX contract violations (e.g. a stage overwritten while "
         "a wgmma read it)", (long long)cuda_emu::violations.load());
-  return checks_done("emulated CUDA tensor-core kernels: all checks passed");
+  return checks_done("emulated CUDA GEMM kernels: all checks passed");
 }

@@ -1,6 +1,6 @@
-// The CUDA kernels of csrc/cuda that hold no inline PTX, run on the CPU through cuda_emu.h (every
-// CUDA thread a host thread, CUDA's barriers, shuffles, atomics and __shared__), compared bit for
-// bit with the torch-free CPU kernels over random cases:
+// The CUDA kernels of csrc/cuda outside the GEMMs (those: emu_cuda_gemm.cpp), run on the CPU through
+// cuda_emu.h (every CUDA thread a host thread, CUDA's barriers, shuffles, atomics and __shared__),
+// compared bit for bit with the torch-free CPU kernels over random cases:
 //   fake_quant_kernel (float, double, half, bfloat16; per tensor and per channel; vector and
 //     scalar paths, tails, NaN)            vs cpu::fake_quant_rows
 //   act_qparams_kernel (train / eval, EMA, several blocks) and weight_fake_quant_kernel
@@ -9,12 +9,9 @@
 //   pack_words_kernel + pack_colsum_kernel vs the bytes of cpu::pack_weight
 //   act_rows_kernel, pixel_sums_kernel, conv_rowsum_kernel (row sums, planes, range counts)
 //                                          vs the definitions
-//   qgemm_dp4a_kernel + the fused epilogue (accumulators, float and requantized outputs, limbs,
-//     split-K through the int64 workspace) vs cpu::run_qgemm
 //   check_params_kernel                    vs the flags each bad argument must raise
-// What this proves: the kernels' indexing, bounds, reductions and arithmetic. What it cannot: the
-// tensor-core kernels (inline PTX), and anything about the hardware (memory model, speed); those
-// need a GPU run (benchmarks/gpu_check.py). Built only where the CUDA headers are (CMakeLists.txt).
+// What this proves: the kernels' indexing, bounds, reductions and arithmetic. What it cannot:
+// anything about the hardware (memory model, speed); that needs a GPU run (benchmarks/gpu_check.py). Built only where the CUDA headers are (CMakeLists.txt).
 #include "cuda_emu.h"  // first: it defines the CUDA built-ins the kernels use
 
 #include <cmath>
@@ -29,9 +26,7 @@
 #include "cpu/qgemm.h"
 #include "cpu/quantizer_fused.h"
 #include "cuda/fake_quant.cuh"
-#include "cuda/qgemm_dp4a.cuh"
 #include "cuda/qgemm_prep.cuh"
-#include "cuda/qgemm_splitk.cuh"
 #include "cuda/quantizer_fused.cuh"
 
 using namespace dwq;
@@ -387,139 +382,6 @@ static void test_check_params() {
   }
 }
 
-// ---------------------------------------------------------------- dp4a GEMM + fused epilogue
-static void test_dp4a_gemm() {
-  const int cases[][5] = {  // M, N, K, x bits, w bits
-      {1, 70, 1, 8, 8},   {3, 64, 3, 2, 2},   {8, 130, 67, 8, 16}, {5, 5, 130, 16, 8},
-      {7, 65, 129, 16, 16}, {4, 200, 250, 12, 5}, {2, 100, 700, 8, 8}};
-  for (const auto& cs : cases) {
-    const int64_t M = cs[0], N = cs[1], K = cs[2];
-    const int xb = cs[3], wb = cs[4];
-    const int lx = xb <= 8 ? 1 : 2, lw = wb <= 8 ? 1 : 2;
-    std::vector<int32_t> x = rand_codes(M * K, xb), w = rand_codes(N * K, wb), zw = rand_codes(N, wb);
-    int32_t zx = rint(0, static_cast<int>(arith::max_code(xb)));
-    const Blob blob = cpu_blob(w, zw, N, K, wb);
-    const cpu::PackedLayout& L = blob.L;
-    // A: planes and row sums by act_rows_kernel, as the binding prepares them
-    cuda::ActParams ap;
-    ap.x = x.data();
-    ap.M = M;
-    ap.K = K;
-    ap.sm = K;
-    ap.sk = 1;
-    ap.x_zp = &zx;
-    ap.qmax = arith::max_code(xb);
-    ap.lda = (K + 15) / 16 * 16;
-    ap.lx = lx;
-    Buf<uint8_t> planes(lx * M * ap.lda);
-    std::vector<int64_t> rowsum(M);
-    int32_t status[cuda::kStatusWords] = {};
-    ap.planes = planes.p;
-    ap.rowsum = rowsum.data();
-    ap.status = status;
-    launch(dim3(static_cast<unsigned>((M * 32 + 255) / 256)), dim3(256), cuda::act_rows_kernel<int32_t>, ap);
-
-    cpu::PackedWeightView v;
-    CHECK(cpu::parse_packed_weight(blob.p, L.bytes, &v), "parse_packed_weight");
-    cpu::ActSource as;
-    as.x = x.data();
-    as.is_u8 = false;
-    as.zx = zx;
-    as.bits = xb;
-    as.sm = K;
-    as.sk = 1;
-    const cpu::GemmPlan plan = cpu::plan_qgemm(M, v, xb, 1);
-
-    std::vector<float> w_scale(N), aff(N), bias(N), mult(N);
-    for (int64_t n = 0; n < N; ++n) {
-      w_scale[n] = 1e-3f * static_cast<float>(rint(1, 100));
-      aff[n] = 0.5f + 0.01f * static_cast<float>(rint(0, 100));
-      bias[n] = rnorm();
-    }
-    const float sx = 0.02f, out_scale = 0.7f;
-    const int32_t out_zp = 5;
-    for (int64_t n = 0; n < N; ++n) mult[n] = arith::mul_rn(arith::mul_rn(w_scale[n], sx), aff[n]);
-
-    for (int kind : {cuda::kOutAccI64, cuda::kOutF32, cuda::kOutU8}) {
-      for (int64_t k_chunk : {int64_t{1} << 20, int64_t{64}}) {  // one slice; split-K through the workspace
-        cuda::MmaParams p;
-        p.M = M;
-        p.N = N;
-        p.K = K;
-        p.a = planes.p;
-        p.lda = ap.lda;
-        p.a_plane = M * ap.lda;
-        p.lx = lx;
-        p.b = blob.p + L.data_off;
-        p.Kp = L.Kp;
-        p.Npad = L.Npad;
-        p.lw = lw;
-        p.k_chunk = k_chunk;
-        cuda::EpiParams& e = p.ep;
-        std::vector<int64_t> o64(M * N, -7), ws(M * N, 0);
-        std::vector<float> of(M * N, -7.f);
-        std::vector<uint8_t> o8(M * N, 7);
-        e.kind = kind;
-        e.out = kind == cuda::kOutAccI64 ? static_cast<void*>(o64.data())
-                : kind == cuda::kOutF32  ? static_cast<void*>(of.data())
-                                         : static_cast<void*>(o8.data());
-        e.ldo = N;
-        e.rowsum = rowsum.data();
-        e.colsum = reinterpret_cast<const int64_t*>(blob.p + L.colsum_off);
-        e.wzp = reinterpret_cast<const int32_t*>(blob.p + L.zp_off);
-        e.x_zp = &zx;
-        e.K = K;
-        e.shift = 128 * (lw == 2 ? 257 : 1);
-        e.x_scale = &sx;
-        e.w_scale = w_scale.data();
-        e.aff_scale = aff.data();
-        e.aff_bias = bias.data();
-        e.relu = true;
-        e.out_scale = &out_scale;
-        e.out_zp = &out_zp;
-        e.out_bits = 8;
-        const bool split = K > k_chunk;
-        if (split) {
-          e.ws = ws.data();
-          e.kind = cuda::kOutPartialT;
-        }
-        const dim3 grid(static_cast<unsigned>(L.Npad / 64), static_cast<unsigned>((M + cuda::kDpRows - 1) / cuda::kDpRows),
-                        static_cast<unsigned>((K + k_chunk - 1) / k_chunk));
-        if (lx == 2)
-          launch(grid, dim3(cuda::kDpThreads), lw == 2 ? cuda::qgemm_dp4a_kernel<2, 2> : cuda::qgemm_dp4a_kernel<2, 1>, p);
-        else
-          launch(grid, dim3(cuda::kDpThreads), lw == 2 ? cuda::qgemm_dp4a_kernel<1, 2> : cuda::qgemm_dp4a_kernel<1, 1>, p);
-        if (split) {  // the split-K epilogue, as the binding launches it
-          cuda::EpiParams fin = e;
-          fin.kind = kind;
-          launch(dim3(2), dim3(128), cuda::splitk_epilogue_kernel, fin, M, N);
-        }
-        cpu::Epilogue ce;
-        ce.kind = static_cast<cpu::OutKind>(kind);
-        std::vector<int64_t> c64(M * N);
-        std::vector<float> cf(M * N);
-        std::vector<uint8_t> c8(M * N);
-        ce.out = kind == cuda::kOutAccI64 ? static_cast<void*>(c64.data())
-                 : kind == cuda::kOutF32  ? static_cast<void*>(cf.data())
-                                          : static_cast<void*>(c8.data());
-        ce.ldo = N;
-        ce.mult = mult.data();
-        ce.bias = bias.data();
-        ce.relu = true;
-        ce.out_scale = out_scale;
-        ce.out_zp = out_zp;
-        ce.out_bits = 8;
-        cpu::run_qgemm(cpu::Isa::scalar, plan, as, v, ce, 0, plan.items());
-        const bool same = kind == cuda::kOutAccI64 ? o64 == c64
-                          : kind == cuda::kOutF32  ? same_bits(of.data(), cf.data(), of.size())
-                                                   : o8 == c8;
-        CHECK(same, "dp4a gemm M %lld N %lld K %lld bits %d x %d, kind %d, k_chunk %lld differs from cpu::run_qgemm",
-              (long long)M, (long long)N, (long long)K, xb, wb, kind, (long long)k_chunk);
-      }
-    }
-  }
-}
-
 int main() {
   test_fake_quant();
   test_act_qparams();
@@ -528,6 +390,5 @@ int main() {
   test_pack();
   test_act_rows();
   test_check_params();
-  test_dp4a_gemm();
   return checks_done("emulated CUDA kernels: all checks passed");
 }
