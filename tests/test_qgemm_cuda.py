@@ -125,14 +125,14 @@ def test_qgemm_acc_every_width_pair(engine):
 
 @pytest.mark.parametrize("M, N, K", [(1, 1, 1), (1, 10, 4096), (1, 1000, 512), (128, 128, 64), (129, 129, 65),
                                      (300, 64, 48), (257, 384, 1000), (2048, 256, 96), (128, 256, 128),
-                                     (129, 257, 129), (65, 129, 383), (130, 65, 300), (9, 300, 700)])
+                                     (129, 257, 129), (65, 129, 383), (130, 65, 300), (9, 300, 700), (257, 64, 200)])
 @pytest.mark.parametrize("xb, wb", [(8, 8), (4, 4), (2, 8), (8, 16), (16, 8), (12, 12)])
 @engines
 def test_qgemm_acc_tile_edges(M, N, K, xb, wb, engine):
-    """Shapes at and around the CTA tiles (mma: 128 x 128, 64 x 128 for limbs, 64-deep K stages; wgmma and
-    wgmma_tma: 128 x 64, 128 or 256 by N, 64 x 128 for limbs, 128-deep K stages), 1 row and 9 (dp4a up to 8),
-    uint8 codes with 16-byte aligned rows (read in place: contiguous, and rows longer than K, which the TMA
-    tensor map strides over) and the same through prepared planes."""
+    """Shapes at and around the CTA tiles (mma: 128 x 128 or 256 x 64 by N, 64 x 128 for limbs, 64-deep K
+    stages; wgmma and wgmma_tma: 128 x 64, 128 or 256 by N, 64 x 128 for limbs, 128-deep K stages), 1 row and 9
+    (dp4a up to 8), uint8 codes with 16-byte aligned rows (read in place: contiguous, and rows longer than K,
+    which the TMA tensor map strides over) and the same through prepared planes."""
     g = torch.Generator().manual_seed(M * 7 + N * 3 + K)
     x, w, zx, zw = gemm_case(g, xb, wb, M, N, K, torch.uint8 if xb <= 8 else torch.int32)
     want = ref.qgemm_acc_ref(x, zx, w, zw)

@@ -291,7 +291,7 @@ int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cu
   int& n_sm = sms[device & 63];
   if (n_sm == 0 && cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n_sm = 1;
   const int64_t limit = cuda::mma_k_chunk(limb);
-  const int64_t bm = cuda::gemm_block_m(engine, limb), bn = cuda::gemm_block_n(engine, limb, N);
+  const int64_t bm = cuda::gemm_block_m(engine, limb, N), bn = cuda::gemm_block_n(engine, limb, N);
   const int64_t align = cuda::gemm_k_align(engine);
   const int64_t tiles = ((M + bm - 1) / bm) * ((N + bn - 1) / bn);
   int64_t want = 1;

@@ -1,5 +1,5 @@
-// Launchers of the mma.sync GEMM / implicit-conv kernel (qgemm_mma.cuh): three instantiations,
-// 8-bit matrix, 8-bit implicit conv, limbs (matrix); the dp4a kernel for a few rows
+// Launchers of the mma.sync GEMM / implicit-conv kernel (qgemm_mma.cuh): five instantiations,
+// 8-bit matrix and implicit conv on 128- and 64-wide tiles, limbs (matrix); the dp4a kernel for a few rows
 // (qgemm_dp4a.cuh); the split-K epilogue and the tile queries of every engine. Kept apart from the
 // bindings (qgemm.cu) so that the translation units compile in parallel.
 #include <algorithm>
@@ -13,20 +13,19 @@
 namespace dwq::cuda {
 namespace {
 
-template <bool LIMB, bool CONV>
-cudaError_t launch(const MmaParams& p, cudaStream_t stream) {
-  constexpr int smem = mma_smem_bytes<LIMB>();
-  auto kernel = qgemm_mma_kernel<LIMB, CONV>;
-  // Above 48 KiB of dynamic shared memory needs an opt-in (per device; cheap to repeat).
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (err != cudaSuccess) return err;
-  const int64_t mt = (p.M + MmaCfg<LIMB>::BM - 1) / MmaCfg<LIMB>::BM;
-  const int64_t nt = (p.N + kBN - 1) / kBN;
-  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
-  const dim3 grid(static_cast<unsigned>(mt), static_cast<unsigned>(nt), static_cast<unsigned>(zt));
-  kernel<<<grid, kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
-}
+template <class Cfg, bool CONV>
+struct Launch {
+  static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
+    dim3 grid;
+    if (!mma_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    auto kernel = qgemm_mma_kernel<Cfg, CONV>;
+    // Above 48 KiB of dynamic shared memory needs an opt-in (per device; cheap to repeat).
+    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
+    if (err != cudaSuccess) return err;
+    kernel<<<grid, kThreads, Cfg::SMEM, stream>>>(p);
+    return cudaGetLastError();
+  }
+};
 
 template <int LX, int LW>
 cudaError_t launch_dp4a(const MmaParams& p, cudaStream_t stream) {
@@ -50,25 +49,25 @@ cudaError_t launch_qgemm_dp4a(const MmaParams& p, bool limb, cudaStream_t stream
   return launch_dp4a<1, 1>(p, stream);
 }
 
-int gemm_block_m(Engine engine, bool limb) {
+int gemm_block_m(Engine engine, bool limb, int64_t N) {
   if (engine == Engine::kDp4a) return kDpRows;
   if (engine != Engine::kMma) return limb ? WgCfg<2, 2>::BM : WgCfg<1, 1>::BM;
-  return limb ? MmaCfg<true>::BM : MmaCfg<false>::BM;
+  if (limb) return MmaCfg<true>::BM;
+  return mma_tile_n(false, N) == 64 ? MmaCfg<false, 64>::BM : MmaCfg<false>::BM;
 }
 
 int gemm_block_n(Engine engine, bool limb, int64_t N) {
   if (engine == Engine::kDp4a) return 64;
   if (engine != Engine::kMma) return wg_tile_n(limb, N);
-  return kBN;
+  return mma_tile_n(limb, N);
 }
 
 int gemm_k_align(Engine engine) { return engine == Engine::kMma || engine == Engine::kDp4a ? kBK : kWgBK; }
 
-int64_t mma_k_chunk(bool limb) { return limb ? mma_k_chunk_of<true>() : mma_k_chunk_of<false>(); }
+int64_t mma_k_chunk(bool limb) { return limb ? MmaCfg<true>::K_CHUNK : MmaCfg<false>::K_CHUNK; }
 
 cudaError_t launch_qgemm_mma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
-  if (limb) return launch<true, false>(p, stream);
-  return conv ? launch<false, true>(p, stream) : launch<false, false>(p, stream);
+  return mma_dispatch<Launch>(p, limb, conv, stream);
 }
 
 cudaError_t launch_splitk_epilogue(const EpiParams& e, int64_t M, int64_t N, cudaStream_t stream) {

@@ -10,18 +10,19 @@
 //  * B (weights): the packed blob's limb planes as they are: [Npad/64][Kp/4][64 columns][4 k] int8
 //    of (limb - 128). A 16-byte chunk is 4 columns x 4 k, which is how the MMA's B fragment wants
 //    them (4 consecutive k of one column per register): no repacking on the device.
-// Widths: the 8-bit kernel (LIMB = false; one limb each, 128x128 CTA tile, 64x32 warp tiles) and
-// the limb kernel (LIMB = true; up to two 8-bit limbs of x and of w, 64x128 tile, three int32
-// accumulator sets t_s = sum_{ia+ib=s} P_ia,ib combined as t0 + 256 t1 + 65536 t2 in int64, as
-// the CPU's limb3 path). Each grid z-slice covers k_chunk of K so that the int32 partials are
-// exact (|P| <= 255 * 128 * k_chunk per set, twice that for t1): 65,536 (8-bit) and 32,768 (limb)
-// columns; with several slices every CTA adds its int64 T into a workspace (split-K) and
-// splitk_epilogue_kernel finishes.
+// Tiles (MmaCfg): 8 warps of 16 MI x 32 columns each. 8-bit (one limb each): MI = 4, 128 x 128
+// CTA tiles (warps 2 x 4), or 256 x 64 (warps 4 x 2) when N is at most 64, so that a 64-channel
+// layer does not compute 128 columns; limbs (up to two 8-bit limbs of x and of w): MI = 2, 64 x 128
+// tiles, three int32 accumulator sets t_s = sum_{ia+ib=s} P_ia,ib combined as
+// t0 + 256 t1 + 65536 t2 in int64, as the CPU's limb3 path. Each grid z-slice covers k_chunk of K
+// so that the int32 partials are exact (|P| <= 255 * 128 * k_chunk per set, twice that for t1):
+// 65,536 (8-bit) and 32,768 (limb) columns; with several slices every CTA adds its int64 T into a
+// workspace (split-K) and splitk_epilogue_kernel finishes.
 //
 // Shared-memory layouts (one pipeline stage; XOR swizzles make the fragment reads conflict-free):
 //  A: [limb][BM rows][64 bytes]: 16-byte chunk c of row r at chunk c ^ ((r >> 1) & 3); fragments by
 //     ldmatrix.x4 (8 rows x 16 bytes each = the m16n8k32 A fragment's four registers).
-//  B: [limb][16 k-groups][128 columns x 4 bytes]: chunk c of group row g at c ^ ((g & 3) << 1);
+//  B: [limb][16 k-groups][BN columns x 4 bytes]: chunk c of group row g at c ^ ((g & 3) << 1);
 //     fragments by 32-bit loads (lane: column gid, k-group tig: 32 distinct banks).
 //
 // Hopper: mma.sync runs at a fraction of sm_90's int8 rate; qgemm_wgmma.cuh is the sm_90a kernel.
@@ -35,31 +36,44 @@
 
 namespace dwq::cuda {
 
-constexpr int kThreads = 256;  // 8 warps: 2 (M) x 4 (N)
-constexpr int kBN = 128, kBK = 64, kWN = 32, kNI = 4;
+constexpr int kThreads = 256;  // 8 warps
+constexpr int kBK = 64, kWN = 32, kNI = 4;
 
-template <bool LIMB>
-struct MmaCfg;
-template <>
-struct MmaCfg<false> {
-  static constexpr int BM = 128, WM = 64, MI = 4, LXM = 1, LWM = 1, STAGES = 4, SETS = 1;
-};
-template <>
-struct MmaCfg<true> {
-  static constexpr int BM = 64, WM = 32, MI = 2, LXM = 2, LWM = 2, STAGES = 3, SETS = 3;
+template <bool LIMB_, int BN_ = 128>
+struct MmaCfg {
+  static constexpr bool LIMB = LIMB_;
+  static constexpr int BN = BN_, WARPS_N = BN / kWN, WARPS_M = 8 / WARPS_N;
+  static constexpr int MI = LIMB ? 2 : 4, WM = 16 * MI, BM = WM * WARPS_M;
+  static constexpr int LXM = LIMB ? 2 : 1, LWM = LXM, STAGES = LIMB ? 3 : 4, SETS = LIMB ? 3 : 1;
+  static constexpr int A_BYTES = LXM * BM * kBK, B_BYTES = LWM * kBK * BN;
+  static constexpr int SMEM = STAGES * (A_BYTES + B_BYTES);
+  // K per z-slice: the int32 partials' exactness bound (see the header comment).
+  static constexpr int64_t K_CHUNK = LIMB ? 32768 : 65536;
+  static_assert(WARPS_M * WARPS_N == 8 && BM % 64 == 0 && BN % 64 == 0, "8 warps over whole 64-row/column blocks");
 };
 
-template <bool LIMB>
-constexpr int mma_stage_a_bytes() { return MmaCfg<LIMB>::LXM * MmaCfg<LIMB>::BM * kBK; }
-template <bool LIMB>
-constexpr int mma_stage_b_bytes() { return MmaCfg<LIMB>::LWM * kBK * kBN; }
-template <bool LIMB>
-constexpr int mma_smem_bytes() {
-  return MmaCfg<LIMB>::STAGES * (mma_stage_a_bytes<LIMB>() + mma_stage_b_bytes<LIMB>());
+// The tile width of a product with N columns (limbs: 128).
+__host__ __device__ constexpr int mma_tile_n(bool limb, int64_t N) { return !limb && N <= 64 ? 64 : 128; }
+
+// Launch grid of qgemm_mma_kernel<Cfg, ...>: x the row tiles, y the column tiles, z the K slices;
+// false where it exceeds the launch limits.
+template <class Cfg>
+inline bool mma_grid(const MmaParams& p, dim3* grid) {
+  const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM, nt = (p.N + Cfg::BN - 1) / Cfg::BN;
+  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
+  if (mt > 0x7FFFFFFF || nt > 65535 || zt > 65535) return false;
+  *grid = dim3(static_cast<unsigned>(mt), static_cast<unsigned>(nt), static_cast<unsigned>(zt));
+  return true;
 }
-// K per z-slice: the int32 partials' exactness bound (see the header comment).
-template <bool LIMB>
-constexpr int64_t mma_k_chunk_of() { return LIMB ? 32768 : 65536; }
+
+// Runs Launch<Cfg, CONV>::run(p, stream) for the tile configuration of p (limbs: matrix mode only).
+template <template <class, bool> class Launch>
+cudaError_t mma_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
+  if (limb) return Launch<MmaCfg<true>, false>::run(p, stream);
+  if (mma_tile_n(false, p.N) == 64)
+    return conv ? Launch<MmaCfg<false, 64>, true>::run(p, stream) : Launch<MmaCfg<false, 64>, false>::run(p, stream);
+  return conv ? Launch<MmaCfg<false>, true>::run(p, stream) : Launch<MmaCfg<false>, false>::run(p, stream);
+}
 
 #ifndef DWQ_CUDA_EMU
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
@@ -79,17 +93,18 @@ __device__ __forceinline__ void mma_u8s8(int32_t (&d)[4], const uint32_t (&a)[4]
 }
 #endif  // DWQ_CUDA_EMU
 
-template <bool LIMB, bool CONV>
+template <class Cfg, bool CONV>
 __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ const MmaParams p) {
-  using Cfg = MmaCfg<LIMB>;
-  constexpr int BM = Cfg::BM, MI = Cfg::MI, LXM = Cfg::LXM, LWM = Cfg::LWM, STAGES = Cfg::STAGES;
-  constexpr int A_BYTES = mma_stage_a_bytes<LIMB>(), STAGE_BYTES = A_BYTES + mma_stage_b_bytes<LIMB>();
+  constexpr bool LIMB = Cfg::LIMB;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, MI = Cfg::MI, LXM = Cfg::LXM, LWM = Cfg::LWM, STAGES = Cfg::STAGES;
+  constexpr int A_BYTES = Cfg::A_BYTES, STAGE_BYTES = A_BYTES + Cfg::B_BYTES;
   constexpr int AR = BM / 64;  // A chunks per thread per limb and stage (BM rows x 4 chunks / 256)
+  constexpr int BR = BN / 64;  // B chunks per thread per limb and stage (16 k-groups x BN / 4 / 256)
   DWQ_DYNAMIC_SMEM(smem);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int wm = warp >> 2, wn = warp & 3, gid = lane >> 2, tig = lane & 3;
-  const int64_t m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * kBN;
+  const int wm = warp / Cfg::WARPS_N, wn = warp % Cfg::WARPS_N, gid = lane >> 2, tig = lane & 3;
+  const int64_t m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * BN;
   const int64_t kbeg = int64_t(blockIdx.z) * p.k_chunk;
   const int64_t kend = p.K < kbeg + p.k_chunk ? p.K : kbeg + p.k_chunk;
   const int nk = static_cast<int>((kend - kbeg + kBK - 1) / kBK);
@@ -118,20 +133,20 @@ __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ c
       }
     }
     ar.advance(p, kBK);
-    // B: 16 k-groups x 128 columns = 512 chunks per limb, 2 per thread
+    // B: 16 k-groups x BN / 4 chunks per limb
     const int64_t g0 = (kbeg + int64_t(kt) * kBK) / 4;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < BR; ++i) {
       const int id = tid + i * kThreads;
-      const int g = id >> 5, c = id & 31;
+      const int g = id / (BN / 4), c = id % (BN / 4);
       const int64_t G = g0 + g, NB = n0 / 64 + (c >> 4);
       const bool ok = G < ngroups && NB < nblocks;
-      const int off = g * (kBN * 4) + ((c ^ ((g & 3) << 1)) << 4);
+      const int off = g * (BN * 4) + ((c ^ ((g & 3) << 1)) << 4);
 #pragma unroll
       for (int ib = 0; ib < LWM; ++ib) {
         if (ib >= lw) break;
         const int8_t* src = p.b + ib * p.Npad * p.Kp + NB * 64 * p.Kp + G * 256 + (c & 15) * 16;
-        cp_async16(Bs + ib * kBK * kBN + off, ok ? static_cast<const void*>(src) : static_cast<const void*>(p.b),
+        cp_async16(Bs + ib * kBK * BN + off, ok ? static_cast<const void*>(src) : static_cast<const void*>(p.b),
                    ok ? 16 : 0);
       }
     }
@@ -188,7 +203,7 @@ __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ c
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
             const int g = kk * 8 + r * 4 + tig;
-            bf[ib][ni][r] = *reinterpret_cast<const uint32_t*>(Bs + ib * kBK * kBN + g * (kBN * 4) +
+            bf[ib][ni][r] = *reinterpret_cast<const uint32_t*>(Bs + ib * kBK * BN + g * (BN * 4) +
                                                                ((cc ^ (tig << 1)) << 4) + (col & 3) * 4);
           }
         }

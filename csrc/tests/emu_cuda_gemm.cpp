@@ -228,19 +228,21 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
 }
 
 // ---------------------------------------------------------------- mma.sync
+// The launcher's choice (mma_dispatch) without its CUDA launch.
+template <class Cfg, bool CONV>
+struct EmuLaunchMma {
+  static cudaError_t run(const cuda::MmaParams& p, cudaStream_t) {
+    dim3 grid;
+    CHECK(cuda::mma_grid<Cfg>(p, &grid), "grid");
+    cuda_emu::launch_smem(grid, dim3(cuda::kThreads), Cfg::SMEM, cuda::qgemm_mma_kernel<Cfg, CONV>, p);
+    return cudaSuccess;
+  }
+};
+
 static void run_mma(const Case& c, int kind, int64_t k_chunk) {
   const bool limb = c.xb > 8 || c.wb > 8;
   run_case(c, kind, k_chunk, limb ? "mma limb" : (c.conv ? "mma conv" : "mma 8-bit"), [&](const cuda::MmaParams& p) {
-    const int bm = limb ? cuda::MmaCfg<true>::BM : cuda::MmaCfg<false>::BM;
-    const dim3 grid(static_cast<unsigned>((p.M + bm - 1) / bm), static_cast<unsigned>((p.N + cuda::kBN - 1) / cuda::kBN),
-                    static_cast<unsigned>((p.K + p.k_chunk - 1) / p.k_chunk));
-    const dim3 block(cuda::kThreads);
-    if (limb)
-      cuda_emu::launch_smem(grid, block, cuda::mma_smem_bytes<true>(), cuda::qgemm_mma_kernel<true, false>, p);
-    else if (c.conv)
-      cuda_emu::launch_smem(grid, block, cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, true>, p);
-    else
-      cuda_emu::launch_smem(grid, block, cuda::mma_smem_bytes<false>(), cuda::qgemm_mma_kernel<false, false>, p);
+    cuda::mma_dispatch<EmuLaunchMma>(p, limb, c.conv, nullptr);
   });
 }
 
@@ -317,8 +319,12 @@ static void run_wgmma_tma(const Case& c, int kind, int64_t k_chunk) {
 
 int main() {
   const int64_t big = int64_t{1} << 20;
-  // mma.sync: tile edges (128 x 128 / 64 x 128, 64-deep stages), limbs, split-K, conv
+  // mma.sync: tile edges (128 x 128 / 256 x 64 / 64 x 128, 64-deep stages), limbs, split-K, conv
   run_mma(make_case(130, 70, 200, 8, 8, false), cuda::kOutAccI64, big);
+  run_mma(make_case(300, 64, 200, 8, 8, true), cuda::kOutF32, big);
+  run_mma(make_case(257, 40, 130, 4, 8, false), cuda::kOutAccI64, 64);
+  run_mma(make_conv(2, 64, 9, 9, 3, 1, 64), cuda::kOutAccI64, big);
+  run_mma(make_conv(1, 32, 6, 6, 1, 2, 33), cuda::kOutF32, big);
   run_mma(make_case(129, 129, 65, 4, 2, true), cuda::kOutF32, big);
   run_mma(make_case(40, 20, 300, 8, 8, false), cuda::kOutAccI64, 64);  // 5 z-slices
   run_mma(make_case(65, 130, 100, 16, 8, false), cuda::kOutAccI64, big);
