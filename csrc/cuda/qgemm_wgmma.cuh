@@ -97,12 +97,19 @@ cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t s
   }
 }
 
-// Launch grid of the wgmma-tiled kernels: x walks the output tiles (tile_of), z the K slices; false
-// where it exceeds the launch limits.
+// Output tiles (tile_of) and K slices of a product on Cfg's tiles.
+template <class Cfg>
+__host__ __device__ __forceinline__ void wg_work(const MmaParams& p, int64_t* tiles, int64_t* slices) {
+  *tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
+  *slices = (p.K + p.k_chunk - 1) / p.k_chunk;
+}
+
+// Launch grid of the wgmma kernel: x walks the output tiles (tile_of), z the K slices; false where
+// it exceeds the launch limits.
 template <class Cfg>
 inline bool wg_grid(const MmaParams& p, dim3* grid) {
-  const int64_t tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
-  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
+  int64_t tiles, zt;
+  wg_work<Cfg>(p, &tiles, &zt);
   if (tiles > 0x7FFFFFFF || zt > 65535) return false;
   *grid = dim3(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(zt));
   return true;
@@ -267,9 +274,9 @@ __device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgAcc<Cfg>& acc,
   }
 }
 
-// The K range [*kbeg, *kend) of this CTA's z-slice, in nk stages of kWgBK.
-__device__ __forceinline__ int wg_k_range(const MmaParams& p, int64_t* kbeg, int64_t* kend) {
-  *kbeg = int64_t(blockIdx.z) * p.k_chunk;
+// The K range [*kbeg, *kend) of z-slice z, in nk stages of kWgBK.
+__device__ __forceinline__ int wg_k_range(const MmaParams& p, int64_t z, int64_t* kbeg, int64_t* kend) {
+  *kbeg = z * p.k_chunk;
   *kend = p.K < *kbeg + p.k_chunk ? p.K : *kbeg + p.k_chunk;
   return static_cast<int>((*kend - *kbeg + kWgBK - 1) / kWgBK);
 }
@@ -295,7 +302,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
   tile_of(blockIdx.x, (p.M + BM - 1) / BM, (p.N + BN - 1) / BN, &mt, &nt);
   const int64_t m0 = mt * BM, n0 = nt * BN;
   int64_t kbeg, kend;
-  const int nk = wg_k_range(p, &kbeg, &kend);
+  const int nk = wg_k_range(p, blockIdx.z, &kbeg, &kend);
   const int ac = tid & 7, r0 = tid >> 3;
 
   ARows<AR, CONV> ar(p, m0 + r0, RSTEP, kbeg + ac * 16);  // this thread's A rows and tap walk

@@ -33,14 +33,23 @@ bool byte_map(CUtensorMap* map, const void* base, const TmaBox& g) {
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// SMs of the current device: the persistent grid's size (one CTA per SM fits the shared memory).
+int sm_count() {
+  static int counts[64] = {0};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return 1;
+  int& n = counts[device & 63];
+  if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n = 1;
+  return n;
+}
+
 template <class Cfg, bool CONV>
 struct Launch {
   static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
     CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
     if ((!CONV && !byte_map(&ma, p.a, a_box<Cfg>(p))) || !byte_map(&mb, p.b, b_box<Cfg>(p)))
       return cudaErrorInvalidValue;
-    dim3 grid;
-    if (!wg_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    const dim3 grid = wg_persistent_grid<Cfg>(p, sm_count());
     auto kernel = qgemm_wgmma_tma_kernel<Cfg, CONV>;
     cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
     if (err != cudaSuccess) return err;

@@ -12,6 +12,10 @@
 // zeros), so the 128 producer threads copy the A rows by cp.async (ARows, as the wgmma kernel does)
 // and arrive on full[s] once their copies of stage s landed, kTmaLag stages behind the newest; the
 // weights still come by TMA.
+// Persistent: a grid of at most one CTA per SM walks the work items (output tile, K slice) with a
+// stride of gridDim.x, and the stage ring and its barrier phases run on across items, so the
+// producer loads the next item's first stages while the consumers still run the last MMAs and the
+// epilogue of the current one (the epilogue writes from registers; no shared memory).
 // COMPILED, NOT YET RUN ON A GPU when written; selected by DWQ_CUDA_GEMM=wgmma_tma.
 #pragma once
 #include <cuda.h>  // CUtensorMap (the type only: no driver library is linked)
@@ -24,10 +28,10 @@ namespace dwq::cuda {
 
 // Registers per thread after the split (8-bit tiles, 384 threads: 168 each by default): the
 // consumers' 128 accumulators want more, a TMA producer needs few, a cp.async producer (conv) holds
-// its rows' tap state; each pair fits the 64 K register file (256 x 232 + 128 x 40, 256 x 208 + 128 x 88).
+// its rows' tap state; each pair fits the 64 K register file (256 x 232 + 128 x 40, 256 x 200 + 128 x 104).
 template <bool CONV>
 struct TmaRegs {
-  static constexpr int PRODUCER = CONV ? 88 : 40, CONSUMER = CONV ? 208 : 232;
+  static constexpr int PRODUCER = CONV ? 104 : 40, CONSUMER = CONV ? 200 : 232;
 };
 // Conv producer: stages in flight per thread before it waits for the oldest and signals it.
 constexpr int kTmaLag = 2;
@@ -53,6 +57,15 @@ TmaBox a_box(const MmaParams& p) {
 template <class Cfg>
 TmaBox b_box(const MmaParams& p) {
   return byte_box(p.K, p.N, Cfg::LW, p.ldb, p.b_plane, Cfg::BN);
+}
+
+// Persistent launch grid: the work items (output tiles x K slices), at most max_ctas CTAs.
+template <class Cfg>
+inline dim3 wg_persistent_grid(const MmaParams& p, int max_ctas) {
+  int64_t tiles, slices;
+  wg_work<Cfg>(p, &tiles, &slices);
+  const int64_t items = tiles * slices;
+  return dim3(static_cast<unsigned>(items < max_ctas ? items : max_ctas));
 }
 
 #if DWQ_SM90A && !defined(DWQ_CUDA_EMU)  // (the C++ tests' emulation: csrc/tests/cuda_emu_ptx.h)
@@ -128,11 +141,16 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
   uint8_t* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
 
   const int tid = threadIdx.x;
-  int64_t mt, nt;
-  tile_of(blockIdx.x, (p.M + BM - 1) / BM, (p.N + BN - 1) / BN, &mt, &nt);
-  const int64_t m0 = mt * BM, n0 = nt * BN;
-  int64_t kbeg, kend;
-  const int nk = wg_k_range(p, &kbeg, &kend);
+  int64_t tiles, slices;
+  wg_work<Cfg>(p, &tiles, &slices);
+  const int64_t items = tiles * slices, num_m = (p.M + BM - 1) / BM, num_n = (p.N + BN - 1) / BN;
+  // Work item w: K slice w / tiles of output tile w % tiles.
+  auto item = [&](int64_t w, int64_t* m0, int64_t* n0, int64_t* kbeg, int64_t* kend) {
+    int64_t mt, nt;
+    tile_of(w % tiles, num_m, num_n, &mt, &nt);
+    *m0 = mt * BM, *n0 = nt * BN;
+    return wg_k_range(p, w / tiles, kbeg, kend);
+  };
   if (tid == CONSUMERS) {
     if (!CONV) tma_prefetch_map(&map_a);
     tma_prefetch_map(&map_b);
@@ -147,74 +165,87 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
   }
   __syncthreads();
 
+  // Stage `it` of the CTA's run (over all its items) is buffer it % kWgStages in phase it / kWgStages.
   if (tid >= CONSUMERS) {  // producer warpgroup
     if constexpr (!Cfg::LIMB) regs_dec<Regs::PRODUCER>();
     const int pt = tid - CONSUMERS;
-    if constexpr (CONV) {
-      // A by cp.async from all 128 threads: 16-byte chunk pt & 7 of rows pt / 8 + 16 i.
-      constexpr int AR = BM / 16;
-      const int ac = pt & 7, r0 = pt >> 3;
-      ARows<AR, true> ar(p, m0 + r0, 16, kbeg + ac * 16);
-      for (int kt = 0; kt < nk; ++kt) {
-        const int s = kt % kWgStages;
-        mbar_wait(&empty[s], ((kt / kWgStages) & 1) ^ 1);
-        uint8_t* As = smem + s * STAGE_BYTES;
-        const int64_t kst = kbeg + int64_t(kt) * kWgBK, k = kst + ac * 16, left = kend - k;
-        const int nbytes = left <= 0 ? 0 : (left < 16 ? static_cast<int>(left) : 16);
+    if (!CONV && pt != 0) return;  // matrix: one thread issues every copy
+    uint32_t it = 0;
+    for (int64_t w = blockIdx.x; w < items; w += gridDim.x) {
+      int64_t m0, n0, kbeg, kend;
+      const int nk = item(w, &m0, &n0, &kbeg, &kend);
+      if constexpr (CONV) {
+        // A by cp.async from all 128 threads: 16-byte chunk pt & 7 of rows pt / 8 + 16 i.
+        constexpr int AR = BM / 16;
+        const int ac = pt & 7, r0 = pt >> 3;
+        ARows<AR, true> ar(p, m0 + r0, 16, kbeg + ac * 16);
+        for (int kt = 0; kt < nk; ++kt, ++it) {
+          const int s = it % kWgStages;
+          mbar_wait(&empty[s], ((it / kWgStages) & 1) ^ 1);
+          uint8_t* As = smem + s * STAGE_BYTES;
+          const int64_t kst = kbeg + int64_t(kt) * kWgBK, k = kst + ac * 16, left = kend - k;
+          const int nbytes = left <= 0 ? 0 : (left < 16 ? static_cast<int>(left) : 16);
 #pragma unroll
-        for (int i = 0; i < AR; ++i) ar.copy(p, i, 0, k, nbytes, As + sw128(r0 + i * 16, ac));
-        ar.advance(p, kWgBK);
-        cp_async_commit();
-        if (pt == 0) {
-          mbar_expect_tx(&full[s], Cfg::B_BYTES);
-          tma_load_3d(As + A_BYTES, &map_b, static_cast<int>(kst), static_cast<int>(n0), 0, &full[s]);
+          for (int i = 0; i < AR; ++i) ar.copy(p, i, 0, k, nbytes, As + sw128(r0 + i * 16, ac));
+          ar.advance(p, kWgBK);
+          cp_async_commit();
+          if (pt == 0) {
+            mbar_expect_tx(&full[s], Cfg::B_BYTES);
+            tma_load_3d(As + A_BYTES, &map_b, static_cast<int>(kst), static_cast<int>(n0), 0, &full[s]);
+          }
+          if (kt >= kTmaLag) {  // this thread's copies of stage it - kTmaLag landed: hand them over
+            cp_async_wait<kTmaLag>();
+            fence_proxy_async();
+            mbar_arrive(&full[(it - kTmaLag) % kWgStages]);
+          }
         }
-        if (kt >= kTmaLag) {  // this thread's copies of stage kt - kTmaLag landed: hand them over
-          cp_async_wait<kTmaLag>();
-          fence_proxy_async();
-          mbar_arrive(&full[(kt - kTmaLag) % kWgStages]);
+        cp_async_wait<0>();  // the item's last stages (the next item's tap walk starts afresh)
+        fence_proxy_async();
+        for (uint32_t j = it - (nk < kTmaLag ? nk : kTmaLag); j < it; ++j) mbar_arrive(&full[j % kWgStages]);
+      } else {
+        for (int kt = 0; kt < nk; ++kt, ++it) {
+          const int s = it % kWgStages;
+          mbar_wait(&empty[s], ((it / kWgStages) & 1) ^ 1);  // the consumers released its last use
+          uint8_t* As = smem + s * STAGE_BYTES;
+          uint8_t* Bs = As + A_BYTES;
+          const int k = static_cast<int>(kbeg + int64_t(kt) * kWgBK);
+          mbar_arrive_expect_tx(&full[s], STAGE_BYTES);
+          const int mrow = static_cast<int>(m0), ncol = static_cast<int>(n0);
+#pragma unroll
+          for (int ia = 0; ia < LX; ++ia) tma_load_3d(As + ia * BM * kWgBK, &map_a, k, mrow, ia, &full[s]);
+#pragma unroll
+          for (int ib = 0; ib < LW; ++ib) tma_load_3d(Bs + ib * BN * kWgBK, &map_b, k, ncol, ib, &full[s]);
         }
-      }
-      cp_async_wait<0>();
-      fence_proxy_async();
-      for (int kt = nk > kTmaLag ? nk - kTmaLag : 0; kt < nk; ++kt) mbar_arrive(&full[kt % kWgStages]);
-    } else if (pt == 0) {  // matrix: one thread issues every copy, the others leave
-      for (int kt = 0; kt < nk; ++kt) {
-        const int s = kt % kWgStages;
-        mbar_wait(&empty[s], ((kt / kWgStages) & 1) ^ 1);  // the consumers released its last use
-        uint8_t* As = smem + s * STAGE_BYTES;
-        uint8_t* Bs = As + A_BYTES;
-        const int k = static_cast<int>(kbeg + int64_t(kt) * kWgBK);
-        mbar_arrive_expect_tx(&full[s], STAGE_BYTES);
-        const int mrow = static_cast<int>(m0), ncol = static_cast<int>(n0);
-#pragma unroll
-        for (int ia = 0; ia < LX; ++ia) tma_load_3d(As + ia * BM * kWgBK, &map_a, k, mrow, ia, &full[s]);
-#pragma unroll
-        for (int ib = 0; ib < LW; ++ib) tma_load_3d(Bs + ib * BN * kWgBK, &map_b, k, ncol, ib, &full[s]);
       }
     }
     return;
   }
   if constexpr (!Cfg::LIMB) regs_inc<Regs::CONSUMER>();
 
-  WgAcc<Cfg> acc;
-#pragma unroll
-  for (int s = 0; s < Cfg::SETS; ++s)
-#pragma unroll
-    for (int h = 0; h < Cfg::HALVES; ++h)
-#pragma unroll
-      for (int j = 0; j < Cfg::ACC; ++j) acc[s][h][j] = 0;
-
   const int wg = tid >> 7;
-  for (int kt = 0; kt < nk; ++kt) {
-    const int s = kt % kWgStages;
-    mbar_wait(&full[s], (kt / kWgStages) & 1);
-    const uint8_t* stage = smem + s * STAGE_BYTES;
-    wg_mma_stage<Cfg>(acc, stage + wg * 64 * kWgBK, stage + A_BYTES);
-    // wg_mma_stage waited until only this stage's MMAs are in flight: the previous one is free.
-    if (kt > 0) mbar_arrive(&empty[(kt - 1) % kWgStages]);
+  uint32_t it = 0;
+  for (int64_t w = blockIdx.x; w < items; w += gridDim.x) {
+    int64_t m0, n0, kbeg, kend;
+    const int nk = item(w, &m0, &n0, &kbeg, &kend);
+    WgAcc<Cfg> acc;
+#pragma unroll
+    for (int s = 0; s < Cfg::SETS; ++s)
+#pragma unroll
+      for (int h = 0; h < Cfg::HALVES; ++h)
+#pragma unroll
+        for (int j = 0; j < Cfg::ACC; ++j) acc[s][h][j] = 0;
+    for (int kt = 0; kt < nk; ++kt, ++it) {
+      const int s = it % kWgStages;
+      mbar_wait(&full[s], (it / kWgStages) & 1);
+      const uint8_t* stage = smem + s * STAGE_BYTES;
+      wg_mma_stage<Cfg>(acc, stage + wg * 64 * kWgBK, stage + A_BYTES);
+      // wg_mma_stage waited until only this stage's MMAs are in flight: the previous one is free.
+      if (kt > 0) mbar_arrive(&empty[(it - 1) % kWgStages]);
+    }
+    wgmma_wait<0>();  // the item's last stage is free too: the producer refills it during the epilogue
+    mbar_arrive(&empty[(it - 1) % kWgStages]);
+    wg_epilogue<Cfg>(p, acc, m0, n0, tid);
   }
-  wg_epilogue<Cfg>(p, acc, m0, n0, tid);
 #else
   (void)p;
   (void)map_a;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "cuda_emu.h"
 
@@ -199,11 +200,17 @@ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
 }
 inline void mbar_arrive(uint64_t* bar) {
   cuda_emu::Block& b = *cuda_emu::tl_block;
-  std::lock_guard<std::mutex> lk(b.mu);
-  cuda_emu::Block::Mbar& m = cuda_emu::mbar_of(b, bar);
-  if (m.pending == 0) cuda_emu::violations.fetch_add(1);  // more arrivals than the count
-  --m.pending;
-  cuda_emu::mbar_settle(b, m);
+  {
+    std::lock_guard<std::mutex> lk(b.mu);
+    cuda_emu::Block::Mbar& m = cuda_emu::mbar_of(b, bar);
+    if (m.pending == 0) cuda_emu::violations.fetch_add(1);  // more arrivals than the count
+    --m.pending;
+    cuda_emu::mbar_settle(b, m);
+  }
+  // An arrival that releases a buffer while this thread's wgmma ops are in flight: give the threads
+  // it wakes time to refill it before those ops are waited for, so that an op still reading the
+  // buffer sees the refill (a violation) instead of the race being won by this thread every time.
+  if (!cuda_emu::tl_wgmma_in_flight.empty()) std::this_thread::sleep_for(std::chrono::microseconds(500));
 }
 inline void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
   cuda_emu::Block& b = *cuda_emu::tl_block;

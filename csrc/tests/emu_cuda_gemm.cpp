@@ -301,8 +301,8 @@ struct EmuLaunchTma {
     // the launcher's tensor-map geometry (a_box / b_box), encoded for the emulation
     const CUtensorMap ma = CONV ? CUtensorMap{} : cuda_emu::encode_map(p.a, cuda::a_box<Cfg>(p));
     const CUtensorMap mb = cuda_emu::encode_map(p.b, cuda::b_box<Cfg>(p));
-    dim3 grid;
-    CHECK(cuda::wg_grid<Cfg>(p, &grid), "grid");
+    // a persistent grid of 2 CTAs, so that a CTA runs several work items through one stage ring
+    const dim3 grid = cuda::wg_persistent_grid<Cfg>(p, 2);
     cuda_emu::launch_smem(grid, dim3(Cfg::THREADS + 128), Cfg::SMEM, cuda::qgemm_wgmma_tma_kernel<Cfg, CONV>, p, ma, mb);
     return cudaSuccess;
   }
@@ -361,6 +361,11 @@ int main() {
   run_wgmma_tma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
   run_wgmma_tma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
   run_wgmma_tma(make_conv(2, 64, 5, 5, 3, 1, 96), cuda::kOutAccI64, big);  // 576 = 4.5 stages
+  // several work items per CTA (persistent): 1, 2 and 3-5 stages per item, tiles and K slices
+  run_wgmma_tma(make_case(520, 200, 300, 8, 8, true), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_conv(2, 16, 13, 13, 3, 1, 72), cuda::kOutF32, big);
+  run_wgmma_tma(make_conv(3, 16, 9, 9, 1, 1, 20), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_conv(1, 64, 12, 12, 3, 1, 64), cuda::kOutAccI64, 256);
   // DWQ_EMU_SWEEP=n: n more random shapes per kernel (matrix: any widths; conv: 8-bit, C % 16 == 0)
   const char* sweep = std::getenv("DWQ_EMU_SWEEP");
   for (int i = 0, n = sweep ? std::atoi(sweep) : 0; i < n; ++i) {
