@@ -4,6 +4,7 @@
 // bindings (qgemm.cu) so that the translation units compile in parallel.
 #include <algorithm>
 
+#include "cuda/launch_smem.cuh"
 #include "cuda/qgemm_dp4a.cuh"
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_mma.cuh"
@@ -18,12 +19,7 @@ struct Launch {
   static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
     dim3 grid;
     if (!mma_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
-    auto kernel = qgemm_mma_kernel<Cfg, CONV>;
-    // Above 48 KiB of dynamic shared memory needs an opt-in (per device; cheap to repeat).
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
-    if (err != cudaSuccess) return err;
-    kernel<<<grid, kThreads, Cfg::SMEM, stream>>>(p);
-    return cudaGetLastError();
+    return launch_smem(qgemm_mma_kernel<Cfg, CONV>, grid, kThreads, Cfg::SMEM, stream, p);
   }
 };
 

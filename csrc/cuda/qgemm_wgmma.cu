@@ -3,6 +3,7 @@
 // qgemm_mma.cu.
 #include <algorithm>
 
+#include "cuda/launch_smem.cuh"
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_repack.cuh"
 #include "cuda/qgemm_wgmma.cuh"
@@ -15,11 +16,7 @@ struct Launch {
   static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
     dim3 grid;
     if (!wg_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
-    auto kernel = qgemm_wgmma_kernel<Cfg, CONV>;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
-    if (err != cudaSuccess) return err;
-    kernel<<<grid, Cfg::THREADS, Cfg::SMEM, stream>>>(p);
-    return cudaGetLastError();
+    return launch_smem(qgemm_wgmma_kernel<Cfg, CONV>, grid, Cfg::THREADS, Cfg::SMEM, stream, p);
   }
 };
 

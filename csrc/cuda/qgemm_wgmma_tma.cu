@@ -3,6 +3,7 @@
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
 #include "cuda/align.h"
+#include "cuda/launch_smem.cuh"
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_wgmma_tma.cuh"
 
@@ -50,11 +51,7 @@ struct Launch {
     if ((!CONV && !byte_map(&ma, p.a, a_box<Cfg>(p))) || !byte_map(&mb, p.b, b_box<Cfg>(p)))
       return cudaErrorInvalidValue;
     const dim3 grid = wg_persistent_grid<Cfg>(p, sm_count());
-    auto kernel = qgemm_wgmma_tma_kernel<Cfg, CONV>;
-    cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::SMEM);
-    if (err != cudaSuccess) return err;
-    kernel<<<grid, Cfg::THREADS + 128, Cfg::SMEM, stream>>>(p, ma, mb);
-    return cudaGetLastError();
+    return launch_smem(qgemm_wgmma_tma_kernel<Cfg, CONV>, grid, Cfg::THREADS + 128, Cfg::SMEM, stream, p, ma, mb);
   }
 };
 
