@@ -84,6 +84,13 @@ def bad_op_cases(dev):
         ("x_scale inf", lin(sx=sx * float("inf")), "x_scale must be finite and > 0, got inf"),
         ("x_scale zero", lin(sx=sx * 0), "x_scale must be finite and > 0, got 0"),
         ("x_scale length", lin(sx=sx.repeat(2)), "x_scale must have 1 element"),
+        # no rows to compute: the arguments are still checked
+        ("empty x, x_scale zero", lin(x=x[:0], sx=sx * 0), "x_scale must be finite and > 0, got 0"),
+        ("empty x, zx range", lambda: ops.qgemm_acc(x[:0], torch.tensor([300], dtype=i32, device=dev), 8, wp),
+         "x_zero_point = 300 is not a code"),
+        ("empty x, packed garbage", lambda: ops.qgemm_acc(x[:0], zx, 8, torch.zeros_like(wp)), "bad header"),
+        ("empty conv batch, packed garbage",
+         lambda: ops.qconv2d_acc(xc[:0], zx, 8, torch.zeros_like(wc), [1, 1], [1, 1], [0, 0]), "bad header"),
         ("affine length", lin(a=torch.ones(4, device=dev)), "affine_scale must have shape \\[9\\]"),
         ("bias nan", lin(bias=torch.full((9,), nan, device=dev)), "affine_bias\\[0\\] must be finite"),
         ("out half", lin(so=sx), "both out_scale and out_zero_point"),

@@ -161,6 +161,21 @@ def test_kernels_registered():
     assert has_kernel("fake_quantize", "cpu")
 
 
+def test_wrapper_takes_the_reference_where_no_kernel_serves(monkeypatch):
+    """A build without a kernel for the device (a C++-only dwq._C on a GPU machine) runs the
+    pure-PyTorch reference instead of failing in the dispatcher; its NaN error is the reference's."""
+    from dwq.ops import _lib
+
+    x = torch.randn(4, 6)
+    s, z = choose_qparams(x.min().reshape(1), x.max().reshape(1), 5)
+    want = fake_quantize(x, s, z, 5)[0]
+    monkeypatch.setitem(_lib._KERNELS, ("fake_quantize", "cpu"), False)
+    assert torch.equal(fake_quantize(x, s, z, 5)[0], want)
+    x[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN has no quantized code"):
+        fake_quantize(x, s, z, 5)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

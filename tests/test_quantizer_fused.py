@@ -36,6 +36,23 @@ def test_fake_impls_give_the_kernels_shapes():
         assert out.shape == w.shape and out.is_contiguous()
 
 
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_act_qparams_of_an_empty_x(device):
+    """Train mode has no range to take from an empty batch (a clear error on every device, before any
+    kernel: on CUDA the kernel's NaN range would be a device assert); eval mode with a tracked range
+    does not need one."""
+    rmin, rmax = torch.zeros(3, device=device), torch.zeros(3, device=device)
+    init = torch.zeros(3, dtype=torch.bool, device=device)
+    empty = torch.empty(0, 8, device=device)
+    with pytest.raises(RuntimeError, match=r"x is empty, got shape \[0, 8\]"):
+        torch.ops.dwq.act_qparams(empty, rmin, rmax, init, 1, 2, 4, 0.1, True)
+    assert not init.any() and not rmax.any()  # nothing was updated
+    rmax[1], init[1] = 3.0, True
+    s, z = torch.ops.dwq.act_qparams(empty, rmin, rmax, init, 1, 2, 4, 0.1, False)
+    assert s.item() == pytest.approx(3.0 / 15) and z.item() == 0
+
+
 def _act_reference(q, x, bits, precision):
     """The pure-PyTorch path of ActQuantizer (what runs off CUDA), made to run on CUDA too."""
     avail = fused.available

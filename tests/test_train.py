@@ -12,7 +12,7 @@ import dwq
 from dwq.data import load_mnist5k
 from dwq.models import small_cnn
 from dwq.train import TrainConfig, Trainer, load_checkpoint
-from dwq.train.loop import lr_lambda
+from dwq.train.loop import epoch_batches, lr_lambda
 
 SET = [2, 3, 4, 6, 8]
 
@@ -182,6 +182,17 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
         assert torch.equal(r0[k], r1[k]), k  # ranks stay in sync
         torch.testing.assert_close(r0[k], v, rtol=1e-5, atol=1e-6)
     assert os.path.isfile(tmp_path / "ddp" / "last.pt")  # rank 0 writes
+
+
+def test_epoch_batches_leave_out_a_last_batch_smaller_than_the_world():
+    """9 samples in batches of 4 over 2 ranks: the last batch (1 sample) would leave rank 1 an empty
+    share, so both ranks leave it out; a single process keeps it; the ranks split every batch."""
+    one = epoch_batches(9, 4, seed=3, epoch=1)
+    r0, r1 = (epoch_batches(9, 4, seed=3, epoch=1, rank=r, world=2) for r in (0, 1))
+    assert [len(b) for b in one] == [4, 4, 1]
+    assert len(r0) == len(r1) == 2 and all(len(b) == 2 for b in r0 + r1)
+    assert [sorted(a + b) for a, b in zip(r0, r1)] == [sorted(b) for b in one[:2]]
+    assert [len(b) for b in epoch_batches(10, 4, seed=3, epoch=1, rank=1, world=2)] == [2, 2, 1]
 
 
 def test_epoch_metrics_are_read_once_per_epoch(tmp_path):

@@ -310,7 +310,6 @@ void check_index_range(const char* op, int64_t M, int64_t N, int64_t K) {
 void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, Act a, const CudaWeight& w,
                 const Epi& e, at::Tensor& out) {
   const int64_t M = a.ap.M, K = a.ap.K, N = w.L.N;
-  if (M == 0) return;
   auto stream = c10::cuda::getCurrentCUDAStream();
   const at::TensorOptions opt = x.options();
   const bool checks = value_checks();
@@ -334,9 +333,30 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     cuda::check_params_kernel<<<blocks_for(N, 256, 1024), 256, 0, stream>>>(pc, st);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
+  const int8_t* blob = w.blob.data_ptr<int8_t>();
+  const int lx = cpu::limbs_for_bits(a.bits), lw = w.L.limbs;
+  // The value checks: one read-back of the status and the blob's header; the CPU op's errors.
+  auto finish_checks = [&] {
+    C10_CUDA_CHECK(cudaMemcpyAsync(st + cuda::kStHeader, blob, cpu::kHeaderBytes, cudaMemcpyDeviceToDevice, stream));
+    const std::vector<int32_t> s = read_status(status);
+    check_header(op, reinterpret_cast<const int8_t*>(s.data() + cuda::kStHeader), w.blob.numel(), N, w.need, lw);
+    const int flags = s[cuda::kStParamFlags];
+    if (flags & cuda::kBadXZp) qg_zp1_value(op, "x_zero_point", x_zero_point, a.bits);
+    if (flags & cuda::kBadXScale) qg_scale1_value(op, "x_scale", *e.x_scale);
+    if (flags & cuda::kBadWScale) qg_vec_values(op, "w_scale", *e.w_scale, true);
+    if (flags & cuda::kBadAffScale) qg_vec_values(op, "affine_scale", *e.aff_scale, false);
+    if (flags & cuda::kBadAffBias) qg_vec_values(op, "affine_bias", *e.aff_bias, false);
+    if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", *e.out_scale);
+    if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", *e.out_zp, e.out_bits);
+    TORCH_CHECK(s[cuda::kStBadCodes] == 0, "dwq.", op, ": x_codes holds value(s) outside 0..",
+                (int64_t{1} << a.bits) - 1, " (not codes of x_bits = ", a.bits, ")");
+  };
+  if (M == 0) {  // nothing to compute, but the same errors as the CPU op for the arguments
+    if (checks) finish_checks();
+    return;
+  }
 
   // ---- activation operand: row sums, range check, and the A planes the MMA kernel reads
-  const int lx = cpu::limbs_for_bits(a.bits), lw = w.L.limbs;
   const bool limb = lx == 2 || lw == 2;
   ActParams& ap = a.ap;
   ap.x_zp = zx.data_ptr<int32_t>();
@@ -404,7 +424,6 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   }
 
   // ---- weights and epilogue
-  const int8_t* blob = w.blob.data_ptr<int8_t>();
   mp.b = blob + w.L.data_off;
   mp.Kp = w.L.Kp;
   mp.Npad = w.L.Npad;
@@ -445,35 +464,26 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     ep.ws = ws.data_ptr<int64_t>();
     ep.kind = cuda::kOutPartialT;
   }
-  if (engine == cuda::Engine::kDp4a)
+  if (engine == cuda::Engine::kDp4a) {
     check_launch(op, cuda::launch_qgemm_dp4a(mp, limb, stream));
-  else if (engine == cuda::Engine::kMma)
+  } else if (engine == cuda::Engine::kMma) {
     check_launch(op, cuda::launch_qgemm_mma(mp, limb, conv, stream));
-  else if (engine == cuda::Engine::kWgmmaTma && cuda::wgmma_tma_fits(mp, conv))
-    check_launch(op, cuda::launch_qgemm_wgmma_tma(mp, limb, conv, stream));
-  else
+  } else if (engine == cuda::Engine::kWgmmaTma && cuda::wgmma_tma_fits(mp, conv)) {
+    const cudaError_t err = cuda::launch_qgemm_wgmma_tma(mp, limb, conv, stream);
+    TORCH_CHECK(err == cudaSuccess, "dwq.", op, ": DWQ_CUDA_GEMM = 'wgmma_tma' failed to launch (M = ", M,
+                ", N = ", N, ", K = ", K, "): ", cudaGetErrorString(err),
+                err == cudaErrorInvalidValue ? " (no cuTensorMapEncodeTiled, or the driver rejected a tensor map)" : "",
+                "; 'wgmma' runs the same tiles without TMA");
+  } else {
     check_launch(op, cuda::launch_qgemm_wgmma(mp, limb, conv, stream));
+  }
   if (split) {
     EpiParams fin = ep;
     fin.kind = e.kind;
     check_launch(op, cuda::launch_splitk_epilogue(fin, M, N, stream));
   }
 
-  if (!checks) return;
-  // ---- value checks: one read-back of the status and the blob's header; the CPU op's errors
-  C10_CUDA_CHECK(cudaMemcpyAsync(st + cuda::kStHeader, blob, cpu::kHeaderBytes, cudaMemcpyDeviceToDevice, stream));
-  const std::vector<int32_t> s = read_status(status);
-  check_header(op, reinterpret_cast<const int8_t*>(s.data() + cuda::kStHeader), w.blob.numel(), N, w.need, lw);
-  const int flags = s[cuda::kStParamFlags];
-  if (flags & cuda::kBadXZp) qg_zp1_value(op, "x_zero_point", x_zero_point, a.bits);
-  if (flags & cuda::kBadXScale) qg_scale1_value(op, "x_scale", *e.x_scale);
-  if (flags & cuda::kBadWScale) qg_vec_values(op, "w_scale", *e.w_scale, true);
-  if (flags & cuda::kBadAffScale) qg_vec_values(op, "affine_scale", *e.aff_scale, false);
-  if (flags & cuda::kBadAffBias) qg_vec_values(op, "affine_bias", *e.aff_bias, false);
-  if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", *e.out_scale);
-  if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", *e.out_zp, e.out_bits);
-  TORCH_CHECK(s[cuda::kStBadCodes] == 0, "dwq.", op, ": x_codes holds value(s) outside 0..", (int64_t{1} << a.bits) - 1,
-              " (not codes of x_bits = ", a.bits, ")");
+  if (checks) finish_checks();
 }
 
 Act gemm_act(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits) {

@@ -49,7 +49,7 @@ struct ARows {
   // (0: beyond K, all zeros), a tap outside the image is the code zx, so the padded (qx - zx) is 0.
   __device__ __forceinline__ void copy(const MmaParams& p, int i, int ia, int64_t k, int nbytes, uint8_t* dst) const {
     if (!ok[i] || nbytes == 0) {
-      cp_async16(dst, p.a, 0);
+      cp_async16(dst, p.b, 0);  // (reads nothing; p.b is never null, p.a may be for an empty image)
     } else if (!CONV) {
       cp_async16(dst, row[i] + ia * p.a_plane + k, nbytes);
     } else {

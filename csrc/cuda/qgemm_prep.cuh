@@ -163,7 +163,9 @@ __global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
 }
 
 // One thread per input pixel of dense-channel uint8 codes (channel stride 1, C % 16 == 0, 16-byte
-// aligned pixels): psum[pixel] = sum_c x, codes above qmax counted.
+// aligned pixels): psum[pixel] = sum_c x, or -1 where a code is above qmax (conv_rowsum_kernel
+// counts the taps that read it: with a stride above 1 some pixels are never read, and the op checks
+// only the codes it uses, as the CPU does).
 __global__ void pixel_sums_kernel(__grid_constant__ const ActParams p, int32_t* __restrict__ psum) {
   const int64_t npix = int64_t(p.H) * p.W * (p.M / (int64_t(p.OH) * p.OW));
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -182,12 +184,11 @@ __global__ void pixel_sums_kernel(__grid_constant__ const ActParams p, int32_t* 
       if (p.qmax < 255) bad += __popc(__vcmpgtu4(u[j], lim)) / 8;
     }
   }
-  psum[i] = static_cast<int32_t>(sum);
-  if (bad) atomicAdd(p.status + kStBadCodes, bad);
+  psum[i] = bad ? -1 : static_cast<int32_t>(sum);
 }
 
 // One thread per output pixel m: rowsum[m] = sum over the taps of the pixel sums, zx * C per
-// padded tap.
+// padded tap; a tap on a pixel with bad codes (psum -1) counts as one bad read.
 __global__ void conv_rowsum_kernel(__grid_constant__ const ActParams p, const int32_t* __restrict__ psum) {
   const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (m >= p.M) return;
@@ -195,14 +196,18 @@ __global__ void conv_rowsum_kernel(__grid_constant__ const ActParams p, const in
   const int64_t zsum = int64_t(*p.x_zp) * p.C;
   const int32_t* ps = psum + n * p.H * p.W;
   int64_t sum = 0;
+  int bad = 0;
   for (int ky = 0; ky < p.kh; ++ky) {
     const int64_t ih = oh * p.sth - p.pdh + ky;
     for (int kx = 0; kx < p.kw; ++kx) {
       const int64_t iw = ow * p.stw - p.pdw + kx;
-      sum += (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? int64_t(ps[ih * p.W + iw]) : zsum;
+      const int64_t v = (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? int64_t(ps[ih * p.W + iw]) : zsum;
+      bad += v < 0;
+      sum += v;
     }
   }
   p.rowsum[m] = sum;
+  if (bad) atomicAdd(p.status + kStBadCodes, bad);
 }
 
 __device__ __forceinline__ bool finite_pos(float v, bool positive) {

@@ -26,7 +26,7 @@ using cuda::device_t;
 std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Tensor& running_min,
                                                     at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
                                                     int64_t observed, int64_t bits, double ema, bool training) {
-  check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, at::kCUDA);
+  check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, training, at::kCUDA);
   const c10::cuda::CUDAGuard guard(x.device());
   // The range is the same in any element order: a dense tensor (channels-last included) is read in
   // its own memory order, without the copy that contiguous() would make.

@@ -44,7 +44,9 @@ __device__ __forceinline__ void qparams_of_range(float mn, float mx, int bits, f
 // The asynchronous error of the CUDA fused quantizers: a device-side assert (what torch._assert_async
 // raises too), so a NaN range is never a silent wrong answer and costs no host sync; the caller then
 // runs no check of its own.
+#ifndef DWQ_DEVICE_FAIL  // (the C++ tests' emulation counts them instead: csrc/tests/cuda_emu.h)
 #define DWQ_DEVICE_FAIL(msg) __assert_fail(msg, __FILE__, static_cast<unsigned int>(__LINE__), __func__)
+#endif
 
 // Block-wide min and max of v (blockDim.x a multiple of 32, at most 1024).
 __device__ __forceinline__ void block_min_max(float& mn, float& mx) {
@@ -68,8 +70,8 @@ __device__ __forceinline__ void block_min_max(float& mn, float& mx) {
   }
 }
 
-// Activation quantizer parameters in one launch: grid-wide min/max of x (NaN propagates as the
-// range, which the Python side asserts on asynchronously), then the last block to finish writes
+// Activation quantizer parameters in one launch: grid-wide min/max of x (NaN or inf in a scanned x
+// makes the range NaN, and the kernel fails its device assert), then the last block to finish writes
 // scale[0], zp[0] of the range arith::act_running_range picks (train mode: the batch's, after the
 // EMA update of `slot` and `observed`; eval mode: a running range once initialized). work: uint32 [~ordered min, ordered max, NaN flag,
 // block counter], zeroed by the launcher (one memset) before the launch.
@@ -88,7 +90,9 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
   const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
   auto see = [&](T t) {
     const float v = Io<T>::load(t);
-    nan |= v != v;
+    // NaN and +-inf alike: an infinite range has no finite scale (the CPU's fake_quantize raises
+    // for it), and it must not reach fake_quantize, which has no scale check on the device.
+    nan |= v - v != 0.f;
     mn = fminf(mn, v);
     mx = fmaxf(mx, v);
   };
@@ -121,7 +125,7 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
       arith::act_running_range(running_min, running_max, initialized, slot, observed, bmin, bmax, ema_old, ema_new,
                                training, &lo, &hi);
       qparams_of_range(lo, hi, bits, scale, zp);
-      if (lo != lo || hi != hi) DWQ_DEVICE_FAIL("dwq: cannot quantize: the observed range contains NaN");
+      if (lo != lo || hi != hi) DWQ_DEVICE_FAIL("dwq: cannot quantize: the observed range contains NaN or inf");
     }
   }
 }

@@ -33,7 +33,7 @@ using storage_t = std::conditional_t<std::is_same_v<T, at::Half>, cpu::Float16,
 std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tensor& running_min,
                                                    at::Tensor& running_max, at::Tensor& initialized, int64_t slot,
                                                    int64_t observed, int64_t bits, double ema, bool training) {
-  check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, at::kCPU);
+  check_act_qparams_args(x, running_min, running_max, initialized, slot, observed, bits, ema, training, at::kCPU);
   float* rmin = running_min.data_ptr<float>();
   float* rmax = running_max.data_ptr<float>();
   bool* init = initialized.data_ptr<bool>();

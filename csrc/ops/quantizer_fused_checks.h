@@ -27,8 +27,10 @@ inline void check_act_state(const char* name, const at::Tensor& t, at::ScalarTyp
 
 inline void check_act_qparams_args(const at::Tensor& x, const at::Tensor& running_min, const at::Tensor& running_max,
                                    const at::Tensor& initialized, int64_t slot, int64_t observed, int64_t bits,
-                                   double ema, at::DeviceType device_type) {
+                                   double ema, bool training, at::DeviceType device_type) {
   check_fused_input("act_qparams", x, device_type);
+  TORCH_CHECK(!training || x.numel() > 0, "dwq.act_qparams: x is empty, got shape ", x.sizes(),
+              ": train mode needs the range of at least one element");
   TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.act_qparams: bits must be in 2..16, got ", bits);
   TORCH_CHECK(ema >= 0.0 && ema < 1.0, "dwq.act_qparams: ema must be in [0, 1), got ", ema);
   check_act_state("running_min", running_min, at::kFloat, x, slot);

@@ -101,6 +101,9 @@ inline thread_local std::vector<std::shared_ptr<WgmmaOp>> tl_wgmma_in_flight;  /
 // Breaches of an operation's contract that the emulation can see (e.g. shared memory that an
 // in-flight wgmma reads changed before its wait); a test fails if any were counted.
 inline std::atomic<int64_t> violations{0};
+// Device-side asserts the kernels failed (DWQ_DEVICE_FAIL): counted, the thread goes on.
+inline std::atomic<int64_t> device_asserts{0};
+#define DWQ_DEVICE_FAIL(msg) ((void)(msg), cuda_emu::device_asserts.fetch_add(1))
 
 inline uint8_t* dynamic_smem() { return tl_block->dsmem; }
 

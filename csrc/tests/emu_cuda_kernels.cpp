@@ -185,6 +185,42 @@ static void test_weight_fake_quant() {
   }
 }
 
+// The fused quantizers' device asserts: NaN or inf in a scanned activation (train mode, or eval with
+// no tracked range) and a weight row holding either fail one assert; eval with a tracked range
+// never reads x; finite input fails none.
+static void test_quantizer_asserts() {
+  const float inf = INFINITY, nan = std::nanf("");
+  struct Case {
+    float bad;
+    bool training, tracked;
+    int64_t want;
+  };
+  for (const Case& c : {Case{1.f, true, false, 0}, Case{inf, true, false, 1}, Case{-inf, true, true, 1},
+                        Case{nan, true, false, 1}, Case{inf, false, false, 1}, Case{inf, false, true, 0}}) {
+    std::vector<float> x(300, 0.5f);
+    x[123] = c.bad;
+    float rmin[2] = {0.f, 0.f}, rmax[2] = {1.f, 1.f}, scale = -1.f;
+    bool init[2] = {c.tracked, false};
+    unsigned work[4] = {0, 0, 0, 0};
+    int32_t zp = -1;
+    cuda_emu::device_asserts = 0;
+    launch(dim3(3), dim3(128), cuda::act_qparams_kernel<float, 1>, const_cast<const float*>(x.data()), int64_t{300},
+           work, rmin, rmax, init, int64_t{0}, int64_t{1}, 0.9f, 0.1f, c.training, 4, &scale, &zp);
+    CHECK(cuda_emu::device_asserts == c.want, "act_qparams with %g (train %d, tracked %d): %lld device asserts, want %lld",
+          c.bad, c.training, c.tracked, (long long)cuda_emu::device_asserts.load(), (long long)c.want);
+  }
+  std::vector<float> w(3 * 50, 0.25f), out(w.size());
+  w[60] = inf;   // row 1
+  w[149] = nan;  // row 2
+  cuda_emu::device_asserts = 0;
+  launch(dim3(3), dim3(64), cuda::weight_fake_quant_kernel<float>, const_cast<const float*>(w.data()), out.data(),
+         int64_t{50}, 4);
+  CHECK(cuda_emu::device_asserts == 2 && out[0] == 0.25f && out[50] != out[50] && out[100] != out[100],
+        "weight_fake_quant: %lld device asserts (want 2), rows with NaN or inf all NaN, the others kept",
+        (long long)cuda_emu::device_asserts.load());
+  cuda_emu::device_asserts = 0;
+}
+
 // ---------------------------------------------------------------- integer engine: prep kernels
 static void test_quantize_act() {
   for (int bits : {2, 8, 9, 16}) {
@@ -351,6 +387,37 @@ static void test_act_rows() {
   }
 }
 
+// The implicit-conv sums check only the codes the conv reads: a 1x1 stride-2 conv of a 6x6 image
+// never reads pixel (1, 1), so a 4-bit code of 200 there is no error; at pixel (2, 2) it is one read.
+static void test_conv_bad_codes() {
+  cuda::ActParams p;
+  int32_t zx = 3;
+  p.x_zp = &zx;
+  p.qmax = 15;
+  p.is_conv = true;
+  p.C = 16, p.H = p.W = 6, p.kh = p.kw = 1, p.sth = p.stw = 2, p.pdh = p.pdw = 0;
+  p.OH = p.OW = 3, p.M = 9, p.K = 16;
+  p.sc = 1, p.sw = 16, p.sh = 96, p.sn = 576;
+  for (int at : {1, 2}) {
+    std::vector<int32_t> x = rand_codes(576, 4);
+    x[(at * 6 + at) * 16 + 5] = 200;
+    std::vector<int64_t> a = im2col(x, p, zx), want(9, 0), rs(9, -1);
+    for (int64_t m = 0; m < 9; ++m)
+      for (int64_t k = 0; k < 16; ++k) want[m] += a[m * 16 + k];
+    std::vector<uint8_t> xu8(x.begin(), x.end());
+    std::vector<int32_t> psum(36);
+    int32_t status[cuda::kStatusWords] = {};
+    p.x = xu8.data(), p.rowsum = rs.data(), p.status = status;
+    launch(dim3(1), dim3(256), cuda::pixel_sums_kernel, p, psum.data());
+    launch(dim3(1), dim3(256), cuda::conv_rowsum_kernel, p, const_cast<const int32_t*>(psum.data()));
+    if (at == 1)
+      CHECK(status[cuda::kStBadCodes] == 0 && rs == want, "a bad code on a pixel no tap reads: %d bad reads",
+            status[cuda::kStBadCodes]);
+    else
+      CHECK(status[cuda::kStBadCodes] == 1, "a bad code read once: %d bad reads counted", status[cuda::kStBadCodes]);
+  }
+}
+
 static void test_check_params() {
   const float good = 0.5f, zero = 0.f, inf = INFINITY;
   const int32_t zp_ok = 3, zp_bad = 300;
@@ -386,9 +453,11 @@ int main() {
   test_fake_quant();
   test_act_qparams();
   test_weight_fake_quant();
+  test_quantizer_asserts();
   test_quantize_act();
   test_pack();
   test_act_rows();
+  test_conv_bad_codes();
   test_check_params();
   return checks_done("emulated CUDA kernels: all checks passed");
 }

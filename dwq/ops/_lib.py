@@ -21,9 +21,29 @@ except ImportError as e:  # pragma: no cover - exercised only on a broken instal
         raise ImportError(f"dwq._C could not be imported and DWQ_REQUIRE_EXT=1: {e}") from e
 
 
-def has_kernel(name: str, device_type: str = "cpu") -> bool:
-    """Whether torch.ops.dwq.<name> has an implementation for ``device_type`` ("cpu" or "cuda")."""
-    if not HAS_EXT:
+_KERNELS = {}
+
+
+def _lookup(name: str, device_type: str) -> bool:
+    if not HAS_EXT or device_type not in ("cpu", "cuda"):
         return False
     key = {"cpu": "CPU", "cuda": "CUDA"}[device_type]
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"dwq::{name}", key)
+
+
+def has_kernel(name: str, device_type: str = "cpu") -> bool:
+    """Whether torch.ops.dwq.<name> has an implementation for ``device_type`` (False for device
+    types other than "cpu" and "cuda"). Asked per forward, so the answers are cached; every dwq op
+    is looked up at import, so a compiled model's trace finds a plain dict (no dispatcher query)."""
+    hit = _KERNELS.get((name, device_type))
+    if hit is None:
+        hit = _KERNELS[(name, device_type)] = _lookup(name, device_type)
+    return hit
+
+
+if HAS_EXT:
+    for _op in torch._C._dispatch_get_all_op_names():
+        if _op.startswith("dwq::"):
+            _name = _op[len("dwq::"):].split(".")[0]
+            for _dev in ("cpu", "cuda"):
+                _KERNELS[(_name, _dev)] = _lookup(_name, _dev)

@@ -95,20 +95,9 @@ def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     with x's shape (and memory format): uint8 for bits <= 8, int32 for 9..16. NaN is an error.
     """
     _check_bits(bits)
-    if _has_kernel("quantize_act", x.device.type):
+    if has_kernel("quantize_act", x.device.type):
         return torch.ops.dwq.quantize_act.default(x, scale, zero_point, bits)
     return quantize_act_ref(x, scale, zero_point, bits)
-
-
-_KERNELS = {}
-
-
-def _has_kernel(name: str, device_type: str) -> bool:
-    """Whether torch.ops.dwq.<name> has a kernel for this device type (cached: asked per forward)."""
-    key = (name, device_type)
-    if key not in _KERNELS:
-        _KERNELS[key] = device_type in ("cpu", "cuda") and has_kernel(name, device_type)
-    return _KERNELS[key]
 
 
 def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:

@@ -15,17 +15,11 @@ import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
 
-_AVAILABLE = {}
-
-
 def available(x: torch.Tensor, op: str) -> bool:
     """Whether the fused kernel ``op`` serves ``x`` (a CPU or CUDA float32/float16/bfloat16 tensor)."""
     if x.device.type not in ("cpu", "cuda") or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return False
-    key = (op, x.device.type)
-    if key not in _AVAILABLE:
-        _AVAILABLE[key] = has_kernel(op, x.device.type)
-    return _AVAILABLE[key]
+    return has_kernel(op, x.device.type)
 
 
 def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.Tensor, initialized: torch.Tensor,
@@ -62,6 +56,7 @@ if _defined("act_qparams"):  # (an older dwq._C without the fused ops still impo
     @torch.library.register_fake("dwq::act_qparams")
     def _(x, running_min, running_max, initialized, slot, observed, bits, ema, training):
         torch._check(2 <= bits <= 16, lambda: f"act_qparams: bits must be in 2..16, got {bits}")
+        torch._check(not training or x.numel() > 0, lambda: "act_qparams: x is empty: train mode needs a range")
         return x.new_empty((1,), dtype=torch.float32), x.new_empty((1,), dtype=torch.int32)
 
 if _defined("weight_fake_quantize"):

@@ -146,12 +146,14 @@ def lr_lambda(cfg: TrainConfig, total_steps: int):
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
                   drop_last: bool = False):
-    """Index lists of this rank for each global batch of ``epoch`` (seeded permutation)."""
+    """Index lists of this rank for each global batch of ``epoch`` (seeded permutation). A last
+    batch smaller than ``world`` is left out on every rank: some rank's share would be empty, and
+    the ranks of a DDP step must all step together."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
     out = []
     for i in range(0, n, batch_size):
         b = perm[i:i + batch_size]
-        if drop_last and len(b) < batch_size:
+        if (drop_last and len(b) < batch_size) or len(b) < world:
             break
         out.append(b[rank::world])
     return out
@@ -285,7 +287,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
-        self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0))
+        self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, rank, world))
         replays = cfg.free_replays if cfg.attack == "free" else 1
         self.total_steps = self.steps_per_epoch * cfg.epochs * replays
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.total_steps))
