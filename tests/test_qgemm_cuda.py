@@ -300,6 +300,21 @@ def test_qconv2d_acc_exact(case, engine):
 
 
 @engines
+def test_conv_checks_only_the_codes_it_reads(engine):
+    """A 1x1 stride-2 conv never reads pixel (1, 1): a 4-bit code of 200 there is no error, as on the CPU
+    (the implicit conv's pixel sums cover every pixel); at pixel (2, 2) it is read and is one."""
+    g = torch.Generator().manual_seed(12)
+    x = rand_codes(g, (1, 16, 6, 6), 4, torch.uint8).contiguous(memory_format=torch.channels_last)
+    w, zw, zx = rand_codes(g, (8, 16, 1, 1), 4), rand_zp(g, 4, (8,)), rand_zp(g, 4)
+    x[0, 5, 1, 1] = 200
+    got = q.qconv2d_acc(x.to(DEV), zx.to(DEV), 4, q.pack_conv_weight(*cu(w, zw), 4), 1, 2, 0)
+    assert torch.equal(got.cpu(), q.qconv2d_acc(x, zx, 4, q.pack_conv_weight(w, zw, 4), 1, 2, 0))
+    x[0, 5, 2, 2] = 200
+    with pytest.raises(RuntimeError, match="outside 0..15"):
+        q.qconv2d_acc(x.to(DEV), zx.to(DEV), 4, q.pack_conv_weight(*cu(w, zw), 4), 1, 2, 0)
+
+
+@engines
 def test_qconv2d_every_width(engine):
     g = torch.Generator().manual_seed(41)
     for bits in WIDTHS:
