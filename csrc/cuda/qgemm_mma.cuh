@@ -33,6 +33,7 @@
 #include "cuda/qgemm_arows.cuh"
 #include "cuda/qgemm_epilogue.cuh"
 #include "cuda/qgemm_params.h"
+#include "cuda/tile_order.cuh"
 
 namespace dwq::cuda {
 
@@ -55,14 +56,14 @@ struct MmaCfg {
 // The tile width of a product with N columns (limbs: 128).
 __host__ __device__ constexpr int mma_tile_n(bool limb, int64_t N) { return !limb && N <= 64 ? 64 : 128; }
 
-// Launch grid of qgemm_mma_kernel<Cfg, ...>: x the row tiles, y the column tiles, z the K slices;
+// Launch grid of qgemm_mma_kernel<Cfg, ...>: x walks the output tiles (tile_of), z the K slices;
 // false where it exceeds the launch limits.
 template <class Cfg>
 inline bool mma_grid(const MmaParams& p, dim3* grid) {
-  const int64_t mt = (p.M + Cfg::BM - 1) / Cfg::BM, nt = (p.N + Cfg::BN - 1) / Cfg::BN;
+  const int64_t tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
   const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
-  if (mt > 0x7FFFFFFF || nt > 65535 || zt > 65535) return false;
-  *grid = dim3(static_cast<unsigned>(mt), static_cast<unsigned>(nt), static_cast<unsigned>(zt));
+  if (tiles > 0x7FFFFFFF || zt > 65535) return false;
+  *grid = dim3(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(zt));
   return true;
 }
 
@@ -104,7 +105,9 @@ __global__ void __launch_bounds__(kThreads) qgemm_mma_kernel(__grid_constant__ c
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp / Cfg::WARPS_N, wn = warp % Cfg::WARPS_N, gid = lane >> 2, tig = lane & 3;
-  const int64_t m0 = int64_t(blockIdx.x) * BM, n0 = int64_t(blockIdx.y) * BN;
+  int64_t mt, nt;
+  tile_of(blockIdx.x, (p.M + BM - 1) / BM, (p.N + BN - 1) / BN, &mt, &nt);
+  const int64_t m0 = mt * BM, n0 = nt * BN;
   const int64_t kbeg = int64_t(blockIdx.z) * p.k_chunk;
   const int64_t kend = p.K < kbeg + p.k_chunk ? p.K : kbeg + p.k_chunk;
   const int nk = static_cast<int>((kend - kbeg + kBK - 1) / kBK);

@@ -31,6 +31,7 @@
 #include "cuda/qgemm_arows.cuh"
 #include "cuda/qgemm_epilogue.cuh"
 #include "cuda/qgemm_params.h"
+#include "cuda/tile_order.cuh"
 
 #if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(DWQ_CUDA_EMU)
 #define DWQ_SM90A 1
@@ -61,17 +62,6 @@ struct WgCfg {
   // + 1024: the dynamic shared memory base is rounded up to the swizzle atom.
   static constexpr int SMEM = kWgStages * (A_BYTES + B_BYTES) + 1024;
 };
-
-// Output tile (mt, nt) of CTA t: groups of kWgGroupM row tiles are walked column by column, so the
-// CTAs that run at once share a few A row blocks and B column blocks that fit in L2 together
-// (row-major order would stream all of A once per column of tiles).
-constexpr int64_t kWgGroupM = 8;
-__host__ __device__ __forceinline__ void tile_of(int64_t t, int64_t num_m, int64_t num_n, int64_t* mt, int64_t* nt) {
-  const int64_t per_group = kWgGroupM * num_n, first = (t / per_group) * kWgGroupM;
-  const int64_t rows = num_m - first < kWgGroupM ? num_m - first : kWgGroupM, r = t % per_group;
-  *mt = first + r % rows;
-  *nt = r / rows;
-}
 
 // The tile width of a product with N columns (limbs: 128).
 __host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) {
