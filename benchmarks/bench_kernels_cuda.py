@@ -9,15 +9,19 @@ float32 out with the fused epilogue). Convs at batch 256: the 3x3 convs of PreAc
 inputs) and the 3x3 and 1x1 convs of ResNet-50 (224x224 inputs), dwq qconv2d on channels-last codes
 vs cuDNN fp16 channels-last. Every dwq result is checked bit-exactly against the int64 reference on
 a slice before it is timed (with the ops' value checks on); timing runs with DWQ_CUDA_CHECKS=0 (no
-host sync per op). Medians of CUDA-event timings. Records: ``{"op", "shape", "bits", "impl",
-"median_ms", "tops", "device"}``; impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
+host sync per op). Medians of CUDA-event timings. Records (bench_kernels.py's format): ``{"op",
+"shape" ("MxNxK"; convs "b256 64->64 32x32 k3 s1"), "bits", "impl", "median_ms", "min_ms", "tops",
+"device"}``; impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
 DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its warp-specialized variant,
 DWQ_CUDA_GEMM=wgmma_tma), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
 (float baselines record bits 16, int8 ones bits 8). An engine whose result differs from the reference
-gets a record with "error" instead of a time, and the run goes on. Writes files only where --json /
---png say.
+gets a record with "error" instead of a time (so does one whose op raises), and the run goes on;
+the baselines of a shape are timed before its dwq engines. --json is rewritten after every record,
+so a run cut short keeps what it measured, and a measurement that hangs for --hang-s seconds ends
+the process (faulthandler prints where). Writes files only where --json / --png say.
 """
 import argparse
+import faulthandler
 import json
 import os
 import statistics
@@ -42,8 +46,13 @@ BITS = [2, 4, 8, 12, 16]
 BATCH = 256
 
 
+HANG_S = 60.0  # --hang-s
+OUT = {}  # "json": the --json path, rewritten after every record
+
+
 def cuda_time(fn, reps=20, warmup=3):
-    """Median milliseconds of fn by CUDA events."""
+    """(median, min) milliseconds of fn by CUDA events; the process ends if it hangs for HANG_S."""
+    faulthandler.dump_traceback_later(HANG_S, exit=True)
     for _ in range(warmup):
         fn()
     times = []
@@ -54,7 +63,8 @@ def cuda_time(fn, reps=20, warmup=3):
         b.record()
         b.synchronize()
         times.append(a.elapsed_time(b))
-    return statistics.median(times)
+    faulthandler.cancel_dump_traceback_later()
+    return statistics.median(times), min(times)
 
 
 def codes(shape, bits, g, device="cuda"):
@@ -62,11 +72,28 @@ def codes(shape, bits, g, device="cuda"):
     return (c.to(torch.uint8) if bits <= 8 else c).to(device)
 
 
-def record(records, op, shape, bits, impl, ms, ops_count):
-    rec = dict(op=op, shape=list(shape), bits=bits, impl=impl, median_ms=round(ms, 5),
-               tops=round(ops_count / (ms * 1e-3) / 1e12, 2), device=torch.cuda.get_device_name(0))
+def shape_name(shape):
+    """"MxNxK" of a GEMM; "b256 64->64 32x32 k3 s1" of a conv (batch, C_in, C_out, H=W, kernel, stride)."""
+    if len(shape) == 3:
+        return "x".join(map(str, shape))
+    b, cin, cout, hw, k, s = shape
+    return f"b{b} {cin}->{cout} {hw}x{hw} k{k} s{s}"
+
+
+def emit(records, rec):
     records.append(rec)
     print(json.dumps(rec), flush=True)
+    if OUT.get("json"):
+        with open(OUT["json"] + ".tmp", "w") as f:
+            json.dump(records, f, indent=1)
+        os.replace(OUT["json"] + ".tmp", OUT["json"])
+
+
+def record(records, op, shape, bits, impl, times, ops_count):
+    med, best = times
+    emit(records, dict(op=op, shape=shape_name(shape), bits=bits, impl=impl, median_ms=round(med, 5),
+                       min_ms=round(best, 5), tops=round(ops_count / (med * 1e-3) / 1e12, 2),
+                       device=torch.cuda.get_device_name(0)))
 
 
 ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma"}
@@ -80,43 +107,53 @@ def engines():
 
 
 def time_engines(records, op, shape, bits, ops_count, check, run, reps):
-    """Per engine: check() (value checks on) must hold, then run() is timed without the checks' sync."""
+    """Per engine: check() (value checks on) must hold, then run() is timed without the checks' sync; an
+    engine whose result differs or whose op raises gets an error record."""
     for impl, engine in engines():
         os.environ["DWQ_CUDA_GEMM"] = engine
+        error = None
         try:
-            if not check():
-                rec = dict(op=op, shape=list(shape), bits=bits, impl=impl, error="differs from the int64 reference")
-                records.append(rec)
-                print(json.dumps(rec), flush=True)
-                continue
-            os.environ["DWQ_CUDA_CHECKS"] = "0"
-            record(records, op, shape, bits, impl, cuda_time(run, reps), ops_count)
+            if check():
+                os.environ["DWQ_CUDA_CHECKS"] = "0"
+                record(records, op, shape, bits, impl, cuda_time(run, reps), ops_count)
+            else:
+                error = "differs from the int64 reference"
+        except RuntimeError as e:  # (a launch error; a device fault ends the process anyway)
+            error = f"raised: {str(e).splitlines()[0][:300]}"
         finally:
             os.environ.pop("DWQ_CUDA_CHECKS", None)
             os.environ.pop("DWQ_CUDA_GEMM", None)
+        if error is not None:
+            emit(records, dict(op=op, shape=shape_name(shape), bits=bits, impl=impl, error=error))
+
+
+def edges(n, k):
+    """Indices of the first and last k of n (all of them when n <= 2k)."""
+    return torch.arange(n) if n <= 2 * k else torch.cat([torch.arange(k), torch.arange(n - k, n)])
 
 
 def bench_gemm(M, N, K, bits_list, records, reps):
     g = torch.Generator().manual_seed(M + N + K)
     flops = 2 * M * N * K
+    a8 = torch.randint(-128, 128, (M, K), dtype=torch.int8, device="cuda")
+    b8 = torch.randint(-128, 128, (K, N), dtype=torch.int8, device="cuda")
+    if M > 16 and K % 8 == 0 and N % 8 == 0:
+        record(records, "gemm", (M, N, K), 8, "torch_int_mm", cuda_time(lambda: torch._int_mm(a8, b8), reps), flops)
+    del a8, b8
+    for dt, name in ((torch.float16, "torch_fp16"), (torch.bfloat16, "torch_bf16")):
+        a, b = torch.randn(M, K, device="cuda", dtype=dt), torch.randn(K, N, device="cuda", dtype=dt)
+        record(records, "gemm", (M, N, K), 16, name, cuda_time(lambda: a @ b, reps), flops)
+    rows, cols = edges(M, 8), edges(N, 64)  # the output's corners: every tile row and column is computed
     for bits in bits_list:
         x, w = codes((M, K), bits, g), codes((N, K), bits, g)
         zx = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
         zw = torch.full((N,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((N,), 0.001, device="cuda")
         wp = q.pack_weight(w, zw, bits)
-        rows, cols = min(M, 16), min(N, 128)
-        want = qgemm_acc_ref(x[:rows].cpu(), zx.cpu(), w[:cols].cpu(), zw[:cols].cpu())
+        want = qgemm_acc_ref(x[rows.cuda()].cpu(), zx.cpu(), w[cols.cuda()].cpu(), zw[cols.cuda()].cpu())
         time_engines(records, "gemm", (M, N, K), bits, flops,
-                     lambda: torch.equal(q.qgemm_acc(x[:rows], zx, bits, wp)[:, :cols].cpu(), want),
+                     lambda: torch.equal(q.qgemm_acc(x, zx, bits, wp)[rows.cuda()][:, cols.cuda()].cpu(), want),
                      lambda: q.qlinear(x, sx, zx, bits, wp, sw), reps)
-    a8 = torch.randint(-128, 128, (M, K), dtype=torch.int8, device="cuda")
-    b8 = torch.randint(-128, 128, (K, N), dtype=torch.int8, device="cuda")
-    if M > 16 and K % 8 == 0 and N % 8 == 0:
-        record(records, "gemm", (M, N, K), 8, "torch_int_mm", cuda_time(lambda: torch._int_mm(a8, b8), reps), flops)
-    for dt, name in ((torch.float16, "torch_fp16"), (torch.bfloat16, "torch_bf16")):
-        a, b = torch.randn(M, K, device="cuda", dtype=dt), torch.randn(K, N, device="cuda", dtype=dt)
-        record(records, "gemm", (M, N, K), 16, name, cuda_time(lambda: a @ b, reps), flops)
 
 
 def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
@@ -125,6 +162,13 @@ def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
     oh = (hw + 2 * pad - k) // stride + 1
     flops = 2 * BATCH * oh * oh * cout * cin * k * k
     shape = (BATCH, cin, cout, hw, k, stride)
+    xf = torch.randn(BATCH, cin, hw, hw, device="cuda", dtype=torch.float16)
+    xf = xf.contiguous(memory_format=torch.channels_last)
+    wf = torch.randn(cout, cin, k, k, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    torch.backends.cudnn.benchmark = True
+    record(records, name, shape, 16, "cudnn_fp16", cuda_time(lambda: F.conv2d(xf, wf, None, stride, pad), reps), flops)
+    del xf, wf
+    ends = [0, BATCH - 1]  # the first and last image: the first and last output tiles
     for bits in bits_list:
         x = codes((BATCH, cin, hw, hw), bits, g).contiguous(memory_format=torch.channels_last)
         w = codes((cout, cin, k, k), bits, g)
@@ -132,15 +176,10 @@ def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
         zw = torch.full((cout,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((cout,), 0.001, device="cuda")
         wp = q.pack_conv_weight(w, zw, bits)
-        want = qconv2d_acc_ref(x[:1].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
+        want = qconv2d_acc_ref(x[ends].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
         time_engines(records, name, shape, bits, flops,
-                     lambda: torch.equal(q.qconv2d_acc(x[:1], zx, bits, wp, k, stride, pad).cpu(), want),
+                     lambda: torch.equal(q.qconv2d_acc(x, zx, bits, wp, k, stride, pad)[ends].cpu(), want),
                      lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad), reps)
-    xf = torch.randn(BATCH, cin, hw, hw, device="cuda", dtype=torch.float16)
-    xf = xf.contiguous(memory_format=torch.channels_last)
-    wf = torch.randn(cout, cin, k, k, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
-    torch.backends.cudnn.benchmark = True
-    record(records, name, shape, 16, "cudnn_fp16", cuda_time(lambda: F.conv2d(xf, wf, None, stride, pad), reps), flops)
 
 
 def plot(records, path):
@@ -150,7 +189,7 @@ def plot(records, path):
     import matplotlib.pyplot as plt
 
     records = [r for r in records if "tops" in r]  # an engine that failed its check has no time
-    keys = sorted({(r["op"], tuple(r["shape"])) for r in records}, key=str)
+    keys = sorted({(r["op"], r["shape"]) for r in records}, key=str)
     fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), 5))
     impls = sorted({(r["impl"], r["bits"]) for r in records}, key=str)
     width = 0.8 / max(1, len(impls))
@@ -158,11 +197,11 @@ def plot(records, path):
         ys = []
         for key in keys:
             m = [r["tops"] for r in records
-                 if (r["op"], tuple(r["shape"])) == key and (r["impl"], r["bits"]) == (impl, bits)]
+                 if (r["op"], r["shape"]) == key and (r["impl"], r["bits"]) == (impl, bits)]
             ys.append(m[0] if m else 0)
         ax.bar([i + j * width for i in range(len(keys))], ys, width, label=f"{impl} {bits}b")
     ax.set_xticks([i + 0.4 for i in range(len(keys))])
-    ax.set_xticklabels([f"{op}\n{'x'.join(map(str, s))}" for op, s in keys], rotation=60, fontsize=7)
+    ax.set_xticklabels([f"{op}\n{s}" for op, s in keys], rotation=60, fontsize=7)
     ax.set_ylabel("T(int-)ops/s (2 x MACs / time)")
     ax.legend(fontsize=6, ncol=3)
     fig.tight_layout()
@@ -175,6 +214,8 @@ def main(argv=None):
     p.add_argument("--json", help="write the records to this file")
     p.add_argument("--png", help="throughput plot (written only when given)")
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--hang-s", type=float, default=60.0,
+                   help="end the process when one measurement takes longer (default 60 s)")
     p.add_argument("--engines", default="mma,wgmma,wgmma_tma",
                    help="dwq engines to time, comma-separated (wgmma and wgmma_tma only run on compute capability 9.0)")
     args = p.parse_args(argv)
@@ -185,14 +226,14 @@ def main(argv=None):
     if not torch.cuda.is_available():
         print("bench_kernels_cuda: error: needs a CUDA GPU", file=sys.stderr)
         return 2
+    global HANG_S
+    HANG_S = args.hang_s
+    OUT["json"] = args.json
     records = []
     for M, N, K in (QUICK_GEMMS if args.quick else GEMMS):
         bench_gemm(M, N, K, BITS, records, args.reps)
     for c in (QUICK_CONVS if args.quick else CONVS):
         bench_conv(*c, BITS, records, args.reps)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
     if args.png:
         plot(records, args.png)
     return 0

@@ -163,7 +163,9 @@ def eval_fn(impl, device, batch, half, seed=0):
         model.train()(x)   # eval reads them instead of scanning each batch for its range
     model.eval()
     if impl == "rpt_reuse":  # as dwq.eval runs a model: each weight quantized once, then reused
-        reuse_quantized_weights(model).__enter__()
+        reuse = reuse_quantized_weights(model)
+        reuse.__enter__()
+        model._bench_reuse = reuse  # kept alive: a collected context manager closes and ends the reuse
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
 
     @torch.no_grad()
@@ -200,10 +202,17 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if gpu else f"cpu x{torch.get_num_threads()} threads"
     records = []
 
+    def save():  # after every measurement: a run cut short keeps what it measured
+        if args.json:
+            with open(args.json + ".tmp", "w") as f:
+                json.dump(records, f, indent=1)
+            os.replace(args.json + ".tmp", args.json)
+
     def emit(op, shape, bits, mode, res, **extra):
         for impl, (med, best) in res.items():
             records.append(dict(op=op, shape=shape, bits=bits, impl=impl, median_ms=round(med, 4),
                                 min_ms=round(best, 4), device=name, mode=mode, **extra))
+        save()
         if "rpt" in res:  # as soon as measured: a long CPU run shows its progress
             print(f"{op} {mode}: float {res['float'][0]:.1f} ms, rpt {res['rpt'][0]:.1f} ms, ratio "
                   f"{res['rpt'][0] / res['float'][0]:.3f} (best-of ratio {res['rpt'][1] / res['float'][1]:.3f})",
@@ -225,6 +234,7 @@ def main(argv=None):
             except Exception as e:  # a capture that fails is a finding; the other measurements go on
                 msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
                 records.append(dict(op="train_step", mode="fp32_graphs", device=name, error=msg))
+                save()
                 print(f"train_step fp32_graphs: failed ({msg})", flush=True)
     if "eval_forward" in only:
         for mode in [m for m in ("fp32", "fp16" if gpu else "bf16") if m == "fp32" and "fp32" in args.modes
@@ -250,8 +260,12 @@ def main(argv=None):
             records.append(dict(op="fake_quantize", shape=f"{n} float32", bits=8, impl=impl, median_ms=round(med, 4),
                                 min_ms=round(best, 4), device=name, mode="fp32",
                                 gb_per_s=round(2 * 4 * n / (med * 1e-3) / 1e9, 1)))
+        save()
     print(f"device: {name}, torch {torch.__version__}")
     for r in records:
+        if "error" in r:
+            print(f"{r['op']:14s} {r['mode']:5s} error: {r['error']}")
+            continue
         extra = f"  {r['gb_per_s']} GB/s" if "gb_per_s" in r else ""
         print(f"{r['op']:14s} {r['mode']:5s} {r['impl']:38s} {r['median_ms']:10.3f} ms (best {r['min_ms']:.3f}){extra}")
     for op, mode, res in ratios:
@@ -259,8 +273,6 @@ def main(argv=None):
             print(f"ratio {impl + '/float':16s} {op:13s} {mode:5s} median {res[impl][0] / res['float'][0]:.3f}"
                   f"  best {res[impl][1] / res['float'][1]:.3f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
         print(f"wrote {args.json}")
 
 
