@@ -5,8 +5,9 @@ Switches (environment variables):
   DWQ_DEBUG=1     -O0 -g, for gdb and sanitizers.
   CUDA_HOME       the CUDA toolkit; otherwise found from the real location of nvcc
                   (on these machines /usr/local/bin/nvcc is a shell wrapper).
-  DWQ_CUDA_ARCH   TORCH_CUDA_ARCH_LIST to build for (default "8.0+PTX;9.0a": sm_80 and Hopper's
-                  sm_90a binaries, plus compute_80 PTX that any newer GPU can JIT).
+  DWQ_CUDA_ARCH   TORCH_CUDA_ARCH_LIST to build for, over one set in the environment (default, when
+                  neither is set: "8.0+PTX;9.0a": sm_80 and Hopper's sm_90a binaries, plus
+                  compute_80 PTX that any newer GPU can JIT).
   DWQ_SKIP_EXT=1  install the Python package only (the Makefile then builds dwq._C in place).
   MAX_JOBS        parallel compile jobs for ninja (default: cores).
 
@@ -98,7 +99,10 @@ def extensions():
     cuda_home = find_cuda_home()
     if cuda_home and os.environ.get("DWQ_NO_CUDA", "0") != "1":
         os.environ["CUDA_HOME"] = cuda_home
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", os.environ.get("DWQ_CUDA_ARCH", "8.0+PTX;9.0a"))
+        # DWQ_CUDA_ARCH wins over a TORCH_CUDA_ARCH_LIST that the machine's image may set.
+        if os.environ.get("DWQ_CUDA_ARCH"):
+            os.environ["TORCH_CUDA_ARCH_LIST"] = os.environ["DWQ_CUDA_ARCH"]
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0+PTX;9.0a")
     import torch
 
     check_compiler_runtime()  # after torch: its libstdc++ is the one dwq._C will run with

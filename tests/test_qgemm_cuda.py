@@ -143,6 +143,24 @@ def test_qgemm_acc_tile_edges(M, N, K, xb, wb, engine):
         assert torch.equal(q.qgemm_acc(xd, zx.to(DEV), xb, wp).cpu(), want)
 
 
+@pytest.mark.parametrize("xb", [8, 12])
+@engines
+def test_many_tiles(xb, engine):
+    """More output tiles than an H200 has SMs (132): wgmma_tma's persistent grid walks several per CTA
+    through one stage ring (its barrier phases run on across tiles), for a matrix and an implicit conv;
+    against the CPU op (itself exact against the int64 reference), which is fast at this size."""
+    g = torch.Generator().manual_seed(21 + xb)
+    x, w, zx, zw = gemm_case(g, xb, 8, 2304, 2304, 200, torch.uint8 if xb <= 8 else torch.int32)
+    want = q.qgemm_acc(x, zx, xb, q.pack_weight(w, zw, 8))
+    assert torch.equal(q.qgemm_acc(*cu(x, zx), xb, q.pack_weight(*cu(w, zw), 8)).cpu(), want)
+    if xb <= 8:  # 72 x 16 x 16 outputs = 144 row tiles of 128
+        xc = rand_codes(g, (72, 64, 16, 16), xb, torch.uint8).contiguous(memory_format=torch.channels_last)
+        wc, zc = rand_codes(g, (128, 64, 3, 3), 8), rand_zp(g, 8, (128,))
+        want = q.qconv2d_acc(xc, zx, xb, q.pack_conv_weight(wc, zc, 8), 3, 1, 1)
+        got = q.qconv2d_acc(xc.to(DEV), zx.to(DEV), xb, q.pack_conv_weight(*cu(wc, zc), 8), 3, 1, 1)
+        assert torch.equal(got.cpu(), want)
+
+
 @pytest.mark.parametrize("zx_at, zw_at", [(0, 0), ("max", "max"), (0, "max"), ("max", 0)])
 @engines
 def test_qgemm_acc_extreme_zero_points(zx_at, zw_at, engine):
