@@ -142,9 +142,12 @@ nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
 print("nvcc", os.path.exists(nvcc) and subprocess.run([nvcc, "--version"], capture_output=True,
                                                       text=True).stdout.strip().splitlines()[-1:])
 cxx = os.environ.get("CXX", "c++")
-print("cxx", subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0])
-print("cxx libstdc++", os.path.realpath(subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True,
-      text=True).stdout.strip()))
+try:
+    print("cxx", subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0])
+    print("cxx libstdc++", os.path.realpath(subprocess.run([cxx, "-print-file-name=libstdc++.so.6"],
+                                                           capture_output=True, text=True).stdout.strip()))
+except OSError as e:
+    print("cxx", cxx, "not runnable:", e)
 for line in open("/proc/self/maps"):
     p = line.split()[-1]
     if "libstdc++" in p or "libgcc_s" in p or "libgomp" in p:
@@ -199,11 +202,15 @@ def main(argv=None):
     if st.run("test_cpp_errors", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120) not in (0, "skipped"):
         # Issue 9: C++ errors crashed Python on that stack. If the compiler's own libstdc++ cures it,
         # every later step runs with it (and the record says so).
-        lib = subprocess.run([os.environ.get("CXX", "c++"), "-print-file-name=libstdc++.so.6"], capture_output=True,
-                             text=True).stdout.strip()
+        try:
+            lib = subprocess.run([os.environ.get("CXX", "c++"), "-print-file-name=libstdc++.so.6"],
+                                 capture_output=True, text=True).stdout.strip()
+        except OSError:  # no compiler under that name: nothing to retry with
+            lib = ""
         if os.path.isabs(lib):
             libdir = os.path.dirname(os.path.realpath(lib))
-            retry = dict(env, LD_LIBRARY_PATH=libdir + os.pathsep + env.get("LD_LIBRARY_PATH", ""))
+            # (no empty entry: that would put the working directory on the library path)
+            retry = dict(env, LD_LIBRARY_PATH=os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p))
             if st.run("test_cpp_errors_compiler_libstdcxx", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120,
                       env=retry) == 0:
                 env.update(retry)

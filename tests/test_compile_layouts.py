@@ -9,17 +9,20 @@ import dwq
 from dwq.models import small_cnn
 from dwq.ops import HAS_EXT
 
+from conftest import devices
+
 pytestmark = pytest.mark.skipif(
     not HAS_EXT and os.environ.get("DWQ_REQUIRE_EXT") != "1", reason="dwq._C is not built"
 )
 
 
 @pytest.mark.slow
-def test_channels_last_quantized_model_compiles_with_inductor():
+@pytest.mark.parametrize("device", devices())
+def test_channels_last_quantized_model_compiles_with_inductor(device):
     torch.manual_seed(0)
-    m = small_cnn(num_classes=10, precisions=[None, 4]).eval().to(memory_format=torch.channels_last)
+    m = small_cnn(num_classes=10, precisions=[None, 4]).eval().to(device, memory_format=torch.channels_last)
     dwq.set_precision(m, 4)
-    x = torch.rand(2, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         got = torch.compile(m)(x)  # inductor: asserts the custom ops' output strides at run time
         want = m(x)
