@@ -1,6 +1,6 @@
 // CUDA launcher of dwq::fake_quantize (schema in csrc/ops.cpp; kernel in fake_quant.cuh). Same
-// argument checks and output layout as the CPU binding (csrc/ops/fake_quant_checks.h); the
-// value checks of scale / zero_point are not run here, since they would need a device sync.
+// argument checks and output layout as the CPU binding (csrc/ops/fake_quant_checks.h); the value
+// checks of scale / zero_point run in the kernel, as a device-side assert (no host sync).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>

@@ -1,16 +1,26 @@
 // Device kernel of dwq::fake_quantize (launcher: fake_quant.cu). The arithmetic is arith.h's, as
 // in csrc/cpu/fake_quant.cpp, so CPU and GPU agree bit for bit: float32 inside (float64 for
 // double), float16/bfloat16 widened exactly and rounded back to nearest even. NaN inputs give the
-// CPU's quiet NaN (Io::nan) and code -1 (raising would need a device sync; the Python quantizers assert on NaN
-// ranges asynchronously instead).
+// CPU's quiet NaN (Io::nan) and code -1 (raising would need a device sync; the Python quantizers
+// assert on NaN ranges asynchronously instead). A scale that is not finite and > 0, or a zero point
+// that is not a code, fails a device-side assert (where the CPU op raises).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cassert>
+#include <cfloat>
 #include <cstdint>
 #include <limits>
 
 #include "common/arith.h"
+
+// The asynchronous error of the CUDA quantizer kernels: a device-side assert (what
+// torch._assert_async raises too), so a bad range or scale is never a silent wrong answer and costs
+// no host sync; the caller then runs no check of its own.
+#ifndef DWQ_DEVICE_FAIL  // (the C++ tests' emulation counts them instead: csrc/tests/cuda_emu.h)
+#define DWQ_DEVICE_FAIL(msg) __assert_fail(msg, __FILE__, static_cast<unsigned int>(__LINE__), __func__)
+#endif
 
 namespace dwq::cuda {
 
@@ -54,6 +64,12 @@ __device__ __forceinline__ T fake_quant_one(T x, typename Io<T>::F s, typename I
   return Io<T>::store(arith::dequantize(q, s, z));
 }
 
+// The CPU op's value check of one channel's scale and zero point, as a device assert.
+__device__ __forceinline__ void check_qparam(float s, int32_t z, int bits) {
+  if (!(s > 0.f && s <= FLT_MAX) || z < 0 || z > static_cast<int32_t>(arith::max_code(bits)))
+    DWQ_DEVICE_FAIL("dwq.fake_quantize: scale must be finite and > 0 and zero_point a code of bits");
+}
+
 // V elements moved as 16-byte vectors (the alignment the launcher checks; never assume more).
 template <typename T, int V>
 struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) Pack {
@@ -72,12 +88,14 @@ __global__ void fake_quant_kernel(const T* __restrict__ x, T* __restrict__ out, 
                                   int64_t C, int64_t inner, int bits) {
   using F = typename Io<T>::F;
   const F qmax = static_cast<F>(arith::max_code(bits));
+  check_qparam(scale[0], zero_point[0], bits);
   F s = static_cast<F>(scale[0]), z = static_cast<F>(zero_point[0]);
   const int64_t nvec = n / V, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t iv = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; iv < nvec; iv += stride) {
     const int64_t base = iv * V;
     if (PER_CHANNEL) {
       const int64_t c = (base / inner) % C;
+      check_qparam(scale[c], zero_point[c], bits);
       s = static_cast<F>(scale[c]);
       z = static_cast<F>(zero_point[c]);
     }
@@ -92,6 +110,7 @@ __global__ void fake_quant_kernel(const T* __restrict__ x, T* __restrict__ out, 
   for (int64_t i = nvec * V + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
     if (PER_CHANNEL) {
       const int64_t c = (i / inner) % C;
+      check_qparam(scale[c], zero_point[c], bits);
       s = static_cast<F>(scale[c]);
       z = static_cast<F>(zero_point[c]);
     }

@@ -41,12 +41,6 @@ __device__ __forceinline__ void qparams_of_range(float mn, float mx, int bits, f
   arith::qparams_of_range(mn, mx, static_cast<float>(arith::max_code(bits)), scale, zp);
 }
 
-// The asynchronous error of the CUDA fused quantizers: a device-side assert (what torch._assert_async
-// raises too), so a NaN range is never a silent wrong answer and costs no host sync; the caller then
-// runs no check of its own.
-#ifndef DWQ_DEVICE_FAIL  // (the C++ tests' emulation counts them instead: csrc/tests/cuda_emu.h)
-#define DWQ_DEVICE_FAIL(msg) __assert_fail(msg, __FILE__, static_cast<unsigned int>(__LINE__), __func__)
-#endif
 
 // Block-wide min and max of v (blockDim.x a multiple of 32, at most 1024).
 __device__ __forceinline__ void block_min_max(float& mn, float& mx) {

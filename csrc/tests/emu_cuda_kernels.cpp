@@ -218,6 +218,32 @@ static void test_quantizer_asserts() {
   CHECK(cuda_emu::device_asserts == 2 && out[0] == 0.25f && out[50] != out[50] && out[100] != out[100],
         "weight_fake_quant: %lld device asserts (want 2), rows with NaN or inf all NaN, the others kept",
         (long long)cuda_emu::device_asserts.load());
+  // fake_quantize: the CPU op's value checks of scale and zero point, per tensor and per channel
+  struct Qp {
+    float s;
+    int32_t z;
+    bool bad;
+  };
+  const Qp qps[] = {{0.1f, 3, false}, {0.f, 3, true}, {-0.1f, 3, true}, {inf, 3, true},
+                    {nan, 3, true},   {0.1f, -1, true}, {0.1f, 16, true}, {1e-40f, 15, false}};
+  std::vector<float> x(64, 0.3f), y(64);
+  for (const Qp& c : qps)
+    for (bool per_channel : {false, true}) {
+      float s[4] = {0.1f, 0.1f, 0.1f, 0.1f};
+      int32_t z[4] = {3, 3, 3, 3};
+      s[per_channel ? 2 : 0] = c.s, z[per_channel ? 2 : 0] = c.z;
+      cuda_emu::device_asserts = 0;
+      if (per_channel)
+        launch(dim3(2), dim3(32), cuda::fake_quant_kernel<float, 1, true>, const_cast<const float*>(x.data()),
+               y.data(), static_cast<int32_t*>(nullptr), const_cast<const float*>(s), const_cast<const int32_t*>(z),
+               int64_t{64}, int64_t{4}, int64_t{16}, 4);
+      else
+        launch(dim3(2), dim3(32), cuda::fake_quant_kernel<float, 1, false>, const_cast<const float*>(x.data()),
+               y.data(), static_cast<int32_t*>(nullptr), const_cast<const float*>(s), const_cast<const int32_t*>(z),
+               int64_t{64}, int64_t{1}, int64_t{64}, 4);
+      CHECK((cuda_emu::device_asserts > 0) == c.bad, "fake_quantize (per channel %d) scale %g zero point %d: %lld "
+            "device asserts", per_channel, c.s, c.z, (long long)cuda_emu::device_asserts.load());
+    }
   cuda_emu::device_asserts = 0;
 }
 

@@ -49,7 +49,8 @@ def fake_quantize(
     written as they are, computed in float32 inside the kernel (exactly ``fake_quantize(x.float())``
     rounded back to x's dtype), so autocast keeps activations in half precision.
     scale: float32 [C], finite and > 0; zero_point: int32 [C], codes in 0..2^bits-1, where
-    C = x.shape[axis] (per channel) or 1 with ``axis=None`` (per tensor).
+    C = x.shape[axis] (per channel) or 1 with ``axis=None`` (per tensor); other values raise (on CUDA:
+    a device-side assert, which needs no host sync).
     Returns ``(x_hat, codes)``: x_hat like x, ``s * (q - z)`` with
     ``q = clamp(round_half_even(x / s) + z, 0, 2^bits - 1)``; codes int32 like x when
     ``return_codes`` else an empty tensor; both in x's memory format (``torch.empty_like(x)``
