@@ -287,9 +287,7 @@ cuda::Engine gemm_engine(const char* op, int device) {
 // K per grid z-slice: the int32-exact limit, and smaller when the output tiles alone would leave
 // most SMs idle (skinny GEMMs such as 32 x 4096 x 4096): then split K (int64 sums in a workspace).
 int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cuda::Engine engine) {
-  static int sms[64] = {0};
-  int& n_sm = sms[device & 63];
-  if (n_sm == 0 && cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n_sm = 1;
+  const int n_sm = cuda::sm_count(device);
   const int64_t limit = cuda::mma_k_chunk(limb);
   const int64_t bm = cuda::gemm_block_m(engine, limb, N), bn = cuda::gemm_block_n(engine, limb, N);
   const int64_t align = cuda::gemm_k_align(engine);

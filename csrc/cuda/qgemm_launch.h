@@ -25,6 +25,8 @@ int64_t mma_k_chunk(bool limb);
 int gemm_block_m(Engine engine, bool limb, int64_t N);
 int gemm_block_n(Engine engine, bool limb, int64_t N);
 int gemm_k_align(Engine engine);
+// Multiprocessors of `device` (queried once per device; 1 if the query fails).
+int sm_count(int device);
 
 // Launches qgemm_mma_kernel over ceil(M/BM) x ceil(N/BN) x ceil(K/p.k_chunk) CTAs. limb: x or w has
 // two limbs (p.lx, p.lw); conv: implicit conv mode (one limb each). Returns the launch error.

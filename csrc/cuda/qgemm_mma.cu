@@ -18,7 +18,7 @@ template <class Cfg, bool CONV>
 struct Launch {
   static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
     dim3 grid;
-    if (!mma_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    if (!tile_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
     return launch_smem(qgemm_mma_kernel<Cfg, CONV>, grid, kThreads, Cfg::SMEM, stream, p);
   }
 };
@@ -56,6 +56,13 @@ int gemm_block_n(Engine engine, bool limb, int64_t N) {
   if (engine == Engine::kDp4a) return 64;
   if (engine != Engine::kMma) return wg_tile_n(limb, N);
   return mma_tile_n(limb, N);
+}
+
+int sm_count(int device) {
+  static int counts[64] = {0};
+  int& n = counts[device & 63];
+  if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n = 1;
+  return n;
 }
 
 int gemm_k_align(Engine engine) { return engine == Engine::kMma || engine == Engine::kDp4a ? kBK : kWgBK; }

@@ -56,17 +56,6 @@ struct MmaCfg {
 // The tile width of a product with N columns (limbs: 128).
 __host__ __device__ constexpr int mma_tile_n(bool limb, int64_t N) { return !limb && N <= 64 ? 64 : 128; }
 
-// Launch grid of qgemm_mma_kernel<Cfg, ...>: x walks the output tiles (tile_of), z the K slices;
-// false where it exceeds the launch limits.
-template <class Cfg>
-inline bool mma_grid(const MmaParams& p, dim3* grid) {
-  const int64_t tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
-  const int64_t zt = (p.K + p.k_chunk - 1) / p.k_chunk;
-  if (tiles > 0x7FFFFFFF || zt > 65535) return false;
-  *grid = dim3(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(zt));
-  return true;
-}
-
 // Runs Launch<Cfg, CONV>::run(p, stream) for the tile configuration of p (limbs: matrix mode only).
 template <template <class, bool> class Launch>
 cudaError_t mma_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {

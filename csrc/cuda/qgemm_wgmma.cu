@@ -15,7 +15,7 @@ template <class Cfg, bool CONV>
 struct Launch {
   static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
     dim3 grid;
-    if (!wg_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
+    if (!tile_grid<Cfg>(p, &grid)) return cudaErrorInvalidConfiguration;
     return launch_smem(qgemm_wgmma_kernel<Cfg, CONV>, grid, Cfg::THREADS, Cfg::SMEM, stream, p);
   }
 };

@@ -87,24 +87,6 @@ cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t s
   }
 }
 
-// Output tiles (tile_of) and K slices of a product on Cfg's tiles.
-template <class Cfg>
-__host__ __device__ __forceinline__ void wg_work(const MmaParams& p, int64_t* tiles, int64_t* slices) {
-  *tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
-  *slices = (p.K + p.k_chunk - 1) / p.k_chunk;
-}
-
-// Launch grid of the wgmma kernel: x walks the output tiles (tile_of), z the K slices; false where
-// it exceeds the launch limits.
-template <class Cfg>
-inline bool wg_grid(const MmaParams& p, dim3* grid) {
-  int64_t tiles, zt;
-  wg_work<Cfg>(p, &tiles, &zt);
-  if (tiles > 0x7FFFFFFF || zt > 65535) return false;
-  *grid = dim3(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(zt));
-  return true;
-}
-
 // Byte offset of chunk c (16 bytes) of row r in a 128-byte-swizzled tile.
 __device__ __forceinline__ int sw128(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 

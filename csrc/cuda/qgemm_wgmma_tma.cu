@@ -34,14 +34,11 @@ bool byte_map(CUtensorMap* map, const void* base, const TmaBox& g) {
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// SMs of the current device: the persistent grid's size (one CTA per SM fits the shared memory).
-int sm_count() {
-  static int counts[64] = {0};
+// SMs of the current device (the binding's guard set it): the persistent grid's size (one CTA per
+// SM fits the shared memory).
+int current_sm_count() {
   int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return 1;
-  int& n = counts[device & 63];
-  if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n = 1;
-  return n;
+  return cudaGetDevice(&device) == cudaSuccess ? sm_count(device) : 1;
 }
 
 template <class Cfg, bool CONV>
@@ -50,7 +47,7 @@ struct Launch {
     CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
     if ((!CONV && !byte_map(&ma, p.a, a_box<Cfg>(p))) || !byte_map(&mb, p.b, b_box<Cfg>(p)))
       return cudaErrorInvalidValue;
-    const dim3 grid = wg_persistent_grid<Cfg>(p, sm_count());
+    const dim3 grid = wg_persistent_grid<Cfg>(p, current_sm_count());
     return launch_smem(qgemm_wgmma_tma_kernel<Cfg, CONV>, grid, Cfg::THREADS + 128, Cfg::SMEM, stream, p, ma, mb);
   }
 };

@@ -63,7 +63,7 @@ TmaBox b_box(const MmaParams& p) {
 template <class Cfg>
 inline dim3 wg_persistent_grid(const MmaParams& p, int max_ctas) {
   int64_t tiles, slices;
-  wg_work<Cfg>(p, &tiles, &slices);
+  tile_work<Cfg>(p, &tiles, &slices);
   const int64_t items = tiles * slices;
   return dim3(static_cast<unsigned>(items < max_ctas ? items : max_ctas));
 }
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
 
   const int tid = threadIdx.x;
   int64_t tiles, slices;
-  wg_work<Cfg>(p, &tiles, &slices);
+  tile_work<Cfg>(p, &tiles, &slices);
   const int64_t items = tiles * slices, num_m = (p.M + BM - 1) / BM, num_n = (p.N + BN - 1) / BN;
   // Work item w: K slice w / tiles of output tile w % tiles.
   auto item = [&](int64_t w, int64_t* m0, int64_t* n0, int64_t* kbeg, int64_t* kend) {

@@ -1,6 +1,11 @@
-// The order in which the GEMM kernels' CTAs (or persistent work items) walk the output tiles.
+// The order in which the GEMM kernels' CTAs (or persistent work items) walk the output tiles, and
+// the launch grid of the tiled kernels.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
+
+#include "cuda/qgemm_params.h"
 
 namespace dwq::cuda {
 
@@ -13,6 +18,24 @@ __host__ __device__ __forceinline__ void tile_of(int64_t t, int64_t num_m, int64
   const int64_t rows = num_m - first < kGroupM ? num_m - first : kGroupM, r = t % per_group;
   *mt = first + r % rows;
   *nt = r / rows;
+}
+
+// Output tiles of p on Cfg's BM x BN tiles (walked by tile_of), and its K slices of p.k_chunk.
+template <class Cfg>
+__host__ __device__ __forceinline__ void tile_work(const MmaParams& p, int64_t* tiles, int64_t* slices) {
+  *tiles = ((p.M + Cfg::BM - 1) / Cfg::BM) * ((p.N + Cfg::BN - 1) / Cfg::BN);
+  *slices = (p.K + p.k_chunk - 1) / p.k_chunk;
+}
+
+// Launch grid of a tiled kernel (one CTA per tile and slice): x walks the output tiles (tile_of),
+// z the K slices; false where it exceeds the launch limits.
+template <class Cfg>
+inline bool tile_grid(const MmaParams& p, dim3* grid) {
+  int64_t tiles, slices;
+  tile_work<Cfg>(p, &tiles, &slices);
+  if (tiles > 0x7FFFFFFF || slices > 65535) return false;
+  *grid = dim3(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(slices));
+  return true;
 }
 
 }  // namespace dwq::cuda

@@ -233,7 +233,7 @@ template <class Cfg, bool CONV>
 struct EmuLaunchMma {
   static cudaError_t run(const cuda::MmaParams& p, cudaStream_t) {
     dim3 grid;
-    CHECK(cuda::mma_grid<Cfg>(p, &grid), "grid");
+    CHECK(cuda::tile_grid<Cfg>(p, &grid), "grid");
     cuda_emu::launch_smem(grid, dim3(cuda::kThreads), Cfg::SMEM, cuda::qgemm_mma_kernel<Cfg, CONV>, p);
     return cudaSuccess;
   }
@@ -279,7 +279,7 @@ struct EmuLaunch {
     std::vector<uint8_t> store;
     kmajor_weights(p, store);
     dim3 grid;
-    CHECK(cuda::wg_grid<Cfg>(p, &grid), "grid");
+    CHECK(cuda::tile_grid<Cfg>(p, &grid), "grid");
     cuda_emu::launch_smem(grid, dim3(Cfg::THREADS), Cfg::SMEM, cuda::qgemm_wgmma_kernel<Cfg, CONV>, p);
     return cudaSuccess;
   }
