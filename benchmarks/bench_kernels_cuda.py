@@ -33,6 +33,8 @@ import torch.nn.functional as F
 import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
+from records import save_json  # noqa: E402  (benchmarks/records.py)
+
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
 QUICK_GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
 # (name, C_in, C_out, H=W of the input, kernel, stride)
@@ -84,9 +86,7 @@ def emit(records, rec):
     records.append(rec)
     print(json.dumps(rec), flush=True)
     if OUT.get("json"):
-        with open(OUT["json"] + ".tmp", "w") as f:
-            json.dump(records, f, indent=1)
-        os.replace(OUT["json"] + ".tmp", OUT["json"])
+        save_json(OUT["json"], records)
 
 
 def record(records, op, shape, bits, impl, times, ops_count):

@@ -22,7 +22,6 @@ for the batch-32 fp32 step on the 2-core CPU). Random CIFAR-shaped data, fixed s
 on; CUDA times are CUDA-event medians after warm-up. Nothing is asserted: see the printed table.
 """
 import argparse
-import json
 import os
 import random
 import statistics
@@ -39,6 +38,8 @@ from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
 from dwq.quant import reuse_quantized_weights  # noqa: E402
+
+from records import save_json  # noqa: E402  (benchmarks/records.py)
 
 
 def sync(device):
@@ -204,9 +205,7 @@ def main(argv=None):
 
     def save():  # after every measurement: a run cut short keeps what it measured
         if args.json:
-            with open(args.json + ".tmp", "w") as f:
-                json.dump(records, f, indent=1)
-            os.replace(args.json + ".tmp", args.json)
+            save_json(args.json, records)
 
     def emit(op, shape, bits, mode, res, **extra):
         for impl, (med, best) in res.items():

@@ -38,7 +38,6 @@ after every step too, so a run cut short still returns what it did (the device t
 8 files: keep OUT outside $OUT and bundle into it). Nothing here downloads anything.
 """
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -48,6 +47,8 @@ import tarfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # (also when loaded from a file path by the tests)
+from records import save_json  # noqa: E402  (benchmarks/records.py)
 
 
 class Steps:
@@ -93,10 +94,7 @@ class Steps:
         return rc
 
     def save(self):
-        path = os.path.join(self.out, "gpu_check.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.steps, f, indent=1)
-        os.replace(path + ".tmp", path)
+        save_json(os.path.join(self.out, "gpu_check.json"), self.steps)
         if self.bundle:
             with tarfile.open(self.bundle + ".tmp", "w:gz") as t:
                 t.add(self.out, arcname=os.path.basename(self.out.rstrip("/")))

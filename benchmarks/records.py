@@ -1,7 +1,16 @@
 """The common end of the benchmark scripts: print the records and the ratio tables, then write the
 JSON records and the plot only where ``--json`` / ``--png`` say."""
 import json
+import os
 import time
+
+
+def save_json(path, obj):
+    """Writes obj to path as JSON through a temporary file, so that a run killed mid-write leaves the
+    previous version, never a truncated one (the scripts that save after every measurement)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def finish(records, args, ratio_table, plot, t0, first_column="op", digits=3):
