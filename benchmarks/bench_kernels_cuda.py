@@ -7,7 +7,8 @@ channels-last convolution.
 GEMM (M, N, K): 4096^3, 8192^3, 32x4096x4096, 4096x512x1152 (dwq: qlinear, uint8/int32 codes in,
 float32 out with the fused epilogue). Convs at batch 256: the 3x3 convs of PreActResNet18 (32x32
 inputs) and the 3x3 and 1x1 convs of ResNet-50 (224x224 inputs), dwq qconv2d on channels-last codes
-vs cuDNN fp16 channels-last. Every dwq result is checked bit-exactly against the int64 reference on
+with requantized codes of the same width out (an integer model's layer, as bench_kernels.py times it
+on the CPU) vs cuDNN fp16 channels-last. Every dwq result is checked bit-exactly against the int64 reference on
 a slice before it is timed (with the ops' value checks on); timing runs with DWQ_CUDA_CHECKS=0 (no
 host sync per op). Medians of CUDA-event timings. Records (bench_kernels.py's format): ``{"op",
 "shape" ("MxNxK"; convs "b256 64->64 32x32 k3 s1"), "bits", "impl", "median_ms", "min_ms", "tops",
@@ -175,11 +176,16 @@ def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
         zx = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
         zw = torch.full((cout,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((cout,), 0.001, device="cuda")
+        so = torch.tensor([0.5], device="cuda")
+        zo = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
         wp = q.pack_conv_weight(w, zw, bits)
         want = qconv2d_acc_ref(x[ends].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
+        # An integer model's layer, as bench_kernels.py times it on the CPU: codes in, requantized
+        # codes of the same width out (uint8, or int32 above 8 bits).
         time_engines(records, name, shape, bits, flops,
                      lambda: torch.equal(q.qconv2d_acc(x, zx, bits, wp, k, stride, pad)[ends].cpu(), want),
-                     lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad), reps)
+                     lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad, None, None, False, so, zo, bits),
+                     reps)
 
 
 def plot(records, path):

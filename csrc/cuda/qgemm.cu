@@ -67,6 +67,13 @@ void check_launch(const char* op, cudaError_t err) {
   TORCH_CHECK(err == cudaSuccess, "dwq.", op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
 }
 
+// The value-check status words. The kernels only add or OR into them; zeroed when the op reads them
+// back, uninitialized (no fill launch) when DWQ_CUDA_CHECKS=0 leaves them unread.
+at::Tensor status_words(bool checks, const at::TensorOptions& opt) {
+  const int64_t n = cuda::kStatusWords;
+  return checks ? at::zeros({n}, opt.dtype(at::kInt)) : at::empty({n}, opt.dtype(at::kInt));
+}
+
 // status int32 [kStatusWords] -> host copy (one sync).
 std::vector<int32_t> read_status(const at::Tensor& status) {
   const at::Tensor h = status.to(at::kCPU);
@@ -91,7 +98,7 @@ at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const
   at::Tensor dst = out.strides() == xc.strides() ? out : at::empty_like(xc, out.options());
   const at::Tensor sc = scale.reshape({1}).contiguous(), zc = zero_point.reshape({1}).contiguous();
   const bool checks = value_checks();
-  at::Tensor status = at::zeros({int64_t{cuda::kStatusWords}}, x.options().dtype(at::kInt));
+  at::Tensor status = status_words(checks, x.options());
   if (checks) {
     cuda::ParamCheck pc;
     pc.x_scale = sc.data_ptr<float>();
@@ -312,7 +319,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   const at::TensorOptions opt = x.options();
   const bool checks = value_checks();
   const at::Tensor zx = x_zero_point.reshape({1}).contiguous();
-  at::Tensor status = at::zeros({int64_t{cuda::kStatusWords}}, opt.dtype(at::kInt));
+  at::Tensor status = status_words(checks, opt);
   int32_t* st = status.data_ptr<int32_t>();
   const at::Tensor sx = e.x_scale != nullptr ? e.x_scale->reshape({1}).contiguous() : at::Tensor();
   const at::Tensor sw = e.w_scale != nullptr ? e.w_scale->contiguous() : at::Tensor();
