@@ -86,6 +86,26 @@ def check_compiler_runtime():
               f"with LD_LIBRARY_PATH={os.path.dirname(os.path.realpath(mine))} or build with the system compiler.")
 
 
+# Named TORCH_CUDA_ARCH_LIST entries below compute capability 8.0 (torch's names).
+OLD_ARCH_NAMES = {"kepler", "kepler+tesla", "maxwell", "maxwell+tegra", "pascal", "volta", "turing"}
+
+
+def supported_arch_list(value):
+    """(kept, dropped) entries of a TORCH_CUDA_ARCH_LIST value: the CUDA kernels use mma.sync
+    m16n8k32 and cp.async, so archs below 8.0 (which many images list) would fail ptxas."""
+    kept, dropped = [], []
+    for a in value.replace(",", ";").replace(" ", ";").split(";"):
+        a = a.strip()
+        if not a:
+            continue
+        try:
+            old = float(a.split("+")[0].rstrip("abf")) < 8.0
+        except ValueError:
+            old = a.lower() in OLD_ARCH_NAMES
+        (dropped if old else kept).append(a)
+    return kept, dropped
+
+
 def want_cuda(torch):
     if os.environ.get("DWQ_NO_CUDA", "0") == "1":
         return False
@@ -102,7 +122,12 @@ def extensions():
         # DWQ_CUDA_ARCH wins over a TORCH_CUDA_ARCH_LIST that the machine's image may set.
         if os.environ.get("DWQ_CUDA_ARCH"):
             os.environ["TORCH_CUDA_ARCH_LIST"] = os.environ["DWQ_CUDA_ARCH"]
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0+PTX;9.0a")
+        default = "8.0+PTX;9.0a"
+        kept, dropped = supported_arch_list(os.environ.setdefault("TORCH_CUDA_ARCH_LIST", default))
+        if dropped:
+            print(f"dwq: leaving {';'.join(dropped)} out of TORCH_CUDA_ARCH_LIST: the CUDA kernels need compute "
+                  f"capability 8.0 or newer{'' if kept else f'; building for {default}'}")
+            os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(kept) if kept else default
     import torch
 
     check_compiler_runtime()  # after torch: its libstdc++ is the one dwq._C will run with

@@ -213,12 +213,15 @@ def main(argv=None):
                       env=retry) == 0:
                 env.update(retry)
     # Smoke tests of the Hopper engines (tile edges, an implicit conv, a persistent grid walking
-    # several tiles per CTA), each limited so that a hung pipeline costs a minute, not the lease.
+    # several tiles per CTA), each limited so that a hung pipeline costs a minute, not the lease;
+    # launches synchronous, so that a fault is reported at the kernel that made it.
     smoke = "(tile_edges and (129-129-65 or 257-384-1000) or qconv2d_acc_exact and 9x9 or many_tiles) and "
+    blocking = dict(st.env, CUDA_LAUNCH_BLOCKING="1")
     wg_ok = st.run("smoke_wgmma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
-                                             smoke + "wgmma and not wgmma_tma", per_test=45), timeout=90) == 0
+                                             smoke + "wgmma and not wgmma_tma", per_test=45), timeout=90,
+                   env=blocking) == 0
     tma_ok = st.run("smoke_wgmma_tma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k", smoke + "wgmma_tma",
-                                                  per_test=45), timeout=90) == 0
+                                                  per_test=45), timeout=90, env=blocking) == 0
     drop, bench_engines = engines_after_smoke(wg_ok, tma_ok)
     # The measurements first (each checks its results against the reference before timing them).
     st.run("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",

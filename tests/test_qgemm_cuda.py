@@ -317,6 +317,31 @@ def test_qconv2d_acc_exact(case, engine):
             assert torch.equal(got.cpu(), want), f"{case} xb={xb} wb={wb} layout={xd.stride()}"
 
 
+@pytest.mark.parametrize("case", [(1, 512, 7, 7, 512, 3, 1, 1), (2, 256, 4, 4, 256, 3, 1, 1), (1, 1024, 3, 3, 96, 1, 1, 0)],
+                         ids=lambda c: "x".join(map(str, c)))
+@engines
+def test_qconv2d_split_k(case, engine):
+    """Few output pixels, deep K (ResNet-50's last stage at batch 1: 49 rows, K = 4,608): fewer tiles than
+    SMs, so K is split (int64 workspace, then the epilogue), for the implicit conv and the im2col planes;
+    accumulators against the reference, requantized codes against the CPU op."""
+    B, C, H, W, O, k, s, p = case
+    g = torch.Generator().manual_seed(sum(case))
+    for xb, wb in [(8, 8), (4, 4), (12, 8)]:
+        x = rand_codes(g, (B, C, H, W), xb, torch.uint8 if xb <= 8 else torch.int32)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = rand_codes(g, (O, C, k, k), wb)
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (O,))
+        wp, wpd = q.pack_conv_weight(w, zw, wb), q.pack_conv_weight(*cu(w, zw), wb)
+        want = ref.qconv2d_acc_ref(x, zx, w, zw, (s, s), (p, p))
+        for xd in (x.to(DEV), x.to(DEV).int()):
+            assert torch.equal(q.qconv2d_acc(xd, zx.to(DEV), xb, wpd, k, s, p).cpu(), want), f"xb={xb} wb={wb}"
+        sx, sw = torch.tensor([0.01]), torch.rand(O, generator=g) * 1e-3 + 1e-5
+        b = torch.randn(O, generator=g)
+        so, zo = torch.tensor([0.05]), rand_zp(g, 8)
+        c = q.qconv2d(*cu(x, sx, zx), xb, wpd, sw.to(DEV), k, s, p, None, b.to(DEV), True, *cu(so, zo), 8)
+        assert torch.equal(c.cpu(), q.qconv2d(x, sx, zx, xb, wp, sw, k, s, p, None, b, True, so, zo, 8))
+
+
 @engines
 def test_conv_checks_only_the_codes_it_reads(engine):
     """A 1x1 stride-2 conv never reads pixel (1, 1): a 4-bit code of 200 there is no error, as on the CPU

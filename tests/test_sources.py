@@ -37,3 +37,22 @@ def test_no_target_pragma_outside_isa_region_header():
         if path.suffix not in (".cpp", ".h", ".cu", ".cuh") or path.name == "isa_region.h":
             continue
         assert not re.search(r"#pragma\s+GCC\s+(target|optimize)", path.read_text()), path
+
+
+def test_build_leaves_out_cuda_archs_below_8_0():
+    # Many images set TORCH_CUDA_ARCH_LIST with 5.2..7.5; the kernels' mma.sync m16n8k32 and
+    # cp.async would fail ptxas there. setup.py cannot be imported (it runs setup()): take the function.
+    import ast
+
+    src = (CSRC.parent / "setup.py").read_text()
+    tree = ast.parse(src)
+    keep = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "supported_arch_list"
+            or isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "OLD_ARCH_NAMES" for t in n.targets)]
+    assert len(keep) == 2, "setup.py: supported_arch_list / OLD_ARCH_NAMES not found"
+    env = {}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), "setup.py", "exec"), env)
+    f = env["supported_arch_list"]
+    assert f("5.2 6.0 7.0 7.5 8.0 8.6+PTX 9.0a") == (["8.0", "8.6+PTX", "9.0a"], ["5.2", "6.0", "7.0", "7.5"])
+    assert f("7.5+PTX;Turing;Ampere,Hopper;12.0f") == (["Ampere", "Hopper", "12.0f"], ["7.5+PTX", "Turing"])
+    assert f("8.0+PTX;9.0a") == (["8.0+PTX", "9.0a"], [])
+    assert f("7.0") == ([], ["7.0"])

@@ -12,6 +12,7 @@ import dwq
 from dwq.data import load_mnist5k
 from dwq.models import small_cnn
 from dwq.train import TrainConfig, Trainer, load_checkpoint
+from dwq.train.dist import cleanup
 from dwq.train.loop import epoch_batches, lr_lambda
 
 SET = [2, 3, 4, 6, 8]
@@ -165,7 +166,8 @@ def _ddp_worker(rank, world, port, out):
     tr = Trainer(NoBNNet(), tiny_data(256), _ddp_cfg(), out, rank=rank, world=world).fit()
     torch.save({k: v.detach().clone() for k, v in tr.model.state_dict().items()},
                os.path.join(out, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    del tr  # (the DDP wrapper and its reducer go before the process group does)
+    cleanup(synchronize=True)
 
 
 def test_ddp_two_gloo_processes_match_single_process(tmp_path):

@@ -55,9 +55,12 @@ struct Launch {
 }  // namespace
 
 bool wgmma_tma_fits(const MmaParams& p, bool conv) {
-  const bool b_ok = aligned16(p.b) && p.ldb % 16 == 0 && p.ldb >= p.K && (p.lw == 1 || p.b_plane >= p.N * p.ldb);
+  // The tensor maps' global strides (rows, limb planes) must be multiples of 16 bytes.
+  const bool b_ok = aligned16(p.b) && p.ldb % 16 == 0 && p.ldb >= p.K &&
+                    (p.lw == 1 || (p.b_plane >= p.N * p.ldb && p.b_plane % 16 == 0));
   if (conv) return b_ok;  // A: the implicit-conv contract of MmaParams, copied by cp.async
-  return b_ok && aligned16(p.a) && p.lda % 16 == 0 && p.lda >= p.K && (p.lx == 1 || p.a_plane >= p.M * p.lda);
+  return b_ok && aligned16(p.a) && p.lda % 16 == 0 && p.lda >= p.K &&
+         (p.lx == 1 || (p.a_plane >= p.M * p.lda && p.a_plane % 16 == 0));
 }
 
 cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {

@@ -319,7 +319,8 @@ static void run_wgmma_tma(const Case& c, int kind, int64_t k_chunk) {
 
 int main() {
   const int64_t big = int64_t{1} << 20;
-  // mma.sync: tile edges (128 x 128 / 256 x 64 / 64 x 128, 64-deep stages), limbs, split-K, conv
+  // mma.sync: tile edges (128 x 128 / 256 x 64 / 64 x 128, 64-deep stages), limbs, split-K (conv too),
+  // the three output kinds
   run_mma(make_case(130, 70, 200, 8, 8, false), cuda::kOutAccI64, big);
   run_mma(make_case(300, 64, 200, 8, 8, true), cuda::kOutF32, big);
   run_mma(make_case(257, 40, 130, 4, 8, false), cuda::kOutAccI64, 64);
@@ -332,6 +333,9 @@ int main() {
   run_mma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
   run_mma(make_conv(1, 16, 7, 7, 7, 2, 70), cuda::kOutF32, big);
   run_mma(make_conv(1, 48, 6, 6, 1, 2, 20), cuda::kOutAccI64, big);
+  run_mma(make_conv(1, 64, 5, 5, 3, 1, 70), cuda::kOutF32, 128);  // conv split-K: 576 = 4.5 slices
+  run_mma(make_conv(2, 32, 6, 6, 3, 2, 40), cuda::kOutU8, 64);    // from a tap's middle, requantized
+  run_mma(make_case(300, 40, 100, 8, 8, false), cuda::kOutU8, big);
   // dp4a: up to 8 rows, every limb combination, K tails, the three output kinds, split-K
   const int dp4a_cases[][5] = {  // M, N, K, x bits, w bits
       {1, 70, 1, 8, 8},     {3, 64, 3, 2, 2},     {8, 130, 67, 8, 16}, {5, 5, 130, 16, 8},
@@ -350,6 +354,7 @@ int main() {
   run_wgmma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
   run_wgmma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
   run_wgmma(make_conv(2, 16, 5, 5, 3, 2, 96), cuda::kOutAccI64, big);
+  run_wgmma(make_case(130, 70, 200, 12, 8, false), cuda::kOutU8, 128);
   // wgmma_tma: the same shapes (matrix by TMA, conv by cp.async producers + TMA weights)
   run_wgmma_tma(make_case(150, 64, 200, 8, 8, false), cuda::kOutAccI64, big);
   run_wgmma_tma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
@@ -361,6 +366,8 @@ int main() {
   run_wgmma_tma(make_conv(2, 32, 5, 5, 3, 1, 40), cuda::kOutAccI64, big);
   run_wgmma_tma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
   run_wgmma_tma(make_conv(2, 64, 5, 5, 3, 1, 96), cuda::kOutAccI64, big);  // 576 = 4.5 stages
+  run_wgmma_tma(make_case(130, 70, 200, 8, 8, true), cuda::kOutU8, big);
+  run_wgmma_tma(make_conv(1, 32, 6, 6, 3, 1, 40), cuda::kOutU8, 128);
   // several work items per CTA (persistent): 1, 2 and 3-5 stages per item, tiles and K slices
   run_wgmma_tma(make_case(520, 200, 300, 8, 8, true), cuda::kOutAccI64, big);
   run_wgmma_tma(make_conv(2, 16, 13, 13, 3, 1, 72), cuda::kOutF32, big);
@@ -372,7 +379,7 @@ int main() {
     const int bits[] = {2, 4, 8, 9, 12, 16};
     const int xb = bits[rint(0, 5)], wb = bits[rint(0, 5)];
     const int64_t M = rint(1, 300), N = rint(1, 300), K = rint(1, 1200), chunk = rint(0, 3) == 0 ? 128 * rint(1, 4) : big;
-    const int kind = rint(0, 1) ? cuda::kOutAccI64 : cuda::kOutF32;
+    const int kinds[] = {cuda::kOutAccI64, cuda::kOutF32, cuda::kOutU8}, kind = kinds[rint(0, 2)];
     const bool zp = rint(0, 4) == 0;
     run_mma(make_case(M, N, K, xb, wb, zp), kind, chunk);
     run_wgmma(make_case(M, N, K, xb, wb, zp), kind, chunk);
@@ -380,7 +387,7 @@ int main() {
     const int k = rint(0, 2) == 0 ? 1 : (rint(0, 1) ? 3 : 7);
     const Case cv = make_conv(rint(1, 2), 16 * rint(1, 4), rint(k > 3 ? 4 : 2, 9), rint(k > 3 ? 4 : 2, 9), k, rint(1, 2),
                               static_cast<int>(rint(1, 300)));
-    run_mma(cv, kind, big);
+    run_mma(cv, kind, chunk);
     run_wgmma(cv, kind, chunk);
     run_wgmma_tma(cv, kind, chunk);
   }

@@ -538,15 +538,17 @@ def cmd_train(a):
             print(f"  --epochs   {old} -> {f['epochs']}: the {f['lr_schedule']} LR schedule now spans "
                   f"{f['epochs']} epochs" + (f" (LR {lr_old:.4g} -> {lr_new:.4g} from here)" if lr_old != lr_new else ""))
     t0 = time.time()
+    completed = False
     try:
         tr.fit()
+        completed = True
     except KeyboardInterrupt:
         if say:
             print(f"dwq train: interrupted; the last complete epoch is in {a.out}/last.pt "
                   f"(continue with: dwq train --resume --out {a.out})", file=sys.stderr)
         return 130
     finally:
-        cleanup()
+        cleanup(synchronize=completed)
     if say:
         _summary(a.out, tr, time.time() - t0, f)
     return 0

@@ -43,6 +43,11 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def cleanup():
+def cleanup(synchronize: bool = False):
+    """Leaves the process group. ``synchronize=True`` (after a run that completed on every rank) first
+    waits for all ranks, so that none tears its connections down while another still uses them (rank
+    0 may still be writing its checkpoint); never after a failure, where a rank may not arrive."""
     if dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
