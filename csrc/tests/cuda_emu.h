@@ -41,20 +41,31 @@ inline dim3 blockDim, gridDim;
 
 namespace cuda_emu {
 
+// Launches so far: picks each block's dynamic shared-memory offset.
+inline std::atomic<unsigned> launches{0};
+
 struct Block {
-  Block(unsigned n, size_t smem_bytes) : bar(n), slots(n), warps((n + 31) / 32), smem(smem_bytes + 1024, 0) {
+  // As on the GPU, the dynamic shared memory is not zeroed and does not start at the swizzle atom:
+  // it follows the static __shared__ variables, here at 128 * (1..7) bytes past a 1024-byte aligned
+  // window (the shared address space), and holds garbage. So a read of shared memory before its
+  // write, or a kernel that assumes a 1024-aligned base instead of rounding up, fails the tests.
+  Block(unsigned n, size_t smem_bytes, unsigned offset)
+      : bar(n), slots(n), warps((n + 31) / 32), smem(smem_bytes + 2048) {
     for (unsigned w = 0; w < warps.size(); ++w) {
       const unsigned size = n - 32 * w < 32 ? n - 32 * w : 32;
       warps[w] = std::make_unique<std::barrier<>>(size);
     }
-    dsmem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem.data()) + 1023) / 1024 * 1024);
+    for (size_t i = 0; i < smem.size(); ++i) smem[i] = static_cast<uint8_t>(0xA7u ^ (i * 131u) ^ (i >> 7));
+    window = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem.data()) + 1023) / 1024 * 1024);
+    dsmem = window + offset;
   }
   std::barrier<> bar;
   std::vector<std::array<uint64_t, 8>> slots;  // the words each thread offers its warp (shuffles, fragments)
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::atomic<int> any{0};
-  std::vector<uint8_t> smem;  // dynamic shared memory: dsmem, 1024-aligned
-  uint8_t* dsmem = nullptr;
+  std::vector<uint8_t> smem;
+  uint8_t* window = nullptr;  // shared address 0 (1024-aligned)
+  uint8_t* dsmem = nullptr;   // the dynamic shared memory: window + 128 * (1..7)
   // mbarriers (by address) and the bulk copies still to land on them (cuda_emu_ptx.h)
   struct Mbar {
     uint32_t expected = 0, pending = 0, phase = 0;
@@ -174,7 +185,7 @@ T atomicMax(T* p, T v) {
 
 // The shared-memory address of p: its offset in the block's dynamic shared memory.
 inline uint64_t __cvta_generic_to_shared(const void* p) {
-  return static_cast<uint64_t>(static_cast<const uint8_t*>(p) - cuda_emu::tl_block->dsmem);
+  return static_cast<uint64_t>(static_cast<const uint8_t*>(p) - cuda_emu::tl_block->window);
 }
 
 inline unsigned __float_as_uint(float f) { return std::bit_cast<unsigned>(f); }
@@ -196,7 +207,7 @@ namespace cuda_emu {
 
 // kernel<<<grid, block, smem_bytes>>>(args...), synchronously: one host thread per CUDA thread of a
 // block (at most 1024), kept for every block; a gate between blocks gives each block fresh
-// barriers and zeroed shared memory.
+// barriers and fresh (garbage-filled, offset: see Block) dynamic shared memory.
 template <typename Kernel, typename... Args>
 void launch_smem(dim3 grid, dim3 block, size_t smem_bytes, Kernel kernel, Args... args) {
   gridDim = grid;
@@ -205,9 +216,10 @@ void launch_smem(dim3 grid, dim3 block, size_t smem_bytes, Kernel kernel, Args..
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
   if (n == 0 || blocks == 0) return;
   uint64_t current = 0;
-  std::unique_ptr<Block> b = std::make_unique<Block>(n, smem_bytes);
+  const unsigned offset = 128 * (1 + launches.fetch_add(1) % 7);
+  std::unique_ptr<Block> b = std::make_unique<Block>(n, smem_bytes, offset);
   auto next = [&]() noexcept {
-    if (++current < blocks) b = std::make_unique<Block>(n, smem_bytes);
+    if (++current < blocks) b = std::make_unique<Block>(n, smem_bytes, offset);
   };
   std::barrier<decltype(next)> gate(n, next);
   std::vector<std::thread> threads;

@@ -83,7 +83,7 @@ inline const uint8_t* desc_byte(uint64_t desc, unsigned r, unsigned kb) {
   if ((desc >> 62) != 1) cuda_emu::violations.fetch_add(1);  // only the 128-byte swizzle is modelled
   const uint64_t start = (desc & 0x3FFF) << 4, sbo = ((desc >> 32) & 0x3FFF) << 4;
   const uint64_t addr = start + (r / 8) * sbo + (r % 8) * 128 + kb;
-  return cuda_emu::tl_block->dsmem + (addr ^ (((addr >> 7) & 7) << 4));
+  return cuda_emu::tl_block->window + (addr ^ (((addr >> 7) & 7) << 4));
 }
 
 // This thread's N / 2 accumulators of D (64 x N) += A (64 x 32 u8) * B (N x 32 s8)^T: warp w of the
@@ -226,7 +226,7 @@ inline void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
 inline void tma_load_3d(void* dst, const CUtensorMap* map, int k, int row, int limb, uint64_t* bar) {
   cuda_emu::EmuMap e;
   std::memcpy(&e, map, sizeof e);
-  uint8_t* base = cuda_emu::tl_block->dsmem;
+  uint8_t* base = cuda_emu::tl_block->window;
   const uint64_t d0 = static_cast<uint64_t>(static_cast<uint8_t*>(dst) - base);
   auto land = [=]() -> int64_t {
     for (uint32_t r = 0; r < e.box[1]; ++r)
