@@ -1,5 +1,5 @@
 // The PTX of the tensor-core kernels, emulated for cuda_emu.h (the kernel headers leave these
-// wrappers out under DWQ_CUDA_EMU): cp.async (copies land at the wait that covers them),
+// wrappers out under DWQ_CUDA_EMU): cp.async (copies land at issue or at the wait that covers them),
 // ldmatrix.x4 and mma.sync.m16n8k32 (warp-collective, fragment layouts of the PTX ISA),
 // wgmma.mma_async m64nNk32 u8 x s8 from 128-byte-swizzled K-major shared memory through matrix
 // descriptors (computed at issue, checked again and written back at the wait: shared memory that
@@ -20,13 +20,22 @@
 namespace dwq::cuda {
 
 // ---------------------------------------------------------------- cp.async
+// When a copy lands: at the wait that covers it (the latest the hardware may: a read before that
+// wait sees stale data), or at issue (the earliest: a stage refilled while another warp still reads
+// it shows up). The tests run each kernel both ways.
+inline bool cp_async_land_early = false;
+
 inline void cp_async16(void* smem, const void* gmem, int src_bytes) {
   uint8_t* d = static_cast<uint8_t*>(smem);
   const uint8_t* s = static_cast<const uint8_t*>(gmem);
-  cuda_emu::tl_cp_async.open.push_back([d, s, src_bytes] {
+  auto land = [d, s, src_bytes] {
     std::memcpy(d, s, static_cast<size_t>(src_bytes));
     std::memset(d + src_bytes, 0, static_cast<size_t>(16 - src_bytes));
-  });
+  };
+  if (cp_async_land_early)
+    land();
+  else
+    cuda_emu::tl_cp_async.open.push_back(land);
 }
 inline void cp_async_commit() { cuda_emu::tl_cp_async.commit(); }
 template <int N>

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/arith.h"
@@ -239,10 +240,23 @@ struct EmuLaunchMma {
   }
 };
 
+// Runs a cp.async-fed kernel with its copies landing late (at the covering wait), then early (at issue).
+template <class Run>
+static void both_landings(Run&& run) {
+  for (bool early : {false, true}) {
+    cuda::cp_async_land_early = early;
+    run(early ? " (copies land early)" : "");
+  }
+  cuda::cp_async_land_early = false;
+}
+
 static void run_mma(const Case& c, int kind, int64_t k_chunk) {
   const bool limb = c.xb > 8 || c.wb > 8;
-  run_case(c, kind, k_chunk, limb ? "mma limb" : (c.conv ? "mma conv" : "mma 8-bit"), [&](const cuda::MmaParams& p) {
-    cuda::mma_dispatch<EmuLaunchMma>(p, limb, c.conv, nullptr);
+  both_landings([&](const char* when) {
+    const std::string what = std::string(limb ? "mma limb" : (c.conv ? "mma conv" : "mma 8-bit")) + when;
+    run_case(c, kind, k_chunk, what.c_str(), [&](const cuda::MmaParams& p) {
+      cuda::mma_dispatch<EmuLaunchMma>(p, limb, c.conv, nullptr);
+    });
   });
 }
 
@@ -287,8 +301,10 @@ struct EmuLaunch {
 
 static void run_wgmma(const Case& c, int kind, int64_t k_chunk) {
   const bool limb = c.xb > 8 || c.wb > 8;
-  run_case(c, kind, k_chunk, "wgmma", [&](const cuda::MmaParams& p) {
-    cuda::wg_dispatch<EmuLaunch>(p, limb, c.conv, nullptr);
+  both_landings([&](const char* when) {
+    run_case(c, kind, k_chunk, (std::string("wgmma") + when).c_str(), [&](const cuda::MmaParams& p) {
+      cuda::wg_dispatch<EmuLaunch>(p, limb, c.conv, nullptr);
+    });
   });
 }
 
@@ -312,9 +328,11 @@ static void run_wgmma_tma(const Case& c, int kind, int64_t k_chunk) {
   const bool limb = c.xb > 8 || c.wb > 8;
   for (bool late : {false, true}) {
     cuda_emu::tma_land_late = late;
+    cuda::cp_async_land_early = !late;  // (the conv producer's A tiles)
     run_case(c, kind, k_chunk, late ? "wgmma_tma (copies land late)" : "wgmma_tma (copies land early)",
              [&](const cuda::MmaParams& p) { cuda::wg_dispatch<EmuLaunchTma>(p, limb, c.conv, nullptr); });
   }
+  cuda::cp_async_land_early = false;
 }
 
 int main() {
