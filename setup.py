@@ -156,7 +156,11 @@ def extensions():
         name="dwq._C",
         sources=sources,
         include_dirs=[os.path.join(here, "csrc")],
-        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+        # nvcc: the same float contract as the C++ flags (no FMA contraction, IEEE division and
+        # square root, subnormals kept), spelled out although the kernels' contract steps already use
+        # the _rn intrinsics, so that a fast-math default elsewhere cannot change a CUDA result.
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr", "--fmad=false", "--ftz=false",
+                                                 "--prec-div=true", "--prec-sqrt=true"]},
         extra_link_args=["-fopenmp"],
         define_macros=define,
         py_limited_api=True,

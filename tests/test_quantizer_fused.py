@@ -7,6 +7,7 @@ import torch
 from dwq.ops import HAS_EXT, has_kernel
 from dwq.ops import quantizer_fused as fused
 from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision
+from dwq.quant.quantizers import quantize_with
 
 CUDA = torch.cuda.is_available() and HAS_EXT and has_kernel("act_qparams", "cuda")
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and dwq._C built with its CUDA kernels")
@@ -119,6 +120,13 @@ def test_nan_and_inf_errors_are_the_reference_ones(device):
             WeightQuantizer()(bad.reshape(1, 2), 4)
         with pytest.raises(RuntimeError, match="scale"):
             WeightQuantizer()(torch.tensor([[1.0, float("inf")]]), 4)
+        # finite, but max - min overflows float32: no finite scale, as on the reference path
+        wide = torch.tensor([[-3e38, 3e38], [0.5, 1.0]])
+        with pytest.raises(RuntimeError, match="scale"):
+            WeightQuantizer()(wide, 4)
+        with pytest.raises(RuntimeError, match="scale"):
+            s, z = WeightQuantizer().qparams(wide, 4)
+            quantize_with(wide, s, z, 4, 0, "int")
         # eval mode with a tracked range skips the range pass; NaN is still an error, on both paths
         q = ActQuantizer([4]).train()
         q(torch.tensor([0.0, 2.0]), 4, normalize_precision(4))
@@ -205,9 +213,14 @@ def test_act_qparams_any_layout_same_range(device, dtype):
 NAN_ON_CUDA = r"""
 import sys, torch
 from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision
+from dwq.quant.quantizers import quantize_with
 bad = torch.tensor([1.0, float("nan"), 2.0], device="cuda")
 if sys.argv[1] == "act":
     ActQuantizer([4]).cuda().train()(bad, 4, normalize_precision(4))
+elif sys.argv[1] == "act_eval":  # a tracked range: no range pass, fake_quantize itself asserts
+    q = ActQuantizer([4]).cuda().train()
+    q(torch.tensor([0.0, 2.0], device="cuda"), 4, normalize_precision(4))
+    q.eval()(bad, 4, normalize_precision(4))
 else:
     WeightQuantizer()(bad.reshape(1, 3), 4)
 torch.cuda.synchronize()
@@ -216,10 +229,11 @@ print("no error")
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and dwq._C's CUDA kernels")
-@pytest.mark.parametrize("which", ["act", "weight"])
+@pytest.mark.parametrize("which", ["act", "act_eval", "weight"])
 def test_nan_on_cuda_is_a_device_assert(which):
-    """On CUDA the fused kernels fail a device-side assert on a NaN range (no host sync, never a silent
-    NaN). The CUDA context cannot be used after it, hence a process of its own."""
+    """On CUDA the fused kernels fail a device-side assert on a NaN range, and fake_quantize on NaN in x
+    (eval mode with a tracked range reads no range): no host sync, never a silent NaN. The CUDA
+    context cannot be used after it, hence a process of its own."""
     import subprocess
     import sys
 

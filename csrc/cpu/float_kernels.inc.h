@@ -112,6 +112,11 @@ int64_t weight_fake_quant_rows(const T* w, T* out, int64_t inner, int64_t row_be
     float s;
     int32_t z;
     arith::qparams_of_range(mn, mx, qmax, &s, &z);
+    if (!(s <= std::numeric_limits<float>::max())) {  // finite, but max - min overflows: no finite scale
+      ++*inf_rows;
+      for (int64_t i = 0; i < inner; ++i) orow[i] = Io<T>::store(std::numeric_limits<F>::quiet_NaN());
+      continue;
+    }
     const F sf = static_cast<F>(s), zf = static_cast<F>(z), qf = static_cast<F>(qmax);
     for (int64_t i = 0; i < inner; ++i) {
       const F v = Io<T>::load(wr[i]);

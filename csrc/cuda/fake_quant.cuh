@@ -1,9 +1,9 @@
 // Device kernel of dwq::fake_quantize (launcher: fake_quant.cu). The arithmetic is arith.h's, as
 // in csrc/cpu/fake_quant.cpp, so CPU and GPU agree bit for bit: float32 inside (float64 for
-// double), float16/bfloat16 widened exactly and rounded back to nearest even. NaN inputs give the
-// CPU's quiet NaN (Io::nan) and code -1 (raising would need a device sync; the Python quantizers
-// assert on NaN ranges asynchronously instead). A scale that is not finite and > 0, or a zero point
-// that is not a code, fails a device-side assert (where the CPU op raises).
+// double), float16/bfloat16 widened exactly and rounded back to nearest even. Where the CPU op
+// raises, the kernel fails a device-side assert (asynchronous: no host sync): NaN in x (its output
+// would be the CPU kernel's quiet NaN, Io::nan, and code -1), a scale that is not finite and > 0, a
+// zero point that is not a code.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -55,7 +55,8 @@ __device__ __forceinline__ T fake_quant_one(T x, typename Io<T>::F s, typename I
                                             int32_t& code) {
   using F = typename Io<T>::F;
   const F v = Io<T>::load(x);
-  if (v != v) {
+  if (v != v) {  // the CPU op raises: NaN has no code (the output stays NaN, code -1, as the CPU kernel's)
+    DWQ_DEVICE_FAIL("dwq.fake_quantize: x contains NaN; NaN has no quantized code");
     code = -1;
     return Io<T>::nan();
   }

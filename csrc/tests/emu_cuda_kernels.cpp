@@ -209,15 +209,23 @@ static void test_quantizer_asserts() {
     CHECK(cuda_emu::device_asserts == c.want, "act_qparams with %g (train %d, tracked %d): %lld device asserts, want %lld",
           c.bad, c.training, c.tracked, (long long)cuda_emu::device_asserts.load(), (long long)c.want);
   }
-  std::vector<float> w(3 * 50, 0.25f), out(w.size());
+  std::vector<float> w(4 * 50, 0.25f), out(w.size());
   w[60] = inf;   // row 1
   w[149] = nan;  // row 2
+  w[150] = -3e38f, w[199] = 3e38f;  // row 3: finite, but max - min overflows
   cuda_emu::device_asserts = 0;
-  launch(dim3(3), dim3(64), cuda::weight_fake_quant_kernel<float>, const_cast<const float*>(w.data()), out.data(),
+  launch(dim3(4), dim3(64), cuda::weight_fake_quant_kernel<float>, const_cast<const float*>(w.data()), out.data(),
          int64_t{50}, 4);
-  CHECK(cuda_emu::device_asserts == 2 && out[0] == 0.25f && out[50] != out[50] && out[100] != out[100],
-        "weight_fake_quant: %lld device asserts (want 2), rows with NaN or inf all NaN, the others kept",
-        (long long)cuda_emu::device_asserts.load());
+  CHECK(cuda_emu::device_asserts == 3 && out[0] == 0.25f && out[50] != out[50] && out[100] != out[100] &&
+            out[175] != out[175],
+        "weight_fake_quant: %lld device asserts (want 3), rows with NaN, inf or an overflowing range all NaN, the "
+        "others kept", (long long)cuda_emu::device_asserts.load());
+  std::vector<float> want(w.size());
+  int64_t inf_rows = 0;
+  cpu::weight_fake_quant_rows<float>(cpu::Isa::scalar, w.data(), want.data(), 50, 0, 4, 4, &inf_rows);
+  CHECK(inf_rows == 2 && same_bits(out.data(), want.data(), out.size()),
+        "weight_fake_quant_rows: %lld rows without a finite scale (want 2: inf, overflowing range), NaN as on CUDA",
+        (long long)inf_rows);
   // fake_quantize: the CPU op's value checks of scale and zero point, per tensor and per channel
   struct Qp {
     float s;
@@ -244,6 +252,16 @@ static void test_quantizer_asserts() {
       CHECK((cuda_emu::device_asserts > 0) == c.bad, "fake_quantize (per channel %d) scale %g zero point %d: %lld "
             "device asserts", per_channel, c.s, c.z, (long long)cuda_emu::device_asserts.load());
     }
+  // NaN in x: the CPU op raises; here one assert per NaN element, which still comes out NaN, code -1
+  x[17] = nan, x[40] = nan;
+  std::vector<int32_t> codes(64);
+  const float s1[1] = {0.1f};
+  const int32_t z1[1] = {3};
+  cuda_emu::device_asserts = 0;
+  launch(dim3(2), dim3(32), cuda::fake_quant_kernel<float, 1, false>, const_cast<const float*>(x.data()), y.data(),
+         codes.data(), s1, z1, int64_t{64}, int64_t{1}, int64_t{64}, 4);
+  CHECK(cuda_emu::device_asserts == 2 && y[17] != y[17] && codes[40] == -1 && codes[0] == 6 && y[0] == 0.1f * 3.f,
+        "fake_quantize of NaN: %lld device asserts (want 2)", (long long)cuda_emu::device_asserts.load());
   cuda_emu::device_asserts = 0;
 }
 

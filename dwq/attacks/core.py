@@ -109,8 +109,12 @@ def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None):
 
 def _uniform(x, eps, generator=None):
     u = torch.rand(x.shape, generator=generator, device="cpu" if generator is not None else x.device)
-    # non_blocking: a host-to-device copy that does not synchronize the stream (training steps stay sync-free)
-    return ((2 * u - 1) * eps).to(device=x.device, dtype=x.dtype, non_blocking=True)
+    v = (2 * u - 1) * eps
+    if v.device != x.device and x.device.type == "cuda":
+        # From pinned memory a non_blocking copy never waits for the stream; from pageable memory the
+        # driver may (training steps stay sync-free). Pinned blocks come from torch's caching host allocator.
+        v = v.pin_memory()
+    return v.to(device=x.device, dtype=x.dtype, non_blocking=True)
 
 
 RESTART_SELECT = ("misclassified", "loss")

@@ -55,7 +55,8 @@ def fake_quantize(
     ``q = clamp(round_half_even(x / s) + z, 0, 2^bits - 1)``; codes int32 like x when
     ``return_codes`` else an empty tensor; both in x's memory format (``torch.empty_like(x)``
     strides, e.g. channels-last stays channels-last). The gradient is straight-through (identity)
-    to x. NaN in x is an error (on CUDA its output is NaN and its code -1: raising would sync).
+    to x. NaN in x is an error (on CUDA, as for scale and zero point, a device-side assert, which needs
+    no host sync).
     """
     _check(x, scale, zero_point, bits, axis)
     scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)
