@@ -4,7 +4,8 @@
 // memory keep CUDA's meaning; cuda_emu_ptx.h adds the PTX the tensor-core kernels use. It checks a
 // kernel's indexing, bounds, reductions, pipeline order and arithmetic against the CPU kernels
 // without a GPU; it is a model of the execution, not a GPU run (no memory-model, timing or
-// occupancy effects). Include it before any kernel header; it defines DWQ_CUDA_EMU.
+// occupancy effects), with a race check of the shared-memory accesses it sees (smem_access).
+// Include it before any kernel header; it defines DWQ_CUDA_EMU.
 #pragma once
 #define DWQ_CUDA_EMU 1
 #include <cuda_bf16.h>
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -44,13 +46,26 @@ namespace cuda_emu {
 // Launches so far: picks each block's dynamic shared-memory offset.
 inline std::atomic<unsigned> launches{0};
 
+// Counts the block's completed __syncthreads: the barrier epoch of the shared-memory race check.
+struct NextEpoch {
+  std::atomic<uint32_t>* epoch;
+  void operator()() noexcept { epoch->fetch_add(1); }
+};
+
+// The last write and read of one byte of dynamic shared memory, as the race check sees them.
+struct Access {
+  uint32_t w_epoch = ~0u, r_epoch = ~0u;
+  int32_t w_tid = -1, r_tid = -1;  // r_tid -2: several threads read it in r_epoch
+};
+
 struct Block {
   // As on the GPU, the dynamic shared memory is not zeroed and does not start at the swizzle atom:
   // it follows the static __shared__ variables, here at 128 * (1..7) bytes past a 1024-byte aligned
   // window (the shared address space), and holds garbage. So a read of shared memory before its
   // write, or a kernel that assumes a 1024-aligned base instead of rounding up, fails the tests.
   Block(unsigned n, size_t smem_bytes, unsigned offset)
-      : bar(n), slots(n), warps((n + 31) / 32), smem(smem_bytes + 2048) {
+      : bar(n, NextEpoch{&epoch}), slots(n), warps((n + 31) / 32), smem(smem_bytes + 2048),
+        shadow(smem_bytes > 0 ? smem.size() : 0) {
     for (unsigned w = 0; w < warps.size(); ++w) {
       const unsigned size = n - 32 * w < 32 ? n - 32 * w : 32;
       warps[w] = std::make_unique<std::barrier<>>(size);
@@ -59,13 +74,16 @@ struct Block {
     window = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem.data()) + 1023) / 1024 * 1024);
     dsmem = window + offset;
   }
-  std::barrier<> bar;
+  std::atomic<uint32_t> epoch{0};  // (before bar, whose completion counts it)
+  std::barrier<NextEpoch> bar;
   std::vector<std::array<uint64_t, 8>> slots;  // the words each thread offers its warp (shuffles, fragments)
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::atomic<int> any{0};
   std::vector<uint8_t> smem;
   uint8_t* window = nullptr;  // shared address 0 (1024-aligned)
   uint8_t* dsmem = nullptr;   // the dynamic shared memory: window + 128 * (1..7)
+  std::vector<Access> shadow;  // per byte of smem (race check)
+  std::mutex shadow_mu;
   // mbarriers (by address) and the bulk copies still to land on them (cuda_emu_ptx.h)
   struct Mbar {
     uint32_t expected = 0, pending = 0, phase = 0;
@@ -117,6 +135,42 @@ inline std::atomic<int64_t> device_asserts{0};
 #define DWQ_DEVICE_FAIL(msg) ((void)(msg), cuda_emu::device_asserts.fetch_add(1))
 
 inline uint8_t* dynamic_smem() { return tl_block->dsmem; }
+
+// Shared-memory race check (what compute-sanitizer's racecheck does on the GPU, for the accesses
+// the emulation sees: cp.async writes as they land, ldmatrix reads). Two accesses of one byte by
+// different threads, at least one a write, with no __syncthreads between them are a race: a read
+// of data another thread's copy may not have landed, or a refill of a stage another warp may
+// still be reading. Each race counts as a violation; the first few are printed.
+inline std::atomic<int64_t> races{0};
+
+inline void race(const char* what, const void* p, uint32_t epoch, int other, int self) {
+  if (races.fetch_add(1) < 5)
+    std::fprintf(stderr, "emulated racecheck: %s of shared byte %lld in barrier epoch %u: threads %d and %d\n", what,
+                 static_cast<long long>(static_cast<const uint8_t*>(p) - tl_block->window), epoch, other, self);
+  violations.fetch_add(1);
+}
+
+inline void smem_access(const void* p, size_t n, bool write) {
+  Block& b = *tl_block;
+  if (b.shadow.empty()) return;
+  const uint8_t* q = static_cast<const uint8_t*>(p);
+  if (q < b.smem.data() || q + n > b.smem.data() + b.smem.size()) return;  // (not dynamic shared memory)
+  const uint32_t e = b.epoch.load();
+  const int t = static_cast<int>(threadIdx.x);
+  std::lock_guard<std::mutex> lock(b.shadow_mu);
+  for (size_t i = 0; i < n; ++i) {
+    Access& a = b.shadow[static_cast<size_t>(q + i - b.smem.data())];
+    if (write) {
+      if (a.w_epoch == e && a.w_tid != t) race("write after write", q + i, e, a.w_tid, t);
+      else if (a.r_epoch == e && a.r_tid != t) race("write after read", q + i, e, a.r_tid, t);
+      a.w_epoch = e, a.w_tid = t;
+    } else {
+      if (a.w_epoch == e && a.w_tid != t) race("read after write", q + i, e, a.w_tid, t);
+      a.r_tid = a.r_epoch == e && a.r_tid != t ? -2 : t;
+      a.r_epoch = e;
+    }
+  }
+}
 
 // Every lane of this thread's warp offers W words; f(words of lane l) is called for the lanes it
 // reads, between the two warp barriers that keep the offers stable.

@@ -29,6 +29,7 @@ inline void cp_async16(void* smem, const void* gmem, int src_bytes) {
   uint8_t* d = static_cast<uint8_t*>(smem);
   const uint8_t* s = static_cast<const uint8_t*>(gmem);
   auto land = [d, s, src_bytes] {
+    cuda_emu::smem_access(d, 16, true);
     std::memcpy(d, s, static_cast<size_t>(src_bytes));
     std::memset(d + src_bytes, 0, static_cast<size_t>(16 - src_bytes));
   };
@@ -46,6 +47,7 @@ void cp_async_wait() {
 // ---------------------------------------------------------------- mma.sync (sm_80)
 // Lane l gets, of matrix j (rows given by lanes 8j .. 8j + 7), bytes 4 (l % 4) .. +3 of row l / 4.
 inline void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  cuda_emu::smem_access(smem, 16, false);  // this lane's row of 16 bytes
   const uint64_t mine[1] = {reinterpret_cast<uint64_t>(smem)};
   const unsigned lane = threadIdx.x % 32;
   cuda_emu::warp_exchange<1>(mine, [&](auto of) {

@@ -354,6 +354,8 @@ int main() {
   run_mma(make_conv(1, 64, 5, 5, 3, 1, 70), cuda::kOutF32, 128);  // conv split-K: 576 = 4.5 slices
   run_mma(make_conv(2, 32, 6, 6, 3, 2, 40), cuda::kOutU8, 64);    // from a tap's middle, requantized
   run_mma(make_case(300, 40, 100, 8, 8, false), cuda::kOutU8, big);
+  run_mma(make_case(100, 70, 700, 8, 8, false), cuda::kOutF32, big);  // 11 k-tiles: stages refilled in the loop
+  run_mma(make_case(70, 40, 900, 12, 8, false), cuda::kOutAccI64, big);
   // dp4a: up to 8 rows, every limb combination, K tails, the three output kinds, split-K
   const int dp4a_cases[][5] = {  // M, N, K, x bits, w bits
       {1, 70, 1, 8, 8},     {3, 64, 3, 2, 2},     {8, 130, 67, 8, 16}, {5, 5, 130, 16, 8},
@@ -410,6 +412,6 @@ int main() {
     run_wgmma_tma(cv, kind, chunk);
   }
   CHECK(cuda_emu::violations.load() == 0, "%lld emulated-PTX contract violations (e.g. a stage overwritten while "
-        "a wgmma read it)", (long long)cuda_emu::violations.load());
+        "a wgmma read it, or a shared-memory race)", (long long)cuda_emu::violations.load());
   return checks_done("emulated CUDA GEMM kernels: all checks passed");
 }
