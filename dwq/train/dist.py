@@ -49,5 +49,7 @@ def cleanup(synchronize: bool = False):
     0 may still be writing its checkpoint); never after a failure, where a rank may not arrive."""
     if dist.is_initialized():
         if synchronize:
-            dist.barrier()
+            # (NCCL: on this process's device, set by setup, rather than one guessed from the rank)
+            nccl = dist.get_backend() == "nccl"
+            dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
         dist.destroy_process_group()
