@@ -144,16 +144,16 @@ def bench_gemm(M, N, K, bits_list, records, reps):
     for dt, name in ((torch.float16, "torch_fp16"), (torch.bfloat16, "torch_bf16")):
         a, b = torch.randn(M, K, device="cuda", dtype=dt), torch.randn(K, N, device="cuda", dtype=dt)
         record(records, "gemm", (M, N, K), 16, name, cuda_time(lambda: a @ b, reps), flops)
-    rows, cols = edges(M, 8), edges(N, 64)  # the output's corners: every tile row and column is computed
+    rows, cols = edges(M, 8).cuda(), edges(N, 64).cuda()  # the output's corners: every tile row and column
     for bits in bits_list:
         x, w = codes((M, K), bits, g), codes((N, K), bits, g)
         zx = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
         zw = torch.full((N,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((N,), 0.001, device="cuda")
         wp = q.pack_weight(w, zw, bits)
-        want = qgemm_acc_ref(x[rows.cuda()].cpu(), zx.cpu(), w[cols.cuda()].cpu(), zw[cols.cuda()].cpu())
+        want = qgemm_acc_ref(x[rows].cpu(), zx.cpu(), w[cols].cpu(), zw[cols].cpu())
         time_engines(records, "gemm", (M, N, K), bits, flops,
-                     lambda: torch.equal(q.qgemm_acc(x, zx, bits, wp)[rows.cuda()][:, cols.cuda()].cpu(), want),
+                     lambda: torch.equal(q.qgemm_acc(x, zx, bits, wp)[rows][:, cols].cpu(), want),
                      lambda: q.qlinear(x, sx, zx, bits, wp, sw), reps)
 
 

@@ -41,7 +41,6 @@ __device__ __forceinline__ void qparams_of_range(float mn, float mx, int bits, f
   arith::qparams_of_range(mn, mx, static_cast<float>(arith::max_code(bits)), scale, zp);
 }
 
-
 // Block-wide min and max of v (blockDim.x a multiple of 32, at most 1024).
 __device__ __forceinline__ void block_min_max(float& mn, float& mx) {
   __shared__ float smin[32], smax[32];
@@ -85,7 +84,7 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
   auto see = [&](T t) {
     const float v = Io<T>::load(t);
     // NaN and +-inf alike: an infinite range has no finite scale (the CPU's fake_quantize raises
-    // for it), and it must not reach fake_quantize, which has no scale check on the device.
+    // for it); failing here names the range as the cause, not the scale it would give.
     nan |= v - v != 0.f;
     mn = fminf(mn, v);
     mx = fmaxf(mx, v);

@@ -7,7 +7,8 @@
 // over odd sizes, extreme zero points, split-K through the int64 workspace and the fused epilogue
 // (affine, ReLU; float and requantized outputs);
 // DWQ_EMU_SWEEP=n adds n random matrix and conv shapes for every kernel (150 ran clean when written).
-// cp.async copies land only at the wait that covers them and an in-flight wgmma must find its
+// cp.async copies land at the wait that covers them or at issue (each kernel runs both ways), the
+// shared-memory race check sees them and the ldmatrix reads, and an in-flight wgmma must find its
 // shared memory unchanged at its wait, so a pipeline that reads or overwrites a stage too early
 // fails here; qgemm_wgmma_tma_kernel (warp-specialized: mbarriers, TMA) runs with its copies landing
 // as early and as late as the hardware may. What it cannot show: that the hardware's fragment,
