@@ -69,6 +69,12 @@ def bad_op_cases(dev):
         ("x codes range", lambda: ops.qgemm_acc(x, zx, 4, wp), "x_codes holds value\\(s\\) outside 0..15"),
         ("x codes negative", lambda: ops.qgemm_acc(x.int() - 1, zx, 8, wp), "outside 0..255"),
         ("conv codes range", lambda: ops.qconv2d_acc(xc, zx, 4, wc, [1, 1], [1, 1], [0, 0]), "outside 0..15"),
+        # geometry whose sizes wrap int64: named, not misread as a small input or a failed allocation
+        ("conv padding overflow", lambda: ops.qconv2d_acc(xc, zx, 8, wc, [1, 1], [1, 1], [2**62, 0]),
+         "padding \\[4611686018427387904, 0\\] of a 1x1 input overflows 64-bit sizes"),
+        ("conv output overflow",
+         lambda: ops.qconv2d_acc(xc[:1].expand(2**40, 33, 1, 1), zx, 8, wc, [1, 1], [1, 1], [2**30, 1]),
+         "the output 1099511627776x2147483649x3 \\(batch x height x width\\) overflows 64-bit sizes"),
         ("codes range, rows read in place", lambda: ops.qgemm_acc(x64, zx, 4, wp64), "outside 0..15"),
         ("codes range, implicit conv", lambda: ops.qconv2d_acc(xcl, zx, 7, wcl, [3, 3], [1, 1], [1, 1]),
          "outside 0..127"),

@@ -118,6 +118,8 @@ at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const
     const std::vector<int32_t> st = read_status(status);
     if (st[cuda::kStParamFlags] & cuda::kBadXScale) qg_scale1_value(op, "scale", scale);
     if (st[cuda::kStParamFlags] & cuda::kBadXZp) qg_zp1_value(op, "zero_point", zero_point, bits);
+    TORCH_CHECK(st[cuda::kStParamFlags] == 0, "dwq.quantize_act: scale or zero_point failed its check on the device "
+                "but passed on re-reading: was it modified while the op ran?");
     TORCH_CHECK(st[cuda::kStNaN] == 0, "dwq.quantize_act: x contains ", st[cuda::kStNaN],
                 " NaN value(s); NaN has no code");
   }
@@ -203,6 +205,9 @@ CudaWeight cuda_weight(const char* op, const at::Tensor& w, const KNeed& need, c
   const int64_t N = w.size(0), P = w.size(1);
   TORCH_CHECK(N > 0 && P > 0 && N * P >= cpu::kHeaderBytes, "dwq.", op,
               ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
+  // Before the blob's size is computed from N and K: an absurd K would overflow it.
+  TORCH_CHECK(N < (int64_t{1} << 31) && K < (int64_t{1} << 31), "dwq.", op, ": N = ", N, ", K = ", K,
+              " must each be below 2^31 for the CUDA kernels");
   const int64_t p1 = cpu::packed_weight_cols(N, K, 8), p2 = cpu::packed_weight_cols(N, K, 16);
   if (P != p1 && P != p2) {
     // Not the shape of a blob for this K: read the header (an error path, a sync is fine) to say why.
@@ -353,6 +358,10 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     if (flags & cuda::kBadAffBias) qg_vec_values(op, "affine_bias", *e.aff_bias, false);
     if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", *e.out_scale);
     if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", *e.out_zp, e.out_bits);
+    // The host re-reads above name the argument; if one passed (rewritten since by another
+    // stream), the device's verdict still stands.
+    TORCH_CHECK(flags == 0, "dwq.", op, ": a scale, zero point or affine term failed its check on the device (flags ",
+                flags, ") but passed on re-reading: was it modified while the op ran?");
     TORCH_CHECK(s[cuda::kStBadCodes] == 0, "dwq.", op, ": x_codes holds value(s) outside 0..",
                 (int64_t{1} << a.bits) - 1, " (not codes of x_bits = ", a.bits, ")");
   };
@@ -444,6 +453,9 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     mp.b = bk.data_ptr<int8_t>();
   }
   mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device(), engine);
+  TORCH_CHECK((K + mp.k_chunk - 1) / mp.k_chunk <= 65535, "dwq.", op, ": K = ", K, " needs more than 65,535 slices of ",
+              mp.k_chunk, " (the int32-exact depth of ", limb ? "9..16" : "2..8",
+              "-bit operands), the CUDA launch limit");
   EpiParams& ep = mp.ep;
   ep.kind = e.kind;
   ep.out = out.data_ptr();
@@ -553,12 +565,14 @@ ConvAct conv_act(const char* op, const at::Tensor& x, const at::Tensor& x_zero_p
   qg_check_zp1_meta(op, "x_zero_point", x_zero_point, x.device());
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   ConvAct g;
-  std::tie(g.OH, g.OW) = qg_conv_out_size(op, kernel_size, stride, padding, H, W);
+  const ConvSize cs = qg_conv_size(op, kernel_size, stride, padding, B, C, H, W);
+  g.OH = cs.OH;
+  g.OW = cs.OW;
   const int64_t kh = kernel_size[0], kw = kernel_size[1];
   TORCH_CHECK(C > 0, "dwq.", op, ": x_codes must have C > 0 channels, got shape ", x.sizes());
   constexpr int64_t lim = (int64_t{1} << 31) - 1;
-  TORCH_CHECK(C <= lim && H <= lim && W <= lim && kh * kw <= lim && stride[0] <= lim && stride[1] <= lim &&
-                  padding[0] <= lim && padding[1] <= lim,
+  TORCH_CHECK(C <= lim && H <= lim && W <= lim && kh <= lim && kw <= lim && kh * kw <= lim && stride[0] <= lim &&
+                  stride[1] <= lim && padding[0] <= lim && padding[1] <= lim && g.OH <= lim && g.OW <= lim,
               "dwq.", op, ": conv geometry must fit 32-bit integers for the CUDA kernels");
   g.B = B;
   Act& a = g.a;
@@ -567,8 +581,8 @@ ConvAct conv_act(const char* op, const at::Tensor& x, const at::Tensor& x_zero_p
   ActParams& p = a.ap;
   p.x = x.data_ptr();
   p.is_conv = true;
-  p.M = B * g.OH * g.OW;
-  p.K = kh * kw * C;
+  p.M = cs.M;
+  p.K = cs.K;
   p.C = static_cast<int>(C);
   p.H = static_cast<int>(H);
   p.W = static_cast<int>(W);

@@ -3,6 +3,7 @@
 // (qgemm_dp4a.cuh); the split-K epilogue and the tile queries of every engine. Kept apart from the
 // bindings (qgemm.cu) so that the translation units compile in parallel.
 #include <algorithm>
+#include <atomic>
 
 #include "cuda/launch_smem.cuh"
 #include "cuda/qgemm_dp4a.cuh"
@@ -59,9 +60,16 @@ int gemm_block_n(Engine engine, bool limb, int64_t N) {
 }
 
 int sm_count(int device) {
-  static int counts[64] = {0};
-  int& n = counts[device & 63];
-  if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) n = 1;
+  // Cached per device; threads driving different GPUs may ask at once (atomics: no data race).
+  static std::atomic<int> counts[64];
+  const bool cached = device >= 0 && device < 64;
+  int n = cached ? counts[device].load(std::memory_order_relaxed) : 0;
+  if (n > 0) return n;
+  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || n < 1) {
+    (void)cudaGetLastError();  // not this op's launch error for the next check to report
+    n = 1;
+  }
+  if (cached) counts[device].store(n, std::memory_order_relaxed);
   return n;
 }
 

@@ -25,8 +25,11 @@ struct Launch {
 bool wgmma_supported(int device) {
 #ifdef DWQ_BUILT_SM90A
   int major = 0, minor = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    (void)cudaGetLastError();  // not this op's launch error for the next check to report
+    return false;
+  }
   return major == 9 && minor == 0;  // sm_90a code runs on compute capability 9.0 only
 #else
   (void)device;

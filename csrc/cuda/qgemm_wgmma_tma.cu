@@ -38,7 +38,9 @@ bool byte_map(CUtensorMap* map, const void* base, const TmaBox& g) {
 // SM fits the shared memory).
 int current_sm_count() {
   int device = 0;
-  return cudaGetDevice(&device) == cudaSuccess ? sm_count(device) : 1;
+  if (cudaGetDevice(&device) == cudaSuccess) return sm_count(device);
+  (void)cudaGetLastError();  // not this op's launch error for the next check to report
+  return 1;
 }
 
 template <class Cfg, bool CONV>

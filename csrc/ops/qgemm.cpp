@@ -237,7 +237,7 @@ at::Tensor qlinear_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at:
 
 struct ConvGeom {
   cpu::ActSource a;
-  int64_t B, OH, OW;
+  int64_t B, OH, OW, M;  // M = B * OH * OW rows of the implicit GEMM
 };
 
 ConvGeom conv_source(const char* op, const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
@@ -247,9 +247,12 @@ ConvGeom conv_source(const char* op, const at::Tensor& x, const at::Tensor& x_ze
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   ConvGeom g;
   g.B = B;
-  std::tie(g.OH, g.OW) = qg_conv_out_size(op, kernel_size, stride, padding, H, W);
+  const ConvSize cs = qg_conv_size(op, kernel_size, stride, padding, B, C, H, W);
+  g.OH = cs.OH;
+  g.OW = cs.OW;
+  g.M = cs.M;
   const int64_t kh = kernel_size[0], kw = kernel_size[1];
-  qg_check_k(op, w.view.K, KNeed{kh * kw * C, kernel_size, C});
+  qg_check_k(op, w.view.K, KNeed{cs.K, kernel_size, C});
   cpu::ActSource& a = g.a;
   a.x = x.data_ptr();
   a.is_u8 = x.scalar_type() == at::kByte;
@@ -288,7 +291,7 @@ at::Tensor qconv2d_acc_cpu(const at::Tensor& x, const at::Tensor& x_zero_point, 
   ep.kind = cpu::OutKind::acc_i64;
   ep.out = out.data_ptr();
   ep.ldo = N;
-  run_plan(op, isa, g.B * g.OH * g.OW, g.a, w, ep);
+  run_plan(op, isa, g.M, g.a, w, ep);
   return out.permute({0, 3, 1, 2});
 }
 
@@ -308,7 +311,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at:
   at::Tensor out = at::empty({g.B, g.OH, g.OW, N}, x.options().dtype(e.out_dtype));
   e.ep.out = out.data_ptr();
   e.ep.ldo = N;
-  run_plan(op, isa, g.B * g.OH * g.OW, g.a, w, e.ep);
+  run_plan(op, isa, g.M, g.a, w, e.ep);
   return out.permute({0, 3, 1, 2});
 }
 

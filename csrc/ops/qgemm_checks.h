@@ -5,10 +5,10 @@
 // binding's (csrc/ops/qgemm.cpp), which can switch to these helpers as they are.
 #pragma once
 #include <ATen/ATen.h>
+#include <c10/util/safe_numerics.h>
 
 #include <cmath>
 #include <cstdint>
-#include <utility>
 
 namespace dwq {
 // Internal linkage: compiled by g++ and by nvcc's host compiler (see fake_quant_checks.h).
@@ -112,19 +112,37 @@ inline void qg_check_k(const char* op, int64_t w_k, const KNeed& need) {
   }
 }
 
-// The conv geometry checks of every device (entries, signs, a padded input at least the kernel);
-// returns the output size {OH, OW} of an H x W input.
-inline std::pair<int64_t, int64_t> qg_conv_out_size(const char* op, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                                                    at::IntArrayRef padding, int64_t H, int64_t W) {
+// The implicit GEMM of a conv: {OH, OW} output of the H x W input, M = B * OH * OW rows and
+// K = kh * kw * C columns.
+struct ConvSize {
+  int64_t OH = 0, OW = 0, M = 0, K = 0;
+};
+
+// The conv geometry checks of every device (entries, signs, a padded input at least the kernel).
+// Every sum and product is checked before use: absurd geometry is an error naming it, never a
+// wrapped size (signed overflow) that a later check or allocation misreads.
+inline ConvSize qg_conv_size(const char* op, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                             at::IntArrayRef padding, int64_t B, int64_t C, int64_t H, int64_t W) {
   TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2, "dwq.", op,
               ": kernel_size, stride and padding must have 2 entries each");
   const int64_t kh = kernel_size[0], kw = kernel_size[1];
   TORCH_CHECK(kh >= 1 && kw >= 1, "dwq.", op, ": kernel_size must be >= 1, got ", kernel_size);
   TORCH_CHECK(stride[0] >= 1 && stride[1] >= 1, "dwq.", op, ": stride must be >= 1, got ", stride);
   TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, "dwq.", op, ": padding must be >= 0, got ", padding);
-  TORCH_CHECK(H + 2 * padding[0] >= kh && W + 2 * padding[1] >= kw, "dwq.", op, ": input ", H, "x", W,
-              " with padding ", padding, " is smaller than the kernel ", kernel_size);
-  return {(H + 2 * padding[0] - kh) / stride[0] + 1, (W + 2 * padding[1] - kw) / stride[1] + 1};
+  int64_t ph = 0, pw = 0, kk = 0;
+  const bool wraps = c10::mul_overflows(padding[0], int64_t{2}, &ph) || c10::add_overflows(H, ph, &ph) ||
+                     c10::mul_overflows(padding[1], int64_t{2}, &pw) || c10::add_overflows(W, pw, &pw);
+  TORCH_CHECK(!wraps, "dwq.", op, ": padding ", padding, " of a ", H, "x", W, " input overflows 64-bit sizes");
+  TORCH_CHECK(ph >= kh && pw >= kw, "dwq.", op, ": input ", H, "x", W, " with padding ", padding,
+              " is smaller than the kernel ", kernel_size);
+  ConvSize g;
+  g.OH = (ph - kh) / stride[0] + 1;
+  g.OW = (pw - kw) / stride[1] + 1;
+  TORCH_CHECK(!c10::mul_overflows(B, g.OH, &g.M) && !c10::mul_overflows(g.M, g.OW, &g.M), "dwq.", op,
+              ": the output ", B, "x", g.OH, "x", g.OW, " (batch x height x width) overflows 64-bit sizes");
+  TORCH_CHECK(!c10::mul_overflows(kh, kw, &kk) && !c10::mul_overflows(kk, C, &g.K), "dwq.", op, ": kernel_size ",
+              kernel_size, " x C = ", C, " input channels overflows 64-bit sizes");
+  return g;
 }
 
 }  // namespace
