@@ -251,10 +251,11 @@ def main(argv=None):
            timeout=300)
     sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
     if not args.no_sanitizer and os.path.exists(sanitizer):
-        # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K), small shapes;
+        # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K, inputs at odd
+        # storage offsets and strides), small shapes;
         # without the caching allocator, so that an overrun leaves its own allocation and is seen.
         pick = ("same_bytes and 8 or tile_edges and 129 or qconv2d_acc_exact and (9x9 or 17x15) or "
-                "8bit_large_k and 40000 or bad_input")
+                "8bit_large_k and 40000 or bad_input or odd_storage or storage_offsets")
         if drop:
             pick = f"({pick}) and {drop}"
         st.run("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",

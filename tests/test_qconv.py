@@ -83,6 +83,26 @@ def test_padding_is_zero_point():
     assert acc.shape == (1, 4, 3, 3) and int(acc.abs().max()) == 0
 
 
+def test_input_without_pixels(isa):
+    """H or W 0 with padding: every tap is padding, so each output is the zero point's product with the
+    weights; channels-last uint8 with 4 | C (the implicit conv's layout, which once divided by H * W = 0)
+    and the other layouts, stride 1 and 2, accumulators and the requantizing epilogue."""
+    g = torch.Generator().manual_seed(24)
+    for shape, k, s, p in [((1, 16, 0, 0), 1, 1, 5), ((2, 16, 0, 3), 3, 1, 2), ((1, 8, 2, 0), 3, 2, 2)]:
+        for dt, cl in [(torch.uint8, True), (torch.uint8, False), (torch.int32, True)]:
+            x = torch.zeros(shape, dtype=dt)
+            x = x.contiguous(memory_format=torch.channels_last) if cl else x
+            w = rand_codes(g, (5, shape[1], k, k), 8)
+            zx, zw = rand_zp(g, 8), rand_zp(g, 8, (5,))
+            wp = q.pack_conv_weight(w, zw, 8)
+            want = ref.qconv2d_acc_ref(x, zx, w, zw, (s, s), (p, p))
+            assert want.numel() > 0
+            assert torch.equal(q.qconv2d_acc(x, zx, 8, wp, k, s, p), want), (shape, dt, cl)
+            sx, sw, so = torch.tensor([0.1]), torch.full((5,), 0.01), torch.tensor([0.3])
+            c = q.qconv2d(x, sx, zx, 8, wp, sw, k, s, p, None, None, True, so, zx, 8)
+            assert torch.equal(c, ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (p, p), None, None, True, so, zx, 8))
+
+
 def test_chained_layers_match_float():
     """Codes flow from one qconv2d into the next; matches fake-quant float math to float rounding."""
     g = torch.Generator().manual_seed(4)

@@ -291,6 +291,95 @@ def test_qlinear_batched_and_empty(engine):
     assert e.shape == (0, 5) and e.dtype == torch.float32 and e.device.type == "cuda"
 
 
+@engines
+def test_odd_storage(engine):
+    """Storage the kernels read in place or must copy first: rows at storage offset 1 (planes), a padded
+    row stride (in place, and the TMA's direct map of x), stride-0 rows (an expanded row), a packed blob
+    at an odd address (cloned for cp.async), tiles larger than the tensor; each exact."""
+    g = torch.Generator().manual_seed(11)
+    M, N, K = 300, 48, 1000
+    x, w, zx, zw = gemm_case(g, 8, 8, M, N, K, torch.uint8)
+    wp, zxd = q.pack_weight(*cu(w, zw), 8), zx.to(DEV)
+    want = ref.qgemm_acc_ref(x, zx, w, zw)
+    padded = torch.zeros(M, 1008, dtype=torch.uint8, device=DEV)
+    padded[:, :K] = x.to(DEV)
+    shifted = torch.zeros(M * K + 1, dtype=torch.uint8, device=DEV)[1:].view(M, K)
+    shifted.copy_(x)
+    for name, xv in {"padded rows": padded[:, :K], "offset 1": shifted}.items():
+        assert torch.equal(q.qgemm_acc(xv, zxd, 8, wp).cpu(), want), name
+    row = x.to(DEV)[:1].expand(M, K)
+    assert torch.equal(q.qgemm_acc(row, zxd, 8, wp).cpu(), ref.qgemm_acc_ref(x[:1].expand(M, K), zx, w, zw))
+    odd = torch.zeros(wp.numel() + 1, dtype=torch.int8, device=DEV)[1:].view(wp.shape)
+    odd.copy_(wp)
+    assert torch.equal(q.qgemm_acc(x.to(DEV), zxd, 8, odd).cpu(), want)
+    xs, ws, zxs, zws = gemm_case(g, 8, 8, 9, 48, 16, torch.uint8)
+    assert torch.equal(q.qgemm_acc(*cu(xs, zxs), 8, q.pack_weight(*cu(ws, zws), 8)).cpu(),
+                       ref.qgemm_acc_ref(xs, zxs, ws, zws))
+
+
+@engines
+def test_conv_storage_offsets_and_padding_only(engine, monkeypatch):
+    """Channels-last codes at storage offset 16 (aligned: the implicit conv reads them in place) and 1
+    (copied to planes); an input with no pixels whose output is all padding; checks on and off."""
+    g = torch.Generator().manual_seed(12)
+    B, C, H, W, O = 2, 16, 9, 9, 24
+    x = rand_codes(g, (B, C, H, W), 8, torch.uint8)
+    w = rand_codes(g, (O, C, 3, 3), 8)
+    zx, zw = rand_zp(g, 8), rand_zp(g, 8, (O,))
+    wp = q.pack_conv_weight(*cu(w, zw), 8)
+    want = ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (1, 1))
+    cl = x.contiguous(memory_format=torch.channels_last)
+    for off in (16, 1):
+        xo = torch.zeros(x.numel() + off, dtype=torch.uint8, device=DEV).as_strided(cl.shape, cl.stride(), off)
+        xo.copy_(cl)
+        assert torch.equal(q.qconv2d_acc(xo, zx.to(DEV), 8, wp, 3, 1, 1).cpu(), want), off
+    empty = torch.zeros(1, C, 0, 0, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    w1 = rand_codes(g, (O, C, 1, 1), 8)
+    want0 = q.qconv2d_acc(empty, zx, 8, q.pack_conv_weight(w1, zw, 8), 1, 1, 5)
+    assert want0.shape == (1, O, 10, 10)
+    wp1 = q.pack_conv_weight(*cu(w1, zw), 8)
+    for checks in ("1", "0"):
+        monkeypatch.setenv("DWQ_CUDA_CHECKS", checks)
+        assert torch.equal(q.qconv2d_acc(empty.to(DEV), zx.to(DEV), 8, wp1, 1, 1, 5).cpu(), want0), checks
+
+
+@engines
+def test_side_stream_and_cuda_graph(engine, monkeypatch):
+    """The op runs on the caller's current stream (a side stream here), and with DWQ_CUDA_CHECKS=0 (no
+    read-back) it is captured in a CUDA graph whose replay reads new codes from the captured input (the
+    tensor maps and the launch parameters baked into the graph stay valid)."""
+    g = torch.Generator().manual_seed(13)
+    M, N, K = 300, 64, 1024
+    x, w, zx, zw = gemm_case(g, 8, 8, M, N, K, torch.uint8)
+    sx, sw = torch.tensor([0.1]), torch.rand(N, generator=g) * 1e-2 + 1e-4
+    wp, wpd = q.pack_weight(w, zw, 8), q.pack_weight(*cu(w, zw), 8)
+    sxd, zxd, swd = cu(sx, zx, sw)  # on the device before the capture: a capture copies nothing from the host
+
+    def run(xd):
+        return q.qlinear(xd, sxd, zxd, 8, wpd, swd)
+
+    side = torch.cuda.Stream()
+    xd = x.to(DEV)
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        y = run(xd)
+    side.synchronize()
+    assert torch.equal(y.cpu(), q.qlinear(x, sx, zx, 8, wp, sw))
+    monkeypatch.setenv("DWQ_CUDA_CHECKS", "0")
+    static = xd.clone()
+    with torch.cuda.stream(side):
+        run(static)  # warm-up outside the capture, as torch.cuda.graphs advises
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = run(static)
+    x2 = rand_codes(g, (M, K), 8, torch.uint8)
+    static.copy_(x2)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), q.qlinear(x2, sx, zx, 8, wp, sw))
+
+
 # ----------------------------------------------------------------------------- conv
 
 CONVS = [  # (B, C, H, W, O, k, stride, pad)

@@ -73,9 +73,10 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   // Stride-1 convolutions over dense channels-last uint8 codes (4 | C): the microkernel reads the
   // input pixels in place through per-row tap pointers (no im2col copy); row sums come from
   // per-pixel sums. Stride 1 reads every input pixel, so range-checking the pixels of the item's
-  // input rows checks exactly codes the convolution uses.
+  // input rows checks exactly codes the convolution uses. An input without pixels (H or W 0: every
+  // tap is padding) has no pixel rows to index: the im2col path fills its zero points.
   const bool implicit = fast && a.is_conv && a.is_u8 && a.sc == 1 && a.sw == a.C && a.C % 4 == 0 &&
-                        a.stride_h == 1 && a.stride_w == 1;
+                        a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0;
 #else
   const bool implicit = false;
 #endif

@@ -390,8 +390,10 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
       !ap.is_conv && a.is_u8 && lx == 1 && ap.sk == 1 && (M == 1 || ap.sm % 16 == 0) && x_aligned;
   // A few rows run on CUDA cores (qgemm_dp4a.cuh) from 4-byte aligned rows: in place or planes.
   const bool few_rows = M <= cuda::dp4a_max_rows();
+  // (An input without pixels, H or W 0, is all padding: the planes path fills its zero points.)
   const bool implicit_conv = !few_rows && ap.is_conv && a.is_u8 && !limb && ap.sc == 1 && ap.C % 16 == 0 &&
-                             ap.sw % 16 == 0 && ap.sh % 16 == 0 && ap.sn % 16 == 0 && x_aligned;
+                             ap.sw % 16 == 0 && ap.sh % 16 == 0 && ap.sn % 16 == 0 && x_aligned && ap.H > 0 &&
+                             ap.W > 0;
   if (direct_matrix) {
     ap.planes = nullptr;
     cuda::act_rows_kernel<uint8_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
