@@ -65,6 +65,26 @@ def _act_reference(q, x, bits, precision):
 
 
 @needs_ext
+@pytest.mark.parametrize("path", ["fused", "torch"])
+def test_act_quantizer_on_an_empty_batch_either_path(path):
+    """ActQuantizer alike on both paths: train mode on an empty batch is a ValueError naming it (the
+    pure-PyTorch path used to fail inside aminmax), eval mode quantizes it with the tracked range, and
+    with none tracked the range is NaN, the same error as any NaN range."""
+    run = (lambda q, x, b, p: q(x, b, p)) if path == "fused" else _act_reference
+    p4, empty = normalize_precision(4), torch.empty(0, 8)
+    q = ActQuantizer([4, 8]).train()
+    with pytest.raises(ValueError, match=r"x is empty, got shape \[0, 8\]: train mode"):
+        run(q, empty, 4, p4)
+    assert not q.initialized.any()
+    run(q, torch.linspace(-1, 2, 8), 4, p4)
+    q.eval()
+    y = run(q, empty, 4, p4)
+    assert y.shape == (0, 8) and y.dtype == empty.dtype
+    with pytest.raises(ValueError, match="contains NaN"):
+        run(ActQuantizer([4]).eval(), empty, 4, p4)
+
+
+@needs_ext
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_act_qparams_matches_reference(device, dtype):

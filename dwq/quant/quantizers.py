@@ -228,6 +228,9 @@ class ActQuantizer(nn.Module):
             check_bits(bits)
         elif not self.training:
             return x
+        if self.training and x.numel() == 0:
+            raise ValueError(f"ActQuantizer: x is empty, got shape {list(x.shape)}: train mode needs the range of at "
+                             "least one element")
         i = self.slot(precision)
         if self.zero_point == "int" and bits is not None and fused.available(x, "act_qparams"):
             # One pass (one launch on GPUs, no host sync) for the range, EMA updates and qparams.
@@ -236,7 +239,10 @@ class ActQuantizer(nn.Module):
             if not scale.is_cuda:  # (the CUDA kernel asserts on the device itself: no extra launches)
                 check_no_nan(scale, "cannot quantize: the observed range contains NaN")
             return quantize_with(x, scale, zp, bits, None, self.zero_point)
-        mn, mx = torch.aminmax(x.detach())
+        if x.numel() == 0:  # eval: the tracked range serves; without one, the NaN range is the error below
+            mn = mx = torch.full((), float("nan"), device=x.device)
+        else:
+            mn, mx = torch.aminmax(x.detach())
         mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
         if self.training:
             self._track(i, mn, mx)
