@@ -345,9 +345,12 @@ static void test_pack() {
 }
 
 static void test_act_rows() {
-  for (int trial = 0; trial < 16; ++trial) {
+  for (int trial = 0; trial < 18; ++trial) {
     const int bits = trial % 4 == 0 ? 12 : (trial % 2 ? 8 : 4);
-    const bool conv = trial % 3 != 0;
+    // Trials 16, 17: an input without pixels (H, then W, 0): every tap is padding (the host sends it here,
+    // never to the implicit conv, which indexes pixels).
+    const bool no_pixels = trial >= 16;
+    const bool conv = trial % 3 != 0 || no_pixels;
     const int lx = bits <= 8 ? 1 : 2;
     cuda::ActParams p;
     int32_t zx = rint(0, static_cast<int>(arith::max_code(bits)));
@@ -359,11 +362,11 @@ static void test_act_rows() {
       const int batch = rint(1, 2);
       p.is_conv = true;
       p.C = 16 * rint(1, 3);
-      p.H = rint(3, 9);
-      p.W = rint(3, 9);
+      p.H = trial == 16 ? 0 : rint(3, 9);
+      p.W = trial == 17 ? 0 : rint(3, 9);
       p.kh = p.kw = (trial % 2) ? 3 : 1;
       p.sth = p.stw = rint(1, 2);
-      p.pdh = p.pdw = p.kh / 2;
+      p.pdh = p.pdw = no_pixels ? 2 : p.kh / 2;
       p.OH = (p.H + 2 * p.pdh - p.kh) / p.sth + 1;
       p.OW = (p.W + 2 * p.pdw - p.kw) / p.stw + 1;
       p.M = int64_t(batch) * p.OH * p.OW;
@@ -417,7 +420,7 @@ static void test_act_rows() {
     }
     CHECK(ok, "act_rows trial %d (conv %d bits %d M %lld K %lld): sums, planes or bad count differ", trial, conv, bits,
           (long long)p.M, (long long)p.K);
-    if (conv && as_u8) {  // the implicit-conv path: pixel sums, then the receptive fields' sums
+    if (conv && as_u8 && !no_pixels) {  // the implicit-conv path: pixel sums, then the receptive fields' sums
       std::vector<int32_t> psum(x.size() / p.C);
       std::vector<int64_t> rs(p.M, -1);
       int32_t st2[cuda::kStatusWords] = {};
