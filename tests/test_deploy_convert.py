@@ -131,6 +131,40 @@ def test_precision_controls_drive_the_integer_model():
         dwq.RandomPrecision(im, seed=1, generator=torch.Generator())
 
 
+def test_the_integer_model_is_a_snapshot_and_loads_state_dicts():
+    """convert copies what it keeps in float (stem, classifier, bias, Normalize, full-precision weights):
+    training the source on does not reach the integer model, nor the reverse. load_state_dict rebuilds
+    the derived state (packed weights, cached op arguments, the codes' ReLU floor), so the loaded model
+    computes what a model converted from the loaded source computes, and what its saved file reloads to."""
+    policy = QuantPolicy(classifier=True)
+    m = calibrated(small_cnn(precisions=[4, None], width=4, policy=policy), (8, 1, 28, 28))
+    im = convert(m)
+    x = torch.rand(4, 1, 28, 28)
+    before = {}
+    with torch.no_grad():
+        for p in im.precisions:
+            with dwq.precision(im, p):
+                before[p] = im(x)
+        for t in m.parameters():
+            t.mul_(-1.5).add_(0.25)
+        for b in m.buffers():
+            if b.is_floating_point():
+                b.add_(0.5)
+        for p in im.precisions:
+            with dwq.precision(im, p):
+                assert torch.equal(im(x), before[p]), p
+    torch.manual_seed(1)
+    other = convert(calibrated(small_cnn(precisions=[4, None], width=4, policy=policy), (8, 1, 28, 28), seed=1))
+    im2 = convert(calibrated(small_cnn(precisions=[4, None], width=4, policy=policy), (8, 1, 28, 28)))
+    with torch.no_grad(), dwq.precision(im2, 4):
+        im2(x)  # builds the cached op arguments before the load
+    im2.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        for p in im2.precisions:
+            with dwq.precision(im2, p), dwq.precision(other, p):
+                assert torch.equal(im2(x), other(x)), p
+
+
 # ----------------------------------------------------------------------------- what does not convert
 def test_precision_outside_the_set_is_an_error():
     m = calibrated(small_cnn(precisions=[4, 8], width=8), (8, 1, 28, 28))

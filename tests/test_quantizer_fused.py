@@ -66,6 +66,39 @@ def _act_reference(q, x, bits, precision):
 
 @needs_ext
 @pytest.mark.parametrize("path", ["fused", "torch"])
+def test_running_buffers_are_updated_as_torch_in_place_ops_are(path):
+    """Either path: a train-mode update bumps the buffers' version counters (autograd refuses a range it
+    saved before the update instead of silently using the new one), inference-mode buffers are refused
+    outside inference mode before any write, and model.half() keeps the float32 range unrounded."""
+    run = (lambda q, x, b, p: q(x, b, p)) if path == "fused" else _act_reference
+    p4 = normalize_precision(4)
+    q = ActQuantizer([4]).train()
+    run(q, torch.tensor([-1.0, 1.0]), 4, p4)
+    a = torch.tensor(2.0, requires_grad=True)
+    y = (a * q.running_min).sum()
+    run(q, torch.tensor([-5.0, 1.0]), 4, p4)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+    with torch.inference_mode():
+        qi = ActQuantizer([4]).train()
+    with pytest.raises(RuntimeError, match="[Ii]nference"):
+        run(qi, torch.tensor([0.0, 1.0]), 4, p4)
+    assert not qi.initialized.any()
+    q = ActQuantizer([4]).train()
+    run(q, torch.tensor([-1.0, 1.0 / 3]), 4, p4)
+    want = q.running_max.clone()
+    q.half()
+    assert q.running_min.dtype == q.running_max.dtype == torch.float32 and torch.equal(q.running_max, want)
+    ref_q = ActQuantizer([4]).train()
+    ref_q.load_state_dict(q.state_dict())
+    x = torch.randn(16, generator=torch.Generator().manual_seed(1)).half()
+    got = run(q, x, 4, p4)
+    assert got.dtype == torch.float16 and torch.equal(got, _act_reference(ref_q, x, 4, p4))
+    assert torch.equal(q.running_max, ref_q.running_max)
+
+
+@needs_ext
+@pytest.mark.parametrize("path", ["fused", "torch"])
 def test_act_quantizer_on_an_empty_batch_either_path(path):
     """ActQuantizer alike on both paths: train mode on an empty batch is a ValueError naming it (the
     pure-PyTorch path used to fail inside aminmax), eval mode quantizes it with the tracked range, and

@@ -80,6 +80,19 @@ def test_an_inplace_weight_change_inside_the_block_is_seen():
     assert torch.equal(after, fresh) and not torch.equal(before, after)
 
 
+def test_a_new_weight_at_a_freed_address_is_not_taken_for_the_old_one():
+    """A weight computed afresh each forward (weight noise, masks) may land where the last one was freed,
+    with the same version (0): the kept quantization belongs to the old tensor and must not be reused."""
+    wq, m = WeightQuantizer(), torch.nn.Module()
+    m.wq = wq
+    base = torch.randn(32, 32)
+    with reuse_quantized_weights(m):
+        for _ in range(50):
+            w = base + torch.randn_like(base)
+            assert torch.equal(wq(w, 4), WeightQuantizer()(w, 4))
+            del w
+
+
 @pytest.mark.parametrize("attack", ["pgd", "fgsm-rs"])
 def test_training_step_equals_one_without_reuse(tmp_path, monkeypatch, attack):
     from dwq.data import load_mnist5k

@@ -148,18 +148,24 @@ def _check_qlayer(layer: nn.Module, name: str):
                                   f"padding={layer.padding!r}, padding_mode={layer.padding_mode!r}")
 
 
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """A float32 copy of a source tensor: the integer model is a snapshot, so later edits of the source
+    (training on) do not reach it, nor the reverse (``.float()`` of a float32 tensor is the tensor)."""
+    return t.detach().to(torch.float32, copy=True)
+
+
 def _int_layer(layer, name: str, ps, bn, relu: bool, target, target_name):
     """An IntConv2d/IntLinear for ``layer`` at every precision of ``ps`` (normalized), with ``bn`` (a BN
     module or None) and ``relu`` in the epilogue and requantization to ``target``'s input if given."""
     is_conv = isinstance(layer, QConv2d)
-    bias = None if layer.bias is None else layer.bias.detach().float()
+    bias = None if layer.bias is None else _own(layer.bias)
     plans, tensors = [], {}
     for i, p in enumerate(ps):
         a = b = None
         if bn is not None:
             a, b = bn_affine(_bn_at(bn, p), f"{name} (its batch norm)")
         if p is None:
-            w = layer.weight.detach().float()
+            w = _own(layer.weight)
             fb = bias
             if a is not None:
                 w = w * a.view(-1, *[1] * (w.dim() - 1))
@@ -203,9 +209,9 @@ def _float_affine(bn, name: str, ps, relu: bool, target, target_name) -> FloatAf
 
 
 def _float_layer(m: nn.Module, name: str) -> nn.Module:
-    t = {"weight": m.weight.detach().float()}
+    t = {"weight": _own(m.weight)}
     if m.bias is not None:
-        t["bias"] = m.bias.detach().float()
+        t["bias"] = _own(m.bias)
     if isinstance(m, nn.Conv2d):
         if m.padding_mode != "zeros" or isinstance(m.padding, str):
             raise ConversionError(f"layer '{name}': padding={m.padding!r}, padding_mode={m.padding_mode!r} "
@@ -329,7 +335,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
             m = modules[n.target]
             if k == "normalize":
                 layers[n.name] = FloatNormalize({"source": n.target, "channels": m.mean.numel()},
-                                                {"mean": m.mean.float(), "std": m.std.float()})
+                                                {"mean": _own(m.mean), "std": _own(m.std)})
             else:
                 layers[n.name] = _float_layer(m, n.target)
             program.append({"out": n.name, "call": n.name, "args": [ref(n.args[0])]})

@@ -115,6 +115,10 @@ class _QuantPlan(nn.Module):
             self._pack()
         return self
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._pack()  # load_state_dict wrote new codes / zero points into the buffers: the layout follows
+
     def nbytes(self) -> dict:
         return {"weight": _nbytes(self.w_codes), "float32_weight": 4 * _numel(self.weight_shape),
                 "scale": _nbytes(self.w_scale, self.w_zero_point, self.x_scale, self.x_zero_point, self.affine_scale,
@@ -174,6 +178,10 @@ class _IntLayer(PrecisionModule):
         super()._apply(fn, recurse)
         self._calls = None  # the cached arguments hold the old tensors
         return self
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._calls = None  # the plans repack when loaded: the cached arguments hold the old layouts
 
     def _call(self):
         """(plan, the op's arguments after the input codes) of the current precision; built once, so that
@@ -289,10 +297,18 @@ class FloatAffine(PrecisionModule):
         if any(b is not None for b in self.out_bits):
             self.register_buffer("out_scale", _take(tensors, "out_scale", torch.float32, [n], self.source))
             self.register_buffer("out_zero_point", _take(tensors, "out_zero_point", torch.int32, [n], self.source))
-            # ReLU on codes is max(q, z): quantization is monotonic and 0 maps to z. Nothing to do when z == 0.
-            self._relu_floor = [int(z) if self.relu else 0 for z in self.out_zero_point.tolist()]
         else:
             self.out_scale = self.out_zero_point = None
+        self._set_relu_floor()
+
+    def _set_relu_floor(self):
+        # ReLU on codes is max(q, z): quantization is monotonic and 0 maps to z. Nothing to do when z == 0.
+        if self.out_zero_point is not None:
+            self._relu_floor = [int(z) if self.relu else 0 for z in self.out_zero_point.tolist()]
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._set_relu_floor()  # from the loaded zero points
 
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],

@@ -3,6 +3,7 @@
 Both take the bit width at call time, so one module serves every precision of a
 random-precision model.
 """
+import weakref
 from contextlib import contextmanager
 from typing import Iterable, Optional
 
@@ -52,7 +53,7 @@ class WeightQuantizer(nn.Module):
         self.axis = axis
         self.zero_point = check_zero_point_mode(zero_point)
         self._reuse = False  # set by reuse_quantized_weights
-        self._kept = None  # (key, fake-quantized weight) while _reuse
+        self._kept = None  # (key, weak reference to the weight, its fake quantization) while _reuse
 
     def qparams(self, w: torch.Tensor, bits: int):
         """(scale float32 [C], zero point int32 [C]) of ``w`` at ``bits`` (float [C] offsets in "float" mode)."""
@@ -66,10 +67,11 @@ class WeightQuantizer(nn.Module):
         if not self._reuse or torch.compiler.is_compiling():
             return self._quantize(w, bits)
         key = (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device, bits)
-        if self._kept is None or self._kept[0] != key:
+        # The weak reference tells a new tensor at a freed address (same pointer, version 0) from w.
+        if self._kept is None or self._kept[0] != key or self._kept[1]() is not w:
             with torch.no_grad():
-                self._kept = (key, self._quantize(w.detach(), bits))
-        q = self._kept[1]
+                self._kept = (key, weakref.ref(w), self._quantize(w.detach(), bits))
+        q = self._kept[2]
         return _ReuseSTE.apply(w, q) if torch.is_grad_enabled() and w.requires_grad else q
 
     def _quantize(self, w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -162,6 +164,17 @@ class ActQuantizer(nn.Module):
     @property
     def _upper(self) -> torch.Tensor:
         return getattr(self, self._upper_name)
+
+    def _apply(self, fn, recurse=True):
+        # The range and its EMA stay float32 whatever the module is cast to (model.half(): the fused
+        # kernels take float32 state, and the pure-PyTorch path computes the EMA in float32), unrounded.
+        kept = {name: getattr(self, name) for name in ("running_min", self._upper_name)}
+        super()._apply(fn, recurse)
+        for name, old in kept.items():
+            new = getattr(self, name)
+            if new.dtype != torch.float32:
+                setattr(self, name, old.to(new.device))
+        return self
 
     @property
     def observed_slot(self) -> int:
