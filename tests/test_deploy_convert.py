@@ -15,6 +15,7 @@ from torch import nn
 import dwq
 from dwq.deploy import ConversionError, IntegerModel, code_agreement, compare, convert
 from dwq.models import QuantPolicy, preact_resnet18, resnet50, small_cnn, wide_resnet34_10
+from dwq.nn import QLinear
 from dwq.ops import HAS_EXT
 
 pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
@@ -170,6 +171,32 @@ def test_precision_outside_the_set_is_an_error():
     m = calibrated(small_cnn(precisions=[4, 8], width=8), (8, 1, 28, 28))
     with pytest.raises(ConversionError, match="precision 6 is not in the model's precision set"):
         convert(m, precisions=[4, 6])
+    from dwq.deploy import calibrated_precisions
+
+    shared = calibrated(small_cnn(precisions=[4, 8], width=8, policy=QuantPolicy(shared_act_range=True)),
+                        (8, 1, 28, 28))
+    for model in (m, shared):  # (a shared range has a slot for any width; 6 is still not in the set)
+        with pytest.raises(ConversionError, match=r"precision 6 is not in the model's precision set \[4, 8\]"):
+            calibrated_precisions(model, [6])
+
+
+class _KeywordCall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = small_cnn(precisions=[8], width=4)
+        self.head = QLinear(10, 3, precisions=[8])
+
+    def forward(self, x):
+        return self.head(x=self.body(x))
+
+
+def test_input_by_keyword_and_integer_images_are_named_errors():
+    m = calibrated(_KeywordCall(), (4, 1, 28, 28))
+    with pytest.raises(ConversionError, match=r"cannot convert 'head' \(head\): its input is passed by keyword \(x\)"):
+        convert(m)
+    im = convert(calibrated(small_cnn(precisions=[8], width=4, policy=QuantPolicy(first_conv=True)), (4, 1, 28, 28)))
+    with pytest.raises(ValueError, match="x must be floating-point images, got torch.uint8"):
+        im(torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8))
 
 
 def test_uncalibrated_precision_names_the_layer():

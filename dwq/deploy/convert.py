@@ -234,11 +234,20 @@ def trace(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(model, graph)
 
 
+def _check_in_set(model: nn.Module, precisions) -> None:
+    allowed = [normalize_precision(p) for p in precision_set(model)]
+    for p in precisions:
+        if normalize_precision(p) not in allowed:
+            raise ConversionError(f"precision {precision_name(p)} is not in the model's precision set "
+                                  f"[{', '.join(precision_name(q) for q in allowed)}]")
+
+
 def calibrated_precisions(model: nn.Module, precisions: Optional[Sequence] = None) -> list:
     """The precisions of ``precisions`` (default: the model's set) at which every quantized layer has an
     activation range in eval mode (its own, or the one observed over all training batches; full
     precision needs none)."""
     ps = precision_set(model) if precisions is None else list(precisions)
+    _check_in_set(model, ps)
     layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
     out = []
     for p in ps:
@@ -261,12 +270,8 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     rounding (codes can differ by one where a value lies within rounding of a quantization midpoint).
     ConversionError naming the layer for anything it cannot convert or a precision outside the set.
     """
-    allowed = [normalize_precision(p) for p in precision_set(model)]
-    ps = normalize_set(precisions if precisions is not None else allowed)
-    for p in ps:
-        if p not in allowed:
-            raise ConversionError(f"precision {precision_name(p)} is not in the model's precision set "
-                                  f"[{', '.join(precision_name(q) for q in allowed)}]")
+    ps = normalize_set(precisions if precisions is not None else precision_set(model))
+    _check_in_set(model, ps)
     gm = trace(model)
     modules = dict(model.named_modules())
     nodes = list(gm.graph.nodes)
@@ -276,6 +281,10 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
         raise ConversionError(f"{type(model).__name__}.forward takes {len(placeholders)} inputs; convert supports one")
 
     for n in nodes:
+        if n.op in ("call_module", "call_function", "call_method") and not n.args:
+            what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", n.target)
+            raise ConversionError(f"cannot convert {n.name!r} ({what}): its input is passed by keyword "
+                                  f"({', '.join(n.kwargs)}); convert reads the input as the first positional argument")
         if kinds[n] == "q":
             _check_qlayer(modules[n.target], n.target)
 

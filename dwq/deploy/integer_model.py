@@ -159,6 +159,9 @@ class IntegerModel(nn.Module):
         return precision_set(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not x.is_floating_point():  # between layers integer tensors are codes; the model's input never is
+            raise ValueError(f"IntegerModel: x must be floating-point images, got {x.dtype} (convert integer "
+                             "pixels to float as the source model expects them)")
         if x.dim() == 4:
             # Channels-last throughout: each filter tap of the integer conv reads contiguous channels.
             x = x.contiguous(memory_format=torch.channels_last)

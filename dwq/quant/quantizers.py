@@ -13,7 +13,7 @@ from torch import nn
 from dwq.ops import quantizer_fused as fused
 from dwq.ops.fake_quant import check_no_nan
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
-from dwq.quant.precision import check_bits, normalize_set
+from dwq.quant.precision import check_bits, normalize_set, precision_name
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
 
 
@@ -182,8 +182,14 @@ class ActQuantizer(nn.Module):
         return self.running_min.numel() - 1
 
     def slot(self, precision) -> int:
-        """The slot of ``precision`` (normalized)."""
-        return 0 if self.shared_range else self.precisions.index(precision)
+        """The slot of ``precision`` (normalized): the one slot of a shared range (which any width may
+        update), else the precision's own; a precision outside the set has none."""
+        if self.shared_range:
+            return 0
+        if precision not in self.precisions:
+            raise ValueError(f"precision {precision_name(precision)} is not in the quantizer's precision set "
+                             f"[{', '.join(precision_name(p) for p in self.precisions)}]")
+        return self.precisions.index(precision)
 
     def eval_slot(self, precision) -> Optional[int]:
         """The slot whose range eval mode uses at ``precision``: its own if it saw a training batch,
