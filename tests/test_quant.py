@@ -114,6 +114,24 @@ def test_float_zero_point_mode_is_the_reference_formula():
     assert not torch.equal(fake_quantize_float_zp(torch.zeros(4, 1), scale, offset, bits, 0), torch.zeros(4, 1))
 
 
+def test_float_mode_half_precision_and_infinite_ranges():
+    """zero_point="float" computes in float32 for float16/bfloat16 (a constant half tensor came out NaN:
+    the 1e-8 minimum scale is 0 in half) and refuses a range with no finite grid, as the integer mode does."""
+    p8 = normalize_precision(8)
+    for dt in (torch.float16, torch.bfloat16):
+        z = ActQuantizer([8], zero_point="float").train()(torch.zeros(6, dtype=dt), 8, p8)
+        assert z.dtype == dt and torch.equal(z, torch.zeros(6, dtype=dt))
+        w = torch.randn(3, 40, generator=torch.Generator().manual_seed(2)).to(dt)
+        w[1] = 0
+        got = WeightQuantizer(zero_point="float")(w, 4)
+        assert got.dtype == dt and torch.equal(got, WeightQuantizer(zero_point="float")(w.float(), 4).to(dt))
+    for bad in (torch.tensor([1.0, float("inf")]), torch.tensor([-3e38, 3e38])):
+        with pytest.raises(ValueError, match="scale and offset must be finite"):
+            ActQuantizer([4], zero_point="float").train()(bad, 4, normalize_precision(4))
+        with pytest.raises(ValueError, match="scale and offset must be finite"):
+            WeightQuantizer(zero_point="float")(bad.reshape(1, 2), 4)
+
+
 def test_weight_quantizer_per_channel_codes():
     w = torch.randn(5, 3, 3, 3)
     q = WeightQuantizer()

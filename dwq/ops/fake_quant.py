@@ -11,14 +11,19 @@ from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops.reference import fake_quantize_ref
 
 
-def check_no_nan(x: torch.Tensor, message: str) -> None:
-    """Raises ValueError(message) if x has NaN: at once on CPU; on accelerators (and under
-    torch.compile) through an asynchronous device assert, so that no host sync is paid."""
-    if x.device.type == "cpu" and not torch.compiler.is_compiling():
-        if bool(torch.isnan(x).any()):
+def check_value(bad: torch.Tensor, message: str) -> None:
+    """Raises ValueError(message) if the 0-d bool ``bad`` is true: at once on CPU; on accelerators (and
+    under torch.compile) through an asynchronous device assert, so that no host sync is paid."""
+    if bad.device.type == "cpu" and not torch.compiler.is_compiling():
+        if bool(bad):
             raise ValueError(message)
     else:
-        torch._assert_async(~torch.isnan(x).any(), message)
+        torch._assert_async(~bad, message)
+
+
+def check_no_nan(x: torch.Tensor, message: str) -> None:
+    """``check_value`` of NaN anywhere in x."""
+    check_value(torch.isnan(x).any(), message)
 
 
 def _check(x, scale, zero_point, bits, axis):

@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 
 from dwq.ops import fake_quantize as _fake_quantize_op
-from dwq.ops.fake_quant import check_no_nan
+from dwq.ops.fake_quant import check_no_nan, check_value
 from dwq.quant.precision import check_bits
 
 
@@ -31,7 +31,9 @@ def fake_quantize_float_zp(
     x: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int, axis: Optional[int] = None
 ) -> torch.Tensor:
     """The reference code's quantizer: ``round(clamp((x - min) / s, 0, 2^b - 1)) * s + min`` where
-    the float ``offset`` is the range minimum. Straight-through gradient to x."""
+    the float ``offset`` is the range minimum, in float32 for float16/bfloat16 x (rounded back to x's
+    dtype). Straight-through gradient to x. NaN in x or a scale or offset that is not finite is an
+    error (on accelerators an asynchronous device assert)."""
     qmax = (1 << check_bits(bits)) - 1
     if axis is not None:
         shape = [1] * x.dim()
@@ -40,4 +42,12 @@ def fake_quantize_float_zp(
     else:
         scale, offset = scale.reshape(()), offset.reshape(())
     check_no_nan(x, "fake_quantize: x contains NaN; NaN has no quantized code")  # no host sync on GPUs
-    return _FloatZeroPointSTE.apply(x, scale.to(x.dtype), offset.to(x.dtype), qmax)
+    check_value(~torch.isfinite(scale).all() | ~torch.isfinite(offset).all(),
+                "fake_quantize: the scale and offset must be finite (an infinite range, or one wider than float32 "
+                "holds, has no quantization grid)")
+    # float32 arithmetic for float16/bfloat16 x, as the integer zero point's op does (in half, the 1e-8
+    # minimum scale is 0 and a constant tensor came out NaN).
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    xf = x.float() if low else x
+    out = _FloatZeroPointSTE.apply(xf, scale.to(xf.dtype), offset.to(xf.dtype), qmax)
+    return out.to(x.dtype) if low else out
