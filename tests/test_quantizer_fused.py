@@ -66,6 +66,26 @@ def _act_reference(q, x, bits, precision):
 
 @needs_ext
 @pytest.mark.parametrize("path", ["fused", "torch"])
+def test_a_batch_without_a_finite_range_leaves_the_running_ranges(path):
+    """Either path: a train-mode batch holding NaN or inf (or a range wider than float32) fails its
+    forward and leaves every running range as it was (the EMA of NaN or inf would never recover); at
+    full precision, where nothing is quantized, it is not tracked."""
+    run = (lambda q, x, b, p: q(x, b, p)) if path == "fused" else _act_reference
+    p4 = normalize_precision(4)
+    for bad in ([0.0, float("nan")], [0.0, float("inf")], [-3e38, 3e38]):
+        q = ActQuantizer([None, 4]).train()
+        run(q, torch.tensor([-1.0, 2.0]), 4, p4)
+        before = [t.clone() for t in (q.running_min, q.running_max, q.initialized)]
+        with pytest.raises((ValueError, RuntimeError), match="NaN|finite"):
+            run(q, torch.tensor(bad), 4, p4)
+        run(q, torch.tensor(bad), None, None)
+        assert all(torch.equal(a, b) for a, b in zip(before, (q.running_min, q.running_max, q.initialized))), bad
+        q.eval()
+        assert torch.equal(run(q, torch.tensor([0.5]), 4, p4), run(q, torch.tensor([0.5]), 4, p4))
+
+
+@needs_ext
+@pytest.mark.parametrize("path", ["fused", "torch"])
 def test_running_buffers_are_updated_as_torch_in_place_ops_are(path):
     """Either path: a train-mode update bumps the buffers' version counters (autograd refuses a range it
     saved before the update instead of silently using the new one), inference-mode buffers are refused

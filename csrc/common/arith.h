@@ -166,16 +166,21 @@ DWQ_HD float ema_update(float running, float batch, float ema_old, float ema_new
 // the `observed` slot (the same one with a shared range) toward the batch range [bmin, bmax] (a
 // slot's first batch initializes it) and quantizes with the batch range; eval mode picks the slot's
 // range if it saw a training batch, else the observed one, else the batch's. Writes the range to
-// quantize with into [*lo, *hi]; `init` flags as they were before this forward.
+// quantize with into [*lo, *hi]; `init` flags as they were before this forward. A batch range without
+// a finite width (NaN, inf, or wider than float32 holds) leaves the running ranges as they were: its
+// scale is this forward's error, not a lasting state (the EMA of NaN or inf would never recover).
 DWQ_HD void act_running_range(float* rmin, float* rmax, bool* init, int64_t slot, int64_t observed, float bmin,
                               float bmax, float ema_old, float ema_new, bool training, float* lo, float* hi) {
-  if (training) {
+  const float width = add_rn(bmax, -bmin);
+  if (training && add_rn(width, -width) == 0.f) {  // (x - x is 0 exactly for finite x, NaN otherwise)
     for (int k = 0; k < (slot == observed ? 1 : 2); ++k) {
       const int64_t i = k == 0 ? slot : observed;
       rmin[i] = init[i] ? ema_update(rmin[i], bmin, ema_old, ema_new) : bmin;
       rmax[i] = init[i] ? ema_update(rmax[i], bmax, ema_old, ema_new) : bmax;
       init[i] = true;
     }
+  }
+  if (training) {
     *lo = bmin;
     *hi = bmax;
     return;

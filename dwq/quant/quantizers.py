@@ -226,7 +226,10 @@ class ActQuantizer(nn.Module):
 
     @torch.no_grad()
     def _track(self, i: int, mn: torch.Tensor, mx: torch.Tensor) -> None:
-        mask, first = self._update_masks[i], ~self.initialized
+        # A batch range without a finite width (NaN, inf, wider than float32) leaves the ranges as they
+        # were (arith::act_running_range): its forward fails on the scale; the EMA would never recover.
+        width = mx - mn
+        mask, first = self._update_masks[i] & (width - width == 0), ~self.initialized
         ema = self.ema
         if self.zero_point == "float":
             # The reference's buffers start at zero and hold (min, max - min).
