@@ -186,6 +186,10 @@ def test_wrapper_takes_the_reference_where_no_kernel_serves(monkeypatch):
         (dict(scale=torch.tensor([float("inf")])), "scale"),
         (dict(zero_point=torch.tensor([16], dtype=torch.int32)), "zero_point"),
         (dict(zero_point=torch.tensor([-1], dtype=torch.int32)), "zero_point"),
+        # converted to int32 by saturation, not wrapping, and never from floats or bools
+        (dict(zero_point=torch.tensor([2**32 + 3])), "zero_point\\[0\\] = 2147483647 is not a code"),
+        (dict(zero_point=torch.tensor([3.7])), "zero_point must be an integer tensor"),
+        (dict(zero_point=torch.tensor([True])), "zero_point must be an integer tensor"),
         (dict(scale=torch.ones(2)), "entries"),
         (dict(x=torch.tensor([1.0, float("nan")])), "NaN"),
         (dict(x=torch.arange(4)), "float"),

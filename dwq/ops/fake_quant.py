@@ -31,6 +31,8 @@ def _check(x, scale, zero_point, bits, axis):
         raise ValueError(f"fake_quantize: bits must be an int in 2..16, got {bits!r}")
     if not x.is_floating_point():
         raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
+    if zero_point.is_floating_point() or zero_point.is_complex() or zero_point.dtype == torch.bool:
+        raise ValueError(f"fake_quantize: zero_point must be an integer tensor (codes), got {zero_point.dtype}")
     channels = 1 if axis is None else x.shape[axis]
     if scale.numel() != channels or zero_point.numel() != channels:
         where = "per tensor" if axis is None else f"x.shape[{axis}]"
@@ -65,6 +67,8 @@ def fake_quantize(
     """
     _check(x, scale, zero_point, bits, axis)
     scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)
+    if torch.iinfo(zero_point.dtype).bits > 32:  # saturate, not wrap: 2^32 + 3 must fail the code check, not be 3
+        zero_point = zero_point.clamp(-(2**31), 2**31 - 1)
     zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
     if has_kernel("fake_quantize", x.device.type):  # (a C++-only build has no CUDA kernel)
         return torch.ops.dwq.fake_quantize(x, scale, zero_point, bits, axis, return_codes)
