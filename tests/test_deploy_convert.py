@@ -15,7 +15,7 @@ from torch import nn
 import dwq
 from dwq.deploy import ConversionError, IntegerModel, code_agreement, compare, convert
 from dwq.models import QuantPolicy, preact_resnet18, resnet50, small_cnn, wide_resnet34_10
-from dwq.nn import QLinear
+from dwq.nn import QConv2d, QLinear
 from dwq.ops import HAS_EXT
 
 pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
@@ -190,9 +190,31 @@ class _KeywordCall(nn.Module):
         return self.head(x=self.body(x))
 
 
+class _InplaceReluReadAgain(nn.Module):
+    def __init__(self, functional):
+        super().__init__()
+        self.c1 = QConv2d(3, 4, 3, padding=1, precisions=[8])
+        self.c2 = QConv2d(4, 4, 3, padding=1, precisions=[8])
+        self.relu, self.functional = nn.ReLU(inplace=True), functional
+
+    def forward(self, x):
+        y = self.c1(x)
+        r = torch.nn.functional.relu(y, inplace=True) if self.functional else self.relu(y)
+        return (self.c2(r) + y).flatten(1)  # eager: y is r here
+
+
+def test_inplace_relu_read_again_is_refused():
+    """The integer model treats ReLU as a function of its input: an in-place ReLU whose input is read
+    after it (eager PyTorch then reads the ReLU's output) is a ConversionError, not a silent difference."""
+    for functional, where in ((False, r"layer 'relu' \(ReLU\)"), (True, r"'relu' \(call_function\)")):
+        m = calibrated(_InplaceReluReadAgain(functional), (4, 3, 8, 8))
+        with pytest.raises(ConversionError, match=where + ": an in-place ReLU whose input is read again after it"):
+            convert(m)
+
+
 def test_input_by_keyword_and_integer_images_are_named_errors():
     m = calibrated(_KeywordCall(), (4, 1, 28, 28))
-    with pytest.raises(ConversionError, match=r"cannot convert 'head' \(head\): its input is passed by keyword \(x\)"):
+    with pytest.raises(ConversionError, match=r"cannot convert layer 'head' \(QLinear\): its input is passed by keyword"):
         convert(m)
     im = convert(calibrated(small_cnn(precisions=[8], width=4, policy=QuantPolicy(first_conv=True)), (4, 1, 28, 28)))
     with pytest.raises(ValueError, match="x must be floating-point images, got torch.uint8"):

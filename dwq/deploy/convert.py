@@ -67,6 +67,12 @@ def _where(node: fx.Node, modules) -> str:
     return f"'{name}' ({node.op}){inside}"
 
 
+def _inplace(node: fx.Node, modules) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(modules[node.target], "inplace", False))
+    return node.op == "call_function" and bool(node.kwargs.get("inplace", len(node.args) > 1 and node.args[1]))
+
+
 def _kind(node: fx.Node, modules) -> str:
     if node.op in ("placeholder", "output"):
         return node.op
@@ -280,11 +286,17 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     if len(placeholders) != 1:
         raise ConversionError(f"{type(model).__name__}.forward takes {len(placeholders)} inputs; convert supports one")
 
+    order = {n: i for i, n in enumerate(nodes)}
     for n in nodes:
         if n.op in ("call_module", "call_function", "call_method") and not n.args:
-            what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", n.target)
-            raise ConversionError(f"cannot convert {n.name!r} ({what}): its input is passed by keyword "
+            raise ConversionError(f"cannot convert {_where(n, modules)}: its input is passed by keyword "
                                   f"({', '.join(n.kwargs)}); convert reads the input as the first positional argument")
+        if kinds[n] == "relu" and _inplace(n, modules) and isinstance(n.args[0], fx.Node):
+            later = [u.name for u in n.args[0].users if order[u] > order[n]]
+            if later:
+                raise ConversionError(f"cannot convert {_where(n, modules)}: an in-place ReLU whose input is read "
+                                      f"again after it (by {later[0]!r}), which eager PyTorch feeds the ReLU's "
+                                      "output and the integer model would not; use inplace=False")
         if kinds[n] == "q":
             _check_qlayer(modules[n.target], n.target)
 
