@@ -219,6 +219,12 @@ def test_input_by_keyword_and_integer_images_are_named_errors():
     im = convert(calibrated(small_cnn(precisions=[8], width=4, policy=QuantPolicy(first_conv=True)), (4, 1, 28, 28)))
     with pytest.raises(ValueError, match="x must be floating-point images, got torch.uint8"):
         im(torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8))
+    x = torch.rand(2, 1, 28, 28)
+    y = im(x)
+    for cast in (im.half, im.double, lambda: im.to(torch.bfloat16)):  # refused before anything changes
+        with pytest.raises(ValueError, match="computes in float32 and cannot be cast to torch"):
+            cast()
+        assert torch.equal(im(x), y)
 
 
 def test_uncalibrated_precision_names_the_layer():

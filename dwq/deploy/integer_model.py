@@ -152,6 +152,15 @@ class IntegerModel(nn.Module):
             raise ValueError(f"tensors that no layer takes: {sorted(unknown)[:3]}")
         return model
 
+    def _apply(self, fn, recurse=True):
+        # The integer ops take float32 scales and return float32: a cast of the model (.half(), .double(),
+        # .to(dtype)) is refused before it changes anything, instead of failing later inside an op.
+        probe = fn(torch.zeros(1))
+        if probe.dtype != torch.float32:
+            raise ValueError(f"IntegerModel computes in float32 and cannot be cast to {probe.dtype}; "
+                             "cast its outputs instead")
+        return super()._apply(fn, recurse)
+
     # -- running ----------------------------------------------------------------------------------
     @property
     def precisions(self) -> list:
