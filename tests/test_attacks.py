@@ -107,6 +107,26 @@ def test_cw_l2_and_autoattack_run(trained):
         A.autoattack(m, xs, ys, EPS, version="plus-typo")
 
 
+def test_torchattacks_based_attacks_keep_the_callers_mode_and_rng(trained):
+    """cw_l2 and autoattack leave an eval-mode model in eval mode (torchattacks restored the train mode
+    of the wrapper it was handed) and leave torch's global RNG where it was (its components seed it)."""
+    m, x, y = trained
+    xs, ys = x[:8], y[:8]
+    m.eval()
+    for attack in (lambda: A.cw_l2(m, xs, ys, steps=2),
+                   lambda: A.autoattack(m, xs, ys, EPS, version="rand", seed=3, steps=2, eot_iter=1)):
+        torch.manual_seed(123)
+        want = torch.rand(3)
+        torch.manual_seed(123)
+        attack()
+        assert not any(mod.training for mod in m.modules())
+        assert torch.equal(torch.rand(3), want)
+    m.train()
+    A.cw_l2(m, xs, ys, steps=2)
+    assert all(mod.training for mod in m.modules())  # a training model stays training
+    m.eval()
+
+
 def test_bad_eps_is_rejected(trained):
     m, x, y = trained
     with pytest.raises(ValueError, match="epsilon"):

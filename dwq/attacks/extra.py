@@ -20,6 +20,9 @@ class _Wrap(nn.Module):
         if isinstance(fn, nn.Module):
             self.inner = fn
         self.fn = fn
+        # torchattacks restores train mode afterwards if the module it was given was training; a new
+        # module is, so an eval-mode model came back in train mode. The wrapper reports fn's mode.
+        self.training = fn.training if isinstance(fn, nn.Module) else False
 
     def forward(self, x):
         return self.fn(x)
@@ -35,8 +38,10 @@ def _torchattacks():
 
 def _run(atk, x, y):
     atk.set_device(x.device)
-    # torchattacks puts the wrapped module in eval mode during the attack and restores it
-    return atk(x.detach(), y).detach()
+    # torchattacks puts the wrapped module in eval mode during the attack and restores it; its
+    # components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        return atk(x.detach(), y).detach()
 
 
 def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):

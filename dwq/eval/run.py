@@ -59,6 +59,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     pgd_options: extra options of the chosen PGD attack (``attack="pgd"`` only), e.g.
       ``dwq.eval.REFERENCE_PGD``: the reference's per-sample early stop (EOT-PGD is not affected).
     progress: ``progress(stage, done, total)`` before each attack run.
+    seed: seeds the protocols' own draws (the adaptive protocol's, RPI's per-image precisions,
+      AutoAttack's). The chosen attack's random starts (PGD) draw from torch's global RNG, as they
+      always have (the kept demo report depends on it): seed it before the call for reproducible
+      numbers, as ``dwq eval`` and ``dwq demo`` do (``torch.manual_seed``).
     """
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
