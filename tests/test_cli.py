@@ -77,6 +77,10 @@ def test_reference_flags_have_equivalents():
     (["train", "--out", "{tmp}/a", "--val-size", "1.5"], "--val-size: 1.5 is neither a fraction in [0, 1)"),
     (["train", "--out", "{tmp}/a", "--val-size", "-0.5"], "--val-size"),
     (["train", "--out", "{tmp}/a", "--lr", "0"], "--lr: must be > 0"),
+    (["train", "--out", "{tmp}/a", "--lr", "inf"], "--lr: must be a finite number, got inf"),
+    (["train", "--out", "{tmp}/a", "--weight-decay", "nan"], "--weight-decay: must be a finite number"),
+    (["train", "--out", "{tmp}/a", "--epsilon", "0"], "--epsilon: 0 must be in (0, 1]"),
+    (["train", "--out", "{tmp}/a", "--alpha", "0"], "--alpha: 0 must be in (0, 1]"),
     (["train"], "required: --out"),
     (["eval", "--out", "{tmp}/a"], "required: --checkpoint"),
     ([], "required"),
@@ -126,12 +130,34 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--precisions", "2", "4", "--num-bits-schedule", "2", "4"], "--precisions or --num-bits-schedule"),
     (["train", "--precisions", "2", "fp", "2"], "repeats a precision: 2 fp 2"),
     (["train", "--resume"], "does not exist"),
+    (["train", "--device", "tpu"], "--device tpu: not a device"),
+    (["train", "--device", "meta"], "--device meta: dwq runs on cpu or cuda, not meta"),
 ])
 def test_bad_input_gives_message_and_exit_2(tmp_path, capsys, argv, msg):
     rc = main(argv[:1] + ["--out", str(tmp_path / "o")] + [s.format(tmp=tmp_path) for s in argv[1:]])
     err = capsys.readouterr().err
     assert rc == 2 and msg in err and _one_line(err), err
     assert not (tmp_path / "o").exists()  # a failed start leaves nothing behind
+
+
+def test_interrupt_before_the_first_epoch_leaves_a_folder_the_same_command_reuses(tmp_path, capsys, monkeypatch):
+    """Ctrl-C before last.pt exists: nothing to resume, so what the run wrote is removed (the folder
+    was neither empty, for a plain rerun, nor resumable); the same command then starts."""
+    from dwq.train.loop import Trainer
+
+    def interrupted(self, stop_after_steps):
+        with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:  # as if epoch 1 had just ended
+            f.write("{}\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_fit", interrupted)
+    argv = ["train", "--out", str(tmp_path / "o"), "--train-subset", "64", "--epochs", "1", "--attack-iters", "1",
+            "--val-size", "0", "--no-progress"]
+    assert main(argv) == 130
+    assert "before the first epoch completed; nothing to resume" in capsys.readouterr().err
+    assert list((tmp_path / "o").iterdir()) == []
+    monkeypatch.undo()
+    assert main(argv) == 0 and (tmp_path / "o" / "last.pt").is_file()
 
 
 def test_train_run_folder_console_and_config(run):

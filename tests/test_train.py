@@ -197,6 +197,21 @@ def test_epoch_batches_leave_out_a_last_batch_smaller_than_the_world():
     assert [len(b) for b in epoch_batches(10, 4, seed=3, epoch=1, rank=1, world=2)] == [2, 2, 1]
 
 
+def test_resume_drops_metric_lines_its_checkpoint_does_not_cover(tmp_path):
+    """An epoch writes its metrics line, then last.pt: killed between the two, the line is ahead of the
+    checkpoint (or cut short); resume drops it, and the resumed epoch writes it again, once."""
+    tr = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), str(tmp_path)).fit()
+    path = tmp_path / "metrics.jsonl"
+    first = path.read_text()
+    with open(path, "a") as f:
+        f.write(json.dumps({"epoch": 2, "train_loss": 1.0}) + "\n" + '{"epoch": 3, "trai')
+    tr2 = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2), str(tmp_path))
+    assert tr2.resume() and path.read_text() == first
+    tr2.fit()
+    assert [json.loads(ln)["epoch"] for ln in path.read_text().splitlines()] == [1, 2]
+    assert tr.epoch == 1
+
+
 def test_epoch_metrics_are_read_once_per_epoch(tmp_path):
     """train_batch returns device tensors (the loop reads them once per epoch, so a step makes no
     host sync on accelerators); the epoch record still holds plain floats."""

@@ -3,6 +3,7 @@ user gave, the output-folder check and the per-stage progress of long jobs."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -93,9 +94,16 @@ positive_int = _int_at_least(1)
 nonneg_int = _int_at_least(0)
 
 
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):  # inf and nan parse as floats; no setting takes them
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return v
+
+
 def positive_float(text: str) -> float:
     try:
-        v = float(text)
+        v = _finite(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not v > 0:
@@ -106,7 +114,7 @@ def positive_float(text: str) -> float:
 def unit_float(text: str) -> float:
     """A number in [0, 1) (momentum)."""
     try:
-        v = float(text)
+        v = _finite(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 <= v < 1:
@@ -116,7 +124,7 @@ def unit_float(text: str) -> float:
 
 def nonneg_float(text: str) -> float:
     try:
-        v = float(text)
+        v = _finite(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not v >= 0:
@@ -127,7 +135,7 @@ def nonneg_float(text: str) -> float:
 def val_size_arg(text: str):
     """A fraction in [0, 1) of the training set, or a whole number (>= 1) of images."""
     try:
-        v = float(text)
+        v = _finite(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if 0 <= v < 1:

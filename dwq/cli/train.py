@@ -28,13 +28,15 @@ import time
 
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, flag, fraction, fresh_dir, nonneg_float, nonneg_int, pnames,
-                     positive_float, positive_int, precision_arg, precision_set_from_args, unit_float,
-                     val_size_arg)
+from .common import (CLIError, HelpFormatter, flag, fresh_dir, nonneg_float, nonneg_int, pnames,
+                     positive_float, positive_fraction, positive_int, precision_arg, precision_set_from_args,
+                     unit_float, val_size_arg)
 
 DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.train.TRAIN_ATTACKS (not imported: fast --help)
 PAPER_SET = list(range(4, 17))  # the paper's precision set, the default of --random-precision-training
+# What dwq.train.Trainer writes into a run folder before its first last.pt (at the end of epoch 1).
+RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", "best_test_reference.pt")
 
 # Flags that may take another value on --resume, and why that is safe. Every other recorded flag
 # must resolve to the run's value.
@@ -95,9 +97,9 @@ def add_parser(sub):
                         "one BN is shared")
     t.add_argument("--attack", default="pgd", choices=TRAIN_ATTACKS,
                    help="training attack: PGD-k, FGSM, FGSM with random start ('fast'), free (replays), none")
-    t.add_argument("--epsilon", type=fraction, default=8 / 255,
+    t.add_argument("--epsilon", type=positive_fraction, default=8 / 255,
                    help="L-inf radius of the training and validation attacks (default: 8/255)")
-    t.add_argument("--alpha", type=fraction, default=None,
+    t.add_argument("--alpha", type=positive_fraction, default=None,
                    help="training attack step (default: 2/255 for pgd, ε for fgsm and free, 1.25ε for fgsm-rs; "
                         "reference FGSM used 10/255)")
     t.add_argument("--attack-iters", type=positive_int, default=7, help="--attack pgd only: PGD steps")
@@ -152,7 +154,13 @@ def device_arg(name):
     import torch
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise CLIError(f"--device {name}: dwq runs on cpu or cuda, not {dev.type}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"--device {name}: CUDA is not available on this machine")
     return name
 
@@ -543,9 +551,17 @@ def cmd_train(a):
         tr.fit()
         completed = True
     except KeyboardInterrupt:
-        if say:
+        if say and os.path.exists(os.path.join(a.out, "last.pt")):
             print(f"dwq train: interrupted; the last complete epoch is in {a.out}/last.pt "
                   f"(continue with: dwq train --resume --out {a.out})", file=sys.stderr)
+        elif say:
+            # No epoch completed: nothing to resume. Remove what this run wrote, so that the same
+            # command starts afresh instead of finding a folder that is neither empty nor resumable.
+            for name in os.listdir(a.out):
+                if name in RUN_FILES or name.endswith(".tmp"):
+                    os.remove(os.path.join(a.out, name))
+            print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
+                  f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
         return 130
     finally:
         cleanup(synchronize=completed)

@@ -344,7 +344,23 @@ class Trainer:
         if not os.path.isfile(path):
             return False
         self.load_state(load_checkpoint(path, map_location=self.device))
+        if self.rank == 0:
+            self._drop_metrics_after(self.epoch)
         return True
+
+    def _drop_metrics_after(self, epoch: int) -> None:
+        """metrics.jsonl keeps the lines of epochs up to ``epoch`` (the checkpoint's): a line written by
+        an epoch whose last.pt did not follow is that epoch's, which the resumed run writes again."""
+        path = os.path.join(self.out_dir, "metrics.jsonl")
+        if not os.path.isfile(path):
+            return
+        with open(path) as f:
+            lines = f.readlines()
+        keep = [ln for ln in lines if _epoch_of(ln) <= epoch]
+        if len(keep) != len(lines):
+            with open(path + ".tmp", "w") as f:
+                f.writelines(keep)
+            os.replace(path + ".tmp", path)
 
     # -- one step ---------------------------------------------------------------------
     def _draw(self):
@@ -503,12 +519,22 @@ class Trainer:
                 self._reference_test_select(rec)
             rec["seconds"] = time.time() - t0
             if self.rank == 0:
-                save_checkpoint(os.path.join(self.out_dir, "last.pt"), self.state())
+                # The epoch's line first, then last.pt: an interrupt between them leaves a line ahead of
+                # the checkpoint, which resume() drops (the other order lost the line for good).
                 with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
                     f.write(json.dumps(rec) + "\n")
+                save_checkpoint(os.path.join(self.out_dir, "last.pt"), self.state())
                 if self.on_epoch is not None:
                     self.on_epoch(rec)
         return self
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch of a metrics.jsonl line; a line cut short by a kill belongs to no kept epoch."""
+    try:
+        return json.loads(line).get("epoch", 0)
+    except ValueError:
+        return float("inf")
 
 
 def _jsonable(o):
