@@ -80,6 +80,8 @@ def test_reference_flags_have_equivalents():
     (["train", "--out", "{tmp}/a", "--lr", "inf"], "--lr: must be a finite number, got inf"),
     (["train", "--out", "{tmp}/a", "--weight-decay", "nan"], "--weight-decay: must be a finite number"),
     (["train", "--out", "{tmp}/a", "--epsilon", "0"], "--epsilon: 0 must be in (0, 1]"),
+    (["train", "--out", "{tmp}/a", "--seed", str(2**70)], "--seed: must be below 2^63"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--seed", "-1"], "--seed: must be >= 0"),
     (["train", "--out", "{tmp}/a", "--alpha", "0"], "--alpha: 0 must be in (0, 1]"),
     (["train"], "required: --out"),
     (["eval", "--out", "{tmp}/a"], "required: --checkpoint"),
@@ -130,6 +132,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--precisions", "2", "4", "--num-bits-schedule", "2", "4"], "--precisions or --num-bits-schedule"),
     (["train", "--precisions", "2", "fp", "2"], "repeats a precision: 2 fp 2"),
     (["train", "--resume"], "does not exist"),
+    (["eval", "--checkpoint", "{tmp}"], "is a run folder; give a checkpoint file in it"),
     (["train", "--device", "tpu"], "--device tpu: not a device"),
     (["train", "--device", "meta"], "--device meta: dwq runs on cpu or cuda, not meta"),
 ])
@@ -381,7 +384,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, device):
     assert subprocess.run(argv + ["--out", str(full)], capture_output=True, timeout=300).returncode == 0
     p = subprocess.Popen(argv + ["--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 200
-    while time.time() < deadline and not (cut / "metrics.jsonl").exists():
+    while time.time() < deadline and not (cut / "last.pt").exists():  # a checkpoint to resume from
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -394,6 +397,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, device):
     b = torch.load(cut / "last.pt", weights_only=True)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    assert [json.loads(ln)["epoch"] for ln in open(cut / "metrics.jsonl")] == list(range(1, 13))  # each once
 
 
 def test_compile_and_deterministic_flags_are_recorded_and_may_change_on_resume():

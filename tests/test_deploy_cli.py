@@ -71,6 +71,8 @@ def test_deploy_bad_input(checkpoint, artifact, tmp_path, capsys):
     _fails(["deploy", "--checkpoint", checkpoint, "--precisions", "4", "6", "--out", str(new)], capsys,
            "precision 6 is not in the checkpoint's precision set [2, 4, 8]")
     _fails(["deploy", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(new)], capsys, "does not exist")
+    _fails(["deploy", "--checkpoint", str(tmp_path), "--out", str(new)], capsys,
+           f"--checkpoint {tmp_path} is a run folder; give a checkpoint file in it, e.g. {tmp_path}/best.pt")
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     _fails(["deploy", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(new)], capsys,
            "not a loadable dwq checkpoint")

@@ -94,6 +94,23 @@ positive_int = _int_at_least(1)
 nonneg_int = _int_at_least(0)
 
 
+def seed_arg(text: str) -> int:
+    """A seed: an integer in 0..2^63 - 1 (what every RNG it seeds takes)."""
+    v = nonneg_int(text)
+    if v >= 2**63:
+        raise argparse.ArgumentTypeError(f"must be below 2^63, got {text}")
+    return v
+
+
+def existing_checkpoint(path: str) -> None:
+    """CLIError unless ``--checkpoint path`` is a file (a run folder is named as one, with its files)."""
+    if os.path.isdir(path):
+        raise CLIError(f"--checkpoint {path} is a run folder; give a checkpoint file in it, e.g. "
+                       f"{os.path.join(path, 'best.pt')} or {os.path.join(path, 'last.pt')}")
+    if not os.path.isfile(path):
+        raise CLIError(f"checkpoint {path} does not exist")
+
+
 def _finite(text: str) -> float:
     v = float(text)
     if not math.isfinite(v):  # inf and nan parse as floats; no setting takes them

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from .common import CLIError, HelpFormatter, positive_int, precision_arg
+from .common import CLIError, HelpFormatter, existing_checkpoint, positive_int, precision_arg
 
 
 def add_parsers(sub) -> None:
@@ -69,8 +69,7 @@ def cmd_deploy(a) -> int:
     from dwq.train import CheckpointError, load_trained_model
 
     _new_file(a.out, "--out")
-    if not os.path.isfile(a.checkpoint):
-        raise CLIError(f"checkpoint {a.checkpoint} does not exist")
+    existing_checkpoint(a.checkpoint)
     try:
         model, ck = load_trained_model(a.checkpoint, "cpu")
     except CheckpointError as e:

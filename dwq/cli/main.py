@@ -12,8 +12,8 @@ from dwq._version import __version__
 
 from . import deploy as deploy_cli
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, fresh_dir, given_flags, nonneg_int, pnames,
-                     positive_fraction, positive_int, precision_arg)
+from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
+                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg, seed_arg)
 from .train import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the fake-quant one; gradients come from the fake-quant twin (straight-through)")
     e.add_argument("--n-test", type=positive_int, default=None, help="evaluate the first N test images only")
     e.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size")
-    e.add_argument("--seed", type=int, default=0, help="seed of precision draws and random starts")
+    e.add_argument("--seed", type=seed_arg, default=0, help="seed of precision draws and random starts")
     e.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
     e.add_argument("--no-progress", action="store_true", help="no progress bars (the time of each stage is "
                                                               "still printed)")
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--autoattack-n", type=nonneg_int, default=100,
                    help="AutoAttack rand (100 steps, 20 EOT samples) on the RPT model's first N test images; 0 skips "
                         "it (it is the demo's slowest part)")
-    d.add_argument("--seed", type=int, default=0, help="seed")
+    d.add_argument("--seed", type=seed_arg, default=0, help="seed")
     d.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     deploy_cli.add_parsers(sub)
@@ -232,8 +232,7 @@ def cmd_eval(a):
     from dwq.nn import precision_set
     from dwq.train import load_trained_model
 
-    if not os.path.isfile(a.checkpoint):
-        raise CLIError(f"checkpoint {a.checkpoint} does not exist")
+    existing_checkpoint(a.checkpoint)
     device = _device(a.device)
     model, ck = load_trained_model(a.checkpoint, device)
     ex = ck["config"]["extra"]

@@ -30,7 +30,7 @@ from dwq._version import __version__
 
 from .common import (CLIError, HelpFormatter, flag, fresh_dir, nonneg_float, nonneg_int, pnames,
                      positive_float, positive_fraction, positive_int, precision_arg, precision_set_from_args,
-                     unit_float, val_size_arg)
+                     seed_arg, unit_float, val_size_arg)
 
 DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.train.TRAIN_ATTACKS (not imported: fast --help)
@@ -123,7 +123,7 @@ def add_parser(sub):
                    help="use only the first N training images after the validation split (quick checks)")
     t.add_argument("--val-pgd-steps", type=nonneg_int, default=10,
                    help="PGD steps of the validation attack (step ε/4); 0: clean validation accuracy only")
-    t.add_argument("--seed", type=int, default=0, help="seed of initial weights, data order, precision draws and "
+    t.add_argument("--seed", type=seed_arg, default=0, help="seed of initial weights, data order, precision draws and "
                                                         "random starts")
     t.add_argument("--reference", action="store_true",
                    help="the reference code's semantics (docs/workflow.md has the map): its quantizer (float zero "
@@ -416,7 +416,7 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
     model += ", switchable BN" if f["switchable_bn"] else ", one shared BN"
     print(f"  model      {model}")
     how = (f"RPT: a precision drawn from the set at every iteration" if f["random_precision_training"]
-           else f"fixed precision {f['num_bits']}")
+           else f"fixed precision {'fp' if f['num_bits'] is None else f['num_bits']}")
     if f["attack"] == "none":
         atk = "natural training (no attack)"
     else:
