@@ -196,7 +196,14 @@ void check_header(const char* op, const int8_t* hdr, int64_t nbytes, int64_t N, 
   qg_check_k(op, view.K, need);
 }
 
-CudaWeight cuda_weight(const char* op, const at::Tensor& w, const KNeed& need, const at::Device& device) {
+void check_index_range(const char* op, int64_t M, int64_t N, int64_t K) {
+  constexpr int64_t lim = (int64_t{1} << 31) - 1;
+  TORCH_CHECK(M <= lim && N <= lim && K <= lim, "dwq.", op, ": M = ", M, ", N = ", N, ", K = ", K,
+              " must each be below 2^31 for the CUDA kernels");
+}
+
+// The packed weight of an op with M rows (checked with N and K against the kernels' 32-bit indices).
+CudaWeight cuda_weight(const char* op, const at::Tensor& w, const KNeed& need, int64_t M, const at::Device& device) {
   const int64_t K = need.K;
   qg_check_device(op, "w_packed", w, device);
   TORCH_CHECK(w.scalar_type() == at::kChar && w.dim() == 2, "dwq.", op,
@@ -205,9 +212,7 @@ CudaWeight cuda_weight(const char* op, const at::Tensor& w, const KNeed& need, c
   const int64_t N = w.size(0), P = w.size(1);
   TORCH_CHECK(N > 0 && P > 0 && N * P >= cpu::kHeaderBytes, "dwq.", op,
               ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
-  // Before the blob's size is computed from N and K: an absurd K would overflow it.
-  TORCH_CHECK(N < (int64_t{1} << 31) && K < (int64_t{1} << 31), "dwq.", op, ": N = ", N, ", K = ", K,
-              " must each be below 2^31 for the CUDA kernels");
+  check_index_range(op, M, N, K);  // before the blob's size is computed from N and K: an absurd K overflows it
   const int64_t p1 = cpu::packed_weight_cols(N, K, 8), p2 = cpu::packed_weight_cols(N, K, 16);
   if (P != p1 && P != p2) {
     // Not the shape of a blob for this K: read the header (an error path, a sync is fine) to say why.
@@ -308,12 +313,6 @@ int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cu
   if (tiles < n_sm && K >= 2048) want = std::min<int64_t>((2 * n_sm + tiles - 1) / tiles, K / 512);
   const int64_t chunk = round_up((K + want - 1) / want, align);
   return std::min(limit, std::max<int64_t>(chunk, align));
-}
-
-void check_index_range(const char* op, int64_t M, int64_t N, int64_t K) {
-  constexpr int64_t lim = (int64_t{1} << 31) - 1;
-  TORCH_CHECK(M <= lim && N <= lim && K <= lim, "dwq.", op, ": M = ", M, ", N = ", N, ", K = ", K,
-              " must each be below 2^31 for the CUDA kernels");
 }
 
 // Runs the engine into out (row-major [M][N] of e.dtype), with the value checks and their errors.
@@ -526,8 +525,7 @@ at::Tensor qgemm_acc_cuda(const at::Tensor& x, const at::Tensor& x_zero_point, i
                           const at::Tensor& w_packed) {
   const char* op = "qgemm_acc";
   Act a = gemm_act(op, x, x_zero_point, x_bits);
-  const CudaWeight w = cuda_weight(op, w_packed, KNeed{a.ap.K}, x.device());
-  check_index_range(op, a.ap.M, w.L.N, a.ap.K);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{a.ap.K}, a.ap.M, x.device());
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = acc_epi();
   at::Tensor out = at::empty({a.ap.M, w.L.N}, x.options().dtype(e.dtype));
@@ -542,8 +540,7 @@ at::Tensor qlinear_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at
                         const std::optional<at::Tensor>& out_zero_point, int64_t out_bits) {
   const char* op = "qlinear";
   Act a = gemm_act(op, x, x_zero_point, x_bits);
-  const CudaWeight w = cuda_weight(op, w_packed, KNeed{a.ap.K}, x.device());
-  check_index_range(op, a.ap.M, w.L.N, a.ap.K);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{a.ap.K}, a.ap.M, x.device());
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = make_epi(op, x_scale, w_scale, w.L.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,
                          out_bits, x.device());
@@ -608,8 +605,7 @@ at::Tensor qconv2d_acc_cuda(const at::Tensor& x, const at::Tensor& x_zero_point,
                             at::IntArrayRef padding) {
   const char* op = "qconv2d_acc";
   ConvAct g = conv_act(op, x, x_zero_point, x_bits, kernel_size, stride, padding);
-  const CudaWeight w = cuda_weight(op, w_packed, KNeed{g.a.ap.K, kernel_size, g.a.ap.C}, x.device());
-  check_index_range(op, g.a.ap.M, w.L.N, g.a.ap.K);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{g.a.ap.K, kernel_size, g.a.ap.C}, g.a.ap.M, x.device());
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = acc_epi();
   at::Tensor out = at::empty({g.B, g.OH, g.OW, w.L.N}, x.options().dtype(e.dtype));
@@ -625,8 +621,7 @@ at::Tensor qconv2d_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at
                         int64_t out_bits) {
   const char* op = "qconv2d";
   ConvAct g = conv_act(op, x, x_zero_point, x_bits, kernel_size, stride, padding);
-  const CudaWeight w = cuda_weight(op, w_packed, KNeed{g.a.ap.K, kernel_size, g.a.ap.C}, x.device());
-  check_index_range(op, g.a.ap.M, w.L.N, g.a.ap.K);
+  const CudaWeight w = cuda_weight(op, w_packed, KNeed{g.a.ap.K, kernel_size, g.a.ap.C}, g.a.ap.M, x.device());
   const c10::cuda::CUDAGuard guard(x.device());
   const Epi e = make_epi(op, x_scale, w_scale, w.L.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,
                          out_bits, x.device());

@@ -35,8 +35,6 @@ from .common import (CLIError, HelpFormatter, flag, fresh_dir, nonneg_float, non
 DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.train.TRAIN_ATTACKS (not imported: fast --help)
 PAPER_SET = list(range(4, 17))  # the paper's precision set, the default of --random-precision-training
-# What dwq.train.Trainer writes into a run folder before its first last.pt (at the end of epoch 1).
-RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", "best_test_reference.pt")
 
 # Flags that may take another value on --resume, and why that is safe. Every other recorded flag
 # must resolve to the run's value.
@@ -467,7 +465,7 @@ def cmd_train(a):
     from dwq.train import CheckpointError, TrainConfig, Trainer
     from dwq.train.dist import active as dist_active
     from dwq.train.dist import cleanup, setup
-    from dwq.train.loop import lr_lambda
+    from dwq.train.loop import RUN_FILES, lr_lambda
 
     given = a._given - set(NOT_RECORDED)
     ck = recorded = None

@@ -58,6 +58,8 @@ TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
 SCHEDULES = ("multistep", "cyclic", "constant")
 ZERO_GRAD = ("none", "zero")
 REFERENCE_SELECT_CKPT = "best_test_reference.pt"
+# What a run writes into its folder before its first last.pt (at the end of epoch 1).
+RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", REFERENCE_SELECT_CKPT)
 
 
 @dataclass
