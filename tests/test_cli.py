@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,20 @@ def _copy(run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(run[0], dst)
     return dst
+
+
+FP = ["train", "--train-subset", "256", "--epochs", "1", "--attack-iters", "1", "--val-size", "64", "--val-pgd-steps",
+      "1", "--width", "8", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def fp_run(tmp_path_factory):
+    """One tiny full-precision fixed run (1 epoch): another run than ``run``, with other flags."""
+    out = tmp_path_factory.mktemp("shared") / "fp"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(FP + ["--out", str(out)]) == 0
+    return out, buf.getvalue()
 
 
 def test_every_flag_has_help_once_with_its_default():
@@ -120,7 +135,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     pytest.param(["train", "--amp"], "--amp (float16 autocast) works on CUDA only",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason=CPU_ONLY)),
     (["train", "--val-size", "0.0001"], "is no image"),
-    (["train", "--val-size", "5000"], "val_size must leave some training data"),
+    (["train", "--val-size", "5000"], "--val-size 5000: the training set has 4000 images"),
     (["train", "--train-subset", "5000"], "--train-subset 5000: the training split has only 3600 images"),
     (["train", "--attack", "fgsm", "--attack-iters", "3"], "--attack-iters is for --attack pgd"),
     (["train", "--attack", "pgd", "--free-replays", "3"], "--free-replays is for --attack free"),
@@ -161,6 +176,39 @@ def test_interrupt_before_the_first_epoch_leaves_a_folder_the_same_command_reuse
     assert list((tmp_path / "o").iterdir()) == []
     monkeypatch.undo()
     assert main(argv) == 0 and (tmp_path / "o" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("where", ["below a file", "/proc"])
+def test_out_that_cannot_be_written_fails_in_one_line_before_the_header(tmp_path, capsys, where):
+    if where == "/proc":
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("no /proc here")
+        out, reason = "/proc/dwq-never-written", "cannot create the folder (No such file or directory)"
+    else:
+        (tmp_path / "f").write_text("a file")
+        out, reason = str(tmp_path / "f" / "o"), "cannot create the folder (Not a directory)"
+    assert main(FP + ["--out", out]) == 2
+    cap = capsys.readouterr()
+    assert f"--out {out}: {reason}" in cap.err and _one_line(cap.err) and cap.out == "", cap
+    assert not os.path.exists(out)
+
+
+def test_out_folder_check_removes_the_folders_it_created(tmp_path, monkeypatch):
+    """A folder that can be created but not written into (a read-only mount; root passes permission
+    bits): the error names --out and the OS's reason, and the folders made for the check are gone."""
+    from dwq.cli import common
+
+    def refused(**kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(common.tempfile, "mkstemp", refused)
+    out = tmp_path / "new" / "deeper"
+    with pytest.raises(common.CLIError, match=re.escape(f"--out {out}: cannot write into the folder (Permission "
+                                                        f"denied)")):
+        common.writable_dir(str(out))
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert common.writable_dir(str(out)) == str(out) and list(out.iterdir()) == []  # the probe is removed
 
 
 def test_train_run_folder_console_and_config(run):
@@ -227,6 +275,54 @@ def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
     assert cfg["extra"]["flags"]["train_subset"] == 96 and cfg["extra"]["flags"]["epochs"] == 2
     assert cfg["extra"]["history"][1]["changed"] == {"epochs": [1, 2]}
     assert [json.loads(line)["epoch"] for line in open(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_resume_refuses_a_last_pt_of_another_run(run, fp_run, tmp_path, capsys):
+    """A last.pt copied in from another run (the same epoch count, so metrics.jsonl agrees) is refused
+    before anything is written: by the run id, or for a checkpoint older than run ids by the flags
+    it records against config.json's."""
+    out = _copy(run, tmp_path)
+    ck = torch.load(fp_run[0] / "last.pt", weights_only=True)
+    torch.save(ck, out / "last.pt")
+    before = {f: (out / f).read_bytes() for f in ("config.json", "last.pt", "metrics.jsonl")}
+    capsys.readouterr()
+
+    def refused(*msgs):
+        assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+        err = capsys.readouterr().err
+        assert _one_line(err) and all(m in err for m in msgs), err
+        assert {f: (out / f).read_bytes() for f in before} == before
+
+    run_id = json.load(open(out / "config.json"))["run_id"]
+    refused(f"--resume: {out}/last.pt is not the checkpoint of the run in {out}: its run id is "
+            f"{ck['config']['run_id']}, config.json's is {run_id}", "copied from another run?")
+    del ck["config"]["run_id"]  # as written before run ids
+    torch.save(ck, out / "last.pt")
+    before["last.pt"] = (out / "last.pt").read_bytes()
+    refused(f"{out}/last.pt is not the checkpoint of the run in {out}: ", "--precisions fp (config.json: 2 4 8)",
+            "--random-precision-training False (config.json: True)")
+
+
+def test_fixed_full_precision_run_records_fp_and_a_folder_recording_null_resumes(fp_run, run, tmp_path, capsys):
+    """num_bits is "fp" for a full-precision fixed run (null is "played no part": RPT runs); a run
+    folder written before that (null, no run id) still resumes, and is then recorded as "fp"."""
+    assert "fixed precision fp;" in fp_run[1]
+    assert json.load(open(fp_run[0] / "config.json"))["extra"]["flags"]["num_bits"] == "fp"
+    assert json.load(open(run[0] / "config.json"))["extra"]["flags"]["num_bits"] is None
+    out = _copy(fp_run, tmp_path)
+    ck = torch.load(out / "last.pt", weights_only=True)
+    cfg = json.loads((out / "config.json").read_text())
+    for config in (ck["config"], cfg):
+        config["extra"]["flags"]["num_bits"] = None
+        del config["run_id"]
+    torch.save(ck, out / "last.pt")
+    (out / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--num-bits", "fp"]) == 0
+    assert "fixed precision fp;" in capsys.readouterr().out
+    cfg = json.load(open(out / "config.json"))
+    assert cfg["extra"]["flags"]["num_bits"] == "fp" and cfg["extra"]["history"][-1]["changed"] == {"epochs": [1, 2]}
+    assert cfg == torch.load(out / "last.pt", weights_only=True)["config"] and cfg["run_id"]
 
 
 def test_resume_of_a_run_without_recorded_flags_is_refused(run, tmp_path, capsys):

@@ -222,3 +222,41 @@ def test_evaluate_rejects_bad_input(model_data, kw, msg):
     args.update(kw)
     with pytest.raises(ValueError, match=msg):
         E.evaluate(m, x[:4], y[:4], SET, **args)
+
+
+def _without_timing(rep):
+    return {k: v for k, v in rep.items() if k != "seconds"}
+
+
+@pytest.mark.parametrize("attack", ["pgd", "bandits"])
+def test_evaluate_depends_on_its_seed_alone(model_data, attack):
+    # torch's global RNG state and the protocols chosen change nothing: every draw is seeded by `seed`
+    m, x, y = model_data
+    x, y = x[:40], y[:40]
+    kw = dict(attack=attack, epsilon=0.1, alpha=0.025, steps=2, batch_size=20, seed=3, bandits_queries=20)
+    torch.manual_seed(0)
+    a = E.evaluate(m, x, y, SET, protocols=["paper", "paper-sampled", "adaptive", "transfer"], paper_batch=20, **kw)
+    torch.manual_seed(12345)
+    torch.rand(7)
+    b = E.evaluate(m, x, y, SET, protocols=["paper", "paper-sampled", "adaptive", "transfer"], paper_batch=20, **kw)
+    assert _without_timing(a) == _without_timing(b)
+    # without the matrix each precision is attacked on its own, from the same stream: the same figures
+    c = E.evaluate(m, x, y, SET, protocols=["adaptive"], **kw)
+    assert c[f"{attack}_acc"] == a[f"{attack}_acc"]
+    assert c["rpi"]["pgd_adaptive"] == a["rpi"]["pgd_adaptive"]
+
+
+def test_evaluation_attack_draws_from_the_generator_it_is_given(model_data):
+    m, x, y = model_data
+    x, y = x[:16], y[:16]
+    f = E.run_at(m, 4)
+    g = torch.Generator()
+    atk = E.make_attack("pgd", epsilon=0.1, alpha=0.025, steps=1, generator=g)
+    g.manual_seed(5)
+    torch.manual_seed(1)
+    a = atk(f, x, y)
+    g.manual_seed(5)
+    torch.manual_seed(2)
+    assert torch.equal(atk(f, x, y), a)
+    g.manual_seed(6)
+    assert not torch.equal(atk(f, x, y), a)  # the start moved with the generator's seed

@@ -378,3 +378,124 @@ def test_every_cpu_isa_is_bit_exact(isa, dtype):
         bad[n // 2] = float("nan")
         with pytest.raises(ValueError, match="NaN"):
             ActQuantizer([4]).train()(bad, 4, p)
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("call", ["torch.ops", "wrapper"])
+def test_act_qparams_bumps_versions_however_called(device, call):
+    """The op's own ADInplaceOrView kernel (csrc/ops/quantizer_fused_inplace.cpp) does what torch's in-place
+    ops do, so torch.ops.dwq.act_qparams called directly is as safe as dwq's wrapper: a train-mode call
+    bumps the three buffers' version counters (under no_grad too), so autograd refuses a range saved
+    before it; eval mode writes and bumps nothing; inference-mode buffers (no version counter) are
+    updated inside inference mode and refused outside it before any write, whatever x is."""
+    op = torch.ops.dwq.act_qparams if call == "torch.ops" else fused.act_qparams
+
+    def state():
+        return (torch.zeros(3, device=device), torch.zeros(3, device=device),
+                torch.zeros(3, dtype=torch.bool, device=device))
+
+    x = torch.tensor([-5.0, 1.0], device=device)
+    for saved in (0, 1):  # running_min, running_max
+        buffers = state()
+        a = torch.tensor(2.0, device=device, requires_grad=True)
+        y = a * buffers[saved]
+        op(x, *buffers, 1, 2, 4, 0.1, True)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.sum().backward()
+    buffers = state()
+    with torch.no_grad():
+        op(x, *buffers, 1, 2, 4, 0.1, True)
+    assert [t._version for t in buffers] == [1, 1, 1]
+    a = torch.tensor(2.0, device=device, requires_grad=True)
+    y = a * buffers[0]
+    op(x, *buffers, 1, 2, 4, 0.1, False)
+    assert [t._version for t in buffers] == [1, 1, 1]
+    y.sum().backward()
+    assert a.grad.item() == -10.0  # slots 1 and 2 (observed) hold -5
+
+    with torch.inference_mode():
+        op(x, *buffers, 1, 2, 4, 0.1, True)  # normal buffers inside inference mode: bumped
+        inf_buffers = state()
+        op(x, *inf_buffers, 1, 2, 4, 0.1, True)  # inference buffers: updated, nothing to bump
+        inf_x = x * 2
+    assert [t._version for t in buffers] == [2, 2, 2]
+    assert bool(inf_buffers[2][1]) and float(inf_buffers[0][1]) == -5.0
+    before = [t.clone() for t in inf_buffers]
+    for xx in (x * 2, inf_x):  # a normal x, an inference x
+        assert xx.is_inference() == (xx is inf_x)
+        with pytest.raises(RuntimeError, match="running_min is an inference tensor"):
+            op(xx, *inf_buffers, 1, 2, 4, 0.1, True)
+        assert all(torch.equal(t, b) for t, b in zip(inf_buffers, before))
+    s, z = op(x, *inf_buffers, 1, 2, 4, 0.1, False)  # eval mode only reads them
+    assert s.item() == pytest.approx(6.0 / 15)
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_act_qparams_compiles_with_its_buffer_updates(device):
+    """torch.compile(fullgraph=True) of a direct train-mode call gives eager's qparams and running buffers."""
+    def f(x, rmin, rmax, init):
+        s, z = torch.ops.dwq.act_qparams(x, rmin, rmax, init, 1, 2, 4, 0.1, True)
+        return x / s + z
+
+    def state():
+        return (torch.zeros(3, device=device), torch.zeros(3, device=device),
+                torch.zeros(3, dtype=torch.bool, device=device))
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    want_state, got_state = state(), state()
+    for step in range(2):
+        x = torch.randn(4, 5, generator=torch.Generator().manual_seed(step)).to(device)
+        assert torch.equal(compiled(x, *got_state), f(x, *want_state)), step
+        assert all(torch.equal(a, b) for a, b in zip(got_state, want_state)), step
+    assert got_state[0]._version > 0
+
+
+def _bits(t):
+    return t.view(torch.int32)
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_zero_bound_is_tracked_as_positive_zero_on_both_paths(device, dtype):
+    """-0.0 and +0.0 compare equal but are different bits, and a min/max reduction may return either
+    when both occur, depending on how the elements were split among threads. The running buffers are
+    promised bit for bit (checkpoints, resume): a batch bound of zero is kept as +0.0 on the fused and
+    the pure-PyTorch path alike, on every run with two threads (x spans several parallel chunks)."""
+    n = 1 << 18
+    idx = torch.arange(n)
+    g = torch.Generator().manual_seed(3)
+    cases = {
+        "-0.0 and positives (min is zero)": torch.where(idx % 3 == 0, -0.0, torch.rand(n, generator=g) + 0.5),
+        "all -0.0": torch.full((n,), -0.0),
+        "-0.0 and +0.0": torch.where(idx % 2 == 0, -0.0, 0.0),
+        "+0.0 then -0.0": torch.cat([torch.zeros(n // 2), torch.full((n // 2,), -0.0)]),
+        "negatives and -0.0 (max is zero)": torch.where(idx % 5 == 0, -0.0, -torch.rand(n, generator=g) - 0.5),
+    }
+    p = normalize_precision(4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for name, x in cases.items():
+            x = x.to(device, dtype)
+            runs = []
+            for run in range(3):
+                qa = ActQuantizer([4, 8]).to(device).train()
+                qb = ActQuantizer([4, 8]).to(device).train()
+                for step in range(2):  # the first batch initializes, the second is an EMA step
+                    assert torch.equal(qa(x, 4, p), _act_reference(qb, x, 4, p)), (name, run, step)
+                for buf in ("running_min", "running_max"):
+                    got, want = getattr(qa, buf), getattr(qb, buf)
+                    assert torch.equal(_bits(got), _bits(want)), (name, run, buf, got, want)
+                    assert not torch.signbit(got[got == 0]).any(), (name, run, buf, got)
+                runs.append(torch.cat([_bits(qa.running_min), _bits(qa.running_max)]))
+                # the op called directly, with slot == observed
+                state = (torch.zeros(1, device=device), torch.zeros(1, device=device),
+                         torch.zeros(1, dtype=torch.bool, device=device))
+                torch.ops.dwq.act_qparams(x, *state, 0, 0, 4, 0.1, True)
+                assert not any(torch.signbit(t[t == 0]).any() for t in state[:2]), (name, run, state)
+            assert all(torch.equal(r, runs[0]) for r in runs), name
+    finally:
+        torch.set_num_threads(threads)

@@ -1,6 +1,7 @@
 """dwq.train: adversarial training with RPT, exact resume, DDP (2 gloo processes)."""
 import json
 import os
+import re
 import socket
 
 import pytest
@@ -11,7 +12,7 @@ from torch.utils.data import TensorDataset
 import dwq
 from dwq.data import load_mnist5k
 from dwq.models import small_cnn
-from dwq.train import TrainConfig, Trainer, load_checkpoint
+from dwq.train import CheckpointError, TrainConfig, Trainer, load_checkpoint, save_checkpoint
 from dwq.train.dist import cleanup
 from dwq.train.loop import epoch_batches, lr_lambda
 
@@ -130,6 +131,73 @@ def test_lr_schedules():
     assert f(0) == 0 and f(50) == 1 and f(100) == 0 and 0.4 < f(25) < 0.6
     g = lr_lambda(cfg(lr_schedule="multistep"), 100)
     assert g(49) == 1 and abs(g(50) - 0.1) < 1e-12 and abs(g(75) - 0.01) < 1e-12
+
+
+def test_multistep_milestones_never_fall_before_the_first_step(tmp_path):
+    """int() rounding keeps a long run's milestones where they were (the reference's whole steps);
+    a run too short to reach a milestone's first whole step trains its first step at the set lr
+    (milestones at step 0 trained a 1-step run at 0.01 x lr)."""
+    c = cfg(lr_schedule="multistep")
+    for total in (100, 101, 7, 160 * 391):
+        g = lr_lambda(c, total)
+        for m, after in ((int(0.5 * total), 0.1), (int(0.75 * total), 0.01)):
+            assert g(m - 1) > after and g(m) == pytest.approx(after), (total, m)
+    assert lr_lambda(c, 1)(0) == 1 and lr_lambda(c, 1)(1) == pytest.approx(0.01)
+    tr = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1, lr_schedule="multistep"),
+                 str(tmp_path)).fit()
+    assert tr.step == 1 and json.loads((tmp_path / "metrics.jsonl").read_text())["lr"] == 0.05
+
+
+def test_interrupted_checkpoint_save_leaves_no_tmp_and_the_previous_file(tmp_path, monkeypatch):
+    """A Ctrl-C (or an error) while torch.save writes: the previous checkpoint stays, and no
+    <path>.tmp is left in the run folder."""
+    import dwq.train.checkpoint as C
+
+    path = str(tmp_path / "last.pt")
+    save_checkpoint(path, {"epoch": 1})
+    before = open(path, "rb").read()
+
+    def cut(state, f):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C.torch, "save", cut)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"epoch": 2})
+    monkeypatch.setattr(C.torch, "save", lambda state, f: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"epoch": 2})
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"] and open(path, "rb").read() == before
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    """config.json and every checkpoint hold the run's id: a last.pt copied in from another run (same
+    epoch count) is refused, as is one that metrics.jsonl does not end at; the run's own resumes."""
+    import shutil
+
+    def one_epoch(name):
+        return Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), str(tmp_path / name)).fit()
+
+    a, b = one_epoch("a"), one_epoch("b")
+    run_id = json.load(open(tmp_path / "a" / "config.json"))["run_id"]
+    assert run_id == a.run_id != b.run_id
+    assert load_checkpoint(str(tmp_path / "a" / "last.pt"))["config"]["run_id"] == run_id
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tmp_path / "a", mixed)
+    shutil.copy(tmp_path / "b" / "last.pt", mixed / "last.pt")
+    again = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2), str(mixed))
+    with pytest.raises(CheckpointError, match=re.escape(f"not the checkpoint of the run in {mixed}: its run id is "
+                                                        f"{b.run_id}, config.json's is {run_id}")):
+        again.resume()
+    shutil.copy(tmp_path / "a" / "last.pt", mixed / "last.pt")
+    with open(mixed / "metrics.jsonl", "a") as f:  # two epochs past the checkpoint: not this checkpoint's run
+        f.write(json.dumps({"epoch": 2}) + "\n" + json.dumps({"epoch": 3}) + "\n")
+    with pytest.raises(CheckpointError, match="it has trained 1 epoch, and metrics.jsonl ends at epoch 3"):
+        again.resume()
+    res = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2), str(tmp_path / "a"))
+    assert res.resume() and res.run_id == run_id
+    res.fit()
+    assert json.load(open(tmp_path / "a" / "config.json"))["run_id"] == run_id
 
 
 def test_bad_config_is_rejected():

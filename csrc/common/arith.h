@@ -169,8 +169,14 @@ DWQ_HD float ema_update(float running, float batch, float ema_old, float ema_new
 // quantize with into [*lo, *hi]; `init` flags as they were before this forward. A batch range without
 // a finite width (NaN, inf, or wider than float32 holds) leaves the running ranges as they were: its
 // scale is this forward's error, not a lasting state (the EMA of NaN or inf would never recover).
+// A batch bound of -0 is taken as +0 (adding +0 rounds -0 to +0 and leaves every other value, NaN
+// and inf included): min/max reductions may return either zero when both are present, depending on
+// how the elements were split among threads or blocks, and the running buffers must be the same bits
+// on every run and on the pure-PyTorch path (ActQuantizer._track does the same).
 DWQ_HD void act_running_range(float* rmin, float* rmax, bool* init, int64_t slot, int64_t observed, float bmin,
                               float bmax, float ema_old, float ema_new, bool training, float* lo, float* hi) {
+  bmin = add_rn(bmin, 0.f);
+  bmax = add_rn(bmax, 0.f);
   const float width = add_rn(bmax, -bmin);
   if (training && add_rn(width, -width) == 0.f) {  // (x - x is 0 exactly for finite x, NaN otherwise)
     for (int k = 0; k < (slot == observed ? 1 : 2); ++k) {

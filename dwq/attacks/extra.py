@@ -129,6 +129,13 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     adversarial image with the smallest penalty, else the clean image. τ is a
     soft penalty, not a hard bound (the paper reports τ 0.05/0.1/0.2 as ε 8/12/16);
     project with :func:`project_linf` to score it as a bounded attack.
+
+    As in the reference, one τ serves the whole batch and shrinks only once no image
+    exceeds it, so an image's result can depend on its batch-mates. A τ per image
+    (Carlini and Wagner's per-image loop) removes that, but shrinks sooner and
+    attacked more weakly: on a small RPT CNN (MNIST-5k, 500 test images, ε = τ =
+    0.1, c = 0.1, 100 steps) it left 70.4% / 50.6% accuracy at 4 / 2 bits against
+    69.4% / 49.0% with the shared τ, at batch 250 and at batch 50 alike.
     """
     x = x.detach()
     n = x.shape[0]

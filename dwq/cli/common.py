@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from fractions import Fraction
 
@@ -202,14 +203,47 @@ def precision_set_from_args(precisions, schedule):
 
 def fresh_dir(path: str, create: bool = True, hint: str = "") -> str:
     """Refuse to write into a folder that already holds something (no overwriting).
-    ``create=False`` only checks (so that a later error leaves nothing behind)."""
+    ``create=False`` only checks (so that a later error leaves nothing behind); else
+    :func:`writable_dir` creates it."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise CLIError(f"{path} exists and is not a folder")
+        raise CLIError(f"--out {path} exists and is not a folder")
     if os.path.isdir(path) and os.listdir(path):
         raise CLIError(f"{path} already exists and is not empty; choose another --out{hint}")
     if create:
-        os.makedirs(path, exist_ok=True)
+        writable_dir(path)
     return path
+
+
+def writable_dir(path: str, name: str = "--out") -> str:
+    """Create the folder ``path`` (with missing parents) unless it exists, and write and remove a
+    probe file in it: CLIError naming ``name``, the path and the OS's reason if either fails, with
+    the folders this call created removed again. (Permission bits alone do not tell: root passes
+    them, and /proc or a read-only mount refuse writes they allow.)"""
+    created, p = [], os.path.abspath(path)
+    while not os.path.exists(p):
+        created.append(p)
+        p = os.path.dirname(p)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        _remove_dirs(created)
+        raise CLIError(f"{name} {path}: cannot create the folder ({e.strerror or e})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dwq-write-check-", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        _remove_dirs(created)
+        raise CLIError(f"{name} {path}: cannot write into the folder ({e.strerror or e})") from None
+    return path
+
+
+def _remove_dirs(deepest_first) -> None:
+    for d in deepest_first:
+        try:
+            os.rmdir(d)
+        except OSError:  # not created after all, or holds something now: leave it
+            pass
 
 
 class StageLog:

@@ -247,7 +247,6 @@ def cmd_eval(a):
                          "given" if a.n_test else "default: all"))
     ps = a.precisions
     target = _integer_twin(model, ps) if a.integer else model  # before anything is written
-    torch.manual_seed(a.seed)
     fresh_dir(a.out)
     print(f"dwq eval {__version__}: {a.checkpoint} (epoch {ck.get('epoch', '?')}) -> {a.out}")
     w = max(len(v) for _, v, _ in settings) + 2

@@ -30,7 +30,7 @@ from dwq._version import __version__
 
 from .common import (CLIError, HelpFormatter, flag, fresh_dir, nonneg_float, nonneg_int, pnames,
                      positive_float, positive_fraction, positive_int, precision_arg, precision_set_from_args,
-                     seed_arg, unit_float, val_size_arg)
+                     seed_arg, unit_float, val_size_arg, writable_dir)
 
 DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.train.TRAIN_ATTACKS (not imported: fast --help)
@@ -164,9 +164,8 @@ def device_arg(name):
 
 
 def _precision_json(kind, v):
+    """``v`` as parsed by precision_arg, in the one spelling (None, full precision, is "fp")."""
     from dwq.quant import precision_name
-    if v is None:
-        return None
     return [precision_name(p) for p in v] if kind == "list" else precision_name(v)
 
 
@@ -258,7 +257,8 @@ def resolve_flags(a, given) -> tuple[dict, list]:
                        f"{pnames(model_set)}: give at least two precisions")
     f["precisions"] = _precision_json("list", model_set)
     f["random_precision_training"] = a.random_precision_training
-    f["num_bits"] = _precision_json("one", train_p)
+    # "fp" for a full-precision fixed run: null means "played no part" (an RPT run), as for other flags
+    f["num_bits"] = None if a.random_precision_training else _precision_json("one", train_p)
     f["switchable_bn"] = a.switchable_bn
     # attack
     f["attack"] = a.attack
@@ -414,7 +414,7 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
     model += ", switchable BN" if f["switchable_bn"] else ", one shared BN"
     print(f"  model      {model}")
     how = (f"RPT: a precision drawn from the set at every iteration" if f["random_precision_training"]
-           else f"fixed precision {'fp' if f['num_bits'] is None else f['num_bits']}")
+           else f"fixed precision {f['num_bits']}")
     if f["attack"] == "none":
         atk = "natural training (no attack)"
     else:
@@ -440,8 +440,18 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
 
 
 # ----------------------------------------------------------------------------- the command
+def _upgrade_flags(flags: dict) -> dict:
+    """Flags recorded by an older dwq train, in today's form: a full-precision fixed run recorded
+    ``num_bits`` null, which now means "played no part" (RPT runs); it is "fp"."""
+    if "num_bits" in flags and flags["num_bits"] is None and not flags.get("random_precision_training"):
+        flags["num_bits"] = "fp"
+    return flags
+
+
 def _load_run(out):
-    from dwq.train import load_checkpoint
+    """``(checkpoint, its recorded flags)`` of the run in ``out``, checked to be that run's."""
+    from dwq.train import CheckpointError, load_checkpoint
+    from dwq.train.loop import check_run_checkpoint
 
     path = os.path.join(out, "last.pt")
     if not os.path.isfile(path):
@@ -454,7 +464,34 @@ def _load_run(out):
     if not isinstance(flags, dict):
         raise CLIError(f"--resume: {path} does not record its run's flags (written by dwq demo or an older dwq "
                        f"train); it cannot be resumed safely")
-    return ck, flags
+    swapped = " (copied from another run?); nothing was changed"
+    try:
+        check_run_checkpoint(out, ck, path)
+    except CheckpointError as e:
+        raise CLIError(f"--resume: {e}{swapped}") from None
+    if ck["config"].get("run_id") is None:
+        bad = _legacy_run_differences(out, ck, flags)
+        if bad:
+            raise CLIError(f"--resume: {path} is not the checkpoint of the run in {out}: {', '.join(bad)}{swapped}")
+    return ck, _upgrade_flags(flags)
+
+
+def _legacy_run_differences(out, ck, flags) -> list:
+    """A checkpoint written before run ids against config.json: the flags a resume may not change
+    (those both record: a later dwq records more), and the command that started the run (a resume
+    rewrites config.json but keeps both)."""
+    cfg_path = os.path.join(out, "config.json")
+    if not os.path.isfile(cfg_path):
+        return []
+    with open(cfg_path) as fh:
+        run = json.load(fh).get("extra", {})  # check_run_checkpoint read it: a JSON object
+    ours, theirs = _upgrade_flags(dict(flags)), _upgrade_flags(dict(run.get("flags") or {}))
+    bad = [f"{flag(d)} {_show(ours[d])} (config.json: {_show(theirs[d])})"
+           for d in sorted(set(ours) & set(theirs)) if d not in RESUME_MAY_CHANGE and ours[d] != theirs[d]]
+    started = [(h or [{}])[0].get("command") for h in (ck["config"]["extra"].get("history"), run.get("history"))]
+    if not bad and started[0] != started[1]:
+        bad.append(f"started by `{started[0]}` (config.json: `{started[1]}`)")
+    return bad
 
 
 def cmd_train(a):
@@ -493,7 +530,11 @@ def cmd_train(a):
 
     train, test, info = get_datasets(f["dataset"], f["data_dir"])
     n_all = len(train)
-    train, val = train_val_split(train, f["val_size"], seed=f["seed"])
+    try:
+        train, val = train_val_split(train, f["val_size"], seed=f["seed"])
+    except ValueError:  # its message names its parameter, val_size, not the flag
+        raise CLIError(f"--val-size {f['val_size']}: the training set has {n_all} images, and validation must leave "
+                       f"some for training; give a smaller value (e.g. 0.1 or 500)") from None
     if f["val_size"] and not len(val):
         raise CLIError(f"--val-size {f['val_size']} of {n_all} training images is no image; give a larger value, "
                        f"or 0 to train without validation")
@@ -525,9 +566,11 @@ def cmd_train(a):
                  num_workers=f["workers"], rank=rank, world=world,
                  on_epoch=(lambda rec: print(epoch_line(rec, f["epochs"], f["val_pgd_steps"]), flush=True))
                  if say else None, test_set=test if f["reference"] else None)
+    if say:  # before anything is written or printed: an --out that cannot be written fails in one line
+        writable_dir(a.out)
     if ck is not None:
         try:
-            tr.load_state(ck)
+            tr.restore(ck)
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
                                   f"({str(e).strip().splitlines()[0]})") from None

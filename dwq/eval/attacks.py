@@ -16,7 +16,7 @@ REFERENCE_PGD = {"early_stop": True, "restart_select": "loss"}
 
 def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
                 cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4, num_classes: int = 10,
-                early_stop: bool = False, restart_select: str = "misclassified"):
+                early_stop: bool = False, restart_select: str = "misclassified", generator=None, seed: int = 0):
     """The attack ``name`` (one of ``EVAL_ATTACKS``) as a callable ``(model_fn, x, y) -> x_adv``.
 
     epsilon/alpha/steps/restarts: PGD's (epsilon also bounds FGSM, CW-L∞ after projection, Bandits
@@ -24,8 +24,10 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     (``dwq.attacks.pgd``; ``**REFERENCE_PGD`` gives the reference's); cw_tau: the CW-L∞ variant's
     initial τ (run as the reference evaluated it: c = 0.1, one binary-search step, 100 Adam steps,
     but without its early abort, see docs/workflow.md); bandits_queries/bandits_tile: Bandits-TD's
-    query budget and prior tile (pixels per tile side). ValueError for an unknown name, or
-    early_stop/restart_select given to an attack other than PGD.
+    query budget and prior tile (pixels per tile side). generator: the CPU ``torch.Generator`` that
+    PGD's random starts and Bandits' exploration noise draw from (None: torch's global RNG); seed:
+    AutoAttack's (it seeds each component itself, in a forked RNG). ValueError for an unknown name,
+    or early_stop/restart_select given to an attack other than PGD.
     """
     A.check_eps(epsilon)
     if name != "pgd" and (early_stop or restart_select != "misclassified"):
@@ -34,7 +36,7 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
         if restart_select not in A.RESTART_SELECT:
             raise ValueError(f"restart_select must be one of {A.RESTART_SELECT}, got {restart_select!r}")
         return lambda f, x, y: A.pgd(f, x, y, epsilon, alpha, steps, restarts=restarts, early_stop=early_stop,
-                                     restart_select=restart_select)
+                                     restart_select=restart_select, generator=generator)
     if name == "fgsm":
         return lambda f, x, y: A.fgsm(f, x, y, epsilon)
     if name == "cw-l2":
@@ -44,7 +46,7 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
                                               x, epsilon)
     if name == "bandits":
         return lambda f, x, y: A.bandits_td(f, x, y, epsilon, max_queries=bandits_queries,
-                                            tile_size=bandits_tile)[0]
+                                            tile_size=bandits_tile, generator=generator)[0]
     if name == "autoattack":
-        return lambda f, x, y: A.autoattack(f, x, y, epsilon, "standard", n_classes=num_classes)
+        return lambda f, x, y: A.autoattack(f, x, y, epsilon, "standard", n_classes=num_classes, seed=seed)
     raise ValueError(f"unknown attack {name!r}; choose one of {EVAL_ATTACKS}")

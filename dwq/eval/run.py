@@ -9,6 +9,7 @@ best of attacks combines the same per-image outcomes. :func:`write_report` saves
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import time
 from typing import Callable, Optional, Sequence
@@ -59,10 +60,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     pgd_options: extra options of the chosen PGD attack (``attack="pgd"`` only), e.g.
       ``dwq.eval.REFERENCE_PGD``: the reference's per-sample early stop (EOT-PGD is not affected).
     progress: ``progress(stage, done, total)`` before each attack run.
-    seed: seeds the protocols' own draws (the adaptive protocol's, RPI's per-image precisions,
-      AutoAttack's). The chosen attack's random starts (PGD) draw from torch's global RNG, as they
-      always have (the kept demo report depends on it): seed it before the call for reproducible
-      numbers, as ``dwq eval`` and ``dwq demo`` do (``torch.manual_seed``).
+    seed: seeds every random draw of the evaluation, each from a private generator: the chosen
+      attack's (PGD's random starts, Bandits' noise; one stream derived from ``seed``, restarted at
+      each attack precision), EOT-PGD's starts, the paper replica's and AutoAttack's draws. The
+      report depends on ``seed``, not on torch's global RNG.
     """
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
@@ -78,9 +79,14 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     if missing:
         raise ValueError(f"RPI precision(s) {missing} are not among the evaluated precisions {names}")
     idx = [names.index(pname(p)) for p in rset]
+    # The chosen attack draws from its own stream, restarted at each attack precision: the figures
+    # depend on the seed alone (not on torch's global RNG, nor on which protocols run), and every
+    # precision is attacked from the same random starts, so differences between them are paired.
+    g = torch.Generator()
     atk = make_attack(attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, cw_tau=cw_tau,
                       bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes,
-                      **(pgd_options or {}))
+                      generator=g, seed=seed, **(pgd_options or {}))
+    attack_seed = _stream_seed(seed, "attack")
     need_matrix = any(p in protocols for p in ("paper", "paper-sampled", "transfer"))
     n_aa = min(autoattack_n or len(y), len(y))
     stages = (["clean"] + [f"{attack} at {n}" for n in names] + (["adaptive"] if "adaptive" in protocols else [])
@@ -111,8 +117,11 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     scores["clean"] = clean_c[idx].float().mean(0)
     if need_matrix:
         # one attack run per precision, classified at every precision; every dependent figure reads it
-        tm, tm_c = transfer_matrix(model, x, y, precisions, atk, batch_size, return_correct=True,
-                                   on_row=lambda p: tick(f"{attack} at {pname(p)}"))
+        def on_row(p):
+            tick(f"{attack} at {pname(p)}")
+            g.manual_seed(attack_seed)
+
+        tm, tm_c = transfer_matrix(model, x, y, precisions, atk, batch_size, return_correct=True, on_row=on_row)
         tm.update(attack=attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
         rep[f"{attack}_acc"] = matrix_diagonal(tm)
         block = tm_c[idx][:, idx]  # the RPI set's attack x inference block
@@ -134,6 +143,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         rep[f"{attack}_acc"] = {}
         for p in precisions:
             tick(f"{attack} at {pname(p)}")
+            g.manual_seed(attack_seed)
             rep[f"{attack}_acc"].update(robust_accuracy(model, x, y, [p], atk, batch_size))
     if "adaptive" in protocols:
         tick("adaptive")
@@ -154,7 +164,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         scores["autoattack_rand_original"] = aa_c["original"].float()
         scores["autoattack_rand_expected"] = aa_c["expected"]
     if "autoattack-standard" in protocols:
-        aas = make_attack("autoattack", epsilon=epsilon, num_classes=num_classes)
+        aas = make_attack("autoattack", epsilon=epsilon, num_classes=num_classes, seed=seed)
         per = {}
         for p in rset:
             tick(f"autoattack-standard at {pname(p)}")
@@ -176,6 +186,13 @@ def evaluate(model, x, y, precisions, **kw):
     # The weights do not change during an evaluation: each layer quantizes them once per width.
     with reuse_quantized_weights(model):
         return _evaluate(model, x, y, precisions, **kw)
+
+
+def _stream_seed(seed: int, name: str) -> int:
+    """A seed for the stream ``name``, derived from ``seed``: distinct streams are independent of
+    each other (the adaptive protocol seeds its own generator with ``seed`` itself)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # 0..2^63 - 1, what manual_seed takes
 
 
 def _reported(key: str, rpi: dict) -> bool:

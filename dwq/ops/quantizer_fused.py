@@ -34,16 +34,12 @@ def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.T
     if initialized, else of ``observed`` if initialized, else x's. Returns scale float32 [1],
     zero_point int32 [1]. A NaN range gives a NaN scale; on CPU the caller raises on it, on CUDA the
     kernel itself fails a device-side assert (asynchronous, as ``torch._assert_async``).
+
+    A train-mode call bumps the buffers' version counters, as torch's in-place ops do (autograd then
+    refuses a value saved before the update instead of using the new one), and refuses inference-mode
+    buffers outside inference mode before any write: the op's own ADInplaceOrView kernel does both
+    (csrc/ops/quantizer_fused_inplace.cpp), so ``torch.ops.dwq.act_qparams`` called directly does too.
     """
-    if training and not torch.compiler.is_compiling():
-        # The kernel writes the buffers through their data: bump their version counters, as torch's own
-        # in-place ops do (autograd then refuses a value saved before the update instead of using the
-        # new one, and inference tensors are refused outside inference mode, before any write).
-        if running_min.is_inference() and not torch.is_inference_mode_enabled():
-            raise RuntimeError("act_qparams: the running buffers are inference tensors (made under "
-                               "torch.inference_mode()); train mode updates them in place, which torch allows only "
-                               "inside inference mode")
-        torch.autograd.graph.increment_version((running_min, running_max, initialized))
     return torch.ops.dwq.act_qparams.default(x, running_min, running_max, initialized, slot, observed, bits, ema,
                                              training)
 

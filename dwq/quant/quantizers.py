@@ -228,6 +228,10 @@ class ActQuantizer(nn.Module):
     def _track(self, i: int, mn: torch.Tensor, mx: torch.Tensor) -> None:
         # A batch range without a finite width (NaN, inf, wider than float32) leaves the ranges as they
         # were (arith::act_running_range): its forward fails on the scale; the EMA would never recover.
+        # A batch bound of -0 counts as +0, as there: aminmax may return either zero when both are
+        # present, and the buffers must be the same bits on every run and on the fused path. (torch.where,
+        # not "+ 0.0", which inductor drops as a no-op.)
+        mn, mx = torch.where(mn == 0, 0.0, mn), torch.where(mx == 0, 0.0, mx)
         width = mx - mn
         mask, first = self._update_masks[i] & (width - width == 0), ~self.initialized
         ema = self.ema

@@ -6,10 +6,12 @@ model, optimizer and scheduler states, the epoch/step counters, the run config,
 and every RNG state the loop uses (torch CPU/CUDA, numpy, Python ``random`` and
 the loop's own generator).
 Writing goes to ``<path>.tmp`` then ``os.replace`` (atomic on POSIX), so a kill
-during the write leaves the previous checkpoint intact.
+during the write leaves the previous checkpoint intact; an error or Ctrl-C during it also
+removes the temporary file (a SIGKILL cannot: the next save overwrites it).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -59,13 +61,19 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace)."""
+    """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
+    interrupted write leaves the previous ``path`` and no ``<path>.tmp``."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: a Ctrl-C mid-save left the partial file in the run folder
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -50,7 +51,7 @@ from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
 from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, precision_name, reuse_quantized_weights,
                        user_precision)
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .determinism import deterministic
 from .dist import active as dist_active
 
@@ -142,7 +143,9 @@ def lr_lambda(cfg: TrainConfig, total_steps: int):
     if cfg.lr_schedule == "cyclic":  # fast_adversarial: 0 -> lr at half -> 0, linearly
         half = max(total_steps / 2, 1)
         return lambda step: max(0.0, step / half if step <= half else (total_steps - step) / half)
-    miles = [int(m * total_steps) for m in cfg.lr_milestones]
+    # Rounded down, as the reference's MultiStepLR fires only at whole steps; but never before step 1,
+    # or a run shorter than 1/m steps would train even its first step at gamma * lr.
+    miles = [max(1, int(m * total_steps)) for m in cfg.lr_milestones]
     return lambda step: cfg.lr_gamma ** sum(step >= m for m in miles)
 
 
@@ -310,6 +313,10 @@ class Trainer:
         self.precision_counts = {precision_name(p): 0 for p in self.precs}
         self.free_delta = None
         self.lr_used = cfg.lr  # learning rate of the last update
+        # Names the run in config.json and every checkpoint, so that a resume can tell a last.pt of
+        # another run put in out_dir (check_run_checkpoint); load_state takes the checkpoint's.
+        # secrets, not random: the RNG states are part of the run.
+        self.run_id = secrets.token_hex(8)
 
     # -- checkpoint -------------------------------------------------------------------
     def state(self):
@@ -323,9 +330,10 @@ class Trainer:
 
     def config_record(self) -> dict:
         """config.json (also each checkpoint's ``config``): the TrainConfig as JSON, with
-        ``precisions`` resolved to the training set in dwq's one spelling."""
+        ``precisions`` resolved to the training set in dwq's one spelling, and ``run_id``."""
         rec = _jsonable(asdict(self.cfg))
         rec["precisions"] = [precision_name(p) for p in self.precs]
+        rec["run_id"] = self.run_id
         return rec
 
     def load_state(self, ck):
@@ -339,16 +347,26 @@ class Trainer:
         self.free_delta = ck["free_delta"].to(self.device) if ck["free_delta"].numel() else None
         set_rng_state(ck["rng"], self.gen)
         self.pgen.set_state(ck["precision_rng"].cpu())
+        # A checkpoint older than run ids keeps this Trainer's new one, which names the run from now on.
+        self.run_id = ck["config"].get("run_id") or self.run_id
 
     def resume(self, path=None):
-        """Resume from ``path`` (default ``out_dir/last.pt``); returns True if resumed."""
+        """Resume from ``path`` (default ``out_dir/last.pt``); returns True if resumed.
+        CheckpointError if it is not the checkpoint of the run in ``out_dir`` (:func:`check_run_checkpoint`)."""
         path = path or os.path.join(self.out_dir, "last.pt")
         if not os.path.isfile(path):
             return False
-        self.load_state(load_checkpoint(path, map_location=self.device))
+        ck = load_checkpoint(path, map_location=self.device)
+        check_run_checkpoint(self.out_dir, ck, path)
+        self.restore(ck)
+        return True
+
+    def restore(self, ck):
+        """Continue from checkpoint ``ck``, already checked with :func:`check_run_checkpoint`: its state,
+        and metrics.jsonl cut back to the epochs it covers."""
+        self.load_state(ck)
         if self.rank == 0:
             self._drop_metrics_after(self.epoch)
-        return True
 
     def _drop_metrics_after(self, epoch: int) -> None:
         """metrics.jsonl keeps the lines of epochs up to ``epoch`` (the checkpoint's): a line written by
@@ -537,6 +555,42 @@ def _epoch_of(line: str) -> float:
         return json.loads(line).get("epoch", 0)
     except ValueError:
         return float("inf")
+
+
+def check_run_checkpoint(out_dir: str, ck: dict, path: Optional[str] = None) -> None:
+    """CheckpointError (one line, naming the folder and what disagrees) unless checkpoint ``ck``, read
+    from ``path`` (default ``out_dir/last.pt``), belongs to the run recorded in ``out_dir``:
+
+    * its ``config["run_id"]`` is config.json's;
+    * metrics.jsonl ends at its epoch, or at the next one (that epoch's line is written before its
+      last.pt, so a kill between the two leaves it ahead).
+
+    A checkpoint written before run ids is checked on metrics.jsonl alone, where the line may also be
+    one epoch behind (dwq then wrote last.pt first). A file that is absent is not checked.
+    """
+    path = path or os.path.join(out_dir, "last.pt")
+    not_ours = f"{path} is not the checkpoint of the run in {out_dir}"
+    ck_id = ck["config"].get("run_id")
+    cfg_path = os.path.join(out_dir, "config.json")
+    if os.path.isfile(cfg_path):
+        try:
+            with open(cfg_path) as f:
+                run_id = json.load(f).get("run_id")
+        except (ValueError, AttributeError):
+            raise CheckpointError(f"{cfg_path} is not a run's config (not a JSON object); cannot check that "
+                                  f"{path} belongs to it") from None
+        if ck_id is not None and run_id != ck_id:
+            raise CheckpointError(f"{not_ours}: its run id is {ck_id}, config.json's is "
+                                  f"{run_id or 'absent (written before run ids)'}")
+    metrics = os.path.join(out_dir, "metrics.jsonl")
+    if os.path.isfile(metrics):
+        with open(metrics) as f:
+            done = [e for e in map(_epoch_of, f) if e != float("inf")]
+        last, epoch = (done[-1] if done else 0), ck["epoch"]
+        lowest = epoch - 1 if ck_id is None else epoch
+        if not lowest <= last <= epoch + 1:
+            raise CheckpointError(f"{not_ours}: it has trained {epoch} epoch{'s' if epoch != 1 else ''}, and "
+                                  f"metrics.jsonl ends at epoch {last}")
 
 
 def _jsonable(o):
