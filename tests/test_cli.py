@@ -25,14 +25,18 @@ def _one_line(err):
     return len(lines) == 1 and "Traceback" not in err
 
 
+def _train_once(tmp_path_factory, name, argv):
+    out = tmp_path_factory.mktemp("shared") / name
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv + ["--out", str(out)]) == 0
+    return out, buf.getvalue()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One tiny RPT run (1 epoch) shared by the tests that read it; tests that change it copy it."""
-    out = tmp_path_factory.mktemp("shared") / "run"
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        assert main(TRAIN + ["--out", str(out)]) == 0
-    return out, buf.getvalue()
+    return _train_once(tmp_path_factory, "run", TRAIN)
 
 
 def _copy(run, tmp_path):
@@ -48,11 +52,7 @@ FP = ["train", "--train-subset", "256", "--epochs", "1", "--attack-iters", "1", 
 @pytest.fixture(scope="module")
 def fp_run(tmp_path_factory):
     """One tiny full-precision fixed run (1 epoch): another run than ``run``, with other flags."""
-    out = tmp_path_factory.mktemp("shared") / "fp"
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        assert main(FP + ["--out", str(out)]) == 0
-    return out, buf.getvalue()
+    return _train_once(tmp_path_factory, "fp", FP)
 
 
 def test_every_flag_has_help_once_with_its_default():
