@@ -101,6 +101,7 @@ def test_interrupted_write_keeps_the_old_file(int_model, saved, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save(int_model, saved)
     assert open(saved, "rb").read() == before
+    assert not os.path.exists(saved + ".tmp")  # not left beside the artifact
     monkeypatch.undo()
     load(saved)
 

@@ -6,8 +6,9 @@ architecture, precision set, quantizer settings) and ``sha256`` (digest of every
 shape and bytes). Loading parses JSON and raw tensor bytes only: no pickle, no code. Weights are codes
 at exactly their bit width (:mod:`dwq.deploy.bitpack`); the kernels' layout is rebuilt on load.
 
-Writes go to ``<path>.tmp``, are fsynced, then renamed over ``path`` (atomic on POSIX): an interrupted
-save never replaces a good file.
+Writes go to ``<path>.tmp``, are fsynced, then renamed over ``path`` (atomic on POSIX,
+:func:`dwq._atomic.atomic_open`): an interrupted save never replaces a good file, and one that fails
+or is cut by Ctrl-C leaves no ``.tmp`` behind.
 """
 import hashlib
 import json
@@ -16,6 +17,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from dwq._atomic import atomic_open
 from dwq._version import __version__
 from dwq.deploy.integer_model import IntegerModel
 from dwq.quant.precision import precision_name
@@ -58,12 +60,8 @@ def save(model: IntegerModel, path: str) -> None:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dwq_version": __version__,
             "model": model.config(), "sha256": _digest(tensors)}
     data = st_save(tensors, metadata={"dwq": json.dumps(meta)})
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_metadata(path: str) -> dict:

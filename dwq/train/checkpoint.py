@@ -11,13 +11,14 @@ removes the temporary file (a SIGKILL cannot: the next save overwrites it).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
 
 import numpy as np
 import torch
+
+from dwq._atomic import atomic_open
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_trained_model", "rng_state", "set_rng_state",
            "CheckpointError"]
@@ -63,17 +64,8 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
     interrupted write leaves the previous ``path`` and no ``<path>.tmp``."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: a Ctrl-C mid-save left the partial file in the run folder
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:

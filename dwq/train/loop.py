@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dwq._atomic import atomic_open
 from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
 from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, precision_name, reuse_quantized_weights,
@@ -378,9 +379,8 @@ class Trainer:
             lines = f.readlines()
         keep = [ln for ln in lines if _epoch_of(ln) <= epoch]
         if len(keep) != len(lines):
-            with open(path + ".tmp", "w") as f:
+            with atomic_open(path) as f:
                 f.writelines(keep)
-            os.replace(path + ".tmp", path)
 
     # -- one step ---------------------------------------------------------------------
     def _draw(self):
@@ -493,9 +493,8 @@ class Trainer:
         if self.rank == 0:
             os.makedirs(self.out_dir, exist_ok=True)
             path = os.path.join(self.out_dir, "config.json")
-            with open(path + ".tmp", "w") as f:  # a kill mid-write leaves the previous config.json
+            with atomic_open(path) as f:  # a kill mid-write leaves the previous config.json
                 json.dump(self.config_record(), f, indent=2)
-            os.replace(path + ".tmp", path)
         with deterministic(c.deterministic):
             return self._fit(stop_after_steps)
 
