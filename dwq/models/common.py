@@ -5,7 +5,7 @@ and plain ``torch.nn`` layers for what stays in full precision, so "is this laye
 answered by its type: a plain ``nn.Conv2d``/``nn.Linear`` never is.
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -126,6 +126,14 @@ def check_num_classes(num_classes: int) -> int:
     return num_classes
 
 
+def precision_list(precisions) -> list:
+    """``precisions`` as a list; ValueError for a lone precision or a string, which ``list()`` would
+    take apart silently ("48" became the set [4, 8], 4 a TypeError)."""
+    if isinstance(precisions, (int, str)) or not isinstance(precisions, Iterable):
+        raise ValueError(f"precisions must be a list of precisions such as [4, 8, None], got {precisions!r}")
+    return list(precisions)
+
+
 def default_precisions(precisions: Optional[Sequence]):
     """The paper's RPT set 4..16 when none is given."""
-    return list(range(4, 17)) if precisions is None else list(precisions)
+    return list(range(4, 17)) if precisions is None else precision_list(precisions)

@@ -53,10 +53,12 @@ class PrecisionModule(nn.Module):
         key = prefix + "precision_set"
         if key in state_dict:
             theirs = state_dict[key]
-            if theirs.shape != self.precision_set.shape or not torch.equal(theirs.cpu().int(), self.precision_set.cpu()):
+            # Compared with the set itself, not the buffer, which may be on a device without data (meta).
+            ours = _encode_set(self.precisions)
+            if theirs.shape != ours.shape or not torch.equal(theirs.cpu().int(), ours):
                 raise RuntimeError(
                     f"{prefix or 'module '}: the state_dict was saved for precision set {_names(_decode_set(theirs))}, "
-                    f"this model has {_names(_decode_set(self.precision_set))}"
+                    f"this model has {_names(self.precisions)}"
                 )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
 
@@ -106,19 +108,32 @@ class precision:
     """``with dwq.precision(model, 4): ...`` runs the block at 4 bits, then restores the precision.
 
     The precision is set at construction (so ``dwq.precision(model, 4)`` alone also sets it) and
-    restored only by ``__exit__``; dropping the object does not undo it.
+    restored only by ``__exit__``; dropping the object does not undo it. The object can be entered
+    again, also while inside itself: every ``with`` runs its block at ``p`` and restores what it found.
     """
 
     def __init__(self, model: nn.Module, p):
         self.model = model
-        self._saved = [(m, m.precision) for m in _layers(model)]
-        set_precision(model, p)
+        self._p = normalize_precision(p)
+        self._saved = [self._save()]
+        set_precision(model, self._p)
+        self._set_by_init = True  # the first __enter__ restores, at exit, the state before construction
+
+    def _save(self) -> list:
+        return [(m, m.precision) for m in _layers(self.model)]
 
     def __enter__(self) -> nn.Module:
+        # Every entry sets p (a block must run at p even after an earlier exit restored the old
+        # precision); a later or nested entry also saves what it found, for its own exit.
+        saved = None if self._set_by_init else self._save()
+        set_precision(self.model, self._p)
+        if saved is not None:
+            self._saved.append(saved)
+        self._set_by_init = False
         return self.model
 
     def __exit__(self, *exc) -> bool:
-        for m, q in self._saved:
+        for m, q in self._saved.pop():
             m.precision = q
         return False
 
@@ -140,6 +155,13 @@ class RandomPrecision(nn.Module):
             raise ValueError("RandomPrecision: give seed or generator, not both")
         self.model = model
         allowed = [normalize_precision(p) for p in precision_set(model)]
+        if bits is not None:
+            # Named here: normalize_set's message speaks of "precisions", an argument the caller did not give.
+            if not isinstance(bits, (int, str)) and isinstance(bits, Iterable):
+                bits = list(bits)
+            if not isinstance(bits, list) or not bits:
+                raise ValueError(f"RandomPrecision: bits must be a non-empty list of precisions from the model's "
+                                 f"set {_names(allowed)} (e.g. [4, 8]), got {bits!r}")
         choices = normalize_set(bits if bits is not None else precision_set(model))
         for q in choices:
             if q not in allowed:
@@ -164,4 +186,4 @@ class RandomPrecision(nn.Module):
         return self.model(*args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"choices={self.choices}"
+        return f"choices={_names(self.choices)}"

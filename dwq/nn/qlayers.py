@@ -14,17 +14,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from dwq.nn.precision import PrecisionModule
+from dwq.quant.precision import precision_name
 from dwq.quant.quantizers import ActQuantizer, WeightQuantizer
 
 
 class _QuantMixin(PrecisionModule):
     def _init_quant(self, precisions: Iterable, zero_point: str, shared_act_range: bool, act_ema: float,
-                    quantize_input: bool):
+                    quantize_input: bool, device=None):
         self._init_precision(precisions)
         self.quantize_input = bool(quantize_input)
         self.weight_quant = WeightQuantizer(axis=0, zero_point=zero_point)
         self.input_quant = ActQuantizer(self.precisions, zero_point=zero_point, shared_range=shared_act_range,
                                         ema=act_ema)
+        if device is not None:
+            # torch's constructor put only the weight and bias on ``device``; the ranges must be beside them
+            # (a forward mixes them) and the set should be too. (``dtype`` is not applied: ranges stay float32.)
+            self.precision_set = self.precision_set.to(device)
+            self.input_quant.to(device)
 
     @property
     def w_bits(self):
@@ -63,13 +69,13 @@ class QConv2d(nn.Conv2d, _QuantMixin):
                  act_ema=0.1, quantize_input=True, device=None, dtype=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device=device, dtype=dtype)
-        self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input)
+        self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.quant_input(x), self.quant_weight(), self.bias)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", precision={self.precision}"
+        return super().extra_repr() + f", precision={precision_name(self.precision)}"
 
 
 class QLinear(nn.Linear, _QuantMixin):
@@ -79,10 +85,10 @@ class QLinear(nn.Linear, _QuantMixin):
     def __init__(self, in_features, out_features, bias=True, *, precisions, zero_point="int",
                  shared_act_range=False, act_ema=0.1, quantize_input=True, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input)
+        self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.quant_input(x), self.quant_weight(), self.bias)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", precision={self.precision}"
+        return super().extra_repr() + f", precision={precision_name(self.precision)}"

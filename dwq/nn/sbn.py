@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from dwq.nn.precision import PrecisionModule
+from dwq.quant.precision import precision_name
 
 
 class SwitchableBatchNorm2d(PrecisionModule):
@@ -37,4 +38,4 @@ class SwitchableBatchNorm2d(PrecisionModule):
         return self.active(x)
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, branches={len(self.bn)}, precision={self.precision}"
+        return f"{self.num_features}, branches={len(self.bn)}, precision={precision_name(self.precision)}"

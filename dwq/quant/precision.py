@@ -66,6 +66,10 @@ def normalize_precision(p: Precision) -> Normalized:
     if isinstance(p, (tuple, list)):
         if len(p) != 2:
             raise ValueError(f"a precision pair must be (w_bits, a_bits), got {p!r}")
+        if any(b is None for b in p):
+            # check_bits would say "or None for full precision", which a pair does not take.
+            raise ValueError(f"a precision pair (w_bits, a_bits) takes two ints in {MIN_BITS}..{MAX_BITS}; "
+                             f"full precision is None (or 'fp') for the whole precision, got {p!r}")
         return (check_bits(p[0], "w_bits"), check_bits(p[1], "a_bits"))
     b = check_bits(p, "precision")
     return (b, b)

@@ -106,6 +106,15 @@ def reuse_quantized_weights(model: nn.Module):
             q._reuse, q._kept = False, None
 
 
+def _slot_masks(slots: int) -> torch.Tensor:
+    """Which slots a train-mode batch at slot i updates (its own and the observed one, the last): a
+    mask, so the update is the same few ops on every device, with no host sync."""
+    masks = torch.zeros(slots, slots, dtype=torch.bool)
+    for i in range(slots):
+        masks[i, i] = masks[i, slots - 1] = True
+    return masks
+
+
 class ActQuantizer(nn.Module):
     """Per-tensor asymmetric activation quantizer with running ranges.
 
@@ -150,12 +159,7 @@ class ActQuantizer(nn.Module):
         self.register_buffer("running_min", torch.zeros(slots))
         self.register_buffer(self._upper_name, torch.zeros(slots))
         self.register_buffer("initialized", torch.zeros(slots, dtype=torch.bool))
-        # Which slots a train-mode batch at slot i updates (its own and the observed one): a mask,
-        # so the update is the same few ops on every device, with no host sync.
-        masks = torch.zeros(slots, slots, dtype=torch.bool)
-        for i in range(slots):
-            masks[i, i] = masks[i, slots - 1] = True
-        self.register_buffer("_update_masks", masks, persistent=False)
+        self.register_buffer("_update_masks", _slot_masks(slots), persistent=False)
 
     @property
     def _upper_name(self) -> str:
@@ -174,6 +178,9 @@ class ActQuantizer(nn.Module):
             new = getattr(self, name)
             if new.dtype != torch.float32:
                 setattr(self, name, old.to(new.device))
+        # The masks are constants, not state (no state_dict entry): rebuilt, since fn may be to_empty's,
+        # which leaves uninitialized memory that load_state_dict never overwrites.
+        self._update_masks = _slot_masks(len(self._update_masks)).to(self._update_masks.device)
         return self
 
     @property

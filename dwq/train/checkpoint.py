@@ -72,6 +72,14 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; clear error if missing or not ours."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    # torch.save writes a zip archive ("PK"; legacy: a pickle, "\x80"); anything else makes torch.load
+    # fail with a bare KeyError or EOFError that says nothing about the file
+    if not head.startswith((b"PK", b"\x80")):
+        found = "an empty file" if not head else f"a file starting with {head!r}"
+        raise CheckpointError(f"{path} is not a loadable dwq checkpoint (found {found}; expected a torch.save "
+                              f"file written by dwq train)")
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file or pickled code; torch's own message runs over many lines
@@ -111,19 +119,61 @@ def load_trained_model(path: str, device="cpu"):
     from dwq.quant import normalize_precision, parse_precision
 
     ck = load_checkpoint(path, map_location="cpu")
-    ex = ck["config"].get("extra", {})
-    if "network" not in ex or "dataset" not in ex or "model_precisions" not in ex:
+    ex = ck["config"].get("extra", {}) if isinstance(ck["config"], dict) else None
+    if not isinstance(ex, dict) or "network" not in ex or "dataset" not in ex or "model_precisions" not in ex:
         raise CheckpointError(f"{path} does not say which network it holds (not written by dwq train?)")
-    # "fp"/"4"/"4w8a" (one spelling); checkpoints of before it hold None, ints and [w, a] lists
-    precisions = [parse_precision(p) if isinstance(p, str) else (tuple(p) if isinstance(p, list) else p)
-                  for p in ex["model_precisions"]]
-    policy = QuantPolicy(**ex["policy"]) if isinstance(ex.get("policy"), dict) else None
     try:
+        # "fp"/"4"/"4w8a" (one spelling); checkpoints of before it hold None, ints and [w, a] lists
+        precisions = [parse_precision(p) if isinstance(p, str) else (tuple(p) if isinstance(p, list) else p)
+                      for p in ex["model_precisions"]]
         [normalize_precision(p) for p in precisions]
+        policy = QuantPolicy(**ex["policy"]) if isinstance(ex.get("policy"), dict) else None
+    except (ValueError, TypeError) as err:  # a damaged or foreign config: name the file, not a traceback
+        raise CheckpointError(f"{path}: its config does not describe a dwq model ({err})") from None
+    try:
         model, _ = build_model(ex["network"], ex["dataset"], precisions, ex.get("switchable_bn", False),
                                ex.get("width", 32), policy=policy, reference=bool(ex.get("reference")))
-        model.load_state_dict(ck["model"])
     except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: the weights do not fit a {ex['network']} "
                               f"({str(err).strip().splitlines()[0]})") from None
+    if not isinstance(ck["model"], dict):
+        raise CheckpointError(f"{path}: 'model' holds a {type(ck['model']).__name__}, expected a state_dict")
+    try:
+        model.load_state_dict(ck["model"])
+    except (RuntimeError, ValueError, TypeError) as err:
+        why = str(err).strip().splitlines()[0]
+        if why.startswith("Error(s) in loading state_dict"):  # the details are on the lines that follow
+            why = _state_dict_mismatch(model.state_dict(), ck["model"]) or why
+        raise CheckpointError(f"{path}: the weights do not fit the {ex['network']} its config describes "
+                              f"({_describe(ex, precisions)}): {why}") from None
     return model.to(device).eval(), ck
+
+
+def _describe(ex: dict, precisions) -> str:
+    from dwq.quant import precision_name
+
+    sbn = ", switchable BN" if ex.get("switchable_bn") else ""
+    width = f" width {ex['width']}" if ex.get("network") == "small_cnn" and "width" in ex else ""
+    return f"{ex['dataset']}{width}, precisions {' '.join(precision_name(p) for p in precisions)}{sbn}"
+
+
+def _state_dict_mismatch(want: dict, got: dict):
+    """One line naming the keys and shapes that differ (torch's own message spans many lines and
+    its first says only "Error(s) in loading state_dict"), or None when they agree."""
+    def few(keys):
+        keys = sorted(keys)
+        return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "")
+
+    parts = []
+    missing, unexpected = set(want) - set(got), set(got) - set(want)
+    if missing:
+        parts.append(f"missing {few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {few(unexpected)}")
+    shapes = [k for k in sorted(set(want) & set(got))
+              if isinstance(got[k], torch.Tensor) and tuple(got[k].shape) != tuple(want[k].shape)]
+    if shapes:
+        k = shapes[0]
+        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
+        parts.append(f"{k} has shape {list(got[k].shape)} in the checkpoint, {list(want[k].shape)} in the model{more}")
+    return "; ".join(parts) or None

@@ -1,0 +1,72 @@
+"""dwq.train.load_trained_model / load_checkpoint on damaged and foreign files: one line naming the
+file, what was found and what was expected."""
+import pytest
+import torch
+
+import dwq
+from dwq.models import build_model
+from dwq.train import CheckpointError, load_checkpoint, load_trained_model, save_checkpoint
+
+EXTRA = {"network": "small_cnn", "dataset": "mnist5k", "model_precisions": ["2", "4"], "switchable_bn": True,
+         "width": 4}
+
+
+def _checkpoint(path, extra=EXTRA, model=None):
+    if model is None:
+        model, _ = build_model("small_cnn", "mnist5k", [2, 4], True, width=4)
+    save_checkpoint(str(path), {"model": model.state_dict(), "config": {"extra": dict(extra)}, "epoch": 1})
+    return str(path)
+
+
+def _one_line(err):
+    return "\n" not in str(err)
+
+
+def test_a_checkpoint_loads_in_eval_mode_on_the_device(tmp_path):
+    model, ck = load_trained_model(_checkpoint(tmp_path / "ok.pt"), device="cpu")
+    assert not model.training and dwq.precision_set(model) == [2, 4] and ck["epoch"] == 1
+
+
+def test_weights_of_another_architecture_name_the_first_differing_tensor(tmp_path):
+    path = _checkpoint(tmp_path / "w.pt", extra={**EXTRA, "width": 8})  # weights of width 4
+    with pytest.raises(CheckpointError) as e:
+        load_trained_model(path)
+    msg = str(e.value)
+    assert _one_line(msg) and msg.startswith(path) and "width 8" in msg
+    assert "in the checkpoint" in msg and "in the model" in msg and "shape [4" in msg, msg
+
+
+def test_missing_tensor_is_named(tmp_path):
+    model, _ = build_model("small_cnn", "mnist5k", [2, 4], True, width=4)
+    sd = model.state_dict()
+    del sd["normalize.mean"]
+    save_checkpoint(str(tmp_path / "m.pt"), {"model": sd, "config": {"extra": EXTRA}})
+    with pytest.raises(CheckpointError, match="missing normalize.mean") as e:
+        load_trained_model(str(tmp_path / "m.pt"))
+    assert _one_line(e.value)
+
+
+@pytest.mark.parametrize("extra,expect", [
+    ({**EXTRA, "policy": {"bogus": 1}}, "config does not describe a dwq model"),
+    ({**EXTRA, "model_precisions": ["zz"]}, "config does not describe a dwq model"),
+])
+def test_damaged_config_is_a_checkpoint_error(tmp_path, extra, expect):
+    path = _checkpoint(tmp_path / "c.pt", extra=extra)
+    with pytest.raises(CheckpointError, match=expect) as e:
+        load_trained_model(path)
+    assert _one_line(e.value) and str(e.value).startswith(path)
+
+
+def test_config_that_is_not_a_dict_is_a_checkpoint_error(tmp_path):
+    model, _ = build_model("small_cnn", "mnist5k", [2, 4], True, width=4)
+    save_checkpoint(str(tmp_path / "s.pt"), {"model": model.state_dict(), "config": "x"})
+    with pytest.raises(CheckpointError, match="does not say which network"):
+        load_trained_model(str(tmp_path / "s.pt"))
+
+
+@pytest.mark.parametrize("content,found", [(b"", "found an empty file"), (b"hello", "found a file starting with")])
+def test_a_file_that_is_no_torch_save_says_what_it_found(tmp_path, content, found):
+    (tmp_path / "x.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=found) as e:
+        load_checkpoint(str(tmp_path / "x.pt"))
+    assert _one_line(e.value) and "expected a torch.save file" in str(e.value)
