@@ -31,3 +31,13 @@ def isa(request, monkeypatch):
         pytest.skip(f"this CPU does not support the {request.param} path")
     monkeypatch.setenv("DWQ_CPU_ISA", request.param)
     return request.param
+
+
+def torchvision_or_skip(why: str):
+    """torchvision, or a skip with the reason: missing, or a build for another torch (a CUDA wheel
+    next to a CPU-only torch fails at import with RuntimeError, not ImportError)."""
+    try:
+        import torchvision
+    except (ImportError, RuntimeError) as e:
+        pytest.skip(f"{why}; torchvision cannot be imported here ({str(e).strip().splitlines()[0]})")
+    return torchvision

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import torchvision_or_skip
 from dwq.data import DatasetError, dataset_info, get_datasets, load_mnist5k, mnist5k_path, train_val_split
 
 
@@ -69,6 +70,7 @@ def _image_folders(root, train_classes=("n01", "n02"), val_classes=("n01", "n02"
 
 
 def test_validation_part_is_read_without_the_training_augmentation(tmp_path):
+    torchvision_or_skip("the augmented datasets are torchvision's")
     _image_folders(tmp_path)
     train, test, _ = get_datasets("imagenet", str(tmp_path))
     fit, val = train_val_split(train, 2, seed=0)
@@ -85,6 +87,7 @@ def test_validation_part_is_read_without_the_training_augmentation(tmp_path):
 
 def test_imagenet_val_with_other_class_folders_is_an_error(tmp_path):
     # val/ without n02: ImageFolder would label n03 as 1 there and as 2 in train/
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
     _image_folders(tmp_path, ("n01", "n02", "n03"), ("n01", "n03"))
     with pytest.raises(DatasetError, match=r"missing in val: n02 \(1\)") as e:
         get_datasets("imagenet", str(tmp_path))

@@ -16,19 +16,12 @@ from dwq.models import (
     wide_resnet34_10,
 )
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
+from conftest import torchvision_or_skip
 
 PRECISIONS = [4, 8, (4, 8), None]
 
 
 
-def _torchvision(why: str):
-    """torchvision, or a skip with the reason: missing, or a build for another torch (a CUDA wheel
-    next to a CPU-only torch fails at import with RuntimeError, not ImportError)."""
-    try:
-        import torchvision
-    except (ImportError, RuntimeError) as e:
-        pytest.skip(f"{why}; torchvision cannot be imported here ({str(e).strip().splitlines()[0]})")
-    return torchvision
 
 def _quantized_names(model):
     return {n for n, m in model.named_modules() if isinstance(m, (QConv2d, QLinear))}
@@ -183,7 +176,7 @@ def test_wide_resnet34_10_forward_backward_tiny():
 
 
 def test_resnet50_forward_backward_tiny_and_parameter_count():
-    torchvision = _torchvision("torchvision gives the reference parameter count")
+    torchvision = torchvision_or_skip("torchvision gives the reference parameter count")
     torch.manual_seed(6)
     model = resnet50(precisions=[4], switchable_bn=True)
     ref = torchvision.models.resnet50(weights=None)
@@ -195,7 +188,7 @@ def test_resnet50_forward_backward_tiny_and_parameter_count():
 
 
 def test_resnet50_loads_a_torchvision_state_dict_into_every_branch(tmp_path):
-    torchvision = _torchvision("needs torchvision's ResNet-50 as the source")
+    torchvision = torchvision_or_skip("needs torchvision's ResNet-50 as the source")
     torch.manual_seed(7)
     ref = torchvision.models.resnet50(weights=None, num_classes=10)
     with torch.no_grad():
