@@ -113,17 +113,18 @@ def existing_checkpoint(path: str) -> None:
 
 
 def _finite(text: str) -> float:
-    v = float(text)
+    """The number ``text``, or ArgumentTypeError if it is none or not finite."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(v):  # inf and nan parse as floats; no setting takes them
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return v
 
 
 def positive_float(text: str) -> float:
-    try:
-        v = _finite(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _finite(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return v
@@ -131,20 +132,14 @@ def positive_float(text: str) -> float:
 
 def unit_float(text: str) -> float:
     """A number in [0, 1) (momentum)."""
-    try:
-        v = _finite(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _finite(text)
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return v
 
 
 def nonneg_float(text: str) -> float:
-    try:
-        v = _finite(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _finite(text)
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return v
@@ -152,10 +147,7 @@ def nonneg_float(text: str) -> float:
 
 def val_size_arg(text: str):
     """A fraction in [0, 1) of the training set, or a whole number (>= 1) of images."""
-    try:
-        v = _finite(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _finite(text)
     if 0 <= v < 1:
         return v
     if v >= 1 and v.is_integer():

@@ -5,7 +5,8 @@ from typing import Optional, Sequence, Tuple
 from torch import nn
 
 from dwq.data import dataset_info, reference_stats
-from dwq.models.common import QuantPolicy, precision_list
+from dwq.models.common import QuantPolicy
+from dwq.quant.precision import precision_list
 
 __all__ = ["build_model", "canonical_network", "reference_policy"]
 

@@ -5,13 +5,14 @@ and plain ``torch.nn`` layers for what stays in full precision, so "is this laye
 answered by its type: a plain ``nn.Conv2d``/``nn.Linear`` never is.
 """
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from dwq.data import DATASETS
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
+from dwq.quant.precision import precision_list
 
 __all__ = ["QuantPolicy", "Normalize", "DATASET_STATS", "dataset_stats", "LayerFactory"]
 
@@ -124,14 +125,6 @@ def check_num_classes(num_classes: int) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return num_classes
-
-
-def precision_list(precisions) -> list:
-    """``precisions`` as a list; ValueError for a lone precision or a string, which ``list()`` would
-    take apart silently ("48" became the set [4, 8], 4 a TypeError)."""
-    if isinstance(precisions, (int, str)) or not isinstance(precisions, Iterable):
-        raise ValueError(f"precisions must be a list of precisions such as [4, 8, None], got {precisions!r}")
-    return list(precisions)
 
 
 def default_precisions(precisions: Optional[Sequence]):

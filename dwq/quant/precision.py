@@ -82,10 +82,17 @@ def user_precision(p: Normalized) -> Precision:
     return p[0] if p[0] == p[1] else p
 
 
+def precision_list(precisions) -> list:
+    """``precisions`` as a list; ValueError for None, a lone precision or a string, which ``list()``
+    would take apart silently ("48" became the set [4, 8])."""
+    if precisions is None or isinstance(precisions, (int, str)) or not isinstance(precisions, Iterable):
+        raise ValueError(f"precisions must be a list of precisions such as [4, 8, None], got {precisions!r}")
+    return list(precisions)
+
+
 def normalize_set(precisions: Iterable[Precision]) -> Tuple[Normalized, ...]:
     """Normalizes a precision set; it must be non-empty and free of repeats."""
-    if precisions is None or isinstance(precisions, (int, str)):
-        raise ValueError(f"precisions must be a list of precisions, got {precisions!r}")
+    precisions = precision_list(precisions)
     out = tuple(normalize_precision(p) for p in precisions)
     if not out:
         raise ValueError("precisions must not be empty")
