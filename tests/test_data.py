@@ -33,6 +33,19 @@ def test_train_val_split_is_disjoint_and_seeded():
     assert train_val_split(ds, 400, seed=3)[1].indices == b.indices
     with pytest.raises(ValueError):
         train_val_split(ds, 4000)
+    assert len(train_val_split(ds, 0.0)[1]) == 0
+
+
+@pytest.mark.parametrize("bad", [2.5, 1.0, True, -0.1, "0.1"])
+def test_train_val_split_refuses_what_is_neither_a_count_nor_a_fraction(bad):
+    with pytest.raises(ValueError, match="val_size must be a count"):
+        train_val_split(load_mnist5k("train"), bad)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 600, 2.0, True])
+def test_mnist5k_test_per_class_is_checked(bad):
+    with pytest.raises(ValueError, match=r"test_per_class must be an int in 1\.\."):
+        load_mnist5k("test", test_per_class=bad)
 
 
 def test_per_dataset_statistics():

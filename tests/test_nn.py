@@ -138,6 +138,26 @@ def test_random_precision_is_seeded_and_covers_the_set():
         RandomPrecision(net, bits=[4, 6])
 
 
+def test_random_precision_without_seed_follows_torch_manual_seed():
+    net = small_net()
+    rpi = RandomPrecision(net, bits=[4, 8, None])
+
+    def draws(seed):
+        torch.manual_seed(seed)
+        return [rpi.draw() for _ in range(30)]
+
+    a, b, c = draws(5), draws(5), draws(6)
+    assert a == b and a != c and set(a) == {4, 8, None}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (a generator on the device)")
+def test_random_precision_draws_from_a_cuda_generator():
+    net = small_net()
+    seq = [RandomPrecision(net, bits=[4, 8], generator=torch.Generator("cuda").manual_seed(2)).draw()
+           for _ in range(2)]
+    assert seq[0] == seq[1] and seq[0] in (4, 8)
+
+
 def test_state_dict_round_trip_and_set_mismatch():
     net = small_net()
     net.train()
@@ -211,6 +231,53 @@ def test_precision_context_can_be_entered_again_and_nested():
     with pytest.raises(ValueError, match="not in the model's precision set"):
         dwq.precision(net, 6)
     assert dwq.get_precision(net) == 8
+
+
+def _sbn_warnings(sbn, x):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sbn(x)
+    return [str(w.message) for w in caught]
+
+
+def test_sbn_warns_in_eval_for_a_branch_never_trained():
+    """A precision RPT never drew normalizes with mean 0 / variance 1: said once per forward in eval,
+    never for a trained branch, and known again after a state_dict round trip."""
+    sbn = SwitchableBatchNorm2d(3, [4, 8, None])
+    x = torch.randn(8, 3, 4, 4)
+    sbn.train()
+    sbn.set_precision(4)
+    assert _sbn_warnings(sbn, x) == []  # training a branch is what makes it trained
+    sbn.eval()
+    assert _sbn_warnings(sbn, x) == []
+    sbn.set_precision(8)
+    (msg,) = _sbn_warnings(sbn, x)
+    assert "precision 8 has never seen a training batch" in msg
+    assert sbn.untrained_precisions() == ["8", "fp"]
+    fresh = SwitchableBatchNorm2d(3, [4, 8, None])
+    assert fresh.untrained_precisions() == ["4", "8", "fp"]
+    fresh.load_state_dict(sbn.state_dict())
+    assert fresh.untrained_precisions() == ["8", "fp"]
+    legacy = {k: v for k, v in sbn.state_dict().items() if not k.endswith("num_batches_tracked")}
+    fresh.load_state_dict(legacy, strict=False)  # a state_dict from before the counter: taken as trained
+    assert fresh.untrained_precisions() == []
+    untracked = SwitchableBatchNorm2d(3, [4], track_running_stats=False).eval()
+    assert _sbn_warnings(untracked, x) == [] and untracked.untrained_precisions() == []
+
+
+def test_sbn_compiled_training_marks_the_branch_trained():
+    sbn = SwitchableBatchNorm2d(3, [4, 8])
+    step = torch.compile(sbn, fullgraph=True, backend="aot_eager")
+    step(torch.randn(4, 3, 2, 2))
+    assert sbn.untrained_precisions() == ["4"]
+    sbn.eval()
+    step(torch.randn(4, 3, 2, 2))  # the compiled eval forward does not break the graph to warn
+
+
+def test_sbn_built_on_a_device():
+    sbn = SwitchableBatchNorm2d(3, [4, 8], device="meta", dtype=torch.float64)
+    assert {(t.device.type, t.dtype) for t in sbn.bn.parameters()} == {("meta", torch.float64)}
 
 
 def test_layers_built_on_a_device_keep_their_buffers_there():

@@ -74,6 +74,7 @@ def test_bits_validation(bad):
 
 @pytest.mark.parametrize("text, value, name", [("fp", None, "fp"), ("FP", None, "fp"), ("8", (8, 8), "8"),
                                                ("4w8a", (4, 8), "4w8a"), ("4w8", (4, 8), "4w8a"),
+                                               ("w4a8", (4, 8), "4w8a"), ("W4A8", (4, 8), "4w8a"),
                                                ("16", (16, 16), "16")])
 def test_precision_spelling(text, value, name):
     """One spelling everywhere: the CLI's strings are valid precisions of the Python API."""
@@ -83,11 +84,18 @@ def test_precision_spelling(text, value, name):
     assert normalize_precision(precision_name(value)) == value
 
 
-@pytest.mark.parametrize("bad", ["17", "1w8a", "4w", "w8a", "eight", "", "4.5"])
+@pytest.mark.parametrize("bad", ["17", "1w8a", "4w", "w8a", "w4a", "w4a17", "4w8a8", "eight", "", "4.5"])
 def test_bad_precision_spelling_names_the_text(bad):
     from dwq.quant import parse_precision
     with pytest.raises(ValueError, match="bad precision"):
         parse_precision(bad)
+
+
+@pytest.mark.parametrize("p", [0, 32])
+def test_int_full_precision_spellings_point_to_none(p):
+    """0 (the reference's full precision) and 32 (our "32" string) as ints say what to write instead."""
+    with pytest.raises(ValueError, match=f"got {p}; full precision is None"):
+        normalize_precision(p)
 
 
 def test_precision_forms():

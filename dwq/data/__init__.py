@@ -128,6 +128,11 @@ def load_mnist5k(split: str = "train", test_per_class: int = 100, seed: int = 0)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     x, y = _read_mnist5k()
+    smallest = int(torch.bincount(y, minlength=10).min())
+    if isinstance(test_per_class, bool) or not isinstance(test_per_class, int) or not 0 < test_per_class < smallest:
+        # 0 or a negative count would slice silently (an empty test set, or images taken from the end).
+        raise ValueError(f"test_per_class must be an int in 1..{smallest - 1} (the smallest class has {smallest} "
+                         f"images and training needs some), got {test_per_class!r}")
     g = torch.Generator().manual_seed(seed)
     test_idx, train_idx = [], []
     for c in range(10):
@@ -144,13 +149,19 @@ def load_mnist5k(split: str = "train", test_per_class: int = 100, seed: int = 0)
 def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0):
     """Split a training set into (train, val) subsets with a fixed seed.
 
-    ``val_size``: a count, or a fraction in (0, 1). Use ``val`` for model
+    ``val_size``: a count (int), or a fraction in [0, 1) (float). Use ``val`` for model
     selection (best checkpoint, early stopping); the test set stays untouched.
     A training set from :func:`get_datasets` is augmented; its ``val`` part reads the same images
     with the test transform (no random crop or flip), so validation scores what the test scores.
     """
     n = len(dataset)
-    k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if isinstance(val_size, float) and 0 <= val_size < 1:
+        k = int(round(val_size * n))
+    elif isinstance(val_size, int) and not isinstance(val_size, bool):
+        k = val_size
+    else:
+        # 2.5 was truncated to 2 images and True counted as 1: neither is a count or a fraction.
+        raise ValueError(f"val_size must be a count (int) or a fraction in [0, 1) (float), got {val_size!r}")
     if not 0 <= k < n:
         raise ValueError(f"val_size must leave some training data: got {val_size} for {n} examples")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()

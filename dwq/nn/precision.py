@@ -144,8 +144,10 @@ class RandomPrecision(nn.Module):
     ``bits``: the precisions to draw from (default: the model's whole set); each must be in the
     model's set. ``seed`` seeds a private generator, so two wrappers with the same seed draw the
     same sequence and the global RNG is untouched. ``generator`` (instead of ``seed``): a
-    ``torch.Generator`` to draw from (``torch.randint``), shared with the caller, e.g. to replay a
-    deployment's draws. ``last_precision`` is the latest draw.
+    ``torch.Generator`` to draw from (``torch.randint`` on the generator's device), shared with the
+    caller, e.g. to replay a deployment's draws. With neither, the draws come from torch's global
+    CPU RNG, as dropout's do, so ``torch.manual_seed`` makes them reproducible.
+    ``last_precision`` is the latest draw.
     """
 
     def __init__(self, model: nn.Module, bits: Optional[Sequence] = None, seed: Optional[int] = None,
@@ -169,15 +171,17 @@ class RandomPrecision(nn.Module):
                     f"RandomPrecision: precision {precision_name(q)} is not in the model's set {_names(allowed)}"
                 )
         self.choices = [user_precision(q) for q in choices]
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed) if seed is not None else None
         self.generator = generator
         self.last_precision = None
 
     def draw(self):
         """Draws the next precision (without running the model)."""
-        if self.generator is not None:
-            return self.choices[int(torch.randint(len(self.choices), (1,), generator=self.generator))]
-        return self.choices[self._rng.randrange(len(self.choices))]
+        if self._rng is not None:
+            return self.choices[self._rng.randrange(len(self.choices))]
+        g = self.generator
+        i = torch.randint(len(self.choices), (1,), generator=g, device=g.device if g is not None else "cpu")
+        return self.choices[int(i)]
 
     def forward(self, *args, **kwargs):
         p = self.draw()

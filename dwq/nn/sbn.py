@@ -1,4 +1,5 @@
 """Switchable batch norm: one complete BatchNorm2d (statistics and affine) per precision."""
+import warnings
 from typing import Iterable
 
 import torch
@@ -16,18 +17,25 @@ class SwitchableBatchNorm2d(PrecisionModule):
 
     >>> sbn = SwitchableBatchNorm2d(16, precisions=[4, 8])
     >>> sbn.set_precision(4); y = sbn(torch.randn(2, 16, 5, 5))  # uses sbn.bn[0]
+
+    A branch that never saw a training batch (a precision RPT never drew, or a model trained at
+    one precision and evaluated at another) would normalize with its initial statistics (mean 0,
+    variance 1): in eval mode that warns once per precision instead of silently giving a poor model.
     """
 
     def __init__(self, num_features: int, precisions: Iterable, eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):
+                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None):
         super().__init__()
         self._init_precision(precisions)
         self.num_features = num_features
         self.bn = nn.ModuleList(
             nn.BatchNorm2d(num_features, eps=eps, momentum=momentum, affine=affine,
-                           track_running_stats=track_running_stats)
+                           track_running_stats=track_running_stats, device=device, dtype=dtype)
             for _ in self.precisions
         )
+        # Kept on the host (set by training forwards and by load_state_dict from num_batches_tracked),
+        # so that the eval check never reads a device counter (no host synchronisation per forward).
+        self._trained = [False] * len(self.precisions)
 
     @property
     def active(self) -> nn.BatchNorm2d:
@@ -35,7 +43,30 @@ class SwitchableBatchNorm2d(PrecisionModule):
         return self.bn[self.precision_index]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.active(x)
+        i = self.precision_index
+        bn = self.bn[i]
+        # A compiled training forward replays the flag's update; a compiled eval skips the warning
+        # (a graph break), which the eager forward still gives.
+        if bn.track_running_stats and not self._trained[i]:
+            if self.training:
+                self._trained[i] = True
+            elif not torch.compiler.is_compiling():
+                warnings.warn(f"SwitchableBatchNorm2d: the branch of precision {precision_name(self.precision)} has "
+                              f"never seen a training batch, so eval normalizes with its initial statistics "
+                              f"(mean 0, variance 1)")
+        return bn(x)
+
+    def untrained_precisions(self) -> list:
+        """The precisions (one spelling each) whose branch never saw a training batch."""
+        return [precision_name(p) for p, done, bn in zip(self.precisions, self._trained, self.bn)
+                if bn.track_running_stats and not done]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        for i in range(len(self.bn)):
+            n = state_dict.get(f"{prefix}bn.{i}.num_batches_tracked")
+            # A state_dict without the counter (written before torch had it) or on meta is taken as trained.
+            self._trained[i] = n is None or n.device.type == "meta" or int(n) > 0
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, branches={len(self.bn)}, precision={precision_name(self.precision)}"

@@ -40,12 +40,13 @@ def parse_precision(text: str) -> Precision:
     """The user spelling of a precision -> ``None``, ``b`` or ``(w, a)``.
 
     ``"fp"`` (also ``"none"``, ``"float"``, ``"32"``) is full precision, ``"4"`` is 4 bits,
-    ``"4w8a"`` is 4-bit weights with 8-bit activations. ValueError naming the text otherwise.
+    ``"4w8a"`` (also the W-first order ``"w4a8"``) is 4-bit weights with 8-bit activations.
+    ValueError naming the text otherwise.
     """
     t = str(text).strip().lower()
     if t in FULL_PRECISION_NAMES:
         return None
-    m = re.fullmatch(r"(\d+)w(\d+)a?", t)
+    m = re.fullmatch(r"(\d+)w(\d+)a?", t) or re.fullmatch(r"w(\d+)a(\d+)", t)
     try:
         if m:
             return (check_bits(int(m.group(1)), "w_bits"), check_bits(int(m.group(2)), "a_bits"))
@@ -71,6 +72,10 @@ def normalize_precision(p: Precision) -> Normalized:
             raise ValueError(f"a precision pair (w_bits, a_bits) takes two ints in {MIN_BITS}..{MAX_BITS}; "
                              f"full precision is None (or 'fp') for the whole precision, got {p!r}")
         return (check_bits(p[0], "w_bits"), check_bits(p[1], "a_bits"))
+    if type(p) is int and p in (0, 32):
+        # The reference code writes full precision as 0 (and "32" is our CLI's alias for "fp"); an int
+        # means bits here, so say which value is meant instead of only "must be in 2..16".
+        raise ValueError(f"precision must be in {MIN_BITS}..{MAX_BITS}, got {p}; full precision is None (or 'fp')")
     b = check_bits(p, "precision")
     return (b, b)
 
