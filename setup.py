@@ -53,11 +53,12 @@ def check_compiler_runtime():
 
     dwq._C is compiled against the compiler's libstdc++ headers but, inside Python, runs with the
     libstdc++.so.6 that the interpreter and torch already loaded (its SONAME is loaded once per
-    process). A compiler installed beside the system one (e.g. GCC 13 under /opt/gcc with the
-    system's older runtime) then builds code that only fails when an error is raised: formatting
-    the message and unwinding through dwq's frames are the only paths that lean on it. Issue 9 saw
-    exactly that: every TORCH_CHECK error from dwq crashed Python, all else worked.
-    The remedy is to run with the compiler's runtime first: LD_LIBRARY_PATH=<its lib dir>.
+    process). That pairing is unsupported by GCC, and it was the suspect for issue 9 (GCC 13 under
+    /opt/gcc on the GPU machine, where every TORCH_CHECK error from dwq crashed Python). It is not
+    a confirmed cause: Debian's GCC 13.3 built dwq (today's sources and those of the report, against
+    torch 2.14.1 and 2.11.0) and every C++ error arrived as RuntimeError with the older runtime of
+    GCC 12 (libstdc++ 6.0.30) as with GCC 14's (6.0.33). So this only warns, and names the remedy
+    to try first: LD_LIBRARY_PATH=<the compiler's lib dir>.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -107,6 +107,21 @@ def test_imagenet_val_with_other_class_folders_is_an_error(tmp_path):
     assert "\n" not in str(e.value) and str(tmp_path / "val") in str(e.value)
 
 
+def test_imagenet_with_more_class_folders_than_outputs_is_an_error(tmp_path, monkeypatch):
+    import dataclasses
+
+    import dwq.data as D
+
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    monkeypatch.setitem(D.DATASETS, "imagenet", dataclasses.replace(D.DATASETS["imagenet"], num_classes=2))
+    _image_folders(tmp_path, ("n01", "n02", "n03"), ("n01", "n02", "n03"))
+    with pytest.raises(DatasetError, match="has 3 class folders; the model has 2 outputs"):
+        get_datasets("imagenet", str(tmp_path))
+    subset = tmp_path / "subset"
+    _image_folders(subset, ("n01",), ("n01",))
+    assert len(get_datasets("imagenet", str(subset))[0].classes) == 1
+
+
 @pytest.mark.parametrize("content", [b"garbage", "truncated"])
 def test_corrupt_mnist5k_file_is_a_dataset_error_naming_it(tmp_path, monkeypatch, content):
     import dwq.data as D

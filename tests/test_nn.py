@@ -1,4 +1,6 @@
 """Switchable layers and the precision API."""
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -296,6 +298,10 @@ def test_random_precision_bits_errors_name_bits():
     net = small_net()
     for bad in (4, "4", [], None.__class__):
         with pytest.raises(ValueError, match=r"RandomPrecision: bits must be a non-empty list"):
+            RandomPrecision(net, bits=bad)
+    for bad, message in (([4, "4"], "RandomPrecision: bits: must not repeat, got [4, '4']"),
+                         ([4, "x"], "RandomPrecision: bits: bad precision 'x'")):
+        with pytest.raises(ValueError, match=re.escape(message)):
             RandomPrecision(net, bits=bad)
     rpi = RandomPrecision(net, bits=(p for p in ["4", "fp"]), seed=0)  # any iterable, any spelling
     assert rpi.choices == [4, None] and "choices=[4, fp]" in repr(rpi)

@@ -248,6 +248,10 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
             train, test = (tvd.ImageFolder(os.path.join(root, "train"), transform=tr),
                            tvd.ImageFolder(os.path.join(root, "val"), transform=te))
             _check_same_classes(train.classes, test.classes, root)
+            if len(train.classes) > info.num_classes:
+                # Labels past the 1000-way head would fail only in the loss, at the first such batch.
+                raise DatasetError(f"imagenet: {os.path.join(root, 'train')} has {len(train.classes)} class folders; "
+                                   f"the model has {info.num_classes} outputs (fewer folders, a subset, are fine)")
         train.eval_transform = test.transform
         return train, test, info
     except DatasetError:

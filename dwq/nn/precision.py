@@ -164,7 +164,10 @@ class RandomPrecision(nn.Module):
             if not isinstance(bits, list) or not bits:
                 raise ValueError(f"RandomPrecision: bits must be a non-empty list of precisions from the model's "
                                  f"set {_names(allowed)} (e.g. [4, 8]), got {bits!r}")
-        choices = normalize_set(bits if bits is not None else precision_set(model))
+        try:
+            choices = normalize_set(bits if bits is not None else precision_set(model))
+        except ValueError as e:
+            raise ValueError(f"RandomPrecision: bits: {e}".replace("precisions must not repeat", "must not repeat")) from None
         for q in choices:
             if q not in allowed:
                 raise ValueError(
