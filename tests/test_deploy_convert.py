@@ -302,7 +302,13 @@ def test_precision_never_trained_at_converts_with_the_observed_range():
     x = torch.rand(16, 1, 28, 28)
     rep = check_conversion(m, x, precisions=[2, 4], latency_batch=4, budget_s=0.01)
     assert rep["precisions"] == ["2", "4"] and rep["skipped"] == []
-    int_model = dwq.deploy.convert(m, [2])
+    with pytest.warns(UserWarning, match=r"convert: the switchable batch norm never saw a training batch at "
+                                         r"precision\(s\) 2, fp; their folded statistics are the initial ones"):
+        int_model = dwq.deploy.convert(m, [2, 4, None])
     with dwq.precision(m, 2), dwq.precision(int_model, 2), torch.no_grad():
         ref, got = m(x), int_model(x)
     assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dwq.deploy.convert(m, [4])  # the trained branch alone: nothing to say

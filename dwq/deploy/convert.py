@@ -20,6 +20,7 @@ folded in, i.e. the float model itself (up to float rounding), so a set like ``[
 The converter calls only ``dwq.ops`` and never branches on the device.
 """
 import operator
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -248,6 +249,17 @@ def _check_in_set(model: nn.Module, precisions) -> None:
                                   f"[{', '.join(precision_name(q) for q in allowed)}]")
 
 
+def _warn_untrained_bn(model: nn.Module, precisions) -> None:
+    # Folded into the epilogue, such a branch's initial statistics would give a poor integer model
+    # silently; the fake-quant model warns at its eval forward, the converter says it once.
+    wanted = {precision_name(p) for p in precisions}
+    never = sorted({name for m in model.modules() if isinstance(m, SwitchableBatchNorm2d)
+                    for name in m.untrained_precisions() if name in wanted}, key=[precision_name(p) for p in precisions].index)
+    if never:
+        warnings.warn(f"convert: the switchable batch norm never saw a training batch at precision(s) "
+                      f"{', '.join(never)}; their folded statistics are the initial ones (mean 0, variance 1)")
+
+
 def calibrated_precisions(model: nn.Module, precisions: Optional[Sequence] = None) -> list:
     """The precisions of ``precisions`` (default: the model's set) at which every quantized layer has an
     activation range in eval mode (its own, or the one observed over all training batches; full
@@ -278,6 +290,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     """
     ps = normalize_set(precisions if precisions is not None else precision_set(model))
     _check_in_set(model, ps)
+    _warn_untrained_bn(model, ps)
     gm = trace(model)
     modules = dict(model.named_modules())
     nodes = list(gm.graph.nodes)
