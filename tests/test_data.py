@@ -66,8 +66,9 @@ def test_missing_folder_says_what_to_put_where(tmp_path, name, expect):
 
 def test_malformed_cifar_folder_is_a_clear_error(tmp_path):
     (tmp_path / "cifar-10-batches-py").mkdir()
-    with pytest.raises(DatasetError, match="cifar10"):
+    with pytest.raises(DatasetError, match="cifar10") as e:
         get_datasets("cifar10", str(tmp_path))
+    assert "download=True" not in str(e.value)  # torchvision's advice; dwq never downloads
 
 
 def _image_folders(root, train_classes=("n01", "n02"), val_classes=("n01", "n02")):

@@ -257,4 +257,6 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
     except DatasetError:
         raise
     except (RuntimeError, FileNotFoundError, OSError, ValueError) as e:  # torchvision's own checks
-        raise DatasetError(f"{info.name}: could not read {root} ({e}). Expected {info.expected.replace('ROOT', root)}") from e
+        # torchvision's advice to pass download=True does not apply: dwq never downloads.
+        why = str(e).replace(" You can use download=True to download it", "")
+        raise DatasetError(f"{info.name}: could not read {root} ({why}). Expected {info.expected.replace('ROOT', root)}") from e
