@@ -205,6 +205,95 @@ def test_bad_config_is_rejected():
         cfg(attack="bim").validate()
     with pytest.raises(ValueError, match="epsilon"):
         cfg(epsilon=8.0).validate()
+    for kw, message in ((dict(val_every=0), "val_every must be >= 1 (an int), got 0"),
+                        (dict(batch_size=2.5), "batch_size must be >= 1 (an int), got 2.5"),
+                        (dict(attack_iters=True), "attack_iters must be >= 1 (an int), got True"),
+                        (dict(val_pgd_steps=-3), "val_pgd_steps must be >= 0 (an int), got -3"),
+                        (dict(lr_gamma=-1.0), "lr_gamma > 0; got lr=0.05, weight_decay=0.0005, momentum=0.9, "
+                                              "lr_gamma=-1.0"),
+                        (dict(alpha=None), "alpha (the PGD step) is None"),
+                        (dict(precisions=[]), "precisions must not be empty"),
+                        (dict(precisions=[4, "4", 8]), "precisions must not repeat")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cfg(**kw).validate()
+    cfg(attack="fgsm", alpha=None).validate()  # FGSM's step defaults to epsilon
+
+
+def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):
+    """precisions=None without RPT would train the set's first precision only while validation (and so
+    best.pt) averaged over every branch; an epoch without a step would train nothing without a word."""
+    with pytest.raises(ValueError, match=r"precisions=None means the model's whole set \['2', '3', '4', '6', '8'\]"):
+        Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(precisions=None, random_precision=False),
+                str(tmp_path))
+    for n, bs, world in ((0, 64, 1), (64, 1, 2), (3, 3, 4)):
+        with pytest.raises(ValueError, match=f"no training step in an epoch: {n} training images, batch_size {bs}"):
+            Trainer(small_cnn(precisions=SET, width=8), tiny_data(n), cfg(batch_size=bs), str(tmp_path), world=world)
+
+
+def test_a_new_run_refuses_a_folder_holding_a_run(tmp_path):
+    """fit() of a new Trainer into another run's folder appended to its metrics.jsonl and left its
+    best.pt beside the new config.json; the same Trainer may call fit() again, a resumed one too."""
+    out = str(tmp_path / "run")
+    first = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), out, val_set=tiny_data(16)).fit()
+    files = sorted(os.listdir(out))
+    with pytest.raises(ValueError, match=r"already holds a run \(config.json, metrics.jsonl, best.pt, last.pt\)"):
+        Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), out).fit()
+    assert sorted(os.listdir(out)) == files
+    first.cfg.epochs = 2
+    first.fit()  # the same run, continued
+    again = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=3), out, val_set=tiny_data(16))
+    assert again.resume()
+    again.fit()
+    assert [json.loads(ln)["epoch"] for ln in open(os.path.join(out, "metrics.jsonl"))] == [1, 2, 3]
+
+
+def test_resume_with_more_epochs_takes_the_stretched_schedule_from_its_first_update(tmp_path):
+    """The optimizer kept the old schedule's LR at the checkpoint's step; the first update after a resume
+    with more epochs used it (0.01 x lr here, past both old milestones) instead of the new schedule's."""
+    c2, c6 = cfg(epochs=2, lr_schedule="multistep"), cfg(epochs=6, lr_schedule="multistep")
+    Trainer(small_cnn(precisions=SET, width=8), tiny_data(256), c2, str(tmp_path)).fit()
+    res = Trainer(small_cnn(precisions=SET, width=8), tiny_data(256), c6, str(tmp_path))
+    assert res.resume() and res.step == 8 and res.total_steps == 24  # new milestones at steps 12 and 18
+    lrs = []
+    for _ in range(5):
+        res.train_batch(*tiny_data(64).tensors)
+        lrs.append(res.lr_used)
+    assert lrs == [0.05, 0.05, 0.05, 0.05, pytest.approx(0.005)]
+    assert lrs[:4] == [0.05 * lr_lambda(c6, 24)(s) for s in range(8, 12)]
+
+
+class _RandomFlips(torch.utils.data.Dataset):
+    """An augmented dataset as torchvision's: a random flip drawn from torch's RNG per item."""
+
+    def __init__(self, n):
+        self.x, self.y = tiny_data(n).tensors
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = self.x[i]
+        return (x.flip(-1) if torch.rand(()) < 0.5 else x), int(self.y[i])
+
+
+def test_augmentation_does_not_depend_on_the_number_of_workers(tmp_path):
+    """Each item's augmentation is drawn from (seed, epoch, index): 0 and 1 loader workers train the same
+    weights, so a resume may change --workers (the weights differed by 0.18 before)."""
+    runs = []
+    for workers in (0, 1):
+        torch.manual_seed(0)
+        runs.append(Trainer(small_cnn(precisions=SET, width=8), _RandomFlips(128), cfg(epochs=2),
+                            str(tmp_path / f"w{workers}"), num_workers=workers).fit().model.state_dict())
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k]), k
+    state = torch.get_rng_state()
+    _ = [x for x, _ in torch.utils.data.DataLoader(_RandomFlips(4))]  # plain loading draws from the global RNG
+    assert not torch.equal(state, torch.get_rng_state())
+    from dwq.train.loop import _SeededItems
+    state = torch.get_rng_state()
+    a = [_SeededItems(_RandomFlips(8), 0, 1)[i][0] for i in range(8)]
+    assert torch.equal(state, torch.get_rng_state())  # the caller's RNG untouched
+    assert all(torch.equal(u, _SeededItems(_RandomFlips(8), 0, 1)[i][0]) for i, u in enumerate(a))
 
 
 # ----------------------------------------------------------------------------- DDP
@@ -221,8 +310,12 @@ class NoBNNet(nn.Module):
         return self.fc(torch.relu(self.conv(x)).flatten(1))
 
 
-def _ddp_cfg():
-    return cfg(attack="fgsm", precisions=None, random_precision=False, epochs=2, batch_size=64)
+def _ddp_cfg(**kw):
+    # batch 63 over 2 ranks: shares of 32 and 31 (250 images: a last global batch of 61)
+    return cfg(**{**dict(attack="fgsm", precisions=None, random_precision=False, epochs=2, batch_size=63), **kw})
+
+
+DDP_RESUMED = ("fgsm-rs", "free")  # per-rank state: the random-start generator, free training's perturbation
 
 
 def _ddp_worker(rank, world, port, out):
@@ -230,28 +323,54 @@ def _ddp_worker(rank, world, port, out):
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(0)
-    tr = Trainer(NoBNNet(), tiny_data(256), _ddp_cfg(), out, rank=rank, world=world).fit()
-    torch.save({k: v.detach().clone() for k, v in tr.model.state_dict().items()},
-               os.path.join(out, f"rank{rank}.pt"))
-    del tr  # (the DDP wrapper and its reducer go before the process group does)
+
+    def run(name, c, stop=None, resume=False):
+        torch.manual_seed(0)
+        tr = Trainer(NoBNNet(), tiny_data(250), c, os.path.join(out, name), rank=rank, world=world)
+        if resume:
+            assert tr.resume()
+        tr.fit(stop_after_steps=stop)
+        torch.save({k: v.detach().clone() for k, v in tr.model.state_dict().items()},
+                   os.path.join(out, name, f"rank{rank}.pt"))
+        del tr  # (the DDP wrapper and its reducer go before the process group does)
+
+    run("fgsm", _ddp_cfg())
+    for attack in DDP_RESUMED:
+        c = _ddp_cfg(attack=attack, free_replays=2)
+        run(f"{attack}-full", c)
+        run(f"{attack}-cut", c, stop=10 if attack == "free" else 5)  # killed in epoch 2 (4 updates an epoch; free: 8)
+        run(f"{attack}-cut", c, resume=True)
     cleanup(synchronize=True)
 
 
 def test_ddp_two_gloo_processes_match_single_process(tmp_path):
+    """2 ranks with uneven shares train the single-process weights and report the global batches'
+    loss and accuracy; a killed DDP run resumes bit-exactly, each rank with its own random starts and
+    free-training perturbation."""
     import torch.multiprocessing as mp
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "ddp")), nprocs=2, join=True)
     torch.manual_seed(0)
-    single = Trainer(NoBNNet(), tiny_data(256), _ddp_cfg(), str(tmp_path / "single")).fit()
-    r0 = torch.load(tmp_path / "ddp" / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "ddp" / "rank1.pt", weights_only=True)
+    single = Trainer(NoBNNet(), tiny_data(250), _ddp_cfg(), str(tmp_path / "single")).fit()
+
+    def weights(name, rank):
+        return torch.load(tmp_path / "ddp" / name / f"rank{rank}.pt", weights_only=True)
+
+    r0, r1 = weights("fgsm", 0), weights("fgsm", 1)
     for k, v in single.model.state_dict().items():
         assert torch.equal(r0[k], r1[k]), k  # ranks stay in sync
         torch.testing.assert_close(r0[k], v, rtol=1e-5, atol=1e-6)
-    assert os.path.isfile(tmp_path / "ddp" / "last.pt")  # rank 0 writes
+    metrics = [[json.loads(ln) for ln in open(p / "metrics.jsonl")] for p in (tmp_path / "ddp" / "fgsm", tmp_path / "single")]
+    for d, o in zip(*metrics):
+        assert d["train_loss"] == pytest.approx(o["train_loss"], rel=1e-5) and d["train_acc"] == o["train_acc"]
+    for attack in DDP_RESUMED:
+        full, cut = weights(f"{attack}-full", 0), weights(f"{attack}-cut", 1)
+        for k in full:
+            assert torch.equal(full[k], cut[k]), (attack, k)
+        ck = load_checkpoint(str(tmp_path / "ddp" / f"{attack}-cut" / "last.pt"))
+        assert len(ck["rank_states"]) == 2 and ck["epoch"] == 2
 
 
 def test_epoch_batches_leave_out_a_last_batch_smaller_than_the_world():

@@ -29,9 +29,12 @@ replaces ``best.pt``, which is chosen on the validation split.
 
 Precision draws come from a seeded CPU ``torch.Generator`` identical on every DDP
 rank (all ranks train the same precision each step); random starts from a second,
-per-rank generator. Data order is a seeded permutation per
+per-rank generator, which ``last.pt`` keeps per rank. Data order is a seeded permutation per
 epoch; under DDP each global batch is split between ranks, so a 2-process run
-sees exactly the single-process batches.
+sees exactly the single-process batches: a share one image short weighs its mean loss by
+its size (the averaged gradient is the global batch's), and the epoch's loss and accuracy
+are summed over the ranks. An augmented image is drawn with torch's RNG seeded by
+(seed, epoch, index), whatever the number of loader workers.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ import math
 import os
 import secrets
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -50,8 +54,8 @@ import torch.nn.functional as F
 from dwq._atomic import atomic_open
 from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
-from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, precision_name, reuse_quantized_weights,
-                       user_precision)
+from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, normalize_set, precision_name,
+                       reuse_quantized_weights, user_precision)
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .determinism import deterministic
 from .dist import active as dist_active
@@ -112,8 +116,6 @@ class TrainConfig:
                              f"optimizer; got zero_grad={self.zero_grad!r}")
         if self.reference and self.amp:
             raise ValueError("reference=True trains in float32 as the reference code; amp=True contradicts it")
-        if self.test_select_steps < 1:
-            raise ValueError(f"test_select_steps must be >= 1, got {self.test_select_steps}")
         if self.attack not in TRAIN_ATTACKS:
             raise ValueError(f"unknown training attack {self.attack!r}; choose one of {TRAIN_ATTACKS}")
         if self.lr_schedule not in SCHEDULES:
@@ -121,15 +123,24 @@ class TrainConfig:
         check_eps(self.epsilon, "epsilon")
         if self.alpha is not None:
             check_eps(self.alpha, "step size (alpha)")
-        for name in ("attack_iters", "free_replays", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        elif self.attack == "pgd":
+            raise ValueError("alpha (the PGD step) is None: PGD has no default step (FGSM, FGSM-RS and free "
+                             "do); give one, e.g. epsilon / 4")
+        # Counts must be ints: 2.5 or True would fail late in range() or count as 1.
+        for name, low in (("attack_iters", 1), ("free_replays", 1), ("epochs", 1), ("batch_size", 1),
+                          ("val_every", 1), ("test_select_steps", 1), ("val_pgd_steps", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be >= {low} (an int), got {v!r}")
         if not all(0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr milestones are fractions of the run in (0, 1], got {list(self.lr_milestones)}")
-        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1):
-            raise ValueError("need lr > 0, weight_decay >= 0, 0 <= momentum < 1")
-        if self.precisions is not None and not self.random_precision and len(self.precisions) != 1:
-            raise ValueError("without random precision training give exactly one training precision")
+        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1 and self.lr_gamma > 0):
+            raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= momentum < 1 and lr_gamma > 0; got lr={self.lr}, "
+                             f"weight_decay={self.weight_decay}, momentum={self.momentum}, lr_gamma={self.lr_gamma}")
+        if self.precisions is not None:
+            n = len(normalize_set(self.precisions))  # a list, not empty, no repeats (a repeat would bias the draw)
+            if not self.random_precision and n != 1:
+                raise ValueError("without random precision training give exactly one training precision")
         return self
 
 
@@ -172,10 +183,31 @@ def _collate(dataset, idx):
     return torch.stack(xs), torch.as_tensor(ys)
 
 
-class _Loader:
-    """Minimal deterministic loader: a DataLoader over a fixed batch list (workers optional)."""
+class _SeededItems(torch.utils.data.Dataset):
+    """``dataset[i]`` drawn with torch's CPU RNG seeded from (seed, epoch, i), the caller's RNG state
+    untouched: a random augmentation (torchvision's transforms draw from torch's RNG) then depends on
+    the image and the epoch alone, not on the number of loader workers, so a run resumed with another
+    ``num_workers`` continues exactly."""
 
-    def __init__(self, dataset, batches, num_workers=0):
+    def __init__(self, dataset, seed: int, epoch: int):
+        self.dataset, self.base = dataset, (seed * 1_000_003 + epoch) * 1_000_000_007
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.base + int(i)) % (1 << 63))
+            return self.dataset[i]
+
+
+class _Loader:
+    """Minimal deterministic loader: a DataLoader over a fixed batch list (workers optional); items
+    other than a TensorDataset's are read through :class:`_SeededItems` when ``seed`` is given."""
+
+    def __init__(self, dataset, batches, num_workers=0, seed=None, epoch=0):
+        if seed is not None and not hasattr(dataset, "tensors"):
+            dataset = _SeededItems(dataset, seed, epoch)
         self.dataset, self.batches, self.num_workers = dataset, batches, num_workers
 
     def __len__(self):
@@ -278,8 +310,13 @@ class Trainer:
             raise ValueError(f"amp (float16 autocast) works on CUDA only, not on {self.device}")
         self.model = model.to(self.device)
         self.model_set = precision_set(self.model)
-        self.precs = ([user_precision(normalize_precision(p)) for p in cfg.precisions]
+        self.precs = ([user_precision(p) for p in normalize_set(cfg.precisions)]
                       if cfg.precisions is not None else list(self.model_set))
+        if not cfg.random_precision and len(self.precs) != 1:
+            # precisions=None means the model's whole set: training would use its first entry only while
+            # validation (and so best.pt) averaged over all of them.
+            raise ValueError(f"without random precision training give exactly one training precision; "
+                             f"precisions=None means the model's whole set {[precision_name(p) for p in self.precs]}")
         self.on_epoch = on_epoch
         for p in self.precs:  # error early, never silently fall back
             with precision(self.model, p):
@@ -294,6 +331,10 @@ class Trainer:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, rank, world))
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"no training step in an epoch: {len(train_set)} training images, batch_size "
+                             f"{cfg.batch_size}, {world} process{'es' if world > 1 else ''} (every process needs at "
+                             f"least one image of each global batch)")
         replays = cfg.free_replays if cfg.attack == "free" else 1
         self.total_steps = self.steps_per_epoch * cfg.epochs * replays
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.total_steps))
@@ -318,16 +359,40 @@ class Trainer:
         # another run put in out_dir (check_run_checkpoint); load_state takes the checkpoint's.
         # secrets, not random: the RNG states are part of the run.
         self.run_id = secrets.token_hex(8)
+        self._continuing = False  # set by restore() and by fit(): out_dir then holds this run's files
 
     # -- checkpoint -------------------------------------------------------------------
-    def state(self):
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "step": self.step, "best": self.best, "best_test": self.best_test,
-                "precision_counts": dict(self.precision_counts),
-                "free_delta": self.free_delta if self.free_delta is not None else torch.zeros(0),
-                "rng": rng_state(self.gen), "precision_rng": self.pgen.get_state(), "config": self.config_record(),
-                "precision_set": [precision_name(p) for p in self.model_set]}
+    def _own_state(self) -> dict:
+        return {"rng": rng_state(self.gen),
+                "free_delta": self.free_delta.cpu() if self.free_delta is not None else torch.zeros(0)}
+
+    def rank_states(self) -> list:
+        """Each rank's own RNG states (its random-start generator included) and free-training
+        perturbation, in rank order. Under DDP a collective: every rank must call it."""
+        mine = self._own_state()
+        if self.world == 1:
+            return [mine]
+        import torch.distributed as dist
+
+        out = [None] * self.world
+        dist.all_gather_object(out, mine)
+        return out
+
+    def state(self, ranks: Optional[list] = None):
+        """The checkpoint. ``ranks``: :meth:`rank_states` (this process's alone when not given), kept
+        as ``rank_states`` when there are several, so that a DDP resume gives each rank its own back;
+        ``rng`` and ``free_delta`` are rank 0's."""
+        ranks = ranks if ranks is not None else [self._own_state()]
+        st = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+              "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+              "epoch": self.epoch, "step": self.step, "best": self.best, "best_test": self.best_test,
+              "precision_counts": dict(self.precision_counts),
+              "free_delta": ranks[0]["free_delta"], "rng": ranks[0]["rng"],
+              "precision_rng": self.pgen.get_state(), "config": self.config_record(),
+              "precision_set": [precision_name(p) for p in self.model_set]}
+        if len(ranks) > 1:
+            st["rank_states"] = ranks
+        return st
 
     def config_record(self) -> dict:
         """config.json (also each checkpoint's ``config``): the TrainConfig as JSON, with
@@ -341,12 +406,21 @@ class Trainer:
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
+        # The optimizer holds the LR of the schedule it was saved with; a resume that stretches the
+        # schedule (more epochs) must take the new one's at this step from the first update on.
+        for g, base, f in zip(self.opt.param_groups, self.sched.base_lrs, self.sched.lr_lambdas):
+            g["lr"] = base * f(self.sched.last_epoch)
         self.scaler.load_state_dict(ck["scaler"])
         self.epoch, self.step, self.best = ck["epoch"], ck["step"], ck["best"]
         self.best_test = ck.get("best_test", -1.0)
         self.precision_counts = dict(ck["precision_counts"])
-        self.free_delta = ck["free_delta"].to(self.device) if ck["free_delta"].numel() else None
-        set_rng_state(ck["rng"], self.gen)
+        saved = ck.get("rank_states") or [{"rng": ck["rng"], "free_delta": ck["free_delta"]}]
+        if len(saved) != self.world and (self.world > 1 or len(saved) > 1) and self.rank == 0:
+            warnings.warn(f"resuming with {self.world} process(es) a run checkpointed with {len(saved)}: the ranks' "
+                          f"random starts (and free training's perturbations) are not those the run would have used")
+        own = saved[self.rank] if len(saved) == self.world else saved[0]
+        self.free_delta = own["free_delta"].to(self.device) if own["free_delta"].numel() else None
+        set_rng_state(own["rng"], self.gen)
         self.pgen.set_state(ck["precision_rng"].cpu())
         # A checkpoint older than run ids keeps this Trainer's new one, which names the run from now on.
         self.run_id = ck["config"].get("run_id") or self.run_id
@@ -366,6 +440,7 @@ class Trainer:
         """Continue from checkpoint ``ck``, already checked with :func:`check_run_checkpoint`: its state,
         and metrics.jsonl cut back to the epochs it covers."""
         self.load_state(ck)
+        self._continuing = True
         if self.rank == 0:
             self._drop_metrics_after(self.epoch)
 
@@ -411,11 +486,11 @@ class Trainer:
         # keeps a zero one, so SGD's momentum and weight decay move BN branches not drawn this step.
         self.opt.zero_grad(set_to_none=self.cfg.zero_grad == "none")
 
-    def _update(self, x_adv, y):
+    def _update(self, x_adv, y, share=1.0):
         out = self._forward(x_adv)
         loss = F.cross_entropy(out.float(), y)
         self._zero_grad()
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss * share if share != 1.0 else loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
         self.lr_used = self.opt.param_groups[0]["lr"]
@@ -438,9 +513,13 @@ class Trainer:
             return fgsm_rs(m, x, y, c.epsilon, c.alpha, generator=self.gen)
         return x
 
-    def train_batch(self, x, y):
+    def train_batch(self, x, y, share=1.0):
         """One minibatch (``free``: ``free_replays`` updates). Returns ``(loss sum, correct, n)``: the
-        first two as 0-dim float32 tensors on the device (read once per epoch: no host sync per step)."""
+        first two as 0-dim float32 tensors on the device (read once per epoch: no host sync per step).
+
+        ``share``: this rank's part of the global batch times the number of ranks (1 when the batch
+        splits evenly). The rank's mean loss is weighted by it, so that DDP's average of the ranks'
+        gradients is the gradient of the global batch's mean (63 images on 2 ranks: 32 and 31)."""
         c = self.cfg
         if c.attack == "free":
             if self.free_delta is None or self.free_delta.shape != x.shape:
@@ -453,7 +532,7 @@ class Trainer:
                 out = self._forward(xa)
                 loss = F.cross_entropy(out.float(), y)
                 self._zero_grad()
-                self.scaler.scale(loss).backward()
+                self.scaler.scale(loss * share if share != 1.0 else loss).backward()
                 g = delta.grad.detach()
                 step = c.alpha if c.alpha is not None else c.epsilon
                 self.free_delta = (project_linf(x + delta.detach() + step * g.sign(), x, c.epsilon) - x).detach()
@@ -468,13 +547,13 @@ class Trainer:
         self._draw()
         with reuse_quantized_weights(self.model):  # weights change only at the optimizer step
             xa = self._craft(x, y) if c.attack != "none" else x
-            loss, out = self._update(xa, y)
+            loss, out = self._update(xa, y, share)
         return loss * len(y), (out.argmax(1) == y).sum().float(), len(y)
 
-    def _reference_test_select(self, rec):
+    def _reference_test_select(self, rec) -> bool:
         """The reference's checkpoint rule (CIFAR/train.py): each epoch, PGD-20 (step 2/255, early
-        stop) on the test set at the lowest training precision (the fixed one without RPT); a better
-        accuracy writes best_test_reference.pt."""
+        stop) on the test set at the lowest training precision (the fixed one without RPT); True when
+        the accuracy is better, i.e. best_test_reference.pt is to be written."""
         c = self.cfg
         p = lowest_precision(self.precs) if c.random_precision else self.precs[0]
         clean, rob = evaluate_clean_pgd(self.model, self.test_set, [p], c.epsilon, 2 / 255, c.test_select_steps,
@@ -483,13 +562,16 @@ class Trainer:
         if rob > self.best_test:
             self.best_test = rob
             rec["best_test_reference"] = True
-            if self.rank == 0:
-                save_checkpoint(os.path.join(self.out_dir, REFERENCE_SELECT_CKPT), self.state())
+            return True
+        return False
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self, stop_after_steps: Optional[int] = None):
         """Train until ``cfg.epochs``; ``stop_after_steps`` simulates a kill (for tests)."""
         c = self.cfg
+        if not self._continuing:
+            self._check_fresh_out_dir()
+        self._continuing = True
         if self.rank == 0:
             os.makedirs(self.out_dir, exist_ok=True)
             path = os.path.join(self.out_dir, "config.json")
@@ -497,6 +579,19 @@ class Trainer:
                 json.dump(self.config_record(), f, indent=2)
         with deterministic(c.deterministic):
             return self._fit(stop_after_steps)
+
+    def _check_fresh_out_dir(self) -> None:
+        """A new run refuses a folder holding a run's files: it would append to their metrics.jsonl and
+        leave their best.pt beside its own config.json (and a later resume would accept the mix). Every
+        rank checks before rank 0 writes anything, so all refuse together."""
+        found = [f for f in RUN_FILES + ("last.pt",) if os.path.exists(os.path.join(self.out_dir, f))]
+        if found:
+            raise ValueError(f"{self.out_dir} already holds a run ({', '.join(found)}): train into an empty "
+                             f"folder, or continue that run with resume()")
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier(device_ids=[torch.cuda.current_device()] if dist.get_backend() == "nccl" else None)
 
     def _fit(self, stop_after_steps):
         c = self.cfg
@@ -508,22 +603,31 @@ class Trainer:
             t0 = time.time()
             self.model.train()
             batches = epoch_batches(len(self.train_set), c.batch_size, c.seed, self.epoch, self.rank, self.world)
-            it = _Loader(self.train_set, batches, self.num_workers)
+            it = _Loader(self.train_set, batches, self.num_workers, seed=c.seed, epoch=self.epoch)
             if tqdm is not None and c.progress and self.rank == 0:
                 it = tqdm(it, total=len(batches), desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False)
             ls = cs = torch.zeros((), device=self.device)
             ns = 0
             counts_before = dict(self.precision_counts)
-            for x, y in it:
+            n_train = len(self.train_set)
+            for i, (x, y) in enumerate(it):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no host sync
-                l, cor, n = self.train_batch(x, y)
+                global_n = min(c.batch_size, n_train - i * c.batch_size)  # the global batch this share is of
+                l, cor, n = self.train_batch(x, y, len(y) * self.world / global_n)
                 ls, cs, ns = ls + l, cs + cor, ns + n
                 if stop_after_steps is not None and self.step >= stop_after_steps:
                     return self
             self.epoch += 1
+            if self.world > 1:  # the epoch's figures are the global batches', not this rank's share
+                import torch.distributed as dist
+
+                t = torch.stack([ls.double(), cs.double(), torch.tensor(float(ns), dtype=torch.float64, device=ls.device)])
+                dist.all_reduce(t)
+                ls, cs, ns = t[0], t[1], int(t[2].item())
             rec = {"epoch": self.epoch, "step": self.step, "train_loss": ls.item() / max(ns, 1),
                    "train_acc": cs.item() / max(ns, 1), "lr": self.lr_used,
                    "precision_counts": {k: v - counts_before.get(k, 0) for k, v in self.precision_counts.items()}}
+            write_best = write_reference = False
             if self.val_set is not None and len(self.val_set) and (self.epoch % c.val_every == 0 or self.epoch == c.epochs):
                 vc, vr = evaluate_clean_pgd(self.model, self.val_set, self.precs, c.epsilon,
                                             c.epsilon / 4, c.val_pgd_steps, self.device, seed=c.seed)
@@ -531,18 +635,22 @@ class Trainer:
                 score = vr if vr is not None else vc
                 if score > self.best:
                     self.best = score
-                    rec["best"] = True
-                    if self.rank == 0:
-                        save_checkpoint(os.path.join(self.out_dir, "best.pt"), self.state())
+                    rec["best"] = write_best = True
             if c.test_select:
-                self._reference_test_select(rec)
+                write_reference = self._reference_test_select(rec)
             rec["seconds"] = time.time() - t0
+            ranks = self.rank_states()  # every rank, every epoch (a collective under DDP)
             if self.rank == 0:
+                st = self.state(ranks)
+                if write_best:
+                    save_checkpoint(os.path.join(self.out_dir, "best.pt"), st)
+                if write_reference:
+                    save_checkpoint(os.path.join(self.out_dir, REFERENCE_SELECT_CKPT), st)
                 # The epoch's line first, then last.pt: an interrupt between them leaves a line ahead of
                 # the checkpoint, which resume() drops (the other order lost the line for good).
                 with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
                     f.write(json.dumps(rec) + "\n")
-                save_checkpoint(os.path.join(self.out_dir, "last.pt"), self.state())
+                save_checkpoint(os.path.join(self.out_dir, "last.pt"), st)
                 if self.on_epoch is not None:
                     self.on_epoch(rec)
         return self
