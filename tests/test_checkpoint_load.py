@@ -62,6 +62,9 @@ def test_config_that_is_not_a_dict_is_a_checkpoint_error(tmp_path):
     save_checkpoint(str(tmp_path / "s.pt"), {"model": model.state_dict(), "config": "x"})
     with pytest.raises(CheckpointError, match="does not say which network"):
         load_trained_model(str(tmp_path / "s.pt"))
+    save_checkpoint(str(tmp_path / "api.pt"), {"model": model.state_dict(), "config": {"extra": {"network": "small_cnn"}}})
+    with pytest.raises(CheckpointError, match=r"its config's extra lacks dataset, model_precisions \(dwq train writes"):
+        load_trained_model(str(tmp_path / "api.pt"))
 
 
 @pytest.mark.parametrize("content,found", [(b"", "found an empty file"), (b"hello", "found a file starting with")])

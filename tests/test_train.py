@@ -247,6 +247,19 @@ def test_a_new_run_refuses_a_folder_holding_a_run(tmp_path):
     assert [json.loads(ln)["epoch"] for ln in open(os.path.join(out, "metrics.jsonl"))] == [1, 2, 3]
 
 
+def test_api_resume_refuses_another_config_and_leaves_the_callers_config_alone(tmp_path):
+    c = cfg(epochs=1)
+    Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), c, str(tmp_path)).fit()
+    assert c.zero_grad is None and c.test_select is None  # validate() filled in the Trainer's copy only
+    other = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, attack="fgsm", epsilon=0.2),
+                    str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"another config: attack 'pgd' there, 'fgsm' here; epsilon 0.1 there, "
+                                              r"0.2 here"):
+        other.resume()
+    longer = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, progress=True), str(tmp_path))
+    assert longer.resume() and longer.fit().epoch == 2  # epochs and progress may change
+
+
 def test_resume_with_more_epochs_takes_the_stretched_schedule_from_its_first_update(tmp_path):
     """The optimizer kept the old schedule's LR at the checkpoint's step; the first update after a resume
     with more epochs used it (0.01 x lr here, past both old milestones) instead of the new schedule's."""

@@ -38,6 +38,7 @@ are summed over the ranks. An augmented image is drawn with torch's RNG seeded b
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -64,6 +65,9 @@ TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
 SCHEDULES = ("multistep", "cyclic", "constant")
 ZERO_GRAD = ("none", "zero")
 REFERENCE_SELECT_CKPT = "best_test_reference.pt"
+# TrainConfig fields a resume may change (the CLI's RESUME_MAY_CHANGE names its flags); run_id is the
+# checkpoint's, and extra holds the caller's notes (the CLI's flags and history).
+RESUME_MAY_CHANGE = ("epochs", "progress", "compile", "deterministic", "run_id", "extra")
 # What a run writes into its folder before its first last.pt (at the end of epoch 1).
 RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", REFERENCE_SELECT_CKPT)
 
@@ -94,7 +98,8 @@ class TrainConfig:
     val_every: int = 1
     val_pgd_steps: int = 10
     progress: bool = True
-    extra: dict = field(default_factory=dict)  # network/dataset info for rebuilding the model
+    extra: dict = field(default_factory=dict)  # kept in config.json and checkpoints; load_trained_model rebuilds
+                                               # the model from its network, dataset and model_precisions
     # The reference code's semantics (module docstring); None below means "as `reference` says".
     reference: bool = False
     zero_grad: Optional[str] = None     # "none" (dwq: unused parameters get no gradient, SGD skips them)
@@ -290,6 +295,7 @@ class Trainer:
     checkpoint chosen on the test set overstates its test accuracy). Under DDP only
     rank 0 writes.
     ``on_epoch(record)``: called after each epoch with the record written to metrics.jsonl (console).
+    After ``fit`` the model is left as training left it: train mode, at the last drawn precision.
 
     Precisions are written in dwq's one spelling ('fp', '4', '4w8a') in config.json, metrics.jsonl
     and checkpoints; ``precision_counts`` counts the draws (one per update; free training: one per
@@ -299,7 +305,7 @@ class Trainer:
     def __init__(self, model: nn.Module, train_set, cfg: TrainConfig, out_dir: str, val_set=None,
                  device="cpu", num_workers=0, rank=0, world=1,
                  on_epoch: Optional[Callable[[dict], None]] = None, test_set=None):
-        self.cfg = cfg.validate()
+        self.cfg = cfg = copy.copy(cfg).validate()  # validate() fills in defaults: the caller's config stays as given
         if cfg.reference:
             check_reference_quantizers(model)
         if cfg.test_select and test_set is None:
@@ -433,6 +439,12 @@ class Trainer:
             return False
         ck = load_checkpoint(path, map_location=self.device)
         check_run_checkpoint(self.out_dir, ck, path)
+        theirs, ours = ck["config"], self.config_record()
+        changed = sorted(k for k in set(theirs) | set(ours)
+                         if k not in RESUME_MAY_CHANGE and theirs.get(k) != ours.get(k))
+        if changed:
+            raise CheckpointError(f"{path} was trained with another config: "
+                                  + "; ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in changed))
         self.restore(ck)
         return True
 
