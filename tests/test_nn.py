@@ -268,13 +268,19 @@ def test_sbn_warns_in_eval_for_a_branch_never_trained():
     assert _sbn_warnings(untracked, x) == [] and untracked.untrained_precisions() == []
 
 
-def test_sbn_compiled_training_marks_the_branch_trained():
+def test_sbn_compiled_forwards_neither_guard_on_the_flag_nor_warn():
+    """A compiled forward leaves the flag to mark_trained (reading it would recompile each precision once
+    more), and its eval does not break the graph to warn."""
+    from dwq.nn.sbn import mark_trained
+
     sbn = SwitchableBatchNorm2d(3, [4, 8])
     step = torch.compile(sbn, fullgraph=True, backend="aot_eager")
     step(torch.randn(4, 3, 2, 2))
+    assert sbn.untrained_precisions() == ["4", "8"]
+    mark_trained(sbn)
     assert sbn.untrained_precisions() == ["4"]
     sbn.eval()
-    step(torch.randn(4, 3, 2, 2))  # the compiled eval forward does not break the graph to warn
+    step(torch.randn(4, 3, 2, 2))
 
 
 def test_sbn_built_on_a_device():

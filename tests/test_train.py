@@ -461,3 +461,7 @@ def test_compiled_training_runs_and_is_recorded(tmp_path):
     assert rec["train_loss"] == rec["train_loss"] and rec["train_loss"] > 0  # finite
     assert json.load(open(tmp_path / "config.json"))["compile"] is True
     assert sum(rec["precision_counts"].values()) == 2
+    from dwq.nn import SwitchableBatchNorm2d
+    trained = {k for k, v in rec["precision_counts"].items() if v}  # compiled forwards: marked by the trainer
+    assert all(set(s.untrained_precisions()) == {"2", "4"} - trained for s in m.modules()
+               if isinstance(s, SwitchableBatchNorm2d))

@@ -20,7 +20,8 @@ class SwitchableBatchNorm2d(PrecisionModule):
 
     A branch that never saw a training batch (a precision RPT never drew, or a model trained at
     one precision and evaluated at another) would normalize with its initial statistics (mean 0,
-    variance 1): in eval mode that warns once per precision instead of silently giving a poor model.
+    variance 1): in eval mode that warns once per precision instead of silently giving a poor model
+    (eager forwards only; see :func:`mark_trained` for compiled training).
     """
 
     def __init__(self, num_features: int, precisions: Iterable, eps: float = 1e-5, momentum: float = 0.1,
@@ -45,14 +46,14 @@ class SwitchableBatchNorm2d(PrecisionModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         i = self.precision_index
         bn = self.bn[i]
-        # A compiled training forward replays the flag's update; a compiled eval skips the warning
-        # (a graph break), which the eager forward still gives.
-        if bn.track_running_stats and not self._trained[i]:
+        # Not while compiling: reading the host flag would be a guard (a recompile per precision) and a
+        # warning a graph break; compiled training is marked by mark_trained (dwq.train calls it).
+        if bn.track_running_stats and not torch.compiler.is_compiling():
             if self.training:
                 self._trained[i] = True
-            elif not torch.compiler.is_compiling():
-                warnings.warn(f"SwitchableBatchNorm2d: the branch of precision {precision_name(self.precision)} has "
-                              f"never seen a training batch, so eval normalizes with its initial statistics "
+            elif not self._trained[i]:
+                warnings.warn(f"SwitchableBatchNorm2d: the branch of precision {precision_name(self.precision)} "
+                              f"has never seen a training batch, so eval normalizes with its initial statistics "
                               f"(mean 0, variance 1)")
         return bn(x)
 
@@ -70,3 +71,12 @@ class SwitchableBatchNorm2d(PrecisionModule):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, branches={len(self.bn)}, precision={precision_name(self.precision)}"
+
+
+def mark_trained(model: nn.Module) -> None:
+    """Records that every switchable BN of ``model`` trains its current precision's branch. A compiled
+    training forward does not record it itself; a training loop that compiles the model calls this
+    after each precision switch (dwq.train does), so that eval does not warn about those branches."""
+    for m in model.modules():
+        if isinstance(m, SwitchableBatchNorm2d):
+            m._trained[m.precision_index] = True

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from dwq._atomic import atomic_open
 from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
+from dwq.nn.sbn import mark_trained
 from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, normalize_set, precision_name,
                        reuse_quantized_weights, user_precision)
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -474,6 +475,8 @@ class Trainer:
         p = self.precs[torch.randint(len(self.precs), (1,), generator=self.pgen).item()] \
             if self.cfg.random_precision else self.precs[0]
         set_precision(self.model, p)
+        if self.cfg.compile:
+            mark_trained(self.model)  # compiled forwards do not record the switchable-BN branches they train
         k = precision_name(p)
         self.precision_counts[k] = self.precision_counts.get(k, 0) + 1
         return p
