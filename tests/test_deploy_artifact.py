@@ -160,9 +160,51 @@ def test_not_a_dwq_file(tmp_path):
 
 @needs_ext
 def test_description_that_does_not_fit_its_tensors(saved):
-    def drop_plan(m):
+    from dwq.deploy.artifact import _model_digest
+
+    def drop_plan(m):  # a description made consistent again, e.g. by a tool of one's own
         m["model"]["layers"]["conv2"]["plans"].pop()
+        m["model_sha256"] = _model_digest(m["model"])
 
     _rewrite_metadata(saved, drop_plan)
     with pytest.raises(ArtifactError, match="does not fit its tensors"):
         load(saved)
+
+
+@needs_ext
+def test_one_changed_byte_of_the_description_is_refused(saved):
+    """The tensors' digest did not cover the layer configs and the program: a padding of 1 flipped to 0
+    loaded as another model (logits off by 0.065 of their size). Without the digest (an older file)
+    it still loads."""
+    raw = open(saved, "rb").read()
+    i = raw.index(b'"padding": [1, 1]') if b'"padding": [1, 1]' in raw else raw.index(b'\\"padding\\": [1, 1]')
+    j = raw.index(b"1", i)
+    open(saved, "wb").write(raw[:j] + b"0" + raw[j + 1:])
+    with pytest.raises(ArtifactError, match="its model description .* does not match the digest"):
+        load(saved)
+
+    def drop_digest(m):
+        del m["model_sha256"]
+    _rewrite_metadata(saved, drop_digest)
+    assert load(saved) is not None
+
+
+@needs_ext
+def test_a_program_step_with_arguments_its_function_does_not_take_is_refused_at_load(saved):
+    def bogus(m):
+        step = next(s for s in m["model"]["program"] if "fn" in s)
+        step.setdefault("kwargs", {})["bogus"] = 1
+        from dwq.deploy.artifact import _model_digest
+        m["model_sha256"] = _model_digest(m["model"])
+
+    _rewrite_metadata(saved, bogus)
+    with pytest.raises(ArtifactError, match="does not take these arguments: got an unexpected keyword argument 'bogus'"):
+        load(saved)
+
+
+@needs_ext
+def test_artifact_paths_that_are_folders_or_in_missing_folders(int_model, tmp_path):
+    with pytest.raises(ArtifactError, match="is a directory, not an artifact file"):
+        load(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"the folder of .*nowhere/m.safetensors does not exist"):
+        save(int_model, str(tmp_path / "nowhere" / "m.safetensors"))

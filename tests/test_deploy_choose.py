@@ -45,6 +45,33 @@ def test_nothing_fits_and_missing_latency_are_errors():
         choose_precisions({4: 1.0}, budget_ms=5, candidates=[4, 6])
 
 
+@pytest.mark.parametrize("budget", [float("nan"), float("inf"), 0, -1.0, "5"])
+def test_a_budget_that_is_not_a_finite_positive_number_is_refused(budget):
+    """A NaN budget passed every comparison and proposed every precision."""
+    with pytest.raises(ValueError, match="budget_ms must be a finite number of ms > 0"):
+        choose_precisions(LATENCY, budget)
+
+
+def test_latencies_are_checked_and_take_latency_per_precision_rows():
+    with pytest.raises(ValueError, match="the latency of precision 2 must be a finite number of ms >= 0, got nan"):
+        choose_precisions({2: float("nan"), 4: 1.0}, 2.0)
+    with pytest.raises(ValueError, match="gives precision 4 twice"):
+        choose_precisions({4: 1.0, "4": 9.0}, 2.0)
+    rows = {"2": {"median_ms": 1.0, "min_ms": 0.9, "reps": 3}, "8": {"median_ms": 3.0, "min_ms": 2.8, "reps": 3}}
+    assert choose_precisions(rows, 2.0).precisions == [2, 8]
+    # a mean equal to the budget fits, whatever the rounding of the sum (0.6 / 3 = 0.20000000000000004)
+    assert choose_precisions({2: 0.1, 3: 0.2, 4: 0.3}, 0.2).precisions == [2, 3, 4]
+
+
+def test_latency_from_records_keeps_networks_and_runs_apart():
+    recs = [{"op": op, "shape": "b1", "bits": 8, "impl": "dwq_int", "median_ms": ms} for op, ms in (("a", 0.5), ("b", 50.0))]
+    with pytest.raises(ValueError, match=r"several ops \['a', 'b'\]; pass op="):
+        latency_from_records(recs)
+    assert latency_from_records(recs, op="b") == {"8": 50.0}
+    with pytest.raises(ValueError, match="the records hold precision 8 of 'a' 'b1' twice"):
+        latency_from_records(recs[:1] * 2)
+
+
 def test_latency_from_benchmark_records(tmp_path):
     recs = [{"op": "m", "shape": "b1", "bits": b, "impl": "dwq_int", "median_ms": 1.0 + b} for b in (2, 4)] + \
            [{"op": "m", "shape": "b1", "bits": 32, "impl": "dwq_int", "median_ms": 9.0},
@@ -56,3 +83,38 @@ def test_latency_from_benchmark_records(tmp_path):
     with pytest.raises(ValueError, match="several shapes"):
         latency_from_records(recs)
     assert latency_from_records(recs, impl="torch_fp32") == {"fp": 7.0}
+
+
+def test_latency_per_precision_times_eval_forwards_and_leaves_a_training_model_as_it_was():
+    """Timing a model in train mode updated every precision's BN statistics and ranges (58 of 108 state
+    tensors of a small CNN) and timed train-mode forwards; nothing to time is a ValueError."""
+    import torch
+
+    from dwq.deploy import latency_per_precision
+    from dwq.deploy.timing import time_round_robin
+
+    m = small_cnn(precisions=[2, 8], width=4).train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    modes = []
+    m.register_forward_pre_hook(lambda mod, args: modes.append(mod.training))
+    lat = latency_per_precision(m, torch.rand(2, 1, 28, 28), budget_s=0.0, min_reps=1, max_reps=1)
+    assert set(lat) == {"2", "8"} and modes and not any(modes) and m.training
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="no precision to time"):
+        latency_per_precision(m, torch.rand(2, 1, 28, 28), [])
+    with pytest.raises(ValueError, match="nothing to time"):
+        time_round_robin({})
+
+
+def test_profile_refuses_an_integer_model():
+    """Its integer layers are neither nn.Conv2d nor nn.Linear: they dropped out of the count (28,384
+    MACs of 141,280) and choose_precisions reported a wrong mean BitOPs."""
+    from deploy_models import calibrated
+
+    from dwq.deploy import convert
+    from dwq.ops import HAS_EXT
+    if not HAS_EXT:
+        pytest.skip("dwq._C (the compiled extension) is not importable: no integer model to build")
+    im = convert(calibrated(small_cnn(precisions=[4, None], width=4), (8, 1, 28, 28)))
+    with pytest.raises(ValueError, match="profile counts fake-quant models: 'layers.conv2' is a layer of an integer model"):
+        profile(im, (1, 1, 28, 28))

@@ -106,8 +106,11 @@ def test_bench_bad_input(artifact, tmp_path, capsys):
     data = open(artifact, "rb").read()
     (tmp_path / "cut.safetensors").write_bytes(data[:len(data) // 2])
     _fails(["bench", "--model", str(tmp_path / "cut.safetensors")], capsys, "corrupt or truncated")
-    _fails(["bench", "--model", artifact, "--budget-ms", "0.000001", "--seconds", "0.01"], capsys,
+    kept = tmp_path / "kept.json"
+    _fails(["bench", "--model", artifact, "--budget-ms", "0.000001", "--seconds", "0.01", "--json", str(kept)], capsys,
            "no precision fits a budget")
+    assert {r["bits"] for r in json.load(open(kept))} == {2, 8}  # the measurements are kept
+    _fails(["bench", "--model", artifact, "--budget-ms", "nan"], capsys, "--budget-ms must be a finite number > 0, got nan")
 
 
 def test_every_deploy_flag_has_help():

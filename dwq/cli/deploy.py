@@ -7,6 +7,7 @@ User errors raise ``CLIError`` (one line, exit status 2); nothing is written bef
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from .common import CLIError, HelpFormatter, existing_checkpoint, positive_int, precision_arg
@@ -111,8 +112,8 @@ def cmd_bench(a) -> int:
         _new_file(a.json, "--json")
     if a.seconds <= 0:
         raise CLIError(f"--seconds must be > 0, got {a.seconds}")
-    if a.budget_ms is not None and a.budget_ms <= 0:
-        raise CLIError(f"--budget-ms must be > 0, got {a.budget_ms}")
+    if a.budget_ms is not None and not (math.isfinite(a.budget_ms) and a.budget_ms > 0):
+        raise CLIError(f"--budget-ms must be a finite number > 0, got {a.budget_ms}")
     try:
         model = load(a.model)
     except ArtifactError as e:
@@ -141,17 +142,17 @@ def cmd_bench(a) -> int:
         shape = f"b{bs} {'x'.join(map(str, size))}"
         records += [{"op": name, "shape": shape, "bits": _bits_field(k), "impl": "dwq_int", "median_ms": v["median_ms"],
                      "min_ms": v["min_ms"], "threads": torch.get_num_threads()} for k, v in lat.items()]
+    if a.json:  # before the choice: a budget nothing fits must not lose the measurements
+        with open(a.json, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"wrote {a.json}")
     if a.budget_ms is not None:
         try:
-            ch = choose_precisions({k: v["median_ms"] for k, v in first.items()}, a.budget_ms)
+            ch = choose_precisions(first, a.budget_ms)
         except ValueError as e:
             raise CLIError(str(e)) from None
         print(f"largest set within {a.budget_ms:g} ms at batch {a.batch_size[0]}: "
               f"{' '.join(precision_name(p) for p in ch.precisions)} (expected {ch.expected_latency_ms:.3f} ms)")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(records, f, indent=1)
-        print(f"wrote {a.json}")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 The metadata (safetensors' ``__metadata__``, key ``"dwq"``) is JSON: ``format`` ("dwq-integer-model"),
 ``format_version``, ``dwq_version``, ``model`` (the layer configs, the program and ``info``: the source
-architecture, precision set, quantizer settings) and ``sha256`` (digest of every tensor's name, dtype,
-shape and bytes). Loading parses JSON and raw tensor bytes only: no pickle, no code. Weights are codes
+architecture, precision set, quantizer settings), ``sha256`` (digest of every tensor's name, dtype,
+shape and bytes) and ``model_sha256`` (digest of ``model``'s canonical JSON: a changed stride or
+padding would load as another model; files written before it are read without that check). Loading parses JSON and raw tensor bytes only: no pickle, no code. Weights are codes
 at exactly their bit width (:mod:`dwq.deploy.bitpack`); the kernels' layout is rebuilt on load.
 
 Writes go to ``<path>.tmp``, are fsynced, then renamed over ``path`` (atomic on POSIX,
@@ -43,12 +44,19 @@ def _digest(tensors: Dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _model_digest(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def save(model: IntegerModel, path: str) -> None:
     """Writes ``model`` (from :func:`dwq.deploy.convert` or :func:`load`) to ``path`` atomically."""
     from safetensors.torch import save as st_save
 
     if not isinstance(model, IntegerModel):
         raise TypeError(f"save: expected a dwq.deploy.IntegerModel, got {type(model).__name__}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):  # (else the error would name the temporary file)
+        raise FileNotFoundError(f"save: the folder of {path} does not exist")
     tensors, seen = {}, set()
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu").contiguous()
@@ -57,8 +65,9 @@ def save(model: IntegerModel, path: str) -> None:
             v = v.clone()
         seen.add(v.untyped_storage().data_ptr())
         tensors[k] = v
+    cfg = model.config()
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dwq_version": __version__,
-            "model": model.config(), "sha256": _digest(tensors)}
+            "model": cfg, "sha256": _digest(tensors), "model_sha256": _model_digest(cfg)}
     data = st_save(tensors, metadata={"dwq": json.dumps(meta)})
     with atomic_open(path, "wb") as f:
         f.write(data)
@@ -69,7 +78,8 @@ def read_metadata(path: str) -> dict:
     from safetensors import safe_open
 
     if not os.path.isfile(path):
-        raise ArtifactError(f"{path} does not exist")
+        raise ArtifactError(f"{path} is a directory, not an artifact file" if os.path.isdir(path)
+                            else f"{path} does not exist")
     try:
         with safe_open(path, framework="pt") as f:
             raw = (f.metadata() or {}).get("dwq")
@@ -85,7 +95,7 @@ def read_metadata(path: str) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise ArtifactError(f"{path} is not a dwq integer model (format {fmt!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if type(meta.get("format_version")) is not int or meta["format_version"] != FORMAT_VERSION:
         raise ArtifactError(f"{path} has format version {meta.get('format_version')!r} (written by dwq "
                             f"{meta.get('dwq_version', '?')}); this dwq {__version__} reads version {FORMAT_VERSION}")
     return meta
@@ -104,9 +114,12 @@ def load(path: str, device="cpu") -> IntegerModel:
         raise ArtifactError(f"{path}: cannot read its tensors (corrupt or truncated: {str(e).strip()[:200]})") from None
     if _digest(tensors) != meta.get("sha256"):
         raise ArtifactError(f"{path} is corrupt: its tensors do not match the digest stored at save time")
+    if "model_sha256" in meta and _model_digest(meta.get("model")) != meta["model_sha256"]:
+        raise ArtifactError(f"{path} is corrupt: its model description (layers, program) does not match the "
+                            f"digest stored at save time")
     try:
         model = IntegerModel.from_config(meta["model"], tensors)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except Exception as e:  # any way a damaged description fails is one line naming the file
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ArtifactError(f"{path}: the model description does not fit its tensors ({type(e).__name__}: {first})") \
             from None

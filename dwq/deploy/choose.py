@@ -6,6 +6,7 @@ On 8-bit integer hardware every width 2..8 costs the same (x86 has no sub-byte m
 the bit width, decides what a set costs.
 """
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
@@ -33,36 +34,61 @@ class PrecisionChoice:
 
 
 def latency_from_records(records: Union[str, Sequence[dict]], impl: str = "dwq_int",
-                         shape: Optional[str] = None) -> Dict[str, float]:
+                         shape: Optional[str] = None, op: Optional[str] = None) -> Dict[str, float]:
     """Median latency per precision from benchmark records (``benchmarks/bench_models.py`` / ``dwq bench``
-    JSON: a path or the list of ``{"op", "shape", "bits", "impl", "median_ms"}`` records) of one ``impl``
-    and one ``shape`` (required when the records hold several). Keys are precision names ("4")."""
+    JSON: a path or the list of ``{"op", "shape", "bits", "impl", "median_ms"}`` records) of one ``impl``,
+    one ``op`` (the network) and one ``shape`` (each required when the records hold several). Keys are
+    precision names ("4"). ValueError for two records of the same precision (runs concatenated)."""
     if isinstance(records, str):
         with open(records) as f:
             records = json.load(f)
     rows = [r for r in records if r.get("impl") == impl]
-    shapes = sorted({r.get("shape") for r in rows})
-    if shape is None and len(shapes) > 1:
-        raise ValueError(f"the records hold several shapes {shapes}; pass shape=")
-    rows = [r for r in rows if shape is None or r.get("shape") == shape]
+    for key, want in (("op", op), ("shape", shape)):
+        have = sorted({str(r.get(key)) for r in rows})
+        if want is None and len(have) > 1:
+            raise ValueError(f"the records hold several {key}s {have}; pass {key}=")
+        rows = [r for r in rows if want is None or r.get(key) == want]
     if not rows:
-        raise ValueError(f"no {impl!r} records" + (f" of shape {shape!r}" if shape else ""))
-    # fp32 / full-precision records carry bits 32 (the benchmarks' convention)
-    return {precision_name(None if r["bits"] == 32 else r["bits"]): float(r["median_ms"]) for r in rows}
+        raise ValueError(f"no {impl!r} records" + "".join(f" of {k} {v!r}" for k, v in (("op", op), ("shape", shape)) if v))
+    out = {}
+    for r in rows:
+        # fp32 / full-precision records carry bits 32 (the benchmarks' convention)
+        name = precision_name(None if r["bits"] == 32 else r["bits"])
+        if name in out:
+            raise ValueError(f"the records hold precision {name} of {r.get('op')!r} {r.get('shape')!r} twice")
+        out[name] = float(r["median_ms"])
+    return out
+
+
+def _ms(name: str, v) -> float:
+    # latency_per_precision's {"median_ms": ...} rows are taken as they come
+    v = v["median_ms"] if isinstance(v, Mapping) else v
+    ms = float(v)
+    if not (math.isfinite(ms) and ms >= 0):
+        raise ValueError(f"the latency of precision {name} must be a finite number of ms >= 0, got {v!r}")
+    return ms
 
 
 def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[Sequence] = None,
                       cost: Optional[CostReport] = None) -> PrecisionChoice:
     """The largest subset of ``candidates`` whose mean latency fits ``budget_ms``.
 
-    latency: ``{precision: ms}`` (keys in any spelling: 4, "4", "4w8a", None/"fp"), e.g. from
-    :func:`dwq.deploy.latency_per_precision` or :func:`latency_from_records`. candidates: default every
+    latency: ``{precision: ms}`` (keys in any spelling: 4, "4", "4w8a", None/"fp"; values in ms or
+    ``{"median_ms": ms, ...}``), e.g. from :func:`dwq.deploy.latency_per_precision` or
+    :func:`latency_from_records`. budget_ms: finite and > 0. candidates: default every
     precision in ``latency``. For a given size the cheapest precisions give the lowest mean, so the
     answer is the k cheapest for the largest k that fits (ties in latency: the lower width first).
     cost: a :class:`dwq.quant.cost.CostReport` of the model (``dwq.quant.cost.profile``) to report the
     set's mean BitOPs per image. ValueError if no candidate alone fits the budget.
     """
-    lat = {normalize_precision(parse_precision(k) if isinstance(k, str) else k): float(v) for k, v in latency.items()}
+    if not (isinstance(budget_ms, (int, float)) and math.isfinite(budget_ms) and budget_ms > 0):
+        raise ValueError(f"budget_ms must be a finite number of ms > 0, got {budget_ms!r}")
+    lat = {}
+    for k, v in latency.items():
+        p = normalize_precision(parse_precision(k) if isinstance(k, str) else k)
+        if p in lat:
+            raise ValueError(f"latency gives precision {precision_name(p)} twice (as {k!r} too)")
+        lat[p] = _ms(precision_name(p), v)
     cands = [normalize_precision(p) for p in (candidates if candidates is not None else lat)]
     missing = [precision_name(p) for p in cands if p not in lat]
     if missing:
@@ -73,7 +99,8 @@ def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[S
     best: List = []
     total = 0.0
     for p in order:
-        if (total + lat[p]) / (len(best) + 1) > budget_ms:
+        # (a mean equal to the budget fits, whatever the rounding of the sum)
+        if (total + lat[p]) / (len(best) + 1) > budget_ms * (1 + 1e-9):
             break
         best.append(p)
         total += lat[p]

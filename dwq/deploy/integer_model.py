@@ -15,6 +15,7 @@ Program step (JSON)::
 ``args`` name earlier values (``"input"`` is the model input); ``kwargs`` are JSON constants.
 """
 import functools
+import inspect
 from typing import Dict, List
 
 import torch
@@ -126,6 +127,10 @@ class IntegerModel(nn.Module):
                 kw = dict(step.get("kwargs", {}))
                 if step.get("inplace"):
                     kw["inplace"] = True
+                try:  # checked here, not at the first forward
+                    inspect.signature(FUNCTIONS[step["fn"]]).bind(*step["args"], **kw)
+                except TypeError as e:
+                    raise ValueError(f"program step {k} ({step['fn']}) does not take these arguments: {e}") from None
                 fn = functools.partial(FUNCTIONS[step["fn"]], **kw)
             free = tuple(slots[a] for a in set(step["args"]) if last_use[a] == k and a != self.output)
             steps.append((fn, tuple(slots[a] for a in step["args"]), slots[step["out"]], free))

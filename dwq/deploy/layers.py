@@ -156,6 +156,7 @@ class _FloatPlan(nn.Module):
 
 class _IntLayer(PrecisionModule):
     kind = ""
+    integer_layer = True  # dwq.quant.cost.profile refuses what it cannot count (it must not import deploy)
 
     def __init__(self, cfg: dict, tensors: Tensors, weight_shape):
         super().__init__()

@@ -15,7 +15,10 @@ __all__ = ["time_round_robin", "latency_per_precision"]
 def time_round_robin(fns: Dict[str, Callable[[], object]], budget_s: float = 1.0, min_reps: int = 3,
                      max_reps: int = 50) -> Dict[str, dict]:
     """``{name: {"median_ms", "min_ms", "reps"}}``: one warm-up call each, then rounds over all ``fns``
-    until ``min_reps`` rounds are done and ``budget_s`` has passed (at most ``max_reps`` rounds)."""
+    until ``min_reps`` rounds are done and ``budget_s`` has passed (at most ``max_reps`` rounds). A
+    function that launches GPU work must wait for it itself (as :func:`latency_per_precision` does)."""
+    if not fns:
+        raise ValueError("time_round_robin: nothing to time (no functions given)")
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -33,16 +36,28 @@ def time_round_robin(fns: Dict[str, Callable[[], object]], budget_s: float = 1.0
 
 def latency_per_precision(model: torch.nn.Module, x: torch.Tensor, precisions: Optional[Sequence] = None,
                           budget_s: float = 1.0, min_reps: int = 3, max_reps: int = 50) -> Dict[str, dict]:
-    """Forward latency of ``model`` on ``x`` at each precision (default: its whole set), inference mode;
-    ``{precision name: {"median_ms", "min_ms", "reps"}}``."""
+    """Forward latency of ``model`` on ``x`` at each precision (default: its whole set), in eval and
+    inference mode (a model in train mode is put back in it afterwards, its statistics untouched);
+    on CUDA each forward is timed until the GPU finishes it. ``{precision name: {"median_ms",
+    "min_ms", "reps"}}``."""
     from dwq.nn.precision import precision_set
 
     ps = precision_set(model) if precisions is None else list(precisions)
+    if not ps:
+        raise ValueError("latency_per_precision: no precision to time")
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def run_at(p):
         def f():
             with torch.inference_mode(), precision(model, p):
-                return model(x)
+                out = model(x)
+            sync()
+            return out
         return f
 
-    return time_round_robin({precision_name(p): run_at(p) for p in ps}, budget_s, min_reps, max_reps)
+    was = model.training
+    model.eval()  # a train-mode forward would update every precision's BN statistics and ranges
+    try:
+        return time_round_robin({precision_name(p): run_at(p) for p in ps}, budget_s, min_reps, max_reps)
+    finally:
+        model.train(was)

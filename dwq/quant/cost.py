@@ -154,6 +154,10 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
         if len(input_size) < 2:
             raise ValueError(f"profile: input_size must include the batch dimension, got {input_size}")
         example = None
+    for name, m in model.named_modules():
+        if getattr(m, "integer_layer", False):  # its conv/linear would drop out of the count silently
+            raise ValueError(f"profile counts fake-quant models: {name!r} is a layer of an integer model "
+                             f"(dwq.deploy); profile the model it was converted from")
     work = copy.deepcopy(model)
     work.eval()
     try:
