@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import dwq.ops.qgemm as q
+from dwq.deploy.timing import time_round_robin as deploy_time_round_robin
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
 from records import finish, latency_axis  # noqa: E402  (benchmarks/records.py)
@@ -51,23 +52,11 @@ def timeit(fn, min_reps=5, budget_s=0.4, max_reps=50):
 
 
 def time_round_robin(cands, budget_s=1.5, min_reps=7, max_reps=60):
-    """Times every (impl, bits, fn) of one shape in turn, repetition by repetition, so that all of
-    them see the same load of a shared machine. Each round starts one candidate later, so that none
-    always follows the same one (the candidate after the baselines ran 8-28% slower on small shapes,
-    whatever its width). Returns [(impl, bits, median_ms, min_ms)]."""
-    for _, _, fn in cands:
-        fn()  # warm-up (allocations, oneDNN primitive creation)
-    times = [[] for _ in cands]
-    t_end = time.perf_counter() + budget_s
-    rnd = 0
-    while len(times[0]) < min_reps or (time.perf_counter() < t_end and len(times[0]) < max_reps):
-        for j in range(len(cands)):
-            i = (rnd + j) % len(cands)
-            t0 = time.perf_counter()
-            cands[i][2]()
-            times[i].append((time.perf_counter() - t0) * 1e3)
-        rnd += 1
-    return [(impl, bits, statistics.median(t), min(t)) for (impl, bits, _), t in zip(cands, times)]
+    """Times every (impl, bits, fn) of one shape with dwq.deploy.time_round_robin (in turn, repetition
+    by repetition, each round starting one candidate later, so that all of them see the same load of a
+    shared machine). Returns [(impl, bits, median_ms, min_ms)]."""
+    timed = deploy_time_round_robin({(impl, bits): fn for impl, bits, fn in cands}, budget_s, min_reps, max_reps)
+    return [(impl, bits, t["median_ms"], t["min_ms"]) for (impl, bits), t in timed.items()]
 
 
 def add_timed(records, op, shape, cands, budget_s):

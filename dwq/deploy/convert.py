@@ -252,9 +252,9 @@ def _check_in_set(model: nn.Module, precisions) -> None:
 def _warn_untrained_bn(model: nn.Module, precisions) -> None:
     # Folded into the epilogue, such a branch's initial statistics would give a poor integer model
     # silently; the fake-quant model warns at its eval forward, the converter says it once.
-    wanted = {precision_name(p) for p in precisions}
-    never = sorted({name for m in model.modules() if isinstance(m, SwitchableBatchNorm2d)
-                    for name in m.untrained_precisions() if name in wanted}, key=[precision_name(p) for p in precisions].index)
+    untrained = {name for m in model.modules() if isinstance(m, SwitchableBatchNorm2d)
+                 for name in m.untrained_precisions()}
+    never = [name for name in map(precision_name, precisions) if name in untrained]
     if never:
         warnings.warn(f"convert: the switchable batch norm never saw a training batch at precision(s) "
                       f"{', '.join(never)}; their folded statistics are the initial ones (mean 0, variance 1)")

@@ -120,10 +120,12 @@ def load_trained_model(path: str, device="cpu"):
 
     ck = load_checkpoint(path, map_location="cpu")
     ex = ck["config"].get("extra", {}) if isinstance(ck["config"], dict) else None
-    if not isinstance(ex, dict) or "network" not in ex or "dataset" not in ex or "model_precisions" not in ex:
+    ex = ex if isinstance(ex, dict) else {}
+    lacks = [k for k in ("network", "dataset", "model_precisions") if k not in ex]
+    if lacks:
         raise CheckpointError(f"{path} does not say which network it holds: its config's extra lacks "
-                              f"{', '.join(k for k in ('network', 'dataset', 'model_precisions') if not isinstance(ex, dict) or k not in ex)} "
-                              f"(dwq train writes them; a Trainer of the Python API writes what TrainConfig.extra holds)")
+                              f"{', '.join(lacks)} (dwq train writes them; a Trainer of the Python API writes "
+                              f"what TrainConfig.extra holds)")
     try:
         # "fp"/"4"/"4w8a" (one spelling); checkpoints of before it hold None, ints and [w, a] lists
         precisions = [parse_precision(p) if isinstance(p, str) else (tuple(p) if isinstance(p, list) else p)

@@ -319,9 +319,9 @@ class Trainer:
         self.model_set = precision_set(self.model)
         self.precs = ([user_precision(p) for p in normalize_set(cfg.precisions)]
                       if cfg.precisions is not None else list(self.model_set))
-        if not cfg.random_precision and len(self.precs) != 1:
-            # precisions=None means the model's whole set: training would use its first entry only while
-            # validation (and so best.pt) averaged over all of them.
+        if cfg.precisions is None and not cfg.random_precision and len(self.precs) != 1:
+            # (a given list validate() checked) precisions=None means the model's whole set: training
+            # would use its first entry only while validation (and so best.pt) averaged over all of them.
             raise ValueError(f"without random precision training give exactly one training precision; "
                              f"precisions=None means the model's whole set {[precision_name(p) for p in self.precs]}")
         self.on_epoch = on_epoch
@@ -422,7 +422,7 @@ class Trainer:
         self.best_test = ck.get("best_test", -1.0)
         self.precision_counts = dict(ck["precision_counts"])
         saved = ck.get("rank_states") or [{"rng": ck["rng"], "free_delta": ck["free_delta"]}]
-        if len(saved) != self.world and (self.world > 1 or len(saved) > 1) and self.rank == 0:
+        if len(saved) != self.world and self.rank == 0:
             warnings.warn(f"resuming with {self.world} process(es) a run checkpointed with {len(saved)}: the ranks' "
                           f"random starts (and free training's perturbations) are not those the run would have used")
         own = saved[self.rank] if len(saved) == self.world else saved[0]
@@ -501,11 +501,15 @@ class Trainer:
         # keeps a zero one, so SGD's momentum and weight decay move BN branches not drawn this step.
         self.opt.zero_grad(set_to_none=self.cfg.zero_grad == "none")
 
+    def _backward(self, loss, share):
+        """Gradients of ``loss`` weighted by this rank's ``share`` of the global batch (train_batch)."""
+        self._zero_grad()
+        self.scaler.scale(loss * share if share != 1.0 else loss).backward()
+
     def _update(self, x_adv, y, share=1.0):
         out = self._forward(x_adv)
         loss = F.cross_entropy(out.float(), y)
-        self._zero_grad()
-        self.scaler.scale(loss * share if share != 1.0 else loss).backward()
+        self._backward(loss, share)
         self.scaler.step(self.opt)
         self.scaler.update()
         self.lr_used = self.opt.param_groups[0]["lr"]
@@ -546,8 +550,7 @@ class Trainer:
                 xa = (x + delta).clamp(0, 1)
                 out = self._forward(xa)
                 loss = F.cross_entropy(out.float(), y)
-                self._zero_grad()
-                self.scaler.scale(loss * share if share != 1.0 else loss).backward()
+                self._backward(loss, share)
                 g = delta.grad.detach()
                 step = c.alpha if c.alpha is not None else c.epsilon
                 self.free_delta = (project_linf(x + delta.detach() + step * g.sign(), x, c.epsilon) - x).detach()
