@@ -305,7 +305,7 @@ def test_random_precision_bits_errors_name_bits():
     for bad in (4, "4", [], None.__class__):
         with pytest.raises(ValueError, match=r"RandomPrecision: bits must be a non-empty list"):
             RandomPrecision(net, bits=bad)
-    for bad, message in (([4, "4"], "RandomPrecision: bits: must not repeat, got [4, '4']"),
+    for bad, message in (([4, "4"], "RandomPrecision: bits must not repeat, got [4, '4']"),
                          ([4, "x"], "RandomPrecision: bits: bad precision 'x'")):
         with pytest.raises(ValueError, match=re.escape(message)):
             RandomPrecision(net, bits=bad)

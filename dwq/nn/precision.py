@@ -158,16 +158,16 @@ class RandomPrecision(nn.Module):
         self.model = model
         allowed = [normalize_precision(p) for p in precision_set(model)]
         if bits is not None:
-            # Named here: normalize_set's message speaks of "precisions", an argument the caller did not give.
+            # Checked here to show the model's set; precision_list's message offers no choices.
             if not isinstance(bits, (int, str)) and isinstance(bits, Iterable):
                 bits = list(bits)
             if not isinstance(bits, list) or not bits:
                 raise ValueError(f"RandomPrecision: bits must be a non-empty list of precisions from the model's "
                                  f"set {_names(allowed)} (e.g. [4, 8]), got {bits!r}")
         try:
-            choices = normalize_set(bits if bits is not None else precision_set(model))
+            choices = normalize_set(bits if bits is not None else precision_set(model), name="bits")
         except ValueError as e:
-            raise ValueError(f"RandomPrecision: bits: {e}".replace("precisions must not repeat", "must not repeat")) from None
+            raise ValueError(f"RandomPrecision: {e}") from None
         for q in choices:
             if q not in allowed:
                 raise ValueError(

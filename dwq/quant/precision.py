@@ -87,22 +87,26 @@ def user_precision(p: Normalized) -> Precision:
     return p[0] if p[0] == p[1] else p
 
 
-def precision_list(precisions) -> list:
+def precision_list(precisions, name: str = "precisions") -> list:
     """``precisions`` as a list; ValueError for None, a lone precision or a string, which ``list()``
     would take apart silently ("48" became the set [4, 8])."""
     if precisions is None or isinstance(precisions, (int, str)) or not isinstance(precisions, Iterable):
-        raise ValueError(f"precisions must be a list of precisions such as [4, 8, None], got {precisions!r}")
+        raise ValueError(f"{name} must be a list of precisions such as [4, 8, None], got {precisions!r}")
     return list(precisions)
 
 
-def normalize_set(precisions: Iterable[Precision]) -> Tuple[Normalized, ...]:
-    """Normalizes a precision set; it must be non-empty and free of repeats."""
-    precisions = precision_list(precisions)
-    out = tuple(normalize_precision(p) for p in precisions)
+def normalize_set(precisions: Iterable[Precision], name: str = "precisions") -> Tuple[Normalized, ...]:
+    """Normalizes a precision set; it must be non-empty and free of repeats. ``name``: the
+    argument the caller's user gave, for the messages."""
+    precisions = precision_list(precisions, name)
+    try:
+        out = tuple(normalize_precision(p) for p in precisions)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
     if not out:
-        raise ValueError("precisions must not be empty")
+        raise ValueError(f"{name} must not be empty")
     if len(set(out)) != len(out):
-        raise ValueError(f"precisions must not repeat, got {list(precisions)!r}")
+        raise ValueError(f"{name} must not repeat, got {list(precisions)!r}")
     return out
 
 
