@@ -5,8 +5,11 @@ warm-up (one graph per precision) is timed separately.
 
     python benchmarks/bench_compile.py [--device cpu|cuda] [--nets small_cnn preact_resnet18] [--json FILE]
 
-Records: {"op": "train_step", "shape", "bits", "impl": "eager"|"compiled", "median_ms", "min_ms",
-"device"} plus one {"op": "compile_warmup", "seconds"} per network. Files only where --json says.
+Records (records.record): {"op": "train_step", "shape", "bits": None, "impl": "eager"|"compiled",
+"median_ms", "min_ms", "device", "precisions"} (bits None: the timed steps run every precision of
+"precisions" in turn) plus one {"op": "compile_warmup", ..., "impl": "compiled", "median_ms": None,
+"min_ms": None, "warmup_s"} per network (warmup_s: seconds of the first compiled steps, one
+per precision, together, compiles included). Files only where --json says.
 """
 import argparse
 import json
@@ -23,7 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18, small_cnn  # noqa: E402
-from dwq.quant import reuse_quantized_weights  # noqa: E402
+from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
+
+from records import record  # noqa: E402  (benchmarks/records.py)
 
 CASES = {  # network: (builder, input shape, batch, precisions)
     "small_cnn": (lambda ps: small_cnn(precisions=ps, width=16, switchable_bn=True), (1, 28, 28), 128, [2, 4, 8]),
@@ -65,10 +70,12 @@ def bench(net, device, steps, reps):
                 t = time.perf_counter()
                 step(f, p)
                 times[impl].append((time.perf_counter() - t) * 1e3)
-    shape_s = f"b{batch} {'x'.join(map(str, shape))} PGD-{steps}"
-    recs = [{"op": "train_step", "shape": f"{net} {shape_s}", "bits": " ".join(map(str, ps)), "impl": impl,
-             "median_ms": statistics.median(v), "min_ms": min(v), "device": device.type} for impl, v in times.items()]
-    recs.append({"op": "compile_warmup", "shape": f"{net} {shape_s}", "seconds": warmup, "device": device.type})
+    shape_s = f"{net} b{batch} {'x'.join(map(str, shape))} PGD-{steps}"
+    names = [precision_name(p) for p in ps]
+    recs = [record("train_step", shape_s, None, impl, statistics.median(v), min(v), device=device.type,
+                   precisions=names) for impl, v in times.items()]
+    recs.append(record("compile_warmup", shape_s, None, "compiled", None, device=device.type, precisions=names,
+                       warmup_s=warmup))
     return recs
 
 
@@ -90,7 +97,7 @@ def main(argv=None):
         records += recs
         e, c, w = recs
         print(f"{net}: eager {e['median_ms']:.1f} ms, compiled {c['median_ms']:.1f} ms per step "
-              f"(eager / compiled = {e['median_ms'] / c['median_ms']:.2f}); compile warm-up {w['seconds']:.0f} s",
+              f"(eager / compiled = {e['median_ms'] / c['median_ms']:.2f}); compile warm-up {w['warmup_s']:.0f} s",
               flush=True)
     if a.json:
         with open(a.json, "w") as f:

@@ -7,15 +7,16 @@ torch fp32 (matmul, conv2d), torch._int_mm (oneDNN int8), torch's x86 quantized 
 Shapes: GEMM (M, N, K) 1024x1024x1024, 4096x512x1152, 32x4096x4096; the 3x3 convolutions of
 PreActResNet18 on 32x32 inputs at batch 1 and 32. ``--quick`` (< 3 min on 2 cores) times bits
 2, 4, 8, 12, 16 and four of the convolutions. Every dwq result is checked against the int64
-reference on a slice before it is timed. Records: ``{"op", "shape", "bits", "impl", "median_ms"}``
-(plus ``min_ms``, the best repetition)
-with impl in dwq, torch_fp32, torch_int_mm, torch_qlinear, torch_qconv, brevitas (fp32 baselines record bits 32,
-int8 ones bits 8). The machine is shared: compare ratios measured in one run, not absolute times.
+reference on a slice before it is timed. All candidates of a shape, the Brevitas layers included, are
+timed in one round robin (dwq.deploy.time_round_robin). Records (records.record):
+``{"op", "shape", "bits", "impl", "median_ms", "min_ms"}`` with impl in dwq, torch_fp32 (the faster
+layout by median; its min_ms is that layout's), torch_int_mm, torch_qlinear, torch_qconv, brevitas
+(fp32 baselines record bits 32, int8 ones bits 8). The machine is shared: compare ratios measured
+in one run, not absolute times.
 """
 import argparse
 import functools
 import os
-import statistics
 import sys
 import time
 
@@ -26,29 +27,14 @@ import dwq.ops.qgemm as q
 from dwq.deploy.timing import time_round_robin as deploy_time_round_robin
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
-from records import finish, latency_axis  # noqa: E402  (benchmarks/records.py)
+from records import (FLOAT32_BITS, conv_shape, faster_layout, finish,  # noqa: E402  (benchmarks/records.py)
+                     latency_axis, record)
 
 GEMMS = [(1024, 1024, 1024), (4096, 512, 1152), (32, 4096, 4096)]
 # (C_in, C_out, H=W of the input, stride) of PreActResNet18's 3x3 convs on 32x32 images
 CONVS = [(64, 64, 32, 1), (64, 128, 32, 2), (128, 128, 16, 1), (128, 256, 16, 2), (256, 256, 8, 1),
          (256, 512, 8, 2), (512, 512, 4, 1)]
 QUICK_CONVS = [(64, 64, 32, 1), (128, 128, 16, 1), (256, 256, 8, 1), (512, 512, 4, 1)]
-
-
-_MIN_MS = {}
-
-
-def timeit(fn, min_reps=5, budget_s=0.4, max_reps=50):
-    """Median latency in ms (the best one is kept in _MIN_MS for the noise-robust ratio table)."""
-    fn()  # warm-up (allocations, oneDNN primitive creation)
-    times = []
-    t_end = time.perf_counter() + budget_s
-    while len(times) < min_reps or (time.perf_counter() < t_end and len(times) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    _MIN_MS["last"] = min(times)
-    return statistics.median(times)
 
 
 def time_round_robin(cands, budget_s=1.5, min_reps=7, max_reps=60):
@@ -60,14 +46,12 @@ def time_round_robin(cands, budget_s=1.5, min_reps=7, max_reps=60):
 
 
 def add_timed(records, op, shape, cands, budget_s):
-    for impl, bits, med, best in time_round_robin(cands, budget_s):
-        records.append(dict(op=op, shape=shape, bits=bits, impl=impl, median_ms=med, min_ms=best))
-
-
-def add_record(records, rec):
-    """Append a record; the best-of latency of the timing that produced it goes in "min_ms"."""
-    rec["min_ms"] = _MIN_MS.pop("last", rec["median_ms"])
-    records.append(rec)
+    """Times cands without autograd (the Brevitas layers would record a graph) and appends their records,
+    fp32 as the faster of its layouts (records.faster_layout)."""
+    with torch.no_grad():
+        timed = [record(op, shape, bits, impl, med, best)
+                 for impl, bits, med, best in time_round_robin(cands, budget_s)]
+    records += faster_layout(timed)
 
 
 def codes(shape, bits, g):
@@ -82,7 +66,7 @@ def bench_gemm(M, N, K, bits_list, records, brevitas_bits, budget_s):
     b = torch.randn(K, N, generator=g)
     a8 = torch.randint(-128, 128, (M, K), dtype=torch.int8, generator=g)
     b8 = torch.randint(-128, 128, (K, N), dtype=torch.int8, generator=g)
-    cands = [("torch_fp32", 32, lambda: a @ b), ("torch_int_mm", 8, lambda: torch._int_mm(a8, b8))]
+    cands = [("torch_fp32", FLOAT32_BITS, lambda: a @ b), ("torch_int_mm", 8, lambda: torch._int_mm(a8, b8))]
     # _int_mm reorders its weight in every call; torch's int8 linear with a prepacked weight (x86
     # engine, as torch_qconv) is the like-for-like baseline of dwq's packed weight
     torch.backends.quantized.engine = "x86"
@@ -103,20 +87,18 @@ def bench_gemm(M, N, K, bits_list, records, brevitas_bits, budget_s):
         rows = slice(0, min(M, 8))
         assert torch.equal(q.qgemm_acc(x[rows], zx, bits, wp), qgemm_acc_ref(x[rows], zx, w, zw)), "dwq check failed"
         cands.append(("dwq", bits, functools.partial(q.qlinear, x, sx, zx, bits, wp, sw)))
+    cands += [("brevitas", bits, brevitas_layer("linear", bits, a, (N, K))) for bits in brevitas_bits]
     add_timed(records, "gemm", shape, cands, budget_s)
-    for bits in brevitas_bits:
-        add_record(records, dict(op="gemm", shape=shape, bits=bits, impl="brevitas",
-                            median_ms=brevitas_time("linear", bits, a, (N, K))))
 
 
-def brevitas_time(kind, bits, x, wshape, stride=1):
-    try:
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-        from brevitas_recipes import act_quant, weight_quant
-        from brevitas.nn import QuantConv2d, QuantLinear
-    except Exception as e:  # brevitas is an optional (test) dependency
-        print(f"  brevitas unavailable: {e}")
-        return float("nan")
+def brevitas_layer(kind, bits, x, wshape, stride=1):
+    """A Brevitas QuantLinear / 3x3 QuantConv2d (weight [C_out, C_in] = ``wshape``) with dwq's quantizer
+    recipe at ``bits``, its input statistics collected from one forward of ``x``, in eval mode: a
+    candidate ``() -> layer(x)`` for the round robin (to be called without autograd)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from brevitas.nn import QuantConv2d, QuantLinear
+    from brevitas_recipes import act_quant, weight_quant
+
     if kind == "linear":
         layer = QuantLinear(wshape[1], wshape[0], bias=False, weight_quant=weight_quant(bits),
                             input_quant=act_quant(bits))
@@ -125,19 +107,19 @@ def brevitas_time(kind, bits, x, wshape, stride=1):
                             weight_quant=weight_quant(bits), input_quant=act_quant(bits))
     layer.train()
     with torch.no_grad():
-        layer(x)  # collect runtime statistics once, then time inference
-        layer.eval()
-        return timeit(lambda: layer(x), min_reps=3, budget_s=0.3)
+        layer(x)
+    layer.eval()
+    return lambda: layer(x)
 
 
 def bench_conv(B, cin, cout, hw, stride, bits_list, records, brevitas_bits, budget_s):
     g = torch.Generator().manual_seed(1)
-    shape = f"b{B} {cin}->{cout} {hw}x{hw} s{stride}"
+    shape = conv_shape(B, cin, cout, hw, stride)
     xf = torch.randn(B, cin, hw, hw, generator=g)
     wf = torch.randn(cout, cin, 3, 3, generator=g) * 0.05
     xcl = xf.contiguous(memory_format=torch.channels_last)
-    cands = [("torch_fp32", 32, lambda: F.conv2d(xf, wf, stride=stride, padding=1)),
-             ("torch_fp32_cl", 32, lambda: F.conv2d(xcl, wf, stride=stride, padding=1))]
+    cands = [("torch_fp32", FLOAT32_BITS, lambda: F.conv2d(xf, wf, stride=stride, padding=1)),
+             ("torch_fp32_cl", FLOAT32_BITS, lambda: F.conv2d(xcl, wf, stride=stride, padding=1))]
     # torch's x86 quantized conv (oneDNN/fbgemm), quint8 activations, qint8 per-channel weights
     torch.backends.quantized.engine = "x86"
     import torch.ao.nn.quantized as nnq
@@ -162,17 +144,8 @@ def bench_conv(B, cin, cout, hw, stride, bits_list, records, brevitas_bits, budg
         # integer model layout: codes in, requantized codes of the same width out (like torch_qconv)
         cands.append(("dwq", bits, functools.partial(q.qconv2d, x, sx, zx, bits, wp, sw, 3, stride, 1, None, None,
                                                      False, so, zo, bits)))
-    with torch.no_grad():
-        timed = []
-        add_timed(timed, "conv3x3", shape, cands, budget_s)
-    # fp32: the faster of NCHW and channels_last counts
-    fp = [r for r in timed if r["impl"].startswith("torch_fp32")]
-    best = min(fp, key=lambda r: r["median_ms"])
-    records.append(dict(best, impl="torch_fp32", min_ms=min(r["min_ms"] for r in fp)))
-    records.extend(r for r in timed if not r["impl"].startswith("torch_fp32"))
-    for bits in brevitas_bits:
-        add_record(records, dict(op="conv3x3", shape=shape, bits=bits, impl="brevitas",
-                            median_ms=brevitas_time("conv", bits, xf, (cout, cin), stride)))
+    cands += [("brevitas", bits, brevitas_layer("conv", bits, xf, (cout, cin), stride)) for bits in brevitas_bits]
+    add_timed(records, "conv3x3", shape, cands, budget_s)
 
 
 def ratio_table(records, key="median_ms"):
@@ -192,7 +165,7 @@ def ratio_table(records, key="median_ms"):
         names = ("torch_int_mm", "torch_qlinear") if op == "gemm" else ("torch_qconv",)
         found = [(idx[(op, shape, n, 8)], n) for n in names if (op, shape, n, 8) in idx]
         base, base_name = min(found) if found else (None, names[0])
-        fp32 = idx.get((op, shape, "torch_fp32", 32))
+        fp32 = idx.get((op, shape, "torch_fp32", FLOAT32_BITS))
         d16 = idx.get((op, shape, "dwq", 16))
         lines.append(f"| {op} | {shape} | {d8:.3f} | {base / best_le8:.2f}x ({base_name}) | {fp32 / best_le8:.2f}x | "
                      f"{d16 / d8:.2f} |" if base and fp32 and d16 else f"| {op} | {shape} | {d8:.3f} | - | - | - |")
@@ -234,6 +207,11 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     bits_list = [2, 4, 8, 12, 16] if args.quick else list(range(2, 17))
     brevitas_bits = [8] if args.quick else [2, 4, 8, 12, 16]
+    try:
+        import brevitas  # noqa: F401
+    except ImportError:  # an optional (test) dependency
+        print("  brevitas is not installed: no brevitas records")
+        brevitas_bits = []
     convs = QUICK_CONVS if args.quick else CONVS
     budget_s = 1.5 if args.quick else 3.0
     isa = os.environ.get("DWQ_CPU_ISA") or q.supported_cpu_isas()[-1]

@@ -10,13 +10,14 @@ inputs) and the 3x3 and 1x1 convs of ResNet-50 (224x224 inputs), dwq qconv2d on 
 with requantized codes of the same width out (an integer model's layer, as bench_kernels.py times it
 on the CPU) vs cuDNN fp16 channels-last. Every dwq result is checked bit-exactly against the int64 reference on
 a slice before it is timed (with the ops' value checks on); timing runs with DWQ_CUDA_CHECKS=0 (no
-host sync per op). Medians of CUDA-event timings. Records (bench_kernels.py's format): ``{"op",
-"shape" ("MxNxK"; convs "b256 64->64 32x32 k3 s1"), "bits", "impl", "median_ms", "min_ms", "tops",
-"device"}``; impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
+host sync per op). Medians of CUDA-event timings. Records (bench_kernels.py's format, records.record):
+``{"op" ("gemm", "conv3x3", "conv1x1"), "shape" ("MxNxK"; convs "b256 64->64 32x32 s1"), "bits",
+"impl", "median_ms", "min_ms", "tops", "device"}``, convs also ``"network"`` (preact_resnet18,
+resnet50: whose layer the shape is); impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
 DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its warp-specialized variant,
 DWQ_CUDA_GEMM=wgmma_tma), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
 (float baselines record bits 16, int8 ones bits 8). An engine whose result differs from the reference
-gets a record with "error" instead of a time (so does one whose op raises), and the run goes on;
+gets a record with "error" and median_ms None (so does one whose op raises), and the run goes on;
 the baselines of a shape are timed before its dwq engines. --json is rewritten after every record,
 so a run cut short keeps what it measured, and a measurement that hangs for --hang-s seconds ends
 the process (faulthandler prints where). Writes files only where --json / --png say.
@@ -34,16 +35,16 @@ import torch.nn.functional as F
 import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
-from records import save_json  # noqa: E402  (benchmarks/records.py)
+from records import conv_shape, record, save_json  # noqa: E402  (benchmarks/records.py)
 
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
 QUICK_GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
-# (name, C_in, C_out, H=W of the input, kernel, stride)
-CONVS = [("preact18.3x3", 64, 64, 32, 3, 1), ("preact18.3x3", 128, 128, 16, 3, 1), ("preact18.3x3", 256, 256, 8, 3, 1),
-         ("preact18.3x3", 512, 512, 4, 3, 1), ("resnet50.3x3", 64, 64, 56, 3, 1), ("resnet50.3x3", 128, 128, 28, 3, 1),
-         ("resnet50.3x3", 256, 256, 14, 3, 1), ("resnet50.3x3", 512, 512, 7, 3, 1), ("resnet50.1x1", 256, 64, 56, 1, 1),
-         ("resnet50.1x1", 64, 256, 56, 1, 1), ("resnet50.1x1", 1024, 256, 14, 1, 1),
-         ("resnet50.1x1", 2048, 512, 7, 1, 1)]
+# (network, C_in, C_out, H=W of the input, kernel, stride)
+CONVS = [("preact_resnet18", 64, 64, 32, 3, 1), ("preact_resnet18", 128, 128, 16, 3, 1),
+         ("preact_resnet18", 256, 256, 8, 3, 1), ("preact_resnet18", 512, 512, 4, 3, 1),
+         ("resnet50", 64, 64, 56, 3, 1), ("resnet50", 128, 128, 28, 3, 1), ("resnet50", 256, 256, 14, 3, 1),
+         ("resnet50", 512, 512, 7, 3, 1), ("resnet50", 256, 64, 56, 1, 1), ("resnet50", 64, 256, 56, 1, 1),
+         ("resnet50", 1024, 256, 14, 1, 1), ("resnet50", 2048, 512, 7, 1, 1)]
 QUICK_CONVS = [CONVS[0], CONVS[2], CONVS[5], CONVS[8]]
 BITS = [2, 4, 8, 12, 16]
 BATCH = 256
@@ -75,14 +76,6 @@ def codes(shape, bits, g, device="cuda"):
     return (c.to(torch.uint8) if bits <= 8 else c).to(device)
 
 
-def shape_name(shape):
-    """"MxNxK" of a GEMM; "b256 64->64 32x32 k3 s1" of a conv (batch, C_in, C_out, H=W, kernel, stride)."""
-    if len(shape) == 3:
-        return "x".join(map(str, shape))
-    b, cin, cout, hw, k, s = shape
-    return f"b{b} {cin}->{cout} {hw}x{hw} k{k} s{s}"
-
-
 def emit(records, rec):
     records.append(rec)
     print(json.dumps(rec), flush=True)
@@ -90,11 +83,11 @@ def emit(records, rec):
         save_json(OUT["json"], records)
 
 
-def record(records, op, shape, bits, impl, times, ops_count):
+def emit_time(records, op, shape, bits, impl, times, ops_count, **extra):
+    """The record of one timing: (median, min) ms and the T(int-)ops/s of ``ops_count`` at the median."""
     med, best = times
-    emit(records, dict(op=op, shape=shape_name(shape), bits=bits, impl=impl, median_ms=round(med, 5),
-                       min_ms=round(best, 5), tops=round(ops_count / (med * 1e-3) / 1e12, 2),
-                       device=torch.cuda.get_device_name(0)))
+    emit(records, record(op, shape, bits, impl, round(med, 5), round(best, 5),
+                         tops=round(ops_count / (med * 1e-3) / 1e12, 2), device=torch.cuda.get_device_name(0), **extra))
 
 
 ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma"}
@@ -107,16 +100,16 @@ def engines():
     return [(ENGINES[e], e) for e in runs]
 
 
-def time_engines(records, op, shape, bits, ops_count, check, run, reps):
+def time_engines(records, op, shape, bits, ops_count, check, run, reps, **extra):
     """Per engine: check() (value checks on) must hold, then run() is timed without the checks' sync; an
-    engine whose result differs or whose op raises gets an error record."""
+    engine whose result differs or whose op raises gets an error record. extra: the records' own fields."""
     for impl, engine in engines():
         os.environ["DWQ_CUDA_GEMM"] = engine
         error = None
         try:
             if check():
                 os.environ["DWQ_CUDA_CHECKS"] = "0"
-                record(records, op, shape, bits, impl, cuda_time(run, reps), ops_count)
+                emit_time(records, op, shape, bits, impl, cuda_time(run, reps), ops_count, **extra)
             else:
                 error = "differs from the int64 reference"
         except RuntimeError as e:  # (a launch error; a device fault ends the process anyway)
@@ -125,7 +118,7 @@ def time_engines(records, op, shape, bits, ops_count, check, run, reps):
             os.environ.pop("DWQ_CUDA_CHECKS", None)
             os.environ.pop("DWQ_CUDA_GEMM", None)
         if error is not None:
-            emit(records, dict(op=op, shape=shape_name(shape), bits=bits, impl=impl, error=error))
+            emit(records, record(op, shape, bits, impl, None, error=error, **extra))
 
 
 def edges(n, k):
@@ -136,14 +129,15 @@ def edges(n, k):
 def bench_gemm(M, N, K, bits_list, records, reps):
     g = torch.Generator().manual_seed(M + N + K)
     flops = 2 * M * N * K
+    shape = f"{M}x{N}x{K}"
     a8 = torch.randint(-128, 128, (M, K), dtype=torch.int8, device="cuda")
     b8 = torch.randint(-128, 128, (K, N), dtype=torch.int8, device="cuda")
     if M > 16 and K % 8 == 0 and N % 8 == 0:
-        record(records, "gemm", (M, N, K), 8, "torch_int_mm", cuda_time(lambda: torch._int_mm(a8, b8), reps), flops)
+        emit_time(records, "gemm", shape, 8, "torch_int_mm", cuda_time(lambda: torch._int_mm(a8, b8), reps), flops)
     del a8, b8
     for dt, name in ((torch.float16, "torch_fp16"), (torch.bfloat16, "torch_bf16")):
         a, b = torch.randn(M, K, device="cuda", dtype=dt), torch.randn(K, N, device="cuda", dtype=dt)
-        record(records, "gemm", (M, N, K), 16, name, cuda_time(lambda: a @ b, reps), flops)
+        emit_time(records, "gemm", shape, 16, name, cuda_time(lambda: a @ b, reps), flops)
     rows, cols = edges(M, 8).cuda(), edges(N, 64).cuda()  # the output's corners: every tile row and column
     for bits in bits_list:
         x, w = codes((M, K), bits, g), codes((N, K), bits, g)
@@ -152,22 +146,23 @@ def bench_gemm(M, N, K, bits_list, records, reps):
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((N,), 0.001, device="cuda")
         wp = q.pack_weight(w, zw, bits)
         want = qgemm_acc_ref(x[rows].cpu(), zx.cpu(), w[cols].cpu(), zw[cols].cpu())
-        time_engines(records, "gemm", (M, N, K), bits, flops,
+        time_engines(records, "gemm", shape, bits, flops,
                      lambda: torch.equal(q.qgemm_acc(x, zx, bits, wp)[rows][:, cols].cpu(), want),
                      lambda: q.qlinear(x, sx, zx, bits, wp, sw), reps)
 
 
-def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
+def bench_conv(network, cin, cout, hw, k, stride, bits_list, records, reps):
     g = torch.Generator().manual_seed(cin + cout + hw)
     pad = k // 2
     oh = (hw + 2 * pad - k) // stride + 1
     flops = 2 * BATCH * oh * oh * cout * cin * k * k
-    shape = (BATCH, cin, cout, hw, k, stride)
+    op, shape = f"conv{k}x{k}", conv_shape(BATCH, cin, cout, hw, stride)
     xf = torch.randn(BATCH, cin, hw, hw, device="cuda", dtype=torch.float16)
     xf = xf.contiguous(memory_format=torch.channels_last)
     wf = torch.randn(cout, cin, k, k, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     torch.backends.cudnn.benchmark = True
-    record(records, name, shape, 16, "cudnn_fp16", cuda_time(lambda: F.conv2d(xf, wf, None, stride, pad), reps), flops)
+    emit_time(records, op, shape, 16, "cudnn_fp16", cuda_time(lambda: F.conv2d(xf, wf, None, stride, pad), reps), flops,
+              network=network)
     del xf, wf
     ends = [0, BATCH - 1]  # the first and last image: the first and last output tiles
     for bits in bits_list:
@@ -182,10 +177,10 @@ def bench_conv(name, cin, cout, hw, k, stride, bits_list, records, reps):
         want = qconv2d_acc_ref(x[ends].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
         # An integer model's layer, as bench_kernels.py times it on the CPU: codes in, requantized
         # codes of the same width out (uint8, or int32 above 8 bits).
-        time_engines(records, name, shape, bits, flops,
+        time_engines(records, op, shape, bits, flops,
                      lambda: torch.equal(q.qconv2d_acc(x, zx, bits, wp, k, stride, pad)[ends].cpu(), want),
                      lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad, None, None, False, so, zo, bits),
-                     reps)
+                     reps, network=network)
 
 
 def plot(records, path):

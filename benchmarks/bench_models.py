@@ -6,14 +6,15 @@ float32 eager model, the fake-quant model in eval mode and a Brevitas-built equi
 Cases: PreActResNet18 on 32x32 images at batch 1 and 32, ResNet-50 on 224x224 at batch 1 and 8, each
 with its default quantization policy (PreActResNet18: the 3x3 block convs; ResNet-50: every conv but
 the stem), widths 2..16 (``--quick``: 2, 4, 8, 16). One model per architecture carries every width
-(switchable BN), is calibrated by one train-mode batch per width and converted once. Impls:
-``dwq_int`` (the integer model), ``fake_quant`` (the same model, eval mode), ``torch_fp32`` (the same
-network at full precision, eager; the faster of NCHW and channels_last; bits 32), ``brevitas``
+(switchable BN), is calibrated by one train-mode batch per width and one at full precision, and
+converted once. Impls: ``dwq_int`` (the integer model), ``fake_quant`` (the same model, eval mode),
+``torch_fp32`` (the same network at full precision, eager; the faster of NCHW and channels_last by
+median, its min_ms that layout's; bits 32), ``brevitas``
 (every QConv2d replaced by a Brevitas ``QuantConv2d`` with dwq's quantizer recipe,
 tests/brevitas_recipes.py; ``--quick``: 8 bits only), and on a CUDA machine ``torch_fp16`` (the float
 model in fp16 on the GPU, bits 16). Before timing, the integer model's logits are checked against the
 fake-quant model's. All impls of one case are timed in turn, repetition by repetition, so they share
-the machine's load: compare ratios measured in one run. Records:
+the machine's load: compare ratios measured in one run. Records (records.record):
 ``{"op", "shape", "bits", "impl", "median_ms", "min_ms"}`` (op = the network, shape = "b32 3x32x32").
 Files are written only where --json / --png say.
 """
@@ -31,7 +32,7 @@ from dwq.models import preact_resnet18, resnet50
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
 
-from records import finish, latency_axis  # noqa: E402  (benchmarks/records.py)
+from records import FLOAT32_BITS, faster_layout, finish, latency_axis, record  # noqa: E402  (benchmarks/records.py)
 
 CASES = [("preact_resnet18", (3, 32, 32), 1), ("preact_resnet18", (3, 32, 32), 32),
          ("resnet50", (3, 224, 224), 1), ("resnet50", (3, 224, 224), 8)]
@@ -40,7 +41,8 @@ BUILD = {"preact_resnet18": lambda ps: preact_resnet18(num_classes=10, precision
 
 
 def calibrate(model, size, widths):
-    """One train-mode batch per width sets its activation ranges and BN statistics; then eval mode."""
+    """One train-mode batch per width (None: full precision) sets its activation ranges and its
+    switchable-BN branch's statistics; then eval mode."""
     g = torch.Generator().manual_seed(0)
     model.train()
     with torch.no_grad():
@@ -93,7 +95,8 @@ def bench_case(net, size, batch, widths, brevitas_bits, budget_s, records, model
     if net not in models:
         t0 = time.time()
         torch.manual_seed(0)  # the same random weights in every run
-        m = calibrate(BUILD[net](list(widths) + [None]), size, widths)
+        ps = list(widths) + [None]  # calibrated at None too: the fp32 baseline runs that BN branch
+        m = calibrate(BUILD[net](ps), size, ps)
         im = convert(m, list(widths))
         models[net] = (m, im)
         print(f"  {net}: calibrated and converted at {len(widths)} widths in {time.time() - t0:.0f}s", flush=True)
@@ -115,7 +118,7 @@ def bench_case(net, size, batch, widths, brevitas_bits, budget_s, records, model
         return f
 
     mcl = copy.deepcopy(m).to(memory_format=torch.channels_last)  # the network in channels_last, not only its input
-    fns = {("torch_fp32", 32): at(m, None, x), ("torch_fp32_cl", 32): at(mcl, None, xcl)}
+    fns = {("torch_fp32", FLOAT32_BITS): at(m, None, x), ("torch_fp32_cl", FLOAT32_BITS): at(mcl, None, xcl)}
     for b in widths:
         fns[("dwq_int", b)] = at(im, b, x)
         fns[("fake_quant", b)] = at(m, b, x)
@@ -138,13 +141,8 @@ def bench_case(net, size, batch, widths, brevitas_bits, budget_s, records, model
     # fake_quant as dwq's own eval runs it: each precision's weights quantized once, not per forward
     with reuse_quantized_weights(m):
         timed = time_round_robin(fns, budget_s=budget_s, min_reps=3, max_reps=30)
-    fp = [timed[("torch_fp32", 32)], timed[("torch_fp32_cl", 32)]]
-    best = min(fp, key=lambda r: r["median_ms"])
-    records.append(dict(op=net, shape=shape, bits=32, impl="torch_fp32", median_ms=best["median_ms"],
-                        min_ms=min(r["min_ms"] for r in fp)))
-    for (impl, b), r in timed.items():
-        if not impl.startswith("torch_fp32"):
-            records.append(dict(op=net, shape=shape, bits=b, impl=impl, median_ms=r["median_ms"], min_ms=r["min_ms"]))
+    records += faster_layout([record(net, shape, b, impl, r["median_ms"], r["min_ms"])
+                              for (impl, b), r in timed.items()])
 
 
 def ratio_table(records, key="median_ms"):
@@ -159,7 +157,7 @@ def ratio_table(records, key="median_ms"):
         d = {b: v for (o, s, i, b), v in idx.items() if o == net and s == shape and i == "dwq_int"}
         fq = {b: v for (o, s, i, b), v in idx.items() if o == net and s == shape and i == "fake_quant"}
         le8 = [b for b in d if b <= 8]
-        fp32 = idx.get((net, shape, "torch_fp32", 32))
+        fp32 = idx.get((net, shape, "torch_fp32", FLOAT32_BITS))
         if 8 not in d or not fp32:
             continue
         brev = idx.get((net, shape, "brevitas", 8))

@@ -16,7 +16,11 @@ turn, step by step):
                 mode fp32 and fp16 (autocast; bfloat16 on CPU)
   fake_quantize dwq.ops.fake_quantize per tensor / per channel on float32 vs
                 torch.fake_quantize_per_tensor_affine and a plain copy; GB/s = bytes read + written
-JSON records: {"op", "shape", "bits", "impl", "median_ms", "min_ms", "device", "mode", ...}; the
+JSON records (records.record): {"op", "shape", "bits", "impl", "median_ms", "min_ms", "device", "mode",
+"precisions", ...}; "bits" is the width the record's impl ran at: 32 for "float" (also in the
+autocast modes, which "mode" names) and for "copy", 4 for eval_forward's "rpt" / "rpt_reuse", 8 for
+the quantizers, None for train_step's "rpt" (a precision drawn per step); "precisions" is the model's
+precision set (precision names: ["fp"] for the float model, ["4", ..., "16"] for RPT). The
 script prints the rpt/float ratios (the issue's targets: <= 1.25x on an H200 in both modes, <= 1.15x
 for the batch-32 fp32 step on the 2-core CPU). Random CIFAR-shaped data, fixed seeds, cudnn.benchmark
 on; CUDA times are CUDA-event medians after warm-up. Nothing is asserted: see the printed table.
@@ -37,9 +41,9 @@ import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
-from dwq.quant import reuse_quantized_weights  # noqa: E402
+from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
-from records import save_json  # noqa: E402  (benchmarks/records.py)
+from records import FLOAT32_BITS, record, save_json  # noqa: E402  (benchmarks/records.py)
 
 
 def sync(device):
@@ -68,6 +72,13 @@ def time_pair(fns, device, reps, warmup):
                 fn()
                 times[k].append((time.perf_counter() - t0) * 1e3)
     return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+
+
+def labelled(fn, model, bits):
+    """fn with what its records say of it: ``bits``, the width each call runs at (None: drawn per call),
+    and ``precisions``, its model's precision set by name."""
+    fn.bits, fn.precisions = bits, [precision_name(p) for p in dwq.precision_set(model)]
+    return fn
 
 
 def make_model(impl, device, precisions=None):
@@ -103,7 +114,7 @@ def train_step_fn(impl, device, batch, steps, amp, seed=0):
         scaler.step(opt)
         scaler.update()
 
-    return step
+    return labelled(step, model, FLOAT32_BITS if impl == "float" else None)
 
 
 def graphed_train_step_fn(impl, device, batch, steps, seed=0):
@@ -151,14 +162,15 @@ def graphed_train_step_fn(impl, device, batch, steps, seed=0):
     def step():
         graphs[pick.choice(precisions)].replay()
 
-    return step
+    return labelled(step, model, FLOAT32_BITS if impl == "float" else None)
 
 
 def eval_fn(impl, device, batch, half, seed=0):
     torch.manual_seed(seed)
     model = make_model(impl, device, precisions=[None, 4, 8])
+    bits = FLOAT32_BITS if impl == "float" else 4
     if impl != "float":
-        dwq.set_precision(model, 4)
+        dwq.set_precision(model, bits)
     x = torch.rand(batch, 3, 32, 32, device=device)
     with torch.no_grad():  # as a trained model: BN statistics and the 4-bit activation ranges are tracked, so
         model.train()(x)   # eval reads them instead of scanning each batch for its range
@@ -174,7 +186,7 @@ def eval_fn(impl, device, batch, half, seed=0):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=half):
             model(x)
 
-    return fwd
+    return labelled(fwd, model, bits)
 
 
 def main(argv=None):
@@ -207,10 +219,10 @@ def main(argv=None):
         if args.json:
             save_json(args.json, records)
 
-    def emit(op, shape, bits, mode, res, **extra):
+    def emit(op, shape, mode, fns, res):
         for impl, (med, best) in res.items():
-            records.append(dict(op=op, shape=shape, bits=bits, impl=impl, median_ms=round(med, 4),
-                                min_ms=round(best, 4), device=name, mode=mode, **extra))
+            records.append(record(op, shape, fns[impl].bits, impl, round(med, 4), round(best, 4), device=name,
+                                  mode=mode, precisions=fns[impl].precisions))
         save()
         if "rpt" in res:  # as soon as measured: a long CPU run shows its progress
             print(f"{op} {mode}: float {res['float'][0]:.1f} ms, rpt {res['rpt'][0]:.1f} ms, ratio "
@@ -219,20 +231,22 @@ def main(argv=None):
 
     ratios = []
     if "train_step" in only:
+        step_shape = f"PreActResNet18 b{train_batch} PGD-{pgd_steps}"
         for mode in [m for m in ("fp32", "amp") if m in args.modes]:
             fns = {impl: train_step_fn(impl, device, train_batch, pgd_steps, mode == "amp") for impl in ("float", "rpt")}
             res = time_pair(fns, device, reps, warm)
-            emit("train_step", f"PreActResNet18 b{train_batch} PGD-{pgd_steps}", "4..16", mode, res)
+            emit("train_step", step_shape, mode, fns, res)
             ratios.append(("train_step", mode, res))
         if "graphs" in args.modes and gpu:
             try:
                 fns = {impl: graphed_train_step_fn(impl, device, train_batch, pgd_steps) for impl in ("float", "rpt")}
                 res = time_pair(fns, device, reps, warm)
-                emit("train_step", f"PreActResNet18 b{train_batch} PGD-{pgd_steps}", "4..16", "fp32_graphs", res)
+                emit("train_step", step_shape, "fp32_graphs", fns, res)
                 ratios.append(("train_step", "fp32_graphs", res))
             except Exception as e:  # a capture that fails is a finding; the other measurements go on
                 msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-                records.append(dict(op="train_step", mode="fp32_graphs", device=name, error=msg))
+                records.append(record("train_step", step_shape, None, None, None, device=name, mode="fp32_graphs",
+                                      error=msg))
                 save()
                 print(f"train_step fp32_graphs: failed ({msg})", flush=True)
     if "eval_forward" in only:
@@ -240,7 +254,7 @@ def main(argv=None):
                      or m != "fp32" and "half" in args.modes]:
             fns = {impl: eval_fn(impl, device, eval_batch, mode != "fp32") for impl in ("float", "rpt", "rpt_reuse")}
             res = time_pair(fns, device, reps * 3, warm)
-            emit("eval_forward", f"PreActResNet18 b{eval_batch}", 4, mode, res)
+            emit("eval_forward", f"PreActResNet18 b{eval_batch}", mode, fns, res)
             ratios.append(("eval_forward", mode, res))
     if "fake_quantize" in only:
         n = (64 << 20) if gpu else (16 << 20)
@@ -255,10 +269,10 @@ def main(argv=None):
             "copy": lambda: x.clone(),
         }
         res = time_pair(fns, device, reps * 2, warm)
-        for impl, (med, best) in res.items():
-            records.append(dict(op="fake_quantize", shape=f"{n} float32", bits=8, impl=impl, median_ms=round(med, 4),
-                                min_ms=round(best, 4), device=name, mode="fp32",
-                                gb_per_s=round(2 * 4 * n / (med * 1e-3) / 1e9, 1)))
+        for impl, (med, best) in res.items():  # the quantizers' codes are 8-bit; the copy moves float32
+            records.append(record("fake_quantize", f"{n} float32", FLOAT32_BITS if impl == "copy" else 8, impl,
+                                  round(med, 4), round(best, 4), device=name, mode="fp32",
+                                  gb_per_s=round(2 * 4 * n / (med * 1e-3) / 1e9, 1)))
         save()
     print(f"device: {name}, torch {torch.__version__}")
     for r in records:

@@ -1,8 +1,37 @@
-"""The common end of the benchmark scripts: print the records and the ratio tables, then write the
-JSON records and the plot only where ``--json`` / ``--png`` say."""
+"""The benchmark scripts' common pieces: the record schema, the conv shape spelling, the common end
+(print the records and the ratio tables, then write the JSON records and the plot only where
+``--json`` / ``--png`` say) and a JSON save that survives a kill."""
 import json
 import os
 import time
+
+FLOAT32_BITS = 32  # "bits" of a float32 record (as dwq bench writes full precision and latency_from_records reads it)
+
+
+def record(op, shape, bits, impl, median_ms, min_ms=None, **extra):
+    """One benchmark record, the schema every script writes: ``op`` (what ran: "gemm", "conv3x3", a
+    network, "train_step"), ``shape`` (a string: "MxNxK", :func:`conv_shape`, "b32 3x32x32"), ``bits``
+    (the width this impl ran at: an int, 32 for float32, 16 for a float16/bfloat16 baseline, None
+    when the timed calls ran at several widths, then listed in a ``precisions`` field), ``impl``,
+    ``median_ms`` and ``min_ms`` (the best call; both None where no call was timed: an error, a compile
+    warm-up), then the script's own fields."""
+    return dict(op=op, shape=shape, bits=bits, impl=impl, median_ms=median_ms, min_ms=min_ms, **extra)
+
+
+def faster_layout(records, impl="torch_fp32"):
+    """The records of one op and shape with those of ``impl``'s layouts (impls starting with ``impl``:
+    NCHW ``impl``, channels_last ``impl + "_cl"``) replaced by one ``impl`` record, first: the faster
+    layout by median, with that layout's own min_ms (so the best-of table shows the layout the median
+    table picked)."""
+    fp = [r for r in records if r["impl"].startswith(impl)]
+    rest = [r for r in records if not r["impl"].startswith(impl)]
+    return ([dict(min(fp, key=lambda r: r["median_ms"]), impl=impl)] if fp else []) + rest
+
+
+def conv_shape(batch, cin, cout, hw, stride):
+    """The ``shape`` of a conv record: "b32 64->64 32x32 s1" (batch, C_in->C_out, H=W of the input,
+    stride; the kernel size is in ``op``: "conv3x3", "conv1x1")."""
+    return f"b{batch} {cin}->{cout} {hw}x{hw} s{stride}"
 
 
 def save_json(path, obj):
