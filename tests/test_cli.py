@@ -72,6 +72,40 @@ def test_every_flag_has_help_once_with_its_default():
     assert e.value.code == 0
 
 
+def test_train_help_loads_no_training_code():
+    """dwq train --help stays fast: the parser's modules import no training, model, data, attack, eval or
+    deploy code (torch itself comes with dwq's ops), which is why dwq.cli.train copies constants."""
+    code = ("import sys\nfrom dwq.cli.main import main\ntry:\n    main(['train', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(' '.join(sorted(m for m in sys.modules if m.startswith('dwq.'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loaded = r.stdout.splitlines()[-1].split()  # after the help text
+    assert "dwq.cli.train" in loaded and "dwq.cli.train_flags" in loaded
+    heavy = ("dwq.train", "dwq.models", "dwq.data", "dwq.attacks", "dwq.eval", "dwq.deploy")
+    assert not [m for m in loaded if ".".join(m.split(".")[:2]) in heavy], loaded
+
+
+def test_train_cli_copies_agree_with_the_library():
+    """dwq.cli.train keeps its own copies of the library's names (fast --help): the attack names, the LR
+    schedules, the dataset names, and the flags a resume may change, which must cover the TrainConfig
+    fields dwq.train lets a resume change (and no other field)."""
+    from dataclasses import fields
+
+    import dwq.cli.train as cli
+    from dwq.data import DATASETS
+    from dwq.train import TRAIN_ATTACKS, TrainConfig
+    from dwq.train.config import RESUME_MAY_CHANGE, SCHEDULES
+
+    assert cli.TRAIN_ATTACKS == TRAIN_ATTACKS
+    assert set(cli.DATASET_NAMES) == set(DATASETS)
+    train = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices["train"]
+    assert tuple(next(a for a in train._actions if a.dest == "lr_schedule").choices) == SCHEDULES
+    field_of = {"no_progress": "progress"}  # the flag that sets a TrainConfig field of another name
+    config_fields = {f.name for f in fields(TrainConfig)}
+    assert {field_of.get(d, d) for d in cli.RESUME_MAY_CHANGE} & config_fields == \
+        set(RESUME_MAY_CHANGE) - {"run_id", "extra"}  # run_id: the checkpoint's; extra: the CLI's flags
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])

@@ -302,11 +302,11 @@ def test_augmentation_does_not_depend_on_the_number_of_workers(tmp_path):
     state = torch.get_rng_state()
     _ = [x for x, _ in torch.utils.data.DataLoader(_RandomFlips(4))]  # plain loading draws from the global RNG
     assert not torch.equal(state, torch.get_rng_state())
-    from dwq.train.loop import _SeededItems
+    from dwq.train.batches import SeededItems
     state = torch.get_rng_state()
-    a = [_SeededItems(_RandomFlips(8), 0, 1)[i][0] for i in range(8)]
+    a = [SeededItems(_RandomFlips(8), 0, 1)[i][0] for i in range(8)]
     assert torch.equal(state, torch.get_rng_state())  # the caller's RNG untouched
-    assert all(torch.equal(u, _SeededItems(_RandomFlips(8), 0, 1)[i][0]) for i, u in enumerate(a))
+    assert all(torch.equal(u, SeededItems(_RandomFlips(8), 0, 1)[i][0]) for i, u in enumerate(a))
 
 
 # ----------------------------------------------------------------------------- DDP
@@ -395,6 +395,18 @@ def test_epoch_batches_leave_out_a_last_batch_smaller_than_the_world():
     assert len(r0) == len(r1) == 2 and all(len(b) == 2 for b in r0 + r1)
     assert [sorted(a + b) for a, b in zip(r0, r1)] == [sorted(b) for b in one[:2]]
     assert [len(b) for b in epoch_batches(10, 4, seed=3, epoch=1, rank=1, world=2)] == [2, 2, 1]
+
+
+def test_rank_batches_weigh_each_share_by_its_part_of_the_global_batch():
+    """7 samples in batches of 4 over 2 ranks: the global batches hold 4 and 3, rank 0 gets 2 and 2,
+    rank 1 gets 2 and 1; a share's weight is its part of its batch times the ranks, so the ranks'
+    weights of a batch average to 1 (DDP averages the ranks' gradients)."""
+    from dwq.train.batches import rank_batches
+
+    r0, r1 = (rank_batches(7, 4, seed=3, epoch=1, rank=r, world=2) for r in (0, 1))
+    assert [s for _, s in r0] == [1.0, 2 * 2 / 3] and [s for _, s in r1] == [1.0, 1 * 2 / 3]
+    assert [b for b, _ in r0] == epoch_batches(7, 4, seed=3, epoch=1, rank=0, world=2)
+    assert all(s == 1.0 for _, s in rank_batches(7, 4, seed=3, epoch=1))  # one process: its batch whole
 
 
 def test_resume_drops_metric_lines_its_checkpoint_does_not_cover(tmp_path):

@@ -1,13 +1,11 @@
-"""``dwq train``: its flags, the run folder that records them, ``--resume`` and the console (glue only).
+"""``dwq train``: its parser and the command (glue only). The run's flags are resolved and recorded by
+:mod:`dwq.cli.train_flags`, ``--resume`` loads, compares and restores them in
+:mod:`dwq.cli.train_resume`, and :mod:`dwq.cli.train_console` prints; their public names are
+importable from here too.
 
-A run folder is the run. ``config.json`` (the same dict as each checkpoint's ``config``) records under
-``extra.flags`` every flag that shaped the run, resolved (the precision set however it was given, the
-attack step its default came to, absolute folders) and in dwq's one precision spelling, plus
-``extra.history`` (the command lines that started and resumed it). ``dwq train --resume --out RUN``
-restores those flags from ``RUN/last.pt``; the flags in :data:`RESUME_MAY_CHANGE` may be given again
-with another value, any other flag that resolves differently is an error naming them all. A flag
-added to the parser is recorded and checked as given unless :func:`resolve_flags` resolves it; list it
-in ``RESUME_MAY_CHANGE`` if a run may continue with another value.
+This module imports no training code (:mod:`dwq.train`, :mod:`dwq.models`, :mod:`dwq.data`) at module
+import, so that ``dwq train --help`` stays fast; :data:`TRAIN_ATTACKS` copies
+:data:`dwq.train.TRAIN_ATTACKS` for that reason (``tests/test_cli.py`` checks that the copies agree).
 
 Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 ``--network PreActResNet18`` -> ``--network preact_resnet18`` (reference names accepted);
@@ -20,7 +18,6 @@ Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -28,28 +25,21 @@ import time
 
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, flag, fresh_dir, nonneg_float, nonneg_int, pnames,
-                     positive_float, positive_fraction, positive_int, precision_arg, precision_set_from_args,
-                     seed_arg, unit_float, val_size_arg, writable_dir)
+from .common import (CLIError, HelpFormatter, flag, fresh_dir, nonneg_float, nonneg_int, positive_float,
+                     positive_fraction, positive_int, precision_arg, seed_arg, unit_float, val_size_arg, writable_dir)
+from .train_console import epoch_line, print_header, print_summary
+from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
+                          apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
+from .train_resume import check_resume, differing_flags, load_run, restore_flags
 
-DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")
+# The command, and (importable from here as before the split into train_flags, train_resume and
+# train_console) the names it is used with.
+__all__ = ["add_parser", "cmd_train", "DATASET_NAMES", "TRAIN_ATTACKS", "PAPER_SET", "RESUME_MAY_CHANGE",
+           "NOT_RECORDED", "SPELLING_OF", "PRECISION_FLAGS", "device_arg", "apply_reference_defaults", "resolve_flags",
+           "differing_flags", "check_resume", "restore_flags", "epoch_line", "print_header"]
+
+DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")  # dwq.data.DATASETS (not imported)
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.train.TRAIN_ATTACKS (not imported: fast --help)
-PAPER_SET = list(range(4, 17))  # the paper's precision set, the default of --random-precision-training
-
-# Flags that may take another value on --resume, and why that is safe. Every other recorded flag
-# must resolve to the run's value.
-RESUME_MAY_CHANGE = {
-    "epochs": "a larger value trains longer (the LR schedule is stretched over the new total)",
-    "workers": "data loading only",
-    "no_progress": "console only",
-    "device": "where the run continues (float rounding may differ between devices)",
-    "data_dir": "the same dataset (--dataset must match) read from another folder, e.g. a node's local copy",
-    "compile": "how the same computation runs (compiled kernels may round differently)",
-    "deterministic": "how the same computation runs (which CUDA algorithms; their rounding may differ)",
-}
-NOT_RECORDED = ("command", "out", "resume")  # which command, where the run is, whether it resumes
-SPELLING_OF = {"num_bits_schedule": "precisions"}  # another way to give a recorded flag
-PRECISION_FLAGS = {"precisions": "list", "num_bits": "one"}  # recorded in the one spelling
 
 
 def add_parser(sub):
@@ -147,367 +137,21 @@ def add_parser(sub):
     return t
 
 
-# ----------------------------------------------------------------------------- flags of a run
-def device_arg(name):
-    import torch
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise CLIError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise CLIError(f"--device {name}: dwq runs on cpu or cuda, not {dev.type}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {name}: CUDA is not available on this machine")
-    return name
-
-
-def _precision_json(kind, v):
-    """``v`` as parsed by precision_arg, in the one spelling (None, full precision, is "fp")."""
-    from dwq.quant import precision_name
-    return [precision_name(p) for p in v] if kind == "list" else precision_name(v)
-
-
-def _precision_value(kind, v):
-    from dwq.quant import parse_precision
-    if v is None:
-        return None
-    return [parse_precision(p) for p in v] if kind == "list" else parse_precision(v)
-
-
-def apply_reference_defaults(a, given) -> list:
-    """``--reference`` on a new run: the reference's CIFAR defaults (:data:`dwq.train.REFERENCE_CIFAR_TRAIN`)
-    for every flag not given; returns the notes to print. CLIError for a given flag that contradicts the
-    reference (``--amp``; a PGD ``--alpha`` other than the 2/255 its train.py forces)."""
-    from dwq.train.reference import REFERENCE_CIFAR_TRAIN, reference_alpha
-
-    taken = []
-    for dest, v in REFERENCE_CIFAR_TRAIN.items():
-        if dest in given or dest in ("alpha", "amp") or not hasattr(a, dest):
-            continue
-        setattr(a, dest, list(v) if isinstance(v, tuple) else v)
-        taken.append(dest)
-    if a.attack in ("pgd", "fgsm", "fgsm-rs"):
-        ref_alpha = reference_alpha(a.attack)
-        if "alpha" not in given:
-            a.alpha = ref_alpha
-            taken.append("alpha")
-        elif a.attack == "pgd" and abs(a.alpha - ref_alpha) > 1e-12:
-            raise CLIError(f"--reference: the reference's PGD training always steps 2/255 (its train.py forces "
-                           f"it); --alpha {a.alpha:.6g} contradicts it")
-    shown = ", ".join(f"{flag(d)} {_show(getattr(a, d))}" for d in taken if d != "attack_iters" or a.attack == "pgd")
-    return [("reference", f"the reference's semantics; its defaults for flags not given: {shown}")] if taken else \
-        [("reference", "the reference's semantics (every default it sets was given)")]
-
-
-def resolve_flags(a, given) -> tuple[dict, list]:
-    """``(flags, notes)``: the run's flags resolved to what the run will use, as JSON values (one
-    precision spelling; ``None`` for a flag that plays no part, e.g. ``attack_iters`` of an FGSM run),
-    and ``("default", text)`` for each derived default worth saying at start. CLIError for a flag that
-    cannot take effect."""
-    from dwq.models import canonical_network
-    from dwq.quant import normalize_precision, precision_name
-
-    f, defaults = {}, []
-    # data
-    f["dataset"] = a.dataset
-    if a.data_dir is not None and a.dataset == "mnist5k":
-        raise CLIError("--data-dir is for --dataset cifar10|cifar100|svhn|imagenet; mnist5k is embedded "
-                       "(give --dataset too)")
-    f["data_dir"] = os.path.abspath(a.data_dir) if a.data_dir else None
-    f["val_size"] = a.val_size
-    f["train_subset"] = a.train_subset
-    # model
-    f["network"] = canonical_network(a.network)
-    if "width" in given and f["network"] != "small_cnn":
-        raise CLIError(f"--width sets small_cnn's first conv; {f['network']} has a fixed width")
-    f["width"] = a.width if f["network"] == "small_cnn" else None
-    if a.pretrained and f["network"] != "resnet50":
-        raise CLIError(f"--pretrained loads torchvision ResNet-50 weights; it does not fit {f['network']}")
-    f["pretrained"] = os.path.abspath(a.pretrained) if a.pretrained else None
-    f["reference"] = a.reference
-    if a.reference and a.amp:
-        raise CLIError("--reference trains in float32 as the reference code does (float16 cannot hold its 12-16-bit "
-                       "grids); drop --amp")
-    model_set = precision_set_from_args(a.precisions, a.num_bits_schedule)
-    if model_set is None:
-        if a.random_precision_training:
-            model_set = list(PAPER_SET)
-            defaults.append(("default", "precision set 4..16 (the paper's; --random-precision-training without "
-                                        "--precisions)"))
-        else:
-            model_set = [a.num_bits]
-    if a.random_precision_training:
-        if a.num_bits is not None:
-            raise CLIError("--num-bits is for fixed-precision training; drop it with --random-precision-training")
-        if len(model_set) < 2:
-            raise CLIError(f"--random-precision-training draws a precision from the set, which holds only "
-                           f"{pnames(model_set)}: give at least two (e.g. --precisions 4 8 or --num-bits-schedule 4 16)")
-        train_p = None
-    else:
-        train_p = a.num_bits if a.num_bits is not None else (None if None in model_set else model_set[-1])
-        if normalize_precision(train_p) not in [normalize_precision(p) for p in model_set]:
-            raise CLIError(f"--num-bits {precision_name(train_p)} is not in the precision set {pnames(model_set)}")
-        if a.num_bits is None and len(model_set) > 1:
-            defaults.append(("default", f"training precision {precision_name(train_p)} (--num-bits not given: "
-                                        f"{'fp, in the set' if train_p is None else 'the last of the set'})"))
-    if a.switchable_bn and len(model_set) < 2:
-        raise CLIError(f"--switchable-bn keeps one BatchNorm per precision, and the set holds only "
-                       f"{pnames(model_set)}: give at least two precisions")
-    f["precisions"] = _precision_json("list", model_set)
-    f["random_precision_training"] = a.random_precision_training
-    # "fp" for a full-precision fixed run: null means "played no part" (an RPT run), as for other flags
-    f["num_bits"] = None if a.random_precision_training else _precision_json("one", train_p)
-    f["switchable_bn"] = a.switchable_bn
-    # attack
-    f["attack"] = a.attack
-    f["epsilon"] = a.epsilon
-    if a.attack == "none" and a.alpha is not None:
-        raise CLIError("--alpha is the training attack's step; --attack none has no attack")
-    if a.alpha is None and a.attack != "none":
-        a_default = {"pgd": (2 / 255, "2/255"), "fgsm": (a.epsilon, "ε"), "free": (a.epsilon, "ε"),
-                     "fgsm-rs": (1.25 * a.epsilon, "1.25ε")}[a.attack]
-        f["alpha"] = a_default[0]
-        defaults.append(("default", f"attack step {a_default[0]:.4g} ({a_default[1]}, the {a.attack} default)"))
-    else:
-        f["alpha"] = a.alpha
-    if f["alpha"] is not None and f["alpha"] > 1:
-        raise CLIError(f"the attack step {f['alpha']:.4g} (1.25ε) is outside [0, 1]; give --alpha")
-    for dest, attack in (("attack_iters", "pgd"), ("free_replays", "free")):
-        if dest in given and a.attack != attack:
-            raise CLIError(f"{flag(dest)} is for --attack {attack}; --attack {a.attack} does not use it")
-        f[dest] = getattr(a, dest) if a.attack == attack else None
-    # schedule
-    for dest in ("epochs", "batch_size", "lr", "lr_schedule"):
-        f[dest] = getattr(a, dest)
-    if "lr_milestones" in given and a.lr_schedule != "multistep":
-        raise CLIError(f"--lr-milestones is for --lr-schedule multistep, not {a.lr_schedule}")
-    if a.lr_schedule == "multistep" and not all(0 < m <= 1 for m in a.lr_milestones):
-        raise CLIError(f"--lr-milestones are fractions of the run in (0, 1], got {' '.join(map(str, a.lr_milestones))}")
-    f["lr_milestones"] = list(a.lr_milestones) if a.lr_schedule == "multistep" else None
-    for dest in ("momentum", "weight_decay", "seed"):
-        f[dest] = getattr(a, dest)
-    if "val_pgd_steps" in given and a.val_size == 0:
-        raise CLIError("--val-pgd-steps sets the validation attack, and --val-size 0 disables validation")
-    f["val_pgd_steps"] = a.val_pgd_steps if a.val_size else None
-    # where and how it runs
-    f["device"] = device_arg(a.device)
-    if a.amp and not f["device"].startswith("cuda"):
-        raise CLIError(f"--amp (float16 autocast) works on CUDA only, and this run is on {f['device']}")
-    f["amp"] = a.amp
-    f["compile"] = a.compile
-    f["deterministic"] = a.deterministic
-    f["workers"] = a.workers
-    f["no_progress"] = a.no_progress
-    for dest, v in vars(a).items():  # a flag not resolved above is recorded (and checked on --resume) as given
-        if dest not in f and dest not in NOT_RECORDED and dest not in SPELLING_OF and not dest.startswith("_"):
-            f[dest] = list(v) if isinstance(v, tuple) else v
-    return f, defaults
-
-
-def _given_json(dest, v):
-    """A given flag's value in the recorded form (see :func:`resolve_flags`): ``(recorded dest, value)``."""
-    if dest in SPELLING_OF:  # --num-bits-schedule LO HI is the set LO..HI
-        return SPELLING_OF[dest], [str(b) for b in range(v[0], v[1] + 1)]
-    if dest in PRECISION_FLAGS:
-        return dest, _precision_json(PRECISION_FLAGS[dest], v)
-    if dest in ("data_dir", "pretrained") and v is not None:
-        return dest, os.path.abspath(v)
-    return dest, list(v) if isinstance(v, tuple) else v
-
-
-def differing_flags(recorded: dict, values: dict, given) -> dict:
-    """``{dest: (run's value, new value)}`` for each flag in ``values`` (recorded form) that differs
-    from the run's; a flag newer than the run differs only where it was given."""
-    out = {}
-    for dest, v in values.items():
-        if dest in recorded:
-            if recorded[dest] != v:
-                out[dest] = (recorded[dest], v)
-        elif dest in given:
-            out[dest] = (None, v)
-    return out
-
-
-def check_resume(a, given, recorded: dict, done: int):
-    """CLIError naming every given flag that differs from the run (other than RESUME_MAY_CHANGE), or
-    an --epochs that would not train further."""
-    bad = []
-    for dest in sorted(given, key=lambda d: list(recorded).index(SPELLING_OF.get(d, d))
-                       if SPELLING_OF.get(d, d) in recorded else len(recorded)):
-        if dest in RESUME_MAY_CHANGE:
-            continue
-        key, v = _given_json(dest, getattr(a, dest))
-        if recorded.get(key) != v or key not in recorded:
-            run = f"{flag(key)} {_show(recorded[key])}" if key in recorded else "not set"
-            given_as = " ".join(map(str, getattr(a, dest))) if dest in SPELLING_OF else _show(v)
-            bad.append(f"{flag(dest)} {given_as} (run: {run})" if key != dest else
-                       f"{flag(dest)} {_show(v)} (run: {_show(recorded.get(key))})")
-    if bad:
-        raise CLIError(f"--resume: {a.out} was trained with other flags: {', '.join(bad)}; drop them to continue "
-                       f"the run as it was, or start a new run with another --out")
-    epochs = a.epochs if "epochs" in given else recorded.get("epochs")
-    if epochs <= done:
-        raise CLIError(f"--resume: {a.out} has trained {done} epoch{'s' if done > 1 else ''} and --epochs is "
-                       f"{epochs}: nothing to do; give --epochs N with N > {done} to train longer")
-
-
-def restore_flags(a, given, recorded: dict):
-    """``a`` with every recorded flag of the run that was not given (nor another spelling of it).
-    ``--device`` is not restored: a run continues on this machine's default unless told otherwise."""
-    covered = set(given) | {SPELLING_OF[d] for d in given if d in SPELLING_OF}
-    for dest, v in recorded.items():
-        if dest in covered or dest == "device" or not hasattr(a, dest):
-            continue
-        if v is None and dest in ("width", "attack_iters", "free_replays", "lr_milestones", "val_pgd_steps"):
-            continue  # played no part in the run: the parser's default stands in
-        setattr(a, dest, _precision_value(PRECISION_FLAGS[dest], v) if dest in PRECISION_FLAGS else v)
-    for dest in SPELLING_OF:
-        if dest not in given:
-            setattr(a, dest, None)
-    return a
-
-
-def _show(v):
-    if isinstance(v, list):
-        return " ".join(map(str, v))
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-# ----------------------------------------------------------------------------- console
-def _pct(v):
-    return f"{100 * v:5.1f}%"
-
-
-def epoch_line(rec: dict, epochs: int, val_pgd_steps) -> str:
-    """One line per epoch: loss, accuracy on the training adversarial examples, validation clean and PGD
-    accuracy, learning rate, precisions drawn in the epoch, seconds."""
-    w = len(str(epochs))
-    s = (f"epoch {rec['epoch']:>{w}}/{epochs}  loss {rec['train_loss']:.4f}  train acc {_pct(rec['train_acc'])}")
-    if "val_clean" in rec:
-        s += f"  val clean {_pct(rec['val_clean'])}"
-        if rec.get("val_pgd") is not None:
-            s += f" PGD-{val_pgd_steps} {_pct(rec['val_pgd'])}"
-    s += f"  lr {rec['lr']:.4g}"
-    counts = {k: v for k, v in rec["precision_counts"].items() if v}
-    s += "  precisions " + " ".join(f"{k}:{v}" for k, v in counts.items())
-    s += f"  {rec['seconds']:.1f} s"
-    if rec.get("best"):
-        s += "  -> best.pt"
-    return s
-
-
-def print_header(f, resumed_at, n_train, n_val, defaults, out):
-    """What the run is, in a few lines, with the derived defaults said out loud."""
-    mode = f"resumed at epoch {resumed_at}" if resumed_at is not None else "new run"
-    print(f"dwq train {__version__}: {out} ({mode}), {f['device']}, seed {f['seed']}")
-    data = f"{f['dataset']}" + (f" from {f['data_dir']}" if f["data_dir"] else " (embedded)")
-    data += (f": the first {n_train} training images (--train-subset)" if f["train_subset"]
-             else f": {n_train} training images")
-    data += (f", {n_val} held out for validation" if n_val else ", no validation (--val-size 0: no best.pt)")
-    print(f"  data       {data}")
-    model = f"{f['network']}" + (f" width {f['width']}" if f["width"] else "")
-    model += f", precision set {' '.join(f['precisions'])}"
-    model += ", switchable BN" if f["switchable_bn"] else ", one shared BN"
-    print(f"  model      {model}")
-    how = (f"RPT: a precision drawn from the set at every iteration" if f["random_precision_training"]
-           else f"fixed precision {f['num_bits']}")
-    if f["attack"] == "none":
-        atk = "natural training (no attack)"
-    else:
-        atk = {"pgd": f"PGD-{f['attack_iters']}", "fgsm": "FGSM", "fgsm-rs": "FGSM-RS",
-               "free": f"free ({f['free_replays']} replays)"}[f["attack"]]
-        atk += f" ε {f['epsilon']:.4g} step {f['alpha']:.4g}"
-    print(f"  training   {how}; {atk}" + ("; amp" if f["amp"] else "") + ("; torch.compile" if f.get("compile") else "")
-          + ("; deterministic" if f.get("deterministic") else ""))
-    if f.get("reference"):
-        print("  reference  its quantizer (float zero point, shared range) and normalization, zeroed gradients "
-              "for undrawn BN branches; best_test_reference.pt by its test-set rule (not best.pt)")
-    sched = f"{f['lr_schedule']}" + (f" (×0.1 at {' '.join(f'{m:g}' for m in f['lr_milestones'])} of the run)"
-                                      if f["lr_milestones"] else "")
-    print(f"  schedule   {f['epochs']} epoch{'s' if f['epochs'] > 1 else ''}, batch {f['batch_size']}, lr {f['lr']:g} {sched}, momentum "
-          f"{f['momentum']:g}, weight decay {f['weight_decay']:g}")
-    if n_val:
-        v = "clean" + (f" and PGD-{f['val_pgd_steps']} (step ε/4)" if f["val_pgd_steps"] else "")
-        print(f"  validation {v} accuracy over the set after every epoch; best.pt keeps the best "
-              f"{'PGD' if f['val_pgd_steps'] else 'clean'} accuracy")
-    for label, text in defaults:
-        print(f"  {label:<11}{text}")
-    sys.stdout.flush()
-
-
-# ----------------------------------------------------------------------------- the command
-def _upgrade_flags(flags: dict) -> dict:
-    """Flags recorded by an older dwq train, in today's form: a full-precision fixed run recorded
-    ``num_bits`` null, which now means "played no part" (RPT runs); it is "fp"."""
-    if "num_bits" in flags and flags["num_bits"] is None and not flags.get("random_precision_training"):
-        flags["num_bits"] = "fp"
-    return flags
-
-
-def _load_run(out):
-    """``(checkpoint, its recorded flags)`` of the run in ``out``, checked to be that run's."""
-    from dwq.train import CheckpointError, load_checkpoint
-    from dwq.train.loop import check_run_checkpoint
-
-    path = os.path.join(out, "last.pt")
-    if not os.path.isfile(path):
-        if os.path.isdir(out) and os.path.isfile(os.path.join(out, "config.json")):
-            raise CLIError(f"--resume: {out} has no last.pt (no epoch was completed); start it again with a "
-                           f"new --out")
-        raise CLIError(f"--resume: {path} does not exist")
-    ck = load_checkpoint(path, map_location="cpu")
-    flags = ck["config"].get("extra", {}).get("flags")
-    if not isinstance(flags, dict):
-        raise CLIError(f"--resume: {path} does not record its run's flags (written by dwq demo or an older dwq "
-                       f"train); it cannot be resumed safely")
-    swapped = " (copied from another run?); nothing was changed"
-    try:
-        check_run_checkpoint(out, ck, path)
-    except CheckpointError as e:
-        raise CLIError(f"--resume: {e}{swapped}") from None
-    if ck["config"].get("run_id") is None:
-        bad = _legacy_run_differences(out, ck, flags)
-        if bad:
-            raise CLIError(f"--resume: {path} is not the checkpoint of the run in {out}: {', '.join(bad)}{swapped}")
-    return ck, _upgrade_flags(flags)
-
-
-def _legacy_run_differences(out, ck, flags) -> list:
-    """A checkpoint written before run ids against config.json: the flags a resume may not change
-    (those both record: a later dwq records more), and the command that started the run (a resume
-    rewrites config.json but keeps both)."""
-    cfg_path = os.path.join(out, "config.json")
-    if not os.path.isfile(cfg_path):
-        return []
-    with open(cfg_path) as fh:
-        run = json.load(fh).get("extra", {})  # check_run_checkpoint read it: a JSON object
-    ours, theirs = _upgrade_flags(dict(flags)), _upgrade_flags(dict(run.get("flags") or {}))
-    bad = [f"{flag(d)} {_show(ours[d])} (config.json: {_show(theirs[d])})"
-           for d in sorted(set(ours) & set(theirs)) if d not in RESUME_MAY_CHANGE and ours[d] != theirs[d]]
-    started = [(h or [{}])[0].get("command") for h in (ck["config"]["extra"].get("history"), run.get("history"))]
-    if not bad and started[0] != started[1]:
-        bad.append(f"started by `{started[0]}` (config.json: `{started[1]}`)")
-    return bad
-
-
 def cmd_train(a):
     import torch
 
     from dwq.data import get_datasets, train_val_split
     from dwq.models import build_model
     from dwq.train import CheckpointError, TrainConfig, Trainer
+    from dwq.train.config import lr_lambda
     from dwq.train.dist import active as dist_active
     from dwq.train.dist import cleanup, setup
-    from dwq.train.loop import RUN_FILES, lr_lambda
+    from dwq.train.run_folder import remove_run_files
 
     given = a._given - set(NOT_RECORDED)
-    ck = recorded = None
+    ck = recorded = run = None
     if a.resume:
-        ck, recorded = _load_run(a.out)
+        ck, recorded, run = load_run(a.out)
         check_resume(a, given, recorded, ck["epoch"])
         a = restore_flags(a, given, recorded)
     else:
@@ -520,7 +164,7 @@ def cmd_train(a):
         bad = [d for d in changed if d not in RESUME_MAY_CHANGE]
         if bad:  # given flags matched; a flag derived from them did not (should not happen)
             raise CLIError(f"--resume: {a.out} resolves to other flags than its run: " + ", ".join(
-                f"{flag(d)} {_show(changed[d][1])} (run: {_show(changed[d][0])})" for d in bad))
+                f"{flag(d)} {show_value(changed[d][1])} (run: {show_value(changed[d][0])})" for d in bad))
         history = list(ck["config"]["extra"].get("history", []))
         history.append({"resumed_at_epoch": ck["epoch"], "command": shlex.join(a._argv),
                         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -545,7 +189,7 @@ def cmd_train(a):
         train = torch.utils.data.Subset(train, range(f["train_subset"]))
     if f["workers"] and "workers" in given and f["dataset"] == "mnist5k":
         defaults.append(("note", f"--workers {f['workers']} has no effect on mnist5k (held in memory)"))
-    model_set = _precision_value("list", f["precisions"])
+    model_set = precision_value("list", f["precisions"])
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
     model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, f["pretrained"],
                              reference=f["reference"])
@@ -570,7 +214,7 @@ def cmd_train(a):
         writable_dir(a.out)
     if ck is not None:
         try:
-            tr.restore(ck)
+            tr.restore(ck, run)
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
                                   f"({str(e).strip().splitlines()[0]})") from None
@@ -598,35 +242,12 @@ def cmd_train(a):
         elif say:
             # No epoch completed: nothing to resume. Remove what this run wrote, so that the same
             # command starts afresh instead of finding a folder that is neither empty nor resumable.
-            for name in os.listdir(a.out):
-                if name in RUN_FILES or name.endswith(".tmp"):
-                    os.remove(os.path.join(a.out, name))
+            remove_run_files(a.out)
             print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
                   f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
         return 130
     finally:
         cleanup(synchronize=completed)
     if say:
-        _summary(a.out, tr, time.time() - t0, f)
+        print_summary(a.out, tr, time.time() - t0, f)
     return 0
-
-
-def _summary(out, tr, seconds, f):
-    files = [n for n in ("config.json", "last.pt", "best.pt", "best_test_reference.pt", "metrics.jsonl")
-             if os.path.isfile(os.path.join(out, n))]
-    best = None
-    if "best.pt" in files:
-        with open(os.path.join(out, "metrics.jsonl")) as fh:
-            for line in fh:
-                rec = json.loads(line)
-                if rec.get("best"):
-                    best = rec
-    line = f"done: epoch {tr.epoch}/{f['epochs']} in {seconds:.0f} s"
-    if best is not None:
-        score = (f"validation PGD-{f['val_pgd_steps']} {100 * best['val_pgd']:.1f}%" if best.get("val_pgd") is not None
-                 else f"validation clean {100 * best['val_clean']:.1f}%")
-        line += f"; best.pt is epoch {best['epoch']} ({score})"
-    print(line)
-    print(f"wrote {out}/: {', '.join(files)}")
-    if "best.pt" in files:
-        print(f"next: dwq eval --checkpoint {out}/best.pt --out {out.rstrip('/')}-eval")

@@ -4,6 +4,7 @@
 rendezvous (MASTER_ADDR); :func:`setup` then joins the process group (NCCL on CUDA, gloo on CPU),
 also for N = 1, so that a one-GPU machine runs the same DDP and NCCL code as a cluster, and returns
 ``(rank, world, device)``. Without those variables it returns ``(0, 1, device)``.
+:func:`unwrap` gives the model inside a DistributedDataParallel wrapper.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 
 def setup(device: str | None = None):
@@ -49,7 +51,16 @@ def cleanup(synchronize: bool = False):
     0 may still be writing its checkpoint); never after a failure, where a rank may not arrive."""
     if dist.is_initialized():
         if synchronize:
-            # (NCCL: on this process's device, set by setup, rather than one guessed from the rank)
-            nccl = dist.get_backend() == "nccl"
-            dist.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
+            barrier()
         dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Waits until every rank of the process group arrives (NCCL: on this process's device, set by
+    :func:`setup`, rather than one guessed from the rank)."""
+    dist.barrier(device_ids=[torch.cuda.current_device()] if dist.get_backend() == "nccl" else None)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model a DistributedDataParallel wraps; any other module as it is."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

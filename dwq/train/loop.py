@@ -35,17 +35,21 @@ sees exactly the single-process batches: a share one image short weighs its mean
 its size (the averaged gradient is the global batch's), and the epoch's loss and accuracy
 are summed over the ranks. An augmented image is drawn with torch's RNG seeded by
 (seed, epoch, index), whatever the number of loader workers.
+
+The pieces the :class:`Trainer` uses live beside it: :mod:`~dwq.train.config` (the settings and the
+LR schedule), :mod:`~dwq.train.batches` (data order, seeded items, the loader),
+:mod:`~dwq.train.validation` (clean and PGD accuracy), :mod:`~dwq.train.reference` (the reference's
+defaults and checks) and :mod:`~dwq.train.run_folder` (what the run's folder holds, checked on resume).
 """
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import secrets
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Callable, Optional
 
 import torch
@@ -53,235 +57,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dwq._atomic import atomic_open
-from dwq.attacks import check_eps, fgsm, fgsm_rs, pgd, project_linf
+from dwq.attacks import fgsm, fgsm_rs, pgd, project_linf
 from dwq.nn import precision, precision_set, set_precision
 from dwq.nn.sbn import mark_trained
-from dwq.quant import (ActQuantizer, WeightQuantizer, normalize_precision, normalize_set, precision_name,
-                       reuse_quantized_weights, user_precision)
+from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
+
+from .batches import BatchLoader, epoch_batches, rank_batches
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import RESUME_MAY_CHANGE, SCHEDULES, TRAIN_ATTACKS, ZERO_GRAD, TrainConfig, jsonable, lr_lambda
 from .determinism import deterministic
 from .dist import active as dist_active
+from .dist import barrier
+from .reference import check_reference_quantizers, lowest_precision
+from .run_folder import (REFERENCE_SELECT_CKPT, RUN_FILES, RunFolder, check_fresh_run_folder, check_run_checkpoint,
+                         read_metrics)
+from .validation import evaluate_clean_pgd
 
-TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")
-SCHEDULES = ("multistep", "cyclic", "constant")
-ZERO_GRAD = ("none", "zero")
-REFERENCE_SELECT_CKPT = "best_test_reference.pt"
-# TrainConfig fields a resume may change (the CLI's RESUME_MAY_CHANGE names its flags); run_id is the
-# checkpoint's, and extra holds the caller's notes (the CLI's flags and history).
-RESUME_MAY_CHANGE = ("epochs", "progress", "compile", "deterministic", "run_id", "extra")
-# What a run writes into its folder before its first last.pt (at the end of epoch 1).
-RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", REFERENCE_SELECT_CKPT)
-
-
-@dataclass
-class TrainConfig:
-    attack: str = "pgd"
-    epsilon: float = 8 / 255
-    alpha: float = 2 / 255          # PGD step; FGSM/FGSM-RS step (default ε / 1.25ε when None)
-    attack_iters: int = 7
-    free_replays: int = 4
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = "multistep"
-    lr_milestones: tuple = (0.5, 0.75)  # fractions of all iterations (multistep)
-    lr_gamma: float = 0.1
-    precisions: Optional[list] = None   # training set (any precision form); None = the model's whole set
-    random_precision: bool = True
-    seed: int = 0
-    amp: bool = False                   # torch.autocast fp16 + GradScaler, CUDA only
-    compile: bool = False               # torch.compile the model for the attack and the update (the
-                                        # quantizers included); one graph per precision and mode
-    deterministic: bool = False         # deterministic CUDA algorithms during fit (dwq.train.determinism):
-                                        # bit-reproducible runs and resumes on a GPU, slower
-    val_every: int = 1
-    val_pgd_steps: int = 10
-    progress: bool = True
-    extra: dict = field(default_factory=dict)  # kept in config.json and checkpoints; load_trained_model rebuilds
-                                               # the model from its network, dataset and model_precisions
-    # The reference code's semantics (module docstring); None below means "as `reference` says".
-    reference: bool = False
-    zero_grad: Optional[str] = None     # "none" (dwq: unused parameters get no gradient, SGD skips them)
-                                        # or "zero" (the reference's torch-1.8 zero_grad(): zeroed gradients,
-                                        # so momentum and weight decay still move every BN branch drawn before)
-    test_select: Optional[bool] = None  # write best_test_reference.pt by the reference's test-set rule
-    test_select_steps: int = 20         # PGD steps of that rule (the reference: PGD-20, step 2/255, early stop)
-
-    def validate(self):
-        """Checks the settings and resolves the ``None`` ones from ``reference``; returns self."""
-        if self.zero_grad is None:
-            self.zero_grad = "zero" if self.reference else "none"
-        if self.test_select is None:
-            self.test_select = bool(self.reference)
-        if self.zero_grad not in ZERO_GRAD:
-            raise ValueError(f"zero_grad must be one of {ZERO_GRAD}, got {self.zero_grad!r}")
-        if self.reference and self.zero_grad != "zero":
-            raise ValueError("reference=True keeps zeroed gradients (zero_grad='zero'), as the reference's "
-                             f"optimizer; got zero_grad={self.zero_grad!r}")
-        if self.reference and self.amp:
-            raise ValueError("reference=True trains in float32 as the reference code; amp=True contradicts it")
-        if self.attack not in TRAIN_ATTACKS:
-            raise ValueError(f"unknown training attack {self.attack!r}; choose one of {TRAIN_ATTACKS}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
-        check_eps(self.epsilon, "epsilon")
-        if self.alpha is not None:
-            check_eps(self.alpha, "step size (alpha)")
-        elif self.attack == "pgd":
-            raise ValueError("alpha (the PGD step) is None: PGD has no default step (FGSM, FGSM-RS and free "
-                             "do); give one, e.g. epsilon / 4")
-        # Counts must be ints: 2.5 or True would fail late in range() or count as 1.
-        for name, low in (("attack_iters", 1), ("free_replays", 1), ("epochs", 1), ("batch_size", 1),
-                          ("val_every", 1), ("test_select_steps", 1), ("val_pgd_steps", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{name} must be >= {low} (an int), got {v!r}")
-        if not all(0 < m <= 1 for m in self.lr_milestones):
-            raise ValueError(f"lr milestones are fractions of the run in (0, 1], got {list(self.lr_milestones)}")
-        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1 and self.lr_gamma > 0):
-            raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= momentum < 1 and lr_gamma > 0; got lr={self.lr}, "
-                             f"weight_decay={self.weight_decay}, momentum={self.momentum}, lr_gamma={self.lr_gamma}")
-        if self.precisions is not None:
-            n = len(normalize_set(self.precisions))  # a list, not empty, no repeats (a repeat would bias the draw)
-            if not self.random_precision and n != 1:
-                raise ValueError("without random precision training give exactly one training precision")
-        return self
-
-
-# ----------------------------------------------------------------------------- helpers
-def _unwrap(model):
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def lr_lambda(cfg: TrainConfig, total_steps: int):
-    if cfg.lr_schedule == "constant":
-        return lambda step: 1.0
-    if cfg.lr_schedule == "cyclic":  # fast_adversarial: 0 -> lr at half -> 0, linearly
-        half = max(total_steps / 2, 1)
-        return lambda step: max(0.0, step / half if step <= half else (total_steps - step) / half)
-    # Rounded down, as the reference's MultiStepLR fires only at whole steps; but never before step 1,
-    # or a run shorter than 1/m steps would train even its first step at gamma * lr.
-    miles = [max(1, int(m * total_steps)) for m in cfg.lr_milestones]
-    return lambda step: cfg.lr_gamma ** sum(step >= m for m in miles)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
-                  drop_last: bool = False):
-    """Index lists of this rank for each global batch of ``epoch`` (seeded permutation). A last
-    batch smaller than ``world`` is left out on every rank: some rank's share would be empty, and
-    the ranks of a DDP step must all step together."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
-    out = []
-    for i in range(0, n, batch_size):
-        b = perm[i:i + batch_size]
-        if (drop_last and len(b) < batch_size) or len(b) < world:
-            break
-        out.append(b[rank::world])
-    return out
-
-
-def _collate(dataset, idx):
-    if hasattr(dataset, "tensors"):  # TensorDataset fast path
-        return dataset.tensors[0][idx], dataset.tensors[1][idx]
-    xs, ys = zip(*(dataset[i] for i in idx))
-    return torch.stack(xs), torch.as_tensor(ys)
-
-
-class _SeededItems(torch.utils.data.Dataset):
-    """``dataset[i]`` drawn with torch's CPU RNG seeded from (seed, epoch, i), the caller's RNG state
-    untouched: a random augmentation (torchvision's transforms draw from torch's RNG) then depends on
-    the image and the epoch alone, not on the number of loader workers, so a run resumed with another
-    ``num_workers`` continues exactly."""
-
-    def __init__(self, dataset, seed: int, epoch: int):
-        self.dataset, self.base = dataset, (seed * 1_000_003 + epoch) * 1_000_000_007
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.base + int(i)) % (1 << 63))
-            return self.dataset[i]
-
-
-class _Loader:
-    """Minimal deterministic loader: a DataLoader over a fixed batch list (workers optional); items
-    other than a TensorDataset's are read through :class:`_SeededItems` when ``seed`` is given."""
-
-    def __init__(self, dataset, batches, num_workers=0, seed=None, epoch=0):
-        if seed is not None and not hasattr(dataset, "tensors"):
-            dataset = _SeededItems(dataset, seed, epoch)
-        self.dataset, self.batches, self.num_workers = dataset, batches, num_workers
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        if self.num_workers == 0 or hasattr(self.dataset, "tensors"):
-            for b in self.batches:
-                yield _collate(self.dataset, b)
-        else:
-            dl = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.batches,
-                                             num_workers=self.num_workers,
-                                             pin_memory=torch.cuda.is_available())
-            yield from dl
-
-
-def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size=256, seed=0,
-                       early_stop=False):
-    """Clean and PGD accuracy averaged over ``precisions`` (attack and inference at
-    the same precision, PGD-``steps``, per-sample ``early_stop`` optional), model in
-    eval mode. Used for validation and the reference's test-set selection."""
-    model = _unwrap(model)
-    was = model.training
-    model.eval()
-    with reuse_quantized_weights(model):
-        clean, rob = _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop)
-    model.train(was)
-    return clean, rob
-
-
-def _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop):
-    g = torch.Generator().manual_seed(seed)
-    clean = rob = n = 0
-    for b in epoch_batches(len(dataset), batch_size, seed, 0):
-        x, y = _collate(dataset, b)
-        x, y = x.to(device), y.to(device)
-        for p in precisions:
-            with precision(model, p):
-                with torch.no_grad():
-                    clean += (model(x).argmax(1) == y).sum().item()
-                if steps > 0:
-                    xa = pgd(model, x, y, eps, alpha, steps, early_stop=early_stop, generator=g)
-                    with torch.no_grad():
-                        rob += (model(xa).argmax(1) == y).sum().item()
-        n += len(y) * len(precisions)
-    return clean / n, (rob / n if steps > 0 else None)
-
-
-def check_reference_quantizers(model: nn.Module) -> None:
-    """ValueError naming the first layer whose quantizer is not the reference code's (float zero
-    point; for activations one range shared by all precisions)."""
-    for name, m in _unwrap(model).named_modules():
-        wrong = ((isinstance(m, (ActQuantizer, WeightQuantizer)) and m.zero_point != "float")
-                 or (isinstance(m, ActQuantizer) and not m.shared_range))
-        if wrong:
-            shared = f", shared_range={m.shared_range}" if isinstance(m, ActQuantizer) else ""
-            raise ValueError(f"reference=True needs the reference's quantizer (float zero point, one shared activation "
-                             f"range); layer {name!r} has zero_point={m.zero_point!r}{shared}: build the model with "
-                             f"dwq.models.build_model(..., reference=True)")
-
-
-def lowest_precision(precisions):
-    """The lowest precision of a set (by activation then weight bits; full precision is the highest):
-    where the reference evaluates a random-precision model to choose its checkpoint."""
-    def key(p):
-        q = normalize_precision(p)
-        return (float("inf"), float("inf")) if q is None else (q[1], q[0])
-    return min(precisions, key=key)
+# The trainer, and (importable from here as before the split into config, batches, validation,
+# reference and run_folder) the names it is used with.
+__all__ = ["Trainer", "TrainConfig", "TRAIN_ATTACKS", "SCHEDULES", "ZERO_GRAD", "RESUME_MAY_CHANGE",
+           "REFERENCE_SELECT_CKPT", "RUN_FILES", "lr_lambda", "epoch_batches", "evaluate_clean_pgd",
+           "check_reference_quantizers", "lowest_precision", "check_run_checkpoint"]
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -404,7 +200,7 @@ class Trainer:
     def config_record(self) -> dict:
         """config.json (also each checkpoint's ``config``): the TrainConfig as JSON, with
         ``precisions`` resolved to the training set in dwq's one spelling, and ``run_id``."""
-        rec = _jsonable(asdict(self.cfg))
+        rec = jsonable(asdict(self.cfg))
         rec["precisions"] = [precision_name(p) for p in self.precs]
         rec["run_id"] = self.run_id
         return rec
@@ -439,36 +235,26 @@ class Trainer:
         if not os.path.isfile(path):
             return False
         ck = load_checkpoint(path, map_location=self.device)
-        check_run_checkpoint(self.out_dir, ck, path)
+        run = check_run_checkpoint(self.out_dir, ck, path)
         theirs, ours = ck["config"], self.config_record()
         changed = sorted(k for k in set(theirs) | set(ours)
                          if k not in RESUME_MAY_CHANGE and theirs.get(k) != ours.get(k))
         if changed:
             raise CheckpointError(f"{path} was trained with another config: "
                                   + "; ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in changed))
-        self.restore(ck)
+        self.restore(ck, run)
         return True
 
-    def restore(self, ck):
+    def restore(self, ck, run: Optional[RunFolder] = None):
         """Continue from checkpoint ``ck``, already checked with :func:`check_run_checkpoint`: its state,
-        and metrics.jsonl cut back to the epochs it covers."""
+        and metrics.jsonl cut back to the epochs it covers. ``run``: what that check returned (the
+        folder as it read it); without it, metrics.jsonl is read here."""
         self.load_state(ck)
         self._continuing = True
         if self.rank == 0:
-            self._drop_metrics_after(self.epoch)
-
-    def _drop_metrics_after(self, epoch: int) -> None:
-        """metrics.jsonl keeps the lines of epochs up to ``epoch`` (the checkpoint's): a line written by
-        an epoch whose last.pt did not follow is that epoch's, which the resumed run writes again."""
-        path = os.path.join(self.out_dir, "metrics.jsonl")
-        if not os.path.isfile(path):
-            return
-        with open(path) as f:
-            lines = f.readlines()
-        keep = [ln for ln in lines if _epoch_of(ln) <= epoch]
-        if len(keep) != len(lines):
-            with atomic_open(path) as f:
-                f.writelines(keep)
+            if run is None:
+                run = RunFolder(self.out_dir, None, read_metrics(self.out_dir))
+            run.trim_metrics(self.epoch)
 
     # -- one step ---------------------------------------------------------------------
     def _draw(self):
@@ -510,12 +296,16 @@ class Trainer:
         out = self._forward(x_adv)
         loss = F.cross_entropy(out.float(), y)
         self._backward(loss, share)
+        self._step()
+        return loss.detach(), out.detach()
+
+    def _step(self):
+        """The optimizer's step (through the AMP scaler), then the schedule's."""
         self.scaler.step(self.opt)
         self.scaler.update()
         self.lr_used = self.opt.param_groups[0]["lr"]
         self.sched.step()
         self.step += 1
-        return loss.detach(), out.detach()
 
     def _attack_model(self, x):
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
@@ -554,11 +344,7 @@ class Trainer:
                 g = delta.grad.detach()
                 step = c.alpha if c.alpha is not None else c.epsilon
                 self.free_delta = (project_linf(x + delta.detach() + step * g.sign(), x, c.epsilon) - x).detach()
-                self.scaler.step(self.opt)
-                self.scaler.update()
-                self.lr_used = self.opt.param_groups[0]["lr"]
-                self.sched.step()
-                self.step += 1
+                self._step()
                 tot_l = tot_l + loss.detach() * len(y)
                 tot_c = tot_c + (out.argmax(1) == y).sum()
             return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
@@ -599,17 +385,11 @@ class Trainer:
             return self._fit(stop_after_steps)
 
     def _check_fresh_out_dir(self) -> None:
-        """A new run refuses a folder holding a run's files: it would append to their metrics.jsonl and
-        leave their best.pt beside its own config.json (and a later resume would accept the mix). Every
-        rank checks before rank 0 writes anything, so all refuse together."""
-        found = [f for f in RUN_FILES + ("last.pt",) if os.path.exists(os.path.join(self.out_dir, f))]
-        if found:
-            raise ValueError(f"{self.out_dir} already holds a run ({', '.join(found)}): train into an empty "
-                             f"folder, or continue that run with resume()")
+        """A new run refuses a folder holding a run's files (check_fresh_run_folder). Every rank checks
+        before rank 0 writes anything, so all refuse together."""
+        check_fresh_run_folder(self.out_dir)
         if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier(device_ids=[torch.cuda.current_device()] if dist.get_backend() == "nccl" else None)
+            barrier()
 
     def _fit(self, stop_after_steps):
         c = self.cfg
@@ -620,18 +400,17 @@ class Trainer:
         while self.epoch < c.epochs:
             t0 = time.time()
             self.model.train()
-            batches = epoch_batches(len(self.train_set), c.batch_size, c.seed, self.epoch, self.rank, self.world)
-            it = _Loader(self.train_set, batches, self.num_workers, seed=c.seed, epoch=self.epoch)
+            batches = rank_batches(len(self.train_set), c.batch_size, c.seed, self.epoch, self.rank, self.world)
+            it = BatchLoader(self.train_set, [b for b, _ in batches], self.num_workers, seed=c.seed,
+                             epoch=self.epoch)
             if tqdm is not None and c.progress and self.rank == 0:
                 it = tqdm(it, total=len(batches), desc=f"epoch {self.epoch + 1}/{c.epochs}", leave=False)
             ls = cs = torch.zeros((), device=self.device)
             ns = 0
             counts_before = dict(self.precision_counts)
-            n_train = len(self.train_set)
-            for i, (x, y) in enumerate(it):
+            for (x, y), (_, share) in zip(it, batches):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)  # no host sync
-                global_n = min(c.batch_size, n_train - i * c.batch_size)  # the global batch this share is of
-                l, cor, n = self.train_batch(x, y, len(y) * self.world / global_n)
+                l, cor, n = self.train_batch(x, y, share)
                 ls, cs, ns = ls + l, cs + cor, ns + n
                 if stop_after_steps is not None and self.step >= stop_after_steps:
                     return self
@@ -672,57 +451,3 @@ class Trainer:
                 if self.on_epoch is not None:
                     self.on_epoch(rec)
         return self
-
-
-def _epoch_of(line: str) -> float:
-    """The epoch of a metrics.jsonl line; a line cut short by a kill belongs to no kept epoch."""
-    try:
-        return json.loads(line).get("epoch", 0)
-    except ValueError:
-        return float("inf")
-
-
-def check_run_checkpoint(out_dir: str, ck: dict, path: Optional[str] = None) -> None:
-    """CheckpointError (one line, naming the folder and what disagrees) unless checkpoint ``ck``, read
-    from ``path`` (default ``out_dir/last.pt``), belongs to the run recorded in ``out_dir``:
-
-    * its ``config["run_id"]`` is config.json's;
-    * metrics.jsonl ends at its epoch, or at the next one (that epoch's line is written before its
-      last.pt, so a kill between the two leaves it ahead).
-
-    A checkpoint written before run ids is checked on metrics.jsonl alone, where the line may also be
-    one epoch behind (dwq then wrote last.pt first). A file that is absent is not checked.
-    """
-    path = path or os.path.join(out_dir, "last.pt")
-    not_ours = f"{path} is not the checkpoint of the run in {out_dir}"
-    ck_id = ck["config"].get("run_id")
-    cfg_path = os.path.join(out_dir, "config.json")
-    if os.path.isfile(cfg_path):
-        try:
-            with open(cfg_path) as f:
-                run_id = json.load(f).get("run_id")
-        except (ValueError, AttributeError):
-            raise CheckpointError(f"{cfg_path} is not a run's config (not a JSON object); cannot check that "
-                                  f"{path} belongs to it") from None
-        if ck_id is not None and run_id != ck_id:
-            raise CheckpointError(f"{not_ours}: its run id is {ck_id}, config.json's is "
-                                  f"{run_id or 'absent (written before run ids)'}")
-    metrics = os.path.join(out_dir, "metrics.jsonl")
-    if os.path.isfile(metrics):
-        with open(metrics) as f:
-            done = [e for e in map(_epoch_of, f) if e != float("inf")]
-        last, epoch = (done[-1] if done else 0), ck["epoch"]
-        lowest = epoch - 1 if ck_id is None else epoch
-        if not lowest <= last <= epoch + 1:
-            raise CheckpointError(f"{not_ours}: it has trained {epoch} epoch{'s' if epoch != 1 else ''}, and "
-                                  f"metrics.jsonl ends at epoch {last}")
-
-
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return str(o)
-    return o

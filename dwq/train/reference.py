@@ -1,5 +1,8 @@
-"""The reference code's CIFAR training defaults (GATECH-EIC/Double-Win-Quant, ``CIFAR/train.py``),
-in dwq's names, for ``dwq train --reference`` to apply to every flag the user did not give.
+"""The reference code's CIFAR training (GATECH-EIC/Double-Win-Quant, ``CIFAR/train.py``) in dwq's
+terms: its defaults, in dwq's names, for ``dwq train --reference`` to apply to every flag the user did
+not give (:data:`REFERENCE_CIFAR_TRAIN`, :func:`reference_alpha`); the check that a model has its
+quantizer (:func:`check_reference_quantizers`); the precision its checkpoint rule evaluates
+(:func:`lowest_precision`).
 
 Where a reference default has no dwq default of the same value (docs/workflow.md has the map):
 
@@ -16,7 +19,13 @@ Where a reference default has no dwq default of the same value (docs/workflow.md
 """
 from __future__ import annotations
 
-__all__ = ["REFERENCE_CIFAR_TRAIN", "reference_alpha"]
+import torch.nn as nn
+
+from dwq.quant import ActQuantizer, WeightQuantizer, normalize_precision
+
+from .dist import unwrap
+
+__all__ = ["REFERENCE_CIFAR_TRAIN", "reference_alpha", "check_reference_quantizers", "lowest_precision"]
 
 # TrainConfig fields (and val_size, a CLI/data setting) at the reference's CIFAR defaults.
 REFERENCE_CIFAR_TRAIN = {
@@ -46,3 +55,25 @@ def reference_alpha(attack: str) -> float:
     if attack in ("fgsm", "fgsm-rs"):
         return 10 / 255
     raise ValueError(f"the reference's CIFAR training has no {attack!r} attack (it has pgd and fgsm / fgsm-rs)")
+
+
+def check_reference_quantizers(model: nn.Module) -> None:
+    """ValueError naming the first layer whose quantizer is not the reference code's (float zero
+    point; for activations one range shared by all precisions)."""
+    for name, m in unwrap(model).named_modules():
+        wrong = ((isinstance(m, (ActQuantizer, WeightQuantizer)) and m.zero_point != "float")
+                 or (isinstance(m, ActQuantizer) and not m.shared_range))
+        if wrong:
+            shared = f", shared_range={m.shared_range}" if isinstance(m, ActQuantizer) else ""
+            raise ValueError(f"reference=True needs the reference's quantizer (float zero point, one shared activation "
+                             f"range); layer {name!r} has zero_point={m.zero_point!r}{shared}: build the model with "
+                             f"dwq.models.build_model(..., reference=True)")
+
+
+def lowest_precision(precisions):
+    """The lowest precision of a set (by activation then weight bits; full precision is the highest):
+    where the reference evaluates a random-precision model to choose its checkpoint."""
+    def key(p):
+        q = normalize_precision(p)
+        return (float("inf"), float("inf")) if q is None else (q[1], q[0])
+    return min(precisions, key=key)
