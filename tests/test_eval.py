@@ -303,6 +303,20 @@ def test_evaluate_runs_each_attack_once_and_derives_every_figure(model_data, mon
     assert (tmp_path / "report.json").is_file() and (tmp_path / "transfer.png").is_file()
 
 
+def test_report_re_derives_every_rpi_interval_from_its_per_image_scores(model_data):
+    # three precisions: scores are thirds and ninths, which four decimals did not keep (a figure
+    # re-derived from the report's own scores moved by up to 3e-5)
+    m, x, y = model_data
+    rep = E.evaluate(m, x[:60], y[:60], SET, epsilon=0.1, alpha=0.025, steps=2, batch_size=60, seed=2,
+                     protocols=["paper", "adaptive", "transfer"])
+    pi, r = rep["per_image"], rep["rpi"]
+    for key, fig, cap in (("clean", "clean", 3), ("paper", "pgd_paper", 9), ("adaptive", "pgd_adaptive", 3),
+                          ("best_of_attacks", "best_of_attacks", 3)):
+        again = E.mean_ci(torch.tensor(pi[key], dtype=torch.float64), cap)
+        assert again["acc"] == pytest.approx(r[fig]["acc"], abs=1e-6)
+        assert again["ci95"] == pytest.approx(r[fig]["ci95"], abs=1e-6)
+    assert any(0 < v < 1 and v not in (0.5,) for v in pi["paper"])  # the fractional scores were exercised
+
 @pytest.mark.parametrize("kw,msg", [(dict(protocols=["papers"]), "unknown protocol"),
                                     (dict(eot_iter=0), "eot_iter"), (dict(epsilon=0.0), "epsilon"),
                                     (dict(attack="bim"), "unknown attack"),
