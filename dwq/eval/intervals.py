@@ -15,9 +15,10 @@ Coverage, measured by simulation under each figure's sampling model (2,000 runs 
 94.4-96.4% at n = 500-5000 for accuracies of 0.5-99% (exact, from the binomial); ``mean_ci``
 93.7-99.7% at n = 500-5000 for mean accuracies of 0.1-99.5% with weakly or strongly correlated
 outcomes across precisions (92.0% at n = 100), 94.1-96.0% on images resampled from the demo's
-per-image scores; ``diff_ci`` 93.8-95.6% on the demo's pairs; ``cluster_ci`` 94-95% when the draws'
-accuracies differ by a few points. Lower where each function says: ``diff_ci`` when few pairs
-differ, ``cluster_ci`` with few clusters whose draws differ widely.
+per-image scores; ``diff_ci`` 94-96.5% at n = 500-5000 on the demo's pairs (92-95.5% at n = 100);
+``cluster_ci`` 94-95.7% when the draws' accuracies differ by a few points. Lower where each
+function says: ``diff_ci`` when few pairs differ, ``cluster_ci`` with few clusters whose draws
+differ widely.
 
 Every interval treats images as independent draws from the test distribution; the randomness of
 the attack itself (random starts, precision draws) is part of each image's outcome.
@@ -128,9 +129,9 @@ def cluster_ci(correct: Sequence[int], sizes: Sequence[int]) -> dict:
     width, and covered 32-64% of simulated runs at 0.05-0.1% accuracy with 10-20 clusters.
     Returns ``{"acc", "ci95", "n", "clusters"}``.
 
-    Coverage is below 95% with few clusters whose draws differ widely: 88-89% with 10 clusters
-    drawn from the demo's fp transfer matrix (cells 35-82%), 93-94% with 40; 94-95% when the cells
-    differ by a few points (the demo's rpt).
+    Coverage is below 95% with few clusters whose draws differ widely: 88-90% with 10 clusters
+    drawn from the demo's fp transfer matrix (cells 35-82%), 93-94% with 40; 94-95.7% when the
+    cells differ by a few points (the demo's rpt).
     """
     k = torch.tensor(list(correct), dtype=torch.float64)
     m = torch.tensor(list(sizes), dtype=torch.float64)
