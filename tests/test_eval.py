@@ -64,6 +64,90 @@ def test_acc_ci_is_a_wilson_interval():
     assert E.acc_ci(torch.tensor([True, False, True, True]))["acc"] == 0.75
 
 
+
+def _wilson_by_hand(p, n, z=1.959963984540054):
+    # Wilson's score interval written out (Wilson 1927), the reference for the interval tests
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return [max(0.0, c - h), min(1.0, c + h)]
+
+
+def test_t_quantiles_and_wilson_against_tabulated_values():
+    # Student t 97.5% points from the tables (df 2, 5, 30, 120, 201) and Wilson's formula by hand
+    for df, t in ((2, 4.302653), (5, 2.570582), (30, 2.042272), (120, 1.979930), (201, 1.971837)):
+        assert E.t_quantile(df) == pytest.approx(t, abs=2e-6)
+    assert E.t_quantile(10, 0.99) == pytest.approx(3.169273, abs=2e-6)
+    for k, n in ((0, 7), (3, 7), (7, 7), (312, 1000)):
+        assert E.acc_ci((k, n))["ci95"] == pytest.approx(_wilson_by_hand(k / n, n), abs=1e-12)
+
+
+def test_mean_ci_near_zero_is_no_narrower_than_the_images_allow():
+    # every score 0: nothing says the P outcomes of an image are independent, so the interval is
+    # Wilson's over the n images (it was Wilson's over n*P outcomes, P times too narrow)
+    assert E.mean_ci(torch.zeros(1000), 25)["ci95"] == pytest.approx(E.acc_ci((0, 1000))["ci95"])
+    assert E.mean_ci(torch.ones(100), 5)["ci95"] == pytest.approx(E.acc_ci((100, 100))["ci95"])
+    # one image right at 1 of 25 pairs: its spread is the floor's, so n_eff = n (it was 25,000)
+    s = torch.zeros(1000)
+    s[0] = 0.04
+    assert E.mean_ci(s, 25)["ci95"] == pytest.approx(_wilson_by_hand(0.04 / 1000, 1000), abs=1e-9)
+    # in the interior the floor does not bind: Kish's n_eff = n p(1-p)/s^2 by hand
+    s = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 0.8, 0.6] * 50)
+    p, var = 0.55, float(s.double().var(unbiased=False))
+    assert E.mean_ci(s, 5)["ci95"] == pytest.approx(_wilson_by_hand(p, 400 * p * (1 - p) / var), abs=1e-7)
+
+
+def test_mean_ci_covers_a_rare_robust_minority():
+    # 0.4% of the images are robust and right at each of the P = 25 (attack, inference) pairs with
+    # probability 0.6; the rest are never right. n = 500: a handful of fractional scores carries the
+    # spread. Coverage over 300 seeded runs was 83% before the variance floor.
+    g = torch.Generator().manual_seed(0)
+    n, P, r, q = 500, 25, 0.004, 0.6
+    hits = 0
+    for _ in range(300):
+        robust = torch.rand(n, generator=g, dtype=torch.float64) < r
+        k = torch.binomial(torch.full((n,), float(P), dtype=torch.float64),
+                           torch.full((n,), q, dtype=torch.float64), generator=g)
+        lo, hi = E.mean_ci(k / P * robust, P)["ci95"]
+        hits += lo <= r * q <= hi
+    assert hits / 300 >= 0.93
+
+
+def test_cluster_ci_is_the_linearized_ratio_estimator():
+    # unequal clusters (the last batch smaller): p = sum k / sum m, se^2 = sum (k - p m)^2 / (B (B-1) mbar^2)
+    k, m = [61, 70, 55, 80, 20], [100, 100, 100, 100, 37]
+    p = sum(k) / sum(m)
+    mbar = sum(m) / 5
+    se = (sum((a - p * b) ** 2 for a, b in zip(k, m)) / (5 * 4)) ** 0.5 / mbar
+    r = E.cluster_ci(k, m)
+    assert r["acc"] == pytest.approx(p) and r["n"] == 437 and r["clusters"] == 5
+    assert r["ci95"] == pytest.approx([p - 2.776445 * se, p + 2.776445 * se], abs=1e-6)
+
+
+def test_cluster_ci_without_spread_counts_each_cluster_once():
+    # every batch right (or wrong, or at the same ratio): the t interval had zero width; with no
+    # spread to measure, the B draws are the only independent outcomes
+    for k, m, p in (([100] * 10, [100] * 10, 1.0), ([0] * 10, [100] * 10, 0.0), ([70] * 10, [100] * 10, 0.7),
+                    ([35, 70, 70], [50, 100, 100], 0.7)):
+        r = E.cluster_ci(k, m)
+        assert r["acc"] == pytest.approx(p)
+        assert r["ci95"] == pytest.approx(_wilson_by_hand(p, len(k)), abs=1e-9)
+
+
+@pytest.mark.parametrize("call,msg", [
+    (lambda: E.cluster_ci([1, 2, 3], [10, 10]), "3 counts for 2 cluster sizes"),
+    (lambda: E.cluster_ci([12, 3], [10, 10]), "0 <= correct <= size"),
+    (lambda: E.cluster_ci([0, 5], [0, 10]), "size >= 1"),
+    (lambda: E.cluster_ci([float("nan"), 5], [10, 10]), "0 <= correct <= size"),
+    (lambda: E.acc_ci((5, 3)), "5 correct of 3"),
+    (lambda: E.mean_ci(torch.tensor([0.5, float("nan")])), "no NaN"),
+    (lambda: E.diff_ci(torch.tensor([1.0, float("nan")]), torch.zeros(2)), "NaN"),
+    (lambda: E.t_quantile(2.5), "integer >= 1"),
+    (lambda: E.t_quantile(5, 1.0), "level must be in"),
+])
+def test_intervals_name_bad_input(call, msg):
+    with pytest.raises(ValueError, match=msg):
+        call()
+
 def test_clean_accuracy_per_precision(model_data):
     m, x, y = model_data
     r = E.clean_accuracy(m, x, y, SET)
@@ -82,6 +166,13 @@ def test_paper_protocol_is_the_transfer_matrix_mean_and_its_replica_draws_indepe
     assert abs(r["clean"]["acc"] - clean.float().mean().item()) < 1e-6
     s = r["robust_sampled"]
     assert s["clusters"] == 20 and s["n"] == 200
+    # the replica keeps what its interval comes from: each batch's draw, count and size
+    b = s["batches"]
+    assert sum(b["sizes"]) == 200 and len(b["attack"]) == len(b["inference"]) == 20
+    assert b["correct"] == [int(tm[a, p, 10 * i:10 * i + 10].sum()) for i, (a, p) in enumerate(zip(b["attack"], b["inference"]))]
+    assert E.cluster_ci(b["correct"], b["sizes"]) == {k: v for k, v in s.items() if k != "batches"}
+    cb = r["clean_sampled"]["batches"]
+    assert cb["correct"] == [int(clean[p, 10 * i:10 * i + 10].sum()) for i, p in enumerate(cb["precision"])]
     # 20 draws, not 200 images: the replica's interval is wider than the exact figure's
     assert s["ci95"][1] - s["ci95"][0] > r["robust"]["ci95"][1] - r["robust"]["ci95"][0]
     # the replica draws the attack and inference precisions independently and uniformly:
@@ -211,6 +302,20 @@ def test_evaluate_runs_each_attack_once_and_derives_every_figure(model_data, mon
     E.write_report(rep, str(tmp_path))
     assert (tmp_path / "report.json").is_file() and (tmp_path / "transfer.png").is_file()
 
+
+def test_report_re_derives_every_rpi_interval_from_its_per_image_scores(model_data):
+    # three precisions: scores are thirds and ninths, which four decimals did not keep (a figure
+    # re-derived from the report's own scores moved by up to 3e-5)
+    m, x, y = model_data
+    rep = E.evaluate(m, x[:60], y[:60], SET, epsilon=0.1, alpha=0.025, steps=2, batch_size=60, seed=2,
+                     protocols=["paper", "adaptive", "transfer"])
+    pi, r = rep["per_image"], rep["rpi"]
+    for key, fig, cap in (("clean", "clean", 3), ("paper", "pgd_paper", 9), ("adaptive", "pgd_adaptive", 3),
+                          ("best_of_attacks", "best_of_attacks", 3)):
+        again = E.mean_ci(torch.tensor(pi[key], dtype=torch.float64), cap)
+        assert again["acc"] == pytest.approx(r[fig]["acc"], abs=1e-6)
+        assert again["ci95"] == pytest.approx(r[fig]["ci95"], abs=1e-6)
+    assert any(0 < v < 1 and v not in (0.5,) for v in pi["paper"])  # the fractional scores were exercised
 
 @pytest.mark.parametrize("kw,msg", [(dict(protocols=["papers"]), "unknown protocol"),
                                     (dict(eot_iter=0), "eot_iter"), (dict(epsilon=0.0), "epsilon"),

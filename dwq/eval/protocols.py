@@ -149,6 +149,9 @@ def paper_protocol(tm_correct: torch.Tensor, clean_correct: torch.Tensor = None,
     also the reference's sampled replica (``"robust_sampled"``, ``"clean_sampled"``): per batch of
     that many images one attack and one inference precision (one clean precision) are drawn, as the
     reference does; their intervals count batches, not images (:func:`dwq.eval.intervals.cluster_ci`).
+    Each also keeps what its interval is computed from, ``"batches"``: per batch the drawn indices
+    into the set (``"attack"`` and ``"inference"``; ``"precision"`` for clean), its correct count
+    (``"correct"``) and its images (``"sizes"``), so that a saved report re-derives it.
     """
     A, P, N = tm_correct.shape
     out = {"robust": mean_ci(tm_correct.float().mean((0, 1)), A * P)}
@@ -156,17 +159,20 @@ def paper_protocol(tm_correct: torch.Tensor, clean_correct: torch.Tensor = None,
         out["clean"] = rpi_clean(clean_correct)
     if sampled_batch:
         g = torch.Generator().manual_seed(seed)
-        rk, ck, sizes = [], [], []
+        draws, rk, ck, sizes = [], [], [], []
         for i in range(0, N, sampled_batch):
             j = min(i + sampled_batch, N)
             a, p, pc = (int(torch.randint(k, (1,), generator=g)) for k in (A, P, P))
+            draws.append((a, p, pc))
             rk.append(int(tm_correct[a, p, i:j].sum()))
             if clean_correct is not None:
                 ck.append(int(clean_correct[pc, i:j].sum()))
             sizes.append(j - i)
-        out["robust_sampled"] = cluster_ci(rk, sizes)
+        out["robust_sampled"] = dict(cluster_ci(rk, sizes), batches={
+            "attack": [d[0] for d in draws], "inference": [d[1] for d in draws], "correct": rk, "sizes": sizes})
         if clean_correct is not None:
-            out["clean_sampled"] = cluster_ci(ck, sizes)
+            out["clean_sampled"] = dict(cluster_ci(ck, sizes), batches={
+                "precision": [d[2] for d in draws], "correct": ck, "sizes": list(sizes)})
     return out
 
 
