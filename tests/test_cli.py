@@ -106,6 +106,15 @@ def test_train_cli_copies_agree_with_the_library():
         set(RESUME_MAY_CHANGE) - {"run_id", "extra"}  # run_id: the checkpoint's; extra: the CLI's flags
 
 
+def test_eval_cli_copies_agree_with_the_library():
+    """dwq.cli.main keeps its own copies of dwq.eval's attack and protocol names (fast --help)."""
+    import dwq.cli.main as cli
+    from dwq.eval.attacks import EVAL_ATTACKS
+    from dwq.eval.run import PROTOCOLS
+
+    assert cli.EVAL_ATTACKS == EVAL_ATTACKS and cli.EVAL_PROTOCOLS == PROTOCOLS
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
