@@ -1,6 +1,6 @@
 # make demo   set everything up (venv, deps, build) and run the main job on the embedded MNIST-5k
 # make test   set everything up and run the whole test suite (C++ ctest + pytest)
-# make bench  kernel benchmarks (benchmarks/bench_kernels.py --quick)
+# make bench  kernel benchmarks (benchmarks/bench_kernels.py --quick; records and plot under runs/)
 # Variables: VENV (default .venv), PYTHON (interpreter that creates it), DWQ_NO_CUDA=1 (CPU-only build).
 VENV ?= .venv
 PYTHON ?= python3
@@ -50,7 +50,7 @@ pytest: build
 test: ctest pytest
 
 bench: build
-	$(PY) benchmarks/bench_kernels.py --quick --json benchmarks/results.json
+	mkdir -p runs && $(PY) benchmarks/bench_kernels.py --quick --json runs/bench_kernels.json --png runs/bench_kernels.png
 
 clean:
 	rm -rf build build-cmake dwq/_C*.so *.egg-info
