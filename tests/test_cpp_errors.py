@@ -3,7 +3,8 @@ message (issue 9: on the GPU machine's stack every such error crashed the interp
 
 Each case runs in a fresh interpreter, so that a crash fails this test with its signal and a
 diagnosis instead of killing the whole test run; the cases go through the autograd kernel (x
-requiring grad), plain calls, no_grad and inference_mode, and through each family of ops.
+requiring grad), plain calls, no_grad and inference_mode, and through each family of ops, and packed weights whose header was edited (they crashed the
+process before the header's offsets and sizes were checked against the blob).
 """
 import os
 import pathlib
@@ -18,6 +19,8 @@ from dwq.ops import HAS_EXT
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
+import struct
+
 import torch
 import dwq.ops as q
 
@@ -38,6 +41,31 @@ cases = {
     "qgemm_acc bad blob": (lambda: ops.qgemm_acc(torch.zeros(2, 8, dtype=torch.uint8), z3, 8,
                                                  torch.zeros(2, 200, dtype=torch.int8)), "bad header"),
 }
+
+
+def edited_blob(field, value):
+    # A packed weight whose header field (Header in csrc/cpu/qgemm_common.cpp) was overwritten, as a
+    # corrupted artifact would hold it: the engine reads through these fields, so each must be an error.
+    offset = {"K": 24, "Kp": 32, "data_off": 48, "colsum_off": 56, "zp_off": 64}[field]
+    blob = ops.pack_weight(torch.zeros(7, 10, dtype=torch.uint8), torch.zeros(7, dtype=torch.int32), 8)
+    raw = bytearray(blob.numpy().tobytes())
+    struct.pack_into("<q", raw, offset, value)
+    return torch.frombuffer(raw, dtype=torch.int8).clone().view(blob.shape)
+
+
+x10 = torch.zeros(5, 10, dtype=torch.uint8)
+for field, value in [("data_off", 1 << 40), ("colsum_off", -(1 << 40)), ("zp_off", 1 << 50)]:
+    cases[f"qgemm_acc header {field} edited"] = (lambda b=edited_blob(field, value): ops.qgemm_acc(x10, z3, 8, b),
+                                                 "bad header")
+# K = kh * kw * C = 2^61 with the wrapping layout size of a 2^61-column header (a 1x1 output of
+# padding alone): the engine would read far past the 980-byte blob.
+wide = edited_blob("Kp", 1 << 61)
+raw = bytearray(wide.numpy().tobytes())
+struct.pack_into("<q", raw, 24, 1 << 61)
+wide = torch.frombuffer(raw, dtype=torch.int8).clone().view(wide.shape)
+cases["qconv2d_acc header K = 2^61"] = (lambda: ops.qconv2d_acc(torch.zeros(1, 1, 0, 0, dtype=torch.uint8), z3, 8, wide,
+                                                                [1 << 30, 1 << 31], [1, 1], [1 << 29, 1 << 30]),
+                                        "bad header")
 for name, (fn, message) in cases.items():
     ctx = torch.inference_mode() if "inference_mode" in name else (torch.no_grad() if "no_grad" in name else None)
     try:

@@ -232,3 +232,54 @@ def test_python_wrapper_errors():
         q.quantize_act(torch.ones(2), torch.ones(1), torch.zeros(1, dtype=torch.int32), 17)
     with pytest.raises(ValueError, match="pack_conv_weight: w_codes must be"):
         q.pack_conv_weight(torch.zeros(3, 3, dtype=torch.uint8), torch.zeros(3, dtype=torch.int32), 8)
+    x, w, zw = _sample()
+    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
+    with pytest.raises(ValueError, match="qlinear: x_codes must be"):
+        q.qlinear(x[0, 0], sx, zx, 8, q.pack_weight(w, zw, 8), sw)
+    wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
+    for arg in ("kernel_size", "stride", "padding"):
+        pair = dict(kernel_size=1, stride=1, padding=0)
+        pair[arg] = 1.0
+        with pytest.raises(ValueError, match=f"{arg} must be an int or a pair of ints, got 1.0"):
+            q.qconv2d_acc(x.reshape(7, 33, 1, 1), zx, 8, wc, **pair)
+
+
+def _mixed_meta_calls():
+    """One call per op with a single meta tensor among CPU ones: (id, call, the argument named)."""
+    x, w, zw = _sample()
+    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
+    wp = q.pack_weight(w, zw, 8)
+    wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
+    xc = x.reshape(7, 33, 1, 1)
+    m = lambda t: t.to("meta")  # noqa: E731
+    ops = torch.ops.dwq
+    return [
+        ("quantize_act scale", lambda: ops.quantize_act(torch.randn(3), m(sx), zx, 8), "scale"),
+        ("pack_weight zero_point", lambda: ops.pack_weight(w, m(zw), 8), "zero_point"),
+        ("qgemm_acc w_packed", lambda: ops.qgemm_acc(x, zx, 8, m(wp)), "w_packed"),
+        ("qgemm_acc x_codes", lambda: ops.qgemm_acc(m(x), zx, 8, wp), "x_zero_point"),
+        ("qlinear w_scale", lambda: ops.qlinear(x, sx, zx, 8, wp, m(sw), None, None, False, None, None, 8), "w_scale"),
+        ("qlinear out_zero_point",
+         lambda: ops.qlinear(x, sx, zx, 8, wp, sw, None, None, False, sx, m(zx), 8), "out_zero_point"),
+        ("qconv2d_acc x_zero_point", lambda: ops.qconv2d_acc(xc, m(zx), 8, wc, [1, 1], [1, 1], [0, 0]), "x_zero_point"),
+        ("qconv2d affine_bias", lambda: ops.qconv2d(xc, sx, zx, 8, wc, sw, [1, 1], [1, 1], [0, 0], None, m(sw), False,
+                                                    None, None, 8), "affine_bias"),
+    ]
+
+
+@pytest.mark.parametrize("case", _mixed_meta_calls(), ids=lambda c: c[0])
+def test_meta_among_cpu_tensors_is_an_error(case):
+    # Meta outranks CPU in dispatch, so such a call reaches the fake impl; it used to return an
+    # uninitialized CPU tensor as if the op had run.
+    _, fn, arg = case
+    with pytest.raises(RuntimeError, match=f"{arg} must be on"):
+        fn()
+
+
+def test_all_meta_inputs_give_meta_outputs():
+    x, w, zw = _sample()
+    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
+    wp = q.pack_weight(w, zw, 8)
+    m = [t.to("meta") for t in (x, zx, sx, wp, sw)]
+    y = torch.ops.dwq.qlinear(m[0], m[2], m[1], 8, m[3], m[4], None, None, False, None, None, 8)
+    assert y.device.type == "meta" and y.shape == (7, 9) and y.dtype == torch.float32

@@ -160,8 +160,16 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   std::memcpy(&h, blob, sizeof(h));
   if (h.magic != kMagic || h.version != kVersion || h.bits < 2 || h.bits > 16 || h.limbs != limbs_for_bits(h.bits))
     return false;
-  if (h.N <= 0 || h.K <= 0 || h.Kp != round_up(h.K, 4) || h.Npad != round_up(h.N, kBlockN)) return false;
-  if (packed_weight_bytes(h.N, h.K, h.bits) > nbytes) return false;
+  // Sizes bounded by the blob before any product, so that the layout below cannot wrap; a blob
+  // needs at least one byte per (padded) row and column of its limb plane.
+  if (h.N <= 0 || h.K <= 0 || h.N > nbytes || h.K > nbytes) return false;
+  if (h.Kp != round_up(h.K, 4) || h.Npad != round_up(h.N, kBlockN)) return false;
+  int64_t plane = 0;
+  if (__builtin_mul_overflow(h.Npad, h.Kp, &plane) || plane > nbytes) return false;
+  // The offsets are read from the blob: they must be the layout's, or the engine reads out of bounds.
+  const PackedLayout L = packed_layout(h.N, h.K, h.bits);
+  if (h.data_off != L.data_off || h.colsum_off != L.colsum_off || h.zp_off != L.zp_off || L.bytes > nbytes)
+    return false;
   v->N = h.N;
   v->K = h.K;
   v->Kp = h.Kp;

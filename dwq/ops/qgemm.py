@@ -30,6 +30,7 @@ Example::
     >>> wp = ops.pack_weight(qw, zw, 8)                            # once, at conversion time
     >>> y = ops.qlinear(qx, sx, zx, 8, wp, torch.full((32,), 0.01))  # float32 [4, 32]
 """
+import operator
 import os
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -54,9 +55,14 @@ IntPair = Union[int, Sequence[int]]
 
 
 def _pair(v: IntPair, name: str) -> List[int]:
-    if isinstance(v, int):
-        return [v, v]
-    v = [int(t) for t in v]
+    try:  # operator.index: ints of any kind (numpy, torch), never a float
+        return [operator.index(v)] * 2
+    except TypeError:
+        pass
+    try:
+        v = [operator.index(t) for t in v]
+    except TypeError:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}") from None
     if len(v) != 2:
         raise ValueError(f"{name} must be an int or a pair, got {v!r}")
     return v
@@ -144,6 +150,8 @@ def qlinear(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     """
     _check_bits(x_bits, "x_bits")
     _need_ext("qlinear")
+    if x_codes.dim() == 0:
+        raise ValueError("qlinear: x_codes must be [..., K], got a 0-d tensor")
     lead = x_codes.shape[:-1]
     x2 = x_codes.reshape(-1, x_codes.shape[-1]) if x_codes.dim() != 2 else x_codes
     y = torch.ops.dwq.qlinear.default(x2, x_scale, x_zero_point, x_bits, w_packed, w_scale, affine_scale, affine_bias,
@@ -214,6 +222,14 @@ def supported_cpu_isas() -> List[str]:
 
 if HAS_EXT:
 
+    def _fake_same_device(name, main, main_name, **others):
+        # A meta tensor among CPU ones sends the whole call here (Meta outranks CPU in dispatch):
+        # without this check it would return an uninitialized tensor on the main input's device.
+        for arg, t in others.items():
+            if t is not None:
+                torch._check(t.device == main.device, lambda: f"dwq.{name}: {arg} must be on {main.device} like "
+                             f"{main_name}, got device {t.device}")
+
     def _fake_codes(name, x, dim):
         torch._check(x.dtype in (torch.uint8, torch.int32),
                      lambda: f"{name}: x_codes must be uint8 or int32 codes, got {x.dtype}")
@@ -242,6 +258,7 @@ if HAS_EXT:
 
     @torch.library.register_fake("dwq::quantize_act")
     def _(x, scale, zero_point, bits):
+        _fake_same_device("quantize_act", x, "x", scale=scale, zero_point=zero_point)
         torch._check(2 <= bits <= 16, lambda: f"quantize_act: bits must be in 2..16, got {bits}")
         torch._check(x.dtype == torch.float32, lambda: f"quantize_act: x must be float32, got {x.dtype}")
         torch._check(scale.numel() == 1 and zero_point.numel() == 1,
@@ -250,6 +267,7 @@ if HAS_EXT:
 
     @torch.library.register_fake("dwq::pack_weight")
     def _(w_codes, zero_point, bits):
+        _fake_same_device("pack_weight", w_codes, "w_codes", zero_point=zero_point)
         torch._check(2 <= bits <= 16, lambda: f"pack_weight: bits must be in 2..16, got {bits}")
         torch._check(w_codes.dim() == 2, lambda: f"pack_weight: w_codes must be 2-D, got {tuple(w_codes.shape)}")
         torch._check(w_codes.dtype in (torch.uint8, torch.int32),
@@ -260,6 +278,7 @@ if HAS_EXT:
 
     @torch.library.register_fake("dwq::qgemm_acc")
     def _(x_codes, x_zero_point, x_bits, w_packed):
+        _fake_same_device("qgemm_acc", x_codes, "x_codes", x_zero_point=x_zero_point, w_packed=w_packed)
         torch._check(2 <= x_bits <= 16, lambda: f"qgemm_acc: x_bits must be in 2..16, got {x_bits}")
         _fake_codes("qgemm_acc", x_codes, 2)
         _fake_packed("qgemm_acc", w_packed)
@@ -268,6 +287,9 @@ if HAS_EXT:
     @torch.library.register_fake("dwq::qlinear")
     def _(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale, affine_scale, affine_bias, relu, out_scale,
           out_zero_point, out_bits):
+        _fake_same_device("qlinear", x_codes, "x_codes", x_scale=x_scale, x_zero_point=x_zero_point,
+                          w_packed=w_packed, w_scale=w_scale, affine_scale=affine_scale, affine_bias=affine_bias,
+                          out_scale=out_scale, out_zero_point=out_zero_point)
         torch._check(2 <= x_bits <= 16, lambda: f"qlinear: x_bits must be in 2..16, got {x_bits}")
         _fake_codes("qlinear", x_codes, 2)
         _fake_packed("qlinear", w_packed)
@@ -278,6 +300,7 @@ if HAS_EXT:
 
     @torch.library.register_fake("dwq::qconv2d_acc")
     def _(x_codes, x_zero_point, x_bits, w_packed, kernel_size, stride, padding):
+        _fake_same_device("qconv2d_acc", x_codes, "x_codes", x_zero_point=x_zero_point, w_packed=w_packed)
         torch._check(2 <= x_bits <= 16, lambda: f"qconv2d_acc: x_bits must be in 2..16, got {x_bits}")
         _fake_codes("qconv2d_acc", x_codes, 4)
         _fake_packed("qconv2d_acc", w_packed)
@@ -287,6 +310,9 @@ if HAS_EXT:
     @torch.library.register_fake("dwq::qconv2d")
     def _(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale, kernel_size, stride, padding, affine_scale,
           affine_bias, relu, out_scale, out_zero_point, out_bits):
+        _fake_same_device("qconv2d", x_codes, "x_codes", x_scale=x_scale, x_zero_point=x_zero_point,
+                          w_packed=w_packed, w_scale=w_scale, affine_scale=affine_scale, affine_bias=affine_bias,
+                          out_scale=out_scale, out_zero_point=out_zero_point)
         torch._check(2 <= x_bits <= 16, lambda: f"qconv2d: x_bits must be in 2..16, got {x_bits}")
         _fake_codes("qconv2d", x_codes, 4)
         _fake_packed("qconv2d", w_packed)
