@@ -5,7 +5,9 @@ import json
 import os
 import time
 
-FLOAT32_BITS = 32  # "bits" of a float32 record (as dwq bench writes full precision and latency_from_records reads it)
+# "bits" of a float32 record: dwq.deploy.RECORD_FP_BITS, the convention dwq bench writes and
+# latency_from_records reads (not imported: gpu_check loads this file before dwq is built)
+FLOAT32_BITS = 32
 
 
 def record(op, shape, bits, impl, median_ms, min_ms=None, **extra):

@@ -128,3 +128,23 @@ def test_round_robin_rotates_which_function_runs_first():
     out = time_round_robin({k: (lambda k=k: calls.append(k)) for k in "abc"}, budget_s=0.0, min_reps=3, max_reps=3)
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then three rounds
     assert all(r["reps"] == 3 for r in out.values())
+
+
+def test_record_bits_round_trips_through_latency_from_records():
+    """dwq bench writes "bits" with record_bits and latency_from_records reads them back; benchmarks/
+    keeps its own copy of the full-precision convention (records.py imports no dwq)."""
+    import importlib.util
+    import pathlib
+
+    from dwq.deploy import RECORD_FP_BITS, record_bits
+
+    assert [record_bits(p) for p in ("fp", None, 4, "8", (4, 8), "4w8a")] == [RECORD_FP_BITS, RECORD_FP_BITS, 4, 8,
+                                                                            "4w8a", "4w8a"]
+    recs = [{"op": "n", "shape": "b1", "bits": record_bits(p), "impl": "dwq_int", "median_ms": float(i)}
+            for i, p in enumerate(["fp", "4", "4w8a"])]
+    assert latency_from_records(recs) == {"fp": 0.0, "4": 1.0, "4w8a": 2.0}
+    spec = importlib.util.spec_from_file_location(
+        "records", pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "records.py")
+    records = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(records)
+    assert records.FLOAT32_BITS == RECORD_FP_BITS

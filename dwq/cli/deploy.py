@@ -97,15 +97,10 @@ def cmd_deploy(a) -> int:
     return 0
 
 
-def _bits_field(name: str):
-    """The record's "bits": the width for a uniform precision, 32 for full precision, else "4w8a"."""
-    return 32 if name == "fp" else (int(name) if name.isdigit() else name)
-
-
 def cmd_bench(a) -> int:
     import torch
 
-    from dwq.deploy import ArtifactError, choose_precisions, latency_per_precision, load
+    from dwq.deploy import ArtifactError, choose_precisions, latency_per_precision, load, record_bits
     from dwq.quant import precision_name
 
     if a.json:
@@ -140,7 +135,7 @@ def cmd_bench(a) -> int:
         first = first or lat
         print(f"{bs:>6} " + " ".join(f"{lat[precision_name(p)]['median_ms']:>9.3f}" for p in ps))
         shape = f"b{bs} {'x'.join(map(str, size))}"
-        records += [{"op": name, "shape": shape, "bits": _bits_field(k), "impl": "dwq_int", "median_ms": v["median_ms"],
+        records += [{"op": name, "shape": shape, "bits": record_bits(k), "impl": "dwq_int", "median_ms": v["median_ms"],
                      "min_ms": v["min_ms"], "threads": torch.get_num_threads()} for k, v in lat.items()]
     if a.json:  # before the choice: a budget nothing fits must not lose the measurements
         with open(a.json, "w") as f:

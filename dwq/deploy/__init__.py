@@ -14,7 +14,7 @@ timed per precision (``latency_per_precision``) and precision sets chosen by lat
 from dwq.deploy.agreement import code_agreement, compare, format_comparison
 from dwq.deploy.artifact import ArtifactError, format_size_report, load, read_metadata, save, size_report
 from dwq.deploy.check import check_conversion, format_check
-from dwq.deploy.choose import PrecisionChoice, choose_precisions, latency_from_records
+from dwq.deploy.choose import RECORD_FP_BITS, PrecisionChoice, choose_precisions, latency_from_records, record_bits
 from dwq.deploy.convert import ConversionError, calibrated_precisions, convert
 from dwq.deploy.integer_model import IntegerModel
 from dwq.deploy.straight_through import StraightThrough
@@ -24,4 +24,4 @@ __all__ = ["ArtifactError", "ConversionError", "IntegerModel", "PrecisionChoice"
            "calibrated_precisions",
            "check_conversion", "choose_precisions", "code_agreement", "compare", "convert", "format_check",
            "format_comparison", "format_size_report", "latency_from_records", "latency_per_precision", "load",
-           "read_metadata", "save", "size_report", "time_round_robin"]
+           "read_metadata", "record_bits", "RECORD_FP_BITS", "save", "size_report", "time_round_robin"]

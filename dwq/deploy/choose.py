@@ -13,7 +13,18 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 from dwq.quant.cost import CostReport
 from dwq.quant.precision import normalize_precision, parse_precision, precision_name, user_precision
 
-__all__ = ["PrecisionChoice", "choose_precisions", "latency_from_records"]
+__all__ = ["PrecisionChoice", "choose_precisions", "latency_from_records", "record_bits", "RECORD_FP_BITS"]
+
+RECORD_FP_BITS = 32  # a benchmark record's "bits" at full precision (float32): dwq bench and benchmarks/ write it
+
+
+def record_bits(p):
+    """A benchmark record's ``bits`` for precision ``p`` (any spelling): the width when weights and
+    activations share it, :data:`RECORD_FP_BITS` at full precision, else the name ("4w8a")."""
+    q = normalize_precision(parse_precision(p) if isinstance(p, str) else p)
+    if q is None:
+        return RECORD_FP_BITS
+    return q[0] if q[0] == q[1] else precision_name(q)
 
 
 @dataclass
@@ -52,8 +63,7 @@ def latency_from_records(records: Union[str, Sequence[dict]], impl: str = "dwq_i
         raise ValueError(f"no {impl!r} records" + "".join(f" of {k} {v!r}" for k, v in (("op", op), ("shape", shape)) if v))
     out = {}
     for r in rows:
-        # fp32 / full-precision records carry bits 32 (the benchmarks' convention)
-        name = precision_name(None if r["bits"] == 32 else r["bits"])
+        name = precision_name(None if r["bits"] == RECORD_FP_BITS else r["bits"])
         if name in out:
             raise ValueError(f"the records hold precision {name} of {r.get('op')!r} {r.get('shape')!r} twice")
         out[name] = float(r["median_ms"])
