@@ -59,6 +59,14 @@ def codes(shape, bits, g):
     return c.to(torch.uint8) if bits <= 8 else c
 
 
+def torch_quantized():
+    """``torch.ao.nn.quantized`` on torch's x86 engine (oneDNN/fbgemm), the int8 baselines' engine."""
+    torch.backends.quantized.engine = "x86"
+    import torch.ao.nn.quantized as nnq
+
+    return nnq
+
+
 def bench_gemm(M, N, K, bits_list, records, brevitas_bits, budget_s):
     g = torch.Generator().manual_seed(0)
     shape = f"{M}x{N}x{K}"
@@ -69,10 +77,7 @@ def bench_gemm(M, N, K, bits_list, records, brevitas_bits, budget_s):
     cands = [("torch_fp32", FLOAT32_BITS, lambda: a @ b), ("torch_int_mm", 8, lambda: torch._int_mm(a8, b8))]
     # _int_mm reorders its weight in every call; torch's int8 linear with a prepacked weight (x86
     # engine, as torch_qconv) is the like-for-like baseline of dwq's packed weight
-    torch.backends.quantized.engine = "x86"
-    import torch.ao.nn.quantized as nnq
-
-    qlin = nnq.Linear(K, N, bias_=False)
+    qlin = torch_quantized().Linear(K, N, bias_=False)
     qlin.set_weight_bias(torch.quantize_per_channel(torch.randn(N, K, generator=g) * 0.05, torch.full((N,), 0.002),
                                                     torch.zeros(N, dtype=torch.long), 0, torch.qint8), None)
     qlin.scale, qlin.zero_point = 0.05, 64
@@ -121,10 +126,7 @@ def bench_conv(B, cin, cout, hw, stride, bits_list, records, brevitas_bits, budg
     cands = [("torch_fp32", FLOAT32_BITS, lambda: F.conv2d(xf, wf, stride=stride, padding=1)),
              ("torch_fp32_cl", FLOAT32_BITS, lambda: F.conv2d(xcl, wf, stride=stride, padding=1))]
     # torch's x86 quantized conv (oneDNN/fbgemm), quint8 activations, qint8 per-channel weights
-    torch.backends.quantized.engine = "x86"
-    import torch.ao.nn.quantized as nnq
-
-    qconv = nnq.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+    qconv = torch_quantized().Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
     qw = torch.quantize_per_channel(wf, torch.full((cout,), 0.002), torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
     qconv.set_weight_bias(qw, None)
     qconv.scale, qconv.zero_point = 0.05, 64

@@ -159,20 +159,22 @@ def paper_protocol(tm_correct: torch.Tensor, clean_correct: torch.Tensor = None,
         out["clean"] = rpi_clean(clean_correct)
     if sampled_batch:
         g = torch.Generator().manual_seed(seed)
-        draws, rk, ck, sizes = [], [], [], []
+        attack, inference, clean, rk, ck, sizes = [], [], [], [], [], []
         for i in range(0, N, sampled_batch):
             j = min(i + sampled_batch, N)
             a, p, pc = (int(torch.randint(k, (1,), generator=g)) for k in (A, P, P))
-            draws.append((a, p, pc))
+            attack.append(a)
+            inference.append(p)
+            clean.append(pc)
             rk.append(int(tm_correct[a, p, i:j].sum()))
             if clean_correct is not None:
                 ck.append(int(clean_correct[pc, i:j].sum()))
             sizes.append(j - i)
         out["robust_sampled"] = dict(cluster_ci(rk, sizes), batches={
-            "attack": [d[0] for d in draws], "inference": [d[1] for d in draws], "correct": rk, "sizes": sizes})
+            "attack": attack, "inference": inference, "correct": rk, "sizes": sizes})
         if clean_correct is not None:
             out["clean_sampled"] = dict(cluster_ci(ck, sizes), batches={
-                "precision": [d[2] for d in draws], "correct": ck, "sizes": list(sizes)})
+                "precision": clean, "correct": ck, "sizes": list(sizes)})
     return out
 
 
