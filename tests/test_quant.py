@@ -300,3 +300,21 @@ def test_act_quantizer_built_on_meta_then_materialized_updates_the_right_slots()
         m(torch.tensor([-1.0, 2.0]), 4, (4, 4))
     assert torch.equal(q.running_min, built.running_min) and torch.equal(q.initialized, built.initialized)
     assert q.initialized.tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("path", ["fused", "torch"])
+def test_act_quantizer_built_on_meta_then_assigned_a_state_dict_trains(path):
+    # load_state_dict(assign=True) takes the loaded tensors as the state; the slot masks (no state_dict
+    # entry) stayed on meta, and the first full-precision or pure-PyTorch train-mode forward failed
+    built = ActQuantizer([4, 8, None])
+    with torch.device("meta"):
+        q = ActQuantizer([4, 8, None])
+    q.load_state_dict(built.state_dict(), assign=True)
+    assert q._update_masks.device.type == "cpu" and torch.equal(q._update_masks, built._update_masks)
+    x = torch.tensor([-1.0, 2.0]) if path == "fused" else torch.tensor([-1.0, 2.0], dtype=torch.float64)
+    for m in (q, built):
+        m.train()
+        m(x, 4, (4, 4))
+        m(x * 3, None, None)
+    assert torch.equal(q.running_min, built.running_min) and torch.equal(q.initialized, built.initialized)
+    assert q.initialized.tolist() == [True, False, True, True]

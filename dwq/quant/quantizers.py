@@ -180,8 +180,11 @@ class ActQuantizer(nn.Module):
                 setattr(self, name, old.to(new.device))
         # The masks are constants, not state (no state_dict entry): rebuilt, since fn may be to_empty's,
         # which leaves uninitialized memory that load_state_dict never overwrites.
-        self._update_masks = _slot_masks(len(self._update_masks)).to(self._update_masks.device)
+        self._rebuild_masks(self._update_masks.device)
         return self
+
+    def _rebuild_masks(self, device) -> None:
+        self._update_masks = _slot_masks(len(self._update_masks)).to(device)
 
     @property
     def observed_slot(self) -> int:
@@ -300,6 +303,10 @@ class ActQuantizer(nn.Module):
         if version is None or version < 2:
             _upgrade_v1(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+        if self._update_masks.device != self.running_min.device:
+            # load_state_dict(assign=True) into a quantizer built on meta moves the state to the loaded
+            # tensors' device but leaves the masks (no state_dict entry) on meta: train-mode forwards failed.
+            self._rebuild_masks(self.running_min.device)
 
     def extra_repr(self) -> str:
         return f"slots={self.running_min.numel()}, zero_point={self.zero_point}, ema={self.ema}"
