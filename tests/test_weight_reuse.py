@@ -93,6 +93,36 @@ def test_a_new_weight_at_a_freed_address_is_not_taken_for_the_old_one():
             del w
 
 
+def test_inference_mode_inside_the_block():
+    """A forward under torch.inference_mode() kept an inference tensor that the next forward with grad
+    reused, which autograd refused ("Inference tensors cannot be saved for backward"); a model whose
+    weights are inference tensors (built under inference mode) failed on their missing version counter."""
+    m = _model()
+    x = torch.rand(4, 1, 28, 28, requires_grad=True)
+    with dwq.precision(m, 4):
+        fresh = m(x)
+        g_fresh, = torch.autograd.grad(fresh.sum(), x)
+        with reuse_quantized_weights(m):
+            with torch.inference_mode():
+                assert torch.equal(m(x.detach()), fresh.detach())
+            out = m(x)  # an attack's step after a clean inference-mode forward
+            g, = torch.autograd.grad(out.sum(), x)
+            with torch.inference_mode():  # the ordinary copy made since serves inference mode too
+                assert torch.equal(m(x.detach()), fresh.detach())
+        assert torch.equal(out, fresh) and torch.equal(g, g_fresh)
+    with torch.inference_mode():
+        built = small_cnn(precisions=[4], width=8)
+        dwq.set_precision(built, 4)
+        x = torch.rand(2, 1, 28, 28)
+        built.train()(x)  # ranges and BN statistics, as a trained model has
+        built.eval()
+        with reuse_quantized_weights(built):
+            kept = built(x)
+            for p in built.parameters():
+                p.mul_(2)  # inference tensors: no version bump, so nothing may be reused
+            assert not torch.equal(built(x), kept)
+
+
 @pytest.mark.parametrize("attack", ["pgd", "fgsm-rs"])
 def test_training_step_equals_one_without_reuse(tmp_path, monkeypatch, attack):
     from dwq.data import load_mnist5k

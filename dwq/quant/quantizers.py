@@ -45,7 +45,9 @@ class WeightQuantizer(nn.Module):
     a PGD-k training step quantizes each weight once instead of k + 1 times. Values and the
     straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
     kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
-    counter, so a cache could not be trusted there).
+    counter, so a cache could not be trusted there). A result kept under ``torch.inference_mode()`` is
+    not reused outside it (autograd refuses inference tensors), and a weight that is itself an
+    inference tensor (no version counter) is quantized afresh at every call.
     """
 
     def __init__(self, axis: int = 0, zero_point: str = "int"):
@@ -64,11 +66,15 @@ class WeightQuantizer(nn.Module):
     def forward(self, w: torch.Tensor, bits: Optional[int]) -> torch.Tensor:
         if bits is None:
             return w
-        if not self._reuse or torch.compiler.is_compiling():
+        if not self._reuse or torch.compiler.is_compiling() or w.is_inference():
+            # (An inference tensor has no version counter: an in-place edit could not be seen.)
             return self._quantize(w, bits)
         key = (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device, bits)
-        # The weak reference tells a new tensor at a freed address (same pointer, version 0) from w.
-        if self._kept is None or self._kept[0] != key or self._kept[1]() is not w:
+        kept = self._kept
+        # The weak reference tells a new tensor at a freed address (same pointer, version 0) from w. A
+        # copy made under torch.inference_mode() is an inference tensor, which autograd refuses outside it.
+        if (kept is None or kept[0] != key or kept[1]() is not w
+                or (kept[2].is_inference() and not torch.is_inference_mode_enabled())):
             with torch.no_grad():
                 self._kept = (key, weakref.ref(w), self._quantize(w.detach(), bits))
         q = self._kept[2]
