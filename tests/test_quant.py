@@ -318,3 +318,28 @@ def test_act_quantizer_built_on_meta_then_assigned_a_state_dict_trains(path):
         m(x * 3, None, None)
     assert torch.equal(q.running_min, built.running_min) and torch.equal(q.initialized, built.initialized)
     assert q.initialized.tolist() == [True, False, True, True]
+
+
+def test_a_quantizer_takes_every_spelling_of_a_precision():
+    # slot() compared the argument with the normalized set: set_range(precision=4) said
+    # "precision 4 is not in the quantizer's precision set [4, 8]"
+    q = ActQuantizer([4, (4, 8), None])
+    for spelling, i in ((4, 0), ("4", 0), ((4, 4), 0), ([4, 4], 0), ("4w8a", 1), ((4, 8), 1), ("fp", 2), (None, 2)):
+        assert q.slot(spelling) == i
+    q.set_range(-1.0, 3.0, precision=4)
+    q.set_range(-2.0, 5.0, precision="4w8a")
+    assert q.initialized.tolist() == [True, True, False, False] and q.running_max.tolist()[:2] == [3.0, 5.0]
+    q.eval()
+    x = torch.linspace(-3, 6, 37)
+    assert torch.equal(q(x, 4, 4), q(x, 4, (4, 4))) and torch.equal(q(x, 8, "4w8a"), q(x, 8, (4, 8)))
+    assert q.eval_slot(4) == 0 and torch.equal(q.eval_qparams("4w8a", 8)[0], q.eval_qparams((4, 8), 8)[0])
+    with pytest.raises(ValueError, match=r"precision 8 is not in the quantizer's precision set \[4, 4w8a, fp\]"):
+        q.set_range(0.0, 1.0, precision=8)
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, float("inf")), (float("-inf"), 0.0), (-3e38, 3e38), (0.0, 1e39)])
+def test_set_range_refuses_a_range_without_a_finite_scale(lo, hi):
+    q = ActQuantizer([4])
+    with pytest.raises(ValueError, match="set_range: min_val, max_val and their difference must be finite"):
+        q.set_range(lo, hi)
+    assert not q.initialized.any()  # nothing set

@@ -13,7 +13,7 @@ from torch import nn
 from dwq.ops import quantizer_fused as fused
 from dwq.ops.fake_quant import check_no_nan
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
-from dwq.quant.precision import check_bits, normalize_set, precision_name
+from dwq.quant.precision import check_bits, normalize_precision, normalize_set, precision_name
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
 
 
@@ -198,10 +198,13 @@ class ActQuantizer(nn.Module):
         return self.running_min.numel() - 1
 
     def slot(self, precision) -> int:
-        """The slot of ``precision`` (normalized): the one slot of a shared range (which any width may
-        update), else the precision's own; a precision outside the set has none."""
+        """The slot of ``precision`` (any spelling: None/"fp", 4/"4", (4, 8)/"4w8a"): the one slot of a
+        shared range (which any width may update), else the precision's own; a precision outside the
+        set has none."""
         if self.shared_range:
             return 0
+        if precision not in self.precisions:  # (the layers pass normalized ones: no parsing per forward)
+            precision = normalize_precision(precision)
         if precision not in self.precisions:
             raise ValueError(f"precision {precision_name(precision)} is not in the quantizer's precision set "
                              f"[{', '.join(precision_name(p) for p in self.precisions)}]")
@@ -230,9 +233,13 @@ class ActQuantizer(nn.Module):
 
     @torch.no_grad()
     def set_range(self, min_val: float, max_val: float, precision=None) -> None:
-        """Sets the running range of ``precision`` (normalized; None = every slot) and marks it seen."""
+        """Sets the running range of ``precision`` (any spelling; None = every slot) and marks it seen."""
         if not min_val <= max_val:
             raise ValueError(f"set_range: min_val must be <= max_val, got {min_val} and {max_val}")
+        if not torch.isfinite(torch.tensor([min_val, max_val, max_val - min_val], dtype=torch.float32)).all():
+            # (every later forward at this slot would fail on an infinite scale, far from the cause)
+            raise ValueError(f"set_range: min_val, max_val and their difference must be finite in float32, "
+                             f"got {min_val} and {max_val}")
         slots = range(self.running_min.numel()) if precision is None else [self.slot(precision)]
         upper = max_val - min_val if self.zero_point == "float" else max_val
         for i in slots:
@@ -265,7 +272,7 @@ class ActQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor, bits: Optional[int], precision=None) -> torch.Tensor:
         """Quantizes ``x`` at ``bits`` (None: full precision, ``x`` itself; train mode still tracks
-        its range); ``precision`` (normalized) picks the range slot."""
+        its range); ``precision`` (see :meth:`slot`) picks the range slot."""
         if bits is not None:
             check_bits(bits)
         elif not self.training:
