@@ -343,3 +343,21 @@ def test_set_range_refuses_a_range_without_a_finite_scale(lo, hi):
     with pytest.raises(ValueError, match="set_range: min_val, max_val and their difference must be finite"):
         q.set_range(lo, hi)
     assert not q.initialized.any()  # nothing set
+
+
+def test_float_zero_point_fake_quant_checks_its_arguments_as_the_integer_one():
+    # a zero or negative scale gave NaN or a mirrored grid silently, an integer x a float result, and a
+    # wrong number of scales torch's reshape/broadcast error naming no argument
+    x = torch.linspace(-1, 1, 12).reshape(3, 4)
+    one, zero = torch.ones(1), torch.zeros(1)
+    for scale in (torch.zeros(1), -torch.ones(1)):
+        with pytest.raises(ValueError, match=r"scale and offset must be finite and the scale > 0"):
+            fake_quantize_float_zp(x, scale, zero, 4)
+    with pytest.raises(ValueError, match=r"x must be a floating-point tensor, got torch.int64"):
+        fake_quantize_float_zp(torch.arange(4), one, zero, 4)
+    with pytest.raises(ValueError, match=r"scale and offset need 1 entries \(per tensor\), got 3 and 3"):
+        fake_quantize_float_zp(x, torch.ones(3), torch.zeros(3), 4)
+    with pytest.raises(ValueError, match=r"scale and offset need 4 entries \(x.shape\[1\]\), got 3 and 4"):
+        fake_quantize_float_zp(x, torch.ones(3), torch.zeros(4), 4, axis=1)
+    assert torch.equal(fake_quantize_float_zp(x, torch.full((3,), 0.25), -torch.ones(3), 4, axis=0),
+                       torch.round(torch.clamp((x + 1) / 0.25, 0, 15)) * 0.25 - 1)
