@@ -361,3 +361,16 @@ def test_float_zero_point_fake_quant_checks_its_arguments_as_the_integer_one():
         fake_quantize_float_zp(x, torch.ones(3), torch.zeros(4), 4, axis=1)
     assert torch.equal(fake_quantize_float_zp(x, torch.full((3,), 0.25), -torch.ones(3), 4, axis=0),
                        torch.round(torch.clamp((x + 1) / 0.25, 0, 15)) * 0.25 - 1)
+
+
+@pytest.mark.parametrize("zero_point", ["int", "float"])
+def test_weight_quantizer_names_an_axis_the_weight_lacks(zero_point):
+    # torch's IndexError ("tuple index out of range" for a 0-d weight) named neither the axis nor the shape
+    for axis, w in ((5, torch.randn(4, 3, 3, 3)), (-3, torch.randn(4, 3)), (0, torch.tensor(1.0))):
+        q = WeightQuantizer(axis=axis, zero_point=zero_point)
+        with pytest.raises(ValueError, match=rf"WeightQuantizer: axis={axis} is not a dimension of the weight, "
+                                             rf"shape \[{', '.join(map(str, w.shape))}\]"):
+            q(w, 4)
+        with pytest.raises(ValueError, match="is not a dimension"):
+            q.qparams(w, 4)
+        assert q(w, None) is w  # full precision quantizes nothing

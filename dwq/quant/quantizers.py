@@ -59,13 +59,20 @@ class WeightQuantizer(nn.Module):
 
     def qparams(self, w: torch.Tensor, bits: int):
         """(scale float32 [C], zero point int32 [C]) of ``w`` at ``bits`` (float [C] offsets in "float" mode)."""
+        self._check_axis(w)
         flat = w.detach().movedim(self.axis, 0).reshape(w.shape[self.axis], -1)
         mn, mx = torch.aminmax(flat, dim=1)
         return choose_qparams(mn, mx, bits, self.zero_point)
 
+    def _check_axis(self, w: torch.Tensor) -> None:
+        if not -w.dim() <= self.axis < w.dim():  # (a 0-d weight has no channel dimension at all)
+            raise ValueError(f"WeightQuantizer: axis={self.axis} is not a dimension of the weight, "
+                             f"shape {list(w.shape)}")
+
     def forward(self, w: torch.Tensor, bits: Optional[int]) -> torch.Tensor:
         if bits is None:
             return w
+        self._check_axis(w)
         if not self._reuse or torch.compiler.is_compiling() or w.is_inference():
             # (An inference tensor has no version counter: an in-place edit could not be seen.)
             return self._quantize(w, bits)
