@@ -123,6 +123,33 @@ def test_inference_mode_inside_the_block():
             assert not torch.equal(built(x), kept)
 
 
+def test_a_copy_or_pickle_made_inside_the_block_is_outside_it():
+    """torch.save(model) inside the block failed ("cannot pickle 'weakref.ReferenceType' object"), and a
+    deep copy kept reusing its kept results after the block, past a ``.data`` edit (no version bump)."""
+    import copy
+    import io
+
+    m = _model()
+    x = torch.rand(2, 1, 28, 28)
+    with dwq.precision(m, 4), torch.no_grad(), reuse_quantized_weights(m):
+        m(x)
+        buf = io.BytesIO()
+        torch.save(m, buf)
+        c = copy.deepcopy(m)
+        assert m.conv2.weight_quant._reuse and m.conv2.weight_quant._kept is not None  # the original is in
+    buf.seek(0)
+    for other in (c, torch.load(buf, weights_only=False)):
+        assert all(not q._reuse and q._kept is None for q in other.modules() if isinstance(q, WeightQuantizer))
+        with dwq.precision(other, 4), torch.no_grad():
+            other(x)
+            other.conv2.weight.data.mul_(3)
+            edited = other(x)
+        fresh = _model()
+        fresh.load_state_dict(other.state_dict())
+        with dwq.precision(fresh, 4), torch.no_grad():
+            assert torch.equal(edited, fresh(x))
+
+
 @pytest.mark.parametrize("attack", ["pgd", "fgsm-rs"])
 def test_training_step_equals_one_without_reuse(tmp_path, monkeypatch, attack):
     from dwq.data import load_mnist5k

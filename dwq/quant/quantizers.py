@@ -64,6 +64,14 @@ class WeightQuantizer(nn.Module):
         mn, mx = torch.aminmax(flat, dim=1)
         return choose_qparams(mn, mx, bits, self.zero_point)
 
+    def __getstate__(self):
+        # A copy or a pickle (torch.save(model), copy.deepcopy) made inside reuse_quantized_weights is
+        # outside the block: it quantizes afresh. (The weak reference could not be pickled, and a deep copy
+        # reused its results forever, past edits that bypass the version counter.)
+        state = dict(super().__getstate__())  # (a copy: the module itself stays in the block)
+        state.update(_reuse=False, _kept=None)
+        return state
+
     def _check_axis(self, w: torch.Tensor) -> None:
         if not -w.dim() <= self.axis < w.dim():  # (a 0-d weight has no channel dimension at all)
             raise ValueError(f"WeightQuantizer: axis={self.axis} is not a dimension of the weight, "
