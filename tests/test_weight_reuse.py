@@ -80,6 +80,26 @@ def test_an_inplace_weight_change_inside_the_block_is_seen():
     assert torch.equal(after, fresh) and not torch.equal(before, after)
 
 
+@pytest.mark.parametrize("opt", ["sgd", "sgd-fused", "adam-fused"])
+def test_an_optimizer_step_inside_the_block_is_seen(opt):
+    # fused optimizers write the weights without bumping their version counters: the forward after the
+    # step reused the quantization of the old weights
+    m = _model()
+    cls, kw = {"sgd": (torch.optim.SGD, {}), "sgd-fused": (torch.optim.SGD, {"fused": True}),
+               "adam-fused": (torch.optim.Adam, {"fused": True})}[opt]
+    optimizer = cls(m.parameters(), lr=0.1, **kw)
+    x = torch.rand(4, 1, 28, 28)
+    with dwq.precision(m, 4), reuse_quantized_weights(m):
+        before = m(x)
+        before.square().sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            after = m(x)
+    with dwq.precision(m, 4), torch.no_grad():
+        fresh = m(x)
+    assert torch.equal(after, fresh) and not torch.equal(before.detach(), after)
+
+
 def test_a_new_weight_at_a_freed_address_is_not_taken_for_the_old_one():
     """A weight computed afresh each forward (weight noise, masks) may land where the last one was freed,
     with the same version (0): the kept quantization belongs to the old tensor and must not be reused."""

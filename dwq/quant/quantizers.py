@@ -9,6 +9,7 @@ from typing import Iterable, Optional
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dwq.ops import quantizer_fused as fused
 from dwq.ops.fake_quant import check_no_nan
@@ -116,13 +117,24 @@ def reuse_quantized_weights(model: nn.Module):
     """Within the block, each ``WeightQuantizer`` of ``model`` quantizes its weight once per width and
     reuses the result while the weight is unchanged (see :class:`WeightQuantizer`). For code that
     does not modify the weights (attacks, evaluation, a training step's forward and backward); the
-    kept copies are dropped at exit. Nests."""
+    kept copies are dropped at exit. Nests.
+
+    Any optimizer's step inside the block drops the kept copies too: torch's fused optimizers
+    (``fused=True``) update the weights without bumping their version counters (torch 2.14), so a
+    forward after such a step would have reused the quantization of the old weights."""
     qs = [m for m in model.modules() if isinstance(m, WeightQuantizer) and not m._reuse]
+
+    def drop_kept(optimizer, args, kwargs):
+        for q in qs:
+            q._kept = None
+
     for q in qs:
         q._reuse = True
+    stepped = register_optimizer_step_post_hook(drop_kept)
     try:
         yield model
     finally:
+        stepped.remove()
         for q in qs:
             q._reuse, q._kept = False, None
 
