@@ -97,3 +97,25 @@ def test_profile_leaves_the_model_untouched_and_rejects_bad_input():
         report.bitops(17)
     with pytest.raises(ValueError, match="batch"):
         profile(model, (28,))
+
+
+def test_every_convolution_kind_is_counted_by_hand():
+    # Conv1d/Conv3d/ConvTranspose* dropped out of the count silently (0 MACs): only Conv2d was hooked
+    model = nn.Sequential(
+        nn.Conv1d(3, 4, 3, padding=1, groups=1),                 # 10 -> 10
+        nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2),         # 10 -> 21; each input meets 6/2 x 3 taps
+        nn.Unflatten(2, (3, 7)), nn.Unflatten(1, (1, 6)),       # [N, 1, 6, 3, 7]
+        nn.Conv3d(1, 2, (2, 2, 3)),                              # -> [N, 2, 5, 2, 5]
+        nn.Flatten(), nn.Linear(100, 5),
+    )
+    report = profile(model, (2, 3, 10))
+    assert [l.kind for l in report.layers] == ["conv", "conv", "conv", "linear"]
+    assert [l.macs for l in report.layers] == [10 * 4 * 3 * 3, 4 * 10 * 3 * 3, 2 * 50 * 1 * 12, 100 * 5]
+    assert report.bitops(None) == report.macs() * 32 * 32
+
+
+def test_profile_refuses_an_input_size_without_the_batch_dimension():
+    # torch runs a conv on one unbatched (C, H, W) sample: profile divided by C as the "batch" (8x too few)
+    with pytest.raises(ValueError, match=r"profile: '0' got an input without a batch dimension, shape \[3, 32, 32\]: "
+                                         r"input_size must be a batch's shape, e.g. \(1, 3, 32, 32\)"):
+        profile(nn.Sequential(nn.Conv2d(3, 8, 3)), (3, 32, 32))

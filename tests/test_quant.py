@@ -300,3 +300,77 @@ def test_act_quantizer_built_on_meta_then_materialized_updates_the_right_slots()
         m(torch.tensor([-1.0, 2.0]), 4, (4, 4))
     assert torch.equal(q.running_min, built.running_min) and torch.equal(q.initialized, built.initialized)
     assert q.initialized.tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("path", ["fused", "torch"])
+def test_act_quantizer_built_on_meta_then_assigned_a_state_dict_trains(path):
+    # load_state_dict(assign=True) takes the loaded tensors as the state; the slot masks (no state_dict
+    # entry) stayed on meta, and the first full-precision or pure-PyTorch train-mode forward failed
+    built = ActQuantizer([4, 8, None])
+    with torch.device("meta"):
+        q = ActQuantizer([4, 8, None])
+    q.load_state_dict(built.state_dict(), assign=True)
+    assert q._update_masks.device.type == "cpu" and torch.equal(q._update_masks, built._update_masks)
+    x = torch.tensor([-1.0, 2.0]) if path == "fused" else torch.tensor([-1.0, 2.0], dtype=torch.float64)
+    for m in (q, built):
+        m.train()
+        m(x, 4, (4, 4))
+        m(x * 3, None, None)
+    assert torch.equal(q.running_min, built.running_min) and torch.equal(q.initialized, built.initialized)
+    assert q.initialized.tolist() == [True, False, True, True]
+
+
+def test_a_quantizer_takes_every_spelling_of_a_precision():
+    # slot() compared the argument with the normalized set: set_range(precision=4) said
+    # "precision 4 is not in the quantizer's precision set [4, 8]"
+    q = ActQuantizer([4, (4, 8), None])
+    for spelling, i in ((4, 0), ("4", 0), ((4, 4), 0), ([4, 4], 0), ("4w8a", 1), ((4, 8), 1), ("fp", 2), (None, 2)):
+        assert q.slot(spelling) == i
+    q.set_range(-1.0, 3.0, precision=4)
+    q.set_range(-2.0, 5.0, precision="4w8a")
+    assert q.initialized.tolist() == [True, True, False, False] and q.running_max.tolist()[:2] == [3.0, 5.0]
+    q.eval()
+    x = torch.linspace(-3, 6, 37)
+    assert torch.equal(q(x, 4, 4), q(x, 4, (4, 4))) and torch.equal(q(x, 8, "4w8a"), q(x, 8, (4, 8)))
+    assert q.eval_slot(4) == 0 and torch.equal(q.eval_qparams("4w8a", 8)[0], q.eval_qparams((4, 8), 8)[0])
+    with pytest.raises(ValueError, match=r"precision 8 is not in the quantizer's precision set \[4, 4w8a, fp\]"):
+        q.set_range(0.0, 1.0, precision=8)
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, float("inf")), (float("-inf"), 0.0), (-3e38, 3e38), (0.0, 1e39)])
+def test_set_range_refuses_a_range_without_a_finite_scale(lo, hi):
+    q = ActQuantizer([4])
+    with pytest.raises(ValueError, match="set_range: min_val, max_val and their difference must be finite"):
+        q.set_range(lo, hi)
+    assert not q.initialized.any()  # nothing set
+
+
+def test_float_zero_point_fake_quant_checks_its_arguments_as_the_integer_one():
+    # a zero or negative scale gave NaN or a mirrored grid silently, an integer x a float result, and a
+    # wrong number of scales torch's reshape/broadcast error naming no argument
+    x = torch.linspace(-1, 1, 12).reshape(3, 4)
+    one, zero = torch.ones(1), torch.zeros(1)
+    for scale in (torch.zeros(1), -torch.ones(1)):
+        with pytest.raises(ValueError, match=r"scale and offset must be finite and the scale > 0"):
+            fake_quantize_float_zp(x, scale, zero, 4)
+    with pytest.raises(ValueError, match=r"x must be a floating-point tensor, got torch.int64"):
+        fake_quantize_float_zp(torch.arange(4), one, zero, 4)
+    with pytest.raises(ValueError, match=r"scale and offset need 1 entries \(per tensor\), got 3 and 3"):
+        fake_quantize_float_zp(x, torch.ones(3), torch.zeros(3), 4)
+    with pytest.raises(ValueError, match=r"scale and offset need 4 entries \(x.shape\[1\]\), got 3 and 4"):
+        fake_quantize_float_zp(x, torch.ones(3), torch.zeros(4), 4, axis=1)
+    assert torch.equal(fake_quantize_float_zp(x, torch.full((3,), 0.25), -torch.ones(3), 4, axis=0),
+                       torch.round(torch.clamp((x + 1) / 0.25, 0, 15)) * 0.25 - 1)
+
+
+@pytest.mark.parametrize("zero_point", ["int", "float"])
+def test_weight_quantizer_names_an_axis_the_weight_lacks(zero_point):
+    # torch's IndexError ("tuple index out of range" for a 0-d weight) named neither the axis nor the shape
+    for axis, w in ((5, torch.randn(4, 3, 3, 3)), (-3, torch.randn(4, 3)), (0, torch.tensor(1.0))):
+        q = WeightQuantizer(axis=axis, zero_point=zero_point)
+        with pytest.raises(ValueError, match=rf"WeightQuantizer: axis={axis} is not a dimension of the weight, "
+                                             rf"shape \[{', '.join(map(str, w.shape))}\]"):
+            q(w, 4)
+        with pytest.raises(ValueError, match="is not a dimension"):
+            q.qparams(w, 4)
+        assert q(w, None) is w  # full precision quantizes nothing

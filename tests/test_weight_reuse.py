@@ -80,6 +80,26 @@ def test_an_inplace_weight_change_inside_the_block_is_seen():
     assert torch.equal(after, fresh) and not torch.equal(before, after)
 
 
+@pytest.mark.parametrize("opt", ["sgd", "sgd-fused", "adam-fused"])
+def test_an_optimizer_step_inside_the_block_is_seen(opt):
+    # fused optimizers write the weights without bumping their version counters: the forward after the
+    # step reused the quantization of the old weights
+    m = _model()
+    cls, kw = {"sgd": (torch.optim.SGD, {}), "sgd-fused": (torch.optim.SGD, {"fused": True}),
+               "adam-fused": (torch.optim.Adam, {"fused": True})}[opt]
+    optimizer = cls(m.parameters(), lr=0.1, **kw)
+    x = torch.rand(4, 1, 28, 28)
+    with dwq.precision(m, 4), reuse_quantized_weights(m):
+        before = m(x)
+        before.square().sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            after = m(x)
+    with dwq.precision(m, 4), torch.no_grad():
+        fresh = m(x)
+    assert torch.equal(after, fresh) and not torch.equal(before.detach(), after)
+
+
 def test_a_new_weight_at_a_freed_address_is_not_taken_for_the_old_one():
     """A weight computed afresh each forward (weight noise, masks) may land where the last one was freed,
     with the same version (0): the kept quantization belongs to the old tensor and must not be reused."""
@@ -91,6 +111,63 @@ def test_a_new_weight_at_a_freed_address_is_not_taken_for_the_old_one():
             w = base + torch.randn_like(base)
             assert torch.equal(wq(w, 4), WeightQuantizer()(w, 4))
             del w
+
+
+def test_inference_mode_inside_the_block():
+    """A forward under torch.inference_mode() kept an inference tensor that the next forward with grad
+    reused, which autograd refused ("Inference tensors cannot be saved for backward"); a model whose
+    weights are inference tensors (built under inference mode) failed on their missing version counter."""
+    m = _model()
+    x = torch.rand(4, 1, 28, 28, requires_grad=True)
+    with dwq.precision(m, 4):
+        fresh = m(x)
+        g_fresh, = torch.autograd.grad(fresh.sum(), x)
+        with reuse_quantized_weights(m):
+            with torch.inference_mode():
+                assert torch.equal(m(x.detach()), fresh.detach())
+            out = m(x)  # an attack's step after a clean inference-mode forward
+            g, = torch.autograd.grad(out.sum(), x)
+            with torch.inference_mode():  # the ordinary copy made since serves inference mode too
+                assert torch.equal(m(x.detach()), fresh.detach())
+        assert torch.equal(out, fresh) and torch.equal(g, g_fresh)
+    with torch.inference_mode():
+        built = small_cnn(precisions=[4], width=8)
+        dwq.set_precision(built, 4)
+        x = torch.rand(2, 1, 28, 28)
+        built.train()(x)  # ranges and BN statistics, as a trained model has
+        built.eval()
+        with reuse_quantized_weights(built):
+            kept = built(x)
+            for p in built.parameters():
+                p.mul_(2)  # inference tensors: no version bump, so nothing may be reused
+            assert not torch.equal(built(x), kept)
+
+
+def test_a_copy_or_pickle_made_inside_the_block_is_outside_it():
+    """torch.save(model) inside the block failed ("cannot pickle 'weakref.ReferenceType' object"), and a
+    deep copy kept reusing its kept results after the block, past a ``.data`` edit (no version bump)."""
+    import copy
+    import io
+
+    m = _model()
+    x = torch.rand(2, 1, 28, 28)
+    with dwq.precision(m, 4), torch.no_grad(), reuse_quantized_weights(m):
+        m(x)
+        buf = io.BytesIO()
+        torch.save(m, buf)
+        c = copy.deepcopy(m)
+        assert m.conv2.weight_quant._reuse and m.conv2.weight_quant._kept is not None  # the original is in
+    buf.seek(0)
+    for other in (c, torch.load(buf, weights_only=False)):
+        assert all(not q._reuse and q._kept is None for q in other.modules() if isinstance(q, WeightQuantizer))
+        with dwq.precision(other, 4), torch.no_grad():
+            other(x)
+            other.conv2.weight.data.mul_(3)
+            edited = other(x)
+        fresh = _model()
+        fresh.load_state_dict(other.state_dict())
+        with dwq.precision(fresh, 4), torch.no_grad():
+            assert torch.equal(edited, fresh(x))
 
 
 @pytest.mark.parametrize("attack", ["pgd", "fgsm-rs"])

@@ -1,7 +1,7 @@
 """MACs and BitOPs of a model, per precision and for a precision set (the paper's cost column).
 
-The multiply-accumulates (MACs) of every convolution and linear layer are counted once, by forward
-hooks on a private copy of the model (the model itself is not touched). BitOPs then follow
+The multiply-accumulates (MACs) of every convolution (1-, 2- and 3-D, transposed ones too) and linear
+layer are counted once, by forward hooks on a private copy of the model (the model itself is not touched). BitOPs then follow
 from the bit widths, without running the model again:
 
 * a **quantized** layer (a conv/linear that carries a precision set, i.e. ``dwq.nn.QConv2d`` /
@@ -33,6 +33,7 @@ Example::
     21.1
 """
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -55,6 +56,7 @@ __all__ = [
 FULL_PRECISION_BITS = 32  # a float32 multiply-accumulate counts as a 32 x 32-bit operation
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,15 @@ def _is_quantized(module: nn.Module) -> bool:
     return any(normalize_precision(p) is not None for p in precisions)
 
 
-def _conv_macs(module: nn.Conv2d, out: torch.Tensor) -> int:
-    kh, kw = module.kernel_size
-    per_output = (module.in_channels // module.groups) * kh * kw
-    return out[0].numel() * per_output
+def _conv_macs(name: str, module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    taps = math.prod(module.kernel_size)
+    if inp.dim() == len(module.kernel_size) + 1:
+        # torch runs a conv on one unbatched sample; "per sample" would divide by its channel count
+        raise ValueError(f"profile: {name!r} got an input without a batch dimension, shape {list(inp.shape)}: "
+                         f"input_size must be a batch's shape, e.g. {(1, *inp.shape)}")
+    if module.transposed:  # each input element meets out_channels/groups x taps weights
+        return inp[0].numel() * (module.out_channels // module.groups) * taps
+    return out[0].numel() * (module.in_channels // module.groups) * taps
 
 
 def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (1, 3, 32, 32)) -> CostReport:
@@ -176,8 +183,8 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
 
     def hook_for(name: str, module: nn.Module):
         def hook(mod, inputs, out):
-            if isinstance(mod, nn.Conv2d):
-                macs, kind = _conv_macs(mod, out), "conv"
+            if isinstance(mod, _CONV_TYPES):
+                macs, kind = _conv_macs(name, mod, inputs[0], out), "conv"
             elif isinstance(mod, nn.Linear):
                 macs, kind = out.numel() // batch * mod.in_features, "linear"
             else:  # batch norm: thop's convention, 2 ops (scale and shift) per output element
@@ -186,7 +193,7 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
         return hook
 
     for name, module in work.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear) + _BN_TYPES):
+        if isinstance(module, _CONV_TYPES + (nn.Linear,) + _BN_TYPES):
             handles.append(module.register_forward_hook(hook_for(name, module)))
     try:
         with torch.no_grad():

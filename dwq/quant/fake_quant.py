@@ -32,9 +32,17 @@ def fake_quantize_float_zp(
 ) -> torch.Tensor:
     """The reference code's quantizer: ``round(clamp((x - min) / s, 0, 2^b - 1)) * s + min`` where
     the float ``offset`` is the range minimum, in float32 for float16/bfloat16 x (rounded back to x's
-    dtype). Straight-through gradient to x. NaN in x or a scale or offset that is not finite is an
-    error (on accelerators an asynchronous device assert)."""
+    dtype). Straight-through gradient to x. ``scale`` and ``offset`` are float [C] (C = x.shape[axis],
+    or 1 per tensor). NaN in x, a scale that is not finite and > 0, or an offset that is not finite is
+    an error (on accelerators an asynchronous device assert), as for :func:`fake_quantize`."""
     qmax = (1 << check_bits(bits)) - 1
+    if not x.is_floating_point():
+        raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
+    channels = 1 if axis is None else x.shape[axis]
+    if scale.numel() != channels or offset.numel() != channels:
+        where = "per tensor" if axis is None else f"x.shape[{axis}]"
+        raise ValueError(f"fake_quantize: scale and offset need {channels} entries ({where}), "
+                         f"got {scale.numel()} and {offset.numel()}")
     if axis is not None:
         shape = [1] * x.dim()
         shape[axis] = -1
@@ -42,9 +50,9 @@ def fake_quantize_float_zp(
     else:
         scale, offset = scale.reshape(()), offset.reshape(())
     check_no_nan(x, "fake_quantize: x contains NaN; NaN has no quantized code")  # no host sync on GPUs
-    check_value(~torch.isfinite(scale).all() | ~torch.isfinite(offset).all(),
-                "fake_quantize: the scale and offset must be finite (an infinite range, or one wider than float32 "
-                "holds, has no quantization grid)")
+    check_value(~torch.isfinite(scale).all() | ~torch.isfinite(offset).all() | (scale <= 0).any(),
+                "fake_quantize: the scale and offset must be finite and the scale > 0 (an infinite range, or one "
+                "wider than float32 holds, has no quantization grid)")
     # float32 arithmetic for float16/bfloat16 x, as the integer zero point's op does (in half, the 1e-8
     # minimum scale is 0 and a constant tensor came out NaN).
     low = x.dtype in (torch.float16, torch.bfloat16)

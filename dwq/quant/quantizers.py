@@ -9,11 +9,12 @@ from typing import Iterable, Optional
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dwq.ops import quantizer_fused as fused
 from dwq.ops.fake_quant import check_no_nan
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
-from dwq.quant.precision import check_bits, normalize_set, precision_name
+from dwq.quant.precision import check_bits, normalize_precision, normalize_set, precision_name
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
 
 
@@ -45,7 +46,9 @@ class WeightQuantizer(nn.Module):
     a PGD-k training step quantizes each weight once instead of k + 1 times. Values and the
     straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
     kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
-    counter, so a cache could not be trusted there).
+    counter, so a cache could not be trusted there). A result kept under ``torch.inference_mode()`` is
+    not reused outside it (autograd refuses inference tensors), and a weight that is itself an
+    inference tensor (no version counter) is quantized afresh at every call.
     """
 
     def __init__(self, axis: int = 0, zero_point: str = "int"):
@@ -57,18 +60,37 @@ class WeightQuantizer(nn.Module):
 
     def qparams(self, w: torch.Tensor, bits: int):
         """(scale float32 [C], zero point int32 [C]) of ``w`` at ``bits`` (float [C] offsets in "float" mode)."""
+        self._check_axis(w)
         flat = w.detach().movedim(self.axis, 0).reshape(w.shape[self.axis], -1)
         mn, mx = torch.aminmax(flat, dim=1)
         return choose_qparams(mn, mx, bits, self.zero_point)
 
+    def __getstate__(self):
+        # A copy or a pickle (torch.save(model), copy.deepcopy) made inside reuse_quantized_weights is
+        # outside the block: it quantizes afresh. (The weak reference could not be pickled, and a deep copy
+        # reused its results forever, past edits that bypass the version counter.)
+        state = dict(super().__getstate__())  # (a copy: the module itself stays in the block)
+        state.update(_reuse=False, _kept=None)
+        return state
+
+    def _check_axis(self, w: torch.Tensor) -> None:
+        if not -w.dim() <= self.axis < w.dim():  # (a 0-d weight has no channel dimension at all)
+            raise ValueError(f"WeightQuantizer: axis={self.axis} is not a dimension of the weight, "
+                             f"shape {list(w.shape)}")
+
     def forward(self, w: torch.Tensor, bits: Optional[int]) -> torch.Tensor:
         if bits is None:
             return w
-        if not self._reuse or torch.compiler.is_compiling():
+        self._check_axis(w)
+        if not self._reuse or torch.compiler.is_compiling() or w.is_inference():
+            # (An inference tensor has no version counter: an in-place edit could not be seen.)
             return self._quantize(w, bits)
         key = (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device, bits)
-        # The weak reference tells a new tensor at a freed address (same pointer, version 0) from w.
-        if self._kept is None or self._kept[0] != key or self._kept[1]() is not w:
+        kept = self._kept
+        # The weak reference tells a new tensor at a freed address (same pointer, version 0) from w. A
+        # copy made under torch.inference_mode() is an inference tensor, which autograd refuses outside it.
+        if (kept is None or kept[0] != key or kept[1]() is not w
+                or (kept[2].is_inference() and not torch.is_inference_mode_enabled())):
             with torch.no_grad():
                 self._kept = (key, weakref.ref(w), self._quantize(w.detach(), bits))
         q = self._kept[2]
@@ -95,13 +117,24 @@ def reuse_quantized_weights(model: nn.Module):
     """Within the block, each ``WeightQuantizer`` of ``model`` quantizes its weight once per width and
     reuses the result while the weight is unchanged (see :class:`WeightQuantizer`). For code that
     does not modify the weights (attacks, evaluation, a training step's forward and backward); the
-    kept copies are dropped at exit. Nests."""
+    kept copies are dropped at exit. Nests.
+
+    Any optimizer's step inside the block drops the kept copies too: torch's fused optimizers
+    (``fused=True``) update the weights without bumping their version counters (torch 2.14), so a
+    forward after such a step would have reused the quantization of the old weights."""
     qs = [m for m in model.modules() if isinstance(m, WeightQuantizer) and not m._reuse]
+
+    def drop_kept(optimizer, args, kwargs):
+        for q in qs:
+            q._kept = None
+
     for q in qs:
         q._reuse = True
+    stepped = register_optimizer_step_post_hook(drop_kept)
     try:
         yield model
     finally:
+        stepped.remove()
         for q in qs:
             q._reuse, q._kept = False, None
 
@@ -180,8 +213,11 @@ class ActQuantizer(nn.Module):
                 setattr(self, name, old.to(new.device))
         # The masks are constants, not state (no state_dict entry): rebuilt, since fn may be to_empty's,
         # which leaves uninitialized memory that load_state_dict never overwrites.
-        self._update_masks = _slot_masks(len(self._update_masks)).to(self._update_masks.device)
+        self._rebuild_masks(self._update_masks.device)
         return self
+
+    def _rebuild_masks(self, device) -> None:
+        self._update_masks = _slot_masks(len(self._update_masks)).to(device)
 
     @property
     def observed_slot(self) -> int:
@@ -189,10 +225,13 @@ class ActQuantizer(nn.Module):
         return self.running_min.numel() - 1
 
     def slot(self, precision) -> int:
-        """The slot of ``precision`` (normalized): the one slot of a shared range (which any width may
-        update), else the precision's own; a precision outside the set has none."""
+        """The slot of ``precision`` (any spelling: None/"fp", 4/"4", (4, 8)/"4w8a"): the one slot of a
+        shared range (which any width may update), else the precision's own; a precision outside the
+        set has none."""
         if self.shared_range:
             return 0
+        if precision not in self.precisions:  # (the layers pass normalized ones: no parsing per forward)
+            precision = normalize_precision(precision)
         if precision not in self.precisions:
             raise ValueError(f"precision {precision_name(precision)} is not in the quantizer's precision set "
                              f"[{', '.join(precision_name(p) for p in self.precisions)}]")
@@ -221,9 +260,13 @@ class ActQuantizer(nn.Module):
 
     @torch.no_grad()
     def set_range(self, min_val: float, max_val: float, precision=None) -> None:
-        """Sets the running range of ``precision`` (normalized; None = every slot) and marks it seen."""
+        """Sets the running range of ``precision`` (any spelling; None = every slot) and marks it seen."""
         if not min_val <= max_val:
             raise ValueError(f"set_range: min_val must be <= max_val, got {min_val} and {max_val}")
+        if not torch.isfinite(torch.tensor([min_val, max_val, max_val - min_val], dtype=torch.float32)).all():
+            # (every later forward at this slot would fail on an infinite scale, far from the cause)
+            raise ValueError(f"set_range: min_val, max_val and their difference must be finite in float32, "
+                             f"got {min_val} and {max_val}")
         slots = range(self.running_min.numel()) if precision is None else [self.slot(precision)]
         upper = max_val - min_val if self.zero_point == "float" else max_val
         for i in slots:
@@ -256,7 +299,7 @@ class ActQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor, bits: Optional[int], precision=None) -> torch.Tensor:
         """Quantizes ``x`` at ``bits`` (None: full precision, ``x`` itself; train mode still tracks
-        its range); ``precision`` (normalized) picks the range slot."""
+        its range); ``precision`` (see :meth:`slot`) picks the range slot."""
         if bits is not None:
             check_bits(bits)
         elif not self.training:
@@ -300,6 +343,10 @@ class ActQuantizer(nn.Module):
         if version is None or version < 2:
             _upgrade_v1(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+        if self._update_masks.device != self.running_min.device:
+            # load_state_dict(assign=True) into a quantizer built on meta moves the state to the loaded
+            # tensors' device but leaves the masks (no state_dict entry) on meta: train-mode forwards failed.
+            self._rebuild_masks(self.running_min.device)
 
     def extra_repr(self) -> str:
         return f"slots={self.running_min.numel()}, zero_point={self.zero_point}, ema={self.ema}"
