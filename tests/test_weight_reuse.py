@@ -46,7 +46,24 @@ def test_pgd_quantizes_each_weight_once_inside_the_block(monkeypatch):
         assert len(calls) == layers
         fresh = pgd(m, x, y, 0.1, 0.025, 5, generator=torch.Generator().manual_seed(1))
     assert torch.equal(adv, fresh)  # the same attack as without reuse
-    assert all(q._kept is None and not q._reuse for q in m.modules() if isinstance(q, WeightQuantizer))
+    assert all(q._kept == {} and not q._reuse for q in m.modules() if isinstance(q, WeightQuantizer))
+
+
+def test_eot_over_the_set_quantizes_each_weight_once_per_width(monkeypatch):
+    # An EOT step runs every width in turn: a single kept copy per layer would requantize at each forward
+    from dwq.attacks import eot_pgd
+    from dwq.eval.protocols import run_at
+
+    m = _model()
+    layers = sum(isinstance(q, WeightQuantizer) for q in m.modules())
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(10, (8,))
+    fns = [run_at(m, p) for p in (2, 4, 8)]
+    fresh = eot_pgd(fns, x, y, 0.1, 0.025, 4, generator=torch.Generator().manual_seed(1))
+    calls = _count_quantizations(monkeypatch)
+    with reuse_quantized_weights(m):
+        adv = eot_pgd(fns, x, y, 0.1, 0.025, 4, generator=torch.Generator().manual_seed(1))
+    assert sorted(calls) == sorted([2, 4, 8] * layers)
+    assert torch.equal(adv, fresh)
 
 
 def test_values_and_gradients_equal_fresh_quantization():
@@ -156,10 +173,10 @@ def test_a_copy_or_pickle_made_inside_the_block_is_outside_it():
         buf = io.BytesIO()
         torch.save(m, buf)
         c = copy.deepcopy(m)
-        assert m.conv2.weight_quant._reuse and m.conv2.weight_quant._kept is not None  # the original is in
+        assert m.conv2.weight_quant._reuse and m.conv2.weight_quant._kept  # the original is in
     buf.seek(0)
     for other in (c, torch.load(buf, weights_only=False)):
-        assert all(not q._reuse and q._kept is None for q in other.modules() if isinstance(q, WeightQuantizer))
+        assert all(not q._reuse and q._kept == {} for q in other.modules() if isinstance(q, WeightQuantizer))
         with dwq.precision(other, 4), torch.no_grad():
             other(x)
             other.conv2.weight.data.mul_(3)

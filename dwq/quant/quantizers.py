@@ -43,7 +43,8 @@ class WeightQuantizer(nn.Module):
     Inside :func:`reuse_quantized_weights` (attacks, evaluation, the forward and backward of a
     training step: code that does not change the weights) the fake-quantized weight is computed once
     per width and reused while the weight tensor is the same (same storage, same version counter), so
-    a PGD-k training step quantizes each weight once instead of k + 1 times. Values and the
+    a PGD-k training step quantizes each weight once instead of k + 1 times, and an EOT attack over P
+    widths P times instead of P per step (one kept copy per width used in the block). Values and the
     straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
     kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
     counter, so a cache could not be trusted there). A result kept under ``torch.inference_mode()`` is
@@ -56,7 +57,7 @@ class WeightQuantizer(nn.Module):
         self.axis = axis
         self.zero_point = check_zero_point_mode(zero_point)
         self._reuse = False  # set by reuse_quantized_weights
-        self._kept = None  # (key, weak reference to the weight, its fake quantization) while _reuse
+        self._kept = {}  # bits -> (key, weak reference to the weight, its fake quantization) while _reuse
 
     def qparams(self, w: torch.Tensor, bits: int):
         """(scale float32 [C], zero point int32 [C]) of ``w`` at ``bits`` (float [C] offsets in "float" mode)."""
@@ -70,7 +71,7 @@ class WeightQuantizer(nn.Module):
         # outside the block: it quantizes afresh. (The weak reference could not be pickled, and a deep copy
         # reused its results forever, past edits that bypass the version counter.)
         state = dict(super().__getstate__())  # (a copy: the module itself stays in the block)
-        state.update(_reuse=False, _kept=None)
+        state.update(_reuse=False, _kept={})
         return state
 
     def _check_axis(self, w: torch.Tensor) -> None:
@@ -86,14 +87,14 @@ class WeightQuantizer(nn.Module):
             # (An inference tensor has no version counter: an in-place edit could not be seen.)
             return self._quantize(w, bits)
         key = (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device, bits)
-        kept = self._kept
+        kept = self._kept.get(bits)
         # The weak reference tells a new tensor at a freed address (same pointer, version 0) from w. A
         # copy made under torch.inference_mode() is an inference tensor, which autograd refuses outside it.
         if (kept is None or kept[0] != key or kept[1]() is not w
                 or (kept[2].is_inference() and not torch.is_inference_mode_enabled())):
             with torch.no_grad():
-                self._kept = (key, weakref.ref(w), self._quantize(w.detach(), bits))
-        q = self._kept[2]
+                kept = self._kept[bits] = (key, weakref.ref(w), self._quantize(w.detach(), bits))
+        q = kept[2]
         return _ReuseSTE.apply(w, q) if torch.is_grad_enabled() and w.requires_grad else q
 
     def _quantize(self, w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -117,7 +118,8 @@ def reuse_quantized_weights(model: nn.Module):
     """Within the block, each ``WeightQuantizer`` of ``model`` quantizes its weight once per width and
     reuses the result while the weight is unchanged (see :class:`WeightQuantizer`). For code that
     does not modify the weights (attacks, evaluation, a training step's forward and backward); the
-    kept copies are dropped at exit. Nests.
+    kept copies (one per layer and width used in the block: at most the weights' size times the
+    number of widths) are dropped at exit. Nests.
 
     Any optimizer's step inside the block drops the kept copies too: torch's fused optimizers
     (``fused=True``) update the weights without bumping their version counters (torch 2.14), so a
@@ -126,7 +128,7 @@ def reuse_quantized_weights(model: nn.Module):
 
     def drop_kept(optimizer, args, kwargs):
         for q in qs:
-            q._kept = None
+            q._kept = {}
 
     for q in qs:
         q._reuse = True
@@ -136,7 +138,7 @@ def reuse_quantized_weights(model: nn.Module):
     finally:
         stepped.remove()
         for q in qs:
-            q._reuse, q._kept = False, None
+            q._reuse, q._kept = False, {}
 
 
 def _slot_masks(slots: int) -> torch.Tensor:
