@@ -529,6 +529,31 @@ def test_demo_findings_say_the_replica_batch_from_the_report():
     assert sum("(10 draws, one per 100 images, the last of 50)" in f for f in demo.findings(rep)) == 3
 
 
+def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
+    """python -m dwq.cli.demo REPORT (the documented way to reprint a past run) gave tracebacks for a
+    missing, truncated or foreign file; the kept report still prints its README rows."""
+    (tmp_path / "cut.json").write_text(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo",
+                                                         "report.json")).read()[:5000])
+    (tmp_path / "config.json").write_text('{"epochs": 6}')
+    code = ("import runpy, sys\nfor a in sys.argv[1:]:\n    sys.argv = ['demo', a]\n    try:\n"
+            "        runpy.run_module('dwq.cli.demo', run_name='__main__')\n    except SystemExit as e:\n"
+            "        print('rc', e.code, flush=True)\n")
+    cases = {"none.json": "cannot read {}: No such file or directory", "cut.json": "cannot read {}: ",
+             "config.json": "{} is not a report.json of dwq demo"}
+    r = subprocess.run([sys.executable, "-c", code] + [str(tmp_path / f) for f in cases], capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.split() == ["rc", "2"] * 3 and "Traceback" not in r.stderr, r.stderr
+    err = r.stderr.splitlines()
+    assert len(err) == 3 and all(line.startswith("python -m dwq.cli.demo: error: ") for line in err), err
+    for line, (f, msg) in zip(err, cases.items()):
+        assert msg.format(tmp_path / f) in line, line
+    from dwq.cli import demo
+
+    kept = os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")
+    assert demo.reprint([kept]) == 0
+    assert demo.markdown_rows(json.load(open(kept))) in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, device):

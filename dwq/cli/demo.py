@@ -281,10 +281,37 @@ def _mean(scores):
     return mean_ci(torch.tensor(scores), len(SET))
 
 
-if __name__ == "__main__":  # regenerate the tables of a past run: python -m dwq.cli.demo runs/demo-.../report.json
+def reprint(argv) -> int:
+    """``python -m dwq.cli.demo REPORT``: print the tables, findings, deploy check and README rows of
+    a past run from its report.json; a file that is missing, unreadable or not a demo report is one
+    line on stderr and exit status 2 (as the ``dwq`` commands do)."""
     import json
     import sys
 
-    _rep = json.load(open(sys.argv[1]))
-    print(table(_rep) + "\n\n" + "\n".join(findings(_rep)) + "\n\n" + deploy_summary(_rep) + "\n\n"
-          + markdown_rows(_rep))
+    prog = "python -m dwq.cli.demo"
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(f"usage: {prog} REPORT_JSON  (reprints the tables, findings and README rows of a dwq demo "
+              f"run's report.json)", file=sys.stdout if argv in (["-h"], ["--help"]) else sys.stderr)
+        return 0 if argv in (["-h"], ["--help"]) else 2
+    path = argv[0]
+    try:
+        with open(path) as f:
+            rep = json.load(f)
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        print(f"{prog}: error: cannot read {path}: {why}", file=sys.stderr)
+        return 2
+    need = ("rpi_set", "n_test", "models")
+    if not (isinstance(rep, dict) and all(k in rep for k in need) and set(rep["models"]) >= {"fp", "fixed4", "rpt"}):
+        print(f"{prog}: error: {path} is not a report.json of dwq demo (it needs {', '.join(need)} and the models "
+              f"fp, fixed4, rpt)", file=sys.stderr)
+        return 2
+    print(table(rep) + "\n\n" + "\n".join(findings(rep)) + "\n\n" + deploy_summary(rep) + "\n\n"
+          + markdown_rows(rep))
+    return 0
+
+
+if __name__ == "__main__":  # regenerate the tables of a past run: python -m dwq.cli.demo runs/demo-.../report.json
+    import sys
+
+    sys.exit(reprint(sys.argv[1:]))
