@@ -149,6 +149,7 @@ def test_reference_flags_have_equivalents():
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "0"], "(0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "1.5"], "outside [0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--protocols", "papers"], "invalid choice"),
+    (["demo", "--out", "{tmp}/a", "--threads", "100000"], "--threads: 100000 threads, but this process may use"),
 ])
 def test_argparse_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
@@ -193,6 +194,11 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["eval", "--checkpoint", "{tmp}"], "is a run folder; give a checkpoint file in it"),
     (["train", "--device", "tpu"], "--device tpu: not a device"),
     (["train", "--device", "meta"], "--device meta: dwq runs on cpu or cuda, not meta"),
+    # the demo ran on fewer images than asked, unsaid (small flags: a failure on old code ends soon)
+    (["demo", "--n-test", "5000", "--epochs", "1", "--train-images", "64", "--autoattack-n", "0", "--no-progress"],
+     "--n-test 5000: the mnist5k test split has 1000 images"),
+    (["demo", "--train-images", "5000", "--epochs", "1", "--n-test", "8", "--autoattack-n", "0", "--no-progress"],
+     "--train-images 5000: the demo's training split has 3600 images"),
 ])
 def test_bad_input_gives_message_and_exit_2(tmp_path, capsys, argv, msg):
     rc = main(argv[:1] + ["--out", str(tmp_path / "o")] + [s.format(tmp=tmp_path) for s in argv[1:]])
@@ -503,9 +509,49 @@ def test_demo_smoke(tmp_path, capsys, monkeypatch):
     assert demo.markdown_rows(rep) in printed
     aa = rep["rpi"]["autoattack_rand"]
     assert aa["n"] == 8 and aa["steps"] == 2 and aa["eot_iter"] == 2
+    assert rep["threads"] == 2  # the figures depend on it: a rerun needs it
     m = rep["models"]["rpt"]
     for key in ("epsilon", "alpha", "steps", "restarts", "seed", "protocols"):
         assert key in m and key in m["transfer_matrix"] or key == "protocols"
+
+
+def test_demo_findings_say_the_replica_batch_from_the_report():
+    """The sampled replica draws one precision per 100 images; 950 images make 9 batches of 100 and
+    one of 50, which the findings said was "one per 95 images" (n_test // draws)."""
+    from dwq.cli import demo
+
+    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    kept = demo.findings(rep)
+    assert sum("(10 draws, one per 100 images)" in f for f in kept) == 3 and kept == rep["findings"]
+    rep["n_test"] = 950
+    for m in rep["models"].values():
+        m["rpi"]["pgd_paper_sampled"]["batches"]["sizes"] = [100] * 9 + [50]
+    assert sum("(10 draws, one per 100 images, the last of 50)" in f for f in demo.findings(rep)) == 3
+
+
+def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
+    """python -m dwq.cli.demo REPORT (the documented way to reprint a past run) gave tracebacks for a
+    missing, truncated or foreign file; the kept report still prints its README rows."""
+    (tmp_path / "cut.json").write_text(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo",
+                                                         "report.json")).read()[:5000])
+    (tmp_path / "config.json").write_text('{"epochs": 6}')
+    code = ("import runpy, sys\nfor a in sys.argv[1:]:\n    sys.argv = ['demo', a]\n    try:\n"
+            "        runpy.run_module('dwq.cli.demo', run_name='__main__')\n    except SystemExit as e:\n"
+            "        print('rc', e.code, flush=True)\n")
+    cases = {"none.json": "cannot read {}: No such file or directory", "cut.json": "cannot read {}: ",
+             "config.json": "{} is not a report.json of dwq demo"}
+    r = subprocess.run([sys.executable, "-c", code] + [str(tmp_path / f) for f in cases], capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.split() == ["rc", "2"] * 3 and "Traceback" not in r.stderr, r.stderr
+    err = r.stderr.splitlines()
+    assert len(err) == 3 and all(line.startswith("python -m dwq.cli.demo: error: ") for line in err), err
+    for line, (f, msg) in zip(err, cases.items()):
+        assert msg.format(tmp_path / f) in line, line
+    from dwq.cli import demo
+
+    kept = os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")
+    assert demo.reprint([kept]) == 0
+    assert demo.markdown_rows(json.load(open(kept))) in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

@@ -113,6 +113,51 @@ def test_bench_bad_input(artifact, tmp_path, capsys):
     _fails(["bench", "--model", artifact, "--budget-ms", "nan"], capsys, "--budget-ms must be a finite number > 0, got nan")
 
 
+def test_bench_refuses_repeats_that_would_write_records_latency_from_records_refuses(artifact, tmp_path, capsys):
+    js = tmp_path / "lat.json"
+    _fails(["bench", "--model", artifact, "--batch-size", "1", "1", "--seconds", "0.01", "--json", str(js)], capsys,
+           "--batch-size repeats a size: 1 1")
+    _fails(["bench", "--model", artifact, "--precisions", "8", "2", "8w8a", "--seconds", "0.01", "--json", str(js)],
+           capsys, "--precisions repeats a precision: 8 2 8")
+    assert not js.exists()
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--seconds", "nan"], "argument --seconds: must be a finite number, got nan"),
+    (["--seconds", "inf"], "argument --seconds: must be a finite number, got inf"),
+    (["--seconds", "0"], "argument --seconds: must be > 0, got 0"),
+    (["--threads", "100000"], "argument --threads: 100000 threads, but this process may use"),
+])
+def test_bench_refuses_nonsense_seconds_and_thread_counts(tmp_path, capsys, argv, msg):
+    """inf/nan seconds ran 50 rounds as if given; 100,000 threads segfaulted in the OpenMP runtime."""
+    js = tmp_path / "lat.json"
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--model", str(tmp_path / "m.safetensors"), "--json", str(js)] + argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and err.count("\n") == 1, err
+    assert not js.exists()
+
+
+def test_bench_input_that_cannot_be_allocated_is_one_line(artifact, capsys):
+    _fails(["bench", "--model", artifact, "--batch-size", str(10**15)], capsys,
+           f"cannot allocate a random input of {10**15}x1x28x28 (--batch-size x --input-size): ")
+
+
+def test_bench_json_that_appeared_during_the_timing_is_not_overwritten(artifact, tmp_path, capsys, monkeypatch):
+    import dwq.deploy
+
+    js = tmp_path / "lat.json"
+    timing = dwq.deploy.latency_per_precision
+
+    def meanwhile(*args, **kw):  # another program writes the file while dwq bench times
+        js.write_text("theirs")
+        return timing(*args, **kw)
+
+    monkeypatch.setattr(dwq.deploy, "latency_per_precision", meanwhile)
+    _fails(["bench", "--model", artifact, "--seconds", "0.01", "--json", str(js)], capsys, "already exists")
+    assert js.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["lat.json"]
+
+
 def test_every_deploy_flag_has_help():
     from dwq.cli.main import build_parser
 

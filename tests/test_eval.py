@@ -1,4 +1,6 @@
 """dwq.eval: confidence intervals, paper vs adaptive protocol, transfer matrix, heatmap."""
+import json
+
 import pytest
 import torch
 
@@ -214,6 +216,24 @@ def test_transfer_matrix_and_heatmap(model_data, tmp_path):
     assert [round(d[k]["acc"], 6) for k in d] == [round(tm["acc"][i][i], 6) for i in range(3)]
     E.save_heatmap(tm, str(tmp_path / "t.png"))
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_save_json_interrupted_leaves_no_truncated_report(tmp_path):
+    """A Ctrl-C while the (large) report is being written leaves the previous file, or none: never
+    a truncated report.json under its final name (which python -m dwq.cli.demo would then read)."""
+    class Interrupted(list):  # json.dump writes the items before it, then the Ctrl-C arrives
+        def __iter__(self):
+            yield from range(2000)
+            raise KeyboardInterrupt
+
+    path = tmp_path / "report.json"
+    for before in (None, {"kept": 1}):
+        if before is not None:
+            E.save_json(before, str(path))
+        with pytest.raises(KeyboardInterrupt):
+            E.save_json({"per_image": Interrupted([0])}, str(path))
+        assert (json.loads(path.read_text()) == before) if before else not path.exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == (["report.json"] if before else [])
 
 
 def test_autoattack_rand_both_counts(model_data):

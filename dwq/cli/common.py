@@ -95,6 +95,25 @@ positive_int = _int_at_least(1)
 nonneg_int = _int_at_least(0)
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def threads_arg(text: str) -> int:
+    """A torch CPU thread count: 1 .. the CPUs this process may use. More threads than CPUs only
+    contend (a latency measured so means nothing), and thousands of them crash the OpenMP runtime
+    (a segfault, not an error). Checked when given: a default is not passed through here."""
+    v = positive_int(text)
+    n = cpu_count()
+    if v > n:
+        raise argparse.ArgumentTypeError(f"{v} threads, but this process may use {n} CPU{'s' * (n > 1)}")
+    return v
+
+
 def seed_arg(text: str) -> int:
     """A seed: an integer in 0..2^63 - 1 (what every RNG it seeds takes)."""
     v = nonneg_int(text)

@@ -42,19 +42,25 @@ def run_demo(a) -> int:
     from dwq.quant import precision_name
     from dwq.train import TrainConfig, Trainer
 
-    from .common import fresh_dir
+    from .common import CLIError, fresh_dir
 
     t_start = time.time()
+    fresh_dir(a.out, create=False)  # before anything else, then created once every flag is checked
     torch.set_num_threads(a.threads)
-    out = fresh_dir(a.out)
     train, val = train_val_split(load_mnist5k("train"), 0.1, seed=a.seed)
-    if a.train_images:
-        train = torch.utils.data.Subset(train, range(min(a.train_images, len(train))))
-        val = torch.utils.data.Subset(val, range(min(a.train_images, len(val))))
     x, y = load_mnist5k("test").tensors
-    n = min(a.n_test, len(y))
+    # a count beyond the data would run on less than asked, unsaid (dwq train and eval refuse it too)
+    if a.n_test > len(y):
+        raise CLIError(f"--n-test {a.n_test}: the mnist5k test split has {len(y)} images")
+    if a.train_images and a.train_images > len(train):
+        raise CLIError(f"--train-images {a.train_images}: the demo's training split has {len(train)} images")
+    if a.train_images:
+        train = torch.utils.data.Subset(train, range(a.train_images))
+        val = torch.utils.data.Subset(val, range(min(a.train_images, len(val))))
+    n = a.n_test
     x, y = x[:n], y[:n]
-    n_aa = min(a.autoattack_n, n)
+    n_aa = min(a.autoattack_n, n)  # like dwq eval's: the first N of the evaluated images
+    out = fresh_dir(a.out)
 
     runs = {
         "fp": dict(model_set=[None] + SET, sbn=False, train=[None], rp=False,
@@ -66,6 +72,7 @@ def run_demo(a) -> int:
     report = {"dataset": "mnist5k", "n_train": len(train), "n_val": len(val), "n_test": n, "epsilon": EPS,
               "train_attack": f"PGD-{TRAIN_STEPS} step {TRAIN_ALPHA:g}", "eval_attack": f"PGD-{EVAL_STEPS} step "
               f"{EVAL_ALPHA:g}, random start", "rpi_set": SET, "epochs": a.epochs, "seed": a.seed,
+              "threads": a.threads,  # the figures depend on it too (float reduction order)
               "autoattack": {"model": "rpt", "n": n_aa, "steps": AA_STEPS, "eot_iter": AA_EOT}, "models": {}}
     for name, r in runs.items():
         t0 = time.time()
@@ -156,8 +163,11 @@ def findings(rep) -> list:
         r = m["rpi"]
         s = r.get("pgd_paper_sampled")
         if s:
+            sizes = s.get("batches", {}).get("sizes")  # reports before the batches were kept: even batches
+            per = (f"{sizes[0]} images" + (f", the last of {sizes[-1]}" if sizes[-1] != sizes[0] else "") if sizes
+                   else f"{rep['n_test'] // max(s['clusters'], 1)} images")
             out.append(f"{name}: the reference's sampled replica of the paper protocol ({s['clusters']} draws, one "
-                       f"per {rep['n_test'] // max(s['clusters'], 1)} images) gives {_pct(s)} against its exact "
+                       f"per {per}) gives {_pct(s)} against its exact "
                        f"expectation {_pct(r['pgd_paper'])}; clean {_pct(r['clean_sampled'])} against "
                        f"{_pct(r['clean'])}.")
     for other in ("fp", "fixed4"):
@@ -271,10 +281,37 @@ def _mean(scores):
     return mean_ci(torch.tensor(scores), len(SET))
 
 
-if __name__ == "__main__":  # regenerate the tables of a past run: python -m dwq.cli.demo runs/demo-.../report.json
+def reprint(argv) -> int:
+    """``python -m dwq.cli.demo REPORT``: print the tables, findings, deploy check and README rows of
+    a past run from its report.json; a file that is missing, unreadable or not a demo report is one
+    line on stderr and exit status 2 (as the ``dwq`` commands do)."""
     import json
     import sys
 
-    _rep = json.load(open(sys.argv[1]))
-    print(table(_rep) + "\n\n" + "\n".join(findings(_rep)) + "\n\n" + deploy_summary(_rep) + "\n\n"
-          + markdown_rows(_rep))
+    prog = "python -m dwq.cli.demo"
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(f"usage: {prog} REPORT_JSON  (reprints the tables, findings and README rows of a dwq demo "
+              f"run's report.json)", file=sys.stdout if argv in (["-h"], ["--help"]) else sys.stderr)
+        return 0 if argv in (["-h"], ["--help"]) else 2
+    path = argv[0]
+    try:
+        with open(path) as f:
+            rep = json.load(f)
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        print(f"{prog}: error: cannot read {path}: {why}", file=sys.stderr)
+        return 2
+    need = ("rpi_set", "n_test", "models")
+    if not (isinstance(rep, dict) and all(k in rep for k in need) and set(rep["models"]) >= {"fp", "fixed4", "rpt"}):
+        print(f"{prog}: error: {path} is not a report.json of dwq demo (it needs {', '.join(need)} and the models "
+              f"fp, fixed4, rpt)", file=sys.stderr)
+        return 2
+    print(table(rep) + "\n\n" + "\n".join(findings(rep)) + "\n\n" + deploy_summary(rep) + "\n\n"
+          + markdown_rows(rep))
+    return 0
+
+
+if __name__ == "__main__":  # regenerate the tables of a past run: python -m dwq.cli.demo runs/demo-.../report.json
+    import sys
+
+    sys.exit(reprint(sys.argv[1:]))

@@ -10,7 +10,8 @@ import json
 import math
 import os
 
-from .common import CLIError, HelpFormatter, existing_checkpoint, positive_int, precision_arg
+from .common import (CLIError, HelpFormatter, existing_checkpoint, pnames, positive_float, positive_int,
+                     precision_arg, threads_arg)
 
 
 def add_parsers(sub) -> None:
@@ -39,8 +40,11 @@ def add_parsers(sub) -> None:
     b.add_argument("--batch-size", nargs="+", type=positive_int, default=[1], help="batch sizes to time")
     b.add_argument("--input-size", nargs=3, type=positive_int, metavar=("C", "H", "W"), default=None,
                    help="image size (default: the one recorded in the model file)")
-    b.add_argument("--seconds", type=float, default=2.0, help="timing budget per batch size")
-    b.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    b.add_argument("--seconds", type=positive_float, default=2.0,
+                   help="timing budget per batch size: rounds over the precisions go on until it has passed, at "
+                        "least 3 and at most 50 rounds (so a fast model may finish sooner)")
+    b.add_argument("--threads", type=threads_arg, default=None,
+                   help="torch CPU threads, at most the CPUs this process may use (default: torch's)")
     b.add_argument("--json", default=None, help="also write the records to this new file")
     b.add_argument("--budget-ms", type=float, default=None,
                    help="propose the largest set whose mean latency (first batch size) fits this budget")
@@ -100,13 +104,17 @@ def cmd_deploy(a) -> int:
 def cmd_bench(a) -> int:
     import torch
 
+    from dwq._atomic import atomic_open
     from dwq.deploy import ArtifactError, choose_precisions, latency_per_precision, load, record_bits
-    from dwq.quant import precision_name
+    from dwq.quant import normalize_precision, precision_name
 
     if a.json:
         _new_file(a.json, "--json")
-    if a.seconds <= 0:
-        raise CLIError(f"--seconds must be > 0, got {a.seconds}")
+    # a repeat would time twice and write records of one precision twice, which latency_from_records refuses
+    if a.precisions and len({normalize_precision(p) for p in a.precisions}) != len(a.precisions):
+        raise CLIError(f"--precisions repeats a precision: {pnames(a.precisions)}")
+    if len(set(a.batch_size)) != len(a.batch_size):
+        raise CLIError(f"--batch-size repeats a size: {' '.join(map(str, a.batch_size))}")
     if a.budget_ms is not None and not (math.isfinite(a.budget_ms) and a.budget_ms > 0):
         raise CLIError(f"--budget-ms must be a finite number > 0, got {a.budget_ms}")
     try:
@@ -126,7 +134,11 @@ def cmd_bench(a) -> int:
     g = torch.Generator().manual_seed(0)
     records, first = [], None
     for bs in a.batch_size:
-        x = torch.rand(bs, *size, generator=g)
+        try:
+            x = torch.rand(bs, *size, generator=g)
+        except RuntimeError as e:  # the allocator's refusal
+            raise CLIError(f"cannot allocate a random input of {bs}x{'x'.join(map(str, size))} (--batch-size x "
+                           f"--input-size): {str(e).strip().splitlines()[0]}") from None
         try:
             lat = latency_per_precision(model, x, ps, budget_s=a.seconds)
         except (ValueError, RuntimeError) as e:
@@ -138,7 +150,8 @@ def cmd_bench(a) -> int:
         records += [{"op": name, "shape": shape, "bits": record_bits(k), "impl": "dwq_int", "median_ms": v["median_ms"],
                      "min_ms": v["min_ms"], "threads": torch.get_num_threads()} for k, v in lat.items()]
     if a.json:  # before the choice: a budget nothing fits must not lose the measurements
-        with open(a.json, "w") as f:
+        _new_file(a.json, "--json")  # again: the timing took a while (never overwrite)
+        with atomic_open(a.json) as f:
             json.dump(records, f, indent=1)
         print(f"wrote {a.json}")
     if a.budget_ms is not None:

@@ -13,7 +13,7 @@ from dwq._version import __version__
 from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
-                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg, seed_arg)
+                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg, seed_arg, threads_arg)
 from .train_flags import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
@@ -102,13 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=positive_int, default=6, help="training epochs per model")
     d.add_argument("--n-test", type=positive_int, default=1000, help="test images (at most 1000)")
     d.add_argument("--train-images", type=positive_int, default=None,
-                   help="train on the first N of the 3,600 training images only (smoke tests; numbers then mean "
-                        "nothing)")
+                   help="train on the first N of the 3,600 training images only, and validate on the first N "
+                        "of the 400 held out (smoke tests; numbers then mean nothing)")
     d.add_argument("--autoattack-n", type=nonneg_int, default=100,
                    help="AutoAttack rand (100 steps, 20 EOT samples) on the RPT model's first N test images; 0 skips "
                         "it (it is the demo's slowest part)")
     d.add_argument("--seed", type=seed_arg, default=0, help="seed")
-    d.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    d.add_argument("--threads", type=threads_arg, default=2,
+                   help="torch CPU threads, at most the CPUs this process may use; the figures depend on it "
+                        "(float summation order), so report.json records it")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     deploy_cli.add_parsers(sub)
     return p

@@ -5,6 +5,7 @@ import json
 
 import torch
 
+from dwq._atomic import atomic_open
 from dwq.eval.intervals import acc_ci
 from dwq.quant import precision_name
 
@@ -45,6 +46,8 @@ def save_heatmap(matrix: dict, path: str, title: str = "robust accuracy (%)") ->
 
 
 def save_json(obj, path):
-    """Write ``obj`` as indented JSON."""
-    with open(path, "w") as f:
+    """Write ``obj`` as indented JSON, atomically: a report is read again later (``python -m
+    dwq.cli.demo report.json``), and ``json.dump`` writes it in pieces (tens of ms for the demo's),
+    so a Ctrl-C or kill in between would leave a truncated file under the final name."""
+    with atomic_open(path) as f:
         json.dump(obj, f, indent=2)
