@@ -554,6 +554,52 @@ def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
     assert demo.markdown_rows(json.load(open(kept))) in capsys.readouterr().out
 
 
+def test_a_reader_that_goes_away_ends_the_output_without_a_traceback():
+    """``dwq ... | head -1`` and ``python -m dwq.cli.demo REPORT | head -1``: the pipe is closed before
+    the command writes (it is still importing torch), so its first write fails with EPIPE."""
+    kept = os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")
+    bench = ("import sys\nfrom dwq.cli import deploy, main\n"
+             "deploy.COMMANDS['bench'] = lambda a: print('x' * 100000, flush=True)\n"
+             "sys.exit(main.main(['bench', '--model', 'm.safetensors']))\n")
+    for argv in ([sys.executable, "-c", bench], [sys.executable, "-m", "dwq.cli.demo", kept]):
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p.stdout.close()
+        err = p.stderr.read()
+        assert p.wait(timeout=120) == 1 and err == "", (argv[1:], err)
+
+
+def test_the_cli_package_imports_by_every_spelling():
+    # `from dwq.cli import main` recursed without end (the lazy "main" name was also the submodule's)
+    code = ("from dwq.cli import build_parser\nfrom dwq.cli import main\nimport dwq.cli\n"
+            "assert main.main is main.build_parser.__globals__['main'] and dwq.cli.build_parser is build_parser\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_library_errors_are_one_line_unless_dwq_traceback(monkeypatch, capsys):
+    from dwq.cli import deploy
+
+    def fail(a):
+        raise ValueError()  # (an empty message: the line names the exception's type)
+
+    monkeypatch.setattr(deploy, "COMMANDS", dict(deploy.COMMANDS, bench=fail))
+    monkeypatch.delenv("DWQ_TRACEBACK", raising=False)
+    assert main(["bench", "--model", "m.safetensors"]) == 2
+    assert capsys.readouterr().err == "dwq bench: error: ValueError\n"
+    monkeypatch.setenv("DWQ_TRACEBACK", "1")
+    with pytest.raises(ValueError):
+        main(["bench", "--model", "m.safetensors"])
+
+
+def test_demo_names_an_interrupted_run_in_its_out_folder(tmp_path, capsys):
+    (tmp_path / "fp").mkdir()  # what a demo cut short leaves: trained runs, no report.json
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "holds no report.json: an interrupted demo" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text("{}")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "holds no report.json" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, device):

@@ -212,6 +212,13 @@ def precision_set_from_args(precisions, schedule):
     return out
 
 
+def stdout_to_devnull() -> None:
+    """After a BrokenPipeError (the reader of ``dwq ... | head -1`` went away): stdout points at
+    /dev/null, so that the interpreter's final flush of the dead pipe does not raise again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def fresh_dir(path: str, create: bool = True, hint: str = "") -> str:
     """Refuse to write into a folder that already holds something (no overwriting).
     ``create=False`` only checks (so that a later error leaves nothing behind); else

@@ -45,7 +45,10 @@ def run_demo(a) -> int:
     from .common import CLIError, fresh_dir
 
     t_start = time.time()
-    fresh_dir(a.out, create=False)  # before anything else, then created once every flag is checked
+    partial = os.path.isdir(a.out) and os.listdir(a.out) and not os.path.exists(os.path.join(a.out, "report.json"))
+    # before anything else, then created once every flag is checked
+    fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted demo, which cannot resume; "
+                                        "remove the folder to run it again there)" if partial else "")
     torch.set_num_threads(a.threads)
     train, val = train_val_split(load_mnist5k("train"), 0.1, seed=a.seed)
     x, y = load_mnist5k("test").tensors
@@ -306,8 +309,13 @@ def reprint(argv) -> int:
         print(f"{prog}: error: {path} is not a report.json of dwq demo (it needs {', '.join(need)} and the models "
               f"fp, fixed4, rpt)", file=sys.stderr)
         return 2
-    print(table(rep) + "\n\n" + "\n".join(findings(rep)) + "\n\n" + deploy_summary(rep) + "\n\n"
-          + markdown_rows(rep))
+    try:
+        print(table(rep) + "\n\n" + "\n".join(findings(rep)) + "\n\n" + deploy_summary(rep) + "\n\n"
+              + markdown_rows(rep), flush=True)
+    except BrokenPipeError:  # (python -m dwq.cli.demo REPORT | head -1)
+        from .common import stdout_to_devnull
+        stdout_to_devnull()
+        return 1
     return 0
 
 

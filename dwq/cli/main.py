@@ -13,7 +13,8 @@ from dwq._version import __version__
 from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
-                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg, seed_arg, threads_arg)
+                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg, seed_arg, stdout_to_devnull,
+                     threads_arg)
 from .train_flags import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
@@ -26,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="dwq", formatter_class=HelpFormatter,
         description="Double-Win Quant: random precision training (RPT) and honest random precision "
-                    "inference (RPI) robustness evaluation.")
+                    "inference (RPI) robustness evaluation.",
+        epilog="An error is one line on stderr with exit status 2; DWQ_TRACEBACK=1 in the environment shows "
+               "the traceback of one raised by the library (ValueError and the like) instead.")
     p.add_argument("--version", action="version", version=f"dwq {__version__}")
     sub = p.add_subparsers(dest="command")
     sub.required = True
@@ -313,14 +316,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"dwq {a.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
+        stdout_to_devnull()
+        return 1
     except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         from dwq.data import DatasetError
         from dwq.train import CheckpointError
-        if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)):
-            print(f"dwq {a.command}: error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and not os.environ.get(
+                "DWQ_TRACEBACK"):
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            print(f"dwq {a.command}: error: {first}", file=sys.stderr)
             return 2
         raise
     return 0
+
 
 
 if __name__ == "__main__":
