@@ -529,6 +529,21 @@ def test_demo_findings_say_the_replica_batch_from_the_report():
     assert sum("(10 draws, one per 100 images, the last of 50)" in f for f in demo.findings(rep)) == 3
 
 
+def test_demo_rows_count_the_attacks_and_precisions_of_the_report():
+    """The README rows come from the report alone: the set's size, not the module's SET, names the
+    attacks ("best of P + 1") and sizes the same-images interval."""
+    from dwq.cli import demo
+    from dwq.eval import mean_ci
+
+    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    assert "best of 6 attacks" in demo.markdown_rows(rep)
+    rep["rpi_set"] = [2, 4, 8]
+    rows = demo.markdown_rows(rep)
+    same = rep["models"]["rpt"]["per_image"]["adaptive"][:rep["models"]["rpt"]["rpi"]["autoattack_rand"]["n"]]
+    assert "best of 4 attacks" in rows and "best of 6" not in rows + demo.table(rep) + " ".join(demo.findings(rep))
+    assert rows.endswith(demo._pct(mean_ci(torch.tensor(same), 3)) + " |")
+
+
 def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
     """python -m dwq.cli.demo REPORT (the documented way to reprint a past run) gave tracebacks for a
     missing, truncated or foreign file; the kept report still prints its README rows."""

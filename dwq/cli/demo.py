@@ -178,7 +178,7 @@ def findings(rep) -> list:
                    f"worst case over precisions: {_say(_diff(rep, 'rpt', 'adaptive_worst_case', other, 'adaptive_worst_case'))}; "
                    f"clean RPI: {_say(_diff(rep, 'rpt', 'clean', other, 'clean'))}.")
     for name in ms:
-        out.append(f"{name}: best of 6 attacks minus EOT-PGD alone: "
+        out.append(f"{name}: best of {_attacks(rep)} attacks minus EOT-PGD alone: "
                    f"{_say(_diff(rep, name, 'best_of_attacks', name, 'adaptive'))}.")
     for name in ms:
         out.append(f"{name}: transfer matrix over the RPI set, attack at the classifying precision (diagonal) minus "
@@ -224,10 +224,10 @@ def table(rep) -> str:
             f"{g[p] / 1e6:>13.1f}" if p in g else f"{'-':>13}" for p in ps))
     lines += ["", f"RPI over {rep['rpi_set']} bits (exact expectations over a uniform draw; 95% CI over images). "
               f"clean: mean of the per-precision clean accuracies; PGD paper: mean of the transfer matrix (attack "
-              f"and inference precisions drawn independently); PGD adaptive: EOT-PGD over the set; best of 6: per "
-              f"image the strongest of EOT-PGD and the 5 single-precision PGDs; worst case: EOT-PGD, right at every "
+              f"and inference precisions drawn independently); PGD adaptive: EOT-PGD over the set; best of {_attacks(rep)}: per "
+              f"image the strongest of EOT-PGD and the {_attacks(rep) - 1} single-precision PGDs; worst case: EOT-PGD, right at every "
               f"precision:",
-              f"{'model':<8}{'clean':>14}{'PGD paper':>14}{'PGD adaptive':>14}{'best of 6':>14}{'worst case':>14}"
+              f"{'model':<8}{'clean':>14}{'PGD paper':>14}{'PGD adaptive':>14}{f'best of {_attacks(rep)}':>14}{'worst case':>14}"
               f"{'MBitOPs':>10}"]
     for name, m in rep["models"].items():
         r = m["rpi"]
@@ -251,7 +251,7 @@ def table(rep) -> str:
 def markdown_rows(rep) -> str:
     """The README's demo table (markdown), from the report alone."""
     ps = rep["rpi_set"]
-    lines = ["| model | clean RPI | PGD, paper protocol | PGD, adaptive (EOT) | best of 6 attacks | "
+    lines = [f"| model | clean RPI | PGD, paper protocol | PGD, adaptive (EOT) | best of {_attacks(rep)} attacks | "
              "worst case over precisions | MBitOPs/image |", "|---|---|---|---|---|---|---|"]
     for name, m in rep["models"].items():
         r = m["rpi"]
@@ -264,7 +264,7 @@ def markdown_rows(rep) -> str:
         same = rep["models"]["rpt"]["per_image"]["adaptive"][:k]
         lines += ["", "| model (first {} test images) | AutoAttack rand, original count | AutoAttack rand, expected | "
                   "PGD, adaptive (EOT), same images |".format(k), "|---|---|---|---|",
-                  f"| rpt | {_pct(aa['original'])} | {_pct(aa['expected'])} | {_pct(_mean(same))} |"]
+                  f"| rpt | {_pct(aa['original'])} | {_pct(aa['expected'])} | {_pct(_mean(same, len(ps)))} |"]
     return "\n".join(lines)
 
 
@@ -276,12 +276,17 @@ def deploy_summary(rep) -> str:
     return format_check(d, "rpt as a true-integer model (dwq.deploy)") if d else "(no deploy check in this report)"
 
 
-def _mean(scores):
+def _mean(scores, precisions: int):
     import torch
 
     from dwq.eval import mean_ci
 
-    return mean_ci(torch.tensor(scores), len(SET))
+    return mean_ci(torch.tensor(scores), precisions)
+
+
+def _attacks(rep) -> int:
+    """The attacks of "best of": EOT-PGD and a PGD at each precision of the report's RPI set."""
+    return len(rep["rpi_set"]) + 1
 
 
 def reprint(argv) -> int:
