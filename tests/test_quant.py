@@ -166,6 +166,17 @@ def test_act_quantizer_ema_per_precision_and_observed_slot():
     torch.testing.assert_close(q.running_max[2], torch.tensor(0.1 * (0.1 * 2 + 0.9 * 4) + 0.9 * 5))
 
 
+def test_act_quantizer_called_with_bits_alone_uses_that_precisions_slot():
+    # (it tracked, and in eval read, the full-precision slot: a 4-bit forward at the fp range)
+    q = ActQuantizer([None, 4, 8]).train()
+    q(torch.tensor([-1.0, 2.0]), 4)
+    assert q.initialized.tolist() == [False, True, False, True]
+    q(torch.tensor([-3.0, 5.0]), None)
+    q.eval()
+    assert torch.equal(q(torch.tensor([3.0]), 4), q(torch.tensor([3.0]), 4, 4))
+    assert q(torch.tensor([3.0]), 4).item() < 2.1  # the 4-bit slot's range, [-1, 2]
+
+
 def test_act_quantizer_eval_uses_running_range():
     q = ActQuantizer([4])
     q.train()

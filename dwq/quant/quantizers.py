@@ -301,9 +301,12 @@ class ActQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor, bits: Optional[int], precision=None) -> torch.Tensor:
         """Quantizes ``x`` at ``bits`` (None: full precision, ``x`` itself; train mode still tracks
-        its range); ``precision`` (see :meth:`slot`) picks the range slot."""
+        its range); ``precision`` (see :meth:`slot`; default: ``bits``, the precision of a layer whose
+        weights and activations share the width) picks the range slot."""
         if bits is not None:
             check_bits(bits)
+            if precision is None:  # (else a direct call at 4 bits tracked and read the full-precision slot)
+                precision = bits
         elif not self.training:
             return x
         if self.training and x.numel() == 0:
