@@ -1,8 +1,8 @@
 // The dwq operator library: every schema is declared here once; CPU implementations live in
 // csrc/ops/*.cpp and CUDA ones in csrc/cuda/*.cu, each in its own TORCH_LIBRARY_IMPL block.
-// Importing dwq._C registers the ops. Its one Python function, packed_weight_shape, is plain C API
-// of the stable ABI (py_limited_api), so that Python asks C++ for the packed-weight layout instead
-// of re-deriving it (also inside fake impls, where no op may run).
+// Importing dwq._C registers the ops. Its two Python functions are plain C API of the stable ABI
+// (py_limited_api): packed_weight_shape, so that Python asks C++ for the packed-weight layout instead
+// of re-deriving it (also inside fake impls, where no op may run), and cpu_isas.
 #include <ATen/core/enum_tag.h>
 #include <Python.h>
 #include <torch/library.h>
@@ -24,9 +24,32 @@ PyObject* packed_weight_shape(PyObject*, PyObject* args) {
   return Py_BuildValue("(LL)", n, static_cast<long long>(dwq::cpu::packed_weight_cols(n, k, bits)));
 }
 
+// cpu_isas() -> tuple of the CPU kernel paths this machine runs, named as DWQ_CPU_ISA names them.
+// Asked of C++ because the only other way, forcing each one through DWQ_CPU_ISA and running an op,
+// writes the process-wide environment: ops of other threads would switch ISA (or fail) meanwhile.
+PyObject* cpu_isas(PyObject*, PyObject*) {
+  PyObject* names = PyList_New(0);
+  if (names == nullptr) return nullptr;
+  for (dwq::cpu::Isa isa : dwq::cpu::kAllIsas) {
+    if (!dwq::cpu::isa_supported(isa)) continue;
+    PyObject* name = PyUnicode_FromString(dwq::cpu::isa_name(isa));
+    const int err = name == nullptr ? -1 : PyList_Append(names, name);
+    Py_XDECREF(name);
+    if (err != 0) {
+      Py_DECREF(names);
+      return nullptr;
+    }
+  }
+  PyObject* out = PyList_AsTuple(names);
+  Py_DECREF(names);
+  return out;
+}
+
 PyMethodDef methods[] = {
     {"packed_weight_shape", packed_weight_shape, METH_VARARGS,
      "packed_weight_shape(n, k, bits) -> (n, p): shape of dwq.ops.pack_weight's int8 result for [n, k] codes"},
+    {"cpu_isas", cpu_isas, METH_NOARGS,
+     "cpu_isas() -> tuple of str: the CPU kernel paths this machine runs (scalar, avx2, avx512_vnni)"},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

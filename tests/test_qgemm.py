@@ -2,6 +2,9 @@
 path, the fused epilogue, the K = 65,536 16-bit overflow case, opcheck and bad input.
 Convolution is in test_qconv.py."""
 
+import os
+from collections.abc import MutableMapping
+
 import pytest
 import torch
 
@@ -225,6 +228,56 @@ def test_bad_isa_env(monkeypatch):
     monkeypatch.setenv("DWQ_CPU_ISA", "neon")
     with pytest.raises(RuntimeError, match="DWQ_CPU_ISA=neon is not one of scalar, avx2, avx512_vnni"):
         q.qgemm_acc(x, torch.tensor([0], dtype=torch.int32), 8, wp)
+
+
+class _RecordingEnviron(MutableMapping):
+    """os.environ that passes everything on and records each write."""
+
+    def __init__(self, env):
+        self.env, self.writes = env, []
+
+    def __getitem__(self, k):
+        return self.env[k]
+
+    def __setitem__(self, k, v):
+        self.writes.append((k, v))
+        self.env[k] = v
+
+    def __delitem__(self, k):
+        self.writes.append((k, None))
+        del self.env[k]
+
+    def __iter__(self):
+        return iter(self.env)
+
+    def __len__(self):
+        return len(self.env)
+
+
+def test_supported_cpu_isas_never_writes_the_environment(monkeypatch):
+    # The environment is process-wide: a probe that forced each ISA through DWQ_CPU_ISA switched the
+    # kernels of ops running in other threads meanwhile (on a CPU without AVX-512 they raised "does
+    # not support"), and two first calls racing left DWQ_CPU_ISA=scalar set for good.
+    monkeypatch.setattr(q, "_ISAS", None, raising=False)  # (an answer cached by an earlier test must not hide the asking)
+    env = _RecordingEnviron(os.environ)
+    monkeypatch.setattr(os, "environ", env)
+    isas = q.supported_cpu_isas()
+    assert env.writes == []
+    assert isas[0] == "scalar" and set(isas) <= {"scalar", "avx2", "avx512_vnni"}
+
+
+def test_supported_cpu_isas_are_the_ones_that_run(monkeypatch):
+    monkeypatch.setenv("DWQ_CPU_ISA", "neon")  # whatever is forced, the answer is the CPU's
+    isas = q.supported_cpu_isas()
+    assert os.environ["DWQ_CPU_ISA"] == "neon"
+    x, s, z = torch.ones(3), torch.ones(1), torch.zeros(1, dtype=torch.int32)
+    for isa in ("scalar", "avx2", "avx512_vnni"):
+        monkeypatch.setenv("DWQ_CPU_ISA", isa)
+        if isa in isas:
+            assert q.quantize_act(x, s, z, 8).tolist() == [1, 1, 1]
+        else:
+            with pytest.raises(RuntimeError, match=f"this CPU does not support {isa}"):
+                q.quantize_act(x, s, z, 8)
 
 
 def test_python_wrapper_errors():

@@ -6,6 +6,7 @@
 namespace dwq::cpu {
 
 enum class Isa : int { scalar = 0, avx2 = 1, avx512_vnni = 2 };
+constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512_vnni};  // in $DWQ_CPU_ISA's order
 
 const char* isa_name(Isa isa);
 bool isa_supported(Isa isa);

@@ -71,7 +71,7 @@ bool select_isa(Isa* isa, std::string* err) {
     *isa = best;
     return true;
   }
-  for (Isa c : {Isa::scalar, Isa::avx2, Isa::avx512_vnni}) {
+  for (Isa c : kAllIsas) {
     if (std::strcmp(env, isa_name(c)) == 0) {
       if (!isa_supported(c)) {
         *err = std::string("DWQ_CPU_ISA=") + env + " but this CPU does not support " + env;

@@ -31,7 +31,6 @@ Example::
     >>> y = ops.qlinear(qx, sx, zx, 8, wp, torch.full((32,), 0.01))  # float32 [4, 32]
 """
 import operator
-import os
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -188,34 +187,15 @@ def qconv2d(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
                                          out_zero_point, out_bits)
 
 
-_ISAS: Optional[List[str]] = None
-
-
 def supported_cpu_isas() -> List[str]:
     """The CPU kernel paths this machine can run, e.g. ``['scalar', 'avx2', 'avx512_vnni']``
-    (each is forced with ``DWQ_CPU_ISA``); ``[]`` without the extension."""
-    global _ISAS
-    if _ISAS is None:
-        found = []
-        if HAS_EXT:
-            old = os.environ.get("DWQ_CPU_ISA")
-            x = torch.zeros(1, dtype=torch.float32)
-            s, z = torch.ones(1), torch.zeros(1, dtype=torch.int32)
-            try:
-                for isa in ("scalar", "avx2", "avx512_vnni"):
-                    os.environ["DWQ_CPU_ISA"] = isa
-                    try:
-                        torch.ops.dwq.quantize_act.default(x, s, z, 8)
-                        found.append(isa)
-                    except RuntimeError:
-                        pass
-            finally:
-                if old is None:
-                    os.environ.pop("DWQ_CPU_ISA", None)
-                else:
-                    os.environ["DWQ_CPU_ISA"] = old
-        _ISAS = found
-    return list(_ISAS)
+    (each is forced with ``DWQ_CPU_ISA``); ``[]`` without the extension. Asked of C++ (CPUID):
+    the environment is left alone, so ops of other threads keep their kernels meanwhile."""
+    if not HAS_EXT:
+        return []
+    from dwq import _C
+
+    return list(_C.cpu_isas())
 
 
 # ----------------------------------------------------------------------------- fake (meta) impls
