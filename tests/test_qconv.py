@@ -50,6 +50,26 @@ def test_qconv2d_acc_exact(isa):
         assert torch.equal(got, want), f"case {i}: k={k} s={s} p={p} x={tuple(x.shape)} xb={xb} wb={wb}"
 
 
+def test_wide_images(isa):
+    """Channels-last uint8 images wider than one work item (the implicit conv sums only its windows'
+    columns; it once summed whole rows, work growing with the square of the width): exact, and a code
+    out of range at the far right edge is still found."""
+    g = torch.Generator().manual_seed(25)
+    for (B, C, H, W), k, p in [((1, 8, 3, 500), 3, 1), ((2, 4, 2, 450), 7, 3), ((1, 12, 1, 700), 1, 0),
+                               ((1, 4, 5, 300), 3, 0), ((1, 16, 2, 1000), 5, 2)]:
+        xb = ri(g, 2, 8)
+        x = rand_codes(g, (B, C, H, W), xb, torch.uint8).contiguous(memory_format=torch.channels_last)
+        w = rand_codes(g, (9, C, k, k), 8)
+        zx, zw = rand_zp(g, xb), rand_zp(g, 8, (9,))
+        wp = q.pack_conv_weight(w, zw, 8)
+        want = ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (p, p))
+        assert torch.equal(q.qconv2d_acc(x, zx, xb, wp, k, 1, p), want), ((B, C, H, W), k, p, xb)
+        if xb < 8:
+            x[-1, -1, -1, -1] = 1 << xb
+            with pytest.raises(RuntimeError, match="code"):
+                q.qconv2d_acc(x, zx, xb, wp, k, 1, p)
+
+
 def test_qconv2d_epilogue(isa):
     g = torch.Generator().manual_seed(22)
     for i in range(60):

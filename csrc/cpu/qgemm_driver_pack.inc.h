@@ -197,7 +197,17 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
   const int64_t np = std::max<int64_t>(0, phi - plo + 1);
   if (tb.psum.size() < static_cast<size_t>(np)) tb.psum.resize(static_cast<size_t>(np));
   RowPack rp(static_cast<uint32_t>((int64_t{1} << a.bits) - 1));
-  {
+  if (n0 == n1 && oh0 == oh1) {
+    // Within one output row (every item of a wide image): only the columns of its windows, else an
+    // item of mc outputs summed kh x W pixels and the work grew with the square of the width.
+    const int64_t iw_lo = std::clamp<int64_t>(m0 % a.OW - a.pad_w, 0, a.W - 1);
+    const int64_t iw_hi = std::clamp<int64_t>(m1 % a.OW - a.pad_w + a.kw - 1, 0, a.W - 1);
+    for (int64_t ih = ih_lo; ih <= ih_hi; ++ih)
+      for (int64_t iw = iw_lo; iw <= iw_hi; ++iw) {
+        rp.add(x + n0 * a.sn + ih * a.sh + iw * a.sw, C);
+        tb.psum[n0 * HW + ih * a.W + iw - plo] = rp.take();
+      }
+  } else {
     int64_t n = plo / HW, ih = (plo / a.W) % a.H, iw = plo % a.W;
     for (int64_t i = 0; i < np; ++i) {
       rp.add(x + n * a.sn + ih * a.sh + iw * a.sw, C);
