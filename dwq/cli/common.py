@@ -205,11 +205,16 @@ def precision_set_from_args(precisions, schedule):
         out = list(range(lo, hi + 1))
     else:
         return None
+    return no_repeated_precisions(out)
+
+
+def no_repeated_precisions(ps):
+    """``ps`` (a ``--precisions`` list) unchanged, or CLIError if two of its entries spell one precision."""
     from dwq.quant import normalize_precision
 
-    if len({normalize_precision(p) for p in out}) != len(out):
-        raise CLIError(f"--precisions repeats a precision: {pnames(out)}")
-    return out
+    if len({normalize_precision(p) for p in ps}) != len(ps):
+        raise CLIError(f"--precisions repeats a precision: {pnames(ps)}")
+    return ps
 
 
 def stdout_to_devnull() -> None:

@@ -55,9 +55,9 @@ def run_demo(a) -> int:
     # a count beyond the data would run on less than asked, unsaid (dwq train and eval refuse it too)
     if a.n_test > len(y):
         raise CLIError(f"--n-test {a.n_test}: the mnist5k test split has {len(y)} images")
-    if a.train_images and a.train_images > len(train):
-        raise CLIError(f"--train-images {a.train_images}: the demo's training split has {len(train)} images")
     if a.train_images:
+        if a.train_images > len(train):
+            raise CLIError(f"--train-images {a.train_images}: the demo's training split has {len(train)} images")
         train = torch.utils.data.Subset(train, range(a.train_images))
         val = torch.utils.data.Subset(val, range(min(a.train_images, len(val))))
     n = a.n_test

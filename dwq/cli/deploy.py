@@ -10,8 +10,8 @@ import json
 import math
 import os
 
-from .common import (CLIError, HelpFormatter, existing_checkpoint, pnames, positive_float, positive_int,
-                     precision_arg, threads_arg)
+from .common import (CLIError, HelpFormatter, existing_checkpoint, no_repeated_precisions, positive_float,
+                     positive_int, precision_arg, threads_arg)
 
 
 def add_parsers(sub) -> None:
@@ -106,13 +106,13 @@ def cmd_bench(a) -> int:
 
     from dwq._atomic import atomic_open
     from dwq.deploy import ArtifactError, choose_precisions, latency_per_precision, load, record_bits
-    from dwq.quant import normalize_precision, precision_name
+    from dwq.quant import precision_name
 
     if a.json:
         _new_file(a.json, "--json")
     # a repeat would time twice and write records of one precision twice, which latency_from_records refuses
-    if a.precisions and len({normalize_precision(p) for p in a.precisions}) != len(a.precisions):
-        raise CLIError(f"--precisions repeats a precision: {pnames(a.precisions)}")
+    if a.precisions:
+        no_repeated_precisions(a.precisions)
     if len(set(a.batch_size)) != len(a.batch_size):
         raise CLIError(f"--batch-size repeats a size: {' '.join(map(str, a.batch_size))}")
     if a.budget_ms is not None and not (math.isfinite(a.budget_ms) and a.budget_ms > 0):

@@ -13,8 +13,8 @@ from dwq._version import __version__
 from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
-                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg, seed_arg, stdout_to_devnull,
-                     threads_arg)
+                     no_repeated_precisions, nonneg_int, pnames, positive_fraction, positive_int, precision_arg,
+                     seed_arg, stdout_to_devnull, threads_arg)
 from .train_flags import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
@@ -158,8 +158,7 @@ def _eval_settings(a, ck, model_set, device):
         for p in a.precisions:
             if normalize_precision(p) not in allowed:
                 raise CLIError(f"precision {pnames([p])} is not in the checkpoint's precision set {pnames(model_set)}")
-        if len({normalize_precision(p) for p in a.precisions}) != len(a.precisions):
-            raise CLIError(f"--precisions repeats a precision: {pnames(a.precisions)}")
+        no_repeated_precisions(a.precisions)
         rows.append(("precisions", pnames(a.precisions), "given"))
     else:
         a.precisions = list(model_set)
@@ -329,7 +328,6 @@ def main(argv=None) -> int:
             return 2
         raise
     return 0
-
 
 
 if __name__ == "__main__":
