@@ -26,20 +26,30 @@ def check_no_nan(x: torch.Tensor, message: str) -> None:
     check_value(torch.isnan(x).any(), message)
 
 
+def check_float_x(x: torch.Tensor) -> None:
+    """x of a fake quantization (either zero-point mode) is a floating-point tensor."""
+    if not x.is_floating_point():
+        raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
+
+
+def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, other: torch.Tensor,
+                   other_name: str) -> None:
+    """``scale`` and ``other`` (the zero point or the float offset) have one entry per channel of
+    ``x`` along ``axis`` (one per tensor with ``axis=None``)."""
+    channels = 1 if axis is None else x.shape[axis]
+    if scale.numel() != channels or other.numel() != channels:
+        where = "per tensor" if axis is None else f"x.shape[{axis}]"
+        raise ValueError(f"fake_quantize: scale and {other_name} need {channels} entries ({where}), "
+                         f"got {scale.numel()} and {other.numel()}")
+
+
 def _check(x, scale, zero_point, bits, axis):
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
         raise ValueError(f"fake_quantize: bits must be an int in 2..16, got {bits!r}")
-    if not x.is_floating_point():
-        raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
+    check_float_x(x)
     if zero_point.is_floating_point() or zero_point.is_complex() or zero_point.dtype == torch.bool:
         raise ValueError(f"fake_quantize: zero_point must be an integer tensor (codes), got {zero_point.dtype}")
-    channels = 1 if axis is None else x.shape[axis]
-    if scale.numel() != channels or zero_point.numel() != channels:
-        where = "per tensor" if axis is None else f"x.shape[{axis}]"
-        raise ValueError(
-            f"fake_quantize: scale and zero_point need {channels} entries ({where}), "
-            f"got {scale.numel()} and {zero_point.numel()}"
-        )
+    check_channels(x, axis, scale, zero_point, "zero_point")
 
 
 def fake_quantize(

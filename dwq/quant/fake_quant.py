@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 
 from dwq.ops import fake_quantize as _fake_quantize_op
-from dwq.ops.fake_quant import check_no_nan, check_value
+from dwq.ops.fake_quant import check_channels, check_float_x, check_no_nan, check_value
 from dwq.quant.precision import check_bits
 
 
@@ -36,13 +36,8 @@ def fake_quantize_float_zp(
     or 1 per tensor). NaN in x, a scale that is not finite and > 0, or an offset that is not finite is
     an error (on accelerators an asynchronous device assert), as for :func:`fake_quantize`."""
     qmax = (1 << check_bits(bits)) - 1
-    if not x.is_floating_point():
-        raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
-    channels = 1 if axis is None else x.shape[axis]
-    if scale.numel() != channels or offset.numel() != channels:
-        where = "per tensor" if axis is None else f"x.shape[{axis}]"
-        raise ValueError(f"fake_quantize: scale and offset need {channels} entries ({where}), "
-                         f"got {scale.numel()} and {offset.numel()}")
+    check_float_x(x)
+    check_channels(x, axis, scale, offset, "offset")
     if axis is not None:
         shape = [1] * x.dim()
         shape[axis] = -1

@@ -82,7 +82,6 @@ class WeightQuantizer(nn.Module):
     def forward(self, w: torch.Tensor, bits: Optional[int]) -> torch.Tensor:
         if bits is None:
             return w
-        self._check_axis(w)
         if not self._reuse or torch.compiler.is_compiling() or w.is_inference():
             # (An inference tensor has no version counter: an in-place edit could not be seen.)
             return self._quantize(w, bits)
@@ -98,7 +97,9 @@ class WeightQuantizer(nn.Module):
         return _ReuseSTE.apply(w, q) if torch.is_grad_enabled() and w.requires_grad else q
 
     def _quantize(self, w: torch.Tensor, bits: int) -> torch.Tensor:
+        # The axis is checked where a weight is quantized, not per forward (a reused one was checked once).
         if self.zero_point == "int" and self.axis == 0 and fused.available(w, "weight_fake_quantize"):
+            self._check_axis(w)
             # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
             out = fused.weight_fake_quantize(w, check_bits(bits))
             if not out.is_cuda:  # (the CUDA kernel asserts on the device itself: no extra launches)
@@ -106,7 +107,7 @@ class WeightQuantizer(nn.Module):
                 check_no_nan(out.reshape(out.shape[0], -1)[:, :1],
                              "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
             return out
-        scale, zp = self.qparams(w, bits)
+        scale, zp = self.qparams(w, bits)  # (checks the axis)
         return quantize_with(w, scale, zp, bits, self.axis, self.zero_point)
 
     def extra_repr(self) -> str:
