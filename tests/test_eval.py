@@ -385,3 +385,28 @@ def test_evaluation_attack_draws_from_the_generator_it_is_given(model_data):
     assert torch.equal(atk(f, x, y), a)
     g.manual_seed(6)
     assert not torch.equal(atk(f, x, y), a)  # the start moved with the generator's seed
+
+
+def test_save_heatmap_interrupted_keeps_previous_png(tmp_path, monkeypatch):
+    """Like the report: a PNG interrupted while being written leaves the previous file (no partial
+    PNG under the final name, no stray .tmp) and closes its figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    tm = {"acc": [[0.5, 0.25], [0.125, 1.0]], "attack_precisions": ["4", "8"], "inference_precisions": ["4", "8"]}
+    path = tmp_path / "h.png"
+    E.save_heatmap(tm, str(path))
+    kept = path.read_bytes()
+
+    def partial(self, f, **kw):
+        f.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", partial)
+    open_before = len(plt.get_fignums())
+    with pytest.raises(KeyboardInterrupt):
+        E.save_heatmap(tm, str(path))
+    assert path.read_bytes() == kept and not (tmp_path / "h.png.tmp").exists()
+    assert len(plt.get_fignums()) == open_before

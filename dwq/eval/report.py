@@ -41,8 +41,13 @@ def save_heatmap(matrix: dict, path: str, title: str = "robust accuracy (%)") ->
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        # atomically, like save_json: an interrupted run must not leave a half-written PNG under
+        # the final name beside a complete report
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def save_json(obj, path):
