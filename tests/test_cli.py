@@ -439,6 +439,10 @@ def test_eval_bad_input(run, tmp_path, capsys):
          "--steps is for --attack pgd or the adaptive protocol"),
         (["--checkpoint", best, "--n-test", "5000"], "--n-test 5000: the mnist5k test set has 1000 images"),
         (["--checkpoint", best, "--precisions", "2", "2"], "repeats a precision"),
+        (["--checkpoint", best, "--n-test", "20", "--protocols", "autoattack-rand", "--autoattack-n", "30"],
+         "--autoattack-n 30: more than the 20 images evaluated (--n-test)"),
+        (["--checkpoint", best, "--protocols", "autoattack-rand", "--autoattack-n", "1001"],
+         "--autoattack-n 1001: more than the 1000 images evaluated (the whole mnist5k test set)"),
     ]
     for extra, msg in cases:
         assert main(["eval", "--out", str(tmp_path / "e")] + extra) == 2, extra

@@ -247,6 +247,10 @@ def cmd_eval(a):
     _, test, info = get_datasets(ex["dataset"], a.data_dir, augment=False)
     if a.n_test and a.n_test > len(test):
         raise CLIError(f"--n-test {a.n_test}: the {ex['dataset']} test set has {len(test)} images")
+    n_eval = a.n_test or len(test)
+    if a.autoattack_n and a.autoattack_n > n_eval:  # like --n-test: refused, not quietly shortened
+        where = "--n-test" if a.n_test else f"the whole {ex['dataset']} test set"
+        raise CLIError(f"--autoattack-n {a.autoattack_n}: more than the {n_eval} images evaluated ({where})")
     settings.insert(-3, ("test images", f"{a.n_test or len(test)} of {len(test)}",
                          "given" if a.n_test else "default: all"))
     ps = a.precisions
