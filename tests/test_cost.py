@@ -119,3 +119,17 @@ def test_profile_refuses_an_input_size_without_the_batch_dimension():
     with pytest.raises(ValueError, match=r"profile: '0' got an input without a batch dimension, shape \[3, 32, 32\]: "
                                          r"input_size must be a batch's shape, e.g. \(1, 3, 32, 32\)"):
         profile(nn.Sequential(nn.Conv2d(3, 8, 3)), (3, 32, 32))
+
+
+def test_profile_of_an_untrained_switchable_model_does_not_warn():
+    """Counting MACs reads no BN statistic: a freshly built RPT model (whose branches have not seen a
+    training batch) is profiled without the eval-time warning, which still reaches a real forward."""
+    import warnings
+
+    model = small_cnn(precisions=[4, 8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        profile(model, (1, 1, 28, 28))
+    model.eval()
+    with pytest.warns(UserWarning, match="never seen a training batch"):
+        model(torch.rand(1, 1, 28, 28))

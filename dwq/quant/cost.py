@@ -34,6 +34,7 @@ Example::
 """
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -196,7 +197,9 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
         if isinstance(module, _CONV_TYPES + (nn.Linear,) + _BN_TYPES):
             handles.append(module.register_forward_hook(hook_for(name, module)))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # counting MACs reads no statistic: an untrained switchable-BN branch is not worth a warning
+            warnings.filterwarnings("ignore", message="SwitchableBatchNorm2d: the branch", category=UserWarning)
             work(example)
     finally:
         for h in handles:
