@@ -124,8 +124,8 @@ def add_parser(sub):
     t.add_argument("--compile", action="store_true",
                    help="torch.compile the model (quantizers included) for the attack and the update; one graph "
                         "per precision, so the first steps at each precision compile. On 2 CPU cores "
-                        "(benchmarks/bench_compile.py) a step took 0.81x the eager time for the small CNN and "
-                        "1.24x for PreActResNet18 (batch 32); not measured on a GPU yet")
+                        "(benchmarks/results_compile_cpu.json) a step took 0.75x the eager time for the small CNN and "
+                        "1.23x for PreActResNet18 (batch 32); not measured on a GPU yet")
     t.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA algorithms (cuDNN, cuBLAS with a fixed workspace): a run and its resumes "
                         "are bit-reproducible on a GPU, at some speed; an op without a deterministic CUDA kernel "
