@@ -283,3 +283,44 @@ def test_precisions_must_be_a_list():
         dwq.models.build_model("small_cnn", "mnist5k", "48", switchable_bn=True, width=4)
     model = get_model("small_cnn", precisions=(p for p in (4, None)), width=4)
     assert dwq.precision_set(model) == [4, None]
+
+
+def test_normalize_refuses_integer_images_and_takes_float64_ones():
+    """uint8 pixels in 0..255 were promoted to float and classified (confident nonsense); a float64
+    batch (numpy's default) failed in the first conv with a message naming no input."""
+    torch.manual_seed(0)
+    model = small_cnn(precisions=[4, None], width=4).eval()
+    x = torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"expected float images in \[0, 1\], got dtype torch.uint8"):
+        model((x * 255).to(torch.uint8))
+    with torch.no_grad():
+        assert torch.equal(model(x.double()), model(x))
+
+
+def test_normalize_statistics_must_be_finite():
+    for mean, std in (([float("nan")], [1.0]), ([0.0], [float("inf")]), ([], [])):
+        with pytest.raises(ValueError, match="Normalize: mean"):
+            dwq.models.Normalize(mean, std)
+
+
+def test_models_build_on_the_meta_device_and_load_after_to_empty():
+    """``with torch.device("meta")`` (a large model without memory) failed in Normalize's std check,
+    which cannot read a meta tensor."""
+    src = small_cnn(precisions=[4, None], width=4).eval()
+    with torch.device("meta"):
+        model = small_cnn(precisions=[4, None], width=4)
+    assert {t.device.type for t in model.state_dict().values()} == {"meta"}
+    model.to_empty(device="cpu").load_state_dict(src.state_dict())
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), src(x))
+
+
+def test_bad_width_and_dataset_are_named():
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=f"width must be a positive int .*got {bad}"):
+            small_cnn(precisions=[4], width=bad)
+    with pytest.raises(ValueError, match="unknown dataset None; choose one of"):
+        dwq.models.build_model("small_cnn", None, [4], True)
+    with pytest.raises(ValueError, match="unknown dataset None for normalization"):
+        dwq.models.dataset_stats(None)
