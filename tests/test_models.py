@@ -324,3 +324,15 @@ def test_bad_width_and_dataset_are_named():
         dwq.models.build_model("small_cnn", None, [4], True)
     with pytest.raises(ValueError, match="unknown dataset None for normalization"):
         dwq.models.dataset_stats(None)
+
+
+@pytest.mark.parametrize("content,found", [(b"hello world", "found a file starting with"),
+                                           (b"PK\x03\x04 truncated", "PytorchStreamReader")])
+def test_resnet50_damaged_weights_file_is_named(tmp_path, content, found):
+    """A damaged --pretrained file failed with torch's bare KeyError/EOFError, outside the CLI's
+    one-line errors."""
+    path = tmp_path / "w.pth"
+    path.write_bytes(content)
+    with pytest.raises(RuntimeError, match=found) as e:
+        resnet50(precisions=[None], weights_path=str(path))
+    assert str(e.value).startswith(f"{path} is not a loadable torchvision state_dict")
