@@ -336,3 +336,18 @@ def test_resnet50_damaged_weights_file_is_named(tmp_path, content, found):
     with pytest.raises(RuntimeError, match=found) as e:
         resnet50(precisions=[None], weights_path=str(path))
     assert str(e.value).startswith(f"{path} is not a loadable torchvision state_dict")
+
+
+def test_plain_state_dict_without_bn_counters_counts_as_trained():
+    """torchvision's original ResNet-50 weights predate num_batches_tracked: the import kept the model's
+    own 0, so every branch warned at eval that it normalizes with initial statistics, which it did not."""
+    src = small_cnn(precisions=[None], switchable_bn=False, width=4)
+    sd = {k: v for k, v in src.state_dict().items()
+          if not k.endswith(("num_batches_tracked", "precision_set")) and ".input_quant." not in k}
+    model = load_torchvision_state_dict(small_cnn(precisions=[4, None], width=4), sd)
+    assert model.bn1.untrained_precisions() == []
+    # A file with its counters keeps them: a source that never trained stays untrained.
+    model = load_torchvision_state_dict(small_cnn(precisions=[4, None], width=4),
+                                        dict(sd, **{f"bn{i}.num_batches_tracked": torch.tensor(0) for i in (1, 2, 3)}))
+    assert model.bn1.untrained_precisions() == ["4", "fp"]
+

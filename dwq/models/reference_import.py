@@ -32,7 +32,8 @@ Mapping onto a dwq model of the same architecture:
 * ``normalize.mean/std`` are taken from the checkpoint when present. Otherwise the model keeps its
   own: the reference's CIFAR scripts normalize in the data pipeline with **CIFAR-10** statistics,
   also for CIFAR-100, so build a CIFAR-100 model with ``mean``/``std`` of CIFAR-10 to import those;
-* ``precision_set`` keeps the model's value (the reference has none).
+* ``precision_set`` keeps the model's value (the reference has none); a BN counter
+  (``num_batches_tracked``) the checkpoint lacks is left out, so that the branch counts as trained.
 
 To reproduce the reference's outputs, build the model with its quantizer,
 ``dwq.models.reference_policy(network)`` (``zero_point="float"``, ``shared_act_range=True``): eval
@@ -244,6 +245,11 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
         missing.append(key)
     if missing:
         raise RuntimeError(f"{source}: the checkpoint lacks entries the model needs: {_few(missing)}")
+    for key in [k for k in target if k.endswith(".num_batches_tracked") and k not in filled]:
+        # A file without the counters (torchvision's original ResNet-50 weights predate them) holds real
+        # statistics: kept, the model's own 0 made every branch warn at eval that it never saw a training
+        # batch. Left out, the branch counts as trained and a plain BN keeps its counter (torch's rule).
+        del target[key]
     return target
 
 
