@@ -351,3 +351,12 @@ def test_plain_state_dict_without_bn_counters_counts_as_trained():
                                         dict(sd, **{f"bn{i}.num_batches_tracked": torch.tensor(0) for i in (1, 2, 3)}))
     assert model.bn1.untrained_precisions() == ["4", "fp"]
 
+
+def test_network_names_are_matched_whatever_their_separators():
+    """"PreActResNet-18" worked but the paper's "WRN-34-10" and "WideResNet-34-10" were unknown."""
+    canonical = dwq.models.canonical_network
+    for name in ("WRN-34-10", "WideResNet-34-10", "wide_resnet_34_10", "wrn32"):
+        assert canonical(name) == "wide_resnet34_10", name
+    assert canonical("PreAct-ResNet-18") == "preact_resnet18" and canonical("ResNet-50") == "resnet50"
+    with pytest.raises(ValueError, match="unknown network 'WRN-28-10'"):
+        canonical("WRN-28-10")
