@@ -1,4 +1,5 @@
 """dwq.data: embedded MNIST-5k, splits, dataset statistics, clear errors for missing folders."""
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +47,17 @@ def test_train_val_split_refuses_what_is_neither_a_count_nor_a_fraction(bad):
 def test_mnist5k_test_per_class_is_checked(bad):
     with pytest.raises(ValueError, match=r"test_per_class must be an int in 1\.\."):
         load_mnist5k("test", test_per_class=bad)
+
+
+@pytest.mark.parametrize("bad", [None, 1.5, "3"])
+def test_split_seed_is_checked_by_name(bad):
+    """torch's "manual_seed expected a long, but got NoneType" named neither the argument nor the function
+    (and None does not mean a random split)."""
+    with pytest.raises(ValueError, match=f"seed must be an int .*got {bad!r}"):
+        load_mnist5k("test", seed=bad)
+    with pytest.raises(ValueError, match=f"seed must be an int .*got {bad!r}"):
+        train_val_split(load_mnist5k("train"), 10, seed=bad)
+    assert torch.equal(load_mnist5k("test", seed=np.int64(3)).tensors[1], load_mnist5k("test", seed=3).tensors[1])
 
 
 def test_per_dataset_statistics():

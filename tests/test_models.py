@@ -283,3 +283,80 @@ def test_precisions_must_be_a_list():
         dwq.models.build_model("small_cnn", "mnist5k", "48", switchable_bn=True, width=4)
     model = get_model("small_cnn", precisions=(p for p in (4, None)), width=4)
     assert dwq.precision_set(model) == [4, None]
+
+
+def test_normalize_refuses_integer_images_and_takes_float64_ones():
+    """uint8 pixels in 0..255 were promoted to float and classified (confident nonsense); a float64
+    batch (numpy's default) failed in the first conv with a message naming no input."""
+    torch.manual_seed(0)
+    model = small_cnn(precisions=[4, None], width=4).eval()
+    x = torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"expected float images in \[0, 1\], got dtype torch.uint8"):
+        model((x * 255).to(torch.uint8))
+    with torch.no_grad():
+        assert torch.equal(model(x.double()), model(x))
+
+
+def test_normalize_statistics_must_be_finite():
+    for mean, std in (([float("nan")], [1.0]), ([0.0], [float("inf")]), ([], [])):
+        with pytest.raises(ValueError, match="Normalize: mean"):
+            dwq.models.Normalize(mean, std)
+
+
+def test_models_build_on_the_meta_device_and_load_after_to_empty():
+    """``with torch.device("meta")`` (a large model without memory) failed in Normalize's std check,
+    which cannot read a meta tensor."""
+    src = small_cnn(precisions=[4, None], width=4).eval()
+    with torch.device("meta"):
+        model = small_cnn(precisions=[4, None], width=4)
+    assert {t.device.type for t in model.state_dict().values()} == {"meta"}
+    model.to_empty(device="cpu").load_state_dict(src.state_dict())
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), src(x))
+
+
+def test_bad_width_and_dataset_are_named():
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=f"width must be a positive int .*got {bad}"):
+            small_cnn(precisions=[4], width=bad)
+    with pytest.raises(ValueError, match="unknown dataset None; choose one of"):
+        dwq.models.build_model("small_cnn", None, [4], True)
+    with pytest.raises(ValueError, match="unknown dataset None for normalization"):
+        dwq.models.dataset_stats(None)
+
+
+@pytest.mark.parametrize("content,found", [(b"hello world", "found a file starting with"),
+                                           (b"PK\x03\x04 truncated", "PytorchStreamReader")])
+def test_resnet50_damaged_weights_file_is_named(tmp_path, content, found):
+    """A damaged --pretrained file failed with torch's bare KeyError/EOFError, outside the CLI's
+    one-line errors."""
+    path = tmp_path / "w.pth"
+    path.write_bytes(content)
+    with pytest.raises(RuntimeError, match=found) as e:
+        resnet50(precisions=[None], weights_path=str(path))
+    assert str(e.value).startswith(f"{path} is not a loadable torchvision state_dict")
+
+
+def test_plain_state_dict_without_bn_counters_counts_as_trained():
+    """torchvision's original ResNet-50 weights predate num_batches_tracked: the import kept the model's
+    own 0, so every branch warned at eval that it normalizes with initial statistics, which it did not."""
+    src = small_cnn(precisions=[None], switchable_bn=False, width=4)
+    sd = {k: v for k, v in src.state_dict().items()
+          if not k.endswith(("num_batches_tracked", "precision_set")) and ".input_quant." not in k}
+    model = load_torchvision_state_dict(small_cnn(precisions=[4, None], width=4), sd)
+    assert model.bn1.untrained_precisions() == []
+    # A file with its counters keeps them: a source that never trained stays untrained.
+    model = load_torchvision_state_dict(small_cnn(precisions=[4, None], width=4),
+                                        dict(sd, **{f"bn{i}.num_batches_tracked": torch.tensor(0) for i in (1, 2, 3)}))
+    assert model.bn1.untrained_precisions() == ["4", "fp"]
+
+
+def test_network_names_are_matched_whatever_their_separators():
+    """"PreActResNet-18" worked but the paper's "WRN-34-10" and "WideResNet-34-10" were unknown."""
+    canonical = dwq.models.canonical_network
+    for name in ("WRN-34-10", "WideResNet-34-10", "wide_resnet_34_10", "wrn32"):
+        assert canonical(name) == "wide_resnet34_10", name
+    assert canonical("PreAct-ResNet-18") == "preact_resnet18" and canonical("ResNet-50") == "resnet50"
+    with pytest.raises(ValueError, match="unknown network 'WRN-28-10'"):
+        canonical("WRN-28-10")

@@ -329,3 +329,21 @@ def test_a_pair_with_none_is_refused_without_offering_none():
         with pytest.raises(ValueError, match=r"takes two ints in 2\.\.16; full precision is None") as e:
             dwq.set_precision(net, bad)
         assert "or None for full precision" not in str(e.value)
+
+
+@pytest.mark.parametrize("entry", [torch.tensor([4, 8, 0]), torch.tensor([[4, 4], [8, 8], [1, 1]])])
+def test_a_foreign_precision_set_entry_is_named(entry):
+    """A precision_set that encodes no set (a foreign or damaged state_dict, to_empty's memory) failed
+    with a bare unpacking or bit-width error naming no entry."""
+    sd = dict(small_net().state_dict(), **{"0.precision_set": entry})
+    with pytest.raises(RuntimeError, match=r"^0\.: the state_dict was saved for precision set <not a precision "
+                                           r"set: torch.int64 .*this model has \[4, 8, fp\]$"):
+        small_net().load_state_dict(sd)
+
+
+def test_sbn_partial_state_dict_leaves_unloaded_branches_untrained():
+    """load_state_dict(strict=False) of a state_dict without a BN's entries marked its branches trained,
+    which silenced the eval warning about their initial statistics."""
+    sbn = SwitchableBatchNorm2d(3, [4, 8])
+    sbn.load_state_dict({"precision_set": sbn.precision_set.clone()}, strict=False)
+    assert sbn.untrained_precisions() == ["4", "8"]

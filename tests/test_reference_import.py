@@ -144,6 +144,50 @@ def test_bad_entries_are_named():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_reference_precisions_is_checked_as_a_set():
+    """A repeat mapped two of our precisions to one branch and a string was split into widths, silently;
+    a lone int was a bare "'int' object is not iterable"."""
+    ref_sd = _as_reference(_randomize(_small(precisions=[4, 6, 8]), seed=2))
+    for bad, why in (([4, 4, 8], "must not repeat"), ("468", "must be a list of precisions"),
+                     (4, "must be a list of precisions"), ([0, 4, 8], "precision must be in 2..16, got 0")):
+        with pytest.raises(ValueError, match=f"^reference_precisions:? {why}"):
+            load_reference_state_dict(_small(precisions=[4, 8]), ref_sd, reference_precisions=bad)
+
+
+def test_damaged_or_foreign_checkpoints_are_named():
+    model = _small(precisions=[4, 6, 8])
+    ref_sd = _as_reference(_randomize(_small(precisions=[4, 6, 8]), seed=3))
+    # One layer short of a branch is a damaged file: not "build the model with the checkpoint's set".
+    truncated = {k: v for k, v in ref_sd.items() if not k.startswith("module.layer3.0.bn2.bn.2.")}
+    with pytest.raises(RuntimeError, match=r"disagree on the number of branches: 'layer3.0.bn2' has 2, the other "
+                                           r"\d+ have 3 \(a truncated or damaged checkpoint\?\)"):
+        load_reference_state_dict(model, truncated)
+    # Entries that are no tensors were AttributeErrors deep in the mapping.
+    with pytest.raises(TypeError, match=r"entry 'module.linear.bias' is a NoneType, not a tensor"):
+        load_reference_state_dict(model, dict(ref_sd, **{"module.linear.bias": None}))
+    with pytest.raises(TypeError, match=r"entry 'model' is a dict \(a whole checkpoint\?"):
+        load_reference_state_dict(model, {"model": ref_sd, "epoch": 3})
+    # The message named the other tensor's size ("got 1 values") for a range of 5 values.
+    key = "module.layer1.0.conv1.quantize_input.running_range"
+    with pytest.raises(RuntimeError, match=r"per-tensor activation range \(one value\), "
+                                           r"layer1.0.conv1.quantize_input.running_range has shape \[5\]"):
+        load_reference_state_dict(model, dict(ref_sd, **{key: torch.zeros(5)}))
+
+
+def test_reference_import_into_a_model_built_on_meta_and_emptied():
+    """After to_empty() the precision_set buffers hold uninitialized memory, which the import kept as
+    "the model's own value" and the load then refused (or failed decoding with a bit-width error)."""
+    src = _randomize(_small(precisions=[4, 8]), seed=7)
+    with torch.device("meta"):
+        model = _small(precisions=[4, 8])
+    model.to_empty(device="cpu")
+    model.normalize.load_state_dict(src.normalize.state_dict())  # (the checkpoint has no normalization)
+    load_reference_state_dict(model, _as_reference(src))
+    assert torch.equal(model.layer1[0].conv1.precision_set, src.layer1[0].conv1.precision_set)
+    want, got = _outputs(src, [4, 8]), _outputs(model.eval(), [4, 8])
+    assert torch.equal(want[4], got[4]) and torch.equal(want[8], got[8])
+
+
 def test_plain_bn_reference_and_switchable_model():
     """A reference model trained without --switchable_bn: its BN goes into every branch."""
     src = _randomize(_small(precisions=[4, 8], switchable_bn=False), seed=4)

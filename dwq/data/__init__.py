@@ -70,7 +70,7 @@ DATASETS = {
 def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name.lower()]
-    except KeyError:
+    except (KeyError, AttributeError):  # (None or a number: no .lower, which named nothing)
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
 
 
@@ -97,6 +97,15 @@ def mnist5k_path() -> str:
 
 
 _MNIST_CACHE: dict = {}
+
+
+def _generator(seed, name: str = "seed") -> torch.Generator:
+    """A CPU generator seeded with ``seed``; ValueError naming ``name`` for anything but an int (torch's
+    own error, "manual_seed expected a long", named neither; None does not mean "random" here: the
+    split must be the same in every run)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"{name} must be an int (the split is fixed by it), got {seed!r}")
+    return torch.Generator().manual_seed(int(seed))
 
 
 def _read_mnist5k():
@@ -133,7 +142,7 @@ def load_mnist5k(split: str = "train", test_per_class: int = 100, seed: int = 0)
         # 0 or a negative count would slice silently (an empty test set, or images taken from the end).
         raise ValueError(f"test_per_class must be an int in 1..{smallest - 1} (the smallest class has {smallest} "
                          f"images and training needs some), got {test_per_class!r}")
-    g = torch.Generator().manual_seed(seed)
+    g = _generator(seed)
     test_idx, train_idx = [], []
     for c in range(10):
         idx = (y == c).nonzero().flatten()
@@ -164,7 +173,7 @@ def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0):
         raise ValueError(f"val_size must be a count (int) or a fraction in [0, 1) (float), got {val_size!r}")
     if not 0 <= k < n:
         raise ValueError(f"val_size must leave some training data: got {val_size} for {n} examples")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    perm = torch.randperm(n, generator=_generator(seed)).tolist()
     val_base = dataset
     eval_transform = getattr(dataset, "eval_transform", None)
     if eval_transform is not None and getattr(dataset, "transform", None) is not eval_transform:

@@ -18,11 +18,14 @@ def canonical_network(name: str) -> str:
 
     if not isinstance(name, str):
         raise ValueError(f"network name must be a string, got {name!r}")
-    key = name.strip().lower().replace("-", "_")
-    key = ALIASES.get(key, ALIASES.get(key.replace("_", ""), key))
-    if key not in MODELS:
+    # Compared without separators, so that every spelling of a name works, not only those whose
+    # separators happen to fall where the key's do ("PreActResNet-18" worked, "WRN-34-10" did not).
+    bare = name.strip().lower().replace("-", "").replace("_", "")
+    known = {k.replace("_", ""): v for k, v in ALIASES.items()}
+    known.update({k.replace("_", ""): k for k in MODELS})
+    if bare not in known:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(MODELS)}")
-    return key
+    return known[bare]
 
 
 def reference_policy(network: str) -> QuantPolicy:

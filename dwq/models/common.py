@@ -24,9 +24,9 @@ DATASET_STATS: Dict[str, Tuple[Tuple[float, ...], Tuple[float, ...]]] = {
 
 def dataset_stats(name: str):
     """(mean, std) of a dataset by name (see ``DATASET_STATS``); ValueError for an unknown name."""
-    key = name.lower().replace("-", "").replace("_", "")
+    key = name.lower().replace("-", "").replace("_", "") if isinstance(name, str) else name
     key = "mnist" if key == "mnist5k" else key
-    if key not in DATASET_STATS:
+    if not isinstance(key, str) or key not in DATASET_STATS:
         raise ValueError(f"unknown dataset {name!r} for normalization statistics; known: {sorted(DATASET_STATS)}")
     return DATASET_STATS[key]
 
@@ -52,27 +52,39 @@ class QuantPolicy:
 
 
 class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel; x: float [N, C, H, W] in [0, 1].
+    """``(x - mean) / std`` per channel; x: float [N, C, H, W] in [0, 1], cast to the buffers' dtype (the
+    model's); integer images are refused.
 
     state_dict: ``mean`` and ``std`` (float32 [C]), so a checkpoint remembers its normalization.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
-        mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        std = torch.as_tensor(std, dtype=torch.float32).flatten()
-        if mean.numel() != std.numel():
-            raise ValueError(f"Normalize: mean has {mean.numel()} entries, std has {std.numel()}")
-        if not bool((std > 0).all()):
-            raise ValueError(f"Normalize: std must be positive, got {std.tolist()}")
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
+        # Checked on the host: under ``with torch.device("meta")`` (building a large model without memory)
+        # the tensors would have no values to check; the buffers then go to that default device.
+        mean = torch.as_tensor(mean, dtype=torch.float32, device="cpu").flatten()
+        std = torch.as_tensor(std, dtype=torch.float32, device="cpu").flatten()
+        if mean.numel() != std.numel() or mean.numel() == 0:
+            raise ValueError(f"Normalize: mean and std need one entry per channel, got {mean.numel()} and "
+                             f"{std.numel()}")
+        if not bool(mean.isfinite().all()) or not bool((std > 0).all() and std.isfinite().all()):
+            raise ValueError(f"Normalize: mean must be finite and std finite and positive, got mean {mean.tolist()}, "
+                             f"std {std.tolist()}")
+        self.register_buffer("mean", torch.tensor(mean.tolist(), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std.tolist(), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.numel():
             raise ValueError(
                 f"Normalize: expected input [N, {self.mean.numel()}, H, W], got {tuple(x.shape)}"
             )
+        if not x.is_floating_point():
+            # uint8 pixels in 0..255 were promoted to float and ran, giving confident nonsense.
+            raise ValueError(f"Normalize: expected float images in [0, 1], got dtype {x.dtype} "
+                             f"(for uint8 pixels: x.float() / 255)")
+        # A float64 batch (numpy's default) met float32 weights in the first conv and failed there
+        # without naming the input; images are cast to the model's dtype instead.
+        x = x.to(self.mean.dtype)
         return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
 
     def extra_repr(self) -> str:

@@ -32,7 +32,8 @@ Mapping onto a dwq model of the same architecture:
 * ``normalize.mean/std`` are taken from the checkpoint when present. Otherwise the model keeps its
   own: the reference's CIFAR scripts normalize in the data pipeline with **CIFAR-10** statistics,
   also for CIFAR-100, so build a CIFAR-100 model with ``mean``/``std`` of CIFAR-10 to import those;
-* ``precision_set`` keeps the model's value (the reference has none).
+* ``precision_set`` keeps the model's value (the reference has none); a BN counter
+  (``num_batches_tracked``) the checkpoint lacks is left out, so that the branch counts as trained.
 
 To reproduce the reference's outputs, build the model with its quantizer,
 ``dwq.models.reference_policy(network)`` (``zero_point="float"``, ``shared_act_range=True``): eval
@@ -47,8 +48,9 @@ import torch
 from torch import nn
 
 from dwq.models.common import Normalize
-from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
-from dwq.quant import normalize_precision, user_precision
+from dwq.nn import PrecisionModule, QConv2d, QLinear, SwitchableBatchNorm2d
+from dwq.nn.precision import _encode_set
+from dwq.quant import normalize_set, user_precision
 
 __all__ = ["load_reference_state_dict", "reference_to_dwq_state_dict", "expand_plain_state_dict"]
 
@@ -64,6 +66,13 @@ def _unwrap(state_dict) -> Dict[str, torch.Tensor]:
         raise TypeError(f"expected a state_dict (dict of tensors), got {type(state_dict).__name__}")
     out = {}
     for key, value in state_dict.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            # e.g. a whole checkpoint under another name ({"model": ..., "epoch": ...}): named here, not
+            # an AttributeError deep in the mapping.
+            found = ("a name that is no string" if not isinstance(key, str)
+                     else "a dict (a whole checkpoint? pass the state_dict inside it)" if isinstance(value, dict)
+                     else f"a {type(value).__name__}, not a tensor")
+            raise TypeError(f"expected a state_dict (dict of name -> tensor); entry {key!r} is {found}")
         if key.startswith("module."):
             key = key[len("module."):]
         for pattern, repl in _RENAMES:
@@ -94,7 +103,7 @@ def _branch_map(model_set, num_branches: int, reference_precisions, where: str) 
                 f"set, or pass reference_precisions=<the checkpoint's num_bits_list> to load a subset"
             )
         return list(range(num_branches))
-    theirs = [normalize_precision(p) for p in reference_precisions]
+    theirs = list(reference_precisions)
     if len(theirs) != num_branches:
         raise RuntimeError(
             f"{where}: reference_precisions has {len(theirs)} entries, the checkpoint has {num_branches} "
@@ -130,10 +139,24 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
     target = dict(model.state_dict(keep_vars=False))  # entries are replaced, never written in place
     filled, consumed = set(), set()
 
-    sbn_children = set()
+    sbn_children, counts = set(), {}
     for name, module in model.named_modules():
+        if isinstance(module, PrecisionModule):
+            # The model's own set, not its buffer: after to_empty() (a model built on the meta device) the
+            # buffer holds uninitialized memory, which the load would then refuse as a foreign set.
+            target[f"{name}.precision_set"] = _encode_set(module.precisions)
         if isinstance(module, SwitchableBatchNorm2d):
             sbn_children.update(f"{name}.bn.{i}" for i in range(len(module.bn)))
+            found = _branches(sd, name)
+            if found:
+                counts[name] = max(found) + 1
+    if len(set(counts.values())) > 1:
+        # A layer with fewer branches than the rest is a damaged file, not another precision set: say so
+        # before a per-layer message suggests rebuilding the model with another set.
+        usual = max(set(counts.values()), key=list(counts.values()).count)
+        odd = [f"{n!r} has {c}" for n, c in counts.items() if c != usual]
+        raise RuntimeError(f"{source}: its switchable BNs disagree on the number of branches: {_few(odd, 4)}, the "
+                           f"other {len(counts) - len(odd)} have {usual} (a truncated or damaged checkpoint?)")
 
     for name, module in model.named_modules():
         where = f"{source}, layer {name!r}"
@@ -179,8 +202,10 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
             if zp_key in sd and range_key in sd:
                 zp = sd[zp_key].detach().float().reshape(-1)
                 rng = sd[range_key].detach().float().reshape(-1)
-                if zp.numel() != 1 or rng.numel() != 1:
-                    raise RuntimeError(f"{where}: expected a per-tensor activation range, got {zp.numel()} values")
+                for key, t in ((zp_key, zp), (range_key, rng)):
+                    if t.numel() != 1:
+                        raise RuntimeError(f"{where}: expected a per-tensor activation range (one value), "
+                                           f"{key} has shape {list(sd[key].shape)}")
                 slots = module.input_quant.running_min.numel()
                 seen = bool(zp.item() != 0.0 or rng.item() != 0.0)
                 q = f"{name}.input_quant."
@@ -220,6 +245,11 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
         missing.append(key)
     if missing:
         raise RuntimeError(f"{source}: the checkpoint lacks entries the model needs: {_few(missing)}")
+    for key in [k for k in target if k.endswith(".num_batches_tracked") and k not in filled]:
+        # A file without the counters (torchvision's original ResNet-50 weights predate them) holds real
+        # statistics: kept, the model's own 0 made every branch warn at eval that it never saw a training
+        # batch. Left out, the branch counts as trained and a plain BN keeps its counter (torch's rule).
+        del target[key]
     return target
 
 
@@ -234,7 +264,9 @@ def reference_to_dwq_state_dict(model: nn.Module, state_dict, reference_precisio
     """The state_dict of ``model`` filled from a reference checkpoint (see the module docstring);
     ``model`` itself is not modified. RuntimeError names any entry that cannot be placed."""
     if reference_precisions is not None:
-        reference_precisions = list(reference_precisions)
+        # Checked as a set: a repeat made two branches claim one precision and a string such as "468"
+        # was taken apart silently; the message names the argument.
+        reference_precisions = list(normalize_set(reference_precisions, name="reference_precisions"))
     return _convert(model, state_dict, source="reference checkpoint", reference_precisions=reference_precisions,
                     need_act_ranges=True)
 

@@ -11,6 +11,8 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
+from dwq._torch_file import torch_load
+
 from dwq.models.common import (
     LayerFactory,
     QuantPolicy,
@@ -100,14 +102,19 @@ def resnet50(num_classes: int = 1000, precisions: Optional[Sequence] = None, pol
     dict with a ``state_dict`` entry); loaded with :func:`load_torchvision_state_dict`.
     """
     check_num_classes(num_classes)
-    model = ResNet([3, 4, 6, 3], num_classes, default_precisions(precisions), policy or QuantPolicy(shortcut=True),
-                   switchable_bn, mean, std)
-    if weights_path is not None:
+    sd = None
+    if weights_path is not None:  # read first: a bad file fails before 25 M parameters are initialized
         if not os.path.isfile(weights_path):
             raise FileNotFoundError(f"resnet50: weights_path {weights_path!r} is not a file")
-        sd = torch.load(weights_path, map_location="cpu", weights_only=True)
+        # A damaged file failed with torch's bare KeyError or EOFError, which named neither the file nor
+        # the flag (--pretrained) and escaped the CLI's one-line errors.
+        sd = torch_load(weights_path, RuntimeError, "torchvision state_dict",
+                        "a torch.save file of a torchvision ResNet-50 state_dict")
         if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
             sd = sd["state_dict"]
+    model = ResNet([3, 4, 6, 3], num_classes, default_precisions(precisions), policy or QuantPolicy(shortcut=True),
+                   switchable_bn, mean, std)
+    if sd is not None:
         load_torchvision_state_dict(model, sd)
     return model
 

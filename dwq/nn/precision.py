@@ -24,6 +24,21 @@ def _decode_set(t: torch.Tensor) -> list:
     return [user_precision(None if int(w) == 0 else (int(w), int(a))) for w, a in t.tolist()]
 
 
+def _describe_set(t) -> str:
+    """The precision set a ``precision_set`` entry encodes, or what the entry is when it encodes none
+    (a foreign or damaged state_dict, or the uninitialized memory of ``to_empty``): never a bare
+    unpacking or bit-width error about a tensor the message does not name."""
+    if isinstance(t, torch.Tensor) and t.dim() == 2 and t.shape[1] == 2 and t.device.type != "meta":
+        try:
+            return _names(_decode_set(t))
+        except ValueError:
+            pass
+    if not isinstance(t, torch.Tensor):
+        return f"<not a tensor: {type(t).__name__}>"
+    values = "" if t.device.type == "meta" or t.numel() > 8 else f" {t.tolist()}"
+    return f"<not a precision set: {t.dtype} {list(t.shape)}{values}; expected int32 [P, 2] (w, a) bits, 0 = fp>"
+
+
 class PrecisionModule(nn.Module):
     """Base of the precision-switchable layers.
 
@@ -55,9 +70,10 @@ class PrecisionModule(nn.Module):
             theirs = state_dict[key]
             # Compared with the set itself, not the buffer, which may be on a device without data (meta).
             ours = _encode_set(self.precisions)
-            if theirs.shape != ours.shape or not torch.equal(theirs.cpu().int(), ours):
+            if (not isinstance(theirs, torch.Tensor) or theirs.shape != ours.shape
+                    or not torch.equal(theirs.cpu().int(), ours)):
                 raise RuntimeError(
-                    f"{prefix or 'module '}: the state_dict was saved for precision set {_names(_decode_set(theirs))}, "
+                    f"{prefix or 'module '}: the state_dict was saved for precision set {_describe_set(theirs)}, "
                     f"this model has {_names(self.precisions)}"
                 )
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)

@@ -65,6 +65,10 @@ class SwitchableBatchNorm2d(PrecisionModule):
     def _load_from_state_dict(self, state_dict, prefix, *args):
         super()._load_from_state_dict(state_dict, prefix, *args)
         for i in range(len(self.bn)):
+            if f"{prefix}bn.{i}.running_mean" not in state_dict:
+                # Nothing loaded into this branch (load_state_dict(..., strict=False) of a partial state_dict):
+                # it is as trained as it was, not marked trained, which silenced the eval warning.
+                continue
             n = state_dict.get(f"{prefix}bn.{i}.num_batches_tracked")
             # A state_dict without the counter (written before torch had it) or on meta is taken as trained.
             self._trained[i] = n is None or n.device.type == "meta" or int(n) > 0

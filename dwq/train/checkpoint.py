@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import random
-import re
 
 import numpy as np
 import torch
 
 from dwq._atomic import atomic_open
+from dwq._torch_file import torch_load
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_trained_model", "rng_state", "set_rng_state",
            "CheckpointError"]
@@ -72,26 +72,8 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; clear error if missing or not ours."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    # torch.save writes a zip archive ("PK"; legacy: a pickle, "\x80"); anything else makes torch.load
-    # fail with a bare KeyError or EOFError that says nothing about the file
-    if not head.startswith((b"PK", b"\x80")):
-        found = "an empty file" if not head else f"a file starting with {head!r}"
-        raise CheckpointError(f"{path} is not a loadable dwq checkpoint (found {found}; expected a torch.save "
-                              f"file written by dwq train)")
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt file or pickled code; torch's own message runs over many lines
-        msg = str(e)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
-        if found:
-            raise CheckpointError(f"{path} holds pickled Python objects ({found.group(1)}; e.g. a whole "
-                                  f"torch.save(model)), not a dwq checkpoint; dwq never runs pickled code: save "
-                                  f"model.state_dict() instead") from None
-        found = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
-        why = found.group(1).strip() if found else (msg.strip().splitlines() or [""])[0]
-        raise CheckpointError(f"{path} is not a loadable dwq checkpoint ({type(e).__name__}: {why})") from None
+    ck = torch_load(path, CheckpointError, "dwq checkpoint", "a torch.save file written by dwq train",
+                    map_location)
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries; a reference-code "
                               f"checkpoint loads with dwq.models.load_reference_state_dict)")

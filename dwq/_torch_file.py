@@ -1,0 +1,32 @@
+"""Reading a ``torch.save`` file without running pickled code, with one-line errors naming the file:
+dwq checkpoints (``dwq.train``) and the torchvision weights ResNet-50 starts from (``dwq.models``)."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+
+def torch_load(path: str, error: type, what: str, expected: str, map_location="cpu"):
+    """``torch.load(path, weights_only=True)``; ``error`` (an exception class) with one line naming
+    ``path``, what was found and ``expected`` for a file that is not a torch.save file, is damaged or
+    holds pickled code. ``what`` names the kind of file for the messages ("dwq checkpoint")."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    # torch.save writes a zip archive ("PK"; legacy: a pickle, "\x80"); anything else makes torch.load
+    # fail with a bare KeyError or EOFError that says nothing about the file
+    if not head.startswith((b"PK", b"\x80")):
+        found = "an empty file" if not head else f"a file starting with {head!r}"
+        raise error(f"{path} is not a loadable {what} (found {found}; expected {expected})")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt file or pickled code; torch's own message runs over many lines
+        msg = str(e)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+        if found:
+            raise error(f"{path} holds pickled Python objects ({found.group(1)}; e.g. a whole "
+                        f"torch.save(model)), not a {what}; dwq never runs pickled code: save "
+                        f"model.state_dict() instead") from None
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
+        why = found.group(1).strip() if found else (msg.strip().splitlines() or [""])[0]
+        raise error(f"{path} is not a loadable {what} ({type(e).__name__}: {why})") from None
