@@ -7,6 +7,8 @@ difference is a value within float rounding of a quantization midpoint rounding 
 on the two paths (DESIGN.md: both compute in float32, in a different order); in a deep network a few
 such ties at 8..16 bits cascade into later layers (``code_agreement`` shows where they start).
 """
+import re
+
 import pytest
 import torch
 from deploy_models import calibrated, trained_mnist_cnn
@@ -225,6 +227,30 @@ def test_input_by_keyword_and_integer_images_are_named_errors():
         with pytest.raises(ValueError, match="computes in float32 and cannot be cast to torch"):
             cast()
         assert torch.equal(im(x), y)
+
+
+def test_wrong_input_is_named_at_every_precision_and_any_float_dtype_runs():
+    """A first layer that is an integer conv / linear checks its input: an unbatched image or a wrong
+    channel count was blamed on the packed weights (or, at fp, ran on and failed in a later layer), and a
+    half / float64 batch failed with a message that depended on the precision."""
+    ps = [4, 12, None]
+    conv = convert(calibrated(nn.Sequential(QConv2d(3, 4, 3, precisions=ps), nn.Flatten(1),
+                                            QLinear(16, 2, precisions=ps)), (4, 3, 4, 4)))
+    mlp = convert(calibrated(nn.Sequential(QLinear(6, 2, precisions=ps)), (4, 6)))
+    x = torch.rand(2, 3, 4, 4)
+    for p in ps:
+        with torch.no_grad(), dwq.precision(conv, p), dwq.precision(mlp, p):
+            for bad in (x[0], x[:, :2]):
+                msg = f"layer '0' (IntConv2d): expected input [N, 3, H, W], got shape {tuple(bad.shape)}"
+                with pytest.raises(ValueError, match=re.escape(msg)):
+                    conv(bad)
+            with pytest.raises(ValueError, match=r"layer '0' \(IntLinear\): expected input \[..., 6\], got shape"):
+                mlp(torch.rand(2, 7))
+            y = conv(x)
+            for dtype in (torch.float16, torch.float64):
+                xd = x.to(dtype)
+                assert torch.equal(conv(xd), conv(xd.float())), (p, dtype)
+            assert y.dtype == torch.float32
 
 
 def test_uncalibrated_precision_names_the_layer():
