@@ -259,6 +259,20 @@ def test_uncalibrated_precision_names_the_layer():
         convert(m)
 
 
+def test_nan_or_infinite_weights_and_ranges_name_the_layer():
+    """A diverged run's checkpoint: NaN or infinite weights / activation ranges failed with the quantizer's
+    message (no layer named; a raw RuntimeError for inf weights), or converted an infinite range silently."""
+    for key, value, what in (("conv2.weight", float("nan"), "its weights cannot be quantized at 4 bits"),
+                             ("conv2.weight", float("inf"), "its weights cannot be quantized at 4 bits"),
+                             ("conv3.input_quant.running_max", float("nan"), "its activation range at precision 4"),
+                             ("conv3.input_quant.running_max", float("inf"), "its activation range at precision 4")):
+        m = calibrated(small_cnn(precisions=[4], width=4), (4, 1, 28, 28))
+        with torch.no_grad():
+            m.state_dict()[key].view(-1)[0] = value
+        with pytest.raises(ConversionError, match=f"layer '{key.split('.')[0]}': {what}"):
+            convert(m)
+
+
 def test_float_zero_point_is_refused():
     m = calibrated(small_cnn(precisions=[4], width=8, policy=QuantPolicy(zero_point="float")), (8, 1, 28, 28))
     with pytest.raises(ConversionError, match="conv2.*zero_point='float'"):
