@@ -225,3 +225,16 @@ def test_artifact_paths_that_are_folders_or_in_missing_folders(int_model, tmp_pa
         load(str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"the folder of .*nowhere/m.safetensors does not exist"):
         save(int_model, str(tmp_path / "nowhere" / "m.safetensors"))
+
+
+@needs_ext
+def test_save_takes_a_pathlib_path_and_names_a_folder_given_as_the_file(int_model, tmp_path):
+    """save(model, tmp_path / "m.safetensors") failed with "unsupported operand type(s) for +: 'PosixPath'
+    and 'str'" (atomic_open's path + ".tmp"); a folder as the path failed naming the temporary file."""
+    path = tmp_path / "m.safetensors"
+    save(int_model, path)
+    assert load(path).precisions == int_model.precisions
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    with pytest.raises(IsADirectoryError, match=f"save: {tmp_path} is a folder; give a file path, e.g. "
+                                                f"{tmp_path}/model.safetensors"):
+        save(int_model, str(tmp_path))

@@ -58,6 +58,8 @@ def save(model: IntegerModel, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):  # (else the error would name the temporary file)
         raise FileNotFoundError(f"save: the folder of {path} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path} is a folder; give a file path, e.g. {os.path.join(path, 'model.safetensors')}")
     tensors, seen = {}, set()
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu").contiguous()
