@@ -319,6 +319,28 @@ def test_check_conversion_reports_agreement_accuracy_latency_and_size():
     assert text.startswith("demo: logits against the fake-quant model on 200 images") and "speed-up" in text
 
 
+def test_checks_of_agreement_refuse_empty_or_mismatched_batches():
+    """An empty x failed with "torch.cat(): expected a non-empty list of Tensors" (compare,
+    check_conversion after converting) or a bare max() error (code_agreement); batch_size=0 with
+    "range() arg 3 must not be zero"; labels of another length with a size mismatch; latency_batch=-1
+    timed x[:-1]."""
+    from dwq.deploy import check_conversion
+
+    m = calibrated(small_cnn(precisions=[4], width=4), (4, 1, 28, 28))
+    im, x = convert(m), torch.rand(3, 1, 28, 28)
+    empty = r"x holds no images \(shape \(0, 1, 28, 28\)\); give at least one"
+    for fn, call in (("compare", lambda: compare(m, im, x[:0])), ("code_agreement", lambda: code_agreement(m, im, x[:0], 4)),
+                     ("check_conversion", lambda: check_conversion(m, x[:0]))):
+        with pytest.raises(ValueError, match=f"{fn}: {empty}"):
+            call()
+    with pytest.raises(ValueError, match="compare: batch_size must be an int >= 1, got 0"):
+        compare(m, im, x, batch_size=0)
+    with pytest.raises(ValueError, match=r"compare: y must be labels \[3\] \(one per image of x\), got shape \(2,\)"):
+        compare(m, im, x, y=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="check_conversion: latency_batch must be an int >= 1, got -1"):
+        check_conversion(m, x, latency_batch=-1)
+
+
 def test_check_conversion_skips_precisions_without_a_range():
     from dwq.deploy import calibrated_precisions, check_conversion, format_check
 
