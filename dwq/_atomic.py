@@ -11,7 +11,7 @@ def atomic_open(path: str, mode: str = "w"):
     """Open ``<path>.tmp`` for writing; when the block ends, flush, fsync and rename it over ``path``
     (atomic on POSIX). A kill leaves the previous ``path`` intact; an error or Ctrl-C in the block or
     the write also removes ``<path>.tmp``, which would otherwise stay beside the file for good."""
-    tmp = path + ".tmp"
+    tmp = os.fspath(path) + ".tmp"  # (a pathlib.Path has no "+")
     try:
         with open(tmp, mode) as f:
             yield f

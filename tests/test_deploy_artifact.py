@@ -159,6 +159,23 @@ def test_not_a_dwq_file(tmp_path):
 
 
 @needs_ext
+def test_a_torch_checkpoint_or_a_foreign_scalar_tensor_is_a_one_line_error(tmp_path):
+    """A checkpoint given where an artifact goes was called a corrupt safetensors file ("header too
+    large"); a file with a 0-d tensor crashed the digest with a raw RuntimeError."""
+    from safetensors.torch import save_file
+
+    ck = str(tmp_path / "best.pt")
+    torch.save({"model": {}}, ck)
+    with pytest.raises(ArtifactError, match=r"best.pt is a PyTorch checkpoint \(torch.save\), not a dwq integer model"):
+        load(ck)
+    scalar = str(tmp_path / "scalar.safetensors")
+    meta = {"format": "dwq-integer-model", "format_version": 1, "sha256": "0", "model": {}}
+    save_file({"t": torch.zeros(())}, scalar, metadata={"dwq": json.dumps(meta)})
+    with pytest.raises(ArtifactError, match="corrupt: its tensors do not match the digest"):
+        load(scalar)
+
+
+@needs_ext
 def test_description_that_does_not_fit_its_tensors(saved):
     from dwq.deploy.artifact import _model_digest
 
@@ -208,3 +225,16 @@ def test_artifact_paths_that_are_folders_or_in_missing_folders(int_model, tmp_pa
         load(str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"the folder of .*nowhere/m.safetensors does not exist"):
         save(int_model, str(tmp_path / "nowhere" / "m.safetensors"))
+
+
+@needs_ext
+def test_save_takes_a_pathlib_path_and_names_a_folder_given_as_the_file(int_model, tmp_path):
+    """save(model, tmp_path / "m.safetensors") failed with "unsupported operand type(s) for +: 'PosixPath'
+    and 'str'" (atomic_open's path + ".tmp"); a folder as the path failed naming the temporary file."""
+    path = tmp_path / "m.safetensors"
+    save(int_model, path)
+    assert load(path).precisions == int_model.precisions
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+    with pytest.raises(IsADirectoryError, match=f"save: {tmp_path} is a folder; give a file path, e.g. "
+                                                f"{tmp_path}/model.safetensors"):
+        save(int_model, str(tmp_path))

@@ -81,6 +81,35 @@ def test_deploy_bad_input(checkpoint, artifact, tmp_path, capsys):
     assert not new.exists()
 
 
+def test_files_that_cannot_be_written_are_one_line_errors(checkpoint, artifact, tmp_path, capsys, monkeypatch):
+    """A read-only --out / --json folder raised a raw PermissionError / OSError traceback, after the
+    conversion or the timing; now it is refused first, and a write that fails (disk full) is one line."""
+    import os
+
+    from dwq.cli import common
+
+    def refused(**kw):  # a read-only mount (root passes permission bits)
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(common.tempfile, "mkstemp", refused)
+    out = tmp_path / "m.safetensors"
+    _fails(["deploy", "--checkpoint", checkpoint, "--out", str(out)], capsys,
+           f"--out {tmp_path}: cannot write into the folder (Read-only file system)")
+    _fails(["bench", "--model", artifact, "--json", str(tmp_path / "l.json")], capsys,
+           f"--json {tmp_path}: cannot write into the folder (Read-only file system)")
+    monkeypatch.undo()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    _fails(["deploy", "--checkpoint", checkpoint, "--precisions", "2", "--out", str(out)], capsys,
+           f"--out {out}: cannot write (No space left on device)")
+    _fails(["bench", "--model", artifact, "--seconds", "0.01", "--json", str(tmp_path / "l.json")], capsys,
+           f"--json {tmp_path / 'l.json'}: cannot write (No space left on device)")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bench_times_every_precision_and_proposes_a_set(artifact, tmp_path, capsys):
     js = tmp_path / "lat.json"
     capsys.readouterr()

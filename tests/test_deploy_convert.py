@@ -7,6 +7,8 @@ difference is a value within float rounding of a quantization midpoint rounding 
 on the two paths (DESIGN.md: both compute in float32, in a different order); in a deep network a few
 such ties at 8..16 bits cascade into later layers (``code_agreement`` shows where they start).
 """
+import re
+
 import pytest
 import torch
 from deploy_models import calibrated, trained_mnist_cnn
@@ -227,10 +229,48 @@ def test_input_by_keyword_and_integer_images_are_named_errors():
         assert torch.equal(im(x), y)
 
 
+def test_wrong_input_is_named_at_every_precision_and_any_float_dtype_runs():
+    """A first layer that is an integer conv / linear checks its input: an unbatched image or a wrong
+    channel count was blamed on the packed weights (or, at fp, ran on and failed in a later layer), and a
+    half / float64 batch failed with a message that depended on the precision."""
+    ps = [4, 12, None]
+    conv = convert(calibrated(nn.Sequential(QConv2d(3, 4, 3, precisions=ps), nn.Flatten(1),
+                                            QLinear(16, 2, precisions=ps)), (4, 3, 4, 4)))
+    mlp = convert(calibrated(nn.Sequential(QLinear(6, 2, precisions=ps)), (4, 6)))
+    x = torch.rand(2, 3, 4, 4)
+    for p in ps:
+        with torch.no_grad(), dwq.precision(conv, p), dwq.precision(mlp, p):
+            for bad in (x[0], x[:, :2]):
+                msg = f"layer '0' (IntConv2d): expected input [N, 3, H, W], got shape {tuple(bad.shape)}"
+                with pytest.raises(ValueError, match=re.escape(msg)):
+                    conv(bad)
+            with pytest.raises(ValueError, match=r"layer '0' \(IntLinear\): expected input \[..., 6\], got shape"):
+                mlp(torch.rand(2, 7))
+            y = conv(x)
+            for dtype in (torch.float16, torch.float64):
+                xd = x.to(dtype)
+                assert torch.equal(conv(xd), conv(xd.float())), (p, dtype)
+            assert y.dtype == torch.float32
+
+
 def test_uncalibrated_precision_names_the_layer():
     m = small_cnn(precisions=[4, 8], width=8).eval()
     with pytest.raises(ConversionError, match="layer 'conv2': no activation range at precision 4"):
         convert(m)
+
+
+def test_nan_or_infinite_weights_and_ranges_name_the_layer():
+    """A diverged run's checkpoint: NaN or infinite weights / activation ranges failed with the quantizer's
+    message (no layer named; a raw RuntimeError for inf weights), or converted an infinite range silently."""
+    for key, value, what in (("conv2.weight", float("nan"), "its weights cannot be quantized at 4 bits"),
+                             ("conv2.weight", float("inf"), "its weights cannot be quantized at 4 bits"),
+                             ("conv3.input_quant.running_max", float("nan"), "its activation range at precision 4"),
+                             ("conv3.input_quant.running_max", float("inf"), "its activation range at precision 4")):
+        m = calibrated(small_cnn(precisions=[4], width=4), (4, 1, 28, 28))
+        with torch.no_grad():
+            m.state_dict()[key].view(-1)[0] = value
+        with pytest.raises(ConversionError, match=f"layer '{key.split('.')[0]}': {what}"):
+            convert(m)
 
 
 def test_float_zero_point_is_refused():
@@ -277,6 +317,28 @@ def test_check_conversion_reports_agreement_accuracy_latency_and_size():
         assert abs(a["dwq_int"] - a["fake_quant"]) <= 1 - rep["agreement"][p]["top1_agreement"] + 1e-9
     text = format_check(rep, "demo")
     assert text.startswith("demo: logits against the fake-quant model on 200 images") and "speed-up" in text
+
+
+def test_checks_of_agreement_refuse_empty_or_mismatched_batches():
+    """An empty x failed with "torch.cat(): expected a non-empty list of Tensors" (compare,
+    check_conversion after converting) or a bare max() error (code_agreement); batch_size=0 with
+    "range() arg 3 must not be zero"; labels of another length with a size mismatch; latency_batch=-1
+    timed x[:-1]."""
+    from dwq.deploy import check_conversion
+
+    m = calibrated(small_cnn(precisions=[4], width=4), (4, 1, 28, 28))
+    im, x = convert(m), torch.rand(3, 1, 28, 28)
+    empty = r"x holds no images \(shape \(0, 1, 28, 28\)\); give at least one"
+    for fn, call in (("compare", lambda: compare(m, im, x[:0])), ("code_agreement", lambda: code_agreement(m, im, x[:0], 4)),
+                     ("check_conversion", lambda: check_conversion(m, x[:0]))):
+        with pytest.raises(ValueError, match=f"{fn}: {empty}"):
+            call()
+    with pytest.raises(ValueError, match="compare: batch_size must be an int >= 1, got 0"):
+        compare(m, im, x, batch_size=0)
+    with pytest.raises(ValueError, match=r"compare: y must be labels \[3\] \(one per image of x\), got shape \(2,\)"):
+        compare(m, im, x, y=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="check_conversion: latency_batch must be an int >= 1, got -1"):
+        check_conversion(m, x, latency_batch=-1)
 
 
 def test_check_conversion_skips_precisions_without_a_range():

@@ -39,6 +39,17 @@ def test_forward_is_integer_gradient_is_fake_quant(models):
     assert dwq.precision_set(st) == SET  # only the integer model's layers are precision controls' business
 
 
+def test_a_twin_without_the_integer_models_precisions_is_refused_at_construction(models):
+    """The first forward at such a precision failed with "precision 4 is not in the model's precision
+    set [8]", not saying which model."""
+    from dwq.models import small_cnn
+
+    m, st, _, _ = models
+    with pytest.raises(ValueError, match=r"StraightThrough: precision\(s\) 2, 4 of the integer model are not in "
+                                         r"the fake-quant model's set \[8\]"):
+        StraightThrough(st.int_model, small_cnn(precisions=[8], width=8))
+
+
 def _within(a, b):
     """Each accuracy lies within the other's 95% interval."""
     return b["ci95"][0] <= a["acc"] <= b["ci95"][1] and a["ci95"][0] <= b["acc"] <= a["ci95"][1]

@@ -11,7 +11,7 @@ import math
 import os
 
 from .common import (CLIError, HelpFormatter, existing_checkpoint, no_repeated_precisions, positive_float,
-                     positive_int, precision_arg, threads_arg)
+                     positive_int, precision_arg, threads_arg, writable_dir)
 
 
 def add_parsers(sub) -> None:
@@ -56,6 +56,12 @@ def _new_file(path: str, flag: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise CLIError(f"{flag} {path}: the folder {parent} does not exist")
+    # a read-only folder fails now, not with a traceback after the conversion or the timing
+    writable_dir(parent, flag)
+
+
+def _write_error(path: str, flag: str, e: OSError) -> CLIError:
+    return CLIError(f"{flag} {path}: cannot write ({e.strerror or e})")
 
 
 def _check_subset(ps, allowed, what: str):
@@ -94,7 +100,10 @@ def cmd_deploy(a) -> int:
     except ConversionError as e:
         raise CLIError(str(e)) from None
     _new_file(a.out, "--out")  # again: conversion takes a while
-    save(int_model, a.out)
+    try:
+        save(int_model, a.out)
+    except OSError as e:  # (e.g. the disk filled up; the write left nothing behind)
+        raise _write_error(a.out, "--out", e) from None
     print(f"wrote {a.out}: {ex.get('network')} integer model, precisions "
           f"{' '.join(int_model.info['precisions'])}")
     print(format_size_report(size_report(int_model), os.path.getsize(a.out)))
@@ -151,8 +160,11 @@ def cmd_bench(a) -> int:
                      "min_ms": v["min_ms"], "threads": torch.get_num_threads()} for k, v in lat.items()]
     if a.json:  # before the choice: a budget nothing fits must not lose the measurements
         _new_file(a.json, "--json")  # again: the timing took a while (never overwrite)
-        with atomic_open(a.json) as f:
-            json.dump(records, f, indent=1)
+        try:
+            with atomic_open(a.json) as f:
+                json.dump(records, f, indent=1)
+        except OSError as e:
+            raise _write_error(a.json, "--json", e) from None
         print(f"wrote {a.json}")
     if a.budget_ms is not None:
         try:

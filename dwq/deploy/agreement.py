@@ -24,6 +24,16 @@ from dwq.quant.precision import normalize_precision, precision_name
 __all__ = ["compare", "code_agreement", "format_comparison"]
 
 
+def _check_batch(fn: str, x: torch.Tensor, batch_size: int = 1, y: Optional[torch.Tensor] = None) -> None:
+    # (else: "torch.cat(): expected a non-empty list", "range() arg 3 must not be zero", a size mismatch)
+    if len(x) == 0:
+        raise ValueError(f"{fn}: x holds no images (shape {tuple(x.shape)}); give at least one")
+    if type(batch_size) is not int or batch_size < 1:
+        raise ValueError(f"{fn}: batch_size must be an int >= 1, got {batch_size!r}")
+    if y is not None and tuple(y.shape) != (len(x),):
+        raise ValueError(f"{fn}: y must be labels [{len(x)}] (one per image of x), got shape {tuple(y.shape)}")
+
+
 @torch.no_grad()
 def _logits(model, x, p, batch_size):
     with precision(model, p):
@@ -40,6 +50,7 @@ def compare(fake_quant_model: nn.Module, int_model: IntegerModel, x: torch.Tenso
     "disagreements": [{"index", "fq_margin" (fake-quant top-1 minus its logit of the integer model's
     top-1), "max_abs_diff" (on that image)}]}}``; with labels ``y`` also "fq_accuracy" and "int_accuracy".
     """
+    _check_batch("compare", x, batch_size, y)
     fake_quant_model.eval()
     ps = int_model.precisions if precisions is None else list(precisions)
     out = {}
@@ -70,6 +81,7 @@ def code_agreement(fake_quant_model: nn.Module, int_model: IntegerModel, x: torc
     "differ" (how many differ), "max_step" (largest |difference|, in codes)}}``, layers by their name in
     the fake-quant model. On the fake-quant path the codes are the layer's input quantized with its
     own scale and zero point, exactly what its fake quantizer rounds. Empty at full precision (no codes)."""
+    _check_batch("code_agreement", x)
     q = normalize_precision(p)
     if q is None:
         return {}

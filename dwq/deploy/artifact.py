@@ -40,7 +40,8 @@ def _digest(tensors: Dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name]
         h.update(f"{name}|{str(t.dtype)}|{list(t.shape)}|".encode())
-        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # (flattened: a 0-d tensor, which only a foreign file holds, has no byte view)
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -57,6 +58,8 @@ def save(model: IntegerModel, path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):  # (else the error would name the temporary file)
         raise FileNotFoundError(f"save: the folder of {path} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path} is a folder; give a file path, e.g. {os.path.join(path, 'model.safetensors')}")
     tensors, seen = {}, set()
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu").contiguous()
@@ -84,6 +87,15 @@ def read_metadata(path: str) -> dict:
         with safe_open(path, framework="pt") as f:
             raw = (f.metadata() or {}).get("dwq")
     except Exception as e:  # safetensors raises its own error types for bad headers / truncation
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError:
+            head = b""
+        # torch.save writes a zip archive (legacy: a pickle); safetensors would call it "header too large"
+        if head.startswith((b"PK\x03\x04", b"\x80")):
+            raise ArtifactError(f"{path} is a PyTorch checkpoint (torch.save), not a dwq integer model; "
+                                f"convert a dwq train checkpoint with dwq deploy (dwq.deploy.convert, save)") from None
         raise ArtifactError(f"{path} is not a readable safetensors file (corrupt or truncated: "
                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
     if raw is None:

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from dwq.deploy.agreement import compare, format_comparison
+from dwq.deploy.agreement import _check_batch, compare, format_comparison
 from dwq.deploy.artifact import size_report
 from dwq.deploy.convert import calibrated_precisions, convert
 from dwq.deploy.timing import time_round_robin
@@ -25,6 +25,9 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     report and the seconds it all took. JSON-ready. Precisions without an activation range in some
     layer (a model that never saw a training batch) are listed under ``"skipped"`` instead of failing
     the check."""
+    if type(latency_batch) is not int or latency_batch < 1:  # (x[:0] timed nothing, x[:-1] all but one)
+        raise ValueError(f"check_conversion: latency_batch must be an int >= 1, got {latency_batch!r}")
+    _check_batch("check_conversion", x, y=y)  # before the conversion, not after it
     t0 = time.time()
     model.eval()
     asked = precision_set(model) if precisions is None else list(precisions)

@@ -183,7 +183,7 @@ def _int_layer(layer, name: str, ps, bn, relu: bool, target, target_name):
             plans.append({"float": True, "relu": relu, "bias": fb is not None})
         else:
             sx, zx, abits = act_qparams(layer, p, f"layer '{name}'")
-            codes, sw, zw, wbits = weight_codes(layer, p)
+            codes, sw, zw, wbits = weight_codes(layer, p, f"layer '{name}'")
             affine_bias = bias if a is None else (b if bias is None else bias * a + b)
             out_scale = out_zp = out_bits = None
             if target is not None:

@@ -176,6 +176,10 @@ class IntegerModel(nn.Module):
         if not x.is_floating_point():  # between layers integer tensors are codes; the model's input never is
             raise ValueError(f"IntegerModel: x must be floating-point images, got {x.dtype} (convert integer "
                              "pixels to float as the source model expects them)")
+        if x.dtype != torch.float32:
+            # Every op computes in float32; without this a half or float64 batch failed inside the first
+            # layer, with a message that depended on the precision (the integer op's or F.conv2d's).
+            x = x.float()
         if x.dim() == 4:
             # Channels-last throughout: each filter tap of the integer conv reads contiguous channels.
             x = x.contiguous(memory_format=torch.channels_last)

@@ -241,6 +241,11 @@ class IntConv2d(_IntLayer):
                 self.padding, p.affine_scale, p.affine_bias, p.relu, p.out_scale, p.out_zero_point, p.out_bits or 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Checked here, not in the op: the op would blame its packed weights (a wrong channel count) and
+        # the float plan's F.conv2d takes an unbatched [C, H, W] that fails later, or not at all.
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"layer '{self.source}' (IntConv2d): expected input [N, {self.in_channels}, H, W], got "
+                             f"shape {tuple(x.shape)}")
         return self._forward(x, lambda x, p: F.conv2d(x, p.weight, p.bias, self.stride, self.padding), ops.qconv2d)
 
     def extra_repr(self) -> str:
@@ -266,6 +271,9 @@ class IntLinear(_IntLayer):
                 p.out_scale, p.out_zero_point, p.out_bits or 8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:  # (one message at every precision, naming the layer)
+            raise ValueError(f"layer '{self.source}' (IntLinear): expected input [..., {self.in_features}], got "
+                             f"shape {tuple(x.shape)}")
         return self._forward(x, lambda x, p: F.linear(x, p.weight, p.bias), ops.qlinear)
 
     def extra_repr(self) -> str:

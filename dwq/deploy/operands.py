@@ -21,21 +21,31 @@ class ConversionError(ValueError):
     the message names the layer."""
 
 
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def act_qparams(layer: nn.Module, precision, name: str = "layer") -> Tuple[torch.Tensor, torch.Tensor, int]:
     """``(scale float32 [1], zero_point int32 [1], a_bits)`` of ``layer``'s input quantizer at
     ``precision`` in eval mode (``ActQuantizer.eval_qparams``): the running range of that precision's
     slot, or the range observed over all training batches if that precision never saw one.
 
-    ConversionError if the layer uses the reference's float zero point (no integer equivalent) or
+    ConversionError if the layer uses the reference's float zero point (no integer equivalent),
     never saw a training batch at all (eval mode would then quantize every batch with its own range,
-    which a static integer model cannot reproduce).
+    which a static integer model cannot reproduce) or has a NaN / infinite range.
     """
     p = normalize_precision(precision)
     q = layer.input_quant
     if q.zero_point != "int":
         raise ConversionError(f"{name}: zero_point={q.zero_point!r} (the reference code's quantizer) has no exact "
                               f"integer equivalent; only zero_point='int' models convert")
-    qp = q.eval_qparams(p, p[1])
+    try:
+        qp = q.eval_qparams(p, p[1])
+        if qp is not None and not bool(torch.isfinite(qp[0]).all()):  # (an infinite range gives no error)
+            raise ValueError(f"an infinite range gives the scale {qp[0].item()}")
+    except ValueError as e:  # a NaN / infinite range (a diverged run): the quantizer's message names no layer
+        raise ConversionError(f"{name}: its activation range at precision {precision_name(p)} cannot be "
+                              f"quantized ({_first_line(e)})") from None
     if qp is None:
         raise ConversionError(f"{name}: no activation range at precision {precision_name(p)} (the layer never saw a "
                               f"training batch); run a few train-mode batches first")
@@ -43,13 +53,18 @@ def act_qparams(layer: nn.Module, precision, name: str = "layer") -> Tuple[torch
     return scale, zp, p[1]
 
 
-def weight_codes(layer: nn.Module, precision) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def weight_codes(layer: nn.Module, precision, name: str = "layer") -> Tuple[torch.Tensor, torch.Tensor,
+                                                                          torch.Tensor, int]:
     """``(codes int32 like layer.weight, scale float32 [O], zero_point int32 [O], w_bits)``: the
-    per-output-channel codes the layer's weight quantizer uses at ``precision``."""
+    per-output-channel codes the layer's weight quantizer uses at ``precision``. ConversionError
+    naming ``name`` for weights that cannot be quantized (NaN or infinite values)."""
     bits = normalize_precision(precision)[0]
     w = layer.weight.detach()
-    scale, zp = layer.weight_quant.qparams(w, bits)
-    _, codes = fake_quantize(w, scale, zp, bits, axis=0, return_codes=True)
+    try:
+        scale, zp = layer.weight_quant.qparams(w, bits)
+        _, codes = fake_quantize(w, scale, zp, bits, axis=0, return_codes=True)
+    except (ValueError, RuntimeError) as e:  # (the quantizer's / the op's message names no layer)
+        raise ConversionError(f"{name}: its weights cannot be quantized at {bits} bits ({_first_line(e)})") from None
     return codes, scale, zp, bits
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dwq.deploy.integer_model import IntegerModel
-from dwq.nn.precision import get_precision, set_precision
+from dwq.nn.precision import get_precision, precision_set, set_precision
 
 __all__ = ["StraightThrough"]
 
@@ -31,6 +31,13 @@ class StraightThrough(nn.Module):
         if not isinstance(int_model, IntegerModel):
             raise TypeError(f"StraightThrough: int_model must be a dwq.deploy.IntegerModel, got "
                             f"{type(int_model).__name__}")
+        from dwq.quant.precision import normalize_precision, precision_name
+
+        twin_set = [normalize_precision(p) for p in precision_set(fake_quant_model)]
+        missing = [precision_name(p) for p in int_model.precisions if normalize_precision(p) not in twin_set]
+        if missing:  # (else the first forward at such a precision blamed "the model's precision set")
+            raise ValueError(f"StraightThrough: precision(s) {', '.join(missing)} of the integer model are not in "
+                             f"the fake-quant model's set [{', '.join(map(precision_name, twin_set))}]")
         self.int_model = int_model
         self.__dict__["twin"] = fake_quant_model.eval()  # not a submodule: its precision set may be larger
 
