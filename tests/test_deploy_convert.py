@@ -2,7 +2,8 @@
 precision, for the four model families, and is driven by the same precision controls.
 
 Tolerance (stated once): logits agree within REL_TIGHT of the largest |logit| where the two paths see
-the same codes (widths <= 4 here: no code differs), and within REL_LOOSE elsewhere. The only source of
+the same codes (widths <= 4 here: no code differs, except in ResNet-50 on some CPUs: test_resnet50),
+and within REL_LOOSE elsewhere. The only source of
 difference is a value within float rounding of a quantization midpoint rounding to neighbouring codes
 on the two paths (DESIGN.md: both compute in float32, in a different order); in a deep network a few
 such ties at 8..16 bits cascade into later layers (``code_agreement`` shows where they start).
@@ -89,7 +90,16 @@ def test_wide_resnet34_10():
 def test_resnet50():
     m = calibrated(resnet50(num_classes=10, precisions=[4, 8]), (2, 3, 64, 64))
     im = convert(m)
-    assert_agrees(m, im, torch.rand(2, 3, 64, 64), low_bits={"4"})
+    x = torch.rand(2, 3, 64, 64)
+    first = next((v for v in code_agreement(m, im, x, 4).values() if v["differ"]), None)
+    if first is None:
+        assert_agrees(m, im, x, low_bits={"4"})
+    else:
+        # Whether a 4-bit code meets a tie depends on the CPU's float conv (an AVX2-only EPYC rounds
+        # one input of layer3.2.conv3 at 8.499998 to 8, the engine to 9), and 16 residual blocks carry
+        # that one code into the logits: then the tie must be all that differs where differences start.
+        assert first["differ"] <= 1e-3 * first["codes"] and first["max_step"] <= 1, first
+        assert compare(m, im, x)["8"]["rel_max_diff"] <= REL_LOOSE
     # downsample: conv -> BN in the epilogue, float out for the residual add
     assert im.layers["layer1_0_downsample_0"].plans[0].affine_scale is not None
 
