@@ -217,6 +217,18 @@ def no_repeated_precisions(ps):
     return ps
 
 
+def precisions_within(ps, allowed, whose: str):
+    """``ps`` (a ``--precisions`` list) unchanged, or CLIError naming the first that is not in ``allowed``
+    (``whose``: "the checkpoint's", for the message) or a repeat."""
+    from dwq.quant import normalize_precision
+
+    known = {normalize_precision(q) for q in allowed}
+    for p in ps:
+        if normalize_precision(p) not in known:
+            raise CLIError(f"precision {pnames([p])} is not in {whose} precision set {pnames(allowed)}")
+    return no_repeated_precisions(ps)
+
+
 def stdout_to_devnull() -> None:
     """After a BrokenPipeError (the reader of ``dwq ... | head -1`` went away): stdout points at
     /dev/null, so that the interpreter's final flush of the dead pipe does not raise again at exit."""

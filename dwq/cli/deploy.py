@@ -11,7 +11,7 @@ import math
 import os
 
 from .common import (CLIError, HelpFormatter, existing_checkpoint, no_repeated_precisions, positive_float,
-                     positive_int, precision_arg, threads_arg, writable_dir)
+                     positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
 
 
 def add_parsers(sub) -> None:
@@ -64,15 +64,6 @@ def _write_error(path: str, flag: str, e: OSError) -> CLIError:
     return CLIError(f"{flag} {path}: cannot write ({e.strerror or e})")
 
 
-def _check_subset(ps, allowed, what: str):
-    from dwq.quant import normalize_precision, precision_name
-
-    names = [precision_name(p) for p in allowed]
-    for p in ps:
-        if normalize_precision(p) not in [normalize_precision(q) for q in allowed]:
-            raise CLIError(f"precision {precision_name(p)} is not in {what} precision set [{', '.join(names)}]")
-
-
 def cmd_deploy(a) -> int:
     from dwq.data import dataset_info
     from dwq.deploy import ConversionError, convert, format_size_report, save, size_report
@@ -88,7 +79,7 @@ def cmd_deploy(a) -> int:
     ex = ck["config"].get("extra", {})
     allowed = precision_set(model)
     ps = a.precisions or allowed
-    _check_subset(ps, allowed, "the checkpoint's")
+    precisions_within(ps, allowed, "the checkpoint's")
     info = {"network": ex.get("network"), "dataset": ex.get("dataset"), "checkpoint": os.path.abspath(a.checkpoint)}
     try:
         ds = dataset_info(ex["dataset"])
@@ -131,7 +122,7 @@ def cmd_bench(a) -> int:
     except ArtifactError as e:
         raise CLIError(str(e)) from None
     ps = a.precisions or model.precisions
-    _check_subset(ps, model.precisions, "the model's")
+    precisions_within(ps, model.precisions, "the model's")
     size = a.input_size or model.info.get("input_size")
     if not size:
         raise CLIError(f"{a.model} does not record its input size; give --input-size C H W")

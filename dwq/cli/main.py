@@ -13,8 +13,8 @@ from dwq._version import __version__
 from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
-                     no_repeated_precisions, nonneg_int, pnames, positive_fraction, positive_int, precision_arg,
-                     seed_arg, stdout_to_devnull, threads_arg)
+                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg,
+                     precisions_within, seed_arg, stdout_to_devnull, threads_arg)
 from .train_flags import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
@@ -135,8 +135,6 @@ def _eval_settings(a, ck, model_set, device):
     """Resolves the settings that default to the checkpoint's (in ``a``) and returns
     ``[(name, value, source)]`` for the header and report.json, precisions in dwq's one spelling.
     CLIError for a flag that the chosen attack and protocols would not use."""
-    from dwq.quant import normalize_precision
-
     cfg, given = ck["config"], a._given
     ex = cfg["extra"]
     run_flags = ex.get("flags", {})
@@ -154,11 +152,7 @@ def _eval_settings(a, ck, model_set, device):
                      "checkpoint; --data-dir given" if "data_dir" in given else "checkpoint: the run's --data-dir"))
     # precisions
     if a.precisions:
-        allowed = [normalize_precision(p) for p in model_set]
-        for p in a.precisions:
-            if normalize_precision(p) not in allowed:
-                raise CLIError(f"precision {pnames([p])} is not in the checkpoint's precision set {pnames(model_set)}")
-        no_repeated_precisions(a.precisions)
+        precisions_within(a.precisions, model_set, "the checkpoint's")
         rows.append(("precisions", pnames(a.precisions), "given"))
     else:
         a.precisions = list(model_set)
@@ -229,8 +223,6 @@ def _integer_twin(model, ps):
 
 
 def cmd_eval(a):
-    import torch
-
     from dwq import eval as E
     from dwq.data import get_datasets
     from dwq.nn import precision_set
