@@ -384,3 +384,18 @@ def test_precision_never_trained_at_converts_with_the_observed_range():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         dwq.deploy.convert(m, [4])  # the trained branch alone: nothing to say
+
+
+def test_info_is_checked_before_converting():
+    """``info`` may add to what an artifact records, never overwrite it (a "precisions" that disagreed
+    with the layers), and must be storable in its JSON header: refused by name before any work."""
+    m = calibrated(small_cnn(precisions=[4, 8], width=8), (4, 1, 28, 28))
+    for info, msg in (({"precisions": ["2"]}, r"info key\(s\) \['precisions'\] are recorded by convert"),
+                      ({"network": "x", "model_class": "Y"}, r"\['model_class'\]"),
+                      (["network"], "info must be a dict of JSON values, got list"),
+                      ({"input_size": torch.tensor([1, 28, 28])}, r"info\['input_size'\] cannot be stored"),
+                      ({"score": float("nan")}, r"info\['score'\] cannot be stored")):
+        with pytest.raises(ValueError, match=msg):
+            convert(m, info=info)
+    im = convert(m, info={"network": "small_cnn", "input_size": [1, 28, 28]})
+    assert im.info["network"] == "small_cnn" and im.info["precisions"] == ["4", "8"]

@@ -19,6 +19,7 @@ At full precision (``None`` in the set) every quantized layer runs its float wei
 folded in, i.e. the float model itself (up to float rounding), so a set like ``[4, 8, None]`` works.
 The converter calls only ``dwq.ops`` and never branches on the device.
 """
+import json
 import operator
 import warnings
 from typing import Optional, Sequence
@@ -288,6 +289,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     rounding (codes can differ by one where a value lies within rounding of a quantization midpoint).
     ConversionError naming the layer for anything it cannot convert or a precision outside the set.
     """
+    _check_info(info)
     ps = normalize_set(precisions if precisions is not None else precision_set(model))
     _check_in_set(model, ps)
     _warn_untrained_bn(model, ps)
@@ -390,6 +392,26 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     meta.update(info or {})
     int_model = IntegerModel(layers, program, output, meta)
     return int_model.to(next(iter(model.buffers())).device).eval()
+
+
+_RECORDED = ("model_class", "precisions", "quantizer", "float_checkpoint_bytes")
+
+
+def _check_info(info) -> None:
+    """ValueError before any work for ``info`` that is no dict, would overwrite what convert records
+    (an artifact whose "precisions" disagreed with its layers), or that the artifact cannot store."""
+    if info is None:
+        return
+    if not isinstance(info, dict):
+        raise ValueError(f"convert: info must be a dict of JSON values, got {type(info).__name__}")
+    clash = sorted(k for k in info if k in _RECORDED)
+    if clash:
+        raise ValueError(f"convert: info key(s) {clash} are recorded by convert itself; choose other names")
+    for key, value in info.items():
+        try:
+            json.dumps({key: value}, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"convert: info[{key!r}] cannot be stored in the artifact's JSON header ({e})") from None
 
 
 def _mark_inplace(program, output):
