@@ -16,7 +16,7 @@ from deploy_models import calibrated, trained_mnist_cnn
 from torch import nn
 
 import dwq
-from dwq.deploy import ConversionError, IntegerModel, code_agreement, compare, convert
+from dwq.deploy import ConversionError, IntegerModel, check_conversion, code_agreement, compare, convert
 from dwq.models import QuantPolicy, preact_resnet18, resnet50, small_cnn, wide_resnet34_10
 from dwq.nn import QConv2d, QLinear
 from dwq.ops import HAS_EXT
@@ -190,6 +190,11 @@ def test_precision_outside_the_set_is_an_error():
     for model in (m, shared):  # (a shared range has a slot for any width; 6 is still not in the set)
         with pytest.raises(ConversionError, match=r"precision 6 is not in the model's precision set \[4, 8\]"):
             calibrated_precisions(model, [6])
+    for bad in (4, "48"):  # a lone precision, a string ('48' would have been the set [4, 8])
+        with pytest.raises(ValueError, match="precisions must be a list of precisions"):
+            calibrated_precisions(m, bad)
+        with pytest.raises(ValueError, match="precisions must be a list of precisions"):
+            check_conversion(m, torch.rand(2, 1, 28, 28), precisions=bad)
 
 
 class _KeywordCall(nn.Module):

@@ -11,7 +11,7 @@ from dwq.deploy.artifact import size_report
 from dwq.deploy.convert import calibrated_precisions, convert
 from dwq.deploy.timing import time_round_robin
 from dwq.nn.precision import precision, precision_set
-from dwq.quant.precision import precision_name
+from dwq.quant.precision import precision_list, precision_name
 
 __all__ = ["check_conversion", "format_check"]
 
@@ -30,7 +30,7 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     _check_batch("check_conversion", x, y=y)  # before the conversion, not after it
     t0 = time.time()
     model.eval()
-    asked = precision_set(model) if precisions is None else list(precisions)
+    asked = precision_set(model) if precisions is None else precision_list(precisions)
     ok = calibrated_precisions(model, asked)
     skipped = [precision_name(p) for p in asked if p not in ok]
     if not ok:

@@ -37,6 +37,7 @@ from dwq.models.common import Normalize
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
 from dwq.nn.precision import PrecisionModule, precision_set
 from dwq.quant import normalize_precision, normalize_set, precision_name
+from dwq.quant.precision import precision_list
 
 __all__ = ["convert", "calibrated_precisions", "ConversionError"]
 
@@ -265,7 +266,7 @@ def calibrated_precisions(model: nn.Module, precisions: Optional[Sequence] = Non
     """The precisions of ``precisions`` (default: the model's set) at which every quantized layer has an
     activation range in eval mode (its own, or the one observed over all training batches; full
     precision needs none)."""
-    ps = precision_set(model) if precisions is None else list(precisions)
+    ps = precision_set(model) if precisions is None else precision_list(precisions)
     _check_in_set(model, ps)
     layers = [m for m in model.modules() if isinstance(m, (QConv2d, QLinear))]
     out = []
