@@ -135,6 +135,31 @@ def test_bad_eps_is_rejected(trained):
         A.pgd(m, x, y, 8 / 255, -1.0, 5)
 
 
+def _ce_of(m, y):
+    return lambda z: F.cross_entropy(m(z), y, reduction="none")
+
+
+@pytest.mark.parametrize("call,msg", [
+    # eot_pgd's loss-callable form returned the clean images for restarts=0 and took any step
+    (lambda m, x, y: A.eot_pgd(_ce_of(m, y), x, y, EPS, 0.02, 2, restarts=0), r"restarts must be an int >= 1, got 0"),
+    (lambda m, x, y: A.eot_pgd(_ce_of(m, y), x, y, EPS, 0.02, -1), r"steps must be an int >= 0, got -1"),
+    (lambda m, x, y: A.eot_pgd(_ce_of(m, y), x, y, EPS, -0.02, 2), r"step size must be in \[0, 1\].*got -0.02"),
+    # FGSM's step was unchecked: NaN gave NaN images, a negative step descended the loss
+    (lambda m, x, y: A.fgsm(m, x, y, EPS, float("nan")), r"step size must be in \[0, 1\].*got nan"),
+    (lambda m, x, y: A.fgsm_rs(m, x, y, EPS, -0.1), r"step size must be in \[0, 1\].*got -0.1"),
+    (lambda m, x, y: A.pgd(m, x, y, EPS, 0.02, 2.5), r"steps must be an int >= 0, got 2.5"),  # range() TypeError
+    (lambda m, x, y: A.pgd(m, x, y, True, 0.02, 2), r"epsilon must be in \[0, 1\].*got True"),  # bool tensor error
+    (lambda m, x, y: A.bandits_td(m, x, y, EPS, tile_size=0), r"tile_size must be an int >= 1, got 0"),  # ZeroDivision
+    (lambda m, x, y: A.bandits_td(m, x, y, EPS, max_queries=-2), r"max_queries must be an int >= 0, got -2"),
+    (lambda m, x, y: A.cw_linf(m, x, y, tau=-1.0), r"tau must be in \(0, 1\].*got -1.0"),  # penalized every pixel
+    (lambda m, x, y: A.cw_linf(m, x, y, steps=0), r"steps must be an int >= 1, got 0"),  # returned x
+])
+def test_bad_attack_settings_are_named(trained, call, msg):
+    m, x, y = trained
+    with pytest.raises(ValueError, match=msg):
+        call(m, x[:4], y[:4])
+
+
 def test_eot_loss_is_the_exact_mean_over_precisions():
     from dwq.models import small_cnn
 

@@ -9,6 +9,8 @@ ascends their sum, so each sample's gradient is that of its own loss.
 """
 from __future__ import annotations
 
+import numbers
+import operator
 from typing import Callable, Sequence, Union
 
 import torch
@@ -20,11 +22,25 @@ ModelFn = Callable[[torch.Tensor], torch.Tensor]
 ATTACKS = ("pgd", "fgsm", "fgsm-rs", "cw-l2", "cw-linf", "bandits", "autoattack", "autoattack-rand", "eot-pgd")
 
 
-def check_eps(eps: float, name: str = "epsilon"):
-    """ε (and step sizes) are in pixel units for images in [0, 1]."""
-    if not (isinstance(eps, (int, float)) and 0.0 <= float(eps) <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1] (pixel units; 8/255 = 0.0314), got {eps!r}")
+def check_eps(eps: float, name: str = "epsilon", positive: bool = False):
+    """ε (and step sizes) are in pixel units for images in [0, 1]; ``positive``: 0 excluded."""
+    # bool is an int to Python, and True reached the projection as a bool tensor (a bare torch error)
+    ok = not isinstance(eps, bool) and isinstance(eps, numbers.Real) and 0.0 <= float(eps) <= 1.0
+    if not ok or (positive and eps == 0):
+        raise ValueError(f"{name} must be in {'(' if positive else '['}0, 1] (pixel units; 8/255 = 0.0314), "
+                         f"got {eps!r}")
     return float(eps)
+
+
+def check_count(value, name: str, minimum: int = 0) -> int:
+    """An iteration or query count: an int ``>= minimum`` (a float count failed inside ``range``)."""
+    try:
+        v = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        v = None
+    if v is None or v < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return v
 
 
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -99,6 +115,7 @@ def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generato
 
 def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None):
     check_eps(eps)
+    check_eps(alpha, "step size")  # a NaN step gave NaN images, a negative one descended the loss
     f = _as_objective(model, loss)
     x = x.detach()
     x0 = x + _uniform(x, eps, generator) if rs else x
@@ -118,6 +135,12 @@ def _uniform(x, eps, generator=None):
 
 
 RESTART_SELECT = ("misclassified", "loss")
+
+
+def _check_iterations(eps, alpha, steps, restarts):
+    check_eps(eps)
+    check_eps(alpha, "step size")
+    return check_count(steps, "steps"), check_count(restarts, "restarts", 1)
 
 
 def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_stop=False,
@@ -141,10 +164,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     loss: per-sample ``loss(logits, y) -> [N]`` (default CE; see cw_margin_loss).
     generator: optional CPU ``torch.Generator`` for the random start.
     """
-    check_eps(eps)
-    check_eps(alpha, "step size")
-    if steps < 0 or restarts < 1:
-        raise ValueError("steps must be >= 0 and restarts >= 1")
+    steps, restarts = _check_iterations(eps, alpha, steps, restarts)
     if restart_select not in RESTART_SELECT:
         raise ValueError(f"restart_select must be one of {RESTART_SELECT}, got {restart_select!r}")
     f = _as_objective(model, loss)
@@ -196,7 +216,8 @@ def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, resta
     def as_model_obj(x_adv, _y):
         return loss_fn(x_adv), None
 
-    check_eps(eps)
+    # as pgd's: restarts=0 returned the clean images as the attack's result
+    steps, restarts = _check_iterations(eps, alpha, steps, restarts)
     x = x.detach()
     best = x.clone()
     best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)

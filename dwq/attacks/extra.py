@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ce_loss, check_eps, project_linf
+from .core import ce_loss, check_count, check_eps, project_linf
 
 
 class _Wrap(nn.Module):
@@ -63,6 +63,9 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     check_eps(eps)
     if version not in ("standard", "rand"):
         raise ValueError(f"AutoAttack version must be 'standard' or 'rand', got {version!r}")
+    check_count(steps, "steps", 1)
+    check_count(eot_iter, "eot_iter", 1)
+    check_count(square_queries, "square_queries", 1)
     ta = _torchattacks()
     m = _Wrap(model)
     common = dict(norm="Linf", eps=eps, seed=seed, n_restarts=1)
@@ -137,6 +140,9 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     0.1, c = 0.1, 100 steps) it left 70.4% / 50.6% accuracy at 4 / 2 bits against
     69.4% / 49.0% with the shared τ, at batch 250 and at batch 50 alike.
     """
+    check_eps(tau, "tau", positive=True)  # τ <= 0 penalized every pixel at every step: a silently weak attack
+    check_count(steps, "steps", 1)
+    check_count(binary_steps, "binary_steps", 1)
     x = x.detach()
     n = x.shape[0]
     c = torch.full((n,), c_init, device=x.device)
@@ -191,6 +197,8 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     Returns ``(x_adv, queries)``: queries used per sample (int64 [N]).
     """
     check_eps(eps)
+    check_count(max_queries, "max_queries")
+    check_count(tile_size, "tile_size", 1)  # 0 was a ZeroDivisionError
     loss = loss or ce_loss
     image_lr = eps / 4 if image_lr is None else image_lr
     x = x.detach()
