@@ -349,6 +349,58 @@ def test_evaluate_rejects_bad_input(model_data, kw, msg):
         E.evaluate(m, x[:4], y[:4], SET, **args)
 
 
+@pytest.mark.parametrize("change,msg", [
+    (dict(paper_batch=0, protocols=["paper-sampled"]), r"paper_batch .* >= 1, got 0"),  # KeyError 'robust_sampled'
+    (dict(paper_batch=-5, protocols=["paper-sampled"]), r"paper_batch .* >= 1, got -5"),  # a replica of no batch
+    (dict(batch_size=0), r"batch_size must be an int >= 1, got 0"),  # range() arg 3 must not be zero
+    (dict(autoattack_n=-3, protocols=["autoattack-rand"]), r"autoattack_n must be an int >= 1, got -3"),  # n - 3
+    (dict(precisions=[]), "precisions must not be empty"),  # torch.stack of nothing
+    (dict(rpi_precisions=[]), "rpi_precisions must not be empty"),  # mean_ci's 'no NaN'
+    (dict(precisions=[4, 4]), r"precisions must not repeat"),  # counted 4 twice in every RPI mean
+    (dict(steps=-1, protocols=["adaptive"], attack="fgsm"), r"steps must be an int >= 0, got -1"),
+    (dict(epsilon="0.1"), r"epsilon must be in \(0, 1\].*got '0.1'"),  # TypeError from '<'
+    (dict(y=lambda y: y[:3]), r"same number .* got 4 and 3"),  # broadcasting error in the clean pass
+    (dict(y=lambda y: y + 10), r"class indices in \[0, 9\] .* got labels in \[1[0-9], 1[0-9]\]"),  # IndexError
+    (dict(y=lambda y: y.float()), r"y must be int64 labels"),
+    # attacks clamp to [0, 1]: images outside it were perturbed beyond epsilon unnoticed
+    (dict(x=lambda x: x * 255), r"x must hold images in \[0, 1\].*got values in \[0, 255\]"),
+    (dict(x=lambda x: x - 0.5), r"x must hold images in \[0, 1\]"),
+    (dict(x=lambda x: x.to("meta")), r"one device, got x on meta, y on cpu, the model on cpu"),
+])
+def test_evaluate_checks_its_arguments_before_attacking(model_data, change, msg):
+    m, x, y = model_data
+    args = dict(x=x[:4], y=y[:4], precisions=SET, epsilon=0.1, alpha=0.02, steps=1, protocols=["paper"])
+    for k, v in change.items():
+        args[k] = v(args[k]) if callable(v) else v
+    calls = []
+    with pytest.raises(ValueError, match=msg):
+        E.evaluate(m, args.pop("x"), args.pop("y"), args.pop("precisions"),
+                   progress=lambda *a: calls.append(a), **args)
+    assert calls == []  # refused before the clean pass
+
+
+@pytest.mark.parametrize("name,kw,msg", [("pgd", dict(alpha=-0.1), r"step size \(alpha\) .* got -0.1"),
+                                         ("pgd", dict(steps=2.5), r"steps must be an int >= 0, got 2.5"),
+                                         ("pgd", dict(restarts=0), r"restarts must be an int >= 1, got 0"),
+                                         ("bandits", dict(bandits_tile=0), r"bandits_tile must be an int >= 1, got 0"),
+                                         ("cw-linf", dict(cw_tau=0.0), r"cw_tau must be in \(0, 1\].*got 0.0")])
+def test_make_attack_checks_its_settings_when_built(name, kw, msg):
+    # not at the first call, which an evaluation reaches after its clean pass (or a ZeroDivisionError)
+    with pytest.raises(ValueError, match=msg):
+        E.make_attack(name, epsilon=0.1, **kw)
+
+
+def test_evaluate_gives_back_the_models_modes(model_data):
+    m, x, y = model_data
+    m.train()
+    next(m.children()).eval()  # mixed modes come back as they were
+    before = [mod.training for mod in m.modules()]
+    E.evaluate(m, x[:4], y[:4], SET, epsilon=0.1, alpha=0.02, steps=1, protocols=["paper"])
+    after = [mod.training for mod in m.modules()]
+    m.eval()
+    assert after == before and any(before) and not all(before)
+
+
 def _without_timing(rep):
     return {k: v for k, v in rep.items() if k != "seconds"}
 

@@ -32,7 +32,11 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     A.check_eps(epsilon)
     if name != "pgd" and (early_stop or restart_select != "misclassified"):
         raise ValueError(f"early_stop and restart_select are options of the pgd attack, not of {name!r}")
+    # checked here, not at the first call: an evaluation runs the clean pass and earlier attacks first
     if name == "pgd":
+        A.check_eps(alpha, "step size (alpha)")
+        A.check_count(steps, "steps")
+        A.check_count(restarts, "restarts", 1)
         if restart_select not in A.RESTART_SELECT:
             raise ValueError(f"restart_select must be one of {A.RESTART_SELECT}, got {restart_select!r}")
         return lambda f, x, y: A.pgd(f, x, y, epsilon, alpha, steps, restarts=restarts, early_stop=early_stop,
@@ -42,9 +46,12 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     if name == "cw-l2":
         return lambda f, x, y: A.cw_l2(f, x, y)
     if name == "cw-linf":  # the reference's evaluation settings (test_strong.py): c = 0.1, one search step
+        A.check_eps(cw_tau, "cw_tau", positive=True)
         return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau, c_init=0.1, binary_steps=1, steps=100),
                                               x, epsilon)
     if name == "bandits":
+        A.check_count(bandits_queries, "bandits_queries")
+        A.check_count(bandits_tile, "bandits_tile", 1)
         return lambda f, x, y: A.bandits_td(f, x, y, epsilon, max_queries=bandits_queries,
                                             tile_size=bandits_tile, generator=generator)[0]
     if name == "autoattack":

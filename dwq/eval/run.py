@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from dwq.eval.attacks import make_attack
+from dwq.eval.checks import check_evaluation
 from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, clean_accuracy,
                                 matrix_diagonal, paper_protocol, robust_accuracy, rpi_best_of_attacks,
                                 rpi_clean, transfer_matrix)
@@ -44,8 +45,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
              bandits_tile: int = 4, autoattack_n: Optional[int] = None, autoattack_steps: int = 100,
              eot_iter: int = 20, input_size=None, per_image: bool = True, pgd_options: Optional[dict] = None,
              progress: Optional[Progress] = None) -> dict:
-    """Evaluate ``model`` (eval mode) on images ``x`` (float [N, C, H, W] in [0, 1]) with labels ``y``
-    (int64 [N]); returns the report as a JSON-ready dict.
+    """Evaluate ``model`` (in eval mode; its modes are restored afterwards) on images ``x`` (float
+    [N, C, H, W] in [0, 1]) with labels ``y`` (int64 [N], class indices of the model's outputs), all on
+    the model's device; returns the report as a JSON-ready dict. Every argument is checked before the
+    first attack (ValueError naming it).
 
     precisions: where clean and per-precision robust accuracy are measured (and the transfer
       matrix's rows/columns); rpi_precisions: the RPI set (default ``precisions``; a subset of it).
@@ -70,13 +73,13 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
-    if eot_iter < 1:
-        raise ValueError(f"eot_iter (EOT samples per AutoAttack step) must be >= 1, got {eot_iter}")
-    if not 0 < epsilon <= 1:
-        raise ValueError(f"epsilon must be in (0, 1] (pixel units; 8/255 = 0.0314), got {epsilon!r}")
-    precisions = list(precisions)
+    rset = rpi_precisions if rpi_precisions is not None else precisions
+    model.eval()
+    check_evaluation(model, x, y, precisions, rset, protocols=protocols, epsilon=epsilon, alpha=alpha, steps=steps,
+                     restarts=restarts, batch_size=batch_size, paper_batch=paper_batch, autoattack_n=autoattack_n,
+                     autoattack_steps=autoattack_steps, eot_iter=eot_iter)
+    precisions, rset = list(precisions), list(rset)
     names = [pname(p) for p in precisions]
-    rset = list(rpi_precisions) if rpi_precisions is not None else list(precisions)
     missing = [pname(p) for p in rset if pname(p) not in names]
     if missing:
         raise ValueError(f"RPI precision(s) {missing} are not among the evaluated precisions {names}")
@@ -102,7 +105,6 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         done[0] += 1
 
     t0 = time.time()
-    model.eval()
     rep = {"attack": attack, "epsilon": epsilon, "alpha": alpha, "steps": steps, "restarts": restarts,
            "seed": seed, "protocols": list(protocols), "n": len(y), "precisions": names,
            "rpi_precisions": [pname(p) for p in rset], "batch_size": batch_size}
@@ -185,9 +187,16 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
 
 @functools.wraps(_evaluate)
 def evaluate(model, x, y, precisions, **kw):
-    # The weights do not change during an evaluation: each layer quantizes them once per width.
-    with reuse_quantized_weights(model):
-        return _evaluate(model, x, y, precisions, **kw)
+    # Evaluation switches the model to eval mode; a caller between training epochs gets its modes
+    # back (a training model was left in eval mode: frozen BN statistics for the rest of training).
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        # The weights do not change during an evaluation: each layer quantizes them once per width.
+        with reuse_quantized_weights(model):
+            return _evaluate(model, x, y, precisions, **kw)
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _stream_seed(seed: int, name: str) -> int:

@@ -1,0 +1,61 @@
+"""Argument checks of :func:`dwq.eval.evaluate`, made before its first forward: an evaluation runs for
+hours, and a bad setting found at its last stage (or never, giving wrong figures) costs all of them."""
+from __future__ import annotations
+
+import torch
+
+from dwq import attacks as A
+from dwq.eval.protocols import run_at
+from dwq.quant import normalize_set
+
+__all__ = ["check_evaluation"]
+
+
+def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha, steps, restarts, batch_size,
+                     paper_batch, autoattack_n, autoattack_steps, eot_iter) -> None:
+    """ValueError naming the argument, its value and what was expected."""
+    if eot_iter < 1:
+        raise ValueError(f"eot_iter (EOT samples per AutoAttack step) must be >= 1, got {eot_iter}")
+    A.check_eps(epsilon, positive=True)
+    normalize_set(precisions, "precisions")
+    normalize_set(rset, "rpi_precisions")
+    A.check_count(batch_size, "batch_size", 1)  # 0 was range()'s 'arg 3 must not be zero'
+    if "paper-sampled" in protocols:  # 0 was a KeyError, a negative size a replica of no batch (NaN)
+        A.check_count(paper_batch, "paper_batch (images per drawn batch)", 1)
+    if autoattack_n is not None:  # 0 meant all images, -3 all but the last 3
+        A.check_count(autoattack_n, "autoattack_n", 1)
+    if "autoattack-rand" in protocols:
+        A.check_count(autoattack_steps, "autoattack_steps", 1)
+    if "adaptive" in protocols:  # EOT-PGD runs with these whatever the chosen attack
+        A.check_eps(alpha, "step size (alpha)")
+        A.check_count(steps, "steps")
+        A.check_count(restarts, "restarts", 1)
+    _check_data(model, x, y, precisions)
+
+
+def _check_data(model, x, y, precisions):
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
+        raise ValueError(f"x must be a float tensor of images [N, C, H, W], got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__} "
+                         f"{getattr(x, 'dtype', '')}".rstrip())
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1:
+        raise ValueError(f"y must be int64 labels [N], got "
+                         f"{(y.dtype, tuple(y.shape)) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"x and y must hold the same number (>= 1) of images and labels, got {len(x)} and {len(y)}")
+    param = next(iter(model.parameters()), None)
+    devices = {str(t.device) for t in (x, y) + ((param,) if param is not None else ())}
+    if len(devices) > 1:
+        raise ValueError(f"x, y and the model must be on one device, got x on {x.device}, y on {y.device}"
+                         + (f", the model on {param.device}" if param is not None else ""))
+    lo, hi = x.min().item(), x.max().item()  # NaN propagates into both
+    if not 0.0 <= lo <= hi <= 1.0:
+        # the attacks clamp to [0, 1], so beyond it a perturbation left the epsilon ball unnoticed
+        raise ValueError(f"x must hold images in [0, 1] (unnormalized pixel values, no NaN), got values in "
+                         f"[{lo:g}, {hi:g}]")
+    with torch.no_grad():
+        classes = run_at(model, list(precisions)[0])(x[:1]).shape[-1]
+    ylo, yhi = y.min().item(), y.max().item()
+    if ylo < 0 or yhi >= classes:
+        raise ValueError(f"y must hold class indices in [0, {classes - 1}] (the model has {classes} outputs), "
+                         f"got labels in [{ylo}, {yhi}]")
