@@ -160,6 +160,12 @@ def test_bad_attack_settings_are_named(trained, call, msg):
         call(m, x[:4], y[:4])
 
 
+def test_fgsm_rs_default_step_is_not_checked_as_a_given_one(trained):
+    m, x, y = trained
+    xa = A.fgsm_rs(m, x[:4], y[:4], 0.9)  # its default step 1.25·eps = 1.125 lies beyond [0, 1]
+    assert (xa - x[:4]).abs().max() <= 0.9 + 1e-6
+
+
 def test_eot_loss_is_the_exact_mean_over_precisions():
     from dwq.models import small_cnn
 

@@ -104,18 +104,20 @@ def _grad(f, x_adv, y):
 
 def fgsm(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0):
     """FGSM: one signed-gradient step of size ``alpha`` (default ``eps``) from ``x``."""
-    return _single_step(model, x, y, eps, eps if alpha is None else alpha, False, loss, lo, hi)
+    return _single_step(model, x, y, eps, eps if alpha is None else check_eps(alpha, "step size"), False, loss, lo, hi)
 
 
 def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generator=None):
     """FGSM with a uniform random start in the ε-ball ("fast" adversarial training,
     Wong et al. 2020); default step ``1.25·eps``."""
-    return _single_step(model, x, y, eps, 1.25 * eps if alpha is None else alpha, True, loss, lo, hi, generator)
+    # a NaN step gave NaN images, a negative one descended the loss; the default 1.25·eps may
+    # exceed 1 (eps > 0.8), so only a step the caller gives is checked
+    alpha = 1.25 * eps if alpha is None else check_eps(alpha, "step size")
+    return _single_step(model, x, y, eps, alpha, True, loss, lo, hi, generator)
 
 
 def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None):
     check_eps(eps)
-    check_eps(alpha, "step size")  # a NaN step gave NaN images, a negative one descended the loss
     f = _as_objective(model, loss)
     x = x.detach()
     x0 = x + _uniform(x, eps, generator) if rs else x
