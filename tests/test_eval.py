@@ -390,6 +390,19 @@ def test_make_attack_checks_its_settings_when_built(name, kw, msg):
         E.make_attack(name, epsilon=0.1, **kw)
 
 
+def test_evaluate_forwards_at_most_batch_size_images(model_data):
+    # the classifications ran 500 images at a time whatever batch_size: out of memory where the attack fit
+    m, x, y = model_data
+    seen = []
+    hook = m.register_forward_pre_hook(lambda mod, inp: seen.append(len(inp[0])))
+    try:
+        E.evaluate(m, x[:12], y[:12], SET, epsilon=0.1, alpha=0.02, steps=1, batch_size=8, autoattack_steps=1,
+                   eot_iter=1, protocols=["paper", "adaptive", "transfer", "autoattack-rand"])
+    finally:
+        hook.remove()
+    assert max(seen) == 8
+
+
 def test_evaluate_gives_back_the_models_modes(model_data):
     m, x, y = model_data
     m.train()

@@ -128,7 +128,7 @@ def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_corr
             on_row(pa)
         fa = run_at(model, pa)
         xa = torch.cat([attack(fa, xb, yb) for xb, yb in _batches(x, y, batch_size)])
-        c = torch.stack([predict(run_at(model, pi), xa) == y for pi in precisions])
+        c = torch.stack([predict(run_at(model, pi), xa, batch_size) == y for pi in precisions])
         row = [acc_ci(ci_) for ci_ in c]
         acc.append([r["acc"] for r in row])
         ci.append([r["ci95"] for r in row])
@@ -189,7 +189,7 @@ def adaptive_protocol(model, x, y, precisions, eps, alpha, steps, restarts=1, ba
     fns = [run_at(model, p) for p in precisions]
     xa = torch.cat([eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g)
                     for xb, yb in _batches(x, y, batch_size)])
-    allc = torch.stack([predict(f, xa) == y for f in fns])
+    allc = torch.stack([predict(f, xa, batch_size) == y for f in fns])
     out = {"per_precision": {pname(p): acc_ci(c) for p, c in zip(precisions, allc)},
            "expected": mean_ci(allc.float().mean(0), len(precisions)), "worst_case": acc_ci(allc.all(0))}
     return (out, allc) if return_correct else out

@@ -54,6 +54,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
       matrix's rows/columns); rpi_precisions: the RPI set (default ``precisions``; a subset of it).
     attack, epsilon, alpha, steps, restarts, cw_tau, bandits_*: the attack (see
       :func:`dwq.eval.make_attack`); EOT-PGD of the adaptive protocol uses epsilon/alpha/steps/restarts.
+    batch_size: images per forward, attacks and classifications alike.
     protocols: any of ``PROTOCOLS``. ``paper``, ``paper-sampled`` and ``transfer`` share one
       transfer-matrix run; ``paper-sampled`` adds the reference's one-draw-per-batch replica
       (``paper_batch`` images per batch) read from it.
@@ -116,7 +117,9 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         rep.update(bandits_queries=bandits_queries, bandits_tile=bandits_tile)
     scores = {}
     tick("clean")
-    rep["clean_acc"], clean_c = clean_accuracy(model, x, y, precisions, return_correct=True)
+    # every forward in batches of batch_size (the classifications ran 500 at a time: out of memory where
+    # a large model's attack fit)
+    rep["clean_acc"], clean_c = clean_accuracy(model, x, y, precisions, batch_size, return_correct=True)
     rpi = {"set": rep["rpi_precisions"], "clean": rpi_clean(clean_c[idx])}
     scores["clean"] = clean_c[idx].float().mean(0)
     if need_matrix:
