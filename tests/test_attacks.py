@@ -107,6 +107,18 @@ def test_cw_l2_and_autoattack_run(trained):
         A.autoattack(m, xs, ys, EPS, version="plus-typo")
 
 
+def test_torchattacks_based_attacks_print_nothing_for_a_model_callable(trained, capsys):
+    # torchattacks printed 'Failed to set device automatically ...' for each attack it built around a
+    # callable without parameters (run_at's), once per batch in dwq eval's output
+    m, x, y = trained
+    f = lambda z: m(z)  # noqa: E731
+    xs, ys = x[:4], y[:4]
+    A.cw_l2(f, xs, ys, steps=1)
+    A.autoattack(f, xs, ys, EPS, version="rand", steps=1, eot_iter=1)
+    A.apgd_eot(f, xs, ys, EPS, steps=1, eot_iter=1)
+    assert capsys.readouterr().out == ""
+
+
 def test_torchattacks_based_attacks_keep_the_callers_mode_and_rng(trained):
     """cw_l2 and autoattack leave an eval-mode model in eval mode (torchattacks restored the train mode
     of the wrapper it was handed) and leave torch's global RNG where it was (its components seed it)."""

@@ -2,6 +2,8 @@
 Bandits-TD (written here: no maintained library has them in this form)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import torch
@@ -36,6 +38,15 @@ def _torchattacks():
     return torchattacks
 
 
+def _build(cls, *args, **kw):
+    """``cls(*args, **kw)`` for a torchattacks attack: its constructor reads the device from the
+    model's first parameter and, for a model callable without any, prints 'Failed to set device
+    automatically, please try set_device() manual.' (once per attack and batch in an evaluation's
+    output) although :func:`_run` sets the device before every run."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return cls(*args, **kw)
+
+
 def _run(atk, x, y):
     atk.set_device(x.device)
     # torchattacks puts the wrapped module in eval mode during the attack and restores it; its
@@ -46,7 +57,7 @@ def _run(atk, x, y):
 
 def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):
     """Carlini-Wagner L2 (torchattacks.CW, unbounded, minimal-distortion)."""
-    return _run(_torchattacks().CW(_Wrap(model), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
+    return _run(_build(_torchattacks().CW, _Wrap(model), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
 
 
 def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps=100, eot_iter=20,
@@ -70,14 +81,14 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     m = _Wrap(model)
     common = dict(norm="Linf", eps=eps, seed=seed, n_restarts=1)
     if version == "standard":
-        parts = [ta.APGD(m, loss="ce", steps=steps, **common),
-                 ta.APGDT(m, steps=steps, n_classes=n_classes, **common),
-                 ta.FAB(m, steps=steps, multi_targeted=True, n_classes=n_classes, **common),
-                 ta.Square(m, n_queries=square_queries, **common)]
+        parts = [_build(ta.APGD, m, loss="ce", steps=steps, **common),
+                 _build(ta.APGDT, m, steps=steps, n_classes=n_classes, **common),
+                 _build(ta.FAB, m, steps=steps, multi_targeted=True, n_classes=n_classes, **common),
+                 _build(ta.Square, m, n_queries=square_queries, **common)]
     else:
-        parts = [ta.APGD(m, loss="ce", steps=steps, eot_iter=eot_iter, **common),
-                 ta.APGD(m, loss="dlr", steps=steps, eot_iter=eot_iter, **common)]
-    atk = ta.MultiAttack(parts)
+        parts = [_build(ta.APGD, m, loss="ce", steps=steps, eot_iter=eot_iter, **common),
+                 _build(ta.APGD, m, loss="dlr", steps=steps, eot_iter=eot_iter, **common)]
+    atk = _build(ta.MultiAttack, parts)
     return project_linf(_run(atk, x, y), x, eps)
 
 
@@ -107,7 +118,7 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
         raise ValueError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
     ta = _torchattacks()
     x, y = x.detach(), y.detach()
-    atk = ta.APGD(_Wrap(model), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
+    atk = _build(ta.APGD, _Wrap(model), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
                   eot_iter=eot_iter)
     atk.set_device(x.device)
     with torch.no_grad():
