@@ -165,6 +165,9 @@ def _ce_of(m, y):
     (lambda m, x, y: A.bandits_td(m, x, y, EPS, max_queries=-2), r"max_queries must be an int >= 0, got -2"),
     (lambda m, x, y: A.cw_linf(m, x, y, tau=-1.0), r"tau must be in \(0, 1\].*got -1.0"),  # penalized every pixel
     (lambda m, x, y: A.cw_linf(m, x, y, steps=0), r"steps must be an int >= 1, got 0"),  # returned x
+    # ten identical runs reported as PGD with ten restarts
+    (lambda m, x, y: A.pgd(m, x, y, EPS, 0.02, 2, restarts=10, random_start=False), r"restarts=10 needs random_start"),
+    (lambda m, x, y: A.eot_pgd(_ce_of(m, y), x, y, EPS, 0.02, 2, loss=A.cw_margin_loss), r"loss applies to a list"),
 ])
 def test_bad_attack_settings_are_named(trained, call, msg):
     m, x, y = trained

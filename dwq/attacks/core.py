@@ -139,10 +139,14 @@ def _uniform(x, eps, generator=None):
 RESTART_SELECT = ("misclassified", "loss")
 
 
-def _check_iterations(eps, alpha, steps, restarts):
+def _check_iterations(eps, alpha, steps, restarts, random_start):
     check_eps(eps)
     check_eps(alpha, "step size")
-    return check_count(steps, "steps"), check_count(restarts, "restarts", 1)
+    steps, restarts = check_count(steps, "steps"), check_count(restarts, "restarts", 1)
+    if restarts > 1 and not random_start:  # every restart would repeat the first: PGD-20x10 was PGD-20
+        raise ValueError(f"restarts={restarts} needs random_start=True: without a random start every restart "
+                         f"begins at x and repeats the same run")
+    return steps, restarts
 
 
 def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_stop=False,
@@ -166,7 +170,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     loss: per-sample ``loss(logits, y) -> [N]`` (default CE; see cw_margin_loss).
     generator: optional CPU ``torch.Generator`` for the random start.
     """
-    steps, restarts = _check_iterations(eps, alpha, steps, restarts)
+    steps, restarts = _check_iterations(eps, alpha, steps, restarts, random_start)
     if restart_select not in RESTART_SELECT:
         raise ValueError(f"restart_select must be one of {RESTART_SELECT}, got {restart_select!r}")
     f = _as_objective(model, loss)
@@ -218,8 +222,10 @@ def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, resta
     def as_model_obj(x_adv, _y):
         return loss_fn(x_adv), None
 
+    if loss is not None:  # it was ignored: the callable is the loss
+        raise ValueError("loss applies to a list of models; a loss callable loss_fn(x_adv) already is the loss")
     # as pgd's: restarts=0 returned the clean images as the attack's result
-    steps, restarts = _check_iterations(eps, alpha, steps, restarts)
+    steps, restarts = _check_iterations(eps, alpha, steps, restarts, random_start)
     x = x.detach()
     best = x.clone()
     best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
