@@ -141,6 +141,10 @@ def test_cluster_ci_without_spread_counts_each_cluster_once():
     (lambda: E.cluster_ci([0, 5], [0, 10]), "size >= 1"),
     (lambda: E.cluster_ci([float("nan"), 5], [10, 10]), "0 <= correct <= size"),
     (lambda: E.acc_ci((5, 3)), "5 correct of 3"),
+    (lambda: E.acc_ci((2.5, 4)), "expected integers"),
+    (lambda: E.acc_ci(torch.tensor([2, 3])), "per-image outcomes .* use mean_ci"),  # accuracy 2.5
+    (lambda: E.acc_ci(torch.tensor([0.5, 1.0])), "per-image outcomes .* use mean_ci"),
+    (lambda: E.diff_ci(torch.ones(4), torch.ones(2, 2)), r"shapes \(4,\) and \(2, 2\)"),
     (lambda: E.mean_ci(torch.tensor([0.5, float("nan")])), "no NaN"),
     (lambda: E.diff_ci(torch.tensor([1.0, float("nan")]), torch.zeros(2)), "NaN"),
     (lambda: E.t_quantile(2.5), "integer >= 1"),

@@ -54,9 +54,13 @@ def acc_ci(correct) -> dict:
     """
     if isinstance(correct, tuple):
         k, n = correct
-        if not 0 <= k <= n:
-            raise ValueError(f"acc_ci: {k} correct of {n}; expected 0 <= correct <= n")
+        if not (isinstance(k, int) and isinstance(n, int) and 0 <= k <= n):
+            raise ValueError(f"acc_ci: {k!r} correct of {n!r}; expected integers 0 <= correct <= n")
     else:
+        # a count or score tensor was summed as outcomes: [2, 3] gave an accuracy of 2.5
+        if correct.dtype != torch.bool and not bool(((correct == 0) | (correct == 1)).all()):
+            raise ValueError("acc_ci: expected per-image outcomes (bool or 0/1), got other values; for per-image "
+                             "scores in [0, 1] use mean_ci")
         k, n = int(correct.sum().item()), correct.numel()
     if n == 0:
         return {"acc": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
@@ -102,8 +106,9 @@ def diff_ci(a: torch.Tensor, b: torch.Tensor) -> dict:
     1,000 pairs expected to differ, 61-64% with 1) and zero-width when none does; there a paired
     count is the right tool (for 0/1 outcomes, McNemar's exact test on the differing pairs).
     """
-    if a.numel() != b.numel():
-        raise ValueError(f"diff_ci: {a.numel()} vs {b.numel()} scores; a paired difference needs the same images")
+    if a.shape != b.shape:  # same count in other shapes ([4] and [2, 2]) paired unrelated entries
+        raise ValueError(f"diff_ci: scores of shapes {tuple(a.shape)} and {tuple(b.shape)}; a paired difference "
+                         f"needs the same images, in the same order")
     d = (a.detach().double().flatten() - b.detach().double().flatten())
     if bool(d.isnan().any()):
         raise ValueError("diff_ci: NaN among the scores")
