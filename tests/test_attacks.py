@@ -175,6 +175,16 @@ def test_bad_attack_settings_are_named(trained, call, msg):
         call(m, x[:4], y[:4])
 
 
+@pytest.mark.parametrize("call", [lambda m, x, y: A.pgd(m, x, y, EPS, 0.02, 1), lambda m, x, y: A.fgsm(m, x, y, EPS),
+                                  lambda m, x, y: A.cw_linf(m, x, y, steps=1), lambda m, x, y: A.cw_l2(m, x, y, steps=1),
+                                  lambda m, x, y: A.apgd_eot(m, x, y, EPS, steps=1, eot_iter=1)])
+def test_gradient_attacks_name_inference_mode(trained, call):
+    # torch said 'element 0 of tensors does not require grad and does not have a grad_fn'
+    m, x, y = trained
+    with torch.inference_mode(), pytest.raises(RuntimeError, match=r"outside torch.inference_mode\(\)"):
+        call(m, x[:4], y[:4])
+
+
 def test_fgsm_rs_default_step_is_not_checked_as_a_given_one(trained):
     m, x, y = trained
     xa = A.fgsm_rs(m, x[:4], y[:4], 0.9)  # its default step 1.25·eps = 1.125 lies beyond [0, 1]

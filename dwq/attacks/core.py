@@ -94,7 +94,17 @@ def eot_loss(models: Sequence[ModelFn], x, y, loss=None) -> torch.Tensor:
     return _as_objective(list(models), loss)(x, y)[0]
 
 
+def check_autograd():
+    """Gradient attacks enable grad themselves (``torch.no_grad()`` around them is fine), but
+    ``torch.inference_mode()`` cannot be left that way: there torch failed with 'element 0 of
+    tensors does not require grad'."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("gradient attacks need autograd: run them outside torch.inference_mode() "
+                           "(torch.no_grad() around them is fine)")
+
+
 def _grad(f, x_adv, y):
+    check_autograd()
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():
         l, z = f(x_adv, y)

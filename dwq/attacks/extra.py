@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ce_loss, check_count, check_eps, project_linf
+from .core import ce_loss, check_autograd, check_count, check_eps, project_linf
 
 
 class _Wrap(nn.Module):
@@ -48,6 +48,7 @@ def _build(cls, *args, **kw):
 
 
 def _run(atk, x, y):
+    check_autograd()
     atk.set_device(x.device)
     # torchattacks puts the wrapped module in eval mode during the attack and restores it; its
     # components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
@@ -112,6 +113,7 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
     forked RNG, so the global RNG is untouched.
     """
     check_eps(eps)
+    check_autograd()
     if eot_iter < 1 or steps < 1:
         raise ValueError(f"APGD needs steps >= 1 and eot_iter >= 1, got steps={steps}, eot_iter={eot_iter}")
     if loss not in ("ce", "dlr"):
@@ -154,6 +156,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     check_eps(tau, "tau", positive=True)  # τ <= 0 penalized every pixel at every step: a silently weak attack
     check_count(steps, "steps", 1)
     check_count(binary_steps, "binary_steps", 1)
+    check_autograd()
     x = x.detach()
     n = x.shape[0]
     c = torch.full((n,), c_init, device=x.device)

@@ -14,6 +14,7 @@ __all__ = ["check_evaluation"]
 def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha, steps, restarts, batch_size,
                      paper_batch, autoattack_n, autoattack_steps, eot_iter) -> None:
     """ValueError naming the argument, its value and what was expected."""
+    A.check_autograd()  # else found at the first attack, after the clean pass
     if eot_iter < 1:
         raise ValueError(f"eot_iter (EOT samples per AutoAttack step) must be >= 1, got {eot_iter}")
     A.check_eps(epsilon, positive=True)
