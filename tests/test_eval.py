@@ -357,6 +357,7 @@ def test_evaluate_rejects_bad_input(model_data, kw, msg):
     (dict(paper_batch=0, protocols=["paper-sampled"]), r"paper_batch .* >= 1, got 0"),  # KeyError 'robust_sampled'
     (dict(paper_batch=-5, protocols=["paper-sampled"]), r"paper_batch .* >= 1, got -5"),  # a replica of no batch
     (dict(batch_size=0), r"batch_size must be an int >= 1, got 0"),  # range() arg 3 must not be zero
+    (dict(protocols="adaptive"), r"protocols must be a list .* got 'adaptive'"),  # unknown 'a', 'd', ...
     (dict(autoattack_n=-3, protocols=["autoattack-rand"]), r"autoattack_n must be an int >= 1, got -3"),  # n - 3
     (dict(precisions=[]), "precisions must not be empty"),  # torch.stack of nothing
     (dict(rpi_precisions=[]), "rpi_precisions must not be empty"),  # mean_ci's 'no NaN'

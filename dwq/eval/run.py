@@ -71,6 +71,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
       each attack precision), EOT-PGD's starts, the paper replica's and AutoAttack's draws. The
       report depends on ``seed``, not on torch's global RNG.
     """
+    if isinstance(protocols, str):  # taken apart: "unknown protocol(s) ['p', 'a', 'p', 'e', 'r']"
+        raise ValueError(f"protocols must be a list such as ['paper', 'adaptive'], got {protocols!r}")
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
