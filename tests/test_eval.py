@@ -395,6 +395,13 @@ def test_make_attack_checks_its_settings_when_built(name, kw, msg):
         E.make_attack(name, epsilon=0.1, **kw)
 
 
+def test_evaluate_takes_precisions_from_an_iterator(model_data):
+    m, x, y = model_data
+    rep = E.evaluate(m, x[:4], y[:4], iter(SET), rpi_precisions=(p for p in SET[1:]), epsilon=0.1, alpha=0.02,
+                     steps=1, protocols=["paper"])
+    assert rep["precisions"] == ["2", "4", "8"] and rep["rpi_precisions"] == ["4", "8"]
+
+
 def test_evaluate_forwards_at_most_batch_size_images(model_data):
     # the classifications ran 500 images at a time whatever batch_size: out of memory where the attack fit
     m, x, y = model_data

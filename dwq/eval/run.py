@@ -23,6 +23,7 @@ from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, 
                                 rpi_clean, transfer_matrix)
 from dwq.eval.report import pname, save_heatmap, save_json
 from dwq.quant import reuse_quantized_weights
+from dwq.quant.precision import precision_list
 from dwq.quant.cost import bitops_summary
 
 __all__ = ["PROTOCOLS", "evaluate", "write_report"]
@@ -76,12 +77,13 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
-    rset = rpi_precisions if rpi_precisions is not None else precisions
+    # lists first: a generator was used up by the checks, a string taken apart
+    precisions = precision_list(precisions, "precisions")
+    rset = precision_list(rpi_precisions, "rpi_precisions") if rpi_precisions is not None else precisions
     model.eval()
     check_evaluation(model, x, y, precisions, rset, protocols=protocols, epsilon=epsilon, alpha=alpha, steps=steps,
                      restarts=restarts, batch_size=batch_size, paper_batch=paper_batch, autoattack_n=autoattack_n,
                      autoattack_steps=autoattack_steps, eot_iter=eot_iter)
-    precisions, rset = list(precisions), list(rset)
     names = [pname(p) for p in precisions]
     missing = [pname(p) for p in rset if pname(p) not in names]
     if missing:
