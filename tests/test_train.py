@@ -213,10 +213,22 @@ def test_bad_config_is_rejected():
                                               "lr_gamma=-1.0"),
                         (dict(alpha=None), "alpha (the PGD step) is None"),
                         (dict(precisions=[]), "precisions must not be empty"),
-                        (dict(precisions=[4, "4", 8]), "precisions must not repeat")):
+                        (dict(precisions=[4, "4", 8]), "precisions must not repeat"),
+                        (dict(lr=float("inf")), "need finite lr > 0"),
+                        (dict(seed=-1), "seed must be an int in 0..2^63 - 1, got -1")):
         with pytest.raises(ValueError, match=re.escape(message)):
             cfg(**kw).validate()
     cfg(attack="fgsm", alpha=None).validate()  # FGSM's step defaults to epsilon
+
+
+def test_the_largest_seed_the_cli_takes_trains(tmp_path):
+    """The seeds derived for the random starts and the data order once left manual_seed's 64 bits
+    (seeds from about 2^44 up): a raw 'Overflow when unpacking long long'."""
+    top = 2**63 - 1
+    tr = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1, seed=top), str(tmp_path)).fit()
+    assert tr.step == 1
+    assert epoch_batches(8, 8, top, 3) != epoch_batches(8, 8, top, 4)  # still a seeded order per epoch
+    assert epoch_batches(8, 8, 5, 1) == [torch.randperm(8, generator=torch.Generator().manual_seed(5 * 100003 + 1)).tolist()]
 
 
 def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):

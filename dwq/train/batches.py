@@ -22,7 +22,8 @@ def rank_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, 
     """:func:`epoch_batches` as ``(indices, share)`` pairs: ``share`` is this rank's part of its global
     batch times ``world`` (1.0 when the batch splits evenly), the weight of the rank's mean loss that
     makes DDP's average of the ranks' gradients the global batch's (``Trainer.train_batch``)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+    # modulo 2^64 (what manual_seed takes): a seed up to 2^63 - 1 works, smaller ones keep their order
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed((seed * 100003 + epoch) % (1 << 64))).tolist()
     out = []
     for i in range(0, n, batch_size):
         b = perm[i:i + batch_size]

@@ -129,7 +129,8 @@ class Trainer:
         self.num_workers = num_workers
         # precision draws: the same sequence on every rank; random starts: per rank
         self.pgen = torch.Generator().manual_seed(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + 7919 * (rank + 1))
+        # modulo 2^64 (what manual_seed takes): any seed up to 2^63 - 1 works, smaller ones keep their stream
+        self.gen = torch.Generator().manual_seed((cfg.seed * 1000003 + 7919 * (rank + 1)) % (1 << 64))
         torch.manual_seed(cfg.seed)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
