@@ -297,6 +297,15 @@ def test_no_validation_summary_names_no_best_pt_and_rpt_default_set_is_said(tmp_
     assert f"wrote {out}/: config.json, last.pt, metrics.jsonl" in console and "next:" not in console
 
 
+def test_train_subset_may_name_the_whole_training_split(tmp_path, capsys):
+    """--train-subset N uses the first N images of the split: N equal to the split's size was refused
+    with "the training split has only N images"."""
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--attack", "none", "--val-size", "3990", "--val-pgd-steps", "0",
+                 "--train-subset", "10", "--batch-size", "10", "--epochs", "1", "--width", "8", "--no-progress"]) == 0
+    assert "the first 10 training images (--train-subset), 3990 held out" in capsys.readouterr().out
+
+
 def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
     out = _copy(run, tmp_path)
     before = {f: (out / f).read_bytes() for f in ("config.json", "last.pt", "metrics.jsonl")}

@@ -183,7 +183,7 @@ def cmd_train(a):
         raise CLIError(f"--val-size {f['val_size']} of {n_all} training images is no image; give a larger value, "
                        f"or 0 to train without validation")
     if f["train_subset"]:
-        if f["train_subset"] >= len(train):
+        if f["train_subset"] > len(train):
             raise CLIError(f"--train-subset {f['train_subset']}: the training split has only {len(train)} images "
                            f"({len(val)} held out for validation)")
         train = torch.utils.data.Subset(train, range(f["train_subset"]))
