@@ -306,6 +306,18 @@ def test_train_subset_may_name_the_whole_training_split(tmp_path, capsys):
     assert "the first 10 training images (--train-subset), 3990 held out" in capsys.readouterr().out
 
 
+def test_a_folder_without_last_pt_is_not_offered_to_resume(tmp_path, capsys):
+    """A run killed before its first last.pt leaves config.json: a new run there was told "or --resume",
+    which then refused for want of a last.pt."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    assert main(["train", "--out", str(out), "--width", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "stopped before its first epoch completed, which cannot resume; remove the folder" in err, err
+    assert "--resume" not in err and _one_line(err)
+
+
 def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
     out = _copy(run, tmp_path)
     before = {f: (out / f).read_bytes() for f in ("config.json", "last.pt", "metrics.jsonl")}

@@ -137,6 +137,17 @@ def add_parser(sub):
     return t
 
 
+def _resume_hint(out: str) -> str:
+    """What to do with a non-empty ``--out``: --resume only where it can continue (a last.pt); a run
+    killed before its first epoch ended (config.json alone) cannot, and --resume would refuse it."""
+    if os.path.isfile(os.path.join(out, "last.pt")):
+        return " (or --resume to continue the training run there)"
+    if os.path.isfile(os.path.join(out, "config.json")):
+        return (" (it holds a run stopped before its first epoch completed, which cannot resume; remove the "
+                "folder to start again there)")
+    return ""
+
+
 def cmd_train(a):
     import torch
 
@@ -155,7 +166,7 @@ def cmd_train(a):
         check_resume(a, given, recorded, ck["epoch"])
         a = restore_flags(a, given, recorded)
     else:
-        fresh_dir(a.out, create=False, hint=" (or --resume to continue the training run there)")
+        fresh_dir(a.out, create=False, hint=_resume_hint(a.out))
     notes = apply_reference_defaults(a, given) if a.reference and ck is None else []
     f, defaults = resolve_flags(a, given)
     defaults = notes + defaults
