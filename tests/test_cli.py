@@ -186,6 +186,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--attack", "none", "--alpha", "0.1"], "--attack none has no attack"),
     (["train", "--lr-schedule", "cyclic", "--lr-milestones", "0.5"], "--lr-milestones is for --lr-schedule multistep"),
     (["train", "--val-size", "0", "--val-pgd-steps", "3"], "--val-size 0 disables validation"),
+    (["train", "--reference", "--val-pgd-steps", "3"], "--val-size 0 (--reference's default: give --val-size N"),
     (["train", "--network", "preact_resnet18", "--width", "8"], "--width sets small_cnn's first conv"),
     (["train", "--pretrained", "{tmp}/w.pth"], "--pretrained loads torchvision ResNet-50 weights"),
     (["train", "--precisions", "2", "4", "--num-bits-schedule", "2", "4"], "--precisions or --num-bits-schedule"),

@@ -183,7 +183,9 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     for dest in ("momentum", "weight_decay", "seed"):
         f[dest] = getattr(a, dest)
     if "val_pgd_steps" in given and a.val_size == 0:
-        raise CLIError("--val-pgd-steps sets the validation attack, and --val-size 0 disables validation")
+        why = ("--val-size 0" if "val_size" in given
+               else "--val-size 0 (--reference's default: give --val-size N to validate)")
+        raise CLIError(f"--val-pgd-steps sets the validation attack, and {why} disables validation")
     f["val_pgd_steps"] = a.val_pgd_steps if a.val_size else None
     # where and how it runs
     f["device"] = device_arg(a.device)
