@@ -319,6 +319,18 @@ def test_a_folder_without_last_pt_is_not_offered_to_resume(tmp_path, capsys):
     assert "--resume" not in err and _one_line(err)
 
 
+def test_device_index_beyond_the_machine_is_named(monkeypatch):
+    """--device cuda:5 on a 2-GPU machine passed the check and failed at the first tensor moved there."""
+    from dwq.cli.common import CLIError
+    from dwq.cli.train_flags import device_arg
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device_arg("cuda:1") == "cuda:1" and device_arg("cuda") == "cuda"
+    with pytest.raises(CLIError, match=re.escape("--device cuda:5: this machine has 2 CUDA devices (cuda:0 to cuda:1)")):
+        device_arg("cuda:5")
+
+
 def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
     out = _copy(run, tmp_path)
     before = {f: (out / f).read_bytes() for f in ("config.json", "last.pt", "metrics.jsonl")}

@@ -53,6 +53,9 @@ def device_arg(name):
         raise CLIError(f"--device {name}: dwq runs on cpu or cuda, not {dev.type}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"--device {name}: CUDA is not available on this machine")
+    n = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.index is not None and dev.type == "cuda" and dev.index >= n:  # else torch's 'invalid device ordinal', late
+        raise CLIError(f"--device {name}: this machine has {n} CUDA device{'s' * (n > 1)} (cuda:0 to cuda:{n - 1})")
     return name
 
 
