@@ -231,6 +231,26 @@ def test_the_largest_seed_the_cli_takes_trains(tmp_path):
     assert epoch_batches(8, 8, 5, 1) == [torch.randperm(8, generator=torch.Generator().manual_seed(5 * 100003 + 1)).tolist()]
 
 
+def test_rng_states_of_a_machine_with_more_gpus_restore_on_one_with_fewer(monkeypatch):
+    """A checkpoint keeps one CUDA RNG state per GPU of the machine that wrote it; setting them all on a
+    machine with fewer GPUs failed (an index past torch.cuda.default_generators) at CUDA's start."""
+    from dwq.train.checkpoint import rng_state, set_rng_state
+
+    st = rng_state()
+    st["cuda"] = [torch.zeros(16, dtype=torch.uint8) + i for i in range(4)]  # written on 4 GPUs
+    got = []
+
+    def set_all(states):  # what torch does: a state per device index, an error past the last
+        assert len(states) <= 2, f"{len(states)} CUDA RNG states for 2 GPUs"
+        got.extend(states)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_all)
+    set_rng_state(st)
+    assert [int(t[0]) for t in got] == [0, 1]
+
+
 def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):
     """precisions=None without RPT would train the set's first precision only while validation (and so
     best.pt) averaged over every branch; an epoch without a step would train nothing without a word."""

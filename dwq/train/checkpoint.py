@@ -56,7 +56,9 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
     p = st["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"]])
+        # One state per GPU of the machine that saved it; a resume on a machine with fewer GPUs sets
+        # those it has (torch raises an IndexError on the first missing one, or defers it to CUDA's start).
+        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"][:torch.cuda.device_count()]])
     if generator is not None and "generator" in st:
         generator.set_state(st["generator"].cpu())
 
