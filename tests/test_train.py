@@ -251,6 +251,31 @@ def test_rng_states_of_a_machine_with_more_gpus_restore_on_one_with_fewer(monkey
     assert [int(t[0]) for t in got] == [0, 1]
 
 
+def test_each_metrics_line_is_on_disk_before_its_last_pt(tmp_path, monkeypatch):
+    """The line was appended without fsync while last.pt is fsynced and renamed: a machine crash could
+    keep last.pt of epoch N and lose the line, and resume() then refuses the folder as another run's."""
+    import dwq._atomic
+
+    events, metrics = [], str(tmp_path / "metrics.jsonl")
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd):
+        on_disk = os.path.exists(metrics) and os.fstat(fd).st_ino == os.stat(metrics).st_ino
+        events.append(("fsync", "metrics.jsonl" if on_disk else "other"))
+        fsync(fd)
+
+    def logged_replace(src, dst):
+        events.append(("replace", os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", logged_fsync)
+    monkeypatch.setattr(dwq._atomic.os, "replace", logged_replace)
+    Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, attack="none"), str(tmp_path)).fit()
+    lasts = [i for i, e in enumerate(events) if e == ("replace", "last.pt")]
+    lines = [i for i, e in enumerate(events) if e == ("fsync", "metrics.jsonl")]
+    assert len(lasts) == len(lines) == 2 and all(m < p for m, p in zip(lines, lasts)), events
+
+
 def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):
     """precisions=None without RPT would train the set's first precision only while validation (and so
     best.pt) averaged over every branch; an epoch without a step would train nothing without a word."""

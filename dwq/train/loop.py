@@ -448,6 +448,10 @@ class Trainer:
                 # the checkpoint, which resume() drops (the other order lost the line for good).
                 with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
                     f.write(json.dumps(rec) + "\n")
+                    # on disk before last.pt (fsynced): after a crash of the machine a last.pt ahead of
+                    # its line is a folder that resume() refuses as another run's
+                    f.flush()
+                    os.fsync(f.fileno())
                 save_checkpoint(os.path.join(self.out_dir, "last.pt"), st)
                 if self.on_epoch is not None:
                     self.on_epoch(rec)
