@@ -72,6 +72,9 @@ def save_checkpoint(path: str, state: dict) -> None:
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; clear error if missing or not ours."""
+    if os.path.isdir(path):  # a run folder, named for its checkpoint ("does not exist" would be wrong)
+        raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file in it, e.g. "
+                              f"{os.path.join(path, 'best.pt')} or {os.path.join(path, 'last.pt')}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     ck = torch_load(path, CheckpointError, "dwq checkpoint", "a torch.save file written by dwq train",
