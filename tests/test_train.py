@@ -276,6 +276,29 @@ def test_each_metrics_line_is_on_disk_before_its_last_pt(tmp_path, monkeypatch):
     assert len(lasts) == len(lines) == 2 and all(m < p for m, p in zip(lines, lasts)), events
 
 
+def test_mnist5k_splits_are_read_in_memory_without_loader_workers(monkeypatch):
+    """train_val_split gives Subsets, which lost the TensorDataset fast path: every dwq train run on
+    mnist5k started --workers 2 loader processes per epoch and read image by image, while its help and
+    its note said mnist5k is held in memory and uses none."""
+    from dwq.data import train_val_split
+    from dwq.train.batches import BatchLoader, collate
+
+    train, _ = train_val_split(load_mnist5k("train"), 0.1, seed=3)
+    part = torch.utils.data.Subset(train, range(50))  # --train-subset 50
+    batches = epoch_batches(len(part), 16, 0, 0)
+    expected = [(torch.stack([part[i][0] for i in b]), torch.stack([part[i][1] for i in b])) for b in batches]
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("a DataLoader (loader workers) for tensors in memory")
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", no_loader)
+    got = list(BatchLoader(part, batches, num_workers=2, seed=0))
+    assert len(got) == len(expected) == 4
+    for (x, y), (ex, ey) in zip(got, expected):
+        assert torch.equal(x, ex) and torch.equal(y, ey) and y.dtype == ey.dtype
+    assert torch.equal(collate(part, [3, 1])[0], torch.stack([part[3][0], part[1][0]]))
+
+
 def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):
     """precisions=None without RPT would train the set's first precision only while validation (and so
     best.pt) averaged over every branch; an epoch without a step would train nothing without a word."""
