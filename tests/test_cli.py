@@ -228,6 +228,36 @@ def test_interrupt_before_the_first_epoch_leaves_a_folder_the_same_command_reuse
     assert main(argv) == 0 and (tmp_path / "o" / "last.pt").is_file()
 
 
+def test_a_disk_that_fills_up_mid_run_is_one_line_saying_where_the_run_stands(tmp_path, capsys, monkeypatch):
+    """An OSError while writing (disk full) was a raw traceback; it names the file and the reason, and
+    says whether the run can resume (a last.pt) or was removed (none: the same command starts afresh)."""
+    import errno
+
+    import dwq.train.loop as loop
+
+    save, fail_at = loop.save_checkpoint, {"n": 2}
+
+    def save_until_full(path, state):
+        if path.endswith("last.pt") and state["epoch"] == fail_at["n"]:
+            raise OSError(errno.ENOSPC, "No space left on device", path + ".tmp")
+        save(path, state)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_until_full)
+    out = tmp_path / "o"
+    argv = ["train", "--out", str(out), "--train-subset", "32", "--batch-size", "32", "--epochs", "2", "--attack",
+            "none", "--val-size", "0", "--width", "8", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and f"last.pt.tmp: No space left on device; the last complete epoch is in {out}/last.pt" \
+        in err and f"dwq train --resume --out {out}" in err, err
+    fail_at["n"] = 1
+    out = tmp_path / "p"
+    assert main(argv[:2] + [str(out)] + argv[3:]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "no epoch completed, so there is nothing to resume" in err, err
+    assert list(out.iterdir()) == []
+
+
 @pytest.mark.parametrize("where", ["below a file", "/proc"])
 def test_out_that_cannot_be_written_fails_in_one_line_before_the_header(tmp_path, capsys, where):
     if where == "/proc":

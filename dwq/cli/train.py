@@ -18,6 +18,7 @@ Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -257,6 +258,18 @@ def cmd_train(a):
             print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
                   f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
         return 130
+    except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
+        if e.filename is None:
+            raise
+        what = f"{e.filename}: {e.strerror or e}"
+        if os.path.exists(os.path.join(a.out, "last.pt")):
+            raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
+                           f"dwq train --resume --out {a.out})") from None
+        if say:  # nothing to resume: as after Ctrl-C, the same command is to start afresh
+            with contextlib.suppress(OSError):
+                remove_run_files(a.out)
+        raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
+                       f"starts afresh)") from None
     finally:
         cleanup(synchronize=completed)
     if say:
