@@ -299,6 +299,43 @@ def test_mnist5k_splits_are_read_in_memory_without_loader_workers(monkeypatch):
     assert torch.equal(collate(part, [3, 1])[0], torch.stack([part[3][0], part[1][0]]))
 
 
+def test_best_pt_never_holds_an_epoch_that_resume_redoes(tmp_path, monkeypatch):
+    """best.pt was written before the epoch's last.pt: a kill between them left best.pt holding an epoch
+    that resume() redoes (its metrics line dropped), kept for good if the redone epoch scored lower. It
+    is now written after last.pt, and a resume rewrites one that the interrupted epoch did not write."""
+    import dwq.train.loop as loop
+
+    scores = iter([0.1 * e for e in range(1, 10)])  # every epoch better: each one chooses best.pt
+    monkeypatch.setattr(loop, "evaluate_clean_pgd", lambda *a, **k: (0.5, next(scores)))
+    save = loop.save_checkpoint
+
+    def killed_at(name, epoch):
+        def save_or_die(path, state):
+            if os.path.basename(path) == name and state["epoch"] == epoch:
+                raise KeyboardInterrupt  # the kill, just before this file is written
+            save(path, state)
+        return save_or_die
+
+    def epoch_of(name, out):
+        return load_checkpoint(str(out / name))["epoch"]
+
+    def trainer(out):
+        return Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=3, attack="none"), str(out),
+                       val_set=tiny_data(8))
+
+    for name in ("last.pt", "best.pt"):
+        out = tmp_path / name
+        monkeypatch.setattr(loop, "save_checkpoint", killed_at(name, 2))
+        with pytest.raises(KeyboardInterrupt):
+            trainer(out).fit()
+        monkeypatch.setattr(loop, "save_checkpoint", save)
+        res = trainer(out)
+        assert res.resume()
+        assert epoch_of("best.pt", out) == res.epoch == epoch_of("last.pt", out), name  # the line marks it best
+        res.fit()
+        assert epoch_of("best.pt", out) == 3
+
+
 def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):
     """precisions=None without RPT would train the set's first precision only while validation (and so
     best.pt) averaged over every branch; an epoch without a step would train nothing without a word."""

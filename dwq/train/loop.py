@@ -256,6 +256,12 @@ class Trainer:
             if run is None:
                 run = RunFolder(self.out_dir, None, read_metrics(self.out_dir))
             run.trim_metrics(self.epoch)
+            # The checkpoint's epoch chose best.pt (or the reference's) and was interrupted before writing
+            # it: the state is the checkpoint's own (_fit writes the same state to both).
+            rec = run.record(self.epoch) or {}
+            for key, name in (("best", "best.pt"), ("best_test_reference", REFERENCE_SELECT_CKPT)):
+                if rec.get(key):
+                    save_checkpoint(os.path.join(self.out_dir, name), ck)
 
     # -- one step ---------------------------------------------------------------------
     def _draw(self):
@@ -440,12 +446,10 @@ class Trainer:
             ranks = self.rank_states()  # every rank, every epoch (a collective under DDP)
             if self.rank == 0:
                 st = self.state(ranks)
-                if write_best:
-                    save_checkpoint(os.path.join(self.out_dir, "best.pt"), st)
-                if write_reference:
-                    save_checkpoint(os.path.join(self.out_dir, REFERENCE_SELECT_CKPT), st)
                 # The epoch's line first, then last.pt: an interrupt between them leaves a line ahead of
-                # the checkpoint, which resume() drops (the other order lost the line for good).
+                # the checkpoint, which resume() drops (the other order lost the line for good). best.pt
+                # last: written before last.pt, an interrupt left it holding an epoch that resume() redoes,
+                # for good if the redone epoch scored lower; after it, restore() rewrites a missed one.
                 with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
                     f.write(json.dumps(rec) + "\n")
                     # on disk before last.pt (fsynced): after a crash of the machine a last.pt ahead of
@@ -453,6 +457,10 @@ class Trainer:
                     f.flush()
                     os.fsync(f.fileno())
                 save_checkpoint(os.path.join(self.out_dir, "last.pt"), st)
+                if write_best:
+                    save_checkpoint(os.path.join(self.out_dir, "best.pt"), st)
+                if write_reference:
+                    save_checkpoint(os.path.join(self.out_dir, REFERENCE_SELECT_CKPT), st)
                 if self.on_epoch is not None:
                     self.on_epoch(rec)
         return self
