@@ -73,3 +73,11 @@ def test_a_file_that_is_no_torch_save_says_what_it_found(tmp_path, content, foun
     with pytest.raises(CheckpointError, match=found) as e:
         load_checkpoint(str(tmp_path / "x.pt"))
     assert _one_line(e.value) and "expected a torch.save file" in str(e.value)
+
+
+def test_a_run_folder_given_as_the_checkpoint_is_named_a_folder(tmp_path):
+    """It was 'does not exist', of a folder that exists."""
+    with pytest.raises(CheckpointError, match=r"is a folder; give a checkpoint file in it, e\.g\. .*best\.pt"):
+        load_trained_model(str(tmp_path))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(str(tmp_path / "none.pt"))

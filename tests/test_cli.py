@@ -186,6 +186,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--attack", "none", "--alpha", "0.1"], "--attack none has no attack"),
     (["train", "--lr-schedule", "cyclic", "--lr-milestones", "0.5"], "--lr-milestones is for --lr-schedule multistep"),
     (["train", "--val-size", "0", "--val-pgd-steps", "3"], "--val-size 0 disables validation"),
+    (["train", "--reference", "--val-pgd-steps", "3"], "--val-size 0 (--reference's default: give --val-size N"),
     (["train", "--network", "preact_resnet18", "--width", "8"], "--width sets small_cnn's first conv"),
     (["train", "--pretrained", "{tmp}/w.pth"], "--pretrained loads torchvision ResNet-50 weights"),
     (["train", "--precisions", "2", "4", "--num-bits-schedule", "2", "4"], "--precisions or --num-bits-schedule"),
@@ -225,6 +226,36 @@ def test_interrupt_before_the_first_epoch_leaves_a_folder_the_same_command_reuse
     assert list((tmp_path / "o").iterdir()) == []
     monkeypatch.undo()
     assert main(argv) == 0 and (tmp_path / "o" / "last.pt").is_file()
+
+
+def test_a_disk_that_fills_up_mid_run_is_one_line_saying_where_the_run_stands(tmp_path, capsys, monkeypatch):
+    """An OSError while writing (disk full) was a raw traceback; it names the file and the reason, and
+    says whether the run can resume (a last.pt) or was removed (none: the same command starts afresh)."""
+    import errno
+
+    import dwq.train.loop as loop
+
+    save, fail_at = loop.save_checkpoint, {"n": 2}
+
+    def save_until_full(path, state):
+        if path.endswith("last.pt") and state["epoch"] == fail_at["n"]:
+            raise OSError(errno.ENOSPC, "No space left on device", path + ".tmp")
+        save(path, state)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_until_full)
+    out = tmp_path / "o"
+    argv = ["train", "--out", str(out), "--train-subset", "32", "--batch-size", "32", "--epochs", "2", "--attack",
+            "none", "--val-size", "0", "--width", "8", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and f"last.pt.tmp: No space left on device; the last complete epoch is in {out}/last.pt" \
+        in err and f"dwq train --resume --out {out}" in err, err
+    fail_at["n"] = 1
+    out = tmp_path / "p"
+    assert main(argv[:2] + [str(out)] + argv[3:]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "no epoch completed, so there is nothing to resume" in err, err
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("where", ["below a file", "/proc"])
@@ -295,6 +326,39 @@ def test_no_validation_summary_names_no_best_pt_and_rpt_default_set_is_said(tmp_
     assert json.load(open(out / "config.json"))["extra"]["flags"]["precisions"] == [str(b) for b in range(4, 17)]
     assert not (out / "best.pt").exists()
     assert f"wrote {out}/: config.json, last.pt, metrics.jsonl" in console and "next:" not in console
+
+
+def test_train_subset_may_name_the_whole_training_split(tmp_path, capsys):
+    """--train-subset N uses the first N images of the split: N equal to the split's size was refused
+    with "the training split has only N images"."""
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--attack", "none", "--val-size", "3990", "--val-pgd-steps", "0",
+                 "--train-subset", "10", "--batch-size", "10", "--epochs", "1", "--width", "8", "--no-progress"]) == 0
+    assert "the first 10 training images (--train-subset), 3990 held out" in capsys.readouterr().out
+
+
+def test_a_folder_without_last_pt_is_not_offered_to_resume(tmp_path, capsys):
+    """A run killed before its first last.pt leaves config.json: a new run there was told "or --resume",
+    which then refused for want of a last.pt."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    assert main(["train", "--out", str(out), "--width", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "stopped before its first epoch completed, which cannot resume; remove the folder" in err, err
+    assert "--resume" not in err and _one_line(err)
+
+
+def test_device_index_beyond_the_machine_is_named(monkeypatch):
+    """--device cuda:5 on a 2-GPU machine passed the check and failed at the first tensor moved there."""
+    from dwq.cli.common import CLIError
+    from dwq.cli.train_flags import device_arg
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device_arg("cuda:1") == "cuda:1" and device_arg("cuda") == "cuda"
+    with pytest.raises(CLIError, match=re.escape("--device cuda:5: this machine has 2 CUDA devices (cuda:0 to cuda:1)")):
+        device_arg("cuda:5")
 
 
 def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):

@@ -213,10 +213,127 @@ def test_bad_config_is_rejected():
                                               "lr_gamma=-1.0"),
                         (dict(alpha=None), "alpha (the PGD step) is None"),
                         (dict(precisions=[]), "precisions must not be empty"),
-                        (dict(precisions=[4, "4", 8]), "precisions must not repeat")):
+                        (dict(precisions=[4, "4", 8]), "precisions must not repeat"),
+                        (dict(lr=float("inf")), "need finite lr > 0"),
+                        (dict(seed=-1), "seed must be an int in 0..2^63 - 1, got -1")):
         with pytest.raises(ValueError, match=re.escape(message)):
             cfg(**kw).validate()
     cfg(attack="fgsm", alpha=None).validate()  # FGSM's step defaults to epsilon
+
+
+def test_the_largest_seed_the_cli_takes_trains(tmp_path):
+    """The seeds derived for the random starts and the data order once left manual_seed's 64 bits
+    (seeds from about 2^44 up): a raw 'Overflow when unpacking long long'."""
+    top = 2**63 - 1
+    tr = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1, seed=top), str(tmp_path)).fit()
+    assert tr.step == 1
+    assert epoch_batches(8, 8, top, 3) != epoch_batches(8, 8, top, 4)  # still a seeded order per epoch
+    assert epoch_batches(8, 8, 5, 1) == [torch.randperm(8, generator=torch.Generator().manual_seed(5 * 100003 + 1)).tolist()]
+
+
+def test_rng_states_of_a_machine_with_more_gpus_restore_on_one_with_fewer(monkeypatch):
+    """A checkpoint keeps one CUDA RNG state per GPU of the machine that wrote it; setting them all on a
+    machine with fewer GPUs failed (an index past torch.cuda.default_generators) at CUDA's start."""
+    from dwq.train.checkpoint import rng_state, set_rng_state
+
+    st = rng_state()
+    st["cuda"] = [torch.zeros(16, dtype=torch.uint8) + i for i in range(4)]  # written on 4 GPUs
+    got = []
+
+    def set_all(states):  # what torch does: a state per device index, an error past the last
+        assert len(states) <= 2, f"{len(states)} CUDA RNG states for 2 GPUs"
+        got.extend(states)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_all)
+    set_rng_state(st)
+    assert [int(t[0]) for t in got] == [0, 1]
+
+
+def test_each_metrics_line_is_on_disk_before_its_last_pt(tmp_path, monkeypatch):
+    """The line was appended without fsync while last.pt is fsynced and renamed: a machine crash could
+    keep last.pt of epoch N and lose the line, and resume() then refuses the folder as another run's."""
+    import dwq._atomic
+
+    events, metrics = [], str(tmp_path / "metrics.jsonl")
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd):
+        on_disk = os.path.exists(metrics) and os.fstat(fd).st_ino == os.stat(metrics).st_ino
+        events.append(("fsync", "metrics.jsonl" if on_disk else "other"))
+        fsync(fd)
+
+    def logged_replace(src, dst):
+        events.append(("replace", os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", logged_fsync)
+    monkeypatch.setattr(dwq._atomic.os, "replace", logged_replace)
+    Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, attack="none"), str(tmp_path)).fit()
+    lasts = [i for i, e in enumerate(events) if e == ("replace", "last.pt")]
+    lines = [i for i, e in enumerate(events) if e == ("fsync", "metrics.jsonl")]
+    assert len(lasts) == len(lines) == 2 and all(m < p for m, p in zip(lines, lasts)), events
+
+
+def test_mnist5k_splits_are_read_in_memory_without_loader_workers(monkeypatch):
+    """train_val_split gives Subsets, which lost the TensorDataset fast path: every dwq train run on
+    mnist5k started --workers 2 loader processes per epoch and read image by image, while its help and
+    its note said mnist5k is held in memory and uses none."""
+    from dwq.data import train_val_split
+    from dwq.train.batches import BatchLoader, collate
+
+    train, _ = train_val_split(load_mnist5k("train"), 0.1, seed=3)
+    part = torch.utils.data.Subset(train, range(50))  # --train-subset 50
+    batches = epoch_batches(len(part), 16, 0, 0)
+    expected = [(torch.stack([part[i][0] for i in b]), torch.stack([part[i][1] for i in b])) for b in batches]
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("a DataLoader (loader workers) for tensors in memory")
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", no_loader)
+    got = list(BatchLoader(part, batches, num_workers=2, seed=0))
+    assert len(got) == len(expected) == 4
+    for (x, y), (ex, ey) in zip(got, expected):
+        assert torch.equal(x, ex) and torch.equal(y, ey) and y.dtype == ey.dtype
+    assert torch.equal(collate(part, [3, 1])[0], torch.stack([part[3][0], part[1][0]]))
+
+
+def test_best_pt_never_holds_an_epoch_that_resume_redoes(tmp_path, monkeypatch):
+    """best.pt was written before the epoch's last.pt: a kill between them left best.pt holding an epoch
+    that resume() redoes (its metrics line dropped), kept for good if the redone epoch scored lower. It
+    is now written after last.pt, and a resume rewrites one that the interrupted epoch did not write."""
+    import dwq.train.loop as loop
+
+    scores = iter([0.1 * e for e in range(1, 10)])  # every epoch better: each one chooses best.pt
+    monkeypatch.setattr(loop, "evaluate_clean_pgd", lambda *a, **k: (0.5, next(scores)))
+    save = loop.save_checkpoint
+
+    def killed_at(name, epoch):
+        def save_or_die(path, state):
+            if os.path.basename(path) == name and state["epoch"] == epoch:
+                raise KeyboardInterrupt  # the kill, just before this file is written
+            save(path, state)
+        return save_or_die
+
+    def epoch_of(name, out):
+        return load_checkpoint(str(out / name))["epoch"]
+
+    def trainer(out):
+        return Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=3, attack="none"), str(out),
+                       val_set=tiny_data(8))
+
+    for name in ("last.pt", "best.pt"):
+        out = tmp_path / name
+        monkeypatch.setattr(loop, "save_checkpoint", killed_at(name, 2))
+        with pytest.raises(KeyboardInterrupt):
+            trainer(out).fit()
+        monkeypatch.setattr(loop, "save_checkpoint", save)
+        res = trainer(out)
+        assert res.resume()
+        assert epoch_of("best.pt", out) == res.epoch == epoch_of("last.pt", out), name  # the line marks it best
+        res.fit()
+        assert epoch_of("best.pt", out) == 3
 
 
 def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):

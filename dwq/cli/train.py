@@ -18,6 +18,7 @@ Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -137,6 +138,17 @@ def add_parser(sub):
     return t
 
 
+def _resume_hint(out: str) -> str:
+    """What to do with a non-empty ``--out``: --resume only where it can continue (a last.pt); a run
+    killed before its first epoch ended (config.json alone) cannot, and --resume would refuse it."""
+    if os.path.isfile(os.path.join(out, "last.pt")):
+        return " (or --resume to continue the training run there)"
+    if os.path.isfile(os.path.join(out, "config.json")):
+        return (" (it holds a run stopped before its first epoch completed, which cannot resume; remove the "
+                "folder to start again there)")
+    return ""
+
+
 def cmd_train(a):
     import torch
 
@@ -155,7 +167,7 @@ def cmd_train(a):
         check_resume(a, given, recorded, ck["epoch"])
         a = restore_flags(a, given, recorded)
     else:
-        fresh_dir(a.out, create=False, hint=" (or --resume to continue the training run there)")
+        fresh_dir(a.out, create=False, hint=_resume_hint(a.out))
     notes = apply_reference_defaults(a, given) if a.reference and ck is None else []
     f, defaults = resolve_flags(a, given)
     defaults = notes + defaults
@@ -183,7 +195,7 @@ def cmd_train(a):
         raise CLIError(f"--val-size {f['val_size']} of {n_all} training images is no image; give a larger value, "
                        f"or 0 to train without validation")
     if f["train_subset"]:
-        if f["train_subset"] >= len(train):
+        if f["train_subset"] > len(train):
             raise CLIError(f"--train-subset {f['train_subset']}: the training split has only {len(train)} images "
                            f"({len(val)} held out for validation)")
         train = torch.utils.data.Subset(train, range(f["train_subset"]))
@@ -246,6 +258,18 @@ def cmd_train(a):
             print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
                   f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
         return 130
+    except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
+        if e.filename is None:
+            raise
+        what = f"{e.filename}: {e.strerror or e}"
+        if os.path.exists(os.path.join(a.out, "last.pt")):
+            raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
+                           f"dwq train --resume --out {a.out})") from None
+        if say:  # nothing to resume: as after Ctrl-C, the same command is to start afresh
+            with contextlib.suppress(OSError):
+                remove_run_files(a.out)
+        raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
+                       f"starts afresh)") from None
     finally:
         cleanup(synchronize=completed)
     if say:

@@ -53,6 +53,9 @@ def device_arg(name):
         raise CLIError(f"--device {name}: dwq runs on cpu or cuda, not {dev.type}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"--device {name}: CUDA is not available on this machine")
+    n = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.index is not None and dev.type == "cuda" and dev.index >= n:  # else torch's 'invalid device ordinal', late
+        raise CLIError(f"--device {name}: this machine has {n} CUDA device{'s' * (n > 1)} (cuda:0 to cuda:{n - 1})")
     return name
 
 
@@ -183,7 +186,9 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     for dest in ("momentum", "weight_decay", "seed"):
         f[dest] = getattr(a, dest)
     if "val_pgd_steps" in given and a.val_size == 0:
-        raise CLIError("--val-pgd-steps sets the validation attack, and --val-size 0 disables validation")
+        why = ("--val-size 0" if "val_size" in given
+               else "--val-size 0 (--reference's default: give --val-size N to validate)")
+        raise CLIError(f"--val-pgd-steps sets the validation attack, and {why} disables validation")
     f["val_pgd_steps"] = a.val_pgd_steps if a.val_size else None
     # where and how it runs
     f["device"] = device_arg(a.device)

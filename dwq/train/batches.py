@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["epoch_batches", "rank_batches", "collate", "SeededItems", "BatchLoader"]
+__all__ = ["epoch_batches", "rank_batches", "in_memory", "collate", "SeededItems", "BatchLoader"]
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -22,7 +22,8 @@ def rank_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, 
     """:func:`epoch_batches` as ``(indices, share)`` pairs: ``share`` is this rank's part of its global
     batch times ``world`` (1.0 when the batch splits evenly), the weight of the rank's mean loss that
     makes DDP's average of the ranks' gradients the global batch's (``Trainer.train_batch``)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).tolist()
+    # modulo 2^64 (what manual_seed takes): a seed up to 2^63 - 1 works, smaller ones keep their order
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed((seed * 100003 + epoch) % (1 << 64))).tolist()
     out = []
     for i in range(0, n, batch_size):
         b = perm[i:i + batch_size]
@@ -33,10 +34,26 @@ def rank_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, 
     return out
 
 
+def in_memory(dataset):
+    """``(tensors, index)`` when ``dataset`` is a TensorDataset, or Subsets of one (as
+    ``dwq.data.train_val_split`` makes of mnist5k): item ``i`` is ``t[index[i]]`` of each tensor ``t``
+    (``index`` None: ``t[i]``). None for any other dataset."""
+    index = None
+    while isinstance(dataset, torch.utils.data.Subset):
+        own = torch.as_tensor(dataset.indices, dtype=torch.long)
+        index = own if index is None else own[index]
+        dataset = dataset.dataset
+    return (dataset.tensors, index) if isinstance(dataset, torch.utils.data.TensorDataset) else None
+
+
 def collate(dataset, idx):
-    """``(x, y)``: the items ``idx`` of ``dataset`` stacked (a TensorDataset is indexed directly)."""
-    if hasattr(dataset, "tensors"):  # TensorDataset fast path
-        return dataset.tensors[0][idx], dataset.tensors[1][idx]
+    """``(x, y)``: the items ``idx`` of ``dataset`` stacked (tensors in memory are indexed directly)."""
+    mem = in_memory(dataset)
+    if mem is not None:  # fast path: no per-item Python, no loader workers
+        tensors, index = mem
+        i = torch.as_tensor(idx, dtype=torch.long)
+        i = i if index is None else index[i]
+        return tensors[0][i], tensors[1][i]
     xs, ys = zip(*(dataset[i] for i in idx))
     return torch.stack(xs), torch.as_tensor(ys)
 
@@ -61,10 +78,12 @@ class SeededItems(torch.utils.data.Dataset):
 
 class BatchLoader:
     """Minimal deterministic loader: a DataLoader over a fixed batch list (workers optional); items
-    other than a TensorDataset's are read through :class:`SeededItems` when ``seed`` is given."""
+    of datasets not in memory (:func:`in_memory`) are read through :class:`SeededItems` when ``seed``
+    is given. Tensors in memory are indexed in this process: workers would only add their start-up."""
 
     def __init__(self, dataset, batches, num_workers=0, seed=None, epoch=0):
-        if seed is not None and not hasattr(dataset, "tensors"):
+        self.in_memory = in_memory(dataset) is not None
+        if seed is not None and not self.in_memory:
             dataset = SeededItems(dataset, seed, epoch)
         self.dataset, self.batches, self.num_workers = dataset, batches, num_workers
 
@@ -72,7 +91,7 @@ class BatchLoader:
         return len(self.batches)
 
     def __iter__(self):
-        if self.num_workers == 0 or hasattr(self.dataset, "tensors"):
+        if self.num_workers == 0 or self.in_memory:
             for b in self.batches:
                 yield collate(self.dataset, b)
         else:

@@ -56,7 +56,9 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
     p = st["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"]])
+        # One state per GPU of the machine that saved it; a resume on a machine with fewer GPUs sets
+        # those it has (torch raises an IndexError on the first missing one, or defers it to CUDA's start).
+        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"][:torch.cuda.device_count()]])
     if generator is not None and "generator" in st:
         generator.set_state(st["generator"].cpu())
 
@@ -70,6 +72,9 @@ def save_checkpoint(path: str, state: dict) -> None:
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; clear error if missing or not ours."""
+    if os.path.isdir(path):  # a run folder, named for its checkpoint ("does not exist" would be wrong)
+        raise CheckpointError(f"checkpoint {path} is a folder; give a checkpoint file in it, e.g. "
+                              f"{os.path.join(path, 'best.pt')} or {os.path.join(path, 'last.pt')}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     ck = torch_load(path, CheckpointError, "dwq checkpoint", "a torch.save file written by dwq train",

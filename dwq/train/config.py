@@ -87,8 +87,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= {low} (an int), got {v!r}")
         if not all(0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr milestones are fractions of the run in (0, 1], got {list(self.lr_milestones)}")
-        if not (self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1 and self.lr_gamma > 0):
-            raise ValueError(f"need lr > 0, weight_decay >= 0, 0 <= momentum < 1 and lr_gamma > 0; got lr={self.lr}, "
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an int in 0..2^63 - 1, got {self.seed!r}")
+        # inf passes the comparisons below and trains NaN weights
+        finite = all(math.isfinite(v) for v in (self.lr, self.weight_decay, self.lr_gamma))
+        if not (finite and self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1 and self.lr_gamma > 0):
+            raise ValueError(f"need finite lr > 0, weight_decay >= 0, 0 <= momentum < 1 and lr_gamma > 0; got lr={self.lr}, "
                              f"weight_decay={self.weight_decay}, momentum={self.momentum}, lr_gamma={self.lr_gamma}")
         if self.precisions is not None:
             n = len(normalize_set(self.precisions))  # a list, not empty, no repeats (a repeat would bias the draw)

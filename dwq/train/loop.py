@@ -129,7 +129,8 @@ class Trainer:
         self.num_workers = num_workers
         # precision draws: the same sequence on every rank; random starts: per rank
         self.pgen = torch.Generator().manual_seed(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed * 1000003 + 7919 * (rank + 1))
+        # modulo 2^64 (what manual_seed takes): any seed up to 2^63 - 1 works, smaller ones keep their stream
+        self.gen = torch.Generator().manual_seed((cfg.seed * 1000003 + 7919 * (rank + 1)) % (1 << 64))
         torch.manual_seed(cfg.seed)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
@@ -255,6 +256,12 @@ class Trainer:
             if run is None:
                 run = RunFolder(self.out_dir, None, read_metrics(self.out_dir))
             run.trim_metrics(self.epoch)
+            # The checkpoint's epoch chose best.pt (or the reference's) and was interrupted before writing
+            # it: the state is the checkpoint's own (_fit writes the same state to both).
+            rec = run.record(self.epoch) or {}
+            for key, name in (("best", "best.pt"), ("best_test_reference", REFERENCE_SELECT_CKPT)):
+                if rec.get(key):
+                    save_checkpoint(os.path.join(self.out_dir, name), ck)
 
     # -- one step ---------------------------------------------------------------------
     def _draw(self):
@@ -439,15 +446,21 @@ class Trainer:
             ranks = self.rank_states()  # every rank, every epoch (a collective under DDP)
             if self.rank == 0:
                 st = self.state(ranks)
+                # The epoch's line first, then last.pt: an interrupt between them leaves a line ahead of
+                # the checkpoint, which resume() drops (the other order lost the line for good). best.pt
+                # last: written before last.pt, an interrupt left it holding an epoch that resume() redoes,
+                # for good if the redone epoch scored lower; after it, restore() rewrites a missed one.
+                with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                    # on disk before last.pt (fsynced): after a crash of the machine a last.pt ahead of
+                    # its line is a folder that resume() refuses as another run's
+                    f.flush()
+                    os.fsync(f.fileno())
+                save_checkpoint(os.path.join(self.out_dir, "last.pt"), st)
                 if write_best:
                     save_checkpoint(os.path.join(self.out_dir, "best.pt"), st)
                 if write_reference:
                     save_checkpoint(os.path.join(self.out_dir, REFERENCE_SELECT_CKPT), st)
-                # The epoch's line first, then last.pt: an interrupt between them leaves a line ahead of
-                # the checkpoint, which resume() drops (the other order lost the line for good).
-                with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                save_checkpoint(os.path.join(self.out_dir, "last.pt"), st)
                 if self.on_epoch is not None:
                     self.on_epoch(rec)
         return self

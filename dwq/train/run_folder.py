@@ -4,7 +4,8 @@ on resume.
 
 A folder holds ``config.json`` (the run's config, with its ``run_id``), ``metrics.jsonl`` (one JSON
 object per epoch), ``last.pt`` (every epoch), ``best.pt`` and, with the reference's rule,
-:data:`REFERENCE_SELECT_CKPT`. An epoch writes its metrics line before its ``last.pt``.
+:data:`REFERENCE_SELECT_CKPT`. An epoch writes its metrics line, then its ``last.pt``, then the best
+checkpoints it chose.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ __all__ = ["REFERENCE_SELECT_CKPT", "RUN_FILES", "RunFolder", "check_fresh_run_f
            "read_metrics", "remove_run_files"]
 
 REFERENCE_SELECT_CKPT = "best_test_reference.pt"
-# What a run writes into its folder before its first last.pt (at the end of epoch 1).
+# What a run writes into its folder besides last.pt (config.json and metrics.jsonl before the first one).
 RUN_FILES = ("config.json", "metrics.jsonl", "best.pt", REFERENCE_SELECT_CKPT)
 
 
@@ -42,6 +43,14 @@ class RunFolder:
         if len(keep) != len(self.metrics):
             with atomic_open(os.path.join(self.path, "metrics.jsonl")) as f:
                 f.writelines(keep)
+
+    def record(self, epoch: int) -> Optional[dict]:
+        """The metrics.jsonl line of ``epoch`` as a dict (the last such line), or None."""
+        found = None
+        for ln in self.metrics or []:
+            if _epoch_of(ln) == epoch:
+                found = json.loads(ln)
+        return found
 
 
 def read_metrics(out_dir: str) -> Optional[list]:
