@@ -3,6 +3,7 @@ user gave, the output-folder check and the per-stage progress of long jobs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -271,6 +272,29 @@ def writable_dir(path: str, name: str = "--out") -> str:
         _remove_dirs(created)
         raise CLIError(f"{name} {path}: cannot write into the folder ({e.strerror or e})") from None
     return path
+
+
+@contextlib.contextmanager
+def folder_lock(path: str, name: str = "--out"):
+    """Hold an exclusive lock on the folder ``path`` for the block: CLIError naming ``name`` when another
+    process holds it (two resumes of one run, e.g. a requeued job beside the original, would both append
+    to its metrics.jsonl and overwrite its checkpoints). An advisory flock on the folder itself: nothing
+    is written into it, and the lock ends with the process however it ends. No-op where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # (not POSIX)
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CLIError(f"{name} {path}: another process (a dwq train still running?) is writing to this "
+                           f"folder; wait for it to end, or choose another folder") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _remove_dirs(deepest_first) -> None:
