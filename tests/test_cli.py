@@ -390,6 +390,50 @@ def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
     assert [json.loads(line)["epoch"] for line in open(out / "metrics.jsonl")] == [1, 2]
 
 
+def test_a_run_folder_in_use_is_refused(run, tmp_path, capsys):
+    """Two processes on one run folder (a requeued job resuming beside the original) would both append
+    to metrics.jsonl and overwrite the checkpoints: while one holds the folder, the other is refused
+    before it writes anything, and the folder is free again once the holder ends."""
+    import fcntl
+
+    out = _copy(run, tmp_path)
+    before = {f: (out / f).read_bytes() for f in ("config.json", "last.pt", "metrics.jsonl")}
+    capsys.readouterr()
+    holder = os.open(out, os.O_RDONLY)  # what a running dwq train holds
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+        err = capsys.readouterr().err
+        assert _one_line(err) and f"--out {out}: another process" in err, err
+        assert {f: (out / f).read_bytes() for f in before} == before
+    finally:
+        os.close(holder)
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 0
+    assert [json.loads(line)["epoch"] for line in open(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_resume_refuses_a_training_set_of_another_size(run, tmp_path, capsys, monkeypatch):
+    """--data-dir may point a resume at another copy of the data, not at other data: a set of another
+    size would shift the validation split, the steps per epoch and the LR schedule silently."""
+    import dwq.data
+
+    out = _copy(run, tmp_path)
+    assert json.load(open(out / "config.json"))["extra"]["train_images"] == 4000
+    real = dwq.data.get_datasets
+
+    def fewer(*args, **kw):
+        train, test, info = real(*args, **kw)
+        return torch.utils.data.Subset(train, range(len(train) - 10)), test, info
+
+    monkeypatch.setattr(dwq.data, "get_datasets", fewer)
+    before = (out / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "the mnist5k training set has 3990 images, the run's had 4000" in err, err
+    assert (out / "metrics.jsonl").read_bytes() == before
+
+
 def test_resume_refuses_a_last_pt_of_another_run(run, fp_run, tmp_path, capsys):
     """A last.pt copied in from another run (the same epoch count, so metrics.jsonl agrees) is refused
     before anything is written: by the run id, or for a checkpoint older than run ids by the flags

@@ -26,7 +26,7 @@ import time
 
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, flag, fresh_dir, nonneg_float, nonneg_int, positive_float,
+from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int, positive_float,
                      positive_fraction, positive_int, precision_arg, seed_arg, unit_float, val_size_arg, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
@@ -186,6 +186,12 @@ def cmd_train(a):
 
     train, test, info = get_datasets(f["dataset"], f["data_dir"])
     n_all = len(train)
+    was = ck["config"]["extra"].get("train_images") if ck is not None else None
+    if was is not None and was != n_all:  # (--data-dir may change on resume; the data may not)
+        where = f" in {f['data_dir']}" if f["data_dir"] else ""
+        raise CLIError(f"--resume: the {f['dataset']} training set{where} has {n_all} images, the run's had "
+                       f"{was}: the validation split, the steps per epoch and the LR schedule would shift; give "
+                       f"--data-dir a copy of the run's data")
     try:
         train, val = train_val_split(train, f["val_size"], seed=f["seed"])
     except ValueError:  # its message names its parameter, val_size, not the flag
@@ -205,7 +211,7 @@ def cmd_train(a):
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
     model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, f["pretrained"],
                              reference=f["reference"])
-    extra = {"network": key, "dataset": f["dataset"], "model_precisions": f["precisions"],
+    extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
              "dwq_version": __version__, "reference": f["reference"]}
     train_ps = f["precisions"] if f["random_precision_training"] else [f["num_bits"]]
@@ -224,54 +230,56 @@ def cmd_train(a):
                  if say else None, test_set=test if f["reference"] else None)
     if say:  # before anything is written or printed: an --out that cannot be written fails in one line
         writable_dir(a.out)
-    if ck is not None:
+    # held from before resume's first write (restore() trims metrics.jsonl) until the run ends
+    with folder_lock(a.out) if say else contextlib.nullcontext():
+        if ck is not None:
+            try:
+                tr.restore(ck, run)
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
+                                      f"({str(e).strip().splitlines()[0]})") from None
+        if say:
+            print_header(f, ck["epoch"] if ck is not None else None, len(train), len(val), defaults, a.out)
+            if dist_active():
+                import torch.distributed as dist
+                print(f"  ranks      {world} process{'es' if world > 1 else ''}, {dist.get_backend()} backend, "
+                      f"DistributedDataParallel (--batch-size is the global batch)")
+            if ck is not None and "epochs" in history[-1]["changed"]:
+                old = recorded["epochs"]
+                lr_old = f["lr"] * lr_lambda(cfg, tr.total_steps // f["epochs"] * old)(tr.step)
+                lr_new = f["lr"] * lr_lambda(cfg, tr.total_steps)(tr.step)
+                print(f"  --epochs   {old} -> {f['epochs']}: the {f['lr_schedule']} LR schedule now spans "
+                      f"{f['epochs']} epochs" + (f" (LR {lr_old:.4g} -> {lr_new:.4g} from here)" if lr_old != lr_new else ""))
+        t0 = time.time()
+        completed = False
         try:
-            tr.restore(ck, run)
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
-                                  f"({str(e).strip().splitlines()[0]})") from None
-    if say:
-        print_header(f, ck["epoch"] if ck is not None else None, len(train), len(val), defaults, a.out)
-        if dist_active():
-            import torch.distributed as dist
-            print(f"  ranks      {world} process{'es' if world > 1 else ''}, {dist.get_backend()} backend, "
-                  f"DistributedDataParallel (--batch-size is the global batch)")
-        if ck is not None and "epochs" in history[-1]["changed"]:
-            old = recorded["epochs"]
-            lr_old = f["lr"] * lr_lambda(cfg, tr.total_steps // f["epochs"] * old)(tr.step)
-            lr_new = f["lr"] * lr_lambda(cfg, tr.total_steps)(tr.step)
-            print(f"  --epochs   {old} -> {f['epochs']}: the {f['lr_schedule']} LR schedule now spans "
-                  f"{f['epochs']} epochs" + (f" (LR {lr_old:.4g} -> {lr_new:.4g} from here)" if lr_old != lr_new else ""))
-    t0 = time.time()
-    completed = False
-    try:
-        tr.fit()
-        completed = True
-    except KeyboardInterrupt:
-        if say and os.path.exists(os.path.join(a.out, "last.pt")):
-            print(f"dwq train: interrupted; the last complete epoch is in {a.out}/last.pt "
-                  f"(continue with: dwq train --resume --out {a.out})", file=sys.stderr)
-        elif say:
-            # No epoch completed: nothing to resume. Remove what this run wrote, so that the same
-            # command starts afresh instead of finding a folder that is neither empty nor resumable.
-            remove_run_files(a.out)
-            print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
-                  f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
-        return 130
-    except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
-        if e.filename is None:
-            raise
-        what = f"{e.filename}: {e.strerror or e}"
-        if os.path.exists(os.path.join(a.out, "last.pt")):
-            raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
-                           f"dwq train --resume --out {a.out})") from None
-        if say:  # nothing to resume: as after Ctrl-C, the same command is to start afresh
-            with contextlib.suppress(OSError):
+            tr.fit()
+            completed = True
+        except KeyboardInterrupt:
+            if say and os.path.exists(os.path.join(a.out, "last.pt")):
+                print(f"dwq train: interrupted; the last complete epoch is in {a.out}/last.pt "
+                      f"(continue with: dwq train --resume --out {a.out})", file=sys.stderr)
+            elif say:
+                # No epoch completed: nothing to resume. Remove what this run wrote, so that the same
+                # command starts afresh instead of finding a folder that is neither empty nor resumable.
                 remove_run_files(a.out)
-        raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
-                       f"starts afresh)") from None
-    finally:
-        cleanup(synchronize=completed)
-    if say:
-        print_summary(a.out, tr, time.time() - t0, f)
-    return 0
+                print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
+                      f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
+            return 130
+        except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
+            if e.filename is None:
+                raise
+            what = f"{e.filename}: {e.strerror or e}"
+            if os.path.exists(os.path.join(a.out, "last.pt")):
+                raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
+                               f"dwq train --resume --out {a.out})") from None
+            if say:  # nothing to resume: as after Ctrl-C, the same command is to start afresh
+                with contextlib.suppress(OSError):
+                    remove_run_files(a.out)
+            raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
+                           f"starts afresh)") from None
+        finally:
+            cleanup(synchronize=completed)
+        if say:
+            print_summary(a.out, tr, time.time() - t0, f)
+        return 0
