@@ -487,3 +487,12 @@ def test_save_heatmap_interrupted_keeps_previous_png(tmp_path, monkeypatch):
         E.save_heatmap(tm, str(path))
     assert path.read_bytes() == kept and not (tmp_path / "h.png.tmp").exists()
     assert len(plt.get_fignums()) == open_before
+
+
+def test_cw_l2_report_does_not_claim_epsilon_as_its_bound(model_data, tmp_path):
+    """CW-L2 is unbounded (minimal distortion): its matrix carries no epsilon (the heatmap's title would
+    claim one), and the report says what epsilon bounds instead."""
+    m, x, y = model_data
+    rep = E.evaluate(m, x[:4], y[:4], SET[:2], attack="cw-l2", epsilon=0.1, protocols=["transfer"], batch_size=4)
+    assert rep["cw_l2_bound"].startswith("none: unbounded L2") and "epsilon" not in rep["transfer_matrix"]
+    E.save_heatmap(rep["transfer_matrix"], str(tmp_path / "cw.png"))

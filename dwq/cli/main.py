@@ -178,6 +178,9 @@ def _eval_settings(a, ck, model_set, device):
         rows.append(("epsilon", f"{a.epsilon:.4g}", "checkpoint: the training ε"))
     else:
         rows.append(("epsilon", f"{a.epsilon:.4g}", "given"))
+    if a.attack == "cw-l2":
+        rows[-1] = rows[-1][:2] + (rows[-1][2] + "; bounds the adaptive and AutoAttack protocols, not cw-l2 "
+                                   "(unbounded L2)",)
     if uses_pgd:
         if a.alpha is not None:
             rows.append(("step", f"{a.alpha:.4g}", "given"))
