@@ -15,8 +15,7 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
                      paper_batch, autoattack_n, autoattack_steps, eot_iter) -> None:
     """ValueError naming the argument, its value and what was expected."""
     A.check_autograd()  # else found at the first attack, after the clean pass
-    if eot_iter < 1:
-        raise ValueError(f"eot_iter (EOT samples per AutoAttack step) must be >= 1, got {eot_iter}")
+    A.check_count(eot_iter, "eot_iter (EOT samples per AutoAttack step)", 1)
     A.check_eps(epsilon, positive=True)
     normalize_set(precisions, "precisions")
     normalize_set(rset, "rpi_precisions")
