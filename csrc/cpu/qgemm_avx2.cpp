@@ -1,7 +1,13 @@
-// AVX2 microkernel of the integer GEMM engine (qgemm.h). vpmaddubsw saturates at int16 (255*-128*2
-// does not fit), so codes are widened to int16 and multiplied with vpmaddwd, which cannot overflow
-// here; each int32 lane holds half of an output's 4-deep dot product and the halves are added when
-// the tile is stored. Only the code after the includes is built for AVX2 (isa_region.h), so the rest stays generic.
+// AVX2 microkernels of the integer GEMM engine (qgemm.h).
+// Codes of at most 7 bits (ukernel_narrow): vpmaddubsw multiplies u8 x s8 pairs into int16 exactly
+// (|a0*b0 + a1*b1| <= 2*127*128 < 2^15) and vpmaddwd by ones completes each output's 4-deep dot
+// product in one int32 lane: 32 products per vpmaddubsw. 8-bit codes and limbs (ukernel) would
+// saturate there (255*-128*2 does not fit int16), so they are widened to int16 and multiplied with
+// vpmaddwd (16 products each); each int32 lane then holds half of a dot product, and the halves are
+// added when the tile is stored.
+// Both tiles keep their accumulators in registers (AVX2 has 16: a 3 x 16-column int16 tile needed
+// 17 and spilled to the stack in every k step). Only the code after the includes is built for AVX2
+// (isa_region.h), so the rest stays generic.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -21,42 +27,91 @@ DWQ_ISA_REGION_BEGIN("avx2,fma")
 namespace dwq::cpu::avx2 {
 
 constexpr int kMR = 3;
+constexpr int64_t kGChunk = 256;  // 4-k groups of A widened to int16 per pass (kMR rows: 6 KiB, in L1)
 
-// 16 output columns (one quarter of a 64-wide block) for MR rows.
+// 8 output columns (of a 64-wide block) for MR rows over groups [0, kg) of rows widened to int16
+// (aw: row r at r * 4 * kGChunk); adds to C when acc, else stores.
 template <int MR>
-static inline void ukernel16(const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
-  __m256i c[MR][4];
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < 4; ++q) c[r][q] = _mm256_setzero_si256();
+static inline void ukernel8(const int16_t* aw, const int8_t* B, int64_t kg, int32_t* C, bool acc) {
+  __m256i c[MR][2];
+  for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
   for (int64_t g = 0; g < kg; ++g) {
-    __m256i a[MR];
-    for (int r = 0; r < MR; ++r) {
-      int32_t av;
-      std::memcpy(&av, A + r * lda + 4 * g, 4);
-      a[r] = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(av)));
-    }
     const int8_t* b = B + g * 256;
-    for (int q = 0; q < 4; ++q) {
-      const __m256i bq = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + q * 16)));
-      for (int r = 0; r < MR; ++r) c[r][q] = _mm256_add_epi32(c[r][q], _mm256_madd_epi16(a[r], bq));
+    const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
+    const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
+    for (int r = 0; r < MR; ++r) {
+      int64_t av;
+      std::memcpy(&av, aw + r * 4 * kGChunk + 4 * g, 8);
+      const __m256i a = _mm256_set1_epi64x(av);
+      c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(a, b0));
+      c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(a, b1));
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int q = 0; q < 4; ++q) {
-      alignas(32) int32_t t[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(t), c[r][q]);
-      for (int i = 0; i < 4; ++i) C[r * kBlockN + q * 4 + i] = t[2 * i] + t[2 * i + 1];
+  for (int r = 0; r < MR; ++r) {
+    // lanes (2i, 2i+1) of c[r][h] are the halves of column 4h + i: hadd pairs them
+    const __m256i h = _mm256_permute4x64_epi64(_mm256_hadd_epi32(c[r][0], c[r][1]), 0xD8);
+    __m256i* dst = reinterpret_cast<__m256i*>(C + r * kBlockN);
+    _mm256_storeu_si256(dst, acc ? _mm256_add_epi32(_mm256_loadu_si256(dst), h) : h);
+  }
+}
+
+template <int MR>
+static void ukernel_mr(const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
+  // Each row is widened once per chunk, not once per 8 columns: the tile then broadcasts it from L1.
+  alignas(32) int16_t aw[MR * 4 * kGChunk];
+  for (int64_t g0 = 0; g0 < kg; g0 += kGChunk) {
+    const int64_t gn = std::min(kGChunk, kg - g0);
+    for (int r = 0; r < MR; ++r) {
+      const uint8_t* src = A + r * lda + 4 * g0;
+      int16_t* dst = aw + r * 4 * kGChunk;
+      int64_t i = 0;
+      for (; i + 16 <= 4 * gn; i += 16)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst + i),
+                           _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+      for (; i < 4 * gn; ++i) dst[i] = src[i];
     }
+    for (int s = 0; s < 8; ++s) ukernel8<MR>(aw, B + g0 * 256 + s * 32, gn, C + s * 8, g0 > 0);
+  }
 }
 
 static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
+  switch (mr) {
+    case 1: ukernel_mr<1>(A, lda, B, kg, C); break;
+    case 2: ukernel_mr<2>(A, lda, B, kg, C); break;
+    default: ukernel_mr<3>(A, lda, B, kg, C); break;
+  }
+}
+
+// 16 output columns for MR rows of codes <= 127 (see the top of the file).
+template <int MR>
+static inline void ukernel16_narrow(const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i c[MR][2];
+  for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = _mm256_setzero_si256();
+  for (int64_t g = 0; g < kg; ++g) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + g * 256));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + g * 256 + 32));
+    for (int r = 0; r < MR; ++r) {
+      int32_t av;
+      std::memcpy(&av, A + r * lda + 4 * g, 4);
+      const __m256i a = _mm256_set1_epi32(av);
+      c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b0), ones));
+      c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b1), ones));
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(C + r * kBlockN), c[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(C + r * kBlockN + 8), c[r][1]);
+  }
+}
+
+#define DWQ_ISA_NARROW 1
+static void ukernel_narrow(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
   for (int s = 0; s < 4; ++s) {
-    const int8_t* Bs = B + s * 64;
-    int32_t* Cs = C + s * 16;
     switch (mr) {
-      case 1: ukernel16<1>(A, lda, Bs, kg, Cs); break;
-      case 2: ukernel16<2>(A, lda, Bs, kg, Cs); break;
-      default: ukernel16<3>(A, lda, Bs, kg, Cs); break;
+      case 1: ukernel16_narrow<1>(A, lda, B + s * 64, kg, C + s * 16); break;
+      case 2: ukernel16_narrow<2>(A, lda, B + s * 64, kg, C + s * 16); break;
+      default: ukernel16_narrow<3>(A, lda, B + s * 64, kg, C + s * 16); break;
     }
   }
 }

@@ -13,7 +13,9 @@
 //   DWQ_ISA_ROWPACK  struct RowPack(qmax) { copy(src, n, dst); add(src, n); fill(dst, v, n); take(); bad; }
 //                    (single-pass uint8 im2col rows with their sums and range check);
 //   DWQ_ISA_IMPLICIT ukernel_taps(mr, rows, ntaps, kgt, B, C): the microkernel over per-row tap
-//                    pointers (implicit-GEMM stride-1 conv; needs DWQ_ISA_ROWPACK for pixel sums).
+//                    pointers (implicit-GEMM stride-1 conv; needs DWQ_ISA_ROWPACK for pixel sums);
+//   DWQ_ISA_NARROW   ukernel_narrow, ukernel's contract for A codes <= 127 (activations of at most
+//                    7 bits, one limb), where an ISA has a faster exact product.
 // No system #include in these pieces: the including file provides <algorithm>, <climits>,
 // <cstring>, <type_traits>, <vector> and common/arith.h before it opens its target region.
 
@@ -68,6 +70,11 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   const bool limb3 = !fast && (p.lx == 2 || p.lw == 2) && K <= 32768;
   const int64_t Lw = p.lw == 2 ? 257 : 1;
   const int64_t kg_chunk = kMaxKChunk / 4;
+#ifdef DWQ_ISA_NARROW
+  const auto uk = p.lx == 1 && qmax_x <= 127 ? ukernel_narrow : ukernel;
+#else
+  const auto uk = ukernel;
+#endif
 
 #ifdef DWQ_ISA_IMPLICIT
   // Stride-1 convolutions over dense channels-last uint8 codes (4 | C): the microkernel reads the
@@ -125,7 +132,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
           if (implicit)
             ukernel_taps(mr, tb.taps.data() + mt * ntaps, ntaps, a.C / 4, bblk, t32);
           else
-            ukernel(mr, A, Kp, bblk, kg_total, t32);
+            uk(mr, A, Kp, bblk, kg_total, t32);
           if (fused != nullptr) {
             fused(t32, mr, nv, rst, colw32, colc32, ep, m0 + mt, n0);
           } else {
@@ -142,8 +149,8 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
           // (|P01 + P10| <= 2 * 255 * 128 * K < 2^31 for K <= 32768).
           const uint8_t* A1 = A + p.mc * Kp;
           const int8_t* B1 = bblk + w.Npad * Kp;
-          ukernel(mr, A, Kp, bblk, kg_total, tl[0]);
-          if (p.lw == 2) ukernel(mr, A, Kp, B1, kg_total, tl[1]);
+          uk(mr, A, Kp, bblk, kg_total, tl[0]);
+          if (p.lw == 2) uk(mr, A, Kp, B1, kg_total, tl[1]);
           if (p.lx == 2) {
             if (p.lw == 2) {
               ukernel(mr, A1, Kp, bblk, kg_total, t32);
@@ -178,7 +185,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
               const int8_t* Bl = bblk + ib * w.Npad * Kp;
               for (int64_t g0 = 0; g0 < kg_total; g0 += kg_chunk) {
                 const int64_t gn = std::min(kg_chunk, kg_total - g0);
-                ukernel(mr, Al + 4 * g0, Kp, Bl + 256 * g0, gn, t32);
+                uk(mr, Al + 4 * g0, Kp, Bl + 256 * g0, gn, t32);
                 for (int64_t i = 0; i < mr * kBlockN; ++i) t64[i] += static_cast<int64_t>(t32[i]) * (int64_t{1} << shift);
               }
             }

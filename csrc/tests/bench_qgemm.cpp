@@ -73,8 +73,8 @@ int main(int argc, char** argv) {
   const int only = argc > 2 ? std::atoi(argv[2]) : -1;  // shape index, -1 = all
   int idx = -1;
   for (auto& s : shapes)
-    for (int bits : {8, 16}) {
-      if (only >= 0 && (++idx) / 2 != only) continue;
+    for (int bits : {4, 8, 16}) {
+      if (only >= 0 && (++idx) / 3 != only) continue;
       if (std::getenv("BENCH_BITS") && std::atoi(std::getenv("BENCH_BITS")) != bits) continue;
       const double t = bench(isa, s.M, s.N, s.K, bits, s.conv);
       std::printf("%-28s bits=%2d  %8.3f ms  %7.1f Gop/s\n", s.name, bits, t * 1e3, 2.0 * s.M * s.N * s.K / t * 1e-9);

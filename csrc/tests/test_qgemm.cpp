@@ -204,6 +204,45 @@ static void overflow_case(Isa isa) {
         isa_name(isa), (long long)out[0], (long long)out[1], (long long)out[2]);
 }
 
+// Every pair of products at its extreme: 7-bit codes 127 against weight bytes -128 and +127 fill the
+// int16 pair sums of a narrow (vpmaddubsw) kernel to +-32512 and 32258; 8-bit codes 255 against them
+// would saturate there, so they must take the wide path. Also uint8 activations, K near the
+// int32-exact limit of one pass at 7 x 8 bits, and every row count of a tile.
+static void narrow_extreme_cases(Isa isa) {
+  for (int xb : {7, 8})
+    for (int wb : {7, 8})
+      for (int64_t K : {int64_t{4099}, int64_t{65536}}) {
+        const int64_t M = 5, N = 67;
+        const int32_t qx = (1 << xb) - 1, qw = (1 << wb) - 1;
+        std::vector<uint8_t> x(M * K);
+        std::vector<int32_t> w(N * K), zw(N);
+        for (int64_t i = 0; i < M * K; ++i) x[i] = static_cast<uint8_t>((i / K) == 3 ? 0 : qx);
+        for (int64_t n = 0; n < N; ++n) {
+          zw[n] = n % 3 == 0 ? 0 : n % 3 == 1 ? qw : qw / 2;
+          for (int64_t k = 0; k < K; ++k) w[n * K + k] = n % 2 ? qw : 0;
+        }
+        Packed p = pack(w, N, K, zw, wb);
+        ActSource a;
+        a.x = x.data();
+        a.is_u8 = true;
+        a.zx = 0;
+        a.bits = xb;
+        a.sm = K;
+        std::vector<int64_t> out(M * N, -1);
+        Epilogue ep;
+        ep.out = out.data();
+        ep.ldo = N;
+        run_all(isa, M, a, p, ep);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            const int64_t want = K * int64_t(m == 3 ? 0 : qx) * ((n % 2 ? qw : 0) - zw[n]);
+            CHECK(out[m * N + n] == want, "%s narrow extreme xb=%d wb=%d K=%lld [%lld,%lld]: got %lld want %lld",
+                  isa_name(isa), xb, wb, (long long)K, (long long)m, (long long)n, (long long)out[m * N + n],
+                  (long long)want);
+          }
+      }
+}
+
 static void quantize_cases(Isa isa, std::mt19937_64& rng) {
   std::vector<float> x(5000);
   std::normal_distribution<float> nd(0.f, 3.f);
@@ -245,6 +284,7 @@ int main() {
     const int64_t g = gemm_cases(isa, rng, 150);
     const int64_t c = conv_cases(isa, rng, 120);
     overflow_case(isa);
+    narrow_extreme_cases(isa);
     quantize_cases(isa, rng);
     std::printf("%s: %lld gemm + %lld conv cases exact\n", isa_name(isa), (long long)g, (long long)c);
   }
