@@ -212,3 +212,46 @@ def test_eot_loss_is_the_exact_mean_over_precisions():
                   generator=g())
     torch.testing.assert_close(a, b)
     assert dwq.get_precision(model) == 8  # attacks never leave the precision changed
+
+
+def _confident_fp16():
+    """A model sure of class 0 (margin ~18) run under CPU float16 autocast: its loss gradients,
+    ~exp(-18) = 1.5e-8, lie below float16's smallest subnormal (6e-8)."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    with torch.no_grad():
+        m[3].bias.copy_(torch.tensor([18.0, 0, 0, 0]))
+
+    def fp16(x):
+        with torch.autocast("cpu", dtype=torch.float16):
+            return m(x)
+    x = torch.rand(16, 1, 8, 8)
+    return m, fp16, x, torch.zeros(16, dtype=torch.long)
+
+
+@pytest.mark.parametrize("attack", [lambda f, x, y, s: A.fgsm(f, x, y, 0.03, loss_scale=s),
+                                    lambda f, x, y, s: A.pgd(f, x, y, 0.03, 0.01, 2, random_start=False, loss_scale=s)])
+def test_loss_scale_keeps_fp16_gradients_from_flushing_to_zero(attack):
+    """Under float16 autocast the unscaled input gradients of confident samples were exactly 0, so
+    FGSM/PGD under AMP training left those pixels where they were. Scaled as the trainer scales
+    (GradScaler's scale over the batch size), they move, the way the float32 gradient points."""
+    m, fp16, x, y = _confident_fp16()
+    scale = torch.amp.GradScaler("cpu").scale(torch.full((), 1.0 / len(y)))
+    assert (attack(fp16, x, y, None) == x).float().mean() > 0.99  # the flush to zero this fixes
+    xa = attack(fp16, x, y, scale)
+    assert (xa == x).float().mean() < 0.02
+    ref = attack(m, x, y, None)  # float32: no underflow
+    assert ((xa - x).sign() == (ref - x).sign()).float().mean() > 0.95
+
+
+def test_loss_scale_overflow_leaves_no_nan_and_float32_is_unchanged(trained):
+    m, fp16, x, y = _confident_fp16()
+    # 2^50 overflows float16 at the logits: inf - inf in the last layer's backward sum makes every
+    # input gradient NaN, which torch.sign maps to 0 (dwq.attacks relies on it): no NaN image
+    xa = A.fgsm(fp16, x, y, 0.03, loss_scale=2.0 ** 50)
+    assert torch.isfinite(xa).all() and torch.equal(xa, x)
+    # float32: a power-of-two scale is exact, so the signed steps are the unscaled ones, bit for bit
+    m, x, y = trained
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(A.pgd(m, x[:32], y[:32], EPS, 0.02, 3, generator=g()),
+                       A.pgd(m, x[:32], y[:32], EPS, 0.02, 3, generator=g(), loss_scale=1024.0))

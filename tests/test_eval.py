@@ -367,6 +367,9 @@ def test_evaluate_rejects_bad_input(model_data, kw, msg):
     (dict(y=lambda y: y[:3]), r"same number .* got 4 and 3"),  # broadcasting error in the clean pass
     (dict(y=lambda y: y + 10), r"class indices in \[0, 9\] .* got labels in \[1[0-9], 1[0-9]\]"),  # IndexError
     (dict(y=lambda y: y.float()), r"y must be int64 labels"),
+    # CIFAR-100's count for a 10-output model: its labels would have fit and been scored as they were
+    (dict(num_classes=100), r"num_classes is 100 \(the data's classes\), but the model has 10 outputs"),
+    (dict(num_classes=0), r"num_classes must be an int >= 1, got 0"),
     # attacks clamp to [0, 1]: images outside it were perturbed beyond epsilon unnoticed
     (dict(x=lambda x: x * 255), r"x must hold images in \[0, 1\].*got values in \[0, 255\]"),
     (dict(x=lambda x: x - 0.5), r"x must hold images in \[0, 1\]"),
@@ -382,6 +385,20 @@ def test_evaluate_checks_its_arguments_before_attacking(model_data, change, msg)
         E.evaluate(m, args.pop("x"), args.pop("y"), args.pop("precisions"),
                    progress=lambda *a: calls.append(a), **args)
     assert calls == []  # refused before the clean pass
+
+
+def test_evaluate_refuses_a_model_with_more_outputs_than_the_datas_classes(model_data):
+    """A 100-class model on a 10-class set: every label fits its outputs, and it was scored (accuracy
+    of a 100-way argmax against 10-class labels); now refused before the clean pass. Without
+    num_classes the model's own count is taken, and the modes come back as they were."""
+    _, x, y = model_data
+    m = small_cnn(num_classes=100, precisions=SET, width=4).train()
+    calls = []
+    with pytest.raises(ValueError, match=r"num_classes is 10 \(the data's classes\), but the model has 100 outputs"):
+        E.evaluate(m, x[:4], y[:4], SET, epsilon=0.1, alpha=0.02, steps=1, protocols=["paper"], num_classes=10,
+                   progress=lambda *a: calls.append(a))
+    assert calls == [] and m.training
+    assert E.evaluate(m, x[:4], y[:4], SET, epsilon=0.1, alpha=0.02, steps=1, protocols=["paper"])["n"] == 4
 
 
 @pytest.mark.parametrize("name,kw,msg", [("pgd", dict(alpha=-0.1), r"step size \(alpha\) .* got -0.1"),

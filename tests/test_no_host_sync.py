@@ -56,6 +56,22 @@ def test_rpt_step_has_no_sync_prone_call(tmp_path, attack, quantizer_path):
     assert p.hits == []
 
 
+@pytest.mark.parametrize("attack", ["pgd", "fgsm-rs"])
+def test_amp_attack_loss_scale_has_no_sync_prone_call(tmp_path, attack):
+    """Under AMP the attack's loss is multiplied by the GradScaler's scale, a device tensor never read
+    on the host (the update's scaler.step reads its inf check by design: not probed). amp is refused
+    off CUDA; the AMP path is turned on by hand under CPU autocast."""
+    m = small_cnn(precisions=[4, 8], width=4, switchable_bn=True)
+    data = TensorDataset(torch.rand(8, 1, 28, 28), torch.randint(10, (8,)))
+    tr = Trainer(m, data, cfg(attack=attack, attack_iters=2, epochs=1, precisions=[4, 8]), str(tmp_path))
+    tr.use_amp, tr.scaler, tr._autocast_device = True, torch.amp.GradScaler("cpu"), "cpu"
+    x, y = data.tensors
+    tr.train_batch(x, y)  # warm-up: the update makes the scaler's scale
+    with SyncProbe() as p:
+        tr._craft(x, y)
+    assert p.hits == []
+
+
 @pytest.mark.parametrize("precision", [None, 4])
 def test_eval_forward_has_no_sync_prone_call(precision, quantizer_path):
     """Eval forward with tracked ranges, and with a range slot never observed (it falls back to the

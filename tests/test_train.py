@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 
 import dwq
+from dwq.attacks import project_linf
 from dwq.data import load_mnist5k
 from dwq.models import small_cnn
 from dwq.train import CheckpointError, TrainConfig, Trainer, load_checkpoint, save_checkpoint
@@ -78,6 +79,30 @@ def test_other_training_attacks_run(tmp_path, attack, steps):
     model = small_cnn(precisions=SET, width=8)
     tr = Trainer(model, tiny_data(128), cfg(epochs=1, attack=attack, free_replays=3, alpha=None), str(tmp_path)).fit()
     assert tr.step == steps
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "fgsm-rs", "pgd"])
+def test_amp_attack_scales_its_loss_so_fp16_gradients_do_not_flush_to_zero(tmp_path, attack):
+    """Under AMP the attack's input gradients of a confident model (margin ~15) were float16 zeros:
+    FGSM left every pixel as it was (training on clean images). The trainer scales the attack's
+    loss as its update's. amp stays refused off CUDA; the test turns on the AMP path under CPU
+    autocast by hand."""
+    torch.manual_seed(0)
+    m = small_cnn(precisions=[None], width=4)
+    with torch.no_grad():
+        m.fc.bias.zero_()
+        m.fc.bias[0] = 15.0
+    x, y = torch.rand(16, 1, 28, 28), torch.zeros(16, dtype=torch.long)
+    c = cfg(attack=attack, alpha=0.03, epsilon=0.03, attack_iters=1, precisions=[None], random_precision=False)
+    tr = Trainer(m, TensorDataset(x, y), c, str(tmp_path))
+    tr.use_amp, tr.scaler, tr._autocast_device = True, torch.amp.GradScaler("cpu"), "cpu"
+    start = x
+    if attack != "fgsm":  # the random start, drawn as the attack draws it from the trainer's generator
+        st = tr.gen.get_state()
+        start = project_linf(x + (2 * torch.rand(x.shape, generator=tr.gen) - 1) * 0.03, x, 0.03)
+        tr.gen.set_state(st)
+    unmoved = (tr._craft(x, y) == start).float().mean()
+    assert unmoved < 0.05  # unscaled: 1.0
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),

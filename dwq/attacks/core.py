@@ -6,6 +6,12 @@ the image range, which can only shrink the perturbation).
 
 Losses are *per-sample* callables ``loss(logits, y) -> float [N]``; the attack
 ascends their sum, so each sample's gradient is that of its own loss.
+
+``loss_scale`` (FGSM, FGSM-RS, PGD), for a model run under float16 autocast: a positive factor
+(a float or a 0-dim tensor, e.g. a ``GradScaler``'s scale) the summed loss is multiplied by before
+the backward. The signed step is the same for any positive factor; it only keeps small gradients
+from flushing to zero in float16, where a pixel with a zero gradient never moves. ``None`` (the
+default) leaves float32 attacks exactly as they were.
 """
 from __future__ import annotations
 
@@ -103,36 +109,42 @@ def check_autograd():
                            "(torch.no_grad() around them is fine)")
 
 
-def _grad(f, x_adv, y):
+def _grad(f, x_adv, y, loss_scale=None):
     check_autograd()
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():
         l, z = f(x_adv, y)
-        g, = torch.autograd.grad(l.sum(), x_adv)
+        total = l.sum() if loss_scale is None else l.sum() * loss_scale
+        g, = torch.autograd.grad(total, x_adv)
+    # A scaled float16 backward can overflow: an inf entry keeps its sign, and inf - inf in a sum (a
+    # layer's, or train-mode BN's over the batch) is NaN, which torch.sign maps to 0 on CPU and CUDA
+    # (c10::signum), so those pixels stay put, as underflow left them, and no image turns NaN (a test
+    # holds torch to it). No nan_to_num then: a float32 step is untouched, and costs nothing more.
     return g.detach(), l.detach(), (z.detach() if z is not None else None)
 
 
-def fgsm(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0):
+def fgsm(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, loss_scale=None):
     """FGSM: one signed-gradient step of size ``alpha`` (default ``eps``) from ``x``."""
-    return _single_step(model, x, y, eps, eps if alpha is None else check_eps(alpha, "step size"), False, loss, lo, hi)
+    return _single_step(model, x, y, eps, eps if alpha is None else check_eps(alpha, "step size"), False, loss, lo, hi,
+                        loss_scale=loss_scale)
 
 
-def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generator=None):
+def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generator=None, loss_scale=None):
     """FGSM with a uniform random start in the ε-ball ("fast" adversarial training,
     Wong et al. 2020); default step ``1.25·eps``."""
     # a NaN step gave NaN images, a negative one descended the loss; the default 1.25·eps may
     # exceed 1 (eps > 0.8), so only a step the caller gives is checked
     alpha = 1.25 * eps if alpha is None else check_eps(alpha, "step size")
-    return _single_step(model, x, y, eps, alpha, True, loss, lo, hi, generator)
+    return _single_step(model, x, y, eps, alpha, True, loss, lo, hi, generator, loss_scale)
 
 
-def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None):
+def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None, loss_scale=None):
     check_eps(eps)
     f = _as_objective(model, loss)
     x = x.detach()
     x0 = x + _uniform(x, eps, generator) if rs else x
     x0 = project_linf(x0, x, eps, lo, hi)
-    g, _, _ = _grad(f, x0, y)
+    g, _, _ = _grad(f, x0, y, loss_scale)
     return project_linf(x0 + alpha * g.sign(), x, eps, lo, hi).detach()
 
 
@@ -160,7 +172,7 @@ def _check_iterations(eps, alpha, steps, restarts, random_start):
 
 
 def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_stop=False,
-        restart_select="misclassified", loss=None, lo=0.0, hi=1.0, generator=None):
+        restart_select="misclassified", loss=None, lo=0.0, hi=1.0, generator=None, loss_scale=None):
     """L∞ PGD (Madry et al.).
 
     model: a callable ``x -> logits``, or a list of callables (then the loss at
@@ -179,6 +191,8 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
       sample is.
     loss: per-sample ``loss(logits, y) -> [N]`` (default CE; see cw_margin_loss).
     generator: optional CPU ``torch.Generator`` for the random start.
+    loss_scale: for float16 autocast models (module docstring); the steps, early stop and restart
+      choice are those of the unscaled loss.
     """
     steps, restarts = _check_iterations(eps, alpha, steps, restarts, random_start)
     if restart_select not in RESTART_SELECT:
@@ -192,7 +206,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
         x_adv = project_linf(x + _uniform(x, eps, generator), x, eps, lo, hi) if random_start else x.clone()
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(steps):
-            g, _, z = _grad(f, x_adv, y)
+            g, _, z = _grad(f, x_adv, y, loss_scale)
             if early_stop:
                 active = active & (z.argmax(1) == y)
                 if not active.any():

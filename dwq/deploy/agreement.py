@@ -24,12 +24,14 @@ from dwq.quant.precision import normalize_precision, precision_name
 __all__ = ["compare", "code_agreement", "format_comparison"]
 
 
-def _check_batch(fn: str, x: torch.Tensor, batch_size: int = 1, y: Optional[torch.Tensor] = None) -> None:
+def _check_batch(fn: str, x: torch.Tensor, batch_size: int = 1, y: Optional[torch.Tensor] = None,
+                 batch_name: str = "batch_size") -> None:
     # (else: "torch.cat(): expected a non-empty list", "range() arg 3 must not be zero", a size mismatch)
+    # batch_name: the caller's name for its batch argument, for the message
     if len(x) == 0:
         raise ValueError(f"{fn}: x holds no images (shape {tuple(x.shape)}); give at least one")
     if type(batch_size) is not int or batch_size < 1:
-        raise ValueError(f"{fn}: batch_size must be an int >= 1, got {batch_size!r}")
+        raise ValueError(f"{fn}: {batch_name} must be an int >= 1, got {batch_size!r}")
     if y is not None and tuple(y.shape) != (len(x),):
         raise ValueError(f"{fn}: y must be labels [{len(x)}] (one per image of x), got shape {tuple(y.shape)}")
 

@@ -25,9 +25,8 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     report and the seconds it all took. JSON-ready. Precisions without an activation range in some
     layer (a model that never saw a training batch) are listed under ``"skipped"`` instead of failing
     the check."""
-    if type(latency_batch) is not int or latency_batch < 1:  # (x[:0] timed nothing, x[:-1] all but one)
-        raise ValueError(f"check_conversion: latency_batch must be an int >= 1, got {latency_batch!r}")
-    _check_batch("check_conversion", x, y=y)  # before the conversion, not after it
+    # before the conversion, not after it; a latency_batch of 0 timed x[:0] (nothing), -1 all images but one
+    _check_batch("check_conversion", x, latency_batch, y, batch_name="latency_batch")
     t0 = time.time()
     model.eval()
     asked = precision_set(model) if precisions is None else precision_list(precisions)

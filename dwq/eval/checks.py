@@ -12,9 +12,12 @@ __all__ = ["check_evaluation"]
 
 
 def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha, steps, restarts, batch_size,
-                     paper_batch, autoattack_n, autoattack_steps, eot_iter) -> None:
-    """ValueError naming the argument, its value and what was expected."""
+                     paper_batch, autoattack_n, autoattack_steps, eot_iter, num_classes=None) -> int:
+    """ValueError naming the argument, its value and what was expected. Returns the model's number
+    of outputs (classes), read from one forward of one image."""
     A.check_autograd()  # else found at the first attack, after the clean pass
+    if num_classes is not None:
+        A.check_count(num_classes, "num_classes", 1)
     A.check_count(eot_iter, "eot_iter (EOT samples per AutoAttack step)", 1)
     A.check_eps(epsilon, positive=True)
     normalize_set(precisions, "precisions")
@@ -30,10 +33,10 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
         A.check_eps(alpha, "step size (alpha)")
         A.check_count(steps, "steps")
         A.check_count(restarts, "restarts", 1)
-    _check_data(model, x, y, precisions)
+    return _check_data(model, x, y, precisions, num_classes)
 
 
-def _check_data(model, x, y, precisions):
+def _check_data(model, x, y, precisions, num_classes) -> int:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2:
         raise ValueError(f"x must be a float tensor of images [N, C, H, W], got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__} "
@@ -55,7 +58,12 @@ def _check_data(model, x, y, precisions):
                          f"[{lo:g}, {hi:g}]")
     with torch.no_grad():
         classes = run_at(model, list(precisions)[0])(x[:1]).shape[-1]
+    if num_classes is not None and num_classes != classes:
+        # labels of a 10-class set fit a 100-output model: its accuracy was computed, and meant nothing
+        raise ValueError(f"num_classes is {num_classes} (the data's classes), but the model has {classes} outputs: "
+                         f"evaluate a model built for {num_classes} classes")
     ylo, yhi = y.min().item(), y.max().item()
     if ylo < 0 or yhi >= classes:
         raise ValueError(f"y must hold class indices in [0, {classes - 1}] (the model has {classes} outputs), "
                          f"got labels in [{ylo}, {yhi}]")
+    return classes

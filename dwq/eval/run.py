@@ -42,7 +42,7 @@ def _scores(t: torch.Tensor) -> list:
 def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",
              epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
              protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
-             paper_batch: int = 100, num_classes: int = 10, cw_tau: float = 0.05, bandits_queries: int = 1000,
+             paper_batch: int = 100, num_classes: Optional[int] = None, cw_tau: float = 0.05, bandits_queries: int = 1000,
              bandits_tile: int = 4, autoattack_n: Optional[int] = None, autoattack_steps: int = 100,
              eot_iter: int = 20, input_size=None, per_image: bool = True, pgd_options: Optional[dict] = None,
              progress: Optional[Progress] = None) -> dict:
@@ -61,6 +61,9 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
       (``paper_batch`` images per batch) read from it.
     autoattack_n / autoattack_steps / eot_iter: AutoAttack ``rand`` on the first ``autoattack_n``
       images (default all) with the original's 100 steps and 20 EOT samples.
+    num_classes: the data's number of classes, which must be the model's number of outputs (a
+      100-output model on a 10-class set is refused, not scored); default: the model's. AutoAttack
+      ``standard`` targets that many classes minus one.
     input_size: ``(C, H, W)`` for the BitOPs summary (omitted when None).
     per_image: keep the per-image scores behind the RPI figures (``report["per_image"]``), so that
       paired differences can be computed from the report alone.
@@ -81,9 +84,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     precisions = precision_list(precisions, "precisions")
     rset = precision_list(rpi_precisions, "rpi_precisions") if rpi_precisions is not None else precisions
     model.eval()
-    check_evaluation(model, x, y, precisions, rset, protocols=protocols, epsilon=epsilon, alpha=alpha, steps=steps,
-                     restarts=restarts, batch_size=batch_size, paper_batch=paper_batch, autoattack_n=autoattack_n,
-                     autoattack_steps=autoattack_steps, eot_iter=eot_iter)
+    num_classes = check_evaluation(model, x, y, precisions, rset, protocols=protocols, epsilon=epsilon, alpha=alpha,
+                                   steps=steps, restarts=restarts, batch_size=batch_size, paper_batch=paper_batch,
+                                   autoattack_n=autoattack_n, autoattack_steps=autoattack_steps, eot_iter=eot_iter,
+                                   num_classes=num_classes)
     names = [pname(p) for p in precisions]
     missing = [pname(p) for p in rset if pname(p) not in names]
     if missing:

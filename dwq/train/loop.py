@@ -285,8 +285,11 @@ class Trainer:
         self._attack_net = torch.compile(self.model)
         self._net = self._attack_net if self.ddp is None else torch.compile(self.ddp)
 
+    # amp is refused off CUDA (__init__); an attribute so that a test can run the AMP path under CPU autocast
+    _autocast_device = "cuda"
+
     def _forward(self, x):
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self._autocast_device, dtype=torch.float16, enabled=self.use_amp):
             return self._net(x)
 
     def _zero_grad(self):
@@ -315,18 +318,32 @@ class Trainer:
         self.step += 1
 
     def _attack_model(self, x):
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self._autocast_device, dtype=torch.float16, enabled=self.use_amp):
             return self._attack_net(x)
+
+    def _attack_loss_scale(self, n):
+        """Under AMP, the factor the attack's summed per-sample loss is multiplied by (dwq.attacks'
+        ``loss_scale``): the scaler's scale over the batch size ``n``, so that the attack backpropagates
+        scale * mean loss, as the update does (and the reference's ``amp.scale_loss``). Unscaled, the
+        float16 input gradients of confidently classified samples flushed to zero and their pixels
+        never moved. Over ``n``: the scaler keeps the update's activation gradients, of the same size,
+        clear of float16 overflow, while the scale alone on the sum sent a misclassified sample's
+        logit gradient, up to the initial 2^16, past float16's 65504. A tensor on the device: no host
+        sync. None in float32, whose attack is left as it was."""
+        if not self.use_amp:
+            return None
+        return self.scaler.scale(torch.full((), 1.0 / n, device=self.device))
 
     def _craft(self, x, y):
         c = self.cfg
         m = self._attack_model
+        s = self._attack_loss_scale(len(y))
         if c.attack == "pgd":
-            return pgd(m, x, y, c.epsilon, c.alpha, c.attack_iters, generator=self.gen)
+            return pgd(m, x, y, c.epsilon, c.alpha, c.attack_iters, generator=self.gen, loss_scale=s)
         if c.attack == "fgsm":
-            return fgsm(m, x, y, c.epsilon, c.alpha)
+            return fgsm(m, x, y, c.epsilon, c.alpha, loss_scale=s)
         if c.attack == "fgsm-rs":
-            return fgsm_rs(m, x, y, c.epsilon, c.alpha, generator=self.gen)
+            return fgsm_rs(m, x, y, c.epsilon, c.alpha, generator=self.gen, loss_scale=s)
         return x
 
     def train_batch(self, x, y, share=1.0):
