@@ -22,7 +22,7 @@
 #include "cpu/qgemm.h"
 
 // Everything above is generic x86-64 (see isa_region.h for why the region opens only here).
-DWQ_ISA_REGION_BEGIN("avx2,fma")
+DWQ_ISA_REGION_BEGIN("avx2,fma,popcnt")
 
 namespace dwq::cpu::avx2 {
 
@@ -114,6 +114,65 @@ static void ukernel_narrow(int mr, const uint8_t* A, int64_t lda, const int8_t* 
       default: ukernel16_narrow<3>(A, lda, B + s * 64, kg, C + s * 16); break;
     }
   }
+}
+
+// Single-pass activation packing (the driver's DWQ_ISA_ROWPACK / DWQ_ISA_COPY_SUM): byte copy, sum by
+// vpsadbw and out-of-range count, 32 bytes a step (the generic loops did this a byte at a time).
+#define DWQ_ISA_ROWPACK 1
+struct RowPack {
+  __m256i acc = _mm256_setzero_si256();
+  __m256i lim;
+  int64_t bad = 0, extra = 0;
+  uint32_t qmax;
+  bool check;
+  explicit RowPack(uint32_t qm)
+      : lim(_mm256_set1_epi8(static_cast<char>(qm > 255 ? 255 : qm))), qmax(qm), check(qm < 255) {}
+  inline void step(__m256i v) {
+    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(v, _mm256_setzero_si256()));
+    // v <= lim exactly where max(v, lim) == lim
+    if (check) bad += _mm_popcnt_u32(~static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(v, lim), lim))));
+  }
+  inline void tail(const uint8_t* src, int64_t n, uint8_t* dst) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (dst != nullptr) dst[i] = src[i];
+      extra += src[i];
+      bad += src[i] > qmax;
+    }
+  }
+  inline void copy(const uint8_t* src, int64_t n, uint8_t* dst) {
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), v);
+      step(v);
+    }
+    tail(src + i, n - i, dst + i);
+  }
+  inline void add(const uint8_t* src, int64_t n) {  // sum and range check only
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) step(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+    tail(src + i, n - i, nullptr);
+  }
+  inline void fill(uint8_t* dst, uint8_t val, int64_t n) {
+    std::memset(dst, val, static_cast<size_t>(n));
+    extra += static_cast<int64_t>(val) * n;
+  }
+  // The row's sum; resets for the next row.
+  inline int64_t take() {
+    const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    const int64_t r = _mm_cvtsi128_si64(q) + _mm_extract_epi64(q, 1) + extra;
+    acc = _mm256_setzero_si256();
+    extra = 0;
+    return r;
+  }
+};
+
+#define DWQ_ISA_COPY_SUM 1
+static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
+  RowPack rp(qmax);
+  rp.copy(src, n, dst);
+  *bad += rp.bad;
+  return static_cast<uint64_t>(rp.take());
 }
 
 #include "cpu/qgemm_driver.inc.h"
