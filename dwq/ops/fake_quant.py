@@ -82,9 +82,7 @@ def fake_quantize(
     zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
     if has_kernel("fake_quantize", x.device.type):  # (a C++-only build has no CUDA kernel)
         return torch.ops.dwq.fake_quantize(x, scale, zero_point, bits, axis, return_codes)
-    low = x.dtype in (torch.float16, torch.bfloat16)
-    out, codes = _FakeQuantRef.apply(x.float() if low else x, scale, zero_point, bits, axis, return_codes)
-    return (out.to(x.dtype) if low else out), codes
+    return _FakeQuantRef.apply(x, scale, zero_point, bits, axis, return_codes)
 
 
 class _FakeQuantRef(torch.autograd.Function):
