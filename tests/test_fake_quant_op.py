@@ -206,13 +206,17 @@ def test_wrapper_takes_the_reference_where_no_kernel_serves(monkeypatch):
         (dict(scale=torch.ones(2)), "entries"),
         (dict(x=torch.tensor([1.0, float("nan")])), "NaN"),
         (dict(x=torch.arange(4)), "float"),
+        (dict(axis=1), r"axis=1 is not a dimension of x, shape \[4\]"),
+        (dict(axis=-2), r"axis=-2 is not a dimension of x"),
+        (dict(x=torch.tensor(0.5), axis=0), r"axis=0 is not a dimension of x, shape \[\]"),
     ],
 )
 def test_bad_input(kwargs, message):
-    args = dict(x=torch.randn(4), scale=torch.tensor([0.1]), zero_point=torch.tensor([3], dtype=torch.int32), bits=4)
+    args = dict(x=torch.randn(4), scale=torch.tensor([0.1]), zero_point=torch.tensor([3], dtype=torch.int32), bits=4,
+                axis=None)
     args.update(kwargs)
     with pytest.raises((ValueError, RuntimeError), match=message):
-        fake_quantize(args["x"], args["scale"], args["zero_point"], args["bits"])
+        fake_quantize(args["x"], args["scale"], args["zero_point"], args["bits"], args["axis"])
 
 
 @pytest.mark.parametrize("device", devices())

@@ -36,6 +36,9 @@ def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, ot
                    other_name: str) -> None:
     """``scale`` and ``other`` (the zero point or the float offset) have one entry per channel of
     ``x`` along ``axis`` (one per tensor with ``axis=None``)."""
+    if axis is not None and not -x.dim() <= axis < x.dim():  # (x.shape[axis] raised a bare IndexError)
+        raise ValueError(f"fake_quantize: axis={axis} is not a dimension of x, shape {list(x.shape)} "
+                         f"(per channel needs -{x.dim()} <= axis < {x.dim()}; per tensor is axis=None)")
     channels = 1 if axis is None else x.shape[axis]
     if scale.numel() != channels or other.numel() != channels:
         where = "per tensor" if axis is None else f"x.shape[{axis}]"
