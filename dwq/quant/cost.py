@@ -41,7 +41,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from dwq.quant.precision import normalize_precision
+from dwq.quant.precision import normalize_precision, precision_list
 
 __all__ = [
     "LayerCost",
@@ -112,7 +112,7 @@ class CostReport:
     def mean_bitops(self, precisions: Iterable, *, uniform: bool = False,
                     include_bn: bool = False) -> float:
         """Mean BitOPs per sample over a precision set (each precision equally likely, as in RPI)."""
-        precisions = list(precisions)
+        precisions = precision_list(precisions)  # (list("48") was the set [4, 8])
         if not precisions:
             raise ValueError("mean_bitops: the precision set is empty")
         costs = [self.bitops(p, uniform=uniform, include_bn=include_bn) for p in precisions]
@@ -177,7 +177,9 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
         example = torch.rand(input_size, device=device, dtype=dtype)
     else:
         example = example.to(device)
-    batch = example.shape[0]
+    batch = example.shape[0] if example.dim() else 0
+    if batch < 1:  # (per-sample counts divide by it; an empty batch failed inside a hook with an IndexError)
+        raise ValueError(f"profile: input_size must hold at least one sample, got shape {list(example.shape)}")
 
     layers: List[LayerCost] = []
     handles = []
@@ -243,7 +245,7 @@ def bitops_summary(model: nn.Module, input_size: Sequence[int], precisions: Iter
     input_size: one image's (C, H, W)."""
     from dwq.quant.precision import precision_name
 
-    precisions = list(precisions)
+    precisions = precision_list(precisions)
     rep = profile(model, (1, *input_size))
     return {"per_precision": {precision_name(p): rep.bitops(p) for p in precisions},
             "rpi_mean": rep.mean_bitops(precisions), "input_size": list(input_size),
