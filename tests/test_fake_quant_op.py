@@ -189,6 +189,22 @@ def test_wrapper_takes_the_reference_where_no_kernel_serves(monkeypatch):
         fake_quantize(x, s, z, 5)
 
 
+@pytest.mark.parametrize("scale, zero_point, message", [
+    ([0.1, 0.0], [1, 2], r"scale\[1\] must be finite and > 0, got 0.0"),
+    ([float("inf"), 0.1], [1, 2], r"scale\[0\] must be finite and > 0, got inf"),
+    ([0.1, 0.1], [1, 32], r"zero_point\[1\] = 32 is not a code of 5 bits \(0..31\)"),
+    ([0.1, 0.1], [-1, 3], r"zero_point\[0\] = -1 is not a code of 5 bits"),
+])
+def test_the_reference_path_checks_scale_and_zero_point_like_the_kernel(monkeypatch, scale, zero_point, message):
+    # Without a kernel for the device a zero scale gave NaN and a zero point outside the codes a
+    # shifted grid, silently, where the kernels raise.
+    from dwq.ops import _lib
+
+    monkeypatch.setitem(_lib._KERNELS, ("fake_quantize", "cpu"), False)
+    with pytest.raises(ValueError, match=message):
+        fake_quantize(torch.randn(2, 3), torch.tensor(scale), torch.tensor(zero_point, dtype=torch.int32), 5, 0)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
