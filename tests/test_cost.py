@@ -101,6 +101,17 @@ def test_profile_leaves_the_model_untouched_and_rejects_bad_input():
         profile(model, (0, 1, 28, 28))  # (was an IndexError inside a forward hook)
 
 
+def test_profile_leaves_the_global_rng_where_it_was():
+    # profile drew its random input (and RandomPrecision's draws) from the global RNG: a seeded run
+    # differed depending on whether it had counted its model's MACs first
+    model = dwq.RandomPrecision(small_cnn(precisions=[4, 8]))
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    profile(model, (2, 1, 28, 28))
+    assert torch.equal(torch.rand(3), want)
+
+
 def test_mean_bitops_refuses_a_string_or_a_lone_precision():
     # list("48") made the precision set [4, 8] silently; 8 failed with "'int' object is not iterable"
     report = profile(nn.Sequential(QConv2d(3, 8, 3, precisions=[4, 8])), (1, 3, 8, 8))
