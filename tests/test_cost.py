@@ -6,7 +6,7 @@ from torch import nn
 import dwq
 from dwq.models import QuantPolicy, preact_resnet18, small_cnn
 from dwq.nn import QConv2d, QLinear
-from dwq.quant.cost import bitops, count_macs, mean_bitops, profile
+from dwq.quant.cost import bitops, bitops_summary, count_macs, mean_bitops, profile
 
 
 def _conv_macs(cin, cout, k, hw_out):
@@ -97,6 +97,30 @@ def test_profile_leaves_the_model_untouched_and_rejects_bad_input():
         report.bitops(17)
     with pytest.raises(ValueError, match="batch"):
         profile(model, (28,))
+    with pytest.raises(ValueError, match=r"at least one sample, got shape \[0, 1, 28, 28\]"):
+        profile(model, (0, 1, 28, 28))  # (was an IndexError inside a forward hook)
+
+
+def test_profile_leaves_the_global_rng_where_it_was():
+    # profile drew its random input (and RandomPrecision's draws) from the global RNG: a seeded run
+    # differed depending on whether it had counted its model's MACs first
+    model = dwq.RandomPrecision(small_cnn(precisions=[4, 8]))
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    profile(model, (2, 1, 28, 28))
+    assert torch.equal(torch.rand(3), want)
+
+
+def test_mean_bitops_refuses_a_string_or_a_lone_precision():
+    # list("48") made the precision set [4, 8] silently; 8 failed with "'int' object is not iterable"
+    report = profile(nn.Sequential(QConv2d(3, 8, 3, precisions=[4, 8])), (1, 3, 8, 8))
+    for bad in ("48", 8, None):
+        with pytest.raises(ValueError, match="must be a list of precisions"):
+            report.mean_bitops(bad)
+    with pytest.raises(ValueError, match="must be a list of precisions"):
+        bitops_summary(nn.Sequential(nn.Conv2d(3, 8, 3)), (3, 8, 8), "48")
+    assert report.mean_bitops(["4", "8"]) == (report.bitops(4) + report.bitops(8)) / 2
 
 
 def test_every_convolution_kind_is_counted_by_hand():

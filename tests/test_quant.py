@@ -370,6 +370,8 @@ def test_float_zero_point_fake_quant_checks_its_arguments_as_the_integer_one():
         fake_quantize_float_zp(x, torch.ones(3), torch.zeros(3), 4)
     with pytest.raises(ValueError, match=r"scale and offset need 4 entries \(x.shape\[1\]\), got 3 and 4"):
         fake_quantize_float_zp(x, torch.ones(3), torch.zeros(4), 4, axis=1)
+    with pytest.raises(ValueError, match=r"axis=2 is not a dimension of x, shape \[3, 4\]"):  # (was IndexError)
+        fake_quantize_float_zp(x, torch.ones(3), torch.zeros(3), 4, axis=2)
     assert torch.equal(fake_quantize_float_zp(x, torch.full((3,), 0.25), -torch.ones(3), 4, axis=0),
                        torch.round(torch.clamp((x + 1) / 0.25, 0, 15)) * 0.25 - 1)
 

@@ -36,6 +36,9 @@ def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, ot
                    other_name: str) -> None:
     """``scale`` and ``other`` (the zero point or the float offset) have one entry per channel of
     ``x`` along ``axis`` (one per tensor with ``axis=None``)."""
+    if axis is not None and not -x.dim() <= axis < x.dim():  # (x.shape[axis] raised a bare IndexError)
+        raise ValueError(f"fake_quantize: axis={axis} is not a dimension of x, shape {list(x.shape)} "
+                         f"(per channel needs -{x.dim()} <= axis < {x.dim()}; per tensor is axis=None)")
     channels = 1 if axis is None else x.shape[axis]
     if scale.numel() != channels or other.numel() != channels:
         where = "per tensor" if axis is None else f"x.shape[{axis}]"
@@ -82,14 +85,28 @@ def fake_quantize(
     zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
     if has_kernel("fake_quantize", x.device.type):  # (a C++-only build has no CUDA kernel)
         return torch.ops.dwq.fake_quantize(x, scale, zero_point, bits, axis, return_codes)
-    low = x.dtype in (torch.float16, torch.bfloat16)
-    out, codes = _FakeQuantRef.apply(x.float() if low else x, scale, zero_point, bits, axis, return_codes)
-    return (out.to(x.dtype) if low else out), codes
+    return _FakeQuantRef.apply(x, scale, zero_point, bits, axis, return_codes)
+
+
+def _check_qparam_values(scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> None:
+    """The kernels' value checks (csrc/ops/fake_quant_checks.h), for the pure-PyTorch path: without
+    them a zero scale gave NaN and a zero point outside the codes a shifted grid, silently."""
+    qmax = (1 << bits) - 1
+    bad_s, bad_z = ~(torch.isfinite(scale) & (scale > 0)), (zero_point < 0) | (zero_point > qmax)
+    if scale.device.type == "cpu" and not torch.compiler.is_compiling():  # name the entry, as the kernels do
+        for i in bad_s.nonzero().flatten()[:1].tolist():
+            raise ValueError(f"fake_quantize: scale[{i}] must be finite and > 0, got {scale[i].item()}")
+        for i in bad_z.nonzero().flatten()[:1].tolist():
+            raise ValueError(f"fake_quantize: zero_point[{i}] = {zero_point[i].item()} is not a code of {bits} bits "
+                             f"(0..{qmax})")
+    check_value(bad_s.any() | bad_z.any(), f"fake_quantize: scale must be finite and > 0 and zero_point a code of "
+                                           f"{bits} bits (0..{qmax})")
 
 
 class _FakeQuantRef(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, bits, axis, return_codes):
+        _check_qparam_values(scale, zero_point, bits)
         check_no_nan(x, "fake_quantize: x contains NaN; NaN has no quantized code")
         out, codes = fake_quantize_ref(x, scale, zero_point, bits, axis, return_codes)
         ctx.mark_non_differentiable(codes)

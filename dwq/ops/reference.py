@@ -24,7 +24,12 @@ def fake_quantize_ref(
     """``q = clamp(round(x / s) + z, 0, 2^b - 1)``, ``x_hat = (q - z) * s`` in x's dtype.
 
     Same argument contract as :func:`dwq.ops.fake_quantize`; codes are int32 (empty unless asked).
+    float16/bfloat16 x is computed in float32 and rounded back, as the kernels do.
     """
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    if low:  # (in half, x / s and the zero point lose bits: hundreds of codes per million differed)
+        x_hat, codes = fake_quantize_ref(x.float(), scale, zero_point, bits, axis, return_codes)
+        return x_hat.to(x.dtype), codes
     qmax = (1 << bits) - 1
     s = _per_channel_view(scale, x, axis).to(x.dtype)
     z = _per_channel_view(zero_point, x, axis).to(x.dtype)

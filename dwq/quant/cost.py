@@ -41,7 +41,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from dwq.quant.precision import normalize_precision
+from dwq.quant.precision import normalize_precision, precision_list
 
 __all__ = [
     "LayerCost",
@@ -112,7 +112,7 @@ class CostReport:
     def mean_bitops(self, precisions: Iterable, *, uniform: bool = False,
                     include_bn: bool = False) -> float:
         """Mean BitOPs per sample over a precision set (each precision equally likely, as in RPI)."""
-        precisions = list(precisions)
+        precisions = precision_list(precisions)  # (list("48") was the set [4, 8])
         if not precisions:
             raise ValueError("mean_bitops: the precision set is empty")
         costs = [self.bitops(p, uniform=uniform, include_bn=include_bn) for p in precisions]
@@ -154,6 +154,7 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     per sample. The forward pass runs on a deep copy in eval mode under ``torch.no_grad()`` at the
     model's current precision (MACs do not depend on the precision), so ``model`` is left unchanged.
     Only modules are counted (functional calls such as ``F.avg_pool2d`` are free, like in ``thop``).
+    The global RNGs (CPU, and the model's CUDA device) are left as they were.
     """
     if isinstance(input_size, torch.Tensor):
         example = input_size.detach()
@@ -174,10 +175,13 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     if example is None:
-        example = torch.rand(input_size, device=device, dtype=dtype)
+        shape = input_size
     else:
         example = example.to(device)
-    batch = example.shape[0]
+        shape = tuple(example.shape)
+    batch = shape[0] if shape else 0
+    if batch < 1:  # (per-sample counts divide by it; an empty batch failed inside a hook with an IndexError)
+        raise ValueError(f"profile: input_size must hold at least one sample, got shape {list(shape)}")
 
     layers: List[LayerCost] = []
     handles = []
@@ -196,15 +200,20 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     for name, module in work.named_modules():
         if isinstance(module, _CONV_TYPES + (nn.Linear,) + _BN_TYPES):
             handles.append(module.register_forward_hook(hook_for(name, module)))
+    # The random input and any draw of the forward (RandomPrecision without a seed) come from the global
+    # RNGs: restored afterwards, so a seeded run is the same whether or not it profiled its model first.
+    rng_devices = [] if device.type != "cuda" else [device.index if device.index is not None else
+                                                    torch.cuda.current_device()]
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.random.fork_rng(rng_devices, device_type="cuda"), \
+                torch.no_grad(), warnings.catch_warnings():
             # counting MACs reads no statistic: an untrained switchable-BN branch is not worth a warning
             warnings.filterwarnings("ignore", message="SwitchableBatchNorm2d: the branch", category=UserWarning)
-            work(example)
+            work(torch.rand(shape, device=device, dtype=dtype) if example is None else example)
     finally:
         for h in handles:
             h.remove()
-    return CostReport(layers, tuple(example.shape))
+    return CostReport(layers, shape)
 
 
 def count_macs(model: nn.Module, input_size=(1, 3, 32, 32), include_bn: bool = False) -> int:
@@ -243,7 +252,7 @@ def bitops_summary(model: nn.Module, input_size: Sequence[int], precisions: Iter
     input_size: one image's (C, H, W)."""
     from dwq.quant.precision import precision_name
 
-    precisions = list(precisions)
+    precisions = precision_list(precisions)
     rep = profile(model, (1, *input_size))
     return {"per_precision": {precision_name(p): rep.bitops(p) for p in precisions},
             "rpi_mean": rep.mean_bitops(precisions), "input_size": list(input_size),
