@@ -372,6 +372,26 @@ def test_trainer_refuses_settings_that_would_fall_back_silently(tmp_path):
             Trainer(small_cnn(precisions=SET, width=8), tiny_data(n), cfg(batch_size=bs), str(tmp_path), world=world)
 
 
+def test_labels_beyond_the_models_outputs_are_refused_before_training(tmp_path):
+    """A 10-output model on labels up to 12 (or a validation set with them) failed only at the first
+    step's cross-entropy (on CUDA: a device-side assert ending the CUDA context)."""
+    x, y = load_mnist5k("train").tensors
+    bad = TensorDataset(x[:64].clone(), torch.where(y[:64] == 3, 12, y[:64]))
+    with pytest.raises(ValueError, match=r"train_set holds labels in \[0, 12\], but the model has 10 outputs"):
+        Trainer(small_cnn(precisions=SET, width=8), bad, cfg(), str(tmp_path / "a"))
+    with pytest.raises(ValueError, match=r"val_set holds labels in \[0, 12\]"):
+        Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(), str(tmp_path / "b"),
+                val_set=torch.utils.data.Subset(bad, list(range(10, 40))))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # the check's forward leaves the model as it was: parameters, buffers (ranges, BN statistics), modes
+    model = small_cnn(precisions=SET, width=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    Trainer(model, tiny_data(64), cfg(), str(tmp_path / "c"))
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert all(m.training for m in model.modules())
+
+
 def test_a_new_run_refuses_a_folder_holding_a_run(tmp_path):
     """fit() of a new Trainer into another run's folder appended to its metrics.jsonl and left its
     best.pt beside the new config.json; the same Trainer may call fit() again, a resumed one too."""

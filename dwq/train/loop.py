@@ -62,7 +62,7 @@ from dwq.nn import precision, precision_set, set_precision
 from dwq.nn.sbn import mark_trained
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 
-from .batches import BatchLoader, epoch_batches, rank_batches
+from .batches import BatchLoader, epoch_batches, in_memory, rank_batches
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RESUME_MAY_CHANGE, SCHEDULES, TRAIN_ATTACKS, ZERO_GRAD, TrainConfig, jsonable, lr_lambda
 from .determinism import deterministic
@@ -125,6 +125,7 @@ class Trainer:
             with precision(self.model, p):
                 pass
         self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
+        self._check_labels()
         self.out_dir, self.rank, self.world = out_dir, rank, world
         self.num_workers = num_workers
         # precision draws: the same sequence on every rank; random starts: per rank
@@ -273,6 +274,43 @@ class Trainer:
         k = precision_name(p)
         self.precision_counts[k] = self.precision_counts.get(k, 0) + 1
         return p
+
+    def _check_labels(self):
+        """Labels of the sets held in memory against the model's outputs, before anything is written:
+        a label >= the outputs failed only at the first step's cross-entropy ("Target 12 is out of
+        bounds" on the CPU; on CUDA a device-side assert that ends the process's CUDA context). The
+        width comes from one eval-mode forward of one image at the first training precision, with
+        the model's modes and the global RNGs restored (training is as without the check)."""
+        labels = {}
+        first = None
+        for name, ds in (("train_set", self.train_set), ("val_set", self.val_set), ("test_set", self.test_set)):
+            mem = in_memory(ds) if ds is not None else None
+            if mem is None:
+                continue
+            (images, y), index = mem[0][:2], mem[1]
+            y = y if index is None else y[index]
+            if len(y) == 0:
+                continue
+            labels[name] = (int(y.min()), int(y.max()))
+            if first is None:
+                first = images[:1] if index is None else images[index[:1]]
+        if first is None:
+            return
+        modes = [(m, m.training) for m in self.model.modules()]
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices, device_type="cuda"), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an untrained model's switchable-BN branches: nothing to say here
+                self.model.eval()
+                with precision(self.model, self.precs[0]):
+                    outputs = self.model(first.to(self.device)).shape[-1]
+        finally:
+            for m, training in modes:
+                m.training = training
+        for name, (lo, hi) in labels.items():
+            if lo < 0 or hi >= outputs:
+                raise ValueError(f"{name} holds labels in [{lo}, {hi}], but the model has {outputs} outputs "
+                                 f"(classes 0..{outputs - 1}): build the model for the dataset's classes")
 
     def _compile(self):
         """torch.compile of the update's model (DDP wrapper included) and the attack's. Each precision
