@@ -53,8 +53,8 @@ inline FakeQuantShape check_fake_quantize_args(const at::Tensor& x, const at::Te
   return s;
 }
 
-// Value checks need the numbers on the host: the CPU binding runs them; on CUDA the Python
-// quantizers guarantee them by construction (choose_qparams) rather than pay a device sync.
+// Value checks need the numbers on the host: the CPU binding runs them here; the CUDA kernel checks
+// the same values itself, as a device-side assert (csrc/cuda/fake_quant.cu), rather than pay a sync.
 inline void check_qparam_values(const at::Tensor& scale_cpu, const at::Tensor& zero_point_cpu, int64_t bits) {
   const float* s = scale_cpu.data_ptr<float>();
   const int32_t* z = zero_point_cpu.data_ptr<int32_t>();
