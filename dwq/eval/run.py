@@ -22,6 +22,7 @@ from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, 
                                 matrix_diagonal, paper_protocol, robust_accuracy, rpi_best_of_attacks,
                                 rpi_clean, transfer_matrix)
 from dwq.eval.report import pname, save_heatmap, save_json
+from dwq.nn import kept_modes
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import precision_list
 from dwq.quant.cost import bitops_summary
@@ -205,14 +206,9 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
 def evaluate(model, x, y, precisions, **kw):
     # Evaluation switches the model to eval mode; a caller between training epochs gets its modes
     # back (a training model was left in eval mode: frozen BN statistics for the rest of training).
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        # The weights do not change during an evaluation: each layer quantizes them once per width.
-        with reuse_quantized_weights(model):
-            return _evaluate(model, x, y, precisions, **kw)
-    finally:
-        for m, training in modes:
-            m.training = training
+    # The weights do not change during an evaluation: each layer quantizes them once per width.
+    with kept_modes(model), reuse_quantized_weights(model):
+        return _evaluate(model, x, y, precisions, **kw)
 
 
 def _stream_seed(seed: int, name: str) -> int:

@@ -7,6 +7,7 @@ from dwq.nn.precision import (
     precision_set,
     set_precision,
 )
+from dwq.nn.modes import kept_modes
 from dwq.nn.qlayers import QConv2d, QLinear
 from dwq.nn.sbn import SwitchableBatchNorm2d
 
@@ -17,6 +18,7 @@ __all__ = [
     "RandomPrecision",
     "SwitchableBatchNorm2d",
     "get_precision",
+    "kept_modes",
     "precision",
     "precision_set",
     "set_precision",

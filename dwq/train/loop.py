@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from dwq._atomic import atomic_open
 from dwq.attacks import fgsm, fgsm_rs, pgd, project_linf
-from dwq.nn import precision, precision_set, set_precision
+from dwq.nn import kept_modes, precision, precision_set, set_precision
 from dwq.nn.sbn import mark_trained
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 
@@ -296,17 +296,11 @@ class Trainer:
                 first = images[:1] if index is None else images[index[:1]]
         if first is None:
             return
-        modes = [(m, m.training) for m in self.model.modules()]
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices, device_type="cuda"), torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # an untrained model's switchable-BN branches: nothing to say here
-                self.model.eval()
-                with precision(self.model, self.precs[0]):
-                    outputs = self.model(first.to(self.device)).shape[-1]
-        finally:
-            for m, training in modes:
-                m.training = training
+        with kept_modes(self.model), torch.random.fork_rng(devices, device_type="cuda"), torch.no_grad(), \
+                warnings.catch_warnings(), precision(self.model, self.precs[0]):
+            warnings.simplefilter("ignore")  # an untrained model's switchable-BN branches: nothing to say here
+            outputs = self.model.eval()(first.to(self.device)).shape[-1]
         for name, (lo, hi) in labels.items():
             if lo < 0 or hi >= outputs:
                 raise ValueError(f"{name} holds labels in [{lo}, {hi}], but the model has {outputs} outputs "
