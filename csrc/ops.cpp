@@ -84,8 +84,9 @@ TORCH_LIBRARY(dwq, m) {
   // Codes: uint8 (bits <= 8) or int32, values 0..2^bits-1; scale float32 [1] > 0; zero_point int32 [1].
   // x float32 any shape -> codes uint8 (bits <= 8) / int32 (bits > 8), same shape and strides.
   m.def("quantize_act(Tensor x, Tensor scale, Tensor zero_point, int bits) -> Tensor", {at::Tag::needs_exact_strides});
-  // w_codes [N, K] uint8/int32, zero_point int32 [N] -> opaque packed weight int8 [N, P].
-  m.def("pack_weight(Tensor w_codes, Tensor zero_point, int bits) -> Tensor");
+  // w_codes [N, K] uint8/int32, zero_point int32 [N] -> opaque packed weight int8 [N, P]. kernel_size
+  // [kh, kw]: K holds a conv kernel's weights in (ky, kx, c) order (what qconv2d needs; recorded).
+  m.def("pack_weight(Tensor w_codes, Tensor zero_point, int bits, int[] kernel_size=[]) -> Tensor");
   // Exact accumulators sum_k (qx - zx)(qw - zw): x_codes [M, K] -> int64 [M, N].
   m.def("qgemm_acc(Tensor x_codes, Tensor x_zero_point, int x_bits, Tensor w_packed) -> Tensor");
   // Fused linear: float32 [M, N], or codes of out_bits when out_scale/out_zero_point are given.

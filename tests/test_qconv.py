@@ -103,6 +103,25 @@ def test_padding_is_zero_point():
     assert acc.shape == (1, 4, 3, 3) and int(acc.abs().max()) == 0
 
 
+def test_packed_kernel_recorded():
+    """pack_conv_weight records its kernel in the blob's header and nothing else differs from the
+    (ky, kx, c)-ordered GEMM blob; a 1 x 1 conv accepts a GEMM blob (one tap: no order), with the
+    same result. (Refusals of other kernels: kernel_data.bad_op_cases.)"""
+    g = torch.Generator().manual_seed(25)
+    w, zw = rand_codes(g, (5, 4, 3, 2), 6), rand_zp(g, 6, (5,))
+    conv = q.pack_conv_weight(w, zw, 6)
+    gemm = q.pack_weight(w.permute(0, 2, 3, 1).reshape(5, -1), zw, 6)
+    head = 128  # csrc/cpu/qgemm.h kHeaderBytes
+    assert conv.shape == gemm.shape and torch.equal(conv.view(-1)[head:], gemm.view(-1)[head:])
+    assert not torch.equal(conv.view(-1)[:head], gemm.view(-1)[:head])
+    x, zx = rand_codes(g, (2, 4, 5, 6), 6, torch.uint8), rand_zp(g, 6)
+    assert torch.equal(q.qconv2d_acc(x, zx, 6, conv, (3, 2), 1, 1), ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (1, 1)))
+    w1 = w[:, :, :1, :1]
+    want = ref.qconv2d_acc_ref(x, zx, w1, zw, (2, 2), (0, 0))
+    for wp in (q.pack_conv_weight(w1, zw, 6), q.pack_weight(w1.reshape(5, 4), zw, 6)):
+        assert torch.equal(q.qconv2d_acc(x, zx, 6, wp, 1, 2, 0), want)
+
+
 def test_input_without_pixels(isa):
     """H or W 0 with padding: every tap is padding, so each output is the zero point's product with the
     weights; channels-last uint8 with 4 | C (the implicit conv's layout, which once divided by H * W = 0)
@@ -154,6 +173,7 @@ def test_opcheck(bits):
     zx, zw = rand_zp(g, bits), rand_zp(g, bits, (4,))
     wp = q.pack_conv_weight(w, zw, bits)
     sx, sw = torch.tensor([0.1]), torch.full((4,), 0.02)
+    torch.library.opcheck(torch.ops.dwq.pack_weight.default, (w.permute(0, 2, 3, 1).reshape(4, -1), zw, bits, [3, 3]))
     torch.library.opcheck(torch.ops.dwq.qconv2d_acc.default, (x, zx, bits, wp, [3, 3], [2, 1], [1, 0]))
     for xl in (x.contiguous(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3)):
         torch.library.opcheck(torch.ops.dwq.qconv2d_acc.default, (xl, zx, bits, wp, [3, 3], [1, 1], [1, 1]))

@@ -81,6 +81,9 @@ def test_pack_weight_same_bytes_as_cpu(bits):
             got = q.pack_weight(wl.to(DEV), zw.to(DEV), bits)
             assert got.device.type == "cuda" and got.shape == want.shape == q.packed_weight_shape(N, K, bits)
             assert torch.equal(got.cpu(), want), f"N={N} K={K} bits={bits}"
+    wc = rand_codes(g, (7, 3, 3, 2), bits)
+    zc = rand_zp(g, bits, (7,))
+    assert torch.equal(q.pack_conv_weight(wc.to(DEV), zc.to(DEV), bits).cpu(), q.pack_conv_weight(wc, zc, bits))
 
 
 def test_cpu_packed_blob_moved_to_cuda():

@@ -32,6 +32,10 @@ inline int limbs_for_bits(int bits) { return bits <= 8 ? 1 : 2; }
 struct PackedLayout {
   int64_t N = 0, K = 0, Kp = 0, Npad = 0;
   int bits = 0, limbs = 0;
+  // The conv kernel whose (ky, kx, c)-ordered weights the K columns hold (K = kh * kw * C), or 0 x 0
+  // for a GEMM weight: recorded so that a conv cannot read the blob with another kernel shape of
+  // the same K, nor a GEMM-ordered [O, C * kh * kw] reshape, and silently compute something else.
+  int kh = 0, kw = 0;
   int64_t data_off = 0, colsum_off = 0, zp_off = 0, bytes = 0;
 };
 PackedLayout packed_layout(int64_t N, int64_t K, int bits);
@@ -44,6 +48,7 @@ int64_t packed_weight_cols(int64_t N, int64_t K, int bits);
 struct PackedWeightView {
   int64_t N = 0, K = 0, Kp = 0, Npad = 0;
   int bits = 0, limbs = 0;
+  int kh = 0, kw = 0;  // PackedLayout's conv kernel (0 x 0: a GEMM weight)
   const int8_t* data = nullptr;    // limbs x Npad x Kp bytes
   const int64_t* colsum = nullptr;  // sum_k qw[n][k]
   const int32_t* zp = nullptr;      // zw[n]
@@ -51,9 +56,10 @@ struct PackedWeightView {
 
 // w[n][k] = w_ptr[n * sn + k * sk], uint8 (w_is_u8) or int32 codes. out must hold
 // packed_weight_bytes(N, K, bits) bytes and be 64-byte aligned. Returns the number of codes
-// outside [0, 2^bits - 1] (the blob is then not usable).
+// outside [0, 2^bits - 1] (the blob is then not usable). kh x kw: the conv kernel the header records
+// (K must be a multiple of kh * kw), 0 x 0 for a GEMM weight.
 int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
-                    const int32_t* zero_point, int bits, int8_t* out);
+                    const int32_t* zero_point, int bits, int8_t* out, int kh = 0, int kw = 0);
 // Validates the header against the blob size; false if it is not a dwq packed weight.
 bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* view);
 

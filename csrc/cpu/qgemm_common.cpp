@@ -31,6 +31,7 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 struct Header {
   int32_t magic, version, bits, limbs;
   int64_t N, K, Kp, Npad, data_off, colsum_off, zp_off;
+  int32_t kh, kw;  // zero in blobs written before they were recorded: read as a GEMM weight
 };
 static_assert(sizeof(Header) <= kHeaderBytes, "header too large");
 }  // namespace
@@ -114,6 +115,8 @@ void write_packed_header(const PackedLayout& L, int8_t* out) {
   h.data_off = L.data_off;
   h.colsum_off = L.colsum_off;
   h.zp_off = L.zp_off;
+  h.kh = L.kh;
+  h.kw = L.kw;
   std::memset(out, 0, kHeaderBytes);
   std::memcpy(out, &h, sizeof(h));
 }
@@ -125,8 +128,10 @@ int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {
 }
 
 int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
-                    const int32_t* zero_point, int bits, int8_t* out) {
-  const PackedLayout h = packed_layout(N, K, bits);
+                    const int32_t* zero_point, int bits, int8_t* out, int kh, int kw) {
+  PackedLayout h = packed_layout(N, K, bits);
+  h.kh = kh;
+  h.kw = kw;
   write_packed_header(h, out);
   int8_t* data = out + h.data_off;
   std::memset(data, 0, static_cast<size_t>(h.limbs * h.Npad * h.Kp));
@@ -165,6 +170,8 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   // needs at least one byte per (padded) row and column of its limb plane.
   if (h.N <= 0 || h.K <= 0 || h.N > nbytes || h.K > nbytes) return false;
   if (h.Kp != round_up(h.K, 4) || h.Npad != round_up(h.N, kBlockN)) return false;
+  const bool gemm = h.kh == 0 && h.kw == 0;
+  if (!gemm && (h.kh < 1 || h.kw < 1 || h.kh > h.K || h.kw > h.K || h.K % (int64_t{h.kh} * h.kw) != 0)) return false;
   int64_t plane = 0;
   if (__builtin_mul_overflow(h.Npad, h.Kp, &plane) || plane > nbytes) return false;
   // The offsets are read from the blob: they must be the layout's, or the engine reads out of bounds.
@@ -177,6 +184,8 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   v->Npad = h.Npad;
   v->bits = h.bits;
   v->limbs = h.limbs;
+  v->kh = h.kh;
+  v->kw = h.kw;
   v->data = blob + h.data_off;
   v->colsum = reinterpret_cast<const int64_t*>(blob + h.colsum_off);
   v->zp = reinterpret_cast<const int32_t*>(blob + h.zp_off);

@@ -127,13 +127,15 @@ at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const
   return out;
 }
 
-at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits) {
+at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits,
+                            at::IntArrayRef kernel_size) {
   const char* op = "pack_weight";
   qg_check_bits(op, "bits", bits);
   check_cuda_input(op, "w_codes", w);
   qg_check_codes(op, "w_codes", w, 2, w.device());
   const int64_t N = w.size(0), K = w.size(1);
   TORCH_CHECK(N > 0 && K > 0, "dwq.pack_weight: w_codes must be non-empty [N, K], got ", w.sizes());
+  const auto [kh, kw] = qg_pack_kernel(kernel_size, K);
   qg_check_device(op, "zero_point", zero_point, w.device());
   TORCH_CHECK(zero_point.scalar_type() == at::kInt, "dwq.pack_weight: zero_point must be int32, got ",
               zero_point.scalar_type());
@@ -142,7 +144,9 @@ at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, i
   qg_zp_vec_values(op, "zero_point", zero_point, bits);  // conversion time: a sync is fine
   const c10::cuda::CUDAGuard guard(w.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const cpu::PackedLayout L = cpu::packed_layout(N, K, static_cast<int>(bits));
+  cpu::PackedLayout L = cpu::packed_layout(N, K, static_cast<int>(bits));
+  L.kh = kh;
+  L.kw = kw;
   at::Tensor out = at::zeros({N, cpu::packed_weight_cols(N, K, static_cast<int>(bits))}, w.options().dtype(at::kChar));
   TORCH_INTERNAL_ASSERT(aligned16(out.data_ptr()) && out.numel() >= L.bytes);
   at::Tensor header = at::empty({cpu::kHeaderBytes}, at::TensorOptions().dtype(at::kChar));
@@ -193,7 +197,7 @@ void check_header(const char* op, const int8_t* hdr, int64_t nbytes, int64_t N, 
   TORCH_CHECK(cpu::parse_packed_weight(hdr, nbytes, &view) && (limbs == 0 || view.limbs == limbs), "dwq.", op,
               ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
   TORCH_CHECK(view.N == N, "dwq.", op, ": w_packed header says N = ", view.N, " but w_packed.size(0) = ", N);
-  qg_check_k(op, view.K, need);
+  qg_check_k(op, view, need);
 }
 
 void check_index_range(const char* op, int64_t M, int64_t N, int64_t K) {

@@ -157,12 +157,14 @@ at::Tensor quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale, const 
   return out;
 }
 
-at::Tensor pack_weight_cpu(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits) {
+at::Tensor pack_weight_cpu(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits,
+                           at::IntArrayRef kernel_size) {
   const char* op = "pack_weight";
   check_bits(op, "bits", bits);
   check_codes_tensor(op, "w_codes", w, 2);
   const int64_t N = w.size(0), K = w.size(1);
   TORCH_CHECK(N > 0 && K > 0, "dwq.pack_weight: w_codes must be non-empty [N, K], got ", w.sizes());
+  const auto [kh, kw] = qg_pack_kernel(kernel_size, K);
   check_cpu(op, "zero_point", zero_point);
   TORCH_CHECK(zero_point.scalar_type() == at::kInt, "dwq.pack_weight: zero_point must be int32, got ",
               zero_point.scalar_type());
@@ -175,7 +177,7 @@ at::Tensor pack_weight_cpu(const at::Tensor& w, const at::Tensor& zero_point, in
   at::Tensor out = at::empty({N, cpu::packed_weight_cols(N, K, static_cast<int>(bits))}, w.options().dtype(at::kChar));
   TORCH_INTERNAL_ASSERT(reinterpret_cast<uintptr_t>(out.data_ptr()) % 64 == 0);
   const int64_t bad = cpu::pack_weight(w.data_ptr(), w.scalar_type() == at::kByte, N, K, w.stride(0), w.stride(1), zp,
-                                       static_cast<int>(bits), out.data_ptr<int8_t>());
+                                       static_cast<int>(bits), out.data_ptr<int8_t>(), kh, kw);
   const int64_t used = cpu::packed_weight_bytes(N, K, static_cast<int>(bits));
   std::memset(out.data_ptr<int8_t>() + used, 0, static_cast<size_t>(out.numel() - used));  // deterministic tail
   TORCH_CHECK(bad == 0, "dwq.pack_weight: w_codes has ", bad, " value(s) outside 0..", qmax, " (not codes of bits = ",
@@ -189,7 +191,7 @@ cpu::ActSource gemm_source(const char* op, const at::Tensor& x, const at::Tensor
                            const Weight& w) {
   check_bits(op, "x_bits", x_bits);
   check_codes_tensor(op, "x_codes", x, 2);
-  qg_check_k(op, w.view.K, KNeed{x.size(1)});
+  qg_check_k(op, w.view, KNeed{x.size(1)});
   cpu::ActSource a;
   a.x = x.data_ptr();
   a.is_u8 = x.scalar_type() == at::kByte;
@@ -252,7 +254,7 @@ ConvGeom conv_source(const char* op, const at::Tensor& x, const at::Tensor& x_ze
   g.OW = cs.OW;
   g.M = cs.M;
   const int64_t kh = kernel_size[0], kw = kernel_size[1];
-  qg_check_k(op, w.view.K, KNeed{cs.K, kernel_size, C});
+  qg_check_k(op, w.view, KNeed{cs.K, kernel_size, C});
   cpu::ActSource& a = g.a;
   a.x = x.data_ptr();
   a.is_u8 = x.scalar_type() == at::kByte;

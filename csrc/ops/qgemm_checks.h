@@ -9,6 +9,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
+
+#include "cpu/qgemm.h"
 
 namespace dwq {
 // Internal linkage: compiled by g++ and by nvcc's host compiler (see fake_quant_checks.h).
@@ -101,15 +104,38 @@ struct KNeed {
   int64_t C = 0;
 };
 
-inline void qg_check_k(const char* op, int64_t w_k, const KNeed& need) {
+// The packed weight w fits the input: its K, and for a conv the kernel its K columns were ordered
+// for. A GEMM-packed weight serves a 1 x 1 conv (one kernel tap: nothing to order) and no other.
+inline void qg_check_k(const char* op, const cpu::PackedWeightView& w, const KNeed& need) {
   if (need.kernel_size.empty()) {
-    TORCH_CHECK(w_k == need.K, "dwq.", op, ": x_codes has K = ", need.K, " columns but w_packed was packed with K = ",
-                w_k);
-  } else {
-    TORCH_CHECK(w_k == need.K, "dwq.", op, ": w_packed was packed with K = ", w_k, " but kernel_size ",
-                need.kernel_size, " x C = ", need.C, " input channels needs K = ", need.K,
-                " (pack conv weights [O, C, kh, kw] with dwq.ops.pack_conv_weight)");
+    TORCH_CHECK(w.K == need.K, "dwq.", op, ": x_codes has K = ", need.K, " columns but w_packed was packed with K = ",
+                w.K);
+    return;
   }
+  TORCH_CHECK(w.K == need.K, "dwq.", op, ": w_packed was packed with K = ", w.K, " but kernel_size ",
+              need.kernel_size, " x C = ", need.C, " input channels needs K = ", need.K,
+              " (pack conv weights [O, C, kh, kw] with dwq.ops.pack_conv_weight)");
+  const int64_t kh = need.kernel_size[0], kw = need.kernel_size[1];
+  if (w.kh == 0) {
+    TORCH_CHECK(kh == 1 && kw == 1, "dwq.", op, ": w_packed was packed for a GEMM (dwq.ops.pack_weight) but kernel_size ",
+                need.kernel_size, " needs its K columns in (ky, kx, c) order: pack conv weights [O, C, kh, kw] with "
+                "dwq.ops.pack_conv_weight");
+  } else {
+    TORCH_CHECK(kh == w.kh && kw == w.kw, "dwq.", op, ": w_packed was packed for a ", w.kh, "x", w.kw,
+                " kernel but kernel_size is ", need.kernel_size);
+  }
+}
+
+// pack_weight's kernel_size: empty (a GEMM weight) or the conv kernel [kh, kw] whose (ky, kx, c)
+// ordered weights the K columns hold. Returns {kh, kw}, {0, 0} for a GEMM.
+inline std::pair<int, int> qg_pack_kernel(at::IntArrayRef kernel_size, int64_t K) {
+  if (kernel_size.empty()) return {0, 0};
+  TORCH_CHECK(kernel_size.size() == 2, "dwq.pack_weight: kernel_size must be empty (a GEMM weight) or [kh, kw], got ",
+              kernel_size);
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
+  TORCH_CHECK(kh >= 1 && kw >= 1 && kh <= K && kw <= K && K % (kh * kw) == 0, "dwq.pack_weight: kernel_size ",
+              kernel_size, " must be >= 1 and divide K = ", K, " (K = kh * kw * C)");
+  return {static_cast<int>(kh), static_cast<int>(kw)};
 }
 
 // The implicit GEMM of a conv: {OH, OW} output of the H x W input, M = B * OH * OW rows and

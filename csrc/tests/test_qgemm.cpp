@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -270,8 +271,34 @@ static void quantize_cases(Isa isa, std::mt19937_64& rng) {
   CHECK(q[0] == 4 && q[1] == 6 && q[2] == 6 && q[3] == 4, "%s ties: %d %d %d %d", isa_name(isa), q[0], q[1], q[2], q[3]);
 }
 
+// The header keeps a conv kernel (or 0 x 0 for a GEMM weight), and parse refuses a kernel that
+// does not divide K or is half set: the ops rely on it to refuse another kernel shape of equal K.
+static void header_kernel_cases() {
+  const int64_t N = 3, K = 24;
+  std::vector<int32_t> w(N * K, 1), zw(N, 0);
+  Packed p;
+  p.bytes = packed_weight_bytes(N, K, 4);
+  p.storage.resize(static_cast<size_t>(p.bytes / 8 + 16));
+  p.ptr = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(p.storage.data()) + 63) / 64 * 64);
+  PackedWeightView v;
+  for (const auto& [kh, kw] : {std::pair{0, 0}, std::pair{3, 2}, std::pair{1, 1}, std::pair{24, 1}}) {
+    CHECK(pack_weight(w.data(), false, N, K, K, 1, zw.data(), 4, p.ptr, kh, kw) == 0, "pack %dx%d", kh, kw);
+    CHECK(parse_packed_weight(p.ptr, p.bytes, &v) && v.kh == kh && v.kw == kw, "kernel %dx%d read back as %dx%d", kh,
+          kw, v.kh, v.kw);
+  }
+  // the kh, kw fields follow 4 int32 and 7 int64 (csrc/cpu/qgemm_common.cpp Header)
+  int32_t* hk = reinterpret_cast<int32_t*>(p.ptr + 16 + 7 * 8);
+  CHECK(hk[0] == 24 && hk[1] == 1, "kernel fields not where expected: %d %d", hk[0], hk[1]);
+  for (const auto& [kh, kw] : {std::pair{5, 1}, std::pair{0, 2}, std::pair{3, 0}, std::pair{-3, -2}, std::pair{48, 1}}) {
+    hk[0] = kh;
+    hk[1] = kw;
+    CHECK(!parse_packed_weight(p.ptr, p.bytes, &v), "a header with kernel %dx%d for K = 24 was accepted", kh, kw);
+  }
+}
+
 int main() {
   std::mt19937_64 rng(1234);
+  header_kernel_cases();
   {
     std::mt19937_64 srng(99);  // own stream: the GEMM/conv cases below stay the same
     split_cases(srng);

@@ -119,10 +119,17 @@ def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> t
 
 def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
     """Prepack conv weight codes ``[O, C, kh, kw]`` (uint8/int32) for ``qconv2d``: the reduction
-    index is ordered (ky, kx, c) to match channels-last activations, K = kh * kw * C."""
+    index is ordered (ky, kx, c) to match channels-last activations, K = kh * kw * C. The blob
+    records (kh, kw): ``qconv2d`` refuses another kernel_size, and a ``pack_weight`` blob for any
+    kernel but 1 x 1."""
     if w_codes.dim() != 4:
         raise ValueError(f"pack_conv_weight: w_codes must be [O, C, kh, kw], got shape {tuple(w_codes.shape)}")
-    return pack_weight(w_codes.permute(0, 2, 3, 1).reshape(w_codes.shape[0], -1), zero_point, bits)
+    _check_bits(bits)
+    _need_ext("pack_conv_weight")
+    # The kernel goes into the blob's header: qconv2d then refuses any other kernel_size of the same K.
+    kernel_size = [int(w_codes.shape[2]), int(w_codes.shape[3])]
+    return torch.ops.dwq.pack_weight.default(w_codes.permute(0, 2, 3, 1).reshape(w_codes.shape[0], -1), zero_point,
+                                             bits, kernel_size)
 
 
 def qgemm_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, w_packed: torch.Tensor) -> torch.Tensor:
@@ -246,8 +253,10 @@ if HAS_EXT:
         return torch.empty_like(x, dtype=codes_dtype(bits))
 
     @torch.library.register_fake("dwq::pack_weight")
-    def _(w_codes, zero_point, bits):
+    def _(w_codes, zero_point, bits, kernel_size=()):
         _fake_same_device("pack_weight", w_codes, "w_codes", zero_point=zero_point)
+        torch._check(len(kernel_size) in (0, 2),
+                     lambda: f"pack_weight: kernel_size must be empty or [kh, kw], got {list(kernel_size)}")
         torch._check(2 <= bits <= 16, lambda: f"pack_weight: bits must be in 2..16, got {bits}")
         torch._check(w_codes.dim() == 2, lambda: f"pack_weight: w_codes must be 2-D, got {tuple(w_codes.shape)}")
         torch._check(w_codes.dtype in (torch.uint8, torch.int32),
