@@ -125,6 +125,27 @@ def test_quantize_act_preserves_channels_last():
     assert torch.equal(c, ref.quantize_act_ref(x, torch.tensor([0.1]), torch.tensor([128], dtype=torch.int32), 8))
 
 
+@pytest.mark.parametrize("x, scale, zero_point, message", [
+    ([0.3, float("nan")], 0.1, 3, "quantize_act: x contains .*NaN"),
+    ([0.3, 1.0], 0.0, 3, r"quantize_act: scale(\[0\])? must be finite and > 0, got 0"),
+    ([0.3, 1.0], float("inf"), 3, r"quantize_act: scale(\[0\])? must be finite and > 0, got inf"),
+    ([0.3, 1.0], 0.1, 256, r"quantize_act: zero_point(\[0\])? = 256 is not a code of 8 bits"),
+])
+def test_quantize_act_without_a_kernel_checks_like_the_op(monkeypatch, x, scale, zero_point, message):
+    # A device without a quantize_act kernel runs the reference, which gave code 0 for NaN and
+    # codes of inf for a zero scale, silently.
+    from dwq.ops import _lib
+
+    args = (torch.tensor(x), torch.tensor([scale]), torch.tensor([zero_point], dtype=torch.int32), 8)
+    with pytest.raises(RuntimeError, match="dwq." + message):
+        q.quantize_act(*args)
+    monkeypatch.setitem(_lib._KERNELS, ("quantize_act", "cpu"), False)
+    with pytest.raises(ValueError, match=message):
+        q.quantize_act(*args)
+    ok = (torch.tensor([0.3, -0.2]), torch.tensor([0.1]), torch.tensor([3], dtype=torch.int32), 8)
+    assert q.quantize_act(*ok).tolist() == [6, 1]
+
+
 def test_no_overflow_k65536_16bit(isa):
     """K = 65,536 (+3) at 16 bits, every code at an extreme: |acc| = K * 65535^2 ~ 2.8e14 needs int64."""
     K = 65536 + 3

@@ -6,6 +6,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
+from dwq.nn.modes import kept_modes
 from dwq.nn.precision import precision
 from dwq.quant.precision import precision_name
 
@@ -61,9 +62,6 @@ def latency_per_precision(model: torch.nn.Module, x: torch.Tensor, precisions: O
             return out
         return f
 
-    was = model.training
-    model.eval()  # a train-mode forward would update every precision's BN statistics and ranges
-    try:
+    with kept_modes(model):
+        model.eval()  # a train-mode forward would update every precision's BN statistics and ranges
         return time_round_robin({precision_name(p): run_at(p) for p in ps}, budget_s, min_reps, max_reps)
-    finally:
-        model.train(was)

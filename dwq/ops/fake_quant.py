@@ -88,25 +88,24 @@ def fake_quantize(
     return _FakeQuantRef.apply(x, scale, zero_point, bits, axis, return_codes)
 
 
-def _check_qparam_values(scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> None:
-    """The kernels' value checks (csrc/ops/fake_quant_checks.h), for the pure-PyTorch path: without
-    them a zero scale gave NaN and a zero point outside the codes a shifted grid, silently."""
+def check_qparam_values(scale: torch.Tensor, zero_point: torch.Tensor, bits: int, op: str = "fake_quantize") -> None:
+    """The kernels' value checks (csrc/ops/fake_quant_checks.h), for the pure-PyTorch paths of ``op``:
+    without them a zero scale gave NaN and a zero point outside the codes a shifted grid, silently."""
     qmax = (1 << bits) - 1
     bad_s, bad_z = ~(torch.isfinite(scale) & (scale > 0)), (zero_point < 0) | (zero_point > qmax)
     if scale.device.type == "cpu" and not torch.compiler.is_compiling():  # name the entry, as the kernels do
         for i in bad_s.nonzero().flatten()[:1].tolist():
-            raise ValueError(f"fake_quantize: scale[{i}] must be finite and > 0, got {scale[i].item()}")
+            raise ValueError(f"{op}: scale[{i}] must be finite and > 0, got {scale[i].item()}")
         for i in bad_z.nonzero().flatten()[:1].tolist():
-            raise ValueError(f"fake_quantize: zero_point[{i}] = {zero_point[i].item()} is not a code of {bits} bits "
-                             f"(0..{qmax})")
-    check_value(bad_s.any() | bad_z.any(), f"fake_quantize: scale must be finite and > 0 and zero_point a code of "
+            raise ValueError(f"{op}: zero_point[{i}] = {zero_point[i].item()} is not a code of {bits} bits (0..{qmax})")
+    check_value(bad_s.any() | bad_z.any(), f"{op}: scale must be finite and > 0 and zero_point a code of "
                                            f"{bits} bits (0..{qmax})")
 
 
 class _FakeQuantRef(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, bits, axis, return_codes):
-        _check_qparam_values(scale, zero_point, bits)
+        check_qparam_values(scale, zero_point, bits)
         check_no_nan(x, "fake_quantize: x contains NaN; NaN has no quantized code")
         out, codes = fake_quantize_ref(x, scale, zero_point, bits, axis, return_codes)
         ctx.mark_non_differentiable(codes)

@@ -36,6 +36,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
+from dwq.ops.fake_quant import check_no_nan, check_qparam_values
 from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
 
 __all__ = [
@@ -102,6 +103,9 @@ def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     _check_bits(bits)
     if has_kernel("quantize_act", x.device.type):
         return torch.ops.dwq.quantize_act.default(x, scale, zero_point, bits)
+    # The reference alone would turn NaN into code 0 and a zero scale into codes of inf, silently.
+    check_qparam_values(scale.reshape(-1), zero_point.reshape(-1), bits, "quantize_act")
+    check_no_nan(x, "quantize_act: x contains NaN; NaN has no code")
     return quantize_act_ref(x, scale, zero_point, bits)
 
 

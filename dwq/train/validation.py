@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from dwq.attacks import pgd
-from dwq.nn import precision
+from dwq.nn import kept_modes, precision
 from dwq.quant import reuse_quantized_weights
 
 from .batches import collate, epoch_batches
@@ -21,12 +21,8 @@ def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, ba
     eval mode. Used for validation and the reference's test-set selection. Returns ``(clean, pgd)``
     accuracies in [0, 1]; ``pgd`` is None when ``steps`` is 0."""
     model = unwrap(model)
-    was = model.training
-    model.eval()
-    with reuse_quantized_weights(model):
-        clean, rob = _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop)
-    model.train(was)
-    return clean, rob
+    with kept_modes(model), reuse_quantized_weights(model.eval()):
+        return _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop)
 
 
 def _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop):
