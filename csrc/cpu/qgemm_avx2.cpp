@@ -82,6 +82,58 @@ static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int6
   }
 }
 
+// Two-limb activations (9..16 bits) as one int16 operand: x' = x - 32768 = (lo | hi << 8) ^ 0x8000
+// fits int16, so vpmaddwd multiplies whole codes by a weight limb (2 passes for 16 x 16 bits, 1 for
+// 16 x 8, where the limb pairs took 4 and 2). |x' * b| <= 32768 * 128 = 2^22; a 4-k group adds 4
+// such products to a column (two pairs in two int32 lanes that ukernel8 adds when it stores), so
+// kWideChunk groups stay within 2^30 (128 could reach 2^31), and the tile is then widened into
+// int64. The caller adds 32768 * sum_k b_k per column (ukernel_wide).
+constexpr int64_t kWideChunk = 64;
+
+template <int MR>
+static void ukernel_wide_mr(const uint8_t* A0, const uint8_t* A1, int64_t lda, const int8_t* B0, const int8_t* B1,
+                            int64_t kg, int64_t* C) {
+  alignas(32) int16_t aw[MR * 4 * kGChunk];
+  alignas(32) int32_t c0[MR * kBlockN], c1[MR * kBlockN];
+  const __m256i flip = _mm256_set1_epi16(static_cast<int16_t>(0x8000));
+  for (int64_t g0 = 0; g0 < kg; g0 += kWideChunk) {
+    const int64_t gn = std::min(kWideChunk, kg - g0);
+    for (int r = 0; r < MR; ++r) {
+      const uint8_t* lo = A0 + r * lda + 4 * g0;
+      const uint8_t* hi = A1 + r * lda + 4 * g0;
+      int16_t* dst = aw + r * 4 * kGChunk;
+      int64_t i = 0;
+      for (; i + 16 <= 4 * gn; i += 16) {
+        const __m256i l = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo + i)));
+        const __m256i h = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hi + i)));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst + i),
+                           _mm256_xor_si256(_mm256_or_si256(l, _mm256_slli_epi16(h, 8)), flip));
+      }
+      for (; i < 4 * gn; ++i) dst[i] = static_cast<int16_t>((lo[i] | hi[i] << 8) ^ 0x8000);
+    }
+    for (int s = 0; s < 8; ++s) {
+      ukernel8<MR>(aw, B0 + g0 * 256 + s * 32, gn, c0 + s * 8, false);
+      if (B1 != nullptr) ukernel8<MR>(aw, B1 + g0 * 256 + s * 32, gn, c1 + s * 8, false);
+    }
+    for (int64_t i = 0; i < MR * kBlockN; ++i) {
+      const int64_t t = B1 != nullptr ? int64_t{c0[i]} + int64_t{c1[i]} * 256 : int64_t{c0[i]};
+      C[i] = g0 > 0 ? C[i] + t : t;
+    }
+  }
+}
+
+// C[r][j] = sum_k (x[r][k] - 32768) * b[k][j] over K = 4 * kg (two-limb rows A0 | A1 << 8 of codes,
+// b the shifted weight limb B0, plus 256 times B1 when given): T minus 32768 * sum_k b_k[j].
+#define DWQ_ISA_WIDE 1
+static void ukernel_wide(int mr, const uint8_t* A0, const uint8_t* A1, int64_t lda, const int8_t* B0,
+                         const int8_t* B1, int64_t kg, int64_t* C) {
+  switch (mr) {
+    case 1: ukernel_wide_mr<1>(A0, A1, lda, B0, B1, kg, C); break;
+    case 2: ukernel_wide_mr<2>(A0, A1, lda, B0, B1, kg, C); break;
+    default: ukernel_wide_mr<3>(A0, A1, lda, B0, B1, kg, C); break;
+  }
+}
+
 // 16 output columns for MR rows of codes <= 127 (see the top of the file).
 template <int MR>
 static inline void ukernel16_narrow(const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {

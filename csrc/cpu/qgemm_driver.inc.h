@@ -16,6 +16,9 @@
 //                    pointers (implicit-GEMM stride-1 conv; needs DWQ_ISA_ROWPACK for pixel sums);
 //   DWQ_ISA_NARROW   ukernel_narrow, ukernel's contract for A codes <= 127 (activations of at most
 //                    7 bits, one limb), where an ISA has a faster exact product.
+//   DWQ_ISA_WIDE     ukernel_wide(mr, A0, A1, lda, B0, B1, kg, int64_t* C): two-limb activations
+//                    multiplied as whole codes less 32768 by the weight limb B0 (+ 256 x B1), in
+//                    int64 (see qgemm_avx2.cpp); the driver adds 32768 x the column's limb sum.
 // No system #include in these pieces: the including file provides <algorithm>, <climits>,
 // <cstring>, <type_traits>, <vector> and common/arith.h before it opens its target region.
 
@@ -68,6 +71,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   // Limbs with K <= 32768: three int32 partial tiles combined once in the epilogue (no int64
   // accumulation per pass); larger K: the general path, K-chunked into int64.
   const bool limb3 = !fast && (p.lx == 2 || p.lw == 2) && K <= 32768;
+
   const int64_t Lw = p.lw == 2 ? 257 : 1;
   const int64_t kg_chunk = kMaxKChunk / 4;
 #ifdef DWQ_ISA_NARROW
@@ -144,6 +148,19 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
               store_row<int32_t>(acc32, nv, ep, m0 + mt + r, n0);
             }
           }
+#ifdef DWQ_ISA_WIDE
+        } else if (p.lx == 2) {
+          // T = T' + 32768 * sum_{k<K} s_k with s_k = qw_k - 128 * Lw the shifted limbs combined (the
+          // padding's stored bytes are 0: no term), i.e. 32768 * (colsum - 128 * Lw * K).
+          ukernel_wide(mr, A, A + p.mc * Kp, Kp, bblk, p.lw == 2 ? bblk + w.Npad * Kp : nullptr, kg_total, t64);
+          for (int r = 0; r < mr; ++r) {
+            const int64_t rsr = rst[r];
+            const int64_t* t = t64 + r * kBlockN;
+            for (int64_t j = 0; j < nv; ++j)
+              acc64[j] = arith::acc_from_terms(t[j] + 32768 * (w.colsum[n0 + j] - 128 * Lw * K), rsr, colw[j], colc[j]);
+            store_row<int64_t>(acc64, nv, ep, m0 + mt + r, n0);
+          }
+#endif
         } else if (limb3) {
           // T = t0 + 256 * t1 + 65536 * t2 with t_s = sum_{ia+ib=s} P_ia,ib, each exact in int32
           // (|P01 + P10| <= 2 * 255 * 128 * K < 2^31 for K <= 32768).

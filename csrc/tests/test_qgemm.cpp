@@ -208,24 +208,33 @@ static void overflow_case(Isa isa) {
 // Every pair of products at its extreme: 7-bit codes 127 against weight bytes -128 and +127 fill the
 // int16 pair sums of a narrow (vpmaddubsw) kernel to +-32512 and 32258; 8-bit codes 255 against them
 // would saturate there, so they must take the wide path. Also uint8 activations, K near the
-// int32-exact limit of one pass at 7 x 8 bits, and every row count of a tile.
+// int32-exact limit of one pass at 7 x 8 bits, and every row count of a tile. Two-limb codes (9, 16
+// bits) at 0 and 2^b - 1 fill the whole-code int16 products of AVX2's two-limb kernel (x - 32768
+// against bytes -128: +2^22 each) over K beyond one int32 chunk.
 static void narrow_extreme_cases(Isa isa) {
-  for (int xb : {7, 8})
-    for (int wb : {7, 8})
+  for (int xb : {7, 8, 9, 16})
+    for (int wb : {7, 8, 16})
       for (int64_t K : {int64_t{4099}, int64_t{65536}}) {
+        if ((xb > 8 || wb > 8) && K == 4099 && xb != wb) continue;  // (keeps the run short)
         const int64_t M = 5, N = 67;
         const int32_t qx = (1 << xb) - 1, qw = (1 << wb) - 1;
-        std::vector<uint8_t> x(M * K);
+        std::vector<uint8_t> x(xb <= 8 ? M * K : 0);
+        std::vector<int32_t> x32(xb <= 8 ? 0 : M * K);
         std::vector<int32_t> w(N * K), zw(N);
-        for (int64_t i = 0; i < M * K; ++i) x[i] = static_cast<uint8_t>((i / K) == 3 ? 0 : qx);
+        for (int64_t i = 0; i < M * K; ++i) {
+          if (xb <= 8)
+            x[i] = static_cast<uint8_t>((i / K) == 3 ? 0 : qx);
+          else
+            x32[i] = (i / K) == 3 ? 0 : qx;
+        }
         for (int64_t n = 0; n < N; ++n) {
           zw[n] = n % 3 == 0 ? 0 : n % 3 == 1 ? qw : qw / 2;
           for (int64_t k = 0; k < K; ++k) w[n * K + k] = n % 2 ? qw : 0;
         }
         Packed p = pack(w, N, K, zw, wb);
         ActSource a;
-        a.x = x.data();
-        a.is_u8 = true;
+        a.x = xb <= 8 ? static_cast<const void*>(x.data()) : static_cast<const void*>(x32.data());
+        a.is_u8 = xb <= 8;
         a.zx = 0;
         a.bits = xb;
         a.sm = K;
