@@ -71,7 +71,6 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   // Limbs with K <= 32768: three int32 partial tiles combined once in the epilogue (no int64
   // accumulation per pass); larger K: the general path, K-chunked into int64.
   const bool limb3 = !fast && (p.lx == 2 || p.lw == 2) && K <= 32768;
-
   const int64_t Lw = p.lw == 2 ? 257 : 1;
   const int64_t kg_chunk = kMaxKChunk / 4;
 #ifdef DWQ_ISA_NARROW

@@ -133,7 +133,9 @@ inline std::pair<int, int> qg_pack_kernel(at::IntArrayRef kernel_size, int64_t K
   TORCH_CHECK(kernel_size.size() == 2, "dwq.pack_weight: kernel_size must be empty (a GEMM weight) or [kh, kw], got ",
               kernel_size);
   const int64_t kh = kernel_size[0], kw = kernel_size[1];
-  TORCH_CHECK(kh >= 1 && kw >= 1 && kh <= K && kw <= K && K % (kh * kw) == 0, "dwq.pack_weight: kernel_size ",
+  // (bounded by K, and by int32 for the header, before the product)
+  const bool fits = kh >= 1 && kw >= 1 && kh <= K && kw <= K && kh <= INT32_MAX && kw <= INT32_MAX;
+  TORCH_CHECK(fits && K % (kh * kw) == 0, "dwq.pack_weight: kernel_size ",
               kernel_size, " must be >= 1 and divide K = ", K, " (K = kh * kw * C)");
   return {static_cast<int>(kh), static_cast<int>(kw)};
 }
