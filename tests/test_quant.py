@@ -420,3 +420,21 @@ def test_eval_quantizes_an_empty_batch_without_a_tracked_range(dtype, zero_point
     assert y.shape == (0, 3) and y.dtype == dtype
     q.set_range(-1.0, 1.0)
     assert q(x, 4).shape == (0, 3)
+
+
+@pytest.mark.parametrize("src, dst", [("int", "float"), ("float", "int")])
+def test_a_partial_state_dict_marks_no_range_it_did_not_load(src, dst):
+    """load_state_dict(strict=False) of the other zero-point mode's state_dict loads ``initialized`` but not
+    the upper bound: the slots were marked tracked with a range never loaded (int: [min, 0], float: width 0),
+    and eval quantized every input to one or two values, silently."""
+    saved = ActQuantizer([4], zero_point=src).train()
+    saved(torch.tensor([-1.0, 3.0]), 4)
+    q = ActQuantizer([4], zero_point=dst)
+    missing, unexpected = q.load_state_dict(saved.state_dict(), strict=False)
+    assert missing == [q._upper_name] and unexpected == [saved._upper_name]
+    assert not q.initialized.any()
+    x = torch.tensor([-1.0, 0.5, 3.0])
+    assert torch.equal(q.eval()(x, 4), ActQuantizer([4], zero_point=dst).eval()(x, 4))  # the batch's own range
+    full = ActQuantizer([4], zero_point=dst)
+    full.load_state_dict({k: v for k, v in q.state_dict().items() if k != "initialized"}, strict=False)
+    assert not full.initialized.any()  # ranges without their flags leave the flags as they were

@@ -362,7 +362,17 @@ class ActQuantizer(nn.Module):
         version = (local_metadata or {}).get("version")
         if version is None or version < 2:
             _upgrade_v1(self, state_dict, prefix)
+        # The flags load only with the range they vouch for: strict=False of a state_dict lacking a bound
+        # (the other zero-point mode's, a filtered one) marked slots tracked with a range never loaded.
+        # (torch's load_state_dict hands each module its own copy of the dict: the caller's keeps the entry.)
+        flags = prefix + "initialized"
+        partial = flags in state_dict and not all(prefix + k in state_dict for k in ("running_min", self._upper_name))
+        if partial:
+            state_dict.pop(flags)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+        if partial:
+            if flags in missing:  # (it was given, only not loaded)
+                missing.remove(flags)
         if self._update_masks.device != self.running_min.device:
             # load_state_dict(assign=True) into a quantizer built on meta moves the state to the loaded
             # tensors' device but leaves the masks (no state_dict entry) on meta: train-mode forwards failed.
