@@ -438,3 +438,18 @@ def test_a_partial_state_dict_marks_no_range_it_did_not_load(src, dst):
     full = ActQuantizer([4], zero_point=dst)
     full.load_state_dict({k: v for k, v in q.state_dict().items() if k != "initialized"}, strict=False)
     assert not full.initialized.any()  # ranges without their flags leave the flags as they were
+
+
+def test_a_quantizer_takes_numpy_integer_widths():
+    """numpy integers are bits (check_bits takes them): slot() compared one with the set's pairs, which
+    numpy broadcasts, and failed with "The truth value of an array with more than one element is ambiguous"."""
+    np = pytest.importorskip("numpy")
+    x = torch.linspace(-3, 6, 37)
+    for zero_point in ("int", "float"):
+        q = ActQuantizer([4, (4, 8)], zero_point=zero_point)
+        assert q.slot(np.int64(4)) == 0 and q.slot((np.int32(4), np.int64(8))) == 1
+        assert torch.equal(q(x, np.int64(4)), q(x, 4))
+        assert torch.equal(q(x, np.int64(8), (np.int64(4), np.int64(8))), q(x, 8, (4, 8)))
+        q.set_range(-1.0, 3.0, precision=np.int64(4))
+        q.eval()
+        assert torch.equal(q(x, np.int64(4)), q(x, 4)) and q.eval_slot(np.int64(4)) == 0

@@ -242,7 +242,9 @@ class ActQuantizer(nn.Module):
         set has none."""
         if self.shared_range:
             return 0
-        if precision not in self.precisions:  # (the layers pass normalized ones: no parsing per forward)
+        # (The layers pass normalized ones: no parsing per forward. Only a tuple is compared with the set as it
+        # is: a numpy integer compared with a pair broadcasts to an array, whose truth value is an error.)
+        if type(precision) is not tuple or precision not in self.precisions:
             precision = normalize_precision(precision)
         if precision not in self.precisions:
             raise ValueError(f"precision {precision_name(precision)} is not in the quantizer's precision set "
