@@ -347,3 +347,21 @@ def test_sbn_partial_state_dict_leaves_unloaded_branches_untrained():
     sbn = SwitchableBatchNorm2d(3, [4, 8])
     sbn.load_state_dict({"precision_set": sbn.precision_set.clone()}, strict=False)
     assert sbn.untrained_precisions() == ["4", "8"]
+
+
+def test_precision_context_first_entry_restores_what_it_found():
+    """A precision changed between construction and the first ``with`` is what that block restores (it
+    restored the precision from before construction)."""
+    net = small_net()
+    dwq.set_precision(net, 8)
+    ctx = dwq.precision(net, 4)
+    dwq.set_precision(net, None)
+    with ctx:
+        assert dwq.get_precision(net) == 4
+    assert dwq.get_precision(net) is None
+    with ctx:
+        pass
+    assert dwq.get_precision(net) is None
+    with dwq.precision(net, 4):  # the usual use: constructed and entered at once
+        assert dwq.get_precision(net) == 4
+    assert dwq.get_precision(net) is None

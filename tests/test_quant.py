@@ -134,9 +134,9 @@ def test_float_mode_half_precision_and_infinite_ranges():
         got = WeightQuantizer(zero_point="float")(w, 4)
         assert got.dtype == dt and torch.equal(got, WeightQuantizer(zero_point="float")(w.float(), 4).to(dt))
     for bad in (torch.tensor([1.0, float("inf")]), torch.tensor([-3e38, 3e38])):
-        with pytest.raises(ValueError, match="scale and offset must be finite"):
+        with pytest.raises(ValueError, match="x holds inf or a range wider than float32 holds"):
             ActQuantizer([4], zero_point="float").train()(bad, 4, normalize_precision(4))
-        with pytest.raises(ValueError, match="scale and offset must be finite"):
+        with pytest.raises(ValueError, match="weight channel\\(s\\) hold inf or a range wider than float32 holds"):
             WeightQuantizer(zero_point="float")(bad.reshape(1, 2), 4)
 
 
@@ -387,3 +387,69 @@ def test_weight_quantizer_names_an_axis_the_weight_lacks(zero_point):
         with pytest.raises(ValueError, match="is not a dimension"):
             q.qparams(w, 4)
         assert q(w, None) is w  # full precision quantizes nothing
+
+
+# float32 axis 0: the fused kernels; float64, or another axis: the pure-PyTorch path.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("training", [True, False])
+def test_an_infinite_activation_range_is_named_as_such(dtype, training):
+    """x holding inf, or a range wider than float32 (an untracked quantizer in eval uses the batch's
+    own): the error said "scale[0] must be finite and > 0, got inf", a scale the caller never gave."""
+    for zero_point in ("int", "float"):
+        q = ActQuantizer([4], zero_point=zero_point).train(training)
+        for x in (torch.tensor([0.5, float("inf")]), torch.tensor([-3e38, 3e38])):
+            with pytest.raises(ValueError, match="x holds inf or a range wider than float32 holds"):
+                q(x.to(dtype), 4)
+
+
+@pytest.mark.parametrize("dtype, axis", [(torch.float32, 0), (torch.float64, 0), (torch.float32, 1)])
+def test_an_infinite_weight_range_is_named_as_such_on_every_path(dtype, axis):
+    w = torch.tensor([[1.0, float("inf")], [0.5, -0.5]], dtype=dtype)
+    with pytest.raises((ValueError, RuntimeError), match="hold inf or a range wider than float32 holds"):
+        WeightQuantizer(axis=axis)(w, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("zero_point", ["int", "float"])
+def test_eval_quantizes_an_empty_batch_without_a_tracked_range(dtype, zero_point):
+    """An empty x has nothing to quantize, so no range is needed: an untrained quantizer failed with
+    "the observed range contains NaN (the tensor has NaN values)"."""
+    q = ActQuantizer([4], zero_point=zero_point).eval()
+    x = torch.zeros(0, 3, dtype=dtype)
+    y = q(x, 4)
+    assert y.shape == (0, 3) and y.dtype == dtype
+    q.set_range(-1.0, 1.0)
+    assert q(x, 4).shape == (0, 3)
+
+
+@pytest.mark.parametrize("src, dst", [("int", "float"), ("float", "int")])
+def test_a_partial_state_dict_marks_no_range_it_did_not_load(src, dst):
+    """load_state_dict(strict=False) of the other zero-point mode's state_dict loads ``initialized`` but not
+    the upper bound: the slots were marked tracked with a range never loaded (int: [min, 0], float: width 0),
+    and eval quantized every input to one or two values, silently."""
+    saved = ActQuantizer([4], zero_point=src).train()
+    saved(torch.tensor([-1.0, 3.0]), 4)
+    q = ActQuantizer([4], zero_point=dst)
+    missing, unexpected = q.load_state_dict(saved.state_dict(), strict=False)
+    assert missing == [q._upper_name] and unexpected == [saved._upper_name]
+    assert not q.initialized.any()
+    x = torch.tensor([-1.0, 0.5, 3.0])
+    assert torch.equal(q.eval()(x, 4), ActQuantizer([4], zero_point=dst).eval()(x, 4))  # the batch's own range
+    full = ActQuantizer([4], zero_point=dst)
+    full.load_state_dict({k: v for k, v in q.state_dict().items() if k != "initialized"}, strict=False)
+    assert not full.initialized.any()  # ranges without their flags leave the flags as they were
+
+
+def test_a_quantizer_takes_numpy_integer_widths():
+    """numpy integers are bits (check_bits takes them): slot() compared one with the set's pairs, which
+    numpy broadcasts, and failed with "The truth value of an array with more than one element is ambiguous"."""
+    np = pytest.importorskip("numpy")
+    x = torch.linspace(-3, 6, 37)
+    for zero_point in ("int", "float"):
+        q = ActQuantizer([4, (4, 8)], zero_point=zero_point)
+        assert q.slot(np.int64(4)) == 0 and q.slot((np.int32(4), np.int64(8))) == 1
+        assert torch.equal(q(x, np.int64(4)), q(x, 4))
+        assert torch.equal(q(x, np.int64(8), (np.int64(4), np.int64(8))), q(x, 8, (4, 8)))
+        q.set_range(-1.0, 3.0, precision=np.int64(4))
+        q.eval()
+        assert torch.equal(q(x, np.int64(4)), q(x, 4)) and q.eval_slot(np.int64(4)) == 0

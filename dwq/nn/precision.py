@@ -133,18 +133,21 @@ class precision:
         self._p = normalize_precision(p)
         self._saved = [self._save()]
         set_precision(model, self._p)
-        self._set_by_init = True  # the first __enter__ restores, at exit, the state before construction
+        self._set_by_init = True  # the first __enter__ restores the state before construction (if still at p)
 
     def _save(self) -> list:
         return [(m, m.precision) for m in _layers(self.model)]
 
     def __enter__(self) -> nn.Module:
         # Every entry sets p (a block must run at p even after an earlier exit restored the old
-        # precision); a later or nested entry also saves what it found, for its own exit.
-        saved = None if self._set_by_init else self._save()
+        # precision) and saves what it found, for its own exit; except the first entry while every layer
+        # is still at the p construction set: what it restores is the state from before construction.
+        found = self._save()
         set_precision(self.model, self._p)
-        if saved is not None:
-            self._saved.append(saved)
+        if not self._set_by_init:
+            self._saved.append(found)
+        elif any(q != self._p for _, q in found):  # changed since construction: restore what was found instead
+            self._saved = [found]
         self._set_by_init = False
         return self.model
 

@@ -12,10 +12,18 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dwq.ops import quantizer_fused as fused
-from dwq.ops.fake_quant import check_no_nan
+from dwq.ops.fake_quant import check_no_nan, check_value
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
 from dwq.quant.precision import check_bits, normalize_precision, normalize_set, precision_name
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
+
+
+def _check_finite_scale(scale: torch.Tensor, what: str) -> None:
+    """An infinite scale comes from a range holding inf or wider than float32: say so. Left to
+    fake_quantize, the error named a scale the caller never gave ("scale[0] must be finite and > 0")."""
+    if not scale.is_cuda:  # (the CUDA kernels assert on the device themselves: no extra launches)
+        check_value(torch.isinf(scale).any(), f"cannot quantize: {what} inf or a range wider than float32 holds "
+                                              "(max - min overflows), so the scale would not be finite")
 
 
 def quantize_with(x, scale, zp, bits, axis, mode):
@@ -108,6 +116,7 @@ class WeightQuantizer(nn.Module):
                              "cannot quantize: the observed range contains NaN (the tensor has NaN values)")
             return out
         scale, zp = self.qparams(w, bits)  # (checks the axis)
+        _check_finite_scale(scale, "weight channel(s) hold")
         return quantize_with(w, scale, zp, bits, self.axis, self.zero_point)
 
     def extra_repr(self) -> str:
@@ -233,7 +242,9 @@ class ActQuantizer(nn.Module):
         set has none."""
         if self.shared_range:
             return 0
-        if precision not in self.precisions:  # (the layers pass normalized ones: no parsing per forward)
+        # (The layers pass normalized ones: no parsing per forward. Only a tuple is compared with the set as it
+        # is: a numpy integer compared with a pair broadcasts to an array, whose truth value is an error.)
+        if type(precision) is not tuple or precision not in self.precisions:
             precision = normalize_precision(precision)
         if precision not in self.precisions:
             raise ValueError(f"precision {precision_name(precision)} is not in the quantizer's precision set "
@@ -310,6 +321,10 @@ class ActQuantizer(nn.Module):
                 precision = bits
         elif not self.training:
             return x
+        if x.numel() == 0 and not self.training:
+            # Nothing to quantize, whatever the range (an untracked quantizer has none: its NaN range failed
+            # as "the tensor has NaN values").
+            return x
         if self.training and x.numel() == 0:
             raise ValueError(f"ActQuantizer: x is empty, got shape {list(x.shape)}: train mode needs the range of at "
                              "least one element")
@@ -320,18 +335,15 @@ class ActQuantizer(nn.Module):
                                           self.observed_slot, bits, self.ema, self.training)
             if not scale.is_cuda:  # (the CUDA kernel asserts on the device itself: no extra launches)
                 check_no_nan(scale, "cannot quantize: the observed range contains NaN")
-            return quantize_with(x, scale, zp, bits, None, self.zero_point)
-        if x.numel() == 0:  # eval: the tracked range serves; without one, the NaN range is the error below
-            mn = mx = torch.full((), float("nan"), device=x.device)
-        else:
-            mn, mx = torch.aminmax(x.detach())
+            return self._quantize(x, scale, zp, bits)
+        mn, mx = torch.aminmax(x.detach())
         mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
         if self.training:
             self._track(i, mn, mx)
             if bits is None:
                 return x
             scale, zp = choose_qparams(mn.reshape(1), mx.reshape(1), bits, self.zero_point)
-            return quantize_with(x, scale, zp, bits, None, self.zero_point)
+            return self._quantize(x, scale, zp, bits)
         # torch.where rather than an `if`: no host sync on accelerators.
         o = self.observed_slot
         own, seen = self.initialized[i], self.initialized[o]
@@ -342,13 +354,27 @@ class ActQuantizer(nn.Module):
         else:
             hi = torch.where(own, self.running_max[i], torch.where(seen, self.running_max[o], mx))
             scale, zp = choose_qparams(lo.reshape(1), hi.reshape(1), bits, self.zero_point)
+        return self._quantize(x, scale, zp, bits)
+
+    def _quantize(self, x, scale, zp, bits):
+        _check_finite_scale(scale, "x holds")  # (a tracked range is finite: only the batch's own can be infinite)
         return quantize_with(x, scale, zp, bits, None, self.zero_point)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         version = (local_metadata or {}).get("version")
         if version is None or version < 2:
             _upgrade_v1(self, state_dict, prefix)
+        # The flags load only with the range they vouch for: strict=False of a state_dict lacking a bound
+        # (the other zero-point mode's, a filtered one) marked slots tracked with a range never loaded.
+        # (torch's load_state_dict hands each module its own copy of the dict: the caller's keeps the entry.)
+        flags = prefix + "initialized"
+        partial = flags in state_dict and not all(prefix + k in state_dict for k in ("running_min", self._upper_name))
+        if partial:
+            state_dict.pop(flags)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+        if partial:
+            if flags in missing:  # (it was given, only not loaded)
+                missing.remove(flags)
         if self._update_masks.device != self.running_min.device:
             # load_state_dict(assign=True) into a quantizer built on meta moves the state to the loaded
             # tensors' device but leaves the masks (no state_dict entry) on meta: train-mode forwards failed.
