@@ -789,3 +789,17 @@ def test_torchrun_one_process_runs_ddp_and_equals_a_plain_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_takes_the_network_in_the_spelling_the_run_was_started_with(run, tmp_path, capsys):
+    """The usual requeue is the starting command plus --resume. A network given in a reference spelling
+    ("SmallCNN", as the README's "PreActResNet18") is recorded as its zoo key, and is the same flag
+    value, not another one; an unknown name still differs."""
+    out = _copy(run, tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--network", "nonet"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "--network nonet (run: small_cnn)" in err, err
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--network", "SmallCNN"]) == 0, \
+        capsys.readouterr().err
+    assert [json.loads(line)["epoch"] for line in open(out / "metrics.jsonl")] == [1, 2]

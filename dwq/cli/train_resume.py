@@ -77,6 +77,12 @@ def _given_json(dest, v):
         return dest, precision_json(PRECISION_FLAGS[dest], v)
     if dest in ("data_dir", "pretrained") and v is not None:
         return dest, os.path.abspath(v)
+    if dest == "network":  # recorded as its zoo key: "PreActResNet18", as the run was started, is "preact_resnet18"
+        from dwq.models import canonical_network
+        try:
+            return dest, canonical_network(v)
+        except ValueError:  # an unknown name: refused below as a flag that differs from the run's
+            return dest, v
     return dest, list(v) if isinstance(v, tuple) else v
 
 
