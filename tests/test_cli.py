@@ -149,6 +149,11 @@ def test_reference_flags_have_equivalents():
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "0"], "(0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "1.5"], "outside [0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--protocols", "papers"], "invalid choice"),
+    # (checked by the library only after the header was printed and --out created, naming cw_tau)
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "cw-linf", "--cw-tau", "nan"],
+     "argument --cw-tau: nan is outside [0, 1]"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "cw-linf", "--cw-tau", "-1"],
+     "argument --cw-tau: -1 is outside [0, 1]"),
     (["demo", "--out", "{tmp}/a", "--threads", "100000"], "--threads: 100000 threads, but this process may use"),
 ])
 def test_argparse_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, msg):
