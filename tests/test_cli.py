@@ -808,3 +808,15 @@ def test_resume_takes_the_network_in_the_spelling_the_run_was_started_with(run, 
     assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--network", "SmallCNN"]) == 0, \
         capsys.readouterr().err
     assert [json.loads(line)["epoch"] for line in open(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_demo_autoattack_n_0_skips_autoattack_as_its_help_says(tmp_path, capsys):
+    """--autoattack-n 0 "skips it" (the help): evaluate refuses autoattack_n=0 (it once meant all
+    images), so the demo failed after training its first model."""
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "64", "--n-test", "8",
+               "--autoattack-n", "0", "--no-progress", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.load(open(out / "report.json"))
+    assert "autoattack_rand" not in rep["rpi"] and rep["autoattack"]["n"] == 0
+    assert "AutoAttack rand" not in capsys.readouterr().out
