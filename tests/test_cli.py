@@ -820,3 +820,30 @@ def test_demo_autoattack_n_0_skips_autoattack_as_its_help_says(tmp_path, capsys)
     rep = json.load(open(out / "report.json"))
     assert "autoattack_rand" not in rep["rpi"] and rep["autoattack"]["n"] == 0
     assert "AutoAttack rand" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resume_does_not_need_the_pretrained_file_again(tmp_path, capsys):
+    """A resume takes its weights from last.pt; it read the --pretrained file again (100 MB for ResNet-50)
+    and, with the file gone (another node's scratch), could not continue at all: the path is a flag the
+    resume may not change."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import torchvision_or_skip
+
+    tv = torchvision_or_skip("--pretrained takes a torchvision ResNet-50 state_dict")
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "data" / split / c / "0.JPEG")
+    pre = tmp_path / "pre.pth"
+    torch.save(tv.models.resnet50().state_dict(), pre)
+    out = str(tmp_path / "r")
+    assert main(["train", "--out", out, "--dataset", "imagenet", "--data-dir", str(tmp_path / "data"), "--network",
+                 "resnet50", "--pretrained", str(pre), "--attack", "none", "--val-size", "0", "--train-subset", "2",
+                 "--batch-size", "2", "--epochs", "1", "--workers", "0", "--no-progress"]) == 0
+    pre.unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", out, "--epochs", "2", "--workers", "0"]) == 0, capsys.readouterr().err
+    assert json.load(open(os.path.join(out, "config.json")))["extra"]["flags"]["pretrained"] == str(pre)

@@ -209,8 +209,10 @@ def cmd_train(a):
         defaults.append(("note", f"--workers {f['workers']} has no effect on mnist5k (held in memory)"))
     model_set = precision_value("list", f["precisions"])
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
-    model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, f["pretrained"],
-                             reference=f["reference"])
+    # a resume takes its weights from last.pt: the --pretrained file (perhaps on another node's scratch, as a
+    # --data-dir may be) is read only by the run's start
+    model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width,
+                             f["pretrained"] if ck is None else None, reference=f["reference"])
     extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
              "dwq_version": __version__, "reference": f["reference"]}
