@@ -385,6 +385,8 @@ def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
             "--attack fgsm (run: pgd)", "--epsilon 0.2 (run: 0.1)", "--train-subset 50 (run: 96)")
     refused(["--epochs", "2", "--num-bits-schedule", "2", "8"], "--num-bits-schedule 2 8 (run: --precisions 2 4 8)")
     refused(["--epochs", "2", "--val-size", "0.2"], "--val-size 0.2 (run: 48)")
+    # values that differ beyond the 6 digits a message shows are shown in full, not as "0.1 (run: 0.1)"
+    refused(["--epochs", "2", "--epsilon", "0.1000001"], "--epsilon 0.1000001 (run: 0.1)")
     # only --epochs (and other safe flags) given: every other flag comes from the checkpoint
     assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--precisions", "2", "4", "8"]) == 0
     console = capsys.readouterr().out

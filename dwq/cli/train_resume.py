@@ -112,7 +112,7 @@ def check_resume(a, given, recorded: dict, done: int):
             run = f"{flag(key)} {show_value(recorded[key])}" if key in recorded else "not set"
             given_as = " ".join(map(str, getattr(a, dest))) if dest in SPELLING_OF else show_value(v)
             bad.append(f"{flag(dest)} {given_as} (run: {run})" if key != dest else
-                       f"{flag(dest)} {show_value(v)} (run: {show_value(recorded.get(key))})")
+                       f"{flag(dest)} {show_value(v, recorded.get(key))} (run: {show_value(recorded.get(key), v)})")
     if bad:
         raise CLIError(f"--resume: {a.out} was trained with other flags: {', '.join(bad)}; drop them to continue "
                        f"the run as it was, or start a new run with another --out")
