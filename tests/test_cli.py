@@ -263,6 +263,53 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_saying_where_the_run_stands(tm
     assert list(out.iterdir()) == []
 
 
+def test_a_checkpoint_write_that_fills_the_disk_is_one_line_saying_where_the_run_stands(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """A real full disk fails inside torch.save's own writes: an OSError without a file name, which torch's
+    zip writer then buries under a RuntimeError ("unexpected pos ..."). That was a traceback, and a run
+    that failed in its first save kept config.json and metrics.jsonl: neither resumable nor reusable."""
+    import errno
+
+    import dwq.train.checkpoint as ck
+
+    real, full = ck.atomic_open, {"epoch": 2}
+
+    class FullDisk:  # the real file until the disk is full, after a few kB
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(b)
+
+        def flush(self):
+            self.f.flush()
+
+    @contextlib.contextmanager
+    def filling(path, mode="w"):
+        with real(path, mode) as f:
+            yield FullDisk(f) if path.endswith("last.pt") and not full["epoch"] else f
+        full["epoch"] -= path.endswith("last.pt")
+
+    monkeypatch.setattr(ck, "atomic_open", filling)
+    out = tmp_path / "o"
+    argv = ["train", "--out", str(out), "--train-subset", "32", "--batch-size", "32", "--epochs", "3", "--attack",
+            "none", "--val-size", "0", "--width", "8", "--no-progress"]
+    full["epoch"] = 1  # the second epoch's last.pt fills the disk
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and f"{out}: No space left on device; the last complete epoch is in {out}/last.pt" in err
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+    full["epoch"] = 0  # the first
+    out = tmp_path / "p"
+    assert main(argv[:2] + [str(out)] + argv[3:]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "No space left on device; no epoch completed, so there is nothing to resume" in err
+    assert list(out.iterdir()) == []  # the same command starts afresh
+
+
 @pytest.mark.parametrize("where", ["below a file", "/proc"])
 def test_out_that_cannot_be_written_fails_in_one_line_before_the_header(tmp_path, capsys, where):
     if where == "/proc":

@@ -19,6 +19,7 @@ Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import sys
@@ -269,9 +270,10 @@ def cmd_train(a):
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
             return 130
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
-            if e.filename is None:
+            # a failed write of an open file names no file: the run folder is the one being written
+            if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
                 raise
-            what = f"{e.filename}: {e.strerror or e}"
+            what = f"{e.filename or a.out}: {e.strerror or e}"
             if os.path.exists(os.path.join(a.out, "last.pt")):
                 raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
                                f"dwq train --resume --out {a.out})") from None

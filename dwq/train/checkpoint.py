@@ -67,7 +67,14 @@ def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
     interrupted write leaves the previous ``path`` and no ``<path>.tmp``."""
     with atomic_open(path, "wb") as f:
-        torch.save(state, f)
+        try:
+            torch.save(state, f)
+        except RuntimeError as e:
+            # torch's zip writer, closed after a write failed (a full disk), raises "unexpected pos" over
+            # the OSError that says why; that one is what a caller can name and act on
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
 
 
 def _refuse_safetensors(path: str) -> None:
