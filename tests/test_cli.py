@@ -618,6 +618,26 @@ def test_eval_bad_input(run, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err and (ev / "report.json").read_text() == "{}"
 
 
+def test_eval_that_cannot_write_its_report_prints_its_figures_and_one_line(run, tmp_path, capsys, monkeypatch):
+    """A disk that fills up during a long evaluation: the report's write failed with a traceback (an
+    OSError that names no file) and the figures, printed only after it, were lost."""
+    import errno
+
+    import dwq.eval
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dwq.eval, "write_report", full)
+    out = tmp_path / "e"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run[0] / "best.pt"), "--out", str(out), "--n-test", "4", "--steps", "1",
+                 "--protocols", "paper", "--no-progress"]) == 2
+    printed = capsys.readouterr()
+    assert _one_line(printed.err) and f"--out {out}: cannot write the report (No space left on device)" in printed.err
+    assert "RPI pgd_paper" in printed.out
+
+
 def test_trained_checkpoint_loads_in_python_old_and_new(run, tmp_path):
     from dwq.train import load_trained_model
     out, _ = run

@@ -275,7 +275,6 @@ def cmd_eval(a):
         rep["bitops"] = bitops_summary(model, info.input_size, ps)
     rep["integer"] = a.integer
     rep["seconds_per_stage"] = stages.seconds
-    E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
     fmt = lambda r: f"{100 * r['acc']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
     print(f"accuracy, % [95% interval], n={len(y)}:")
     for key in ("clean_acc", f"{a.attack}_acc"):
@@ -287,6 +286,11 @@ def cmd_eval(a):
     if aa:
         print(f"  RPI autoattack_rand (n={aa['n']})  original count {fmt(aa['original'])}, "
               f"expected {fmt(aa['expected'])}")
+    try:  # after the figures are printed: a disk that filled up during a long evaluation loses only the files
+        E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
+    except OSError as e:
+        raise CLIError(f"--out {a.out}: cannot write the report ({e.strerror or e}); its figures are printed "
+                       f"above") from None
     files = [f for f in ("report.json", "transfer.json", "transfer.png") if os.path.isfile(os.path.join(a.out, f))]
     print(f"done in {rep['seconds']:.0f} s; wrote {a.out}/: {', '.join(files)}")
     return 0
