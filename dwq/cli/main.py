@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained with PGD, else ε/4)")
     e.add_argument("--steps", type=positive_int, default=20, help="PGD / EOT-PGD steps (paper: 20 and 100)")
     e.add_argument("--restarts", type=positive_int, default=1, help="PGD / EOT-PGD restarts (paper: 10)")
-    e.add_argument("--cw-tau", type=positive_fraction, default=0.05, help="--attack cw-linf only: initial τ (paper: 0.05/0.1/0.2)")
+    e.add_argument("--cw-tau", type=positive_fraction, default=0.05,
+                   help="--attack cw-linf only: initial τ (paper: 0.05/0.1/0.2)")
     e.add_argument("--bandits-queries", type=positive_int, default=1000,
                    help="--attack bandits only: query budget per image")
     e.add_argument("--bandits-tile", type=positive_int, default=4,
