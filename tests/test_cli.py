@@ -579,7 +579,13 @@ def test_eval_takes_its_defaults_from_the_checkpoint(run, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev2), "--n-test", "20", "--steps", "1",
                  "--epsilon", "0.2", "--protocols", "paper", "--no-progress"]) == 0
     rep = json.load(open(ev2 / "report.json"))
-    assert rep["settings"]["step"] == {"value": "0.05", "from": "default: ε/4 (ε given)"}
+    assert rep["settings"]["step"] == {"value": "0.05", "from": "default: ε/4 (ε given, other than the training ε)"}
+    # ε given equal to the training ε: the training step, as --alpha's help says (it was ε/4 = 0.025)
+    ev3 = tmp_path / "ev3"
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev3), "--n-test", "20", "--steps", "1",
+                 "--epsilon", "0.1", "--protocols", "paper", "--no-progress"]) == 0
+    rep = json.load(open(ev3 / "report.json"))
+    assert rep["settings"]["step"] == {"value": "0.05", "from": "checkpoint: the training PGD step"}
 
 
 def test_eval_bad_input(run, tmp_path, capsys):

@@ -185,12 +185,14 @@ def _eval_settings(a, ck, model_set, device):
     if uses_pgd:
         if a.alpha is not None:
             rows.append(("step", f"{a.alpha:.4g}", "given"))
-        elif "epsilon" not in given and cfg.get("attack") == "pgd" and cfg.get("alpha"):
+        # (as the help says: an --epsilon given equal to the training ε, e.g. the 8/255 it trained with, keeps the step)
+        elif a.epsilon == cfg["epsilon"] and cfg.get("attack") == "pgd" and cfg.get("alpha"):
             a.alpha = cfg["alpha"]
             rows.append(("step", f"{a.alpha:.4g}", "checkpoint: the training PGD step"))
         else:
             a.alpha = a.epsilon / 4
-            why = "ε given" if "epsilon" in given else f"the run trained with {cfg.get('attack')}, not PGD"
+            why = ("ε given, other than the training ε" if a.epsilon != cfg["epsilon"]
+                   else f"the run trained with {cfg.get('attack')}, not PGD")
             rows.append(("step", f"{a.alpha:.4g}", f"default: ε/4 ({why})"))
         rows.append(("steps", str(a.steps), src("steps")))
         rows.append(("restarts", str(a.restarts), src("restarts")))
