@@ -149,6 +149,11 @@ def test_reference_flags_have_equivalents():
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "0"], "(0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "1.5"], "outside [0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--protocols", "papers"], "invalid choice"),
+    # (checked by the library only after the header was printed and --out created, naming cw_tau)
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "cw-linf", "--cw-tau", "nan"],
+     "argument --cw-tau: nan is outside [0, 1]"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "cw-linf", "--cw-tau", "-1"],
+     "argument --cw-tau: -1 is outside [0, 1]"),
     (["demo", "--out", "{tmp}/a", "--threads", "100000"], "--threads: 100000 threads, but this process may use"),
 ])
 def test_argparse_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, msg):
@@ -256,6 +261,53 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_saying_where_the_run_stands(tm
     err = capsys.readouterr().err
     assert _one_line(err) and "no epoch completed, so there is nothing to resume" in err, err
     assert list(out.iterdir()) == []
+
+
+def test_a_checkpoint_write_that_fills_the_disk_is_one_line_saying_where_the_run_stands(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """A real full disk fails inside torch.save's own writes: an OSError without a file name, which torch's
+    zip writer then buries under a RuntimeError ("unexpected pos ..."). That was a traceback, and a run
+    that failed in its first save kept config.json and metrics.jsonl: neither resumable nor reusable."""
+    import errno
+
+    import dwq.train.checkpoint as ck
+
+    real, full = ck.atomic_open, {"epoch": 2}
+
+    class FullDisk:  # the real file until the disk is full, after a few kB
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(b)
+
+        def flush(self):
+            self.f.flush()
+
+    @contextlib.contextmanager
+    def filling(path, mode="w"):
+        with real(path, mode) as f:
+            yield FullDisk(f) if path.endswith("last.pt") and not full["epoch"] else f
+        full["epoch"] -= path.endswith("last.pt")
+
+    monkeypatch.setattr(ck, "atomic_open", filling)
+    out = tmp_path / "o"
+    argv = ["train", "--out", str(out), "--train-subset", "32", "--batch-size", "32", "--epochs", "3", "--attack",
+            "none", "--val-size", "0", "--width", "8", "--no-progress"]
+    full["epoch"] = 1  # the second epoch's last.pt fills the disk
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and f"{out}: No space left on device; the last complete epoch is in {out}/last.pt" in err
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+    full["epoch"] = 0  # the first
+    out = tmp_path / "p"
+    assert main(argv[:2] + [str(out)] + argv[3:]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "No space left on device; no epoch completed, so there is nothing to resume" in err
+    assert list(out.iterdir()) == []  # the same command starts afresh
 
 
 @pytest.mark.parametrize("where", ["below a file", "/proc"])
@@ -380,6 +432,8 @@ def test_resume_restores_the_run_and_refuses_other_flags(run, tmp_path, capsys):
             "--attack fgsm (run: pgd)", "--epsilon 0.2 (run: 0.1)", "--train-subset 50 (run: 96)")
     refused(["--epochs", "2", "--num-bits-schedule", "2", "8"], "--num-bits-schedule 2 8 (run: --precisions 2 4 8)")
     refused(["--epochs", "2", "--val-size", "0.2"], "--val-size 0.2 (run: 48)")
+    # values that differ beyond the 6 digits a message shows are shown in full, not as "0.1 (run: 0.1)"
+    refused(["--epochs", "2", "--epsilon", "0.1000001"], "--epsilon 0.1000001 (run: 0.1)")
     # only --epochs (and other safe flags) given: every other flag comes from the checkpoint
     assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--precisions", "2", "4", "8"]) == 0
     console = capsys.readouterr().out
@@ -525,7 +579,13 @@ def test_eval_takes_its_defaults_from_the_checkpoint(run, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev2), "--n-test", "20", "--steps", "1",
                  "--epsilon", "0.2", "--protocols", "paper", "--no-progress"]) == 0
     rep = json.load(open(ev2 / "report.json"))
-    assert rep["settings"]["step"] == {"value": "0.05", "from": "default: ε/4 (ε given)"}
+    assert rep["settings"]["step"] == {"value": "0.05", "from": "default: ε/4 (ε given, other than the training ε)"}
+    # ε given equal to the training ε: the training step, as --alpha's help says (it was ε/4 = 0.025)
+    ev3 = tmp_path / "ev3"
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev3), "--n-test", "20", "--steps", "1",
+                 "--epsilon", "0.1", "--protocols", "paper", "--no-progress"]) == 0
+    rep = json.load(open(ev3 / "report.json"))
+    assert rep["settings"]["step"] == {"value": "0.05", "from": "checkpoint: the training PGD step"}
 
 
 def test_eval_bad_input(run, tmp_path, capsys):
@@ -562,6 +622,26 @@ def test_eval_bad_input(run, tmp_path, capsys):
     (ev / "report.json").write_text("{}")
     assert main(["eval", "--checkpoint", best, "--out", str(ev)]) == 2  # never overwrites
     assert "already exists" in capsys.readouterr().err and (ev / "report.json").read_text() == "{}"
+
+
+def test_eval_that_cannot_write_its_report_prints_its_figures_and_one_line(run, tmp_path, capsys, monkeypatch):
+    """A disk that fills up during a long evaluation: the report's write failed with a traceback (an
+    OSError that names no file) and the figures, printed only after it, were lost."""
+    import errno
+
+    import dwq.eval
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dwq.eval, "write_report", full)
+    out = tmp_path / "e"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run[0] / "best.pt"), "--out", str(out), "--n-test", "4", "--steps", "1",
+                 "--protocols", "paper", "--no-progress"]) == 2
+    printed = capsys.readouterr()
+    assert _one_line(printed.err) and f"--out {out}: cannot write the report (No space left on device)" in printed.err
+    assert "RPI pgd_paper" in printed.out
 
 
 def test_trained_checkpoint_loads_in_python_old_and_new(run, tmp_path):
@@ -789,3 +869,56 @@ def test_torchrun_one_process_runs_ddp_and_equals_a_plain_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_takes_the_network_in_the_spelling_the_run_was_started_with(run, tmp_path, capsys):
+    """The usual requeue is the starting command plus --resume. A network given in a reference spelling
+    ("SmallCNN", as the README's "PreActResNet18") is recorded as its zoo key, and is the same flag
+    value, not another one; an unknown name still differs."""
+    out = _copy(run, tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--network", "nonet"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "--network nonet (run: small_cnn)" in err, err
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--network", "SmallCNN"]) == 0, \
+        capsys.readouterr().err
+    assert [json.loads(line)["epoch"] for line in open(out / "metrics.jsonl")] == [1, 2]
+
+
+def test_demo_autoattack_n_0_skips_autoattack_as_its_help_says(tmp_path, capsys):
+    """--autoattack-n 0 "skips it" (the help): evaluate refuses autoattack_n=0 (it once meant all
+    images), so the demo failed after training its first model."""
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "64", "--n-test", "8",
+               "--autoattack-n", "0", "--no-progress", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.load(open(out / "report.json"))
+    assert "autoattack_rand" not in rep["rpi"] and rep["autoattack"]["n"] == 0
+    assert "AutoAttack rand" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resume_does_not_need_the_pretrained_file_again(tmp_path, capsys):
+    """A resume takes its weights from last.pt; it read the --pretrained file again (100 MB for ResNet-50)
+    and, with the file gone (another node's scratch), could not continue at all: the path is a flag the
+    resume may not change."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import torchvision_or_skip
+
+    tv = torchvision_or_skip("--pretrained takes a torchvision ResNet-50 state_dict")
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "data" / split / c / "0.JPEG")
+    pre = tmp_path / "pre.pth"
+    torch.save(tv.models.resnet50().state_dict(), pre)
+    out = str(tmp_path / "r")
+    assert main(["train", "--out", out, "--dataset", "imagenet", "--data-dir", str(tmp_path / "data"), "--network",
+                 "resnet50", "--pretrained", str(pre), "--attack", "none", "--val-size", "0", "--train-subset", "2",
+                 "--batch-size", "2", "--epochs", "1", "--workers", "0", "--no-progress"]) == 0
+    pre.unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", out, "--epochs", "2", "--workers", "0"]) == 0, capsys.readouterr().err
+    assert json.load(open(os.path.join(out, "config.json")))["extra"]["flags"]["pretrained"] == str(pre)

@@ -219,3 +219,24 @@ def test_eval_integer_attacks_the_integer_model(checkpoint, tmp_path, capsys):
             acc = (im(x[:40]).argmax(1) == y[:40]).float().mean().item()
         assert rep["clean_acc"][str(p)]["acc"] == pytest.approx(acc)
     assert "true-integer" in capsys.readouterr().out
+
+
+def test_an_integer_model_given_as_a_checkpoint_is_named_with_its_source(checkpoint, artifact, tmp_path, capsys):
+    """dwq deploy's output handed back to dwq eval or dwq deploy: torch.load reads some safetensors
+    files as a bare dict of tensors, and the file was then called a reference-code checkpoint. It is
+    named as what it is, with the checkpoint it came from; a foreign safetensors file is named too."""
+    import os
+
+    from safetensors.torch import save_file
+
+    src = os.path.abspath(checkpoint)
+    for argv in (["eval", "--checkpoint", artifact, "--out", str(tmp_path / "e")],
+                 ["deploy", "--checkpoint", artifact, "--out", str(tmp_path / "again.safetensors")]):
+        err = _fails(argv, capsys, f"{artifact} is a dwq integer model (written by dwq deploy), not a checkpoint "
+                                   f"of dwq train; give the best.pt or last.pt it was converted from ({src})")
+        assert "reference" not in err
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    _fails(["eval", "--checkpoint", str(foreign), "--out", str(tmp_path / "e")], capsys,
+           f"{foreign} is a safetensors file, not a dwq checkpoint")
+    assert not (tmp_path / "e").exists() and not (tmp_path / "again.safetensors").exists()

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained with PGD, else ε/4)")
     e.add_argument("--steps", type=positive_int, default=20, help="PGD / EOT-PGD steps (paper: 20 and 100)")
     e.add_argument("--restarts", type=positive_int, default=1, help="PGD / EOT-PGD restarts (paper: 10)")
-    e.add_argument("--cw-tau", type=float, default=0.05, help="--attack cw-linf only: initial τ (paper: 0.05/0.1/0.2)")
+    e.add_argument("--cw-tau", type=positive_fraction, default=0.05,
+                   help="--attack cw-linf only: initial τ (paper: 0.05/0.1/0.2)")
     e.add_argument("--bandits-queries", type=positive_int, default=1000,
                    help="--attack bandits only: query budget per image")
     e.add_argument("--bandits-tile", type=positive_int, default=4,
@@ -184,12 +185,14 @@ def _eval_settings(a, ck, model_set, device):
     if uses_pgd:
         if a.alpha is not None:
             rows.append(("step", f"{a.alpha:.4g}", "given"))
-        elif "epsilon" not in given and cfg.get("attack") == "pgd" and cfg.get("alpha"):
+        # (as the help says: an --epsilon given equal to the training ε, e.g. the 8/255 it trained with, keeps the step)
+        elif a.epsilon == cfg["epsilon"] and cfg.get("attack") == "pgd" and cfg.get("alpha"):
             a.alpha = cfg["alpha"]
             rows.append(("step", f"{a.alpha:.4g}", "checkpoint: the training PGD step"))
         else:
             a.alpha = a.epsilon / 4
-            why = "ε given" if "epsilon" in given else f"the run trained with {cfg.get('attack')}, not PGD"
+            why = ("ε given, other than the training ε" if a.epsilon != cfg["epsilon"]
+                   else f"the run trained with {cfg.get('attack')}, not PGD")
             rows.append(("step", f"{a.alpha:.4g}", f"default: ε/4 ({why})"))
         rows.append(("steps", str(a.steps), src("steps")))
         rows.append(("restarts", str(a.restarts), src("restarts")))
@@ -275,7 +278,6 @@ def cmd_eval(a):
         rep["bitops"] = bitops_summary(model, info.input_size, ps)
     rep["integer"] = a.integer
     rep["seconds_per_stage"] = stages.seconds
-    E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
     fmt = lambda r: f"{100 * r['acc']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
     print(f"accuracy, % [95% interval], n={len(y)}:")
     for key in ("clean_acc", f"{a.attack}_acc"):
@@ -287,6 +289,11 @@ def cmd_eval(a):
     if aa:
         print(f"  RPI autoattack_rand (n={aa['n']})  original count {fmt(aa['original'])}, "
               f"expected {fmt(aa['expected'])}")
+    try:  # after the figures are printed: a disk that filled up during a long evaluation loses only the files
+        E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
+    except OSError as e:
+        raise CLIError(f"--out {a.out}: cannot write the report ({e.strerror or e}); its figures are printed "
+                       f"above") from None
     files = [f for f in ("report.json", "transfer.json", "transfer.png") if os.path.isfile(os.path.join(a.out, f))]
     print(f"done in {rep['seconds']:.0f} s; wrote {a.out}/: {', '.join(files)}")
     return 0

@@ -19,6 +19,7 @@ Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import sys
@@ -209,8 +210,10 @@ def cmd_train(a):
         defaults.append(("note", f"--workers {f['workers']} has no effect on mnist5k (held in memory)"))
     model_set = precision_value("list", f["precisions"])
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
-    model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, f["pretrained"],
-                             reference=f["reference"])
+    # a resume takes its weights from last.pt: the --pretrained file (perhaps on another node's scratch, as a
+    # --data-dir may be) is read only by the run's start
+    model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width,
+                             f["pretrained"] if ck is None else None, reference=f["reference"])
     extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
              "dwq_version": __version__, "reference": f["reference"]}
@@ -267,9 +270,10 @@ def cmd_train(a):
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
             return 130
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
-            if e.filename is None:
+            # a failed write of an open file names no file: the run folder is the one being written
+            if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
                 raise
-            what = f"{e.filename}: {e.strerror or e}"
+            what = f"{e.filename or a.out}: {e.strerror or e}"
             if os.path.exists(os.path.join(a.out, "last.pt")):
                 raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
                                f"dwq train --resume --out {a.out})") from None

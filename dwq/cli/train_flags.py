@@ -205,11 +205,15 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     return f, defaults
 
 
-def show_value(v):
-    """A flag's value as it is typed on the command line (lists space-separated, floats short)."""
+def show_value(v, against=None):
+    """A flag's value as it is typed on the command line (lists space-separated, floats short). A float
+    shown beside another (``against``) that differs from it only beyond 6 digits is shown in full, so
+    that a message never says "--epsilon 0.0313725 (run: 0.0313725)"."""
     if isinstance(v, list):
         return " ".join(map(str, v))
     if isinstance(v, float):
+        if isinstance(against, float) and against != v and f"{against:.6g}" == f"{v:.6g}":
+            return repr(v)
         return f"{v:.6g}"
     return str(v)
 

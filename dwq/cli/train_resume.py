@@ -77,6 +77,12 @@ def _given_json(dest, v):
         return dest, precision_json(PRECISION_FLAGS[dest], v)
     if dest in ("data_dir", "pretrained") and v is not None:
         return dest, os.path.abspath(v)
+    if dest == "network":  # recorded as its zoo key: "PreActResNet18", as the run was started, is "preact_resnet18"
+        from dwq.models import canonical_network
+        try:
+            return dest, canonical_network(v)
+        except ValueError:  # an unknown name: refused below as a flag that differs from the run's
+            return dest, v
     return dest, list(v) if isinstance(v, tuple) else v
 
 
@@ -106,7 +112,7 @@ def check_resume(a, given, recorded: dict, done: int):
             run = f"{flag(key)} {show_value(recorded[key])}" if key in recorded else "not set"
             given_as = " ".join(map(str, getattr(a, dest))) if dest in SPELLING_OF else show_value(v)
             bad.append(f"{flag(dest)} {given_as} (run: {run})" if key != dest else
-                       f"{flag(dest)} {show_value(v)} (run: {show_value(recorded.get(key))})")
+                       f"{flag(dest)} {show_value(v, recorded.get(key))} (run: {show_value(recorded.get(key), v)})")
     if bad:
         raise CLIError(f"--resume: {a.out} was trained with other flags: {', '.join(bad)}; drop them to continue "
                        f"the run as it was, or start a new run with another --out")

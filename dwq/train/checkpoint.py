@@ -67,7 +67,39 @@ def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
     interrupted write leaves the previous ``path`` and no ``<path>.tmp``."""
     with atomic_open(path, "wb") as f:
-        torch.save(state, f)
+        try:
+            torch.save(state, f)
+        except RuntimeError as e:
+            # torch's zip writer, closed after a write failed (a full disk), raises "unexpected pos" over
+            # the OSError that says why; that one is what a caller can name and act on
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
+
+
+def _refuse_safetensors(path: str) -> None:
+    """CheckpointError naming a safetensors file (what ``dwq deploy`` writes) given as a checkpoint.
+    torch.load reads some of them as a bare dict of tensors (a header length whose first byte is 0x80
+    looks like a pickle), which was then called a reference-code checkpoint, and others not at all."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # (safetensors' own error types) not a safetensors file: torch.load decides
+        return
+    if "dwq" not in meta:
+        raise CheckpointError(f"{path} is a safetensors file, not a dwq checkpoint (a torch.save file written by "
+                              f"dwq train)")
+    try:
+        source = json.loads(meta["dwq"])["model"]["info"]["checkpoint"]
+    except (ValueError, KeyError, TypeError):
+        source = None
+    raise CheckpointError(f"{path} is a dwq integer model (written by dwq deploy), not a checkpoint of dwq train; "
+                          f"give the best.pt or last.pt it was converted from"
+                          + (f" ({source})" if isinstance(source, str) else ""))
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
@@ -77,6 +109,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
                               f"{os.path.join(path, 'best.pt')} or {os.path.join(path, 'last.pt')}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist")
+    _refuse_safetensors(path)
     ck = torch_load(path, CheckpointError, "dwq checkpoint", "a torch.save file written by dwq train",
                     map_location)
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
