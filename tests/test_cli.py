@@ -155,6 +155,11 @@ def test_reference_flags_have_equivalents():
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "cw-linf", "--cw-tau", "-1"],
      "argument --cw-tau: -1 is outside [0, 1]"),
     (["demo", "--out", "{tmp}/a", "--threads", "100000"], "--threads: 100000 threads, but this process may use"),
+    # an empty path was "not given" for some flags (--json wrote nothing, said nothing), the current folder for others
+    (["train", "--out", ""], "argument --out: an empty path"),
+    (["train", "--out", "{tmp}/a", "--data-dir", " "], "argument --data-dir: an empty path"),
+    (["bench", "--model", "m.safetensors", "--json", ""], "argument --json: an empty path"),
+    (["eval", "--checkpoint", "", "--out", "{tmp}/a"], "argument --checkpoint: an empty path"),
 ])
 def test_argparse_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
@@ -169,7 +174,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["train", "--network", "resnet-9000"], "unknown network"),
+    (["train", "--network", "resnet-9000"], "--network resnet-9000: unknown network"),
     (["train", "--dataset", "cifar10"], "--data-dir"),
     (["train", "--dataset", "cifar10", "--data-dir", "{tmp}/nothing", "--network", "preact_resnet18"],
      "cifar-10-batches-py"),
@@ -198,6 +203,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--precisions", "2", "fp", "2"], "repeats a precision: 2 fp 2"),
     (["train", "--resume"], "does not exist"),
     (["eval", "--checkpoint", "{tmp}"], "is a run folder; give a checkpoint file in it"),
+    (["eval", "--checkpoint", "c.pt", "--protocols", "paper", "transfer", "paper"], "--protocols: paper given more than once"),
     (["train", "--device", "tpu"], "--device tpu: not a device"),
     (["train", "--device", "meta"], "--device meta: dwq runs on cpu or cuda, not meta"),
     # the demo ran on fewer images than asked, unsaid (small flags: a failure on old code ends soon)
@@ -922,3 +928,58 @@ def test_resume_does_not_need_the_pretrained_file_again(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", "--out", out, "--epochs", "2", "--workers", "0"]) == 0, capsys.readouterr().err
     assert json.load(open(os.path.join(out, "config.json")))["extra"]["flags"]["pretrained"] == str(pre)
+
+
+def test_a_missing_checkpoint_of_a_run_folder_names_the_ones_it_holds(tmp_path, capsys):
+    """A run without validation has no best.pt: "does not exist" alone left the user to guess that
+    last.pt (or best_test_reference.pt) is there."""
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"")
+    assert main(["eval", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {run / 'best.pt'} does not exist; {run} holds {run / 'last.pt'}" in err and _one_line(err), err
+
+
+def test_a_demo_whose_disk_fills_up_is_one_line(tmp_path, capsys, monkeypatch):
+    """dwq train and eval say a full disk in one line; the demo was a traceback."""
+    import errno
+
+    from dwq.train import Trainer
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "fit", full)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "64", "--n-test", "8",
+                 "--autoattack-n", "0", "--no-progress", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: No space left on device; a demo cannot resume" in err and _one_line(err), err
+
+
+def test_resume_refusals_speak_of_the_run_not_of_flags_not_given(tmp_path):
+    """A resume takes the run's flags: an --amp run resumed on a CPU machine was told "--amp works on
+    CUDA only" as if it had been given, and --data-dir on a mnist5k run was told "give --dataset too",
+    which the resume then refuses as a changed flag."""
+    from dwq.cli.common import CLIError
+    from dwq.cli.train_flags import resolve_flags
+
+    out = str(tmp_path / "r")
+    if not torch.cuda.is_available():
+        a = build_parser().parse_args(["train", "--out", out, "--resume", "--amp", "--device", "cpu"])
+        with pytest.raises(CLIError, match=f"--resume: {out} was trained with --amp .* resume it where CUDA is"):
+            resolve_flags(a, frozenset({"out", "resume", "device"}))  # amp: the run's, not given
+    a = build_parser().parse_args(["train", "--out", out, "--resume", "--data-dir", str(tmp_path)])
+    with pytest.raises(CLIError, match="mnist5k is embedded: this run trains on mnist5k, drop --data-dir"):
+        resolve_flags(a, frozenset({"out", "resume", "data_dir"}))
+
+
+def test_the_next_command_of_a_run_in_the_current_folder_names_it(tmp_path, capsys, monkeypatch):
+    """--out . suggested the hidden folder ".-eval"."""
+    run = tmp_path / "r"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    assert main(["train", "--out", ".", "--attack", "none", "--val-size", "10", "--val-pgd-steps", "0",
+                 "--train-subset", "10", "--batch-size", "10", "--epochs", "1", "--width", "8", "--no-progress"]) == 0
+    assert f"next: dwq eval --checkpoint ./best.pt --out {run}-eval" in capsys.readouterr().out

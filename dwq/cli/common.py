@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import sys
@@ -124,12 +125,34 @@ def seed_arg(text: str) -> int:
 
 
 def existing_checkpoint(path: str) -> None:
-    """CLIError unless ``--checkpoint path`` is a file (a run folder is named as one, with its files)."""
+    """CLIError unless ``--checkpoint path`` is a file (a run folder is named as one, with its files;
+    a missing file of a run folder, with the checkpoints it does hold: a run without validation has no
+    best.pt)."""
     if os.path.isdir(path):
         raise CLIError(f"--checkpoint {path} is a run folder; give a checkpoint file in it, e.g. "
                        f"{os.path.join(path, 'best.pt')} or {os.path.join(path, 'last.pt')}")
     if not os.path.isfile(path):
-        raise CLIError(f"checkpoint {path} does not exist")
+        folder = os.path.dirname(path) or "."
+        held = [os.path.join(folder, f) for f in ("best.pt", "last.pt", "best_test_reference.pt")
+                if os.path.isfile(os.path.join(folder, f))]
+        raise CLIError(f"checkpoint {path} does not exist" + (f"; {folder} holds {', '.join(held)}" if held else ""))
+
+
+def path_arg(text: str) -> str:
+    """A file or folder flag's value; an empty one is refused (it was read as "not given" by some
+    flags, e.g. ``--json ''`` wrote nothing and said nothing, and as the current folder by others)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty path ({text!r}); give a file or folder name")
+    return text
+
+
+def write_failure(e: OSError, folder: str):
+    """``"<file>: <reason>"`` for an OSError that is a failed write of the run ``folder`` (a full
+    disk, a read-only or vanished folder), else None (a bug to show in full). A failed write of an
+    open file names no file: the folder being written is the one."""
+    if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+        return None
+    return f"{e.filename or folder}: {e.strerror or e}"
 
 
 def _finite(text: str) -> float:

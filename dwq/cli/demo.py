@@ -33,6 +33,19 @@ PAPER_BATCH = 100     # the sampled replica of the paper protocol: one precision
 
 
 def run_demo(a) -> int:
+    from .common import CLIError, write_failure
+
+    try:
+        return _run(a)
+    except OSError as e:  # a disk full or a folder made read-only mid-run: one line, not a traceback
+        what = write_failure(e, a.out)
+        if what is None:
+            raise
+        raise CLIError(f"{what}; a demo cannot resume: once fixed, run it again with another --out (or remove "
+                       f"{a.out})") from None
+
+
+def _run(a) -> int:
     import torch
 
     from dwq import eval as E

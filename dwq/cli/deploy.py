@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from .common import (CLIError, HelpFormatter, existing_checkpoint, no_repeated_precisions, positive_float,
+from .common import (CLIError, HelpFormatter, existing_checkpoint, no_repeated_precisions, path_arg, positive_float,
                      positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
 
 
@@ -22,11 +22,12 @@ def add_parsers(sub) -> None:
                                    "model (per precision: BN folded into the epilogue, weights quantized and packed, "
                                    "integer codes between quantized layers) and writes it as one safetensors file "
                                    "with JSON metadata. Prints the size per precision.")
-    d.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from dwq train")
+    d.add_argument("--checkpoint", type=path_arg, required=True, help="a best.pt or last.pt from dwq train")
     d.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
                    help="precisions to keep, e.g. 4 5 6 7 8 (each must be in the checkpoint's set; fp = full "
                         "precision, 4w8a = 4-bit weights, 8-bit activations); default: the whole set")
-    d.add_argument("--out", required=True, help="new file to write, e.g. model.safetensors (never overwritten)")
+    d.add_argument("--out", type=path_arg, required=True,
+                   help="new file to write, e.g. model.safetensors (never overwritten)")
 
     b = sub.add_parser("bench", formatter_class=HelpFormatter,
                        help="whole-model latency per precision of an integer model file",
@@ -34,7 +35,7 @@ def add_parsers(sub) -> None:
                                    "repeated forwards on random images, precisions timed in turn). Optionally "
                                    "proposes the largest precision set whose expected latency under random "
                                    "precision inference fits --budget-ms.")
-    b.add_argument("--model", required=True, help="a .safetensors file written by dwq deploy")
+    b.add_argument("--model", type=path_arg, required=True, help="a .safetensors file written by dwq deploy")
     b.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
                    help="precisions to time (default: the model's whole set)")
     b.add_argument("--batch-size", nargs="+", type=positive_int, default=[1], help="batch sizes to time")
@@ -45,7 +46,7 @@ def add_parsers(sub) -> None:
                         "least 3 and at most 50 rounds (so a fast model may finish sooner)")
     b.add_argument("--threads", type=threads_arg, default=None,
                    help="torch CPU threads, at most the CPUs this process may use (default: torch's)")
-    b.add_argument("--json", default=None, help="also write the records to this new file")
+    b.add_argument("--json", type=path_arg, default=None, help="also write the records to this new file")
     b.add_argument("--budget-ms", type=float, default=None,
                    help="propose the largest set whose mean latency (first batch size) fits this budget")
 

@@ -13,7 +13,7 @@ from dwq._version import __version__
 from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
-                     nonneg_int, pnames, positive_fraction, positive_int, precision_arg,
+                     nonneg_int, path_arg, pnames, positive_fraction, positive_int, precision_arg,
                      precisions_within, seed_arg, stdout_to_devnull, threads_arg)
 from .train_flags import device_arg as _device
 
@@ -42,11 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "protocols, transferability matrix",
                        description="Evaluate a checkpoint written by dwq train on the test set. ε, the PGD step, "
                                    "the precision set, the dataset and its folder come from the checkpoint unless "
-                                   "given; the header says where each setting came from. Writes report.json, "
-                                   "transfer.json and transfer.png into --out.")
-    e.add_argument("--checkpoint", required=True, help="a best.pt or last.pt from dwq train")
-    e.add_argument("--out", required=True, help="new output folder")
-    e.add_argument("--data-dir", default=None,
+                                   "given; the header says where each setting came from. Writes report.json "
+                                   "into --out, and with the transfer protocol transfer.json and transfer.png.")
+    e.add_argument("--checkpoint", type=path_arg, required=True, help="a best.pt or last.pt from dwq train")
+    e.add_argument("--out", type=path_arg, required=True, help="new output folder")
+    e.add_argument("--data-dir", type=path_arg, default=None,
                    help="local dataset folder (default: the run's --data-dir; mnist5k needs none)")
     e.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
                    help="RPI set to evaluate, each in the checkpoint's set (default: the checkpoint's whole set)")
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PGD-AT, RPT over 2/3/4/6/8 bits with switchable BN), evaluates clean accuracy, "
                                    "the paper protocol, the adaptive protocol and the transferability matrices, "
                                    "prints a table and writes report.json and heatmaps into --out.")
-    d.add_argument("--out", default="runs/demo", help="new output folder")
+    d.add_argument("--out", type=path_arg, default="runs/demo", help="new output folder")
     d.add_argument("--epochs", type=positive_int, default=6, help="training epochs per model")
     d.add_argument("--n-test", type=positive_int, default=1000, help="test images (at most 1000)")
     d.add_argument("--train-images", type=positive_int, default=None,
@@ -185,7 +185,8 @@ def _eval_settings(a, ck, model_set, device):
     if uses_pgd:
         if a.alpha is not None:
             rows.append(("step", f"{a.alpha:.4g}", "given"))
-        # (as the help says: an --epsilon given equal to the training ε, e.g. the 8/255 it trained with, keeps the step)
+        # (as the help says: an --epsilon given equal to the training ε, e.g. the 8/255 it trained with, keeps
+        # the step)
         elif a.epsilon == cfg["epsilon"] and cfg.get("attack") == "pgd" and cfg.get("alpha"):
             a.alpha = cfg["alpha"]
             rows.append(("step", f"{a.alpha:.4g}", "checkpoint: the training PGD step"))
@@ -234,6 +235,9 @@ def cmd_eval(a):
     from dwq.nn import precision_set
     from dwq.train import load_trained_model
 
+    repeated = sorted({p for p in a.protocols if a.protocols.count(p) > 1})
+    if repeated:  # (once run, and recorded, twice)
+        raise CLIError(f"--protocols: {' '.join(repeated)} given more than once")
     existing_checkpoint(a.checkpoint)
     device = _device(a.device)
     model, ck = load_trained_model(a.checkpoint, device)

@@ -19,7 +19,6 @@ Reference flag equivalents (GATECH-EIC/Double-Win-Quant ``train.py``):
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shlex
 import sys
@@ -27,8 +26,9 @@ import time
 
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int, positive_float,
-                     positive_fraction, positive_int, precision_arg, seed_arg, unit_float, val_size_arg, writable_dir)
+from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int, path_arg,
+                     positive_float, positive_fraction, positive_int, precision_arg, seed_arg, unit_float, val_size_arg,
+                     write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
                           apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
@@ -53,20 +53,21 @@ def add_parser(sub):
                                    "metrics.jsonl into --out, and prints one line per epoch. --resume --out RUN "
                                    "continues a run with its own flags. Multi-GPU: torchrun --nproc_per_node=N "
                                    "-m dwq.cli.main train ...")
-    t.add_argument("--out", required=True, help="run folder (must be new or empty unless --resume)")
+    t.add_argument("--out", type=path_arg, required=True,
+                   help="run folder (must be new or empty unless --resume)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt with the flags recorded there; only "
                         + ", ".join(flag(k) for k in RESUME_MAY_CHANGE) + " may be given again with other values")
     t.add_argument("--dataset", default="mnist5k", choices=DATASET_NAMES,
                    help="mnist5k is embedded (no download); the others read --data-dir")
-    t.add_argument("--data-dir", default=None,
+    t.add_argument("--data-dir", type=path_arg, default=None,
                    help="local dataset folder for cifar10/cifar100/svhn/imagenet (an error message says what to "
                         "put where)")
     t.add_argument("--network", default="small_cnn",
                    help="small_cnn | preact_resnet18 | wide_resnet34_10 | resnet50 (reference names such as "
                         "PreActResNet18 / WideResNet32 accepted)")
     t.add_argument("--width", type=positive_int, default=32, help="small_cnn only: channels of its first conv")
-    t.add_argument("--pretrained", default=None,
+    t.add_argument("--pretrained", type=path_arg, default=None,
                    help="resnet50 only: local torchvision ResNet-50 state_dict to start from (the reference's "
                         "ImageNet runs start from a non-robust pretrained model)")
     t.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
@@ -270,10 +271,9 @@ def cmd_train(a):
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
             return 130
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
-            # a failed write of an open file names no file: the run folder is the one being written
-            if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+            what = write_failure(e, a.out)
+            if what is None:
                 raise
-            what = f"{e.filename or a.out}: {e.strerror or e}"
             if os.path.exists(os.path.join(a.out, "last.pt")):
                 raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
                                f"dwq train --resume --out {a.out})") from None

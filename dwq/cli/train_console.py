@@ -91,4 +91,7 @@ def print_summary(out, tr, seconds, f):
     print(line)
     print(f"wrote {out}/: {', '.join(files)}")
     if "best.pt" in files:
-        print(f"next: dwq eval --checkpoint {out}/best.pt --out {out.rstrip('/')}-eval")
+        # (a folder named by "." or "..": its name, not ".-eval")
+        base = os.path.normpath(out)
+        base = os.path.abspath(base) if os.path.basename(base) in (".", "..") else base
+        print(f"next: dwq eval --checkpoint {os.path.join(out, 'best.pt')} --out {base}-eval")

@@ -110,13 +110,17 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     # data
     f["dataset"] = a.dataset
     if a.data_dir is not None and a.dataset == "mnist5k":
-        raise CLIError("--data-dir is for --dataset cifar10|cifar100|svhn|imagenet; mnist5k is embedded "
-                       "(give --dataset too)")
+        # (a resume keeps the run's dataset: --dataset is no way out there)
+        raise CLIError("--data-dir is for --dataset cifar10|cifar100|svhn|imagenet; mnist5k is embedded"
+                       + (": this run trains on mnist5k, drop --data-dir" if a.resume else " (give --dataset too)"))
     f["data_dir"] = os.path.abspath(a.data_dir) if a.data_dir else None
     f["val_size"] = a.val_size
     f["train_subset"] = a.train_subset
     # model
-    f["network"] = canonical_network(a.network)
+    try:
+        f["network"] = canonical_network(a.network)
+    except ValueError as e:
+        raise CLIError(f"--network {a.network}: {e}") from None
     if "width" in given and f["network"] != "small_cnn":
         raise CLIError(f"--width sets small_cnn's first conv; {f['network']} has a fixed width")
     f["width"] = a.width if f["network"] == "small_cnn" else None
@@ -193,6 +197,9 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     # where and how it runs
     f["device"] = device_arg(a.device)
     if a.amp and not f["device"].startswith("cuda"):
+        if "amp" not in given:  # a resume of an --amp run, on a machine without CUDA
+            raise CLIError(f"--resume: {a.out} was trained with --amp (float16 autocast, CUDA only), and this machine "
+                           f"runs it on {f['device']}: resume it where CUDA is")
         raise CLIError(f"--amp (float16 autocast) works on CUDA only, and this run is on {f['device']}")
     f["amp"] = a.amp
     f["compile"] = a.compile
