@@ -36,6 +36,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
+from dwq.ops._lib import fake_same_device as _fake_same_device
 from dwq.ops.fake_quant import check_no_nan, check_qparam_values
 from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
 
@@ -212,14 +213,6 @@ def supported_cpu_isas() -> List[str]:
 # ----------------------------------------------------------------------------- fake (meta) impls
 
 if HAS_EXT:
-
-    def _fake_same_device(name, main, main_name, **others):
-        # A meta tensor among CPU ones sends the whole call here (Meta outranks CPU in dispatch):
-        # without this check it would return an uninitialized tensor on the main input's device.
-        for arg, t in others.items():
-            if t is not None:
-                torch._check(t.device == main.device, lambda: f"dwq.{name}: {arg} must be on {main.device} like "
-                             f"{main_name}, got device {t.device}")
 
     def _fake_codes(name, x, dim):
         torch._check(x.dtype in (torch.uint8, torch.int32),
