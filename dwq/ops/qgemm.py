@@ -232,6 +232,13 @@ if HAS_EXT:
         return codes_dtype(out_bits)
 
     def _fake_conv_shape(name, x, w_packed, kernel_size, stride, padding):
+        # The C++ geometry checks (qg_conv_size), which torch.compile meets here first: the schema's
+        # int[2] takes lists of any length, and stride 0 divided by zero below.
+        torch._check(len(kernel_size) == 2 and len(stride) == 2 and len(padding) == 2,
+                     lambda: f"dwq.{name}: kernel_size, stride and padding must have 2 entries each")
+        torch._check(min(kernel_size) >= 1, lambda: f"dwq.{name}: kernel_size must be >= 1, got {list(kernel_size)}")
+        torch._check(min(stride) >= 1, lambda: f"dwq.{name}: stride must be >= 1, got {list(stride)}")
+        torch._check(min(padding) >= 0, lambda: f"dwq.{name}: padding must be >= 0, got {list(padding)}")
         B, C, H, W = x.shape
         kh, kw = kernel_size
         torch._check(H + 2 * padding[0] >= kh and W + 2 * padding[1] >= kw,
