@@ -267,3 +267,13 @@ def test_every_cpu_isa_is_bit_exact(isa, dtype):
         low = dtype in (torch.float16, torch.bfloat16)
         ref, ref_codes = fake_quantize_ref(x.float() if low else x, scale, zp, bits, axis, return_codes=True)
         assert torch.equal(codes, ref_codes) and torch.equal(out, ref.to(dtype)), (isa, dtype, bits, axis)
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="dwq._C is not built")
+@pytest.mark.parametrize("axis", [2, -3, 2**40])
+def test_the_op_itself_names_an_axis_that_x_lacks(axis):
+    # The wrapper checks the axis; torch.ops.dwq.fake_quantize called directly raised maybe_wrap_dim's
+    # bare IndexError ("Dimension out of range"), naming neither the op nor the argument.
+    s, z = torch.full((3,), 0.1), torch.full((3,), 3, dtype=torch.int32)
+    with pytest.raises(RuntimeError, match=rf"dwq.fake_quantize: axis={axis} is not a dimension of x, shape \[3, 3\]"):
+        torch.ops.dwq.fake_quantize(torch.randn(3, 3), s, z, 4, axis, True)

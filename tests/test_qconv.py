@@ -220,3 +220,33 @@ def test_bad_input(case):
     _, fn, match = case
     with pytest.raises(RuntimeError, match=match):
         fn()
+
+
+@pytest.mark.parametrize("geometry, match", [
+    (([3, 3], [0, 1], [1, 1]), "stride must be >= 1, got \\[0, 1\\]"),
+    (([3, 3], [-1, 1], [1, 1]), "stride must be >= 1"),
+    (([3, 3], [1, 1], [-1, 0]), "padding must be >= 0"),
+    (([0, 3], [1, 1], [1, 1]), "kernel_size must be >= 1"),
+    (([3, 3, 1], [1, 1], [1, 1]), "kernel_size, stride and padding must have 2 entries each"),
+    (([3, 3], [1], [1, 1]), "kernel_size, stride and padding must have 2 entries each"),
+])
+@pytest.mark.parametrize("op", ["qconv2d_acc", "qconv2d"])
+def test_bad_geometry_fails_alike_in_the_fake_impl(op, geometry, match):
+    # torch.compile meets the fake impl first: it raised ZeroDivisionError for stride 0, "not enough
+    # values to unpack" for a list of another length, and made a negative-size tensor for stride -1.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    x = torch.randint(0, 256, (1, 3, 6, 6), dtype=torch.uint8)
+    zx, sx, sw = torch.tensor([5], dtype=torch.int32), torch.tensor([0.1]), torch.full((4,), 0.02)
+    wp = q.pack_conv_weight(torch.zeros(4, 3, 3, 3, dtype=torch.uint8), torch.zeros(4, dtype=torch.int32), 8)
+
+    def call(x, zx, sx, sw, wp):
+        if op == "qconv2d_acc":
+            return torch.ops.dwq.qconv2d_acc(x, zx, 8, wp, *geometry)
+        return torch.ops.dwq.qconv2d(x, sx, zx, 8, wp, sw, *geometry, None, None, False, None, None, 8)
+
+    with pytest.raises(RuntimeError, match=match):
+        call(x, zx, sx, sw, wp)
+    with FakeTensorMode() as mode:
+        with pytest.raises(RuntimeError, match=match):
+            call(*(mode.from_tensor(t) for t in (x, zx, sx, sw, wp)))

@@ -338,6 +338,12 @@ def _mixed_meta_calls():
         ("qconv2d_acc x_zero_point", lambda: ops.qconv2d_acc(xc, m(zx), 8, wc, [1, 1], [1, 1], [0, 0]), "x_zero_point"),
         ("qconv2d affine_bias", lambda: ops.qconv2d(xc, sx, zx, 8, wc, sw, [1, 1], [1, 1], [0, 0], None, m(sw), False,
                                                     None, None, 8), "affine_bias"),
+        ("fake_quantize scale", lambda: ops.fake_quantize(sw, m(sw), zw, 8, 0, True), "scale"),
+        ("act_qparams running_min", lambda: ops.act_qparams(sw, m(sw), sw.clone(), torch.zeros(9, dtype=torch.bool), 0,
+                                                            1, 8, 0.9, True), "running_min"),
+        ("act_qparams initialized", lambda: ops.act_qparams(sw, sw.clone(), sw.clone(),
+                                                            m(torch.zeros(9, dtype=torch.bool)), 0, 1, 8, 0.9, False),
+         "initialized"),
     ]
 
 

@@ -190,12 +190,13 @@ def test_nan_and_inf_errors_are_the_reference_ones(device):
             q(bad, 4, normalize_precision(4))
         with pytest.raises(ValueError, match="NaN"):
             WeightQuantizer()(bad.reshape(1, 2), 4)
-        with pytest.raises(RuntimeError, match="scale"):
-            WeightQuantizer()(torch.tensor([[1.0, float("inf")]]), 4)
-        # finite, but max - min overflows float32: no finite scale, as on the reference path
+        # inf, or finite with max - min overflowing float32: no finite scale. The error is the reference
+        # path's ValueError (a float64 weight takes that path); the kernel raised a RuntimeError.
         wide = torch.tensor([[-3e38, 3e38], [0.5, 1.0]])
-        with pytest.raises(RuntimeError, match="scale"):
-            WeightQuantizer()(wide, 4)
+        for w in (torch.tensor([[1.0, float("inf")]]), wide):
+            for dtype in (torch.float32, torch.float64):
+                with pytest.raises(ValueError, match="scale"):
+                    WeightQuantizer()(w.to(dtype), 4)
         with pytest.raises(RuntimeError, match="scale"):
             s, z = WeightQuantizer().qparams(wide, 4)
             quantize_with(wide, s, z, 4, 0, "int")
@@ -498,3 +499,13 @@ def test_a_zero_bound_is_tracked_as_positive_zero_on_both_paths(device, dtype):
             assert all(torch.equal(r, runs[0]) for r in runs), name
     finally:
         torch.set_num_threads(threads)
+
+
+@needs_ext
+def test_act_qparams_names_the_slot_argument_out_of_range():
+    # observed out of range was reported as "slot 7 is outside running_min [3]", with slot = 1
+    x, rmin, rmax, init = torch.randn(5), torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.bool)
+    with pytest.raises(RuntimeError, match=r"dwq.act_qparams: observed 7 is outside running_min \[3\]"):
+        torch.ops.dwq.act_qparams(x, rmin, rmax, init, 1, 7, 4, 0.9, True)
+    with pytest.raises(RuntimeError, match=r"dwq.act_qparams: slot -1 is outside running_min \[3\]"):
+        torch.ops.dwq.act_qparams(x, rmin, rmax, init, -1, 2, 4, 0.9, True)

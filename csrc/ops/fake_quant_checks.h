@@ -36,6 +36,10 @@ inline FakeQuantShape check_fake_quantize_args(const at::Tensor& x, const at::Te
   FakeQuantShape s{x.numel(), 1, 1};
   if (axis.has_value()) {
     TORCH_CHECK(x.dim() > 0, "dwq.fake_quantize: axis given for a 0-d tensor");
+    // (else maybe_wrap_dim's IndexError, which names neither the op nor the argument)
+    TORCH_CHECK(*axis >= -x.dim() && *axis < x.dim(), "dwq.fake_quantize: axis=", *axis,
+                " is not a dimension of x, shape ", x.sizes(), " (per channel needs -", x.dim(), " <= axis < ",
+                x.dim(), "; per tensor is axis=None)");
     const int64_t a = at::maybe_wrap_dim(*axis, x.dim());
     s.channels = x.size(a);
     s.outer = 1;

@@ -97,8 +97,8 @@ at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits) {
     });
   });
   // NaN rows come back as NaN (the caller raises "NaN", as the reference path does); inf is the
-  // scale check's error of the reference path (dwq.fake_quantize).
-  TORCH_CHECK(infs.load() == 0, "dwq.weight_fake_quantize: ", infs.load(),
+  // reference path's error (WeightQuantizer's finite-scale check), a ValueError there and here.
+  TORCH_CHECK_VALUE(infs.load() == 0, "dwq.weight_fake_quantize: ", infs.load(),
               " output channel(s) hold inf or a range wider than float32 holds (max - min overflows), so their "
               "scale would not be finite");
   return out;

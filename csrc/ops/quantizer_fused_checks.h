@@ -16,13 +16,13 @@ inline void check_fused_input(const char* op, const at::Tensor& x, at::DeviceTyp
 }
 
 inline void check_act_state(const char* name, const at::Tensor& t, at::ScalarType dtype, const at::Tensor& x,
-                            int64_t slot) {
+                            const char* slot_name, int64_t slot) {
   TORCH_CHECK(t.device() == x.device(), "dwq.act_qparams: ", name, " must be on ", x.device(), " like x, got ",
               t.device());
   TORCH_CHECK(t.scalar_type() == dtype && t.dim() == 1 && t.is_contiguous(), "dwq.act_qparams: ", name,
               " must be a contiguous 1-D ", dtype, " tensor, got ", t.scalar_type(), " ", t.sizes());
-  TORCH_CHECK(slot >= 0 && slot < t.numel(), "dwq.act_qparams: slot ", slot, " is outside ", name, " [", t.numel(),
-              "]");
+  TORCH_CHECK(slot >= 0 && slot < t.numel(), "dwq.act_qparams: ", slot_name, " ", slot, " is outside ", name, " [",
+              t.numel(), "]");
 }
 
 inline void check_act_qparams_args(const at::Tensor& x, const at::Tensor& running_min, const at::Tensor& running_max,
@@ -33,10 +33,10 @@ inline void check_act_qparams_args(const at::Tensor& x, const at::Tensor& runnin
               ": train mode needs the range of at least one element");
   TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.act_qparams: bits must be in 2..16, got ", bits);
   TORCH_CHECK(ema >= 0.0 && ema < 1.0, "dwq.act_qparams: ema must be in [0, 1), got ", ema);
-  check_act_state("running_min", running_min, at::kFloat, x, slot);
-  check_act_state("running_max", running_max, at::kFloat, x, slot);
-  check_act_state("initialized", initialized, at::kBool, x, slot);
-  check_act_state("running_min", running_min, at::kFloat, x, observed);
+  check_act_state("running_min", running_min, at::kFloat, x, "slot", slot);
+  check_act_state("running_max", running_max, at::kFloat, x, "slot", slot);
+  check_act_state("initialized", initialized, at::kBool, x, "slot", slot);
+  check_act_state("running_min", running_min, at::kFloat, x, "observed", observed);
   TORCH_CHECK(running_max.numel() == running_min.numel() && initialized.numel() == running_min.numel(),
               "dwq.act_qparams: running_min, running_max and initialized must have one length, got ",
               running_min.numel(), ", ", running_max.numel(), " and ", initialized.numel());

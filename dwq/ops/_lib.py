@@ -7,7 +7,7 @@ build cannot hide behind the fallback.
 """
 import os
 
-import torch  # noqa: F401  (loads libc10/libtorch, which dwq._C links against)
+import torch  # (first: loads libc10/libtorch, which dwq._C links against)
 
 try:
     from dwq import _C  # noqa: F401  (registers torch.ops.dwq.*)
@@ -22,6 +22,16 @@ except ImportError as e:  # pragma: no cover - exercised only on a broken instal
 
 
 _KERNELS = {}
+
+
+def fake_same_device(name, main, main_name, **others):
+    """For the fake (meta) impls: every tensor in ``others`` (None skipped) is on ``main``'s device.
+    A meta tensor among CPU ones sends the whole call to the fake impl (Meta outranks CPU in
+    dispatch): without this check it would return an uninitialized tensor on the main input's device."""
+    for arg, t in others.items():
+        if t is not None:
+            torch._check(t.device == main.device, lambda: f"dwq.{name}: {arg} must be on {main.device} like "
+                         f"{main_name}, got device {t.device}")
 
 
 def _lookup(name: str, device_type: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from dwq.ops._lib import HAS_EXT, has_kernel
+from dwq.ops._lib import HAS_EXT, fake_same_device, has_kernel
 from dwq.ops.reference import fake_quantize_ref
 
 
@@ -120,6 +120,7 @@ if HAS_EXT:
 
     @torch.library.register_fake("dwq::fake_quantize")
     def _(x, scale, zero_point, bits, axis, return_codes):
+        fake_same_device("fake_quantize", x, "x", scale=scale, zero_point=zero_point)
         torch._check(2 <= bits <= 16, lambda: f"fake_quantize: bits must be in 2..16, got {bits}")
         torch._check(scale.dim() == 1 and zero_point.dim() == 1, lambda: "scale and zero_point must be 1-D")
         torch._check(x.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16),

@@ -36,6 +36,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
+from dwq.ops._lib import fake_same_device as _fake_same_device
 from dwq.ops.fake_quant import check_no_nan, check_qparam_values
 from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
 
@@ -213,14 +214,6 @@ def supported_cpu_isas() -> List[str]:
 
 if HAS_EXT:
 
-    def _fake_same_device(name, main, main_name, **others):
-        # A meta tensor among CPU ones sends the whole call here (Meta outranks CPU in dispatch):
-        # without this check it would return an uninitialized tensor on the main input's device.
-        for arg, t in others.items():
-            if t is not None:
-                torch._check(t.device == main.device, lambda: f"dwq.{name}: {arg} must be on {main.device} like "
-                             f"{main_name}, got device {t.device}")
-
     def _fake_codes(name, x, dim):
         torch._check(x.dtype in (torch.uint8, torch.int32),
                      lambda: f"{name}: x_codes must be uint8 or int32 codes, got {x.dtype}")
@@ -239,6 +232,13 @@ if HAS_EXT:
         return codes_dtype(out_bits)
 
     def _fake_conv_shape(name, x, w_packed, kernel_size, stride, padding):
+        # The C++ geometry checks (qg_conv_size), which torch.compile meets here first: the schema's
+        # int[2] takes lists of any length, and stride 0 divided by zero below.
+        torch._check(len(kernel_size) == 2 and len(stride) == 2 and len(padding) == 2,
+                     lambda: f"dwq.{name}: kernel_size, stride and padding must have 2 entries each")
+        torch._check(min(kernel_size) >= 1, lambda: f"dwq.{name}: kernel_size must be >= 1, got {list(kernel_size)}")
+        torch._check(min(stride) >= 1, lambda: f"dwq.{name}: stride must be >= 1, got {list(stride)}")
+        torch._check(min(padding) >= 0, lambda: f"dwq.{name}: padding must be >= 0, got {list(padding)}")
         B, C, H, W = x.shape
         kh, kw = kernel_size
         torch._check(H + 2 * padding[0] >= kh and W + 2 * padding[1] >= kw,

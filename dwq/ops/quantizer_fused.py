@@ -13,7 +13,7 @@ from typing import Tuple
 
 import torch
 
-from dwq.ops._lib import HAS_EXT, has_kernel
+from dwq.ops._lib import HAS_EXT, fake_same_device, has_kernel
 
 def available(x: torch.Tensor, op: str) -> bool:
     """Whether the fused kernel ``op`` serves ``x`` (a CPU or CUDA float32/float16/bfloat16 tensor)."""
@@ -60,6 +60,8 @@ if _defined("act_qparams"):  # (an older dwq._C without the fused ops still impo
 
     @torch.library.register_fake("dwq::act_qparams")
     def _(x, running_min, running_max, initialized, slot, observed, bits, ema, training):
+        fake_same_device("act_qparams", x, "x", running_min=running_min, running_max=running_max,
+                         initialized=initialized)
         torch._check(2 <= bits <= 16, lambda: f"act_qparams: bits must be in 2..16, got {bits}")
         torch._check(not training or x.numel() > 0, lambda: "act_qparams: x is empty: train mode needs a range")
         return x.new_empty((1,), dtype=torch.float32), x.new_empty((1,), dtype=torch.int32)
