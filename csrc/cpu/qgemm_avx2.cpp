@@ -5,8 +5,8 @@
 // saturate there (255*-128*2 does not fit int16), so they are widened to int16 and multiplied with
 // vpmaddwd (16 products each); each int32 lane then holds half of a dot product, and the halves are
 // added when the tile is stored.
-// Both tiles keep their accumulators in registers (AVX2 has 16: a 3 x 16-column int16 tile needed
-// 17 and spilled to the stack in every k step). Only the code after the includes is built for AVX2
+// Both tiles (4 rows; 5 or 6 spilled) keep their accumulators in registers (AVX2 has 16: a 3 x
+// 16-column int16 tile needed 17 and spilled to the stack in every k step). Only the code after the includes is built for AVX2
 // (isa_region.h), so the rest stays generic.
 #include <immintrin.h>
 
@@ -26,8 +26,8 @@ DWQ_ISA_REGION_BEGIN("avx2,fma,popcnt")
 
 namespace dwq::cpu::avx2 {
 
-constexpr int kMR = 3;
-constexpr int64_t kGChunk = 256;  // 4-k groups of A widened to int16 per pass (kMR rows: 6 KiB, in L1)
+constexpr int kMR = 4;
+constexpr int64_t kGChunk = 256;  // 4-k groups of A widened to int16 per pass (kMR rows: 8 KiB, in L1)
 
 // 8 output columns (of a 64-wide block) for MR rows over groups [0, kg) of rows widened to int16
 // (aw: row r at r * 4 * kGChunk); adds to C when acc, else stores.
@@ -78,7 +78,8 @@ static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int6
   switch (mr) {
     case 1: ukernel_mr<1>(A, lda, B, kg, C); break;
     case 2: ukernel_mr<2>(A, lda, B, kg, C); break;
-    default: ukernel_mr<3>(A, lda, B, kg, C); break;
+    case 3: ukernel_mr<3>(A, lda, B, kg, C); break;
+    default: ukernel_mr<4>(A, lda, B, kg, C); break;
   }
 }
 
@@ -130,7 +131,8 @@ static void ukernel_wide(int mr, const uint8_t* A0, const uint8_t* A1, int64_t l
   switch (mr) {
     case 1: ukernel_wide_mr<1>(A0, A1, lda, B0, B1, kg, C); break;
     case 2: ukernel_wide_mr<2>(A0, A1, lda, B0, B1, kg, C); break;
-    default: ukernel_wide_mr<3>(A0, A1, lda, B0, B1, kg, C); break;
+    case 3: ukernel_wide_mr<3>(A0, A1, lda, B0, B1, kg, C); break;
+    default: ukernel_wide_mr<4>(A0, A1, lda, B0, B1, kg, C); break;
   }
 }
 
@@ -163,7 +165,8 @@ static void ukernel_narrow(int mr, const uint8_t* A, int64_t lda, const int8_t* 
     switch (mr) {
       case 1: ukernel16_narrow<1>(A, lda, B + s * 64, kg, C + s * 16); break;
       case 2: ukernel16_narrow<2>(A, lda, B + s * 64, kg, C + s * 16); break;
-      default: ukernel16_narrow<3>(A, lda, B + s * 64, kg, C + s * 16); break;
+      case 3: ukernel16_narrow<3>(A, lda, B + s * 64, kg, C + s * 16); break;
+      default: ukernel16_narrow<4>(A, lda, B + s * 64, kg, C + s * 16); break;
     }
   }
 }
