@@ -38,7 +38,7 @@ struct PackedLayout {
   int kh = 0, kw = 0;
   int64_t data_off = 0, colsum_off = 0, zp_off = 0, bytes = 0;
 };
-PackedLayout packed_layout(int64_t N, int64_t K, int bits);
+PackedLayout packed_layout(int64_t N, int64_t K, int bits, int kh = 0, int kw = 0);
 // Writes the kHeaderBytes-byte header of a blob with layout L (the rest is pack_weight's).
 void write_packed_header(const PackedLayout& L, int8_t* out);
 int64_t packed_weight_bytes(int64_t N, int64_t K, int bits);

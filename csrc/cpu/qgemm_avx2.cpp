@@ -5,9 +5,9 @@
 // saturate there (255*-128*2 does not fit int16), so they are widened to int16 and multiplied with
 // vpmaddwd (16 products each); each int32 lane then holds half of a dot product, and the halves are
 // added when the tile is stored.
-// Both tiles (4 rows; 5 or 6 spilled) keep their accumulators in registers (AVX2 has 16: a 3 x
-// 16-column int16 tile needed 17 and spilled to the stack in every k step). Only the code after the includes is built for AVX2
-// (isa_region.h), so the rest stays generic.
+// Both tiles (4 rows: 5 or 6 spilled) keep their accumulators in registers (AVX2 has 16: a 3 x
+// 16-column int16 tile needed 17 and spilled to the stack in every k step). Only the code after the
+// includes is built for AVX2 (isa_region.h), so the rest stays generic.
 #include <immintrin.h>
 
 #include <algorithm>

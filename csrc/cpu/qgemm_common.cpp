@@ -87,11 +87,13 @@ bool select_isa(Isa* isa, std::string* err) {
   return false;
 }
 
-PackedLayout packed_layout(int64_t N, int64_t K, int bits) {
+PackedLayout packed_layout(int64_t N, int64_t K, int bits, int kh, int kw) {
   PackedLayout L;
   L.N = N;
   L.K = K;
   L.bits = bits;
+  L.kh = kh;
+  L.kw = kw;
   L.limbs = limbs_for_bits(bits);
   L.Kp = round_up(K, 4);
   L.Npad = round_up(N, kBlockN);
@@ -129,9 +131,7 @@ int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {
 
 int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
                     const int32_t* zero_point, int bits, int8_t* out, int kh, int kw) {
-  PackedLayout h = packed_layout(N, K, bits);
-  h.kh = kh;
-  h.kw = kw;
+  const PackedLayout h = packed_layout(N, K, bits, kh, kw);
   write_packed_header(h, out);
   int8_t* data = out + h.data_off;
   std::memset(data, 0, static_cast<size_t>(h.limbs * h.Npad * h.Kp));
@@ -171,7 +171,7 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   if (h.N <= 0 || h.K <= 0 || h.N > nbytes || h.K > nbytes) return false;
   if (h.Kp != round_up(h.K, 4) || h.Npad != round_up(h.N, kBlockN)) return false;
   const bool gemm = h.kh == 0 && h.kw == 0;
-  if (!gemm && (h.kh < 1 || h.kw < 1 || h.kh > h.K || h.kw > h.K || h.K % (int64_t{h.kh} * h.kw) != 0)) return false;
+  if (!gemm && (h.kh < 1 || h.kw < 1 || h.K % (int64_t{h.kh} * h.kw) != 0)) return false;
   int64_t plane = 0;
   if (__builtin_mul_overflow(h.Npad, h.Kp, &plane) || plane > nbytes) return false;
   // The offsets are read from the blob: they must be the layout's, or the engine reads out of bounds.

@@ -144,9 +144,7 @@ at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, i
   qg_zp_vec_values(op, "zero_point", zero_point, bits);  // conversion time: a sync is fine
   const c10::cuda::CUDAGuard guard(w.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
-  cpu::PackedLayout L = cpu::packed_layout(N, K, static_cast<int>(bits));
-  L.kh = kh;
-  L.kw = kw;
+  const cpu::PackedLayout L = cpu::packed_layout(N, K, static_cast<int>(bits), kh, kw);
   at::Tensor out = at::zeros({N, cpu::packed_weight_cols(N, K, static_cast<int>(bits))}, w.options().dtype(at::kChar));
   TORCH_INTERNAL_ASSERT(aligned16(out.data_ptr()) && out.numel() >= L.bytes);
   at::Tensor header = at::empty({cpu::kHeaderBytes}, at::TensorOptions().dtype(at::kChar));

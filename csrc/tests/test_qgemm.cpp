@@ -22,13 +22,14 @@ struct Packed {
   int64_t bytes = 0;
 };
 
-static Packed pack(const std::vector<int32_t>& w, int64_t N, int64_t K, const std::vector<int32_t>& zw, int bits) {
+static Packed pack(const std::vector<int32_t>& w, int64_t N, int64_t K, const std::vector<int32_t>& zw, int bits,
+                   int kh = 0, int kw = 0) {
   Packed p;
   p.bytes = packed_weight_bytes(N, K, bits);
   p.storage.resize(static_cast<size_t>(p.bytes / 8 + 16));
   uintptr_t a = reinterpret_cast<uintptr_t>(p.storage.data());
   p.ptr = reinterpret_cast<int8_t*>((a + 63) / 64 * 64);
-  const int64_t bad = pack_weight(w.data(), false, N, K, K, 1, zw.data(), bits, p.ptr);
+  const int64_t bad = pack_weight(w.data(), false, N, K, K, 1, zw.data(), bits, p.ptr, kh, kw);
   CHECK(bad == 0, "pack_weight reported %lld bad codes", (long long)bad);
   return p;
 }
@@ -285,13 +286,10 @@ static void quantize_cases(Isa isa, std::mt19937_64& rng) {
 static void header_kernel_cases() {
   const int64_t N = 3, K = 24;
   std::vector<int32_t> w(N * K, 1), zw(N, 0);
-  Packed p;
-  p.bytes = packed_weight_bytes(N, K, 4);
-  p.storage.resize(static_cast<size_t>(p.bytes / 8 + 16));
-  p.ptr = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(p.storage.data()) + 63) / 64 * 64);
   PackedWeightView v;
+  Packed p;
   for (const auto& [kh, kw] : {std::pair{0, 0}, std::pair{3, 2}, std::pair{1, 1}, std::pair{24, 1}}) {
-    CHECK(pack_weight(w.data(), false, N, K, K, 1, zw.data(), 4, p.ptr, kh, kw) == 0, "pack %dx%d", kh, kw);
+    p = pack(w, N, K, zw, 4, kh, kw);
     CHECK(parse_packed_weight(p.ptr, p.bytes, &v) && v.kh == kh && v.kw == kw, "kernel %dx%d read back as %dx%d", kh,
           kw, v.kh, v.kw);
   }

@@ -110,16 +110,19 @@ def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     return quantize_act_ref(x, scale, zero_point, bits)
 
 
-def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
+                kernel_size: Sequence[int] = ()) -> torch.Tensor:
     """Prepack weight codes once, at conversion time, into the microkernel layout.
 
     w_codes: uint8 or int32 [N, K] (any strides), codes in 0..2^bits-1. zero_point: int32 [N].
+    kernel_size: empty for a GEMM weight, or the conv kernel [kh, kw] whose (ky, kx, c)-ordered
+    weights the K columns hold (``pack_conv_weight`` passes it; the blob records it).
     Returns an opaque int8 tensor of shape ``packed_weight_shape(N, K, bits)`` holding the
     shifted 8-bit limbs ([N/64][K/4][64][4] per limb), column sums and zero points.
     """
     _check_bits(bits)
     _need_ext("pack_weight")
-    return torch.ops.dwq.pack_weight.default(w_codes, zero_point, bits)
+    return torch.ops.dwq.pack_weight.default(w_codes, zero_point, bits, list(kernel_size))
 
 
 def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
@@ -129,12 +132,8 @@ def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int)
     kernel but 1 x 1."""
     if w_codes.dim() != 4:
         raise ValueError(f"pack_conv_weight: w_codes must be [O, C, kh, kw], got shape {tuple(w_codes.shape)}")
-    _check_bits(bits)
-    _need_ext("pack_conv_weight")
-    # The kernel goes into the blob's header: qconv2d then refuses any other kernel_size of the same K.
-    kernel_size = [int(w_codes.shape[2]), int(w_codes.shape[3])]
-    return torch.ops.dwq.pack_weight.default(w_codes.permute(0, 2, 3, 1).reshape(w_codes.shape[0], -1), zero_point,
-                                             bits, kernel_size)
+    return pack_weight(w_codes.permute(0, 2, 3, 1).reshape(w_codes.shape[0], -1), zero_point, bits,
+                       w_codes.shape[2:])
 
 
 def qgemm_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, w_packed: torch.Tensor) -> torch.Tensor:

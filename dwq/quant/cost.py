@@ -202,10 +202,8 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
             handles.append(module.register_forward_hook(hook_for(name, module)))
     # The random input and any draw of the forward (RandomPrecision without a seed) come from the global
     # RNGs: restored afterwards, so a seeded run is the same whether or not it profiled its model first.
-    rng_devices = [] if device.type != "cuda" else [device.index if device.index is not None else
-                                                    torch.cuda.current_device()]
     try:
-        with torch.random.fork_rng(rng_devices, device_type="cuda"), \
+        with torch.random.fork_rng([device] if device.type == "cuda" else []), \
                 torch.no_grad(), warnings.catch_warnings():
             # counting MACs reads no statistic: an untrained switchable-BN branch is not worth a warning
             warnings.filterwarnings("ignore", message="SwitchableBatchNorm2d: the branch", category=UserWarning)

@@ -321,11 +321,11 @@ class ActQuantizer(nn.Module):
                 precision = bits
         elif not self.training:
             return x
-        if x.numel() == 0 and not self.training:
-            # Nothing to quantize, whatever the range (an untracked quantizer has none: its NaN range failed
-            # as "the tensor has NaN values").
-            return x
-        if self.training and x.numel() == 0:
+        if x.numel() == 0:
+            if not self.training:
+                # Nothing to quantize, whatever the range (an untracked quantizer has none: its NaN range failed
+                # as "the tensor has NaN values").
+                return x
             raise ValueError(f"ActQuantizer: x is empty, got shape {list(x.shape)}: train mode needs the range of at "
                              "least one element")
         i = self.slot(precision)

@@ -296,8 +296,8 @@ class Trainer:
                 first = images[:1] if index is None else images[index[:1]]
         if first is None:
             return
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with kept_modes(self.model), torch.random.fork_rng(devices, device_type="cuda"), torch.no_grad(), \
+        devices = [self.device] if self.device.type == "cuda" else []
+        with kept_modes(self.model), torch.random.fork_rng(devices), torch.no_grad(), \
                 warnings.catch_warnings(), precision(self.model, self.precs[0]):
             warnings.simplefilter("ignore")  # an untrained model's switchable-BN branches: nothing to say here
             outputs = self.model.eval()(first.to(self.device)).shape[-1]
