@@ -211,6 +211,8 @@ CPU_ONLY = "--amp is valid where CUDA is available"
      "--n-test 5000: the mnist5k test split has 1000 images"),
     (["demo", "--train-images", "5000", "--epochs", "1", "--n-test", "8", "--autoattack-n", "0", "--no-progress"],
      "--train-images 5000: the demo's training split has 3600 images"),
+    (["demo", "--n-test", "20", "--autoattack-n", "30", "--epochs", "1", "--train-images", "64", "--no-progress"],
+     "--autoattack-n 30: more than the 20 test images evaluated (--n-test 20)"),
 ])
 def test_bad_input_gives_message_and_exit_2(tmp_path, capsys, argv, msg):
     rc = main(argv[:1] + ["--out", str(tmp_path / "o")] + [s.format(tmp=tmp_path) for s in argv[1:]])

@@ -75,7 +75,11 @@ def _run(a) -> int:
         val = torch.utils.data.Subset(val, range(min(a.train_images, len(val))))
     n = a.n_test
     x, y = x[:n], y[:n]
-    n_aa = min(a.autoattack_n, n)  # like dwq eval's: the first N of the evaluated images
+    # like dwq eval's: the first N of the evaluated images; a count given beyond them is refused as eval
+    # refuses it, the default shrinks to --n-test (the report records the N that ran)
+    if "autoattack_n" in getattr(a, "_given", ()) and a.autoattack_n > n:
+        raise CLIError(f"--autoattack-n {a.autoattack_n}: more than the {n} test images evaluated (--n-test {n})")
+    n_aa = min(a.autoattack_n, n)
     out = fresh_dir(a.out)
 
     runs = {
