@@ -96,6 +96,24 @@ def test_unknown_precision_is_an_error():
         dwq.set_precision(net, 1)
 
 
+def test_assigning_a_layer_precision_is_checked_and_normalized():
+    """``layer.precision = 4`` stored a bare 4: the next forward failed in ``tuple.index`` (an SBN) or
+    quantized at no precision it names; a width outside the set was taken too."""
+    net = small_net().eval()
+    x = torch.randn(2, 3, 5, 5)
+    ref = dwq.precision(net, 4)
+    want = net(x)
+    ref.__exit__(None, None, None)
+    for m in net.modules():
+        if isinstance(m, dwq.nn.PrecisionModule):
+            m.precision = 4
+            assert m.precision == (4, 4)
+    assert torch.equal(net(x), want) and dwq.get_precision(net) == 4
+    with pytest.raises(ValueError, match=r"precision 6 is not in this layer's precision set \[4, 8, fp\]"):
+        net[1].precision = 6
+    assert net[1].precision == (4, 4)
+
+
 def test_precision_context_restores():
     net = small_net()
     dwq.set_precision(net, 8)

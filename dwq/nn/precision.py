@@ -49,16 +49,26 @@ class PrecisionModule(nn.Module):
 
     def _init_precision(self, precisions: Iterable) -> None:
         self.precisions = normalize_set(precisions)
-        self.precision: Normalized = self.precisions[-1]
+        self._precision: Normalized = self.precisions[-1]
         self.register_buffer("precision_set", _encode_set(self.precisions))
 
-    def set_precision(self, p) -> None:
+    @property
+    def precision(self) -> Normalized:
+        """The current precision, normalized ((w, a) bits or None); assigning checks it like ``set_precision``
+        (``layer.precision = 4`` once stored a bare 4, and the next forward failed far from it)."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, p) -> None:
         q = normalize_precision(p)
         if q not in self.precisions:
             raise ValueError(
                 f"precision {precision_name(q)} is not in this layer's precision set {_names(self.precisions)}"
             )
-        self.precision = q
+        self._precision = q
+
+    def set_precision(self, p) -> None:
+        self.precision = p
 
     @property
     def precision_index(self) -> int:
