@@ -357,6 +357,8 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     if (flags & cuda::kBadWScale) qg_vec_values(op, "w_scale", *e.w_scale, true);
     if (flags & cuda::kBadAffScale) qg_vec_values(op, "affine_scale", *e.aff_scale, false);
     if (flags & cuda::kBadAffBias) qg_vec_values(op, "affine_bias", *e.aff_bias, false);
+    if (flags & cuda::kBadMult) qg_mult_values(op, qg_scale1_value(op, "x_scale", *e.x_scale), *e.w_scale,
+                                                  e.aff_scale ? &*e.aff_scale : nullptr);
     if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", *e.out_scale);
     if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", *e.out_zp, e.out_bits);
     // The host re-reads above name the argument; if one passed (rewritten since by another

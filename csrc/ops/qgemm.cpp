@@ -107,8 +107,10 @@ EpilogueArgs make_epilogue(const char* op, float sx, const at::Tensor& w_scale, 
   EpilogueArgs e;
   // mult[n] = (s_x * s_w[n]) * affine_scale[n] in float32, the order the reference uses.
   at::Tensor sw = check_vec(op, "w_scale", w_scale, N, true);
+  const at::Tensor aff = affine_scale.has_value() ? check_vec(op, "affine_scale", *affine_scale, N, false) : at::Tensor();
+  qg_mult_values(op, sx, sw, aff.defined() ? &aff : nullptr);
   e.mult = sw * sx;
-  if (affine_scale.has_value()) e.mult = e.mult * check_vec(op, "affine_scale", *affine_scale, N, false);
+  if (aff.defined()) e.mult = e.mult * aff;
   e.mult = e.mult.contiguous();
   if (affine_bias.has_value()) e.bias = check_vec(op, "affine_bias", *affine_bias, N, false);
   e.ep.mult = e.mult.data_ptr<float>();

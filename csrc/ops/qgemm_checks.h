@@ -86,6 +86,23 @@ inline void qg_vec_values(const char* op, const char* name, const at::Tensor& t,
   }
 }
 
+// The epilogue's multiplier, (x_scale * w_scale[n]) * affine_scale[n] in float32: each factor can pass
+// its own check while the product overflows (inf or NaN outputs) or underflows to 0 (every output the
+// bias alone), silently. Call after the factors' own checks.
+inline void qg_mult_values(const char* op, float sx, const at::Tensor& w_scale, const at::Tensor* affine_scale) {
+  const at::Tensor sw = w_scale.to(at::kCPU).contiguous();
+  const at::Tensor af = affine_scale != nullptr ? affine_scale->to(at::kCPU).contiguous() : at::Tensor();
+  const float* w = sw.data_ptr<float>();
+  const float* a = af.defined() ? af.data_ptr<float>() : nullptr;
+  for (int64_t i = 0; i < sw.numel(); ++i) {
+    const float m = w[i] * sx;
+    TORCH_CHECK(std::isfinite(m) && m > 0.f, "dwq.", op, ": x_scale * w_scale[", i, "] = ", sx, " * ", w[i],
+                m > 0.f ? " overflows" : " underflows to 0 in", " float32; the output multiplier must be finite and > 0");
+    TORCH_CHECK(a == nullptr || std::isfinite(m * a[i]), "dwq.", op, ": x_scale * w_scale[", i, "] * affine_scale[", i,
+                "] = ", m, " * ", a == nullptr ? 0.f : a[i], " overflows float32; the output multiplier must be finite");
+  }
+}
+
 // Per-output-channel zero points int32 [N] with codes of `bits`.
 inline void qg_zp_vec_values(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
   const at::Tensor c = z.to(at::kCPU).contiguous();

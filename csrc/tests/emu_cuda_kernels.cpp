@@ -469,6 +469,8 @@ static void test_check_params() {
   const float good = 0.5f, zero = 0.f, inf = INFINITY;
   const int32_t zp_ok = 3, zp_bad = 300;
   std::vector<float> ws = {0.1f, 0.2f, 0.3f}, ws_bad = {0.1f, -1.f, 0.3f}, aff_bad = {1.f, NAN, 1.f};
+  const float big = 1e30f, tiny = 1e-30f;
+  std::vector<float> ws_big = {0.1f, 1e10f, 0.3f}, ws_tiny = {1e-20f, 0.2f, 0.3f}, aff_big = {1.f, 1.f, 1e10f};
   struct Case {
     const float *xs, *os, *w, *aff, *bias;
     const int32_t *xz, *oz;
@@ -479,6 +481,10 @@ static void test_check_params() {
       {&good, &inf, nullptr, nullptr, nullptr, &zp_bad, &zp_bad, cuda::kBadOutScale | cuda::kBadXZp | cuda::kBadOutZp},
       {&good, nullptr, ws_bad.data(), aff_bad.data(), aff_bad.data(), &zp_ok, nullptr,
        cuda::kBadWScale | cuda::kBadAffScale | cuda::kBadAffBias},
+      // factors that pass alone, products that leave float32 (over, under to 0, with the affine)
+      {&big, nullptr, ws_big.data(), nullptr, nullptr, &zp_ok, nullptr, cuda::kBadMult},
+      {&tiny, nullptr, ws_tiny.data(), nullptr, nullptr, &zp_ok, nullptr, cuda::kBadMult},
+      {&big, nullptr, ws.data(), aff_big.data(), nullptr, &zp_ok, nullptr, cuda::kBadMult},
   };
   for (const Case& c : cases) {
     cuda::ParamCheck pc;
