@@ -715,6 +715,66 @@ def test_demo_smoke(tmp_path, capsys, monkeypatch):
         assert key in m and key in m["transfer_matrix"] or key == "protocols"
 
 
+def _figures(rep):
+    """A demo report without its timings (wall clock: they differ between any two runs)."""
+    if isinstance(rep, dict):
+        return {k: _figures(v) for k, v in rep.items() if "seconds" not in k and k != "latency_ms"}
+    return [_figures(v) for v in rep] if isinstance(rep, list) else rep
+
+
+def test_demo_resume_gives_the_uninterrupted_figures(tmp_path, capsys, monkeypatch):
+    """An interrupted demo lost everything (it could not resume). Killed in the second model's training,
+    --resume keeps the first model, resumes the second from its last epoch and starts the third: the
+    report equals an uninterrupted run's but for timings, and the resume files are gone."""
+    from dwq.train import loop
+
+    flags = ["--epochs", "2", "--train-images", "64", "--n-test", "16", "--autoattack-n", "0", "--no-progress"]
+    assert main(["demo", "--out", str(tmp_path / "a")] + flags) == 0
+    want = json.load(open(tmp_path / "a" / "report.json"))
+
+    saves = []
+    real_save = loop.save_checkpoint
+
+    def killed_after_three(path, state):  # fp epochs 1 and 2, fixed4 epoch 1, then a Ctrl-C
+        real_save(path, state)
+        saves.append(os.path.basename(path))
+        if saves.count("last.pt") == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", killed_after_three)
+    out = tmp_path / "b"
+    assert main(["demo", "--out", str(out)] + flags) == 130
+    monkeypatch.undo()
+    assert (out / "result_fp.json").is_file() and not (out / "report.json").exists()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out)] + flags) == 2  # without --resume: refused, pointing at it
+    assert "continue it with --resume" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--seed", "1", "--resume"] + flags) == 2
+    assert "seed 0 there, 1 here" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--resume"] + flags) == 0
+    printed = capsys.readouterr().out
+    assert "[fp] kept from the interrupted run" in printed and "[fixed4] resuming its training after epoch 1" in printed
+    got = json.load(open(out / "report.json"))
+    assert _figures(got) == _figures(want)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "a"))
+    assert main(["demo", "--out", str(out), "--resume"] + flags) == 2
+    assert "holds a finished demo" in capsys.readouterr().err
+
+
+def test_demo_resume_restarts_a_model_killed_before_its_first_epoch(tmp_path):
+    """No last.pt: what the model's training wrote is removed, so that its Trainer starts on a fresh folder."""
+    from dwq.cli.demo_resume import resume_training
+
+    class NeverSaved:
+        def resume(self):
+            return False
+
+    (tmp_path / "rpt").mkdir()
+    (tmp_path / "rpt" / "config.json").write_text("{}")
+    assert resume_training(NeverSaved(), str(tmp_path), "rpt") is None
+    assert not (tmp_path / "rpt").exists()
+
+
 def test_demo_findings_say_the_replica_batch_from_the_report():
     """The sampled replica draws one precision per 100 images; 950 images make 9 batches of 100 and
     one of 50, which the findings said was "one per 95 images" (n_test // draws)."""
@@ -957,7 +1017,8 @@ def test_a_demo_whose_disk_fills_up_is_one_line(tmp_path, capsys, monkeypatch):
     assert main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "64", "--n-test", "8",
                  "--autoattack-n", "0", "--no-progress", "--threads", "1"]) == 2
     err = capsys.readouterr().err
-    assert f"{out}: No space left on device; a demo cannot resume" in err and _one_line(err), err
+    assert f"{out}: No space left on device; once fixed, continue it: the same command with --resume" in err
+    assert _one_line(err), err
 
 
 def test_resume_refusals_speak_of_the_run_not_of_flags_not_given(tmp_path):

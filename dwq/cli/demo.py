@@ -41,8 +41,7 @@ def run_demo(a) -> int:
         what = write_failure(e, a.out)
         if what is None:
             raise
-        raise CLIError(f"{what}; a demo cannot resume: once fixed, run it again with another --out (or remove "
-                       f"{a.out})") from None
+        raise CLIError(f"{what}; once fixed, continue it: the same command with --resume") from None
 
 
 def _run(a) -> int:
@@ -55,13 +54,15 @@ def _run(a) -> int:
     from dwq.quant import precision_name
     from dwq.train import TrainConfig, Trainer
 
+    from . import demo_resume
     from .common import CLIError, fresh_dir
 
     t_start = time.time()
+    resume = getattr(a, "resume", False)
     partial = os.path.isdir(a.out) and os.listdir(a.out) and not os.path.exists(os.path.join(a.out, "report.json"))
-    # before anything else, then created once every flag is checked
-    fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted demo, which cannot resume; "
-                                        "remove the folder to run it again there)" if partial else "")
+    if not resume:  # before anything else, then created once every flag is checked
+        fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted demo; continue it with "
+                                            "--resume)" if partial else "")
     torch.set_num_threads(a.threads)
     train, val = train_val_split(load_mnist5k("train"), 0.1, seed=a.seed)
     x, y = load_mnist5k("test").tensors
@@ -80,7 +81,15 @@ def _run(a) -> int:
     if "autoattack_n" in getattr(a, "_given", ()) and a.autoattack_n > n:
         raise CLIError(f"--autoattack-n {a.autoattack_n}: more than the {n} test images evaluated (--n-test {n})")
     n_aa = min(a.autoattack_n, n)
-    out = fresh_dir(a.out)
+    # what the figures depend on: a resume continues only the same demo
+    settings = {"epochs": a.epochs, "n_test": n, "train_images": a.train_images, "autoattack_n": n_aa,
+                "autoattack_steps": AA_STEPS, "autoattack_eot": AA_EOT, "seed": a.seed, "threads": a.threads}
+    if resume:
+        demo_resume.check_resumable(a.out, settings)
+        out = a.out
+    else:
+        out = fresh_dir(a.out)
+        demo_resume.start(out, settings)
 
     runs = {
         "fp": dict(model_set=[None] + SET, sbn=False, train=[None], rp=False,
@@ -95,6 +104,11 @@ def _run(a) -> int:
               "threads": a.threads,  # the figures depend on it too (float reduction order)
               "autoattack": {"model": "rpt", "n": n_aa, "steps": AA_STEPS, "eot_iter": AA_EOT}, "models": {}}
     for name, r in runs.items():
+        kept = demo_resume.kept_result(out, name) if resume else None
+        if kept is not None:
+            report["models"][name] = kept
+            print(f"[{name}] kept from the interrupted run", flush=True)
+            continue
         t0 = time.time()
         torch.manual_seed(a.seed)
         model, _ = build_model("small_cnn", "mnist5k", r["model_set"], r["sbn"], width=16)
@@ -105,7 +119,11 @@ def _run(a) -> int:
                           extra={"network": "small_cnn", "dataset": "mnist5k",
                                  "model_precisions": [precision_name(p) for p in r["model_set"]],
                                  "switchable_bn": r["sbn"], "width": 16})
-        Trainer(model, train, cfg, os.path.join(out, name), val_set=val).fit()
+        trainer = Trainer(model, train, cfg, os.path.join(out, name), val_set=val)
+        since = demo_resume.resume_training(trainer, out, name) if resume else None
+        if since is not None:
+            print(f"[{name}] resuming its training after epoch {since}", flush=True)
+        trainer.fit()
         t_train = time.time() - t0
         protocols = ["paper", "paper-sampled", "adaptive", "transfer"]
         if name == "rpt" and n_aa:
@@ -121,6 +139,7 @@ def _run(a) -> int:
         if name == "rpt":  # deploy it: the integer model against its fake-quant self (dwq.deploy)
             m["deploy"] = check_conversion(model, x, y, SET)
         report["models"][name] = m
+        demo_resume.keep_result(out, name, m)
         print(f"[{name}] trained {t_train:.0f}s, evaluated {m['eval_seconds']:.0f}s", flush=True)
 
     main = report["models"]["rpt"]
@@ -129,6 +148,7 @@ def _run(a) -> int:
     report["findings"] = findings(report)
     report["seconds"] = time.time() - t_start
     E.save_json(report, os.path.join(out, "report.json"))
+    demo_resume.finish(out, runs)
     print(table(report))
     print("\n" + "\n".join(report["findings"]))
     print("\n" + deploy_summary(report))

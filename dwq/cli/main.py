@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads, at most the CPUs this process may use; the figures depend on it "
                         "(float summation order), so report.json records it")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    d.add_argument("--resume", action="store_true",
+                   help="continue the interrupted demo in --out, given the same flags: its finished models are "
+                        "kept, the one in training resumes from its last epoch (the figures are those of an "
+                        "uninterrupted run)")
     deploy_cli.add_parsers(sub)
     return p
 

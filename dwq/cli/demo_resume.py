@@ -1,0 +1,79 @@
+"""``dwq demo --resume``: what an interrupted demo kept, and the check that it is the same demo.
+
+A demo writes ``demo_run.json`` (the settings its figures depend on) before it starts, and
+``result_<model>.json`` once a model is trained and evaluated. ``--resume`` keeps those models, resumes
+the one in training from its ``last.pt`` (bit-exact: the Trainer's own resume), and starts the rest.
+The files are removed when report.json is written: a finished demo is its report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from .common import CLIError
+
+SETTINGS = "demo_run.json"
+
+
+def _result_path(out: str, name: str) -> str:
+    return os.path.join(out, f"result_{name}.json")
+
+
+def start(out: str, settings: dict) -> None:
+    from dwq.eval import save_json
+
+    save_json({"settings": settings}, os.path.join(out, SETTINGS))
+
+
+def check_resumable(out: str, settings: dict) -> None:
+    """CLIError unless ``out`` is an interrupted demo run with the same ``settings``."""
+    if not os.path.isdir(out):
+        raise CLIError(f"--resume: {out} does not exist (run the demo without --resume to start it)")
+    if os.path.exists(os.path.join(out, "report.json")):
+        raise CLIError(f"--resume: {out} holds a finished demo (report.json); nothing to resume")
+    path = os.path.join(out, SETTINGS)
+    try:
+        with open(path) as f:
+            theirs = json.load(f)["settings"]
+        assert isinstance(theirs, dict)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise CLIError(f"--resume: {out} is not an interrupted dwq demo (no readable {SETTINGS})") from None
+    changed = sorted(k for k in set(theirs) | set(settings) if theirs.get(k) != settings.get(k))
+    if changed:
+        raise CLIError("--resume: the interrupted demo ran with other settings: "
+                       + "; ".join(f"{k} {theirs.get(k)!r} there, {settings.get(k)!r} here" for k in changed))
+
+
+def kept_result(out: str, name: str):
+    """The finished model's part of the report, or None."""
+    path = _result_path(out, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def keep_result(out: str, name: str, result: dict) -> None:
+    from dwq.eval import save_json
+
+    save_json(result, _result_path(out, name))
+
+
+def resume_training(trainer, out: str, name: str):
+    """Resumes ``trainer`` from its ``last.pt``; returns the epoch it continues from, or None. A model
+    interrupted before its first epoch ended has no checkpoint: its folder is removed, to start again."""
+    folder = os.path.join(out, name)
+    if trainer.resume():
+        return trainer.epoch
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    return None
+
+
+def finish(out: str, names) -> None:
+    for name in names:
+        path = _result_path(out, name)
+        if os.path.exists(path):
+            os.remove(path)
+    os.remove(os.path.join(out, SETTINGS))
