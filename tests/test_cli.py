@@ -652,6 +652,40 @@ def test_eval_that_cannot_write_its_report_prints_its_figures_and_one_line(run, 
     assert "RPI pgd_paper" in printed.out
 
 
+def test_an_interrupted_eval_resumes(run, tmp_path, capsys, monkeypatch):
+    """dwq eval killed in its adaptive stage lost every attack it had run (hours for a CIFAR model
+    with AutoAttack). --resume reads back the finished stages and writes the uninterrupted report."""
+    from dwq.eval import run as R
+
+    flags = ["--checkpoint", str(run[0] / "best.pt"), "--n-test", "12", "--steps", "1", "--batch-size", "6",
+             "--protocols", "paper", "adaptive", "--no-progress"]
+    assert main(["eval", "--out", str(tmp_path / "a")] + flags) == 0
+    want = json.load(open(tmp_path / "a" / "report.json"))
+    assert sorted(os.listdir(tmp_path / "a")) == ["report.json"]  # the stages go once the report is written
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    real = R.adaptive_protocol
+    monkeypatch.setattr(R, "adaptive_protocol", killed)
+    out = tmp_path / "b"
+    capsys.readouterr()
+    assert main(["eval", "--out", str(out)] + flags) == 130
+    assert "the same command with --resume continues it" in capsys.readouterr().err
+    assert main(["eval", "--out", str(out)] + flags) == 2
+    assert "an interrupted evaluation; continue it with --resume" in capsys.readouterr().err
+    assert main(["eval", "--out", str(out), "--resume"] + flags[:-1] + ["--seed", "3", "--no-progress"]) == 2
+    assert "another evaluation: seed 0 there, 3 here" in capsys.readouterr().err
+    monkeypatch.setattr(R, "adaptive_protocol", real)
+    monkeypatch.setattr(R, "clean_accuracy", killed)  # finished before the kill: read back
+    assert main(["eval", "--out", str(out), "--resume"] + flags) == 0
+    got = json.load(open(out / "report.json"))
+    drop = ("seconds", "seconds_per_stage")
+    assert {k: v for k, v in got.items() if k not in drop} == {k: v for k, v in want.items() if k not in drop}
+    assert main(["eval", "--out", str(out), "--resume"] + flags) == 2
+    assert "holds a finished evaluation" in capsys.readouterr().err
+
+
 def test_trained_checkpoint_loads_in_python_old_and_new(run, tmp_path):
     from dwq.train import load_trained_model
     out, _ = run

@@ -447,6 +447,44 @@ def _without_timing(rep):
     return {k: v for k, v in rep.items() if k != "seconds"}
 
 
+def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_path, monkeypatch):
+    """An evaluation killed in a late stage lost every attack run before it. With stage_dir the finished
+    stages are read back, only the rest runs, and the report is the uninterrupted one's."""
+    from dwq.eval import run as R
+    from dwq.eval.stages import StageDirError
+
+    m, x, y = model_data
+    x, y = x[:24], y[:24]
+    kw = dict(epsilon=0.1, alpha=0.025, steps=2, batch_size=12, seed=4, eot_iter=2, autoattack_steps=2,
+              protocols=["paper", "transfer", "adaptive", "autoattack-rand"])
+    want = E.evaluate(m, x, y, SET, **kw)
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "autoattack_rpi", killed)
+    with pytest.raises(KeyboardInterrupt):
+        E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+    monkeypatch.undo()
+    saved = sorted(f.name for f in (tmp_path / "st").iterdir())
+    assert saved == ["adaptive.pt", "clean.pt", "evaluation.json", "pgd_at_2.pt", "pgd_at_4.pt", "pgd_at_8.pt"]
+
+    calls = []
+    real_matrix, real_adaptive = R.transfer_matrix, R.adaptive_protocol
+    monkeypatch.setattr(R, "clean_accuracy", killed)  # read back, never run again
+    monkeypatch.setattr(R, "adaptive_protocol", killed)
+    monkeypatch.setattr(R, "transfer_matrix", lambda *a, **k: real_matrix(
+        *a, **{**k, "row": lambda p, compute: k["row"](p, lambda: calls.append(p) or compute())}))
+    got = E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+    assert calls == [] and _without_timing(got) == _without_timing(want)
+    # another evaluation's folder: refused, naming what differs, before any stage is read
+    monkeypatch.setattr(R, "adaptive_protocol", real_adaptive)
+    with pytest.raises(StageDirError, match="another evaluation: seed 4 there, 5 here"):
+        E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **{**kw, "seed": 5})
+    with pytest.raises(StageDirError, match="another evaluation: the images or labels"):
+        E.evaluate(m, x[:20], y[:20], SET, stage_dir=str(tmp_path / "st"), **kw)
+
+
 @pytest.mark.parametrize("attack", ["pgd", "bandits"])
 def test_evaluate_depends_on_its_seed_alone(model_data, attack):
     # torch's global RNG state and the protocols chosen change nothing: every draw is seeded by `seed`

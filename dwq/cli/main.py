@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 from dwq._version import __version__
@@ -94,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
     e.add_argument("--no-progress", action="store_true", help="no progress bars (the time of each stage is "
                                                               "still printed)")
+    e.add_argument("--resume", action="store_true",
+                   help="continue the interrupted evaluation in --out, given the same flags: the stages it finished "
+                        "(clean, each attack precision, adaptive, AutoAttack; kept in --out/stages) are read back, "
+                        "the rest run; the report is the uninterrupted one's")
 
     # ---- demo
     d = sub.add_parser("demo", formatter_class=HelpFormatter,
@@ -233,6 +238,15 @@ def _integer_twin(model, ps):
         raise CLIError(f"--integer: {e}") from None
 
 
+def _check_eval_resumable(out, stage_dir):
+    if not os.path.isdir(out):
+        raise CLIError(f"--resume: {out} does not exist (run the evaluation without --resume to start it)")
+    if os.path.exists(os.path.join(out, "report.json")):
+        raise CLIError(f"--resume: {out} holds a finished evaluation (report.json); nothing to resume")
+    if not os.path.isdir(stage_dir):
+        raise CLIError(f"--resume: {out} is not an interrupted dwq eval (no stages folder)")
+
+
 def cmd_eval(a):
     from dwq import eval as E
     from dwq.data import get_datasets
@@ -248,7 +262,12 @@ def cmd_eval(a):
     ex = ck["config"]["extra"]
     if ex["dataset"] == "imagenet" and not a.n_test:
         raise CLIError("ImageNet evaluation holds the test images in memory: give --n-test (e.g. 5000)")
-    fresh_dir(a.out, create=False)
+    stage_dir = os.path.join(a.out, "stages")
+    if a.resume:
+        _check_eval_resumable(a.out, stage_dir)
+    else:
+        fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted evaluation; continue it with "
+                                            "--resume)" if os.path.isdir(stage_dir) else "")
     settings = _eval_settings(a, ck, precision_set(model), device)
     _, test, info = get_datasets(ex["dataset"], a.data_dir, augment=False)
     if a.n_test and a.n_test > len(test):
@@ -261,7 +280,8 @@ def cmd_eval(a):
                          "given" if a.n_test else "default: all"))
     ps = a.precisions
     target = _integer_twin(model, ps) if a.integer else model  # before anything is written
-    fresh_dir(a.out)
+    if not a.resume:
+        fresh_dir(a.out)
     print(f"dwq eval {__version__}: {a.checkpoint} (epoch {ck.get('epoch', '?')}) -> {a.out}")
     w = max(len(v) for _, v, _ in settings) + 2
     print(f"  {'setting':<12}{'value':<{w}}from")
@@ -279,7 +299,7 @@ def cmd_eval(a):
         num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
         bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
         eot_iter=a.eot_iter, input_size=None if a.integer else info.input_size, progress=stages,
-        pgd_options=dict(E.REFERENCE_PGD) if a.reference else None))
+        pgd_options=dict(E.REFERENCE_PGD) if a.reference else None, stage_dir=stage_dir))
     stages.close()
     if a.integer:  # the cost of the precisions, counted on the fake-quant model's layers
         from dwq.quant.cost import bitops_summary
@@ -301,7 +321,8 @@ def cmd_eval(a):
         E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
     except OSError as e:
         raise CLIError(f"--out {a.out}: cannot write the report ({e.strerror or e}); its figures are printed "
-                       f"above") from None
+                       f"above, and the same command with --resume writes it from the saved stages") from None
+    shutil.rmtree(stage_dir, ignore_errors=True)  # a finished evaluation is its report
     files = [f for f in ("report.json", "transfer.json", "transfer.png") if os.path.isfile(os.path.join(a.out, f))]
     print(f"done in {rep['seconds']:.0f} s; wrote {a.out}/: {', '.join(files)}")
     return 0
@@ -327,7 +348,10 @@ def main(argv=None) -> int:
         print(f"dwq {a.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"dwq {a.command}: interrupted", file=sys.stderr)
+        resumable = a.command in ("eval", "demo") and os.path.isdir(getattr(a, "out", "") or "") and any(
+            os.path.exists(os.path.join(a.out, f)) for f in ("stages", "demo_run.json"))
+        print(f"dwq {a.command}: interrupted" + ("; the same command with --resume continues it" if resumable else ""),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
         stdout_to_devnull()

@@ -14,11 +14,10 @@ or is cut by Ctrl-C leaves no ``.tmp`` behind.
 import hashlib
 import json
 import os
-from typing import Dict, List, Optional
-
-import torch
+from typing import List, Optional
 
 from dwq._atomic import atomic_open
+from dwq._digest import tensor_digest as _digest
 from dwq._version import __version__
 from dwq.deploy.integer_model import IntegerModel
 from dwq.quant.precision import precision_name
@@ -33,16 +32,6 @@ FORMAT_VERSION = 1
 class ArtifactError(ValueError):
     """A file that is not a loadable dwq integer model (missing, corrupt, truncated, other format version);
     the message is one line naming the file and the problem."""
-
-
-def _digest(tensors: Dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name]
-        h.update(f"{name}|{str(t.dtype)}|{list(t.shape)}|".encode())
-        # (flattened: a 0-d tensor, which only a foreign file holds, has no byte view)
-        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def _model_digest(cfg: dict) -> str:

@@ -115,23 +115,28 @@ def rpi_clean(clean_correct: torch.Tensor) -> dict:
     return mean_ci(clean_correct.float().mean(0), clean_correct.shape[0])
 
 
-def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_correct=False, on_row=None):
+def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_correct=False, on_row=None, row=None):
     """Robust accuracy for every (attack precision i, inference precision j):
     ``{"attack_precisions", "inference_precisions", "acc": [[...]], "ci95": [[[lo, hi]]], "n"}``.
     One attack run per attack precision, classified at every precision.
     ``return_correct``: also return the per-image correctness, bool [A, P, N].
-    ``on_row(p)``: called before the attack at precision ``p`` (progress)."""
+    ``on_row(p)``: called before the attack at precision ``p`` (progress).
+    ``row(p, compute)``: returns the row's correctness at precision ``p``, calling ``compute()`` for it
+    (or reading it back: an evaluation's saved stages)."""
     model.eval()
     acc, ci, corr = [], [], []
     for pa in precisions:
         if on_row is not None:
             on_row(pa)
-        fa = run_at(model, pa)
-        xa = torch.cat([attack(fa, xb, yb) for xb, yb in _batches(x, y, batch_size)])
-        c = torch.stack([predict(run_at(model, pi), xa, batch_size) == y for pi in precisions])
-        row = [acc_ci(ci_) for ci_ in c]
-        acc.append([r["acc"] for r in row])
-        ci.append([r["ci95"] for r in row])
+        def compute(pa=pa):
+            fa = run_at(model, pa)
+            xa = torch.cat([attack(fa, xb, yb) for xb, yb in _batches(x, y, batch_size)])
+            return torch.stack([predict(run_at(model, pi), xa, batch_size) == y for pi in precisions])
+
+        c = compute() if row is None else row(pa, compute)
+        cells = [acc_ci(ci_) for ci_ in c]
+        acc.append([r["acc"] for r in cells])
+        ci.append([r["ci95"] for r in cells])
         corr.append(c)
     names = [pname(p) for p in precisions]
     out = {"attack_precisions": names, "inference_precisions": names, "acc": acc, "ci95": ci, "n": len(y)}

@@ -22,6 +22,7 @@ from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, 
                                 matrix_diagonal, paper_protocol, robust_accuracy, rpi_best_of_attacks,
                                 rpi_clean, transfer_matrix)
 from dwq.eval.report import pname, save_heatmap, save_json
+from dwq.eval.stages import StageStore, evaluation_identity
 from dwq.nn import kept_modes
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import precision_list
@@ -46,7 +47,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
              paper_batch: int = 100, num_classes: Optional[int] = None, cw_tau: float = 0.05, bandits_queries: int = 1000,
              bandits_tile: int = 4, autoattack_n: Optional[int] = None, autoattack_steps: int = 100,
              eot_iter: int = 20, input_size=None, per_image: bool = True, pgd_options: Optional[dict] = None,
-             progress: Optional[Progress] = None) -> dict:
+             progress: Optional[Progress] = None, stage_dir: Optional[str] = None) -> dict:
     """Evaluate ``model`` (in eval mode; its modes are restored afterwards) on images ``x`` (float
     [N, C, H, W] in [0, 1]) with labels ``y`` (int64 [N], class indices of the model's outputs), all on
     the model's device; returns the report as a JSON-ready dict. Every argument is checked before the
@@ -71,6 +72,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     pgd_options: extra options of the chosen PGD attack (``attack="pgd"`` only), e.g.
       ``dwq.eval.REFERENCE_PGD``: the reference's per-sample early stop (EOT-PGD is not affected).
     progress: ``progress(stage, done, total)`` before each attack run.
+    stage_dir: a folder where each finished stage (clean accuracy, each attack precision, EOT-PGD,
+      AutoAttack) is saved (:mod:`dwq.eval.stages`); given again to the same evaluation (model state,
+      images, settings) after an interruption, the finished stages are read back, not run: the report
+      is the uninterrupted one's. One made for another evaluation is refused (``StageDirError``).
     seed: seeds every random draw of the evaluation, each from a private generator: the chosen
       attack's (PGD's random starts, Bandits' noise; one stream derived from ``seed``, restarted at
       each attack precision), EOT-PGD's starts, the paper replica's and AutoAttack's draws. The
@@ -94,6 +99,14 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     if missing:
         raise ValueError(f"RPI precision(s) {missing} are not among the evaluated precisions {names}")
     idx = [names.index(pname(p)) for p in rset]
+    store = StageStore(None)
+    if stage_dir is not None:
+        settings = dict(precisions=names, rpi_precisions=[pname(p) for p in rset], attack=attack, epsilon=epsilon,
+                        alpha=alpha, steps=steps, restarts=restarts, protocols=list(protocols), seed=seed,
+                        batch_size=batch_size, paper_batch=paper_batch, num_classes=num_classes, cw_tau=cw_tau,
+                        bandits_queries=bandits_queries, bandits_tile=bandits_tile, autoattack_n=autoattack_n,
+                        autoattack_steps=autoattack_steps, eot_iter=eot_iter, pgd_options=pgd_options)
+        store = StageStore(stage_dir, evaluation_identity(model, x, y, settings), device=y.device)
     # The chosen attack draws from its own stream, restarted at each attack precision: the figures
     # depend on the seed alone (not on torch's global RNG, nor on which protocols run), and every
     # precision is attacked from the same random starts, so differences between them are paired.
@@ -131,7 +144,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     tick("clean")
     # every forward in batches of batch_size (the classifications ran 500 at a time: out of memory where
     # a large model's attack fit)
-    rep["clean_acc"], clean_c = clean_accuracy(model, x, y, precisions, batch_size, return_correct=True)
+    rep["clean_acc"], clean_c = store.run("clean", lambda: clean_accuracy(model, x, y, precisions, batch_size,
+                                                                         return_correct=True))
     rpi = {"set": rep["rpi_precisions"], "clean": rpi_clean(clean_c[idx])}
     scores["clean"] = clean_c[idx].float().mean(0)
     if need_matrix:
@@ -140,7 +154,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
             tick(f"{attack} at {pname(p)}")
             g.manual_seed(attack_seed)
 
-        tm, tm_c = transfer_matrix(model, x, y, precisions, atk, batch_size, return_correct=True, on_row=on_row)
+        tm, tm_c = transfer_matrix(model, x, y, precisions, atk, batch_size, return_correct=True, on_row=on_row,
+                                   row=lambda p, compute: store.run(f"{attack} at {pname(p)}", compute))
         tm.update(attack=attack, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
         if attack != "cw-l2":  # (the heatmap's title names the matrix's epsilon)
             tm["epsilon"] = epsilon
@@ -165,11 +180,12 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         for p in precisions:
             tick(f"{attack} at {pname(p)}")
             g.manual_seed(attack_seed)
-            rep[f"{attack}_acc"].update(robust_accuracy(model, x, y, [p], atk, batch_size))
+            rep[f"{attack}_acc"].update(store.run(f"{attack} at {pname(p)}, diagonal",
+                                                  lambda p=p: robust_accuracy(model, x, y, [p], atk, batch_size)))
     if "adaptive" in protocols:
         tick("adaptive")
-        ad, ad_c = adaptive_protocol(model, x, y, rset, epsilon, alpha, steps, restarts, batch_size, seed,
-                                     return_correct=True)
+        ad, ad_c = store.run("adaptive", lambda: adaptive_protocol(model, x, y, rset, epsilon, alpha, steps, restarts,
+                                                                   batch_size, seed, return_correct=True))
         rpi["pgd_adaptive"] = ad["expected"]
         rpi["pgd_adaptive_worst_case"] = ad["worst_case"]
         rpi["pgd_adaptive_per_precision"] = ad["per_precision"]
@@ -179,8 +195,9 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
             rpi["best_of_attacks"], scores["best_of_attacks"] = rpi_best_of_attacks([ad_c, block], return_scores=True)
     if "autoattack-rand" in protocols:
         tick("autoattack-rand")
-        aa, aa_c = autoattack_rpi(model, x[:n_aa], y[:n_aa], rset, epsilon, seed=seed, batch_size=batch_size,
-                                  steps=autoattack_steps, eot_iter=eot_iter, return_correct=True)
+        aa, aa_c = store.run("autoattack-rand", lambda: autoattack_rpi(
+            model, x[:n_aa], y[:n_aa], rset, epsilon, seed=seed, batch_size=batch_size, steps=autoattack_steps,
+            eot_iter=eot_iter, return_correct=True))
         rpi["autoattack_rand"] = aa
         scores["autoattack_rand_original"] = aa_c["original"].float()
         scores["autoattack_rand_expected"] = aa_c["expected"]
@@ -189,7 +206,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         per = {}
         for p in rset:
             tick(f"autoattack-standard at {pname(p)}")
-            per.update(robust_accuracy(model, x, y, [p], aas, batch_size))
+            per.update(store.run(f"autoattack-standard at {pname(p)}",
+                                 lambda p=p: robust_accuracy(model, x, y, [p], aas, batch_size)))
         rpi["autoattack_standard_per_precision"] = per
     rep["rpi"] = rpi
     rep["definitions"] = {k: v for k, v in DEFINITIONS.items() if _reported(k, rpi)}

@@ -1,0 +1,90 @@
+"""The finished stages of an evaluation on disk, so that an interrupted one resumes where it stopped.
+
+An evaluation is a sequence of stages (clean accuracy, the chosen attack at each precision, EOT-PGD,
+AutoAttack); each draws its randomness from a generator seeded for that stage alone, so a stage read
+back from disk is exactly the one a run without the interruption computes. ``stage_dir`` holds
+``evaluation.json`` (the settings, and digests of the model's state and of the images and labels) and
+one ``<stage>.pt`` per finished stage, written atomically. A folder made for another evaluation is
+refused, naming what differs: reading its stages would mix two evaluations.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Callable, Optional
+
+import torch
+
+from dwq._digest import tensor_digest
+from dwq._torch_file import torch_load
+from dwq.train.checkpoint import save_checkpoint
+
+__all__ = ["StageStore", "StageDirError", "evaluation_identity"]
+
+IDENTITY = "evaluation.json"
+
+
+class StageDirError(ValueError):
+    """A stage folder that belongs to another evaluation, or one that cannot be read."""
+
+
+def evaluation_identity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: dict) -> dict:
+    """What an evaluation's figures depend on: its settings (JSON-ready), the model's class and state,
+    and the images and labels."""
+    state = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    return {"settings": json.loads(json.dumps(settings, sort_keys=True, default=repr)),
+            "model": f"{type(model).__name__} {tensor_digest(state)}",
+            "data": tensor_digest({"x": x, "y": y})}
+
+
+def _differences(theirs: dict, ours: dict) -> list:
+    out = []
+    for part in ("model", "data"):
+        if theirs.get(part) != ours[part]:
+            out.append("the model's weights or state" if part == "model" else "the images or labels")
+    ts, os_ = theirs.get("settings") or {}, ours["settings"]
+    out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here" for k in sorted(set(ts) | set(os_))
+            if ts.get(k) != os_.get(k)]
+    return out
+
+
+class StageStore:
+    """``run(name, fn)``: ``fn()`` once; its result is saved under ``name`` and read back by a later
+    store on the same folder and identity instead of running ``fn`` again."""
+
+    def __init__(self, folder: Optional[str], identity: Optional[dict] = None, device=None):
+        self.folder, self.device = folder, device
+        self.reused: list = []
+        if folder is None:
+            return
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, IDENTITY)
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    theirs = json.load(f)
+            except (OSError, ValueError) as e:
+                raise StageDirError(f"{path}: not readable ({e}); remove {folder} to evaluate from the start") from None
+            diff = _differences(theirs if isinstance(theirs, dict) else {}, identity)
+            if diff:
+                raise StageDirError(f"{folder} holds the stages of another evaluation: " + "; ".join(diff))
+        else:
+            from dwq.eval.report import save_json
+
+            save_json(identity, path)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".pt")
+
+    def run(self, name: str, fn: Callable):
+        if self.folder is None:
+            return fn()
+        path = self._path(name)
+        if os.path.isfile(path):
+            self.reused.append(name)
+            return torch_load(path, StageDirError, "saved evaluation stage", "a file written by dwq.eval",
+                              map_location=self.device)["result"]
+        result = fn()
+        save_checkpoint(path, {"stage": name, "result": result})
+        return result
