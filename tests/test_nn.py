@@ -316,6 +316,16 @@ def test_layers_built_on_a_device_keep_their_buffers_there():
         ref = type(layer)(*((3, 4, 3) if isinstance(layer, QConv2d) else (5, 2)), precisions=[4, None])
         layer.load_state_dict(ref.state_dict(), assign=True)  # the set check reads no meta data
         assert torch.equal(layer.precision_set, ref.precision_set)
+        # the other way: a meta state_dict (its model built on the meta device) into a real layer failed
+        # ("Cannot copy out of meta tensor"); its set's size is checked, its values cannot be
+        meta_sd = type(layer)(*((3, 4, 3) if isinstance(layer, QConv2d) else (5, 2)), precisions=[4, None],
+                              device="meta").state_dict()
+        ref.load_state_dict(meta_sd, assign=True)
+        assert ref.precision_set.device.type == "meta"
+        other = type(layer)(*((3, 4, 3) if isinstance(layer, QConv2d) else (5, 2)), precisions=[2, 4, None])
+        with pytest.raises(RuntimeError, match=re.escape("saved for precision set <2 precisions, on the meta device "
+                                                         "(no values)>, this model has [2, 4, fp]")):
+            other.load_state_dict(meta_sd, assign=True)
 
 
 def test_random_precision_bits_errors_name_bits():
