@@ -1,10 +1,27 @@
 """Reading a ``torch.save`` file without running pickled code, with one-line errors naming the file:
-dwq checkpoints (``dwq.train``) and the torchvision weights ResNet-50 starts from (``dwq.models``)."""
+dwq checkpoints (``dwq.train``), an evaluation's saved stages (``dwq.eval``) and the torchvision
+weights ResNet-50 starts from (``dwq.models``); and writing one atomically."""
 from __future__ import annotations
 
 import re
 
 import torch
+
+from dwq._atomic import atomic_open
+
+
+def torch_save_atomic(path: str, obj) -> None:
+    """``torch.save(obj)`` to ``<path>.tmp``, fsynced and renamed over ``path``: a failed or interrupted
+    write leaves the previous ``path``; a full disk raises its OSError."""
+    with atomic_open(path, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as e:
+            # torch's zip writer, closed after a write failed (a full disk), raises "unexpected pos" over
+            # the OSError that says why; that one is what a caller can name and act on
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
 
 
 def torch_load(path: str, error: type, what: str, expected: str, map_location="cpu"):

@@ -278,7 +278,7 @@ def test_a_checkpoint_write_that_fills_the_disk_is_one_line_saying_where_the_run
     that failed in its first save kept config.json and metrics.jsonl: neither resumable nor reusable."""
     import errno
 
-    import dwq.train.checkpoint as ck
+    import dwq._torch_file as ck  # where checkpoints are written (torch_save_atomic)
 
     real, full = ck.atomic_open, {"epoch": 2}
 

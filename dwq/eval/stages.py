@@ -17,8 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from dwq._digest import tensor_digest
-from dwq._torch_file import torch_load
-from dwq.train.checkpoint import save_checkpoint
+from dwq._torch_file import torch_load, torch_save_atomic
 
 __all__ = ["StageStore", "StageDirError", "evaluation_identity"]
 
@@ -86,5 +85,5 @@ class StageStore:
             return torch_load(path, StageDirError, "saved evaluation stage", "a file written by dwq.eval",
                               map_location=self.device)["result"]
         result = fn()
-        save_checkpoint(path, {"stage": name, "result": result})
+        torch_save_atomic(path, {"stage": name, "result": result})
         return result

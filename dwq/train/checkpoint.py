@@ -17,8 +17,7 @@ import random
 import numpy as np
 import torch
 
-from dwq._atomic import atomic_open
-from dwq._torch_file import torch_load
+from dwq._torch_file import torch_load, torch_save_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_trained_model", "rng_state", "set_rng_state",
            "CheckpointError"]
@@ -66,15 +65,7 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
     interrupted write leaves the previous ``path`` and no ``<path>.tmp``."""
-    with atomic_open(path, "wb") as f:
-        try:
-            torch.save(state, f)
-        except RuntimeError as e:
-            # torch's zip writer, closed after a write failed (a full disk), raises "unexpected pos" over
-            # the OSError that says why; that one is what a caller can name and act on
-            if isinstance(e.__context__, OSError):
-                raise e.__context__ from None
-            raise
+    torch_save_atomic(path, state)
 
 
 def _refuse_safetensors(path: str) -> None:
