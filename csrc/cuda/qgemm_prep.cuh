@@ -242,10 +242,12 @@ __global__ void check_params_kernel(__grid_constant__ const ParamCheck c, int32_
     if (c.aff_scale != nullptr && !finite_pos(c.aff_scale[i], false)) flags |= kBadAffScale;
     if (c.aff_bias != nullptr && !finite_pos(c.aff_bias[i], false)) flags |= kBadAffBias;
     // The epilogue's multiplier, in its order, when its factors pass (qg_mult_values' check).
-    if (c.x_scale != nullptr && c.w_scale != nullptr && finite_pos(*c.x_scale, true) && finite_pos(c.w_scale[i], true)) {
+    if (c.x_scale != nullptr && c.w_scale != nullptr && finite_pos(*c.x_scale, true) &&
+        finite_pos(c.w_scale[i], true)) {
       const float m = arith::mul_rn(c.w_scale[i], *c.x_scale);
       bool ok = finite_pos(m, true);
-      if (c.aff_scale != nullptr && finite_pos(c.aff_scale[i], false)) ok = ok && isfinite(arith::mul_rn(m, c.aff_scale[i]));
+      if (c.aff_scale != nullptr && finite_pos(c.aff_scale[i], false))
+        ok = ok && isfinite(arith::mul_rn(m, c.aff_scale[i]));
       if (!ok) flags |= kBadMult;
     }
   }

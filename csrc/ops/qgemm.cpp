@@ -107,7 +107,8 @@ EpilogueArgs make_epilogue(const char* op, float sx, const at::Tensor& w_scale, 
   EpilogueArgs e;
   // mult[n] = (s_x * s_w[n]) * affine_scale[n] in float32, the order the reference uses.
   at::Tensor sw = check_vec(op, "w_scale", w_scale, N, true);
-  const at::Tensor aff = affine_scale.has_value() ? check_vec(op, "affine_scale", *affine_scale, N, false) : at::Tensor();
+  const at::Tensor aff =
+      affine_scale.has_value() ? check_vec(op, "affine_scale", *affine_scale, N, false) : at::Tensor();
   qg_mult_values(op, sx, sw, aff.defined() ? &aff : nullptr);
   e.mult = sw * sx;
   if (aff.defined()) e.mult = e.mult * aff;

@@ -97,9 +97,11 @@ inline void qg_mult_values(const char* op, float sx, const at::Tensor& w_scale, 
   for (int64_t i = 0; i < sw.numel(); ++i) {
     const float m = w[i] * sx;
     TORCH_CHECK(std::isfinite(m) && m > 0.f, "dwq.", op, ": x_scale * w_scale[", i, "] = ", sx, " * ", w[i],
-                m > 0.f ? " overflows" : " underflows to 0 in", " float32; the output multiplier must be finite and > 0");
-    TORCH_CHECK(a == nullptr || std::isfinite(m * a[i]), "dwq.", op, ": x_scale * w_scale[", i, "] * affine_scale[", i,
-                "] = ", m, " * ", a == nullptr ? 0.f : a[i], " overflows float32; the output multiplier must be finite");
+                m > 0.f ? " overflows" : " underflows to 0 in",
+                " float32; the output multiplier must be finite and > 0");
+    TORCH_CHECK(a == nullptr || std::isfinite(m * a[i]), "dwq.", op, ": x_scale * w_scale[", i, "] * affine_scale[",
+                i, "] = ", m, " * ", a == nullptr ? 0.f : a[i],
+                " overflows float32; the output multiplier must be finite");
   }
 }
 
