@@ -14,6 +14,8 @@ def tensor_digest(tensors: Dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu()
         h.update(f"{name}|{str(t.dtype)}|{list(t.shape)}|".encode())
-        # (flattened: a 0-d tensor, which only a foreign file holds, has no byte view)
-        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # (flattened: a 0-d tensor, which only a foreign file holds, has no byte view; read in place, not
+        # copied: an evaluation's images can be gigabytes)
+        if t.numel():
+            h.update(memoryview(t.contiguous().reshape(-1).view(torch.uint8).numpy()))
     return h.hexdigest()
