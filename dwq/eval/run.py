@@ -250,10 +250,12 @@ def _reported(key: str, rpi: dict) -> bool:
 
 def write_report(rep: dict, out: str, heatmap_title: Optional[str] = None) -> None:
     """Write ``report.json`` (and ``transfer.json`` + ``transfer.png`` when the report holds a
-    transfer matrix) into the folder ``out``."""
-    save_json(rep, os.path.join(out, "report.json"))
+    transfer matrix) into the folder ``out``. report.json comes last: a folder holding it holds the
+    whole report (``dwq eval --resume`` refuses one as finished; written first, a kill during the
+    heatmap left a finished-looking folder without transfer.png, which no command would then write)."""
     if "transfer_matrix" in rep:
         tm = rep["transfer_matrix"]
         save_json(tm, os.path.join(out, "transfer.json"))
         save_heatmap(tm, os.path.join(out, "transfer.png"),
                      heatmap_title or f"{rep.get('network', 'model')}: {rep['attack']} robust accuracy (%)")
+    save_json(rep, os.path.join(out, "report.json"))
