@@ -869,6 +869,28 @@ def test_demo_resume_restarts_a_model_killed_before_its_first_epoch(tmp_path):
     assert not (tmp_path / "rpt").exists()
 
 
+def test_demo_killed_before_it_wrote_its_settings_resumes(tmp_path, capsys, monkeypatch):
+    """A kill while demo_run.json was written left demo_run.json.tmp alone: --resume refused the folder as
+    no interrupted demo and a run without --resume as not empty, so the demo could not go on."""
+    from dwq.train import Trainer
+
+    def killed(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", killed)  # (no training: the folder is all this test looks at)
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "demo_run.json.tmp").write_text('{"sett')
+    flags = ["--epochs", "1", "--train-images", "64", "--n-test", "16", "--autoattack-n", "0", "--no-progress"]
+    assert main(["demo", "--out", str(out), "--resume"] + flags) == 130
+    assert sorted(os.listdir(out)) == ["demo_run.json"]
+    assert json.load(open(out / "demo_run.json"))["settings"]["epochs"] == 1
+    (tmp_path / "f").write_text("")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "f"), "--resume"] + flags) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
 def test_demo_findings_say_the_replica_batch_from_the_report():
     """The sampled replica draws one precision per 100 images; 950 images make 9 batches of 100 and
     one of 50, which the findings said was "one per 95 images" (n_test // draws)."""
