@@ -105,7 +105,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                         alpha=alpha, steps=steps, restarts=restarts, protocols=list(protocols), seed=seed,
                         batch_size=batch_size, paper_batch=paper_batch, num_classes=num_classes, cw_tau=cw_tau,
                         bandits_queries=bandits_queries, bandits_tile=bandits_tile, autoattack_n=autoattack_n,
-                        autoattack_steps=autoattack_steps, eot_iter=eot_iter, pgd_options=pgd_options)
+                        autoattack_steps=autoattack_steps, eot_iter=eot_iter, pgd_options=pgd_options,
+                        # the figures depend on it (another machine's float kernels): resumed on the CPU, a
+                        # CUDA evaluation's report mixed both, under the one device it records
+                        device=y.device.type)
         store = StageStore(stage_dir, evaluation_identity(model, x, y, settings), device=y.device)
     # The chosen attack draws from its own stream, restarted at each attack precision: the figures
     # depend on the seed alone (not on torch's global RNG, nor on which protocols run), and every
