@@ -686,6 +686,66 @@ def test_an_interrupted_eval_resumes(run, tmp_path, capsys, monkeypatch):
     assert "holds a finished evaluation" in capsys.readouterr().err
 
 
+def test_an_eval_killed_in_its_last_writes_or_before_its_first_stage_resumes(run, tmp_path, capsys, monkeypatch):
+    """report.json was written before transfer.png: killed in the heatmap, the folder looked finished
+    (--resume refused it, and a run without it refused the non-empty folder) and transfer.png was never
+    written. Killed before its first stage, the empty --out was refused by --resume."""
+    from dwq.eval import run as R
+
+    flags = ["--checkpoint", str(run[0] / "best.pt"), "--n-test", "6", "--steps", "1", "--protocols", "transfer",
+             "--no-progress"]
+    assert main(["eval", "--out", str(tmp_path / "a")] + flags) == 0
+    want = json.load(open(tmp_path / "a" / "report.json"))
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    real = R.save_heatmap
+    monkeypatch.setattr(R, "save_heatmap", killed)
+    out = tmp_path / "b"
+    assert main(["eval", "--out", str(out)] + flags) == 130
+    monkeypatch.setattr(R, "save_heatmap", real)
+    assert not (out / "report.json").exists()
+    assert main(["eval", "--out", str(out), "--resume"] + flags) == 0
+    assert sorted(os.listdir(out)) == ["report.json", "transfer.json", "transfer.png"]
+    drop = ("seconds", "seconds_per_stage")
+    got = json.load(open(out / "report.json"))
+    assert {k: v for k, v in got.items() if k not in drop} == {k: v for k, v in want.items() if k not in drop}
+    (tmp_path / "c").mkdir()  # what a kill between creating --out and the first stage leaves
+    assert main(["eval", "--out", str(tmp_path / "c"), "--resume"] + flags) == 0
+    assert (tmp_path / "c" / "report.json").is_file()
+    (tmp_path / "f").write_text("")
+    capsys.readouterr()
+    assert main(["eval", "--out", str(tmp_path / "f"), "--resume"] + flags) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_an_eval_whose_stage_cannot_be_saved_says_one_line_and_resumes(run, tmp_path, capsys, monkeypatch):
+    """A full disk while a stage was saved ended dwq eval with a traceback (the OSError of the write)."""
+    import errno
+
+    from dwq.eval import stages
+
+    real, saved = stages.save_checkpoint, []
+
+    def full_after_one(path, state):
+        if saved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, state)
+        saved.append(path)
+
+    monkeypatch.setattr(stages, "save_checkpoint", full_after_one)
+    out = tmp_path / "e"
+    flags = ["--checkpoint", str(run[0] / "best.pt"), "--out", str(out), "--n-test", "4", "--steps", "1",
+             "--protocols", "paper", "--no-progress"]
+    capsys.readouterr()
+    assert main(["eval"] + flags) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "No space left on device" in err and "--resume" in err
+    monkeypatch.undo()
+    assert main(["eval", "--resume"] + flags) == 0 and (out / "report.json").is_file()
+
+
 def test_trained_checkpoint_loads_in_python_old_and_new(run, tmp_path):
     from dwq.train import load_trained_model
     out, _ = run
@@ -807,6 +867,28 @@ def test_demo_resume_restarts_a_model_killed_before_its_first_epoch(tmp_path):
     (tmp_path / "rpt" / "config.json").write_text("{}")
     assert resume_training(NeverSaved(), str(tmp_path), "rpt") is None
     assert not (tmp_path / "rpt").exists()
+
+
+def test_demo_killed_before_it_wrote_its_settings_resumes(tmp_path, capsys, monkeypatch):
+    """A kill while demo_run.json was written left demo_run.json.tmp alone: --resume refused the folder as
+    no interrupted demo and a run without --resume as not empty, so the demo could not go on."""
+    from dwq.train import Trainer
+
+    def killed(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", killed)  # (no training: the folder is all this test looks at)
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "demo_run.json.tmp").write_text('{"sett')
+    flags = ["--epochs", "1", "--train-images", "64", "--n-test", "16", "--autoattack-n", "0", "--no-progress"]
+    assert main(["demo", "--out", str(out), "--resume"] + flags) == 130
+    assert sorted(os.listdir(out)) == ["demo_run.json"]
+    assert json.load(open(out / "demo_run.json"))["settings"]["epochs"] == 1
+    (tmp_path / "f").write_text("")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "f"), "--resume"] + flags) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
 
 
 def test_demo_findings_say_the_replica_batch_from_the_report():

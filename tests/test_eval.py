@@ -485,6 +485,32 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         E.evaluate(m, x[:20], y[:20], SET, stage_dir=str(tmp_path / "st"), **kw)
 
 
+def test_a_stage_dir_from_another_device_is_refused(model_data, tmp_path, monkeypatch):
+    """The device was not recorded: a CUDA evaluation resumed on the CPU read back the CUDA stages and
+    ran the rest on the CPU, one report from two machines' float kernels."""
+    import json
+
+    from dwq.eval import run as R
+    from dwq.eval.stages import StageDirError
+
+    m, x, y = model_data
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "clean_accuracy", killed)
+    kw = dict(epsilon=0.1, steps=1, protocols=["paper"], stage_dir=str(tmp_path / "st"))
+    with pytest.raises(KeyboardInterrupt):
+        E.evaluate(m, x[:4], y[:4], SET, **kw)
+    path = tmp_path / "st" / "evaluation.json"
+    rec = json.load(open(path))
+    assert rec["settings"]["device"] == "cpu"
+    rec["settings"]["device"] = "cuda"  # what a CUDA evaluation wrote
+    path.write_text(json.dumps(rec))
+    with pytest.raises(StageDirError, match="device 'cuda' there, 'cpu' here"):
+        E.evaluate(m, x[:4], y[:4], SET, **kw)
+
+
 @pytest.mark.parametrize("attack", ["pgd", "bandits"])
 def test_evaluate_depends_on_its_seed_alone(model_data, attack):
     # torch's global RNG state and the protocols chosen change nothing: every draw is seeded by `seed`

@@ -84,8 +84,7 @@ def _run(a) -> int:
     # what the figures depend on: a resume continues only the same demo
     settings = {"epochs": a.epochs, "n_test": n, "train_images": a.train_images, "autoattack_n": n_aa,
                 "autoattack_steps": AA_STEPS, "autoattack_eot": AA_EOT, "seed": a.seed, "threads": a.threads}
-    if resume:
-        demo_resume.check_resumable(a.out, settings)
+    if resume and demo_resume.check_resumable(a.out, settings):
         out = a.out
     else:
         out = fresh_dir(a.out)

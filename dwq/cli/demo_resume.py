@@ -26,12 +26,22 @@ def start(out: str, settings: dict) -> None:
     save_json({"settings": settings}, os.path.join(out, SETTINGS))
 
 
-def check_resumable(out: str, settings: dict) -> None:
-    """CLIError unless ``out`` is an interrupted demo run with the same ``settings``."""
+def check_resumable(out: str, settings: dict) -> bool:
+    """CLIError unless ``out`` is an interrupted demo run with the same ``settings``. False (nothing to
+    resume: start it) for a folder holding nothing of a run, which a kill before ``demo_run.json`` was
+    written leaves: empty, or with ``demo_run.json.tmp``, removed here (else neither --resume nor a run
+    without it took the folder)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"--resume: --out {out} exists and is not a folder")
     if not os.path.isdir(out):
         raise CLIError(f"--resume: {out} does not exist (run the demo without --resume to start it)")
     if os.path.exists(os.path.join(out, "report.json")):
         raise CLIError(f"--resume: {out} holds a finished demo (report.json); nothing to resume")
+    held = os.listdir(out)
+    if set(held) <= {SETTINGS + ".tmp"}:
+        for f in held:
+            os.remove(os.path.join(out, f))
+        return False
     path = os.path.join(out, SETTINGS)
     try:
         with open(path) as f:
@@ -43,6 +53,7 @@ def check_resumable(out: str, settings: dict) -> None:
     if changed:
         raise CLIError("--resume: the interrupted demo ran with other settings: "
                        + "; ".join(f"{k} {theirs.get(k)!r} there, {settings.get(k)!r} here" for k in changed))
+    return True
 
 
 def kept_result(out: str, name: str):

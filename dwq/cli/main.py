@@ -15,7 +15,7 @@ from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
                      nonneg_int, path_arg, pnames, positive_fraction, positive_int, precision_arg,
-                     precisions_within, seed_arg, stdout_to_devnull, threads_arg)
+                     precisions_within, seed_arg, stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
@@ -239,11 +239,15 @@ def _integer_twin(model, ps):
 
 
 def _check_eval_resumable(out, stage_dir):
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"--resume: --out {out} exists and is not a folder")
     if not os.path.isdir(out):
         raise CLIError(f"--resume: {out} does not exist (run the evaluation without --resume to start it)")
     if os.path.exists(os.path.join(out, "report.json")):
         raise CLIError(f"--resume: {out} holds a finished evaluation (report.json); nothing to resume")
-    if not os.path.isdir(stage_dir):
+    # an empty folder is one killed before its first stage: the resume starts it (refused, it left a
+    # killed evaluation's folder that only a run without --resume took)
+    if not os.path.isdir(stage_dir) and os.listdir(out):
         raise CLIError(f"--resume: {out} is not an interrupted dwq eval (no stages folder)")
 
 
@@ -266,8 +270,9 @@ def cmd_eval(a):
     if a.resume:
         _check_eval_resumable(a.out, stage_dir)
     else:
+        interrupted = os.path.isdir(stage_dir) and not os.path.exists(os.path.join(a.out, "report.json"))
         fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted evaluation; continue it with "
-                                            "--resume)" if os.path.isdir(stage_dir) else "")
+                                            "--resume)" if interrupted else "")
     settings = _eval_settings(a, ck, precision_set(model), device)
     _, test, info = get_datasets(ex["dataset"], a.data_dir, augment=False)
     if a.n_test and a.n_test > len(test):
@@ -293,13 +298,20 @@ def cmd_eval(a):
     stages = StageLog(progress=not a.no_progress)
     rep = {"checkpoint": os.path.abspath(a.checkpoint), "network": ex["network"], "dataset": ex["dataset"],
            "settings": {name: {"value": value, "from": source} for name, value, source in settings}}
-    rep.update(E.evaluate(
-        target, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
-        protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
-        num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
-        bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
-        eot_iter=a.eot_iter, input_size=None if a.integer else info.input_size, progress=stages,
-        pgd_options=dict(E.REFERENCE_PGD) if a.reference else None, stage_dir=stage_dir))
+    try:
+        rep.update(E.evaluate(
+            target, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
+            protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
+            num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
+            bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
+            eot_iter=a.eot_iter, input_size=None if a.integer else info.input_size, progress=stages,
+            pgd_options=dict(E.REFERENCE_PGD) if a.reference else None, stage_dir=stage_dir))
+    except OSError as e:  # a stage that could not be saved (a full disk): one line, as for the report
+        what = write_failure(e, stage_dir)
+        if what is None:
+            raise
+        raise CLIError(f"{what}; the stages saved so far are kept: once fixed, the same command with --resume "
+                       f"continues it") from None
     stages.close()
     if a.integer:  # the cost of the precisions, counted on the fake-quant model's layers
         from dwq.quant.cost import bitops_summary

@@ -105,7 +105,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                         alpha=alpha, steps=steps, restarts=restarts, protocols=list(protocols), seed=seed,
                         batch_size=batch_size, paper_batch=paper_batch, num_classes=num_classes, cw_tau=cw_tau,
                         bandits_queries=bandits_queries, bandits_tile=bandits_tile, autoattack_n=autoattack_n,
-                        autoattack_steps=autoattack_steps, eot_iter=eot_iter, pgd_options=pgd_options)
+                        autoattack_steps=autoattack_steps, eot_iter=eot_iter, pgd_options=pgd_options,
+                        # the figures depend on it (another machine's float kernels): resumed on the CPU, a
+                        # CUDA evaluation's report mixed both, under the one device it records
+                        device=y.device.type)
         store = StageStore(stage_dir, evaluation_identity(model, x, y, settings), device=y.device)
     # The chosen attack draws from its own stream, restarted at each attack precision: the figures
     # depend on the seed alone (not on torch's global RNG, nor on which protocols run), and every
@@ -250,10 +253,12 @@ def _reported(key: str, rpi: dict) -> bool:
 
 def write_report(rep: dict, out: str, heatmap_title: Optional[str] = None) -> None:
     """Write ``report.json`` (and ``transfer.json`` + ``transfer.png`` when the report holds a
-    transfer matrix) into the folder ``out``."""
-    save_json(rep, os.path.join(out, "report.json"))
+    transfer matrix) into the folder ``out``. report.json comes last: a folder holding it holds the
+    whole report (``dwq eval --resume`` refuses one as finished; written first, a kill during the
+    heatmap left a finished-looking folder without transfer.png, which no command would then write)."""
     if "transfer_matrix" in rep:
         tm = rep["transfer_matrix"]
         save_json(tm, os.path.join(out, "transfer.json"))
         save_heatmap(tm, os.path.join(out, "transfer.png"),
                      heatmap_title or f"{rep.get('network', 'model')}: {rep['attack']} robust accuracy (%)")
+    save_json(rep, os.path.join(out, "report.json"))
