@@ -726,7 +726,7 @@ def test_an_eval_whose_stage_cannot_be_saved_says_one_line_and_resumes(run, tmp_
 
     from dwq.eval import stages
 
-    real, saved = stages.save_checkpoint, []
+    real, saved = stages.torch_save_atomic, []
 
     def full_after_one(path, state):
         if saved:
@@ -734,7 +734,7 @@ def test_an_eval_whose_stage_cannot_be_saved_says_one_line_and_resumes(run, tmp_
         real(path, state)
         saved.append(path)
 
-    monkeypatch.setattr(stages, "save_checkpoint", full_after_one)
+    monkeypatch.setattr(stages, "torch_save_atomic", full_after_one)
     out = tmp_path / "e"
     flags = ["--checkpoint", str(run[0] / "best.pt"), "--out", str(out), "--n-test", "4", "--steps", "1",
              "--protocols", "paper", "--no-progress"]

@@ -483,6 +483,8 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **{**kw, "seed": 5})
     with pytest.raises(StageDirError, match="another evaluation: the images or labels"):
         E.evaluate(m, x[:20], y[:20], SET, stage_dir=str(tmp_path / "st"), **kw)
+    with pytest.raises(StageDirError, match="another evaluation: the model: a SmallCNN there, a Sequential here"):
+        E.evaluate(torch.nn.Sequential(m), x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
 
 
 def test_a_stage_dir_from_another_device_is_refused(model_data, tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import time
 
+from dwq._version import __version__
+
 SET = [2, 3, 4, 6, 8]
 EPS = 0.1            # MNIST pixels in [0, 1]; 0.2 already trained too slowly for the budget (docs/workflow.md)
 TRAIN_ALPHA = EPS / 4
@@ -83,7 +85,8 @@ def _run(a) -> int:
     n_aa = min(a.autoattack_n, n)
     # what the figures depend on: a resume continues only the same demo
     settings = {"epochs": a.epochs, "n_test": n, "train_images": a.train_images, "autoattack_n": n_aa,
-                "autoattack_steps": AA_STEPS, "autoattack_eot": AA_EOT, "seed": a.seed, "threads": a.threads}
+                "autoattack_steps": AA_STEPS, "autoattack_eot": AA_EOT, "seed": a.seed, "threads": a.threads,
+                "dwq_version": __version__}
     if resume and demo_resume.check_resumable(a.out, settings):
         out = a.out
     else:

@@ -32,6 +32,9 @@ def evaluation_identity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     """What an evaluation's figures depend on: its settings (JSON-ready), the model's class and state,
     and the images and labels."""
     state = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    from dwq._version import __version__
+
+    settings = dict(settings, dwq_version=__version__)  # another dwq may compute other figures
     return {"settings": json.loads(json.dumps(settings, sort_keys=True, default=repr)),
             "model": f"{type(model).__name__} {tensor_digest(state)}",
             "data": tensor_digest({"x": x, "y": y})}
@@ -39,9 +42,13 @@ def evaluation_identity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
 
 def _differences(theirs: dict, ours: dict) -> list:
     out = []
-    for part in ("model", "data"):
-        if theirs.get(part) != ours[part]:
-            out.append("the model's weights or state" if part == "model" else "the images or labels")
+    kinds = [str(d.get("model", "")).split(" ")[0] for d in (theirs, ours)]
+    if kinds[0] != kinds[1]:  # e.g. dwq eval --integer (a StraightThrough) against the fake-quant model
+        out.append(f"the model: a {kinds[0] or '?'} there, a {kinds[1]} here")
+    elif theirs.get("model") != ours["model"]:
+        out.append("the model's weights or state")
+    if theirs.get("data") != ours["data"]:
+        out.append("the images or labels")
     ts, os_ = theirs.get("settings") or {}, ours["settings"]
     out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here" for k in sorted(set(ts) | set(os_))
             if ts.get(k) != os_.get(k)]
