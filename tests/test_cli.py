@@ -746,6 +746,32 @@ def test_an_eval_whose_stage_cannot_be_saved_says_one_line_and_resumes(run, tmp_
     assert main(["eval", "--resume"] + flags) == 0 and (out / "report.json").is_file()
 
 
+def test_an_eval_or_demo_folder_in_use_is_refused(run, tmp_path, capsys):
+    """dwq eval and dwq demo took no lock: a --resume beside the process it resumes (a requeued job)
+    computed the same stages twice and wrote over the other's files. Refused before it writes."""
+    import fcntl
+
+    ev, demo_out = tmp_path / "e", tmp_path / "d"
+    for folder, name in ((ev / "stages", "evaluation.json"), (demo_out, "demo_run.json")):
+        folder.mkdir(parents=True)
+    (demo_out / "demo_run.json").write_text('{"settings": {}}')
+    for out, argv in ((ev, ["eval", "--checkpoint", str(run[0] / "best.pt"), "--n-test", "4", "--steps", "1",
+                            "--protocols", "paper", "--no-progress"]),
+                      (demo_out, ["demo", "--epochs", "1", "--train-images", "64", "--n-test", "8",
+                                  "--autoattack-n", "0", "--no-progress"])):
+        before = sorted(p.name for p in out.rglob("*"))
+        holder = os.open(out, os.O_RDONLY)  # what the running process holds
+        try:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            capsys.readouterr()
+            assert main(argv[:1] + ["--out", str(out), "--resume"] + argv[1:]) == 2
+            err = capsys.readouterr().err
+            assert _one_line(err) and f"--out {out}: another process (a dwq command still running?)" in err, err
+            assert sorted(p.name for p in out.rglob("*")) == before
+        finally:
+            os.close(holder)
+
+
 def test_trained_checkpoint_loads_in_python_old_and_new(run, tmp_path):
     from dwq.train import load_trained_model
     out, _ = run

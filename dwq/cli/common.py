@@ -313,7 +313,7 @@ def folder_lock(path: str, name: str = "--out"):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CLIError(f"{name} {path}: another process (a dwq train still running?) is writing to this "
+            raise CLIError(f"{name} {path}: another process (a dwq command still running?) is writing to this "
                            f"folder; wait for it to end, or choose another folder") from None
         yield
     finally:

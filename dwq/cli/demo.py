@@ -18,6 +18,7 @@ chosen and how stable the demo's conclusions were across those choices.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -38,7 +39,8 @@ def run_demo(a) -> int:
     from .common import CLIError, write_failure
 
     try:
-        return _run(a)
+        with contextlib.ExitStack() as held:  # the folder's lock, taken once it exists
+            return _run(a, held)
     except OSError as e:  # a disk full or a folder made read-only mid-run: one line, not a traceback
         what = write_failure(e, a.out)
         if what is None:
@@ -46,7 +48,7 @@ def run_demo(a) -> int:
         raise CLIError(f"{what}; once fixed, continue it: the same command with --resume") from None
 
 
-def _run(a) -> int:
+def _run(a, held: contextlib.ExitStack) -> int:
     import torch
 
     from dwq import eval as E
@@ -57,7 +59,7 @@ def _run(a) -> int:
     from dwq.train import TrainConfig, Trainer
 
     from . import demo_resume
-    from .common import CLIError, fresh_dir
+    from .common import CLIError, folder_lock, fresh_dir
 
     t_start = time.time()
     resume = getattr(a, "resume", False)
@@ -87,10 +89,15 @@ def _run(a) -> int:
     settings = {"epochs": a.epochs, "n_test": n, "train_images": a.train_images, "autoattack_n": n_aa,
                 "autoattack_steps": AA_STEPS, "autoattack_eot": AA_EOT, "seed": a.seed, "threads": a.threads,
                 "dwq_version": __version__}
+    # two demos in one folder (a resume beside the run it resumes) would train and write over each other
+    if resume and os.path.isdir(a.out):
+        held.enter_context(folder_lock(a.out))
     if resume and demo_resume.check_resumable(a.out, settings):
         out = a.out
     else:
         out = fresh_dir(a.out)
+        if not resume:
+            held.enter_context(folder_lock(out))
         demo_resume.start(out, settings)
 
     runs = {

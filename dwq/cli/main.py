@@ -5,6 +5,7 @@ User errors are one line ``dwq <cmd>: error: ...`` with exit status 2, and nothi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -13,8 +14,8 @@ from dwq._version import __version__
 
 from . import deploy as deploy_cli
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, fresh_dir, given_flags,
-                     nonneg_int, path_arg, pnames, positive_fraction, positive_int, precision_arg,
+from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, folder_lock, fresh_dir,
+                     given_flags, nonneg_int, path_arg, pnames, positive_fraction, positive_int, precision_arg,
                      precisions_within, seed_arg, stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
@@ -252,6 +253,11 @@ def _check_eval_resumable(out, stage_dir):
 
 
 def cmd_eval(a):
+    with contextlib.ExitStack() as held:  # the folder's lock, taken once it exists
+        return _eval(a, held)
+
+
+def _eval(a, held: contextlib.ExitStack):
     from dwq import eval as E
     from dwq.data import get_datasets
     from dwq.nn import precision_set
@@ -287,6 +293,8 @@ def cmd_eval(a):
     target = _integer_twin(model, ps) if a.integer else model  # before anything is written
     if not a.resume:
         fresh_dir(a.out)
+    # two evaluations in one folder (a resume beside the run it resumes) would write over each other
+    held.enter_context(folder_lock(a.out))
     print(f"dwq eval {__version__}: {a.checkpoint} (epoch {ck.get('epoch', '?')}) -> {a.out}")
     w = max(len(v) for _, v, _ in settings) + 2
     print(f"  {'setting':<12}{'value':<{w}}from")
