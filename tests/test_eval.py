@@ -485,6 +485,11 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         E.evaluate(m, x[:20], y[:20], SET, stage_dir=str(tmp_path / "st"), **kw)
     with pytest.raises(StageDirError, match="another evaluation: the model: a SmallCNN there, a Sequential here"):
         E.evaluate(torch.nn.Sequential(m), x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+    # a stage file damaged on disk: named, with what to do
+    (tmp_path / "st" / "clean.pt").write_bytes(b"PK\x03\x04 damaged")
+    with pytest.raises(StageDirError, match=r"clean.pt is not a loadable saved evaluation stage .*; remove .*clean.pt "
+                                            r"to run that stage again"):
+        E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
 
 
 def test_a_stage_dir_from_another_device_is_refused(model_data, tmp_path, monkeypatch):

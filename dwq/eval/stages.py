@@ -89,8 +89,13 @@ class StageStore:
         path = self._path(name)
         if os.path.isfile(path):
             self.reused.append(name)
-            return torch_load(path, StageDirError, "saved evaluation stage", "a file written by dwq.eval",
-                              map_location=self.device)["result"]
+            try:
+                saved = torch_load(path, StageDirError, "saved evaluation stage", "a file written by dwq.eval",
+                                   map_location=self.device)
+                return saved["result"]
+            except (StageDirError, KeyError, TypeError) as e:  # a disk error, not a kill (writes are atomic)
+                why = e if isinstance(e, StageDirError) else f"{path} holds no stage result"
+                raise StageDirError(f"{why}; remove {path} to run that stage again") from None
         result = fn()
         torch_save_atomic(path, {"stage": name, "result": result})
         return result
