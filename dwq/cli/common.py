@@ -260,6 +260,17 @@ def stdout_to_devnull() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def resumable_dir(path: str, what: str) -> None:
+    """CLIError unless ``path`` is a folder that may hold an interrupted ``what`` ("demo", "evaluation"):
+    it exists, is a folder, and holds no report.json (a finished one)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"--resume: --out {path} exists and is not a folder")
+    if not os.path.isdir(path):
+        raise CLIError(f"--resume: {path} does not exist (run the {what} without --resume to start it)")
+    if os.path.exists(os.path.join(path, "report.json")):
+        raise CLIError(f"--resume: {path} holds a finished {what} (report.json); nothing to resume")
+
+
 def fresh_dir(path: str, create: bool = True, hint: str = "") -> str:
     """Refuse to write into a folder that already holds something (no overwriting).
     ``create=False`` only checks (so that a later error leaves nothing behind); else

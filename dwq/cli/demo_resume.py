@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 
-from .common import CLIError
+from .common import CLIError, resumable_dir
 
 SETTINGS = "demo_run.json"
 
@@ -31,12 +31,7 @@ def check_resumable(out: str, settings: dict) -> bool:
     resume: start it) for a folder holding nothing of a run, which a kill before ``demo_run.json`` was
     written leaves: empty, or with ``demo_run.json.tmp``, removed here (else neither --resume nor a run
     without it took the folder)."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CLIError(f"--resume: --out {out} exists and is not a folder")
-    if not os.path.isdir(out):
-        raise CLIError(f"--resume: {out} does not exist (run the demo without --resume to start it)")
-    if os.path.exists(os.path.join(out, "report.json")):
-        raise CLIError(f"--resume: {out} holds a finished demo (report.json); nothing to resume")
+    resumable_dir(out, "demo")
     held = os.listdir(out)
     if set(held) <= {SETTINGS + ".tmp"}:
         for f in held:

@@ -16,7 +16,7 @@ from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, folder_lock, fresh_dir,
                      given_flags, nonneg_int, path_arg, pnames, positive_fraction, positive_int, precision_arg,
-                     precisions_within, seed_arg, stdout_to_devnull, threads_arg, write_failure)
+                     precisions_within, resumable_dir, seed_arg, stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
@@ -240,12 +240,7 @@ def _integer_twin(model, ps):
 
 
 def _check_eval_resumable(out, stage_dir):
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CLIError(f"--resume: --out {out} exists and is not a folder")
-    if not os.path.isdir(out):
-        raise CLIError(f"--resume: {out} does not exist (run the evaluation without --resume to start it)")
-    if os.path.exists(os.path.join(out, "report.json")):
-        raise CLIError(f"--resume: {out} holds a finished evaluation (report.json); nothing to resume")
+    resumable_dir(out, "evaluation")
     # an empty folder is one killed before its first stage: the resume starts it (refused, it left a
     # killed evaluation's folder that only a run without --resume took)
     if not os.path.isdir(stage_dir) and os.listdir(out):
