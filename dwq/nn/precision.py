@@ -96,11 +96,8 @@ def _layers(model: nn.Module) -> List[PrecisionModule]:
     return [m for m in model.modules() if isinstance(m, PrecisionModule)]
 
 
-def precision_set(model: nn.Module) -> list:
-    """The model's precision set in set order (None, b or (w, a) entries).
-
-    Raises ValueError if the model has no precision-switchable layer or its layers disagree."""
-    layers = _layers(model)
+def _shared_set(model: nn.Module, layers: List[PrecisionModule]) -> list:
+    """The normalized set every layer of ``layers`` (``model``'s) has; ValueError if none or they differ."""
     if not layers:
         raise ValueError(f"{type(model).__name__} has no precision-switchable (dwq.nn) layer")
     first = layers[0].precisions
@@ -109,17 +106,26 @@ def precision_set(model: nn.Module) -> list:
             raise ValueError(
                 f"the model's layers have different precision sets: {_names(first)} and {_names(m.precisions)}"
             )
-    return [user_precision(p) for p in first]
+    return first
+
+
+def precision_set(model: nn.Module) -> list:
+    """The model's precision set in set order (None, b or (w, a) entries).
+
+    Raises ValueError if the model has no precision-switchable layer or its layers disagree."""
+    return [user_precision(p) for p in _shared_set(model, _layers(model))]
 
 
 def set_precision(model: nn.Module, p) -> None:
     """Sets every dwq layer of ``model`` to precision ``p``; ValueError if ``p`` is not in its set."""
-    allowed = precision_set(model)
+    # one walk over the modules and one check (RandomPrecision calls this before every forward)
+    layers = _layers(model)
+    allowed = _shared_set(model, layers)
     q = normalize_precision(p)
-    if q not in [normalize_precision(x) for x in allowed]:
+    if q not in allowed:
         raise ValueError(f"precision {precision_name(q)} is not in the model's precision set {_names(allowed)}")
-    for m in _layers(model):
-        m.precision = q
+    for m in layers:
+        m._precision = q  # (in the set every layer shares: the property's own check would repeat it per layer)
 
 
 def get_precision(model: nn.Module):
