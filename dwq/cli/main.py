@@ -12,6 +12,7 @@ import sys
 
 from dwq._version import __version__
 
+from . import demo_resume
 from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, folder_lock, fresh_dir,
@@ -19,6 +20,7 @@ from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing
                      precisions_within, resumable_dir, seed_arg, stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
+EVAL_STAGES = "stages"  # dwq eval's saved stages in --out, until report.json is written (dwq.eval.stages)
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
 EVAL_PROTOCOLS = ("paper", "paper-sampled", "adaptive", "transfer", "autoattack-rand",
                   "autoattack-standard")  # dwq.eval.PROTOCOLS
@@ -267,7 +269,7 @@ def _eval(a, held: contextlib.ExitStack):
     ex = ck["config"]["extra"]
     if ex["dataset"] == "imagenet" and not a.n_test:
         raise CLIError("ImageNet evaluation holds the test images in memory: give --n-test (e.g. 5000)")
-    stage_dir = os.path.join(a.out, "stages")
+    stage_dir = os.path.join(a.out, EVAL_STAGES)
     if a.resume:
         _check_eval_resumable(a.out, stage_dir)
     else:
@@ -364,7 +366,7 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         resumable = a.command in ("eval", "demo") and os.path.isdir(getattr(a, "out", "") or "") and any(
-            os.path.exists(os.path.join(a.out, f)) for f in ("stages", "demo_run.json"))
+            os.path.exists(os.path.join(a.out, f)) for f in (EVAL_STAGES, demo_resume.SETTINGS))
         print(f"dwq {a.command}: interrupted" + ("; the same command with --resume continues it" if resumable else ""),
               file=sys.stderr)
         return 130

@@ -61,7 +61,6 @@ class StageStore:
 
     def __init__(self, folder: Optional[str], identity: Optional[dict] = None, device=None):
         self.folder, self.device = folder, device
-        self.reused: list = []
         if folder is None:
             return
         os.makedirs(folder, exist_ok=True)
@@ -88,7 +87,6 @@ class StageStore:
             return fn()
         path = self._path(name)
         if os.path.isfile(path):
-            self.reused.append(name)
             try:
                 saved = torch_load(path, StageDirError, "saved evaluation stage", "a file written by dwq.eval",
                                    map_location=self.device)

@@ -372,9 +372,8 @@ class ActQuantizer(nn.Module):
         if partial:
             state_dict.pop(flags)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
-        if partial:
-            if flags in missing:  # (it was given, only not loaded)
-                missing.remove(flags)
+        if partial and flags in missing:  # (it was given, only not loaded)
+            missing.remove(flags)
         if self._update_masks.device != self.running_min.device:
             # load_state_dict(assign=True) into a quantizer built on meta moves the state to the loaded
             # tensors' device but leaves the masks (no state_dict entry) on meta: train-mode forwards failed.
