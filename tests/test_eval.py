@@ -1,4 +1,5 @@
 """dwq.eval: confidence intervals, paper vs adaptive protocol, transfer matrix, heatmap."""
+import copy
 import json
 
 import pytest
@@ -8,6 +9,7 @@ import dwq
 from dwq import eval as E
 from dwq.attacks import pgd
 from dwq.models import small_cnn
+from dwq.quant import WeightQuantizer
 
 SET = [2, 4, 8]
 
@@ -485,6 +487,22 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         E.evaluate(m, x[:20], y[:20], SET, stage_dir=str(tmp_path / "st"), **kw)
     with pytest.raises(StageDirError, match="another evaluation: the model: a SmallCNN there, a Sequential here"):
         E.evaluate(torch.nn.Sequential(m), x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+    # same weights and state, other quantizer options (weights quantized with the float zero point):
+    # other figures, which the state digest alone let through
+    other = copy.deepcopy(m)
+    for q in other.modules():
+        if isinstance(q, WeightQuantizer):
+            q.zero_point = "float"
+    assert other.state_dict().keys() == m.state_dict().keys()
+    with pytest.raises(StageDirError, match="another evaluation: the model's layer or quantizer options"):
+        E.evaluate(other, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+    # the precision a model was left at is not part of it (each stage sets its own)
+    left_at = dwq.get_precision(m)
+    dwq.set_precision(m, SET[0] if left_at != SET[0] else SET[1])
+    try:
+        assert _without_timing(E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)) == _without_timing(want)
+    finally:
+        dwq.set_precision(m, left_at)
     # a stage file damaged on disk: named, with what to do
     (tmp_path / "st" / "clean.pt").write_bytes(b"PK\x03\x04 damaged")
     with pytest.raises(StageDirError, match=r"clean.pt is not a loadable saved evaluation stage .*; remove .*clean.pt "

@@ -3,12 +3,14 @@
 An evaluation is a sequence of stages (clean accuracy, the chosen attack at each precision, EOT-PGD,
 AutoAttack); each draws its randomness from a generator seeded for that stage alone, so a stage read
 back from disk is exactly the one a run without the interruption computes. ``stage_dir`` holds
-``evaluation.json`` (the settings, and digests of the model's state and of the images and labels) and
+``evaluation.json`` (the settings, digests of the model's state, of its layers' options and of the
+images and labels) and
 one ``<stage>.pt`` per finished stage, written atomically. A folder made for another evaluation is
 refused, naming what differs: reading its stages would mix two evaluations.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -37,7 +39,16 @@ def evaluation_identity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     settings = dict(settings, dwq_version=__version__)  # another dwq may compute other figures
     return {"settings": json.loads(json.dumps(settings, sort_keys=True, default=repr)),
             "model": f"{type(model).__name__} {tensor_digest(state)}",
+            "layers": _layers_digest(model),
             "data": tensor_digest({"x": x, "y": y})}
+
+
+def _layers_digest(model: torch.nn.Module) -> str:
+    """A digest of what the state does not hold but the figures depend on: each layer's options (a
+    quantizer's zero-point mode or range EMA, a conv's stride). The current precision is left out (every
+    stage sets its own), and so are object addresses, which differ from process to process."""
+    text = re.sub(r"precision=[^,)\s]*", "precision=*", repr(model))
+    return hashlib.sha256(re.sub(r"0x[0-9a-fA-F]+", "0x*", text).encode()).hexdigest()
 
 
 def _differences(theirs: dict, ours: dict) -> list:
@@ -47,6 +58,8 @@ def _differences(theirs: dict, ours: dict) -> list:
         out.append(f"the model: a {kinds[0] or '?'} there, a {kinds[1]} here")
     elif theirs.get("model") != ours["model"]:
         out.append("the model's weights or state")
+    elif theirs.get("layers") != ours["layers"]:
+        out.append("the model's layer or quantizer options (e.g. zero_point=, act_ema=)")
     if theirs.get("data") != ours["data"]:
         out.append("the images or labels")
     ts, os_ = theirs.get("settings") or {}, ours["settings"]
