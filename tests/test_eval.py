@@ -510,6 +510,87 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
 
 
+def test_resumable_map_resumes_at_the_first_unfinished_item_with_its_generators(tmp_path):
+    """A stage killed half-way (hours of AutoAttack) ran again from its start: now each finished batch
+    is kept with the state of the generators it drew from, and a resume draws what the uninterrupted
+    run drew."""
+    from dwq.eval.stages import StageDirError, StageStore, resumable_map
+
+    def stage(g, kill_at=None, calls=None):
+        def fn(i):
+            if i == kill_at:
+                raise KeyboardInterrupt
+            if calls is not None:
+                calls.append(i)
+            return torch.rand(3, generator=g) + i
+        return torch.stack(resumable_map(fn, [(i,) for i in range(5)]))
+
+    g = torch.Generator()
+    want = StageStore(None).run("s", lambda: stage(g.manual_seed(7)))
+    ident = {"settings": {}, "model": "M 0", "layers": "0", "data": "0"}
+    with pytest.raises(KeyboardInterrupt):
+        StageStore(str(tmp_path), ident).run("s", lambda: stage(g.manual_seed(7), kill_at=3), [g])
+    assert sorted(f.name for f in (tmp_path / "s.parts").iterdir()) == ["0.0.pt", "0.1.pt", "0.2.pt"]
+    (tmp_path / "s.parts" / "0.1.pt").write_bytes(b"PK damaged")
+    with pytest.raises(StageDirError, match=r"s.parts/0.1.pt is not a loadable saved evaluation batch .*; "
+                                            r"remove .*0.1.pt to run that batch again"):
+        StageStore(str(tmp_path), ident).run("s", lambda: stage(g.manual_seed(7)), [g])
+    (tmp_path / "s.parts" / "0.1.pt").unlink()  # as the message says: batches 1.. run again
+    calls = []
+    got = StageStore(str(tmp_path), ident).run("s", lambda: stage(g.manual_seed(7), calls=calls), [g])
+    assert calls == [1, 2, 3, 4] and torch.equal(got, want)
+    assert not (tmp_path / "s.parts").exists()  # the stage file holds it all
+    calls.clear()  # a second map in the same stage, killed in its first item, keeps the first map's batches
+    with pytest.raises(KeyboardInterrupt):
+        StageStore(str(tmp_path), ident).run("t", lambda: (stage(g.manual_seed(7)), stage(g, kill_at=0)), [g])
+    got = StageStore(str(tmp_path), ident).run("t", lambda: (stage(g.manual_seed(7), calls=calls),
+                                                              stage(g, calls=calls)), [g])
+    assert calls == list(range(5)) and torch.equal(got[0], want)
+    g.manual_seed(7)
+    assert torch.equal(got[1], (stage(g), stage(g))[1])
+
+
+def test_an_evaluation_killed_inside_a_stage_resumes_at_its_batch(model_data, tmp_path, monkeypatch):
+    """Killed in the second batch of a PGD row, of EOT-PGD and of AutoAttack rand: each resume runs
+    only the unfinished batches, and the report (per-image scores included) is the uninterrupted one's."""
+    import dwq.attacks as A
+    from dwq.eval import protocols as P
+
+    m, x, y = model_data
+    x, y = x[:24], y[:24]
+    kw = dict(epsilon=0.1, alpha=0.025, steps=2, batch_size=8, seed=4, eot_iter=2, autoattack_steps=2,
+              per_image=True, protocols=["paper", "adaptive", "autoattack-rand"])
+    want = E.evaluate(m, x, y, SET, **kw)
+    calls, kill = {}, {}
+
+    def count(module, name):
+        real = getattr(module, name)
+
+        def fn(*a, **k):
+            if k.get("loss", "ce") == "ce":  # (AutoAttack: one APGD-CE per batch; DLR only on survivors)
+                calls[name] = calls.get(name, 0) + 1
+                if kill.get(name) == calls[name]:
+                    raise KeyboardInterrupt
+            return real(*a, **k)
+        monkeypatch.setattr(module, name, fn)
+
+    count(A, "pgd"), count(P, "eot_pgd"), count(P, "apgd_eot")
+    # three rows of three batches, then one EOT-PGD and one AutoAttack run of three batches each
+    for killed, ran in (("pgd", {}), ("eot_pgd", {"pgd": 8}), ("apgd_eot", {"eot_pgd": 2}), (None, {"apgd_eot": 2})):
+        calls.clear()
+        kill.clear()
+        if killed is None:
+            got = E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+        else:
+            kill[killed] = calls.get(killed, 0) + 2
+            with pytest.raises(KeyboardInterrupt):
+                E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+            calls[killed] -= 2  # its first batch and the one killed: counted here, not in the resume
+        assert {k: v for k, v in calls.items() if v} == ran, killed
+    assert _without_timing(got) == _without_timing(want)
+    assert not any(p.name.endswith(".parts") for p in (tmp_path / "st").iterdir())
+
+
 def test_a_stage_dir_from_another_device_is_refused(model_data, tmp_path, monkeypatch):
     """The device was not recorded: a CUDA evaluation resumed on the CPU read back the CUDA stages and
     ran the rest on the CPU, one report from two machines' float kernels."""

@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "still printed)")
     e.add_argument("--resume", action="store_true",
                    help="continue the interrupted evaluation in --out, given the same flags: the stages it finished "
-                        "(clean, each attack precision, adaptive, AutoAttack; kept in --out/stages) are read back, "
-                        "the rest run; the report is the uninterrupted one's")
+                        "(clean, each attack precision, adaptive, AutoAttack; kept in --out/stages) and the finished "
+                        "batches of the one in progress are read back, the rest run; the report is the "
+                        "uninterrupted one's")
 
     # ---- demo
     d = sub.add_parser("demo", formatter_class=HelpFormatter,

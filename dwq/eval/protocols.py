@@ -39,6 +39,7 @@ import torch.nn as nn
 from dwq.attacks import apgd_eot, eot_pgd
 from dwq.eval.intervals import acc_ci, cluster_ci, mean_ci
 from dwq.eval.report import pname
+from dwq.eval.stages import resumable_map
 from dwq.nn import precision
 
 __all__ = ["run_at", "predict", "clean_accuracy", "robust_accuracy", "rpi_clean", "paper_protocol",
@@ -104,7 +105,7 @@ def robust_accuracy(model, x, y, precisions, attack, batch_size=500) -> dict:
     out = {}
     for p in precisions:
         f = run_at(model, p)
-        xa = torch.cat([attack(f, xb, yb) for xb, yb in _batches(x, y, batch_size)])
+        xa = torch.cat(resumable_map(lambda xb, yb: attack(f, xb, yb), _batches(x, y, batch_size)))
         out[pname(p)] = acc_ci(predict(f, xa, batch_size) == y)
     return out
 
@@ -130,7 +131,7 @@ def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_corr
             on_row(pa)
         def compute(pa=pa):
             fa = run_at(model, pa)
-            xa = torch.cat([attack(fa, xb, yb) for xb, yb in _batches(x, y, batch_size)])
+            xa = torch.cat(resumable_map(lambda xb, yb: attack(fa, xb, yb), _batches(x, y, batch_size)))
             return torch.stack([predict(run_at(model, pi), xa, batch_size) == y for pi in precisions])
 
         c = compute() if row is None else row(pa, compute)
@@ -192,8 +193,10 @@ def adaptive_protocol(model, x, y, precisions, eps, alpha, steps, restarts=1, ba
     model.eval()
     g = torch.Generator().manual_seed(seed)
     fns = [run_at(model, p) for p in precisions]
-    xa = torch.cat([eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g)
-                    for xb, yb in _batches(x, y, batch_size)])
+    def attack(xb, yb):
+        return eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g)
+
+    xa = torch.cat(resumable_map(attack, _batches(x, y, batch_size), generators=[g]))
     allc = torch.stack([predict(f, xa, batch_size) == y for f in fns])
     out = {"per_precision": {pname(p): acc_ci(c) for p, c in zip(precisions, allc)},
            "expected": mean_ci(allc.float().mean(0), len(precisions)), "worst_case": acc_ci(allc.all(0))}
@@ -278,8 +281,7 @@ def autoattack_rpi(model, x, y, precisions, eps, *, seed=0, batch_size=250, step
     def expected(points, yb):  # per image: the mean over precisions of correct classification
         return torch.stack([predict(f, points) == yb for f in fns]).float().mean(0)
 
-    orig, exp = [], []
-    for xb, yb in _batches(x, y, batch_size):
+    def attack(xb, yb):
         ok = predict(rpi, xb) == yb  # AutoAttack's clean check
         ce = apgd_eot(rpi, xb, yb, eps, loss="ce", steps=steps, eot_iter=eot_iter, seed=seed)
         ok &= predict(rpi, ce["returned"]) == yb
@@ -291,8 +293,9 @@ def autoattack_rpi(model, x, y, precisions, eps, *, seed=0, batch_size=250, step
             ok[alive] = predict(rpi, dlr["returned"]) == ys
             score[alive] = torch.minimum(score[alive], torch.minimum(expected(dlr["x_fooled"], ys),
                                                                      expected(dlr["x_best"], ys)))
-        orig.append(ok)
-        exp.append(score)
+        return ok, score
+
+    orig, exp = zip(*resumable_map(attack, _batches(x, y, batch_size), generators=[rpi._g]))
     orig, exp = torch.cat(orig), torch.cat(exp)
     out = {"original": acc_ci(orig), "expected": mean_ci(exp, len(precisions)), "steps": steps,
            "eot_iter": eot_iter, "n": len(y)}

@@ -73,9 +73,9 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
       ``dwq.eval.REFERENCE_PGD``: the reference's per-sample early stop (EOT-PGD is not affected).
     progress: ``progress(stage, done, total)`` before each attack run.
     stage_dir: a folder where each finished stage (clean accuracy, each attack precision, EOT-PGD,
-      AutoAttack) is saved (:mod:`dwq.eval.stages`); given again to the same evaluation (model state,
-      images, settings) after an interruption, the finished stages are read back, not run: the report
-      is the uninterrupted one's. One made for another evaluation is refused (``StageDirError``).
+      AutoAttack), and each finished batch of the stage in progress, is saved (:mod:`dwq.eval.stages`);
+      given again to the same evaluation (model state, images, settings) after an interruption, they
+      are read back, not run: the report is the uninterrupted one's. One made for another evaluation is refused (``StageDirError``).
     seed: seeds every random draw of the evaluation, each from a private generator: the chosen
       attack's (PGD's random starts, Bandits' noise; one stream derived from ``seed``, restarted at
       each attack precision), EOT-PGD's starts, the paper replica's and AutoAttack's draws. The
@@ -158,7 +158,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
             g.manual_seed(attack_seed)
 
         tm, tm_c = transfer_matrix(model, x, y, precisions, atk, batch_size, return_correct=True, on_row=on_row,
-                                   row=lambda p, compute: store.run(f"{attack} at {pname(p)}", compute))
+                                   row=lambda p, compute: store.run(f"{attack} at {pname(p)}", compute, [g]))
         tm.update(attack=attack, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
         if attack != "cw-l2":  # (the heatmap's title names the matrix's epsilon)
             tm["epsilon"] = epsilon
@@ -184,7 +184,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
             tick(f"{attack} at {pname(p)}")
             g.manual_seed(attack_seed)
             rep[f"{attack}_acc"].update(store.run(f"{attack} at {pname(p)}, diagonal",
-                                                  lambda p=p: robust_accuracy(model, x, y, [p], atk, batch_size)))
+                                                  lambda p=p: robust_accuracy(model, x, y, [p], atk, batch_size), [g]))
     if "adaptive" in protocols:
         tick("adaptive")
         ad, ad_c = store.run("adaptive", lambda: adaptive_protocol(model, x, y, rset, epsilon, alpha, steps, restarts,

@@ -7,23 +7,32 @@ back from disk is exactly the one a run without the interruption computes. ``sta
 images and labels) and
 one ``<stage>.pt`` per finished stage, written atomically. A folder made for another evaluation is
 refused, naming what differs: reading its stages would mix two evaluations.
+
+Inside a stage, the batch loops of the attacks run through :func:`resumable_map`: each batch's result
+is saved as it finishes (``<stage>.parts/``), with the states of the generators the stage draws from,
+so a stage killed half-way (an AutoAttack run of hours) resumes at its first unfinished batch.
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
 import re
-from typing import Callable, Optional
+import shutil
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
 from dwq._digest import tensor_digest
 from dwq._torch_file import torch_load, torch_save_atomic
 
-__all__ = ["StageStore", "StageDirError", "evaluation_identity"]
+__all__ = ["StageStore", "StageDirError", "evaluation_identity", "resumable_map"]
 
 IDENTITY = "evaluation.json"
+# The stage being run, so that the protocols' batch loops find where to save their batches without a
+# folder argument on every public function (dwq.eval.protocols).
+_STAGE = contextvars.ContextVar("dwq_eval_stage", default=None)
 
 
 class StageDirError(ValueError):
@@ -95,7 +104,9 @@ class StageStore:
     def _path(self, name: str) -> str:
         return os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".pt")
 
-    def run(self, name: str, fn: Callable):
+    def run(self, name: str, fn: Callable, generators: Sequence[torch.Generator] = ()):
+        """``fn()``'s result, or the saved one; ``generators``: the ones every batch of the stage draws
+        from, saved with each finished batch (:func:`resumable_map`)."""
         if self.folder is None:
             return fn()
         path = self._path(name)
@@ -107,6 +118,65 @@ class StageStore:
             except (StageDirError, KeyError, TypeError) as e:  # a disk error, not a kill (writes are atomic)
                 why = e if isinstance(e, StageDirError) else f"{path} holds no stage result"
                 raise StageDirError(f"{why}; remove {path} to run that stage again") from None
-        result = fn()
+        parts = _Parts(path[:-len(".pt")] + ".parts", self.device, generators)
+        token = _STAGE.set(parts)
+        try:
+            result = fn()
+        finally:
+            _STAGE.reset(token)
         torch_save_atomic(path, {"stage": name, "result": result})
+        shutil.rmtree(parts.folder, ignore_errors=True)  # the stage file holds it all now
         return result
+
+
+class _Parts:
+    """The finished batches of the stage in progress: ``<call>.<batch>.pt`` for the n-th
+    :func:`resumable_map` of the stage (a stage runs its maps in a fixed order)."""
+
+    def __init__(self, folder: str, device, generators: Sequence[torch.Generator]):
+        self.folder, self.device, self.generators, self.calls = folder, device, list(generators), 0
+
+    def map(self, fn: Callable, items: Iterable, generators: Sequence[torch.Generator]) -> list:
+        call, self.calls = self.calls, self.calls + 1
+        generators = self.generators + list(generators)
+        out, computing = [], False
+        for i, item in enumerate(items):
+            path = os.path.join(self.folder, f"{call}.{i}.pt")
+            if not computing and os.path.isfile(path):
+                try:
+                    saved = torch_load(path, StageDirError, "saved evaluation batch", "a file written by dwq.eval",
+                                       map_location=self.device)
+                    out.append(saved["result"])
+                    rng = saved["generators"]
+                except (StageDirError, KeyError, TypeError) as e:
+                    why = e if isinstance(e, StageDirError) else f"{path} holds no batch result"
+                    raise StageDirError(f"{why}; remove {path} to run that batch again") from None
+                if len(rng) != len(generators):
+                    raise StageDirError(f"{path} holds {len(rng)} generator state(s), this stage draws from "
+                                        f"{len(generators)}; remove {self.folder} to run the stage again")
+                continue
+            if not computing and out:  # the first batch to compute: the generators as the last saved one left them
+                _set_states(generators, rng)
+            computing = True
+            out.append(fn(*item))
+            os.makedirs(self.folder, exist_ok=True)
+            torch_save_atomic(path, {"result": out[-1], "generators": [g.get_state() for g in generators]})
+        if not computing and out:  # all read back: what runs next draws where this map left off
+            _set_states(generators, rng)
+        return out
+
+
+def _set_states(generators, states) -> None:
+    for g, st in zip(generators, states):
+        g.set_state(st)
+
+
+def resumable_map(fn: Callable, items: Iterable, generators: Sequence[torch.Generator] = ()) -> list:
+    """``[fn(*item) for item in items]``. Run inside a stage of a :class:`StageStore` with a folder,
+    each result is saved as it finishes, with the states of ``generators`` (the ones ``fn`` draws from);
+    the same stage run again reads the finished results back and restores those states before the
+    first unfinished item, so the results are the uninterrupted run's."""
+    parts = _STAGE.get()
+    if parts is None:
+        return [fn(*item) for item in items]
+    return parts.map(fn, items, list(generators))
