@@ -871,9 +871,34 @@ def test_demo_resume_gives_the_uninterrupted_figures(tmp_path, capsys, monkeypat
     assert "continue it with --resume" in capsys.readouterr().err
     assert main(["demo", "--out", str(out), "--seed", "1", "--resume"] + flags) == 2
     assert "seed 0 there, 1 here" in capsys.readouterr().err
-    assert main(["demo", "--out", str(out), "--resume"] + flags) == 0
+    # killed again in the last model's evaluation (its EOT-PGD stage, after the clean and PGD stages)
+    import dwq.attacks as A
+    from dwq.eval import protocols as P
+
+    calls = {"pgd": 0, "eot_pgd": 0}
+
+    def count(module, name, kill_at=None):
+        real = getattr(module, name)
+
+        def fn(*a, **k):
+            calls[name] += 1
+            if calls[name] == kill_at:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+        monkeypatch.setattr(module, name, fn)
+
+    count(P, "eot_pgd", kill_at=2)  # fixed4's EOT-PGD, then rpt's
+    assert main(["demo", "--out", str(out), "--resume"] + flags) == 130
+    monkeypatch.undo()
     printed = capsys.readouterr().out
     assert "[fp] kept from the interrupted run" in printed and "[fixed4] resuming its training after epoch 1" in printed
+    assert {"clean.pt", "pgd_at_2.pt", "pgd_at_4.pt", "pgd_at_8.pt"} <= set(os.listdir(out / "stages_rpt"))
+    calls.update(pgd=0, eot_pgd=0)
+    count(A, "pgd"), count(P, "eot_pgd")
+    assert main(["demo", "--out", str(out), "--resume"] + flags) == 0
+    monkeypatch.undo()
+    assert "[rpt] resuming its training after epoch 2" in capsys.readouterr().out
+    assert calls == {"pgd": 0, "eot_pgd": 1}  # its finished stages read back, not run
     got = json.load(open(out / "report.json"))
     assert _figures(got) == _figures(want)
     assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "a"))

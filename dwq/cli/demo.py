@@ -141,7 +141,7 @@ def _run(a, held: contextlib.ExitStack) -> int:
         m.update(E.evaluate(model, x, y, r["model_set"], rpi_precisions=SET, attack="pgd", epsilon=EPS,
                             alpha=EVAL_ALPHA, steps=EVAL_STEPS, protocols=protocols, seed=a.seed, batch_size=500,
                             paper_batch=PAPER_BATCH, autoattack_n=n_aa or None, autoattack_steps=AA_STEPS,
-                            eot_iter=AA_EOT, input_size=(1, 28, 28)))
+                            eot_iter=AA_EOT, input_size=(1, 28, 28), stage_dir=demo_resume.stage_dir(out, name)))
         E.save_heatmap(m["transfer_matrix"], os.path.join(out, f"transfer_{name}.png"),
                        f"{name}: PGD-{EVAL_STEPS} robust acc. (%), ε={EPS}\nrows: attack bits, cols: inference bits")
         m["eval_seconds"] = time.time() - t0 - t_train

@@ -2,8 +2,9 @@
 
 A demo writes ``demo_run.json`` (the settings its figures depend on) before it starts, and
 ``result_<model>.json`` once a model is trained and evaluated. ``--resume`` keeps those models, resumes
-the one in training from its ``last.pt`` (bit-exact: the Trainer's own resume), and starts the rest.
-The files are removed when report.json is written: a finished demo is its report.
+the one in training from its ``last.pt`` (bit-exact: the Trainer's own resume), the one in evaluation
+from its saved stages (``stages_<model>/``, :mod:`dwq.eval.stages`), and starts the rest. The files are
+removed when report.json is written: a finished demo is its report.
 """
 from __future__ import annotations
 
@@ -60,10 +61,16 @@ def kept_result(out: str, name: str):
         return json.load(f)
 
 
+def stage_dir(out: str, name: str) -> str:
+    """Where the evaluation of model ``name`` keeps its finished stages until its result is kept."""
+    return os.path.join(out, f"stages_{name}")
+
+
 def keep_result(out: str, name: str, result: dict) -> None:
     from dwq.eval import save_json
 
     save_json(result, _result_path(out, name))
+    shutil.rmtree(stage_dir(out, name), ignore_errors=True)  # the result holds them now
 
 
 def resume_training(trainer, out: str, name: str):
