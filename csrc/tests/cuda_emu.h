@@ -268,6 +268,11 @@ void launch_smem(dim3 grid, dim3 block, size_t smem_bytes, Kernel kernel, Args..
   blockDim = block;
   const unsigned n = block.x * block.y * block.z;
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  // What the GPU refuses to launch (an empty grid included): block and grid limits, and dynamic
+  // shared memory beyond the 227 KiB opt-in of sm_90 (cudaFuncSetAttribute raises the 48 KiB default).
+  if (n == 0 || n > 1024 || blocks == 0 || grid.x > 0x7FFFFFFFu || grid.y > 65535 || grid.z > 65535 ||
+      smem_bytes > 227 * 1024)
+    violations.fetch_add(1);
   if (n == 0 || blocks == 0) return;
   uint64_t current = 0;
   const unsigned offset = 128 * (1 + launches.fetch_add(1) % 7);

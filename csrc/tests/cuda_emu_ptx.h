@@ -25,7 +25,17 @@ namespace dwq::cuda {
 // it shows up). The tests run each kernel both ways.
 inline bool cp_async_land_early = false;
 
+// The alignment the PTX ISA requires of a shared-memory or global address (a misaligned address
+// faults on the GPU, and a host memcpy would not notice).
+inline void require_aligned(uint64_t addr, uint64_t align) {
+  if (addr % align != 0) cuda_emu::violations.fetch_add(1);
+}
+
 inline void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  // cp-size 16: both addresses 16-byte aligned, 0 <= src-size <= cp-size
+  require_aligned(__cvta_generic_to_shared(smem), 16);
+  require_aligned(reinterpret_cast<uintptr_t>(gmem), 16);
+  if (src_bytes < 0 || src_bytes > 16) cuda_emu::violations.fetch_add(1);
   uint8_t* d = static_cast<uint8_t*>(smem);
   const uint8_t* s = static_cast<const uint8_t*>(gmem);
   auto land = [d, s, src_bytes] {
@@ -47,6 +57,7 @@ void cp_async_wait() {
 // ---------------------------------------------------------------- mma.sync (sm_80)
 // Lane l gets, of matrix j (rows given by lanes 8j .. 8j + 7), bytes 4 (l % 4) .. +3 of row l / 4.
 inline void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  require_aligned(__cvta_generic_to_shared(smem), 16);  // each row address: 16-byte aligned
   cuda_emu::smem_access(smem, 16, false);  // this lane's row of 16 bytes
   const uint64_t mine[1] = {reinterpret_cast<uint64_t>(smem)};
   const unsigned lane = threadIdx.x % 32;
@@ -157,8 +168,16 @@ struct EmuMap {
   uint32_t box[3];
 };
 static_assert(sizeof(EmuMap) <= sizeof(CUtensorMap), "fits the opaque map");
+// What cuTensorMapEncodeTiled rejects (cuda.h) for a 3-D byte map with the 128-byte swizzle: the
+// launcher's byte_map would fail there, so a geometry that breaks these counts as a violation.
 template <class Box>  // dwq::cuda::TmaBox (qgemm_wgmma_tma.cuh, included after this header)
 CUtensorMap encode_map(const void* base, const Box& g) {
+  bool ok = reinterpret_cast<uintptr_t>(base) % 16 == 0;
+  for (int i = 0; i < 3; ++i) ok = ok && g.dim[i] >= 1 && g.dim[i] <= (uint64_t{1} << 32);
+  for (int i = 0; i < 3; ++i) ok = ok && g.box[i] >= 1 && g.box[i] <= 256;
+  for (int i = 0; i < 2; ++i) ok = ok && g.stride[i] % 16 == 0 && g.stride[i] < (uint64_t{1} << 40);
+  ok = ok && g.box[0] % 16 == 0 && g.box[0] <= 128;  // inner box: 16-byte multiple, within the swizzle span
+  if (!ok) violations.fetch_add(1);
   CUtensorMap m{};
   const EmuMap e{static_cast<const uint8_t*>(base), {g.dim[0], g.dim[1], g.dim[2]}, {g.stride[0], g.stride[1]},
                  {g.box[0], g.box[1], g.box[2]}};
@@ -235,6 +254,11 @@ inline void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
 // The box of map at (k, row, limb) into dst with the 128-byte swizzle (on shared-memory address
 // bits, as the hardware applies it); elements outside the tensor are zero.
 inline void tma_load_3d(void* dst, const CUtensorMap* map, int k, int row, int limb, uint64_t* bar) {
+  // the destination 128-byte aligned (1024 for the swizzle atoms that the descriptors assume), the
+  // mbarrier 8; the map itself (a __grid_constant__ parameter) 64
+  require_aligned(__cvta_generic_to_shared(dst), 1024);
+  require_aligned(reinterpret_cast<uintptr_t>(bar), 8);
+  require_aligned(reinterpret_cast<uintptr_t>(map), 64);
   cuda_emu::EmuMap e;
   std::memcpy(&e, map, sizeof e);
   uint8_t* base = cuda_emu::tl_block->window;

@@ -129,10 +129,15 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
     p.C = c.C, p.H = c.H, p.W = c.W, p.OH = c.OH, p.OW = c.OW, p.kh = c.kh, p.kw = c.kw;
     p.sth = p.stw = c.st, p.pdh = p.pdw = c.pd;
     p.sw = c.C, p.sh = int64_t(c.W) * c.C, p.sn = int64_t(c.H) * c.W * c.C;
-  } else {  // limb planes [lx][M][lda], rows zero-padded to 16 bytes (act_rows_kernel's output)
-    p.lda = (c.K + 15) / 16 * 16;
+  } else {
+    // limb planes [lx][M][lda] (act_rows_kernel's output), or, for one limb, the caller's uint8 rows
+    // read in place (qgemm.cu's direct_matrix: any 16-byte multiple lda >= K, other data after K).
+    // So lda is wider than K needs and the bytes past K are not zeros here: a kernel that addressed
+    // rows by K instead of lda would fail (a read past K adds nothing: the weights there are zeros).
+    p.lda = (c.K + 15) / 16 * 16 + (lx == 1 ? 32 : 0);
     p.a_plane = c.M * p.lda;
     uint8_t* planes = aligned<uint8_t>(a_store, static_cast<size_t>(lx * p.a_plane));
+    for (int64_t i = 0; i < lx * p.a_plane; ++i) planes[i] = static_cast<uint8_t>(0xC5u ^ static_cast<unsigned>(i));
     for (int ia = 0; ia < lx; ++ia)
       for (int64_t m = 0; m < c.M; ++m)
         for (int64_t k = 0; k < c.K; ++k) planes[ia * p.a_plane + m * p.lda + k] = (a[m * c.K + k] >> (8 * ia)) & 255;

@@ -7,7 +7,8 @@
 //                                          vs cpu::range_of + arith, cpu::weight_fake_quant_rows
 //   quantize_act_kernel                    vs cpu::quantize_act
 //   pack_words_kernel + pack_colsum_kernel vs the bytes of cpu::pack_weight
-//   act_rows_kernel, pixel_sums_kernel, conv_rowsum_kernel (row sums, planes, range counts)
+//   act_rows_kernel (with planes, and sums only over uint8 rows read in place), pixel_sums_kernel,
+//     conv_rowsum_kernel (row sums, planes, range counts)
 //                                          vs the definitions
 //   check_params_kernel                    vs the flags each bad argument must raise
 // What this proves: the kernels' indexing, bounds, reductions and arithmetic. What it cannot:
@@ -434,6 +435,46 @@ static void test_act_rows() {
   }
 }
 
+// act_rows_kernel without planes (qgemm.cu's direct_matrix: the GEMM reads the uint8 rows in
+// place): row sums and range counts, by 16-byte vectors over aligned rows (then the K % 16 tail)
+// and code by code over rows that are not 16-byte aligned.
+static void test_act_row_sums() {
+  for (int trial = 0; trial < 8; ++trial) {
+    const int bits = trial % 2 ? 8 : 4;
+    cuda::ActParams p;
+    int32_t zx = 1;
+    p.x_zp = &zx;
+    p.qmax = arith::max_code(bits);
+    p.M = rint(1, 40);
+    p.K = trial < 2 ? rint(1, 15) : (trial < 4 ? 16 * 40 + rint(0, 15) : rint(16, 300));
+    // trials 6, 7: a row stride that is no multiple of 16 (rows 1, 2, ... unaligned)
+    p.sm = (p.K + 15) / 16 * 16 + (trial >= 6 ? 5 : 16 * rint(0, 2));
+    p.sk = 1;
+    std::vector<int32_t> x = rand_codes(p.M * p.sm, 8);  // 8-bit bytes: above qmax for 4-bit rows
+    int64_t bad_want = 0;
+    std::vector<int64_t> want(p.M, 0);
+    for (int64_t m = 0; m < p.M; ++m)
+      for (int64_t k = 0; k < p.K; ++k) {
+        int32_t& v = x[m * p.sm + k];
+        if (bits == 4 && rint(0, 9) != 0) v &= 15;  // mostly codes, some not
+        want[m] += v;
+        bad_want += v > static_cast<int32_t>(p.qmax);
+      }
+    Buf<uint8_t> xu8(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xu8.p[i] = static_cast<uint8_t>(x[i]);
+    std::vector<int64_t> rowsum(p.M, -1);
+    int32_t status[cuda::kStatusWords] = {};
+    p.x = xu8.p;
+    p.planes = nullptr;
+    p.rowsum = rowsum.data();
+    p.status = status;
+    launch(dim3(static_cast<unsigned>((p.M * 32 + 255) / 256)), dim3(256), cuda::act_rows_kernel<uint8_t>, p);
+    CHECK(rowsum == want && status[cuda::kStBadCodes] == bad_want,
+          "act_rows sums only, trial %d (bits %d M %lld K %lld sm %lld): sums or bad count (%d, want %lld) differ",
+          trial, bits, (long long)p.M, (long long)p.K, (long long)p.sm, status[cuda::kStBadCodes], (long long)bad_want);
+  }
+}
+
 // The implicit-conv sums check only the codes the conv reads: a 1x1 stride-2 conv of a 6x6 image
 // never reads pixel (1, 1), so a 4-bit code of 200 there is no error; at pixel (2, 2) it is one read.
 static void test_conv_bad_codes() {
@@ -510,7 +551,10 @@ int main() {
   test_quantize_act();
   test_pack();
   test_act_rows();
+  test_act_row_sums();
   test_conv_bad_codes();
   test_check_params();
+  CHECK(cuda_emu::violations.load() == 0, "%lld emulated launch-contract violations (e.g. a launch the GPU refuses)",
+        (long long)cuda_emu::violations.load());
   return checks_done("emulated CUDA kernels: all checks passed");
 }
