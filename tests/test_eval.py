@@ -510,7 +510,9 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
 
 
-def test_resumable_map_resumes_at_the_first_unfinished_item_with_its_generators(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (results and states read back onto it)"))])
+def test_resumable_map_resumes_at_the_first_unfinished_item_with_its_generators(tmp_path, device):
     """A stage killed half-way (hours of AutoAttack) ran again from its start: now each finished batch
     is kept with the state of the generators it drew from, and a resume draws what the uninterrupted
     run drew."""
@@ -522,29 +524,29 @@ def test_resumable_map_resumes_at_the_first_unfinished_item_with_its_generators(
                 raise KeyboardInterrupt
             if calls is not None:
                 calls.append(i)
-            return torch.rand(3, generator=g) + i
+            return (torch.rand(3, generator=g) + i).to(device)
         return torch.stack(resumable_map(fn, [(i,) for i in range(5)]))
 
     g = torch.Generator()
     want = StageStore(None).run("s", lambda: stage(g.manual_seed(7)))
     ident = {"settings": {}, "model": "M 0", "layers": "0", "data": "0"}
     with pytest.raises(KeyboardInterrupt):
-        StageStore(str(tmp_path), ident).run("s", lambda: stage(g.manual_seed(7), kill_at=3), [g])
+        StageStore(str(tmp_path), ident, device).run("s", lambda: stage(g.manual_seed(7), kill_at=3), [g])
     assert sorted(f.name for f in (tmp_path / "s.parts").iterdir()) == ["0.0.pt", "0.1.pt", "0.2.pt"]
     (tmp_path / "s.parts" / "0.1.pt").write_bytes(b"PK damaged")
     with pytest.raises(StageDirError, match=r"s.parts/0.1.pt is not a loadable saved evaluation batch .*; "
                                             r"remove .*0.1.pt to run that batch again"):
-        StageStore(str(tmp_path), ident).run("s", lambda: stage(g.manual_seed(7)), [g])
+        StageStore(str(tmp_path), ident, device).run("s", lambda: stage(g.manual_seed(7)), [g])
     (tmp_path / "s.parts" / "0.1.pt").unlink()  # as the message says: batches 1.. run again
     calls = []
-    got = StageStore(str(tmp_path), ident).run("s", lambda: stage(g.manual_seed(7), calls=calls), [g])
+    got = StageStore(str(tmp_path), ident, device).run("s", lambda: stage(g.manual_seed(7), calls=calls), [g])
     assert calls == [1, 2, 3, 4] and torch.equal(got, want)
     assert not (tmp_path / "s.parts").exists()  # the stage file holds it all
     calls.clear()  # a second map in the same stage, killed in its first item, keeps the first map's batches
     with pytest.raises(KeyboardInterrupt):
-        StageStore(str(tmp_path), ident).run("t", lambda: (stage(g.manual_seed(7)), stage(g, kill_at=0)), [g])
-    got = StageStore(str(tmp_path), ident).run("t", lambda: (stage(g.manual_seed(7), calls=calls),
-                                                              stage(g, calls=calls)), [g])
+        StageStore(str(tmp_path), ident, device).run("t", lambda: (stage(g.manual_seed(7)), stage(g, kill_at=0)), [g])
+    got = StageStore(str(tmp_path), ident, device).run("t", lambda: (stage(g.manual_seed(7), calls=calls),
+                                                                      stage(g, calls=calls)), [g])
     assert calls == list(range(5)) and torch.equal(got[0], want)
     g.manual_seed(7)
     assert torch.equal(got[1], (stage(g), stage(g))[1])

@@ -111,13 +111,7 @@ class StageStore:
             return fn()
         path = self._path(name)
         if os.path.isfile(path):
-            try:
-                saved = torch_load(path, StageDirError, "saved evaluation stage", "a file written by dwq.eval",
-                                   map_location=self.device)
-                return saved["result"]
-            except (StageDirError, KeyError, TypeError) as e:  # a disk error, not a kill (writes are atomic)
-                why = e if isinstance(e, StageDirError) else f"{path} holds no stage result"
-                raise StageDirError(f"{why}; remove {path} to run that stage again") from None
+            return _read(path, "stage", self.device)[0]
         parts = _Parts(path[:-len(".pt")] + ".parts", self.device, generators)
         token = _STAGE.set(parts)
         try:
@@ -143,14 +137,8 @@ class _Parts:
         for i, item in enumerate(items):
             path = os.path.join(self.folder, f"{call}.{i}.pt")
             if not computing and os.path.isfile(path):
-                try:
-                    saved = torch_load(path, StageDirError, "saved evaluation batch", "a file written by dwq.eval",
-                                       map_location=self.device)
-                    out.append(saved["result"])
-                    rng = saved["generators"]
-                except (StageDirError, KeyError, TypeError) as e:
-                    why = e if isinstance(e, StageDirError) else f"{path} holds no batch result"
-                    raise StageDirError(f"{why}; remove {path} to run that batch again") from None
+                result, rng = _read(path, "batch", self.device, "generators")
+                out.append(result)
                 if len(rng) != len(generators):
                     raise StageDirError(f"{path} holds {len(rng)} generator state(s), this stage draws from "
                                         f"{len(generators)}; remove {self.folder} to run the stage again")
@@ -166,9 +154,21 @@ class _Parts:
         return out
 
 
+def _read(path: str, what: str, device, *extra: str) -> list:
+    """The saved ``result`` (and ``extra`` entries) of a stage or batch file, or StageDirError saying
+    what to remove: a damaged file is a disk error, not a kill (the writes are atomic)."""
+    try:
+        saved = torch_load(path, StageDirError, f"saved evaluation {what}", "a file written by dwq.eval",
+                           map_location=device)
+        return [saved[k] for k in ("result",) + extra]
+    except (StageDirError, KeyError, TypeError) as e:
+        why = e if isinstance(e, StageDirError) else f"{path} holds no {what} result"
+        raise StageDirError(f"{why}; remove {path} to run that {what} again") from None
+
+
 def _set_states(generators, states) -> None:
     for g, st in zip(generators, states):
-        g.set_state(st)
+        g.set_state(st.cpu())  # (loaded onto the evaluation's device; a state is a CPU byte tensor)
 
 
 def resumable_map(fn: Callable, items: Iterable, generators: Sequence[torch.Generator] = ()) -> list:
