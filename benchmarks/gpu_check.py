@@ -246,9 +246,10 @@ def main(argv=None):
            timeout=120)
     if os.path.exists(os.path.join(ddp_dir, "metrics.jsonl")):
         shutil.copy(os.path.join(ddp_dir, "metrics.jsonl"), out("torchrun_nccl_amp_metrics.jsonl"))
-    st.run("test_cuda_resume", pytest_cmd(py, "-k", "cuda", "tests/test_train.py::test_resume_after_kill_equals_uninterrupted",
-                                          "tests/test_cli.py::test_sigkill_then_resume_equals_uninterrupted"),
-           timeout=300)
+    resume_tests = ["tests/test_train.py::test_resume_after_kill_equals_uninterrupted",
+                    "tests/test_cli.py::test_sigkill_then_resume_equals_uninterrupted",
+                    "tests/test_eval.py::test_resumable_map_resumes_at_its_first_unfinished_item"]
+    st.run("test_cuda_resume", pytest_cmd(py, "-k", "cuda", *resume_tests), timeout=300)
     sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
     if not args.no_sanitizer and os.path.exists(sanitizer):
         # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K, inputs at odd

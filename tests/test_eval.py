@@ -512,7 +512,7 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (results and states read back onto it)"))])
-def test_resumable_map_resumes_at_the_first_unfinished_item_with_its_generators(tmp_path, device):
+def test_resumable_map_resumes_at_its_first_unfinished_item(tmp_path, device):
     """A stage killed half-way (hours of AutoAttack) ran again from its start: now each finished batch
     is kept with the state of the generators it drew from, and a resume draws what the uninterrupted
     run drew."""

@@ -68,3 +68,17 @@ def test_failed_engine_smoke_drops_exactly_that_engine():
         assert (drop == "") == (not gone)
         kept = _collected(drop) if drop else every
         assert kept == {t for t in every if engine_of[t] not in gone}, (wg_ok, tma_ok)
+
+
+def test_every_test_it_names_exists():
+    """A renamed test left the GPU run's step selecting nothing (pytest: "not found"), found only on
+    the lent machine."""
+    import re
+
+    src = (ROOT / "benchmarks" / "gpu_check.py").read_text()
+    named = re.findall(r'"(tests/[\w/]+\.py)(?:::(\w+))?"', src)
+    assert len(named) >= 8
+    for path, name in named:
+        assert (ROOT / path).is_file(), path
+        if name:
+            assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), f"{path}::{name}"
