@@ -28,7 +28,7 @@ from dwq.models import preact_resnet18, small_cnn  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
 from dwq.cli.common import nonneg_int, positive_int, threads_arg  # noqa: E402
-from records import device_arg, record, save_json  # noqa: E402  (benchmarks/records.py)
+from records import device_arg, output_paths, record, save_json  # noqa: E402  (benchmarks/records.py)
 
 CASES = {  # network: (builder, input shape, batch, precisions)
     "small_cnn": (lambda ps: small_cnn(precisions=ps, width=16, switchable_bn=True), (1, 28, 28), 128, [2, 4, 8]),
@@ -88,6 +88,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=threads_arg, default=None)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    output_paths(ap, a, "json")
     if a.threads:
         torch.set_num_threads(a.threads)
     device = device_arg(ap, a.device)

@@ -37,7 +37,7 @@ import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
 from dwq.cli.common import positive_float, positive_int
-from records import conv_shape, record, save_records  # noqa: E402  (benchmarks/records.py)
+from records import conv_shape, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
 
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
 QUICK_GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
@@ -222,6 +222,7 @@ def main(argv=None):
     p.add_argument("--engines", default="mma,wgmma,wgmma_tma",
                    help="dwq engines to time, comma-separated (wgmma and wgmma_tma only run on compute capability 9.0)")
     args = p.parse_args(argv)
+    output_paths(p, args, "json", "png")
     WANTED[:] = [e.strip() for e in args.engines.split(",") if e.strip()]
     bad = [e for e in WANTED if e not in ENGINES]
     if bad or not WANTED:

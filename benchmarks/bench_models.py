@@ -33,7 +33,7 @@ from dwq.models import preact_resnet18, resnet50
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
 
-from records import FLOAT32_BITS, faster_layout, finish, latency_axis, record  # noqa: E402  (benchmarks/records.py)
+from records import FLOAT32_BITS, faster_layout, finish, latency_axis, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
 CASES = [("preact_resnet18", (3, 32, 32), 1), ("preact_resnet18", (3, 32, 32), 32),
          ("resnet50", (3, 224, 224), 1), ("resnet50", (3, 224, 224), 8)]
@@ -196,6 +196,7 @@ def main(argv=None):
                    choices=[f"{n}:{b}" for n, _, b in CASES],  # (an unknown case ran nothing and said nothing)
                    help="only these cases, e.g. preact_resnet18:32 resnet50:8")
     args = p.parse_args(argv)
+    output_paths(p, args, "json", "png")
     if not dwq.ops.supported_cpu_isas():
         sys.exit("bench_models: the dwq._C extension is not built")
     if args.threads:

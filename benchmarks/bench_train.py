@@ -46,7 +46,7 @@ from dwq.ops import fake_quantize  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
 from dwq.cli.common import positive_int, threads_arg  # noqa: E402
-from records import FLOAT32_BITS, device_arg, record, save_records  # noqa: E402  (benchmarks/records.py)
+from records import FLOAT32_BITS, device_arg, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
 
 
 def sync(device):
@@ -205,6 +205,7 @@ def main(argv=None):
                          "(the fp32 train step replayed from CUDA graphs; CUDA only)")
     ap.add_argument("--reps", type=positive_int, default=None, help="timed repetitions per implementation")
     args = ap.parse_args(argv)
+    output_paths(ap, args, "json")
     device = device_arg(ap, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

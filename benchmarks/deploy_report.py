@@ -27,7 +27,7 @@ from dwq.quant.precision import MAX_BITS, MIN_BITS, precision_name
 from dwq.train import CheckpointError, load_trained_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from records import save_json  # noqa: E402  (benchmarks/records.py)
+from records import output_paths, save_json  # noqa: E402  (benchmarks/records.py)
 
 EPS, STEPS = 0.1, 10  # the demo's evaluation attack: PGD-10, step eps/4, random start
 
@@ -40,6 +40,7 @@ def main(argv=None):
     p.add_argument("--json", help="write the report here")
     p.add_argument("--latency-only", action="store_true", help="skip agreement and protocols")
     a = p.parse_args(argv)
+    output_paths(p, a, "json")
     torch.set_num_threads(a.threads)
     t0 = time.time()
     try:

@@ -31,7 +31,7 @@ from dwq.quant import reuse_quantized_weights  # noqa: E402
 from dwq.quant.precision import MAX_BITS, MIN_BITS  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from records import device_arg, save_json  # noqa: E402  (benchmarks/records.py)
+from records import device_arg, output_paths, save_json  # noqa: E402  (benchmarks/records.py)
 
 KINDS = [  # (kind, substrings of a kernel or op name), first match wins
     ("act_qparams", ["act_qparams"]),
@@ -134,6 +134,7 @@ def main(argv=None):
     ap.add_argument("--json")
     ap.add_argument("--md")
     args = ap.parse_args(argv)
+    output_paths(ap, args, "json", "md")
     device = device_arg(ap, args.device)
     batch = args.batch or (128 if device.type == "cuda" else 16)
     torch.backends.cudnn.benchmark = True

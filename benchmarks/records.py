@@ -64,6 +64,24 @@ def save_records(path, records, done):
         os.remove(path + ".partial")
 
 
+def output_paths(parser, args, *dests):
+    """A usage error before the run for an output flag (``dests``: "json", "png", ...) whose folder is
+    missing or not writable: after the run it was a traceback, and every measurement lost."""
+    from dwq.cli.common import CLIError, writable_dir
+
+    for dest in dests:
+        path = getattr(args, dest)
+        if not path:
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            parser.error(f"--{dest} {path}: the folder {parent} does not exist")
+        try:
+            writable_dir(parent, f"--{dest}")
+        except CLIError as e:
+            parser.error(str(e))
+
+
 def device_arg(parser, name):
     """``torch.device`` of ``--device name``, checked as dwq's commands check it (cpu, cuda or cuda:N
     of this machine); else a usage error that names it, not a traceback from the first CUDA call.
