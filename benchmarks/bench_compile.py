@@ -12,7 +12,6 @@ Records (records.record): {"op": "train_step", "shape", "bits": None, "impl": "e
 per precision, together, compiles included). Files only where --json says.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,7 +27,8 @@ from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18, small_cnn  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
-from records import record  # noqa: E402  (benchmarks/records.py)
+from dwq.cli.common import nonneg_int, positive_int, threads_arg  # noqa: E402
+from records import device_arg, output_paths, record, save_json  # noqa: E402  (benchmarks/records.py)
 
 CASES = {  # network: (builder, input shape, batch, precisions)
     "small_cnn": (lambda ps: small_cnn(precisions=ps, width=16, switchable_bn=True), (1, 28, 28), 128, [2, 4, 8]),
@@ -83,14 +83,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--nets", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--steps", type=int, default=3, help="PGD steps of the training attack")
-    ap.add_argument("--reps", type=int, default=3, help="timed rounds (each: every precision, both impls)")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--steps", type=nonneg_int, default=3, help="PGD steps of the training attack")
+    ap.add_argument("--reps", type=positive_int, default=3, help="timed rounds (each: every precision, both impls)")
+    ap.add_argument("--threads", type=threads_arg, default=None)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
+    output_paths(ap, a, "json")
     if a.threads:
         torch.set_num_threads(a.threads)
-    device = torch.device(a.device)
+    device = device_arg(ap, a.device)
     records = []
     for net in a.nets:
         recs = bench(net, device, a.steps, a.reps)
@@ -100,8 +101,7 @@ def main(argv=None):
               f"(eager / compiled = {e['median_ms'] / c['median_ms']:.2f}); compile warm-up {w['warmup_s']:.0f} s",
               flush=True)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(records, f, indent=1)
+        save_json(a.json, records)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@ import torch
 import torch.nn.functional as F
 
 import dwq.ops.qgemm as q
+from dwq.cli.common import threads_arg
 from dwq.deploy.timing import time_round_robin as deploy_time_round_robin
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
 from records import (FLOAT32_BITS, conv_shape, faster_layout, finish,  # noqa: E402  (benchmarks/records.py)
-                     latency_axis, record)
+                     latency_axis, output_paths, record)
 
 GEMMS = [(1024, 1024, 1024), (4096, 512, 1152), (32, 4096, 4096)]
 # (C_in, C_out, H=W of the input, stride) of PreActResNet18's 3x3 convs on 32x32 images
@@ -201,8 +202,9 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="bits 2,4,8,12,16 and 4 convs (< 3 min on 2 cores)")
     p.add_argument("--json", help="write the records to this file")
     p.add_argument("--png", default=None, help="latency-vs-bits plot (written only when given)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
+    output_paths(p, args, "json", "png")
     if not q.supported_cpu_isas():
         sys.exit("bench_kernels: the dwq._C extension is not built")
     if args.threads:

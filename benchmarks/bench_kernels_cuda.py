@@ -18,9 +18,10 @@ DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its warp-sp
 DWQ_CUDA_GEMM=wgmma_tma), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
 (float baselines record bits 16, int8 ones bits 8). An engine whose result differs from the reference
 gets a record with "error" and median_ms None (so does one whose op raises), and the run goes on;
-the baselines of a shape are timed before its dwq engines. --json is rewritten after every record,
-so a run cut short keeps what it measured, and a measurement that hangs for --hang-s seconds ends
-the process (faulthandler prints where). Writes files only where --json / --png say.
+the baselines of a shape are timed before its dwq engines. --json FILE.partial is rewritten after
+every record, so a run cut short keeps what it measured (under a name that says so), and a
+measurement that hangs for --hang-s seconds ends the process (faulthandler prints where); FILE is
+written when the run ends. Writes files only where --json / --png say.
 """
 import argparse
 import faulthandler
@@ -35,7 +36,8 @@ import torch.nn.functional as F
 import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
-from records import conv_shape, record, save_json  # noqa: E402  (benchmarks/records.py)
+from dwq.cli.common import positive_float, positive_int
+from records import conv_shape, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
 
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
 QUICK_GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
@@ -51,7 +53,7 @@ BATCH = 256
 
 
 HANG_S = 60.0  # --hang-s
-OUT = {}  # "json": the --json path, rewritten after every record
+OUT = {}  # "json": the --json path (its .partial file rewritten after every record)
 
 
 def cuda_time(fn, reps=20, warmup=3):
@@ -80,7 +82,7 @@ def emit(records, rec):
     records.append(rec)
     print(json.dumps(rec), flush=True)
     if OUT.get("json"):
-        save_json(OUT["json"], records)
+        save_records(OUT["json"], records, done=False)
 
 
 def emit_time(records, op, shape, bits, impl, times, ops_count, **extra):
@@ -214,12 +216,13 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="4 GEMMs, 4 convs")
     p.add_argument("--json", help="write the records to this file")
     p.add_argument("--png", help="throughput plot (written only when given)")
-    p.add_argument("--reps", type=int, default=20)
-    p.add_argument("--hang-s", type=float, default=60.0,
+    p.add_argument("--reps", type=positive_int, default=20)
+    p.add_argument("--hang-s", type=positive_float, default=60.0,
                    help="end the process when one measurement takes longer (default 60 s)")
     p.add_argument("--engines", default="mma,wgmma,wgmma_tma",
                    help="dwq engines to time, comma-separated (wgmma and wgmma_tma only run on compute capability 9.0)")
     args = p.parse_args(argv)
+    output_paths(p, args, "json", "png")
     WANTED[:] = [e.strip() for e in args.engines.split(",") if e.strip()]
     bad = [e for e in WANTED if e not in ENGINES]
     if bad or not WANTED:
@@ -235,6 +238,8 @@ def main(argv=None):
         bench_gemm(M, N, K, BITS, records, args.reps)
     for c in (QUICK_CONVS if args.quick else CONVS):
         bench_conv(*c, BITS, records, args.reps)
+    if args.json:
+        save_records(args.json, records, done=True)
     if args.png:
         plot(records, args.png)
     return 0

@@ -27,12 +27,13 @@ import time
 import torch
 
 import dwq
+from dwq.cli.common import threads_arg
 from dwq.deploy import code_agreement, compare, convert, time_round_robin
 from dwq.models import preact_resnet18, resnet50
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
 
-from records import FLOAT32_BITS, faster_layout, finish, latency_axis, record  # noqa: E402  (benchmarks/records.py)
+from records import FLOAT32_BITS, faster_layout, finish, latency_axis, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
 CASES = [("preact_resnet18", (3, 32, 32), 1), ("preact_resnet18", (3, 32, 32), 32),
          ("resnet50", (3, 224, 224), 1), ("resnet50", (3, 224, 224), 8)]
@@ -190,10 +191,12 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="widths 2, 4, 8, 16; Brevitas at 8 bits (< 5 min on 2 cores)")
     p.add_argument("--json", help="write the records to this file")
     p.add_argument("--png", help="write the latency-vs-bits plot to this file")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: all cores)")
     p.add_argument("--cases", nargs="+", default=None, metavar="NET:BATCH",
+                   choices=[f"{n}:{b}" for n, _, b in CASES],  # (an unknown case ran nothing and said nothing)
                    help="only these cases, e.g. preact_resnet18:32 resnet50:8")
     args = p.parse_args(argv)
+    output_paths(p, args, "json", "png")
     if not dwq.ops.supported_cpu_isas():
         sys.exit("bench_models: the dwq._C extension is not built")
     if args.threads:

@@ -8,12 +8,14 @@ the fake-quant model, latency per precision and the precision sets that fit a ra
 Prints everything; writes JSON only where --json says.
 """
 import argparse
-import json
+import os
+import sys
 import time
 
 import torch
 
 from dwq import eval as E
+from dwq.cli.common import CLIError, existing_checkpoint, positive_int, threads_arg
 from dwq.data import load_mnist5k
 from dwq.deploy import (StraightThrough, choose_precisions, code_agreement, compare, convert, format_comparison,
                         latency_per_precision)
@@ -22,7 +24,10 @@ from dwq.nn import precision as dwq_precision
 from dwq.nn import precision_set
 from dwq.quant.cost import profile
 from dwq.quant.precision import MAX_BITS, MIN_BITS, precision_name
-from dwq.train import load_trained_model
+from dwq.train import CheckpointError, load_trained_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from records import output_paths, save_json  # noqa: E402  (benchmarks/records.py)
 
 EPS, STEPS = 0.1, 10  # the demo's evaluation attack: PGD-10, step eps/4, random start
 
@@ -30,14 +35,19 @@ EPS, STEPS = 0.1, 10  # the demo's evaluation attack: PGD-10, step eps/4, random
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="an MNIST-5k checkpoint from dwq train / dwq demo")
-    p.add_argument("--n-attack", type=int, default=500, help="test images for the two protocols")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--n-attack", type=positive_int, default=500, help="test images for the two protocols")
+    p.add_argument("--threads", type=threads_arg, default=2, help="torch threads")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--latency-only", action="store_true", help="skip agreement and protocols")
     a = p.parse_args(argv)
+    output_paths(p, a, "json")
     torch.set_num_threads(a.threads)
     t0 = time.time()
-    model, _ = load_trained_model(a.checkpoint)
+    try:
+        existing_checkpoint(a.checkpoint)
+        model, _ = load_trained_model(a.checkpoint)
+    except (CLIError, CheckpointError) as e:
+        p.error(str(e))
     ps = [q for q in precision_set(model) if q is not None]
     im = convert(model, ps)
     x, y = load_mnist5k("test").tensors
@@ -48,8 +58,7 @@ def main(argv=None):
     latency_tradeoff(a.checkpoint, x, rep)
     rep["seconds"] = time.time() - t0
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rep, f, indent=1)
+        save_json(a.json, rep)
     print(f"total {rep['seconds']:.0f}s")
 
 

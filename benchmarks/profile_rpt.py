@@ -14,7 +14,6 @@ only where --json / --md say; prints the markdown table.
 """
 import argparse
 import collections
-import json
 import os
 import sys
 import warnings
@@ -27,7 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
+from dwq.cli.common import nonneg_int, positive_int  # noqa: E402
 from dwq.quant import reuse_quantized_weights  # noqa: E402
+from dwq.quant.precision import MAX_BITS, MIN_BITS  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from records import device_arg, output_paths, save_json  # noqa: E402  (benchmarks/records.py)
 
 KINDS = [  # (kind, substrings of a kernel or op name), first match wins
     ("act_qparams", ["act_qparams"]),
@@ -124,13 +128,14 @@ def count_syncs(fn, device):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch", type=int, default=None, help="train batch (eval: twice it); default 128 on CUDA, 16 on CPU")
-    ap.add_argument("--bits", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=7, help="PGD steps of the training step")
+    ap.add_argument("--batch", type=positive_int, default=None, help="train batch (eval: twice it); default 128 on CUDA, 16 on CPU")
+    ap.add_argument("--bits", type=int, default=4, choices=range(MIN_BITS, MAX_BITS + 1), metavar="BITS")
+    ap.add_argument("--steps", type=nonneg_int, default=7, help="PGD steps of the training step")
     ap.add_argument("--json")
     ap.add_argument("--md")
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
+    output_paths(ap, args, "json", "md")
+    device = device_arg(ap, args.device)
     batch = args.batch or (128 if device.type == "cuda" else 16)
     torch.backends.cudnn.benchmark = True
     out = dict(device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", batch=batch,
@@ -166,8 +171,7 @@ def main(argv=None):
     md = "\n".join(lines)
     print(md)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        save_json(args.json, out)
     if args.md:
         with open(args.md, "w") as f:
             f.write(md + "\n")

@@ -1,6 +1,7 @@
 """The benchmark scripts' common pieces: the record schema, the conv shape spelling, the common end
 (print the records and the ratio tables, then write the JSON records and the plot only where
-``--json`` / ``--png`` say) and a JSON save that survives a kill."""
+``--json`` / ``--png`` say), a JSON save that survives a kill, the progress file of the scripts that
+save after every measurement and the checks of the arguments the scripts share."""
 import json
 import os
 import time
@@ -37,11 +38,63 @@ def conv_shape(batch, cin, cout, hw, stride):
 
 
 def save_json(path, obj):
-    """Writes obj to path as JSON through a temporary file, so that a run killed mid-write leaves the
-    previous version, never a truncated one (the scripts that save after every measurement)."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
+    """Writes obj to path as JSON through a temporary file, so that a run killed or interrupted
+    mid-write leaves the previous version, never a truncated one (nor, after Ctrl-C, the temporary
+    file)."""
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(path + ".tmp", path)
+    except BaseException:
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
+        raise
+
+
+def save_records(path, records, done):
+    """The JSON records of a script that saves after every measurement: while it runs (``done``
+    False) they go to ``path + ".partial"``, so that a run cut short (Ctrl-C, a kill, a hang) keeps
+    what it measured under a name that says so, not in a file that reads like a finished run; the
+    finished run writes ``path`` and removes the partial file."""
+    if not done:
+        save_json(path + ".partial", records)
+        return
+    save_json(path, records)
+    if os.path.exists(path + ".partial"):
+        os.remove(path + ".partial")
+
+
+def output_paths(parser, args, *dests):
+    """A usage error before the run for an output flag (``dests``: "json", "png", ...) whose folder is
+    missing or not writable: after the run it was a traceback, and every measurement lost."""
+    from dwq.cli.common import CLIError, writable_dir
+
+    for dest in dests:
+        path = getattr(args, dest)
+        if not path:
+            continue
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            parser.error(f"--{dest} {path}: the folder {parent} does not exist")
+        try:
+            writable_dir(parent, f"--{dest}")
+        except CLIError as e:
+            parser.error(str(e))
+
+
+def device_arg(parser, name):
+    """``torch.device`` of ``--device name``, checked as dwq's commands check it (cpu, cuda or cuda:N
+    of this machine); else a usage error that names it, not a traceback from the first CUDA call.
+    (dwq imported here, not above: gpu_check loads this file before dwq is built.)"""
+    import torch
+
+    from dwq.cli.common import CLIError
+    from dwq.cli.train_flags import device_arg as checked
+
+    try:
+        return torch.device(checked(name))
+    except CLIError as e:
+        parser.error(str(e))
 
 
 def finish(records, args, ratio_table, plot, t0, first_column="op", digits=3):
@@ -59,8 +112,7 @@ def finish(records, args, ratio_table, plot, t0, first_column="op", digits=3):
     print("Best-of latencies (less sensitive to other processes on a shared machine):")
     print(ratio_table(records, "min_ms"))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
+        save_json(args.json, records)
     if args.png:
         plot(records, args.png)
         print(f"plot: {args.png}")

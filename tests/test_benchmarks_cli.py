@@ -1,0 +1,114 @@
+"""The benchmark scripts' edges (benchmarks/, run as ``python benchmarks/X.py``): a bad argument is a
+usage error naming it (not a traceback from torch, nor a run that measures nothing), and --json is
+never left half-written or, after a run cut short, under the name of a finished run."""
+import importlib
+import json
+import pathlib
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name):
+    """benchmarks/<name>.py as a module (its directory on sys.path, as when it runs as a script)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("script, argv, named", [
+    ("bench_kernels", ["--threads", "-1"], "--threads"),
+    ("bench_models", ["--threads", "0"], "--threads"),
+    ("bench_models", ["--cases", "resnet18:32"], "--cases"),
+    ("bench_train", ["--device", "nosuch"], "--device nosuch"),
+    ("bench_train", ["--reps", "0"], "--reps"),
+    ("bench_compile", ["--reps", "0"], "--reps"),
+    ("bench_compile", ["--device", "gpu"], "--device gpu"),
+    ("profile_rpt", ["--bits", "1"], "--bits"),
+    ("profile_rpt", ["--batch", "0"], "--batch"),
+    ("bench_kernels_cuda", ["--reps", "0"], "--reps"),
+    ("deploy_report", ["--checkpoint", "/nonexistent/last.pt"], "/nonexistent/last.pt"),
+    # an output folder that is missing: refused before the run, not a traceback after it
+    ("bench_train", ["--only", "fake_quantize", "--reps", "1", "--json", "/nonexistent/t.json"], "--json"),
+    ("bench_kernels", ["--png", "/nonexistent/k.png"], "--png"),
+    ("bench_models", ["--json", "/nonexistent/m.json"], "--json"),
+    ("bench_compile", ["--json", "/nonexistent/c.json"], "--json"),
+    ("profile_rpt", ["--md", "/nonexistent/p.md"], "--md"),
+    ("bench_kernels_cuda", ["--json", "/nonexistent/k.json"], "--json"),
+    ("deploy_report", ["--checkpoint", "x.pt", "--json", "/nonexistent/d.json"], "--json"),
+])
+def test_bad_argument_is_a_usage_error_naming_it(script, argv, named, capsys):
+    with pytest.raises(SystemExit) as e:
+        _script(script).main(argv)
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # the error line (the usage above it names every flag)
+    assert e.value.code == 2 and "error:" in last and named in last, err
+
+
+def test_cuda_device_without_cuda_is_a_usage_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for script in ("bench_train", "bench_compile", "profile_rpt"):
+        with pytest.raises(SystemExit) as e:
+            _script(script).main(["--device", "cuda"])
+        assert e.value.code == 2 and "--device cuda: CUDA is not available" in capsys.readouterr().err, script
+
+
+def test_interrupted_write_keeps_the_previous_json(tmp_path, monkeypatch):
+    """Ctrl-C while finish() writes --json: the previous file stays whole, no temporary file is left."""
+    records = _script("records")
+    path = tmp_path / "r.json"
+    path.write_text('[{"old": 1}]')
+
+    def dump_then_interrupt(obj, f, **kw):
+        f.write('[{"op": ')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records.json, "dump", dump_then_interrupt)
+    args = type("Args", (), {"json": str(path), "png": None})()
+    rec = records.record("gemm", "1x1x1", 8, "dwq", 1.0, 1.0)
+    with pytest.raises(KeyboardInterrupt):
+        records.finish([rec], args, lambda rs, key: "", None, 0.0)
+    assert json.loads(path.read_text()) == [{"old": 1}]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_bench_train_cut_short_leaves_only_a_partial_file(tmp_path, monkeypatch):
+    """A run stopped after its first measurement keeps it in FILE.partial; FILE, which reads as a
+    finished run, is written only when the run ends (and the partial file then removed)."""
+    bt = _script("bench_train")
+    calls = []
+
+    def fake_time_pair(fns, device, reps, warmup):
+        calls.append(1)
+        if interrupt and len(calls) == 2:
+            raise KeyboardInterrupt
+        return {k: (1.0, 1.0) for k in fns}
+
+    monkeypatch.setattr(bt, "time_pair", fake_time_pair)
+    monkeypatch.setattr(bt, "train_step_fn", lambda impl, *a, **k: bt.labelled(lambda: None, bt.make_model(impl, "cpu"),
+                                                                               None))
+    path = tmp_path / "t.json"
+    argv = ["--device", "cpu", "--only", "train_step", "--modes", "fp32", "amp", "--json", str(path)]
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        bt.main(argv)
+    assert not path.exists()
+    assert [r["mode"] for r in json.loads((tmp_path / "t.json.partial").read_text())] == ["fp32", "fp32"]
+    interrupt, calls[:] = False, []
+    bt.main(argv)
+    assert [r["mode"] for r in json.loads(path.read_text())] == ["fp32", "fp32", "amp", "amp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def test_bench_kernels_cuda_saves_progress_as_partial(tmp_path, monkeypatch):
+    bkc = _script("bench_kernels_cuda")
+    path = tmp_path / "k.json"
+    monkeypatch.setitem(bkc.OUT, "json", str(path))
+    records = []
+    bkc.emit(records, bkc.record("gemm", "1x1x1", 8, "dwq", None, error="raised: x"))
+    assert not path.exists() and json.loads((tmp_path / "k.json.partial").read_text()) == records
