@@ -255,3 +255,53 @@ def test_loss_scale_overflow_leaves_no_nan_and_float32_is_unchanged(trained):
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     assert torch.equal(A.pgd(m, x[:32], y[:32], EPS, 0.02, 3, generator=g()),
                        A.pgd(m, x[:32], y[:32], EPS, 0.02, 3, generator=g(), loss_scale=1024.0))
+
+
+def _rpt_cnn(dtype=torch.float32, seed=0):
+    """A small CNN whose quantizers and BN saw a batch at each precision, in eval mode, and images it
+    labels correctly (its own predictions: an attack that skips misclassified images attacks them all)."""
+    from dwq.models import small_cnn
+
+    torch.manual_seed(seed)
+    m = small_cnn(precisions=[4, 8], width=8)
+    with torch.no_grad():
+        for p in (4, 8):
+            run_at(m, p)(torch.rand(16, 1, 28, 28))
+        m.eval().to(dtype)
+        x = torch.rand(8, 1, 28, 28, dtype=dtype)
+        return m, x, run_at(m, 8)(x).argmax(1)
+
+
+@pytest.mark.parametrize("attack", [
+    lambda f, x, y: A.cw_linf(f, x, y, steps=2, binary_steps=1),
+    lambda f, x, y: A.cw_l2(f, x, y, steps=2),
+    # ε so small that APGD breaks nothing and FAB (a backward per class) runs on every image
+    lambda f, x, y: A.autoattack(f, x, y, 1e-4, steps=2, square_queries=2)])
+def test_attacks_leave_no_gradient_in_the_models_parameters(attack):
+    # cw_linf's loss.backward() and torchattacks' CW/FAB backward() filled the parameters' .grad
+    m, x, y = _rpt_cnn()
+    for f in (m, run_at(m, 4)):
+        m.zero_grad(set_to_none=True)
+        attack(f, x, y)
+        assert [n for n, p in m.named_parameters() if p.grad is not None] == []
+
+
+def test_torchattacks_based_attacks_keep_each_modules_mode():
+    # a RandomPrecision wrapper is a new module, training, around an eval-mode model: torchattacks called
+    # train() on it afterwards, which put the model's BN and quantizers in train mode
+    m, x, y = _rpt_cnn()
+    rpi = dwq.RandomPrecision(m, seed=0)
+    for attack in (lambda: A.cw_l2(rpi, x, y, steps=1),
+                   lambda: A.autoattack(rpi, x, y, EPS, version="rand", steps=1, eot_iter=1)):
+        attack()
+        assert rpi.training and not any(mod.training for mod in m.modules())
+
+
+def test_float64_images_and_model():
+    # cw_linf's float32 distances and torchattacks' FAB (in AutoAttack standard) failed on float64:
+    # 'Index put requires the source and destination dtypes match'
+    m, x, y = _rpt_cnn(torch.float64, seed=3)
+    for xa in (A.cw_linf(m, x, y, steps=2, binary_steps=1), A.cw_l2(m, x, y, steps=2),
+               A.autoattack(m, x, y, 8 / 255, steps=2, square_queries=5),
+               A.apgd_eot(m, x, y, 8 / 255, steps=2, eot_iter=1)["returned"]):
+        assert xa.dtype == torch.float64 and xa.shape == x.shape

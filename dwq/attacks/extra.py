@@ -13,21 +13,44 @@ import torch.nn.functional as F
 from .core import ce_loss, check_autograd, check_count, check_eps, project_linf
 
 
+class _InputGrad(torch.autograd.Function):
+    """``fn(x)`` run at ``dtype`` whose backward reaches only ``x``: torchattacks' CW and FAB call
+    ``backward()``, which filled the ``.grad`` of the model's parameters (the attack's own gradient
+    left there for the caller's next optimizer step). FAB backpropagates the same output more than
+    once (``retain_graph=True``), so the inner graph is kept as long as the output's."""
+
+    @staticmethod
+    def forward(ctx, x, fn, dtype):
+        if not ctx.needs_input_grad[0]:
+            return fn(x.to(dtype)).float()
+        with torch.enable_grad():
+            ctx.x = x.detach().to(dtype).requires_grad_(True)
+            ctx.out = fn(ctx.x).float()
+        return ctx.out.detach()
+
+    @staticmethod
+    def backward(ctx, g):
+        gx, = torch.autograd.grad(ctx.out, ctx.x, g, retain_graph=True)
+        return gx.float(), None, None
+
+
 class _Wrap(nn.Module):
     """nn.Module around a model callable, as torchattacks expects. If the callable
-    is itself a module it is registered, so ``eval()`` reaches it."""
+    is itself a module it is registered, so ``eval()`` reaches it. torchattacks runs in float32
+    (its FAB failed on float64 images); the callable gets images of ``dtype``, the caller's."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, dtype=torch.float32):
         super().__init__()
         if isinstance(fn, nn.Module):
             self.inner = fn
         self.fn = fn
+        self.dtype = dtype
         # torchattacks restores train mode afterwards if the module it was given was training; a new
         # module is, so an eval-mode model came back in train mode. The wrapper reports fn's mode.
         self.training = fn.training if isinstance(fn, nn.Module) else False
 
     def forward(self, x):
-        return self.fn(x)
+        return _InputGrad.apply(x, self.fn, self.dtype)
 
 
 def _torchattacks():
@@ -50,15 +73,22 @@ def _build(cls, *args, **kw):
 def _run(atk, x, y):
     check_autograd()
     atk.set_device(x.device)
-    # torchattacks puts the wrapped module in eval mode during the attack and restores it; its
-    # components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        return atk(x.detach(), y).detach()
+    # torchattacks puts the wrapped module in eval mode during the attack and then calls train() on it if
+    # it was training, which set every submodule alike (a RandomPrecision wrapper, a new module, is
+    # training around an eval-mode model) and on error left it in eval: each module's flag is restored.
+    # Its components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
+    modes = [(m, m.training) for m in atk.model.modules()]
+    try:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            return atk(x.detach().float(), y).detach().to(x.dtype)
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):
     """Carlini-Wagner L2 (torchattacks.CW, unbounded, minimal-distortion)."""
-    return _run(_build(_torchattacks().CW, _Wrap(model), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
+    return _run(_build(_torchattacks().CW, _Wrap(model, x.dtype), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
 
 
 def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps=100, eot_iter=20,
@@ -79,7 +109,7 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     check_count(eot_iter, "eot_iter", 1)
     check_count(square_queries, "square_queries", 1)
     ta = _torchattacks()
-    m = _Wrap(model)
+    m = _Wrap(model, x.dtype)
     common = dict(norm="Linf", eps=eps, seed=seed, n_restarts=1)
     if version == "standard":
         parts = [_build(ta.APGD, m, loss="ce", steps=steps, **common),
@@ -120,14 +150,14 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
         raise ValueError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
     ta = _torchattacks()
     x, y = x.detach(), y.detach()
-    atk = _build(ta.APGD, _Wrap(model), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
+    atk = _build(ta.APGD, _Wrap(model, x.dtype), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
                   eot_iter=eot_iter)
     atk.set_device(x.device)
     with torch.no_grad():
         start_ok = model(x).argmax(1) == y
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        x_best, acc, _, x_fooled = atk.attack_single_run(x, y)
+        x_best, acc, _, x_fooled = (t.to(x.dtype) for t in atk.attack_single_run(x.float(), y))
     fooled = ~acc.bool()
     x_fooled = project_linf(x_fooled.detach(), x, eps)  # already inside; guards float drift
     keep = (start_ok & fooled).view(-1, *[1] * (x.dim() - 1))
@@ -164,7 +194,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     c_hi = torch.full((n,), 1e10, device=x.device)
     x_atanh = torch.atanh(((x - lo) / (hi - lo) * 2 - 1).clamp(-1, 1) * 0.999999)
     best = x.clone()
-    best_d = torch.full((n,), float("inf"), device=x.device)
+    best_d = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)  # (float32 failed float64 images)
     for _ in range(binary_steps):
         delta = torch.zeros_like(x, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=lr)
@@ -178,8 +208,8 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
                 margin = z[onehot] - z.masked_fill(onehot, float("-inf")).amax(1)
                 d = (torch.abs(adv - x) - t).clamp(min=0).flatten(1).sum(1)
                 loss = (c * (margin + kappa).clamp(min=0)).sum() + d.sum()
-                opt.zero_grad()
-                loss.backward()
+                # the gradient of delta only: loss.backward() filled the model's parameters' .grad too
+                delta.grad, = torch.autograd.grad(loss, delta)
             opt.step()
             if d.max() == 0:
                 t *= 0.9
