@@ -305,3 +305,26 @@ def test_float64_images_and_model():
                A.autoattack(m, x, y, 8 / 255, steps=2, square_queries=5),
                A.apgd_eot(m, x, y, 8 / 255, steps=2, eot_iter=1)["returned"]):
         assert xa.dtype == torch.float64 and xa.shape == x.shape
+
+
+@pytest.mark.parametrize("bad", [lambda y: y.int(), lambda y: y.float(), lambda y: y[:, None], lambda y: y[:2]])
+@pytest.mark.parametrize("attack", [
+    lambda m, x, y: A.pgd(m, x, y, EPS, 0.02, 1), lambda m, x, y: A.fgsm(m, x, y, EPS),
+    lambda m, x, y: A.eot_pgd([m, m], x, y, EPS, 0.02, 1), lambda m, x, y: A.cw_linf(m, x, y, steps=1),
+    lambda m, x, y: A.cw_l2(m, x, y, steps=1), lambda m, x, y: A.bandits_td(m, x, y, EPS, max_queries=2),
+    lambda m, x, y: A.autoattack(m, x, y, EPS, steps=1, square_queries=1),
+    lambda m, x, y: A.apgd_eot(m, x, y, EPS, steps=1, eot_iter=1)])
+def test_bad_labels_are_named(trained, attack, bad):
+    # torch said 'expected target dtype to be Long or Byte, but got Int', '0D or 1D target tensor expected,
+    # multi-target not supported', 'one_hot is only applicable to index tensor of type LongTensor', and cw_l2
+    # took int32 labels that the other attacks refused
+    m, x, y = trained
+    with pytest.raises(ValueError, match=r"y must be int64 class labels \[N\] on the images' device, N = 4 "
+                                         r"\(x: \[4, 1, 28, 28\] on cpu\), got torch\.\w+ \[\d(, 1)?\] on cpu"):
+        attack(m, x[:4], bad(y[:4]))
+
+
+def test_apgd_counts_are_named(trained):
+    m, x, y = trained
+    with pytest.raises(ValueError, match=r"steps must be an int >= 1, got 2.5"):  # range()'s TypeError
+        A.apgd_eot(m, x[:4], y[:4], EPS, steps=2.5)

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ce_loss, check_autograd, check_count, check_eps, project_linf
+from .core import ce_loss, check_autograd, check_count, check_eps, check_labels, project_linf
 
 
 class _InputGrad(torch.autograd.Function):
@@ -72,6 +72,7 @@ def _build(cls, *args, **kw):
 
 def _run(atk, x, y):
     check_autograd()
+    check_labels(x, y)
     atk.set_device(x.device)
     # torchattacks puts the wrapped module in eval mode during the attack and then calls train() on it if
     # it was training, which set every submodule alike (a RandomPrecision wrapper, a new module, is
@@ -144,8 +145,9 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
     """
     check_eps(eps)
     check_autograd()
-    if eot_iter < 1 or steps < 1:
-        raise ValueError(f"APGD needs steps >= 1 and eot_iter >= 1, got steps={steps}, eot_iter={eot_iter}")
+    check_labels(x, y)
+    check_count(steps, "steps", 1)
+    check_count(eot_iter, "eot_iter", 1)
     if loss not in ("ce", "dlr"):
         raise ValueError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
     ta = _torchattacks()
@@ -187,6 +189,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     check_count(steps, "steps", 1)
     check_count(binary_steps, "binary_steps", 1)
     check_autograd()
+    check_labels(x, y)
     x = x.detach()
     n = x.shape[0]
     c = torch.full((n,), c_init, device=x.device)
@@ -243,6 +246,7 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     check_eps(eps)
     check_count(max_queries, "max_queries")
     check_count(tile_size, "tile_size", 1)  # 0 was a ZeroDivisionError
+    check_labels(x, y)
     loss = loss or ce_loss
     image_lr = eps / 4 if image_lr is None else image_lr
     x = x.detach()
