@@ -328,3 +328,47 @@ def test_apgd_counts_are_named(trained):
     m, x, y = trained
     with pytest.raises(ValueError, match=r"steps must be an int >= 1, got 2.5"):  # range()'s TypeError
         A.apgd_eot(m, x[:4], y[:4], EPS, steps=2.5)
+
+
+def _classifier(classes):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, classes)).eval()
+
+
+def test_autoattack_reads_the_class_count_and_targets_nine_classes(monkeypatch):
+    """torchattacks takes n_classes - 1 targets: the default 10 failed on a 5-class model ('index -6 is out
+    of bounds'), and dwq eval's class count ran 99 targets on a 100-class model, not the original's 9."""
+    import torchattacks
+
+    x = torch.rand(4, 1, 28, 28)
+    targets = {}
+
+    def record(self, images, labels):
+        targets.update({type(a).__name__: a.n_target_classes for a in self.attacks if hasattr(a, "n_target_classes")})
+        return images
+    monkeypatch.setattr(torchattacks.MultiAttack, "forward", record)
+    from dwq.eval import make_attack
+
+    for classes, want in ((5, 4), (12, 9), (100, 9)):
+        m = _classifier(classes)
+        y = m(x).argmax(1)
+        make_attack("autoattack", epsilon=EPS, num_classes=classes)(m, x, y)
+        assert targets == {"APGDT": want, "FAB": want}
+        targets.clear()
+        A.autoattack(m, x, y, EPS, steps=1, square_queries=1)  # the default: read from the model
+        assert targets == {"APGDT": want, "FAB": want}
+
+
+@pytest.mark.parametrize("call,msg", [
+    (lambda x: A.autoattack(_classifier(5), x, torch.zeros(4, dtype=torch.long), EPS, n_classes=10),
+     r"n_classes is 10, but the model has 5 outputs"),
+    (lambda x: A.autoattack(_classifier(3), x, torch.zeros(4, dtype=torch.long), EPS),
+     r"AutoAttack 'standard' needs a model with at least 4 classes \(its targeted DLR loss\), got 3 outputs"),
+    (lambda x: A.autoattack(_classifier(2), x, torch.zeros(4, dtype=torch.long), EPS, version="rand"),
+     r"AutoAttack 'rand' needs a model with at least 3 classes \(its DLR loss\), got 2 outputs"),
+    (lambda x: A.apgd_eot(_classifier(2), x, torch.zeros(4, dtype=torch.long), EPS, loss="dlr"),
+     r"APGD's DLR loss needs a model with at least 3 classes, got 2 outputs")])
+def test_autoattack_class_count_is_checked(call, msg):
+    # each was an IndexError inside torchattacks
+    with pytest.raises(ValueError, match=msg):
+        call(torch.rand(4, 1, 28, 28))

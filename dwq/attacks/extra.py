@@ -70,6 +70,18 @@ def _build(cls, *args, **kw):
         return cls(*args, **kw)
 
 
+@contextlib.contextmanager
+def _kept_modes(module: nn.Module):
+    """Each submodule's ``training`` flag restored on exit (also on error). ``dwq.nn.kept_modes``,
+    written again: ``dwq.attacks`` imports no other dwq package."""
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def _run(atk, x, y):
     check_autograd()
     check_labels(x, y)
@@ -78,13 +90,8 @@ def _run(atk, x, y):
     # it was training, which set every submodule alike (a RandomPrecision wrapper, a new module, is
     # training around an eval-mode model) and on error left it in eval: each module's flag is restored.
     # Its components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
-    modes = [(m, m.training) for m in atk.model.modules()]
-    try:
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            return atk(x.detach().float(), y).detach().to(x.dtype)
-    finally:
-        for m, training in modes:
-            m.training = training
+    with _kept_modes(atk.model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        return atk(x.detach().float(), y).detach().to(x.dtype)
 
 
 def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):
@@ -92,7 +99,7 @@ def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):
     return _run(_build(_torchattacks().CW, _Wrap(model, x.dtype), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
 
 
-def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps=100, eot_iter=20,
+def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, steps=100, eot_iter=20,
                square_queries=5000):
     """AutoAttack L∞ (Croce & Hein 2020) assembled from torchattacks 3.5.1 components.
 
@@ -102,6 +109,10 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     ``steps`` defaults to the original AutoAttack's 100 iterations: torchattacks'
     own ``AutoAttack`` class leaves its APGD/FAB at their default 10 steps, a weaker
     attack than the one papers report, so it is not used as is.
+    ``n_classes``: the model's number of outputs (None: read from a forward of one image; given,
+    it must match). APGD-T and FAB-T target the 9 most likely other classes, as the original does
+    (``n_target_classes = 9``), or all of them with fewer than 10 classes; their targeted DLR loss
+    needs at least 4 classes (``standard``), the DLR loss of ``rand`` at least 3.
     """
     check_eps(eps)
     if version not in ("standard", "rand"):
@@ -109,13 +120,25 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     check_count(steps, "steps", 1)
     check_count(eot_iter, "eot_iter", 1)
     check_count(square_queries, "square_queries", 1)
+    check_labels(x, y)
     ta = _torchattacks()
     m = _Wrap(model, x.dtype)
+    # torchattacks took n_classes - 1 targets: n_classes=10 for a 5-class model failed with 'index -6 is
+    # out of bounds', and the class count of a 100-class model ran 99 targets, not the standard 9
+    with _kept_modes(m), torch.no_grad():
+        classes = m.eval()(x[:1].float()).shape[-1]
+    if n_classes is not None and n_classes != classes:
+        raise ValueError(f"n_classes is {n_classes}, but the model has {classes} outputs")
+    need = 4 if version == "standard" else 3
+    if classes < need:
+        raise ValueError(f"AutoAttack {version!r} needs a model with at least {need} classes (its "
+                         f"{'targeted ' if version == 'standard' else ''}DLR loss), got {classes} outputs")
+    targets = min(9, classes - 1)
     common = dict(norm="Linf", eps=eps, seed=seed, n_restarts=1)
-    if version == "standard":
+    if version == "standard":  # torchattacks' n_classes: the number of targets + 1
         parts = [_build(ta.APGD, m, loss="ce", steps=steps, **common),
-                 _build(ta.APGDT, m, steps=steps, n_classes=n_classes, **common),
-                 _build(ta.FAB, m, steps=steps, multi_targeted=True, n_classes=n_classes, **common),
+                 _build(ta.APGDT, m, steps=steps, n_classes=targets + 1, **common),
+                 _build(ta.FAB, m, steps=steps, multi_targeted=True, n_classes=targets + 1, **common),
                  _build(ta.Square, m, n_queries=square_queries, **common)]
     else:
         parts = [_build(ta.APGD, m, loss="ce", steps=steps, eot_iter=eot_iter, **common),
@@ -156,7 +179,10 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
                   eot_iter=eot_iter)
     atk.set_device(x.device)
     with torch.no_grad():
-        start_ok = model(x).argmax(1) == y
+        logits = model(x)
+    if loss == "dlr" and logits.shape[-1] < 3:  # (torchattacks: 'index -3 is out of bounds')
+        raise ValueError(f"APGD's DLR loss needs a model with at least 3 classes, got {logits.shape[-1]} outputs")
+    start_ok = logits.argmax(1) == y
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         x_best, acc, _, x_fooled = (t.to(x.dtype) for t in atk.attack_single_run(x.float(), y))
