@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import dwq
 from dwq import attacks as A
 from dwq.data import load_mnist5k
-from dwq.eval import run_at
+from dwq.eval import make_attack, run_at
 
 EPS = 0.1
 
@@ -372,3 +372,14 @@ def test_autoattack_class_count_is_checked(call, msg):
     # each was an IndexError inside torchattacks
     with pytest.raises(ValueError, match=msg):
         call(torch.rand(4, 1, 28, 28))
+
+
+@pytest.mark.parametrize("attack", [lambda m, x, y: A.autoattack(m, x, y, EPS, steps=1, square_queries=1),
+                                    lambda m, x, y: make_attack("cw-linf", epsilon=EPS)(m, x, y),
+                                    lambda m, x, y: A.pgd(m, x, y, EPS, 0.05, 1)])
+def test_adversarial_images_are_detached_from_an_input_that_requires_grad(trained, attack):
+    # autoattack's and make_attack('cw-linf')'s final projection onto the ball around x linked the
+    # result to x's graph, so a later backward through the adversarial images reached x
+    m, x, y = trained
+    xg = x[:4].clone().requires_grad_(True)
+    assert not attack(m, xg, y[:4]).requires_grad

@@ -144,7 +144,7 @@ def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, ste
         parts = [_build(ta.APGD, m, loss="ce", steps=steps, eot_iter=eot_iter, **common),
                  _build(ta.APGD, m, loss="dlr", steps=steps, eot_iter=eot_iter, **common)]
     atk = _build(ta.MultiAttack, parts)
-    return project_linf(_run(atk, x, y), x, eps)
+    return project_linf(_run(atk, x, y), x.detach(), eps)  # (x: an input that requires grad made the result so)
 
 
 def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):

@@ -51,7 +51,7 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     if name == "cw-linf":  # the reference's evaluation settings (test_strong.py): c = 0.1, one search step
         A.check_eps(cw_tau, "cw_tau", positive=True)
         return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau, c_init=0.1, binary_steps=1, steps=100),
-                                              x, epsilon)
+                                              x.detach(), epsilon)
     if name == "bandits":
         A.check_count(bandits_queries, "bandits_queries")
         A.check_count(bandits_tile, "bandits_tile", 1)
