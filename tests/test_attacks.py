@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import dwq
 from dwq import attacks as A
 from dwq.data import load_mnist5k
-from dwq.eval import run_at
+from dwq.eval import make_attack, run_at
 
 EPS = 0.1
 
@@ -255,3 +255,131 @@ def test_loss_scale_overflow_leaves_no_nan_and_float32_is_unchanged(trained):
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     assert torch.equal(A.pgd(m, x[:32], y[:32], EPS, 0.02, 3, generator=g()),
                        A.pgd(m, x[:32], y[:32], EPS, 0.02, 3, generator=g(), loss_scale=1024.0))
+
+
+def _rpt_cnn(dtype=torch.float32, seed=0):
+    """A small CNN whose quantizers and BN saw a batch at each precision, in eval mode, and images it
+    labels correctly (its own predictions: an attack that skips misclassified images attacks them all)."""
+    from dwq.models import small_cnn
+
+    torch.manual_seed(seed)
+    m = small_cnn(precisions=[4, 8], width=8)
+    with torch.no_grad():
+        for p in (4, 8):
+            run_at(m, p)(torch.rand(16, 1, 28, 28))
+        m.eval().to(dtype)
+        x = torch.rand(8, 1, 28, 28, dtype=dtype)
+        return m, x, run_at(m, 8)(x).argmax(1)
+
+
+@pytest.mark.parametrize("attack", [
+    lambda f, x, y: A.cw_linf(f, x, y, steps=2, binary_steps=1),
+    lambda f, x, y: A.cw_l2(f, x, y, steps=2),
+    # ε so small that APGD breaks nothing and FAB (a backward per class) runs on every image
+    lambda f, x, y: A.autoattack(f, x, y, 1e-4, steps=2, square_queries=2)])
+def test_attacks_leave_no_gradient_in_the_models_parameters(attack):
+    # cw_linf's loss.backward() and torchattacks' CW/FAB backward() filled the parameters' .grad
+    m, x, y = _rpt_cnn()
+    for f in (m, run_at(m, 4)):
+        m.zero_grad(set_to_none=True)
+        attack(f, x, y)
+        assert [n for n, p in m.named_parameters() if p.grad is not None] == []
+
+
+def test_torchattacks_based_attacks_keep_each_modules_mode():
+    # a RandomPrecision wrapper is a new module, training, around an eval-mode model: torchattacks called
+    # train() on it afterwards, which put the model's BN and quantizers in train mode
+    m, x, y = _rpt_cnn()
+    rpi = dwq.RandomPrecision(m, seed=0)
+    for attack in (lambda: A.cw_l2(rpi, x, y, steps=1),
+                   lambda: A.autoattack(rpi, x, y, EPS, version="rand", steps=1, eot_iter=1)):
+        attack()
+        assert rpi.training and not any(mod.training for mod in m.modules())
+
+
+def test_float64_images_and_model():
+    # cw_linf's float32 distances and torchattacks' FAB (in AutoAttack standard) failed on float64:
+    # 'Index put requires the source and destination dtypes match'
+    m, x, y = _rpt_cnn(torch.float64, seed=3)
+    for xa in (A.cw_linf(m, x, y, steps=2, binary_steps=1), A.cw_l2(m, x, y, steps=2),
+               A.autoattack(m, x, y, 8 / 255, steps=2, square_queries=5),
+               A.apgd_eot(m, x, y, 8 / 255, steps=2, eot_iter=1)["returned"]):
+        assert xa.dtype == torch.float64 and xa.shape == x.shape
+
+
+@pytest.mark.parametrize("bad", [lambda y: y.int(), lambda y: y.float(), lambda y: y[:, None], lambda y: y[:2]])
+@pytest.mark.parametrize("attack", [
+    lambda m, x, y: A.pgd(m, x, y, EPS, 0.02, 1), lambda m, x, y: A.fgsm(m, x, y, EPS),
+    lambda m, x, y: A.eot_pgd([m, m], x, y, EPS, 0.02, 1), lambda m, x, y: A.cw_linf(m, x, y, steps=1),
+    lambda m, x, y: A.cw_l2(m, x, y, steps=1), lambda m, x, y: A.bandits_td(m, x, y, EPS, max_queries=2),
+    lambda m, x, y: A.autoattack(m, x, y, EPS, steps=1, square_queries=1),
+    lambda m, x, y: A.apgd_eot(m, x, y, EPS, steps=1, eot_iter=1)])
+def test_bad_labels_are_named(trained, attack, bad):
+    # torch said 'expected target dtype to be Long or Byte, but got Int', '0D or 1D target tensor expected,
+    # multi-target not supported', 'one_hot is only applicable to index tensor of type LongTensor', and cw_l2
+    # took int32 labels that the other attacks refused
+    m, x, y = trained
+    with pytest.raises(ValueError, match=r"y must be int64 class labels \[N\] on the images' device, N = 4 "
+                                         r"\(x: \[4, 1, 28, 28\] on cpu\), got torch\.\w+ \[\d(, 1)?\] on cpu"):
+        attack(m, x[:4], bad(y[:4]))
+
+
+def test_apgd_counts_are_named(trained):
+    m, x, y = trained
+    with pytest.raises(ValueError, match=r"steps must be an int >= 1, got 2.5"):  # range()'s TypeError
+        A.apgd_eot(m, x[:4], y[:4], EPS, steps=2.5)
+
+
+def _classifier(classes):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, classes)).eval()
+
+
+def test_autoattack_reads_the_class_count_and_targets_nine_classes(monkeypatch):
+    """torchattacks takes n_classes - 1 targets: the default 10 failed on a 5-class model ('index -6 is out
+    of bounds'), and dwq eval's class count ran 99 targets on a 100-class model, not the original's 9."""
+    import torchattacks
+
+    x = torch.rand(4, 1, 28, 28)
+    targets = {}
+
+    def record(self, images, labels):
+        targets.update({type(a).__name__: a.n_target_classes for a in self.attacks if hasattr(a, "n_target_classes")})
+        return images
+    monkeypatch.setattr(torchattacks.MultiAttack, "forward", record)
+    from dwq.eval import make_attack
+
+    for classes, want in ((5, 4), (12, 9), (100, 9)):
+        m = _classifier(classes)
+        y = m(x).argmax(1)
+        make_attack("autoattack", epsilon=EPS, num_classes=classes)(m, x, y)
+        assert targets == {"APGDT": want, "FAB": want}
+        targets.clear()
+        A.autoattack(m, x, y, EPS, steps=1, square_queries=1)  # the default: read from the model
+        assert targets == {"APGDT": want, "FAB": want}
+
+
+@pytest.mark.parametrize("call,msg", [
+    (lambda x: A.autoattack(_classifier(5), x, torch.zeros(4, dtype=torch.long), EPS, n_classes=10),
+     r"n_classes is 10, but the model has 5 outputs"),
+    (lambda x: A.autoattack(_classifier(3), x, torch.zeros(4, dtype=torch.long), EPS),
+     r"AutoAttack 'standard' needs a model with at least 4 classes \(its targeted DLR loss\), got 3 outputs"),
+    (lambda x: A.autoattack(_classifier(2), x, torch.zeros(4, dtype=torch.long), EPS, version="rand"),
+     r"AutoAttack 'rand' needs a model with at least 3 classes \(its DLR loss\), got 2 outputs"),
+    (lambda x: A.apgd_eot(_classifier(2), x, torch.zeros(4, dtype=torch.long), EPS, loss="dlr"),
+     r"APGD's DLR loss needs a model with at least 3 classes, got 2 outputs")])
+def test_autoattack_class_count_is_checked(call, msg):
+    # each was an IndexError inside torchattacks
+    with pytest.raises(ValueError, match=msg):
+        call(torch.rand(4, 1, 28, 28))
+
+
+@pytest.mark.parametrize("attack", [lambda m, x, y: A.autoattack(m, x, y, EPS, steps=1, square_queries=1),
+                                    lambda m, x, y: make_attack("cw-linf", epsilon=EPS)(m, x, y),
+                                    lambda m, x, y: A.pgd(m, x, y, EPS, 0.05, 1)])
+def test_adversarial_images_are_detached_from_an_input_that_requires_grad(trained, attack):
+    # autoattack's and make_attack('cw-linf')'s final projection onto the ball around x linked the
+    # result to x's graph, so a later backward through the adversarial images reached x
+    m, x, y = trained
+    xg = x[:4].clone().requires_grad_(True)
+    assert not attack(m, xg, y[:4]).requires_grad

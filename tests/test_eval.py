@@ -685,3 +685,22 @@ def test_cw_l2_report_does_not_claim_epsilon_as_its_bound(model_data, tmp_path):
     rep = E.evaluate(m, x[:4], y[:4], SET[:2], attack="cw-l2", epsilon=0.1, protocols=["transfer"], batch_size=4)
     assert rep["cw_l2_bound"].startswith("none: unbounded L2") and "epsilon" not in rep["transfer_matrix"]
     E.save_heatmap(rep["transfer_matrix"], str(tmp_path / "cw.png"))
+
+
+@pytest.mark.parametrize("protocol", [
+    lambda m, x, y: E.clean_accuracy(m, x, y, [2, 8]),
+    lambda m, x, y: E.robust_accuracy(m, x, y, [2], lambda f, xb, yb: pgd(f, xb, yb, 0.1, 0.05, 1)),
+    lambda m, x, y: E.transfer_matrix(m, x, y, [2, 8], lambda f, xb, yb: pgd(f, xb, yb, 0.1, 0.05, 1)),
+    lambda m, x, y: E.adaptive_protocol(m, x, y, [2, 8], 0.1, 0.05, 1),
+    lambda m, x, y: E.autoattack_rpi(m, x, y, [2, 8], 0.1, steps=1, eot_iter=1)])
+def test_protocols_give_each_module_its_mode_back(model_data, protocol):
+    # they called model.eval() and left it so: a model evaluated between training epochs kept frozen BN
+    # statistics and quantizer ranges for the rest of training (dwq.eval.evaluate already kept the modes)
+    m, x, y = model_data
+    m.train()
+    m.bn1.eval()  # a frozen part stays frozen, the rest training
+    try:
+        protocol(m, x[:8], y[:8])
+        assert not m.bn1.training and all(mod.training for mod in m.modules() if mod not in set(m.bn1.modules()))
+    finally:
+        m.eval()

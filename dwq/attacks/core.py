@@ -49,6 +49,17 @@ def check_count(value, name: str, minimum: int = 0) -> int:
     return v
 
 
+def check_labels(x: torch.Tensor, y) -> None:
+    """``y``: int64 class labels [N] on the device of the images ``x`` [N, ...]. Metadata only (no host
+    sync); torch's own errors named neither y nor what was expected ('0D or 1D target tensor expected',
+    'expected target dtype to be Long', 'one_hot is only applicable to index tensor')."""
+    if (not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1 or len(y) != x.shape[0]
+            or y.device != x.device):
+        got = f"{y.dtype} {list(y.shape)} on {y.device}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"y must be int64 class labels [N] on the images' device, N = {x.shape[0]} (x: "
+                         f"{list(x.shape)} on {x.device}), got {got}")
+
+
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample cross-entropy, float [N]."""
     return F.cross_entropy(logits.float(), y, reduction="none")
@@ -140,6 +151,7 @@ def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generato
 
 def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None, loss_scale=None):
     check_eps(eps)
+    check_labels(x, y)
     f = _as_objective(model, loss)
     x = x.detach()
     x0 = x + _uniform(x, eps, generator) if rs else x
@@ -197,6 +209,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     steps, restarts = _check_iterations(eps, alpha, steps, restarts, random_start)
     if restart_select not in RESTART_SELECT:
         raise ValueError(f"restart_select must be one of {RESTART_SELECT}, got {restart_select!r}")
+    check_labels(x, y)
     f = _as_objective(model, loss)
     x = x.detach()
     best = x.clone()

@@ -10,24 +10,47 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ce_loss, check_autograd, check_count, check_eps, project_linf
+from .core import ce_loss, check_autograd, check_count, check_eps, check_labels, project_linf
+
+
+class _InputGrad(torch.autograd.Function):
+    """``fn(x)`` run at ``dtype`` whose backward reaches only ``x``: torchattacks' CW and FAB call
+    ``backward()``, which filled the ``.grad`` of the model's parameters (the attack's own gradient
+    left there for the caller's next optimizer step). FAB backpropagates the same output more than
+    once (``retain_graph=True``), so the inner graph is kept as long as the output's."""
+
+    @staticmethod
+    def forward(ctx, x, fn, dtype):
+        if not ctx.needs_input_grad[0]:
+            return fn(x.to(dtype)).float()
+        with torch.enable_grad():
+            ctx.x = x.detach().to(dtype).requires_grad_(True)
+            ctx.out = fn(ctx.x).float()
+        return ctx.out.detach()
+
+    @staticmethod
+    def backward(ctx, g):
+        gx, = torch.autograd.grad(ctx.out, ctx.x, g, retain_graph=True)
+        return gx.float(), None, None
 
 
 class _Wrap(nn.Module):
     """nn.Module around a model callable, as torchattacks expects. If the callable
-    is itself a module it is registered, so ``eval()`` reaches it."""
+    is itself a module it is registered, so ``eval()`` reaches it. torchattacks runs in float32
+    (its FAB failed on float64 images); the callable gets images of ``dtype``, the caller's."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, dtype=torch.float32):
         super().__init__()
         if isinstance(fn, nn.Module):
             self.inner = fn
         self.fn = fn
+        self.dtype = dtype
         # torchattacks restores train mode afterwards if the module it was given was training; a new
         # module is, so an eval-mode model came back in train mode. The wrapper reports fn's mode.
         self.training = fn.training if isinstance(fn, nn.Module) else False
 
     def forward(self, x):
-        return self.fn(x)
+        return _InputGrad.apply(x, self.fn, self.dtype)
 
 
 def _torchattacks():
@@ -47,21 +70,36 @@ def _build(cls, *args, **kw):
         return cls(*args, **kw)
 
 
+@contextlib.contextmanager
+def _kept_modes(module: nn.Module):
+    """Each submodule's ``training`` flag restored on exit (also on error). ``dwq.nn.kept_modes``,
+    written again: ``dwq.attacks`` imports no other dwq package."""
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def _run(atk, x, y):
     check_autograd()
+    check_labels(x, y)
     atk.set_device(x.device)
-    # torchattacks puts the wrapped module in eval mode during the attack and restores it; its
-    # components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        return atk(x.detach(), y).detach()
+    # torchattacks puts the wrapped module in eval mode during the attack and then calls train() on it if
+    # it was training, which set every submodule alike (a RandomPrecision wrapper, a new module, is
+    # training around an eval-mode model) and on error left it in eval: each module's flag is restored.
+    # Its components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
+    with _kept_modes(atk.model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        return atk(x.detach().float(), y).detach().to(x.dtype)
 
 
 def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):
     """Carlini-Wagner L2 (torchattacks.CW, unbounded, minimal-distortion)."""
-    return _run(_build(_torchattacks().CW, _Wrap(model), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
+    return _run(_build(_torchattacks().CW, _Wrap(model, x.dtype), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
 
 
-def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps=100, eot_iter=20,
+def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, steps=100, eot_iter=20,
                square_queries=5000):
     """AutoAttack L∞ (Croce & Hein 2020) assembled from torchattacks 3.5.1 components.
 
@@ -71,6 +109,10 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     ``steps`` defaults to the original AutoAttack's 100 iterations: torchattacks'
     own ``AutoAttack`` class leaves its APGD/FAB at their default 10 steps, a weaker
     attack than the one papers report, so it is not used as is.
+    ``n_classes``: the model's number of outputs (None: read from a forward of one image; given,
+    it must match). APGD-T and FAB-T target the 9 most likely other classes, as the original does
+    (``n_target_classes = 9``), or all of them with fewer than 10 classes; their targeted DLR loss
+    needs at least 4 classes (``standard``), the DLR loss of ``rand`` at least 3.
     """
     check_eps(eps)
     if version not in ("standard", "rand"):
@@ -78,19 +120,31 @@ def autoattack(model, x, y, eps, version="standard", n_classes=10, seed=0, steps
     check_count(steps, "steps", 1)
     check_count(eot_iter, "eot_iter", 1)
     check_count(square_queries, "square_queries", 1)
+    check_labels(x, y)
     ta = _torchattacks()
-    m = _Wrap(model)
+    m = _Wrap(model, x.dtype)
+    # torchattacks took n_classes - 1 targets: n_classes=10 for a 5-class model failed with 'index -6 is
+    # out of bounds', and the class count of a 100-class model ran 99 targets, not the standard 9
+    with _kept_modes(m), torch.no_grad():
+        classes = m.eval()(x[:1].float()).shape[-1]
+    if n_classes is not None and n_classes != classes:
+        raise ValueError(f"n_classes is {n_classes}, but the model has {classes} outputs")
+    need = 4 if version == "standard" else 3
+    if classes < need:
+        raise ValueError(f"AutoAttack {version!r} needs a model with at least {need} classes (its "
+                         f"{'targeted ' if version == 'standard' else ''}DLR loss), got {classes} outputs")
+    targets = min(9, classes - 1)
     common = dict(norm="Linf", eps=eps, seed=seed, n_restarts=1)
-    if version == "standard":
+    if version == "standard":  # torchattacks' n_classes: the number of targets + 1
         parts = [_build(ta.APGD, m, loss="ce", steps=steps, **common),
-                 _build(ta.APGDT, m, steps=steps, n_classes=n_classes, **common),
-                 _build(ta.FAB, m, steps=steps, multi_targeted=True, n_classes=n_classes, **common),
+                 _build(ta.APGDT, m, steps=steps, n_classes=targets + 1, **common),
+                 _build(ta.FAB, m, steps=steps, multi_targeted=True, n_classes=targets + 1, **common),
                  _build(ta.Square, m, n_queries=square_queries, **common)]
     else:
         parts = [_build(ta.APGD, m, loss="ce", steps=steps, eot_iter=eot_iter, **common),
                  _build(ta.APGD, m, loss="dlr", steps=steps, eot_iter=eot_iter, **common)]
     atk = _build(ta.MultiAttack, parts)
-    return project_linf(_run(atk, x, y), x, eps)
+    return project_linf(_run(atk, x, y), x.detach(), eps)  # (x: an input that requires grad made the result so)
 
 
 def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
@@ -114,20 +168,24 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
     """
     check_eps(eps)
     check_autograd()
-    if eot_iter < 1 or steps < 1:
-        raise ValueError(f"APGD needs steps >= 1 and eot_iter >= 1, got steps={steps}, eot_iter={eot_iter}")
+    check_labels(x, y)
+    check_count(steps, "steps", 1)
+    check_count(eot_iter, "eot_iter", 1)
     if loss not in ("ce", "dlr"):
         raise ValueError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
     ta = _torchattacks()
     x, y = x.detach(), y.detach()
-    atk = _build(ta.APGD, _Wrap(model), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
+    atk = _build(ta.APGD, _Wrap(model, x.dtype), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
                   eot_iter=eot_iter)
     atk.set_device(x.device)
     with torch.no_grad():
-        start_ok = model(x).argmax(1) == y
+        logits = model(x)
+    if loss == "dlr" and logits.shape[-1] < 3:  # (torchattacks: 'index -3 is out of bounds')
+        raise ValueError(f"APGD's DLR loss needs a model with at least 3 classes, got {logits.shape[-1]} outputs")
+    start_ok = logits.argmax(1) == y
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        x_best, acc, _, x_fooled = atk.attack_single_run(x, y)
+        x_best, acc, _, x_fooled = (t.to(x.dtype) for t in atk.attack_single_run(x.float(), y))
     fooled = ~acc.bool()
     x_fooled = project_linf(x_fooled.detach(), x, eps)  # already inside; guards float drift
     keep = (start_ok & fooled).view(-1, *[1] * (x.dim() - 1))
@@ -157,6 +215,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     check_count(steps, "steps", 1)
     check_count(binary_steps, "binary_steps", 1)
     check_autograd()
+    check_labels(x, y)
     x = x.detach()
     n = x.shape[0]
     c = torch.full((n,), c_init, device=x.device)
@@ -164,7 +223,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     c_hi = torch.full((n,), 1e10, device=x.device)
     x_atanh = torch.atanh(((x - lo) / (hi - lo) * 2 - 1).clamp(-1, 1) * 0.999999)
     best = x.clone()
-    best_d = torch.full((n,), float("inf"), device=x.device)
+    best_d = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)  # (float32 failed float64 images)
     for _ in range(binary_steps):
         delta = torch.zeros_like(x, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=lr)
@@ -178,8 +237,8 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
                 margin = z[onehot] - z.masked_fill(onehot, float("-inf")).amax(1)
                 d = (torch.abs(adv - x) - t).clamp(min=0).flatten(1).sum(1)
                 loss = (c * (margin + kappa).clamp(min=0)).sum() + d.sum()
-                opt.zero_grad()
-                loss.backward()
+                # the gradient of delta only: loss.backward() filled the model's parameters' .grad too
+                delta.grad, = torch.autograd.grad(loss, delta)
             opt.step()
             if d.max() == 0:
                 t *= 0.9
@@ -213,6 +272,7 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     check_eps(eps)
     check_count(max_queries, "max_queries")
     check_count(tile_size, "tile_size", 1)  # 0 was a ZeroDivisionError
+    check_labels(x, y)
     loss = loss or ce_loss
     image_lr = eps / 4 if image_lr is None else image_lr
     x = x.detach()

@@ -1,6 +1,8 @@
 """Evaluation attacks chosen by name, with their settings bound: ``attack(fn, x, y) -> x_adv``."""
 from __future__ import annotations
 
+from typing import Optional
+
 from dwq import attacks as A
 
 __all__ = ["EVAL_ATTACKS", "REFERENCE_PGD", "make_attack"]
@@ -15,8 +17,8 @@ REFERENCE_PGD = {"early_stop": True, "restart_select": "loss"}
 
 
 def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
-                cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4, num_classes: int = 10,
-                early_stop: bool = False, restart_select: str = "misclassified", generator=None, seed: int = 0):
+                cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4,
+                num_classes: Optional[int] = None, early_stop: bool = False, restart_select: str = "misclassified", generator=None, seed: int = 0):
     """The attack ``name`` (one of ``EVAL_ATTACKS``) as a callable ``(model_fn, x, y) -> x_adv``.
 
     epsilon/alpha/steps/restarts: PGD's (epsilon also bounds FGSM, CW-L∞ after projection, Bandits
@@ -26,7 +28,8 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     but without its early abort, see docs/workflow.md); bandits_queries/bandits_tile: Bandits-TD's
     query budget and prior tile (pixels per tile side). generator: the CPU ``torch.Generator`` that
     PGD's random starts and Bandits' exploration noise draw from (None: torch's global RNG); seed:
-    AutoAttack's (it seeds each component itself, in a forked RNG). ValueError for an unknown name,
+    AutoAttack's (it seeds each component itself, in a forked RNG); num_classes: AutoAttack's, the
+    model's number of outputs (None: read from the model). ValueError for an unknown name,
     or early_stop/restart_select given to an attack other than PGD.
     """
     A.check_eps(epsilon)
@@ -48,7 +51,7 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     if name == "cw-linf":  # the reference's evaluation settings (test_strong.py): c = 0.1, one search step
         A.check_eps(cw_tau, "cw_tau", positive=True)
         return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau, c_init=0.1, binary_steps=1, steps=100),
-                                              x, epsilon)
+                                              x.detach(), epsilon)
     if name == "bandits":
         A.check_count(bandits_queries, "bandits_queries")
         A.check_count(bandits_tile, "bandits_tile", 1)

@@ -31,6 +31,7 @@ need no second run.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import torch
@@ -40,7 +41,7 @@ from dwq.attacks import apgd_eot, eot_pgd
 from dwq.eval.intervals import acc_ci, cluster_ci, mean_ci
 from dwq.eval.report import pname
 from dwq.eval.stages import resumable_map
-from dwq.nn import precision
+from dwq.nn import kept_modes, precision
 
 __all__ = ["run_at", "predict", "clean_accuracy", "robust_accuracy", "rpi_clean", "paper_protocol",
            "adaptive_protocol", "transfer_matrix", "matrix_diagonal", "rpi_best_of_attacks", "autoattack_rpi",
@@ -78,6 +79,18 @@ def run_at(model, p) -> Callable:
     return f
 
 
+def _in_eval_mode(protocol):
+    """Runs ``protocol(model, ...)`` with ``model`` in eval mode and gives each module its mode back:
+    a training model was left in eval mode (frozen BN statistics and quantizer ranges for the rest of
+    training), as :func:`dwq.eval.evaluate` already avoids."""
+    @functools.wraps(protocol)
+    def run(model, *args, **kwargs):
+        with kept_modes(model):
+            model.eval()
+            return protocol(model, *args, **kwargs)
+    return run
+
+
 def _batches(x, y, bs):
     for i in range(0, len(y), bs):
         yield x[i:i + bs], y[i:i + bs]
@@ -89,19 +102,19 @@ def predict(fn, x, batch_size=500):
     return torch.cat([fn(xb).argmax(1) for xb, _ in _batches(x, x, batch_size)])
 
 
+@_in_eval_mode
 def clean_accuracy(model, x, y, precisions, batch_size=500, return_correct=False):
     """Clean accuracy at each precision: ``{pname: acc_ci}``; ``return_correct``: also the
     per-image correctness, bool [P, N]."""
-    model.eval()
     corr = torch.stack([predict(run_at(model, p), x, batch_size) == y for p in precisions])
     out = {pname(p): acc_ci(c) for p, c in zip(precisions, corr)}
     return (out, corr) if return_correct else out
 
 
+@_in_eval_mode
 def robust_accuracy(model, x, y, precisions, attack, batch_size=500) -> dict:
     """``attack(fn, x, y) -> x_adv`` at each precision, classified at the same precision. When the
     transfer matrix is run too, use its diagonal (:func:`matrix_diagonal`) instead: same attack."""
-    model.eval()
     out = {}
     for p in precisions:
         f = run_at(model, p)
@@ -116,6 +129,7 @@ def rpi_clean(clean_correct: torch.Tensor) -> dict:
     return mean_ci(clean_correct.float().mean(0), clean_correct.shape[0])
 
 
+@_in_eval_mode
 def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_correct=False, on_row=None, row=None):
     """Robust accuracy for every (attack precision i, inference precision j):
     ``{"attack_precisions", "inference_precisions", "acc": [[...]], "ci95": [[[lo, hi]]], "n"}``.
@@ -124,7 +138,6 @@ def transfer_matrix(model, x, y, precisions, attack, batch_size=500, return_corr
     ``on_row(p)``: called before the attack at precision ``p`` (progress).
     ``row(p, compute)``: returns the row's correctness at precision ``p``, calling ``compute()`` for it
     (or reading it back: an evaluation's saved stages)."""
-    model.eval()
     acc, ci, corr = [], [], []
     for pa in precisions:
         if on_row is not None:
@@ -184,15 +197,16 @@ def paper_protocol(tm_correct: torch.Tensor, clean_correct: torch.Tensor = None,
     return out
 
 
+@_in_eval_mode
 def adaptive_protocol(model, x, y, precisions, eps, alpha, steps, restarts=1, batch_size=250, seed=0,
                       return_correct=False):
     """EOT-PGD over the whole set (exact mean of the per-precision losses), then accuracy at every
     inference precision (``per_precision``), their mean (``expected``: the expected accuracy of RPI
     with a uniform draw, interval over images) and the worst case (right at every precision).
     ``return_correct``: also the per-image correctness, bool [P, N]."""
-    model.eval()
     g = torch.Generator().manual_seed(seed)
     fns = [run_at(model, p) for p in precisions]
+
     def attack(xb, yb):
         return eot_pgd(fns, xb, yb, eps, alpha, steps, restarts=restarts, generator=g)
 
@@ -254,6 +268,7 @@ class PerImageRPI(nn.Module):
         return torch.cat(parts)[torch.argsort(order)]
 
 
+@_in_eval_mode
 def autoattack_rpi(model, x, y, precisions, eps, *, seed=0, batch_size=250, steps=100, eot_iter=20,
                    return_correct=False):
     """AutoAttack ``rand`` (APGD-CE then APGD-DLR, ``eot_iter`` EOT samples per step, ``steps``
@@ -273,7 +288,6 @@ def autoattack_rpi(model, x, y, precisions, eps, *, seed=0, batch_size=250, step
     images the original count has not lost yet, as AutoAttack does. One run serves both counts.
     ``return_correct``: also ``{"original": bool [N], "expected": float [N] per-image scores}``.
     """
-    model.eval()
     precisions = list(precisions)
     fns = [run_at(model, p) for p in precisions]
     rpi = PerImageRPI(model, precisions, seed=seed)
