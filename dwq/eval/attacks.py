@@ -18,7 +18,8 @@ REFERENCE_PGD = {"early_stop": True, "restart_select": "loss"}
 
 def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
                 cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4,
-                num_classes: Optional[int] = None, early_stop: bool = False, restart_select: str = "misclassified", generator=None, seed: int = 0):
+                num_classes: Optional[int] = None, early_stop: bool = False, restart_select: str = "misclassified",
+                generator=None, seed: int = 0):
     """The attack ``name`` (one of ``EVAL_ATTACKS``) as a callable ``(model_fn, x, y) -> x_adv``.
 
     epsilon/alpha/steps/restarts: PGD's (epsilon also bounds FGSM, CW-L∞ after projection, Bandits
