@@ -65,7 +65,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
       images (default all) with the original's 100 steps and 20 EOT samples.
     num_classes: the data's number of classes, which must be the model's number of outputs (a
       100-output model on a 10-class set is refused, not scored); default: the model's. AutoAttack
-      ``standard`` targets that many classes minus one.
+      ``standard``'s targeted attacks take the 9 most likely other classes, as the original (all the
+      others with fewer than 10 classes).
     input_size: ``(C, H, W)`` for the BitOPs summary (omitted when None).
     per_image: keep the per-image scores behind the RPI figures (``report["per_image"]``), so that
       paired differences can be computed from the report alone.
