@@ -383,3 +383,21 @@ def test_adversarial_images_are_detached_from_an_input_that_requires_grad(traine
     m, x, y = trained
     xg = x[:4].clone().requires_grad_(True)
     assert not attack(m, xg, y[:4]).requires_grad
+
+
+def test_apgd_eot_on_cpu_images_does_not_reseed_the_gpus(monkeypatch):
+    """torch.manual_seed(seed) inside a CPU-only fork reseeded every CUDA generator of a machine with a
+    GPU, and nothing gave their states back; the CPU images draw from the CPU generator alone."""
+    from dwq.attacks import apgd_eot
+
+    torch.manual_seed(0)
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: reseeded.append(s))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda s: reseeded.append(s))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    x, y = torch.rand(3, 3, 2, 2), torch.tensor([0, 1, 2])
+    before = torch.get_rng_state()
+    a = apgd_eot(model, x, y, 0.1, steps=2, eot_iter=1, seed=5)
+    b = apgd_eot(model, x, y, 0.1, steps=2, eot_iter=1, seed=5)
+    assert reseeded == [] and torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(a["x_best"], b["x_best"])  # still seeded: the same start each time

@@ -184,7 +184,12 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
         raise ValueError(f"APGD's DLR loss needs a model with at least 3 classes, got {logits.shape[-1]} outputs")
     start_ok = logits.argmax(1) == y
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+        # the generators it draws from, not torch.manual_seed: that one also reseeds every GPU, which
+        # the fork does not give back (the global CUDA RNG of a machine with a GPU, for CPU images)
+        torch.random.default_generator.manual_seed(seed)
+        if x.device.type == "cuda":
+            with torch.cuda.device(x.device):
+                torch.cuda.manual_seed(seed)
         x_best, acc, _, x_fooled = (t.to(x.dtype) for t in atk.attack_single_run(x.float(), y))
     fooled = ~acc.bool()
     x_fooled = project_linf(x_fooled.detach(), x, eps)  # already inside; guards float drift
