@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dwq.nn.modes import kept_modes
+
 from .core import ce_loss, check_autograd, check_count, check_eps, check_labels, project_linf
 
 
@@ -70,18 +72,6 @@ def _build(cls, *args, **kw):
         return cls(*args, **kw)
 
 
-@contextlib.contextmanager
-def _kept_modes(module: nn.Module):
-    """Each submodule's ``training`` flag restored on exit (also on error). ``dwq.nn.kept_modes``,
-    written again: ``dwq.attacks`` imports no other dwq package."""
-    modes = [(m, m.training) for m in module.modules()]
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def _run(atk, x, y):
     check_autograd()
     check_labels(x, y)
@@ -90,7 +80,7 @@ def _run(atk, x, y):
     # it was training, which set every submodule alike (a RandomPrecision wrapper, a new module, is
     # training around an eval-mode model) and on error left it in eval: each module's flag is restored.
     # Its components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
-    with _kept_modes(atk.model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    with kept_modes(atk.model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         return atk(x.detach().float(), y).detach().to(x.dtype)
 
 
@@ -125,7 +115,7 @@ def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, ste
     m = _Wrap(model, x.dtype)
     # torchattacks took n_classes - 1 targets: n_classes=10 for a 5-class model failed with 'index -6 is
     # out of bounds', and the class count of a 100-class model ran 99 targets, not the standard 9
-    with _kept_modes(m), torch.no_grad():
+    with kept_modes(m), torch.no_grad():
         classes = m.eval()(x[:1].float()).shape[-1]
     if n_classes is not None and n_classes != classes:
         raise ValueError(f"n_classes is {n_classes}, but the model has {classes} outputs")
