@@ -401,3 +401,30 @@ def test_apgd_eot_on_cpu_images_does_not_reseed_the_gpus(monkeypatch):
     b = apgd_eot(model, x, y, 0.1, steps=2, eot_iter=1, seed=5)
     assert reseeded == [] and torch.equal(torch.get_rng_state(), before)
     assert torch.equal(a["x_best"], b["x_best"])  # still seeded: the same start each time
+
+
+@pytest.mark.parametrize("attack", [
+    lambda m, x, y, **k: A.pgd(m, x, y, 8 / 255, 2 / 255, 2, **k),
+    lambda m, x, y, **k: A.eot_pgd([m, m], x, y, 8 / 255, 2 / 255, 2, **k),
+    lambda m, x, y, **k: A.eot_pgd(lambda xa: m(xa).logsumexp(1), x, y, 8 / 255, 2 / 255, 2, **k),
+    lambda m, x, y, **k: A.fgsm(m, x, y, 8 / 255, **k),
+    lambda m, x, y, **k: A.fgsm_rs(m, x, y, 8 / 255, **k),
+    lambda m, x, y, **k: A.cw_linf(m, x, y, steps=2, binary_steps=1, **k),
+    lambda m, x, y, **k: A.bandits_td(m, x, y, 8 / 255, max_queries=4, **k)[0],
+    lambda m, x, y, **k: A.apgd_eot(m, x, y, 8 / 255, steps=2, eot_iter=1)["returned"] if not k else None,
+    lambda m, x, y, **k: A.cw_l2(m, x, y, steps=2) if not k else None,
+], ids=["pgd", "eot_pgd", "eot_pgd_loss", "fgsm", "fgsm_rs", "cw_linf", "bandits", "apgd_eot", "cw_l2"])
+def test_images_outside_the_range_are_refused(attack, request):
+    """The attacks clamp to [lo, hi]: normalized images came back up to 1 away from x at eps = 8/255,
+    with no error; now refused (NaN too), and an attack given that range runs within eps."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    x, y = torch.rand(3, 3, 4, 4), torch.tensor([0, 1, 2])
+    for bad in (x * 3 - 1, torch.where(x > 0.5, float("nan"), x)):
+        with pytest.raises(ValueError, match=r"x must hold images in \[0, 1\] .*epsilon bound"):
+            attack(m, bad, y)
+    out = attack(m, x * 3 - 1, y, lo=-1.0, hi=2.0)
+    if out is not None:  # (the torchattacks ones take images in [0, 1] only)
+        assert out.min() >= -1 and out.max() <= 2
+        if "cw_linf" not in request.node.name:  # (bounded by its tau penalty, not by eps)
+            assert (out - (x * 3 - 1)).abs().max() <= 8 / 255 + 1e-6

@@ -1,7 +1,7 @@
 """Gradient attacks in L∞: FGSM, FGSM-RS, PGD and exact EOT-PGD.
 
-All work on images in ``[lo, hi]`` (default ``[0, 1]``) and keep
-``|x_adv - x|_∞ <= eps`` exactly (projection after each step, then clamping to
+All work on images in ``[lo, hi]`` (default ``[0, 1]``; others are refused, :func:`check_images`)
+and keep ``|x_adv - x|_∞ <= eps`` exactly (projection after each step, then clamping to
 the image range, which can only shrink the perturbation).
 
 Losses are *per-sample* callables ``loss(logits, y) -> float [N]``; the attack
@@ -21,6 +21,8 @@ from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+
+from dwq.ops.fake_quant import check_value
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,6 +49,17 @@ def check_count(value, name: str, minimum: int = 0) -> int:
     if v is None or v < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return v
+
+
+def check_images(x: torch.Tensor, lo: float = 0.0, hi: float = 1.0) -> None:
+    """``x`` lies in ``[lo, hi]`` (NaN refused too). The attacks clamp to that range, so images outside
+    it (normalized ones, say) came back up to 1 away from x at eps = 8/255, breaking the eps bound
+    silently. At once on the CPU; on accelerators an asynchronous device assert (no host sync)."""
+    if x.numel():
+        mn, mx = torch.aminmax(x.detach())
+        check_value(~((mn >= lo) & (mx <= hi)), f"x must hold images in [{lo:g}, {hi:g}] (the attacks clamp to that "
+                    f"range: images outside it, e.g. normalized ones, would break the epsilon bound); normalize "
+                    f"inside the model (dwq.models.Normalize), or give the attack lo= and hi=")
 
 
 def check_labels(x: torch.Tensor, y) -> None:
@@ -152,6 +165,7 @@ def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generato
 def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None, loss_scale=None):
     check_eps(eps)
     check_labels(x, y)
+    check_images(x, lo, hi)
     f = _as_objective(model, loss)
     x = x.detach()
     x0 = x + _uniform(x, eps, generator) if rs else x
@@ -210,6 +224,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     if restart_select not in RESTART_SELECT:
         raise ValueError(f"restart_select must be one of {RESTART_SELECT}, got {restart_select!r}")
     check_labels(x, y)
+    check_images(x, lo, hi)
     f = _as_objective(model, loss)
     x = x.detach()
     best = x.clone()
@@ -263,6 +278,7 @@ def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, resta
         raise ValueError("loss applies to a list of models; a loss callable loss_fn(x_adv) already is the loss")
     # as pgd's: restarts=0 returned the clean images as the attack's result
     steps, restarts = _check_iterations(eps, alpha, steps, restarts, random_start)
+    check_images(x, lo, hi)
     x = x.detach()
     best = x.clone()
     best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)

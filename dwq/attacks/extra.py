@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from dwq.nn.modes import kept_modes
 
-from .core import ce_loss, check_autograd, check_count, check_eps, check_labels, project_linf
+from .core import ce_loss, check_autograd, check_count, check_eps, check_images, check_labels, project_linf
 
 
 class _InputGrad(torch.autograd.Function):
@@ -75,6 +75,7 @@ def _build(cls, *args, **kw):
 def _run(atk, x, y):
     check_autograd()
     check_labels(x, y)
+    check_images(x)  # (torchattacks clamps to [0, 1])
     atk.set_device(x.device)
     # torchattacks puts the wrapped module in eval mode during the attack and then calls train() on it if
     # it was training, which set every submodule alike (a RandomPrecision wrapper, a new module, is
@@ -111,6 +112,7 @@ def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, ste
     check_count(eot_iter, "eot_iter", 1)
     check_count(square_queries, "square_queries", 1)
     check_labels(x, y)
+    check_images(x)
     ta = _torchattacks()
     m = _Wrap(model, x.dtype)
     # torchattacks took n_classes - 1 targets: n_classes=10 for a 5-class model failed with 'index -6 is
@@ -159,6 +161,7 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
     check_eps(eps)
     check_autograd()
     check_labels(x, y)
+    check_images(x)
     check_count(steps, "steps", 1)
     check_count(eot_iter, "eot_iter", 1)
     if loss not in ("ce", "dlr"):
@@ -211,6 +214,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     check_count(binary_steps, "binary_steps", 1)
     check_autograd()
     check_labels(x, y)
+    check_images(x, lo, hi)
     x = x.detach()
     n = x.shape[0]
     c = torch.full((n,), c_init, device=x.device)
@@ -268,6 +272,7 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     check_count(max_queries, "max_queries")
     check_count(tile_size, "tile_size", 1)  # 0 was a ZeroDivisionError
     check_labels(x, y)
+    check_images(x, lo, hi)
     loss = loss or ce_loss
     image_lr = eps / 4 if image_lr is None else image_lr
     x = x.detach()
