@@ -180,8 +180,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
         ap.error(f"--out {args.out} exists; dwq never overwrites a run")
-    if args.budget <= 0:
-        ap.error(f"--budget {args.budget}: expected a positive number of seconds")
+    if not 0 < args.budget < float("inf"):  # (nan and inf passed "<= 0": no budget at all)
+        ap.error(f"--budget {args.budget}: expected a positive, finite number of seconds")
     os.makedirs(args.out)
     py = sys.executable
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")

@@ -82,3 +82,15 @@ def test_every_test_it_names_exists():
         assert (ROOT / path).is_file(), path
         if name:
             assert re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M), f"{path}::{name}"
+
+
+def test_a_budget_that_is_not_a_positive_finite_number_is_refused(tmp_path, capsys):
+    """nan and inf passed the "<= 0" check: the lent machine's run then had no budget at all."""
+    import pytest
+
+    gc = _gpu_check()
+    for bad in ("0", "-5", "nan", "inf"):
+        with pytest.raises(SystemExit) as e:
+            gc.main(["--out", str(tmp_path / "o"), "--budget", bad])
+        assert e.value.code == 2 and f"--budget {float(bad)}: expected a positive, finite" in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()
