@@ -212,6 +212,12 @@ def main(argv=None):
     torch.backends.cudnn.benchmark = True
     gpu = device.type == "cuda"
     only = set(args.only or ["train_step", "eval_forward", "fake_quantize"])
+    modes = set(args.modes)
+    # a selection that measures nothing wrote [] and said nothing
+    if not ("fake_quantize" in only or "train_step" in only and (modes & {"fp32", "amp"} or "graphs" in modes and gpu)
+            or "eval_forward" in only and modes & {"fp32", "half"}):
+        ap.error(f"--only {' '.join(sorted(only))} --modes {' '.join(args.modes)} on {device.type}: measures nothing "
+                 f"(train_step takes fp32, amp and, on CUDA, graphs; eval_forward fp32 and half)")
     train_batch, eval_batch = (128, 256) if gpu else (32, 32)
     pgd_steps = 7
     reps = args.reps or ((5 if args.quick else 10) if gpu else (3 if args.quick else 7))
