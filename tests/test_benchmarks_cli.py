@@ -25,7 +25,7 @@ def _script(name):
     ("bench_train", ["--device", "nosuch"], "--device nosuch"),
     ("bench_train", ["--reps", "0"], "--reps"),
     # selections that measure nothing (they wrote [] and exited 0)
-    ("bench_train", ["--device", "cpu", "--only", "eval_forward", "--modes", "amp"], "--modes amp on cpu: measures nothing"),
+    ("bench_train", ["--device", "cpu", "--only", "eval_forward", "--modes", "amp"], "amp on cpu: measures nothing"),
     ("bench_train", ["--device", "cpu", "--only", "train_step", "--modes", "graphs"], "--modes graphs on cpu"),
     ("bench_compile", ["--reps", "0"], "--reps"),
     ("bench_compile", ["--device", "gpu"], "--device gpu"),
