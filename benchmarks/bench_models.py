@@ -33,7 +33,8 @@ from dwq.models import preact_resnet18, resnet50
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
 
-from records import FLOAT32_BITS, faster_layout, finish, latency_axis, output_paths, record  # noqa: E402  (benchmarks/records.py)
+from records import (FLOAT32_BITS, faster_layout, finish, latency_axis,  # noqa: E402  (benchmarks/records.py)
+                     output_paths, record)
 
 CASES = [("preact_resnet18", (3, 32, 32), 1), ("preact_resnet18", (3, 32, 32), 32),
          ("resnet50", (3, 224, 224), 1), ("resnet50", (3, 224, 224), 8)]

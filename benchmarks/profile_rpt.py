@@ -128,7 +128,8 @@ def count_syncs(fn, device):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch", type=positive_int, default=None, help="train batch (eval: twice it); default 128 on CUDA, 16 on CPU")
+    ap.add_argument("--batch", type=positive_int, default=None,
+                    help="train batch (eval: twice it); default 128 on CUDA, 16 on CPU")
     ap.add_argument("--bits", type=int, default=4, choices=range(MIN_BITS, MAX_BITS + 1), metavar="BITS")
     ap.add_argument("--steps", type=nonneg_int, default=7, help="PGD steps of the training step")
     ap.add_argument("--json")

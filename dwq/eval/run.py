@@ -76,7 +76,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     stage_dir: a folder where each finished stage (clean accuracy, each attack precision, EOT-PGD,
       AutoAttack), and each finished batch of the stage in progress, is saved (:mod:`dwq.eval.stages`);
       given again to the same evaluation (model state, images, settings) after an interruption, they
-      are read back, not run: the report is the uninterrupted one's. One made for another evaluation is refused (``StageDirError``).
+      are read back, not run: the report is the uninterrupted one's. One made for another evaluation
+      is refused (``StageDirError``).
     seed: seeds every random draw of the evaluation, each from a private generator: the chosen
       attack's (PGD's random starts, Bandits' noise; one stream derived from ``seed``, restarted at
       each attack precision), EOT-PGD's starts, the paper replica's and AutoAttack's draws. The

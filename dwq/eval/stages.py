@@ -4,9 +4,8 @@ An evaluation is a sequence of stages (clean accuracy, the chosen attack at each
 AutoAttack); each draws its randomness from a generator seeded for that stage alone, so a stage read
 back from disk is exactly the one a run without the interruption computes. ``stage_dir`` holds
 ``evaluation.json`` (the settings, digests of the model's state, of its layers' options and of the
-images and labels) and
-one ``<stage>.pt`` per finished stage, written atomically. A folder made for another evaluation is
-refused, naming what differs: reading its stages would mix two evaluations.
+images and labels) and one ``<stage>.pt`` per finished stage, written atomically. A folder made for
+another evaluation is refused, naming what differs: reading its stages would mix two evaluations.
 
 Inside a stage, the batch loops of the attacks run through :func:`resumable_map`: each batch's result
 is saved as it finishes (``<stage>.parts/``), with the states of the generators the stage draws from,
