@@ -26,7 +26,8 @@ from dwq.ops.fake_quant import check_value
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 
-# names accepted by the CLI
+# the attacks this package offers, by name (the command line takes its own subsets: dwq.eval.EVAL_ATTACKS for
+# dwq eval --attack, dwq.train.TRAIN_ATTACKS for dwq train --attack; EOT-PGD and AutoAttack rand are protocols)
 ATTACKS = ("pgd", "fgsm", "fgsm-rs", "cw-l2", "cw-linf", "bandits", "autoattack", "autoattack-rand", "eot-pgd")
 
 
