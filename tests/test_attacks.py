@@ -413,7 +413,8 @@ def test_apgd_eot_on_cpu_images_does_not_reseed_the_gpus(monkeypatch):
     lambda m, x, y, **k: A.bandits_td(m, x, y, 8 / 255, max_queries=4, **k)[0],
     lambda m, x, y, **k: A.apgd_eot(m, x, y, 8 / 255, steps=2, eot_iter=1)["returned"] if not k else None,
     lambda m, x, y, **k: A.cw_l2(m, x, y, steps=2) if not k else None,
-], ids=["pgd", "eot_pgd", "eot_pgd_loss", "fgsm", "fgsm_rs", "cw_linf", "bandits", "apgd_eot", "cw_l2"])
+    lambda m, x, y, **k: A.autoattack(m, x, y, 8 / 255, steps=1, square_queries=1) if not k else None,
+], ids=["pgd", "eot_pgd", "eot_pgd_loss", "fgsm", "fgsm_rs", "cw_linf", "bandits", "apgd_eot", "cw_l2", "autoattack"])
 def test_images_outside_the_range_are_refused(attack, request):
     """The attacks clamp to [lo, hi]: normalized images came back up to 1 away from x at eps = 8/255,
     with no error; now refused (NaN too), and an attack given that range runs within eps."""

@@ -111,9 +111,7 @@ def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, ste
     check_count(steps, "steps", 1)
     check_count(eot_iter, "eot_iter", 1)
     check_count(square_queries, "square_queries", 1)
-    check_labels(x, y)
-    check_images(x)
-    ta = _torchattacks()
+    ta = _torchattacks()  # (the labels and images: checked by _run, once)
     m = _Wrap(model, x.dtype)
     # torchattacks took n_classes - 1 targets: n_classes=10 for a 5-class model failed with 'index -6 is
     # out of bounds', and the class count of a 100-class model ran 99 targets, not the standard 9
