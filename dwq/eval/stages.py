@@ -136,20 +136,19 @@ class _Parts:
         for i, item in enumerate(items):
             path = os.path.join(self.folder, f"{call}.{i}.pt")
             if not computing and os.path.isfile(path):
-                result, rng = _read(path, "batch", self.device, "generators")
-                out.append(result)
-                if len(rng) != len(generators):
-                    raise StageDirError(f"{path} holds {len(rng)} generator state(s), this stage draws from "
+                result, states = _read(path, "batch", self.device, "generators")
+                if len(states) != len(generators):
+                    raise StageDirError(f"{path} holds {len(states)} generator state(s), this stage draws from "
                                         f"{len(generators)}; remove {self.folder} to run the stage again")
+                # the generators as that batch left them: what runs next draws where it left off
+                for g, st in zip(generators, states):
+                    g.set_state(st.cpu())  # (loaded onto the evaluation's device; a state is a CPU byte tensor)
+                out.append(result)
                 continue
-            if not computing and out:  # the first batch to compute: the generators as the last saved one left them
-                _set_states(generators, rng)
             computing = True
             out.append(fn(*item))
             os.makedirs(self.folder, exist_ok=True)
             torch_save_atomic(path, {"result": out[-1], "generators": [g.get_state() for g in generators]})
-        if not computing and out:  # all read back: what runs next draws where this map left off
-            _set_states(generators, rng)
         return out
 
 
@@ -163,11 +162,6 @@ def _read(path: str, what: str, device, *extra: str) -> list:
     except (StageDirError, KeyError, TypeError) as e:
         why = e if isinstance(e, StageDirError) else f"{path} holds no {what} result"
         raise StageDirError(f"{why}; remove {path} to run that {what} again") from None
-
-
-def _set_states(generators, states) -> None:
-    for g, st in zip(generators, states):
-        g.set_state(st.cpu())  # (loaded onto the evaluation's device; a state is a CPU byte tensor)
 
 
 def resumable_map(fn: Callable, items: Iterable, generators: Sequence[torch.Generator] = ()) -> list:
