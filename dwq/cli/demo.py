@@ -111,11 +111,14 @@ def _run(a, held: contextlib.ExitStack) -> int:
               "train_attack": f"PGD-{TRAIN_STEPS} step {TRAIN_ALPHA:g}", "eval_attack": f"PGD-{EVAL_STEPS} step "
               f"{EVAL_ALPHA:g}, random start", "rpi_set": SET, "epochs": a.epochs, "seed": a.seed,
               "threads": a.threads,  # the figures depend on it too (float reduction order)
-              "autoattack": {"model": "rpt", "n": n_aa, "steps": AA_STEPS, "eot_iter": AA_EOT}, "models": {}}
+              "autoattack": {"model": "rpt", "n": n_aa, "steps": AA_STEPS, "eot_iter": AA_EOT}, "models": {},
+              # what this process took over from an interrupted one: its timings then count this process only
+              "resumed": []}
     for name, r in runs.items():
         kept = demo_resume.kept_result(out, name) if resume else None
         if kept is not None:
             report["models"][name] = kept
+            report["resumed"].append(f"{name}: kept")
             print(f"[{name}] kept from the interrupted run", flush=True)
             continue
         t0 = time.time()
@@ -131,6 +134,7 @@ def _run(a, held: contextlib.ExitStack) -> int:
         trainer = Trainer(model, train, cfg, os.path.join(out, name), val_set=val)
         since = demo_resume.resume_training(trainer, out, name) if resume else None
         if since is not None:
+            report["resumed"].append(f"{name}: training resumed after epoch {since}")
             print(f"[{name}] resuming its training after epoch {since}", flush=True)
         trainer.fit()
         t_train = time.time() - t0
@@ -162,7 +166,8 @@ def _run(a, held: contextlib.ExitStack) -> int:
     print("\n" + "\n".join(report["findings"]))
     print("\n" + deploy_summary(report))
     print("\nREADME rows (markdown, from this run's report.json):\n" + markdown_rows(report))
-    print(f"\nwall time {report['seconds']:.0f} s; wrote {out}/report.json, {out}/transfer_{{fp,fixed4,rpt}}.png")
+    resumed = " (this process only: it resumed an interrupted run)" if report["resumed"] else ""
+    print(f"\nwall time {report['seconds']:.0f} s{resumed}; wrote {out}/report.json, {out}/transfer_{{fp,fixed4,rpt}}.png")
     return 0
 
 
