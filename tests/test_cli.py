@@ -903,7 +903,7 @@ def test_demo_resume_gives_the_uninterrupted_figures(tmp_path, capsys, monkeypat
     got = json.load(open(out / "report.json"))
     assert _figures(got) == _figures(want)
     # its timings count the last process only, which the report says
-    assert want["resumed"] == [] and got["resumed"] == ["fp: kept", "fixed4: kept", "rpt: training resumed after epoch 2"]
+    assert want["resumed"] == [] and got["resumed"] == ["fp: kept", "fixed4: kept", "rpt: training resumed after epoch 2 of 2"]
     assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "a"))
     assert main(["demo", "--out", str(out), "--resume"] + flags) == 2
     assert "holds a finished demo" in capsys.readouterr().err

@@ -134,7 +134,7 @@ def _run(a, held: contextlib.ExitStack) -> int:
         trainer = Trainer(model, train, cfg, os.path.join(out, name), val_set=val)
         since = demo_resume.resume_training(trainer, out, name) if resume else None
         if since is not None:
-            report["resumed"].append(f"{name}: training resumed after epoch {since}")
+            report["resumed"].append(f"{name}: training resumed after epoch {since} of {a.epochs}")
             print(f"[{name}] resuming its training after epoch {since}", flush=True)
         trainer.fit()
         t_train = time.time() - t0
