@@ -22,7 +22,8 @@ without stopping the later ones:
   6. the CUDA-parametrized tests (8 processes where pytest-xdist is installed): fake_quantize on CUDA
      incl. float16/bfloat16 and every memory format, the fused quantizer kernels against their
      PyTorch reference, no host sync under set_sync_debug_mode("error"), the true-integer ops
-     bit-exact against the int64 reference and the CPU ops (every engine on a Hopper);
+     bit-exact against the int64 reference and the CPU ops (every engine on a Hopper), and AutoAttack
+     on CPU images giving the CUDA generators their states back;
   7. benchmarks/profile_rpt.py: where the time of a PGD-7 step and an eval forward goes, float vs
      RPT, by kind of kernel, with launch counts, quantizer bytes and host syncs (issue 10 item 1);
   8. ``torchrun --nproc_per_node=1 ... train --amp`` on NCCL (issue 10 item 7) and the kill-and-resume
@@ -231,7 +232,8 @@ def main(argv=None):
                            out("bench_train_cuda.json")], timeout=240)
     # The CUDA-parametrized tests ("cuda" is in their ids or their module's name).
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_compile_layouts.py",
-                  "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync"]
+                  "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync",
+                  "tests/test_attacks.py::test_autoattack_on_cpu_images_keeps_the_cuda_rng"]
     pick_cuda = f"cuda and ({drop})" if drop else "cuda"
     st.run("test_cuda", pytest_cmd(py, *cuda_tests, "-k", pick_cuda, workers=8), timeout=300)
     if not args.no_profile:

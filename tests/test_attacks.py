@@ -429,3 +429,41 @@ def test_images_outside_the_range_are_refused(attack, request):
         assert out.min() >= -1 and out.max() <= 2
         if "cw_linf" not in request.node.name:  # (bounded by its tau penalty, not by eps)
             assert (out - (x * 3 - 1)).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_torchattacks_based_attacks_give_every_gpu_its_rng_state_back(trained, monkeypatch):
+    """autoattack and cw_l2 on CPU images forked the CPU generator alone, while torchattacks' own
+    torch.manual_seed reseeded every GPU's generator as well: the caller's CUDA RNG came back reseeded.
+    A machine with two GPUs, their generators held here, shows it without one."""
+    from dwq.attacks import extra
+
+    m, x, y = trained
+    states = {0: torch.tensor([11]), 1: torch.tensor([22])}
+
+    def seed_all(s):
+        states.update({d: torch.tensor([s]) for d in states})
+
+    def seed_current(s):
+        states[0] = torch.tensor([s])
+
+    monkeypatch.setattr(extra, "_gpus", lambda: [0, 1])
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": states[device].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": states.__setitem__(device, s.clone()))
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seed_all)
+    monkeypatch.setattr(torch.cuda, "manual_seed", seed_current)
+    monkeypatch.setattr(torch.cuda.random, "manual_seed", seed_current)
+    for attack in (lambda: A.cw_l2(m, x[:4], y[:4], steps=1),
+                   lambda: A.autoattack(m, x[:4], y[:4], EPS, version="rand", seed=3, steps=1, eot_iter=1)):
+        attack()
+        assert {d: s.item() for d, s in states.items()} == {0: 11, 1: 22}
+    seed_all(5)  # (the held generators do see a seed: this test's fakes are live)
+    assert {d: s.item() for d, s in states.items()} == {0: 5, 1: 5}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (its generators, not the test's fakes)")
+def test_autoattack_on_cpu_images_keeps_the_cuda_rng(trained):
+    m, x, y = trained
+    torch.cuda.manual_seed_all(7)
+    before = torch.cuda.get_rng_state_all()
+    A.autoattack(m, x[:4], y[:4], EPS, version="rand", seed=3, steps=1, eot_iter=1)
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), before))

@@ -72,6 +72,10 @@ def _build(cls, *args, **kw):
         return cls(*args, **kw)
 
 
+def _gpus():
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
 def _run(atk, x, y):
     check_autograd()
     check_labels(x, y)
@@ -80,8 +84,11 @@ def _run(atk, x, y):
     # torchattacks puts the wrapped module in eval mode during the attack and then calls train() on it if
     # it was training, which set every submodule alike (a RandomPrecision wrapper, a new module, is
     # training around an eval-mode model) and on error left it in eval: each module's flag is restored.
-    # Its components seed torch's global RNG themselves, so the caller's RNG state is kept apart.
-    with kept_modes(atk.model), torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+    # Its components seed torch's global RNG themselves (torch.manual_seed: the CPU generator and every
+    # GPU's, whatever device the images are on), so the caller's RNG states are kept apart, every GPU's
+    # included: on a machine with a GPU this initializes CUDA even for CPU images, which is what the
+    # states' restoring costs (CUDA's lazy seeding would otherwise apply the attack's seed later).
+    with kept_modes(atk.model), torch.random.fork_rng(devices=_gpus(), device_type="cuda"):
         return atk(x.detach().float(), y).detach().to(x.dtype)
 
 
