@@ -73,7 +73,11 @@ def _build(cls, *args, **kw):
 
 
 def _gpus():
-    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    # (none in a child forked from a process that used CUDA: it cannot initialize CUDA, and
+    # torch.manual_seed leaves CUDA alone there, by the same test)
+    if not torch.cuda.is_available() or torch.cuda._is_in_bad_fork():
+        return []
+    return list(range(torch.cuda.device_count()))
 
 
 def _run(atk, x, y):
