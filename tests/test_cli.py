@@ -711,6 +711,12 @@ def test_an_eval_killed_in_its_last_writes_or_before_its_first_stage_resumes(run
     drop = ("seconds", "seconds_per_stage")
     got = json.load(open(out / "report.json"))
     assert {k: v for k, v in got.items() if k not in drop} == {k: v for k, v in want.items() if k not in drop}
+    (out / "stages").mkdir(), (out / "stages" / "clean.pt").write_text("")  # killed before removing them
+    capsys.readouterr()
+    assert main(["eval", "--out", str(out), "--resume"] + flags) == 2
+    err = capsys.readouterr().err
+    assert "holds a finished evaluation" in err and "removed stages, which a kill after report.json" in err
+    assert sorted(os.listdir(out)) == ["report.json", "transfer.json", "transfer.png"]
     (tmp_path / "c").mkdir()  # what a kill between creating --out and the first stage leaves
     assert main(["eval", "--out", str(tmp_path / "c"), "--resume"] + flags) == 0
     assert (tmp_path / "c" / "report.json").is_file()
@@ -905,8 +911,17 @@ def test_demo_resume_gives_the_uninterrupted_figures(tmp_path, capsys, monkeypat
     # its timings count the last process only, which the report says
     assert want["resumed"] == [] and got["resumed"] == ["fp: kept", "fixed4: kept", "rpt: training resumed after epoch 2 of 2"]
     assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "a"))
+    # what a kill between writing report.json and removing the resume files leaves: removed by --resume
+    finished = sorted(os.listdir(out))
+    (out / "demo_run.json").write_text("{}"), (out / "result_rpt.json").write_text("{}")
+    (out / "stages_rpt").mkdir(), (out / "stages_rpt" / "clean.pt").write_text("")
     assert main(["demo", "--out", str(out), "--resume"] + flags) == 2
-    assert "holds a finished demo" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds a finished demo" in err and "removed demo_run.json, result_rpt.json, stages_rpt" in err
+    assert sorted(os.listdir(out)) == finished
+    assert main(["demo", "--out", str(out), "--resume"] + flags) == 2
+    err = capsys.readouterr().err
+    assert "holds a finished demo" in err and "removed" not in err
 
 
 def test_demo_resume_restarts_a_model_killed_before_its_first_epoch(tmp_path):

@@ -260,15 +260,35 @@ def stdout_to_devnull() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def resumable_dir(path: str, what: str) -> None:
+def resumable_dir(path: str, what: str, resume_files=()) -> None:
     """CLIError unless ``path`` is a folder that may hold an interrupted ``what`` ("demo", "evaluation"):
-    it exists, is a folder, and holds no report.json (a finished one)."""
+    it exists, is a folder, and holds no report.json (a finished one). ``resume_files`` (glob patterns)
+    name what a resume reads: a kill after report.json was written but before they were removed leaves
+    them beside the report, which holds all they did; they are removed here, and the error says so."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise CLIError(f"--resume: --out {path} exists and is not a folder")
     if not os.path.isdir(path):
         raise CLIError(f"--resume: {path} does not exist (run the {what} without --resume to start it)")
     if os.path.exists(os.path.join(path, "report.json")):
-        raise CLIError(f"--resume: {path} holds a finished {what} (report.json); nothing to resume")
+        gone = remove_resume_files(path, resume_files)
+        tidied = (f" (removed {', '.join(gone)}, which a kill after report.json was written had left)"
+                  if gone else "")
+        raise CLIError(f"--resume: {path} holds a finished {what} (report.json); nothing to resume{tidied}")
+
+
+def remove_resume_files(path: str, patterns) -> list:
+    """Removes the files and folders in ``path`` matching the glob ``patterns``; their sorted names."""
+    import glob
+    import shutil
+
+    gone = sorted({os.path.basename(f) for pat in patterns for f in glob.glob(os.path.join(glob.escape(path), pat))})
+    for name in gone:
+        f = os.path.join(path, name)
+        if os.path.isdir(f) and not os.path.islink(f):
+            shutil.rmtree(f)
+        else:
+            os.remove(f)
+    return gone
 
 
 def fresh_dir(path: str, create: bool = True, hint: str = "") -> str:

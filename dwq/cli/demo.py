@@ -161,7 +161,7 @@ def _run(a, held: contextlib.ExitStack) -> int:
     report["findings"] = findings(report)
     report["seconds"] = time.time() - t_start
     E.save_json(report, os.path.join(out, "report.json"))
-    demo_resume.finish(out, runs)
+    demo_resume.finish(out)
     print(table(report))
     print("\n" + "\n".join(report["findings"]))
     print("\n" + deploy_summary(report))

@@ -12,9 +12,10 @@ import json
 import os
 import shutil
 
-from .common import CLIError, resumable_dir
+from .common import CLIError, remove_resume_files, resumable_dir
 
 SETTINGS = "demo_run.json"
+RESUME_FILES = (SETTINGS, "result_*.json", "stages_*")  # all a resume reads; a finished demo is its report
 
 
 def _result_path(out: str, name: str) -> str:
@@ -32,7 +33,7 @@ def check_resumable(out: str, settings: dict) -> bool:
     resume: start it) for a folder holding nothing of a run, which a kill before ``demo_run.json`` was
     written leaves: empty, or with ``demo_run.json.tmp``, removed here (else neither --resume nor a run
     without it took the folder)."""
-    resumable_dir(out, "demo")
+    resumable_dir(out, "demo", RESUME_FILES)
     held = os.listdir(out)
     if set(held) <= {SETTINGS + ".tmp"}:
         for f in held:
@@ -84,9 +85,5 @@ def resume_training(trainer, out: str, name: str):
     return None
 
 
-def finish(out: str, names) -> None:
-    for name in names:
-        path = _result_path(out, name)
-        if os.path.exists(path):
-            os.remove(path)
-    os.remove(os.path.join(out, SETTINGS))
+def finish(out: str) -> None:
+    remove_resume_files(out, RESUME_FILES)

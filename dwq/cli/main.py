@@ -243,7 +243,7 @@ def _integer_twin(model, ps):
 
 
 def _check_eval_resumable(out, stage_dir):
-    resumable_dir(out, "evaluation")
+    resumable_dir(out, "evaluation", [EVAL_STAGES])
     # an empty folder is one killed before its first stage: the resume starts it (refused, it left a
     # killed evaluation's folder that only a run without --resume took)
     if not os.path.isdir(stage_dir) and os.listdir(out):
