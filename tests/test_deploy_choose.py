@@ -43,6 +43,9 @@ def test_nothing_fits_and_missing_latency_are_errors():
         choose_precisions(LATENCY, budget_ms=0.5)
     with pytest.raises(ValueError, match="no latency measured for candidate precision"):
         choose_precisions({4: 1.0}, budget_ms=5, candidates=[4, 6])
+    for bad in ("48", 4):  # "48" was the candidates [4, 8]; a lone 4 "'int' object is not iterable"
+        with pytest.raises(ValueError, match=rf"candidates must be a list of precisions.*got {bad!r}"):
+            choose_precisions(LATENCY, budget_ms=5, candidates=bad)
 
 
 @pytest.mark.parametrize("budget", [float("nan"), float("inf"), 0, -1.0, "5"])
@@ -80,6 +83,7 @@ def test_latency_from_benchmark_records(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(recs))
     assert latency_from_records(str(path), shape="b1") == {"2": 3.0, "4": 5.0, "fp": 9.0}
+    assert latency_from_records(path, shape="b1") == {"2": 3.0, "4": 5.0, "fp": 9.0}  # a Path was "not iterable"
     with pytest.raises(ValueError, match="several shapes"):
         latency_from_records(recs)
     assert latency_from_records(recs, impl="torch_fp32") == {"fp": 7.0}

@@ -404,3 +404,81 @@ def test_info_is_checked_before_converting():
             convert(m, info=info)
     im = convert(m, info={"network": "small_cnn", "input_size": [1, 28, 28]})
     assert im.info["network"] == "small_cnn" and im.info["precisions"] == ["4", "8"]
+
+
+def test_info_keys_are_kept_as_json_keeps_them_and_the_file_loads(tmp_path):
+    """{0: "cat", ...} passed the check (json.dumps takes int keys) but the model digest was taken over
+    the int keys and checked over the string keys load read back: a saved file load called corrupt; and
+    {7: "x"} with string keys beside it made save raise a bare TypeError in sort_keys."""
+    from dwq.deploy import load, save
+
+    m = calibrated(small_cnn(precisions=[4], width=4), (4, 1, 28, 28))
+    names = {i: f"c{i}" for i in range(12)}
+    im = convert(m, info={"class_names": names, 7: "x"})
+    assert im.info["class_names"] == {str(i): f"c{i}" for i in range(12)} and im.info["7"] == "x"
+    save(im, tmp_path / "m.safetensors")
+    assert load(tmp_path / "m.safetensors").info == im.info
+    with pytest.raises(ValueError, match="repeat once written as JSON strings"):
+        convert(m, info={7: "x", "7": "y"})
+
+
+class _BroadcastAdd(nn.Module):
+    """A squeeze-and-excite-like add: the pooled [B, C, 1, 1] tensor first, the larger one second."""
+
+    def __init__(self, precisions):
+        super().__init__()
+        self.c1 = QConv2d(1, 4, 3, padding=1, precisions=precisions)
+        self.c2 = QConv2d(4, 4, 3, padding=1, precisions=precisions)
+
+    def forward(self, x):
+        y = self.c1(x)
+        z = nn.functional.adaptive_avg_pool2d(y, 1) + y
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.c2(z), 1), 1)
+
+
+def test_an_add_whose_first_operand_broadcasts_is_not_done_in_place():
+    """convert marks an add in place when its first operand is fresh and read once, without shapes: a
+    broadcast first operand made every forward of the integer model fail ("output with shape [2, 4, 1, 1]
+    doesn't match the broadcast shape")."""
+    m = calibrated(_BroadcastAdd([4, None]), (4, 1, 8, 8))
+    im = convert(m)
+    assert [s.get("inplace") for s in im.program if s.get("fn") == "add"] == [True]
+    x = torch.rand(2, 1, 8, 8)
+    for p in (4, None):
+        with dwq.precision(m, p), dwq.precision(im, p), torch.no_grad():
+            ref, got = m(x), im(x)
+        assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+class _AddByKeyword(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = QConv2d(1, 4, 3, padding=1, precisions=[4])
+
+    def forward(self, x):
+        y = self.c1(x)
+        return torch.add(y, other=y)
+
+
+def test_add_with_a_keyword_operand_is_a_named_error():
+    """torch.add(a, other=b) raised a bare IndexError (the second operand was read before the check)."""
+    with pytest.raises(ConversionError, match="'add'.*only a \\+ b of two tensors"):
+        convert(calibrated(_AddByKeyword(), (2, 1, 8, 8)))
+
+
+def test_agreement_checks_keep_the_model_mode_and_refuse_a_lone_precision():
+    """compare and code_agreement left a model checked in training in eval mode (its BN statistics and
+    ranges then froze); "48" was taken apart into the precisions "4" and "8", a lone 4 failed with
+    "'int' object is not iterable"."""
+    from dwq.deploy import latency_per_precision
+
+    m = calibrated(small_cnn(precisions=[4, 8], width=4), (4, 1, 28, 28))
+    im, x = convert(m), torch.rand(3, 1, 28, 28)
+    m.train()
+    assert list(compare(m, im, x, precisions=["8"])) == ["8"] and m.training
+    assert code_agreement(m, im, x, 4) and m.training and all(c.training for c in m.modules())
+    for bad in ("48", 4):
+        with pytest.raises(ValueError, match=rf"compare: precisions must be a list of precisions.*got {bad!r}"):
+            compare(m, im, x, precisions=bad)
+        with pytest.raises(ValueError, match=r"latency_per_precision: precisions must be a list"):
+            latency_per_precision(im, x, precisions=bad)

@@ -310,6 +310,9 @@ def test_python_wrapper_errors():
     zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
     with pytest.raises(ValueError, match="qlinear: x_codes must be"):
         q.qlinear(x[0, 0], sx, zx, 8, q.pack_weight(w, zw, 8), sw)
+    # [2, 3, 0]: reshape(-1, 0) failed in the wrapper ("cannot reshape tensor of 0 elements") before the op named K
+    with pytest.raises(RuntimeError, match="x_codes has K = 0 columns but w_packed was packed with K = 33"):
+        q.qlinear(torch.zeros(2, 3, 0, dtype=torch.uint8), sx, zx, 8, q.pack_weight(w, zw, 8), sw)
     wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
     for arg in ("kernel_size", "stride", "padding"):
         pair = dict(kernel_size=1, stride=1, padding=0)

@@ -17,9 +17,10 @@ from dwq.deploy.integer_model import IntegerModel
 from dwq.deploy.layers import IntConv2d, IntLinear
 from dwq.deploy.operands import act_qparams
 from dwq.nn import QConv2d, QLinear
+from dwq.nn.modes import kept_modes
 from dwq.nn.precision import precision
 from dwq.ops import quantize_act
-from dwq.quant.precision import normalize_precision, precision_name
+from dwq.quant.precision import normalize_precision, precision_list, precision_name
 
 __all__ = ["compare", "code_agreement", "format_comparison"]
 
@@ -53,11 +54,12 @@ def compare(fake_quant_model: nn.Module, int_model: IntegerModel, x: torch.Tenso
     top-1), "max_abs_diff" (on that image)}]}}``; with labels ``y`` also "fq_accuracy" and "int_accuracy".
     """
     _check_batch("compare", x, batch_size, y)
-    fake_quant_model.eval()
-    ps = int_model.precisions if precisions is None else list(precisions)
+    ps = int_model.precisions if precisions is None else precision_list(precisions, "compare: precisions")
     out = {}
     for p in ps:
-        a = _logits(fake_quant_model, x, p, batch_size)
+        with kept_modes(fake_quant_model):  # a model checked in training goes on training after it
+            fake_quant_model.eval()
+            a = _logits(fake_quant_model, x, p, batch_size)
         b = _logits(int_model, x, p, batch_size)
         d = (a - b).abs()
         ta, tb = a.argmax(1), b.argmax(1)
@@ -108,8 +110,8 @@ def code_agreement(fake_quant_model: nn.Module, int_model: IntegerModel, x: torc
         if isinstance(m, (IntConv2d, IntLinear)):
             hooks.append(m.register_forward_pre_hook(int_hook(m)))
     try:
-        fake_quant_model.eval()
-        with precision(fake_quant_model, p):
+        with kept_modes(fake_quant_model), precision(fake_quant_model, p):
+            fake_quant_model.eval()
             fake_quant_model(x)
         with precision(int_model, p):
             int_model(x)

@@ -57,7 +57,7 @@ def save(model: IntegerModel, path: str) -> None:
             v = v.clone()
         seen.add(v.untyped_storage().data_ptr())
         tensors[k] = v
-    cfg = model.config()
+    cfg = json.loads(json.dumps(model.config(), allow_nan=False))  # the digest of what load will read back
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dwq_version": __version__,
             "model": cfg, "sha256": _digest(tensors), "model_sha256": _model_digest(cfg)}
     data = st_save(tensors, metadata={"dwq": json.dumps(meta)})

@@ -7,11 +7,12 @@ the bit width, decides what a set costs.
 """
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from dwq.quant.cost import CostReport
-from dwq.quant.precision import normalize_precision, parse_precision, precision_name, user_precision
+from dwq.quant.precision import normalize_precision, parse_precision, precision_list, precision_name, user_precision
 
 __all__ = ["PrecisionChoice", "choose_precisions", "latency_from_records", "record_bits", "RECORD_FP_BITS"]
 
@@ -44,13 +45,13 @@ class PrecisionChoice:
                 "latency_ms": self.latency_ms, "mean_bitops": self.mean_bitops}
 
 
-def latency_from_records(records: Union[str, Sequence[dict]], impl: str = "dwq_int",
+def latency_from_records(records: Union[str, os.PathLike, Sequence[dict]], impl: str = "dwq_int",
                          shape: Optional[str] = None, op: Optional[str] = None) -> Dict[str, float]:
     """Median latency per precision from benchmark records (``benchmarks/bench_models.py`` / ``dwq bench``
     JSON: a path or the list of ``{"op", "shape", "bits", "impl", "median_ms"}`` records) of one ``impl``,
     one ``op`` (the network) and one ``shape`` (each required when the records hold several). Keys are
     precision names ("4"). ValueError for two records of the same precision (runs concatenated)."""
-    if isinstance(records, str):
+    if isinstance(records, (str, os.PathLike)):
         with open(records) as f:
             records = json.load(f)
     rows = [r for r in records if r.get("impl") == impl]
@@ -99,7 +100,7 @@ def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[S
         if p in lat:
             raise ValueError(f"latency gives precision {precision_name(p)} twice (as {k!r} too)")
         lat[p] = _ms(precision_name(p), v)
-    cands = [normalize_precision(p) for p in (candidates if candidates is not None else lat)]
+    cands = [normalize_precision(p) for p in (precision_list(candidates, "candidates") if candidates is not None else lat)]
     missing = [precision_name(p) for p in cands if p not in lat]
     if missing:
         raise ValueError(f"no latency measured for candidate precision(s) {missing}")

@@ -284,13 +284,14 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
         zero points, whose activation ranges were set by training at every precision converted.
     precisions: a subset of the model's precision set, in the order the integer model keeps
         (``None``/"fp" = full precision, then the float path of every layer).
-    info: extra JSON to keep in the model's ``info`` (e.g. ``{"network": ..., "input_size": [C, H, W]}``).
+    info: extra JSON to keep in the model's ``info`` (e.g. ``{"network": ..., "input_size": [C, H, W]}``),
+        held as the artifact's JSON holds it (keys as strings, tuples as lists).
 
     The result computes, at every precision, the fake-quant model's eval-mode forward up to float
     rounding (codes can differ by one where a value lies within rounding of a quantization midpoint).
     ConversionError naming the layer for anything it cannot convert or a precision outside the set.
     """
-    _check_info(info)
+    info = _checked_info(info)
     ps = normalize_set(precisions if precisions is not None else precision_set(model))
     _check_in_set(model, ps)
     _warn_untrained_bn(model, ps)
@@ -378,9 +379,9 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
             program.append({"out": n.name, "call": n.name, "args": [ref(n.args[0])]})
             value[n] = n.name
         else:  # relu, add, pooling, flatten
-            args = [ref(n.args[0])] + ([ref(n.args[1])] if k == "add" else [])
             if k == "add" and (len(n.args) != 2 or n.kwargs):
                 raise ConversionError(f"cannot convert {_where(n, modules)}: only a + b of two tensors")
+            args = [ref(n.args[0])] + ([ref(n.args[1])] if k == "add" else [])
             program.append({"out": n.name, "fn": k, "args": args, "kwargs": _fn_kwargs(n, modules, k)})
             value[n] = n.name
     _mark_inplace(program, output)
@@ -390,7 +391,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
                           "rounding": "half to even"},
             "float_checkpoint_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values()
                                           if t.is_floating_point())}
-    meta.update(info or {})
+    meta.update(info)
     int_model = IntegerModel(layers, program, output, meta)
     return int_model.to(next(iter(model.buffers())).device).eval()
 
@@ -398,11 +399,13 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
 _RECORDED = ("model_class", "precisions", "quantizer", "float_checkpoint_bytes")
 
 
-def _check_info(info) -> None:
-    """ValueError before any work for ``info`` that is no dict, would overwrite what convert records
-    (an artifact whose "precisions" disagreed with its layers), or that the artifact cannot store."""
+def _checked_info(info) -> dict:
+    """``info`` as the artifact's JSON header will hold it (keys as strings: {7: "x"} is {"7": "x"}, which
+    the model then holds too, so that a saved and loaded model equals the converted one); ValueError
+    before any work for ``info`` that is no dict, would overwrite what convert records (an artifact
+    whose "precisions" disagreed with its layers), or that the artifact cannot store."""
     if info is None:
-        return
+        return {}
     if not isinstance(info, dict):
         raise ValueError(f"convert: info must be a dict of JSON values, got {type(info).__name__}")
     clash = sorted(k for k in info if k in _RECORDED)
@@ -413,6 +416,10 @@ def _check_info(info) -> None:
             json.dumps({key: value}, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise ValueError(f"convert: info[{key!r}] cannot be stored in the artifact's JSON header ({e})") from None
+    stored = json.loads(json.dumps(info, allow_nan=False))
+    if len(stored) != len(info):  # (JSON keeps one of 7 and "7")
+        raise ValueError(f"convert: info keys {sorted(map(str, info))} repeat once written as JSON strings")
+    return stored
 
 
 def _mark_inplace(program, output):

@@ -35,7 +35,10 @@ def _relu(x, inplace=False):
 
 
 def _add(a, b, inplace=False):
-    return a.add_(b) if inplace else a + b
+    # convert marks the add in place without knowing shapes: a broadcast b may be the larger one
+    if inplace and a.shape == torch.broadcast_shapes(a.shape, b.shape) and torch.result_type(a, b) == a.dtype:
+        return a.add_(b)
+    return a + b
 
 
 def _pair(v):

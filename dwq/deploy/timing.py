@@ -8,7 +8,7 @@ import torch
 
 from dwq.nn.modes import kept_modes
 from dwq.nn.precision import precision
-from dwq.quant.precision import precision_name
+from dwq.quant.precision import precision_list, precision_name
 
 __all__ = ["time_round_robin", "latency_per_precision"]
 
@@ -49,7 +49,7 @@ def latency_per_precision(model: torch.nn.Module, x: torch.Tensor, precisions: O
     "min_ms", "reps"}}``."""
     from dwq.nn.precision import precision_set
 
-    ps = precision_set(model) if precisions is None else list(precisions)
+    ps = precision_set(model) if precisions is None else precision_list(precisions, "latency_per_precision: precisions")
     if not ps:
         raise ValueError("latency_per_precision: no precision to time")
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)

@@ -163,7 +163,8 @@ def qlinear(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     if x_codes.dim() == 0:
         raise ValueError("qlinear: x_codes must be [..., K], got a 0-d tensor")
     lead = x_codes.shape[:-1]
-    x2 = x_codes.reshape(-1, x_codes.shape[-1]) if x_codes.dim() != 2 else x_codes
+    # (lead.numel(), not -1: with K = 0 a -1 is ambiguous, and the op's own message names the K)
+    x2 = x_codes.reshape(lead.numel(), x_codes.shape[-1]) if x_codes.dim() != 2 else x_codes
     y = torch.ops.dwq.qlinear.default(x2, x_scale, x_zero_point, x_bits, w_packed, w_scale, affine_scale, affine_bias,
                                       relu, out_scale, out_zero_point, out_bits)
     return y if x_codes.dim() == 2 else y.reshape(*lead, y.shape[-1])
