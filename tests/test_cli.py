@@ -613,6 +613,9 @@ def test_eval_bad_input(run, tmp_path, capsys):
         (["--checkpoint", best, "--cw-tau", "0.1"], "--cw-tau is for --attack cw-linf"),
         (["--checkpoint", best, "--attack", "fgsm", "--protocols", "paper", "--steps", "5"],
          "--steps is for --attack pgd or the adaptive protocol"),
+        (["--checkpoint", best, "--attack", "cw-l2", "--protocols", "transfer", "--epsilon", "0.3"],
+         "--epsilon is for an L-inf attack or the adaptive and AutoAttack protocols; --attack cw-l2 with protocols "
+         "transfer does not use it"),
         (["--checkpoint", best, "--n-test", "5000"], "--n-test 5000: the mnist5k test set has 1000 images"),
         (["--checkpoint", best, "--precisions", "2", "2"], "repeats a precision"),
         (["--checkpoint", best, "--n-test", "20", "--protocols", "autoattack-rand", "--autoattack-n", "30"],
@@ -630,6 +633,18 @@ def test_eval_bad_input(run, tmp_path, capsys):
     (ev / "report.json").write_text("{}")
     assert main(["eval", "--checkpoint", best, "--out", str(ev)]) == 2  # never overwrites
     assert "already exists" in capsys.readouterr().err and (ev / "report.json").read_text() == "{}"
+
+
+def test_eval_prints_autoattack_standard(run, tmp_path, capsys):
+    """Its per-precision rows hold no "acc" of their own, so the console printed nothing of the costliest
+    protocol (only report.json held it)."""
+    out = tmp_path / "e"
+    assert main(["eval", "--checkpoint", str(run[0] / "best.pt"), "--out", str(out), "--n-test", "4", "--attack",
+                 "fgsm", "--protocols", "autoattack-standard", "--no-progress"]) == 0
+    rows = json.load(open(out / "report.json"))["rpi"]["autoattack_standard_per_precision"]
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("autoattack_standard"))
+    assert line.split()[1::4] == [f"{p}:" for p in rows] == ["2:", "4:", "8:"]
+    assert [f"{100 * r['acc']:.1f}%" for r in rows.values()] == line.split()[2::4]
 
 
 def test_eval_that_cannot_write_its_report_prints_its_figures_and_one_line(run, tmp_path, capsys, monkeypatch):
@@ -1104,6 +1119,26 @@ def test_compile_and_deterministic_flags_are_recorded_and_may_change_on_resume()
     argv = ["train", "--out", "x", "--deterministic", "--device", "cpu"]
     f, _ = resolve_flags(build_parser().parse_args(argv), given_flags(build_parser(), argv))
     assert f["deterministic"] is True
+
+
+def test_resume_can_turn_off_compile_deterministic_and_no_progress(run, tmp_path, capsys):
+    """--resume restores the run's flags, and these are store_true flags: a run with --compile could not
+    be resumed without it (on a machine where compiling fails), nor --deterministic and --no-progress
+    be dropped."""
+    out = _copy(run, tmp_path)
+    cfg = json.load(open(out / "config.json"))
+    cfg["extra"]["flags"].update(compile=True, deterministic=True)  # as a run started with them records them
+    ck = torch.load(out / "last.pt", weights_only=False)
+    ck["config"]["extra"]["flags"].update(compile=True, deterministic=True)
+    torch.save(ck, out / "last.pt")
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--no-compile", "--no-deterministic",
+                 "--progress"]) == 0
+    flags = json.load(open(out / "config.json"))["extra"]
+    assert flags["flags"]["compile"] is False and flags["flags"]["deterministic"] is False
+    assert flags["flags"]["no_progress"] is False
+    assert flags["history"][-1]["changed"] == {"epochs": [1, 2], "compile": [True, False],
+                                               "deterministic": [True, False], "no_progress": [True, False]}
 
 
 def test_torchrun_one_process_runs_ddp_and_equals_a_plain_run(tmp_path):

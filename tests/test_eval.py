@@ -1,6 +1,7 @@
 """dwq.eval: confidence intervals, paper vs adaptive protocol, transfer matrix, heatmap."""
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -704,3 +705,26 @@ def test_protocols_give_each_module_its_mode_back(model_data, protocol):
         assert not m.bn1.training and all(mod.training for mod in m.modules() if mod not in set(m.bn1.modules()))
     finally:
         m.eval()
+
+
+def test_pgd_settings_are_recorded_only_where_a_pgd_ran(model_data, tmp_path):
+    """An FGSM evaluation's report and transfer matrix recorded alpha, "steps": 20 and restarts, which no
+    attack used and which read as a PGD-20 run; the adaptive protocol (EOT-PGD) uses them."""
+    m, x, y = model_data
+    x, y = x[:8], y[:8]
+    rep = E.evaluate(m, x, y, SET, attack="fgsm", epsilon=0.1, protocols=["transfer"])
+    assert not {"alpha", "steps", "restarts"} & (set(rep) | set(rep["transfer_matrix"]))
+    rep = E.evaluate(m, x, y, SET, attack="fgsm", epsilon=0.1, alpha=0.05, steps=1, protocols=["transfer", "adaptive"])
+    assert (rep["alpha"], rep["steps"], rep["restarts"]) == (0.05, 1, 1)
+    assert "steps" not in rep["transfer_matrix"]  # the matrix is FGSM's
+
+
+def test_a_bad_attack_leaves_no_stage_folder_that_refuses_the_corrected_call(model_data, tmp_path):
+    """The stage folder was made before the attack's name and options were checked: the corrected call
+    was refused as "another evaluation: attack 'pgdd' there, 'pgd' here"."""
+    m, x, y = model_data
+    kw = dict(epsilon=0.1, steps=1, protocols=["transfer"], stage_dir=str(tmp_path / "st"))
+    with pytest.raises(ValueError, match="unknown attack 'pgdd'"):
+        E.evaluate(m, x[:4], y[:4], SET, attack="pgdd", **kw)
+    assert not (tmp_path / "st").exists() or not os.listdir(tmp_path / "st")
+    assert E.evaluate(m, x[:4], y[:4], SET, attack="pgd", **kw)["n"] == 4

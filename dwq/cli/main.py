@@ -178,7 +178,11 @@ def _eval_settings(a, ck, model_set, device):
                              (("bandits_queries", "bandits_tile"), "--attack bandits", a.attack == "bandits"),
                              (("paper_batch",), "--protocols paper-sampled", "paper-sampled" in a.protocols),
                              (("eot_iter", "autoattack_steps", "autoattack_n"), "--protocols autoattack-rand",
-                              "autoattack-rand" in a.protocols)):
+                              "autoattack-rand" in a.protocols),
+                             # cw-l2 is unbounded: ε bounds only these protocols then
+                             (("epsilon",), "an L-inf attack or the adaptive and AutoAttack protocols",
+                              a.attack != "cw-l2" or bool({"adaptive", "autoattack-rand", "autoattack-standard"}
+                                                          & set(a.protocols)))):
         for d in dests:
             if d in given and not ok:
                 raise CLIError(f"--{d.replace('_', '-')} is for {needs}; --attack {a.attack} with protocols "
@@ -335,6 +339,9 @@ def _eval(a, held: contextlib.ExitStack):
     if aa:
         print(f"  RPI autoattack_rand (n={aa['n']})  original count {fmt(aa['original'])}, "
               f"expected {fmt(aa['expected'])}")
+    aas = rep["rpi"].get("autoattack_standard_per_precision")
+    if aas:  # (its per-precision rows hold no "acc" of their own: this, the costliest protocol, printed nothing)
+        print("  autoattack_standard  " + "  ".join(f"{p}: {fmt(r)}" for p, r in aas.items()))
     try:  # after the figures are printed: a disk that filled up during a long evaluation loses only the files
         E.write_report(rep, a.out, f"{ex['network']}: {a.attack} robust accuracy (%)")
     except OSError as e:

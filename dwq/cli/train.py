@@ -97,7 +97,7 @@ def add_parser(sub):
     t.add_argument("--free-replays", type=positive_int, default=4,
                    help="--attack free only: updates per minibatch (precision redrawn at each)")
     t.add_argument("--epochs", type=positive_int, default=10,
-                   help="epochs (free: each minibatch is replayed); with --resume a larger value trains longer")
+                   help="epochs (free: each minibatch is replayed); with --resume any value above the epochs done trains to it")
     t.add_argument("--batch-size", type=positive_int, default=128, help="global batch size (split over DDP ranks)")
     t.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (reference: --lr_max)")
     t.add_argument("--lr-schedule", default="multistep", choices=("multistep", "cyclic", "constant"),
@@ -133,10 +133,18 @@ def add_parser(sub):
                    help="deterministic CUDA algorithms (cuDNN, cuBLAS with a fixed workspace): a run and its resumes "
                         "are bit-reproducible on a GPU, at some speed; an op without a deterministic CUDA kernel "
                         "is then an error naming it. CPU runs are reproducible without it")
+    # a resume restores the run's flags: these turn a restored --compile / --deterministic off (and
+    # --progress a restored --no-progress)
+    t.add_argument("--no-compile", dest="compile", action="store_false", default=False,
+                   help="on --resume: continue a run that had --compile without it")
+    t.add_argument("--no-deterministic", dest="deterministic", action="store_false", default=False,
+                   help="on --resume: continue a run that had --deterministic without it")
     t.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
     t.add_argument("--workers", type=nonneg_int, default=2,
                    help="data loader workers for folder datasets (mnist5k is held in memory and uses none)")
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars (the epoch lines stay)")
+    t.add_argument("--progress", dest="no_progress", action="store_false", default=False,
+                   help="on --resume: show the progress bars of a run that had --no-progress")
     return t
 
 

@@ -26,13 +26,15 @@ PAPER_SET = list(range(4, 17))  # the paper's precision set, the default of --ra
 # Flags that may take another value on --resume, and why that is safe. Every other recorded flag
 # must resolve to the run's value.
 RESUME_MAY_CHANGE = {
-    "epochs": "a larger value trains longer (the LR schedule is stretched over the new total)",
+    "epochs": "another value above the epochs done trains to it (the LR schedule spans the new total)",
     "workers": "data loading only",
-    "no_progress": "console only",
+    "no_progress": "console only; --progress turns it off",
     "device": "where the run continues (float rounding may differ between devices)",
     "data_dir": "the same dataset (--dataset must match) read from another folder, e.g. a node's local copy",
-    "compile": "how the same computation runs (compiled kernels may round differently)",
-    "deterministic": "how the same computation runs (which CUDA algorithms; their rounding may differ)",
+    "compile": "how the same computation runs (compiled kernels may round differently); --no-compile turns "
+               "it off",
+    "deterministic": "how the same computation runs (which CUDA algorithms; their rounding may differ); "
+                     "--no-deterministic turns it off",
 }
 NOT_RECORDED = ("command", "out", "resume")  # which command, where the run is, whether it resumes
 SPELLING_OF = {"num_bits_schedule": "precisions"}  # another way to give a recorded flag

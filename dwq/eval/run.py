@@ -101,6 +101,14 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     if missing:
         raise ValueError(f"RPI precision(s) {missing} are not among the evaluated precisions {names}")
     idx = [names.index(pname(p)) for p in rset]
+    # (before the stage folder: an unknown attack or option left one that refused the corrected call)
+    # The chosen attack draws from its own stream, restarted at each attack precision: the figures
+    # depend on the seed alone (not on torch's global RNG, nor on which protocols run), and every
+    # precision is attacked from the same random starts, so differences between them are paired.
+    g = torch.Generator()
+    atk = make_attack(attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, cw_tau=cw_tau,
+                      bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes,
+                      generator=g, seed=seed, **(pgd_options or {}))
     store = StageStore(None)
     if stage_dir is not None:
         settings = dict(precisions=names, rpi_precisions=[pname(p) for p in rset], attack=attack, epsilon=epsilon,
@@ -112,13 +120,6 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                         # CUDA evaluation's report mixed both, under the one device it records
                         device=y.device.type)
         store = StageStore(stage_dir, evaluation_identity(model, x, y, settings), device=y.device)
-    # The chosen attack draws from its own stream, restarted at each attack precision: the figures
-    # depend on the seed alone (not on torch's global RNG, nor on which protocols run), and every
-    # precision is attacked from the same random starts, so differences between them are paired.
-    g = torch.Generator()
-    atk = make_attack(attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, cw_tau=cw_tau,
-                      bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes,
-                      generator=g, seed=seed, **(pgd_options or {}))
     attack_seed = _stream_seed(seed, "attack")
     need_matrix = any(p in protocols for p in ("paper", "paper-sampled", "transfer"))
     n_aa = min(autoattack_n or len(y), len(y))
@@ -133,7 +134,11 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         done[0] += 1
 
     t0 = time.time()
-    rep = {"attack": attack, "epsilon": epsilon, "alpha": alpha, "steps": steps, "restarts": restarts,
+    # PGD's settings only where a PGD ran (the chosen attack or the adaptive EOT-PGD): an FGSM report
+    # recorded "steps": 20, which read as a PGD-20 run
+    pgd_settings = (dict(alpha=alpha, steps=steps, restarts=restarts)
+                    if attack == "pgd" or "adaptive" in protocols else {})
+    rep = {"attack": attack, "epsilon": epsilon, **pgd_settings,
            "seed": seed, "protocols": list(protocols), "n": len(y), "precisions": names,
            "rpi_precisions": [pname(p) for p in rset], "batch_size": batch_size}
     if pgd_options:
@@ -161,7 +166,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
 
         tm, tm_c = transfer_matrix(model, x, y, precisions, atk, batch_size, return_correct=True, on_row=on_row,
                                    row=lambda p, compute: store.run(f"{attack} at {pname(p)}", compute, [g]))
-        tm.update(attack=attack, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
+        tm.update(attack=attack, **(pgd_settings if attack == "pgd" else {}), seed=seed)
         if attack != "cw-l2":  # (the heatmap's title names the matrix's epsilon)
             tm["epsilon"] = epsilon
         rep[f"{attack}_acc"] = matrix_diagonal(tm)
