@@ -1010,16 +1010,20 @@ def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
     (tmp_path / "cut.json").write_text(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo",
                                                          "report.json")).read()[:5000])
     (tmp_path / "config.json").write_text('{"epochs": 6}')
+    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    del rep["models"]["fp"]["per_image"]  # the top-level keys checked, a KeyError traceback from the tables
+    (tmp_path / "partial.json").write_text(json.dumps(rep))
     code = ("import runpy, sys\nfor a in sys.argv[1:]:\n    sys.argv = ['demo', a]\n    try:\n"
             "        runpy.run_module('dwq.cli.demo', run_name='__main__')\n    except SystemExit as e:\n"
             "        print('rc', e.code, flush=True)\n")
     cases = {"none.json": "cannot read {}: No such file or directory", "cut.json": "cannot read {}: ",
-             "config.json": "{} is not a report.json of dwq demo"}
+             "config.json": "{} is not a report.json of dwq demo",
+             "partial.json": "{} is not a complete report.json of dwq demo (no field 'per_image')"}
     r = subprocess.run([sys.executable, "-c", code] + [str(tmp_path / f) for f in cases], capture_output=True,
                        text=True, timeout=120)
-    assert r.stdout.split() == ["rc", "2"] * 3 and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.split() == ["rc", "2"] * 4 and "Traceback" not in r.stderr, r.stderr
     err = r.stderr.splitlines()
-    assert len(err) == 3 and all(line.startswith("python -m dwq.cli.demo: error: ") for line in err), err
+    assert len(err) == 4 and all(line.startswith("python -m dwq.cli.demo: error: ") for line in err), err
     for line, (f, msg) in zip(err, cases.items()):
         assert msg.format(tmp_path / f) in line, line
     from dwq.cli import demo

@@ -365,9 +365,15 @@ def reprint(argv) -> int:
         print(f"{prog}: error: {path} is not a report.json of dwq demo (it needs {', '.join(need)} and the models "
               f"fp, fixed4, rpt)", file=sys.stderr)
         return 2
+    try:  # (composed before anything is printed: a malformed report prints one line, no half table)
+        text = (table(rep) + "\n\n" + "\n".join(findings(rep)) + "\n\n" + deploy_summary(rep) + "\n\n"
+                + markdown_rows(rep))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        what = f"no field {e.args[0]!r}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        print(f"{prog}: error: {path} is not a complete report.json of dwq demo ({what})", file=sys.stderr)
+        return 2
     try:
-        print(table(rep) + "\n\n" + "\n".join(findings(rep)) + "\n\n" + deploy_summary(rep) + "\n\n"
-              + markdown_rows(rep), flush=True)
+        print(text, flush=True)
     except BrokenPipeError:  # (python -m dwq.cli.demo REPORT | head -1)
         from .common import stdout_to_devnull
         stdout_to_devnull()

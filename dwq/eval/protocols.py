@@ -59,8 +59,9 @@ DEFINITIONS = {
                 "of the inference precision; interval over images",
     "adaptive_worst_case": "EOT-PGD's images counted robust only if every precision of the set classifies them "
                            "correctly",
-    "best_of_attacks": "per image, the strongest of EOT-PGD and the single-precision attacks of the transfer "
-                       "matrix (lowest expected accuracy over the set); interval over images",
+    "best_of_attacks": "per image, the strongest of EOT-PGD and the single-precision attacks at the set's "
+                       "precisions (the transfer matrix's RPI rows; lowest expected accuracy over the set); "
+                       "interval over images",
     "autoattack_rand_original": "AutoAttack rand as fra31/auto-attack counts it: an image is lost if one "
                                 "random-precision forward misclassifies the clean image or what APGD-CE or "
                                 "APGD-DLR returns (the last iterate any forward misclassified)",

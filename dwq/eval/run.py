@@ -241,7 +241,10 @@ def evaluate(model, x, y, precisions, **kw):
 
 def _stream_seed(seed: int, name: str) -> int:
     """A seed for the stream ``name``, derived from ``seed``: distinct streams are independent of
-    each other (the adaptive protocol seeds its own generator with ``seed`` itself)."""
+    each other. The adaptive protocol's EOT-PGD starts, the paper replica's draws and AutoAttack's
+    per-image RPI seed their own generators with ``seed`` itself, so their streams coincide; each
+    figure reads one of them only (best-of-attacks pairs EOT-PGD with the attack stream), and
+    deriving them now would change every kept report's figures."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1  # 0..2^63 - 1, what manual_seed takes
 
