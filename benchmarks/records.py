@@ -66,13 +66,18 @@ def save_records(path, records, done):
 
 def output_paths(parser, args, *dests):
     """A usage error before the run for an output flag (``dests``: "json", "png", ...) whose folder is
-    missing or not writable: after the run it was a traceback, and every measurement lost."""
+    missing or not writable, or that names a folder: after the run it was a traceback, and every
+    measurement lost. A --png must end in .png (matplotlib wrote NAME.png for a NAME without it)."""
     from dwq.cli.common import CLIError, writable_dir
 
     for dest in dests:
         path = getattr(args, dest)
         if not path:
             continue
+        if os.path.isdir(path):
+            parser.error(f"--{dest} {path}: is a folder; give a file name, e.g. {os.path.join(path, 'results.' + dest)}")
+        if dest == "png" and not path.lower().endswith(".png"):
+            parser.error(f"--png {path}: the plot is a PNG file; give a name ending in .png")
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             parser.error(f"--{dest} {path}: the folder {parent} does not exist")

@@ -168,6 +168,19 @@ def _ce_of(m, y):
     # ten identical runs reported as PGD with ten restarts
     (lambda m, x, y: A.pgd(m, x, y, EPS, 0.02, 2, restarts=10, random_start=False), r"restarts=10 needs random_start"),
     (lambda m, x, y: A.eot_pgd(_ce_of(m, y), x, y, EPS, 0.02, 2, loss=A.cw_margin_loss), r"loss applies to a list"),
+    # unchecked settings that switched the attack off (the clean images back), reversed it or gave NaN images
+    (lambda m, x, y: A.bandits_td(m, x, y, EPS, fd_eta=0), r"fd_eta must be a finite number > 0, got 0"),
+    (lambda m, x, y: A.bandits_td(m, x, y, EPS, exploration=0.0), r"exploration must be a finite number > 0"),
+    (lambda m, x, y: A.bandits_td(m, x, y, EPS, online_lr=float("inf")), r"online_lr must be a finite number > 0"),
+    (lambda m, x, y: A.bandits_td(m, x, y, EPS, image_lr=float("nan")), r"image_lr must be in \(0, 1\].*got nan"),
+    (lambda m, x, y: A.bandits_td(m, x, y, EPS, image_lr=-0.025), r"image_lr must be in \(0, 1\].*got -0.025"),
+    (lambda m, x, y: A.bandits_td(m, x[:, 0], y, EPS), r"x must be images \[N, C, H, W\].*got shape \(4, 28, 28\)"),
+    (lambda m, x, y: A.cw_linf(m, x, y, c_init=0.0), r"c_init must be a finite number > 0, got 0.0"),
+    # a bare TypeError from 1.25 * eps, a self-contradicting "n_classes is 10, but the model has 10 outputs"
+    (lambda m, x, y: A.fgsm_rs(m, x, y, None), r"epsilon must be in \[0, 1\].*got None"),
+    (lambda m, x, y: A.autoattack(m, x, y, EPS, n_classes="10"), r"n_classes must be an int >= 1, got '10'"),
+    (lambda m, x, y: A.autoattack(m, x, y, EPS, seed=None), r"seed must be an int >= 0, got None"),
+    (lambda m, x, y: A.apgd_eot(m, x, y, EPS, seed="0"), r"seed must be an int >= 0, got '0'"),
 ])
 def test_bad_attack_settings_are_named(trained, call, msg):
     m, x, y = trained
@@ -183,6 +196,14 @@ def test_gradient_attacks_name_inference_mode(trained, call):
     m, x, y = trained
     with torch.inference_mode(), pytest.raises(RuntimeError, match=r"outside torch.inference_mode\(\)"):
         call(m, x[:4], y[:4])
+
+
+def test_cw_linf_and_bandits_return_an_empty_batch(trained):
+    """As pgd, fgsm and eot_pgd do; cw_linf failed in max() and bandits_td indexing its queries."""
+    m, x, y = trained
+    assert A.cw_linf(m, x[:0], y[:0], steps=1).shape == (0, 1, 28, 28)
+    xa, q = A.bandits_td(m, x[:0], y[:0], EPS, max_queries=4)
+    assert xa.shape == (0, 1, 28, 28) and q.shape == (0,)
 
 
 def test_fgsm_rs_default_step_is_not_checked_as_a_given_one(trained):

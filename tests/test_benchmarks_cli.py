@@ -41,6 +41,10 @@ def _script(name):
     ("profile_rpt", ["--md", "/nonexistent/p.md"], "--md"),
     ("bench_kernels_cuda", ["--json", "/nonexistent/k.json"], "--json"),
     ("deploy_report", ["--checkpoint", "x.pt", "--json", "/nonexistent/d.json"], "--json"),
+    # a folder passed the check and failed the save after the run; a --png without .png wrote NAME.png
+    ("bench_models", ["--json", "/tmp"], "--json /tmp: is a folder; give a file name"),
+    ("bench_kernels", ["--png", "/tmp"], "--png /tmp: is a folder"),
+    ("bench_kernels", ["--png", "/tmp/plot"], "--png /tmp/plot: the plot is a PNG file; give a name ending in .png"),
 ])
 def test_bad_argument_is_a_usage_error_naming_it(script, argv, named, capsys):
     with pytest.raises(SystemExit) as e:

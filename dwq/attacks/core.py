@@ -41,6 +41,15 @@ def check_eps(eps: float, name: str = "epsilon", positive: bool = False):
     return float(eps)
 
 
+def check_positive(value, name: str) -> float:
+    """A finite real > 0 (a rate, a constant, a scale): 0 or NaN silently disabled an attack, a
+    negative one reversed it."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and 0.0 < float(value) < float("inf")
+    if not ok:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def check_count(value, name: str, minimum: int = 0) -> int:
     """An iteration or query count: an int ``>= minimum`` (a float count failed inside ``range``)."""
     try:
@@ -159,6 +168,7 @@ def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generato
     Wong et al. 2020); default step ``1.25·eps``."""
     # a NaN step gave NaN images, a negative one descended the loss; the default 1.25·eps may
     # exceed 1 (eps > 0.8), so only a step the caller gives is checked
+    eps = check_eps(eps)  # (before 1.25 * eps: None or "8/255" failed there with a bare TypeError)
     alpha = 1.25 * eps if alpha is None else check_eps(alpha, "step size")
     return _single_step(model, x, y, eps, alpha, True, loss, lo, hi, generator, loss_scale)
 

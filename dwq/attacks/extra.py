@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from dwq.nn.modes import kept_modes
 
-from .core import ce_loss, check_autograd, check_count, check_eps, check_images, check_labels, project_linf
+from .core import (ce_loss, check_autograd, check_count, check_eps, check_images, check_labels, check_positive,
+                   project_linf)
 
 
 class _InputGrad(torch.autograd.Function):
@@ -122,14 +123,15 @@ def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, ste
     check_count(steps, "steps", 1)
     check_count(eot_iter, "eot_iter", 1)
     check_count(square_queries, "square_queries", 1)
+    check_count(seed, "seed")
     ta = _torchattacks()  # (the labels and images: checked by _run, once)
     m = _Wrap(model, x.dtype)
     # torchattacks took n_classes - 1 targets: n_classes=10 for a 5-class model failed with 'index -6 is
     # out of bounds', and the class count of a 100-class model ran 99 targets, not the standard 9
     with kept_modes(m), torch.no_grad():
         classes = m.eval()(x[:1].float()).shape[-1]
-    if n_classes is not None and n_classes != classes:
-        raise ValueError(f"n_classes is {n_classes}, but the model has {classes} outputs")
+    if n_classes is not None and check_count(n_classes, "n_classes", 1) != classes:
+        raise ValueError(f"n_classes is {n_classes!r}, but the model has {classes} outputs")
     need = 4 if version == "standard" else 3
     if classes < need:
         raise ValueError(f"AutoAttack {version!r} needs a model with at least {need} classes (its "
@@ -173,6 +175,7 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
     check_images(x)
     check_count(steps, "steps", 1)
     check_count(eot_iter, "eot_iter", 1)
+    check_count(seed, "seed")
     if loss not in ("ce", "dlr"):
         raise ValueError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
     ta = _torchattacks()
@@ -219,6 +222,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     69.4% / 49.0% with the shared τ, at batch 250 and at batch 50 alike.
     """
     check_eps(tau, "tau", positive=True)  # τ <= 0 penalized every pixel at every step: a silently weak attack
+    check_positive(c_init, "c_init")  # 0 stayed 0 under "x10 while no success": the clean images came back
     check_count(steps, "steps", 1)
     check_count(binary_steps, "binary_steps", 1)
     check_autograd()
@@ -226,6 +230,8 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     check_images(x, lo, hi)
     x = x.detach()
     n = x.shape[0]
+    if n == 0:  # (as the other attacks: an empty batch is returned, not a max() error)
+        return x.clone()
     c = torch.full((n,), c_init, device=x.device)
     c_lo = torch.zeros(n, device=x.device)
     c_hi = torch.full((n,), 1e10, device=x.device)
@@ -280,11 +286,18 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     check_eps(eps)
     check_count(max_queries, "max_queries")
     check_count(tile_size, "tile_size", 1)  # 0 was a ZeroDivisionError
+    # 0 or NaN left every image where it was (a NaN prior has sign 0), a negative step descended the loss
+    for value, name in ((fd_eta, "fd_eta"), (online_lr, "online_lr"), (exploration, "exploration")):
+        check_positive(value, name)
+    image_lr = eps / 4 if image_lr is None else check_eps(image_lr, "image_lr", positive=True)
+    if x.dim() != 4:
+        raise ValueError(f"bandits_td: x must be images [N, C, H, W] (its tiles are 2-D), got shape {tuple(x.shape)}")
     check_labels(x, y)
     check_images(x, lo, hi)
     loss = loss or ce_loss
-    image_lr = eps / 4 if image_lr is None else image_lr
     x = x.detach()
+    if len(x) == 0:
+        return x.clone(), torch.zeros(0, dtype=torch.long, device=x.device)
     n, ch, h, w = x.shape
     ph, pw = math.ceil(h / tile_size), math.ceil(w / tile_size)
     prior = torch.zeros(n, ch, ph, pw, device=x.device)
