@@ -81,6 +81,29 @@ def test_other_training_attacks_run(tmp_path, attack, steps):
     assert tr.step == steps
 
 
+def test_free_training_perturbs_pixels_at_0_and_1_and_carries_its_noise_over_a_short_batch(tmp_path):
+    """A clamp to [0, 1] inside the graph passed no gradient at 0 or 1 (torch >= 2.14): the 80% of an
+    MNIST image at exactly 0 was never perturbed. The noise was also projected into each batch's image
+    box (so it depended on the images it was made on) and dropped whenever the batch size changed; as
+    in the reference's free training it is now kept within ±ε and a short batch takes its first rows."""
+    torch.manual_seed(0)
+    data = tiny_data(96)
+    eps = 0.3
+    tr = Trainer(small_cnn(precisions=[4], width=8), data,
+                 cfg(attack="free", epsilon=eps, alpha=0.1, free_replays=4, precisions=[4], random_precision=False,
+                     batch_size=64), str(tmp_path))
+    x, y = data.tensors[0][:64], data.tensors[1][:64]
+    tr.train_batch(x, y)
+    noise = tr.free_delta
+    moved = ((x + noise).clamp(0, 1) - x) != 0
+    assert (x == 0).float().mean() > 0.7 and moved[x == 0].float().mean() > 0.3  # was 0.0
+    assert moved[(x > 0) & (x < 1)].float().mean() > 0.3 and noise.abs().max() <= eps
+    kept = noise[32:].clone()
+    tr.train_batch(data.tensors[0][64:96], data.tensors[1][64:96])  # the epoch's short last batch
+    assert tr.free_delta.shape == (64, 1, 28, 28) and torch.equal(tr.free_delta[32:], kept)
+    assert not torch.equal(tr.free_delta[:32], noise[:32])
+
+
 @pytest.mark.parametrize("attack", ["fgsm", "fgsm-rs", "pgd"])
 def test_amp_attack_scales_its_loss_so_fp16_gradients_do_not_flush_to_zero(tmp_path, attack):
     """Under AMP the attack's input gradients of a confident model (margin ~15) were float16 zeros:
@@ -390,6 +413,32 @@ def test_labels_beyond_the_models_outputs_are_refused_before_training(tmp_path):
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert all(m.training for m in model.modules())
+
+
+def test_empty_sets_bare_milestones_and_a_run_cut_in_its_first_epoch_are_named(tmp_path):
+    """An empty test set with test_select trained a whole epoch, then a ZeroDivisionError; lr_milestones=(0.5)
+    (a float) a bare "not iterable"; a folder whose run failed in its first epoch (config.json, no
+    last.pt) was refused with "continue that run with resume()", which returns False there."""
+    from dwq.train.validation import evaluate_clean_pgd
+
+    m, data = small_cnn(precisions=[4], width=4), tiny_data(32)
+    empty = TensorDataset(data.tensors[0][:0], data.tensors[1][:0])
+    with pytest.raises(ValueError, match="needs a test_set with images; got an empty one"):
+        Trainer(m, data, cfg(test_select=True, precisions=[4], random_precision=False), str(tmp_path / "a"),
+                test_set=empty)
+    with pytest.raises(ValueError, match=r"needs images and precisions, got 0 images"):
+        evaluate_clean_pgd(m, empty, [4], 0.1, 0.05, 1, "cpu")
+    for bad in (0.5, "0.5"):
+        with pytest.raises(ValueError, match=r"lr_milestones must be a tuple of fractions of the run, e.g. \(0.5, 0.75\)"):
+            cfg(lr_schedule="multistep", lr_milestones=bad).validate()
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # what fit() wrote before a first epoch that raised
+    tr = Trainer(m, data, cfg(epochs=1, precisions=[4], random_precision=False), str(out))
+    assert not tr.resume()
+    with pytest.raises(ValueError, match=r"stopped before its first epoch ended \(config.json, no last.pt\): nothing "
+                                         r"to resume.*remove_run_files"):
+        tr.fit()
 
 
 def test_a_new_run_refuses_a_folder_holding_a_run(tmp_path):

@@ -4,6 +4,7 @@ What the settings do is :mod:`dwq.train.loop`'s docstring."""
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -85,6 +86,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be >= {low} (an int), got {v!r}")
+        ms = self.lr_milestones
+        if not (isinstance(ms, (list, tuple)) and all(isinstance(m, numbers.Real) and not isinstance(m, bool)
+                                                      for m in ms)):  # (0.5) is a float: "not iterable"
+            raise ValueError(f"lr_milestones must be a tuple of fractions of the run, e.g. (0.5, 0.75), got {ms!r}")
         if not all(0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr milestones are fractions of the run in (0, 1], got {list(self.lr_milestones)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:

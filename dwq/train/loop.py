@@ -57,7 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dwq._atomic import atomic_open
-from dwq.attacks import fgsm, fgsm_rs, pgd, project_linf
+from dwq.attacks import fgsm, fgsm_rs, pgd
 from dwq.nn import kept_modes, precision, precision_set, set_precision
 from dwq.nn.sbn import mark_trained
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
@@ -105,9 +105,10 @@ class Trainer:
         self.cfg = cfg = copy.copy(cfg).validate()  # validate() fills in defaults: the caller's config stays as given
         if cfg.reference:
             check_reference_quantizers(model)
-        if cfg.test_select and test_set is None:
-            raise ValueError("test_select=True (the reference's test-set checkpoint) needs test_set; "
-                             "pass the test set or set test_select=False")
+        if cfg.test_select and (test_set is None or len(test_set) == 0):  # (empty: a ZeroDivisionError after epoch 1)
+            raise ValueError("test_select=True (the reference's test-set checkpoint) needs a test_set with images; "
+                             f"{'got an empty one' if test_set is not None else 'pass the test set'} or set "
+                             f"test_select=False")
         self.device = torch.device(device)
         if cfg.amp and self.device.type != "cuda":
             raise ValueError(f"amp (float16 autocast) works on CUDA only, not on {self.device}")
@@ -387,22 +388,29 @@ class Trainer:
         gradients is the gradient of the global batch's mean (63 images on 2 ranks: 32 and 31)."""
         c = self.cfg
         if c.attack == "free":
-            if self.free_delta is None or self.free_delta.shape != x.shape:
+            # The reference's global noise: kept within ±ε only and carried from batch to batch (a short
+            # last batch takes its first rows), the image box applied outside the graph. A clamp to
+            # [0, 1] inside it passed no gradient at 0 or 1 (torch >= 2.14), so those pixels, most of an
+            # MNIST image, never moved.
+            n = len(x)
+            if self.free_delta is None or self.free_delta.shape[1:] != x.shape[1:]:
                 self.free_delta = torch.zeros_like(x)
+            elif len(self.free_delta) < n:
+                self.free_delta = torch.cat([self.free_delta, torch.zeros_like(x[len(self.free_delta):])])
+            noise = self.free_delta[:n]
+            step = c.alpha if c.alpha is not None else c.epsilon
             tot_l = tot_c = 0.0
             for _ in range(c.free_replays):
                 self._draw()
-                delta = self.free_delta.detach().requires_grad_(True)
-                xa = (x + delta).clamp(0, 1)
-                out = self._forward(xa)
+                delta = ((x + noise).clamp(0, 1) - x).detach().requires_grad_(True)
+                out = self._forward(x + delta)
                 loss = F.cross_entropy(out.float(), y)
                 self._backward(loss, share)
-                g = delta.grad.detach()
-                step = c.alpha if c.alpha is not None else c.epsilon
-                self.free_delta = (project_linf(x + delta.detach() + step * g.sign(), x, c.epsilon) - x).detach()
+                noise = (noise + step * delta.grad.detach().sign()).clamp(-c.epsilon, c.epsilon)
                 self._step()
                 tot_l = tot_l + loss.detach() * len(y)
                 tot_c = tot_c + (out.argmax(1) == y).sum()
+            self.free_delta = torch.cat([noise, self.free_delta[n:]]) if len(self.free_delta) > n else noise
             return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
         self._draw()
         with reuse_quantized_weights(self.model):  # weights change only at the optimizer step

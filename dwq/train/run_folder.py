@@ -75,6 +75,10 @@ def check_fresh_run_folder(out_dir: str) -> None:
     metrics.jsonl and leave their best.pt beside its own config.json (and a later resume would accept
     the mix)."""
     found = [f for f in RUN_FILES + ("last.pt",) if os.path.exists(os.path.join(out_dir, f))]
+    if found and "last.pt" not in found:  # (resume() has nothing to continue: it said so, a dead end)
+        raise ValueError(f"{out_dir} holds a run that stopped before its first epoch ended ({', '.join(found)}, no "
+                         f"last.pt): nothing to resume; train into an empty folder, or remove those files "
+                         f"(dwq.train.run_folder.remove_run_files) to train there again")
     if found:
         raise ValueError(f"{out_dir} already holds a run ({', '.join(found)}): train into an empty "
                          f"folder, or continue that run with resume()")

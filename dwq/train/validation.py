@@ -20,6 +20,9 @@ def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, ba
     the same precision, PGD-``steps``, per-sample ``early_stop`` optional), model in
     eval mode. Used for validation and the reference's test-set selection. Returns ``(clean, pgd)``
     accuracies in [0, 1]; ``pgd`` is None when ``steps`` is 0."""
+    if len(dataset) == 0 or len(precisions) == 0:  # (a ZeroDivisionError)
+        raise ValueError(f"evaluate_clean_pgd: needs images and precisions, got {len(dataset)} images and "
+                         f"precisions {list(precisions)}")
     model = unwrap(model)
     with kept_modes(model), reuse_quantized_weights(model.eval()):
         return _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop)
