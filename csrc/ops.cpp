@@ -21,6 +21,11 @@ PyObject* packed_weight_shape(PyObject*, PyObject* args) {
                  n, k, bits);
     return nullptr;
   }
+  if (!dwq::cpu::packed_layout_fits(n, k, bits)) {
+    PyErr_Format(PyExc_ValueError, "packed_weight_shape: n=%lld, k=%lld at %d bits: n and k must be at most 2^40 "
+                 "and the packed weight below 2^62 bytes", n, k, bits);
+    return nullptr;
+  }
   return Py_BuildValue("(LL)", n, static_cast<long long>(dwq::cpu::packed_weight_cols(n, k, bits)));
 }
 

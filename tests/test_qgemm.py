@@ -301,11 +301,32 @@ def test_supported_cpu_isas_are_the_ones_that_run(monkeypatch):
                 q.quantize_act(x, s, z, 8)
 
 
+def test_a_packed_weight_too_large_for_int64_sizes_is_refused():
+    """An expanded (stride-0) w_codes makes any K free: at K = 2^57 (16 bits) the blob's size wrapped to
+    0 and pack_weight wrote past its tensor (a segfault); packed_weight_shape returned wrapped shapes."""
+    from dwq._C import packed_weight_shape
+
+    zp = torch.zeros(1, dtype=torch.int32)
+    for K, bits in ((2**57, 16), (2**58, 8), (2**41, 8)):
+        w = torch.zeros(1, 1, dtype=torch.uint8).expand(1, K)
+        with pytest.raises(RuntimeError, match=rf"w_codes \[N, K\] = \[1, {K}\] at {bits} bits: N and K must be at "
+                                               r"most 2\^40"):
+            q.pack_weight(w, zp, bits)
+        with pytest.raises(ValueError, match=rf"n=1, k={K} at {bits} bits: n and k must be at most 2\^40"):
+            packed_weight_shape(1, K, bits)
+    with pytest.raises(ValueError, match="the packed weight below 2\\^62 bytes"):
+        packed_weight_shape(2**40, 2**40, 8)
+    assert packed_weight_shape(3, 2**30, 16)[1] > 2**30  # large but representable: a shape, not an error
+
+
 def test_python_wrapper_errors():
     with pytest.raises(ValueError, match="bits must be an int in 2..16"):
         q.quantize_act(torch.ones(2), torch.ones(1), torch.zeros(1, dtype=torch.int32), 17)
     with pytest.raises(ValueError, match="pack_conv_weight: w_codes must be"):
         q.pack_conv_weight(torch.zeros(3, 3, dtype=torch.uint8), torch.zeros(3, dtype=torch.int32), 8)
+    with pytest.raises(ValueError, match=r"pack_conv_weight: w_codes must be non-empty \[O, C, kh, kw\], got shape "
+                                         r"\(0, 3, 3, 3\)"):
+        q.pack_conv_weight(torch.zeros(0, 3, 3, 3, dtype=torch.uint8), torch.zeros(0, dtype=torch.int32), 8)
     x, w, zw = _sample()
     zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
     with pytest.raises(ValueError, match="qlinear: x_codes must be"):

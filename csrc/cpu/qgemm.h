@@ -39,6 +39,9 @@ struct PackedLayout {
   int64_t data_off = 0, colsum_off = 0, zp_off = 0, bytes = 0;
 };
 PackedLayout packed_layout(int64_t N, int64_t K, int bits, int kh = 0, int kw = 0);
+// Whether N and K are at most 2^40 and the blob of [N, K] codes at `bits` is below 2^62 bytes, so that packed_layout's
+// int64 arithmetic holds (an expanded [1, 2^57] w_codes wrapped the size to 0, and packing wrote past it).
+bool packed_layout_fits(int64_t N, int64_t K, int bits);
 // Writes the kHeaderBytes-byte header of a blob with layout L (the rest is pack_weight's).
 void write_packed_header(const PackedLayout& L, int8_t* out);
 int64_t packed_weight_bytes(int64_t N, int64_t K, int bits);

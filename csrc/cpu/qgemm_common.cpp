@@ -123,6 +123,17 @@ void write_packed_header(const PackedLayout& L, int8_t* out) {
   std::memcpy(out, &h, sizeof(h));
 }
 
+bool packed_layout_fits(int64_t N, int64_t K, int bits) {
+  constexpr int64_t kMax = int64_t{1} << 62, kMaxDim = int64_t{1} << 40;  // (then round_up and 12 N hold)
+  if (N <= 0 || K <= 0 || N > kMaxDim || K > kMaxDim) return false;
+  int64_t rows = 0, plane = 0, total = 0;
+  if (__builtin_mul_overflow(static_cast<int64_t>(limbs_for_bits(bits)), round_up(N, kBlockN), &rows) ||
+      __builtin_mul_overflow(rows, round_up(K, 4), &plane) ||
+      __builtin_add_overflow(plane, kHeaderBytes + 12 * N, &total))  // (12 N: column sums and zero points)
+    return false;
+  return total < kMax;
+}
+
 int64_t packed_weight_bytes(int64_t N, int64_t K, int bits) { return packed_layout(N, K, bits).bytes; }
 
 int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {

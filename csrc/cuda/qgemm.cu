@@ -135,6 +135,7 @@ at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, i
   qg_check_codes(op, "w_codes", w, 2, w.device());
   const int64_t N = w.size(0), K = w.size(1);
   TORCH_CHECK(N > 0 && K > 0, "dwq.pack_weight: w_codes must be non-empty [N, K], got ", w.sizes());
+  qg_pack_size(N, K, bits);
   const auto [kh, kw] = qg_pack_kernel(kernel_size, K);
   qg_check_device(op, "zero_point", zero_point, w.device());
   TORCH_CHECK(zero_point.scalar_type() == at::kInt, "dwq.pack_weight: zero_point must be int32, got ",

@@ -167,6 +167,7 @@ at::Tensor pack_weight_cpu(const at::Tensor& w, const at::Tensor& zero_point, in
   check_codes_tensor(op, "w_codes", w, 2);
   const int64_t N = w.size(0), K = w.size(1);
   TORCH_CHECK(N > 0 && K > 0, "dwq.pack_weight: w_codes must be non-empty [N, K], got ", w.sizes());
+  qg_pack_size(N, K, bits);
   const auto [kh, kw] = qg_pack_kernel(kernel_size, K);
   check_cpu(op, "zero_point", zero_point);
   TORCH_CHECK(zero_point.scalar_type() == at::kInt, "dwq.pack_weight: zero_point must be int32, got ",

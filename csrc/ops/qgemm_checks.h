@@ -145,6 +145,13 @@ inline void qg_check_k(const char* op, const cpu::PackedWeightView& w, const KNe
   }
 }
 
+// The blob of pack_weight's [N, K] codes must have a size that int64 holds (an expanded w_codes makes
+// any K cheap): else its size wrapped and the packing wrote out of bounds.
+inline void qg_pack_size(int64_t N, int64_t K, int64_t bits) {
+  TORCH_CHECK(cpu::packed_layout_fits(N, K, static_cast<int>(bits)), "dwq.pack_weight: w_codes [N, K] = [", N, ", ",
+              K, "] at ", bits, " bits: N and K must be at most 2^40 and the packed weight below 2^62 bytes");
+}
+
 // pack_weight's kernel_size: empty (a GEMM weight) or the conv kernel [kh, kw] whose (ky, kx, c)
 // ordered weights the K columns hold. Returns {kh, kw}, {0, 0} for a GEMM.
 inline std::pair<int, int> qg_pack_kernel(at::IntArrayRef kernel_size, int64_t K) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -303,9 +304,25 @@ static void header_kernel_cases() {
   }
 }
 
+// A blob whose size int64 cannot hold is refused before packed_layout computes it (it wrapped: at
+// K = 2^57 and 16 bits to 0 bytes), and every blob that fits has the size its parts add up to.
+static void layout_size_cases() {
+  const int64_t big = int64_t{1} << 40;
+  CHECK(!packed_layout_fits(1, int64_t{1} << 57, 16) && !packed_layout_fits(1, big + 1, 8) &&
+            !packed_layout_fits(big + 1, 1, 8) && !packed_layout_fits(big, big, 2) && !packed_layout_fits(0, 4, 8),
+        "an unrepresentable blob size was accepted");
+  for (const auto& [N, K, bits] : {std::tuple{int64_t{1}, big, 16}, std::tuple{big, int64_t{1}, 8},
+                                   std::tuple{int64_t{3}, int64_t{1} << 30, 16}, std::tuple{int64_t{65}, int64_t{7}, 4}}) {
+    const PackedLayout L = packed_layout(N, K, bits);
+    CHECK(packed_layout_fits(N, K, bits) && L.bytes == kHeaderBytes + L.limbs * L.Npad * L.Kp + 12 * N,
+          "layout N=%lld K=%lld bits=%d: %lld bytes", (long long)N, (long long)K, bits, (long long)L.bytes);
+  }
+}
+
 int main() {
   std::mt19937_64 rng(1234);
   header_kernel_cases();
+  layout_size_cases();
   {
     std::mt19937_64 srng(99);  // own stream: the GEMM/conv cases below stay the same
     split_cases(srng);

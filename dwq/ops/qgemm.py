@@ -132,6 +132,8 @@ def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int)
     kernel but 1 x 1."""
     if w_codes.dim() != 4:
         raise ValueError(f"pack_conv_weight: w_codes must be [O, C, kh, kw], got shape {tuple(w_codes.shape)}")
+    if w_codes.numel() == 0:  # (else reshape(0, -1) failed, naming neither the op nor w_codes)
+        raise ValueError(f"pack_conv_weight: w_codes must be non-empty [O, C, kh, kw], got shape {tuple(w_codes.shape)}")
     return pack_weight(w_codes.permute(0, 2, 3, 1).reshape(w_codes.shape[0], -1), zero_point, bits,
                        w_codes.shape[2:])
 
