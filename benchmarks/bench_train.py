@@ -55,14 +55,18 @@ def sync(device):
 
 
 def time_pair(fns, device, reps, warmup):
-    """Median / best ms of each fn, interleaved rep by rep (same load for all)."""
+    """Median / best ms of each fn, interleaved rep by rep (same load for all); each rep starts one fn
+    later, so that none always runs after the same one (as dwq.deploy.time_round_robin: the caches the
+    previous call leaves cost the next up to 28% on small shapes)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync(device)
     times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
+    names = list(fns)
+    for r in range(reps):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            fn = fns[k]
             if device.type == "cuda":
                 a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 a.record()
