@@ -500,7 +500,7 @@ class _RandomFlips(torch.utils.data.Dataset):
         return (x.flip(-1) if torch.rand(()) < 0.5 else x), int(self.y[i])
 
 
-def test_augmentation_does_not_depend_on_the_number_of_workers(tmp_path):
+def test_augmentation_does_not_depend_on_the_number_of_workers(tmp_path, monkeypatch):
     """Each item's augmentation is drawn from (seed, epoch, index): 0 and 1 loader workers train the same
     weights, so a resume may change --workers (the weights differed by 0.18 before)."""
     runs = []
@@ -518,6 +518,10 @@ def test_augmentation_does_not_depend_on_the_number_of_workers(tmp_path):
     a = [SeededItems(_RandomFlips(8), 0, 1)[i][0] for i in range(8)]
     assert torch.equal(state, torch.get_rng_state())  # the caller's RNG untouched
     assert all(torch.equal(u, SeededItems(_RandomFlips(8), 0, 1)[i][0]) for i, u in enumerate(a))
+    # nor the GPUs' generators, which torch.manual_seed reseeded (the fork gives back the CPU's only)
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    assert torch.equal(SeededItems(_RandomFlips(8), 0, 1)[3][0], a[3]) and seeded == []
 
 
 # ----------------------------------------------------------------------------- DDP

@@ -72,7 +72,9 @@ class SeededItems(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.base + int(i)) % (1 << 63))
+            # the CPU generator alone: torch.manual_seed reseeds every GPU's too, which the fork (no
+            # devices) does not give back
+            torch.random.default_generator.manual_seed((self.base + int(i)) % (1 << 63))
             return self.dataset[i]
 
 
