@@ -1,4 +1,5 @@
-"""Adversarial attacks (a leaf package: imports no other dwq package).
+"""Adversarial attacks (below the models and training: they import only dwq.ops' value check and
+dwq.nn's mode keeper, so that any model callable can be attacked).
 
 Every attack takes a *model callable* ``model(x) -> logits`` on images in
 ``[0, 1]`` (``float [N, C, H, W]``) and integer labels ``y: int64 [N]``, and

@@ -210,7 +210,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     Adam in tanh space on ``c·max(z_y - max_{j≠y} z_j + κ, 0) + Σ max(|δ| - τ, 0)``;
     τ is multiplied by 0.9 whenever no pixel exceeds it; ``c`` is set per sample
     by binary search (×10 while no success). Returns, per sample, the successful
-    adversarial image with the smallest penalty, else the clean image. τ is a
+    adversarial image with the smallest L∞ distortion, else the clean image. τ is a
     soft penalty, not a hard bound (the paper reports τ 0.05/0.1/0.2 as ε 8/12/16);
     project with :func:`project_linf` to score it as a bounded attack.
 
