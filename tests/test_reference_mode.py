@@ -201,7 +201,7 @@ def test_reference_mode_settings_and_contradictions(tmp_path):
     with pytest.raises(ValueError, match="needs the reference's quantizer.*layer 'conv2"):
         Trainer(small_cnn(precisions=[4, 8], width=8), tiny_data(32), cfg(reference=True), str(tmp_path),
                 test_set=tiny_data(32))
-    with pytest.raises(ValueError, match="needs test_set"):
+    with pytest.raises(ValueError, match="needs a test_set"):
         Trainer(small_cnn(precisions=[4, 8], width=8, policy=REF), tiny_data(32), cfg(reference=True),
                 str(tmp_path))
 
