@@ -1210,8 +1210,10 @@ def test_resume_does_not_need_the_pretrained_file_again(tmp_path, capsys):
     assert main(["train", "--out", out, "--dataset", "imagenet", "--data-dir", str(tmp_path / "data"), "--network",
                  "resnet50", "--pretrained", str(pre), "--attack", "none", "--val-size", "0", "--train-subset", "2",
                  "--batch-size", "2", "--epochs", "1", "--workers", "0", "--no-progress"]) == 0
+    # two class folders are labelled 0 and 1, which the torchvision head holds as tench and goldfish: said
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"--pretrained: {tmp_path / 'data'} has 2 class folders, labelled 0..1 by position" in said, said
     pre.unlink()
-    capsys.readouterr()
     assert main(["train", "--resume", "--out", out, "--epochs", "2", "--workers", "0"]) == 0, capsys.readouterr().err
     assert json.load(open(os.path.join(out, "config.json")))["extra"]["flags"]["pretrained"] == str(pre)
 
@@ -1270,3 +1272,31 @@ def test_the_next_command_of_a_run_in_the_current_folder_names_it(tmp_path, caps
     assert main(["train", "--out", ".", "--attack", "none", "--val-size", "10", "--val-pgd-steps", "0",
                  "--train-subset", "10", "--batch-size", "10", "--epochs", "1", "--width", "8", "--no-progress"]) == 0
     assert f"next: dwq eval --checkpoint ./best.pt --out {run}-eval" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_an_unreadable_training_image_is_one_line_and_the_command_reruns(tmp_path, capsys, workers):
+    """A truncated or non-image file in an ImageNet folder was PIL's traceback (from a worker, wrapped in
+    another), and the config.json left behind refused the same command once the file was fixed."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import torchvision_or_skip
+
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "data" / split / c / "0.JPEG")
+    bad = tmp_path / "data" / "train" / "n02" / "1.JPEG"
+    bad.write_bytes(b"half an image")
+    out = str(tmp_path / "r")
+    cmd = ["train", "--out", out, "--dataset", "imagenet", "--data-dir", str(tmp_path / "data"), "--network",
+           "PreActResNet18", "--attack", "none", "--val-size", "0", "--batch-size", "3", "--epochs", "1",
+           "--workers", workers, "--no-progress"]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and f"cannot read the image {bad} (UnidentifiedImageError" in err, err
+    assert "no epoch completed, so there is nothing to resume" in err and os.listdir(out) == [], os.listdir(out)
+    Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(bad)
+    assert main(cmd) == 0, capsys.readouterr().err

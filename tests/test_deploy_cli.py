@@ -80,7 +80,10 @@ def test_deploy_bad_input(checkpoint, artifact, tmp_path, capsys):
            "not a loadable dwq checkpoint")
     _fails(["deploy", "--checkpoint", checkpoint, "--out", str(tmp_path / "no" / "dir.safetensors")], capsys,
            "does not exist")
-    assert not new.exists()
+    # a trailing slash: abspath dropped it, so the parent looked fine and only the write failed
+    _fails(["deploy", "--checkpoint", checkpoint, "--out", f"{tmp_path}/new/"], capsys,
+           f"--out {tmp_path}/new/: names a folder; give the new file's name")
+    assert not new.exists() and not (tmp_path / "new").exists()
 
 
 def test_files_that_cannot_be_written_are_one_line_errors(checkpoint, artifact, tmp_path, capsys, monkeypatch):

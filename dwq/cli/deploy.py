@@ -52,6 +52,8 @@ def add_parsers(sub) -> None:
 
 
 def _new_file(path: str, flag: str) -> None:
+    if not os.path.basename(path):  # "dir/": abspath drops the slash, and the write failed after the work
+        raise CLIError(f"{flag} {path}: names a folder; give the new file's name")
     if os.path.exists(path):
         raise CLIError(f"{flag} {path} already exists; choose another path (dwq never overwrites)")
     parent = os.path.dirname(os.path.abspath(path))

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--integer", action="store_true",
                    help="attack and classify the true-integer model (dwq.deploy.convert of the checkpoint) instead "
                         "of the fake-quant one; gradients come from the fake-quant twin (straight-through)")
-    e.add_argument("--n-test", type=positive_int, default=None, help="evaluate the first N test images only")
+    e.add_argument("--n-test", type=positive_int, default=None, help="evaluate N test images only: the first N, or for ImageNet (its val/ "
+                                                           "folder is sorted by class) a fixed random N (seed 0)")
     e.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size")
     e.add_argument("--seed", type=seed_arg, default=0, help="seed of precision draws and random starts")
     e.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
@@ -134,15 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- eval
+def _class_sorted(dataset) -> bool:
+    # an ImageFolder (ImageNet's val/) lists every image of class 0 first: its first N are a few classes
+    return hasattr(dataset, "samples") and hasattr(dataset, "class_to_idx")
+
+
+def _eval_indices(dataset, n=None):
+    """The test images dwq eval reads: the first ``n`` (the CIFAR/SVHN/MNIST-5k test sets are in no
+    class order), but in a class-sorted folder a fixed random sample (seed 0, not --seed: every
+    evaluation of ``n`` images reads the same ones), whose first --autoattack-n are random too."""
+    import torch
+    m = len(dataset) if n is None else min(n, len(dataset))
+    if _class_sorted(dataset) and m < len(dataset):
+        return torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:m].tolist()
+    return range(m)
+
+
 def _tensors(dataset, n=None):
     import torch
     if hasattr(dataset, "tensors"):
         x, y = dataset.tensors
-    else:
-        idx = range(len(dataset) if n is None else min(n, len(dataset)))
-        xs, ys = zip(*(dataset[i] for i in idx))
-        x, y = torch.stack(xs), torch.as_tensor(ys)
-    return (x[:n], y[:n]) if n else (x, y)
+        return (x[:n], y[:n]) if n else (x, y)
+    xs, ys = zip(*(dataset[i] for i in _eval_indices(dataset, n)))
+    return torch.stack(xs), torch.as_tensor(ys)
 
 
 def _eval_settings(a, ck, model_set, device):
@@ -289,7 +304,8 @@ def _eval(a, held: contextlib.ExitStack):
     if a.autoattack_n and a.autoattack_n > n_eval:  # like --n-test: refused, not quietly shortened
         where = "--n-test" if a.n_test else f"the whole {ex['dataset']} test set"
         raise CLIError(f"--autoattack-n {a.autoattack_n}: more than the {n_eval} images evaluated ({where})")
-    settings.insert(-3, ("test images", f"{a.n_test or len(test)} of {len(test)}",
+    sample = ", a random sample (seed 0)" if a.n_test and _class_sorted(test) else ""
+    settings.insert(-3, ("test images", f"{a.n_test or len(test)} of {len(test)}{sample}",
                          "given" if a.n_test else "default: all"))
     ps = a.precisions
     target = _integer_twin(model, ps) if a.integer else model  # before anything is written

@@ -44,6 +44,21 @@ DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")  # dwq.da
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.train.TRAIN_ATTACKS (not imported: fast --help)
 
 
+def _stopped(what: str, out: str, say: bool):
+    """CLIError: ``what`` stopped the run, and where it stands (nothing to resume: what it wrote is
+    removed, so that the same command starts afresh)."""
+    from dwq.train.run_folder import remove_run_files
+
+    if os.path.exists(os.path.join(out, "last.pt")):
+        raise CLIError(f"{what}; the last complete epoch is in {out}/last.pt (once fixed, continue with: "
+                       f"dwq train --resume --out {out})") from None
+    if say:
+        with contextlib.suppress(OSError):
+            remove_run_files(out)
+    raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
+                   f"starts afresh)") from None
+
+
 def add_parser(sub):
     t = sub.add_parser("train", formatter_class=HelpFormatter,
                        help="adversarial training (PGD/FGSM/FGSM-RS/free), optionally with RPT",
@@ -162,7 +177,7 @@ def _resume_hint(out: str) -> str:
 def cmd_train(a):
     import torch
 
-    from dwq.data import get_datasets, train_val_split
+    from dwq.data import DatasetError, get_datasets, train_val_split
     from dwq.models import build_model
     from dwq.train import CheckpointError, TrainConfig, Trainer
     from dwq.train.config import lr_lambda
@@ -215,6 +230,13 @@ def cmd_train(a):
             raise CLIError(f"--train-subset {f['train_subset']}: the training split has only {len(train)} images "
                            f"({len(val)} held out for validation)")
         train = torch.utils.data.Subset(train, range(f["train_subset"]))
+    classes = getattr(test, "classes", None)
+    if f["pretrained"] and f["dataset"] == "imagenet" and classes is not None and len(classes) != info.num_classes:
+        # labels are folder positions: the torchvision head's output 0 is the first of the 1000 wnids, not of these
+        defaults.append(("note", f"--pretrained: {f['data_dir']} has {len(classes)} class folders, labelled 0.."
+                                 f"{len(classes) - 1} by position, so the pretrained head's outputs (the "
+                                 f"{info.num_classes} ImageNet classes in wnid order) do not match them: the run "
+                                 f"relearns them"))
     if f["workers"] and "workers" in given and f["dataset"] == "mnist5k":
         defaults.append(("note", f"--workers {f['workers']} has no effect on mnist5k (held in memory)"))
     model_set = precision_value("list", f["precisions"])
@@ -278,18 +300,13 @@ def cmd_train(a):
                 print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
             return 130
+        except DatasetError as e:  # an unreadable image; from a worker its message is a traceback ending in ours
+            _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say)
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
             what = write_failure(e, a.out)
             if what is None:
                 raise
-            if os.path.exists(os.path.join(a.out, "last.pt")):
-                raise CLIError(f"{what}; the last complete epoch is in {a.out}/last.pt (once fixed, continue with: "
-                               f"dwq train --resume --out {a.out})") from None
-            if say:  # nothing to resume: as after Ctrl-C, the same command is to start afresh
-                with contextlib.suppress(OSError):
-                    remove_run_files(a.out)
-            raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
-                           f"starts afresh)") from None
+            _stopped(what, a.out, say)
         finally:
             cleanup(synchronize=completed)
         if say:

@@ -204,6 +204,18 @@ def _check_same_classes(train: list, val: list, root: str) -> None:
                        f"so both must hold the same <wnid> folders")
 
 
+def _read_image(path: str):
+    """ImageFolder's loader, with a file that PIL cannot read (truncated, not an image) a one-line
+    DatasetError naming it: PIL's error, raised in a DataLoader worker, came back as a traceback."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as e:  # (PIL's UnidentifiedImageError is an OSError)
+        raise DatasetError(f"imagenet: cannot read the image {path} ({type(e).__name__}: {e}); replace or "
+                           f"remove it") from None
+
+
 def _torchvision(name: str):
     """``(torchvision.datasets, torchvision.transforms)``; DatasetError if torchvision is missing or
     does not fit the installed torch (a CUDA torchvision wheel next to a CPU-only torch fails to
@@ -254,13 +266,14 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
         else:
             te = T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor])
             tr = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), to_tensor]) if augment else te
-            train, test = (tvd.ImageFolder(os.path.join(root, "train"), transform=tr),
-                           tvd.ImageFolder(os.path.join(root, "val"), transform=te))
+            train, test = (tvd.ImageFolder(os.path.join(root, "train"), transform=tr, loader=_read_image),
+                           tvd.ImageFolder(os.path.join(root, "val"), transform=te, loader=_read_image))
             _check_same_classes(train.classes, test.classes, root)
             if len(train.classes) > info.num_classes:
                 # Labels past the 1000-way head would fail only in the loss, at the first such batch.
                 raise DatasetError(f"imagenet: {os.path.join(root, 'train')} has {len(train.classes)} class folders; "
-                                   f"the model has {info.num_classes} outputs (fewer folders, a subset, are fine)")
+                                   f"the model has {info.num_classes} outputs (fewer folders train a subset, labelled by "
+                                   f"their position among the folders)")
         train.eval_transform = test.transform
         return train, test, info
     except DatasetError:
