@@ -85,6 +85,11 @@ def bad_op_cases(dev):
                                                                                          device=dev), zw, 8),
                                                      [3, 3], [1, 1], [1, 1]),
          "packed for a GEMM \\(dwq.ops.pack_weight\\) but kernel_size \\[3, 3\\] needs .*pack_conv_weight"),
+        # the reverse: a conv blob's (ky, kx, c) columns read as a GEMM's (an im2col user's (c, ky, kx))
+        ("GEMM conv-packed", lambda: ops.qgemm_acc(torch.zeros(7, 144, dtype=torch.uint8, device=dev), zx, 8, wcl),
+         "qgemm_acc: w_packed was packed by dwq.ops.pack_conv_weight for a 3x3 kernel .*use dwq.ops.qconv2d"),
+        ("linear conv-packed", lin(x=torch.zeros(7, 144, dtype=torch.uint8, device=dev), wp=wcl),
+         "qlinear: w_packed was packed by dwq.ops.pack_conv_weight for a 3x3 kernel .*use dwq.ops.qconv2d"),
         ("pack kernel_size K", lambda: ops.pack_weight(w, zw, 8, [2, 2]),
          "kernel_size \\[2, 2\\] must be >= 1 and divide K = 33"),
         ("pack kernel_size entries", lambda: ops.pack_weight(w, zw, 8, [1, 3, 11]),

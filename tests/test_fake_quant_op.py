@@ -217,6 +217,10 @@ def test_the_reference_path_checks_scale_and_zero_point_like_the_kernel(monkeypa
         (dict(zero_point=torch.tensor([-1], dtype=torch.int32)), "zero_point"),
         # converted to int32 by saturation, not wrapping, and never from floats or bools
         (dict(zero_point=torch.tensor([2**32 + 3])), "zero_point\\[0\\] = 2147483647 is not a code"),
+        # unsigned: a uint32's 2^32 - 1 wrapped to -1; torch has no clamp for uint32 / uint64
+        (dict(zero_point=torch.tensor([2**32 - 1], dtype=torch.uint32)), "zero_point\\[0\\] = 2147483647 is not a"),
+        (dict(zero_point=torch.tensor([2**64 - 1], dtype=torch.uint64)), "zero_point\\[0\\] = 2147483647 is not a"),
+        (dict(zero_point=torch.tensor([2**32 + 3], dtype=torch.uint64)), "zero_point\\[0\\] = 2147483647 is not a"),
         (dict(zero_point=torch.tensor([3.7])), "zero_point must be an integer tensor"),
         (dict(zero_point=torch.tensor([True])), "zero_point must be an integer tensor"),
         (dict(scale=torch.ones(2)), "entries"),
@@ -267,6 +271,35 @@ def test_every_cpu_isa_is_bit_exact(isa, dtype):
         low = dtype in (torch.float16, torch.bfloat16)
         ref, ref_codes = fake_quantize_ref(x.float() if low else x, scale, zp, bits, axis, return_codes=True)
         assert torch.equal(codes, ref_codes) and torch.equal(out, ref.to(dtype)), (isa, dtype, bits, axis)
+
+
+def test_unsigned_zero_points_are_codes_like_int32():
+    x, s = torch.randn(4, 3), torch.full((3,), 0.1)
+    want = fake_quantize(x, s, torch.tensor([0, 7, 15], dtype=torch.int32), 4, 1)[0]
+    for dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64):
+        assert torch.equal(fake_quantize(x, s, torch.tensor([0, 7, 15], dtype=dtype), 4, 1)[0], want)
+
+
+@pytest.mark.parametrize("axis", [True, False, torch.tensor(True), 1.0, "1"])
+def test_axis_must_be_an_int_not_a_bool(axis):
+    """True is an int to operator.index: axis=True quantized along dim 1, silently (in both zero-point
+    modes, which share the check)."""
+    import dwq
+
+    x, s = torch.randn(4, 5), torch.full((5,), 0.1)
+    with pytest.raises(ValueError, match=r"fake_quantize: axis must be an int \(a dimension of x\) or None"):
+        fake_quantize(x, s, torch.zeros(5, dtype=torch.int32), 8, axis)
+    with pytest.raises(ValueError, match=r"fake_quantize: axis must be an int \(a dimension of x\) or None"):
+        dwq.quant.fake_quantize_float_zp(x, s, torch.zeros(5), 8, axis)
+
+
+def test_numpy_and_tensor_axes_are_ints():
+    import numpy as np
+
+    x, s, z = torch.randn(4, 5), torch.full((5,), 0.1), torch.full((5,), 3, dtype=torch.int32)
+    want = fake_quantize(x, s, z, 8, 1)[0]
+    for axis in (np.int64(1), torch.tensor(1), -1):
+        assert torch.equal(fake_quantize(x, s, z, 8, axis)[0], want)
 
 
 @pytest.mark.skipif(not HAS_EXT, reason="dwq._C is not built")

@@ -342,6 +342,46 @@ def test_python_wrapper_errors():
             q.qconv2d_acc(x.reshape(7, 33, 1, 1), zx, 8, wc, **pair)
 
 
+def test_bools_and_floats_are_not_ints():
+    """operator.index takes True / False as 1 / 0 and int() truncates: stride=True, padding=(True, False)
+    and packed_weight_shape(2.7, ...) once ran, silently. numpy and tensor ints stay ints."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(27)
+    w, zw = rand_codes(g, (4, 3, 3, 3), 4), rand_zp(g, 4, (4,))
+    wp, x, zx = q.pack_conv_weight(w, zw, 4), rand_codes(g, (1, 3, 6, 6), 4, torch.uint8), rand_zp(g, 4)
+    for arg, v in [("stride", True), ("padding", (True, False)), ("kernel_size", (3, torch.tensor(True)))]:
+        with pytest.raises(ValueError, match=rf"{arg} must be an int or a pair of ints, got "):
+            q.qconv2d_acc(x, zx, 4, wp, **dict(dict(kernel_size=3, stride=1, padding=0), **{arg: v}))
+    with pytest.raises(ValueError, match=r"stride must be an int or a pair of ints, got True"):
+        q.qconv2d(x, torch.tensor([1.0]), zx, 4, wp, torch.ones(4), 3, stride=True)
+    assert torch.equal(q.qconv2d_acc(x, zx, 4, wp, np.int64(3), (np.int32(1), torch.tensor(2)), 1),
+                       q.qconv2d_acc(x, zx, 4, wp, 3, (1, 2), 1))
+    for args, name, v in [((2.7, 4, 4), "n", "2.7"), ((True, 4, 4), "n", "True"), ((2, False, 4), "k", "False")]:
+        with pytest.raises(ValueError, match=rf"packed_weight_shape: {name} must be an int, got {v}$"):
+            q.packed_weight_shape(*args)
+    assert q.packed_weight_shape(np.int64(9), torch.tensor(33), 8) == q.packed_weight_shape(9, 33, 8)
+
+
+def test_gemm_ops_refuse_a_conv_packed_weight():
+    """A pack_conv_weight blob holds its K columns in (ky, kx, c) order, not the (c, ky, kx) of torch's
+    unfold: qlinear / qgemm_acc on it once gave other numbers, silently. A 1 x 1 kernel has one tap
+    (nothing to order) and stays a GEMM weight."""
+    g = torch.Generator().manual_seed(26)
+    w, zw = rand_codes(g, (5, 3, 3, 3), 4), rand_zp(g, 4, (5,))
+    x, zx, sx = rand_codes(g, (2, 27), 4, torch.uint8), rand_zp(g, 4), torch.tensor([1.0])
+    wp = q.pack_conv_weight(w, zw, 4)
+    with pytest.raises(RuntimeError, match=r"dwq.qlinear: w_packed was packed by dwq.ops.pack_conv_weight for a 3x3 "
+                                           r"kernel .* use dwq.ops.qconv2d"):
+        q.qlinear(x, sx, zx, 4, wp, torch.ones(5))
+    with pytest.raises(RuntimeError, match=r"dwq.qgemm_acc: w_packed was packed by dwq.ops.pack_conv_weight for a "
+                                           r"3x3 kernel"):
+        q.qgemm_acc(x, zx, 4, wp)
+    w1 = w[:, :, :1, :1]
+    assert torch.equal(q.qgemm_acc(x[:, :3], zx, 4, q.pack_conv_weight(w1, zw, 4)),
+                       ref.qgemm_acc_ref(x[:, :3], zx, w1.reshape(5, 3), zw))
+
+
 def _mixed_meta_calls():
     """One call per op with a single meta tensor among CPU ones: (id, call, the argument named)."""
     x, w, zw = _sample()

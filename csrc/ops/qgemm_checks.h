@@ -124,9 +124,15 @@ struct KNeed {
 };
 
 // The packed weight w fits the input: its K, and for a conv the kernel its K columns were ordered
-// for. A GEMM-packed weight serves a 1 x 1 conv (one kernel tap: nothing to order) and no other.
+// for. A GEMM-packed weight serves a 1 x 1 conv (one kernel tap: nothing to order) and no other, and
+// a GEMM takes no conv-packed weight but a 1 x 1 one: the (ky, kx, c) columns of a larger kernel are
+// not the (c, ky, kx) of torch's unfold, so an im2col caller got other numbers, silently.
 inline void qg_check_k(const char* op, const cpu::PackedWeightView& w, const KNeed& need) {
   if (need.kernel_size.empty()) {
+    TORCH_CHECK(w.kh == 0 || (w.kh == 1 && w.kw == 1), "dwq.", op,
+                ": w_packed was packed by dwq.ops.pack_conv_weight for a ", w.kh, "x", w.kw,
+                " kernel (K columns in (ky, kx, c) order) but a GEMM needs a dwq.ops.pack_weight weight [N, K] or a "
+                "1x1 conv's; use dwq.ops.qconv2d for this weight");
     TORCH_CHECK(w.K == need.K, "dwq.", op, ": x_codes has K = ", need.K, " columns but w_packed was packed with K = ",
                 w.K);
     return;

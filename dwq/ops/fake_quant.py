@@ -3,6 +3,7 @@
 Backed by ``torch.ops.dwq.fake_quantize`` (C++ on CPU, CUDA on GPU) with a straight-through
 gradient and a fake (meta) implementation so that it traces under ``torch.compile``.
 """
+import operator
 from typing import Optional, Tuple
 
 import torch
@@ -32,10 +33,24 @@ def check_float_x(x: torch.Tensor) -> None:
         raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
 
 
+def is_bool(v) -> bool:
+    """A Python or torch bool, which ``operator.index`` takes as 0 / 1: ``axis=True`` or ``stride=True``
+    ran as 1, silently. (numpy's bool has no ``__index__``.)"""
+    return isinstance(v, bool) or (isinstance(v, torch.Tensor) and v.dtype == torch.bool)
+
+
 def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, other: torch.Tensor,
                    other_name: str) -> None:
     """``scale`` and ``other`` (the zero point or the float offset) have one entry per channel of
     ``x`` along ``axis`` (one per tensor with ``axis=None``)."""
+    if axis is not None:
+        try:
+            if is_bool(axis):
+                raise TypeError
+            operator.index(axis)
+        except TypeError:
+            raise ValueError(f"fake_quantize: axis must be an int (a dimension of x) or None (per tensor), "
+                             f"got {axis!r}") from None
     if axis is not None and not -x.dim() <= axis < x.dim():  # (x.shape[axis] raised a bare IndexError)
         raise ValueError(f"fake_quantize: axis={axis} is not a dimension of x, shape {list(x.shape)} "
                          f"(per channel needs -{x.dim()} <= axis < {x.dim()}; per tensor is axis=None)")
@@ -79,9 +94,17 @@ def fake_quantize(
     no host sync).
     """
     _check(x, scale, zero_point, bits, axis)
+    if axis is not None:
+        axis = operator.index(axis)  # (the op's schema wants a Python int, not a numpy or tensor one)
     scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)
-    if torch.iinfo(zero_point.dtype).bits > 32:  # saturate, not wrap: 2^32 + 3 must fail the code check, not be 3
-        zero_point = zero_point.clamp(-(2**31), 2**31 - 1)
+    info = torch.iinfo(zero_point.dtype)
+    if info.max > 2**31 - 1:  # saturate, not wrap: 2^32 + 3 must fail the code check, not be 3, and a uint32's
+        # 2^32 - 1 not be -1. (torch has no clamp or comparison for uint32 / uint64: through int64, where a
+        # uint64 from 2^63 up reads negative.)
+        wide = zero_point.to(torch.int64)
+        if info.min == 0:
+            wide = torch.where(wide < 0, 2**31 - 1, wide)
+        zero_point = wide.clamp(-(2**31), 2**31 - 1)
     zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
     if has_kernel("fake_quantize", x.device.type):  # (a C++-only build has no CUDA kernel)
         return torch.ops.dwq.fake_quantize(x, scale, zero_point, bits, axis, return_codes)

@@ -37,7 +37,7 @@ import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
-from dwq.ops.fake_quant import check_no_nan, check_qparam_values
+from dwq.ops.fake_quant import check_no_nan, check_qparam_values, is_bool
 from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
 
 __all__ = [
@@ -55,13 +55,20 @@ __all__ = [
 IntPair = Union[int, Sequence[int]]
 
 
+def _index(v) -> int:
+    """``operator.index``: ints of any kind (numpy, torch), never a float, nor a bool (an int to Python)."""
+    if is_bool(v):
+        raise TypeError(f"a bool is not an int here, got {v!r}")
+    return operator.index(v)
+
+
 def _pair(v: IntPair, name: str) -> List[int]:
-    try:  # operator.index: ints of any kind (numpy, torch), never a float
-        return [operator.index(v)] * 2
+    try:
+        return [_index(v)] * 2
     except TypeError:
         pass
     try:
-        v = [operator.index(t) for t in v]
+        v = [_index(t) for t in v]
     except TypeError:
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}") from None
     if len(v) != 2:
@@ -88,10 +95,16 @@ def packed_weight_shape(n: int, k: int, bits: int) -> Tuple[int, int]:
     points); this asks the extension for it rather than re-deriving it here.
     """
     _check_bits(bits)
+    sizes = {}
+    for name, v in (("n", n), ("k", k)):  # (int() made 2.7 a 2 and True a 1)
+        try:
+            sizes[name] = _index(v)
+        except TypeError:
+            raise ValueError(f"packed_weight_shape: {name} must be an int, got {v!r}") from None
     _need_ext("packed_weight_shape")
     from dwq import _C
 
-    return tuple(_C.packed_weight_shape(int(n), int(k), int(bits)))
+    return tuple(_C.packed_weight_shape(sizes["n"], sizes["k"], bits))
 
 
 def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
@@ -129,7 +142,7 @@ def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int)
     """Prepack conv weight codes ``[O, C, kh, kw]`` (uint8/int32) for ``qconv2d``: the reduction
     index is ordered (ky, kx, c) to match channels-last activations, K = kh * kw * C. The blob
     records (kh, kw): ``qconv2d`` refuses another kernel_size, and a ``pack_weight`` blob for any
-    kernel but 1 x 1."""
+    kernel but 1 x 1; ``qlinear`` and ``qgemm_acc`` refuse it for any kernel but 1 x 1."""
     if w_codes.dim() != 4:
         raise ValueError(f"pack_conv_weight: w_codes must be [O, C, kh, kw], got shape {tuple(w_codes.shape)}")
     if w_codes.numel() == 0:  # (else reshape(0, -1) failed, naming neither the op nor w_codes)
@@ -142,7 +155,7 @@ def qgemm_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, w_
     """Exact integer accumulators ``acc[m, n] = sum_k (x[m, k] - zx) * (w[n, k] - zw[n])``.
 
     x_codes: uint8/int32 [M, K] (any strides) at x_bits; x_zero_point: int32 [1];
-    w_packed: from ``pack_weight`` with the same K. Returns int64 [M, N].
+    w_packed: from ``pack_weight`` with the same K (or ``pack_conv_weight`` of a 1 x 1 kernel). Returns int64 [M, N].
     """
     _check_bits(x_bits, "x_bits")
     _need_ext("qgemm_acc")
@@ -156,9 +169,10 @@ def qlinear(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     """Integer linear layer with the fused epilogue.
 
     x_codes: uint8/int32 [..., K] at x_bits; x_scale float32 [1]; x_zero_point int32 [1];
-    w_packed from ``pack_weight``; w_scale float32 [N] (> 0); affine_scale / affine_bias float32 [N]
-    (bias, or the active precision's folded BN) or None; relu. Returns float32 [..., N], or codes
-    (uint8 if out_bits <= 8 else int32) when out_scale float32 [1] and out_zero_point int32 [1] are given.
+    w_packed from ``pack_weight`` (or ``pack_conv_weight`` of a 1 x 1 kernel); w_scale float32 [N] (> 0);
+    affine_scale / affine_bias float32 [N] (bias, or the active precision's folded BN) or None; relu.
+    Returns float32 [..., N], or codes (uint8 if out_bits <= 8 else int32) when out_scale float32 [1] and
+    out_zero_point int32 [1] are given.
     """
     _check_bits(x_bits, "x_bits")
     _need_ext("qlinear")
