@@ -393,3 +393,104 @@ def test_precision_context_first_entry_restores_what_it_found():
     with dwq.precision(net, 4):  # the usual use: constructed and entered at once
         assert dwq.get_precision(net) == 4
     assert dwq.get_precision(net) is None
+
+
+def _garbage_memory(monkeypatch):
+    # to_empty's memory made deterministic garbage: NaN floats, the largest ints, True flags
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    return was
+
+
+def test_the_meta_device_recipe_with_reset_parameters_gives_a_fresh_model(monkeypatch):
+    """Built on meta, to_empty, then every module's reset_parameters (torch's recipe): precision_set and the
+    activation ranges held uninitialized memory (a NaN range and initialized=True for good; a state_dict
+    saved from it refused by a fresh model)."""
+    def build(device=None):
+        return nn.Sequential(QConv2d(3, 4, 3, precisions=[4, 8, None], device=device),
+                             SwitchableBatchNorm2d(4, [4, 8, None], device=device))
+
+    was = _garbage_memory(monkeypatch)
+    try:
+        m = build("meta").to_empty(device="cpu")
+    finally:
+        torch.use_deterministic_algorithms(was)
+    for mod in m.modules():
+        if hasattr(mod, "reset_parameters"):
+            mod.reset_parameters()
+    fresh = build()
+    assert torch.equal(m[0].precision_set, fresh[0].precision_set)
+    assert torch.equal(m[1].precision_set, fresh[1].precision_set)
+    q = m[0].input_quant
+    assert not q.initialized.any() and not q.running_min.any() and not q.running_max.any()
+    dwq.set_precision(m, 4)
+    x = torch.rand(2, 3, 6, 6)
+    m.train()(x)
+    assert q.running_min[0] == x.min() and q.running_max[0] == x.max()
+    assert m.eval()(x).isfinite().all()
+    fresh.load_state_dict(m.state_dict())
+
+
+def test_reset_parameters_of_a_trained_layer_forgets_its_ranges_and_branches():
+    conv, sbn = QConv2d(3, 4, 3, precisions=[4, None]), SwitchableBatchNorm2d(4, [4, None])
+    dwq.set_precision(nn.Sequential(conv, sbn).train(), 4)
+    sbn(conv(torch.rand(2, 3, 6, 6)))
+    assert conv.input_quant.initialized.any() and sbn.untrained_precisions() == ["fp"]
+    conv.reset_parameters()
+    sbn.reset_parameters()
+    assert not conv.input_quant.initialized.any() and sbn.untrained_precisions() == ["4", "fp"]
+    assert sbn.bn[0].num_batches_tracked == 0
+
+
+def test_a_half_state_dict_loaded_with_assign_keeps_the_ranges_float32():
+    """load_state_dict(assign=True) took a float16 checkpoint's ranges as float16, and every forward (even
+    after model.half()) failed: "running_min must be a contiguous 1-D Float tensor, got Half"."""
+    torch.manual_seed(0)
+    m = QLinear(8, 4, precisions=[4, None]).train()
+    m.set_precision(4)
+    m(torch.randn(16, 8))
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in m.state_dict().items()}
+    with torch.device("meta"):
+        m2 = QLinear(8, 4, precisions=[4, None])
+    m2.load_state_dict(sd, assign=True)
+    q = m2.input_quant
+    assert q.running_min.dtype == q.running_max.dtype == torch.float32
+    assert torch.equal(q.running_max, m.input_quant.running_max.half().float())
+    m2.set_precision(4)
+    x = torch.randn(2, 8)
+    assert m2.eval()(x.half()).dtype == torch.float16
+    assert m2.float()(x).isfinite().all()
+
+
+@pytest.mark.parametrize("precision", [None, 4])
+def test_a_train_mode_empty_batch_passes_as_through_torchs_layers(precision):
+    """A train-mode empty batch was a ValueError, even at full precision, where the layer computes what
+    nn.Linear does (an empty shard of a batch, a filtered batch)."""
+    m = QLinear(8, 4, precisions=[4, None]).train()
+    m.set_precision(precision)
+    y = m(torch.empty(0, 8))
+    assert y.shape == (0, 4) and not m.input_quant.initialized.any()
+    assert y.shape == nn.Linear(8, 4)(torch.empty(0, 8)).shape
+
+
+@pytest.mark.parametrize("build, name, bad", [
+    (lambda v: QLinear(4, 2, precisions=[4], quantize_input=v), "QLinear: quantize_input", "False"),
+    (lambda v: QConv2d(3, 2, 1, precisions=[4], quantize_input=v), "QConv2d: quantize_input", 0),
+    (lambda v: QLinear(4, 2, precisions=[4], shared_act_range=v), "ActQuantizer: shared_range", "no"),
+])
+def test_flags_must_be_bools(build, name, bad):
+    """bool("False") and bool("no") are True: a flag given as a string silently meant the opposite."""
+    with pytest.raises(ValueError, match=re.escape(f"{name} must be True or False, got {bad!r}")):
+        build(bad)
+    assert build(False) is not None
+
+
+@pytest.mark.parametrize("axis", [True, 1.0, "0"])
+def test_weight_quantizer_axis_must_be_an_int(axis):
+    """axis=True quantized along dim 1 (True == 1) without a word."""
+    from dwq.quant import WeightQuantizer
+    with pytest.raises(ValueError, match="WeightQuantizer: axis must be an int"):
+        WeightQuantizer(axis=axis)
+    import numpy as np
+    assert WeightQuantizer(axis=np.int64(1)).axis == 1

@@ -54,6 +54,13 @@ class PrecisionModule(nn.Module):
         self._precision: Normalized = self.precisions[-1]
         self.register_buffer("precision_set", _encode_set(self.precisions))
 
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        # The set is a constant of the layer: rebuilt, since fn may be to_empty's (uninitialized memory,
+        # which reset_parameters does not touch and a state_dict saved from it then carried).
+        self.precision_set = _encode_set(self.precisions).to(self.precision_set.device)
+        return self
+
     @property
     def precision(self) -> Normalized:
         """The current precision, normalized ((w, a) bits or None); assigning checks it like ``set_precision``

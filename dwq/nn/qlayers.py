@@ -15,14 +15,14 @@ from torch.nn import functional as F
 
 from dwq.nn.precision import PrecisionModule
 from dwq.quant.precision import precision_name
-from dwq.quant.quantizers import ActQuantizer, WeightQuantizer
+from dwq.quant.quantizers import ActQuantizer, WeightQuantizer, check_flag
 
 
 class _QuantMixin(PrecisionModule):
     def _init_quant(self, precisions: Iterable, zero_point: str, shared_act_range: bool, act_ema: float,
                     quantize_input: bool, device=None):
         self._init_precision(precisions)
-        self.quantize_input = bool(quantize_input)
+        self.quantize_input = check_flag(quantize_input, f"{type(self).__name__}: quantize_input")
         self.weight_quant = WeightQuantizer(axis=0, zero_point=zero_point)
         self.input_quant = ActQuantizer(self.precisions, zero_point=zero_point, shared_range=shared_act_range,
                                         ema=act_ema)
@@ -31,6 +31,11 @@ class _QuantMixin(PrecisionModule):
             # (a forward mixes them) and the set should be too. (``dtype`` is not applied: ranges stay float32.)
             self.precision_set = self.precision_set.to(device)
             self.input_quant.to(device)
+
+    def _reset_range(self) -> None:
+        # (torch's constructor calls reset_parameters before _init_quant made the quantizer)
+        if "input_quant" in self._modules:
+            self.input_quant.reset_parameters()
 
     @property
     def w_bits(self):
@@ -71,6 +76,11 @@ class QConv2d(nn.Conv2d, _QuantMixin):
                          padding_mode, device=device, dtype=dtype)
         self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input, device)
 
+    def reset_parameters(self) -> None:
+        """Torch's initialization of weight and bias, and no activation range tracked."""
+        super().reset_parameters()
+        self._reset_range()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.quant_input(x), self.quant_weight(), self.bias)
 
@@ -86,6 +96,11 @@ class QLinear(nn.Linear, _QuantMixin):
                  shared_act_range=False, act_ema=0.1, quantize_input=True, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._init_quant(precisions, zero_point, shared_act_range, act_ema, quantize_input, device)
+
+    def reset_parameters(self) -> None:
+        """Torch's initialization of weight and bias, and no activation range tracked."""
+        super().reset_parameters()
+        self._reset_range()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.quant_input(x), self.quant_weight(), self.bias)

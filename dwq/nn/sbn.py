@@ -38,6 +38,12 @@ class SwitchableBatchNorm2d(PrecisionModule):
         # so that the eval check never reads a device counter (no host synchronisation per forward).
         self._trained = [False] * len(self.precisions)
 
+    def reset_parameters(self) -> None:
+        """Every branch's BatchNorm2d reset, none of them trained."""
+        for bn in self.bn:
+            bn.reset_parameters()
+        self._trained = [False] * len(self.precisions)
+
     @property
     def active(self) -> nn.BatchNorm2d:
         """The BatchNorm2d of the current precision."""

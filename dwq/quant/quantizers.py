@@ -3,6 +3,7 @@
 Both take the bit width at call time, so one module serves every precision of a
 random-precision model.
 """
+import operator
 import weakref
 from contextlib import contextmanager
 from typing import Iterable, Optional
@@ -12,7 +13,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dwq.ops import quantizer_fused as fused
-from dwq.ops.fake_quant import check_no_nan, check_value
+from dwq.ops.fake_quant import check_no_nan, check_value, is_bool
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
 from dwq.quant.precision import check_bits, normalize_precision, normalize_set, precision_name
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
@@ -31,6 +32,12 @@ def quantize_with(x, scale, zp, bits, axis, mode):
         return fake_quantize(x, scale, zp, bits, axis)
     return fake_quantize_float_zp(x, scale, zp, bits, axis)
 
+
+def check_flag(value, name: str) -> bool:
+    """``value`` as a bool; ValueError unless it is one (bool("no") and bool("False") are True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
 
 class _ReuseSTE(torch.autograd.Function):
     """``q`` (the weight's fake quantization, computed earlier) with the straight-through gradient to ``w``."""
@@ -62,7 +69,9 @@ class WeightQuantizer(nn.Module):
 
     def __init__(self, axis: int = 0, zero_point: str = "int"):
         super().__init__()
-        self.axis = axis
+        if is_bool(axis) or not hasattr(axis, "__index__"):  # (True quantized along dim 1)
+            raise ValueError(f"WeightQuantizer: axis must be an int, the weight's channel dimension, got {axis!r}")
+        self.axis = operator.index(axis)
         self.zero_point = check_zero_point_mode(zero_point)
         self._reuse = False  # set by reuse_quantized_weights
         self._kept = {}  # bits -> (key, weak reference to the weight, its fake quantization) while _reuse
@@ -196,7 +205,7 @@ class ActQuantizer(nn.Module):
         super().__init__()
         self.precisions = normalize_set(precisions)
         self.zero_point = check_zero_point_mode(zero_point)
-        self.shared_range = bool(shared_range)
+        self.shared_range = check_flag(shared_range, "ActQuantizer: shared_range")
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         self.ema = float(ema)
@@ -227,6 +236,13 @@ class ActQuantizer(nn.Module):
         # which leaves uninitialized memory that load_state_dict never overwrites.
         self._rebuild_masks(self._update_masks.device)
         return self
+
+    def reset_parameters(self) -> None:
+        """No range tracked (as at construction). Called by the meta-device recipe (``to_empty`` then
+        ``reset_parameters`` of every module), after which the ranges held uninitialized memory."""
+        self.running_min.zero_()
+        self._upper.zero_()
+        self.initialized.fill_(False)
 
     def _rebuild_masks(self, device) -> None:
         self._update_masks = _slot_masks(len(self._update_masks)).to(device)
@@ -322,12 +338,10 @@ class ActQuantizer(nn.Module):
         elif not self.training:
             return x
         if x.numel() == 0:
-            if not self.training:
-                # Nothing to quantize, whatever the range (an untracked quantizer has none: its NaN range failed
-                # as "the tensor has NaN values").
-                return x
-            raise ValueError(f"ActQuantizer: x is empty, got shape {list(x.shape)}: train mode needs the range of at "
-                             "least one element")
+            # Nothing to quantize, whatever the range (an untracked quantizer has none: its NaN range failed
+            # as "the tensor has NaN values"), and no range to track: the layers take an empty batch as
+            # torch's do (a train-mode one was a ValueError, even at full precision).
+            return x
         i = self.slot(precision)
         if self.zero_point == "int" and bits is not None and fused.available(x, "act_qparams"):
             # One pass (one launch on GPUs, no host sync) for the range, EMA updates and qparams.
@@ -374,6 +388,11 @@ class ActQuantizer(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
         if partial and flags in missing:  # (it was given, only not loaded)
             missing.remove(flags)
+        for name in ("running_min", self._upper_name):
+            if getattr(self, name).dtype != torch.float32:
+                # load_state_dict(assign=True) of a half state_dict took its tensors as they are: the ranges
+                # stay float32 (see _apply), which every forward, and model.half(), relied on
+                setattr(self, name, getattr(self, name).float())
         if self._update_masks.device != self.running_min.device:
             # load_state_dict(assign=True) into a quantizer built on meta moves the state to the loaded
             # tensors' device but leaves the masks (no state_dict entry) on meta: train-mode forwards failed.
