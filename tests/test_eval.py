@@ -286,6 +286,18 @@ def test_rpi_best_of_attacks_takes_the_per_image_strongest_attack():
     assert E.rpi_best_of_attacks([torch.stack([a, b])])["acc"] == r["acc"]
 
 
+def test_worst_case_of_attacks_counts_an_image_no_attack_fools_at_any_precision():
+    """The adaptive worst case is EOT-PGD's alone: an image the single-precision attack at p fools at p
+    still counted robust there (the demo's worst cases were 4-6.5 points above this figure)."""
+    eot = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)  # [P=2, N=4]
+    block = torch.ones(2, 2, 4, dtype=torch.bool)
+    block[1, 1, 1] = False  # the attack at the second precision fools it there
+    r, scores = E.rpi_worst_case_of_attacks([eot, block], return_scores=True)
+    assert r["acc"] == pytest.approx(2 / 4) and r["n"] == 4
+    assert scores.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert E.acc_ci(eot.all(0))["acc"] == pytest.approx(3 / 4)  # what adaptive_worst_case counts
+
+
 def test_best_of_attacks_is_never_above_eot_alone(model_data):
     m, x, y = model_data
     ad, c = E.adaptive_protocol(m, x, y, SET, 0.1, 0.025, 3, return_correct=True)
@@ -342,6 +354,11 @@ def test_report_re_derives_every_rpi_interval_from_its_per_image_scores(model_da
         again = E.mean_ci(torch.tensor(pi[key], dtype=torch.float64), cap)
         assert again["acc"] == pytest.approx(r[fig]["acc"], abs=1e-6)
         assert again["ci95"] == pytest.approx(r[fig]["ci95"], abs=1e-6)
+    both = [a == 1 and b == 1 for a, b in zip(pi["adaptive_worst_case"], pi["paper"])]
+    assert pi["worst_case_of_attacks"] == [float(v) for v in both]
+    assert r["worst_case_of_attacks"] == E.acc_ci(torch.tensor(both))
+    assert r["worst_case_of_attacks"]["acc"] <= r["pgd_adaptive_worst_case"]["acc"]
+    assert "worst_case_of_attacks" in rep["definitions"]
     assert any(0 < v < 1 and v not in (0.5,) for v in pi["paper"])  # the fractional scores were exercised
 
 @pytest.mark.parametrize("kw,msg", [(dict(protocols=["papers"]), "unknown protocol"),
@@ -686,6 +703,16 @@ def test_cw_l2_report_does_not_claim_epsilon_as_its_bound(model_data, tmp_path):
     rep = E.evaluate(m, x[:4], y[:4], SET[:2], attack="cw-l2", epsilon=0.1, protocols=["transfer"], batch_size=4)
     assert rep["cw_l2_bound"].startswith("none: unbounded L2") and "epsilon" not in rep["transfer_matrix"]
     E.save_heatmap(rep["transfer_matrix"], str(tmp_path / "cw.png"))
+
+
+def test_cw_l2_images_do_not_enter_the_l_inf_combinations(model_data):
+    """best of / worst case of attacks took CW-L2's unbounded images beside EOT-PGD's L-inf ones (some
+    beyond epsilon in L-inf), so they mixed threat models."""
+    m, x, y = model_data
+    rep = E.evaluate(m, x[:4], y[:4], SET[:2], attack="cw-l2", epsilon=0.1, steps=1,
+                     protocols=["paper", "adaptive"], batch_size=4)
+    assert "pgd_adaptive" in rep["rpi"] and "cw-l2_paper" in rep["rpi"], sorted(rep["rpi"])
+    assert not {"best_of_attacks", "worst_case_of_attacks"} & (set(rep["rpi"]) | set(rep["definitions"]))
 
 
 @pytest.mark.parametrize("protocol", [

@@ -6,11 +6,11 @@ from dwq.eval.attacks import EVAL_ATTACKS, REFERENCE_PGD, make_attack
 from dwq.eval.intervals import acc_ci, cluster_ci, diff_ci, mean_ci, t_quantile
 from dwq.eval.protocols import (DEFINITIONS, PerImageRPI, adaptive_protocol, autoattack_rpi, clean_accuracy,
                                 matrix_diagonal, paper_protocol, predict, robust_accuracy, rpi_best_of_attacks,
-                                rpi_clean, run_at, transfer_matrix)
+                                rpi_clean, rpi_worst_case_of_attacks, run_at, transfer_matrix)
 from dwq.eval.report import pname, save_heatmap, save_json
 from dwq.eval.run import PROTOCOLS, evaluate, write_report
 
 __all__ = ["DEFINITIONS", "EVAL_ATTACKS", "PROTOCOLS", "REFERENCE_PGD", "PerImageRPI", "acc_ci", "adaptive_protocol", "autoattack_rpi",
            "clean_accuracy", "cluster_ci", "diff_ci", "evaluate", "make_attack", "matrix_diagonal", "mean_ci",
-           "paper_protocol", "pname", "predict", "robust_accuracy", "rpi_best_of_attacks", "rpi_clean", "run_at",
+           "paper_protocol", "pname", "predict", "robust_accuracy", "rpi_best_of_attacks", "rpi_clean", "rpi_worst_case_of_attacks", "run_at",
            "save_heatmap", "save_json", "t_quantile", "transfer_matrix", "write_report"]

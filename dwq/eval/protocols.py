@@ -44,7 +44,8 @@ from dwq.eval.stages import resumable_map
 from dwq.nn import kept_modes, precision
 
 __all__ = ["run_at", "predict", "clean_accuracy", "robust_accuracy", "rpi_clean", "paper_protocol",
-           "adaptive_protocol", "transfer_matrix", "matrix_diagonal", "rpi_best_of_attacks", "autoattack_rpi",
+           "adaptive_protocol", "transfer_matrix", "matrix_diagonal", "rpi_best_of_attacks",
+           "rpi_worst_case_of_attacks", "autoattack_rpi",
            "PerImageRPI", "DEFINITIONS"]
 
 # One line per reported RPI figure (copied into report.json next to the numbers).
@@ -59,6 +60,9 @@ DEFINITIONS = {
                 "of the inference precision; interval over images",
     "adaptive_worst_case": "EOT-PGD's images counted robust only if every precision of the set classifies them "
                            "correctly",
+    "worst_case_of_attacks": "an image counted robust only if every attack run on it (EOT-PGD and the "
+                             "single-precision attacks at the set's precisions, the transfer matrix's RPI block) "
+                             "leaves it classified correctly at every precision of the set",
     "best_of_attacks": "per image, the strongest of EOT-PGD and the single-precision attacks at the set's "
                        "precisions (the transfer matrix's RPI rows; lowest expected accuracy over the set); "
                        "interval over images",
@@ -232,6 +236,19 @@ def rpi_best_of_attacks(corrects, return_scores=False):
     out = mean_ci(per_image, c.shape[1])
     out["attacks"] = c.shape[0]
     return (out, per_image) if return_scores else out
+
+
+def rpi_worst_case_of_attacks(corrects, return_scores=False):
+    """Accuracy when an image counts only if no attack fools any precision of the set: the worst
+    case over both attacks and inference precisions (``adaptive_worst_case`` is EOT-PGD's alone, so an
+    image fooled at p by the single-precision attack at p still counted there).
+
+    ``corrects``: as for ``rpi_best_of_attacks``. ``return_scores``: also the per-image 0/1 scores, float [N].
+    """
+    c = torch.cat([t.reshape(-1, *t.shape[-2:]) for t in corrects])  # [A, P, N]
+    robust = c.bool().all(0).all(0)
+    out = acc_ci(robust)
+    return (out, robust.float()) if return_scores else out
 
 
 def matrix_diagonal(tm: dict) -> dict:

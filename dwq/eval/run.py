@@ -20,7 +20,7 @@ from dwq.eval.attacks import make_attack
 from dwq.eval.checks import check_evaluation
 from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, clean_accuracy,
                                 matrix_diagonal, paper_protocol, robust_accuracy, rpi_best_of_attacks,
-                                rpi_clean, transfer_matrix)
+                                rpi_clean, rpi_worst_case_of_attacks, transfer_matrix)
 from dwq.eval.report import pname, save_heatmap, save_json
 from dwq.eval.stages import StageStore, evaluation_identity
 from dwq.nn import kept_modes
@@ -201,8 +201,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         rpi["pgd_adaptive_per_precision"] = ad["per_precision"]
         scores["adaptive"] = ad_c.float().mean(0)
         scores["adaptive_worst_case"] = ad_c.all(0).float()
-        if need_matrix:
+        if need_matrix and attack != "cw-l2":  # (unbounded L2 images are outside the L-inf ball EOT-PGD keeps to)
             rpi["best_of_attacks"], scores["best_of_attacks"] = rpi_best_of_attacks([ad_c, block], return_scores=True)
+            rpi["worst_case_of_attacks"], scores["worst_case_of_attacks"] = rpi_worst_case_of_attacks(
+                [ad_c, block], return_scores=True)
     if "autoattack-rand" in protocols:
         tick("autoattack-rand")
         aa, aa_c = store.run("autoattack-rand", lambda: autoattack_rpi(
@@ -250,7 +252,7 @@ def _stream_seed(seed: int, name: str) -> int:
 
 
 def _reported(key: str, rpi: dict) -> bool:
-    if key in ("clean", "best_of_attacks"):
+    if key in ("clean", "best_of_attacks", "worst_case_of_attacks"):
         return key in rpi
     if key.startswith("autoattack_rand"):
         return "autoattack_rand" in rpi
