@@ -406,10 +406,10 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     mp.lda = M == 1 ? round_up(K, 16) : ap.sm;
   } else if (implicit_conv) {
     const int64_t npix = (M / (int64_t(ap.OH) * ap.OW)) * ap.H * ap.W;
-    psum = at::empty({npix}, opt.dtype(at::kInt));
-    cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int32_t>());
+    psum = at::empty({npix}, opt.dtype(at::kLong));
+    cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    cuda::conv_rowsum_kernel<<<blocks_for(M, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int32_t>());
+    cuda::conv_rowsum_kernel<<<blocks_for(M, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     conv = true;
     mp.a = static_cast<const uint8_t*>(x.data_ptr());

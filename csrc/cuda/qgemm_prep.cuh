@@ -20,6 +20,17 @@ __device__ __forceinline__ int64_t warp_sum64(int64_t v) {
   return v;
 }
 
+// Adds n > 0 to a status count, saturating at INT32_MAX: a plain atomicAdd wrapped, so 2^32 NaNs or
+// bad codes read back as 0 and passed the check the CPU op fails.
+__device__ __forceinline__ void add_count(int32_t* word, int64_t n) {
+  int32_t old = *word, seen;
+  do {
+    seen = old;
+    const int64_t next = int64_t(seen) + n;
+    old = atomicCAS(word, seen, next > INT32_MAX ? INT32_MAX : static_cast<int32_t>(next));
+  } while (old != seen);
+}
+
 // x: float32, n elements in memory order; out: uint8 (out_u8) or int32 codes.
 __global__ void quantize_act_kernel(const float* __restrict__ x, int64_t n, const float* __restrict__ scale,
                                     const int32_t* __restrict__ zero_point, int bits, void* __restrict__ out,
@@ -36,7 +47,7 @@ __global__ void quantize_act_kernel(const float* __restrict__ x, int64_t n, cons
     else
       static_cast<int32_t*>(out)[i] = q;
   }
-  if (nans) atomicAdd(status + kStNaN, nans);
+  if (nans) add_count(status + kStNaN, nans);
 }
 
 // One thread per 32-bit word of the limb planes [limbs][Npad/64][Kp/4][64][4]: byte (n, k) of limb l
@@ -82,7 +93,7 @@ __global__ void pack_colsum_kernel(const T* __restrict__ w, int64_t N, int64_t K
   if (lane == 0) {
     colsum[n] = sum;
     zp_out[n] = zp_in[n];
-    if (bad) atomicAdd(status + kStBadCodes, bad);
+    if (bad) add_count(status + kStBadCodes, bad);
   }
 }
 
@@ -158,7 +169,7 @@ __global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
   bad = static_cast<int>(warp_sum64(bad));
   if (lane == 0) {
     p.rowsum[m] = sum;
-    if (bad) atomicAdd(p.status + kStBadCodes, bad);
+    if (bad) add_count(p.status + kStBadCodes, bad);
   }
 }
 
@@ -166,48 +177,50 @@ __global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
 // aligned pixels): psum[pixel] = sum_c x, or -1 where a code is above qmax (conv_rowsum_kernel
 // counts the taps that read it: with a stride above 1 some pixels are never read, and the op checks
 // only the codes it uses, as the CPU does).
-__global__ void pixel_sums_kernel(__grid_constant__ const ActParams p, int32_t* __restrict__ psum) {
+__global__ void pixel_sums_kernel(__grid_constant__ const ActParams p, int64_t* __restrict__ psum) {
   const int64_t npix = int64_t(p.H) * p.W * (p.M / (int64_t(p.OH) * p.OW));
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= npix) return;
   const int64_t w = i % p.W, h = (i / p.W) % p.H, n = i / (int64_t(p.W) * p.H);
   const uint4* px = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(p.x) + n * p.sn + h * p.sh + w * p.sw);
   const uint32_t ones = 0x01010101u, lim = p.qmax * ones;
-  uint32_t sum = 0;
+  int64_t sum = 0;  // (C * 255 passes int32 from C = 8,421,505: a valid pixel read as one with bad codes)
   int bad = 0;
   for (int c = 0; c < p.C / 16; ++c) {
     const uint4 v = px[c];
     const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+    uint32_t part = 0;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      sum = __dp4a(u[j], ones, sum);
+      part = __dp4a(u[j], ones, part);
       if (p.qmax < 255) bad += __popc(__vcmpgtu4(u[j], lim)) / 8;
     }
+    sum += part;
   }
-  psum[i] = bad ? -1 : static_cast<int32_t>(sum);
+  psum[i] = bad ? -1 : sum;
 }
 
 // One thread per output pixel m: rowsum[m] = sum over the taps of the pixel sums, zx * C per
 // padded tap; a tap on a pixel with bad codes (psum -1) counts as one bad read.
-__global__ void conv_rowsum_kernel(__grid_constant__ const ActParams p, const int32_t* __restrict__ psum) {
+__global__ void conv_rowsum_kernel(__grid_constant__ const ActParams p, const int64_t* __restrict__ psum) {
   const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (m >= p.M) return;
   const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
   const int64_t zsum = int64_t(*p.x_zp) * p.C;
-  const int32_t* ps = psum + n * p.H * p.W;
+  const int64_t* ps = psum + n * p.H * p.W;
   int64_t sum = 0;
   int bad = 0;
   for (int ky = 0; ky < p.kh; ++ky) {
     const int64_t ih = oh * p.sth - p.pdh + ky;
     for (int kx = 0; kx < p.kw; ++kx) {
       const int64_t iw = ow * p.stw - p.pdw + kx;
-      const int64_t v = (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? int64_t(ps[ih * p.W + iw]) : zsum;
+      const int64_t v = (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? ps[ih * p.W + iw] : zsum;
       bad += v < 0;
       sum += v;
     }
   }
   p.rowsum[m] = sum;
-  if (bad) atomicAdd(p.status + kStBadCodes, bad);
+  if (bad) add_count(p.status + kStBadCodes, bad);
 }
 
 __device__ __forceinline__ bool finite_pos(float v, bool positive) {

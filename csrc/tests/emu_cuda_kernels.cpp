@@ -310,6 +310,19 @@ static std::vector<int32_t> rand_codes(int64_t n, int bits) {
   return v;
 }
 
+// The status counts saturate: a wrapping add made 2^32 NaNs (or bad codes) read back as 0 (no error).
+static void test_status_counts_saturate() {
+  int32_t word = 0;
+  cuda::add_count(&word, int64_t{1} << 32);
+  CHECK(word == INT32_MAX, "a count of 2^32 read back as %d", word);
+  word = 5;
+  cuda::add_count(&word, 7);
+  CHECK(word == 12, "5 + 7 counted as %d", word);
+  word = INT32_MAX - 1;
+  cuda::add_count(&word, 3);
+  CHECK(word == INT32_MAX, "a count past INT32_MAX read back as %d", word);
+}
+
 static void test_pack() {
   for (int bits : {2, 7, 8, 9, 16}) {
     const int64_t N = rint(1, 140), K = rint(1, 300);
@@ -422,14 +435,14 @@ static void test_act_rows() {
     CHECK(ok, "act_rows trial %d (conv %d bits %d M %lld K %lld): sums, planes or bad count differ", trial, conv, bits,
           (long long)p.M, (long long)p.K);
     if (conv && as_u8 && !no_pixels) {  // the implicit-conv path: pixel sums, then the receptive fields' sums
-      std::vector<int32_t> psum(x.size() / p.C);
+      std::vector<int64_t> psum(x.size() / p.C);
       std::vector<int64_t> rs(p.M, -1);
       int32_t st2[cuda::kStatusWords] = {};
       p.status = st2;
       p.rowsum = rs.data();
       launch(dim3(static_cast<unsigned>((psum.size() + 255) / 256)), dim3(256), cuda::pixel_sums_kernel, p, psum.data());
       launch(dim3(static_cast<unsigned>((p.M + 255) / 256)), dim3(256), cuda::conv_rowsum_kernel, p,
-             const_cast<const int32_t*>(psum.data()));
+             const_cast<const int64_t*>(psum.data()));
       CHECK(rs == rowsum && st2[cuda::kStBadCodes] == 0, "conv_rowsum trial %d differs from the im2col sums", trial);
     }
   }
@@ -493,11 +506,11 @@ static void test_conv_bad_codes() {
     for (int64_t m = 0; m < 9; ++m)
       for (int64_t k = 0; k < 16; ++k) want[m] += a[m * 16 + k];
     std::vector<uint8_t> xu8(x.begin(), x.end());
-    std::vector<int32_t> psum(36);
+    std::vector<int64_t> psum(36);
     int32_t status[cuda::kStatusWords] = {};
     p.x = xu8.data(), p.rowsum = rs.data(), p.status = status;
     launch(dim3(1), dim3(256), cuda::pixel_sums_kernel, p, psum.data());
-    launch(dim3(1), dim3(256), cuda::conv_rowsum_kernel, p, const_cast<const int32_t*>(psum.data()));
+    launch(dim3(1), dim3(256), cuda::conv_rowsum_kernel, p, const_cast<const int64_t*>(psum.data()));
     if (at == 1)
       CHECK(status[cuda::kStBadCodes] == 0 && rs == want, "a bad code on a pixel no tap reads: %d bad reads",
             status[cuda::kStBadCodes]);
@@ -549,6 +562,7 @@ int main() {
   test_weight_fake_quant();
   test_quantizer_asserts();
   test_quantize_act();
+  test_status_counts_saturate();
   test_pack();
   test_act_rows();
   test_act_row_sums();
