@@ -488,3 +488,22 @@ def test_autoattack_on_cpu_images_keeps_the_cuda_rng(trained):
     before = torch.cuda.get_rng_state_all()
     A.autoattack(m, x[:4], y[:4], EPS, version="rand", seed=3, steps=1, eot_iter=1)
     assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), before))
+
+
+def test_eot_restarts_keep_the_start_more_precisions_misclassify():
+    """With a list of models the restart was chosen by the averaged softmax: a start where two of three
+    models are wrong (the average right) lost to one where one is (the average wrong)."""
+    def model(low, high):  # logits by whether the (one-pixel) image is below 0.5
+        def m(x):
+            below = (x.flatten(1)[:, :1] < 0.5).float()
+            return below * torch.tensor([low]) + (1 - below) * torch.tensor([high])
+        return m
+    models = [model([20.0, 0.0], [0.0, 20.0]), model([0.0, 0.1], [0.1, 0.0]), model([0.0, 0.1], [0.1, 0.0])]
+    x, y = torch.full((64, 1, 1, 1), 0.5), torch.zeros(64, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    adv = A.eot_pgd(models, x, y, 0.5, 0.1, 0, restarts=10, generator=g)
+    assert (adv.flatten() < 0.5).all()  # two of three wrong there
+    below = torch.zeros(1, 1, 1, 1)
+    assert A.eot_loss(models, below, y[:1]).item() < A.eot_loss(models, torch.ones(1, 1, 1, 1), y[:1]).item()
+    probs = sum(F.softmax(m(below), 1) for m in models) / 3
+    assert probs.argmax(1).item() == 0  # where the averaged prediction is right

@@ -120,13 +120,20 @@ def _as_objective(model: Union[ModelFn, Sequence[ModelFn]], loss):
         raise ValueError("EOT needs at least one model callable")
 
     def f(x, y):
-        total, probs = 0.0, 0.0
-        for m in models:
-            z = m(x)
-            total = total + loss(z, y)
-            probs = probs + F.softmax(z.detach().float(), 1)
-        return total / len(models), (probs / len(models)).log()
+        mean_loss, probs, _ = _eot_terms(models, x, y, loss)
+        return mean_loss, probs.log()
     return f
+
+
+def _eot_terms(models, x, y, loss):
+    """Over ``models``: the mean per-sample loss, the mean softmax and the fraction that misclassify."""
+    total, probs, wrong = 0.0, 0.0, 0.0
+    for m in models:
+        z = m(x)
+        total = total + loss(z, y)
+        probs = probs + F.softmax(z.detach().float(), 1)
+        wrong = wrong + (z.detach().argmax(1) != y).float()
+    return total / len(models), probs / len(models), wrong / len(models)
 
 
 def eot_loss(models: Sequence[ModelFn], x, y, loss=None) -> torch.Tensor:
@@ -217,7 +224,8 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     eps, alpha: radius and step in pixel units; steps: iterations (0 returns the
       random start, or ``x`` without one).
     restarts: independent random starts, one kept per sample by ``restart_select``:
-      ``"misclassified"`` (a restart that misclassifies, else the larger loss) or
+      ``"misclassified"`` (a restart that misclassifies, else the larger loss; with a list
+      of models, the one that more of them misclassify, then the larger loss) or
       ``"loss"`` (the larger final loss, the later restart on ties: the reference
       code's ``attack_pgd``). With one restart there is nothing to choose and no
       forward after the last step, so a model in train mode (adversarial training)
@@ -240,7 +248,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     x = x.detach()
     best = x.clone()
     best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
-    best_wrong = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    best_wrong = torch.zeros(x.shape[0], device=x.device)  # fraction of the models misclassifying (0/1 for one)
     for _ in range(restarts):
         x_adv = project_linf(x + _uniform(x, eps, generator), x, eps, lo, hi) if random_start else x.clone()
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
@@ -255,15 +263,18 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
         if restarts == 1:
             return x_adv.detach()
         with torch.no_grad():
-            l, z = f(x_adv, y)
-            wrong = z.argmax(1) != y
+            if isinstance(model, (list, tuple)):  # (the averaged prediction can be right where most models are wrong)
+                l, _, wrong = _eot_terms(list(model), x_adv, y, loss or ce_loss)
+            else:
+                l, z = f(x_adv, y)
+                wrong = (z.argmax(1) != y).float()
         if restart_select == "loss":
             take = l >= best_loss
         else:
-            take = (wrong & ~best_wrong) | ((wrong == best_wrong) & (l > best_loss))
+            take = (wrong > best_wrong) | ((wrong == best_wrong) & (l > best_loss))
         best = torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best)  # no host sync (vs best[take] = ...)
         best_loss = torch.where(take, l, best_loss)
-        best_wrong |= wrong
+        best_wrong = torch.where(take, wrong, best_wrong)
     return best.detach()
 
 
