@@ -1004,6 +1004,27 @@ def test_demo_rows_count_the_attacks_and_precisions_of_the_report():
     assert rows.endswith(demo._pct(mean_ci(torch.tensor(same), 3)) + " |")
 
 
+def test_demo_rows_show_the_worst_case_over_every_attack():
+    """The table showed EOT-PGD's worst case alone, which counted images another attack of the same run
+    fools at some precision as robust; the stricter figure is a column now, and a report from before
+    it existed prints a dash rather than failing."""
+    from dwq.cli import demo
+
+    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    rows = demo.markdown_rows(rep).splitlines()
+    for name, m in rep["models"].items():
+        wca, eot = m["rpi"]["worst_case_of_attacks"], m["rpi"]["pgd_adaptive_worst_case"]
+        assert wca["acc"] < eot["acc"]
+        row = next(r for r in rows if r.startswith(f"| {name} |"))
+        assert f"| {demo._pct(eot)} | {demo._pct(wca)} |" in row
+        assert f"{demo._fmt(wca)}" in demo.table(rep)
+    for m in rep["models"].values():
+        del m["rpi"]["worst_case_of_attacks"], m["per_image"]["worst_case_of_attacks"]
+    old_rows = [r for r in demo.markdown_rows(rep).splitlines() if r.split(" | ")[0][2:] in rep["models"]]
+    assert len(old_rows) == 4 and all(r.count(" | - | ") == 1 for r in old_rows[:3])  # (the 4th: AutoAttack's)
+    assert not any("every attack run" in f for f in demo.findings(rep))
+
+
 def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
     """python -m dwq.cli.demo REPORT (the documented way to reprint a past run) gave tracebacks for a
     missing, truncated or foreign file; the kept report still prints its README rows."""

@@ -262,6 +262,30 @@ def test_autoattack_counts_agree_on_a_deterministic_model(model_data):
     assert torch.equal(c["original"].float(), c["expected"])
 
 
+def test_autoattack_expected_count_takes_apgd_dlr_on_every_image(model_data, monkeypatch):
+    """APGD-DLR ran only on the images the original count still held, so an image that one unlucky
+    draw lost after APGD-CE kept its APGD-CE score in the expected count, however low DLR would have
+    driven it. Every image's expected score is now at most its score at DLR's final points."""
+    from dwq.eval import protocols as P
+
+    m, x, y = model_data
+    dlr_runs, apgd_eot = [], P.apgd_eot
+
+    def recording(model, xb, yb, eps, **kw):
+        out = apgd_eot(model, xb, yb, eps, **kw)
+        if kw["loss"] == "dlr":
+            dlr_runs.append((xb, yb, out))
+        return out
+
+    monkeypatch.setattr(P, "apgd_eot", recording)
+    _, c = E.autoattack_rpi(m, x[:24], y[:24], SET, 0.1, seed=0, steps=3, eot_iter=1, return_correct=True)
+    assert sum(len(yb) for _, yb, _ in dlr_runs) == 24
+    xb, yb, out = dlr_runs[0]
+    for key in ("x_fooled", "x_best"):
+        at = torch.stack([E.predict(E.run_at(m, p), out[key]) == yb for p in SET]).float().mean(0)
+        assert (c["expected"] <= at + 1e-6).all(), key
+
+
 def test_per_image_rpi_draws_a_precision_per_image(model_data):
     m, x, _ = model_data
     rpi = E.PerImageRPI(m, SET, seed=3)
