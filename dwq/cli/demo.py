@@ -1,4 +1,4 @@
-"""``dwq demo``: the embedded MNIST-5k experiment (about 5-6 minutes on 2 CPU cores).
+"""``dwq demo``: the embedded MNIST-5k experiment (about 3.5-7.5 minutes on 2 CPU cores).
 
 Three small CNNs (width 16) are trained with PGD adversarial training on the
 4,000-image training split (10% of it held out for validation), identical in
