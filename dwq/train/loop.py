@@ -195,7 +195,8 @@ class Trainer:
               "precision_counts": dict(self.precision_counts),
               "free_delta": ranks[0]["free_delta"], "rng": ranks[0]["rng"],
               "precision_rng": self.pgen.get_state(), "config": self.config_record(),
-              "precision_set": [precision_name(p) for p in self.model_set]}
+              "precision_set": [precision_name(p) for p in self.model_set],
+              "grad_defined": [i for i, p in enumerate(self._opt_params()) if p.grad is not None]}
         if len(ranks) > 1:
             st["rank_states"] = ranks
         return st
@@ -230,6 +231,26 @@ class Trainer:
         self.pgen.set_state(ck["precision_rng"].cpu())
         # A checkpoint older than run ids keeps this Trainer's new one, which names the run from now on.
         self.run_id = ck["config"].get("run_id") or self.run_id
+        if self.cfg.zero_grad == "zero":
+            self._restore_zero_grads(ck)
+
+    def _opt_params(self) -> list:
+        return [p for g in self.opt.param_groups for p in g["params"]]
+
+    def _restore_zero_grads(self, ck):
+        """"zero" mode: every parameter that had a gradient before the kill gets its zero one back.
+        SGD skips a parameter whose grad is None, so after a resume each BN branch drawn before the
+        kill lost its momentum and weight-decay updates until it was drawn again, and the run drifted
+        from the uninterrupted one. A checkpoint from before ``grad_defined`` was kept: the
+        parameters with a momentum buffer (all of them, with momentum)."""
+        params = self._opt_params()
+        defined = ck.get("grad_defined")
+        if defined is None:
+            defined = [i for i, p in enumerate(params)
+                       if self.opt.state.get(p, {}).get("momentum_buffer") is not None]
+        for i in defined:
+            if params[i].grad is None:
+                params[i].grad = torch.zeros_like(params[i])
 
     def resume(self, path=None):
         """Resume from ``path`` (default ``out_dir/last.pt``); returns True if resumed.
