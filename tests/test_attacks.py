@@ -507,3 +507,41 @@ def test_eot_restarts_keep_the_start_more_precisions_misclassify():
     assert A.eot_loss(models, below, y[:1]).item() < A.eot_loss(models, torch.ones(1, 1, 1, 1), y[:1]).item()
     probs = sum(F.softmax(m(below), 1) for m in models) / 3
     assert probs.argmax(1).item() == 0  # where the averaged prediction is right
+
+
+def test_cw_margin_loss_moves_confidently_classified_images():
+    """The margin was floored at -kappa, so an image whose true class led by more than kappa had no
+    gradient and PGD on it never moved; capped at +kappa, it moves every image until it is fooled by
+    kappa, and the loss no longer depends on how far the true class leads."""
+    base = _classifier(10)
+    m = lambda z: 5000 * base(z)  # (a confident model: margins in the hundreds)
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = m(x).argmax(1)
+        top2 = m(x).topk(2, 1).values
+    assert (top2[:, 0] - top2[:, 1] > 50).all()
+    xa = A.pgd(m, x, y, 8 / 255, 2 / 255, 5, random_start=False, loss=A.cw_margin_loss)
+    assert ((xa - x).abs().flatten(1).amax(1) > 0).all()
+    z = torch.tensor([[0.0, 100.0, 1.0], [0.0, 1.0, 80.0]])
+    torch.testing.assert_close(A.cw_margin_loss(z, torch.tensor([0, 0])), torch.tensor([50.0, 50.0]))
+    torch.testing.assert_close(A.cw_margin_loss(-z, torch.tensor([0, 0])), torch.tensor([-1.0, -1.0]))
+
+
+def test_cw_l2_is_shift_invariant_and_moves_saturated_pixels():
+    """torchattacks' CW margin read a masked logit as 0, so with every logit below 0 (a shift of the
+    same classifier by -100) it had no gradient and fooled nothing; and its atanh of pixels at exactly
+    0 or 1 was infinite, so those pixels never moved."""
+    base = _classifier(10)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(16, 1, 28, 28, generator=g) * 3 - 1).clamp(0, 1)  # about 2/3 of the pixels at 0 or 1
+    with torch.no_grad():
+        y = base(x).argmax(1)
+    fooled = []
+    for shift in (0.0, -100.0):
+        m = lambda z, s=shift: base(z) + s
+        xa = A.cw_l2(m, x, y, c=10.0, steps=30, lr=0.05)
+        with torch.no_grad():
+            fooled.append(m(xa).argmax(1) != y)
+    assert torch.equal(fooled[0], fooled[1]) and fooled[0].sum() >= 4, fooled
+    sat = (x == 0) | (x == 1)
+    assert ((xa - x).abs() > 0)[sat].float().mean() > 0.05

@@ -89,12 +89,15 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:
-    """Per-sample CW margin ``max_{j≠y} z_j - z_y`` clamped at ``-kappa`` (as in fast_adversarial)."""
+    """Per-sample CW margin ``max_{j≠y} z_j - z_y``, capped at ``kappa``: an attack that maximizes it
+    stops pushing an image once it is misclassified by ``kappa`` (TRADES/MART's ``cwloss``,
+    ``-clamp(z_y - z_other + kappa, min=0)``, up to a constant). A floor at ``-kappa`` instead left
+    every image whose true class led by more than ``kappa`` with no gradient, so PGD never moved it."""
     logits = logits.float()
     onehot = F.one_hot(y, logits.shape[1]).bool()
     real = logits[onehot]
     other = logits.masked_fill(onehot, float("-inf")).amax(1)
-    return torch.clamp(other - real, min=-kappa)
+    return torch.clamp(other - real, max=kappa)
 
 
 def project_linf(x_adv, x, eps, lo=0.0, hi=1.0):

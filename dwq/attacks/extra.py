@@ -3,6 +3,7 @@ Bandits-TD (written here: no maintained library has them in this form)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 
@@ -98,8 +99,34 @@ def _run(atk, x, y):
 
 
 def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):
-    """Carlini-Wagner L2 (torchattacks.CW, unbounded, minimal-distortion)."""
-    return _run(_build(_torchattacks().CW, _Wrap(model, x.dtype), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
+    """Carlini-Wagner L2 (torchattacks.CW's optimization, unbounded, minimal-distortion), with its
+    margin and change of variables as Carlini and Wagner define them (:func:`_cw_l2_class`)."""
+    return _run(_build(_cw_l2_class(), _Wrap(model, x.dtype), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
+
+
+@functools.lru_cache(maxsize=None)
+def _cw_l2_class():
+    """torchattacks 3.5.1's CW with two of its defects mended:
+
+    * its margin masked the logits by multiplying with the one-hot labels, which puts a 0 in the
+      masked slot: with every other logit negative the "best other class" read 0, with the true
+      logit negative too the margin was 0 and had no gradient (a logit shift of -100 took the
+      attack from 34% to 0% success). Here: the true logit, and the largest of the others.
+    * its change of variables mapped pixels at exactly 0 or 1 to atanh(±1) = ±inf, where tanh has no
+      gradient, so those pixels (most of an MNIST image) never moved; scaled by 1 - 1e-6 as the
+      original and advertorch do.
+    """
+    class CW(_torchattacks().CW):
+        def inverse_tanh_space(self, x):
+            return self.atanh(torch.clamp(x * 2 - 1, min=-1, max=1) * (1 - 1e-6))
+
+        def f(self, outputs, labels):
+            onehot = F.one_hot(labels, outputs.shape[1]).bool()
+            real = outputs.gather(1, labels[:, None])[:, 0]
+            other = outputs.masked_fill(onehot, float("-inf")).amax(1)
+            return torch.clamp(other - real if self.targeted else real - other, min=-self.kappa)
+
+    return CW
 
 
 def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, steps=100, eot_iter=20,
