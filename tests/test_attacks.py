@@ -545,3 +545,16 @@ def test_cw_l2_is_shift_invariant_and_moves_saturated_pixels():
     assert torch.equal(fooled[0], fooled[1]) and fooled[0].sum() >= 4, fooled
     sat = (x == 0) | (x == 1)
     assert ((xa - x).abs() > 0)[sat].float().mean() > 0.05
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_images_stay_inside_the_ball(dtype):
+    """x ± eps rounded to nearest in the images' dtype lay up to half a unit outside the ball:
+    PGD and FGSM gave |x_adv - x| = 1.06 eps on bfloat16 images."""
+    m = _classifier(10).to(dtype)
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(dtype)
+    y = torch.randint(10, (64,), generator=torch.Generator().manual_seed(1))
+    eps = 8 / 255
+    for xa in (A.pgd(m, x, y, eps, 2 / 255, 5), A.fgsm(m, x, y, eps)):
+        assert xa.dtype == dtype
+        assert (xa.double() - x.double()).abs().max().item() <= eps

@@ -101,8 +101,21 @@ def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -
 
 
 def project_linf(x_adv, x, eps, lo=0.0, hi=1.0):
-    """Project onto the ε-ball around ``x`` intersected with ``[lo, hi]``."""
+    """Project onto the ε-ball around ``x`` intersected with ``[lo, hi]``. In float16/bfloat16 the
+    ball's faces are rounded inward: ``x ± eps`` rounded to nearest lay up to half a unit outside it
+    (|x_adv - x| reached 1.06 eps in bfloat16)."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x32 = x.float()
+        return torch.min(torch.max(x_adv, _rounded_inward(x32 - eps, x.dtype, 1.0)),
+                         _rounded_inward(x32 + eps, x.dtype, -1.0)).clamp(lo, hi)
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
+
+
+def _rounded_inward(v: torch.Tensor, dtype, toward: float) -> torch.Tensor:
+    """float32 ``v`` in ``dtype``, rounded toward ``toward`` (+1: up, -1: down) where not exact."""
+    d = v.to(dtype)
+    past = d.float() < v if toward > 0 else d.float() > v
+    return torch.where(past, torch.nextafter(d, torch.full_like(d, toward)), d)
 
 
 def _as_objective(model: Union[ModelFn, Sequence[ModelFn]], loss):
