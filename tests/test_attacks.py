@@ -558,3 +558,22 @@ def test_half_precision_images_stay_inside_the_ball(dtype):
     for xa in (A.pgd(m, x, y, eps, 2 / 255, 5), A.fgsm(m, x, y, eps)):
         assert xa.dtype == dtype
         assert (xa.double() - x.double()).abs().max().item() <= eps
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cw_linf_and_bandits_take_half_precision_images(dtype):
+    """cw_linf ran Adam on a float16 delta (its eps 1e-8 is 0 there: NaN and -inf steps), so its
+    'successes' lay about 0.99 from x; bandits_td gave a float16 model float32 queries and failed."""
+    m32 = _classifier(10)
+    m = _classifier(10).to(dtype)
+    x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = m32(x).argmax(1)
+    dist = []
+    for model, xs in ((m32, x), (m, x.to(dtype))):
+        xa = A.cw_linf(model, xs, y, tau=0.05, c_init=0.1, steps=30, binary_steps=1)
+        assert xa.dtype == xs.dtype and torch.isfinite(xa).all()
+        dist.append((xa.double() - xs.double()).abs().flatten(1).amax(1).max().item())
+    assert dist[1] < 2 * dist[0] + 0.02, dist
+    xa, queries = A.bandits_td(m, x.to(dtype), y, 8 / 255, max_queries=20)
+    assert xa.dtype == dtype and (xa.double() - x.to(dtype).double()).abs().max() <= 8 / 255 and queries.max() > 0

@@ -262,21 +262,24 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     c = torch.full((n,), c_init, device=x.device)
     c_lo = torch.zeros(n, device=x.device)
     c_hi = torch.full((n,), 1e10, device=x.device)
-    x_atanh = torch.atanh(((x - lo) / (hi - lo) * 2 - 1).clamp(-1, 1) * 0.999999)
+    # Adam and the tanh variables in float32 at least: in float16 Adam's eps (1e-8) is 0, so a zero
+    # gradient stepped by NaN and a tiny one by -inf (returned images 0.99 from x), and atanh(0.999999) is inf
+    xw = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    x_atanh = torch.atanh(((xw - lo) / (hi - lo) * 2 - 1).clamp(-1, 1) * 0.999999)
     best = x.clone()
-    best_d = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)  # (float32 failed float64 images)
+    best_d = torch.full((n,), float("inf"), device=x.device, dtype=xw.dtype)  # (float32 failed float64 images)
     for _ in range(binary_steps):
-        delta = torch.zeros_like(x, requires_grad=True)
+        delta = torch.zeros_like(xw, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=lr)
         t = tau
         succ_round = torch.zeros(n, dtype=torch.bool, device=x.device)
         for _ in range(steps):
             with torch.enable_grad():
                 adv = (torch.tanh(delta + x_atanh) + 1) / 2 * (hi - lo) + lo
-                z = model(adv).float()
+                z = model(adv.to(x.dtype)).float()
                 onehot = F.one_hot(y, z.shape[1]).bool()
                 margin = z[onehot] - z.masked_fill(onehot, float("-inf")).amax(1)
-                d = (torch.abs(adv - x) - t).clamp(min=0).flatten(1).sum(1)
+                d = (torch.abs(adv - xw) - t).clamp(min=0).flatten(1).sum(1)
                 loss = (c * (margin + kappa).clamp(min=0)).sum() + d.sum()
                 # the gradient of delta only: loss.backward() filled the model's parameters' .grad too
                 delta.grad, = torch.autograd.grad(loss, delta)
@@ -285,9 +288,9 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
                 t *= 0.9
             with torch.no_grad():
                 ok = margin < -kappa if kappa > 0 else margin < 0
-                linf = (adv - x).abs().flatten(1).amax(1)
+                linf = (adv - xw).abs().flatten(1).amax(1)
                 better = ok & (linf < best_d)
-                best[better] = adv.detach()[better]
+                best[better] = adv.detach()[better].to(x.dtype)
                 best_d[better] = linf[better]
                 succ_round |= ok
         c_hi = torch.where(succ_round, torch.minimum(c_hi, c), c_hi)
@@ -350,12 +353,13 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
             q1, q2 = up(prior + noise), up(prior - noise)
             n1 = q1.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             n2 = q2.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            l1 = loss(model(x_adv + fd_eta * q1 / n1), y)
-            l2 = loss(model(x_adv + fd_eta * q2 / n2), y)
+            # (the prior is float32: cast back, or a float16 model got float32 queries and failed)
+            l1 = loss(model((x_adv + fd_eta * q1 / n1).to(x.dtype)), y)
+            l2 = loss(model((x_adv + fd_eta * q2 / n2).to(x.dtype)), y)
             est = ((l1 - l2) / (fd_eta * exploration)).view(-1, 1, 1, 1) * noise
             prior = torch.where(not_done.view(-1, 1, 1, 1), eg_step(prior, est, online_lr), prior)
             step = image_lr * up(prior).sign() * not_done.view(-1, 1, 1, 1)
-            x_adv = project_linf(x_adv + step, x, eps, lo, hi)
+            x_adv = project_linf((x_adv + step).to(x.dtype), x, eps, lo, hi)
             queries += 2 * not_done.long()
             not_done = not_done & (model(x_adv).argmax(1) == y)
     return x_adv.detach(), queries
