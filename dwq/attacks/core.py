@@ -88,16 +88,20 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), y, reduction="none")
 
 
+def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``z_y - max_{j≠y} z_j`` in float32 (negative: misclassified); the others' maximum
+    masks the true logit with -inf (a mask by multiplication reads it as 0)."""
+    logits = logits.float()
+    other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return logits.gather(1, y[:, None])[:, 0] - other
+
+
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:
     """Per-sample CW margin ``max_{j≠y} z_j - z_y``, capped at ``kappa``: an attack that maximizes it
     stops pushing an image once it is misclassified by ``kappa`` (TRADES/MART's ``cwloss``,
     ``-clamp(z_y - z_other + kappa, min=0)``, up to a constant). A floor at ``-kappa`` instead left
     every image whose true class led by more than ``kappa`` with no gradient, so PGD never moved it."""
-    logits = logits.float()
-    onehot = F.one_hot(y, logits.shape[1]).bool()
-    real = logits[onehot]
-    other = logits.masked_fill(onehot, float("-inf")).amax(1)
-    return torch.clamp(other - real, max=kappa)
+    return torch.clamp(-logit_margin(logits, y), max=kappa)
 
 
 def project_linf(x_adv, x, eps, lo=0.0, hi=1.0):
@@ -106,9 +110,10 @@ def project_linf(x_adv, x, eps, lo=0.0, hi=1.0):
     (|x_adv - x| reached 1.06 eps in bfloat16)."""
     if x.dtype in (torch.float16, torch.bfloat16):
         x32 = x.float()
-        return torch.min(torch.max(x_adv, _rounded_inward(x32 - eps, x.dtype, 1.0)),
-                         _rounded_inward(x32 + eps, x.dtype, -1.0)).clamp(lo, hi)
-    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(lo, hi)
+        low, high = _rounded_inward(x32 - eps, x.dtype, 1.0), _rounded_inward(x32 + eps, x.dtype, -1.0)
+    else:
+        low, high = x - eps, x + eps
+    return torch.min(torch.max(x_adv, low), high).clamp(lo, hi)
 
 
 def _rounded_inward(v: torch.Tensor, dtype, toward: float) -> torch.Tensor:

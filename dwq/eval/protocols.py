@@ -233,7 +233,7 @@ def rpi_best_of_attacks(corrects, return_scores=False):
     Score of image i = min over attacks of the mean over precisions; interval over images.
     ``return_scores``: also the per-image scores, float [N].
     """
-    c = torch.cat([t.reshape(-1, *t.shape[-2:]).float() for t in corrects])  # [A, P, N]
+    c = _attack_stack(corrects).float()
     per_image = c.mean(1).min(0).values
     out = mean_ci(per_image, c.shape[1])
     out["attacks"] = c.shape[0]
@@ -247,10 +247,14 @@ def rpi_worst_case_of_attacks(corrects, return_scores=False):
 
     ``corrects``: as for ``rpi_best_of_attacks``. ``return_scores``: also the per-image 0/1 scores, float [N].
     """
-    c = torch.cat([t.reshape(-1, *t.shape[-2:]) for t in corrects])  # [A, P, N]
-    robust = c.bool().all(0).all(0)
+    robust = _attack_stack(corrects).bool().all(0).all(0)
     out = acc_ci(robust)
     return (out, robust.float()) if return_scores else out
+
+
+def _attack_stack(corrects) -> torch.Tensor:
+    """The per-image correctness tensors [P, N] or [A, P, N] of several attacks as one [A, P, N]."""
+    return torch.cat([t.reshape(-1, *t.shape[-2:]) for t in corrects])
 
 
 def matrix_diagonal(tm: dict) -> dict:
@@ -317,14 +321,17 @@ def autoattack_rpi(model, x, y, precisions, eps, *, seed=0, batch_size=250, step
     def expected(points, yb):  # per image: the mean over precisions of correct classification
         return torch.stack([predict(f, points) == yb for f in fns]).float().mean(0)
 
+    def lowest(run, yb):  # of a component's last misclassified and highest-loss iterates
+        return torch.minimum(expected(run["x_fooled"], yb), expected(run["x_best"], yb))
+
     def attack(xb, yb):
         ok = predict(rpi, xb) == yb  # AutoAttack's clean check
         ce = apgd_eot(rpi, xb, yb, eps, loss="ce", steps=steps, eot_iter=eot_iter, seed=seed)
         ok &= predict(rpi, ce["returned"]) == yb
-        score = torch.minimum(expected(ce["x_fooled"], yb), expected(ce["x_best"], yb))
+        score = lowest(ce, yb)
         dlr = apgd_eot(rpi, xb, yb, eps, loss="dlr", steps=steps, eot_iter=eot_iter, seed=seed)
         ok &= predict(rpi, dlr["returned"]) == yb
-        score = torch.minimum(score, torch.minimum(expected(dlr["x_fooled"], yb), expected(dlr["x_best"], yb)))
+        score = torch.minimum(score, lowest(dlr, yb))
         return ok, score
 
     orig, exp = zip(*resumable_map(attack, _batches(x, y, batch_size), generators=[rpi._g]))
