@@ -509,6 +509,22 @@ def test_eot_restarts_keep_the_start_more_precisions_misclassify():
     assert probs.argmax(1).item() == 0  # where the averaged prediction is right
 
 
+def test_restart_ties_keep_the_later_restart_in_both_forms():
+    """pgd's restart_select="loss" keeps the later restart on ties; eot_pgd's loss-callable form kept the
+    first, so the same flat loss gave another image there, and a loss of -inf gave back the clean x."""
+    x, y = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(8, dtype=torch.long)
+    flat = lambda z: torch.zeros(z.shape[0], 2)  # noqa: E731  (every restart ties)
+    g = torch.Generator().manual_seed(1)
+    starts = [A.project_linf(x + A.core._uniform(x, EPS, g), x, EPS) for _ in range(3)]
+    by_pgd = A.pgd(flat, x, y, EPS, 0.02, 0, restarts=3, restart_select="loss",
+                   generator=torch.Generator().manual_seed(1))
+    for loss in (0.0, -float("inf")):
+        by_eot = A.eot_pgd(lambda z: torch.full((z.shape[0],), loss), x, y, EPS, 0.02, 0, restarts=3,
+                           generator=torch.Generator().manual_seed(1))
+        assert torch.equal(by_eot, starts[-1])
+    assert torch.equal(by_pgd, starts[-1])
+
+
 def test_cw_margin_loss_moves_confidently_classified_images():
     """The margin was floored at -kappa, so an image whose true class led by more than kappa had no
     gradient and PGD on it never moved; capped at +kappa, it moves every image until it is fooled by

@@ -307,7 +307,8 @@ def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, resta
     precision of its set): the loss at each step is *exactly* the mean of their
     per-sample losses (no sampling); or a callable ``loss_fn(x_adv) -> [N]``
     (per-sample loss, already averaged as the caller wishes; labels are then
-    captured by the caller).
+    captured by the caller). With ``restarts`` > 1 the callable's mode keeps, per sample, the
+    restart of the larger final loss, the later one on ties (a loss of -inf included).
     """
     if isinstance(models_or_loss, (list, tuple)):
         return pgd(list(models_or_loss), x, y, eps, alpha, steps, random_start=random_start,
@@ -334,7 +335,7 @@ def eot_pgd(models_or_loss, x, y, eps, alpha, steps, *, random_start=True, resta
             return x_adv.detach()
         with torch.no_grad():
             l = loss_fn(x_adv)
-        take = l > best_loss
+        take = l >= best_loss  # the later restart on ties, as pgd's restart_select="loss"
         best = torch.where(take.view(-1, *[1] * (x.dim() - 1)), x_adv, best)  # no host sync (vs best[take] = ...)
         best_loss = torch.where(take, l, best_loss)
     return best.detach()

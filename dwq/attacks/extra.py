@@ -1,5 +1,12 @@
 """CW-L2 and AutoAttack (via torchattacks 3.5.1), the paper's CW-L∞ variant and
-Bandits-TD (written here: no maintained library has them in this form)."""
+Bandits-TD (written here: no maintained library has them in this form).
+
+Train or eval mode: :func:`cw_l2` and :func:`autoattack` run as torchattacks runs, with an
+``nn.Module`` model put in eval mode for the attack and every submodule's mode restored afterwards.
+A plain callable (a closure over a model, a loss) is called as it is, like every other attack here
+(:func:`dwq.attacks.pgd`, :func:`apgd_eot`, :func:`cw_linf`, :func:`bandits_td`): put the model it
+calls in eval mode first, or its BN statistics and activation ranges move during the attack
+(``dwq eval`` evaluates in eval mode)."""
 from __future__ import annotations
 
 import contextlib
