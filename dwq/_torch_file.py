@@ -11,7 +11,7 @@ from dwq._atomic import atomic_open
 
 
 def torch_save_atomic(path: str, obj) -> None:
-    """``torch.save(obj)`` to ``<path>.tmp``, fsynced and renamed over ``path``: a failed or interrupted
+    """``torch.save(obj)`` to a temporary file beside ``path``, fsynced and renamed over ``path``: a failed or interrupted
     write leaves the previous ``path``; a full disk raises its OSError."""
     with atomic_open(path, "wb") as f:
         try:

@@ -954,7 +954,7 @@ def test_demo_resume_restarts_a_model_killed_before_its_first_epoch(tmp_path):
 
 
 def test_demo_killed_before_it_wrote_its_settings_resumes(tmp_path, capsys, monkeypatch):
-    """A kill while demo_run.json was written left demo_run.json.tmp alone: --resume refused the folder as
+    """A kill while demo_run.json was written left its temporary file alone: --resume refused the folder as
     no interrupted demo and a run without --resume as not empty, so the demo could not go on."""
     from dwq.train import Trainer
 
@@ -964,7 +964,8 @@ def test_demo_killed_before_it_wrote_its_settings_resumes(tmp_path, capsys, monk
     monkeypatch.setattr(Trainer, "fit", killed)  # (no training: the folder is all this test looks at)
     out = tmp_path / "demo"
     out.mkdir()
-    (out / "demo_run.json.tmp").write_text('{"sett')
+    (out / "demo_run.json.tmp").write_text('{"sett')  # (the name of dwq before 2026-12)
+    (out / "demo_run.json.host.123.0a1b2c3d.tmp").write_text('{"sett')
     flags = ["--epochs", "1", "--train-images", "64", "--n-test", "16", "--autoattack-n", "0", "--no-progress"]
     assert main(["demo", "--out", str(out), "--resume"] + flags) == 130
     assert sorted(os.listdir(out)) == ["demo_run.json"]

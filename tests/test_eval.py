@@ -716,7 +716,7 @@ def test_save_heatmap_interrupted_keeps_previous_png(tmp_path, monkeypatch):
     open_before = len(plt.get_fignums())
     with pytest.raises(KeyboardInterrupt):
         E.save_heatmap(tm, str(path))
-    assert path.read_bytes() == kept and not (tmp_path / "h.png.tmp").exists()
+    assert path.read_bytes() == kept and sorted(os.listdir(tmp_path)) == ["h.png"]
     assert len(plt.get_fignums()) == open_before
 
 

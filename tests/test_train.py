@@ -147,7 +147,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, device, zero_grad):
     torch.manual_seed(0)
     Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "cut"),
             val_set=tiny_data(64), device=device).fit(stop_after_steps=6)
-    open(tmp_path / "cut" / "last.pt.tmp", "wb").write(b"half-written garbage")  # a kill during a save
+    open(tmp_path / "cut" / "last.pt.host.1.0a1b2c3d.tmp", "wb").write(b"half-written garbage")  # a kill during a save
     torch.manual_seed(123)  # the resumed process starts from other RNG states
     res = Trainer(small_cnn(precisions=SET, width=8), tiny_data(), c, str(tmp_path / "cut"), val_set=tiny_data(64),
                   device=device)
@@ -202,7 +202,7 @@ def test_multistep_milestones_never_fall_before_the_first_step(tmp_path):
 
 def test_interrupted_checkpoint_save_leaves_no_tmp_and_the_previous_file(tmp_path, monkeypatch):
     """A Ctrl-C (or an error) while torch.save writes: the previous checkpoint stays, and no
-    <path>.tmp is left in the run folder."""
+    temporary file is left in the run folder."""
     import dwq.train.checkpoint as C
 
     path = str(tmp_path / "last.pt")

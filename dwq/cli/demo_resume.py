@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 
+from dwq._atomic import is_tmp_of
+
 from .common import CLIError, remove_resume_files, resumable_dir
 
 SETTINGS = "demo_run.json"
@@ -31,11 +33,11 @@ def start(out: str, settings: dict) -> None:
 def check_resumable(out: str, settings: dict) -> bool:
     """CLIError unless ``out`` is an interrupted demo run with the same ``settings``. False (nothing to
     resume: start it) for a folder holding nothing of a run, which a kill before ``demo_run.json`` was
-    written leaves: empty, or with ``demo_run.json.tmp``, removed here (else neither --resume nor a run
+    written leaves: empty, or with a temporary ``demo_run.json.*.tmp``, removed here (else neither --resume nor a run
     without it took the folder)."""
     resumable_dir(out, "demo", RESUME_FILES)
     held = os.listdir(out)
-    if set(held) <= {SETTINGS + ".tmp"}:
+    if all(is_tmp_of(name, SETTINGS) for name in held):
         for f in held:
             os.remove(os.path.join(out, f))
         return False

@@ -5,9 +5,9 @@ dicts only, so ``torch.load(..., weights_only=True)`` reads it. It holds the
 model, optimizer and scheduler states, the epoch/step counters, the run config,
 and every RNG state the loop uses (torch CPU/CUDA, numpy, Python ``random`` and
 the loop's own generator).
-Writing goes to ``<path>.tmp`` then ``os.replace`` (atomic on POSIX), so a kill
-during the write leaves the previous checkpoint intact; an error or Ctrl-C during it also
-removes the temporary file (a SIGKILL cannot: the next save overwrites it).
+Writing goes to a temporary ``<path>.<host>.<pid>.<random>.tmp`` then ``os.replace`` (atomic on
+POSIX), so a kill during the write leaves the previous checkpoint intact; an error or Ctrl-C during
+it also removes the temporary file (a SIGKILL cannot: the next completed save removes it).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
 
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
-    interrupted write leaves the previous ``path`` and no ``<path>.tmp``."""
+    interrupted write leaves the previous ``path`` and no temporary file."""
     torch_save_atomic(path, state)
 
 
