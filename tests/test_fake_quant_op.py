@@ -216,11 +216,13 @@ def test_the_reference_path_checks_scale_and_zero_point_like_the_kernel(monkeypa
         (dict(zero_point=torch.tensor([16], dtype=torch.int32)), "zero_point"),
         (dict(zero_point=torch.tensor([-1], dtype=torch.int32)), "zero_point"),
         # converted to int32 by saturation, not wrapping, and never from floats or bools
-        (dict(zero_point=torch.tensor([2**32 + 3])), "zero_point\\[0\\] = 2147483647 is not a code"),
+        # (the message names the value given, not the saturated 2^31 - 1 the kernel sees)
+        (dict(zero_point=torch.tensor([2**32 + 3])), "zero_point\\[0\\] = 4294967299 is not a code"),
+        (dict(zero_point=torch.tensor([-2**40])), "zero_point\\[0\\] = -1099511627776 is not a code"),
         # unsigned: a uint32's 2^32 - 1 wrapped to -1; torch has no clamp for uint32 / uint64
-        (dict(zero_point=torch.tensor([2**32 - 1], dtype=torch.uint32)), "zero_point\\[0\\] = 2147483647 is not a"),
-        (dict(zero_point=torch.tensor([2**64 - 1], dtype=torch.uint64)), "zero_point\\[0\\] = 2147483647 is not a"),
-        (dict(zero_point=torch.tensor([2**32 + 3], dtype=torch.uint64)), "zero_point\\[0\\] = 2147483647 is not a"),
+        (dict(zero_point=torch.tensor([2**32 - 1], dtype=torch.uint32)), "zero_point\\[0\\] = 4294967295 is not a"),
+        (dict(zero_point=torch.tensor([2**64 - 1], dtype=torch.uint64)), "zero_point\\[0\\] = 18446744073709551615 is"),
+        (dict(zero_point=torch.tensor([2**32 + 3], dtype=torch.uint64)), "zero_point\\[0\\] = 4294967299 is not a"),
         (dict(zero_point=torch.tensor([3.7])), "zero_point must be an integer tensor"),
         (dict(zero_point=torch.tensor([True])), "zero_point must be an integer tensor"),
         (dict(scale=torch.ones(2)), "entries"),

@@ -104,6 +104,12 @@ def fake_quantize(
         wide = zero_point.to(torch.int64)
         if info.min == 0:
             wide = torch.where(wide < 0, 2**31 - 1, wide)
+        if zero_point.device.type == "cpu" and not torch.compiler.is_compiling():
+            # name the value given, not the saturated 2^31 - 1 the kernel would see
+            qmax = (1 << bits) - 1
+            for i in ((wide < 0) | (wide > qmax)).reshape(-1).nonzero().flatten()[:1].tolist():
+                raise ValueError(f"fake_quantize: zero_point[{i}] = {zero_point.reshape(-1)[i].item()} is not a "
+                                 f"code of {bits} bits (0..{qmax})")
         zero_point = wide.clamp(-(2**31), 2**31 - 1)
     zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
     if has_kernel("fake_quantize", x.device.type):  # (a C++-only build has no CUDA kernel)
