@@ -46,7 +46,7 @@ def _remove_dead_writers_tmps(path: str) -> None:
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "w"):
     """Open a temporary file beside ``path`` (:func:`tmp_name`) for writing; when the block ends,
-    flush, fsync and rename it over ``path`` (atomic on POSIX). A kill leaves the previous ``path``
+    flush, fsync and rename it over ``path`` (atomic on POSIX), then fsync the folder. A kill leaves the previous ``path``
     intact; an error or Ctrl-C in the block or the write also removes the temporary file, and the
     next completed write removes what killed writers left."""
     path = os.fspath(path)
@@ -62,4 +62,20 @@ def atomic_open(path: str, mode: str = "w"):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    _fsync_folder(os.path.dirname(os.path.abspath(path)))
     _remove_dead_writers_tmps(path)
+
+
+def _fsync_folder(folder: str) -> None:
+    """The rename is on disk only once the folder is: without this a power cut after "wrote <path>" (or
+    after the checkpoint a resume starts from) could bring back the previous file, or none."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # (a platform or file system without folder handles)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # (one that cannot sync a folder: EINVAL)
+        pass
+    finally:
+        os.close(fd)

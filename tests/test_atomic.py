@@ -46,3 +46,18 @@ def test_a_completed_write_removes_what_killed_writers_left(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (path, alive, other_host))
     assert is_tmp_of(os.path.basename(left), "m.safetensors") and is_tmp_of("m.safetensors.tmp", "m.safetensors")
     assert not is_tmp_of("m.safetensors", "m.safetensors") and not is_tmp_of("n.safetensors.1.tmp", "m.safetensors")
+
+
+def test_the_rename_is_synced_through_the_folder(tmp_path, monkeypatch):
+    """The file was fsynced but not its folder, so after a power cut the rename could be lost."""
+    synced = []
+    fsync = os.fsync
+
+    def logged(fd):
+        synced.append(os.path.samestat(os.fstat(fd), os.stat(tmp_path)))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", logged)
+    with atomic_open(tmp_path / "config.json") as f:
+        f.write("{}")
+    assert synced == [False, True]  # the file, then its folder
