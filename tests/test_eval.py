@@ -150,6 +150,11 @@ def test_cluster_ci_without_spread_counts_each_cluster_once():
     (lambda: E.diff_ci(torch.ones(4), torch.ones(2, 2)), r"shapes \(4,\) and \(2, 2\)"),
     (lambda: E.mean_ci(torch.tensor([0.5, float("nan")])), "no NaN"),
     (lambda: E.diff_ci(torch.tensor([1.0, float("nan")]), torch.zeros(2)), "NaN"),
+    # outcomes per precision and image: P·N correlated outcomes counted as independent images
+    (lambda: E.mean_ci(torch.ones(5, 100)), r"mean_ci: one entry per image \[N\] expected, got shape \(5, 100\)"),
+    (lambda: E.acc_ci(torch.ones(5, 100, dtype=torch.bool)), r"acc_ci: one entry per image .* \(5, 100\)"),
+    (lambda: E.diff_ci(torch.ones(5, 100), torch.ones(5, 100)), r"diff_ci: one entry per image .* \(5, 100\)"),
+    (lambda: E.mean_ci(torch.tensor(0.5)), r"one entry per image \[N\] expected, got shape \(\)"),
     (lambda: E.t_quantile(2.5), "integer >= 1"),
     (lambda: E.t_quantile(5, 1.0), "level must be in"),
 ])
@@ -550,6 +555,31 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
     with pytest.raises(StageDirError, match=r"clean.pt is not a loadable saved evaluation stage .*; remove .*clean.pt "
                                             r"to run that stage again"):
         E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+
+
+def test_a_resume_may_reorder_or_add_protocols(model_data, tmp_path, monkeypatch):
+    """The protocols were part of the stage folder's identity: the same protocols in another order, or one
+    more, were refused as another evaluation, though no stage depends on which protocols run."""
+    from dwq.eval import run as R
+
+    m, x, y = model_data
+    x, y = x[:16], y[:16]
+    kw = dict(epsilon=0.1, alpha=0.025, steps=1, batch_size=8, seed=2)
+    st = tmp_path / "st"
+    E.evaluate(m, x, y, SET, stage_dir=str(st), protocols=["transfer", "paper"], **kw)
+    # a folder of an earlier dwq recorded them: still the same evaluation
+    ident = json.loads((st / "evaluation.json").read_text())
+    ident["settings"].update(protocols=["transfer", "paper"], paper_batch=100)
+    (st / "evaluation.json").write_text(json.dumps(ident))
+    want = E.evaluate(m, x, y, SET, protocols=["adaptive", "paper", "transfer"], paper_batch=4, **kw)
+
+    def killed(*a, **k):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr(R, "clean_accuracy", killed)
+    got = E.evaluate(m, x, y, SET, stage_dir=str(st), protocols=["adaptive", "paper", "transfer"], paper_batch=4, **kw)
+    assert _without_timing(got) == _without_timing(want)
+    assert (st / "adaptive.pt").is_file()
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

@@ -111,9 +111,11 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                       generator=g, seed=seed, **(pgd_options or {}))
     store = StageStore(None)
     if stage_dir is not None:
+        # Not the protocols, nor paper_batch: no stage depends on which protocols run (the paper figures
+        # are read from the matrix's stages), so a resume may reorder them or add one
         settings = dict(precisions=names, rpi_precisions=[pname(p) for p in rset], attack=attack, epsilon=epsilon,
-                        alpha=alpha, steps=steps, restarts=restarts, protocols=list(protocols), seed=seed,
-                        batch_size=batch_size, paper_batch=paper_batch, num_classes=num_classes, cw_tau=cw_tau,
+                        alpha=alpha, steps=steps, restarts=restarts, seed=seed,
+                        batch_size=batch_size, num_classes=num_classes, cw_tau=cw_tau,
                         bandits_queries=bandits_queries, bandits_tile=bandits_tile, autoattack_n=autoattack_n,
                         autoattack_steps=autoattack_steps, eot_iter=eot_iter, pgd_options=pgd_options,
                         # the figures depend on it (another machine's float kernels): resumed on the CPU, a

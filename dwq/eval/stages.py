@@ -59,6 +59,10 @@ def _layers_digest(model: torch.nn.Module) -> str:
     return hashlib.sha256(re.sub(r"0x[0-9a-fA-F]+", "0x*", text).encode()).hexdigest()
 
 
+# settings that folders of earlier versions recorded and no stage depends on (dwq.eval.run)
+_NOT_IDENTITY = ("protocols", "paper_batch")
+
+
 def _differences(theirs: dict, ours: dict) -> list:
     out = []
     kinds = [str(d.get("model", "")).split(" ")[0] for d in (theirs, ours)]
@@ -72,7 +76,7 @@ def _differences(theirs: dict, ours: dict) -> list:
         out.append("the images or labels")
     ts, os_ = theirs.get("settings") or {}, ours["settings"]
     out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here" for k in sorted(set(ts) | set(os_))
-            if ts.get(k) != os_.get(k)]
+            if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY]
     return out
 
 
