@@ -665,6 +665,35 @@ def test_an_evaluation_killed_inside_a_stage_resumes_at_its_batch(model_data, tm
     assert not any(p.name.endswith(".parts") for p in (tmp_path / "st").iterdir())
 
 
+def test_autoattack_killed_in_apgd_dlr_keeps_the_batch_s_apgd_ce(model_data, tmp_path, monkeypatch):
+    """A batch's clean check, APGD-CE and APGD-DLR were saved as one unit: a kill in APGD-DLR lost the
+    batch's APGD-CE (the demo's 100 images are one batch: all of it). Each component is saved now."""
+    from dwq.eval import protocols as P
+
+    m, x, y = model_data
+    x, y = x[:24], y[:24]
+    kw = dict(epsilon=0.1, batch_size=8, seed=4, eot_iter=2, autoattack_steps=2, per_image=True,
+              protocols=["autoattack-rand"])
+    want = E.evaluate(m, x, y, SET, **kw)
+    real, calls = P.apgd_eot, []
+
+    def logged(*a, **k):
+        calls.append(k["loss"])
+        if len(calls) == kill_at:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(P, "apgd_eot", logged)
+    kill_at = 4  # batch 0's CE and DLR, batch 1's CE, then killed in batch 1's DLR
+    with pytest.raises(KeyboardInterrupt):
+        E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+    calls.clear()
+    kill_at = 0
+    got = E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
+    assert calls == ["dlr", "ce", "dlr"]  # batch 1's DLR, then batch 2
+    assert _without_timing(got) == _without_timing(want)
+
+
 def test_a_stage_dir_from_another_device_is_refused(model_data, tmp_path, monkeypatch):
     """The device was not recorded: a CUDA evaluation resumed on the CPU read back the CUDA stages and
     ran the rest on the CPU, one report from two machines' float kernels."""

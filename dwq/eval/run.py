@@ -209,7 +209,9 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                 [ad_c, block], return_scores=True)
     if "autoattack-rand" in protocols:
         tick("autoattack-rand")
-        aa, aa_c = store.run("autoattack-rand", lambda: autoattack_rpi(
+        # (its own name since its batches are saved per component: a folder of an earlier dwq holds whole
+        # batches under "autoattack-rand", which would read as components)
+        aa, aa_c = store.run("autoattack-rand by component", lambda: autoattack_rpi(
             model, x[:n_aa], y[:n_aa], rset, epsilon, seed=seed, batch_size=batch_size, steps=autoattack_steps,
             eot_iter=eot_iter, return_correct=True))
         rpi["autoattack_rand"] = aa
