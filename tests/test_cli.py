@@ -693,9 +693,12 @@ def test_an_interrupted_eval_resumes(run, tmp_path, capsys, monkeypatch):
     assert "another evaluation: seed 0 there, 3 here" in capsys.readouterr().err
     monkeypatch.setattr(R, "adaptive_protocol", real)
     monkeypatch.setattr(R, "clean_accuracy", killed)  # finished before the kill: read back
+    capsys.readouterr()
     assert main(["eval", "--out", str(out), "--resume"] + flags) == 0
+    assert "s (this process only: it resumed an interrupted evaluation); wrote" in capsys.readouterr().out
     got = json.load(open(out / "report.json"))
-    drop = ("seconds", "seconds_per_stage")
+    assert got["resumed"]["stages_read_back"][0] == "clean"
+    drop = ("seconds", "seconds_per_stage", "resumed")
     assert {k: v for k, v in got.items() if k not in drop} == {k: v for k, v in want.items() if k not in drop}
     assert main(["eval", "--out", str(out), "--resume"] + flags) == 2
     assert "holds a finished evaluation" in capsys.readouterr().err
@@ -723,7 +726,7 @@ def test_an_eval_killed_in_its_last_writes_or_before_its_first_stage_resumes(run
     assert not (out / "report.json").exists()
     assert main(["eval", "--out", str(out), "--resume"] + flags) == 0
     assert sorted(os.listdir(out)) == ["report.json", "transfer.json", "transfer.png"]
-    drop = ("seconds", "seconds_per_stage")
+    drop = ("seconds", "seconds_per_stage", "resumed")
     got = json.load(open(out / "report.json"))
     assert {k: v for k, v in got.items() if k not in drop} == {k: v for k, v in want.items() if k not in drop}
     (out / "stages").mkdir(), (out / "stages" / "clean.pt").write_text("")  # killed before removing them
@@ -919,12 +922,15 @@ def test_demo_resume_gives_the_uninterrupted_figures(tmp_path, capsys, monkeypat
     count(A, "pgd"), count(P, "eot_pgd")
     assert main(["demo", "--out", str(out), "--resume"] + flags) == 0
     monkeypatch.undo()
-    assert "[rpt] resuming its training after epoch 2" in capsys.readouterr().out
+    # (it said "resuming its training after epoch 2" of 2: no training was left, its evaluation was)
+    assert "[rpt] trained before the interruption: resuming its evaluation" in capsys.readouterr().out
     assert calls == {"pgd": 0, "eot_pgd": 1}  # its finished stages read back, not run
     got = json.load(open(out / "report.json"))
     assert _figures(got) == _figures(want)
     # its timings count the last process only, which the report says
-    assert want["resumed"] == [] and got["resumed"] == ["fp: kept", "fixed4: kept", "rpt: training resumed after epoch 2 of 2"]
+    assert want["resumed"] == [] and got["resumed"] == [
+        "fp: kept", "fixed4: kept", "rpt: trained before the interruption; its evaluation resumed"]
+    assert got["models"]["rpt"]["resumed"]["stages_read_back"][:2] == ["clean", "pgd at 2"]
     assert sorted(os.listdir(out)) == sorted(os.listdir(tmp_path / "a"))
     # what a kill between writing report.json and removing the resume files leaves: removed by --resume
     finished = sorted(os.listdir(out))

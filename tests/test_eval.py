@@ -493,7 +493,7 @@ def test_evaluate_gives_back_the_models_modes(model_data):
 
 
 def _without_timing(rep):
-    return {k: v for k, v in rep.items() if k != "seconds"}
+    return {k: v for k, v in rep.items() if k not in ("seconds", "resumed")}
 
 
 def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_path, monkeypatch):
@@ -526,6 +526,9 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         *a, **{**k, "row": lambda p, compute: k["row"](p, lambda: calls.append(p) or compute())}))
     got = E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
     assert calls == [] and _without_timing(got) == _without_timing(want)
+    # marked, so that its seconds read as this process's (every read-back stage took ~0 s in it)
+    assert "resumed" not in want and got["resumed"] == {
+        "stages_read_back": ["clean", "pgd at 2", "pgd at 4", "pgd at 8", "adaptive"], "batches_read_back": 0}
     # another evaluation's folder: refused, naming what differs, before any stage is read
     monkeypatch.setattr(R, "adaptive_protocol", real_adaptive)
     with pytest.raises(StageDirError, match="another evaluation: seed 4 there, 5 here"):
@@ -692,6 +695,8 @@ def test_autoattack_killed_in_apgd_dlr_keeps_the_batch_s_apgd_ce(model_data, tmp
     got = E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
     assert calls == ["dlr", "ce", "dlr"]  # batch 1's DLR, then batch 2
     assert _without_timing(got) == _without_timing(want)
+    assert got["resumed"] == {"stages_read_back": ["clean"] + [f"pgd at {p}, diagonal" for p in SET],
+                              "batches_read_back": 3}
 
 
 def test_a_stage_dir_from_another_device_is_refused(model_data, tmp_path, monkeypatch):

@@ -133,9 +133,11 @@ def _run(a, held: contextlib.ExitStack) -> int:
                                  "switchable_bn": r["sbn"], "width": 16})
         trainer = Trainer(model, train, cfg, os.path.join(out, name), val_set=val)
         since = demo_resume.resume_training(trainer, out, name) if resume else None
-        if since is not None:
-            report["resumed"].append(f"{name}: training resumed after epoch {since} of {a.epochs}")
-            print(f"[{name}] resuming its training after epoch {since}", flush=True)
+        if since is not None:  # (all epochs done: the kill came in its evaluation, which resumes from its stages)
+            report["resumed"].append(f"{name}: training resumed after epoch {since} of {a.epochs}" if since < a.epochs
+                                     else f"{name}: trained before the interruption; its evaluation resumed")
+            print(f"[{name}] " + (f"resuming its training after epoch {since}" if since < a.epochs
+                                  else "trained before the interruption: resuming its evaluation"), flush=True)
         trainer.fit()
         t_train = time.time() - t0
         protocols = ["paper", "paper-sampled", "adaptive", "transfer"]

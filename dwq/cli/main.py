@@ -365,7 +365,8 @@ def _eval(a, held: contextlib.ExitStack):
                        f"above, and the same command with --resume writes it from the saved stages") from None
     shutil.rmtree(stage_dir, ignore_errors=True)  # a finished evaluation is its report
     files = [f for f in ("report.json", "transfer.json", "transfer.png") if os.path.isfile(os.path.join(a.out, f))]
-    print(f"done in {rep['seconds']:.0f} s; wrote {a.out}/: {', '.join(files)}")
+    resumed = " (this process only: it resumed an interrupted evaluation)" if rep.get("resumed") else ""
+    print(f"done in {rep['seconds']:.0f} s{resumed}; wrote {a.out}/: {', '.join(files)}")
     return 0
 
 

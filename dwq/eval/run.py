@@ -226,6 +226,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                                  lambda p=p: robust_accuracy(model, x, y, [p], aas, batch_size)))
         rpi["autoattack_standard_per_precision"] = per
     rep["rpi"] = rpi
+    if store.read_back or store.batches_read_back:  # its timings are then this process's alone
+        rep["resumed"] = {"stages_read_back": store.read_back, "batches_read_back": store.batches_read_back}
     rep["definitions"] = {k: v for k, v in DEFINITIONS.items() if _reported(k, rpi)}
     if input_size is not None:
         rep["bitops"] = bitops_summary(model, input_size, precisions)

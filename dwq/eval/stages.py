@@ -86,6 +86,8 @@ class StageStore:
 
     def __init__(self, folder: Optional[str], identity: Optional[dict] = None, device=None):
         self.folder, self.device = folder, device
+        # what this store took from an earlier, interrupted run: stages whole, and finished batches
+        self.read_back, self.batches_read_back = [], 0
         if folder is None:
             return
         os.makedirs(folder, exist_ok=True)
@@ -114,6 +116,7 @@ class StageStore:
             return fn()
         path = self._path(name)
         if os.path.isfile(path):
+            self.read_back.append(name)
             return _read(path, "stage", self.device)[0]
         parts = _Parts(path[:-len(".pt")] + ".parts", self.device, generators)
         token = _STAGE.set(parts)
@@ -121,6 +124,7 @@ class StageStore:
             result = fn()
         finally:
             _STAGE.reset(token)
+            self.batches_read_back += parts.read_back
         torch_save_atomic(path, {"stage": name, "result": result})
         shutil.rmtree(parts.folder, ignore_errors=True)  # the stage file holds it all now
         return result
@@ -132,6 +136,7 @@ class _Parts:
 
     def __init__(self, folder: str, device, generators: Sequence[torch.Generator]):
         self.folder, self.device, self.generators, self.calls = folder, device, list(generators), 0
+        self.read_back = 0
 
     def map(self, fn: Callable, items: Iterable, generators: Sequence[torch.Generator]) -> list:
         call, self.calls = self.calls, self.calls + 1
@@ -148,6 +153,7 @@ class _Parts:
                 for g, st in zip(generators, states):
                     g.set_state(st.cpu())  # (loaded onto the evaluation's device; a state is a CPU byte tensor)
                 out.append(result)
+                self.read_back += 1
                 continue
             computing = True
             out.append(fn(*item))
