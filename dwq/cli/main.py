@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "autoattack-rand (both counts), autoattack-standard (per precision) "
                         "(default: paper adaptive transfer)")
     e.add_argument("--paper-batch", type=positive_int, default=100,
-                   help="paper-sampled only: images per batch sharing one precision draw (the reference: its batch "
-                        "size)")
+                   help="paper-sampled only: images per batch sharing one precision draw (the reference draws one "
+                        "per test batch: its test_pgd.py's --batch_size, 128 by default)")
     e.add_argument("--eot-iter", type=positive_int, default=20,
                    help="autoattack-rand only: EOT gradient samples per APGD step (the original: 20)")
     e.add_argument("--autoattack-steps", type=positive_int, default=100,
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ---- demo
     d = sub.add_parser("demo", formatter_class=HelpFormatter,
-                       help="the embedded MNIST-5k experiment (about 3.5-7.5 min on 2 CPU cores)",
+                       help="the embedded MNIST-5k experiment (about 3.5-9.5 min on 2 CPU cores)",
                        description="Trains a small CNN three ways on MNIST-5k (full-precision PGD-AT, fixed 4-bit "
                                    "PGD-AT, RPT over 2/3/4/6/8 bits with switchable BN), evaluates clean accuracy, "
                                    "the paper protocol, the adaptive protocol and the transferability matrices, "
@@ -123,8 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "it (it is the demo's slowest part)")
     d.add_argument("--seed", type=seed_arg, default=0, help="seed")
     d.add_argument("--threads", type=threads_arg, default=2,
-                   help="torch CPU threads, at most the CPUs this process may use; the figures depend on it "
-                        "(float summation order), so report.json records it")
+                   help="torch CPU threads; the figures depend on it (float summation order), so report.json "
+                        "records it. A value given must be at most the CPUs this process may use; the default, 2, "
+                        "is the README run's and is taken on any machine, so that its figures can be reproduced "
+                        "(slower where fewer CPUs are free)")
     d.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     d.add_argument("--resume", action="store_true",
                    help="continue the interrupted demo in --out, given the same flags: its finished models are "
