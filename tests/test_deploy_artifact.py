@@ -238,3 +238,155 @@ def test_save_takes_a_pathlib_path_and_names_a_folder_given_as_the_file(int_mode
     with pytest.raises(IsADirectoryError, match=f"save: {tmp_path} is a folder; give a file path, e.g. "
                                                 f"{tmp_path}/model.safetensors"):
         save(int_model, str(tmp_path))
+
+
+def _rewrite(path, edit_model=None, edit_tensors=None):
+    """Re-saves ``path`` with its description (``edit_model(meta["model"])``) and/or tensors edited and both
+    digests recomputed: what any tool of one's own (or an attacker) can write."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from dwq._digest import tensor_digest
+    from dwq.deploy.artifact import _model_digest
+
+    with safe_open(path, framework="pt") as f:
+        meta = json.loads(f.metadata()["dwq"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if edit_model:
+        edit_model(meta["model"])
+    if edit_tensors:
+        edit_tensors(tensors)
+    meta["sha256"], meta["model_sha256"] = tensor_digest(tensors), _model_digest(meta["model"])
+    save_file(tensors, path, metadata={"dwq": json.dumps(meta)})
+
+
+def _step(m, fn):
+    return next(s for s in m["program"] if s.get("fn") == fn)
+
+
+def _plan(m, layer, key, value):
+    m["layers"][layer]["plans"][0][key] = value
+
+
+def _fill(key, value):
+    return lambda t: t[key].fill_(value)
+
+
+def _other_set(m):  # fc alone without full precision: a set no other layer has
+    m["layers"]["fc"]["precisions"].pop()
+    m["layers"]["fc"]["plans"].pop()
+
+
+def _drop_fc_fp_tensors(t):
+    for k in [k for k in t if k.startswith("layers.fc.plans.4.")]:
+        del t[k]
+
+
+@needs_ext
+@pytest.mark.parametrize("edit_model,edit_tensors,msg", [
+    # config values that int()/bool() coerced (relu="no" ran with a ReLU; w_bits=2.9 as 2)
+    (lambda m: _plan(m, "fc", "relu", "no"), None, "fc at precision 2: relu must be true or false, got 'no'"),
+    (lambda m: _plan(m, "conv3", "w_bits", 2.9), None,
+     "conv3 at precision 2: w_bits must be 2 (the precision's weight bits), got 2.9"),
+    (lambda m: _plan(m, "conv3", "a_bits", 1), None, "conv3 at precision 2: a_bits must be 2 (the precision's"),
+    (lambda m: _plan(m, "conv2", "out_bits", 99), None, "conv2 at precision 2: out_bits must be 2 (the precision's"),
+    # codes emitted at 8 bits where the next layer reads 5-bit codes: ran, silently wrong
+    (lambda m: m["layers"]["bn1"]["out_bits"].__setitem__(1, 8), None,
+     "bn1 at precision 5: out_bits must be 5 (the precision's activation bits) or null, got 8"),
+    (lambda m: m["layers"]["conv3"].update(stride=[0, 0]), None,
+     "conv3: stride must be a pair of ints >= 1, got [0, 0]"),
+    (lambda m: m["layers"]["conv3"].update(padding=[-5, -5]), None,
+     "conv3: padding must be a pair of ints >= 0, got [-5, -5]"),
+    (lambda m: m["layers"]["conv1"].update(stride=[1, 0]), None,
+     "conv1: stride must be a pair of ints >= 1, got [1, 0]"),
+    # scales and zero points the kernels refuse only at the first forward at that precision
+    (None, _fill("layers.conv3.plans.0.x_scale", 0),
+     "conv3 at precision 2 (x_scale, x_zero_point): scale[0] must be finite and > 0, got 0.0"),
+    (None, _fill("layers.conv3.plans.0.x_scale", float("nan")), "(x_scale, x_zero_point): scale[0] must be finite"),
+    (None, _fill("layers.conv3.plans.0.x_zero_point", 1000),
+     "conv3 at precision 2 (x_scale, x_zero_point): zero_point[0] = 1000 is not a code of 2 bits (0..3)"),
+    (None, _fill("layers.conv3.plans.1.w_scale", -1), "conv3 at precision 5 (w_scale, w_zero_point): scale[0] must"),
+    (None, _fill("layers.conv2.plans.0.out_zero_point", 1000), "conv2 at precision 2 (out_scale, out_zero_point): "
+                                                                "zero_point[0] = 1000 is not a code of 2 bits"),
+    (None, _fill("layers.bn1.out_scale", 0), "bn1 at precision 2 (out_scale, out_zero_point): scale[0] must be"),
+    (None, _fill("layers.normalize.std", 0), "normalize: mean and std must be finite and std nonzero"),
+    # the program
+    (lambda m: _step(m, "max_pool2d")["kwargs"].update(kernel_size=0), None,
+     r"(max_pool2d): kernel_size must be an int or a pair of ints >= 1, got 0"),
+    (lambda m: _step(m, "flatten")["kwargs"].update(start_dim=7), None,
+     "(flatten): start_dim must be an int in -4..3 (a value is at most 4-D), got 7"),
+    (lambda m: m.update(output="input"), None, "the program's output is its input 'input'"),
+    (lambda m: next(s for s in m["program"] if s.get("call") == "conv2")["args"].append("input"), None,
+     "calls layer 'conv2' with 2 arguments ['max_pool2d', 'input']; a layer takes 1"),
+    (_other_set, _drop_fc_fp_tensors, "the model's layers have different precision sets: [2, 5, 4w8a, 12, fp] and "
+                                      "[2, 5, 4w8a, 12]"),
+], ids=["relu_str", "w_bits_float", "a_bits_1", "out_bits_99", "bn_out_bits_mismatch", "stride_0", "padding_neg",
+        "float_conv_stride_0", "x_scale_0", "x_scale_nan", "x_zero_point", "w_scale_neg", "out_zero_point",
+        "bn_out_scale_0", "normalize_std_0", "pool_kernel_0", "flatten_dim", "output_input", "call_arity",
+        "precision_sets_differ"])
+def test_a_description_the_ops_would_refuse_is_refused_at_load(saved, edit_model, edit_tensors, msg):
+    """Each loaded (with both digests recomputed) and failed only at a forward, at some precisions, with
+    the op's message (or ran: relu="no", w_bits=2.9, codes of the wrong width), or made ``precisions``
+    raise; now a one-line ArtifactError naming the layer or step, the field, the value and what was expected."""
+    _rewrite(saved, edit_model, edit_tensors)
+    with pytest.raises(ArtifactError) as e:
+        load(saved)
+    assert msg in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@needs_ext
+def test_json_nested_too_deeply_is_a_one_line_error(tmp_path):
+    """json.loads raised a bare RecursionError out of load."""
+    from safetensors.torch import save_file
+
+    path = str(tmp_path / "deep.safetensors")
+    deep = '{"format": "dwq-integer-model", "format_version": 1, "model": ' + "[" * 100000 + "]" * 100000 + "}"
+    save_file({"t": torch.zeros(1)}, path, metadata={"dwq": deep})
+    with pytest.raises(ArtifactError, match="its dwq metadata is JSON nested too deeply to read"):
+        load(path)
+
+
+@needs_ext
+def test_a_declared_float_layer_is_not_allocated_before_its_tensors_are_checked(int_model, saved, monkeypatch):
+    """A 60 kB file declaring a 4096 x 4096 float conv cost 590 MB (nn.Conv2d allocated and initialized
+    the declared weight) before the shape check refused it. The float layers are now built on the meta
+    device and take the file's tensors; a loaded model still copies, moves and round-trips its state."""
+    import copy
+
+    from torch import nn
+
+    built = []
+    for cls in (nn.Conv2d, nn.Linear):
+        orig = cls.reset_parameters
+        monkeypatch.setattr(cls, "reset_parameters", lambda self, orig=orig: (built.append(self.weight.device.type),
+                                                                              orig(self)))
+    _rewrite(saved, lambda m: m["layers"]["conv1"].update(in_channels=4096, out_channels=4096))
+    with pytest.raises(ArtifactError, match=r"conv1: tensor 'weight' must be torch.float32 \[4096, 4096, 3, 3\], "
+                                            r"got torch.float32 \[8, 1, 3, 3\]"):
+        load(saved)
+    assert built and set(built) == {"meta"}
+    save(int_model, saved)
+    m = load(saved)
+    assert set(built) == {"meta"} and all(t.device.type == "cpu" for t in m.state_dict().values())
+    assert not any(p.requires_grad for p in m.parameters())
+    x = torch.rand(3, 1, 28, 28)
+    twin = copy.deepcopy(m).to("cpu")
+    twin.load_state_dict(int_model.state_dict())
+    for p in SET:
+        with torch.no_grad(), dwq.precision(m, p), dwq.precision(twin, p), dwq.precision(int_model, p):
+            assert torch.equal(m(x), int_model(x)) and torch.equal(twin(x), int_model(x))
+
+
+@needs_ext
+@pytest.mark.parametrize("device,msg", [
+    ("gpu", "load: device must be a torch.device or a name such as 'cpu', 'cuda' or 'cuda:0', got 'gpu'"),
+    (3.5, "load: device must be a torch.device or a name such as 'cpu', 'cuda' or 'cuda:0', got 3.5"),
+    ("cuda:99", "load: device 'cuda:99' is not available here ("),
+])
+def test_load_checks_its_device_before_reading_the_file(tmp_path, device, msg):
+    """A bad device failed after the whole file was read, with torch's message ("Expected one of cpu,
+    cuda, ... device type at start of device string: gpu") or the model's ("cannot be cast to
+    torch.float64" for 3.5)."""
+    with pytest.raises(ValueError) as e:
+        load(str(tmp_path / "missing.safetensors"), device=device)  # checked before the file: no "does not exist"
+    assert not isinstance(e.value, ArtifactError) and msg in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -482,3 +482,18 @@ def test_agreement_checks_keep_the_model_mode_and_refuse_a_lone_precision():
             compare(m, im, x, precisions=bad)
         with pytest.raises(ValueError, match=r"latency_per_precision: precisions must be a list"):
             latency_per_precision(im, x, precisions=bad)
+
+
+def test_the_integer_model_starts_at_the_models_current_precision():
+    """convert left the integer model at its set's last precision (fp) while the model ran at 4: the two
+    gave logits 0.02 apart with no precision set on either. The model's current precision is carried over
+    where the converted set holds it."""
+    m = calibrated(small_cnn(precisions=[4, 8, None], width=8), (16, 1, 28, 28))
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    dwq.set_precision(m, 4)
+    im = convert(m)
+    assert dwq.get_precision(im) == 4 and dwq.get_precision(m) == 4
+    with torch.no_grad():
+        assert (m(x) - im(x)).abs().max() <= REL_TIGHT * m(x).abs().max()
+    assert dwq.get_precision(convert(m, [(4, 4), None])) == 4  # another spelling of the same precision
+    assert dwq.get_precision(convert(m, [8, None])) is None  # not in the set: the set's last, as any new model

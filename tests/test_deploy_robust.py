@@ -66,3 +66,29 @@ def test_protocols_on_the_integer_path_match_fake_quant(models):
     for p in ("2", "4", "8"):
         assert _within(it["rpi"]["pgd_adaptive_per_precision"][p], fq["rpi"]["pgd_adaptive_per_precision"][p]), p
         assert _within(it["pgd_acc"][p], fq["pgd_acc"][p]), p
+
+
+def test_the_twin_runs_in_eval_mode_and_keeps_its_modes():
+    """The twin was put in eval mode once, at construction: a model put back in training mode (m.train()
+    after wrapping) ran an attack's forward on batch statistics and moved 11 of its buffers (BN running
+    statistics, activation ranges). Each forward now runs the twin in eval mode and restores its modes."""
+    from deploy_models import calibrated
+
+    from dwq.models import small_cnn
+
+    m = calibrated(small_cnn(precisions=[4, 8], width=8), (16, 1, 28, 28))
+    st = StraightThrough(convert(m), m)
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with dwq.precision(m, 4):
+        xe = x.clone().requires_grad_(True)
+        g_eval, = torch.autograd.grad(m(xe).sum(), xe)
+    m.train()
+    m.bn1.eval()  # a mixed state, restored as it was
+    modes = {n: mod.training for n, mod in m.named_modules()}
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    xs = x.clone().requires_grad_(True)
+    with dwq.precision(st, 4):
+        g_st, = torch.autograd.grad(st(xs).sum(), xs)
+    assert [k for k, v in m.state_dict().items() if not torch.equal(v, before[k])] == []
+    assert {n: mod.training for n, mod in m.named_modules()} == modes
+    assert torch.equal(g_st, g_eval)

@@ -129,6 +129,10 @@ def cmd_bench(a) -> int:
     size = a.input_size or model.info.get("input_size")
     if not size:
         raise CLIError(f"{a.model} does not record its input size; give --input-size C H W")
+    if not (isinstance(size, list) and len(size) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
+        raise CLIError(f"{a.model} records input_size {size!r}, expected three positive ints [C, H, W]; "
+                       f"give --input-size C H W")
     if a.threads:
         torch.set_num_threads(a.threads)
     name = model.info.get("network") or model.info.get("model_class", "model")
@@ -144,7 +148,7 @@ def cmd_bench(a) -> int:
                            f"--input-size): {str(e).strip().splitlines()[0]}") from None
         try:
             lat = latency_per_precision(model, x, ps, budget_s=a.seconds)
-        except (ValueError, RuntimeError) as e:
+        except (ValueError, RuntimeError, ArithmeticError, IndexError) as e:  # (torch's and the program's refusals)
             raise CLIError(f"the model does not run on {bs}x{'x'.join(map(str, size))} inputs: "
                            f"{str(e).strip().splitlines()[0]}") from None
         first = first or lat

@@ -17,6 +17,8 @@ import json
 import os
 from typing import List, Optional
 
+import torch
+
 from dwq._atomic import atomic_open
 from dwq._digest import tensor_digest as _digest
 from dwq._version import __version__
@@ -94,6 +96,9 @@ def read_metadata(path: str) -> dict:
         meta = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path}: its dwq metadata is not valid JSON ({e})") from None
+    except RecursionError:  # (a description nested deeper than Python's recursion limit)
+        raise ArtifactError(f"{path}: its dwq metadata is JSON nested too deeply to read (a dwq model description "
+                            f"is a few levels deep)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise ArtifactError(f"{path} is not a dwq integer model (format {fmt!r})")
@@ -105,9 +110,20 @@ def read_metadata(path: str) -> dict:
 
 def load(path: str, device="cpu") -> IntegerModel:
     """Reads an artifact written by :func:`save` into an :class:`IntegerModel` on ``device`` (eval mode).
-    ArtifactError (one line) for a missing, corrupt or truncated file or another format version."""
+    ArtifactError (one line) for a missing, corrupt or truncated file or another format version;
+    ValueError, before the file is read, for a ``device`` that is no device or not available here."""
     from safetensors import safe_open
 
+    try:
+        dev = torch.device(device)
+    except (TypeError, RuntimeError, ValueError):
+        raise ValueError(f"load: device must be a torch.device or a name such as 'cpu', 'cuda' or 'cuda:0', "
+                         f"got {device!r}") from None
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError, ValueError) as e:  # (no driver / no such index: torch's own wording)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"load: device {device!r} is not available here ({first})") from None
     meta = read_metadata(path)
     try:
         with safe_open(path, framework="pt") as f:
@@ -125,7 +141,7 @@ def load(path: str, device="cpu") -> IntegerModel:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ArtifactError(f"{path}: the model description does not fit its tensors ({type(e).__name__}: {first})") \
             from None
-    return model.to(device).eval()
+    return model.to(dev).eval()
 
 
 # ----------------------------------------------------------------------------- size report

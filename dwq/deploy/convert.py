@@ -35,7 +35,7 @@ from dwq.deploy.layers import (FloatAffine, FloatConv2d, FloatLinear, FloatNorma
 from dwq.deploy.operands import ConversionError, act_qparams, bn_affine, weight_codes
 from dwq.models.common import Normalize
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
-from dwq.nn.precision import PrecisionModule, precision_set
+from dwq.nn.precision import PrecisionModule, get_precision, precision_set, set_precision
 from dwq.quant import normalize_precision, normalize_set, precision_name
 from dwq.quant.precision import precision_list
 
@@ -287,8 +287,10 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     info: extra JSON to keep in the model's ``info`` (e.g. ``{"network": ..., "input_size": [C, H, W]}``),
         held as the artifact's JSON holds it (keys as strings, tuples as lists).
 
-    The result computes, at every precision, the fake-quant model's eval-mode forward up to float
-    rounding (codes can differ by one where a value lies within rounding of a quantization midpoint).
+    The result starts at ``model``'s current precision when ``precisions`` holds it (else at the set's
+    last entry, as any dwq model) and computes, at every precision, the fake-quant model's eval-mode
+    forward up to float rounding (codes can differ by one where a value lies within rounding of a
+    quantization midpoint).
     ConversionError naming the layer for anything it cannot convert or a precision outside the set.
     """
     info = _checked_info(info)
@@ -393,6 +395,12 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
                                           if t.is_floating_point())}
     meta.update(info)
     int_model = IntegerModel(layers, program, output, meta)
+    try:  # the model's current precision, where the set has it (else the set's last, as a new model)
+        current = normalize_precision(get_precision(model))
+    except ValueError:  # (its layers are at different precisions: none to carry over)
+        current = ()
+    if current in ps:
+        set_precision(int_model, current)
     return int_model.to(next(iter(model.buffers())).device).eval()
 
 

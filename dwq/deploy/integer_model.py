@@ -12,7 +12,9 @@ Program step (JSON)::
     {"out": "layer1_0_conv1", "call": "layer1_0_conv1", "args": ["relu"]}          # a layer
     {"out": "add", "fn": "add", "args": ["layer1_0_conv2", "conv1"], "kwargs": {}, "inplace": true}
 
-``args`` name earlier values (``"input"`` is the model input); ``kwargs`` are JSON constants.
+``args`` name earlier values (``"input"`` is the model input); ``kwargs`` are JSON constants. The
+program is checked when the model is built (names computed before use, one argument per layer call,
+each function's arguments as its torch counterpart takes them, every layer on one precision set).
 """
 import functools
 import inspect
@@ -22,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dwq.deploy.layers import layer_from_config
-from dwq.nn.precision import get_precision, precision_set
+from dwq.deploy.layers import check_int, check_pair, is_int, layer_from_config
+from dwq.nn.precision import PrecisionModule, get_precision, precision_set
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
 
@@ -96,6 +98,41 @@ FUNCTIONS = {"relu": _relu, "add": _add, "max_pool2d": _max_pool2d, "avg_pool2d"
              "adaptive_avg_pool2d": _adaptive_avg_pool2d, "flatten": _flatten}
 
 
+def _check_flag(v, name: str) -> None:
+    if not isinstance(v, bool):
+        raise ValueError(f"{name} must be true or false, got {v!r}")
+
+
+def _check_fn_arguments(fn: str, a: dict) -> None:
+    """The JSON arguments of a function step (``a``: all of them, defaults applied), checked at load:
+    what torch would refuse at the first forward (or our code-pooling divide by), ValueError naming the
+    argument. Every value of a program is at most 4-D ([B, C, H, W] images; no function adds a dim)."""
+    if fn in ("max_pool2d", "avg_pool2d"):
+        k = check_pair(a["kernel_size"], "kernel_size", 1, single=True)
+        if a["stride"] is not None and a["stride"] != []:
+            check_pair(a["stride"], "stride", 1, single=True)
+        pad = check_pair(a["padding"], "padding", 0, single=True)
+        d = check_pair(a["dilation"], "dilation", 1, single=True) if fn == "max_pool2d" else (1, 1)
+        span = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+        if any(2 * p > s for p, s in zip(pad, span)):
+            raise ValueError(f"padding {a['padding']!r} must be at most half the kernel's span {span}")
+        _check_flag(a["ceil_mode"], "ceil_mode")
+        if fn == "avg_pool2d":
+            _check_flag(a["count_include_pad"], "count_include_pad")
+            if a["divisor_override"] is not None:
+                check_int(a["divisor_override"], "divisor_override", 1)
+    elif fn == "adaptive_avg_pool2d":
+        v = a["output_size"]
+        sizes = [v, v] if is_int(v) else v
+        if not isinstance(sizes, (list, tuple)) or len(sizes) != 2 or not all(s is None or (is_int(s) and s >= 1)
+                                                                      for s in sizes):
+            raise ValueError(f"output_size must be an int or a pair of ints >= 1 (or null), got {v!r}")
+    elif fn == "flatten":
+        for key in ("start_dim", "end_dim"):
+            if not is_int(a[key]) or not -4 <= a[key] <= 3:
+                raise ValueError(f"{key} must be an int in -4..3 (a value is at most 4-D), got {a[key]!r}")
+
+
 class IntegerModel(nn.Module):
     """An integer random-precision model, made by :func:`dwq.deploy.convert` or :func:`dwq.deploy.load`.
 
@@ -117,6 +154,8 @@ class IntegerModel(nn.Module):
         self.output = output
         self.info = dict(info)
         self._compile()
+        if any(isinstance(m, PrecisionModule) for m in self.modules()):
+            precision_set(self)  # ValueError now if the layers' sets differ (else every precision control's)
 
     # -- building ---------------------------------------------------------------------------------
     def _compile(self):
@@ -124,6 +163,8 @@ class IntegerModel(nn.Module):
         slots = {INPUT: 0}
         last_use = {}
         for k, step in enumerate(self.program):
+            if not isinstance(step.get("out"), str) or not isinstance(step.get("args"), list):
+                raise ValueError(f"program step {k} must have a name 'out' and a list 'args', got {step!r:.200}")
             for a in step["args"]:
                 if a not in slots:
                     raise ValueError(f"program step {k} ({step['out']}) uses {a!r} before it is computed")
@@ -133,11 +174,16 @@ class IntegerModel(nn.Module):
             slots[step["out"]] = len(slots)
         if self.output not in slots:
             raise ValueError(f"the program never computes its output {self.output!r}")
+        if self.output == INPUT:
+            raise ValueError(f"the program's output is its input {INPUT!r}; expected a value the program computes")
         steps = []
         for k, step in enumerate(self.program):
             if "call" in step:
                 if step["call"] not in self.layers:
                     raise ValueError(f"program step {k} calls an unknown layer {step['call']!r}")
+                if len(step["args"]) != 1:  # (else every forward raised a TypeError)
+                    raise ValueError(f"program step {k} calls layer {step['call']!r} with {len(step['args'])} "
+                                     f"arguments {step['args']}; a layer takes 1")
                 fn = self.layers[step["call"]]
             else:
                 if step.get("fn") not in FUNCTIONS:
@@ -147,9 +193,14 @@ class IntegerModel(nn.Module):
                 if step.get("inplace"):
                     kw["inplace"] = True
                 try:  # checked here, not at the first forward
-                    inspect.signature(FUNCTIONS[step["fn"]]).bind(*step["args"], **kw)
+                    bound = inspect.signature(FUNCTIONS[step["fn"]]).bind(*step["args"], **kw)
                 except TypeError as e:
                     raise ValueError(f"program step {k} ({step['fn']}) does not take these arguments: {e}") from None
+                bound.apply_defaults()
+                try:
+                    _check_fn_arguments(step["fn"], bound.arguments)
+                except ValueError as e:
+                    raise ValueError(f"program step {k} ({step['fn']}): {e}") from None
                 fn = functools.partial(FUNCTIONS[step["fn"]], **kw)
             free = tuple(slots[a] for a in set(step["args"]) if last_use[a] == k and a != self.output)
             steps.append((fn, tuple(slots[a] for a in step["args"]), slots[step["out"]], free))

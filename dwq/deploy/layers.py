@@ -14,8 +14,11 @@ the plan of the current one; it is a :class:`dwq.nn.PrecisionModule`, so ``dwq.s
 
 Every layer is built from ``(config, tensors)``: ``config`` is JSON (shapes, widths, flags) and
 ``tensors`` its persistent buffers by state_dict key, which is how both ``convert`` and ``load``
-make one. Quantized weights are kept as codes at exactly ``w_bits`` bits (:mod:`dwq.deploy.bitpack`);
-the kernels' packed layout is derived from them (not saved) and rebuilt when the layer changes device.
+make one; the constructor checks the config (types and ranges, bit widths that match the precision,
+scales and zero points the ops take) and raises a ValueError naming the layer and the field, so that a
+damaged description fails at load, not at the first forward. Quantized weights are kept as codes at
+exactly ``w_bits`` bits (:mod:`dwq.deploy.bitpack`); the kernels' packed layout is derived from them
+(not saved) and rebuilt when the layer changes device.
 Inference only.
 """
 from typing import Dict, Optional
@@ -27,6 +30,7 @@ from torch.nn import functional as F
 from dwq import ops
 from dwq.deploy.bitpack import pack_bits, packed_nbytes, unpack_bits
 from dwq.nn.precision import PrecisionModule
+from dwq.ops.fake_quant import check_qparam_values, is_bool
 from dwq.quant.precision import normalize_precision, parse_precision, precision_name
 
 __all__ = ["IntConv2d", "IntLinear", "FloatAffine", "FloatConv2d", "FloatLinear", "FloatNormalize", "LAYER_KINDS",
@@ -59,6 +63,65 @@ def _pset(names):
     return [parse_precision(n) for n in names]
 
 
+# Config checks. A layer is built from JSON that load() reads from a file: a value the ops would refuse
+# later (or that int()/bool() would coerce: relu="no" was True, w_bits=2.9 was 2) is refused here, at
+# construction, naming the layer, the field, the value and what was expected.
+def is_int(v) -> bool:
+    """A JSON / Python int, never a bool or a float (2.0 included)."""
+    return isinstance(v, int) and not is_bool(v)
+
+
+def check_int(v, name: str, low: int) -> int:
+    """``v`` if an int >= ``low``, else ValueError naming ``name``."""
+    if not is_int(v) or v < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    return int(v)
+
+
+def check_pair(v, name: str, low: int, single: bool = False) -> tuple:
+    """``v`` as a pair of ints >= ``low`` (``single``: an int also stands for the pair), else ValueError."""
+    vals = [v, v] if single and is_int(v) else v
+    if not isinstance(vals, (list, tuple)) or len(vals) != 2 or not all(is_int(t) and t >= low for t in vals):
+        raise ValueError(f"{name} must be {'an int or ' if single else ''}a pair of ints >= {low}, got {v!r}")
+    return tuple(int(t) for t in vals)
+
+
+def _cfg_int(cfg: dict, key: str, where: str, low: int = 1) -> int:
+    try:
+        return check_int(cfg.get(key), key, low)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _cfg_pair(cfg: dict, key: str, where: str, low: int) -> tuple:
+    try:
+        return check_pair(cfg.get(key), key, low)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _cfg_flag(cfg: dict, key: str, where: str, default=None) -> bool:
+    v = cfg.get(key, default)
+    if not isinstance(v, bool):
+        raise ValueError(f"{where}: {key} must be true or false, got {v!r}")
+    return v
+
+
+def _cfg_bits(v, key: str, where: str, expected: int, what: str, allow_none: bool = False) -> Optional[int]:
+    """A bit width of the config, which the precision fixes: ``expected`` (``what`` says which of its
+    widths), or None where ``allow_none``. A mismatch would run (codes read at another width), silently."""
+    if (v is None and allow_none) or (is_int(v) and v == expected):
+        return v
+    raise ValueError(f"{where}: {key} must be {expected} (the precision's {what}){' or null' if allow_none else ''}, "
+                     f"got {v!r}")
+
+
+def _check_qparams(scale: torch.Tensor, zero_point: torch.Tensor, bits: int, where: str) -> None:
+    """dwq.ops' value checks of a scale and zero point (finite > 0; a code of ``bits`` bits), on the host:
+    the kernels would refuse them only at the first forward at that precision."""
+    check_qparam_values(scale.detach().cpu(), zero_point.detach().cpu(), bits, where)
+
+
 class _QuantPlan(nn.Module):
     """One quantized precision of an :class:`IntConv2d`/:class:`IntLinear`.
 
@@ -68,12 +131,15 @@ class _QuantPlan(nn.Module):
     ``out_zero_point`` int32 [1] (requantization to the next layer's input codes at ``out_bits``).
     """
 
-    def __init__(self, cfg: dict, tensors: Tensors, weight_shape, where: str):
+    def __init__(self, cfg: dict, tensors: Tensors, weight_shape, where: str, precision):
         super().__init__()
         o = weight_shape[0]
-        self.w_bits, self.a_bits = int(cfg["w_bits"]), int(cfg["a_bits"])
-        self.relu = bool(cfg["relu"])
-        self.out_bits = None if cfg.get("out_bits") is None else int(cfg["out_bits"])
+        w, a = normalize_precision(precision)
+        self.w_bits = _cfg_bits(cfg.get("w_bits"), "w_bits", where, w, "weight bits")
+        self.a_bits = _cfg_bits(cfg.get("a_bits"), "a_bits", where, a, "activation bits")
+        self.relu = _cfg_flag(cfg, "relu", where)
+        # the codes of the next quantized layer's input, at the same precision
+        self.out_bits = _cfg_bits(cfg.get("out_bits"), "out_bits", where, a, "activation bits", allow_none=True)
         self.weight_shape = tuple(weight_shape)
         numel = _numel(weight_shape)
         self.register_buffer("w_codes", _take(tensors, "w_codes", torch.uint8, [packed_nbytes(numel, self.w_bits)],
@@ -83,12 +149,16 @@ class _QuantPlan(nn.Module):
         self.register_buffer("x_scale", _take(tensors, "x_scale", torch.float32, [1], where))
         self.register_buffer("x_zero_point", _take(tensors, "x_zero_point", torch.int32, [1], where))
         for key in ("affine_scale", "affine_bias"):
-            self.register_buffer(key, _take(tensors, key, torch.float32, [o], where) if cfg.get(key) else None)
+            self.register_buffer(key, _take(tensors, key, torch.float32, [o], where)
+                                 if _cfg_flag(cfg, key, where, False) else None)
         if self.out_bits is not None:
             self.register_buffer("out_scale", _take(tensors, "out_scale", torch.float32, [1], where))
             self.register_buffer("out_zero_point", _take(tensors, "out_zero_point", torch.int32, [1], where))
+            _check_qparams(self.out_scale, self.out_zero_point, self.out_bits, f"{where} (out_scale, out_zero_point)")
         else:
             self.out_scale = self.out_zero_point = None
+        _check_qparams(self.w_scale, self.w_zero_point, self.w_bits, f"{where} (w_scale, w_zero_point)")
+        _check_qparams(self.x_scale, self.x_zero_point, self.a_bits, f"{where} (x_scale, x_zero_point)")
         self._pack()
 
     def config(self) -> dict:
@@ -138,10 +208,10 @@ class _FloatPlan(nn.Module):
 
     def __init__(self, cfg: dict, tensors: Tensors, weight_shape, where: str):
         super().__init__()
-        self.relu = bool(cfg["relu"])
+        self.relu = _cfg_flag(cfg, "relu", where)
         self.register_buffer("weight", _take(tensors, "weight", torch.float32, weight_shape, where))
         self.register_buffer("bias", _take(tensors, "bias", torch.float32, [weight_shape[0]], where)
-                             if cfg.get("bias") else None)
+                             if _cfg_flag(cfg, "bias", where, False) else None)
 
     def config(self) -> dict:
         return {"float": True, "relu": self.relu, "bias": self.bias is not None}
@@ -168,10 +238,12 @@ class _IntLayer(PrecisionModule):
         for i, (p, pc) in enumerate(zip(self.precisions, cfg["plans"])):
             sub = {k[len(f"plans.{i}."):]: v for k, v in tensors.items() if k.startswith(f"plans.{i}.")}
             where = f"{self.source} at precision {precision_name(p)}"
-            if (p is None) != bool(pc.get("float")):
+            if not isinstance(pc, dict):
+                raise ValueError(f"{where}: a plan must be a JSON object, got {pc!r:.100}")
+            if (p is None) != _cfg_flag(pc, "float", where, False):
                 raise ValueError(f"{where}: plan kind does not match the precision")
             plans.append(_FloatPlan(pc, sub, weight_shape, where) if p is None else
-                         _QuantPlan(pc, sub, weight_shape, where))
+                         _QuantPlan(pc, sub, weight_shape, where, p))
         self.plans = nn.ModuleList(plans)
         self._calls = None
 
@@ -227,9 +299,10 @@ class IntConv2d(_IntLayer):
     kind = "int_conv2d"
 
     def __init__(self, cfg: dict, tensors: Tensors):
-        self.in_channels, self.out_channels = int(cfg["in_channels"]), int(cfg["out_channels"])
-        self.kernel_size = tuple(cfg["kernel_size"])
-        self.stride, self.padding = tuple(cfg["stride"]), tuple(cfg["padding"])
+        where = cfg.get("source", "")
+        self.in_channels, self.out_channels = _cfg_int(cfg, "in_channels", where), _cfg_int(cfg, "out_channels", where)
+        self.kernel_size = _cfg_pair(cfg, "kernel_size", where, 1)
+        self.stride, self.padding = _cfg_pair(cfg, "stride", where, 1), _cfg_pair(cfg, "padding", where, 0)
         super().__init__(cfg, tensors, (self.out_channels, self.in_channels) + self.kernel_size)
 
     def config(self) -> dict:
@@ -260,7 +333,8 @@ class IntLinear(_IntLayer):
     kind = "int_linear"
 
     def __init__(self, cfg: dict, tensors: Tensors):
-        self.in_features, self.out_features = int(cfg["in_features"]), int(cfg["out_features"])
+        where = cfg.get("source", "")
+        self.in_features, self.out_features = _cfg_int(cfg, "in_features", where), _cfg_int(cfg, "out_features", where)
         super().__init__(cfg, tensors, (self.out_features, self.in_features))
 
     def config(self) -> dict:
@@ -296,16 +370,29 @@ class FloatAffine(PrecisionModule):
         super().__init__()
         self.source = cfg.get("source", "")
         self._init_precision(_pset(cfg["precisions"]))
-        self.channels, self.relu = int(cfg["channels"]), bool(cfg["relu"])
+        self.channels, self.relu = _cfg_int(cfg, "channels", self.source), _cfg_flag(cfg, "relu", self.source)
         n = len(self.precisions)
-        self.out_bits = [None if b is None else int(b) for b in cfg.get("out_bits", [None] * n)]
-        if len(self.out_bits) != n:
-            raise ValueError(f"{self.source}: out_bits needs {n} entries")
+        out_bits = cfg.get("out_bits", [None] * n)
+        if not isinstance(out_bits, list) or len(out_bits) != n:
+            raise ValueError(f"{self.source}: out_bits must be a list of {n} entries (one per precision), "
+                             f"got {out_bits!r}")
+        # codes for the next quantized layer at that precision's activation bits; none at full precision
+        self.out_bits = []
+        for p, b in zip(self.precisions, out_bits):
+            where = f"{self.source} at precision {precision_name(p)}"
+            if p is None and b is not None:
+                raise ValueError(f"{where}: out_bits must be null (no codes at full precision), got {b!r}")
+            self.out_bits.append(None if p is None else _cfg_bits(b, "out_bits", where, p[1], "activation bits",
+                                                                  allow_none=True))
         self.register_buffer("scale", _take(tensors, "scale", torch.float32, [n, self.channels], self.source))
         self.register_buffer("bias", _take(tensors, "bias", torch.float32, [n, self.channels], self.source))
         if any(b is not None for b in self.out_bits):
             self.register_buffer("out_scale", _take(tensors, "out_scale", torch.float32, [n], self.source))
             self.register_buffer("out_zero_point", _take(tensors, "out_zero_point", torch.int32, [n], self.source))
+            for i, (p, b) in enumerate(zip(self.precisions, self.out_bits)):
+                if b is not None:
+                    _check_qparams(self.out_scale[i:i + 1], self.out_zero_point[i:i + 1], b,
+                                   f"{self.source} at precision {precision_name(p)} (out_scale, out_zero_point)")
         else:
             self.out_scale = self.out_zero_point = None
         self._set_relu_floor()
@@ -344,14 +431,18 @@ class FloatAffine(PrecisionModule):
 
 
 class _FloatWeights:
-    """Weights (and bias) of a layer kept in float, read from the artifact's tensors; no gradient."""
+    """Weights (and bias) of a layer kept in float, read from the artifact's tensors; no gradient.
+
+    The torch layer is built on the meta device (no memory, no initialization) and then takes the
+    file's tensors: a description declaring a huge layer is refused by the shape check, not after
+    allocating and initializing the declared size."""
 
     def _load_weights(self, cfg: dict, tensors: Tensors) -> None:
-        self.source = cfg.get("source", "")
-        self.requires_grad_(False)
-        self.weight.data = _take(tensors, "weight", torch.float32, self.weight.shape, self.source)
+        self.weight = nn.Parameter(_take(tensors, "weight", torch.float32, self.weight.shape, self.source),
+                                   requires_grad=False)
         if self.bias is not None:
-            self.bias.data = _take(tensors, "bias", torch.float32, self.bias.shape, self.source)
+            self.bias = nn.Parameter(_take(tensors, "bias", torch.float32, self.bias.shape, self.source),
+                                     requires_grad=False)
 
     def nbytes(self, i: int) -> dict:
         return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
@@ -364,8 +455,15 @@ class FloatConv2d(_FloatWeights, nn.Conv2d):
     kind = "conv2d"
 
     def __init__(self, cfg: dict, tensors: Tensors):
-        super().__init__(cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]), tuple(cfg["stride"]),
-                         tuple(cfg["padding"]), tuple(cfg["dilation"]), cfg["groups"], bool(cfg["bias"]))
+        where = cfg.get("source", "")
+        c_in, c_out = _cfg_int(cfg, "in_channels", where), _cfg_int(cfg, "out_channels", where)
+        groups = _cfg_int(cfg, "groups", where)
+        if c_in % groups or c_out % groups:
+            raise ValueError(f"{where}: groups {groups} must divide in_channels {c_in} and out_channels {c_out}")
+        super().__init__(c_in, c_out, _cfg_pair(cfg, "kernel_size", where, 1), _cfg_pair(cfg, "stride", where, 1),
+                         _cfg_pair(cfg, "padding", where, 0), _cfg_pair(cfg, "dilation", where, 1), groups,
+                         _cfg_flag(cfg, "bias", where), device="meta")
+        self.source = where
         self._load_weights(cfg, tensors)
 
     def config(self) -> dict:
@@ -381,7 +479,10 @@ class FloatLinear(_FloatWeights, nn.Linear):
     kind = "linear"
 
     def __init__(self, cfg: dict, tensors: Tensors):
-        super().__init__(cfg["in_features"], cfg["out_features"], bool(cfg["bias"]))
+        where = cfg.get("source", "")
+        super().__init__(_cfg_int(cfg, "in_features", where), _cfg_int(cfg, "out_features", where),
+                         _cfg_flag(cfg, "bias", where), device="meta")
+        self.source = where
         self._load_weights(cfg, tensors)
 
     def config(self) -> dict:
@@ -397,9 +498,14 @@ class FloatNormalize(nn.Module):
     def __init__(self, cfg: dict, tensors: Tensors):
         super().__init__()
         self.source = cfg.get("source", "")
-        c = int(cfg["channels"])
+        c = _cfg_int(cfg, "channels", self.source)
         self.register_buffer("mean", _take(tensors, "mean", torch.float32, [c], self.source))
         self.register_buffer("std", _take(tensors, "std", torch.float32, [c], self.source))
+        bad = ~(torch.isfinite(self.std) & (self.std != 0)) | ~torch.isfinite(self.mean)
+        if bool(bad.any()):  # (x - mean) / std would be NaN or infinite at every precision
+            i = int(bad.nonzero()[0])
+            raise ValueError(f"{self.source}: mean and std must be finite and std nonzero, got mean[{i}] = "
+                             f"{self.mean[i].item()}, std[{i}] = {self.std[i].item()}")
 
     def nbytes(self, i: int) -> dict:
         return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,

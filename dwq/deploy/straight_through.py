@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dwq.deploy.integer_model import IntegerModel
+from dwq.nn.modes import kept_modes
 from dwq.nn.precision import get_precision, precision_set, set_precision
 
 __all__ = ["StraightThrough"]
@@ -23,7 +24,8 @@ class StraightThrough(nn.Module):
     ``dwq.RandomPrecision``) see only the integer model's layers; the twin follows at every forward.
     The twin is kept out of the module tree (``.twin``), so ``.to()`` moves only the integer model.
     When no gradient is needed (``torch.no_grad()`` or an input that does not require grad) only the
-    integer model runs.
+    integer model runs. The twin runs in eval mode (the function the integer model computes: no batch
+    statistics, no range or BN updates), whatever mode it is in; its modes are restored after each forward.
     """
 
     def __init__(self, int_model: IntegerModel, fake_quant_model: nn.Module):
@@ -39,7 +41,7 @@ class StraightThrough(nn.Module):
             raise ValueError(f"StraightThrough: precision(s) {', '.join(missing)} of the integer model are not in "
                              f"the fake-quant model's set [{', '.join(map(precision_name, twin_set))}]")
         self.int_model = int_model
-        self.__dict__["twin"] = fake_quant_model.eval()  # not a submodule: its precision set may be larger
+        self.__dict__["twin"] = fake_quant_model  # not a submodule: its precision set may be larger
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -47,5 +49,6 @@ class StraightThrough(nn.Module):
         if not (torch.is_grad_enabled() and x.requires_grad):
             return y_int
         set_precision(self.twin, get_precision(self.int_model))
-        y_fq = self.twin(x)
+        with kept_modes(self.twin):  # (the user may train the twin between attacks: m.train() after wrapping)
+            y_fq = self.twin.eval()(x)
         return y_fq + (y_int - y_fq).detach()
