@@ -135,4 +135,4 @@ def bad_op_cases(dev):
         ("quantize scale", lambda: ops.quantize_act(torch.ones(3, device=dev), -sx, zx, 8),
          "scale must be finite and > 0"),
     ]
-    return cases, SimpleNamespace(x=x, w=w, zw=zw, zx=zx, sx=sx, wp=wp, lin=lin)
+    return cases, SimpleNamespace(x=x, w=w, zw=zw, zx=zx, sx=sx, wp=wp, lin=lin, xcl=xcl, wcl=wcl)

@@ -574,6 +574,10 @@ def _bad_cases():
         ("bias on cpu", lin(bias=torch.zeros(9)), "affine_bias must be on cuda"),
         ("quantize x on cpu", lambda: ops.quantize_act(torch.ones(3), sx, zx, 8), "x must be a CUDA tensor"),
         ("pack zp on cpu", lambda: ops.pack_weight(w, zw.cpu(), 8), "zero_point must be on cuda"),
+        # the kernels' int corner oh * stride - padding: every factor fit 32 bits, the product did not
+        ("implicit conv corner past int32",
+         lambda: ops.qconv2d_acc(t.xcl, zx, 8, t.wcl, [3, 3], [2**31 - 1, 1], [2**31 - 10, 1]),
+         "conv geometry must fit 32-bit integers"),
     ]
 
 

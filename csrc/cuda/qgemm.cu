@@ -575,9 +575,12 @@ ConvAct conv_act(const char* op, const at::Tensor& x, const at::Tensor& x_zero_p
   const int64_t kh = kernel_size[0], kw = kernel_size[1];
   TORCH_CHECK(C > 0, "dwq.", op, ": x_codes must have C > 0 channels, got shape ", x.sizes());
   constexpr int64_t lim = (int64_t{1} << 31) - 1;
+  // (the padded sizes bound the kernels' int window corners oh * stride - padding and their taps)
   TORCH_CHECK(C <= lim && H <= lim && W <= lim && kh <= lim && kw <= lim && kh * kw <= lim && stride[0] <= lim &&
-                  stride[1] <= lim && padding[0] <= lim && padding[1] <= lim && g.OH <= lim && g.OW <= lim,
-              "dwq.", op, ": conv geometry must fit 32-bit integers for the CUDA kernels");
+                  stride[1] <= lim && padding[0] <= lim && padding[1] <= lim && g.OH <= lim && g.OW <= lim &&
+                  H + 2 * padding[0] <= lim && W + 2 * padding[1] <= lim,
+              "dwq.", op, ": conv geometry must fit 32-bit integers for the CUDA kernels, got input ", H, "x", W,
+              ", stride ", stride, ", padding ", padding);
   g.B = B;
   Act& a = g.a;
   a.is_u8 = x.scalar_type() == at::kByte;
