@@ -346,6 +346,10 @@ def test_plain_state_dict_without_bn_counters_counts_as_trained():
           if not k.endswith(("num_batches_tracked", "precision_set")) and ".input_quant." not in k}
     model = load_torchvision_state_dict(small_cnn(precisions=[4, None], width=4), sd)
     assert model.bn1.untrained_precisions() == []
+    # and after a save and load (the counter torch kept, 0, was what it saved)
+    again = small_cnn(precisions=[4, None], width=4)
+    again.load_state_dict(model.state_dict())
+    assert again.bn1.untrained_precisions() == []
     # A file with its counters keeps them: a source that never trained stays untrained.
     model = load_torchvision_state_dict(small_cnn(precisions=[4, None], width=4),
                                         dict(sd, **{f"bn{i}.num_batches_tracked": torch.tensor(0) for i in (1, 2, 3)}))

@@ -494,3 +494,16 @@ def test_weight_quantizer_axis_must_be_an_int(axis):
         WeightQuantizer(axis=axis)
     import numpy as np
     assert WeightQuantizer(axis=np.int64(1)).axis == 1
+
+
+def test_review_edge_cases_of_the_layers():
+    """A generator that is no torch.Generator failed at the first draw ("'int' object has no attribute
+    'device'"); SwitchableBatchNorm2d(device=...) left its precision set on the CPU; QLinear(4, 0) failed
+    in the fused weight quantizer where nn.Linear(4, 0) runs."""
+    m = QLinear(4, 3, precisions=[4, 8])
+    with pytest.raises(ValueError, match="generator must be a torch.Generator, got 1; for an integer seed give seed="):
+        RandomPrecision(m, generator=1)
+    assert SwitchableBatchNorm2d(4, [4, 8], device="meta").precision_set.device.type == "meta"
+    empty = QLinear(4, 0, precisions=[4])
+    dwq.set_precision(empty, 4)
+    assert empty(torch.rand(2, 4)).shape == (2, 0) and empty.train()(torch.rand(2, 4)).shape == (2, 0)

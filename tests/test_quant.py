@@ -453,3 +453,32 @@ def test_a_quantizer_takes_numpy_integer_widths():
         q.set_range(-1.0, 3.0, precision=np.int64(4))
         q.eval()
         assert torch.equal(q(x, np.int64(4)), q(x, 4)) and q.eval_slot(np.int64(4)) == 0
+
+
+def test_shared_range_refuses_a_precision_outside_the_set():
+    """With shared_range every precision read slot 0: set_range(precision=3) on a [4, 8] set was taken
+    and a forward at 3 bits ran; full precision still tracks into the shared slot."""
+    q = ActQuantizer([4, 8], shared_range=True)
+    for bad in (3, (2, 2), "garbage"):
+        with pytest.raises(ValueError):
+            q.slot(bad)
+    with pytest.raises(ValueError, match="precision 3 is not in the quantizer's precision set"):
+        q.set_range(-1.0, 1.0, precision=3)
+    assert q.slot(None) == q.slot(4) == q.slot((8, 8)) == 0
+
+
+@pytest.mark.parametrize("ema", ["0.1", None, True, float("nan"), 1.0])
+def test_a_bad_ema_is_named(ema):
+    with pytest.raises(ValueError, match=r"ema \(a layer's act_ema\) must be a number in \[0, 1\)"):
+        ActQuantizer([4], ema=ema)
+
+
+@pytest.mark.parametrize("size, message", [((1, 1, 28.9, 28), "as ints"), ("1,1,28,28", "as ints"),
+                                           ((1, 0, 28, 28), "sizes >= 1"), ((28,), "batch dimension")])
+def test_profile_names_a_bad_input_size(size, message):
+    """int() took 28.9 as 28 and read "1,1,28,28" character by character."""
+    from dwq.models import small_cnn
+    from dwq.quant.cost import profile
+
+    with pytest.raises(ValueError, match=f"profile: input_size .*{message}"):
+        profile(small_cnn(precisions=[4]), size)

@@ -338,3 +338,18 @@ def test_imported_reference_checkpoint_reproduces_the_references_eval_logits():
             with dwq.precision(model, p):
                 got = model(x)
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+
+
+def test_a_model_that_is_one_layer_imports():
+    """Names were joined as f"{name}.entry": a model that is itself the layer (name "") looked for
+    ".quantize_input.running_range" and refused the checkpoint's own entries as having no place."""
+    conv = QConv2d(3, 4, 3, precisions=[4, 8], zero_point="float", shared_act_range=True)
+    sd = {"weight": torch.randn(4, 3, 3, 3), "bias": torch.zeros(4),
+          "quantize_input.running_zero_point": torch.full((1, 1, 1, 1), -1.0),
+          "quantize_input.running_range": torch.full((1, 1, 1, 1), 2.0)}
+    load_reference_state_dict(conv, sd)
+    assert conv.input_quant.running_min.tolist() == [-1.0] and conv.input_quant.running_range.tolist() == [2.0]
+    sbn = SwitchableBatchNorm2d(4, [4, 8])
+    sd = {f"bn.{i}.{e}": torch.rand(4) for i in range(2) for e in ("weight", "bias", "running_mean", "running_var")}
+    load_reference_state_dict(sbn, sd, reference_precisions=[4, 8])
+    assert torch.equal(sbn.bn[1].running_mean, sd["bn.1.running_mean"])

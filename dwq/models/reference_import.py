@@ -83,8 +83,8 @@ def _unwrap(state_dict) -> Dict[str, torch.Tensor]:
     return out
 
 
-def _branches(sd: Dict[str, torch.Tensor], name: str) -> Dict[int, Dict[str, torch.Tensor]]:
-    pattern = re.compile(re.escape(name + ".bn.") + r"(\d+)\.(.+)$")
+def _branches(sd: Dict[str, torch.Tensor], prefix: str) -> Dict[int, Dict[str, torch.Tensor]]:
+    pattern = re.compile(re.escape(prefix + "bn.") + r"(\d+)\.(.+)$")
     found: Dict[int, Dict[str, torch.Tensor]] = {}
     for key, value in sd.items():
         m = pattern.match(key)
@@ -141,13 +141,14 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
 
     sbn_children, counts = set(), {}
     for name, module in model.named_modules():
+        pre = f"{name}." if name else ""  # (the model itself may be the one layer: no leading ".")
         if isinstance(module, PrecisionModule):
             # The model's own set, not its buffer: after to_empty() (a model built on the meta device) the
             # buffer holds uninitialized memory, which the load would then refuse as a foreign set.
-            target[f"{name}.precision_set"] = _encode_set(module.precisions)
+            target[f"{pre}precision_set"] = _encode_set(module.precisions)
         if isinstance(module, SwitchableBatchNorm2d):
-            sbn_children.update(f"{name}.bn.{i}" for i in range(len(module.bn)))
-            found = _branches(sd, name)
+            sbn_children.update(f"{pre}bn.{i}" for i in range(len(module.bn)))
+            found = _branches(sd, pre)
             if found:
                 counts[name] = max(found) + 1
     if len(set(counts.values())) > 1:
@@ -159,28 +160,29 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
                            f"other {len(counts) - len(odd)} have {usual} (a truncated or damaged checkpoint?)")
 
     for name, module in model.named_modules():
+        pre = f"{name}." if name else ""  # (the model itself may be the one layer: no leading ".")
         where = f"{source}, layer {name!r}"
         if isinstance(module, SwitchableBatchNorm2d):
-            found = _branches(sd, name)
-            parents = {e: sd[f"{name}.{e}"] for e in _BN_ENTRIES if f"{name}.{e}" in sd}
+            found = _branches(sd, pre)
+            parents = {e: sd[f"{pre}{e}"] for e in _BN_ENTRIES if f"{pre}{e}" in sd}
             if found:
                 mapping = _branch_map(module.precisions, max(found) + 1, reference_precisions, where)
                 for i, j in enumerate(mapping):
                     if j not in found:
                         raise RuntimeError(f"{where}: the checkpoint has no branch bn.{j}")
                     for entry, value in found[j].items():
-                        _put(target, f"{name}.bn.{i}.{entry}", value, source)
-                        filled.add(f"{name}.bn.{i}.{entry}")
-                consumed.update(f"{name}.bn.{j}.{e}" for j in found for e in found[j])
-                consumed.update(f"{name}.{e}" for e in parents)  # the reference's unused parent BN
+                        _put(target, f"{pre}bn.{i}.{entry}", value, source)
+                        filled.add(f"{pre}bn.{i}.{entry}")
+                consumed.update(f"{pre}bn.{j}.{e}" for j in found for e in found[j])
+                consumed.update(f"{pre}{e}" for e in parents)  # the reference's unused parent BN
             elif parents:  # a plain BN: the same statistics and affine for every precision
                 for i in range(len(module.bn)):
                     for entry, value in parents.items():
-                        _put(target, f"{name}.bn.{i}.{entry}", value, source)
-                        filled.add(f"{name}.bn.{i}.{entry}")
-                consumed.update(f"{name}.{e}" for e in parents)
+                        _put(target, f"{pre}bn.{i}.{entry}", value, source)
+                        filled.add(f"{pre}bn.{i}.{entry}")
+                consumed.update(f"{pre}{e}" for e in parents)
         elif isinstance(module, nn.BatchNorm2d) and name not in sbn_children:
-            found = _branches(sd, name)
+            found = _branches(sd, pre)
             if found:
                 if len(found) != 1:
                     raise RuntimeError(
@@ -189,13 +191,13 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
                     )
                 (only,) = found.values()
                 for entry, value in only.items():
-                    _put(target, f"{name}.{entry}", value, source)
-                    filled.add(f"{name}.{entry}")
-                consumed.update(f"{name}.bn.{j}.{e}" for j in found for e in found[j])
-                consumed.update(f"{name}.{e}" for e in _BN_ENTRIES if f"{name}.{e}" in sd)
+                    _put(target, f"{pre}{entry}", value, source)
+                    filled.add(f"{pre}{entry}")
+                consumed.update(f"{pre}bn.{j}.{e}" for j in found for e in found[j])
+                consumed.update(f"{pre}{e}" for e in _BN_ENTRIES if f"{pre}{e}" in sd)
         elif isinstance(module, (nn.Conv2d, nn.Linear)):
-            zp_key, range_key = f"{name}.{_REF_ACT}.running_zero_point", f"{name}.{_REF_ACT}.running_range"
-            ref_keys = [k for k in sd if k.startswith(f"{name}.{_REF_ACT}.")]
+            zp_key, range_key = f"{pre}{_REF_ACT}.running_zero_point", f"{pre}{_REF_ACT}.running_range"
+            ref_keys = [k for k in sd if k.startswith(f"{pre}{_REF_ACT}.")]
             consumed.update(ref_keys)
             if not isinstance(module, (QConv2d, QLinear)):
                 continue  # full precision here: the reference's range of this layer is not needed
@@ -208,7 +210,7 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
                                            f"{key} has shape {list(sd[key].shape)}")
                 slots = module.input_quant.running_min.numel()
                 seen = bool(zp.item() != 0.0 or rng.item() != 0.0)
-                q = f"{name}.input_quant."
+                q = f"{pre}input_quant."
                 # The reference's state itself where the model keeps it ("float": running_range), so
                 # its scale range / (2^b - 1) is reproduced bit for bit; an integer-zero-point model
                 # keeps a maximum, zp + range (rounded in float32).
@@ -248,8 +250,9 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
     for key in [k for k in target if k.endswith(".num_batches_tracked") and k not in filled]:
         # A file without the counters (torchvision's original ResNet-50 weights predate them) holds real
         # statistics: kept, the model's own 0 made every branch warn at eval that it never saw a training
-        # batch. Left out, the branch counts as trained and a plain BN keeps its counter (torch's rule).
-        del target[key]
+        # batch. Left out, the branch counted as trained until the model was saved: torch then wrote its
+        # own 0, and the reloaded model warned again. A count of 1 stays trained through any save.
+        target[key] = torch.ones_like(target[key])
     return target
 
 

@@ -200,6 +200,9 @@ class RandomPrecision(nn.Module):
         super().__init__()
         if seed is not None and generator is not None:
             raise ValueError("RandomPrecision: give seed or generator, not both")
+        if generator is not None and not isinstance(generator, torch.Generator):  # (else an AttributeError at the draw)
+            raise ValueError(f"RandomPrecision: generator must be a torch.Generator, got {generator!r}; for an "
+                             f"integer seed give seed=")
         self.model = model
         allowed = [normalize_precision(p) for p in precision_set(model)]
         if bits is not None:

@@ -34,6 +34,8 @@ class SwitchableBatchNorm2d(PrecisionModule):
                            track_running_stats=track_running_stats, device=device, dtype=dtype)
             for _ in self.precisions
         )
+        if device is not None:  # (as QConv2d: the set beside the branches, e.g. all on the meta device)
+            self.precision_set = self.precision_set.to(device)
         # Kept on the host (set by training forwards and by load_state_dict from num_batches_tracked),
         # so that the eval check never reads a device counter (no host synchronisation per forward).
         self._trained = [False] * len(self.precisions)

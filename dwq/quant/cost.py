@@ -34,6 +34,7 @@ Example::
 """
 import copy
 import math
+import operator
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
@@ -98,6 +99,8 @@ class CostReport:
         ``uniform=True``: every counted layer at ``precision`` (the paper's accounting).
         ``include_bn``: count batch norms (2 ops per output element) like the paper does; they are
         full-precision layers unless ``uniform``.
+        ``precision`` need not be in the model's set: the profile prices its layers at any widths (to
+        compare sets before training one); check membership with ``dwq.nn.precision_set`` if it matters.
         """
         w, a = _pair_bits(precision)
         full = FULL_PRECISION_BITS * FULL_PRECISION_BITS
@@ -159,9 +162,18 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     if isinstance(input_size, torch.Tensor):
         example = input_size.detach()
     else:
-        input_size = tuple(int(s) for s in input_size)
+        given = input_size
+        try:  # (int() took 28.9 as 28 and read "1,1,28,28" character by character)
+            if isinstance(given, (str, bytes)):
+                raise TypeError
+            input_size = tuple(operator.index(s) for s in given)
+        except TypeError:
+            raise ValueError(f"profile: input_size must be a batch's shape as ints, e.g. (1, 3, 32, 32), or an "
+                             f"example input tensor, got {given!r}") from None
         if len(input_size) < 2:
             raise ValueError(f"profile: input_size must include the batch dimension, got {input_size}")
+        if any(s < 1 for s in input_size[1:]):  # (a batch of 0 has its own message below)
+            raise ValueError(f"profile: input_size must be sizes >= 1, got {input_size}")
         example = None
     for name, m in model.named_modules():
         if getattr(m, "integer_layer", False):  # its conv/linear would drop out of the count silently

@@ -3,6 +3,7 @@
 Both take the bit width at call time, so one module serves every precision of a
 random-precision model.
 """
+import numbers
 import operator
 import weakref
 from contextlib import contextmanager
@@ -114,6 +115,8 @@ class WeightQuantizer(nn.Module):
         return _ReuseSTE.apply(w, q) if torch.is_grad_enabled() and w.requires_grad else q
 
     def _quantize(self, w: torch.Tensor, bits: int) -> torch.Tensor:
+        if w.numel() == 0:  # (nothing to quantize: QLinear(4, 0) runs as nn.Linear(4, 0) does)
+            return w
         # The axis is checked where a weight is quantized, not per forward (a reused one was checked once).
         if self.zero_point == "int" and self.axis == 0 and fused.available(w, "weight_fake_quantize"):
             self._check_axis(w)
@@ -206,8 +209,9 @@ class ActQuantizer(nn.Module):
         self.precisions = normalize_set(precisions)
         self.zero_point = check_zero_point_mode(zero_point)
         self.shared_range = check_flag(shared_range, "ActQuantizer: shared_range")
-        if not 0.0 <= ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {ema}")
+        if is_bool(ema) or not isinstance(ema, numbers.Real) or not 0.0 <= ema < 1.0:
+            # (a string or None failed comparing with 0.0: "'<=' not supported between 'float' and 'str'")
+            raise ValueError(f"ema (a layer's act_ema) must be a number in [0, 1), got {ema!r}")
         self.ema = float(ema)
         slots = 1 if self.shared_range else len(self.precisions) + 1
         self.register_buffer("running_min", torch.zeros(slots))
@@ -254,18 +258,19 @@ class ActQuantizer(nn.Module):
 
     def slot(self, precision) -> int:
         """The slot of ``precision`` (any spelling: None/"fp", 4/"4", (4, 8)/"4w8a"): the one slot of a
-        shared range (which any width may update), else the precision's own; a precision outside the
-        set has none."""
-        if self.shared_range:
+        shared range (which every width of the set, and full precision, updates), else the precision's
+        own; a precision outside the set has none (ValueError)."""
+        if self.shared_range and precision is None:
             return 0
         # (The layers pass normalized ones: no parsing per forward. Only a tuple is compared with the set as it
         # is: a numpy integer compared with a pair broadcasts to an array, whose truth value is an error.)
         if type(precision) is not tuple or precision not in self.precisions:
             precision = normalize_precision(precision)
-        if precision not in self.precisions:
+        if precision not in self.precisions and not (self.shared_range and precision is None):
+            # (a shared range too: set_range(precision=3) on a [4, 8] set was taken, and a forward at 3 bits ran)
             raise ValueError(f"precision {precision_name(precision)} is not in the quantizer's precision set "
                              f"[{', '.join(precision_name(p) for p in self.precisions)}]")
-        return self.precisions.index(precision)
+        return 0 if self.shared_range else self.precisions.index(precision)
 
     def eval_slot(self, precision) -> Optional[int]:
         """The slot whose range eval mode uses at ``precision``: its own if it saw a training batch,
