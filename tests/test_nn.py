@@ -507,3 +507,13 @@ def test_review_edge_cases_of_the_layers():
     empty = QLinear(4, 0, precisions=[4])
     dwq.set_precision(empty, 4)
     assert empty(torch.rand(2, 4)).shape == (2, 0) and empty.train()(torch.rand(2, 4)).shape == (2, 0)
+
+
+def test_the_precision_controls_module_is_reachable_by_its_dotted_name():
+    """The module was dwq/nn/precision.py, hidden by the class dwq.nn.precision: dwq.nn.precision.set_precision
+    was an AttributeError and mock.patch("dwq.nn.precision.…") patched the class."""
+    import importlib
+
+    module = importlib.import_module("dwq.nn.control")
+    assert dwq.nn.control is module and module.set_precision is dwq.set_precision
+    assert isinstance(dwq.nn.precision, type)  # the context manager keeps its name

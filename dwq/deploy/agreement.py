@@ -18,7 +18,7 @@ from dwq.deploy.layers import IntConv2d, IntLinear
 from dwq.deploy.operands import act_qparams
 from dwq.nn import QConv2d, QLinear
 from dwq.nn.modes import kept_modes
-from dwq.nn.precision import precision
+from dwq.nn.control import precision
 from dwq.ops import quantize_act
 from dwq.quant.precision import normalize_precision, precision_list, precision_name
 

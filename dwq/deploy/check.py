@@ -10,7 +10,7 @@ from dwq.deploy.agreement import _check_batch, compare, format_comparison
 from dwq.deploy.artifact import size_report
 from dwq.deploy.convert import calibrated_precisions, convert
 from dwq.deploy.timing import time_round_robin
-from dwq.nn.precision import precision, precision_set
+from dwq.nn.control import precision, precision_set
 from dwq.quant.precision import precision_list, precision_name
 
 __all__ = ["check_conversion", "format_check"]

@@ -35,7 +35,7 @@ from dwq.deploy.layers import (FloatAffine, FloatConv2d, FloatLinear, FloatNorma
 from dwq.deploy.operands import ConversionError, act_qparams, bn_affine, weight_codes
 from dwq.models.common import Normalize
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
-from dwq.nn.precision import PrecisionModule, get_precision, precision_set, set_precision
+from dwq.nn.control import PrecisionModule, get_precision, precision_set, set_precision
 from dwq.quant import normalize_precision, normalize_set, precision_name
 from dwq.quant.precision import precision_list
 

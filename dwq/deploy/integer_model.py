@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dwq.deploy.layers import check_int, check_pair, is_int, layer_from_config
-from dwq.nn.precision import PrecisionModule, get_precision, precision_set
+from dwq.nn.control import PrecisionModule, get_precision, precision_set
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
 

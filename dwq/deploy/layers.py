@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from dwq import ops
 from dwq.deploy.bitpack import pack_bits, packed_nbytes, unpack_bits
-from dwq.nn.precision import PrecisionModule
+from dwq.nn.control import PrecisionModule
 from dwq.ops.fake_quant import check_qparam_values, is_bool
 from dwq.quant.precision import normalize_precision, parse_precision, precision_name
 

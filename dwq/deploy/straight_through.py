@@ -11,7 +11,7 @@ from torch import nn
 
 from dwq.deploy.integer_model import IntegerModel
 from dwq.nn.modes import kept_modes
-from dwq.nn.precision import get_precision, precision_set, set_precision
+from dwq.nn.control import get_precision, precision_set, set_precision
 
 __all__ = ["StraightThrough"]
 

@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 
 from dwq.nn.modes import kept_modes
-from dwq.nn.precision import precision
+from dwq.nn.control import precision
 from dwq.quant.precision import precision_list, precision_name
 
 __all__ = ["time_round_robin", "latency_per_precision"]
@@ -47,7 +47,7 @@ def latency_per_precision(model: torch.nn.Module, x: torch.Tensor, precisions: O
     inference mode (a model in train mode is put back in it afterwards, its statistics untouched);
     on CUDA each forward is timed until the GPU finishes it. ``{precision name: {"median_ms",
     "min_ms", "reps"}}``."""
-    from dwq.nn.precision import precision_set
+    from dwq.nn.control import precision_set
 
     ps = precision_set(model) if precisions is None else precision_list(precisions, "latency_per_precision: precisions")
     if not ps:

@@ -49,7 +49,7 @@ from torch import nn
 
 from dwq.models.common import Normalize
 from dwq.nn import PrecisionModule, QConv2d, QLinear, SwitchableBatchNorm2d
-from dwq.nn.precision import _encode_set
+from dwq.nn.control import _encode_set
 from dwq.quant import normalize_set, user_precision
 
 __all__ = ["load_reference_state_dict", "reference_to_dwq_state_dict", "expand_plain_state_dict"]

@@ -1,5 +1,5 @@
 """Precision-switchable layers and the precision controls."""
-from dwq.nn.precision import (
+from dwq.nn.control import (
     PrecisionModule,
     RandomPrecision,
     get_precision,

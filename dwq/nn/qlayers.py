@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dwq.nn.precision import PrecisionModule
+from dwq.nn.control import PrecisionModule
 from dwq.quant.precision import precision_name
 from dwq.quant.quantizers import ActQuantizer, WeightQuantizer, check_flag
 

@@ -5,7 +5,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from dwq.nn.precision import PrecisionModule
+from dwq.nn.control import PrecisionModule
 from dwq.quant.precision import precision_name
 
 
