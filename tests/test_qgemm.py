@@ -427,3 +427,21 @@ def test_all_meta_inputs_give_meta_outputs():
     m = [t.to("meta") for t in (x, zx, sx, wp, sw)]
     y = torch.ops.dwq.qlinear(m[0], m[2], m[1], 8, m[3], m[4], None, None, False, None, None, 8)
     assert y.device.type == "meta" and y.shape == (7, 9) and y.dtype == torch.float32
+
+
+@pytest.mark.parametrize("field, value", [("zp", 2**31 - 1), ("zp", -1), ("colsum", 2**62), ("colsum", -5)])
+def test_a_damaged_packed_weight_is_refused(field, value):
+    """The blob's zero points and column sums were used unchecked: zp[0] = 2^31 - 1 and colsum[1] = 2^62
+    (a bit flip in a saved model) ran, with wrong accumulators and int64 overflow in the zero-point terms."""
+    g = torch.Generator().manual_seed(3)
+    w, zw = rand_codes(g, (70, 37), 8), rand_zp(g, 8, (70,))
+    x, zx = rand_codes(g, (9, 37), 8), rand_zp(g, 8)
+    blob = q.pack_weight(w, zw, 8)
+    flat = blob.view(-1)
+    colsum_off, zp_off = (int(flat[o:o + 8].clone().view(torch.int64)) for o in (56, 64))  # (the header's)
+    off, dtype = (zp_off, torch.int32) if field == "zp" else (colsum_off + 8, torch.int64)  # channel 0 / 1
+    size = torch.tensor([], dtype=dtype).element_size()
+    flat[off:off + size] = torch.tensor([value], dtype=dtype).view(torch.int8)
+    with pytest.raises(RuntimeError, match=f"w_packed is damaged: channel {0 if field == 'zp' else 1} holds .*"
+                                           f"make it again with dwq.ops.pack_weight"):
+        q.qgemm_acc(x, zx, 8, blob)
