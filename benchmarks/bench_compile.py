@@ -27,7 +27,7 @@ from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18, small_cnn  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
-from dwq.cli.common import nonneg_int, positive_int, threads_arg  # noqa: E402
+from dwq.cli.common import nonneg_int, path_arg, positive_int, threads_arg  # noqa: E402
 from records import device_arg, output_paths, record, save_json  # noqa: E402  (benchmarks/records.py)
 
 CASES = {  # network: (builder, input shape, batch, precisions)
@@ -86,7 +86,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=nonneg_int, default=3, help="PGD steps of the training attack")
     ap.add_argument("--reps", type=positive_int, default=3, help="timed rounds (each: every precision, both impls)")
     ap.add_argument("--threads", type=threads_arg, default=None)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", type=path_arg, default=None)
     a = ap.parse_args(argv)
     output_paths(ap, a, "json")
     if a.threads:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import dwq.ops.qgemm as q
-from dwq.cli.common import threads_arg
+from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy.timing import time_round_robin as deploy_time_round_robin
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
@@ -200,8 +200,8 @@ def plot(records, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="bits 2,4,8,12,16 and 4 convs (< 3 min on 2 cores)")
-    p.add_argument("--json", help="write the records to this file")
-    p.add_argument("--png", default=None, help="latency-vs-bits plot (written only when given)")
+    p.add_argument("--json", type=path_arg, help="write the records to this file")
+    p.add_argument("--png", type=path_arg, default=None, help="latency-vs-bits plot (written only when given)")
     p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     output_paths(p, args, "json", "png")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
-from dwq.cli.common import positive_float, positive_int
+from dwq.cli.common import path_arg, positive_float, positive_int
 from records import conv_shape, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
 
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
@@ -59,17 +59,19 @@ OUT = {}  # "json": the --json path (its .partial file rewritten after every rec
 def cuda_time(fn, reps=20, warmup=3):
     """(median, min) milliseconds of fn by CUDA events; the process ends if it hangs for HANG_S."""
     faulthandler.dump_traceback_later(HANG_S, exit=True)
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    faulthandler.cancel_dump_traceback_later()
+    try:  # (disarmed on a raise too: an op that raised, recorded as an error, ended the run HANG_S later)
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(reps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            times.append(a.elapsed_time(b))
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     return statistics.median(times), min(times)
 
 
@@ -120,7 +122,8 @@ def time_engines(records, op, shape, bits, ops_count, check, run, reps, **extra)
             os.environ.pop("DWQ_CUDA_CHECKS", None)
             os.environ.pop("DWQ_CUDA_GEMM", None)
         if error is not None:
-            emit(records, record(op, shape, bits, impl, None, error=error, **extra))
+            emit(records, record(op, shape, bits, impl, None, error=error, device=torch.cuda.get_device_name(0),
+                                 **extra))
 
 
 def edges(n, k):
@@ -214,8 +217,8 @@ def plot(records, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="4 GEMMs, 4 convs")
-    p.add_argument("--json", help="write the records to this file")
-    p.add_argument("--png", help="throughput plot (written only when given)")
+    p.add_argument("--json", type=path_arg, help="write the records to this file")
+    p.add_argument("--png", type=path_arg, help="throughput plot (written only when given)")
     p.add_argument("--reps", type=positive_int, default=20)
     p.add_argument("--hang-s", type=positive_float, default=60.0,
                    help="end the process when one measurement takes longer (default 60 s)")

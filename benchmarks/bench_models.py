@@ -27,7 +27,7 @@ import time
 import torch
 
 import dwq
-from dwq.cli.common import threads_arg
+from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy import code_agreement, compare, convert, time_round_robin
 from dwq.models import preact_resnet18, resnet50
 from dwq.quant import reuse_quantized_weights
@@ -190,8 +190,8 @@ def plot(records, path):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="widths 2, 4, 8, 16; Brevitas at 8 bits (< 5 min on 2 cores)")
-    p.add_argument("--json", help="write the records to this file")
-    p.add_argument("--png", help="write the latency-vs-bits plot to this file")
+    p.add_argument("--json", type=path_arg, help="write the records to this file")
+    p.add_argument("--png", type=path_arg, help="write the latency-vs-bits plot to this file")
     p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: all cores)")
     p.add_argument("--cases", nargs="+", default=None, metavar="NET:BATCH",
                    choices=[f"{n}:{b}" for n, _, b in CASES],  # (an unknown case ran nothing and said nothing)

@@ -45,7 +45,7 @@ from dwq.models import preact_resnet18  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
-from dwq.cli.common import positive_int, threads_arg  # noqa: E402
+from dwq.cli.common import path_arg, positive_int, threads_arg  # noqa: E402
 from records import FLOAT32_BITS, device_arg, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
 
 
@@ -200,7 +200,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (CPU: about 2 minutes)")
-    ap.add_argument("--json", help="write the records here (FILE.partial while the run lasts)")
+    ap.add_argument("--json", type=path_arg, help="write the records here (FILE.partial while the run lasts)")
     ap.add_argument("--threads", type=threads_arg, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--only", choices=["train_step", "eval_forward", "fake_quantize"], action="append")
     ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half", "graphs"],
@@ -286,6 +286,7 @@ def main(argv=None):
         for impl, (med, best) in res.items():  # the quantizers' codes are 8-bit; the copy moves float32
             records.append(record("fake_quantize", f"{n} float32", FLOAT32_BITS if impl == "copy" else 8, impl,
                                   round(med, 4), round(best, 4), device=name, mode="fp32",
+                                  precisions=["fp"] if impl == "copy" else ["8"],
                                   gb_per_s=round(2 * 4 * n / (med * 1e-3) / 1e9, 1)))
         save()
     print(f"device: {name}, torch {torch.__version__}")

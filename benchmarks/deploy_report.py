@@ -15,7 +15,7 @@ import time
 import torch
 
 from dwq import eval as E
-from dwq.cli.common import CLIError, existing_checkpoint, positive_int, threads_arg
+from dwq.cli.common import CLIError, existing_checkpoint, path_arg, positive_int, threads_arg
 from dwq.data import load_mnist5k
 from dwq.deploy import (StraightThrough, choose_precisions, code_agreement, compare, convert, format_comparison,
                         latency_per_precision)
@@ -37,7 +37,7 @@ def main(argv=None):
     p.add_argument("--checkpoint", required=True, help="an MNIST-5k checkpoint from dwq train / dwq demo")
     p.add_argument("--n-attack", type=positive_int, default=500, help="test images for the two protocols")
     p.add_argument("--threads", type=threads_arg, default=2, help="torch threads")
-    p.add_argument("--json", help="write the report here")
+    p.add_argument("--json", type=path_arg, help="write the report here")
     p.add_argument("--latency-only", action="store_true", help="skip agreement and protocols")
     a = p.parse_args(argv)
     output_paths(p, a, "json")
@@ -45,10 +45,15 @@ def main(argv=None):
     t0 = time.time()
     try:
         existing_checkpoint(a.checkpoint)
-        model, _ = load_trained_model(a.checkpoint)
+        model, ck = load_trained_model(a.checkpoint)
     except (CLIError, CheckpointError) as e:
         p.error(str(e))
+    dataset = ck["config"]["extra"].get("dataset")
+    if dataset != "mnist5k":  # (its test images and 1x28x28 inputs are MNIST-5k's)
+        p.error(f"--checkpoint {a.checkpoint}: a {dataset} model; this report runs on the MNIST-5k test images")
     ps = [q for q in precision_set(model) if q is not None]
+    if not ps:  # (convert(model, []) raised "precisions must not be empty" as a traceback)
+        p.error(f"--checkpoint {a.checkpoint}: its precision set is full precision only; nothing to convert")
     im = convert(model, ps)
     x, y = load_mnist5k("test").tensors
     rep = {"checkpoint": a.checkpoint, "precisions": [precision_name(q) for q in ps]}

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
-from dwq.cli.common import nonneg_int, positive_int  # noqa: E402
+from dwq.cli.common import nonneg_int, path_arg, positive_int  # noqa: E402
 from dwq.quant import reuse_quantized_weights  # noqa: E402
 from dwq.quant.precision import MAX_BITS, MIN_BITS  # noqa: E402
 
@@ -132,8 +132,8 @@ def main(argv=None):
                     help="train batch (eval: twice it); default 128 on CUDA, 16 on CPU")
     ap.add_argument("--bits", type=int, default=4, choices=range(MIN_BITS, MAX_BITS + 1), metavar="BITS")
     ap.add_argument("--steps", type=nonneg_int, default=7, help="PGD steps of the training step")
-    ap.add_argument("--json")
-    ap.add_argument("--md")
+    ap.add_argument("--json", type=path_arg)
+    ap.add_argument("--md", type=path_arg)
     args = ap.parse_args(argv)
     output_paths(ap, args, "json", "md")
     device = device_arg(ap, args.device)

@@ -45,6 +45,14 @@ def _script(name):
     ("bench_models", ["--json", "/tmp"], "--json /tmp: is a folder; give a file name"),
     ("bench_kernels", ["--png", "/tmp"], "--png /tmp: is a folder"),
     ("bench_kernels", ["--png", "/tmp/plot"], "--png /tmp/plot: the plot is a PNG file; give a name ending in .png"),
+    # an empty path wrote nothing and said nothing, exit 0
+    ("bench_kernels", ["--json", ""], "--json: an empty path"),
+    ("bench_models", ["--png", ""], "--png: an empty path"),
+    ("bench_train", ["--json", ""], "--json: an empty path"),
+    ("bench_compile", ["--json", ""], "--json: an empty path"),
+    ("profile_rpt", ["--md", ""], "--md: an empty path"),
+    ("bench_kernels_cuda", ["--png", ""], "--png: an empty path"),
+    ("deploy_report", ["--checkpoint", "x.pt", "--json", ""], "--json: an empty path"),
 ])
 def test_bad_argument_is_a_usage_error_naming_it(script, argv, named, capsys):
     with pytest.raises(SystemExit) as e:
@@ -131,3 +139,18 @@ def test_bench_train_rotates_which_function_runs_first():
     got = _script("bench_train").time_pair(fns, torch.device("cpu"), reps=3, warmup=0)
     assert order == ["float", "rpt", "reuse", "rpt", "reuse", "float", "reuse", "float", "rpt"]
     assert set(got) == set(fns) and all(len(v) == 2 for v in got.values())
+
+
+def test_deploy_report_refuses_a_checkpoint_it_cannot_report(tmp_path, capsys):
+    """A full-precision checkpoint failed in convert(model, []) with a traceback ("precisions must not be
+    empty")."""
+    from dwq.cli.main import main
+
+    out = tmp_path / "fp"
+    assert main(["train", "--out", str(out), "--train-subset", "32", "--batch-size", "32", "--epochs", "1",
+                 "--attack", "none", "--val-size", "0", "--width", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        _script("deploy_report").main(["--checkpoint", str(out / "last.pt"), "--latency-only"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert e.value.code == 2 and "its precision set is full precision only; nothing to convert" in err, err

@@ -194,6 +194,9 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--attack", "fgsm", "--attack-iters", "3"], "--attack-iters is for --attack pgd"),
     (["train", "--attack", "pgd", "--free-replays", "3"], "--free-replays is for --attack free"),
     (["train", "--attack", "none", "--alpha", "0.1"], "--attack none has no attack"),
+    # ε played no part: no training attack and no PGD validation
+    (["train", "--attack", "none", "--val-size", "0", "--epsilon", "0.3"], "--epsilon is the radius of the training"),
+    (["train", "--attack", "none", "--val-pgd-steps", "0", "--epsilon", "0.3"], "nothing uses it"),
     (["train", "--lr-schedule", "cyclic", "--lr-milestones", "0.5"], "--lr-milestones is for --lr-schedule multistep"),
     (["train", "--val-size", "0", "--val-pgd-steps", "3"], "--val-size 0 disables validation"),
     (["train", "--reference", "--val-pgd-steps", "3"], "--val-size 0 (--reference's default: give --val-size N"),
@@ -1246,6 +1249,32 @@ def test_resume_does_not_need_the_pretrained_file_again(tmp_path, capsys):
     assert json.load(open(os.path.join(out, "config.json")))["extra"]["flags"]["pretrained"] == str(pre)
 
 
+def test_a_bad_pretrained_file_is_one_line(tmp_path, capsys):
+    """resnet50's RuntimeError for a damaged or mismatched --pretrained file ended the run in a traceback."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import torchvision_or_skip
+
+    torchvision_or_skip("the ImageNet folder dataset")
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "data" / split / c / "0.JPEG")
+    (tmp_path / "garbage.pth").write_text("garbage")
+    torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "shape.pth")
+    for name, why in (("garbage.pth", "is not a loadable torchvision state_dict (found a file starting with"),
+                      ("shape.pth", "shape mismatch for 'conv1.weight'")):
+        out = tmp_path / name.replace(".pth", "")
+        assert main(["train", "--out", str(out), "--dataset", "imagenet", "--data-dir", str(tmp_path / "data"),
+                     "--network", "resnet50", "--pretrained", str(tmp_path / name), "--attack", "none", "--val-size",
+                     "0", "--train-subset", "2", "--batch-size", "2", "--epochs", "1", "--workers", "0",
+                     "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert _one_line(err) and f"--pretrained {tmp_path / name}: " in err and why in err, err
+        assert not out.exists() or not any(out.iterdir())  # (the same command runs again once fixed)
+
+
 def test_a_missing_checkpoint_of_a_run_folder_names_the_ones_it_holds(tmp_path, capsys):
     """A run without validation has no best.pt: "does not exist" alone left the user to guess that
     last.pt (or best_test_reference.pt) is there."""
@@ -1328,3 +1357,14 @@ def test_an_unreadable_training_image_is_one_line_and_the_command_reruns(tmp_pat
     assert "no epoch completed, so there is nothing to resume" in err and os.listdir(out) == [], os.listdir(out)
     Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(bad)
     assert main(cmd) == 0, capsys.readouterr().err
+
+
+def test_the_pgd_step_defaults_to_a_quarter_of_epsilon(tmp_path, capsys):
+    """A fixed 2/255 left PGD-7 0.055 from its start at ε 0.3: a training attack far weaker than the ε
+    the run records. ε/4 is the reference's 2/255 at its 8/255; --reference keeps 2/255 whatever ε."""
+    base = ["--train-subset", "32", "--batch-size", "32", "--epochs", "1", "--attack-iters", "1", "--val-size", "0",
+            "--width", "8", "--no-progress"]
+    for out, extra, alpha in (("a", ["--epsilon", "0.3"], 0.075), ("b", [], 2 / 255)):
+        assert main(["train", "--out", str(tmp_path / out)] + extra + base) == 0
+        assert json.load(open(tmp_path / out / "config.json"))["extra"]["flags"]["alpha"] == pytest.approx(alpha)
+    assert "attack step 0.075 (ε/4, the pgd default)" in " ".join(capsys.readouterr().out.split())

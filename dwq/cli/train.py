@@ -106,8 +106,8 @@ def add_parser(sub):
     t.add_argument("--epsilon", type=positive_fraction, default=8 / 255,
                    help="L-inf radius of the training and validation attacks (default: 8/255)")
     t.add_argument("--alpha", type=positive_fraction, default=None,
-                   help="training attack step (default: 2/255 for pgd, ε for fgsm and free, 1.25ε for fgsm-rs; "
-                        "reference FGSM used 10/255)")
+                   help="training attack step (default: ε/4 for pgd, 2/255 at the default ε, ε for fgsm and free, "
+                        "1.25ε for fgsm-rs; reference FGSM used 10/255)")
     t.add_argument("--attack-iters", type=positive_int, default=7, help="--attack pgd only: PGD steps")
     t.add_argument("--free-replays", type=positive_int, default=4,
                    help="--attack free only: updates per minibatch (precision redrawn at each)")
@@ -129,8 +129,9 @@ def add_parser(sub):
                    help="use only the first N training images after the validation split (quick checks)")
     t.add_argument("--val-pgd-steps", type=nonneg_int, default=10,
                    help="PGD steps of the validation attack (step ε/4); 0: clean validation accuracy only")
-    t.add_argument("--seed", type=seed_arg, default=0, help="seed of initial weights, data order, precision draws and "
-                                                        "random starts")
+    t.add_argument("--seed", type=seed_arg, default=0, help="seed of initial weights, data order, precision draws, "
+                                                        "random starts and the held-out validation split (runs "
+                                                        "over seeds also select on different images)")
     t.add_argument("--reference", action="store_true",
                    help="the reference code's semantics (docs/workflow.md has the map): its quantizer (float zero "
                         "point, one activation range shared by all precisions) and normalization, zeroed gradients "
@@ -243,8 +244,15 @@ def cmd_train(a):
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
     # a resume takes its weights from last.pt: the --pretrained file (perhaps on another node's scratch, as a
     # --data-dir may be) is read only by the run's start
-    model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width,
-                             f["pretrained"] if ck is None else None, reference=f["reference"])
+    pretrained = f["pretrained"] if ck is None else None
+    try:
+        model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, pretrained,
+                                 reference=f["reference"])
+    except RuntimeError as e:  # a damaged or mismatched --pretrained file: a traceback ended the run
+        if pretrained is None:
+            raise
+        raise CLIError(f"--pretrained {pretrained}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") \
+            from None
     extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
              "dwq_version": __version__, "reference": f["reference"]}
