@@ -103,7 +103,7 @@ def test_cw_l2_and_autoattack_run(trained):
     xa = A.autoattack(m, xs, ys, EPS, version="standard", seed=0, steps=10, square_queries=50)
     assert (xa - xs).abs().max() <= EPS + 1e-6
     assert acc(m, xa, ys) <= acc(m, A.pgd(m, xs, ys, EPS, EPS / 4, 10), ys) + 0.05
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="AutoAttack version must be 'standard' or 'rand', got 'plus-typo'"):
         A.autoattack(m, xs, ys, EPS, version="plus-typo")
 
 

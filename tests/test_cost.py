@@ -93,7 +93,7 @@ def test_profile_leaves_the_model_untouched_and_rejects_bad_input():
     assert "conv2" in report.table()
     with pytest.raises(ValueError, match="empty"):
         report.mean_bitops([])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="precision must be in 2..16, got 17"):
         report.bitops(17)
     with pytest.raises(ValueError, match="batch"):
         profile(model, (28,))

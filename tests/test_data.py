@@ -32,7 +32,7 @@ def test_train_val_split_is_disjoint_and_seeded():
     assert len(a) == 3600 and len(b) == 400
     assert not set(a.indices) & set(b.indices)
     assert train_val_split(ds, 400, seed=3)[1].indices == b.indices
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="val_size must leave some training data: got 4000 for 4000 examples"):
         train_val_split(ds, 4000)
     assert len(train_val_split(ds, 0.0)[1]) == 0
 

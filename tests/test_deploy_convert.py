@@ -29,11 +29,12 @@ ALL_QUANTIZED = QuantPolicy(first_conv=True, shortcut=True, classifier=True)
 
 
 def assert_agrees(model, int_model, x, low_bits):
-    """Logits within the stated tolerance at every precision of the integer model."""
+    """Logits within the stated tolerance at every precision of the integer model: the loose one only
+    where codes can differ (values within rounding of a midpoint), never at full precision."""
     r = compare(model, int_model, x)
     assert list(r) == [dwq.quant.precision_name(p) for p in int_model.precisions]
     for name, v in r.items():
-        assert v["rel_max_diff"] <= (REL_TIGHT if name in low_bits else REL_LOOSE), (name, v)
+        assert v["rel_max_diff"] <= (REL_TIGHT if name in low_bits or name == "fp" else REL_LOOSE), (name, v)
 
 
 @pytest.mark.parametrize("policy", [QuantPolicy(), ALL_QUANTIZED], ids=["default_policy", "all_quantized"])

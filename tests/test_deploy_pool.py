@@ -37,5 +37,5 @@ def test_pooled_codes_equal_torch_pooling(shape, k, s, pad, ceil, dtype, channel
 
 
 def test_window_larger_than_the_input_is_torchs_error():
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="Output size is too small"):
         _max_pool2d(torch.zeros(1, 2, 1, 1, dtype=torch.uint8), 2)

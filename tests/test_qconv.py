@@ -66,7 +66,7 @@ def test_wide_images(isa):
         assert torch.equal(q.qconv2d_acc(x, zx, xb, wp, k, 1, p), want), ((B, C, H, W), k, p, xb)
         if xb < 8:
             x[-1, -1, -1, -1] = 1 << xb
-            with pytest.raises(RuntimeError, match="code"):
+            with pytest.raises(RuntimeError, match=r"outside 0\.\.\d+"):
                 q.qconv2d_acc(x, zx, xb, wp, k, 1, p)
 
 
@@ -84,7 +84,7 @@ def test_qconv2d_epilogue(isa):
         wp = q.pack_conv_weight(w, zw, wb)
         y = q.qconv2d(x, sx, zx, xb, wp, sw, k, s, p, a, b, relu)
         y_ref = ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (p, p), a, b, relu)
-        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6 * (1 + y_ref.abs().max().item()))
+        assert torch.equal(y, y_ref), f"case {i}: the float epilogue differs from the reference's order"
         ob = ri(g, 2, 16)
         so = (y_ref.abs().max() / (1 << (ob - 1)) + 1e-3).reshape(1)
         zo = rand_zp(g, ob)
@@ -157,7 +157,7 @@ def test_chained_layers_match_float():
     y = q.qconv2d(h, so, zo, 10, q.pack_conv_weight(w2, z2, 10), s2, 1, 1, 0)
     h_ref = ref.qconv2d_ref(x, sx, zx, w1, s1, z1, (1, 1), (1, 1), None, None, True, so, zo, 10)
     assert torch.equal(h, h_ref)
-    torch.testing.assert_close(y, ref.qconv2d_ref(h_ref, so, zo, w2, s2, z2), rtol=1e-5, atol=1e-5)
+    assert torch.equal(y, ref.qconv2d_ref(h_ref, so, zo, w2, s2, z2))
     # float model of the same math
     xf = (x.float() - zx.float()) * sx
     w1f = (w1.float() - z1.float().view(-1, 1, 1, 1)) * s1.view(-1, 1, 1, 1)

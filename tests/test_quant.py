@@ -68,7 +68,7 @@ def test_bits_validation(bad):
     with pytest.raises(ValueError, match="bits|precision"):
         check_bits(bad)
     if bad != "8":  # "8" is the user spelling of the precision 8 (test_precision_spelling)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"precision must be (an int )?in 2\.\.16"):
             normalize_precision(bad)
 
 
