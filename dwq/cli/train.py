@@ -106,7 +106,7 @@ def add_parser(sub):
     t.add_argument("--epsilon", type=positive_fraction, default=8 / 255,
                    help="L-inf radius of the training and validation attacks (default: 8/255)")
     t.add_argument("--alpha", type=positive_fraction, default=None,
-                   help="training attack step (default: ε/4 for pgd, 2/255 at the default ε, ε for fgsm and free, "
+                   help="training attack step (default: ε/4 for pgd, i.e. 2/255 at ε 8/255; ε for fgsm and free; "
                         "1.25ε for fgsm-rs; reference FGSM used 10/255)")
     t.add_argument("--attack-iters", type=positive_int, default=7, help="--attack pgd only: PGD steps")
     t.add_argument("--free-replays", type=positive_int, default=4,
