@@ -202,10 +202,16 @@ def test_training_step_equals_one_without_reuse(tmp_path, monkeypatch, attack):
         Trainer(m, data, TrainConfig(**cfg), str(out)).fit()
         return m.state_dict()
 
+    calls = _count_quantizations(monkeypatch)
     kept = run(tmp_path / "a")
+    with_reuse = len(calls)
     import dwq.train.loop as loop
     monkeypatch.setattr(loop, "reuse_quantized_weights", lambda model: contextlib.nullcontext())
+    calls.clear()
     fresh = run(tmp_path / "b")
+    # the trainer did reuse (else this compared two runs without it): fewer quantizations than when every
+    # forward of the attack (3 PGD steps, FGSM-RS's one) and of the update quantizes again
+    assert 0 < with_reuse < len(calls), (with_reuse, len(calls))
     assert kept.keys() == fresh.keys()
     for k in kept:
         assert torch.equal(kept[k], fresh[k]), k
