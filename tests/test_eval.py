@@ -786,13 +786,21 @@ def test_save_heatmap_interrupted_keeps_previous_png(tmp_path, monkeypatch):
     assert len(plt.get_fignums()) == open_before
 
 
-def test_cw_l2_report_does_not_claim_epsilon_as_its_bound(model_data, tmp_path):
+def test_cw_l2_report_does_not_claim_epsilon_as_its_bound(model_data, tmp_path, monkeypatch):
     """CW-L2 is unbounded (minimal distortion): its matrix carries no epsilon (the heatmap's title would
     claim one), and the report says what epsilon bounds instead."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
     m, x, y = model_data
     rep = E.evaluate(m, x[:4], y[:4], SET[:2], attack="cw-l2", epsilon=0.1, protocols=["transfer"], batch_size=4)
     assert rep["cw_l2_bound"].startswith("none: unbounded L2") and "epsilon" not in rep["transfer_matrix"]
+    titles, set_title = [], Axes.set_title
+    monkeypatch.setattr(Axes, "set_title", lambda ax, t, *a, **k: titles.append(t) or set_title(ax, t, *a, **k))
     E.save_heatmap(rep["transfer_matrix"], str(tmp_path / "cw.png"))
+    E.save_heatmap(dict(rep["transfer_matrix"], epsilon=0.1), str(tmp_path / "pgd.png"))
+    assert titles == ["robust accuracy (%)", "robust accuracy (%), ε=0.1"]
 
 
 def test_cw_l2_images_do_not_enter_the_l_inf_combinations(model_data):

@@ -1,5 +1,6 @@
 """Switchable layers and the precision API."""
 import re
+import warnings
 
 import pytest
 import torch
@@ -298,7 +299,12 @@ def test_sbn_compiled_forwards_neither_guard_on_the_flag_nor_warn():
     mark_trained(sbn)
     assert sbn.untrained_precisions() == ["4"]
     sbn.eval()
-    step(torch.randn(4, 3, 2, 2))
+    dwq.set_precision(sbn, 4)  # the untrained branch: eager eval warns, the compiled forward does not
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        step(torch.randn(4, 3, 2, 2))
+    assert [str(w.message) for w in said if "SwitchableBatchNorm2d" in str(w.message)] == []
+    assert len(_sbn_warnings(sbn, torch.randn(4, 3, 2, 2))) == 1
 
 
 def test_sbn_built_on_a_device():

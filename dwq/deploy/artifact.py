@@ -139,7 +139,8 @@ def load(path: str, device="cpu") -> IntegerModel:
         model = IntegerModel.from_config(meta["model"], tensors)
     except Exception as e:  # any way a damaged description fails is one line naming the file
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ArtifactError(f"{path}: the model description does not fit its tensors ({type(e).__name__}: {first})") \
+        raise ArtifactError(f"{path}: the model description is invalid or does not fit its tensors "
+                            f"({type(e).__name__}: {first})") \
             from None
     return model.to(dev).eval()
 
