@@ -30,8 +30,9 @@ def _remove_dead_writers_tmps(path: str) -> None:
     """Remove what killed writers of ``path`` on this host left (their process is gone): a kill during
     a write leaves its temporary file, and with a name per write those would pile up. A live writer's
     file, or one of another host (a shared file system), is left alone."""
-    for tmp in glob.glob(glob.escape(path) + f".{glob.escape(_host())}.*.*.tmp"):
-        pid = tmp[len(path) + len(_host()) + 2:].split(".")[0]
+    host = _host()
+    for tmp in glob.glob(glob.escape(path) + f".{glob.escape(host)}.*.*.tmp"):
+        pid = tmp[len(path) + len(host) + 2:].split(".")[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:

@@ -285,7 +285,7 @@ def _drop_fc_fp_tensors(t):
 @needs_ext
 @pytest.mark.parametrize("edit_model,edit_tensors,msg", [
     # config values that int()/bool() coerced (relu="no" ran with a ReLU; w_bits=2.9 as 2)
-    (lambda m: _plan(m, "fc", "relu", "no"), None, "fc at precision 2: relu must be true or false, got 'no'"),
+    (lambda m: _plan(m, "fc", "relu", "no"), None, "fc at precision 2: relu must be True or False, got 'no'"),
     (lambda m: _plan(m, "conv3", "w_bits", 2.9), None,
      "conv3 at precision 2: w_bits must be 2 (the precision's weight bits), got 2.9"),
     (lambda m: _plan(m, "conv3", "a_bits", 1), None, "conv3 at precision 2: a_bits must be 2 (the precision's"),

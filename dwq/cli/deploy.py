@@ -109,6 +109,7 @@ def cmd_bench(a) -> int:
 
     from dwq._atomic import atomic_open
     from dwq.deploy import ArtifactError, choose_precisions, latency_per_precision, load, record_bits
+    from dwq.deploy.layers import is_int
     from dwq.quant import precision_name
 
     if a.json:
@@ -130,7 +131,7 @@ def cmd_bench(a) -> int:
     if not size:
         raise CLIError(f"{a.model} does not record its input size; give --input-size C H W")
     if not (isinstance(size, list) and len(size) == 3
-            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
+            and all(is_int(n) and n > 0 for n in size)):
         raise CLIError(f"{a.model} records input_size {size!r}, expected three positive ints [C, H, W]; "
                        f"give --input-size C H W")
     if a.threads:

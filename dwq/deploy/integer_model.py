@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from dwq.deploy.layers import check_int, check_pair, is_int, layer_from_config
 from dwq.nn.control import PrecisionModule, get_precision, precision_set
+from dwq.quant.quantizers import check_flag
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
 
@@ -98,11 +99,6 @@ FUNCTIONS = {"relu": _relu, "add": _add, "max_pool2d": _max_pool2d, "avg_pool2d"
              "adaptive_avg_pool2d": _adaptive_avg_pool2d, "flatten": _flatten}
 
 
-def _check_flag(v, name: str) -> None:
-    if not isinstance(v, bool):
-        raise ValueError(f"{name} must be true or false, got {v!r}")
-
-
 def _check_fn_arguments(fn: str, a: dict) -> None:
     """The JSON arguments of a function step (``a``: all of them, defaults applied), checked at load:
     what torch would refuse at the first forward (or our code-pooling divide by), ValueError naming the
@@ -116,9 +112,9 @@ def _check_fn_arguments(fn: str, a: dict) -> None:
         span = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
         if any(2 * p > s for p, s in zip(pad, span)):
             raise ValueError(f"padding {a['padding']!r} must be at most half the kernel's span {span}")
-        _check_flag(a["ceil_mode"], "ceil_mode")
+        check_flag(a["ceil_mode"], "ceil_mode")
         if fn == "avg_pool2d":
-            _check_flag(a["count_include_pad"], "count_include_pad")
+            check_flag(a["count_include_pad"], "count_include_pad")
             if a["divisor_override"] is not None:
                 check_int(a["divisor_override"], "divisor_override", 1)
     elif fn == "adaptive_avg_pool2d":

@@ -32,6 +32,7 @@ from dwq.deploy.bitpack import pack_bits, packed_nbytes, unpack_bits
 from dwq.nn.control import PrecisionModule
 from dwq.ops.fake_quant import check_qparam_values, is_bool
 from dwq.quant.precision import normalize_precision, parse_precision, precision_name
+from dwq.quant.quantizers import check_flag
 
 __all__ = ["IntConv2d", "IntLinear", "FloatAffine", "FloatConv2d", "FloatLinear", "FloatNormalize", "LAYER_KINDS",
            "layer_from_config"]
@@ -101,10 +102,7 @@ def _cfg_pair(cfg: dict, key: str, where: str, low: int) -> tuple:
 
 
 def _cfg_flag(cfg: dict, key: str, where: str, default=None) -> bool:
-    v = cfg.get(key, default)
-    if not isinstance(v, bool):
-        raise ValueError(f"{where}: {key} must be true or false, got {v!r}")
-    return v
+    return check_flag(cfg.get(key, default), f"{where}: {key}")
 
 
 def _cfg_bits(v, key: str, where: str, expected: int, what: str, allow_none: bool = False) -> Optional[int]:

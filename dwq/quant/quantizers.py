@@ -260,8 +260,6 @@ class ActQuantizer(nn.Module):
         """The slot of ``precision`` (any spelling: None/"fp", 4/"4", (4, 8)/"4w8a"): the one slot of a
         shared range (which every width of the set, and full precision, updates), else the precision's
         own; a precision outside the set has none (ValueError)."""
-        if self.shared_range and precision is None:
-            return 0
         # (The layers pass normalized ones: no parsing per forward. Only a tuple is compared with the set as it
         # is: a numpy integer compared with a pair broadcasts to an array, whose truth value is an error.)
         if type(precision) is not tuple or precision not in self.precisions:
