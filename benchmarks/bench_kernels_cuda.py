@@ -33,6 +33,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from dwq._errors import first_line
 import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
 
@@ -117,7 +118,7 @@ def time_engines(records, op, shape, bits, ops_count, check, run, reps, **extra)
             else:
                 error = "differs from the int64 reference"
         except RuntimeError as e:  # (a launch error; a device fault ends the process anyway)
-            error = f"raised: {str(e).splitlines()[0][:300]}"
+            error = f"raised: {first_line(e)[:300]}"
         finally:
             os.environ.pop("DWQ_CUDA_CHECKS", None)
             os.environ.pop("DWQ_CUDA_GEMM", None)

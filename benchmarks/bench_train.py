@@ -40,6 +40,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dwq  # noqa: E402
+from dwq._errors import typed_first_line  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
@@ -258,7 +259,7 @@ def main(argv=None):
                 emit("train_step", step_shape, "fp32_graphs", fns, res)
                 ratios.append(("train_step", "fp32_graphs", res))
             except Exception as e:  # a capture that fails is a finding; the other measurements go on
-                msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                msg = typed_first_line(e)
                 records.append(record("train_step", step_shape, None, None, None, device=name, mode="fp32_graphs",
                                       error=msg))
                 save()

@@ -8,6 +8,7 @@ import re
 import torch
 
 from dwq._atomic import atomic_open
+from dwq._errors import typed_first_line
 
 
 def torch_save_atomic(path: str, obj) -> None:
@@ -45,5 +46,5 @@ def torch_load(path: str, error: type, what: str, expected: str, map_location="c
                         f"torch.save(model)), not a {what}; dwq never runs pickled code: save "
                         f"model.state_dict() instead") from None
         found = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
-        why = found.group(1).strip() if found else (msg.strip().splitlines() or [""])[0]
-        raise error(f"{path} is not a loadable {what} ({type(e).__name__}: {why})") from None
+        why = f"{type(e).__name__}: {found.group(1).strip()}" if found else typed_first_line(e)
+        raise error(f"{path} is not a loadable {what} ({why})") from None

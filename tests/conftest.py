@@ -3,6 +3,8 @@ import os
 import pytest
 import torch
 
+from dwq._errors import first_line
+
 # Tests make their own small data and must not fight over the 2 cores of the CI machine.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -39,5 +41,5 @@ def torchvision_or_skip(why: str):
     try:
         import torchvision
     except (ImportError, RuntimeError) as e:
-        pytest.skip(f"{why}; torchvision cannot be imported here ({str(e).strip().splitlines()[0]})")
+        pytest.skip(f"{why}; torchvision cannot be imported here ({first_line(e)})")
     return torchvision

@@ -24,6 +24,10 @@
 
 namespace {
 
+// Kept per thread from call to call (no allocation per call) and never shrunk: the sizes are the
+// plan's blocks, not the problem's, so whatever the batch they stay small: activations
+// lx*mc*Kp bytes (<= 96 KiB, or 6 rows when K is large: 768 KiB at K = 65,536, 16 bits), zero-point
+// terms for the columns of one L2 slab, taps and input-pixel sums for at most 192 output rows.
 struct ThreadBuffers {
   std::vector<const uint8_t*> taps;  // implicit conv: [mc][kh*kw] slice pointers of one item
   std::vector<int64_t> psum;         // implicit conv: per-input-pixel code sums of one item

@@ -23,6 +23,7 @@ import contextlib
 import os
 import time
 
+from dwq._errors import first_line
 from dwq._version import __version__
 
 SET = [2, 3, 4, 6, 8]
@@ -376,7 +377,7 @@ def reprint(argv) -> int:
         with open(path) as f:
             rep = json.load(f)
     except (OSError, ValueError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+        why = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
         print(f"{prog}: error: cannot read {path}: {why}", file=sys.stderr)
         return 2
     need = ("rpi_set", "n_test", "models")

@@ -10,6 +10,8 @@ import json
 import math
 import os
 
+from dwq._errors import first_line
+
 from .common import (CLIError, HelpFormatter, existing_checkpoint, no_repeated_precisions, path_arg, positive_float,
                      positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
 
@@ -146,12 +148,12 @@ def cmd_bench(a) -> int:
             x = torch.rand(bs, *size, generator=g)
         except RuntimeError as e:  # the allocator's refusal
             raise CLIError(f"cannot allocate a random input of {bs}x{'x'.join(map(str, size))} (--batch-size x "
-                           f"--input-size): {str(e).strip().splitlines()[0]}") from None
+                           f"--input-size): {first_line(e)}") from None
         try:
             lat = latency_per_precision(model, x, ps, budget_s=a.seconds)
         except (ValueError, RuntimeError, ArithmeticError, IndexError) as e:  # (torch's and the program's refusals)
             raise CLIError(f"the model does not run on {bs}x{'x'.join(map(str, size))} inputs: "
-                           f"{str(e).strip().splitlines()[0]}") from None
+                           f"{first_line(e)}") from None
         first = first or lat
         print(f"{bs:>6} " + " ".join(f"{lat[precision_name(p)]['median_ms']:>9.3f}" for p in ps))
         shape = f"b{bs} {'x'.join(map(str, size))}"

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 
+from dwq._errors import first_line
 from dwq._version import __version__
 
 from . import demo_resume
@@ -405,8 +406,7 @@ def main(argv=None) -> int:
         from dwq.train import CheckpointError
         if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and not os.environ.get(
                 "DWQ_TRACEBACK"):
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            print(f"dwq {a.command}: error: {first}", file=sys.stderr)
+            print(f"dwq {a.command}: error: {first_line(e)}", file=sys.stderr)
             return 2
         raise
     return 0

@@ -24,6 +24,7 @@ import shlex
 import sys
 import time
 
+from dwq._errors import first_line
 from dwq._version import __version__
 
 from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int, path_arg,
@@ -251,7 +252,7 @@ def cmd_train(a):
     except RuntimeError as e:  # a damaged or mismatched --pretrained file: a traceback ended the run
         if pretrained is None:
             raise
-        raise CLIError(f"--pretrained {pretrained}: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") \
+        raise CLIError(f"--pretrained {pretrained}: {first_line(e)}") \
             from None
     extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
@@ -279,7 +280,7 @@ def cmd_train(a):
                 tr.restore(ck, run)
             except (RuntimeError, KeyError, ValueError) as e:
                 raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
-                                      f"({str(e).strip().splitlines()[0]})") from None
+                                      f"({first_line(e)})") from None
         if say:
             print_header(f, ck["epoch"] if ck is not None else None, len(train), len(val), defaults, a.out)
             if dist_active():

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from dwq._errors import first_line
+
 __all__ = [
     "DatasetError", "DatasetInfo", "DATASETS", "dataset_info", "load_mnist5k", "mnist5k_path",
     "get_datasets", "train_val_split", "reference_stats",
@@ -227,7 +229,7 @@ def _torchvision(name: str):
         import torchvision.transforms as T
     except (ImportError, RuntimeError) as e:
         raise DatasetError(f"{name}: reading it needs torchvision built for this torch ({torch.__version__}); "
-                           f"importing it failed: {str(e).strip().splitlines()[0]}") from None
+                           f"importing it failed: {first_line(e)}") from None
     return tvd, T
 
 

@@ -21,6 +21,7 @@ import torch
 
 from dwq._atomic import atomic_open
 from dwq._digest import tensor_digest as _digest
+from dwq._errors import first_line, typed_first_line
 from dwq._version import __version__
 from dwq.deploy.integer_model import IntegerModel
 from dwq.quant.precision import precision_name
@@ -89,7 +90,7 @@ def read_metadata(path: str) -> dict:
             raise ArtifactError(f"{path} is a PyTorch checkpoint (torch.save), not a dwq integer model; "
                                 f"convert a dwq train checkpoint with dwq deploy (dwq.deploy.convert, save)") from None
         raise ArtifactError(f"{path} is not a readable safetensors file (corrupt or truncated: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+                            f"{first_line(e)})") from None
     if raw is None:
         raise ArtifactError(f"{path} is a safetensors file but not a dwq integer model (no 'dwq' metadata)")
     try:
@@ -122,8 +123,7 @@ def load(path: str, device="cpu") -> IntegerModel:
     try:
         torch.empty(0, device=dev)
     except (RuntimeError, AssertionError, ValueError) as e:  # (no driver / no such index: torch's own wording)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"load: device {device!r} is not available here ({first})") from None
+        raise ValueError(f"load: device {device!r} is not available here ({first_line(e)})") from None
     meta = read_metadata(path)
     try:
         with safe_open(path, framework="pt") as f:
@@ -138,10 +138,8 @@ def load(path: str, device="cpu") -> IntegerModel:
     try:
         model = IntegerModel.from_config(meta["model"], tensors)
     except Exception as e:  # any way a damaged description fails is one line naming the file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ArtifactError(f"{path}: the model description is invalid or does not fit its tensors "
-                            f"({type(e).__name__}: {first})") \
-            from None
+                            f"({typed_first_line(e)})") from None
     return model.to(dev).eval()
 
 

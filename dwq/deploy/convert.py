@@ -29,6 +29,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
+from dwq._errors import typed_first_line
 from dwq.deploy.integer_model import INPUT, IntegerModel
 from dwq.deploy.layers import (FloatAffine, FloatConv2d, FloatLinear, FloatNormalize, IntConv2d, IntLinear,
                                normalize_names, quant_plan_tensors)
@@ -239,7 +240,7 @@ def trace(model: nn.Module) -> fx.GraphModule:
         graph = _Tracer().trace(model)
     except Exception as e:  # fx raises many types for untraceable code
         raise ConversionError(f"cannot trace {type(model).__name__}.forward for conversion "
-                              f"({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
+                              f"({typed_first_line(e)})") from None
     return fx.GraphModule(model, graph)
 
 

@@ -10,6 +10,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from dwq._errors import first_line
 from dwq.ops import fake_quantize
 from dwq.quant import normalize_precision, precision_name
 
@@ -19,10 +20,6 @@ __all__ = ["ConversionError", "act_qparams", "weight_codes", "bn_affine"]
 class ConversionError(ValueError):
     """A model, layer or precision that ``dwq.deploy.convert`` cannot turn into integer arithmetic;
     the message names the layer."""
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def act_qparams(layer: nn.Module, precision, name: str = "layer") -> Tuple[torch.Tensor, torch.Tensor, int]:
@@ -45,7 +42,7 @@ def act_qparams(layer: nn.Module, precision, name: str = "layer") -> Tuple[torch
             raise ValueError(f"an infinite range gives the scale {qp[0].item()}")
     except ValueError as e:  # a NaN / infinite range (a diverged run): the quantizer's message names no layer
         raise ConversionError(f"{name}: its activation range at precision {precision_name(p)} cannot be "
-                              f"quantized ({_first_line(e)})") from None
+                              f"quantized ({first_line(e)})") from None
     if qp is None:
         raise ConversionError(f"{name}: no activation range at precision {precision_name(p)} (the layer never saw a "
                               f"training batch); run a few train-mode batches first")
@@ -64,7 +61,7 @@ def weight_codes(layer: nn.Module, precision, name: str = "layer") -> Tuple[torc
         scale, zp = layer.weight_quant.qparams(w, bits)
         _, codes = fake_quantize(w, scale, zp, bits, axis=0, return_codes=True)
     except (ValueError, RuntimeError) as e:  # (the quantizer's / the op's message names no layer)
-        raise ConversionError(f"{name}: its weights cannot be quantized at {bits} bits ({_first_line(e)})") from None
+        raise ConversionError(f"{name}: its weights cannot be quantized at {bits} bits ({first_line(e)})") from None
     return codes, scale, zp, bits
 
 

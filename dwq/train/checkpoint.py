@@ -17,6 +17,7 @@ import random
 import numpy as np
 import torch
 
+from dwq._errors import first_line
 from dwq._torch_file import torch_load, torch_save_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_trained_model", "rng_state", "set_rng_state",
@@ -150,13 +151,13 @@ def load_trained_model(path: str, device="cpu"):
                                ex.get("width", 32), policy=policy, reference=bool(ex.get("reference")))
     except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: the weights do not fit a {ex['network']} "
-                              f"({str(err).strip().splitlines()[0]})") from None
+                              f"({first_line(err)})") from None
     if not isinstance(ck["model"], dict):
         raise CheckpointError(f"{path}: 'model' holds a {type(ck['model']).__name__}, expected a state_dict")
     try:
         model.load_state_dict(ck["model"])
     except (RuntimeError, ValueError, TypeError) as err:
-        why = str(err).strip().splitlines()[0]
+        why = first_line(err)
         if why.startswith("Error(s) in loading state_dict"):  # the details are on the lines that follow
             why = _state_dict_mismatch(model.state_dict(), ck["model"]) or why
         raise CheckpointError(f"{path}: the weights do not fit the {ex['network']} its config describes "
