@@ -141,6 +141,7 @@ def test_reference_flags_have_equivalents():
     (["train", "--out", "{tmp}/a", "--seed", str(2**70)], "--seed: must be below 2^63"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--seed", "-1"], "--seed: must be >= 0"),
     (["train", "--out", "{tmp}/a", "--alpha", "0"], "--alpha: 0 must be in (0, 1]"),
+    (["train", "--out", "{tmp}/a", "--val-every", "0"], "argument --val-every: must be >= 1, got 0"),
     (["train"], "required: --out"),
     (["eval", "--out", "{tmp}/a"], "required: --checkpoint"),
     ([], "required"),
@@ -200,6 +201,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--lr-schedule", "cyclic", "--lr-milestones", "0.5"], "--lr-milestones is for --lr-schedule multistep"),
     (["train", "--val-size", "0", "--val-pgd-steps", "3"], "--val-size 0 disables validation"),
     (["train", "--reference", "--val-pgd-steps", "3"], "--val-size 0 (--reference's default: give --val-size N"),
+    (["train", "--val-size", "0", "--val-every", "2"], "--val-every sets when validation runs, and --val-size 0"),
     (["train", "--network", "preact_resnet18", "--width", "8"], "--width sets small_cnn's first conv"),
     (["train", "--pretrained", "{tmp}/w.pth"], "--pretrained loads torchvision ResNet-50 weights"),
     (["train", "--precisions", "2", "4", "--num-bits-schedule", "2", "4"], "--precisions or --num-bits-schedule"),
@@ -389,6 +391,35 @@ def test_no_validation_summary_names_no_best_pt_and_rpt_default_set_is_said(tmp_
     assert json.load(open(out / "config.json"))["extra"]["flags"]["precisions"] == [str(b) for b in range(4, 17)]
     assert not (out / "best.pt").exists()
     assert f"wrote {out}/: config.json, last.pt, metrics.jsonl" in console and "next:" not in console
+
+
+def test_val_every_validates_those_epochs_and_the_last_and_may_change_on_resume(tmp_path, capsys):
+    """--val-every N: validation (and the choice of best.pt) after epochs N, 2N, ... and the last; a
+    resume may change it, and a run recorded before the flag existed resumes validating every epoch."""
+    out = tmp_path / "r"
+    argv = ["train", "--out", str(out), "--attack", "none", "--val-size", "16", "--val-pgd-steps", "0",
+            "--train-subset", "32", "--batch-size", "32", "--width", "8", "--no-progress", "--workers", "0"]
+    assert main(argv + ["--epochs", "3", "--val-every", "2"]) == 0
+    assert "validation clean accuracy over the set after every 2 epochs and the last;" in capsys.readouterr().out
+
+    def validated():
+        return [r["epoch"] for r in map(json.loads, open(out / "metrics.jsonl")) if "val_clean" in r]
+    assert validated() == [2, 3]
+    assert json.load(open(out / "config.json"))["extra"]["flags"]["val_every"] == 2
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "5"]) == 0  # the run's cadence restored
+    assert validated() == [2, 3, 4, 5]
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "7", "--val-every", "1"]) == 0
+    cfg = json.load(open(out / "config.json"))
+    assert validated() == [2, 3, 4, 5, 6, 7] and cfg["extra"]["flags"]["val_every"] == 1
+    assert cfg["extra"]["history"][-1]["changed"] == {"epochs": [5, 7], "val_every": [2, 1]}
+    # as a folder written before --val-every existed
+    ck = torch.load(out / "last.pt", weights_only=True)
+    for config in (ck["config"], cfg):
+        del config["extra"]["flags"]["val_every"]
+    torch.save(ck, out / "last.pt")
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "8"]) == 0
+    assert validated()[-1] == 8 and json.load(open(out / "config.json"))["extra"]["flags"]["val_every"] == 1
 
 
 def test_train_subset_may_name_the_whole_training_split(tmp_path, capsys):

@@ -472,8 +472,9 @@ def test_api_resume_refuses_another_config_and_leaves_the_callers_config_alone(t
     with pytest.raises(CheckpointError, match=r"another config: attack 'pgd' there, 'fgsm' here; epsilon 0.1 there, "
                                               r"0.2 here"):
         other.resume()
-    longer = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, progress=True), str(tmp_path))
-    assert longer.resume() and longer.fit().epoch == 2  # epochs and progress may change
+    longer = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, progress=True, val_every=3),
+                     str(tmp_path))
+    assert longer.resume() and longer.fit().epoch == 2  # epochs, progress and val_every may change
 
 
 def test_resume_with_more_epochs_takes_the_stretched_schedule_from_its_first_update(tmp_path):

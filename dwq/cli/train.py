@@ -130,6 +130,10 @@ def add_parser(sub):
                    help="use only the first N training images after the validation split (quick checks)")
     t.add_argument("--val-pgd-steps", type=nonneg_int, default=10,
                    help="PGD steps of the validation attack (step ε/4); 0: clean validation accuracy only")
+    t.add_argument("--val-every", type=positive_int, default=1,
+                   help="validate after every N-th epoch and after the last; best.pt is chosen among those "
+                        "epochs. Validation attacks at every precision of the set, so with many precisions "
+                        "it can cost more than a training epoch (default: 1)")
     t.add_argument("--seed", type=seed_arg, default=0, help="seed of initial weights, data order, precision draws, "
                                                         "random starts and the held-out validation split (runs "
                                                         "over seeds also select on different images)")
@@ -263,7 +267,7 @@ def cmd_train(a):
                       momentum=f["momentum"], weight_decay=f["weight_decay"], lr_schedule=f["lr_schedule"],
                       lr_milestones=tuple(a.lr_milestones), precisions=train_ps,
                       random_precision=f["random_precision_training"], seed=f["seed"], amp=f["amp"],
-                      val_pgd_steps=f["val_pgd_steps"] or 0, progress=not f["no_progress"], extra=extra,
+                      val_pgd_steps=f["val_pgd_steps"] or 0, val_every=f["val_every"] or 1, progress=not f["no_progress"], extra=extra,
                       reference=f["reference"], compile=f["compile"], deterministic=f["deterministic"])
     rank, world, device = setup(f["device"])
     say = rank == 0

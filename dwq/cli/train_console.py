@@ -65,7 +65,9 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
           f"{f['momentum']:g}, weight decay {f['weight_decay']:g}")
     if n_val:
         v = "clean" + (f" and PGD-{f['val_pgd_steps']} (step ε/4)" if f["val_pgd_steps"] else "")
-        print(f"  validation {v} accuracy over the set after every epoch; best.pt keeps the best "
+        every = f.get("val_every") or 1
+        when = "every epoch" if every == 1 else f"every {every} epochs and the last"
+        print(f"  validation {v} accuracy over the set after {when}; best.pt keeps the best "
               f"{'PGD' if f['val_pgd_steps'] else 'clean'} accuracy")
     for label, text in defaults:
         print(f"  {label:<11}{text}")

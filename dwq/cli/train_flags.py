@@ -31,6 +31,7 @@ RESUME_MAY_CHANGE = {
     "no_progress": "console only; --progress turns it off",
     "device": "where the run continues (float rounding may differ between devices)",
     "data_dir": "the same dataset (--dataset must match) read from another folder, e.g. a node's local copy",
+    "val_every": "which epochs are validated (best.pt is chosen among them; the last epoch always is)",
     "compile": "how the same computation runs (compiled kernels may round differently); --no-compile turns "
                "it off",
     "deterministic": "how the same computation runs (which CUDA algorithms; their rounding may differ); "
@@ -196,11 +197,12 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     f["lr_milestones"] = list(a.lr_milestones) if a.lr_schedule == "multistep" else None
     for dest in ("momentum", "weight_decay", "seed"):
         f[dest] = getattr(a, dest)
-    if "val_pgd_steps" in given and a.val_size == 0:
-        why = ("--val-size 0" if "val_size" in given
-               else "--val-size 0 (--reference's default: give --val-size N to validate)")
-        raise CLIError(f"--val-pgd-steps sets the validation attack, and {why} disables validation")
-    f["val_pgd_steps"] = a.val_pgd_steps if a.val_size else None
+    for dest, what in (("val_pgd_steps", "the validation attack"), ("val_every", "when validation runs")):
+        if dest in given and a.val_size == 0:
+            why = ("--val-size 0" if "val_size" in given
+                   else "--val-size 0 (--reference's default: give --val-size N to validate)")
+            raise CLIError(f"{flag(dest)} sets {what}, and {why} disables validation")
+        f[dest] = getattr(a, dest) if a.val_size else None
     # where and how it runs
     f["device"] = device_arg(a.device)
     if a.amp and not f["device"].startswith("cuda"):

@@ -129,7 +129,8 @@ def restore_flags(a, given, recorded: dict):
     for dest, v in recorded.items():
         if dest in covered or dest == "device" or not hasattr(a, dest):
             continue
-        if v is None and dest in ("width", "attack_iters", "free_replays", "lr_milestones", "val_pgd_steps"):
+        if v is None and dest in ("width", "attack_iters", "free_replays", "lr_milestones", "val_pgd_steps",
+                                   "val_every"):
             continue  # played no part in the run: the parser's default stands in
         setattr(a, dest, precision_value(PRECISION_FLAGS[dest], v) if dest in PRECISION_FLAGS else v)
     for dest in SPELLING_OF:

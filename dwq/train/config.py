@@ -18,7 +18,7 @@ SCHEDULES = ("multistep", "cyclic", "constant")
 ZERO_GRAD = ("none", "zero")
 # TrainConfig fields a resume may change (the CLI's RESUME_MAY_CHANGE names its flags); run_id is the
 # checkpoint's, and extra holds the caller's notes (the CLI's flags and history).
-RESUME_MAY_CHANGE = ("epochs", "progress", "compile", "deterministic", "run_id", "extra")
+RESUME_MAY_CHANGE = ("epochs", "progress", "val_every", "compile", "deterministic", "run_id", "extra")
 
 
 @dataclass
