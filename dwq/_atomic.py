@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import secrets
 import socket
+import time
+
+try:
+    import fcntl
+except ImportError:  # (no flock: temporary files of killed writers are then left in place)
+    fcntl = None
+
+# A temporary file is swept only once it is older than this: a writer creates its file, then locks it,
+# and in between the file is unlocked.
+_SWEEP_AGE_S = 60.0
 
 
-def _host() -> str:
-    return socket.gethostname().replace(".", "_") or "host"
+def _host_tag() -> str:
+    """8 hex digits of the host name: a host name of up to 64 characters in every temporary name
+    made valid file names too long for the file system."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def tmp_name(path) -> str:
-    """``<path>.<host>.<pid>.<random>.tmp``: a name of its own per write, so that two processes
-    saving the same path (two runs given one output) never write into one temporary file, which
-    left a mix of both under ``path``. Every such name ends in ``.tmp``."""
-    return f"{os.fspath(path)}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    """``<path>.<host tag>.<random>.tmp``: a name of its own per write, so that two processes saving
+    the same path (two runs given one output) never write into one temporary file, which left a mix
+    of both under ``path``. Every such name ends in ``.tmp``."""
+    return f"{os.fspath(path)}.{_host_tag()}.{secrets.token_hex(4)}.tmp"
 
 
 def is_tmp_of(name: str, target: str) -> bool:
@@ -27,34 +40,46 @@ def is_tmp_of(name: str, target: str) -> bool:
 
 
 def _remove_dead_writers_tmps(path: str) -> None:
-    """Remove what killed writers of ``path`` on this host left (their process is gone): a kill during
-    a write leaves its temporary file, and with a name per write those would pile up. A live writer's
-    file, or one of another host (a shared file system), is left alone."""
-    host = _host()
-    for tmp in glob.glob(glob.escape(path) + f".{glob.escape(host)}.*.*.tmp"):
-        pid = tmp[len(path) + len(host) + 2:].split(".")[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+    """Remove what killed writers of ``path`` on this host left: a kill during a write leaves its
+    temporary file, and with a name per write those would pile up. A writer holds an exclusive flock
+    on its file until the rename, so a file whose lock can be taken has no live writer, whatever
+    process (or PID namespace) made it. Files of another host (a shared file system, where flock may
+    not reach across machines), files just created and files on a file system without flock are left."""
+    if fcntl is None:
+        return
+    now = time.time()
+    for tmp in glob.glob(glob.escape(path) + f".{_host_tag()}.*.tmp"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:  # (gone meanwhile; unreadable)
             continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if now - os.fstat(fd).st_mtime > _SWEEP_AGE_S:
                 os.remove(tmp)
-        except OSError:  # (alive, another user's)
+        except OSError:  # (locked: a live writer; no flock here; removed meanwhile)
             pass
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "w"):
     """Open a temporary file beside ``path`` (:func:`tmp_name`) for writing; when the block ends,
-    flush, fsync and rename it over ``path`` (atomic on POSIX), then fsync the folder. A kill leaves the previous ``path``
-    intact; an error or Ctrl-C in the block or the write also removes the temporary file, and the
-    next completed write removes what killed writers left."""
+    flush, fsync and rename it over ``path`` (atomic on POSIX), then fsync the folder. A kill leaves
+    the previous ``path`` intact; an error or Ctrl-C in the block or the write also removes the
+    temporary file, and the next completed write removes what killed writers left."""
     path = os.fspath(path)
     tmp = tmp_name(path)
+    # (O_EXCL: never another's file; mode 0o666 less the umask, as open() gives)
+    lock_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        # (O_EXCL: never another's file; mode 0o666 less the umask, as open() gives)
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), mode) as f:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # (a file system without flock: no sweeping there either)
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # written through a second descriptor, so that the lock outlives the file object's close and
+        # covers the rename: unlocked before it, the file could be swept by another writer
+        with os.fdopen(os.dup(lock_fd), mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -63,6 +88,8 @@ def atomic_open(path: str, mode: str = "w"):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    finally:
+        os.close(lock_fd)
     _fsync_folder(os.path.dirname(os.path.abspath(path)))
     _remove_dead_writers_tmps(path)
 

@@ -1,8 +1,13 @@
 """dwq._atomic: the writer every checkpoint, report and artifact goes through."""
+import fcntl
 import os
+import socket
 import stat
 import subprocess
 import sys
+import time
+
+import pytest
 
 from dwq._atomic import atomic_open, is_tmp_of, tmp_name
 
@@ -32,20 +37,69 @@ def test_mode_is_what_open_gives(tmp_path):
     assert (tmp_path / "c.json").read_text() == "{}"
 
 
+def _aged(path, seconds=600):
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
 def test_a_completed_write_removes_what_killed_writers_left(tmp_path):
     path = str(tmp_path / "m.safetensors")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    left = tmp_name(path).rsplit(".", 3)[0] + f".{dead}.00000000.tmp"  # (this host, a finished process)
-    alive = tmp_name(path).rsplit(".", 3)[0] + f".{os.getppid()}.00000000.tmp"  # a writer still running
-    other_host = path + ".elsewhere.1.00000000.tmp"
-    for f in (left, alive, other_host):
+    left = tmp_name(path)  # a killed writer's: unlocked, old
+    alive = tmp_name(path)  # a live writer's: locked
+    fresh = tmp_name(path)  # just created, not locked yet
+    other_host = path + ".elsewhere.00000000.tmp"
+    for f in (left, alive, fresh, other_host):
         open(f, "w").write("half")
-    with atomic_open(path) as f:
-        f.write("whole")
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (path, alive, other_host))
+    for f in (left, alive, other_host):
+        _aged(f)
+    held = os.open(alive, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with atomic_open(path) as f:
+            f.write("whole")
+    finally:
+        os.close(held)
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (path, alive, fresh, other_host))
     assert is_tmp_of(os.path.basename(left), "m.safetensors") and is_tmp_of("m.safetensors.tmp", "m.safetensors")
     assert not is_tmp_of("m.safetensors", "m.safetensors") and not is_tmp_of("n.safetensors.1.tmp", "m.safetensors")
+
+
+@pytest.mark.parametrize("spelling", ["plain", "double_slash"])
+def test_a_live_writers_file_survives_another_writers_sweep(tmp_path, spelling):
+    """The sweep decided liveness by the pid in the name: read from the wrong offset when the path was
+    spelled with '//' (glob returns it with one), and meaningless for a writer in another PID namespace
+    (a container sharing the host name and folder); the live writer's file was removed and its rename
+    failed. Now a writer holds a lock on its file until the rename, in a process of its own here."""
+    path = tmp_path / "ckpt"
+    other = str(tmp_path) + "//ckpt" if spelling == "double_slash" else str(path)
+    code = ("import sys, time; from dwq._atomic import atomic_open\n"
+            "with atomic_open(sys.argv[1], 'w') as f:\n"
+            "    f.write('A'); f.flush(); print('writing', flush=True); sys.stdin.readline(); f.write('A')\n")
+    a = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert a.stdout.readline() == "writing\n"
+        (tmp,) = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+        _aged(tmp_path / tmp)  # (as a long write: old enough to be swept if its writer were gone)
+        with atomic_open(other) as b:
+            b.write("B")
+        assert path.read_text() == "B" and tmp in os.listdir(tmp_path)
+        a.stdin.write("\n")
+        a.stdin.flush()
+        assert a.wait(30) == 0
+    finally:
+        a.kill()
+    assert path.read_text() == "AA" and os.listdir(tmp_path) == ["ckpt"]
+
+
+def test_a_name_near_the_file_systems_limit_is_written(tmp_path, monkeypatch):
+    """The temporary name carried the whole host name (up to 64 characters) and the pid: a valid
+    name of about 180 characters failed with 'File name too long'."""
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-" + "x" * 59)
+    path = tmp_path / ("r" * 225 + ".json")
+    with atomic_open(path) as f:
+        f.write("{}")
+    assert path.read_text() == "{}"
 
 
 def test_the_rename_is_synced_through_the_folder(tmp_path, monkeypatch):

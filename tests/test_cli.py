@@ -422,6 +422,34 @@ def test_val_every_validates_those_epochs_and_the_last_and_may_change_on_resume(
     assert validated()[-1] == 8 and json.load(open(out / "config.json"))["extra"]["flags"]["val_every"] == 1
 
 
+def test_validation_flags_on_resume_of_a_run_without_validation_name_the_run(tmp_path, capsys):
+    """The refusal blamed --reference's default and advised --val-size N, which a resume refuses."""
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--attack", "none", "--val-size", "0", "--train-subset", "32",
+                 "--batch-size", "32", "--epochs", "1", "--width", "8", "--no-progress", "--workers", "0"]) == 0
+    capsys.readouterr()
+    for argv, why in ((["--val-every", "2"], "the run's --val-size 0 (a resume cannot change it) disables validation"),
+                      (["--val-pgd-steps", "3"], "--val-pgd-steps 3 (run: not used)")):
+        assert main(["train", "--resume", "--out", str(out), "--epochs", "2"] + argv) == 2
+        err = capsys.readouterr().err
+        assert _one_line(err) and why in err, err
+
+
+def test_reference_without_a_training_attack_may_set_epsilon():
+    """--reference chooses best_test_reference.pt by a PGD at ε on the test set, so ε is used even with
+    --attack none and no validation; it was refused as "nothing uses it"."""
+    from dwq.cli.common import given_flags
+    from dwq.cli.train import resolve_flags
+
+    argv = ["train", "--out", "x", "--reference", "--attack", "none", "--epsilon", "0.1", "--device", "cpu"]
+    a = build_parser().parse_args(argv)
+    given = given_flags(build_parser(), argv)
+    from dwq.cli.train_flags import apply_reference_defaults
+    apply_reference_defaults(a, given)
+    f, _ = resolve_flags(a, given)
+    assert f["epsilon"] == 0.1 and f["reference"] and f["val_size"] == 0
+
+
 def test_train_subset_may_name_the_whole_training_split(tmp_path, capsys):
     """--train-subset N uses the first N images of the split: N equal to the split's size was refused
     with "the training split has only N images"."""
@@ -1281,7 +1309,8 @@ def test_resume_does_not_need_the_pretrained_file_again(tmp_path, capsys):
 
 
 def test_a_bad_pretrained_file_is_one_line(tmp_path, capsys):
-    """resnet50's RuntimeError for a damaged or mismatched --pretrained file ended the run in a traceback."""
+    """resnet50's RuntimeError for a damaged or mismatched --pretrained file, and its TypeError for a file
+    holding no state_dict (a dwq checkpoint, a list), ended the run in a traceback."""
     import numpy as np
     from PIL import Image
 
@@ -1294,8 +1323,12 @@ def test_a_bad_pretrained_file_is_one_line(tmp_path, capsys):
             Image.fromarray(np.zeros((40, 48, 3), np.uint8)).save(tmp_path / "data" / split / c / "0.JPEG")
     (tmp_path / "garbage.pth").write_text("garbage")
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "shape.pth")
+    torch.save({"model": {"conv1.weight": torch.zeros(3)}, "epoch": 1}, tmp_path / "checkpoint.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
     for name, why in (("garbage.pth", "is not a loadable torchvision state_dict (found a file starting with"),
-                      ("shape.pth", "shape mismatch for 'conv1.weight'")):
+                      ("shape.pth", "shape mismatch for 'conv1.weight'"),
+                      ("checkpoint.pth", "entry 'model' is a dict (a whole checkpoint? pass the state_dict inside it)"),
+                      ("list.pth", "expected a state_dict (dict of tensors), got list")):
         out = tmp_path / name.replace(".pth", "")
         assert main(["train", "--out", str(out), "--dataset", "imagenet", "--data-dir", str(tmp_path / "data"),
                      "--network", "resnet50", "--pretrained", str(tmp_path / name), "--attack", "none", "--val-size",

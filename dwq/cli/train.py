@@ -253,11 +253,10 @@ def cmd_train(a):
     try:
         model, key = build_model(f["network"], f["dataset"], model_set, f["switchable_bn"], a.width, pretrained,
                                  reference=f["reference"])
-    except RuntimeError as e:  # a damaged or mismatched --pretrained file: a traceback ended the run
+    except (RuntimeError, TypeError, ValueError) as e:  # a damaged, mismatched or foreign --pretrained file
         if pretrained is None:
             raise
-        raise CLIError(f"--pretrained {pretrained}: {first_line(e)}") \
-            from None
+        raise CLIError(f"--pretrained {pretrained}: {first_line(e)}") from None
     extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
              "dwq_version": __version__, "reference": f["reference"]}

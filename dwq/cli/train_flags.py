@@ -169,7 +169,8 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     f["epsilon"] = a.epsilon
     if a.attack == "none" and a.alpha is not None:
         raise CLIError("--alpha is the training attack's step; --attack none has no attack")
-    if a.attack == "none" and "epsilon" in given and not (a.val_size and a.val_pgd_steps):
+    # (--reference chooses best_test_reference.pt by a PGD at ε on the test set)
+    if a.attack == "none" and "epsilon" in given and not (a.val_size and a.val_pgd_steps) and not a.reference:
         raise CLIError("--epsilon is the radius of the training and validation attacks; with --attack none and "
                        "no PGD validation (--val-size 0 or --val-pgd-steps 0) nothing uses it")
     if a.alpha is None and a.attack != "none":
@@ -199,8 +200,9 @@ def resolve_flags(a, given) -> tuple[dict, list]:
         f[dest] = getattr(a, dest)
     for dest, what in (("val_pgd_steps", "the validation attack"), ("val_every", "when validation runs")):
         if dest in given and a.val_size == 0:
-            why = ("--val-size 0" if "val_size" in given
-                   else "--val-size 0 (--reference's default: give --val-size N to validate)")
+            why = ("the run's --val-size 0 (a resume cannot change it)" if a.resume and "val_size" not in given
+                   else "--val-size 0 (--reference's default: give --val-size N to validate)"
+                   if a.reference and "val_size" not in given else "--val-size 0")
             raise CLIError(f"{flag(dest)} sets {what}, and {why} disables validation")
         f[dest] = getattr(a, dest) if a.val_size else None
     # where and how it runs
@@ -224,7 +226,10 @@ def resolve_flags(a, given) -> tuple[dict, list]:
 def show_value(v, against=None):
     """A flag's value as it is typed on the command line (lists space-separated, floats short). A float
     shown beside another (``against``) that differs from it only beyond 6 digits is shown in full, so
-    that a message never says "--epsilon 0.0313725 (run: 0.0313725)"."""
+    that a message never says "--epsilon 0.0313725 (run: 0.0313725)". A recorded null is a flag that
+    played no part in the run: "not used", never "None"."""
+    if v is None:
+        return "not used"
     if isinstance(v, list):
         return " ".join(map(str, v))
     if isinstance(v, float):
