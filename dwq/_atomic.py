@@ -29,7 +29,9 @@ def _host_tag() -> str:
 def tmp_name(path) -> str:
     """``<path>.<host tag>.<random>.tmp``: a name of its own per write, so that two processes saving
     the same path (two runs given one output) never write into one temporary file, which left a mix
-    of both under ``path``. Every such name ends in ``.tmp``."""
+    of both under ``path``. Every such name ends in ``.tmp``; it is 22 characters longer than the
+    file's, so a file name of over 233 characters cannot be written. (Leftovers of the
+    ``<path>.<host>.<pid>.<random>.tmp`` names of dwq before 2026-12-04 are not swept.)"""
     return f"{os.fspath(path)}.{_host_tag()}.{secrets.token_hex(4)}.tmp"
 
 
@@ -50,13 +52,17 @@ def _remove_dead_writers_tmps(path: str) -> None:
     now = time.time()
     for tmp in glob.glob(glob.escape(path) + f".{_host_tag()}.*.tmp"):
         try:
-            fd = os.open(tmp, os.O_RDONLY)
-        except OSError:  # (gone meanwhile; unreadable)
+            # the age first: a sweep that locked a fresh file, even for a moment, could meet its
+            # writer's flock and leave that writer unlocked
+            if now - os.stat(tmp).st_mtime <= _SWEEP_AGE_S:
+                continue
+            # (read-write: where flock is emulated by POSIX locks, NFS, an exclusive lock needs it)
+            fd = os.open(tmp, os.O_RDWR)
+        except OSError:  # (gone meanwhile; another user's)
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if now - os.fstat(fd).st_mtime > _SWEEP_AGE_S:
-                os.remove(tmp)
+            os.remove(tmp)
         except OSError:  # (locked: a live writer; no flock here; removed meanwhile)
             pass
         finally:
@@ -68,18 +74,19 @@ def atomic_open(path: str, mode: str = "w"):
     """Open a temporary file beside ``path`` (:func:`tmp_name`) for writing; when the block ends,
     flush, fsync and rename it over ``path`` (atomic on POSIX), then fsync the folder. A kill leaves
     the previous ``path`` intact; an error or Ctrl-C in the block or the write also removes the
-    temporary file, and the next completed write removes what killed writers left."""
+    temporary file, and a later completed write removes what killed writers left (a minute old)."""
     path = os.fspath(path)
     tmp = tmp_name(path)
     # (O_EXCL: never another's file; mode 0o666 less the umask, as open() gives)
-    lock_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         if fcntl is not None:
             with contextlib.suppress(OSError):  # (a file system without flock: no sweeping there either)
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # written through a second descriptor, so that the lock outlives the file object's close and
-        # covers the rename: unlocked before it, the file could be swept by another writer
-        with os.fdopen(os.dup(lock_fd), mode) as f:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # (a sweep never locks a file this young: no wait)
+        # the descriptor stays open past the file object's close (closefd=False), so that the lock
+        # covers the rename: unlocked before it, the file could be swept by another writer (and where
+        # flock is emulated by POSIX locks, closing any descriptor of the file releases the lock)
+        with os.fdopen(fd, mode, closefd=False) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -89,7 +96,7 @@ def atomic_open(path: str, mode: str = "w"):
             os.remove(tmp)
         raise
     finally:
-        os.close(lock_fd)
+        os.close(fd)
     _fsync_folder(os.path.dirname(os.path.abspath(path)))
     _remove_dead_writers_tmps(path)
 

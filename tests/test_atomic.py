@@ -92,6 +92,42 @@ def test_a_live_writers_file_survives_another_writers_sweep(tmp_path, spelling):
     assert path.read_text() == "AA" and os.listdir(tmp_path) == ["ckpt"]
 
 
+def test_the_sweep_never_locks_a_fresh_file_and_a_writer_keeps_its_lock_to_the_rename(tmp_path, monkeypatch):
+    """The sweep locked every file before looking at its age: a writer whose own flock met it (non-
+    blocking) went on unlocked, and its file could be swept once a minute old. And the lock must cover
+    the rename: a writer whose file was unlocked before it could lose it to a sweep."""
+    path = str(tmp_path / "ckpt")
+    fresh = tmp_name(path)
+    open(fresh, "w").write("half")  # another writer's, between its create and its flock
+    locked, flock = [], fcntl.flock
+
+    def logged(fd, op):
+        locked.append(os.readlink(f"/proc/self/fd/{fd}"))
+        flock(fd, op)
+
+    def probed_replace(src, dst):
+        probe = os.open(src, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # still locked at the rename
+                flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
+        replace(src, dst)
+
+    replace = os.replace
+    monkeypatch.setattr(fcntl, "flock", logged)
+    monkeypatch.setattr(os, "replace", probed_replace)
+    with atomic_open(path) as f:
+        f.write("whole")
+        mine = locked[-1]
+        probe = os.open(mine, os.O_RDWR)  # (another open file description: the lock is seen)
+        with pytest.raises(BlockingIOError):
+            flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(probe)
+    assert fresh not in locked and locked == [mine]
+    assert open(path).read() == "whole" and os.path.exists(fresh)
+
+
 def test_a_name_near_the_file_systems_limit_is_written(tmp_path, monkeypatch):
     """The temporary name carried the whole host name (up to 64 characters) and the pid: a valid
     name of about 180 characters failed with 'File name too long'."""

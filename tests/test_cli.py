@@ -606,6 +606,17 @@ def test_fixed_full_precision_run_records_fp_and_a_folder_recording_null_resumes
     assert cfg == torch.load(out / "last.pt", weights_only=True)["config"] and cfg["run_id"]
 
 
+def test_resume_of_a_last_pt_missing_a_state_names_the_exception(run, tmp_path, capsys):
+    """A KeyError's message is only the key: "('precision_rng')" said nothing of what was missing."""
+    out = _copy(run, tmp_path)
+    ck = torch.load(out / "last.pt", weights_only=True)
+    del ck["precision_rng"]
+    torch.save(ck, out / "last.pt")
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "last.pt does not fit the run its config describes (KeyError: 'precision_rng')" in err, err
+
+
 def test_resume_of_a_run_without_recorded_flags_is_refused(run, tmp_path, capsys):
     out = _copy(run, tmp_path)
     ck = torch.load(out / "last.pt", weights_only=True)

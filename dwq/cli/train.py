@@ -24,7 +24,7 @@ import shlex
 import sys
 import time
 
-from dwq._errors import first_line
+from dwq._errors import first_line, typed_first_line
 from dwq._version import __version__
 
 from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int, path_arg,
@@ -283,7 +283,7 @@ def cmd_train(a):
                 tr.restore(ck, run)
             except (RuntimeError, KeyError, ValueError) as e:
                 raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
-                                      f"({first_line(e)})") from None
+                                      f"({typed_first_line(e)})") from None
         if say:
             print_header(f, ck["epoch"] if ck is not None else None, len(train), len(val), defaults, a.out)
             if dist_active():

@@ -7,7 +7,7 @@ shape and bytes) and ``model_sha256`` (digest of ``model``'s canonical JSON: a c
 padding would load as another model; files written before it are read without that check). Loading parses JSON and raw tensor bytes only: no pickle, no code. Weights are codes
 at exactly their bit width (:mod:`dwq.deploy.bitpack`); the kernels' layout is rebuilt on load.
 
-Writes go to a temporary file of their own beside ``path`` (``<path>.<host>.<pid>.<random>.tmp``),
+Writes go to a temporary file of their own beside ``path`` (``<path>.<host tag>.<random>.tmp``),
 are fsynced, then renamed over ``path`` (atomic on POSIX, :func:`dwq._atomic.atomic_open`): an
 interrupted save never replaces a good file, one that fails or is cut by Ctrl-C leaves no ``.tmp``
 behind, and two processes saving one path leave one whole file, the later one's.

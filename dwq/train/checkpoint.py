@@ -5,9 +5,9 @@ dicts only, so ``torch.load(..., weights_only=True)`` reads it. It holds the
 model, optimizer and scheduler states, the epoch/step counters, the run config,
 and every RNG state the loop uses (torch CPU/CUDA, numpy, Python ``random`` and
 the loop's own generator).
-Writing goes to a temporary ``<path>.<host>.<pid>.<random>.tmp`` then ``os.replace`` (atomic on
+Writing goes to a temporary ``<path>.<host tag>.<random>.tmp`` then ``os.replace`` (atomic on
 POSIX), so a kill during the write leaves the previous checkpoint intact; an error or Ctrl-C during
-it also removes the temporary file (a SIGKILL cannot: the next completed save removes it).
+it also removes the temporary file (a SIGKILL cannot: a later completed save removes it once it is a minute old).
 """
 from __future__ import annotations
 
