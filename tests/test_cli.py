@@ -202,6 +202,10 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--val-size", "0", "--val-pgd-steps", "3"], "--val-size 0 disables validation"),
     (["train", "--reference", "--val-pgd-steps", "3"], "--val-size 0 (--reference's default: give --val-size N"),
     (["train", "--val-size", "0", "--val-every", "2"], "--val-every sets when validation runs, and --val-size 0"),
+    # --num-bits fp parses to None, as a flag not given: it was ignored (trained at 8 bits), or allowed RPT
+    (["train", "--precisions", "4", "8", "--num-bits", "fp"], "--num-bits fp is not in the precision set 4 8"),
+    (["train", "--random-precision-training", "--precisions", "4", "8", "--num-bits", "fp"],
+     "--num-bits is for fixed-precision training"),
     (["train", "--network", "preact_resnet18", "--width", "8"], "--width sets small_cnn's first conv"),
     (["train", "--pretrained", "{tmp}/w.pth"], "--pretrained loads torchvision ResNet-50 weights"),
     (["train", "--precisions", "2", "4", "--num-bits-schedule", "2", "4"], "--precisions or --num-bits-schedule"),
@@ -244,6 +248,71 @@ def test_interrupt_before_the_first_epoch_leaves_a_folder_the_same_command_reuse
     assert list((tmp_path / "o").iterdir()) == []
     monkeypatch.undo()
     assert main(argv) == 0 and (tmp_path / "o" / "last.pt").is_file()
+
+
+TINY = ["--attack", "none", "--val-size", "16", "--train-subset", "32", "--batch-size", "32", "--width", "8",
+        "--no-progress", "--workers", "0"]
+
+
+def test_a_stopped_resume_says_how_to_continue_with_its_own_changes(tmp_path, capsys, monkeypatch):
+    """Until an epoch of a resume completes, last.pt holds the run's old flags: the plain `--resume` the
+    message gave went back to the old --epochs ("nothing to do", or training to the old count)."""
+    import errno
+
+    from dwq.train import Trainer
+
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--epochs", "1"] + TINY) == 0
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_fit", interrupted)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--val-every", "2", "--no-compile"]) == 130
+    hint = f"(continue with: dwq train --resume --out {out} --epochs 3 --val-every 2)"
+    assert hint in capsys.readouterr().err
+    monkeypatch.undo()
+
+    def full(self, *args, **kwargs):  # restore() trims metrics.jsonl and may rewrite best.pt
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "metrics.jsonl"))
+
+    monkeypatch.setattr(Trainer, "restore", full)
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "No space left on device" in err and \
+        f"continue with: dwq train --resume --out {out} --epochs 3 --workers 1)" in err, err
+
+
+def test_a_diverged_run_says_so_and_its_metrics_stay_strict_json(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--epochs", "1", "--lr", "1e30"] + TINY + ["--batch-size", "8"]) == 0
+    assert "(diverged: the loss is not finite; a lower --lr may help)" in capsys.readouterr().out
+
+    def strict(name):
+        raise ValueError(f"not strict JSON: {name}")
+    (rec,) = [json.loads(line, parse_constant=strict) for line in open(out / "metrics.jsonl")]
+    assert rec["train_loss"] == "nan"
+
+
+@pytest.mark.parametrize("line", ["7", "null", '{"epoch": "x"}', '{"epoch": true}', "[1]"])
+def test_a_metrics_line_that_is_no_epoch_record_does_not_end_a_resume_in_a_traceback(run, tmp_path, capsys, line):
+    out = _copy(run, tmp_path)
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(line + "\n")
+    rc = main(["train", "--resume", "--out", str(out), "--epochs", "2"])
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "Traceback" not in err, err
+
+
+def test_reference_defaults_note_leaves_out_what_plays_no_part():
+    from dwq.cli.common import given_flags
+    from dwq.cli.train_flags import apply_reference_defaults
+
+    argv = ["train", "--out", "x", "--reference", "--lr-schedule", "cyclic", "--attack", "fgsm-rs"]
+    a = build_parser().parse_args(argv)
+    ((_, note),) = apply_reference_defaults(a, given_flags(build_parser(), argv))
+    assert "--lr-milestones" not in note and "--attack-iters" not in note and "--epochs 160" in note, note
 
 
 def test_a_disk_that_fills_up_mid_run_is_one_line_saying_where_the_run_stands(tmp_path, capsys, monkeypatch):

@@ -45,14 +45,34 @@ DATASET_NAMES = ("mnist5k", "cifar10", "cifar100", "svhn", "imagenet")  # dwq.da
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.train.TRAIN_ATTACKS (not imported: fast --help)
 
 
-def _stopped(what: str, out: str, say: bool):
+# how a flag a resume may change is typed, by its value, where that is not "--flag value"
+_SWITCHES = {"compile": ("--no-compile", "--compile"), "deterministic": ("--no-deterministic", "--deterministic"),
+             "no_progress": ("--progress", "--no-progress")}
+
+
+def _resume_command(out: str, changed: dict, given) -> str:
+    """The command that continues the run in ``out``: a resume's own changes (``changed``: flag ->
+    [run's value, new value]) come along, since last.pt holds them only once an epoch of it completed;
+    a plain --resume before that went back to the run's --epochs (and the rest)."""
+    words = ["dwq", "train", "--resume", "--out", out]
+    for dest, (_, new) in changed.items():
+        if dest not in given:
+            continue
+        if dest in _SWITCHES:
+            words.append(_SWITCHES[dest][bool(new)])
+        else:
+            words += [flag(dest)] + (list(map(str, new)) if isinstance(new, list) else [show_value(new)])
+    return shlex.join(words)
+
+
+def _stopped(what: str, out: str, say: bool, resume_command: str):
     """CLIError: ``what`` stopped the run, and where it stands (nothing to resume: what it wrote is
     removed, so that the same command starts afresh)."""
     from dwq.train.run_folder import remove_run_files
 
     if os.path.exists(os.path.join(out, "last.pt")):
         raise CLIError(f"{what}; the last complete epoch is in {out}/last.pt (once fixed, continue with: "
-                       f"dwq train --resume --out {out})") from None
+                       f"{resume_command})") from None
     if say:
         with contextlib.suppress(OSError):
             remove_run_files(out)
@@ -214,6 +234,7 @@ def cmd_train(a):
                         "changed": {d: list(v) for d, v in changed.items()}})
     else:
         history = [{"started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": shlex.join(a._argv)}]
+    resume_command = _resume_command(a.out, history[-1].get("changed", {}), given)
 
     train, test, info = get_datasets(f["dataset"], f["data_dir"])
     n_all = len(train)
@@ -284,6 +305,11 @@ def cmd_train(a):
             except (RuntimeError, KeyError, ValueError) as e:
                 raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
                                       f"({typed_first_line(e)})") from None
+            except OSError as e:  # restore() trims metrics.jsonl and may rewrite best.pt: a full disk
+                what = write_failure(e, a.out)
+                if what is None:
+                    raise
+                _stopped(what, a.out, say, resume_command)
         if say:
             print_header(f, ck["epoch"] if ck is not None else None, len(train), len(val), defaults, a.out)
             if dist_active():
@@ -304,7 +330,7 @@ def cmd_train(a):
         except KeyboardInterrupt:
             if say and os.path.exists(os.path.join(a.out, "last.pt")):
                 print(f"dwq train: interrupted; the last complete epoch is in {a.out}/last.pt "
-                      f"(continue with: dwq train --resume --out {a.out})", file=sys.stderr)
+                      f"(continue with: {resume_command})", file=sys.stderr)
             elif say:
                 # No epoch completed: nothing to resume. Remove what this run wrote, so that the same
                 # command starts afresh instead of finding a folder that is neither empty nor resumable.
@@ -313,12 +339,12 @@ def cmd_train(a):
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
             return 130
         except DatasetError as e:  # an unreadable image; from a worker its message is a traceback ending in ours
-            _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say)
+            _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say, resume_command)
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
             what = write_failure(e, a.out)
             if what is None:
                 raise
-            _stopped(what, a.out, say)
+            _stopped(what, a.out, say, resume_command)
         finally:
             cleanup(synchronize=completed)
         if say:

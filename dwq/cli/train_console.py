@@ -3,6 +3,7 @@ and the summary at the end."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -30,6 +31,8 @@ def epoch_line(rec: dict, epochs: int, val_pgd_steps) -> str:
     s += f"  {rec['seconds']:.1f} s"
     if rec.get("best"):
         s += "  -> best.pt"
+    if not math.isfinite(rec["train_loss"]):
+        s += "  (diverged: the loss is not finite; a lower --lr may help)"
     return s
 
 

@@ -96,7 +96,8 @@ def apply_reference_defaults(a, given) -> list:
         elif a.attack == "pgd" and abs(a.alpha - ref_alpha) > 1e-12:
             raise CLIError(f"--reference: the reference's PGD training always steps 2/255 (its train.py forces "
                            f"it); --alpha {a.alpha:.6g} contradicts it")
-    shown = ", ".join(f"{flag(d)} {show_value(getattr(a, d))}" for d in taken if d != "attack_iters" or a.attack == "pgd")
+    plays_no_part = {"attack_iters": a.attack != "pgd", "lr_milestones": a.lr_schedule != "multistep"}
+    shown = ", ".join(f"{flag(d)} {show_value(getattr(a, d))}" for d in taken if not plays_no_part.get(d))
     return [("reference", f"the reference's semantics; its defaults for flags not given: {shown}")] if taken else \
         [("reference", "the reference's semantics (every default it sets was given)")]
 
@@ -142,18 +143,20 @@ def resolve_flags(a, given) -> tuple[dict, list]:
                                         "--precisions)"))
         else:
             model_set = [a.num_bits]
+    # "fp" parses to None, as a flag not given does: --num-bits fp on the command line was ignored
+    num_bits_set = "num_bits" in given or a.num_bits is not None
     if a.random_precision_training:
-        if a.num_bits is not None:
+        if num_bits_set:
             raise CLIError("--num-bits is for fixed-precision training; drop it with --random-precision-training")
         if len(model_set) < 2:
             raise CLIError(f"--random-precision-training draws a precision from the set, which holds only "
                            f"{pnames(model_set)}: give at least two (e.g. --precisions 4 8 or --num-bits-schedule 4 16)")
         train_p = None
     else:
-        train_p = a.num_bits if a.num_bits is not None else (None if None in model_set else model_set[-1])
+        train_p = a.num_bits if num_bits_set else (None if None in model_set else model_set[-1])
         if normalize_precision(train_p) not in [normalize_precision(p) for p in model_set]:
             raise CLIError(f"--num-bits {precision_name(train_p)} is not in the precision set {pnames(model_set)}")
-        if a.num_bits is None and len(model_set) > 1:
+        if not num_bits_set and len(model_set) > 1:
             defaults.append(("default", f"training precision {precision_name(train_p)} (--num-bits not given: "
                                         f"{'fp, in the set' if train_p is None else 'the last of the set'})"))
     if a.switchable_bn and len(model_set) < 2:

@@ -529,7 +529,7 @@ class Trainer:
                 # last: written before last.pt, an interrupt left it holding an epoch that resume() redoes,
                 # for good if the redone epoch scored lower; after it, restore() rewrites a missed one.
                 with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                    f.write(json.dumps(jsonable(rec)) + "\n")  # (a diverged run's NaN loss as "nan": strict JSON)
                     # on disk before last.pt (fsynced): after a crash of the machine a last.pt ahead of
                     # its line is a folder that resume() refuses as another run's
                     f.flush()

@@ -63,11 +63,13 @@ def read_metrics(out_dir: str) -> Optional[list]:
 
 
 def _epoch_of(line: str) -> float:
-    """The epoch of a metrics.jsonl line; a line cut short by a kill belongs to no kept epoch."""
+    """The epoch of a metrics.jsonl line; a line cut short by a kill, or one that is no epoch record
+    (edited by hand: 7, null, an epoch that is no number), belongs to no kept epoch."""
     try:
-        return json.loads(line).get("epoch", 0)
-    except ValueError:
+        epoch = json.loads(line).get("epoch", 0)
+    except (ValueError, AttributeError):
         return float("inf")
+    return epoch if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else float("inf")
 
 
 def check_fresh_run_folder(out_dir: str) -> None:
