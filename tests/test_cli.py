@@ -284,6 +284,31 @@ def test_a_stopped_resume_says_how_to_continue_with_its_own_changes(tmp_path, ca
         f"continue with: dwq train --resume --out {out} --epochs 3 --workers 1)" in err, err
 
 
+def test_sigterm_is_handled_as_ctrl_c(tmp_path, capsys, monkeypatch):
+    """A scheduler's SIGTERM in the first epoch left config.json behind, and the requeued command was
+    refused ("stopped before its first epoch ended"); after an epoch it now says how to continue."""
+    import signal
+    import time
+
+    from dwq.train import Trainer
+
+    def terminated(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # (the handler raises here)
+
+    out = tmp_path / "r"
+    argv = ["train", "--out", str(out), "--epochs", "2"] + TINY
+    monkeypatch.setattr(Trainer, "_fit", terminated)
+    assert main(argv) == 143
+    assert "terminated (SIGTERM) before the first epoch completed; nothing to resume" in capsys.readouterr().err
+    assert list(out.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    monkeypatch.undo()
+    assert main(argv[:4] + ["1"] + argv[5:]) == 0
+    monkeypatch.setattr(Trainer, "_fit", terminated)
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 143
+    assert f"terminated (SIGTERM); the last complete epoch is in {out}/last.pt" in capsys.readouterr().err
+
+
 def test_a_diverged_run_says_so_and_its_metrics_stay_strict_json(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["train", "--out", str(out), "--epochs", "1", "--lr", "1e30"] + TINY + ["--batch-size", "8"]) == 0

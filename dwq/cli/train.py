@@ -65,6 +65,31 @@ def _resume_command(out: str, changed: dict, given) -> str:
     return shlex.join(words)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's preemption, `kill`, `timeout`), handled as Ctrl-C: a run stopped in its
+    first epoch removes what it wrote, so that the same command (a requeued job) starts afresh instead
+    of finding a folder that is neither empty nor resumable."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # (signal handlers: main thread only)
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _stopped(what: str, out: str, say: bool, resume_command: str):
     """CLIError: ``what`` stopped the run, and where it stands (nothing to resume: what it wrote is
     removed, so that the same command starts afresh)."""
@@ -325,19 +350,21 @@ def cmd_train(a):
         t0 = time.time()
         completed = False
         try:
-            tr.fit()
+            with _sigterm_as_interrupt():
+                tr.fit()
             completed = True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
             if say and os.path.exists(os.path.join(a.out, "last.pt")):
-                print(f"dwq train: interrupted; the last complete epoch is in {a.out}/last.pt "
+                print(f"dwq train: {how}; the last complete epoch is in {a.out}/last.pt "
                       f"(continue with: {resume_command})", file=sys.stderr)
             elif say:
                 # No epoch completed: nothing to resume. Remove what this run wrote, so that the same
                 # command starts afresh instead of finding a folder that is neither empty nor resumable.
                 remove_run_files(a.out)
-                print(f"dwq train: interrupted before the first epoch completed; nothing to resume, and what the "
+                print(f"dwq train: {how} before the first epoch completed; nothing to resume, and what the "
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
-            return 130
+            return 143 if isinstance(e, _Terminated) else 130
         except DatasetError as e:  # an unreadable image; from a worker its message is a traceback ending in ours
             _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say, resume_command)
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
