@@ -215,6 +215,7 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["eval", "--checkpoint", "c.pt", "--protocols", "paper", "transfer", "paper"], "--protocols: paper given more than once"),
     (["train", "--device", "tpu"], "--device tpu: not a device"),
     (["train", "--device", "meta"], "--device meta: dwq runs on cpu or cuda, not meta"),
+    (["train", "--device", "cpu:1"], "--device cpu:1: the CPU takes no index; use cpu"),
     # the demo ran on fewer images than asked, unsaid (small flags: a failure on old code ends soon)
     (["demo", "--n-test", "5000", "--epochs", "1", "--train-images", "64", "--autoattack-n", "0", "--no-progress"],
      "--n-test 5000: the mnist5k test split has 1000 images"),

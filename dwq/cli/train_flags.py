@@ -54,6 +54,8 @@ def device_arg(name):
         raise CLIError(f"--device {name}: not a device; use cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
         raise CLIError(f"--device {name}: dwq runs on cpu or cuda, not {dev.type}")
+    if dev.type == "cpu" and dev.index is not None:  # (torch ignores it: recorded, then a "change" on resume)
+        raise CLIError(f"--device {name}: the CPU takes no index; use cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CLIError(f"--device {name}: CUDA is not available on this machine")
     n = torch.cuda.device_count() if dev.type == "cuda" else 0
