@@ -83,6 +83,79 @@ def test_malformed_cifar_folder_is_a_clear_error(tmp_path):
     assert "download=True" not in str(e.value)  # torchvision's advice; dwq never downloads
 
 
+def test_a_partial_cifar_copy_names_its_first_missing_or_corrupt_file(tmp_path):
+    """torchvision says "Dataset not found or corrupted." whatever the file: the user had to guess."""
+    torchvision_or_skip("CIFAR is read by torchvision")
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"not the published batch")
+    with pytest.raises(DatasetError, match=r"data_batch_1 is corrupt \(its MD5 differs"):
+        get_datasets("cifar10", str(tmp_path))
+    (folder / "data_batch_1").unlink()
+    with pytest.raises(DatasetError, match=r"cifar-10-batches-py/data_batch_1 is missing: a partial copy"):
+        get_datasets("cifar10", str(tmp_path))
+
+
+def test_svhn_without_scipy_says_so(tmp_path, monkeypatch):
+    """torchvision imports scipy.io only when it reads SVHN, and scipy is no dependency of dwq: a
+    ModuleNotFoundError traceback."""
+    import importlib.util
+
+    for f in ("train_32x32.mat", "test_32x32.mat"):
+        (tmp_path / f).write_bytes(b"")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else find_spec(name, *a))
+    with pytest.raises(DatasetError, match=r"svhn: reading its \.mat files needs scipy, which is not installed"):
+        get_datasets("svhn", str(tmp_path))
+
+
+@pytest.mark.parametrize("mode, value, expected", [("I;16", 32768, 128), ("I;16", 65535, 255), ("I;16", 255, 0),
+                                                   ("L", 128, 128), ("I", 5, None), ("F", 0.5, None)])
+def test_imagenet_images_of_other_bit_depths(tmp_path, mode, value, expected):
+    """PIL's RGB conversion clips 16-bit grayscale: a mid-gray 16-bit PNG was read as white (1.0) and a
+    float TIFF at 0.5 as black, and training went on."""
+    from PIL import Image
+
+    from dwq.data import _read_image
+
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    path = tmp_path / ("x.tif" if mode in ("I", "F") else "x.png")
+    dtype = {"I;16": np.uint16, "L": np.uint8, "I": np.int32, "F": np.float32}[mode]
+    Image.fromarray(np.full((4, 5), value, dtype=dtype), mode if mode != "I;16" else None).save(path)
+    assert Image.open(path).mode == mode
+    if expected is None:
+        with pytest.raises(DatasetError, match=f"the image {path} has 32-bit .* pixels \\(PIL mode {mode}\\)"):
+            _read_image(str(path))
+    else:
+        img = _read_image(str(path))
+        assert img.mode == "RGB" and np.asarray(img).min() == np.asarray(img).max() == expected
+
+
+def test_an_image_header_claiming_billions_of_pixels_is_a_dataset_error(tmp_path):
+    """PIL's DecompressionBombError is no OSError: it escaped as a traceback without the file's name."""
+    from PIL import Image
+
+    from dwq.data import _read_image
+
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    path = tmp_path / "x.bmp"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[18:26] = (200000).to_bytes(4, "little") + (200000).to_bytes(4, "little")  # width, height
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match=f"cannot read the image {path} \\(DecompressionBombError"):
+        _read_image(str(path))
+
+
+def test_an_empty_class_folder_names_its_split(tmp_path):
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    _image_folders(tmp_path)
+    for f in (tmp_path / "val" / "n02").iterdir():
+        f.unlink()
+    with pytest.raises(DatasetError, match=f"imagenet: {tmp_path / 'val'}: Found no valid file for the classes n02"):
+        get_datasets("imagenet", str(tmp_path))
+
+
 def _image_folders(root, train_classes=("n01", "n02"), val_classes=("n01", "n02")):
     import numpy as np
     from PIL import Image

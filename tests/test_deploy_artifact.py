@@ -382,6 +382,9 @@ def test_a_declared_float_layer_is_not_allocated_before_its_tensors_are_checked(
     ("gpu", "load: device must be a torch.device or a name such as 'cpu', 'cuda' or 'cuda:0', got 'gpu'"),
     (3.5, "load: device must be a torch.device or a name such as 'cpu', 'cuda' or 'cuda:0', got 3.5"),
     ("cuda:99", "load: device 'cuda:99' is not available here ("),
+    # a backend torch was built without raised ModuleNotFoundError; meta failed in the weights' unpacking
+    ("hpu", "load: device 'hpu' is not available here ("),
+    ("meta", "load: device 'meta' holds no data; give a device that computes"),
 ])
 def test_load_checks_its_device_before_reading_the_file(tmp_path, device, msg):
     """A bad device failed after the whole file was read, with torch's message ("Expected one of cpu,

@@ -206,16 +206,61 @@ def _check_same_classes(train: list, val: list, root: str) -> None:
                        f"so both must hold the same <wnid> folders")
 
 
+_SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
 def _read_image(path: str):
-    """ImageFolder's loader, with a file that PIL cannot read (truncated, not an image) a one-line
-    DatasetError naming it: PIL's error, raised in a DataLoader worker, came back as a traceback."""
-    from torchvision.datasets.folder import default_loader
+    """An RGB PIL image, as ImageFolder's default loader gives, with a file that PIL cannot read
+    (truncated, not an image, a header claiming billions of pixels) a one-line DatasetError naming it:
+    PIL's error, raised in a DataLoader worker, came back as a traceback. PIL's RGB conversion clips
+    16-bit grayscale to white instead of scaling it: those are scaled to 8 bits here, and 32-bit
+    integer or float images, whose range PIL cannot know, are refused."""
+    from PIL import Image
 
     try:
-        return default_loader(path)
-    except (OSError, ValueError, SyntaxError) as e:  # (PIL's UnidentifiedImageError is an OSError)
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            if img.mode in _SIXTEEN_BIT_GRAY:
+                codes = np.asarray(img, dtype=np.uint16) >> 8
+                return Image.fromarray(codes.astype(np.uint8), "L").convert("RGB")
+            if img.mode in ("I", "F"):
+                raise DatasetError(f"imagenet: the image {path} has 32-bit {'float' if img.mode == 'F' else 'integer'} "
+                                   f"pixels (PIL mode {img.mode}), whose range cannot be known; convert it to 8 bits")
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # (UnidentifiedImageError: OSError)
         raise DatasetError(f"imagenet: cannot read the image {path} ({type(e).__name__}: {e}); replace or "
                            f"remove it") from None
+
+
+def _image_folder(tvd, root: str, split: str, transform):
+    """torchvision's ImageFolder over ``root/split``; its refusals (an empty class folder, no class
+    folder) name that split's folder, which its message leaves out."""
+    folder = os.path.join(root, split)
+    try:
+        return tvd.ImageFolder(folder, transform=transform, loader=_read_image)
+    except FileNotFoundError as e:
+        raise DatasetError(f"imagenet: {folder}: {first_line(e)}") from None
+
+
+def _bad_file(tvd, name: str, root: str):
+    """The first file of a CIFAR or SVHN copy that is missing or fails its MD5 (torchvision's one message,
+    "Dataset not found or corrupted.", names none), as a sentence; None if all are whole."""
+    from torchvision.datasets.utils import check_integrity
+
+    if name in ("cifar10", "cifar100"):
+        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        files = [(os.path.join(root, cls.base_folder, f), md5) for f, md5 in cls.train_list + cls.test_list]
+        files.append((os.path.join(root, cls.base_folder, cls.meta["filename"]), cls.meta["md5"]))
+    elif name == "svhn":
+        files = [(os.path.join(root, tvd.SVHN.split_list[s][1]), tvd.SVHN.split_list[s][2]) for s in ("train", "test")]
+    else:
+        return None
+    for path, md5 in files:
+        if not os.path.isfile(path):
+            return f"{path} is missing: a partial copy? extract the whole archive again"
+        if not check_integrity(path, md5):
+            return f"{path} is corrupt (its MD5 differs from the published one); extract the archive again"
+    return None
 
 
 def _torchvision(name: str):
@@ -252,6 +297,8 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
               "svhn": ("train_32x32.mat", "test_32x32.mat"), "imagenet": ("train", "val")}[info.name]
     for f in needed:  # before importing torchvision: the layout error is the useful one
         _need(os.path.join(root, f), info, root)
+    if info.name == "svhn" and importlib.util.find_spec("scipy") is None:  # (torchvision reads .mat with it)
+        raise DatasetError("svhn: reading its .mat files needs scipy, which is not installed (pip install scipy)")
     tvd, T = _torchvision(info.name)
 
     to_tensor = T.ToTensor()
@@ -268,8 +315,7 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
         else:
             te = T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor])
             tr = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), to_tensor]) if augment else te
-            train, test = (tvd.ImageFolder(os.path.join(root, "train"), transform=tr, loader=_read_image),
-                           tvd.ImageFolder(os.path.join(root, "val"), transform=te, loader=_read_image))
+            train, test = _image_folder(tvd, root, "train", tr), _image_folder(tvd, root, "val", te)
             _check_same_classes(train.classes, test.classes, root)
             if len(train.classes) > info.num_classes:
                 # Labels past the 1000-way head would fail only in the loss, at the first such batch.
@@ -282,5 +328,5 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
         raise
     except (RuntimeError, FileNotFoundError, OSError, ValueError) as e:  # torchvision's own checks
         # torchvision's advice to pass download=True does not apply: dwq never downloads.
-        why = str(e).replace(" You can use download=True to download it", "")
+        why = _bad_file(tvd, info.name, root) or str(e).replace(" You can use download=True to download it", "")
         raise DatasetError(f"{info.name}: could not read {root} ({why}). Expected {info.expected.replace('ROOT', root)}") from e

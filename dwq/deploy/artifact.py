@@ -120,10 +120,12 @@ def load(path: str, device="cpu") -> IntegerModel:
     except (TypeError, RuntimeError, ValueError):
         raise ValueError(f"load: device must be a torch.device or a name such as 'cpu', 'cuda' or 'cuda:0', "
                          f"got {device!r}") from None
+    if dev.type == "meta":  # (no data: the weights' unpacking fails later, far from the cause)
+        raise ValueError("load: device 'meta' holds no data; give a device that computes, such as 'cpu' or 'cuda'")
     try:
         torch.empty(0, device=dev)
-    except (RuntimeError, AssertionError, ValueError) as e:  # (no driver / no such index: torch's own wording)
-        raise ValueError(f"load: device {device!r} is not available here ({first_line(e)})") from None
+    except Exception as e:  # (no driver, no such index, a backend torch was built without: torch's own wording)
+        raise ValueError(f"load: device {device!r} is not available here ({typed_first_line(e)})") from None
     meta = read_metadata(path)
     try:
         with safe_open(path, framework="pt") as f:
