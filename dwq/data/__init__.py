@@ -298,7 +298,7 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
     for f in needed:  # before importing torchvision: the layout error is the useful one
         _need(os.path.join(root, f), info, root)
     if info.name == "svhn" and importlib.util.find_spec("scipy") is None:  # (torchvision reads .mat with it)
-        raise DatasetError("svhn: reading its .mat files needs scipy, which is not installed (pip install scipy)")
+        raise DatasetError("svhn: reading its .mat files needs scipy, which is not installed (pip install scipy, or dwq[svhn])")
     tvd, T = _torchvision(info.name)
 
     to_tensor = T.ToTensor()
