@@ -294,6 +294,8 @@ def test_sigterm_is_handled_as_ctrl_c(tmp_path, capsys, monkeypatch):
     from dwq.train import Trainer
 
     def terminated(self, *args, **kwargs):
+        # (without a handler SIGTERM would end pytest itself)
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no SIGTERM handler installed"
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # (the handler raises here)
 
@@ -872,6 +874,43 @@ def test_an_interrupted_eval_resumes(run, tmp_path, capsys, monkeypatch):
     assert "holds a finished evaluation" in capsys.readouterr().err
 
 
+def test_an_eval_stopped_by_sigterm_says_how_to_continue_and_after_its_report_not(run, tmp_path, capsys, monkeypatch):
+    """SIGTERM (a scheduler's preemption) ended dwq eval silently, and a rerun was refused as a non-empty
+    folder; a Ctrl-C after report.json was written (removing the stages) still offered --resume, which
+    then refused the finished evaluation."""
+    import signal
+    import time
+
+    import dwq.eval as E
+    from dwq.eval import run as R
+
+    flags = ["--checkpoint", str(run[0] / "best.pt"), "--n-test", "12", "--steps", "1", "--batch-size", "6",
+             "--protocols", "paper", "adaptive", "--no-progress"]
+
+    def terminated(*a, **k):
+        # (without a handler SIGTERM would end pytest itself)
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no SIGTERM handler installed"
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # (the handler raises here)
+
+    monkeypatch.setattr(R, "adaptive_protocol", terminated)
+    capsys.readouterr()
+    assert main(["eval", "--out", str(tmp_path / "a")] + flags) == 143
+    assert "dwq eval: terminated (SIGTERM); the same command with --resume continues it" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    write_report = E.write_report
+
+    def interrupted_after(*a, **k):  # Ctrl-C once report.json is written, before the stages are removed
+        write_report(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E, "write_report", interrupted_after)
+    assert main(["eval", "--out", str(tmp_path / "b")] + flags) == 130
+    err = capsys.readouterr().err
+    assert "dwq eval: interrupted" in err and "--resume" not in err, err
+
+
 def test_an_eval_killed_in_its_last_writes_or_before_its_first_stage_resumes(run, tmp_path, capsys, monkeypatch):
     """report.json was written before transfer.png: killed in the heatmap, the folder looked finished
     (--resume refused it, and a run without it refused the non-empty folder) and transfer.png was never
@@ -1267,7 +1306,12 @@ def test_library_errors_are_one_line_unless_dwq_traceback(monkeypatch, capsys):
 
 
 def test_demo_names_an_interrupted_run_in_its_out_folder(tmp_path, capsys):
-    (tmp_path / "fp").mkdir()  # what a demo cut short leaves: trained runs, no report.json
+    """Any folder without report.json was called an interrupted demo, and --resume then said it was
+    none: a demo writes demo_run.json before anything else, and only such a folder is one."""
+    (tmp_path / "fp").mkdir()  # a folder of something else (a dwq train run, ...)
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "an interrupted demo" not in capsys.readouterr().err
+    (tmp_path / "demo_run.json").write_text('{"settings": {}}')  # what a demo cut short leaves: no report.json
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "holds no report.json: an interrupted demo" in capsys.readouterr().err
     (tmp_path / "report.json").write_text("{}")

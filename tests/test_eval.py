@@ -2,6 +2,7 @@
 import copy
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -585,6 +586,39 @@ def test_a_resume_may_reorder_or_add_protocols(model_data, tmp_path, monkeypatch
     got = E.evaluate(m, x, y, SET, stage_dir=str(st), protocols=["adaptive", "paper", "transfer"], paper_batch=4, **kw)
     assert _without_timing(got) == _without_timing(want)
     assert (st / "adaptive.pt").is_file()
+
+
+def test_a_resume_on_other_cpu_kernels_or_torch_is_refused(model_data, tmp_path, monkeypatch):
+    """The device type alone was recorded: a resume requeued onto a CPU whose kernels differ (AVX2 for
+    AVX-512; ATEN_CPU_CAPABILITY=default changed figures) mixed two kernel sets into one report. A
+    folder of an earlier dwq, without the record, still resumes."""
+    from dwq.eval.stages import StageDirError
+
+    m, x, y = model_data
+    x, y = x[:8], y[:8]
+    kw = dict(epsilon=0.1, alpha=0.025, steps=1, batch_size=8, seed=2, protocols=["paper"])
+    st = tmp_path / "st"
+    want = E.evaluate(m, x, y, SET, stage_dir=str(st), **kw)
+    here = torch.backends.cpu.get_cpu_capability()
+    other = "AVX2" if here != "AVX2" else "DEFAULT"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: other)
+    with pytest.raises(StageDirError, match=f"kernels 'cpu {here}' there, 'cpu {other}' here"):
+        E.evaluate(m, x, y, SET, stage_dir=str(st), **kw)
+    monkeypatch.undo()
+    version = torch.__version__
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    with pytest.raises(StageDirError, match=f"torch '{re.escape(version)}' there, '9.9.9' here"):
+        E.evaluate(m, x, y, SET, stage_dir=str(st), **kw)
+    monkeypatch.undo()
+    ident = json.loads((st / "evaluation.json").read_text())
+    for k in ("torch", "kernels"):
+        del ident["settings"][k]
+    (st / "evaluation.json").write_text(json.dumps(ident))
+    assert _without_timing(E.evaluate(m, x, y, SET, stage_dir=str(st), **kw)) == _without_timing(want)
+    # a hand-edited identity: refused in one line (an AttributeError before)
+    (st / "evaluation.json").write_text(json.dumps(dict(ident, settings=["x"])))
+    with pytest.raises(StageDirError, match="another evaluation: .*seed None there, 2 here"):
+        E.evaluate(m, x, y, SET, stage_dir=str(st), **kw)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

@@ -395,3 +395,29 @@ class StageLog:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's preemption, `kill`, `timeout`), handled as Ctrl-C: a training run stopped in
+    its first epoch removes what it wrote, so that the same command (a requeued job) starts afresh
+    instead of finding a folder that is neither empty nor resumable, and every command says where it
+    stopped and how to continue."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # (signal handlers: main thread only)
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

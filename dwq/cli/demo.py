@@ -65,7 +65,9 @@ def _run(a, held: contextlib.ExitStack) -> int:
 
     t_start = time.time()
     resume = getattr(a, "resume", False)
-    partial = os.path.isdir(a.out) and os.listdir(a.out) and not os.path.exists(os.path.join(a.out, "report.json"))
+    # (demo_run.json is written before any training: a folder without it is no demo's)
+    partial = (os.path.isfile(os.path.join(a.out, demo_resume.SETTINGS))
+               and not os.path.exists(os.path.join(a.out, "report.json")))
     if not resume:  # before anything else, then created once every flag is checked
         fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted demo; continue it with "
                                             "--resume)" if partial else "")
@@ -90,7 +92,7 @@ def _run(a, held: contextlib.ExitStack) -> int:
     # what the figures depend on: a resume continues only the same demo
     settings = {"epochs": a.epochs, "n_test": n, "train_images": a.train_images, "autoattack_n": n_aa,
                 "autoattack_steps": AA_STEPS, "autoattack_eot": AA_EOT, "seed": a.seed, "threads": a.threads,
-                "dwq_version": __version__}
+                "dwq_version": __version__, **E.kernel_identity("cpu")}
     # two demos in one folder (a resume beside the run it resumes) would train and write over each other
     if resume and os.path.isdir(a.out):
         held.enter_context(folder_lock(a.out))

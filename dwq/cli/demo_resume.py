@@ -48,7 +48,10 @@ def check_resumable(out: str, settings: dict) -> bool:
         assert isinstance(theirs, dict)
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
         raise CLIError(f"--resume: {out} is not an interrupted dwq demo (no readable {SETTINGS})") from None
-    changed = sorted(k for k in set(theirs) | set(settings) if theirs.get(k) != settings.get(k))
+    from dwq.eval.stages import ADDED_LATER
+
+    changed = sorted(k for k in set(theirs) | set(settings) if theirs.get(k) != settings.get(k)
+                     and (k in theirs or k not in ADDED_LATER))
     if changed:
         raise CLIError("--resume: the interrupted demo ran with other settings: "
                        + "; ".join(f"{k} {theirs.get(k)!r} there, {settings.get(k)!r} here" for k in changed))

@@ -16,9 +16,10 @@ from dwq._version import __version__
 from . import demo_resume
 from . import deploy as deploy_cli
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, folder_lock, fresh_dir,
-                     given_flags, nonneg_int, path_arg, pnames, positive_fraction, positive_int, precision_arg,
-                     precisions_within, resumable_dir, seed_arg, stdout_to_devnull, threads_arg, write_failure)
+from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, Terminated, existing_checkpoint, folder_lock,
+                     fresh_dir, given_flags, nonneg_int, path_arg, pnames, positive_fraction, positive_int,
+                     precision_arg, precisions_within, resumable_dir, seed_arg, sigterm_as_interrupt,
+                     stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
 EVAL_STAGES = "stages"  # dwq eval's saved stages in --out, until report.json is written (dwq.eval.stages)
@@ -350,7 +351,7 @@ def _eval(a, held: contextlib.ExitStack):
     fmt = lambda r: f"{100 * r['acc']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"  # noqa: E731
     print(f"accuracy, % [95% interval], n={len(y)}:")
     for key in ("clean_acc", f"{a.attack}_acc"):
-        print(f"  {key:<14}" + "  ".join(f"{p}: {fmt(r)}" for p, r in rep[key].items()))
+        print(f"  {key:<15}" + "  ".join(f"{p}: {fmt(r)}" for p, r in rep[key].items()))
     for key, r in rep["rpi"].items():
         if isinstance(r, dict) and "acc" in r:
             print(f"  RPI {key:<26}{fmt(r)}")
@@ -380,24 +381,29 @@ def main(argv=None) -> int:
     a._given = given_flags(build_parser(), argv)  # flags written on the command line, not defaults
     a._argv = ["dwq"] + argv
     try:
-        if a.command == "train":
-            return train_cmd.cmd_train(a)
-        if a.command == "eval":
-            return cmd_eval(a)
-        if a.command == "demo":
-            from .demo import run_demo
-            return run_demo(a)
-        if a.command in deploy_cli.COMMANDS:
-            return deploy_cli.COMMANDS[a.command](a)
+        with sigterm_as_interrupt():
+            if a.command == "train":
+                return train_cmd.cmd_train(a)
+            if a.command == "eval":
+                return cmd_eval(a)
+            if a.command == "demo":
+                from .demo import run_demo
+                return run_demo(a)
+            if a.command in deploy_cli.COMMANDS:
+                return deploy_cli.COMMANDS[a.command](a)
     except CLIError as e:
         print(f"dwq {a.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        resumable = a.command in ("eval", "demo") and os.path.isdir(getattr(a, "out", "") or "") and any(
-            os.path.exists(os.path.join(a.out, f)) for f in (EVAL_STAGES, demo_resume.SETTINGS))
-        print(f"dwq {a.command}: interrupted" + ("; the same command with --resume continues it" if resumable else ""),
+    except KeyboardInterrupt as e:
+        out = getattr(a, "out", "") or ""
+        # (once report.json is written the run is finished: what is left is removing its resume files)
+        resumable = a.command in ("eval", "demo") and os.path.isdir(out) and any(
+            os.path.exists(os.path.join(out, f)) for f in (EVAL_STAGES, demo_resume.SETTINGS)) and \
+            not os.path.exists(os.path.join(out, "report.json"))
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it" if resumable else ""),
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
         stdout_to_devnull()
         return 1

@@ -27,9 +27,9 @@ import time
 from dwq._errors import first_line, typed_first_line
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int, path_arg,
-                     positive_float, positive_fraction, positive_int, precision_arg, seed_arg, unit_float, val_size_arg,
-                     write_failure, writable_dir)
+from .common import (CLIError, HelpFormatter, Terminated, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int,
+                     path_arg, positive_float, positive_fraction, positive_int, precision_arg, seed_arg,
+                     sigterm_as_interrupt, unit_float, val_size_arg, write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
                           apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
@@ -63,31 +63,6 @@ def _resume_command(out: str, changed: dict, given) -> str:
         else:
             words += [flag(dest)] + (list(map(str, new)) if isinstance(new, list) else [show_value(new)])
     return shlex.join(words)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's preemption, `kill`, `timeout`), handled as Ctrl-C: a run stopped in its
-    first epoch removes what it wrote, so that the same command (a requeued job) starts afresh instead
-    of finding a folder that is neither empty nor resumable."""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():  # (signal handlers: main thread only)
-        yield
-        return
-
-    def terminated(signum, frame):
-        raise _Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stopped(what: str, out: str, say: bool, resume_command: str):
@@ -350,11 +325,11 @@ def cmd_train(a):
         t0 = time.time()
         completed = False
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_interrupt():
                 tr.fit()
             completed = True
         except KeyboardInterrupt as e:
-            how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
+            how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
             if say and os.path.exists(os.path.join(a.out, "last.pt")):
                 print(f"dwq train: {how}; the last complete epoch is in {a.out}/last.pt "
                       f"(continue with: {resume_command})", file=sys.stderr)
@@ -364,7 +339,7 @@ def cmd_train(a):
                 remove_run_files(a.out)
                 print(f"dwq train: {how} before the first epoch completed; nothing to resume, and what the "
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
-            return 143 if isinstance(e, _Terminated) else 130
+            return 143 if isinstance(e, Terminated) else 130
         except DatasetError as e:  # an unreadable image; from a worker its message is a traceback ending in ours
             _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say, resume_command)
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands

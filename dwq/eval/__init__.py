@@ -9,8 +9,9 @@ from dwq.eval.protocols import (DEFINITIONS, PerImageRPI, adaptive_protocol, aut
                                 rpi_clean, rpi_worst_case_of_attacks, run_at, transfer_matrix)
 from dwq.eval.report import pname, save_heatmap, save_json
 from dwq.eval.run import PROTOCOLS, evaluate, write_report
+from dwq.eval.stages import kernel_identity
 
 __all__ = ["DEFINITIONS", "EVAL_ATTACKS", "PROTOCOLS", "REFERENCE_PGD", "PerImageRPI", "acc_ci", "adaptive_protocol", "autoattack_rpi",
-           "clean_accuracy", "cluster_ci", "diff_ci", "evaluate", "make_attack", "matrix_diagonal", "mean_ci",
+           "clean_accuracy", "cluster_ci", "diff_ci", "evaluate", "kernel_identity", "make_attack", "matrix_diagonal", "mean_ci",
            "paper_protocol", "pname", "predict", "robust_accuracy", "rpi_best_of_attacks", "rpi_clean", "rpi_worst_case_of_attacks", "run_at",
            "save_heatmap", "save_json", "t_quantile", "transfer_matrix", "write_report"]

@@ -38,13 +38,28 @@ class StageDirError(ValueError):
     """A stage folder that belongs to another evaluation, or one that cannot be read."""
 
 
+def kernel_identity(device) -> dict:
+    """Which float kernels computed the figures, beyond the device type: torch's version and the CPU's
+    kernel level (torch picks AVX-512, AVX2 or plain code at start) or the GPU's model. A resume requeued
+    onto another machine mixed two kernel sets into a report that matched neither run."""
+    dev = torch.device(device)
+    kernels = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+               else f"cpu {torch.backends.cpu.get_cpu_capability()}")
+    return {"torch": torch.__version__, "kernels": kernels}
+
+
+# settings compared only where a folder recorded them (folders of dwq before 2026-12-04 did not)
+ADDED_LATER = tuple(kernel_identity("cpu"))
+
+
 def evaluation_identity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: dict) -> dict:
     """What an evaluation's figures depend on: its settings (JSON-ready), the model's class and state,
     and the images and labels."""
     state = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     from dwq._version import __version__
 
-    settings = dict(settings, dwq_version=__version__)  # another dwq may compute other figures
+    # another dwq, torch or machine may compute other figures
+    settings = dict(settings, dwq_version=__version__, **kernel_identity(y.device))
     return {"settings": json.loads(json.dumps(settings, sort_keys=True, default=repr)),
             "model": f"{type(model).__name__} {tensor_digest(state)}",
             "layers": _layers_digest(model),
@@ -74,9 +89,10 @@ def _differences(theirs: dict, ours: dict) -> list:
         out.append("the model's layer or quantizer options (e.g. zero_point=, act_ema=)")
     if theirs.get("data") != ours["data"]:
         out.append("the images or labels")
-    ts, os_ = theirs.get("settings") or {}, ours["settings"]
+    ts, os_ = theirs.get("settings"), ours["settings"]
+    ts = ts if isinstance(ts, dict) else {}  # (a hand-edited file: every setting then differs, named)
     out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here" for k in sorted(set(ts) | set(os_))
-            if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY]
+            if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY and (k in ts or k not in ADDED_LATER)]
     return out
 
 
