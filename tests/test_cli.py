@@ -817,6 +817,28 @@ def test_eval_prints_autoattack_standard(run, tmp_path, capsys):
     assert [f"{100 * r['acc']:.1f}%" for r in rows.values()] == line.split()[2::4]
 
 
+def test_autoattack_standard_with_attack_autoattack_is_its_diagonal_run_once(run, tmp_path, monkeypatch):
+    """--attack autoattack runs AutoAttack standard at every precision; --protocols autoattack-standard
+    ran the same attack at the same precisions again (identical figures, twice the costliest stage)."""
+    import dwq.eval.run as R
+
+    calls = []
+    make = R.make_attack
+
+    def counted(name, **kw):
+        calls.append(name)
+        return make(name, **kw)
+
+    monkeypatch.setattr(R, "make_attack", counted)
+    out = tmp_path / "e"
+    assert main(["eval", "--checkpoint", str(run[0] / "best.pt"), "--out", str(out), "--n-test", "4", "--attack",
+                 "autoattack", "--protocols", "paper", "autoattack-standard", "--no-progress"]) == 0
+    rep = json.load(open(out / "report.json"))
+    assert calls == ["autoattack"]
+    assert rep["rpi"]["autoattack_standard_per_precision"] == rep["autoattack_acc"]
+    assert not [s for s in rep["seconds_per_stage"] if s.startswith("autoattack-standard")]
+
+
 def test_eval_that_cannot_write_its_report_prints_its_figures_and_one_line(run, tmp_path, capsys, monkeypatch):
     """A disk that fills up during a long evaluation: the report's write failed with a traceback (an
     OSError that names no file) and the figures, printed only after it, were lost."""
