@@ -896,6 +896,30 @@ def test_an_interrupted_eval_resumes(run, tmp_path, capsys, monkeypatch):
     assert "holds a finished evaluation" in capsys.readouterr().err
 
 
+def test_an_eval_resume_may_add_protocols_with_their_own_settings(run, tmp_path, capsys, monkeypatch):
+    """A resume adding the adaptive protocol to an FGSM evaluation was refused ("alpha 0.025 there, 0.05
+    here": a placeholder ε/4 recorded where no PGD ran), and one adding AutoAttack-rand with its own
+    --autoattack-n / --autoattack-steps / --eot-iter was refused on the defaults the first run recorded."""
+    from dwq.eval import run as R
+
+    flags = ["--checkpoint", str(run[0] / "best.pt"), "--n-test", "8", "--batch-size", "8", "--attack", "fgsm",
+             "--no-progress"]
+    out = tmp_path / "e"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(R, "transfer_matrix", killed)  # after the clean stage
+    assert main(["eval", "--out", str(out), "--protocols", "paper"] + flags) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["eval", "--out", str(out), "--resume", "--protocols", "paper", "adaptive", "autoattack-rand",
+                 "--autoattack-n", "4", "--autoattack-steps", "2", "--eot-iter", "2"] + flags) == 0, \
+        capsys.readouterr().err
+    rep = json.load(open(out / "report.json"))
+    assert rep["resumed"]["stages_read_back"] == ["clean"] and rep["rpi"]["autoattack_rand"]["n"] == 4
+
+
 def test_an_eval_stopped_by_sigterm_says_how_to_continue_and_after_its_report_not(run, tmp_path, capsys, monkeypatch):
     """SIGTERM (a scheduler's preemption) ended dwq eval silently, and a rerun was refused as a non-empty
     folder; a Ctrl-C after report.json was written (removing the stages) still offered --resume, which

@@ -218,23 +218,22 @@ def _eval_settings(a, ck, model_set, device):
     if a.attack == "cw-l2":
         rows[-1] = rows[-1][:2] + (rows[-1][2] + "; bounds the adaptive and AutoAttack protocols, not cw-l2 "
                                    "(unbounded L2)",)
-    if uses_pgd:
-        if a.alpha is not None:
-            rows.append(("step", f"{a.alpha:.4g}", "given"))
-        # (as the help says: an --epsilon given equal to the training ε, e.g. the 8/255 it trained with, keeps
-        # the step)
-        elif a.epsilon == cfg["epsilon"] and cfg.get("attack") == "pgd" and cfg.get("alpha"):
-            a.alpha = cfg["alpha"]
-            rows.append(("step", f"{a.alpha:.4g}", "checkpoint: the training PGD step"))
-        else:
-            a.alpha = a.epsilon / 4
-            why = ("ε given, other than the training ε" if a.epsilon != cfg["epsilon"]
-                   else f"the run trained with {cfg.get('attack')}, not PGD")
-            rows.append(("step", f"{a.alpha:.4g}", f"default: ε/4 ({why})"))
-        rows.append(("steps", str(a.steps), src("steps")))
-        rows.append(("restarts", str(a.restarts), src("restarts")))
+    # resolved alike whether or not a PGD runs: a resume that adds the adaptive protocol must find the step
+    # the first run recorded (a placeholder ε/4 there refused the checkpoint's step here)
+    if a.alpha is not None:
+        step = ("step", f"{a.alpha:.4g}", "given")
+    # (as the help says: an --epsilon given equal to the training ε, e.g. the 8/255 it trained with, keeps
+    # the step)
+    elif a.epsilon == cfg["epsilon"] and cfg.get("attack") == "pgd" and cfg.get("alpha"):
+        a.alpha = cfg["alpha"]
+        step = ("step", f"{a.alpha:.4g}", "checkpoint: the training PGD step")
     else:
-        a.alpha = a.epsilon / 4  # unused
+        a.alpha = a.epsilon / 4
+        why = ("ε given, other than the training ε" if a.epsilon != cfg["epsilon"]
+               else f"the run trained with {cfg.get('attack')}, not PGD")
+        step = ("step", f"{a.alpha:.4g}", f"default: ε/4 ({why})")
+    if uses_pgd:
+        rows += [step, ("steps", str(a.steps), src("steps")), ("restarts", str(a.restarts), src("restarts"))]
     if a.attack == "cw-linf":
         rows.append(("cw-tau", f"{a.cw_tau:g}", src("cw_tau")))
     if a.attack == "bandits":

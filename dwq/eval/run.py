@@ -112,12 +112,12 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     store = StageStore(None)
     if stage_dir is not None:
         # Not the protocols, nor paper_batch: no stage depends on which protocols run (the paper figures
-        # are read from the matrix's stages), so a resume may reorder them or add one
+        # are read from the matrix's stages), so a resume may reorder them or add one; nor AutoAttack-rand's
+        # settings, which its stage's name holds (a resume may add it with settings of its own)
         settings = dict(precisions=names, rpi_precisions=[pname(p) for p in rset], attack=attack, epsilon=epsilon,
                         alpha=alpha, steps=steps, restarts=restarts, seed=seed,
                         batch_size=batch_size, num_classes=num_classes, cw_tau=cw_tau,
-                        bandits_queries=bandits_queries, bandits_tile=bandits_tile, autoattack_n=autoattack_n,
-                        autoattack_steps=autoattack_steps, eot_iter=eot_iter, pgd_options=pgd_options,
+                        bandits_queries=bandits_queries, bandits_tile=bandits_tile, pgd_options=pgd_options,
                         # the figures depend on it (another machine's float kernels): resumed on the CPU, a
                         # CUDA evaluation's report mixed both, under the one device it records
                         device=y.device.type)
@@ -212,9 +212,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         tick("autoattack-rand")
         # (its own name since its batches are saved per component: a folder of an earlier dwq holds whole
         # batches under "autoattack-rand", which would read as components)
-        aa, aa_c = store.run("autoattack-rand by component", lambda: autoattack_rpi(
-            model, x[:n_aa], y[:n_aa], rset, epsilon, seed=seed, batch_size=batch_size, steps=autoattack_steps,
-            eot_iter=eot_iter, return_correct=True))
+        aa, aa_c = store.run(
+            f"autoattack-rand by component, n {n_aa}, steps {autoattack_steps}, eot {eot_iter}",
+            lambda: autoattack_rpi(model, x[:n_aa], y[:n_aa], rset, epsilon, seed=seed, batch_size=batch_size,
+                                   steps=autoattack_steps, eot_iter=eot_iter, return_correct=True))
         rpi["autoattack_rand"] = aa
         scores["autoattack_rand_original"] = aa_c["original"].float()
         scores["autoattack_rand_expected"] = aa_c["expected"]

@@ -74,8 +74,9 @@ def _layers_digest(model: torch.nn.Module) -> str:
     return hashlib.sha256(re.sub(r"0x[0-9a-fA-F]+", "0x*", text).encode()).hexdigest()
 
 
-# settings that folders of earlier versions recorded and no stage depends on (dwq.eval.run)
-_NOT_IDENTITY = ("protocols", "paper_batch")
+# settings that folders of earlier versions recorded and no stage depends on, or that a stage's name now
+# holds (dwq.eval.run)
+_NOT_IDENTITY = ("protocols", "paper_batch", "autoattack_n", "autoattack_steps", "eot_iter")
 
 
 def _differences(theirs: dict, ours: dict) -> list:
