@@ -918,6 +918,17 @@ def test_an_eval_resume_may_add_protocols_with_their_own_settings(run, tmp_path,
         capsys.readouterr().err
     rep = json.load(open(out / "report.json"))
     assert rep["resumed"]["stages_read_back"] == ["clean"] and rep["rpi"]["autoattack_rand"]["n"] == 4
+    # a folder of an earlier dwq recorded a placeholder step (ε/4) where no PGD ran: still the same evaluation
+    out = tmp_path / "older"
+    monkeypatch.setattr(R, "transfer_matrix", killed)
+    assert main(["eval", "--out", str(out), "--protocols", "paper"] + flags) == 130
+    monkeypatch.undo()
+    ident = json.loads((out / "stages" / "evaluation.json").read_text())
+    assert ident["settings"]["alpha"] is None
+    ident["settings"].update(alpha=0.025, steps=10, restarts=1)
+    (out / "stages" / "evaluation.json").write_text(json.dumps(ident))
+    capsys.readouterr()
+    assert main(["eval", "--out", str(out), "--resume", "--protocols", "paper"] + flags) == 0, capsys.readouterr().err
 
 
 def test_an_eval_stopped_by_sigterm_says_how_to_continue_and_after_its_report_not(run, tmp_path, capsys, monkeypatch):

@@ -220,12 +220,13 @@ def _read_image(path: str):
     try:
         with open(path, "rb") as f:
             img = Image.open(f)
-            if img.mode in _SIXTEEN_BIT_GRAY:
-                codes = np.asarray(img, dtype=np.uint16) >> 8
+            # (Pillow opens 16-bit PGM as mode I, with its range, up to 65535, known)
+            if img.mode in _SIXTEEN_BIT_GRAY or (img.mode == "I" and img.format == "PPM"):
+                codes = np.asarray(img).astype(np.uint16) >> 8
                 return Image.fromarray(codes.astype(np.uint8), "L").convert("RGB")
             if img.mode in ("I", "F"):
-                raise DatasetError(f"imagenet: the image {path} has 32-bit {'float' if img.mode == 'F' else 'integer'} "
-                                   f"pixels (PIL mode {img.mode}), whose range cannot be known; convert it to 8 bits")
+                raise DatasetError(f"imagenet: the image {path} ({img.format}) has {'float' if img.mode == 'F' else 'integer'} "
+                                   f"pixels of 32 bits (PIL mode {img.mode}), whose range cannot be known; convert it to 8 bits")
             return img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # (UnidentifiedImageError: OSError)
         raise DatasetError(f"imagenet: cannot read the image {path} ({type(e).__name__}: {e}); replace or "
@@ -258,6 +259,8 @@ def _bad_file(tvd, name: str, root: str):
     for path, md5 in files:
         if not os.path.isfile(path):
             return f"{path} is missing: a partial copy? extract the whole archive again"
+        if not os.access(path, os.R_OK):
+            return f"{path} cannot be read (permission denied)"
         if not check_integrity(path, md5):
             return f"{path} is corrupt (its MD5 differs from the published one); extract the archive again"
     return None

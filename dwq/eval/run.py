@@ -114,8 +114,11 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         # Not the protocols, nor paper_batch: no stage depends on which protocols run (the paper figures
         # are read from the matrix's stages), so a resume may reorder them or add one; nor AutoAttack-rand's
         # settings, which its stage's name holds (a resume may add it with settings of its own)
+        pgd_runs = attack == "pgd" or "adaptive" in protocols
         settings = dict(precisions=names, rpi_precisions=[pname(p) for p in rset], attack=attack, epsilon=epsilon,
-                        alpha=alpha, steps=steps, restarts=restarts, seed=seed,
+                        # (None: no stage of this run uses them; a resume may then add the adaptive protocol)
+                        alpha=alpha if pgd_runs else None, steps=steps if pgd_runs else None,
+                        restarts=restarts if pgd_runs else None, seed=seed,
                         batch_size=batch_size, num_classes=num_classes, cw_tau=cw_tau,
                         bandits_queries=bandits_queries, bandits_tile=bandits_tile, pgd_options=pgd_options,
                         # the figures depend on it (another machine's float kernels): resumed on the CPU, a

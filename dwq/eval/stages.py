@@ -77,6 +77,9 @@ def _layers_digest(model: torch.nn.Module) -> str:
 # settings that folders of earlier versions recorded and no stage depends on, or that a stage's name now
 # holds (dwq.eval.run)
 _NOT_IDENTITY = ("protocols", "paper_batch", "autoattack_n", "autoattack_steps", "eot_iter")
+# a PGD's settings, None where no stage of that run used a PGD (a folder of an earlier dwq recorded a
+# placeholder there): compared only when both runs use them
+_PGD_ONLY = ("alpha", "steps", "restarts")
 
 
 def _differences(theirs: dict, ours: dict) -> list:
@@ -93,7 +96,8 @@ def _differences(theirs: dict, ours: dict) -> list:
     ts, os_ = theirs.get("settings"), ours["settings"]
     ts = ts if isinstance(ts, dict) else {}  # (a hand-edited file: every setting then differs, named)
     out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here" for k in sorted(set(ts) | set(os_))
-            if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY and (k in ts or k not in ADDED_LATER)]
+            if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY and (k in ts or k not in ADDED_LATER)
+            and not (k in _PGD_ONLY and None in (ts.get(k), os_.get(k)))]
     return out
 
 
