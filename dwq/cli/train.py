@@ -29,7 +29,7 @@ from dwq._version import __version__
 
 from .common import (CLIError, HelpFormatter, Terminated, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int,
                      path_arg, positive_float, positive_fraction, positive_int, precision_arg, seed_arg,
-                     sigterm_as_interrupt, unit_float, val_size_arg, write_failure, writable_dir)
+                     unit_float, val_size_arg, write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
                           apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
@@ -287,7 +287,8 @@ def cmd_train(a):
                       momentum=f["momentum"], weight_decay=f["weight_decay"], lr_schedule=f["lr_schedule"],
                       lr_milestones=tuple(a.lr_milestones), precisions=train_ps,
                       random_precision=f["random_precision_training"], seed=f["seed"], amp=f["amp"],
-                      val_pgd_steps=f["val_pgd_steps"] or 0, val_every=f["val_every"] or 1, progress=not f["no_progress"], extra=extra,
+                      val_pgd_steps=f["val_pgd_steps"] or 0, val_every=f["val_every"] or 1,
+                      progress=not f["no_progress"], extra=extra,
                       reference=f["reference"], compile=f["compile"], deterministic=f["deterministic"])
     rank, world, device = setup(f["device"])
     say = rank == 0
@@ -325,8 +326,7 @@ def cmd_train(a):
         t0 = time.time()
         completed = False
         try:
-            with sigterm_as_interrupt():
-                tr.fit()
+            tr.fit()  # (SIGTERM raises Terminated here: main() runs every command under sigterm_as_interrupt)
             completed = True
         except KeyboardInterrupt as e:
             how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
