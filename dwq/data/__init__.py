@@ -213,8 +213,9 @@ def _read_image(path: str):
     """An RGB PIL image, as ImageFolder's default loader gives, with a file that PIL cannot read
     (truncated, not an image, a header claiming billions of pixels) a one-line DatasetError naming it:
     PIL's error, raised in a DataLoader worker, came back as a traceback. PIL's RGB conversion clips
-    16-bit grayscale to white instead of scaling it: those are scaled to 8 bits here, and 32-bit
-    integer or float images, whose range PIL cannot know, are refused."""
+    16-bit grayscale to white instead of scaling it: those (and 16-bit PGM, which Pillow opens as 32-bit
+    integers) are scaled to 8 bits here; other 32-bit integer or float images, whose range PIL cannot
+    know, are refused."""
     from PIL import Image
 
     try:
@@ -225,8 +226,9 @@ def _read_image(path: str):
                 codes = np.asarray(img).astype(np.uint16) >> 8
                 return Image.fromarray(codes.astype(np.uint8), "L").convert("RGB")
             if img.mode in ("I", "F"):
-                raise DatasetError(f"imagenet: the image {path} ({img.format}) has {'float' if img.mode == 'F' else 'integer'} "
-                                   f"pixels of 32 bits (PIL mode {img.mode}), whose range cannot be known; convert it to 8 bits")
+                kind = "float" if img.mode == "F" else "integer"
+                raise DatasetError(f"imagenet: the image {path} ({img.format}) has {kind} pixels of 32 bits (PIL mode "
+                                   f"{img.mode}), whose range cannot be known; convert it to 8 bits")
             return img.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # (UnidentifiedImageError: OSError)
         raise DatasetError(f"imagenet: cannot read the image {path} ({type(e).__name__}: {e}); replace or "
@@ -301,7 +303,8 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
     for f in needed:  # before importing torchvision: the layout error is the useful one
         _need(os.path.join(root, f), info, root)
     if info.name == "svhn" and importlib.util.find_spec("scipy") is None:  # (torchvision reads .mat with it)
-        raise DatasetError("svhn: reading its .mat files needs scipy, which is not installed (pip install scipy, or dwq[svhn])")
+        raise DatasetError("svhn: reading its .mat files needs scipy, which is not installed (pip install scipy, "
+                           "or dwq[svhn])")
     tvd, T = _torchvision(info.name)
 
     to_tensor = T.ToTensor()
