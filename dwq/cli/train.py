@@ -322,13 +322,11 @@ def cmd_train(a):
                 lr_old = f["lr"] * lr_lambda(cfg, tr.total_steps // f["epochs"] * old)(tr.step)
                 lr_new = f["lr"] * lr_lambda(cfg, tr.total_steps)(tr.step)
                 print(f"  --epochs   {old} -> {f['epochs']}: the {f['lr_schedule']} LR schedule now spans "
-            # (SIGTERM raises Terminated here: main() runs every command under sigterm_as_interrupt)
-            tr.fit()
+                      f"{f['epochs']} epochs" + (f" (LR {lr_old:.4g} -> {lr_new:.4g} from here)" if lr_old != lr_new else ""))
         t0 = time.time()
         completed = False
         try:
-            # (SIGTERM raises Terminated here: main() runs every command under sigterm_as_interrupt)
-            tr.fit()
+            tr.fit()  # (SIGTERM raises Terminated here: main() runs every command under sigterm_as_interrupt)
             completed = True
         except KeyboardInterrupt as e:
             how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
