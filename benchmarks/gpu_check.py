@@ -1,7 +1,7 @@
 """The one prepared command for a session on the GPU machine (issues 9 and 10).
 
     python benchmarks/gpu_check.py [--out DIR] [--bundle FILE.tgz] [--budget SECONDS] [--skip-build]
-                                   [--full-suite] [--no-profile] [--no-sanitizer]
+                                   [--full-suite] [--no-profile] [--no-sanitizer] [--resume-from DIR]
 
 Runs, in order of what a short lease most needs, each step timed and logged, a failing step recorded
 without stopping the later ones:
@@ -36,9 +36,12 @@ Every step gets at most the time left of --budget (default 540 s: a 10-minute de
 room to spare); a step that would start with under 20 s left is recorded as skipped. OUT/gpu_check.json
 (the steps, status and seconds) is rewritten after every step, and --bundle FILE gets a tar.gz of OUT
 after every step too, so a run cut short still returns what it did (the device tool returns at most
-8 files: keep OUT outside $OUT and bundle into it). Nothing here downloads anything.
+8 files: keep OUT outside $OUT and bundle into it). --resume-from an earlier OUT (a second call while
+the lent machine is still warm) runs only the steps that the earlier run did not finish. Nothing here
+downloads anything.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -55,12 +58,20 @@ from records import save_json  # noqa: E402  (benchmarks/records.py)
 class Steps:
     """Runs steps under one time budget, logging each and saving the record (and bundle) after each."""
 
-    def __init__(self, out, env, budget, bundle=None):
+    def __init__(self, out, env, budget, bundle=None, done=None):
         self.out, self.env, self.bundle = out, env, bundle
         self.deadline = time.time() + budget
         self.steps = []
+        self.done = done or {}  # step name -> its record in an earlier run (--resume-from)
 
     def run(self, name, cmd, timeout=600, env=None):
+        if name in self.done:
+            # Done by the earlier run on this machine: its outcome stands (the smoke tests' too).
+            prev = self.done[name]
+            self.steps.append(dict(prev, earlier_run=True))
+            print(f"[gpu_check] {name}: done in the earlier run (rc {prev['rc']})", flush=True)
+            self.save()
+            return prev["rc"]
         left = self.deadline - time.time()
         if left < 20:
             self.steps.append(dict(step=name, cmd=" ".join(cmd), rc="skipped (budget)", seconds=0))
@@ -100,6 +111,15 @@ class Steps:
             with tarfile.open(self.bundle + ".tmp", "w:gz") as t:
                 t.add(self.out, arcname=os.path.basename(self.out.rstrip("/")))
             os.replace(self.bundle + ".tmp", self.bundle)
+
+    @staticmethod
+    def finished(out):
+        """{step: record} of the steps that an earlier run in ``out`` ran to an end (not budget-skipped)."""
+        path = os.path.join(out, "gpu_check.json")
+        if not os.path.isfile(path):
+            return {}
+        with open(path) as f:
+            return {s["step"]: s for s in json.load(f) if s["rc"] != "skipped (budget)"}
 
     def failed(self):
         return [s["step"] for s in self.steps if s["rc"] not in (0, "skipped (budget)")]
@@ -178,6 +198,10 @@ def main(argv=None):
     ap.add_argument("--full-suite", action="store_true", help="all of tests/ (without tests/test_brevitas.py)")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-sanitizer", action="store_true", help="skip the compute-sanitizer memcheck step")
+    ap.add_argument("--resume-from", metavar="DIR",
+                    help="an earlier run's --out on this machine: the steps it finished are not run again (a "
+                         "second device call while the machine is warm; a missing DIR, i.e. a fresh machine, "
+                         "runs everything)")
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
         ap.error(f"--out {args.out} exists; dwq never overwrites a run")
@@ -187,7 +211,8 @@ def main(argv=None):
     py = sys.executable
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
-    st = Steps(args.out, env, args.budget, args.bundle)  # (st.env is env: a cure found below carries on)
+    done = Steps.finished(args.resume_from) if args.resume_from else None
+    st = Steps(args.out, env, args.budget, args.bundle, done)  # (st.env is env: a cure found below carries on)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
     if not args.skip_build:

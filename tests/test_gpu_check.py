@@ -94,3 +94,28 @@ def test_a_budget_that_is_not_a_positive_finite_number_is_refused(tmp_path, caps
             gc.main(["--out", str(tmp_path / "o"), "--budget", bad])
         assert e.value.code == 2 and f"--budget {float(bad)}: expected a positive, finite" in capsys.readouterr().err
         assert not (tmp_path / "o").exists()
+
+
+def test_resume_from_runs_only_what_the_earlier_run_did_not_finish(tmp_path):
+    """A second device call on the still-warm machine: finished steps keep their outcome (a failure
+    too), a step the budget skipped runs now; a missing earlier folder (a fresh machine) runs all."""
+    gc = _gpu_check()
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    st = gc.Steps(str(first), None, budget=30)
+    assert st.run("ok", [sys.executable, "-c", "pass"]) == 0
+    assert st.run("fails", [sys.executable, "-c", "raise SystemExit(4)"]) == 4
+    st.deadline = time.time()
+    assert st.run("late", [sys.executable, "-c", "pass"]) == "skipped"
+    done = gc.Steps.finished(str(first))
+    assert set(done) == {"ok", "fails"}
+    again = gc.Steps(str(second), None, budget=30, done=done)
+    marker = tmp_path / "ran"
+    touch = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
+    assert again.run("ok", touch) == 0 and again.run("fails", touch) == 4 and not marker.exists()
+    assert again.run("late", touch) == 0 and marker.read_text() == "x"
+    rec = json.loads((second / "gpu_check.json").read_text())
+    assert [(s["step"], s["rc"], s.get("earlier_run", False)) for s in rec] == [
+        ("ok", 0, True), ("fails", 4, True), ("late", 0, False)]
+    assert again.failed() == ["fails"]
+    assert gc.Steps.finished(str(tmp_path / "absent")) == {}
