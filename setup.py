@@ -17,6 +17,7 @@ target pragmas), so the extension runs on any x86-64.
 import glob
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -48,33 +49,76 @@ def _runtime_version(path):
     return int(m.group(1)) if m else None
 
 
-def check_compiler_runtime():
-    """Warns when the C++ compiler's runtime library is newer than the one this Python loads.
-
-    dwq._C is compiled against the compiler's libstdc++ headers but, inside Python, runs with the
-    libstdc++.so.6 that the interpreter and torch already loaded (its SONAME is loaded once per
-    process). That pairing is unsupported by GCC, and it was the suspect for issue 9 (GCC 13 under
-    /opt/gcc on the GPU machine, where every TORCH_CHECK error from dwq crashed Python). It is not
-    a confirmed cause: Debian's GCC 13.3 built dwq (today's sources and those of the report, against
-    torch 2.14.1 and 2.11.0) and every C++ error arrived as RuntimeError with the older runtime of
-    GCC 12 (libstdc++ 6.0.30) as with GCC 14's (6.0.33). So this only warns, and names the remedy
-    to try first: LD_LIBRARY_PATH=<the compiler's lib dir>.
-    """
+def loaded_libstdcxx():
+    """Path of the libstdc++.so.6 this process loaded (importing torch loads it), else None."""
     if not sys.platform.startswith("linux"):
-        return
-    loaded = None
+        return None
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 path = line.split()[-1]
                 if os.path.basename(path).startswith("libstdc++.so.6"):
-                    loaded = path
-                    break
+                    return path
     except OSError:
-        return
+        pass
+    return None
+
+
+def needed_libraries(path):
+    """The NEEDED entries of an ELF shared object (readelf -d), or None where readelf cannot tell."""
+    try:
+        out = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out.stdout)
+
+
+def links_cxx_runtime(needed):
+    return any(n.startswith(("libstdc++.so", "libc++.so")) for n in needed)
+
+
+# What dwq's error messages do: format a number into an ostringstream (c10::str).
+PROBE_SOURCE = ("#include <sstream>\n#include <string>\n"
+                "std::string dwq_probe(long v) { std::ostringstream s; s << v; return s.str(); }\n")
+
+
+def links_libstdcxx_statically(cxx):
+    """True when ``cxx -shared`` copies libstdc++ into the shared object instead of linking
+    libstdc++.so.6; None where that cannot be told (no compiler or no readelf).
+
+    Issue 9: on the GPU machine CXX=/opt/gcc/bin/g++ did so. dwq._C then held a second libstdc++
+    beside the one torch had loaded, and the first C++ error crashed Python (SIGSEGV in the copy's
+    std::ostream::_M_insert<long>, formatting the message's first number; a gdb backtrace there).
+    Where the copy matches the loaded runtime it does not crash but drops every number from the
+    messages: what a wrapper adding -static-libstdc++ to GCC 12 does here."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        src, so = os.path.join(d, "probe.cpp"), os.path.join(d, "probe.so")
+        with open(src, "w") as f:
+            f.write(PROBE_SOURCE)
+        try:
+            r = subprocess.run([*shlex.split(cxx), "-shared", "-fPIC", src, "-o", so], capture_output=True,
+                               timeout=300)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        needed = needed_libraries(so) if r.returncode == 0 else None
+        return None if needed is None else not links_cxx_runtime(needed)
+
+
+def check_compiler_runtime(loaded):
+    """Warns when the C++ compiler's runtime library is newer than ``loaded``, the one this Python
+    loads: dwq._C is compiled against the compiler's libstdc++ headers but runs with the
+    libstdc++.so.6 that the interpreter and torch already loaded (its SONAME is loaded once per
+    process), and a newer compiler's code may need symbols that the older runtime lacks. This only
+    warns (it was a suspect for issue 9, which links_libstdcxx_statically found instead), and names
+    the remedy: LD_LIBRARY_PATH=<the compiler's lib dir>.
+    """
     cxx = os.environ.get("CXX", "c++")
     try:
-        mine = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True,
+        mine = subprocess.run([*shlex.split(cxx), "-print-file-name=libstdc++.so.6"], capture_output=True, text=True,
                               timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return
@@ -83,8 +127,20 @@ def check_compiler_runtime():
     have, need = _runtime_version(loaded), _runtime_version(mine)
     if have is not None and need is not None and need > have:
         print(f"dwq: WARNING: {cxx} ships libstdc++ 6.0.{need} ({os.path.realpath(mine)}) but this Python loads "
-              f"6.0.{have} ({os.path.realpath(loaded)}); C++ errors raised by dwq may crash the interpreter. Run "
+              f"6.0.{have} ({os.path.realpath(loaded)}); dwq._C may fail to import. Run "
               f"with LD_LIBRARY_PATH={os.path.dirname(os.path.realpath(mine))} or build with the system compiler.")
+
+
+def runtime_link_args(loaded):
+    """Linker inputs that make dwq._C use ``loaded`` (the process's libstdc++.so.6) where the compiler
+    would otherwise copy libstdc++ into it: named before the libraries the compiler driver appends,
+    it resolves every libstdc++ symbol, so nothing is taken from libstdc++.a."""
+    cxx = os.environ.get("CXX", "c++")
+    if not loaded or not links_libstdcxx_statically(cxx):
+        return []
+    print(f"dwq: {cxx} links libstdc++ statically into shared objects; linking {loaded} instead (a second "
+          f"libstdc++ inside dwq._C crashed Python on its first C++ error)")
+    return [loaded]
 
 
 # Named TORCH_CUDA_ARCH_LIST entries below compute capability 8.0 (torch's names).
@@ -131,7 +187,8 @@ def extensions():
             os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(kept) if kept else default
     import torch
 
-    check_compiler_runtime()  # after torch: its libstdc++ is the one dwq._C will run with
+    loaded = loaded_libstdcxx()  # after torch: its libstdc++ is the one dwq._C will run with
+    check_compiler_runtime(loaded)
     debug = os.environ.get("DWQ_DEBUG", "0") == "1"
     use_cuda = want_cuda(torch)
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
@@ -162,7 +219,7 @@ def extensions():
         # the _rn intrinsics, so that a fast-math default elsewhere cannot change a CUDA result.
         extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr", "--fmad=false", "--ftz=false",
                                                  "--prec-div=true", "--prec-sqrt=true"]},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=runtime_link_args(loaded) + ["-fopenmp"],
         define_macros=define,
         py_limited_api=True,
     )
@@ -174,7 +231,24 @@ def extensions():
 def cmdclass():
     from torch.utils.cpp_extension import BuildExtension
 
-    return {"build_ext": BuildExtension.with_options(use_ninja=True)}
+    # Refuses a dwq._C that carries its own libstdc++ (runtime_link_args prevents it where its probe
+    # can tell; this catches what the probe could not): it would crash Python at its first C++ error.
+    class Build(BuildExtension):
+        def build_extensions(self):
+            super().build_extensions()
+            if not sys.platform.startswith("linux"):
+                return
+            for ext in self.extensions:
+                path = self.get_ext_fullpath(ext.name)
+                needed = needed_libraries(path) if os.path.exists(path) else None
+                if needed is not None and not links_cxx_runtime(needed):
+                    os.remove(path)  # (an import of it would crash Python at the first C++ error)
+                    raise SystemExit(
+                        f"dwq: {path} does not link libstdc++.so.6 (NEEDED: {', '.join(needed)}): the compiler "
+                        f"copied libstdc++ into it, and its first C++ error would crash Python. Build with a "
+                        f"compiler that links libstdc++ dynamically (CXX=g++ with the system's GCC).")
+
+    return {"build_ext": Build.with_options(use_ninja=True)}
 
 
 setup(

@@ -170,6 +170,11 @@ def graphed_train_step_fn(impl, device, batch, steps, seed=0):
     def step():
         graphs[pick.choice(precisions)].replay()
 
+    # The graphs read x and y (and write through body's tensors) at their addresses: they must outlive
+    # this function. Collected, their memory went to later allocations, and the replays read whatever
+    # was there (on the H200: labels out of range, a device assert in the loss).
+    step.captured = (x, y, body)
+
     return labelled(step, model, FLOAT32_BITS if impl == "float" else None)
 
 

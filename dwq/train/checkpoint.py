@@ -51,7 +51,7 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
     # RNG states must be CPU byte tensors, whatever map_location the checkpoint was loaded with.
     torch.set_rng_state(st["torch"].cpu())
     n = st["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+    np.random.set_state(("MT19937", n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     p = st["python"]
     random.setstate((p[0], tuple(p[1]), p[2]))
