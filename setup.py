@@ -136,7 +136,11 @@ def runtime_link_args(loaded):
     would otherwise copy libstdc++ into it: named before the libraries the compiler driver appends,
     it resolves every libstdc++ symbol, so nothing is taken from libstdc++.a."""
     cxx = os.environ.get("CXX", "c++")
-    if not loaded or not links_libstdcxx_statically(cxx):
+    static = links_libstdcxx_statically(cxx) if loaded else False
+    if static is None:
+        print(f"dwq: WARNING: could not tell whether {cxx} links libstdc++ statically (its probe failed to link, "
+              f"or readelf is missing); if dwq's C++ errors crash Python, that is the first thing to check")
+    if not static:
         return []
     print(f"dwq: {cxx} links libstdc++ statically into shared objects; linking {loaded} instead (a second "
           f"libstdc++ inside dwq._C crashed Python on its first C++ error)")

@@ -47,3 +47,68 @@ def test_avx2_wide_widths_quote_their_fp32_time_ratio():
         m = re.search(r"and (\S+?)[-–](\S+?)[x×] the fp32 time\S* [^(]*\((\S+?)[-–](\S+?)[x×]", text)
         assert m, f"{doc} no longer quotes the AVX2 12/16-bit time against fp32"
         assert [m.group(1, 2), m.group(3, 4)] == expected, f"{doc} says {m.groups()}, the records give {expected}"
+
+
+def _h200_table(heading):
+    """Rows (cells) of the first table after ``heading`` in docs/gpu_h200.md."""
+    text = (ROOT / "docs" / "gpu_h200.md").read_text()
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_h200_kernel_table_is_the_records():
+    """Every figure of docs/gpu_h200.md's kernel table, re-derived from the run's own records."""
+    recs = json.loads((ROOT / "benchmarks" / "results_cuda_h200_kernels_014eb05.json").read_text())
+    ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs if "median_ms" in r}
+    keys = {"GEMM 4096³": ("gemm", "4096x4096x4096"), "GEMM 8192³": ("gemm", "8192x8192x8192"),
+            "GEMM 32×4096×4096": ("gemm", "32x4096x4096"), "GEMM 4096×512×1152": ("gemm", "4096x512x1152"),
+            "conv 3×3 b256 64→64 32×32": ("conv3x3", "b256 64->64 32x32 s1"),
+            "conv 3×3 b256 256→256 8×8": ("conv3x3", "b256 256->256 8x8 s1"),
+            "conv 3×3 b256 128→128 28×28": ("conv3x3", "b256 128->128 28x28 s1"),
+            "conv 1×1 b256 256→64 56×56": ("conv1x1", "b256 256->64 56x56 s1")}
+    rows = _h200_table("## Integer kernels")
+    assert [r[0] for r in rows] == list(keys)
+
+    def best(op, shape, bits):
+        runs = {impl: t for (o, s, impl, b), t in ms.items() if (o, s, b) == (op, shape, bits) and impl.startswith("dwq")}
+        impl = min(runs, key=runs.get)
+        return runs[impl], impl.removeprefix("dwq_").replace("dwq", "mma")
+
+    for label, fp16, int_mm, b8, x_fp16, x_int, b16, r16 in rows:
+        op, shape = keys[label]
+        base = ms[(op, shape, "torch_fp16" if op == "gemm" else "cudnn_fp16", 16)]
+        assert float(fp16) == round(base, 4), label
+        t8, e8 = best(op, shape, 8)
+        t16, e16 = best(op, shape, 16)
+        assert b8 == f"{t8:.4f} ({e8})" and b16 == f"{t16:.4f} ({e16})", label
+        assert x_fp16 == f"{base / t8:.2f}" and r16 == f"{t16 / t8:.2f}", label
+        if op == "gemm":
+            i8 = ms[(op, shape, "torch_int_mm", 8)]
+            assert float(int_mm) == round(i8, 4) and x_int == f"{i8 / t8:.2f}", label
+        else:
+            assert int_mm == x_int == "", label
+
+
+def test_h200_train_table_is_the_records():
+    recs = json.loads((ROOT / "benchmarks" / "results_cuda_h200_train_5701ab8.json").read_text())
+    ms = {(r["op"], r["mode"], r["impl"]): r["median_ms"] for r in recs}
+    rows = _h200_table("## Training and eval")
+    for label, op, mode in [("train step fp32, eager", "train_step", "fp32"),
+                            ("train step AMP fp16, eager", "train_step", "amp"),
+                            ("train step fp32, replayed from CUDA graphs (one per precision)", "train_step",
+                             "fp32_graphs")]:
+        row = next(r for r in rows if r[0] == label)
+        f, q = ms[(op, mode, "float")], ms[(op, mode, "rpt")]
+        assert row[1].startswith(f"{f:.1f} ms") and row[2].startswith(f"{q:.1f} ms"), label
+        assert row[3].startswith(f"{q / f:.2f}"), label
+    for label, mode in [("eval forward fp32", "fp32"), ("eval forward fp16 autocast", "fp16")]:
+        row = next(r for r in rows if r[0] == label)
+        f, q, qr = (ms[("eval_forward", mode, i)] for i in ("float", "rpt", "rpt_reuse"))
+        assert row[1] == f"{f:.2f} ms" and row[2] == f"{q:.2f} ms (weights reused: {qr:.2f})", label
+        assert row[3] == f"{q / f:.2f} ({qr / f:.2f})", label
