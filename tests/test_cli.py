@@ -1602,6 +1602,17 @@ def test_the_next_command_of_a_run_in_the_current_folder_names_it(tmp_path, caps
     assert f"next: dwq eval --checkpoint ./best.pt --out {run}-eval" in capsys.readouterr().out
 
 
+def test_the_next_command_quotes_a_folder_with_spaces(tmp_path, capsys):
+    """The printed command must run as printed: unquoted, "my run/best.pt" was two arguments."""
+    import shlex
+
+    out = str(tmp_path / "my run")
+    assert main(["train", "--out", out, "--attack", "none", "--val-size", "10", "--val-pgd-steps", "0",
+                 "--train-subset", "10", "--batch-size", "10", "--epochs", "1", "--width", "8", "--no-progress"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("next: "))
+    assert shlex.split(line)[1:] == ["dwq", "eval", "--checkpoint", f"{out}/best.pt", "--out", f"{out}-eval"]
+
+
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_an_unreadable_training_image_is_one_line_and_the_command_reruns(tmp_path, capsys, workers):
     """A truncated or non-image file in an ImageNet folder was PIL's traceback (from a worker, wrapped in

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 
 from dwq._version import __version__
@@ -99,4 +100,6 @@ def print_summary(out, tr, seconds, f):
         # (a folder named by "." or "..": its name, not ".-eval")
         base = os.path.normpath(out)
         base = os.path.abspath(base) if os.path.basename(base) in (".", "..") else base
-        print(f"next: dwq eval --checkpoint {os.path.join(out, 'best.pt')} --out {base}-eval")
+        # (quoted: a folder with spaces or shell characters gives a command that runs as printed)
+        print(f"next: dwq eval --checkpoint {shlex.quote(os.path.join(out, 'best.pt'))} "
+              f"--out {shlex.quote(base + '-eval')}")
