@@ -10,8 +10,9 @@ without stopping the later ones:
      Python on that machine);
   2. build: ``setup.py build_ext --inplace`` with every core, for this GPU's target only
      (DWQ_CUDA_ARCH, e.g. 9.0a); then a check that the CUDA kernels are in the build;
-  3. the C++-error test (in its own interpreter; if it fails, again with the compiler's libstdc++ on
-     LD_LIBRARY_PATH, which the later steps keep if that cures it); smoke tests of the Hopper engines
+  3. the C++-error test and the build's link check (in their own interpreters; if C++ errors fail,
+     the NEEDED entries of dwq._C and a cuda-gdb backtrace of one failing op, which is how issue 9's
+     crash was found: a libstdc++ copied into dwq._C); smoke tests of the Hopper engines
      (wgmma, then wgmma_tma; tile edges, an implicit conv, a persistent grid of more tiles than SMs),
      which the later steps leave out if they fail;
   4. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width and engine
@@ -173,6 +174,10 @@ for line in open("/proc/self/maps"):
         print("loaded", os.path.realpath(p))
 """
 
+# One op that raises from C++ (a zero point of 16 at 4 bits), on CPU tensors.
+ONE_CPP_ERROR = ("import torch, dwq.ops; torch.ops.dwq.fake_quantize(torch.randn(4), torch.tensor([0.1]), "
+                 "torch.tensor([16], dtype=torch.int32), 4, None, False)")
+
 CAPABILITY = r"""
 import torch
 if torch.cuda.is_available():
@@ -223,21 +228,14 @@ def main(argv=None):
         st.run("build", [py, "setup.py", "-q", "build_ext", "--inplace"], timeout=420, env=build_env)
     # A build without nvcc quietly has no CUDA kernels, and every CUDA test would skip: fail here.
     st.run("cuda_kernels_built", [py, "-c", KERNELS_BUILT], timeout=60)
-    if st.run("test_cpp_errors", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120) not in (0, "skipped"):
-        # Issue 9: C++ errors crashed Python on that stack. If the compiler's own libstdc++ cures it,
-        # every later step runs with it (and the record says so).
-        try:
-            lib = subprocess.run([os.environ.get("CXX", "c++"), "-print-file-name=libstdc++.so.6"],
-                                 capture_output=True, text=True).stdout.strip()
-        except OSError:  # no compiler under that name: nothing to retry with
-            lib = ""
-        if os.path.isabs(lib):
-            libdir = os.path.dirname(os.path.realpath(lib))
-            # (no empty entry: that would put the working directory on the library path)
-            retry = dict(env, LD_LIBRARY_PATH=os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p))
-            if st.run("test_cpp_errors_compiler_libstdcxx", pytest_cmd(py, "tests/test_cpp_errors.py"), timeout=120,
-                      env=retry) == 0:
-                env.update(retry)
+    if st.run("test_cpp_errors", pytest_cmd(py, "tests/test_cpp_errors.py", "tests/test_build_link.py"),
+              timeout=120) not in (0, "skipped"):
+        # Where the fault is, for the record: the libraries dwq._C links, and a backtrace of one op's error.
+        st.run("cpp_error_needed", ["readelf", "-d", os.path.join(ROOT, "dwq", "_C.abi3.so")], timeout=30)
+        gdb = shutil.which("cuda-gdb") or shutil.which("gdb")
+        if gdb:
+            st.run("cpp_error_backtrace", [gdb, "-q", "-batch", "-ex", "run", "-ex", "bt", "--args", py, "-c",
+                                           ONE_CPP_ERROR], timeout=90)
     # Smoke tests of the Hopper engines (tile edges, an implicit conv, a persistent grid walking
     # several tiles per CTA), each limited so that a hung pipeline costs a minute, not the lease;
     # launches synchronous, so that a fault is reported at the kernel that made it.
