@@ -39,7 +39,10 @@ def test_probe_tells_a_compiler_that_copies_libstdcxx(tmp_path):
     wrapper = tmp_path / "g++"  # what a wrapper of the GPU machine's kind does to every link
     wrapper.write_text('#!/bin/sh\nexec c++ "$@" -static-libstdc++\n')
     wrapper.chmod(0o755)
-    assert f["links_libstdcxx_statically"](str(wrapper)) is True
+    result = f["links_libstdcxx_statically"](str(wrapper))
+    if result is None:  # (the wrapper's own link failed: this toolchain has no libstdc++.a)
+        pytest.skip("c++ -static-libstdc++ cannot link here (no libstdc++.a)")
+    assert result is True
     assert f["links_libstdcxx_statically"](str(tmp_path / "absent-compiler")) is None
 
 
