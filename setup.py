@@ -56,65 +56,82 @@ def loaded_libstdcxx():
     try:
         with open("/proc/self/maps") as f:
             for line in f:
-                path = line.split()[-1]
-                if os.path.basename(path).startswith("libstdc++.so.6"):
-                    return path
+                fields = line.rstrip("\n").split(None, 5)  # (the path is the rest of the line: it may hold spaces)
+                if len(fields) == 6 and os.path.basename(fields[5]).startswith("libstdc++.so.6"):
+                    if not fields[5].endswith(" (deleted)"):
+                        return fields[5]
     except OSError:
         pass
     return None
 
 
-def needed_libraries(path):
-    """The NEEDED entries of an ELF shared object (readelf -d), or None where readelf cannot tell."""
+def elf_symbols(path):
+    """(NEEDED entries, names of the functions defined with global binding) of an ELF shared object,
+    read from its section headers (no binutils, no locale); None where it is not a readable ELF file."""
+    import struct
+
     try:
-        out = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out.stdout)
-
-
-def links_cxx_runtime(needed):
-    return any(n.startswith(("libstdc++.so", "libc++.so")) for n in needed)
-
-
-# What dwq's error messages do: format a number into an ostringstream (c10::str).
-PROBE_SOURCE = ("#include <sstream>\n#include <string>\n"
-                "std::string dwq_probe(long v) { std::ostringstream s; s << v; return s.str(); }\n")
-
-
-def links_libstdcxx_statically(cxx):
-    """True when ``cxx -shared`` copies libstdc++ into the shared object instead of linking
-    libstdc++.so.6; None where that cannot be told (no compiler or no readelf).
-
-    Issue 9: on the GPU machine CXX=/opt/gcc/bin/g++ did so. dwq._C then held a second libstdc++
-    beside the one torch had loaded, and the first C++ error crashed Python (SIGSEGV in the copy's
-    std::ostream::_M_insert<long>, formatting the message's first number; a gdb backtrace there).
-    Where the copy matches the loaded runtime it does not crash but drops every number from the
-    messages: what a wrapper adding -static-libstdc++ to GCC 12 does here."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        src, so = os.path.join(d, "probe.cpp"), os.path.join(d, "probe.so")
-        with open(src, "w") as f:
-            f.write(PROBE_SOURCE)
-        try:
-            r = subprocess.run([*shlex.split(cxx), "-shared", "-fPIC", src, "-o", so], capture_output=True,
-                               timeout=300)
-        except (OSError, subprocess.SubprocessError):
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
             return None
-        needed = needed_libraries(so) if r.returncode == 0 else None
-        return None if needed is None else not links_cxx_runtime(needed)
+        e, wide = "<" if data[5] == 1 else ">", data[4] == 2
+        shoff = struct.unpack_from(e + ("Q" if wide else "I"), data, 0x28 if wide else 0x20)[0]
+        shentsize, shnum = struct.unpack_from(e + "HH", data, 0x3A if wide else 0x2E)
+        shdr = e + ("IIQQQQIIQQ" if wide else "IIIIIIIIII")  # name type flags addr OFFSET SIZE LINK ...
+        secs = [struct.unpack_from(shdr, data, shoff + i * shentsize) for i in range(shnum)]
+
+        def string(table, at):
+            start = secs[table][4] + at
+            return data[start:data.index(b"\0", start)].decode()
+
+        needed, defined, dynamic = [], [], False
+        for sec in secs:
+            if sec[1] == 6:  # SHT_DYNAMIC: (tag, value) pairs; DT_NEEDED = 1
+                dynamic = True
+                fmt = e + ("qQ" if wide else "iI")
+                for k in range(sec[5] // struct.calcsize(fmt)):
+                    tag, val = struct.unpack_from(fmt, data, sec[4] + k * struct.calcsize(fmt))
+                    if tag == 0:
+                        break
+                    if tag == 1:
+                        needed.append(string(sec[6], val))
+            elif sec[1] in (2, 11):  # SHT_SYMTAB, SHT_DYNSYM
+                fmt = e + ("IBBHQQ" if wide else "IIIBBH")
+                for k in range(sec[5] // struct.calcsize(fmt)):
+                    sym = struct.unpack_from(fmt, data, sec[4] + k * struct.calcsize(fmt))
+                    name, info, shndx = (sym[0], sym[1], sym[3]) if wide else (sym[0], sym[3], sym[5])
+                    # a function (type 2) defined here (section index not 0) with global binding (1):
+                    # templates and inline functions are weak (2), the compiler's clones of them local (0)
+                    if info & 0xF == 2 and info >> 4 == 1 and shndx != 0 and name:
+                        defined.append(string(sec[6], name))
+        return (needed, defined) if dynamic else None
+    except (OSError, struct.error, IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def copied_libstdcxx(path):
+    """Functions of libstdc++ itself defined inside the shared object ``path`` (the C++ runtime's
+    non-template functions, the exception ABI), [] if none, None where that cannot be read.
+
+    Issue 9: on the GPU machine CXX=/opt/gcc/bin/g++ linked libstdc++.a into dwq._C. dwq._C then
+    held a second libstdc++ beside the one torch had loaded, and the first C++ error crashed Python
+    (SIGSEGV in the copy's std::ostream::_M_insert<long>, formatting the message's first number; a
+    cuda-gdb backtrace there). Where the copy matches the loaded runtime it does not crash but drops
+    the numbers from the messages: what a wrapper adding -static-libstdc++ to GCC 12 does here. Our
+    own code defines std:: functions only as weak template or inline instances, never these."""
+    syms = elf_symbols(path)
+    if syms is None:
+        return None
+    prefixes = ("_ZNSt", "_ZNKSt", "_ZSt", "__cxa_", "__gxx_personality")
+    return sorted({n for n in syms[1] if n.startswith(prefixes)})
 
 
 def check_compiler_runtime(loaded):
     """Warns when the C++ compiler's runtime library is newer than ``loaded``, the one this Python
     loads: dwq._C is compiled against the compiler's libstdc++ headers but runs with the
     libstdc++.so.6 that the interpreter and torch already loaded (its SONAME is loaded once per
-    process), and a newer compiler's code may need symbols that the older runtime lacks. This only
-    warns (it was a suspect for issue 9, which links_libstdcxx_statically found instead), and names
-    the remedy: LD_LIBRARY_PATH=<the compiler's lib dir>.
+    process), and a newer compiler's code may need symbols that the older runtime lacks.
     """
     cxx = os.environ.get("CXX", "c++")
     try:
@@ -129,22 +146,6 @@ def check_compiler_runtime(loaded):
         print(f"dwq: WARNING: {cxx} ships libstdc++ 6.0.{need} ({os.path.realpath(mine)}) but this Python loads "
               f"6.0.{have} ({os.path.realpath(loaded)}); dwq._C may fail to import. Run "
               f"with LD_LIBRARY_PATH={os.path.dirname(os.path.realpath(mine))} or build with the system compiler.")
-
-
-def runtime_link_args(loaded):
-    """Linker inputs that make dwq._C use ``loaded`` (the process's libstdc++.so.6) where the compiler
-    would otherwise copy libstdc++ into it: named before the libraries the compiler driver appends,
-    it resolves every libstdc++ symbol, so nothing is taken from libstdc++.a."""
-    cxx = os.environ.get("CXX", "c++")
-    static = links_libstdcxx_statically(cxx) if loaded else False
-    if static is None:
-        print(f"dwq: WARNING: could not tell whether {cxx} links libstdc++ statically (its probe failed to link, "
-              f"or readelf is missing); if dwq's C++ errors crash Python, that is the first thing to check")
-    if not static:
-        return []
-    print(f"dwq: {cxx} links libstdc++ statically into shared objects; linking {loaded} instead (a second "
-          f"libstdc++ inside dwq._C crashed Python on its first C++ error)")
-    return [loaded]
 
 
 # Named TORCH_CUDA_ARCH_LIST entries below compute capability 8.0 (torch's names).
@@ -191,8 +192,7 @@ def extensions():
             os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(kept) if kept else default
     import torch
 
-    loaded = loaded_libstdcxx()  # after torch: its libstdc++ is the one dwq._C will run with
-    check_compiler_runtime(loaded)
+    check_compiler_runtime(loaded_libstdcxx())  # after torch: its libstdc++ is the one dwq._C will run with
     debug = os.environ.get("DWQ_DEBUG", "0") == "1"
     use_cuda = want_cuda(torch)
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
@@ -223,7 +223,7 @@ def extensions():
         # the _rn intrinsics, so that a fast-math default elsewhere cannot change a CUDA result.
         extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr", "--fmad=false", "--ftz=false",
                                                  "--prec-div=true", "--prec-sqrt=true"]},
-        extra_link_args=runtime_link_args(loaded) + ["-fopenmp"],
+        extra_link_args=["-fopenmp"],
         define_macros=define,
         py_limited_api=True,
     )
@@ -235,22 +235,47 @@ def extensions():
 def cmdclass():
     from torch.utils.cpp_extension import BuildExtension
 
-    # Refuses a dwq._C that carries its own libstdc++ (runtime_link_args prevents it where its probe
-    # can tell; this catches what the probe could not): it would crash Python at its first C++ error.
     class Build(BuildExtension):
+        """Makes every extension use the libstdc++.so.6 that the process loaded (copied_libstdcxx says
+        why): where the toolchain copied libstdc++ in (a compiler wrapper, LDFLAGS, a relocated GCC
+        whose libstdc++.so symlink dangles), the extension is linked again with that library named
+        before the driver's own, which then resolves every libstdc++ symbol; an extension that still
+        holds a copy is refused (and removed, so that it cannot be imported)."""
+
         def build_extensions(self):
             super().build_extensions()
-            if not sys.platform.startswith("linux"):
-                return
             for ext in self.extensions:
-                path = self.get_ext_fullpath(ext.name)
-                needed = needed_libraries(path) if os.path.exists(path) else None
-                if needed is not None and not links_cxx_runtime(needed):
-                    os.remove(path)  # (an import of it would crash Python at the first C++ error)
-                    raise SystemExit(
-                        f"dwq: {path} does not link libstdc++.so.6 (NEEDED: {', '.join(needed)}): the compiler "
-                        f"copied libstdc++ into it, and its first C++ error would crash Python. Build with a "
-                        f"compiler that links libstdc++ dynamically (CXX=g++ with the system's GCC).")
+                self.check_runtime(ext)
+
+        def check_runtime(self, ext):
+            path = self.get_ext_fullpath(ext.name)
+            copied = copied_libstdcxx(path) if os.path.exists(path) else None
+            if not copied:
+                return
+            loaded = loaded_libstdcxx()
+            if loaded and loaded not in ext.extra_link_args:
+                print(f"dwq: the linker copied libstdc++ into {path} ({len(copied)} of its functions, e.g. "
+                      f"{copied[0]}); linking it again with {loaded}, the one this Python loads")
+                ext.extra_link_args = [loaded, *ext.extra_link_args]
+                os.remove(path)
+                self.build_extension(ext)
+                copied = copied_libstdcxx(path)
+                if not copied:
+                    return
+            stale = {path}
+            try:  # (setuptools copies an --inplace build into the source tree after this method)
+                stale.add(self._get_inplace_equivalent(self.get_finalized_command("build_py"), ext)[0])
+            except (AttributeError, TypeError, ValueError):
+                pass
+            for old in stale:
+                if os.path.exists(old):
+                    os.remove(old)
+            raise SystemExit(
+                f"dwq: {os.path.basename(path)} would hold its own copy of libstdc++ ({len(copied)} of its functions, "
+                f"e.g. {', '.join(copied[:3])}) beside the libstdc++.so.6 that torch loads ({loaded or 'none found'}), and its first "
+                f"C++ error would crash Python. The loaded library lacks what this compiler's headers need (it is "
+                f"older), or the link leaves it out. Build with the compiler that matches the runtime (the "
+                f"system's g++: CXX=g++), or run with a newer libstdc++.so.6 (LD_LIBRARY_PATH).")
 
     return {"build_ext": Build.with_options(use_ninja=True)}
 
