@@ -133,13 +133,15 @@ def check_compiler_runtime(loaded):
     libstdc++.so.6 that the interpreter and torch already loaded (its SONAME is loaded once per
     process), and a newer compiler's code may need symbols that the older runtime lacks.
     """
+    if not loaded:
+        return
     cxx = os.environ.get("CXX", "c++")
     try:
         mine = subprocess.run([*shlex.split(cxx), "-print-file-name=libstdc++.so.6"], capture_output=True, text=True,
                               timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return
-    if not (loaded and os.path.isabs(mine) and os.path.exists(mine)):
+    if not (os.path.isabs(mine) and os.path.exists(mine)):
         return
     have, need = _runtime_version(loaded), _runtime_version(mine)
     if have is not None and need is not None and need > have:
@@ -272,10 +274,11 @@ def cmdclass():
                     os.remove(old)
             raise SystemExit(
                 f"dwq: {os.path.basename(path)} would hold its own copy of libstdc++ ({len(copied)} of its functions, "
-                f"e.g. {', '.join(copied[:3])}) beside the libstdc++.so.6 that torch loads ({loaded or 'none found'}), and its first "
-                f"C++ error would crash Python. The loaded library lacks what this compiler's headers need (it is "
-                f"older), or the link leaves it out. Build with the compiler that matches the runtime (the "
-                f"system's g++: CXX=g++), or run with a newer libstdc++.so.6 (LD_LIBRARY_PATH).")
+                f"e.g. {', '.join(copied[:3])}) beside the libstdc++.so.6 that torch loads "
+                f"({loaded or 'none found'}), and its first C++ error would crash Python. The loaded library "
+                f"lacks what this compiler's headers need (it is older), or the link leaves it out. Build with "
+                f"the compiler that matches the runtime (the system's g++: CXX=g++), or run with a newer "
+                f"libstdc++.so.6 (LD_LIBRARY_PATH).")
 
     return {"build_ext": Build.with_options(use_ninja=True)}
 

@@ -217,7 +217,7 @@ def main(argv=None):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
     done = Steps.finished(args.resume_from) if args.resume_from else None
-    st = Steps(args.out, env, args.budget, args.bundle, done)  # (st.env is env: a cure found below carries on)
+    st = Steps(args.out, env, args.budget, args.bundle, done)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
     if not args.skip_build:

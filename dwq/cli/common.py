@@ -404,6 +404,11 @@ class Terminated(KeyboardInterrupt):
     stopped and how to continue."""
 
 
+def interrupt_outcome(e: KeyboardInterrupt) -> tuple[str, int]:
+    """(what stopped the command, its exit status) for Ctrl-C or a SIGTERM (:class:`Terminated`)."""
+    return ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     import signal

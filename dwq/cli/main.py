@@ -16,8 +16,8 @@ from dwq._version import __version__
 from . import demo_resume
 from . import deploy as deploy_cli
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, Terminated, existing_checkpoint, folder_lock,
-                     fresh_dir, given_flags, nonneg_int, path_arg, pnames, positive_fraction, positive_int,
+from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, folder_lock, fresh_dir,
+                     given_flags, interrupt_outcome, nonneg_int, path_arg, pnames, positive_fraction, positive_int,
                      precision_arg, precisions_within, resumable_dir, seed_arg, sigterm_as_interrupt,
                      stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
@@ -399,10 +399,10 @@ def main(argv=None) -> int:
         resumable = a.command in ("eval", "demo") and os.path.isdir(out) and any(
             os.path.exists(os.path.join(out, f)) for f in (EVAL_STAGES, demo_resume.SETTINGS)) and \
             not os.path.exists(os.path.join(out, "report.json"))
-        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        how, status = interrupt_outcome(e)
         print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it" if resumable else ""),
               file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return status
     except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
         stdout_to_devnull()
         return 1

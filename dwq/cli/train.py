@@ -27,8 +27,8 @@ import time
 from dwq._errors import first_line, typed_first_line
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, Terminated, flag, folder_lock, fresh_dir, nonneg_float, nonneg_int,
-                     path_arg, positive_float, positive_fraction, positive_int, precision_arg, seed_arg,
+from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, interrupt_outcome, nonneg_float,
+                     nonneg_int, path_arg, positive_float, positive_fraction, positive_int, precision_arg, seed_arg,
                      unit_float, val_size_arg, write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
@@ -329,7 +329,7 @@ def cmd_train(a):
             tr.fit()  # (SIGTERM raises Terminated here: main() runs every command under sigterm_as_interrupt)
             completed = True
         except KeyboardInterrupt as e:
-            how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+            how, status = interrupt_outcome(e)
             if say and os.path.exists(os.path.join(a.out, "last.pt")):
                 print(f"dwq train: {how}; the last complete epoch is in {a.out}/last.pt "
                       f"(continue with: {resume_command})", file=sys.stderr)
@@ -339,7 +339,7 @@ def cmd_train(a):
                 remove_run_files(a.out)
                 print(f"dwq train: {how} before the first epoch completed; nothing to resume, and what the "
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
-            return 143 if isinstance(e, Terminated) else 130
+            return status
         except DatasetError as e:  # an unreadable image; from a worker its message is a traceback ending in ours
             _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say, resume_command)
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
