@@ -13,7 +13,9 @@ turn, step by step):
   eval_forward  eval-mode forward: "float" vs "rpt" (precisions [None, 4, 8] at 4 bits, ranges
                 tracked as in a trained model) and "rpt_reuse" (the same inside
                 dwq.quant.reuse_quantized_weights, as dwq.eval runs it: weights quantized once);
-                mode fp32 and fp16 (autocast; bfloat16 on CPU)
+                mode fp32 and fp16 (autocast; bfloat16 on CPU); in fp32 also at batch 1, where a GPU
+                has next to nothing to do: the host time each quantized layer adds (on a CPU the
+                weights' quantization still costs there)
   fake_quantize dwq.ops.fake_quantize per tensor / per channel on float32 vs
                 torch.fake_quantize_per_tensor_affine and a plain copy; GB/s = bytes read + written
 JSON records (records.record): {"op", "shape", "bits", "impl", "median_ms", "min_ms", "device", "mode",
@@ -43,6 +45,7 @@ import dwq  # noqa: E402
 from dwq._errors import typed_first_line  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
+from dwq.nn import QConv2d, QLinear  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
@@ -186,7 +189,7 @@ def eval_fn(impl, device, batch, half, seed=0):
         dwq.set_precision(model, bits)
     x = torch.rand(batch, 3, 32, 32, device=device)
     with torch.no_grad():  # as a trained model: BN statistics and the 4-bit activation ranges are tracked, so
-        model.train()(x)   # eval reads them instead of scanning each batch for its range
+        model.train()(torch.rand(max(batch, 8), 3, 32, 32, device=device))  # eval reads them, not each batch's
     model.eval()
     if impl == "rpt_reuse":  # as dwq.eval runs a model: each weight quantized once, then reused
         reuse = reuse_quantized_weights(model)
@@ -199,6 +202,7 @@ def eval_fn(impl, device, batch, half, seed=0):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=half):
             model(x)
 
+    fwd.layers = sum(isinstance(m, (QConv2d, QLinear)) for m in model.modules())
     return labelled(fwd, model, bits)
 
 
@@ -272,10 +276,18 @@ def main(argv=None):
     if "eval_forward" in only:
         for mode in [m for m in ("fp32", "fp16" if gpu else "bf16") if m == "fp32" and "fp32" in args.modes
                      or m != "fp32" and "half" in args.modes]:
-            fns = {impl: eval_fn(impl, device, eval_batch, mode != "fp32") for impl in ("float", "rpt", "rpt_reuse")}
-            res = time_pair(fns, device, reps * 3, warm)
-            emit("eval_forward", f"PreActResNet18 b{eval_batch}", mode, fns, res)
-            ratios.append(("eval_forward", mode, res))
+            # Batch 1 too (fp32): there the device has next to nothing to do, so the time is the host's, and
+            # (rpt - float) / layers is the host time a quantized layer adds (on GPUs the eager eval forward is host-bound).
+            for batch in (eval_batch, 1) if mode == "fp32" else (eval_batch,):
+                fns = {impl: eval_fn(impl, device, batch, mode != "fp32") for impl in ("float", "rpt", "rpt_reuse")}
+                res = time_pair(fns, device, reps * 3, warm)
+                emit("eval_forward", f"PreActResNet18 b{batch}", mode, fns, res)
+                ratios.append(("eval_forward", mode, res))
+                if batch == 1:
+                    n = fns["rpt"].layers
+                    print(f"time a quantized layer adds at batch 1 ({n} layers; on a GPU, host time): rpt "
+                          f"{(res['rpt'][0] - res['float'][0]) * 1e3 / n:.1f} us, rpt_reuse "
+                          f"{(res['rpt_reuse'][0] - res['float'][0]) * 1e3 / n:.1f} us", flush=True)
     if "fake_quantize" in only:
         n = (64 << 20) if gpu else (16 << 20)
         x = torch.randn(n // 1024, 1024, device=device)

@@ -32,6 +32,8 @@ def _script(name):
     ("profile_rpt", ["--bits", "1"], "--bits"),
     ("profile_rpt", ["--batch", "0"], "--batch"),
     ("bench_kernels_cuda", ["--reps", "0"], "--reps"),
+    ("bench_layer_host", ["--layers", "0"], "--layers"),
+    ("bench_layer_host", ["--json", "/nonexistent/h.json"], "--json"),
     ("deploy_report", ["--checkpoint", "/nonexistent/last.pt"], "/nonexistent/last.pt"),
     # an output folder that is missing: refused before the run, not a traceback after it
     ("bench_train", ["--only", "fake_quantize", "--reps", "1", "--json", "/nonexistent/t.json"], "--json"),
@@ -154,3 +156,16 @@ def test_deploy_report_refuses_a_checkpoint_it_cannot_report(tmp_path, capsys):
         _script("deploy_report").main(["--checkpoint", str(out / "last.pt"), "--latency-only"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert e.value.code == 2 and "its precision set is full precision only; nothing to convert" in err, err
+
+
+def test_bench_layer_host_records_what_each_layer_adds(tmp_path):
+    out = tmp_path / "h.json"
+    _script("bench_layer_host").main(["--device", "cpu", "--layers", "2", "--reps", "2", "--json", str(out)])
+    recs = json.loads(out.read_text())
+    assert [(r["mode"], r["impl"]) for r in recs] == [(m, i) for m in ("eval", "train")
+                                                       for i in ("float", "rpt", "rpt_reuse")]
+    for r in recs:
+        assert r["op"] == "layer_stack" and r["median_ms"] > 0 and r["bits"] == (32 if r["impl"] == "float" else 4)
+        f = next(g for g in recs if g["mode"] == r["mode"] and g["impl"] == "float")
+        # (per layer: the stack's difference over its 2 layers; the records' times are rounded to 10 ns)
+        assert abs(r["us_per_layer_added"] - (r["median_ms"] - f["median_ms"]) * 1e3 / 2) < 0.05

@@ -83,4 +83,5 @@ def test_eval_forward_has_no_sync_prone_call(precision, quantizer_path):
     dwq.set_precision(m, precision)
     with SyncProbe() as p, torch.no_grad():
         m(torch.rand(4, 1, 28, 28))
+        m(torch.rand(4, 1, 28, 28))  # (with the eval qparams the first forward kept)
     assert p.hits == []

@@ -320,9 +320,10 @@ def test_nan_on_cuda_is_a_device_assert(which):
 @needs_ext
 def test_a_quantized_conv_forward_is_a_few_kernels():
     """The work of a quantized layer's forward, counted as dispatched ops (on a GPU each is a launch):
-    the activation's range and qparams, its fake quantization, the weight's, the conv; inside
-    reuse_quantized_weights the weight's only once. Views and the CPU-only NaN and inf checks aside (on
-    CUDA the fused kernels assert on the device instead)."""
+    the activation's range and qparams, its fake quantization, the weight's, the conv; in eval mode,
+    once a range is tracked, the qparams only at the first forward; inside reuse_quantized_weights the
+    weight's only once. Views and the CPU-only NaN and inf checks aside (on CUDA the fused kernels
+    assert on the device instead)."""
     import collections
 
     import dwq
@@ -348,10 +349,14 @@ def test_a_quantized_conv_forward_is_a_few_kernels():
             conv(x)
         work = {k: v for k, v in c.ops.items() if k not in free}
         assert work == {"act_qparams": 1, "fake_quantize": 1, "weight_fake_quantize": 1, "convolution": 1}, (mode, work)
+    with Count() as c:
+        conv(x)
+    work = {k: v for k, v in c.ops.items() if k not in free}
+    assert work == {"fake_quantize": 1, "weight_fake_quantize": 1, "convolution": 1}, work
     with reuse_quantized_weights(conv), Count() as c:
         conv(x)
         conv(x)
-    assert c.ops["weight_fake_quantize"] == 1 and c.ops["convolution"] == 2
+    assert c.ops["weight_fake_quantize"] == 1 and c.ops["convolution"] == 2 and c.ops["act_qparams"] == 0
 
 
 @needs_ext

@@ -15,6 +15,7 @@
 
 #include "cuda/binding_util.h"
 #include "cuda/fake_quant.cuh"
+#include "cuda/qgemm_launch.h"  // sm_count
 #include "ops/fake_quant_checks.h"
 
 namespace dwq {
@@ -22,6 +23,8 @@ namespace {
 
 using cuda::aligned16;
 using cuda::device_t;
+
+constexpr int kSteps = 4;  // vectors a thread loads before it computes (fake_quant_kernel's U)
 
 std::tuple<at::Tensor, at::Tensor> fake_quantize_cuda(const at::Tensor& x, const at::Tensor& scale,
                                                       const at::Tensor& zero_point, int64_t bits,
@@ -43,18 +46,22 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_cuda(const at::Tensor& x, const
     const bool per_channel = L.shape.channels > 1;
     const bool vec = aligned16(xp) && aligned16(op) && (cp == nullptr || aligned16(cp)) &&
                      (!per_channel || L.shape.inner % V == 0);
-    const int threads = 256;
-    const int64_t work = vec ? (n + V - 1) / V : n;
-    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((work + threads - 1) / threads, 65535 * 8));
+    // One resident wave at most (4 blocks a multiprocessor: the kernel's launch bounds), each thread
+    // looping over steps of kSteps vectors; fewer blocks where there are not that many steps.
+    const int threads = cuda::kFakeQuantThreads;
+    const int64_t work = vec ? n / V : n, per_block = int64_t(threads) * kSteps;
+    const int64_t wave = int64_t(4) * cuda::sm_count(x.get_device());
+    const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min((work + per_block - 1) / per_block, wave)));
     const auto args = std::make_tuple(xp, op, cp, sc.data_ptr<float>(), zc.data_ptr<int32_t>(), n,
                                       L.shape.channels, L.shape.inner, static_cast<int>(bits));
     auto launch = [&](auto kernel) {
       std::apply([&](auto... a) { kernel<<<blocks, threads, 0, stream>>>(a...); }, args);
     };
+    using cuda::fake_quant_kernel;
     if (vec)
-      per_channel ? launch(cuda::fake_quant_kernel<D, V, true>) : launch(cuda::fake_quant_kernel<D, V, false>);
+      per_channel ? launch(fake_quant_kernel<D, V, true, kSteps>) : launch(fake_quant_kernel<D, V, false, kSteps>);
     else
-      per_channel ? launch(cuda::fake_quant_kernel<D, 1, true>) : launch(cuda::fake_quant_kernel<D, 1, false>);
+      per_channel ? launch(fake_quant_kernel<D, 1, true, kSteps>) : launch(fake_quant_kernel<D, 1, false, kSteps>);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {L.out, L.codes};

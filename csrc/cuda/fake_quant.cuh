@@ -49,14 +49,16 @@ struct Io<__nv_bfloat16> {
   __device__ __forceinline__ static __nv_bfloat16 nan() { return __nv_bfloat16(__nv_bfloat16_raw{0x7FC0}); }
 };
 
-// One element: out (and the code) from v with the channel's s, z.
+// One element: out (and the code) from v with the channel's s, z. NaN has no code: its output is the
+// CPU kernel's quiet NaN with code -1 (as there) and `nan` is set; the caller fails the CPU op's check
+// once per thread (a device assert), out of the loop that moves the data.
 template <typename T>
 __device__ __forceinline__ T fake_quant_one(T x, typename Io<T>::F s, typename Io<T>::F z, typename Io<T>::F qmax,
-                                            int32_t& code) {
+                                            int32_t& code, bool& nan) {
   using F = typename Io<T>::F;
   const F v = Io<T>::load(x);
-  if (v != v) {  // the CPU op raises: NaN has no code (the output stays NaN, code -1, as the CPU kernel's)
-    DWQ_DEVICE_FAIL("dwq.fake_quantize: x contains NaN; NaN has no quantized code");
+  if (v != v) {
+    nan = true;
     code = -1;
     return Io<T>::nan();
   }
@@ -71,54 +73,84 @@ __device__ __forceinline__ void check_qparam(float s, int32_t z, int bits) {
     DWQ_DEVICE_FAIL("dwq.fake_quantize: scale must be finite and > 0 and zero_point a code of bits");
 }
 
+// Threads per block of fake_quant_kernel; with at most 64 registers a thread (the launch bounds), four
+// blocks fit on a multiprocessor.
+constexpr int kFakeQuantThreads = 256;
+
 // V elements moved as 16-byte vectors (the alignment the launcher checks; never assume more).
 template <typename T, int V>
 struct alignas(sizeof(T) * V < 16 ? sizeof(T) * V : 16) Pack {
   T v[V];
 };
 
-// x, out, codes: contiguous in memory order, viewed as [outer, C, inner]; element i uses channel
-// (i / inner) % C. Memory-bound, so each thread moves V elements (16 bytes of x) per step with
-// vector loads and stores; the channel (PER_CHANNEL: inner % V == 0, so a vector never straddles
-// two channels) and its scale / zero point are read once per vector, the per-tensor ones once per
-// thread. V = 1 serves pointers that are not 16-byte aligned. Grid-stride over vectors, then the
-// n % V tail element by element.
+// The V elements of x from `base` (one channel: see fake_quant_kernel) into out and codes.
 template <typename T, int V, bool PER_CHANNEL>
-__global__ void fake_quant_kernel(const T* __restrict__ x, T* __restrict__ out, int32_t* __restrict__ codes,
-                                  const float* __restrict__ scale, const int32_t* __restrict__ zero_point, int64_t n,
-                                  int64_t C, int64_t inner, int bits) {
+__device__ __forceinline__ void fake_quant_vector(const Pack<T, V>& in, int64_t base, T* __restrict__ out,
+                                                  int32_t* __restrict__ codes, const float* __restrict__ scale,
+                                                  const int32_t* __restrict__ zero_point, int64_t C, int64_t inner,
+                                                  int bits, typename Io<T>::F s, typename Io<T>::F z,
+                                                  typename Io<T>::F qmax, bool& nan) {
+  using F = typename Io<T>::F;
+  if (PER_CHANNEL) {
+    const int64_t c = (base / inner) % C;
+    check_qparam(scale[c], zero_point[c], bits);
+    s = static_cast<F>(scale[c]);
+    z = static_cast<F>(zero_point[c]);
+  }
+  Pack<T, V> res;
+  Pack<int32_t, V> q;
+#pragma unroll
+  for (int j = 0; j < V; ++j) res.v[j] = fake_quant_one<T>(in.v[j], s, z, qmax, q.v[j], nan);
+  *reinterpret_cast<Pack<T, V>*>(out + base) = res;
+  if (codes != nullptr) *reinterpret_cast<Pack<int32_t, V>*>(codes + base) = q;
+}
+
+// x, out, codes: contiguous in memory order, viewed as [outer, C, inner]; element i uses channel
+// (i / inner) % C. Memory-bound: each thread moves V elements (16 bytes of x) per vector with vector
+// loads and stores, and U vectors per step, all U loads issued before any arithmetic, so that U x 16
+// bytes per thread are in flight (one vector per thread left the H200 at 0.75x the bandwidth of
+// torch's own fake quantization). The U vectors of a step lie a grid apart, so each load is coalesced
+// across a warp. PER_CHANNEL: inner % V == 0, so a vector never straddles two channels, whose scale and
+// zero point are read once per vector; the per-tensor ones once per thread. V = 1 serves pointers
+// that are not 16-byte aligned. Grid-stride: steps of U vectors, then single vectors, then the
+// n % V tail element by element.
+template <typename T, int V, bool PER_CHANNEL, int U = 4>
+__global__ void __launch_bounds__(kFakeQuantThreads, 4)
+    fake_quant_kernel(const T* __restrict__ x, T* __restrict__ out, int32_t* __restrict__ codes,
+                      const float* __restrict__ scale, const int32_t* __restrict__ zero_point, int64_t n, int64_t C,
+                      int64_t inner, int bits) {
   using F = typename Io<T>::F;
   const F qmax = static_cast<F>(arith::max_code(bits));
   check_qparam(scale[0], zero_point[0], bits);
-  F s = static_cast<F>(scale[0]), z = static_cast<F>(zero_point[0]);
+  const F s = static_cast<F>(scale[0]), z = static_cast<F>(zero_point[0]);
   const int64_t nvec = n / V, stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t iv = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; iv < nvec; iv += stride) {
-    const int64_t base = iv * V;
-    if (PER_CHANNEL) {
-      const int64_t c = (base / inner) % C;
-      check_qparam(scale[c], zero_point[c], bits);
-      s = static_cast<F>(scale[c]);
-      z = static_cast<F>(zero_point[c]);
-    }
-    const Pack<T, V> in = *reinterpret_cast<const Pack<T, V>*>(x + base);
-    Pack<T, V> res;
-    Pack<int32_t, V> q;
+  bool nan = false;
+  int64_t iv = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  for (; iv + (U - 1) * stride < nvec; iv += U * stride) {
+    Pack<T, V> in[U];
 #pragma unroll
-    for (int j = 0; j < V; ++j) res.v[j] = fake_quant_one<T>(in.v[j], s, z, qmax, q.v[j]);
-    *reinterpret_cast<Pack<T, V>*>(out + base) = res;
-    if (codes != nullptr) *reinterpret_cast<Pack<int32_t, V>*>(codes + base) = q;
+    for (int u = 0; u < U; ++u) in[u] = *reinterpret_cast<const Pack<T, V>*>(x + (iv + u * stride) * V);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      fake_quant_vector<T, V, PER_CHANNEL>(in[u], (iv + u * stride) * V, out, codes, scale, zero_point, C, inner,
+                                           bits, s, z, qmax, nan);
   }
+  for (; iv < nvec; iv += stride)
+    fake_quant_vector<T, V, PER_CHANNEL>(*reinterpret_cast<const Pack<T, V>*>(x + iv * V), iv * V, out, codes, scale,
+                                         zero_point, C, inner, bits, s, z, qmax, nan);
   for (int64_t i = nvec * V + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
+    F si = s, zi = z;
     if (PER_CHANNEL) {
       const int64_t c = (i / inner) % C;
       check_qparam(scale[c], zero_point[c], bits);
-      s = static_cast<F>(scale[c]);
-      z = static_cast<F>(zero_point[c]);
+      si = static_cast<F>(scale[c]);
+      zi = static_cast<F>(zero_point[c]);
     }
     int32_t q;
-    out[i] = fake_quant_one<T>(x[i], s, z, qmax, q);
+    out[i] = fake_quant_one<T>(x[i], si, zi, qmax, q, nan);
     if (codes != nullptr) codes[i] = q;
   }
+  if (nan) DWQ_DEVICE_FAIL("dwq.fake_quantize: x contains NaN; NaN has no quantized code");
 }
 
 }  // namespace dwq::cuda

@@ -125,6 +125,11 @@ static void test_fake_quant() {
     fake_quant_case<__half, cpu::Float16>(2, 3, 16, true, 0, bits);
     fake_quant_case<__nv_bfloat16, cpu::BFloat16>(1, 1, 517, false, 0, bits);
     fake_quant_case<__nv_bfloat16, cpu::BFloat16>(4, 2, 8, true, 3, bits);
+    // Over 4 vectors per thread of the 3 x 64 emulated threads: steps of 4 vectors, then single
+    // vectors, then the tail elements.
+    fake_quant_case<float, float>(1, 1, 2 * 4 * 192 * 4 + 5 * 4 + 3, false, 0, bits);
+    fake_quant_case<float, float>(4, 3, 520, true, 0, bits);
+    fake_quant_case<__half, cpu::Float16>(1, 1, 4 * 192 * 8 + 77, false, 0, bits);
   }
 }
 
@@ -253,7 +258,8 @@ static void test_quantizer_asserts() {
       CHECK((cuda_emu::device_asserts > 0) == c.bad, "fake_quantize (per channel %d) scale %g zero point %d: %lld "
             "device asserts", per_channel, c.s, c.z, (long long)cuda_emu::device_asserts.load());
     }
-  // NaN in x: the CPU op raises; here one assert per NaN element, which still comes out NaN, code -1
+  // NaN in x: the CPU op raises; here one assert per thread that met NaN (elements 17 and 40 are two
+  // threads'), which still comes out NaN, code -1
   x[17] = nan, x[40] = nan;
   std::vector<int32_t> codes(64);
   const float s1[1] = {0.1f};

@@ -158,11 +158,4 @@ if HAS_EXT:
         codes = torch.empty_like(x, dtype=torch.int32) if return_codes else x.new_empty((0,), dtype=torch.int32)
         return torch.empty_like(x), codes
 
-    def _setup_context(ctx, inputs, output):
-        pass
-
-    def _backward(ctx, grad_out, grad_codes):
-        # Straight-through estimator: the rounding is treated as the identity.
-        return grad_out, None, None, None, None, None
-
-    torch.library.register_autograd("dwq::fake_quantize", _backward, setup_context=_setup_context)
+    # The straight-through gradient is the op's own C++ Autograd kernel (csrc/ops/straight_through.cpp).

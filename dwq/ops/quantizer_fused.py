@@ -73,11 +73,4 @@ if _defined("weight_fake_quantize"):
         torch._check(2 <= bits <= 16, lambda: f"weight_fake_quantize: bits must be in 2..16, got {bits}")
         return torch.empty_like(w, memory_format=torch.contiguous_format)
 
-    def _weight_setup_context(ctx, inputs, output):
-        pass
-
-    def _weight_backward(ctx, grad):
-        return grad, None  # straight-through
-
-    torch.library.register_autograd("dwq::weight_fake_quantize", _weight_backward,
-                                    setup_context=_weight_setup_context)
+    # The straight-through gradient is the op's own C++ Autograd kernel (csrc/ops/straight_through.cpp).

@@ -11,10 +11,12 @@ from typing import Iterable, Optional
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import is_fake
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dwq.ops import quantizer_fused as fused
 from dwq.ops.fake_quant import check_no_nan, check_value, is_bool
+from dwq.quant.eval_qparams import EvalQparams, TrackedSlots
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
 from dwq.quant.precision import check_bits, normalize_precision, normalize_set, precision_name
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
@@ -218,6 +220,10 @@ class ActQuantizer(nn.Module):
         self.register_buffer(self._upper_name, torch.zeros(slots))
         self.register_buffer("initialized", torch.zeros(slots, dtype=torch.bool))
         self.register_buffer("_update_masks", _slot_masks(slots), persistent=False)
+        # Eval-mode qparams kept between forwards, and what the host knows of `initialized` (see
+        # dwq.quant.eval_qparams): no act_qparams call per eval forward once a range is tracked.
+        self._tracked, self._eval_qp = TrackedSlots(), EvalQparams()
+        self._tracked.read(self.initialized)
 
     @property
     def _upper_name(self) -> str:
@@ -239,7 +245,27 @@ class ActQuantizer(nn.Module):
         # The masks are constants, not state (no state_dict entry): rebuilt, since fn may be to_empty's,
         # which leaves uninitialized memory that load_state_dict never overwrites.
         self._rebuild_masks(self._update_masks.device)
+        self._read_tracked()  # (new buffers: a move, not a forward, so a host sync is harmless here)
         return self
+
+    def _read_tracked(self) -> None:
+        self._eval_qp.clear()
+        if is_fake(self.initialized):
+            self._tracked.forget()
+        else:
+            self._tracked.read(self.initialized)
+
+    def __getstate__(self):
+        # A copy or pickle keeps no references to this quantizer's buffers; __setstate__ reads its own.
+        state = dict(super().__getstate__())
+        state.update(_tracked=TrackedSlots(), _eval_qp=EvalQparams())
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_tracked" not in state:  # (pickled before the cache existed)
+            self._tracked, self._eval_qp = TrackedSlots(), EvalQparams()
+        self._read_tracked()
 
     def reset_parameters(self) -> None:
         """No range tracked (as at construction). Called by the meta-device recipe (``to_empty`` then
@@ -247,6 +273,7 @@ class ActQuantizer(nn.Module):
         self.running_min.zero_()
         self._upper.zero_()
         self.initialized.fill_(False)
+        self._read_tracked()
 
     def _rebuild_masks(self, device) -> None:
         self._update_masks = _slot_masks(len(self._update_masks)).to(device)
@@ -306,6 +333,7 @@ class ActQuantizer(nn.Module):
             self.running_min[i] = min_val
             self._upper[i] = upper
             self.initialized[i] = True
+        self._read_tracked()
 
     @torch.no_grad()
     def _track(self, i: int, mn: torch.Tensor, mx: torch.Tensor) -> None:
@@ -347,16 +375,19 @@ class ActQuantizer(nn.Module):
             return x
         i = self.slot(precision)
         if self.zero_point == "int" and bits is not None and fused.available(x, "act_qparams"):
-            # One pass (one launch on GPUs, no host sync) for the range, EMA updates and qparams.
-            scale, zp = fused.act_qparams(x.detach(), self.running_min, self.running_max, self.initialized, i,
-                                          self.observed_slot, bits, self.ema, self.training)
-            if not scale.is_cuda:  # (the CUDA kernel asserts on the device itself: no extra launches)
-                check_no_nan(scale, "cannot quantize: the observed range contains NaN")
-            return self._quantize(x, scale, zp, bits)
+            scale, zp = self._fused_qparams(x, i, bits)
+            # The op itself, not dwq.quant.fake_quantize: the wrapper's argument checks and conversions hold
+            # by construction for act_qparams' float32 [1] scale and int32 [1] zero point on x's device, and
+            # they are host time on every forward of every layer (issue 10: a GPU's eval forward is host-bound).
+            return torch.ops.dwq.fake_quantize.default(x, scale, zp, bits, None, False)[0]
         mn, mx = torch.aminmax(x.detach())
         mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
         if self.training:
+            keep = not torch.compiler.is_compiling()
+            known = keep and self._tracked.valid(self.initialized)
             self._track(i, mn, mx)
+            if keep:
+                self._tracked.raised(self.initialized, known)  # (which slots it set is device data: none known)
             if bits is None:
                 return x
             scale, zp = choose_qparams(mn.reshape(1), mx.reshape(1), bits, self.zero_point)
@@ -372,6 +403,27 @@ class ActQuantizer(nn.Module):
             hi = torch.where(own, self.running_max[i], torch.where(seen, self.running_max[o], mx))
             scale, zp = choose_qparams(lo.reshape(1), hi.reshape(1), bits, self.zero_point)
         return self._quantize(x, scale, zp, bits)
+
+    def _fused_qparams(self, x, i: int, bits: int):
+        """act_qparams (one pass, one launch on GPUs, no host sync: range, EMA updates and qparams), or
+        in eval mode its result kept from an earlier forward while the buffers are unchanged."""
+        buffers = (self.running_min, self.running_max, self.initialized)
+        keep = not torch.compiler.is_compiling()
+        if keep and not self.training:
+            hit = self._eval_qp.get(buffers, i, bits)
+            if hit is not None:
+                return hit
+        known = keep and self._tracked.valid(self.initialized)
+        scale, zp = fused.act_qparams(x.detach(), *buffers, i, self.observed_slot, bits, self.ema, self.training)
+        if not scale.is_cuda:  # (the CUDA kernels assert on the device themselves: no extra launches)
+            check_no_nan(scale, "cannot quantize: the observed range contains NaN")
+            _check_finite_scale(scale, "x holds")
+        if keep and self.training:  # (a train-mode call that returns has tracked both slots; on CUDA, or failed)
+            self._tracked.raised(self.initialized, known, (i, self.observed_slot))
+        elif keep and known and (self._tracked.known(self.initialized, i)
+                                 or self._tracked.known(self.initialized, self.observed_slot)):
+            self._eval_qp.put(buffers, i, bits, scale, zp)  # (a tracked range: x was not read)
+        return scale, zp
 
     def _quantize(self, x, scale, zp, bits):
         _check_finite_scale(scale, "x holds")  # (a tracked range is finite: only the batch's own can be infinite)
@@ -400,6 +452,7 @@ class ActQuantizer(nn.Module):
             # load_state_dict(assign=True) into a quantizer built on meta moves the state to the loaded
             # tensors' device but leaves the masks (no state_dict entry) on meta: train-mode forwards failed.
             self._rebuild_masks(self.running_min.device)
+        self._read_tracked()
 
     def extra_repr(self) -> str:
         return f"slots={self.running_min.numel()}, zero_point={self.zero_point}, ema={self.ema}"

@@ -1,0 +1,73 @@
+// The Autograd kernels of dwq::fake_quantize and dwq::weight_fake_quantize (schemas in csrc/ops.cpp):
+// the straight-through estimator, the gradient of the output handed to x unchanged, none to the
+// quantization parameters. In C++ rather than torch.library.register_autograd because every
+// quantized layer calls these ops in every forward, and a Python autograd kernel is a trip from the
+// dispatcher into Python and back on each call, no-grad eval included: on GPUs, where the host
+// issues the launches, that trip was a large part of a quantized layer's host time (issue 10).
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+namespace dwq {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+using FakeQuantizeFn = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                          int64_t, std::optional<int64_t>, bool);
+using WeightFakeQuantizeFn = at::Tensor(const at::Tensor&, int64_t);
+
+class FakeQuantizeSte : public torch::autograd::Function<FakeQuantizeSte> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
+                               const at::Tensor& zero_point, int64_t bits, std::optional<int64_t> axis,
+                               bool return_codes) {
+    static const auto op =
+        c10::Dispatcher::singleton().findSchemaOrThrow("dwq::fake_quantize", "").typed<FakeQuantizeFn>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [out, codes] = op.call(x, scale, zero_point, bits, axis, return_codes);
+    ctx->mark_non_differentiable({codes});
+    return {out, codes};
+  }
+
+  static variable_list backward(AutogradContext*, variable_list grads) {
+    return {grads[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+class WeightFakeQuantizeSte : public torch::autograd::Function<WeightFakeQuantizeSte> {
+ public:
+  static at::Tensor forward(AutogradContext*, const at::Tensor& w, int64_t bits) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("dwq::weight_fake_quantize", "")
+                               .typed<WeightFakeQuantizeFn>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op.call(w, bits);
+  }
+
+  static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], at::Tensor()}; }
+};
+
+std::tuple<at::Tensor, at::Tensor> fake_quantize_autograd(const at::Tensor& x, const at::Tensor& scale,
+                                                          const at::Tensor& zero_point, int64_t bits,
+                                                          std::optional<int64_t> axis, bool return_codes) {
+  const variable_list r = FakeQuantizeSte::apply(x, scale, zero_point, bits, axis, return_codes);
+  return {r[0], r[1]};
+}
+
+at::Tensor weight_fake_quantize_autograd(const at::Tensor& w, int64_t bits) {
+  return WeightFakeQuantizeSte::apply(w, bits);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dwq, Autograd, m) {
+  m.impl("fake_quantize", TORCH_FN(fake_quantize_autograd));
+  m.impl("weight_fake_quantize", TORCH_FN(weight_fake_quantize_autograd));
+}
+
+}  // namespace dwq

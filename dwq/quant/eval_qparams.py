@@ -1,0 +1,89 @@
+"""Eval-mode activation qparams kept between forwards (issue 10: on GPUs the eager eval forward is
+bound by the host, and every quantized layer asked ``act_qparams`` for the same scale and zero point
+at every forward: an op call, a memset and a launch for two numbers).
+
+In eval mode a quantizer whose range was tracked quantizes with that range: its (scale, zero point)
+is a function of the running buffers alone, and may be kept until they change (their version
+counters, which every in-place write bumps). A quantizer whose range was never tracked uses each
+batch's own range, which must not be kept. Which slots are tracked is device data; reading it in a
+forward would be a host sync. So the host keeps a lower bound of the flags: read where a sync is
+harmless (construction, a move to another device, ``load_state_dict``, ``set_range``), and raised
+after each train-mode forward of the fused op, which tracks its slots or fails (on CUDA a
+device-side assert). A write the host did not see bumps the flags' version, and then nothing is
+known until the next read: the forward recomputes, as without this cache. Edits through ``.data``
+bypass the version counters and are not seen (as for :func:`dwq.quant.reuse_quantized_weights`).
+Inference tensors (made under ``torch.inference_mode()``) have no version counter: buffers that are
+ones are never known nor kept.
+"""
+from typing import Optional, Tuple
+
+import torch
+
+
+class TrackedSlots:
+    """A host-side lower bound of an ``initialized`` buffer: ``known(t, i)`` is True only if slot i
+    of ``t`` is set."""
+
+    def __init__(self):
+        self._buffer, self._version, self._flags = None, None, ()
+
+    def read(self, t: torch.Tensor) -> None:
+        """Takes ``t``'s flags as they are (a host sync on accelerators: not for forwards)."""
+        if t.is_inference():
+            self.forget()
+            return
+        flags = [False] * t.numel() if t.device.type == "meta" else [bool(v) for v in t.tolist()]
+        self._buffer, self._version, self._flags = t, t._version, tuple(flags)
+
+    def valid(self, t: torch.Tensor) -> bool:
+        return self._buffer is t and not t.is_inference() and self._version == t._version
+
+    def raised(self, t: torch.Tensor, was_valid: bool, slots=()) -> None:
+        """After a write of ``t`` that set ``slots`` and cleared none (``was_valid``: ``valid(t)``
+        just before it): the flags as they were, if known, with ``slots`` set."""
+        if t.is_inference():
+            self.forget()
+            return
+        flags = list(self._flags) if was_valid else [False] * t.numel()
+        for i in slots:
+            flags[i] = True
+        self._buffer, self._version, self._flags = t, t._version, tuple(flags)
+
+    def known(self, t: torch.Tensor, i: int) -> bool:
+        return self.valid(t) and self._flags[i]
+
+    def forget(self) -> None:
+        self._buffer, self._version, self._flags = None, None, ()
+
+
+class EvalQparams:
+    """(scale, zero point) per (slot, bits) of an eval-mode quantizer, each with the identity and
+    version of the three buffers it was computed from."""
+
+    def __init__(self):
+        self._kept = {}
+
+    @staticmethod
+    def _key(buffers) -> Optional[tuple]:
+        a, b, c = buffers
+        try:  # (asked at every eval forward of every layer: spelled out)
+            return id(a), a._version, id(b), b._version, id(c), c._version
+        except RuntimeError:  # an inference tensor: no version counter
+            return None
+
+    def get(self, buffers, slot: int, bits: int) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        hit = self._kept.get((slot, bits))
+        if hit is None or hit[0] != self._key(buffers):
+            return None
+        if hit[2].is_inference() and not torch.is_inference_mode_enabled():
+            return None  # (kept under torch.inference_mode(): autograd refuses inference tensors outside it)
+        return hit[2], hit[3]
+
+    def put(self, buffers, slot: int, bits: int, scale: torch.Tensor, zero_point: torch.Tensor) -> None:
+        # The buffers themselves are held too, so that their ids in the key cannot be reused meanwhile.
+        key = self._key(buffers)
+        if key is not None:
+            self._kept[(slot, bits)] = (key, tuple(buffers), scale, zero_point)
+
+    def clear(self) -> None:
+        self._kept = {}
