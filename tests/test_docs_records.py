@@ -112,3 +112,27 @@ def test_h200_train_table_is_the_records():
         f, q, qr = (ms[("eval_forward", mode, i)] for i in ("float", "rpt", "rpt_reuse"))
         assert row[1] == f"{f:.2f} ms" and row[2] == f"{q:.2f} ms (weights reused: {qr:.2f})", label
         assert row[3] == f"{q / f:.2f} ({qr / f:.2f})", label
+
+
+def _span(values) -> str:
+    lo, hi = round(min(values)), round(max(values))
+    return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+
+def test_layer_host_sentence_is_the_records():
+    """benchmarks/README.md's before/after of the host time a quantized layer adds, from its records."""
+    recs = json.loads((ROOT / "benchmarks" / "results_cpu_layer_host.json").read_text())
+    old, new = dict.fromkeys(r["commit"] for r in recs)  # (in the file's order: before, then after)
+
+    def span(commit, mode, impl):
+        return _span([r["us_per_layer_added"] for r in recs if (r["commit"], r["mode"], r["impl"]) == (commit, mode, impl)])
+
+    text = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    want = (f"went from {span(old, 'eval', 'rpt')} to {span(new, 'eval', 'rpt')} µs in eval "
+            f"({span(old, 'eval', 'rpt_reuse')} → {span(new, 'eval', 'rpt_reuse')} µs with the weights reused) "
+            f"and from {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training "
+            f"({span(old, 'train', 'rpt_reuse')} → {span(new, 'train', 'rpt_reuse')} µs reused)")
+    assert want in text, want
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"went from {span(old, 'eval', 'rpt')} to {span(new, 'eval', 'rpt')} µs of added time per layer in "
+            f"eval, {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training") in readme
