@@ -80,6 +80,15 @@ def _stopped(what: str, out: str, say: bool, resume_command: str):
                    f"starts afresh)") from None
 
 
+def _stopped_by_write(e: OSError, out: str, say: bool, resume_command: str):
+    """``_stopped`` for a write that failed in ``out`` (a full disk, a folder gone or made read-only);
+    any other OSError is raised as it is."""
+    what = write_failure(e, out)
+    if what is None:
+        raise e
+    _stopped(what, out, say, resume_command)
+
+
 def add_parser(sub):
     t = sub.add_parser("train", formatter_class=HelpFormatter,
                        help="adversarial training (PGD/FGSM/FGSM-RS/free), optionally with RPT",
@@ -307,10 +316,7 @@ def cmd_train(a):
                 raise CheckpointError(f"{a.out}/last.pt does not fit the run its config describes "
                                       f"({typed_first_line(e)})") from None
             except OSError as e:  # restore() trims metrics.jsonl and may rewrite best.pt: a full disk
-                what = write_failure(e, a.out)
-                if what is None:
-                    raise
-                _stopped(what, a.out, say, resume_command)
+                _stopped_by_write(e, a.out, say, resume_command)
         if say:
             print_header(f, ck["epoch"] if ck is not None else None, len(train), len(val), defaults, a.out)
             if dist_active():
@@ -343,10 +349,7 @@ def cmd_train(a):
         except DatasetError as e:  # an unreadable image; from a worker its message is a traceback ending in ours
             _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say, resume_command)
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
-            what = write_failure(e, a.out)
-            if what is None:
-                raise
-            _stopped(what, a.out, say, resume_command)
+            _stopped_by_write(e, a.out, say, resume_command)
         finally:
             cleanup(synchronize=completed)
         if say:
