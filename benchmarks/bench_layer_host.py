@@ -2,6 +2,7 @@
 bound by the host, not by the kernels), float layers against dwq's in one run.
 
     python benchmarks/bench_layer_host.py [--device cpu|cuda] [--layers 16] [--reps N] [--json FILE]
+                                          [--pstats FILE]
 
 A stack of ``--layers`` 3x3 convs, 8 -> 8 channels, on a 4x4 input at batch 1: the arithmetic is
 next to nothing, so the time is what the host spends issuing the work (Python, the dispatcher, the
@@ -11,10 +12,14 @@ launches). impl "float" (``nn.Conv2d``) against "rpt" (``dwq.nn.QConv2d`` at 4 b
 no_grad) and "train" (train-mode forward and backward). Each timed call runs 20 forwards (CUDA:
 event-timed). Records (records.record): {"op": "layer_stack", "shape", "bits", "impl", "median_ms",
 "min_ms" (per forward of the stack), "device", "mode", "us_per_layer_added" ((impl - float) / layers,
-medians; 0 for float)}. Files only where --json says.
+medians; 0 for float)}. ``--pstats FILE``: where that host time goes, the Python functions of
+"rpt" by own time (cProfile, 10 timed calls a mode), as text. Files only where --json / --pstats say.
 """
 import argparse
+import cProfile
+import io
 import os
+import pstats
 import sys
 
 import torch
@@ -67,8 +72,9 @@ def main(argv=None):
     ap.add_argument("--layers", type=positive_int, default=16)
     ap.add_argument("--reps", type=positive_int, default=30, help="timed calls per implementation")
     ap.add_argument("--json", type=path_arg, help="write the records here")
+    ap.add_argument("--pstats", type=path_arg, help="write the Python profile of the rpt stack here (text)")
     args = ap.parse_args(argv)
-    output_paths(ap, args, "json")
+    output_paths(ap, args, "json", "pstats")
     device = device_arg(ap, args.device)
     torch.set_num_threads(1)  # (the host's own time: one thread, as a GPU's host issues the launches)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu x1 thread"
@@ -89,6 +95,22 @@ def main(argv=None):
     if args.json:
         save_json(args.json, records)
         print(f"wrote {args.json}")
+    if args.pstats:
+        text = []
+        for mode in ("eval", "train"):
+            run = stack_fn("rpt", mode, device, args.layers)
+            run()
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(10):
+                run()
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(40)
+            text.append(f"## rpt, {mode}: {10 * FORWARDS} forwards of {shape} on {name}\n{buf.getvalue()}")
+        with open(args.pstats, "w") as f:
+            f.write("\n".join(text))
+        print(f"wrote {args.pstats}")
 
 
 if __name__ == "__main__":

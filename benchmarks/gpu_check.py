@@ -20,7 +20,7 @@ without stopping the later ones:
      JSON and PNG;
   5. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, eval forward fp32/fp16,
      fake_quantize bandwidth; float vs RPT), JSON; benchmarks/bench_layer_host.py (the host time a
-     quantized layer adds, eval and train), JSON;
+     quantized layer adds, eval and train), JSON, and its Python profile;
   6. the CUDA-parametrized tests (8 processes where pytest-xdist is installed): fake_quantize on CUDA
      incl. float16/bfloat16 and every memory format, the fused quantizer kernels against their
      PyTorch reference, no host sync under set_sync_debug_mode("error"), the true-integer ops
@@ -255,7 +255,8 @@ def main(argv=None):
     st.run("bench_train", [py, "benchmarks/bench_train.py", "--device", "cuda", "--json",
                            out("bench_train_cuda.json")], timeout=240)
     st.run("bench_layer_host", [py, "benchmarks/bench_layer_host.py", "--device", "cuda", "--json",
-                                out("bench_layer_host_cuda.json")], timeout=60)
+                                out("bench_layer_host_cuda.json"), "--pstats", out("layer_host_pstats.txt")],
+           timeout=60)
     # The CUDA-parametrized tests ("cuda" is in their ids or their module's name).
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_eval_qparams.py",
                   "tests/test_compile_layouts.py",

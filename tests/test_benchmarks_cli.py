@@ -34,6 +34,7 @@ def _script(name):
     ("bench_kernels_cuda", ["--reps", "0"], "--reps"),
     ("bench_layer_host", ["--layers", "0"], "--layers"),
     ("bench_layer_host", ["--json", "/nonexistent/h.json"], "--json"),
+    ("bench_layer_host", ["--pstats", "/tmp"], "--pstats /tmp: is a folder"),
     ("deploy_report", ["--checkpoint", "/nonexistent/last.pt"], "/nonexistent/last.pt"),
     # an output folder that is missing: refused before the run, not a traceback after it
     ("bench_train", ["--only", "fake_quantize", "--reps", "1", "--json", "/nonexistent/t.json"], "--json"),
@@ -159,8 +160,11 @@ def test_deploy_report_refuses_a_checkpoint_it_cannot_report(tmp_path, capsys):
 
 
 def test_bench_layer_host_records_what_each_layer_adds(tmp_path):
-    out = tmp_path / "h.json"
-    _script("bench_layer_host").main(["--device", "cpu", "--layers", "2", "--reps", "2", "--json", str(out)])
+    out, prof = tmp_path / "h.json", tmp_path / "p.txt"
+    _script("bench_layer_host").main(["--device", "cpu", "--layers", "2", "--reps", "2", "--json", str(out),
+                                      "--pstats", str(prof)])
+    text = prof.read_text()
+    assert "## rpt, eval" in text and "## rpt, train" in text and "quantizers.py" in text
     recs = json.loads(out.read_text())
     assert [(r["mode"], r["impl"]) for r in recs] == [(m, i) for m in ("eval", "train")
                                                        for i in ("float", "rpt", "rpt_reuse")]
