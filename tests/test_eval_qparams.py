@@ -147,3 +147,45 @@ def test_inference_mode_results_are_not_reused_outside_it():
         qi = ActQuantizer([4]).eval()  # inference-tensor buffers: no version counter, nothing kept
         qi.set_range(-1.0, 1.0)
         assert torch.equal(qi(x.detach(), 4, P4), qi(x.detach(), 4, P4))
+
+
+@needs_ext
+def test_a_train_forward_captured_in_a_cuda_graph_ends_the_keeping(calls, monkeypatch):
+    """A CUDA graph's replays update the running buffers without bumping their version counters (no
+    Python runs): once a train-mode forward was captured, eval asks act_qparams at every forward.
+    (Capture stood in for on the CPU; the CUDA test below captures for real.)"""
+    q = trained("cpu")
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_initialized", lambda: True)
+        m.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+        q.train()(torch.tensor([-3.0, 3.0]), 4, P4)
+    q.eval()
+    calls.clear()
+    x = torch.randn(20)
+    q(x, 4, P4), q(x, 4, P4)
+    q.load_state_dict(q.state_dict())  # (a read of the flags does not undo it: replays may follow)
+    q(x, 4, P4), q(x, 4, P4)
+    assert calls == [False] * 4
+
+
+@needs_ext
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (captures a CUDA graph)")
+def test_eval_after_cuda_graph_replays_of_training_reads_the_replayed_ranges():
+    q = trained("cuda")
+    x_eval = torch.linspace(-3, 3, 101, device="cuda")
+    q(x_eval, 4, P4)  # kept
+    static = torch.tensor([-1.0, 1.0], device="cuda")
+    q.train()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        q(static, 4, P4)  # warm-up
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        q(static, 4, P4)
+    static.copy_(torch.tensor([-9.0, 9.0], device="cuda"))
+    for _ in range(20):
+        g.replay()
+    q.eval()
+    assert torch.equal(q(x_eval, 4, P4), fresh(q, x_eval))

@@ -13,7 +13,8 @@ device-side assert). A write the host did not see bumps the flags' version, and 
 known until the next read: the forward recomputes, as without this cache. Edits through ``.data``
 bypass the version counters and are not seen (as for :func:`dwq.quant.reuse_quantized_weights`).
 Inference tensors (made under ``torch.inference_mode()``) have no version counter: buffers that are
-ones are never known nor kept.
+ones are never known nor kept. Nor do a CUDA graph's replays bump any: a quantizer whose train-mode
+forward was captured keeps nothing from then on (``ActQuantizer._may_keep``).
 """
 from typing import Optional, Tuple
 

@@ -222,7 +222,7 @@ class ActQuantizer(nn.Module):
         self.register_buffer("_update_masks", _slot_masks(slots), persistent=False)
         # Eval-mode qparams kept between forwards, and what the host knows of `initialized` (see
         # dwq.quant.eval_qparams): no act_qparams call per eval forward once a range is tracked.
-        self._tracked, self._eval_qp = TrackedSlots(), EvalQparams()
+        self._tracked, self._eval_qp, self._graphed = TrackedSlots(), EvalQparams(), False
         self._tracked.read(self.initialized)
 
     @property
@@ -264,8 +264,23 @@ class ActQuantizer(nn.Module):
     def __setstate__(self, state):
         super().__setstate__(state)
         if "_tracked" not in state:  # (pickled before the cache existed)
-            self._tracked, self._eval_qp = TrackedSlots(), EvalQparams()
+            self._tracked, self._eval_qp, self._graphed = TrackedSlots(), EvalQparams(), False
         self._read_tracked()
+
+    def _may_keep(self) -> bool:
+        """Whether this forward may use or keep eval qparams and raise the tracked flags: not while
+        compiling (a compiled forward keeps nothing), nor in a CUDA graph capture (a replay runs none of
+        this Python); and never again once a train-mode forward was captured: its replays update the
+        buffers without bumping their version counters, which the kept qparams rely on."""
+        if self._graphed or torch.compiler.is_compiling():
+            return False
+        if torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing():  # (no CUDA, no capture)
+            if self.training:
+                self._graphed = True
+                self._tracked.forget()
+                self._eval_qp.clear()
+            return False
+        return True
 
     def reset_parameters(self) -> None:
         """No range tracked (as at construction). Called by the meta-device recipe (``to_empty`` then
@@ -383,7 +398,7 @@ class ActQuantizer(nn.Module):
         mn, mx = torch.aminmax(x.detach())
         mn, mx = mn.float(), mx.float()  # the range and its EMA are float32 whatever x's dtype
         if self.training:
-            keep = not torch.compiler.is_compiling()
+            keep = self._may_keep()
             known = keep and self._tracked.valid(self.initialized)
             self._track(i, mn, mx)
             if keep:
@@ -408,7 +423,7 @@ class ActQuantizer(nn.Module):
         """act_qparams (one pass, one launch on GPUs, no host sync: range, EMA updates and qparams), or
         in eval mode its result kept from an earlier forward while the buffers are unchanged."""
         buffers = (self.running_min, self.running_max, self.initialized)
-        keep = not torch.compiler.is_compiling()
+        keep = self._may_keep()
         if keep and not self.training:
             hit = self._eval_qp.get(buffers, i, bits)
             if hit is not None:
