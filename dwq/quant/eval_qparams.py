@@ -45,6 +45,9 @@ class TrackedSlots:
         if t.is_inference():
             self.forget()
             return
+        if was_valid and all(self._flags[i] for i in slots):  # (every train-mode forward after the first)
+            self._buffer, self._version = t, t._version
+            return
         flags = list(self._flags) if was_valid else [False] * t.numel()
         for i in slots:
             flags[i] = True
