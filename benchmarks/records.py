@@ -2,8 +2,10 @@
 (print the records and the ratio tables, then write the JSON records and the plot only where
 ``--json`` / ``--png`` say), a JSON save that survives a kill, the progress file of the scripts that
 save after every measurement and the checks of the arguments the scripts share."""
+import glob
 import json
 import os
+import shutil
 import time
 
 # "bits" of a float32 record: dwq.deploy.RECORD_FP_BITS, the convention dwq bench writes and
@@ -140,3 +142,16 @@ def latency_axis(ax, rs, lines, baselines, title, ylabel):
     ax.set_ylabel(ylabel)
     ax.set_yscale("log")
     ax.legend(fontsize=7)
+
+
+def find_ncu():
+    """Nsight Compute's ``ncu``: on PATH, else where CUDA and Nsight Compute install it (the GPU
+    machine's is /opt/nvidia/nsight-compute/<version>/ncu); None where there is none."""
+    found = shutil.which("ncu")
+    if found:
+        return found
+    for pattern in ("/usr/local/cuda/bin/ncu", "/opt/nvidia/nsight-compute/ncu", "/opt/nvidia/nsight-compute/*/ncu"):
+        hits = sorted(glob.glob(pattern))
+        if hits:
+            return hits[-1]
+    return None

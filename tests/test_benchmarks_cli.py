@@ -3,6 +3,7 @@ usage error naming it (not a traceback from torch, nor a run that measures nothi
 never left half-written or, after a run cut short, under the name of a finished run."""
 import importlib
 import json
+import os
 import pathlib
 import sys
 
@@ -35,6 +36,8 @@ def _script(name):
     ("bench_layer_host", ["--layers", "0"], "--layers"),
     ("bench_layer_host", ["--json", "/nonexistent/h.json"], "--json"),
     ("bench_layer_host", ["--pstats", "/tmp"], "--pstats /tmp: is a folder"),
+    ("ncu_kernels", ["--out", "/nonexistent/n.csv"], "--out"),
+    ("ncu_kernels", [], "give --out FILE.csv"),
     ("deploy_report", ["--checkpoint", "/nonexistent/last.pt"], "/nonexistent/last.pt"),
     # an output folder that is missing: refused before the run, not a traceback after it
     ("bench_train", ["--only", "fake_quantize", "--reps", "1", "--json", "/nonexistent/t.json"], "--json"),
@@ -173,3 +176,27 @@ def test_bench_layer_host_records_what_each_layer_adds(tmp_path):
         f = next(g for g in recs if g["mode"] == r["mode"] and g["impl"] == "float")
         # (per layer: the stack's difference over its 2 layers; the records' times are rounded to 10 ns)
         assert abs(r["us_per_layer_added"] - (r["median_ms"] - f["median_ms"]) * 1e3 / 2) < 0.05
+
+
+def test_ncu_kernels_target_makes_each_call(capsys, monkeypatch):
+    """The calls ncu profiles on the GPU, on tiny shapes on the CPU: each case runs (a wrong signature
+    would cost a GPU session its ncu step) and is named, and the engine settings do not outlive it."""
+    monkeypatch.delenv("DWQ_CUDA_GEMM", raising=False)
+    _script("ncu_kernels").target("cpu", small=True)
+    cases = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[ncu_kernels]")]
+    assert len(cases) == 6 and "DWQ_CUDA_GEMM" not in os.environ
+
+
+def test_find_ncu_looks_on_path_then_in_the_install_folders(tmp_path, monkeypatch):
+    records = _script("records")
+    fake = tmp_path / "ncu"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert records.find_ncu() == str(fake)
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    versions = ["/opt/nvidia/nsight-compute/2024.1.0/ncu", "/opt/nvidia/nsight-compute/2025.3.1/ncu"]
+    monkeypatch.setattr(records.glob, "glob", lambda p: versions if "*" in p else [])
+    assert records.find_ncu() == versions[-1]
+    monkeypatch.setattr(records.glob, "glob", lambda p: [])
+    assert records.find_ncu() is None
