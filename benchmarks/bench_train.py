@@ -13,7 +13,8 @@ turn, step by step):
   eval_forward  eval-mode forward: "float" vs "rpt" (precisions [None, 4, 8] at 4 bits, ranges
                 tracked as in a trained model) and "rpt_reuse" (the same inside
                 dwq.quant.reuse_quantized_weights, as dwq.eval runs it: weights quantized once);
-                mode fp32 and fp16 (autocast; bfloat16 on CPU); in fp32 also at batch 1, where a GPU
+                mode fp32 and fp16 (autocast; bfloat16 on CPU), and fp32_compiled (--modes compiled:
+                float and rpt under torch.compile); in fp32 also at batch 1, where a GPU
                 has next to nothing to do: the host time each quantized layer adds (on a CPU the
                 weights' quantization still costs there)
   fake_quantize dwq.ops.fake_quantize per tensor / per channel on float32 vs
@@ -181,7 +182,7 @@ def graphed_train_step_fn(impl, device, batch, steps, seed=0):
     return labelled(step, model, FLOAT32_BITS if impl == "float" else None)
 
 
-def eval_fn(impl, device, batch, half, seed=0):
+def eval_fn(impl, device, batch, half, seed=0, compiled=False):
     torch.manual_seed(seed)
     model = make_model(impl, device, precisions=[None, 4, 8])
     bits = FLOAT32_BITS if impl == "float" else 4
@@ -196,11 +197,12 @@ def eval_fn(impl, device, batch, half, seed=0):
         reuse.__enter__()
         model._bench_reuse = reuse  # kept alive: a collected context manager closes and ends the reuse
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    run = torch.compile(model) if compiled else model  # (compiled at the first, warm-up, call)
 
     @torch.no_grad()
     def fwd():
         with torch.autocast(device.type, dtype=amp_dtype, enabled=half):
-            model(x)
+            run(x)
 
     fwd.layers = sum(isinstance(m, (QConv2d, QLinear)) for m in model.modules())
     return labelled(fwd, model, bits)
@@ -213,10 +215,11 @@ def main(argv=None):
     ap.add_argument("--json", type=path_arg, help="write the records here (FILE.partial while the run lasts)")
     ap.add_argument("--threads", type=threads_arg, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--only", choices=["train_step", "eval_forward", "fake_quantize"], action="append")
-    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half", "graphs"],
+    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half", "graphs", "compiled"],
                     default=["fp32", "amp", "half", "graphs"],
-                    help="fp32, amp (train step), half (eval forward: fp16 on CUDA, bf16 on CPU) and graphs "
-                         "(the fp32 train step replayed from CUDA graphs; CUDA only)")
+                    help="fp32, amp (train step), half (eval forward: fp16 on CUDA, bf16 on CPU), graphs "
+                         "(the fp32 train step replayed from CUDA graphs; CUDA only) and compiled (eval forward "
+                         "fp32, both models under torch.compile; not by default: each compiles for a minute)")
     ap.add_argument("--reps", type=positive_int, default=None, help="timed repetitions per implementation")
     args = ap.parse_args(argv)
     output_paths(ap, args, "json")
@@ -229,9 +232,9 @@ def main(argv=None):
     modes = set(args.modes)
     # a selection that measures nothing wrote [] and said nothing
     if not ("fake_quantize" in only or "train_step" in only and (modes & {"fp32", "amp"} or "graphs" in modes and gpu)
-            or "eval_forward" in only and modes & {"fp32", "half"}):
+            or "eval_forward" in only and modes & {"fp32", "half", "compiled"}):
         ap.error(f"--only {' '.join(sorted(only))} --modes {' '.join(args.modes)} on {device.type}: measures nothing "
-                 f"(train_step takes fp32, amp and, on CUDA, graphs; eval_forward fp32 and half)")
+                 f"(train_step takes fp32, amp and, on CUDA, graphs; eval_forward fp32, half and compiled)")
     train_batch, eval_batch = (128, 256) if gpu else (32, 32)
     pgd_steps = 7
     reps = args.reps or ((5 if args.quick else 10) if gpu else (3 if args.quick else 7))
@@ -288,6 +291,11 @@ def main(argv=None):
                     print(f"time a quantized layer adds at batch 1 ({n} layers; on a GPU, host time): rpt "
                           f"{(res['rpt'][0] - res['float'][0]) * 1e3 / n:.1f} us, rpt_reuse "
                           f"{(res['rpt_reuse'][0] - res['float'][0]) * 1e3 / n:.1f} us", flush=True)
+        if "compiled" in modes:  # compiled against compiled (issue 10); reuse does nothing under compile
+            fns = {impl: eval_fn(impl, device, eval_batch, False, compiled=True) for impl in ("float", "rpt")}
+            res = time_pair(fns, device, reps * 3, warm)
+            emit("eval_forward", f"PreActResNet18 b{eval_batch}", "fp32_compiled", fns, res)
+            ratios.append(("eval_forward", "fp32_compiled", res))
     if "fake_quantize" in only:
         n = (64 << 20) if gpu else (16 << 20)
         x = torch.randn(n // 1024, 1024, device=device)

