@@ -136,3 +136,18 @@ def test_layer_host_sentence_is_the_records():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert (f"went from {span(old, 'eval', 'rpt')} to {span(new, 'eval', 'rpt')} µs of added time per layer in "
             f"eval, {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training") in readme
+
+
+def test_compiled_eval_sentence_is_the_records():
+    recs = json.loads((ROOT / "benchmarks" / "results_train_cpu_eval_compiled.json").read_text())
+    ms = {impl: [r["median_ms"] for r in recs if r["impl"] == impl] for impl in ("float", "rpt")}
+    ratios = [q / f for f, q in zip(ms["float"], ms["rpt"])]
+
+    def span(v, digits):
+        lo, hi = f"{min(v):.{digits}f}", f"{max(v):.{digits}f}"
+        return lo if lo == hi else f"{lo}–{hi}"
+
+    text = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    want = (f"float {span(ms['float'], 1)} ms, RPT {span(ms['rpt'], 1)} ms, ratio {span(ratios, 2)}")
+    assert want in text, want
+    assert all(r["mode"] == "fp32_compiled" and r["commit"] in text for r in recs)
