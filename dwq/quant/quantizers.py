@@ -186,7 +186,9 @@ class ActQuantizer(nn.Module):
     and run at 4 bits); only a quantizer that never saw any training batch falls back to the
     batch's own range, which makes a prediction depend on the rest of its batch.
     ``shared_range=True`` keeps only the observed slot, one range for all precisions, as the
-    reference does.
+    reference does. In eval mode the scale and zero point of a tracked range are computed once and
+    kept while the running buffers are unchanged (:mod:`dwq.quant.eval_qparams`): write them in place
+    or through ``set_range`` / ``load_state_dict``, not through ``.data``.
 
     ``zero_point="int"``: the first batch initializes a range. ``zero_point="float"`` is the
     reference's quantizer with the reference's state: the zero point (range minimum) and the range
