@@ -1,9 +1,11 @@
 """dwq.train: adversarial training with RPT, exact resume, DDP (2 gloo processes)."""
+import gc
 import json
 import math
 import os
 import re
 import socket
+import sys
 
 import pytest
 import torch
@@ -350,6 +352,46 @@ def test_mnist5k_splits_are_read_in_memory_without_loader_workers(monkeypatch):
     for (x, y), (ex, ey) in zip(got, expected):
         assert torch.equal(x, ex) and torch.equal(y, ey) and y.dtype == ey.dtype
     assert torch.equal(collate(part, [3, 1])[0], torch.stack([part[3][0], part[1][0]]))
+
+
+class _NotInMemory(torch.utils.data.Dataset):
+    """Items made on demand: BatchLoader reads them through loader workers."""
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        return torch.full((3, 4, 4), float(i)), i % 10
+
+
+def test_an_interrupted_epoch_shuts_its_loader_workers_down_quietly(monkeypatch):
+    """A scheduler's SIGTERM reaches the loader workers too (the process group); torch's shutdown of
+    the killed workers then raised inside the iterator's __del__, and Python printed an ignored
+    "DataLoader worker ... is killed by signal: Terminated" traceback after dwq's one-line message.
+    The loader now shuts its workers down itself when the loop ends or is interrupted. (The killed
+    workers are stood in for: the shutdown raises as it did then, once.)"""
+    from torch.utils.data import dataloader
+
+    from dwq.train.batches import BatchLoader
+
+    real, calls = dataloader._MultiProcessingDataLoaderIter._shutdown_workers, []
+
+    def shutdown_after_a_kill(self):
+        real(self)
+        calls.append(id(self))
+        if len(calls) == 1:
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated. ")
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "_shutdown_workers", shutdown_after_a_kill)
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    batches = iter(BatchLoader(_NotInMemory(), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]], num_workers=1))
+    x, y = next(batches)
+    assert torch.equal(y, torch.tensor([0, 1, 2, 3]))
+    batches.close()  # (what an exception out of the epoch's loop does to it)
+    del batches, x, y
+    gc.collect()  # (the iterator's own __del__ has run before the hooks are restored)
+    assert calls and ignored == []
 
 
 def test_best_pt_never_holds_an_epoch_that_resume_redoes(tmp_path, monkeypatch):

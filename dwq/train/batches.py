@@ -4,6 +4,8 @@ ranks, with each rank's share of its global batch), items whose random augmentat
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 __all__ = ["epoch_batches", "rank_batches", "in_memory", "collate", "SeededItems", "BatchLoader"]
@@ -100,4 +102,15 @@ class BatchLoader:
             dl = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.batches,
                                              num_workers=self.num_workers,
                                              pin_memory=torch.cuda.is_available())
-            yield from dl
+            it = iter(dl)
+            try:
+                yield from it
+            finally:
+                # Workers shut down here, when the loop ends or is interrupted. A scheduler's SIGTERM reaches
+                # the workers too (the process group), and torch's own shutdown, in the iterator's __del__,
+                # then printed an ignored "DataLoader worker ... is killed by signal: Terminated" traceback
+                # after dwq's one-line message. (A worker that fails mid-epoch still raises in the loop.)
+                shutdown = getattr(it, "_shutdown_workers", None)
+                if shutdown is not None:
+                    with contextlib.suppress(RuntimeError):
+                        shutdown()
