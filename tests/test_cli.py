@@ -1650,3 +1650,13 @@ def test_the_pgd_step_defaults_to_a_quarter_of_epsilon(tmp_path, capsys):
         assert main(["train", "--out", str(tmp_path / out)] + extra + base) == 0
         assert json.load(open(tmp_path / out / "config.json"))["extra"]["flags"]["alpha"] == pytest.approx(alpha)
     assert "attack step 0.075 (ε/4, the pgd default)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_ddp_run_is_told_to_continue_under_its_launcher():
+    """A run of several processes stopped (SIGTERM, a full disk) said "continue with: dwq train --resume
+    ...": run as printed, that trained on one process. It now says to launch it as the run was."""
+    from dwq.cli.train import _launched
+
+    assert _launched("dwq train --resume --out r", 1) == "dwq train --resume --out r"
+    assert _launched("dwq train --resume --out r", 4) == (
+        "dwq train --resume --out r, launched by torchrun with 4 processes as this run was")

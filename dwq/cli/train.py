@@ -65,6 +65,12 @@ def _resume_command(out: str, changed: dict, given) -> str:
     return shlex.join(words)
 
 
+def _launched(command: str, world: int) -> str:
+    """``command`` as the continuation of a run of ``world`` processes: a DDP run goes on under the
+    launcher that started it (the bare command trained on one process, at the same global batch)."""
+    return command if world == 1 else f"{command}, launched by torchrun with {world} processes as this run was"
+
+
 def _stopped(what: str, out: str, say: bool, resume_command: str):
     """CLIError: ``what`` stopped the run, and where it stands (nothing to resume: what it wrote is
     removed, so that the same command starts afresh)."""
@@ -301,6 +307,7 @@ def cmd_train(a):
                       reference=f["reference"], compile=f["compile"], deterministic=f["deterministic"])
     rank, world, device = setup(f["device"])
     say = rank == 0
+    resume_command = _launched(resume_command, world)
     tr = Trainer(model, train, cfg, a.out, val_set=val if len(val) else None, device=device,
                  num_workers=f["workers"], rank=rank, world=world,
                  on_epoch=(lambda rec: print(epoch_line(rec, f["epochs"], f["val_pgd_steps"]), flush=True))
