@@ -58,7 +58,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # (also when loaded from a file path by the tests)
-from records import find_ncu, save_json  # noqa: E402  (benchmarks/records.py)
+from records import find_ncu, find_tool, save_json  # noqa: E402  (benchmarks/records.py)
 
 
 class Steps:
@@ -289,8 +289,8 @@ def main(argv=None):
                     "tests/test_cli.py::test_sigkill_then_resume_equals_uninterrupted",
                     "tests/test_eval.py::test_resumable_map_resumes_at_its_first_unfinished_item"]
     st.run("test_cuda_resume", pytest_cmd(py, "-k", "cuda", *resume_tests), timeout=300)
-    sanitizer = shutil.which("compute-sanitizer") or "/usr/local/cuda/bin/compute-sanitizer"
-    if not args.no_sanitizer and os.path.exists(sanitizer):
+    sanitizer = find_tool("compute-sanitizer", "/usr/local/cuda/bin")
+    if not args.no_sanitizer and sanitizer:
         # Every kernel path of the integer engine once (tile edges, implicit/im2col conv, split-K, inputs at odd
         # storage offsets and strides), small shapes;
         # without the caching allocator, so that an overrun leaves its own allocation and is seen.

@@ -144,14 +144,21 @@ def latency_axis(ax, rs, lines, baselines, title, ylabel):
     ax.legend(fontsize=7)
 
 
-def find_ncu():
-    """Nsight Compute's ``ncu``: on PATH, else where CUDA and Nsight Compute install it (the GPU
-    machine's is /opt/nvidia/nsight-compute/<version>/ncu); None where there is none."""
-    found = shutil.which("ncu")
+def find_tool(name, *folders):
+    """A CUDA tool (``ncu``, ``compute-sanitizer``) on PATH, else in the first of ``folders`` (glob
+    patterns, the last match of each taken: the newest of several versions) that holds it; None
+    where there is none."""
+    found = shutil.which(name)
     if found:
         return found
-    for pattern in ("/usr/local/cuda/bin/ncu", "/opt/nvidia/nsight-compute/ncu", "/opt/nvidia/nsight-compute/*/ncu"):
-        hits = sorted(glob.glob(pattern))
+    for pattern in folders:
+        hits = sorted(glob.glob(os.path.join(pattern, name)))
         if hits:
             return hits[-1]
     return None
+
+
+def find_ncu():
+    """Nsight Compute's ``ncu``: on PATH, else where CUDA and Nsight Compute install it (the GPU
+    machine's is /opt/nvidia/nsight-compute/<version>/ncu)."""
+    return find_tool("ncu", "/usr/local/cuda/bin", "/opt/nvidia/nsight-compute", "/opt/nvidia/nsight-compute/*")
