@@ -1,7 +1,8 @@
 """The one prepared command for a session on the GPU machine (issues 9 and 10).
 
     python benchmarks/gpu_check.py [--out DIR] [--bundle FILE.tgz] [--budget SECONDS] [--skip-build]
-                                   [--full-suite] [--no-profile] [--no-sanitizer] [--resume-from DIR]
+                                   [--full-suite] [--no-profile] [--no-sanitizer] [--skip STEP,...]
+                                   [--resume-from DIR]
 
 Runs, in order of what a short lease most needs, each step timed and logged, a failing step recorded
 without stopping the later ones:
@@ -64,11 +65,12 @@ from records import find_ncu, find_tool, save_json  # noqa: E402  (benchmarks/re
 class Steps:
     """Runs steps under one time budget, logging each and saving the record (and bundle) after each."""
 
-    def __init__(self, out, env, budget, bundle=None, done=None):
+    def __init__(self, out, env, budget, bundle=None, done=None, skip=()):
         self.out, self.env, self.bundle = out, env, bundle
         self.deadline = time.time() + budget
         self.steps = []
         self.done = done or {}  # step name -> its record in an earlier run (--resume-from)
+        self.skip = set(skip)  # --skip
 
     def run(self, name, cmd, timeout=600, env=None):
         if name in self.done:
@@ -78,6 +80,11 @@ class Steps:
             print(f"[gpu_check] {name}: done in the earlier run (rc {prev['rc']})", flush=True)
             self.save()
             return prev["rc"]
+        if name in self.skip:
+            self.steps.append(dict(step=name, cmd=" ".join(cmd), rc="skipped (--skip)", seconds=0))
+            print(f"[gpu_check] {name}: skipped (--skip)", flush=True)
+            self.save()
+            return "skipped"
         left = self.deadline - time.time()
         if left < 20:
             self.steps.append(dict(step=name, cmd=" ".join(cmd), rc="skipped (budget)", seconds=0))
@@ -128,7 +135,7 @@ class Steps:
             return {s["step"]: s for s in json.load(f) if s["rc"] != "skipped (budget)"}
 
     def failed(self):
-        return [s["step"] for s in self.steps if s["rc"] not in (0, "skipped (budget)")]
+        return [s["step"] for s in self.steps if s["rc"] not in (0, "skipped (budget)", "skipped (--skip)")]
 
 
 def pytest_cmd(py, *args, per_test=120, workers=0):
@@ -208,6 +215,9 @@ def main(argv=None):
     ap.add_argument("--full-suite", action="store_true", help="all of tests/ (without tests/test_brevitas.py)")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-sanitizer", action="store_true", help="skip the compute-sanitizer memcheck step")
+    ap.add_argument("--skip", default="", metavar="STEP,...",
+                    help="steps not to run, by the names the log gives them (e.g. bench_train,bench_layer_host: "
+                         "a lease spent on what changed)")
     ap.add_argument("--resume-from", metavar="DIR",
                     help="an earlier run's --out on this machine: the steps it finished are not run again (a "
                          "second device call while the machine is warm; a missing DIR, i.e. a fresh machine, "
@@ -222,7 +232,7 @@ def main(argv=None):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
     done = Steps.finished(args.resume_from) if args.resume_from else None
-    st = Steps(args.out, env, args.budget, args.bundle, done)
+    st = Steps(args.out, env, args.budget, args.bundle, done, [s.strip() for s in args.skip.split(",") if s.strip()])
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
     if not args.skip_build:

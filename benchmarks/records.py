@@ -5,6 +5,7 @@ save after every measurement and the checks of the arguments the scripts share."
 import glob
 import json
 import os
+import re
 import shutil
 import time
 
@@ -152,10 +153,15 @@ def find_tool(name, *folders):
     if found:
         return found
     for pattern in folders:
-        hits = sorted(glob.glob(os.path.join(pattern, name)))
+        hits = sorted(glob.glob(os.path.join(pattern, name)), key=_version_key)
         if hits:
             return hits[-1]
     return None
+
+
+def _version_key(path):
+    """Orders paths by their numbers as numbers (2025.10.1 after 2025.9.2, which a string sort puts last)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", path)]
 
 
 def find_ncu():

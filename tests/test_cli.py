@@ -1379,8 +1379,10 @@ def test_demo_names_an_interrupted_run_in_its_out_folder(tmp_path, capsys):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, device):
-    """A real kill -9 of `dwq train` mid-run, then `--resume --out` alone (the flags come from the
-    checkpoint): same final weights as a run never killed. On CUDA with --deterministic."""
+    """A real kill -9 of `dwq train` mid-run, then `--resume --out` with the other flags from the
+    checkpoint: same final weights as a run never killed. On CUDA with --deterministic. --device is
+    given again: a resume continues on this machine's default device (cuda where there is one), so
+    without it the cpu case resumed on the GPU of a GPU machine (seen on the H200)."""
     import signal
     import time
 
@@ -1397,8 +1399,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, device):
     p.wait()
     done = sum(1 for _ in open(cut / "metrics.jsonl"))
     assert 1 <= done < 12, "the kill came too late to test anything"
-    r = subprocess.run([sys.executable, "-m", "dwq.cli.main", "train", "--out", str(cut), "--resume"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "dwq.cli.main", "train", "--out", str(cut), "--resume",
+                        "--device", device], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     a = torch.load(full / "last.pt", weights_only=True)["model"]
     b = torch.load(cut / "last.pt", weights_only=True)["model"]

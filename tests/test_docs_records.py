@@ -4,6 +4,8 @@ import json
 import pathlib
 import re
 
+import pytest
+
 from dwq.cli.main import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -62,9 +64,11 @@ def _h200_table(heading):
     return rows
 
 
-def test_h200_kernel_table_is_the_records():
-    """Every figure of docs/gpu_h200.md's kernel table, re-derived from the run's own records."""
-    recs = json.loads((ROOT / "benchmarks" / "results_cuda_h200_kernels_014eb05.json").read_text())
+@pytest.mark.parametrize("heading, record", [("## Integer kernels (", "results_cuda_h200_kernels_014eb05.json"),
+                                             ("## Integer kernels, call 6", "results_cuda_h200_kernels_call6.json")])
+def test_h200_kernel_table_is_the_records(heading, record):
+    """Every figure of docs/gpu_h200.md's kernel tables, re-derived from each run's own records."""
+    recs = json.loads((ROOT / "benchmarks" / record).read_text())
     ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs if "median_ms" in r}
     keys = {"GEMM 4096³": ("gemm", "4096x4096x4096"), "GEMM 8192³": ("gemm", "8192x8192x8192"),
             "GEMM 32×4096×4096": ("gemm", "32x4096x4096"), "GEMM 4096×512×1152": ("gemm", "4096x512x1152"),
@@ -72,7 +76,7 @@ def test_h200_kernel_table_is_the_records():
             "conv 3×3 b256 256→256 8×8": ("conv3x3", "b256 256->256 8x8 s1"),
             "conv 3×3 b256 128→128 28×28": ("conv3x3", "b256 128->128 28x28 s1"),
             "conv 1×1 b256 256→64 56×56": ("conv1x1", "b256 256->64 56x56 s1")}
-    rows = _h200_table("## Integer kernels")
+    rows = _h200_table(heading)
     assert [r[0] for r in rows] == list(keys)
 
     def best(op, shape, bits):
@@ -151,3 +155,23 @@ def test_compiled_eval_sentence_is_the_records():
     want = (f"float {span(ms['float'], 1)} ms, RPT {span(ms['rpt'], 1)} ms, ratio {span(ratios, 2)}")
     assert want in text, want
     assert all(r["mode"] == "fp32_compiled" and r["commit"] in text for r in recs)
+
+
+def test_h200_probe_table_is_the_records():
+    """docs/gpu_h200.md's table of the wgmma_tma probe (calls 5 and 6), cell by cell from its records."""
+    ms = {}
+    for call in (5, 6):
+        for r in json.loads((ROOT / "benchmarks" / f"results_cuda_h200_wgmma_probe_call{call}.json").read_text()):
+            if r["impl"] == "2xn128":
+                ms[(call, r["shape"], r["probe"])] = r["median_ms"]
+    probe_of = {"whole (call 6: the int32 epilogue)": "whole", "whole, the old epilogue": "whole, int64 epi",
+                "no epilogue": "no-epilogue", "MMAs only (no loads, no epilogue)": "mma-only",
+                "loads only": "loads-only", "epilogue only (call 6: the int32 one)": "epilogue-only",
+                "the old epilogue only": "int64 epi only"}
+    rows = _h200_table("**The probe.**")
+    assert [r[0] for r in rows] == list(probe_of)
+    columns = [(5, "4096x4096x4096"), (5, "8192x8192x8192"), (6, "4096x4096x4096"), (6, "8192x8192x8192")]
+    for label, *cells in rows:
+        for (call, shape), cell in zip(columns, cells):
+            want = ms.get((call, shape, probe_of[label]))
+            assert cell == ("" if want is None else f"{want:.4f}"), (label, call, shape)

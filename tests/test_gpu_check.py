@@ -38,6 +38,20 @@ def test_steps_record_bundle_and_budget(tmp_path):
     assert st.failed() == ["fails", "slow"]  # a skipped step is not a failure
 
 
+def test_skipped_steps_do_not_run_and_are_recorded(tmp_path):
+    gc = _gpu_check()
+    out = tmp_path / "run"
+    out.mkdir()
+    st = gc.Steps(str(out), None, budget=30, skip=["bench_train"])
+    marker = tmp_path / "ran"
+    assert st.run("bench_train", [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]) == "skipped"
+    assert st.run("ok", [sys.executable, "-c", "pass"]) == 0
+    assert not marker.exists()
+    rec = json.loads((out / "gpu_check.json").read_text())
+    assert [(s["step"], s["rc"]) for s in rec] == [("bench_train", "skipped (--skip)"), ("ok", 0)]
+    assert st.failed() == []
+
+
 def test_pytest_command_never_names_the_timeout_plugin():
     cmd = _gpu_check().pytest_cmd("python", "tests/x.py")
     assert "-p" not in cmd  # (pytest-timeout loads itself; -p pytest_timeout would be an error)
@@ -119,3 +133,17 @@ def test_resume_from_runs_only_what_the_earlier_run_did_not_finish(tmp_path):
         ("ok", 0, True), ("fails", 4, True), ("late", 0, False)]
     assert again.failed() == ["fails"]
     assert gc.Steps.finished(str(tmp_path / "absent")) == {}
+
+
+def test_find_tool_takes_the_newest_version_by_number(tmp_path):
+    """Several installed versions: the highest by number (2025.10.1 after 2025.9.2, not before)."""
+    spec = importlib.util.spec_from_file_location("records", ROOT / "benchmarks" / "records.py")
+    records = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(records)
+    name = "dwq-test-tool-not-on-path"
+    for version in ("2025.9.2", "2025.10.1", "2024.12.0"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / name).write_text("")
+    assert records.find_tool(name, str(tmp_path / "*")) == str(tmp_path / "2025.10.1" / name)
+    assert records.find_tool(name, str(tmp_path / "none"), str(tmp_path / "2024*")) == str(tmp_path / "2024.12.0" / name)
+    assert records.find_tool(name, str(tmp_path / "none")) is None

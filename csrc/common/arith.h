@@ -142,6 +142,12 @@ DWQ_HD int64_t acc_from_terms(int64_t t, int64_t rowsum, int64_t col_weight, int
 DWQ_HD int32_t acc_from_terms32(int32_t t, uint32_t rowsum, uint32_t col_weight, uint32_t col_const) {
   return static_cast<int32_t>(static_cast<uint32_t>(t) + rowsum * col_weight + col_const);
 }
+// Whether every acc of a K-deep product of codes 0..qmax_x and 0..qmax_w fits int32 (|acc| <=
+// K * qmax_x * qmax_w, whatever the zero points): then acc_from_terms32 is exact (the fast path).
+DWQ_HD bool acc_fits_int32(int64_t K, int64_t qmax_x, int64_t qmax_w) {
+  const int64_t per_k = qmax_x * qmax_w;  // (qmax <= 2^16 - 1 each: no overflow; K * per_k could)
+  return per_k == 0 || K <= int64_t{0x7FFFFFFF} / per_k;
+}
 
 // choose_qparams (integer zero point) of a finite range [mn, mx], as dwq.quant.qparams computes
 // it in float32: the range widened to include 0, s = max((max - min) / qmax, 1e-8) with an IEEE

@@ -71,7 +71,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   const int64_t qmax_x = arith::max_code(a.bits), qmax_w = arith::max_code(w.bits);
   // One int32 pass is exact when every partial and the final sum fit int32 (wrapping arithmetic
   // is then exact for the zero-point corrections too: the true result fits).
-  const bool fast = p.lx == 1 && p.lw == 1 && K <= kMaxKChunk && K * qmax_x * qmax_w <= INT32_MAX;
+  const bool fast = p.lx == 1 && p.lw == 1 && K <= kMaxKChunk && arith::acc_fits_int32(K, qmax_x, qmax_w);
   // Limbs with K <= 32768: three int32 partial tiles combined once in the epilogue (no int64
   // accumulation per pass); larger K: the general path, K-chunked into int64.
   const bool limb3 = !fast && (p.lx == 2 || p.lw == 2) && K <= 32768;

@@ -138,18 +138,9 @@ __global__ void __launch_bounds__(kFakeQuantThreads, 4)
   for (; iv < nvec; iv += stride)
     fake_quant_vector<T, V, PER_CHANNEL>(*reinterpret_cast<const Pack<T, V>*>(x + iv * V), iv * V, out, codes, scale,
                                          zero_point, C, inner, bits, s, z, qmax, nan);
-  for (int64_t i = nvec * V + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride) {
-    F si = s, zi = z;
-    if (PER_CHANNEL) {
-      const int64_t c = (i / inner) % C;
-      check_qparam(scale[c], zero_point[c], bits);
-      si = static_cast<F>(scale[c]);
-      zi = static_cast<F>(zero_point[c]);
-    }
-    int32_t q;
-    out[i] = fake_quant_one<T>(x[i], si, zi, qmax, q, nan);
-    if (codes != nullptr) codes[i] = q;
-  }
+  for (int64_t i = nvec * V + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += stride)
+    fake_quant_vector<T, 1, PER_CHANNEL>(Pack<T, 1>{{x[i]}}, i, out, codes, scale, zero_point, C, inner, bits, s, z,
+                                         qmax, nan);
   if (nan) DWQ_DEVICE_FAIL("dwq.fake_quantize: x contains NaN; NaN has no quantized code");
 }
 

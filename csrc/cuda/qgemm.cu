@@ -286,25 +286,6 @@ struct Act {
   int bits = 8;
 };
 
-// The tensor-core engine: DWQ_CUDA_GEMM = "mma" (the default: mma.sync, every GPU from sm_80),
-// "wgmma" (Hopper's warpgroup MMA, operands by cp.async), "wgmma_tma" (the same, warp-specialized:
-// a producer warpgroup feeds it by TMA) -- each an error where the build or the GPU lacks sm_90a --
-// or "auto" (wgmma where supported, else mma). The Hopper engines are not the default until they
-// have run on a Hopper GPU.
-cuda::Engine gemm_engine(const char* op, int device) {
-  const char* v = std::getenv("DWQ_CUDA_GEMM");
-  if (v == nullptr || *v == '\0' || std::strcmp(v, "mma") == 0) return cuda::Engine::kMma;
-  if (std::strcmp(v, "auto") == 0)
-    return cuda::wgmma_supported(device) ? cuda::Engine::kWgmma : cuda::Engine::kMma;
-  const bool tma = std::strcmp(v, "wgmma_tma") == 0;
-  TORCH_CHECK(tma || std::strcmp(v, "wgmma") == 0, "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
-              "' is not an engine (expected 'mma', 'wgmma', 'wgmma_tma' or 'auto')");
-  TORCH_CHECK(cuda::wgmma_supported(device), "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
-              "' needs a GPU of compute capability 9.0 (H100, H200) and dwq._C built with "
-              "9.0a in TORCH_CUDA_ARCH_LIST (the default); device ", device, " or this build has not");
-  return tma ? cuda::Engine::kWgmmaTma : cuda::Engine::kWgmma;
-}
-
 // K per grid z-slice: the int32-exact limit, and smaller when the output tiles alone would leave
 // most SMs idle (skinny GEMMs such as 32 x 4096 x 4096): then split K (int64 sums in a workspace).
 int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cuda::Engine engine) {
@@ -317,6 +298,31 @@ int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cu
   if (tiles < n_sm && K >= 2048) want = std::min<int64_t>((2 * n_sm + tiles - 1) / tiles, K / 512);
   const int64_t chunk = round_up((K + want - 1) / want, align);
   return std::min(limit, std::max<int64_t>(chunk, align));
+}
+
+// The tensor-core engine of an M x N x K product (limb: 9..16 bits; conv: implicit conv mode):
+// DWQ_CUDA_GEMM = "mma" (mma.sync, every GPU from sm_80), "wgmma" (Hopper's warpgroup MMA, operands
+// by cp.async), "wgmma_tma" (the same, warp-specialized: a producer warpgroup feeds it by TMA) --
+// each an error where the build or the GPU lacks sm_90a -- or "auto", the default: on a Hopper GPU
+// the engine that ran fastest on an H200 for the kind of product (docs/gpu_h200.md, call 6):
+// wgmma_tma for a matrix (run_engine takes wgmma where its tensor maps do not fit), wgmma for an
+// implicit conv, and mma where their tiles would split K (few output tiles: skinny products, deep
+// layers at a small batch); mma on other GPUs.
+cuda::Engine gemm_engine(const char* op, int device, int64_t M, int64_t N, int64_t K, bool limb, bool conv) {
+  const char* v = std::getenv("DWQ_CUDA_GEMM");
+  if (v != nullptr && std::strcmp(v, "mma") == 0) return cuda::Engine::kMma;
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0) {
+    if (!cuda::wgmma_supported(device)) return cuda::Engine::kMma;
+    const cuda::Engine hopper = conv ? cuda::Engine::kWgmma : cuda::Engine::kWgmmaTma;
+    return split_k_chunk(M, N, K, limb, device, hopper) < K ? cuda::Engine::kMma : hopper;
+  }
+  const bool tma = std::strcmp(v, "wgmma_tma") == 0;
+  TORCH_CHECK(tma || std::strcmp(v, "wgmma") == 0, "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
+              "' is not an engine (expected 'mma', 'wgmma', 'wgmma_tma' or 'auto')");
+  TORCH_CHECK(cuda::wgmma_supported(device), "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
+              "' needs a GPU of compute capability 9.0 (H100, H200) and dwq._C built with "
+              "9.0a in TORCH_CUDA_ARCH_LIST (the default); device ", device, " or this build has not");
+  return tma ? cuda::Engine::kWgmmaTma : cuda::Engine::kWgmma;
 }
 
 // Runs the engine into out (row-major [M][N] of e.dtype), with the value checks and their errors.
@@ -449,7 +455,8 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   mp.Kp = w.L.Kp;
   mp.Npad = w.L.Npad;
   mp.lw = lw;
-  const cuda::Engine tensor_cores = gemm_engine(op, x.get_device());  // checks DWQ_CUDA_GEMM whatever M is
+  // (checks DWQ_CUDA_GEMM whatever M is)
+  const cuda::Engine tensor_cores = gemm_engine(op, x.get_device(), M, N, K, limb, conv);
   const cuda::Engine engine = few_rows ? cuda::Engine::kDp4a : tensor_cores;
   at::Tensor bk;  // wgmma engines: the weight planes K-major (see qgemm_wgmma.cuh)
   if (engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma) {
@@ -488,6 +495,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     ep.ws = ws.data_ptr<int64_t>();
     ep.kind = cuda::kOutPartialT;
   }
+  ep.acc32 = cuda::epilogue_acc32(K, a.bits, lx, lw, split);
   if (engine == cuda::Engine::kDp4a) {
     check_launch(op, cuda::launch_qgemm_dp4a(mp, limb, stream));
   } else if (engine == cuda::Engine::kMma) {

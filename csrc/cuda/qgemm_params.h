@@ -12,6 +12,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/arith.h"
+
 namespace dwq::cuda {
 
 // Output kinds (values of cpu::OutKind plus the split-K partial).
@@ -45,6 +47,9 @@ struct EpiParams {
   const float* out_scale = nullptr;  // device [1], codes kinds
   const int32_t* out_zp = nullptr;   // device [1], codes kinds
   int out_bits = 8;
+  // Every acc fits int32 (one limb each, arith::acc_fits_int32, no split-K partials): the wgmma
+  // kernels then run the int32 epilogue (qgemm_epilogue.cuh: acc_from_terms32, as the CPU's fast path).
+  bool acc32 = false;
 };
 
 struct MmaParams {
@@ -66,6 +71,12 @@ struct MmaParams {
   int64_t k_chunk = 0;  // K per grid z-slice (multiple of 64): int32 partials stay exact
   EpiParams ep;
 };
+
+// EpiParams::acc32 of a product of K-deep x_bits-bit codes on lx and lw limbs: one limb each (weights
+// of at most 8 bits: qmax 255), no split-K, and every acc fits int32.
+inline bool epilogue_acc32(int64_t K, int x_bits, int lx, int lw, bool split) {
+  return !split && lx == 1 && lw == 1 && arith::acc_fits_int32(K, arith::max_code(x_bits), 255);
+}
 
 // Activation source of the prep kernels (row sums, range check, limb planes / im2col).
 struct ActParams {

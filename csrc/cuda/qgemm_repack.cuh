@@ -6,21 +6,32 @@
 
 namespace dwq::cuda {
 
-// One thread per (limb, 16-k chunk, column n), n fastest: the blob reads of a warp are 32
-// consecutive 4-byte words, each write is one 16-byte row chunk.
-__global__ void repack_kmajor_kernel(const int8_t* __restrict__ planes, int64_t N, int64_t Npad, int64_t Kp, int lw,
-                                     int8_t* __restrict__ out, int64_t ldb) {
-  const int64_t chunks = ldb / 16, total = int64_t(lw) * chunks * N;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t n = i % N, rest = i / N, c = rest % chunks, ib = rest / chunks;
-    const int8_t* src = planes + ib * Npad * Kp + (n / 64) * 64 * Kp + (n % 64) * 4;
-    uint32_t w[4];
-#pragma unroll
-    for (int q = 0; q < 4; ++q) {
-      const int64_t kg = c * 4 + q;  // 4-k group: 4 bytes of column n at kg * 256 in its block
-      w[q] = kg * 4 < Kp ? *reinterpret_cast<const uint32_t*>(src + kg * 256) : 0u;
+// Tiles of 64 columns x 128 k of one limb, grid-stride: a tile's 32 4-k groups are 8 KB in a row
+// of the blob, read by 16-byte loads into shared memory, and written as 64 rows of 128 k-bytes of
+// the copy, 8 threads per row. (The first version, a thread per 16-byte output chunk reading the
+// blob in place, wrote 32 rows per warp store: 27 us for a 4096 x 4096 weight on an H200, 1.2 TB/s.)
+__global__ void __launch_bounds__(256) repack_kmajor_kernel(const int8_t* __restrict__ planes, int64_t N, int64_t Npad,
+                                                            int64_t Kp, int lw, int8_t* __restrict__ out, int64_t ldb) {
+  __shared__ uint32_t tile[32][65];  // [4-k group][column] words; the pad word spreads a row chunk's banks
+  const int64_t nb = (N + 63) / 64, kb = (ldb + 127) / 128, tiles = int64_t(lw) * nb * kb;
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int64_t k_blk = t % kb, n_blk = (t / kb) % nb, ib = t / kb / nb;
+    const int8_t* src = planes + ib * Npad * Kp + n_blk * 64 * Kp + k_blk * 32 * 256;
+    for (int i = threadIdx.x; i < 512; i += blockDim.x) {  // 32 groups x 16 vectors of 4 columns
+      const int kg = i / 16, w = (i % 16) * 4;
+      uint4 v = make_uint4(0u, 0u, 0u, 0u);
+      if ((k_blk * 32 + kg) * 4 < Kp) v = *reinterpret_cast<const uint4*>(src + kg * 256 + (i % 16) * 16);
+      tile[kg][w] = v.x, tile[kg][w + 1] = v.y, tile[kg][w + 2] = v.z, tile[kg][w + 3] = v.w;
     }
-    *reinterpret_cast<uint4*>(out + (ib * N + n) * ldb + c * 16) = make_uint4(w[0], w[1], w[2], w[3]);
+    __syncthreads();
+    for (int i = threadIdx.x; i < 512; i += blockDim.x) {  // 64 rows x 8 chunks of 16 k-bytes
+      const int n = i / 8, c = i % 8;
+      const int64_t col = n_blk * 64 + n, kbyte = k_blk * 128 + c * 16;
+      if (col < N && kbyte < ldb)
+        *reinterpret_cast<uint4*>(out + (ib * N + col) * ldb + kbyte) =
+            make_uint4(tile[4 * c][n], tile[4 * c + 1][n], tile[4 * c + 2][n], tile[4 * c + 3][n]);
+    }
+    __syncthreads();  // the tile is read before the next one overwrites it
   }
 }
 

@@ -43,10 +43,9 @@ cudaError_t launch_qgemm_wgmma(const MmaParams& p, bool limb, bool conv, cudaStr
 
 cudaError_t launch_repack_kmajor(const int8_t* planes, int64_t N, int64_t Npad, int64_t Kp, int lw, int8_t* out,
                                  int64_t ldb, cudaStream_t stream) {
-  const int64_t total = int64_t(lw) * (ldb / 16) * N;
-  const int threads = 256;
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>((total + threads - 1) / threads, 65535 * 16));
-  repack_kmajor_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(planes, N, Npad, Kp, lw, out, ldb);
+  const int64_t tiles = int64_t(lw) * ((N + 63) / 64) * ((ldb + 127) / 128);
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(tiles, 65535 * 16));
+  repack_kmajor_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(planes, N, Npad, Kp, lw, out, ldb);
   return cudaGetLastError();
 }
 

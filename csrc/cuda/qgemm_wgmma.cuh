@@ -26,6 +26,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/cp_async.cuh"
 #include "cuda/qgemm_arows.cuh"
@@ -49,6 +50,7 @@ constexpr int kWgStages = 4;
 // template arguments so that every MMA is unconditional: the compiler then keeps them back to back).
 // BN: 256 (two n128 MMAs per k-step), 128 (one) or 64 (one n64 MMA): the launcher takes the
 // narrowest tile that covers N, so that a 64- or 128-channel layer does not compute 256 columns.
+// (One n256 MMA per k-step instead of two n128 ones ran no faster on an H200: docs/gpu_h200.md.)
 template <int LX_, int LW_, int BN_ = (LX_ * LW_ > 1 ? 128 : 256)>
 struct WgCfg {
   static constexpr int LX = LX_, LW = LW_;
@@ -59,9 +61,12 @@ struct WgCfg {
   static_assert((MMA_N == 64 || MMA_N == 128) && HALVES * MMA_N == BN, "a tile is n64, n128 or 2 x n128");
   static constexpr int BM = 64 * WGS, THREADS = 128 * WGS;
   static constexpr int A_BYTES = LX * BM * kWgBK, B_BYTES = LW * BN * kWgBK;
-  // + 1024: the dynamic shared memory base is rounded up to the swizzle atom.
-  static constexpr int SMEM = kWgStages * (A_BYTES + B_BYTES) + 1024;
+  // + 1024: the dynamic shared memory base is rounded up to the swizzle atom; then the epilogue's
+  // column terms (ColTerms or ColTerms32: 32 bytes per column at most, after the stages).
+  static constexpr int TERMS_OFF = kWgStages * (A_BYTES + B_BYTES);
+  static constexpr int SMEM = TERMS_OFF + 32 * BN + 1024;
 };
+static_assert(sizeof(ColTerms) <= 32 && sizeof(ColTerms32) <= 32, "WgCfg::SMEM holds 32 bytes per column's terms");
 
 // The tile width of a product with N columns (limbs: 128).
 __host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) {
@@ -104,6 +109,10 @@ __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.a
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Barrier `id` (1..15; 0 is __syncthreads') of the block's first `count` threads (a multiple of 32).
+__device__ __forceinline__ void named_sync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
 // Orders this thread's generic-proxy shared-memory writes (cp.async, stores) before the async
 // proxy's reads (wgmma) that follow the next barrier.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -199,51 +208,99 @@ __device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As,
     for (int h = 0; h < Cfg::HALVES; ++h) fence_regs(acc[s][h]);
 }
 
-// Waits for the last MMAs, then the fused epilogue of warpgroup wg's 64 rows of tile (m0, n0).
+// The fused epilogue of kind KIND for warpgroup wg's 64 rows of tile (m0, n0), with column terms C
+// (ColTerms32: the int32 epilogue, p.ep.acc32, one limb each; ColTerms: exact int64, the limb sets
+// combined). The MMA threads (Cfg::THREADS, barrier 1) first stage the tile's column terms in
+// `terms` (shared, Cfg::BN entries), then each thread finishes its fragment's outputs.
 // Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15; register
 // 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
-template <class Cfg>
-__device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgAcc<Cfg>& acc, int64_t m0, int64_t n0, int tid) {
-  constexpr int HALVES = Cfg::HALVES, SETS = Cfg::SETS;
-  wgmma_wait<0>();
-#pragma unroll
-  for (int s = 0; s < SETS; ++s)
-#pragma unroll
-    for (int h = 0; h < HALVES; ++h) fence_regs(acc[s][h]);
-  const int lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, gid = lane >> 2, tig = lane & 3;
+template <class Cfg, int KIND, class C>
+__device__ __forceinline__ void wg_epilogue_k(const MmaParams& p, const EpiScalars& sc, WgAcc<Cfg>& acc, int64_t m0,
+                                              int64_t n0, int tid, C* terms) {
+  constexpr bool I32 = std::is_same_v<C, ColTerms32>;
+  static_assert(!I32 || Cfg::SETS == 1, "limb sets are combined in int64");
+  using R = std::conditional_t<I32, uint32_t, int64_t>;  // row sum, and product sum T:
+  using T = std::conditional_t<I32, int32_t, int64_t>;
   const EpiParams& e = p.ep;
-  const EpiScalars sc = load_scalars(e);
-  int64_t rs[2];
+  named_sync(1, Cfg::THREADS);  // everyone has read the last tile's terms
+  for (int c = tid; c < Cfg::BN; c += Cfg::THREADS) terms[c] = col_terms_of<C>(e, sc, n0 + c, p.N);
+  named_sync(1, Cfg::THREADS);
+  const int lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, gid = lane >> 2, tig = lane & 3;
+  OutT<KIND>* base = static_cast<OutT<KIND>*>(KIND == kOutPartialT ? static_cast<void*>(e.ws) : e.out);
+  int64_t row[2];
+  R rs[2];
   bool mok[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int64_t m = m0 + wg * 64 + wq * 16 + gid + h * 8;
     mok[h] = m < p.M;
-    rs[h] = (e.kind == kOutPartialT || !mok[h]) ? 0 : e.rowsum[m];
+    rs[h] = (KIND == kOutPartialT || !mok[h]) ? R(0) : static_cast<R>(e.rowsum[m]);
+    row[h] = m * e.ldo;
   }
 #pragma unroll
-  for (int hv = 0; hv < HALVES; ++hv) {
+  for (int hv = 0; hv < Cfg::HALVES; ++hv) {
 #pragma unroll
     for (int j = 0; j < Cfg::MMA_N / 8; ++j) {
-      const int64_t n = n0 + hv * Cfg::MMA_N + j * 8 + tig * 2;
+      const int c = hv * Cfg::MMA_N + j * 8 + tig * 2;
+      const int64_t n = n0 + c;
       if (n >= p.N) continue;
-      const ColTerms c0 = col_terms(e, sc, n);
-      const ColTerms c1 = n + 1 < p.N ? col_terms(e, sc, n + 1) : c0;
+      const C c0 = terms[c], c1 = terms[c + 1];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         if (!mok[h]) continue;
-        int64_t t[2];
+        T t[2];
 #pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int r = 4 * j + 2 * h + c;
-          t[c] = acc[0][hv][r];
+        for (int q = 0; q < 2; ++q) {
+          const int r = 4 * j + 2 * h + q;
+          t[q] = acc[0][hv][r];
 #pragma unroll
-          for (int st = 1; st < SETS; ++st) t[c] += int64_t(acc[st][hv][r]) << (8 * st);
+          for (int st = 1; st < Cfg::SETS; ++st) t[q] += int64_t(acc[st][hv][r]) << (8 * st);
         }
-        store_pair(e, sc, c0, c1, rs[h], m0 + wg * 64 + wq * 16 + gid + h * 8, n, p.N, t[0], t[1]);
+        store_pair_k<KIND>(e, sc, c0, c1, rs[h], base, row[h] + n, n + 1 < p.N, t[0], t[1]);
       }
     }
   }
+}
+
+// wg_epilogue_k for the launch's output kind (ColTerms32: not kOutPartialT).
+template <class Cfg, class C>
+__device__ __forceinline__ void wg_epilogue_kinds(const MmaParams& p, const EpiScalars& sc, WgAcc<Cfg>& acc,
+                                                  int64_t m0, int64_t n0, int tid, C* terms) {
+  switch (p.ep.kind) {
+    case kOutF32:
+      return wg_epilogue_k<Cfg, kOutF32>(p, sc, acc, m0, n0, tid, terms);
+    case kOutU8:
+      return wg_epilogue_k<Cfg, kOutU8>(p, sc, acc, m0, n0, tid, terms);
+    case kOutI32:
+      return wg_epilogue_k<Cfg, kOutI32>(p, sc, acc, m0, n0, tid, terms);
+    case kOutPartialT:
+      if constexpr (std::is_same_v<C, ColTerms>) return wg_epilogue_k<Cfg, kOutPartialT>(p, sc, acc, m0, n0, tid, terms);
+      return;
+    default:
+      return wg_epilogue_k<Cfg, kOutAccI64>(p, sc, acc, m0, n0, tid, terms);
+  }
+}
+
+// Waits for the last MMAs, then the fused epilogue of warpgroup wg's 64 rows of tile (m0, n0)
+// (wg_epilogue_k for the launch's kind: one branch per tile; the first version branched on the kind
+// per output, fully unrolled, and ran at a fifth of the MMAs' speed on an H200, bound by
+// instruction fetch). terms: the shared column terms (Cfg::TERMS_OFF).
+template <class Cfg>
+__device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgAcc<Cfg>& acc, int64_t m0, int64_t n0, int tid,
+                                            uint8_t* terms) {
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < Cfg::SETS; ++s)
+#pragma unroll
+    for (int h = 0; h < Cfg::HALVES; ++h) fence_regs(acc[s][h]);
+  const EpiParams& e = p.ep;
+  const EpiScalars sc = load_scalars(e);
+  if constexpr (!Cfg::LIMB) {
+    // (split-K partials: the launcher never sets acc32 for them)
+    if (e.acc32 && e.kind != kOutPartialT)
+      return wg_epilogue_kinds<Cfg>(p, sc, acc, m0, n0, tid, reinterpret_cast<ColTerms32*>(terms));
+  }
+  wg_epilogue_kinds<Cfg>(p, sc, acc, m0, n0, tid, reinterpret_cast<ColTerms*>(terms));
 }
 
 // The K range [*kbeg, *kend) of z-slice z, in nk stages of kWgBK.
@@ -332,7 +389,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
     wg_mma_stage<Cfg>(acc, As, smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES);
   }
   cp_async_wait<0>();
-  wg_epilogue<Cfg>(p, acc, m0, n0, tid);
+  wg_epilogue<Cfg>(p, acc, m0, n0, tid, smem + Cfg::TERMS_OFF);
 #else
   (void)p;
   __trap();

@@ -94,6 +94,11 @@ struct Block {
   std::mutex mu;
   std::condition_variable cv;
   std::map<const void*, Mbar> mbars;
+  // named barriers (bar.sync id, count), under mu
+  struct Named {
+    uint32_t arrived = 0, gen = 0;
+  };
+  std::array<Named, 16> named;
 };
 
 inline thread_local Block* tl_block = nullptr;

@@ -94,6 +94,20 @@ inline void mma_u8s8(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b
 // ---------------------------------------------------------------- wgmma (sm_90a)
 inline void wgmma_fence() {}
 inline void fence_proxy_async() {}
+// bar.sync id, count: the first `count` threads of the block meet (a barrier of its own per id).
+inline void named_sync(int id, int count) {
+  cuda_emu::Block& b = *cuda_emu::tl_block;
+  std::unique_lock<std::mutex> lock(b.mu);
+  cuda_emu::Block::Named& n = b.named[static_cast<size_t>(id)];
+  const uint32_t gen = n.gen;
+  if (++n.arrived == static_cast<uint32_t>(count)) {
+    n.arrived = 0;
+    ++n.gen;
+    b.cv.notify_all();
+  } else {
+    b.cv.wait(lock, [&] { return n.gen != gen; });
+  }
+}
 inline void wgmma_commit() { cuda_emu::tl_wgmma.commit(); }
 template <int N>
 void wgmma_wait() {

@@ -105,6 +105,9 @@ static std::vector<int64_t> rows_of(const Case& c) {
   return im2col(c.x, p, c.zx);
 }
 
+// The int32 epilogue where the launcher would run it, unless this is set (then the int64 one).
+static bool general_epilogue = false;
+
 // Runs the chosen kernel as run_engine (qgemm.cu) would, and compares with cpu::run_qgemm.
 template <class Launch>
 static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what, Launch&& launch_kernel) {
@@ -188,6 +191,7 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
     e.ws = ws.data();
     e.kind = cuda::kOutPartialT;
   }
+  e.acc32 = cuda::epilogue_acc32(c.K, c.xb, lx, lw, split) && !general_epilogue;
   launch_kernel(p);
   if (split) {  // the split-K epilogue, as the binding launches it
     cuda::EpiParams fin = e;
@@ -399,6 +403,14 @@ int main() {
   run_wgmma_tma(make_conv(2, 16, 13, 13, 3, 1, 72), cuda::kOutF32, big);
   run_wgmma_tma(make_conv(3, 16, 9, 9, 1, 1, 20), cuda::kOutAccI64, big);
   run_wgmma_tma(make_conv(1, 64, 12, 12, 3, 1, 64), cuda::kOutAccI64, 256);
+  // the int32 epilogue with an odd row length (scalar stores), and the int64 one for one limb each
+  run_wgmma_tma(make_case(67, 131, 200, 8, 8, false), cuda::kOutF32, big);
+  run_wgmma(make_case(67, 131, 200, 4, 8, true), cuda::kOutU8, big);
+  general_epilogue = true;
+  run_wgmma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
+  run_wgmma_tma(make_case(520, 200, 300, 8, 8, true), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_conv(1, 32, 6, 6, 3, 1, 40), cuda::kOutU8, big);
+  general_epilogue = false;
   // DWQ_EMU_SWEEP=n: n more random shapes per kernel (matrix: any widths; conv: 8-bit, C % 16 == 0)
   const char* sweep = std::getenv("DWQ_EMU_SWEEP");
   for (int i = 0, n = sweep ? std::atoi(sweep) : 0; i < n; ++i) {

@@ -1,0 +1,172 @@
+// Places the time of the warp-specialized TMA GEMM kernel (csrc/cuda/qgemm_wgmma_tma.cuh) without
+// hardware counters: times it whole and with stages left out (its PROBE flags: no loads, no MMAs,
+// no epilogue), with the int32 epilogue and the int64 one, on 8-bit matrix products, and checks
+// that both epilogues write the same outputs. A standalone CUDA program (no torch): build it here,
+// carry the binary to the GPU machine, run it there.
+//
+//   nvcc -std=c++17 -O3 --expt-relaxed-constexpr --fmad=false -gencode=arch=compute_90a,code=sm_90a \
+//        -Icsrc -o wgmma_probe benchmarks/cuda/wgmma_probe.cu
+//   ./wgmma_probe [M N K ...]          (default: 4096 4096 4096  8192 8192 8192)
+//
+// Prints one line per (shape, variant, probe): median milliseconds of 20 launches and TOPS.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "cuda/qgemm_wgmma_tma.cu"
+
+namespace dwq::cuda {
+// (qgemm_mma.cu defines it for the extension)
+int sm_count(int device) {
+  int n = 1;
+  cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device);
+  return n;
+}
+}  // namespace dwq::cuda
+
+namespace probe {  // (named: nvcc's stubs confuse two anonymous namespaces of one file)
+using namespace dwq::cuda;
+
+#define CHECK(x)                                                                           \
+  do {                                                                                     \
+    cudaError_t e_ = (x);                                                                  \
+    if (e_ != cudaSuccess) {                                                               \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                        \
+    }                                                                                      \
+  } while (0)
+
+__global__ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    p[i] = static_cast<uint8_t>(h >> 7);
+  }
+}
+
+template <class Cfg, int PROBE>
+cudaError_t launch(const MmaParams& p, cudaStream_t s) {
+  CUtensorMap ma{}, mb{};
+  if (!byte_map(&ma, p.a, a_box<Cfg>(p)) || !byte_map(&mb, p.b, b_box<Cfg>(p))) return cudaErrorInvalidValue;
+  return launch_smem(qgemm_wgmma_tma_kernel<Cfg, false, PROBE>, wg_persistent_grid<Cfg>(p, current_sm_count()),
+                     Cfg::THREADS + 128, Cfg::SMEM, s, p, ma, mb);
+}
+
+template <class Cfg, int PROBE>
+double time_ms(const MmaParams& p) {
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i) CHECK((launch<Cfg, PROBE>(p, 0)));
+  std::vector<float> t;
+  for (int i = 0; i < 20; ++i) {
+    CHECK(cudaEventRecord(a));
+    CHECK((launch<Cfg, PROBE>(p, 0)));
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+template <class Cfg, int PROBE>
+void row(const char* variant, const char* probe, const MmaParams& p) {
+  const double ms = time_ms<Cfg, PROBE>(p);
+  std::printf("%lldx%lldx%lld  %-10s %-16s %8.4f ms  %7.1f TOPS\n", (long long)p.M, (long long)p.N,
+              (long long)p.K, variant, probe, ms, 2.0 * p.M * p.N * p.K / (ms * 1e9));
+}
+
+template <class Cfg>
+void variant(const char* name, MmaParams p) {
+  row<Cfg, 0>(name, "whole", p);
+  row<Cfg, kProbeNoLoad | kProbeNoMma>(name, "epilogue-only", p);
+  p.ep.acc32 = false;
+  row<Cfg, 0>(name, "whole, int64 epi", p);
+  row<Cfg, kProbeNoLoad | kProbeNoMma>(name, "int64 epi only", p);
+  row<Cfg, kProbeNoEpilogue>(name, "no-epilogue", p);
+  row<Cfg, kProbeNoLoad | kProbeNoEpilogue>(name, "mma-only", p);
+  row<Cfg, kProbeNoMma | kProbeNoEpilogue>(name, "loads-only", p);
+}
+
+template <class Cfg>
+std::vector<float> output(const MmaParams& p) {
+  CHECK(cudaMemset(p.ep.out, 0xFF, sizeof(float) * p.M * p.N));  // NaN poison
+  CHECK((launch<Cfg, 0>(p, 0)));
+  CHECK(cudaDeviceSynchronize());
+  std::vector<float> h(p.M * p.N);
+  CHECK(cudaMemcpy(h.data(), p.ep.out, sizeof(float) * h.size(), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+void shape(int64_t M, int64_t N, int64_t K) {
+  uint8_t *a, *b;
+  int64_t *rowsum, *colsum;
+  int32_t *wzp, *xzp;
+  float *xs, *ws, *out;
+  CHECK(cudaMalloc(&a, M * K));
+  CHECK(cudaMalloc(&b, N * K));
+  CHECK(cudaMalloc(&rowsum, 8 * M));
+  CHECK(cudaMalloc(&colsum, 8 * N));
+  CHECK(cudaMalloc(&wzp, 4 * N));
+  CHECK(cudaMalloc(&xzp, 4));
+  CHECK(cudaMalloc(&xs, 4));
+  CHECK(cudaMalloc(&ws, 4 * N));
+  CHECK(cudaMalloc(&out, 4 * M * N));
+  fill_bytes<<<1024, 256>>>(a, M * K, 1);
+  fill_bytes<<<1024, 256>>>(b, N * K, 2);
+  // Zero points 0 and zero sums: acc = T + 128 * rowsum = T, which fits int32 as the int32 epilogue
+  // assumes (random sums would not be those of the codes, and its wrapping arithmetic would differ).
+  CHECK(cudaMemset(rowsum, 0, 8 * M));
+  CHECK(cudaMemset(colsum, 0, 8 * N));
+  CHECK(cudaMemset(wzp, 0, 4 * N));
+  CHECK(cudaMemset(xzp, 0, 4));
+  std::vector<float> one(N, 0.001f);
+  CHECK(cudaMemcpy(xs, one.data(), 4, cudaMemcpyHostToDevice));
+  CHECK(cudaMemcpy(ws, one.data(), 4 * N, cudaMemcpyHostToDevice));
+  MmaParams p;
+  p.M = M, p.N = N, p.K = K;
+  p.a = a, p.lda = K, p.a_plane = M * K, p.lx = 1;
+  p.b = reinterpret_cast<const int8_t*>(b), p.ldb = K, p.b_plane = N * K, p.lw = 1;
+  p.k_chunk = K;
+  p.ep.kind = kOutF32, p.ep.out = out, p.ep.ldo = N, p.ep.rowsum = rowsum, p.ep.colsum = colsum, p.ep.wzp = wzp;
+  p.ep.x_zp = xzp, p.ep.K = K, p.ep.shift = 128, p.ep.x_scale = xs, p.ep.w_scale = ws;
+  p.ep.acc32 = epilogue_acc32(K, 8, 1, 1, false);
+  CHECK(cudaDeviceSynchronize());
+
+  MmaParams p64 = p;
+  p64.ep.acc32 = false;
+  const std::vector<float> want = output<WgCfg<1, 1>>(p64), got32 = output<WgCfg<1, 1>>(p);
+  const bool same = std::memcmp(want.data(), got32.data(), sizeof(float) * want.size()) == 0;
+  int64_t nan = 0;
+  for (float v : want) nan += v != v;
+  std::printf("%lldx%lldx%lld  the int32 epilogue's outputs (acc32 %d) %s the int64 one's; unwritten (NaN) "
+              "outputs: %lld\n", (long long)M, (long long)N, (long long)K, int(p.ep.acc32),
+              same ? "equal" : "DIFFER from", (long long)nan);
+  variant<WgCfg<1, 1>>("2xn128", p);
+  for (void* q : {(void*)a, (void*)b, (void*)rowsum, (void*)colsum, (void*)wzp, (void*)xzp, (void*)xs, (void*)ws,
+                  (void*)out})
+    CHECK(cudaFree(q));
+}
+}  // namespace probe
+
+int main(int argc, char** argv) {
+  std::vector<int64_t> dims;
+  for (int i = 1; i < argc; ++i) dims.push_back(std::atoll(argv[i]));
+  if (dims.empty()) dims = {4096, 4096, 4096, 8192, 8192, 8192};
+  if (dims.size() % 3 != 0) {
+    std::fprintf(stderr, "usage: %s [M N K ...]\n", argv[0]);
+    return 2;
+  }
+  cudaDeviceProp prop;
+  CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("%s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  for (size_t i = 0; i < dims.size(); i += 3) probe::shape(dims[i], dims[i + 1], dims[i + 2]);
+  return 0;
+}
