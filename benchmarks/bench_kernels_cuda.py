@@ -15,7 +15,8 @@ host sync per op). Medians of CUDA-event timings. Records (bench_kernels.py's fo
 "impl", "median_ms", "min_ms", "tops", "device"}``, convs also ``"network"`` (preact_resnet18,
 resnet50: whose layer the shape is); impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
 DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its warp-specialized variant,
-DWQ_CUDA_GEMM=wgmma_tma), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
+DWQ_CUDA_GEMM=wgmma_tma), dwq_auto (the default engine: DWQ_CUDA_GEMM=auto, one of those per
+product), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
 (float baselines record bits 16, int8 ones bits 8). An engine whose result differs from the reference
 gets a record with "error" and median_ms None (so does one whose op raises), and the run goes on;
 the baselines of a shape are timed before its dwq engines. --json FILE.partial is rewritten after
@@ -95,7 +96,8 @@ def emit_time(records, op, shape, bits, impl, times, ops_count, **extra):
                          tops=round(ops_count / (med * 1e-3) / 1e12, 2), device=torch.cuda.get_device_name(0), **extra))
 
 
-ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma"}
+# auto: the default (DWQ_CUDA_GEMM unset), which picks one of the others per product
+ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma", "auto": "dwq_auto"}
 WANTED = list(ENGINES)  # --engines
 
 
@@ -223,8 +225,9 @@ def main(argv=None):
     p.add_argument("--reps", type=positive_int, default=20)
     p.add_argument("--hang-s", type=positive_float, default=60.0,
                    help="end the process when one measurement takes longer (default 60 s)")
-    p.add_argument("--engines", default="mma,wgmma,wgmma_tma",
-                   help="dwq engines to time, comma-separated (wgmma and wgmma_tma only run on compute capability 9.0)")
+    p.add_argument("--engines", default="mma,wgmma,wgmma_tma,auto",
+                   help="dwq engines to time, comma-separated (wgmma and wgmma_tma only run on compute capability "
+                        "9.0; auto, the default engine, picks one per product)")
     args = p.parse_args(argv)
     output_paths(p, args, "json", "png")
     WANTED[:] = [e.strip() for e in args.engines.split(",") if e.strip()]

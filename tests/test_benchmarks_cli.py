@@ -200,3 +200,15 @@ def test_find_ncu_looks_on_path_then_in_the_install_folders(tmp_path, monkeypatc
     assert records.find_ncu() == versions[-1]
     monkeypatch.setattr(records.glob, "glob", lambda p: [])
     assert records.find_ncu() is None
+
+
+def test_find_tool_takes_the_newest_version_by_number(tmp_path):
+    """Several installed versions: the highest by number (2025.10.1 after 2025.9.2, not before)."""
+    records = _script("records")
+    name = "dwq-test-tool-not-on-path"
+    for version in ("2025.9.2", "2025.10.1", "2024.12.0"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / name).write_text("")
+    assert records.find_tool(name, str(tmp_path / "*")) == str(tmp_path / "2025.10.1" / name)
+    assert records.find_tool(name, str(tmp_path / "none"), str(tmp_path / "2024*")) == str(tmp_path / "2024.12.0" / name)
+    assert records.find_tool(name, str(tmp_path / "none")) is None

@@ -7,6 +7,8 @@ import sys
 import tarfile
 import time
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -74,7 +76,7 @@ def test_failed_engine_smoke_drops_exactly_that_engine():
     every = _collected()
     engine_of = {t: next((e for e in ("wgmma_tma", "wgmma", "mma") if f"[{e}" in t), None) for t in every}
     assert {"mma", "wgmma", "wgmma_tma", None} == set(engine_of.values())
-    for wg_ok, tma_ok, bench in [(True, True, "mma,wgmma,wgmma_tma"), (False, True, "mma,wgmma_tma"),
+    for wg_ok, tma_ok, bench in [(True, True, "mma,wgmma,wgmma_tma,auto"), (False, True, "mma,wgmma_tma"),
                                  (True, False, "mma,wgmma"), (False, False, "mma")]:
         drop, engines = gc.engines_after_smoke(wg_ok, tma_ok)
         assert engines == bench
@@ -135,15 +137,19 @@ def test_resume_from_runs_only_what_the_earlier_run_did_not_finish(tmp_path):
     assert gc.Steps.finished(str(tmp_path / "absent")) == {}
 
 
-def test_find_tool_takes_the_newest_version_by_number(tmp_path):
-    """Several installed versions: the highest by number (2025.10.1 after 2025.9.2, not before)."""
-    spec = importlib.util.spec_from_file_location("records", ROOT / "benchmarks" / "records.py")
-    records = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(records)
-    name = "dwq-test-tool-not-on-path"
-    for version in ("2025.9.2", "2025.10.1", "2024.12.0"):
-        (tmp_path / version).mkdir()
-        (tmp_path / version / name).write_text("")
-    assert records.find_tool(name, str(tmp_path / "*")) == str(tmp_path / "2025.10.1" / name)
-    assert records.find_tool(name, str(tmp_path / "none"), str(tmp_path / "2024*")) == str(tmp_path / "2024.12.0" / name)
-    assert records.find_tool(name, str(tmp_path / "none")) is None
+
+def test_the_wgmma_probe_compiles(tmp_path):
+    """gpu_check's probe step builds benchmarks/cuda/wgmma_probe.cu on the GPU machine: it includes the
+    kernel headers, so a change there that breaks it is caught here (to PTX only: ptxas would take a
+    minute, and the extension's build already assembles the kernel)."""
+    import shutil
+    import subprocess
+
+    gc = _gpu_check()
+    nvcc = gc.find_tool("nvcc", "/usr/local/cuda/bin")
+    if nvcc is None or shutil.which("g++") is None:
+        pytest.skip("needs nvcc (the CUDA toolkit) and a host C++ compiler")
+    cmd = [a.replace("code=sm_90a", "code=compute_90a") for a in gc.probe_build_cmd(nvcc, str(tmp_path / "p.o"))]
+    cmd.insert(1, "-c")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
