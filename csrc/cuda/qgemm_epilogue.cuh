@@ -49,16 +49,15 @@ __device__ __forceinline__ ColTerms col_terms(const EpiParams& e, const EpiScala
   return c;
 }
 
-__device__ __forceinline__ float epilogue_value(float a, float mult, float bias_v, bool bias, bool relu) {
+// C: ColTerms or ColTerms32 (below).
+template <class C>
+__device__ __forceinline__ float epilogue_value(float a, const C& c, bool bias, bool relu) {
   if (bias) {
-    return relu ? arith::epilogue<float, true, true>(a, mult, bias_v)
-                : arith::epilogue<float, true, false>(a, mult, bias_v);
+    return relu ? arith::epilogue<float, true, true>(a, c.mult, c.bias)
+                : arith::epilogue<float, true, false>(a, c.mult, c.bias);
   }
-  return relu ? arith::epilogue<float, false, true>(a, mult, 0.f)
-              : arith::epilogue<float, false, false>(a, mult, 0.f);
-}
-__device__ __forceinline__ float epilogue_value(float a, const ColTerms& c, bool bias, bool relu) {
-  return epilogue_value(a, c.mult, c.bias, bias, relu);
+  return relu ? arith::epilogue<float, false, true>(a, c.mult, 0.f)
+              : arith::epilogue<float, false, false>(a, c.mult, 0.f);
 }
 
 // A column's terms mod 2^32 and its float factors: the int32 epilogue's (EpiParams::acc32; the CPU
@@ -102,7 +101,7 @@ __device__ __forceinline__ OutT<KIND> out_value(const EpiParams& e, const EpiSca
   if constexpr (KIND == kOutAccI64) {
     return static_cast<int64_t>(acc);
   } else {
-    const float y = epilogue_value(static_cast<float>(acc), c.mult, c.bias, e.aff_bias != nullptr, e.relu);
+    const float y = epilogue_value(static_cast<float>(acc), c, e.aff_bias != nullptr, e.relu);
     if constexpr (KIND == kOutF32) return y;
     else return static_cast<OutT<KIND>>(static_cast<int32_t>(arith::quantize(y, s.os, s.oz, s.oqm)));
   }

@@ -15,7 +15,8 @@
 // Persistent: a grid of at most one CTA per SM walks the work items (output tile, K slice) with a
 // stride of gridDim.x, and the stage ring and its barrier phases run on across items, so the
 // producer loads the next item's first stages while the consumers still run the last MMAs and the
-// epilogue of the current one (the epilogue writes from registers; no shared memory).
+// epilogue of the current one (the epilogue writes from registers; its column terms have their own
+// shared memory after the stage ring).
 // Bit-exact on an H200 (docs/gpu_h200.md); selected by DWQ_CUDA_GEMM=wgmma_tma.
 #pragma once
 #include <cuda.h>  // CUtensorMap (the type only: no driver library is linked)

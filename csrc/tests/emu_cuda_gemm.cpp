@@ -163,14 +163,17 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   std::vector<int64_t> o64(c.M * c.N, -3), ws(c.M * c.N, 0);
   std::vector<float> of(c.M * c.N, -3.f);
   std::vector<uint8_t> o8(c.M * c.N, 3);
-  auto out_of = [&](auto& i64, auto& f32, auto& u8) -> void* {
+  std::vector<int32_t> o32(c.M * c.N, -3);
+  auto out_of = [&](auto& i64, auto& f32, auto& u8, auto& i32) -> void* {
     return kind == cuda::kOutAccI64 ? static_cast<void*>(i64.data())
            : kind == cuda::kOutF32  ? static_cast<void*>(f32.data())
-                                    : static_cast<void*>(u8.data());
+           : kind == cuda::kOutU8   ? static_cast<void*>(u8.data())
+                                    : static_cast<void*>(i32.data());
   };
+  const int out_bits = kind == cuda::kOutI32 ? 12 : 8;  // (codes of more than 8 bits come out as int32)
   cuda::EpiParams& e = p.ep;
   e.kind = kind;
-  e.out = out_of(o64, of, o8);
+  e.out = out_of(o64, of, o8, o32);
   e.ldo = c.N;
   e.rowsum = rowsum.data();
   e.colsum = reinterpret_cast<const int64_t*>(blob + L.colsum_off);
@@ -185,7 +188,7 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   e.relu = true;
   e.out_scale = &out_scale;
   e.out_zp = &out_zp;
-  e.out_bits = 8;
+  e.out_bits = out_bits;
   const bool split = c.K > k_chunk;
   if (split) {
     e.ws = ws.data();
@@ -221,19 +224,21 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   std::vector<int64_t> c64(c.M * c.N);
   std::vector<float> cf(c.M * c.N);
   std::vector<uint8_t> c8(c.M * c.N);
-  ce.out = out_of(c64, cf, c8);
+  std::vector<int32_t> c32(c.M * c.N);
+  ce.out = out_of(c64, cf, c8, c32);
   ce.ldo = c.N;
   ce.mult = mult.data();
   ce.bias = bias.data();
   ce.relu = true;
   ce.out_scale = out_scale;
   ce.out_zp = out_zp;
-  ce.out_bits = 8;
+  ce.out_bits = out_bits;
   const cpu::GemmPlan plan = cpu::plan_qgemm(c.M, v, c.xb, 1);
   cpu::run_qgemm(cpu::Isa::scalar, plan, as, v, ce, 0, plan.items());
   const bool same = kind == cuda::kOutAccI64 ? o64 == c64
                     : kind == cuda::kOutF32  ? std::memcmp(of.data(), cf.data(), of.size() * 4) == 0
-                                             : o8 == c8;
+                    : kind == cuda::kOutU8   ? o8 == c8
+                                             : o32 == c32;
   CHECK(same, "%s: M %lld N %lld K %lld bits %d x %d conv %d kind %d k_chunk %lld differs from cpu::run_qgemm", what,
         (long long)c.M, (long long)c.N, (long long)c.K, c.xb, c.wb, c.conv, kind, (long long)k_chunk);
 }
@@ -406,8 +411,12 @@ int main() {
   // the int32 epilogue with an odd row length (scalar stores), and the int64 one for one limb each
   run_wgmma_tma(make_case(67, 131, 200, 8, 8, false), cuda::kOutF32, big);
   run_wgmma(make_case(67, 131, 200, 4, 8, true), cuda::kOutU8, big);
+  run_wgmma_tma(make_case(150, 70, 300, 8, 8, false), cuda::kOutI32, big);  // codes of 12 bits out
+  run_wgmma_tma(make_case(65, 129, 200, 16, 8, false), cuda::kOutI32, big);
+  run_mma(make_case(130, 70, 200, 8, 8, false), cuda::kOutI32, big);
   general_epilogue = true;
   run_wgmma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
+  run_wgmma(make_case(150, 70, 300, 8, 8, false), cuda::kOutI32, big);
   run_wgmma_tma(make_case(520, 200, 300, 8, 8, true), cuda::kOutAccI64, big);
   run_wgmma_tma(make_conv(1, 32, 6, 6, 3, 1, 40), cuda::kOutU8, big);
   general_epilogue = false;
