@@ -71,17 +71,25 @@ def _launched(command: str, world: int) -> str:
     return command if world == 1 else f"{command}, launched by torchrun with {world} processes as this run was"
 
 
-def _stopped(what: str, out: str, say: bool, resume_command: str):
-    """CLIError: ``what`` stopped the run, and where it stands (nothing to resume: what it wrote is
-    removed, so that the same command starts afresh)."""
+def _resumable(out: str, say: bool) -> bool:
+    """Whether the stopped run in ``out`` has a complete epoch to resume (its last.pt); if not, what it
+    wrote is removed (by rank 0: ``say``), so that the same command starts afresh instead of finding a
+    folder that is neither empty nor resumable."""
     from dwq.train.run_folder import remove_run_files
 
     if os.path.exists(os.path.join(out, "last.pt")):
-        raise CLIError(f"{what}; the last complete epoch is in {out}/last.pt (once fixed, continue with: "
-                       f"{resume_command})") from None
+        return True
     if say:
         with contextlib.suppress(OSError):
             remove_run_files(out)
+    return False
+
+
+def _stopped(what: str, out: str, say: bool, resume_command: str):
+    """CLIError: ``what`` stopped the run, and where it stands."""
+    if _resumable(out, say):
+        raise CLIError(f"{what}; the last complete epoch is in {out}/last.pt (once fixed, continue with: "
+                       f"{resume_command})") from None
     raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
                    f"starts afresh)") from None
 
@@ -224,7 +232,6 @@ def cmd_train(a):
     from dwq.train.config import lr_lambda
     from dwq.train.dist import active as dist_active
     from dwq.train.dist import cleanup, setup
-    from dwq.train.run_folder import remove_run_files
 
     given = a._given - set(NOT_RECORDED)
     ck = recorded = run = None
@@ -343,13 +350,11 @@ def cmd_train(a):
             completed = True
         except KeyboardInterrupt as e:
             how, status = interrupt_outcome(e)
-            if say and os.path.exists(os.path.join(a.out, "last.pt")):
-                print(f"dwq train: {how}; the last complete epoch is in {a.out}/last.pt "
-                      f"(continue with: {resume_command})", file=sys.stderr)
+            if _resumable(a.out, say):
+                if say:
+                    print(f"dwq train: {how}; the last complete epoch is in {a.out}/last.pt "
+                          f"(continue with: {resume_command})", file=sys.stderr)
             elif say:
-                # No epoch completed: nothing to resume. Remove what this run wrote, so that the same
-                # command starts afresh instead of finding a folder that is neither empty nor resumable.
-                remove_run_files(a.out)
                 print(f"dwq train: {how} before the first epoch completed; nothing to resume, and what the "
                       f"run wrote in {a.out} was removed (the same command starts afresh)", file=sys.stderr)
             return status
