@@ -1,6 +1,6 @@
 // The tensor-core GEMM kernels of csrc/cuda run on the CPU (cuda_emu.h + the PTX of cuda_emu_ptx.h)
 // and compared bit for bit with cpu::run_qgemm, the operands prepared as the binding prepares them:
-//   qgemm_mma_kernel (mma.sync, the default engine): 8-bit matrix, 8-bit implicit conv, limbs;
+//   qgemm_mma_kernel (mma.sync, the engine off Hopper): 8-bit matrix, 8-bit implicit conv, limbs;
 //   qgemm_dp4a_kernel (a few rows, CUDA cores): every limb combination, K tails;
 //   qgemm_wgmma_kernel (Hopper): tile widths 64 / 128 / 256, implicit conv, the three limb kernels,
 //     weights through repack_kmajor_kernel;
