@@ -17,6 +17,7 @@
 #include "cuda_emu.h"
 #include "cuda_emu_ptx.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -72,6 +73,22 @@ static Case make_case(int64_t M, int64_t N, int64_t K, int xb, int wb, bool extr
   c.zx = extreme_zp ? static_cast<int32_t>(arith::max_code(xb)) : rint(0, static_cast<int>(arith::max_code(xb)));
   if (extreme_zp)
     for (auto& z : c.zw) z = 0;
+  return c;
+}
+
+// 8-bit codes at their extremes (x all 255 but row 1; w 0 or 255 by column, zero points 0, 255 and
+// 127): |acc| reaches 255 * 255 * K, the bound of the int32 epilogue (arith::acc_fits_int32).
+static Case make_extreme(int64_t M, int64_t N, int64_t K) {
+  Case c;
+  c.M = M, c.N = N, c.K = K;
+  c.x.assign(M * K, 255);
+  std::fill(c.x.begin() + K, c.x.begin() + 2 * K, 0);
+  c.w.resize(N * K);
+  c.zw.resize(N);
+  for (int64_t n = 0; n < N; ++n) {
+    c.zw[n] = n % 3 == 0 ? 0 : n % 3 == 1 ? 255 : 127;
+    std::fill(c.w.begin() + n * K, c.w.begin() + (n + 1) * K, n % 2 ? 255 : 0);
+  }
   return c;
 }
 
@@ -414,6 +431,9 @@ int main() {
   run_wgmma_tma(make_case(150, 70, 300, 8, 8, false), cuda::kOutI32, big);  // codes of 12 bits out
   run_wgmma_tma(make_case(65, 129, 200, 16, 8, false), cuda::kOutI32, big);
   run_mma(make_case(130, 70, 200, 8, 8, false), cuda::kOutI32, big);
+  // the largest K of the int32 epilogue and the first beyond it, at the extremes
+  run_wgmma_tma(make_extreme(3, 70, 33025), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_extreme(3, 70, 33026), cuda::kOutAccI64, big);
   general_epilogue = true;
   run_wgmma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
   run_wgmma(make_case(150, 70, 300, 8, 8, false), cuda::kOutI32, big);

@@ -216,8 +216,11 @@ static void overflow_case(Isa isa) {
 static void narrow_extreme_cases(Isa isa) {
   for (int xb : {7, 8, 9, 16})
     for (int wb : {7, 8, 16})
-      for (int64_t K : {int64_t{4099}, int64_t{65536}}) {
+      // K = 33025 / 33026: the largest K whose 8-bit accs all fit int32 (the fast path, at |acc| =
+      // 255 * 255 * K = 2^31 - 33023) and the first that needs int64 (arith::acc_fits_int32)
+      for (int64_t K : {int64_t{4099}, int64_t{33025}, int64_t{33026}, int64_t{65536}}) {
         if ((xb > 8 || wb > 8) && K == 4099 && xb != wb) continue;  // (keeps the run short)
+        if ((K == 33025 || K == 33026) && (xb != 8 || wb != 8)) continue;
         const int64_t M = 5, N = 67;
         const int32_t qx = (1 << xb) - 1, qw = (1 << wb) - 1;
         std::vector<uint8_t> x(xb <= 8 ? M * K : 0);
