@@ -65,7 +65,8 @@ def _h200_table(heading):
 
 
 @pytest.mark.parametrize("heading, record", [("## Integer kernels (", "results_cuda_h200_kernels_014eb05.json"),
-                                             ("## Integer kernels, call 6", "results_cuda_h200_kernels_call6.json")])
+                                             ("## Integer kernels, call 6", "results_cuda_h200_kernels_call6.json"),
+                                             ("## Integer kernels, call 7", "results_cuda_h200_kernels_call7.json")])
 def test_h200_kernel_table_is_the_records(heading, record):
     """Every figure of docs/gpu_h200.md's kernel tables, re-derived from each run's own records."""
     recs = json.loads((ROOT / "benchmarks" / record).read_text())
