@@ -63,6 +63,9 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # (also when loaded from a
 from records import find_ncu, find_tool, save_json  # noqa: E402  (benchmarks/records.py)
 
 
+SKIPPED = ("skipped (budget)", "skipped (--skip)")  # the rc of a step not run: neither done nor failed
+
+
 class Steps:
     """Runs steps under one time budget, logging each and saving the record (and bundle) after each."""
 
@@ -128,15 +131,15 @@ class Steps:
 
     @staticmethod
     def finished(out):
-        """{step: record} of the steps that an earlier run in ``out`` ran to an end (not budget-skipped)."""
+        """{step: record} of the steps that an earlier run in ``out`` ran to an end (not skipped)."""
         path = os.path.join(out, "gpu_check.json")
         if not os.path.isfile(path):
             return {}
         with open(path) as f:
-            return {s["step"]: s for s in json.load(f) if s["rc"] != "skipped (budget)"}
+            return {s["step"]: s for s in json.load(f) if s["rc"] not in SKIPPED}
 
     def failed(self):
-        return [s["step"] for s in self.steps if s["rc"] not in (0, "skipped (budget)", "skipped (--skip)")]
+        return [s["step"] for s in self.steps if s["rc"] != 0 and s["rc"] not in SKIPPED]
 
 
 def pytest_cmd(py, *args, per_test=120, workers=0):
@@ -244,10 +247,10 @@ def main(argv=None):
     st = Steps(args.out, env, args.budget, args.bundle, done, [s.strip() for s in args.skip.split(",") if s.strip()])
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
+    cc = subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True).stdout.strip()  # e.g. 9.0a
     if not args.skip_build:
         # Only this GPU's target (sm_90a on a Hopper: every kernel, mma.sync included): half the
         # compile work, and a TORCH_CUDA_ARCH_LIST that the machine sets cannot leave sm_90a out.
-        cc = subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True).stdout.strip()
         build_env = dict(env, DWQ_CUDA_ARCH=cc) if cc else env
         st.run("build", [py, "setup.py", "-q", "build_ext", "--inplace"], timeout=420, env=build_env)
     # A build without nvcc quietly has no CUDA kernels, and every CUDA test would skip: fail here.
@@ -322,8 +325,7 @@ def main(argv=None):
                env=dict(env, PYTORCH_NO_CUDA_MEMORY_CACHING="1"))
     # Where the Hopper GEMM kernel's time goes (benchmarks/cuda/wgmma_probe.cu: stages left out in turn).
     nvcc = find_tool("nvcc", "/usr/local/cuda/bin")
-    hopper = subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True).stdout.strip() == "9.0a"
-    if nvcc and hopper and wg_ok and tma_ok:
+    if nvcc and cc == "9.0a" and wg_ok and tma_ok:
         probe = out("wgmma_probe")
         if st.run("wgmma_probe_build", probe_build_cmd(nvcc, probe), timeout=240) == 0:
             st.run("wgmma_probe", [probe], timeout=120)

@@ -52,6 +52,8 @@ def test_skipped_steps_do_not_run_and_are_recorded(tmp_path):
     rec = json.loads((out / "gpu_check.json").read_text())
     assert [(s["step"], s["rc"]) for s in rec] == [("bench_train", "skipped (--skip)"), ("ok", 0)]
     assert st.failed() == []
+    # a second call (--resume-from) without --skip runs it: skipped is not done
+    assert set(gc.Steps.finished(str(out))) == {"ok"}
 
 
 def test_pytest_command_never_names_the_timeout_plugin():
