@@ -50,10 +50,7 @@ __global__ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed) {
 
 template <class Cfg, int PROBE>
 cudaError_t launch(const MmaParams& p, cudaStream_t s) {
-  CUtensorMap ma{}, mb{};
-  if (!byte_map(&ma, p.a, a_box<Cfg>(p)) || !byte_map(&mb, p.b, b_box<Cfg>(p))) return cudaErrorInvalidValue;
-  return launch_smem(qgemm_wgmma_tma_kernel<Cfg, false, PROBE>, wg_persistent_grid<Cfg>(p, current_sm_count()),
-                     Cfg::THREADS + 128, Cfg::SMEM, s, p, ma, mb);
+  return launch_tma<Cfg, false, PROBE>(p, s);  // (the engine's launcher: qgemm_wgmma_tma.cu)
 }
 
 template <class Cfg, int PROBE>

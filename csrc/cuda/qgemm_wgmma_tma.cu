@@ -43,15 +43,21 @@ int current_sm_count() {
   return 1;
 }
 
+// The tensor maps, the persistent grid and the launch (PROBE: benchmarks/cuda/wgmma_probe.cu's
+// variants of the kernel, which this file is included by).
+template <class Cfg, bool CONV, int PROBE = 0>
+cudaError_t launch_tma(const MmaParams& p, cudaStream_t stream) {
+  CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
+  if ((!CONV && !byte_map(&ma, p.a, a_box<Cfg>(p))) || !byte_map(&mb, p.b, b_box<Cfg>(p)))
+    return cudaErrorInvalidValue;
+  const dim3 grid = wg_persistent_grid<Cfg>(p, current_sm_count());
+  return launch_smem(qgemm_wgmma_tma_kernel<Cfg, CONV, PROBE>, grid, Cfg::THREADS + 128, Cfg::SMEM, stream, p, ma,
+                     mb);
+}
+
 template <class Cfg, bool CONV>
 struct Launch {
-  static cudaError_t run(const MmaParams& p, cudaStream_t stream) {
-    CUtensorMap ma{}, mb;  // conv: the kernel copies A itself (ma unused)
-    if ((!CONV && !byte_map(&ma, p.a, a_box<Cfg>(p))) || !byte_map(&mb, p.b, b_box<Cfg>(p)))
-      return cudaErrorInvalidValue;
-    const dim3 grid = wg_persistent_grid<Cfg>(p, current_sm_count());
-    return launch_smem(qgemm_wgmma_tma_kernel<Cfg, CONV>, grid, Cfg::THREADS + 128, Cfg::SMEM, stream, p, ma, mb);
-  }
+  static cudaError_t run(const MmaParams& p, cudaStream_t stream) { return launch_tma<Cfg, CONV>(p, stream); }
 };
 
 }  // namespace
