@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18, small_cnn  # noqa: E402
+from dwq.ops.fake_quant import inductor_exact_division  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
 from dwq.cli.common import nonneg_int, path_arg, positive_int, threads_arg  # noqa: E402
@@ -44,6 +45,7 @@ def bench(net, device, steps, reps):
     x = torch.rand(batch, *shape, device=device)
     y = torch.randint(10, (batch,), device=device)
     opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    inductor_exact_division()  # (as Trainer._compile)
     compiled = torch.compile(m)
 
     def step(f, p):

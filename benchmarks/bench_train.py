@@ -48,6 +48,7 @@ from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
 from dwq.nn import QConv2d, QLinear  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
+from dwq.ops.fake_quant import inductor_exact_division  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
 from dwq.cli.common import path_arg, positive_int, threads_arg  # noqa: E402
@@ -197,6 +198,8 @@ def eval_fn(impl, device, batch, half, seed=0, compiled=False):
         reuse.__enter__()
         model._bench_reuse = reuse  # kept alive: a collected context manager closes and ends the reuse
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    if compiled:
+        inductor_exact_division()  # (as dwq train --compile: the quantizers' x / s correctly rounded on GPUs)
     run = torch.compile(model) if compiled else model  # (compiled at the first, warm-up, call)
 
     @torch.no_grad()

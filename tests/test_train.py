@@ -727,9 +727,14 @@ def test_cuda_training_step_makes_no_host_sync(tmp_path, attack):
 def test_compiled_training_runs_and_is_recorded(tmp_path):
     """TrainConfig(compile=True): the attack and the update run through torch.compile (one graph per
     precision); the run completes with finite losses and config.json says it was compiled."""
+    import torch._inductor.config as inductor_config
+
     m = small_cnn(precisions=[2, 4], width=4, switchable_bn=True)
-    tr = Trainer(m, tiny_data(64), cfg(epochs=1, attack_iters=1, batch_size=32, precisions=[2, 4], compile=True),
-                 str(tmp_path))
+    with inductor_config.patch({"eager_numerics.division_rounding": False}):
+        tr = Trainer(m, tiny_data(64), cfg(epochs=1, attack_iters=1, batch_size=32, precisions=[2, 4],
+                                           compile=True), str(tmp_path))
+        # the quantizers' x / s correctly rounded on GPUs too (dwq.ops.fake_quant.inductor_exact_division)
+        assert inductor_config.eager_numerics.division_rounding
     assert type(tr._net).__name__ == "OptimizedModule" and tr._attack_net is tr._net
     tr.fit()
     rec = json.loads(open(tmp_path / "metrics.jsonl").readline())

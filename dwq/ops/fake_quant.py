@@ -112,9 +112,26 @@ def fake_quantize(
                                  f"code of {bits} bits (0..{qmax})")
         zero_point = wide.clamp(-(2**31), 2**31 - 1)
     zero_point = zero_point.to(device=x.device, dtype=torch.int32).reshape(-1)
-    if has_kernel("fake_quantize", x.device.type):  # (a C++-only build has no CUDA kernel)
+    # (A C++-only build has no CUDA kernel. Under torch.compile the op is an opaque call, the pure-PyTorch
+    # twin a few pointwise ops that inductor fuses with x's producer: the same values, bit for bit.)
+    if has_kernel("fake_quantize", x.device.type) and not torch.compiler.is_compiling():
         return torch.ops.dwq.fake_quantize(x, scale, zero_point, bits, axis, return_codes)
     return _FakeQuantRef.apply(x, scale, zero_point, bits, axis, return_codes)
+
+
+def inductor_exact_division() -> bool:
+    """Turns on inductor's correctly rounded float32 division (``eager_numerics.division_rounding``), which
+    ``fake_quantize``'s x / s needs under torch.compile on GPUs: Triton's default division is approximate
+    (``div.full``, within 2 ulp), so a compiled quantizer could pick the neighbouring code next to a tie.
+    (Inductor's C++ for CPUs divides exactly either way.) A global inductor setting, as
+    ``TORCHINDUCTOR_EMULATE_DIVISION_ROUNDING=1``; returns whether this torch has it."""
+    import torch._inductor.config as inductor_config
+
+    numerics = getattr(inductor_config, "eager_numerics", None)
+    if not hasattr(numerics, "division_rounding"):
+        return False
+    numerics.division_rounding = True
+    return True
 
 
 def check_qparam_values(scale: torch.Tensor, zero_point: torch.Tensor, bits: int, op: str = "fake_quantize") -> None:

@@ -391,7 +391,11 @@ class ActQuantizer(nn.Module):
             # torch's do (a train-mode one was a ValueError, even at full precision).
             return x
         i = self.slot(precision)
-        if self.zero_point == "int" and bits is not None and fused.available(x, "act_qparams"):
+        # Not under torch.compile: there the op is an opaque call that needs x in memory, while the torch ops
+        # below (equal to it bit for bit) let inductor fuse the range, the qparams and the fake quantization
+        # with x's producer (batch norm, ReLU) and the conv's layout copy.
+        if (self.zero_point == "int" and bits is not None and not torch.compiler.is_compiling()
+                and fused.available(x, "act_qparams")):
             scale, zp = self._fused_qparams(x, i, bits)
             # The op itself, not dwq.quant.fake_quantize: the wrapper's argument checks and conversions hold
             # by construction for act_qparams' float32 [1] scale and int32 [1] zero point on x's device, and

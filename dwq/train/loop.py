@@ -60,6 +60,7 @@ from dwq._atomic import atomic_open
 from dwq.attacks import fgsm, fgsm_rs, pgd
 from dwq.nn import kept_modes, precision, precision_set, set_precision
 from dwq.nn.sbn import mark_trained
+from dwq.ops.fake_quant import inductor_exact_division
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 
 from .batches import BatchLoader, epoch_batches, in_memory, rank_batches
@@ -331,9 +332,11 @@ class Trainer:
     def _compile(self):
         """torch.compile of the update's model (DDP wrapper included) and the attack's. Each precision
         is its own graph (set_precision changes Python attributes the graphs are specialized on), so
-        the recompile limit is raised to hold every precision of the set in train and eval mode."""
+        the recompile limit is raised to hold every precision of the set in train and eval mode, and
+        inductor divides exactly, as the fake quantization's arithmetic contract needs."""
         import torch._dynamo
 
+        inductor_exact_division()
         cfg = torch._dynamo.config
         cfg.cache_size_limit = max(cfg.cache_size_limit, 4 * len(self.model_set) + 4)
         self._attack_net = torch.compile(self.model)
