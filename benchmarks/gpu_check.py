@@ -27,8 +27,9 @@ without stopping the later ones:
      PyTorch reference, no host sync under set_sync_debug_mode("error"), the true-integer ops
      bit-exact against the int64 reference and the CPU ops (every engine on a Hopper), and AutoAttack
      on CPU images giving the CUDA generators their states back;
-  7. benchmarks/profile_rpt.py: where the time of a PGD-7 step and an eval forward goes, float vs
-     RPT, by kind of kernel, with launch counts, quantizer bytes and host syncs (issue 10 item 1);
+  7. benchmarks/profile_rpt.py: where the time of a PGD-7 step and an eval forward (fp32, fp16
+     autocast, compiled) goes, float vs RPT, by kind of kernel, with launch counts, quantizer bytes
+     and host syncs (issue 10 item 1);
      then, where Nsight Compute is installed, benchmarks/ncu_kernels.py: the hardware counters of
      the GEMM, conv and quantizer kernels short of their targets (CSV);
   8. ``torchrun --nproc_per_node=1 ... train --amp`` on NCCL (issue 10 item 7) and the kill-and-resume
@@ -285,15 +286,16 @@ def main(argv=None):
            timeout=60)
     # The CUDA-parametrized tests ("cuda" is in their ids or their module's name).
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_eval_qparams.py",
-                  "tests/test_compile_layouts.py",
+                  "tests/test_compile_layouts.py", "tests/test_compile_fusion.py",
                   "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync",
                   "tests/test_attacks.py::test_autoattack_on_cpu_images_keeps_the_cuda_rng",
                   "tests/test_nn.py::test_random_precision_draws_from_a_cuda_generator"]
     pick_cuda = f"cuda and ({drop})" if drop else "cuda"
     st.run("test_cuda", pytest_cmd(py, *cuda_tests, "-k", pick_cuda, workers=8), timeout=300)
     if not args.no_profile:
-        st.run("profile_rpt", [py, "benchmarks/profile_rpt.py", "--device", "cuda", "--json", out("profile_rpt.json"),
-                               "--md", out("profile_rpt.md")], timeout=180)
+        st.run("profile_rpt", [py, "benchmarks/profile_rpt.py", "--device", "cuda", "--eval-modes", "fp32", "half",
+                               "compiled", "--json", out("profile_rpt.json"), "--md", out("profile_rpt.md")],
+               timeout=300)
         ncu = find_ncu()
         if ncu:  # (hardware counters: the next tuning step of the kernels short of their targets)
             st.run("ncu_kernels", [py, "benchmarks/ncu_kernels.py", "--ncu", ncu, "--out", out("ncu_kernels.csv")],

@@ -2,7 +2,12 @@
 forward of PreActResNet18, float against RPT at one precision, under torch.profiler, with the device
 time, launch count and bytes of each kind of work, and the host syncs of the step.
 
-    python benchmarks/profile_rpt.py [--device cuda|cpu] [--batch 128] [--bits 4] [--json FILE] [--md FILE]
+    python benchmarks/profile_rpt.py [--device cuda|cpu] [--batch 128] [--bits 4]
+                                     [--eval-modes fp32 half compiled] [--json FILE] [--md FILE]
+
+The eval forward runs in each of --eval-modes (default fp32 and half): fp32; half, under autocast
+(float16 on CUDA, bfloat16 on CPU); compiled, fp32 under torch.compile (inductor's generated
+kernels are the kind "inductor"; compiling takes a minute or so per model).
 
 Kinds (by kernel name on CUDA, by op name on the CPU): conv (cuDNN / oneDNN convolutions and their
 backward), act_qparams, fake_quantize, weight_fake_quantize (dwq's fused kernels), batchnorm,
@@ -27,6 +32,7 @@ import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
 from dwq.cli.common import nonneg_int, path_arg, positive_int  # noqa: E402
+from dwq.ops.fake_quant import inductor_exact_division  # noqa: E402
 from dwq.quant import reuse_quantized_weights  # noqa: E402
 from dwq.quant.precision import MAX_BITS, MIN_BITS  # noqa: E402
 
@@ -34,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from records import device_arg, output_paths, save_json  # noqa: E402  (benchmarks/records.py)
 
 KINDS = [  # (kind, substrings of a kernel or op name), first match wins
+    ("inductor", ["triton_"]),  # (a compiled forward's generated kernels: fused batch norm, ReLU, quantizers)
     ("act_qparams", ["act_qparams"]),
     ("weight_fake_quantize", ["weight_fake_quant"]),
     ("fake_quantize", ["fake_quant"]),
@@ -72,6 +79,22 @@ def train_step(m, x, y, opt, steps):
         opt.zero_grad(set_to_none=True)
         loss.backward()
     opt.step()
+
+
+def eval_forward(m, x, mode, device):
+    """The eval forward of ``m`` on ``x`` in ``mode`` (see the module's doc), as a function of nothing."""
+    run = m
+    if mode == "compiled":
+        inductor_exact_division()  # (as dwq train --compile and bench_train.py)
+        run = torch.compile(m)  # (compiled at profile()'s first, warm-up, call)
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
+
+    @torch.no_grad()
+    def fwd():
+        with torch.autocast(device.type, dtype=half, enabled=mode == "half"):
+            run(x)
+
+    return fwd
 
 
 def profile(fn, device):
@@ -132,6 +155,8 @@ def main(argv=None):
                     help="train batch (eval: twice it); default 128 on CUDA, 16 on CPU")
     ap.add_argument("--bits", type=int, default=4, choices=range(MIN_BITS, MAX_BITS + 1), metavar="BITS")
     ap.add_argument("--steps", type=nonneg_int, default=7, help="PGD steps of the training step")
+    ap.add_argument("--eval-modes", nargs="+", choices=["fp32", "half", "compiled"], default=["fp32", "half"],
+                    help="the eval forward's modes (issue 10's targets are per mode)")
     ap.add_argument("--json", type=path_arg)
     ap.add_argument("--md", type=path_arg)
     args = ap.parse_args(argv)
@@ -150,13 +175,12 @@ def main(argv=None):
         out["runs"][f"train_step/{impl}"] = dict(kinds=rows, quantizer_bytes=qbytes, host_syncs=syncs)
         m.eval()
         xe = torch.rand(2 * batch, 3, 32, 32, device=device)
-
-        @torch.no_grad()
-        def fwd():
-            m(xe)
-
-        rows, qbytes = profile(fwd, device)
-        out["runs"][f"eval_forward/{impl}"] = dict(kinds=rows, quantizer_bytes=qbytes, host_syncs=count_syncs(fwd, device))
+        for mode in [md for md in ("fp32", "half", "compiled") if md in args.eval_modes]:
+            fwd = eval_forward(m, xe, mode, device)
+            rows, qbytes = profile(fwd, device)
+            name = "eval_forward" if mode == "fp32" else f"eval_forward_{mode}"
+            out["runs"][f"{name}/{impl}"] = dict(kinds=rows, quantizer_bytes=qbytes,
+                                                 host_syncs=count_syncs(fwd, device))
     lines = [f"Profile on {out['device']} (torch {out['torch']}): PreActResNet18, train batch {batch} PGD-{args.steps}, "
              f"eval batch {2 * batch}, RPT at {args.bits} bits; time in ms ({'device' if device.type == 'cuda' else 'host self'} "
              f"time), launches (ops on the CPU).", "",
