@@ -9,7 +9,8 @@ turn, step by step):
                 "rpt" (precisions 4..16, switchable BN, a precision drawn per step); mode fp32,
                 and amp (autocast fp16 + GradScaler on CUDA, autocast bfloat16 on CPU); on CUDA also
                 fp32_graphs, the fp32 step replayed from one CUDA graph per precision (a failed
-                capture is recorded with "error")
+                capture is recorded with "error"), and fp32_attack_graphs, the step as dwq train
+                --cuda-graphs runs it (the attack from a graph per precision, the update eager)
   eval_forward  eval-mode forward: "float" vs "rpt" (precisions [None, 4, 8] at 4 bits, ranges
                 tracked as in a trained model) and "rpt_reuse" (the same inside
                 dwq.quant.reuse_quantized_weights, as dwq.eval runs it: weights quantized once);
@@ -49,6 +50,7 @@ from dwq.models import preact_resnet18  # noqa: E402
 from dwq.nn import QConv2d, QLinear  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
 from dwq.ops.fake_quant import inductor_exact_division  # noqa: E402
+from dwq.train.graphs import AttackGraphs  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
 from dwq.cli.common import path_arg, positive_int, threads_arg  # noqa: E402
@@ -102,12 +104,18 @@ def make_model(impl, device, precisions=None):
     return m.to(device)
 
 
-def train_step_fn(impl, device, batch, steps, amp, seed=0):
+def _train_setup(impl, device, batch, seed):
+    """The model (train mode), its SGD and the random CIFAR-shaped batch of a train-step benchmark."""
     torch.manual_seed(seed)
     model = make_model(impl, device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
+    return model, opt, x, y
+
+
+def train_step_fn(impl, device, batch, steps, amp, seed=0):
+    model, opt, x, y = _train_setup(impl, device, batch, seed)
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
     pick = random.Random(seed)
@@ -130,18 +138,39 @@ def train_step_fn(impl, device, batch, steps, amp, seed=0):
     return labelled(step, model, FLOAT32_BITS if impl == "float" else None)
 
 
+def attack_graphs_train_step_fn(impl, device, batch, steps, seed=0):
+    """The fp32 train step as ``dwq train --cuda-graphs`` runs it: the attack replayed from a CUDA graph
+    per precision (dwq.train.graphs.AttackGraphs; random starts from a CPU generator, as dwq.train
+    draws them), the update eager. Every precision's graph is captured here, before the timing."""
+    model, opt, x, y = _train_setup(impl, device, batch, seed)
+    precisions = dwq.precision_set(model) if impl == "rpt" else [None]
+    graphs = AttackGraphs(model, 8 / 255, 2 / 255, steps, torch.Generator().manual_seed(seed))
+    pick = random.Random(seed)
+
+    def step(p=None):
+        p = pick.choice(precisions) if p is None else p
+        if impl == "rpt":
+            dwq.set_precision(model, p)
+        x_adv = graphs.craft(x, y, p)
+        with reuse_quantized_weights(model):
+            loss = F.cross_entropy(model(x_adv), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        opt.step()
+
+    for p in precisions:
+        step(p)
+    return labelled(step, model, FLOAT32_BITS if impl == "float" else None)
+
+
 def graphed_train_step_fn(impl, device, batch, steps, seed=0):
     """The fp32 train step replayed from CUDA graphs: one graph per precision (the precision, and with
     it the switchable BN branch, is Python state fixed at capture), each captured after warm-up on a
     side stream, with its own memory pool; a step replays the drawn precision's graph. Everything a
     step reads across replays (parameters, momentum, BN and range statistics, x, y) lives outside the
-    graphs' pools. Measures whether graphs pay for the attack loop (issue 10); nothing in dwq.train
-    uses them yet."""
-    torch.manual_seed(seed)
-    model = make_model(impl, device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(batch, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
+    graphs' pools. Measures whether graphs pay for the attack loop (issue 10); dwq train --cuda-graphs
+    replays the attack only (attack_graphs_train_step_fn)."""
+    model, opt, x, y = _train_setup(impl, device, batch, seed)
     precisions = dwq.precision_set(model) if impl == "rpt" else [None]
 
     def body():
@@ -218,10 +247,12 @@ def main(argv=None):
     ap.add_argument("--json", type=path_arg, help="write the records here (FILE.partial while the run lasts)")
     ap.add_argument("--threads", type=threads_arg, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--only", choices=["train_step", "eval_forward", "fake_quantize"], action="append")
-    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half", "graphs", "compiled"],
-                    default=["fp32", "amp", "half", "graphs"],
+    ap.add_argument("--modes", nargs="+", choices=["fp32", "amp", "half", "graphs", "attack_graphs", "compiled"],
+                    default=["fp32", "amp", "half", "graphs", "attack_graphs"],
                     help="fp32, amp (train step), half (eval forward: fp16 on CUDA, bf16 on CPU), graphs "
-                         "(the fp32 train step replayed from CUDA graphs; CUDA only) and compiled (eval forward "
+                         "(the fp32 train step replayed from CUDA graphs; CUDA only), attack_graphs (the fp32 "
+                         "step as dwq train --cuda-graphs runs it: the attack from CUDA graphs, the update "
+                         "eager; CUDA only) and compiled (eval forward "
                          "fp32, both models under torch.compile; not by default: each compiles for a minute)")
     ap.add_argument("--reps", type=positive_int, default=None, help="timed repetitions per implementation")
     args = ap.parse_args(argv)
@@ -234,10 +265,12 @@ def main(argv=None):
     only = set(args.only or ["train_step", "eval_forward", "fake_quantize"])
     modes = set(args.modes)
     # a selection that measures nothing wrote [] and said nothing
-    if not ("fake_quantize" in only or "train_step" in only and (modes & {"fp32", "amp"} or "graphs" in modes and gpu)
+    if not ("fake_quantize" in only or "train_step" in only and (modes & {"fp32", "amp"}
+                                                                  or modes & {"graphs", "attack_graphs"} and gpu)
             or "eval_forward" in only and modes & {"fp32", "half", "compiled"}):
         ap.error(f"--only {' '.join(sorted(only))} --modes {' '.join(args.modes)} on {device.type}: measures nothing "
-                 f"(train_step takes fp32, amp and, on CUDA, graphs; eval_forward fp32, half and compiled)")
+                 f"(train_step takes fp32, amp and, on CUDA, graphs and attack_graphs; eval_forward fp32, half and "
+                 f"compiled)")
     train_batch, eval_batch = (128, 256) if gpu else (32, 32)
     pgd_steps = 7
     reps = args.reps or ((5 if args.quick else 10) if gpu else (3 if args.quick else 7))
@@ -267,6 +300,11 @@ def main(argv=None):
             res = time_pair(fns, device, reps, warm)
             emit("train_step", step_shape, mode, fns, res)
             ratios.append(("train_step", mode, res))
+        if "attack_graphs" in args.modes and gpu:  # (dwq train --cuda-graphs)
+            fns = {impl: attack_graphs_train_step_fn(impl, device, train_batch, pgd_steps) for impl in ("float", "rpt")}
+            res = time_pair(fns, device, reps, warm)
+            emit("train_step", step_shape, "fp32_attack_graphs", fns, res)
+            ratios.append(("train_step", "fp32_attack_graphs", res))
         if "graphs" in args.modes and gpu:
             try:
                 fns = {impl: graphed_train_step_fn(impl, device, train_batch, pgd_steps) for impl in ("float", "rpt")}

@@ -19,8 +19,8 @@ without stopping the later ones:
   4. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width and engine
      against torch._int_mm, fp16/bf16 matmul, cuDNN fp16; each result checked before it is timed),
      JSON and PNG;
-  5. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, eval forward fp32/fp16,
-     fake_quantize bandwidth; float vs RPT), JSON; benchmarks/bench_layer_host.py (the host time a
+  5. benchmarks/bench_train.py --device cuda (issue 10: train step fp32/AMP, from CUDA graphs, and as
+     dwq train --cuda-graphs runs it; eval forward fp32/fp16; fake_quantize bandwidth; float vs RPT), JSON; benchmarks/bench_layer_host.py (the host time a
      quantized layer adds, eval and train), JSON, and its Python profile;
   6. the CUDA-parametrized tests (8 processes where pytest-xdist is installed): fake_quantize on CUDA
      incl. float16/bfloat16 and every memory format, the fused quantizer kernels against their
@@ -286,7 +286,7 @@ def main(argv=None):
            timeout=60)
     # The CUDA-parametrized tests ("cuda" is in their ids or their module's name).
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_eval_qparams.py",
-                  "tests/test_compile_layouts.py", "tests/test_compile_fusion.py",
+                  "tests/test_compile_layouts.py", "tests/test_compile_fusion.py", "tests/test_train_graphs.py",
                   "tests/test_qgemm_cuda.py", "tests/test_train.py::test_cuda_training_step_makes_no_host_sync",
                   "tests/test_attacks.py::test_autoattack_on_cpu_images_keeps_the_cuda_rng",
                   "tests/test_nn.py::test_random_precision_draws_from_a_cuda_generator"]

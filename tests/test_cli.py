@@ -189,6 +189,9 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--data-dir", "{tmp}"], "--data-dir is for --dataset"),
     pytest.param(["train", "--amp"], "--amp (float16 autocast) works on CUDA only",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason=CPU_ONLY)),
+    (["train", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs (the attack replayed from CUDA graphs) works "
+                                                    "on CUDA only; this run has --device cpu --attack pgd"),
+    (["train", "--cuda-graphs", "--attack", "fgsm", "--device", "cpu"], "works on CUDA only"),
     (["train", "--val-size", "0.0001"], "is no image"),
     (["train", "--val-size", "5000"], "--val-size 5000: the training set has 4000 images"),
     (["train", "--train-subset", "5000"], "--train-subset 5000: the training split has only 3600 images"),

@@ -213,6 +213,12 @@ def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None, loss
     return project_linf(x0 + alpha * g.sign(), x, eps, lo, hi).detach()
 
 
+def draw_random_start(x, eps, generator=None, lo=0.0, hi=1.0):
+    """PGD's random start: ``x`` plus uniform noise in [-eps, eps] (from ``generator``, a CPU one, if
+    given), projected; drawn ahead, it goes to :func:`pgd` as ``start``."""
+    return project_linf(x + _uniform(x, eps, generator), x, eps, lo, hi)
+
+
 def _uniform(x, eps, generator=None):
     u = torch.rand(x.shape, generator=generator, device="cpu" if generator is not None else x.device)
     v = (2 * u - 1) * eps
@@ -237,7 +243,7 @@ def _check_iterations(eps, alpha, steps, restarts, random_start):
 
 
 def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_stop=False,
-        restart_select="misclassified", loss=None, lo=0.0, hi=1.0, generator=None, loss_scale=None):
+        restart_select="misclassified", loss=None, lo=0.0, hi=1.0, generator=None, loss_scale=None, start=None):
     """L∞ PGD (Madry et al.).
 
     model: a callable ``x -> logits``, or a list of callables (then the loss at
@@ -259,8 +265,18 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     generator: optional CPU ``torch.Generator`` for the random start.
     loss_scale: for float16 autocast models (module docstring); the steps, early stop and restart
       choice are those of the unscaled loss.
+    start: the first point, drawn ahead by :func:`draw_random_start` (one restart; no draw here): what a
+      CUDA graph of the attack takes, since a draw from a CPU generator cannot be captured.
     """
     steps, restarts = _check_iterations(eps, alpha, steps, restarts, random_start)
+    if start is not None and (restarts != 1 or not random_start):
+        raise ValueError(f"start (a random start drawn ahead) needs random_start=True and restarts=1, got "
+                         f"random_start={random_start}, restarts={restarts}")
+    if start is not None and (not isinstance(start, torch.Tensor) or start.shape != x.shape
+                              or start.device != x.device or start.dtype != x.dtype):
+        got = (f"{start.dtype} {list(start.shape)} on {start.device}" if isinstance(start, torch.Tensor)
+               else type(start).__name__)
+        raise ValueError(f"start must be like x ({x.dtype} {list(x.shape)} on {x.device}), got {got}")
     if restart_select not in RESTART_SELECT:
         raise ValueError(f"restart_select must be one of {RESTART_SELECT}, got {restart_select!r}")
     check_labels(x, y)
@@ -271,7 +287,10 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
     best_wrong = torch.zeros(x.shape[0], device=x.device)  # fraction of the models misclassifying (0/1 for one)
     for _ in range(restarts):
-        x_adv = project_linf(x + _uniform(x, eps, generator), x, eps, lo, hi) if random_start else x.clone()
+        if start is not None:
+            x_adv = start.detach()
+        else:
+            x_adv = draw_random_start(x, eps, generator, lo, hi) if random_start else x.clone()
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(steps):
             g, _, z = _grad(f, x_adv, y, loss_scale)

@@ -59,6 +59,7 @@ def print_header(f, resumed_at, n_train, n_val, defaults, out):
                "free": f"free ({f['free_replays']} replays)"}[f["attack"]]
         atk += f" ε {f['epsilon']:.4g} step {f['alpha']:.4g}"
     print(f"  training   {how}; {atk}" + ("; amp" if f["amp"] else "") + ("; torch.compile" if f.get("compile") else "")
+          + ("; CUDA graphs" if f.get("cuda_graphs") else "")
           + ("; deterministic" if f.get("deterministic") else ""))
     if f.get("reference"):
         print("  reference  its quantizer (float zero point, shared range) and normalization, zeroed gradients "

@@ -36,6 +36,8 @@ RESUME_MAY_CHANGE = {
                "it off",
     "deterministic": "how the same computation runs (which CUDA algorithms; their rounding may differ); "
                      "--no-deterministic turns it off",
+    "cuda_graphs": "how the same computation runs (the attack's kernels replayed from CUDA graphs); "
+                   "--no-cuda-graphs turns it off",
 }
 NOT_RECORDED = ("command", "out", "resume")  # which command, where the run is, whether it resumes
 SPELLING_OF = {"num_bits_schedule": "precisions"}  # another way to give a recorded flag
@@ -218,7 +220,20 @@ def resolve_flags(a, given) -> tuple[dict, list]:
                            f"runs it on {f['device']}: resume it where CUDA is")
         raise CLIError(f"--amp (float16 autocast) works on CUDA only, and this run is on {f['device']}")
     f["amp"] = a.amp
+    if a.cuda_graphs:
+        why = ("works on CUDA only" if not f["device"].startswith("cuda") else
+               "replays the PGD attack only" if a.attack != "pgd" else
+               "runs in float32 (AMP's scaler reads its overflow check on the host each step)" if a.amp else
+               "is another way of cutting the attack's launches than --compile" if a.compile else None)
+        if why:
+            has = f"--device {f['device']} --attack {a.attack}" + (" --amp" if a.amp else "") + \
+                (" --compile" if a.compile else "")
+            if "cuda_graphs" not in given:  # a resume of a --cuda-graphs run
+                raise CLIError(f"--resume: {a.out} was trained with --cuda-graphs, which {why}, and this run has "
+                               f"{has}: add --no-cuda-graphs")
+            raise CLIError(f"--cuda-graphs (the attack replayed from CUDA graphs) {why}; this run has {has}")
     f["compile"] = a.compile
+    f["cuda_graphs"] = a.cuda_graphs
     f["deterministic"] = a.deterministic
     f["workers"] = a.workers
     f["no_progress"] = a.no_progress

@@ -18,7 +18,7 @@ SCHEDULES = ("multistep", "cyclic", "constant")
 ZERO_GRAD = ("none", "zero")
 # TrainConfig fields a resume may change (the CLI's RESUME_MAY_CHANGE names its flags); run_id is the
 # checkpoint's, and extra holds the caller's notes (the CLI's flags and history).
-RESUME_MAY_CHANGE = ("epochs", "progress", "val_every", "compile", "deterministic", "run_id", "extra")
+RESUME_MAY_CHANGE = ("epochs", "progress", "val_every", "compile", "deterministic", "cuda_graphs", "run_id", "extra")
 
 
 @dataclass
@@ -44,6 +44,8 @@ class TrainConfig:
                                         # quantizers included); one graph per precision and mode
     deterministic: bool = False         # deterministic CUDA algorithms during fit (dwq.train.determinism):
                                         # bit-reproducible runs and resumes on a GPU, slower
+    cuda_graphs: bool = False           # the PGD attack replayed from a CUDA graph per precision
+                                        # (dwq.train.graphs): float32 PGD on CUDA, not with compile
     val_every: int = 1
     val_pgd_steps: int = 10
     progress: bool = True
@@ -72,6 +74,11 @@ class TrainConfig:
             raise ValueError("reference=True trains in float32 as the reference code; amp=True contradicts it")
         if self.attack not in TRAIN_ATTACKS:
             raise ValueError(f"unknown training attack {self.attack!r}; choose one of {TRAIN_ATTACKS}")
+        if self.cuda_graphs and (self.attack != "pgd" or self.amp or self.compile):
+            # (AMP's scaler reads its overflow check on the host at every step; compile and graphs are two
+            # ways of cutting the same launches)
+            raise ValueError(f"cuda_graphs replays the PGD attack in float32, without torch.compile; got "
+                             f"attack={self.attack!r}, amp={self.amp}, compile={self.compile}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
         check_eps(self.epsilon, "epsilon")

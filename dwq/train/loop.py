@@ -64,6 +64,7 @@ from dwq.ops.fake_quant import inductor_exact_division
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 
 from .batches import BatchLoader, epoch_batches, in_memory, rank_batches
+from .graphs import AttackGraphs
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RESUME_MAY_CHANGE, SCHEDULES, TRAIN_ATTACKS, ZERO_GRAD, TrainConfig, jsonable, lr_lambda
 from .determinism import deterministic
@@ -113,6 +114,9 @@ class Trainer:
         self.device = torch.device(device)
         if cfg.amp and self.device.type != "cuda":
             raise ValueError(f"amp (float16 autocast) works on CUDA only, not on {self.device}")
+        if cfg.cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs (the attack replayed from CUDA graphs) works on CUDA only, not on "
+                             f"{self.device}")
         self.model = model.to(self.device)
         self.model_set = precision_set(self.model)
         self.precs = ([user_precision(p) for p in normalize_set(cfg.precisions)]
@@ -155,6 +159,8 @@ class Trainer:
         self._net, self._attack_net = (self.ddp if self.ddp is not None else self.model), self.model
         if cfg.compile:
             self._compile()
+        self._graphs = AttackGraphs(self.model, cfg.epsilon, cfg.alpha, cfg.attack_iters, self.gen) \
+            if cfg.cuda_graphs else None
         self.epoch = 0
         self.step = 0
         self.best = -1.0
@@ -436,10 +442,15 @@ class Trainer:
                 tot_c = tot_c + (out.argmax(1) == y).sum()
             self.free_delta = torch.cat([noise, self.free_delta[n:]]) if len(self.free_delta) > n else noise
             return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
-        self._draw()
-        with reuse_quantized_weights(self.model):  # weights change only at the optimizer step
-            xa = self._craft(x, y) if c.attack != "none" else x
-            loss, out = self._update(xa, y, share)
+        p = self._draw()
+        if self._graphs is not None:  # (PGD: TrainConfig.validate; the graphs keep their own kept weights)
+            xa = self._graphs.craft(x, y, p)
+            with reuse_quantized_weights(self.model):
+                loss, out = self._update(xa, y, share)
+        else:
+            with reuse_quantized_weights(self.model):  # weights change only at the optimizer step
+                xa = self._craft(x, y) if c.attack != "none" else x
+                loss, out = self._update(xa, y, share)
         return loss * len(y), (out.argmax(1) == y).sum().float(), len(y)
 
     def _reference_test_select(self, rec) -> bool:
