@@ -9,8 +9,9 @@ turn, step by step):
                 "rpt" (precisions 4..16, switchable BN, a precision drawn per step); mode fp32,
                 and amp (autocast fp16 + GradScaler on CUDA, autocast bfloat16 on CPU); on CUDA also
                 fp32_graphs, the fp32 step replayed from one CUDA graph per precision (a failed
-                capture is recorded with "error"), and fp32_attack_graphs, the step as dwq train
-                --cuda-graphs runs it (the attack from a graph per precision, the update eager)
+                capture is recorded with "error"), and fp32_attack_graphs / amp_attack_graphs, the
+                step as dwq train --cuda-graphs runs it (the attack from a graph per precision, the
+                update eager)
   eval_forward  eval-mode forward: "float" vs "rpt" (precisions [None, 4, 8] at 4 bits, ranges
                 tracked as in a trained model) and "rpt_reuse" (the same inside
                 dwq.quant.reuse_quantized_weights, as dwq.eval runs it: weights quantized once);
@@ -138,25 +139,30 @@ def train_step_fn(impl, device, batch, steps, amp, seed=0):
     return labelled(step, model, FLOAT32_BITS if impl == "float" else None)
 
 
-def attack_graphs_train_step_fn(impl, device, batch, steps, seed=0):
-    """The fp32 train step as ``dwq train --cuda-graphs`` runs it: the attack replayed from a CUDA graph
-    per precision (dwq.train.graphs.AttackGraphs; random starts from a CPU generator, as dwq.train
-    draws them), the update eager. Every precision's graph is captured here, before the timing."""
+def attack_graphs_train_step_fn(impl, device, batch, steps, amp, seed=0):
+    """The train step as ``dwq train --cuda-graphs`` runs it: the attack replayed from a CUDA graph per
+    precision (dwq.train.graphs.AttackGraphs; random starts from a CPU generator, as dwq.train draws
+    them; with ``amp`` under float16 autocast, scaled as dwq.train scales it), the update eager. Every
+    precision's graph is captured here, before the timing."""
     model, opt, x, y = _train_setup(impl, device, batch, seed)
     precisions = dwq.precision_set(model) if impl == "rpt" else [None]
-    graphs = AttackGraphs(model, 8 / 255, 2 / 255, steps, torch.Generator().manual_seed(seed))
+    graphs = AttackGraphs(model, 8 / 255, 2 / 255, steps, torch.Generator().manual_seed(seed), "cuda" if amp else None)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     pick = random.Random(seed)
 
     def step(p=None):
         p = pick.choice(precisions) if p is None else p
         if impl == "rpt":
             dwq.set_precision(model, p)
-        x_adv = graphs.craft(x, y, p)
+        scale = scaler.scale(torch.full((), 1.0 / batch, device=device)) if amp else None
+        x_adv = graphs.craft(x, y, p, scale)
         with reuse_quantized_weights(model):
-            loss = F.cross_entropy(model(x_adv), y)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                loss = F.cross_entropy(model(x_adv).float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-        opt.step()
+            scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     for p in precisions:
         step(p)
@@ -251,8 +257,8 @@ def main(argv=None):
                     default=["fp32", "amp", "half", "graphs", "attack_graphs"],
                     help="fp32, amp (train step), half (eval forward: fp16 on CUDA, bf16 on CPU), graphs "
                          "(the fp32 train step replayed from CUDA graphs; CUDA only), attack_graphs (the fp32 "
-                         "step as dwq train --cuda-graphs runs it: the attack from CUDA graphs, the update "
-                         "eager; CUDA only) and compiled (eval forward "
+                         "and AMP steps as dwq train --cuda-graphs runs them: the attack from CUDA graphs, the "
+                         "update eager; CUDA only) and compiled (eval forward "
                          "fp32, both models under torch.compile; not by default: each compiles for a minute)")
     ap.add_argument("--reps", type=positive_int, default=None, help="timed repetitions per implementation")
     args = ap.parse_args(argv)
@@ -300,11 +306,13 @@ def main(argv=None):
             res = time_pair(fns, device, reps, warm)
             emit("train_step", step_shape, mode, fns, res)
             ratios.append(("train_step", mode, res))
-        if "attack_graphs" in args.modes and gpu:  # (dwq train --cuda-graphs)
-            fns = {impl: attack_graphs_train_step_fn(impl, device, train_batch, pgd_steps) for impl in ("float", "rpt")}
+        for amp in ((False, True) if "attack_graphs" in args.modes and gpu else ()):  # (dwq train --cuda-graphs)
+            fns = {impl: attack_graphs_train_step_fn(impl, device, train_batch, pgd_steps, amp)
+                   for impl in ("float", "rpt")}
             res = time_pair(fns, device, reps, warm)
-            emit("train_step", step_shape, "fp32_attack_graphs", fns, res)
-            ratios.append(("train_step", "fp32_attack_graphs", res))
+            mode = ("amp" if amp else "fp32") + "_attack_graphs"
+            emit("train_step", step_shape, mode, fns, res)
+            ratios.append(("train_step", mode, res))
         if "graphs" in args.modes and gpu:
             try:
                 fns = {impl: graphed_train_step_fn(impl, device, train_batch, pgd_steps) for impl in ("float", "rpt")}

@@ -75,6 +75,21 @@ def test_graphed_attack_trains_on_the_eager_numbers(tmp_path):
     assert graphs.captures == 2 and graphs.replays == 4 and set(graphs._replays) == {2, 4}
 
 
+def test_graphed_amp_attack_trains_on_the_eager_numbers(tmp_path):
+    """AMP (float16 autocast, here the CPU's, as tests/test_train.py runs it): the attack's loss scale,
+    the scaler's each step, goes into the graphs as a static tensor."""
+    def amp(tr):
+        tr.use_amp, tr.scaler, tr._autocast_device = True, torch.amp.GradScaler("cpu"), "cpu"
+        return tr
+
+    eager = amp(_trainer(tmp_path, "eager")).fit()
+    tr = amp(_trainer(tmp_path, "graphs"))
+    tr._graphs = graphs = RerunGraphs(tr.model, tr.cfg.epsilon, tr.cfg.alpha, tr.cfg.attack_iters, tr.gen, "cpu")
+    tr.fit()
+    _same_runs(eager, tr, tmp_path)
+    assert graphs.replays == 4 and graphs._scale is not None
+
+
 def test_warm_up_leaves_the_buffers_as_it_found_them():
     """The warm-up's train-mode forwards move batch-norm statistics and activation ranges; a graph
     captured after them must start from the model as the step found it."""
@@ -83,9 +98,10 @@ def test_warm_up_leaves_the_buffers_as_it_found_them():
     before = {k: v.clone() for k, v in m.state_dict().items()}
     graphs = RerunGraphs(m, 0.1, 0.05, 2, torch.Generator().manual_seed(0))
     x, y = torch.rand(8, 1, 28, 28), torch.randint(10, (8,))
-    graphs._like = (x.shape, x.dtype, x.device, y.shape)
+    graphs._like = (x.shape, x.dtype, x.device, y.shape, True)
     graphs._x, graphs._y, graphs._start, graphs._out = x, y, x.clone(), torch.empty_like(x)
     graphs._capture()
+    assert graphs.captures == 1
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k]), k
 
@@ -103,7 +119,7 @@ def test_pgd_from_a_start_drawn_ahead_equals_pgd():
         pgd(m, x, y, 0.1, 0.03, 3, start=start[:3])
 
 
-@pytest.mark.parametrize("kw,named", [(dict(attack="fgsm-rs"), "attack='fgsm-rs'"), (dict(amp=True), "amp=True"),
+@pytest.mark.parametrize("kw,named", [(dict(attack="fgsm-rs"), "attack='fgsm-rs'"),
                                       (dict(compile=True), "compile=True")])
 def test_refused_where_it_does_not_apply(kw, named):
     with pytest.raises(ValueError, match=named):
@@ -123,6 +139,13 @@ def test_cuda_graphed_attack_trains_on_the_eager_numbers(tmp_path):
     tr = _trainer(tmp_path, "graphs", device="cuda", deterministic=True, cuda_graphs=True).fit()
     _same_runs(eager, tr, tmp_path)
     assert set(tr._graphs._replays) == {2, 4}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
+def test_cuda_graphed_amp_attack_trains_on_the_eager_numbers(tmp_path):
+    eager = _trainer(tmp_path, "eager", device="cuda", deterministic=True, amp=True).fit()
+    tr = _trainer(tmp_path, "graphs", device="cuda", deterministic=True, amp=True, cuda_graphs=True).fit()
+    _same_runs(eager, tr, tmp_path)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")

@@ -194,7 +194,7 @@ def add_parser(sub):
                         "(benchmarks/results_compile_cpu.json) a step took 0.75x the eager time for the small CNN and "
                         "1.23x for PreActResNet18 (batch 32); not measured on a GPU yet")
     t.add_argument("--cuda-graphs", action="store_true",
-                   help="CUDA, float32 PGD: replay the training attack from a CUDA graph per precision (captured at "
+                   help="CUDA, PGD: replay the training attack from a CUDA graph per precision (captured at "
                         "its first step), the update eager; the same numbers as without it, less host time. On the "
                         "H200 a PGD-7 step of PreActResNet18 took 72 ms eager and 44 ms with the whole step in a "
                         "graph (benchmarks/bench_train.py); this mode is not measured on a GPU yet")

@@ -223,11 +223,9 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     if a.cuda_graphs:
         why = ("works on CUDA only" if not f["device"].startswith("cuda") else
                "replays the PGD attack only" if a.attack != "pgd" else
-               "runs in float32 (AMP's scaler reads its overflow check on the host each step)" if a.amp else
                "is another way of cutting the attack's launches than --compile" if a.compile else None)
         if why:
-            has = f"--device {f['device']} --attack {a.attack}" + (" --amp" if a.amp else "") + \
-                (" --compile" if a.compile else "")
+            has = f"--device {f['device']} --attack {a.attack}" + (" --compile" if a.compile else "")
             if "cuda_graphs" not in given:  # a resume of a --cuda-graphs run
                 raise CLIError(f"--resume: {a.out} was trained with --cuda-graphs, which {why}, and this run has "
                                f"{has}: add --no-cuda-graphs")

@@ -45,7 +45,7 @@ class TrainConfig:
     deterministic: bool = False         # deterministic CUDA algorithms during fit (dwq.train.determinism):
                                         # bit-reproducible runs and resumes on a GPU, slower
     cuda_graphs: bool = False           # the PGD attack replayed from a CUDA graph per precision
-                                        # (dwq.train.graphs): float32 PGD on CUDA, not with compile
+                                        # (dwq.train.graphs): PGD on CUDA, not with compile
     val_every: int = 1
     val_pgd_steps: int = 10
     progress: bool = True
@@ -74,11 +74,10 @@ class TrainConfig:
             raise ValueError("reference=True trains in float32 as the reference code; amp=True contradicts it")
         if self.attack not in TRAIN_ATTACKS:
             raise ValueError(f"unknown training attack {self.attack!r}; choose one of {TRAIN_ATTACKS}")
-        if self.cuda_graphs and (self.attack != "pgd" or self.amp or self.compile):
-            # (AMP's scaler reads its overflow check on the host at every step; compile and graphs are two
-            # ways of cutting the same launches)
-            raise ValueError(f"cuda_graphs replays the PGD attack in float32, without torch.compile; got "
-                             f"attack={self.attack!r}, amp={self.amp}, compile={self.compile}")
+        if self.cuda_graphs and (self.attack != "pgd" or self.compile):
+            # (compile and graphs are two ways of cutting the same launches)
+            raise ValueError(f"cuda_graphs replays the PGD attack, without torch.compile; got "
+                             f"attack={self.attack!r}, compile={self.compile}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
         check_eps(self.epsilon, "epsilon")

@@ -4,7 +4,9 @@ the host one replay instead of a few thousand kernel launches (on the H200 an ea
 PreActResNet18 at batch 128 was bound by the host: 72 ms eager, 44 ms with the whole step in a graph).
 
 The update stays eager: its optimizer step reads the learning rate as a Python number, which a graph
-would keep at its captured value, and it is one forward and backward of the eight. Each step the
+would keep at its captured value, and with AMP its scaler reads its overflow check on the host; it
+is one forward and backward of the eight. With AMP the attack's loss scale (from the scaler, each
+step) goes into a static tensor too. Each step the
 batch and the random start go into static tensors, drawn eagerly from the run's CPU generator in the
 order the eager attack draws them, so a graphed run trains on the same numbers as an eager one.
 Before a precision's graph is captured its attack runs a few times on a side stream (cuDNN's plans,
@@ -29,42 +31,53 @@ class AttackGraphs:
     warmup = 3  # eager runs before a capture
 
     def __init__(self, model: nn.Module, eps: float, alpha: float, steps: int,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None, autocast: Optional[str] = None):
         self.model, self.eps, self.alpha, self.steps, self.gen = model, eps, alpha, steps, generator
+        self.autocast = autocast  # a device type: the forwards under float16 autocast there (AMP)
         self._replays: Dict[Hashable, Callable[[], None]] = {}
-        self._like = None  # (shape, dtype, device) of the batches the graphs take
-        self._x = self._y = self._start = self._out = None
+        self._like = None  # (shape, dtype, device) of the batches the graphs take, and whether scaled
+        self._x = self._y = self._start = self._scale = self._out = None
         self._pool = None
 
-    def craft(self, x: torch.Tensor, y: torch.Tensor, key: Hashable) -> torch.Tensor:
+    def craft(self, x: torch.Tensor, y: torch.Tensor, key: Hashable,
+              loss_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Adversarial images for the batch ``(x, y)`` at the model's current precision, ``key`` (a
-        graph per key: the precision the model is set to). The result is a static tensor, overwritten
-        by the next call."""
+        graph per key: the precision the model is set to); ``loss_scale`` as :func:`dwq.attacks.pgd`'s
+        (AMP). The result is a static tensor, overwritten by the next call."""
         start = draw_random_start(x, self.eps, self.gen)
-        like = (x.shape, x.dtype, x.device, y.shape)
+        like = (x.shape, x.dtype, x.device, y.shape, loss_scale is None)
         if self._like is not None and like != self._like:
-            return self._attack(x, y, start)
+            return self._attack(x, y, start, loss_scale)
         if self._like is None:
             self._like = like
             self._x, self._y, self._start = torch.empty_like(x), torch.empty_like(y), torch.empty_like(x)
+            self._scale = None if loss_scale is None else torch.empty_like(loss_scale)
             self._out = torch.empty_like(x)
         self._x.copy_(x)
         self._y.copy_(y)
         self._start.copy_(start)
+        if loss_scale is not None:
+            self._scale.copy_(loss_scale)
         replay = self._replays.get(key)
         if replay is None:
             replay = self._replays[key] = self._capture()
         replay()
         return self._out
 
-    def _attack(self, x, y, start):
+    def _forward(self, x):
+        # (No autocast cache: a capture must not keep casts between its forwards; the values are the same.)
+        with torch.autocast(self.autocast or "cpu", dtype=torch.float16, enabled=self.autocast is not None,
+                            cache_enabled=False):
+            return self.model(x)
+
+    def _attack(self, x, y, start, loss_scale):
         # Its own reuse of the quantized weights: captured, the kept copies are the graph's own tensors,
         # dropped at the end of the capture (a copy kept from outside would be read at every replay).
         with reuse_quantized_weights(self.model):
-            return pgd(self.model, x, y, self.eps, self.alpha, self.steps, start=start)
+            return pgd(self._forward, x, y, self.eps, self.alpha, self.steps, start=start, loss_scale=loss_scale)
 
     def _body(self) -> None:
-        self._out.copy_(self._attack(self._x, self._y, self._start))
+        self._out.copy_(self._attack(self._x, self._y, self._start, self._scale))
 
     def _capture(self) -> Callable[[], None]:
         saved = [(b, b.clone()) for b in self.model.buffers()]

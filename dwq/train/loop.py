@@ -159,8 +159,8 @@ class Trainer:
         self._net, self._attack_net = (self.ddp if self.ddp is not None else self.model), self.model
         if cfg.compile:
             self._compile()
-        self._graphs = AttackGraphs(self.model, cfg.epsilon, cfg.alpha, cfg.attack_iters, self.gen) \
-            if cfg.cuda_graphs else None
+        self._graphs = AttackGraphs(self.model, cfg.epsilon, cfg.alpha, cfg.attack_iters, self.gen,
+                                    self._autocast_device if self.use_amp else None) if cfg.cuda_graphs else None
         self.epoch = 0
         self.step = 0
         self.best = -1.0
@@ -444,7 +444,7 @@ class Trainer:
             return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
         p = self._draw()
         if self._graphs is not None:  # (PGD: TrainConfig.validate; the graphs keep their own kept weights)
-            xa = self._graphs.craft(x, y, p)
+            xa = self._graphs.craft(x, y, p, self._attack_loss_scale(len(y)))
             with reuse_quantized_weights(self.model):
                 loss, out = self._update(xa, y, share)
         else:
