@@ -5,10 +5,10 @@ PreActResNet18 at batch 128 was bound by the host: 72 ms eager, 44 ms with the w
 
 The update stays eager: its optimizer step reads the learning rate as a Python number, which a graph
 would keep at its captured value, and with AMP its scaler reads its overflow check on the host; it
-is one forward and backward of the eight. With AMP the attack's loss scale (from the scaler, each
-step) goes into a static tensor too. Each step the
-batch and the random start go into static tensors, drawn eagerly from the run's CPU generator in the
-order the eager attack draws them, so a graphed run trains on the same numbers as an eager one.
+is one forward and backward of the eight. Each step the batch and the random start go into static
+tensors (the start drawn eagerly from the run's CPU generator, in the order the eager attack draws
+it), and with AMP the attack's loss scale, the scaler's of the step, so a graphed run trains on the
+same numbers as an eager one.
 Before a precision's graph is captured its attack runs a few times on a side stream (cuDNN's plans,
 lazy state); the model's buffers, which those train-mode forwards move (batch-norm statistics,
 activation ranges), are put back first. A batch of another shape (an epoch's short last one) runs
@@ -99,6 +99,8 @@ class AttackGraphs:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, pool=self._pool):
+        # thread_local: other threads' CUDA calls meanwhile (NCCL's watchdog under torchrun, a loader's
+        # pinning) must not end the capture; this thread's own unsafe calls still do
+        with torch.cuda.graph(g, pool=self._pool, capture_error_mode="thread_local"):
             body()
         return g.replay

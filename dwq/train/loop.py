@@ -64,12 +64,12 @@ from dwq.ops.fake_quant import inductor_exact_division
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 
 from .batches import BatchLoader, epoch_batches, in_memory, rank_batches
-from .graphs import AttackGraphs
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RESUME_MAY_CHANGE, SCHEDULES, TRAIN_ATTACKS, ZERO_GRAD, TrainConfig, jsonable, lr_lambda
 from .determinism import deterministic
 from .dist import active as dist_active
 from .dist import barrier
+from .graphs import AttackGraphs
 from .reference import check_reference_quantizers, lowest_precision
 from .run_folder import (REFERENCE_SELECT_CKPT, RUN_FILES, RunFolder, check_fresh_run_folder, check_run_checkpoint,
                          read_metrics)
