@@ -443,14 +443,13 @@ class Trainer:
             self.free_delta = torch.cat([noise, self.free_delta[n:]]) if len(self.free_delta) > n else noise
             return tot_l / c.free_replays, tot_c / c.free_replays, len(y)
         p = self._draw()
-        if self._graphs is not None:  # (PGD: TrainConfig.validate; the graphs keep their own kept weights)
-            xa = self._graphs.craft(x, y, p, self._attack_loss_scale(len(y)))
-            with reuse_quantized_weights(self.model):
-                loss, out = self._update(xa, y, share)
-        else:
-            with reuse_quantized_weights(self.model):  # weights change only at the optimizer step
+        # Graphs (PGD: TrainConfig.validate) keep their own quantized weights: crafted outside the block,
+        # whose kept copies a capture would read at every replay.
+        xa = self._graphs.craft(x, y, p, self._attack_loss_scale(len(y))) if self._graphs is not None else None
+        with reuse_quantized_weights(self.model):  # weights change only at the optimizer step
+            if xa is None:
                 xa = self._craft(x, y) if c.attack != "none" else x
-                loss, out = self._update(xa, y, share)
+            loss, out = self._update(xa, y, share)
         return loss * len(y), (out.argmax(1) == y).sum().float(), len(y)
 
     def _reference_test_select(self, rec) -> bool:
