@@ -16,7 +16,9 @@ host sync per op). Medians of CUDA-event timings. Records (bench_kernels.py's fo
 resnet50: whose layer the shape is); impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
 DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its warp-specialized variant,
 DWQ_CUDA_GEMM=wgmma_tma), dwq_auto (the default engine: DWQ_CUDA_GEMM=auto, one of those per
-product), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
+product; the Hopper engines' K-major weight copy is made at the checked call and kept, as for a
+model's fixed weights), dwq_auto_repack (8 bits only: auto with that copy made per call,
+DWQ_CUDA_WEIGHT_CACHE=0), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
 (float baselines record bits 16, int8 ones bits 8). An engine whose result differs from the reference
 gets a record with "error" and median_ms None (so does one whose op raises), and the run goes on;
 the baselines of a shape are timed before its dwq engines. --json FILE.partial is rewritten after
@@ -96,8 +98,11 @@ def emit_time(records, op, shape, bits, impl, times, ops_count, **extra):
                          tops=round(ops_count / (med * 1e-3) / 1e12, 2), device=torch.cuda.get_device_name(0), **extra))
 
 
-# auto: the default (DWQ_CUDA_GEMM unset), which picks one of the others per product
-ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma", "auto": "dwq_auto"}
+# auto: the default (DWQ_CUDA_GEMM unset), which picks one of the others per product; auto_repack: the
+# same with DWQ_CUDA_WEIGHT_CACHE=0, the wgmma engines' K-major weight copy made per call as before
+# the cache (timed at 8 bits only: what the cache saves)
+ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma", "auto": "dwq_auto",
+           "auto_repack": "dwq_auto_repack"}
 WANTED = list(ENGINES)  # --engines
 
 
@@ -111,7 +116,11 @@ def time_engines(records, op, shape, bits, ops_count, check, run, reps, **extra)
     """Per engine: check() (value checks on) must hold, then run() is timed without the checks' sync; an
     engine whose result differs or whose op raises gets an error record. extra: the records' own fields."""
     for impl, engine in engines():
-        os.environ["DWQ_CUDA_GEMM"] = engine
+        if engine == "auto_repack":
+            if bits != 8:
+                continue
+            os.environ["DWQ_CUDA_WEIGHT_CACHE"] = "0"
+        os.environ["DWQ_CUDA_GEMM"] = "auto" if engine == "auto_repack" else engine
         error = None
         try:
             if check():
@@ -124,6 +133,7 @@ def time_engines(records, op, shape, bits, ops_count, check, run, reps, **extra)
         finally:
             os.environ.pop("DWQ_CUDA_CHECKS", None)
             os.environ.pop("DWQ_CUDA_GEMM", None)
+            os.environ.pop("DWQ_CUDA_WEIGHT_CACHE", None)
         if error is not None:
             emit(records, record(op, shape, bits, impl, None, error=error, device=torch.cuda.get_device_name(0),
                                  **extra))
@@ -225,9 +235,10 @@ def main(argv=None):
     p.add_argument("--reps", type=positive_int, default=20)
     p.add_argument("--hang-s", type=positive_float, default=60.0,
                    help="end the process when one measurement takes longer (default 60 s)")
-    p.add_argument("--engines", default="mma,wgmma,wgmma_tma,auto",
+    p.add_argument("--engines", default="mma,wgmma,wgmma_tma,auto,auto_repack",
                    help="dwq engines to time, comma-separated (wgmma and wgmma_tma only run on compute capability "
-                        "9.0; auto, the default engine, picks one per product)")
+                        "9.0; auto, the default engine, picks one per product; auto_repack, at 8 bits only: auto "
+                        "with the Hopper engines' weight copy made per call, DWQ_CUDA_WEIGHT_CACHE=0)")
     args = p.parse_args(argv)
     output_paths(p, args, "json", "png")
     WANTED[:] = [e.strip() for e in args.engines.split(",") if e.strip()]

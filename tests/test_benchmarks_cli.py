@@ -212,3 +212,33 @@ def test_find_tool_takes_the_newest_version_by_number(tmp_path):
     assert records.find_tool(name, str(tmp_path / "*")) == str(tmp_path / "2025.10.1" / name)
     assert records.find_tool(name, str(tmp_path / "none"), str(tmp_path / "2024*")) == str(tmp_path / "2024.12.0" / name)
     assert records.find_tool(name, str(tmp_path / "none")) is None
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_bench_kernels_cuda_engine_settings(bits, monkeypatch):
+    """Each timed engine runs under its own settings (auto_repack: the default engine with the weight
+    copy per call, at 8 bits only), and none outlives the shape: on the CPU, with the GPU calls stubbed."""
+    import torch
+
+    b = _script("bench_kernels_cuda")
+    for var in ("DWQ_CUDA_GEMM", "DWQ_CUDA_WEIGHT_CACHE", "DWQ_CUDA_CHECKS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "stub")
+    monkeypatch.setattr(b, "WANTED", list(b.ENGINES))
+    seen = []
+
+    def env():
+        return tuple(os.environ.get(v) for v in ("DWQ_CUDA_GEMM", "DWQ_CUDA_WEIGHT_CACHE", "DWQ_CUDA_CHECKS"))
+
+    monkeypatch.setattr(b, "cuda_time", lambda fn, reps: (fn(), (1.0, 0.9))[1])
+    records = []
+    monkeypatch.setattr(b, "OUT", {})
+    b.time_engines(records, "gemm", "8x8x8", bits, 1e9, lambda: seen.append(("check", *env())) or True,
+                   lambda: seen.append(("run", *env())), 3)
+    want = [("mma", None), ("wgmma", None), ("wgmma_tma", None), ("auto", None)] + ([("auto", "0")] if bits == 8 else [])
+    assert seen == [(s, gemm, cache, checks) for gemm, cache in want
+                    for s, checks in (("check", None), ("run", "0"))]
+    assert [r["impl"] for r in records] == ["dwq", "dwq_wgmma", "dwq_wgmma_tma", "dwq_auto"] + (
+        ["dwq_auto_repack"] if bits == 8 else [])
+    assert env() == (None, None, None)

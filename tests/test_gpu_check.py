@@ -78,7 +78,7 @@ def test_failed_engine_smoke_drops_exactly_that_engine():
     every = _collected()
     engine_of = {t: next((e for e in ("wgmma_tma", "wgmma", "mma") if f"[{e}" in t), None) for t in every}
     assert {"mma", "wgmma", "wgmma_tma", None} == set(engine_of.values())
-    for wg_ok, tma_ok, bench in [(True, True, "mma,wgmma,wgmma_tma,auto"), (False, True, "mma,wgmma_tma"),
+    for wg_ok, tma_ok, bench in [(True, True, "mma,wgmma,wgmma_tma,auto,auto_repack"), (False, True, "mma,wgmma_tma"),
                                  (True, False, "mma,wgmma"), (False, False, "mma")]:
         drop, engines = gc.engines_after_smoke(wg_ok, tma_ok)
         assert engines == bench

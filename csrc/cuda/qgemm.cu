@@ -4,9 +4,9 @@
 //
 // The packed weight is the CPU's blob, byte for byte (pack_weight here writes what the CPU pack
 // writes; a blob packed on the CPU and moved with .to("cuda") works as it is): the mma.sync kernel
-// reads its limb planes directly (qgemm_mma.cuh), the Hopper wgmma kernel a K-major copy made per
-// call (qgemm_wgmma.cuh), so one layout, owned by csrc/cpu/qgemm.h, serves both devices and
-// dwq.ops.packed_weight_shape holds for both.
+// reads its limb planes directly (qgemm_mma.cuh), the Hopper wgmma kernels a K-major copy
+// (qgemm_wgmma.cuh) kept per blob until the blob changes (kmajor_weight below), so one layout, owned
+// by csrc/cpu/qgemm.h, serves both devices and dwq.ops.packed_weight_shape holds for both.
 //
 // Host syncs: the launchers read no tensor values (scales and zero points are read by the kernels
 // from device memory), so an op is a handful of asynchronous launches. Value checks (codes in
@@ -21,6 +21,7 @@
 // (docs/gpu_h200.md); not yet as fast as fp16 there.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -33,6 +34,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/derived_cache.h"
 #include "cuda/binding_util.h"
 #include "cpu/qgemm.h"
 #include "cuda/qgemm_launch.h"
@@ -188,6 +190,7 @@ struct CudaWeight {
   at::Tensor blob;
   cpu::PackedLayout L;  // bits = 8 or 16: the limb class
   KNeed need;           // what the input needs of its K (for the errors)
+  bool is_argument;     // blob is the op's argument itself, not a copy made for this call
 };
 
 // The CPU binding's errors for a blob whose header (hdr: its first kHeaderBytes bytes, on the host)
@@ -230,7 +233,73 @@ CudaWeight cuda_weight(const char* op, const at::Tensor& w, const KNeed& need, i
   if (!aligned16(out.blob.data_ptr())) out.blob = out.blob.clone();  // cp.async reads 16-byte chunks
   out.L = cpu::packed_layout(N, K, P == p1 ? 8 : 16);
   out.need = need;
+  out.is_argument = out.blob.is_same(w);
   return out;
+}
+
+// ---- the wgmma engines' K-major weight copies
+//
+// Made per call, the copy cost a 4096^3 op 27 of its 166 us on an H200 (docs/gpu_h200.md, call 6),
+// for a weight that an integer model never changes. So one is kept per (blob, stream, layout) while
+// the blob lives and its tensor version (what in-place ops and load_state_dict's copy_ advance)
+// stays the one it was made at. Per stream, so that a copy is only read in the order of the stream
+// that wrote it, and freed in that order too. Not kept: where the blob has no version (an inference
+// tensor), was copied for this call (not contiguous or not 16-byte aligned), or during a CUDA graph
+// capture (its copy kernel would run only at replay); those calls copy as before. A write that
+// skips the version (through .data, DLPack or another tensor object set_ to the same storage) is
+// not seen: DWQ_CUDA_WEIGHT_CACHE=0 turns the cache off.
+struct KmajorKey {
+  const void* storage;
+  int64_t offset, N, Npad, Kp, ldb;
+  int lw;
+  cudaStream_t stream;
+  bool operator==(const KmajorKey& o) const {
+    return storage == o.storage && offset == o.offset && N == o.N && Npad == o.Npad && Kp == o.Kp && ldb == o.ldb &&
+           lw == o.lw && stream == o.stream;
+  }
+};
+
+struct KmajorKeyHash {
+  std::size_t operator()(const KmajorKey& k) const {
+    std::size_t h = std::hash<const void*>()(k.storage);
+    for (const int64_t v : {k.offset, k.N, k.Npad, k.Kp, k.ldb, int64_t{k.lw}}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+    return h * 1000003u ^ std::hash<const void*>()(k.stream);
+  }
+};
+
+using KmajorCache = DerivedCache<KmajorKey, KmajorKeyHash, c10::weak_intrusive_ptr<c10::StorageImpl>, at::Tensor>;
+
+// Never destroyed: its tensors would be freed after the CUDA context at exit.
+KmajorCache& kmajor_cache() {
+  static KmajorCache* cache = new KmajorCache();
+  return *cache;
+}
+
+bool weight_cache_on() {
+  const char* e = std::getenv("DWQ_CUDA_WEIGHT_CACHE");
+  return e == nullptr || std::strcmp(e, "0") != 0;
+}
+
+// The K-major copy [lw][N][ldb] of w's weight planes, made on `stream` or found in the cache.
+at::Tensor kmajor_weight(const char* op, const CudaWeight& w, int64_t ldb, cudaStream_t stream) {
+  const int lw = w.L.limbs;
+  const int64_t N = w.L.N;
+  auto make = [&] {
+    at::Tensor bk = at::empty({lw, N, ldb}, w.blob.options());
+    check_launch(op, cuda::launch_repack_kmajor(w.blob.data_ptr<int8_t>() + w.L.data_off, N, w.L.Npad, w.L.Kp, lw,
+                                                bk.data_ptr<int8_t>(), ldb, stream));
+    return bk;
+  };
+  if (!weight_cache_on() || !w.is_argument || w.blob.is_inference() ||
+      c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None)
+    return make();
+  const KmajorKey key{w.blob.storage().unsafeGetStorageImpl(), w.blob.storage_offset(), N, w.L.Npad, w.L.Kp, ldb, lw,
+                      stream};
+  const auto version = static_cast<uint64_t>(w.blob._version());
+  if (std::optional<at::Tensor> hit = kmajor_cache().find(key, version)) return *hit;
+  at::Tensor bk = make();
+  kmajor_cache().put(key, w.blob.storage().getWeakStorageImpl(), version, bk);
+  return bk;
 }
 
 struct Epi {
@@ -462,8 +531,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   if (engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma) {
     mp.ldb = round_up(K, 16);
     mp.b_plane = N * mp.ldb;
-    bk = at::empty({lw, N, mp.ldb}, opt.dtype(at::kChar));
-    check_launch(op, cuda::launch_repack_kmajor(mp.b, N, w.L.Npad, w.L.Kp, lw, bk.data_ptr<int8_t>(), mp.ldb, stream));
+    bk = kmajor_weight(op, w, mp.ldb, stream);
     mp.b = bk.data_ptr<int8_t>();
   }
   mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device(), engine);

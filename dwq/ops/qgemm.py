@@ -19,7 +19,9 @@ capability 9.0; an error elsewhere), ``wgmma_tma`` (its warp-specialized variant
 ``auto`` (the default: on a Hopper GPU the engine that ran fastest on an H200 for the kind of product,
 wgmma_tma for a matrix, wgmma for an implicit conv, mma where their tiles would split K; mma
 elsewhere). Products of at most 8 rows run on CUDA cores (dp4a) whatever the
-engine.
+engine. The Hopper engines read a K-major copy of the weight, kept per blob and stream until the blob
+is freed or written (its tensor version moves); ``DWQ_CUDA_WEIGHT_CACHE=0`` makes it per call (for a
+blob written without a version bump, e.g. through ``.data``).
 
 Example::
 
