@@ -461,6 +461,24 @@ def test_qconv2d_every_width(engine):
         assert torch.equal(got.cpu(), ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (1, 1))), f"bits={bits}"
 
 
+def test_qconv2d_default_engine_every_code_layout(monkeypatch):
+    """The default engine (auto) on convs of every kind of input: uint8 in place, int32 or strided codes
+    and codes of 9..16 bits (on Hopper, the implicit conv on the input's limb planes), requantized out."""
+    monkeypatch.delenv("DWQ_CUDA_GEMM", raising=False)
+    g = torch.Generator().manual_seed(43)
+    for xb, wb in [(8, 8), (8, 16), (16, 16), (12, 4), (6, 9)]:
+        x = rand_codes(g, (3, 48, 9, 9), xb, torch.uint8 if xb <= 8 else torch.int32)
+        w, zw, zx = rand_codes(g, (72, 48, 3, 3), wb), rand_zp(g, wb, (72,)), rand_zp(g, xb)
+        sx, sw, so, zo = torch.tensor([0.02]), torch.rand(72, generator=g) * 1e-3 + 1e-5, torch.tensor([0.3]), rand_zp(g, 8)
+        wp, wpd = q.pack_conv_weight(w, zw, wb), q.pack_conv_weight(*cu(w, zw), wb)
+        want = ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (1, 1))
+        want_q = q.qconv2d(x, sx, zx, xb, wp, sw, 3, 1, 1, None, None, True, so, zo, 8)
+        for xd in (x.contiguous(memory_format=torch.channels_last).cuda(), x.cuda(), x.int().cuda()):
+            assert torch.equal(q.qconv2d_acc(xd, zx.cuda(), xb, wpd, 3, 1, 1).cpu(), want), (xb, wb, xd.stride())
+            got = q.qconv2d(xd, *cu(sx, zx), xb, wpd, sw.cuda(), 3, 1, 1, None, None, True, *cu(so, zo), 8)
+            assert torch.equal(got.cpu(), want_q), (xb, wb, xd.stride())
+
+
 @pytest.mark.parametrize("case", CONVS[:6], ids=lambda c: "x".join(map(str, c)))
 @engines
 def test_qconv2d_epilogue_matches_cpu(case, engine):

@@ -375,8 +375,8 @@ int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cu
 // each an error where the build or the GPU lacks sm_90a -- or "auto", the default: on a Hopper GPU
 // the engine that ran fastest on an H200 for the kind of product (docs/gpu_h200.md, call 6):
 // wgmma_tma for a matrix (run_engine takes wgmma where its tensor maps do not fit), wgmma for an
-// implicit conv, and mma where their tiles would split K (few output tiles: skinny products, deep
-// layers at a small batch); mma on other GPUs.
+// implicit conv (in place or on limb planes: conv_fits in run_engine), and mma where their tiles
+// would split K (few output tiles: skinny products, deep layers at a small batch); mma on other GPUs.
 cuda::Engine gemm_engine(const char* op, int device, int64_t M, int64_t N, int64_t K, bool limb, bool conv) {
   const char* v = std::getenv("DWQ_CUDA_GEMM");
   if (v != nullptr && std::strcmp(v, "mma") == 0) return cuda::Engine::kMma;
@@ -470,25 +470,54 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
       !ap.is_conv && a.is_u8 && lx == 1 && ap.sk == 1 && (M == 1 || ap.sm % 16 == 0) && x_aligned;
   // A few rows run on CUDA cores (qgemm_dp4a.cuh) from 4-byte aligned rows: in place or planes.
   const bool few_rows = M <= cuda::dp4a_max_rows();
-  // (An input without pixels, H or W 0, is all padding: the planes path fills its zero points.)
-  const bool implicit_conv = !few_rows && ap.is_conv && a.is_u8 && !limb && ap.sc == 1 && ap.C % 16 == 0 &&
-                             ap.sw % 16 == 0 && ap.sh % 16 == 0 && ap.sn % 16 == 0 && x_aligned && ap.H > 0 &&
-                             ap.W > 0;
+  // Implicit conv: the tensor-core kernels read the channels-last input tap by tap, 16 channels a
+  // copy: in place where it is uint8 codes with 16-byte aligned pixels, else (codes of 9..16 bits,
+  // int32 codes, other strides) from its limb planes (conv_planes_kernel), on the wgmma kernel only.
+  // (An input without pixels, H or W 0, is all padding: the im2col path fills its zero points.)
+  const bool conv_fits = !few_rows && ap.is_conv && ap.C % 16 == 0 && ap.H > 0 && ap.W > 0;
+  const bool x_in_place = a.is_u8 && lx == 1 && ap.sc == 1 && ap.sw % 16 == 0 && ap.sh % 16 == 0 &&
+                          ap.sn % 16 == 0 && x_aligned;
+  // (checks DWQ_CUDA_GEMM whatever M is)
+  const cuda::Engine tensor_cores = gemm_engine(op, x.get_device(), M, N, K, limb, conv_fits);
+  const cuda::Engine engine = few_rows ? cuda::Engine::kDp4a : tensor_cores;
+  const bool implicit_conv = conv_fits && x_in_place && (!limb || engine == cuda::Engine::kWgmma);
+  const bool conv_planes = conv_fits && !x_in_place && engine == cuda::Engine::kWgmma;
   if (direct_matrix) {
     ap.planes = nullptr;
     cuda::act_rows_kernel<uint8_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     mp.a = static_cast<const uint8_t*>(x.data_ptr());
     mp.lda = M == 1 ? round_up(K, 16) : ap.sm;
-  } else if (implicit_conv) {
+  } else if (implicit_conv || conv_planes) {
     const int64_t npix = (M / (int64_t(ap.OH) * ap.OW)) * ap.H * ap.W;
     psum = at::empty({npix}, opt.dtype(at::kLong));
-    cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int64_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (conv_planes) {
+      ap.lx = lx;
+      planes = at::empty({lx, npix * ap.C}, opt.dtype(at::kByte));
+      if (a.is_u8)
+        cuda::conv_planes_kernel<uint8_t><<<blocks_for(npix * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(
+            ap, planes.data_ptr<uint8_t>(), psum.data_ptr<int64_t>());
+      else
+        cuda::conv_planes_kernel<int32_t><<<blocks_for(npix * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(
+            ap, planes.data_ptr<uint8_t>(), psum.data_ptr<int64_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      mp.a = planes.data_ptr<uint8_t>();
+      mp.a_plane = npix * ap.C;
+      mp.sw = ap.C;
+      mp.sh = int64_t(ap.W) * ap.C;
+      mp.sn = int64_t(ap.H) * ap.W * ap.C;
+    } else {
+      cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(ap,
+                                                                                           psum.data_ptr<int64_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      mp.a = static_cast<const uint8_t*>(x.data_ptr());
+      mp.sn = ap.sn;
+      mp.sh = ap.sh;
+      mp.sw = ap.sw;
+    }
     cuda::conv_rowsum_kernel<<<blocks_for(M, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     conv = true;
-    mp.a = static_cast<const uint8_t*>(x.data_ptr());
     mp.C = ap.C;
     mp.H = ap.H;
     mp.W = ap.W;
@@ -500,9 +529,6 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     mp.stw = ap.stw;
     mp.pdh = ap.pdh;
     mp.pdw = ap.pdw;
-    mp.sn = ap.sn;
-    mp.sh = ap.sh;
-    mp.sw = ap.sw;
   } else {
     // im2col / limb split into u8 planes [lx][M][lda], rows padded to 16 bytes with zeros
     ap.lda = round_up(K, 16);
@@ -524,9 +550,6 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   mp.Kp = w.L.Kp;
   mp.Npad = w.L.Npad;
   mp.lw = lw;
-  // (checks DWQ_CUDA_GEMM whatever M is)
-  const cuda::Engine tensor_cores = gemm_engine(op, x.get_device(), M, N, K, limb, conv);
-  const cuda::Engine engine = few_rows ? cuda::Engine::kDp4a : tensor_cores;
   at::Tensor bk;  // wgmma engines: the weight planes K-major (see qgemm_wgmma.cuh)
   if (engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma) {
     mp.ldb = round_up(K, 16);

@@ -14,12 +14,16 @@ struct ARows {
   bool ok[AR];
   const uint8_t* row[AR];  // matrix: the row's start; conv: the image's batch entry
   int ih0[AR], iw0[AR];    // conv: the receptive field's corner
-  uint32_t zpat = 0;       // conv: four copies of the code zx (padding)
+  uint32_t zpat[2] = {};   // conv: four copies of each 8-bit limb of the code zx (padding)
   int tc = 0, tkx = 0, tky = 0;
 
   // Rows first_m + i * rstep (i < AR); k0: the column of this thread's chunk at the first stage.
   __device__ __forceinline__ ARows(const MmaParams& p, int64_t first_m, int rstep, int64_t k0) {
-    if (CONV) zpat = static_cast<uint32_t>(*p.ep.x_zp & 255) * 0x01010101u;
+    if (CONV) {
+      const uint32_t zx = static_cast<uint32_t>(*p.ep.x_zp);
+      zpat[0] = (zx & 255u) * 0x01010101u;
+      zpat[1] = ((zx >> 8) & 255u) * 0x01010101u;
+    }
 #pragma unroll
     for (int i = 0; i < AR; ++i) {
       const int64_t m = first_m + int64_t(i) * rstep;
@@ -46,7 +50,8 @@ struct ARows {
   }
 
   // The 16 bytes of row i, limb plane ia, at column k of the current stage into dst: nbytes of them
-  // (0: beyond K, all zeros), a tap outside the image is the code zx, so the padded (qx - zx) is 0.
+  // (0: beyond K, all zeros), a tap outside the image is the code zx (its limb ia), so the padded
+  // (qx - zx) is 0. Conv limb planes lie p.a_plane bytes apart, as the matrix ones.
   __device__ __forceinline__ void copy(const MmaParams& p, int i, int ia, int64_t k, int nbytes, uint8_t* dst) const {
     if (!ok[i] || nbytes == 0) {
       cp_async16(dst, p.b, 0);  // (reads nothing; p.b is never null, p.a may be for an empty image)
@@ -55,9 +60,9 @@ struct ARows {
     } else {
       const int ih = ih0[i] + tky, iw = iw0[i] + tkx;
       if (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W)
-        cp_async16(dst, row[i] + ih * p.sh + iw * p.sw + tc, 16);
+        cp_async16(dst, row[i] + ia * p.a_plane + ih * p.sh + iw * p.sw + tc, 16);
       else
-        *reinterpret_cast<uint4*>(dst) = make_uint4(zpat, zpat, zpat, zpat);
+        *reinterpret_cast<uint4*>(dst) = make_uint4(zpat[ia], zpat[ia], zpat[ia], zpat[ia]);
     }
   }
 

@@ -59,6 +59,7 @@ __host__ __device__ constexpr int mma_tile_n(bool limb, int64_t N) { return !lim
 // Runs Launch<Cfg, CONV>::run(p, stream) for the tile configuration of p (limbs: matrix mode only).
 template <template <class, bool> class Launch>
 cudaError_t mma_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
+  if (limb && conv) return cudaErrorInvalidValue;  // limbs run here in matrix mode (im2col planes) only
   if (limb) return Launch<MmaCfg<true>, false>::run(p, stream);
   if (mma_tile_n(false, p.N) == 64)
     return conv ? Launch<MmaCfg<false, 64>, true>::run(p, stream) : Launch<MmaCfg<false, 64>, false>::run(p, stream);

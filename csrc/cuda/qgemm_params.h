@@ -59,7 +59,8 @@ struct MmaParams {
   int64_t lda = 0, a_plane = 0;
   int lx = 1;
   // A, implicit conv mode (uint8 codes, channel stride 1, C % 16 == 0, 16-byte aligned pixels):
-  // m = (n, oh, ow), k = (ky, kx, c); a tap outside the image reads the code zx.
+  // m = (n, oh, ow), k = (ky, kx, c); a tap outside the image reads the code zx. Limbs (the wgmma
+  // kernel only): plane ia of the input, channels-last, at a + ia * a_plane (conv_planes_kernel).
   int C = 0, H = 0, W = 0, OH = 0, OW = 0, kh = 1, kw = 1, sth = 1, stw = 1, pdh = 0, pdw = 0;
   int64_t sn = 0, sh = 0, sw = 0;
   // B: the blob's limb planes (limb ib at b + ib * Npad * Kp); for the wgmma kernel a K-major copy

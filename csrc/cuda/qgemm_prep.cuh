@@ -5,6 +5,7 @@
 //   act_rows_kernel       per GEMM/im2col row: exact code sum, range check and (optionally) the u8
 //                         limb planes [lx][M][lda] the tensor-core kernel reads (K padded with 0)
 //   pixel_sums_kernel     per input pixel of a channels-last uint8 conv: code sum and range check
+//   conv_planes_kernel    the same sums, and the input's u8 limb planes for the implicit conv
 //   conv_rowsum_kernel    per output pixel: the receptive field's code sum from pixel sums
 //   check_params_kernel   value checks of the scales / zero points (flags, no host sync)
 #pragma once
@@ -198,6 +199,35 @@ __global__ void pixel_sums_kernel(__grid_constant__ const ActParams p, int64_t* 
     sum += part;
   }
   psum[i] = bad ? -1 : sum;
+}
+
+// One warp per input pixel of a conv that the implicit kernel cannot read in place (codes of 9..16
+// bits, or int32 codes, or strides that are not 16-byte multiples): the lx limb planes of the input,
+// [lx][pixels][C] uint8, channels-last and dense (pixel i's channels at i * C of each plane), and
+// psum[i] as pixel_sums_kernel writes it.
+template <typename T>
+__global__ void conv_planes_kernel(__grid_constant__ const ActParams p, uint8_t* __restrict__ planes,
+                                   int64_t* __restrict__ psum) {
+  const int lane = threadIdx.x & 31;
+  const int64_t npix = int64_t(p.H) * p.W * (p.M / (int64_t(p.OH) * p.OW));
+  const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  if (i >= npix) return;
+  const int64_t w = i % p.W, h = (i / p.W) % p.H, n = i / (int64_t(p.W) * p.H);
+  const T* px = static_cast<const T*>(p.x) + n * p.sn + h * p.sh + w * p.sw;
+  uint8_t* lo = planes + i * p.C;
+  uint8_t* hi = p.lx == 2 ? planes + npix * p.C + i * p.C : nullptr;
+  int64_t sum = 0;
+  int bad = 0;
+  for (int c = lane; c < p.C; c += 32) {
+    const uint32_t v = static_cast<uint32_t>(px[c * p.sc]);
+    sum += v;
+    bad += v > p.qmax;
+    lo[c] = static_cast<uint8_t>(v);
+    if (hi != nullptr) hi[c] = static_cast<uint8_t>(v >> 8);
+  }
+  sum = warp_sum64(sum);
+  bad = static_cast<int>(warp_sum64(bad));
+  if (lane == 0) psum[i] = bad ? -1 : sum;
 }
 
 // One thread per output pixel m: rowsum[m] = sum over the taps of the pixel sums, zx * C per

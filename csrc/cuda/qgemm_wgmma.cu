@@ -38,7 +38,7 @@ bool wgmma_supported(int device) {
 }
 
 cudaError_t launch_qgemm_wgmma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
-  return wg_dispatch<Launch>(p, limb, conv, stream);
+  return wg_dispatch<Launch, true>(p, limb, conv, stream);
 }
 
 cudaError_t launch_repack_kmajor(const int8_t* planes, int64_t N, int64_t Npad, int64_t Kp, int lw, int8_t* out,

@@ -8,8 +8,9 @@
 // and TMA's SWIZZLE_128B share: 16-byte chunk c of 128-byte row r at chunk c ^ (r & 7), each 8-row
 // atom 1024 bytes and 1024-aligned):
 //  * A: [limb][BM rows][128 bytes] of uint8 codes: the caller's rows or planes (matrix mode) or,
-//    in implicit conv mode, 16 channels of one tap per chunk of the channels-last input (a tap
-//    outside the image is the code zx), copied by cp.async exactly as the mma.sync kernel does;
+//    in implicit conv mode, 16 channels of one tap per chunk of the channels-last input or of its
+//    limb planes (a tap outside the image is the code zx, limb by limb), copied by cp.async as the
+//    mma.sync kernel does (ARows);
 //  * B: [limb][BN rows][128 bytes] int8 (limb - 128), from a K-major copy of the blob's limb planes
 //    (repack_kmajor_kernel, qgemm_repack.cuh): 8-bit wgmma wants K-major rows of 16 k-bytes, the
 //    blob (shared with the CPU) holds 4 columns x 4 k per 16 bytes.
@@ -74,10 +75,20 @@ __host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) {
 }
 
 // Runs Launch<Cfg, CONV>::run(p, stream) for the tile configuration of p: limb counts p.lx, p.lw
-// (limbs: matrix mode only) and, for one limb each, the tile width wg_tile_n(false, p.N).
-template <template <class, bool> class Launch>
+// and, for one limb each, the tile width wg_tile_n(false, p.N). Limbs in implicit conv mode where
+// LIMB_CONV (the cp.async kernel: its conv rows read limb planes of the input, ARows), else an error.
+template <template <class, bool> class Launch, bool LIMB_CONV = false>
 cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
   if (limb) {
+    if constexpr (LIMB_CONV) {
+      if (conv) {
+        if (p.lx == 2 && p.lw == 2) return Launch<WgCfg<2, 2>, true>::run(p, stream);
+        if (p.lx == 2) return Launch<WgCfg<2, 1>, true>::run(p, stream);
+        return Launch<WgCfg<1, 2>, true>::run(p, stream);
+      }
+    } else if (conv) {
+      return cudaErrorInvalidValue;
+    }
     if (p.lx == 2 && p.lw == 2) return Launch<WgCfg<2, 2>, false>::run(p, stream);
     if (p.lx == 2) return Launch<WgCfg<2, 1>, false>::run(p, stream);
     return Launch<WgCfg<1, 2>, false>::run(p, stream);

@@ -2,8 +2,9 @@
 // and compared bit for bit with cpu::run_qgemm, the operands prepared as the binding prepares them:
 //   qgemm_mma_kernel (mma.sync, the engine off Hopper): 8-bit matrix, 8-bit implicit conv, limbs;
 //   qgemm_dp4a_kernel (a few rows, CUDA cores): every limb combination, K tails;
-//   qgemm_wgmma_kernel (Hopper): tile widths 64 / 128 / 256, implicit conv, the three limb kernels,
-//     weights through repack_kmajor_kernel;
+//   qgemm_wgmma_kernel (Hopper): tile widths 64 / 128 / 256, implicit conv (on the uint8 input in
+//     place, and on its limb planes: 9..16-bit codes, the three limb kernels), the three limb
+//     kernels in matrix mode, weights through repack_kmajor_kernel;
 // over odd sizes, extreme zero points, split-K through the int64 workspace and the fused epilogue
 // (affine, ReLU; float and requantized outputs);
 // DWQ_EMU_SWEEP=n adds n random matrix and conv shapes for every kernel (150 ran clean when written).
@@ -53,6 +54,7 @@ struct Case {
   int64_t M = 0, N = 0, K = 0;
   int xb = 8, wb = 8;
   bool conv = false;
+  bool conv_planes = false;  // conv: the input's limb planes (conv_planes_kernel), not the input in place
   // conv geometry
   int batch = 1, C = 16, H = 1, W = 1, kh = 1, kw = 1, st = 1, pd = 0, OH = 1, OW = 1;
   std::vector<int32_t> x, w, zw;
@@ -92,23 +94,25 @@ static Case make_extreme(int64_t M, int64_t N, int64_t K) {
   return c;
 }
 
-static Case make_conv(int batch, int C, int H, int W, int k, int st, int N) {
+static Case make_conv(int batch, int C, int H, int W, int k, int st, int N, int xb = 8, int wb = 8) {
   Case c;
   c.conv = true;
+  c.conv_planes = xb > 8;
   c.batch = batch, c.C = C, c.H = H, c.W = W, c.kh = c.kw = k, c.st = st, c.pd = k / 2;
   c.OH = (H + 2 * c.pd - k) / st + 1;
   c.OW = (W + 2 * c.pd - k) / st + 1;
   c.M = int64_t(batch) * c.OH * c.OW;
   c.N = N;
   c.K = int64_t(k) * k * C;
-  c.xb = c.wb = 8;
+  c.xb = xb, c.wb = wb;
+  const int qx = static_cast<int>(arith::max_code(xb)), qw = static_cast<int>(arith::max_code(wb));
   c.x.resize(size_t(batch) * H * W * C);
-  for (auto& q : c.x) q = rint(0, 255);
+  for (auto& q : c.x) q = rint(0, qx);
   c.w.resize(size_t(N * c.K));
-  for (auto& q : c.w) q = rint(0, 255);
+  for (auto& q : c.w) q = rint(0, qw);
   c.zw.resize(N);
-  for (auto& q : c.zw) q = rint(0, 255);
-  c.zx = rint(0, 255);
+  for (auto& q : c.zw) q = rint(0, qw);
+  c.zx = rint(0, qx);
   return c;
 }
 
@@ -142,10 +146,13 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   cuda::MmaParams p;
   p.M = c.M, p.N = c.N, p.K = c.K, p.lx = lx;
   std::vector<uint8_t> a_store;
-  if (c.conv) {  // implicit conv: the channels-last uint8 input itself
-    uint8_t* xin = aligned<uint8_t>(a_store, c.x.size());
-    for (size_t i = 0; i < c.x.size(); ++i) xin[i] = static_cast<uint8_t>(c.x[i]);
+  if (c.conv) {  // implicit conv: the channels-last uint8 input itself, or its lx limb planes
+    const size_t n = c.x.size(), planes = c.conv_planes ? static_cast<size_t>(lx) : 1;
+    uint8_t* xin = aligned<uint8_t>(a_store, n * planes);
+    for (size_t ia = 0; ia < planes; ++ia)
+      for (size_t i = 0; i < n; ++i) xin[ia * n + i] = static_cast<uint8_t>(c.x[i] >> (8 * ia));
     p.a = xin;
+    p.a_plane = c.conv_planes ? static_cast<int64_t>(n) : 0;
     p.C = c.C, p.H = c.H, p.W = c.W, p.OH = c.OH, p.OW = c.OW, p.kh = c.kh, p.kw = c.kw;
     p.sth = p.stw = c.st, p.pdh = p.pdw = c.pd;
     p.sw = c.C, p.sh = int64_t(c.W) * c.C, p.sn = int64_t(c.H) * c.W * c.C;
@@ -256,8 +263,9 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
                     : kind == cuda::kOutF32  ? std::memcmp(of.data(), cf.data(), of.size() * 4) == 0
                     : kind == cuda::kOutU8   ? o8 == c8
                                              : o32 == c32;
-  CHECK(same, "%s: M %lld N %lld K %lld bits %d x %d conv %d kind %d k_chunk %lld differs from cpu::run_qgemm", what,
-        (long long)c.M, (long long)c.N, (long long)c.K, c.xb, c.wb, c.conv, kind, (long long)k_chunk);
+  CHECK(same, "%s: M %lld N %lld K %lld bits %d x %d conv %d (planes %d) kind %d k_chunk %lld differs from "
+        "cpu::run_qgemm", what, (long long)c.M, (long long)c.N, (long long)c.K, c.xb, c.wb, c.conv, c.conv_planes, kind,
+        (long long)k_chunk);
 }
 
 // ---------------------------------------------------------------- mma.sync
@@ -284,6 +292,11 @@ static void both_landings(Run&& run) {
 
 static void run_mma(const Case& c, int kind, int64_t k_chunk) {
   const bool limb = c.xb > 8 || c.wb > 8;
+  if (limb && c.conv) {  // the launcher never asks: limbs run in matrix mode here (im2col planes)
+    CHECK(cuda::mma_dispatch<EmuLaunchMma>(cuda::MmaParams{}, true, true, nullptr) == cudaErrorInvalidValue,
+          "mma_dispatch ran a limb conv");
+    return;
+  }
   both_landings([&](const char* when) {
     const std::string what = std::string(limb ? "mma limb" : (c.conv ? "mma conv" : "mma 8-bit")) + when;
     run_case(c, kind, k_chunk, what.c_str(), [&](const cuda::MmaParams& p) {
@@ -335,7 +348,7 @@ static void run_wgmma(const Case& c, int kind, int64_t k_chunk) {
   const bool limb = c.xb > 8 || c.wb > 8;
   both_landings([&](const char* when) {
     run_case(c, kind, k_chunk, (std::string("wgmma") + when).c_str(), [&](const cuda::MmaParams& p) {
-      cuda::wg_dispatch<EmuLaunch>(p, limb, c.conv, nullptr);
+      CHECK((cuda::wg_dispatch<EmuLaunch, true>(p, limb, c.conv, nullptr) == cudaSuccess), "wg_dispatch");
     });
   });
 }
@@ -358,6 +371,11 @@ struct EmuLaunchTma {
 
 static void run_wgmma_tma(const Case& c, int kind, int64_t k_chunk) {
   const bool limb = c.xb > 8 || c.wb > 8;
+  if (limb && c.conv) {  // (the launcher takes the cp.async wgmma kernel for those)
+    CHECK(cuda::wg_dispatch<EmuLaunchTma>(cuda::MmaParams{}, true, true, nullptr) == cudaErrorInvalidValue,
+          "the TMA kernel's dispatch ran a limb conv");
+    return;
+  }
   for (bool late : {false, true}) {
     cuda_emu::tma_land_late = late;
     cuda::cp_async_land_early = !late;  // (the conv producer's A tiles)
@@ -407,6 +425,20 @@ int main() {
   run_wgmma(make_conv(1, 16, 6, 6, 7, 2, 200), cuda::kOutF32, 256);
   run_wgmma(make_conv(2, 16, 5, 5, 3, 2, 96), cuda::kOutAccI64, big);
   run_wgmma(make_case(130, 70, 200, 12, 8, false), cuda::kOutU8, 128);
+  // wgmma, implicit conv on limb planes (x of 9..16 bits) or in place with limb weights; 8-bit
+  // codes from planes (int32 codes); padding reads each limb of zx; split-K from a tap's middle
+  run_wgmma(make_conv(2, 32, 5, 5, 3, 1, 40, 16, 16), cuda::kOutAccI64, big);
+  run_wgmma(make_conv(1, 16, 7, 7, 7, 2, 70, 12, 8), cuda::kOutF32, big);
+  run_wgmma(make_conv(2, 48, 6, 6, 1, 2, 33, 8, 16), cuda::kOutAccI64, big);
+  run_wgmma(make_conv(1, 64, 5, 5, 3, 1, 130, 16, 9), cuda::kOutU8, 256);
+  run_wgmma(make_conv(2, 16, 6, 6, 3, 2, 20, 10, 16), cuda::kOutI32, 128);
+  {
+    Case cv = make_conv(2, 32, 5, 5, 3, 1, 70, 6, 8);
+    cv.conv_planes = true;
+    run_wgmma(cv, cuda::kOutF32, big);
+  }
+  run_mma(make_conv(1, 16, 5, 5, 3, 1, 20, 16, 16), cuda::kOutAccI64, big);
+  run_wgmma_tma(make_conv(1, 16, 5, 5, 3, 1, 20, 16, 16), cuda::kOutAccI64, big);
   // wgmma_tma: the same shapes (matrix by TMA, conv by cp.async producers + TMA weights)
   run_wgmma_tma(make_case(150, 64, 200, 8, 8, false), cuda::kOutAccI64, big);
   run_wgmma_tma(make_case(129, 100, 130, 8, 8, true), cuda::kOutF32, big);
@@ -440,7 +472,8 @@ int main() {
   run_wgmma_tma(make_case(520, 200, 300, 8, 8, true), cuda::kOutAccI64, big);
   run_wgmma_tma(make_conv(1, 32, 6, 6, 3, 1, 40), cuda::kOutU8, big);
   general_epilogue = false;
-  // DWQ_EMU_SWEEP=n: n more random shapes per kernel (matrix: any widths; conv: 8-bit, C % 16 == 0)
+  // DWQ_EMU_SWEEP=n: n more random shapes per kernel (matrix: any widths; conv: C % 16 == 0, 8-bit, and
+  // any widths on the wgmma kernel)
   const char* sweep = std::getenv("DWQ_EMU_SWEEP");
   for (int i = 0, n = sweep ? std::atoi(sweep) : 0; i < n; ++i) {
     const int bits[] = {2, 4, 8, 9, 12, 16};
@@ -457,6 +490,10 @@ int main() {
     run_mma(cv, kind, chunk);
     run_wgmma(cv, kind, chunk);
     run_wgmma_tma(cv, kind, chunk);
+    Case lc = cv;  // the same geometry at other widths: the wgmma kernel's conv on limb planes
+    lc = make_conv(cv.batch, cv.C, cv.H, cv.W, k, cv.st, static_cast<int>(cv.N), xb, wb);
+    lc.conv_planes = lc.conv_planes || rint(0, 3) == 0;
+    run_wgmma(lc, kind, chunk);
   }
   CHECK(cuda_emu::violations.load() == 0, "%lld emulated-PTX contract violations (e.g. a stage overwritten while "
         "a wgmma read it, or a shared-memory race)", (long long)cuda_emu::violations.load());

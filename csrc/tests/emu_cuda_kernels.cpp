@@ -8,7 +8,7 @@
 //   quantize_act_kernel                    vs cpu::quantize_act
 //   pack_words_kernel + pack_colsum_kernel vs the bytes of cpu::pack_weight
 //   act_rows_kernel (with planes, and sums only over uint8 rows read in place), pixel_sums_kernel,
-//     conv_rowsum_kernel (row sums, planes, range counts)
+//     conv_planes_kernel, conv_rowsum_kernel (row sums, planes, range counts)
 //                                          vs the definitions
 //   check_params_kernel                    vs the flags each bad argument must raise
 // What this proves: the kernels' indexing, bounds, reductions and arithmetic. What it cannot:
@@ -450,6 +450,31 @@ static void test_act_rows() {
       launch(dim3(static_cast<unsigned>((p.M + 255) / 256)), dim3(256), cuda::conv_rowsum_kernel, p,
              const_cast<const int64_t*>(psum.data()));
       CHECK(rs == rowsum && st2[cuda::kStBadCodes] == 0, "conv_rowsum trial %d differs from the im2col sums", trial);
+    }
+    if (conv && !no_pixels) {  // the implicit conv on limb planes: the input's planes, its pixel sums, the fields' sums
+      cuda::ActParams q = p;
+      const int64_t npix = static_cast<int64_t>(x.size()) / p.C;
+      std::vector<int32_t> nchw;
+      if (!as_u8 && trial % 4 == 2) {  // the input channels-first, read through its strides
+        const int64_t hw = int64_t(p.H) * p.W;
+        nchw.resize(x.size());
+        for (int64_t i = 0; i < npix; ++i)
+          for (int c = 0; c < p.C; ++c) nchw[(i / hw) * p.C * hw + c * hw + i % hw] = x[i * p.C + c];
+        q.x = nchw.data(), q.sc = hw, q.sw = 1, q.sh = p.W, q.sn = p.C * hw;
+      }
+      std::vector<uint8_t> pl(lx * npix * p.C, 0xAB);
+      std::vector<int64_t> psum(npix), rs(p.M, -1);
+      int32_t st3[cuda::kStatusWords] = {};
+      q.status = st3, q.rowsum = rs.data(), q.lx = lx;
+      launch(dim3(static_cast<unsigned>((npix * 32 + 255) / 256)), dim3(256),
+             as_u8 ? cuda::conv_planes_kernel<uint8_t> : cuda::conv_planes_kernel<int32_t>, q, pl.data(), psum.data());
+      launch(dim3(static_cast<unsigned>((p.M + 255) / 256)), dim3(256), cuda::conv_rowsum_kernel, q,
+             const_cast<const int64_t*>(psum.data()));
+      bool same = st3[cuda::kStBadCodes] == bad_want && (bad_want != 0 || rs == rowsum);
+      for (int64_t i = 0; i < npix * p.C; ++i)
+        same &= pl[i] == (x[i] & 255) && (lx == 1 || pl[npix * p.C + i] == ((x[i] >> 8) & 255));
+      CHECK(same, "conv_planes trial %d (bits %d, %s): planes, sums or bad reads (%d, want %lld) differ", trial, bits,
+            nchw.empty() ? "channels-last" : "channels-first", st3[cuda::kStBadCodes], (long long)bad_want);
     }
   }
 }
