@@ -231,19 +231,22 @@ __global__ void conv_planes_kernel(__grid_constant__ const ActParams p, uint8_t*
 }
 
 // One thread per output pixel m: rowsum[m] = sum over the taps of the pixel sums, zx * C per
-// padded tap; a tap on a pixel with bad codes (psum -1) counts as one bad read.
+// padded tap; a tap on a pixel with bad codes (psum -1) counts as one bad read. m < 2^31 (the
+// launcher checks it), so (n, oh, ow) come from 32-bit divisions: with int64 ones this kernel took
+// 7.6 us for 262,144 pixels on an H200 at 6% of its DRAM bandwidth (Nsight Compute, 4c57f8f).
 __global__ void conv_rowsum_kernel(__grid_constant__ const ActParams p, const int64_t* __restrict__ psum) {
   const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (m >= p.M) return;
-  const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
+  const int32_t mi = static_cast<int32_t>(m), t = mi / p.OW;
+  const int32_t ow = mi - t * p.OW, oh = t % p.OH, n = t / p.OH;
   const int64_t zsum = int64_t(*p.x_zp) * p.C;
-  const int64_t* ps = psum + n * p.H * p.W;
+  const int64_t* ps = psum + int64_t(n) * p.H * p.W;
   int64_t sum = 0;
   int bad = 0;
   for (int ky = 0; ky < p.kh; ++ky) {
-    const int64_t ih = oh * p.sth - p.pdh + ky;
+    const int64_t ih = int64_t(oh) * p.sth - p.pdh + ky;
     for (int kx = 0; kx < p.kw; ++kx) {
-      const int64_t iw = ow * p.stw - p.pdw + kx;
+      const int64_t iw = int64_t(ow) * p.stw - p.pdw + kx;
       const int64_t v = (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? ps[ih * p.W + iw] : zsum;
       bad += v < 0;
       sum += v;
