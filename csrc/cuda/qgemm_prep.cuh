@@ -98,6 +98,26 @@ __global__ void pack_colsum_kernel(const T* __restrict__ w, int64_t N, int64_t K
   }
 }
 
+// Four int32 codes at q[v] (16-byte aligned): their sum and count above qmax added, and their low
+// and high bytes stored as one word each at lo[v] and hi[v] (hi null: one limb). One 16-byte load a
+// lane instead of four 4-byte ones, and word stores instead of byte stores.
+__device__ __forceinline__ void split_codes4(const int32_t* q, int64_t v, uint32_t qmax, uint32_t* lo, uint32_t* hi,
+                                             int64_t& sum, int& bad) {
+  const int4 c = reinterpret_cast<const int4*>(q)[v];
+  const uint32_t u[4] = {static_cast<uint32_t>(c.x), static_cast<uint32_t>(c.y), static_cast<uint32_t>(c.z),
+                         static_cast<uint32_t>(c.w)};
+  uint32_t wl = 0, wh = 0;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    sum += u[j];
+    bad += u[j] > qmax;
+    wl |= (u[j] & 255u) << (8 * j);
+    wh |= ((u[j] >> 8) & 255u) << (8 * j);
+  }
+  lo[v] = wl;
+  if (hi != nullptr) hi[v] = wh;
+}
+
 // One warp per row m of the logical activation matrix (GEMM rows or im2col rows, k = (ky, kx, c)).
 template <typename T>
 __global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
@@ -140,7 +160,14 @@ __global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
     for (int64_t k = nv * 16 + lane; k < p.K; k += 32) put(k, row[k]);
   } else if (!p.is_conv) {
     const T* row = x + m * p.sm;
-    for (int64_t k = lane; k < p.K; k += 32) put(k, static_cast<uint32_t>(row[k * p.sk]));
+    int64_t k0 = 0;  // int32 rows in place with planes out: 4 codes a lane (planes rows: lda % 16 == 0)
+    if (sizeof(T) == 4 && lo != nullptr && p.sk == 1 && reinterpret_cast<uintptr_t>(row) % 16 == 0) {
+      k0 = p.K / 4 * 4;
+      for (int64_t v = lane; v < p.K / 4; v += 32)
+        split_codes4(reinterpret_cast<const int32_t*>(row), v, p.qmax, reinterpret_cast<uint32_t*>(lo),
+                     reinterpret_cast<uint32_t*>(hi), sum, bad);
+    }
+    for (int64_t k = k0 + lane; k < p.K; k += 32) put(k, static_cast<uint32_t>(row[k * p.sk]));
   } else {
     const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
     for (int ky = 0; ky < p.kh; ++ky) {
@@ -218,7 +245,14 @@ __global__ void conv_planes_kernel(__grid_constant__ const ActParams p, uint8_t*
   uint8_t* hi = p.lx == 2 ? planes + npix * p.C + i * p.C : nullptr;
   int64_t sum = 0;
   int bad = 0;
-  for (int c = lane; c < p.C; c += 32) {
+  int c0 = 0;  // int32 channels in place: 4 codes a lane (the planes' pixels: C % 16 == 0 bytes apart)
+  if (sizeof(T) == 4 && p.sc == 1 && p.C % 4 == 0 && reinterpret_cast<uintptr_t>(px) % 16 == 0) {
+    c0 = p.C;
+    for (int v = lane; v < p.C / 4; v += 32)
+      split_codes4(reinterpret_cast<const int32_t*>(px), v, p.qmax, reinterpret_cast<uint32_t*>(lo),
+                   reinterpret_cast<uint32_t*>(hi), sum, bad);
+  }
+  for (int c = c0 + lane; c < p.C; c += 32) {
     const uint32_t v = static_cast<uint32_t>(px[c * p.sc]);
     sum += v;
     bad += v > p.qmax;
