@@ -6,7 +6,8 @@ step: one launch of each, profiled by Nsight Compute (``ncu``), where the GPU ma
 
 Cases, in launch order (printed to stderr by the target): the 8-bit 4096^3 ``qlinear`` on each
 tensor-core engine this GPU runs (mma; wgmma and wgmma_tma on compute capability 9.0) and on mma at
-16 bits; the 8-bit 3x3 conv of PreActResNet18 at batch 256 (64 -> 64, 32x32) on mma;
+16 bits; the 3x3 conv of PreActResNet18 at batch 256 (64 -> 64, 32x32) at 8 bits on each engine and
+at 16 bits on the default one (auto: on Hopper, the wgmma kernel on the input's limb planes);
 ``fake_quantize`` per tensor on 64M float32 elements and ``torch.fake_quantize_per_tensor_affine``
 on the same tensor (its bandwidth baseline); ``act_qparams`` in train mode on half of it. ncu
 keeps every dwq kernel (packing and epilogue ones included) and torch's fake quantization, with the sections Speed Of Light, Memory and Compute Workload, Occupancy, Launch and
@@ -67,14 +68,16 @@ def target(device="cuda", small=False):
             say(f"qlinear {M}x{N}x{K} {bits}-bit {engine}")
             q.qlinear(x, sx, zx, bits, wp, sw)
         sync()
-    os.environ["DWQ_CUDA_GEMM"] = "mma"
-    x = codes((batch, 64, 32, 32), 8).contiguous(memory_format=torch.channels_last)
-    zx = torch.tensor([128], dtype=torch.int32, device=device)
-    zw = torch.full((64,), 128, dtype=torch.int32, device=device)
-    wp = q.pack_conv_weight(codes((64, 64, 3, 3), 8), zw, 8)
-    say(f"qconv2d_acc b{batch} 64->64 32x32 3x3 8-bit mma")
-    q.qconv2d_acc(x, zx, 8, wp, 3, 1, 1)
-    sync()
+    for bits, names in ((8, engines), (16, ["auto"])):  # (16 bits: the default engine's conv on limb planes)
+        x = codes((batch, 64, 32, 32), bits).contiguous(memory_format=torch.channels_last)
+        zx = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device=device)
+        zw = torch.full((64,), 1 << (bits - 1), dtype=torch.int32, device=device)
+        wp = q.pack_conv_weight(codes((64, 64, 3, 3), bits), zw, bits)
+        for engine in names:
+            os.environ["DWQ_CUDA_GEMM"] = engine
+            say(f"qconv2d_acc b{batch} 64->64 32x32 3x3 {bits}-bit {engine}")
+            q.qconv2d_acc(x, zx, bits, wp, 3, 1, 1)
+        sync()
     os.environ.pop("DWQ_CUDA_GEMM")
     os.environ.pop("DWQ_CUDA_CHECKS")
     xf = torch.randn(numel, device=device, generator=g)
