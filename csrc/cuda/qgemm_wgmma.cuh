@@ -16,8 +16,8 @@
 //    blob (shared with the CPU) holds 4 columns x 4 k per 16 bytes.
 // Tiles: 8-bit: two consumer warpgroups of 64 rows x 256 columns (BM 128, BN 256, two n128 MMAs per
 // k-step), or x 128 / x 64 (one n128 / n64 MMA) when N is at most that; limbs (9..16 bits of x
-// and/or w): one warpgroup of 64 x 128 with the int32 sets t_s = sum_{ia+ib=s} P_ia,ib that the
-// mma.sync limb kernel keeps, combined in int64 the same way.
+// and/or w): one warpgroup of 64 x 128, or 64 x 64 when N is at most 64, with the int32 sets
+// t_s = sum_{ia+ib=s} P_ia,ib that the mma.sync limb kernel keeps, combined in int64 the same way.
 // Pipeline: 4 stages filled by cp.async from all threads, loads two stages ahead; a stage is
 // overwritten only after the barrier that follows every warpgroup's wgmma.wait_group<1> on it, and
 // wgmma runs asynchronously while the next stage's copies are issued.
@@ -50,7 +50,8 @@ constexpr int kWgStages = 4;
 // warpgroups; limbs run one warpgroup with LX + LW - 1 accumulator sets (the limb counts are
 // template arguments so that every MMA is unconditional: the compiler then keeps them back to back).
 // BN: 256 (two n128 MMAs per k-step), 128 (one) or 64 (one n64 MMA): the launcher takes the
-// narrowest tile that covers N, so that a 64- or 128-channel layer does not compute 256 columns.
+// narrowest tile that covers N (limbs: 64 or 128), so that a 64- or 128-channel layer does not
+// compute 256 columns.
 // (One n256 MMA per k-step instead of two n128 ones ran no faster on an H200: docs/gpu_h200.md.)
 template <int LX_, int LW_, int BN_ = (LX_ * LW_ > 1 ? 128 : 256)>
 struct WgCfg {
@@ -69,37 +70,46 @@ struct WgCfg {
 };
 static_assert(sizeof(ColTerms) <= 32 && sizeof(ColTerms32) <= 32, "WgCfg::SMEM holds 32 bytes per column's terms");
 
-// The tile width of a product with N columns (limbs: 128).
+// The tile width of a product with N columns (limbs: 64 or 128).
 __host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) {
-  return limb ? 128 : N <= 64 ? 64 : N <= 128 ? 128 : 256;
+  return N <= 64 ? 64 : (limb || N <= 128) ? 128 : 256;
+}
+
+// Launch<WgCfg<LX, LW, BN>, conv> (CONV_OK: the implicit conv mode is instantiated at all).
+template <template <class, bool> class Launch, int LX, int LW, int BN, bool CONV_OK = true>
+cudaError_t wg_launch(const MmaParams& p, bool conv, cudaStream_t stream) {
+  if constexpr (CONV_OK) {
+    if (conv) return Launch<WgCfg<LX, LW, BN>, true>::run(p, stream);
+  }
+  return Launch<WgCfg<LX, LW, BN>, false>::run(p, stream);
+}
+
+// The limb counts (p.lx, p.lw) of a product on tiles BN wide.
+template <template <class, bool> class Launch, int BN, bool CONV_OK>
+cudaError_t wg_launch_limbs(const MmaParams& p, bool conv, cudaStream_t stream) {
+  if (p.lx == 2 && p.lw == 2) return wg_launch<Launch, 2, 2, BN, CONV_OK>(p, conv, stream);
+  if (p.lx == 2) return wg_launch<Launch, 2, 1, BN, CONV_OK>(p, conv, stream);
+  return wg_launch<Launch, 1, 2, BN, CONV_OK>(p, conv, stream);
 }
 
 // Runs Launch<Cfg, CONV>::run(p, stream) for the tile configuration of p: limb counts p.lx, p.lw
-// and, for one limb each, the tile width wg_tile_n(false, p.N). Limbs in implicit conv mode where
-// LIMB_CONV (the cp.async kernel: its conv rows read limb planes of the input, ARows), else an error.
+// and the tile width wg_tile_n(limb, p.N) (a 64-channel layer computes 64 columns, not 128 or 256).
+// Limbs in implicit conv mode where LIMB_CONV (the cp.async kernel: its conv rows read limb planes
+// of the input, ARows), else an error.
 template <template <class, bool> class Launch, bool LIMB_CONV = false>
 cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
   if (limb) {
-    if constexpr (LIMB_CONV) {
-      if (conv) {
-        if (p.lx == 2 && p.lw == 2) return Launch<WgCfg<2, 2>, true>::run(p, stream);
-        if (p.lx == 2) return Launch<WgCfg<2, 1>, true>::run(p, stream);
-        return Launch<WgCfg<1, 2>, true>::run(p, stream);
-      }
-    } else if (conv) {
-      return cudaErrorInvalidValue;
-    }
-    if (p.lx == 2 && p.lw == 2) return Launch<WgCfg<2, 2>, false>::run(p, stream);
-    if (p.lx == 2) return Launch<WgCfg<2, 1>, false>::run(p, stream);
-    return Launch<WgCfg<1, 2>, false>::run(p, stream);
+    if (conv && !LIMB_CONV) return cudaErrorInvalidValue;
+    return p.N <= 64 ? wg_launch_limbs<Launch, 64, LIMB_CONV>(p, conv, stream)
+                     : wg_launch_limbs<Launch, 128, LIMB_CONV>(p, conv, stream);
   }
   switch (wg_tile_n(false, p.N)) {
     case 64:
-      return conv ? Launch<WgCfg<1, 1, 64>, true>::run(p, stream) : Launch<WgCfg<1, 1, 64>, false>::run(p, stream);
+      return wg_launch<Launch, 1, 1, 64>(p, conv, stream);
     case 128:
-      return conv ? Launch<WgCfg<1, 1, 128>, true>::run(p, stream) : Launch<WgCfg<1, 1, 128>, false>::run(p, stream);
+      return wg_launch<Launch, 1, 1, 128>(p, conv, stream);
     default:
-      return conv ? Launch<WgCfg<1, 1>, true>::run(p, stream) : Launch<WgCfg<1, 1>, false>::run(p, stream);
+      return wg_launch<Launch, 1, 1, 256>(p, conv, stream);
   }
 }
 
