@@ -473,10 +473,14 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   // Implicit conv: the tensor-core kernels read the channels-last input tap by tap, 16 channels a
   // copy: in place where it is uint8 codes with 16-byte aligned pixels, else (codes of 9..16 bits,
   // int32 codes, other strides) from its limb planes (conv_planes_kernel), on the wgmma kernel only.
-  // (An input without pixels, H or W 0, is all padding: the im2col path fills its zero points.)
-  const bool conv_fits = !few_rows && ap.is_conv && ap.C % 16 == 0 && ap.H > 0 && ap.W > 0;
+  // (An input without pixels, H or W 0, is all padding: the im2col path fills its zero points.) A
+  // 1x1 stride-1 unpadded conv's limb planes are its im2col planes: no bytes saved, so it stays a
+  // matrix product there (auto: the TMA kernel, which ran those fastest in call 7).
   const bool x_in_place = a.is_u8 && lx == 1 && ap.sc == 1 && ap.sw % 16 == 0 && ap.sh % 16 == 0 &&
                           ap.sn % 16 == 0 && x_aligned;
+  const bool pointwise = ap.kh == 1 && ap.kw == 1 && ap.sth == 1 && ap.stw == 1 && ap.pdh == 0 && ap.pdw == 0;
+  const bool conv_fits =
+      !few_rows && ap.is_conv && ap.C % 16 == 0 && ap.H > 0 && ap.W > 0 && (x_in_place || !pointwise);
   // (checks DWQ_CUDA_GEMM whatever M is)
   const cuda::Engine tensor_cores = gemm_engine(op, x.get_device(), M, N, K, limb, conv_fits);
   const cuda::Engine engine = few_rows ? cuda::Engine::kDp4a : tensor_cores;
