@@ -321,7 +321,7 @@ def main(argv=None):
         # storage offsets and strides), small shapes;
         # without the caching allocator, so that an overrun leaves its own allocation and is seen.
         pick = ("same_bytes and 8 or tile_edges and 129 or qconv2d_acc_exact and (9x9 or 17x15) or "
-                "8bit_large_k and 40000 or bad_input or odd_storage or storage_offsets")
+                "8bit_large_k and 40000 or bad_input or odd_storage or storage_offsets or default_engine")
         if drop:
             pick = f"({pick}) and {drop}"
         st.run("memcheck_qgemm_cuda", [sanitizer, "--tool", "memcheck", "--error-exitcode", "1", py, "-m", "pytest",
