@@ -15,7 +15,8 @@ host sync per op). Medians of CUDA-event timings. Records (bench_kernels.py's fo
 "impl", "median_ms", "min_ms", "tops", "device"}``, convs also ``"network"`` (preact_resnet18,
 resnet50: whose layer the shape is); impl in dwq (the mma.sync engine), dwq_wgmma (the Hopper engine,
 DWQ_CUDA_GEMM=wgmma, on compute capability 9.0 only), dwq_wgmma_tma (its warp-specialized variant,
-DWQ_CUDA_GEMM=wgmma_tma), dwq_auto (the default engine: DWQ_CUDA_GEMM=auto, one of those per
+DWQ_CUDA_GEMM=wgmma_tma), dwq_wgmma_pp (that kernel with ping-pong consumer warpgroups,
+DWQ_CUDA_GEMM=wgmma_pp), dwq_auto (the default engine: DWQ_CUDA_GEMM=auto, one of those per
 product; the Hopper engines' K-major weight copy is made at the checked call and kept, as for a
 model's fixed weights), dwq_auto_repack (8 bits only: auto with that copy made per call,
 DWQ_CUDA_WEIGHT_CACHE=0), torch_int_mm, torch_fp16, torch_bf16, cudnn_fp16
@@ -101,8 +102,8 @@ def emit_time(records, op, shape, bits, impl, times, ops_count, **extra):
 # auto: the default (DWQ_CUDA_GEMM unset), which picks one of the others per product; auto_repack: the
 # same with DWQ_CUDA_WEIGHT_CACHE=0, the wgmma engines' K-major weight copy made per call as before
 # the cache (timed at 8 bits only: what the cache saves)
-ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma", "auto": "dwq_auto",
-           "auto_repack": "dwq_auto_repack"}
+ENGINES = {"mma": "dwq", "wgmma": "dwq_wgmma", "wgmma_tma": "dwq_wgmma_tma", "wgmma_pp": "dwq_wgmma_pp",
+           "auto": "dwq_auto", "auto_repack": "dwq_auto_repack"}
 WANTED = list(ENGINES)  # --engines
 
 
@@ -235,9 +236,9 @@ def main(argv=None):
     p.add_argument("--reps", type=positive_int, default=20)
     p.add_argument("--hang-s", type=positive_float, default=60.0,
                    help="end the process when one measurement takes longer (default 60 s)")
-    p.add_argument("--engines", default="mma,wgmma,wgmma_tma,auto,auto_repack",
-                   help="dwq engines to time, comma-separated (wgmma and wgmma_tma only run on compute capability "
-                        "9.0; auto, the default engine, picks one per product; auto_repack, at 8 bits only: auto "
+    p.add_argument("--engines", default="mma,wgmma,wgmma_tma,wgmma_pp,auto,auto_repack",
+                   help="dwq engines to time, comma-separated (wgmma, wgmma_tma and wgmma_pp only run on compute "
+                        "capability 9.0; auto, the default engine, picks one per product; auto_repack, at 8 bits only: auto "
                         "with the Hopper engines' weight copy made per call, DWQ_CUDA_WEIGHT_CACHE=0)")
     args = p.parse_args(argv)
     output_paths(p, args, "json", "png")

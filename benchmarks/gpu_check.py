@@ -14,7 +14,7 @@ without stopping the later ones:
   3. the C++-error test and the build's link check (in their own interpreters; if C++ errors fail,
      the NEEDED entries of dwq._C and a cuda-gdb backtrace of one failing op, which is how issue 9's
      crash was found: a libstdc++ copied into dwq._C); smoke tests of the Hopper engines
-     (wgmma, then wgmma_tma; tile edges, an implicit conv, a persistent grid of more tiles than SMs),
+     (wgmma, wgmma_tma, then wgmma_pp; tile edges, an implicit conv, a persistent grid of more tiles than SMs),
      which the later steps leave out if they fail;
   4. benchmarks/bench_kernels_cuda.py --quick (issue 9: integer GEMM / conv per bit width and engine
      against torch._int_mm, fp16/bf16 matmul, cuDNN fp16; each result checked before it is timed),
@@ -157,16 +157,19 @@ def pytest_cmd(py, *args, per_test=120, workers=0):
     return [py, "-m", "pytest", "-q", "-ra", *limit, *par, *args]
 
 
-def engines_after_smoke(wg_ok, tma_ok):
+# pytest -k matches substrings of the test ids, and "wgmma" is in every Hopper engine's ids.
+HOPPER_IDS = {"wgmma": "wgmma and not wgmma_tma and not wgmma_pp", "wgmma_tma": "wgmma_tma", "wgmma_pp": "wgmma_pp"}
+
+
+def engines_after_smoke(wg_ok, tma_ok, pp_ok=True):
     """(pytest -k expression that leaves out the Hopper engines whose smoke test failed, "" if none;
     the --engines list of bench_kernels_cuda.py)."""
-    failed = tuple(e for e, ok in (("wgmma", wg_ok), ("wgmma_tma", tma_ok)) if not ok)
-    # pytest -k matches substrings of the test ids, and "wgmma" is in both engines' ids.
-    drop = {(): "", ("wgmma",): "not (wgmma and not wgmma_tma)", ("wgmma_tma",): "not wgmma_tma",
-            ("wgmma", "wgmma_tma"): "not wgmma"}[failed]
-    # auto (the default engine) runs both Hopper engines by shape: timed only when both passed
-    return drop, ",".join(["mma"] + [e for e in ("wgmma", "wgmma_tma") if e not in failed] +
-                          ([] if failed else ["auto", "auto_repack"]))
+    ok = {"wgmma": wg_ok, "wgmma_tma": tma_ok, "wgmma_pp": pp_ok}
+    failed = [e for e in HOPPER_IDS if not ok[e]]
+    drop = " and ".join(f"not ({HOPPER_IDS[e]})" for e in failed)
+    # auto (the default engine) runs wgmma and wgmma_tma by shape: timed only when both passed
+    auto = [] if not (wg_ok and tma_ok) else ["auto", "auto_repack"]
+    return drop, ",".join(["mma"] + [e for e in HOPPER_IDS if ok[e]] + auto)
 
 
 def probe_build_cmd(nvcc, binary):
@@ -270,12 +273,10 @@ def main(argv=None):
     # launches synchronous, so that a fault is reported at the kernel that made it.
     smoke = "(tile_edges and (129-129-65 or 257-384-1000) or qconv2d_acc_exact and 9x9 or many_tiles) and "
     blocking = dict(st.env, CUDA_LAUNCH_BLOCKING="1")
-    wg_ok = st.run("smoke_wgmma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
-                                             smoke + "wgmma and not wgmma_tma", per_test=45), timeout=90,
-                   env=blocking) == 0
-    tma_ok = st.run("smoke_wgmma_tma", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k", smoke + "wgmma_tma",
-                                                  per_test=45), timeout=90, env=blocking) == 0
-    drop, bench_engines = engines_after_smoke(wg_ok, tma_ok)
+    smoke_ok = {e: st.run(f"smoke_{e}", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
+                                                   f"{smoke}({ids})", per_test=45), timeout=90, env=blocking) == 0
+                for e, ids in HOPPER_IDS.items()}
+    drop, bench_engines = engines_after_smoke(*smoke_ok.values())
     # The measurements first (each checks its results against the reference before timing them).
     st.run("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
                                   out("bench_kernels_cuda.json"), "--png", out("bench_kernels_cuda.png"),
@@ -329,7 +330,7 @@ def main(argv=None):
                env=dict(env, PYTORCH_NO_CUDA_MEMORY_CACHING="1"))
     # Where the Hopper GEMM kernel's time goes (benchmarks/cuda/wgmma_probe.cu: stages left out in turn).
     nvcc = find_tool("nvcc", "/usr/local/cuda/bin")
-    if nvcc and cc == "9.0a" and wg_ok and tma_ok:
+    if nvcc and cc == "9.0a" and smoke_ok["wgmma"] and smoke_ok["wgmma_tma"]:
         probe = out("wgmma_probe")
         if st.run("wgmma_probe_build", probe_build_cmd(nvcc, probe), timeout=240) == 0:
             st.run("wgmma_probe", [probe], timeout=120)

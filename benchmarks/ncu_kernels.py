@@ -5,7 +5,7 @@ step: one launch of each, profiled by Nsight Compute (``ncu``), where the GPU ma
     python benchmarks/ncu_kernels.py --target                      (the launches alone: what ncu runs)
 
 Cases, in launch order (printed to stderr by the target): the 8-bit 4096^3 ``qlinear`` on each
-tensor-core engine this GPU runs (mma; wgmma and wgmma_tma on compute capability 9.0) and on mma at
+tensor-core engine this GPU runs (mma; wgmma, wgmma_tma and wgmma_pp on compute capability 9.0) and on mma at
 16 bits; the 3x3 conv of PreActResNet18 at batch 256 (64 -> 64, 32x32) at 8 bits on each engine and
 at 16 bits on the default one (auto: on Hopper, the wgmma kernel on the input's limb planes);
 ``fake_quantize`` per tensor on 64M float32 elements and ``torch.fake_quantize_per_tensor_affine``
@@ -53,7 +53,7 @@ def target(device="cuda", small=False):
         if cuda:
             torch.cuda.synchronize()
 
-    engines = ["mma"] + (["wgmma", "wgmma_tma"] if cuda and torch.cuda.get_device_capability() == (9, 0) else [])
+    engines = ["mma"] + (["wgmma", "wgmma_tma", "wgmma_pp"] if cuda and torch.cuda.get_device_capability() == (9, 0) else [])
     M = N = K = 64 if small else 4096
     batch, numel = (2, 1 << 12) if small else (256, 64 << 20)
     for bits, names in ((8, engines), (16, ["mma"])):

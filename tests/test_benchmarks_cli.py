@@ -238,9 +238,10 @@ def test_bench_kernels_cuda_engine_settings(bits, monkeypatch):
     monkeypatch.setattr(b, "OUT", {})
     b.time_engines(records, "gemm", "8x8x8", bits, 1e9, lambda: seen.append(("check", *env())) or True,
                    lambda: seen.append(("run", *env())), 3)
-    want = [("mma", None), ("wgmma", None), ("wgmma_tma", None), ("auto", None)] + ([("auto", "0")] if bits == 8 else [])
+    want = [("mma", None), ("wgmma", None), ("wgmma_tma", None), ("wgmma_pp", None), ("auto", None)] + (
+        [("auto", "0")] if bits == 8 else [])
     assert seen == [(s, gemm, cache, checks) for gemm, cache in want
                     for s, checks in (("check", None), ("run", "0"))]
-    assert [r["impl"] for r in records] == ["dwq", "dwq_wgmma", "dwq_wgmma_tma", "dwq_auto"] + (
+    assert [r["impl"] for r in records] == ["dwq", "dwq_wgmma", "dwq_wgmma_tma", "dwq_wgmma_pp", "dwq_auto"] + (
         ["dwq_auto_repack"] if bits == 8 else [])
     assert env() == (None, None, None)

@@ -76,16 +76,18 @@ def test_failed_engine_smoke_drops_exactly_that_engine():
     """After a failed smoke test, the later steps leave out that engine's tests and nothing else."""
     gc = _gpu_check()
     every = _collected()
-    engine_of = {t: next((e for e in ("wgmma_tma", "wgmma", "mma") if f"[{e}" in t), None) for t in every}
-    assert {"mma", "wgmma", "wgmma_tma", None} == set(engine_of.values())
-    for wg_ok, tma_ok, bench in [(True, True, "mma,wgmma,wgmma_tma,auto,auto_repack"), (False, True, "mma,wgmma_tma"),
-                                 (True, False, "mma,wgmma"), (False, False, "mma")]:
-        drop, engines = gc.engines_after_smoke(wg_ok, tma_ok)
+    engine_of = {t: next((e for e in ("wgmma_tma", "wgmma_pp", "wgmma", "mma") if f"[{e}" in t), None) for t in every}
+    assert {"mma", "wgmma", "wgmma_tma", "wgmma_pp", None} == set(engine_of.values())
+    for wg_ok, tma_ok, pp_ok, bench in [
+            (True, True, True, "mma,wgmma,wgmma_tma,wgmma_pp,auto,auto_repack"),
+            (False, True, True, "mma,wgmma_tma,wgmma_pp"), (True, False, True, "mma,wgmma,wgmma_pp"),
+            (True, True, False, "mma,wgmma,wgmma_tma,auto,auto_repack"), (False, False, False, "mma")]:
+        drop, engines = gc.engines_after_smoke(wg_ok, tma_ok, pp_ok)
         assert engines == bench
-        gone = {e for e, ok in (("wgmma", wg_ok), ("wgmma_tma", tma_ok)) if not ok}
+        gone = {e for e, ok in (("wgmma", wg_ok), ("wgmma_tma", tma_ok), ("wgmma_pp", pp_ok)) if not ok}
         assert (drop == "") == (not gone)
         kept = _collected(drop) if drop else every
-        assert kept == {t for t in every if engine_of[t] not in gone}, (wg_ok, tma_ok)
+        assert kept == {t for t in every if engine_of[t] not in gone}, (wg_ok, tma_ok, pp_ok)
 
 
 def test_every_test_it_names_exists():

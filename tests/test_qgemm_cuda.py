@@ -25,13 +25,14 @@ from kernel_data import bad_op_cases, rand_codes, rand_zp  # noqa: E402
 
 DEV = "cuda"
 WIDTHS = list(range(2, 17))
-ENGINES = ["mma", "wgmma", "wgmma_tma"]
+ENGINES = ["mma", "wgmma", "wgmma_tma", "wgmma_pp"]
 
 
 @pytest.fixture
 def engine(request, monkeypatch):
-    """The tensor-core kernel the op runs on (DWQ_CUDA_GEMM): mma.sync on every GPU, wgmma (cp.async-fed) and
-    wgmma_tma (warp-specialized: a producer warpgroup feeds it by TMA) on Hopper."""
+    """The tensor-core kernel the op runs on (DWQ_CUDA_GEMM): mma.sync on every GPU, wgmma (cp.async-fed),
+    wgmma_tma (warp-specialized: a producer warpgroup feeds it by TMA) and wgmma_pp (the same with ping-pong
+    consumer warpgroups, 8-bit tiles) on Hopper."""
     if request.param.startswith("wgmma") and torch.cuda.get_device_capability() != (9, 0):
         pytest.skip(f"the {request.param} engine needs a GPU of compute capability 9.0 (H100, H200)")
     monkeypatch.setenv("DWQ_CUDA_GEMM", request.param)
@@ -133,7 +134,8 @@ def test_qgemm_acc_every_width_pair(engine):
 @engines
 def test_qgemm_acc_tile_edges(M, N, K, xb, wb, engine):
     """Shapes at and around the CTA tiles (mma: 128 x 128 or 256 x 64 by N, 64 x 128 for limbs, 64-deep K
-    stages; wgmma and wgmma_tma: 128 x 64, 128 or 256 by N, 64 x 128 for limbs, 128-deep K stages), 1 row and 9
+    stages; wgmma and wgmma_tma: 128 x 64, 128 or 256 by N, 64 x 128 for limbs, 128-deep K stages; wgmma_pp:
+    128 x 64 or 128 per warpgroup), 1 row and 9
     (dp4a up to 8), uint8 codes with 16-byte aligned rows (read in place: contiguous, and rows longer than K,
     which the TMA tensor map strides over) and the same through prepared planes."""
     g = torch.Generator().manual_seed(M * 7 + N * 3 + K)
@@ -150,7 +152,8 @@ def test_qgemm_acc_tile_edges(M, N, K, xb, wb, engine):
 @engines
 def test_many_tiles(xb, engine):
     """More output tiles than an H200 has SMs (132): wgmma_tma's persistent grid walks several per CTA
-    through one stage ring (its barrier phases run on across tiles), for a matrix and an implicit conv;
+    through one stage ring (its barrier phases run on across tiles; wgmma_pp's two consumer warpgroups take
+    them in turn), for a matrix and an implicit conv;
     against the CPU op (itself exact against the int64 reference), which is fast at this size."""
     g = torch.Generator().manual_seed(21 + xb)
     x, w, zx, zw = gemm_case(g, xb, 8, 2304, 2304, 200, torch.uint8 if xb <= 8 else torch.int32)
@@ -624,7 +627,7 @@ def test_engine_choice(monkeypatch):
     monkeypatch.setenv("DWQ_CUDA_GEMM", "auto")
     assert torch.equal(q.qgemm_acc(*cu(x, zx), 8, wp).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
     if torch.cuda.get_device_capability() != (9, 0):
-        for name in ("wgmma", "wgmma_tma"):
+        for name in ("wgmma", "wgmma_tma", "wgmma_pp"):
             monkeypatch.setenv("DWQ_CUDA_GEMM", name)
             with pytest.raises(RuntimeError, match=f"DWQ_CUDA_GEMM = '{name}' needs a GPU of compute capability 9.0"):
                 q.qgemm_acc(*cu(x, zx), 8, wp)

@@ -1,7 +1,9 @@
 // Places the time of the warp-specialized TMA GEMM kernel (csrc/cuda/qgemm_wgmma_tma.cuh) without
 // hardware counters: times it whole and with stages left out (its PROBE flags: no loads, no MMAs,
 // no epilogue), with the int32 epilogue and the int64 one, on 8-bit matrix products, and checks
-// that both epilogues write the same outputs. A standalone CUDA program (no torch): build it here,
+// that both epilogues write the same outputs; then the ping-pong tiles (wgmma_pp) whole and without
+// their epilogue, their outputs checked against the int64 epilogue's; then the same for the 3x3 conv of
+// PreActResNet18 at batch 256 (conv3x3 below). A standalone CUDA program (no torch): build it here,
 // carry the binary to the GPU machine, run it there.
 //
 //   nvcc -std=c++17 -O3 --expt-relaxed-constexpr --fmad=false -gencode=arch=compute_90a,code=sm_90a \
@@ -48,21 +50,22 @@ __global__ void fill_bytes(uint8_t* p, int64_t n, uint32_t seed) {
   }
 }
 
-template <class Cfg, int PROBE>
+// CONV: p is an implicit conv (its activations copied by the producer warpgroup).
+template <class Cfg, int PROBE, bool CONV = false>
 cudaError_t launch(const MmaParams& p, cudaStream_t s) {
-  return launch_tma<Cfg, false, PROBE>(p, s);  // (the engine's launcher: qgemm_wgmma_tma.cu)
+  return launch_tma<Cfg, CONV, PROBE>(p, s);  // (the engine's launcher: qgemm_wgmma_tma.cu)
 }
 
-template <class Cfg, int PROBE>
+template <class Cfg, int PROBE, bool CONV = false>
 double time_ms(const MmaParams& p) {
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) CHECK((launch<Cfg, PROBE>(p, 0)));
+  for (int i = 0; i < 3; ++i) CHECK((launch<Cfg, PROBE, CONV>(p, 0)));
   std::vector<float> t;
   for (int i = 0; i < 20; ++i) {
     CHECK(cudaEventRecord(a));
-    CHECK((launch<Cfg, PROBE>(p, 0)));
+    CHECK((launch<Cfg, PROBE, CONV>(p, 0)));
     CHECK(cudaEventRecord(b));
     CHECK(cudaEventSynchronize(b));
     float ms = 0;
@@ -73,32 +76,35 @@ double time_ms(const MmaParams& p) {
   return t[t.size() / 2];
 }
 
-template <class Cfg, int PROBE>
+template <class Cfg, int PROBE, bool CONV = false>
 void row(const char* variant, const char* probe, const MmaParams& p) {
-  const double ms = time_ms<Cfg, PROBE>(p);
+  const double ms = time_ms<Cfg, PROBE, CONV>(p);
   std::printf("%lldx%lldx%lld  %-10s %-16s %8.4f ms  %7.1f TOPS\n", (long long)p.M, (long long)p.N,
               (long long)p.K, variant, probe, ms, 2.0 * p.M * p.N * p.K / (ms * 1e9));
 }
 
-template <class Cfg>
+template <class Cfg, bool CONV = false>
 void variant(const char* name, MmaParams p) {
-  row<Cfg, 0>(name, "whole", p);
-  row<Cfg, kProbeNoLoad | kProbeNoMma>(name, "epilogue-only", p);
-  p.ep.acc32 = false;
-  row<Cfg, 0>(name, "whole, int64 epi", p);
-  row<Cfg, kProbeNoLoad | kProbeNoMma>(name, "int64 epi only", p);
-  row<Cfg, kProbeNoEpilogue>(name, "no-epilogue", p);
-  row<Cfg, kProbeNoLoad | kProbeNoEpilogue>(name, "mma-only", p);
-  row<Cfg, kProbeNoMma | kProbeNoEpilogue>(name, "loads-only", p);
+  row<Cfg, 0, CONV>(name, "whole", p);
+  row<Cfg, kProbeNoLoad | kProbeNoMma, CONV>(name, "epilogue-only", p);
+  if (!CONV) {  // (the conv's outputs are codes: the int32 epilogue alone)
+    MmaParams q = p;
+    q.ep.acc32 = false;
+    row<Cfg, 0>(name, "whole, int64 epi", q);
+    row<Cfg, kProbeNoLoad | kProbeNoMma>(name, "int64 epi only", q);
+  }
+  row<Cfg, kProbeNoEpilogue, CONV>(name, "no-epilogue", p);
+  row<Cfg, kProbeNoLoad | kProbeNoEpilogue, CONV>(name, "mma-only", p);
+  row<Cfg, kProbeNoMma | kProbeNoEpilogue, CONV>(name, "loads-only", p);
 }
 
-template <class Cfg>
-std::vector<float> output(const MmaParams& p) {
-  CHECK(cudaMemset(p.ep.out, 0xFF, sizeof(float) * p.M * p.N));  // NaN poison
-  CHECK((launch<Cfg, 0>(p, 0)));
+template <class Cfg, class T = float, bool CONV = false>
+std::vector<T> output(const MmaParams& p) {
+  CHECK(cudaMemset(p.ep.out, 0xFF, sizeof(T) * p.M * p.N));  // NaN poison (float outputs)
+  CHECK((launch<Cfg, 0, CONV>(p, 0)));
   CHECK(cudaDeviceSynchronize());
-  std::vector<float> h(p.M * p.N);
-  CHECK(cudaMemcpy(h.data(), p.ep.out, sizeof(float) * h.size(), cudaMemcpyDeviceToHost));
+  std::vector<T> h(p.M * p.N);
+  CHECK(cudaMemcpy(h.data(), p.ep.out, sizeof(T) * h.size(), cudaMemcpyDeviceToHost));
   return h;
 }
 
@@ -147,8 +153,71 @@ void shape(int64_t M, int64_t N, int64_t K) {
               "outputs: %lld\n", (long long)M, (long long)N, (long long)K, int(p.ep.acc32),
               same ? "equal" : "DIFFER from", (long long)nan);
   variant<WgCfg<1, 1>>("2xn128", p);
+  // Ping-pong consumers (DWQ_CUDA_GEMM=wgmma_pp): each warpgroup a 128 x 128 tile of its own, one's
+  // epilogue beside the other's MMAs; its outputs against the int64 epilogue's, then its time whole
+  // and without the epilogue (what overlapping the epilogue can reach).
+  using Pp = WgCfg<1, 1, 128, true>;
+  const std::vector<float> pp = output<Pp>(p);
+  std::printf("%lldx%lldx%lld  the ping-pong kernel's outputs %s the int64 epilogue's\n", (long long)M,
+              (long long)N, (long long)K,
+              std::memcmp(want.data(), pp.data(), sizeof(float) * want.size()) == 0 ? "equal" : "DIFFER from");
+  row<Pp, 0>("pp128", "whole", p);
+  row<Pp, kProbeNoEpilogue>("pp128", "no-epilogue", p);
   for (void* q : {(void*)a, (void*)b, (void*)rowsum, (void*)colsum, (void*)wzp, (void*)xzp, (void*)xs, (void*)ws,
                   (void*)out})
+    CHECK(cudaFree(q));
+}
+// The 3x3 conv of PreActResNet18 at batch 256 (64 -> 64 channels, 32x32, stride 1, pad 1) as the
+// benchmark runs it: uint8 codes in (channels-last, read in place by the conv producer), requantized
+// uint8 codes out; zero points 0 and zero sums, as above. The cooperative tiles by stage, then the
+// ping-pong ones whole and without the epilogue, their outputs against the cooperative ones'.
+void conv3x3(int batch, int C, int N, int HW) {
+  const int64_t M = int64_t(batch) * HW * HW, K = 9 * int64_t(C);
+  uint8_t *x, *b, *out;
+  int64_t *rowsum, *colsum;
+  int32_t *wzp, *zp;
+  float *scale, *ws;
+  CHECK(cudaMalloc(&x, M * C));
+  CHECK(cudaMalloc(&b, N * K));
+  CHECK(cudaMalloc(&out, M * N));
+  CHECK(cudaMalloc(&rowsum, 8 * M));
+  CHECK(cudaMalloc(&colsum, 8 * N));
+  CHECK(cudaMalloc(&wzp, 4 * N));
+  CHECK(cudaMalloc(&zp, 4));
+  CHECK(cudaMalloc(&scale, 4));
+  CHECK(cudaMalloc(&ws, 4 * N));
+  fill_bytes<<<1024, 256>>>(x, M * C, 3);
+  fill_bytes<<<1024, 256>>>(b, N * K, 4);
+  CHECK(cudaMemset(rowsum, 0, 8 * M));
+  CHECK(cudaMemset(colsum, 0, 8 * N));
+  CHECK(cudaMemset(wzp, 0, 4 * N));
+  CHECK(cudaMemset(zp, 0, 4));
+  std::vector<float> small(N, 1e-4f);
+  CHECK(cudaMemcpy(scale, small.data(), 4, cudaMemcpyHostToDevice));
+  CHECK(cudaMemcpy(ws, small.data(), 4 * N, cudaMemcpyHostToDevice));
+  MmaParams p;
+  p.M = M, p.N = N, p.K = K;
+  p.a = x, p.lx = 1;
+  p.C = C, p.H = p.W = p.OH = p.OW = HW, p.kh = p.kw = 3, p.pdh = p.pdw = 1;
+  p.sw = C, p.sh = int64_t(HW) * C, p.sn = int64_t(HW) * HW * C;
+  p.b = reinterpret_cast<const int8_t*>(b), p.ldb = K, p.b_plane = N * K, p.lw = 1;
+  p.k_chunk = K;
+  p.ep.kind = kOutU8, p.ep.out = out, p.ep.ldo = N, p.ep.rowsum = rowsum, p.ep.colsum = colsum, p.ep.wzp = wzp;
+  p.ep.x_zp = zp, p.ep.K = K, p.ep.shift = 128, p.ep.x_scale = scale, p.ep.w_scale = ws;
+  p.ep.out_scale = scale, p.ep.out_zp = zp, p.ep.out_bits = 8;
+  p.ep.acc32 = epilogue_acc32(K, 8, 1, 1, false);
+  CHECK(cudaDeviceSynchronize());
+  using Co = WgCfg<1, 1, 64>;
+  using Pp = WgCfg<1, 1, 64, true>;
+  const std::vector<uint8_t> want = output<Co, uint8_t, true>(p), got = output<Pp, uint8_t, true>(p);
+  std::printf("conv3x3 b%d %d->%d %dx%d (%lldx%lldx%lld)  the ping-pong kernel's outputs %s the cooperative one's\n",
+              batch, C, N, HW, HW, (long long)M, (long long)N, (long long)K,
+              std::memcmp(want.data(), got.data(), want.size()) == 0 ? "equal" : "DIFFER from");
+  variant<Co, true>("conv 2xn64", p);
+  row<Pp, 0, true>("conv pp64", "whole", p);
+  row<Pp, kProbeNoEpilogue, true>("conv pp64", "no-epilogue", p);
+  for (void* q : {(void*)x, (void*)b, (void*)out, (void*)rowsum, (void*)colsum, (void*)wzp, (void*)zp, (void*)scale,
+                  (void*)ws})
     CHECK(cudaFree(q));
 }
 }  // namespace probe
@@ -165,5 +234,6 @@ int main(int argc, char** argv) {
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("%s, %d SMs\n", prop.name, prop.multiProcessorCount);
   for (size_t i = 0; i < dims.size(); i += 3) probe::shape(dims[i], dims[i + 1], dims[i + 2]);
+  probe::conv3x3(256, 64, 64, 32);
   return 0;
 }

@@ -371,12 +371,14 @@ int64_t split_k_chunk(int64_t M, int64_t N, int64_t K, bool limb, int device, cu
 
 // The tensor-core engine of an M x N x K product (limb: 9..16 bits; conv: implicit conv mode):
 // DWQ_CUDA_GEMM = "mma" (mma.sync, every GPU from sm_80), "wgmma" (Hopper's warpgroup MMA, operands
-// by cp.async), "wgmma_tma" (the same, warp-specialized: a producer warpgroup feeds it by TMA) --
-// each an error where the build or the GPU lacks sm_90a -- or "auto", the default: on a Hopper GPU
-// the engine that ran fastest on an H200 for the kind of product (docs/gpu_h200.md, call 6):
-// wgmma_tma for a matrix (run_engine takes wgmma where its tensor maps do not fit), wgmma for an
-// implicit conv (in place or on limb planes: conv_fits in run_engine), and mma where their tiles
-// would split K (few output tiles: skinny products, deep layers at a small batch); mma on other GPUs.
+// by cp.async), "wgmma_tma" (the same, warp-specialized: a producer warpgroup feeds it by TMA),
+// "wgmma_pp" (the TMA kernel with ping-pong consumers, see qgemm_wgmma_tma.cuh) -- each an error
+// where the build or the GPU lacks sm_90a -- or "auto", the default: on a Hopper GPU the engine that
+// ran fastest on an H200 for the kind of product (docs/gpu_h200.md, call 6): wgmma_tma for a matrix
+// (run_engine takes wgmma where its tensor maps do not fit), wgmma for an implicit conv (in place or
+// on limb planes: conv_fits in run_engine), and mma where their tiles would split K (few output
+// tiles: skinny products, deep layers at a small batch); mma on other GPUs. (wgmma_pp has not run
+// on a GPU yet; auto never picks it.)
 cuda::Engine gemm_engine(const char* op, int device, int64_t M, int64_t N, int64_t K, bool limb, bool conv) {
   const char* v = std::getenv("DWQ_CUDA_GEMM");
   if (v != nullptr && std::strcmp(v, "mma") == 0) return cuda::Engine::kMma;
@@ -385,13 +387,13 @@ cuda::Engine gemm_engine(const char* op, int device, int64_t M, int64_t N, int64
     const cuda::Engine hopper = conv ? cuda::Engine::kWgmma : cuda::Engine::kWgmmaTma;
     return split_k_chunk(M, N, K, limb, device, hopper) < K ? cuda::Engine::kMma : hopper;
   }
-  const bool tma = std::strcmp(v, "wgmma_tma") == 0;
-  TORCH_CHECK(tma || std::strcmp(v, "wgmma") == 0, "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
-              "' is not an engine (expected 'mma', 'wgmma', 'wgmma_tma' or 'auto')");
+  const bool tma = std::strcmp(v, "wgmma_tma") == 0, pp = std::strcmp(v, "wgmma_pp") == 0;
+  TORCH_CHECK(tma || pp || std::strcmp(v, "wgmma") == 0, "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
+              "' is not an engine (expected 'mma', 'wgmma', 'wgmma_tma', 'wgmma_pp' or 'auto')");
   TORCH_CHECK(cuda::wgmma_supported(device), "dwq.", op, ": DWQ_CUDA_GEMM = '", v,
               "' needs a GPU of compute capability 9.0 (H100, H200) and dwq._C built with "
               "9.0a in TORCH_CUDA_ARCH_LIST (the default); device ", device, " or this build has not");
-  return tma ? cuda::Engine::kWgmmaTma : cuda::Engine::kWgmma;
+  return pp ? cuda::Engine::kWgmmaPp : tma ? cuda::Engine::kWgmmaTma : cuda::Engine::kWgmma;
 }
 
 // Runs the engine into out (row-major [M][N] of e.dtype), with the value checks and their errors.
@@ -555,7 +557,8 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   mp.Npad = w.L.Npad;
   mp.lw = lw;
   at::Tensor bk;  // wgmma engines: the weight planes K-major (see qgemm_wgmma.cuh)
-  if (engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma) {
+  const bool tma = engine == cuda::Engine::kWgmmaTma || engine == cuda::Engine::kWgmmaPp;
+  if (engine == cuda::Engine::kWgmma || tma) {
     mp.ldb = round_up(K, 16);
     mp.b_plane = N * mp.ldb;
     bk = kmajor_weight(op, w, mp.ldb, stream);
@@ -595,9 +598,11 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     check_launch(op, cuda::launch_qgemm_dp4a(mp, limb, stream));
   } else if (engine == cuda::Engine::kMma) {
     check_launch(op, cuda::launch_qgemm_mma(mp, limb, conv, stream));
-  } else if (engine == cuda::Engine::kWgmmaTma && cuda::wgmma_tma_fits(mp, conv)) {
-    const cudaError_t err = cuda::launch_qgemm_wgmma_tma(mp, limb, conv, stream);
-    TORCH_CHECK(err == cudaSuccess, "dwq.", op, ": DWQ_CUDA_GEMM = 'wgmma_tma' failed to launch (M = ", M,
+  } else if (tma && cuda::wgmma_tma_fits(mp, conv)) {
+    const bool pp = engine == cuda::Engine::kWgmmaPp;
+    const cudaError_t err = cuda::launch_qgemm_wgmma_tma(mp, limb, conv, pp, stream);
+    TORCH_CHECK(err == cudaSuccess, "dwq.", op, ": DWQ_CUDA_GEMM = '", pp ? "wgmma_pp" : "wgmma_tma",
+                "' failed to launch (M = ", M,
                 ", N = ", N, ", K = ", K, "): ", cudaGetErrorString(err),
                 err == cudaErrorInvalidValue ? " (no cuTensorMapEncodeTiled, or the driver rejected a tensor map)" : "",
                 "; 'wgmma' runs the same tiles without TMA");

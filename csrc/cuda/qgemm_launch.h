@@ -10,9 +10,11 @@
 namespace dwq::cuda {
 
 // The tensor-core GEMM kernels: mma.sync (sm_80 and newer), wgmma (sm_90a, Hopper; operands by
-// cp.async from every thread) and wgmma_tma (the same tiles, warp-specialized: a producer warpgroup
-// feeds them by TMA, and by cp.async for an implicit conv's activations).
-enum class Engine { kMma, kWgmma, kWgmmaTma, kDp4a };
+// cp.async from every thread), wgmma_tma (the same tiles, warp-specialized: a producer warpgroup
+// feeds them by TMA, and by cp.async for an implicit conv's activations) and wgmma_pp (the TMA
+// kernel with ping-pong consumers: each warpgroup its own tile, one's epilogue beside the other's
+// MMAs; 8-bit; limbs run wgmma_tma's tiles).
+enum class Engine { kMma, kWgmma, kWgmmaTma, kDp4a, kWgmmaPp };
 // kDp4a: the CUDA-core kernel (qgemm_dp4a.cuh) that every engine runs a matrix product of at most
 // this many rows on (a tensor-core tile would be mostly padding).
 int dp4a_max_rows();
@@ -45,8 +47,10 @@ cudaError_t launch_qgemm_wgmma(const MmaParams& p, bool limb, bool conv, cudaStr
 // rows at least K long and limb planes that do not overlap (A in matrix mode only).
 bool wgmma_tma_fits(const MmaParams& p, bool conv);
 // launch_qgemm_wgmma's contract on qgemm_wgmma_tma_kernel, for operands that wgmma_tma_fits;
-// cudaErrorInvalidValue if the driver cannot encode the tensor maps.
-cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream);
+// cudaErrorInvalidValue if the driver cannot encode the tensor maps. pingpong: one limb each runs the
+// ping-pong tiles (WgCfg<1, 1, BN, true>: 128 x 64 or 128 x 128 per warpgroup); limbs run the
+// cooperative ones either way.
+cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, bool pingpong, cudaStream_t stream);
 // The blob's limb planes ([lw][Npad/64][Kp/4][64][4]) -> out [lw][N][ldb] K-major, k >= Kp zero.
 cudaError_t launch_repack_kmajor(const int8_t* planes, int64_t N, int64_t Npad, int64_t Kp, int lw, int8_t* out,
                                  int64_t ldb, cudaStream_t stream);

@@ -55,7 +55,7 @@ int gemm_block_m(Engine engine, bool limb, int64_t N) {
 
 int gemm_block_n(Engine engine, bool limb, int64_t N) {
   if (engine == Engine::kDp4a) return 64;
-  if (engine != Engine::kMma) return wg_tile_n(limb, N);
+  if (engine != Engine::kMma) return wg_tile_n(limb, N, engine == Engine::kWgmmaPp);
   return mma_tile_n(limb, N);
 }
 

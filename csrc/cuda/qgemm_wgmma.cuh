@@ -53,26 +53,34 @@ constexpr int kWgStages = 4;
 // narrowest tile that covers N (limbs: 64 or 128), so that a 64- or 128-channel layer does not
 // compute 256 columns.
 // (One n256 MMA per k-step instead of two n128 ones ran no faster on an H200: docs/gpu_h200.md.)
-template <int LX_, int LW_, int BN_ = (LX_ * LW_ > 1 ? 128 : 256)>
+// PP (ping-pong, the TMA kernel only, one limb each, BN <= 128): the two consumer warpgroups take
+// whole 128-row tiles in turn (MSUB = 2 m64 row blocks each) instead of sharing one, so that one
+// warpgroup's epilogue runs while the other's MMAs do; the stage layout is the same.
+template <int LX_, int LW_, int BN_ = (LX_ * LW_ > 1 ? 128 : 256), bool PP_ = false>
 struct WgCfg {
   static constexpr int LX = LX_, LW = LW_;
-  static constexpr bool LIMB = LX * LW > 1;
+  static constexpr bool LIMB = LX * LW > 1, PP = PP_;
   static constexpr int WGS = LIMB ? 1 : 2, SETS = LX + LW - 1;
   static constexpr int BN = BN_, MMA_N = BN < 128 ? BN : 128, HALVES = BN / MMA_N;
+  static constexpr int MSUB = PP ? 2 : 1, BLOCKS = MSUB * HALVES;  // MMAs per k32 step and warpgroup
   static constexpr int ACC = MMA_N / 2;  // accumulator registers per thread and MMA
   static_assert((MMA_N == 64 || MMA_N == 128) && HALVES * MMA_N == BN, "a tile is n64, n128 or 2 x n128");
+  static_assert(!PP || (!LIMB && BN <= 128), "ping-pong tiles: one limb each, at most 128 columns");
   static constexpr int BM = 64 * WGS, THREADS = 128 * WGS;
+  // The threads of one epilogue (a warpgroup in ping-pong, else every MMA thread).
+  static constexpr int EPI_THREADS = PP ? 128 : THREADS;
   static constexpr int A_BYTES = LX * BM * kWgBK, B_BYTES = LW * BN * kWgBK;
   // + 1024: the dynamic shared memory base is rounded up to the swizzle atom; then the epilogue's
-  // column terms (ColTerms or ColTerms32: 32 bytes per column at most, after the stages).
+  // column terms (ColTerms or ColTerms32: 32 bytes per column at most, after the stages; one set per
+  // warpgroup in ping-pong).
   static constexpr int TERMS_OFF = kWgStages * (A_BYTES + B_BYTES);
-  static constexpr int SMEM = TERMS_OFF + 32 * BN + 1024;
+  static constexpr int SMEM = TERMS_OFF + 32 * BN * (PP ? WGS : 1) + 1024;
 };
 static_assert(sizeof(ColTerms) <= 32 && sizeof(ColTerms32) <= 32, "WgCfg::SMEM holds 32 bytes per column's terms");
 
-// The tile width of a product with N columns (limbs: 64 or 128).
-__host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N) {
-  return N <= 64 ? 64 : (limb || N <= 128) ? 128 : 256;
+// The tile width of a product with N columns (limbs and ping-pong: 64 or 128).
+__host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N, bool pp = false) {
+  return N <= 64 ? 64 : (limb || pp || N <= 128) ? 128 : 256;
 }
 
 // Launch<WgCfg<LX, LW, BN>, conv> (CONV_OK: the implicit conv mode is instantiated at all).
@@ -111,6 +119,14 @@ cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t s
     default:
       return wg_launch<Launch, 1, 1, 256>(p, conv, stream);
   }
+}
+
+// Launch<WgCfg<1, 1, BN, true>, conv>: the ping-pong tiles of a product of one limb each.
+template <template <class, bool> class Launch>
+cudaError_t wg_dispatch_pp(const MmaParams& p, bool conv, cudaStream_t stream) {
+  if (wg_tile_n(false, p.N, true) == 64)
+    return conv ? Launch<WgCfg<1, 1, 64, true>, true>::run(p, stream) : Launch<WgCfg<1, 1, 64, true>, false>::run(p, stream);
+  return conv ? Launch<WgCfg<1, 1, 128, true>, true>::run(p, stream) : Launch<WgCfg<1, 1, 128, true>, false>::run(p, stream);
 }
 
 // Byte offset of chunk c (16 bytes) of row r in a 128-byte-swizzled tile.
@@ -193,31 +209,37 @@ __device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[64], uint64_t a, uint64_
 
 #endif  // !DWQ_CUDA_EMU
 
-// Accumulators of one thread: [set][MMA along N][fragment register].
+// Accumulators of one thread: [set][MMA block: m64 row block ms, n-MMA h at ms * HALVES + h][fragment
+// register].
 template <class Cfg>
-using WgAcc = int32_t[Cfg::SETS][Cfg::HALVES][Cfg::ACC];
+using WgAcc = int32_t[Cfg::SETS][Cfg::BLOCKS][Cfg::ACC];
 
-// The MMAs of one pipeline stage for one warpgroup: As = its 64 A rows (per limb BM * kWgBK apart),
-// Bs = the stage's B tile; then commit and wait until at most this stage's group is in flight (the
-// previous stage's MMAs completed: its buffers may be refilled once every warpgroup got here).
+// The MMAs of one pipeline stage for one warpgroup: As = its 64 A rows (ping-pong: 2 x 64; per limb
+// BM * kWgBK apart), Bs = the stage's B tile; then commit and wait until at most this stage's group is
+// in flight (the previous stage's MMAs completed: its buffers may be refilled once every warpgroup
+// that reads them got here).
 template <class Cfg>
 __device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As, const uint8_t* Bs) {
   constexpr int LX = Cfg::LX, LW = Cfg::LW;
 #pragma unroll
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
-    for (int h = 0; h < Cfg::HALVES; ++h) fence_regs(acc[s][h]);
+    for (int b = 0; b < Cfg::BLOCKS; ++b) fence_regs(acc[s][b]);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kWgBK / 32; ++kk) {
 #pragma unroll
     for (int ia = 0; ia < LX; ++ia) {
-      const uint64_t da = sw128_desc(As + ia * Cfg::BM * kWgBK + kk * 32);
 #pragma unroll
-      for (int ib = 0; ib < LW; ++ib) {
+      for (int ms = 0; ms < Cfg::MSUB; ++ms) {
+        const uint64_t da = sw128_desc(As + (ia * Cfg::BM + ms * 64) * kWgBK + kk * 32);
 #pragma unroll
-        for (int h = 0; h < Cfg::HALVES; ++h)
-          wgmma_u8s8(acc[ia + ib][h], da, sw128_desc(Bs + ib * Cfg::BN * kWgBK + h * Cfg::MMA_N * kWgBK + kk * 32));
+        for (int ib = 0; ib < LW; ++ib) {
+#pragma unroll
+          for (int h = 0; h < Cfg::HALVES; ++h)
+            wgmma_u8s8(acc[ia + ib][ms * Cfg::HALVES + h], da,
+                       sw128_desc(Bs + ib * Cfg::BN * kWgBK + h * Cfg::MMA_N * kWgBK + kk * 32));
+        }
       }
     }
   }
@@ -226,15 +248,16 @@ __device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As,
 #pragma unroll
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
-    for (int h = 0; h < Cfg::HALVES; ++h) fence_regs(acc[s][h]);
+    for (int b = 0; b < Cfg::BLOCKS; ++b) fence_regs(acc[s][b]);
 }
 
 // The fused epilogue of kind KIND for warpgroup wg's 64 rows of tile (m0, n0), with column terms C
 // (ColTerms32: the int32 epilogue, p.ep.acc32, one limb each; ColTerms: exact int64, the limb sets
-// combined). The MMA threads (Cfg::THREADS, barrier 1) first stage the tile's column terms in
-// `terms` (shared, Cfg::BN entries), then each thread finishes its fragment's outputs.
-// Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15; register
-// 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
+// combined). The epilogue's threads (Cfg::EPI_THREADS: every MMA thread, barrier 1; in ping-pong
+// warpgroup wg alone, barrier 1 + wg, its own terms) first stage the tile's column terms in `terms`
+// (shared, Cfg::BN entries), then each thread finishes its fragment's outputs.
+// Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15 of its row block;
+// register 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
 template <class Cfg, int KIND, class C>
 __device__ __forceinline__ void wg_epilogue_k(const MmaParams& p, const EpiScalars& sc, WgAcc<Cfg>& acc, int64_t m0,
                                               int64_t n0, int tid, C* terms) {
@@ -243,41 +266,46 @@ __device__ __forceinline__ void wg_epilogue_k(const MmaParams& p, const EpiScala
   using R = std::conditional_t<I32, uint32_t, int64_t>;  // row sum, and product sum T:
   using T = std::conditional_t<I32, int32_t, int64_t>;
   const EpiParams& e = p.ep;
-  named_sync(1, Cfg::THREADS);  // everyone has read the last tile's terms
-  for (int c = tid; c < Cfg::BN; c += Cfg::THREADS) terms[c] = col_terms_of<C>(e, sc, n0 + c, p.N);
-  named_sync(1, Cfg::THREADS);
-  const int lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, gid = lane >> 2, tig = lane & 3;
+  const int wg = tid >> 7, bar = Cfg::PP ? 1 + wg : 1, etid = Cfg::PP ? tid & 127 : tid;
+  named_sync(bar, Cfg::EPI_THREADS);  // everyone has read the last tile's terms
+  for (int c = etid; c < Cfg::BN; c += Cfg::EPI_THREADS) terms[c] = col_terms_of<C>(e, sc, n0 + c, p.N);
+  named_sync(bar, Cfg::EPI_THREADS);
+  const int lane = tid & 31, wq = (tid >> 5) & 3, gid = lane >> 2, tig = lane & 3;
   OutT<KIND>* base = static_cast<OutT<KIND>*>(KIND == kOutPartialT ? static_cast<void*>(e.ws) : e.out);
-  int64_t row[2];
-  R rs[2];
-  bool mok[2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t m = m0 + wg * 64 + wq * 16 + gid + h * 8;
-    mok[h] = m < p.M;
-    rs[h] = (KIND == kOutPartialT || !mok[h]) ? R(0) : static_cast<R>(e.rowsum[m]);
-    row[h] = m * e.ldo;
-  }
+  for (int ms = 0; ms < Cfg::MSUB; ++ms) {
+    int64_t row[2];
+    R rs[2];
+    bool mok[2];
 #pragma unroll
-  for (int hv = 0; hv < Cfg::HALVES; ++hv) {
+    for (int h = 0; h < 2; ++h) {
+      const int64_t m = m0 + (Cfg::PP ? ms : wg) * 64 + wq * 16 + gid + h * 8;
+      mok[h] = m < p.M;
+      rs[h] = (KIND == kOutPartialT || !mok[h]) ? R(0) : static_cast<R>(e.rowsum[m]);
+      row[h] = m * e.ldo;
+    }
 #pragma unroll
-    for (int j = 0; j < Cfg::MMA_N / 8; ++j) {
-      const int c = hv * Cfg::MMA_N + j * 8 + tig * 2;
-      const int64_t n = n0 + c;
-      if (n >= p.N) continue;
-      const C c0 = terms[c], c1 = terms[c + 1];
+    for (int hv = 0; hv < Cfg::HALVES; ++hv) {
+      const int b = ms * Cfg::HALVES + hv;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        if (!mok[h]) continue;
-        T t[2];
+      for (int j = 0; j < Cfg::MMA_N / 8; ++j) {
+        const int c = hv * Cfg::MMA_N + j * 8 + tig * 2;
+        const int64_t n = n0 + c;
+        if (n >= p.N) continue;
+        const C c0 = terms[c], c1 = terms[c + 1];
 #pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          const int r = 4 * j + 2 * h + q;
-          t[q] = acc[0][hv][r];
+        for (int h = 0; h < 2; ++h) {
+          if (!mok[h]) continue;
+          T t[2];
 #pragma unroll
-          for (int st = 1; st < Cfg::SETS; ++st) t[q] += int64_t(acc[st][hv][r]) << (8 * st);
+          for (int q = 0; q < 2; ++q) {
+            const int r = 4 * j + 2 * h + q;
+            t[q] = acc[0][b][r];
+#pragma unroll
+            for (int st = 1; st < Cfg::SETS; ++st) t[q] += int64_t(acc[st][b][r]) << (8 * st);
+          }
+          store_pair_k<KIND>(e, sc, c0, c1, rs[h], base, row[h] + n, n + 1 < p.N, t[0], t[1]);
         }
-        store_pair_k<KIND>(e, sc, c0, c1, rs[h], base, row[h] + n, n + 1 < p.N, t[0], t[1]);
       }
     }
   }
@@ -302,10 +330,11 @@ __device__ __forceinline__ void wg_epilogue_kinds(const MmaParams& p, const EpiS
   }
 }
 
-// Waits for the last MMAs, then the fused epilogue of warpgroup wg's 64 rows of tile (m0, n0)
-// (wg_epilogue_k for the launch's kind: one branch per tile; the first version branched on the kind
-// per output, fully unrolled, and ran at a fifth of the MMAs' speed on an H200, bound by
-// instruction fetch). terms: the shared column terms (Cfg::TERMS_OFF).
+// Waits for the last MMAs, then the fused epilogue of warpgroup wg's rows of tile (m0, n0): 64
+// (ping-pong: all 128) (wg_epilogue_k for the launch's kind: one branch per tile; the first version
+// branched on the kind per output, fully unrolled, and ran at a fifth of the MMAs' speed on an H200,
+// bound by instruction fetch). terms: the shared column terms (Cfg::TERMS_OFF; ping-pong: one set of
+// 32 * BN bytes per warpgroup).
 template <class Cfg>
 __device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgAcc<Cfg>& acc, int64_t m0, int64_t n0, int tid,
                                             uint8_t* terms) {
@@ -313,7 +342,8 @@ __device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgAcc<Cfg>& acc,
 #pragma unroll
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
-    for (int h = 0; h < Cfg::HALVES; ++h) fence_regs(acc[s][h]);
+    for (int b = 0; b < Cfg::BLOCKS; ++b) fence_regs(acc[s][b]);
+  if constexpr (Cfg::PP) terms += (tid >> 7) * 32 * Cfg::BN;
   const EpiParams& e = p.ep;
   const EpiScalars sc = load_scalars(e);
   if constexpr (!Cfg::LIMB) {
@@ -338,7 +368,8 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
 #if DWQ_SM90A
   constexpr int LX = Cfg::LX, LW = Cfg::LW;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, NT = Cfg::THREADS;
-  constexpr int HALVES = Cfg::HALVES, SETS = Cfg::SETS;
+  constexpr int BLOCKS = Cfg::BLOCKS, SETS = Cfg::SETS;
+  static_assert(!Cfg::PP, "ping-pong tiles need the TMA kernel's producer warpgroup");
   constexpr int A_BYTES = Cfg::A_BYTES, STAGE_BYTES = A_BYTES + Cfg::B_BYTES;
   constexpr int RSTEP = NT / 8;     // rows between a thread's chunks (8 chunks per 128-byte row)
   constexpr int AR = BM / RSTEP;    // A rows per thread, limb and stage
@@ -388,9 +419,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
 #pragma unroll
   for (int s = 0; s < SETS; ++s)
 #pragma unroll
-    for (int h = 0; h < HALVES; ++h)
+    for (int b = 0; b < BLOCKS; ++b)
 #pragma unroll
-      for (int j = 0; j < Cfg::ACC; ++j) acc[s][h][j] = 0;
+      for (int j = 0; j < Cfg::ACC; ++j) acc[s][b][j] = 0;
 
 #pragma unroll
   for (int s = 0; s < kWgStages - 2; ++s) {

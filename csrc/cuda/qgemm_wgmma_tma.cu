@@ -71,7 +71,8 @@ bool wgmma_tma_fits(const MmaParams& p, bool conv) {
          (p.lx == 1 || (p.a_plane >= p.M * p.lda && p.a_plane % 16 == 0));
 }
 
-cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, cudaStream_t stream) {
+cudaError_t launch_qgemm_wgmma_tma(const MmaParams& p, bool limb, bool conv, bool pingpong, cudaStream_t stream) {
+  if (pingpong && !limb) return wg_dispatch_pp<Launch>(p, conv, stream);
   return wg_dispatch<Launch>(p, limb, conv, stream);
 }
 

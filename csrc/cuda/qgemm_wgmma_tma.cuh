@@ -17,6 +17,13 @@
 // producer loads the next item's first stages while the consumers still run the last MMAs and the
 // epilogue of the current one (the epilogue writes from registers; its column terms have their own
 // shared memory after the stage ring).
+// Ping-pong (Cfg::PP, one limb each): the two consumer warpgroups take the CTA's items in turn, each
+// a whole 128-row tile, so one warpgroup's epilogue overlaps the other's MMAs (in the cooperative
+// tiles both wait in the epilogue while the tensor cores idle). The producer is unchanged (the
+// stage ring in item order); a stage is released by the one warpgroup that reads it; and an order
+// barrier pair hands the main loop over: warpgroup g starts an item's MMAs only once the other
+// finished issuing those of the item before, so that a warpgroup never waits on a stage of the ring
+// more than one phase ahead (an mbarrier's parity tells only one phase from the next).
 // Bit-exact on an H200 (docs/gpu_h200.md); selected by DWQ_CUDA_GEMM=wgmma_tma.
 #pragma once
 #include <cuda.h>  // CUtensorMap (the type only: no driver library is linked)
@@ -143,6 +150,7 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
   constexpr int A_BYTES = Cfg::A_BYTES, STAGE_BYTES = A_BYTES + Cfg::B_BYTES;
   DWQ_DYNAMIC_SMEM(smem_raw);
   __shared__ uint64_t full[kWgStages], empty[kWgStages];
+  __shared__ uint64_t order[2];  // ping-pong: order[g] completes when warpgroup 1 - g hands warpgroup g the MMAs
   uint8_t* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
 
   const int tid = threadIdx.x;
@@ -164,7 +172,11 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
 #pragma unroll
     for (int s = 0; s < kWgStages; ++s) {
       mbar_init(&full[s], CONV ? 128 : 1);
-      mbar_init(&empty[s], CONSUMERS);
+      mbar_init(&empty[s], Cfg::PP ? 128 : CONSUMERS);
+    }
+    if constexpr (Cfg::PP) {
+      mbar_init(&order[0], 128);
+      mbar_init(&order[1], 128);
     }
     mbar_init_fence();
   }
@@ -187,6 +199,10 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
         for (int kt = 0; kt < nk; ++kt, ++it) {
           const int s = it % kWgStages;
           mbar_wait(&empty[s], ((it / kWgStages) & 1) ^ 1);
+          if constexpr ((PROBE & kProbeNoLoad) != 0) {
+            mbar_arrive(&full[s]);
+            continue;
+          }
           uint8_t* As = smem + s * STAGE_BYTES;
           const int64_t kst = kbeg + int64_t(kt) * kWgBK, k = kst + ac * 16, left = kend - k;
           const int nbytes = left <= 0 ? 0 : (left < 16 ? static_cast<int>(left) : 16);
@@ -204,6 +220,7 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
             mbar_arrive(&full[(it - kTmaLag) % kWgStages]);
           }
         }
+        if constexpr ((PROBE & kProbeNoLoad) != 0) continue;
         cp_async_wait<0>();  // the item's last stages (the next item's tap walk starts afresh)
         fence_proxy_async();
         for (uint32_t j = it - (nk < kTmaLag ? nk : kTmaLag); j < it; ++j) mbar_arrive(&full[j % kWgStages]);
@@ -232,31 +249,41 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
   if constexpr (!Cfg::LIMB) regs_inc<Regs::CONSUMER>();
 
   const int wg = tid >> 7;
-  uint32_t it = 0;
-  for (int64_t w = blockIdx.x; w < items; w += gridDim.x) {
+  uint32_t it = 0, turns = 0;  // (ping-pong: this warpgroup's waits on order[wg])
+  int64_t j = 0;               // the item's index among the CTA's
+  for (int64_t w = blockIdx.x; w < items; w += gridDim.x, ++j) {
     int64_t m0, n0, kbeg, kend;
     const int nk = item(w, &m0, &n0, &kbeg, &kend);
+    if constexpr (Cfg::PP) {
+      if ((j & 1) != wg) {  // the other warpgroup's item: its stages pass by
+        it += nk;
+        continue;
+      }
+      if (j > 0) mbar_wait(&order[wg], turns++ & 1);
+    }
     WgAcc<Cfg> acc;
 #pragma unroll
     for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
-      for (int h = 0; h < Cfg::HALVES; ++h)
+      for (int b = 0; b < Cfg::BLOCKS; ++b)
 #pragma unroll
-        for (int j = 0; j < Cfg::ACC; ++j) acc[s][h][j] = 0;
+        for (int r = 0; r < Cfg::ACC; ++r) acc[s][b][r] = 0;
     for (int kt = 0; kt < nk; ++kt, ++it) {
       const int s = it % kWgStages;
       mbar_wait(&full[s], (it / kWgStages) & 1);
       const uint8_t* stage = smem + s * STAGE_BYTES;
-      if constexpr ((PROBE & kProbeNoMma) == 0) wg_mma_stage<Cfg>(acc, stage + wg * 64 * kWgBK, stage + A_BYTES);
+      if constexpr ((PROBE & kProbeNoMma) == 0)
+        wg_mma_stage<Cfg>(acc, stage + (Cfg::PP ? 0 : wg * 64 * kWgBK), stage + A_BYTES);
       // wg_mma_stage waited until only this stage's MMAs are in flight: the previous one is free.
       if (kt > 0) mbar_arrive(&empty[(it - 1) % kWgStages]);
     }
+    if constexpr (Cfg::PP) mbar_arrive(&order[wg ^ 1]);  // every stage of this item waited for
     wgmma_wait<0>();  // the item's last stage is free too: the producer refills it during the epilogue
     mbar_arrive(&empty[(it - 1) % kWgStages]);
     if constexpr ((PROBE & kProbeNoEpilogue) == 0) {
       wg_epilogue<Cfg>(p, acc, m0, n0, tid, smem + Cfg::TERMS_OFF);
     } else if (acc[0][0][0] == 0x7fffffff) {  // (keeps the MMAs: their result is "used")
-      static_cast<int32_t*>(p.ep.out)[0] = acc[Cfg::SETS - 1][Cfg::HALVES - 1][Cfg::ACC - 1];
+      static_cast<int32_t*>(p.ep.out)[0] = acc[Cfg::SETS - 1][Cfg::BLOCKS - 1][Cfg::ACC - 1];
     }
   }
 #else

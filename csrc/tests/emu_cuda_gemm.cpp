@@ -11,8 +11,8 @@
 // cp.async copies land at the wait that covers them or at issue (each kernel runs both ways), the
 // shared-memory race check sees them and the ldmatrix reads, and an in-flight wgmma must find its
 // shared memory unchanged at its wait, so a pipeline that reads or overwrites a stage too early
-// fails here; qgemm_wgmma_tma_kernel (warp-specialized: mbarriers, TMA) runs with its copies landing
-// as early and as late as the hardware may. What it cannot show: that the hardware's fragment,
+// fails here; qgemm_wgmma_tma_kernel (warp-specialized: mbarriers, TMA), cooperative and ping-pong,
+// runs with its copies landing as early and as late as the hardware may. What it cannot show: that the hardware's fragment,
 // descriptor and tensor-map layouts are the ones modelled (those follow the PTX ISA and the CUDA
 // driver API), and anything about speed.
 #include "cuda_emu.h"
@@ -381,6 +381,10 @@ static void run_wgmma_tma(const Case& c, int kind, int64_t k_chunk) {
     cuda::cp_async_land_early = !late;  // (the conv producer's A tiles)
     run_case(c, kind, k_chunk, late ? "wgmma_tma (copies land late)" : "wgmma_tma (copies land early)",
              [&](const cuda::MmaParams& p) { cuda::wg_dispatch<EmuLaunchTma>(p, limb, c.conv, nullptr); });
+    // ping-pong consumers (one limb each): the two warpgroups take the CTA's items in turn
+    if (!limb)
+      run_case(c, kind, k_chunk, late ? "wgmma_pp (copies land late)" : "wgmma_pp (copies land early)",
+               [&](const cuda::MmaParams& p) { cuda::wg_dispatch_pp<EmuLaunchTma>(p, c.conv, nullptr); });
   }
   cuda::cp_async_land_early = false;
 }

@@ -13,10 +13,11 @@ The ISA is chosen at run time from CPUID (AVX-512 VNNI, else AVX2, else scalar);
 ``DWQ_CPU_ISA=scalar|avx2|avx512_vnni`` forces one (an error if the CPU lacks it). On CUDA the ops
 check values (codes in range, scales, zero points) on the device and read the verdict back, one
 sync per op; ``DWQ_CUDA_CHECKS=0`` skips that read (no sync; bad input then gives meaningless
-numbers, never an out-of-bounds access). ``DWQ_CUDA_GEMM=mma|wgmma|wgmma_tma|auto`` picks the
-tensor-core kernel: ``mma`` (mma.sync, every GPU from sm_80), ``wgmma`` (Hopper, compute
+numbers, never an out-of-bounds access). ``DWQ_CUDA_GEMM=mma|wgmma|wgmma_tma|wgmma_pp|auto`` picks
+the tensor-core kernel: ``mma`` (mma.sync, every GPU from sm_80), ``wgmma`` (Hopper, compute
 capability 9.0; an error elsewhere), ``wgmma_tma`` (its warp-specialized variant, fed by TMA),
-``auto`` (the default: on a Hopper GPU the engine that ran fastest on an H200 for the kind of product,
+``wgmma_pp`` (that kernel with ping-pong consumer warpgroups for 8-bit codes, one's epilogue beside
+the other's MMAs; not yet measured, never picked by auto), ``auto`` (the default: on a Hopper GPU the engine that ran fastest on an H200 for the kind of product,
 wgmma_tma for a matrix, wgmma for an implicit conv, mma where their tiles would split K; mma
 elsewhere). Products of at most 8 rows run on CUDA cores (dp4a) whatever the
 engine. The Hopper engines read a K-major copy of the weight, kept per blob and stream until the blob
