@@ -238,8 +238,8 @@ def main(argv=None):
                    help="end the process when one measurement takes longer (default 60 s)")
     p.add_argument("--engines", default="mma,wgmma,wgmma_tma,wgmma_pp,auto,auto_repack",
                    help="dwq engines to time, comma-separated (wgmma, wgmma_tma and wgmma_pp only run on compute "
-                        "capability 9.0; auto, the default engine, picks one per product; auto_repack, at 8 bits only: auto "
-                        "with the Hopper engines' weight copy made per call, DWQ_CUDA_WEIGHT_CACHE=0)")
+                        "capability 9.0; auto, the default engine, picks one per product; auto_repack, at 8 bits "
+                        "only: auto with the Hopper engines' weight copy made per call, DWQ_CUDA_WEIGHT_CACHE=0)")
     args = p.parse_args(argv)
     output_paths(p, args, "json", "png")
     WANTED[:] = [e.strip() for e in args.engines.split(",") if e.strip()]

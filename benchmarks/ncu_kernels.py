@@ -53,7 +53,8 @@ def target(device="cuda", small=False):
         if cuda:
             torch.cuda.synchronize()
 
-    engines = ["mma"] + (["wgmma", "wgmma_tma", "wgmma_pp"] if cuda and torch.cuda.get_device_capability() == (9, 0) else [])
+    hopper = cuda and torch.cuda.get_device_capability() == (9, 0)
+    engines = ["mma"] + (["wgmma", "wgmma_tma", "wgmma_pp"] if hopper else [])
     M = N = K = 64 if small else 4096
     batch, numel = (2, 1 << 12) if small else (256, 64 << 20)
     for bits, names in ((8, engines), (16, ["mma"])):

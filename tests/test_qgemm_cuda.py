@@ -512,18 +512,39 @@ def test_qconv2d_epilogue_matches_cpu(case, engine):
 
 @engines
 def test_unchecked_mode_same_results(monkeypatch, engine):
-    """DWQ_CUDA_CHECKS=0 (no read-back, no sync) computes the same values."""
+    """DWQ_CUDA_CHECKS=0 (no read-back, no sync) computes the same values. On the Hopper engines an unsplit
+    conv of one limb each sums its rows by MMA; with the checks on, codes that can be out of range (fewer
+    than 8 bits, int32 codes) still go through the pixel sums: both ways against the reference."""
     g = torch.Generator().manual_seed(5)
-    x = rand_codes(g, (2, 16, 8, 8), 8, torch.uint8).contiguous(memory_format=torch.channels_last)
-    w = rand_codes(g, (24, 16, 3, 3), 8)
-    zx, zw = rand_zp(g, 8), rand_zp(g, 8, (24,))
-    wp = q.pack_conv_weight(*cu(w, zw), 8)
-    checked = q.qconv2d_acc(*cu(x, zx), 8, wp, 3, 1, 1)
-    monkeypatch.setenv("DWQ_CUDA_CHECKS", "0")
-    assert torch.equal(q.qconv2d_acc(*cu(x, zx), 8, wp, 3, 1, 1), checked)
+    for xb, dtype in [(8, torch.uint8), (4, torch.uint8), (8, torch.int32), (6, torch.int32)]:
+        x = rand_codes(g, (2, 16, 8, 8), xb, dtype).contiguous(memory_format=torch.channels_last)
+        w = rand_codes(g, (24, 16, 3, 3), 8)
+        zx, zw = rand_zp(g, xb), rand_zp(g, 8, (24,))
+        want = ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (1, 1))
+        wp = q.pack_conv_weight(*cu(w, zw), 8)
+        monkeypatch.delenv("DWQ_CUDA_CHECKS", raising=False)
+        assert torch.equal(q.qconv2d_acc(*cu(x, zx), xb, wp, 3, 1, 1).cpu(), want), (xb, dtype)
+        monkeypatch.setenv("DWQ_CUDA_CHECKS", "0")
+        assert torch.equal(q.qconv2d_acc(*cu(x, zx), xb, wp, 3, 1, 1).cpu(), want), (xb, dtype)
+    zx = torch.tensor([3], dtype=torch.int32)
     xf = torch.randn(3, 40, device=DEV)
     assert torch.equal(q.quantize_act(xf, *cu(torch.tensor([0.1]), zx), 8).cpu(),
                        ref.quantize_act_ref(xf.cpu(), torch.tensor([0.1]), zx, 8))
+
+
+@pytest.mark.parametrize("xb, dtype", [(7, torch.uint8), (8, torch.int32)])
+@engines
+def test_conv_codes_out_of_range(xb, dtype, engine):
+    """A code above qmax in a conv's receptive field is an error whichever way its rows are summed (the
+    Hopper kernels sum them by MMA; the range is then checked by the pixel sums alone)."""
+    g = torch.Generator().manual_seed(6)
+    x = rand_codes(g, (1, 16, 6, 6), xb, dtype)
+    x[0, 3, 2, 2] = 1 << xb
+    w, zw = rand_codes(g, (8, 16, 3, 3), 8), rand_zp(g, 8, (8,))
+    wp = q.pack_conv_weight(*cu(w, zw), 8)
+    with pytest.raises(RuntimeError, match=f"outside 0..{(1 << xb) - 1}"):
+        q.qconv2d_acc(x.to(DEV).contiguous(memory_format=torch.channels_last),
+                      torch.tensor([1], dtype=torch.int32, device=DEV), xb, wp, 3, 1, 1)
 
 
 @pytest.mark.parametrize("bits", [4, 12])

@@ -108,40 +108,58 @@ std::vector<T> output(const MmaParams& p) {
   return h;
 }
 
-void shape(int64_t M, int64_t N, int64_t K) {
-  uint8_t *a, *b;
-  int64_t *rowsum, *colsum;
-  int32_t *wzp, *xzp;
-  float *xs, *ws, *out;
-  CHECK(cudaMalloc(&a, M * K));
-  CHECK(cudaMalloc(&b, N * K));
-  CHECK(cudaMalloc(&rowsum, 8 * M));
-  CHECK(cudaMalloc(&colsum, 8 * N));
-  CHECK(cudaMalloc(&wzp, 4 * N));
-  CHECK(cudaMalloc(&xzp, 4));
-  CHECK(cudaMalloc(&xs, 4));
-  CHECK(cudaMalloc(&ws, 4 * N));
-  CHECK(cudaMalloc(&out, 4 * M * N));
-  fill_bytes<<<1024, 256>>>(a, M * K, 1);
-  fill_bytes<<<1024, 256>>>(b, N * K, 2);
-  // Zero points 0 and zero sums: acc = T + 128 * rowsum = T, which fits int32 as the int32 epilogue
-  // assumes (random sums would not be those of the codes, and its wrapping arithmetic would differ).
-  CHECK(cudaMemset(rowsum, 0, 8 * M));
-  CHECK(cudaMemset(colsum, 0, 8 * N));
-  CHECK(cudaMemset(wzp, 0, 4 * N));
-  CHECK(cudaMemset(xzp, 0, 4));
-  std::vector<float> one(N, 0.001f);
-  CHECK(cudaMemcpy(xs, one.data(), 4, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(ws, one.data(), 4 * N, cudaMemcpyHostToDevice));
+// The device operands of one probed product (M x N x K, A of a_bytes), its outputs (out_bytes) and
+// epilogue terms, freed with it. Zero points 0 and zero sums: acc = T + 128 * rowsum = T, which fits
+// int32 as the int32 epilogue assumes (random sums would not be those of the codes, and its wrapping
+// arithmetic would differ). Every scale is `scale`; the output zero point is 0 too.
+struct Operands {
+  uint8_t *a = nullptr, *b = nullptr, *out = nullptr;
+  int64_t *rowsum = nullptr, *colsum = nullptr;
+  int32_t *wzp = nullptr, *zp = nullptr;
+  float *xs = nullptr, *ws = nullptr;
   MmaParams p;
-  p.M = M, p.N = N, p.K = K;
-  p.a = a, p.lda = K, p.a_plane = M * K, p.lx = 1;
-  p.b = reinterpret_cast<const int8_t*>(b), p.ldb = K, p.b_plane = N * K, p.lw = 1;
-  p.k_chunk = K;
-  p.ep.kind = kOutF32, p.ep.out = out, p.ep.ldo = N, p.ep.rowsum = rowsum, p.ep.colsum = colsum, p.ep.wzp = wzp;
-  p.ep.x_zp = xzp, p.ep.K = K, p.ep.shift = 128, p.ep.x_scale = xs, p.ep.w_scale = ws;
-  p.ep.acc32 = epilogue_acc32(K, 8, 1, 1, false);
-  CHECK(cudaDeviceSynchronize());
+
+  Operands(int64_t M, int64_t N, int64_t K, int64_t a_bytes, int64_t out_bytes, float scale, uint32_t seed) {
+    CHECK(cudaMalloc(&a, a_bytes));
+    CHECK(cudaMalloc(&b, N * K));
+    CHECK(cudaMalloc(&out, out_bytes));
+    CHECK(cudaMalloc(&rowsum, 8 * M));
+    CHECK(cudaMalloc(&colsum, 8 * N));
+    CHECK(cudaMalloc(&wzp, 4 * N));
+    CHECK(cudaMalloc(&zp, 4));
+    CHECK(cudaMalloc(&xs, 4));
+    CHECK(cudaMalloc(&ws, 4 * N));
+    fill_bytes<<<1024, 256>>>(a, a_bytes, seed);
+    fill_bytes<<<1024, 256>>>(b, N * K, seed + 1);
+    CHECK(cudaMemset(rowsum, 0, 8 * M));
+    CHECK(cudaMemset(colsum, 0, 8 * N));
+    CHECK(cudaMemset(wzp, 0, 4 * N));
+    CHECK(cudaMemset(zp, 0, 4));
+    const std::vector<float> s(N, scale);
+    CHECK(cudaMemcpy(xs, s.data(), 4, cudaMemcpyHostToDevice));
+    CHECK(cudaMemcpy(ws, s.data(), 4 * N, cudaMemcpyHostToDevice));
+    p.M = M, p.N = N, p.K = K;
+    p.a = a, p.lx = 1;
+    p.b = reinterpret_cast<const int8_t*>(b), p.ldb = K, p.b_plane = N * K, p.lw = 1;
+    p.k_chunk = K;
+    p.ep.out = out, p.ep.ldo = N, p.ep.rowsum = rowsum, p.ep.colsum = colsum, p.ep.wzp = wzp;
+    p.ep.x_zp = zp, p.ep.K = K, p.ep.shift = 128, p.ep.x_scale = xs, p.ep.w_scale = ws;
+    p.ep.out_scale = xs, p.ep.out_zp = zp, p.ep.out_bits = 8;
+    p.ep.acc32 = epilogue_acc32(K, 8, 1, 1, false);
+    CHECK(cudaDeviceSynchronize());
+  }
+  ~Operands() {
+    for (void* q : {(void*)a, (void*)b, (void*)out, (void*)rowsum, (void*)colsum, (void*)wzp, (void*)zp, (void*)xs,
+                    (void*)ws})
+      cudaFree(q);
+  }
+};
+
+void shape(int64_t M, int64_t N, int64_t K) {
+  Operands o(M, N, K, M * K, 4 * M * N, 0.001f, 1);
+  MmaParams p = o.p;
+  p.lda = K, p.a_plane = M * K;
+  p.ep.kind = kOutF32;
 
   MmaParams p64 = p;
   p64.ep.acc32 = false;
@@ -163,50 +181,19 @@ void shape(int64_t M, int64_t N, int64_t K) {
               std::memcmp(want.data(), pp.data(), sizeof(float) * want.size()) == 0 ? "equal" : "DIFFER from");
   row<Pp, 0>("pp128", "whole", p);
   row<Pp, kProbeNoEpilogue>("pp128", "no-epilogue", p);
-  for (void* q : {(void*)a, (void*)b, (void*)rowsum, (void*)colsum, (void*)wzp, (void*)xzp, (void*)xs, (void*)ws,
-                  (void*)out})
-    CHECK(cudaFree(q));
 }
+
 // The 3x3 conv of PreActResNet18 at batch 256 (64 -> 64 channels, 32x32, stride 1, pad 1) as the
 // benchmark runs it: uint8 codes in (channels-last, read in place by the conv producer), requantized
-// uint8 codes out; zero points 0 and zero sums, as above. The cooperative tiles by stage, then the
-// ping-pong ones whole and without the epilogue, their outputs against the cooperative ones'.
+// uint8 codes out. The cooperative tiles by stage, then the ping-pong ones whole and without the
+// epilogue, their outputs against the cooperative ones'.
 void conv3x3(int batch, int C, int N, int HW) {
   const int64_t M = int64_t(batch) * HW * HW, K = 9 * int64_t(C);
-  uint8_t *x, *b, *out;
-  int64_t *rowsum, *colsum;
-  int32_t *wzp, *zp;
-  float *scale, *ws;
-  CHECK(cudaMalloc(&x, M * C));
-  CHECK(cudaMalloc(&b, N * K));
-  CHECK(cudaMalloc(&out, M * N));
-  CHECK(cudaMalloc(&rowsum, 8 * M));
-  CHECK(cudaMalloc(&colsum, 8 * N));
-  CHECK(cudaMalloc(&wzp, 4 * N));
-  CHECK(cudaMalloc(&zp, 4));
-  CHECK(cudaMalloc(&scale, 4));
-  CHECK(cudaMalloc(&ws, 4 * N));
-  fill_bytes<<<1024, 256>>>(x, M * C, 3);
-  fill_bytes<<<1024, 256>>>(b, N * K, 4);
-  CHECK(cudaMemset(rowsum, 0, 8 * M));
-  CHECK(cudaMemset(colsum, 0, 8 * N));
-  CHECK(cudaMemset(wzp, 0, 4 * N));
-  CHECK(cudaMemset(zp, 0, 4));
-  std::vector<float> small(N, 1e-4f);
-  CHECK(cudaMemcpy(scale, small.data(), 4, cudaMemcpyHostToDevice));
-  CHECK(cudaMemcpy(ws, small.data(), 4 * N, cudaMemcpyHostToDevice));
-  MmaParams p;
-  p.M = M, p.N = N, p.K = K;
-  p.a = x, p.lx = 1;
+  Operands o(M, N, K, M * C, M * N, 1e-4f, 3);
+  MmaParams p = o.p;
   p.C = C, p.H = p.W = p.OH = p.OW = HW, p.kh = p.kw = 3, p.pdh = p.pdw = 1;
   p.sw = C, p.sh = int64_t(HW) * C, p.sn = int64_t(HW) * HW * C;
-  p.b = reinterpret_cast<const int8_t*>(b), p.ldb = K, p.b_plane = N * K, p.lw = 1;
-  p.k_chunk = K;
-  p.ep.kind = kOutU8, p.ep.out = out, p.ep.ldo = N, p.ep.rowsum = rowsum, p.ep.colsum = colsum, p.ep.wzp = wzp;
-  p.ep.x_zp = zp, p.ep.K = K, p.ep.shift = 128, p.ep.x_scale = scale, p.ep.w_scale = ws;
-  p.ep.out_scale = scale, p.ep.out_zp = zp, p.ep.out_bits = 8;
-  p.ep.acc32 = epilogue_acc32(K, 8, 1, 1, false);
-  CHECK(cudaDeviceSynchronize());
+  p.ep.kind = kOutU8;
   using Co = WgCfg<1, 1, 64>;
   using Pp = WgCfg<1, 1, 64, true>;
   const std::vector<uint8_t> want = output<Co, uint8_t, true>(p), got = output<Pp, uint8_t, true>(p);
@@ -216,9 +203,6 @@ void conv3x3(int batch, int C, int N, int HW) {
   variant<Co, true>("conv 2xn64", p);
   row<Pp, 0, true>("conv pp64", "whole", p);
   row<Pp, kProbeNoEpilogue, true>("conv pp64", "no-epilogue", p);
-  for (void* q : {(void*)x, (void*)b, (void*)out, (void*)rowsum, (void*)colsum, (void*)wzp, (void*)zp, (void*)scale,
-                  (void*)ws})
-    CHECK(cudaFree(q));
 }
 }  // namespace probe
 

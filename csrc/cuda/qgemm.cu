@@ -488,6 +488,15 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   const cuda::Engine engine = few_rows ? cuda::Engine::kDp4a : tensor_cores;
   const bool implicit_conv = conv_fits && x_in_place && (!limb || engine == cuda::Engine::kWgmma);
   const bool conv_planes = conv_fits && !x_in_place && engine == cuda::Engine::kWgmma;
+  mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device(), engine);
+  const bool split = K > mp.k_chunk;
+  // The Hopper kernels' implicit conv of one limb each sums its rows by MMA (WgRows in
+  // qgemm_wgmma.cuh): unsplit, no prep kernel sums them, and the pixel sums run only to find codes
+  // above qmax (value checks on, and codes that can be: fewer than 8 bits, or int32 ones).
+  const bool hopper = engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma ||
+                      engine == cuda::Engine::kWgmmaPp;
+  const bool kernel_rows = (implicit_conv || conv_planes) && hopper && !limb && !split;
+  const bool conv_sums = !kernel_rows || (checks && (ap.qmax < 255 || !a.is_u8));
   if (direct_matrix) {
     ap.planes = nullptr;
     cuda::act_rows_kernel<uint8_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
@@ -513,16 +522,21 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
       mp.sh = int64_t(ap.W) * ap.C;
       mp.sn = int64_t(ap.H) * ap.W * ap.C;
     } else {
-      cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(ap,
-                                                                                           psum.data_ptr<int64_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (conv_sums) {
+        cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(
+            ap, psum.data_ptr<int64_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
       mp.a = static_cast<const uint8_t*>(x.data_ptr());
       mp.sn = ap.sn;
       mp.sh = ap.sh;
       mp.sw = ap.sw;
     }
-    cuda::conv_rowsum_kernel<<<blocks_for(M, 256, int64_t{1} << 30), 256, 0, stream>>>(ap, psum.data_ptr<int64_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (conv_sums) {  // (the row sums, and the count of taps that read codes above qmax)
+      cuda::conv_rowsum_kernel<<<blocks_for(M, 256, int64_t{1} << 30), 256, 0, stream>>>(ap,
+                                                                                          psum.data_ptr<int64_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
     conv = true;
     mp.C = ap.C;
     mp.H = ap.H;
@@ -564,7 +578,6 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     bk = kmajor_weight(op, w, mp.ldb, stream);
     mp.b = bk.data_ptr<int8_t>();
   }
-  mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device(), engine);
   TORCH_CHECK((K + mp.k_chunk - 1) / mp.k_chunk <= 65535, "dwq.", op, ": K = ", K, " needs more than 65,535 slices of ",
               mp.k_chunk, " (the int32-exact depth of ", limb ? "9..16" : "2..8",
               "-bit operands), the CUDA launch limit");
@@ -587,7 +600,6 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   if (e.out_zp) ep.out_zp = e.out_zp->data_ptr<int32_t>();
   ep.out_bits = static_cast<int>(e.out_bits);
   at::Tensor ws;
-  const bool split = K > mp.k_chunk;
   if (split) {  // several z-slices: int64 T sums in a workspace, then the epilogue
     ws = at::zeros({M, N}, opt.dtype(at::kLong));
     ep.ws = ws.data_ptr<int64_t>();

@@ -72,9 +72,11 @@ struct WgCfg {
   static constexpr int A_BYTES = LX * BM * kWgBK, B_BYTES = LW * BN * kWgBK;
   // + 1024: the dynamic shared memory base is rounded up to the swizzle atom; then the epilogue's
   // column terms (ColTerms or ColTerms32: 32 bytes per column at most, after the stages; one set per
-  // warpgroup in ping-pong).
+  // warpgroup in ping-pong), then (one limb each) 8 rows of ones, the B operand of the implicit
+  // conv's row sums (wg_mma_stage).
   static constexpr int TERMS_OFF = kWgStages * (A_BYTES + B_BYTES);
-  static constexpr int SMEM = TERMS_OFF + 32 * BN * (PP ? WGS : 1) + 1024;
+  static constexpr int ONES_OFF = TERMS_OFF + 32 * BN * (PP ? WGS : 1);
+  static constexpr int SMEM = ONES_OFF + (LIMB ? 0 : 1024) + 1024;
 };
 static_assert(sizeof(ColTerms) <= 32 && sizeof(ColTerms32) <= 32, "WgCfg::SMEM holds 32 bytes per column's terms");
 
@@ -124,9 +126,11 @@ cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t s
 // Launch<WgCfg<1, 1, BN, true>, conv>: the ping-pong tiles of a product of one limb each.
 template <template <class, bool> class Launch>
 cudaError_t wg_dispatch_pp(const MmaParams& p, bool conv, cudaStream_t stream) {
+  using Pp64 = WgCfg<1, 1, 64, true>;
+  using Pp128 = WgCfg<1, 1, 128, true>;
   if (wg_tile_n(false, p.N, true) == 64)
-    return conv ? Launch<WgCfg<1, 1, 64, true>, true>::run(p, stream) : Launch<WgCfg<1, 1, 64, true>, false>::run(p, stream);
-  return conv ? Launch<WgCfg<1, 1, 128, true>, true>::run(p, stream) : Launch<WgCfg<1, 1, 128, true>, false>::run(p, stream);
+    return conv ? Launch<Pp64, true>::run(p, stream) : Launch<Pp64, false>::run(p, stream);
+  return conv ? Launch<Pp128, true>::run(p, stream) : Launch<Pp128, false>::run(p, stream);
 }
 
 // Byte offset of chunk c (16 bytes) of row r in a 128-byte-swizzled tile.
@@ -184,6 +188,17 @@ __device__ __forceinline__ void wgmma_m64n64k32_u8s8(int32_t (&d)[32], uint64_t 
       : "l"(a), "l"(b), "r"(1));
 }
 __device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[32], uint64_t a, uint64_t b) { wgmma_m64n64k32_u8s8(d, a, b); }
+// (the row sums: A x 8 columns of ones)
+__device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[4], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %6, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k32.s32.u8.s8 {%0, %1, %2, %3}, %4, %5, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "l"(a), "l"(b), "r"(1));
+}
 __device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[64], uint64_t a, uint64_t b) {
   asm volatile(
       "{\n"
@@ -209,22 +224,57 @@ __device__ __forceinline__ void wgmma_u8s8(int32_t (&d)[64], uint64_t a, uint64_
 
 #endif  // !DWQ_CUDA_EMU
 
+// What a CTA's epilogues keep across its work items: the launch's scalars, read once, and the first
+// column of the tile whose terms are staged in shared memory (-1: none yet), so that an item of the
+// same columns as the last skips the staging and its two barriers (every item does, where N fits one
+// tile: the convs of up to 256 channels).
+struct WgEpiState {
+  EpiScalars sc;
+  int64_t staged_n0 = -1;
+};
+__device__ __forceinline__ WgEpiState wg_epi_state(const EpiParams& e) {
+  WgEpiState st;
+  st.sc = load_scalars(e);
+  return st;
+}
+
 // Accumulators of one thread: [set][MMA block: m64 row block ms, n-MMA h at ms * HALVES + h][fragment
 // register].
 template <class Cfg>
 using WgAcc = int32_t[Cfg::SETS][Cfg::BLOCKS][Cfg::ACC];
+// Row sums of the A codes as the MMAs read them, per m64 row block: the m64n8 fragment of A x ones
+// (register 2 h + c: row gid + 8 h, every column the same sum). The implicit conv of one limb each
+// takes its row sums from here (RS), not from a prep kernel over the input's receptive fields: its
+// padded taps read zx in both, so the sums are the same; < 2^31 for K < 8,421,505.
+template <class Cfg>
+using WgRows = int32_t[Cfg::MSUB][4];
+
+// The ones operand of the row sums: 8 rows of 128 bytes at smem + Cfg::ONES_OFF (every byte 1, so the
+// swizzle does not matter), written by threads 0..63 of the block; each writer then fences its
+// writes for the async proxy (the barrier before the first MMA orders them for everyone).
+template <class Cfg>
+__device__ __forceinline__ void wg_write_ones(uint8_t* smem, int tid) {
+  constexpr uint32_t kOnes = 0x01010101u;
+  if (tid < 64) *reinterpret_cast<uint4*>(smem + Cfg::ONES_OFF + 16 * tid) = make_uint4(kOnes, kOnes, kOnes, kOnes);
+}
 
 // The MMAs of one pipeline stage for one warpgroup: As = its 64 A rows (ping-pong: 2 x 64; per limb
 // BM * kWgBK apart), Bs = the stage's B tile; then commit and wait until at most this stage's group is
 // in flight (the previous stage's MMAs completed: its buffers may be refilled once every warpgroup
 // that reads them got here).
-template <class Cfg>
-__device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As, const uint8_t* Bs) {
+// RS: also rows += A x ones (the ones operand at `ones`).
+template <class Cfg, bool RS = false>
+__device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, WgRows<Cfg>& rows, const uint8_t* As, const uint8_t* Bs,
+                                             const uint8_t* ones) {
   constexpr int LX = Cfg::LX, LW = Cfg::LW;
+  static_assert(!RS || !Cfg::LIMB, "row sums by MMA: one limb each");
 #pragma unroll
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
     for (int b = 0; b < Cfg::BLOCKS; ++b) fence_regs(acc[s][b]);
+  if constexpr (RS)
+#pragma unroll
+    for (int ms = 0; ms < Cfg::MSUB; ++ms) fence_regs(rows[ms]);
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kWgBK / 32; ++kk) {
@@ -240,6 +290,7 @@ __device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As,
             wgmma_u8s8(acc[ia + ib][ms * Cfg::HALVES + h], da,
                        sw128_desc(Bs + ib * Cfg::BN * kWgBK + h * Cfg::MMA_N * kWgBK + kk * 32));
         }
+        if constexpr (RS) wgmma_u8s8(rows[ms], da, sw128_desc(ones + kk * 32));
       }
     }
   }
@@ -249,6 +300,9 @@ __device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As,
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
     for (int b = 0; b < Cfg::BLOCKS; ++b) fence_regs(acc[s][b]);
+  if constexpr (RS)
+#pragma unroll
+    for (int ms = 0; ms < Cfg::MSUB; ++ms) fence_regs(rows[ms]);
 }
 
 // The fused epilogue of kind KIND for warpgroup wg's 64 rows of tile (m0, n0), with column terms C
@@ -258,18 +312,22 @@ __device__ __forceinline__ void wg_mma_stage(WgAcc<Cfg>& acc, const uint8_t* As,
 // (shared, Cfg::BN entries), then each thread finishes its fragment's outputs.
 // Accumulator fragment of m64nN: warp wq of the warpgroup owns rows 16 wq .. +15 of its row block;
 // register 4 j + 2 h + c holds row gid + 8 h, column 8 j + 2 tig + c.
-template <class Cfg, int KIND, class C>
-__device__ __forceinline__ void wg_epilogue_k(const MmaParams& p, const EpiScalars& sc, WgAcc<Cfg>& acc, int64_t m0,
-                                              int64_t n0, int tid, C* terms) {
+template <class Cfg, bool RS, int KIND, class C>
+__device__ __forceinline__ void wg_epilogue_k(const MmaParams& p, WgEpiState& st, WgAcc<Cfg>& acc,
+                                              const WgRows<Cfg>& rows, int64_t m0, int64_t n0, int tid, C* terms) {
   constexpr bool I32 = std::is_same_v<C, ColTerms32>;
   static_assert(!I32 || Cfg::SETS == 1, "limb sets are combined in int64");
   using R = std::conditional_t<I32, uint32_t, int64_t>;  // row sum, and product sum T:
   using T = std::conditional_t<I32, int32_t, int64_t>;
   const EpiParams& e = p.ep;
   const int wg = tid >> 7, bar = Cfg::PP ? 1 + wg : 1, etid = Cfg::PP ? tid & 127 : tid;
-  named_sync(bar, Cfg::EPI_THREADS);  // everyone has read the last tile's terms
-  for (int c = etid; c < Cfg::BN; c += Cfg::EPI_THREADS) terms[c] = col_terms_of<C>(e, sc, n0 + c, p.N);
-  named_sync(bar, Cfg::EPI_THREADS);
+  const EpiScalars& sc = st.sc;
+  if (n0 != st.staged_n0) {  // (uniform: every thread of the epilogue walks the same items)
+    named_sync(bar, Cfg::EPI_THREADS);  // everyone has read the last tile's terms
+    for (int c = etid; c < Cfg::BN; c += Cfg::EPI_THREADS) terms[c] = col_terms_of<C>(e, sc, n0 + c, p.N);
+    named_sync(bar, Cfg::EPI_THREADS);
+    st.staged_n0 = n0;
+  }
   const int lane = tid & 31, wq = (tid >> 5) & 3, gid = lane >> 2, tig = lane & 3;
   OutT<KIND>* base = static_cast<OutT<KIND>*>(KIND == kOutPartialT ? static_cast<void*>(e.ws) : e.out);
 #pragma unroll
@@ -281,7 +339,9 @@ __device__ __forceinline__ void wg_epilogue_k(const MmaParams& p, const EpiScala
     for (int h = 0; h < 2; ++h) {
       const int64_t m = m0 + (Cfg::PP ? ms : wg) * 64 + wq * 16 + gid + h * 8;
       mok[h] = m < p.M;
-      rs[h] = (KIND == kOutPartialT || !mok[h]) ? R(0) : static_cast<R>(e.rowsum[m]);
+      rs[h] = (KIND == kOutPartialT || !mok[h]) ? R(0)
+              : RS ? static_cast<R>(static_cast<uint32_t>(rows[ms][2 * h]))
+                   : static_cast<R>(e.rowsum[m]);
       row[h] = m * e.ldo;
     }
 #pragma unroll
@@ -312,21 +372,22 @@ __device__ __forceinline__ void wg_epilogue_k(const MmaParams& p, const EpiScala
 }
 
 // wg_epilogue_k for the launch's output kind (ColTerms32: not kOutPartialT).
-template <class Cfg, class C>
-__device__ __forceinline__ void wg_epilogue_kinds(const MmaParams& p, const EpiScalars& sc, WgAcc<Cfg>& acc,
-                                                  int64_t m0, int64_t n0, int tid, C* terms) {
+template <class Cfg, bool RS, class C>
+__device__ __forceinline__ void wg_epilogue_kinds(const MmaParams& p, WgEpiState& st, WgAcc<Cfg>& acc,
+                                                  const WgRows<Cfg>& rows, int64_t m0, int64_t n0, int tid, C* terms) {
   switch (p.ep.kind) {
     case kOutF32:
-      return wg_epilogue_k<Cfg, kOutF32>(p, sc, acc, m0, n0, tid, terms);
+      return wg_epilogue_k<Cfg, RS, kOutF32>(p, st, acc, rows, m0, n0, tid, terms);
     case kOutU8:
-      return wg_epilogue_k<Cfg, kOutU8>(p, sc, acc, m0, n0, tid, terms);
+      return wg_epilogue_k<Cfg, RS, kOutU8>(p, st, acc, rows, m0, n0, tid, terms);
     case kOutI32:
-      return wg_epilogue_k<Cfg, kOutI32>(p, sc, acc, m0, n0, tid, terms);
+      return wg_epilogue_k<Cfg, RS, kOutI32>(p, st, acc, rows, m0, n0, tid, terms);
     case kOutPartialT:
-      if constexpr (std::is_same_v<C, ColTerms>) return wg_epilogue_k<Cfg, kOutPartialT>(p, sc, acc, m0, n0, tid, terms);
+      if constexpr (std::is_same_v<C, ColTerms>)
+        return wg_epilogue_k<Cfg, RS, kOutPartialT>(p, st, acc, rows, m0, n0, tid, terms);
       return;
     default:
-      return wg_epilogue_k<Cfg, kOutAccI64>(p, sc, acc, m0, n0, tid, terms);
+      return wg_epilogue_k<Cfg, RS, kOutAccI64>(p, st, acc, rows, m0, n0, tid, terms);
   }
 }
 
@@ -335,23 +396,27 @@ __device__ __forceinline__ void wg_epilogue_kinds(const MmaParams& p, const EpiS
 // branched on the kind per output, fully unrolled, and ran at a fifth of the MMAs' speed on an H200,
 // bound by instruction fetch). terms: the shared column terms (Cfg::TERMS_OFF; ping-pong: one set of
 // 32 * BN bytes per warpgroup).
-template <class Cfg>
-__device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgAcc<Cfg>& acc, int64_t m0, int64_t n0, int tid,
-                                            uint8_t* terms) {
+// RS: the row sums are `rows` (the MMA's), else the prep kernel's e.rowsum. st: the CTA's epilogue
+// state (WgEpiState), kept across its work items.
+template <class Cfg, bool RS = false>
+__device__ __forceinline__ void wg_epilogue(const MmaParams& p, WgEpiState& st, WgAcc<Cfg>& acc, WgRows<Cfg>& rows,
+                                            int64_t m0, int64_t n0, int tid, uint8_t* terms) {
   wgmma_wait<0>();
 #pragma unroll
   for (int s = 0; s < Cfg::SETS; ++s)
 #pragma unroll
     for (int b = 0; b < Cfg::BLOCKS; ++b) fence_regs(acc[s][b]);
+  if constexpr (RS)
+#pragma unroll
+    for (int ms = 0; ms < Cfg::MSUB; ++ms) fence_regs(rows[ms]);
   if constexpr (Cfg::PP) terms += (tid >> 7) * 32 * Cfg::BN;
   const EpiParams& e = p.ep;
-  const EpiScalars sc = load_scalars(e);
   if constexpr (!Cfg::LIMB) {
     // (split-K partials: the launcher never sets acc32 for them)
     if (e.acc32 && e.kind != kOutPartialT)
-      return wg_epilogue_kinds<Cfg>(p, sc, acc, m0, n0, tid, reinterpret_cast<ColTerms32*>(terms));
+      return wg_epilogue_kinds<Cfg, RS>(p, st, acc, rows, m0, n0, tid, reinterpret_cast<ColTerms32*>(terms));
   }
-  wg_epilogue_kinds<Cfg>(p, sc, acc, m0, n0, tid, reinterpret_cast<ColTerms*>(terms));
+  wg_epilogue_kinds<Cfg, RS>(p, st, acc, rows, m0, n0, tid, reinterpret_cast<ColTerms*>(terms));
 }
 
 // The K range [*kbeg, *kend) of z-slice z, in nk stages of kWgBK.
@@ -422,6 +487,9 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
     for (int b = 0; b < BLOCKS; ++b)
 #pragma unroll
       for (int j = 0; j < Cfg::ACC; ++j) acc[s][b][j] = 0;
+  constexpr bool RS = CONV && !Cfg::LIMB;  // the conv's row sums by MMA
+  WgRows<Cfg> rows = {};
+  if constexpr (RS) wg_write_ones<Cfg>(smem, tid);  // (fenced in the loop, before its first barrier)
 
 #pragma unroll
   for (int s = 0; s < kWgStages - 2; ++s) {
@@ -438,10 +506,11 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
       cp_async_commit();
     }
     const uint8_t* As = smem + (kt % kWgStages) * STAGE_BYTES + wg * 64 * kWgBK;
-    wg_mma_stage<Cfg>(acc, As, smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES);
+    wg_mma_stage<Cfg, RS>(acc, rows, As, smem + (kt % kWgStages) * STAGE_BYTES + A_BYTES, smem + Cfg::ONES_OFF);
   }
   cp_async_wait<0>();
-  wg_epilogue<Cfg>(p, acc, m0, n0, tid, smem + Cfg::TERMS_OFF);
+  WgEpiState st = wg_epi_state(p.ep);
+  wg_epilogue<Cfg, RS>(p, st, acc, rows, m0, n0, tid, smem + Cfg::TERMS_OFF);
 #else
   (void)p;
   __trap();

@@ -180,6 +180,11 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
     }
     mbar_init_fence();
   }
+  constexpr bool RS = CONV && !Cfg::LIMB;  // the conv's row sums by MMA
+  if constexpr (RS) {
+    wg_write_ones<Cfg>(smem, tid);
+    fence_proxy_async();
+  }
   __syncthreads();
 
   // Stage `it` of the CTA's run (over all its items) is buffer it % kWgStages in phase it / kWgStages.
@@ -249,6 +254,7 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
   if constexpr (!Cfg::LIMB) regs_inc<Regs::CONSUMER>();
 
   const int wg = tid >> 7;
+  WgEpiState st = wg_epi_state(p.ep);
   uint32_t it = 0, turns = 0;  // (ping-pong: this warpgroup's waits on order[wg])
   int64_t j = 0;               // the item's index among the CTA's
   for (int64_t w = blockIdx.x; w < items; w += gridDim.x, ++j) {
@@ -268,12 +274,14 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
       for (int b = 0; b < Cfg::BLOCKS; ++b)
 #pragma unroll
         for (int r = 0; r < Cfg::ACC; ++r) acc[s][b][r] = 0;
+    WgRows<Cfg> rows = {};
     for (int kt = 0; kt < nk; ++kt, ++it) {
       const int s = it % kWgStages;
       mbar_wait(&full[s], (it / kWgStages) & 1);
       const uint8_t* stage = smem + s * STAGE_BYTES;
       if constexpr ((PROBE & kProbeNoMma) == 0)
-        wg_mma_stage<Cfg>(acc, stage + (Cfg::PP ? 0 : wg * 64 * kWgBK), stage + A_BYTES);
+        wg_mma_stage<Cfg, RS>(acc, rows, stage + (Cfg::PP ? 0 : wg * 64 * kWgBK), stage + A_BYTES,
+                              smem + Cfg::ONES_OFF);
       // wg_mma_stage waited until only this stage's MMAs are in flight: the previous one is free.
       if (kt > 0) mbar_arrive(&empty[(it - 1) % kWgStages]);
     }
@@ -281,7 +289,7 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
     wgmma_wait<0>();  // the item's last stage is free too: the producer refills it during the epilogue
     mbar_arrive(&empty[(it - 1) % kWgStages]);
     if constexpr ((PROBE & kProbeNoEpilogue) == 0) {
-      wg_epilogue<Cfg>(p, acc, m0, n0, tid, smem + Cfg::TERMS_OFF);
+      wg_epilogue<Cfg, RS>(p, st, acc, rows, m0, n0, tid, smem + Cfg::TERMS_OFF);
     } else if (acc[0][0][0] == 0x7fffffff) {  // (keeps the MMAs: their result is "used")
       static_cast<int32_t*>(p.ep.out)[0] = acc[Cfg::SETS - 1][Cfg::BLOCKS - 1][Cfg::ACC - 1];
     }

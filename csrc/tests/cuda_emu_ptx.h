@@ -1,7 +1,7 @@
 // The PTX of the tensor-core kernels, emulated for cuda_emu.h (the kernel headers leave these
 // wrappers out under DWQ_CUDA_EMU): cp.async (copies land at issue or at the wait that covers them),
 // ldmatrix.x4 and mma.sync.m16n8k32 (warp-collective, fragment layouts of the PTX ISA),
-// wgmma.mma_async m64nNk32 u8 x s8 from 128-byte-swizzled K-major shared memory through matrix
+// wgmma.mma_async m64nNk32 u8 x s8 (N = 8, 64, 128) from 128-byte-swizzled K-major shared memory through matrix
 // descriptors (computed at issue, checked again and written back at the wait: shared memory that
 // changes while an MMA is in flight counts as a violation), and mbarriers (arrival counts,
 // transaction bytes, phases) with TMA tiled 3-D loads (landing early or late, see tma_land_late).
@@ -162,6 +162,7 @@ void wgmma_issue(int32_t (&d)[N / 2], uint64_t a, uint64_t b) {
       }
   });
 }
+inline void wgmma_u8s8(int32_t (&d)[4], uint64_t a, uint64_t b) { wgmma_issue<8>(d, a, b); }
 inline void wgmma_u8s8(int32_t (&d)[32], uint64_t a, uint64_t b) { wgmma_issue<64>(d, a, b); }
 inline void wgmma_u8s8(int32_t (&d)[64], uint64_t a, uint64_t b) { wgmma_issue<128>(d, a, b); }
 

@@ -17,12 +17,13 @@ numbers, never an out-of-bounds access). ``DWQ_CUDA_GEMM=mma|wgmma|wgmma_tma|wgm
 the tensor-core kernel: ``mma`` (mma.sync, every GPU from sm_80), ``wgmma`` (Hopper, compute
 capability 9.0; an error elsewhere), ``wgmma_tma`` (its warp-specialized variant, fed by TMA),
 ``wgmma_pp`` (that kernel with ping-pong consumer warpgroups for 8-bit codes, one's epilogue beside
-the other's MMAs; not yet measured, never picked by auto), ``auto`` (the default: on a Hopper GPU the engine that ran fastest on an H200 for the kind of product,
-wgmma_tma for a matrix, wgmma for an implicit conv, mma where their tiles would split K; mma
-elsewhere). Products of at most 8 rows run on CUDA cores (dp4a) whatever the
-engine. The Hopper engines read a K-major copy of the weight, kept per blob and stream until the blob
-is freed or written (its tensor version moves); ``DWQ_CUDA_WEIGHT_CACHE=0`` makes it per call (for a
-blob written without a version bump, e.g. through ``.data``).
+the other's MMAs; not yet measured, never picked by auto), ``auto`` (the default: on a Hopper GPU
+the engine that ran fastest on an H200 for the kind of product, wgmma_tma for a matrix, wgmma for
+an implicit conv, mma where their tiles would split K; mma elsewhere). Products of at most 8 rows
+run on CUDA cores (dp4a) whatever the engine. The Hopper engines read a K-major copy of the weight,
+kept per blob and stream until the blob is freed or written (its tensor version moves);
+``DWQ_CUDA_WEIGHT_CACHE=0`` makes it per call (for a blob written without a version bump, e.g.
+through ``.data``).
 
 Example::
 
