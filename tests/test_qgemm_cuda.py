@@ -513,9 +513,17 @@ def test_qconv2d_epilogue_matches_cpu(case, engine):
 @engines
 def test_unchecked_mode_same_results(monkeypatch, engine):
     """DWQ_CUDA_CHECKS=0 (no read-back, no sync) computes the same values. On the Hopper engines an unsplit
-    conv of one limb each sums its rows by MMA; with the checks on, codes that can be out of range (fewer
-    than 8 bits, int32 codes) still go through the pixel sums: both ways against the reference."""
+    product of one limb each sums its rows by MMA; with the checks on, codes that can be out of range (fewer
+    than 8 bits, int32 codes) still go through the prep kernel's sums: both ways against the reference, for
+    a uint8 matrix read in place and for convs."""
     g = torch.Generator().manual_seed(5)
+    for xb in (8, 4):
+        x, w, zx, zw = gemm_case(g, xb, 8, 300, 70, 208, torch.uint8)  # (16-byte rows: read in place)
+        want = ref.qgemm_acc_ref(x, zx, w, zw)
+        wp = q.pack_weight(*cu(w, zw), 8)
+        for checks in ("1", "0"):
+            monkeypatch.setenv("DWQ_CUDA_CHECKS", checks)
+            assert torch.equal(q.qgemm_acc(*cu(x, zx), xb, wp).cpu(), want), (xb, checks)
     for xb, dtype in [(8, torch.uint8), (4, torch.uint8), (8, torch.int32), (6, torch.int32)]:
         x = rand_codes(g, (2, 16, 8, 8), xb, dtype).contiguous(memory_format=torch.channels_last)
         w = rand_codes(g, (24, 16, 3, 3), 8)

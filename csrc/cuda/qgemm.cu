@@ -490,17 +490,19 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   const bool conv_planes = conv_fits && !x_in_place && engine == cuda::Engine::kWgmma;
   mp.k_chunk = split_k_chunk(M, N, K, limb, x.get_device(), engine);
   const bool split = K > mp.k_chunk;
-  // The Hopper kernels' implicit conv of one limb each sums its rows by MMA (WgRows in
-  // qgemm_wgmma.cuh): unsplit, no prep kernel sums them, and the pixel sums run only to find codes
-  // above qmax (value checks on, and codes that can be: fewer than 8 bits, or int32 ones).
+  // The Hopper kernels of one limb each sum their rows by MMA (WgRows in qgemm_wgmma.cuh): unsplit,
+  // the row sums of the input read in place (a uint8 matrix, an implicit conv's pixels) run only to
+  // find codes above qmax (value checks on, and codes that can be: fewer than 8 bits, or int32 ones).
   const bool hopper = engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma ||
                       engine == cuda::Engine::kWgmmaPp;
-  const bool kernel_rows = (implicit_conv || conv_planes) && hopper && !limb && !split;
-  const bool conv_sums = !kernel_rows || (checks && (ap.qmax < 255 || !a.is_u8));
+  const bool kernel_rows = hopper && !limb && !split;
+  const bool prep_sums = !kernel_rows || (checks && (ap.qmax < 255 || !a.is_u8));
   if (direct_matrix) {
     ap.planes = nullptr;
-    cuda::act_rows_kernel<uint8_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (prep_sums) {
+      cuda::act_rows_kernel<uint8_t><<<blocks_for(M * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(ap);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
     mp.a = static_cast<const uint8_t*>(x.data_ptr());
     mp.lda = M == 1 ? round_up(K, 16) : ap.sm;
   } else if (implicit_conv || conv_planes) {
@@ -522,7 +524,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
       mp.sh = int64_t(ap.W) * ap.C;
       mp.sn = int64_t(ap.H) * ap.W * ap.C;
     } else {
-      if (conv_sums) {
+      if (prep_sums) {
         cuda::pixel_sums_kernel<<<blocks_for(npix, 256, int64_t{1} << 30), 256, 0, stream>>>(
             ap, psum.data_ptr<int64_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -532,7 +534,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
       mp.sh = ap.sh;
       mp.sw = ap.sw;
     }
-    if (conv_sums) {  // (the row sums, and the count of taps that read codes above qmax)
+    if (prep_sums) {  // (the row sums, and the count of taps that read codes above qmax)
       cuda::conv_rowsum_kernel<<<blocks_for(M, 256, int64_t{1} << 30), 256, 0, stream>>>(ap,
                                                                                           psum.data_ptr<int64_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -72,8 +72,8 @@ struct WgCfg {
   static constexpr int A_BYTES = LX * BM * kWgBK, B_BYTES = LW * BN * kWgBK;
   // + 1024: the dynamic shared memory base is rounded up to the swizzle atom; then the epilogue's
   // column terms (ColTerms or ColTerms32: 32 bytes per column at most, after the stages; one set per
-  // warpgroup in ping-pong), then (one limb each) 8 rows of ones, the B operand of the implicit
-  // conv's row sums (wg_mma_stage).
+  // warpgroup in ping-pong), then (one limb each) 8 rows of ones, the B operand of the row sums
+  // (wg_mma_stage).
   static constexpr int TERMS_OFF = kWgStages * (A_BYTES + B_BYTES);
   static constexpr int ONES_OFF = TERMS_OFF + 32 * BN * (PP ? WGS : 1);
   static constexpr int SMEM = ONES_OFF + (LIMB ? 0 : 1024) + 1024;
@@ -243,9 +243,10 @@ __device__ __forceinline__ WgEpiState wg_epi_state(const EpiParams& e) {
 template <class Cfg>
 using WgAcc = int32_t[Cfg::SETS][Cfg::BLOCKS][Cfg::ACC];
 // Row sums of the A codes as the MMAs read them, per m64 row block: the m64n8 fragment of A x ones
-// (register 2 h + c: row gid + 8 h, every column the same sum). The implicit conv of one limb each
-// takes its row sums from here (RS), not from a prep kernel over the input's receptive fields: its
-// padded taps read zx in both, so the sums are the same; < 2^31 for K < 8,421,505.
+// (register 2 h + c: row gid + 8 h, every column the same sum). Products of one limb each take their
+// row sums from here (RS) unless split, not from a prep kernel over the input's rows or receptive
+// fields (an implicit conv's padded taps read zx in both, so the sums are the same); < 2^31 for
+// K < 8,421,505.
 template <class Cfg>
 using WgRows = int32_t[Cfg::MSUB][4];
 
@@ -487,7 +488,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, 1) qgemm_wgmma_kernel(__grid_con
     for (int b = 0; b < BLOCKS; ++b)
 #pragma unroll
       for (int j = 0; j < Cfg::ACC; ++j) acc[s][b][j] = 0;
-  constexpr bool RS = CONV && !Cfg::LIMB;  // the conv's row sums by MMA
+  constexpr bool RS = !Cfg::LIMB;  // row sums by MMA
   WgRows<Cfg> rows = {};
   if constexpr (RS) wg_write_ones<Cfg>(smem, tid);  // (fenced in the loop, before its first barrier)
 

@@ -180,7 +180,7 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
     }
     mbar_init_fence();
   }
-  constexpr bool RS = CONV && !Cfg::LIMB;  // the conv's row sums by MMA
+  constexpr bool RS = !Cfg::LIMB;  // row sums by MMA
   if constexpr (RS) {
     wg_write_ones<Cfg>(smem, tid);
     fence_proxy_async();

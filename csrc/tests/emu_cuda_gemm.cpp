@@ -132,7 +132,7 @@ static bool general_epilogue = false;
 // Runs the chosen kernel as run_engine (qgemm.cu) would, and compares with cpu::run_qgemm.
 template <class Launch>
 static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what, Launch&& launch_kernel,
-                     bool hopper_conv_rows = false) {
+                     bool hopper_rows = false) {
   const int lx = cpu::limbs_for_bits(c.xb), lw = cpu::limbs_for_bits(c.wb);
   const cpu::PackedLayout L = cpu::packed_layout(c.N, c.K, c.wb);
   std::vector<uint8_t> blob_store;
@@ -143,9 +143,9 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   std::vector<int64_t> rowsum(c.M, 0);
   for (int64_t m = 0; m < c.M; ++m)
     for (int64_t k = 0; k < c.K; ++k) rowsum[m] += a[m * c.K + k];
-  // The Hopper kernels' conv of one limb each sums its rows by MMA (WgRows); unsplit, it must not read
-  // these (the binding then leaves them unwritten), so they are garbage here.
-  if (hopper_conv_rows && c.conv && lx == 1 && lw == 1 && c.K <= k_chunk) rowsum.assign(c.M, 0x5A5A5A5A5A5ALL);
+  // The Hopper kernels of one limb each sum their rows by MMA (WgRows); unsplit, they must not read
+  // these (the binding may leave them unwritten), so they are garbage here.
+  if (hopper_rows && lx == 1 && lw == 1 && c.K <= k_chunk) rowsum.assign(c.M, 0x5A5A5A5A5A5ALL);
 
   cuda::MmaParams p;
   p.M = c.M, p.N = c.N, p.K = c.K, p.lx = lx;
