@@ -6,6 +6,7 @@
 
 #include "cuda/cp_async.cuh"
 #include "cuda/qgemm_params.h"
+#include "cuda/tile_order.cuh"
 
 namespace dwq::cuda {
 
@@ -32,7 +33,8 @@ struct ARows {
       ih0[i] = iw0[i] = 0;
       if (ok[i]) {
         if (CONV) {
-          const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, nb = m / (int64_t(p.OW) * p.OH);
+          int64_t ow, oh;
+          const int64_t nb = divmod(divmod(m, p.OW, &ow), p.OH, &oh);
           row[i] = p.a + nb * p.sn;
           ih0[i] = static_cast<int>(oh) * p.sth - p.pdh;
           iw0[i] = static_cast<int>(ow) * p.stw - p.pdw;
@@ -42,10 +44,11 @@ struct ARows {
       }
     }
     if (CONV) {  // stages load in order, so the tap walk is incremental (no divisions in the K loop)
-      const int64_t tap = k0 / p.C;
-      tc = static_cast<int>(k0 - tap * p.C);
-      tky = static_cast<int>(tap / p.kw);
-      tkx = static_cast<int>(tap - int64_t(tky) * p.kw);
+      int64_t c, kx;
+      const int64_t tap = divmod(k0, p.C, &c);
+      tky = static_cast<int>(divmod(tap, p.kw, &kx));
+      tc = static_cast<int>(c);
+      tkx = static_cast<int>(kx);
     }
   }
 

@@ -159,10 +159,11 @@ __global__ void __launch_bounds__(Cfg::THREADS + 128, 1)
   const int64_t items = tiles * slices, num_m = (p.M + BM - 1) / BM, num_n = (p.N + BN - 1) / BN;
   // Work item w: K slice w / tiles of output tile w % tiles.
   auto item = [&](int64_t w, int64_t* m0, int64_t* n0, int64_t* kbeg, int64_t* kend) {
-    int64_t mt, nt;
-    tile_of(w % tiles, num_m, num_n, &mt, &nt);
+    int64_t mt, nt, t;
+    const int64_t z = divmod(w, tiles, &t);
+    tile_of(t, num_m, num_n, &mt, &nt);
     *m0 = mt * BM, *n0 = nt * BN;
-    return wg_k_range(p, w / tiles, kbeg, kend);
+    return wg_k_range(p, z, kbeg, kend);
   };
   if (tid == CONSUMERS) {
     if (!CONV) tma_prefetch_map(&map_a);

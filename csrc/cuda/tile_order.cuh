@@ -1,5 +1,5 @@
-// The order in which the GEMM kernels' CTAs (or persistent work items) walk the output tiles, and
-// the launch grid of the tiled kernels.
+// The order in which the GEMM kernels' CTAs (or persistent work items) walk the output tiles, the
+// launch grid of the tiled kernels, and the division they use for such indices (divmod).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -9,15 +9,30 @@
 
 namespace dwq::cuda {
 
+// q = a / b and *rem = a - q * b for 0 <= a, 0 < b: in 32 bits where both fit (always, in practice),
+// since a 64-bit division by a run-time divisor is a long instruction sequence on the GPU, and the
+// kernels divide per work item and per copied row (tile walk, conv row and tap decomposition).
+__host__ __device__ __forceinline__ int64_t divmod(int64_t a, int64_t b, int64_t* rem) {
+  if (((a | b) >> 31) == 0) {
+    const uint32_t q = static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
+    *rem = a - int64_t(q) * b;
+    return q;
+  }
+  const int64_t q = a / b;
+  *rem = a - q * b;
+  return q;
+}
+
 // Output tile (mt, nt) of linear index t: groups of kGroupM row tiles are walked column by column,
 // so the CTAs that run at once share a few A row blocks and B column blocks that fit in L2 together
 // (row-major order would stream all of A once per column of tiles).
 constexpr int64_t kGroupM = 8;
 __host__ __device__ __forceinline__ void tile_of(int64_t t, int64_t num_m, int64_t num_n, int64_t* mt, int64_t* nt) {
-  const int64_t per_group = kGroupM * num_n, first = (t / per_group) * kGroupM;
-  const int64_t rows = num_m - first < kGroupM ? num_m - first : kGroupM, r = t % per_group;
-  *mt = first + r % rows;
-  *nt = r / rows;
+  int64_t r, in_rows;
+  const int64_t first = divmod(t, kGroupM * num_n, &r) * kGroupM;
+  const int64_t rows = num_m - first < kGroupM ? num_m - first : kGroupM;
+  *nt = divmod(r, rows, &in_rows);
+  *mt = first + in_rows;
 }
 
 // Output tiles of p on Cfg's BM x BN tiles (walked by tile_of), and its K slices of p.k_chunk.

@@ -29,6 +29,7 @@
 #include "cuda/fake_quant.cuh"
 #include "cuda/qgemm_prep.cuh"
 #include "cuda/quantizer_fused.cuh"
+#include "cuda/tile_order.cuh"
 
 using namespace dwq;
 using cuda_emu::launch;
@@ -587,7 +588,33 @@ static void test_check_params() {
   }
 }
 
+// divmod's 32-bit path and its 64-bit one (an operand of 2^31 or more), at their edges, against int64
+// division; and tile_of's walk, which uses it, against the same walk in int64.
+static void test_divmod() {
+  const int64_t big = int64_t{1} << 31;
+  const int64_t as[] = {0, 1, 5, 6, 7, big - 1, big, big + 5, int64_t{1} << 40, (int64_t{1} << 62) + 3};
+  const int64_t bs[] = {1, 2, 3, 7, 64, big - 1, big, big + 1, int64_t{1} << 33};
+  for (int64_t a : as)
+    for (int64_t b : bs) {
+      int64_t r = -1;
+      const int64_t q = cuda::divmod(a, b, &r);
+      CHECK(q == a / b && r == a % b, "divmod(%lld, %lld) = %lld rem %lld", (long long)a, (long long)b,
+            (long long)q, (long long)r);
+    }
+  for (int64_t num_m : {1, 7, 8, 9, 33})
+    for (int64_t num_n : {1, 3, 16})
+      for (int64_t t = 0; t < num_m * num_n; ++t) {
+        int64_t mt, nt;
+        cuda::tile_of(t, num_m, num_n, &mt, &nt);
+        const int64_t per_group = cuda::kGroupM * num_n, first = (t / per_group) * cuda::kGroupM;
+        const int64_t rows = num_m - first < cuda::kGroupM ? num_m - first : cuda::kGroupM, r = t % per_group;
+        CHECK(mt == first + r % rows && nt == r / rows, "tile_of(%lld) of %lld x %lld", (long long)t,
+              (long long)num_m, (long long)num_n);
+      }
+}
+
 int main() {
+  test_divmod();
   test_fake_quant();
   test_act_qparams();
   test_weight_fake_quant();
