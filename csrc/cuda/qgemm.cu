@@ -493,8 +493,8 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   // The Hopper kernels of one limb each sum their rows by MMA (WgRows in qgemm_wgmma.cuh): unsplit,
   // the row sums of the input read in place (a uint8 matrix, an implicit conv's pixels) run only to
   // find codes above qmax (value checks on, and codes that can be: fewer than 8 bits, or int32 ones).
-  const bool hopper = engine == cuda::Engine::kWgmma || engine == cuda::Engine::kWgmmaTma ||
-                      engine == cuda::Engine::kWgmmaPp;
+  const bool tma = engine == cuda::Engine::kWgmmaTma || engine == cuda::Engine::kWgmmaPp;
+  const bool hopper = engine == cuda::Engine::kWgmma || tma;
   const bool kernel_rows = hopper && !limb && !split;
   const bool prep_sums = !kernel_rows || (checks && (ap.qmax < 255 || !a.is_u8));
   if (direct_matrix) {
@@ -507,7 +507,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     mp.lda = M == 1 ? round_up(K, 16) : ap.sm;
   } else if (implicit_conv || conv_planes) {
     const int64_t npix = (M / (int64_t(ap.OH) * ap.OW)) * ap.H * ap.W;
-    psum = at::empty({npix}, opt.dtype(at::kLong));
+    if (conv_planes || prep_sums) psum = at::empty({npix}, opt.dtype(at::kLong));
     if (conv_planes) {
       ap.lx = lx;
       planes = at::empty({lx, npix * ap.C}, opt.dtype(at::kByte));
@@ -573,8 +573,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   mp.Npad = w.L.Npad;
   mp.lw = lw;
   at::Tensor bk;  // wgmma engines: the weight planes K-major (see qgemm_wgmma.cuh)
-  const bool tma = engine == cuda::Engine::kWgmmaTma || engine == cuda::Engine::kWgmmaPp;
-  if (engine == cuda::Engine::kWgmma || tma) {
+  if (hopper) {
     mp.ldb = round_up(K, 16);
     mp.b_plane = N * mp.ldb;
     bk = kmajor_weight(op, w, mp.ldb, stream);

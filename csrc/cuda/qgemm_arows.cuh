@@ -5,8 +5,8 @@
 #include <cstdint>
 
 #include "cuda/cp_async.cuh"
+#include "cuda/divmod.cuh"
 #include "cuda/qgemm_params.h"
-#include "cuda/tile_order.cuh"
 
 namespace dwq::cuda {
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "common/arith.h"
+#include "cuda/divmod.cuh"
 #include "cuda/qgemm_params.h"
 
 namespace dwq::cuda {
@@ -169,7 +170,8 @@ __global__ void act_rows_kernel(__grid_constant__ const ActParams p) {
     }
     for (int64_t k = k0 + lane; k < p.K; k += 32) put(k, static_cast<uint32_t>(row[k * p.sk]));
   } else {
-    const int64_t ow = m % p.OW, oh = (m / p.OW) % p.OH, n = m / (int64_t(p.OW) * p.OH);
+    int64_t ow, oh;
+    const int64_t n = divmod(divmod(m, p.OW, &ow), p.OH, &oh);
     for (int ky = 0; ky < p.kh; ++ky) {
       const int64_t ih = oh * p.sth - p.pdh + ky;
       for (int kx = 0; kx < p.kw; ++kx) {
@@ -209,7 +211,8 @@ __global__ void pixel_sums_kernel(__grid_constant__ const ActParams p, int64_t* 
   const int64_t npix = int64_t(p.H) * p.W * (p.M / (int64_t(p.OH) * p.OW));
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= npix) return;
-  const int64_t w = i % p.W, h = (i / p.W) % p.H, n = i / (int64_t(p.W) * p.H);
+  int64_t w, h;
+  const int64_t n = divmod(divmod(i, p.W, &w), p.H, &h);
   const uint4* px = reinterpret_cast<const uint4*>(static_cast<const uint8_t*>(p.x) + n * p.sn + h * p.sh + w * p.sw);
   const uint32_t ones = 0x01010101u, lim = p.qmax * ones;
   int64_t sum = 0;  // (C * 255 passes int32 from C = 8,421,505: a valid pixel read as one with bad codes)
@@ -239,7 +242,8 @@ __global__ void conv_planes_kernel(__grid_constant__ const ActParams p, uint8_t*
   const int64_t npix = int64_t(p.H) * p.W * (p.M / (int64_t(p.OH) * p.OW));
   const int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
   if (i >= npix) return;
-  const int64_t w = i % p.W, h = (i / p.W) % p.H, n = i / (int64_t(p.W) * p.H);
+  int64_t w, h;
+  const int64_t n = divmod(divmod(i, p.W, &w), p.H, &h);
   const T* px = static_cast<const T*>(p.x) + n * p.sn + h * p.sh + w * p.sw;
   uint8_t* lo = planes + i * p.C;
   uint8_t* hi = p.lx == 2 ? planes + npix * p.C + i * p.C : nullptr;
@@ -265,22 +269,22 @@ __global__ void conv_planes_kernel(__grid_constant__ const ActParams p, uint8_t*
 }
 
 // One thread per output pixel m: rowsum[m] = sum over the taps of the pixel sums, zx * C per
-// padded tap; a tap on a pixel with bad codes (psum -1) counts as one bad read. m < 2^31 (the
-// launcher checks it), so (n, oh, ow) come from 32-bit divisions: with int64 ones this kernel took
-// 7.6 us for 262,144 pixels on an H200 at 6% of its DRAM bandwidth (Nsight Compute, 4c57f8f).
+// padded tap; a tap on a pixel with bad codes (psum -1) counts as one bad read. (n, oh, ow) come
+// from 32-bit divisions (divmod): with int64 ones this kernel took 7.6 us for 262,144 pixels on an
+// H200 at 6% of its DRAM bandwidth (Nsight Compute, 4c57f8f).
 __global__ void conv_rowsum_kernel(__grid_constant__ const ActParams p, const int64_t* __restrict__ psum) {
   const int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (m >= p.M) return;
-  const int32_t mi = static_cast<int32_t>(m), t = mi / p.OW;
-  const int32_t ow = mi - t * p.OW, oh = t % p.OH, n = t / p.OH;
+  int64_t ow, oh;
+  const int64_t n = divmod(divmod(m, p.OW, &ow), p.OH, &oh);
   const int64_t zsum = int64_t(*p.x_zp) * p.C;
-  const int64_t* ps = psum + int64_t(n) * p.H * p.W;
+  const int64_t* ps = psum + n * p.H * p.W;
   int64_t sum = 0;
   int bad = 0;
   for (int ky = 0; ky < p.kh; ++ky) {
-    const int64_t ih = int64_t(oh) * p.sth - p.pdh + ky;
+    const int64_t ih = oh * p.sth - p.pdh + ky;
     for (int kx = 0; kx < p.kw; ++kx) {
-      const int64_t iw = int64_t(ow) * p.stw - p.pdw + kx;
+      const int64_t iw = ow * p.stw - p.pdw + kx;
       const int64_t v = (ih >= 0 && ih < p.H && iw >= 0 && iw < p.W) ? ps[ih * p.W + iw] : zsum;
       bad += v < 0;
       sum += v;

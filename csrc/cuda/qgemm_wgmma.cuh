@@ -85,13 +85,13 @@ __host__ __device__ constexpr int wg_tile_n(bool limb, int64_t N, bool pp = fals
   return N <= 64 ? 64 : (limb || pp || N <= 128) ? 128 : 256;
 }
 
-// Launch<WgCfg<LX, LW, BN>, conv> (CONV_OK: the implicit conv mode is instantiated at all).
-template <template <class, bool> class Launch, int LX, int LW, int BN, bool CONV_OK = true>
+// Launch<WgCfg<LX, LW, BN, PP>, conv> (CONV_OK: the implicit conv mode is instantiated at all).
+template <template <class, bool> class Launch, int LX, int LW, int BN, bool CONV_OK = true, bool PP = false>
 cudaError_t wg_launch(const MmaParams& p, bool conv, cudaStream_t stream) {
   if constexpr (CONV_OK) {
-    if (conv) return Launch<WgCfg<LX, LW, BN>, true>::run(p, stream);
+    if (conv) return Launch<WgCfg<LX, LW, BN, PP>, true>::run(p, stream);
   }
-  return Launch<WgCfg<LX, LW, BN>, false>::run(p, stream);
+  return Launch<WgCfg<LX, LW, BN, PP>, false>::run(p, stream);
 }
 
 // The limb counts (p.lx, p.lw) of a product on tiles BN wide.
@@ -126,11 +126,8 @@ cudaError_t wg_dispatch(const MmaParams& p, bool limb, bool conv, cudaStream_t s
 // Launch<WgCfg<1, 1, BN, true>, conv>: the ping-pong tiles of a product of one limb each.
 template <template <class, bool> class Launch>
 cudaError_t wg_dispatch_pp(const MmaParams& p, bool conv, cudaStream_t stream) {
-  using Pp64 = WgCfg<1, 1, 64, true>;
-  using Pp128 = WgCfg<1, 1, 128, true>;
-  if (wg_tile_n(false, p.N, true) == 64)
-    return conv ? Launch<Pp64, true>::run(p, stream) : Launch<Pp64, false>::run(p, stream);
-  return conv ? Launch<Pp128, true>::run(p, stream) : Launch<Pp128, false>::run(p, stream);
+  if (wg_tile_n(false, p.N, true) == 64) return wg_launch<Launch, 1, 1, 64, true, true>(p, conv, stream);
+  return wg_launch<Launch, 1, 1, 128, true, true>(p, conv, stream);
 }
 
 // Byte offset of chunk c (16 bytes) of row r in a 128-byte-swizzled tile.

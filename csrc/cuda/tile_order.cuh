@@ -1,27 +1,14 @@
-// The order in which the GEMM kernels' CTAs (or persistent work items) walk the output tiles, the
-// launch grid of the tiled kernels, and the division they use for such indices (divmod).
+// The order in which the GEMM kernels' CTAs (or persistent work items) walk the output tiles, and
+// the launch grid of the tiled kernels.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "cuda/divmod.cuh"
 #include "cuda/qgemm_params.h"
 
 namespace dwq::cuda {
-
-// q = a / b and *rem = a - q * b for 0 <= a, 0 < b: in 32 bits where both fit (always, in practice),
-// since a 64-bit division by a run-time divisor is a long instruction sequence on the GPU, and the
-// kernels divide per work item and per copied row (tile walk, conv row and tap decomposition).
-__host__ __device__ __forceinline__ int64_t divmod(int64_t a, int64_t b, int64_t* rem) {
-  if (((a | b) >> 31) == 0) {
-    const uint32_t q = static_cast<uint32_t>(a) / static_cast<uint32_t>(b);
-    *rem = a - int64_t(q) * b;
-    return q;
-  }
-  const int64_t q = a / b;
-  *rem = a - q * b;
-  return q;
-}
 
 // Output tile (mt, nt) of linear index t: groups of kGroupM row tiles are walked column by column,
 // so the CTAs that run at once share a few A row blocks and B column blocks that fit in L2 together

@@ -498,8 +498,8 @@ int main() {
     run_mma(cv, kind, chunk);
     run_wgmma(cv, kind, chunk);
     run_wgmma_tma(cv, kind, chunk);
-    Case lc = cv;  // the same geometry at other widths: the wgmma kernel's conv on limb planes
-    lc = make_conv(cv.batch, cv.C, cv.H, cv.W, k, cv.st, static_cast<int>(cv.N), xb, wb);
+    // the same geometry at other widths: the wgmma kernel's conv on limb planes
+    Case lc = make_conv(cv.batch, cv.C, cv.H, cv.W, k, cv.st, static_cast<int>(cv.N), xb, wb);
     lc.conv_planes = lc.conv_planes || rint(0, 3) == 0;
     run_wgmma(lc, kind, chunk);
   }
