@@ -51,7 +51,7 @@ from dwq.models import preact_resnet18  # noqa: E402
 from dwq.nn import QConv2d, QLinear  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
 from dwq.ops.fake_quant import inductor_exact_division  # noqa: E402
-from dwq.train.graphs import AttackGraphs  # noqa: E402
+from dwq.train.graphs import AttackGraphs, on_side_stream  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
 from dwq.cli.common import path_arg, positive_int, threads_arg  # noqa: E402
@@ -186,16 +186,15 @@ def graphed_train_step_fn(impl, device, batch, steps, seed=0):
             loss.backward()
         opt.step()
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up: cuDNN plans, lazy state (momentum buffers, BN branches)
+    def warm():  # cuDNN plans, lazy state (momentum buffers, BN branches)
         for p in precisions:
             if impl == "rpt":
                 dwq.set_precision(model, p)
             for _ in range(2):
                 opt.zero_grad(set_to_none=True)
                 body()
-    torch.cuda.current_stream().wait_stream(side)
+
+    on_side_stream(warm)
     graphs = {}
     for p in precisions:
         if impl == "rpt":

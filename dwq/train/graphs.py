@@ -24,6 +24,16 @@ from dwq.attacks import draw_random_start, pgd
 from dwq.quant import reuse_quantized_weights
 
 
+def on_side_stream(fn: Callable[[], None]) -> None:
+    """Runs ``fn`` on a side stream that waits for the current one, which then waits for it: the
+    warm-up before a CUDA graph capture (cuDNN's plans, lazy state), kept off the captured stream."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+
+
 class AttackGraphs:
     """PGD (``eps``, ``alpha``, ``steps``; random start from the CPU ``generator``) against ``model``,
     replayed per precision key from a CUDA graph; :meth:`craft` returns what ``pgd`` would."""
@@ -88,12 +98,11 @@ class AttackGraphs:
         return self._record(self._body)
 
     def _warm(self, body: Callable[[], None]) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        def runs():
             for _ in range(self.warmup):
                 body()
-        torch.cuda.current_stream().wait_stream(side)
+
+        on_side_stream(runs)
 
     def _record(self, body: Callable[[], None]) -> Callable[[], None]:
         if self._pool is None:
