@@ -191,3 +191,30 @@ def test_eval_after_cuda_graph_replays_of_training_reads_the_replayed_ranges():
         q.eval()
         assert torch.equal(q(x_eval, 4, P4), fresh(q, x_eval)), bound
         assert torch.equal(q(x_eval, 4, P4), fresh(q, x_eval)), bound
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_kept_result_serves_only_inputs_the_fused_op_takes(device, calls):
+    """The kept qparams are found before the quantizer's own checks (host time): an input the fused op
+    does not take (float64, empty) or another spelling of the precision still goes the quantizer's way."""
+    q = trained(device)
+    x = torch.linspace(-3, 3, 101, device=device)
+    y = q(x, 4, P4)
+    calls.clear()
+    for other in (4, "4", (4, 4)):  # each other spelling asks once, and then has its own entry
+        assert torch.equal(q(x, 4, other), y) and torch.equal(q(x, 4, other), y)
+    assert calls == [False] * 2  # ((4, 4) is P4's own spelling: kept already)
+    y64 = q(x.double(), 4, P4)  # the pure-PyTorch path (no fused kernel for float64)
+    assert y64.dtype == torch.float64 and torch.equal(y64, fresh(q, x.double()))
+    with pytest.raises(ValueError, match="floating-point"):
+        q(torch.arange(5, device=device), 4, P4)  # (the quantizer's own error, not the op's)
+    empty = x[:0]
+    assert q(empty, 4, P4) is empty
+    with pytest.raises(ValueError, match="bits"):
+        q(x, 4.0, P4)  # (4.0 == 4 and hashes alike: it must not find the entry of 4)
+    with pytest.raises(ValueError, match="precision"):
+        q(x, 4, 3)  # (not in the set: refused, as before anything was kept)
+    xg = x.clone().requires_grad_()
+    q(xg, 4, P4).sum().backward()  # the kept path keeps the straight-through gradient
+    assert torch.equal(xg.grad, torch.ones_like(x))

@@ -141,6 +141,29 @@ def test_ste_gradient_is_identity():
     assert torch.equal(x.grad, g)
 
 
+@pytest.mark.skipif(not HAS_EXT, reason="dwq._C is not built (the op's C++ Autograd kernel)")
+@pytest.mark.parametrize("device", devices())
+def test_a_graph_is_recorded_exactly_when_grad_mode_and_an_input_ask_for_one(device):
+    """The Autograd kernels call the op directly when nothing is to be recorded (host time): the outputs
+    must require grad exactly when Function::apply's would, with the same values."""
+    x = torch.randn(4, 6, device=device)
+    scale, zp = choose_qparams(x.amin(1), x.amax(1), 5)
+    fq, wfq = torch.ops.dwq.fake_quantize.default, torch.ops.dwq.weight_fake_quantize.default
+    want, want_w = fq(x, scale, zp, 5, 0, True), wfq(x, 5)
+    for grad_mode in (False, True):
+        for x_grad, s_grad in ((False, False), (True, False), (False, True)):
+            xi, si = x.clone().requires_grad_(x_grad), scale.clone().requires_grad_(s_grad)
+            with torch.set_grad_enabled(grad_mode):
+                out, codes = fq(xi, si, zp, 5, 0, True)
+                w = wfq(xi, 5)
+            assert out.requires_grad == (grad_mode and (x_grad or s_grad)), (grad_mode, x_grad, s_grad)
+            assert w.requires_grad == (grad_mode and x_grad) and not codes.requires_grad
+            assert torch.equal(out, want[0]) and torch.equal(codes, want[1]) and torch.equal(w, want_w)
+            if out.requires_grad and x_grad:
+                out.sum().backward()
+                assert torch.equal(xi.grad, torch.ones_like(x))
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("layout", list(_layouts("cpu")) + ["3d", "half", "bfloat16"])
 def test_opcheck(device, layout):

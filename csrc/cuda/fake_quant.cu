@@ -40,8 +40,8 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_cuda(const at::Tensor& x, const
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dwq_fake_quantize_cuda", [&] {
     using D = device_t<scalar_t>;
     const D* xp = reinterpret_cast<const D*>(L.x_mem.data_ptr<scalar_t>());
-    D* op = reinterpret_cast<D*>(L.out_mem.data_ptr<scalar_t>());
-    int32_t* cp = return_codes ? L.codes_mem.data_ptr<int32_t>() : nullptr;
+    D* op = reinterpret_cast<D*>(L.out.data_ptr<scalar_t>());
+    int32_t* cp = return_codes ? L.codes.data_ptr<int32_t>() : nullptr;
     constexpr int V = 16 / sizeof(D);
     const bool per_channel = L.shape.channels > 1;
     const bool vec = aligned16(xp) && aligned16(op) && (cp == nullptr || aligned16(cp)) &&

@@ -35,8 +35,8 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_cpu(const at::Tensor& x, const 
     using S = storage_t<scalar_t>;
     static_assert(sizeof(S) == sizeof(scalar_t), "storage type must match the torch type");
     const S* xp = reinterpret_cast<const S*>(L.x_mem.data_ptr<scalar_t>());
-    S* op = reinterpret_cast<S*>(L.out_mem.data_ptr<scalar_t>());
-    int32_t* cp = return_codes ? L.codes_mem.data_ptr<int32_t>() : nullptr;
+    S* op = reinterpret_cast<S*>(L.out.data_ptr<scalar_t>());
+    int32_t* cp = return_codes ? L.codes.data_ptr<int32_t>() : nullptr;
     const float* s = sc.data_ptr<float>();
     const int32_t* z = zc.data_ptr<int32_t>();
     const int b = static_cast<int>(bits);

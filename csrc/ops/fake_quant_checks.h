@@ -9,6 +9,8 @@
 #include <optional>
 #include <vector>
 
+#include <c10/util/SmallVector.h>
+
 namespace dwq {
 // Internal linkage: these helpers are compiled by g++ (CPU binding) and by nvcc's host compiler
 // (CUDA binding), possibly with different -std; one shared COMDAT copy would break the ODR.
@@ -74,37 +76,38 @@ inline void check_qparam_values(const at::Tensor& scale_cpu, const at::Tensor& z
 // The outputs follow x's memory format: at::empty_like(x) strides (x's own when x is dense and
 // non-overlapping, e.g. channels-last; else its suggested format), the rule the fake impl in
 // dwq/ops/fake_quant.py uses too, so eager and torch.compile agree. The kernels walk memory
-// linearly: they see x, out and codes permuted to out's memory order, where out is contiguous,
-// and the channel axis moved accordingly (x is copied only when its layout differs from out's).
+// linearly: out and codes are dense, so their memory starts at data_ptr() in out's memory order;
+// x_mem is x itself when it has out's strides (every dense x), else x copied into that order. The
+// channel axis is located in that order. No views are made on the common path: each is a
+// TensorImpl allocation, and this runs at every forward of every quantized layer (host time, issue 10).
 struct FakeQuantLayout {
-  at::Tensor out, codes;              // what the op returns
-  at::Tensor x_mem, out_mem, codes_mem;  // contiguous, in out's memory order (codes_mem undefined if not asked)
-  FakeQuantShape shape;               // [outer, C, inner] of the memory-order view
+  at::Tensor out, codes;  // what the op returns (codes: empty unless asked)
+  at::Tensor x_mem;       // x, or a contiguous copy of it in out's memory order
+  FakeQuantShape shape;   // [outer, C, inner] in out's memory order
 };
 
 inline FakeQuantLayout fake_quantize_layout(const at::Tensor& x, std::optional<int64_t> axis, bool return_codes) {
   FakeQuantLayout L;
   L.out = at::empty_like(x);
   L.codes = return_codes ? at::empty_like(x, x.options().dtype(at::kInt)) : at::empty({0}, x.options().dtype(at::kInt));
+  TORCH_INTERNAL_ASSERT(L.out.is_non_overlapping_and_dense() &&
+                            (!return_codes || L.codes.strides() == L.out.strides()),
+                        "dwq.fake_quantize: outputs not dense in one memory order");
   const int64_t d = x.dim();
-  std::vector<int64_t> perm(static_cast<size_t>(d));
+  c10::SmallVector<int64_t, 8> perm(static_cast<size_t>(d));
   std::iota(perm.begin(), perm.end(), int64_t{0});
   const auto st = L.out.strides();
   std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return st[a] > st[b]; });
-  L.out_mem = L.out.permute(perm);
-  L.x_mem = x.permute(perm).contiguous();
-  if (return_codes) L.codes_mem = L.codes.permute(perm);
-  TORCH_INTERNAL_ASSERT(L.out_mem.is_contiguous() && (!return_codes || L.codes_mem.is_contiguous()),
-                        "dwq.fake_quantize: output not dense in its own memory order");
+  L.x_mem = x.strides() == st ? x : x.permute(perm).contiguous();
   L.shape = FakeQuantShape{x.numel(), 1, 1};
   if (axis.has_value()) {
     const int64_t a = at::maybe_wrap_dim(*axis, d);
     const int64_t am = std::find(perm.begin(), perm.end(), a) - perm.begin();
     L.shape.channels = x.size(a);
     L.shape.outer = 1;
-    for (int64_t i = 0; i < am; ++i) L.shape.outer *= L.x_mem.size(i);
+    for (int64_t i = 0; i < am; ++i) L.shape.outer *= x.size(perm[i]);
     L.shape.inner = 1;
-    for (int64_t i = am + 1; i < d; ++i) L.shape.inner *= L.x_mem.size(i);
+    for (int64_t i = am + 1; i < d; ++i) L.shape.inner *= x.size(perm[i]);
   } else {
     L.shape.outer = 1;
     L.shape.inner = x.numel();

@@ -8,6 +8,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <initializer_list>
 #include <optional>
 #include <tuple>
 
@@ -21,15 +22,33 @@ using FakeQuantizeFn = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, con
                                                           int64_t, std::optional<int64_t>, bool);
 using WeightFakeQuantizeFn = at::Tensor(const at::Tensor&, int64_t);
 
+const c10::TypedOperatorHandle<FakeQuantizeFn>& fake_quantize_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("dwq::fake_quantize", "").typed<FakeQuantizeFn>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<WeightFakeQuantizeFn>& weight_fake_quantize_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("dwq::weight_fake_quantize", "").typed<WeightFakeQuantizeFn>();
+  return op;
+}
+
+// Whether a call records a graph: as Function::apply decides (grad mode on and an input requiring grad).
+bool records_grad(std::initializer_list<const at::Tensor*> inputs) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* t : inputs)
+    if (t->requires_grad()) return true;
+  return false;
+}
+
 class FakeQuantizeSte : public torch::autograd::Function<FakeQuantizeSte> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& scale,
                                const at::Tensor& zero_point, int64_t bits, std::optional<int64_t> axis,
                                bool return_codes) {
-    static const auto op =
-        c10::Dispatcher::singleton().findSchemaOrThrow("dwq::fake_quantize", "").typed<FakeQuantizeFn>();
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [out, codes] = op.call(x, scale, zero_point, bits, axis, return_codes);
+    auto [out, codes] = fake_quantize_op().call(x, scale, zero_point, bits, axis, return_codes);
     ctx->mark_non_differentiable({codes});
     return {out, codes};
   }
@@ -42,11 +61,8 @@ class FakeQuantizeSte : public torch::autograd::Function<FakeQuantizeSte> {
 class WeightFakeQuantizeSte : public torch::autograd::Function<WeightFakeQuantizeSte> {
  public:
   static at::Tensor forward(AutogradContext*, const at::Tensor& w, int64_t bits) {
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("dwq::weight_fake_quantize", "")
-                               .typed<WeightFakeQuantizeFn>();
     at::AutoDispatchBelowADInplaceOrView guard;
-    return op.call(w, bits);
+    return weight_fake_quantize_op().call(w, bits);
   }
 
   static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], at::Tensor()}; }
@@ -55,11 +71,21 @@ class WeightFakeQuantizeSte : public torch::autograd::Function<WeightFakeQuantiz
 std::tuple<at::Tensor, at::Tensor> fake_quantize_autograd(const at::Tensor& x, const at::Tensor& scale,
                                                           const at::Tensor& zero_point, int64_t bits,
                                                           std::optional<int64_t> axis, bool return_codes) {
+  if (!records_grad({&x, &scale, &zero_point})) {
+    // Nothing to record (no-grad eval, the attacks' weights-only passes): straight to the kernel, without
+    // Function::apply's input and output bookkeeping, which was a good part of the op's host time.
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return fake_quantize_op().call(x, scale, zero_point, bits, axis, return_codes);
+  }
   const variable_list r = FakeQuantizeSte::apply(x, scale, zero_point, bits, axis, return_codes);
   return {r[0], r[1]};
 }
 
 at::Tensor weight_fake_quantize_autograd(const at::Tensor& w, int64_t bits) {
+  if (!records_grad({&w})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return weight_fake_quantize_op().call(w, bits);
+  }
   return WeightFakeQuantizeSte::apply(w, bits);
 }
 

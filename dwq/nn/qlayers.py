@@ -45,13 +45,16 @@ class _QuantMixin(PrecisionModule):
     def a_bits(self):
         return None if self.precision is None else self.precision[1]
 
+    # (These two run at every forward of every layer: the precision is read once, not through the properties.)
     def quant_input(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantize_input:
             return x
-        return self.input_quant(x, self.a_bits, self.precision)
+        p = self._precision
+        return self.input_quant(x, None if p is None else p[1], p)
 
     def quant_weight(self) -> torch.Tensor:
-        return self.weight_quant(self.weight, self.w_bits)
+        p = self._precision
+        return self.weight_quant(self.weight, None if p is None else p[0])
 
 
 class QConv2d(nn.Conv2d, _QuantMixin):

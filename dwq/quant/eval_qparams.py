@@ -60,34 +60,44 @@ class TrackedSlots:
         self._buffer, self._version, self._flags = None, None, ()
 
 
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 class EvalQparams:
-    """(scale, zero point) per (slot, bits) of an eval-mode quantizer, each with the identity and
-    version of the three buffers it was computed from."""
+    """(scale, zero point) per call (``(bits, precision)`` as the caller spelled them) of an
+    eval-mode quantizer, each with the identity and version of the three buffers it was computed
+    from. ``get`` is the whole check a kept result needs: it runs at every eval forward of every
+    layer, so it reads the buffers from the module's own dict and compares attributes, nothing more."""
+
+    __slots__ = ("_kept",)
 
     def __init__(self):
         self._kept = {}
 
-    @staticmethod
-    def _key(buffers) -> Optional[tuple]:
-        a, b, c = buffers
-        try:  # (asked at every eval forward of every layer: spelled out)
-            return id(a), a._version, id(b), b._version, id(c), c._version
-        except RuntimeError:  # an inference tensor: no version counter
+    def get(self, buffers: dict, call: tuple, x: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """The kept (scale, zero point) of ``call``, if ``buffers`` (the quantizer's ``_buffers``) still
+        hold the tensors it was computed from, unchanged, and the fused op serves ``x`` as it did."""
+        hit = self._kept.get(call)
+        if hit is None:
             return None
-
-    def get(self, buffers, slot: int, bits: int) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-        hit = self._kept.get((slot, bits))
-        if hit is None or hit[0] != self._key(buffers):
+        a, b, c, va, vb, vc, scale, zp, cuda, inference = hit
+        if (buffers["running_min"] is not a or buffers["running_max"] is not b or buffers["initialized"] is not c
+                or a._version != va or b._version != vb or c._version != vc):
             return None
-        if hit[2].is_inference() and not torch.is_inference_mode_enabled():
+        if not x.numel() or x.dtype not in _FUSED_DTYPES or not (x.is_cuda if cuda else x.is_cpu):
+            return None  # (the quantizer's own forward decides: an empty x, another dtype or device)
+        if inference and not torch.is_inference_mode_enabled():
             return None  # (kept under torch.inference_mode(): autograd refuses inference tensors outside it)
-        return hit[2], hit[3]
+        return scale, zp
 
-    def put(self, buffers, slot: int, bits: int, scale: torch.Tensor, zero_point: torch.Tensor) -> None:
-        # The buffers themselves are held too, so that their ids in the key cannot be reused meanwhile.
-        key = self._key(buffers)
-        if key is not None:
-            self._kept[(slot, bits)] = (key, tuple(buffers), scale, zero_point)
+    def put(self, call: tuple, buffers, scale: torch.Tensor, zero_point: torch.Tensor) -> None:
+        # The buffers themselves are held too, so that they (and their ids) stay what the entry names.
+        a, b, c = buffers
+        try:
+            versions = a._version, b._version, c._version
+        except RuntimeError:  # an inference tensor: no version counter, nothing can be kept
+            return
+        self._kept[call] = (a, b, c, *versions, scale, zero_point, scale.is_cuda, scale.is_inference())
 
     def clear(self) -> None:
         self._kept = {}

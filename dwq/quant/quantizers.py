@@ -379,6 +379,14 @@ class ActQuantizer(nn.Module):
         """Quantizes ``x`` at ``bits`` (None: full precision, ``x`` itself; train mode still tracks
         its range); ``precision`` (see :meth:`slot`; default: ``bits``, the precision of a layer whose
         weights and activations share the width) picks the range slot."""
+        call = (bits, precision)
+        if not self.training and type(bits) is int and not torch.compiler.is_compiling() and not self._graphed:
+            # Eval mode with a tracked range, first and in few steps (issue 10: a GPU's eager eval forward
+            # is bound by the host): the kept qparams of this call, if the buffers are unchanged. (Not while
+            # compiling nor in a CUDA graph capture: see _may_keep.)
+            kept = self._eval_qp.get(self._buffers, call, x)
+            if kept is not None and not (kept[0].is_cuda and torch.cuda.is_current_stream_capturing()):
+                return torch.ops.dwq.fake_quantize.default(x, kept[0], kept[1], bits, None, False)[0]
         if bits is not None:
             check_bits(bits)
             if precision is None:  # (else a direct call at 4 bits tracked and read the full-precision slot)
@@ -396,7 +404,7 @@ class ActQuantizer(nn.Module):
         # with x's producer (batch norm, ReLU) and the conv's layout copy.
         if (self.zero_point == "int" and bits is not None and not torch.compiler.is_compiling()
                 and fused.available(x, "act_qparams")):
-            scale, zp = self._fused_qparams(x, i, bits)
+            scale, zp = self._fused_qparams(x, i, bits, call)
             # The op itself, not dwq.quant.fake_quantize: the wrapper's argument checks and conversions hold
             # by construction for act_qparams' float32 [1] scale and int32 [1] zero point on x's device, and
             # they are host time on every forward of every layer (issue 10: a GPU's eval forward is host-bound).
@@ -425,15 +433,12 @@ class ActQuantizer(nn.Module):
             scale, zp = choose_qparams(lo.reshape(1), hi.reshape(1), bits, self.zero_point)
         return self._quantize(x, scale, zp, bits)
 
-    def _fused_qparams(self, x, i: int, bits: int):
-        """act_qparams (one pass, one launch on GPUs, no host sync: range, EMA updates and qparams), or
-        in eval mode its result kept from an earlier forward while the buffers are unchanged."""
+    def _fused_qparams(self, x, i: int, bits: int, call: tuple):
+        """act_qparams (one pass, one launch on GPUs, no host sync: range, EMA updates and qparams); in
+        eval mode, its result for a tracked range is kept for ``call`` (``forward`` uses it while the
+        buffers are unchanged)."""
         buffers = (self.running_min, self.running_max, self.initialized)
         keep = self._may_keep()
-        if keep and not self.training:
-            hit = self._eval_qp.get(buffers, i, bits)
-            if hit is not None:
-                return hit
         known = keep and self._tracked.valid(self.initialized)
         scale, zp = fused.act_qparams(x.detach(), *buffers, i, self.observed_slot, bits, self.ema, self.training)
         if not scale.is_cuda:  # (the CUDA kernels assert on the device themselves: no extra launches)
@@ -443,7 +448,7 @@ class ActQuantizer(nn.Module):
             self._tracked.raised(self.initialized, known, (i, self.observed_slot))
         elif keep and known and (self._tracked.known(self.initialized, i)
                                  or self._tracked.known(self.initialized, self.observed_slot)):
-            self._eval_qp.put(buffers, i, bits, scale, zp)  # (a tracked range: x was not read)
+            self._eval_qp.put(call, buffers, scale, zp)  # (a tracked range: x was not read)
         return scale, zp
 
     def _quantize(self, x, scale, zp, bits):
