@@ -143,6 +143,32 @@ def test_layer_host_sentence_is_the_records():
             f"eval, {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training") in readme
 
 
+def test_layer_host_eval_fast_path_sentences_are_the_records():
+    """The later before/after (fdada36 against the eval fast path), in both READMEs, from its own records."""
+    recs = json.loads((ROOT / "benchmarks" / "results_cpu_layer_host_9c41cd7.json").read_text())
+    old, new = dict.fromkeys(r["commit"] for r in recs)
+
+    def span(commit, mode, impl, tenths):
+        values = [r["us_per_layer_added"] for r in recs if (r["commit"], r["mode"], r["impl"]) == (commit, mode, impl)]
+        if not tenths:
+            return _span(values)
+        lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+        return lo if lo == hi else f"{lo}–{hi}"
+
+    def change(mode, impl, tenths=False):
+        return f"{span(old, mode, impl, tenths)} → {span(new, mode, impl, tenths)}"
+
+    bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    want = (f"eval {change('eval', 'rpt', True)} µs added per layer, reused {change('eval', 'rpt_reuse', True)}; "
+            f"training {change('train', 'rpt')}, reused {change('train', 'rpt_reuse')}.")
+    assert want in bench, want
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    want = (f"added time per layer in eval {change('eval', 'rpt', True)} µs, with the weights reused "
+            f"{change('eval', 'rpt_reuse', True)} µs; in training {change('train', 'rpt')} µs "
+            f"(reused {change('train', 'rpt_reuse')})")
+    assert want in readme, want
+
+
 def test_compiled_eval_sentence_is_the_records():
     recs = json.loads((ROOT / "benchmarks" / "results_train_cpu_eval_compiled.json").read_text())
     ms = {impl: [r["median_ms"] for r in recs if r["impl"] == impl] for impl in ("float", "rpt")}
