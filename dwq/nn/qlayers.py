@@ -45,16 +45,18 @@ class _QuantMixin(PrecisionModule):
     def a_bits(self):
         return None if self.precision is None else self.precision[1]
 
-    # (These two run at every forward of every layer: the precision is read once, not through the properties.)
+    # These two run at every forward of every layer (host time, issue 10): the precision is read once, not
+    # through the properties, and the quantizers from _modules, where Module.__getattr__ finds them after
+    # trying _parameters and _buffers (0.7 us each on a 2-core Xeon).
     def quant_input(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantize_input:
             return x
         p = self._precision
-        return self.input_quant(x, None if p is None else p[1], p)
+        return self._modules["input_quant"](x, None if p is None else p[1], p)
 
     def quant_weight(self) -> torch.Tensor:
         p = self._precision
-        return self.weight_quant(self.weight, None if p is None else p[0])
+        return self._modules["weight_quant"](self.weight, None if p is None else p[0])
 
 
 class QConv2d(nn.Conv2d, _QuantMixin):

@@ -53,7 +53,8 @@ class SwitchableBatchNorm2d(PrecisionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         i = self.precision_index
-        bn = self.bn._modules[str(i)]  # (ModuleList's own lookup, without its index checks: host time per forward)
+        # (ModuleList's own lookup, without its index checks nor Module.__getattr__: host time per forward)
+        bn = self._modules["bn"]._modules[str(i)]
         # Not while compiling: reading the host flag would be a guard (a recompile per precision) and a
         # warning a graph break; compiled training is marked by mark_trained (dwq.train calls it).
         if bn.track_running_stats and not torch.compiler.is_compiling():

@@ -437,17 +437,18 @@ class ActQuantizer(nn.Module):
         """act_qparams (one pass, one launch on GPUs, no host sync: range, EMA updates and qparams); in
         eval mode, its result for a tracked range is kept for ``call`` (``forward`` uses it while the
         buffers are unchanged)."""
-        buffers = (self.running_min, self.running_max, self.initialized)
+        b = self._buffers  # (not Module.__getattr__ per buffer: this runs at every train-mode forward of every layer)
+        buffers = lo, hi, seen = b["running_min"], b["running_max"], b["initialized"]
+        observed = lo.numel() - 1  # (observed_slot)
         keep = self._may_keep()
-        known = keep and self._tracked.valid(self.initialized)
-        scale, zp = fused.act_qparams(x.detach(), *buffers, i, self.observed_slot, bits, self.ema, self.training)
+        known = keep and self._tracked.valid(seen)
+        scale, zp = fused.act_qparams(x.detach(), *buffers, i, observed, bits, self.ema, self.training)
         if not scale.is_cuda:  # (the CUDA kernels assert on the device themselves: no extra launches)
             check_no_nan(scale, "cannot quantize: the observed range contains NaN")
             _check_finite_scale(scale, "x holds")
         if keep and self.training:  # (a train-mode call that returns has tracked both slots; on CUDA, or failed)
-            self._tracked.raised(self.initialized, known, (i, self.observed_slot))
-        elif keep and known and (self._tracked.known(self.initialized, i)
-                                 or self._tracked.known(self.initialized, self.observed_slot)):
+            self._tracked.raised(seen, known, (i, observed))
+        elif keep and known and (self._tracked.known(seen, i) or self._tracked.known(seen, observed)):
             self._eval_qp.put(call, buffers, scale, zp)  # (a tracked range: x was not read)
         return scale, zp
 
