@@ -145,7 +145,7 @@ def test_layer_host_sentence_is_the_records():
 
 def test_layer_host_eval_fast_path_sentences_are_the_records():
     """The later before/after (fdada36 against the eval fast path), in both READMEs, from its own records."""
-    recs = json.loads((ROOT / "benchmarks" / "results_cpu_layer_host_9c41cd7.json").read_text())
+    recs = json.loads((ROOT / "benchmarks" / "results_cpu_layer_host_a83531f.json").read_text())
     old, new = dict.fromkeys(r["commit"] for r in recs)
 
     def span(commit, mode, impl, tenths):
