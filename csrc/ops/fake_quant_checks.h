@@ -7,7 +7,6 @@
 #include <cmath>
 #include <numeric>
 #include <optional>
-#include <vector>
 
 #include <c10/util/SmallVector.h>
 

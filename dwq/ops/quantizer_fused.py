@@ -15,9 +15,12 @@ import torch
 
 from dwq.ops._lib import HAS_EXT, fake_same_device, has_kernel
 
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the fused kernels read and write
+
+
 def available(x: torch.Tensor, op: str) -> bool:
     """Whether the fused kernel ``op`` serves ``x`` (a CPU or CUDA float32/float16/bfloat16 tensor)."""
-    if x.device.type not in ("cpu", "cuda") or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+    if x.device.type not in ("cpu", "cuda") or x.dtype not in FUSED_DTYPES:
         return False
     return has_kernel(op, x.device.type)
 

@@ -20,6 +20,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from dwq.ops.quantizer_fused import FUSED_DTYPES
+
 
 class TrackedSlots:
     """A host-side lower bound of an ``initialized`` buffer: ``known(t, i)`` is True only if slot i
@@ -60,9 +62,6 @@ class TrackedSlots:
         self._buffer, self._version, self._flags = None, None, ()
 
 
-_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
 class EvalQparams:
     """(scale, zero point) per call (``(bits, precision)`` as the caller spelled them) of an
     eval-mode quantizer, each with the identity and version of the three buffers it was computed
@@ -84,7 +83,7 @@ class EvalQparams:
         if (buffers["running_min"] is not a or buffers["running_max"] is not b or buffers["initialized"] is not c
                 or a._version != va or b._version != vb or c._version != vc):
             return None
-        if not x.numel() or x.dtype not in _FUSED_DTYPES or not (x.is_cuda if cuda else x.is_cpu):
+        if not x.numel() or x.dtype not in FUSED_DTYPES or not (x.is_cuda if cuda else x.is_cpu):
             return None  # (the quantizer's own forward decides: an empty x, another dtype or device)
         if inference and not torch.is_inference_mode_enabled():
             return None  # (kept under torch.inference_mode(): autograd refuses inference tensors outside it)

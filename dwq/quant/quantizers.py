@@ -298,7 +298,7 @@ class ActQuantizer(nn.Module):
     @property
     def observed_slot(self) -> int:
         """The slot every train-mode batch updates (the only one with ``shared_range``)."""
-        return self.running_min.numel() - 1
+        return self._buffers["running_min"].numel() - 1  # (not Module.__getattr__: read at every train forward)
 
     def slot(self, precision) -> int:
         """The slot of ``precision`` (any spelling: None/"fp", 4/"4", (4, 8)/"4w8a"): the one slot of a
@@ -438,8 +438,9 @@ class ActQuantizer(nn.Module):
         eval mode, its result for a tracked range is kept for ``call`` (``forward`` uses it while the
         buffers are unchanged)."""
         b = self._buffers  # (not Module.__getattr__ per buffer: this runs at every train-mode forward of every layer)
-        buffers = lo, hi, seen = b["running_min"], b["running_max"], b["initialized"]
-        observed = lo.numel() - 1  # (observed_slot)
+        buffers = b["running_min"], b["running_max"], b["initialized"]
+        seen = buffers[2]
+        observed = self.observed_slot
         keep = self._may_keep()
         known = keep and self._tracked.valid(seen)
         scale, zp = fused.act_qparams(x.detach(), *buffers, i, observed, bits, self.ema, self.training)
