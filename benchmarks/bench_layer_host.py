@@ -9,7 +9,8 @@ next to nothing, so the time is what the host spends issuing the work (Python, t
 launches). impl "float" (``nn.Conv2d``) against "rpt" (``dwq.nn.QConv2d`` at 4 bits, precisions
 [None, 4, 8], ranges tracked as in a trained model) and "rpt_reuse" (the same inside
 ``dwq.quant.reuse_quantized_weights``, as dwq.eval runs a model); mode "eval" (eval mode under
-no_grad) and "train" (train-mode forward and backward). Each timed call runs 20 forwards (CUDA:
+no_grad), "eval_amp" (the same under autocast: float16 on CUDA, bfloat16 on a CPU; each forward
+enters it, as bench_train's eval_forward does) and "train" (train-mode forward and backward). Each timed call runs 20 forwards (CUDA:
 event-timed). Records (records.record): {"op": "layer_stack", "shape", "bits", "impl", "median_ms",
 "min_ms" (per forward of the stack), "device", "mode", "us_per_layer_added" ((impl - float) / layers,
 medians; 0 for float)}. ``--pstats FILE``: where that host time goes, the Python functions of
@@ -36,6 +37,7 @@ from bench_train import time_pair  # noqa: E402  (benchmarks/bench_train.py)
 from records import FLOAT32_BITS, device_arg, output_paths, record, save_json  # noqa: E402
 
 FORWARDS = 20  # per timed call
+MODES = ("eval", "eval_amp", "train")
 
 
 def stack_fn(impl, mode, device, layers):
@@ -48,6 +50,8 @@ def stack_fn(impl, mode, device, layers):
         with torch.no_grad():
             net.train()(torch.rand(4, 8, 4, 4))  # ranges tracked, as in a trained model
     net = net.to(device).train(mode == "train")
+    amp = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
+                         enabled=mode == "eval_amp")
     x = torch.rand(1, 8, 4, 4, device=device, requires_grad=mode == "train")
     if impl == "rpt_reuse":
         reuse = reuse_quantized_weights(net)
@@ -61,7 +65,8 @@ def stack_fn(impl, mode, device, layers):
         else:
             with torch.no_grad():
                 for _ in range(FORWARDS):
-                    net(x)
+                    with amp:
+                        net(x)
 
     return run
 
@@ -80,7 +85,7 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu x1 thread"
     shape = f"{args.layers} x conv3x3 8->8 4x4 b1"
     records = []
-    for mode in ("eval", "train"):
+    for mode in MODES:
         fns = {impl: stack_fn(impl, mode, device, args.layers) for impl in ("float", "rpt", "rpt_reuse")}
         res = time_pair(fns, device, args.reps, warmup=3)
         f = res["float"][0]
@@ -90,14 +95,14 @@ def main(argv=None):
                                   us_per_layer_added=round((med - f) / FORWARDS * 1e3 / args.layers, 2)))
     print(f"device: {name}, torch {torch.__version__}; {shape}, per forward of the stack")
     for r in records:
-        print(f"{r['mode']:5s} {r['impl']:9s} {r['median_ms'] * 1e3:9.1f} us (best {r['min_ms'] * 1e3:.1f})  "
+        print(f"{r['mode']:8s} {r['impl']:9s} {r['median_ms'] * 1e3:9.1f} us (best {r['min_ms'] * 1e3:.1f})  "
               f"added per layer: {r['us_per_layer_added']:.1f} us")
     if args.json:
         save_json(args.json, records)
         print(f"wrote {args.json}")
     if args.pstats:
         text = []
-        for mode in ("eval", "train"):
+        for mode in MODES:
             run = stack_fn("rpt", mode, device, args.layers)
             run()
             prof = cProfile.Profile()

@@ -167,9 +167,9 @@ def test_bench_layer_host_records_what_each_layer_adds(tmp_path):
     _script("bench_layer_host").main(["--device", "cpu", "--layers", "2", "--reps", "2", "--json", str(out),
                                       "--pstats", str(prof)])
     text = prof.read_text()
-    assert "## rpt, eval" in text and "## rpt, train" in text and "quantizers.py" in text
+    assert all(f"## rpt, {m}:" in text for m in ("eval", "eval_amp", "train")) and "quantizers.py" in text
     recs = json.loads(out.read_text())
-    assert [(r["mode"], r["impl"]) for r in recs] == [(m, i) for m in ("eval", "train")
+    assert [(r["mode"], r["impl"]) for r in recs] == [(m, i) for m in ("eval", "eval_amp", "train")
                                                        for i in ("float", "rpt", "rpt_reuse")]
     for r in recs:
         assert r["op"] == "layer_stack" and r["median_ms"] > 0 and r["bits"] == (32 if r["impl"] == "float" else 4)

@@ -215,3 +215,81 @@ def test_training_step_equals_one_without_reuse(tmp_path, monkeypatch, attack):
     assert kept.keys() == fresh.keys()
     for k in kept:
         assert torch.equal(kept[k], fresh[k]), k
+
+
+def _weight_casts(fn):
+    """fn() and the number of casts of a tensor shaped like one of the model's weights (aten._to_copy)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.shapes = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default:
+                self.shapes.append(tuple(args[0].shape))
+            return func(*args, **(kwargs or {}))
+
+    with Count() as c:
+        out = fn()
+    return out, c.shapes
+
+
+_AUTOCAST = [pytest.param("cpu", torch.bfloat16, id="cpu-bf16"),
+             pytest.param("cuda", torch.float16, id="cuda-fp16",
+                          marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
+
+
+@pytest.mark.parametrize("device,dtype", _AUTOCAST)
+@pytest.mark.parametrize("grad", [False, True])
+def test_under_autocast_the_kept_weight_is_in_autocast_dtype_and_casts_nothing(grad, device, dtype):
+    """Issue 10: under autocast a conv casts its (non-leaf) quantized weight at every forward, a launch per
+    layer on GPUs; a float layer's weight, a leaf, is cast once per autocast block. Inside the block the
+    kept copy is in autocast's dtype: from the second forward no weight is cast, and values and
+    gradients (x's and the weights') are those of the fresh path, which casts."""
+    from dwq.nn import QConv2d, QLinear
+
+    m = _model().to(device)
+    layers = [q for q in m.modules() if isinstance(q, (QConv2d, QLinear))]
+    weights = {tuple(q.weight.shape) for q in layers}  # (not the float layers': leaves, cast once per block)
+    assert weights
+    x = torch.rand(4, 1, 28, 28, device=device, requires_grad=grad)
+
+    def forward():
+        with torch.autocast(device, dtype=dtype):
+            return m(x)
+
+    def grads(out):
+        return torch.autograd.grad(out.float().square().sum(), [x, *(q.weight for q in layers)]) if grad else ()
+
+    with dwq.precision(m, 4), torch.set_grad_enabled(grad):
+        fresh, casts = _weight_casts(forward)
+        assert weights <= set(casts)  # (the check can fail: without reuse every weight is cast)
+        g_fresh = grads(fresh)
+        with reuse_quantized_weights(m):
+            forward()
+            kept, casts = _weight_casts(forward)
+            assert not weights & set(casts), casts
+            assert all(v[2].dtype == dtype for q in m.modules() if isinstance(q, WeightQuantizer)
+                       for v in q._kept.values())
+            g_kept = grads(kept)
+            plain = m(x)  # outside autocast, the float32 copy: a width may be kept in two dtypes
+            assert plain.dtype == torch.float32
+        assert torch.equal(plain, m(x))
+    assert kept.dtype == fresh.dtype == dtype and torch.equal(kept, fresh)
+    assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(g_kept, g_fresh))
+
+
+def test_autocast_dtype_names_what_autocast_casts():
+    from dwq.quant.quantizers import autocast_dtype
+
+    w = torch.randn(4, 4)
+    assert autocast_dtype(w) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert autocast_dtype(w) == torch.bfloat16
+        assert autocast_dtype(w.bfloat16()) is None and autocast_dtype(w.double()) is None
+        assert autocast_dtype(w.half()) == torch.bfloat16
+        assert autocast_dtype(w.int()) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        assert autocast_dtype(w) is None

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from dwq.nn.control import PrecisionModule
 from dwq.quant.precision import precision_name
-from dwq.quant.quantizers import ActQuantizer, WeightQuantizer, check_flag
+from dwq.quant.quantizers import ActQuantizer, WeightQuantizer, autocast_dtype, check_flag
 
 
 class _QuantMixin(PrecisionModule):
@@ -56,7 +56,9 @@ class _QuantMixin(PrecisionModule):
 
     def quant_weight(self) -> torch.Tensor:
         p = self._precision
-        return self._modules["weight_quant"](self.weight, None if p is None else p[0])
+        wq, w = self._modules["weight_quant"], self.weight
+        # Under autocast a reused quantized weight is kept in the dtype the conv/linear casts it to.
+        return wq(w, None if p is None else p[0], autocast_dtype(w) if wq._reuse and p is not None else None)
 
 
 class QConv2d(nn.Conv2d, _QuantMixin):

@@ -3,6 +3,7 @@
 Both take the bit width at call time, so one module serves every precision of a
 random-precision model.
 """
+import math
 import numbers
 import operator
 import weakref
@@ -22,12 +23,27 @@ from dwq.quant.precision import check_bits, normalize_precision, normalize_set, 
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
 
 
+def _inf_scale_message(what: str) -> str:
+    return (f"cannot quantize: {what} inf or a range wider than float32 holds (max - min overflows), so the scale "
+            "would not be finite")
+
+
 def _check_finite_scale(scale: torch.Tensor, what: str) -> None:
     """An infinite scale comes from a range holding inf or wider than float32: say so. Left to
     fake_quantize, the error named a scale the caller never gave ("scale[0] must be finite and > 0")."""
     if not scale.is_cuda:  # (the CUDA kernels assert on the device themselves: no extra launches)
-        check_value(torch.isinf(scale).any(), f"cannot quantize: {what} inf or a range wider than float32 holds "
-                                              "(max - min overflows), so the scale would not be finite")
+        check_value(torch.isinf(scale).any(), _inf_scale_message(what))
+
+
+def _check_fused_scale(scale: torch.Tensor) -> None:
+    """act_qparams' CPU scale (float32 [1], never under torch.compile): a NaN range, then an infinite
+    scale, are errors. One read of the number: isnan, isinf and any took 15 us of a 2-core Xeon per
+    train-mode forward of every layer."""
+    v = scale.item()
+    if v != v:
+        raise ValueError("cannot quantize: the observed range contains NaN")
+    if math.isinf(v):
+        raise ValueError(_inf_scale_message("x holds"))
 
 
 def quantize_with(x, scale, zp, bits, axis, mode):
@@ -54,6 +70,17 @@ class _ReuseSTE(torch.autograd.Function):
         return grad, None
 
 
+def autocast_dtype(w: torch.Tensor) -> Optional[torch.dtype]:
+    """The dtype autocast casts ``w`` to as an input of a conv or linear, if it casts it (None if not):
+    autocast on for w's device, w floating point and not float64 (which autocast leaves alone), and not
+    of that dtype already."""
+    device = "cuda" if w.is_cuda else "cpu" if w.is_cpu else None  # (not w.device.type: 3x the time, per layer)
+    if device is None or not torch.is_autocast_enabled(device):
+        return None
+    dtype = torch.get_autocast_dtype(device)
+    return dtype if w.is_floating_point() and w.dtype not in (torch.float64, dtype) else None
+
+
 class WeightQuantizer(nn.Module):
     """Per-output-channel asymmetric weight quantizer; the range is the min/max of the current
     weights (no state_dict entries).
@@ -62,8 +89,11 @@ class WeightQuantizer(nn.Module):
     training step: code that does not change the weights) the fake-quantized weight is computed once
     per width and reused while the weight tensor is the same (same storage, same version counter), so
     a PGD-k training step quantizes each weight once instead of k + 1 times, and an EOT attack over P
-    widths P times instead of P per step (one kept copy per width used in the block). Values and the
-    straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
+    widths P times instead of P per step (one kept copy per width used in the block). Under autocast
+    the layers ask for the copy in autocast's dtype (``cast_to``), which their conv or linear then
+    takes as it is: a float16 forward casts no weight either (issue 10: that cast was a launch per
+    layer per forward; a float layer's weight, a leaf, is cast once per autocast block). Values and
+    the straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
     kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
     counter, so a cache could not be trusted there). A result kept under ``torch.inference_mode()`` is
     not reused outside it (autograd refuses inference tensors), and a weight that is itself an
@@ -77,7 +107,8 @@ class WeightQuantizer(nn.Module):
         self.axis = operator.index(axis)
         self.zero_point = check_zero_point_mode(zero_point)
         self._reuse = False  # set by reuse_quantized_weights
-        self._kept = {}  # bits -> (key, weak reference to the weight, its fake quantization) while _reuse
+        # bits, or (bits, cast_to) -> (key, weak reference to the weight, its fake quantization) while _reuse
+        self._kept = {}
 
     def qparams(self, w: torch.Tensor, bits: int):
         """(scale float32 [C], zero point int32 [C]) of ``w`` at ``bits`` (float [C] offsets in "float" mode)."""
@@ -99,20 +130,26 @@ class WeightQuantizer(nn.Module):
             raise ValueError(f"WeightQuantizer: axis={self.axis} is not a dimension of the weight, "
                              f"shape {list(w.shape)}")
 
-    def forward(self, w: torch.Tensor, bits: Optional[int]) -> torch.Tensor:
+    def forward(self, w: torch.Tensor, bits: Optional[int], cast_to: Optional[torch.dtype] = None) -> torch.Tensor:
+        """``w`` fake-quantized at ``bits`` (None: ``w`` itself). ``cast_to``: the dtype the caller's op
+        casts the result to (autocast's, see :func:`autocast_dtype`): a reused result is kept cast, so
+        that the op does not cast it again at every forward; a fresh one is returned uncast (the op casts
+        it, as it would have)."""
         if bits is None:
             return w
         if not self._reuse or torch.compiler.is_compiling() or w.is_inference():
             # (An inference tensor has no version counter: an in-place edit could not be seen.)
             return self._quantize(w, bits)
         key = (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device, bits)
-        kept = self._kept.get(bits)
+        slot = bits if cast_to is None else (bits, cast_to)
+        kept = self._kept.get(slot)
         # The weak reference tells a new tensor at a freed address (same pointer, version 0) from w. A
         # copy made under torch.inference_mode() is an inference tensor, which autograd refuses outside it.
         if (kept is None or kept[0] != key or kept[1]() is not w
                 or (kept[2].is_inference() and not torch.is_inference_mode_enabled())):
             with torch.no_grad():
-                kept = self._kept[bits] = (key, weakref.ref(w), self._quantize(w.detach(), bits))
+                q = self._quantize(w.detach(), bits)
+                kept = self._kept[slot] = (key, weakref.ref(w), q if cast_to is None else q.to(cast_to))
         q = kept[2]
         return _ReuseSTE.apply(w, q) if torch.is_grad_enabled() and w.requires_grad else q
 
@@ -142,8 +179,8 @@ def reuse_quantized_weights(model: nn.Module):
     """Within the block, each ``WeightQuantizer`` of ``model`` quantizes its weight once per width and
     reuses the result while the weight is unchanged (see :class:`WeightQuantizer`). For code that
     does not modify the weights (attacks, evaluation, a training step's forward and backward); the
-    kept copies (one per layer and width used in the block: at most the weights' size times the
-    number of widths) are dropped at exit. Nests.
+    kept copies (one per layer, width and autocast dtype used in the block: at most the weights'
+    size times the number of widths, for each dtype) are dropped at exit. Nests.
 
     Any optimizer's step inside the block drops the kept copies too: torch's fused optimizers
     (``fused=True``) update the weights without bumping their version counters (torch 2.14), so a
@@ -445,8 +482,7 @@ class ActQuantizer(nn.Module):
         known = keep and self._tracked.valid(seen)
         scale, zp = fused.act_qparams(x.detach(), *buffers, i, observed, bits, self.ema, self.training)
         if not scale.is_cuda:  # (the CUDA kernels assert on the device themselves: no extra launches)
-            check_no_nan(scale, "cannot quantize: the observed range contains NaN")
-            _check_finite_scale(scale, "x holds")
+            _check_fused_scale(scale)
         if keep and self.training:  # (a train-mode call that returns has tracked both slots; on CUDA, or failed)
             self._tracked.raised(seen, known, (i, observed))
         elif keep and known and (self._tracked.known(seen, i) or self._tracked.known(seen, observed)):
