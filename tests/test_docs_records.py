@@ -143,13 +143,15 @@ def test_layer_host_sentence_is_the_records():
             f"eval, {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training") in readme
 
 
-def test_layer_host_eval_fast_path_sentences_are_the_records():
-    """The later before/after (fdada36 against the eval fast path), in both READMEs, from its own records."""
-    recs = json.loads((ROOT / "benchmarks" / "results_cpu_layer_host_a83531f.json").read_text())
-    old, new = dict.fromkeys(r["commit"] for r in recs)
+def _layer_host_change(name: str):
+    """change(mode, impl, tenths=False): "before → after" of a two-commit layer-host records file, the
+    added µs per layer as spans over its runs (whole µs, or tenths)."""
+    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    old, new = dict.fromkeys(r["commit"] for r in recs)  # (in the file's order: before, then after)
 
     def span(commit, mode, impl, tenths):
         values = [r["us_per_layer_added"] for r in recs if (r["commit"], r["mode"], r["impl"]) == (commit, mode, impl)]
+        assert values, (name, commit, mode, impl)
         if not tenths:
             return _span(values)
         lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
@@ -158,6 +160,12 @@ def test_layer_host_eval_fast_path_sentences_are_the_records():
     def change(mode, impl, tenths=False):
         return f"{span(old, mode, impl, tenths)} → {span(new, mode, impl, tenths)}"
 
+    return change
+
+
+def test_layer_host_eval_fast_path_sentences_are_the_records():
+    """The later before/after (fdada36 against the eval fast path), in both READMEs, from its own records."""
+    change = _layer_host_change("results_cpu_layer_host_a83531f.json")
     bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
     want = (f"eval {change('eval', 'rpt', True)} µs added per layer, reused {change('eval', 'rpt_reuse', True)}; "
             f"training {change('train', 'rpt')}, reused {change('train', 'rpt_reuse')}.")
@@ -167,6 +175,17 @@ def test_layer_host_eval_fast_path_sentences_are_the_records():
             f"{change('eval', 'rpt_reuse', True)} µs; in training {change('train', 'rpt')} µs "
             f"(reused {change('train', 'rpt_reuse')})")
     assert want in readme, want
+
+
+def test_layer_host_autocast_sentences_are_the_records():
+    """The before/after of the weights kept in autocast's dtype and the one-read scale check (c6071fa
+    against 4c7a136), in both READMEs, from its own records."""
+    change = _layer_host_change("results_cpu_layer_host_4c7a136.json")
+    want = (f"training {change('train', 'rpt')} µs, reused {change('train', 'rpt_reuse')}; eval "
+            f"{change('eval', 'rpt', True)}, reused {change('eval', 'rpt_reuse', True)}; eval under bfloat16 "
+            f"autocast {change('eval_amp', 'rpt', True)}, reused {change('eval_amp', 'rpt_reuse', True)}")
+    for doc in ("README.md", "benchmarks/README.md"):
+        assert want in " ".join((ROOT / doc).read_text().split()), (doc, want)
 
 
 def test_compiled_eval_sentence_is_the_records():
