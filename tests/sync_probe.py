@@ -8,7 +8,8 @@ built from Python data (``torch.tensor``: a synchronous copy from pageable memor
 
 The CPU run cannot see the device branch the code takes on a GPU, so the code that reads values on
 the CPU *by design* is exempt by name: value checks that take an asynchronous device assert instead
-(``check_value``, ``_check_range``), and the precision draw, which reads a CPU generator's tensor
+(``check_value``, ``_check_range``), the fused path's CPU-only scale check (``_check_fused_scale``,
+which no CUDA scale reaches), and the precision draw, which reads a CPU generator's tensor
 on every device. Everything else a step calls is the code a GPU runs too.
 """
 import sys
@@ -25,9 +26,10 @@ INDEX_OPS = {"index", "index_put", "index_put_", "_index_put_impl_"}
 def _exempt_codes():
     from dwq.ops.fake_quant import check_value
     from dwq.quant.qparams import _check_range
+    from dwq.quant.quantizers import _check_fused_scale
     from dwq.train.loop import Trainer
 
-    return {check_value.__code__, _check_range.__code__, Trainer._draw.__code__}
+    return {check_value.__code__, _check_range.__code__, _check_fused_scale.__code__, Trainer._draw.__code__}
 
 
 def _bool_index(args) -> bool:

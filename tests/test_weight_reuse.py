@@ -293,3 +293,20 @@ def test_autocast_dtype_names_what_autocast_casts():
         assert autocast_dtype(w.int()) is None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
         assert autocast_dtype(w) is None
+
+
+def test_a_compiled_layer_under_autocast_inside_the_block_traces_whole():
+    """The layers ask for autocast's dtype inside the block (dwq train --compile --amp runs its step
+    there): torch.compile traces it without a graph break and gives eager's result."""
+    from dwq.nn import QConv2d
+
+    conv = QConv2d(8, 8, 3, padding=1, precisions=[None, 4, 8])
+    dwq.set_precision(conv, 4)
+    with torch.no_grad():
+        conv.train()(torch.rand(4, 8, 4, 4))
+    conv.eval()
+    x = torch.rand(2, 8, 4, 4)
+    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+    with torch.no_grad(), reuse_quantized_weights(conv), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, want = compiled(x), conv(x)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, want)

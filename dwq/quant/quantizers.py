@@ -36,9 +36,12 @@ def _check_finite_scale(scale: torch.Tensor, what: str) -> None:
 
 
 def _check_fused_scale(scale: torch.Tensor) -> None:
-    """act_qparams' CPU scale (float32 [1], never under torch.compile): a NaN range, then an infinite
-    scale, are errors. One read of the number: isnan, isinf and any took 15 us of a 2-core Xeon per
-    train-mode forward of every layer."""
+    """act_qparams' scale (float32 [1], never under torch.compile): a NaN range, then an infinite
+    scale, are errors. On CPU one read of the number (isnan, isinf and any took 15 us of a 2-core Xeon
+    per train-mode forward of every layer); on CUDA nothing: the kernel asserts on the device, and a
+    read would be a host sync."""
+    if scale.is_cuda:
+        return
     v = scale.item()
     if v != v:
         raise ValueError("cannot quantize: the observed range contains NaN")
@@ -481,8 +484,7 @@ class ActQuantizer(nn.Module):
         keep = self._may_keep()
         known = keep and self._tracked.valid(seen)
         scale, zp = fused.act_qparams(x.detach(), *buffers, i, observed, bits, self.ema, self.training)
-        if not scale.is_cuda:  # (the CUDA kernels assert on the device themselves: no extra launches)
-            _check_fused_scale(scale)
+        _check_fused_scale(scale)
         if keep and self.training:  # (a train-mode call that returns has tracked both slots; on CUDA, or failed)
             self._tracked.raised(seen, known, (i, observed))
         elif keep and known and (self._tracked.known(seen, i) or self._tracked.known(seen, observed)):
