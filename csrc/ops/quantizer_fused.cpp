@@ -84,7 +84,7 @@ at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits) {
   at::Tensor out = at::empty_like(wc);
   const int64_t rows = wc.size(0), inner = wc.numel() / rows;
   if (inner == 0) return out;
-  std::atomic<int64_t> infs{0};
+  std::atomic<int64_t> infs{0}, nans{0};
   const cpu::Isa isa = current_isa("weight_fake_quantize");
   DWQ_DISPATCH_FLOAT_HALF(wc.scalar_type(), "dwq_weight_fake_quantize_cpu", [&] {
     using S = storage_t<scalar_t>;
@@ -92,15 +92,18 @@ at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits) {
     S* op = reinterpret_cast<S*>(out.data_ptr<scalar_t>());
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / inner), [&](int64_t b, int64_t e) {
       int64_t inf_rows = 0;
-      cpu::weight_fake_quant_rows<S>(isa, wp, op, inner, b, e, static_cast<int>(bits), &inf_rows);
+      nans += cpu::weight_fake_quant_rows<S>(isa, wp, op, inner, b, e, static_cast<int>(bits), &inf_rows);
       infs += inf_rows;
     });
   });
-  // NaN rows come back as NaN (the caller raises "NaN", as the reference path does); inf is the
-  // reference path's error (WeightQuantizer's finite-scale check), a ValueError there and here.
+  // Both are the reference path's errors, ValueErrors there and here (WeightQuantizer's finite-scale
+  // check, then its NaN check): raised by the kernel's own counts, so that the caller scans nothing
+  // (the CUDA kernel asserts on the device instead).
   TORCH_CHECK_VALUE(infs.load() == 0, "dwq.weight_fake_quantize: ", infs.load(),
               " output channel(s) hold inf or a range wider than float32 holds (max - min overflows), so their "
               "scale would not be finite");
+  TORCH_CHECK_VALUE(nans.load() == 0, "cannot quantize: the observed range contains NaN (the tensor has NaN values): "
+              "dwq.weight_fake_quantize: ", nans.load(), " output channel(s) hold NaN");
   return out;
 }
 

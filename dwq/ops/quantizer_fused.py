@@ -50,8 +50,8 @@ def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.T
 def weight_fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
     """Per-output-channel (dim 0) fake quantization of a weight, range and qparams included, one
     pass. w: CPU or CUDA float32/float16/bfloat16 [C_out, ...]. Straight-through gradient to w. A
-    channel holding NaN or inf comes back all NaN; on CPU inf raises and the caller raises for NaN,
-    on CUDA the kernel fails a device-side assert (asynchronous)."""
+    channel holding NaN or inf (or a range wider than float32 holds) is an error: on CPU a
+    ValueError, on CUDA a device-side assert (asynchronous)."""
     return torch.ops.dwq.weight_fake_quantize.default(w, bits)
 
 
