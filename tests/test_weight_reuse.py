@@ -281,8 +281,13 @@ def test_under_autocast_the_kept_weight_is_in_autocast_dtype_and_casts_nothing(g
     assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(g_kept, g_fresh))
 
 
-def test_autocast_dtype_names_what_autocast_casts():
+@pytest.mark.parametrize("any_query", [True, False], ids=["torch-any-query", "per-device"])
+def test_autocast_dtype_names_what_autocast_casts(any_query, monkeypatch):
+    import dwq.quant.quantizers as qz
     from dwq.quant.quantizers import autocast_dtype
+
+    if not any_query:  # (a torch without torch._C._is_any_autocast_enabled)
+        monkeypatch.setattr(qz, "_ANY_AUTOCAST", None)
 
     w = torch.randn(4, 4)
     assert autocast_dtype(w) is None

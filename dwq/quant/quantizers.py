@@ -73,10 +73,16 @@ class _ReuseSTE(torch.autograd.Function):
         return grad, None
 
 
+# Whether autocast is on for any device (torch 2.4+, traced by dynamo; absent, each device is asked).
+_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
 def autocast_dtype(w: torch.Tensor) -> Optional[torch.dtype]:
     """The dtype autocast casts ``w`` to as an input of a conv or linear, if it casts it (None if not):
     autocast on for w's device, w floating point and not float64 (which autocast leaves alone), and not
     of that dtype already."""
+    if _ANY_AUTOCAST is not None and not _ANY_AUTOCAST():  # (one call where autocast is off: most forwards)
+        return None
     device = "cuda" if w.is_cuda else "cpu" if w.is_cpu else None  # (not w.device.type: 3x the time, per layer)
     if device is None or not torch.is_autocast_enabled(device):
         return None
