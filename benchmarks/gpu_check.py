@@ -293,7 +293,7 @@ def main(argv=None):
                   "tests/test_train.py::test_cuda_training_step_makes_no_host_sync",
                   "tests/test_attacks.py::test_autoattack_on_cpu_images_keeps_the_cuda_rng",
                   "tests/test_nn.py::test_random_precision_draws_from_a_cuda_generator",
-                  "tests/test_weight_reuse.py::test_under_autocast_the_kept_weight_is_in_autocast_dtype_and_casts_nothing"]
+                  "tests/test_weight_reuse.py::test_under_autocast_the_weight_comes_in_autocast_dtype_and_nothing_casts_it"]
     pick_cuda = f"cuda and ({drop})" if drop else "cuda"
     st.run("test_cuda", pytest_cmd(py, *cuda_tests, "-k", pick_cuda, workers=8), timeout=300)
     if not args.no_profile:

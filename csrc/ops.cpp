@@ -83,8 +83,9 @@ TORCH_LIBRARY(dwq, m) {
   m.def("act_qparams(Tensor x, Tensor(a!) running_min, Tensor(b!) running_max, Tensor(c!) initialized, int slot, "
         "int observed, int bits, float ema, bool training) -> (Tensor, Tensor)");
   // Per-output-channel (dim 0) min/max, scale/zero point and fake quantization of a weight, one
-  // launch: the WeightQuantizer forward. w float32/16, returns like w (contiguous).
-  m.def("weight_fake_quantize(Tensor w, int bits) -> Tensor");
+  // launch: the WeightQuantizer forward. w float32/16, returns like w (contiguous), in w's dtype or
+  // `dtype`: float16/bfloat16 for a float32 w (autocast's, so that the conv casts nothing).
+  m.def("weight_fake_quantize(Tensor w, int bits, ScalarType? dtype=None) -> Tensor");
   // --- True-integer GEMM / conv2d (issue 3; CPU: csrc/ops/qgemm.cpp, kernels csrc/cpu/qgemm*.cpp) ---
   // Codes: uint8 (bits <= 8) or int32, values 0..2^bits-1; scale float32 [1] > 0; zero_point int32 [1].
   // x float32 any shape -> codes uint8 (bits <= 8) / int32 (bits > 8), same shape and strides.

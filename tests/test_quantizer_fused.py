@@ -250,6 +250,35 @@ def test_weight_fake_quantize_matches_reference_and_is_ste(device, dtype, shape)
         assert torch.equal(w.grad, torch.ones_like(w))
 
 
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("out", [torch.float16, torch.bfloat16])
+def test_weight_fake_quantize_writes_autocast_dtype_as_the_cast_rounds(device, out):
+    """dtype=float16/bfloat16 of a float32 w (what autocast casts a conv's weight to): bit for bit the
+    float32 result cast, in one pass, with the gradient in w's dtype: small, ordinary and large weights,
+    and a channel reaching float16's largest values (where the rounding may overflow to inf)."""
+    op = torch.ops.dwq.weight_fake_quantize
+    g = torch.Generator().manual_seed(3)
+    for shape in ((64, 3, 3, 3), (10, 7), (1, 4096), (513, 1)):
+        for scale in (1e-3, 0.1, 30.0):
+            w = (torch.randn(shape, generator=g) * scale).to(device)
+            for bits in (2, 4, 8, 12, 16):
+                got = op(w, bits, out)
+                assert got.dtype == out and got.shape == w.shape and got.is_contiguous()
+                assert torch.equal(got, op(w, bits).to(out)), (shape, scale, bits)
+    ties = torch.tensor([[1.0, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, 2.0 ** -8 * 3, 65519.0, 0.0]], device=device)
+    for bits in (14, 16):  # (the codes step finer than float16's: the one rounding decides)
+        assert torch.equal(op(ties, bits, out), op(ties, bits).to(out))
+    w = torch.randn(8, 5, generator=g).to(device).requires_grad_()
+    y = op(w, 4, out)
+    y.backward(torch.full_like(y, 0.5))
+    assert w.grad.dtype == torch.float32 and torch.equal(w.grad, torch.full_like(w, 0.5))
+    assert op(w.detach().half(), 4, torch.float16).dtype == torch.float16  # (w's own dtype: allowed)
+    for w_dtype, bad in ((torch.float16, torch.bfloat16), (torch.float32, torch.float64), (torch.bfloat16, torch.float32)):
+        with pytest.raises(RuntimeError, match="dtype must be w's"):
+            op(torch.randn(4, 4, device=device, dtype=w_dtype), 4, bad)
+
+
 @needs_cuda
 def test_no_host_sync_in_a_quantized_forward_backward():
     from dwq.models import preact_resnet18
@@ -276,6 +305,9 @@ def test_opcheck(device):
                  torch.zeros(3, dtype=torch.bool, device=device))
         torch.library.opcheck(torch.ops.dwq.act_qparams.default, (x, *state, 1, 2, 4, 0.1, True))
         torch.library.opcheck(torch.ops.dwq.weight_fake_quantize.default, (x.detach().requires_grad_(), 4))
+        if x.dtype == torch.float32:
+            for out in (torch.float16, torch.bfloat16):
+                torch.library.opcheck(torch.ops.dwq.weight_fake_quantize.default, (x.detach().requires_grad_(), 4, out))
 
 
 @needs_ext

@@ -16,9 +16,9 @@ def _count_quantizations(monkeypatch):
     calls = []
     original = WeightQuantizer._quantize
 
-    def counted(self, w, bits):
+    def counted(self, w, bits, *rest):
         calls.append(bits)
-        return original(self, w, bits)
+        return original(self, w, bits, *rest)
 
     monkeypatch.setattr(WeightQuantizer, "_quantize", counted)
     return calls
@@ -243,11 +243,13 @@ _AUTOCAST = [pytest.param("cpu", torch.bfloat16, id="cpu-bf16"),
 
 @pytest.mark.parametrize("device,dtype", _AUTOCAST)
 @pytest.mark.parametrize("grad", [False, True])
-def test_under_autocast_the_kept_weight_is_in_autocast_dtype_and_casts_nothing(grad, device, dtype):
+def test_under_autocast_the_weight_comes_in_autocast_dtype_and_nothing_casts_it(grad, device, dtype, monkeypatch):
     """Issue 10: under autocast a conv casts its (non-leaf) quantized weight at every forward, a launch per
-    layer on GPUs; a float layer's weight, a leaf, is cast once per autocast block. Inside the block the
-    kept copy is in autocast's dtype: from the second forward no weight is cast, and values and
-    gradients (x's and the weights') are those of the fresh path, which casts."""
+    layer on GPUs; a float layer's weight, a leaf, is cast once per autocast block. The layers ask for
+    autocast's dtype: the fused op writes it (one rounding, the cast's), fresh or kept inside the block,
+    so no weight is cast; values and gradients (x's and the weights') are those of a float32
+    quantization that autocast casts, as before."""
+    import dwq.nn.qlayers as qlayers
     from dwq.nn import QConv2d, QLinear
 
     m = _model().to(device)
@@ -264,8 +266,13 @@ def test_under_autocast_the_kept_weight_is_in_autocast_dtype_and_casts_nothing(g
         return torch.autograd.grad(out.float().square().sum(), [x, *(q.weight for q in layers)]) if grad else ()
 
     with dwq.precision(m, 4), torch.set_grad_enabled(grad):
+        with monkeypatch.context() as mp:  # as before: float32 weights, which autocast casts
+            mp.setattr(qlayers, "autocast_dtype", lambda w: None)
+            want, casts = _weight_casts(forward)
+            assert weights <= set(casts)  # (the count can fail)
+            g_want = grads(want)
         fresh, casts = _weight_casts(forward)
-        assert weights <= set(casts)  # (the check can fail: without reuse every weight is cast)
+        assert not weights & set(casts), casts
         g_fresh = grads(fresh)
         with reuse_quantized_weights(m):
             forward()
@@ -277,8 +284,9 @@ def test_under_autocast_the_kept_weight_is_in_autocast_dtype_and_casts_nothing(g
             plain = m(x)  # outside autocast, the float32 copy: a width may be kept in two dtypes
             assert plain.dtype == torch.float32
         assert torch.equal(plain, m(x))
-    assert kept.dtype == fresh.dtype == dtype and torch.equal(kept, fresh)
-    assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(g_kept, g_fresh))
+    for out, g in ((fresh, g_fresh), (kept, g_kept)):
+        assert out.dtype == want.dtype == dtype and torch.equal(out, want)
+        assert all(a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(g, g_want))
 
 
 @pytest.mark.parametrize("any_query", [True, False], ids=["torch-any-query", "per-device"])
@@ -300,9 +308,10 @@ def test_autocast_dtype_names_what_autocast_casts(any_query, monkeypatch):
         assert autocast_dtype(w) is None
 
 
-def test_a_compiled_layer_under_autocast_inside_the_block_traces_whole():
-    """The layers ask for autocast's dtype inside the block (dwq train --compile --amp runs its step
-    there): torch.compile traces it without a graph break and gives eager's result."""
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_compiled_layer_under_autocast_traces_whole(reuse):
+    """The layers ask for autocast's dtype, and the weight op takes it (dwq train --compile --amp runs
+    its step inside the block): torch.compile traces it without a graph break and gives eager's result."""
     from dwq.nn import QConv2d
 
     conv = QConv2d(8, 8, 3, padding=1, precisions=[None, 4, 8])
@@ -312,6 +321,7 @@ def test_a_compiled_layer_under_autocast_inside_the_block_traces_whole():
     conv.eval()
     x = torch.rand(2, 8, 4, 4)
     compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
-    with torch.no_grad(), reuse_quantized_weights(conv), torch.autocast("cpu", dtype=torch.bfloat16):
+    block = reuse_quantized_weights(conv) if reuse else contextlib.nullcontext()
+    with torch.no_grad(), block, torch.autocast("cpu", dtype=torch.bfloat16):
         out, want = compiled(x), conv(x)
     assert out.dtype == torch.bfloat16 and torch.equal(out, want)

@@ -11,8 +11,8 @@
                           int64_t C, int64_t inner, int64_t row_begin, int64_t row_end, int bits);            \
   template <typename T>                                                                                       \
   bool range_of(const T* x, int64_t n, float* mn, float* mx);                                                 \
-  template <typename T>                                                                                       \
-  int64_t weight_fake_quant_rows(const T* w, T* out, int64_t inner, int64_t row_begin, int64_t row_end,      \
+  template <typename T, typename O>                                                                           \
+  int64_t weight_fake_quant_rows(const T* w, O* out, int64_t inner, int64_t row_begin, int64_t row_end,      \
                                  int bits, int64_t* inf_rows);
 
 namespace dwq::cpu {
@@ -40,8 +40,13 @@ DWQ_FLOAT_KERNEL_DECLS
   template bool range_of<float>(const float*, int64_t, float*, float*);                                      \
   template bool range_of<Float16>(const Float16*, int64_t, float*, float*);                                  \
   template bool range_of<BFloat16>(const BFloat16*, int64_t, float*, float*);                                \
-  template int64_t weight_fake_quant_rows<float>(const float*, float*, int64_t, int64_t, int64_t, int, int64_t*); \
-  template int64_t weight_fake_quant_rows<Float16>(const Float16*, Float16*, int64_t, int64_t, int64_t, int,  \
-                                                   int64_t*);                                                \
-  template int64_t weight_fake_quant_rows<BFloat16>(const BFloat16*, BFloat16*, int64_t, int64_t, int64_t,   \
-                                                    int, int64_t*);
+  template int64_t weight_fake_quant_rows<float, float>(const float*, float*, int64_t, int64_t, int64_t, int, \
+                                                        int64_t*);                                           \
+  template int64_t weight_fake_quant_rows<Float16, Float16>(const Float16*, Float16*, int64_t, int64_t,      \
+                                                            int64_t, int, int64_t*);                         \
+  template int64_t weight_fake_quant_rows<BFloat16, BFloat16>(const BFloat16*, BFloat16*, int64_t, int64_t,  \
+                                                              int64_t, int, int64_t*);                       \
+  template int64_t weight_fake_quant_rows<float, Float16>(const float*, Float16*, int64_t, int64_t, int64_t, \
+                                                          int, int64_t*);                                    \
+  template int64_t weight_fake_quant_rows<float, BFloat16>(const float*, BFloat16*, int64_t, int64_t,        \
+                                                           int64_t, int, int64_t*);

@@ -93,20 +93,22 @@ bool range_of(const T* x, int64_t n, float* mn, float* mx) {
   return any_nan;
 }
 
-template <typename T>
-int64_t weight_fake_quant_rows(const T* w, T* out, int64_t inner, int64_t row_begin, int64_t row_end, int bits,
+// O: the output's storage type, T's or (for a float32 w) float16/bfloat16: the float32 result rounded
+// once on store, as a cast of the float32 output would round it.
+template <typename T, typename O>
+int64_t weight_fake_quant_rows(const T* w, O* out, int64_t inner, int64_t row_begin, int64_t row_end, int bits,
                                int64_t* inf_rows) {
   using F = typename Io<T>::F;
   const float qmax = static_cast<float>(arith::max_code(bits));
   int64_t bad = 0;
   for (int64_t r = row_begin; r < row_end; ++r) {
     const T* wr = w + r * inner;
-    T* orow = out + r * inner;
+    O* orow = out + r * inner;
     float mn, mx;
     const bool nan = range_of(wr, inner, &mn, &mx);
     if (nan || mn - mn != 0.f || mx - mx != 0.f) {  // x - x is NaN exactly for NaN and +-inf
       if (nan) ++bad; else ++*inf_rows;
-      for (int64_t i = 0; i < inner; ++i) orow[i] = Io<T>::store(std::numeric_limits<F>::quiet_NaN());
+      for (int64_t i = 0; i < inner; ++i) orow[i] = Io<O>::store(std::numeric_limits<F>::quiet_NaN());
       continue;
     }
     float s;
@@ -114,13 +116,13 @@ int64_t weight_fake_quant_rows(const T* w, T* out, int64_t inner, int64_t row_be
     arith::qparams_of_range(mn, mx, qmax, &s, &z);
     if (!(s <= std::numeric_limits<float>::max())) {  // finite, but max - min overflows: no finite scale
       ++*inf_rows;
-      for (int64_t i = 0; i < inner; ++i) orow[i] = Io<T>::store(std::numeric_limits<F>::quiet_NaN());
+      for (int64_t i = 0; i < inner; ++i) orow[i] = Io<O>::store(std::numeric_limits<F>::quiet_NaN());
       continue;
     }
     const F sf = static_cast<F>(s), zf = static_cast<F>(z), qf = static_cast<F>(qmax);
     for (int64_t i = 0; i < inner; ++i) {
       const F v = Io<T>::load(wr[i]);
-      orow[i] = Io<T>::store(arith::dequantize(arith::quantize(v, sf, zf, qf), sf, zf));
+      orow[i] = Io<O>::store(arith::dequantize(arith::quantize(v, sf, zf, qf), sf, zf));
     }
   }
   return bad;

@@ -15,8 +15,8 @@ bool range_of(Isa isa, const T* x, int64_t n, float* mn, float* mx) {
   }
 }
 
-template <typename T>
-int64_t weight_fake_quant_rows(Isa isa, const T* w, T* out, int64_t inner, int64_t row_begin, int64_t row_end,
+template <typename T, typename O>
+int64_t weight_fake_quant_rows(Isa isa, const T* w, O* out, int64_t inner, int64_t row_begin, int64_t row_end,
                                int bits, int64_t* inf_rows) {
   switch (isa) {
     case Isa::avx512_vnni: return avx512_vnni::weight_fake_quant_rows(w, out, inner, row_begin, row_end, bits, inf_rows);
@@ -27,10 +27,14 @@ int64_t weight_fake_quant_rows(Isa isa, const T* w, T* out, int64_t inner, int64
 
 #define DWQ_INSTANTIATE(T)                                                    \
   template bool range_of<T>(Isa, const T*, int64_t, float*, float*);          \
-  template int64_t weight_fake_quant_rows<T>(Isa, const T*, T*, int64_t, int64_t, int64_t, int, int64_t*);
+  template int64_t weight_fake_quant_rows<T, T>(Isa, const T*, T*, int64_t, int64_t, int64_t, int, int64_t*);
 DWQ_INSTANTIATE(float)
 DWQ_INSTANTIATE(Float16)
 DWQ_INSTANTIATE(BFloat16)
 #undef DWQ_INSTANTIATE
+template int64_t weight_fake_quant_rows<float, Float16>(Isa, const float*, Float16*, int64_t, int64_t, int64_t, int,
+                                                        int64_t*);
+template int64_t weight_fake_quant_rows<float, BFloat16>(Isa, const float*, BFloat16*, int64_t, int64_t, int64_t,
+                                                         int, int64_t*);
 
 }  // namespace dwq::cpu

@@ -15,11 +15,12 @@ template <typename T>
 bool range_of(Isa isa, const T* x, int64_t n, float* mn, float* mx);
 
 // Rows [row_begin, row_end) of w [rows, inner] (contiguous): each row's min/max, its scale and
-// zero point (arith::qparams_of_range), then its fake quantization into out. A row with NaN or
-// inf gets NaN outputs (the caller raises). Returns the number of NaN rows; adds the number of
-// rows with inf (and no NaN) to *inf_rows.
-template <typename T>
-int64_t weight_fake_quant_rows(Isa isa, const T* w, T* out, int64_t inner, int64_t row_begin, int64_t row_end,
+// zero point (arith::qparams_of_range), then its fake quantization into out, of storage type O
+// (T's, or float16/bfloat16 for a float32 w: rounded once on store). A row with NaN or inf gets NaN
+// outputs (the caller raises). Returns the number of NaN rows; adds the number of rows with inf
+// (and no NaN) to *inf_rows.
+template <typename T, typename O = T>
+int64_t weight_fake_quant_rows(Isa isa, const T* w, O* out, int64_t inner, int64_t row_begin, int64_t row_end,
                                int bits, int64_t* inf_rows);
 
 }  // namespace dwq::cpu

@@ -61,21 +61,30 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cuda(const at::Tensor& x, at::Ten
   return {scale, zp};
 }
 
-at::Tensor weight_fake_quantize_cuda(const at::Tensor& w, int64_t bits) {
+at::Tensor weight_fake_quantize_cuda(const at::Tensor& w, int64_t bits, std::optional<at::ScalarType> dtype) {
   check_weight_fake_quantize_args(w, bits, at::kCUDA);
+  const at::ScalarType out_type = weight_fake_quantize_out_type(w, dtype);
   const c10::cuda::CUDAGuard guard(w.device());
   const at::Tensor wc = w.contiguous();
-  at::Tensor out = at::empty_like(wc);
+  at::Tensor out = at::empty_like(wc, wc.options().dtype(out_type));
   const int64_t rows = wc.size(0), inner = wc.numel() / rows;
   TORCH_CHECK(rows <= 2147483647, "dwq.weight_fake_quantize: too many output channels (", rows, ")");
   if (inner == 0) return out;
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, wc.scalar_type(), "dwq_weight_fake_quantize_cuda", [&] {
-    using D = device_t<scalar_t>;
-    cuda::weight_fake_quant_kernel<D><<<static_cast<unsigned>(rows), 256, 0, stream>>>(
-        reinterpret_cast<const D*>(wc.data_ptr<scalar_t>()), reinterpret_cast<D*>(out.data_ptr<scalar_t>()), inner,
-        static_cast<int>(bits));
-  });
+  const auto run = [&](const auto* wp, auto* op) {
+    cuda::weight_fake_quant_kernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(wp, op, inner,
+                                                                                    static_cast<int>(bits));
+  };
+  if (out_type == at::kHalf && wc.scalar_type() == at::kFloat) {  // (autocast's float16, rounded once)
+    run(wc.data_ptr<float>(), reinterpret_cast<__half*>(out.data_ptr<at::Half>()));
+  } else if (out_type == at::kBFloat16 && wc.scalar_type() == at::kFloat) {
+    run(wc.data_ptr<float>(), reinterpret_cast<__nv_bfloat16*>(out.data_ptr<at::BFloat16>()));
+  } else {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, wc.scalar_type(), "dwq_weight_fake_quantize_cuda", [&] {
+      using D = device_t<scalar_t>;
+      run(reinterpret_cast<const D*>(wc.data_ptr<scalar_t>()), reinterpret_cast<D*>(out.data_ptr<scalar_t>()));
+    });
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }

@@ -126,13 +126,13 @@ __global__ void act_qparams_kernel(const T* __restrict__ x, int64_t n, unsigned 
 // Per-output-channel weight fake quantization in one launch: block r owns row r of w [rows, inner]
 // (contiguous): min/max of the row, its scale and zero point, then the row's fake quantization.
 // A row with NaN or +-inf, or whose range overflows float32, comes back all NaN, as from the CPU
-// kernel, and fails the device assert (the CPU op returns the NaN row, and raises for inf and for an
-// overflowing range, and the Python side raises for NaN).
-template <typename T>
-__global__ void weight_fake_quant_kernel(const T* __restrict__ w, T* __restrict__ out, int64_t inner, int bits) {
+// kernel, and fails the device assert (where the CPU op raises).
+// O: the output's type, T's or (for a float32 w) __half / __nv_bfloat16: rounded once on store.
+template <typename T, typename O = T>
+__global__ void weight_fake_quant_kernel(const T* __restrict__ w, O* __restrict__ out, int64_t inner, int bits) {
   using F = typename Io<T>::F;
   const T* row = w + blockIdx.x * inner;
-  T* orow = out + blockIdx.x * inner;
+  O* orow = out + blockIdx.x * inner;
   float mn = FLT_MAX, mx = -FLT_MAX;
   bool bad = false;
   for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
@@ -144,7 +144,7 @@ __global__ void weight_fake_quant_kernel(const T* __restrict__ w, T* __restrict_
   bad = __syncthreads_or(bad);
   block_min_max(mn, mx);
   if (bad) {
-    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) orow[i] = Io<T>::nan();
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) orow[i] = Io<O>::nan();
     if (threadIdx.x == 0) DWQ_DEVICE_FAIL("dwq: cannot quantize: a weight channel holds NaN or inf");
     return;
   }
@@ -153,14 +153,14 @@ __global__ void weight_fake_quant_kernel(const T* __restrict__ w, T* __restrict_
   if (threadIdx.x == 0) qparams_of_range(mn, mx, bits, &s_sh, &z_sh);
   __syncthreads();
   if (!(s_sh <= FLT_MAX)) {  // finite, but max - min overflows: no finite scale (the CPU op raises)
-    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) orow[i] = Io<T>::nan();
+    for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) orow[i] = Io<O>::nan();
     if (threadIdx.x == 0) DWQ_DEVICE_FAIL("dwq: cannot quantize: a weight channel's range overflows float32");
     return;
   }
   const F s = static_cast<F>(s_sh), z = static_cast<F>(z_sh), qmax = static_cast<F>(arith::max_code(bits));
   for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) {
     const F v = Io<T>::load(row[i]);
-    orow[i] = Io<T>::store(arith::dequantize(arith::quantize(v, s, z, qmax), s, z));
+    orow[i] = Io<O>::store(arith::dequantize(arith::quantize(v, s, z, qmax), s, z));
   }
 }
 

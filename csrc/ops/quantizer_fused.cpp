@@ -78,24 +78,32 @@ std::tuple<at::Tensor, at::Tensor> act_qparams_cpu(const at::Tensor& x, at::Tens
   return {scale, zp};
 }
 
-at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits) {
+at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits, std::optional<at::ScalarType> dtype) {
   check_weight_fake_quantize_args(w, bits, at::kCPU);
+  const at::ScalarType out_type = weight_fake_quantize_out_type(w, dtype);
   const at::Tensor wc = w.contiguous();
-  at::Tensor out = at::empty_like(wc);
+  at::Tensor out = at::empty_like(wc, wc.options().dtype(out_type));
   const int64_t rows = wc.size(0), inner = wc.numel() / rows;
   if (inner == 0) return out;
   std::atomic<int64_t> infs{0}, nans{0};
   const cpu::Isa isa = current_isa("weight_fake_quantize");
-  DWQ_DISPATCH_FLOAT_HALF(wc.scalar_type(), "dwq_weight_fake_quantize_cpu", [&] {
-    using S = storage_t<scalar_t>;
-    const S* wp = reinterpret_cast<const S*>(wc.data_ptr<scalar_t>());
-    S* op = reinterpret_cast<S*>(out.data_ptr<scalar_t>());
+  const auto run = [&](const auto* wp, auto* op) {
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / inner), [&](int64_t b, int64_t e) {
       int64_t inf_rows = 0;
-      nans += cpu::weight_fake_quant_rows<S>(isa, wp, op, inner, b, e, static_cast<int>(bits), &inf_rows);
+      nans += cpu::weight_fake_quant_rows(isa, wp, op, inner, b, e, static_cast<int>(bits), &inf_rows);
       infs += inf_rows;
     });
-  });
+  };
+  if (out_type == at::kHalf && wc.scalar_type() == at::kFloat) {  // (autocast's float16, rounded once)
+    run(wc.data_ptr<float>(), reinterpret_cast<cpu::Float16*>(out.data_ptr<at::Half>()));
+  } else if (out_type == at::kBFloat16 && wc.scalar_type() == at::kFloat) {
+    run(wc.data_ptr<float>(), reinterpret_cast<cpu::BFloat16*>(out.data_ptr<at::BFloat16>()));
+  } else {
+    DWQ_DISPATCH_FLOAT_HALF(wc.scalar_type(), "dwq_weight_fake_quantize_cpu", [&] {
+      using S = storage_t<scalar_t>;
+      run(reinterpret_cast<const S*>(wc.data_ptr<scalar_t>()), reinterpret_cast<S*>(out.data_ptr<scalar_t>()));
+    });
+  }
   // Both are the reference path's errors, ValueErrors there and here (WeightQuantizer's finite-scale
   // check, then its NaN check): raised by the kernel's own counts, so that the caller scans nothing
   // (the CUDA kernel asserts on the device instead).

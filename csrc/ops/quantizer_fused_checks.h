@@ -3,6 +3,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <optional>
+
 namespace dwq {
 // Internal linkage: compiled by g++ (CPU binding) and by nvcc's host compiler (CUDA binding).
 namespace {
@@ -40,6 +42,16 @@ inline void check_act_qparams_args(const at::Tensor& x, const at::Tensor& runnin
   TORCH_CHECK(running_max.numel() == running_min.numel() && initialized.numel() == running_min.numel(),
               "dwq.act_qparams: running_min, running_max and initialized must have one length, got ",
               running_min.numel(), ", ", running_max.numel(), " and ", initialized.numel());
+}
+
+// The output's dtype: w's, or for a float32 w float16 or bfloat16 (what autocast casts a conv's weight
+// to: the float32 result rounded once, as that cast rounds it).
+inline at::ScalarType weight_fake_quantize_out_type(const at::Tensor& w, std::optional<at::ScalarType> dtype) {
+  if (!dtype || *dtype == w.scalar_type()) return w.scalar_type();
+  TORCH_CHECK(w.scalar_type() == at::kFloat && (*dtype == at::kHalf || *dtype == at::kBFloat16),
+              "dwq.weight_fake_quantize: dtype must be w's (", w.scalar_type(),
+              ") or, for a float32 w, float16 or bfloat16; got ", *dtype);
+  return *dtype;
 }
 
 inline void check_weight_fake_quantize_args(const at::Tensor& w, int64_t bits, at::DeviceType device_type) {

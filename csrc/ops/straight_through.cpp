@@ -20,7 +20,7 @@ using torch::autograd::variable_list;
 
 using FakeQuantizeFn = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                           int64_t, std::optional<int64_t>, bool);
-using WeightFakeQuantizeFn = at::Tensor(const at::Tensor&, int64_t);
+using WeightFakeQuantizeFn = at::Tensor(const at::Tensor&, int64_t, std::optional<at::ScalarType>);
 
 const c10::TypedOperatorHandle<FakeQuantizeFn>& fake_quantize_op() {
   static const auto op =
@@ -60,12 +60,17 @@ class FakeQuantizeSte : public torch::autograd::Function<FakeQuantizeSte> {
 
 class WeightFakeQuantizeSte : public torch::autograd::Function<WeightFakeQuantizeSte> {
  public:
-  static at::Tensor forward(AutogradContext*, const at::Tensor& w, int64_t bits) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& w, int64_t bits,
+                            std::optional<at::ScalarType> dtype) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    return weight_fake_quantize_op().call(w, bits);
+    ctx->saved_data["w_dtype"] = w.scalar_type();
+    return weight_fake_quantize_op().call(w, bits, dtype);
   }
 
-  static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], at::Tensor()}; }
+  // (An output of another dtype than w, autocast's: its gradient in w's, as the cast's backward gives it.)
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {grads[0].to(ctx->saved_data["w_dtype"].toScalarType()), at::Tensor(), at::Tensor()};
+  }
 };
 
 std::tuple<at::Tensor, at::Tensor> fake_quantize_autograd(const at::Tensor& x, const at::Tensor& scale,
@@ -81,12 +86,12 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_autograd(const at::Tensor& x, c
   return {r[0], r[1]};
 }
 
-at::Tensor weight_fake_quantize_autograd(const at::Tensor& w, int64_t bits) {
+at::Tensor weight_fake_quantize_autograd(const at::Tensor& w, int64_t bits, std::optional<at::ScalarType> dtype) {
   if (!records_grad({&w})) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    return weight_fake_quantize_op().call(w, bits);
+    return weight_fake_quantize_op().call(w, bits, dtype);
   }
-  return WeightFakeQuantizeSte::apply(w, bits);
+  return WeightFakeQuantizeSte::apply(w, bits, dtype);
 }
 
 }  // namespace

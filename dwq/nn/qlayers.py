@@ -56,9 +56,11 @@ class _QuantMixin(PrecisionModule):
 
     def quant_weight(self) -> torch.Tensor:
         p = self._precision
-        wq, w = self._modules["weight_quant"], self.weight
-        # Under autocast a reused quantized weight is kept in the dtype the conv/linear casts it to.
-        return wq(w, None if p is None else p[0], autocast_dtype(w) if wq._reuse and p is not None else None)
+        w = self.weight
+        if p is None:
+            return self._modules["weight_quant"](w, None)
+        # Under autocast the quantized weight comes in the dtype the conv/linear casts it to.
+        return self._modules["weight_quant"](w, p[0], autocast_dtype(w))
 
 
 class QConv2d(nn.Conv2d, _QuantMixin):

@@ -9,7 +9,7 @@ tests/test_quantizer_fused.py compares them bit for bit on CPU (and on CUDA wher
 CUDA kernels were compiled without a GPU and have not yet run). ``available(x, op)`` says
 whether a kernel serves x.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -47,12 +47,15 @@ def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.T
                                              training)
 
 
-def weight_fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
+def weight_fake_quantize(w: torch.Tensor, bits: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Per-output-channel (dim 0) fake quantization of a weight, range and qparams included, one
-    pass. w: CPU or CUDA float32/float16/bfloat16 [C_out, ...]. Straight-through gradient to w. A
-    channel holding NaN or inf (or a range wider than float32 holds) is an error: on CPU a
-    ValueError, on CUDA a device-side assert (asynchronous)."""
-    return torch.ops.dwq.weight_fake_quantize.default(w, bits)
+    pass. w: CPU or CUDA float32/float16/bfloat16 [C_out, ...]. Returns a contiguous tensor in w's
+    dtype, or in ``dtype``: float16 or bfloat16 for a float32 w, the float32 result rounded once,
+    bit for bit ``weight_fake_quantize(w, bits).to(dtype)`` in one pass (autocast's dtype: the conv
+    then casts nothing). Straight-through gradient to w (in w's dtype). A channel holding NaN or inf
+    (or a range wider than float32 holds) is an error: on CPU a ValueError, on CUDA a device-side
+    assert (asynchronous)."""
+    return torch.ops.dwq.weight_fake_quantize.default(w, bits, dtype)
 
 
 def _defined(name: str) -> bool:
@@ -72,8 +75,11 @@ if _defined("act_qparams"):  # (an older dwq._C without the fused ops still impo
 if _defined("weight_fake_quantize"):
 
     @torch.library.register_fake("dwq::weight_fake_quantize")
-    def _(w, bits):
+    def _(w, bits, dtype=None):
         torch._check(2 <= bits <= 16, lambda: f"weight_fake_quantize: bits must be in 2..16, got {bits}")
-        return torch.empty_like(w, memory_format=torch.contiguous_format)
+        torch._check(dtype in (None, w.dtype) or (w.dtype == torch.float32 and dtype in (torch.float16, torch.bfloat16)),
+                     lambda: f"weight_fake_quantize: dtype must be w's ({w.dtype}) or, for a float32 w, float16 or "
+                             f"bfloat16; got {dtype}")
+        return torch.empty_like(w, memory_format=torch.contiguous_format, dtype=dtype or w.dtype)
 
     # The straight-through gradient is the op's own C++ Autograd kernel (csrc/ops/straight_through.cpp).

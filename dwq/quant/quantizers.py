@@ -73,6 +73,8 @@ class _ReuseSTE(torch.autograd.Function):
         return grad, None
 
 
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
 # Whether autocast is on for any device (torch 2.4+, traced by dynamo; absent, each device is asked).
 _ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
 
@@ -99,9 +101,10 @@ class WeightQuantizer(nn.Module):
     per width and reused while the weight tensor is the same (same storage, same version counter), so
     a PGD-k training step quantizes each weight once instead of k + 1 times, and an EOT attack over P
     widths P times instead of P per step (one kept copy per width used in the block). Under autocast
-    the layers ask for the copy in autocast's dtype (``cast_to``), which their conv or linear then
-    takes as it is: a float16 forward casts no weight either (issue 10: that cast was a launch per
-    layer per forward; a float layer's weight, a leaf, is cast once per autocast block). Values and
+    the layers ask for the result in autocast's dtype (``cast_to``), which their conv or linear then
+    takes as it is: the fused op rounds its float32 result once, as the cast would, so a float16
+    forward casts no weight (issue 10: that cast was a launch per layer per forward; a float layer's
+    weight, a leaf, is cast once per autocast block). Values and
     the straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
     kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
     counter, so a cache could not be trusted there). A result kept under ``torch.inference_mode()`` is
@@ -141,14 +144,14 @@ class WeightQuantizer(nn.Module):
 
     def forward(self, w: torch.Tensor, bits: Optional[int], cast_to: Optional[torch.dtype] = None) -> torch.Tensor:
         """``w`` fake-quantized at ``bits`` (None: ``w`` itself). ``cast_to``: the dtype the caller's op
-        casts the result to (autocast's, see :func:`autocast_dtype`): a reused result is kept cast, so
-        that the op does not cast it again at every forward; a fresh one is returned uncast (the op casts
-        it, as it would have)."""
+        casts the result to (autocast's, see :func:`autocast_dtype`): the result may come in it (the
+        fused op writes it directly, with the cast's rounding; a reused result is always kept in it), so
+        that the op does not cast at every forward; else it comes uncast, and the op casts it."""
         if bits is None:
             return w
         if not self._reuse or torch.compiler.is_compiling() or w.is_inference():
             # (An inference tensor has no version counter: an in-place edit could not be seen.)
-            return self._quantize(w, bits)
+            return self._quantize(w, bits, cast_to)
         key = (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device, bits)
         slot = bits if cast_to is None else (bits, cast_to)
         kept = self._kept.get(slot)
@@ -157,12 +160,12 @@ class WeightQuantizer(nn.Module):
         if (kept is None or kept[0] != key or kept[1]() is not w
                 or (kept[2].is_inference() and not torch.is_inference_mode_enabled())):
             with torch.no_grad():
-                q = self._quantize(w.detach(), bits)
-                kept = self._kept[slot] = (key, weakref.ref(w), q if cast_to is None else q.to(cast_to))
+                q = self._quantize(w.detach(), bits, cast_to)
+                kept = self._kept[slot] = (key, weakref.ref(w), q if cast_to in (None, q.dtype) else q.to(cast_to))
         q = kept[2]
         return _ReuseSTE.apply(w, q) if torch.is_grad_enabled() and w.requires_grad else q
 
-    def _quantize(self, w: torch.Tensor, bits: int) -> torch.Tensor:
+    def _quantize(self, w: torch.Tensor, bits: int, cast_to: Optional[torch.dtype] = None) -> torch.Tensor:
         if w.numel() == 0:  # (nothing to quantize: QLinear(4, 0) runs as nn.Linear(4, 0) does)
             return w
         # The axis is checked where a weight is quantized, not per forward (a reused one was checked once).
@@ -170,7 +173,9 @@ class WeightQuantizer(nn.Module):
             self._check_axis(w)
             # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
             # (A NaN or inf channel raises in the CPU kernel, and fails a device assert in the CUDA one.)
-            return fused.weight_fake_quantize(w, check_bits(bits))
+            # The op writes float16/bfloat16 from a float32 w only: else the caller's op casts.
+            out_dtype = cast_to if w.dtype == torch.float32 and cast_to in _HALF_DTYPES else None
+            return fused.weight_fake_quantize(w, check_bits(bits), out_dtype)
         scale, zp = self.qparams(w, bits)  # (checks the axis)
         _check_finite_scale(scale, "weight channel(s) hold")
         return quantize_with(w, scale, zp, bits, self.axis, self.zero_point)
