@@ -179,8 +179,8 @@ def test_layer_host_eval_fast_path_sentences_are_the_records():
 
 def test_layer_host_autocast_sentences_are_the_records():
     """The before/after of the weights kept in autocast's dtype and the CPU checks without scans
-    (c6071fa against b9c1a26), in both READMEs, from its own records."""
-    change = _layer_host_change("results_cpu_layer_host_b9c1a26.json")
+    (c6071fa against fad7c98), in both READMEs, from its own records."""
+    change = _layer_host_change("results_cpu_layer_host_fad7c98.json")
     want = (f"training {change('train', 'rpt')} µs, reused {change('train', 'rpt_reuse')}; eval "
             f"{change('eval', 'rpt', True)}, reused {change('eval', 'rpt_reuse', True)}; eval under bfloat16 "
             f"autocast {change('eval_amp', 'rpt', True)}, reused {change('eval_amp', 'rpt_reuse', True)}")
