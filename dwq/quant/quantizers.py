@@ -105,11 +105,11 @@ class WeightQuantizer(nn.Module):
     a PGD-k training step quantizes each weight once instead of k + 1 times, and an EOT attack over P
     widths P times instead of P per step (one kept copy per width used in the block). Under autocast
     the layers ask for the result in autocast's dtype (``cast_to``), which their conv or linear then
-    takes as it is: the fused op rounds its float32 result once, as the cast would, so a float16
-    forward casts no weight (issue 10: that cast was a launch per layer per forward; a float layer's
-    weight, a leaf, is cast once per autocast block). Values and
-    the straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing is
-    kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
+    takes as it is: the fused op writes it, rounding its float32 result once as the cast would (on a
+    CPU bfloat16 only, see ``_WRITES``), and a kept copy is in it, so a float16 forward casts no weight
+    (issue 10: that cast was a launch per layer per forward; a float layer's weight, a leaf, is cast
+    once per autocast block). Values and the straight-through gradient are those of a fresh
+    quantization; under ``torch.compile`` nothing is kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
     counter, so a cache could not be trusted there). A result kept under ``torch.inference_mode()`` is
     not reused outside it (autograd refuses inference tensors), and a weight that is itself an
     inference tensor (no version counter) is quantized afresh at every call.
