@@ -308,6 +308,7 @@ def test_every_cpu_isa_is_bit_exact(isa, dtype):
         low = dtype in (torch.float16, torch.bfloat16)
         ref, ref_codes = fake_quantize_ref(x.float() if low else x, scale, zp, bits, axis, return_codes=True)
         assert torch.equal(codes, ref_codes) and torch.equal(out, ref.to(dtype)), (isa, dtype, bits, axis)
+        assert torch.equal(fake_quantize(x, scale, zp, bits, axis)[0], out)  # (the loop without codes)
 
 
 def test_unsigned_zero_points_are_codes_like_int32():

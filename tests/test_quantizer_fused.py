@@ -430,6 +430,9 @@ def test_every_cpu_isa_is_bit_exact(isa, dtype):
         finally:
             fused.available = avail
         assert torch.equal(WeightQuantizer()(w, 4), ref_out), (isa, n)
+        if dtype == torch.float32:  # (float16 / bfloat16 written from float32: the cast's values)
+            for out in (torch.float16, torch.bfloat16):
+                assert torch.equal(torch.ops.dwq.weight_fake_quantize(w, 4, out), ref_out.to(out)), (isa, n, out)
         bad = x.clone()
         bad[n // 2] = float("nan")
         with pytest.raises(ValueError, match="NaN"):

@@ -247,8 +247,7 @@ def test_under_autocast_the_weight_comes_in_autocast_dtype_and_nothing_casts_it(
     """Issue 10: under autocast a conv casts its (non-leaf) quantized weight at every forward, a launch per
     layer on GPUs; a float layer's weight, a leaf, is cast once per autocast block. The layers ask for
     autocast's dtype: the fused op writes it (one rounding, the cast's), fresh or kept inside the block,
-    so no weight is cast (but a fresh one for CPU float16, which the op does not write: see
-    quantizers._WRITES); values and gradients (x's and the weights') are those of a float32
+    so no weight is cast; values and gradients (x's and the weights') are those of a float32
     quantization that autocast casts, as before."""
     import dwq.nn.qlayers as qlayers
     from dwq.nn import QConv2d, QLinear
@@ -273,10 +272,7 @@ def test_under_autocast_the_weight_comes_in_autocast_dtype_and_nothing_casts_it(
             assert weights <= set(casts)  # (the count can fail)
             g_want = grads(want)
         fresh, casts = _weight_casts(forward)
-        if device == "cpu" and dtype == torch.float16:
-            assert weights <= set(casts)
-        else:
-            assert not weights & set(casts), casts
+        assert not weights & set(casts), casts
         g_fresh = grads(fresh)
         with reuse_quantized_weights(m):
             forward()

@@ -1,23 +1,82 @@
 // Bodies of the float kernels (fake quantization, ranges, per-channel weight fake quantization),
 // textually included into one namespace per instruction set: float_kernels_scalar.cpp (generic
 // x86-64), float_kernels_avx2.cpp and float_kernels_avx512.cpp (inside their isa_region.h regions,
-// so that the same branch-free loops vectorize 8 or 16 wide with hardware float16 conversions).
+// so that the same branch-free loops vectorize 8 or 16 wide; float16 moves in blocks of F16C's
+// 8-wide conversions there, see load_block).
 // Every ISA computes the same values: IEEE operations of arith.h, no contraction (isa_region.h).
-// Include after <cstring>, <limits>, <type_traits>, common/arith.h and cpu/float_io.h, inside a
-// namespace, with DWQ_VEC_BYTES defined (the ISA's vector register width in bytes).
+// Include after <cstring>, <limits>, <type_traits>, common/arith.h and cpu/float_io.h (and, with
+// DWQ_F16C defined, <immintrin.h>), inside a namespace, with DWQ_VEC_BYTES defined (the ISA's vector
+// register width in bytes).
+
+// float16 in blocks of kBlock: GCC vectorizes no _Float16 conversion without AVX512-FP16, and one
+// conversion per element made a float16 pass 7-10x the time of a float32 one. Where DWQ_F16C is
+// defined (the AVX2 and AVX-512 builds), a block is one F16C instruction (round to nearest even,
+// NaN kept quiet: the values of Io<Float16>). Other types, and the generic build, go through Io.
+constexpr int kBlock = 8;
+#if defined(DWQ_F16C)
+constexpr bool kF16cBlocks = true;
+#else
+constexpr bool kF16cBlocks = false;
+#endif
+
+template <typename T>
+constexpr bool in_blocks() {
+  return kF16cBlocks && std::is_same_v<T, Float16>;
+}
+
+template <typename T>
+inline void load_block(const T* p, float* f) {
+#if defined(DWQ_F16C)
+  if constexpr (std::is_same_v<T, Float16>) {
+    _mm256_storeu_ps(f, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    return;
+  }
+#endif
+  for (int j = 0; j < kBlock; ++j) f[j] = static_cast<float>(Io<T>::load(p[j]));
+}
+
+template <typename T>
+inline void store_block(const float* f, T* p) {
+#if defined(DWQ_F16C)
+  if constexpr (std::is_same_v<T, Float16>) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return;
+  }
+#endif
+  for (int j = 0; j < kBlock; ++j) p[j] = Io<T>::store(f[j]);
+}
+
+// One element's fake quantization and its code (NaN: out NaN, code -1, counted in nn).
+template <typename F>
+inline F fake_quant_one(F v, F s, F z, F qmax, int32_t& code, int64_t& nn) {
+  const bool is_nan = v != v;
+  nn += is_nan;
+  const F q = arith::quantize(is_nan ? F(0) : v, s, z, qmax);
+  code = is_nan ? -1 : static_cast<int32_t>(q);
+  return is_nan ? std::numeric_limits<F>::quiet_NaN() : arith::dequantize(q, s, z);
+}
 
 // One row of n elements; CODES: also the codes (-1 for NaN). Returns the NaN count.
 template <bool CODES, typename T, typename F>
 inline int64_t fake_quant_row(const T* x, T* out, int32_t* codes, F s, F z, F qmax, int64_t n) {
-  const F nan = std::numeric_limits<F>::quiet_NaN();
-  int64_t nn = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const F v = Io<T>::load(x[i]);
-    const bool is_nan = v != v;
-    nn += is_nan;
-    const F q = arith::quantize(is_nan ? F(0) : v, s, z, qmax);
-    out[i] = Io<T>::store(is_nan ? nan : arith::dequantize(q, s, z));
-    if constexpr (CODES) codes[i] = is_nan ? -1 : static_cast<int32_t>(q);
+  int64_t nn = 0, i = 0;
+  if constexpr (in_blocks<T>()) {
+    for (; i + kBlock <= n; i += kBlock) {
+      float v[kBlock], o[kBlock];
+      load_block(x + i, v);
+      for (int j = 0; j < kBlock; ++j) {
+        int32_t code;
+        o[j] = fake_quant_one(v[j], s, z, qmax, code, nn);
+        if constexpr (CODES) codes[i + j] = code;
+      }
+      store_block(o, out + i);
+    }
+  }
+  for (; i < n; ++i) {
+    int32_t code;
+    out[i] = Io<T>::store(fake_quant_one(Io<T>::load(x[i]), s, z, qmax, code, nn));
+    if constexpr (CODES) codes[i] = code;
   }
   return nn;
 }
@@ -65,6 +124,10 @@ bool range_of(const T* x, int64_t n, float* mn, float* mx) {
       LaneF v;
       if constexpr (std::is_same_v<T, float>) {
         std::memcpy(&v, x + i + a * kVecLanes, sizeof(v));
+      } else if constexpr (in_blocks<T>()) {
+        float f[kVecLanes];
+        for (int j = 0; j < kVecLanes; j += kBlock) load_block(x + i + a * kVecLanes + j, f + j);
+        std::memcpy(&v, f, sizeof(v));
       } else {
         for (int j = 0; j < kVecLanes; ++j) v[j] = static_cast<float>(Io<T>::load(x[i + a * kVecLanes + j]));
       }
@@ -120,7 +183,16 @@ int64_t weight_fake_quant_rows(const T* w, O* out, int64_t inner, int64_t row_be
       continue;
     }
     const F sf = static_cast<F>(s), zf = static_cast<F>(z), qf = static_cast<F>(qmax);
-    for (int64_t i = 0; i < inner; ++i) {
+    int64_t i = 0;
+    if constexpr (in_blocks<T>() || in_blocks<O>()) {
+      for (; i + kBlock <= inner; i += kBlock) {
+        float v[kBlock], o[kBlock];
+        load_block(wr + i, v);
+        for (int j = 0; j < kBlock; ++j) o[j] = arith::dequantize(arith::quantize(v[j], sf, zf, qf), sf, zf);
+        store_block(o, orow + i);
+      }
+    }
+    for (; i < inner; ++i) {
       const F v = Io<T>::load(wr[i]);
       orow[i] = Io<O>::store(arith::dequantize(arith::quantize(v, sf, zf, qf), sf, zf));
     }

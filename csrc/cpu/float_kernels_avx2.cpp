@@ -1,6 +1,7 @@
 // The float kernels (float_kernels.inc.h) for AVX2 (8 floats a vector, F16C conversions).
 #include <cstdint>
 #include <cstring>
+#include <immintrin.h>
 #include <limits>
 #include <type_traits>
 
@@ -13,9 +14,11 @@
 DWQ_ISA_REGION_BEGIN("avx2,fma,f16c")
 namespace dwq::cpu::avx2 {
 
+#define DWQ_F16C
 #define DWQ_VEC_BYTES 32
 #include "cpu/float_kernels.inc.h"
 #undef DWQ_VEC_BYTES
+#undef DWQ_F16C
 
 DWQ_FLOAT_KERNEL_INSTANTIATIONS
 

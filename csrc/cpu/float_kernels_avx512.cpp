@@ -1,6 +1,7 @@
 // The float kernels (float_kernels.inc.h) for AVX-512 (16 floats a vector), chosen with the AVX-512 VNNI integer kernels (one Isa level).
 #include <cstdint>
 #include <cstring>
+#include <immintrin.h>
 #include <limits>
 #include <type_traits>
 
@@ -13,9 +14,11 @@
 DWQ_ISA_REGION_BEGIN("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
 namespace dwq::cpu::avx512_vnni {
 
+#define DWQ_F16C
 #define DWQ_VEC_BYTES 64
 #include "cpu/float_kernels.inc.h"
 #undef DWQ_VEC_BYTES
+#undef DWQ_F16C
 
 DWQ_FLOAT_KERNEL_INSTANTIATIONS
 

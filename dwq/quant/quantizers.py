@@ -73,10 +73,10 @@ class _ReuseSTE(torch.autograd.Function):
         return grad, None
 
 
-# The dtypes weight_fake_quantize writes for a float32 w, by w.is_cuda. On CUDA it saves the cast's launch.
-# On a CPU a float16 store is scalar (GCC 12 vectorizes no float32 -> _Float16 conversion without
-# AVX512-FP16): there the float32 pass and torch's vectorized cast took a quarter of the time.
-_WRITES = {True: (torch.float16, torch.bfloat16), False: (torch.bfloat16,)}
+# The dtypes weight_fake_quantize writes for a float32 w: on CUDA it saves the cast's launch; on a CPU
+# (float16 in F16C blocks, see float_kernels.inc.h) it takes about the float32 pass's time, less than
+# that pass and torch's cast.
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 # Whether autocast is on for any device (torch 2.4+, traced by dynamo; absent, each device is asked).
 _ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
@@ -105,11 +105,11 @@ class WeightQuantizer(nn.Module):
     a PGD-k training step quantizes each weight once instead of k + 1 times, and an EOT attack over P
     widths P times instead of P per step (one kept copy per width used in the block). Under autocast
     the layers ask for the result in autocast's dtype (``cast_to``), which their conv or linear then
-    takes as it is: the fused op writes it, rounding its float32 result once as the cast would (on a
-    CPU bfloat16 only, see ``_WRITES``), and a kept copy is in it, so a float16 forward casts no weight
-    (issue 10: that cast was a launch per layer per forward; a float layer's weight, a leaf, is cast
-    once per autocast block). Values and the straight-through gradient are those of a fresh
-    quantization; under ``torch.compile`` nothing is kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
+    takes as it is: the fused op writes it, rounding its float32 result once as the cast would, and a
+    kept copy is in it, so a float16 forward casts no weight (issue 10: that cast was a launch per
+    layer per forward; a float layer's weight, a leaf, is cast once per autocast block). Values and
+    the straight-through gradient are those of a fresh quantization; under ``torch.compile`` nothing
+    is kept. Outside the context every call quantizes afresh (``param.data`` edits bypass the version
     counter, so a cache could not be trusted there). A result kept under ``torch.inference_mode()`` is
     not reused outside it (autograd refuses inference tensors), and a weight that is itself an
     inference tensor (no version counter) is quantized afresh at every call.
@@ -176,8 +176,8 @@ class WeightQuantizer(nn.Module):
             self._check_axis(w)
             # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
             # (A NaN or inf channel raises in the CPU kernel, and fails a device assert in the CUDA one.)
-            # The op writes autocast's dtype from a float32 w only, and where that pays: else the caller's op casts.
-            out_dtype = cast_to if w.dtype == torch.float32 and cast_to in _WRITES[w.is_cuda] else None
+            # The op writes autocast's dtype from a float32 w only: else the caller's op casts.
+            out_dtype = cast_to if w.dtype == torch.float32 and cast_to in _HALF_DTYPES else None
             return fused.weight_fake_quantize(w, check_bits(bits), out_dtype)
         scale, zp = self.qparams(w, bits)  # (checks the axis)
         _check_finite_scale(scale, "weight channel(s) hold")
