@@ -183,19 +183,17 @@ int64_t weight_fake_quant_rows(const T* w, O* out, int64_t inner, int64_t row_be
       continue;
     }
     const F sf = static_cast<F>(s), zf = static_cast<F>(z), qf = static_cast<F>(qmax);
+    const auto fq = [&](F v) { return arith::dequantize(arith::quantize(v, sf, zf, qf), sf, zf); };
     int64_t i = 0;
     if constexpr (in_blocks<T>() || in_blocks<O>()) {
       for (; i + kBlock <= inner; i += kBlock) {
         float v[kBlock], o[kBlock];
         load_block(wr + i, v);
-        for (int j = 0; j < kBlock; ++j) o[j] = arith::dequantize(arith::quantize(v[j], sf, zf, qf), sf, zf);
+        for (int j = 0; j < kBlock; ++j) o[j] = fq(v[j]);
         store_block(o, orow + i);
       }
     }
-    for (; i < inner; ++i) {
-      const F v = Io<T>::load(wr[i]);
-      orow[i] = Io<O>::store(arith::dequantize(arith::quantize(v, sf, zf, qf), sf, zf));
-    }
+    for (; i < inner; ++i) orow[i] = Io<O>::store(fq(Io<T>::load(wr[i])));
   }
   return bad;
 }

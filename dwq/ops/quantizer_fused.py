@@ -16,6 +16,7 @@ import torch
 from dwq.ops._lib import HAS_EXT, fake_same_device, has_kernel
 
 FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the fused kernels read and write
+HALF_DTYPES = (torch.float16, torch.bfloat16)  # what weight_fake_quantize also writes from a float32 w
 
 
 def available(x: torch.Tensor, op: str) -> bool:
@@ -77,7 +78,7 @@ if _defined("weight_fake_quantize"):
     @torch.library.register_fake("dwq::weight_fake_quantize")
     def _(w, bits, dtype=None):
         torch._check(2 <= bits <= 16, lambda: f"weight_fake_quantize: bits must be in 2..16, got {bits}")
-        torch._check(dtype in (None, w.dtype) or (w.dtype == torch.float32 and dtype in (torch.float16, torch.bfloat16)),
+        torch._check(dtype in (None, w.dtype) or (w.dtype == torch.float32 and dtype in HALF_DTYPES),
                      lambda: f"weight_fake_quantize: dtype must be w's ({w.dtype}) or, for a float32 w, float16 or "
                              f"bfloat16; got {dtype}")
         return torch.empty_like(w, memory_format=torch.contiguous_format, dtype=dtype or w.dtype)

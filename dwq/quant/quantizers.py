@@ -73,11 +73,6 @@ class _ReuseSTE(torch.autograd.Function):
         return grad, None
 
 
-# The dtypes weight_fake_quantize writes for a float32 w: on CUDA it saves the cast's launch; on a CPU
-# (float16 in F16C blocks, see float_kernels.inc.h) it takes about the float32 pass's time, less than
-# that pass and torch's cast.
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
-
 # Whether autocast is on for any device (torch 2.4+, traced by dynamo; absent, each device is asked).
 _ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
 
@@ -176,8 +171,9 @@ class WeightQuantizer(nn.Module):
             self._check_axis(w)
             # One pass (one launch on GPUs) for range, qparams and fake quant; same arithmetic as below.
             # (A NaN or inf channel raises in the CPU kernel, and fails a device assert in the CUDA one.)
-            # The op writes autocast's dtype from a float32 w only: else the caller's op casts.
-            out_dtype = cast_to if w.dtype == torch.float32 and cast_to in _HALF_DTYPES else None
+            # The op writes autocast's dtype from a float32 w only (else the caller's op casts): on CUDA that
+            # saves the cast's launch; on a CPU (float16 in F16C blocks) it takes about the float32 pass's time.
+            out_dtype = cast_to if w.dtype == torch.float32 and cast_to in fused.HALF_DTYPES else None
             return fused.weight_fake_quantize(w, check_bits(bits), out_dtype)
         scale, zp = self.qparams(w, bits)  # (checks the axis)
         _check_finite_scale(scale, "weight channel(s) hold")
