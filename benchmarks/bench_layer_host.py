@@ -10,8 +10,8 @@ launches). impl "float" (``nn.Conv2d``) against "rpt" (``dwq.nn.QConv2d`` at 4 b
 [None, 4, 8], ranges tracked as in a trained model) and "rpt_reuse" (the same inside
 ``dwq.quant.reuse_quantized_weights``, as dwq.eval runs a model); mode "eval" (eval mode under
 no_grad), "eval_amp" (the same under autocast: float16 on CUDA, bfloat16 on a CPU; each forward
-enters it, as bench_train's eval_forward does) and "train" (train-mode forward and backward). Each timed call runs 20 forwards (CUDA:
-event-timed). Records (records.record): {"op": "layer_stack", "shape", "bits", "impl", "median_ms",
+enters it, as bench_train's eval_forward does) and "train" (train-mode forward and backward). Each
+timed call runs 20 forwards (CUDA: event-timed). Records (records.record): {"op": "layer_stack", "shape", "bits", "impl", "median_ms",
 "min_ms" (per forward of the stack), "device", "mode", "us_per_layer_added" ((impl - float) / layers,
 medians; 0 for float)}. ``--pstats FILE``: where that host time goes, the Python functions of
 "rpt" by own time (cProfile, 10 timed calls a mode), as text. Files only where --json / --pstats say.
