@@ -37,8 +37,11 @@ without stopping the later ones:
   9. a few integer-op tests under ``compute-sanitizer --tool memcheck``, without PyTorch's caching
      allocator (``--no-sanitizer``: skip); on a Hopper GPU, benchmarks/cuda/wgmma_probe.cu built with
      nvcc and run (the GEMM kernel timed with its loads, MMAs or epilogue left out);
- 10. the compiled eval forward, float against RPT (bench_train.py --modes compiled), and
-     bench_compile.py (a training step eager against ``torch.compile``);
+ 10. benchmarks/bench_epoch.py: one epoch of CIFAR-10 RPT (PreActResNet18, PGD-7, 4..16 bits) as
+     dwq train runs it, eager and with --cuda-graphs, on random CIFAR-shaped images (issue 10: what
+     an epoch costs, measured), JSON; then the compiled eval forward, float against RPT
+     (bench_train.py --modes compiled), and bench_compile.py (a training step eager against
+     ``torch.compile``);
  11. ``--full-suite``: all of tests/ (without Brevitas, which that machine lacks).
 A step runs in its own process group, and a timeout ends the whole group.
 Every step gets at most the time left of --budget (default 540 s: a 10-minute device command with
@@ -335,6 +338,10 @@ def main(argv=None):
         probe = out("wgmma_probe")
         if st.run("wgmma_probe_build", probe_build_cmd(nvcc, probe), timeout=240) == 0:
             st.run("wgmma_probe", [probe], timeout=120)
+    # What a CIFAR-10 RPT epoch costs (issue 10: the README's figure, measured rather than derived from step
+    # times): dwq train's loop for one epoch, eager and with --cuda-graphs, on random CIFAR-shaped images.
+    st.run("bench_epoch", [py, "benchmarks/bench_epoch.py", "--device", "cuda", "--json",
+                           out("bench_epoch_cuda.json")], timeout=240)
     # Compiled against compiled (issue 10: the eval target holds for either; `dwq train --compile`): last,
     # since each compiles for a minute or two; a second call (--resume-from) finishes them.
     st.run("bench_train_compiled", [py, "benchmarks/bench_train.py", "--device", "cuda", "--only", "eval_forward",

@@ -34,6 +34,11 @@ def _script(name):
     ("profile_rpt", ["--batch", "0"], "--batch"),
     ("bench_kernels_cuda", ["--reps", "0"], "--reps"),
     ("bench_layer_host", ["--layers", "0"], "--layers"),
+    ("bench_epoch", ["--device", "cpu", "--modes", "graphs"], "--modes graphs on cpu"),
+    ("bench_epoch", ["--impls", "int8"], "--impls"),
+    ("bench_epoch", ["--modes", "eager,fast"], "--modes"),
+    ("bench_epoch", ["--images", "0"], "--images"),
+    ("bench_epoch", ["--json", "/nonexistent/e.json"], "--json"),
     ("bench_layer_host", ["--json", "/nonexistent/h.json"], "--json"),
     ("bench_layer_host", ["--pstats", "/tmp"], "--pstats /tmp: is a folder"),
     ("ncu_kernels", ["--out", "/nonexistent/n.csv"], "--out"),
@@ -245,3 +250,36 @@ def test_bench_kernels_cuda_engine_settings(bits, monkeypatch):
     assert [r["impl"] for r in records] == ["dwq", "dwq_wgmma", "dwq_wgmma_tma", "dwq_wgmma_pp", "dwq_auto"] + (
         ["dwq_auto_repack"] if bits == 8 else [])
     assert env() == (None, None, None)
+
+
+def test_bench_epoch_trains_one_epoch_of_each_impl_as_dwq_train_does(tmp_path):
+    from conftest import torchvision_or_skip
+
+    torchvision_or_skip("bench_epoch reads random pixels through torchvision's CIFAR10 and transforms")
+    out = tmp_path / "e.json"
+    _script("bench_epoch").main(["--device", "cpu", "--impls", "rpt,float", "--images", "10", "--batch-size", "4",
+                                 "--attack-iters", "1", "--workers", "0", "--json", str(out)])
+    recs = json.loads(out.read_text())
+    assert not (tmp_path / "e.json.partial").exists()
+    assert [(r["impl"], r["mode"], r["bits"]) for r in recs] == [("rpt", "eager", None), ("float", "eager", 32)]
+    for r in recs:
+        # 10 images at batch 4: 3 steps (the last one short), as dwq train's loop splits them
+        assert r["op"] == "train_epoch" and r["steps"] == 3 and r["seconds"] > 0
+        assert r["median_ms"] == r["min_ms"] == pytest.approx(r["seconds"] * 1e3)
+        assert r["images_per_s"] == pytest.approx(10 / r["seconds"])
+    assert recs[0]["precisions"] == [str(b) for b in range(4, 17)] and recs[1]["precisions"] == ["fp"]
+
+
+def test_bench_epoch_images_are_torchvision_cifar10_items():
+    from conftest import torchvision_or_skip
+
+    import torch
+
+    tv = torchvision_or_skip("bench_epoch's dataset is torchvision's CIFAR10 class")
+    from dwq.data import cifar_transforms
+
+    ds = _script("bench_epoch").random_cifar(6, 0, cifar_transforms(augment=False)[0])
+    assert isinstance(ds, tv.datasets.CIFAR10) and len(ds) == 6
+    x, y = ds[5]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(x, torch.from_numpy(ds.data[5]).permute(2, 0, 1).float() / 255) and 0 <= y < 10

@@ -283,6 +283,15 @@ def _torchvision(name: str):
     return tvd, T
 
 
+def cifar_transforms(augment: bool = True):
+    """``(train, test)`` transforms of CIFAR-10/100 images (PIL): the reference's augmentation,
+    RandomCrop(32, 4) + horizontal flip, then ToTensor (``augment=False``: ToTensor alone)."""
+    _, T = _torchvision("cifar10")
+    to_tensor = T.ToTensor()
+    tr = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), to_tensor]) if augment else to_tensor
+    return tr, to_tensor
+
+
 def get_datasets(name: str, root: str | None = None, augment: bool = True):
     """Return ``(train, test, info)`` for ``name`` in :data:`DATASETS`.
 
@@ -311,9 +320,9 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
     try:
         if info.name in ("cifar10", "cifar100"):
             cls = tvd.CIFAR10 if info.name == "cifar10" else tvd.CIFAR100
-            tr = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), to_tensor]) if augment else to_tensor
+            tr, te = cifar_transforms(augment)
             train, test = (cls(root, train=True, transform=tr, download=False),
-                           cls(root, train=False, transform=to_tensor, download=False))
+                           cls(root, train=False, transform=te, download=False))
         elif info.name == "svhn":
             tr = T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor
             train, test = (tvd.SVHN(root, split="train", transform=tr, download=False),
