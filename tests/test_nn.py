@@ -523,3 +523,40 @@ def test_the_precision_controls_module_is_reachable_by_its_dotted_name():
     module = importlib.import_module("dwq.nn.control")
     assert dwq.nn.control is module and module.set_precision is dwq.set_precision
     assert isinstance(dwq.nn.precision, type)  # the context manager keeps its name
+
+
+@pytest.mark.parametrize("layer", ["conv", "linear"])
+def test_hooks_on_a_layers_quantizers_run_as_through_module_call(layer):
+    # The layers call their quantizers' forward directly when nothing hooks into them (host time, issue
+    # 10); a hook on a quantizer, or a global one, must still see every call and may change its result.
+    torch.manual_seed(0)
+    if layer == "conv":
+        m, x = QConv2d(3, 4, 3, precisions=[None, 4]), torch.rand(2, 3, 8, 8)
+    else:
+        m, x = QLinear(6, 4, precisions=[None, 4]), torch.rand(2, 6)
+    dwq.set_precision(m, 4)
+    want = m(x)
+    seen = []
+    hooks = [m.input_quant.register_forward_pre_hook(lambda q, args: seen.append(("pre", args[1]))),
+             m.input_quant.register_forward_hook(lambda q, args, out: seen.append(("act", out.shape))),
+             m.weight_quant.register_forward_hook(lambda q, args, out: out * 0)]  # the weight replaced by zeros
+    y = m(x)
+    assert seen == [("pre", 4), ("act", x.shape)]
+    bias = m.bias.detach().view(1, 4, *[1] * (y.dim() - 2)).expand_as(y)
+    assert torch.equal(y, bias)
+    for h in hooks:
+        h.remove()
+    assert torch.equal(m(x), want)
+    grads = []
+    hooks = [m.weight_quant.register_full_backward_hook(lambda q, gin, gout: grads.append(gout[0].shape)),
+             nn.modules.module.register_module_forward_pre_hook(lambda q, args: seen.append(type(q).__name__))]
+    seen.clear()
+    try:
+        m(x).sum().backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen == [type(m).__name__, "ActQuantizer", "WeightQuantizer"] and grads == [m.weight.shape]
+    seen.clear()
+    m(x)
+    assert seen == []

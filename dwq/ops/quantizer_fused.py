@@ -21,9 +21,10 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)  # what weight_fake_quantize also 
 
 def available(x: torch.Tensor, op: str) -> bool:
     """Whether the fused kernel ``op`` serves ``x`` (a CPU or CUDA float32/float16/bfloat16 tensor)."""
-    if x.device.type not in ("cpu", "cuda") or x.dtype not in FUSED_DTYPES:
+    if x.dtype not in FUSED_DTYPES:
         return False
-    return has_kernel(op, x.device.type)
+    # (is_cpu / is_cuda, not x.device.type: a torch.device made per call, at every forward of every layer)
+    return has_kernel(op, "cpu") if x.is_cpu else x.is_cuda and has_kernel(op, "cuda")
 
 
 def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.Tensor, initialized: torch.Tensor,
