@@ -221,3 +221,14 @@ def test_h200_probe_table_is_the_records():
         for (call, shape), cell in zip(columns, cells):
             want = ms.get((call, shape, probe_of[label]))
             assert cell == ("" if want is None else f"{want:.4f}"), (label, call, shape)
+
+
+def test_layer_host_direct_quantizer_call_sentences_are_the_records():
+    """The before/after of the quantizers called without Module.__call__ (2e5cae1 against be80951), in
+    both READMEs, from its own records."""
+    change = _layer_host_change("results_cpu_layer_host_be80951.json")
+    want = (f"eval {change('eval', 'rpt', True)}, reused {change('eval', 'rpt_reuse', True)}; eval under "
+            f"bfloat16 autocast {change('eval_amp', 'rpt', True)}, reused {change('eval_amp', 'rpt_reuse', True)}; "
+            f"training {change('train', 'rpt')}, reused {change('train', 'rpt_reuse')}.")
+    for doc in ("README.md", "benchmarks/README.md"):
+        assert want in " ".join((ROOT / doc).read_text().split()), (doc, want)
