@@ -177,10 +177,13 @@ def test_layer_host_eval_fast_path_sentences_are_the_records():
     assert want in readme, want
 
 
-def test_layer_host_autocast_sentences_are_the_records():
-    """The before/after of the weights kept in autocast's dtype and the CPU checks without scans
-    (c6071fa against fad7c98), in both READMEs, from its own records."""
-    change = _layer_host_change("results_cpu_layer_host_fad7c98.json")
+@pytest.mark.parametrize("records", [
+    "results_cpu_layer_host_fad7c98.json",  # c6071fa against fad7c98: weights in autocast's dtype, CPU checks
+    "results_cpu_layer_host_be80951.json",  # 2e5cae1 against be80951: quantizers called without Module.__call__
+])
+def test_layer_host_before_after_sentences_are_the_records(records):
+    """A two-commit before/after of the layer-host benchmark, in both READMEs, from its own records."""
+    change = _layer_host_change(records)
     want = (f"training {change('train', 'rpt')} µs, reused {change('train', 'rpt_reuse')}; eval "
             f"{change('eval', 'rpt', True)}, reused {change('eval', 'rpt_reuse', True)}; eval under bfloat16 "
             f"autocast {change('eval_amp', 'rpt', True)}, reused {change('eval_amp', 'rpt_reuse', True)}")
@@ -222,13 +225,3 @@ def test_h200_probe_table_is_the_records():
             want = ms.get((call, shape, probe_of[label]))
             assert cell == ("" if want is None else f"{want:.4f}"), (label, call, shape)
 
-
-def test_layer_host_direct_quantizer_call_sentences_are_the_records():
-    """The before/after of the quantizers called without Module.__call__ (2e5cae1 against be80951), in
-    both READMEs, from its own records."""
-    change = _layer_host_change("results_cpu_layer_host_be80951.json")
-    want = (f"eval {change('eval', 'rpt', True)}, reused {change('eval', 'rpt_reuse', True)}; eval under "
-            f"bfloat16 autocast {change('eval_amp', 'rpt', True)}, reused {change('eval_amp', 'rpt_reuse', True)}; "
-            f"training {change('train', 'rpt')}, reused {change('train', 'rpt_reuse')}.")
-    for doc in ("README.md", "benchmarks/README.md"):
-        assert want in " ".join((ROOT / doc).read_text().split()), (doc, want)
