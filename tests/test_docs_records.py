@@ -138,9 +138,9 @@ def test_layer_host_sentence_is_the_records():
             f"and from {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training "
             f"({span(old, 'train', 'rpt_reuse')} → {span(new, 'train', 'rpt_reuse')} µs reused)")
     assert want in text, want
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    engine_doc = " ".join((ROOT / "docs" / "cuda_engine.md").read_text().split())
     assert (f"went from {span(old, 'eval', 'rpt')} to {span(new, 'eval', 'rpt')} µs of added time per layer in "
-            f"eval, {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training") in readme
+            f"eval, {span(old, 'train', 'rpt')} to {span(new, 'train', 'rpt')} µs in training") in engine_doc
 
 
 def _layer_host_change(name: str):
@@ -164,17 +164,17 @@ def _layer_host_change(name: str):
 
 
 def test_layer_host_eval_fast_path_sentences_are_the_records():
-    """The later before/after (fdada36 against the eval fast path), in both READMEs, from its own records."""
+    """The later before/after (fdada36 against the eval fast path), in benchmarks/README.md and docs/cuda_engine.md, from its own records."""
     change = _layer_host_change("results_cpu_layer_host_a83531f.json")
     bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
     want = (f"eval {change('eval', 'rpt', True)} µs added per layer, reused {change('eval', 'rpt_reuse', True)}; "
             f"training {change('train', 'rpt')}, reused {change('train', 'rpt_reuse')}.")
     assert want in bench, want
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    engine_doc = " ".join((ROOT / "docs" / "cuda_engine.md").read_text().split())
     want = (f"added time per layer in eval {change('eval', 'rpt', True)} µs, with the weights reused "
             f"{change('eval', 'rpt_reuse', True)} µs; in training {change('train', 'rpt')} µs "
             f"(reused {change('train', 'rpt_reuse')})")
-    assert want in readme, want
+    assert want in engine_doc, want
 
 
 @pytest.mark.parametrize("records", [
@@ -182,12 +182,13 @@ def test_layer_host_eval_fast_path_sentences_are_the_records():
     "results_cpu_layer_host_be80951.json",  # 2e5cae1 against be80951: quantizers called without Module.__call__
 ])
 def test_layer_host_before_after_sentences_are_the_records(records):
-    """A two-commit before/after of the layer-host benchmark, in both READMEs, from its own records."""
+    """A two-commit before/after of the layer-host benchmark, in docs/cuda_engine.md and
+    benchmarks/README.md, from its own records."""
     change = _layer_host_change(records)
     want = (f"training {change('train', 'rpt')} µs, reused {change('train', 'rpt_reuse')}; eval "
             f"{change('eval', 'rpt', True)}, reused {change('eval', 'rpt_reuse', True)}; eval under bfloat16 "
             f"autocast {change('eval_amp', 'rpt', True)}, reused {change('eval_amp', 'rpt_reuse', True)}")
-    for doc in ("README.md", "benchmarks/README.md"):
+    for doc in ("docs/cuda_engine.md", "benchmarks/README.md"):
         assert want in " ".join((ROOT / doc).read_text().split()), (doc, want)
 
 
