@@ -54,7 +54,7 @@ PyMethodDef methods[] = {
     {"packed_weight_shape", packed_weight_shape, METH_VARARGS,
      "packed_weight_shape(n, k, bits) -> (n, p): shape of dwq.ops.pack_weight's int8 result for [n, k] codes"},
     {"cpu_isas", cpu_isas, METH_NOARGS,
-     "cpu_isas() -> tuple of str: the CPU kernel paths this machine runs (scalar, avx2, avx512_vnni)"},
+     "cpu_isas() -> tuple of str: the CPU kernel paths this machine runs (scalar, avx2, avx512_vnni, amx)"},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -21,7 +21,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-CPU_ISAS = ["scalar", "avx2", "avx512_vnni"]
+CPU_ISAS = ["scalar", "avx2", "avx512_vnni", "amx"]
 
 
 @pytest.fixture(params=CPU_ISAS)

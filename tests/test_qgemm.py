@@ -250,7 +250,7 @@ def test_bad_isa_env(monkeypatch):
     x, w, zw = _sample()
     wp = q.pack_weight(w, zw, 8)
     monkeypatch.setenv("DWQ_CPU_ISA", "neon")
-    with pytest.raises(RuntimeError, match="DWQ_CPU_ISA=neon is not one of scalar, avx2, avx512_vnni"):
+    with pytest.raises(RuntimeError, match="DWQ_CPU_ISA=neon is not one of scalar, avx2, avx512_vnni, amx"):
         q.qgemm_acc(x, torch.tensor([0], dtype=torch.int32), 8, wp)
 
 
@@ -287,7 +287,7 @@ def test_supported_cpu_isas_never_writes_the_environment(monkeypatch):
     monkeypatch.setattr(os, "environ", env)
     isas = q.supported_cpu_isas()
     assert env.writes == []
-    assert isas[0] == "scalar" and set(isas) <= {"scalar", "avx2", "avx512_vnni"}
+    assert isas[0] == "scalar" and set(isas) <= {"scalar", "avx2", "avx512_vnni", "amx"}
 
 
 def test_supported_cpu_isas_are_the_ones_that_run(monkeypatch):
@@ -295,7 +295,7 @@ def test_supported_cpu_isas_are_the_ones_that_run(monkeypatch):
     isas = q.supported_cpu_isas()
     assert os.environ["DWQ_CPU_ISA"] == "neon"
     x, s, z = torch.ones(3), torch.ones(1), torch.zeros(1, dtype=torch.int32)
-    for isa in ("scalar", "avx2", "avx512_vnni"):
+    for isa in ("scalar", "avx2", "avx512_vnni", "amx"):
         monkeypatch.setenv("DWQ_CPU_ISA", isa)
         if isa in isas:
             assert q.quantize_act(x, s, z, 8).tolist() == [1, 1, 1]

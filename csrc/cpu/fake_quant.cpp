@@ -10,6 +10,7 @@ template <typename T>
 int64_t fake_quant_rows(Isa isa, const T* x, T* out, int32_t* codes, const float* scale, const int32_t* zero_point,
                         int64_t C, int64_t inner, int64_t row_begin, int64_t row_end, int bits) {
   switch (isa) {
+    case Isa::amx:  // (its float kernels are the AVX-512 build's)
     case Isa::avx512_vnni:
       return avx512_vnni::fake_quant_rows(x, out, codes, scale, zero_point, C, inner, row_begin, row_end, bits);
     case Isa::avx2: return avx2::fake_quant_rows(x, out, codes, scale, zero_point, C, inner, row_begin, row_end, bits);

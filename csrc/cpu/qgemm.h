@@ -104,7 +104,10 @@ struct GemmPlan {
   int64_t items() const { return m_blocks * n_chunks; }
 };
 
-GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads);
+// row_tile: the rows of the ISA's microkernel (isa_row_tile), which the item's rows are a multiple of
+// where they can be (any value is correct; others leave partial tiles).
+GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads, int row_tile = 6);
+int isa_row_tile(Isa isa);
 
 // First item of share t (0 <= t <= nthreads; share t is [plan_split(t), plan_split(t + 1))) when
 // nthreads threads split the items by work (rows x column blocks), not by item count: column

@@ -1,8 +1,12 @@
 // ISA selection, weight packing and work planning of the integer GEMM engine (qgemm.h). Compiled for
-// generic x86-64; the per-ISA drivers live in qgemm_{scalar,avx2,avx512vnni}.cpp.
+// generic x86-64; the per-ISA drivers live in qgemm_{scalar,avx2,avx512vnni,amx}.cpp.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "cpu/qgemm.h"
 
@@ -21,6 +25,10 @@ namespace avx512_vnni {
 int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
 int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
 }  // namespace avx512_vnni
+namespace amx {
+int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
+int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+}  // namespace amx
 
 namespace {
 constexpr int32_t kMagic = 0x57515744;  // "DWQW"
@@ -41,9 +49,21 @@ const char* isa_name(Isa isa) {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
     case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::amx: return "amx";
   }
   return "?";
 }
+
+namespace {
+#if defined(__linux__) && defined(__x86_64__)
+bool request_tile_state() {
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;  // <asm/prctl.h>, the XSAVE feature number
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+#else
+bool request_tile_state() { return false; }  // (no known way to ask: AMX stays off)
+#endif
+}  // namespace
 
 bool isa_supported(Isa isa) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -57,6 +77,13 @@ bool isa_supported(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni");
+    case Isa::amx: {
+      // The CPU has the tiles and the OS grants this process their state (Linux hands it out on
+      // request only; a tile instruction without it is SIGILL). Asked once: the grant is for good.
+      static const bool granted = isa_supported(Isa::avx512_vnni) && __builtin_cpu_supports("amx-tile") &&
+                                  __builtin_cpu_supports("amx-int8") && request_tile_state();
+      return granted;
+    }
   }
   return false;
 #else
@@ -67,9 +94,10 @@ bool isa_supported(Isa isa) {
 bool select_isa(Isa* isa, std::string* err) {
   const char* env = std::getenv("DWQ_CPU_ISA");
   if (env == nullptr || env[0] == '\0') {
-    static const Isa best = isa_supported(Isa::avx512_vnni) ? Isa::avx512_vnni
-                            : isa_supported(Isa::avx2)      ? Isa::avx2
-                                                            : Isa::scalar;
+    static const Isa best = isa_supported(Isa::amx)           ? Isa::amx
+                            : isa_supported(Isa::avx512_vnni) ? Isa::avx512_vnni
+                            : isa_supported(Isa::avx2)        ? Isa::avx2
+                                                              : Isa::scalar;
     *isa = best;
     return true;
   }
@@ -83,7 +111,7 @@ bool select_isa(Isa* isa, std::string* err) {
       return true;
     }
   }
-  *err = std::string("DWQ_CPU_ISA=") + env + " is not one of scalar, avx2, avx512_vnni";
+  *err = std::string("DWQ_CPU_ISA=") + env + " is not one of scalar, avx2, avx512_vnni, amx";
   return false;
 }
 
@@ -203,7 +231,10 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   return true;
 }
 
-GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads) {
+int isa_row_tile(Isa isa) { return isa == Isa::amx ? 16 : 6; }
+
+GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads, int row_tile) {
+  const int64_t rt = std::max(1, row_tile);
   GemmPlan p;
   p.M = M;
   p.N = w.N;
@@ -219,8 +250,8 @@ GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthrea
   const int64_t block_bytes = kBlockN * p.Kp * p.lw;
   const int64_t slab_bytes = p.lx == 2 ? 1536 * 1024 : 768 * 1024;
   p.nc_blocks = std::clamp<int64_t>(slab_bytes / block_bytes, 1, p.n_blocks);
-  p.mc = std::clamp<int64_t>((96 * 1024) / (p.Kp * p.lx) / 6 * 6, 6, 192);
-  p.mc = std::min(p.mc, round_up(std::max<int64_t>(M, 1), 6));
+  p.mc = std::clamp<int64_t>((96 * 1024) / (p.Kp * p.lx) / rt * rt, rt, 192 / rt * rt);
+  p.mc = std::min(p.mc, round_up(std::max<int64_t>(M, 1), rt));
   // Equal-sized column chunks (a ragged last chunk is a large unequal item; plan_split balances
   // the rest by work).
   auto update = [&] {
@@ -233,8 +264,8 @@ GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthrea
   while (p.items() < want) {
     if (p.nc_blocks > 1) {
       p.nc_blocks = (p.nc_blocks + 1) / 2;
-    } else if (p.mc > 6) {
-      p.mc = std::max<int64_t>(6, round_up(p.mc / 2, 6));
+    } else if (p.mc > rt) {
+      p.mc = std::max<int64_t>(rt, round_up(p.mc / 2, rt));
     } else {
       break;
     }
@@ -269,6 +300,11 @@ int64_t plan_split(const GemmPlan& p, int t, int nthreads) {
 int64_t run_qgemm(Isa isa, const GemmPlan& plan, const ActSource& a, const PackedWeightView& w,
                   const Epilogue& ep, int64_t begin, int64_t end) {
   switch (isa) {
+    case Isa::amx:
+      // (isa_supported asks the OS for the tile state, without which a tile instruction is SIGILL;
+      // select_isa has refused amx where it is not supported, so only a direct caller falls through)
+      if (isa_supported(Isa::amx)) return amx::run(plan, a, w, ep, begin, end);
+      [[fallthrough]];
     case Isa::avx512_vnni: return avx512_vnni::run(plan, a, w, ep, begin, end);
     case Isa::avx2: return avx2::run(plan, a, w, ep, begin, end);
     default: return scalar::run(plan, a, w, ep, begin, end);
@@ -277,6 +313,7 @@ int64_t run_qgemm(Isa isa, const GemmPlan& plan, const ActSource& a, const Packe
 
 int64_t quantize_act(Isa isa, const float* x, int64_t n, float scale, int32_t zp, int bits, void* out, bool out_u8) {
   switch (isa) {
+    case Isa::amx: return amx::quantize(x, n, scale, zp, bits, out, out_u8);
     case Isa::avx512_vnni: return avx512_vnni::quantize(x, n, scale, zp, bits, out, out_u8);
     case Isa::avx2: return avx2::quantize(x, n, scale, zp, bits, out, out_u8);
     default: return scalar::quantize(x, n, scale, zp, bits, out, out_u8);

@@ -19,6 +19,12 @@
 //   DWQ_ISA_WIDE     ukernel_wide(mr, A0, A1, lda, B0, B1, kg, int64_t* C): two-limb activations
 //                    multiplied as whole codes less 32768 by the weight limb B0 (+ 256 x B1), in
 //                    int64 (see qgemm_avx2.cpp); the driver adds 32768 x the column's limb sum.
+//   DWQ_ISA_A_ALIGN  n: the packed activation rows' stride is Kp rounded up to n bytes, zero-filled
+//                    past K (a microkernel that reads whole 64-byte k blocks, qgemm_amx.cpp); and
+//                    the buffer holds kMR rows more than an item's, which a microkernel may read
+//                    (and whose products it may compute) beyond mr, never using them;
+//   DWQ_ISA_SCOPE    struct IsaScope: constructed at the start of each run() on its thread and
+//                    destroyed at its end (qgemm_amx.cpp: the tile configuration).
 // No system #include in these pieces: the including file provides <algorithm>, <climits>,
 // <cstring>, <type_traits>, <vector> and common/arith.h before it opens its target region.
 
@@ -32,7 +38,7 @@ struct ThreadBuffers {
   std::vector<const uint8_t*> taps;  // implicit conv: [mc][kh*kw] slice pointers of one item
   std::vector<int64_t> psum;         // implicit conv: per-input-pixel code sums of one item
   std::vector<uint8_t> zline;        // implicit conv: C zero-point codes (the padding slice)
-  std::vector<uint8_t> a;    // [limbs][mc][Kp] activation codes (u8 limbs) of one item
+  std::vector<uint8_t> a;    // [limbs][mc][lda] activation codes (u8 limbs) of one item
   std::vector<int64_t> rs;   // [mc] exact row sums of the codes
   std::vector<int64_t> colw, colc;      // [columns of the item] zero-point terms (see run)
   std::vector<uint32_t> colw32, colc32;  // the same mod 2^32 for the int32 fast path
@@ -48,13 +54,25 @@ ThreadBuffers& thread_buffers() {
 #include "cpu/qgemm_driver_pack.inc.h"
 #include "cpu/qgemm_driver_epilogue.inc.h"
 
+#ifdef DWQ_ISA_A_ALIGN
+constexpr int64_t kAAlign = DWQ_ISA_A_ALIGN;
+#else
+constexpr int64_t kAAlign = 1;
+#endif
+#ifndef DWQ_ISA_SCOPE
+struct IsaScope {};
+#endif
+
 
 int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, const Epilogue& ep, int64_t begin,
             int64_t end) {
   ThreadBuffers& tb = thread_buffers();
+  [[maybe_unused]] const IsaScope scope;
   // The item's activation rows are packed in one sweep (streaming reads the prefetchers follow),
   // then every kMR-row tile meets each weight block of the item's L2-resident column chunk.
-  const size_t need = static_cast<size_t>(p.lx * p.mc * p.Kp);
+  // lda: the rows' stride (Kp, or more where the ISA's microkernel reads whole k blocks).
+  const int64_t lda = (p.Kp + kAAlign - 1) / kAAlign * kAAlign;
+  const size_t need = static_cast<size_t>((p.lx * p.mc + (kAAlign > 1 ? kMR : 0)) * lda);
   if (tb.a.size() < need) tb.a.resize(need);
   if (tb.rs.size() < static_cast<size_t>(p.mc)) tb.rs.resize(static_cast<size_t>(p.mc));
   const size_t ncol = static_cast<size_t>(p.nc_blocks * kBlockN);
@@ -122,8 +140,8 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
     if (implicit) {
       bad += implicit_rows(a, m0, rows, tb, rs);
     } else
-    bad += a.is_u8 ? pack_rows_t<uint8_t>(a, static_cast<const uint8_t*>(a.x), K, Kp, p.lx, m0, rows, p.mc, abuf, rs)
-                   : pack_rows_t<int32_t>(a, static_cast<const int32_t*>(a.x), K, Kp, p.lx, m0, rows, p.mc, abuf, rs);
+    bad += a.is_u8 ? pack_rows_t<uint8_t>(a, static_cast<const uint8_t*>(a.x), K, lda, p.lx, m0, rows, p.mc, abuf, rs)
+                   : pack_rows_t<int32_t>(a, static_cast<const int32_t*>(a.x), K, lda, p.lx, m0, rows, p.mc, abuf, rs);
     for (int64_t nb = nb0; nb < nb1; ++nb) {
       const int64_t n0 = nb * kBlockN, nv = std::min<int64_t>(kBlockN, p.N - n0);
       const int64_t* colw = tb.colw.data() + (nb - nb0) * kBlockN;
@@ -133,13 +151,13 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       const int8_t* bblk = w.data + nb * kBlockN * Kp;
       for (int64_t mt = 0; mt < rows; mt += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, rows - mt));
-        const uint8_t* A = abuf + mt * Kp;
+        const uint8_t* A = abuf + mt * lda;
         const int64_t* rst = rs + mt;
         if (fast) {
           if (implicit)
             ukernel_taps(mr, tb.taps.data() + mt * ntaps, ntaps, a.C / 4, bblk, t32);
           else
-            uk(mr, A, Kp, bblk, kg_total, t32);
+            uk(mr, A, lda, bblk, kg_total, t32);
           if (fused != nullptr) {
             fused(t32, mr, nv, rst, colw32, colc32, ep, m0 + mt, n0);
           } else {
@@ -155,7 +173,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
         } else if (p.lx == 2) {
           // T = T' + 32768 * sum_{k<K} s_k with s_k = qw_k - 128 * Lw the shifted limbs combined (the
           // padding's stored bytes are 0: no term), i.e. 32768 * (colsum - 128 * Lw * K).
-          ukernel_wide(mr, A, A + p.mc * Kp, Kp, bblk, p.lw == 2 ? bblk + w.Npad * Kp : nullptr, kg_total, t64);
+          ukernel_wide(mr, A, A + p.mc * lda, lda, bblk, p.lw == 2 ? bblk + w.Npad * Kp : nullptr, kg_total, t64);
           for (int r = 0; r < mr; ++r) {
             const int64_t rsr = rst[r];
             const int64_t* t = t64 + r * kBlockN;
@@ -167,17 +185,17 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
         } else if (limb3) {
           // T = t0 + 256 * t1 + 65536 * t2 with t_s = sum_{ia+ib=s} P_ia,ib, each exact in int32
           // (|P01 + P10| <= 2 * 255 * 128 * K < 2^31 for K <= 32768).
-          const uint8_t* A1 = A + p.mc * Kp;
+          const uint8_t* A1 = A + p.mc * lda;
           const int8_t* B1 = bblk + w.Npad * Kp;
-          uk(mr, A, Kp, bblk, kg_total, tl[0]);
-          if (p.lw == 2) uk(mr, A, Kp, B1, kg_total, tl[1]);
+          uk(mr, A, lda, bblk, kg_total, tl[0]);
+          if (p.lw == 2) uk(mr, A, lda, B1, kg_total, tl[1]);
           if (p.lx == 2) {
             if (p.lw == 2) {
-              ukernel(mr, A1, Kp, bblk, kg_total, t32);
+              ukernel(mr, A1, lda, bblk, kg_total, t32);
               for (int64_t i = 0; i < mr * kBlockN; ++i) tl[1][i] += t32[i];
-              ukernel(mr, A1, Kp, B1, kg_total, tl[2]);
+              ukernel(mr, A1, lda, B1, kg_total, tl[2]);
             } else {
-              ukernel(mr, A1, Kp, bblk, kg_total, tl[1]);
+              ukernel(mr, A1, lda, bblk, kg_total, tl[1]);
             }
           }
           const bool three = p.lx == 2 && p.lw == 2;
@@ -201,11 +219,11 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
           for (int ia = 0; ia < p.lx; ++ia) {
             for (int ib = 0; ib < p.lw; ++ib) {
               const int shift = 8 * (ia + ib);
-              const uint8_t* Al = A + ia * p.mc * Kp;
+              const uint8_t* Al = A + ia * p.mc * lda;
               const int8_t* Bl = bblk + ib * w.Npad * Kp;
               for (int64_t g0 = 0; g0 < kg_total; g0 += kg_chunk) {
                 const int64_t gn = std::min(kg_chunk, kg_total - g0);
-                uk(mr, Al + 4 * g0, Kp, Bl + 256 * g0, gn, t32);
+                uk(mr, Al + 4 * g0, lda, Bl + 256 * g0, gn, t32);
                 for (int64_t i = 0; i < mr * kBlockN; ++i) t64[i] += static_cast<int64_t>(t32[i]) * (int64_t{1} << shift);
               }
             }

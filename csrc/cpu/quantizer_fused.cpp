@@ -9,6 +9,7 @@ namespace dwq::cpu {
 template <typename T>
 bool range_of(Isa isa, const T* x, int64_t n, float* mn, float* mx) {
   switch (isa) {
+    case Isa::amx:  // (its float kernels are the AVX-512 build's)
     case Isa::avx512_vnni: return avx512_vnni::range_of(x, n, mn, mx);
     case Isa::avx2: return avx2::range_of(x, n, mn, mx);
     default: return scalar::range_of(x, n, mn, mx);
@@ -19,6 +20,7 @@ template <typename T, typename O>
 int64_t weight_fake_quant_rows(Isa isa, const T* w, O* out, int64_t inner, int64_t row_begin, int64_t row_end,
                                int bits, int64_t* inf_rows) {
   switch (isa) {
+    case Isa::amx:  // (its float kernels are the AVX-512 build's)
     case Isa::avx512_vnni: return avx512_vnni::weight_fake_quant_rows(w, out, inner, row_begin, row_end, bits, inf_rows);
     case Isa::avx2: return avx2::weight_fake_quant_rows(w, out, inner, row_begin, row_end, bits, inf_rows);
     default: return scalar::weight_fake_quant_rows(w, out, inner, row_begin, row_end, bits, inf_rows);

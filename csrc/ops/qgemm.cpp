@@ -89,7 +89,7 @@ Weight check_packed(const char* op, const at::Tensor& w) {
 void run_plan(const char* op, Isa isa, int64_t M, const cpu::ActSource& a, const Weight& w, const cpu::Epilogue& ep) {
   if (M == 0) return;
   const int nt = std::max(1, at::get_num_threads());
-  const cpu::GemmPlan plan = cpu::plan_qgemm(M, w.view, a.bits, nt);
+  const cpu::GemmPlan plan = cpu::plan_qgemm(M, w.view, a.bits, nt, cpu::isa_row_tile(isa));
   std::atomic<int64_t> bad{0};
   // One share per thread, split by work (cpu::plan_split), not by item count.
   at::parallel_for(0, nt, 1, [&](int64_t b, int64_t e) {

@@ -64,7 +64,12 @@ static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool con
 
 int main(int argc, char** argv) {
   Isa isa = Isa::avx512_vnni;
-  if (argc > 1) isa = std::string(argv[1]) == "avx2" ? Isa::avx2 : std::string(argv[1]) == "scalar" ? Isa::scalar : Isa::avx512_vnni;
+  for (Isa c : kAllIsas)
+    if (argc > 1 && std::string(argv[1]) == isa_name(c)) isa = c;
+  if (!isa_supported(isa)) {
+    std::printf("%s: not supported by this CPU\n", isa_name(isa));
+    return 1;
+  }
   struct S { int64_t M, N, K; bool conv; const char* name; } shapes[] = {
       {1024, 1024, 1024, false, "gemm 1024^3"}, {4096, 512, 1152, false, "gemm 4096x512x1152"},
       {32, 4096, 4096, false, "gemm 32x4096x4096"}, {32 * 1024, 64, 576, true, "conv b32 64->64 3x3 32x32"},

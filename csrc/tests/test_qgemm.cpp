@@ -330,7 +330,7 @@ int main() {
     std::mt19937_64 srng(99);  // own stream: the GEMM/conv cases below stay the same
     split_cases(srng);
   }
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512_vnni}) {
+  for (Isa isa : kAllIsas) {
     if (!isa_supported(isa)) {
       std::printf("%s: not supported by this CPU, skipped\n", isa_name(isa));
       continue;

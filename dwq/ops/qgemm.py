@@ -9,8 +9,9 @@ Arithmetic contract (DESIGN.md): unsigned codes ``q`` in ``0..2^b-1`` (uint8 for
 affine_bias[n]``, optional ReLU, then float32 or requantized codes
 ``clamp(round_half_even(y / s') + z', 0, 2^b' - 1)``. Inference only (no autograd).
 
-The ISA is chosen at run time from CPUID (AVX-512 VNNI, else AVX2, else scalar);
-``DWQ_CPU_ISA=scalar|avx2|avx512_vnni`` forces one (an error if the CPU lacks it). On CUDA the ops
+The ISA is chosen at run time from CPUID (AMX-INT8 tiles with AVX-512 VNNI, else AVX-512 VNNI, else
+AVX2, else scalar); ``DWQ_CPU_ISA=scalar|avx2|avx512_vnni|amx`` forces one (an error if the CPU lacks
+it). On CUDA the ops
 check values (codes in range, scales, zero points) on the device and read the verdict back, one
 sync per op; ``DWQ_CUDA_CHECKS=0`` skips that read (no sync; bad input then gives meaningless
 numbers, never an out-of-bounds access). ``DWQ_CUDA_GEMM=mma|wgmma|wgmma_tma|wgmma_pp|auto`` picks
@@ -222,7 +223,7 @@ def qconv2d(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
 
 
 def supported_cpu_isas() -> List[str]:
-    """The CPU kernel paths this machine can run, e.g. ``['scalar', 'avx2', 'avx512_vnni']``
+    """The CPU kernel paths this machine can run, e.g. ``['scalar', 'avx2', 'avx512_vnni', 'amx']``
     (each is forced with ``DWQ_CPU_ISA``); ``[]`` without the extension. Asked of C++ (CPUID):
     the environment is left alone, so ops of other threads keep their kernels meanwhile."""
     if not HAS_EXT:

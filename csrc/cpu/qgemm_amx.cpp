@@ -1,0 +1,120 @@
+// AMX microkernel of the integer GEMM engine (qgemm.h), for Xeons with AMX-INT8 (Sapphire Rapids and
+// later): tdpbusd multiplies a 16 x 64 tile of u8 activations by a 16 x 64 tile of s8 shifted
+// weights (16 columns x 4 k-values per row: exactly a 16-column slice of the packed blob's 256-byte
+// k-group rows, so the blob is read as it is) into 16 x 16 int32, 1,024 products per cycle against
+// AVX-512 VNNI's 128. One call: 16 rows x 64 columns in four accumulator tiles (tmm0-3), the
+// activation tile in tmm4, the weight tiles through tmm5-7. The activation rows are packed with a
+// stride that is a multiple of 64 bytes, zero past K (DWQ_ISA_A_ALIGN), so a last partial k block
+// reads zeros there; its weight rows past the block's k groups come from a zero-padded copy (they
+// would be the next block's bytes, or past the blob's end). Everything else (packing, the fused
+// epilogue) is the AVX-512 build's. On Linux a process must ask the kernel for the tile state
+// first (qgemm_common.cpp, isa_supported). Only the code after the includes is built for AMX.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/isa_region.h"
+#include "common/arith.h"
+#include "cpu/qgemm.h"
+
+// Everything above is generic x86-64 (see isa_region.h for why the region opens only here).
+DWQ_ISA_REGION_BEGIN("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,popcnt,amx-tile,amx-int8")
+
+namespace dwq::cpu::amx {
+
+constexpr int kMR = 16;
+#define DWQ_ISA_A_ALIGN 64
+
+namespace {
+
+constexpr int kGroupsPerBlock = 16;       // k groups (of 4) per 64-byte k block: a weight tile's rows
+constexpr int64_t kGroupBytes = kBlockN * 4;  // one k group of a 64-column block in the blob
+
+// The weight rows of a last partial k block, zero-padded to a whole tile, for the block at `src`
+// (kept while the next calls read the same rows: every row tile of an item meets the same block).
+struct TailRows {
+  alignas(64) int8_t rows[kGroupsPerBlock * kGroupBytes];
+  const int8_t* src = nullptr;
+  int64_t groups = 0;
+  const int8_t* get(const int8_t* from, int64_t n) {
+    if (from != src || n != groups) {
+      std::memcpy(rows, from, static_cast<size_t>(n * kGroupBytes));
+      std::memset(rows + n * kGroupBytes, 0, static_cast<size_t>((kGroupsPerBlock - n) * kGroupBytes));
+      src = from;
+      groups = n;
+    }
+    return rows;
+  }
+};
+
+thread_local TailRows tail_rows;
+
+}  // namespace
+
+// The tile configuration of every call of run() on this thread: eight 16-row x 64-byte tiles.
+// Configured at its start and released at its end, never between calls: other code on the thread
+// (oneDNN inside torch) configures tiles its own way. The kept tail rows are dropped too: a weight
+// blob freed after a call may be replaced by another at the same address.
+#define DWQ_ISA_SCOPE 1
+struct IsaScope {
+  IsaScope() {
+    struct alignas(64) {
+      uint8_t palette, start_row, reserved[14];
+      uint16_t colsb[16];
+      uint8_t rows[16];
+    } cfg = {};
+    cfg.palette = 1;
+    for (int t = 0; t < 8; ++t) {
+      cfg.colsb[t] = 64;
+      cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    tail_rows.src = nullptr;
+  }
+  ~IsaScope() { _tile_release(); }
+  IsaScope(const IsaScope&) = delete;
+  IsaScope& operator=(const IsaScope&) = delete;
+};
+
+// C[r][0..63] = sum_{k < 4*kg} A[r*lda + k] * B[(k/4)*256 + j*4 + k%4] for r < 16 (rows mr..15 are
+// computed from the buffer's spare rows and ignored by the driver). lda: a multiple of 64, the rows
+// zero from 4*kg to the next multiple of 64.
+static void ukernel(int /*mr*/, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const int64_t blocks = kg / kGroupsPerBlock, left = kg % kGroupsPerBlock;
+  for (int64_t kb = 0; kb <= blocks; ++kb) {
+    const int8_t* b = B + kb * kGroupsPerBlock * kGroupBytes;
+    if (kb == blocks) {
+      if (left == 0) break;
+      b = tail_rows.get(b, left);
+    }
+    _tile_loadd(4, A + kb * 64, lda);
+    _tile_loadd(5, b, kGroupBytes);
+    _tile_dpbusd(0, 4, 5);
+    _tile_loadd(6, b + 64, kGroupBytes);
+    _tile_dpbusd(1, 4, 6);
+    _tile_loadd(7, b + 128, kGroupBytes);
+    _tile_dpbusd(2, 4, 7);
+    _tile_loadd(5, b + 192, kGroupBytes);
+    _tile_dpbusd(3, 4, 5);
+  }
+  _tile_stored(0, C, kBlockN * 4);
+  _tile_stored(1, C + 16, kBlockN * 4);
+  _tile_stored(2, C + 32, kBlockN * 4);
+  _tile_stored(3, C + 48, kBlockN * 4);
+}
+
+#include "cpu/qgemm_avx512_parts.inc.h"
+#include "cpu/qgemm_driver.inc.h"
+
+}  // namespace dwq::cpu::amx
+
+DWQ_ISA_REGION_END

@@ -1,0 +1,165 @@
+// The AVX-512 pieces of the integer engine's driver that do not depend on the microkernel: the
+// activation packer's copy + sum, the int32 fast path's fused epilogue and the single-pass im2col
+// row packer (the optional DWQ_ISA_COPY_SUM, DWQ_ISA_FUSED and DWQ_ISA_ROWPACK of
+// qgemm_driver.inc.h). Textually included, like the driver, by each ISA file whose target region
+// has AVX-512 (qgemm_avx512vnni.cpp, qgemm_amx.cpp), inside its own namespace: include-free.
+
+// Byte copy + sum (vpsadbw) + out-of-range count for the activation packer, 64 bytes a step.
+#define DWQ_ISA_COPY_SUM 1
+static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i lim = _mm512_set1_epi8(static_cast<char>(qmax > 255 ? 255 : qmax));
+  const bool check = qmax < 255;
+  __m512i acc = zero;
+  int64_t b = 0, i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i v = _mm512_loadu_si512(src + i);
+    _mm512_storeu_si512(dst + i, v);
+    acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+    if (check) b += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+  }
+  if (i < n) {
+    const __mmask64 k = (n - i) >= 64 ? ~__mmask64{0} : ((__mmask64{1} << (n - i)) - 1);
+    const __m512i v = _mm512_maskz_loadu_epi8(k, src + i);
+    _mm512_mask_storeu_epi8(dst + i, k, v);
+    acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+    if (check) b += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+  }
+  *bad += b;
+  alignas(64) uint64_t lanes[8];  // (not _mm512_reduce_add_epi64: GCC 12 warns inside its header)
+  _mm512_store_si512(lanes, acc);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+}
+
+// Explicit AVX-512 fused epilogue of the int32 fast path (the driver's fused_tile): arith.h's
+// acc_from_terms32, epilogue<BIAS, RELU> and quantize, lane by lane, with arith's constants: the
+// same float operations in the same order (clamps as min/max, which agree with arith's compares
+// because no value here can be NaN: accumulators are finite integers, mult/bias/scale finite).
+// (arith's templates are not instantiated on __m512 itself: an always-inline generic template with
+// 512-bit vector arguments is rejected by Clang's ABI check; test_qgemm/test_qconv compare this
+// path bit for bit with the scalar one.)
+#define DWQ_ISA_FUSED 1
+// (masked forms with an all-ones mask: the plain ones read _mm512_undefined_* and GCC 12 warns)
+static inline __m512 fmax(__m512 a, __m512 b) { return _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b); }
+static inline __m512 fmin(__m512 a, __m512 b) { return _mm512_maskz_min_ps(__mmask16(0xFFFF), a, b); }
+template <OutKind KIND, bool BIAS, bool RELU>
+static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw,
+                           const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
+  const float* mult = ep.mult + n0;
+  const float* bias = BIAS ? ep.bias + n0 : nullptr;
+  const __m512 s = _mm512_set1_ps(ep.out_scale), z = _mm512_set1_ps(static_cast<float>(ep.out_zp));
+  const __m512 qm = _mm512_set1_ps(static_cast<float>(arith::max_code(ep.out_bits)));
+  const __m512 lo = _mm512_set1_ps(-arith::Rne<float>::clamp), hi = _mm512_set1_ps(arith::Rne<float>::clamp);
+  const __m512 magic = _mm512_set1_ps(arith::Rne<float>::magic);
+  const __m512 zero = _mm512_setzero_ps();
+  const int nvec = static_cast<int>((nv + 15) / 16);
+  __mmask16 km[4];
+  __m512i cw[4], cc[4];
+  __m512 mu[4], bi[4];
+  for (int v = 0; v < 4; ++v) {
+    const int64_t left = nv - 16 * v;
+    km[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+    cw[v] = _mm512_loadu_si512(colw + 16 * v);
+    cc[v] = _mm512_loadu_si512(colc + 16 * v);
+    mu[v] = _mm512_maskz_loadu_ps(km[v], mult + 16 * v);
+    bi[v] = BIAS ? _mm512_maskz_loadu_ps(km[v], bias + 16 * v) : zero;
+  }
+  for (int r = 0; r < mr; ++r) {
+    const __m512i rsr = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(rs[r])));
+    const int32_t* t = t32 + r * kBlockN;
+    const int64_t row = (m + r) * ep.ldo + n0;
+    for (int v = 0; v < nvec; ++v) {
+      // acc_from_terms32: t + rowsum * col_weight + col_const, wrapping
+      __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(t + 16 * v), _mm512_mullo_epi32(rsr, cw[v]));
+      acc = _mm512_add_epi32(acc, cc[v]);
+      // epilogue: acc * mult (+ bias), ReLU
+      __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), acc), mu[v]);
+      if constexpr (BIAS) y = _mm512_add_ps(y, bi[v]);
+      if constexpr (RELU) y = fmax(y, zero);
+      if constexpr (KIND == OutKind::f32) {
+        _mm512_mask_storeu_ps(static_cast<float*>(ep.out) + row + 16 * v, km[v], y);
+      } else {
+        // quantize: clamp(round_half_even_clamped(y / s) + z, 0, qmax)
+        __m512 q = _mm512_div_ps(y, s);
+        q = fmin(fmax(q, lo), hi);
+        q = _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
+        q = _mm512_add_ps(q, z);
+        q = fmin(fmax(q, zero), qm);
+        const __m512i qi = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), q);
+        if constexpr (KIND == OutKind::codes_u8)
+          _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(ep.out) + row + 16 * v, km[v], qi);
+        else
+          _mm512_mask_storeu_epi32(static_cast<int32_t*>(ep.out) + row + 16 * v, km[v], qi);
+      }
+    }
+  }
+}
+
+// Row packer of the im2col fast path (uint8 codes, one limb, dense channels-last): copies the taps
+// of one row with 64-byte moves and keeps its sum (vpsadbw) and range check in registers, so the
+// row is read and written once (no memcpy calls, no second pass over the packed row).
+#define DWQ_ISA_ROWPACK 1
+// GCC 12's _mm512_extracti64x4_epi64 passes _mm256_undefined_si256() as its merge operand, which
+// -Wmaybe-uninitialized reports as a false positive wherever it is inlined.
+#if !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+struct RowPack {
+  __m512i acc = _mm512_setzero_si512();
+  __m512i lim;
+  int64_t bad = 0, extra = 0;
+  bool check;
+  explicit RowPack(uint32_t qmax)
+      : lim(_mm512_set1_epi8(static_cast<char>(qmax > 255 ? 255 : qmax))), check(qmax < 255) {}
+  inline void copy(const uint8_t* src, int64_t n, uint8_t* dst) {
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      const __m512i v = _mm512_loadu_si512(src + i);
+      _mm512_storeu_si512(dst + i, v);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+    if (i < n) {
+      const __mmask64 k = (__mmask64{1} << (n - i)) - 1;
+      const __m512i v = _mm512_maskz_loadu_epi8(k, src + i);
+      _mm512_mask_storeu_epi8(dst + i, k, v);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+  }
+  inline void add(const uint8_t* src, int64_t n) {  // sum and range check only
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+      const __m512i v = _mm512_loadu_si512(src + i);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+    if (i < n) {
+      const __m512i v = _mm512_maskz_loadu_epi8((__mmask64{1} << (n - i)) - 1, src + i);
+      acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+    }
+  }
+  inline void fill(uint8_t* dst, uint8_t val, int64_t n) {
+    const __m512i v = _mm512_set1_epi8(static_cast<char>(val));
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, v);
+    if (i < n) _mm512_mask_storeu_epi8(dst + i, (__mmask64{1} << (n - i)) - 1, v);
+    extra += static_cast<int64_t>(val) * n;
+  }
+  // The row's sum; resets for the next row.
+  inline int64_t take() {
+    const __m256i h = _mm256_add_epi64(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+    const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    const int64_t r = _mm_cvtsi128_si64(q) + _mm_extract_epi64(q, 1) + extra;
+    acc = _mm512_setzero_si512();
+    extra = 0;
+    return r;
+  }
+};
+#if !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
