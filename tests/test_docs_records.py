@@ -226,3 +226,43 @@ def test_h200_probe_table_is_the_records():
             want = ms.get((call, shape, probe_of[label]))
             assert cell == ("" if want is None else f"{want:.4f}"), (label, call, shape)
 
+
+
+def _best_int8_rows(name):
+    """{(op, shape): (dwq's best <= 8-bit median ms, the faster int8 baseline's speed-up, fp32's, 16-bit
+    over 8-bit latency)} of a bench_kernels.py records file."""
+    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    out = {}
+    for key in dict.fromkeys((r["op"], r["shape"]) for r in recs):
+        rs = [r for r in recs if (r["op"], r["shape"]) == key]
+        ms = {(r["impl"], r["bits"]): r["median_ms"] for r in rs}
+        best = min(v for (impl, bits), v in ms.items() if impl == "dwq" and bits <= 8)
+        int8 = min(v for (impl, _), v in ms.items() if impl in ("torch_int_mm", "torch_qlinear", "torch_qconv"))
+        out[key] = (best, int8 / best, ms[("torch_fp32", 32)] / best, ms[("dwq", 16)] / ms[("dwq", 8)])
+    return out
+
+
+def test_amx_table_and_models_sentence_are_the_records():
+    """The README's AMX table (VNNI against AMX on the same machine, back to back) and its whole-model
+    sentence, from their records."""
+    vnni = _best_int8_rows("results_amx_machine_vnni_quick_1thread.json")
+    amx = _best_int8_rows("results_amx_quick_1thread.json")
+    readme = (ROOT / "README.md").read_text()
+    for (op, shape), (ms, int8, fp32, r16) in amx.items():
+        v = vnni[(op, shape)]
+        sh = shape.replace("x", "×").replace("->", "→").replace(" s1", "")
+        row = (f"| {op} | {sh} | {v[0]:.3f} | {v[1]:.2f}× | {ms:.3f} | {int8:.2f}× | {fp32:.2f}× | "
+               f"{v[3]:.2f} → {r16:.2f} |")
+        assert row in readme, row
+
+    def models(name):
+        recs = json.loads((ROOT / "benchmarks" / name).read_text())
+        ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs}
+        return {(op, shape): (v, ms[(op, shape, "torch_fp32", 32)] / v)
+                for (op, shape, impl, bits), v in ms.items() if impl == "dwq_int" and bits == 8}
+
+    mv, ma = models("results_amx_machine_vnni_models_quick.json"), models("results_amx_models_quick.json")
+    text = " ".join(readme.split())
+    for key, (ms, fp32) in ma.items():
+        want = f"{key[0]} {key[1].split()[0]} {mv[key][0]:.2f} → {ms:.2f} ms ({mv[key][1]:.2f}× → {fp32:.2f}× fp32)"
+        assert want in text, want
