@@ -42,7 +42,7 @@ static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool con
     ep.kind = OutKind::codes_u8; ep.out_scale = 0.5f; ep.out_zp = 3; ep.out_bits = bits <= 8 ? bits : 8;
   }
   const int nt = omp_get_max_threads();
-  GemmPlan p = plan_qgemm(M, v, bits, nt);
+  GemmPlan p = plan_qgemm(M, v, bits, nt, isa_row_tile(isa));
   auto once = [&] {
     #pragma omp parallel
     {
