@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "check.h"
+#include "common/arith.h"
 #include "cpu/qgemm.h"
 
 using namespace dwq::cpu;
@@ -43,8 +44,9 @@ static void run_all(Isa isa, int64_t M, const ActSource& a, const Packed& p, con
   const int64_t items = plan.items(), mid = items / 3;
   int64_t bad = run_qgemm(isa, plan, a, v, ep, 0, mid) + run_qgemm(isa, plan, a, v, ep, mid, items);
   CHECK(bad == 0, "run_qgemm reported %lld bad codes", (long long)bad);
-  // and in the work-balanced shares of three threads (the caller's split)
-  const GemmPlan p3 = plan_qgemm(M, v, a.bits, 3);
+  // and in the work-balanced shares of three threads (the caller's split), with the rows per item a
+  // multiple of the ISA's microkernel (as the op plans) after the plans above that are not
+  const GemmPlan p3 = plan_qgemm(M, v, a.bits, 3, isa_row_tile(isa));
   bad = 0;
   for (int t = 0; t < 3; ++t) bad += run_qgemm(isa, p3, a, v, ep, plan_split(p3, t, 3), plan_split(p3, t + 1, 3));
   CHECK(bad == 0, "run_qgemm reported %lld bad codes", (long long)bad);
@@ -322,6 +324,59 @@ static void layout_size_cases() {
   }
 }
 
+// The requantizing epilogue at and next to rounding ties: every output is acc = 1 times mult[n], and
+// mult[n] / s lands on k + 0.5 or within a few floats of it, for scales of every magnitude (the
+// AVX-512 epilogue divides by the reciprocal where that rounds to the same code, exactly elsewhere):
+// the codes must be arith::quantize's, bit for bit, on every ISA.
+static int64_t requant_tie_cases(Isa isa, std::mt19937_64& rng) {
+  std::vector<float> scales = {1.f, 0.5f, 3.f, 0.1f, 1e-3f, 7.3e-5f, 1e3f, 0x1p-119f, 0x1p-121f, 0x1p119f, 0x1p121f};
+  for (int i = 0; i < 24; ++i) scales.push_back(std::ldexp(float(1 + rng() % 1000) / 997.f, int(rng() % 40) - 20));
+  int64_t done = 0;
+  for (const float s : scales)
+    for (const int out_bits : {8, 16}) {
+      const int32_t qmax = (1 << out_bits) - 1, z = qmax / 2 + int32_t(rng() % 3);
+      std::vector<float> mult;
+      for (int c = 0; c < 60; ++c) {
+        const double k = c < 20 ? c - 10 : c < 40 ? double(rng() % (2 * qmax)) - qmax : double(rng() % (1 << 22));
+        float y = static_cast<float>((k + 0.5) * s);
+        for (int j = 0; j < 4; ++j) y = std::nextafter(y, -INFINITY);
+        for (int j = -4; j <= 4; ++j, y = std::nextafter(y, INFINITY))
+          if (std::isfinite(y)) mult.push_back(y);
+      }
+      const int64_t N = static_cast<int64_t>(mult.size()), M = 1 + rng() % 40, K = 1;
+      std::vector<int32_t> x(M * K, 1), w(N * K, 1), zw(N, 0);
+      Packed p = pack(w, N, K, zw, 8);
+      ActSource a;
+      a.x = x.data();
+      a.is_u8 = false;
+      a.zx = 0;
+      a.bits = 8;
+      a.sm = K;
+      std::vector<int32_t> out(M * N, -1);
+      Epilogue ep;
+      ep.kind = OutKind::codes_i32;
+      ep.out = out.data();
+      ep.ldo = N;
+      ep.mult = mult.data();
+      ep.out_scale = s;
+      ep.out_zp = z;
+      ep.out_bits = out_bits;
+      run_all(isa, M, a, p, ep);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          const float y = dwq::arith::epilogue<float, false, false>(1.f, mult[n], 0.f);
+          const int32_t want = static_cast<int32_t>(dwq::arith::quantize(y, s, float(z), float(qmax)));
+          if (out[m * N + n] != want) {
+            CHECK(false, "%s requantize: y=%a s=%a z=%d bits=%d: got %d want %d", isa_name(isa), y, s, z, out_bits,
+                  out[m * N + n], want);
+            return done;
+          }
+        }
+      done += N;
+    }
+  return done;
+}
+
 int main() {
   std::mt19937_64 rng(1234);
   header_kernel_cases();
@@ -340,7 +395,9 @@ int main() {
     overflow_case(isa);
     narrow_extreme_cases(isa);
     quantize_cases(isa, rng);
-    std::printf("%s: %lld gemm + %lld conv cases exact\n", isa_name(isa), (long long)g, (long long)c);
+    const int64_t t = requant_tie_cases(isa, rng);
+    std::printf("%s: %lld gemm + %lld conv cases exact, %lld requantized values at and next to ties\n",
+                isa_name(isa), (long long)g, (long long)c, (long long)t);
   }
   return checks_done("qgemm: all checks passed");
 }
