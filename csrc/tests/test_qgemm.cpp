@@ -36,6 +36,18 @@ static Packed pack(const std::vector<int32_t>& w, int64_t N, int64_t K, const st
   return p;
 }
 
+// The GEMM activation source of int32 codes x [M][K] (row-major).
+static ActSource int32_rows(const std::vector<int32_t>& x, int32_t zx, int bits, int64_t K) {
+  ActSource a;
+  a.x = x.data();
+  a.is_u8 = false;
+  a.zx = zx;
+  a.bits = bits;
+  a.sm = K;
+  a.sk = 1;
+  return a;
+}
+
 static void run_all(Isa isa, int64_t M, const ActSource& a, const Packed& p, const Epilogue& ep) {
   PackedWeightView v;
   CHECK(parse_packed_weight(p.ptr, p.bytes, &v), "parse_packed_weight failed");
@@ -97,13 +109,7 @@ static int64_t gemm_cases(Isa isa, std::mt19937_64& rng, int cases) {
     for (auto& v : w) v = rng() % 5 == 0 ? (rng() % 2 ? qw : 0) : int32_t(rng() % (qw + 1));
     for (auto& z : zw) z = pick_z(qw);
     Packed p = pack(w, N, K, zw, wb);
-    ActSource a;
-    a.x = x.data();
-    a.is_u8 = false;
-    a.zx = zx;
-    a.bits = xb;
-    a.sm = K;
-    a.sk = 1;
+    const ActSource a = int32_rows(x, zx, xb, K);
     std::vector<int64_t> out(M * N, -1);
     Epilogue ep;
     ep.kind = OutKind::acc_i64;
@@ -141,11 +147,7 @@ static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases) {
     for (auto& v : w) v = int32_t(rng() % (qw + 1));
     for (auto& z : zw) z = int32_t(rng() % (qw + 1));
     Packed p = pack(w, O, K, zw, wb);
-    ActSource a;
-    a.x = x.data();
-    a.is_u8 = false;
-    a.zx = zx;
-    a.bits = xb;
+    ActSource a = int32_rows(x, zx, xb, K);  // (then made a conv source)
     a.is_conv = true;
     a.batch = B; a.H = H; a.W = W; a.C = C;
     a.sn = H * W * C; a.sh = W * C; a.sw = C; a.sc = 1;
@@ -193,12 +195,7 @@ static void overflow_case(Isa isa) {
   for (int64_t i = 0; i < M * K; ++i) x[i] = i < K ? 65535 : 0;
   for (int64_t i = 0; i < N * K; ++i) w[i] = (i / K) == 1 ? 0 : 65535;
   Packed p = pack(w, N, K, zw, 16);
-  ActSource a;
-  a.x = x.data();
-  a.is_u8 = false;
-  a.zx = 0;
-  a.bits = 16;
-  a.sm = K;
+  const ActSource a = int32_rows(x, 0, 16, K);
   std::vector<int64_t> out(M * N);
   Epilogue ep;
   ep.out = out.data();
@@ -346,12 +343,7 @@ static int64_t requant_tie_cases(Isa isa, std::mt19937_64& rng) {
       const int64_t N = static_cast<int64_t>(mult.size()), M = 1 + rng() % 40, K = 1;
       std::vector<int32_t> x(M * K, 1), w(N * K, 1), zw(N, 0);
       Packed p = pack(w, N, K, zw, 8);
-      ActSource a;
-      a.x = x.data();
-      a.is_u8 = false;
-      a.zx = 0;
-      a.bits = 8;
-      a.sm = K;
+      const ActSource a = int32_rows(x, 0, 8, K);
       std::vector<int32_t> out(M * N, -1);
       Epilogue ep;
       ep.kind = OutKind::codes_i32;
