@@ -30,6 +30,8 @@ namespace dwq::cpu::amx {
 constexpr int kMR = 16;
 #define DWQ_ISA_A_ALIGN 64
 
+int row_tile() { return kMR; }  // (plan_qgemm's rows per item are a multiple of it: isa_row_tile)
+
 namespace {
 
 constexpr int kGroupsPerBlock = 16;       // k groups (of 4) per 64-byte k block: a weight tile's rows

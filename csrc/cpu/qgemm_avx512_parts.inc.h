@@ -1,35 +1,8 @@
-// The AVX-512 pieces of the integer engine's driver that do not depend on the microkernel: the
-// activation packer's copy + sum, the int32 fast path's fused epilogue and the single-pass im2col
-// row packer (the optional DWQ_ISA_COPY_SUM, DWQ_ISA_FUSED and DWQ_ISA_ROWPACK of
+// The AVX-512 pieces of the integer engine's driver that do not depend on the microkernel: the int32
+// fast path's fused epilogue, the single-pass im2col row packer and, through it, the activation
+// packer's copy + sum (the optional DWQ_ISA_FUSED, DWQ_ISA_ROWPACK and DWQ_ISA_COPY_SUM of
 // qgemm_driver.inc.h). Textually included, like the driver, by each ISA file whose target region
 // has AVX-512 (qgemm_avx512vnni.cpp, qgemm_amx.cpp), inside its own namespace: include-free.
-
-// Byte copy + sum (vpsadbw) + out-of-range count for the activation packer, 64 bytes a step.
-#define DWQ_ISA_COPY_SUM 1
-static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i lim = _mm512_set1_epi8(static_cast<char>(qmax > 255 ? 255 : qmax));
-  const bool check = qmax < 255;
-  __m512i acc = zero;
-  int64_t b = 0, i = 0;
-  for (; i + 64 <= n; i += 64) {
-    const __m512i v = _mm512_loadu_si512(src + i);
-    _mm512_storeu_si512(dst + i, v);
-    acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
-    if (check) b += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
-  }
-  if (i < n) {
-    const __mmask64 k = (n - i) >= 64 ? ~__mmask64{0} : ((__mmask64{1} << (n - i)) - 1);
-    const __m512i v = _mm512_maskz_loadu_epi8(k, src + i);
-    _mm512_mask_storeu_epi8(dst + i, k, v);
-    acc = _mm512_add_epi64(acc, _mm512_sad_epu8(v, zero));
-    if (check) b += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
-  }
-  *bad += b;
-  alignas(64) uint64_t lanes[8];  // (not _mm512_reduce_add_epi64: GCC 12 warns inside its header)
-  _mm512_store_si512(lanes, acc);
-  return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
-}
 
 // Explicit AVX-512 fused epilogue of the int32 fast path (the driver's fused_tile): arith.h's
 // acc_from_terms32, epilogue<BIAS, RELU> and quantize, lane by lane, with arith's constants: the
@@ -163,3 +136,12 @@ struct RowPack {
 #if !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+
+// Byte copy + sum (vpsadbw) + out-of-range count for the activation packer: one RowPack row.
+#define DWQ_ISA_COPY_SUM 1
+static inline uint64_t copy_sum_u8(const uint8_t* src, int64_t n, uint8_t* dst, uint32_t qmax, int64_t* bad) {
+  RowPack rp(qmax);
+  rp.copy(src, n, dst);
+  *bad += rp.bad;
+  return static_cast<uint64_t>(rp.take());
+}

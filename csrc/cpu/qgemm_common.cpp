@@ -26,6 +26,7 @@ int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Ep
 int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
 }  // namespace avx512_vnni
 namespace amx {
+int row_tile();
 int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
 int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
 }  // namespace amx
@@ -231,7 +232,8 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   return true;
 }
 
-int isa_row_tile(Isa isa) { return isa == Isa::amx ? 16 : 6; }
+// (6: the rows of the AVX-512 tile, which every other ISA's plans have always used)
+int isa_row_tile(Isa isa) { return isa == Isa::amx ? amx::row_tile() : 6; }
 
 GemmPlan plan_qgemm(int64_t M, const PackedWeightView& w, int x_bits, int nthreads, int row_tile) {
   const int64_t rt = std::max(1, row_tile);
