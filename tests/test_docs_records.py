@@ -266,3 +266,21 @@ def test_amx_table_and_models_sentence_are_the_records():
     for key, (ms, fp32) in ma.items():
         want = f"{key[0]} {key[1].split()[0]} {mv[key][0]:.2f} → {ms:.2f} ms ({mv[key][1]:.2f}× → {fp32:.2f}× fp32)"
         assert want in text, want
+    # the AMX model at cda3350 (im2col), in the order of the sentence above
+    old = models("results_amx_cda3350_models_quick.json")
+    ratios = [f"{old[key][1]:.2f}×" for key in ma]
+    assert f"At cda3350 the AMX model ran at {', '.join(ratios[:-1])} and {ratios[-1]} fp32" in text
+
+
+def test_amx_in_place_conv_before_and_after_are_the_records():
+    """The README's before/after ratios of the b32 convs (AMX with im2col at cda3350 against the
+    in-place conv) and the GEMM spread it quotes, from the two AMX records."""
+    old = _best_int8_rows("results_amx_cda3350_quick_1thread.json")
+    new = _best_int8_rows("results_amx_quick_1thread.json")
+    text = " ".join((ROOT / "README.md").read_text().split())
+    convs = [k for k in new if k[0] == "conv3x3" and k[1].startswith("b32")]
+    assert len(convs) == 4
+    pairs = ", ".join(f"{k[1].split()[1].replace('->', '→')} {old[k][1]:.2f}× → {new[k][1]:.2f}×" for k in convs)
+    assert f"the b32 convs ran against torch's conv at {pairs}:" in text, pairs
+    g = ("gemm", "1024x1024x1024")
+    assert f"(1024³: {old[g][1]:.2f}× at cda3350, {new[g][1]:.2f}× here)" in text

@@ -1,6 +1,8 @@
 """True-integer conv2d ops (dwq.ops.qconv2d / qconv2d_acc): bit-exact against the int64 reference
 on every CPU ISA path (1x1/3x3/7x7, stride 1/2, padding with the zero-point code, bits 2..16,
 channels_last and strided inputs), the fused epilogue, opcheck and bad input."""
+import math
+
 import pytest
 import torch
 
@@ -64,6 +66,37 @@ def test_wide_images(isa):
         wp = q.pack_conv_weight(w, zw, 8)
         want = ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (p, p))
         assert torch.equal(q.qconv2d_acc(x, zx, xb, wp, k, 1, p), want), ((B, C, H, W), k, p, xb)
+        if xb < 8:
+            x[-1, -1, -1, -1] = 1 << xb
+            with pytest.raises(RuntimeError, match=r"outside 0\.\.\d+"):
+                q.qconv2d_acc(x, zx, xb, wp, k, 1, p)
+
+
+def test_model_width_convs(isa):
+    """Convs of 64 and 128 channels on channels-last uint8 codes at widths <= 8, the shapes for which
+    the AMX path reads its input in place from a zero-point-padded copy (whole 16-pixel tiles, or 64
+    channels at OW >= 12 with tiles 3/4 full; not OW 20): accumulators and requantized codes exact,
+    with output scales a power of two (multiplied), not one (checked reciprocal) and 16-bit codes
+    (divided); a code out of range in the last pixel is found."""
+    g = torch.Generator().manual_seed(26)
+    for i, (B, C, H, W, k, p) in enumerate([(2, 64, 5, 12, 3, 1), (1, 64, 3, 14, 3, 1), (2, 128, 2, 16, 3, 1),
+                                            (1, 64, 4, 28, 3, 1), (1, 128, 3, 32, 3, 1), (1, 64, 6, 24, 5, 2),
+                                            (3, 64, 4, 18, 3, 0), (1, 64, 7, 16, 7, 3), (1, 64, 3, 20, 3, 1)]):
+        xb, wb, O = ri(g, 2, 8), ri(g, 2, 8), ri(g, 1, 70)
+        x = rand_codes(g, (B, C, H, W), xb, torch.uint8).contiguous(memory_format=torch.channels_last)
+        w = rand_codes(g, (O, C, k, k), wb)
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (O,))
+        wp = q.pack_conv_weight(w, zw, wb)
+        assert torch.equal(q.qconv2d_acc(x, zx, xb, wp, k, 1, p), ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (p, p)))
+        sx, sw = torch.rand(1, generator=g) * 0.1 + 1e-3, torch.rand(O, generator=g) * 0.01 + 1e-4
+        y = ref.qconv2d_ref(x, sx, zx, w, sw, zw, (1, 1), (p, p), None, None, i % 2 == 1)
+        top = float(y.abs().max()) + 1e-3
+        pow2 = 2.0 ** math.ceil(math.log2(top / 100))
+        for so, ob in [(pow2, 8), (top / 100 + 1e-3, 8), (top / 3e4 + 1e-6, 16)]:
+            so, zo = torch.as_tensor(so, dtype=torch.float32).reshape(1), rand_zp(g, ob)
+            c = q.qconv2d(x, sx, zx, xb, wp, sw, k, 1, p, None, None, i % 2 == 1, so, zo, ob)
+            want = ref.qconv2d_ref(x, sx, zx, w, sw, zw, (1, 1), (p, p), None, None, i % 2 == 1, so, zo, ob)
+            assert torch.equal(c, want), (i, float(so), ob)
         if xb < 8:
             x[-1, -1, -1, -1] = 1 << xb
             with pytest.raises(RuntimeError, match=r"outside 0\.\.\d+"):

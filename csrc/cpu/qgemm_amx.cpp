@@ -83,14 +83,39 @@ struct IsaScope {
   IsaScope& operator=(const IsaScope&) = delete;
 };
 
-// C[r][0..63] = sum_{k < 4*kg} A[r*lda + k] * B[(k/4)*256 + j*4 + k%4] for r < 16 (rows mr..15 are
-// computed from the buffer's spare rows and ignored by the driver). lda: a multiple of 64, the rows
-// zero from 4*kg to the next multiple of 64.
-static void ukernel(int /*mr*/, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
+// The four accumulator tiles tmm0-3 (16 rows x 64 int32 columns): cleared, then stored to C.
+static inline __attribute__((always_inline)) void zero_acc() {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
+}
+static inline __attribute__((always_inline)) void store_acc(int32_t* C) {
+  _tile_stored(0, C, kBlockN * 4);
+  _tile_stored(1, C + 16, kBlockN * 4);
+  _tile_stored(2, C + 32, kBlockN * 4);
+  _tile_stored(3, C + 48, kBlockN * 4);
+}
+
+// One 64-deep k block: 16 activation rows of 64 bytes at a (row stride lda) times the four
+// 16-column weight tiles of the blob's k block at b (rows of 256 bytes), into tmm0-3.
+static inline __attribute__((always_inline)) void kblock(const uint8_t* a, int64_t lda, const int8_t* b) {
+  _tile_loadd(4, a, lda);
+  _tile_loadd(5, b, kGroupBytes);
+  _tile_dpbusd(0, 4, 5);
+  _tile_loadd(6, b + 64, kGroupBytes);
+  _tile_dpbusd(1, 4, 6);
+  _tile_loadd(7, b + 128, kGroupBytes);
+  _tile_dpbusd(2, 4, 7);
+  _tile_loadd(5, b + 192, kGroupBytes);
+  _tile_dpbusd(3, 4, 5);
+}
+
+// C[r][0..63] = sum_{k < 4*kg} A[r*lda + k] * B[(k/4)*256 + j*4 + k%4] for r < 16 (rows mr..15 are
+// computed from the buffer's spare rows and ignored by the driver). lda: a multiple of 64, the rows
+// zero from 4*kg to the next multiple of 64.
+static void ukernel(int /*mr*/, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
+  zero_acc();
   const int64_t blocks = kg / kGroupsPerBlock, left = kg % kGroupsPerBlock;
   for (int64_t kb = 0; kb <= blocks; ++kb) {
     const int8_t* b = B + kb * kGroupsPerBlock * kGroupBytes;
@@ -98,20 +123,23 @@ static void ukernel(int /*mr*/, const uint8_t* A, int64_t lda, const int8_t* B, 
       if (left == 0) break;
       b = tail_rows.get(b, left);
     }
-    _tile_loadd(4, A + kb * 64, lda);
-    _tile_loadd(5, b, kGroupBytes);
-    _tile_dpbusd(0, 4, 5);
-    _tile_loadd(6, b + 64, kGroupBytes);
-    _tile_dpbusd(1, 4, 6);
-    _tile_loadd(7, b + 128, kGroupBytes);
-    _tile_dpbusd(2, 4, 7);
-    _tile_loadd(5, b + 192, kGroupBytes);
-    _tile_dpbusd(3, 4, 5);
+    kblock(A + kb * 64, lda, b);
   }
-  _tile_stored(0, C, kBlockN * 4);
-  _tile_stored(1, C + 16, kBlockN * 4);
-  _tile_stored(2, C + 32, kBlockN * 4);
-  _tile_stored(3, C + 48, kBlockN * 4);
+  store_acc(C);
+}
+
+// Implicit-GEMM tile of a stride-1 conv whose C is a multiple of 64 (qgemm_driver_pack.inc.h,
+// padded_rows): row r of tap t's k block b is the 64 bytes at P + toff[t] + 64 b + r * C, up to 16
+// pixels of one output row in a zero-point-padded copy of the input, so each (tap, block) is one
+// strided tile load, against the blob's k block t * (C / 64) + b (the weight's k order is
+// tap-major, channel-minor). Rows past mr read the copy's spare bytes; their sums are ignored.
+#define DWQ_ISA_PADDED 1
+__attribute__((noinline)) static void ukernel_padded(const uint8_t* P, const int64_t* toff, int64_t ntaps, int64_t C,
+                                                     const int8_t* B, int32_t* Cout) {
+  zero_acc();
+  for (int64_t t = 0; t < ntaps; ++t)
+    for (int64_t c = 0; c < C; c += 64, B += kGroupsPerBlock * kGroupBytes) kblock(P + toff[t] + c, C, B);
+  store_acc(Cout);
 }
 
 #include "cpu/qgemm_avx512_parts.inc.h"

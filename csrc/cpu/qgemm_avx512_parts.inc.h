@@ -1,8 +1,9 @@
 // The AVX-512 pieces of the integer engine's driver that do not depend on the microkernel: the int32
 // fast path's fused epilogue, the single-pass im2col row packer and, through it, the activation
-// packer's copy + sum (the optional DWQ_ISA_FUSED, DWQ_ISA_ROWPACK and DWQ_ISA_COPY_SUM of
-// qgemm_driver.inc.h). Textually included, like the driver, by each ISA file whose target region
-// has AVX-512 (qgemm_avx512vnni.cpp, qgemm_amx.cpp), inside its own namespace: include-free.
+// packer's copy + sum, and the activation quantization (the optional DWQ_ISA_FUSED,
+// DWQ_ISA_ROWPACK, DWQ_ISA_COPY_SUM and DWQ_ISA_QUANTIZE of qgemm_driver.inc.h). Textually
+// included, like the driver, by each ISA file whose target region has AVX-512
+// (qgemm_avx512vnni.cpp, qgemm_amx.cpp), inside its own namespace: include-free.
 
 // Explicit AVX-512 fused epilogue of the int32 fast path (the driver's fused_tile): arith.h's
 // acc_from_terms32, epilogue<BIAS, RELU> and quantize, lane by lane, with arith's constants: the
@@ -15,16 +16,56 @@
 // (masked forms with an all-ones mask: the plain ones read _mm512_undefined_* and GCC 12 warns)
 static inline __m512 fmax(__m512 a, __m512 b) { return _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b); }
 static inline __m512 fmin(__m512 a, __m512 b) { return _mm512_maskz_min_ps(__mmask16(0xFFFF), a, b); }
+// The requantized code clamp(round_half_even(y / s) + z, 0, qmax), with as few divisions as
+// exactness allows (a 16-lane vdivps bounded the requantizing epilogue). The quotient is clamped to
+// [-z, qmax - z] before rounding instead of to +-2^22 (rounding is monotone and the bounds are
+// integers, so the code is the same) and the code needs no clamp after. With inv = RN(1 / s):
+// - s a power of two: RN(y * inv) is RN(y / s) (both round the same exact value);
+// - far = max(z, qmax - z) <= 1024 (codes of up to 10 bits, 11 with a centred zero point) and
+//   2^-100 <= s <= 2^100 (inv normal, far from overflow):
+//   a = RN(y * inv) is within 1.6 * 2^-23 |a| of RN(y / s), so once both are clamped (which only
+//   brings them closer; beyond twice the range both clamp to the same bound) they are within
+//   2^-21 far of each other and round to the same integer k when |a - k| < 1/2 - 2^-20 far (a - k
+//   is exact by Sterbenz). A vector with a lane nearer a half-integer divides (about 1 in 100 at
+//   8 bits);
+// - otherwise it divides.
+struct Requant {
+  int mode;  // 0: divide, 1: multiply by inv (s a power of two), 2: multiply and check
+  __m512 inv, lo, hi, z, bnd;
+  explicit Requant(const Epilogue& ep) : Requant(ep.out_scale, ep.out_zp, ep.out_bits) {}
+  Requant(float s, int32_t zp, int bits) {
+    const float r = 1.f / s;
+    const float qm = static_cast<float>(arith::max_code(bits)), zf = static_cast<float>(zp);
+    const float far = std::max(zf, qm - zf);
+    const bool pow2 = r > 0.f && r <= 0x1.fffffep127f && static_cast<double>(s) * static_cast<double>(r) == 1.0;
+    mode = pow2 ? 1 : far <= 1024.f && s >= 0x1p-100f && s <= 0x1p100f ? 2 : 0;
+    inv = _mm512_set1_ps(r);
+    lo = _mm512_set1_ps(-zf);
+    hi = _mm512_set1_ps(qm - zf);
+    z = _mm512_set1_ps(zf);
+    bnd = _mm512_set1_ps(0.5f - far * 0x1p-20f);
+  }
+  inline __m512 code(__m512 y, __m512 s, __m512 magic) const {
+    if (mode == 2) {
+      const __m512 a = fmin(fmax(_mm512_mul_ps(y, inv), lo), hi);
+      const __m512 k = _mm512_sub_ps(_mm512_add_ps(a, magic), magic);
+      if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(a, k)), bnd, _CMP_LT_OQ) == __mmask16(0xFFFF))
+        return _mm512_add_ps(k, z);
+    }
+    const __m512 q = fmin(fmax(mode == 1 ? _mm512_mul_ps(y, inv) : _mm512_div_ps(y, s), lo), hi);
+    return _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(q, magic), magic), z);
+  }
+};
+
 template <OutKind KIND, bool BIAS, bool RELU>
 static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw,
                            const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
   const float* mult = ep.mult + n0;
   const float* bias = BIAS ? ep.bias + n0 : nullptr;
-  const __m512 s = _mm512_set1_ps(ep.out_scale), z = _mm512_set1_ps(static_cast<float>(ep.out_zp));
-  const __m512 qm = _mm512_set1_ps(static_cast<float>(arith::max_code(ep.out_bits)));
-  const __m512 lo = _mm512_set1_ps(-arith::Rne<float>::clamp), hi = _mm512_set1_ps(arith::Rne<float>::clamp);
+  const __m512 s = _mm512_set1_ps(ep.out_scale);
   const __m512 magic = _mm512_set1_ps(arith::Rne<float>::magic);
   const __m512 zero = _mm512_setzero_ps();
+  const Requant rq(ep);
   const int nvec = static_cast<int>((nv + 15) / 16);
   __mmask16 km[4];
   __m512i cw[4], cc[4];
@@ -53,11 +94,7 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
         _mm512_mask_storeu_ps(static_cast<float*>(ep.out) + row + 16 * v, km[v], y);
       } else {
         // quantize: clamp(round_half_even_clamped(y / s) + z, 0, qmax)
-        __m512 q = _mm512_div_ps(y, s);
-        q = fmin(fmax(q, lo), hi);
-        q = _mm512_sub_ps(_mm512_add_ps(q, magic), magic);
-        q = _mm512_add_ps(q, z);
-        q = fmin(fmax(q, zero), qm);
+        const __m512 q = rq.code(y, s, magic);
         const __m512i qi = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), q);
         if constexpr (KIND == OutKind::codes_u8)
           _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(ep.out) + row + 16 * v, km[v], qi);
@@ -66,6 +103,34 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
       }
     }
   }
+}
+
+// Activation quantization (the driver's quantize, same contract): 16 values a step through Requant,
+// NaN counted and given the code zp (as 0 would be).
+#define DWQ_ISA_QUANTIZE 1
+int64_t quantize(const float* x, int64_t n, float scale, int32_t zp, int bits, void* out, bool out_u8) {
+  const Requant rq(scale, zp, bits);
+  const __m512 s = _mm512_set1_ps(scale), magic = _mm512_set1_ps(arith::Rne<float>::magic);
+  int64_t nans = 0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    const __mmask16 nan = _mm512_mask_cmp_ps_mask(k, v, v, _CMP_UNORD_Q);
+    nans += _mm_popcnt_u32(nan);
+    const __m512i q = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), rq.code(_mm512_maskz_mov_ps(~nan, v), s, magic));
+    if (out_u8)
+      _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(out) + i, k, q);
+    else
+      _mm512_mask_storeu_epi32(static_cast<int32_t*>(out) + i, k, q);
+  }
+  return nans;
+}
+
+// 128-bit lanes (x0 + x1, x2 + x3, y0 + y1, y2 + y3): two pixel pairs' partial sums folded, so that
+// two folds of four pairs leave the 8 pixels' sums in order (RowPack::copy_pixels).
+static inline __m512i fold_lanes(__m512i x, __m512i y) {
+  return _mm512_add_epi64(_mm512_shuffle_i64x2(x, y, _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_i64x2(x, y, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
 // Row packer of the im2col fast path (uint8 codes, one limb, dense channels-last): copies the taps
@@ -122,6 +187,44 @@ struct RowPack {
     for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, v);
     if (i < n) _mm512_mask_storeu_epi8(dst + i, (__mmask64{1} << (n - i)) - 1, v);
     extra += static_cast<int64_t>(val) * n;
+  }
+  // Copies npix pixels of C codes each (64 | C) and writes each pixel's code sum to sums[]; the
+  // sums of 8 pixels are reduced together (unpacks and 128-bit lane shuffles: ~3 operations a pixel)
+  // instead of one horizontal sum each (~7). Leaves the row sum (take) as it was.
+  inline void copy_pixels(const uint8_t* src, int64_t npix, int64_t C, uint8_t* dst, int64_t* sums) {
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t p = 0;
+    for (; p + 8 <= npix; p += 8) {
+      __m512i s[8];
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* sp = src + (p + j) * C;
+        uint8_t* dp = dst + (p + j) * C;
+        __m512i t = zero;
+        for (int64_t c = 0; c < C; c += 64) {
+          const __m512i v = _mm512_loadu_si512(sp + c);
+          _mm512_storeu_si512(dp + c, v);
+          t = _mm512_add_epi64(t, _mm512_sad_epu8(v, zero));
+          if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
+        }
+        s[j] = t;
+      }
+      // a[j], 128-bit lane l: the lane-l partial sums of pixels 2j and 2j + 1
+      __m512i a[4];
+      for (int j = 0; j < 4; ++j)
+        a[j] = _mm512_add_epi64(_mm512_unpacklo_epi64(s[2 * j], s[2 * j + 1]),
+                                _mm512_unpackhi_epi64(s[2 * j], s[2 * j + 1]));
+      _mm512_storeu_si512(sums + p, fold_lanes(fold_lanes(a[0], a[1]), fold_lanes(a[2], a[3])));
+    }
+    const __m512i keep = acc;
+    const int64_t kept = extra;
+    for (; p < npix; ++p) {
+      acc = zero;
+      extra = 0;
+      copy(src + p * C, C, dst + p * C);
+      sums[p] = take();
+    }
+    acc = keep;
+    extra = kept;
   }
   // The row's sum; resets for the next row.
   inline int64_t take() {

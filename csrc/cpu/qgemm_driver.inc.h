@@ -23,6 +23,11 @@
 //                    past K (a microkernel that reads whole 64-byte k blocks, qgemm_amx.cpp); and
 //                    the buffer holds kMR rows more than an item's, which a microkernel may read
 //                    (and whose products it may compute) beyond mr, never using them;
+//   DWQ_ISA_PADDED   ukernel_padded(P, toff, ntaps, C, B, Cout): a tile of up to kMR output pixels of
+//                    one output row of a stride-1 conv with 64 | C, read from the zero-point-padded
+//                    copy of padded_rows (qgemm_amx.cpp); needs DWQ_ISA_ROWPACK for pixel sums.
+//   DWQ_ISA_QUANTIZE quantize(x, n, scale, zp, bits, out, out_u8): the activation quantization below,
+//                    hand-written (qgemm_avx512_parts.inc.h);
 //   DWQ_ISA_SCOPE    struct IsaScope: constructed at the start of each run() on its thread and
 //                    destroyed at its end (qgemm_amx.cpp: the tile configuration).
 // No system #include in these pieces: the including file provides <algorithm>, <climits>,
@@ -38,6 +43,8 @@ struct ThreadBuffers {
   std::vector<const uint8_t*> taps;  // implicit conv: [mc][kh*kw] slice pointers of one item
   std::vector<int64_t> psum;         // implicit conv: per-input-pixel code sums of one item
   std::vector<uint8_t> zline;        // implicit conv: C zero-point codes (the padding slice)
+  std::vector<uint8_t> pad;          // padded conv: the item's input rows, zero-point padded
+  std::vector<int64_t> pix, toff;    // padded conv: [mc] window corners (pixels), [kh*kw] tap offsets
   std::vector<uint8_t> a;    // [limbs][mc][lda] activation codes (u8 limbs) of one item
   std::vector<int64_t> rs;   // [mc] exact row sums of the codes
   std::vector<int64_t> colw, colc;      // [columns of the item] zero-point terms (see run)
@@ -113,6 +120,23 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   const bool implicit = false;
 #endif
   const int64_t ntaps = a.kh * a.kw;
+#ifdef DWQ_ISA_PADDED
+  // Stride-1 convolutions over dense channels-last uint8 codes with 64 | C: tiles of pixels of one
+  // output row, read in place from a zero-point-padded copy of the item's input rows (padded_rows).
+  // Such a tile cannot span two output rows (their windows are not one stride apart), so where OW
+  // is not a multiple of 16 some tiles are partly empty while im2col rows fill whole ones; that pays
+  // only where packing is a large share of the work: 64 input channels and tiles at least 3/4 full
+  // (against im2col at 8 bits, ResNet-50 and PreActResNet18 shapes: 1.07-1.39x for 64 channels at
+  // OW 56, 32, 28, 14, 1.05x at 12; 0.82x for 256 channels at 14, 0.97-1.00x for 128 at 56 and 28;
+  // whole tiles 1.07-1.23x at 128 and 256; benchmarks/README.md). 1x1 kernels are a copy either way
+  // (0.93-1.00x): im2col.
+  const int64_t row_tiles = (a.OW + kMR - 1) / kMR;
+  const bool padded = fast && a.is_conv && a.is_u8 && a.sc == 1 && a.sw == a.C && a.C % 64 == 0 &&
+                      a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0 && ntaps > 1 && ntaps <= 64 &&
+                      (a.OW % kMR == 0 || (a.C == 64 && 4 * a.OW >= 3 * kMR * row_tiles));
+#else
+  const bool padded = false;
+#endif
   alignas(64) int32_t t32[kMR * kBlockN];
   alignas(64) int64_t t64[kMR * kBlockN];
   alignas(64) int32_t tl[3][kMR * kBlockN];
@@ -137,7 +161,9 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       tb.colw32[j] = static_cast<uint32_t>(tb.colw[j]);
       tb.colc32[j] = static_cast<uint32_t>(tb.colc[j]);
     }
-    if (implicit) {
+    if (padded) {
+      bad += padded_rows(a, m0, rows, tb, rs);
+    } else if (implicit) {
       bad += implicit_rows(a, m0, rows, tb, rs);
     } else
     bad += a.is_u8 ? pack_rows_t<uint8_t>(a, static_cast<const uint8_t*>(a.x), K, lda, p.lx, m0, rows, p.mc, abuf, rs)
@@ -149,12 +175,16 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       const uint32_t* colw32 = tb.colw32.data() + (nb - nb0) * kBlockN;
       const uint32_t* colc32 = tb.colc32.data() + (nb - nb0) * kBlockN;
       const int8_t* bblk = w.data + nb * kBlockN * Kp;
-      for (int64_t mt = 0; mt < rows; mt += kMR) {
-        const int mr = static_cast<int>(std::min<int64_t>(kMR, rows - mt));
+      for (int64_t mt = 0, step = 0; mt < rows; mt += step) {
+        step = std::min<int64_t>(kMR, rows - mt);
+        if (padded) step = std::min(step, a.OW - (m0 + mt) % a.OW);  // (up to the output row's end)
+        const int mr = static_cast<int>(step);
         const uint8_t* A = abuf + mt * lda;
         const int64_t* rst = rs + mt;
         if (fast) {
-          if (implicit)
+          if (padded)
+            ukernel_padded(tb.pad.data() + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, bblk, t32);
+          else if (implicit)
             ukernel_taps(mr, tb.taps.data() + mt * ntaps, ntaps, a.C / 4, bblk, t32);
           else
             uk(mr, A, lda, bblk, kg_total, t32);
@@ -241,6 +271,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   return bad;
 }
 
+#ifndef DWQ_ISA_QUANTIZE
 int64_t quantize(const float* x, int64_t n, float scale, int32_t zp, int bits, void* out, bool out_u8) {
   const float qm = static_cast<float>(arith::max_code(bits)), z = static_cast<float>(zp);
   int64_t nans = 0;
@@ -266,3 +297,4 @@ int64_t quantize(const float* x, int64_t n, float scale, int32_t zp, int bits, v
   }
   return nans;
 }
+#endif

@@ -31,6 +31,9 @@ inline void next_pixel(const ActSource& a, int64_t& n, int64_t& oh, int64_t& ow)
   }
 }
 
+#ifndef DWQ_ISA_PADDED
+inline void ukernel_padded(const uint8_t*, const int64_t*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called
+#endif
 #ifndef DWQ_ISA_IMPLICIT
 inline void ukernel_taps(int, const uint8_t* const*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called
 #endif
@@ -268,6 +271,79 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
 }
 #else
 int64_t implicit_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*) { return 0; }  // never called
+#endif
+
+#ifdef DWQ_ISA_PADDED
+// For output rows m0 .. m0+rows-1 of a stride-1 convolution over dense channels-last uint8 codes:
+// copies the input pixels their windows read into tb.pad as whole padded rows (the image padded
+// with zero-point pixels to Wp = W + 2 pad_w columns and H + 2 pad_h rows), of all Wp columns, or
+// only the item's window columns when its outputs lie in one output row (a wide image's items would
+// otherwise copy whole rows for a few outputs). Then the taps of consecutive outputs of an output
+// row are C bytes apart. tb.pix[r]: row r's window corner, a pixel index into tb.pad; tb.toff[t]:
+// tap t's byte offset from it; rs[r]: the window's code sum (from per-pixel sums). tb.pad keeps
+// kMR spare pixels past the copy for the rows of a tile past its last output. Returns the count of
+// codes above qmax among the copied input pixels (stride 1 reads every input pixel: all are codes
+// the convolution uses).
+__attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffers& tb,
+                                              int64_t* rs) {
+  const uint8_t* x = static_cast<const uint8_t*>(a.x);
+  const int64_t C = a.C, Hp = a.H + 2 * a.pad_h, img = a.OH * a.OW, ntaps = a.kh * a.kw, m1 = m0 + rows - 1;
+  // padded rows g = n * Hp + ph, g0 .. g1; padded columns c0 .. c1
+  const int64_t g0 = (m0 / img) * Hp + (m0 / a.OW) % a.OH, g1 = (m1 / img) * Hp + (m1 / a.OW) % a.OH + a.kh - 1;
+  const bool one_row = m0 / a.OW == m1 / a.OW;
+  const int64_t c0 = one_row ? m0 % a.OW : 0, c1 = one_row ? m1 % a.OW + a.kw - 1 : a.W + 2 * a.pad_w - 1;
+  const int64_t wb = c1 - c0 + 1, npix = (g1 - g0 + 1) * wb;
+  const size_t bytes = static_cast<size_t>((npix + kMR) * C);
+  if (tb.pad.size() < bytes) tb.pad.resize(bytes);
+  if (tb.psum.size() < static_cast<size_t>(npix)) tb.psum.resize(static_cast<size_t>(npix));
+  if (tb.pix.size() < static_cast<size_t>(rows)) tb.pix.resize(static_cast<size_t>(rows));
+  if (tb.toff.size() < static_cast<size_t>(ntaps)) tb.toff.resize(static_cast<size_t>(ntaps));
+  uint8_t* pad = tb.pad.data();
+  int64_t* ps = tb.psum.data();
+  const uint8_t zx = static_cast<uint8_t>(a.zx);
+  const int64_t zsum = static_cast<int64_t>(a.zx) * C;
+  // the padded columns c0 .. c1 split into left padding, image columns iw_lo .. iw_hi, right padding
+  const int64_t iw_lo = std::max<int64_t>(c0 - a.pad_w, 0), iw_hi = std::min<int64_t>(c1 - a.pad_w, a.W - 1);
+  const int64_t left = std::min(wb, std::max<int64_t>(a.pad_w - c0, 0)), inside = std::max<int64_t>(iw_hi - iw_lo + 1, 0);
+  RowPack rp(static_cast<uint32_t>((int64_t{1} << a.bits) - 1));
+  for (int64_t g = g0; g <= g1; ++g) {
+    uint8_t* row = pad + (g - g0) * wb * C;
+    int64_t* prow = ps + (g - g0) * wb;
+    const int64_t n = g / Hp, ih = g % Hp - a.pad_h;
+    if (ih < 0 || ih >= a.H || inside == 0) {
+      std::memset(row, zx, static_cast<size_t>(wb * C));
+      std::fill(prow, prow + wb, zsum);
+      continue;
+    }
+    std::memset(row, zx, static_cast<size_t>(left * C));
+    std::fill(prow, prow + left, zsum);
+    rp.copy_pixels(x + n * a.sn + ih * a.sh + iw_lo * C, inside, C, row + left * C, prow + left);
+    const int64_t right = wb - left - inside;
+    std::memset(row + (left + inside) * C, zx, static_cast<size_t>(right * C));
+    std::fill(prow + left + inside, prow + wb, zsum);
+  }
+  for (int64_t ky = 0, t = 0; ky < a.kh; ++ky)
+    for (int64_t kx = 0; kx < a.kw; ++kx, ++t) tb.toff[t] = (ky * wb + kx) * C;
+  // window sums: the kw-pixel sums along each copied row (in place: a sum only reads pixels at or
+  // after its own), then kh of them per window
+  for (int64_t i = 0; i + a.kw <= npix; ++i) {
+    int64_t h = ps[i];
+    for (int64_t kx = 1; kx < a.kw; ++kx) h += ps[i + kx];
+    ps[i] = h;
+  }
+  int64_t n = m0 / img, oh = (m0 / a.OW) % a.OH, ow = m0 % a.OW;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t p = (n * Hp + oh - g0) * wb + ow - c0;
+    int64_t sum = 0;
+    for (int64_t ky = 0; ky < a.kh; ++ky) sum += ps[p + ky * wb];
+    tb.pix[r] = p;
+    rs[r] = sum;
+    next_pixel(a, n, oh, ow);
+  }
+  return rp.bad;
+}
+#else
+int64_t padded_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*) { return 0; }  // never called
 #endif
 
 }  // namespace

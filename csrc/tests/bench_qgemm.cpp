@@ -39,7 +39,8 @@ static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool con
   std::vector<float> out(M * N), mult(N, 0.01f);
   Epilogue ep; ep.kind = OutKind::f32; ep.out = out.data(); ep.ldo = N; ep.mult = mult.data();
   if (std::getenv("BENCH_CODES") && std::atoi(std::getenv("BENCH_CODES")) == 1) {  // requantized uint8 output
-    ep.kind = OutKind::codes_u8; ep.out_scale = 0.5f; ep.out_zp = 3; ep.out_bits = bits <= 8 ? bits : 8;
+    // (a scale that is not a power of two, as a model's activation scales are: the epilogue divides)
+    ep.kind = OutKind::codes_u8; ep.out_scale = 0.37f; ep.out_zp = 3; ep.out_bits = bits <= 8 ? bits : 8;
   }
   const int nt = omp_get_max_threads();
   GemmPlan p = plan_qgemm(M, v, bits, nt, isa_row_tile(isa));

@@ -132,13 +132,20 @@ static int64_t gemm_cases(Isa isa, std::mt19937_64& rng, int cases) {
   return done;
 }
 
-static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases) {
+// wide: the shapes of model convs, 64 or 128 channels and 12..45 columns, at widths <= 8 (the
+// int32 path), mostly stride 1 (AMX's padded implicit path, items starting anywhere in an output
+// row) on uint8 codes; their requantized uint8 outputs are compared with the scalar ISA's too.
+static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases, bool wide = false) {
   int64_t done = 0;
-  const int ks[3] = {1, 3, 7};
+  const int ks[4] = {1, 3, 7, 5};
   for (int c = 0; c < cases; ++c) {
-    const int xb = 2 + rng() % 15, wb = 2 + rng() % 15;
-    const int64_t k = ks[rng() % 3], s = 1 + rng() % 2, pad = rng() % (k / 2 + 1);
-    const int64_t B = 1 + rng() % 2, C = rng() % 2 ? 4 * (1 + rng() % 4) : 1 + rng() % 9, H = k + rng() % 6, W = k + rng() % 5, O = 1 + rng() % 70;
+    const int xb = wide ? 2 + rng() % 7 : 2 + rng() % 15, wb = wide ? 2 + rng() % 7 : 2 + rng() % 15;
+    const int64_t k = ks[rng() % (wide ? 4 : 3)], s = wide && rng() % 4 ? 1 : 1 + rng() % 2;
+    const int64_t pad = rng() % (k / 2 + 1);
+    const int64_t C = wide ? (k == 7 ? 64 : 64 * (1 + rng() % 2)) : rng() % 2 ? 4 * (1 + rng() % 4) : 1 + rng() % 9;
+    const int64_t B = 1 + rng() % (wide ? 3 : 2), H = k + rng() % (wide ? 4 : 6), O = 1 + rng() % 70;
+    const int64_t ow_wide = rng() % 3 == 0 ? 16 * (1 + rng() % 2) : 12 + rng() % 34;  // (whole AMX tiles or not)
+    const int64_t W = wide ? ow_wide + k - 1 - 2 * pad : k + rng() % 5;
     const int64_t OH = (H + 2 * pad - k) / s + 1, OW = (W + 2 * pad - k) / s + 1, K = k * k * C, M = B * OH * OW;
     const int32_t qx = (1 << xb) - 1, qw = (1 << wb) - 1;
     const int32_t zx = rng() % 3 == 0 ? qx : int32_t(rng() % (qx + 1));
@@ -154,7 +161,7 @@ static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases) {
     a.kh = a.kw = k; a.stride_h = a.stride_w = s; a.pad_h = a.pad_w = pad; a.OH = OH; a.OW = OW;
     // uint8 codes half the time (when they fit): the byte-copy packing path
     std::vector<uint8_t> x8;
-    if (xb <= 8 && rng() % 2) {
+    if (xb <= 8 && (wide || rng() % 2)) {
       x8.assign(x.begin(), x.end());
       a.x = x8.data();
       a.is_u8 = true;
@@ -177,11 +184,29 @@ static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases) {
               ref += int64_t(xv - zx) * (w[o * K + (ky * k + kx) * C + ci] - zw[o]);
             }
         if (out[m * O + o] != ref) {
-          CHECK(false, "%s conv k=%lld s=%lld p=%lld C=%lld: got %lld want %lld", isa_name(isa), (long long)k,
-                (long long)s, (long long)pad, (long long)C, (long long)out[m * O + o], (long long)ref);
+          CHECK(false, "%s conv k=%lld s=%lld p=%lld C=%lld W=%lld: got %lld want %lld", isa_name(isa), (long long)k,
+                (long long)s, (long long)pad, (long long)C, (long long)W, (long long)out[m * O + o], (long long)ref);
           return done;
         }
       }
+    }
+    if (wide && isa != Isa::scalar) {
+      std::vector<float> mult(O);
+      for (auto& v : mult) v = std::ldexp(float(1 + rng() % 1000), -int(10 + rng() % 8));
+      std::vector<uint8_t> got(M * O, 1), want(M * O, 2);
+      Epilogue eq;
+      eq.kind = OutKind::codes_u8;
+      eq.ldo = O;
+      eq.mult = mult.data();
+      eq.relu = rng() % 2;
+      eq.out_scale = 0.37f;
+      eq.out_zp = int32_t(rng() % 256);
+      eq.out = got.data();
+      run_all(isa, M, a, p, eq);
+      eq.out = want.data();
+      run_all(Isa::scalar, M, a, p, eq);
+      CHECK(got == want, "%s conv k=%lld s=%lld p=%lld C=%lld W=%lld: uint8 outputs differ from the scalar ISA's",
+            isa_name(isa), (long long)k, (long long)s, (long long)pad, (long long)C, (long long)W);
     }
     ++done;
   }
@@ -257,6 +282,21 @@ static void narrow_extreme_cases(Isa isa) {
       }
 }
 
+// Floats whose quotient by s is at or next to a rounding tie: (k + 1/2) s and the 4 floats either
+// side of it, for `count` values of k: -10..9, then random within +-qmax, then up to 2^22 (beyond
+// every code's range).
+static std::vector<float> tie_values(float s, int32_t qmax, int count, std::mt19937_64& rng) {
+  std::vector<float> out;
+  for (int c = 0; c < count; ++c) {
+    const double k = c < 20 ? c - 10 : c < 40 ? double(rng() % (2 * qmax)) - qmax : double(rng() % (1 << 22));
+    float y = static_cast<float>((k + 0.5) * s);
+    for (int j = 0; j < 4; ++j) y = std::nextafter(y, -INFINITY);
+    for (int j = -4; j <= 4; ++j, y = std::nextafter(y, INFINITY))
+      if (std::isfinite(y)) out.push_back(y);
+  }
+  return out;
+}
+
 static void quantize_cases(Isa isa, std::mt19937_64& rng) {
   std::vector<float> x(5000);
   std::normal_distribution<float> nd(0.f, 3.f);
@@ -277,6 +317,29 @@ static void quantize_cases(Isa isa, std::mt19937_64& rng) {
       if (q[i] != int32_t(r)) return;
     }
   }
+  // values at and next to rounding ties (x = (k + 1/2) s, 4 floats either side) for scales a power of
+  // two or not, small and large, codes of 8 and 16 bits, and NaN (counted, code zp): arith::quantize
+  // exactly, whatever the ISA's way to avoid dividing
+  for (const float s : {1.f, 0.37f, 0.1f, 7.3e-5f, 3e3f, 0x1p-121f, 0x1p119f, 0x1.8p-101f, 0x1.3p99f,
+                        0x1.fffffep-100f, 0x1.000002p100f})
+    for (const int bits : {8, 16}) {
+      const int32_t qm = (1 << bits) - 1, z = qm / 2 + int32_t(rng() % 3);
+      std::vector<float> xs = tie_values(s, qm, 50, rng);
+      xs.push_back(NAN);
+      xs.push_back(-NAN);
+      std::vector<int32_t> got(xs.size(), -1);
+      const int64_t nans = quantize_act(isa, xs.data(), static_cast<int64_t>(xs.size()), s, z, bits, got.data(), false);
+      CHECK(nans == 2, "%s quantize counted %lld NaNs, want 2", isa_name(isa), (long long)nans);
+      for (size_t i = 0; i < xs.size(); ++i) {
+        const float v = xs[i] != xs[i] ? 0.f : xs[i];
+        const int32_t want = static_cast<int32_t>(dwq::arith::quantize(v, s, float(z), float(qm)));
+        if (got[i] != want) {
+          CHECK(false, "%s quantize x=%a s=%a z=%d bits=%d: got %d want %d", isa_name(isa), xs[i], s, z, bits, got[i],
+                want);
+          return;
+        }
+      }
+    }
   // ties: 1.5 / 1 -> 2, 2.5 -> 2, -0.5 -> -0 (half to even)
   std::vector<int32_t> q(4);
   const float t[4] = {0.5f, 1.5f, 2.5f, -0.5f};
@@ -326,20 +389,14 @@ static void layout_size_cases() {
 // AVX-512 epilogue divides by the reciprocal where that rounds to the same code, exactly elsewhere):
 // the codes must be arith::quantize's, bit for bit, on every ISA.
 static int64_t requant_tie_cases(Isa isa, std::mt19937_64& rng) {
-  std::vector<float> scales = {1.f, 0.5f, 3.f, 0.1f, 1e-3f, 7.3e-5f, 1e3f, 0x1p-119f, 0x1p-121f, 0x1p119f, 0x1p121f};
+  std::vector<float> scales = {1.f, 0.5f, 3.f, 0.1f, 1e-3f, 7.3e-5f, 1e3f, 0x1p-119f, 0x1p-121f, 0x1p119f, 0x1p121f,
+                               0x1.8p-101f, 0x1.3p99f, 0x1.fffffep-100f, 0x1.000002p100f};
   for (int i = 0; i < 24; ++i) scales.push_back(std::ldexp(float(1 + rng() % 1000) / 997.f, int(rng() % 40) - 20));
   int64_t done = 0;
   for (const float s : scales)
     for (const int out_bits : {8, 16}) {
       const int32_t qmax = (1 << out_bits) - 1, z = qmax / 2 + int32_t(rng() % 3);
-      std::vector<float> mult;
-      for (int c = 0; c < 60; ++c) {
-        const double k = c < 20 ? c - 10 : c < 40 ? double(rng() % (2 * qmax)) - qmax : double(rng() % (1 << 22));
-        float y = static_cast<float>((k + 0.5) * s);
-        for (int j = 0; j < 4; ++j) y = std::nextafter(y, -INFINITY);
-        for (int j = -4; j <= 4; ++j, y = std::nextafter(y, INFINITY))
-          if (std::isfinite(y)) mult.push_back(y);
-      }
+      const std::vector<float> mult = tie_values(s, qmax, 60, rng);
       const int64_t N = static_cast<int64_t>(mult.size()), M = 1 + rng() % 40, K = 1;
       std::vector<int32_t> x(M * K, 1), w(N * K, 1), zw(N, 0);
       Packed p = pack(w, N, K, zw, 8);
@@ -383,12 +440,12 @@ int main() {
       continue;
     }
     const int64_t g = gemm_cases(isa, rng, 150);
-    const int64_t c = conv_cases(isa, rng, 120);
+    const int64_t c = conv_cases(isa, rng, 120) + conv_cases(isa, rng, 30, true);
     overflow_case(isa);
     narrow_extreme_cases(isa);
     quantize_cases(isa, rng);
     const int64_t t = requant_tie_cases(isa, rng);
-    std::printf("%s: %lld gemm + %lld conv cases exact, %lld requantized values at and next to ties\n",
+    std::printf("%s: %lld gemm + %lld conv cases (30 of model widths) exact, %lld requantized values at and next to ties\n",
                 isa_name(isa), (long long)g, (long long)c, (long long)t);
   }
   return checks_done("qgemm: all checks passed");
