@@ -31,21 +31,23 @@ static inline __m512 fmin(__m512 a, __m512 b) { return _mm512_maskz_min_ps(__mma
 // - otherwise it divides.
 struct Requant {
   int mode;  // 0: divide, 1: multiply by inv (s a power of two), 2: multiply and check
-  __m512 inv, lo, hi, z, bnd;
+  __m512 s, inv, lo, hi, z, bnd, magic;
   explicit Requant(const Epilogue& ep) : Requant(ep.out_scale, ep.out_zp, ep.out_bits) {}
-  Requant(float s, int32_t zp, int bits) {
-    const float r = 1.f / s;
+  Requant(float scale, int32_t zp, int bits) {
+    const float r = 1.f / scale;
     const float qm = static_cast<float>(arith::max_code(bits)), zf = static_cast<float>(zp);
     const float far = std::max(zf, qm - zf);
-    const bool pow2 = r > 0.f && r <= 0x1.fffffep127f && static_cast<double>(s) * static_cast<double>(r) == 1.0;
-    mode = pow2 ? 1 : far <= 1024.f && s >= 0x1p-100f && s <= 0x1p100f ? 2 : 0;
+    const bool pow2 = r > 0.f && r <= 0x1.fffffep127f && static_cast<double>(scale) * static_cast<double>(r) == 1.0;
+    mode = pow2 ? 1 : far <= 1024.f && scale >= 0x1p-100f && scale <= 0x1p100f ? 2 : 0;
+    s = _mm512_set1_ps(scale);
     inv = _mm512_set1_ps(r);
     lo = _mm512_set1_ps(-zf);
     hi = _mm512_set1_ps(qm - zf);
     z = _mm512_set1_ps(zf);
     bnd = _mm512_set1_ps(0.5f - far * 0x1p-20f);
+    magic = _mm512_set1_ps(arith::Rne<float>::magic);
   }
-  inline __m512 code(__m512 y, __m512 s, __m512 magic) const {
+  inline __m512 code(__m512 y) const {
     if (mode == 2) {
       const __m512 a = fmin(fmax(_mm512_mul_ps(y, inv), lo), hi);
       const __m512 k = _mm512_sub_ps(_mm512_add_ps(a, magic), magic);
@@ -62,8 +64,6 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
                            const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
   const float* mult = ep.mult + n0;
   const float* bias = BIAS ? ep.bias + n0 : nullptr;
-  const __m512 s = _mm512_set1_ps(ep.out_scale);
-  const __m512 magic = _mm512_set1_ps(arith::Rne<float>::magic);
   const __m512 zero = _mm512_setzero_ps();
   const Requant rq(ep);
   const int nvec = static_cast<int>((nv + 15) / 16);
@@ -94,7 +94,7 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
         _mm512_mask_storeu_ps(static_cast<float*>(ep.out) + row + 16 * v, km[v], y);
       } else {
         // quantize: clamp(round_half_even_clamped(y / s) + z, 0, qmax)
-        const __m512 q = rq.code(y, s, magic);
+        const __m512 q = rq.code(y);
         const __m512i qi = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), q);
         if constexpr (KIND == OutKind::codes_u8)
           _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(ep.out) + row + 16 * v, km[v], qi);
@@ -110,14 +110,13 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
 #define DWQ_ISA_QUANTIZE 1
 int64_t quantize(const float* x, int64_t n, float scale, int32_t zp, int bits, void* out, bool out_u8) {
   const Requant rq(scale, zp, bits);
-  const __m512 s = _mm512_set1_ps(scale), magic = _mm512_set1_ps(arith::Rne<float>::magic);
   int64_t nans = 0;
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
     const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
     const __mmask16 nan = _mm512_mask_cmp_ps_mask(k, v, v, _CMP_UNORD_Q);
     nans += _mm_popcnt_u32(nan);
-    const __m512i q = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), rq.code(_mm512_maskz_mov_ps(~nan, v), s, magic));
+    const __m512i q = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), rq.code(_mm512_maskz_mov_ps(~nan, v)));
     if (out_u8)
       _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(out) + i, k, q);
     else
@@ -192,22 +191,10 @@ struct RowPack {
   // sums of 8 pixels are reduced together (unpacks and 128-bit lane shuffles: ~3 operations a pixel)
   // instead of one horizontal sum each (~7). Leaves the row sum (take) as it was.
   inline void copy_pixels(const uint8_t* src, int64_t npix, int64_t C, uint8_t* dst, int64_t* sums) {
-    const __m512i zero = _mm512_setzero_si512();
     int64_t p = 0;
     for (; p + 8 <= npix; p += 8) {
       __m512i s[8];
-      for (int j = 0; j < 8; ++j) {
-        const uint8_t* sp = src + (p + j) * C;
-        uint8_t* dp = dst + (p + j) * C;
-        __m512i t = zero;
-        for (int64_t c = 0; c < C; c += 64) {
-          const __m512i v = _mm512_loadu_si512(sp + c);
-          _mm512_storeu_si512(dp + c, v);
-          t = _mm512_add_epi64(t, _mm512_sad_epu8(v, zero));
-          if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
-        }
-        s[j] = t;
-      }
+      for (int j = 0; j < 8; ++j) s[j] = copy_pixel(src + (p + j) * C, C, dst + (p + j) * C);
       // a[j], 128-bit lane l: the lane-l partial sums of pixels 2j and 2j + 1
       __m512i a[4];
       for (int j = 0; j < 4; ++j)
@@ -215,22 +202,29 @@ struct RowPack {
                                 _mm512_unpackhi_epi64(s[2 * j], s[2 * j + 1]));
       _mm512_storeu_si512(sums + p, fold_lanes(fold_lanes(a[0], a[1]), fold_lanes(a[2], a[3])));
     }
-    const __m512i keep = acc;
-    const int64_t kept = extra;
-    for (; p < npix; ++p) {
-      acc = zero;
-      extra = 0;
-      copy(src + p * C, C, dst + p * C);
-      sums[p] = take();
+    for (; p < npix; ++p) sums[p] = hsum(copy_pixel(src + p * C, C, dst + p * C));
+  }
+  // One pixel of copy_pixels: its 64-byte blocks copied and range-checked, their sums (vpsadbw) in
+  // the 8 lanes returned.
+  inline __m512i copy_pixel(const uint8_t* src, int64_t C, uint8_t* dst) {
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i t = zero;
+    for (int64_t c = 0; c < C; c += 64) {
+      const __m512i v = _mm512_loadu_si512(src + c);
+      _mm512_storeu_si512(dst + c, v);
+      t = _mm512_add_epi64(t, _mm512_sad_epu8(v, zero));
+      if (check) bad += _mm_popcnt_u64(_mm512_cmpgt_epu8_mask(v, lim));
     }
-    acc = keep;
-    extra = kept;
+    return t;
+  }
+  static inline int64_t hsum(__m512i v) {
+    const __m256i h = _mm256_add_epi64(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    return _mm_cvtsi128_si64(q) + _mm_extract_epi64(q, 1);
   }
   // The row's sum; resets for the next row.
   inline int64_t take() {
-    const __m256i h = _mm256_add_epi64(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
-    const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    const int64_t r = _mm_cvtsi128_si64(q) + _mm_extract_epi64(q, 1) + extra;
+    const int64_t r = hsum(acc) + extra;
     acc = _mm512_setzero_si512();
     extra = 0;
     return r;

@@ -108,31 +108,31 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   const auto uk = ukernel;
 #endif
 
+  // Stride-1 convolutions over dense channels-last uint8 codes, which an ISA's microkernel may read
+  // in place (no im2col copy) with row sums from per-pixel sums. Stride 1 reads every input pixel,
+  // so range-checking the pixels of the item's input rows checks exactly codes the convolution
+  // uses. An input without pixels (H or W 0: every tap is padding) has no pixel rows to index: the
+  // im2col path fills its zero points.
+  [[maybe_unused]] const bool in_place = fast && a.is_conv && a.is_u8 && a.sc == 1 && a.sw == a.C &&
+                                         a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0;
 #ifdef DWQ_ISA_IMPLICIT
-  // Stride-1 convolutions over dense channels-last uint8 codes (4 | C): the microkernel reads the
-  // input pixels in place through per-row tap pointers (no im2col copy); row sums come from
-  // per-pixel sums. Stride 1 reads every input pixel, so range-checking the pixels of the item's
-  // input rows checks exactly codes the convolution uses. An input without pixels (H or W 0: every
-  // tap is padding) has no pixel rows to index: the im2col path fills its zero points.
-  const bool implicit = fast && a.is_conv && a.is_u8 && a.sc == 1 && a.sw == a.C && a.C % 4 == 0 &&
-                        a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0;
+  // (4 | C) through per-row tap pointers
+  const bool implicit = in_place && a.C % 4 == 0;
 #else
   const bool implicit = false;
 #endif
   const int64_t ntaps = a.kh * a.kw;
 #ifdef DWQ_ISA_PADDED
-  // Stride-1 convolutions over dense channels-last uint8 codes with 64 | C: tiles of pixels of one
-  // output row, read in place from a zero-point-padded copy of the item's input rows (padded_rows).
-  // Such a tile cannot span two output rows (their windows are not one stride apart), so where OW
-  // is not a multiple of 16 some tiles are partly empty while im2col rows fill whole ones; that pays
-  // only where packing is a large share of the work: 64 input channels and tiles at least 3/4 full
-  // (against im2col at 8 bits, ResNet-50 and PreActResNet18 shapes: 1.07-1.39x for 64 channels at
-  // OW 56, 32, 28, 14, 1.05x at 12; 0.82x for 256 channels at 14, 0.97-1.00x for 128 at 56 and 28;
-  // whole tiles 1.07-1.23x at 128 and 256; benchmarks/README.md). 1x1 kernels are a copy either way
-  // (0.93-1.00x): im2col.
+  // (64 | C) tiles of pixels of one output row, read from a zero-point-padded copy of the item's
+  // input rows (padded_rows). Such a tile cannot span two output rows (their windows are not one
+  // stride apart), so where OW is not a multiple of 16 some tiles are partly empty while im2col
+  // rows fill whole ones; that pays only where packing is a large share of the work: 64 input
+  // channels and tiles at least 3/4 full (against im2col at 8 bits, ResNet-50 and PreActResNet18
+  // shapes: 1.07-1.39x for 64 channels at OW 56, 32, 28, 14, 1.05x at 12; 0.82x for 256 channels at
+  // 14, 0.97-1.00x for 128 at 56 and 28; whole tiles 1.07-1.23x at 128 and 256;
+  // benchmarks/README.md). 1x1 kernels are a copy either way (0.93-1.00x): im2col.
   const int64_t row_tiles = (a.OW + kMR - 1) / kMR;
-  const bool padded = fast && a.is_conv && a.is_u8 && a.sc == 1 && a.sw == a.C && a.C % 64 == 0 &&
-                      a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0 && ntaps > 1 && ntaps <= 64 &&
+  const bool padded = in_place && a.C % 64 == 0 && ntaps > 1 && ntaps <= 64 &&
                       (a.OW % kMR == 0 || (a.C == 64 && 4 * a.OW >= 3 * kMR * row_tiles));
 #else
   const bool padded = false;

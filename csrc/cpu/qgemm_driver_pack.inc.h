@@ -288,10 +288,11 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
                                               int64_t* rs) {
   const uint8_t* x = static_cast<const uint8_t*>(a.x);
   const int64_t C = a.C, Hp = a.H + 2 * a.pad_h, img = a.OH * a.OW, ntaps = a.kh * a.kw, m1 = m0 + rows - 1;
+  int64_t n = m0 / img, oh = (m0 / a.OW) % a.OH, ow = m0 % a.OW;  // the first output pixel
   // padded rows g = n * Hp + ph, g0 .. g1; padded columns c0 .. c1
-  const int64_t g0 = (m0 / img) * Hp + (m0 / a.OW) % a.OH, g1 = (m1 / img) * Hp + (m1 / a.OW) % a.OH + a.kh - 1;
+  const int64_t g0 = n * Hp + oh, g1 = (m1 / img) * Hp + (m1 / a.OW) % a.OH + a.kh - 1;
   const bool one_row = m0 / a.OW == m1 / a.OW;
-  const int64_t c0 = one_row ? m0 % a.OW : 0, c1 = one_row ? m1 % a.OW + a.kw - 1 : a.W + 2 * a.pad_w - 1;
+  const int64_t c0 = one_row ? ow : 0, c1 = one_row ? m1 % a.OW + a.kw - 1 : a.W + 2 * a.pad_w - 1;
   const int64_t wb = c1 - c0 + 1, npix = (g1 - g0 + 1) * wb;
   const size_t bytes = static_cast<size_t>((npix + kMR) * C);
   if (tb.pad.size() < bytes) tb.pad.resize(bytes);
@@ -309,7 +310,7 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
   for (int64_t g = g0; g <= g1; ++g) {
     uint8_t* row = pad + (g - g0) * wb * C;
     int64_t* prow = ps + (g - g0) * wb;
-    const int64_t n = g / Hp, ih = g % Hp - a.pad_h;
+    const int64_t ng = g / Hp, ih = g % Hp - a.pad_h;
     if (ih < 0 || ih >= a.H || inside == 0) {
       std::memset(row, zx, static_cast<size_t>(wb * C));
       std::fill(prow, prow + wb, zsum);
@@ -317,7 +318,7 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
     }
     std::memset(row, zx, static_cast<size_t>(left * C));
     std::fill(prow, prow + left, zsum);
-    rp.copy_pixels(x + n * a.sn + ih * a.sh + iw_lo * C, inside, C, row + left * C, prow + left);
+    rp.copy_pixels(x + ng * a.sn + ih * a.sh + iw_lo * C, inside, C, row + left * C, prow + left);
     const int64_t right = wb - left - inside;
     std::memset(row + (left + inside) * C, zx, static_cast<size_t>(right * C));
     std::fill(prow + left + inside, prow + wb, zsum);
@@ -331,7 +332,6 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
     for (int64_t kx = 1; kx < a.kw; ++kx) h += ps[i + kx];
     ps[i] = h;
   }
-  int64_t n = m0 / img, oh = (m0 / a.OW) % a.OH, ow = m0 % a.OW;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t p = (n * Hp + oh - g0) * wb + ow - c0;
     int64_t sum = 0;
