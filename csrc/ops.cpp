@@ -90,6 +90,12 @@ TORCH_LIBRARY(dwq, m) {
   // Codes: uint8 (bits <= 8) or int32, values 0..2^bits-1; scale float32 [1] > 0; zero_point int32 [1].
   // x float32 any shape -> codes uint8 (bits <= 8) / int32 (bits > 8), same shape and strides.
   m.def("quantize_act(Tensor x, Tensor scale, Tensor zero_point, int bits) -> Tensor", {at::Tag::needs_exact_strides});
+  // quantize_act of relu?(x * scale[c] + bias[c]) with c = dim 1 of x [B, C, ...] (scale, bias float32 [C];
+  // the multiply and the add round separately): a folded batch norm, its ReLU and the next layer's
+  // quantization in one pass.
+  m.def("affine_quantize_act(Tensor x, Tensor scale, Tensor bias, bool relu, Tensor out_scale, "
+        "Tensor out_zero_point, int bits) -> Tensor",
+        {at::Tag::needs_exact_strides});
   // w_codes [N, K] uint8/int32, zero_point int32 [N] -> opaque packed weight int8 [N, P]. kernel_size
   // [kh, kw]: K holds a conv kernel's weights in (ky, kx, c) order (what qconv2d needs; recorded).
   m.def("pack_weight(Tensor w_codes, Tensor zero_point, int bits, int[] kernel_size=[]) -> Tensor");

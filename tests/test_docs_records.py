@@ -284,3 +284,25 @@ def test_amx_in_place_conv_before_and_after_are_the_records():
     assert f"the b32 convs ran against torch's conv at {pairs}:" in text, pairs
     g = ("gemm", "1024x1024x1024")
     assert f"(1024³: {old[g][1]:.2f}× at cda3350, {new[g][1]:.2f}× here)" in text
+
+
+def test_affine_table_is_the_records():
+    """README's affine_quantize_act table and benchmarks/README's ratios are results_cpu_affine.json's."""
+    records = json.loads((ROOT / "benchmarks" / "results_cpu_affine.json").read_text())
+    ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
+    rows = {"b32 64×32×32 channels-last": ("affine_quantize", "b32 64x32x32 channels_last"),
+            "b32 512×4×4 channels-last": ("affine_quantize", "b32 512x4x4 channels_last"),
+            "PreActResNet18 integer model, 8 bits, b32": ("preact_resnet18", "b32 3x32x32"),
+            "PreActResNet18 integer model, 8 bits, b1": ("preact_resnet18", "b1 3x32x32")}
+    text = (ROOT / "README.md").read_text()
+    for label, (op, shape) in rows.items():
+        c, f = ms[(op, shape, "composed")], ms[(op, shape, "fused")]
+        want = f"| {label} | {c:.3f} | {f:.3f} | {c / f:.2f}× |"
+        assert want in text, f"README's affine table lacks {want!r} (benchmarks/results_cpu_affine.json)"
+    ratio = {k: ms[(*k, "composed")] / ms[(*k, "fused")] for k in {(o, s) for o, s, _ in ms}}
+    cl = [v for (o, s), v in ratio.items() if s.endswith("channels_last")]
+    bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    want = (f"{min(cl):.2f}–{max(cl):.2f}× on the channels-last shapes, "
+            f"{ratio[('affine_quantize', 'b32 64x32x32 nchw')]:.2f}× NCHW; the model "
+            f"{ratio[('preact_resnet18', 'b32 3x32x32')]:.2f}× at b32, {ratio[('preact_resnet18', 'b1 3x32x32')]:.2f}× at b1")
+    assert want in bench, f"benchmarks/README.md should say {want!r}"

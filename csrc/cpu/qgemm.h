@@ -124,4 +124,19 @@ int64_t run_qgemm(Isa isa, const GemmPlan& plan, const ActSource& a, const Packe
 // Returns the number of NaN inputs (their codes are zp).
 int64_t quantize_act(Isa isa, const float* x, int64_t n, float scale, int32_t zp, int bits, void* out, bool out_u8);
 
+// A per-channel affine y = x * mul[c] + add[c] (a folded batch norm), ReLU'd when relu, over rows of
+// x: with channels_inner, value j of every row has channel j (channels-last, inner == C); otherwise
+// row r has channel (c0 + r) % C (NCHW rows of H*W values).
+struct AffineRows {
+  const float* mul;
+  const float* add;
+  int64_t C = 1, c0 = 0;
+  bool channels_inner = false, relu = false;
+};
+
+// quantize_act's codes of y (two float32 roundings: x * mul, then + add; never a fused
+// multiply-add) for `rows` rows of `inner` values, in one pass. Returns the number of NaN values of y.
+int64_t affine_quantize_act(Isa isa, const float* x, int64_t rows, int64_t inner, const AffineRows& a, float scale,
+                            int32_t zp, int bits, void* out, bool out_u8);
+
 }  // namespace dwq::cpu

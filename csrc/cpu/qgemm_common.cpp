@@ -16,19 +16,23 @@ namespace dwq::cpu {
 namespace scalar {
 int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
 int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+int64_t affine_quantize(const float*, int64_t, int64_t, const AffineRows&, float, int32_t, int, void*, bool);
 }  // namespace scalar
 namespace avx2 {
 int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
 int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+int64_t affine_quantize(const float*, int64_t, int64_t, const AffineRows&, float, int32_t, int, void*, bool);
 }  // namespace avx2
 namespace avx512_vnni {
 int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
 int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+int64_t affine_quantize(const float*, int64_t, int64_t, const AffineRows&, float, int32_t, int, void*, bool);
 }  // namespace avx512_vnni
 namespace amx {
 int row_tile();
 int64_t run(const GemmPlan&, const ActSource&, const PackedWeightView&, const Epilogue&, int64_t, int64_t);
 int64_t quantize(const float*, int64_t, float, int32_t, int, void*, bool);
+int64_t affine_quantize(const float*, int64_t, int64_t, const AffineRows&, float, int32_t, int, void*, bool);
 }  // namespace amx
 
 namespace {
@@ -319,6 +323,16 @@ int64_t quantize_act(Isa isa, const float* x, int64_t n, float scale, int32_t zp
     case Isa::avx512_vnni: return avx512_vnni::quantize(x, n, scale, zp, bits, out, out_u8);
     case Isa::avx2: return avx2::quantize(x, n, scale, zp, bits, out, out_u8);
     default: return scalar::quantize(x, n, scale, zp, bits, out, out_u8);
+  }
+}
+
+int64_t affine_quantize_act(Isa isa, const float* x, int64_t rows, int64_t inner, const AffineRows& a, float scale,
+                            int32_t zp, int bits, void* out, bool out_u8) {
+  switch (isa) {
+    case Isa::amx: return amx::affine_quantize(x, rows, inner, a, scale, zp, bits, out, out_u8);
+    case Isa::avx512_vnni: return avx512_vnni::affine_quantize(x, rows, inner, a, scale, zp, bits, out, out_u8);
+    case Isa::avx2: return avx2::affine_quantize(x, rows, inner, a, scale, zp, bits, out, out_u8);
+    default: return scalar::affine_quantize(x, rows, inner, a, scale, zp, bits, out, out_u8);
   }
 }
 

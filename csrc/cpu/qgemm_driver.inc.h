@@ -1,4 +1,4 @@
-// Blocked GEMM driver and activation quantization of the integer engine (qgemm.h); activation
+// Blocked GEMM driver and activation quantization (plain, or of a per-channel affine) of the integer engine (qgemm.h); activation
 // packing lives in qgemm_driver_pack.inc.h, the epilogue in qgemm_driver_epilogue.inc.h. Textually included by each per-ISA file inside its
 // own namespace dwq::cpu::<isa>, after that file has defined
 //   constexpr int kMR;                        rows per microkernel call
@@ -298,3 +298,60 @@ int64_t quantize(const float* x, int64_t n, float scale, int32_t zp, int bits, v
   return nans;
 }
 #endif
+
+// quantize of y = x * mul[c] + add[c] (arith::epilogue's float part: two roundings) in chunks that
+// stay in L1, so that y never goes to memory. ReLU maps y < 0 to 0 (whose code is zp) and keeps NaN,
+// which quantize counts (epilogue's ReLU would make it 0: it never meets NaN).
+template <bool RELU>
+static inline void affine_chunk(const float* __restrict x, float* __restrict y, int64_t n, const float* __restrict mul,
+                                const float* __restrict add, bool bcast) {
+  if (bcast) {
+    const float m = mul[0], a = add[0];
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = arith::epilogue<float, true, false>(x[i], m, a);
+      y[i] = RELU && v < 0.f ? 0.f : v;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = arith::epilogue<float, true, false>(x[i], mul[i], add[i]);
+      y[i] = RELU && v < 0.f ? 0.f : v;
+    }
+  }
+}
+
+template <bool RELU>
+static int64_t affine_quantize_rows(const float* x, int64_t rows, int64_t inner, const AffineRows& a, float scale,
+                                    int32_t zp, int bits, void* out, bool out_u8) {
+  constexpr int64_t kChunk = 2048;
+  alignas(64) float y[kChunk];
+  char* o = static_cast<char*>(out);
+  const int64_t esz = out_u8 ? 1 : 4;
+  int64_t nans = 0, done = 0, filled = 0;
+  const auto flush = [&] {
+    nans += quantize(y, filled, scale, zp, bits, o + done * esz, out_u8);
+    done += filled;
+    filled = 0;
+  };
+  int64_t c = a.c0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < inner; j += kChunk) {  // (a row longer than a chunk is split)
+      const int64_t cnt = std::min(kChunk, inner - j);
+      if (filled + cnt > kChunk) flush();
+      const float* x_row = x + r * inner + j;
+      if (a.channels_inner)
+        affine_chunk<RELU>(x_row, y + filled, cnt, a.mul + j, a.add + j, false);
+      else
+        affine_chunk<RELU>(x_row, y + filled, cnt, a.mul + c, a.add + c, true);
+      filled += cnt;
+    }
+    if (++c == a.C) c = 0;
+  }
+  if (filled) flush();
+  return nans;
+}
+
+int64_t affine_quantize(const float* x, int64_t rows, int64_t inner, const AffineRows& a, float scale, int32_t zp,
+                        int bits, void* out, bool out_u8) {
+  return a.relu ? affine_quantize_rows<true>(x, rows, inner, a, scale, zp, bits, out, out_u8)
+                : affine_quantize_rows<false>(x, rows, inner, a, scale, zp, bits, out, out_u8);
+}

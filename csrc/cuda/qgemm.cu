@@ -1,5 +1,5 @@
 // CUDA bindings of the true-integer ops (schemas in csrc/ops.cpp; CPU twins in csrc/ops/qgemm.cpp):
-// quantize_act, pack_weight, qgemm_acc, qlinear, qconv2d_acc, qconv2d. Same schemas, results
+// quantize_act, affine_quantize_act, pack_weight, qgemm_acc, qlinear, qconv2d_acc, qconv2d. Same schemas, results
 // (bit for bit: arith.h everywhere, exact integer accumulators) and output layouts as the CPU ops.
 //
 // The packed weight is the CPU's blob, byte for byte (pack_weight here writes what the CPU pack
@@ -125,6 +125,57 @@ at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const
                 "but passed on re-reading: was it modified while the op ran?");
     TORCH_CHECK(st[cuda::kStNaN] == 0, "dwq.quantize_act: x contains ", st[cuda::kStNaN],
                 " NaN value(s); NaN has no code");
+  }
+  if (!dst.is_same(out)) out.copy_(dst);
+  return out;
+}
+
+// The CPU op's contract (csrc/ops/qgemm.cpp): codes of relu?(x * scale[c] + bias[c]), c = dim 1, in
+// x's memory format; one launch over NCHW or channels-last x (other layouts are copied to NCHW).
+at::Tensor affine_quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& bias, bool relu,
+                                    const at::Tensor& out_scale, const at::Tensor& out_zero_point, int64_t bits) {
+  const char* op = "affine_quantize_act";
+  check_cuda_input(op, "x", x);
+  const int64_t C = qg_check_affine_meta(op, x, scale, bias, out_scale, out_zero_point, bits);
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const bool u8 = bits <= 8;
+  at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
+  const AffineLayout l = qg_affine_layout(x);
+  at::Tensor dst = out.strides() == l.x.strides() ? out : at::empty_like(l.x, out.options());
+  const at::Tensor mul = scale.contiguous(), add = bias.contiguous();
+  const at::Tensor sc = out_scale.reshape({1}).contiguous(), zc = out_zero_point.reshape({1}).contiguous();
+  const bool checks = value_checks();
+  at::Tensor status = status_words(checks, x.options());
+  if (checks) {
+    cuda::ParamCheck pc;
+    pc.out_scale = sc.data_ptr<float>();
+    pc.out_zp = zc.data_ptr<int32_t>();
+    pc.out_bits = static_cast<int>(bits);
+    pc.aff_scale = mul.data_ptr<float>();
+    pc.aff_bias = add.data_ptr<float>();
+    pc.N = C;
+    cuda::check_params_kernel<<<blocks_for(C, 256, 1024), 256, 0, stream>>>(pc, status.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  const int64_t n = l.x.numel();
+  if (n > 0) {
+    cuda::affine_quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
+        l.x.data_ptr<float>(), n, l.nhwc ? 1 : l.inner, C, mul.data_ptr<float>(), add.data_ptr<float>(), relu, sc.data_ptr<float>(),
+        zc.data_ptr<int32_t>(), static_cast<int>(bits), dst.data_ptr(), u8, status.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  if (checks) {
+    const std::vector<int32_t> st = read_status(status);
+    const int flags = st[cuda::kStParamFlags];
+    if (flags & cuda::kBadAffScale) qg_vec_values(op, "scale", scale, false);
+    if (flags & cuda::kBadAffBias) qg_vec_values(op, "bias", bias, false);
+    if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", out_scale);
+    if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", out_zero_point, bits);
+    TORCH_CHECK(flags == 0, "dwq.affine_quantize_act: scale, bias, out_scale or out_zero_point failed its check on "
+                "the device but passed on re-reading: was it modified while the op ran?");
+    TORCH_CHECK(st[cuda::kStNaN] == 0, "dwq.affine_quantize_act: x * scale + bias has ", st[cuda::kStNaN],
+                " NaN value(s) (NaN in x, or inf * 0); NaN has no code");
   }
   if (!dst.is_same(out)) out.copy_(dst);
   return out;
@@ -764,6 +815,7 @@ at::Tensor qconv2d_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at
 
 TORCH_LIBRARY_IMPL(dwq, CUDA, m) {
   m.impl("quantize_act", &quantize_act_cuda);
+  m.impl("affine_quantize_act", &affine_quantize_act_cuda);
   m.impl("pack_weight", &pack_weight_cuda);
   m.impl("qgemm_acc", &qgemm_acc_cuda);
   m.impl("qlinear", &qlinear_cuda);

@@ -1,5 +1,6 @@
 // Elementwise and reduction kernels of the CUDA integer engine (launchers in qgemm.cu):
 //   quantize_act_kernel   float32 -> codes (arith::quantize, NaN counted)
+//   affine_quantize_act_kernel  the same of a per-channel affine (+ ReLU) of the input
 //   pack_words_kernel     the packed-weight limb planes, byte for byte the CPU's pack_weight
 //   pack_colsum_kernel    column sums, zero points and the range check of the weight codes
 //   act_rows_kernel       per GEMM/im2col row: exact code sum, range check and (optionally) the u8
@@ -33,6 +34,18 @@ __device__ __forceinline__ void add_count(int32_t* word, int64_t n) {
   } while (old != seen);
 }
 
+// Stores the code of v at out[i] (uint8 when out_u8, else int32); returns 1 for NaN (an error, whose
+// code is zp).
+__device__ __forceinline__ int store_code(float v, int64_t i, float s, float z, float qm, void* __restrict__ out,
+                                          bool out_u8) {
+  const int32_t q = static_cast<int32_t>(arith::quantize(v != v ? 0.f : v, s, z, qm));
+  if (out_u8)
+    static_cast<uint8_t*>(out)[i] = static_cast<uint8_t>(q);
+  else
+    static_cast<int32_t*>(out)[i] = q;
+  return v != v;
+}
+
 // x: float32, n elements in memory order; out: uint8 (out_u8) or int32 codes.
 __global__ void quantize_act_kernel(const float* __restrict__ x, int64_t n, const float* __restrict__ scale,
                                     const int32_t* __restrict__ zero_point, int bits, void* __restrict__ out,
@@ -40,14 +53,28 @@ __global__ void quantize_act_kernel(const float* __restrict__ x, int64_t n, cons
   const float s = *scale, z = static_cast<float>(*zero_point);
   const float qm = static_cast<float>(arith::max_code(bits));
   int nans = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    nans += store_code(x[i], i, s, z, qm, out, out_u8);
+  if (nans) add_count(status + kStNaN, nans);
+}
+
+// The codes of y = x * mul[c] + add[c] (arith::epilogue's float part), ReLU'd when relu (keeping NaN,
+// which is counted): a folded batch norm, its ReLU and the activation quantization. Value i has
+// channel c = (i / inner) % C: inner = H*W for NCHW, 1 for channels-last.
+__global__ void affine_quantize_act_kernel(const float* __restrict__ x, int64_t n, int64_t inner, int64_t C,
+                                           const float* __restrict__ mul, const float* __restrict__ add, bool relu,
+                                           const float* __restrict__ scale, const int32_t* __restrict__ zero_point,
+                                           int bits, void* __restrict__ out, bool out_u8,
+                                           int32_t* __restrict__ status) {
+  const float s = *scale, z = static_cast<float>(*zero_point);
+  const float qm = static_cast<float>(arith::max_code(bits));
+  int nans = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = x[i];
-    nans += v != v;
-    const int32_t q = static_cast<int32_t>(arith::quantize(v != v ? 0.f : v, s, z, qm));  // NaN: an error, code zp
-    if (out_u8)
-      static_cast<uint8_t*>(out)[i] = static_cast<uint8_t>(q);
-    else
-      static_cast<int32_t*>(out)[i] = q;
+    int64_t r, c;
+    divmod(divmod(i, inner, &r), C, &c);
+    float v = arith::epilogue<float, true, false>(x[i], mul[c], add[c]);
+    if (relu && v < 0.f) v = 0.f;
+    nans += store_code(v, i, s, z, qm, out, out_u8);
   }
   if (nans) add_count(status + kStNaN, nans);
 }

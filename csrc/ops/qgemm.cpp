@@ -1,4 +1,4 @@
-// CPU bindings of the true-integer ops (schemas in csrc/ops.cpp): quantize_act, pack_weight,
+// CPU bindings of the true-integer ops (schemas in csrc/ops.cpp): quantize_act, affine_quantize_act, pack_weight,
 // qgemm_acc, qlinear, qconv2d_acc, qconv2d. Each checks the caller's arguments (TORCH_CHECK naming
 // the argument, the value and the expectation), takes raw pointers and runs the torch-free engine
 // of csrc/cpu/qgemm.h over at::parallel_for. Inference only: no autograd.
@@ -169,6 +169,42 @@ at::Tensor quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale, const 
   return out;
 }
 
+// quantize_act of relu?(x * scale[c] + bias[c]), c = dim 1: a folded batch norm (with its ReLU) and
+// the next layer's activation quantization in one pass. NCHW rows and channels-last pixels are read
+// in place; any other layout is copied to NCHW first.
+at::Tensor affine_quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& bias, bool relu,
+                                   const at::Tensor& out_scale, const at::Tensor& out_zero_point, int64_t bits) {
+  const char* op = "affine_quantize_act";
+  check_cpu(op, "x", x);
+  const int64_t C = qg_check_affine_meta(op, x, scale, bias, out_scale, out_zero_point, bits);
+  qg_vec_values(op, "scale", scale, false);
+  qg_vec_values(op, "bias", bias, false);
+  const at::Tensor mul = scale.contiguous(), add = bias.contiguous();
+  const float s = qg_scale1_value(op, "out_scale", out_scale);
+  const int32_t z = qg_zp1_value(op, "out_zero_point", out_zero_point, bits);
+  const Isa isa = current_isa(op);
+  const bool u8 = bits <= 8;
+  at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
+  const AffineLayout l = qg_affine_layout(x);
+  at::Tensor dst = out.strides() == l.x.strides() ? out : at::empty_like(l.x, out.options());
+  const int64_t esz = u8 ? 1 : 4, inner = l.inner, rows = inner == 0 ? 0 : l.x.numel() / inner;
+  const float* xp = l.x.data_ptr<float>();
+  char* op_ = static_cast<char*>(dst.data_ptr());
+  cpu::AffineRows a{mul.data_ptr<float>(), add.data_ptr<float>(), C, 0, l.nhwc, relu};
+  std::atomic<int64_t> nans{0};
+  at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(inner, 1)),
+                   [&](int64_t b, int64_t e) {
+    cpu::AffineRows ab = a;
+    ab.c0 = b % C;  // (the channel of row b in NCHW; unused channels-last)
+    nans += cpu::affine_quantize_act(isa, xp + b * inner, e - b, inner, ab, s, z, static_cast<int>(bits),
+                                     op_ + b * inner * esz, u8);
+  });
+  TORCH_CHECK(nans.load() == 0, "dwq.affine_quantize_act: x * scale + bias has ", nans.load(),
+              " NaN value(s) (NaN in x, or inf * 0); NaN has no code");
+  if (!dst.is_same(out)) out.copy_(dst);
+  return out;
+}
+
 at::Tensor pack_weight_cpu(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits,
                            at::IntArrayRef kernel_size) {
   const char* op = "pack_weight";
@@ -334,6 +370,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at:
 
 TORCH_LIBRARY_IMPL(dwq, CPU, m) {
   m.impl("quantize_act", &quantize_act_cpu);
+  m.impl("affine_quantize_act", &affine_quantize_act_cpu);
   m.impl("pack_weight", &pack_weight_cpu);
   m.impl("qgemm_acc", &qgemm_acc_cpu);
   m.impl("qlinear", &qlinear_cpu);

@@ -205,5 +205,34 @@ inline ConvSize qg_conv_size(const char* op, at::IntArrayRef kernel_size, at::In
   return g;
 }
 
+// affine_quantize_act's checks of everything but x's device and the argument values (each device
+// reads those its own way); returns C = x.size(1).
+inline int64_t qg_check_affine_meta(const char* op, const at::Tensor& x, const at::Tensor& scale, const at::Tensor& bias,
+                                    const at::Tensor& out_scale, const at::Tensor& out_zero_point, int64_t bits) {
+  qg_check_bits(op, "bits", bits);
+  TORCH_CHECK(x.scalar_type() == at::kFloat, "dwq.", op, ": x must be float32, got ", x.scalar_type());
+  TORCH_CHECK(x.dim() >= 2, "dwq.", op, ": x must be [B, C, ...] (channels in dim 1), got shape ", x.sizes());
+  const int64_t C = x.size(1);
+  qg_check_vec_meta(op, "scale", scale, C, x.device());
+  qg_check_vec_meta(op, "bias", bias, C, x.device());
+  qg_check_scale1_meta(op, "out_scale", out_scale, x.device());
+  qg_check_zp1_meta(op, "out_zero_point", out_zero_point, x.device());
+  return C;
+}
+
+// x as the affine kernels read it: channels-last in place (rows of a pixel's C values, inner = C),
+// else NCHW (rows of inner = H*W values; x is copied when it is neither).
+struct AffineLayout {
+  at::Tensor x;
+  bool nhwc;
+  int64_t inner;
+};
+inline AffineLayout qg_affine_layout(const at::Tensor& x) {
+  const bool nhwc = x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  AffineLayout l{nhwc || x.is_contiguous() ? x : x.contiguous(), nhwc, 0};
+  if (x.numel() > 0) l.inner = nhwc ? x.size(1) : x.numel() / (x.size(0) * x.size(1));
+  return l;
+}
+
 }  // namespace
 }  // namespace dwq

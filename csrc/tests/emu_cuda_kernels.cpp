@@ -6,6 +6,8 @@
 //   act_qparams_kernel (train / eval, EMA, several blocks) and weight_fake_quant_kernel
 //                                          vs cpu::range_of + arith, cpu::weight_fake_quant_rows
 //   quantize_act_kernel                    vs cpu::quantize_act
+//   affine_quantize_act_kernel (NCHW, channels-last, ReLU, NaN)
+//                                          vs cpu::affine_quantize_act
 //   pack_words_kernel + pack_colsum_kernel vs the bytes of cpu::pack_weight
 //   act_rows_kernel (with planes, and sums only over uint8 rows read in place), pixel_sums_kernel,
 //     conv_planes_kernel, conv_rowsum_kernel (row sums, planes, range counts)
@@ -292,6 +294,44 @@ static void test_quantize_act() {
                                            u8 ? static_cast<void*>(want8.data()) : static_cast<void*>(want.data()), u8);
     CHECK(got == want && got8 == want8, "quantize_act codes differ (bits %d)", bits);
     CHECK(status[cuda::kStNaN] == nans, "quantize_act NaN count %d, want %lld", status[cuda::kStNaN], (long long)nans);
+  }
+}
+
+// affine_quantize_act_kernel (NCHW: channel (i / inner) % C; channels-last: inner 1) against the CPU
+// engine's affine_quantize_act over the same rows, ReLU on and off, with NaN and inf * 0.
+static void test_affine_quantize_act() {
+  for (int bits : {2, 8, 9, 16}) {
+    for (bool nhwc : {false, true}) {
+      for (bool relu : {false, true}) {
+        const int64_t B = rint(1, 3), C = rint(1, 70), HW = rint(1, 40), n = B * C * HW;
+        std::vector<float> x(n), mul(C), add(C);
+        for (int64_t i = 0; i < n; ++i) x[i] = i % 53 == 9 ? std::nanf("") : rnorm();
+        for (int64_t c = 0; c < C; ++c) {
+          mul[c] = c == 1 ? 0.f : rnorm();
+          add[c] = rnorm();
+        }
+        x[n / 2] = std::nanf("");
+        if (C > 1) x[nhwc ? n - C + 1 : ((B - 1) * C + 1) * HW] = INFINITY;  // inf * 0: channel 1's mul is 0
+        const float s = 0.07f;
+        const int32_t z = static_cast<int32_t>(arith::max_code(bits) / 3);
+        const bool u8 = bits <= 8;
+        std::vector<int32_t> got(n), want(n);
+        std::vector<uint8_t> got8(n), want8(n);
+        int32_t status[cuda::kStatusWords] = {};
+        void* g = u8 ? static_cast<void*>(got8.data()) : static_cast<void*>(got.data());
+        void* w = u8 ? static_cast<void*>(want8.data()) : static_cast<void*>(want.data());
+        launch(dim3(3), dim3(128), cuda::affine_quantize_act_kernel, const_cast<const float*>(x.data()), n,
+               nhwc ? int64_t{1} : HW, C, const_cast<const float*>(mul.data()), const_cast<const float*>(add.data()),
+               relu, const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits, g, u8, status);
+        cpu::AffineRows a{mul.data(), add.data(), C, 0, nhwc, relu};
+        const int64_t nans = cpu::affine_quantize_act(cpu::Isa::scalar, x.data(), nhwc ? B * HW : B * C,
+                                                      nhwc ? C : HW, a, s, z, bits, w, u8);
+        CHECK(got == want && got8 == want8, "affine_quantize_act codes differ (bits %d, nhwc %d, relu %d)", bits,
+              int(nhwc), int(relu));
+        CHECK(status[cuda::kStNaN] == nans && nans > 0, "affine_quantize_act NaN count %d, want %lld",
+              status[cuda::kStNaN], (long long)nans);
+      }
+    }
   }
 }
 
@@ -620,6 +660,7 @@ int main() {
   test_weight_fake_quant();
   test_quantizer_asserts();
   test_quantize_act();
+  test_affine_quantize_act();
   test_status_counts_saturate();
   test_pack();
   test_act_rows();

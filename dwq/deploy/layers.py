@@ -393,16 +393,6 @@ class FloatAffine(PrecisionModule):
                                    f"{self.source} at precision {precision_name(p)} (out_scale, out_zero_point)")
         else:
             self.out_scale = self.out_zero_point = None
-        self._set_relu_floor()
-
-    def _set_relu_floor(self):
-        # ReLU on codes is max(q, z): quantization is monotonic and 0 maps to z. Nothing to do when z == 0.
-        if self.out_zero_point is not None:
-            self._relu_floor = [int(z) if self.relu else 0 for z in self.out_zero_point.tolist()]
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._set_relu_floor()  # from the loaded zero points
 
     def config(self) -> dict:
         return {"kind": self.kind, "source": self.source, "precisions": [precision_name(p) for p in self.precisions],
@@ -415,12 +405,13 @@ class FloatAffine(PrecisionModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         i = self.precision_index
-        y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
         bits = self.out_bits[i]
         if bits is None:
+            y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
             return torch.relu_(y) if self.relu else y
-        q = ops.quantize_act(y, self.out_scale[i:i + 1], self.out_zero_point[i:i + 1], bits)
-        return q.clamp_min_(self._relu_floor[i]) if self._relu_floor[i] else q
+        # one pass: y never goes to memory
+        return ops.affine_quantize_act(x, self.scale[i], self.bias[i], self.relu, self.out_scale[i:i + 1],
+                                       self.out_zero_point[i:i + 1], bits)
 
     def extra_repr(self) -> str:
         out = "float" if all(b is None for b in self.out_bits) else "codes"

@@ -3,6 +3,7 @@ from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops.fake_quant import fake_quantize
 from dwq.ops import quantizer_fused  # noqa: F401  (registers the fused ops' fake impls)
 from dwq.ops.qgemm import (
+    affine_quantize_act,
     pack_conv_weight,
     pack_weight,
     packed_weight_shape,
@@ -14,6 +15,7 @@ from dwq.ops.qgemm import (
     supported_cpu_isas,
 )
 from dwq.ops.qgemm_reference import (
+    affine_quantize_act_ref,
     codes_dtype,
     epilogue_ref,
     qconv2d_acc_ref,
@@ -26,6 +28,8 @@ from dwq.ops.reference import fake_quantize_ref
 
 __all__ = [
     "HAS_EXT",
+    "affine_quantize_act",
+    "affine_quantize_act_ref",
     "codes_dtype",
     "epilogue_ref",
     "fake_quantize",

@@ -134,17 +134,20 @@ def inductor_exact_division() -> bool:
     return True
 
 
-def check_qparam_values(scale: torch.Tensor, zero_point: torch.Tensor, bits: int, op: str = "fake_quantize") -> None:
-    """The kernels' value checks (csrc/ops/fake_quant_checks.h), for the pure-PyTorch paths of ``op``:
-    without them a zero scale gave NaN and a zero point outside the codes a shifted grid, silently."""
+def check_qparam_values(scale: torch.Tensor, zero_point: torch.Tensor, bits: int, op: str = "fake_quantize",
+                        names: tuple = ("scale", "zero_point")) -> None:
+    """The kernels' value checks (csrc/ops/fake_quant_checks.h), for the pure-PyTorch paths of ``op``
+    (``names``: the op's names for the two arguments): without them a zero scale gave NaN and a zero
+    point outside the codes a shifted grid, silently."""
     qmax = (1 << bits) - 1
+    s_name, z_name = names
     bad_s, bad_z = ~(torch.isfinite(scale) & (scale > 0)), (zero_point < 0) | (zero_point > qmax)
     if scale.device.type == "cpu" and not torch.compiler.is_compiling():  # name the entry, as the kernels do
         for i in bad_s.nonzero().flatten()[:1].tolist():
-            raise ValueError(f"{op}: scale[{i}] must be finite and > 0, got {scale[i].item()}")
+            raise ValueError(f"{op}: {s_name}[{i}] must be finite and > 0, got {scale[i].item()}")
         for i in bad_z.nonzero().flatten()[:1].tolist():
-            raise ValueError(f"{op}: zero_point[{i}] = {zero_point[i].item()} is not a code of {bits} bits (0..{qmax})")
-    check_value(bad_s.any() | bad_z.any(), f"{op}: scale must be finite and > 0 and zero_point a code of "
+            raise ValueError(f"{op}: {z_name}[{i}] = {zero_point[i].item()} is not a code of {bits} bits (0..{qmax})")
+    check_value(bad_s.any() | bad_z.any(), f"{op}: {s_name} must be finite and > 0 and {z_name} a code of "
                                            f"{bits} bits (0..{qmax})")
 
 

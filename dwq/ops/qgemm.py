@@ -49,6 +49,7 @@ from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
 
 __all__ = [
     "quantize_act",
+    "affine_quantize_act",
     "pack_weight",
     "pack_conv_weight",
     "packed_weight_shape",
@@ -128,6 +129,41 @@ def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     check_qparam_values(scale.reshape(-1), zero_point.reshape(-1), bits, "quantize_act")
     check_no_nan(x, "quantize_act: x contains NaN; NaN has no code")
     return quantize_act_ref(x, scale, zero_point, bits)
+
+
+def affine_quantize_act(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, relu: bool,
+                        out_scale: torch.Tensor, out_zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """``quantize_act`` of ``relu?(x * scale[c] + bias[c])``, c the channel (dim 1): a folded batch
+    norm, its ReLU and the next layer's activation quantization, in one pass over x.
+
+    x: float32 [B, C, ...], any strides (NCHW and channels-last are read in place). scale, bias:
+    float32 [C], finite. out_scale / out_zero_point / bits: as quantize_act. The multiply and the add
+    round separately (torch's ``x * scale + bias``), so the codes are those of that expression.
+    Where there is no kernel (a build without the extension, other devices) it is that expression
+    followed by ``quantize_act``.
+    """
+    _check_bits(bits)
+    if not is_bool(relu):
+        raise TypeError(f"affine_quantize_act: relu must be a bool, got {relu!r}")
+    if has_kernel("affine_quantize_act", x.device.type):
+        return torch.ops.dwq.affine_quantize_act.default(x, scale, bias, relu, out_scale, out_zero_point, bits)
+    if x.dtype != torch.float32 or x.dim() < 2:
+        raise ValueError(f"affine_quantize_act: x must be float32 [B, C, ...], got {x.dtype} {tuple(x.shape)}")
+    for name, t in (("scale", scale), ("bias", bias)):
+        if t.dtype != torch.float32 or tuple(t.shape) != (x.shape[1],) or t.device != x.device:
+            raise ValueError(f"affine_quantize_act: {name} must be float32 [{x.shape[1]}] on {x.device} "
+                             f"(one per channel of x), got {t.dtype} {tuple(t.shape)} on {t.device}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"affine_quantize_act: {name} must be finite")
+    if out_scale.numel() != 1 or out_zero_point.numel() != 1:
+        raise ValueError("affine_quantize_act: out_scale and out_zero_point must have 1 element (per tensor), got "
+                         f"{out_scale.numel()} and {out_zero_point.numel()}")
+    # (here, not in quantize_act below, so that the message names this op's arguments)
+    check_qparam_values(out_scale.reshape(-1), out_zero_point.reshape(-1), bits, "affine_quantize_act",
+                        ("out_scale", "out_zero_point"))
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = x * scale.reshape(shape) + bias.reshape(shape)
+    return quantize_act(torch.relu_(y) if relu else y, out_scale, out_zero_point, bits)
 
 
 def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
@@ -277,6 +313,19 @@ if HAS_EXT:
         torch._check(x.dtype == torch.float32, lambda: f"quantize_act: x must be float32, got {x.dtype}")
         torch._check(scale.numel() == 1 and zero_point.numel() == 1,
                      lambda: "quantize_act: scale and zero_point must have 1 element (per tensor)")
+        return torch.empty_like(x, dtype=codes_dtype(bits))
+
+    @torch.library.register_fake("dwq::affine_quantize_act")
+    def _(x, scale, bias, relu, out_scale, out_zero_point, bits):
+        _fake_same_device("affine_quantize_act", x, "x", scale=scale, bias=bias, out_scale=out_scale,
+                          out_zero_point=out_zero_point)
+        torch._check(2 <= bits <= 16, lambda: f"affine_quantize_act: bits must be in 2..16, got {bits}")
+        torch._check(x.dtype == torch.float32 and x.dim() >= 2,
+                     lambda: f"affine_quantize_act: x must be float32 [B, C, ...], got {x.dtype} {tuple(x.shape)}")
+        torch._check(scale.shape == (x.shape[1],) and bias.shape == (x.shape[1],),
+                     lambda: "affine_quantize_act: scale and bias must have one entry per channel of x")
+        torch._check(out_scale.numel() == 1 and out_zero_point.numel() == 1,
+                     lambda: "affine_quantize_act: out_scale and out_zero_point must have 1 element (per tensor)")
         return torch.empty_like(x, dtype=codes_dtype(bits))
 
     @torch.library.register_fake("dwq::pack_weight")

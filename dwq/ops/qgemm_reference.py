@@ -26,6 +26,15 @@ def quantize_act_ref(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Ten
     return q.clamp(0, _qmax(bits)).to(codes_dtype(bits))
 
 
+def affine_quantize_act_ref(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, relu: bool,
+                            out_scale: torch.Tensor, out_zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """x float32 [B, C, ...], scale / bias float32 [C] -> codes of relu?(x * scale[c] + bias[c]) like x
+    (the multiply and the add rounded separately, as torch's mul then add)."""
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    y = x.float() * scale.float().reshape(shape) + bias.float().reshape(shape)
+    return quantize_act_ref(torch.relu(y) if relu else y, out_scale, out_zero_point, bits)
+
+
 def qgemm_acc_ref(x_codes: torch.Tensor, x_zero_point: torch.Tensor, w_codes: torch.Tensor,
                   w_zero_point: torch.Tensor) -> torch.Tensor:
     """x_codes [M, K], w_codes [N, K], zero points [1] / [N] -> int64 [M, N] exact accumulators."""
