@@ -179,6 +179,33 @@ def test_the_integer_model_is_a_snapshot_and_loads_state_dicts():
                 assert torch.equal(im2(x), other(x)), p
 
 
+def test_float_affine_cached_arguments_follow_the_model():
+    """PreActResNet's float batch norms feed codes through cached per-precision arguments (rows of the
+    buffers): a precision switch picks its own row, a loaded state dict and a copy made by .to() (new
+    tensors) are what the next forward uses, never the arguments cached before."""
+    from dwq.deploy.layers import FloatAffine
+
+    torch.manual_seed(0)
+    m = calibrated(preact_resnet18(num_classes=10, precisions=[4, 8, None]), (4, 3, 32, 32))
+    im = convert(m)
+    affines = [mod for mod in im.modules() if isinstance(mod, FloatAffine) and any(b for b in mod.out_bits)]
+    assert affines, "PreActResNet18 has float batch norms that feed quantized convs"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        want = {p: im(x) for p in (4, 8) if not dwq.set_precision(im, p)}
+        for p in (8, 4):  # (cached at 8 by the loop above: switching back must not reuse it)
+            dwq.set_precision(im, p)
+            assert torch.equal(im(x), want[p]), p
+        state = {k: v.clone() for k, v in im.state_dict().items()}
+        im._apply(lambda t: t.clone())  # new tensors (as .to(device) makes), then changed
+        assert torch.equal(im(x), want[4])
+        for a in affines:
+            a.bias.add_(3.0)
+        assert not torch.equal(im(x), want[4]), "the forward used the arguments cached before _apply"
+        im.load_state_dict(state)
+        assert torch.equal(im(x), want[4])
+
+
 # ----------------------------------------------------------------------------- what does not convert
 def test_precision_outside_the_set_is_an_error():
     m = calibrated(small_cnn(precisions=[4, 8], width=8), (8, 1, 28, 28))
@@ -449,6 +476,23 @@ def test_an_add_whose_first_operand_broadcasts_is_not_done_in_place():
         with dwq.precision(m, p), dwq.precision(im, p), torch.no_grad():
             ref, got = m(x), im(x)
         assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
+def test_in_place_add_check_agrees_with_broadcast_shapes():
+    """_add's shape check (written out: torch.broadcast_shapes cost more than the add at batch 1) says
+    "b broadcasts into a" exactly when torch.broadcast_shapes(a, b) is a's shape."""
+    from dwq.deploy.integer_model import _broadcasts_into
+
+    g = torch.Generator().manual_seed(0)
+    dims = [1, 2, 3]
+    for _ in range(400):
+        a = tuple(dims[int(i)] for i in torch.randint(0, 3, (int(torch.randint(0, 5, (1,), generator=g)),), generator=g))
+        b = tuple(dims[int(i)] for i in torch.randint(0, 3, (int(torch.randint(0, 5, (1,), generator=g)),), generator=g))
+        try:
+            want = torch.broadcast_shapes(a, b) == torch.Size(a)
+        except RuntimeError:  # not broadcastable at all
+            want = False
+        assert _broadcasts_into(b, a) == want, (a, b)
 
 
 class _AddByKeyword(nn.Module):

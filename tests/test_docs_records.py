@@ -306,3 +306,20 @@ def test_affine_table_is_the_records():
             f"{ratio[('affine_quantize', 'b32 64x32x32 nchw')]:.2f}× NCHW; the model "
             f"{ratio[('preact_resnet18', 'b32 3x32x32')]:.2f}× at b32, {ratio[('preact_resnet18', 'b1 3x32x32')]:.2f}× at b1")
     assert want in bench, f"benchmarks/README.md should say {want!r}"
+
+
+def test_host_glue_table_is_the_records():
+    """README's before/after table of the integer models' host glue is the three bench_models runs."""
+    runs = ["results_amx_models_host_aa6f2fa.json", "results_amx_models_host.json", "results_amx_models_host_rerun.json"]
+    cells = {}
+    for name in runs:
+        ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"]
+              for r in json.loads((ROOT / "benchmarks" / name).read_text())}
+        for net, shape in (("preact_resnet18", "b1 3x32x32"), ("resnet50", "b1 3x224x224"),
+                           ("preact_resnet18", "b32 3x32x32")):
+            d, fp = ms[(net, shape, "dwq_int", 8)], ms[(net, shape, "torch_fp32", 32)]
+            cells.setdefault(f"{net} {shape.split()[0]}", []).append(f"{d:.2f} ({fp / d:.2f}×)")
+    text = (ROOT / "README.md").read_text()
+    for label, row in cells.items():
+        want = f"| {label} | " + " | ".join(row) + " |"
+        assert want in text, f"README's host-glue table lacks {want!r}"

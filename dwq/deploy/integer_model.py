@@ -37,9 +37,17 @@ def _relu(x, inplace=False):
     return torch.relu_(x) if inplace else torch.relu(x)
 
 
+def _broadcasts_into(b_shape, a_shape) -> bool:
+    """Whether b broadcasts to a's shape, so that a + b has a's shape (torch.broadcast_shapes, without
+    its symbolic-shape machinery: it cost more than the add itself at batch 1)."""
+    if len(b_shape) > len(a_shape):
+        return False
+    return all(bd == ad or bd == 1 for bd, ad in zip(reversed(b_shape), reversed(a_shape)))
+
+
 def _add(a, b, inplace=False):
     # convert marks the add in place without knowing shapes: a broadcast b may be the larger one
-    if inplace and a.shape == torch.broadcast_shapes(a.shape, b.shape) and torch.result_type(a, b) == a.dtype:
+    if inplace and _broadcasts_into(b.shape, a.shape) and torch.result_type(a, b) == a.dtype:
         return a.add_(b)
     return a + b
 

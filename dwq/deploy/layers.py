@@ -222,7 +222,23 @@ class _FloatPlan(nn.Module):
         return f"float, relu={self.relu}"
 
 
-class _IntLayer(PrecisionModule):
+class _ArgCache:
+    """Per-precision op arguments built once (``_calls``), so that a forward does no module attribute
+    lookups nor tensor slicing (it matters at batch 1); dropped when the tensors they hold change."""
+
+    _calls = None
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._calls = None  # the cached arguments hold the old tensors
+        return self
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._calls = None  # (an int layer's plans repack when loaded: the cached arguments hold old layouts)
+
+
+class _IntLayer(_ArgCache, PrecisionModule):
     kind = ""
     integer_layer = True  # dwq.quant.cost.profile refuses what it cannot count (it must not import deploy)
 
@@ -243,16 +259,6 @@ class _IntLayer(PrecisionModule):
             plans.append(_FloatPlan(pc, sub, weight_shape, where) if p is None else
                          _QuantPlan(pc, sub, weight_shape, where, p))
         self.plans = nn.ModuleList(plans)
-        self._calls = None
-
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        self._calls = None  # the cached arguments hold the old tensors
-        return self
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._calls = None  # the plans repack when loaded: the cached arguments hold the old layouts
 
     def _call(self):
         """(plan, the op's arguments after the input codes) of the current precision; built once, so that
@@ -353,7 +359,7 @@ class IntLinear(_IntLayer):
                 f"precision={precision_name(self.precision)}")
 
 
-class FloatAffine(PrecisionModule):
+class FloatAffine(_ArgCache, PrecisionModule):
     """A batch norm kept in float: ``y = scale[i] * x + bias[i]`` per channel for precision ``i`` of the
     set (one row per precision: a switchable BN's branches, or the same plain BN repeated), optional
     ReLU, then float32 out or, where ``out_bits[i]`` is set, the codes of the one quantized layer it feeds.
@@ -404,14 +410,14 @@ class FloatAffine(PrecisionModule):
                 "float": (_nbytes(self.scale, self.bias) + _nbytes(self.out_scale, self.out_zero_point)) // n}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = self.precision_index
-        bits = self.out_bits[i]
-        if bits is None:
-            y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
+        if self._calls is None:
+            self._calls = [(self.scale[i], self.bias[i], self.relu) + (() if b is None else (
+                self.out_scale[i:i + 1], self.out_zero_point[i:i + 1], b)) for i, b in enumerate(self.out_bits)]
+        args = self._calls[self.precision_index]
+        if len(args) == 3:  # float out
+            y = torch.addcmul(args[1].view(1, -1, 1, 1), x, args[0].view(1, -1, 1, 1))
             return torch.relu_(y) if self.relu else y
-        # one pass: y never goes to memory
-        return ops.affine_quantize_act(x, self.scale[i], self.bias[i], self.relu, self.out_scale[i:i + 1],
-                                       self.out_zero_point[i:i + 1], bits)
+        return ops.affine_quantize_act(x, *args)  # one pass: y never goes to memory
 
     def extra_repr(self) -> str:
         out = "float" if all(b is None for b in self.out_bits) else "codes"

@@ -71,6 +71,8 @@ def _index(v) -> int:
 
 
 def _pair(v: IntPair, name: str) -> List[int]:
+    if type(v) in (tuple, list) and len(v) == 2 and type(v[0]) is int and type(v[1]) is int:
+        return list(v)  # (the common case, per call of a layer: no per-entry checks)
     try:
         return [_index(v)] * 2
     except TypeError:
