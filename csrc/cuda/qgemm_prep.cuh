@@ -71,7 +71,7 @@ __global__ void affine_quantize_act_kernel(const float* __restrict__ x, int64_t 
   int nans = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t r, c;
-    divmod(divmod(i, inner, &r), C, &c);
+    divmod(inner == 1 ? i : divmod(i, inner, &r), C, &c);  // (channels-last: one division)
     float v = arith::epilogue<float, true, false>(x[i], mul[c], add[c]);
     if (relu && v < 0.f) v = 0.f;
     nans += store_code(v, i, s, z, qm, out, out_u8);
