@@ -1,7 +1,7 @@
 """Whole-model latency per precision (issue 7): dwq's integer model (``dwq.deploy.convert``) against the
 float32 eager model, the fake-quant model in eval mode and a Brevitas-built equivalent.
 
-    python benchmarks/bench_models.py [--quick] [--threads N] [--json FILE] [--png FILE]
+    python benchmarks/bench_models.py [--quick] [--threads N] [--malloc default|keep] [--json FILE] [--png FILE]
 
 Cases: PreActResNet18 on 32x32 images at batch 1 and 32, ResNet-50 on 224x224 at batch 1 and 8, each
 with its default quantization policy (PreActResNet18: the 3x3 block convs; ResNet-50: every conv but
@@ -29,6 +29,7 @@ import torch
 import dwq
 from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy import code_agreement, compare, convert, time_round_robin
+from dwq.memory import keep_freed_memory
 from dwq.models import preact_resnet18, resnet50
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
@@ -193,6 +194,9 @@ def main(argv=None):
     p.add_argument("--json", type=path_arg, help="write the records to this file")
     p.add_argument("--png", type=path_arg, help="write the latency-vs-bits plot to this file")
     p.add_argument("--threads", type=threads_arg, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--malloc", choices=["default", "keep"], default="default",
+                   help="keep: dwq.memory.keep_freed_memory() first (what the dwq command does), so that large "
+                        "tensors reuse freed memory; default: glibc's own thresholds (records: field 'malloc')")
     p.add_argument("--cases", nargs="+", default=None, metavar="NET:BATCH",
                    choices=[f"{n}:{b}" for n, _, b in CASES],  # (an unknown case ran nothing and said nothing)
                    help="only these cases, e.g. preact_resnet18:32 resnet50:8")
@@ -202,6 +206,8 @@ def main(argv=None):
         sys.exit("bench_models: the dwq._C extension is not built")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "keep" and not keep_freed_memory():
+        sys.exit("bench_models: --malloc keep: this C library has no glibc mallopt")
     widths = [2, 4, 8, 16] if args.quick else list(range(MIN_BITS, MAX_BITS + 1))
     brevitas_bits = [8] if args.quick else [2, 4, 8, 12, 16]
     budget_s = 3.0 if args.quick else 8.0
@@ -212,12 +218,14 @@ def main(argv=None):
         print("  brevitas is not installed: no brevitas records")
         brevitas_bits = []
     isa = os.environ.get("DWQ_CPU_ISA") or dwq.ops.supported_cpu_isas()[-1]
-    print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
+    print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__} malloc={args.malloc}")
     t0 = time.time()
     records, models = [], {}
     for net, size, batch in cases:
         bench_case(net, size, batch, widths, brevitas_bits, budget_s, records, models)
         print(f"  {net} batch {batch} done ({time.time() - t0:.0f}s)", flush=True)
+    for r in records:
+        r["malloc"] = args.malloc
     finish(records, args, ratio_table, plot, t0, first_column="network", digits=2)
 
 

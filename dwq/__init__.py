@@ -25,7 +25,7 @@ def __getattr__(name):
     # Higher layers load on first use, so `import dwq` stays light.
     import importlib
 
-    if name in ("models", "attacks", "data", "train", "eval", "deploy", "cli"):
+    if name in ("models", "attacks", "data", "train", "eval", "deploy", "cli", "memory"):
         return importlib.import_module(f"dwq.{name}")
     raise AttributeError(f"module 'dwq' has no attribute {name!r}")
 

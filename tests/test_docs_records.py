@@ -1,6 +1,7 @@
 """Figures quoted in user-facing help texts equal the benchmark records they cite (a rerun that
 replaces the records must update the text, or this fails)."""
 import json
+import math
 import pathlib
 import re
 
@@ -323,3 +324,28 @@ def test_host_glue_table_is_the_records():
     for label, row in cells.items():
         want = f"| {label} | " + " | ".join(row) + " |"
         assert want in text, f"README's host-glue table lacks {want!r}"
+
+
+def test_malloc_table_is_the_records():
+    """README's keep_freed_memory table is results_amx_models_malloc_{default,keep}.json's 8-bit medians
+    (fp32: the records keep the faster of the two layouts)."""
+    ms = {}
+    for mode in ("default", "keep"):
+        for r in json.loads((ROOT / "benchmarks" / f"results_amx_models_malloc_{mode}.json").read_text()):
+            assert r["malloc"] == mode
+            ms[(mode, r["op"], r["shape"], r["impl"], r["bits"])] = r["median_ms"]
+    text = (ROOT / "README.md").read_text()
+    for net, shape in (("resnet50", "b8 3x224x224"), ("resnet50", "b1 3x224x224"),
+                       ("preact_resnet18", "b32 3x32x32"), ("preact_resnet18", "b1 3x32x32")):
+        def cell(impl, bits):
+            v = [min(ms.get((m, net, shape, i, bits), math.inf) for i in impl) for m in ("default", "keep")]
+            return f"{v[0]:.2f} → {v[1]:.2f}"
+        want = (f"| {net} {shape.split()[0]} | {cell(['dwq_int'], 8)} | {cell(['torch_fp32', 'torch_fp32_cl'], 32)} | "
+                f"{cell(['fake_quant'], 8)} |")
+        assert want in text, f"README's malloc table lacks {want!r}"
+    d = {m: ms[(m, "resnet50", "b8 3x224x224", "dwq_int", 8)] for m in ("default", "keep")}
+    fp = {m: min(ms.get((m, "resnet50", "b8 3x224x224", i, 32), math.inf) for i in ("torch_fp32", "torch_fp32_cl"))
+          for m in ("default", "keep")}
+    want = (f"runs {d['default'] / d['keep']:.2f}× faster with it ({fp['default'] / d['default']:.2f}× → "
+            f"{fp['keep'] / d['keep']:.2f}× fp32)")
+    assert want in " ".join(text.split()), f"README should say {want!r}"

@@ -379,6 +379,15 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     a._given = given_flags(build_parser(), argv)  # flags written on the command line, not defaults
     a._argv = ["dwq"] + argv
+    malloc = os.environ.get("DWQ_MALLOC", "keep")
+    if malloc not in ("keep", "default"):
+        print(f"dwq {a.command}: error: DWQ_MALLOC={malloc!r}: expected 'keep' (reuse freed memory, the "
+              "default) or 'default' (glibc's own thresholds)", file=sys.stderr)
+        return 2
+    if malloc == "keep":
+        from dwq.memory import keep_freed_memory
+
+        keep_freed_memory()  # (dwq.memory: large tensors reuse freed pages instead of faulting in new ones)
     try:
         with sigterm_as_interrupt():
             if a.command == "train":
