@@ -410,14 +410,14 @@ class FloatAffine(_ArgCache, PrecisionModule):
                 "float": (_nbytes(self.scale, self.bias) + _nbytes(self.out_scale, self.out_zero_point)) // n}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._calls is None:
-            self._calls = [(self.scale[i], self.bias[i], self.relu) + (() if b is None else (
-                self.out_scale[i:i + 1], self.out_zero_point[i:i + 1], b)) for i, b in enumerate(self.out_bits)]
-        args = self._calls[self.precision_index]
-        if len(args) == 3:  # float out
-            y = torch.addcmul(args[1].view(1, -1, 1, 1), x, args[0].view(1, -1, 1, 1))
+        i = self.precision_index
+        if self.out_bits[i] is None:
+            y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
             return torch.relu_(y) if self.relu else y
-        return ops.affine_quantize_act(x, *args)  # one pass: y never goes to memory
+        if self._calls is None:  # (the codes' arguments per precision; None at float ones)
+            self._calls = [None if b is None else (self.scale[j], self.bias[j], self.relu, self.out_scale[j:j + 1],
+                                                   self.out_zero_point[j:j + 1], b) for j, b in enumerate(self.out_bits)]
+        return ops.affine_quantize_act(x, *self._calls[i])  # one pass: y never goes to memory
 
     def extra_repr(self) -> str:
         out = "float" if all(b is None for b in self.out_bits) else "codes"

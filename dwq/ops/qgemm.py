@@ -45,7 +45,7 @@ import torch
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
 from dwq.ops.fake_quant import check_no_nan, check_qparam_values, is_bool
-from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
+from dwq.ops.qgemm_reference import channel_affine, codes_dtype, quantize_act_ref
 
 __all__ = [
     "quantize_act",
@@ -163,9 +163,7 @@ def affine_quantize_act(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
     # (here, not in quantize_act below, so that the message names this op's arguments)
     check_qparam_values(out_scale.reshape(-1), out_zero_point.reshape(-1), bits, "affine_quantize_act",
                         ("out_scale", "out_zero_point"))
-    shape = [1, -1] + [1] * (x.dim() - 2)
-    y = x * scale.reshape(shape) + bias.reshape(shape)
-    return quantize_act(torch.relu_(y) if relu else y, out_scale, out_zero_point, bits)
+    return quantize_act(channel_affine(x, scale, bias, relu), out_scale, out_zero_point, bits)
 
 
 def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,

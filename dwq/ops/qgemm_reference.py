@@ -26,13 +26,18 @@ def quantize_act_ref(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Ten
     return q.clamp(0, _qmax(bits)).to(codes_dtype(bits))
 
 
-def affine_quantize_act_ref(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, relu: bool,
-                            out_scale: torch.Tensor, out_zero_point: torch.Tensor, bits: int) -> torch.Tensor:
-    """x float32 [B, C, ...], scale / bias float32 [C] -> codes of relu?(x * scale[c] + bias[c]) like x
-    (the multiply and the add rounded separately, as torch's mul then add)."""
+def channel_affine(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, relu: bool) -> torch.Tensor:
+    """relu?(x * scale[c] + bias[c]) for x [B, C, ...], scale / bias [C]: the multiply and the add rounded
+    separately (torch's mul then add), ReLU keeping NaN, as affine_quantize_act computes it."""
     shape = [1, -1] + [1] * (x.dim() - 2)
     y = x.float() * scale.float().reshape(shape) + bias.float().reshape(shape)
-    return quantize_act_ref(torch.relu(y) if relu else y, out_scale, out_zero_point, bits)
+    return torch.relu_(y) if relu else y
+
+
+def affine_quantize_act_ref(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, relu: bool,
+                            out_scale: torch.Tensor, out_zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """x float32 [B, C, ...], scale / bias float32 [C] -> codes of channel_affine(x, ...) like x."""
+    return quantize_act_ref(channel_affine(x, scale, bias, relu), out_scale, out_zero_point, bits)
 
 
 def qgemm_acc_ref(x_codes: torch.Tensor, x_zero_point: torch.Tensor, w_codes: torch.Tensor,
