@@ -70,6 +70,19 @@ def bench_ops(budget, records):
             print(f"  {name} done", flush=True)
 
 
+def switched_forward(im, x, switch, restore):
+    """A forward of the integer model ``im`` at 8 bits with ``switch()`` in effect (``restore()`` after
+    it): the variants of a round-robin timing, each set per call."""
+    def f():
+        switch()
+        try:
+            with torch.inference_mode(), dwq.precision(im, 8):
+                return im(x)
+        finally:
+            restore()
+    return f
+
+
 def bench_model(budget, records):
     torch.manual_seed(0)
     m = preact_resnet18(num_classes=10, precisions=[8, None])
@@ -84,14 +97,8 @@ def bench_model(budget, records):
         x = torch.rand(batch, 3, 32, 32, generator=g)
 
         def run(fwd):
-            def f():
-                FloatAffine.forward = fwd
-                try:
-                    with torch.inference_mode(), dwq.precision(im, 8):
-                        return im(x)
-                finally:
-                    FloatAffine.forward = _fused_forward
-            return f
+            return switched_forward(im, x, lambda: setattr(FloatAffine, "forward", fwd),
+                                    lambda: setattr(FloatAffine, "forward", _fused_forward))
 
         fns = {"composed": run(_composed_forward), "fused": run(_fused_forward)}
         a, b = fns["composed"](), fns["fused"]()

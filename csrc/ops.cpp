@@ -96,6 +96,10 @@ TORCH_LIBRARY(dwq, m) {
   m.def("affine_quantize_act(Tensor x, Tensor scale, Tensor bias, bool relu, Tensor out_scale, "
         "Tensor out_zero_point, int bits) -> Tensor",
         {at::Tag::needs_exact_strides});
+  // x = relu(x + other) in place, in one pass: a ResNet block's residual add and ReLU in an integer
+  // model. x, other float32 of one shape and strides, x dense (no broadcast); NaN stays NaN as in
+  // torch.relu. CPU: csrc/ops/residual.cpp; CUDA: csrc/cuda/qgemm.cu.
+  m.def("add_relu_(Tensor(a!) x, Tensor other) -> ()");
   // w_codes [N, K] uint8/int32, zero_point int32 [N] -> opaque packed weight int8 [N, P]. kernel_size
   // [kh, kw]: K holds a conv kernel's weights in (ky, kx, c) order (what qconv2d needs; recorded).
   m.def("pack_weight(Tensor w_codes, Tensor zero_point, int bits, int[] kernel_size=[]) -> Tensor");

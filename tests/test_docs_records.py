@@ -349,3 +349,24 @@ def test_malloc_table_is_the_records():
     want = (f"runs {d['default'] / d['keep']:.2f}× faster with it ({fp['default'] / d['default']:.2f}× → "
             f"{fp['keep'] / d['keep']:.2f}× fp32)")
     assert want in " ".join(text.split()), f"README should say {want!r}"
+
+
+def test_residual_table_is_the_records():
+    """README's add_relu_ table and benchmarks/README's ratios are results_cpu_residual.json's."""
+    records = json.loads((ROOT / "benchmarks" / "results_cpu_residual.json").read_text())
+    ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
+    rows = {"b8 256×56×56 channels-last": ("add_relu", "b8 256x56x56 channels_last"),
+            "b8 2048×7×7 channels-last": ("add_relu", "b8 2048x7x7 channels_last"),
+            "ResNet-50 integer model, 8 bits, b8": ("resnet50", "b8 3x224x224"),
+            "ResNet-50 integer model, 8 bits, b1": ("resnet50", "b1 3x224x224")}
+    text = (ROOT / "README.md").read_text()
+    for label, (op, shape) in rows.items():
+        c, f = ms[(op, shape, "composed")], ms[(op, shape, "fused")]
+        want = f"| {label} | {c:.3f} | {f:.3f} | {c / f:.2f}× |"
+        assert want in text, f"README's residual table lacks {want!r} (benchmarks/results_cpu_residual.json)"
+    ratio = {k: ms[(*k, "composed")] / ms[(*k, "fused")] for k in {(o, s) for o, s, _ in ms}}
+    op = [v for (o, s), v in ratio.items() if o == "add_relu"]
+    bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    want = (f"{min(op):.2f}–{max(op):.2f}× on the op; the model {ratio[('resnet50', 'b8 3x224x224')]:.2f}× at b8, "
+            f"{ratio[('resnet50', 'b1 3x224x224')]:.2f}× at b1")
+    assert want in bench, f"benchmarks/README.md should say {want!r}"

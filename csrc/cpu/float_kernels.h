@@ -1,4 +1,4 @@
-// The float kernels of fake_quant.h / quantizer_fused.h, once per instruction set (bodies in
+// The float kernels of fake_quant.h / quantizer_fused.h / residual.h, once per instruction set (bodies in
 // float_kernels.inc.h); fake_quant.cpp and quantizer_fused.cpp dispatch on cpu::Isa.
 #pragma once
 #include <cstdint>
@@ -13,7 +13,8 @@
   bool range_of(const T* x, int64_t n, float* mn, float* mx);                                                 \
   template <typename T, typename O>                                                                           \
   int64_t weight_fake_quant_rows(const T* w, O* out, int64_t inner, int64_t row_begin, int64_t row_end,      \
-                                 int bits, int64_t* inf_rows);
+                                 int bits, int64_t* inf_rows);                                               \
+  void add_relu(float* a, const float* b, int64_t n);
 
 namespace dwq::cpu {
 namespace scalar {

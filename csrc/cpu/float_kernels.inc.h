@@ -1,4 +1,5 @@
-// Bodies of the float kernels (fake quantization, ranges, per-channel weight fake quantization),
+// Bodies of the float kernels (fake quantization, ranges, per-channel weight fake quantization,
+// the residual add with its ReLU),
 // textually included into one namespace per instruction set: float_kernels_scalar.cpp (generic
 // x86-64), float_kernels_avx2.cpp and float_kernels_avx512.cpp (inside their isa_region.h regions,
 // so that the same branch-free loops vectorize 8 or 16 wide; float16 moves in blocks of F16C's
@@ -198,3 +199,13 @@ int64_t weight_fake_quant_rows(const T* w, O* out, int64_t inner, int64_t row_be
   return bad;
 }
 
+
+// a = relu(a + b) over n floats. `y < 0 ? 0 : y` is torch.relu's value for every input: NaN and -0
+// pass through (x86's max instruction, a compiler's choice for std::max, would turn NaN into 0).
+// a and b are the same array or disjoint (the binding refuses a partial overlap).
+void add_relu(float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = a[i] + b[i];
+    a[i] = y < 0.f ? 0.f : y;
+  }
+}

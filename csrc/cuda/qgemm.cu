@@ -1,5 +1,5 @@
 // CUDA bindings of the true-integer ops (schemas in csrc/ops.cpp; CPU twins in csrc/ops/qgemm.cpp):
-// quantize_act, affine_quantize_act, pack_weight, qgemm_acc, qlinear, qconv2d_acc, qconv2d. Same schemas, results
+// quantize_act, affine_quantize_act, add_relu_, pack_weight, qgemm_acc, qlinear, qconv2d_acc, qconv2d. Same schemas, results
 // (bit for bit: arith.h everywhere, exact integer accumulators) and output layouts as the CPU ops.
 //
 // The packed weight is the CPU's blob, byte for byte (pack_weight here writes what the CPU pack
@@ -40,6 +40,7 @@
 #include "cuda/qgemm_launch.h"
 #include "cuda/qgemm_prep.cuh"
 #include "ops/qgemm_checks.h"
+#include "ops/residual_checks.h"
 
 namespace dwq {
 namespace {
@@ -179,6 +180,18 @@ at::Tensor affine_quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale
   }
   if (!dst.is_same(out)) out.copy_(dst);
   return out;
+}
+
+// The CPU op's contract (csrc/ops/residual.cpp): x = relu(x + other) in place, one launch.
+void add_relu_cuda(at::Tensor& x, const at::Tensor& other) {
+  check_cuda_input("add_relu_", "x", x);
+  check_add_relu_args(x, other);
+  const int64_t n = x.numel();
+  if (n == 0) return;
+  const c10::cuda::CUDAGuard guard(x.device());
+  cuda::add_relu_kernel<<<blocks_for(n, 256), 256, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      x.data_ptr<float>(), other.const_data_ptr<float>(), n);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits,
@@ -816,6 +829,7 @@ at::Tensor qconv2d_cuda(const at::Tensor& x, const at::Tensor& x_scale, const at
 TORCH_LIBRARY_IMPL(dwq, CUDA, m) {
   m.impl("quantize_act", &quantize_act_cuda);
   m.impl("affine_quantize_act", &affine_quantize_act_cuda);
+  m.impl("add_relu_", &add_relu_cuda);
   m.impl("pack_weight", &pack_weight_cuda);
   m.impl("qgemm_acc", &qgemm_acc_cuda);
   m.impl("qlinear", &qlinear_cuda);

@@ -1,6 +1,7 @@
 // Elementwise and reduction kernels of the CUDA integer engine (launchers in qgemm.cu):
 //   quantize_act_kernel   float32 -> codes (arith::quantize, NaN counted)
 //   affine_quantize_act_kernel  the same of a per-channel affine (+ ReLU) of the input
+//   add_relu_kernel       a = relu(a + b), a ResNet block's residual add and ReLU in one pass
 //   pack_words_kernel     the packed-weight limb planes, byte for byte the CPU's pack_weight
 //   pack_colsum_kernel    column sums, zero points and the range check of the weight codes
 //   act_rows_kernel       per GEMM/im2col row: exact code sum, range check and (optionally) the u8
@@ -77,6 +78,15 @@ __global__ void affine_quantize_act_kernel(const float* __restrict__ x, int64_t 
     nans += store_code(v, i, s, z, qm, out, out_u8);
   }
   if (nans) add_count(status + kStNaN, nans);
+}
+
+// a[i] = relu(a[i] + b[i]), NaN kept (torch.relu's value; the CPU kernel's, float_kernels.inc.h). a and
+// b are the same array or disjoint, so no __restrict__ on them.
+__global__ void add_relu_kernel(float* a, const float* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float y = a[i] + b[i];
+    a[i] = y < 0.f ? 0.f : y;
+  }
 }
 
 // One thread per 32-bit word of the limb planes [limbs][Npad/64][Kp/4][64][4]: byte (n, k) of limb l

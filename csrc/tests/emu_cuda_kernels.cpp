@@ -8,6 +8,8 @@
 //   quantize_act_kernel                    vs cpu::quantize_act
 //   affine_quantize_act_kernel (NCHW, channels-last, ReLU, NaN)
 //                                          vs cpu::affine_quantize_act
+//   add_relu_kernel (tails, NaN, inf, -0, b aliasing a)
+//                                          vs cpu::add_relu
 //   pack_words_kernel + pack_colsum_kernel vs the bytes of cpu::pack_weight
 //   act_rows_kernel (with planes, and sums only over uint8 rows read in place), pixel_sums_kernel,
 //     conv_planes_kernel, conv_rowsum_kernel (row sums, planes, range counts)
@@ -19,6 +21,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -28,6 +31,7 @@
 #include "emu_im2col.h"
 #include "cpu/qgemm.h"
 #include "cpu/quantizer_fused.h"
+#include "cpu/residual.h"
 #include "cuda/fake_quant.cuh"
 #include "cuda/qgemm_prep.cuh"
 #include "cuda/quantizer_fused.cuh"
@@ -332,6 +336,25 @@ static void test_affine_quantize_act() {
               status[cuda::kStNaN], (long long)nans);
       }
     }
+  }
+}
+
+// add_relu_kernel against the CPU engine's add_relu: lengths that leave partial blocks and grid
+// strides, NaN (kept), +-inf, -0 + -0 (stays -0) and b the same array as a.
+static void test_add_relu() {
+  for (int rep = 0; rep < 6; ++rep) {
+    const int64_t n = rep == 0 ? 1 : rint(2, 3000);
+    std::vector<float> a(n), b(n);
+    for (int64_t i = 0; i < n; ++i) {
+      a[i] = i % 37 == 5 ? std::nanf("") : i % 41 == 7 ? -INFINITY : i % 43 == 11 ? -0.f : rnorm();
+      b[i] = i % 31 == 3 ? INFINITY : i % 43 == 11 ? -0.f : rnorm();
+    }
+    const bool alias = rep == 5;
+    std::vector<float> got = a, want = a;
+    launch(dim3(2), dim3(128), cuda::add_relu_kernel, got.data(), const_cast<const float*>(alias ? got.data() : b.data()), n);
+    cpu::add_relu(cpu::Isa::scalar, want.data(), alias ? want.data() : b.data(), n);
+    CHECK(std::memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "add_relu differs (n %lld, alias %d)",
+          (long long)n, int(alias));
   }
 }
 
@@ -661,6 +684,7 @@ int main() {
   test_quantizer_asserts();
   test_quantize_act();
   test_affine_quantize_act();
+  test_add_relu();
   test_status_counts_saturate();
   test_pack();
   test_act_rows();

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from dwq.deploy.layers import check_int, check_pair, is_int, layer_from_config
 from dwq.nn.control import PrecisionModule, get_precision, precision_set
+from dwq.ops.residual import add_relu_
 from dwq.quant.quantizers import check_flag
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
@@ -50,6 +51,14 @@ def _add(a, b, inplace=False):
     if inplace and _broadcasts_into(b.shape, a.shape) and torch.result_type(a, b) == a.dtype:
         return a.add_(b)
     return a + b
+
+
+def _add_relu(a, b, inplace=False):
+    """An ``add`` whose value only the next step's ``relu`` uses, run as one step (the program keeps
+    both): one pass over memory where the add may write a, else the add's new tensor rectified."""
+    if inplace and _broadcasts_into(b.shape, a.shape) and torch.result_type(a, b) == a.dtype:
+        return add_relu_(a, b)
+    return torch.relu_(a + b)
 
 
 def _pair(v):
@@ -162,8 +171,9 @@ class IntegerModel(nn.Module):
             precision_set(self)  # ValueError now if the layers' sets differ (else every precision control's)
 
     # -- building ---------------------------------------------------------------------------------
-    def _compile(self):
-        """Turns the program into (callable, input slots, output slot, slots to free) tuples."""
+    def _compile(self, fuse: bool = True):
+        """Turns the program into (callable, input slots, output slot, slots to free) tuples; ``fuse``:
+        with the fused steps of :meth:`_fuse_add_relu` (False: one per program step, for comparisons)."""
         slots = {INPUT: 0}
         last_use = {}
         for k, step in enumerate(self.program):
@@ -208,9 +218,27 @@ class IntegerModel(nn.Module):
                 fn = functools.partial(FUNCTIONS[step["fn"]], **kw)
             free = tuple(slots[a] for a in set(step["args"]) if last_use[a] == k and a != self.output)
             steps.append((fn, tuple(slots[a] for a in step["args"]), slots[step["out"]], free))
-        self._steps = steps
+        self._steps = self._fuse_add_relu(steps, last_use) if fuse else steps
         self._nslots = len(slots)
         self._out = slots[self.output]
+
+    def _fuse_add_relu(self, steps, last_use):
+        """Runs each ``add`` that only the next step's ``relu`` reads as one :func:`_add_relu` step
+        (ResNet blocks' residuals): the program, and so a saved model, stays as it is."""
+        fused, k = [], 0
+        while k < len(steps):
+            step = self.program[k]
+            nxt = self.program[k + 1] if k + 1 < len(self.program) else {}
+            if (step.get("fn") == "add" and nxt.get("fn") == "relu" and nxt["args"] == [step["out"]]
+                    and last_use[step["out"]] == k + 1 and step["out"] != self.output):
+                add, ins, _, free = steps[k]
+                fn = functools.partial(_add_relu, inplace=bool(add.keywords.get("inplace")))
+                fused.append((fn, ins, steps[k + 1][2], tuple(set(free) | set(steps[k + 1][3]))))
+                k += 2
+            else:
+                fused.append(steps[k])
+                k += 1
+        return fused
 
     def config(self) -> dict:
         """JSON description: layer configs, program, output, info (the tensors are ``state_dict()``)."""

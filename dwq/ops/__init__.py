@@ -25,9 +25,12 @@ from dwq.ops.qgemm_reference import (
     quantize_act_ref,
 )
 from dwq.ops.reference import fake_quantize_ref
+from dwq.ops.residual import add_relu_, add_relu_ref
 
 __all__ = [
     "HAS_EXT",
+    "add_relu_",
+    "add_relu_ref",
     "affine_quantize_act",
     "affine_quantize_act_ref",
     "codes_dtype",

@@ -1,0 +1,100 @@
+"""A ResNet block's residual add and ReLU, fused against composed (CPU): ``dwq.ops.add_relu_`` (one
+pass) against ``x.add_(other).relu_()`` (what an integer model ran before), alone on ResNet-50's
+residual shapes and inside the whole 8-bit ResNet-50 integer model (its program run with and without
+the fused steps), in one run.
+
+Usage: python benchmarks/bench_residual.py [--threads N] [--budget S] [--batches 8 1] [--json FILE]
+
+Records (benchmarks/records.py): op ``add_relu`` (shape "b8 256x56x56 channels_last") or ``resnet50``
+(shape "b8 3x224x224", bits 8), impl ``composed`` or ``fused``. Each pair is timed round-robin in one
+process (dwq.deploy.time_round_robin); the outputs are checked bit-equal first. It sets the
+allocator as the ``dwq`` command does (``dwq.memory.keep_freed_memory``).
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+import dwq.ops as ops
+from dwq.cli.common import path_arg, threads_arg
+from dwq.deploy import convert, time_round_robin
+from dwq.memory import keep_freed_memory
+from dwq.models import resnet50
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_affine import ratio_table, switched_forward  # noqa: E402
+from bench_models import calibrate  # noqa: E402
+from records import finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
+
+# ResNet-50's block outputs at batch 8 (channels, side); the model has 3, 4, 6 and 3 of each.
+SHAPES = [(256, 56), (512, 28), (1024, 14), (2048, 7)]
+
+
+def bench_ops(budget, batch, records):
+    g = torch.Generator().manual_seed(0)
+    for C, side in SHAPES:
+        shape = (batch, C, side, side)
+        a = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
+        b = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(a.clone().add_(b).relu_(), ops.add_relu_(a.clone(), b)), f"{shape}: values differ"
+        # Each impl rewrites its own buffer in place, as the model does (the values grow by at most
+        # |b| a call: no overflow in any number of repetitions the budget allows).
+        bufs = {"composed": a.clone(), "fused": a.clone()}
+        fns = {"composed": lambda: bufs["composed"].add_(b).relu_(),
+               "fused": lambda: ops.add_relu_(bufs["fused"], b)}
+        name = f"b{batch} {C}x{side}x{side} channels_last"
+        for impl, t in time_round_robin(fns, budget_s=budget, min_reps=10, max_reps=200).items():
+            records.append(record("add_relu", name, 8, impl, t["median_ms"], t["min_ms"]))
+        print(f"  {name} done", flush=True)
+
+
+def bench_model(budget, batches, records):
+    torch.manual_seed(0)
+    m = calibrate(resnet50(num_classes=1000, precisions=[8]), (3, 224, 224), [8])
+    im = convert(m, [8])
+    fused = im._steps
+    im._compile(fuse=False)
+    composed, im._steps = im._steps, fused
+    g = torch.Generator().manual_seed(0)
+    for batch in batches:
+        x = torch.rand(batch, 3, 224, 224, generator=g)
+
+        def run(steps):
+            return switched_forward(im, x, lambda: setattr(im, "_steps", steps), lambda: setattr(im, "_steps", fused))
+
+        fns = {"composed": run(composed), "fused": run(fused)}
+        assert torch.equal(fns["composed"](), fns["fused"]()), "the fused program's logits differ"
+        for impl, t in time_round_robin(fns, budget_s=budget, min_reps=5, max_reps=200).items():
+            records.append(record("resnet50", f"b{batch} 3x224x224", 8, impl, t["median_ms"], t["min_ms"]))
+        print(f"  resnet50 b{batch} done", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=threads_arg, default=2, help="torch threads (default 2)")
+    p.add_argument("--budget", type=float, default=4.0, help="seconds of timing per pair (default 4)")
+    p.add_argument("--batches", type=int, nargs="+", default=[8, 1], help="ResNet-50 batch sizes (default 8 1)")
+    p.add_argument("--json", type=path_arg, help="write the records to this file")
+    p.set_defaults(png=None)
+    args = p.parse_args(argv)
+    if not args.budget > 0:
+        p.error(f"--budget must be > 0 seconds, got {args.budget}")
+    if min(args.batches) < 1:
+        p.error(f"--batches must be >= 1, got {args.batches}")
+    output_paths(p, args, "json")
+    if not ops.supported_cpu_isas():
+        sys.exit("bench_residual: the dwq._C extension is not built")
+    keep_freed_memory()
+    torch.set_num_threads(args.threads)
+    isa = os.environ.get("DWQ_CPU_ISA") or ops.supported_cpu_isas()[-1]
+    print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
+    t0, records = time.time(), []
+    bench_ops(args.budget, args.batches[0], records)
+    bench_model(args.budget * 3, args.batches, records)
+    finish(records, args, ratio_table, None, t0, digits=3)
+
+
+if __name__ == "__main__":
+    main()

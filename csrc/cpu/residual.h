@@ -1,0 +1,15 @@
+// Torch-free CPU kernel of dwq::add_relu_ (the binding: csrc/ops/residual.cpp): a ResNet block's
+// residual add and its ReLU in one pass over memory, where torch's add_ and relu_ made two.
+#pragma once
+#include <cstdint>
+
+#include "cpu/isa.h"
+
+namespace dwq::cpu {
+
+// a[i] = relu(a[i] + b[i]) for i in [0, n), as torch.relu(a + b) computes it (NaN stays NaN).
+// a and b are the same array or disjoint; isa picks the build that runs (float_kernels_*.cpp), all
+// of which give the same values.
+void add_relu(Isa isa, float* a, const float* b, int64_t n);
+
+}  // namespace dwq::cpu

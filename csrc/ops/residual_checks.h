@@ -1,0 +1,23 @@
+// Argument checks of dwq::add_relu_, shared by its CPU binding (csrc/ops/residual.cpp) and its CUDA
+// one (csrc/cuda/qgemm.cu): both kernels walk x and other as flat arrays of one layout.
+#pragma once
+#include <ATen/MemoryOverlap.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+namespace dwq {
+
+inline void check_add_relu_args(const at::Tensor& x, const at::Tensor& other) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && other.scalar_type() == at::kFloat,
+              "dwq.add_relu_: x and other must be float32, got ", x.scalar_type(), " and ", other.scalar_type());
+  TORCH_CHECK(x.device() == other.device(), "dwq.add_relu_: other must be on ", x.device(), " like x, got ",
+              other.device());
+  TORCH_CHECK(x.sizes() == other.sizes(), "dwq.add_relu_: other must have x's shape ", x.sizes(), " (no broadcast), got ",
+              other.sizes());
+  TORCH_CHECK(x.is_non_overlapping_and_dense() && x.strides() == other.strides(),
+              "dwq.add_relu_: x must be dense without overlap and other laid out like it (strides ", x.strides(),
+              " and ", other.strides(), ")");
+  at::assert_no_partial_overlap(x, other);
+}
+
+}  // namespace dwq
