@@ -104,7 +104,8 @@ void run_plan(const char* op, Isa isa, int64_t M, const cpu::ActSource& a, const
 }
 
 struct EpilogueArgs {
-  at::Tensor mult, bias, out_scale_t;
+  std::vector<float> mult;  // ep.mult points into it (a moved vector keeps its buffer)
+  at::Tensor bias;
   cpu::Epilogue ep;
   at::ScalarType out_dtype = at::kFloat;
 };
@@ -118,12 +119,10 @@ EpilogueArgs make_epilogue(const char* op, float sx, const at::Tensor& w_scale, 
   at::Tensor sw = check_vec(op, "w_scale", w_scale, N, true);
   const at::Tensor aff =
       affine_scale.has_value() ? check_vec(op, "affine_scale", *affine_scale, N, false) : at::Tensor();
-  qg_mult_values(op, sx, sw, aff.defined() ? &aff : nullptr);
-  e.mult = sw * sx;
-  if (aff.defined()) e.mult = e.mult * aff;
-  e.mult = e.mult.contiguous();
+  e.mult.resize(static_cast<size_t>(N));
+  qg_mult_values(op, sx, sw, aff.defined() ? &aff : nullptr, e.mult.data());
   if (affine_bias.has_value()) e.bias = check_vec(op, "affine_bias", *affine_bias, N, false);
-  e.ep.mult = e.mult.data_ptr<float>();
+  e.ep.mult = e.mult.data();
   e.ep.bias = e.bias.defined() ? e.bias.data_ptr<float>() : nullptr;
   e.ep.relu = relu;
   TORCH_CHECK(out_scale.has_value() == out_zero_point.has_value(), "dwq.", op,
@@ -329,6 +328,12 @@ ConvGeom conv_source(const char* op, const at::Tensor& x, const at::Tensor& x_ze
   return g;
 }
 
+// The output [B, N, OH, OW] in channels-last memory: the implicit GEMM's [M, N] rows, ldo = N. (One
+// allocation, where an NHWC tensor and its permuted view were two calls a conv.)
+at::Tensor conv_out(const ConvGeom& g, int64_t N, const at::TensorOptions& opt) {
+  return at::empty({g.B, N, g.OH, g.OW}, opt.memory_format(at::MemoryFormat::ChannelsLast));
+}
+
 at::Tensor qconv2d_acc_cpu(const at::Tensor& x, const at::Tensor& x_zero_point, int64_t x_bits,
                            const at::Tensor& w_packed, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                            at::IntArrayRef padding) {
@@ -337,13 +342,13 @@ at::Tensor qconv2d_acc_cpu(const at::Tensor& x, const at::Tensor& x_zero_point, 
   const ConvGeom g = conv_source(op, x, x_zero_point, x_bits, w, kernel_size, stride, padding);
   const Isa isa = current_isa(op);
   const int64_t N = w.view.N;
-  at::Tensor out = at::empty({g.B, g.OH, g.OW, N}, x.options().dtype(at::kLong));
+  at::Tensor out = conv_out(g, N, x.options().dtype(at::kLong));
   cpu::Epilogue ep;
   ep.kind = cpu::OutKind::acc_i64;
   ep.out = out.data_ptr();
   ep.ldo = N;
   run_plan(op, isa, g.M, g.a, w, ep);
-  return out.permute({0, 3, 1, 2});
+  return out;
 }
 
 at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point, int64_t x_bits,
@@ -359,11 +364,11 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at:
   const int64_t N = w.view.N;
   EpilogueArgs e = make_epilogue(op, sx, w_scale, N, affine_scale, affine_bias, relu, out_scale, out_zero_point, out_bits);
   const Isa isa = current_isa(op);
-  at::Tensor out = at::empty({g.B, g.OH, g.OW, N}, x.options().dtype(e.out_dtype));
+  at::Tensor out = conv_out(g, N, x.options().dtype(e.out_dtype));
   e.ep.out = out.data_ptr();
   e.ep.ldo = N;
   run_plan(op, isa, g.M, g.a, w, e.ep);
-  return out.permute({0, 3, 1, 2});
+  return out;
 }
 
 }  // namespace

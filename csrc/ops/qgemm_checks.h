@@ -53,15 +53,23 @@ inline void qg_check_zp1_meta(const char* op, const char* name, const at::Tensor
   TORCH_CHECK(z.numel() == 1, "dwq.", op, ": ", name, " must have 1 element (per tensor), got ", z.numel());
 }
 
-// Value checks (read a host copy: a device sync for GPU tensors).
+// A contiguous host tensor with t's values: t itself when it is a contiguous CPU tensor. The CPU ops
+// read their scales through this on every call, and t.to(kCPU) went through the dispatcher each time
+// (a tenth of a batch-1 conv's time, with the reshapes and the multiplier's tensor ops).
+inline at::Tensor qg_host(const at::Tensor& t) {
+  return t.is_cpu() ? t.contiguous() : t.to(at::kCPU).contiguous();
+}
+
+// Value checks (read a host copy: a device sync for GPU tensors). A one-element tensor's data is its
+// element whatever its shape.
 inline float qg_scale1_value(const char* op, const char* name, const at::Tensor& s) {
-  const float v = s.reshape({1}).to(at::kCPU).contiguous().data_ptr<float>()[0];
+  const float v = qg_host(s).const_data_ptr<float>()[0];
   TORCH_CHECK(std::isfinite(v) && v > 0.f, "dwq.", op, ": ", name, " must be finite and > 0, got ", v);
   return v;
 }
 
 inline int32_t qg_zp1_value(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
-  const int32_t v = z.reshape({1}).to(at::kCPU).contiguous().data_ptr<int32_t>()[0];
+  const int32_t v = qg_host(z).const_data_ptr<int32_t>()[0];
   TORCH_CHECK(v >= 0 && v <= (int64_t{1} << bits) - 1, "dwq.", op, ": ", name, " = ", v, " is not a code of ", bits,
               " bits (0..", (int64_t{1} << bits) - 1, ")");
   return v;
@@ -78,8 +86,8 @@ inline void qg_check_vec_meta(const char* op, const char* name, const at::Tensor
 
 // Scales finite and > 0 (positive), affine terms finite.
 inline void qg_vec_values(const char* op, const char* name, const at::Tensor& t, bool positive) {
-  const at::Tensor c = t.to(at::kCPU).contiguous();
-  const float* p = c.data_ptr<float>();
+  const at::Tensor c = qg_host(t);
+  const float* p = c.const_data_ptr<float>();
   for (int64_t i = 0; i < c.numel(); ++i) {
     TORCH_CHECK(std::isfinite(p[i]) && (!positive || p[i] > 0.f), "dwq.", op, ": ", name, "[", i, "] must be finite",
                 positive ? " and > 0" : "", ", got ", p[i]);
@@ -88,14 +96,17 @@ inline void qg_vec_values(const char* op, const char* name, const at::Tensor& t,
 
 // The epilogue's multiplier, (x_scale * w_scale[n]) * affine_scale[n] in float32: each factor can pass
 // its own check while the product overflows (inf or NaN outputs) or underflows to 0 (every output the
-// bias alone), silently. Call after the factors' own checks.
-inline void qg_mult_values(const char* op, float sx, const at::Tensor& w_scale, const at::Tensor* affine_scale) {
-  const at::Tensor sw = w_scale.to(at::kCPU).contiguous();
-  const at::Tensor af = affine_scale != nullptr ? affine_scale->to(at::kCPU).contiguous() : at::Tensor();
-  const float* w = sw.data_ptr<float>();
-  const float* a = af.defined() ? af.data_ptr<float>() : nullptr;
+// bias alone), silently. Call after the factors' own checks. out (w_scale.numel() floats, or null):
+// the multipliers themselves, (x_scale * w_scale[n]) * affine_scale[n] as the reference rounds them.
+inline void qg_mult_values(const char* op, float sx, const at::Tensor& w_scale, const at::Tensor* affine_scale,
+                           float* out = nullptr) {
+  const at::Tensor sw = qg_host(w_scale);
+  const at::Tensor af = affine_scale != nullptr ? qg_host(*affine_scale) : at::Tensor();
+  const float* w = sw.const_data_ptr<float>();
+  const float* a = af.defined() ? af.const_data_ptr<float>() : nullptr;
   for (int64_t i = 0; i < sw.numel(); ++i) {
     const float m = w[i] * sx;
+    if (out != nullptr) out[i] = a == nullptr ? m : m * a[i];
     TORCH_CHECK(std::isfinite(m) && m > 0.f, "dwq.", op, ": x_scale * w_scale[", i, "] = ", sx, " * ", w[i],
                 m > 0.f ? " overflows" : " underflows to 0 in",
                 " float32; the output multiplier must be finite and > 0");
@@ -107,8 +118,8 @@ inline void qg_mult_values(const char* op, float sx, const at::Tensor& w_scale, 
 
 // Per-output-channel zero points int32 [N] with codes of `bits`.
 inline void qg_zp_vec_values(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
-  const at::Tensor c = z.to(at::kCPU).contiguous();
-  const int32_t* p = c.data_ptr<int32_t>();
+  const at::Tensor c = qg_host(z);
+  const int32_t* p = c.const_data_ptr<int32_t>();
   const int64_t qmax = (int64_t{1} << bits) - 1;
   for (int64_t i = 0; i < c.numel(); ++i)
     TORCH_CHECK(p[i] >= 0 && p[i] <= qmax, "dwq.", op, ": ", name, "[", i, "] = ", p[i], " is not a code of ", bits,
