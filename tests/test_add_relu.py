@@ -111,6 +111,24 @@ def test_op_refuses_bad_input(name, args, message):
 
 
 @needs_ext
+def test_op_refuses_to_record_a_graph_it_has_no_gradient_for():
+    """Without the check, a backward through x's in-place update gave wrong gradients, silently."""
+    x = torch.randn(6, requires_grad=True)
+    with pytest.raises(RuntimeError, match="requires grad, and this op has no gradient"):
+        torch.ops.dwq.add_relu_.default(x * 1, torch.randn(6))
+    with torch.no_grad():
+        y = x * 1
+        torch.ops.dwq.add_relu_.default(y, -y)
+    assert torch.equal(y, torch.zeros(6))
+
+
+def test_wrapper_is_differentiable_where_autograd_records():
+    x, o = torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 3, 4, 4)
+    r.add_relu_(x * 1, o).sum().backward()
+    assert torch.equal(x.grad, (x + o > 0).float())
+
+
+@needs_ext
 def test_opcheck():
     x = torch.randn(2, 3, 4, 5)
     for xl in (x, x.contiguous(memory_format=torch.channels_last), torch.randn(7)):
@@ -217,3 +235,19 @@ def test_a_converted_residual_block_gives_the_same_logits_fused():
     for p in (4, 8):
         with dwq.precision(im, p), dwq.precision(unfused, p), torch.no_grad():
             assert torch.equal(im(x), unfused(x)), p
+
+
+def test_gradients_through_a_float_precision_model_are_the_step_by_step_program_s():
+    """At a float precision an integer model is differentiable (its float plans are torch ops); the
+    fused step must not change its gradients (the kernel's in-place update had no backward)."""
+    m = calibrated(_Block([4, None]), (4, 3, 8, 8))
+    im, unfused = convert(m), convert(m)
+    unfused._compile(fuse=False)
+    x = torch.rand(2, 3, 8, 8)
+    grads = []
+    for model in (im, unfused):
+        xi = x.clone().requires_grad_()
+        with dwq.precision(model, None):
+            model(xi).square().sum().backward()
+        grads.append(xi.grad)
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])

@@ -3,11 +3,16 @@
 #pragma once
 #include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
+#include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
 namespace dwq {
 
 inline void check_add_relu_args(const at::Tensor& x, const at::Tensor& other) {
+  // No autograd kernel: without this, a backward through x's in-place update gave wrong gradients, silently.
+  TORCH_CHECK(!c10::GradMode::is_enabled() || (!x.requires_grad() && !other.requires_grad()),
+              "dwq.add_relu_: x or other requires grad, and this op has no gradient; call it under torch.no_grad() "
+              "(or use dwq.ops.add_relu_, which composes differentiable torch ops then)");
   TORCH_CHECK(x.scalar_type() == at::kFloat && other.scalar_type() == at::kFloat,
               "dwq.add_relu_: x and other must be float32, got ", x.scalar_type(), " and ", other.scalar_type());
   TORCH_CHECK(x.device() == other.device(), "dwq.add_relu_: other must be on ", x.device(), " like x, got ",

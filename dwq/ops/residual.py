@@ -12,8 +12,9 @@ __all__ = ["add_relu_", "add_relu_ref"]
 
 
 def _kernel_takes(x: torch.Tensor, other: torch.Tensor) -> bool:
-    # The kernel walks both as flat arrays: one dtype, shape and strides, x dense.
-    return (x.dtype == torch.float32 and other.dtype == torch.float32 and x.device == other.device
+    # The kernel walks both as flat arrays: one dtype, shape and strides, x dense; it has no gradient.
+    return (not (torch.is_grad_enabled() and (x.requires_grad or other.requires_grad))
+            and x.dtype == torch.float32 and other.dtype == torch.float32 and x.device == other.device
             and x.shape == other.shape and x.stride() == other.stride()
             and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)))
 
@@ -22,9 +23,9 @@ def add_relu_(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """``x = relu(x + other)`` in place; returns x.
 
     One pass on the CPU or CUDA kernel (x and other float32 of one shape and memory format, NCHW
-    or channels-last, on one device). Anything else (a broadcast ``other``, other dtypes or layouts,
-    other devices, a build without the extension) is ``torch.relu_(x.add_(other))``: the same
-    values, two passes.
+    or channels-last, on one device), which has no gradient. Anything else (autograd recording, a
+    broadcast ``other``, other dtypes or layouts, other devices, a build without the extension) is
+    ``torch.relu_(x.add_(other))``: the same values, two passes, differentiable.
     """
     if _kernel_takes(x, other) and has_kernel("add_relu_", x.device.type):
         torch.ops.dwq.add_relu_.default(x, other)
