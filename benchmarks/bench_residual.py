@@ -1,11 +1,13 @@
 """A ResNet block's residual add and ReLU, fused against composed (CPU): ``dwq.ops.add_relu_`` (one
-pass) against ``x.add_(other).relu_()`` (what an integer model ran before), alone on ResNet-50's
-residual shapes and inside the whole 8-bit ResNet-50 integer model (its program run with and without
-the fused steps), in one run.
+pass) against ``x.add_(other).relu_()`` (what an integer model ran before), and
+``dwq.ops.add_relu_quantize_`` (also the next layer's input codes, in that pass) against that and
+``quantize_act``, alone on ResNet-50's residual shapes, and the whole 8-bit ResNet-50 integer model
+with its program's fused steps and without, in one run.
 
 Usage: python benchmarks/bench_residual.py [--threads N] [--budget S] [--batches 8 1] [--json FILE]
 
-Records (benchmarks/records.py): op ``add_relu`` (shape "b8 256x56x56 channels_last") or ``resnet50``
+Records (benchmarks/records.py): op ``add_relu``, ``add_relu_quantize`` (shape "b8 256x56x56
+channels_last") or ``resnet50``
 (shape "b8 3x224x224", bits 8), impl ``composed`` or ``fused``. Each pair is timed round-robin in one
 process (dwq.deploy.time_round_robin); the outputs are checked bit-equal first. It sets the
 allocator as the ``dwq`` command does (``dwq.memory.keep_freed_memory``).
@@ -39,14 +41,21 @@ def bench_ops(budget, batch, records):
         a = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
         b = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
         assert torch.equal(a.clone().add_(b).relu_(), ops.add_relu_(a.clone(), b)), f"{shape}: values differ"
+        want = ops.quantize_act(a.clone().add_(b).relu_(), torch.tensor([0.05]), torch.tensor([0], dtype=torch.int32), 8)
+        got = ops.add_relu_quantize_(a.clone(), b, torch.tensor([0.05]), torch.tensor([0], dtype=torch.int32), 8)
+        assert torch.equal(want, got), f"{shape}: codes differ"
         # Each impl rewrites its own buffer in place, as the model does (the values grow by at most
         # |b| a call: no overflow in any number of repetitions the budget allows).
         bufs = {"composed": a.clone(), "fused": a.clone()}
-        fns = {"composed": lambda: bufs["composed"].add_(b).relu_(),
-               "fused": lambda: ops.add_relu_(bufs["fused"], b)}
+        qp = (torch.tensor([0.05]), torch.tensor([0], dtype=torch.int32), 8)
+        pairs = {"add_relu": {"composed": lambda: bufs["composed"].add_(b).relu_(),
+                              "fused": lambda: ops.add_relu_(bufs["fused"], b)},
+                 "add_relu_quantize": {"composed": lambda: ops.quantize_act(bufs["composed"].add_(b).relu_(), *qp),
+                                       "fused": lambda: ops.add_relu_quantize_(bufs["fused"], b, *qp)}}
         name = f"b{batch} {C}x{side}x{side} channels_last"
-        for impl, t in time_round_robin(fns, budget_s=budget, min_reps=10, max_reps=200).items():
-            records.append(record("add_relu", name, 8, impl, t["median_ms"], t["min_ms"]))
+        for op, fns in pairs.items():
+            for impl, t in time_round_robin(fns, budget_s=budget, min_reps=10, max_reps=200).items():
+                records.append(record(op, name, 8, impl, t["median_ms"], t["min_ms"]))
         print(f"  {name} done", flush=True)
 
 
@@ -54,15 +63,15 @@ def bench_model(budget, batches, records):
     torch.manual_seed(0)
     m = calibrate(resnet50(num_classes=1000, precisions=[8]), (3, 224, 224), [8])
     im = convert(m, [8])
-    fused = im._steps
+    fused = im._plan
     im._compile(fuse=False)
-    composed, im._steps = im._steps, fused
+    composed, im._plan = im._plan, fused
     g = torch.Generator().manual_seed(0)
     for batch in batches:
         x = torch.rand(batch, 3, 224, 224, generator=g)
 
-        def run(steps):
-            return switched_forward(im, x, lambda: setattr(im, "_steps", steps), lambda: setattr(im, "_steps", fused))
+        def run(plan):
+            return switched_forward(im, x, lambda: setattr(im, "_plan", plan), lambda: setattr(im, "_plan", fused))
 
         fns = {"composed": run(composed), "fused": run(fused)}
         assert torch.equal(fns["composed"](), fns["fused"]()), "the fused program's logits differ"

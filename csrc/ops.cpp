@@ -100,6 +100,10 @@ TORCH_LIBRARY(dwq, m) {
   // model. x, other float32 of one shape and strides, x dense (no broadcast); NaN stays NaN as in
   // torch.relu. CPU: csrc/ops/residual.cpp; CUDA: csrc/cuda/qgemm.cu.
   m.def("add_relu_(Tensor(a!) x, Tensor other) -> ()");
+  // add_relu_, then quantize_act of the new x (scale float32 [1], zero_point int32 [1], bits 2..16) in the
+  // same pass: a residual block's output and the next quantized layer's input codes (x's strides).
+  // CPU only: dwq.ops.add_relu_quantize_ composes add_relu_ and quantize_act elsewhere.
+  m.def("add_relu_quantize_(Tensor(a!) x, Tensor other, Tensor scale, Tensor zero_point, int bits) -> Tensor");
   // w_codes [N, K] uint8/int32, zero_point int32 [N] -> opaque packed weight int8 [N, P]. kernel_size
   // [kh, kw]: K holds a conv kernel's weights in (ky, kx, c) order (what qconv2d needs; recorded).
   m.def("pack_weight(Tensor w_codes, Tensor zero_point, int bits, int[] kernel_size=[]) -> Tensor");

@@ -1,8 +1,10 @@
-"""dwq.ops.add_relu_ (a ResNet block's residual add and ReLU in one pass) and the integer model's use
-of it. The kernel equals torch.relu(x + other) on every CPU ISA: tails, thread splits, NaN, inf, -0,
-an aliased other; the wrapper composes torch ops for what the kernel does not take; the op refuses
-bad input by name; opcheck. IntegerModel runs an add that only the next relu reads as one step,
-with the same logits as the program step by step, and leaves the program (a saved model) unchanged."""
+"""dwq.ops.add_relu_ (a ResNet block's residual add and ReLU in one pass), add_relu_quantize_ (and the
+next layer's input codes in that pass) and the integer model's use of them. The kernels equal
+torch.relu(x + other) and quantize_act's codes on every CPU ISA: tails, chunk and thread splits, NaN,
+inf, -0, an aliased other; the wrappers compose torch ops for what the kernels do not take; the ops
+refuse bad input by name; opcheck. IntegerModel runs an add that only the next relu reads as one
+step, handing a quantized reader its codes, with the logits (and gradients) of the program step by
+step, and leaves the program (a saved model) unchanged."""
 
 import pytest
 import torch
@@ -11,11 +13,13 @@ from torch import nn
 
 import dwq
 from dwq.deploy import IntegerModel, convert
-from dwq.deploy.integer_model import _add_relu
+from dwq.deploy.integer_model import _add_relu, _AddReluQuantize
 from dwq.nn import QConv2d
 from dwq.ops import _lib
 from dwq.ops import residual as r
 from dwq.ops._lib import HAS_EXT
+from dwq.ops.qgemm_reference import codes_dtype
+from kernel_data import rand_zp
 
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
 
@@ -151,6 +155,85 @@ def test_cuda_kernel_equals_relu_of_the_sum():
     with pytest.raises(RuntimeError, match="refer to a single memory location"):
         t = torch.zeros(9, device="cuda")
         torch.ops.dwq.add_relu_.default(t[:8], t[1:9])
+    # add_relu_quantize_ composes the CUDA add_relu_ and quantize_act kernels there
+    qp = (torch.tensor([0.05]), torch.tensor([3], dtype=torch.int32), 8)
+    a, b = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
+    want_x, want_q = r.add_relu_quantize_ref(a, b, *qp)
+    got_x = a.cuda()
+    got_q = r.add_relu_quantize_(got_x, b.cuda(), *[t.cuda() if torch.is_tensor(t) else t for t in qp])
+    assert torch.equal(got_q.cpu(), want_q) and torch.equal(got_x.cpu(), want_x)
+
+
+# ------------------------------------------------------------------------------- add_relu_quantize_
+
+def _qparams(g, bits):
+    return torch.rand(1, generator=g) * 0.2 + 1e-3, rand_zp(g, bits), bits
+
+
+@needs_ext
+def test_quantize_kernel_equals_the_reference(isa):
+    # (3, 2, 130, 130): chunks of 2,048 and several threads' ranges; NaN-free inputs (NaN is an error).
+    g = torch.Generator().manual_seed(4)
+    for shape in [(1,), (2047,), (2049,), (2, 3, 5, 7), (4, 64, 8, 8), (3, 2, 130, 130), (0, 4, 2, 2)]:
+        for bits in (2, 5, 8, 9, 16):
+            x, o = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g)
+            if x.numel():
+                o.view(-1)[0] = -x.view(-1)[0]  # a sum of exactly 0
+            layouts = [(x, o)]
+            if x.dim() == 4:
+                layouts.append(tuple(t.contiguous(memory_format=torch.channels_last) for t in (x, o)))
+            qp = _qparams(g, bits)
+            for xl, ol in layouts:
+                want_x, want_q = r.add_relu_quantize_ref(xl, ol, *qp)
+                got_x = xl.clone()
+                got_q = torch.ops.dwq.add_relu_quantize_.default(got_x, ol, *qp)
+                where = f"{shape} bits {bits} {isa}"
+                assert got_q.dtype == codes_dtype(bits) and got_q.stride() == xl.stride(), where
+                assert torch.equal(got_q, want_q), where
+                _assert_same(got_x, want_x, where)
+
+
+def test_quantize_wrapper_composes_where_there_is_no_kernel(monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    x, o = torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 4, 6, 6, generator=g)
+    qp = _qparams(g, 6)
+    want_x, want_q = r.add_relu_quantize_ref(x, o, *qp)
+    for kernel in (True, False):
+        monkeypatch.setitem(_lib._KERNELS, ("add_relu_quantize_", "cpu"), kernel and HAS_EXT)
+        for a, b in ((x, o), (x, o[:, :, :1, :1].expand_as(o).contiguous())):
+            xi = a.clone()
+            q = r.add_relu_quantize_(xi, b, *qp)
+            if b is o:
+                assert torch.equal(q, want_q) and torch.equal(xi, want_x), kernel
+    with pytest.raises((RuntimeError, ValueError), match="NaN has no code"):  # quantize_act's error, composed
+        monkeypatch.setitem(_lib._KERNELS, ("add_relu_quantize_", "cpu"), False)
+        r.add_relu_quantize_(torch.full((3,), float("nan")), torch.zeros(3), *qp)
+
+
+@needs_ext
+@pytest.mark.parametrize("name, change, message", [
+    ("bits", lambda a: a.__setitem__(4, 17), "bits must be in 2..16"),
+    ("scale 0", lambda a: a.__setitem__(2, torch.tensor([0.0])), "scale must be finite and > 0"),
+    ("scale 2 entries", lambda a: a.__setitem__(2, torch.tensor([0.1, 0.1])), "scale must have 1 element"),
+    ("zero point", lambda a: a.__setitem__(3, torch.tensor([16], dtype=torch.int32)), "zero_point = 16 is not a code"),
+    ("zero point dtype", lambda a: a.__setitem__(3, torch.tensor([1.0])), "zero_point must be int32"),
+    ("NaN", lambda a: a[0].__setitem__(1, float("nan")), r"relu\(x \+ other\) has 1 NaN"),
+    ("shape", lambda a: a.__setitem__(1, torch.zeros(3)), "must have x's shape"),
+])
+def test_quantize_op_refuses_bad_input(name, change, message):
+    args = [torch.randn(4), torch.randn(4), torch.tensor([0.1]), torch.tensor([2], dtype=torch.int32), 4]
+    change(args)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.dwq.add_relu_quantize_.default(*args)
+
+
+@needs_ext
+def test_quantize_opcheck():
+    x = torch.randn(2, 3, 4, 5)
+    qp = (torch.tensor([0.05]), torch.tensor([3], dtype=torch.int32))
+    for xl in (x, x.contiguous(memory_format=torch.channels_last)):
+        for bits in (4, 12):
+            torch.library.opcheck(torch.ops.dwq.add_relu_quantize_.default, (xl.clone(), torch.randn_like(xl), *qp, bits))
 
 
 # ------------------------------------------------------------------- the integer model's fused step
@@ -170,14 +253,14 @@ def test_an_add_read_only_by_the_next_relu_runs_as_one_step():
     program = [_step("a", "relu", ["input"]), _step("s", "add", ["a", "input"], inplace=True),
                _step("y", "relu", ["s"], inplace=True)]
     m = _fn_model(program, "y")
-    assert len(m._steps) == 2 and m._steps[1][0].func is _add_relu and m._steps[1][0].keywords == {"inplace": True}
+    assert len(m._plan[0]) == 2 and m._plan[0][1][0].func is _add_relu and m._plan[0][1][0].keywords == {"inplace": True}
     assert m.program == program  # what a saved model holds
     x = torch.randn(2, 3, 5, 5)
     x[0, 1, 2, 3] = float("nan")  # a broken value stays visible (aten::_add_relu_ would make it 0)
     _assert_same(m(x), torch.relu(torch.relu(x) + x).contiguous(memory_format=torch.channels_last), "fused")
     unfused = _fn_model(program, "y")
     unfused._compile(fuse=False)
-    assert len(unfused._steps) == 3
+    assert len(unfused._plan[0]) == 3
 
 
 @pytest.mark.parametrize("why, program, output", [
@@ -191,7 +274,7 @@ def test_an_add_read_only_by_the_next_relu_runs_as_one_step():
 ])
 def test_other_adds_stay_two_steps(why, program, output):
     m = _fn_model(program, output)
-    assert len(m._steps) == len(program), why
+    assert len(m._plan[0]) == len(program), why
     x = torch.randn(2, 3, 4, 4)
     unfused = _fn_model(program, output)
     unfused._compile(fuse=False)
@@ -204,7 +287,7 @@ def test_an_add_that_may_not_write_its_operand_leaves_it_alone():
     program = [_step("a", "relu", ["input"]), _step("s", "add", ["a", "input"]), _step("y", "relu", ["s"]),
                _step("z", "add", ["y", "a"])]
     m = _fn_model(program, "z")
-    assert len(m._steps) == 3
+    assert len(m._plan[0]) == 3
     x = torch.randn(2, 3, 4, 4)
     a = torch.relu(x)
     _assert_same(m(x), (torch.relu(a + x) + a).contiguous(memory_format=torch.channels_last), "not in place")
@@ -228,7 +311,7 @@ def test_a_converted_residual_block_gives_the_same_logits_fused():
     m = calibrated(_Block([4, 8]), (4, 3, 8, 8))
     im = convert(m)
     fns = [s.get("fn") for s in im.program]
-    assert "add" in fns and len(im._steps) == len(im.program) - 1
+    assert "add" in fns and len(im._plan[0]) == len(im.program) - 1
     unfused = convert(m)
     unfused._compile(fuse=False)
     x = torch.rand(3, 3, 8, 8)
@@ -251,3 +334,48 @@ def test_gradients_through_a_float_precision_model_are_the_step_by_step_program_
             model(xi).square().sum().backward()
         grads.append(xi.grad)
     assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])
+
+
+class _TwoBlocks(nn.Module):
+    """A stem conv and two basic blocks, then a conv: each block's output is read by a quantized conv
+    first (block 2's c1, the head) and, for block 1, by block 2's residual add too, as in a ResNet."""
+
+    def __init__(self, precisions):
+        super().__init__()
+        self.stem = QConv2d(3, 8, 3, padding=1, precisions=precisions)
+        self.convs = nn.ModuleList(QConv2d(8, 8, 3, padding=1, precisions=precisions) for _ in range(4))
+        self.head = QConv2d(8, 4, 1, precisions=precisions)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        for i in (0, 2):
+            x = torch.relu(self.convs[i + 1](torch.relu(self.convs[i](x))) + x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.head(x), 1), 1)
+
+
+def test_a_quantized_reader_gets_its_codes_from_the_fused_step():
+    m = calibrated(_TwoBlocks([4, 8, None]), (4, 3, 8, 8))
+    im, unfused = convert(m), convert(m)
+    unfused._compile(fuse=False)
+    kinds = [type(fn) for fn, *_ in im._plan[0]]
+    assert kinds.count(_AddReluQuantize) == 2 and len(im._plan[0]) == len(im.program) - 2
+    x = torch.rand(3, 3, 8, 8)
+    for p in (4, 8, None):  # (None: the readers run float plans and take the float result)
+        with dwq.precision(im, p), dwq.precision(unfused, p), torch.no_grad():
+            assert torch.equal(im(x), unfused(x)), p
+    assert im.program == unfused.program
+
+
+def test_a_fused_steps_codes_reach_only_their_reader():
+    """Block 1's codes go to block 2's first conv; block 2's residual add reads block 1's float result
+    (were the codes slot handed to it, the add would fail on uint8 + float or give other logits)."""
+    m = calibrated(_TwoBlocks([4]), (4, 3, 8, 8))
+    im = convert(m)
+    steps = im._plan[0]
+    fused = [k for k, (fn, *_) in enumerate(steps) if isinstance(fn, _AddReluQuantize)]
+    first_out = steps[fused[0]][2]
+    readers = [k for k, (_, ins, _, _) in enumerate(steps) if first_out[1] in ins]
+    float_readers = [k for k, (_, ins, _, _) in enumerate(steps) if first_out[0] in ins]
+    assert len(readers) == 1 and steps[readers[0]][0] is im.layers[im.program[readers[0] + 1]["call"]]
+    assert len(float_readers) == 1 and isinstance(steps[float_readers[0]][0], _AddReluQuantize)
+    assert first_out[1] in steps[readers[0]][3]  # the codes are freed after their reader

@@ -355,10 +355,10 @@ def test_residual_table_is_the_records():
     """README's add_relu_ table and benchmarks/README's ratios are results_cpu_residual.json's."""
     records = json.loads((ROOT / "benchmarks" / "results_cpu_residual.json").read_text())
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
-    rows = {"b8 256×56×56 channels-last": ("add_relu", "b8 256x56x56 channels_last"),
-            "b8 2048×7×7 channels-last": ("add_relu", "b8 2048x7x7 channels_last"),
-            "ResNet-50 integer model, 8 bits, b8": ("resnet50", "b8 3x224x224"),
-            "ResNet-50 integer model, 8 bits, b1": ("resnet50", "b1 3x224x224")}
+    rows = {f"{op}_, b8 {shape} channels-last": (op, f"b8 {shape.replace('×', 'x')} channels_last")
+            for op in ("add_relu", "add_relu_quantize") for shape in ("256×56×56", "2048×7×7")}
+    rows.update({"ResNet-50 integer model, 8 bits, b8": ("resnet50", "b8 3x224x224"),
+            "ResNet-50 integer model, 8 bits, b1": ("resnet50", "b1 3x224x224")})
     text = (ROOT / "README.md").read_text()
     for label, (op, shape) in rows.items():
         c, f = ms[(op, shape, "composed")], ms[(op, shape, "fused")]
@@ -366,7 +366,8 @@ def test_residual_table_is_the_records():
         assert want in text, f"README's residual table lacks {want!r} (benchmarks/results_cpu_residual.json)"
     ratio = {k: ms[(*k, "composed")] / ms[(*k, "fused")] for k in {(o, s) for o, s, _ in ms}}
     op = [v for (o, s), v in ratio.items() if o == "add_relu"]
+    opq = [v for (o, s), v in ratio.items() if o == "add_relu_quantize"]
     bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
-    want = (f"{min(op):.2f}–{max(op):.2f}× on the op; the model {ratio[('resnet50', 'b8 3x224x224')]:.2f}× at b8, "
+    want = (f"{min(op):.2f}–{max(op):.2f}× on add_relu_, {min(opq):.2f}–{max(opq):.2f}× on add_relu_quantize_; the model {ratio[('resnet50', 'b8 3x224x224')]:.2f}× at b8, "
             f"{ratio[('resnet50', 'b1 3x224x224')]:.2f}× at b1")
     assert want in bench, f"benchmarks/README.md should say {want!r}"

@@ -1,11 +1,16 @@
-// CPU binding of dwq::add_relu_: checks the arguments (residual_checks.h), then runs the torch-free kernel (csrc/cpu/residual.cpp)
-// over at::parallel_for. Light includes: this translation unit needs no more of ATen.
+// CPU bindings of dwq::add_relu_ and dwq::add_relu_quantize_: check the arguments (residual_checks.h,
+// qgemm_checks.h), then run the torch-free kernels (csrc/cpu/residual.cpp, the integer engine's
+// quantize_act) over at::parallel_for.
 #include <ATen/Parallel.h>
-#include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
+
+#include "cpu/qgemm.h"
 #include "cpu/residual.h"
 #include "ops/cpu_isa.h"
+#include "ops/qgemm_checks.h"
 #include "ops/residual_checks.h"
 
 namespace dwq {
@@ -22,8 +27,47 @@ void add_relu_cpu(at::Tensor& x, const at::Tensor& other) {
   });
 }
 
+// add_relu_ and then quantize_act of the result, chunk by chunk: each chunk of relu(x + other) is
+// written to x and quantized while it is in L1, so the next layer's quantization does not read x
+// from memory again.
+at::Tensor add_relu_quantize_cpu(at::Tensor& x, const at::Tensor& other, const at::Tensor& scale,
+                                 const at::Tensor& zero_point, int64_t bits) {
+  const char* op = "add_relu_quantize_";
+  check_add_relu_args(x, other);
+  qg_check_bits(op, "bits", bits);
+  qg_check_scale1_meta(op, "scale", scale, x.device());
+  qg_check_zp1_meta(op, "zero_point", zero_point, x.device());
+  const float s = qg_scale1_value(op, "scale", scale);
+  const int32_t z = qg_zp1_value(op, "zero_point", zero_point, bits);
+  const bool u8 = bits <= 8;
+  at::Tensor codes = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));  // (x's strides: x is dense)
+  if (x.numel() == 0) return codes;
+  const cpu::Isa isa = current_isa(op);
+  float* a = x.data_ptr<float>();
+  const float* b = other.const_data_ptr<float>();
+  char* out = static_cast<char*>(codes.data_ptr());
+  const int64_t esz = u8 ? 1 : 4;
+  constexpr int64_t kChunk = 2048;
+  std::atomic<int64_t> nans{0};
+  at::parallel_for(0, x.numel(), 32768, [&](int64_t begin, int64_t end) {
+    int64_t n = 0;
+    for (int64_t i = begin; i < end; i += kChunk) {
+      const int64_t cnt = std::min(kChunk, end - i);
+      cpu::add_relu(isa, a + i, b + i, cnt);
+      n += cpu::quantize_act(isa, a + i, cnt, s, z, static_cast<int>(bits), out + i * esz, u8);
+    }
+    nans += n;
+  });
+  TORCH_CHECK(nans.load() == 0, "dwq.add_relu_quantize_: relu(x + other) has ", nans.load(),
+              " NaN value(s); NaN has no code");
+  return codes;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(dwq, CPU, m) { m.impl("add_relu_", &add_relu_cpu); }
+TORCH_LIBRARY_IMPL(dwq, CPU, m) {
+  m.impl("add_relu_", &add_relu_cpu);
+  m.impl("add_relu_quantize_", &add_relu_quantize_cpu);
+}
 
 }  // namespace dwq

@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dwq.deploy.layers import check_int, check_pair, is_int, layer_from_config
+from dwq.deploy.layers import _IntLayer, check_int, check_pair, is_int, layer_from_config
 from dwq.nn.control import PrecisionModule, get_precision, precision_set
-from dwq.ops.residual import add_relu_
+from dwq.ops.residual import add_relu_, add_relu_quantize_
 from dwq.quant.quantizers import check_flag
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
@@ -46,19 +46,41 @@ def _broadcasts_into(b_shape, a_shape) -> bool:
     return all(bd == ad or bd == 1 for bd, ad in zip(reversed(b_shape), reversed(a_shape)))
 
 
+def _can_add_into(a, b) -> bool:
+    # convert marks an add in place without knowing shapes: a broadcast b may be the larger one
+    return _broadcasts_into(b.shape, a.shape) and torch.result_type(a, b) == a.dtype
+
+
 def _add(a, b, inplace=False):
-    # convert marks the add in place without knowing shapes: a broadcast b may be the larger one
-    if inplace and _broadcasts_into(b.shape, a.shape) and torch.result_type(a, b) == a.dtype:
-        return a.add_(b)
-    return a + b
+    return a.add_(b) if inplace and _can_add_into(a, b) else a + b
 
 
 def _add_relu(a, b, inplace=False):
     """An ``add`` whose value only the next step's ``relu`` uses, run as one step (the program keeps
     both): one pass over memory where the add may write a, else the add's new tensor rectified."""
-    if inplace and _broadcasts_into(b.shape, a.shape) and torch.result_type(a, b) == a.dtype:
-        return add_relu_(a, b)
-    return torch.relu_(a + b)
+    return add_relu_(a, b) if inplace and _can_add_into(a, b) else torch.relu_(a + b)
+
+
+class _AddReluQuantize:
+    """An in-place ``add`` + ``relu`` (as :func:`_add_relu`) whose result a quantized layer reads next:
+    returns (the result, that layer's input): the layer's input codes at its current precision,
+    computed in the same pass (:func:`dwq.ops.add_relu_quantize_`), or the result itself where the
+    layer runs a float plan or the add cannot write a."""
+
+    __slots__ = ("layer",)
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, a, b):
+        if not _can_add_into(a, b):
+            x = torch.relu_(a + b)
+            return x, x
+        plan, args = self.layer._call()
+        if args is None:  # a float plan takes the float result
+            x = add_relu_(a, b)
+            return x, x
+        return a, add_relu_quantize_(a, b, plan.x_scale, plan.x_zero_point, plan.a_bits)
 
 
 def _pair(v):
@@ -172,25 +194,23 @@ class IntegerModel(nn.Module):
 
     # -- building ---------------------------------------------------------------------------------
     def _compile(self, fuse: bool = True):
-        """Turns the program into (callable, input slots, output slot, slots to free) tuples; ``fuse``:
-        with the fused steps of :meth:`_fuse_add_relu` (False: one per program step, for comparisons)."""
-        slots = {INPUT: 0}
-        last_use = {}
+        """Checks the program and turns it into steps (:meth:`_schedule`); ``fuse``: with the fused steps
+        of :meth:`_fuse_residuals` (False: one per program step, for comparisons)."""
+        known = {INPUT}
         for k, step in enumerate(self.program):
             if not isinstance(step.get("out"), str) or not isinstance(step.get("args"), list):
                 raise ValueError(f"program step {k} must have a name 'out' and a list 'args', got {step!r:.200}")
             for a in step["args"]:
-                if a not in slots:
+                if a not in known:
                     raise ValueError(f"program step {k} ({step['out']}) uses {a!r} before it is computed")
-                last_use[a] = k
-            if step["out"] in slots:
+            if step["out"] in known:
                 raise ValueError(f"program step {k} recomputes {step['out']!r}")
-            slots[step["out"]] = len(slots)
-        if self.output not in slots:
+            known.add(step["out"])
+        if self.output not in known:
             raise ValueError(f"the program never computes its output {self.output!r}")
         if self.output == INPUT:
             raise ValueError(f"the program's output is its input {INPUT!r}; expected a value the program computes")
-        steps = []
+        nodes = []  # (callable, argument names, output names): one per step, until fused
         for k, step in enumerate(self.program):
             if "call" in step:
                 if step["call"] not in self.layers:
@@ -216,29 +236,60 @@ class IntegerModel(nn.Module):
                 except ValueError as e:
                     raise ValueError(f"program step {k} ({step['fn']}): {e}") from None
                 fn = functools.partial(FUNCTIONS[step["fn"]], **kw)
-            free = tuple(slots[a] for a in set(step["args"]) if last_use[a] == k and a != self.output)
-            steps.append((fn, tuple(slots[a] for a in step["args"]), slots[step["out"]], free))
-        self._steps = self._fuse_add_relu(steps, last_use) if fuse else steps
-        self._nslots = len(slots)
-        self._out = slots[self.output]
+            nodes.append((fn, list(step["args"]), (step["out"],)))
+        if fuse:
+            nodes = self._fuse_residuals(nodes)
+        self._plan = self._schedule(nodes)  # (steps, slot count, output slot): swapped as one
 
-    def _fuse_add_relu(self, steps, last_use):
-        """Runs each ``add`` that only the next step's ``relu`` reads as one :func:`_add_relu` step
-        (ResNet blocks' residuals): the program, and so a saved model, stays as it is."""
-        fused, k = [], 0
-        while k < len(steps):
-            step = self.program[k]
-            nxt = self.program[k + 1] if k + 1 < len(self.program) else {}
-            if (step.get("fn") == "add" and nxt.get("fn") == "relu" and nxt["args"] == [step["out"]]
-                    and last_use[step["out"]] == k + 1 and step["out"] != self.output):
-                add, ins, _, free = steps[k]
-                fn = functools.partial(_add_relu, inplace=bool(add.keywords.get("inplace")))
-                fused.append((fn, ins, steps[k + 1][2], tuple(set(free) | set(steps[k + 1][3]))))
-                k += 2
-            else:
-                fused.append(steps[k])
+    def _fuse_residuals(self, nodes):
+        """Runs each ``add`` that only the next step's ``relu`` reads as one step (ResNet blocks'
+        residuals): :func:`_add_relu`, or :class:`_AddReluQuantize` where the add may write its first
+        operand and the first later step that reads the result is a quantized layer, which then takes
+        the codes it gives. The program, and so a saved model, stays as it is."""
+        uses = {}
+        for _, args, _ in nodes:
+            for a in args:
+                uses[a] = uses.get(a, 0) + 1
+        fused, renamed, k = [], {}, 0
+        while k < len(nodes):
+            fn, args, outs = nodes[k]
+            args = [renamed.get((k, a), a) for a in args]
+            step, nxt = self.program[k], self.program[k + 1] if k + 1 < len(self.program) else {}
+            if not (step.get("fn") == "add" and nxt.get("fn") == "relu" and nxt["args"] == [step["out"]]
+                    and uses[step["out"]] == 1 and step["out"] != self.output):
+                fused.append((fn, args, outs))
                 k += 1
+                continue
+            inplace, r = bool(fn.keywords.get("inplace")), nxt["out"]
+            reader = next((j for j in range(k + 2, len(self.program)) if r in self.program[j]["args"]), None)
+            layer = self.layers[self.program[reader]["call"]] if reader is not None and "call" in self.program[reader] \
+                else None
+            if inplace and isinstance(layer, _IntLayer) and r != self.output:
+                codes = (r, "codes")  # (not a string: no program name can clash with it)
+                renamed[(reader, r)] = codes
+                fused.append((_AddReluQuantize(layer), args, (r, codes)))
+            else:
+                fused.append((functools.partial(_add_relu, inplace=inplace), args, (r,)))
+            k += 2
         return fused
+
+    def _schedule(self, nodes):
+        """(steps, slot count, output slot): each step (callable, input slots, output slot or slots,
+        slots to free after it: the values no later step reads)."""
+        slots = {INPUT: 0}
+        for _, _, outs in nodes:
+            for o in outs:
+                slots[o] = len(slots)
+        last_use = {}
+        for k, (_, args, _) in enumerate(nodes):
+            for a in args:
+                last_use[a] = k
+        steps = []
+        for k, (fn, args, outs) in enumerate(nodes):
+            free = tuple(slots[a] for a in set(args) if last_use[a] == k and a != self.output)
+            out = slots[outs[0]] if len(outs) == 1 else tuple(slots[o] for o in outs)
+            steps.append((fn, tuple(slots[a] for a in args), out, free))
+        return steps, len(slots), slots[self.output]
 
     def config(self) -> dict:
         """JSON description: layer configs, program, output, info (the tensors are ``state_dict()``)."""
@@ -285,13 +336,17 @@ class IntegerModel(nn.Module):
         if x.dim() == 4:
             # Channels-last throughout: each filter tap of the integer conv reads contiguous channels.
             x = x.contiguous(memory_format=torch.channels_last)
-        env = [None] * self._nslots
+        steps, nslots, output = self._plan
+        env = [None] * nslots
         env[0] = x
-        for fn, ins, out, free in self._steps:
-            env[out] = fn(*[env[i] for i in ins])
+        for fn, ins, out, free in steps:
+            if out.__class__ is int:
+                env[out] = fn(*[env[i] for i in ins])
+            else:  # a fused step with two results (_AddReluQuantize)
+                env[out[0]], env[out[1]] = fn(*[env[i] for i in ins])
             for i in free:
                 env[i] = None
-        return env[self._out]
+        return env[output]
 
     def extra_repr(self) -> str:
         try:

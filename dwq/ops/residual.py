@@ -1,14 +1,17 @@
 """``add_relu_``: a ResNet block's residual add and its ReLU in one pass over memory (an integer
-model's ``add`` step followed by ``relu``), where ``x.add_(other).relu_()`` reads and writes x twice.
-The values are torch's: ``torch.relu(x + other)``, NaN kept (``aten::_add_relu_`` would make it 0 and
-hide a broken layer).
+model's ``add`` step followed by ``relu``), where ``x.add_(other).relu_()`` reads and writes x twice;
+``add_relu_quantize_``: the same, and the next quantized layer's input codes of the result in that
+pass. The values are torch's: ``torch.relu(x + other)``, NaN kept (``aten::_add_relu_`` would make it
+0 and hide a broken layer), and ``quantize_act``'s codes.
 """
 import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
+from dwq.ops.qgemm import quantize_act
+from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
 
-__all__ = ["add_relu_", "add_relu_ref"]
+__all__ = ["add_relu_", "add_relu_quantize_", "add_relu_ref", "add_relu_quantize_ref"]
 
 
 def _kernel_takes(x: torch.Tensor, other: torch.Tensor) -> bool:
@@ -38,6 +41,26 @@ def add_relu_ref(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return torch.relu(x + other)
 
 
+def add_relu_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                       bits: int) -> torch.Tensor:
+    """``x = relu(x + other)`` in place; returns ``quantize_act(x, scale, zero_point, bits)``.
+
+    One pass on the CPU kernel, under the conditions of :func:`add_relu_` (each chunk is quantized
+    while it is in cache); elsewhere ``add_relu_`` then ``quantize_act``. NaN in the result is an
+    error, as in quantize_act (x is updated first, as there).
+    """
+    if _kernel_takes(x, other) and has_kernel("add_relu_quantize_", x.device.type):
+        return torch.ops.dwq.add_relu_quantize_.default(x, other, scale, zero_point, bits)
+    return quantize_act(add_relu_(x, other), scale, zero_point, bits)
+
+
+def add_relu_quantize_ref(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                          bits: int):
+    """The pure-PyTorch reference: (``relu(x + other)``, its ``quantize_act_ref`` codes), new tensors."""
+    y = add_relu_ref(x, other)
+    return y, quantize_act_ref(y, scale, zero_point, bits)
+
+
 if HAS_EXT:
 
     @torch.library.register_fake("dwq::add_relu_")
@@ -49,3 +72,15 @@ if HAS_EXT:
                      lambda: f"dwq.add_relu_: other must have x's shape {tuple(x.shape)}, got {tuple(other.shape)}")
         torch._check(x.stride() == other.stride(),
                      lambda: f"dwq.add_relu_: other must be laid out like x (strides {x.stride()} and {other.stride()})")
+
+    @torch.library.register_fake("dwq::add_relu_quantize_")
+    def _(x, other, scale, zero_point, bits):
+        _fake_same_device("add_relu_quantize_", x, "x", other=other, scale=scale, zero_point=zero_point)
+        torch._check(x.dtype == torch.float32 and other.dtype == torch.float32,
+                     lambda: f"dwq.add_relu_quantize_: x and other must be float32, got {x.dtype} and {other.dtype}")
+        torch._check(x.shape == other.shape and x.stride() == other.stride(),
+                     lambda: "dwq.add_relu_quantize_: other must have x's shape and strides")
+        torch._check(2 <= bits <= 16, lambda: f"dwq.add_relu_quantize_: bits must be in 2..16, got {bits}")
+        torch._check(scale.numel() == 1 and zero_point.numel() == 1,
+                     lambda: "dwq.add_relu_quantize_: scale and zero_point must have 1 element (per tensor)")
+        return torch.empty_like(x, dtype=codes_dtype(bits))
