@@ -1,14 +1,17 @@
 """A ResNet block's residual add and ReLU, fused against composed (CPU): ``dwq.ops.add_relu_`` (one
 pass) against ``x.add_(other).relu_()`` (what an integer model ran before), and
 ``dwq.ops.add_relu_quantize_`` (also the next layer's input codes, in that pass) against that and
-``quantize_act``, alone on ResNet-50's residual shapes, and the whole 8-bit ResNet-50 integer model
-with its program's fused steps and without, in one run.
+``quantize_act``, alone on ResNet-50's residual shapes; ``dwq.ops.add_affine_quantize_`` (a
+pre-activation block's add and the next block's batch norm, ReLU and codes) against ``add_`` and
+``affine_quantize_act`` on PreActResNet-18's; and the whole 8-bit ResNet-50 and PreActResNet-18
+integer models with their programs' fused steps and without, in one run.
 
-Usage: python benchmarks/bench_residual.py [--threads N] [--budget S] [--batches 8 1] [--json FILE]
+Usage: python benchmarks/bench_residual.py [--threads N] [--budget S] [--batches 8 1]
+                                           [--preact-batches 128 32] [--json FILE]
 
-Records (benchmarks/records.py): op ``add_relu``, ``add_relu_quantize`` (shape "b8 256x56x56
-channels_last") or ``resnet50``
-(shape "b8 3x224x224", bits 8), impl ``composed`` or ``fused``. Each pair is timed round-robin in one
+Records (benchmarks/records.py): op ``add_relu``, ``add_relu_quantize``, ``add_affine_quantize``
+(shape "b8 256x56x56 channels_last"), ``resnet50`` or ``preact_resnet18`` (shape "b8 3x224x224",
+bits 8), impl ``composed`` or ``fused``. Each pair is timed round-robin in one
 process (dwq.deploy.time_round_robin); the outputs are checked bit-equal first. It sets the
 allocator as the ``dwq`` command does (``dwq.memory.keep_freed_memory``).
 """
@@ -23,15 +26,17 @@ import dwq.ops as ops
 from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy import convert, time_round_robin
 from dwq.memory import keep_freed_memory
-from dwq.models import resnet50
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_affine import ratio_table, switched_forward  # noqa: E402
-from bench_models import calibrate  # noqa: E402
+from bench_models import BUILD, calibrate  # noqa: E402
 from records import finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
 # ResNet-50's block outputs at batch 8 (channels, side); the model has 3, 4, 6 and 3 of each.
 SHAPES = [(256, 56), (512, 28), (1024, 14), (2048, 7)]
+# PreActResNet-18's (at batch 128), where each add's sum goes to the next block's batch norm.
+PREACT_SHAPES = [(64, 32), (128, 16), (256, 8), (512, 4)]
+SIZE = {"resnet50": (3, 224, 224), "preact_resnet18": (3, 32, 32)}
 
 
 def bench_ops(budget, batch, records):
@@ -59,25 +64,46 @@ def bench_ops(budget, batch, records):
         print(f"  {name} done", flush=True)
 
 
-def bench_model(budget, batches, records):
+def bench_affine_ops(budget, batch, records):
+    g = torch.Generator().manual_seed(1)
+    for C, side in PREACT_SHAPES:
+        shape = (batch, C, side, side)
+        a = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
+        b = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
+        args = (torch.rand(C, generator=g) + 0.5, torch.randn(C, generator=g), True, torch.tensor([0.05]),
+                torch.tensor([0], dtype=torch.int32), 8)
+        want = ops.affine_quantize_act(a.clone().add_(b), *args)
+        assert torch.equal(want, ops.add_affine_quantize_(a.clone(), b, *args)), f"{shape}: codes differ"
+        bufs = {"composed": a.clone(), "fused": a.clone()}
+        fns = {"composed": lambda: ops.affine_quantize_act(bufs["composed"].add_(b), *args),
+               "fused": lambda: ops.add_affine_quantize_(bufs["fused"], b, *args)}
+        name = f"b{batch} {C}x{side}x{side} channels_last"
+        for impl, t in time_round_robin(fns, budget_s=budget, min_reps=10, max_reps=200).items():
+            records.append(record("add_affine_quantize", name, 8, impl, t["median_ms"], t["min_ms"]))
+        print(f"  {name} done", flush=True)
+
+
+def bench_model(net, budget, batches, records):
+    """The 8-bit integer model of ``net`` with its program's fused steps against without, per batch."""
     torch.manual_seed(0)
-    m = calibrate(resnet50(num_classes=1000, precisions=[8]), (3, 224, 224), [8])
-    im = convert(m, [8])
+    size = SIZE[net]
+    im = convert(calibrate(BUILD[net]([8]), size, [8]), [8])
     fused = im._plan
     im._compile(fuse=False)
     composed, im._plan = im._plan, fused
     g = torch.Generator().manual_seed(0)
     for batch in batches:
-        x = torch.rand(batch, 3, 224, 224, generator=g)
+        x = torch.rand(batch, *size, generator=g)
 
         def run(plan):
             return switched_forward(im, x, lambda: setattr(im, "_plan", plan), lambda: setattr(im, "_plan", fused))
 
         fns = {"composed": run(composed), "fused": run(fused)}
-        assert torch.equal(fns["composed"](), fns["fused"]()), "the fused program's logits differ"
+        assert torch.equal(fns["composed"](), fns["fused"]()), f"{net}: the fused program's logits differ"
+        shape = f"b{batch} {'x'.join(map(str, size))}"
         for impl, t in time_round_robin(fns, budget_s=budget, min_reps=5, max_reps=200).items():
-            records.append(record("resnet50", f"b{batch} 3x224x224", 8, impl, t["median_ms"], t["min_ms"]))
-        print(f"  resnet50 b{batch} done", flush=True)
+            records.append(record(net, shape, 8, impl, t["median_ms"], t["min_ms"]))
+        print(f"  {net} {shape} done", flush=True)
 
 
 def main(argv=None):
@@ -85,13 +111,16 @@ def main(argv=None):
     p.add_argument("--threads", type=threads_arg, default=2, help="torch threads (default 2)")
     p.add_argument("--budget", type=float, default=4.0, help="seconds of timing per pair (default 4)")
     p.add_argument("--batches", type=int, nargs="+", default=[8, 1], help="ResNet-50 batch sizes (default 8 1)")
+    p.add_argument("--preact-batches", type=int, nargs="+", default=[128, 32],
+                   help="PreActResNet-18 batch sizes (default 128 32)")
     p.add_argument("--json", type=path_arg, help="write the records to this file")
     p.set_defaults(png=None)
     args = p.parse_args(argv)
     if not args.budget > 0:
         p.error(f"--budget must be > 0 seconds, got {args.budget}")
-    if min(args.batches) < 1:
-        p.error(f"--batches must be >= 1, got {args.batches}")
+    for name in ("batches", "preact_batches"):
+        if min(getattr(args, name)) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     output_paths(p, args, "json")
     if not ops.supported_cpu_isas():
         sys.exit("bench_residual: the dwq._C extension is not built")
@@ -101,7 +130,9 @@ def main(argv=None):
     print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
     t0, records = time.time(), []
     bench_ops(args.budget, args.batches[0], records)
-    bench_model(args.budget * 3, args.batches, records)
+    bench_affine_ops(args.budget, args.preact_batches[0], records)
+    bench_model("resnet50", args.budget * 3, args.batches, records)
+    bench_model("preact_resnet18", args.budget * 3, args.preact_batches, records)
     finish(records, args, ratio_table, None, t0, digits=3)
 
 

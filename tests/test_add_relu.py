@@ -1,6 +1,7 @@
 """dwq.ops.add_relu_ (a ResNet block's residual add and ReLU in one pass), add_relu_quantize_ (and the
-next layer's input codes in that pass) and the integer model's use of them. The kernels equal
-torch.relu(x + other) and quantize_act's codes on every CPU ISA: tails, chunk and thread splits, NaN,
+next layer's input codes in that pass), add_affine_quantize_ (a pre-activation block's add and the
+next block's batch norm, ReLU and codes) and the integer model's use of them. The kernels equal
+torch.relu(x + other) (or x + other) and quantize_act's (affine_quantize_act's) codes on every CPU ISA: tails, chunk and thread splits, NaN,
 inf, -0, an aliased other; the wrappers compose torch ops for what the kernels do not take; the ops
 refuse bad input by name; opcheck. IntegerModel runs an add that only the next relu reads as one
 step, handing a quantized reader its codes, with the logits (and gradients) of the program step by
@@ -13,7 +14,7 @@ from torch import nn
 
 import dwq
 from dwq.deploy import IntegerModel, convert
-from dwq.deploy.integer_model import _add_relu, _AddReluQuantize
+from dwq.deploy.integer_model import _add_relu, _ResidualInto
 from dwq.nn import QConv2d
 from dwq.ops import _lib
 from dwq.ops import residual as r
@@ -162,6 +163,11 @@ def test_cuda_kernel_equals_relu_of_the_sum():
     got_x = a.cuda()
     got_q = r.add_relu_quantize_(got_x, b.cuda(), *[t.cuda() if torch.is_tensor(t) else t for t in qp])
     assert torch.equal(got_q.cpu(), want_q) and torch.equal(got_x.cpu(), want_x)
+    args = (torch.rand(8) + 0.5, torch.randn(8), True) + qp
+    want_x, want_q = r.add_affine_quantize_ref(a, b, *args)
+    got_x = a.cuda()
+    got_q = r.add_affine_quantize_(got_x, b.cuda(), *[t.cuda() if torch.is_tensor(t) else t for t in args])
+    assert torch.equal(got_q.cpu(), want_q) and torch.equal(got_x.cpu(), want_x)
 
 
 # ------------------------------------------------------------------------------- add_relu_quantize_
@@ -234,6 +240,79 @@ def test_quantize_opcheck():
     for xl in (x, x.contiguous(memory_format=torch.channels_last)):
         for bits in (4, 12):
             torch.library.opcheck(torch.ops.dwq.add_relu_quantize_.default, (xl.clone(), torch.randn_like(xl), *qp, bits))
+
+
+# ----------------------------------------------------------------------------- add_affine_quantize_
+
+def _affine_args(g, C, bits, relu):
+    return (torch.randn(C, generator=g), torch.randn(C, generator=g), relu) + _qparams(g, bits)
+
+
+@needs_ext
+def test_affine_kernel_equals_the_reference(isa):
+    # NCHW rows longer than a block (50 x 50) and shorter (5 x 5, 1 x 1), channels-last pixels, 2-D;
+    # (601, 11, 4, 4) splits the rows between threads at a row whose channel is not 0.
+    g = torch.Generator().manual_seed(6)
+    for shape in [(2, 8, 5, 5), (1, 3, 50, 50), (3, 17, 1, 1), (601, 11, 4, 4), (4, 5), (0, 3, 2, 2)]:
+        for bits in (2, 8, 9, 16):
+            relu = bits != 9
+            x, o = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g)
+            args = _affine_args(g, shape[1], bits, relu)
+            layouts = [(x, o)]
+            if x.dim() == 4:
+                layouts.append(tuple(t.contiguous(memory_format=torch.channels_last) for t in (x, o)))
+            for xl, ol in layouts:
+                want_x, want_q = r.add_affine_quantize_ref(xl, ol, *args)
+                got_x = xl.clone()
+                got_q = torch.ops.dwq.add_affine_quantize_.default(got_x, ol, *args)
+                where = f"{shape} bits {bits} {isa} strides {xl.stride()}"
+                assert got_q.dtype == codes_dtype(bits) and got_q.stride() == xl.stride(), where
+                assert torch.equal(got_q, want_q), where
+                _assert_same(got_x, want_x, where)
+
+
+def test_affine_wrapper_composes_where_the_kernel_does_not_apply(monkeypatch):
+    g = torch.Generator().manual_seed(7)
+    x, o = torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 4, 6, 6, generator=g)
+    args = _affine_args(g, 4, 6, True)
+    want_x, want_q = r.add_affine_quantize_ref(x, o, *args)
+    for kernel in (True, False):
+        monkeypatch.setitem(_lib._KERNELS, ("add_affine_quantize_", "cpu"), kernel and HAS_EXT)
+        xi = x.clone()
+        assert torch.equal(r.add_affine_quantize_(xi, o, *args), want_q) and torch.equal(xi, want_x), kernel
+    big = torch.zeros(2, 4, 6, 12)  # x sliced: not one the kernel takes in place
+    big[..., ::2] = x
+    assert torch.equal(r.add_affine_quantize_(big[..., ::2], o, *args), want_q)
+    assert torch.equal(big[..., ::2], want_x)
+
+
+@needs_ext
+@pytest.mark.parametrize("name, change, message", [
+    ("bits", lambda a: a.__setitem__(7, 1), "bits must be in 2..16"),
+    ("scale shape", lambda a: a.__setitem__(2, torch.ones(2)), r"scale must have shape \[3\]"),
+    ("bias inf", lambda a: a[3].__setitem__(0, float("inf")), r"bias\[0\] must be finite"),
+    ("out_scale", lambda a: a.__setitem__(5, torch.tensor([-1.0])), "out_scale must be finite and > 0"),
+    ("NaN", lambda a: a[0].__setitem__((0, 1, 0, 0), float("nan")), r"\(x \+ other\) \* scale \+ bias has 1 NaN"),
+    ("other's layout", lambda a: a.__setitem__(1, a[1].contiguous(memory_format=torch.channels_last)), "laid out like"),
+    ("x not NCHW or channels-last", lambda a: a.__setitem__(0, a[0].permute(0, 1, 3, 2)) or
+     a.__setitem__(1, a[1].permute(0, 1, 3, 2)), "must be contiguous or channels-last"),
+])
+def test_affine_op_refuses_bad_input(name, change, message):
+    args = [torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5), torch.rand(3) + 0.5, torch.randn(3), True,
+            torch.tensor([0.1]), torch.tensor([2], dtype=torch.int32), 4]
+    change(args)
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.dwq.add_affine_quantize_.default(*args)
+
+
+@needs_ext
+def test_affine_opcheck():
+    x = torch.randn(2, 3, 4, 5)
+    args = (torch.randn(3), torch.randn(3), True, torch.tensor([0.05]), torch.tensor([3], dtype=torch.int32))
+    for xl in (x, x.contiguous(memory_format=torch.channels_last), torch.randn(4, 3)):
+        for bits in (4, 12):
+            torch.library.opcheck(torch.ops.dwq.add_affine_quantize_.default,
+                                  (xl.clone(), torch.randn_like(xl), *args, bits))
 
 
 # ------------------------------------------------------------------- the integer model's fused step
@@ -358,7 +437,7 @@ def test_a_quantized_reader_gets_its_codes_from_the_fused_step():
     im, unfused = convert(m), convert(m)
     unfused._compile(fuse=False)
     kinds = [type(fn) for fn, *_ in im._plan[0]]
-    assert kinds.count(_AddReluQuantize) == 2 and len(im._plan[0]) == len(im.program) - 2
+    assert kinds.count(_ResidualInto) == 2 and len(im._plan[0]) == len(im.program) - 2
     x = torch.rand(3, 3, 8, 8)
     for p in (4, 8, None):  # (None: the readers run float plans and take the float result)
         with dwq.precision(im, p), dwq.precision(unfused, p), torch.no_grad():
@@ -372,10 +451,26 @@ def test_a_fused_steps_codes_reach_only_their_reader():
     m = calibrated(_TwoBlocks([4]), (4, 3, 8, 8))
     im = convert(m)
     steps = im._plan[0]
-    fused = [k for k, (fn, *_) in enumerate(steps) if isinstance(fn, _AddReluQuantize)]
+    fused = [k for k, (fn, *_) in enumerate(steps) if isinstance(fn, _ResidualInto)]
     first_out = steps[fused[0]][2]
     readers = [k for k, (_, ins, _, _) in enumerate(steps) if first_out[1] in ins]
     float_readers = [k for k, (_, ins, _, _) in enumerate(steps) if first_out[0] in ins]
     assert len(readers) == 1 and steps[readers[0]][0] is im.layers[im.program[readers[0] + 1]["call"]]
-    assert len(float_readers) == 1 and isinstance(steps[float_readers[0]][0], _AddReluQuantize)
+    assert len(float_readers) == 1 and isinstance(steps[float_readers[0]][0], _ResidualInto)
     assert first_out[1] in steps[readers[0]][3]  # the codes are freed after their reader
+
+
+def test_a_pre_activation_resnet_hands_each_block_its_batch_norms_codes():
+    """PreActResNet-18: each residual add's result goes first to the next block's float batch norm
+    (codes out, at quantized precisions) and to the next add or shortcut as float."""
+    from dwq.models import preact_resnet18
+
+    m = calibrated(preact_resnet18(num_classes=10, precisions=[4, 8, None]), (2, 3, 32, 32))
+    im, unfused = convert(m), convert(m)
+    unfused._compile(fuse=False)
+    fused = [fn for fn, *_ in im._plan[0] if isinstance(fn, _ResidualInto)]
+    assert len(fused) == sum(s.get("fn") == "add" for s in im.program) == 8 and not any(f.relu for f in fused)
+    x = torch.rand(2, 3, 32, 32)
+    for p in (4, 8, None):
+        with dwq.precision(im, p), dwq.precision(unfused, p), torch.no_grad():
+            assert torch.equal(im(x), unfused(x)), p

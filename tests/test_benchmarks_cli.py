@@ -39,6 +39,7 @@ def _script(name):
     ("bench_affine", ["--json", "/nonexistent/a.json"], "--json"),
     ("bench_residual", ["--budget", "0"], "--budget"),
     ("bench_residual", ["--batches", "8", "0"], "--batches"),
+    ("bench_residual", ["--preact-batches", "0"], "--preact-batches"),
     ("bench_residual", ["--json", "/nonexistent/r.json"], "--json"),
     ("bench_epoch", ["--device", "cpu", "--modes", "graphs"], "--modes graphs on cpu"),
     ("bench_epoch", ["--impls", "int8"], "--impls"),

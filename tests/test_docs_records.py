@@ -357,6 +357,11 @@ def test_residual_table_is_the_records():
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
     rows = {f"{op}_, b8 {shape} channels-last": (op, f"b8 {shape.replace('×', 'x')} channels_last")
             for op in ("add_relu", "add_relu_quantize") for shape in ("256×56×56", "2048×7×7")}
+    rows.update({f"add_affine_quantize_, b128 {shape} channels-last":
+                 ("add_affine_quantize", f"b128 {shape.replace('×', 'x')} channels_last")
+                 for shape in ("64×32×32", "512×4×4")})
+    rows.update({f"PreActResNet18 integer model, 8 bits, b{b}": ("preact_resnet18", f"b{b} 3x32x32")
+                 for b in (128, 32)})
     rows.update({"ResNet-50 integer model, 8 bits, b8": ("resnet50", "b8 3x224x224"),
             "ResNet-50 integer model, 8 bits, b1": ("resnet50", "b1 3x224x224")})
     text = (ROOT / "README.md").read_text()
@@ -367,7 +372,11 @@ def test_residual_table_is_the_records():
     ratio = {k: ms[(*k, "composed")] / ms[(*k, "fused")] for k in {(o, s) for o, s, _ in ms}}
     op = [v for (o, s), v in ratio.items() if o == "add_relu"]
     opq = [v for (o, s), v in ratio.items() if o == "add_relu_quantize"]
+    opa = [v for (o, s), v in ratio.items() if o == "add_affine_quantize"]
     bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
-    want = (f"{min(op):.2f}–{max(op):.2f}× on add_relu_, {min(opq):.2f}–{max(opq):.2f}× on add_relu_quantize_; the model {ratio[('resnet50', 'b8 3x224x224')]:.2f}× at b8, "
-            f"{ratio[('resnet50', 'b1 3x224x224')]:.2f}× at b1")
+    want = (f"{min(op):.2f}–{max(op):.2f}× on add_relu_, {min(opq):.2f}–{max(opq):.2f}× on add_relu_quantize_, "
+            f"{min(opa):.2f}–{max(opa):.2f}× on add_affine_quantize_; ResNet-50 "
+            f"{ratio[('resnet50', 'b8 3x224x224')]:.2f}× at b8, {ratio[('resnet50', 'b1 3x224x224')]:.2f}× at b1; "
+            f"PreActResNet18 {ratio[('preact_resnet18', 'b128 3x32x32')]:.2f}× at b128, "
+            f"{ratio[('preact_resnet18', 'b32 3x32x32')]:.2f}× at b32")
     assert want in bench, f"benchmarks/README.md should say {want!r}"

@@ -14,7 +14,8 @@
   template <typename T, typename O>                                                                           \
   int64_t weight_fake_quant_rows(const T* w, O* out, int64_t inner, int64_t row_begin, int64_t row_end,      \
                                  int bits, int64_t* inf_rows);                                               \
-  void add_relu(float* a, const float* b, int64_t n);
+  void add_relu(float* a, const float* b, int64_t n);                                                         \
+  void add_to(float* a, const float* b, int64_t n);
 
 namespace dwq::cpu {
 namespace scalar {

@@ -209,3 +209,8 @@ void add_relu(float* a, const float* b, int64_t n) {
     a[i] = y < 0.f ? 0.f : y;
   }
 }
+
+// a += b over n floats (torch's a.add_(b)); a and b the same array or disjoint.
+void add_to(float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] = a[i] + b[i];
+}

@@ -1,4 +1,4 @@
-// Dispatch of residual.h's kernel to its per-ISA builds (float_kernels_*.cpp).
+// Dispatch of residual.h's kernels to their per-ISA builds (float_kernels_*.cpp).
 #include "cpu/residual.h"
 
 #include "cpu/float_kernels.h"
@@ -11,6 +11,15 @@ void add_relu(Isa isa, float* a, const float* b, int64_t n) {
     case Isa::avx512_vnni: return avx512_vnni::add_relu(a, b, n);
     case Isa::avx2: return avx2::add_relu(a, b, n);
     default: return scalar::add_relu(a, b, n);
+  }
+}
+
+void add_to(Isa isa, float* a, const float* b, int64_t n) {
+  switch (isa) {
+    case Isa::amx:
+    case Isa::avx512_vnni: return avx512_vnni::add_to(a, b, n);
+    case Isa::avx2: return avx2::add_to(a, b, n);
+    default: return scalar::add_to(a, b, n);
   }
 }
 

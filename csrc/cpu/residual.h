@@ -1,5 +1,6 @@
-// Torch-free CPU kernel of dwq::add_relu_ (the binding: csrc/ops/residual.cpp): a ResNet block's
-// residual add and its ReLU in one pass over memory, where torch's add_ and relu_ made two.
+// Torch-free CPU kernels of the residual ops (dwq::add_relu_ and the fused quantizing ones; bindings:
+// csrc/ops/residual.cpp): a ResNet block's residual add and its ReLU in one pass over memory, where
+// torch's add_ and relu_ made two.
 #pragma once
 #include <cstdint>
 
@@ -11,5 +12,8 @@ namespace dwq::cpu {
 // a and b are the same array or disjoint; isa picks the build that runs (float_kernels_*.cpp), all
 // of which give the same values.
 void add_relu(Isa isa, float* a, const float* b, int64_t n);
+
+// a[i] += b[i] for i in [0, n) (a pre-activation block's residual add, before its next batch norm).
+void add_to(Isa isa, float* a, const float* b, int64_t n);
 
 }  // namespace dwq::cpu

@@ -175,12 +175,10 @@ at::Tensor affine_quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale,
                                    const at::Tensor& out_scale, const at::Tensor& out_zero_point, int64_t bits) {
   const char* op = "affine_quantize_act";
   check_cpu(op, "x", x);
-  const int64_t C = qg_check_affine_meta(op, x, scale, bias, out_scale, out_zero_point, bits);
-  qg_vec_values(op, "scale", scale, false);
-  qg_vec_values(op, "bias", bias, false);
-  const at::Tensor mul = scale.contiguous(), add = bias.contiguous();
-  const float s = qg_scale1_value(op, "out_scale", out_scale);
-  const int32_t z = qg_zp1_value(op, "out_zero_point", out_zero_point, bits);
+  const AffineQuantArgs q = qg_affine_quant_args(op, x, scale, bias, out_scale, out_zero_point, bits);
+  const int64_t C = q.C;
+  const float s = q.scale;
+  const int32_t z = q.zp;
   const Isa isa = current_isa(op);
   const bool u8 = bits <= 8;
   at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
@@ -189,7 +187,7 @@ at::Tensor affine_quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale,
   const int64_t esz = u8 ? 1 : 4, inner = l.inner, rows = inner == 0 ? 0 : l.x.numel() / inner;
   const float* xp = l.x.data_ptr<float>();
   char* op_ = static_cast<char*>(dst.data_ptr());
-  cpu::AffineRows a{mul.data_ptr<float>(), add.data_ptr<float>(), C, 0, l.nhwc, relu};
+  cpu::AffineRows a{q.mul.data_ptr<float>(), q.add.data_ptr<float>(), C, 0, l.nhwc, relu};
   std::atomic<int64_t> nans{0};
   at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(inner, 1)),
                    [&](int64_t b, int64_t e) {

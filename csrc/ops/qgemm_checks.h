@@ -231,6 +231,28 @@ inline int64_t qg_check_affine_meta(const char* op, const at::Tensor& x, const a
   return C;
 }
 
+// The checked arguments of an affine + quantize op on the CPU (affine_quantize_act, add_affine_quantize_):
+// C, the per-channel vectors contiguous, the output scale and zero point read.
+struct AffineQuantArgs {
+  int64_t C;
+  at::Tensor mul, add;
+  float scale;
+  int32_t zp;
+};
+inline AffineQuantArgs qg_affine_quant_args(const char* op, const at::Tensor& x, const at::Tensor& scale,
+                                            const at::Tensor& bias, const at::Tensor& out_scale,
+                                            const at::Tensor& out_zero_point, int64_t bits) {
+  AffineQuantArgs a;
+  a.C = qg_check_affine_meta(op, x, scale, bias, out_scale, out_zero_point, bits);
+  qg_vec_values(op, "scale", scale, false);
+  qg_vec_values(op, "bias", bias, false);
+  a.mul = scale.contiguous();
+  a.add = bias.contiguous();
+  a.scale = qg_scale1_value(op, "out_scale", out_scale);
+  a.zp = qg_zp1_value(op, "out_zero_point", out_zero_point, bits);
+  return a;
+}
+
 // x as the affine kernels read it: channels-last in place (rows of a pixel's C values, inner = C),
 // else NCHW (rows of inner = H*W values; x is copied when it is neither).
 struct AffineLayout {

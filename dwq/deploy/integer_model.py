@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dwq.deploy.layers import _IntLayer, check_int, check_pair, is_int, layer_from_config
+from dwq.deploy.layers import FloatAffine, _IntLayer, check_int, check_pair, is_int, layer_from_config
 from dwq.nn.control import PrecisionModule, get_precision, precision_set
-from dwq.ops.residual import add_relu_, add_relu_quantize_
+from dwq.ops.residual import add_affine_quantize_, add_relu_, add_relu_quantize_
 from dwq.quant.quantizers import check_flag
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
@@ -61,26 +61,48 @@ def _add_relu(a, b, inplace=False):
     return add_relu_(a, b) if inplace and _can_add_into(a, b) else torch.relu_(a + b)
 
 
-class _AddReluQuantize:
-    """An in-place ``add`` + ``relu`` (as :func:`_add_relu`) whose result a quantized layer reads next:
-    returns (the result, that layer's input): the layer's input codes at its current precision,
-    computed in the same pass (:func:`dwq.ops.add_relu_quantize_`), or the result itself where the
-    layer runs a float plan or the add cannot write a."""
+class _ResidualInto:
+    """An in-place residual ``add`` (with ``relu``: :func:`_add_relu`'s step) whose result ``reader``
+    reads first: returns (the result, what the reader's step takes). Where the reader quantizes, that is
+    made in the same pass: a quantized layer's input codes after ``add`` + ``relu``
+    (:func:`dwq.ops.add_relu_quantize_`), or a float batch norm's output codes after a plain ``add`` (a
+    pre-activation block: :func:`dwq.ops.add_affine_quantize_`; the batch norm's step then passes them
+    on, :class:`_AffineOrCodes`). Otherwise (the reader's float precisions, an add that cannot write
+    a) it is the result itself."""
+
+    __slots__ = ("reader", "relu")
+
+    def __init__(self, reader, relu: bool):
+        self.reader, self.relu = reader, relu
+
+    def __call__(self, a, b):
+        if not _can_add_into(a, b):
+            x = torch.relu_(a + b) if self.relu else a + b
+            return x, x
+        if self.relu:
+            plan, args = self.reader._call()
+            if args is not None:
+                return a, add_relu_quantize_(a, b, plan.x_scale, plan.x_zero_point, plan.a_bits)
+            x = add_relu_(a, b)
+            return x, x
+        args = self.reader.codes_args()
+        if args is not None:
+            return a, add_affine_quantize_(a, b, *args)
+        x = a.add_(b)
+        return x, x
+
+
+class _AffineOrCodes:
+    """The step of a float batch norm that a :class:`_ResidualInto` step feeds: that step may have made
+    the batch norm's output codes already (then they pass), else the batch norm runs on the float sum."""
 
     __slots__ = ("layer",)
 
     def __init__(self, layer):
         self.layer = layer
 
-    def __call__(self, a, b):
-        if not _can_add_into(a, b):
-            x = torch.relu_(a + b)
-            return x, x
-        plan, args = self.layer._call()
-        if args is None:  # a float plan takes the float result
-            x = add_relu_(a, b)
-            return x, x
-        return a, add_relu_quantize_(a, b, plan.x_scale, plan.x_zero_point, plan.a_bits)
+    def __call__(self, x):
+        return self.layer(x) if x.is_floating_point() else x
 
 
 def _pair(v):
@@ -242,10 +264,11 @@ class IntegerModel(nn.Module):
         self._plan = self._schedule(nodes)  # (steps, slot count, output slot): swapped as one
 
     def _fuse_residuals(self, nodes):
-        """Runs each ``add`` that only the next step's ``relu`` reads as one step (ResNet blocks'
-        residuals): :func:`_add_relu`, or :class:`_AddReluQuantize` where the add may write its first
-        operand and the first later step that reads the result is a quantized layer, which then takes
-        the codes it gives. The program, and so a saved model, stays as it is."""
+        """Fuses the residual adds (the program, and so a saved model, stays as it is):
+        - an ``add`` that only the next step's ``relu`` reads runs as one step, :func:`_add_relu`;
+        - where the add may write its first operand and the first later step that reads the result
+          can take codes made in the same pass (a quantized layer after add + relu, a float batch
+          norm with codes out after a plain add), a :class:`_ResidualInto` step gives it those."""
         uses = {}
         for _, args, _ in nodes:
             for a in args:
@@ -254,23 +277,28 @@ class IntegerModel(nn.Module):
         while k < len(nodes):
             fn, args, outs = nodes[k]
             args = [renamed.get((k, a), a) for a in args]
+            if isinstance(fn, FloatAffine) and args != list(self.program[k]["args"]):  # fed by a fused add
+                fn = _AffineOrCodes(fn)
             step, nxt = self.program[k], self.program[k + 1] if k + 1 < len(self.program) else {}
-            if not (step.get("fn") == "add" and nxt.get("fn") == "relu" and nxt["args"] == [step["out"]]
-                    and uses[step["out"]] == 1 and step["out"] != self.output):
+            if step.get("fn") != "add":
                 fused.append((fn, args, outs))
                 k += 1
                 continue
-            inplace, r = bool(fn.keywords.get("inplace")), nxt["out"]
-            reader = next((j for j in range(k + 2, len(self.program)) if r in self.program[j]["args"]), None)
-            layer = self.layers[self.program[reader]["call"]] if reader is not None and "call" in self.program[reader] \
-                else None
-            if inplace and isinstance(layer, _IntLayer) and r != self.output:
+            relu = (nxt.get("fn") == "relu" and nxt["args"] == [step["out"]] and uses[step["out"]] == 1
+                    and step["out"] != self.output)
+            r = nxt["out"] if relu else step["out"]
+            j = next((j for j in range(k + 1 + relu, len(self.program)) if r in self.program[j]["args"]), None)
+            reader = self.layers[self.program[j]["call"]] if j is not None and "call" in self.program[j] else None
+            if (fn.keywords.get("inplace") and r != self.output
+                    and isinstance(reader, _IntLayer if relu else FloatAffine)):
                 codes = (r, "codes")  # (not a string: no program name can clash with it)
-                renamed[(reader, r)] = codes
-                fused.append((_AddReluQuantize(layer), args, (r, codes)))
+                renamed[(j, r)] = codes
+                fused.append((_ResidualInto(reader, relu), args, (r, codes)))
+            elif relu:
+                fused.append((functools.partial(_add_relu, inplace=bool(fn.keywords.get("inplace"))), args, (r,)))
             else:
-                fused.append((functools.partial(_add_relu, inplace=inplace), args, (r,)))
-            k += 2
+                fused.append((fn, args, outs))
+            k += 1 + relu
         return fused
 
     def _schedule(self, nodes):
@@ -342,7 +370,7 @@ class IntegerModel(nn.Module):
         for fn, ins, out, free in steps:
             if out.__class__ is int:
                 env[out] = fn(*[env[i] for i in ins])
-            else:  # a fused step with two results (_AddReluQuantize)
+            else:  # a fused step with two results (_ResidualInto)
                 env[out[0]], env[out[1]] = fn(*[env[i] for i in ins])
             for i in free:
                 env[i] = None

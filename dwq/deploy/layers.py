@@ -409,15 +409,21 @@ class FloatAffine(_ArgCache, PrecisionModule):
         return {"weight": 0, "float32_weight": 0, "scale": 0, "runtime_weight": 0,
                 "float": (_nbytes(self.scale, self.bias) + _nbytes(self.out_scale, self.out_zero_point)) // n}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = self.precision_index
-        if self.out_bits[i] is None:
-            y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
-            return torch.relu_(y) if self.relu else y
-        if self._calls is None:  # (the codes' arguments per precision; None at float ones)
+    def codes_args(self):
+        """``affine_quantize_act``'s arguments after x at the current precision (scale, bias, relu,
+        out_scale, out_zero_point, bits), or None where this precision's output is float."""
+        if self._calls is None:  # (per precision; None at float ones)
             self._calls = [None if b is None else (self.scale[j], self.bias[j], self.relu, self.out_scale[j:j + 1],
                                                    self.out_zero_point[j:j + 1], b) for j, b in enumerate(self.out_bits)]
-        return ops.affine_quantize_act(x, *self._calls[i])  # one pass: y never goes to memory
+        return self._calls[self.precision_index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        args = self.codes_args()
+        if args is None:
+            i = self.precision_index
+            y = torch.addcmul(self.bias[i].view(1, -1, 1, 1), x, self.scale[i].view(1, -1, 1, 1))
+            return torch.relu_(y) if self.relu else y
+        return ops.affine_quantize_act(x, *args)  # one pass: y never goes to memory
 
     def extra_repr(self) -> str:
         out = "float" if all(b is None for b in self.out_bits) else "codes"

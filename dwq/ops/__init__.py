@@ -25,10 +25,13 @@ from dwq.ops.qgemm_reference import (
     quantize_act_ref,
 )
 from dwq.ops.reference import fake_quantize_ref
-from dwq.ops.residual import add_relu_, add_relu_quantize_, add_relu_quantize_ref, add_relu_ref
+from dwq.ops.residual import (add_affine_quantize_, add_affine_quantize_ref, add_relu_, add_relu_quantize_,
+                              add_relu_quantize_ref, add_relu_ref)
 
 __all__ = [
     "HAS_EXT",
+    "add_affine_quantize_",
+    "add_affine_quantize_ref",
     "add_relu_",
     "add_relu_quantize_",
     "add_relu_quantize_ref",

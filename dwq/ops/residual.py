@@ -1,17 +1,20 @@
 """``add_relu_``: a ResNet block's residual add and its ReLU in one pass over memory (an integer
 model's ``add`` step followed by ``relu``), where ``x.add_(other).relu_()`` reads and writes x twice;
 ``add_relu_quantize_``: the same, and the next quantized layer's input codes of the result in that
-pass. The values are torch's: ``torch.relu(x + other)``, NaN kept (``aten::_add_relu_`` would make it
-0 and hide a broken layer), and ``quantize_act``'s codes.
+pass; ``add_affine_quantize_``: a pre-activation block's add (no ReLU) and the next block's batch norm,
+ReLU and quantization in one pass. The values are torch's: ``torch.relu(x + other)``, NaN kept
+(``aten::_add_relu_`` would make it 0 and hide a broken layer), ``x + other``, and ``quantize_act``'s
+and ``affine_quantize_act``'s codes.
 """
 import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
-from dwq.ops.qgemm import quantize_act
-from dwq.ops.qgemm_reference import codes_dtype, quantize_act_ref
+from dwq.ops.qgemm import affine_quantize_act, quantize_act
+from dwq.ops.qgemm_reference import affine_quantize_act_ref, codes_dtype, quantize_act_ref
 
-__all__ = ["add_relu_", "add_relu_quantize_", "add_relu_ref", "add_relu_quantize_ref"]
+__all__ = ["add_relu_", "add_relu_quantize_", "add_affine_quantize_", "add_relu_ref", "add_relu_quantize_ref",
+           "add_affine_quantize_ref"]
 
 
 def _kernel_takes(x: torch.Tensor, other: torch.Tensor) -> bool:
@@ -61,6 +64,27 @@ def add_relu_quantize_ref(x: torch.Tensor, other: torch.Tensor, scale: torch.Ten
     return y, quantize_act_ref(y, scale, zero_point, bits)
 
 
+def add_affine_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, relu: bool,
+                         out_scale: torch.Tensor, out_zero_point: torch.Tensor, bits: int) -> torch.Tensor:
+    """``x += other`` in place; returns ``affine_quantize_act(x, scale, bias, relu, out_scale,
+    out_zero_point, bits)``: a pre-activation block's residual add and the next block's batch norm,
+    ReLU and quantization.
+
+    One pass on the CPU kernel, under the conditions of :func:`add_relu_` (blocks of rows go through
+    the affine and the quantization while in cache); elsewhere ``x.add_(other)`` then
+    ``affine_quantize_act``. NaN in the affine's result is an error (x is updated first).
+    """
+    if _kernel_takes(x, other) and has_kernel("add_affine_quantize_", x.device.type):
+        return torch.ops.dwq.add_affine_quantize_.default(x, other, scale, bias, relu, out_scale, out_zero_point, bits)
+    return affine_quantize_act(x.add_(other), scale, bias, relu, out_scale, out_zero_point, bits)
+
+
+def add_affine_quantize_ref(x, other, scale, bias, relu, out_scale, out_zero_point, bits):
+    """The pure-PyTorch reference: (``x + other``, its ``affine_quantize_act_ref`` codes), new tensors."""
+    y = x + other
+    return y, affine_quantize_act_ref(y, scale, bias, relu, out_scale, out_zero_point, bits)
+
+
 if HAS_EXT:
 
     @torch.library.register_fake("dwq::add_relu_")
@@ -83,4 +107,19 @@ if HAS_EXT:
         torch._check(2 <= bits <= 16, lambda: f"dwq.add_relu_quantize_: bits must be in 2..16, got {bits}")
         torch._check(scale.numel() == 1 and zero_point.numel() == 1,
                      lambda: "dwq.add_relu_quantize_: scale and zero_point must have 1 element (per tensor)")
+        return torch.empty_like(x, dtype=codes_dtype(bits))
+
+    @torch.library.register_fake("dwq::add_affine_quantize_")
+    def _(x, other, scale, bias, relu, out_scale, out_zero_point, bits):
+        _fake_same_device("add_affine_quantize_", x, "x", other=other, scale=scale, bias=bias, out_scale=out_scale,
+                          out_zero_point=out_zero_point)
+        torch._check(x.dtype == torch.float32 and other.dtype == torch.float32 and x.dim() >= 2,
+                     lambda: "dwq.add_affine_quantize_: x and other must be float32 [B, C, ...]")
+        torch._check(x.shape == other.shape and x.stride() == other.stride(),
+                     lambda: "dwq.add_affine_quantize_: other must have x's shape and strides")
+        torch._check(scale.shape == (x.shape[1],) and bias.shape == (x.shape[1],),
+                     lambda: "dwq.add_affine_quantize_: scale and bias must have one entry per channel of x")
+        torch._check(2 <= bits <= 16, lambda: f"dwq.add_affine_quantize_: bits must be in 2..16, got {bits}")
+        torch._check(out_scale.numel() == 1 and out_zero_point.numel() == 1,
+                     lambda: "dwq.add_affine_quantize_: out_scale and out_zero_point must have 1 element (per tensor)")
         return torch.empty_like(x, dtype=codes_dtype(bits))
