@@ -39,12 +39,16 @@ PREACT_SHAPES = [(64, 32), (128, 16), (256, 8), (512, 4)]
 SIZE = {"resnet50": (3, 224, 224), "preact_resnet18": (3, 32, 32)}
 
 
+def _operands(g, shape):
+    """x and other, channels-last (as the integer model passes them)."""
+    return [torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last) for _ in range(2)]
+
+
 def bench_ops(budget, batch, records):
     g = torch.Generator().manual_seed(0)
     for C, side in SHAPES:
         shape = (batch, C, side, side)
-        a = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
-        b = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
+        a, b = _operands(g, shape)
         assert torch.equal(a.clone().add_(b).relu_(), ops.add_relu_(a.clone(), b)), f"{shape}: values differ"
         want = ops.quantize_act(a.clone().add_(b).relu_(), torch.tensor([0.05]), torch.tensor([0], dtype=torch.int32), 8)
         got = ops.add_relu_quantize_(a.clone(), b, torch.tensor([0.05]), torch.tensor([0], dtype=torch.int32), 8)
@@ -68,8 +72,7 @@ def bench_affine_ops(budget, batch, records):
     g = torch.Generator().manual_seed(1)
     for C, side in PREACT_SHAPES:
         shape = (batch, C, side, side)
-        a = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
-        b = torch.randn(shape, generator=g).contiguous(memory_format=torch.channels_last)
+        a, b = _operands(g, shape)
         args = (torch.rand(C, generator=g) + 0.5, torch.randn(C, generator=g), True, torch.tensor([0.05]),
                 torch.tensor([0], dtype=torch.int32), 8)
         want = ops.affine_quantize_act(a.clone().add_(b), *args)

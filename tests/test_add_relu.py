@@ -172,6 +172,22 @@ def test_cuda_kernel_equals_relu_of_the_sum():
 
 # ------------------------------------------------------------------------------- add_relu_quantize_
 
+def _check_codes_op(op, ref, x, other, args, where):
+    """op on a copy of x (updated in place) against ref, x and other contiguous and (4-D) channels-last:
+    the same x and codes, in x's layout."""
+    layouts = [(x, other)]
+    if x.dim() == 4:
+        layouts.append(tuple(t.contiguous(memory_format=torch.channels_last) for t in (x, other)))
+    for xl, ol in layouts:
+        want_x, want_q = ref(xl, ol, *args)
+        got_x = xl.clone()
+        got_q = op(got_x, ol, *args)
+        at = f"{where} strides {xl.stride()}"
+        assert got_q.dtype == codes_dtype(args[-1]) and got_q.stride() == xl.stride(), at
+        assert torch.equal(got_q, want_q), at
+        _assert_same(got_x, want_x, at)
+
+
 def _qparams(g, bits):
     return torch.rand(1, generator=g) * 0.2 + 1e-3, rand_zp(g, bits), bits
 
@@ -185,18 +201,8 @@ def test_quantize_kernel_equals_the_reference(isa):
             x, o = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g)
             if x.numel():
                 o.view(-1)[0] = -x.view(-1)[0]  # a sum of exactly 0
-            layouts = [(x, o)]
-            if x.dim() == 4:
-                layouts.append(tuple(t.contiguous(memory_format=torch.channels_last) for t in (x, o)))
-            qp = _qparams(g, bits)
-            for xl, ol in layouts:
-                want_x, want_q = r.add_relu_quantize_ref(xl, ol, *qp)
-                got_x = xl.clone()
-                got_q = torch.ops.dwq.add_relu_quantize_.default(got_x, ol, *qp)
-                where = f"{shape} bits {bits} {isa}"
-                assert got_q.dtype == codes_dtype(bits) and got_q.stride() == xl.stride(), where
-                assert torch.equal(got_q, want_q), where
-                _assert_same(got_x, want_x, where)
+            _check_codes_op(torch.ops.dwq.add_relu_quantize_.default, r.add_relu_quantize_ref, x, o,
+                            _qparams(g, bits), f"{shape} bits {bits} {isa}")
 
 
 def test_quantize_wrapper_composes_where_there_is_no_kernel(monkeypatch):
@@ -257,18 +263,8 @@ def test_affine_kernel_equals_the_reference(isa):
         for bits in (2, 8, 9, 16):
             relu = bits != 9
             x, o = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g)
-            args = _affine_args(g, shape[1], bits, relu)
-            layouts = [(x, o)]
-            if x.dim() == 4:
-                layouts.append(tuple(t.contiguous(memory_format=torch.channels_last) for t in (x, o)))
-            for xl, ol in layouts:
-                want_x, want_q = r.add_affine_quantize_ref(xl, ol, *args)
-                got_x = xl.clone()
-                got_q = torch.ops.dwq.add_affine_quantize_.default(got_x, ol, *args)
-                where = f"{shape} bits {bits} {isa} strides {xl.stride()}"
-                assert got_q.dtype == codes_dtype(bits) and got_q.stride() == xl.stride(), where
-                assert torch.equal(got_q, want_q), where
-                _assert_same(got_x, want_x, where)
+            _check_codes_op(torch.ops.dwq.add_affine_quantize_.default, r.add_affine_quantize_ref, x, o,
+                            _affine_args(g, shape[1], bits, relu), f"{shape} bits {bits} {isa}")
 
 
 def test_affine_wrapper_composes_where_the_kernel_does_not_apply(monkeypatch):
