@@ -15,6 +15,9 @@ Program step (JSON)::
 ``args`` name earlier values (``"input"`` is the model input); ``kwargs`` are JSON constants. The
 program is checked when the model is built (names computed before use, one argument per layer call,
 each function's arguments as its torch counterpart takes them, every layer on one precision set).
+It then runs with each residual ``add`` fused with what follows it (its ``relu``, and the quantization
+of the layer that reads the result first: ``IntegerModel._fuse_residuals``), the same values in fewer
+passes over memory; the program itself is not changed.
 """
 import functools
 import inspect
