@@ -1,5 +1,5 @@
 // The float kernels of fake_quant.h / quantizer_fused.h / residual.h, once per instruction set (bodies in
-// float_kernels.inc.h); fake_quant.cpp and quantizer_fused.cpp dispatch on cpu::Isa.
+// float_kernels.inc.h); fake_quant.cpp, quantizer_fused.cpp and residual.cpp dispatch on cpu::Isa.
 #pragma once
 #include <cstdint>
 

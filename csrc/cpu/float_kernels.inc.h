@@ -1,5 +1,5 @@
 // Bodies of the float kernels (fake quantization, ranges, per-channel weight fake quantization,
-// the residual add with its ReLU),
+// the residual add with or without its ReLU),
 // textually included into one namespace per instruction set: float_kernels_scalar.cpp (generic
 // x86-64), float_kernels_avx2.cpp and float_kernels_avx512.cpp (inside their isa_region.h regions,
 // so that the same branch-free loops vectorize 8 or 16 wide; float16 moves in blocks of F16C's
