@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cpu/qgemm.h"
+#include "ops/affine_rows_cpu.h"
 #include "ops/cpu_isa.h"
 #include "ops/qgemm_checks.h"
 
@@ -35,17 +36,6 @@ void check_cpu(const char* op, const char* name, const at::Tensor& t) { qg_check
 
 void check_codes_tensor(const char* op, const char* name, const at::Tensor& t, int64_t dim) {
   qg_check_codes(op, name, t, dim, kCpu);
-}
-
-// Per-tensor scale float32 [1] (finite, > 0) and zero point int32 [1] in 0..2^bits-1.
-float check_scale1(const char* op, const char* name, const at::Tensor& s) {
-  qg_check_scale1_meta(op, name, s, kCpu);
-  return qg_scale1_value(op, name, s);
-}
-
-int32_t check_zp1(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
-  qg_check_zp1_meta(op, name, z, kCpu);
-  return qg_zp1_value(op, name, z, bits);
 }
 
 // Float per-channel vector [N]: contiguous float32 copy; scales must be finite and > 0, affine
@@ -129,8 +119,8 @@ EpilogueArgs make_epilogue(const char* op, float sx, const at::Tensor& w_scale, 
               ": give both out_scale and out_zero_point (requantized output) or neither (float32 output)");
   if (out_scale.has_value()) {
     check_bits(op, "out_bits", out_bits);
-    e.ep.out_scale = check_scale1(op, "out_scale", *out_scale);
-    e.ep.out_zp = check_zp1(op, "out_zero_point", *out_zero_point, out_bits);
+    e.ep.out_scale = qg_scale1(op, "out_scale", *out_scale, kCpu);
+    e.ep.out_zp = qg_zp1(op, "out_zero_point", *out_zero_point, out_bits, kCpu);
     e.ep.out_bits = static_cast<int>(out_bits);
     e.ep.kind = out_bits <= 8 ? cpu::OutKind::codes_u8 : cpu::OutKind::codes_i32;
     e.out_dtype = out_bits <= 8 ? at::kByte : at::kInt;
@@ -148,8 +138,8 @@ at::Tensor quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale, const 
   check_bits(op, "bits", bits);
   check_cpu(op, "x", x);
   TORCH_CHECK(x.scalar_type() == at::kFloat, "dwq.quantize_act: x must be float32, got ", x.scalar_type());
-  const float s = check_scale1(op, "scale", scale);
-  const int32_t z = check_zp1(op, "zero_point", zero_point, bits);
+  const float s = qg_scale1(op, "scale", scale, kCpu);
+  const int32_t z = qg_zp1(op, "zero_point", zero_point, bits, kCpu);
   const Isa isa = current_isa(op);
   const bool u8 = bits <= 8;
   at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
@@ -176,27 +166,16 @@ at::Tensor affine_quantize_act_cpu(const at::Tensor& x, const at::Tensor& scale,
   const char* op = "affine_quantize_act";
   check_cpu(op, "x", x);
   const AffineQuantArgs q = qg_affine_quant_args(op, x, scale, bias, out_scale, out_zero_point, bits);
-  const int64_t C = q.C;
-  const float s = q.scale;
-  const int32_t z = q.zp;
   const Isa isa = current_isa(op);
   const bool u8 = bits <= 8;
   at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
   const AffineLayout l = qg_affine_layout(x);
   at::Tensor dst = out.strides() == l.x.strides() ? out : at::empty_like(l.x, out.options());
-  const int64_t esz = u8 ? 1 : 4, inner = l.inner, rows = inner == 0 ? 0 : l.x.numel() / inner;
-  const float* xp = l.x.data_ptr<float>();
-  char* op_ = static_cast<char*>(dst.data_ptr());
-  cpu::AffineRows a{q.mul.data_ptr<float>(), q.add.data_ptr<float>(), C, 0, l.nhwc, relu};
-  std::atomic<int64_t> nans{0};
-  at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(inner, 1)),
-                   [&](int64_t b, int64_t e) {
-    cpu::AffineRows ab = a;
-    ab.c0 = b % C;  // (the channel of row b in NCHW; unused channels-last)
-    nans += cpu::affine_quantize_act(isa, xp + b * inner, e - b, inner, ab, s, z, static_cast<int>(bits),
-                                     op_ + b * inner * esz, u8);
-  });
-  TORCH_CHECK(nans.load() == 0, "dwq.affine_quantize_act: x * scale + bias has ", nans.load(),
+  const int64_t rows = l.inner == 0 ? 0 : l.x.numel() / l.inner;
+  const cpu::AffineRows a{q.mul.data_ptr<float>(), q.add.data_ptr<float>(), q.C, 0, l.nhwc, relu};
+  const int64_t nans = affine_quantize_rows_cpu(isa, l.x.data_ptr<float>(), nullptr, rows, l.inner, a, q.scale, q.zp,
+                                                static_cast<int>(bits), static_cast<char*>(dst.data_ptr()), u8);
+  TORCH_CHECK(nans == 0, "dwq.affine_quantize_act: x * scale + bias has ", nans,
               " NaN value(s) (NaN in x, or inf * 0); NaN has no code");
   if (!dst.is_same(out)) out.copy_(dst);
   return out;
@@ -242,7 +221,7 @@ cpu::ActSource gemm_source(const char* op, const at::Tensor& x, const at::Tensor
   a.x = x.data_ptr();
   a.is_u8 = x.scalar_type() == at::kByte;
   a.bits = static_cast<int>(x_bits);
-  a.zx = check_zp1(op, "x_zero_point", x_zero_point, x_bits);
+  a.zx = qg_zp1(op, "x_zero_point", x_zero_point, x_bits, kCpu);
   a.sm = x.stride(0);
   a.sk = x.stride(1);
   return a;
@@ -270,7 +249,7 @@ at::Tensor qlinear_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at:
   const char* op = "qlinear";
   const Weight w = check_packed(op, w_packed);
   const cpu::ActSource a = gemm_source(op, x, x_zero_point, x_bits, w);
-  const float sx = check_scale1(op, "x_scale", x_scale);
+  const float sx = qg_scale1(op, "x_scale", x_scale, kCpu);
   EpilogueArgs e = make_epilogue(op, sx, w_scale, w.view.N, affine_scale, affine_bias, relu, out_scale, out_zero_point,
                                  out_bits);
   const Isa isa = current_isa(op);
@@ -305,7 +284,7 @@ ConvGeom conv_source(const char* op, const at::Tensor& x, const at::Tensor& x_ze
   a.x = x.data_ptr();
   a.is_u8 = x.scalar_type() == at::kByte;
   a.bits = static_cast<int>(x_bits);
-  a.zx = check_zp1(op, "x_zero_point", x_zero_point, x_bits);
+  a.zx = qg_zp1(op, "x_zero_point", x_zero_point, x_bits, kCpu);
   a.is_conv = true;
   a.batch = B;
   a.H = H;
@@ -358,7 +337,7 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at:
   const char* op = "qconv2d";
   const Weight w = check_packed(op, w_packed);
   const ConvGeom g = conv_source(op, x, x_zero_point, x_bits, w, kernel_size, stride, padding);
-  const float sx = check_scale1(op, "x_scale", x_scale);
+  const float sx = qg_scale1(op, "x_scale", x_scale, kCpu);
   const int64_t N = w.view.N;
   EpilogueArgs e = make_epilogue(op, sx, w_scale, N, affine_scale, affine_bias, relu, out_scale, out_zero_point, out_bits);
   const Isa isa = current_isa(op);

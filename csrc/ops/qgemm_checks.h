@@ -75,6 +75,17 @@ inline int32_t qg_zp1_value(const char* op, const char* name, const at::Tensor& 
   return v;
 }
 
+// Both checks of a per-tensor scale and zero point, and their values (the CPU ops' arguments).
+inline float qg_scale1(const char* op, const char* name, const at::Tensor& s, const at::Device& device) {
+  qg_check_scale1_meta(op, name, s, device);
+  return qg_scale1_value(op, name, s);
+}
+
+inline int32_t qg_zp1(const char* op, const char* name, const at::Tensor& z, int64_t bits, const at::Device& device) {
+  qg_check_zp1_meta(op, name, z, device);
+  return qg_zp1_value(op, name, z, bits);
+}
+
 // Per-output-channel float32 vector [N] on `device`.
 inline void qg_check_vec_meta(const char* op, const char* name, const at::Tensor& t, int64_t N,
                               const at::Device& device) {

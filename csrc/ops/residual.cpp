@@ -9,6 +9,7 @@
 
 #include "cpu/qgemm.h"
 #include "cpu/residual.h"
+#include "ops/affine_rows_cpu.h"
 #include "ops/cpu_isa.h"
 #include "ops/qgemm_checks.h"
 #include "ops/residual_checks.h"
@@ -35,10 +36,8 @@ at::Tensor add_relu_quantize_cpu(at::Tensor& x, const at::Tensor& other, const a
   const char* op = "add_relu_quantize_";
   check_add_relu_args(x, other, op);
   qg_check_bits(op, "bits", bits);
-  qg_check_scale1_meta(op, "scale", scale, x.device());
-  qg_check_zp1_meta(op, "zero_point", zero_point, x.device());
-  const float s = qg_scale1_value(op, "scale", scale);
-  const int32_t z = qg_zp1_value(op, "zero_point", zero_point, bits);
+  const float s = qg_scale1(op, "scale", scale, x.device());
+  const int32_t z = qg_zp1(op, "zero_point", zero_point, bits, x.device());
   const bool u8 = bits <= 8;
   at::Tensor codes = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));  // (x's strides: x is dense)
   if (x.numel() == 0) return codes;
@@ -63,9 +62,9 @@ at::Tensor add_relu_quantize_cpu(at::Tensor& x, const at::Tensor& other, const a
   return codes;
 }
 
-// add_to, then affine_quantize_act of the new x, block by block of rows: each block's sums are written
-// to x and, while in L1, go through the next block's batch norm (+ ReLU) and quantization. x is NCHW
-// or channels-last (updated in place, so it is not copied into either).
+// add_to, then affine_quantize_act of the new x, block by block of rows (affine_rows_cpu.h): each block's
+// sums are written to x and, while in L1, go through the next block's batch norm (+ ReLU) and
+// quantization. x is NCHW or channels-last (updated in place, so it is not copied into either).
 at::Tensor add_affine_quantize_cpu(at::Tensor& x, const at::Tensor& other, const at::Tensor& scale,
                                    const at::Tensor& bias, bool relu, const at::Tensor& out_scale,
                                    const at::Tensor& out_zero_point, int64_t bits) {
@@ -78,27 +77,11 @@ at::Tensor add_affine_quantize_cpu(at::Tensor& x, const at::Tensor& other, const
   const bool u8 = bits <= 8;
   at::Tensor codes = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));  // (x's strides: x is dense)
   if (x.numel() == 0) return codes;
-  const cpu::Isa isa = current_isa(op);
-  const int64_t inner = l.inner, rows = x.numel() / inner, esz = u8 ? 1 : 4;
-  const int64_t block = std::max<int64_t>(1, 2048 / inner);  // rows a block
-  float* xp = x.data_ptr<float>();
-  const float* bp = other.const_data_ptr<float>();
-  char* out = static_cast<char*>(codes.data_ptr());
   const cpu::AffineRows a{q.mul.data_ptr<float>(), q.add.data_ptr<float>(), q.C, 0, l.nhwc, relu};
-  std::atomic<int64_t> nans{0};
-  at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / inner), [&](int64_t begin, int64_t end) {
-    int64_t n = 0;
-    for (int64_t r = begin; r < end; r += block) {
-      const int64_t cnt = std::min(block, end - r);
-      cpu::add_to(isa, xp + r * inner, bp + r * inner, cnt * inner);
-      cpu::AffineRows ab = a;
-      ab.c0 = r % q.C;  // (the channel of row r in NCHW; unused channels-last)
-      n += cpu::affine_quantize_act(isa, xp + r * inner, cnt, inner, ab, q.scale, q.zp, static_cast<int>(bits),
-                                    out + r * inner * esz, u8);
-    }
-    nans += n;
-  });
-  TORCH_CHECK(nans.load() == 0, "dwq.add_affine_quantize_: (x + other) * scale + bias has ", nans.load(),
+  const int64_t nans = affine_quantize_rows_cpu(current_isa(op), x.data_ptr<float>(), other.const_data_ptr<float>(),
+                                                x.numel() / l.inner, l.inner, a, q.scale, q.zp, static_cast<int>(bits),
+                                                static_cast<char*>(codes.data_ptr()), u8);
+  TORCH_CHECK(nans == 0, "dwq.add_affine_quantize_: (x + other) * scale + bias has ", nans,
               " NaN value(s); NaN has no code");
   return codes;
 }
