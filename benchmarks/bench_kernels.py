@@ -8,7 +8,7 @@ Shapes: GEMM (M, N, K) 1024x1024x1024, 4096x512x1152, 32x4096x4096; the 3x3 conv
 PreActResNet18 on 32x32 inputs at batch 1 and 32. ``--quick`` (< 3 min on 2 cores) times bits
 2, 4, 8, 12, 16 and four of the convolutions. Every dwq result is checked against the int64
 reference on a slice before it is timed. All candidates of a shape, the Brevitas layers included, are
-timed in one round robin (dwq.deploy.time_round_robin). Records (records.record):
+timed in one round robin (dwq.deploy.time_round_robin), each call warm (right after one of its own). Records (records.record):
 ``{"op", "shape", "bits", "impl", "median_ms", "min_ms"}`` with impl in dwq, torch_fp32 (the faster
 layout by median; its min_ms is that layout's), torch_int_mm, torch_qlinear, torch_qconv, brevitas
 (fp32 baselines record bits 32, int8 ones bits 8). The machine is shared: compare ratios measured
@@ -40,9 +40,12 @@ QUICK_CONVS = [(64, 64, 32, 1), (128, 128, 16, 1), (256, 256, 8, 1), (512, 512, 
 
 def time_round_robin(cands, budget_s=1.5, min_reps=7, max_reps=60):
     """Times every (impl, bits, fn) of one shape with dwq.deploy.time_round_robin (in turn, repetition
-    by repetition, each round starting one candidate later, so that all of them see the same load of a
-    shared machine). Returns [(impl, bits, median_ms, min_ms)]."""
-    timed = deploy_time_round_robin({(impl, bits): fn for impl, bits, fn in cands}, budget_s, min_reps, max_reps)
+    by repetition, each round in a new random order, so that all of them see the same load of a shared
+    machine), warm: each timed call right after an untimed one of the same candidate, so that none is
+    timed on the caches and clock an fp32 or Brevitas candidate left (which made torch's int8 conv up
+    to 2x slower here). Returns [(impl, bits, median_ms, min_ms)]."""
+    timed = deploy_time_round_robin({(impl, bits): fn for impl, bits, fn in cands}, budget_s, min_reps, max_reps,
+                                    warm=True)
     return [(impl, bits, t["median_ms"], t["min_ms"]) for (impl, bits), t in timed.items()]
 
 

@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dwq  # noqa: E402
 from dwq._errors import typed_first_line  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
+from dwq.deploy.timing import round_orders  # noqa: E402
 from dwq.models import preact_resnet18  # noqa: E402
 from dwq.nn import QConv2d, QLinear  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
@@ -64,17 +65,16 @@ def sync(device):
 
 
 def time_pair(fns, device, reps, warmup):
-    """Median / best ms of each fn, interleaved rep by rep (same load for all); each rep starts one fn
-    later, so that none always runs after the same one (as dwq.deploy.time_round_robin: the caches the
+    """Median / best ms of each fn, interleaved rep by rep (same load for all), each rep in a new random
+    order (dwq.deploy.timing.round_orders), so that none always runs after the same one (the caches the
     previous call leaves cost the next up to 28% on small shapes)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     sync(device)
     times = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(reps):
-        for k in names[r % len(names):] + names[:r % len(names)]:
+    for order in round_orders(fns, reps):
+        for k in order:
             fn = fns[k]
             if device.type == "cuda":
                 a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -124,14 +124,21 @@ def test_profile_refuses_an_integer_model():
         profile(im, (1, 1, 28, 28))
 
 
-def test_round_robin_rotates_which_function_runs_first():
-    """A fixed order made whichever function ran after the baselines 8-28% slower on small shapes."""
-    from dwq.deploy.timing import time_round_robin
+def test_round_robin_varies_which_function_runs_before_which():
+    """A rotated fixed order gave each function the same predecessor in all but one slot a round, and
+    torch's int8 conv, always after an fp32 conv, was timed 2x slower than alone."""
+    from dwq.deploy.timing import round_orders, time_round_robin
 
     calls = []
-    out = time_round_robin({k: (lambda k=k: calls.append(k)) for k in "abc"}, budget_s=0.0, min_reps=3, max_reps=3)
-    assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then three rounds
-    assert all(r["reps"] == 3 for r in out.values())
+    out = time_round_robin({k: (lambda k=k: calls.append(k)) for k in "abcd"}, budget_s=0.0, min_reps=12, max_reps=12)
+    assert calls[:4] == list("abcd") and all(r["reps"] == 12 for r in out.values())  # warm-up, then 12 rounds
+    rounds = [calls[4 + 4 * i: 8 + 4 * i] for i in range(12)]
+    assert rounds == list(round_orders("abcd", 12)) and all(sorted(r) == list("abcd") for r in rounds)
+    before_b = {r[r.index("b") - 1] for r in rounds if r[0] != "b"}
+    assert len(before_b) == 3, before_b  # every other function ran right before b in some round
+    calls.clear()
+    time_round_robin({k: (lambda k=k: calls.append(k)) for k in "ab"}, budget_s=0.0, min_reps=2, max_reps=2, warm=True)
+    assert calls[2:] == [k for r in round_orders("ab", 2) for k in (r[0], r[0], r[1], r[1])]  # each timed call warm
 
 
 def test_record_bits_round_trips_through_latency_from_records():

@@ -1,5 +1,6 @@
 """Whole-model latency: every candidate timed in turn, repetition by repetition, so that all of them see
 the same load of a shared machine (compare ratios measured in one run, not absolute times)."""
+import random
 import statistics
 import time
 from typing import Callable, Dict, Optional, Sequence
@@ -10,33 +11,43 @@ from dwq.nn.modes import kept_modes
 from dwq.nn.control import precision
 from dwq.quant.precision import precision_list, precision_name
 
-__all__ = ["time_round_robin", "latency_per_precision"]
+__all__ = ["round_orders", "time_round_robin", "latency_per_precision"]
+
+
+def round_orders(names: Sequence, rounds: int, seed: int = 0):
+    """One order of ``names`` per round, each a permutation drawn from a generator seeded with ``seed``.
+    Rotating one fixed order (start one later each round) keeps each name's predecessor the same in
+    all but one position a round, and the predecessor's caches and clock (an fp32 conv before torch's
+    int8 conv: 1.02 -> 2.05 ms) then bias one candidate in every round."""
+    rng = random.Random(seed)
+    names = list(names)
+    for _ in range(rounds):
+        yield rng.sample(names, len(names))
 
 
 def time_round_robin(fns: Dict[str, Callable[[], object]], budget_s: float = 1.0, min_reps: int = 3,
-                     max_reps: int = 50) -> Dict[str, dict]:
+                     max_reps: int = 50, warm: bool = False) -> Dict[str, dict]:
     """``{name: {"median_ms", "min_ms", "reps"}}``: one warm-up call each, then rounds over all ``fns``
-    until ``min_reps`` rounds are done and ``budget_s`` has passed (at most ``max_reps`` rounds). Each
-    round starts one function later, so that none always runs after the same one (the caches it
-    leaves cost the next one up to 28% on small shapes). A function that launches GPU work must wait
-    for it itself (as :func:`latency_per_precision` does)."""
+    until ``min_reps`` rounds are done and ``budget_s`` has passed (at most ``max_reps`` rounds), each
+    round in a new random order (:func:`round_orders`), so that all see the same load of a shared
+    machine and none always runs after the same one. ``warm``: each timed call comes right after an
+    untimed call of the same function, so that it meets its own caches and clock, not those the
+    previous candidate left (a kernel's latency in a loop; whole models are timed cold). A function
+    that launches GPU work must wait for it itself (as :func:`latency_per_precision` does)."""
     if not fns:
         raise ValueError("time_round_robin: nothing to time (no functions given)")
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
     t_end = time.perf_counter() + budget_s
-    names = list(fns)
-    rnd = 0
-    while True:
-        for j in range(len(names)):
-            k = names[(rnd + j) % len(names)]
+    for n, order in enumerate(round_orders(fns, max_reps), 1):
+        for k in order:
+            if warm:
+                fns[k]()
             t0 = time.perf_counter()
             fns[k]()
             times[k].append((time.perf_counter() - t0) * 1e3)
-        rnd += 1
-        n = len(next(iter(times.values())))
-        if n >= max_reps or (n >= min_reps and time.perf_counter() >= t_end):
+        if n >= min_reps and time.perf_counter() >= t_end:
             break
     return {k: {"median_ms": statistics.median(v), "min_ms": min(v), "reps": len(v)} for k, v in times.items()}
 
