@@ -287,6 +287,20 @@ def test_amx_in_place_conv_before_and_after_are_the_records():
     assert f"(1024³: {old[g][1]:.2f}× at cda3350, {new[g][1]:.2f}× here)" in text
 
 
+def test_amx_warm_table_is_the_records():
+    """The README's "Timed warm" table: results_amx_warm_quick_1thread.json's medians and ratios."""
+    recs = json.loads((ROOT / "benchmarks" / "results_amx_warm_quick_1thread.json").read_text())
+    best = _best_int8_rows("results_amx_warm_quick_1thread.json")
+    readme = (ROOT / "README.md").read_text()
+    for (op, shape), (best_ms, int8_best, fp32, r16) in best.items():
+        ms = {(r["impl"], r["bits"]): r["median_ms"] for r in recs if (r["op"], r["shape"]) == (op, shape)}
+        int8 = min(v for (impl, _), v in ms.items() if impl in ("torch_int_mm", "torch_qlinear", "torch_qconv"))
+        sh = shape.replace("x", "×").replace("->", "→").replace(" s1", "")
+        row = (f"| {op} | {sh} | {int8:.3f} | {ms[('dwq', 8)]:.3f} | {int8 / ms[('dwq', 8)]:.2f}× | {int8_best:.2f}× | "
+               f"{fp32:.2f}× | {r16:.2f} |")
+        assert row in readme, row
+
+
 def test_affine_table_is_the_records():
     """README's affine_quantize_act table and benchmarks/README's ratios are results_cpu_affine.json's."""
     records = json.loads((ROOT / "benchmarks" / "results_cpu_affine.json").read_text())
