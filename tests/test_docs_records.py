@@ -301,6 +301,16 @@ def test_amx_warm_table_is_the_records():
         assert row in readme, row
 
 
+def test_random_order_train_step_sentence_is_the_records():
+    """The README's RPT-step ratios at 0ea124b (random order each repetition) from their records."""
+    recs = json.loads((ROOT / "benchmarks" / "results_train_cpu_step_0ea124b.json").read_text())
+    ms = {(r["mode"], r["impl"]): r["median_ms"] for r in recs}
+    fp32, amp = ms[("fp32", "rpt")] / ms[("fp32", "float")], ms[("amp", "rpt")] / ms[("amp", "float")]
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"{fp32:.2f}×, and {amp:.2f}× under bfloat16 autocast, at 0ea124b with a random order each repetition"
+            in text), (fp32, amp)
+
+
 def test_affine_table_is_the_records():
     """README's affine_quantize_act table and benchmarks/README's ratios are results_cpu_affine.json's."""
     records = json.loads((ROOT / "benchmarks" / "results_cpu_affine.json").read_text())
