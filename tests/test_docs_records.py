@@ -299,6 +299,16 @@ def test_amx_warm_table_is_the_records():
         row = (f"| {op} | {sh} | {int8:.3f} | {ms[('dwq', 8)]:.3f} | {int8 / ms[('dwq', 8)]:.2f}× | {int8_best:.2f}× | "
                f"{fp32:.2f}× | {r16:.2f} |")
         assert row in readme, row
+    # the spreads the paragraph after it quotes, of both runs
+    text = " ".join(readme.split())
+    for name, quoted in (("results_amx_warm_quick_1thread.json", ("0.76–0.84×", "1.41–2.38×", "1.10–2.03×")),
+                         ("results_amx_warm_quick_1thread_rerun.json", ("0.72–0.75×", "1.41–2.22×", "1.12–2.07×"))):
+        r = {k: v[1] for k, v in _best_int8_rows(name).items()}
+        groups = ([v for k, v in r.items() if k[1].startswith("b32") and "512->512" not in k[1]],
+                  [v for k, v in r.items() if k[0] == "conv3x3" and (k[1].startswith("b1 ") or "512->512" in k[1])],
+                  [v for k, v in r.items() if k[0] == "gemm"])
+        for g, q in zip(groups, quoted):
+            assert f"{min(g):.2f}–{max(g):.2f}×" == q and q in text, (name, q)
 
 
 def test_random_order_train_step_sentence_is_the_records():
