@@ -102,11 +102,11 @@ TORCH_LIBRARY(dwq, m) {
   m.def("add_relu_(Tensor(a!) x, Tensor other) -> ()");
   // add_relu_, then quantize_act of the new x (scale float32 [1], zero_point int32 [1], bits 2..16) in the
   // same pass: a residual block's output and the next quantized layer's input codes (x's strides).
-  // CPU only: dwq.ops.add_relu_quantize_ composes add_relu_ and quantize_act elsewhere.
+  // CPU: csrc/ops/residual.cpp; CUDA: csrc/cuda/qgemm.cu.
   m.def("add_relu_quantize_(Tensor(a!) x, Tensor other, Tensor scale, Tensor zero_point, int bits) -> Tensor");
   // x += other in place, then affine_quantize_act of the new x (the next pre-activation block's batch
-  // norm, its ReLU and its quantization) in the same pass; x NCHW or channels-last. CPU only: the
-  // wrapper composes add_ and affine_quantize_act elsewhere.
+  // norm, its ReLU and its quantization) in the same pass; x NCHW or channels-last. CPU:
+  // csrc/ops/residual.cpp; CUDA: csrc/cuda/qgemm.cu.
   m.def("add_affine_quantize_(Tensor(a!) x, Tensor other, Tensor scale, Tensor bias, bool relu, Tensor out_scale, "
         "Tensor out_zero_point, int bits) -> Tensor");
   // w_codes [N, K] uint8/int32, zero_point int32 [N] -> opaque packed weight int8 [N, P]. kernel_size

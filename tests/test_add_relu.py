@@ -1,7 +1,8 @@
 """dwq.ops.add_relu_ (a ResNet block's residual add and ReLU in one pass), add_relu_quantize_ (and the
 next layer's input codes in that pass), add_affine_quantize_ (a pre-activation block's add and the
 next block's batch norm, ReLU and codes) and the integer model's use of them. The kernels equal
-torch.relu(x + other) (or x + other) and quantize_act's (affine_quantize_act's) codes on every CPU ISA: tails, chunk and thread splits, NaN,
+torch.relu(x + other) (or x + other) and quantize_act's (affine_quantize_act's) codes on every CPU ISA
+and on CUDA: tails, chunk and thread splits, NaN,
 inf, -0, an aliased other; the wrappers compose torch ops for what the kernels do not take; the ops
 refuse bad input by name; opcheck. IntegerModel runs an add that only the next relu reads as one
 step, handing a quantized reader its codes, with the logits (and gradients) of the program step by
@@ -156,7 +157,7 @@ def test_cuda_kernel_equals_relu_of_the_sum():
     with pytest.raises(RuntimeError, match="refer to a single memory location"):
         t = torch.zeros(9, device="cuda")
         torch.ops.dwq.add_relu_.default(t[:8], t[1:9])
-    # add_relu_quantize_ composes the CUDA add_relu_ and quantize_act kernels there
+    # the wrappers reach the quantizing ops' CUDA kernels (test_cuda_quantizing_kernels_... below)
     qp = (torch.tensor([0.05]), torch.tensor([3], dtype=torch.int32), 8)
     a, b = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
     want_x, want_q = r.add_relu_quantize_ref(a, b, *qp)
@@ -309,6 +310,58 @@ def test_affine_opcheck():
         for bits in (4, 12):
             torch.library.opcheck(torch.ops.dwq.add_affine_quantize_.default,
                                   (xl.clone(), torch.randn_like(xl), *args, bits))
+
+
+@needs_ext
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_quantizing_kernels_equal_the_reference():
+    """add_relu_quantize_ and add_affine_quantize_ in one launch each on CUDA: x and the codes of the
+    reference, NCHW and channels-last, codes of 8 and 16 bits; NaN, devices and layouts refused."""
+    g = torch.Generator().manual_seed(8)
+
+    def cuda(args):
+        return tuple(t.cuda() if torch.is_tensor(t) else t for t in args)
+
+    for shape in [(1,), (4099,), (2, 3, 5, 7), (4, 64, 8, 8), (3, 2, 130, 130), (0, 4, 2, 2)]:
+        for bits in (2, 8, 9, 16):
+            x, o = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g)
+            layouts = [(x, o)] + ([tuple(t.contiguous(memory_format=torch.channels_last) for t in (x, o))]
+                                  if x.dim() == 4 else [])
+            for xl, ol in layouts:
+                for op, ref, args in ((torch.ops.dwq.add_relu_quantize_.default, r.add_relu_quantize_ref,
+                                       _qparams(g, bits)),
+                                      (torch.ops.dwq.add_affine_quantize_.default, r.add_affine_quantize_ref,
+                                       _affine_args(g, shape[1] if len(shape) > 1 else 1, bits, bits != 9))):
+                    if op is torch.ops.dwq.add_affine_quantize_.default and xl.dim() == 1:
+                        continue
+                    want_x, want_q = ref(xl, ol, *args)
+                    got_x = xl.cuda()
+                    got_q = op(got_x, ol.cuda(), *cuda(args))
+                    at = f"{op} {shape} bits {bits} strides {xl.stride()}"
+                    assert got_q.stride() == xl.stride() and torch.equal(got_q.cpu(), want_q), at
+                    _assert_same(got_x.cpu(), want_x, at)
+    x = torch.randn(2, 3, 4, 5, device="cuda").contiguous(memory_format=torch.channels_last)
+    qp = cuda((torch.tensor([0.05]), torch.tensor([3], dtype=torch.int32)))
+    aff = cuda((torch.rand(3) + 0.5, torch.randn(3), True)) + qp
+    for bits in (4, 12):
+        torch.library.opcheck(torch.ops.dwq.add_relu_quantize_.default, (x.clone(), torch.randn_like(x), *qp, bits))
+        torch.library.opcheck(torch.ops.dwq.add_affine_quantize_.default, (x.clone(), torch.randn_like(x), *aff, bits))
+    bad = x.clone()
+    bad[0, 1, 0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match=r"relu\(x \+ other\) has 1 NaN"):
+        torch.ops.dwq.add_relu_quantize_.default(bad.clone(), torch.zeros_like(x), *qp, 8)
+    with pytest.raises(RuntimeError, match=r"\(x \+ other\) \* scale \+ bias has 1 NaN"):
+        torch.ops.dwq.add_affine_quantize_.default(bad.clone(), torch.zeros_like(x), *aff, 8)
+    with pytest.raises(RuntimeError, match="out_scale must be finite and > 0"):
+        torch.ops.dwq.add_affine_quantize_.default(x.clone(), torch.zeros_like(x), *aff[:3],
+                                                   torch.tensor([0.0], device="cuda"), qp[1], 8)
+    with pytest.raises(RuntimeError, match="other must be on cuda:0 like x, got cpu"):
+        torch.ops.dwq.add_relu_quantize_.default(x.clone(), torch.zeros(x.shape), *qp, 8)
+    with pytest.raises(RuntimeError, match="scale must be on cuda:0"):
+        torch.ops.dwq.add_relu_quantize_.default(x.clone(), torch.zeros_like(x), qp[0].cpu(), qp[1], 8)
+    with pytest.raises(RuntimeError, match="must be contiguous or channels-last"):
+        t = x.permute(0, 1, 3, 2)
+        torch.ops.dwq.add_affine_quantize_.default(t, torch.zeros_like(t), *aff, 8)
 
 
 # ------------------------------------------------------------------- the integer model's fused step

@@ -1,5 +1,6 @@
 // CUDA bindings of the true-integer ops (schemas in csrc/ops.cpp; CPU twins in csrc/ops/qgemm.cpp):
-// quantize_act, affine_quantize_act, add_relu_, pack_weight, qgemm_acc, qlinear, qconv2d_acc, qconv2d. Same schemas, results
+// quantize_act, affine_quantize_act, add_relu_, add_relu_quantize_, add_affine_quantize_, pack_weight,
+// qgemm_acc, qlinear, qconv2d_acc, qconv2d. Same schemas, results
 // (bit for bit: arith.h everywhere, exact integer accumulators) and output layouts as the CPU ops.
 //
 // The packed weight is the CPU's blob, byte for byte (pack_weight here writes what the CPU pack
@@ -86,6 +87,48 @@ std::vector<int32_t> read_status(const at::Tensor& status) {
 
 // ---------------------------------------------------------------- quantize_act / pack_weight
 
+// The launches of an op that makes codes elementwise: the device check of its parameters (pc, on
+// `check_blocks` x `check_threads`), kernel(stream, status), then, with value checks on, the
+// read-back (one sync): reread(flags) re-reads a parameter the device flagged, on the host, to raise
+// the CPU op's error; NaN results raise "dwq.<op>: <nan_what> N NaN value(s)<nan_note>; ...".
+template <class Kernel, class Reread>
+void run_codes_op(const char* op, const at::Tensor& x, const cuda::ParamCheck& pc, unsigned check_blocks,
+                  unsigned check_threads, const char* params, const char* nan_what, const char* nan_note,
+                  Kernel&& kernel, Reread&& reread) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  const bool checks = value_checks();
+  at::Tensor status = status_words(checks, x.options());
+  if (checks) {
+    cuda::check_params_kernel<<<check_blocks, check_threads, 0, stream>>>(pc, status.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  kernel(stream, status.data_ptr<int32_t>());
+  if (!checks) return;
+  const std::vector<int32_t> st = read_status(status);
+  reread(st[cuda::kStParamFlags]);
+  TORCH_CHECK(st[cuda::kStParamFlags] == 0, "dwq.", op, ": ", params, " failed its check on the device but passed on "
+              "re-reading: was it modified while the op ran?");
+  TORCH_CHECK(st[cuda::kStNaN] == 0, "dwq.", op, ": ", nan_what, " ", st[cuda::kStNaN], " NaN value(s)", nan_note,
+              "; NaN has no code");
+}
+
+// quantize_act's per-tensor scale and zero point: device copies for the kernels, their device check.
+struct ActQ {
+  at::Tensor sc, zc;
+  cuda::ParamCheck pc;
+  ActQ(const at::Tensor& scale, const at::Tensor& zero_point, int64_t bits)
+      : sc(scale.reshape({1}).contiguous()), zc(zero_point.reshape({1}).contiguous()) {
+    pc.x_scale = sc.data_ptr<float>();
+    pc.x_zp = zc.data_ptr<int32_t>();
+    pc.x_bits = static_cast<int>(bits);
+  }
+  void reread(const char* op, int flags, const at::Tensor& scale, const at::Tensor& zero_point, int64_t bits) const {
+    if (flags & cuda::kBadXScale) qg_scale1_value(op, "scale", scale);
+    if (flags & cuda::kBadXZp) qg_zp1_value(op, "zero_point", zero_point, bits);
+  }
+};
+
 at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t bits) {
   const char* op = "quantize_act";
   qg_check_bits(op, "bits", bits);
@@ -94,42 +137,51 @@ at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const
   qg_check_scale1_meta(op, "scale", scale, x.device());
   qg_check_zp1_meta(op, "zero_point", zero_point, x.device());
   const c10::cuda::CUDAGuard guard(x.device());
-  auto stream = c10::cuda::getCurrentCUDAStream();
   const bool u8 = bits <= 8;
   // Same layout rule as the CPU op: codes in x's memory format.
   at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
   const at::Tensor xc = x.is_non_overlapping_and_dense() ? x : x.contiguous();
   at::Tensor dst = out.strides() == xc.strides() ? out : at::empty_like(xc, out.options());
-  const at::Tensor sc = scale.reshape({1}).contiguous(), zc = zero_point.reshape({1}).contiguous();
-  const bool checks = value_checks();
-  at::Tensor status = status_words(checks, x.options());
-  if (checks) {
-    cuda::ParamCheck pc;
-    pc.x_scale = sc.data_ptr<float>();
-    pc.x_zp = zc.data_ptr<int32_t>();
-    pc.x_bits = static_cast<int>(bits);
-    cuda::check_params_kernel<<<1, 32, 0, stream>>>(pc, status.data_ptr<int32_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  const ActQ q(scale, zero_point, bits);
   const int64_t n = xc.numel();
-  if (n > 0) {
-    cuda::quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
-        xc.data_ptr<float>(), n, sc.data_ptr<float>(), zc.data_ptr<int32_t>(), static_cast<int>(bits), dst.data_ptr(),
-        u8, status.data_ptr<int32_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  if (checks) {
-    const std::vector<int32_t> st = read_status(status);
-    if (st[cuda::kStParamFlags] & cuda::kBadXScale) qg_scale1_value(op, "scale", scale);
-    if (st[cuda::kStParamFlags] & cuda::kBadXZp) qg_zp1_value(op, "zero_point", zero_point, bits);
-    TORCH_CHECK(st[cuda::kStParamFlags] == 0, "dwq.quantize_act: scale or zero_point failed its check on the device "
-                "but passed on re-reading: was it modified while the op ran?");
-    TORCH_CHECK(st[cuda::kStNaN] == 0, "dwq.quantize_act: x contains ", st[cuda::kStNaN],
-                " NaN value(s); NaN has no code");
-  }
+  run_codes_op(op, x, q.pc, 1, 32, "scale or zero_point", "x contains", "",
+               [&](cudaStream_t stream, int32_t* status) {
+                 if (n == 0) return;
+                 cuda::quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
+                     xc.data_ptr<float>(), nullptr, nullptr, n, q.sc.data_ptr<float>(), q.zc.data_ptr<int32_t>(), static_cast<int>(bits),
+                     dst.data_ptr(), u8, status);
+                 C10_CUDA_KERNEL_LAUNCH_CHECK();
+               },
+               [&](int flags) { q.reread(op, flags, scale, zero_point, bits); });
   if (!dst.is_same(out)) out.copy_(dst);
   return out;
 }
+
+// affine_quantize_act's per-channel affine and output quantization: device copies, their device check.
+struct AffineQ {
+  at::Tensor mul, add, sc, zc;
+  cuda::ParamCheck pc;
+  AffineQ(const at::Tensor& scale, const at::Tensor& bias, const at::Tensor& out_scale,
+          const at::Tensor& out_zero_point, int64_t bits, int64_t C)
+      : mul(scale.contiguous()), add(bias.contiguous()), sc(out_scale.reshape({1}).contiguous()),
+        zc(out_zero_point.reshape({1}).contiguous()) {
+    pc.out_scale = sc.data_ptr<float>();
+    pc.out_zp = zc.data_ptr<int32_t>();
+    pc.out_bits = static_cast<int>(bits);
+    pc.aff_scale = mul.data_ptr<float>();
+    pc.aff_bias = add.data_ptr<float>();
+    pc.N = C;
+  }
+  void reread(const char* op, int flags, const at::Tensor& scale, const at::Tensor& bias, const at::Tensor& out_scale,
+              const at::Tensor& out_zero_point, int64_t bits) const {
+    if (flags & cuda::kBadAffScale) qg_vec_values(op, "scale", scale, false);
+    if (flags & cuda::kBadAffBias) qg_vec_values(op, "bias", bias, false);
+    if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", out_scale);
+    if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", out_zero_point, bits);
+  }
+};
+
+constexpr const char* kAffineParams = "scale, bias, out_scale or out_zero_point";
 
 // The CPU op's contract (csrc/ops/qgemm.cpp): codes of relu?(x * scale[c] + bias[c]), c = dim 1, in
 // x's memory format; one launch over NCHW or channels-last x (other layouts are copied to NCHW).
@@ -139,45 +191,23 @@ at::Tensor affine_quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale
   check_cuda_input(op, "x", x);
   const int64_t C = qg_check_affine_meta(op, x, scale, bias, out_scale, out_zero_point, bits);
   const c10::cuda::CUDAGuard guard(x.device());
-  auto stream = c10::cuda::getCurrentCUDAStream();
   const bool u8 = bits <= 8;
   at::Tensor out = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
   const AffineLayout l = qg_affine_layout(x);
   at::Tensor dst = out.strides() == l.x.strides() ? out : at::empty_like(l.x, out.options());
-  const at::Tensor mul = scale.contiguous(), add = bias.contiguous();
-  const at::Tensor sc = out_scale.reshape({1}).contiguous(), zc = out_zero_point.reshape({1}).contiguous();
-  const bool checks = value_checks();
-  at::Tensor status = status_words(checks, x.options());
-  if (checks) {
-    cuda::ParamCheck pc;
-    pc.out_scale = sc.data_ptr<float>();
-    pc.out_zp = zc.data_ptr<int32_t>();
-    pc.out_bits = static_cast<int>(bits);
-    pc.aff_scale = mul.data_ptr<float>();
-    pc.aff_bias = add.data_ptr<float>();
-    pc.N = C;
-    cuda::check_params_kernel<<<blocks_for(C, 256, 1024), 256, 0, stream>>>(pc, status.data_ptr<int32_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  const AffineQ q(scale, bias, out_scale, out_zero_point, bits, C);
   const int64_t n = l.x.numel();
-  if (n > 0) {
-    cuda::affine_quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
-        l.x.data_ptr<float>(), n, l.nhwc ? 1 : l.inner, C, mul.data_ptr<float>(), add.data_ptr<float>(), relu, sc.data_ptr<float>(),
-        zc.data_ptr<int32_t>(), static_cast<int>(bits), dst.data_ptr(), u8, status.data_ptr<int32_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-  if (checks) {
-    const std::vector<int32_t> st = read_status(status);
-    const int flags = st[cuda::kStParamFlags];
-    if (flags & cuda::kBadAffScale) qg_vec_values(op, "scale", scale, false);
-    if (flags & cuda::kBadAffBias) qg_vec_values(op, "bias", bias, false);
-    if (flags & cuda::kBadOutScale) qg_scale1_value(op, "out_scale", out_scale);
-    if (flags & cuda::kBadOutZp) qg_zp1_value(op, "out_zero_point", out_zero_point, bits);
-    TORCH_CHECK(flags == 0, "dwq.affine_quantize_act: scale, bias, out_scale or out_zero_point failed its check on "
-                "the device but passed on re-reading: was it modified while the op ran?");
-    TORCH_CHECK(st[cuda::kStNaN] == 0, "dwq.affine_quantize_act: x * scale + bias has ", st[cuda::kStNaN],
-                " NaN value(s) (NaN in x, or inf * 0); NaN has no code");
-  }
+  run_codes_op(op, x, q.pc, blocks_for(C, 256, 1024), 256, kAffineParams, "x * scale + bias has",
+               " (NaN in x, or inf * 0)",
+               [&](cudaStream_t stream, int32_t* status) {
+                 if (n == 0) return;
+                 cuda::affine_quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
+                     l.x.data_ptr<float>(), nullptr, nullptr, n, l.nhwc ? 1 : l.inner, C, q.mul.data_ptr<float>(),
+                     q.add.data_ptr<float>(), relu, q.sc.data_ptr<float>(), q.zc.data_ptr<int32_t>(),
+                     static_cast<int>(bits), dst.data_ptr(), u8, status);
+                 C10_CUDA_KERNEL_LAUNCH_CHECK();
+               },
+               [&](int flags) { q.reread(op, flags, scale, bias, out_scale, out_zero_point, bits); });
   if (!dst.is_same(out)) out.copy_(dst);
   return out;
 }
@@ -192,6 +222,65 @@ void add_relu_cuda(at::Tensor& x, const at::Tensor& other) {
   cuda::add_relu_kernel<<<blocks_for(n, 256), 256, 0, c10::cuda::getCurrentCUDAStream()>>>(
       x.data_ptr<float>(), other.const_data_ptr<float>(), n);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The CPU op's contract (csrc/ops/residual.cpp): x = relu(x + other) in place, and its codes, in one
+// launch (x dense: the codes take its strides).
+at::Tensor add_relu_quantize_cuda(at::Tensor& x, const at::Tensor& other, const at::Tensor& scale,
+                                  const at::Tensor& zero_point, int64_t bits) {
+  const char* op = "add_relu_quantize_";
+  check_cuda_input(op, "x", x);
+  check_add_relu_args(x, other, op);
+  qg_check_bits(op, "bits", bits);
+  qg_check_scale1_meta(op, "scale", scale, x.device());
+  qg_check_zp1_meta(op, "zero_point", zero_point, x.device());
+  const c10::cuda::CUDAGuard guard(x.device());
+  const bool u8 = bits <= 8;
+  at::Tensor codes = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
+  const ActQ q(scale, zero_point, bits);
+  const int64_t n = x.numel();
+  run_codes_op(op, x, q.pc, 1, 32, "scale or zero_point", "relu(x + other) has", "",
+               [&](cudaStream_t stream, int32_t* status) {
+                 if (n == 0) return;
+                 cuda::quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
+                     x.data_ptr<float>(), other.const_data_ptr<float>(), x.data_ptr<float>(), n, q.sc.data_ptr<float>(),
+                     q.zc.data_ptr<int32_t>(), static_cast<int>(bits), codes.data_ptr(), u8, status);
+                 C10_CUDA_KERNEL_LAUNCH_CHECK();
+               },
+               [&](int flags) { q.reread(op, flags, scale, zero_point, bits); });
+  return codes;
+}
+
+// The CPU op's contract (csrc/ops/residual.cpp): x += other in place, and the codes of
+// relu?(x * scale[c] + bias[c]), in one launch; x NCHW or channels-last (updated in place, so never
+// copied into either).
+at::Tensor add_affine_quantize_cuda(at::Tensor& x, const at::Tensor& other, const at::Tensor& scale,
+                                    const at::Tensor& bias, bool relu, const at::Tensor& out_scale,
+                                    const at::Tensor& out_zero_point, int64_t bits) {
+  const char* op = "add_affine_quantize_";
+  check_cuda_input(op, "x", x);
+  check_add_relu_args(x, other, op);
+  const int64_t C = qg_check_affine_meta(op, x, scale, bias, out_scale, out_zero_point, bits);
+  const AffineLayout l = qg_affine_layout(x);
+  TORCH_CHECK(l.x.is_same(x), "dwq.", op, ": x must be contiguous or channels-last (it is updated in place), got "
+              "strides ", x.strides());
+  const c10::cuda::CUDAGuard guard(x.device());
+  const bool u8 = bits <= 8;
+  at::Tensor codes = at::empty_like(x, x.options().dtype(u8 ? at::kByte : at::kInt));
+  const AffineQ q(scale, bias, out_scale, out_zero_point, bits, C);
+  const int64_t n = x.numel();
+  run_codes_op(op, x, q.pc, blocks_for(C, 256, 1024), 256, kAffineParams, "(x + other) * scale + bias has", "",
+               [&](cudaStream_t stream, int32_t* status) {
+                 if (n == 0) return;
+                 cuda::affine_quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
+                     x.data_ptr<float>(), other.const_data_ptr<float>(), x.data_ptr<float>(), n,
+                     l.nhwc ? 1 : l.inner, C,
+                     q.mul.data_ptr<float>(), q.add.data_ptr<float>(), relu, q.sc.data_ptr<float>(),
+                     q.zc.data_ptr<int32_t>(), static_cast<int>(bits), codes.data_ptr(), u8, status);
+                 C10_CUDA_KERNEL_LAUNCH_CHECK();
+               },
+               [&](int flags) { q.reread(op, flags, scale, bias, out_scale, out_zero_point, bits); });
+  return codes;
 }
 
 at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, int64_t bits,
@@ -830,6 +919,8 @@ TORCH_LIBRARY_IMPL(dwq, CUDA, m) {
   m.impl("quantize_act", &quantize_act_cuda);
   m.impl("affine_quantize_act", &affine_quantize_act_cuda);
   m.impl("add_relu_", &add_relu_cuda);
+  m.impl("add_relu_quantize_", &add_relu_quantize_cuda);
+  m.impl("add_affine_quantize_", &add_affine_quantize_cuda);
   m.impl("pack_weight", &pack_weight_cuda);
   m.impl("qgemm_acc", &qgemm_acc_cuda);
   m.impl("qlinear", &qlinear_cuda);

@@ -1,6 +1,8 @@
 // Elementwise and reduction kernels of the CUDA integer engine (launchers in qgemm.cu):
-//   quantize_act_kernel   float32 -> codes (arith::quantize, NaN counted)
-//   affine_quantize_act_kernel  the same of a per-channel affine (+ ReLU) of the input
+//   quantize_act_kernel   float32 -> codes (arith::quantize, NaN counted), or those of relu(x + b),
+//                         the sum written back too
+//   affine_quantize_act_kernel  the same of a per-channel affine (+ ReLU) of the input, or of the
+//                         input plus a residual (the sum written back too)
 //   add_relu_kernel       a = relu(a + b), a ResNet block's residual add and ReLU in one pass
 //   pack_words_kernel     the packed-weight limb planes, byte for byte the CPU's pack_weight
 //   pack_colsum_kernel    column sums, zero points and the range check of the weight codes
@@ -47,35 +49,52 @@ __device__ __forceinline__ int store_code(float v, int64_t i, float s, float z, 
   return v != v;
 }
 
-// x: float32, n elements in memory order; out: uint8 (out_u8) or int32 codes.
-__global__ void quantize_act_kernel(const float* __restrict__ x, int64_t n, const float* __restrict__ scale,
-                                    const int32_t* __restrict__ zero_point, int bits, void* __restrict__ out,
-                                    bool out_u8, int32_t* __restrict__ status) {
-  const float s = *scale, z = static_cast<float>(*zero_point);
-  const float qm = static_cast<float>(arith::max_code(bits));
-  int nans = 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    nans += store_code(x[i], i, s, z, qm, out, out_u8);
-  if (nans) add_count(status + kStNaN, nans);
-}
-
-// The codes of y = x * mul[c] + add[c] (arith::epilogue's float part), ReLU'd when relu (keeping NaN,
-// which is counted): a folded batch norm, its ReLU and the activation quantization. Value i has
-// channel c = (i / inner) % C: inner = H*W for NCHW, 1 for channels-last.
-__global__ void affine_quantize_act_kernel(const float* __restrict__ x, int64_t n, int64_t inner, int64_t C,
-                                           const float* __restrict__ mul, const float* __restrict__ add, bool relu,
-                                           const float* __restrict__ scale, const int32_t* __restrict__ zero_point,
-                                           int bits, void* __restrict__ out, bool out_u8,
-                                           int32_t* __restrict__ status) {
+// The codes of x (float32, n elements in memory order) into out (uint8 when out_u8, else int32); or,
+// given b, of relu(x[i] + b[i]) (add_relu_kernel's value), written to sum[i] first: a ResNet block's
+// residual add and ReLU and the next layer's quantization in one pass (sum is x, or b, or disjoint
+// from both, so none is __restrict__).
+__global__ void quantize_act_kernel(const float* x, const float* b, float* sum, int64_t n,
+                                    const float* __restrict__ scale, const int32_t* __restrict__ zero_point, int bits,
+                                    void* __restrict__ out, bool out_u8, int32_t* __restrict__ status) {
   const float s = *scale, z = static_cast<float>(*zero_point);
   const float qm = static_cast<float>(arith::max_code(bits));
   int nans = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float v = x[i];
+    if (b != nullptr) {
+      const float y = v + b[i];
+      v = y < 0.f ? 0.f : y;
+      sum[i] = v;
+    }
+    nans += store_code(v, i, s, z, qm, out, out_u8);
+  }
+  if (nans) add_count(status + kStNaN, nans);
+}
+
+// The codes of y = v * mul[c] + add[c] (arith::epilogue's float part), ReLU'd when relu (keeping NaN,
+// which is counted): a folded batch norm, its ReLU and the activation quantization, of v = x[i]; or,
+// given b, of v = x[i] + b[i], written to sum[i] first (a pre-activation block's residual add: sum is
+// x, or b, or disjoint from both, so none is __restrict__). Value i has channel c = (i / inner) % C:
+// inner = H*W for NCHW, 1 for channels-last.
+__global__ void affine_quantize_act_kernel(const float* x, const float* b, float* sum, int64_t n, int64_t inner,
+                                           int64_t C, const float* __restrict__ mul, const float* __restrict__ add,
+                                           bool relu, const float* __restrict__ scale,
+                                           const int32_t* __restrict__ zero_point, int bits, void* __restrict__ out,
+                                           bool out_u8, int32_t* __restrict__ status) {
+  const float s = *scale, z = static_cast<float>(*zero_point);
+  const float qm = static_cast<float>(arith::max_code(bits));
+  int nans = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float v = x[i];
+    if (b != nullptr) {
+      v = v + b[i];
+      sum[i] = v;
+    }
     int64_t r, c;
     divmod(inner == 1 ? i : divmod(i, inner, &r), C, &c);  // (channels-last: one division)
-    float v = arith::epilogue<float, true, false>(x[i], mul[c], add[c]);
-    if (relu && v < 0.f) v = 0.f;
-    nans += store_code(v, i, s, z, qm, out, out_u8);
+    float y = arith::epilogue<float, true, false>(v, mul[c], add[c]);
+    if (relu && y < 0.f) y = 0.f;
+    nans += store_code(y, i, s, z, qm, out, out_u8);
   }
   if (nans) add_count(status + kStNaN, nans);
 }

@@ -10,6 +10,8 @@
 //                                          vs cpu::affine_quantize_act
 //   add_relu_kernel (tails, NaN, inf, -0, b aliasing a)
 //                                          vs cpu::add_relu
+//   quantize_act_kernel, affine_quantize_act_kernel given a residual (NCHW, channels-last, ReLU,
+//     NaN, aliasing)                       vs cpu::add_relu + quantize_act, add_to + affine_quantize_act
 //   pack_words_kernel + pack_colsum_kernel vs the bytes of cpu::pack_weight
 //   act_rows_kernel (with planes, and sums only over uint8 rows read in place), pixel_sums_kernel,
 //     conv_planes_kernel, conv_rowsum_kernel (row sums, planes, range counts)
@@ -291,7 +293,8 @@ static void test_quantize_act() {
     std::vector<int32_t> got(n), want(n);
     std::vector<uint8_t> got8(n), want8(n);
     int32_t status[cuda::kStatusWords] = {};
-    launch(dim3(2), dim3(256), cuda::quantize_act_kernel, const_cast<const float*>(x.data()), n,
+    launch(dim3(2), dim3(256), cuda::quantize_act_kernel, const_cast<const float*>(x.data()),
+           static_cast<const float*>(nullptr), static_cast<float*>(nullptr), n,
            const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits,
            u8 ? static_cast<void*>(got8.data()) : static_cast<void*>(got.data()), u8, status);
     const int64_t nans = cpu::quantize_act(cpu::Isa::scalar, x.data(), n, s, z, bits,
@@ -324,7 +327,8 @@ static void test_affine_quantize_act() {
         int32_t status[cuda::kStatusWords] = {};
         void* g = u8 ? static_cast<void*>(got8.data()) : static_cast<void*>(got.data());
         void* w = u8 ? static_cast<void*>(want8.data()) : static_cast<void*>(want.data());
-        launch(dim3(3), dim3(128), cuda::affine_quantize_act_kernel, const_cast<const float*>(x.data()), n,
+        launch(dim3(3), dim3(128), cuda::affine_quantize_act_kernel, const_cast<const float*>(x.data()),
+               static_cast<const float*>(nullptr), static_cast<float*>(nullptr), n,
                nhwc ? int64_t{1} : HW, C, const_cast<const float*>(mul.data()), const_cast<const float*>(add.data()),
                relu, const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits, g, u8, status);
         cpu::AffineRows a{mul.data(), add.data(), C, 0, nhwc, relu};
@@ -355,6 +359,62 @@ static void test_add_relu() {
     cpu::add_relu(cpu::Isa::scalar, want.data(), alias ? want.data() : b.data(), n);
     CHECK(std::memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "add_relu differs (n %lld, alias %d)",
           (long long)n, int(alias));
+  }
+}
+
+// quantize_act_kernel given b against the CPU engine's add_relu then quantize_act (the CPU op's
+// chunks), and affine_quantize_act_kernel given b against add_to then affine_quantize_act: the
+// updated a and the codes bit for bit, NaN counted (kept by the ReLU), NCHW and channels-last, b
+// aliasing a.
+static void test_add_quantize() {
+  for (int bits : {2, 8, 9, 16}) {
+    for (int rep = 0; rep < 4; ++rep) {
+      const bool nhwc = rep % 2 == 1, relu = rep != 2, alias = rep == 3, u8 = bits <= 8;
+      const int64_t B = rint(1, 3), C = rint(1, 40), HW = rint(1, 30), n = B * C * HW;
+      std::vector<float> a(n), b(n), mul(C), add(C);
+      for (int64_t i = 0; i < n; ++i) {
+        a[i] = i % 53 == 9 ? std::nanf("") : i % 43 == 11 ? -0.f : rnorm();
+        b[i] = i % 31 == 3 ? -INFINITY : i % 43 == 11 ? -0.f : rnorm();
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        mul[c] = rnorm();
+        add[c] = rnorm();
+      }
+      const float s = 0.06f;
+      const int32_t z = static_cast<int32_t>(arith::max_code(bits) / 3);
+      std::vector<int32_t> got(n), want(n);
+      std::vector<uint8_t> got8(n), want8(n);
+      void* g = u8 ? static_cast<void*>(got8.data()) : static_cast<void*>(got.data());
+      void* w = u8 ? static_cast<void*>(want8.data()) : static_cast<void*>(want.data());
+      for (bool affine : {false, true}) {
+        std::vector<float> ga = a, wa = a;
+        const float* gb = alias ? ga.data() : b.data();
+        const float* wb = alias ? wa.data() : b.data();
+        int32_t status[cuda::kStatusWords] = {};
+        int64_t nans;
+        if (affine) {
+          launch(dim3(3), dim3(128), cuda::affine_quantize_act_kernel, const_cast<const float*>(ga.data()), gb,
+                 ga.data(), n, nhwc ? int64_t{1} : HW, C,
+                 const_cast<const float*>(mul.data()), const_cast<const float*>(add.data()), relu,
+                 const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits, g, u8, status);
+          cpu::add_to(cpu::Isa::scalar, wa.data(), wb, n);
+          cpu::AffineRows r{mul.data(), add.data(), C, 0, nhwc, relu};
+          nans = cpu::affine_quantize_act(cpu::Isa::scalar, wa.data(), nhwc ? B * HW : B * C, nhwc ? C : HW, r, s, z,
+                                          bits, w, u8);
+        } else {
+          launch(dim3(2), dim3(128), cuda::quantize_act_kernel, const_cast<const float*>(ga.data()), gb, ga.data(), n,
+                 const_cast<const float*>(&s),
+                 const_cast<const int32_t*>(&z), bits, g, u8, status);
+          cpu::add_relu(cpu::Isa::scalar, wa.data(), wb, n);
+          nans = cpu::quantize_act(cpu::Isa::scalar, wa.data(), n, s, z, bits, w, u8);
+        }
+        CHECK(std::memcmp(ga.data(), wa.data(), n * sizeof(float)) == 0 && got == want && got8 == want8,
+              "add_%s_quantize differs (bits %d, nhwc %d, relu %d, alias %d)", affine ? "affine" : "relu", bits,
+              int(nhwc), int(relu), int(alias));
+        CHECK(status[cuda::kStNaN] == nans && nans > 0, "add_%s_quantize NaN count %d, want %lld",
+              affine ? "affine" : "relu", status[cuda::kStNaN], (long long)nans);
+      }
+    }
   }
 }
 
@@ -685,6 +745,7 @@ int main() {
   test_quantize_act();
   test_affine_quantize_act();
   test_add_relu();
+  test_add_quantize();
   test_status_counts_saturate();
   test_pack();
   test_act_rows();

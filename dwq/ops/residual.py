@@ -48,8 +48,8 @@ def add_relu_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor
                        bits: int) -> torch.Tensor:
     """``x = relu(x + other)`` in place; returns ``quantize_act(x, scale, zero_point, bits)``.
 
-    One pass on the CPU kernel, under the conditions of :func:`add_relu_` (each chunk is quantized
-    while it is in cache); elsewhere ``add_relu_`` then ``quantize_act``. NaN in the result is an
+    One pass on the CPU kernel (each chunk is quantized while it is in cache) or the CUDA one, under
+    the conditions of :func:`add_relu_`; elsewhere ``add_relu_`` then ``quantize_act``. NaN in the result is an
     error, as in quantize_act (x is updated first, as there).
     """
     if _kernel_takes(x, other) and has_kernel("add_relu_quantize_", x.device.type):
@@ -70,9 +70,9 @@ def add_affine_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tens
     out_zero_point, bits)``: a pre-activation block's residual add and the next block's batch norm,
     ReLU and quantization.
 
-    One pass on the CPU kernel, under the conditions of :func:`add_relu_` (blocks of rows go through
-    the affine and the quantization while in cache); elsewhere ``x.add_(other)`` then
-    ``affine_quantize_act``. NaN in the affine's result is an error (x is updated first).
+    One pass on the CPU kernel (blocks of rows go through the affine and the quantization while in
+    cache) or the CUDA one, under the conditions of :func:`add_relu_`; elsewhere ``x.add_(other)``
+    then ``affine_quantize_act``. NaN in the affine's result is an error (x is updated first).
     """
     if _kernel_takes(x, other) and has_kernel("add_affine_quantize_", x.device.type):
         return torch.ops.dwq.add_affine_quantize_.default(x, other, scale, bias, relu, out_scale, out_zero_point, bits)
