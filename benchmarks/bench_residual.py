@@ -1,7 +1,9 @@
 """A ResNet block's residual add and ReLU, fused against composed (CPU): ``dwq.ops.add_relu_`` (one
 pass) against ``x.add_(other).relu_()`` (what an integer model ran before), and
 ``dwq.ops.add_relu_quantize_`` (also the next layer's input codes, in that pass) against that and
-``quantize_act``, alone on ResNet-50's residual shapes; ``dwq.ops.add_affine_quantize_`` (a
+``quantize_act``, alone on ResNet-50's residual shapes; ``dwq.ops.qconv2d_residual`` (the block's last
+conv with the add, ReLU and codes in its epilogue) against ``qconv2d`` and ``add_relu_quantize_`` on
+ResNet-50's conv3 shapes; ``dwq.ops.add_affine_quantize_`` (a
 pre-activation block's add and the next block's batch norm, ReLU and codes) against ``add_`` and
 ``affine_quantize_act`` on PreActResNet-18's; and the whole 8-bit ResNet-50 and PreActResNet-18
 integer models with their programs' fused steps and without, in one run.
@@ -10,10 +12,12 @@ Usage: python benchmarks/bench_residual.py [--threads N] [--budget S] [--batches
                                            [--preact-batches 128 32] [--json FILE]
 
 Records (benchmarks/records.py): op ``add_relu``, ``add_relu_quantize``, ``add_affine_quantize``
-(shape "b8 256x56x56 channels_last"), ``resnet50`` or ``preact_resnet18`` (shape "b8 3x224x224",
-bits 8), impl ``composed`` or ``fused``. Each pair is timed round-robin in one
-process (dwq.deploy.time_round_robin); the outputs are checked bit-equal first. It sets the
-allocator as the ``dwq`` command does (``dwq.memory.keep_freed_memory``).
+(shape "b8 256x56x56 channels_last"), ``qconv2d_residual`` (shape "b8 64->256x56x56 1x1
+channels_last"), ``resnet50`` or ``preact_resnet18`` (shape "b8 3x224x224", bits 8), impl ``composed``
+or ``fused``; the models also ``fused_add`` (the fused steps but the conv + add + relu ones). Each
+pair (or triple) is timed round-robin in one process (dwq.deploy.time_round_robin); the outputs are
+checked bit-equal first. It sets the allocator as the ``dwq`` command does
+(``dwq.memory.keep_freed_memory``).
 """
 import argparse
 import os
@@ -68,6 +72,39 @@ def bench_ops(budget, batch, records):
         print(f"  {name} done", flush=True)
 
 
+# ResNet-50's last conv of each block (in, out channels, side; 1x1), whose output the residual add reads.
+CONV3_SHAPES = [(64, 256, 56), (128, 512, 28), (256, 1024, 14), (512, 2048, 7)]
+
+
+def bench_conv_ops(budget, batch, records):
+    """qconv2d then add_relu_quantize_ (composed) against qconv2d_residual (fused), 8 bits."""
+    g = torch.Generator().manual_seed(2)
+    for cin, cout, side in CONV3_SHAPES:
+        x = torch.randint(0, 256, (batch, cin, side, side), generator=g, dtype=torch.uint8)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randint(0, 256, (cout, cin, 1, 1), generator=g, dtype=torch.uint8)
+        zw = torch.randint(0, 256, (cout,), generator=g, dtype=torch.int32)
+        conv = (torch.tensor([0.01]), torch.tensor([100], dtype=torch.int32), 8, ops.pack_conv_weight(w, zw, 8),
+                torch.rand(cout, generator=g) * 1e-3 + 1e-5, 1, 1, 0, torch.randn(cout, generator=g),
+                torch.randn(cout, generator=g))
+        res = _operands(g, (batch, cout, side, side))[0]
+        qp = (torch.tensor([0.05]), torch.tensor([0], dtype=torch.int32), 8)
+
+        def composed():
+            y = ops.qconv2d(x, *conv)
+            return y, ops.add_relu_quantize_(y, res, *qp)
+
+        def fused():
+            return ops.qconv2d_residual(x, *conv, res, True, *qp)
+
+        assert all(torch.equal(a, b) for a, b in zip(composed(), fused())), f"{cout}x{side}: values differ"
+        name = f"b{batch} {cin}->{cout}x{side}x{side} 1x1 channels_last"
+        for impl, t in time_round_robin({"composed": composed, "fused": fused}, budget_s=budget, min_reps=10,
+                                        max_reps=200).items():
+            records.append(record("qconv2d_residual", name, 8, impl, t["median_ms"], t["min_ms"]))
+        print(f"  {name} done", flush=True)
+
+
 def bench_affine_ops(budget, batch, records):
     g = torch.Generator().manual_seed(1)
     for C, side in PREACT_SHAPES:
@@ -93,7 +130,9 @@ def bench_model(net, budget, batches, records):
     im = convert(calibrate(BUILD[net]([8]), size, [8]), [8])
     fused = im._plan
     im._compile(fuse=False)
-    composed, im._plan = im._plan, fused
+    composed = im._plan
+    im._compile(conv_residual=False)
+    fused_add, im._plan = im._plan, fused
     g = torch.Generator().manual_seed(0)
     for batch in batches:
         x = torch.rand(batch, *size, generator=g)
@@ -101,8 +140,9 @@ def bench_model(net, budget, batches, records):
         def run(plan):
             return switched_forward(im, x, lambda: setattr(im, "_plan", plan), lambda: setattr(im, "_plan", fused))
 
-        fns = {"composed": run(composed), "fused": run(fused)}
-        assert torch.equal(fns["composed"](), fns["fused"]()), f"{net}: the fused program's logits differ"
+        fns = {"composed": run(composed), "fused_add": run(fused_add), "fused": run(fused)}
+        want = fns["composed"]()
+        assert all(torch.equal(want, f()) for f in fns.values()), f"{net}: the fused program's logits differ"
         shape = f"b{batch} {'x'.join(map(str, size))}"
         for impl, t in time_round_robin(fns, budget_s=budget, min_reps=5, max_reps=200).items():
             records.append(record(net, shape, 8, impl, t["median_ms"], t["min_ms"]))
@@ -133,6 +173,7 @@ def main(argv=None):
     print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
     t0, records = time.time(), []
     bench_ops(args.budget, args.batches[0], records)
+    bench_conv_ops(args.budget, args.batches[0], records)
     bench_affine_ops(args.budget, args.preact_batches[0], records)
     bench_model("resnet50", args.budget * 3, args.batches, records)
     bench_model("preact_resnet18", args.budget * 3, args.preact_batches, records)

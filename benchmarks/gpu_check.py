@@ -293,7 +293,7 @@ def main(argv=None):
     cuda_tests = ["tests/test_fake_quant_op.py", "tests/test_quantizer_fused.py", "tests/test_eval_qparams.py",
                   "tests/test_compile_layouts.py", "tests/test_compile_fusion.py", "tests/test_train_graphs.py",
                   "tests/test_qgemm_cuda.py", "tests/test_qgemm_cuda_weight_cache.py", "tests/test_affine_quantize.py",
-                  "tests/test_add_relu.py",
+                  "tests/test_add_relu.py", "tests/test_qconv_residual.py",
                   "tests/test_train.py::test_cuda_training_step_makes_no_host_sync",
                   "tests/test_attacks.py::test_autoattack_on_cpu_images_keeps_the_cuda_rng",
                   "tests/test_nn.py::test_random_precision_draws_from_a_cuda_generator",

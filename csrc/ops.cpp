@@ -125,4 +125,12 @@ TORCH_LIBRARY(dwq, m) {
   m.def("qconv2d(Tensor x_codes, Tensor x_scale, Tensor x_zero_point, int x_bits, Tensor w_packed, "
         "Tensor w_scale, int[2] kernel_size, int[2] stride, int[2] padding, Tensor? affine_scale, "
         "Tensor? affine_bias, bool relu, Tensor? out_scale, Tensor? out_zero_point, int out_bits) -> Tensor");
+  // A residual block's end: (y, codes) with y = relu?(qconv2d's float output + residual) (residual
+  // float32 of the output's shape, channels-last; the ReLU after the add) and codes = quantize_act(y,
+  // out_scale, out_zero_point, out_bits), made in the conv's epilogue. CPU: csrc/ops/qgemm.cpp; on
+  // CUDA dwq.ops.qconv2d_residual composes qconv2d, add_relu_quantize_ (or their float parts).
+  m.def("qconv2d_residual(Tensor x_codes, Tensor x_scale, Tensor x_zero_point, int x_bits, Tensor w_packed, "
+        "Tensor w_scale, int[2] kernel_size, int[2] stride, int[2] padding, Tensor? affine_scale, "
+        "Tensor? affine_bias, Tensor residual, bool relu, Tensor out_scale, Tensor out_zero_point, "
+        "int out_bits) -> (Tensor, Tensor)");
 }

@@ -15,7 +15,7 @@ from torch import nn
 
 import dwq
 from dwq.deploy import IntegerModel, convert
-from dwq.deploy.integer_model import _add_relu, _ResidualInto
+from dwq.deploy.integer_model import _add_relu, _ConvResidualInto, _ResidualInto
 from dwq.nn import QConv2d
 from dwq.ops import _lib
 from dwq.ops import residual as r
@@ -486,7 +486,8 @@ def test_a_quantized_reader_gets_its_codes_from_the_fused_step():
     im, unfused = convert(m), convert(m)
     unfused._compile(fuse=False)
     kinds = [type(fn) for fn, *_ in im._plan[0]]
-    assert kinds.count(_ResidualInto) == 2 and len(im._plan[0]) == len(im.program) - 2
+    # each block's second conv, add and relu: one step (tests/test_qconv_residual.py)
+    assert kinds.count(_ConvResidualInto) == 2 and len(im._plan[0]) == len(im.program) - 4
     x = torch.rand(3, 3, 8, 8)
     for p in (4, 8, None):  # (None: the readers run float plans and take the float result)
         with dwq.precision(im, p), dwq.precision(unfused, p), torch.no_grad():
@@ -500,12 +501,12 @@ def test_a_fused_steps_codes_reach_only_their_reader():
     m = calibrated(_TwoBlocks([4]), (4, 3, 8, 8))
     im = convert(m)
     steps = im._plan[0]
-    fused = [k for k, (fn, *_) in enumerate(steps) if isinstance(fn, _ResidualInto)]
+    fused = [k for k, (fn, *_) in enumerate(steps) if isinstance(fn, (_ResidualInto, _ConvResidualInto))]
     first_out = steps[fused[0]][2]
     readers = [k for k, (_, ins, _, _) in enumerate(steps) if first_out[1] in ins]
     float_readers = [k for k, (_, ins, _, _) in enumerate(steps) if first_out[0] in ins]
-    assert len(readers) == 1 and steps[readers[0]][0] is im.layers[im.program[readers[0] + 1]["call"]]
-    assert len(float_readers) == 1 and isinstance(steps[float_readers[0]][0], _ResidualInto)
+    assert len(readers) == 1 and steps[readers[0]][0] is im.layers["convs_2"]
+    assert len(float_readers) == 1 and isinstance(steps[float_readers[0]][0], (_ResidualInto, _ConvResidualInto))
     assert first_out[1] in steps[readers[0]][3]  # the codes are freed after their reader
 
 

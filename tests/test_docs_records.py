@@ -385,6 +385,25 @@ def test_malloc_table_is_the_records():
     assert want in " ".join(text.split()), f"README should say {want!r}"
 
 
+def test_conv_residual_table_is_the_records():
+    """README's qconv2d_residual table: results_cpu_residual_conv.json's medians and ratios."""
+    ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"]
+          for r in json.loads((ROOT / "benchmarks" / "results_cpu_residual_conv.json").read_text())}
+    text = (ROOT / "README.md").read_text()
+    for cin, cout, side in ((64, 256, 56), (128, 512, 28), (256, 1024, 14), (512, 2048, 7)):
+        c, f = (ms[("qconv2d_residual", f"b8 {cin}->{cout}x{side}x{side} 1x1 channels_last", i)]
+                for i in ("composed", "fused"))
+        row = f"| qconv2d_residual, b8 1×1 {cin}→{cout} at {side}×{side} | {c:.3f} | | {f:.3f} | {c / f:.2f}× |"
+        assert row in text, row
+    for b in (8, 1):
+        c, a, f = (ms[("resnet50", f"b{b} 3x224x224", i)] for i in ("composed", "fused_add", "fused"))
+        row = f"| ResNet-50 integer model, 8 bits, b{b} | {c:.3f} | {a:.3f} | {f:.3f} | {a / f:.2f}× |"
+        assert row in text, row
+    p = {b: [ms[("preact_resnet18", f"b{b} 3x32x32", i)] for i in ("fused_add", "fused")] for b in (128, 32)}
+    assert (f"{p[128][0]:.3f} → {p[128][1]:.3f} ms at b128, {p[32][0]:.3f} → {p[32][1]:.3f} at b32"
+            in " ".join(text.split()))
+
+
 def test_residual_table_is_the_records():
     """README's add_relu_ table and benchmarks/README's ratios are results_cpu_residual.json's."""
     records = json.loads((ROOT / "benchmarks" / "results_cpu_residual.json").read_text())

@@ -13,6 +13,7 @@
 // Activations are packed per thread (im2col for conv, padding with the zero-point code zx) into
 // u8 limb planes [limbs][rows][Kp] with exact row sums.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -85,6 +86,17 @@ struct ActSource {
 
 enum class OutKind : int { acc_i64 = 0, f32 = 1, codes_u8 = 2, codes_i32 = 3 };
 
+// Residual output (kind f32 with `residual`): y = epilogue(acc) + residual[m * ldo + n] (one float
+// add, as x.add_(residual) on the layer's output), then the ReLU (relu: after the add, `y < 0 ? 0 : y`,
+// NaN kept), stored as float32, and with `codes` also quantized (out_scale, out_zp, out_bits; NaN
+// results counted in *nans, their code zp): a residual block's end and the next layer's input codes.
+struct Residual {
+  const float* residual = nullptr;  // [M][ldo], or null (no residual)
+  void* codes = nullptr;            // [M][ldo] uint8 (codes_u8) or int32, or null
+  bool codes_u8 = true;
+  std::atomic<int64_t>* nans = nullptr;
+};
+
 struct Epilogue {
   OutKind kind = OutKind::acc_i64;
   void* out = nullptr;  // row-major [M][ldo]
@@ -92,9 +104,10 @@ struct Epilogue {
   const float* mult = nullptr;  // [N], float kinds only
   const float* bias = nullptr;  // [N] or null
   bool relu = false;
-  float out_scale = 1.f;  // codes kinds only
+  float out_scale = 1.f;  // codes kinds, and a residual's codes
   int32_t out_zp = 0;
   int out_bits = 8;
+  Residual res;  // kind f32 only
 };
 
 struct GemmPlan {

@@ -1,5 +1,6 @@
 // Epilogue of the integer GEMM engine (part of qgemm_driver.inc.h, which includes it): exact
-// accumulators -> y = acc * mult (+ bias), ReLU -> float32 or requantized codes, all through
+// accumulators -> y = acc * mult (+ bias), ReLU -> float32 or requantized codes (or a residual
+// added first, then the ReLU, float32 and codes: Residual in qgemm.h), all through
 // csrc/common/arith.h (the one definition of the contract's scalar steps). store_row serves the
 // int64 paths; fused_tile / an ISA's isa_fused_tile the int32 fast path, with the zero-point terms
 // folded in. Include-free: compiled inside the including ISA file's namespace and target region.
@@ -14,6 +15,36 @@ inline void epilogue_values(const AccT* __restrict acc, const float* __restrict 
     y[j] = arith::epilogue<float, BIAS, RELU>(static_cast<float>(acc[j]), mult[j], BIAS ? bias[j] : 0.f);
 }
 
+// The residual output of row m's values y[0..nv) (Residual in qgemm.h): y + residual, the ReLU, float
+// out and the codes; returns the row's NaN results (counted only where codes are made).
+inline int64_t residual_row(const float* __restrict y, int64_t nv, const Epilogue& ep, int64_t m, int64_t n0) {
+  const int64_t at = m * ep.ldo + n0;
+  const float* __restrict res = ep.res.residual + at;
+  float* __restrict o = static_cast<float*>(ep.out) + at;
+  for (int64_t j = 0; j < nv; ++j) {
+    const float v = y[j] + res[j];
+    o[j] = ep.relu && v < 0.f ? 0.f : v;
+  }
+  if (ep.res.codes == nullptr) return 0;
+  const float s = ep.out_scale, z = static_cast<float>(ep.out_zp);
+  const float qm = static_cast<float>(arith::max_code(ep.out_bits));
+  int64_t nans = 0;
+  for (int64_t j = 0; j < nv; ++j) {
+    const float v = o[j];
+    nans += v != v;
+    const int32_t q = static_cast<int32_t>(arith::quantize(v != v ? 0.f : v, s, z, qm));  // NaN: counted, code zp
+    if (ep.res.codes_u8)
+      static_cast<uint8_t*>(ep.res.codes)[at + j] = static_cast<uint8_t>(q);
+    else
+      static_cast<int32_t*>(ep.res.codes)[at + j] = q;
+  }
+  return nans;
+}
+
+inline void count_nans(const Epilogue& ep, int64_t n) {
+  if (n != 0) ep.res.nans->fetch_add(n, std::memory_order_relaxed);
+}
+
 template <typename AccT>
 inline void store_row(const AccT* __restrict acc, int64_t nv, const Epilogue& ep, int64_t m, int64_t n0) {
   if (ep.kind == OutKind::acc_i64) {
@@ -24,10 +55,15 @@ inline void store_row(const AccT* __restrict acc, int64_t nv, const Epilogue& ep
   alignas(64) float y[kBlockN];
   const float* mult = ep.mult + n0;
   const float* bias = ep.bias != nullptr ? ep.bias + n0 : nullptr;
+  const bool relu = ep.relu && ep.res.residual == nullptr;  // (a residual's ReLU comes after its add)
   if (bias != nullptr)
-    ep.relu ? epilogue_values<true, true>(acc, mult, bias, y, nv) : epilogue_values<true, false>(acc, mult, bias, y, nv);
+    relu ? epilogue_values<true, true>(acc, mult, bias, y, nv) : epilogue_values<true, false>(acc, mult, bias, y, nv);
   else
-    ep.relu ? epilogue_values<false, true>(acc, mult, bias, y, nv) : epilogue_values<false, false>(acc, mult, bias, y, nv);
+    relu ? epilogue_values<false, true>(acc, mult, bias, y, nv) : epilogue_values<false, false>(acc, mult, bias, y, nv);
+  if (ep.res.residual != nullptr) {
+    count_nans(ep, residual_row(y, nv, ep, m, n0));
+    return;
+  }
   if (ep.kind == OutKind::f32) {
     float* __restrict o = static_cast<float*>(ep.out) + m * ep.ldo + n0;
     for (int64_t j = 0; j < nv; ++j) o[j] = y[j];
@@ -78,6 +114,28 @@ void fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const
                                       out + r * ldo, nv);
 }
 
+// fused_tile's residual output (Residual in qgemm.h): each row's epilogue values (no ReLU: it comes
+// after the add), then residual_row.
+template <bool BIAS>
+void residual_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw,
+                   const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
+  alignas(64) float y[kBlockN];
+  const float* mult = ep.mult + n0;
+  const float* bias = BIAS ? ep.bias + n0 : nullptr;
+  int64_t nans = 0;
+  for (int r = 0; r < mr; ++r) {
+    const int64_t ahead = (m + r + 16) * ep.ldo + n0;  // (the next tile's lines: isa_residual_tile says why)
+    for (int64_t j = 0; j < nv; j += 16) {
+      __builtin_prefetch(ep.res.residual + ahead + j, 0);
+      __builtin_prefetch(static_cast<float*>(ep.out) + ahead + j, 1);
+    }
+    fused_row<OutKind::f32, BIAS, false, float>(t32 + r * kBlockN, static_cast<uint32_t>(rs[r]), colw, colc, mult,
+                                                bias, 0.f, 0.f, 0.f, y, nv);
+    nans += residual_row(y, nv, ep, m + r, n0);
+  }
+  count_nans(ep, nans);
+}
+
 using FusedTileFn = void (*)(const int32_t*, int, int64_t, const int64_t*, const uint32_t*, const uint32_t*,
                              const Epilogue&, int64_t, int64_t);
 
@@ -93,6 +151,13 @@ FusedTileFn pick_fused_kind(const Epilogue& ep) {
 }
 
 FusedTileFn pick_fused(const Epilogue& ep) {
+  if (ep.kind == OutKind::f32 && ep.res.residual != nullptr) {
+#ifdef DWQ_ISA_FUSED
+    return ep.bias != nullptr ? &isa_residual_tile<true> : &isa_residual_tile<false>;
+#else
+    return ep.bias != nullptr ? &residual_tile<true> : &residual_tile<false>;
+#endif
+  }
   switch (ep.kind) {
     case OutKind::f32: return pick_fused_kind<OutKind::f32>(ep);
     case OutKind::codes_u8: return pick_fused_kind<OutKind::codes_u8>(ep);

@@ -1,9 +1,10 @@
 // CPU bindings of the true-integer ops (schemas in csrc/ops.cpp): quantize_act, affine_quantize_act, pack_weight,
-// qgemm_acc, qlinear, qconv2d_acc, qconv2d. Each checks the caller's arguments (TORCH_CHECK naming
+// qgemm_acc, qlinear, qconv2d_acc, qconv2d, qconv2d_residual. Each checks the caller's arguments (TORCH_CHECK naming
 // the argument, the value and the expectation), takes raw pointers and runs the torch-free engine
 // of csrc/cpu/qgemm.h over at::parallel_for. Inference only: no autograd.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -328,6 +329,26 @@ at::Tensor qconv2d_acc_cpu(const at::Tensor& x, const at::Tensor& x_zero_point, 
   return out;
 }
 
+// qconv2d's checked arguments: the packed weight, the conv's geometry and the epilogue.
+struct ConvCall {
+  Weight w;
+  ConvGeom g;
+  EpilogueArgs e;
+};
+
+ConvCall conv_call(const char* op, const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point,
+                   int64_t x_bits, const at::Tensor& w_packed, const at::Tensor& w_scale, at::IntArrayRef kernel_size,
+                   at::IntArrayRef stride, at::IntArrayRef padding, const std::optional<at::Tensor>& affine_scale,
+                   const std::optional<at::Tensor>& affine_bias, bool relu, const std::optional<at::Tensor>& out_scale,
+                   const std::optional<at::Tensor>& out_zero_point, int64_t out_bits) {
+  ConvCall c{check_packed(op, w_packed), {}, {}};
+  c.g = conv_source(op, x, x_zero_point, x_bits, c.w, kernel_size, stride, padding);
+  const float sx = qg_scale1(op, "x_scale", x_scale, kCpu);
+  c.e = make_epilogue(op, sx, w_scale, c.w.view.N, affine_scale, affine_bias, relu, out_scale, out_zero_point, out_bits);
+  c.e.ep.ldo = c.w.view.N;
+  return c;
+}
+
 at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point, int64_t x_bits,
                        const at::Tensor& w_packed, const at::Tensor& w_scale, at::IntArrayRef kernel_size,
                        at::IntArrayRef stride, at::IntArrayRef padding, const std::optional<at::Tensor>& affine_scale,
@@ -335,17 +356,53 @@ at::Tensor qconv2d_cpu(const at::Tensor& x, const at::Tensor& x_scale, const at:
                        const std::optional<at::Tensor>& out_scale, const std::optional<at::Tensor>& out_zero_point,
                        int64_t out_bits) {
   const char* op = "qconv2d";
-  const Weight w = check_packed(op, w_packed);
-  const ConvGeom g = conv_source(op, x, x_zero_point, x_bits, w, kernel_size, stride, padding);
-  const float sx = qg_scale1(op, "x_scale", x_scale, kCpu);
-  const int64_t N = w.view.N;
-  EpilogueArgs e = make_epilogue(op, sx, w_scale, N, affine_scale, affine_bias, relu, out_scale, out_zero_point, out_bits);
-  const Isa isa = current_isa(op);
-  at::Tensor out = conv_out(g, N, x.options().dtype(e.out_dtype));
-  e.ep.out = out.data_ptr();
-  e.ep.ldo = N;
-  run_plan(op, isa, g.M, g.a, w, e.ep);
+  ConvCall c = conv_call(op, x, x_scale, x_zero_point, x_bits, w_packed, w_scale, kernel_size, stride, padding,
+                         affine_scale, affine_bias, relu, out_scale, out_zero_point, out_bits);
+  at::Tensor out = conv_out(c.g, c.w.view.N, x.options().dtype(c.e.out_dtype));
+  c.e.ep.out = out.data_ptr();
+  run_plan(op, current_isa(op), c.g.M, c.g.a, c.w, c.e.ep);
   return out;
+}
+
+// qconv2d with the residual output of the engine's epilogue (Residual in csrc/cpu/qgemm.h): y =
+// relu?(conv + residual) and y's codes in one pass over the output, where qconv2d then
+// add_relu_quantize_ wrote the conv's output and read it back.
+std::tuple<at::Tensor, at::Tensor> qconv2d_residual_cpu(
+    const at::Tensor& x, const at::Tensor& x_scale, const at::Tensor& x_zero_point, int64_t x_bits,
+    const at::Tensor& w_packed, const at::Tensor& w_scale, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+    at::IntArrayRef padding, const std::optional<at::Tensor>& affine_scale, const std::optional<at::Tensor>& affine_bias,
+    const at::Tensor& residual, bool relu, const at::Tensor& out_scale, const at::Tensor& out_zero_point,
+    int64_t out_bits) {
+  const char* op = "qconv2d_residual";
+  ConvCall c = conv_call(op, x, x_scale, x_zero_point, x_bits, w_packed, w_scale, kernel_size, stride, padding,
+                         affine_scale, affine_bias, relu, out_scale, out_zero_point, out_bits);
+  const int64_t N = c.w.view.N;
+  const ConvGeom& g = c.g;
+  EpilogueArgs& e = c.e;
+  check_cpu(op, "residual", residual);
+  // No autograd kernel: dwq.ops.qconv2d_residual composes differentiable ops where autograd records.
+  TORCH_CHECK(!c10::GradMode::is_enabled() || !residual.requires_grad(), "dwq.", op, ": residual requires grad, "
+              "and this op has no gradient; call it under torch.no_grad() (or use dwq.ops.", op, ")");
+  TORCH_CHECK(residual.scalar_type() == at::kFloat, "dwq.", op, ": residual must be float32, got ",
+              residual.scalar_type());
+  const std::vector<int64_t> shape{g.B, N, g.OH, g.OW};
+  TORCH_CHECK(residual.sizes() == at::IntArrayRef(shape), "dwq.", op, ": residual must have the output's shape ",
+              at::IntArrayRef(shape), ", got ", residual.sizes());
+  TORCH_CHECK(residual.is_contiguous(at::MemoryFormat::ChannelsLast), "dwq.", op,
+              ": residual must be channels-last (the output's layout), got strides ", residual.strides());
+  at::Tensor out = conv_out(g, N, x.options().dtype(at::kFloat));
+  at::Tensor codes = conv_out(g, N, x.options().dtype(e.out_dtype));
+  std::atomic<int64_t> nans{0};
+  e.ep.kind = cpu::OutKind::f32;
+  e.ep.out = out.data_ptr();
+  e.ep.res.residual = residual.const_data_ptr<float>();
+  e.ep.res.codes = codes.data_ptr();
+  e.ep.res.codes_u8 = out_bits <= 8;
+  e.ep.res.nans = &nans;
+  run_plan(op, current_isa(op), g.M, g.a, c.w, e.ep);
+  TORCH_CHECK(nans.load() == 0, "dwq.", op, ": ", relu ? "relu(conv + residual)" : "conv + residual", " has ",
+              nans.load(), " NaN value(s); NaN has no code");
+  return {out, codes};
 }
 
 }  // namespace
@@ -358,6 +415,7 @@ TORCH_LIBRARY_IMPL(dwq, CPU, m) {
   m.impl("qlinear", &qlinear_cpu);
   m.impl("qconv2d_acc", &qconv2d_acc_cpu);
   m.impl("qconv2d", &qconv2d_cpu);
+  m.impl("qconv2d_residual", &qconv2d_residual_cpu);
 }
 
 }  // namespace dwq

@@ -3,6 +3,7 @@
 // points, strides, padding), the K = 65,536 16-bit overflow case, and quantize_act.
 // Build and run: see CMakeLists.txt (ctest). Exit code 0 = pass.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -135,6 +136,49 @@ static int64_t gemm_cases(Isa isa, std::mt19937_64& rng, int cases) {
 // wide: the shapes of model convs, 64 or 128 channels and 12..45 columns, at widths <= 8 (the
 // int32 path), mostly stride 1 (AMX's padded implicit path, items starting anywhere in an output
 // row) on uint8 codes; their requantized uint8 outputs are compared with the scalar ISA's too.
+// The residual epilogue (Residual in cpu/qgemm.h) of one conv, whose exact accumulators acc are
+// known: y = relu?(acc * mult (+ bias) + residual) and its codes (NaN counted, code zp), on `isa`
+// against the definition, with a NaN and an exact zero sum among the residuals.
+static void residual_case(Isa isa, int64_t M, int64_t O, const ActSource& a, const Packed& p,
+                          const std::vector<int64_t>& acc, const std::vector<float>& mult, bool relu, int32_t zp,
+                          bool bias_on) {
+  std::mt19937_64 rr(static_cast<uint64_t>(M * 131 + O));  // (own stream: the conv cases stay the same)
+  std::vector<float> bias(O), res(M * O), y(M * O, -1.f);
+  for (auto& v : bias) v = float(int64_t(rr() % 2001) - 1000) / 64.f;
+  for (auto& v : res) v = float(int64_t(rr() % 4001) - 2000) / 16.f;
+  res[0] = std::nanf("");
+  std::vector<uint8_t> codes(M * O, 7);
+  std::atomic<int64_t> nans{0};
+  Epilogue e;
+  e.kind = OutKind::f32;
+  e.ldo = O;
+  e.mult = mult.data();
+  e.bias = bias_on ? bias.data() : nullptr;
+  e.relu = relu;
+  e.out_scale = 0.37f;
+  e.out_zp = zp;
+  e.out = y.data();
+  e.res.residual = res.data();
+  e.res.codes = codes.data();
+  e.res.nans = &nans;
+  run_all(isa, M, a, p, e);
+  const float qm = 255.f;
+  int64_t want_nans = 0, bad = 0;
+  for (int64_t i = 0; i < M * O; ++i) {
+    const int64_t o = i % O;
+    float v = dwq::arith::epilogue<float, true, false>(static_cast<float>(acc[i]), mult[o], bias_on ? bias[o] : 0.f);
+    v = v + res[i];
+    if (relu && v < 0.f) v = 0.f;
+    want_nans += v != v;
+    const float code = dwq::arith::quantize(v != v ? 0.f : v, 0.37f, float(zp), qm);
+    const uint8_t q = static_cast<uint8_t>(static_cast<int32_t>(code));
+    bad += !(std::memcmp(&v, &y[i], sizeof v) == 0 && codes[i] == q);
+  }
+  CHECK(bad == 0 && nans.load() == want_nans * 2 && want_nans == 1,  // (run_all runs it twice: two splits)
+        "%s residual epilogue: %lld values differ, %lld NaN counted (want %lld)", isa_name(isa), (long long)bad,
+        (long long)nans.load(), (long long)want_nans * 2);
+}
+
 static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases, bool wide = false) {
   int64_t done = 0;
   const int ks[4] = {1, 3, 7, 5};
@@ -207,6 +251,7 @@ static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases, bool wide = 
       run_all(Isa::scalar, M, a, p, eq);
       CHECK(got == want, "%s conv k=%lld s=%lld p=%lld C=%lld W=%lld: uint8 outputs differ from the scalar ISA's",
             isa_name(isa), (long long)k, (long long)s, (long long)pad, (long long)C, (long long)W);
+      residual_case(isa, M, O, a, p, out, mult, eq.relu, eq.out_zp, rng() % 2 == 0);
     }
     ++done;
   }

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dwq.deploy.layers import FloatAffine, _IntLayer, check_int, check_pair, is_int, layer_from_config
+from dwq.deploy.layers import FloatAffine, IntConv2d, _IntLayer, check_int, check_pair, is_int, layer_from_config
 from dwq.nn.control import PrecisionModule, get_precision, precision_set
-from dwq.ops.residual import add_affine_quantize_, add_relu_, add_relu_quantize_
+from dwq.ops.residual import add_affine_quantize_, add_relu_, add_relu_quantize_, qconv2d_residual
 from dwq.quant.quantizers import check_flag
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
@@ -93,6 +93,34 @@ class _ResidualInto:
             return a, add_affine_quantize_(a, b, *args)
         x = a.add_(b)
         return x, x
+
+
+class _ConvResidualInto:
+    """A quantized conv whose float output only a :class:`_ResidualInto` step (add + relu, a quantized
+    reader) takes, run as one step: :func:`dwq.ops.qconv2d_residual` makes relu(conv + b) and the
+    reader's codes in the conv's epilogue, where the conv wrote its output and the add read it back.
+    Otherwise (either layer at a float precision, a conv that ReLUs or requantizes itself, a b of
+    another shape or dtype) the conv and then that step, as before."""
+
+    __slots__ = ("conv", "then")
+
+    def __init__(self, conv, then: "_ResidualInto"):
+        self.conv, self.then = conv, then
+
+    def __call__(self, x, b):
+        plan, args = self.conv._call()
+        rplan, rargs = self.then.reader._call()
+        c = self.conv
+        if (args is not None and rargs is not None and not args[10] and args[11] is None and x.dim() == 4
+                and x.shape[1] == c.in_channels and b.dtype == torch.float32 and b.shape == self._out_shape(x)):
+            return qconv2d_residual(plan.input_codes(x), *args[:10], b, True, rplan.x_scale, rplan.x_zero_point,
+                                    rplan.a_bits)
+        return self.then(c(x), b)
+
+    def _out_shape(self, x):
+        c = self.conv
+        (kh, kw), (sh, sw), (ph, pw) = c.kernel_size, c.stride, c.padding
+        return (x.shape[0], c.out_channels, (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1)
 
 
 class _AffineOrCodes:
@@ -218,9 +246,10 @@ class IntegerModel(nn.Module):
             precision_set(self)  # ValueError now if the layers' sets differ (else every precision control's)
 
     # -- building ---------------------------------------------------------------------------------
-    def _compile(self, fuse: bool = True):
+    def _compile(self, fuse: bool = True, conv_residual: bool = True):
         """Checks the program and turns it into steps (:meth:`_schedule`); ``fuse``: with the fused steps
-        of :meth:`_fuse_residuals` (False: one per program step, for comparisons)."""
+        of :meth:`_fuse_residuals` (False: one per program step, for comparisons); ``conv_residual``:
+        with its conv + add + relu steps (False: without, for comparisons)."""
         known = {INPUT}
         for k, step in enumerate(self.program):
             if not isinstance(step.get("out"), str) or not isinstance(step.get("args"), list):
@@ -263,15 +292,18 @@ class IntegerModel(nn.Module):
                 fn = functools.partial(FUNCTIONS[step["fn"]], **kw)
             nodes.append((fn, list(step["args"]), (step["out"],)))
         if fuse:
-            nodes = self._fuse_residuals(nodes)
+            nodes = self._fuse_residuals(nodes, conv_residual)
         self._plan = self._schedule(nodes)  # (steps, slot count, output slot): swapped as one
 
-    def _fuse_residuals(self, nodes):
+    def _fuse_residuals(self, nodes, conv_residual: bool = True):
         """Fuses the residual adds (the program, and so a saved model, stays as it is):
         - an ``add`` that only the next step's ``relu`` reads runs as one step, :func:`_add_relu`;
         - where the add may write its first operand and the first later step that reads the result
           can take codes made in the same pass (a quantized layer after add + relu, a float batch
-          norm with codes out after a plain add), a :class:`_ResidualInto` step gives it those."""
+          norm with codes out after a plain add), a :class:`_ResidualInto` step gives it those;
+        - where that add + relu's first operand is a quantized conv's output that nothing else reads,
+          the conv and that step are one, :class:`_ConvResidualInto` (the sum and the codes made in the
+          conv's epilogue)."""
         uses = {}
         for _, args, _ in nodes:
             for a in args:
@@ -296,7 +328,13 @@ class IntegerModel(nn.Module):
                     and isinstance(reader, _IntLayer if relu else FloatAffine)):
                 codes = (r, "codes")  # (not a string: no program name can clash with it)
                 renamed[(j, r)] = codes
-                fused.append((_ResidualInto(reader, relu), args, (r, codes)))
+                into = _ResidualInto(reader, relu)
+                prev = fused[-1] if fused else None
+                if (conv_residual and relu and prev is not None and isinstance(prev[0], IntConv2d)
+                        and prev[2] == (args[0],) and uses[args[0]] == 1 and args[0] != args[1]):
+                    fused[-1] = (_ConvResidualInto(prev[0], into), prev[1] + [args[1]], (r, codes))
+                else:
+                    fused.append((into, args, (r, codes)))
             elif relu:
                 fused.append((functools.partial(_add_relu, inplace=bool(fn.keywords.get("inplace"))), args, (r,)))
             else:

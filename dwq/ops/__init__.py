@@ -26,7 +26,7 @@ from dwq.ops.qgemm_reference import (
 )
 from dwq.ops.reference import fake_quantize_ref
 from dwq.ops.residual import (add_affine_quantize_, add_affine_quantize_ref, add_relu_, add_relu_quantize_,
-                              add_relu_quantize_ref, add_relu_ref)
+                              add_relu_quantize_ref, add_relu_ref, qconv2d_residual)
 
 __all__ = [
     "HAS_EXT",
@@ -47,6 +47,7 @@ __all__ = [
     "pack_weight",
     "packed_weight_shape",
     "qconv2d",
+    "qconv2d_residual",
     "qconv2d_acc",
     "qconv2d_acc_ref",
     "qconv2d_ref",

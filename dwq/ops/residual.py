@@ -6,15 +6,18 @@ ReLU and quantization in one pass. The values are torch's: ``torch.relu(x + othe
 (``aten::_add_relu_`` would make it 0 and hide a broken layer), ``x + other``, and ``quantize_act``'s
 and ``affine_quantize_act``'s codes.
 """
+from typing import Optional, Tuple
+
 import torch
 
+from dwq.ops import qgemm as _qgemm
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
-from dwq.ops.qgemm import affine_quantize_act, quantize_act
+from dwq.ops.qgemm import IntPair, affine_quantize_act, qconv2d, quantize_act
 from dwq.ops.qgemm_reference import affine_quantize_act_ref, codes_dtype, quantize_act_ref
 
-__all__ = ["add_relu_", "add_relu_quantize_", "add_affine_quantize_", "add_relu_ref", "add_relu_quantize_ref",
-           "add_affine_quantize_ref"]
+__all__ = ["add_relu_", "add_relu_quantize_", "add_affine_quantize_", "qconv2d_residual", "add_relu_ref",
+           "add_relu_quantize_ref", "add_affine_quantize_ref"]
 
 
 def _kernel_takes(x: torch.Tensor, other: torch.Tensor) -> bool:
@@ -85,6 +88,40 @@ def add_affine_quantize_ref(x, other, scale, bias, relu, out_scale, out_zero_poi
     return y, affine_quantize_act_ref(y, scale, bias, relu, out_scale, out_zero_point, bits)
 
 
+def qconv2d_residual(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int,
+                     w_packed: torch.Tensor, w_scale: torch.Tensor, kernel_size: IntPair, stride: IntPair,
+                     padding: IntPair, affine_scale: Optional[torch.Tensor], affine_bias: Optional[torch.Tensor],
+                     residual: torch.Tensor, relu: bool, out_scale: torch.Tensor, out_zero_point: torch.Tensor,
+                     out_bits: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A residual block's end: ``(y, codes)`` with ``y = relu?(qconv2d(...) + residual)`` (qconv2d's
+    float output, the ReLU after the add; a new channels-last tensor, residual unchanged) and ``codes =
+    quantize_act(y, out_scale, out_zero_point, out_bits)``, the next quantized layer's input.
+
+    On the CPU kernel the conv's epilogue adds, ReLUs and quantizes each output tile while it is in
+    cache (residual float32 channels-last of the output's shape; no autograd recording); elsewhere
+    ``qconv2d`` then ``add_relu_quantize_`` (``add_`` and ``quantize_act`` without the ReLU): the same
+    values. NaN in y is an error, as in quantize_act.
+    """
+    ks, st, pd = _qgemm._pair(kernel_size, "kernel_size"), _qgemm._pair(stride, "stride"), _qgemm._pair(padding,
+                                                                                                      "padding")
+    _qgemm._check_bits(x_bits, "x_bits")
+    _qgemm._need_ext("qconv2d_residual")
+    if (has_kernel("qconv2d_residual", x_codes.device.type) and residual.dtype == torch.float32
+            and residual.device == x_codes.device and residual.dim() == 4
+            and residual.is_contiguous(memory_format=torch.channels_last)
+            and not (torch.is_grad_enabled() and residual.requires_grad)):
+        return torch.ops.dwq.qconv2d_residual.default(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale, ks, st,
+                                                      pd, affine_scale, affine_bias, residual, relu, out_scale,
+                                                      out_zero_point, out_bits)
+    y = qconv2d(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale, ks, st, pd, affine_scale, affine_bias)
+    if residual.shape != y.shape:  # (no broadcast: the kernel's rule)
+        raise ValueError(f"qconv2d_residual: residual must have the output's shape {tuple(y.shape)}, got "
+                         f"{tuple(residual.shape)}")
+    if relu:
+        return y, add_relu_quantize_(y, residual, out_scale, out_zero_point, out_bits)
+    return y, quantize_act(y.add_(residual), out_scale, out_zero_point, out_bits)
+
+
 if HAS_EXT:
 
     @torch.library.register_fake("dwq::add_relu_")
@@ -123,3 +160,20 @@ if HAS_EXT:
         torch._check(out_scale.numel() == 1 and out_zero_point.numel() == 1,
                      lambda: "dwq.add_affine_quantize_: out_scale and out_zero_point must have 1 element (per tensor)")
         return torch.empty_like(x, dtype=codes_dtype(bits))
+
+    @torch.library.register_fake("dwq::qconv2d_residual")
+    def _(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale, kernel_size, stride, padding, affine_scale,
+          affine_bias, residual, relu, out_scale, out_zero_point, out_bits):
+        name = "qconv2d_residual"
+        _fake_same_device(name, x_codes, "x_codes", x_scale=x_scale, x_zero_point=x_zero_point, w_packed=w_packed,
+                          w_scale=w_scale, affine_scale=affine_scale, affine_bias=affine_bias, residual=residual,
+                          out_scale=out_scale, out_zero_point=out_zero_point)
+        torch._check(2 <= x_bits <= 16, lambda: f"{name}: x_bits must be in 2..16, got {x_bits}")
+        _qgemm._fake_codes(name, x_codes, 4)
+        _qgemm._fake_packed(name, w_packed)
+        dtype = _qgemm._fake_out_dtype(name, out_scale, out_zero_point, out_bits)
+        B, OH, OW, N = _qgemm._fake_conv_shape(name, x_codes, w_packed, kernel_size, stride, padding)
+        torch._check(residual.dtype == torch.float32 and residual.shape == (B, N, OH, OW),
+                     lambda: f"dwq.{name}: residual must be float32 of the output's shape {(B, N, OH, OW)}")
+        y = x_codes.new_empty((B, OH, OW, N), dtype=torch.float32).permute(0, 3, 1, 2)
+        return y, x_codes.new_empty((B, OH, OW, N), dtype=dtype).permute(0, 3, 1, 2)
