@@ -90,12 +90,12 @@ std::vector<int32_t> read_status(const at::Tensor& status) {
 // The launches of an op that makes codes elementwise: the device check of its parameters (pc, on
 // `check_blocks` x `check_threads`), kernel(stream, status), then, with value checks on, the
 // read-back (one sync): reread(flags) re-reads a parameter the device flagged, on the host, to raise
-// the CPU op's error; NaN results raise "dwq.<op>: <nan_what> N NaN value(s)<nan_note>; ...".
+// the CPU op's error; NaN results raise "dwq.<op>: <nan_what> N NaN value(s)<nan_note>; ...". The
+// caller holds x's device guard (it allocates the outputs and pc's copies under it).
 template <class Kernel, class Reread>
 void run_codes_op(const char* op, const at::Tensor& x, const cuda::ParamCheck& pc, unsigned check_blocks,
                   unsigned check_threads, const char* params, const char* nan_what, const char* nan_note,
                   Kernel&& kernel, Reread&& reread) {
-  const c10::cuda::CUDAGuard guard(x.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
   const bool checks = value_checks();
   at::Tensor status = status_words(checks, x.options());

@@ -393,6 +393,7 @@ std::tuple<at::Tensor, at::Tensor> qconv2d_residual_cpu(
   at::Tensor out = conv_out(g, N, x.options().dtype(at::kFloat));
   at::Tensor codes = conv_out(g, N, x.options().dtype(e.out_dtype));
   std::atomic<int64_t> nans{0};
+  // (make_epilogue checked the codes' qparams and set a codes kind: the float output is the main one)
   e.ep.kind = cpu::OutKind::f32;
   e.ep.out = out.data_ptr();
   e.ep.res.residual = residual.const_data_ptr<float>();

@@ -111,8 +111,9 @@ class _ConvResidualInto:
         plan, args = self.conv._call()
         rplan, rargs = self.then.reader._call()
         c = self.conv
-        if (args is not None and rargs is not None and not args[10] and args[11] is None and x.dim() == 4
+        if (args is not None and rargs is not None and not plan.relu and plan.out_scale is None and x.dim() == 4
                 and x.shape[1] == c.in_channels and b.dtype == torch.float32 and b.shape == self._out_shape(x)):
+            # (args[:10]: IntConv2d._op_args from x_scale to affine_bias, qconv2d_residual's conv arguments)
             return qconv2d_residual(plan.input_codes(x), *args[:10], b, True, rplan.x_scale, rplan.x_zero_point,
                                     rplan.a_bits)
         return self.then(c(x), b)
