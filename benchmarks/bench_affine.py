@@ -108,12 +108,14 @@ def bench_model(budget, records):
         print(f"  preact_resnet18 b{batch} done", flush=True)
 
 
-def ratio_table(records, key="median_ms"):
-    idx = {(r["op"], r["shape"], r["impl"]): r[key] for r in records}
-    lines = ["| op | shape | composed ms | fused ms | composed / fused |", "|---|---|---|---|---|"]
-    for op, shape in dict.fromkeys((r["op"], r["shape"]) for r in records):
-        c, f = idx[(op, shape, "composed")], idx[(op, shape, "fused")]
-        lines.append(f"| {op} | {shape} | {c:.3f} | {f:.3f} | {c / f:.2f}x |")
+def ratio_table(records, key="median_ms", impls=("composed", "fused")):
+    """The two ``impls`` (before, after) of each (op, shape, bits) side by side, and their ratio."""
+    a, b = impls
+    idx = {(r["op"], r["shape"], r["bits"], r["impl"]): r[key] for r in records}
+    lines = [f"| op | shape | bits | {a} ms | {b} ms | {a} / {b} |", "|---|---|---|---|---|---|"]
+    for op, shape, bits in dict.fromkeys((r["op"], r["shape"], r["bits"]) for r in records):
+        c, f = idx[(op, shape, bits, a)], idx[(op, shape, bits, b)]
+        lines.append(f"| {op} | {shape} | {bits} | {c:.3f} | {f:.3f} | {c / f:.2f}x |")
     return "\n".join(lines)
 
 

@@ -433,3 +433,25 @@ def test_residual_table_is_the_records():
             f"PreActResNet18 {ratio[('preact_resnet18', 'b128 3x32x32')]:.2f}× at b128, "
             f"{ratio[('preact_resnet18', 'b32 3x32x32')]:.2f}× at b32")
     assert want in bench, f"benchmarks/README.md should say {want!r}"
+
+
+def test_zp_shift_table_is_the_records():
+    """README's zero-point packing table and its ranges: results_cpu_zp_shift.json's medians."""
+    records = json.loads((ROOT / "benchmarks" / "results_cpu_zp_shift.json").read_text())
+    ms = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in records}
+    text = (ROOT / "README.md").read_text()
+    for label, (op, shape) in {"3×3 conv b32 64→64 32×32": ("conv3x3", "b32 64->64 32x32 s1"),
+                               "3×3 conv b32 128→128 16×16": ("conv3x3", "b32 128->128 16x16 s1"),
+                               "3×3 conv b1 64→64 32×32": ("conv3x3", "b1 64->64 32x32 s1"),
+                               "ResNet-50 integer model b8": ("resnet50", "b8 3x224x224"),
+                               "ResNet-50 integer model b1": ("resnet50", "b1 3x224x224"),
+                               "PreActResNet18 integer model b32": ("preact_resnet18", "b32 3x32x32")}.items():
+        a, b = ms[(op, shape, 4, "offset128")], ms[(op, shape, 4, "zp_shift")]
+        row = f"| {label} | {a:.3f} | {b:.3f} | {a / b:.2f}× |"
+        assert row in text, row
+    ratio = {k[:3]: ms[(*k[:3], "offset128")] / ms[(*k[:3], "zp_shift")] for k in ms}
+    conv = [v for k, v in ratio.items() if k[0] == "conv3x3"]
+    model = [v for k, v in ratio.items() if k[0] != "conv3x3"]
+    flat = " ".join(text.split())
+    assert f"Over all {len(conv)} conv rows" in flat and f"{min(conv):.2f}–{max(conv):.2f}×: the" in flat
+    assert f"whole models {min(model):.2f}–{max(model):.2f}×" in flat

@@ -103,6 +103,36 @@ def test_model_width_convs(isa):
                 q.qconv2d_acc(x, zx, xb, wp, k, 1, p)
 
 
+def test_weights_stored_less_their_zero_point_compute_what_the_128_offset_did(isa, monkeypatch):
+    """Weights of at most 7 bits are packed less their channel's zero point (no row sums needed);
+    DWQ_PACK_ZP_SHIFT=0 packs them with the 128 offset of wider codes, as blobs made before were.
+    Other bytes, the same accumulators, float outputs (affine, ReLU) and requantized codes, on the
+    in-place (64 channels) and im2col (12 channels, stride 2) paths, and 8 bits packs alike either way."""
+    g = torch.Generator().manual_seed(29)
+    for B, C, H, W, s in [(2, 64, 5, 16, 1), (1, 12, 7, 9, 2)]:
+        for wb in (2, 5, 7, 8):
+            xb, O = ri(g, 2, 8), ri(g, 1, 70)
+            x = rand_codes(g, (B, C, H, W), xb, torch.uint8).contiguous(memory_format=torch.channels_last)
+            w = rand_codes(g, (O, C, 3, 3), wb)
+            zx, zw = rand_zp(g, xb), rand_zp(g, wb, (O,))
+            monkeypatch.setenv("DWQ_PACK_ZP_SHIFT", "0")
+            old = q.pack_conv_weight(w, zw, wb)
+            monkeypatch.delenv("DWQ_PACK_ZP_SHIFT")
+            new = q.pack_conv_weight(w, zw, wb)
+            assert torch.equal(old, new) == (wb == 8), wb
+            acc = ref.qconv2d_acc_ref(x, zx, w, zw, (s, s), (1, 1))
+            sx, sw = torch.rand(1, generator=g) * 0.1 + 1e-3, torch.rand(O, generator=g) * 0.01 + 1e-4
+            a, b = torch.rand(O, generator=g) + 0.5, torch.randn(O, generator=g)
+            so, zo = (acc.abs().max().float() * 1e-3 + 1e-3).reshape(1), rand_zp(g, 8)
+            for wp in (old, new):
+                assert torch.equal(q.qconv2d_acc(x, zx, xb, wp, 3, s, 1), acc), (C, wb)
+                y = q.qconv2d(x, sx, zx, xb, wp, sw, 3, s, 1, a, b, True)
+                assert torch.equal(y, ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (1, 1), a, b, True)), (C, wb)
+                c = q.qconv2d(x, sx, zx, xb, wp, sw, 3, s, 1, a, b, True, so, zo, 8)
+                want = ref.qconv2d_ref(x, sx, zx, w, sw, zw, (s, s), (1, 1), a, b, True, so, zo, 8)
+                assert torch.equal(c, want), (C, wb)
+
+
 def test_qconv2d_epilogue(isa):
     g = torch.Generator().manual_seed(22)
     for i in range(60):

@@ -94,6 +94,30 @@ def test_cpu_packed_blob_moved_to_cuda():
     assert torch.equal(q.qgemm_acc(x.to(DEV), zx.to(DEV), 8, wp).cpu(), ref.qgemm_acc_ref(x, zx, w, zw))
 
 
+@engines
+def test_both_packings_of_narrow_weights(engine, monkeypatch):
+    """Weights of 2..7 bits packed less their zero point (the default) and with the 128 offset
+    (DWQ_PACK_ZP_SHIFT=0, every blob before): the same bytes on either device, and on the GPU the
+    exact accumulators and requantized codes of the reference, whichever the blob."""
+    g = torch.Generator().manual_seed(7)
+    for xb, wb in [(8, 2), (5, 7), (12, 4)]:
+        x, w, zx, zw = gemm_case(g, xb, wb, 70, 90, 300)
+        monkeypatch.setenv("DWQ_PACK_ZP_SHIFT", "0")
+        old = q.pack_weight(w, zw, wb)
+        assert torch.equal(q.pack_weight(*cu(w, zw), wb).cpu(), old)
+        monkeypatch.delenv("DWQ_PACK_ZP_SHIFT")
+        new = q.pack_weight(w, zw, wb)
+        assert torch.equal(q.pack_weight(*cu(w, zw), wb).cpu(), new) and not torch.equal(old, new)
+        sx, sw = torch.tensor([0.02]), torch.rand(90, generator=g) * 0.01 + 1e-3
+        so, zo = torch.tensor([0.3]), torch.tensor([9], dtype=torch.int32)
+        want = ref.qgemm_acc_ref(x, zx, w, zw)
+        codes = q.qlinear(x, sx, zx, xb, new, sw, None, None, True, so, zo, 8)
+        for wp in (old, new):
+            assert torch.equal(q.qgemm_acc(*cu(x, zx), xb, wp.to(DEV)).cpu(), want), (xb, wb)
+            got = q.qlinear(*cu(x, sx, zx), xb, wp.to(DEV), sw.to(DEV), None, None, True, *cu(so, zo), 8)
+            assert torch.equal(got.cpu(), codes), (xb, wb)
+
+
 @pytest.mark.parametrize("bits", WIDTHS)
 def test_quantize_act_matches_cpu(bits):
     g = torch.Generator().manual_seed(200 + bits)

@@ -9,7 +9,9 @@
 //   [colsum int64[N]][zero_point int32[N]]
 // with Kp = K rounded up to 4, Npad = N rounded up to 64 and limbs = 1 (bits <= 8) or 2 (9..16).
 // Each stored byte is (limb - 128) so that it fits the signed operand of vpdpbusd; the driver adds
-// 128 * sum(qx) back in the epilogue together with the zero-point terms.
+// 128 * sum(qx) back in the epilogue together with the zero-point terms. Codes of at most 7 bits are
+// stored less their column's zero point instead (zp_shifted: |q - zw| <= 127 fits int8 too), so the
+// products are already (qw - zw) and the row sums' term vanishes: no row sums, no multiply per output.
 // Activations are packed per thread (im2col for conv, padding with the zero-point code zx) into
 // u8 limb planes [limbs][rows][Kp] with exact row sums.
 #pragma once
@@ -22,6 +24,7 @@
 namespace dwq::cpu {
 
 constexpr int64_t kHeaderBytes = 128;
+constexpr int64_t kHeaderZpShiftedOff = 80;  // the header's int32 zp_shifted flag (read there by the CUDA engine)
 constexpr int64_t kBlockN = 64;      // output channels per packed block / microkernel tile
 constexpr int64_t kMaxKChunk = 65536;  // int32-exact K per 8-bit limb pass (255 * 128 * 65536 < 2^31)
 
@@ -37,6 +40,9 @@ struct PackedLayout {
   // for a GEMM weight: recorded so that a conv cannot read the blob with another kernel shape of
   // the same K, nor a GEMM-ordered [O, C * kh * kw] reshape, and silently compute something else.
   int kh = 0, kw = 0;
+  // The stored bytes are q - zw[n] (one limb of at most 7 bits, zero points in range), else limb - 128.
+  // Blobs written before the flag existed read as 0: their 128 offset stays right.
+  bool zp_shifted = false;
   int64_t data_off = 0, colsum_off = 0, zp_off = 0, bytes = 0;
 };
 PackedLayout packed_layout(int64_t N, int64_t K, int bits, int kh = 0, int kw = 0);
@@ -53,9 +59,12 @@ struct PackedWeightView {
   int64_t N = 0, K = 0, Kp = 0, Npad = 0;
   int bits = 0, limbs = 0;
   int kh = 0, kw = 0;  // PackedLayout's conv kernel (0 x 0: a GEMM weight)
+  bool zp_shifted = false;  // PackedLayout's
   const int8_t* data = nullptr;    // limbs x Npad x Kp bytes
   const int64_t* colsum = nullptr;  // sum_k qw[n][k]
   const int32_t* zp = nullptr;      // zw[n]
+  // What was subtracted from column n's codes (their limbs combined) before they were stored.
+  int64_t shift(int64_t n) const { return zp_shifted ? zp[n] : (limbs == 2 ? 128 * 257 : 128); }
 };
 
 // w[n][k] = w_ptr[n * sn + k * sk], uint8 (w_is_u8) or int32 codes. out must hold
@@ -64,6 +73,11 @@ struct PackedWeightView {
 // (K must be a multiple of kh * kw), 0 x 0 for a GEMM weight.
 int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
                     const int32_t* zero_point, int bits, int8_t* out, int kh = 0, int kw = 0);
+// Whether codes of `bits` less a zero point in 0..2^bits - 1 fit int8 (PackedLayout::zp_shifted may be set).
+inline bool zp_shift_fits(int bits) { return bits <= 7; }
+// Whether pack_weight (either device) stores codes of `bits` so: where they fit, unless the
+// environment has DWQ_PACK_ZP_SHIFT=0 (the 128 offset then, as before the flag: for comparisons).
+bool pack_zp_shifted(int bits);
 // Validates the header against the blob size; false if it is not a dwq packed weight.
 bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* view);
 

@@ -29,11 +29,17 @@ static inline __m512 fmin(__m512 a, __m512 b) { return _mm512_maskz_min_ps(__mma
 //   is exact by Sterbenz). A vector with a lane nearer a half-integer divides (about 1 in 100 at
 //   8 bits);
 // - otherwise it divides.
+// The code comes out of the rounding's own bits: with |q| < 2^22 integral after the add of the magic
+// 1.5 * 2^23, t = q + magic has the bits of magic's plus q, so code = bits(t) - (bits(magic) - z), one
+// integer subtraction where the float ones were a subtraction, an add and a conversion. relu: the
+// epilogue's ReLU folded into the lower bound (max(y, 0) / s = max(y / s, 0) for s > 0; -z <= 0, so
+// the bound becomes 0; no NaN reaches here).
 struct Requant {
   int mode;  // 0: divide, 1: multiply by inv (s a power of two), 2: multiply and check
-  __m512 s, inv, lo, hi, z, bnd, magic;
-  explicit Requant(const Epilogue& ep) : Requant(ep.out_scale, ep.out_zp, ep.out_bits) {}
-  Requant(float scale, int32_t zp, int bits) {
+  __m512 s, inv, lo, hi, bnd, magic;
+  __m512i off;  // bits(magic) - z
+  explicit Requant(const Epilogue& ep, bool relu = false) : Requant(ep.out_scale, ep.out_zp, ep.out_bits, relu) {}
+  Requant(float scale, int32_t zp, int bits, bool relu = false) {
     const float r = 1.f / scale;
     const float qm = static_cast<float>(arith::max_code(bits)), zf = static_cast<float>(zp);
     const float far = std::max(zf, qm - zf);
@@ -41,27 +47,32 @@ struct Requant {
     mode = pow2 ? 1 : far <= 1024.f && scale >= 0x1p-100f && scale <= 0x1p100f ? 2 : 0;
     s = _mm512_set1_ps(scale);
     inv = _mm512_set1_ps(r);
-    lo = _mm512_set1_ps(-zf);
+    lo = _mm512_set1_ps(relu ? 0.f : -zf);
     hi = _mm512_set1_ps(qm - zf);
-    z = _mm512_set1_ps(zf);
     bnd = _mm512_set1_ps(0.5f - far * 0x1p-20f);
     magic = _mm512_set1_ps(arith::Rne<float>::magic);
+    int32_t mbits;
+    std::memcpy(&mbits, &arith::Rne<float>::magic, sizeof(mbits));
+    off = _mm512_set1_epi32(mbits - zp);
   }
-  inline __m512 code(__m512 y) const {
+  // The codes of y's 16 lanes, as int32.
+  inline __m512i codes(__m512 y) const {
     if (mode == 2) {
       const __m512 a = fmin(fmax(_mm512_mul_ps(y, inv), lo), hi);
-      const __m512 k = _mm512_sub_ps(_mm512_add_ps(a, magic), magic);
+      const __m512 t = _mm512_add_ps(a, magic);
+      const __m512 k = _mm512_sub_ps(t, magic);
       if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(a, k)), bnd, _CMP_LT_OQ) == __mmask16(0xFFFF))
-        return _mm512_add_ps(k, z);
+        return _mm512_sub_epi32(_mm512_castps_si512(t), off);
     }
     const __m512 q = fmin(fmax(mode == 1 ? _mm512_mul_ps(y, inv) : _mm512_div_ps(y, s), lo), hi);
-    return _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(q, magic), magic), z);
+    return _mm512_sub_epi32(_mm512_castps_si512(_mm512_add_ps(q, magic)), off);
   }
 };
 
 // The tile's per-column epilogue terms (up to 64 columns in four vectors; lanes past nv masked off)
-// and, per row, arith's acc_from_terms32 and epilogue's float part (no ReLU) of a vector.
-template <bool BIAS>
+// and, per row, arith's acc_from_terms32 and epilogue's float part (no ReLU) of a vector. ROWS: the
+// row sums' term is there (its multiply skipped where every column weight is 0: a zp_shifted blob).
+template <bool BIAS, bool ROWS>
 struct TileCols {
   __mmask16 km[4];
   __m512i cw[4], cc[4];
@@ -80,8 +91,8 @@ struct TileCols {
   }
   // acc_from_terms32: t + rowsum * col_weight + col_const, wrapping; then acc * mult (+ bias)
   inline __m512 y(const int32_t* t, __m512i rsr, int v) const {
-    __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(t + 16 * v), _mm512_mullo_epi32(rsr, cw[v]));
-    acc = _mm512_add_epi32(acc, cc[v]);
+    __m512i acc = _mm512_add_epi32(_mm512_loadu_si512(t + 16 * v), cc[v]);
+    if constexpr (ROWS) acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(rsr, cw[v]));
     const __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(__mmask16(0xFFFF), acc), mu[v]);
     return BIAS ? _mm512_add_ps(y, bi[v]) : y;
   }
@@ -89,25 +100,24 @@ struct TileCols {
 
 static inline __m512i row_sum(int64_t rs) { return _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(rs))); }
 
-template <OutKind KIND, bool BIAS, bool RELU>
+template <OutKind KIND, bool BIAS, bool RELU, bool ROWS>
 static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw,
                            const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
-  const TileCols<BIAS> tc(nv, colw, colc, ep.mult + n0, BIAS ? ep.bias + n0 : nullptr);
+  const TileCols<BIAS, ROWS> tc(nv, colw, colc, ep.mult + n0, BIAS ? ep.bias + n0 : nullptr);
   const __m512 zero = _mm512_setzero_ps();
-  const Requant rq(ep);
+  const Requant rq(ep, RELU);  // (codes: the ReLU is its lower bound)
   for (int r = 0; r < mr; ++r) {
-    const __m512i rsr = row_sum(rs[r]);
+    const __m512i rsr = ROWS ? row_sum(rs[r]) : _mm512_setzero_si512();
     const int32_t* t = t32 + r * kBlockN;
     const int64_t row = (m + r) * ep.ldo + n0;
     for (int v = 0; v < tc.nvec; ++v) {
       __m512 y = tc.y(t, rsr, v);
-      if constexpr (RELU) y = fmax(y, zero);
       if constexpr (KIND == OutKind::f32) {
+        if constexpr (RELU) y = fmax(y, zero);
         _mm512_mask_storeu_ps(static_cast<float*>(ep.out) + row + 16 * v, tc.km[v], y);
       } else {
         // quantize: clamp(round_half_even_clamped(y / s) + z, 0, qmax)
-        const __m512 q = rq.code(y);
-        const __m512i qi = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), q);
+        const __m512i qi = rq.codes(y);
         if constexpr (KIND == OutKind::codes_u8)
           _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(ep.out) + row + 16 * v, tc.km[v], qi);
         else
@@ -120,15 +130,15 @@ static void isa_fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t
 // isa_fused_tile's residual output (Residual in qgemm.h; the generic residual_tile's values): y =
 // acc * mult (+ bias), + residual (one add), ReLU as `v < 0 ? 0 : v` (a blend: NaN and -0 kept, as the
 // residual add_relu_ keeps them), float32 out, and the codes through Requant with NaN counted (code zp).
-template <bool BIAS>
+template <bool BIAS, bool ROWS>
 static void isa_residual_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw,
                               const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
-  const TileCols<BIAS> tc(nv, colw, colc, ep.mult + n0, BIAS ? ep.bias + n0 : nullptr);
+  const TileCols<BIAS, ROWS> tc(nv, colw, colc, ep.mult + n0, BIAS ? ep.bias + n0 : nullptr);
   const __m512 zero = _mm512_setzero_ps();
   const Requant rq(ep);
   int64_t nans = 0;
   for (int r = 0; r < mr; ++r) {
-    const __m512i rsr = row_sum(rs[r]);
+    const __m512i rsr = ROWS ? row_sum(rs[r]) : _mm512_setzero_si512();
     const int32_t* t = t32 + r * kBlockN;
     const int64_t at = (m + r) * ep.ldo + n0;
     // The residual's rows are read (and the output's written) one 64-column slice at a time, a row
@@ -148,7 +158,7 @@ static void isa_residual_tile(const int32_t* t32, int mr, int64_t nv, const int6
       if (ep.res.codes == nullptr) continue;
       const __mmask16 nan = _mm512_mask_cmp_ps_mask(tc.km[v], y, y, _CMP_UNORD_Q);
       nans += _mm_popcnt_u32(nan);
-      const __m512i q = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), rq.code(_mm512_maskz_mov_ps(~nan, y)));
+      const __m512i q = rq.codes(_mm512_maskz_mov_ps(~nan, y));
       if (ep.res.codes_u8)
         _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(ep.res.codes) + at + 16 * v, tc.km[v], q);
       else
@@ -169,7 +179,7 @@ int64_t quantize(const float* x, int64_t n, float scale, int32_t zp, int bits, v
     const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
     const __mmask16 nan = _mm512_mask_cmp_ps_mask(k, v, v, _CMP_UNORD_Q);
     nans += _mm_popcnt_u32(nan);
-    const __m512i q = _mm512_maskz_cvttps_epi32(__mmask16(0xFFFF), rq.code(_mm512_maskz_mov_ps(~nan, v)));
+    const __m512i q = rq.codes(_mm512_maskz_mov_ps(~nan, v));
     if (out_u8)
       _mm512_mask_cvtepi32_storeu_epi8(static_cast<uint8_t*>(out) + i, k, q);
     else

@@ -1,6 +1,7 @@
 // ISA selection, weight packing and work planning of the integer GEMM engine (qgemm.h). Compiled for
 // generic x86-64; the per-ISA drivers live in qgemm_{scalar,avx2,avx512vnni,amx}.cpp.
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #if defined(__linux__) && defined(__x86_64__)
@@ -45,8 +46,10 @@ struct Header {
   int32_t magic, version, bits, limbs;
   int64_t N, K, Kp, Npad, data_off, colsum_off, zp_off;
   int32_t kh, kw;  // zero in blobs written before they were recorded: read as a GEMM weight
+  int32_t zp_shifted;  // 0 or 1 (PackedLayout); zero in blobs written before it was recorded
 };
 static_assert(sizeof(Header) <= kHeaderBytes, "header too large");
+static_assert(offsetof(Header, zp_shifted) == kHeaderZpShiftedOff, "kHeaderZpShiftedOff");
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -152,6 +155,7 @@ void write_packed_header(const PackedLayout& L, int8_t* out) {
   h.zp_off = L.zp_off;
   h.kh = L.kh;
   h.kw = L.kw;
+  h.zp_shifted = L.zp_shifted ? 1 : 0;
   std::memset(out, 0, kHeaderBytes);
   std::memcpy(out, &h, sizeof(h));
 }
@@ -167,6 +171,11 @@ bool packed_layout_fits(int64_t N, int64_t K, int bits) {
   return total < kMax;
 }
 
+bool pack_zp_shifted(int bits) {
+  const char* env = std::getenv("DWQ_PACK_ZP_SHIFT");
+  return zp_shift_fits(bits) && !(env != nullptr && std::strcmp(env, "0") == 0);
+}
+
 int64_t packed_weight_bytes(int64_t N, int64_t K, int bits) { return packed_layout(N, K, bits).bytes; }
 
 int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {
@@ -175,18 +184,22 @@ int64_t packed_weight_cols(int64_t N, int64_t K, int bits) {
 
 int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64_t sn, int64_t sk,
                     const int32_t* zero_point, int bits, int8_t* out, int kh, int kw) {
-  const PackedLayout h = packed_layout(N, K, bits, kh, kw);
+  PackedLayout h = packed_layout(N, K, bits, kh, kw);
+  const uint32_t qmax = (uint32_t{1} << bits) - 1;
+  h.zp_shifted = pack_zp_shifted(bits);
+  for (int64_t n = 0; n < N && h.zp_shifted; ++n)  // (a zero point out of range keeps the 128 offset)
+    h.zp_shifted = zero_point[n] >= 0 && static_cast<uint32_t>(zero_point[n]) <= qmax;
   write_packed_header(h, out);
   int8_t* data = out + h.data_off;
   std::memset(data, 0, static_cast<size_t>(h.limbs * h.Npad * h.Kp));
   int64_t* colsum = reinterpret_cast<int64_t*>(out + h.colsum_off);
   int32_t* zp = reinterpret_cast<int32_t*>(out + h.zp_off);
-  const uint32_t qmax = (uint32_t{1} << bits) - 1;
   const uint8_t* w8 = static_cast<const uint8_t*>(w_ptr);
   const int32_t* w32 = static_cast<const int32_t*>(w_ptr);
   int64_t bad = 0;
   for (int64_t n = 0; n < N; ++n) {
     const int64_t blk = n / kBlockN, col = n % kBlockN;
+    const int32_t low_shift = h.zp_shifted ? zero_point[n] : 128;
     int64_t sum = 0;
     for (int64_t k = 0; k < K; ++k) {
       const int64_t i = n * sn + k * sk;
@@ -195,7 +208,7 @@ int64_t pack_weight(const void* w_ptr, bool w_is_u8, int64_t N, int64_t K, int64
       sum += q;
       // byte offset inside a limb plane: [blk][k/4][col][k%4]
       const int64_t off = blk * kBlockN * h.Kp + (k / 4) * (kBlockN * 4) + col * 4 + (k % 4);
-      data[off] = static_cast<int8_t>(static_cast<int32_t>(q & 255u) - 128);
+      data[off] = static_cast<int8_t>(static_cast<int32_t>(q & 255u) - low_shift);
       if (h.limbs == 2) data[h.Npad * h.Kp + off] = static_cast<int8_t>(static_cast<int32_t>((q >> 8) & 255u) - 128);
     }
     colsum[n] = sum;
@@ -216,6 +229,7 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   if (h.Kp != round_up(h.K, 4) || h.Npad != round_up(h.N, kBlockN)) return false;
   const bool gemm = h.kh == 0 && h.kw == 0;
   if (!gemm && (h.kh < 1 || h.kw < 1 || h.K % (int64_t{h.kh} * h.kw) != 0)) return false;
+  if (h.zp_shifted != 0 && (h.zp_shifted != 1 || !zp_shift_fits(h.bits))) return false;
   int64_t plane = 0;
   if (__builtin_mul_overflow(h.Npad, h.Kp, &plane) || plane > nbytes) return false;
   // The offsets are read from the blob: they must be the layout's, or the engine reads out of bounds.
@@ -230,6 +244,7 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   v->limbs = h.limbs;
   v->kh = h.kh;
   v->kw = h.kw;
+  v->zp_shifted = h.zp_shifted == 1;
   v->data = blob + h.data_off;
   v->colsum = reinterpret_cast<const int64_t*>(blob + h.colsum_off);
   v->zp = reinterpret_cast<const int32_t*>(blob + h.zp_off);

@@ -100,7 +100,6 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   // Limbs with K <= 32768: three int32 partial tiles combined once in the epilogue (no int64
   // accumulation per pass); larger K: the general path, K-chunked into int64.
   const bool limb3 = !fast && (p.lx == 2 || p.lw == 2) && K <= 32768;
-  const int64_t Lw = p.lw == 2 ? 257 : 1;
   const int64_t kg_chunk = kMaxKChunk / 4;
 #ifdef DWQ_ISA_NARROW
   const auto uk = p.lx == 1 && qmax_x <= 127 ? ukernel_narrow : ukernel;
@@ -143,16 +142,18 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   alignas(64) int32_t acc32[kBlockN];
   alignas(64) int64_t acc64[kBlockN];
   int64_t bad = 0;
-  const FusedTileFn fused = pick_fused(ep);
+  // A zp_shifted blob's column weights are all 0: the row sums are neither needed nor made.
+  const bool need_rows = !w.zp_shifted;
+  const FusedTileFn fused = pick_fused(ep, need_rows);
 
   for (int64_t item = begin; item < end; ++item) {
     const int64_t chunk = item / p.m_blocks, mb = item % p.m_blocks;
     const int64_t m0 = mb * p.mc, rows = std::min(p.mc, p.M - m0);
     const int64_t nb0 = chunk * p.nc_blocks, nb1 = std::min(p.n_blocks, (chunk + 1) * p.nc_blocks);
-    // acc = T + rowsum * (128 * Lw - zw) - zx * colsum + K * zx * zw   (T: the shifted-limb products)
+    // acc = T + rowsum * (shift - zw) - zx * colsum + K * zx * zw   (T: the shifted-limb products)
     for (int64_t n = nb0 * kBlockN, j = 0; n < nb1 * kBlockN; ++n, ++j) {
       if (n < p.N) {
-        tb.colw[j] = arith::zp_col_weight(w.zp[n], 128 * Lw);
+        tb.colw[j] = arith::zp_col_weight(w.zp[n], w.shift(n));
         tb.colc[j] = arith::zp_col_const(K, a.zx, w.zp[n], w.colsum[n]);
       } else {
         tb.colw[j] = 0;
@@ -162,7 +163,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       tb.colc32[j] = static_cast<uint32_t>(tb.colc[j]);
     }
     if (padded) {
-      bad += padded_rows(a, m0, rows, tb, rs);
+      bad += padded_rows(a, m0, rows, tb, rs, need_rows);
     } else if (implicit) {
       bad += implicit_rows(a, m0, rows, tb, rs);
     } else
@@ -201,14 +202,14 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
           }
 #ifdef DWQ_ISA_WIDE
         } else if (p.lx == 2) {
-          // T = T' + 32768 * sum_{k<K} s_k with s_k = qw_k - 128 * Lw the shifted limbs combined (the
-          // padding's stored bytes are 0: no term), i.e. 32768 * (colsum - 128 * Lw * K).
+          // T = T' + 32768 * sum_{k<K} s_k with s_k = qw_k - shift the shifted limbs combined (the
+          // padding's stored bytes are 0: no term), i.e. 32768 * (colsum - shift * K).
           ukernel_wide(mr, A, A + p.mc * lda, lda, bblk, p.lw == 2 ? bblk + w.Npad * Kp : nullptr, kg_total, t64);
           for (int r = 0; r < mr; ++r) {
             const int64_t rsr = rst[r];
             const int64_t* t = t64 + r * kBlockN;
             for (int64_t j = 0; j < nv; ++j)
-              acc64[j] = arith::acc_from_terms(t[j] + 32768 * (w.colsum[n0 + j] - 128 * Lw * K), rsr, colw[j], colc[j]);
+              acc64[j] = arith::acc_from_terms(t[j] + 32768 * (w.colsum[n0 + j] - w.shift(n0 + j) * K), rsr, colw[j], colc[j]);
             store_row<int64_t>(acc64, nv, ep, m0 + mt + r, n0);
           }
 #endif

@@ -139,31 +139,36 @@ void residual_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, co
 using FusedTileFn = void (*)(const int32_t*, int, int64_t, const int64_t*, const uint32_t*, const uint32_t*,
                              const Epilogue&, int64_t, int64_t);
 
-template <OutKind KIND>
+// ROWS: some column weight is not 0, so the row sums' term is there (the generic loops always add it).
+template <OutKind KIND, bool ROWS>
 FusedTileFn pick_fused_kind(const Epilogue& ep) {
 #ifdef DWQ_ISA_FUSED  // the ISA file's explicit version of fused_tile
-  if (ep.bias != nullptr) return ep.relu ? &isa_fused_tile<KIND, true, true> : &isa_fused_tile<KIND, true, false>;
-  return ep.relu ? &isa_fused_tile<KIND, false, true> : &isa_fused_tile<KIND, false, false>;
+  if (ep.bias != nullptr)
+    return ep.relu ? &isa_fused_tile<KIND, true, true, ROWS> : &isa_fused_tile<KIND, true, false, ROWS>;
+  return ep.relu ? &isa_fused_tile<KIND, false, true, ROWS> : &isa_fused_tile<KIND, false, false, ROWS>;
 #else
   if (ep.bias != nullptr) return ep.relu ? &fused_tile<KIND, true, true> : &fused_tile<KIND, true, false>;
   return ep.relu ? &fused_tile<KIND, false, true> : &fused_tile<KIND, false, false>;
 #endif
 }
 
-FusedTileFn pick_fused(const Epilogue& ep) {
+template <bool ROWS>
+FusedTileFn pick_fused_rows(const Epilogue& ep) {
   if (ep.kind == OutKind::f32 && ep.res.residual != nullptr) {
 #ifdef DWQ_ISA_FUSED
-    return ep.bias != nullptr ? &isa_residual_tile<true> : &isa_residual_tile<false>;
+    return ep.bias != nullptr ? &isa_residual_tile<true, ROWS> : &isa_residual_tile<false, ROWS>;
 #else
     return ep.bias != nullptr ? &residual_tile<true> : &residual_tile<false>;
 #endif
   }
   switch (ep.kind) {
-    case OutKind::f32: return pick_fused_kind<OutKind::f32>(ep);
-    case OutKind::codes_u8: return pick_fused_kind<OutKind::codes_u8>(ep);
-    case OutKind::codes_i32: return pick_fused_kind<OutKind::codes_i32>(ep);
+    case OutKind::f32: return pick_fused_kind<OutKind::f32, ROWS>(ep);
+    case OutKind::codes_u8: return pick_fused_kind<OutKind::codes_u8, ROWS>(ep);
+    case OutKind::codes_i32: return pick_fused_kind<OutKind::codes_i32, ROWS>(ep);
     default: return nullptr;  // int64 accumulators: store_row
   }
 }
+
+FusedTileFn pick_fused(const Epilogue& ep, bool rows) { return rows ? pick_fused_rows<true>(ep) : pick_fused_rows<false>(ep); }
 
 }  // namespace

@@ -280,12 +280,13 @@ int64_t implicit_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_
 // only the item's window columns when its outputs lie in one output row (a wide image's items would
 // otherwise copy whole rows for a few outputs). Then the taps of consecutive outputs of an output
 // row are C bytes apart. tb.pix[r]: row r's window corner, a pixel index into tb.pad; tb.toff[t]:
-// tap t's byte offset from it; rs[r]: the window's code sum (from per-pixel sums). tb.pad keeps
+// tap t's byte offset from it; rs[r]: the window's code sum (from per-pixel sums), or 0 unless
+// `sums` (a zp_shifted weight needs none). tb.pad keeps
 // kMR spare pixels past the copy for the rows of a tile past its last output. Returns the count of
 // codes above qmax among the copied input pixels (stride 1 reads every input pixel: all are codes
 // the convolution uses).
 __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffers& tb,
-                                              int64_t* rs) {
+                                              int64_t* rs, bool sums) {
   const uint8_t* x = static_cast<const uint8_t*>(a.x);
   const int64_t C = a.C, Hp = a.H + 2 * a.pad_h, img = a.OH * a.OW, ntaps = a.kh * a.kw, m1 = m0 + rows - 1;
   int64_t n = m0 / img, oh = (m0 / a.OW) % a.OH, ow = m0 % a.OW;  // the first output pixel
@@ -313,18 +314,32 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
     const int64_t ng = g / Hp, ih = g % Hp - a.pad_h;
     if (ih < 0 || ih >= a.H || inside == 0) {
       std::memset(row, zx, static_cast<size_t>(wb * C));
-      std::fill(prow, prow + wb, zsum);
+      if (sums) std::fill(prow, prow + wb, zsum);
       continue;
     }
     std::memset(row, zx, static_cast<size_t>(left * C));
-    std::fill(prow, prow + left, zsum);
-    rp.copy_pixels(x + ng * a.sn + ih * a.sh + iw_lo * C, inside, C, row + left * C, prow + left);
+    const uint8_t* src = x + ng * a.sn + ih * a.sh + iw_lo * C;  // (inside pixels, dense)
+    if (sums)
+      rp.copy_pixels(src, inside, C, row + left * C, prow + left);
+    else
+      rp.copy(src, inside * C, row + left * C);
     const int64_t right = wb - left - inside;
     std::memset(row + (left + inside) * C, zx, static_cast<size_t>(right * C));
-    std::fill(prow + left + inside, prow + wb, zsum);
+    if (sums) {
+      std::fill(prow, prow + left, zsum);
+      std::fill(prow + left + inside, prow + wb, zsum);
+    }
   }
   for (int64_t ky = 0, t = 0; ky < a.kh; ++ky)
     for (int64_t kx = 0; kx < a.kw; ++kx, ++t) tb.toff[t] = (ky * wb + kx) * C;
+  if (!sums) {
+    for (int64_t r = 0; r < rows; ++r) {
+      tb.pix[r] = (n * Hp + oh - g0) * wb + ow - c0;
+      rs[r] = 0;
+      next_pixel(a, n, oh, ow);
+    }
+    return rp.bad;
+  }
   // window sums: the kw-pixel sums along each copied row (in place: a sum only reads pixels at or
   // after its own), then kh of them per window
   for (int64_t i = 0; i + a.kw <= npix; ++i) {
@@ -343,7 +358,7 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
   return rp.bad;
 }
 #else
-int64_t padded_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*) { return 0; }  // never called
+int64_t padded_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*, bool) { return 0; }  // never called
 #endif
 
 }  // namespace

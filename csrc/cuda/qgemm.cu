@@ -301,7 +301,8 @@ at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, i
   qg_zp_vec_values(op, "zero_point", zero_point, bits);  // conversion time: a sync is fine
   const c10::cuda::CUDAGuard guard(w.device());
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const cpu::PackedLayout L = cpu::packed_layout(N, K, static_cast<int>(bits), kh, kw);
+  cpu::PackedLayout L = cpu::packed_layout(N, K, static_cast<int>(bits), kh, kw);
+  L.zp_shifted = cpu::pack_zp_shifted(static_cast<int>(bits));  // (zero points checked above)
   at::Tensor out = at::zeros({N, cpu::packed_weight_cols(N, K, static_cast<int>(bits))}, w.options().dtype(at::kChar));
   TORCH_INTERNAL_ASSERT(aligned16(out.data_ptr()) && out.numel() >= L.bytes);
   at::Tensor header = at::empty({cpu::kHeaderBytes}, at::TensorOptions().dtype(at::kChar));
@@ -315,7 +316,8 @@ at::Tensor pack_weight_cuda(const at::Tensor& w, const at::Tensor& zero_point, i
   auto run = [&](auto* wp) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(wp)>>;
     cuda::pack_words_kernel<T><<<blocks_for(words, 256), 256, 0, stream>>>(
-        wp, N, K, w.stride(0), w.stride(1), L.Kp, L.Npad, L.limbs, reinterpret_cast<uint32_t*>(blob + L.data_off));
+        wp, N, K, w.stride(0), w.stride(1), L.Kp, L.Npad, L.limbs, L.zp_shifted ? zc.data_ptr<int32_t>() : nullptr,
+        reinterpret_cast<uint32_t*>(blob + L.data_off));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     cuda::pack_colsum_kernel<T><<<blocks_for(N * 32, 256, int64_t{1} << 30), 256, 0, stream>>>(
         wp, N, K, w.stride(0), w.stride(1), zc.data_ptr<int32_t>(), qmax,
@@ -745,6 +747,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   ep.x_zp = ap.x_zp;
   ep.K = K;
   ep.shift = 128 * (lw == 2 ? 257 : 1);
+  ep.w_zp_shifted = reinterpret_cast<const int32_t*>(blob + cpu::kHeaderZpShiftedOff);
   if (sx.defined()) ep.x_scale = sx.data_ptr<float>();
   if (sw.defined()) ep.w_scale = sw.data_ptr<float>();
   if (e.aff_scale) ep.aff_scale = e.aff_scale->data_ptr<float>();

@@ -19,12 +19,14 @@ struct ColTerms {
 // Per launch: the scalars in device memory, read once per thread.
 struct EpiScalars {
   int32_t zx = 0;
+  bool w_zp_shifted = false;
   float sx = 1.f, os = 1.f, oz = 0.f, oqm = 255.f;
 };
 
 __device__ __forceinline__ EpiScalars load_scalars(const EpiParams& e) {
   EpiScalars s;
   s.zx = *e.x_zp;
+  s.w_zp_shifted = e.w_zp_shifted != nullptr && *e.w_zp_shifted != 0;
   if (e.kind == kOutF32 || e.kind == kOutU8 || e.kind == kOutI32) s.sx = *e.x_scale;
   if (e.kind == kOutU8 || e.kind == kOutI32) {
     s.os = *e.out_scale;
@@ -38,7 +40,7 @@ __device__ __forceinline__ EpiScalars load_scalars(const EpiParams& e) {
 __device__ __forceinline__ ColTerms col_terms(const EpiParams& e, const EpiScalars& s, int64_t n) {
   ColTerms c;
   const int32_t zw = e.wzp[n];
-  c.colw = arith::zp_col_weight(zw, e.shift);
+  c.colw = arith::zp_col_weight(zw, s.w_zp_shifted ? zw : e.shift);
   c.colc = arith::zp_col_const(e.K, s.zx, zw, e.colsum[n]);
   if (e.kind == kOutF32 || e.kind == kOutU8 || e.kind == kOutI32) {
     // mult = (s_x * s_w[n]) * affine_scale[n] in float32, the CPU binding's order.

@@ -5,8 +5,9 @@
 // The engine computes, like the CPU one (csrc/cpu/qgemm.h), on the packed-weight blob that
 // pack_weight writes on either device (same bytes: [header][limbs x Npad/64 x Kp/4 x 64 x 4 of
 // (limb - 128)][colsum int64 [N]][zp int32 [N]]):
-//   T[m][n]   = sum_k qx[m][k] * (qw[n][k] - shift)              int32 tensor-core partials, int64 sum
-//   acc[m][n] = T + rowsum[m] * (shift - zw[n]) + K*zx*zw[n] - zx*colsum[n]     (arith.h)
+//   T[m][n]   = sum_k qx[m][k] * (qw[n][k] - shift[n])           int32 tensor-core partials, int64 sum
+//   acc[m][n] = T + rowsum[m] * (shift[n] - zw[n]) + K*zx*zw[n] - zx*colsum[n]     (arith.h)
+// with shift[n] = 128 per limb, or zw[n] (codes of at most 7 bits: EpiParams::w_zp_shifted).
 // then the float epilogue of arith.h. Scalars that live in device memory (x_scale, zero points,
 // out_scale) are read by the kernels, so that no launcher needs a host sync.
 #pragma once
@@ -38,7 +39,11 @@ struct EpiParams {
   const int32_t* wzp = nullptr;     // [N] (in the blob)
   const int32_t* x_zp = nullptr;    // device [1]
   int64_t K = 0;
-  int64_t shift = 128;  // 128 * (1 or 257): the weight limbs' offset
+  int64_t shift = 128;  // 128 * (1 or 257): the weight limbs' offset, unless
+  // the blob's header flag (device; null: 0) says its codes were stored less their zero point instead
+  // (cpu::PackedLayout::zp_shifted): the rows' term is then 0. Read on the device: the launcher knows
+  // the weight's limb count from its shape, not its width.
+  const int32_t* w_zp_shifted = nullptr;
   const float* x_scale = nullptr;  // device [1]
   const float* w_scale = nullptr;  // [N]
   const float* aff_scale = nullptr;  // [N] or null

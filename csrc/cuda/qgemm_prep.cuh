@@ -109,21 +109,23 @@ __global__ void add_relu_kernel(float* a, const float* b, int64_t n) {
 }
 
 // One thread per 32-bit word of the limb planes [limbs][Npad/64][Kp/4][64][4]: byte (n, k) of limb l
-// is ((q >> 8l) & 255) - 128, zero outside [N) x [K) (the CPU pack's memset).
+// is ((q >> 8l) & 255) - 128, or q - zp[n] where zp is given (one limb: PackedLayout::zp_shifted),
+// zero outside [N) x [K) (the CPU pack's memset).
 template <typename T>
 __global__ void pack_words_kernel(const T* __restrict__ w, int64_t N, int64_t K, int64_t sn, int64_t sk, int64_t Kp,
-                                  int64_t Npad, int limbs, uint32_t* __restrict__ out) {
+                                  int64_t Npad, int limbs, const int32_t* __restrict__ zp, uint32_t* __restrict__ out) {
   const int64_t G = Kp / 4, plane = Npad * G, total = plane * limbs;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t l = i / plane, r = i - l * plane;
     const int64_t blk = r / (G * 64), g = (r / 64) % G, col = r % 64;
     const int64_t nn = blk * 64 + col;
     uint32_t word = 0;
+    const int32_t low = nn < N && zp != nullptr ? zp[nn] : 128;
     for (int j = 0; j < 4; ++j) {
       const int64_t k = 4 * g + j;
       if (nn < N && k < K) {
         const uint32_t q = static_cast<uint32_t>(w[nn * sn + k * sk]);
-        const uint32_t b = static_cast<uint32_t>(static_cast<int32_t>((q >> (8 * l)) & 255u) - 128) & 255u;
+        const uint32_t b = static_cast<uint32_t>(static_cast<int32_t>((q >> (8 * l)) & 255u) - low) & 255u;
         word |= b << (8 * j);
       }
     }

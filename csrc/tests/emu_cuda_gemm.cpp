@@ -209,6 +209,7 @@ static void run_case(const Case& c, int kind, int64_t k_chunk, const char* what,
   e.x_zp = &zx;
   e.K = c.K;
   e.shift = 128 * (lw == 2 ? 257 : 1);
+  e.w_zp_shifted = reinterpret_cast<const int32_t*>(blob + cpu::kHeaderZpShiftedOff);
   e.x_scale = &sx;
   e.w_scale = w_scale.data();
   e.aff_scale = aff.data();

@@ -468,7 +468,9 @@ static void test_pack() {
       for (int64_t k = 0; k < K; ++k) wt[k * N + n] = w[n * K + k];
     const int64_t words = L.limbs * L.Npad * L.Kp / 4;
     launch(dim3(3), dim3(256), cuda::pack_words_kernel<int32_t>, const_cast<const int32_t*>(wt.data()), N, K,
-           int64_t{1}, N, L.Kp, L.Npad, L.limbs, reinterpret_cast<uint32_t*>(got + L.data_off));
+           int64_t{1}, N, L.Kp, L.Npad, L.limbs,
+           cpu::pack_zp_shifted(bits) ? const_cast<const int32_t*>(zw.data()) : nullptr,
+           reinterpret_cast<uint32_t*>(got + L.data_off));
     launch(dim3(static_cast<unsigned>((N * 32 + 255) / 256)), dim3(256), cuda::pack_colsum_kernel<int32_t>,
            const_cast<const int32_t*>(wt.data()), N, K, int64_t{1}, N, const_cast<const int32_t*>(zw.data()),
            static_cast<uint32_t>(arith::max_code(bits)), reinterpret_cast<int64_t*>(got + L.colsum_off),

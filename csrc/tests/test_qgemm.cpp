@@ -414,6 +414,114 @@ static void header_kernel_cases() {
   }
 }
 
+// Codes of at most 7 bits are stored less their column's zero point (PackedLayout::zp_shifted), wider
+// ones less 128 per limb, where the engine reads them: byte (n, k) at [n / 64][k / 4][n % 64][k % 4].
+// A zero point out of range keeps the 128 offset; the header's flag must be 0 or 1, and 1 only for
+// widths up to 7.
+static void zp_shift_layout_cases(std::mt19937_64& rng) {
+  for (int bits : {2, 5, 7, 8, 12}) {
+    const int64_t N = 1 + rng() % 90, K = 1 + rng() % 40;
+    const int32_t qm = (1 << bits) - 1;
+    std::vector<int32_t> w(N * K), zw(N);
+    for (auto& v : w) v = int32_t(rng() % (qm + 1));
+    for (auto& z : zw) z = rng() % 3 == 0 ? qm : int32_t(rng() % (qm + 1));
+    Packed p = pack(w, N, K, zw, bits);
+    PackedWeightView v;
+    CHECK(parse_packed_weight(p.ptr, p.bytes, &v), "bits %d: blob refused", bits);
+    CHECK(v.zp_shifted == (bits <= 7), "bits %d: zp_shifted %d", bits, int(v.zp_shifted));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) {
+        const int32_t q = w[n * K + k], want = bits <= 7 ? q - zw[n] : (q & 255) - 128;
+        const int8_t got = v.data[(n / kBlockN) * kBlockN * v.Kp + (k / 4) * kBlockN * 4 + (n % kBlockN) * 4 + k % 4];
+        if (got != want) {
+          CHECK(false, "bits %d: byte (%lld, %lld) is %d, want %d", bits, (long long)n, (long long)k, int(got), want);
+          return;
+        }
+      }
+    if (bits > 7) continue;
+    int32_t* flag = reinterpret_cast<int32_t*>(p.ptr + kHeaderZpShiftedOff);
+    CHECK(*flag == 1, "bits %d: the header's flag is %d at byte %lld", bits, *flag, (long long)kHeaderZpShiftedOff);
+    *flag = 2;
+    CHECK(!parse_packed_weight(p.ptr, p.bytes, &v), "a zp_shifted flag of 2 was accepted");
+    std::vector<int32_t> zbad(zw);
+    zbad[N / 2] = qm + 1;
+    Packed q = pack(w, N, K, zbad, bits);
+    CHECK(parse_packed_weight(q.ptr, q.bytes, &v) && !v.zp_shifted, "bits %d: an out-of-range zero point shifted", bits);
+  }
+  {
+    std::vector<int32_t> w(40, 9), zw(2, 3);
+    setenv("DWQ_PACK_ZP_SHIFT", "0", 1);
+    Packed p = pack(w, 2, 20, zw, 5);
+    unsetenv("DWQ_PACK_ZP_SHIFT");
+    PackedWeightView v;
+    CHECK(parse_packed_weight(p.ptr, p.bytes, &v) && !v.zp_shifted && v.data[0] == 9 - 128,
+          "DWQ_PACK_ZP_SHIFT=0 still shifted by the zero point");
+  }
+  std::vector<int32_t> w(64, 200), zw(2, 100);
+  Packed p = pack(w, 2, 32, zw, 8);
+  *reinterpret_cast<int32_t*>(p.ptr + kHeaderZpShiftedOff) = 1;
+  PackedWeightView v;
+  CHECK(!parse_packed_weight(p.ptr, p.bytes, &v), "an 8-bit blob flagged zp_shifted was accepted");
+}
+
+// A blob of codes of at most 7 bits written before zp_shifted (bytes q - 128, flag 0) still computes
+// what the shifted one does, on the paths that then need the row sums: the im2col / in-place conv
+// (AMX: padded rows with their window sums), the int64 store and the fused requantizing epilogue
+// with bias and ReLU.
+static void legacy_blob_cases(Isa isa, std::mt19937_64& rng) {
+  const int64_t B = 2, H = 18, W = 18, C = 64, k = 3, O = 70, OH = 16, OW = 16, K = k * k * C, M = B * OH * OW;
+  const int xb = 8, wb = 1 + 2 + rng() % 5;  // weights of 3..7 bits
+  const int32_t qw = (1 << wb) - 1;
+  std::vector<int32_t> x(B * H * W * C), w(O * K), zw(O);
+  for (auto& v : x) v = int32_t(rng() % 256);
+  for (auto& v : w) v = int32_t(rng() % (qw + 1));
+  for (auto& z : zw) z = int32_t(rng() % (qw + 1));
+  Packed shifted = pack(w, O, K, zw, wb);
+  Packed legacy = pack(w, O, K, zw, wb);
+  PackedWeightView v;
+  CHECK(parse_packed_weight(legacy.ptr, legacy.bytes, &v) && v.zp_shifted, "legacy case: not shifted");
+  int8_t* data = legacy.ptr + kHeaderBytes;
+  for (int64_t n = 0; n < O; ++n)
+    for (int64_t kk = 0; kk < K; ++kk)
+      data[(n / kBlockN) * kBlockN * v.Kp + (kk / 4) * kBlockN * 4 + (n % kBlockN) * 4 + kk % 4] =
+          static_cast<int8_t>(w[n * K + kk] - 128);
+  *reinterpret_cast<int32_t*>(legacy.ptr + kHeaderZpShiftedOff) = 0;
+  CHECK(parse_packed_weight(legacy.ptr, legacy.bytes, &v) && !v.zp_shifted, "legacy case: flag not cleared");
+  std::vector<uint8_t> x8(x.begin(), x.end());
+  ActSource a = int32_rows(x, int32_t(rng() % 256), xb, K);
+  a.x = x8.data();
+  a.is_u8 = true;
+  a.is_conv = true;
+  a.batch = B; a.H = H; a.W = W; a.C = C;
+  a.sn = H * W * C; a.sh = W * C; a.sw = C; a.sc = 1;
+  a.kh = a.kw = k; a.pad_h = a.pad_w = 1; a.OH = OH; a.OW = OW;
+  std::vector<int64_t> acc_s(M * O, -1), acc_l(M * O, -2);
+  Epilogue ep;
+  ep.ldo = O;
+  ep.out = acc_s.data();
+  run_all(isa, M, a, shifted, ep);
+  ep.out = acc_l.data();
+  run_all(isa, M, a, legacy, ep);
+  CHECK(acc_s == acc_l, "%s: the legacy blob's accumulators differ from the shifted blob's", isa_name(isa));
+  std::vector<float> mult(O), bias(O);
+  for (auto& m : mult) m = std::ldexp(float(1 + rng() % 1000), -int(10 + rng() % 8));
+  for (auto& b : bias) b = float(int(rng() % 200) - 100) * 0.01f;
+  std::vector<uint8_t> cs(M * O, 1), cl(M * O, 2);
+  Epilogue eq;
+  eq.kind = OutKind::codes_u8;
+  eq.ldo = O;
+  eq.mult = mult.data();
+  eq.bias = bias.data();
+  eq.relu = true;
+  eq.out_scale = 0.37f;
+  eq.out_zp = 7;
+  eq.out = cs.data();
+  run_all(isa, M, a, shifted, eq);
+  eq.out = cl.data();
+  run_all(isa, M, a, legacy, eq);
+  CHECK(cs == cl, "%s: the legacy blob's requantized codes differ from the shifted blob's", isa_name(isa));
+}
+
 // A blob whose size int64 cannot hold is refused before packed_layout computes it (it wrapped: at
 // K = 2^57 and 16 bits to 0 bytes), and every blob that fits has the size its parts add up to.
 static void layout_size_cases() {
@@ -476,6 +584,10 @@ int main() {
   header_kernel_cases();
   layout_size_cases();
   {
+    std::mt19937_64 zrng(7);  // own stream, as below
+    zp_shift_layout_cases(zrng);
+  }
+  {
     std::mt19937_64 srng(99);  // own stream: the GEMM/conv cases below stay the same
     split_cases(srng);
   }
@@ -488,6 +600,10 @@ int main() {
     const int64_t c = conv_cases(isa, rng, 120) + conv_cases(isa, rng, 30, true);
     overflow_case(isa);
     narrow_extreme_cases(isa);
+    {
+      std::mt19937_64 lrng(11);
+      legacy_blob_cases(isa, lrng);
+    }
     quantize_cases(isa, rng);
     const int64_t t = requant_tie_cases(isa, rng);
     std::printf("%s: %lld gemm + %lld conv cases (30 of model widths) exact, %lld requantized values at and next to ties\n",

@@ -174,7 +174,9 @@ def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
     kernel_size: empty for a GEMM weight, or the conv kernel [kh, kw] whose (ky, kx, c)-ordered
     weights the K columns hold (``pack_conv_weight`` passes it; the blob records it).
     Returns an opaque int8 tensor of shape ``packed_weight_shape(N, K, bits)`` holding the
-    shifted 8-bit limbs ([N/64][K/4][64][4] per limb), column sums and zero points.
+    shifted 8-bit limbs ([N/64][K/4][64][4] per limb), column sums and zero points. Codes of at most
+    7 bits are stored less their channel's zero point (not 128), so the engines need no activation
+    row sums for them; blobs packed before that still read correctly.
     """
     _check_bits(bits)
     _need_ext("pack_weight")
