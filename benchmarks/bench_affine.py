@@ -108,6 +108,17 @@ def bench_model(budget, records):
         print(f"  preact_resnet18 b{batch} done", flush=True)
 
 
+def start_cpu_run(script, threads):
+    """The CPU A/B scripts' start: exits where dwq._C is not built, sets torch's threads and prints
+    them with the engine's ISA and torch's version. Returns the start time."""
+    if not ops.supported_cpu_isas():
+        sys.exit(f"{script}: the dwq._C extension is not built")
+    torch.set_num_threads(threads)
+    isa = os.environ.get("DWQ_CPU_ISA") or ops.supported_cpu_isas()[-1]
+    print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
+    return time.time()
+
+
 def ratio_table(records, key="median_ms", impls=("composed", "fused")):
     """The two ``impls`` (before, after) of each (op, shape, bits) side by side, and their ratio."""
     a, b = impls
@@ -129,12 +140,7 @@ def main(argv=None):
     if not args.budget > 0:
         p.error(f"--budget must be > 0 seconds, got {args.budget}")
     output_paths(p, args, "json")
-    if not ops.supported_cpu_isas():
-        sys.exit("bench_affine: the dwq._C extension is not built")
-    torch.set_num_threads(args.threads)
-    isa = os.environ.get("DWQ_CPU_ISA") or ops.supported_cpu_isas()[-1]
-    print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
-    t0, records = time.time(), []
+    t0, records = start_cpu_run("bench_affine", args.threads), []
     bench_ops(args.budget, records)
     bench_model(args.budget * 2, records)
     finish(records, args, ratio_table, None, t0, digits=3)

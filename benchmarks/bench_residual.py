@@ -22,7 +22,6 @@ checked bit-equal first. It sets the allocator as the ``dwq`` command does
 import argparse
 import os
 import sys
-import time
 
 import torch
 
@@ -32,7 +31,7 @@ from dwq.deploy import convert, time_round_robin
 from dwq.memory import keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_affine import ratio_table, switched_forward  # noqa: E402
+from bench_affine import ratio_table, start_cpu_run, switched_forward  # noqa: E402
 from bench_models import BUILD, calibrate  # noqa: E402
 from records import finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
@@ -165,13 +164,8 @@ def main(argv=None):
         if min(getattr(args, name)) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     output_paths(p, args, "json")
-    if not ops.supported_cpu_isas():
-        sys.exit("bench_residual: the dwq._C extension is not built")
     keep_freed_memory()
-    torch.set_num_threads(args.threads)
-    isa = os.environ.get("DWQ_CPU_ISA") or ops.supported_cpu_isas()[-1]
-    print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
-    t0, records = time.time(), []
+    t0, records = start_cpu_run("bench_residual", args.threads), []
     bench_ops(args.budget, args.batches[0], records)
     bench_conv_ops(args.budget, args.batches[0], records)
     bench_affine_ops(args.budget, args.preact_batches[0], records)

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 
 import torch
 
@@ -26,7 +25,7 @@ from dwq.deploy import convert, time_round_robin
 from dwq.memory import keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_affine import ratio_table  # noqa: E402
+from bench_affine import ratio_table, start_cpu_run  # noqa: E402
 from bench_kernels import QUICK_CONVS  # noqa: E402
 from bench_models import BUILD, calibrate  # noqa: E402
 from records import conv_shape, finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
@@ -116,13 +115,8 @@ def main(argv=None):
     if not all(2 <= b <= 7 for b in args.bits):
         p.error(f"--bits must each be 2..7 (wider codes have one packing), got {args.bits}")
     output_paths(p, args, "json")
-    if not ops.supported_cpu_isas():
-        sys.exit("bench_zp_shift: the dwq._C extension is not built")
     keep_freed_memory()
-    torch.set_num_threads(args.threads)
-    isa = os.environ.get("DWQ_CPU_ISA") or ops.supported_cpu_isas()[-1]
-    print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
-    t0, records = time.time(), []
+    t0, records = start_cpu_run("bench_zp_shift", args.threads), []
     bench_convs(args.budget, args.bits, records)
     bench_models(args.budget * 2, args.bits, records)
     finish(records, args, lambda recs, key="median_ms": ratio_table(recs, key, IMPLS), None, t0, digits=3)

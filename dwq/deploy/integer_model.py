@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from dwq.deploy.layers import FloatAffine, IntConv2d, _IntLayer, check_int, check_pair, is_int, layer_from_config
 from dwq.nn.control import PrecisionModule, get_precision, precision_set
+from dwq.ops.qgemm import conv_output_hw
 from dwq.ops.residual import add_affine_quantize_, add_relu_, add_relu_quantize_, qconv2d_residual
 from dwq.quant.quantizers import check_flag
 
@@ -120,8 +121,7 @@ class _ConvResidualInto:
 
     def _out_shape(self, x):
         c = self.conv
-        (kh, kw), (sh, sw), (ph, pw) = c.kernel_size, c.stride, c.padding
-        return (x.shape[0], c.out_channels, (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1)
+        return (x.shape[0], c.out_channels, *conv_output_hw(x.shape[2], x.shape[3], c.kernel_size, c.stride, c.padding))
 
 
 class _AffineOrCodes:

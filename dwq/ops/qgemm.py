@@ -86,6 +86,12 @@ def _pair(v: IntPair, name: str) -> List[int]:
     return v
 
 
+def conv_output_hw(h, w, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int]):
+    """(OH, OW) of a conv over an h x w input (floor division, as torch's conv2d); symbolic sizes pass."""
+    return ((h + 2 * padding[0] - kernel_size[0]) // stride[0] + 1,
+            (w + 2 * padding[1] - kernel_size[1]) // stride[1] + 1)
+
+
 def _check_bits(bits, name="bits"):
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
         raise ValueError(f"{name} must be an int in 2..16, got {bits!r}")
@@ -304,9 +310,7 @@ if HAS_EXT:
         kh, kw = kernel_size
         torch._check(H + 2 * padding[0] >= kh and W + 2 * padding[1] >= kw,
                      lambda: f"{name}: input smaller than the kernel")
-        OH = (H + 2 * padding[0] - kh) // stride[0] + 1
-        OW = (W + 2 * padding[1] - kw) // stride[1] + 1
-        return B, OH, OW, w_packed.shape[0]
+        return (B, *conv_output_hw(H, W, kernel_size, stride, padding), w_packed.shape[0])
 
     @torch.library.register_fake("dwq::quantize_act")
     def _(x, scale, zero_point, bits):
