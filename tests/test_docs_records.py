@@ -455,3 +455,11 @@ def test_zp_shift_table_is_the_records():
     flat = " ".join(text.split())
     assert f"Over all {len(conv)} conv rows" in flat and f"{min(conv):.2f}–{max(conv):.2f}×: the" in flat
     assert f"whole models {min(model):.2f}–{max(model):.2f}×" in flat
+    for isa, label in (("vnni", "AVX-512 VNNI"), ("avx2", "AVX2")):
+        recs = json.loads((ROOT / "benchmarks" / f"results_cpu_zp_shift_{isa}.json").read_text())
+        m = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in recs}
+        r = {k[:3]: m[(*k[:3], "offset128")] / m[(*k[:3], "zp_shift")] for k in m}
+        c, w = [v for k, v in r.items() if k[0] == "conv3x3"], [v for k, v in r.items() if k[0] != "conv3x3"]
+        i = flat.index(f"(`results_cpu_zp_shift_{isa}.json`)")
+        near = flat[max(0, i - 220):i]
+        assert label in near and f"{min(c):.2f}–{max(c):.2f}×" in near and f"{min(w):.2f}–{max(w):.2f}×" in near, near

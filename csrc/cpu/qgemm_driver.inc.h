@@ -165,7 +165,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
     if (padded) {
       bad += padded_rows(a, m0, rows, tb, rs, need_rows);
     } else if (implicit) {
-      bad += implicit_rows(a, m0, rows, tb, rs);
+      bad += implicit_rows(a, m0, rows, tb, rs, need_rows);
     } else
     bad += a.is_u8 ? pack_rows_t<uint8_t>(a, static_cast<const uint8_t*>(a.x), K, lda, p.lx, m0, rows, p.mc, abuf, rs)
                    : pack_rows_t<int32_t>(a, static_cast<const int32_t*>(a.x), K, lda, p.lx, m0, rows, p.mc, abuf, rs);

@@ -84,13 +84,14 @@ inline void store_row(const AccT* __restrict acc, int64_t nv, const Epilogue& ep
 // Single-pass epilogue of the int32 fast path for a whole tile (rows r < mr, columns j < nv): the
 // zero-point corrections, scaling, affine, ReLU and output conversion fused into one loop per row,
 // specialized on the output kind and flags so the loop has no branches; the same arith.h steps as
-// store_row.
-template <OutKind KIND, bool BIAS, bool RELU, typename OutT>
+// store_row. ROWS: the row sums' term is there (not for a zp_shifted blob, whose column weights are 0).
+template <OutKind KIND, bool BIAS, bool RELU, bool ROWS, typename OutT>
 inline void fused_row(const int32_t* __restrict t, uint32_t rsr, const uint32_t* __restrict colw,
                       const uint32_t* __restrict colc, const float* __restrict mult, const float* __restrict bias,
                       float s, float z, float qm, OutT* __restrict o, int64_t nv) {
   for (int64_t j = 0; j < nv; ++j) {
-    const int32_t acc = arith::acc_from_terms32(t[j], rsr, colw[j], colc[j]);
+    const int32_t acc = ROWS ? arith::acc_from_terms32(t[j], rsr, colw[j], colc[j])
+                             : arith::acc_from_terms32(t[j], 0u, 0u, colc[j]);
     const float y = arith::epilogue<float, BIAS, RELU>(static_cast<float>(acc), mult[j], BIAS ? bias[j] : 0.f);
     if constexpr (KIND == OutKind::f32)
       o[j] = y;
@@ -99,7 +100,7 @@ inline void fused_row(const int32_t* __restrict t, uint32_t rsr, const uint32_t*
   }
 }
 
-template <OutKind KIND, bool BIAS, bool RELU>
+template <OutKind KIND, bool BIAS, bool RELU, bool ROWS>
 void fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw, const uint32_t* colc,
                 const Epilogue& ep, int64_t m, int64_t n0) {
   using OutT = std::conditional_t<KIND == OutKind::f32, float, std::conditional_t<KIND == OutKind::codes_u8, uint8_t, int32_t>>;
@@ -110,13 +111,13 @@ void fused_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const
   OutT* out = static_cast<OutT*>(ep.out) + m * ep.ldo + n0;
   const int64_t ldo = ep.ldo;
   for (int r = 0; r < mr; ++r)
-    fused_row<KIND, BIAS, RELU, OutT>(t32 + r * kBlockN, static_cast<uint32_t>(rs[r]), colw, colc, mult, bias, s, z, qm,
+    fused_row<KIND, BIAS, RELU, ROWS, OutT>(t32 + r * kBlockN, static_cast<uint32_t>(rs[r]), colw, colc, mult, bias, s, z, qm,
                                       out + r * ldo, nv);
 }
 
 // fused_tile's residual output (Residual in qgemm.h): each row's epilogue values (no ReLU: it comes
 // after the add), then residual_row.
-template <bool BIAS>
+template <bool BIAS, bool ROWS>
 void residual_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, const uint32_t* colw,
                    const uint32_t* colc, const Epilogue& ep, int64_t m, int64_t n0) {
   alignas(64) float y[kBlockN];
@@ -129,7 +130,7 @@ void residual_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, co
       __builtin_prefetch(ep.res.residual + ahead + j, 0);
       __builtin_prefetch(static_cast<float*>(ep.out) + ahead + j, 1);
     }
-    fused_row<OutKind::f32, BIAS, false, float>(t32 + r * kBlockN, static_cast<uint32_t>(rs[r]), colw, colc, mult,
+    fused_row<OutKind::f32, BIAS, false, ROWS, float>(t32 + r * kBlockN, static_cast<uint32_t>(rs[r]), colw, colc, mult,
                                                 bias, 0.f, 0.f, 0.f, y, nv);
     nans += residual_row(y, nv, ep, m + r, n0);
   }
@@ -139,7 +140,7 @@ void residual_tile(const int32_t* t32, int mr, int64_t nv, const int64_t* rs, co
 using FusedTileFn = void (*)(const int32_t*, int, int64_t, const int64_t*, const uint32_t*, const uint32_t*,
                              const Epilogue&, int64_t, int64_t);
 
-// ROWS: some column weight is not 0, so the row sums' term is there (the generic loops always add it).
+// ROWS: some column weight is not 0, so the row sums' term is there.
 template <OutKind KIND, bool ROWS>
 FusedTileFn pick_fused_kind(const Epilogue& ep) {
 #ifdef DWQ_ISA_FUSED  // the ISA file's explicit version of fused_tile
@@ -147,8 +148,8 @@ FusedTileFn pick_fused_kind(const Epilogue& ep) {
     return ep.relu ? &isa_fused_tile<KIND, true, true, ROWS> : &isa_fused_tile<KIND, true, false, ROWS>;
   return ep.relu ? &isa_fused_tile<KIND, false, true, ROWS> : &isa_fused_tile<KIND, false, false, ROWS>;
 #else
-  if (ep.bias != nullptr) return ep.relu ? &fused_tile<KIND, true, true> : &fused_tile<KIND, true, false>;
-  return ep.relu ? &fused_tile<KIND, false, true> : &fused_tile<KIND, false, false>;
+  if (ep.bias != nullptr) return ep.relu ? &fused_tile<KIND, true, true, ROWS> : &fused_tile<KIND, true, false, ROWS>;
+  return ep.relu ? &fused_tile<KIND, false, true, ROWS> : &fused_tile<KIND, false, false, ROWS>;
 #endif
 }
 
@@ -158,7 +159,7 @@ FusedTileFn pick_fused_rows(const Epilogue& ep) {
 #ifdef DWQ_ISA_FUSED
     return ep.bias != nullptr ? &isa_residual_tile<true, ROWS> : &isa_residual_tile<false, ROWS>;
 #else
-    return ep.bias != nullptr ? &residual_tile<true> : &residual_tile<false>;
+    return ep.bias != nullptr ? &residual_tile<true, ROWS> : &residual_tile<false, ROWS>;
 #endif
   }
   switch (ep.kind) {

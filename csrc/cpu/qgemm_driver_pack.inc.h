@@ -182,10 +182,10 @@ int64_t pack_rows_t(const ActSource& a, const T* x, int64_t K, int64_t Kp, int l
 }
 
 #ifdef DWQ_ISA_IMPLICIT
-// Fills tb.taps (rows x kh*kw slice pointers) and rs for output rows m0 .. m0+rows-1 of a stride-1
-// convolution over dense channels-last uint8 codes; returns the count of codes above qmax among
-// the input pixels of the rows' receptive field.
-int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffers& tb, int64_t* rs) {
+// Fills tb.taps (rows x kh*kw slice pointers) and rs (0 unless `sums`: a zp_shifted weight needs
+// none) for output rows m0 .. m0+rows-1 of a stride-1 convolution over dense channels-last uint8
+// codes; returns the count of codes above qmax among the input pixels of the rows' receptive field.
+int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffers& tb, int64_t* rs, bool sums) {
   const uint8_t* x = static_cast<const uint8_t*>(a.x);
   const int64_t ntaps = a.kh * a.kw, HW = a.H * a.W, C = a.C;
   if (tb.zline.size() < static_cast<size_t>(C)) tb.zline.resize(static_cast<size_t>(C));
@@ -208,13 +208,13 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
     for (int64_t ih = ih_lo; ih <= ih_hi; ++ih)
       for (int64_t iw = iw_lo; iw <= iw_hi; ++iw) {
         rp.add(x + n0 * a.sn + ih * a.sh + iw * a.sw, C);
-        tb.psum[n0 * HW + ih * a.W + iw - plo] = rp.take();
+        if (sums) tb.psum[n0 * HW + ih * a.W + iw - plo] = rp.take();
       }
   } else {
     int64_t n = plo / HW, ih = (plo / a.W) % a.H, iw = plo % a.W;
     for (int64_t i = 0; i < np; ++i) {
       rp.add(x + n * a.sn + ih * a.sh + iw * a.sw, C);
-      tb.psum[i] = rp.take();
+      if (sums) tb.psum[i] = rp.take();
       if (++iw == a.W) {
         iw = 0;
         if (++ih == a.H) {
@@ -245,7 +245,7 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
       const int64_t* ps = tb.psum.data() + (n * HW + ih0 * a.W + iw0 - plo);
       for (int64_t t = 0; t < ntaps; ++t) {
         tp[t] = base + toff[t];
-        sum += ps[tpoff[t]];
+        if (sums) sum += ps[tpoff[t]];
       }
       rs[r] = sum;
       next_pixel(a, n, oh, ow);
@@ -257,10 +257,10 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
         const int64_t iw = ow - a.pad_w + kx;
         if (ih >= 0 && ih < a.H && iw >= 0 && iw < a.W) {
           tp[ky * a.kw + kx] = x + n * a.sn + ih * a.sh + iw * a.sw;
-          sum += tb.psum[n * HW + ih * a.W + iw - plo];
+          if (sums) sum += tb.psum[n * HW + ih * a.W + iw - plo];
         } else {
           tp[ky * a.kw + kx] = tb.zline.data();
-          sum += zsum;
+          if (sums) sum += zsum;
         }
       }
     }
@@ -270,7 +270,7 @@ int64_t implicit_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffer
   return rp.bad;
 }
 #else
-int64_t implicit_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*) { return 0; }  // never called
+int64_t implicit_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*, bool) { return 0; }  // never called
 #endif
 
 #ifdef DWQ_ISA_PADDED
