@@ -253,6 +253,12 @@ static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases, bool wide = 
             isa_name(isa), (long long)k, (long long)s, (long long)pad, (long long)C, (long long)W);
       residual_case(isa, M, O, a, p, out, mult, eq.relu, eq.out_zp, rng() % 2 == 0);
     }
+    if (!wide && (xb > 8 || wb > 8) && c % 3 == 0) {  // the limb paths' residual output (store_row)
+      std::mt19937_64 lr(static_cast<uint64_t>(c));  // (own stream: the cases after stay the same)
+      std::vector<float> mult(O);
+      for (auto& v : mult) v = std::ldexp(float(1 + lr() % 1000), -int(30 + lr() % 8));
+      residual_case(isa, M, O, a, p, out, mult, lr() % 2 == 0, int32_t(lr() % 256), lr() % 2 == 0);
+    }
     ++done;
   }
   return done;
