@@ -463,3 +463,20 @@ def test_zp_shift_table_is_the_records():
         i = flat.index(f"(`results_cpu_zp_shift_{isa}.json`)")
         near = flat[max(0, i - 220):i]
         assert label in near and f"{min(c):.2f}–{max(c):.2f}×" in near and f"{min(w):.2f}–{max(w):.2f}×" in near, near
+
+
+def test_limb_planes_ratios_are_the_records():
+    """README's 16-bit / 8-bit ratios before and after the padded limb planes: the three AMX records'."""
+    shapes = ["b32 64->64 32x32 s1", "b32 128->128 16x16 s1", "b1 64->64 32x32 s1", "b1 128->128 16x16 s1"]
+    got = {}
+    for f in ("results_amx_warm_quick_1thread", "results_amx_warm_quick_1thread_rerun", "results_amx_limbs_quick_1thread"):
+        recs = json.loads((ROOT / "benchmarks" / f"{f}.json").read_text())
+        recs = recs["records"] if isinstance(recs, dict) else recs
+        ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs}
+        got[f] = [ms[("conv3x3", s, "dwq", 16)] / ms[("conv3x3", s, "dwq", 8)] for s in shapes]
+    flat = " ".join((ROOT / "README.md").read_text().split())
+    a, w, r = (got[k] for k in ("results_amx_limbs_quick_1thread", "results_amx_warm_quick_1thread",
+                                 "results_amx_warm_quick_1thread_rerun"))
+    assert (f"is {a[0]:.2f}× (b32 64→64) and {a[1]:.2f}× (b32 128→128) the 8-bit one, {a[2]:.2f}× "
+            f"and {a[3]:.2f}× at batch 1, where the warm table's run had {w[0]:.2f}×, {w[1]:.2f}×, {w[2]:.2f}× "
+            f"and {w[3]:.2f}× (its rerun {r[0]:.2f}×, {r[1]:.2f}×, {r[2]:.2f}×, {r[3]:.2f}×)") in flat

@@ -103,6 +103,32 @@ def test_model_width_convs(isa):
                 q.qconv2d_acc(x, zx, xb, wp, k, 1, p)
 
 
+def test_limb_codes_on_model_width_convs(isa):
+    """Codes of 9..16 bits (either side) on the shapes where AMX reads a zero-point-padded copy split
+    into limb planes (stride 1, 64 | C, whole or 3/4-full 16-pixel tiles): accumulators, float and
+    requantized outputs exact, and a code out of range found."""
+    g = torch.Generator().manual_seed(31)
+    for i, (B, C, H, W, p, xb, wb) in enumerate([(2, 64, 4, 16, 1, 16, 16), (1, 64, 3, 14, 1, 12, 5),
+                                                 (1, 128, 3, 16, 1, 8, 16), (1, 64, 4, 32, 0, 9, 9)]):
+        O = ri(g, 1, 70)
+        x = rand_codes(g, (B, C, H, W), xb, torch.uint8 if xb <= 8 else torch.int32)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = rand_codes(g, (O, C, 3, 3), wb)
+        zx, zw = rand_zp(g, xb), rand_zp(g, wb, (O,))
+        wp = q.pack_conv_weight(w, zw, wb)
+        assert torch.equal(q.qconv2d_acc(x, zx, xb, wp, 3, 1, p), ref.qconv2d_acc_ref(x, zx, w, zw, (1, 1), (p, p))), i
+        sx, sw = torch.rand(1, generator=g) * 1e-3 + 1e-5, torch.rand(O, generator=g) * 1e-4 + 1e-6
+        y = q.qconv2d(x, sx, zx, xb, wp, sw, 3, 1, p, None, None, True)
+        assert torch.equal(y, ref.qconv2d_ref(x, sx, zx, w, sw, zw, (1, 1), (p, p), None, None, True)), i
+        so, zo = (y.abs().max() / 200 + 1e-3).reshape(1), rand_zp(g, 8)
+        c = q.qconv2d(x, sx, zx, xb, wp, sw, 3, 1, p, None, None, False, so, zo, 8)
+        assert torch.equal(c, ref.qconv2d_ref(x, sx, zx, w, sw, zw, (1, 1), (p, p), None, None, False, so, zo, 8)), i
+        if xb > 8 and xb < 16:
+            x[-1, -1, -1, -1] = 1 << xb
+            with pytest.raises(RuntimeError, match=r"outside 0\.\.\d+"):
+                q.qconv2d_acc(x, zx, xb, wp, 3, 1, p)
+
+
 def test_weights_stored_less_their_zero_point_compute_what_the_128_offset_did(isa, monkeypatch):
     """Weights of at most 7 bits are packed less their channel's zero point (no row sums needed);
     DWQ_PACK_ZP_SHIFT=0 packs them with the 128 offset of wider codes, as blobs made before were.

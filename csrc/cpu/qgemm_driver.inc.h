@@ -43,7 +43,8 @@ struct ThreadBuffers {
   std::vector<const uint8_t*> taps;  // implicit conv: [mc][kh*kw] slice pointers of one item
   std::vector<int64_t> psum;         // implicit conv: per-input-pixel code sums of one item
   std::vector<uint8_t> zline;        // implicit conv: C zero-point codes (the padding slice)
-  std::vector<uint8_t> pad;          // padded conv: the item's input rows, zero-point padded
+  std::vector<uint8_t> pad;          // padded conv: the item's input rows, zero-point padded (per limb plane)
+  int64_t pad_plane = 0;             // padded conv: bytes from one limb plane of pad to the next
   std::vector<int64_t> pix, toff;    // padded conv: [mc] window corners (pixels), [kh*kw] tap offsets
   std::vector<uint8_t> a;    // [limbs][mc][lda] activation codes (u8 limbs) of one item
   std::vector<int64_t> rs;   // [mc] exact row sums of the codes
@@ -131,10 +132,17 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   // 14, 0.97-1.00x for 128 at 56 and 28; whole tiles 1.07-1.23x at 128 and 256;
   // benchmarks/README.md). 1x1 kernels are a copy either way (0.93-1.00x): im2col.
   const int64_t row_tiles = (a.OW + kMR - 1) / kMR;
-  const bool padded = in_place && a.C % 64 == 0 && ntaps > 1 && ntaps <= 64 &&
-                      (a.OW % kMR == 0 || (a.C == 64 && 4 * a.OW >= 3 * kMR * row_tiles));
+  const bool padded_shape = a.C % 64 == 0 && ntaps > 1 && ntaps <= 64 &&
+                            (a.OW % kMR == 0 || (a.C == 64 && 4 * a.OW >= 3 * kMR * row_tiles));
+  const bool padded = in_place && padded_shape;
+  // Limbs (limb3) on the same shapes: im2col splits every code into its limb planes once per tap,
+  // the padded copy each input pixel once (16 bits against im2col, 2 threads: 64 channels at OW 32
+  // and 56 1.30x and 1.14x, 128 at 16 1.19x; where the 8-bit rule says no, it lost too: 128 at 28
+  // 0.88x, 256 at 14 0.63x).
+  const bool padded_limbs = limb3 && padded_shape && a.is_conv && a.sc == 1 && a.sw == a.C && a.stride_h == 1 &&
+                            a.stride_w == 1 && a.H > 0 && a.W > 0;
 #else
-  const bool padded = false;
+  const bool padded = false, padded_limbs = false;
 #endif
   alignas(64) int32_t t32[kMR * kBlockN];
   alignas(64) int64_t t64[kMR * kBlockN];
@@ -162,8 +170,8 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       tb.colw32[j] = static_cast<uint32_t>(tb.colw[j]);
       tb.colc32[j] = static_cast<uint32_t>(tb.colc[j]);
     }
-    if (padded) {
-      bad += padded_rows(a, m0, rows, tb, rs, need_rows);
+    if (padded || padded_limbs) {
+      bad += padded_rows(a, m0, rows, tb, rs, need_rows, p.lx);
     } else if (implicit) {
       bad += implicit_rows(a, m0, rows, tb, rs, need_rows);
     } else
@@ -178,7 +186,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       const int8_t* bblk = w.data + nb * kBlockN * Kp;
       for (int64_t mt = 0, step = 0; mt < rows; mt += step) {
         step = std::min<int64_t>(kMR, rows - mt);
-        if (padded) step = std::min(step, a.OW - (m0 + mt) % a.OW);  // (up to the output row's end)
+        if (padded || padded_limbs) step = std::min(step, a.OW - (m0 + mt) % a.OW);  // (up to the output row's end)
         const int mr = static_cast<int>(step);
         const uint8_t* A = abuf + mt * lda;
         const int64_t* rst = rs + mt;
@@ -216,17 +224,23 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
         } else if (limb3) {
           // T = t0 + 256 * t1 + 65536 * t2 with t_s = sum_{ia+ib=s} P_ia,ib, each exact in int32
           // (|P01 + P10| <= 2 * 255 * 128 * K < 2^31 for K <= 32768).
-          const uint8_t* A1 = A + p.mc * lda;
           const int8_t* B1 = bblk + w.Npad * Kp;
-          uk(mr, A, lda, bblk, kg_total, tl[0]);
-          if (p.lw == 2) uk(mr, A, lda, B1, kg_total, tl[1]);
+          // the products of activation limb plane ia with the weight limb plane at B, into Cout
+          const auto prod = [&](int ia, const int8_t* B, int32_t* Cout) {
+            if (padded_limbs)
+              ukernel_padded(tb.pad.data() + ia * tb.pad_plane + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, B, Cout);
+            else
+              (ia == 0 ? uk : ukernel)(mr, A + ia * p.mc * lda, lda, B, kg_total, Cout);
+          };
+          prod(0, bblk, tl[0]);
+          if (p.lw == 2) prod(0, B1, tl[1]);
           if (p.lx == 2) {
             if (p.lw == 2) {
-              ukernel(mr, A1, lda, bblk, kg_total, t32);
+              prod(1, bblk, t32);
               for (int64_t i = 0; i < mr * kBlockN; ++i) tl[1][i] += t32[i];
-              ukernel(mr, A1, lda, B1, kg_total, tl[2]);
+              prod(1, B1, tl[2]);
             } else {
-              ukernel(mr, A1, lda, bblk, kg_total, tl[1]);
+              prod(1, bblk, tl[1]);
             }
           }
           const bool three = p.lx == 2 && p.lw == 2;

@@ -285,9 +285,10 @@ int64_t implicit_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_
 // kMR spare pixels past the copy for the rows of a tile past its last output. Returns the count of
 // codes above qmax among the copied input pixels (stride 1 reads every input pixel: all are codes
 // the convolution uses).
+// int32 codes (9..16 bits, or fewer held as int32) are split into lx limb planes of that layout, each
+// tb.pad_plane bytes apart (with its own spare pixels).
 __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, int64_t rows, ThreadBuffers& tb,
-                                              int64_t* rs, bool sums) {
-  const uint8_t* x = static_cast<const uint8_t*>(a.x);
+                                              int64_t* rs, bool sums, int lx) {
   const int64_t C = a.C, Hp = a.H + 2 * a.pad_h, img = a.OH * a.OW, ntaps = a.kh * a.kw, m1 = m0 + rows - 1;
   int64_t n = m0 / img, oh = (m0 / a.OW) % a.OH, ow = m0 % a.OW;  // the first output pixel
   // padded rows g = n * Hp + ph, g0 .. g1; padded columns c0 .. c1
@@ -295,41 +296,53 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
   const bool one_row = m0 / a.OW == m1 / a.OW;
   const int64_t c0 = one_row ? ow : 0, c1 = one_row ? m1 % a.OW + a.kw - 1 : a.W + 2 * a.pad_w - 1;
   const int64_t wb = c1 - c0 + 1, npix = (g1 - g0 + 1) * wb;
-  const size_t bytes = static_cast<size_t>((npix + kMR) * C);
+  tb.pad_plane = (npix + kMR) * C;
+  const size_t bytes = static_cast<size_t>(lx * tb.pad_plane);
   if (tb.pad.size() < bytes) tb.pad.resize(bytes);
   if (tb.psum.size() < static_cast<size_t>(npix)) tb.psum.resize(static_cast<size_t>(npix));
   if (tb.pix.size() < static_cast<size_t>(rows)) tb.pix.resize(static_cast<size_t>(rows));
   if (tb.toff.size() < static_cast<size_t>(ntaps)) tb.toff.resize(static_cast<size_t>(ntaps));
   uint8_t* pad = tb.pad.data();
   int64_t* ps = tb.psum.data();
-  const uint8_t zx = static_cast<uint8_t>(a.zx);
+  const uint8_t zlo = static_cast<uint8_t>(a.zx & 255), zhi = static_cast<uint8_t>((a.zx >> 8) & 255);
   const int64_t zsum = static_cast<int64_t>(a.zx) * C;
+  const uint32_t qmax = static_cast<uint32_t>((int64_t{1} << a.bits) - 1);
+  int64_t bad = 0;
+  const auto fill = [&](int64_t p0, int64_t cnt) {  // cnt zero-point pixels from pixel p0 on
+    std::memset(pad + p0 * C, zlo, static_cast<size_t>(cnt * C));
+    if (lx == 2) std::memset(pad + tb.pad_plane + p0 * C, zhi, static_cast<size_t>(cnt * C));
+    if (sums) std::fill(ps + p0, ps + p0 + cnt, zsum);
+  };
   // the padded columns c0 .. c1 split into left padding, image columns iw_lo .. iw_hi, right padding
   const int64_t iw_lo = std::max<int64_t>(c0 - a.pad_w, 0), iw_hi = std::min<int64_t>(c1 - a.pad_w, a.W - 1);
   const int64_t left = std::min(wb, std::max<int64_t>(a.pad_w - c0, 0)), inside = std::max<int64_t>(iw_hi - iw_lo + 1, 0);
-  RowPack rp(static_cast<uint32_t>((int64_t{1} << a.bits) - 1));
+  RowPack rp(qmax);
   for (int64_t g = g0; g <= g1; ++g) {
-    uint8_t* row = pad + (g - g0) * wb * C;
-    int64_t* prow = ps + (g - g0) * wb;
-    const int64_t ng = g / Hp, ih = g % Hp - a.pad_h;
+    const int64_t p0 = (g - g0) * wb, ng = g / Hp, ih = g % Hp - a.pad_h;
     if (ih < 0 || ih >= a.H || inside == 0) {
-      std::memset(row, zx, static_cast<size_t>(wb * C));
-      if (sums) std::fill(prow, prow + wb, zsum);
+      fill(p0, wb);
       continue;
     }
-    std::memset(row, zx, static_cast<size_t>(left * C));
-    const uint8_t* src = x + ng * a.sn + ih * a.sh + iw_lo * C;  // (inside pixels, dense)
-    if (sums)
-      rp.copy_pixels(src, inside, C, row + left * C, prow + left);
-    else
-      rp.copy(src, inside * C, row + left * C);
-    const int64_t right = wb - left - inside;
-    std::memset(row + (left + inside) * C, zx, static_cast<size_t>(right * C));
-    if (sums) {
-      std::fill(prow, prow + left, zsum);
-      std::fill(prow + left + inside, prow + wb, zsum);
+    fill(p0, left);
+    const int64_t at = ng * a.sn + ih * a.sh + iw_lo * C, q0 = p0 + left;  // (inside pixels, dense)
+    if (a.is_u8) {
+      const uint8_t* src = static_cast<const uint8_t*>(a.x) + at;
+      if (sums)
+        rp.copy_pixels(src, inside, C, pad + q0 * C, ps + q0);
+      else
+        rp.copy(src, inside * C, pad + q0 * C);
+    } else {
+      const int32_t* src = static_cast<const int32_t*>(a.x) + at;
+      for (int64_t i = 0; i < inside; ++i) {
+        int64_t s = 0;
+        copy_codes<int32_t>(src + i * C, C, 1, pad + (q0 + i) * C, lx == 2 ? pad + tb.pad_plane + (q0 + i) * C : nullptr,
+                            qmax, &s, &bad);
+        if (sums) ps[q0 + i] = s;
+      }
     }
+    fill(q0 + inside, wb - left - inside);
   }
+  bad += rp.bad;
   for (int64_t ky = 0, t = 0; ky < a.kh; ++ky)
     for (int64_t kx = 0; kx < a.kw; ++kx, ++t) tb.toff[t] = (ky * wb + kx) * C;
   if (!sums) {
@@ -338,7 +351,7 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
       rs[r] = 0;
       next_pixel(a, n, oh, ow);
     }
-    return rp.bad;
+    return bad;
   }
   // window sums: the kw-pixel sums along each copied row (in place: a sum only reads pixels at or
   // after its own), then kh of them per window
@@ -355,10 +368,10 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
     rs[r] = sum;
     next_pixel(a, n, oh, ow);
   }
-  return rp.bad;
+  return bad;
 }
 #else
-int64_t padded_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*, bool) { return 0; }  // never called
+int64_t padded_rows(const ActSource&, int64_t, int64_t, ThreadBuffers&, int64_t*, bool, int) { return 0; }  // never called
 #endif
 
 }  // namespace

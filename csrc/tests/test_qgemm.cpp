@@ -179,11 +179,16 @@ static void residual_case(Isa isa, int64_t M, int64_t O, const ActSource& a, con
         (long long)nans.load(), (long long)want_nans * 2);
 }
 
-static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases, bool wide = false) {
+static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases, bool wide = false, bool limbs = false) {
   int64_t done = 0;
   const int ks[4] = {1, 3, 7, 5};
   for (int c = 0; c < cases; ++c) {
-    const int xb = wide ? 2 + rng() % 7 : 2 + rng() % 15, wb = wide ? 2 + rng() % 7 : 2 + rng() % 15;
+    int xb = wide ? 2 + rng() % 7 : 2 + rng() % 15, wb = wide ? 2 + rng() % 7 : 2 + rng() % 15;
+    if (limbs) {  // (wide shapes with 9..16-bit codes on one side at least: AMX's padded limb planes)
+      xb = 2 + int(rng() % 15);
+      wb = 9 + int(rng() % 8);
+      if (rng() % 2) std::swap(xb, wb);
+    }
     const int64_t k = ks[rng() % (wide ? 4 : 3)], s = wide && rng() % 4 ? 1 : 1 + rng() % 2;
     const int64_t pad = rng() % (k / 2 + 1);
     const int64_t C = wide ? (k == 7 ? 64 : 64 * (1 + rng() % 2)) : rng() % 2 ? 4 * (1 + rng() % 4) : 1 + rng() % 9;
@@ -205,7 +210,7 @@ static int64_t conv_cases(Isa isa, std::mt19937_64& rng, int cases, bool wide = 
     a.kh = a.kw = k; a.stride_h = a.stride_w = s; a.pad_h = a.pad_w = pad; a.OH = OH; a.OW = OW;
     // uint8 codes half the time (when they fit): the byte-copy packing path
     std::vector<uint8_t> x8;
-    if (xb <= 8 && (wide || rng() % 2)) {
+    if (xb <= 8 && (limbs ? rng() % 2 == 0 : (wide || rng() % 2))) {
       x8.assign(x.begin(), x.end());
       a.x = x8.data();
       a.is_u8 = true;
@@ -603,7 +608,7 @@ int main() {
       continue;
     }
     const int64_t g = gemm_cases(isa, rng, 150);
-    const int64_t c = conv_cases(isa, rng, 120) + conv_cases(isa, rng, 30, true);
+    const int64_t c = conv_cases(isa, rng, 120) + conv_cases(isa, rng, 30, true) + conv_cases(isa, rng, 12, true, true);
     overflow_case(isa);
     narrow_extreme_cases(isa);
     {
@@ -612,7 +617,7 @@ int main() {
     }
     quantize_cases(isa, rng);
     const int64_t t = requant_tie_cases(isa, rng);
-    std::printf("%s: %lld gemm + %lld conv cases (30 of model widths) exact, %lld requantized values at and next to ties\n",
+    std::printf("%s: %lld gemm + %lld conv cases (42 of model shapes) exact, %lld requantized values at and next to ties\n",
                 isa_name(isa), (long long)g, (long long)c, (long long)t);
   }
   return checks_done("qgemm: all checks passed");
