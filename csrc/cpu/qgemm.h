@@ -41,7 +41,8 @@ struct PackedLayout {
   // the same K, nor a GEMM-ordered [O, C * kh * kw] reshape, and silently compute something else.
   int kh = 0, kw = 0;
   // The stored bytes are q - zw[n] (one limb of at most 7 bits, zero points in range), else limb - 128.
-  // Blobs written before the flag existed read as 0: their 128 offset stays right.
+  // Blobs written before the flag existed read as 0: their 128 offset stays right. A shifted blob's
+  // header has version 2, which the readers of those blobs refused (rather than misread it).
   bool zp_shifted = false;
   int64_t data_off = 0, colsum_off = 0, zp_off = 0, bytes = 0;
 };

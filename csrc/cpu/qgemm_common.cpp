@@ -38,7 +38,9 @@ int64_t affine_quantize(const float*, int64_t, int64_t, const AffineRows&, float
 
 namespace {
 constexpr int32_t kMagic = 0x57515744;  // "DWQW"
-constexpr int32_t kVersion = 1;
+// 2: codes stored less their zero point (zp_shifted), which a reader of version 1 would take for
+// q - 128 and compute wrong values from: it refuses the blob instead. Version 1 blobs read as before.
+constexpr int32_t kVersion = 1, kVersionZpShifted = 2;
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -143,7 +145,7 @@ PackedLayout packed_layout(int64_t N, int64_t K, int bits, int kh, int kw) {
 void write_packed_header(const PackedLayout& L, int8_t* out) {
   Header h{};
   h.magic = kMagic;
-  h.version = kVersion;
+  h.version = L.zp_shifted ? kVersionZpShifted : kVersion;
   h.bits = L.bits;
   h.limbs = L.limbs;
   h.N = L.N;
@@ -221,7 +223,8 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   if (nbytes < kHeaderBytes) return false;
   Header h;
   std::memcpy(&h, blob, sizeof(h));
-  if (h.magic != kMagic || h.version != kVersion || h.bits < 2 || h.bits > 16 || h.limbs != limbs_for_bits(h.bits))
+  if (h.magic != kMagic || (h.version != kVersion && h.version != kVersionZpShifted) || h.bits < 2 || h.bits > 16 ||
+      h.limbs != limbs_for_bits(h.bits))
     return false;
   // Sizes bounded by the blob before any product, so that the layout below cannot wrap; a blob
   // needs at least one byte per (padded) row and column of its limb plane.
@@ -229,7 +232,8 @@ bool parse_packed_weight(const int8_t* blob, int64_t nbytes, PackedWeightView* v
   if (h.Kp != round_up(h.K, 4) || h.Npad != round_up(h.N, kBlockN)) return false;
   const bool gemm = h.kh == 0 && h.kw == 0;
   if (!gemm && (h.kh < 1 || h.kw < 1 || h.K % (int64_t{h.kh} * h.kw) != 0)) return false;
-  if (h.zp_shifted != 0 && (h.zp_shifted != 1 || !zp_shift_fits(h.bits))) return false;
+  if (h.zp_shifted != (h.version == kVersionZpShifted ? 1 : 0) || (h.zp_shifted == 1 && !zp_shift_fits(h.bits)))
+    return false;
   int64_t plane = 0;
   if (__builtin_mul_overflow(h.Npad, h.Kp, &plane) || plane > nbytes) return false;
   // The offsets are read from the blob: they must be the layout's, or the engine reads out of bounds.

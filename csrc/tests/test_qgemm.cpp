@@ -454,6 +454,9 @@ static void zp_shift_layout_cases(std::mt19937_64& rng) {
     CHECK(*flag == 1, "bits %d: the header's flag is %d at byte %lld", bits, *flag, (long long)kHeaderZpShiftedOff);
     *flag = 2;
     CHECK(!parse_packed_weight(p.ptr, p.bytes, &v), "a zp_shifted flag of 2 was accepted");
+    *flag = 1;
+    *reinterpret_cast<int32_t*>(p.ptr + 4) = 1;  // the version a reader before zp_shifted knew
+    CHECK(!parse_packed_weight(p.ptr, p.bytes, &v), "a version-1 blob flagged zp_shifted was accepted");
     std::vector<int32_t> zbad(zw);
     zbad[N / 2] = qm + 1;
     Packed q = pack(w, N, K, zbad, bits);
@@ -471,6 +474,7 @@ static void zp_shift_layout_cases(std::mt19937_64& rng) {
   std::vector<int32_t> w(64, 200), zw(2, 100);
   Packed p = pack(w, 2, 32, zw, 8);
   *reinterpret_cast<int32_t*>(p.ptr + kHeaderZpShiftedOff) = 1;
+  *reinterpret_cast<int32_t*>(p.ptr + 4) = 2;
   PackedWeightView v;
   CHECK(!parse_packed_weight(p.ptr, p.bytes, &v), "an 8-bit blob flagged zp_shifted was accepted");
 }
@@ -497,6 +501,9 @@ static void legacy_blob_cases(Isa isa, std::mt19937_64& rng) {
       data[(n / kBlockN) * kBlockN * v.Kp + (kk / 4) * kBlockN * 4 + (n % kBlockN) * 4 + kk % 4] =
           static_cast<int8_t>(w[n * K + kk] - 128);
   *reinterpret_cast<int32_t*>(legacy.ptr + kHeaderZpShiftedOff) = 0;
+  int32_t* version = reinterpret_cast<int32_t*>(legacy.ptr + 4);  // (after the magic: csrc/cpu/qgemm_common.cpp Header)
+  CHECK(*version == 2 && !parse_packed_weight(legacy.ptr, legacy.bytes, &v), "a version-2 blob without its flag was read");
+  *version = 1;
   CHECK(parse_packed_weight(legacy.ptr, legacy.bytes, &v) && !v.zp_shifted, "legacy case: flag not cleared");
   std::vector<uint8_t> x8(x.begin(), x.end());
   ActSource a = int32_rows(x, int32_t(rng() % 256), xb, K);

@@ -182,7 +182,8 @@ def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
     Returns an opaque int8 tensor of shape ``packed_weight_shape(N, K, bits)`` holding the
     shifted 8-bit limbs ([N/64][K/4][64][4] per limb), column sums and zero points. Codes of at most
     7 bits are stored less their channel's zero point (not 128), so the engines need no activation
-    row sums for them; blobs packed before that still read correctly.
+    row sums for them (header version 2: an older dwq refuses such a blob); blobs packed before that
+    still read correctly.
     """
     _check_bits(bits)
     _need_ext("pack_weight")
