@@ -49,7 +49,7 @@ def offset128():
 
 
 def both_ways(pack):
-    """{impl: pack()} for the two packings; asserts they differ (else nothing is compared)."""
+    """{impl: pack()} for the two packings (``offset128`` under DWQ_PACK_ZP_SHIFT=0, then ``zp_shift``)."""
     with offset128():
         old = pack()
     new = pack()

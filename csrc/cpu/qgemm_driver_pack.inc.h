@@ -345,25 +345,19 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
   bad += rp.bad;
   for (int64_t ky = 0, t = 0; ky < a.kh; ++ky)
     for (int64_t kx = 0; kx < a.kw; ++kx, ++t) tb.toff[t] = (ky * wb + kx) * C;
-  if (!sums) {
-    for (int64_t r = 0; r < rows; ++r) {
-      tb.pix[r] = (n * Hp + oh - g0) * wb + ow - c0;
-      rs[r] = 0;
-      next_pixel(a, n, oh, ow);
-    }
-    return bad;
-  }
   // window sums: the kw-pixel sums along each copied row (in place: a sum only reads pixels at or
   // after its own), then kh of them per window
-  for (int64_t i = 0; i + a.kw <= npix; ++i) {
-    int64_t h = ps[i];
-    for (int64_t kx = 1; kx < a.kw; ++kx) h += ps[i + kx];
-    ps[i] = h;
-  }
+  if (sums)
+    for (int64_t i = 0; i + a.kw <= npix; ++i) {
+      int64_t h = ps[i];
+      for (int64_t kx = 1; kx < a.kw; ++kx) h += ps[i + kx];
+      ps[i] = h;
+    }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t p = (n * Hp + oh - g0) * wb + ow - c0;
     int64_t sum = 0;
-    for (int64_t ky = 0; ky < a.kh; ++ky) sum += ps[p + ky * wb];
+    if (sums)
+      for (int64_t ky = 0; ky < a.kh; ++ky) sum += ps[p + ky * wb];
     tb.pix[r] = p;
     rs[r] = sum;
     next_pixel(a, n, oh, ow);
