@@ -152,6 +152,12 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   int64_t bad = 0;
   // A zp_shifted blob's column weights are all 0: the row sums are neither needed nor made.
   const bool need_rows = !w.zp_shifted;
+#ifdef DWQ_ISA_WIDE
+  // Two-limb activations as whole int16 codes (ukernel_wide, below): their column term joins colc.
+  const bool wide = !fast && p.lx == 2;
+#else
+  const bool wide = false;
+#endif
   const FusedTileFn fused = pick_fused(ep, need_rows);
 
   for (int64_t item = begin; item < end; ++item) {
@@ -163,6 +169,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
       if (n < p.N) {
         tb.colw[j] = arith::zp_col_weight(w.zp[n], w.shift(n));
         tb.colc[j] = arith::zp_col_const(K, a.zx, w.zp[n], w.colsum[n]);
+        if (wide) tb.colc[j] += 32768 * (w.colsum[n] - w.shift(n) * K);
       } else {
         tb.colw[j] = 0;
         tb.colc[j] = 0;
@@ -211,13 +218,12 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
 #ifdef DWQ_ISA_WIDE
         } else if (p.lx == 2) {
           // T = T' + 32768 * sum_{k<K} s_k with s_k = qw_k - shift the shifted limbs combined (the
-          // padding's stored bytes are 0: no term), i.e. 32768 * (colsum - shift * K).
+          // padding's stored bytes are 0: no term), i.e. 32768 * (colsum - shift * K): in colc (above).
           ukernel_wide(mr, A, A + p.mc * lda, lda, bblk, p.lw == 2 ? bblk + w.Npad * Kp : nullptr, kg_total, t64);
           for (int r = 0; r < mr; ++r) {
             const int64_t rsr = rst[r];
             const int64_t* t = t64 + r * kBlockN;
-            for (int64_t j = 0; j < nv; ++j)
-              acc64[j] = arith::acc_from_terms(t[j] + 32768 * (w.colsum[n0 + j] - w.shift(n0 + j) * K), rsr, colw[j], colc[j]);
+            for (int64_t j = 0; j < nv; ++j) acc64[j] = arith::acc_from_terms(t[j], rsr, colw[j], colc[j]);
             store_row<int64_t>(acc64, nv, ep, m0 + mt + r, n0);
           }
 #endif
