@@ -6,7 +6,7 @@ the process does, and a model's forward frees and allocates tensors of tens of M
 of its large tensors land on new pages: each page zeroed by the kernel and faulted in on first touch,
 a pass over the memory that no kernel of the model asked for. :func:`keep_freed_memory` fixes the
 thresholds so that freed memory is reused instead (what it does to whole models on the 2-core CPU:
-README, "Integer kernels and their speed"; ``benchmarks/bench_models.py --malloc``).
+docs/cpu_engine.md, "Whole integer models"; ``benchmarks/bench_models.py --malloc``).
 
 The ``dwq`` command calls it at start (``DWQ_MALLOC=default`` leaves glibc's defaults); a program that
 imports dwq decides for itself, since it sets the allocator of the whole process.

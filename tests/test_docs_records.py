@@ -10,6 +10,7 @@ import pytest
 from dwq.cli.main import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+CPU_DOC = ROOT / "docs" / "cpu_engine.md"  # the CPU engine's tables, moved out of the README
 
 
 def _subcommand_help(name):
@@ -45,7 +46,7 @@ def test_avx2_wide_widths_quote_their_fp32_time_ratio():
     a time ratio once read "0.48-0.94x the fp32 time" for widths slower than fp32)."""
     expected = [_wide_over_fp32_time("results_avx2_wide_quick_1thread.json"),
                 _wide_over_fp32_time("results_avx2_quick_1thread.json")]
-    for doc in ("README.md", "benchmarks/README.md"):
+    for doc in ("docs/cpu_engine.md", "benchmarks/README.md"):
         text = " ".join((ROOT / doc).read_text().split())
         m = re.search(r"and (\S+?)[-–](\S+?)[x×] the fp32 time\S* [^(]*\((\S+?)[-–](\S+?)[x×]", text)
         assert m, f"{doc} no longer quotes the AVX2 12/16-bit time against fp32"
@@ -244,11 +245,11 @@ def _best_int8_rows(name):
 
 
 def test_amx_table_and_models_sentence_are_the_records():
-    """The README's AMX table (VNNI against AMX on the same machine, back to back) and its whole-model
+    """docs/cpu_engine.md's AMX table (VNNI against AMX on the same machine, back to back) and its whole-model
     sentence, from their records."""
     vnni = _best_int8_rows("results_amx_machine_vnni_quick_1thread.json")
     amx = _best_int8_rows("results_amx_quick_1thread.json")
-    readme = (ROOT / "README.md").read_text()
+    readme = CPU_DOC.read_text()
     for (op, shape), (ms, int8, fp32, r16) in amx.items():
         v = vnni[(op, shape)]
         sh = shape.replace("x", "×").replace("->", "→").replace(" s1", "")
@@ -274,11 +275,11 @@ def test_amx_table_and_models_sentence_are_the_records():
 
 
 def test_amx_in_place_conv_before_and_after_are_the_records():
-    """The README's before/after ratios of the b32 convs (AMX with im2col at cda3350 against the
+    """docs/cpu_engine.md's before/after ratios of the b32 convs (AMX with im2col at cda3350 against the
     in-place conv) and the GEMM spread it quotes, from the two AMX records."""
     old = _best_int8_rows("results_amx_cda3350_quick_1thread.json")
     new = _best_int8_rows("results_amx_quick_1thread.json")
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(CPU_DOC.read_text().split())
     convs = [k for k in new if k[0] == "conv3x3" and k[1].startswith("b32")]
     assert len(convs) == 4
     pairs = ", ".join(f"{k[1].split()[1].replace('->', '→')} {old[k][1]:.2f}× → {new[k][1]:.2f}×" for k in convs)
@@ -288,10 +289,10 @@ def test_amx_in_place_conv_before_and_after_are_the_records():
 
 
 def test_amx_warm_table_is_the_records():
-    """The README's "Timed warm" table: results_amx_warm_quick_1thread.json's medians and ratios."""
+    """docs/cpu_engine.md's "Timed warm" table: results_amx_warm_quick_1thread.json's medians and ratios."""
     recs = json.loads((ROOT / "benchmarks" / "results_amx_warm_quick_1thread.json").read_text())
     best = _best_int8_rows("results_amx_warm_quick_1thread.json")
-    readme = (ROOT / "README.md").read_text()
+    readme = CPU_DOC.read_text()
     for (op, shape), (best_ms, int8_best, fp32, r16) in best.items():
         ms = {(r["impl"], r["bits"]): r["median_ms"] for r in recs if (r["op"], r["shape"]) == (op, shape)}
         int8 = min(v for (impl, _), v in ms.items() if impl in ("torch_int_mm", "torch_qlinear", "torch_qconv"))
@@ -322,18 +323,18 @@ def test_random_order_train_step_sentence_is_the_records():
 
 
 def test_affine_table_is_the_records():
-    """README's affine_quantize_act table and benchmarks/README's ratios are results_cpu_affine.json's."""
+    """docs/cpu_engine.md's affine_quantize_act table and benchmarks/README's ratios are results_cpu_affine.json's."""
     records = json.loads((ROOT / "benchmarks" / "results_cpu_affine.json").read_text())
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
     rows = {"b32 64×32×32 channels-last": ("affine_quantize", "b32 64x32x32 channels_last"),
             "b32 512×4×4 channels-last": ("affine_quantize", "b32 512x4x4 channels_last"),
             "PreActResNet18 integer model, 8 bits, b32": ("preact_resnet18", "b32 3x32x32"),
             "PreActResNet18 integer model, 8 bits, b1": ("preact_resnet18", "b1 3x32x32")}
-    text = (ROOT / "README.md").read_text()
+    text = CPU_DOC.read_text()
     for label, (op, shape) in rows.items():
         c, f = ms[(op, shape, "composed")], ms[(op, shape, "fused")]
         want = f"| {label} | {c:.3f} | {f:.3f} | {c / f:.2f}× |"
-        assert want in text, f"README's affine table lacks {want!r} (benchmarks/results_cpu_affine.json)"
+        assert want in text, f"docs/cpu_engine.md's affine table lacks {want!r} (benchmarks/results_cpu_affine.json)"
     ratio = {k: ms[(*k, "composed")] / ms[(*k, "fused")] for k in {(o, s) for o, s, _ in ms}}
     cl = [v for (o, s), v in ratio.items() if s.endswith("channels_last")]
     bench = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
@@ -344,7 +345,7 @@ def test_affine_table_is_the_records():
 
 
 def test_host_glue_table_is_the_records():
-    """README's before/after table of the integer models' host glue is the three bench_models runs."""
+    """docs/cpu_engine.md's before/after table of the integer models' host glue is the three bench_models runs."""
     runs = ["results_amx_models_host_aa6f2fa.json", "results_amx_models_host.json", "results_amx_models_host_rerun.json"]
     cells = {}
     for name in runs:
@@ -354,21 +355,21 @@ def test_host_glue_table_is_the_records():
                            ("preact_resnet18", "b32 3x32x32")):
             d, fp = ms[(net, shape, "dwq_int", 8)], ms[(net, shape, "torch_fp32", 32)]
             cells.setdefault(f"{net} {shape.split()[0]}", []).append(f"{d:.2f} ({fp / d:.2f}×)")
-    text = (ROOT / "README.md").read_text()
+    text = CPU_DOC.read_text()
     for label, row in cells.items():
         want = f"| {label} | " + " | ".join(row) + " |"
-        assert want in text, f"README's host-glue table lacks {want!r}"
+        assert want in text, f"docs/cpu_engine.md's host-glue table lacks {want!r}"
 
 
 def test_malloc_table_is_the_records():
-    """README's keep_freed_memory table is results_amx_models_malloc_{default,keep}.json's 8-bit medians
+    """docs/cpu_engine.md's keep_freed_memory table is results_amx_models_malloc_{default,keep}.json's 8-bit medians
     (fp32: the records keep the faster of the two layouts)."""
     ms = {}
     for mode in ("default", "keep"):
         for r in json.loads((ROOT / "benchmarks" / f"results_amx_models_malloc_{mode}.json").read_text()):
             assert r["malloc"] == mode
             ms[(mode, r["op"], r["shape"], r["impl"], r["bits"])] = r["median_ms"]
-    text = (ROOT / "README.md").read_text()
+    text = CPU_DOC.read_text()
     for net, shape in (("resnet50", "b8 3x224x224"), ("resnet50", "b1 3x224x224"),
                        ("preact_resnet18", "b32 3x32x32"), ("preact_resnet18", "b1 3x32x32")):
         def cell(impl, bits):
@@ -376,20 +377,20 @@ def test_malloc_table_is_the_records():
             return f"{v[0]:.2f} → {v[1]:.2f}"
         want = (f"| {net} {shape.split()[0]} | {cell(['dwq_int'], 8)} | {cell(['torch_fp32', 'torch_fp32_cl'], 32)} | "
                 f"{cell(['fake_quant'], 8)} |")
-        assert want in text, f"README's malloc table lacks {want!r}"
+        assert want in text, f"docs/cpu_engine.md's malloc table lacks {want!r}"
     d = {m: ms[(m, "resnet50", "b8 3x224x224", "dwq_int", 8)] for m in ("default", "keep")}
     fp = {m: min(ms.get((m, "resnet50", "b8 3x224x224", i, 32), math.inf) for i in ("torch_fp32", "torch_fp32_cl"))
           for m in ("default", "keep")}
     want = (f"runs {d['default'] / d['keep']:.2f}× faster with it ({fp['default'] / d['default']:.2f}× → "
             f"{fp['keep'] / d['keep']:.2f}× fp32)")
-    assert want in " ".join(text.split()), f"README should say {want!r}"
+    assert want in " ".join(text.split()), f"docs/cpu_engine.md should say {want!r}"
 
 
 def test_conv_residual_table_is_the_records():
-    """README's qconv2d_residual table: results_cpu_residual_conv.json's medians and ratios."""
+    """docs/cpu_engine.md's qconv2d_residual table: results_cpu_residual_conv.json's medians and ratios."""
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"]
           for r in json.loads((ROOT / "benchmarks" / "results_cpu_residual_conv.json").read_text())}
-    text = (ROOT / "README.md").read_text()
+    text = CPU_DOC.read_text()
     for cin, cout, side in ((64, 256, 56), (128, 512, 28), (256, 1024, 14), (512, 2048, 7)):
         c, f = (ms[("qconv2d_residual", f"b8 {cin}->{cout}x{side}x{side} 1x1 channels_last", i)]
                 for i in ("composed", "fused"))
@@ -405,7 +406,7 @@ def test_conv_residual_table_is_the_records():
 
 
 def test_residual_table_is_the_records():
-    """README's add_relu_ table and benchmarks/README's ratios are results_cpu_residual.json's."""
+    """docs/cpu_engine.md's add_relu_ table and benchmarks/README's ratios are results_cpu_residual.json's."""
     records = json.loads((ROOT / "benchmarks" / "results_cpu_residual.json").read_text())
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
     rows = {f"{op}_, b8 {shape} channels-last": (op, f"b8 {shape.replace('×', 'x')} channels_last")
@@ -417,11 +418,11 @@ def test_residual_table_is_the_records():
                  for b in (128, 32)})
     rows.update({"ResNet-50 integer model, 8 bits, b8": ("resnet50", "b8 3x224x224"),
             "ResNet-50 integer model, 8 bits, b1": ("resnet50", "b1 3x224x224")})
-    text = (ROOT / "README.md").read_text()
+    text = CPU_DOC.read_text()
     for label, (op, shape) in rows.items():
         c, f = ms[(op, shape, "composed")], ms[(op, shape, "fused")]
         want = f"| {label} | {c:.3f} | {f:.3f} | {c / f:.2f}× |"
-        assert want in text, f"README's residual table lacks {want!r} (benchmarks/results_cpu_residual.json)"
+        assert want in text, f"docs/cpu_engine.md's residual table lacks {want!r} (benchmarks/results_cpu_residual.json)"
     ratio = {k: ms[(*k, "composed")] / ms[(*k, "fused")] for k in {(o, s) for o, s, _ in ms}}
     op = [v for (o, s), v in ratio.items() if o == "add_relu"]
     opq = [v for (o, s), v in ratio.items() if o == "add_relu_quantize"]
@@ -436,10 +437,10 @@ def test_residual_table_is_the_records():
 
 
 def test_zp_shift_table_is_the_records():
-    """README's zero-point packing table and its ranges: results_cpu_zp_shift.json's medians."""
+    """docs/cpu_engine.md's zero-point packing table and its ranges: results_cpu_zp_shift.json's medians."""
     records = json.loads((ROOT / "benchmarks" / "results_cpu_zp_shift.json").read_text())
     ms = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in records}
-    text = (ROOT / "README.md").read_text()
+    text = CPU_DOC.read_text()
     for label, (op, shape) in {"3×3 conv b32 64→64 32×32": ("conv3x3", "b32 64->64 32x32 s1"),
                                "3×3 conv b32 128→128 16×16": ("conv3x3", "b32 128->128 16x16 s1"),
                                "3×3 conv b1 64→64 32×32": ("conv3x3", "b1 64->64 32x32 s1"),
@@ -466,7 +467,7 @@ def test_zp_shift_table_is_the_records():
 
 
 def test_limb_planes_ratios_are_the_records():
-    """README's 16-bit / 8-bit ratios before and after the padded limb planes: the three AMX records'."""
+    """docs/cpu_engine.md's 16-bit / 8-bit ratios before and after the padded limb planes: the three AMX records'."""
     shapes = ["b32 64->64 32x32 s1", "b32 128->128 16x16 s1", "b1 64->64 32x32 s1", "b1 128->128 16x16 s1"]
     got = {}
     for f in ("results_amx_warm_quick_1thread", "results_amx_warm_quick_1thread_rerun", "results_amx_limbs_quick_1thread"):
@@ -474,9 +475,89 @@ def test_limb_planes_ratios_are_the_records():
         recs = recs["records"] if isinstance(recs, dict) else recs
         ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs}
         got[f] = [ms[("conv3x3", s, "dwq", 16)] / ms[("conv3x3", s, "dwq", 8)] for s in shapes]
-    flat = " ".join((ROOT / "README.md").read_text().split())
+    flat = " ".join(CPU_DOC.read_text().split())
     a, w, r = (got[k] for k in ("results_amx_limbs_quick_1thread", "results_amx_warm_quick_1thread",
                                  "results_amx_warm_quick_1thread_rerun"))
     assert (f"is {a[0]:.2f}× (b32 64→64) and {a[1]:.2f}× (b32 128→128) the 8-bit one, {a[2]:.2f}× "
             f"and {a[3]:.2f}× at batch 1, where the warm table's run had {w[0]:.2f}×, {w[1]:.2f}×, {w[2]:.2f}× "
             f"and {w[3]:.2f}× (its rerun {r[0]:.2f}×, {r[1]:.2f}×, {r[2]:.2f}×, {r[3]:.2f}×)") in flat
+
+
+def _range(values, unit="×"):
+    return f"{min(values):.2f}–{max(values):.2f}{unit}"
+
+
+def test_readme_cpu_summary_is_each_isas_latest_records():
+    """The README's one-line-per-ISA summary of the CPU engine (its ranges over every shape of the
+    run) and its whole-model sentence, recomputed from the records it names; a rerun that replaces
+    a record must update the summary."""
+    readme = (ROOT / "README.md").read_text()
+    for name, label in (("results_full_2threads_3151f8c.json", "AVX-512 VNNI"),
+                        ("results_avx2_wide_quick_1thread.json", "AVX2"),
+                        ("results_amx_limbs_quick_1thread.json", "AMX")):
+        rows = _best_int8_rows(name)
+        amx = label == "AMX"  # (its 512-channel conv, above oneDNN, is quoted apart from the others)
+        b32 = [v[1] for k, v in rows.items() if k[1].startswith("b32") and not (amx and "512->512" in k[1])]
+        cells = [_range([v[1] for k, v in rows.items() if k[0] == "gemm"]), _range(b32),
+                 _range([v[1] for k, v in rows.items() if k[1].startswith("b1 ")]),
+                 _range([v[2] for v in rows.values()]), _range([v[3] for v in rows.values()], "")]
+        if amx:
+            cells[1] += f" up to 256 channels, {rows[('conv3x3', 'b32 512->512 4x4 s1')][1]:.2f}× at 512"
+        line = next((ln for ln in readme.splitlines() if ln.startswith(f"| {label}, ") and f"`{name}`" in ln), None)
+        assert line is not None, f"README's CPU summary has no {label} row citing {name}"
+        assert line.endswith("| " + " | ".join(cells) + " |"), (line, cells)
+
+    def int8_over_fp32(name, bits):
+        recs = json.loads((ROOT / "benchmarks" / name).read_text())
+        ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs}
+        return {(op, shape.split()[0]): ms[(op, shape, "torch_fp32", 32)] / v
+                for (op, shape, impl, b), v in ms.items() if impl == "dwq_int" and b == bits}
+
+    text = " ".join(readme.split())
+    amx = int8_over_fp32("results_amx_models_malloc_keep.json", 8)
+    want = (f"on AMX PreActResNet18 {amx[('preact_resnet18', 'b1')]:.2f}× at batch 1 and "
+            f"{amx[('preact_resnet18', 'b32')]:.2f}× at batch 32, ResNet-50 {amx[('resnet50', 'b1')]:.2f}× at "
+            f"batch 1 and {amx[('resnet50', 'b8')]:.2f}× at batch 8 (`results_amx_models_malloc_keep.json`); "
+            f"on AVX2 {_range(int8_over_fp32('results_avx2_wide_models_quick.json', 8).values())}")
+    assert want in text, want
+    wide16 = _range(int8_over_fp32("results_avx2_wide_models_quick.json", 16).values())
+    assert f"16-bit integer model is slower than fp32 on AVX2 ({wide16})" in text, wide16
+    # the AMX b32 convs below oneDNN: the summary's run and the two earlier ones it quotes
+    runs = [_range([v[1] for k, v in _best_int8_rows(n).items() if k[1].startswith("b32") and "512->512" not in k[1]])
+            for n in ("results_amx_limbs_quick_1thread.json", "results_amx_warm_quick_1thread.json",
+                      "results_amx_warm_quick_1thread_rerun.json")]
+    assert f"{runs[0]} in that run, {runs[1]} and {runs[2]} in two earlier ones" in text, runs
+
+
+def test_vnni_full_run_table_is_its_record():
+    """docs/cpu_engine.md's table of the full VNNI run at 3151f8c: each row's 8-bit median, the speed-up
+    of the best <= 8-bit width over the faster int8 baseline (named), over fp32, and 16 over 8 bits;
+    and the ranges of the paragraph after it, this run's against the first table's."""
+    name = "results_full_2threads_3151f8c.json"
+    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    label = {"torch_int_mm": "`_int_mm`", "torch_qlinear": "prepacked", "torch_qconv": "qconv"}
+    text = CPU_DOC.read_text()
+    for (op, shape), (best, int8, fp32, r16) in _best_int8_rows(name).items():
+        ms = {(r["impl"], r["bits"]): r["median_ms"] for r in recs if (r["op"], r["shape"]) == (op, shape)}
+        faster = min((impl for impl, _ in ms if impl in label), key=lambda i: ms[(i, 8)])
+        sh = shape.replace("x", "×").replace("->", "→").replace(" s1", "")
+        row = f"| {op} | {sh} | {ms[('dwq', 8)]:.3f} | {int8:.2f}× {label[faster]} | {fp32:.2f}× | {r16:.2f} |"
+        assert row in text, row
+    flat = " ".join(text.split())
+
+    def ranges(n):
+        r = _best_int8_rows(n)
+        return (_range([v[1] for k, v in r.items() if k[0] == "gemm"]),
+                _range([v[1] for k, v in r.items() if k[1].startswith("b32")]),
+                _range([v[1] for k, v in r.items() if k[1].startswith("b1 ")]),
+                _range([v[2] for v in r.values()]), _range([v[3] for v in r.values()], ""))
+
+    (g, b32, b1, f, s), (g0, b320, b10, f0, s0) = ranges(name), ranges("results_full_2threads.json")
+    want = (f"the GEMMs {g} ({g0} in the first table), the batch-32 convs {b32} ({b320}), and at batch 1, "
+            f"where the ratios moved most, {b1} ({b10}); against fp32 {f} ({f0}).")
+    assert want in flat, want
+    assert f"16 bits costs {s}× the 8-bit time (four limb passes; {s0} in the first table)" in flat, (s, s0)
+    dwq8 = {(r["op"], r["shape"]): r["median_ms"] for r in recs if r["impl"] == "dwq" and r["bits"] == 8}
+    ratios = [r["median_ms"] / dwq8[(r["op"], r["shape"])] for r in recs if (r["impl"], r["bits"]) == ("brevitas", 8)]
+    assert len(ratios) == len(dwq8), "a shape without its 8-bit Brevitas layer"
+    assert f"Brevitas (8 bits) takes {min(ratios):.1f}–{max(ratios):.0f}× dwq's 8-bit latency" in flat, ratios
