@@ -527,6 +527,10 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
             for n in ("results_amx_limbs_quick_1thread.json", "results_amx_warm_quick_1thread.json",
                       "results_amx_warm_quick_1thread_rerun.json")]
     assert f"{runs[0]} in that run, {runs[1]} and {runs[2]} in two earlier ones" in text, runs
+    zp = json.loads((ROOT / "benchmarks" / "results_cpu_zp_shift.json").read_text())
+    ms = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in zp}
+    gain = [ms[(*k[:3], "offset128")] / ms[(*k[:3], "zp_shift")] for k in ms if k[0] == "conv3x3"]
+    assert f"made the 4- and 7-bit convs {_range(gain)} faster, `results_cpu_zp_shift.json`" in text, gain
 
 
 def test_vnni_full_run_table_is_its_record():
