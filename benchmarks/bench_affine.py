@@ -108,6 +108,25 @@ def bench_model(budget, records):
         print(f"  preact_resnet18 b{batch} done", flush=True)
 
 
+def cpu_ab_parser(doc, budget):
+    """The CPU A/B scripts' common flags: --threads (default 2), --budget (seconds of timing per pair)
+    and --json; parse with parse_cpu_ab."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=threads_arg, default=2, help="torch threads (default 2)")
+    p.add_argument("--budget", type=float, default=budget, help=f"seconds of timing per pair (default {budget:g})")
+    p.add_argument("--json", type=path_arg, help="write the records to this file")
+    p.set_defaults(png=None)
+    return p
+
+
+def parse_cpu_ab(p, argv):
+    """cpu_ab_parser's arguments, with --budget checked."""
+    args = p.parse_args(argv)
+    if not args.budget > 0:
+        p.error(f"--budget must be > 0 seconds, got {args.budget}")
+    return args
+
+
 def start_cpu_run(script, threads):
     """The CPU A/B scripts' start: exits where dwq._C is not built, sets torch's threads and prints
     them with the engine's ISA and torch's version. Returns the start time."""
@@ -131,14 +150,8 @@ def ratio_table(records, key="median_ms", impls=("composed", "fused")):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=threads_arg, default=2, help="torch threads (default 2)")
-    p.add_argument("--budget", type=float, default=4.0, help="seconds of timing per pair (default 4)")
-    p.add_argument("--json", type=path_arg, help="write the records to this file")
-    p.set_defaults(png=None)
-    args = p.parse_args(argv)
-    if not args.budget > 0:
-        p.error(f"--budget must be > 0 seconds, got {args.budget}")
+    p = cpu_ab_parser(__doc__, 4.0)
+    args = parse_cpu_ab(p, argv)
     output_paths(p, args, "json")
     t0, records = start_cpu_run("bench_affine", args.threads), []
     bench_ops(args.budget, records)

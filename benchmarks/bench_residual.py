@@ -19,19 +19,17 @@ pair (or triple) is timed round-robin in one process (dwq.deploy.time_round_robi
 checked bit-equal first. It sets the allocator as the ``dwq`` command does
 (``dwq.memory.keep_freed_memory``).
 """
-import argparse
 import os
 import sys
 
 import torch
 
 import dwq.ops as ops
-from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy import convert, time_round_robin
 from dwq.memory import keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_affine import ratio_table, start_cpu_run, switched_forward  # noqa: E402
+from bench_affine import cpu_ab_parser, parse_cpu_ab, ratio_table, start_cpu_run, switched_forward  # noqa: E402
 from bench_models import BUILD, calibrate  # noqa: E402
 from records import finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
@@ -149,17 +147,11 @@ def bench_model(net, budget, batches, records):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=threads_arg, default=2, help="torch threads (default 2)")
-    p.add_argument("--budget", type=float, default=4.0, help="seconds of timing per pair (default 4)")
+    p = cpu_ab_parser(__doc__, 4.0)
     p.add_argument("--batches", type=int, nargs="+", default=[8, 1], help="ResNet-50 batch sizes (default 8 1)")
     p.add_argument("--preact-batches", type=int, nargs="+", default=[128, 32],
                    help="PreActResNet-18 batch sizes (default 128 32)")
-    p.add_argument("--json", type=path_arg, help="write the records to this file")
-    p.set_defaults(png=None)
-    args = p.parse_args(argv)
-    if not args.budget > 0:
-        p.error(f"--budget must be > 0 seconds, got {args.budget}")
+    args = parse_cpu_ab(p, argv)
     for name in ("batches", "preact_batches"):
         if min(getattr(args, name)) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

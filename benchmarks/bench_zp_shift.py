@@ -11,7 +11,6 @@ Records (benchmarks/records.py): op ``conv3x3`` (shape as ``bench_kernels.py``'s
 ``offset128`` or ``zp_shift``. Each pair is timed round-robin (dwq.deploy.time_round_robin) after its
 outputs were checked equal.
 """
-import argparse
 import contextlib
 import os
 import sys
@@ -20,12 +19,11 @@ import torch
 
 import dwq
 import dwq.ops as ops
-from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy import convert, time_round_robin
 from dwq.memory import keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_affine import ratio_table, start_cpu_run  # noqa: E402
+from bench_affine import cpu_ab_parser, parse_cpu_ab, ratio_table, start_cpu_run  # noqa: E402
 from bench_kernels import QUICK_CONVS  # noqa: E402
 from bench_models import BUILD, calibrate  # noqa: E402
 from records import conv_shape, finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
@@ -103,15 +101,9 @@ def bench_models(budget, bits_list, records):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=threads_arg, default=2, help="torch threads (default 2)")
-    p.add_argument("--budget", type=float, default=3.0, help="seconds of timing per pair (default 3)")
+    p = cpu_ab_parser(__doc__, 3.0)
     p.add_argument("--bits", type=int, nargs="+", default=[4, 7], help="widths, each 2..7 (default 4 7)")
-    p.add_argument("--json", type=path_arg, help="write the records to this file")
-    p.set_defaults(png=None)
-    args = p.parse_args(argv)
-    if not args.budget > 0:
-        p.error(f"--budget must be > 0 seconds, got {args.budget}")
+    args = parse_cpu_ab(p, argv)
     if not all(2 <= b <= 7 for b in args.bits):
         p.error(f"--bits must each be 2..7 (wider codes have one packing), got {args.bits}")
     output_paths(p, args, "json")
