@@ -514,6 +514,14 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
                 for (op, shape, impl, b), v in ms.items() if impl == "dwq_int" and b == bits}
 
     text = " ".join(readme.split())
+    vnni, vnni16 = (int8_over_fp32("results_vnni_models_quick_e7f02ba.json", b) for b in (8, 16))
+    want = (f"on AVX-512 VNNI (Zen 4) PreActResNet18 {vnni[('preact_resnet18', 'b1')]:.2f}× at batch 1 and "
+            f"{vnni[('preact_resnet18', 'b32')]:.2f}× at batch 32, ResNet-50 {vnni[('resnet50', 'b1')]:.2f}× at "
+            f"batch 1 and {vnni[('resnet50', 'b8')]:.2f}× at batch 8 (`results_vnni_models_quick_e7f02ba.json`")
+    assert want in text, want
+    want = (f"on AVX-512 VNNI at the larger batches ({vnni16[('preact_resnet18', 'b32')]:.2f}× at PreActResNet18 "
+            f"b32, {vnni16[('resnet50', 'b8')]:.2f}× at ResNet-50 b8)")
+    assert want in text, want
     amx = int8_over_fp32("results_amx_models_malloc_keep.json", 8)
     want = (f"on AMX PreActResNet18 {amx[('preact_resnet18', 'b1')]:.2f}× at batch 1 and "
             f"{amx[('preact_resnet18', 'b32')]:.2f}× at batch 32, ResNet-50 {amx[('resnet50', 'b1')]:.2f}× at "
@@ -565,3 +573,50 @@ def test_vnni_full_run_table_is_its_record():
     ratios = [r["median_ms"] / dwq8[(r["op"], r["shape"])] for r in recs if (r["impl"], r["bits"]) == ("brevitas", 8)]
     assert len(ratios) == len(dwq8), "a shape without its 8-bit Brevitas layer"
     assert f"Brevitas (8 bits) takes {min(ratios):.1f}–{max(ratios):.0f}× dwq's 8-bit latency" in flat, ratios
+
+
+def _model_rows(name, key="median_ms"):
+    """Per (network, input) of a bench_models.py record: fp32 ms, dwq 8-bit ms, the worst speed-up over fp32
+    and over the fake-quant model at widths <= 8, Brevitas 8-bit over dwq 8-bit, dwq 16-bit over 8-bit, and
+    the fake-quant model's fastest width <= 8 over fp32."""
+    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r[key] for r in recs}
+    rows = {}
+    for net, shape in dict.fromkeys((op, s) for op, s, _, _ in ms):
+        d = {b: v for (o, s, i, b), v in ms.items() if (o, s, i) == (net, shape, "dwq_int")}
+        fq = {b: v for (o, s, i, b), v in ms.items() if (o, s, i) == (net, shape, "fake_quant")}
+        fp32, le8 = ms[(net, shape, "torch_fp32", 32)], [b for b in d if b <= 8]
+        rows[(net, shape)] = (fp32, d[8], min(fp32 / d[b] for b in le8), min(fq[b] / d[b] for b in le8),
+                              ms[(net, shape, "brevitas", 8)] / d[8], d[16] / d[8], min(fq[b] for b in le8) / fp32)
+    return rows
+
+
+def test_vnni_whole_model_tables_are_their_record():
+    """The README's and benchmarks/README.md's whole-model tables (the VNNI run at e7f02ba), the targets
+    sentence under the README's, and the figures of the run it replaced, re-derived from the records."""
+    new, old = "results_vnni_models_quick_e7f02ba.json", "results_models_quick.json"
+    rows, best, prev = _model_rows(new), _model_rows(new, "min_ms"), _model_rows(old)
+    names = {"preact_resnet18": "PreActResNet18", "resnet50": "ResNet-50"}
+    readme = (ROOT / "README.md").read_text()
+    bench = (ROOT / "benchmarks" / "README.md").read_text()
+    for (net, shape), (fp32, d8, vfp, vfq, brev, r16, _) in rows.items():
+        sh = shape.replace("x", "×")
+        assert (f"| {names[net]} | {sh} | {fp32:.1f} | {d8:.2f} | {vfp:.2f}× | {vfq:.2f}× | {brev:.1f}× | "
+                f"{r16:.2f} |") in readme, (net, shape)
+        assert (f"| {net} | {shape} | {fp32:.2f} | {d8:.2f} | {vfp:.2f}x | {vfq:.2f}x | {brev:.2f}x | "
+                f"{r16:.2f} |") in bench, (net, shape)
+    flat = " ".join(readme.split())
+    k32, kr8 = ("preact_resnet18", "b32 3x32x32"), ("resnet50", "b8 3x224x224")
+    assert (f"hold in this run ({rows[k32][2]:.2f}×, {rows[k32][3]:.2f}×; best-of latencies give "
+            f"{best[k32][2]:.2f}× and {best[k32][3]:.2f}×)") in flat
+    over16 = {k: v[0] / (v[1] * v[5]) for k, v in rows.items()}  # fp32 over the 16-bit model
+    b1 = [over16[k] for k in rows if k[1].startswith("b1 ")]
+    assert (f"{over16[k32]:.2f}× at PreActResNet18 b32 and {over16[kr8]:.2f}× at ResNet-50 b8 "
+            f"({b1[0]:.2f}× and {b1[1]:.2f}× at batch 1)") in flat
+    assert all(over16[k] < 1 for k in (k32, kr8)), "the README says the 16-bit model is slower than fp32 there"
+    for unit, doc in (("×", flat), ("x", " ".join(bench.split()))):
+        fp = " / ".join(f"{v[2]:.2f}{unit}" for v in prev.values())
+        fq = " / ".join(f"{v[3]:.2f}{unit}" for v in prev.values())
+        assert f"{fp} against fp32 and {fq} against fake-quant" in doc, (fp, fq)
+    assert (f"took {prev[k32][6]:.2f}× the float32 time at PreActResNet18 b32 then, {rows[k32][6]:.2f}× in this "
+            "run") in flat
