@@ -168,11 +168,33 @@ def test_a_torch_checkpoint_or_a_foreign_scalar_tensor_is_a_one_line_error(tmp_p
     torch.save({"model": {}}, ck)
     with pytest.raises(ArtifactError, match=r"best.pt is a PyTorch checkpoint \(torch.save\), not a dwq integer model"):
         load(ck)
+    legacy = str(tmp_path / "legacy.pt")
+    torch.save({"model": {}}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(ArtifactError, match=r"legacy.pt is a PyTorch checkpoint \(torch.save\)"):
+        load(legacy)
     scalar = str(tmp_path / "scalar.safetensors")
     meta = {"format": "dwq-integer-model", "format_version": 1, "sha256": "0", "model": {}}
     save_file({"t": torch.zeros(())}, scalar, metadata={"dwq": json.dumps(meta)})
     with pytest.raises(ArtifactError, match="corrupt: its tensors do not match the digest"):
         load(scalar)
+
+
+@needs_ext
+def test_a_truncated_artifact_whose_header_length_starts_with_0x80_is_called_truncated(tmp_path):
+    """The first byte of a safetensors file is its header length's lowest; 0x80 there (1 header in 32)
+    made a truncated artifact "a PyTorch checkpoint (torch.save)"."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "cut.safetensors"
+    for pad in range(64):  # metadata lengths until the header's is 0x80 mod 256
+        save_file({"w": torch.zeros(3)}, str(path), metadata={"dwq": "x" * pad})
+        raw = path.read_bytes()
+        if raw[0] == 0x80:
+            break
+    assert raw[0] == 0x80 and raw[8:9] == b"{"
+    path.write_bytes(raw[:-5])
+    with pytest.raises(ArtifactError, match="cut.safetensors is not a readable safetensors file"):
+        load(str(path))
 
 
 @needs_ext

@@ -188,3 +188,25 @@ def test_an_integer_resnet_runs_conv3_add_and_relu_as_one_step(monkeypatch):
             assert torch.equal(im(x), unfused(x)), p
         assert len(calls) == (0 if p is None else 3), p
     assert im.program == unfused.program
+
+
+@needs_ext
+def test_a_conv_with_forward_hooks_runs_alone_and_its_hooks_see_it(monkeypatch):
+    """The fused step skipped the conv's call, so hooks on it never ran (code_agreement lost those layers)."""
+    m = calibrated(_small_resnet([4, None]), (2, 3, 32, 32))
+    im = convert(m)
+    conv = next(fn.conv for fn, *_ in im._plan[0] if isinstance(fn, _ConvResidualInto))
+    calls = []
+    op = torch.ops.dwq.qconv2d_residual.default
+    monkeypatch.setattr(r.torch.ops.dwq.qconv2d_residual, "default", lambda *a: calls.append(1) or op(*a))
+    x, seen = torch.rand(2, 3, 32, 32), []
+    with dwq.precision(im, 4), torch.no_grad():
+        want = im(x)
+        n = len(calls)
+        for add in (conv.register_forward_pre_hook, conv.register_forward_hook):
+            calls.clear()
+            h = add(lambda mod, *io: seen.append(io[0][0].dtype))
+            assert torch.equal(im(x), want)
+            h.remove()
+            assert len(calls) == n - 1  # the hooked conv ran as its own step, the others fused
+    assert seen == [torch.uint8, torch.uint8]

@@ -118,11 +118,15 @@ def code_agreement(fake_quant_model: nn.Module, int_model: IntegerModel, x: torc
     finally:
         for h in hooks:
             h.remove()
+    missing = [name for name in seen_fq if name not in seen_int]
+    if missing:  # (a comparison that dropped them named the wrong layer as the first to differ)
+        names = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise RuntimeError(f"code_agreement: {len(missing)} layer(s) quantized on the fake-quant model gave no input "
+                           f"codes on the integer model ({names})")
     out = {}
     for name, c in seen_fq.items():
-        if name in seen_int:
-            diff = (c - seen_int[name]).abs()
-            out[name] = {"codes": c.numel(), "differ": int((diff > 0).sum()), "max_step": int(diff.max())}
+        diff = (c - seen_int[name]).abs()
+        out[name] = {"codes": c.numel(), "differ": int((diff > 0).sum()), "max_step": int(diff.max())}
     return out
 
 

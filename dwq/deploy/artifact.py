@@ -69,6 +69,17 @@ def save(model: IntegerModel, path: str) -> None:
         f.write(data)
 
 
+def _torch_save_file(head: bytes) -> bool:
+    """Whether a file's first 9 bytes are torch.save's: a zip archive, or (legacy) a pickle of protocol 2..5
+    (0x80 and the protocol). A safetensors file starts with its header's length (8 bytes, little-endian)
+    and the header's "{": its first byte is 0x80 for 1 header length in 32, so that byte alone misnamed
+    a truncated artifact a PyTorch checkpoint."""
+    if head[8:9] == b"{":
+        return False
+    pickle = len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5
+    return pickle or head.startswith(b"PK\x03\x04")
+
+
 def read_metadata(path: str) -> dict:
     """The JSON metadata of an artifact (no tensor is read); ArtifactError if the file is not one."""
     from safetensors import safe_open
@@ -82,11 +93,10 @@ def read_metadata(path: str) -> dict:
     except Exception as e:  # safetensors raises its own error types for bad headers / truncation
         try:
             with open(path, "rb") as f:
-                head = f.read(4)
+                head = f.read(9)
         except OSError:
             head = b""
-        # torch.save writes a zip archive (legacy: a pickle); safetensors would call it "header too large"
-        if head.startswith((b"PK\x03\x04", b"\x80")):
+        if _torch_save_file(head):
             raise ArtifactError(f"{path} is a PyTorch checkpoint (torch.save), not a dwq integer model; "
                                 f"convert a dwq train checkpoint with dwq deploy (dwq.deploy.convert, save)") from None
         raise ArtifactError(f"{path} is not a readable safetensors file (corrupt or truncated: "

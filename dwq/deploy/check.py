@@ -11,6 +11,7 @@ from dwq.deploy.artifact import size_report
 from dwq.deploy.convert import calibrated_precisions, convert
 from dwq.deploy.timing import time_round_robin
 from dwq.nn.control import precision, precision_set
+from dwq.nn.modes import kept_modes
 from dwq.quant.precision import precision_list, precision_name
 
 __all__ = ["check_conversion", "format_check"]
@@ -19,16 +20,21 @@ __all__ = ["check_conversion", "format_check"]
 def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor] = None,
                      precisions: Optional[Sequence] = None, latency_batch: int = 100,
                      budget_s: float = 2.0) -> dict:
-    """Converts ``model`` (eval mode) at ``precisions`` and reports, per precision: agreement with the
-    fake-quant model on ``x`` (see :func:`dwq.deploy.compare`), accuracy of both on labels ``y`` if
-    given, and the latency (median ms) of a batch of ``latency_batch`` images on both; plus the size
-    report and the seconds it all took. JSON-ready. Precisions without an activation range in some
-    layer (a model that never saw a training batch) are listed under ``"skipped"`` instead of failing
-    the check."""
+    """Converts ``model`` at ``precisions`` and reports, per precision: agreement with the fake-quant
+    model on ``x`` (see :func:`dwq.deploy.compare`), accuracy of both on labels ``y`` if given, and the
+    latency (median ms) of a batch of ``latency_batch`` images on both; plus the size report and the
+    seconds it all took. JSON-ready. The model runs in eval mode throughout and gets its modules' modes
+    back after. Precisions without an activation range in some layer (a model that never saw a training
+    batch) are listed under ``"skipped"`` instead of failing the check."""
     # before the conversion, not after it; a latency_batch of 0 timed x[:0] (nothing), -1 all images but one
     _check_batch("check_conversion", x, latency_batch, y, batch_name="latency_batch")
+    with kept_modes(model):
+        model.eval()
+        return _check(model, x, y, precisions, latency_batch, budget_s)
+
+
+def _check(model, x, y, precisions, latency_batch, budget_s):
     t0 = time.time()
-    model.eval()
     asked = precision_set(model) if precisions is None else precision_list(precisions)
     ok = calibrated_precisions(model, asked)
     skipped = [precision_name(p) for p in asked if p not in ok]

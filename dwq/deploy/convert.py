@@ -233,6 +233,20 @@ def _float_layer(m: nn.Module, name: str) -> nn.Module:
                         "bias": m.bias is not None}, t)
 
 
+def _layer_keys(nodes) -> dict:
+    """Each node's key in the integer model's ModuleDict of layers: its name, unless nn.ModuleDict has an
+    attribute of that name (a layer called ``update`` or ``keys``, which it refuses as a key); then the
+    name with "_" added until it is neither such a name nor another node's."""
+    names = {n.name for n in nodes}
+    keys = {}
+    for n in nodes:
+        k = n.name
+        while hasattr(nn.ModuleDict, k) or (k != n.name and k in names):
+            k += "_"
+        keys[n] = k
+    return keys
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
     """The model's forward as an fx graph with the ``dwq.nn`` layers kept whole (ConversionError if it
     cannot be traced, e.g. control flow on tensor values)."""
@@ -344,6 +358,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
 
     layers, program = {}, []
     value = {}  # fx node -> the program value holding it
+    key = _layer_keys(nodes)
 
     def ref(a):
         if isinstance(a, fx.Node):
@@ -367,19 +382,19 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
             bn, relu, target = fused[n]
             tgt = (None, None) if target is None else (modules[target.target], target.target)
             if k == "q":
-                layers[n.name] = _int_layer(modules[n.target], n.target, ps, bn, relu, *tgt)
+                layers[key[n]] = _int_layer(modules[n.target], n.target, ps, bn, relu, *tgt)
             else:
-                layers[n.name] = _float_affine(bn, n.target, ps, relu, *tgt)
-            program.append({"out": n.name, "call": n.name, "args": [ref(n.args[0])]})
+                layers[key[n]] = _float_affine(bn, n.target, ps, relu, *tgt)
+            program.append({"out": n.name, "call": key[n], "args": [ref(n.args[0])]})
             value[n] = n.name
         elif k in ("conv", "linear", "normalize"):
             m = modules[n.target]
             if k == "normalize":
-                layers[n.name] = FloatNormalize({"source": n.target, "channels": m.mean.numel()},
+                layers[key[n]] = FloatNormalize({"source": n.target, "channels": m.mean.numel()},
                                                 {"mean": _own(m.mean), "std": _own(m.std)})
             else:
-                layers[n.name] = _float_layer(m, n.target)
-            program.append({"out": n.name, "call": n.name, "args": [ref(n.args[0])]})
+                layers[key[n]] = _float_layer(m, n.target)
+            program.append({"out": n.name, "call": key[n], "args": [ref(n.args[0])]})
             value[n] = n.name
         else:  # relu, add, pooling, flatten
             if k == "add" and (len(n.args) != 2 or n.kwargs):

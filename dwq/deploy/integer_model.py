@@ -96,12 +96,20 @@ class _ResidualInto:
         return x, x
 
 
+def _hooked(m: nn.Module) -> bool:
+    """Whether calling ``m`` runs forward hooks (its own or global ones)."""
+    g = nn.modules.module
+    return bool(m._forward_pre_hooks or m._forward_hooks or g._global_forward_pre_hooks or g._global_forward_hooks)
+
+
 class _ConvResidualInto:
     """A quantized conv whose float output only a :class:`_ResidualInto` step (add + relu, a quantized
     reader) takes, run as one step: :func:`dwq.ops.qconv2d_residual` makes relu(conv + b) and the
     reader's codes in the conv's epilogue, where the conv wrote its output and the add read it back.
     Otherwise (either layer at a float precision, a conv that ReLUs or requantizes itself, a b of
-    another shape or dtype) the conv and then that step, as before."""
+    another shape or dtype, or a conv with forward hooks, which its call runs and the fused step would
+    skip: :func:`dwq.deploy.code_agreement` reads a conv's input codes through one) the conv and then
+    that step, as before."""
 
     __slots__ = ("conv", "then")
 
@@ -109,9 +117,11 @@ class _ConvResidualInto:
         self.conv, self.then = conv, then
 
     def __call__(self, x, b):
-        plan, args = self.conv._call()
-        rplan, rargs = self.then.reader._call()
         c = self.conv
+        if _hooked(c):
+            return self.then(c(x), b)
+        plan, args = c._call()
+        rplan, rargs = self.then.reader._call()
         if (args is not None and rargs is not None and not plan.relu and plan.out_scale is None and x.dim() == 4
                 and x.shape[1] == c.in_channels and b.dtype == torch.float32 and b.shape == self._out_shape(x)):
             # (args[:10]: IntConv2d._op_args from x_scale to affine_bias, qconv2d_residual's conv arguments)
