@@ -84,11 +84,12 @@ def test_the_twin_runs_in_eval_mode_and_keeps_its_modes():
         g_eval, = torch.autograd.grad(m(xe).sum(), xe)
     m.train()
     m.bn1.eval()  # a mixed state, restored as it was
+    dwq.set_precision(m, 8)  # restored too (an evaluation of st left m at its last precision)
     modes = {n: mod.training for n, mod in m.named_modules()}
     before = {k: v.clone() for k, v in m.state_dict().items()}
     xs = x.clone().requires_grad_(True)
     with dwq.precision(st, 4):
         g_st, = torch.autograd.grad(st(xs).sum(), xs)
     assert [k for k, v in m.state_dict().items() if not torch.equal(v, before[k])] == []
-    assert {n: mod.training for n, mod in m.named_modules()} == modes
+    assert {n: mod.training for n, mod in m.named_modules()} == modes and dwq.get_precision(m) == 8
     assert torch.equal(g_st, g_eval)

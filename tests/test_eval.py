@@ -414,7 +414,17 @@ def test_evaluate_rejects_bad_input(model_data, kw, msg):
     (dict(precisions=[]), "precisions must not be empty"),  # torch.stack of nothing
     (dict(rpi_precisions=[]), "rpi_precisions must not be empty"),  # mean_ci's 'no NaN'
     (dict(precisions=[4, 4]), r"precisions must not repeat"),  # counted 4 twice in every RPI mean
-    (dict(steps=-1, protocols=["adaptive"], attack="fgsm"), r"steps must be an int >= 0, got -1"),
+    (dict(steps=-1, protocols=["adaptive"], attack="fgsm"), r"steps must be an int >= 1, got -1"),
+    # no step, or a step of 0: noise alone, reported as robust accuracy (the paper figure above clean)
+    (dict(steps=0), r"steps must be an int >= 1, got 0"),
+    (dict(steps=0, protocols=["adaptive"], attack="fgsm"), r"steps must be an int >= 1, got 0"),
+    (dict(alpha=0), r"step size \(alpha\) must be in \(0, 1\].*got 0"),
+    # found in AutoAttack's stage (-1) or after the transfer matrix (1.5, a RuntimeError)
+    (dict(seed=-1), r"seed must be an int >= 0, got -1"),
+    (dict(seed=1.5), r"seed must be an int >= 0, got 1.5"),
+    (dict(protocols=["adaptive", "adaptive"]), r"protocols must not repeat"),  # run and recorded twice
+    (dict(autoattack_n=5, protocols=["autoattack-rand"]), r"autoattack_n must be at most .* \(4\), got 5"),  # cut
+    (dict(precisions=[2, 3]), r"precision 3 is not in the model's precision set"),  # after the clean pass
     (dict(epsilon="0.1"), r"epsilon must be in \(0, 1\].*got '0.1'"),  # TypeError from '<'
     (dict(y=lambda y: y[:3]), r"same number .* got 4 and 3"),  # broadcasting error in the clean pass
     (dict(y=lambda y: y + 10), r"class indices in \[0, 9\] .* got labels in \[1[0-9], 1[0-9]\]"),  # IndexError
@@ -586,6 +596,28 @@ def test_a_resume_may_reorder_or_add_protocols(model_data, tmp_path, monkeypatch
     got = E.evaluate(m, x, y, SET, stage_dir=str(st), protocols=["adaptive", "paper", "transfer"], paper_batch=4, **kw)
     assert _without_timing(got) == _without_timing(want)
     assert (st / "adaptive.pt").is_file()
+
+
+def test_pgd_settings_a_resume_adds_are_recorded_for_the_next_one(model_data, tmp_path):
+    """A run without a PGD records alpha/steps/restarts as None; a resume that added the adaptive
+    protocol ran EOT-PGD with its own, and a third run with other steps read that stage back and
+    reported it under its own (49.8% reported as PGD-20, where a fresh PGD-20 run gave 29.5%)."""
+    from dwq.eval.stages import StageDirError
+
+    m, x, y = model_data
+    x, y = x[:16], y[:16]
+    st = str(tmp_path / "st")
+    kw = dict(epsilon=0.1, batch_size=8, seed=2, attack="fgsm", stage_dir=st)
+    E.evaluate(m, x, y, SET, protocols=["paper"], alpha=0.025, steps=1, **kw)
+    assert json.loads((tmp_path / "st" / "evaluation.json").read_text())["settings"]["steps"] is None
+    E.evaluate(m, x, y, SET, protocols=["paper", "adaptive"], alpha=0.025, steps=1, **kw)
+    assert json.loads((tmp_path / "st" / "evaluation.json").read_text())["settings"]["steps"] == 1
+    with pytest.raises(StageDirError, match="another evaluation: steps 1 there, 3 here"):
+        E.evaluate(m, x, y, SET, protocols=["paper", "adaptive"], alpha=0.025, steps=3, **kw)
+    with pytest.raises(StageDirError, match="another evaluation: alpha 0.025 there, 0.05 here"):
+        E.evaluate(m, x, y, SET, protocols=["adaptive"], alpha=0.05, steps=1, **kw)
+    # a resume that runs no PGD still takes any (its stages do not depend on them)
+    assert E.evaluate(m, x, y, SET, protocols=["paper"], alpha=0.05, steps=3, **kw)["resumed"]
 
 
 def test_a_resume_on_other_cpu_kernels_or_torch_is_refused(model_data, tmp_path, monkeypatch):

@@ -24,8 +24,10 @@ def test_n_test_of_a_class_sorted_folder_is_a_fixed_random_sample(tmp_path):
     assert torch.equal(x, x2) and torch.equal(y, y2)  # the same images in every evaluation
     ids = x[:, 0, 0, 0].tolist()
     assert len(set(ids)) == 8 and all(int(v) // 10 == c for v, c in zip(ids, y.tolist()))
+    # all of it in that order too: in its own, the first --autoattack-n were the first classes alone
     xa, ya = _tensors(folder)
-    assert ya.tolist() == sorted(ya.tolist()) and len(ya) == 20  # all of it: in its own order
+    assert sorted(xa[:, 0, 0, 0].tolist()) == [10 * c + i for c in range(4) for i in range(5)]
+    assert torch.equal(xa[:8], x) and sorted(set(ya[:5].tolist())) != [ya[0].item()]
 
 
 def test_n_test_of_an_unsorted_test_set_is_its_first_images():

@@ -147,10 +147,12 @@ def _class_sorted(dataset) -> bool:
 def _eval_indices(dataset, n=None):
     """The test images dwq eval reads: the first ``n`` (the CIFAR/SVHN/MNIST-5k test sets are in no
     class order), but in a class-sorted folder a fixed random sample (seed 0, not --seed: every
-    evaluation of ``n`` images reads the same ones), whose first --autoattack-n are random too."""
+    evaluation of ``n`` images reads the same ones), whose first --autoattack-n are random too. The
+    whole folder too is read in that order: in its own, --autoattack-n took the first classes alone
+    and each drawn batch of the paper-sampled replica held one class."""
     import torch
     m = len(dataset) if n is None else min(n, len(dataset))
-    if _class_sorted(dataset) and m < len(dataset):
+    if _class_sorted(dataset):
         return torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:m].tolist()
     return range(m)
 

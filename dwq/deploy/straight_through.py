@@ -11,7 +11,7 @@ from torch import nn
 
 from dwq.deploy.integer_model import IntegerModel
 from dwq.nn.modes import kept_modes
-from dwq.nn.control import get_precision, precision_set, set_precision
+from dwq.nn.control import get_precision, precision, precision_set
 
 __all__ = ["StraightThrough"]
 
@@ -25,7 +25,8 @@ class StraightThrough(nn.Module):
     The twin is kept out of the module tree (``.twin``), so ``.to()`` moves only the integer model.
     When no gradient is needed (``torch.no_grad()`` or an input that does not require grad) only the
     integer model runs. The twin runs in eval mode (the function the integer model computes: no batch
-    statistics, no range or BN updates), whatever mode it is in; its modes are restored after each forward.
+    statistics, no range or BN updates), whatever mode it is in; its modes and precision are restored
+    after each forward.
     """
 
     def __init__(self, int_model: IntegerModel, fake_quant_model: nn.Module):
@@ -48,7 +49,7 @@ class StraightThrough(nn.Module):
             y_int = self.int_model(x.detach())
         if not (torch.is_grad_enabled() and x.requires_grad):
             return y_int
-        set_precision(self.twin, get_precision(self.int_model))
-        with kept_modes(self.twin):  # (the user may train the twin between attacks: m.train() after wrapping)
+        # (its precision and modes come back after: the user may train it, or use it at its own precision)
+        with kept_modes(self.twin), precision(self.twin, get_precision(self.int_model)):
             y_fq = self.twin.eval()(x)
         return y_fq + (y_int - y_fq).detach()

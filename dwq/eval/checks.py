@@ -12,7 +12,8 @@ __all__ = ["check_evaluation"]
 
 
 def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha, steps, restarts, batch_size,
-                     paper_batch, autoattack_n, autoattack_steps, eot_iter, num_classes=None) -> int:
+                     paper_batch, autoattack_n, autoattack_steps, eot_iter, seed, attack="pgd",
+                     num_classes=None) -> int:
     """ValueError naming the argument, its value and what was expected. Returns the model's number
     of outputs (classes), read from one forward of one image."""
     A.check_autograd()  # else found at the first attack, after the clean pass
@@ -20,18 +21,24 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
         A.check_count(num_classes, "num_classes", 1)
     A.check_count(eot_iter, "eot_iter (EOT samples per AutoAttack step)", 1)
     A.check_eps(epsilon, positive=True)
+    A.check_count(seed, "seed")  # (-1 failed in AutoAttack's stage, 1.5 after the transfer matrix)
     normalize_set(precisions, "precisions")
     normalize_set(rset, "rpi_precisions")
     A.check_count(batch_size, "batch_size", 1)  # 0 was range()'s 'arg 3 must not be zero'
     if "paper-sampled" in protocols:  # 0 was a KeyError, a negative size a replica of no batch (NaN)
         A.check_count(paper_batch, "paper_batch (images per drawn batch)", 1)
+    if len(set(protocols)) != len(protocols):  # (each was run, and recorded, as often as named)
+        raise ValueError(f"protocols must not repeat, got {list(protocols)}")
     if autoattack_n is not None:  # 0 meant all images, -3 all but the last 3
         A.check_count(autoattack_n, "autoattack_n", 1)
+        if isinstance(y, torch.Tensor) and autoattack_n > len(y):  # (was cut to len(y) without a word)
+            raise ValueError(f"autoattack_n must be at most the number of images ({len(y)}), got {autoattack_n}")
     if "autoattack-rand" in protocols:
         A.check_count(autoattack_steps, "autoattack_steps", 1)
-    if "adaptive" in protocols:  # EOT-PGD runs with these whatever the chosen attack
-        A.check_eps(alpha, "step size (alpha)")
-        A.check_count(steps, "steps")
+    if attack == "pgd" or "adaptive" in protocols:  # EOT-PGD runs with these whatever the chosen attack
+        # (a step of 0, or no step, attacked nothing: noise alone, reported as robust accuracy)
+        A.check_eps(alpha, "step size (alpha)", positive=True)
+        A.check_count(steps, "steps", 1)
         A.check_count(restarts, "restarts", 1)
     return _check_data(model, x, y, precisions, num_classes)
 
@@ -57,7 +64,9 @@ def _check_data(model, x, y, precisions, num_classes) -> int:
         raise ValueError(f"x must hold images in [0, 1] (unnormalized pixel values, no NaN), got values in "
                          f"[{lo:g}, {hi:g}]")
     with torch.no_grad():
-        classes = run_at(model, list(precisions)[0])(x[:1]).shape[-1]
+        # one image at every precision: one outside the model's set, or without an activation range, was
+        # found at its attack, after the clean pass and the attacks before it
+        classes = [run_at(model, p)(x[:1]).shape[-1] for p in precisions][0]
     if num_classes is not None and num_classes != classes:
         # labels of a 10-class set fit a 100-output model: its accuracy was computed, and meant nothing
         raise ValueError(f"num_classes is {num_classes} (the data's classes), but the model has {classes} outputs: "

@@ -101,6 +101,12 @@ def _differences(theirs: dict, ours: dict) -> list:
     return out
 
 
+def _save_identity(identity: dict, path: str):
+    from dwq.eval.report import save_json
+
+    save_json(identity, path)
+
+
 class StageStore:
     """``run(name, fn)``: ``fn()`` once; its result is saved under ``name`` and read back by a later
     store on the same folder and identity instead of running ``fn`` again."""
@@ -122,10 +128,14 @@ class StageStore:
             diff = _differences(theirs if isinstance(theirs, dict) else {}, identity)
             if diff:
                 raise StageDirError(f"{folder} holds the stages of another evaluation: " + "; ".join(diff))
+            # The PGD settings a run without a PGD left None join the record once a resume uses them:
+            # left None, every later resume was free to change them and read back a stage made with these
+            filled = {k: identity["settings"][k] for k in _PGD_ONLY
+                      if theirs["settings"].get(k) is None and identity["settings"].get(k) is not None}
+            if filled:
+                _save_identity(dict(theirs, settings=dict(theirs["settings"], **filled)), path)
         else:
-            from dwq.eval.report import save_json
-
-            save_json(identity, path)
+            _save_identity(identity, path)
 
     def _path(self, name: str) -> str:
         return os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".pt")
