@@ -202,6 +202,8 @@ CPU_ONLY = "--amp is valid where CUDA is available"
     (["train", "--attack", "none", "--val-size", "0", "--epsilon", "0.3"], "--epsilon is the radius of the training"),
     (["train", "--attack", "none", "--val-pgd-steps", "0", "--epsilon", "0.3"], "nothing uses it"),
     (["train", "--lr-schedule", "cyclic", "--lr-milestones", "0.5"], "--lr-milestones is for --lr-schedule multistep"),
+    # 1 is the run's end, after its last step: the x0.1 the header announced never came
+    (["train", "--lr-milestones", "0.5", "1"], "--lr-milestones are fractions of the run in (0, 1), got 0.5 1.0"),
     (["train", "--val-size", "0", "--val-pgd-steps", "3"], "--val-size 0 disables validation"),
     (["train", "--reference", "--val-pgd-steps", "3"], "--val-size 0 (--reference's default: give --val-size N"),
     (["train", "--val-size", "0", "--val-every", "2"], "--val-every sets when validation runs, and --val-size 0"),

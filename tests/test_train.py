@@ -478,6 +478,8 @@ def test_empty_sets_bare_milestones_and_a_run_cut_in_its_first_epoch_are_named(t
     for bad in (0.5, "0.5"):
         with pytest.raises(ValueError, match=r"lr_milestones must be a tuple of fractions of the run, e.g. \(0.5, 0.75\)"):
             cfg(lr_schedule="multistep", lr_milestones=bad).validate()
+    with pytest.raises(ValueError, match=r"lr milestones are fractions of the run in \(0, 1\), got \[0.5, 1\]"):
+        cfg(lr_schedule="multistep", lr_milestones=(0.5, 1)).validate()  # after the last step: never applied
     out = tmp_path / "b"
     out.mkdir()
     (out / "config.json").write_text("{}")  # what fit() wrote before a first epoch that raised

@@ -200,8 +200,8 @@ def resolve_flags(a, given) -> tuple[dict, list]:
         f[dest] = getattr(a, dest)
     if "lr_milestones" in given and a.lr_schedule != "multistep":
         raise CLIError(f"--lr-milestones is for --lr-schedule multistep, not {a.lr_schedule}")
-    if a.lr_schedule == "multistep" and not all(0 < m <= 1 for m in a.lr_milestones):
-        raise CLIError(f"--lr-milestones are fractions of the run in (0, 1], got {' '.join(map(str, a.lr_milestones))}")
+    if a.lr_schedule == "multistep" and not all(0 < m < 1 for m in a.lr_milestones):  # (1: after the last step)
+        raise CLIError(f"--lr-milestones are fractions of the run in (0, 1), got {' '.join(map(str, a.lr_milestones))}")
     f["lr_milestones"] = list(a.lr_milestones) if a.lr_schedule == "multistep" else None
     for dest in ("momentum", "weight_decay", "seed"):
         f[dest] = getattr(a, dest)

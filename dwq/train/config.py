@@ -96,8 +96,8 @@ class TrainConfig:
         if not (isinstance(ms, (list, tuple)) and all(isinstance(m, numbers.Real) and not isinstance(m, bool)
                                                       for m in ms)):  # (0.5) is a float: "not iterable"
             raise ValueError(f"lr_milestones must be a tuple of fractions of the run, e.g. (0.5, 0.75), got {ms!r}")
-        if not all(0 < m <= 1 for m in self.lr_milestones):
-            raise ValueError(f"lr milestones are fractions of the run in (0, 1], got {list(self.lr_milestones)}")
+        if not all(0 < m < 1 for m in self.lr_milestones):  # (1: the run's end, after its last step: never applied)
+            raise ValueError(f"lr milestones are fractions of the run in (0, 1), got {list(self.lr_milestones)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be an int in 0..2^63 - 1, got {self.seed!r}")
         # inf passes the comparisons below and trains NaN weights
