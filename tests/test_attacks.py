@@ -191,6 +191,16 @@ def _ce_of(m, y):
     (lambda m, x, y: A.autoattack(m, x, y, EPS, n_classes="10"), r"n_classes must be an int >= 1, got '10'"),
     (lambda m, x, y: A.autoattack(m, x, y, EPS, seed=None), r"seed must be an int >= 0, got None"),
     (lambda m, x, y: A.apgd_eot(m, x, y, EPS, seed="0"), r"seed must be an int >= 0, got '0'"),
+    # cross-entropy ignores label -100: that image had no gradient and came back unattacked
+    (lambda m, x, y: A.pgd(m, x, torch.full_like(y, -100), EPS, 0.02, 2), r"y must hold class indices >= 0"),
+    (lambda m, x, y: A.fgsm(m, x, torch.full_like(y, -100), EPS), r"y must hold class indices >= 0"),
+    # a label the argmax never equals: every image counted as fooled, and returned unattacked
+    (lambda m, x, y: A.bandits_td(m, x, y + 10, EPS, max_queries=4), r"class indices in \[0, 9\] \(the model has 10"),
+    (lambda m, x, y: A.autoattack(m, x, y + 10, EPS, steps=1, square_queries=2), r"class indices in \[0, 9\]"),
+    (lambda m, x, y: A.apgd_eot(m, x, y + 10, EPS, steps=1, eot_iter=1), r"class indices in \[0, 9\]"),
+    # a negative factor descended the loss, 0 or NaN left every pixel where it was
+    (lambda m, x, y: A.pgd(m, x, y, EPS, 0.02, 2, loss_scale=-1.0), r"loss_scale must be a finite number > 0"),
+    (lambda m, x, y: A.fgsm_rs(m, x, y, EPS, loss_scale=float("nan")), r"loss_scale must be a finite number > 0"),
 ])
 def test_bad_attack_settings_are_named(trained, call, msg):
     m, x, y = trained
@@ -603,3 +613,16 @@ def test_cw_linf_and_bandits_take_half_precision_images(dtype):
     assert 0 < dist[1] < 2 * dist[0] + 0.02, dist  # (moved: an attack returning x passed the bound alone)
     xa, queries = A.bandits_td(m, x.to(dtype), y, 8 / 255, max_queries=20)
     assert xa.dtype == dtype and (xa.double() - x.to(dtype).double()).abs().max() <= 8 / 255 and queries.max() > 0
+
+
+def test_a_start_is_projected_and_apgd_takes_an_empty_batch(trained):
+    """pgd(start=..., steps=0) returned a start outside the ball as it was (0.75 from x at eps 8/255);
+    apgd_eot failed to reshape an empty batch inside torchattacks, where every other attack returns it."""
+    m, x, y = trained
+    x, y = x[:4], y[:4]
+    a = A.pgd(m, x, y, EPS, 0.02, 0, start=torch.zeros_like(x))
+    assert (a - x).abs().max() <= EPS + 1e-7
+    drawn = A.draw_random_start(x, EPS, torch.Generator().manual_seed(0))
+    assert torch.equal(A.pgd(m, x, y, EPS, 0.02, 0, start=drawn), drawn)  # inside: unchanged
+    r = A.apgd_eot(m, x[:0], y[:0], EPS, steps=1, eot_iter=1)
+    assert all(v.shape[0] == 0 for v in r.values()) and r["returned"].shape == x[:0].shape

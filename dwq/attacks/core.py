@@ -81,6 +81,23 @@ def check_labels(x: torch.Tensor, y) -> None:
         got = f"{y.dtype} {list(y.shape)} on {y.device}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"y must be int64 class labels [N] on the images' device, N = {x.shape[0]} (x: "
                          f"{list(x.shape)} on {x.device}), got {got}")
+    if len(y):  # (cross-entropy ignores -100: such an image got no gradient and came back unattacked)
+        check_value((y < 0).any(), "y must hold class indices >= 0, got a negative label")
+
+
+def check_label_range(y: torch.Tensor, classes: int) -> None:
+    """Labels below the model's ``classes`` outputs, where an attack compares them with its argmax and
+    takes none of them (Bandits, AutoAttack): ``y >= classes`` counted every image as fooled already."""
+    if len(y):
+        check_value((y >= classes).any(), f"y must hold class indices in [0, {classes - 1}] (the model has "
+                                          f"{classes} outputs), got a larger label")
+
+
+def check_loss_scale(loss_scale) -> None:
+    """A float ``loss_scale`` is > 0: a negative one made the attack descend its loss, 0 or NaN stopped
+    it (a tensor, a GradScaler's scale, is taken as it is: reading it would sync with the device)."""
+    if loss_scale is not None and not isinstance(loss_scale, torch.Tensor):
+        check_positive(loss_scale, "loss_scale")
 
 
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -203,6 +220,7 @@ def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generato
 
 def _single_step(model, x, y, eps, alpha, rs, loss, lo, hi, generator=None, loss_scale=None):
     check_eps(eps)
+    check_loss_scale(loss_scale)
     check_labels(x, y)
     check_images(x, lo, hi)
     f = _as_objective(model, loss)
@@ -279,6 +297,7 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
         raise ValueError(f"start must be like x ({x.dtype} {list(x.shape)} on {x.device}), got {got}")
     if restart_select not in RESTART_SELECT:
         raise ValueError(f"restart_select must be one of {RESTART_SELECT}, got {restart_select!r}")
+    check_loss_scale(loss_scale)
     check_labels(x, y)
     check_images(x, lo, hi)
     f = _as_objective(model, loss)
@@ -287,8 +306,8 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
     best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
     best_wrong = torch.zeros(x.shape[0], device=x.device)  # fraction of the models misclassifying (0/1 for one)
     for _ in range(restarts):
-        if start is not None:
-            x_adv = start.detach()
+        if start is not None:  # (projected: with steps=0 a start outside the ball came back as it was)
+            x_adv = project_linf(start.detach(), x, eps, lo, hi)
         else:
             x_adv = draw_random_start(x, eps, generator, lo, hi) if random_start else x.clone()
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)

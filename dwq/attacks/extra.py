@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from dwq.nn.modes import kept_modes
 
-from .core import (ce_loss, check_autograd, check_count, check_eps, check_images, check_labels, check_positive,
-                   logit_margin, project_linf)
+from .core import (ce_loss, check_autograd, check_count, check_eps, check_images, check_label_range, check_labels,
+                   check_positive, logit_margin, project_linf)
 
 
 class _InputGrad(torch.autograd.Function):
@@ -164,6 +164,8 @@ def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, ste
         classes = m.eval()(x[:1].float()).shape[-1]
     if n_classes is not None and check_count(n_classes, "n_classes", 1) != classes:
         raise ValueError(f"n_classes is {n_classes!r}, but the model has {classes} outputs")
+    check_labels(x, y)
+    check_label_range(y, classes)
     need = 4 if version == "standard" else 3
     if classes < need:
         raise ValueError(f"AutoAttack {version!r} needs a model with at least {need} classes (its "
@@ -212,6 +214,10 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
         raise ValueError(f"APGD loss must be 'ce' or 'dlr', got {loss!r}")
     ta = _torchattacks()
     x, y = x.detach(), y.detach()
+    if len(x) == 0:  # (as every other attack; torchattacks failed to reshape the empty batch)
+        none = torch.zeros(0, dtype=torch.bool, device=x.device)
+        return {"start_ok": none, "fooled": none.clone(), "x_fooled": x.clone(), "x_best": x.clone(),
+                "returned": x.clone()}
     atk = _build(ta.APGD, _Wrap(model, x.dtype), norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss,
                   eot_iter=eot_iter)
     atk.set_device(x.device)
@@ -219,6 +225,7 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
         logits = model(x)
     if loss == "dlr" and logits.shape[-1] < 3:  # (torchattacks: 'index -3 is out of bounds')
         raise ValueError(f"APGD's DLR loss needs a model with at least 3 classes, got {logits.shape[-1]} outputs")
+    check_label_range(y, logits.shape[-1])
     start_ok = logits.argmax(1) == y
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         # the generators it draws from, not torch.manual_seed: that one also reseeds every GPU, which
@@ -346,7 +353,9 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
         return (pos / (pos + neg)) * 2 - 1
 
     with torch.no_grad():
-        not_done = model(x_adv).argmax(1) == y
+        z = model(x_adv)
+        check_label_range(y, z.shape[-1])
+        not_done = z.argmax(1) == y
         for _ in range(max_queries // 2):
             if not not_done.any():
                 break
