@@ -1667,3 +1667,44 @@ def test_a_ddp_run_is_told_to_continue_under_its_launcher():
     assert _launched("dwq train --resume --out r", 1) == "dwq train --resume --out r"
     assert _launched("dwq train --resume --out r", 4) == (
         "dwq train --resume --out r, launched by torchrun with 4 processes as this run was")
+
+
+def _image_folder_dataset(root, splits=("train", "val"), classes=("n01", "n02")):
+    import numpy as np
+    from PIL import Image
+
+    for split in splits:
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((40, 48, 3), 40 * i, np.uint8)).save(root / split / c / f"{i}.JPEG")
+
+
+@pytest.mark.slow
+def test_imagenet_eval_reads_val_alone_and_refuses_other_class_folders(tmp_path, capsys):
+    """dwq eval required ROOT/train/ (and listed all of it) to read val/; and a folder of other classes
+    was evaluated without a word, its label 0 another class than in training (labels are folder
+    positions); --resume compared the image count only."""
+    from conftest import torchvision_or_skip
+
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    _image_folder_dataset(tmp_path / "data")
+    _image_folder_dataset(tmp_path / "valonly", splits=("val",))
+    _image_folder_dataset(tmp_path / "shifted", classes=("n02", "n03"))
+    out = str(tmp_path / "r")
+    assert main(["train", "--out", out, "--dataset", "imagenet", "--data-dir", str(tmp_path / "data"), "--network",
+                 "PreActResNet18", "--attack", "none", "--val-size", "0", "--batch-size", "4", "--epochs", "1",
+                 "--workers", "0", "--no-progress"]) == 0
+    assert torch.load(os.path.join(out, "last.pt"), weights_only=False)["config"]["extra"]["classes"] == ["n01", "n02"]
+    ev = ["eval", "--checkpoint", os.path.join(out, "last.pt"), "--n-test", "2", "--attack", "fgsm",
+          "--protocols", "paper", "--no-progress"]
+    assert main(ev + ["--out", str(tmp_path / "e1"), "--data-dir", str(tmp_path / "valonly")]) == 0
+    capsys.readouterr()
+    assert main(ev + ["--out", str(tmp_path / "e2"), "--data-dir", str(tmp_path / "shifted")]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and (f"dwq eval: {tmp_path / 'shifted'} has other class folders than the run's (2 here, 2 "
+                               "in the run; not here: n01 (1); not in the run: n03 (1))") in err, err
+    assert main(["train", "--resume", "--out", out, "--epochs", "2", "--data-dir", str(tmp_path / "shifted"),
+                 "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "--resume: " in err and "other class folders than the run's" in err, err

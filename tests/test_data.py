@@ -220,12 +220,19 @@ def test_imagenet_with_more_class_folders_than_outputs_is_an_error(tmp_path, mon
     assert len(get_datasets("imagenet", str(subset))[0].classes) == 1
 
 
-@pytest.mark.parametrize("content", [b"garbage", "truncated"])
+@pytest.mark.parametrize("content", [b"garbage", "truncated", "label -1", "label 10"])
 def test_corrupt_mnist5k_file_is_a_dataset_error_naming_it(tmp_path, monkeypatch, content):
+    # (a label out of 0..9 was bincount's RuntimeError, a traceback, or a test_per_class error)
+    import gzip
+
     import dwq.data as D
 
     if content == "truncated":
         content = open(mnist5k_path(), "rb").read()[:5000]
+    elif isinstance(content, str):
+        rows = gzip.open(mnist5k_path(), "rt").read().splitlines()
+        rows[-1] = rows[-1].rsplit(",", 1)[0] + "," + content.split()[1]
+        content = gzip.compress("\n".join(rows).encode())
     bad = tmp_path / "mnist_5k.csv.gz"
     bad.write_bytes(content)
     monkeypatch.setattr(D, "mnist5k_path", lambda: str(bad))

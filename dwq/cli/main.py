@@ -16,10 +16,10 @@ from dwq._version import __version__
 from . import demo_resume
 from . import deploy as deploy_cli
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, existing_checkpoint, folder_lock, fresh_dir,
-                     given_flags, interrupt_outcome, nonneg_int, path_arg, pnames, positive_fraction, positive_int,
-                     precision_arg, precisions_within, resumable_dir, seed_arg, sigterm_as_interrupt,
-                     stdout_to_devnull, threads_arg, write_failure)
+from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, check_run_classes, existing_checkpoint,
+                     folder_lock, fresh_dir, given_flags, interrupt_outcome, nonneg_int, path_arg, pnames,
+                     positive_fraction, positive_int, precision_arg, precisions_within, resumable_dir, seed_arg,
+                     sigterm_as_interrupt, stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
 EVAL_STAGES = "stages"  # dwq eval's saved stages in --out, until report.json is written (dwq.eval.stages)
@@ -302,7 +302,8 @@ def _eval(a, held: contextlib.ExitStack):
         fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted evaluation; continue it with "
                                             "--resume)" if interrupted else "")
     settings = _eval_settings(a, ck, precision_set(model), device)
-    _, test, info = get_datasets(ex["dataset"], a.data_dir, augment=False)
+    _, test, info = get_datasets(ex["dataset"], a.data_dir, augment=False, test_only=True)
+    check_run_classes(ex, test, a.data_dir, "dwq eval")
     if a.n_test and a.n_test > len(test):
         raise CLIError(f"--n-test {a.n_test}: the {ex['dataset']} test set has {len(test)} images")
     n_eval = a.n_test or len(test)

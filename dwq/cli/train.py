@@ -27,9 +27,9 @@ import time
 from dwq._errors import first_line, typed_first_line
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, flag, folder_lock, fresh_dir, interrupt_outcome, nonneg_float,
-                     nonneg_int, path_arg, positive_float, positive_fraction, positive_int, precision_arg, seed_arg,
-                     unit_float, val_size_arg, write_failure, writable_dir)
+from .common import (CLIError, HelpFormatter, check_run_classes, flag, folder_lock, fresh_dir, interrupt_outcome,
+                     nonneg_float, nonneg_int, path_arg, positive_float, positive_fraction, positive_int, precision_arg,
+                     seed_arg, unit_float, val_size_arg, write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
                           apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
@@ -273,6 +273,8 @@ def cmd_train(a):
         raise CLIError(f"--resume: the {f['dataset']} training set{where} has {n_all} images, the run's had "
                        f"{was}: the validation split, the steps per epoch and the LR schedule would shift; give "
                        f"--data-dir a copy of the run's data")
+    if ck is not None:
+        check_run_classes(ck["config"]["extra"], test, f["data_dir"], "--resume")
     try:
         train, val = train_val_split(train, f["val_size"], seed=f["seed"])
     except ValueError:  # its message names its parameter, val_size, not the flag
@@ -310,6 +312,8 @@ def cmd_train(a):
     extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
              "switchable_bn": f["switchable_bn"], "width": a.width, "flags": f, "history": history,
              "dwq_version": __version__, "reference": f["reference"]}
+    if f["dataset"] == "imagenet" and classes is not None:  # (labels are these folders' positions)
+        extra["classes"] = list(classes)
     train_ps = f["precisions"] if f["random_precision_training"] else [f["num_bits"]]
     cfg = TrainConfig(attack=f["attack"], epsilon=f["epsilon"], alpha=f["alpha"], attack_iters=a.attack_iters,
                       free_replays=a.free_replays, epochs=f["epochs"], batch_size=f["batch_size"], lr=f["lr"],

