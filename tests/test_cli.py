@@ -1112,6 +1112,9 @@ def test_demo_smoke(tmp_path, capsys, monkeypatch):
     rep = json.load(open(out / "report.json"))
     for key in ("clean_acc", "rpi", "transfer_matrix", "bitops", "seconds", "findings", "models", "autoattack"):
         assert key in rep
+    # what else its figures depend on (recorded in the resume settings alone, which the demo removes at its end)
+    assert rep["dwq_version"] == dwq.__version__ and rep["torch"] == torch.__version__
+    assert rep["kernels"] == f"cpu {torch.backends.cpu.get_cpu_capability()}"
     assert {"clean", "pgd_paper", "pgd_adaptive", "pgd_paper_sampled", "autoattack_rand"} <= set(rep["rpi"])
     assert set(rep["models"]) == {"fp", "fixed4", "rpt"}
     assert (out / "transfer_rpt.png").is_file()
@@ -1708,3 +1711,18 @@ def test_imagenet_eval_reads_val_alone_and_refuses_other_class_folders(tmp_path,
                  "--workers", "0"]) == 2
     err = capsys.readouterr().err
     assert _one_line(err) and "--resume: " in err and "other class folders than the run's" in err, err
+
+
+def test_demo_resume_names_a_changed_setting_by_its_flag(tmp_path):
+    """The refusal said "autoattack_n 100 there, 50 here", the settings' key, where the user gave --autoattack-n."""
+    from dwq.cli.common import CLIError
+    from dwq.cli.demo_resume import check_resumable, start
+
+    out = tmp_path / "d"
+    out.mkdir()
+    settings = {"epochs": 3, "autoattack_n": 100, "torch": "2.14.1"}
+    start(str(out), settings)
+    with pytest.raises(CLIError, match=r"--autoattack-n 100 there, 50 here; --epochs 3 there, 4 here; torch '2.14.1' "
+                                       r"there, '9' here"):
+        check_resumable(str(out), {**settings, "autoattack_n": 50, "epochs": 4, "torch": "9"})
+    assert check_resumable(str(out), settings)

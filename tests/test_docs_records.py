@@ -620,3 +620,16 @@ def test_vnni_whole_model_tables_are_their_record():
         assert f"{fp} against fp32 and {fq} against fake-quant" in doc, (fp, fq)
     assert (f"took {prev[k32][6]:.2f}× the float32 time at PreActResNet18 b32 then, {rows[k32][6]:.2f}× in this "
             "run") in flat
+
+
+def test_workflow_transfer_rows_are_the_demo_reports():
+    """docs/workflow.md's reading of the demo's transfer matrices (it once called row "2" gradient masking,
+    where the 2-bit attack is the strongest at 2 bits), from docs/demo/report.json's findings."""
+    rep = json.loads((ROOT / "docs" / "demo" / "report.json").read_text())
+    rows = {f.split(":")[0]: re.findall(r"\d+\.\d%|\d+\.\d-\d+\.\d%", f) for f in rep["findings"]
+            if "transfer least" in f}
+    text = " ".join((ROOT / "docs" / "workflow.md").read_text().split())
+    assert f"(mean {rows['fp'][0]}, {rows['fixed4'][0]} and {rows['rpt'][0]} on the other inference precisions)" in text
+    (fo, fr), (xo, xr), (ro, rr) = (rows[k][2:4] for k in ("fp", "fixed4", "rpt"))
+    assert (f"leaves {fo} (fp) and {xo} (fixed4) against {fr[:-1]}% and {xr[:-1]}% for the others, and {ro} "
+            f"against {rr[:-1]}% for rpt") in text, (rows, text[text.index("Row \"2\""):][:400])

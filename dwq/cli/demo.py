@@ -1,5 +1,5 @@
-"""``dwq demo``: the embedded MNIST-5k experiment (about 3.5-9.5 minutes on 2 CPU cores: 205-370 s with
-AVX-512 VNNI, 437-548 s with AVX2 only).
+"""``dwq demo``: the embedded MNIST-5k experiment (about 3-9.5 minutes on 2 idle CPU cores: 186 s in the
+kept AVX-512 VNNI report, 437 s in the AVX2 one; more on a busy machine).
 
 Three small CNNs (width 16) are trained with PGD adversarial training on the
 4,000-image training split (10% of it held out for validation), identical in
@@ -115,6 +115,8 @@ def _run(a, held: contextlib.ExitStack) -> int:
               "train_attack": f"PGD-{TRAIN_STEPS} step {TRAIN_ALPHA:g}", "eval_attack": f"PGD-{EVAL_STEPS} step "
               f"{EVAL_ALPHA:g}, random start", "rpi_set": SET, "epochs": a.epochs, "seed": a.seed,
               "threads": a.threads,  # the figures depend on it too (float reduction order)
+              # and on the code and the float kernels (the settings file that records them goes at the end)
+              "dwq_version": __version__, **E.kernel_identity("cpu"),
               "autoattack": {"model": "rpt", "n": n_aa, "steps": AA_STEPS, "eot_iter": AA_EOT}, "models": {},
               # what this process took over from an interrupted one: its timings then count this process only
               "resumed": []}
@@ -173,7 +175,8 @@ def _run(a, held: contextlib.ExitStack) -> int:
     print("\n" + deploy_summary(report))
     print("\nREADME rows (markdown, from this run's report.json):\n" + markdown_rows(report))
     resumed = " (this process only: it resumed an interrupted run)" if report["resumed"] else ""
-    print(f"\nwall time {report['seconds']:.0f} s{resumed}; wrote {out}/report.json, {out}/transfer_{{fp,fixed4,rpt}}.png")
+    print(f"\nwall time {report['seconds']:.0f} s{resumed}; wrote {out}/report.json, {out}/transfer_{{fp,fixed4,rpt}}.png "
+          f"and the three runs' folders {out}/{{fp,fixed4,rpt}}/ (config.json, metrics.jsonl, best.pt, last.pt)")
     return 0
 
 
@@ -217,8 +220,8 @@ def _bitops_mean(m, ps):
 
 
 def findings(rep) -> list:
-    """Plain statements computed from the report alone, each with a paired 95% interval over the
-    same test images (:func:`dwq.eval.diff_ci`)."""
+    """Plain statements computed from the report alone; the differences with a paired 95% interval over
+    the same test images (:func:`dwq.eval.diff_ci`), the transfer rows as point estimates."""
     ms = rep["models"]
     out = []
     for name in ms:
@@ -254,6 +257,8 @@ def findings(rep) -> list:
         out.append(f"{name}: transfer matrix over the RPI set, attack at the classifying precision (diagonal) minus "
                    f"attack at another precision (off-diagonal), per image: "
                    f"{_say(_diff(rep, name, 'transfer_diagonal', name, 'transfer_off_diagonal'))}.")
+    for name in ms:
+        out.append(_transfer_rows(name, ms[name]["transfer_matrix"]))
     aa = ms["rpt"]["rpi"].get("autoattack_rand")
     if aa:
         k = aa["n"]
@@ -271,11 +276,32 @@ def findings(rep) -> list:
                "interval over images; a difference counts only where its paired interval excludes 0. The "
                "adaptive and AutoAttack numbers are what a defender can claim against an attacker who knows the "
                "set; the paper protocol lets the attacker aim at a precision other than the one that classifies. "
-               "A high row '2' in a transfer matrix means 2-bit attacks are weak (gradient masking by coarse "
-               "quantization), not that other precisions resist them. This is a 28x28 MNIST subset, a small CNN "
+               "A transfer-matrix row that is high off the diagonal says that attacks crafted at that precision "
+               "transfer poorly; whether they are weak at their own precision is its diagonal entry against the "
+               "rest of its column. This is a 28x28 MNIST subset, a small CNN "
                "trained for a few epochs, one seed: it exercises the whole workflow and compares the protocols; it "
                "says nothing about CIFAR/ImageNet or the paper's numbers.")
     return out
+
+
+def _transfer_rows(name, tm) -> str:
+    """The transfer matrix's highest row off the diagonal (the attack precision that transfers least) and,
+    at that precision's inference, its own attack against the others (a fixed sentence once called the
+    2-bit row gradient masking, where the 2-bit attack was the strongest at 2 bits)."""
+    a, inf, acc = tm["attack_precisions"], tm["inference_precisions"], tm["acc"]
+    off = {p: [acc[i][j] for j, q in enumerate(inf) if q != p] for i, p in enumerate(a)}
+    mean = {p: sum(v) / len(v) for p, v in off.items() if v}
+    w = max(mean, key=mean.get)
+    text = (f"{name}: attacks crafted at {w} bits transfer least (mean accuracy {100 * mean[w]:.1f}% on the other "
+            f"inference precisions; the other rows {100 * min(v for p, v in mean.items() if p != w):.1f}-"
+            f"{100 * max(v for p, v in mean.items() if p != w):.1f}%)") if len(mean) > 1 else f"{name}: one row"
+    if w in inf:
+        j = inf.index(w)
+        own, rest = acc[a.index(w)][j], [acc[i][j] for i, p in enumerate(a) if p != w]
+        if rest:
+            text += (f"; at {w}-bit inference the {w}-bit attack leaves {100 * own:.1f}%, the others "
+                     f"{100 * min(rest):.1f}-{100 * max(rest):.1f}% (point estimates)")
+    return text + "."
 
 
 def table(rep) -> str:

@@ -52,9 +52,11 @@ def check_resumable(out: str, settings: dict) -> bool:
 
     changed = sorted(k for k in set(theirs) | set(settings) if theirs.get(k) != settings.get(k)
                      and (k in theirs or k not in ADDED_LATER))
-    if changed:
-        raise CLIError("--resume: the interrupted demo ran with other settings: "
-                       + "; ".join(f"{k} {theirs.get(k)!r} there, {settings.get(k)!r} here" for k in changed))
+    if changed:  # (named as flags where one sets it: autoattack_n is --autoattack-n)
+        flags = {"epochs", "n_test", "train_images", "autoattack_n", "seed", "threads"}
+        raise CLIError("--resume: the interrupted demo ran with other settings: " + "; ".join(
+            f"{'--' + k.replace('_', '-') if k in flags else k} {theirs.get(k)!r} there, {settings.get(k)!r} here"
+            for k in changed))
     return True
 
 

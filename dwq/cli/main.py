@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ---- demo
     d = sub.add_parser("demo", formatter_class=HelpFormatter,
-                       help="the embedded MNIST-5k experiment (about 3.5-9.5 min on 2 CPU cores)",
+                       help="the embedded MNIST-5k experiment (about 3-9.5 min on 2 CPU cores)",
                        description="Trains a small CNN three ways on MNIST-5k (full-precision PGD-AT, fixed 4-bit "
                                    "PGD-AT, RPT over 2/3/4/6/8 bits with switchable BN), evaluates clean accuracy, "
                                    "the paper protocol, the adaptive protocol and the transferability matrices, "
