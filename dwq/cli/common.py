@@ -432,11 +432,11 @@ def check_run_classes(ex: dict, dataset, data_dir, what: str) -> None:
     """A folder dataset's labels are its class folders' positions: the run's folders (recorded by dwq train
     since they were; a checkpoint without them is taken as it is) must be this one's, or label 0 meant
     another class than in training, silently."""
+    from dwq.data import class_folder_difference
+
     run, here = ex.get("classes"), getattr(dataset, "classes", None)
     if run is None or here is None or list(run) == list(here):
         return
-    missing, extra = sorted(set(run) - set(here)), sorted(set(here) - set(run))
-    diff = "; ".join(f"{k}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''} ({len(v)})"
-                     for k, v in (("not here", missing), ("not in the run", extra)) if v) or "another order"
+    diff = class_folder_difference(run, here, "not here", "not in the run", most=3)
     raise CLIError(f"{what}: {data_dir} has other class folders than the run's ({len(here)} here, {len(run)} in "
                    f"the run; {diff}): labels are folder positions, so they would name other classes")

@@ -14,7 +14,7 @@ import shutil
 
 from dwq._atomic import is_tmp_of
 
-from .common import CLIError, remove_resume_files, resumable_dir
+from .common import CLIError, flag, remove_resume_files, resumable_dir
 
 SETTINGS = "demo_run.json"
 RESUME_FILES = (SETTINGS, "result_*.json", "stages_*")  # all a resume reads; a finished demo is its report
@@ -55,7 +55,7 @@ def check_resumable(out: str, settings: dict) -> bool:
     if changed:  # (named as flags where one sets it: autoattack_n is --autoattack-n)
         flags = {"epochs", "n_test", "train_images", "autoattack_n", "seed", "threads"}
         raise CLIError("--resume: the interrupted demo ran with other settings: " + "; ".join(
-            f"{'--' + k.replace('_', '-') if k in flags else k} {theirs.get(k)!r} there, {settings.get(k)!r} here"
+            f"{flag(k) if k in flags else k} {theirs.get(k)!r} there, {settings.get(k)!r} here"
             for k in changed))
     return True
 

@@ -33,7 +33,7 @@ from dwq._errors import first_line
 
 __all__ = [
     "DatasetError", "DatasetInfo", "DATASETS", "dataset_info", "load_mnist5k", "mnist5k_path",
-    "get_datasets", "train_val_split", "reference_stats",
+    "get_datasets", "train_val_split", "reference_stats", "class_folder_difference",
 ]
 
 
@@ -196,14 +196,20 @@ def _need(path: str, info: DatasetInfo, root: str):
                            f"(downloads are disabled)")
 
 
+def class_folder_difference(ref, other, missing: str, extra: str, most: int = 5) -> str:
+    """How the class folders ``other`` differ from ``ref``, as "<missing>: a, b (2); <extra>: c (1)",
+    at most ``most`` names each; "another order" where they hold the same ones."""
+    gone, new = sorted(set(ref) - set(other)), sorted(set(other) - set(ref))
+    return "; ".join(f"{what}: {', '.join(names[:most])}{' ...' if len(names) > most else ''} ({len(names)})"
+                     for what, names in ((missing, gone), (extra, new)) if names) or "another order"
+
+
 def _check_same_classes(train: list, val: list, root: str) -> None:
     # ImageFolder labels a folder by its position among the sorted folders: a val/ with one folder
     # fewer or more than train/ would shift every label after it, silently.
     if train == val:
         return
-    missing, extra = sorted(set(train) - set(val)), sorted(set(val) - set(train))
-    diff = "; ".join(f"{what}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} ({len(names)})"
-                     for what, names in (("missing in val", missing), ("not in train", extra)) if names)
+    diff = class_folder_difference(train, val, "missing in val", "not in train")
     raise DatasetError(f"imagenet: {os.path.join(root, 'val')} has {len(val)} class folders, "
                        f"{os.path.join(root, 'train')} has {len(train)} ({diff}); labels are folder positions, "
                        f"so both must hold the same <wnid> folders")
