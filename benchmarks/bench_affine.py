@@ -6,9 +6,11 @@ PreActResNet18's activation shapes and inside the whole 8-bit integer model, in 
 Usage: python benchmarks/bench_affine.py [--threads N] [--budget S] [--json FILE]
 
 Records (benchmarks/records.py): op ``affine_quantize`` (shape "b32 64x32x32 channels_last") or
-``preact_resnet18`` (shape "b32 3x32x32", bits 8), impl ``composed`` or ``fused``. Each pair is timed
-round-robin in one process (dwq.deploy.time_round_robin), so the ratio does not depend on how loaded
-the machine was; the codes (and the models' logits, within rounding ties) are checked equal first.
+``preact_resnet18`` (shape "b32 3x32x32", bits 8; its program without the residual fusions of
+bench_residual.py, so that each pre-activation batch norm runs as a FloatAffine), impl ``composed``
+or ``fused``. Each pair is timed round-robin in one process (dwq.deploy.time_round_robin), so the
+ratio does not depend on how loaded the machine was; the codes (and the models' logits, within
+rounding ties) are checked equal first.
 """
 import argparse
 import os
@@ -93,6 +95,9 @@ def bench_model(budget, records):
             dwq.set_precision(m, p)
             m(torch.rand(4, 3, 32, 32, generator=g))
     im = convert(m.eval(), [8])
+    # Without the residual fusions: with them, add_affine_quantize_ takes every batch norm after a
+    # residual add, and only the first block's bn1 still runs FloatAffine - swapping it changed nothing.
+    im._compile(fuse=False)
     for batch in MODEL_BATCHES:
         x = torch.rand(batch, 3, 32, 32, generator=g)
 
