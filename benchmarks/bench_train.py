@@ -292,8 +292,9 @@ def main(argv=None):
             records.append(record(op, shape, fns[impl].bits, impl, round(med, 4), round(best, 4), device=name,
                                   mode=mode, precisions=fns[impl].precisions))
         save()
+        ratios.append((op, shape, mode, res))
         if "rpt" in res:  # as soon as measured: a long CPU run shows its progress
-            print(f"{op} {mode}: float {res['float'][0]:.1f} ms, rpt {res['rpt'][0]:.1f} ms, ratio "
+            print(f"{op} {shape} {mode}: float {res['float'][0]:.1f} ms, rpt {res['rpt'][0]:.1f} ms, ratio "
                   f"{res['rpt'][0] / res['float'][0]:.3f} (best-of ratio {res['rpt'][1] / res['float'][1]:.3f})",
                   flush=True)
 
@@ -304,20 +305,17 @@ def main(argv=None):
             fns = {impl: train_step_fn(impl, device, train_batch, pgd_steps, mode == "amp") for impl in ("float", "rpt")}
             res = time_pair(fns, device, reps, warm)
             emit("train_step", step_shape, mode, fns, res)
-            ratios.append(("train_step", mode, res))
         for amp in ((False, True) if "attack_graphs" in args.modes and gpu else ()):  # (dwq train --cuda-graphs)
             fns = {impl: attack_graphs_train_step_fn(impl, device, train_batch, pgd_steps, amp)
                    for impl in ("float", "rpt")}
             res = time_pair(fns, device, reps, warm)
             mode = ("amp" if amp else "fp32") + "_attack_graphs"
             emit("train_step", step_shape, mode, fns, res)
-            ratios.append(("train_step", mode, res))
         if "graphs" in args.modes and gpu:
             try:
                 fns = {impl: graphed_train_step_fn(impl, device, train_batch, pgd_steps) for impl in ("float", "rpt")}
                 res = time_pair(fns, device, reps, warm)
                 emit("train_step", step_shape, "fp32_graphs", fns, res)
-                ratios.append(("train_step", "fp32_graphs", res))
             except Exception as e:  # a capture that fails is a finding; the other measurements go on
                 msg = typed_first_line(e)
                 records.append(record("train_step", step_shape, None, None, None, device=name, mode="fp32_graphs",
@@ -333,7 +331,6 @@ def main(argv=None):
                 fns = {impl: eval_fn(impl, device, batch, mode != "fp32") for impl in ("float", "rpt", "rpt_reuse")}
                 res = time_pair(fns, device, reps * 3, warm)
                 emit("eval_forward", f"PreActResNet18 b{batch}", mode, fns, res)
-                ratios.append(("eval_forward", mode, res))
                 if batch == 1:
                     n = fns["rpt"].layers
                     print(f"time a quantized layer adds at batch 1 ({n} layers; on a GPU, host time): rpt "
@@ -343,7 +340,6 @@ def main(argv=None):
             fns = {impl: eval_fn(impl, device, eval_batch, False, compiled=True) for impl in ("float", "rpt")}
             res = time_pair(fns, device, reps * 3, warm)
             emit("eval_forward", f"PreActResNet18 b{eval_batch}", "fp32_compiled", fns, res)
-            ratios.append(("eval_forward", "fp32_compiled", res))
     if "fake_quantize" in only:
         n = (64 << 20) if gpu else (16 << 20)
         x = torch.randn(n // 1024, 1024, device=device)
@@ -366,14 +362,15 @@ def main(argv=None):
     print(f"device: {name}, torch {torch.__version__}")
     for r in records:
         if "error" in r:
-            print(f"{r['op']:14s} {r['mode']:5s} error: {r['error']}")
+            print(f"{r['op']:14s} {r['shape']:30s} {r['mode']:5s} error: {r['error']}")
             continue
         extra = f"  {r['gb_per_s']} GB/s" if "gb_per_s" in r else ""
-        print(f"{r['op']:14s} {r['mode']:5s} {r['impl']:38s} {r['median_ms']:10.3f} ms (best {r['min_ms']:.3f}){extra}")
-    for op, mode, res in ratios:
+        print(f"{r['op']:14s} {r['shape']:30s} {r['mode']:5s} {r['impl']:38s} {r['median_ms']:10.3f} ms "
+              f"(best {r['min_ms']:.3f}){extra}")
+    for op, shape, mode, res in ratios:  # (eval_forward fp32 runs at two batches: the shape tells them apart)
         for impl in [k for k in res if k != "float"]:
-            print(f"ratio {impl + '/float':16s} {op:13s} {mode:5s} median {res[impl][0] / res['float'][0]:.3f}"
-                  f"  best {res[impl][1] / res['float'][1]:.3f}")
+            print(f"ratio {impl + '/float':16s} {op:13s} {shape:30s} {mode:5s} median "
+                  f"{res[impl][0] / res['float'][0]:.3f}  best {res[impl][1] / res['float'][1]:.3f}")
     if args.json:
         save(done=True)
         print(f"wrote {args.json}")
