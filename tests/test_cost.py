@@ -157,3 +157,18 @@ def test_profile_of_an_untrained_switchable_model_does_not_warn():
     model.eval()
     with pytest.warns(UserWarning, match="never seen a training batch"):
         model(torch.rand(1, 1, 28, 28))
+
+
+def test_profile_runs_without_the_models_hooks_and_in_its_dtype():
+    model = small_cnn(precisions=[4, 8])
+    seen = []
+    model.conv1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model.conv1.register_forward_pre_hook(lambda m, i: seen.append("pre"))
+    want = profile(model, (2, 1, 28, 28)).macs()
+    assert seen == []  # (the deep copy kept the user's hooks: they saw the profiling forward)
+    model(torch.rand(1, 1, 28, 28))
+    assert len(seen) == 2  # the model's own hooks are still there
+    # a float64 example into a float32 model: counted in the model's dtype (was a dtype error in conv1)
+    assert profile(model, torch.rand(2, 1, 28, 28, dtype=torch.float64)).macs() == want
+    with pytest.raises(ValueError, match="as ints"):
+        profile(model, (True, 1, 28, 28))  # (a bool read as a batch of 1)

@@ -150,12 +150,18 @@ def _conv_macs(name: str, module: nn.Module, inp: torch.Tensor, out: torch.Tenso
     return out[0].numel() * (module.in_channels // module.groups) * taps
 
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+
+
 def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (1, 3, 32, 32)) -> CostReport:
     """Count the MACs of every conv, linear and batch-norm layer of ``model`` for one input.
 
     input_size: the shape of a batch (e.g. ``(1, 3, 32, 32)``) or an example input tensor. Counts are
     per sample. The forward pass runs on a deep copy in eval mode under ``torch.no_grad()`` at the
-    model's current precision (MACs do not depend on the precision), so ``model`` is left unchanged.
+    model's current precision (MACs do not depend on the precision), without the model's own hooks and
+    with a floating example cast to the model's dtype, so ``model`` (and what its hooks record) is left
+    unchanged.
     Only modules are counted (functional calls such as ``F.avg_pool2d`` are free, like in ``thop``).
     The global RNGs (CPU, and the model's CUDA device) are left as they were.
     """
@@ -164,8 +170,8 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     else:
         given = input_size
         try:  # (int() took 28.9 as 28 and read "1,1,28,28" character by character)
-            if isinstance(given, (str, bytes)):
-                raise TypeError
+            if isinstance(given, (str, bytes)) or any(isinstance(v, bool) for v in given):
+                raise TypeError  # (a bool is an operator.index 0 or 1: (True, 3, 32, 32) read as a batch of 1)
             input_size = tuple(operator.index(s) for s in given)
         except TypeError:
             raise ValueError(f"profile: input_size must be a batch's shape as ints, e.g. (1, 3, 32, 32), or an "
@@ -181,6 +187,9 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
                              f"(dwq.deploy); profile the model it was converted from")
     work = copy.deepcopy(model)
     work.eval()
+    for m in work.modules():  # the copy's hooks are the user's callables: they would see the profiling forward
+        for attr in _HOOK_DICTS:
+            getattr(m, attr, {}).clear()
     try:
         param = next(work.parameters())
         device, dtype = param.device, param.dtype
@@ -189,7 +198,8 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     if example is None:
         shape = input_size
     else:
-        example = example.to(device)
+        # (a float64 example into a float32 model failed in the first conv; MACs do not depend on the dtype)
+        example = example.to(device, dtype) if example.is_floating_point() else example.to(device)
         shape = tuple(example.shape)
     batch = shape[0] if shape else 0
     if batch < 1:  # (per-sample counts divide by it; an empty batch failed inside a hook with an IndexError)
