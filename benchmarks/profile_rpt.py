@@ -54,6 +54,10 @@ KINDS = [  # (kind, substrings of a kernel or op name), first match wins
 ]
 
 
+ELEMENT_BYTES = {"float": 4, "double": 8, "c10::Half": 2, "c10::BFloat16": 2}  # (the profiler's dtype names)
+SCALAR_TYPE_BYTES = {5: 2, 6: 4, 7: 8, 15: 2}  # (c10::ScalarType codes: half, float, double, bfloat16)
+
+
 def kind_of(name):
     low = name.lower()
     for kind, keys in KINDS:
@@ -123,12 +127,21 @@ def profile(fn, device):
                 r["us"] += e.self_cpu_time_total
                 r["launches"] += e.count
     quant_bytes = 0
-    for e in p.events():  # the least bytes dwq's quantizers move: read x, write out (fake quant)
+    # The least bytes dwq's quantizers move: read x, write out (fake quant), in their dtypes (bfloat16 or
+    # float16 under autocast: counted at 4 bytes, half mode's GB/s came out 1.5-1.7x too high).
+    # FunctionEvent has no dtypes; its id is the kineto event's correlation id.
+    dtypes = {k.correlation_id(): k.dtypes() for k in p.profiler.kineto_results.events()}
+    for e in p.events():
         if e.name in ("dwq::fake_quantize", "dwq::weight_fake_quantize", "dwq::act_qparams") and e.input_shapes:
             n = 1
             for d in e.input_shapes[0]:
                 n *= d
-            quant_bytes += n * 4 * (1 if e.name == "dwq::act_qparams" else 2)
+            read = ELEMENT_BYTES[dtypes[e.id][0]]
+            if e.name == "dwq::act_qparams":
+                quant_bytes += n * read
+                continue
+            out_dtype = e.concrete_inputs[2] if e.name == "dwq::weight_fake_quantize" else None
+            quant_bytes += n * (read + (read if out_dtype is None else SCALAR_TYPE_BYTES[out_dtype]))
     return dict(rows), quant_bytes
 
 
