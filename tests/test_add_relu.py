@@ -223,6 +223,28 @@ def test_quantize_wrapper_composes_where_there_is_no_kernel(monkeypatch):
         r.add_relu_quantize_(torch.full((3,), float("nan")), torch.zeros(3), *qp)
 
 
+@pytest.mark.parametrize("op", ["add_relu_quantize_", "add_affine_quantize_"])
+@pytest.mark.parametrize("bad", ["scale", "bits", "dtype"])
+def test_composed_wrappers_leave_x_alone_when_they_refuse(op, bad):
+    # a broadcast other or a float64 x takes the composed path; it updated x before quantize_act
+    # (affine_quantize_act) refused an argument, where the kernel checks them all first
+    g = torch.Generator().manual_seed(11)
+    x, other = torch.randn(2, 3, 4, 4, generator=g), torch.randn(3, 1, 1, generator=g)
+    qp = [torch.tensor([0.1]), torch.tensor([2], dtype=torch.int32), 4]
+    if bad == "scale":
+        qp[0] = torch.tensor([float("nan")])
+    elif bad == "bits":
+        qp[2] = 20
+    else:
+        x = x.double()
+    affine = (torch.rand(3, generator=g) + 0.5, torch.randn(3, generator=g), True)
+    args = (x, other, *qp) if op == "add_relu_quantize_" else (x, other, *affine, *qp)
+    before = x.clone()
+    with pytest.raises((RuntimeError, ValueError)):
+        getattr(r, op)(*args)
+    assert torch.equal(x, before), f"{op} changed x before refusing {bad}"
+
+
 @needs_ext
 @pytest.mark.parametrize("name, change, message", [
     ("bits", lambda a: a.__setitem__(4, 17), "bits must be in 2..16"),

@@ -52,12 +52,19 @@ def add_relu_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor
     """``x = relu(x + other)`` in place; returns ``quantize_act(x, scale, zero_point, bits)``.
 
     One pass on the CPU kernel (each chunk is quantized while it is in cache) or the CUDA one, under
-    the conditions of :func:`add_relu_`; elsewhere ``add_relu_`` then ``quantize_act``. NaN in the result is an
-    error, as in quantize_act (x is updated first, as there).
+    the conditions of :func:`add_relu_`; elsewhere ``add_relu_`` then ``quantize_act`` on a copy of x,
+    written back once the codes are made, so that a bad argument leaves x as it was, as the kernel's
+    checks do. NaN in the result is an error, as in quantize_act (the kernel may have updated x by then).
     """
     if _kernel_takes(x, other) and has_kernel("add_relu_quantize_", x.device.type):
         return torch.ops.dwq.add_relu_quantize_.default(x, other, scale, zero_point, bits)
-    return quantize_act(add_relu_(x, other), scale, zero_point, bits)
+    y = add_relu_(x.clone(), other)
+    return _write_back(x, y, quantize_act(y, scale, zero_point, bits))
+
+
+def _write_back(x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    x.copy_(y)
+    return codes
 
 
 def add_relu_quantize_ref(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
@@ -75,11 +82,13 @@ def add_affine_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tens
 
     One pass on the CPU kernel (blocks of rows go through the affine and the quantization while in
     cache) or the CUDA one, under the conditions of :func:`add_relu_`; elsewhere ``x.add_(other)``
-    then ``affine_quantize_act``. NaN in the affine's result is an error (x is updated first).
+    then ``affine_quantize_act`` on a copy of x, written back once the codes are made (a bad argument
+    leaves x as it was). NaN in the affine's result is an error (the kernel may have updated x by then).
     """
     if _kernel_takes(x, other) and has_kernel("add_affine_quantize_", x.device.type):
         return torch.ops.dwq.add_affine_quantize_.default(x, other, scale, bias, relu, out_scale, out_zero_point, bits)
-    return affine_quantize_act(x.add_(other), scale, bias, relu, out_scale, out_zero_point, bits)
+    y = x.clone().add_(other)
+    return _write_back(x, y, affine_quantize_act(y, scale, bias, relu, out_scale, out_zero_point, bits))
 
 
 def add_affine_quantize_ref(x, other, scale, bias, relu, out_scale, out_zero_point, bits):
