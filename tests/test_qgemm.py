@@ -67,7 +67,8 @@ def test_qlinear_epilogue(isa):
         y = q.qlinear(x, sx, zx, xb, wp, sw, a, b, relu)
         y_ref = ref.qlinear_ref(x, sx, zx, w, sw, zw, a, b, relu)
         assert y.dtype == torch.float32
-        assert torch.equal(y, y_ref), f"case {i}: the float epilogue differs from the reference's order"
+        assert torch.equal(y.view(torch.int32), y_ref.view(torch.int32)), \
+            f"case {i}: the float epilogue differs from the reference's order (bit for bit, signed zeros too)"
         ob = int(torch.randint(2, 17, (1,), generator=g))
         so = (y_ref.abs().max() / (1 << (ob - 1)) + 1e-3).reshape(1)
         zo = rand_zp(g, ob)
@@ -75,6 +76,19 @@ def test_qlinear_epilogue(isa):
         c_ref = ref.qlinear_ref(x, sx, zx, w, sw, zw, a, b, relu, so, zo, ob)
         assert c.dtype == ref.codes_dtype(ob)
         assert torch.equal(c, c_ref), f"case {i}: requantized codes differ"
+
+
+def test_relu_of_a_negative_zero_is_the_kernels_positive_zero(isa):
+    # acc 0 times a negative affine scale is -0.0; the kernels' ReLU (y > 0 ? y : 0) gives +0.0, and the
+    # reference's torch.relu kept -0.0: equal as floats, not bit for bit
+    x, w = torch.zeros(3, 4, dtype=torch.uint8), torch.zeros(2, 4, dtype=torch.uint8)
+    zw, a = torch.zeros(2, dtype=torch.int32), torch.full((2,), -1.0)
+    args = (torch.tensor([1.0]), torch.tensor([0], dtype=torch.int32))
+    for relu in (True, False):
+        y = q.qlinear(x, *args, 8, q.pack_weight(w, zw, 8), torch.ones(2), a, None, relu)
+        want = ref.qlinear_ref(x, *args, w, torch.ones(2), zw, a, None, relu)
+        assert torch.equal(y.view(torch.int32), want.view(torch.int32)), (relu, y, want)
+        assert bool(torch.signbit(y).all()) != relu  # -0.0 without the ReLU, +0.0 with it
 
 
 def test_qlinear_batched_shape():

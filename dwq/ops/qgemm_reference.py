@@ -63,8 +63,8 @@ def epilogue_ref(acc: torch.Tensor, x_scale: torch.Tensor, w_scale: torch.Tensor
     y = acc.to(torch.float32) * mult.reshape(shape)
     if affine_bias is not None:
         y = y + affine_bias.float().reshape(shape)
-    if relu:
-        y = torch.relu(y)
+    if relu:  # the kernels' y > 0 ? y : 0, which makes -0.0 (acc 0 times a negative scale) +0.0; torch.relu keeps it
+        y = torch.where(y > 0, y, torch.zeros((), dtype=y.dtype, device=y.device))
     if out_scale is None:
         return y
     q = torch.round(y / out_scale.float().reshape(())) + out_zero_point.reshape(()).float()
