@@ -93,3 +93,21 @@ def test_the_twin_runs_in_eval_mode_and_keeps_its_modes():
     assert [k for k, v in m.state_dict().items() if not torch.equal(v, before[k])] == []
     assert {n: mod.training for n, mod in m.named_modules()} == modes and dwq.get_precision(m) == 8
     assert torch.equal(g_st, g_eval)
+
+
+def test_evaluate_counts_an_integer_models_cost_on_its_twin_before_attacking(models):
+    """With input_size, evaluate ran every attack and then failed in profile ("profile counts fake-quant
+    models"), throwing the report away."""
+    from dwq.quant.cost import bitops_summary
+
+    m, st, x, y = models
+    rep = E.evaluate(st, x[:8], y[:8], [2, 4], attack="pgd", epsilon=0.1, alpha=0.025, steps=1,
+                     protocols=("paper",), input_size=(1, 28, 28), per_image=False)
+    assert rep["bitops"]["per_precision"] == bitops_summary(m, (1, 28, 28), [2, 4])["per_precision"]
+    stages = []
+    for model, size, message in ((st.int_model, (1, 28, 28), "profile counts fake-quant models"),
+                                 (st, (3, 32, 32), r"expected input \[N, 1, H, W\]")):
+        with pytest.raises(ValueError, match=message):
+            E.evaluate(model, x[:8], y[:8], [2, 4], attack="pgd", epsilon=0.1, alpha=0.025, steps=1,
+                       protocols=("paper",), input_size=size, progress=lambda *a: stages.append(a))
+    assert stages == []  # refused before the first attack

@@ -67,7 +67,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
       100-output model on a 10-class set is refused, not scored); default: the model's. AutoAttack
       ``standard``'s targeted attacks take the 9 most likely other classes, as the original (all the
       others with fewer than 10 classes).
-    input_size: ``(C, H, W)`` for the BitOPs summary (omitted when None).
+    input_size: ``(C, H, W)`` for the BitOPs summary (omitted when None), counted before the first
+      attack; for a :class:`dwq.deploy.StraightThrough` on the layers of its fake-quant twin.
     per_image: keep the per-image scores behind the RPI figures (``report["per_image"]``), so that
       paired differences can be computed from the report alone.
     pgd_options: extra options of the chosen PGD attack (``attack="pgd"`` only), e.g.
@@ -102,6 +103,13 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     if missing:
         raise ValueError(f"RPI precision(s) {missing} are not among the evaluated precisions {names}")
     idx = [names.index(pname(p)) for p in rset]
+    cost = None
+    if input_size is not None:  # now, not after hours of attacks: an integer model or a wrong size is refused here
+        from dwq.deploy.straight_through import StraightThrough
+
+        # an integer model's cost is counted on the fake-quant layers it was converted from
+        cost = bitops_summary(model.twin if isinstance(model, StraightThrough) else model, input_size, precisions)
+        cost["rpi_mean"] = sum(cost["per_precision"][pname(p)] for p in rset) / len(rset)
     # (before the stage folder: an unknown attack or option left one that refused the corrected call)
     # The chosen attack draws from its own stream, restarted at each attack precision: the figures
     # depend on the seed alone (not on torch's global RNG, nor on which protocols run), and every
@@ -239,9 +247,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     if store.read_back or store.batches_read_back:  # its timings are then this process's alone
         rep["resumed"] = {"stages_read_back": store.read_back, "batches_read_back": store.batches_read_back}
     rep["definitions"] = {k: v for k, v in DEFINITIONS.items() if _reported(k, rpi)}
-    if input_size is not None:
-        rep["bitops"] = bitops_summary(model, input_size, precisions)
-        rep["bitops"]["rpi_mean"] = sum(rep["bitops"]["per_precision"][pname(p)] for p in rset) / len(rset)
+    if cost is not None:
+        rep["bitops"] = cost
     if per_image:
         rep["per_image"] = {k: _scores(v) for k, v in scores.items()}
     rep["seconds"] = time.time() - t0
