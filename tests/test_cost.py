@@ -172,3 +172,14 @@ def test_profile_runs_without_the_models_hooks_and_in_its_dtype():
     assert profile(model, torch.rand(2, 1, 28, 28, dtype=torch.float64)).macs() == want
     with pytest.raises(ValueError, match="as ints"):
         profile(model, (True, 1, 28, 28))  # (a bool read as a batch of 1)
+
+
+def test_mean_bitops_defaults_to_what_the_model_draws_from():
+    model = small_cnn(precisions=[2, 4, 8, None])
+    report = profile(model, (1, 1, 28, 28))
+    drawn = dwq.RandomPrecision(model, bits=[2, 4])  # (it took the layers' whole set, fp included)
+    assert mean_bitops(drawn, input_size=(1, 1, 28, 28)) == pytest.approx(report.mean_bitops([2, 4]))
+    assert mean_bitops(model, input_size=(1, 1, 28, 28)) == pytest.approx(report.mean_bitops([2, 4, 8, None]))
+    mixed = nn.Sequential(QConv2d(1, 4, 3, precisions=[2, 4]), QConv2d(4, 4, 3, precisions=[8, 16]))
+    with pytest.raises(ValueError, match="mean_bitops: .*pass `precisions`"):  # (averaged over [2, 4])
+        mean_bitops(mixed, input_size=(1, 1, 8, 8))

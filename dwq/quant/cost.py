@@ -249,20 +249,25 @@ def bitops(model: nn.Module, precision, input_size=(1, 3, 32, 32), *, uniform: b
 
 def mean_bitops(model: nn.Module, precisions: Optional[Iterable] = None, input_size=(1, 3, 32, 32), *,
                 uniform: bool = False, include_bn: bool = False) -> float:
-    """Mean BitOPs per sample over a precision set (default: the model's own set, read from its
-    layers' ``precisions``); see :meth:`CostReport.mean_bitops`."""
+    """Mean BitOPs per sample over a precision set (default: what the model draws from, a
+    ``dwq.RandomPrecision``'s choices, else the set its layers share); see :meth:`CostReport.mean_bitops`."""
     if precisions is None:
         precisions = _model_precisions(model)
     return profile(model, input_size).mean_bitops(precisions, uniform=uniform, include_bn=include_bn)
 
 
 def _model_precisions(model: nn.Module) -> list:
-    # The first dwq layer's set (dwq.nn.precision_set checks that all agree; dwq.quant cannot import it).
-    for module in model.modules():
-        precisions = getattr(module, "precisions", None)
-        if precisions is not None:
-            return list(precisions)
-    raise ValueError("mean_bitops: the model has no precision-switchable layer; pass `precisions`")
+    # What the model draws from: a RandomPrecision's choices (often a subset of its layers' set), else
+    # the set its layers share (the first layer's set was taken, mixed sets averaged silently)
+    from dwq.nn.control import RandomPrecision, precision_set  # (lazy: dwq.nn imports dwq.quant)
+
+    drawn = next((m for m in model.modules() if isinstance(m, RandomPrecision)), None)
+    if drawn is not None:
+        return list(drawn.choices)
+    try:
+        return precision_set(model)
+    except ValueError as e:
+        raise ValueError(f"mean_bitops: {e}; pass `precisions`") from None
 
 
 def bitops_summary(model: nn.Module, input_size: Sequence[int], precisions: Iterable) -> dict:
