@@ -258,6 +258,28 @@ def test_registry_and_bad_input():
     assert dwq.precision_set(small_cnn()) == list(range(4, 17))
 
 
+@pytest.mark.parametrize("build", [small_cnn, preact_resnet18, wide_resnet34_10, resnet50])
+def test_flags_and_policies_are_checked_not_coerced(build):
+    # bool("no") built switchable BNs, policy={} fell back to the default policy, classifier="no"
+    # quantized the classifier; a numpy int of classes was refused where precisions take numpy ints
+    with pytest.raises(TypeError, match="switchable_bn must be True or False, got 'no'"):
+        build(precisions=[4, None], switchable_bn="no")
+    with pytest.raises(TypeError, match="policy must be a dwq.models.QuantPolicy, got dict"):
+        build(precisions=[4, None], policy={})
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got True"):
+        build(precisions=[4, None], num_classes=True)
+
+
+def test_quant_policy_flags_must_be_bools_and_num_classes_may_be_a_numpy_int():
+    np = pytest.importorskip("numpy", reason="numpy is not installed")
+    with pytest.raises(TypeError, match="QuantPolicy: classifier must be True or False, got 'no'"):
+        QuantPolicy(classifier="no")
+    model = small_cnn(num_classes=np.int64(7), precisions=[4])
+    assert model(torch.rand(1, 1, 28, 28)).shape == (1, 7)
+    with pytest.raises(ValueError, match="num_classes must be a positive int, got 7.0"):
+        small_cnn(num_classes=7.0)
+
+
 def test_random_precision_inference_runs_on_a_model():
     torch.manual_seed(8)
     model = small_cnn(precisions=[4, 6, 8])

@@ -4,6 +4,7 @@ A model is built only from ``dwq.nn`` layers (``QConv2d``, ``QLinear``, ``Switch
 and plain ``torch.nn`` layers for what stays in full precision, so "is this layer quantized?" is
 answered by its type: a plain ``nn.Conv2d``/``nn.Linear`` never is.
 """
+import operator
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -49,6 +50,10 @@ class QuantPolicy:
     classifier: bool = False
     zero_point: str = "int"
     shared_act_range: bool = False
+
+    def __post_init__(self):  # (classifier="no" quantized the classifier: a non-empty string is true)
+        for name in ("first_conv", "shortcut", "classifier"):
+            check_flag(getattr(self, name), f"QuantPolicy: {name}")
 
 
 class Normalize(nn.Module):
@@ -111,7 +116,7 @@ class LayerFactory:
             raise TypeError(f"policy must be a dwq.models.QuantPolicy, got {type(policy).__name__}")
         self.precisions = list(precisions)
         self.policy = policy
-        self.switchable_bn = bool(switchable_bn)
+        self.switchable_bn = check_flag(switchable_bn, "switchable_bn")  # (bool("no") built switchable BNs)
 
     def conv(self, quantized: bool, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1,
              padding: int = 0, bias: bool = False) -> nn.Conv2d:
@@ -133,10 +138,20 @@ class LayerFactory:
         return nn.BatchNorm2d(num_features)
 
 
+def check_flag(v, name: str) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"{name} must be True or False, got {v!r}")
+    return v
+
+
 def check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    try:  # (numpy ints too, as the precisions take them; not a bool, nor a float)
+        n = None if isinstance(num_classes, bool) else operator.index(num_classes)
+    except TypeError:
+        n = None
+    if n is None or n < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return num_classes
+    return n
 
 
 def default_precisions(precisions: Optional[Sequence]):

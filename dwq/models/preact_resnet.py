@@ -106,8 +106,9 @@ def preact_resnet18(num_classes: int = 10, precisions: Optional[Sequence] = None
     mean/std: of the in-model Normalize; default: the statistics of ``dataset`` ("cifar10",
     "cifar100", "svhn"), which defaults to "cifar100" when ``num_classes == 100``, else "cifar10".
     """
-    check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     if dataset is None:
         dataset = "cifar100" if num_classes == 100 else "cifar10"
-    return PreActResNet([2, 2, 2, 2], num_classes, default_precisions(precisions), policy or QuantPolicy(),
-                        switchable_bn, mean, std, dataset)
+    policy = QuantPolicy() if policy is None else policy
+    return PreActResNet([2, 2, 2, 2], num_classes, default_precisions(precisions), policy, switchable_bn, mean, std,
+                        dataset)

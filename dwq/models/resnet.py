@@ -101,7 +101,7 @@ def resnet50(num_classes: int = 1000, precisions: Optional[Sequence] = None, pol
     weights_path: a local file holding a standard torchvision ResNet-50 state_dict (or a checkpoint
     dict with a ``state_dict`` entry); loaded with :func:`load_torchvision_state_dict`.
     """
-    check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     sd = None
     if weights_path is not None:  # read first: a bad file fails before 25 M parameters are initialized
         if not os.path.isfile(weights_path):
@@ -112,8 +112,8 @@ def resnet50(num_classes: int = 1000, precisions: Optional[Sequence] = None, pol
                         "a torch.save file of a torchvision ResNet-50 state_dict")
         if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
             sd = sd["state_dict"]
-    model = ResNet([3, 4, 6, 3], num_classes, default_precisions(precisions), policy or QuantPolicy(shortcut=True),
-                   switchable_bn, mean, std)
+    policy = QuantPolicy(shortcut=True) if policy is None else policy
+    model = ResNet([3, 4, 6, 3], num_classes, default_precisions(precisions), policy, switchable_bn, mean, std)
     if sd is not None:
         load_torchvision_state_dict(model, sd)
     return model

@@ -56,9 +56,9 @@ def small_cnn(num_classes: int = 10, precisions: Optional[Sequence] = None, poli
     precisions: the precision set (default 4..16). policy: default ``QuantPolicy()`` (conv2/conv3
     quantized; conv1 and fc full precision). mean/std default to MNIST's (0.1307,)/(0.3081,).
     """
-    check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         # 0 built a model without channels, -1 failed in torch's tensor allocation, 2.5 in its group check.
         raise ValueError(f"width must be a positive int (channels of the first conv), got {width!r}")
-    return SmallCNN(num_classes, default_precisions(precisions), policy or QuantPolicy(), switchable_bn, mean, std,
-                    width)
+    policy = QuantPolicy() if policy is None else policy
+    return SmallCNN(num_classes, default_precisions(precisions), policy, switchable_bn, mean, std, width)

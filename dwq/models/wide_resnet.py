@@ -104,8 +104,8 @@ def wide_resnet34_10(num_classes: int = 10, precisions: Optional[Sequence] = Non
     Arguments as :func:`dwq.models.preact_resnet18`: default policy quantizes only the 3x3 block
     convs; default normalization is CIFAR-100's when ``num_classes == 100``, else CIFAR-10's.
     """
-    check_num_classes(num_classes)
+    num_classes = check_num_classes(num_classes)
     if dataset is None:
         dataset = "cifar100" if num_classes == 100 else "cifar10"
-    return WideResNet(34, 10, num_classes, default_precisions(precisions), policy or QuantPolicy(),
+    return WideResNet(34, 10, num_classes, default_precisions(precisions), QuantPolicy() if policy is None else policy,
                       switchable_bn, mean, std, dataset)
