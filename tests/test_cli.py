@@ -779,7 +779,8 @@ def test_eval_bad_input(run, tmp_path, capsys):
     ref = tmp_path / "ref.pt"
     torch.save({"conv.weight": torch.zeros(1)}, ref)  # a plain state_dict (e.g. reference code)
     cases = [
-        (["--checkpoint", best, "--precisions", "3"], "precision 3 is not in the checkpoint's precision set 2 4 8"),
+        (["--checkpoint", best, "--precisions", "3"],
+         "--precisions: precision 3 is not in the checkpoint's precision set 2 4 8"),
         (["--checkpoint", best, "--precisions", "fp"], "precision fp is not in the checkpoint's precision set"),
         (["--checkpoint", str(tmp_path / "notes.txt")], "not a loadable dwq checkpoint"),
         (["--checkpoint", str(tmp_path / "module.pt")], "holds pickled Python objects"),

@@ -69,7 +69,7 @@ def test_deploy_bad_input(checkpoint, artifact, tmp_path, capsys):
     assert open(artifact, "rb").read() == before
     new = tmp_path / "n.safetensors"
     _fails(["deploy", "--checkpoint", checkpoint, "--precisions", "4", "6", "--out", str(new)], capsys,
-           "precision 6 is not in the checkpoint's precision set 2 4 8")
+           "--precisions: precision 6 is not in the checkpoint's precision set 2 4 8")
     _fails(["deploy", "--checkpoint", checkpoint, "--precisions", "4", "4", "--out", str(new)], capsys,
            "--precisions repeats a precision: 4 4")
     _fails(["deploy", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(new)], capsys, "does not exist")
@@ -132,7 +132,7 @@ def test_bench_times_every_precision_and_proposes_a_set(artifact, tmp_path, caps
 
 def test_bench_bad_input(artifact, tmp_path, capsys):
     _fails(["bench", "--model", artifact, "--precisions", "4"], capsys,
-           "precision 4 is not in the model's precision set 2 8")
+           "--precisions: precision 4 is not in the model's precision set 2 8")
     js = tmp_path / "exists.json"
     js.write_text("keep")
     _fails(["bench", "--model", artifact, "--json", str(js)], capsys, "already exists")

@@ -249,7 +249,7 @@ def precisions_within(ps, allowed, whose: str):
     known = {normalize_precision(q) for q in allowed}
     for p in ps:
         if normalize_precision(p) not in known:
-            raise CLIError(f"precision {pnames([p])} is not in {whose} precision set {pnames(allowed)}")
+            raise CLIError(f"--precisions: precision {pnames([p])} is not in {whose} precision set {pnames(allowed)}")
     return no_repeated_precisions(ps)
 
 
