@@ -39,13 +39,12 @@ import torch.nn.functional as F
 
 from dwq._errors import first_line
 import dwq.ops.qgemm as q
-from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
+from dwq.ops.qgemm_reference import epilogue_ref, qconv2d_acc_ref, qgemm_acc_ref
 
 from dwq.cli.common import path_arg, positive_float, positive_int
 from records import conv_shape, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
 
-GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
-QUICK_GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]
+GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]  # (--quick too)
 # (network, C_in, C_out, H=W of the input, kernel, stride)
 CONVS = [("preact_resnet18", 64, 64, 32, 3, 1), ("preact_resnet18", 128, 128, 16, 3, 1),
          ("preact_resnet18", 256, 256, 8, 3, 1), ("preact_resnet18", 512, 512, 4, 3, 1),
@@ -165,8 +164,10 @@ def bench_gemm(M, N, K, bits_list, records, reps):
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((N,), 0.001, device="cuda")
         wp = q.pack_weight(w, zw, bits)
         want = qgemm_acc_ref(x[rows].cpu(), zx.cpu(), w[cols].cpu(), zw[cols].cpu())
+        want_y = epilogue_ref(want, sx.cpu(), sw[cols].cpu(), 1)  # the timed op's own float epilogue too
         time_engines(records, "gemm", shape, bits, flops,
-                     lambda: torch.equal(q.qgemm_acc(x, zx, bits, wp)[rows][:, cols].cpu(), want),
+                     lambda: (torch.equal(q.qgemm_acc(x, zx, bits, wp)[rows][:, cols].cpu(), want)
+                              and torch.equal(q.qlinear(x, sx, zx, bits, wp, sw)[rows][:, cols].cpu(), want_y)),
                      lambda: q.qlinear(x, sx, zx, bits, wp, sw), reps)
 
 
@@ -194,12 +195,17 @@ def bench_conv(network, cin, cout, hw, k, stride, bits_list, records, reps):
         zo = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
         wp = q.pack_conv_weight(w, zw, bits)
         want = qconv2d_acc_ref(x[ends].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
+        want_codes = epilogue_ref(want, sx.cpu(), sw.cpu(), 1, None, None, False, so.cpu(), zo.cpu(), bits)
+
         # An integer model's layer, as bench_kernels.py times it on the CPU: codes in, requantized
-        # codes of the same width out (uint8, or int32 above 8 bits).
+        # codes of the same width out (uint8, or int32 above 8 bits); checked with its epilogue.
+        def layer():
+            return q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad, None, None, False, so, zo, bits)
+
         time_engines(records, op, shape, bits, flops,
-                     lambda: torch.equal(q.qconv2d_acc(x, zx, bits, wp, k, stride, pad)[ends].cpu(), want),
-                     lambda: q.qconv2d(x, sx, zx, bits, wp, sw, k, stride, pad, None, None, False, so, zo, bits),
-                     reps, network=network)
+                     lambda: (torch.equal(q.qconv2d_acc(x, zx, bits, wp, k, stride, pad)[ends].cpu(), want)
+                              and torch.equal(layer()[ends].cpu(), want_codes)),
+                     layer, reps, network=network)
 
 
 def plot(records, path):
@@ -230,7 +236,7 @@ def plot(records, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="4 GEMMs, 4 convs")
+    p.add_argument("--quick", action="store_true", help="the 4 GEMMs, 4 of the 12 convs")
     p.add_argument("--json", type=path_arg, help="write the records to this file")
     p.add_argument("--png", type=path_arg, help="throughput plot (written only when given)")
     p.add_argument("--reps", type=positive_int, default=20)
@@ -253,7 +259,7 @@ def main(argv=None):
     HANG_S = args.hang_s
     OUT["json"] = args.json
     records = []
-    for M, N, K in (QUICK_GEMMS if args.quick else GEMMS):
+    for M, N, K in GEMMS:
         bench_gemm(M, N, K, BITS, records, args.reps)
     for c in (QUICK_CONVS if args.quick else CONVS):
         bench_conv(*c, BITS, records, args.reps)

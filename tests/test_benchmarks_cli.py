@@ -203,8 +203,8 @@ def test_ncu_kernels_target_makes_each_call(capsys, monkeypatch):
     _script("ncu_kernels").target("cpu", small=True)
     cases = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[ncu_kernels]")]
     assert len(cases) == 7 and "DWQ_CUDA_GEMM" not in os.environ
-    assert [c for c in cases if "qconv2d" in c] == ["[ncu_kernels] qconv2d_acc b2 64->64 32x32 3x3 8-bit mma",
-                                                    "[ncu_kernels] qconv2d_acc b2 64->64 32x32 3x3 16-bit auto"]
+    assert [c for c in cases if "qconv2d" in c] == ["[ncu_kernels] qconv2d b2 64->64 32x32 3x3 8-bit mma",
+                                                    "[ncu_kernels] qconv2d b2 64->64 32x32 3x3 16-bit auto"]
 
 
 def test_find_ncu_looks_on_path_then_in_the_install_folders(tmp_path, monkeypatch):
