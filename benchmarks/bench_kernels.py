@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import dwq.ops.qgemm as q
 from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy.timing import time_round_robin as deploy_time_round_robin
-from dwq.ops.qgemm_reference import qconv2d_acc_ref, qgemm_acc_ref
+from dwq.ops.qgemm_reference import epilogue_ref, qconv2d_acc_ref, qgemm_acc_ref
 
 from records import (FLOAT32_BITS, conv_shape, faster_layout, finish,  # noqa: E402  (benchmarks/records.py)
                      latency_axis, output_paths, record)
@@ -94,7 +94,10 @@ def bench_gemm(M, N, K, bits_list, records, brevitas_bits, budget_s):
         sx, sw = torch.tensor([0.01]), torch.rand(N, generator=g) * 0.01 + 1e-3
         wp = q.pack_weight(w, zw, bits)
         rows = slice(0, min(M, 8))
-        assert torch.equal(q.qgemm_acc(x[rows], zx, bits, wp), qgemm_acc_ref(x[rows], zx, w, zw)), "dwq check failed"
+        acc = qgemm_acc_ref(x[rows], zx, w, zw)
+        assert torch.equal(q.qgemm_acc(x[rows], zx, bits, wp), acc), "dwq check failed"
+        assert torch.equal(q.qlinear(x[rows], sx, zx, bits, wp, sw), epilogue_ref(acc, sx, sw, 1)), \
+            "dwq check failed: the timed op's float epilogue"
         cands.append(("dwq", bits, functools.partial(q.qlinear, x, sx, zx, bits, wp, sw)))
     cands += [("brevitas", bits, brevitas_layer("linear", bits, a, (N, K))) for bits in brevitas_bits]
     add_timed(records, "gemm", shape, cands, budget_s)
@@ -146,8 +149,11 @@ def bench_conv(B, cin, cout, hw, stride, bits_list, records, brevitas_bits, budg
         so, zo = torch.tensor([0.37]), torch.tensor([(1 << bits) // 2], dtype=torch.int32)
         wp = q.pack_conv_weight(w, zw, bits)
         xs = x[:1, :, :6, :6]
-        assert torch.equal(q.qconv2d_acc(xs, zx, bits, wp, 3, stride, 1),
-                           qconv2d_acc_ref(xs, zx, w, zw, (stride, stride), (1, 1))), "dwq check failed"
+        acc = qconv2d_acc_ref(xs, zx, w, zw, (stride, stride), (1, 1))
+        assert torch.equal(q.qconv2d_acc(xs, zx, bits, wp, 3, stride, 1), acc), "dwq check failed"
+        assert torch.equal(q.qconv2d(xs, sx, zx, bits, wp, sw, 3, stride, 1, None, None, False, so, zo, bits),
+                           epilogue_ref(acc, sx, sw, 1, None, None, False, so, zo, bits)), \
+            "dwq check failed: the timed op's requantized codes"
         # integer model layout: codes in, requantized codes of the same width out (like torch_qconv)
         cands.append(("dwq", bits, functools.partial(q.qconv2d, x, sx, zx, bits, wp, sw, 3, stride, 1, None, None,
                                                      False, so, zo, bits)))
