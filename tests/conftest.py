@@ -16,6 +16,16 @@ def devices():
     return out
 
 
+def needs_cuda_kernel(op: str):
+    """skipif without a CUDA GPU, or without ``op``'s CUDA kernel in dwq._C (a build with DWQ_NO_CUDA=1
+    or without nvcc), where the op would raise NotImplementedError instead of being tested."""
+    from dwq.ops._lib import HAS_EXT, has_kernel
+
+    gpu = torch.cuda.is_available()
+    return pytest.mark.skipif(not (gpu and HAS_EXT and has_kernel(op, "cuda")),
+                              reason="needs a CUDA GPU" if not gpu else f"dwq._C has no CUDA kernel of {op}")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

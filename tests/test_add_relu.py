@@ -22,6 +22,7 @@ from dwq.ops import residual as r
 from dwq.ops._lib import HAS_EXT
 from dwq.ops.qgemm_reference import codes_dtype
 from kernel_data import rand_zp
+from conftest import needs_cuda_kernel
 
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
 
@@ -142,7 +143,7 @@ def test_opcheck():
 
 
 @needs_ext
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda_kernel("add_relu_")
 def test_cuda_kernel_equals_relu_of_the_sum():
     g = torch.Generator().manual_seed(3)
     for shape in SHAPES:
@@ -335,7 +336,25 @@ def test_affine_opcheck():
 
 
 @needs_ext
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda_kernel("add_affine_quantize_")
+@pytest.mark.parametrize("op", ["add_relu_quantize_", "add_affine_quantize_"])
+def test_cuda_kernels_leave_x_alone_when_they_refuse(op, monkeypatch):
+    """The device check of the arguments runs first; the fused kernel wrote x = x + other and only then
+    did the op raise (the CPU op checks before it writes). With DWQ_CUDA_CHECKS=0 nothing is checked."""
+    monkeypatch.delenv("DWQ_CUDA_CHECKS", raising=False)
+    x, other = torch.randn(2, 3, 4, 4, device="cuda"), torch.randn(2, 3, 4, 4, device="cuda")
+    qp = [torch.tensor([float("nan")], device="cuda"), torch.tensor([2], dtype=torch.int32, device="cuda"), 4]
+    affine = (torch.rand(3, device="cuda") + 0.5, torch.randn(3, device="cuda"), True)
+    before = x.clone()
+    with pytest.raises(RuntimeError, match="scale"):
+        if op == "add_relu_quantize_":
+            torch.ops.dwq.add_relu_quantize_.default(x, other, *qp)
+        else:
+            torch.ops.dwq.add_affine_quantize_.default(x, other, *affine, *qp)
+    assert torch.equal(x, before), f"{op} wrote x before refusing a NaN scale"
+
+
+@needs_cuda_kernel("add_affine_quantize_")
 def test_cuda_quantizing_kernels_equal_the_reference():
     """add_relu_quantize_ and add_affine_quantize_ in one launch each on CUDA: x and the codes of the
     reference, NCHW and channels-last, codes of 8 and 16 bits; NaN, devices and layouts refused."""

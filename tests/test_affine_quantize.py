@@ -14,7 +14,7 @@ if not HAS_EXT:  # DWQ_REQUIRE_EXT=1 already turned a missing extension into an 
 from dwq.ops import _lib  # noqa: E402
 from dwq.ops import qgemm as q  # noqa: E402
 from dwq.ops import qgemm_reference as ref  # noqa: E402
-from conftest import devices  # noqa: E402
+from conftest import devices, needs_cuda_kernel  # noqa: E402
 from kernel_data import rand_zp  # noqa: E402
 
 
@@ -139,7 +139,7 @@ def test_opcheck(bits):
         torch.library.opcheck(torch.ops.dwq.affine_quantize_act.default, (xl, *args))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda_kernel("affine_quantize_act")
 def test_cuda_kernel_matches_the_reference():
     g = torch.Generator().manual_seed(23)
     for shape in SHAPES:

@@ -8,6 +8,7 @@ block's conv3 + add + relu as one step with the step-by-step program's logits.""
 import pytest
 import torch
 from deploy_models import calibrated
+from conftest import needs_cuda_kernel
 
 import dwq
 from dwq.deploy import convert
@@ -150,7 +151,7 @@ def test_opcheck():
 
 
 @needs_ext
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda_kernel("qconv2d")
 def test_cuda_composes_the_cpu_kernels_values():
     g = torch.Generator().manual_seed(7)
     conv, x, *_, nxt = _case(g, 8, 64, 32, 8, 3, 1, True)

@@ -103,7 +103,7 @@ void run_codes_op(const char* op, const at::Tensor& x, const cuda::ParamCheck& p
     cuda::check_params_kernel<<<check_blocks, check_threads, 0, stream>>>(pc, status.data_ptr<int32_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  kernel(stream, status.data_ptr<int32_t>());
+  kernel(stream, status.data_ptr<int32_t>(), checks);
   if (!checks) return;
   const std::vector<int32_t> st = read_status(status);
   reread(st[cuda::kStParamFlags]);
@@ -145,11 +145,11 @@ at::Tensor quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale, const
   const ActQ q(scale, zero_point, bits);
   const int64_t n = xc.numel();
   run_codes_op(op, x, q.pc, 1, 32, "scale or zero_point", "x contains", "",
-               [&](cudaStream_t stream, int32_t* status) {
+               [&](cudaStream_t stream, int32_t* status, bool) {  // (x is not written: nothing to hold back)
                  if (n == 0) return;
                  cuda::quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
                      xc.data_ptr<float>(), nullptr, nullptr, n, q.sc.data_ptr<float>(), q.zc.data_ptr<int32_t>(), static_cast<int>(bits),
-                     dst.data_ptr(), u8, status);
+                     dst.data_ptr(), u8, status, false);
                  C10_CUDA_KERNEL_LAUNCH_CHECK();
                },
                [&](int flags) { q.reread(op, flags, scale, zero_point, bits); });
@@ -199,12 +199,12 @@ at::Tensor affine_quantize_act_cuda(const at::Tensor& x, const at::Tensor& scale
   const int64_t n = l.x.numel();
   run_codes_op(op, x, q.pc, blocks_for(C, 256, 1024), 256, kAffineParams, "x * scale + bias has",
                " (NaN in x, or inf * 0)",
-               [&](cudaStream_t stream, int32_t* status) {
+               [&](cudaStream_t stream, int32_t* status, bool) {  // (x is not written)
                  if (n == 0) return;
                  cuda::affine_quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
                      l.x.data_ptr<float>(), nullptr, nullptr, n, l.nhwc ? 1 : l.inner, C, q.mul.data_ptr<float>(),
                      q.add.data_ptr<float>(), relu, q.sc.data_ptr<float>(), q.zc.data_ptr<int32_t>(),
-                     static_cast<int>(bits), dst.data_ptr(), u8, status);
+                     static_cast<int>(bits), dst.data_ptr(), u8, status, false);
                  C10_CUDA_KERNEL_LAUNCH_CHECK();
                },
                [&](int flags) { q.reread(op, flags, scale, bias, out_scale, out_zero_point, bits); });
@@ -240,11 +240,11 @@ at::Tensor add_relu_quantize_cuda(at::Tensor& x, const at::Tensor& other, const 
   const ActQ q(scale, zero_point, bits);
   const int64_t n = x.numel();
   run_codes_op(op, x, q.pc, 1, 32, "scale or zero_point", "relu(x + other) has", "",
-               [&](cudaStream_t stream, int32_t* status) {
+               [&](cudaStream_t stream, int32_t* status, bool checks) {
                  if (n == 0) return;
                  cuda::quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
                      x.data_ptr<float>(), other.const_data_ptr<float>(), x.data_ptr<float>(), n, q.sc.data_ptr<float>(),
-                     q.zc.data_ptr<int32_t>(), static_cast<int>(bits), codes.data_ptr(), u8, status);
+                     q.zc.data_ptr<int32_t>(), static_cast<int>(bits), codes.data_ptr(), u8, status, checks);
                  C10_CUDA_KERNEL_LAUNCH_CHECK();
                },
                [&](int flags) { q.reread(op, flags, scale, zero_point, bits); });
@@ -270,13 +270,13 @@ at::Tensor add_affine_quantize_cuda(at::Tensor& x, const at::Tensor& other, cons
   const AffineQ q(scale, bias, out_scale, out_zero_point, bits, C);
   const int64_t n = x.numel();
   run_codes_op(op, x, q.pc, blocks_for(C, 256, 1024), 256, kAffineParams, "(x + other) * scale + bias has", "",
-               [&](cudaStream_t stream, int32_t* status) {
+               [&](cudaStream_t stream, int32_t* status, bool checks) {
                  if (n == 0) return;
                  cuda::affine_quantize_act_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(
                      x.data_ptr<float>(), other.const_data_ptr<float>(), x.data_ptr<float>(), n,
                      l.nhwc ? 1 : l.inner, C,
                      q.mul.data_ptr<float>(), q.add.data_ptr<float>(), relu, q.sc.data_ptr<float>(),
-                     q.zc.data_ptr<int32_t>(), static_cast<int>(bits), codes.data_ptr(), u8, status);
+                     q.zc.data_ptr<int32_t>(), static_cast<int>(bits), codes.data_ptr(), u8, status, checks);
                  C10_CUDA_KERNEL_LAUNCH_CHECK();
                },
                [&](int flags) { q.reread(op, flags, scale, bias, out_scale, out_zero_point, bits); });

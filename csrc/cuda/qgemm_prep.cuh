@@ -37,6 +37,13 @@ __device__ __forceinline__ void add_count(int32_t* word, int64_t n) {
   } while (old != seen);
 }
 
+// halt_on_flags (a launch given a residual, with value checks on): check_params_kernel, launched before
+// on the stream, flagged an argument, so the op raises; the kernel writes nothing, so that x (sum)
+// stays as it was, as the CPU op checks every argument before it writes.
+__device__ __forceinline__ bool halted(const int32_t* status, bool halt_on_flags) {
+  return halt_on_flags && status[kStParamFlags] != 0;
+}
+
 // Stores the code of v at out[i] (uint8 when out_u8, else int32); returns 1 for NaN (an error, whose
 // code is zp).
 __device__ __forceinline__ int store_code(float v, int64_t i, float s, float z, float qm, void* __restrict__ out,
@@ -55,7 +62,9 @@ __device__ __forceinline__ int store_code(float v, int64_t i, float s, float z, 
 // from both, so none is __restrict__).
 __global__ void quantize_act_kernel(const float* x, const float* b, float* sum, int64_t n,
                                     const float* __restrict__ scale, const int32_t* __restrict__ zero_point, int bits,
-                                    void* __restrict__ out, bool out_u8, int32_t* __restrict__ status) {
+                                    void* __restrict__ out, bool out_u8, int32_t* __restrict__ status,
+                                    bool halt_on_flags) {
+  if (halted(status, halt_on_flags)) return;
   const float s = *scale, z = static_cast<float>(*zero_point);
   const float qm = static_cast<float>(arith::max_code(bits));
   int nans = 0;
@@ -80,7 +89,8 @@ __global__ void affine_quantize_act_kernel(const float* x, const float* b, float
                                            int64_t C, const float* __restrict__ mul, const float* __restrict__ add,
                                            bool relu, const float* __restrict__ scale,
                                            const int32_t* __restrict__ zero_point, int bits, void* __restrict__ out,
-                                           bool out_u8, int32_t* __restrict__ status) {
+                                           bool out_u8, int32_t* __restrict__ status, bool halt_on_flags) {
+  if (halted(status, halt_on_flags)) return;
   const float s = *scale, z = static_cast<float>(*zero_point);
   const float qm = static_cast<float>(arith::max_code(bits));
   int nans = 0;

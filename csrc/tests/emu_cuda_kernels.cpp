@@ -296,7 +296,7 @@ static void test_quantize_act() {
     launch(dim3(2), dim3(256), cuda::quantize_act_kernel, const_cast<const float*>(x.data()),
            static_cast<const float*>(nullptr), static_cast<float*>(nullptr), n,
            const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits,
-           u8 ? static_cast<void*>(got8.data()) : static_cast<void*>(got.data()), u8, status);
+           u8 ? static_cast<void*>(got8.data()) : static_cast<void*>(got.data()), u8, status, false);
     const int64_t nans = cpu::quantize_act(cpu::Isa::scalar, x.data(), n, s, z, bits,
                                            u8 ? static_cast<void*>(want8.data()) : static_cast<void*>(want.data()), u8);
     CHECK(got == want && got8 == want8, "quantize_act codes differ (bits %d)", bits);
@@ -330,7 +330,7 @@ static void test_affine_quantize_act() {
         launch(dim3(3), dim3(128), cuda::affine_quantize_act_kernel, const_cast<const float*>(x.data()),
                static_cast<const float*>(nullptr), static_cast<float*>(nullptr), n,
                nhwc ? int64_t{1} : HW, C, const_cast<const float*>(mul.data()), const_cast<const float*>(add.data()),
-               relu, const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits, g, u8, status);
+               relu, const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits, g, u8, status, false);
         cpu::AffineRows a{mul.data(), add.data(), C, 0, nhwc, relu};
         const int64_t nans = cpu::affine_quantize_act(cpu::Isa::scalar, x.data(), nhwc ? B * HW : B * C,
                                                       nhwc ? C : HW, a, s, z, bits, w, u8);
@@ -396,7 +396,7 @@ static void test_add_quantize() {
           launch(dim3(3), dim3(128), cuda::affine_quantize_act_kernel, const_cast<const float*>(ga.data()), gb,
                  ga.data(), n, nhwc ? int64_t{1} : HW, C,
                  const_cast<const float*>(mul.data()), const_cast<const float*>(add.data()), relu,
-                 const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits, g, u8, status);
+                 const_cast<const float*>(&s), const_cast<const int32_t*>(&z), bits, g, u8, status, true);
           cpu::add_to(cpu::Isa::scalar, wa.data(), wb, n);
           cpu::AffineRows r{mul.data(), add.data(), C, 0, nhwc, relu};
           nans = cpu::affine_quantize_act(cpu::Isa::scalar, wa.data(), nhwc ? B * HW : B * C, nhwc ? C : HW, r, s, z,
@@ -404,7 +404,7 @@ static void test_add_quantize() {
         } else {
           launch(dim3(2), dim3(128), cuda::quantize_act_kernel, const_cast<const float*>(ga.data()), gb, ga.data(), n,
                  const_cast<const float*>(&s),
-                 const_cast<const int32_t*>(&z), bits, g, u8, status);
+                 const_cast<const int32_t*>(&z), bits, g, u8, status, true);
           cpu::add_relu(cpu::Isa::scalar, wa.data(), wb, n);
           nans = cpu::quantize_act(cpu::Isa::scalar, wa.data(), n, s, z, bits, w, u8);
         }
@@ -441,6 +441,37 @@ static std::vector<int32_t> rand_codes(int64_t n, int bits) {
 }
 
 // The status counts saturate: a wrapping add made 2^32 NaNs (or bad codes) read back as 0 (no error).
+// Given a residual, with a parameter flagged by check_params_kernel (launched before on the stream),
+// both kernels write nothing: x stays as it was (the CPU op checks every argument before it writes);
+// without halt_on_flags (value checks off) the flag is not read.
+static void test_add_quantize_halts_on_flags() {
+  const int64_t C = 3, n = 2 * C * 5;
+  std::vector<float> a(n), b(n, 1.f), mul(C, 1.f), add(C, 0.f);
+  for (int64_t i = 0; i < n; ++i) a[i] = rnorm();
+  const float s = 0.1f;
+  const int32_t z = 2;
+  for (bool affine : {false, true}) {
+    for (bool halt : {true, false}) {
+      std::vector<float> ga = a;
+      std::vector<uint8_t> codes(n, 77);
+      int32_t status[cuda::kStatusWords] = {};
+      status[cuda::kStParamFlags] = affine ? cuda::kBadOutScale : cuda::kBadXScale;
+      if (affine)
+        launch(dim3(2), dim3(64), cuda::affine_quantize_act_kernel, const_cast<const float*>(ga.data()),
+               const_cast<const float*>(b.data()), ga.data(), n, int64_t{5}, C, const_cast<const float*>(mul.data()),
+               const_cast<const float*>(add.data()), true, const_cast<const float*>(&s),
+               const_cast<const int32_t*>(&z), 4, static_cast<void*>(codes.data()), true, status, halt);
+      else
+        launch(dim3(2), dim3(64), cuda::quantize_act_kernel, const_cast<const float*>(ga.data()),
+               const_cast<const float*>(b.data()), ga.data(), n, const_cast<const float*>(&s),
+               const_cast<const int32_t*>(&z), 4, static_cast<void*>(codes.data()), true, status, halt);
+      const bool untouched = ga == a && codes == std::vector<uint8_t>(n, 77);
+      CHECK(untouched == halt, "add_%s_quantize with a flagged parameter: halt_on_flags %d, x %s",
+            affine ? "affine" : "relu", int(halt), untouched ? "untouched" : "written");
+    }
+  }
+}
+
 static void test_status_counts_saturate() {
   int32_t word = 0;
   cuda::add_count(&word, int64_t{1} << 32);
@@ -748,6 +779,7 @@ int main() {
   test_affine_quantize_act();
   test_add_relu();
   test_add_quantize();
+  test_add_quantize_halts_on_flags();
   test_status_counts_saturate();
   test_pack();
   test_act_rows();
