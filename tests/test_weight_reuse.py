@@ -1,6 +1,7 @@
 """reuse_quantized_weights: inside the block each weight is fake-quantized once per width and reused
 while unchanged; values, gradients and a whole training step are those of fresh quantization."""
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -115,6 +116,33 @@ def test_an_optimizer_step_inside_the_block_is_seen(opt):
     with dwq.precision(m, 4), torch.no_grad():
         fresh = m(x)
     assert torch.equal(after, fresh) and not torch.equal(before.detach(), after)
+
+
+def test_a_cast_or_move_of_the_model_inside_the_block_is_seen():
+    """model.to(bfloat16).to(float32) swaps each weight in with `param.data = ...`: same Parameter, same
+    version, and often the freed address again, so the rounded weight got the old one's quantization
+    (4 of 20 round trips). Here the swap keeps the address for certain: values changed behind the
+    version counter, as such a swap does."""
+    m = _model()
+    x = torch.rand(4, 1, 28, 28)
+
+    def swap(t):  # (the same tensor: a Parameter keeps its address and version; new values)
+        if isinstance(t, torch.nn.Parameter):
+            t.data.mul_(1.5)
+        return t
+
+    with dwq.precision(m, 4), torch.no_grad(), reuse_quantized_weights(m):
+        before = m(x)
+        m._apply(swap)
+        after = m(x)
+    with dwq.precision(m, 4), torch.no_grad():
+        fresh = m(x)
+    assert torch.equal(after, fresh) and not torch.equal(before, after)
+    with dwq.precision(m, 4), torch.no_grad(), reuse_quantized_weights(m):  # the round trip itself
+        for _ in range(10):
+            m(x)
+            m.to(torch.bfloat16).to(torch.float32)
+            assert torch.equal(m(x), copy.deepcopy(m)(x))
 
 
 def test_a_new_weight_at_a_freed_address_is_not_taken_for_the_old_one():

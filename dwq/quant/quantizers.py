@@ -135,6 +135,13 @@ class WeightQuantizer(nn.Module):
         state.update(_reuse=False, _kept={})
         return state
 
+    def _apply(self, fn, recurse=True):
+        # model.to(dtype or device) swaps its layers' weights in with `param.data = ...`: the Parameter and
+        # its version counter stay, and the allocator may hand the old address back, so after a
+        # bfloat16 round trip the kept result's key matched a weight the round trip had rounded
+        self._kept = {}
+        return super()._apply(fn, recurse)
+
     def _check_axis(self, w: torch.Tensor) -> None:
         if not -w.dim() <= self.axis < w.dim():  # (a 0-d weight has no channel dimension at all)
             raise ValueError(f"WeightQuantizer: axis={self.axis} is not a dimension of the weight, "
