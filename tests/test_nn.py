@@ -212,6 +212,33 @@ def test_model_compiles_to_one_graph():
         compiled(torch.full_like(x, float("nan")))
 
 
+@pytest.mark.filterwarnings("ignore:SwitchableBatchNorm2d. the branch")  # (untrained branches: values do not matter)
+@pytest.mark.parametrize("how", ["seed", "generator", "global"])
+def test_compiled_random_precision_draws_at_every_forward(how):
+    """With a seed, torch.compile traced the private random.Random's draw and replayed it: every
+    forward ran the first draw's precision (fixed-precision inference, what RPI must not become)."""
+    def wrap():
+        torch.manual_seed(5)
+        return RandomPrecision(small_net().eval(), seed=3 if how == "seed" else None,
+                               generator=torch.Generator().manual_seed(3) if how == "generator" else None)
+
+    eager, traced = wrap(), wrap()
+    compiled = torch.compile(traced, backend="eager")
+    x = torch.randn(2, 3, 5, 5)
+    want, got = [], []
+    torch.manual_seed(7)
+    for _ in range(8):
+        eager(x)
+        want.append(eager.last_precision)
+    torch.manual_seed(7)
+    for _ in range(8):
+        out = compiled(x)
+        got.append(traced.last_precision)
+        with dwq.precision(traced.model, got[-1]):
+            assert torch.equal(out, traced.model(x))  # run at the precision it reports
+    assert got == want and len(set(want)) > 1, (got, want)
+
+
 @pytest.mark.parametrize("zero_point", ["int", "float"])
 def test_training_forward_compiles_to_one_graph_and_tracks_ranges(zero_point):
     """Train mode, quantized and full precision: one graph, and the range updates (own and observed

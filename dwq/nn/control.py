@@ -226,6 +226,9 @@ class RandomPrecision(nn.Module):
         self.generator = generator
         self.last_precision = None
 
+    # Never traced: torch.compile replayed the draw it traced (the private random.Random's), so a compiled
+    # RandomPrecision with a seed ran one precision every forward, silently: fixed-precision inference.
+    @torch.compiler.disable
     def draw(self):
         """Draws the next precision (without running the model)."""
         if self._rng is not None:
