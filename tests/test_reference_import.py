@@ -174,6 +174,24 @@ def test_damaged_or_foreign_checkpoints_are_named():
         load_reference_state_dict(model, dict(ref_sd, **{key: torch.zeros(5)}))
 
 
+def test_a_layer_without_its_branches_or_with_foreign_entries_is_refused():
+    """A layer left with the reference's unused parent BN alone loaded the parent's default statistics into
+    every branch; an unknown quantize_input entry was dropped silently, and one inside a branch was
+    called an internal error of dwq."""
+    model = _small(precisions=[4, 8])
+    ref_sd = _as_reference(_randomize(_small(precisions=[4, 8]), seed=5))
+    no_branches = {k: v for k, v in ref_sd.items() if ".layer3.0.bn2.bn." not in k}
+    with pytest.raises(RuntimeError, match=r"layer 'layer3.0.bn2'.*no switchable-BN branch here.*only the reference's "
+                                           r"unused parent BN.*have 2 branches \(a truncated or damaged checkpoint\?\)"):
+        load_reference_state_dict(model, no_branches)
+    for key in ("module.layer1.0.conv1.quantize_input.bogus", "module.layer1.0.bn1.bn.0.foo"):
+        with pytest.raises(RuntimeError, match=f"entries with no place in PreActResNet: {key[7:]}$"):
+            load_reference_state_dict(model, dict(ref_sd, **{key: torch.zeros(3)}))
+    # QuantMeasure's counter of its measure mode has nothing to go to, and is no error
+    counter = dict(ref_sd, **{"module.layer1.0.conv1.quantize_input.num_measured": torch.zeros(1)})
+    load_reference_state_dict(model, counter)
+
+
 def test_reference_import_into_a_model_built_on_meta_and_emptied():
     """After to_empty() the precision_set buffers hold uninitialized memory, which the import kept as
     "the model's own value" and the load then refused (or failed decoding with a bit-width error)."""

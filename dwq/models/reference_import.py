@@ -93,6 +93,11 @@ def _branches(sd: Dict[str, torch.Tensor], prefix: str) -> Dict[int, Dict[str, t
     return found
 
 
+def _bn_entries(branch: Dict[str, torch.Tensor]):
+    """A branch's batch-norm entries (weight, bias, statistics, counter), without any other."""
+    return [(e, v) for e, v in branch.items() if e in _BN_ENTRIES]
+
+
 def _branch_map(model_set, num_branches: int, reference_precisions, where: str) -> List[int]:
     ours = [user_precision(p) for p in model_set]
     if reference_precisions is None:
@@ -170,11 +175,18 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
                 for i, j in enumerate(mapping):
                     if j not in found:
                         raise RuntimeError(f"{where}: the checkpoint has no branch bn.{j}")
-                    for entry, value in found[j].items():
+                    for entry, value in _bn_entries(found[j]):
                         _put(target, f"{pre}bn.{i}.{entry}", value, source)
                         filled.add(f"{pre}bn.{i}.{entry}")
-                consumed.update(f"{pre}bn.{j}.{e}" for j in found for e in found[j])
+                # (an entry a batch norm does not have is left for the check of entries with no place)
+                consumed.update(f"{pre}bn.{j}.{e}" for j in found for e, _ in _bn_entries(found[j]))
                 consumed.update(f"{pre}{e}" for e in parents)  # the reference's unused parent BN
+            elif parents and counts:
+                # the reference's unused parent BN alone, in a file whose other layers have branches: a
+                # damaged file, which loaded the parent's default statistics into every branch
+                raise RuntimeError(f"{where}: the checkpoint has no switchable-BN branch here (bn.<i>.*), only "
+                                   f"the reference's unused parent BN, where its other {len(counts)} switchable "
+                                   f"BNs have {max(counts.values())} branches (a truncated or damaged checkpoint?)")
             elif parents:  # a plain BN: the same statistics and affine for every precision
                 for i in range(len(module.bn)):
                     for entry, value in parents.items():
@@ -190,15 +202,16 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
                         f"one plain BatchNorm2d (switchable_bn=False); build it with switchable_bn=True"
                     )
                 (only,) = found.values()
-                for entry, value in only.items():
+                for entry, value in _bn_entries(only):
                     _put(target, f"{pre}{entry}", value, source)
                     filled.add(f"{pre}{entry}")
-                consumed.update(f"{pre}bn.{j}.{e}" for j in found for e in found[j])
+                consumed.update(f"{pre}bn.{j}.{e}" for j in found for e, _ in _bn_entries(found[j]))
                 consumed.update(f"{pre}{e}" for e in _BN_ENTRIES if f"{pre}{e}" in sd)
         elif isinstance(module, (nn.Conv2d, nn.Linear)):
             zp_key, range_key = f"{pre}{_REF_ACT}.running_zero_point", f"{pre}{_REF_ACT}.running_range"
             ref_keys = [k for k in sd if k.startswith(f"{pre}{_REF_ACT}.")]
-            consumed.update(ref_keys)
+            # (QuantMeasure's buffers; num_measured only in its measure mode. Others have no place.)
+            consumed.update(k for k in ref_keys if k in (zp_key, range_key, f"{pre}{_REF_ACT}.num_measured"))
             if not isinstance(module, (QConv2d, QLinear)):
                 continue  # full precision here: the reference's range of this layer is not needed
             if zp_key in sd and range_key in sd:
