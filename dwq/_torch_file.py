@@ -29,6 +29,7 @@ def torch_load(path: str, error: type, what: str, expected: str, map_location="c
     """``torch.load(path, weights_only=True)``; ``error`` (an exception class) with one line naming
     ``path``, what was found and ``expected`` for a file that is not a torch.save file, is damaged or
     holds pickled code. ``what`` names the kind of file for the messages ("dwq checkpoint")."""
+    _check_map_location(map_location, error, path)
     with open(path, "rb") as f:
         head = f.read(8)
     # torch.save writes a zip archive ("PK"; legacy: a pickle, "\x80"); anything else makes torch.load
@@ -48,3 +49,18 @@ def torch_load(path: str, error: type, what: str, expected: str, map_location="c
         found = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
         why = f"{type(e).__name__}: {found.group(1).strip()}" if found else typed_first_line(e)
         raise error(f"{path} is not a loadable {what} ({why})") from None
+
+
+def _check_map_location(map_location, error: type, path: str) -> None:
+    # A device this machine lacks made torch.load fail, and the message blamed the file
+    if not isinstance(map_location, (str, torch.device)):
+        return  # (a dict or a function: torch's to interpret)
+    try:
+        dev = torch.device(map_location)
+    except RuntimeError as e:
+        raise error(f"map_location={map_location!r} is not a device ({typed_first_line(e)}); {path} was not read") \
+            from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        have = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA device"
+        raise error(f"map_location={map_location!r}: this machine has {have}; {path} was not read "
+                    f"(load it with map_location='cpu')")

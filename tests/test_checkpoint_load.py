@@ -81,3 +81,43 @@ def test_a_run_folder_given_as_the_checkpoint_is_named_a_folder(tmp_path):
         load_trained_model(str(tmp_path))
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(str(tmp_path / "none.pt"))
+
+
+def test_damaged_bytes_inside_a_tensor_are_refused(tmp_path):
+    """torch.load does not check the zip's CRCs: a checkpoint with damaged weight bytes loaded as another
+    model. Files of before the digest (no model_sha256) still load."""
+    model, _ = build_model("small_cnn", "mnist5k", [2, 4], True, width=4)
+    path = _checkpoint(tmp_path / "ok.pt", model=model)
+    assert "model_sha256" in torch.load(path, weights_only=True)
+    data = bytearray(open(path, "rb").read())
+    raw = model.conv2.weight.detach().numpy().tobytes()
+    at = data.find(raw)
+    assert at > 0
+    data[at + 5] ^= 0x40
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its model's tensors do not match the digest") as e:
+        load_trained_model(str(bad))
+    assert _one_line(e.value)
+    old = torch.load(path, weights_only=True)
+    del old["model_sha256"]
+    torch.save(old, tmp_path / "old.pt")
+    load_trained_model(str(tmp_path / "old.pt"))
+
+
+def test_a_device_the_machine_lacks_is_named_not_the_file(tmp_path):
+    path = _checkpoint(tmp_path / "ok.pt")
+    with pytest.raises(CheckpointError, match=r"map_location='cuda:7': this machine has .*CUDA device.*ok.pt was not "
+                                              r"read \(load it with map_location='cpu'\)"):
+        load_checkpoint(path, map_location="cuda:7")
+    with pytest.raises(CheckpointError, match=r"map_location='gpu' is not a device"):
+        load_checkpoint(path, map_location="gpu")
+
+
+def test_a_state_dict_entry_that_is_no_tensor_is_named(tmp_path):
+    model, _ = build_model("small_cnn", "mnist5k", [2, 4], True, width=4)
+    sd = dict(model.state_dict(), **{"conv1.weight": "x"})
+    save_checkpoint(str(tmp_path / "s.pt"), {"model": sd, "config": {"extra": EXTRA}})
+    with pytest.raises(CheckpointError, match="conv1.weight is a str, not a tensor") as e:
+        load_trained_model(str(tmp_path / "s.pt"))
+    assert _one_line(e.value)

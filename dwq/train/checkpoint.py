@@ -17,6 +17,7 @@ import random
 import numpy as np
 import torch
 
+from dwq._digest import tensor_digest
 from dwq._errors import first_line
 from dwq._torch_file import torch_load, torch_save_atomic
 
@@ -65,8 +66,23 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
 
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
-    interrupted write leaves the previous ``path`` and no temporary file."""
+    interrupted write leaves the previous ``path`` and no temporary file. A ``model`` state_dict gets
+    its digest beside it (``model_sha256``), which :func:`load_checkpoint` checks."""
+    model = state.get("model")
+    if isinstance(model, dict) and model and all(isinstance(v, torch.Tensor) for v in model.values()):
+        state = {**state, "model_sha256": tensor_digest(model)}
     torch_save_atomic(path, state)
+
+
+def _check_digest(path: str, ck: dict) -> None:
+    # torch.load does not check the zip's CRCs: damaged bytes inside a tensor loaded as other weights.
+    # (A checkpoint of before the digest has none: it loads as it did.)
+    want, model = ck.get("model_sha256"), ck.get("model")
+    if want is None or not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        return
+    if tensor_digest(model) != want:
+        raise CheckpointError(f"{path} is corrupt: its model's tensors do not match the digest stored when it was "
+                              f"saved (model_sha256)")
 
 
 def _refuse_safetensors(path: str) -> None:
@@ -107,6 +123,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries; a reference-code "
                               f"checkpoint loads with dwq.models.load_reference_state_dict)")
+    _check_digest(path, ck)
     return ck
 
 
@@ -181,6 +198,10 @@ def _state_dict_mismatch(want: dict, got: dict):
         return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "")
 
     parts = []
+    odd = sorted(k for k, v in got.items() if not isinstance(v, torch.Tensor))
+    if odd:  # (torch's first line says nothing of them)
+        parts.append(f"{odd[0]} is a {type(got[odd[0]]).__name__}, not a tensor"
+                     + (f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""))
     missing, unexpected = set(want) - set(got), set(got) - set(want)
     if missing:
         parts.append(f"missing {few(missing)}")
