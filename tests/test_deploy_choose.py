@@ -159,3 +159,9 @@ def test_record_bits_round_trips_through_latency_from_records():
     records = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(records)
     assert records.FLOAT32_BITS == RECORD_FP_BITS
+
+
+def test_the_chosen_set_is_in_set_order_not_latency_order():
+    # `dwq bench --budget-ms` printed "4 8 2" where 4 bits ran fastest
+    ch = choose_precisions({2: 0.6, 4: 0.4, 8: 0.5, 16: 3.0, "fp": 0.45}, budget_ms=0.6)
+    assert ch.precisions == [2, 4, 8, None] and list(ch.latency_ms) == ["4", "fp", "8", "2", "16"]

@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "autoattack-rand (both counts), autoattack-standard (per precision) "
                         "(default: paper adaptive transfer)")
     e.add_argument("--paper-batch", type=positive_int, default=100,
-                   help="paper-sampled only: images per batch sharing one precision draw (the reference draws one "
-                        "per test batch: its test_pgd.py's --batch_size, 128 by default)")
+                   help="paper-sampled only: images per batch sharing one precision draw (the reference draws "
+                        "one per test batch: its test_pgd.py's --batch_size, 128 unless given)")
     e.add_argument("--eot-iter", type=positive_int, default=20,
                    help="autoattack-rand only: EOT gradient samples per APGD step (the original: 20)")
     e.add_argument("--autoattack-steps", type=positive_int, default=100,

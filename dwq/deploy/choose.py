@@ -88,7 +88,8 @@ def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[S
     ``{"median_ms": ms, ...}``), e.g. from :func:`dwq.deploy.latency_per_precision` or
     :func:`latency_from_records`. budget_ms: finite and > 0. candidates: default every
     precision in ``latency``. For a given size the cheapest precisions give the lowest mean, so the
-    answer is the k cheapest for the largest k that fits (ties in latency: the lower width first).
+    answer is the k cheapest for the largest k that fits (ties in latency: the lower width first),
+    given in set order (widths up, full precision last).
     cost: a :class:`dwq.quant.cost.CostReport` of the model (``dwq.quant.cost.profile``) to report the
     set's mean BitOPs per image. ValueError if no candidate alone fits the budget.
     """
@@ -119,7 +120,8 @@ def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[S
         p = order[0]
         raise ValueError(f"no precision fits a budget of {budget_ms} ms: the fastest, {precision_name(p)}, "
                          f"takes {lat[p]:.3g} ms")
-    chosen = [user_precision(p) for p in best]
+    # in set order (widths up, full precision last), not by latency: "4 8 2" read as a ranking
+    chosen = [user_precision(p) for p in sorted(best, key=lambda p: (99, 99) if p is None else p)]
     return PrecisionChoice(chosen, total / len(best), float(budget_ms),
                            {precision_name(p): lat[p] for p in order},
                            cost.mean_bitops(chosen) if cost is not None else None)
