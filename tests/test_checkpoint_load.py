@@ -49,6 +49,7 @@ def test_missing_tensor_is_named(tmp_path):
 @pytest.mark.parametrize("extra,expect", [
     ({**EXTRA, "policy": {"bogus": 1}}, "config does not describe a dwq model"),
     ({**EXTRA, "model_precisions": ["zz"]}, "config does not describe a dwq model"),
+    ({**EXTRA, "policy": ["first_conv"]}, r"config does not describe a dwq model \(its policy must be a dict"),
 ])
 def test_damaged_config_is_a_checkpoint_error(tmp_path, extra, expect):
     path = _checkpoint(tmp_path / "c.pt", extra=extra)

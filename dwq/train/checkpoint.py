@@ -160,7 +160,10 @@ def load_trained_model(path: str, device="cpu"):
         precisions = [parse_precision(p) if isinstance(p, str) else (tuple(p) if isinstance(p, list) else p)
                       for p in ex["model_precisions"]]
         [normalize_precision(p) for p in precisions]
-        policy = QuantPolicy(**ex["policy"]) if isinstance(ex.get("policy"), dict) else None
+        policy = ex.get("policy")
+        if policy is not None and not isinstance(policy, dict):  # (was ignored: the default policy built)
+            raise TypeError(f"its policy must be a dict of QuantPolicy fields, got {type(policy).__name__}")
+        policy = QuantPolicy(**policy) if policy is not None else None
     except (ValueError, TypeError) as err:  # a damaged or foreign config: name the file, not a traceback
         raise CheckpointError(f"{path}: its config does not describe a dwq model ({err})") from None
     try:
