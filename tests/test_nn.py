@@ -212,6 +212,17 @@ def test_model_compiles_to_one_graph():
         compiled(torch.full_like(x, float("nan")))
 
 
+def test_importing_dwq_does_not_import_dynamo():
+    """RandomPrecision.draw is kept out of torch.compile's graphs by torch.compiler.disable, which imports
+    torch._dynamo: applied at import, that added a second to every `import dwq` (and `dwq --help`)."""
+    import subprocess
+    import sys
+
+    code = "import sys, dwq; print('torch._dynamo' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split()[-1] == "False", (r.stdout, r.stderr)
+
+
 @pytest.mark.filterwarnings("ignore:SwitchableBatchNorm2d. the branch")  # (untrained branches: values do not matter)
 @pytest.mark.parametrize("how", ["seed", "generator", "global"])
 def test_compiled_random_precision_draws_at_every_forward(how):

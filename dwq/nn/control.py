@@ -222,13 +222,11 @@ class RandomPrecision(nn.Module):
                     f"RandomPrecision: precision {precision_name(q)} is not in the model's set {_names(allowed)}"
                 )
         self.choices = [user_precision(q) for q in choices]
+        _untrace_draw()
         self._rng = random.Random(seed) if seed is not None else None
         self.generator = generator
         self.last_precision = None
 
-    # Never traced: torch.compile replayed the draw it traced (the private random.Random's), so a compiled
-    # RandomPrecision with a seed ran one precision every forward, silently: fixed-precision inference.
-    @torch.compiler.disable
     def draw(self):
         """Draws the next precision (without running the model)."""
         if self._rng is not None:
@@ -245,3 +243,13 @@ class RandomPrecision(nn.Module):
 
     def extra_repr(self) -> str:
         return f"choices={_names(self.choices)}"
+
+
+def _untrace_draw() -> None:
+    """Makes ``RandomPrecision.draw`` one that torch.compile never traces: it replayed the draw it traced
+    (the private random.Random's), so a compiled RandomPrecision with a seed ran one precision at every
+    forward, silently: fixed-precision inference. Done at the first construction, not at import:
+    torch.compiler.disable imports torch._dynamo, a second more for every ``import dwq``."""
+    if "_draw_untraced" not in RandomPrecision.__dict__:
+        RandomPrecision.draw = torch.compiler.disable(RandomPrecision.draw)
+        RandomPrecision._draw_untraced = True
