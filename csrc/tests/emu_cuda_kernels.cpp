@@ -440,7 +440,6 @@ static std::vector<int32_t> rand_codes(int64_t n, int bits) {
   return v;
 }
 
-// The status counts saturate: a wrapping add made 2^32 NaNs (or bad codes) read back as 0 (no error).
 // Given a residual, with a parameter flagged by check_params_kernel (launched before on the stream),
 // both kernels write nothing: x stays as it was (the CPU op checks every argument before it writes);
 // without halt_on_flags (value checks off) the flag is not read.
@@ -472,6 +471,7 @@ static void test_add_quantize_halts_on_flags() {
   }
 }
 
+// The status counts saturate: a wrapping add made 2^32 NaNs (or bad codes) read back as 0 (no error).
 static void test_status_counts_saturate() {
   int32_t word = 0;
   cuda::add_count(&word, int64_t{1} << 32);

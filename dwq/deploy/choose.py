@@ -80,6 +80,11 @@ def _ms(name: str, v) -> float:
     return ms
 
 
+def _set_order(p):
+    """Sort key of a normalized precision: widths up, full precision last."""
+    return (99, 99) if p is None else p
+
+
 def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[Sequence] = None,
                       cost: Optional[CostReport] = None) -> PrecisionChoice:
     """The largest subset of ``candidates`` whose mean latency fits ``budget_ms``.
@@ -107,7 +112,7 @@ def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[S
         raise ValueError(f"no latency measured for candidate precision(s) {missing}")
     if not cands:
         raise ValueError("choose_precisions: no candidates")
-    order = sorted(set(cands), key=lambda p: (lat[p], (99, 99) if p is None else p))
+    order = sorted(set(cands), key=lambda p: (lat[p], _set_order(p)))
     best: List = []
     total = 0.0
     for p in order:
@@ -120,8 +125,8 @@ def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[S
         p = order[0]
         raise ValueError(f"no precision fits a budget of {budget_ms} ms: the fastest, {precision_name(p)}, "
                          f"takes {lat[p]:.3g} ms")
-    # in set order (widths up, full precision last), not by latency: "4 8 2" read as a ranking
-    chosen = [user_precision(p) for p in sorted(best, key=lambda p: (99, 99) if p is None else p)]
+    # in set order, not by latency: "4 8 2" read as a ranking
+    chosen = [user_precision(p) for p in sorted(best, key=_set_order)]
     return PrecisionChoice(chosen, total / len(best), float(budget_ms),
                            {precision_name(p): lat[p] for p in order},
                            cost.mean_bitops(chosen) if cost is not None else None)

@@ -59,10 +59,7 @@ def add_relu_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor
     if _kernel_takes(x, other) and has_kernel("add_relu_quantize_", x.device.type):
         return torch.ops.dwq.add_relu_quantize_.default(x, other, scale, zero_point, bits)
     y = add_relu_(x.clone(), other)
-    return _write_back(x, y, quantize_act(y, scale, zero_point, bits))
-
-
-def _write_back(x: torch.Tensor, y: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    codes = quantize_act(y, scale, zero_point, bits)
     x.copy_(y)
     return codes
 
@@ -88,7 +85,9 @@ def add_affine_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tens
     if _kernel_takes(x, other) and has_kernel("add_affine_quantize_", x.device.type):
         return torch.ops.dwq.add_affine_quantize_.default(x, other, scale, bias, relu, out_scale, out_zero_point, bits)
     y = x.clone().add_(other)
-    return _write_back(x, y, affine_quantize_act(y, scale, bias, relu, out_scale, out_zero_point, bits))
+    codes = affine_quantize_act(y, scale, bias, relu, out_scale, out_zero_point, bits)
+    x.copy_(y)
+    return codes
 
 
 def add_affine_quantize_ref(x, other, scale, bias, relu, out_scale, out_zero_point, bits):

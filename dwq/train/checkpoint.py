@@ -68,19 +68,28 @@ def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
     interrupted write leaves the previous ``path`` and no temporary file. A ``model`` state_dict gets
     its digest beside it (``model_sha256``), which :func:`load_checkpoint` checks."""
-    model = state.get("model")
-    if isinstance(model, dict) and model and all(isinstance(v, torch.Tensor) for v in model.values()):
-        state = {**state, "model_sha256": tensor_digest(model)}
-    torch_save_atomic(path, state)
+    torch_save_atomic(path, with_model_digest(state))
+
+
+def _tensors_only(model) -> bool:
+    return isinstance(model, dict) and bool(model) and all(isinstance(v, torch.Tensor) for v in model.values())
+
+
+def with_model_digest(state: dict) -> dict:
+    """``state`` with ``model_sha256``, the digest of its ``model`` state_dict, unless it has one (a state
+    saved to several files is digested once) or its model is not a dict of tensors."""
+    if "model_sha256" in state or not _tensors_only(state.get("model")):
+        return state
+    return {**state, "model_sha256": tensor_digest(state["model"])}
 
 
 def _check_digest(path: str, ck: dict) -> None:
     # torch.load does not check the zip's CRCs: damaged bytes inside a tensor loaded as other weights.
     # (A checkpoint of before the digest has none: it loads as it did.)
-    want, model = ck.get("model_sha256"), ck.get("model")
-    if want is None or not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+    want = ck.get("model_sha256")
+    if want is None or not _tensors_only(ck.get("model")):
         return
-    if tensor_digest(model) != want:
+    if tensor_digest(ck["model"]) != want:
         raise CheckpointError(f"{path} is corrupt: its model's tensors do not match the digest stored when it was "
                               f"saved (model_sha256)")
 
