@@ -129,6 +129,38 @@ def test_op_refuses_to_record_a_graph_it_has_no_gradient_for():
     assert torch.equal(y, torch.zeros(6))
 
 
+_S, _Z = torch.tensor([0.1]), torch.tensor([0], dtype=torch.int32)
+_IN_PLACE = {
+    "add_relu_": lambda x, o: torch.ops.dwq.add_relu_.default(x, o),
+    "add_relu_quantize_": lambda x, o: torch.ops.dwq.add_relu_quantize_.default(x, o, _S, _Z, 8),
+    "add_affine_quantize_": lambda x, o: torch.ops.dwq.add_affine_quantize_.default(
+        x, o, torch.ones(3), torch.zeros(3), False, _S, _Z, 8),
+}
+
+
+@needs_ext
+@pytest.mark.parametrize("name", list(_IN_PLACE))
+def test_ops_bump_x_version_so_a_saved_x_is_refused(name):
+    """x that needs no grad but that autograd saved for another op's backward (here w's): the ops wrote
+    it without bumping its version, so backward ran on the new values and gave w a wrong gradient
+    (off by up to 21 here); torch's in-place ops make that backward fail, and so do these now."""
+    w = torch.ones(3, 1, 1, requires_grad=True)
+    x, o = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    y = (w * x).sum()
+    v = x._version
+    _IN_PLACE[name](x, o)
+    assert x._version > v
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+    with torch.inference_mode():  # (inference tensors have no version: allowed inside, refused outside)
+        xi, oi = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+        _IN_PLACE[name](xi, oi)
+    before = xi.clone()
+    with pytest.raises(RuntimeError, match=f"dwq.{name}: x is an inference tensor"):
+        _IN_PLACE[name](xi, oi)
+    assert torch.equal(xi, before)  # refused before the kernel wrote
+
+
 def test_wrapper_is_differentiable_where_autograd_records():
     x, o = torch.randn(2, 3, 4, 4, requires_grad=True), torch.randn(2, 3, 4, 4)
     r.add_relu_(x * 1, o).sum().backward()

@@ -147,6 +147,8 @@ def test_reference_flags_have_equivalents():
     ([], "required"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--attack", "bim"], "invalid choice"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--eot-iter", "0"], "must be >= 1"),
+    (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--bandits-queries", "1"],  # (one step is 2 queries)
+     "argument --bandits-queries: must be >= 2, got 1"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "0"], "(0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--epsilon", "1.5"], "outside [0, 1]"),
     (["eval", "--checkpoint", "c.pt", "--out", "{tmp}/a", "--protocols", "papers"], "invalid choice"),

@@ -467,6 +467,9 @@ def test_evaluate_refuses_a_model_with_more_outputs_than_the_datas_classes(model
                                          ("pgd", dict(steps=2.5), r"steps must be an int >= 0, got 2.5"),
                                          ("pgd", dict(restarts=0), r"restarts must be an int >= 1, got 0"),
                                          ("bandits", dict(bandits_tile=0), r"bandits_tile must be an int >= 1, got 0"),
+                                         # (0 or 1 query ran no step: the clean accuracy was its robust accuracy)
+                                         ("bandits", dict(bandits_queries=1),
+                                          r"bandits_queries \(2 per Bandits step\) must be an int >= 2, got 1"),
                                          ("cw-linf", dict(cw_tau=0.0), r"cw_tau must be in \(0, 1\].*got 0.0")])
 def test_make_attack_checks_its_settings_when_built(name, kw, msg):
     # not at the first call, which an evaluation reaches after its clean pass (or a ZeroDivisionError)

@@ -269,6 +269,51 @@ def test_state_dict_saved_before_the_observed_slot_still_loads(zero_point):
     assert upper.tolist() == ([4.0, 6.0, 0.0] if zero_point == "float" else [3.0, 4.0, 0.0])
 
 
+def test_float64_is_quantized_in_float64():
+    """What the README says of model.double(): the quotient x/s is float64's, so near float32 ties a
+    16-bit code differs by one from the float32 model's (the integer models compute in float32)."""
+    w = torch.randn(64, 256, generator=torch.Generator().manual_seed(0))
+    y32, y64 = WeightQuantizer()(w, 16), WeightQuantizer()(w.double(), 16)
+    s, z = choose_qparams(w.amin(1), w.amax(1), 16)
+    formula = (torch.clamp(torch.round(w.double() / s.double()[:, None]) + z[:, None], 0, 65535) - z[:, None])
+    assert torch.equal(y64, formula * s.double()[:, None])
+    assert 0 < int((y64.float() != y32).sum()) < 64
+
+
+def test_a_state_dict_without_version_is_read_as_the_current_one():
+    """A plain dict ({k: v}, a safetensors file) has no _metadata: it was upgraded as version 1, so an
+    int-mode state_dict loaded into a "float" layer (running_max taken for the old float bound, outputs
+    off by 0.35) and a smaller set's slots were padded into this one's, both under strict=True."""
+    src = ActQuantizer([4, 8]).train()
+    src(torch.randn(64) + 2, 4)
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "running_range"'):
+        ActQuantizer([4, 8], zero_point="float").load_state_dict(dict(src.state_dict()))
+    small = ActQuantizer([4]).train()
+    small(torch.randn(10) * 3, 4)
+    with pytest.raises(RuntimeError, match="size mismatch for running_min"):
+        ActQuantizer([4, 8]).load_state_dict(dict(small.state_dict()))
+    q = ActQuantizer([4, 8], zero_point="float")
+    q.load_state_dict(dict(ActQuantizer([4, 8], zero_point="float").state_dict()))  # the current format loads
+
+
+def test_module_type_keeps_the_flags_bool_and_a_listed_precision_runs_in_eval():
+    """nn.Module.type casts every buffer: the bool flags became float and every later forward failed;
+    eval mode kept its qparams under an unhashable key for a precision given as a list."""
+    from dwq.nn import QConv2d
+
+    c = QConv2d(2, 3, 3, precisions=[4, 8])
+    x = torch.randn(2, 2, 5, 5)
+    y = c(x)
+    c.type(torch.float32)
+    assert c.input_quant.initialized.dtype == torch.bool
+    torch.testing.assert_close(c(x), y, rtol=0, atol=0.3)  # (a second train-mode batch moved the range)
+    aq = ActQuantizer([4, (4, 8)]).train()
+    aq(torch.randn(10), 8, [4, 8])
+    aq.eval()
+    x = torch.randn(10)
+    assert torch.equal(aq(x, 8, [4, 8]), aq(x, 8, (4, 8)))
+
+
 def test_float32_tie_differs_from_real_arithmetic():
     """The contract is float32 arithmetic: s = float32(1/7) > 1/7, so -0.5/s = -3.4999998 rounds to -3,
     where real arithmetic gives the tie -3.5 and round-half-to-even -4 (module docstring of qparams)."""

@@ -218,13 +218,18 @@ def test_nan_and_inf_errors_are_the_reference_ones(device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_the_cpu_weight_op_raises_on_nan_channels_itself(dtype):
     """The CPU kernel counts NaN channels and raises (WeightQuantizer no longer scans its output for
-    them: a NaN check was 6 us of host time per layer); inf is raised first, as before."""
+    them: a NaN check was 6 us of host time per layer). With NaN and inf channels both, NaN is named
+    first, as the pure-PyTorch path (a float64 weight) names it: inf came first, another error."""
     w = torch.randn(6, 40).to(dtype)
     w[1, 7] = w[4, 0] = float("nan")
     for bits in (2, 8, 16):
         with pytest.raises(ValueError, match=r"contains NaN.*2 output channel\(s\) hold NaN"):
             torch.ops.dwq.weight_fake_quantize(w, bits)
     w[2, 3] = float("inf")
+    for ww in (w, w.double()):
+        with pytest.raises(ValueError, match="the observed range contains NaN"):
+            WeightQuantizer()(ww, 4)
+    w[1, 7] = w[4, 0] = 0.0
     with pytest.raises(ValueError, match="1 output channel.*inf"):
         torch.ops.dwq.weight_fake_quantize(w, 4)
     w = torch.randn(6, 40).to(dtype)
@@ -277,6 +282,8 @@ def test_weight_fake_quantize_writes_autocast_dtype_as_the_cast_rounds(device, o
     for w_dtype, bad in ((torch.float16, torch.bfloat16), (torch.float32, torch.float64), (torch.bfloat16, torch.float32)):
         with pytest.raises(RuntimeError, match="dtype must be w's"):
             op(torch.randn(4, 4, device=device, dtype=w_dtype), 4, bad)
+    with pytest.raises(RuntimeError, match="weight_fake_quantize: w must be float32, float16 or bfloat16, got Double"):
+        op(torch.randn(4, 4, device=device, dtype=torch.float64), 4)  # (the op has no x: it named one)
 
 
 @needs_cuda
@@ -443,7 +450,7 @@ def test_every_cpu_isa_is_bit_exact(isa, dtype):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("call", ["torch.ops", "wrapper"])
 def test_act_qparams_bumps_versions_however_called(device, call):
-    """The op's own ADInplaceOrView kernel (csrc/ops/quantizer_fused_inplace.cpp) does what torch's in-place
+    """The op's own ADInplaceOrView kernel (csrc/ops/inplace_versions.cpp) does what torch's in-place
     ops do, so torch.ops.dwq.act_qparams called directly is as safe as dwq's wrapper: a train-mode call
     bumps the three buffers' version counters (under no_grad too), so autograd refuses a range saved
     before it; eval mode writes and bumps nothing; inference-mode buffers (no version counter) are

@@ -104,14 +104,14 @@ at::Tensor weight_fake_quantize_cpu(const at::Tensor& w, int64_t bits, std::opti
       run(reinterpret_cast<const S*>(wc.data_ptr<scalar_t>()), reinterpret_cast<S*>(out.data_ptr<scalar_t>()));
     });
   }
-  // Both are the reference path's errors, ValueErrors there and here (WeightQuantizer's finite-scale
-  // check, then its NaN check): raised by the kernel's own counts, so that the caller scans nothing
-  // (the CUDA kernel asserts on the device instead).
+  // Both are the reference path's errors, ValueErrors there and here, in its order (choose_qparams checks
+  // the range for NaN, then the scale for being finite): raised by the kernel's own counts, so that the
+  // caller scans nothing (the CUDA kernel asserts on the device instead).
+  TORCH_CHECK_VALUE(nans.load() == 0, "cannot quantize: the observed range contains NaN (the tensor has NaN values): "
+              "dwq.weight_fake_quantize: ", nans.load(), " output channel(s) hold NaN");
   TORCH_CHECK_VALUE(infs.load() == 0, "dwq.weight_fake_quantize: ", infs.load(),
               " output channel(s) hold inf or a range wider than float32 holds (max - min overflows), so their "
               "scale would not be finite");
-  TORCH_CHECK_VALUE(nans.load() == 0, "cannot quantize: the observed range contains NaN (the tensor has NaN values): "
-              "dwq.weight_fake_quantize: ", nans.load(), " output channel(s) hold NaN");
   return out;
 }
 

@@ -9,12 +9,12 @@ namespace dwq {
 // Internal linkage: compiled by g++ (CPU binding) and by nvcc's host compiler (CUDA binding).
 namespace {
 
-// x: a float32/float16/bfloat16 tensor on a device of type `device_type`.
-inline void check_fused_input(const char* op, const at::Tensor& x, at::DeviceType device_type) {
-  TORCH_CHECK(x.device().type() == device_type, "dwq.", op, ": x must be a ", at::DeviceTypeName(device_type),
-              " tensor here, got device ", x.device());
+// The op's input `name`: a float32/float16/bfloat16 tensor on a device of type `device_type`.
+inline void check_fused_input(const char* op, const char* name, const at::Tensor& x, at::DeviceType device_type) {
+  TORCH_CHECK(x.device().type() == device_type, "dwq.", op, ": ", name, " must be a ",
+              at::DeviceTypeName(device_type), " tensor here, got device ", x.device());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16,
-              "dwq.", op, ": x must be float32, float16 or bfloat16, got ", x.scalar_type());
+              "dwq.", op, ": ", name, " must be float32, float16 or bfloat16, got ", x.scalar_type());
 }
 
 inline void check_act_state(const char* name, const at::Tensor& t, at::ScalarType dtype, const at::Tensor& x,
@@ -30,7 +30,7 @@ inline void check_act_state(const char* name, const at::Tensor& t, at::ScalarTyp
 inline void check_act_qparams_args(const at::Tensor& x, const at::Tensor& running_min, const at::Tensor& running_max,
                                    const at::Tensor& initialized, int64_t slot, int64_t observed, int64_t bits,
                                    double ema, bool training, at::DeviceType device_type) {
-  check_fused_input("act_qparams", x, device_type);
+  check_fused_input("act_qparams", "x", x, device_type);
   TORCH_CHECK(!training || x.numel() > 0, "dwq.act_qparams: x is empty, got shape ", x.sizes(),
               ": train mode needs the range of at least one element");
   TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.act_qparams: bits must be in 2..16, got ", bits);
@@ -55,7 +55,7 @@ inline at::ScalarType weight_fake_quantize_out_type(const at::Tensor& w, std::op
 }
 
 inline void check_weight_fake_quantize_args(const at::Tensor& w, int64_t bits, at::DeviceType device_type) {
-  check_fused_input("weight_fake_quantize", w, device_type);
+  check_fused_input("weight_fake_quantize", "w", w, device_type);
   TORCH_CHECK(bits >= 2 && bits <= 16, "dwq.weight_fake_quantize: bits must be in 2..16, got ", bits);
   TORCH_CHECK(w.dim() >= 1 && w.size(0) > 0, "dwq.weight_fake_quantize: w must have output channels in dim 0, got ",
               w.sizes());

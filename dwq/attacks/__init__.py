@@ -3,9 +3,10 @@ dwq.nn's mode keeper, so that any model callable can be attacked).
 
 Every attack takes a *model callable* ``model(x) -> logits`` on images in
 ``[0, 1]`` (``float [N, C, H, W]``) and integer labels ``y: int64 [N]``, and
-returns adversarial images of the same shape in ``[0, 1]``. They never change
+returns adversarial images of the same shape in ``[0, 1]`` (:func:`bandits_td` with
+the queries it used; :func:`apgd_eot` returns a dict of tensors, see its docstring). They never change
 the model's precision themselves: to attack a quantized model at precision
-``p``, pass ``lambda x: run_at(model, p, x)``; to attack the expectation over a
+``p``, pass ``dwq.eval.run_at(model, p)``; to attack the expectation over a
 precision set (EOT), pass a *list* of such callables to :func:`eot_pgd`, or a
 callable ``loss_fn(x_adv) -> per-sample loss``.
 

@@ -346,11 +346,12 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     x_adv = x.clone()
     queries = torch.zeros(n, dtype=torch.long, device=x.device)
 
-    def eg_step(p, g, lr):  # exponentiated-gradient step of the original code, prior kept in [-1, 1]
-        real = (p + 1) / 2
-        pos = real * torch.exp(lr * g)
-        neg = (1 - real) * torch.exp(-lr * g)
-        return (pos / (pos + neg)) * 2 - 1
+    def eg_step(p, g, lr):
+        # The original code's exponentiated-gradient step, real' = real·e^a / (real·e^a + (1 - real)·e^-a)
+        # with real = (p + 1) / 2 and a = lr·g, in its closed form tanh(a + atanh(p)): the quotient's
+        # exponentials overflowed to inf/inf = NaN for a > 88 (a confident model's loss differences),
+        # so the model was queried with NaN images and the image stopped moving. p stays in [-1, 1].
+        return torch.tanh(lr * g + torch.atanh(p))
 
     with torch.no_grad():
         z = model(x_adv)

@@ -95,6 +95,7 @@ def _int_at_least(lo: int):
 
 positive_int = _int_at_least(1)
 nonneg_int = _int_at_least(0)
+bandits_budget = _int_at_least(2)  # (one Bandits step is 2 queries: fewer attacked nothing)
 
 
 def cpu_count() -> int:

@@ -16,9 +16,9 @@ from dwq._version import __version__
 from . import demo_resume
 from . import deploy as deploy_cli
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, check_run_classes, existing_checkpoint,
-                     folder_lock, fresh_dir, given_flags, interrupt_outcome, nonneg_int, path_arg, pnames,
-                     positive_fraction, positive_int, precision_arg, precisions_within, resumable_dir, seed_arg,
+from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, bandits_budget, check_run_classes,
+                     existing_checkpoint, folder_lock, fresh_dir, given_flags, interrupt_outcome, nonneg_int, path_arg,
+                     pnames, positive_fraction, positive_int, precision_arg, precisions_within, resumable_dir, seed_arg,
                      sigterm_as_interrupt, stdout_to_devnull, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--restarts", type=positive_int, default=1, help="PGD / EOT-PGD restarts (paper: 10)")
     e.add_argument("--cw-tau", type=positive_fraction, default=0.05,
                    help="--attack cw-linf only: initial τ (paper: 0.05/0.1/0.2)")
-    e.add_argument("--bandits-queries", type=positive_int, default=1000,
-                   help="--attack bandits only: query budget per image")
+    e.add_argument("--bandits-queries", type=bandits_budget, default=1000,
+                   help="--attack bandits only: query budget per image, >= 2 (2 per step)")
     e.add_argument("--bandits-tile", type=positive_int, default=4,
                    help="--attack bandits only: tile size of the data prior")
     e.add_argument("--protocols", nargs="+", default=["paper", "adaptive", "transfer"], choices=EVAL_PROTOCOLS,

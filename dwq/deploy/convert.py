@@ -326,7 +326,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
             raise ConversionError(f"cannot convert {_where(n, modules)}: its input is passed by keyword "
                                   f"({', '.join(n.kwargs)}); convert reads the input as the first positional argument")
         if kinds[n] == "relu" and _inplace(n, modules) and isinstance(n.args[0], fx.Node):
-            later = [u.name for u in n.args[0].users if order[u] > order[n]]
+            later = [u.name for a in _aliases(n.args[0], kinds) for u in a.users if u is not n and order[u] > order[n]]
             if later:
                 raise ConversionError(f"cannot convert {_where(n, modules)}: an in-place ReLU whose input is read "
                                       f"again after it (by {later[0]!r}), which eager PyTorch feeds the ReLU's "
@@ -418,6 +418,25 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     if current in ps:
         set_precision(int_model, current)
     return int_model.to(next(iter(model.buffers())).device).eval()
+
+
+_ALIAS_KINDS = ("identity", "flatten")
+
+
+def _aliases(node, kinds) -> set:
+    """The nodes whose tensors share ``node``'s storage in eager PyTorch: back through identities
+    (nn.Identity, eval-mode Dropout) and flattens to the tensor that owns it, then every identity or
+    flatten of that tensor, so an in-place ReLU on any of them is seen by all of their readers."""
+    root = node
+    while kinds[root] in _ALIAS_KINDS and root.args and isinstance(root.args[0], fx.Node):
+        root = root.args[0]
+    group, todo = set(), [root]
+    while todo:
+        a = todo.pop()
+        if a not in group:
+            group.add(a)
+            todo += [u for u in a.users if kinds[u] in _ALIAS_KINDS]
+    return group
 
 
 _RECORDED = ("model_class", "precisions", "quantizer", "float_checkpoint_bytes")

@@ -54,7 +54,8 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
         return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau, c_init=0.1, binary_steps=1, steps=100),
                                               x.detach(), epsilon)
     if name == "bandits":
-        A.check_count(bandits_queries, "bandits_queries")
+        # (a budget under one step's 2 queries attacked nothing: clean accuracy, reported as robust accuracy)
+        A.check_count(bandits_queries, "bandits_queries (2 per Bandits step)", 2)
         A.check_count(bandits_tile, "bandits_tile", 1)
         return lambda f, x, y: A.bandits_td(f, x, y, epsilon, max_queries=bandits_queries,
                                             tile_size=bandits_tile, generator=generator)[0]

@@ -43,7 +43,7 @@ def act_qparams(x: torch.Tensor, running_min: torch.Tensor, running_max: torch.T
     A train-mode call bumps the buffers' version counters, as torch's in-place ops do (autograd then
     refuses a value saved before the update instead of using the new one), and refuses inference-mode
     buffers outside inference mode before any write: the op's own ADInplaceOrView kernel does both
-    (csrc/ops/quantizer_fused_inplace.cpp), so ``torch.ops.dwq.act_qparams`` called directly does too.
+    (csrc/ops/inplace_versions.cpp), so ``torch.ops.dwq.act_qparams`` called directly does too.
     """
     return torch.ops.dwq.act_qparams.default(x, running_min, running_max, initialized, slot, observed, bits, ema,
                                              training)

@@ -24,7 +24,8 @@ def fake_quantize_ref(
     """``q = clamp(round(x / s) + z, 0, 2^b - 1)``, ``x_hat = (q - z) * s`` in x's dtype.
 
     Same argument contract as :func:`dwq.ops.fake_quantize`; codes are int32 (empty unless asked).
-    float16/bfloat16 x is computed in float32 and rounded back, as the kernels do.
+    float16/bfloat16 x is computed in float32 and rounded back, as the kernels do; float64 x in float64
+    (the one dtype outside the float32 contract: near a tie its code can differ by one from float32's).
     """
     low = x.dtype in (torch.float16, torch.bfloat16)
     if low:  # (in half, x / s and the zero point lose bits: hundreds of codes per million differed)

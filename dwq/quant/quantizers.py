@@ -291,11 +291,11 @@ class ActQuantizer(nn.Module):
     def _apply(self, fn, recurse=True):
         # The range and its EMA stay float32 whatever the module is cast to (model.half(): the fused
         # kernels take float32 state, and the pure-PyTorch path computes the EMA in float32), unrounded.
-        kept = {name: getattr(self, name) for name in ("running_min", self._upper_name)}
+        kept = {name: getattr(self, name) for name in ("running_min", self._upper_name, "initialized")}
         super()._apply(fn, recurse)
         for name, old in kept.items():
             new = getattr(self, name)
-            if new.dtype != torch.float32:
+            if new.dtype != old.dtype:  # (module.type(dtype) casts the bool flags too)
                 setattr(self, name, old.to(new.device))
         # The masks are constants, not state (no state_dict entry): rebuilt, since fn may be to_empty's,
         # which leaves uninitialized memory that load_state_dict never overwrites.
@@ -432,7 +432,7 @@ class ActQuantizer(nn.Module):
         """Quantizes ``x`` at ``bits`` (None: full precision, ``x`` itself; train mode still tracks
         its range); ``precision`` (see :meth:`slot`; default: ``bits``, the precision of a layer whose
         weights and activations share the width) picks the range slot."""
-        call = (bits, precision)
+        call = (bits, tuple(precision) if isinstance(precision, list) else precision)  # (a key of the kept qparams)
         if not self.training and type(bits) is int and not torch.compiler.is_compiling() and not self._graphed:
             # Eval mode with a tracked range, first and in few steps (issue 10: a GPU's eager eval forward
             # is bound by the host): the kept qparams of this call, if the buffers are unchanged. (Not while
@@ -510,7 +510,10 @@ class ActQuantizer(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         version = (local_metadata or {}).get("version")
-        if version is None or version < 2:
+        # Only a dict that says it is version 1: a plain dict ({k: v ...}, a safetensors file) carries no
+        # version, and read as version 1 an int-mode state_dict loaded into a "float" layer (running_max
+        # taken for the old float bound) and a smaller set's slots were padded into this one's, silently.
+        if version is not None and version < 2:
             _upgrade_v1(self, state_dict, prefix)
         # The flags load only with the range they vouch for: strict=False of a state_dict lacking a bound
         # (the other zero-point mode's, a filtered one) marked slots tracked with a range never loaded.
