@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -328,6 +329,34 @@ def test_a_diverged_run_says_so_and_its_metrics_stay_strict_json(tmp_path, capsy
         raise ValueError(f"not strict JSON: {name}")
     (rec,) = [json.loads(line, parse_constant=strict) for line in open(out / "metrics.jsonl")]
     assert rec["train_loss"] == "nan"
+
+
+def test_a_diverged_quantized_run_says_so_and_leaves_no_folder_behind(tmp_path, capsys):
+    """A quantized run stops where its quantizers meet NaN: that ended in the generic error handler,
+    with config.json left behind, a folder the same command then refused."""
+    out = tmp_path / "q"
+    argv = ["train", "--out", str(out), "--epochs", "1", "--lr", "1e30", "--num-bits", "4"] + TINY + ["--batch-size", "8"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "the training diverged at step" in err and "a lower --lr may help" in err, err
+    assert "no epoch completed, so there is nothing to resume" in err and list(out.iterdir()) == []
+
+
+def test_threads_are_recorded_and_a_resume_takes_the_run_s(tmp_path, capsys):
+    """A CPU run's numbers depend on the thread count (sums split by thread): a resume under another
+    count was not the uninterrupted run, without a word."""
+    out, before = tmp_path / "r", torch.get_num_threads()
+    try:
+        assert main(["train", "--out", str(out), "--epochs", "1", "--threads", "1"] + TINY) == 0
+        assert json.load(open(out / "config.json"))["extra"]["flags"]["threads"] == 1
+        torch.set_num_threads(2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (Trainer warns of a resume under another count)
+            assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 0
+        assert torch.get_num_threads() == 1
+        assert json.load(open(out / "config.json"))["extra"]["history"][1]["changed"] == {"epochs": [1, 2]}
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("line", ["7", "null", '{"epoch": "x"}', '{"epoch": true}', "[1]"])

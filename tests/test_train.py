@@ -266,14 +266,26 @@ def test_bad_config_is_rejected():
                         (dict(val_pgd_steps=-3), "val_pgd_steps must be >= 0 (an int), got -3"),
                         (dict(lr_gamma=-1.0), "lr_gamma > 0; got lr=0.05, weight_decay=0.0005, momentum=0.9, "
                                               "lr_gamma=-1.0"),
-                        (dict(alpha=None), "alpha (the PGD step) is None"),
+                        (dict(attack="fgsm-rs", epsilon=0.9, alpha=None),
+                         "the default step size (alpha = 1.25ε of fgsm-rs); give alpha. It must be in [0, 1]"),
                         (dict(precisions=[]), "precisions must not be empty"),
                         (dict(precisions=[4, "4", 8]), "precisions must not repeat"),
                         (dict(lr=float("inf")), "need finite lr > 0"),
                         (dict(seed=-1), "seed must be an int in 0..2^63 - 1, got -1")):
         with pytest.raises(ValueError, match=re.escape(message)):
             cfg(**kw).validate()
-    cfg(attack="fgsm", alpha=None).validate()  # FGSM's step defaults to epsilon
+
+
+def test_the_attack_step_defaults_to_the_cli_s():
+    """TrainConfig's step was a fixed 2/255 for every attack (FGSM-RS then stepped ε/4 of an ε 8/255 run,
+    not the documented 1.25ε; PGD at ε 0.3 stepped 0.0078): None now resolves as dwq train's --alpha."""
+    for attack, eps, step in (("pgd", 8 / 255, 2 / 255), ("pgd", 0.3, 0.075), ("fgsm", 0.1, 0.1), ("free", 0.1, 0.1),
+                              ("fgsm-rs", 8 / 255, 10 / 255), ("none", 0.1, None)):
+        c = TrainConfig(attack=attack, epsilon=eps).validate()
+        assert c.alpha == pytest.approx(step) if step is not None else c.alpha is None, (attack, c.alpha)
+    assert TrainConfig(attack="fgsm", epsilon=0.1, alpha=0.02).validate().alpha == 0.02
+    for attack, step in (("pgd", 2 / 255), ("fgsm-rs", 10 / 255)):  # reference=True: the reference's own step
+        assert TrainConfig(attack=attack, epsilon=0.3, reference=True).validate().alpha == step
 
 
 def test_the_largest_seed_the_cli_takes_trains(tmp_path):
@@ -519,6 +531,35 @@ def test_api_resume_refuses_another_config_and_leaves_the_callers_config_alone(t
     longer = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, progress=True, val_every=3),
                      str(tmp_path))
     assert longer.resume() and longer.fit().epoch == 2  # epochs, progress and val_every may change
+
+
+def test_api_resume_refuses_another_training_set_and_warns_of_another_thread_count(tmp_path):
+    """Only the config was compared: a resume on 100 of the run's 128 images went on with other batches
+    and another schedule, silently; a CPU resume with another thread count is not the uninterrupted run
+    (sums split by thread round differently), which it now says."""
+    Trainer(small_cnn(precisions=SET, width=8), tiny_data(128), cfg(epochs=1), str(tmp_path)).fit()
+    fewer = Trainer(small_cnn(precisions=SET, width=8), tiny_data(100), cfg(epochs=2), str(tmp_path))
+    with pytest.raises(CheckpointError, match="the checkpoint's run trained on 128 images; this training set has 100"):
+        fewer.resume()
+    threads = torch.get_num_threads()
+    ck = load_checkpoint(str(tmp_path / "last.pt"))
+    assert ck["threads"] == threads and ck["train_images"] == 128
+    torch.set_num_threads(threads + 1)
+    try:
+        with pytest.warns(UserWarning, match=f"resuming with {threads + 1} CPU thread.* trained with {threads}"):
+            assert Trainer(small_cnn(precisions=SET, width=8), tiny_data(128), cfg(epochs=2), str(tmp_path)).resume()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_fit_after_a_simulated_kill_is_refused(tmp_path):
+    """fit(stop_after_steps) leaves the Trainer inside an epoch: a second fit() restarted that epoch,
+    training its first batches twice and running past the schedule (14 updates of a 12-update run)."""
+    tr = Trainer(small_cnn(precisions=SET, width=8), tiny_data(128), cfg(epochs=2), str(tmp_path))
+    tr.fit(stop_after_steps=3)
+    with pytest.raises(RuntimeError, match=r"stopped inside epoch 2 at step 3 \(stop_after_steps\)"):
+        tr.fit()
+    assert tr.step == 3
 
 
 def test_resume_with_more_epochs_takes_the_stretched_schedule_from_its_first_update(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import sys
 import time
@@ -29,7 +30,7 @@ from dwq._version import __version__
 
 from .common import (CLIError, HelpFormatter, check_run_classes, flag, folder_lock, fresh_dir, interrupt_outcome,
                      nonneg_float, nonneg_int, path_arg, positive_float, positive_fraction, positive_int, precision_arg,
-                     seed_arg, unit_float, val_size_arg, write_failure, writable_dir)
+                     seed_arg, threads_arg, unit_float, val_size_arg, write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
                           apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
@@ -92,6 +93,19 @@ def _stopped(what: str, out: str, say: bool, resume_command: str):
                        f"{resume_command})") from None
     raise CLIError(f"{what}; no epoch completed, so there is nothing to resume (once fixed, the same command "
                    f"starts afresh)") from None
+
+
+def _diverged(model, e: ValueError):
+    """What a ValueError raised by a training step says of a diverged run, or None for another error:
+    a quantized run stops where its quantizers meet NaN or inf (a full-precision one goes on, its loss
+    reported non-finite), a traceback that did not say so."""
+    import torch
+
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        return f"{len(bad)} parameter tensor(s) hold NaN or inf, first {bad[0]}"
+    msg = first_line(e)
+    return msg if re.search(r"\bNaN\b|\binf\b|finite", msg) else None
 
 
 def _stopped_by_write(e: OSError, out: str, say: bool, resume_command: str):
@@ -201,7 +215,7 @@ def add_parser(sub):
     t.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA algorithms (cuDNN, cuBLAS with a fixed workspace): a run and its resumes "
                         "are bit-reproducible on a GPU, at some speed; an op without a deterministic CUDA kernel "
-                        "is then an error naming it. CPU runs are reproducible without it")
+                        "is then an error naming it. CPU runs are reproducible without it, at one --threads")
     # a resume restores the run's flags: these turn a restored --compile / --deterministic off (and
     # --progress a restored --no-progress)
     t.add_argument("--no-compile", dest="compile", action="store_false", default=False,
@@ -211,6 +225,9 @@ def add_parser(sub):
     t.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=False,
                    help="on --resume: continue a run that had --cuda-graphs without it")
     t.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
+    t.add_argument("--threads", type=threads_arg, default=None,
+                   help="torch CPU threads (default: torch's), recorded: a CPU run's numbers depend on it (sums split "
+                        "by thread round differently), so --resume takes the run's unless given")
     t.add_argument("--workers", type=nonneg_int, default=2,
                    help="data loader workers for folder datasets (mnist5k is held in memory and uses none)")
     t.add_argument("--no-progress", action="store_true", help="no tqdm progress bars (the epoch lines stay)")
@@ -324,6 +341,7 @@ def cmd_train(a):
                       progress=not f["no_progress"], extra=extra,
                       reference=f["reference"], compile=f["compile"], deterministic=f["deterministic"],
                       cuda_graphs=f["cuda_graphs"])
+    torch.set_num_threads(f["threads"])
     rank, world, device = setup(f["device"])
     say = rank == 0
     resume_command = _launched(resume_command, world)
@@ -374,6 +392,12 @@ def cmd_train(a):
             _stopped(str(e).strip().splitlines()[-1].split("DatasetError: ", 1)[-1], a.out, say, resume_command)
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
             _stopped_by_write(e, a.out, say, resume_command)
+        except ValueError as e:
+            why = _diverged(tr.model, e)
+            if why is None:
+                raise
+            _stopped(f"the training diverged at step {tr.step} (epoch {tr.epoch + 1}): {why}; a lower --lr may "
+                     f"help", a.out, say, resume_command)
         finally:
             cleanup(synchronize=completed)
         if say:

@@ -28,6 +28,8 @@ PAPER_SET = list(range(4, 17))  # the paper's precision set, the default of --ra
 RESUME_MAY_CHANGE = {
     "epochs": "another value above the epochs done trains to it (the LR schedule spans the new total)",
     "workers": "data loading only",
+    "threads": "how the same computation runs on a CPU (its sums split by thread round differently); restored "
+               "from the run unless given",
     "no_progress": "console only; --progress turns it off",
     "device": "where the run continues (float rounding may differ between devices)",
     "data_dir": "the same dataset (--dataset must match) read from another folder, e.g. a node's local copy",
@@ -181,10 +183,9 @@ def resolve_flags(a, given) -> tuple[dict, list]:
         raise CLIError("--epsilon is the radius of the training and validation attacks; with --attack none and "
                        "no PGD validation (--val-size 0 or --val-pgd-steps 0) nothing uses it")
     if a.alpha is None and a.attack != "none":
-        # PGD: ε/4, the reference's 2/255 at its ε 8/255; a fixed 2/255 left 7 steps 0.055 from the start
-        # at ε 0.3, an attack far weaker than the ε the run records
-        a_default = {"pgd": (a.epsilon / 4, "ε/4"), "fgsm": (a.epsilon, "ε"), "free": (a.epsilon, "ε"),
-                     "fgsm-rs": (1.25 * a.epsilon, "1.25ε")}[a.attack]
+        from dwq.train.config import default_alpha
+
+        a_default = default_alpha(a.attack, a.epsilon)
         f["alpha"] = a_default[0]
         defaults.append(("default", f"attack step {a_default[0]:.4g} ({a_default[1]}, the {a.attack} default)"))
     else:
@@ -234,6 +235,11 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     f["cuda_graphs"] = a.cuda_graphs
     f["deterministic"] = a.deterministic
     f["workers"] = a.workers
+    if a.threads is None:  # (torch's default, recorded as the count it is, for a resume to take)
+        import torch
+
+        a.threads = torch.get_num_threads()
+    f["threads"] = a.threads
     f["no_progress"] = a.no_progress
     for dest, v in vars(a).items():  # a flag not resolved above is recorded (and checked on --resume) as given
         if dest not in f and dest not in NOT_RECORDED and dest not in SPELLING_OF and not dest.startswith("_"):

@@ -11,7 +11,8 @@ from typing import Optional
 from dwq.attacks import check_eps
 from dwq.quant import normalize_set
 
-__all__ = ["TrainConfig", "TRAIN_ATTACKS", "SCHEDULES", "ZERO_GRAD", "RESUME_MAY_CHANGE", "lr_lambda", "jsonable"]
+__all__ = ["TrainConfig", "TRAIN_ATTACKS", "SCHEDULES", "ZERO_GRAD", "RESUME_MAY_CHANGE", "default_alpha", "lr_lambda",
+           "jsonable"]
 
 TRAIN_ATTACKS = ("pgd", "fgsm", "fgsm-rs", "free", "none")  # dwq.cli.train copies it (tests/test_cli.py checks)
 SCHEDULES = ("multistep", "cyclic", "constant")
@@ -25,7 +26,8 @@ RESUME_MAY_CHANGE = ("epochs", "progress", "val_every", "compile", "deterministi
 class TrainConfig:
     attack: str = "pgd"
     epsilon: float = 8 / 255
-    alpha: float = 2 / 255          # PGD step; FGSM/FGSM-RS step (default ε / 1.25ε when None)
+    alpha: Optional[float] = None   # the attack's step; None: default_alpha's (PGD ε/4, FGSM and free ε,
+                                    # FGSM-RS 1.25ε), as dwq train's --alpha
     attack_iters: int = 7
     free_replays: int = 4
     epochs: int = 10
@@ -81,11 +83,12 @@ class TrainConfig:
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
         check_eps(self.epsilon, "epsilon")
+        if self.alpha is None and self.attack != "none":
+            step, rule = default_alpha(self.attack, self.epsilon, self.reference)
+            check_eps(step, f"the default step size (alpha = {rule} of {self.attack}); give alpha. It")
+            self.alpha = step
         if self.alpha is not None:
             check_eps(self.alpha, "step size (alpha)")
-        elif self.attack == "pgd":
-            raise ValueError("alpha (the PGD step) is None: PGD has no default step (FGSM, FGSM-RS and free "
-                             "do); give one, e.g. epsilon / 4")
         # Counts must be ints: 2.5 or True would fail late in range() or count as 1.
         for name, low in (("attack_iters", 1), ("free_replays", 1), ("epochs", 1), ("batch_size", 1),
                           ("val_every", 1), ("test_select_steps", 1), ("val_pgd_steps", 0)):
@@ -110,6 +113,19 @@ class TrainConfig:
             if not self.random_precision and n != 1:
                 raise ValueError("without random precision training give exactly one training precision")
         return self
+
+
+def default_alpha(attack: str, epsilon: float, reference: bool = False) -> tuple:
+    """(step, its rule) of a training attack given no step: PGD ε/4 (the reference's 2/255 at its ε
+    8/255; a fixed 2/255 left 7 steps 0.055 from the start at ε 0.3, an attack far weaker than the ε
+    the run records), FGSM and free ε, FGSM-RS 1.25ε (Wong et al.); with ``reference``, the reference
+    code's own (:func:`dwq.train.reference.reference_alpha`: PGD 2/255, FGSM 10/255)."""
+    if reference and attack in ("pgd", "fgsm", "fgsm-rs"):
+        from dwq.train.reference import reference_alpha
+
+        return reference_alpha(attack), "the reference's"
+    return {"pgd": (epsilon / 4, "ε/4"), "fgsm": (epsilon, "ε"), "free": (epsilon, "ε"),
+            "fgsm-rs": (1.25 * epsilon, "1.25ε")}[attack]
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int):

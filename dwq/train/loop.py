@@ -173,6 +173,7 @@ class Trainer:
         # secrets, not random: the RNG states are part of the run.
         self.run_id = secrets.token_hex(8)
         self._continuing = False  # set by restore() and by fit(): out_dir then holds this run's files
+        self._stopped_at = None  # the step where fit(stop_after_steps) left an epoch unfinished
 
     # -- checkpoint -------------------------------------------------------------------
     def _own_state(self) -> dict:
@@ -203,7 +204,8 @@ class Trainer:
               "free_delta": ranks[0]["free_delta"], "rng": ranks[0]["rng"],
               "precision_rng": self.pgen.get_state(), "config": self.config_record(),
               "precision_set": [precision_name(p) for p in self.model_set],
-              "grad_defined": [i for i, p in enumerate(self._opt_params()) if p.grad is not None]}
+              "grad_defined": [i for i, p in enumerate(self._opt_params()) if p.grad is not None],
+              "train_images": len(self.train_set), "threads": torch.get_num_threads()}
         if len(ranks) > 1:
             st["rank_states"] = ranks
         return st
@@ -280,6 +282,15 @@ class Trainer:
         """Continue from checkpoint ``ck``, already checked with :func:`check_run_checkpoint`: its state,
         and metrics.jsonl cut back to the epochs it covers. ``run``: what that check returned (the
         folder as it read it); without it, metrics.jsonl is read here."""
+        # (the schedule's length and every epoch's batches follow from it: another set went on silently)
+        if ck.get("train_images", len(self.train_set)) != len(self.train_set):
+            raise CheckpointError(f"the checkpoint's run trained on {ck['train_images']} images; this training set "
+                                  f"has {len(self.train_set)}: resume with the same set")
+        threads = ck.get("threads")
+        if self.device.type == "cpu" and threads not in (None, torch.get_num_threads()) and self.rank == 0:
+            warnings.warn(f"resuming with {torch.get_num_threads()} CPU thread(s) a run that trained with {threads}: "
+                          "the result is not bit for bit the uninterrupted run's (sums split by thread round "
+                          f"differently); torch.set_num_threads({threads}) (dwq train --threads {threads}) makes it so")
         self.load_state(ck)
         self._continuing = True
         if self.rank == 0:
@@ -469,8 +480,12 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self, stop_after_steps: Optional[int] = None):
-        """Train until ``cfg.epochs``; ``stop_after_steps`` simulates a kill (for tests)."""
+        """Train until ``cfg.epochs``; ``stop_after_steps`` simulates a kill (for tests): the Trainer then
+        refuses another fit (its state is inside an epoch); a new Trainer resumes from last.pt."""
         c = self.cfg
+        if self._stopped_at is not None:  # (a second fit() restarted the epoch: batches trained twice)
+            raise RuntimeError(f"fit: this Trainer stopped inside epoch {self.epoch + 1} at step {self._stopped_at} "
+                               "(stop_after_steps); continue from last.pt with a new Trainer's resume()")
         if not self._continuing:
             self._check_fresh_out_dir()
         self._continuing = True
@@ -511,6 +526,7 @@ class Trainer:
                 l, cor, n = self.train_batch(x, y, share)
                 ls, cs, ns = ls + l, cs + cor, ns + n
                 if stop_after_steps is not None and self.step >= stop_after_steps:
+                    self._stopped_at = self.step
                     return self
             self.epoch += 1
             if self.world > 1:  # the epoch's figures are the global batches', not this rank's share
