@@ -106,6 +106,30 @@ def test_damaged_bytes_inside_a_tensor_are_refused(tmp_path):
     load_trained_model(str(tmp_path / "old.pt"))
 
 
+def test_damaged_bytes_in_the_optimizer_state_are_refused(tmp_path):
+    """The digest covered the model only: a flipped byte in a momentum buffer of last.pt was resumed
+    from silently. state_sha256 covers every other tensor (optimizer, RNG states); files without it load."""
+    momentum = torch.randn(257, generator=torch.Generator().manual_seed(3))
+    state = {"model": {"w": torch.ones(3)},
+             "optimizer": {"state": {0: {"momentum_buffer": momentum}}, "param_groups": []},
+             "rng": {"torch": torch.arange(40, dtype=torch.uint8)}, "config": {"extra": dict(EXTRA)}, "epoch": 1}
+    path = tmp_path / "last.pt"
+    save_checkpoint(str(path), state)
+    ck = load_checkpoint(str(path))
+    assert torch.equal(ck["optimizer"]["state"][0]["momentum_buffer"], momentum) and "state_sha256" in ck
+    data = bytearray(path.read_bytes())
+    at = data.find(momentum.numpy().tobytes())
+    assert at > 0
+    data[at + 9] ^= 0x10
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its tensors other than the model's \(optimizer, RNG "
+                                              r"states\) do not match the digest"):
+        load_checkpoint(str(tmp_path / "bad.pt"))
+    del ck["state_sha256"]
+    torch.save(ck, tmp_path / "old.pt")
+    assert load_checkpoint(str(tmp_path / "old.pt"))["epoch"] == 1
+
+
 def test_a_device_the_machine_lacks_is_named_not_the_file(tmp_path):
     path = _checkpoint(tmp_path / "ok.pt")
     with pytest.raises(CheckpointError, match=r"map_location='cuda:7': this machine has .*CUDA device.*ok.pt was not "

@@ -335,7 +335,8 @@ def test_a_diverged_quantized_run_says_so_and_leaves_no_folder_behind(tmp_path, 
     """A quantized run stops where its quantizers meet NaN: that ended in the generic error handler,
     with config.json left behind, a folder the same command then refused."""
     out = tmp_path / "q"
-    argv = ["train", "--out", str(out), "--epochs", "1", "--lr", "1e30", "--num-bits", "4"] + TINY + ["--batch-size", "8"]
+    argv = ["train", "--out", str(out), "--epochs", "1", "--lr", "1e30", "--num-bits", "4"] + TINY
+    argv += ["--batch-size", "8"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert _one_line(err) and "the training diverged at step" in err and "a lower --lr may help" in err, err

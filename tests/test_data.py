@@ -96,6 +96,31 @@ def test_a_partial_cifar_copy_names_its_first_missing_or_corrupt_file(tmp_path):
         get_datasets("cifar10", str(tmp_path))
 
 
+def test_an_evaluation_reads_only_the_test_split(tmp_path, monkeypatch):
+    """test_only (dwq eval): CIFAR unpickled and returned its 50,000 training images anyway; a corrupt
+    SVHN test file beside no train file was reported as the train file missing, "extract the whole
+    archive again" (SVHN's .mat files come from no archive)."""
+    torchvision_or_skip("CIFAR and SVHN are read by torchvision")
+    import torchvision.datasets as tvd
+
+    built = []
+
+    class Cifar:
+        def __init__(self, root, train, transform, download):
+            built.append(train)
+            self.transform = transform
+
+    monkeypatch.setattr(tvd, "CIFAR10", Cifar)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    train, test, _ = get_datasets("cifar10", str(tmp_path), test_only=True)
+    assert train is None and isinstance(test, Cifar) and built == [False]
+    pytest.importorskip("scipy", reason="torchvision reads SVHN's .mat files with scipy")
+    (tmp_path / "test_32x32.mat").write_bytes(b"not the published file")
+    with pytest.raises(DatasetError, match=r"test_32x32\.mat is corrupt \(its MD5 differs from the published one\); "
+                                           r"download it again"):
+        get_datasets("svhn", str(tmp_path), test_only=True)
+
+
 def test_svhn_without_scipy_says_so(tmp_path, monkeypatch):
     """torchvision imports scipy.io only when it reads SVHN, and scipy is no dependency of dwq: a
     ModuleNotFoundError traceback."""

@@ -342,6 +342,9 @@ def test_bad_width_and_dataset_are_named():
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match=f"width must be a positive int .*got {bad}"):
             small_cnn(precisions=[4], width=bad)
+    import numpy as np  # (numpy ints are taken, as for num_classes)
+
+    assert small_cnn(precisions=[4], width=np.int64(8)).conv1.out_channels == 8
     with pytest.raises(ValueError, match="unknown dataset None; choose one of"):
         dwq.models.build_model("small_cnn", None, [4], True)
     with pytest.raises(ValueError, match="unknown dataset None for normalization"):

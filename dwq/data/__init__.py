@@ -254,26 +254,31 @@ def _image_folder(tvd, root: str, split: str, transform):
         raise DatasetError(f"imagenet: {folder}: {first_line(e)}") from None
 
 
-def _bad_file(tvd, name: str, root: str):
+def _bad_file(tvd, name: str, root: str, test_only: bool = False):
     """The first file of a CIFAR or SVHN copy that is missing or fails its MD5 (torchvision's one message,
-    "Dataset not found or corrupted.", names none), as a sentence; None if all are whole."""
+    "Dataset not found or corrupted.", names none), as a sentence; None if all are whole. CIFAR's
+    files come from one archive (torchvision checks them all, whatever the split); SVHN's are
+    downloaded one by one, and ``test_only`` reads its test file alone."""
     from torchvision.datasets.utils import check_integrity
 
     if name in ("cifar10", "cifar100"):
         cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
         files = [(os.path.join(root, cls.base_folder, f), md5) for f, md5 in cls.train_list + cls.test_list]
         files.append((os.path.join(root, cls.base_folder, cls.meta["filename"]), cls.meta["md5"]))
+        missing, again = "a partial copy? extract the whole archive again", "extract the archive again"
     elif name == "svhn":
-        files = [(os.path.join(root, tvd.SVHN.split_list[s][1]), tvd.SVHN.split_list[s][2]) for s in ("train", "test")]
+        splits = ("test",) if test_only else ("train", "test")
+        files = [(os.path.join(root, tvd.SVHN.split_list[s][1]), tvd.SVHN.split_list[s][2]) for s in splits]
+        missing = again = "download it again"
     else:
         return None
     for path, md5 in files:
         if not os.path.isfile(path):
-            return f"{path} is missing: a partial copy? extract the whole archive again"
+            return f"{path} is missing: {missing}"
         if not os.access(path, os.R_OK):
             return f"{path} cannot be read (permission denied)"
         if not check_integrity(path, md5):
-            return f"{path} is corrupt (its MD5 differs from the published one); extract the archive again"
+            return f"{path} is corrupt (its MD5 differs from the published one); {again}"
     return None
 
 
@@ -334,8 +339,8 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True, test_
         if info.name in ("cifar10", "cifar100"):
             cls = tvd.CIFAR10 if info.name == "cifar10" else tvd.CIFAR100
             tr, te = cifar_transforms(augment)
-            train, test = (cls(root, train=True, transform=tr, download=False),
-                           cls(root, train=False, transform=te, download=False))
+            test = cls(root, train=False, transform=te, download=False)
+            train = None if test_only else cls(root, train=True, transform=tr, download=False)
         elif info.name == "svhn":
             tr = T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor
             test = tvd.SVHN(root, split="test", transform=to_tensor, download=False)
@@ -360,5 +365,5 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True, test_
         raise
     except (RuntimeError, FileNotFoundError, OSError, ValueError) as e:  # torchvision's own checks
         # torchvision's advice to pass download=True does not apply: dwq never downloads.
-        why = _bad_file(tvd, info.name, root) or str(e).replace(" You can use download=True to download it", "")
+        why = _bad_file(tvd, info.name, root, test_only) or str(e).replace(" You can use download=True to download it", "")
         raise DatasetError(f"{info.name}: could not read {root} ({why}). Expected {info.expected.replace('ROOT', root)}") from e

@@ -4,6 +4,7 @@ normalize -> conv1 3x3 (1->32) -> BN-ReLU -> maxpool -> conv2 3x3 (32->64) -> BN
 -> conv3 3x3 (64->128) -> BN-ReLU -> global average pool -> fc (128->num_classes).
 conv2 and conv3 are the quantized body; conv1 and fc follow the policy (full precision by default).
 """
+import operator
 from typing import Optional, Sequence
 
 import torch
@@ -57,8 +58,13 @@ def small_cnn(num_classes: int = 10, precisions: Optional[Sequence] = None, poli
     quantized; conv1 and fc full precision). mean/std default to MNIST's (0.1307,)/(0.3081,).
     """
     num_classes = check_num_classes(num_classes)
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+    try:  # (numpy ints too, as num_classes)
+        w = None if isinstance(width, bool) else operator.index(width)
+    except TypeError:
+        w = None
+    if w is None or w < 1:
         # 0 built a model without channels, -1 failed in torch's tensor allocation, 2.5 in its group check.
         raise ValueError(f"width must be a positive int (channels of the first conv), got {width!r}")
+    width = w
     policy = QuantPolicy() if policy is None else policy
     return SmallCNN(num_classes, default_precisions(precisions), policy, switchable_bn, mean, std, width)

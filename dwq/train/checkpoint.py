@@ -66,32 +66,64 @@ def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
 
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` atomically to ``path`` (tmp file + fsync + os.replace). A failed or
-    interrupted write leaves the previous ``path`` and no temporary file. A ``model`` state_dict gets
-    its digest beside it (``model_sha256``), which :func:`load_checkpoint` checks."""
-    torch_save_atomic(path, with_model_digest(state))
+    interrupted write leaves the previous ``path`` and no temporary file. The state gets its digests
+    (:func:`with_digests`), which :func:`load_checkpoint` checks."""
+    torch_save_atomic(path, with_digests(state))
 
 
 def _tensors_only(model) -> bool:
     return isinstance(model, dict) and bool(model) and all(isinstance(v, torch.Tensor) for v in model.values())
 
 
-def with_model_digest(state: dict) -> dict:
-    """``state`` with ``model_sha256``, the digest of its ``model`` state_dict, unless it has one (a state
-    saved to several files is digested once) or its model is not a dict of tensors."""
-    if "model_sha256" in state or not _tensors_only(state.get("model")):
+_DIGESTS = ("model_sha256", "state_sha256")
+
+
+def _state_tensors(state: dict) -> dict:
+    """Every tensor of a checkpoint outside its model (optimizer moments, RNG states, free training's
+    perturbation, ...), named by its path in the state."""
+    out = {}
+
+    def walk(v, path):
+        if isinstance(v, torch.Tensor):
+            out[path] = v
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{path}.{k}")
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(x, f"{path}[{i}]")
+
+    for k, v in state.items():
+        if k != "model" and k not in _DIGESTS:
+            walk(v, str(k))
+    return out
+
+
+def with_digests(state: dict) -> dict:
+    """``state`` with ``model_sha256``, the digest of its ``model`` state_dict (unless its model is not a
+    dict of tensors), and ``state_sha256``, that of every other tensor it holds (a resume reads the
+    optimizer's moments and the RNG states too); a state that has them (saved to several files) is
+    digested once."""
+    if "state_sha256" in state:
         return state
-    return {**state, "model_sha256": tensor_digest(state["model"])}
+    out = {**state, "state_sha256": tensor_digest(_state_tensors(state))}
+    if "model_sha256" not in state and _tensors_only(state.get("model")):
+        out["model_sha256"] = tensor_digest(state["model"])
+    return out
 
 
-def _check_digest(path: str, ck: dict) -> None:
-    # torch.load does not check the zip's CRCs: damaged bytes inside a tensor loaded as other weights.
-    # (A checkpoint of before the digest has none: it loads as it did.)
+def _check_digests(path: str, ck: dict) -> None:
+    # torch.load does not check the zip's CRCs: damaged bytes inside a tensor loaded as other weights
+    # (or another optimizer state, which a resume went on with). A checkpoint of before the digests has
+    # none (or only the model's): it loads as it did.
     want = ck.get("model_sha256")
-    if want is None or not _tensors_only(ck.get("model")):
-        return
-    if tensor_digest(ck["model"]) != want:
+    if want is not None and _tensors_only(ck.get("model")) and tensor_digest(ck["model"]) != want:
         raise CheckpointError(f"{path} is corrupt: its model's tensors do not match the digest stored when it was "
                               f"saved (model_sha256)")
+    want = ck.get("state_sha256")
+    if want is not None and tensor_digest(_state_tensors(ck)) != want:
+        raise CheckpointError(f"{path} is corrupt: its tensors other than the model's (optimizer, RNG states) do not "
+                              f"match the digest stored when it was saved (state_sha256)")
 
 
 def _refuse_safetensors(path: str) -> None:
@@ -132,7 +164,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries; a reference-code "
                               f"checkpoint loads with dwq.models.load_reference_state_dict)")
-    _check_digest(path, ck)
+    _check_digests(path, ck)
     return ck
 
 

@@ -64,7 +64,7 @@ from dwq.ops.fake_quant import inductor_exact_division
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 
 from .batches import BatchLoader, epoch_batches, in_memory, rank_batches
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, with_model_digest
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, with_digests
 from .config import RESUME_MAY_CHANGE, SCHEDULES, TRAIN_ATTACKS, ZERO_GRAD, TrainConfig, jsonable, lr_lambda
 from .determinism import deterministic
 from .dist import active as dist_active
@@ -563,7 +563,7 @@ class Trainer:
                     # its line is a folder that resume() refuses as another run's
                     f.flush()
                     os.fsync(f.fileno())
-                st = with_model_digest(st)  # (once: last.pt and best.pt hold the same state)
+                st = with_digests(st)  # (once: last.pt and best.pt hold the same state)
                 save_checkpoint(os.path.join(self.out_dir, "last.pt"), st)
                 if write_best:
                     save_checkpoint(os.path.join(self.out_dir, "best.pt"), st)
