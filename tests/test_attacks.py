@@ -108,7 +108,7 @@ def test_bandits_is_black_box_and_query_limited(trained):
 
 def test_bandits_never_queries_nan_on_a_confident_model(trained):
     """The prior's exponentiated-gradient step overflowed (inf / inf) once online_lr times a loss
-    difference passed 88: with the logits scaled by 10, 198 of 301 forwards got NaN images and those
+    difference passed 88: with the logits scaled by 10, 98 of 151 forwards got NaN images and those
     images stopped moving. The closed form keeps the prior in [-1, 1] and the same attack otherwise."""
     m, x, y = trained
     seen = []
@@ -117,10 +117,11 @@ def test_bandits_never_queries_nan_on_a_confident_model(trained):
         seen.append(bool(torch.isnan(z).any()))
         return m(z) * 10
 
-    xa, q = A.bandits_td(confident, x[:60], y[:60], EPS, max_queries=100, generator=torch.Generator().manual_seed(0))
+    # (all 200 images: on 60, the NaN tiles were all in images already fooled, whose queries are discarded)
+    xa, q = A.bandits_td(confident, x, y, EPS, max_queries=100, generator=torch.Generator().manual_seed(0))
     assert len(seen) > 1 and not any(seen)
-    assert not torch.isnan(xa).any() and (xa - x[:60]).abs().max() <= EPS + 1e-6
-    assert acc(m, xa, y[:60]) < acc(m, x[:60], y[:60])
+    assert not torch.isnan(xa).any() and (xa - x).abs().max() <= EPS + 1e-6
+    assert acc(m, xa, y) < acc(m, x, y)
 
 
 def test_cw_l2_and_autoattack_run(trained):

@@ -367,7 +367,8 @@ def test_evaluate_runs_each_attack_once_and_derives_every_figure(model_data, mon
     assert rep["rpi"]["pgd_paper_sampled"]["clusters"] == 3
     for k in ("attack", "epsilon", "alpha", "steps", "restarts", "seed", "protocols", "n"):
         assert k in rep
-    assert tm["epsilon"] == 0.1 and rep["bitops"]["rpi_mean"] < rep["bitops"]["per_precision"]["8"]
+    pp = rep["bitops"]["per_precision"]
+    assert tm["epsilon"] == 0.1 and rep["bitops"]["rpi_mean"] == pytest.approx((pp["2"] + pp["4"]) / 2)  # the RPI set's
     assert all(len(v) == len(y) for v in rep["per_image"].values())
     assert {"clean", "paper", "adaptive", "best_of_attacks"} <= set(rep["definitions"])
     E.write_report(rep, str(tmp_path))
@@ -392,6 +393,13 @@ def test_report_re_derives_every_rpi_interval_from_its_per_image_scores(model_da
     assert r["worst_case_of_attacks"]["acc"] <= r["pgd_adaptive_worst_case"]["acc"]
     assert "worst_case_of_attacks" in rep["definitions"]
     assert any(0 < v < 1 and v not in (0.5,) for v in pi["paper"])  # the fractional scores were exercised
+    # the demo's "diagonal minus off-diagonal, per image" reads these: means of the matrix's two parts
+    acc, k = rep["transfer_matrix"]["acc"], len(SET)
+    diag = sum(acc[i][i] for i in range(k)) / k
+    off = sum(acc[i][j] for i in range(k) for j in range(k) if i != j) / (k * (k - 1))
+    assert sum(pi["transfer_diagonal"]) / len(pi["transfer_diagonal"]) == pytest.approx(diag, abs=1e-6)
+    assert sum(pi["transfer_off_diagonal"]) / len(pi["transfer_off_diagonal"]) == pytest.approx(off, abs=1e-6)
+    assert diag != pytest.approx(off)
 
 @pytest.mark.parametrize("kw,msg", [(dict(protocols=["papers"]), "unknown protocol"),
                                     (dict(eot_iter=0), "eot_iter"), (dict(epsilon=0.0), "epsilon"),

@@ -272,8 +272,9 @@ def test_flags_and_policies_are_checked_not_coerced(build):
 
 def test_quant_policy_flags_must_be_bools_and_num_classes_may_be_a_numpy_int():
     np = pytest.importorskip("numpy", reason="numpy is not installed")
-    with pytest.raises(TypeError, match="QuantPolicy: classifier must be True or False, got 'no'"):
-        QuantPolicy(classifier="no")
+    for field in ("first_conv", "shortcut", "classifier"):  # ('no' is truthy: it quantized the layer)
+        with pytest.raises(TypeError, match=f"QuantPolicy: {field} must be True or False, got 'no'"):
+            QuantPolicy(**{field: "no"})
     model = small_cnn(num_classes=np.int64(7), precisions=[4])
     assert model(torch.rand(1, 1, 28, 28)).shape == (1, 7)
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 7.0"):

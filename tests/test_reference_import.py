@@ -190,6 +190,12 @@ def test_a_layer_without_its_branches_or_with_foreign_entries_is_refused():
     # QuantMeasure's counter of its measure mode has nothing to go to, and is no error
     counter = dict(ref_sd, **{"module.layer1.0.conv1.quantize_input.num_measured": torch.zeros(1)})
     load_reference_state_dict(model, counter)
+    # a one-branch file into a model with plain BN: the same words (it was a dwq internal error)
+    one = _as_reference(_randomize(_small(precisions=[8]), seed=5))
+    load_reference_state_dict(_small(precisions=[8], switchable_bn=False), one)
+    with pytest.raises(RuntimeError, match="entries with no place in PreActResNet: layer1.0.bn1.bn.0.foo$"):
+        load_reference_state_dict(_small(precisions=[8], switchable_bn=False),
+                                  dict(one, **{"module.layer1.0.bn1.bn.0.foo": torch.zeros(3)}))
 
 
 def test_reference_import_into_a_model_built_on_meta_and_emptied():

@@ -284,7 +284,7 @@ def test_the_attack_step_defaults_to_the_cli_s():
         c = TrainConfig(attack=attack, epsilon=eps).validate()
         assert c.alpha == pytest.approx(step) if step is not None else c.alpha is None, (attack, c.alpha)
     assert TrainConfig(attack="fgsm", epsilon=0.1, alpha=0.02).validate().alpha == 0.02
-    for attack, step in (("pgd", 2 / 255), ("fgsm-rs", 10 / 255)):  # reference=True: the reference's own step
+    for attack, step in (("pgd", 2 / 255), ("fgsm", 10 / 255), ("fgsm-rs", 10 / 255)):  # reference=True: its own
         assert TrainConfig(attack=attack, epsilon=0.3, reference=True).validate().alpha == step
 
 
