@@ -745,6 +745,11 @@ def test_resume_of_a_last_pt_missing_a_state_names_the_exception(run, tmp_path, 
     out = _copy(run, tmp_path)
     ck = torch.load(out / "last.pt", weights_only=True)
     del ck["precision_rng"]
+    torch.save(ck, out / "last.pt")  # (its digest of the other tensors no longer holds: refused as corrupt)
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert _one_line(err) and "last.pt is corrupt: its tensors other than the model's" in err, err
+    del ck["state_sha256"]  # (a file of before that digest)
     torch.save(ck, out / "last.pt")
     assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 2
     err = capsys.readouterr().err
@@ -1090,10 +1095,12 @@ def test_an_eval_or_demo_folder_in_use_is_refused(run, tmp_path, capsys):
         try:
             fcntl.flock(holder, fcntl.LOCK_EX)
             capsys.readouterr()
-            assert main(argv[:1] + ["--out", str(out), "--resume"] + argv[1:]) == 2
-            err = capsys.readouterr().err
-            assert _one_line(err) and f"--out {out}: another process (a dwq command still running?)" in err, err
-            assert sorted(p.name for p in out.rglob("*")) == before
+            # (and the same command again, without --resume: it was told the running eval was interrupted)
+            for resume in (["--resume"], [] if out == ev else ["--resume"]):
+                assert main(argv[:1] + ["--out", str(out)] + resume + argv[1:]) == 2
+                err = capsys.readouterr().err
+                assert _one_line(err) and f"--out {out}: another process (a dwq command still running?)" in err, err
+                assert sorted(p.name for p in out.rglob("*")) == before
         finally:
             os.close(holder)
 

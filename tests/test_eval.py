@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -555,9 +556,12 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         "stages_read_back": ["clean", "pgd at 2", "pgd at 4", "pgd at 8", "adaptive"], "batches_read_back": 0}
     # another evaluation's folder: refused, naming what differs, before any stage is read
     monkeypatch.setattr(R, "adaptive_protocol", real_adaptive)
-    with pytest.raises(StageDirError, match="another evaluation: seed 4 there, 5 here"):
+    with pytest.raises(StageDirError, match=r"another evaluation: seed 4 there, 5 here \(dwq eval --seed\)\. Give the "
+                                            r"interrupted evaluation's settings again to continue it, or remove"):
         E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **{**kw, "seed": 5})
-    with pytest.raises(StageDirError, match="another evaluation: the images or labels"):
+    with pytest.raises(StageDirError, match=r"pgd_options None there, .* here \(dwq eval --reference\)"):
+        E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw, pgd_options=dict(E.REFERENCE_PGD))
+    with pytest.raises(StageDirError, match=r"another evaluation: the images or labels \(dwq eval: another --n-test"):
         E.evaluate(m, x[:20], y[:20], SET, stage_dir=str(tmp_path / "st"), **kw)
     with pytest.raises(StageDirError, match="another evaluation: the model: a SmallCNN there, a Sequential here"):
         E.evaluate(torch.nn.Sequential(m), x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
@@ -577,6 +581,10 @@ def test_an_interrupted_evaluation_resumes_from_its_stage_dir(model_data, tmp_pa
         assert _without_timing(E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)) == _without_timing(want)
     finally:
         dwq.set_precision(m, left_at)
+    # a stage file holding another stage's result (copied by hand): named, where it ended in a traceback
+    shutil.copy(tmp_path / "st" / "pgd_at_2.pt", tmp_path / "st" / "clean.pt")
+    with pytest.raises(StageDirError, match=r"clean.pt holds the result of stage 'pgd at 2', not 'clean'; remove"):
+        E.evaluate(m, x, y, SET, stage_dir=str(tmp_path / "st"), **kw)
     # a stage file damaged on disk: named, with what to do
     (tmp_path / "st" / "clean.pt").write_bytes(b"PK\x03\x04 damaged")
     with pytest.raises(StageDirError, match=r"clean.pt is not a loadable saved evaluation stage .*; remove .*clean.pt "

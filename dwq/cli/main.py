@@ -299,6 +299,9 @@ def _eval(a, held: contextlib.ExitStack):
         _check_eval_resumable(a.out, stage_dir)
     else:
         interrupted = os.path.isdir(stage_dir) and not os.path.exists(os.path.join(a.out, "report.json"))
+        if interrupted:  # or running: then that is the error (it was called interrupted, --resume the advice)
+            with folder_lock(a.out):
+                pass
         fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted evaluation; continue it with "
                                             "--resume)" if interrupted else "")
     settings = _eval_settings(a, ck, precision_set(model), device)

@@ -82,20 +82,30 @@ _NOT_IDENTITY = ("protocols", "paper_batch", "autoattack_n", "autoattack_steps",
 _PGD_ONLY = ("alpha", "steps", "restarts")
 
 
+# the dwq eval flag behind a setting, named beside it: the keys alone left a user who changed --reference
+# reading "pgd_options None there, {...} here"
+_EVAL_FLAG = {"precisions": "--precisions", "attack": "--attack", "epsilon": "--epsilon", "alpha": "--alpha",
+              "steps": "--steps", "restarts": "--restarts", "seed": "--seed", "batch_size": "--batch-size",
+              "cw_tau": "--cw-tau", "bandits_queries": "--bandits-queries", "bandits_tile": "--bandits-tile",
+              "pgd_options": "--reference", "device": "--device"}
+
+
 def _differences(theirs: dict, ours: dict) -> list:
     out = []
     kinds = [str(d.get("model", "")).split(" ")[0] for d in (theirs, ours)]
     if kinds[0] != kinds[1]:  # e.g. dwq eval --integer (a StraightThrough) against the fake-quant model
-        out.append(f"the model: a {kinds[0] or '?'} there, a {kinds[1]} here")
+        integer = " (dwq eval --integer evaluates a StraightThrough)" if "StraightThrough" in kinds else ""
+        out.append(f"the model: a {kinds[0] or '?'} there, a {kinds[1]} here{integer}")
     elif theirs.get("model") != ours["model"]:
         out.append("the model's weights or state")
     elif theirs.get("layers") != ours["layers"]:
         out.append("the model's layer or quantizer options (e.g. zero_point=, act_ema=)")
     if theirs.get("data") != ours["data"]:
-        out.append("the images or labels")
+        out.append("the images or labels (dwq eval: another --n-test or --data-dir)")
     ts, os_ = theirs.get("settings"), ours["settings"]
     ts = ts if isinstance(ts, dict) else {}  # (a hand-edited file: every setting then differs, named)
-    out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here" for k in sorted(set(ts) | set(os_))
+    out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here"
+            + (f" (dwq eval {_EVAL_FLAG[k]})" if k in _EVAL_FLAG else "") for k in sorted(set(ts) | set(os_))
             if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY and (k in ts or k not in ADDED_LATER)
             and not (k in _PGD_ONLY and None in (ts.get(k), os_.get(k)))]
     return out
@@ -127,7 +137,9 @@ class StageStore:
                 raise StageDirError(f"{path}: not readable ({e}); remove {folder} to evaluate from the start") from None
             diff = _differences(theirs if isinstance(theirs, dict) else {}, identity)
             if diff:
-                raise StageDirError(f"{folder} holds the stages of another evaluation: " + "; ".join(diff))
+                raise StageDirError(f"{folder} holds the stages of another evaluation: " + "; ".join(diff)
+                                    + f". Give the interrupted evaluation's settings again to continue it, or remove "
+                                      f"{folder} to evaluate from the start")
             # The PGD settings a run without a PGD left None join the record once a resume uses them:
             # left None, every later resume was free to change them and read back a stage made with these
             filled = {k: identity["settings"][k] for k in _PGD_ONLY
@@ -148,7 +160,11 @@ class StageStore:
         path = self._path(name)
         if os.path.isfile(path):
             self.read_back.append(name)
-            return _read(path, "stage", self.device)[0]
+            result, stage = _read(path, "stage", self.device, "stage")
+            if stage != name:  # (a file copied or renamed by hand: another stage's result, a traceback later)
+                raise StageDirError(f"{path} holds the result of stage {stage!r}, not {name!r}; remove {path} to "
+                                    f"run that stage again")
+            return result
         parts = _Parts(path[:-len(".pt")] + ".parts", self.device, generators)
         token = _STAGE.set(parts)
         try:
