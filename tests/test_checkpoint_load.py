@@ -68,6 +68,17 @@ def test_config_that_is_not_a_dict_is_a_checkpoint_error(tmp_path):
         load_trained_model(str(tmp_path / "api.pt"))
 
 
+def test_a_checkpoint_without_switchable_bn_in_its_extra_reads_it_from_the_weights(tmp_path):
+    """TrainConfig.extra documents network, dataset and model_precisions; load_trained_model then built the
+    model with plain BN, and a model with every builder's default (switchable BN) did not load back."""
+    for sbn in (True, False):
+        model, _ = build_model("small_cnn", "mnist5k", [2, 4], sbn, width=4)
+        extra = {"network": "small_cnn", "dataset": "mnist5k", "model_precisions": ["2", "4"], "width": 4}
+        save_checkpoint(str(tmp_path / "api.pt"), {"model": model.state_dict(), "config": {"extra": extra}})
+        loaded, _ = load_trained_model(str(tmp_path / "api.pt"))
+        assert loaded.state_dict().keys() == model.state_dict().keys(), sbn
+
+
 @pytest.mark.parametrize("content,found", [(b"", "found an empty file"), (b"hello", "found a file starting with")])
 def test_a_file_that_is_no_torch_save_says_what_it_found(tmp_path, content, found):
     (tmp_path / "x.pt").write_bytes(content)

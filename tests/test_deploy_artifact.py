@@ -46,6 +46,10 @@ def test_bitpack_round_trip_at_exact_width(bits):
     assert stream == 1 | (((1 << bits) - 1) << bits)
     with pytest.raises(ValueError, match="codes must lie in"):
         pack_bits(torch.tensor([1 << bits]), bits)
+    with pytest.raises(ValueError, match="codes must lie in"):  # (narrowed to int32 first: packed as 3)
+        pack_bits(torch.tensor([2**32 + 3]), bits)
+    with pytest.raises(ValueError, match="codes must be an integer tensor, got torch.float32"):  # (2.7 packed as 2)
+        pack_bits(torch.tensor([2.7]), bits)
 
 
 @needs_ext

@@ -423,6 +423,8 @@ def test_evaluate_rejects_bad_input(model_data, kw, msg):
     (dict(precisions=[]), "precisions must not be empty"),  # torch.stack of nothing
     (dict(rpi_precisions=[]), "rpi_precisions must not be empty"),  # mean_ci's 'no NaN'
     (dict(precisions=[4, 4]), r"precisions must not repeat"),  # counted 4 twice in every RPI mean
+    # (make_attack's TypeError "unexpected keyword argument 'bogus'", naming neither)
+    (dict(pgd_options={"bogus": 1}), r"pgd_options must be a dict of \('early_stop', 'restart_select'\)"),
     (dict(steps=-1, protocols=["adaptive"], attack="fgsm"), r"steps must be an int >= 1, got -1"),
     # no step, or a step of 0: noise alone, reported as robust accuracy (the paper figure above clean)
     (dict(steps=0), r"steps must be an int >= 1, got 0"),

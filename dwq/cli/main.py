@@ -30,6 +30,7 @@ EVAL_PROTOCOLS = ("paper", "paper-sampled", "adaptive", "transfer", "autoattack-
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    """The ``dwq`` argument parser with every subcommand (train, eval, demo, deploy, bench)."""
     p = ArgumentParser(
         prog="dwq", formatter_class=HelpFormatter,
         description="Double-Win Quant: random precision training (RPT) and honest random precision "

@@ -70,6 +70,8 @@ DATASETS = {
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` (class count, input size, normalization, expected layout) of ``name``
+    (any case); ValueError naming the known datasets otherwise."""
     try:
         return DATASETS[name.lower()]
     except (KeyError, AttributeError):  # (None or a number: no .lower, which named nothing)

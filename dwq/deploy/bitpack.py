@@ -61,10 +61,14 @@ def _unpack_groups(raw: np.ndarray, bits: int) -> np.ndarray:
 def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """codes: integer tensor, any shape and device, values in 0..2^bits-1 -> uint8 [ceil(numel * bits / 8)] (CPU)."""
     bits = check_bits(bits)
-    flat = codes.detach().reshape(-1).to("cpu", torch.int32)
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:  # (2.7 was packed as 2)
+        raise ValueError(f"pack_bits: codes must be an integer tensor, got {codes.dtype}")
+    flat = codes.detach().reshape(-1).to("cpu", torch.int64)
     n = flat.numel()
+    # (checked before narrowing: int64 2^32 + 3 was packed as 3)
     if n and (int(flat.min()) < 0 or int(flat.max()) >= 1 << bits):
         raise ValueError(f"pack_bits: codes must lie in 0..{(1 << bits) - 1} for {bits} bits")
+    flat = flat.to(torch.int32)
     a = np.zeros((n + 7) // 8 * 8, np.int32)
     a[:n] = flat.numpy()
     out = [_pack_groups(a[i:i + _CHUNK], bits) for i in range(0, a.size, _CHUNK)]

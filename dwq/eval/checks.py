@@ -13,7 +13,7 @@ __all__ = ["check_evaluation"]
 
 def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha, steps, restarts, batch_size,
                      paper_batch, autoattack_n, autoattack_steps, eot_iter, seed, attack="pgd",
-                     num_classes=None) -> int:
+                     num_classes=None, pgd_options=None) -> int:
     """ValueError naming the argument, its value and what was expected. Returns the model's number
     of outputs (classes), read from one forward of one image."""
     A.check_autograd()  # else found at the first attack, after the clean pass
@@ -35,6 +35,11 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
             raise ValueError(f"autoattack_n must be at most the number of images ({len(y)}), got {autoattack_n}")
     if "autoattack-rand" in protocols:
         A.check_count(autoattack_steps, "autoattack_steps", 1)
+    if pgd_options is not None:  # (an unknown key was make_attack's TypeError, naming neither)
+        known = ("early_stop", "restart_select")
+        if not isinstance(pgd_options, dict) or set(pgd_options) - set(known) or attack != "pgd":
+            raise ValueError(f"pgd_options must be a dict of {known} for attack='pgd', got {pgd_options!r} for "
+                             f"attack={attack!r}")
     if attack == "pgd" or "adaptive" in protocols:  # EOT-PGD runs with these whatever the chosen attack
         # (a step of 0, or no step, attacked nothing: noise alone, reported as robust accuracy)
         A.check_eps(alpha, "step size (alpha)", positive=True)

@@ -96,8 +96,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     num_classes = check_evaluation(model, x, y, precisions, rset, protocols=protocols, epsilon=epsilon, alpha=alpha,
                                    steps=steps, restarts=restarts, batch_size=batch_size, paper_batch=paper_batch,
                                    autoattack_n=autoattack_n, autoattack_steps=autoattack_steps, eot_iter=eot_iter,
-                                   seed=seed, attack=attack,
-                                   num_classes=num_classes)
+                                   seed=seed, attack=attack, num_classes=num_classes, pgd_options=pgd_options)
     names = [pname(p) for p in precisions]
     missing = [pname(p) for p in rset if pname(p) not in names]
     if missing:

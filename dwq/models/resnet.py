@@ -48,6 +48,9 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    """Bottleneck ResNet (torchvision's layout) with quantized convs where ``policy`` says; built by
+    :func:`resnet50`."""
+
     def __init__(self, layers: Sequence[int], num_classes: int, precisions, policy: QuantPolicy,
                  switchable_bn: bool, mean, std):
         super().__init__()

@@ -23,6 +23,8 @@ __all__ = ["SmallCNN", "small_cnn"]
 
 
 class SmallCNN(nn.Module):
+    """The module docstring's network; built by :func:`small_cnn`."""
+
     def __init__(self, num_classes: int, precisions, policy: QuantPolicy, switchable_bn: bool, mean, std,
                  width: int = 32):
         super().__init__()

@@ -1,7 +1,9 @@
 """Loads the compiled operator library ``dwq._C`` once.
 
 Importing dwq never fails because the extension is missing: ``HAS_EXT`` says whether the
-``torch.ops.dwq.*`` kernels exist, and every wrapper falls back to its pure-PyTorch reference.
+``torch.ops.dwq.*`` kernels exist. The fake-quant, quantize and residual wrappers then fall back to
+their pure-PyTorch references (a fake-quant model trains and evaluates); the packed-weight integer ops
+(``pack_weight``, ``qgemm_acc``, ``qlinear``, ``qconv2d``, ...) need the extension and say so.
 ``DWQ_REQUIRE_EXT=1`` (set by CI) turns a missing extension into an ImportError, so a broken
 build cannot hide behind the fallback.
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import numpy as np
 import torch
@@ -26,10 +27,12 @@ __all__ = ["save_checkpoint", "load_checkpoint", "load_trained_model", "rng_stat
 
 
 class CheckpointError(RuntimeError):
-    pass
+    """A checkpoint that is missing, damaged, foreign or of another run: the message names the file."""
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict:
+    """Every RNG state a run draws from (torch CPU and CUDA, numpy, Python's, and ``generator``'s), as a
+    checkpoint keeps it; :func:`set_rng_state` puts it back."""
     np_state = np.random.get_state()
     st = {
         "torch": torch.get_rng_state(),
@@ -49,6 +52,7 @@ def _py_state_to_list(s):
 
 
 def set_rng_state(st: dict, generator: torch.Generator | None = None) -> None:
+    """Restore what :func:`rng_state` returned (CUDA states for the GPUs this machine has)."""
     # RNG states must be CPU byte tensors, whatever map_location the checkpoint was loaded with.
     torch.set_rng_state(st["torch"].cpu())
     n = st["numpy"]
@@ -208,7 +212,10 @@ def load_trained_model(path: str, device="cpu"):
     except (ValueError, TypeError) as err:  # a damaged or foreign config: name the file, not a traceback
         raise CheckpointError(f"{path}: its config does not describe a dwq model ({err})") from None
     try:
-        model, _ = build_model(ex["network"], ex["dataset"], precisions, ex.get("switchable_bn", False),
+        # (a Trainer of the Python API may not record it: read from the weights, every model's default
+        # being switchable BN, which the old default False refused to load)
+        sbn = ex["switchable_bn"] if "switchable_bn" in ex else _has_switchable_bn(ck["model"])
+        model, _ = build_model(ex["network"], ex["dataset"], precisions, sbn,
                                ex.get("width", 32), policy=policy, reference=bool(ex.get("reference")))
     except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: the weights do not fit a {ex['network']} "
@@ -224,6 +231,11 @@ def load_trained_model(path: str, device="cpu"):
         raise CheckpointError(f"{path}: the weights do not fit the {ex['network']} its config describes "
                               f"({_describe(ex, precisions)}): {why}") from None
     return model.to(device).eval(), ck
+
+
+def _has_switchable_bn(state) -> bool:
+    """Whether a state_dict holds SwitchableBatchNorm2d branches (``<layer>.bn.<i>.running_mean``)."""
+    return isinstance(state, dict) and any(re.search(r"(^|\.)bn\.\d+\.running_mean$", str(k)) for k in state)
 
 
 def _describe(ex: dict, precisions) -> str:

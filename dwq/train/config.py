@@ -52,7 +52,9 @@ class TrainConfig:
     val_pgd_steps: int = 10
     progress: bool = True
     extra: dict = field(default_factory=dict)  # kept in config.json and checkpoints; load_trained_model rebuilds
-                                               # the model from its network, dataset and model_precisions
+                                               # the model from its network, dataset and model_precisions (and
+                                               # switchable_bn, width, policy where given; else the weights say
+                                               # whether BN is switchable, width is 32 and policy the default)
     # The reference code's semantics (dwq.train.loop's docstring); None below means "as `reference` says".
     reference: bool = False
     zero_grad: Optional[str] = None     # "none" (dwq: unused parameters get no gradient, SGD skips them)
