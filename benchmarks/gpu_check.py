@@ -68,6 +68,15 @@ from records import find_ncu, find_tool, save_json  # noqa: E402  (benchmarks/re
 
 
 SKIPPED = ("skipped (budget)", "skipped (--skip)")  # the rc of a step not run: neither done nor failed
+# A step the budget ended (its own limit was longer): not finished, so --resume-from runs it again (it
+# was kept as done, and the second call, made for it, skipped it)
+CUT = "timeout (budget)"
+
+# Every step's name (--skip is checked against them: a misspelt name ran the step it meant to save)
+STEPS = ("toolchain", "build", "cuda_kernels_built", "test_cpp_errors", "cpp_error_needed", "cpp_error_backtrace",
+         "smoke_wgmma", "smoke_wgmma_tma", "smoke_wgmma_pp", "bench_kernels_cuda", "bench_train", "bench_layer_host",
+         "test_cuda", "profile_rpt", "ncu_kernels", "torchrun_nccl_amp", "test_cuda_resume", "memcheck_qgemm_cuda",
+         "wgmma_probe_build", "wgmma_probe", "bench_epoch", "bench_train_compiled", "bench_compile", "test_suite")
 
 
 class Steps:
@@ -79,6 +88,7 @@ class Steps:
         self.steps = []
         self.done = done or {}  # step name -> its record in an earlier run (--resume-from)
         self.skip = set(skip)  # --skip
+        self.current = None  # the running step's process (its group is ended if gpu_check itself is)
 
     def run(self, name, cmd, timeout=600, env=None):
         if name in self.done:
@@ -104,19 +114,20 @@ class Steps:
         with open(log, "w") as f:
             # Its own process group: a timeout ends the step's whole tree (torchrun's workers,
             # compute-sanitizer's target), which would otherwise hold the GPU through later steps.
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env or self.env,
-                                    start_new_session=True)
             try:
-                rc = proc.wait(timeout=min(timeout, left))
-            except subprocess.TimeoutExpired:
-                rc = "timeout"
-                for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-                    try:
-                        os.killpg(proc.pid, sig)
-                        proc.wait(timeout=grace)
-                        break
-                    except (ProcessLookupError, subprocess.TimeoutExpired):
-                        continue
+                proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env or self.env,
+                                        start_new_session=True)
+            except OSError as e:  # (a tool or built binary that is not there: a failed step, not the end)
+                proc, rc = None, f"not runnable: {e}"
+            if proc is not None:
+                self.current = proc
+                try:
+                    rc = proc.wait(timeout=min(timeout, left))
+                except subprocess.TimeoutExpired:
+                    rc = CUT if left < timeout else "timeout"
+                    end_group(proc)
+                finally:
+                    self.current = None
         dt = round(time.time() - t0, 1)
         self.steps.append(dict(step=name, cmd=" ".join(cmd), rc=rc, seconds=dt, log=os.path.basename(log)))
         print(f"[gpu_check] {name}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {dt} s  (log: {log})", flush=True)
@@ -140,10 +151,33 @@ class Steps:
         if not os.path.isfile(path):
             return {}
         with open(path) as f:
-            return {s["step"]: s for s in json.load(f) if s["rc"] not in SKIPPED}
+            return {s["step"]: s for s in json.load(f) if s["rc"] not in SKIPPED and s["rc"] != CUT}
 
     def failed(self):
         return [s["step"] for s in self.steps if s["rc"] != 0 and s["rc"] not in SKIPPED]
+
+
+def end_group(proc, grace=10):
+    """SIGTERM to ``proc``'s process group, then, after ``grace`` seconds, SIGKILL to what is left of it:
+    the leader's exit ended the escalation, and a member that deferred SIGTERM (a dwq train inside a
+    CUDA call) lived on, holding the GPU through the later steps."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    time.sleep(0.5)  # (members still winding down after the leader)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def pytest_cmd(py, *args, per_test=120, workers=0):
@@ -243,16 +277,27 @@ def main(argv=None):
                          "second device call while the machine is warm; a missing DIR, i.e. a fresh machine, "
                          "runs everything)")
     args = ap.parse_args(argv)
+    # (absolute: the steps run in the repository's root, and a relative --out named another folder there)
+    for name in ("out", "bundle", "resume_from"):
+        if getattr(args, name):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
     if os.path.exists(args.out):
         ap.error(f"--out {args.out} exists; dwq never overwrites a run")
     if not 0 < args.budget < float("inf"):  # (nan and inf passed "<= 0": no budget at all)
         ap.error(f"--budget {args.budget}: expected a positive, finite number of seconds")
+    if args.bundle and not os.path.isdir(os.path.dirname(args.bundle)):  # (found after the first step)
+        ap.error(f"--bundle {args.bundle}: the folder {os.path.dirname(args.bundle)} does not exist")
+    skip = [s.strip() for s in args.skip.split(",") if s.strip()]
+    unknown = [s for s in skip if s not in STEPS]
+    if unknown:
+        ap.error(f"--skip {','.join(unknown)}: no such step; the steps are {', '.join(STEPS)}")
     os.makedirs(args.out)
     py = sys.executable
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
     done = Steps.finished(args.resume_from) if args.resume_from else None
-    st = Steps(args.out, env, args.budget, args.bundle, done, [s.strip() for s in args.skip.split(",") if s.strip()])
+    st = Steps(args.out, env, args.budget, args.bundle, done, skip)
+    _RUNNING.append(st)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
     cc = subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True).stdout.strip()  # e.g. 9.0a
@@ -276,10 +321,13 @@ def main(argv=None):
     # launches synchronous, so that a fault is reported at the kernel that made it.
     smoke = "(tile_edges and (129-129-65 or 257-384-1000) or qconv2d_acc_exact and 9x9 or many_tiles) and "
     blocking = dict(st.env, CUDA_LAUNCH_BLOCKING="1")
+    # (a smoke test skipped by --skip is no failure: its engine stays; by the budget, nothing follows anyway)
     smoke_ok = {e: st.run(f"smoke_{e}", pytest_cmd(py, "-x", "tests/test_qgemm_cuda.py", "-k",
-                                                   f"{smoke}({ids})", per_test=45), timeout=90, env=blocking) == 0
-                for e, ids in HOPPER_IDS.items()}
+                                                   f"{smoke}({ids})", per_test=45), timeout=90, env=blocking)
+                in (0, "skipped") for e, ids in HOPPER_IDS.items()}
     drop, bench_engines = engines_after_smoke(*smoke_ok.values())
+    if drop:
+        print(f"[gpu_check] engines left out of the later steps (their smoke test failed): {drop}", flush=True)
     # The measurements first (each checks its results against the reference before timing them).
     st.run("bench_kernels_cuda", [py, "benchmarks/bench_kernels_cuda.py", "--quick", "--json",
                                   out("bench_kernels_cuda.json"), "--png", out("bench_kernels_cuda.png"),
@@ -336,7 +384,8 @@ def main(argv=None):
     # Where the Hopper GEMM kernel's time goes (benchmarks/cuda/wgmma_probe.cu: stages left out in turn).
     nvcc = find_tool("nvcc", "/usr/local/cuda/bin")
     if nvcc and cc == "9.0a" and smoke_ok["wgmma"] and smoke_ok["wgmma_tma"]:
-        probe = out("wgmma_probe")
+        # (outside --out: a second call, --resume-from, runs the binary the first one built)
+        probe = os.path.join(os.path.dirname(args.out), "dwq-wgmma-probe")
         if st.run("wgmma_probe_build", probe_build_cmd(nvcc, probe), timeout=240) == 0:
             st.run("wgmma_probe", [probe], timeout=120)
     # What a CIFAR-10 RPT epoch costs (issue 10: the README's figure, measured rather than derived from step
@@ -359,5 +408,19 @@ def main(argv=None):
     return 1 if failed else 0
 
 
+_RUNNING = []  # the Steps of main(), for the signal handler
+
+
+def _ended(signum, frame):
+    """SIGTERM / SIGINT to gpu_check (a device call's timeout): the running step is in a session of its
+    own, and lived on, competing with the next call for the GPU; its group is ended first."""
+    for st in _RUNNING:
+        if st.current is not None:
+            end_group(st.current, grace=2)
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _ended)
+    signal.signal(signal.SIGINT, _ended)
     sys.exit(main())

@@ -142,6 +142,61 @@ def test_resume_from_runs_only_what_the_earlier_run_did_not_finish(tmp_path):
 
 
 
+def test_every_step_is_named_and_skip_refuses_a_misspelt_one(tmp_path, capsys):
+    """--skip bench_trian ran bench_train (about 50 s of a 15-minute lease) without a word."""
+    import re
+
+    gc = _gpu_check()
+    src = (ROOT / "benchmarks" / "gpu_check.py").read_text()
+    named = set(re.findall(r'st\.run\("(\w+)"', src)) | {f"smoke_{e}" for e in gc.HOPPER_IDS}
+    assert named == set(gc.STEPS)
+    with pytest.raises(SystemExit) as e:
+        gc.main(["--out", str(tmp_path / "o"), "--skip", "bench_trian,test_cuda"])
+    assert e.value.code == 2 and "--skip bench_trian: no such step" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # (its folder missing: found after the first step, a traceback)
+        gc.main(["--out", str(tmp_path / "o"), "--bundle", str(tmp_path / "none" / "b.tgz")])
+    assert "the folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_step_the_budget_cut_runs_again_and_a_missing_binary_is_a_failed_step(tmp_path):
+    """A step ended by the budget was kept as done, so the second call made for it skipped it; a binary
+    the first call built in its own --out was not there for the second, and gpu_check died (OSError)."""
+    gc = _gpu_check()
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    st = gc.Steps(str(first), None, budget=21)
+    assert st.run("gone", [str(tmp_path / "no-such-binary")]).startswith("not runnable")
+    assert st.run("cut", [sys.executable, "-c", "import time; time.sleep(60)"], timeout=300) == gc.CUT
+    assert gc.Steps.finished(str(first)).keys() == {"gone"}
+    again = gc.Steps(str(second), None, budget=30, done=gc.Steps.finished(str(first)))
+    assert again.run("cut", [sys.executable, "-c", "print('ran')"]) == 0
+
+
+def test_a_timeout_ends_the_step_s_whole_group(tmp_path):
+    """The escalation stopped when the group's leader exited: a child that ignored SIGTERM lived on."""
+    import os
+    import signal
+
+    gc = _gpu_check()
+    out = tmp_path / "run"
+    out.mkdir()
+    pidfile = tmp_path / "child.pid"
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    leader = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+              f"open({str(pidfile)!r}, 'w').write(str(p.pid)); p.wait()")
+    st = gc.Steps(str(out), None, budget=60)
+    assert st.run("stuck", [sys.executable, "-c", leader], timeout=3) == "timeout"
+    pid = int(pidfile.read_text())
+    time.sleep(0.5)
+    try:
+        os.kill(pid, 0)
+        alive = open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except ProcessLookupError:
+        alive = False
+    assert not alive
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # (loading it installs no handler in this process)
+
+
 def test_the_wgmma_probe_compiles(tmp_path):
     """gpu_check's probe step builds benchmarks/cuda/wgmma_probe.cu on the GPU machine: it includes the
     kernel headers, so a change there that breaks it is caught here (to PTX only: ptxas would take a
