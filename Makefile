@@ -7,6 +7,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dwq-deps
 NINJA := $(abspath $(VENV))/bin/ninja
+CMAKE := $(VENV)/bin/cmake
+CTEST := $(VENV)/bin/ctest
 
 .PHONY: setup build demo test ctest pytest bench clean
 
@@ -37,12 +39,12 @@ demo: build
 
 # The torch-free kernels and their C++ tests, plainly and under ASan + UBSan.
 ctest: $(STAMP)
-	cmake -S . -B build-cmake/release -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DCMAKE_BUILD_TYPE=Release
-	cmake --build build-cmake/release
-	ctest --test-dir build-cmake/release --output-on-failure
-	cmake -S . -B build-cmake/sanitize -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DDWQ_SANITIZE=ON
-	cmake --build build-cmake/sanitize
-	ctest --test-dir build-cmake/sanitize --output-on-failure
+	$(CMAKE) -S . -B build-cmake/release -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DCMAKE_BUILD_TYPE=Release
+	$(CMAKE) --build build-cmake/release
+	$(CTEST) --test-dir build-cmake/release --output-on-failure
+	$(CMAKE) -S . -B build-cmake/sanitize -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DDWQ_SANITIZE=ON
+	$(CMAKE) --build build-cmake/sanitize
+	$(CTEST) --test-dir build-cmake/sanitize --output-on-failure
 
 pytest: build
 	DWQ_REQUIRE_EXT=1 $(PY) -m pytest -q -ra tests

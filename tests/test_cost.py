@@ -121,6 +121,12 @@ def test_mean_bitops_refuses_a_string_or_a_lone_precision():
     with pytest.raises(ValueError, match="must be a list of precisions"):
         bitops_summary(nn.Sequential(nn.Conv2d(3, 8, 3)), (3, 8, 8), "48")
     assert report.mean_bitops(["4", "8"]) == (report.bitops(4) + report.bitops(8)) / 2
+    # a repeat, in any spelling, weighed a precision twice (bitops_summary's per_precision then held
+    # one key for it and its rpi_mean two terms)
+    with pytest.raises(ValueError, match=r"mean_bitops: precisions must not repeat, got \[4, '4', 8\]"):
+        report.mean_bitops([4, "4", 8])
+    with pytest.raises(ValueError, match="bitops_summary: precisions must not repeat"):
+        bitops_summary(nn.Sequential(QConv2d(3, 8, 3, precisions=[4, 8])), (3, 8, 8), [4, 8, 4])
 
 
 def test_every_convolution_kind_is_counted_by_hand():

@@ -104,8 +104,13 @@ def test_latency_per_precision_times_eval_forwards_and_leaves_a_training_model_a
     lat = latency_per_precision(m, torch.rand(2, 1, 28, 28), budget_s=0.0, min_reps=1, max_reps=1)
     assert set(lat) == {"2", "8"} and modes and not any(modes) and m.training
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
-    with pytest.raises(ValueError, match="no precision to time"):
+    with pytest.raises(ValueError, match="latency_per_precision: precisions must not be empty"):
         latency_per_precision(m, torch.rand(2, 1, 28, 28), [])
+    with pytest.raises(ValueError, match="latency_per_precision: precisions must not repeat"):
+        latency_per_precision(m, torch.rand(2, 1, 28, 28), [2, "2"])
+    for bad in ("0.5", None, float("nan"), -1.0, True):  # (a string failed after the work, NaN ran 50 rounds)
+        with pytest.raises(ValueError, match=r"latency_per_precision: budget_s must be a finite number of seconds >= 0"):
+            latency_per_precision(m, torch.rand(2, 1, 28, 28), budget_s=bad)
     with pytest.raises(ValueError, match="nothing to time"):
         time_round_robin({})
 
@@ -165,3 +170,28 @@ def test_the_chosen_set_is_in_set_order_not_latency_order():
     # `dwq bench --budget-ms` printed "4 8 2" where 4 bits ran fastest
     ch = choose_precisions({2: 0.6, 4: 0.4, 8: 0.5, 16: 3.0, "fp": 0.45}, budget_ms=0.6)
     assert ch.precisions == [2, 4, 8, None] and list(ch.latency_ms) == ["4", "fp", "8", "2", "16"]
+
+
+def test_bad_records_latencies_and_arguments_are_named():
+    """Another dwq JSON (a dict), a record without median_ms, "1.0ms", None or True as a latency, records
+    given as the latency, a model given as the cost: bare AttributeError/KeyError/TypeError, or accepted."""
+    rec = {"op": "m", "shape": "b1", "bits": 4, "impl": "dwq_int", "median_ms": 1.0}
+    with pytest.raises(ValueError, match="records must be a list of .* got dict"):
+        latency_from_records({"clean": {"4": 0.9}})
+    with pytest.raises(ValueError, match="got an item of type str"):
+        latency_from_records(["4"])
+    with pytest.raises(ValueError, match="the 'dwq_int' record of op 'm' shape 'b1' has no 'median_ms'"):
+        latency_from_records([{k: v for k, v in rec.items() if k != "median_ms"}])
+    with pytest.raises(ValueError, match="record of op 'm' shape 'b1': bits 0"):
+        latency_from_records([{**rec, "bits": 0}])
+    with pytest.raises(ValueError, match="the latency of precision 4 must be a finite number of ms >= 0, got 'x'"):
+        latency_from_records([{**rec, "median_ms": "x"}])
+    for bad in ("1.0ms", None, True, {"ms": 1.0}):
+        with pytest.raises(ValueError, match="the latency of precision 4 must be a finite number of ms >= 0"):
+            choose_precisions({4: bad, 8: 2.0}, 2.0)
+    with pytest.raises(ValueError, match="latency must be a mapping .* use latency_from_records"):
+        choose_precisions([rec], 2.0)
+    with pytest.raises(ValueError, match="budget_ms must be a finite number of ms > 0, got True"):
+        choose_precisions({4: 1.0}, True)
+    with pytest.raises(ValueError, match="cost must be a dwq.quant.cost.CostReport .* got a SmallCNN"):
+        choose_precisions({4: 1.0}, 2.0, cost=small_cnn(precisions=[4], width=2))

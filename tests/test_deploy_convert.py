@@ -412,6 +412,31 @@ def test_checks_of_agreement_refuse_empty_or_mismatched_batches():
         compare(m, im, x, y=torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="check_conversion: latency_batch must be an int >= 1, got -1"):
         check_conversion(m, x, latency_batch=-1)
+    # budget_s="0.5" failed after converting and comparing ('float' + 'str'); precisions=[] "passed"
+    # with an empty report, compare(..., []) returned {}
+    with pytest.raises(ValueError, match="check_conversion: budget_s must be a finite number of seconds >= 0, got '0.5'"):
+        check_conversion(m, x, budget_s="0.5")
+    with pytest.raises(ValueError, match="check_conversion: precisions must not be empty"):
+        check_conversion(m, x, precisions=[])
+    with pytest.raises(ValueError, match="compare: precisions must not be empty"):
+        compare(m, im, x, [])
+
+
+def test_a_random_precision_wrapper_is_refused_where_a_precision_is_asked():
+    """compare(fq, RandomPrecision(im), x, [2]) reported figures labelled 2 of forwards at every
+    precision of the set (a max |diff| of 0.13 where the plain integer model gave 1e-7), and
+    latency_per_precision timed them: dwq.precision set 2, the wrapper drew again at each forward."""
+    from dwq.deploy import latency_per_precision
+
+    m = calibrated(small_cnn(precisions=[2, 4, None], width=4), (4, 1, 28, 28))
+    im, x = convert(m), torch.rand(3, 1, 28, 28)
+    rpi = dwq.RandomPrecision(im, seed=1)
+    msg = r"dwq.precision: the model holds a dwq.RandomPrecision, .* would not run at 2; pass the model it wraps"
+    for call in (lambda: compare(m, rpi, x, [2]), lambda: latency_per_precision(rpi, x, [2], budget_s=0.0),
+                 lambda: dwq.precision(nn.Sequential(dwq.RandomPrecision(m)), 2)):
+        with pytest.raises(ValueError, match=msg):
+            call()
+    assert compare(m, rpi.model, x, [2])["2"]["max_abs_diff"] < 1e-4
 
 
 def test_check_conversion_skips_precisions_without_a_range():

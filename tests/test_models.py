@@ -275,6 +275,11 @@ def test_quant_policy_flags_must_be_bools_and_num_classes_may_be_a_numpy_int():
     for field in ("first_conv", "shortcut", "classifier"):  # ('no' is truthy: it quantized the layer)
         with pytest.raises(TypeError, match=f"QuantPolicy: {field} must be True or False, got 'no'"):
             QuantPolicy(**{field: "no"})
+    # shared_act_range and zero_point were taken as given and refused at model build, naming ActQuantizer
+    with pytest.raises(TypeError, match="QuantPolicy: shared_act_range must be True or False, got 'no'"):
+        QuantPolicy(shared_act_range="no")
+    with pytest.raises(ValueError, match=r"QuantPolicy: zero_point must be one of \('int', 'float'\), got 'xyz'"):
+        QuantPolicy(zero_point="xyz")
     model = small_cnn(num_classes=np.int64(7), precisions=[4])
     assert model(torch.rand(1, 1, 28, 28)).shape == (1, 7)
     with pytest.raises(ValueError, match="num_classes must be a positive int, got 7.0"):
@@ -337,6 +342,23 @@ def test_models_build_on_the_meta_device_and_load_after_to_empty():
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), src(x))
+
+
+def test_normalize_resets_to_its_statistics_after_to_empty():
+    """Normalize had no reset_parameters: after the meta recipe (to_empty, then every module's
+    reset_parameters) its mean and std held whatever memory to_empty gave them."""
+    with torch.device("meta"):
+        model = small_cnn(precisions=[4, None], width=2)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        model.normalize.mean.fill_(float("nan"))
+        model.normalize.std.fill_(0.0)
+    for mod in model.modules():
+        if hasattr(mod, "reset_parameters"):
+            mod.reset_parameters()
+    fresh = small_cnn(precisions=[4, None], width=2)
+    assert torch.equal(model.normalize.mean, fresh.normalize.mean)
+    assert torch.equal(model.normalize.std, fresh.normalize.std)
 
 
 def test_bad_width_and_dataset_are_named():

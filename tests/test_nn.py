@@ -159,6 +159,23 @@ def test_random_precision_is_seeded_and_covers_the_set():
         RandomPrecision(net, bits=[4, 6])
 
 
+def test_random_precision_seeds_are_ints_and_opposite_seeds_differ():
+    """random.Random seeds with abs(int): seed=-5 drew seed=5's sequence; a numpy int was refused with
+    Python's two-line TypeError, a float or a string hashed silently."""
+    np = pytest.importorskip("numpy", reason="numpy is not installed")
+    net = small_net()
+
+    def draws(seed):
+        rpi = RandomPrecision(net, bits=[4, 8, None], seed=seed)
+        return [rpi.draw() for _ in range(40)]
+
+    assert draws(5) != draws(-5) and draws(-5) == draws(-5)
+    assert draws(np.int64(5)) == draws(5)
+    for bad in (2.5, "five", True):
+        with pytest.raises(ValueError, match=f"RandomPrecision: seed must be an int, got {bad!r}"):
+            RandomPrecision(net, seed=bad)
+
+
 def test_random_precision_without_seed_follows_torch_manual_seed():
     net = small_net()
     rpi = RandomPrecision(net, bits=[4, 8, None])
@@ -323,6 +340,20 @@ def test_sbn_warns_in_eval_for_a_branch_never_trained():
     assert fresh.untrained_precisions() == []
     untracked = SwitchableBatchNorm2d(3, [4], track_running_stats=False).eval()
     assert _sbn_warnings(untracked, x) == [] and untracked.untrained_precisions() == []
+
+
+def test_sbn_a_refused_or_empty_training_batch_trains_no_branch():
+    """The branch was marked trained before its BatchNorm ran: a batch BatchNorm refused (one value per
+    channel) or an empty one left the statistics initial with no eval warning."""
+    sbn = SwitchableBatchNorm2d(4, [4, 8]).train()
+    sbn.set_precision(4)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        sbn(torch.randn(1, 4, 1, 1))
+    sbn.set_precision(8)
+    sbn(torch.randn(0, 4, 3, 3))
+    assert sbn.untrained_precisions() == ["4", "8"]
+    sbn(torch.randn(2, 4, 3, 3))
+    assert sbn.untrained_precisions() == ["4"]
 
 
 def test_sbn_compiled_forwards_neither_guard_on_the_flag_nor_warn():

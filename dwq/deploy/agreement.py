@@ -20,7 +20,7 @@ from dwq.nn import QConv2d, QLinear
 from dwq.nn.modes import kept_modes
 from dwq.nn.control import precision
 from dwq.ops import quantize_act
-from dwq.quant.precision import normalize_precision, precision_list, precision_name
+from dwq.quant.precision import normalize_precision, normalize_set, precision_name
 
 __all__ = ["compare", "code_agreement", "format_comparison"]
 
@@ -54,7 +54,8 @@ def compare(fake_quant_model: nn.Module, int_model: IntegerModel, x: torch.Tenso
     top-1), "max_abs_diff" (on that image)}]}}``; with labels ``y`` also "fq_accuracy" and "int_accuracy".
     """
     _check_batch("compare", x, batch_size, y)
-    ps = int_model.precisions if precisions is None else precision_list(precisions, "compare: precisions")
+    # ([] returned {} as if all agreed; a repeat was compared twice)
+    ps = int_model.precisions if precisions is None else normalize_set(precisions, "compare: precisions")
     out = {}
     for p in ps:
         with kept_modes(fake_quant_model):  # a model checked in training goes on training after it

@@ -9,10 +9,10 @@ from torch import nn
 from dwq.deploy.agreement import _check_batch, compare, format_comparison
 from dwq.deploy.artifact import size_report
 from dwq.deploy.convert import calibrated_precisions, convert
-from dwq.deploy.timing import time_round_robin
+from dwq.deploy.timing import check_budget, time_round_robin
 from dwq.nn.control import precision, precision_set
 from dwq.nn.modes import kept_modes
-from dwq.quant.precision import precision_list, precision_name
+from dwq.quant.precision import normalize_set, precision_name
 
 __all__ = ["check_conversion", "format_check"]
 
@@ -28,6 +28,7 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
     batch) are listed under ``"skipped"`` instead of failing the check."""
     # before the conversion, not after it; a latency_batch of 0 timed x[:0] (nothing), -1 all images but one
     _check_batch("check_conversion", x, latency_batch, y, batch_name="latency_batch")
+    check_budget("check_conversion", budget_s)
     with kept_modes(model):
         model.eval()
         return _check(model, x, y, precisions, latency_batch, budget_s)
@@ -35,7 +36,8 @@ def check_conversion(model: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor
 
 def _check(model, x, y, precisions, latency_batch, budget_s):
     t0 = time.time()
-    asked = precision_set(model) if precisions is None else precision_list(precisions)
+    # ([] reported an empty check as if it had passed)
+    asked = precision_set(model) if precisions is None else normalize_set(precisions, "check_conversion: precisions")
     ok = calibrated_precisions(model, asked)
     skipped = [precision_name(p) for p in asked if p not in ok]
     if not ok:
@@ -49,12 +51,15 @@ def _check(model, x, y, precisions, latency_batch, budget_s):
         out["accuracy"] = {p: {"fake_quant": r.pop("fq_accuracy"), "dwq_int": r.pop("int_accuracy")}
                            for p, r in out["agreement"].items()}
     xb = x[:latency_batch]
+    sync = torch.cuda.synchronize if xb.is_cuda else (lambda: None)  # (else only the launches were timed)
     fns = {}
     for p in ps:
         for impl, m in (("dwq_int", int_model), ("fake_quant", model)):
             def run(m=m, p=p):
                 with torch.inference_mode(), precision(m, p):
-                    return m(xb)
+                    out = m(xb)
+                sync()
+                return out
             fns[(impl, precision_name(p))] = run
     timed = time_round_robin(fns, budget_s=budget_s, min_reps=5)  # medians of >= 5 rounds: a few ms each
     out["latency_batch"] = len(xb)

@@ -54,6 +54,12 @@ def latency_from_records(records: Union[str, os.PathLike, Sequence[dict]], impl:
     if isinstance(records, (str, os.PathLike)):
         with open(records) as f:
             records = json.load(f)
+    # (another dwq JSON, e.g. dwq eval's report, failed with "'str' object has no attribute 'get'")
+    if not isinstance(records, (list, tuple)) or not all(isinstance(r, Mapping) for r in records):
+        got = type(records).__name__ if not isinstance(records, (list, tuple)) else \
+            f"an item of type {next(type(r).__name__ for r in records if not isinstance(r, Mapping))}"
+        raise ValueError(f"latency_from_records: records must be a list of {{\"op\", \"shape\", \"bits\", "
+                         f"\"impl\", \"median_ms\"}} records (dwq bench --json), got {got}")
     rows = [r for r in records if r.get("impl") == impl]
     for key, want in (("op", op), ("shape", shape)):
         have = sorted({str(r.get(key)) for r in rows})
@@ -64,17 +70,27 @@ def latency_from_records(records: Union[str, os.PathLike, Sequence[dict]], impl:
         raise ValueError(f"no {impl!r} records" + "".join(f" of {k} {v!r}" for k, v in (("op", op), ("shape", shape)) if v))
     out = {}
     for r in rows:
-        name = precision_name(None if r["bits"] == RECORD_FP_BITS else r["bits"])
+        where = f"the {impl!r} record of op {r.get('op')!r} shape {r.get('shape')!r}"
+        missing = [k for k in ("bits", "median_ms") if k not in r]
+        if missing:
+            raise ValueError(f"latency_from_records: {where} has no {' or '.join(repr(k) for k in missing)}")
+        try:
+            name = precision_name(None if r["bits"] == RECORD_FP_BITS else r["bits"])
+        except ValueError as e:
+            raise ValueError(f"latency_from_records: {where}: bits {r['bits']!r}: {e}") from None
         if name in out:
             raise ValueError(f"the records hold precision {name} of {r.get('op')!r} {r.get('shape')!r} twice")
-        out[name] = float(r["median_ms"])
+        out[name] = _ms(name, r["median_ms"])
     return out
 
 
 def _ms(name: str, v) -> float:
     # latency_per_precision's {"median_ms": ...} rows are taken as they come
-    v = v["median_ms"] if isinstance(v, Mapping) else v
-    ms = float(v)
+    v = v["median_ms"] if isinstance(v, Mapping) and "median_ms" in v else v
+    try:  # (a string "1.0ms" or None failed in float() without naming the precision; True was 1 ms)
+        ms = float(v) if not isinstance(v, (bool, str)) else math.nan
+    except (TypeError, ValueError):
+        ms = math.nan
     if not (math.isfinite(ms) and ms >= 0):
         raise ValueError(f"the latency of precision {name} must be a finite number of ms >= 0, got {v!r}")
     return ms
@@ -98,8 +114,16 @@ def choose_precisions(latency: Mapping, budget_ms: float, candidates: Optional[S
     cost: a :class:`dwq.quant.cost.CostReport` of the model (``dwq.quant.cost.profile``) to report the
     set's mean BitOPs per image. ValueError if no candidate alone fits the budget.
     """
-    if not (isinstance(budget_ms, (int, float)) and math.isfinite(budget_ms) and budget_ms > 0):
+    if not (isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and math.isfinite(budget_ms)
+            and budget_ms > 0):
         raise ValueError(f"budget_ms must be a finite number of ms > 0, got {budget_ms!r}")
+    if not isinstance(latency, Mapping):
+        raise ValueError(f"choose_precisions: latency must be a mapping {{precision: ms}}, got a "
+                         f"{type(latency).__name__}" + ("; for benchmark records use latency_from_records"
+                                                        if isinstance(latency, (list, tuple)) else ""))
+    if cost is not None and not isinstance(cost, CostReport):
+        raise ValueError(f"choose_precisions: cost must be a dwq.quant.cost.CostReport (profile(model, "
+                         f"input_size)), got a {type(cost).__name__}")
     lat = {}
     for k, v in latency.items():
         p = normalize_precision(parse_precision(k) if isinstance(k, str) else k)

@@ -1,5 +1,6 @@
 """Whole-model latency: every candidate timed in turn, repetition by repetition, so that all of them see
 the same load of a shared machine (compare ratios measured in one run, not absolute times)."""
+import math
 import random
 import statistics
 import time
@@ -9,9 +10,9 @@ import torch
 
 from dwq.nn.modes import kept_modes
 from dwq.nn.control import precision
-from dwq.quant.precision import precision_list, precision_name
+from dwq.quant.precision import normalize_set, precision_name
 
-__all__ = ["round_orders", "time_round_robin", "latency_per_precision"]
+__all__ = ["round_orders", "check_budget", "time_round_robin", "latency_per_precision"]
 
 
 def round_orders(names: Sequence, rounds: int, seed: int = 0):
@@ -25,6 +26,14 @@ def round_orders(names: Sequence, rounds: int, seed: int = 0):
         yield rng.sample(names, len(names))
 
 
+def check_budget(fn: str, budget_s) -> None:
+    """ValueError naming ``budget_s`` unless it is a finite number of seconds >= 0 (0: the minimum
+    rounds only). A string failed after the work it was to bound, NaN ran every round."""
+    if (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not math.isfinite(budget_s)
+            or budget_s < 0):
+        raise ValueError(f"{fn}: budget_s must be a finite number of seconds >= 0, got {budget_s!r}")
+
+
 def time_round_robin(fns: Dict[str, Callable[[], object]], budget_s: float = 1.0, min_reps: int = 3,
                      max_reps: int = 50, warm: bool = False) -> Dict[str, dict]:
     """``{name: {"median_ms", "min_ms", "reps"}}``: one warm-up call each, then rounds over all ``fns``
@@ -36,6 +45,7 @@ def time_round_robin(fns: Dict[str, Callable[[], object]], budget_s: float = 1.0
     that launches GPU work must wait for it itself (as :func:`latency_per_precision` does)."""
     if not fns:
         raise ValueError("time_round_robin: nothing to time (no functions given)")
+    check_budget("time_round_robin", budget_s)
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -60,9 +70,8 @@ def latency_per_precision(model: torch.nn.Module, x: torch.Tensor, precisions: O
     "min_ms", "reps"}}``."""
     from dwq.nn.control import precision_set
 
-    ps = precision_set(model) if precisions is None else precision_list(precisions, "latency_per_precision: precisions")
-    if not ps:
-        raise ValueError("latency_per_precision: no precision to time")
+    check_budget("latency_per_precision", budget_s)
+    ps = precision_set(model) if precisions is None else normalize_set(precisions, "latency_per_precision: precisions")
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def run_at(p):

@@ -14,6 +14,7 @@ from torch import nn
 from dwq.data import DATASETS
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
 from dwq.quant.precision import precision_list
+from dwq.quant.qparams import check_zero_point_mode
 
 __all__ = ["QuantPolicy", "Normalize", "DATASET_STATS", "dataset_stats", "LayerFactory"]
 
@@ -52,8 +53,13 @@ class QuantPolicy:
     shared_act_range: bool = False
 
     def __post_init__(self):  # (classifier="no" quantized the classifier: a non-empty string is true)
-        for name in ("first_conv", "shortcut", "classifier"):
+        for name in ("first_conv", "shortcut", "classifier", "shared_act_range"):
             check_flag(getattr(self, name), f"QuantPolicy: {name}")
+        # here, not when a model is built, where the message named ActQuantizer's argument
+        try:
+            check_zero_point_mode(self.zero_point)
+        except ValueError as e:
+            raise ValueError(f"QuantPolicy: {e}") from None
 
 
 class Normalize(nn.Module):
@@ -75,8 +81,17 @@ class Normalize(nn.Module):
         if not bool(mean.isfinite().all()) or not bool((std > 0).all() and std.isfinite().all()):
             raise ValueError(f"Normalize: mean must be finite and std finite and positive, got mean {mean.tolist()}, "
                              f"std {std.tolist()}")
-        self.register_buffer("mean", torch.tensor(mean.tolist(), dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(std.tolist(), dtype=torch.float32))
+        self._stats = (mean.tolist(), std.tolist())
+        self.register_buffer("mean", torch.tensor(self._stats[0], dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(self._stats[1], dtype=torch.float32))
+
+    def reset_parameters(self) -> None:
+        """The buffers back at the statistics given at construction: the meta-device recipe (build under
+        ``torch.device("meta")``, ``to_empty``, then every module's ``reset_parameters``) left them holding
+        whatever memory ``to_empty`` gave them."""
+        with torch.no_grad():
+            self.mean.copy_(torch.tensor(self._stats[0], dtype=self.mean.dtype))
+            self.std.copy_(torch.tensor(self._stats[1], dtype=self.std.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.mean.numel():

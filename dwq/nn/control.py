@@ -3,6 +3,7 @@
 Every :class:`PrecisionModule` owns a precision set (fixed at construction) and a current
 precision. ``set_precision``/``precision``/``RandomPrecision`` act on all of them in a model.
 """
+import operator
 import random
 from typing import Iterable, List, Optional, Sequence
 
@@ -155,6 +156,12 @@ class precision:
     """
 
     def __init__(self, model: nn.Module, p):
+        if any(isinstance(m, RandomPrecision) for m in model.modules()):
+            # (else the block ran at random precisions, the wrapper's draws, while every caller's
+            # report was labelled p: dwq.deploy.compare, latency_per_precision, the eval protocols)
+            raise ValueError(f"dwq.precision: the model holds a dwq.RandomPrecision, which draws its own "
+                             f"precision at every forward, so the block would not run at "
+                             f"{precision_name(normalize_precision(p))}; pass the model it wraps (its .model)")
         self.model = model
         self._p = normalize_precision(p)
         self._saved = [self._save()]
@@ -223,7 +230,7 @@ class RandomPrecision(nn.Module):
                 )
         self.choices = [user_precision(q) for q in choices]
         _untrace_draw()
-        self._rng = random.Random(seed) if seed is not None else None
+        self._rng = random.Random(_seed_material(seed)) if seed is not None else None
         self.generator = generator
         self.last_precision = None
 
@@ -243,6 +250,19 @@ class RandomPrecision(nn.Module):
 
     def extra_repr(self) -> str:
         return f"choices={_names(self.choices)}"
+
+
+def _seed_material(seed):
+    """What seeds RandomPrecision's private generator: ``seed`` itself when >= 0 (the streams people
+    have), a string for a negative one, because random.Random seeds with abs(int) and seed=-5 drew
+    seed=5's sequence. A numpy int is taken, a bool, float or string refused (random.Random hashed them)."""
+    try:
+        s = None if isinstance(seed, bool) else operator.index(seed)
+    except TypeError:
+        s = None
+    if s is None:
+        raise ValueError(f"RandomPrecision: seed must be an int, got {seed!r}")
+    return s if s >= 0 else f"dwq.RandomPrecision seed {s}"
 
 
 def _untrace_draw() -> None:

@@ -59,8 +59,13 @@ class SwitchableBatchNorm2d(PrecisionModule):
         # warning a graph break; compiled training is marked by mark_trained (dwq.train calls it).
         if bn.track_running_stats and not torch.compiler.is_compiling():
             if self.training:
-                self._trained[i] = True
-            elif not self._trained[i]:
+                y = bn(x)
+                # after the call, and not for an empty batch: a batch BatchNorm refused, or none, left the
+                # statistics initial while the branch counted as trained (no eval warning)
+                if x.shape[0] > 0:
+                    self._trained[i] = True
+                return y
+            if not self._trained[i]:
                 warnings.warn(f"SwitchableBatchNorm2d: the branch of precision {precision_name(self.precision)} "
                               f"has never seen a training batch, so eval normalizes with its initial statistics "
                               f"(mean 0, variance 1)")

@@ -42,7 +42,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from dwq.quant.precision import normalize_precision, precision_list
+from dwq.quant.precision import normalize_precision, normalize_set, precision_list
 
 __all__ = [
     "LayerCost",
@@ -115,9 +115,8 @@ class CostReport:
     def mean_bitops(self, precisions: Iterable, *, uniform: bool = False,
                     include_bn: bool = False) -> float:
         """Mean BitOPs per sample over a precision set (each precision equally likely, as in RPI)."""
-        precisions = precision_list(precisions)  # (list("48") was the set [4, 8])
-        if not precisions:
-            raise ValueError("mean_bitops: the precision set is empty")
+        # a repeat weighed one precision twice (4 and "4" too); list("48") was the set [4, 8]
+        precisions = normalize_set(precisions, "mean_bitops: precisions")
         costs = [self.bitops(p, uniform=uniform, include_bn=include_bn) for p in precisions]
         return sum(costs) / len(costs)
 
@@ -277,7 +276,8 @@ def bitops_summary(model: nn.Module, input_size: Sequence[int], precisions: Iter
     input_size: one image's (C, H, W)."""
     from dwq.quant.precision import precision_name
 
-    precisions = precision_list(precisions)
+    # (a repeat was one key of per_precision but two terms of rpi_mean)
+    precisions = normalize_set(precisions, "bitops_summary: precisions")
     rep = profile(model, (1, *input_size))
     return {"per_precision": {precision_name(p): rep.bitops(p) for p in precisions},
             "rpi_mean": rep.mean_bitops(precisions), "input_size": list(input_size),
