@@ -348,3 +348,14 @@ def test_the_op_itself_names_an_axis_that_x_lacks(axis):
     s, z = torch.full((3,), 0.1), torch.full((3,), 3, dtype=torch.int32)
     with pytest.raises(RuntimeError, match=rf"dwq.fake_quantize: axis={axis} is not a dimension of x, shape \[3, 3\]"):
         torch.ops.dwq.fake_quantize(torch.randn(3, 3), s, z, 4, axis, True)
+
+
+def test_a_float64_scale_is_taken_in_float32_by_the_op_and_its_reference():
+    """The op rounds the scale to float32 (its kernels' type), the reference used it in x's dtype: a float64
+    0.1 gave codes [5, 3] and [6, 3]; a float64 1e-50, 0 in float32, was refused as "got 0"."""
+    x = torch.tensor([0.55, 0.35], dtype=torch.float64)
+    s, z = torch.tensor([0.1], dtype=torch.float64), torch.tensor([0], dtype=torch.int32)
+    got, ref = fake_quantize(x, s, z, 8, None, True), fake_quantize_ref(x, s, z, 8, None, True)
+    assert torch.equal(got[1], ref[1]) and torch.equal(got[0], ref[0])
+    with pytest.raises(ValueError, match=r"scale\[0\] = 1e-50 \(torch.float64\) must be finite and > 0 in float32"):
+        fake_quantize(torch.randn(3), torch.tensor([1e-50], dtype=torch.float64), z, 8)

@@ -114,7 +114,7 @@ def test_op_refuses_to_record_a_graph_and_the_wrapper_composes_one():
     g = torch.Generator().manual_seed(4)
     conv, x, *_, nxt = _case(g, 8, 16, 16, 5, 1, 1, True)
     res = torch.randn(2, 16, 5, 5, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_()
-    with pytest.raises(RuntimeError, match="residual requires grad, and this op has no gradient"):
+    with pytest.raises(RuntimeError, match="residual requires grad, and this integer op has no gradient"):
         torch.ops.dwq.qconv2d_residual.default(x, *conv[:5], [1, 1], [1, 1], [0, 0], *conv[8:], res, True, *nxt)
     y, q = qconv2d_residual(x, *conv, res, True, *nxt)
     y.sum().backward()

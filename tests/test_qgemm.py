@@ -359,6 +359,66 @@ def test_python_wrapper_errors():
             q.qconv2d_acc(x.reshape(7, 33, 1, 1), zx, 8, wc, **pair)
 
 
+def test_integer_ops_refuse_arguments_that_require_grad():
+    """torch's autograd fallback ran qlinear / qconv2d, marked the float output as requiring grad when a
+    scale, affine or residual argument did, and backward() then left its .grad None with a warning."""
+    from dwq.ops import qconv2d_residual
+
+    x, w, zw = _sample()
+    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
+    wp = q.pack_weight(w, zw, 8)
+    bias = torch.zeros(9, requires_grad=True)
+    for name, call in (("qlinear", lambda b: torch.ops.dwq.qlinear(x, sx, zx, 8, wp, sw, None, b, False, None, None, 8)),
+                       ("qlinear", lambda b: q.qlinear(x, sx, zx, 8, wp, sw, affine_bias=b))):
+        with pytest.raises(RuntimeError, match=f"dwq.{name}: affine_bias requires grad, and this integer op has no "
+                                               "gradient"):
+            call(bias)
+        with torch.no_grad():
+            assert torch.equal(call(bias), call(bias.detach()))
+    wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
+    xc = x.reshape(7, 33, 1, 1)
+    with pytest.raises(RuntimeError, match="dwq.qconv2d: w_scale requires grad"):
+        q.qconv2d(xc, sx, zx, 8, wc, sw.clone().requires_grad_(), 1)
+    res = torch.zeros(7, 9, 1, 1).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="dwq.qconv2d_residual: x_scale requires grad"):
+        qconv2d_residual(xc, sx.clone().requires_grad_(), zx, 8, wc, sw, 1, 1, 0, None, None, res, False,
+                         torch.tensor([0.1]), torch.tensor([0], dtype=torch.int32), 8)
+    # act_qparams' x is not differentiated: no graph, where a grad_fn whose backward only warned was given
+    from dwq.ops.quantizer_fused import act_qparams
+
+    state = (torch.zeros(1), torch.zeros(1), torch.zeros(1, dtype=torch.bool))
+    scale, zp = act_qparams(torch.rand(4, requires_grad=True), *state, 0, 0, 8, 0.9, True)
+    assert not scale.requires_grad and not zp.requires_grad
+
+
+def test_relu_and_kernel_size_are_checked_on_every_path():
+    """relu=1 ran on the kernels and was refused by the fallback of the same op; pack_weight(kernel_size=3)
+    failed with "'int' object is not iterable"."""
+    from dwq.ops import add_affine_quantize_, qconv2d_residual
+
+    x, w, zw = _sample()
+    zx, sx, sw = torch.tensor([1], dtype=torch.int32), torch.tensor([0.05]), torch.full((9,), 0.01)
+    wc = q.pack_conv_weight(w.reshape(9, 33, 1, 1), zw, 8)
+    xc = x.reshape(7, 33, 1, 1)
+    os_, oz = torch.tensor([0.1]), torch.tensor([0], dtype=torch.int32)
+    res = torch.zeros(7, 9, 1, 1).contiguous(memory_format=torch.channels_last)
+    a = torch.randn(2, 3, 4, 4)
+    for op, call in (("qlinear", lambda: q.qlinear(x, sx, zx, 8, q.pack_weight(w, zw, 8), sw, relu=1)),
+                     ("qconv2d", lambda: q.qconv2d(xc, sx, zx, 8, wc, sw, 1, relu=1)),
+                     ("qconv2d_residual", lambda: qconv2d_residual(xc, sx, zx, 8, wc, sw, 1, 1, 0, None, None, res, 1,
+                                                                   os_, oz, 8)),
+                     ("add_affine_quantize_", lambda: add_affine_quantize_(a.clone(), a, torch.ones(3), torch.zeros(3),
+                                                                           1, os_, oz, 8)),
+                     ("add_affine_quantize_", lambda: add_affine_quantize_(a.transpose(2, 3).clone(),
+                                                                           a.transpose(2, 3), torch.ones(3),
+                                                                           torch.zeros(3), 1, os_, oz, 8))):
+        with pytest.raises(TypeError, match=f"{op}: relu must be a bool, got 1"):
+            call()
+    for bad in (3, "33", (3, True), (3.0, 3)):
+        with pytest.raises(ValueError, match=r"pack_weight: kernel_size must be a sequence of ints"):
+            q.pack_weight(w, zw, 8, bad)
+
+
 def test_bools_and_floats_are_not_ints():
     """operator.index takes True / False as 1 / 0 and int() truncates: stride=True, padding=(True, False)
     and packed_weight_shape(2.7, ...) once ran, silently. numpy and tensor ints stay ints."""

@@ -4,7 +4,6 @@
 // of csrc/cpu/qgemm.h over at::parallel_for. Inference only: no autograd.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <c10/core/GradMode.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -380,9 +379,8 @@ std::tuple<at::Tensor, at::Tensor> qconv2d_residual_cpu(
   const ConvGeom& g = c.g;
   EpilogueArgs& e = c.e;
   check_cpu(op, "residual", residual);
-  // No autograd kernel: dwq.ops.qconv2d_residual composes differentiable ops where autograd records.
-  TORCH_CHECK(!c10::GradMode::is_enabled() || !residual.requires_grad(), "dwq.", op, ": residual requires grad, "
-              "and this op has no gradient; call it under torch.no_grad() (or use dwq.ops.", op, ")");
+  // (An argument that requires grad was refused by its Autograd kernel, csrc/ops/straight_through.cpp;
+  // dwq.ops.qconv2d_residual composes differentiable ops where autograd records.)
   TORCH_CHECK(residual.scalar_type() == at::kFloat, "dwq.", op, ": residual must be float32, got ",
               residual.scalar_type());
   const std::vector<int64_t> shape{g.B, N, g.OH, g.OW};

@@ -1,4 +1,4 @@
-// The Autograd kernels of dwq::fake_quantize and dwq::weight_fake_quantize (schemas in csrc/ops.cpp):
+// The Autograd kernels of dwq's ops (schemas in csrc/ops.cpp). Those of fake_quantize and weight_fake_quantize:
 // the straight-through estimator, the gradient of the output handed to x unchanged, none to the
 // quantization parameters. In C++ rather than torch.library.register_autograd because every
 // quantized layer calls these ops in every forward, and a Python autograd kernel is a trip from the
@@ -94,11 +94,41 @@ at::Tensor weight_fake_quantize_autograd(const at::Tensor& w, int64_t bits, std:
   return WeightFakeQuantizeSte::apply(w, bits, dtype);
 }
 
+// The integer GEMM/conv ops have no gradient. Without an Autograd kernel torch's fallback ran them and marked
+// a float output as requiring grad whenever a scale, affine or residual argument did (an nn.Parameter), and
+// backward() then left that argument's .grad None with only a warning: the call is refused instead, naming
+// the argument, for whichever device's kernel would run.
+void refuse_gradient(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
+  const auto& args = op.schema().arguments();
+  if (at::GradMode::is_enabled()) {
+    const size_t first = stack->size() - args.size();
+    for (size_t i = 0; i < args.size(); ++i) {
+      const c10::IValue& v = (*stack)[first + i];
+      TORCH_CHECK(!(v.isTensor() && v.toTensor().requires_grad()), "dwq.", op.schema().name().c_str() + 5, ": ",
+                  args[i].name(), " requires grad, and this integer op has no gradient (inference only); call it "
+                  "under torch.no_grad() or pass ", args[i].name(), ".detach()");
+    }
+  }
+  at::AutoDispatchBelowADInplaceOrView guard;
+  op.redispatchBoxed(ks & c10::after_autograd_keyset, stack);
+}
+
+// act_qparams' x is not differentiated (the range is an observation): its scale and zero point come out
+// without a graph, where the fallback gave them a grad_fn whose backward only warned.
+void not_differentiated(const c10::OperatorHandle& op, c10::DispatchKeySet ks, torch::jit::Stack* stack) {
+  at::AutoDispatchBelowADInplaceOrView guard;
+  op.redispatchBoxed(ks & c10::after_autograd_keyset, stack);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(dwq, Autograd, m) {
   m.impl("fake_quantize", TORCH_FN(fake_quantize_autograd));
   m.impl("weight_fake_quantize", TORCH_FN(weight_fake_quantize_autograd));
+  for (const char* name : {"qlinear", "qconv2d", "qconv2d_residual"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&refuse_gradient>());
+  }
+  m.impl("act_qparams", torch::CppFunction::makeFromBoxedFunction<&not_differentiated>());
 }
 
 }  // namespace dwq

@@ -39,6 +39,12 @@ def is_bool(v) -> bool:
     return isinstance(v, bool) or (isinstance(v, torch.Tensor) and v.dtype == torch.bool)
 
 
+def check_relu(op: str, relu) -> None:
+    """``relu`` is a bool: the kernels took ``relu=1`` where the fallback of the same op refused it."""
+    if not is_bool(relu):
+        raise TypeError(f"{op}: relu must be a bool, got {relu!r}")
+
+
 def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, other: torch.Tensor,
                    other_name: str) -> None:
     """``scale`` and ``other`` (the zero point or the float offset) have one entry per channel of
@@ -70,6 +76,15 @@ def _check(x, scale, zero_point, bits, axis):
     check_channels(x, axis, scale, zero_point, "zero_point")
 
 
+def _check_float32_scale(scale: torch.Tensor) -> None:
+    # The kernels compute with the float32 scale: a float64 1e-50 became 0 and the op said "got 0"
+    flat = scale.reshape(-1)
+    s32 = flat.to(torch.float32)
+    for i in ((s32 <= 0) | ~torch.isfinite(s32)).nonzero().flatten()[:1].tolist():
+        raise ValueError(f"fake_quantize: scale[{i}] = {flat[i].item()!r} ({scale.dtype}) must be finite and > 0 "
+                         f"in float32, the scale's type in the kernels; got {s32[i].item()!r} there")
+
+
 def fake_quantize(
     x: torch.Tensor,
     scale: torch.Tensor,
@@ -96,6 +111,8 @@ def fake_quantize(
     _check(x, scale, zero_point, bits, axis)
     if axis is not None:
         axis = operator.index(axis)  # (the op's schema wants a Python int, not a numpy or tensor one)
+    if scale.dtype != torch.float32 and scale.device.type == "cpu" and not torch.compiler.is_compiling():
+        _check_float32_scale(scale)
     scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)
     info = torch.iinfo(zero_point.dtype)
     if info.max > 2**31 - 1:  # saturate, not wrap: 2^32 + 3 must fail the code check, not be 3, and a uint32's

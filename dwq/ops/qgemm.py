@@ -44,7 +44,7 @@ import torch
 
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
-from dwq.ops.fake_quant import check_no_nan, check_qparam_values, is_bool
+from dwq.ops.fake_quant import check_no_nan, check_qparam_values, check_relu, is_bool
 from dwq.ops.qgemm_reference import channel_affine, codes_dtype, quantize_act_ref
 
 __all__ = [
@@ -151,8 +151,7 @@ def affine_quantize_act(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
     followed by ``quantize_act``.
     """
     _check_bits(bits)
-    if not is_bool(relu):
-        raise TypeError(f"affine_quantize_act: relu must be a bool, got {relu!r}")
+    check_relu("affine_quantize_act", relu)
     if has_kernel("affine_quantize_act", x.device.type):
         return torch.ops.dwq.affine_quantize_act.default(x, scale, bias, relu, out_scale, out_zero_point, bits)
     if x.dtype != torch.float32 or x.dim() < 2:
@@ -187,7 +186,14 @@ def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
     """
     _check_bits(bits)
     _need_ext("pack_weight")
-    return torch.ops.dwq.pack_weight.default(w_codes, zero_point, bits, list(kernel_size))
+    try:  # (kernel_size=3 failed with "'int' object is not iterable")
+        if isinstance(kernel_size, (str, bytes)) or any(is_bool(k) for k in kernel_size):
+            raise TypeError
+        ks = [operator.index(k) for k in kernel_size]
+    except TypeError:
+        raise ValueError(f"pack_weight: kernel_size must be a sequence of ints ([] for a GEMM weight, [kh, kw] "
+                         f"for a conv), got {kernel_size!r}") from None
+    return torch.ops.dwq.pack_weight.default(w_codes, zero_point, bits, ks)
 
 
 def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int) -> torch.Tensor:
@@ -227,6 +233,7 @@ def qlinear(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     out_zero_point int32 [1] are given.
     """
     _check_bits(x_bits, "x_bits")
+    check_relu("qlinear", relu)
     _need_ext("qlinear")
     if x_codes.dim() == 0:
         raise ValueError("qlinear: x_codes must be [..., K], got a 0-d tensor")
@@ -260,6 +267,7 @@ def qconv2d(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     """Integer conv2d with the fused epilogue (see ``qlinear``). x_codes [B, C, H, W];
     returns float32 or codes [B, O, OH, OW] in channels_last memory format, ready for the next layer."""
     _check_bits(x_bits, "x_bits")
+    check_relu("qconv2d", relu)
     _need_ext("qconv2d")
     return torch.ops.dwq.qconv2d.default(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale,
                                          _pair(kernel_size, "kernel_size"), _pair(stride, "stride"),

@@ -32,7 +32,8 @@ def fake_quantize_ref(
         x_hat, codes = fake_quantize_ref(x.float(), scale, zero_point, bits, axis, return_codes)
         return x_hat.to(x.dtype), codes
     qmax = (1 << bits) - 1
-    s = _per_channel_view(scale, x, axis).to(x.dtype)
+    # (the scale in float32 first, as fake_quantize takes it: a float64 0.1 gave other codes than the op)
+    s = _per_channel_view(scale.to(torch.float32), x, axis).to(x.dtype)
     z = _per_channel_view(zero_point, x, axis).to(x.dtype)
     q = torch.clamp(torch.round(x / s) + z, 0, qmax)
     x_hat = (q - z) * s

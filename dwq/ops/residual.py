@@ -13,6 +13,7 @@ import torch
 from dwq.ops import qgemm as _qgemm
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
+from dwq.ops.fake_quant import check_relu
 from dwq.ops.qgemm import IntPair, affine_quantize_act, qconv2d, quantize_act
 from dwq.ops.qgemm_reference import affine_quantize_act_ref, codes_dtype, quantize_act_ref
 
@@ -82,6 +83,7 @@ def add_affine_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tens
     then ``affine_quantize_act`` on a copy of x, written back once the codes are made (a bad argument
     leaves x as it was). NaN in the affine's result is an error (the kernel may have updated x by then).
     """
+    check_relu("add_affine_quantize_", relu)  # (1 was taken by the kernel, refused by the fallback)
     if _kernel_takes(x, other) and has_kernel("add_affine_quantize_", x.device.type):
         return torch.ops.dwq.add_affine_quantize_.default(x, other, scale, bias, relu, out_scale, out_zero_point, bits)
     y = x.clone().add_(other)
@@ -113,6 +115,7 @@ def qconv2d_residual(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point:
     ks, st, pd = _qgemm._pair(kernel_size, "kernel_size"), _qgemm._pair(stride, "stride"), _qgemm._pair(padding,
                                                                                                       "padding")
     _qgemm._check_bits(x_bits, "x_bits")
+    check_relu("qconv2d_residual", relu)
     _qgemm._need_ext("qconv2d_residual")
     if (has_kernel("qconv2d_residual", x_codes.device.type) and residual.dtype == torch.float32
             and residual.device == x_codes.device and residual.dim() == 4
