@@ -644,3 +644,58 @@ def test_a_start_is_projected_and_apgd_takes_an_empty_batch(trained):
     assert torch.equal(A.pgd(m, x, y, EPS, 0.02, 0, start=drawn), drawn)  # inside: unchanged
     r = A.apgd_eot(m, x[:0], y[:0], EPS, steps=1, eot_iter=1)
     assert all(v.shape[0] == 0 for v in r.values()) and r["returned"].shape == x[:0].shape
+
+
+def test_cw_l2_counts_a_success_only_beyond_kappa():
+    """torchattacks' success test was argmax != y whatever κ: with κ = 2 the returned images were just
+    misclassified (margins -0.001 .. -0.056). Now each is misclassified by more than κ, or the clean image."""
+    from dwq.attacks.core import logit_margin
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)).eval()
+    x = torch.rand(4, 1, 28, 28)
+    y = m(x).argmax(1)
+    for kappa in (0.0, 2.0):
+        xa = A.cw_l2(m, x, y, kappa=kappa, c=10.0, steps=200, lr=0.01)
+        with torch.no_grad():
+            margin = logit_margin(m(xa), y)
+        moved = (xa - x).flatten(1).abs().amax(1) > 0
+        assert moved.any()
+        assert bool((margin[moved] < -kappa).all()), (kappa, margin)
+
+
+def test_attack_settings_that_silently_do_nothing_are_refused():
+    """A step of 0 (PGD, FGSM, FGSM-RS) returned x: robust accuracy read as clean; cw_l2 with c, lr or steps
+    <= 0 or a negative κ, and cw_linf with a negative κ, returned the clean images."""
+    m, x, y = _rpt_cnn()
+    for call in (lambda: A.pgd(m, x, y, EPS, 0.0, 3), lambda: A.fgsm(m, x, y, EPS, 0.0),
+                 lambda: A.fgsm_rs(m, x, y, EPS, 0.0)):
+        with pytest.raises(ValueError, match="step size must be > 0 when epsilon is"):
+            call()
+    assert torch.equal(A.pgd(m, x, y, 0.0, 0.0, 2), x)  # (ε = 0: nothing to move, nothing refused)
+    for kw, name in (({"c": 0.0}, "c must be a finite number > 0"), ({"lr": 0.0}, "lr must be a finite number > 0"),
+                     ({"steps": 0}, "steps must be an int >= 1"), ({"steps": 2.0}, "steps must be an int >= 1"),
+                     ({"kappa": -5.0}, "kappa must be a finite number >= 0")):
+        with pytest.raises(ValueError, match=name):
+            A.cw_l2(m, x, y, **kw)
+    with pytest.raises(ValueError, match="kappa must be a finite number >= 0"):
+        A.cw_linf(m, x, y, kappa=-5.0)
+    with pytest.raises(ValueError, match=r"epsilon must be a Python or NumPy number in \[0, 1\], got a tensor"):
+        A.pgd(m, x, y, torch.tensor(EPS), EPS / 4, 1)
+
+
+def test_apgd_paths_check_their_images_first():
+    """torchattacks' APGD made [N, D] input one batch ("Expected input batch_size (1) to match target
+    batch_size (4)"); autoattack ran the model on x[:1] before checking it, so a NaN pixel failed in a
+    quantizer."""
+    lin = torch.nn.Linear(20, 10)
+    x2, y2 = torch.rand(4, 20), torch.zeros(4, dtype=torch.long)
+    for fn, call in (("apgd_eot", lambda: A.apgd_eot(lin, x2, y2, EPS, steps=1, eot_iter=1)),
+                     ("autoattack", lambda: A.autoattack(lin, x2, y2, EPS, steps=1))):
+        with pytest.raises(ValueError, match=rf"{fn}: x must be images \[N, C, H, W\], got shape \(4, 20\)"):
+            call()
+    m, x, y = _rpt_cnn()
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x must hold images in"):
+        A.autoattack(m, bad, y, EPS, steps=1)

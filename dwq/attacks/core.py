@@ -34,11 +34,32 @@ ATTACKS = ("pgd", "fgsm", "fgsm-rs", "cw-l2", "cw-linf", "bandits", "autoattack"
 def check_eps(eps: float, name: str = "epsilon", positive: bool = False):
     """ε (and step sizes) are in pixel units for images in [0, 1]; ``positive``: 0 excluded."""
     # bool is an int to Python, and True reached the projection as a bool tensor (a bare torch error)
+    if isinstance(eps, torch.Tensor):  # (a 0-d tensor was said to be out of range)
+        raise ValueError(f"{name} must be a Python or NumPy number in [0, 1], got a tensor {eps!r}; pass .item()")
     ok = not isinstance(eps, bool) and isinstance(eps, numbers.Real) and 0.0 <= float(eps) <= 1.0
     if not ok or (positive and eps == 0):
         raise ValueError(f"{name} must be in {'(' if positive else '['}0, 1] (pixel units; 8/255 = 0.0314), "
                          f"got {eps!r}")
     return float(eps)
+
+
+def check_step(alpha, eps: float) -> float:
+    """A step size the caller gave, for a checked ``eps``: in [0, 1], and not 0 while ε is not (a step of 0
+    left every image where it started: robust accuracy read as clean accuracy)."""
+    a = check_eps(alpha, "step size")
+    if a == 0 and eps > 0:
+        raise ValueError(f"step size must be > 0 when epsilon is ({eps!r}): a step of 0 never moves an image, got "
+                         f"{alpha!r}")
+    return a
+
+
+def check_kappa(kappa) -> float:
+    """A CW confidence margin: finite and >= 0 (a negative one counted correctly classified iterates as
+    successes, and the clean images came back)."""
+    ok = not isinstance(kappa, bool) and isinstance(kappa, numbers.Real) and 0.0 <= float(kappa) < float("inf")
+    if not ok:
+        raise ValueError(f"kappa must be a finite number >= 0 (the CW margin in logits), got {kappa!r}")
+    return float(kappa)
 
 
 def check_positive(value, name: str) -> float:
@@ -204,7 +225,8 @@ def _grad(f, x_adv, y, loss_scale=None):
 
 def fgsm(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, loss_scale=None):
     """FGSM: one signed-gradient step of size ``alpha`` (default ``eps``) from ``x``."""
-    return _single_step(model, x, y, eps, eps if alpha is None else check_eps(alpha, "step size"), False, loss, lo, hi,
+    eps = check_eps(eps)
+    return _single_step(model, x, y, eps, eps if alpha is None else check_step(alpha, eps), False, loss, lo, hi,
                         loss_scale=loss_scale)
 
 
@@ -214,7 +236,7 @@ def fgsm_rs(model, x, y, eps, alpha=None, *, loss=None, lo=0.0, hi=1.0, generato
     # a NaN step gave NaN images, a negative one descended the loss; the default 1.25·eps may
     # exceed 1 (eps > 0.8), so only a step the caller gives is checked
     eps = check_eps(eps)  # (before 1.25 * eps: None or "8/255" failed there with a bare TypeError)
-    alpha = 1.25 * eps if alpha is None else check_eps(alpha, "step size")
+    alpha = 1.25 * eps if alpha is None else check_step(alpha, eps)
     return _single_step(model, x, y, eps, alpha, True, loss, lo, hi, generator, loss_scale)
 
 
@@ -251,8 +273,7 @@ RESTART_SELECT = ("misclassified", "loss")
 
 
 def _check_iterations(eps, alpha, steps, restarts, random_start):
-    check_eps(eps)
-    check_eps(alpha, "step size")
+    check_step(alpha, check_eps(eps))
     steps, restarts = check_count(steps, "steps"), check_count(restarts, "restarts", 1)
     if restarts > 1 and not random_start:  # every restart would repeat the first: PGD-20x10 was PGD-20
         raise ValueError(f"restarts={restarts} needs random_start=True: without a random start every restart "

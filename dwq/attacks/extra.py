@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from dwq.nn.modes import kept_modes
 
-from .core import (ce_loss, check_autograd, check_count, check_eps, check_images, check_label_range, check_labels,
-                   check_positive, logit_margin, project_linf)
+from .core import (ce_loss, check_autograd, check_count, check_eps, check_images, check_kappa, check_label_range,
+                   check_labels, check_positive, logit_margin, project_linf)
 
 
 class _InputGrad(torch.autograd.Function):
@@ -81,6 +81,13 @@ def _build(cls, *args, **kw):
         return cls(*args, **kw)
 
 
+def _check_image_batch(fn: str, x) -> None:
+    # torchattacks' APGD added a batch dimension to [N, D] input ("Expected input batch_size (1) to match
+    # target batch_size (4)"); its CW works on any shape but is documented for images
+    if isinstance(x, torch.Tensor) and x.dim() != 4:
+        raise ValueError(f"{fn}: x must be images [N, C, H, W], got shape {tuple(x.shape)}")
+
+
 def _gpus():
     # (none in a child forked from a process that used CUDA: it cannot initialize CUDA, and
     # torch.manual_seed leaves CUDA alone there, by the same test)
@@ -107,7 +114,13 @@ def _run(atk, x, y):
 
 def cw_l2(model, x, y, c=1.0, kappa=0.0, steps=100, lr=0.01):
     """Carlini-Wagner L2 (torchattacks.CW's optimization, unbounded, minimal-distortion), with its
-    margin and change of variables as Carlini and Wagner define them (:func:`_cw_l2_class`)."""
+    margin, change of variables and success test as Carlini and Wagner define them (:func:`_cw_l2_class`)."""
+    # (c, lr or steps <= 0 and a negative kappa returned the clean images silently)
+    check_positive(c, "c")
+    check_positive(lr, "lr")
+    check_count(steps, "steps", 1)
+    check_kappa(kappa)
+    _check_image_batch("cw_l2", x)
     return _run(_build(_cw_l2_class(), _Wrap(model, x.dtype), c=c, kappa=kappa, steps=steps, lr=lr), x, y)
 
 
@@ -122,10 +135,41 @@ def _cw_l2_class():
     * its change of variables mapped pixels at exactly 0 or 1 to atanh(±1) = ±inf, where tanh has no
       gradient, so those pixels (most of an MNIST image) never moved; scaled by 1 - 1e-6 as the
       original and advertorch do.
+    * an iterate counted as a success when its argmax was wrong, whatever κ: with κ > 0 it kept the
+      least-L2 image that was only just misclassified. Here, as Carlini and Wagner's ``compare`` (and
+      :func:`cw_linf`): misclassified by more than κ. The loop is otherwise torchattacks' (Adam on w,
+      least L2 among successes, its early stop), untargeted as dwq calls it.
     """
     class CW(_torchattacks().CW):
         def inverse_tanh_space(self, x):
             return self.atanh(torch.clamp(x * 2 - 1, min=-1, max=1) * (1 - 1e-6))
+
+        def forward(self, images, labels):
+            images = images.clone().detach().to(self.device)
+            labels = labels.clone().detach().to(self.device)
+            w = self.inverse_tanh_space(images).detach().requires_grad_()
+            best, best_l2 = images.clone(), torch.full((len(images),), math.inf, device=images.device)
+            opt = torch.optim.Adam([w], lr=self.lr)
+            prev_cost, every = math.inf, max(self.steps // 10, 1)
+            for step in range(self.steps):
+                adv = self.tanh_space(w)
+                l2 = (adv - images).flatten(1).pow(2).sum(1)
+                outputs = self.get_logits(adv)
+                cost = l2.sum() + self.c * self.f(outputs, labels).sum()
+                opt.zero_grad()
+                cost.backward()
+                opt.step()
+                with torch.no_grad():
+                    fooled = (outputs.argmax(1) != labels if self.kappa == 0
+                              else logit_margin(outputs, labels) < -self.kappa)
+                    better = fooled & (l2 < best_l2)
+                    best_l2 = torch.where(better, l2, best_l2)
+                    best = torch.where(better.view(-1, *[1] * (images.dim() - 1)), adv, best)
+                if step % every == 0:  # torchattacks' early stop: the cost rose since the last check
+                    if cost.item() > prev_cost:
+                        break
+                    prev_cost = cost.item()
+            return best.detach()
 
         def f(self, outputs, labels):
             margin = logit_margin(outputs, labels)
@@ -156,7 +200,11 @@ def autoattack(model, x, y, eps, version="standard", n_classes=None, seed=0, ste
     check_count(eot_iter, "eot_iter", 1)
     check_count(square_queries, "square_queries", 1)
     check_count(seed, "seed")
-    ta = _torchattacks()  # (the labels and images: checked by _run, once)
+    _check_image_batch("autoattack", x)
+    # before the class-count forward: a NaN pixel failed in the model's quantizer, not as bad images
+    check_labels(x, y)
+    check_images(x)
+    ta = _torchattacks()
     m = _Wrap(model, x.dtype)
     # torchattacks took n_classes - 1 targets: n_classes=10 for a 5-class model failed with 'index -6 is
     # out of bounds', and the class count of a 100-class model ran 99 targets, not the standard 9
@@ -205,6 +253,7 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
     """
     check_eps(eps)
     check_autograd()
+    _check_image_batch("apgd_eot", x)
     check_labels(x, y)
     check_images(x)
     check_count(steps, "steps", 1)
@@ -261,6 +310,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     69.4% / 49.0% with the shared τ, at batch 250 and at batch 50 alike.
     """
     check_eps(tau, "tau", positive=True)  # τ <= 0 penalized every pixel at every step: a silently weak attack
+    check_kappa(kappa)
     check_positive(c_init, "c_init")  # 0 stayed 0 under "x10 while no success": the clean images came back
     check_count(steps, "steps", 1)
     check_count(binary_steps, "binary_steps", 1)
@@ -330,8 +380,7 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     for value, name in ((fd_eta, "fd_eta"), (online_lr, "online_lr"), (exploration, "exploration")):
         check_positive(value, name)
     image_lr = eps / 4 if image_lr is None else check_eps(image_lr, "image_lr", positive=True)
-    if x.dim() != 4:
-        raise ValueError(f"bandits_td: x must be images [N, C, H, W] (its tiles are 2-D), got shape {tuple(x.shape)}")
+    _check_image_batch("bandits_td", x)  # (its tiles are 2-D)
     check_labels(x, y)
     check_images(x, lo, hi)
     loss = loss or ce_loss
