@@ -21,7 +21,9 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
         A.check_count(num_classes, "num_classes", 1)
     A.check_count(eot_iter, "eot_iter (EOT samples per AutoAttack step)", 1)
     A.check_eps(epsilon, positive=True)
-    A.check_count(seed, "seed")  # (-1 failed in AutoAttack's stage, 1.5 after the transfer matrix)
+    # (-1 failed in AutoAttack's stage, 1.5 after the transfer matrix, 2^64 in EOT-PGD's generator)
+    if A.check_count(seed, "seed") >= 2**63:
+        raise ValueError(f"seed must be an int in 0..2^63-1 (a torch.Generator seed), got {seed!r}")
     normalize_set(precisions, "precisions")
     normalize_set(rset, "rpi_precisions")
     A.check_count(batch_size, "batch_size", 1)  # 0 was range()'s 'arg 3 must not be zero'

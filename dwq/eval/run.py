@@ -89,6 +89,13 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
+    # numpy scalars as Python ones (a seed from np.arange, a float32 epsilon): the report kept them as given,
+    # json.dump failed after the whole evaluation, and a stage identity recorded "np.int64(3)"
+    (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, bandits_queries, bandits_tile,
+     autoattack_n, autoattack_steps, eot_iter) = (
+        v.item() if type(v).__module__ == "numpy" and hasattr(v, "item") else v
+        for v in (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, bandits_queries,
+                  bandits_tile, autoattack_n, autoattack_steps, eot_iter))
     # lists first: a generator was used up by the checks, a string taken apart
     precisions = precision_list(precisions, "precisions")
     rset = precision_list(rpi_precisions, "rpi_precisions") if rpi_precisions is not None else precisions
