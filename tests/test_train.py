@@ -788,3 +788,46 @@ def test_compiled_training_runs_and_is_recorded(tmp_path):
     trained = {k for k, v in rec["precision_counts"].items() if v}  # compiled forwards: marked by the trainer
     assert all(set(s.untrained_precisions()) == {"2", "4"} - trained for s in m.modules()
                if isinstance(s, SwitchableBatchNorm2d))
+
+
+def test_batches_call_a_subclass_getitem_and_collate_as_dataloader_does():
+    """A TensorDataset subclass (an augmentation in __getitem__) was read as raw tensors, its __getitem__
+    never called; a dataset of numpy images failed torch.stack, and [1]-shaped labels came out [B] where
+    DataLoader's workers give [B, 1]."""
+    import numpy as np
+
+    from dwq.train.batches import collate
+
+    class Shifted(TensorDataset):
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            return x + 100, y
+
+    ds = Shifted(torch.zeros(4, 1), torch.arange(4))
+    x, y = collate(ds, [0, 2])
+    assert torch.equal(x, torch.full((2, 1), 100.0)) and y.tolist() == [0, 2]
+    sub = torch.utils.data.Subset(ds, [3, 1])
+    assert torch.equal(collate(sub, [0])[0], torch.full((1, 1), 100.0))
+
+    class Numpy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return np.full((1, 2, 2), i, dtype=np.float32), torch.tensor([i])
+
+    x, y = collate(Numpy(), [0, 1])
+    want = next(iter(torch.utils.data.DataLoader(Numpy(), batch_size=2)))
+    assert torch.equal(x, want[0]) and torch.equal(y, want[1]) and y.shape == (2, 1)
+
+
+def test_remove_run_files_leaves_the_users_files(tmp_path):
+    """Every *.tmp of the folder went, my_notes.tmp included."""
+    from dwq._atomic import tmp_name
+    from dwq.train.run_folder import remove_run_files
+
+    for name in ("config.json", "my_notes.tmp", "other.txt", os.path.basename(tmp_name("metrics.jsonl")),
+                 os.path.basename(tmp_name("last.pt"))):
+        (tmp_path / name).write_text("x")
+    remove_run_files(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["my_notes.tmp", "other.txt"]

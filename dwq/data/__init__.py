@@ -19,6 +19,7 @@ set), never the test set.
 from __future__ import annotations
 
 import copy
+import numbers
 import gzip
 import importlib.util
 import os
@@ -171,10 +172,13 @@ def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0):
     with the test transform (no random crop or flip), so validation scores what the test scores.
     """
     n = len(dataset)
-    if isinstance(val_size, float) and 0 <= val_size < 1:
-        k = int(round(val_size * n))
-    elif isinstance(val_size, int) and not isinstance(val_size, bool):
-        k = val_size
+    if isinstance(val_size, numbers.Integral) and not isinstance(val_size, (bool, np.bool_)):
+        k = int(val_size)
+    elif isinstance(val_size, numbers.Real) and 0 <= val_size < 1:
+        k = int(round(float(val_size) * n))
+        if val_size > 0 and k == 0:  # (0.05 of 10 images: no validation, no best.pt, not a word)
+            raise ValueError(f"val_size {val_size} of {n} examples rounds to no validation example; give a count "
+                             f"(int) or a larger fraction")
     else:
         # 2.5 was truncated to 2 images and True counted as 1: neither is a count or a fraction.
         raise ValueError(f"val_size must be a count (int) or a fraction in [0, 1) (float), got {val_size!r}")

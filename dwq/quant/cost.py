@@ -35,7 +35,6 @@ Example::
 import copy
 import math
 import operator
-import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -224,10 +223,11 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     # The random input and any draw of the forward (RandomPrecision without a seed) come from the global
     # RNGs: restored afterwards, so a seeded run is the same whether or not it profiled its model first.
     try:
+        from dwq.nn.sbn import untrained_branches_quiet  # (lazy: dwq.nn imports dwq.quant)
+
+        # counting MACs reads no statistic: an untrained switchable-BN branch is not worth a warning
         with torch.random.fork_rng([device] if device.type == "cuda" else []), \
-                torch.no_grad(), warnings.catch_warnings():
-            # counting MACs reads no statistic: an untrained switchable-BN branch is not worth a warning
-            warnings.filterwarnings("ignore", message="SwitchableBatchNorm2d: the branch", category=UserWarning)
+                torch.no_grad(), untrained_branches_quiet():
             work(torch.rand(shape, device=device, dtype=dtype) if example is None else example)
     finally:
         for h in handles:

@@ -40,12 +40,13 @@ def in_memory(dataset):
     """``(tensors, index)`` when ``dataset`` is a TensorDataset, or Subsets of one (as
     ``dwq.data.train_val_split`` makes of mnist5k): item ``i`` is ``t[index[i]]`` of each tensor ``t``
     (``index`` None: ``t[i]``). None for any other dataset."""
+    # type(...) is, not isinstance: a subclass's own __getitem__ (an augmentation) was never called
     index = None
-    while isinstance(dataset, torch.utils.data.Subset):
+    while type(dataset) is torch.utils.data.Subset:
         own = torch.as_tensor(dataset.indices, dtype=torch.long)
         index = own if index is None else own[index]
         dataset = dataset.dataset
-    return (dataset.tensors, index) if isinstance(dataset, torch.utils.data.TensorDataset) else None
+    return (dataset.tensors, index) if type(dataset) is torch.utils.data.TensorDataset else None
 
 
 def collate(dataset, idx):
@@ -56,8 +57,10 @@ def collate(dataset, idx):
         i = torch.as_tensor(idx, dtype=torch.long)
         i = i if index is None else index[i]
         return tensors[0][i], tensors[1][i]
-    xs, ys = zip(*(dataset[i] for i in idx))
-    return torch.stack(xs), torch.as_tensor(ys)
+    # DataLoader's own collation, as the loader workers use: the same batch whatever their number
+    # (numpy images failed torch.stack here, labels of shape [1] came out [B] here and [B, 1] there)
+    x, y = torch.utils.data.default_collate([dataset[i] for i in idx])[:2]
+    return x, y
 
 
 class SeededItems(torch.utils.data.Dataset):

@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from dwq._atomic import atomic_open
 from dwq.attacks import fgsm, fgsm_rs, pgd
 from dwq.nn import kept_modes, precision, precision_set, set_precision
-from dwq.nn.sbn import mark_trained
+from dwq.nn.sbn import mark_trained, untrained_branches_quiet
 from dwq.ops.fake_quant import inductor_exact_division
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 
@@ -337,9 +337,9 @@ class Trainer:
         if first is None:
             return
         devices = [self.device] if self.device.type == "cuda" else []
+        # (an untrained model's switchable-BN branches: nothing to say here)
         with kept_modes(self.model), torch.random.fork_rng(devices), torch.no_grad(), \
-                warnings.catch_warnings(), precision(self.model, self.precs[0]):
-            warnings.simplefilter("ignore")  # an untrained model's switchable-BN branches: nothing to say here
+                untrained_branches_quiet(), precision(self.model, self.precs[0]):
             outputs = self.model.eval()(first.to(self.device)).shape[-1]
         for name, (lo, hi) in labels.items():
             if lo < 0 or hi >= outputs:

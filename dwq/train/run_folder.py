@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from dwq._atomic import atomic_open
+from dwq._atomic import atomic_open, is_tmp_of
 
 from .checkpoint import CheckpointError
 
@@ -87,10 +87,11 @@ def check_fresh_run_folder(out_dir: str) -> None:
 
 
 def remove_run_files(out_dir: str) -> None:
-    """Removes what a run wrote into ``out_dir`` before its first last.pt (:data:`RUN_FILES` and
-    temporary ``*.tmp`` files), so that the folder can take a new run again."""
+    """Removes what a run wrote into ``out_dir`` before its first last.pt (:data:`RUN_FILES` and the
+    temporary files of their writes and of last.pt's), so that the folder can take a new run again.
+    Other files are the user's and stay (every ``*.tmp`` went, ``my_notes.tmp`` included)."""
     for name in os.listdir(out_dir):
-        if name in RUN_FILES or name.endswith(".tmp"):
+        if name in RUN_FILES or any(is_tmp_of(name, f) for f in RUN_FILES + ("last.pt",)):
             os.remove(os.path.join(out_dir, name))
 
 
