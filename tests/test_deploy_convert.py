@@ -369,6 +369,59 @@ def test_unsupported_layer_is_named():
         convert(m.eval())
 
 
+class _AddsOne(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.fc = QConv2d(1, 2, 3, precisions=[4, 8]), QLinear(8, 3, precisions=[4, 8])
+
+    def forward(self, x):
+        return self.fc((self.c(x) + 1).flatten(1))
+
+
+class _ReturnsItsInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = QConv2d(1, 2, 3, precisions=[4, 8])
+
+    def forward(self, x):
+        return x
+
+
+def test_a_constant_operand_is_named_and_every_refusal_is_a_conversion_error():
+    """'a constant tensor argument 1 is not supported' named neither the node nor its module (and called
+    an int a tensor); a model returning its input raised a plain ValueError, which callers catching
+    ConversionError (dwq deploy) missed."""
+    with pytest.raises(ConversionError, match=r"cannot convert 'add' \(call_function\).*: its argument 1 is a "
+                                              r"constant \(int 1\)"):
+        convert(calibrated(_AddsOne(), (2, 1, 4, 4)))
+    with pytest.raises(ConversionError, match="_ReturnsItsInput: the program's output is its input"):
+        convert(calibrated(_ReturnsItsInput(), (2, 1, 4, 4)))
+
+
+def test_a_cast_that_would_turn_codes_into_floats_is_refused_and_a_codes_output_is_named():
+    """.type(torch.float32) cast the codes and zero points too: the next forward failed inside an op, and
+    a save of it wrote a file load refused. An output that is a layer's codes (a hand-edited description)
+    returned uint8 codes as logits."""
+    im = convert(calibrated(small_cnn(precisions=[4, None], width=4), (4, 1, 28, 28)))
+    before = {k: v.clone() for k, v in im.state_dict().items()}
+    with pytest.raises(ValueError, match="holds integer codes and zero points, which cannot be cast to torch.float32"):
+        im.type(torch.float32)
+    assert all(torch.equal(v, im.state_dict()[k]) and v.dtype == im.state_dict()[k].dtype for k, v in before.items())
+    codes_out, x = None, torch.rand(2, 1, 28, 28)
+    for step in im.program:
+        bad = IntegerModel(dict(im.layers), im.program, step["out"], im.info)
+        dwq.set_precision(bad, 4)
+        with torch.no_grad():
+            try:
+                y = bad(x)
+            except ValueError as e:
+                assert "holds integer codes" in str(e) and "malformed" in str(e)
+                codes_out = step["out"]
+                continue
+        assert y.is_floating_point()
+    assert codes_out is not None  # some step of the program hands codes on
+
+
 def test_unsupported_conv_is_named():
     m = small_cnn(precisions=[4], width=8)
     m.conv2.groups = 2

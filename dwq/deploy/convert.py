@@ -360,10 +360,13 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     value = {}  # fx node -> the program value holding it
     key = _layer_keys(nodes)
 
-    def ref(a):
+    def ref(n, i):
+        a = n.args[i]
         if isinstance(a, fx.Node):
             return value[a]
-        raise ConversionError(f"a constant tensor argument {a!r} is not supported")
+        # (named the value alone: in a large model nothing said where the `+ 1` was)
+        raise ConversionError(f"cannot convert {_where(n, modules)}: its argument {i} is a constant "
+                              f"({type(a).__name__} {a!r:.40}), not a value the model computes")
 
     for n in nodes:
         k = kinds[n]
@@ -377,7 +380,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
         elif n in absorbed:
             value[n] = value[absorbed[n]]
         elif k == "identity":
-            value[n] = ref(n.args[0])
+            value[n] = ref(n, 0)
         elif k in ("q", "bn"):
             bn, relu, target = fused[n]
             tgt = (None, None) if target is None else (modules[target.target], target.target)
@@ -385,7 +388,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
                 layers[key[n]] = _int_layer(modules[n.target], n.target, ps, bn, relu, *tgt)
             else:
                 layers[key[n]] = _float_affine(bn, n.target, ps, relu, *tgt)
-            program.append({"out": n.name, "call": key[n], "args": [ref(n.args[0])]})
+            program.append({"out": n.name, "call": key[n], "args": [ref(n, 0)]})
             value[n] = n.name
         elif k in ("conv", "linear", "normalize"):
             m = modules[n.target]
@@ -394,12 +397,12 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
                                                 {"mean": _own(m.mean), "std": _own(m.std)})
             else:
                 layers[key[n]] = _float_layer(m, n.target)
-            program.append({"out": n.name, "call": key[n], "args": [ref(n.args[0])]})
+            program.append({"out": n.name, "call": key[n], "args": [ref(n, 0)]})
             value[n] = n.name
         else:  # relu, add, pooling, flatten
             if k == "add" and (len(n.args) != 2 or n.kwargs):
                 raise ConversionError(f"cannot convert {_where(n, modules)}: only a + b of two tensors")
-            args = [ref(n.args[0])] + ([ref(n.args[1])] if k == "add" else [])
+            args = [ref(n, 0)] + ([ref(n, 1)] if k == "add" else [])
             program.append({"out": n.name, "fn": k, "args": args, "kwargs": _fn_kwargs(n, modules, k)})
             value[n] = n.name
     _mark_inplace(program, output)
@@ -410,7 +413,10 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
             "float_checkpoint_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values()
                                           if t.is_floating_point())}
     meta.update(info)
-    int_model = IntegerModel(layers, program, output, meta)
+    try:
+        int_model = IntegerModel(layers, program, output, meta)
+    except ValueError as e:  # (a model returning its input, say: convert promises ConversionError)
+        raise ConversionError(f"{type(model).__name__}: {e}") from None
     try:  # the model's current precision, where the set has it (else the set's last, as a new model)
         current = normalize_precision(get_precision(model))
     except ValueError:  # (its layers are at different precisions: none to carry over)

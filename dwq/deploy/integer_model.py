@@ -32,6 +32,7 @@ from dwq.nn.control import PrecisionModule, get_precision, precision_set
 from dwq.ops.qgemm import conv_output_hw
 from dwq.ops.residual import add_affine_quantize_, add_relu_, add_relu_quantize_, qconv2d_residual
 from dwq.quant.quantizers import check_flag
+from dwq.quant.precision import precision_name
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
 
@@ -397,6 +398,12 @@ class IntegerModel(nn.Module):
         if probe.dtype != torch.float32:
             raise ValueError(f"IntegerModel computes in float32 and cannot be cast to {probe.dtype}; "
                              "cast its outputs instead")
+        # (.type(torch.float32) casts every tensor: codes and zero points became float32, and the model
+        # failed at its next forward, or at load after a save that took it)
+        codes = fn(torch.zeros(1, dtype=torch.int32))
+        if codes.dtype != torch.int32:
+            raise ValueError(f"IntegerModel holds integer codes and zero points, which cannot be cast to "
+                             f"{codes.dtype}; cast its outputs instead")
         return super()._apply(fn, recurse)
 
     # -- running ----------------------------------------------------------------------------------
@@ -426,7 +433,12 @@ class IntegerModel(nn.Module):
                 env[out[0]], env[out[1]] = fn(*[env[i] for i in ins])
             for i in free:
                 env[i] = None
-        return env[output]
+        y = env[output]
+        if not y.is_floating_point():  # (a hand-edited description whose output is a layer's codes)
+            raise ValueError(f"IntegerModel: the program's output {self.output!r} holds integer codes ({y.dtype}) "
+                             f"at precision {precision_name(get_precision(self))}, not float32 logits; the model's "
+                             f"description is malformed")
+        return y
 
     def extra_repr(self) -> str:
         try:
