@@ -271,9 +271,18 @@ def test_bad_config_is_rejected():
                         (dict(precisions=[]), "precisions must not be empty"),
                         (dict(precisions=[4, "4", 8]), "precisions must not repeat"),
                         (dict(lr=float("inf")), "need finite lr > 0"),
-                        (dict(seed=-1), "seed must be an int in 0..2^63 - 1, got -1")):
+                        (dict(seed=-1), "seed must be an int in 0..2^63 - 1, got -1"),
+                        # a string switch is true: random_precision="false" trained with random precision
+                        (dict(random_precision="false"), "random_precision must be True or False, got 'false'"),
+                        (dict(amp="no"), "amp must be True or False, got 'no'"),
+                        (dict(lr=True), "lr must be a number, got True"),
+                        (dict(momentum="0.9"), "momentum must be a number, got '0.9'"),  # (a TypeError from <=)
+                        # an attack of radius or step 0: no attack under an attack's name (dwq train refuses it)
+                        (dict(epsilon=0), "epsilon must be in (0, 1]"),
+                        (dict(attack="fgsm", alpha=0.0), "step size (alpha) must be in (0, 1]")):
         with pytest.raises(ValueError, match=re.escape(message)):
             cfg(**kw).validate()
+    assert cfg(attack="none", epsilon=0).validate().epsilon == 0
 
 
 def test_the_attack_step_defaults_to_the_cli_s():
@@ -531,6 +540,27 @@ def test_api_resume_refuses_another_config_and_leaves_the_callers_config_alone(t
     longer = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=2, progress=True, val_every=3),
                      str(tmp_path))
     assert longer.resume() and longer.fit().epoch == 2  # epochs, progress and val_every may change
+    # fewer epochs than done: fit() did nothing and rewrote config.json with the fewer
+    with open(tmp_path / "config.json") as f:
+        before = f.read()
+    shorter = Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), str(tmp_path))
+    with pytest.raises(ValueError, match="has trained 2 epochs; epochs=1 ends before that"):
+        shorter.resume()
+    with open(tmp_path / "config.json") as f:
+        assert f.read() == before
+
+
+def test_two_runs_of_one_config_write_the_same_checkpoint(tmp_path):
+    """numpy's and Python's RNG states, kept in every checkpoint, were never seeded: two runs of one config
+    wrote different state digests (and a resume set the process's numpy RNG to a leftover state)."""
+    import numpy as np
+
+    digests = []
+    for k in range(2):
+        np.random.seed(k)  # whatever state the process had
+        Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), str(tmp_path / str(k))).fit()
+        digests.append(load_checkpoint(str(tmp_path / str(k) / "last.pt"))["state_sha256"])
+    assert digests[0] == digests[1]
 
 
 def test_api_resume_refuses_another_training_set_and_warns_of_another_thread_count(tmp_path):

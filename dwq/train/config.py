@@ -78,19 +78,29 @@ class TrainConfig:
             raise ValueError("reference=True trains in float32 as the reference code; amp=True contradicts it")
         if self.attack not in TRAIN_ATTACKS:
             raise ValueError(f"unknown training attack {self.attack!r}; choose one of {TRAIN_ATTACKS}")
+        # switches are bools: random_precision="false" is true, and trained with random precision
+        for name in ("random_precision", "amp", "compile", "deterministic", "cuda_graphs", "progress", "reference",
+                     "test_select"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):  # (True was an lr of 1, '0.9' a TypeError)
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"{name} must be a number, got {v!r}")
         if self.cuda_graphs and (self.attack != "pgd" or self.compile):
             # (compile and graphs are two ways of cutting the same launches)
             raise ValueError(f"cuda_graphs replays the PGD attack, without torch.compile; got "
                              f"attack={self.attack!r}, compile={self.compile}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
-        check_eps(self.epsilon, "epsilon")
+        # (0 trained without an attack under an attack's name; dwq train refuses it too: --attack none)
+        check_eps(self.epsilon, "epsilon", positive=self.attack != "none")
         if self.alpha is None and self.attack != "none":
             step, rule = default_alpha(self.attack, self.epsilon, self.reference)
             check_eps(step, f"the default step size (alpha = {rule} of {self.attack}); give alpha. It")
             self.alpha = step
         if self.alpha is not None:
-            check_eps(self.alpha, "step size (alpha)")
+            check_eps(self.alpha, "step size (alpha)", positive=self.attack != "none")
         # Counts must be ints: 2.5 or True would fail late in range() or count as 1.
         for name, low in (("attack_iters", 1), ("free_replays", 1), ("epochs", 1), ("batch_size", 1),
                           ("val_every", 1), ("test_select_steps", 1), ("val_pgd_steps", 0)):

@@ -46,12 +46,14 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import secrets
 import time
 import warnings
 from dataclasses import asdict
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -139,6 +141,10 @@ class Trainer:
         # modulo 2^64 (what manual_seed takes): any seed up to 2^63 - 1 works, smaller ones keep their stream
         self.gen = torch.Generator().manual_seed((cfg.seed * 1000003 + 7919 * (rank + 1)) % (1 << 64))
         torch.manual_seed(cfg.seed)
+        # numpy's and Python's too, whose states the checkpoints keep: unseeded, two runs of one command
+        # wrote different last.pt digests (and a user's numpy augmentation drew differently)
+        np.random.seed(cfg.seed % 2**32)
+        random.seed(cfg.seed)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0, rank, world))
@@ -275,6 +281,10 @@ class Trainer:
         if changed:
             raise CheckpointError(f"{path} was trained with another config: "
                                   + "; ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in changed))
+        done = ck.get("epoch")
+        if isinstance(done, int) and self.cfg.epochs < done:  # (fit did nothing and config.json said the fewer)
+            raise ValueError(f"{path} has trained {done} epochs; epochs={self.cfg.epochs} ends before that: give "
+                             f"epochs >= {done} to resume it")
         self.restore(ck, run)
         return True
 
