@@ -527,3 +527,31 @@ def test_profile_names_a_bad_input_size(size, message):
 
     with pytest.raises(ValueError, match=f"profile: input_size .*{message}"):
         profile(small_cnn(precisions=[4]), size)
+
+
+def test_precision_messages_fit_what_was_given():
+    """numpy's 0 and 32 and the text "0" (the reference's full precision) got no pointer to fp; a pair entry
+    that is no int was offered "or None for full precision", which a pair refuses."""
+    import numpy as np
+
+    from dwq.quant import parse_precision
+
+    for p in (np.int64(0), np.int64(32)):
+        with pytest.raises(ValueError, match=f"got {int(p)}; full precision is None"):
+            normalize_precision(p)
+    with pytest.raises(ValueError, match="bad precision '0': .* got 0; full precision is 'fp'"):
+        parse_precision("0")
+    for pair in (("4", "8"), (4.0, 8), (True, 8)):
+        with pytest.raises(ValueError, match=r"w_bits must be an int in 2..16, got") as e:
+            normalize_precision(pair)
+        assert "None" not in str(e.value)
+    assert normalize_precision((np.int64(4), 8)) == (4, 8)
+
+
+def test_float_zero_point_checks_its_qparams_in_the_type_they_compute_in():
+    """A float64 scale of 1e-50 passed the check and was 0 in float32 (NaN out); an offset of 1e300 inf."""
+    x = torch.tensor([0.0, 1e-45, 3e-45, 1.0])
+    for s, o in ((torch.tensor([1e-50], dtype=torch.float64), torch.tensor([0.0])),
+                 (torch.tensor([0.1]), torch.tensor([1e300], dtype=torch.float64))):
+        with pytest.raises(ValueError, match="scale > 0 in torch.float32, the type they compute in"):
+            fake_quantize_float_zp(x, s, o, 8)

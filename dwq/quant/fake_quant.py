@@ -45,12 +45,15 @@ def fake_quantize_float_zp(
     else:
         scale, offset = scale.reshape(()), offset.reshape(())
     check_no_nan(x, "fake_quantize: x contains NaN; NaN has no quantized code")  # no host sync on GPUs
-    check_value(~torch.isfinite(scale).all() | ~torch.isfinite(offset).all() | (scale <= 0).any(),
-                "fake_quantize: the scale and offset must be finite and the scale > 0 (an infinite range, or one "
-                "wider than float32 holds, has no quantization grid)")
     # float32 arithmetic for float16/bfloat16 x, as the integer zero point's op does (in half, the 1e-8
     # minimum scale is 0 and a constant tensor came out NaN).
     low = x.dtype in (torch.float16, torch.bfloat16)
     xf = x.float() if low else x
-    out = _FloatZeroPointSTE.apply(xf, scale.to(xf.dtype), offset.to(xf.dtype), qmax)
+    # checked in the type they compute in: a float64 scale of 1e-50 is 0 in float32 (NaN out), an offset
+    # of 1e300 inf (inf out)
+    scale, offset = scale.to(xf.dtype), offset.to(xf.dtype)
+    check_value(~torch.isfinite(scale).all() | ~torch.isfinite(offset).all() | (scale <= 0).any(),
+                f"fake_quantize: the scale and offset must be finite and the scale > 0 in {xf.dtype}, the type "
+                f"they compute in (an infinite range, or one wider than it holds, has no quantization grid)")
+    out = _FloatZeroPointSTE.apply(xf, scale, offset, qmax)
     return out.to(x.dtype) if low else out

@@ -16,18 +16,26 @@ Normalized = Optional[Tuple[int, int]]
 MIN_BITS, MAX_BITS = 2, 16
 
 
-def check_bits(bits, name: str = "bits") -> int:
-    """Returns ``bits`` as an int if it is an integer in 2..16, else raises ValueError."""
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        try:
-            import numpy as np
+def _is_int(v) -> bool:
+    """A Python or numpy integer, not a bool."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return True
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(v, np.integer)
 
-            if isinstance(bits, np.integer):
-                bits = int(bits)
-        except ImportError:  # pragma: no cover
-            pass
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise ValueError(f"{name} must be an int in {MIN_BITS}..{MAX_BITS} (or None for full precision), got {bits!r}")
+
+def check_bits(bits, name: str = "bits", none_ok: bool = True) -> int:
+    """Returns ``bits`` as an int if it is an integer in 2..16, else raises ValueError; ``none_ok``: the
+    caller takes None for full precision, which the message then offers."""
+    if not _is_int(bits):
+        fp = " (or None for full precision)" if none_ok else ""
+        raise ValueError(f"{name} must be an int in {MIN_BITS}..{MAX_BITS}{fp}, got {bits!r}")
+    bits = int(bits)
     if not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"{name} must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
     return bits
@@ -51,6 +59,8 @@ def parse_precision(text: str) -> Precision:
         if m:
             return (check_bits(int(m.group(1)), "w_bits"), check_bits(int(m.group(2)), "a_bits"))
         if re.fullmatch(r"\d+", t):
+            if int(t) == 0:  # (the reference code's full precision: say what ours is)
+                raise ValueError(f"precision must be in {MIN_BITS}..{MAX_BITS}, got 0; full precision is 'fp'")
             return check_bits(int(t), "precision")
     except ValueError as e:
         raise ValueError(f"bad precision {text!r}: {e}") from None
@@ -71,11 +81,12 @@ def normalize_precision(p: Precision) -> Normalized:
             # check_bits would say "or None for full precision", which a pair does not take.
             raise ValueError(f"a precision pair (w_bits, a_bits) takes two ints in {MIN_BITS}..{MAX_BITS}; "
                              f"full precision is None (or 'fp') for the whole precision, got {p!r}")
-        return (check_bits(p[0], "w_bits"), check_bits(p[1], "a_bits"))
-    if type(p) is int and p in (0, 32):
+        # (no "or None" in the message: a pair does not take it)
+        return (check_bits(p[0], "w_bits", none_ok=False), check_bits(p[1], "a_bits", none_ok=False))
+    if _is_int(p) and int(p) in (0, 32):  # (numpy's 0 and 32 too)
         # The reference code writes full precision as 0 (and "32" is our CLI's alias for "fp"); an int
         # means bits here, so say which value is meant instead of only "must be in 2..16".
-        raise ValueError(f"precision must be in {MIN_BITS}..{MAX_BITS}, got {p}; full precision is None (or 'fp')")
+        raise ValueError(f"precision must be in {MIN_BITS}..{MAX_BITS}, got {int(p)}; full precision is None (or 'fp')")
     b = check_bits(p, "precision")
     return (b, b)
 
