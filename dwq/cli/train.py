@@ -294,12 +294,12 @@ def cmd_train(a):
         check_run_classes(ck["config"]["extra"], test, f["data_dir"], "--resume")
     try:
         train, val = train_val_split(train, f["val_size"], seed=f["seed"])
-    except ValueError:  # its message names its parameter, val_size, not the flag
+    except ValueError as e:  # its message names its parameter, val_size, not the flag
+        if "rounds to no validation example" in str(e):
+            raise CLIError(f"--val-size {f['val_size']} of {n_all} training images is no image; give a larger "
+                           f"value, or 0 to train without validation") from None
         raise CLIError(f"--val-size {f['val_size']}: the training set has {n_all} images, and validation must leave "
                        f"some for training; give a smaller value (e.g. 0.1 or 500)") from None
-    if f["val_size"] and not len(val):
-        raise CLIError(f"--val-size {f['val_size']} of {n_all} training images is no image; give a larger value, "
-                       f"or 0 to train without validation")
     if f["train_subset"]:
         if f["train_subset"] > len(train):
             raise CLIError(f"--train-subset {f['train_subset']}: the training split has only {len(train)} images "
