@@ -1405,9 +1405,45 @@ def test_library_errors_are_one_line_unless_dwq_traceback(monkeypatch, capsys):
     monkeypatch.delenv("DWQ_TRACEBACK", raising=False)
     assert main(["bench", "--model", "m.safetensors"]) == 2
     assert capsys.readouterr().err == "dwq bench: error: ValueError\n"
+    monkeypatch.setenv("DWQ_TRACEBACK", "0")  # (any non-empty value showed the traceback)
+    assert main(["bench", "--model", "m.safetensors"]) == 2
+    capsys.readouterr()
     monkeypatch.setenv("DWQ_TRACEBACK", "1")
     with pytest.raises(ValueError):
         main(["bench", "--model", "m.safetensors"])
+
+
+@pytest.mark.parametrize("argv, msg", [
+    # argparse's top level reported a subcommand's unknown flag as "dwq: error", pointing to dwq --help
+    (["train", "--out", "o", "--batchsize", "64"], "dwq train: error: unrecognized arguments: --batchsize 64 "
+                                                    "(see dwq train --help)"),
+    # a prefix picked a flag silently (--cuda was --cuda-graphs)
+    (["train", "--out", "o", "--cuda"], "dwq train: error: unrecognized arguments: --cuda"),
+    # the last list won: --precisions 4 8 ... --precisions 8 evaluated 8 alone
+    (["eval", "--checkpoint", "c", "--out", "o", "--precisions", "4", "8", "--precisions", "8"],
+     "dwq eval: error: --precisions given twice; give all its values once"),
+    (["bench", "--model", "m", "--batch-size", "1", "--batch-size", "8"], "--batch-size given twice"),
+    # 10^20 epochs trained on; a batch size past int64 was a TypeError traceback
+    (["train", "--out", "o", "--epochs", "99999999999999999999"], "--epochs: must be at most 2147483647"),
+])
+def test_parser_errors_name_the_subcommand_and_refuse_what_would_be_dropped(capsys, argv, msg):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and _one_line(err), err
+
+
+def test_a_bad_cpu_isa_is_one_line_at_start(monkeypatch, capsys, tmp_path):
+    """DWQ_CPU_ISA=foo gave a traceback from the first op (train, eval), or an error blamed on the input
+    shape (bench) or on a layer's weights (eval --integer)."""
+    from dwq.ops import HAS_EXT
+    if not HAS_EXT:
+        pytest.skip("dwq._C (the compiled extension) is not importable: no CPU kernel paths to choose")
+    monkeypatch.setenv("DWQ_CPU_ISA", "foo")
+    assert main(["train", "--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "dwq train: error: DWQ_CPU_ISA='foo': expected one of this CPU's kernel paths scalar" in err and \
+        _one_line(err) and not (tmp_path / "o").exists()
 
 
 def test_demo_names_an_interrupted_run_in_its_out_folder(tmp_path, capsys):

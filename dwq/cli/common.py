@@ -19,11 +19,27 @@ class CLIError(Exception):
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error: ``dwq train: error: ... (see dwq train --help)``, exit 2.
-    (argparse's own prints the whole usage, 10-20 lines, before the line that matters.)"""
+    (argparse's own prints the whole usage, 10-20 lines, before the line that matters.) No prefixes of
+    long flags: ``dwq train --cuda`` meant --cuda-graphs, silently."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+
+class ListOnce(argparse.Action):
+    """A list flag (``nargs="+"``) refused when given twice: argparse kept the last list alone, so
+    ``--precisions 4 8 ... --precisions 8`` evaluated 8 only, silently."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, argparse.SUPPRESS)
+        if current is not self.default and current is not argparse.SUPPRESS:
+            parser.error(f"{option_string} given twice; give all its values once ({option_string} A B ...)")
+        setattr(namespace, self.dest, values)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -80,6 +96,9 @@ def positive_fraction(text: str) -> float:
     return v
 
 
+INT_MAX = 2**31 - 1  # a count beyond it is a typo (--epochs 99999999999999999999 trained on; a batch size a TypeError)
+
+
 def _int_at_least(lo: int):
     def parse(text: str) -> int:
         try:
@@ -88,6 +107,8 @@ def _int_at_least(lo: int):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if v < lo:
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        if v > INT_MAX:
+            raise argparse.ArgumentTypeError(f"must be at most {INT_MAX}, got {v}")
         return v
 
     return parse

@@ -12,8 +12,8 @@ import os
 
 from dwq._errors import first_line
 
-from .common import (CLIError, HelpFormatter, existing_checkpoint, no_repeated_precisions, path_arg, positive_float,
-                     positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
+from .common import (CLIError, HelpFormatter, ListOnce, existing_checkpoint, no_repeated_precisions, path_arg,
+                     positive_float, positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
 
 
 def add_parsers(sub) -> None:
@@ -25,7 +25,7 @@ def add_parsers(sub) -> None:
                                    "integer codes between quantized layers) and writes it as one safetensors file "
                                    "with JSON metadata. Prints the size per precision.")
     d.add_argument("--checkpoint", type=path_arg, required=True, help="a best.pt or last.pt from dwq train")
-    d.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
+    d.add_argument("--precisions", nargs="+", action=ListOnce, type=precision_arg, default=None,
                    help="precisions to keep, e.g. 4 5 6 7 8 (each must be in the checkpoint's set; fp = full "
                         "precision, 4w8a = 4-bit weights, 8-bit activations); default: the whole set")
     d.add_argument("--out", type=path_arg, required=True,
@@ -38,9 +38,9 @@ def add_parsers(sub) -> None:
                                    "proposes the largest precision set whose expected latency under random "
                                    "precision inference fits --budget-ms.")
     b.add_argument("--model", type=path_arg, required=True, help="a .safetensors file written by dwq deploy")
-    b.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
+    b.add_argument("--precisions", nargs="+", action=ListOnce, type=precision_arg, default=None,
                    help="precisions to time (default: the model's whole set)")
-    b.add_argument("--batch-size", nargs="+", type=positive_int, default=[1], help="batch sizes to time")
+    b.add_argument("--batch-size", nargs="+", action=ListOnce, type=positive_int, default=[1], help="batch sizes to time")
     b.add_argument("--input-size", nargs=3, type=positive_int, metavar=("C", "H", "W"), default=None,
                    help="image size (default: the one recorded in the model file)")
     b.add_argument("--seconds", type=positive_float, default=2.0,

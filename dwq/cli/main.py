@@ -16,7 +16,7 @@ from dwq._version import __version__
 from . import demo_resume
 from . import deploy as deploy_cli
 from . import train as train_cmd
-from .common import (ArgumentParser, CLIError, HelpFormatter, StageLog, bandits_budget, check_run_classes,
+from .common import (ArgumentParser, CLIError, HelpFormatter, ListOnce, StageLog, bandits_budget, check_run_classes,
                      existing_checkpoint, folder_lock, fresh_dir, given_flags, interrupt_outcome, nonneg_int, path_arg,
                      pnames, positive_fraction, positive_int, precision_arg, precisions_within, resumable_dir, seed_arg,
                      sigterm_as_interrupt, stdout_to_devnull, threads_arg, write_failure)
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=path_arg, required=True, help="new output folder")
     e.add_argument("--data-dir", type=path_arg, default=None,
                    help="local dataset folder (default: the run's --data-dir; mnist5k needs none)")
-    e.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
+    e.add_argument("--precisions", nargs="+", action=ListOnce, type=precision_arg, default=None,
                    help="RPI set to evaluate, each in the checkpoint's set (default: the checkpoint's whole set)")
     e.add_argument("--attack", default="pgd", choices=EVAL_ATTACKS, help="attack for per-precision, paper and "
                    "transfer evaluations (the adaptive protocol always uses EOT-PGD)")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--attack bandits only: query budget per image, >= 2 (2 per step)")
     e.add_argument("--bandits-tile", type=positive_int, default=4,
                    help="--attack bandits only: tile size of the data prior")
-    e.add_argument("--protocols", nargs="+", default=["paper", "adaptive", "transfer"], choices=EVAL_PROTOCOLS,
+    e.add_argument("--protocols", nargs="+", action=ListOnce, default=["paper", "adaptive", "transfer"], choices=EVAL_PROTOCOLS,
                    metavar="PROTOCOL",
                    help="which evaluations to run besides clean/per-precision accuracy: paper (exact expectation "
                         "of the reference's protocol, from the transfer matrix's attacks), paper-sampled (also its "
@@ -381,9 +381,26 @@ def _eval(a, held: contextlib.ExitStack):
 
 
 # ----------------------------------------------------------------------------- main
+def subcommands(parser: argparse.ArgumentParser) -> dict:
+    """``{name: subparser}`` of the ``dwq`` parser."""
+    return next(act.choices for act in parser._actions if isinstance(act, argparse._SubParsersAction))
+
+
+def resumable_run(a) -> bool:
+    """Whether the interrupted eval or demo run in ``a.out`` continues with ``--resume`` (once report.json is
+    written the run is finished: what is left is removing its resume files)."""
+    out = getattr(a, "out", "") or ""
+    return a.command in ("eval", "demo") and os.path.isdir(out) and any(
+        os.path.exists(os.path.join(out, f)) for f in (EVAL_STAGES, demo_resume.SETTINGS)) and \
+        not os.path.exists(os.path.join(out, "report.json"))
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a, extra = parser.parse_known_args(argv)
+    if extra:  # (argparse said "dwq: error: unrecognized arguments", pointing to dwq --help, which lists no flags)
+        subcommands(parser)[a.command].error(f"unrecognized arguments: {' '.join(extra)}")
     a._given = given_flags(build_parser(), argv)  # flags written on the command line, not defaults
     a._argv = ["dwq"] + argv
     malloc = os.environ.get("DWQ_MALLOC", "keep")
@@ -391,6 +408,14 @@ def main(argv=None) -> int:
         print(f"dwq {a.command}: error: DWQ_MALLOC={malloc!r}: expected 'keep' (reuse freed memory, the "
               "default) or 'default' (glibc's own thresholds)", file=sys.stderr)
         return 2
+    isa = os.environ.get("DWQ_CPU_ISA", "")
+    if isa:  # (else a traceback from the first op, or an error blamed on the input or a layer)
+        from dwq.ops import HAS_EXT, supported_cpu_isas
+
+        if HAS_EXT and isa not in supported_cpu_isas():
+            print(f"dwq {a.command}: error: DWQ_CPU_ISA={isa!r}: expected one of this CPU's kernel paths "
+                  f"{', '.join(supported_cpu_isas())} (or unset: the fastest)", file=sys.stderr)
+            return 2
     if malloc == "keep":
         from dwq.memory import keep_freed_memory
 
@@ -410,23 +435,21 @@ def main(argv=None) -> int:
         print(f"dwq {a.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        out = getattr(a, "out", "") or ""
-        # (once report.json is written the run is finished: what is left is removing its resume files)
-        resumable = a.command in ("eval", "demo") and os.path.isdir(out) and any(
-            os.path.exists(os.path.join(out, f)) for f in (EVAL_STAGES, demo_resume.SETTINGS)) and \
-            not os.path.exists(os.path.join(out, "report.json"))
         how, status = interrupt_outcome(e)
-        print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it" if resumable else ""),
+        print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it" if resumable_run(a) else ""),
               file=sys.stderr)
         return status
     except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
         stdout_to_devnull()
+        if resumable_run(a):  # (an hour-long evaluation ended with status 1 and not a word)
+            print(f"dwq {a.command}: stdout was closed; the same command with --resume continues it", file=sys.stderr)
         return 1
     except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         from dwq.data import DatasetError
         from dwq.train import CheckpointError
-        if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and not os.environ.get(
-                "DWQ_TRACEBACK"):
+        # (DWQ_TRACEBACK=0 showed the traceback: only "1" asks for it)
+        if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and os.environ.get(
+                "DWQ_TRACEBACK", "") != "1":
             print(f"dwq {a.command}: error: {first_line(e)}", file=sys.stderr)
             return 2
         raise

@@ -28,7 +28,7 @@ import time
 from dwq._errors import first_line, typed_first_line
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, check_run_classes, flag, folder_lock, fresh_dir, interrupt_outcome,
+from .common import (CLIError, HelpFormatter, ListOnce, check_run_classes, flag, folder_lock, fresh_dir, interrupt_outcome,
                      nonneg_float, nonneg_int, path_arg, positive_float, positive_fraction, positive_int, precision_arg,
                      seed_arg, threads_arg, unit_float, val_size_arg, write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
@@ -143,7 +143,7 @@ def add_parser(sub):
     t.add_argument("--pretrained", type=path_arg, default=None,
                    help="resnet50 only: local torchvision ResNet-50 state_dict to start from (the reference's "
                         "ImageNet runs start from a non-robust pretrained model)")
-    t.add_argument("--precisions", nargs="+", type=precision_arg, default=None,
+    t.add_argument("--precisions", nargs="+", action=ListOnce, type=precision_arg, default=None,
                    help="the model's precision set, e.g. 2 3 4 8 fp (fp = full precision; 4w8a = 4-bit weights, "
                         "8-bit activations). Default: 4..16 (the paper's set) with --random-precision-training, "
                         "else the --num-bits precision alone, else fp")
@@ -175,7 +175,7 @@ def add_parser(sub):
     t.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (reference: --lr_max)")
     t.add_argument("--lr-schedule", default="multistep", choices=("multistep", "cyclic", "constant"),
                    help="multistep: ×0.1 at the --lr-milestones; cyclic: 0 -> lr -> 0 linearly; constant")
-    t.add_argument("--lr-milestones", nargs="+", type=float, default=[0.5, 0.75],
+    t.add_argument("--lr-milestones", nargs="+", action=ListOnce, type=float, default=[0.5, 0.75],
                    help="--lr-schedule multistep only: fractions of all iterations where the LR is multiplied by "
                         "0.1 (default: 0.5 0.75; ImageNet free training: 0.5)")
     t.add_argument("--momentum", type=unit_float, default=0.9, help="SGD momentum")
@@ -324,6 +324,8 @@ def cmd_train(a):
                                  reference=f["reference"])
     except (RuntimeError, TypeError, ValueError) as e:  # a damaged, mismatched or foreign --pretrained file
         if pretrained is None:
+            if isinstance(e, RuntimeError) and "allocate" in str(e):  # (--width 100000: a traceback)
+                raise CLIError(f"--width {a.width}: cannot allocate the model ({first_line(e)})") from None
             raise
         raise CLIError(f"--pretrained {pretrained}: {first_line(e)}") from None
     extra = {"network": key, "dataset": f["dataset"], "train_images": n_all, "model_precisions": f["precisions"],
