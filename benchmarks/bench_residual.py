@@ -31,7 +31,7 @@ from dwq.memory import keep_freed_memory
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_affine import cpu_ab_parser, parse_cpu_ab, ratio_table, start_cpu_run, switched_forward  # noqa: E402
 from bench_models import BUILD, calibrate  # noqa: E402
-from records import finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
+from records import FLOAT32_BITS, finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
 # ResNet-50's block outputs at batch 8 (channels, side); the model has 3, 4, 6 and 3 of each.
 SHAPES = [(256, 56), (512, 28), (1024, 14), (2048, 7)]
@@ -64,8 +64,9 @@ def bench_ops(budget, batch, records):
                                        "fused": lambda: ops.add_relu_quantize_(bufs["fused"], b, *qp)}}
         name = f"b{batch} {C}x{side}x{side} channels_last"
         for op, fns in pairs.items():
+            bits = FLOAT32_BITS if op == "add_relu" else 8  # (add_relu is float32 in and out)
             for impl, t in time_round_robin(fns, budget_s=budget, min_reps=10, max_reps=200).items():
-                records.append(record(op, name, 8, impl, t["median_ms"], t["min_ms"]))
+                records.append(record(op, name, bits, impl, t["median_ms"], t["min_ms"]))
         print(f"  {name} done", flush=True)
 
 

@@ -77,7 +77,8 @@ def output_paths(parser, args, *dests):
         path = getattr(args, dest)
         if not path:
             continue
-        if os.path.isdir(path):
+        # (a name ending in "/" passed as its parent's file under abspath, and the save failed after the run)
+        if os.path.isdir(path) or path.endswith(("/", os.sep)):
             parser.error(f"--{dest} {path}: is a folder; give a file name, e.g. {os.path.join(path, 'results.' + dest)}")
         if dest == "png" and not path.lower().endswith(".png"):
             parser.error(f"--png {path}: the plot is a PNG file; give a name ending in .png")

@@ -65,6 +65,10 @@ def _script(name):
     # a folder passed the check and failed the save after the run; a --png without .png wrote NAME.png
     ("bench_models", ["--json", "/tmp"], "--json /tmp: is a folder; give a file name"),
     ("bench_kernels", ["--png", "/tmp"], "--png /tmp: is a folder"),
+    # a name ending in "/" passed (abspath drops it) and the save failed after the whole run
+    ("bench_layer_host", ["--json", "/tmp/new-folder/"], "--json /tmp/new-folder/: is a folder"),
+    # inf passed "> 0" and failed in time_round_robin after the set-up
+    ("bench_affine", ["--budget", "inf"], "--budget must be a finite number of seconds > 0, got inf"),
     ("bench_kernels", ["--png", "/tmp/plot"], "--png /tmp/plot: the plot is a PNG file; give a name ending in .png"),
     # an empty path wrote nothing and said nothing, exit 0
     ("bench_kernels", ["--json", ""], "--json: an empty path"),

@@ -156,6 +156,27 @@ def test_every_step_is_named_and_skip_refuses_a_misspelt_one(tmp_path, capsys):
     with pytest.raises(SystemExit):  # (its folder missing: found after the first step, a traceback)
         gc.main(["--out", str(tmp_path / "o"), "--bundle", str(tmp_path / "none" / "b.tgz")])
     assert "the folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    # "" (an unset $OUT) was no bundle, silently; a folder failed at the first step's save, a traceback
+    for bad in ("", str(tmp_path)):
+        with pytest.raises(SystemExit):
+            gc.main(["--out", str(tmp_path / "o"), "--bundle", bad])
+        assert "expected a file name" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_an_interrupted_bundle_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """A Ctrl-C (or gpu_check's SIGTERM handler) inside the tar write left FILE.tgz.tmp in $OUT."""
+    gc = _gpu_check()
+    out = tmp_path / "run"
+    out.mkdir()
+    st = gc.Steps(str(out), None, budget=30, bundle=str(tmp_path / "b.tgz"))
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile.TarFile, "add", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        st.save()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_a_step_the_budget_cut_runs_again_and_a_missing_binary_is_a_failed_step(tmp_path):

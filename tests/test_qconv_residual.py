@@ -77,17 +77,19 @@ def test_kernel_equals_the_int64_reference():
 
 
 @needs_ext
-def test_nan_in_the_sum_is_an_error_and_inf_a_code():
+def test_nan_in_the_sum_is_an_error_and_inf_a_code(monkeypatch):
     g = torch.Generator().manual_seed(2)
     conv, x, *_, nxt = _case(g, 8, 16, 16, 5, 1, 1, False)
-    res = torch.zeros(2, 16, 5, 5).contiguous(memory_format=torch.channels_last)
-    res[0, 3, 1, 1] = float("nan")
-    res[1, 2, 0, 0] = float("inf")
-    with pytest.raises(RuntimeError, match=r"relu\(conv \+ residual\) has 1 NaN value"):
-        qconv2d_residual(x, *conv, res, True, *nxt)
-    res[0, 3, 1, 1] = 0.0
-    y, q = qconv2d_residual(x, *conv, res, False, *nxt)
-    assert y[1, 2, 0, 0] == float("inf") and q[1, 2, 0, 0] == 255
+    for fused, message in ((True, r"relu\(conv \+ residual\) has 1 NaN value"), (False, r"has 1 NaN value")):
+        monkeypatch.setattr(r, "_fused_epilogue_pays", lambda device: fused)  # the kernel, then the composed ops
+        res = torch.zeros(2, 16, 5, 5).contiguous(memory_format=torch.channels_last)
+        res[0, 3, 1, 1] = float("nan")
+        res[1, 2, 0, 0] = float("inf")
+        with pytest.raises(RuntimeError, match=message):
+            qconv2d_residual(x, *conv, res, True, *nxt)
+        res[0, 3, 1, 1] = 0.0
+        y, q = qconv2d_residual(x, *conv, res, False, *nxt)
+        assert y[1, 2, 0, 0] == float("inf") and q[1, 2, 0, 0] == 255
 
 
 @needs_ext
@@ -182,6 +184,7 @@ def test_an_integer_resnet_runs_conv3_add_and_relu_as_one_step(monkeypatch):
     calls = []
     op = torch.ops.dwq.qconv2d_residual.default
     monkeypatch.setattr(r.torch.ops.dwq.qconv2d_residual, "default", lambda *a: calls.append(1) or op(*a))
+    monkeypatch.setattr(r, "_fused_epilogue_pays", lambda device: True)  # (the kernel, on any CPU path)
     x = torch.rand(2, 3, 32, 32)
     for p in (4, 8, None):
         calls.clear()
@@ -200,6 +203,7 @@ def test_a_conv_with_forward_hooks_runs_alone_and_its_hooks_see_it(monkeypatch):
     calls = []
     op = torch.ops.dwq.qconv2d_residual.default
     monkeypatch.setattr(r.torch.ops.dwq.qconv2d_residual, "default", lambda *a: calls.append(1) or op(*a))
+    monkeypatch.setattr(r, "_fused_epilogue_pays", lambda device: True)
     x, seen = torch.rand(2, 3, 32, 32), []
     with dwq.precision(im, 4), torch.no_grad():
         want = im(x)
@@ -211,3 +215,23 @@ def test_a_conv_with_forward_hooks_runs_alone_and_its_hooks_see_it(monkeypatch):
             h.remove()
             assert len(calls) == n - 1  # the hooked conv ran as its own step, the others fused
     assert seen == [torch.uint8, torch.uint8]
+
+
+@needs_ext
+def test_the_fused_epilogue_runs_only_on_the_paths_where_it_pays(monkeypatch):
+    """On AVX2 qconv2d_residual's kernel took 2-2.5x qconv2d + add_relu_quantize_ on ResNet-50's block ends
+    (the whole model 1.18x): the wrapper composes there, and on the scalar path; the values are the same."""
+    g = torch.Generator().manual_seed(6)
+    conv, x, *_, nxt = _case(g, 6, 16, 8, 6, 1, 1, True)
+    res = torch.randn(2, 8, 6, 6, generator=g).contiguous(memory_format=torch.channels_last)
+    calls = []
+    op = torch.ops.dwq.qconv2d_residual.default
+    monkeypatch.setattr(r.torch.ops.dwq.qconv2d_residual, "default", lambda *a: calls.append(1) or op(*a))
+    want = _composed(x, conv, res, True, nxt)
+    for isa, fused in (("avx2", False), ("scalar", False), ("avx512_vnni", True), ("amx", True)):
+        monkeypatch.setenv("DWQ_CPU_ISA", isa)
+        assert r._fused_epilogue_pays(torch.device("cpu")) == fused
+        if isa in r._cpu_isas():
+            calls.clear()
+            y, q = qconv2d_residual(x, *conv, res, True, *nxt)
+            assert len(calls) == int(fused) and torch.equal(y, want[0]) and torch.equal(q, want[1]), isa

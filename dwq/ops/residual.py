@@ -6,6 +6,8 @@ ReLU and quantization in one pass. The values are torch's: ``torch.relu(x + othe
 (``aten::_add_relu_`` would make it 0 and hide a broken layer), ``x + other``, and ``quantize_act``'s
 and ``affine_quantize_act``'s codes.
 """
+import functools
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -98,6 +100,20 @@ def add_affine_quantize_ref(x, other, scale, bias, relu, out_scale, out_zero_poi
     return y, affine_quantize_act_ref(y, scale, bias, relu, out_scale, out_zero_point, bits)
 
 
+@functools.lru_cache(maxsize=None)
+def _cpu_isas() -> tuple:
+    return tuple(_qgemm.supported_cpu_isas())
+
+
+def _fused_epilogue_pays(device: torch.device) -> bool:
+    """Whether qconv2d_residual's CPU kernel beats qconv2d + add_relu_quantize_ on the path ops take now
+    (DWQ_CPU_ISA, else the fastest this CPU runs): on AVX-512 VNNI and AMX, not AVX2 or scalar."""
+    if device.type != "cpu":
+        return True
+    isa = os.environ.get("DWQ_CPU_ISA", "") or (_cpu_isas()[-1] if _cpu_isas() else "")
+    return isa in ("avx512_vnni", "amx")
+
+
 def qconv2d_residual(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int,
                      w_packed: torch.Tensor, w_scale: torch.Tensor, kernel_size: IntPair, stride: IntPair,
                      padding: IntPair, affine_scale: Optional[torch.Tensor], affine_bias: Optional[torch.Tensor],
@@ -107,17 +123,20 @@ def qconv2d_residual(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point:
     float output, the ReLU after the add; a new channels-last tensor, residual unchanged) and ``codes =
     quantize_act(y, out_scale, out_zero_point, out_bits)``, the next quantized layer's input.
 
-    On the CPU kernel the conv's epilogue adds, ReLUs and quantizes each output tile while it is in
-    cache (residual float32 channels-last of the output's shape; no autograd recording); elsewhere
-    ``qconv2d`` then ``add_relu_quantize_`` (``add_`` and ``quantize_act`` without the ReLU): the same
-    values. NaN in y is an error, as in quantize_act.
+    On the CPU kernel of the AVX-512 VNNI and AMX paths the conv's epilogue adds, ReLUs and quantizes
+    each output tile while it is in cache (residual float32 channels-last of the output's shape; no
+    autograd recording); elsewhere ``qconv2d`` then ``add_relu_quantize_`` (``add_`` and
+    ``quantize_act`` without the ReLU): the same values. (On the AVX2 path the fused epilogue took
+    2-2.5x the composed ops' time on ResNet-50's block ends, and the whole model 1.18x: measured on a
+    2-core AVX2-only host, 2026-12-06.) NaN in y is an error, as in quantize_act.
     """
     ks, st, pd = _qgemm._pair(kernel_size, "kernel_size"), _qgemm._pair(stride, "stride"), _qgemm._pair(padding,
                                                                                                       "padding")
     _qgemm._check_bits(x_bits, "x_bits")
     check_relu("qconv2d_residual", relu)
     _qgemm._need_ext("qconv2d_residual")
-    if (has_kernel("qconv2d_residual", x_codes.device.type) and residual.dtype == torch.float32
+    if (has_kernel("qconv2d_residual", x_codes.device.type) and _fused_epilogue_pays(x_codes.device)
+            and residual.dtype == torch.float32
             and residual.device == x_codes.device and residual.dim() == 4
             and residual.is_contiguous(memory_format=torch.channels_last)
             and not (torch.is_grad_enabled() and residual.requires_grad)):
