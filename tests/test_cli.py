@@ -1301,7 +1301,11 @@ def test_demo_findings_say_the_replica_batch_from_the_report():
 
     rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
     kept = demo.findings(rep)
-    assert sum("(10 draws, one per 100 images)" in f for f in kept) == 3 and kept == rep["findings"]
+    # the run's own findings, but for the one interval diff_ci's variance floor (2026-12-06) widened: the
+    # run wrote AutoAttack expected minus EOT-PGD as [-7.8, -2.6], the floor makes it [-8.0, -2.4]
+    widened = [f.replace("-5.2 points [-8.0, -2.4]", "-5.2 points [-7.8, -2.6]") for f in kept]
+    assert widened != kept and widened == rep["findings"]
+    assert sum("(10 draws, one per 100 images)" in f for f in kept) == 3
     rep["n_test"] = 950
     for m in rep["models"].values():
         m["rpi"]["pgd_paper_sampled"]["batches"]["sizes"] = [100] * 9 + [50]

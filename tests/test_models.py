@@ -370,6 +370,9 @@ def test_bad_width_and_dataset_are_named():
     assert small_cnn(precisions=[4], width=np.int64(8)).conv1.out_channels == 8
     with pytest.raises(ValueError, match="unknown dataset None; choose one of"):
         dwq.models.build_model("small_cnn", None, [4], True)
+    # width is small_cnn's: another network dropped it silently (preact_resnet18 kept 64 channels)
+    with pytest.raises(ValueError, match="width is small_cnn's option; preact_resnet18 has none, got width=16"):
+        dwq.models.build_model("preact_resnet18", "cifar10", [4], True, width=16)
     with pytest.raises(ValueError, match="unknown dataset None for normalization"):
         dwq.models.dataset_stats(None)
 

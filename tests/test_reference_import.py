@@ -125,6 +125,29 @@ def test_precision_set_mismatch_is_a_clear_error():
         load_reference_state_dict(_small(precisions=[4, 6, 8], switchable_bn=False), ref_sd)
 
 
+def test_a_model_set_that_cannot_be_the_references_needs_reference_precisions():
+    """The reference's num_bits_list is ascending widths without full precision: a model set [None, 4, 5]
+    or [6, 5, 4] of the checkpoint's size took branch i as its i-th precision, silently wrong (logits 3 off)."""
+    ref_sd = _as_reference(_randomize(_small(precisions=[4, 5, 6]), seed=2))
+    for ours in ([None, 4, 5], [6, 5, 4]):
+        with pytest.raises(RuntimeError, match=r"cannot be the reference's num_bits_list .* pass reference_precisions"):
+            load_reference_state_dict(_small(precisions=ours), ref_sd)
+    load_reference_state_dict(_small(precisions=[4, 5, 6]), ref_sd)
+
+
+def test_an_impossible_activation_range_is_refused_at_import():
+    """A NaN range (a diverged run) failed at the first forward naming no layer and blaming the input; a
+    negative one ran silently with the integer zero point."""
+    ref_sd = _as_reference(_randomize(_small(precisions=[4, 8]), seed=3))
+    key = "module.layer2.0.conv1.quantize_input.running_range"  # (a quantized layer's: the stem's is dropped)
+    assert key in ref_sd
+    for bad in (float("nan"), float("inf"), -1.0):
+        sd = dict(ref_sd)
+        sd[key] = torch.full_like(ref_sd[key], bad)
+        with pytest.raises(RuntimeError, match="is not finite or negative"):
+            load_reference_state_dict(_small(precisions=[4, 8]), sd)
+
+
 def test_bad_entries_are_named():
     model = _small(precisions=[4, 8])
     ref_sd = _as_reference(_randomize(_small(precisions=[4, 8]), seed=3))

@@ -68,6 +68,8 @@ def build_model(network: str, dataset: str, precisions: Sequence, switchable_bn:
         kw["width"] = width
     elif info.input_size[0] != 3:
         raise ValueError(f"{key} takes RGB images; use small_cnn with {dataset}")
+    elif width != 32:  # (dropped silently; 32, the default, is what callers pass through for any network)
+        raise ValueError(f"width is small_cnn's option; {key} has none, got width={width!r}")
     if pretrained:
         if key != "resnet50":
             raise ValueError("pretrained weights are for resnet50 only")

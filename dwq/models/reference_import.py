@@ -33,7 +33,7 @@ Mapping onto a dwq model of the same architecture:
   own: the reference's CIFAR scripts normalize in the data pipeline with **CIFAR-10** statistics,
   also for CIFAR-100, so build a CIFAR-100 model with ``mean``/``std`` of CIFAR-10 to import those;
 * ``precision_set`` keeps the model's value (the reference has none); a BN counter
-  (``num_batches_tracked``) the checkpoint lacks is left out, so that the branch counts as trained.
+  (``num_batches_tracked``) the checkpoint lacks is set to 1, so that the branch counts as trained.
 
 To reproduce the reference's outputs, build the model with its quantizer,
 ``dwq.models.reference_policy(network)`` (``zero_point="float"``, ``shared_act_range=True``): eval
@@ -106,6 +106,15 @@ def _branch_map(model_set, num_branches: int, reference_precisions, where: str) 
                 f"{where}: the checkpoint has {num_branches} switchable-BN branches per layer, the model's "
                 f"precision set {ours} has {len(model_set)}; build the model with the checkpoint's precision "
                 f"set, or pass reference_precisions=<the checkpoint's num_bits_list> to load a subset"
+            )
+        # The reference saves num_bits_list = range(a, b + 1): ascending whole widths, no full precision.
+        # A set of the same size that cannot be one ([None, 4, 5], [6, 5, 4]) took branch i as its i-th
+        # precision, silently wrong at each one that is not the reference's i-th.
+        if not all(type(p) is int for p in ours) or ours != sorted(set(ours)):
+            raise RuntimeError(
+                f"{where}: the model's precision set {ours} cannot be the reference's num_bits_list (ascending "
+                f"widths, e.g. [4, 5, 6, 7, 8]); pass reference_precisions=<the checkpoint's num_bits_list> to "
+                f"say which branch is which"
             )
         return list(range(num_branches))
     theirs = list(reference_precisions)
@@ -221,6 +230,12 @@ def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=
                     if t.numel() != 1:
                         raise RuntimeError(f"{where}: expected a per-tensor activation range (one value), "
                                            f"{key} has shape {list(sd[key].shape)}")
+                # (a diverged run's NaN failed at the first forward naming no layer, blaming the input; a
+                # negative range ran silently with an integer zero point)
+                if not (torch.isfinite(zp).all() and torch.isfinite(rng).all() and torch.isfinite(zp + rng).all()
+                        and (rng >= 0).all()):
+                    raise RuntimeError(f"{where}: the activation range {zp_key} = {zp.item()}, {range_key} = "
+                                       f"{rng.item()} is not finite or negative (a diverged run?)")
                 slots = module.input_quant.running_min.numel()
                 seen = bool(zp.item() != 0.0 or rng.item() != 0.0)
                 q = f"{pre}input_quant."
