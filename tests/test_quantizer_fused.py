@@ -373,6 +373,28 @@ def test_nan_on_cuda_is_a_device_assert(which):
     assert "device-side assert" in r.stderr or "cannot quantize" in r.stderr, r.stderr[-2000:]
 
 
+EMPTY_ON_CUDA = r"""
+import torch
+from dwq.ops import fake_quantize
+x = torch.empty(0, 3, device="cuda")
+fake_quantize(x, torch.tensor([-1.0], device="cuda"), torch.tensor([0], dtype=torch.int32, device="cuda"), 8)
+torch.cuda.synchronize()
+print("no error")
+"""
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and dwq._C's CUDA kernels")
+def test_bad_qparams_with_an_empty_x_on_cuda_are_a_device_assert():
+    """The CPU op refuses a scale of -1 whatever x holds; the CUDA one returned for an empty x before any
+    kernel checked it. (A device assert ends the CUDA context: a process of its own.)"""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", EMPTY_ON_CUDA], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "no error" not in r.stdout
+    assert "device-side assert" in r.stderr, r.stderr[-2000:]
+
+
 @needs_ext
 def test_a_quantized_conv_forward_is_a_few_kernels():
     """The work of a quantized layer's forward, counted as dispatched ops (on a GPU each is a launch):

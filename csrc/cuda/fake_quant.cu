@@ -26,6 +26,13 @@ using cuda::device_t;
 
 constexpr int kSteps = 4;  // vectors a thread loads before it computes (fake_quant_kernel's U)
 
+// The value checks alone, channel by channel: an empty x launches no fake_quant_kernel to make them, and
+// the CPU op refuses bad quantization parameters whatever x holds.
+__global__ void fake_quant_check_kernel(const float* __restrict__ scale, const int32_t* __restrict__ zero_point,
+                                        int64_t C, int bits) {
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) cuda::check_qparam(scale[c], zero_point[c], bits);
+}
+
 std::tuple<at::Tensor, at::Tensor> fake_quantize_cuda(const at::Tensor& x, const at::Tensor& scale,
                                                       const at::Tensor& zero_point, int64_t bits,
                                                       std::optional<int64_t> axis, bool return_codes) {
@@ -35,8 +42,15 @@ std::tuple<at::Tensor, at::Tensor> fake_quantize_cuda(const at::Tensor& x, const
   const at::Tensor zc = zero_point.contiguous();
   FakeQuantLayout L = fake_quantize_layout(x, axis, return_codes);
   const int64_t n = x.numel();
-  if (n == 0) return {L.out, L.codes};
   auto stream = c10::cuda::getCurrentCUDAStream();
+  if (n == 0) {
+    if (L.shape.channels > 0) {
+      fake_quant_check_kernel<<<1, 128, 0, stream>>>(sc.data_ptr<float>(), zc.data_ptr<int32_t>(),
+                                                          L.shape.channels, static_cast<int>(bits));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    return {L.out, L.codes};
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dwq_fake_quantize_cuda", [&] {
     using D = device_t<scalar_t>;
     const D* xp = reinterpret_cast<const D*>(L.x_mem.data_ptr<scalar_t>());
