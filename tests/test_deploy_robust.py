@@ -105,9 +105,65 @@ def test_evaluate_counts_an_integer_models_cost_on_its_twin_before_attacking(mod
                      protocols=("paper",), input_size=(1, 28, 28), per_image=False)
     assert rep["bitops"]["per_precision"] == bitops_summary(m, (1, 28, 28), [2, 4])["per_precision"]
     stages = []
-    for model, size, message in ((st.int_model, (1, 28, 28), "profile counts fake-quant models"),
-                                 (st, (3, 32, 32), r"expected input \[N, 1, H, W\]")):
+    # (bandits: no gradient, so a bare integer model gets as far as the cost count)
+    for model, size, attack, message in ((st.int_model, (1, 28, 28), "bandits", "profile counts fake-quant models"),
+                                         (st, (3, 32, 32), "pgd", r"expected input \[N, 1, H, W\]")):
         with pytest.raises(ValueError, match=message):
-            E.evaluate(model, x[:8], y[:8], [2, 4], attack="pgd", epsilon=0.1, alpha=0.025, steps=1,
+            E.evaluate(model, x[:8], y[:8], [2, 4], attack=attack, epsilon=0.1, alpha=0.025, steps=1,
                        protocols=("paper",), input_size=size, progress=lambda *a: stages.append(a))
     assert stages == []  # refused before the first attack
+
+
+def test_a_twin_that_has_no_gradients_is_refused_and_a_drifted_twin_keeps_the_integer_values(models):
+    """StraightThrough(im, im) failed at every quantized precision ("element 0 of tensors does not require
+    grad"); None failed in precision_set. With a twin that no longer agrees with the integer model,
+    y_fq + (y_int - y_fq) rounded: the forward was ulps off the integer model's values."""
+    import copy
+
+    m, st, x, _ = models
+    for bad in (st.int_model, None):
+        with pytest.raises(TypeError, match="fake_quant_model must be the fake-quant"):
+            StraightThrough(st.int_model, bad)
+    drifted = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in drifted.parameters():
+            p.mul_(1.7)
+    xb = x[:32].clone().requires_grad_(True)
+    for p in SET + [None] if None in dwq.precision_set(st) else SET:
+        with dwq.precision(StraightThrough(st.int_model, drifted), p) as d:
+            out = d(xb)
+            with torch.no_grad():
+                assert torch.equal(out, st.int_model(xb)), p
+
+
+def test_evaluate_refuses_a_bare_integer_model_for_gradient_attacks_and_resumes_only_with_its_twin(models, tmp_path):
+    """A bare IntegerModel passed the checks and failed at the first quantized precision's attack; a stage
+    folder made with one twin was read back for another (the twin was not in the evaluation's identity)."""
+    import copy
+
+    m, st, x, y = models
+    kw = dict(epsilon=0.1, alpha=0.025, steps=1, seed=0)
+    with pytest.raises(ValueError, match=r"an IntegerModel has no gradients .* attack='pgd', adaptive need"):
+        E.evaluate(st.int_model, x[:8], y[:8], SET, protocols=["paper", "adaptive"], **kw)
+    E.evaluate(st, x[:8], y[:8], SET, protocols=["paper"], stage_dir=str(tmp_path / "s"), **kw)
+    other = copy.deepcopy(m)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    from dwq.eval.stages import StageDirError
+
+    with pytest.raises(StageDirError):
+        E.evaluate(StraightThrough(st.int_model, other), x[:8], y[:8], SET, protocols=["paper"],
+                   stage_dir=str(tmp_path / "s"), **kw)
+
+
+def test_the_integer_model_computes_in_float32_under_autocast(models):
+    """Its float layers ran in bfloat16 under autocast: the next integer op refused the input, and at full
+    precision the logits came out in bfloat16."""
+    _, st, x, _ = models
+    im = st.int_model
+    for p in dwq.precision_set(im):
+        with dwq.precision(im, p), torch.no_grad():
+            want = im(x[:8])
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = im(x[:8])
+        assert got.dtype == torch.float32 and torch.equal(got, want), p

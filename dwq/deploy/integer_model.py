@@ -423,6 +423,14 @@ class IntegerModel(nn.Module):
         if x.dim() == 4:
             # Channels-last throughout: each filter tap of the integer conv reads contiguous channels.
             x = x.contiguous(memory_format=torch.channels_last)
+        if torch.is_autocast_enabled(x.device.type):
+            # float32 whatever autocast asks (its float layers ran in half: the next integer op refused
+            # it, or the logits came out in bfloat16 and rounded)
+            with torch.autocast(x.device.type, enabled=False):
+                return self._run(x)
+        return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         steps, nslots, output = self._plan
         env = [None] * nslots
         env[0] = x

@@ -36,6 +36,12 @@ class StraightThrough(nn.Module):
                             f"{type(int_model).__name__}")
         from dwq.quant.precision import normalize_precision, precision_name
 
+        # (an IntegerModel twin has no gradient at quantized precisions: every attack failed there with
+        # "element 0 of tensors does not require grad"; None failed in precision_set, naming no argument)
+        if not isinstance(fake_quant_model, nn.Module) or any(isinstance(m, IntegerModel)
+                                                              for m in fake_quant_model.modules()):
+            raise TypeError(f"StraightThrough: fake_quant_model must be the fake-quant (dwq.nn) model the integer "
+                            f"model was converted from, got {type(fake_quant_model).__name__}")
         twin_set = [normalize_precision(p) for p in precision_set(fake_quant_model)]
         missing = [precision_name(p) for p in int_model.precisions if normalize_precision(p) not in twin_set]
         if missing:  # (else the first forward at such a precision blamed "the model's precision set")
@@ -52,4 +58,5 @@ class StraightThrough(nn.Module):
         # (its precision and modes come back after: the user may train it, or use it at its own precision)
         with kept_modes(self.twin), precision(self.twin, get_precision(self.int_model)):
             y_fq = self.twin.eval()(x)
-        return y_fq + (y_int - y_fq).detach()
+        # y_int's values exactly (y_fq + (y_int - y_fq) rounds: ulps off once the twin drifts), y_fq's gradient
+        return y_int + (y_fq - y_fq.detach())

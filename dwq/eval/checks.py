@@ -17,6 +17,7 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
     """ValueError naming the argument, its value and what was expected. Returns the model's number
     of outputs (classes), read from one forward of one image."""
     A.check_autograd()  # else found at the first attack, after the clean pass
+    _check_gradients(model, attack, protocols)
     if num_classes is not None:
         A.check_count(num_classes, "num_classes", 1)
     A.check_count(eot_iter, "eot_iter (EOT samples per AutoAttack step)", 1)
@@ -48,6 +49,23 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
         A.check_count(steps, "steps", 1)
         A.check_count(restarts, "restarts", 1)
     return _check_data(model, x, y, precisions, num_classes)
+
+
+def _check_gradients(model, attack, protocols) -> None:
+    """An integer model has no gradient at its quantized precisions: a gradient attack on it failed at the
+    first one ("element 0 of tensors does not require grad"), after the clean pass and the fp stages."""
+    from dwq.deploy import IntegerModel, StraightThrough
+
+    mods = list(model.modules())
+    if not any(isinstance(m, IntegerModel) for m in mods) or any(isinstance(m, StraightThrough) for m in mods):
+        return
+    gradient = [p for p in protocols if p in ("adaptive", "autoattack-rand", "autoattack-standard")]
+    if attack != "bandits":
+        gradient.insert(0, f"attack={attack!r}")
+    if gradient:
+        raise ValueError(f"an IntegerModel has no gradients at quantized precisions, which {', '.join(gradient)} "
+                         f"need; evaluate dwq.deploy.StraightThrough(int_model, fake_quant_model) (its values, the "
+                         f"fake-quant model's gradients), as dwq eval --integer does")
 
 
 def _check_data(model, x, y, precisions, num_classes) -> int:

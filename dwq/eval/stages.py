@@ -56,6 +56,9 @@ def evaluation_identity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
     """What an evaluation's figures depend on: its settings (JSON-ready), the model's class and state,
     and the images and labels."""
     state = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    twin = getattr(model, "twin", None)  # a StraightThrough's gradients are its twin's, kept out of its state
+    if isinstance(twin, torch.nn.Module):
+        state.update({f"twin.{k}": v for k, v in twin.state_dict().items() if isinstance(v, torch.Tensor)})
     from dwq._version import __version__
 
     # another dwq, torch or machine may compute other figures
@@ -70,7 +73,8 @@ def _layers_digest(model: torch.nn.Module) -> str:
     """A digest of what the state does not hold but the figures depend on: each layer's options (a
     quantizer's zero-point mode or range EMA, a conv's stride). The current precision is left out (every
     stage sets its own), and so are object addresses, which differ from process to process."""
-    text = re.sub(r"precision=[^,)\s]*", "precision=*", repr(model))
+    twin = getattr(model, "twin", None)
+    text = re.sub(r"precision=[^,)\s]*", "precision=*", repr(model) + (repr(twin) if twin is not None else ""))
     return hashlib.sha256(re.sub(r"0x[0-9a-fA-F]+", "0x*", text).encode()).hexdigest()
 
 
