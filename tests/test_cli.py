@@ -1428,7 +1428,9 @@ def test_library_errors_are_one_line_unless_dwq_traceback(monkeypatch, capsys):
      "dwq eval: error: --precisions given twice; give all its values once"),
     (["bench", "--model", "m", "--batch-size", "1", "--batch-size", "8"], "--batch-size given twice"),
     # 10^20 epochs trained on; a batch size past int64 was a TypeError traceback
-    (["train", "--out", "o", "--epochs", "99999999999999999999"], "--epochs: must be at most 2147483647"),
+    # (--data-dir: were the bound lost, the run would stop at that flag's own error, not train 10^20 epochs)
+    (["train", "--out", "o", "--epochs", "99999999999999999999", "--data-dir", "/nonexistent"],
+     "--epochs: must be at most 2147483647"),
 ])
 def test_parser_errors_name_the_subcommand_and_refuse_what_would_be_dropped(capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
@@ -1444,7 +1446,8 @@ def test_a_bad_cpu_isa_is_one_line_at_start(monkeypatch, capsys, tmp_path):
     if not HAS_EXT:
         pytest.skip("dwq._C (the compiled extension) is not importable: no CPU kernel paths to choose")
     monkeypatch.setenv("DWQ_CPU_ISA", "foo")
-    assert main(["train", "--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
+    # (--data-dir: without the check the run stops at that flag's error, not after training)
+    assert main(["train", "--out", str(tmp_path / "o"), "--epochs", "1", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "dwq train: error: DWQ_CPU_ISA='foo': expected one of this CPU's kernel paths scalar" in err and \
         _one_line(err) and not (tmp_path / "o").exists()

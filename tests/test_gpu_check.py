@@ -158,8 +158,8 @@ def test_every_step_is_named_and_skip_refuses_a_misspelt_one(tmp_path, capsys):
     assert "the folder" in capsys.readouterr().err and not (tmp_path / "o").exists()
     # "" (an unset $OUT) was no bundle, silently; a folder failed at the first step's save, a traceback
     for bad in ("", str(tmp_path)):
-        with pytest.raises(SystemExit):
-            gc.main(["--out", str(tmp_path / "o"), "--bundle", bad])
+        with pytest.raises(SystemExit):  # (every step skipped: without the check, main returns at once)
+            gc.main(["--out", str(tmp_path / "o"), "--bundle", bad, "--skip", ",".join(gc.STEPS)])
         assert "expected a file name" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 

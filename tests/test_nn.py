@@ -651,3 +651,7 @@ def test_the_untrained_branch_warning_is_not_repeated_by_dwqs_own_quiet_forwards
             m(torch.rand(2, 3, 4, 4))
             profile(m, (1, 3, 4, 4))
     assert sum("precision 8 has never seen a training batch" in str(w.message) for w in seen) == 1
+    with warnings.catch_warnings(record=True) as seen:  # profile's own forward says nothing at all
+        warnings.simplefilter("always")
+        profile(m, (1, 3, 4, 4))
+    assert not any("never seen a training batch" in str(w.message) for w in seen)

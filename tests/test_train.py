@@ -555,9 +555,12 @@ def test_two_runs_of_one_config_write_the_same_checkpoint(tmp_path):
     wrote different state digests (and a resume set the process's numpy RNG to a leftover state)."""
     import numpy as np
 
+    import random
+
     digests = []
     for k in range(2):
         np.random.seed(k)  # whatever state the process had
+        random.seed(k)
         Trainer(small_cnn(precisions=SET, width=8), tiny_data(64), cfg(epochs=1), str(tmp_path / str(k))).fit()
         digests.append(load_checkpoint(str(tmp_path / str(k) / "last.pt"))["state_sha256"])
     assert digests[0] == digests[1]
@@ -838,6 +841,17 @@ def test_batches_call_a_subclass_getitem_and_collate_as_dataloader_does():
     assert torch.equal(x, torch.full((2, 1), 100.0)) and y.tolist() == [0, 2]
     sub = torch.utils.data.Subset(ds, [3, 1])
     assert torch.equal(collate(sub, [0])[0], torch.full((1, 1), 100.0))
+
+    class ShiftedSubset(torch.utils.data.Subset):  # a Subset's own __getitem__ too
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            return x + 100, y
+
+        def __getitems__(self, idx):
+            return [self[i] for i in idx]
+
+    plain = TensorDataset(torch.zeros(4, 1), torch.arange(4))
+    assert torch.equal(collate(ShiftedSubset(plain, [3, 1]), [0])[0], torch.full((1, 1), 100.0))
 
     class Numpy(torch.utils.data.Dataset):
         def __len__(self):
