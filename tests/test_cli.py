@@ -1809,3 +1809,17 @@ def test_demo_resume_names_a_changed_setting_by_its_flag(tmp_path):
                                        r"there, '9' here"):
         check_resumable(str(out), {**settings, "autoattack_n": 50, "epochs": 4, "torch": "9"})
     assert check_resumable(str(out), settings)
+
+
+def test_a_model_too_large_to_allocate_is_one_line(tmp_path, capsys, monkeypatch):
+    """--width 100000 failed in the allocator with a traceback."""
+    import dwq.models
+
+    def too_large(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 720000000000 bytes")
+
+    monkeypatch.setattr(dwq.models, "build_model", too_large)
+    assert main(["train", "--out", str(tmp_path / "o"), "--width", "100000", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "dwq train: error: --width 100000: cannot allocate the model" in err and _one_line(err), err

@@ -233,3 +233,39 @@ def test_the_wgmma_probe_compiles(tmp_path):
     cmd.insert(1, "-c")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_after_a_failed_hopper_smoke_the_default_engine_is_mma_and_only_this_runs_nccl_metrics_are_kept(
+        tmp_path, monkeypatch):
+    """The later steps' default engine (auto) still ran a Hopper kernel whose smoke test had failed; the
+    NCCL run's metrics were copied whenever /tmp held some: from a failed step, or an earlier run."""
+    import os
+    import shutil
+
+    gc = _gpu_check()
+    seen = {}
+
+    def run(self, name, cmd, timeout=600, env=None):
+        seen[name] = dict(env or self.env)
+        if name == "torchrun_nccl_amp" and rc_nccl == 1:  # a failed run that wrote metrics
+            ddp = cmd[cmd.index("--out") + 1]
+            os.makedirs(ddp, exist_ok=True)
+            (tmp_path / "written").write_text(ddp)
+            with open(os.path.join(ddp, "metrics.jsonl"), "w") as f:
+                f.write("{}\n")
+        return {"smoke_wgmma": 1, "torchrun_nccl_amp": rc_nccl}.get(name, 0)
+
+    monkeypatch.setattr(gc.Steps, "run", run)
+    for k, rc_nccl in enumerate((1, 0)):
+        out = tmp_path / f"gc-test-{os.getpid()}-{k}"
+        stale = f"/tmp/{out.name}-nccl"
+        if rc_nccl == 0:  # an earlier run's metrics, and a step that writes none
+            os.makedirs(stale, exist_ok=True)
+            with open(os.path.join(stale, "metrics.jsonl"), "w") as f:
+                f.write("{}\n")
+        try:
+            gc.main(["--out", str(out), "--skip-build"])
+        finally:
+            shutil.rmtree(stale, ignore_errors=True)
+        assert not (out / "torchrun_nccl_amp_metrics.jsonl").exists(), rc_nccl
+        assert seen["bench_train"].get("DWQ_CUDA_GEMM") == "mma" and "DWQ_CUDA_GEMM" not in seen["smoke_wgmma"]
