@@ -173,8 +173,9 @@ def test_bench_refuses_nonsense_seconds_and_thread_counts(tmp_path, capsys, argv
 
 
 def test_bench_input_that_cannot_be_allocated_is_one_line(artifact, capsys):
-    _fails(["bench", "--model", artifact, "--batch-size", str(10**15)], capsys,
-           f"cannot allocate a random input of {10**15}x1x28x28 (--batch-size x --input-size): ")
+    n = 2**31 - 1  # (the largest count the flags take: 6.7 TB of float32 images)
+    _fails(["bench", "--model", artifact, "--batch-size", str(n)], capsys,
+           f"cannot allocate a random input of {n}x1x28x28 (--batch-size x --input-size): ")
 
 
 def test_bench_json_that_appeared_during_the_timing_is_not_overwritten(artifact, tmp_path, capsys, monkeypatch):

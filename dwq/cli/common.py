@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from fractions import Fraction
+from typing import Optional
 
 
 class CLIError(Exception):
@@ -99,7 +100,7 @@ def positive_fraction(text: str) -> float:
 INT_MAX = 2**31 - 1  # a count beyond it is a typo (--epochs 99999999999999999999 trained on; a batch size a TypeError)
 
 
-def _int_at_least(lo: int):
+def _int_at_least(lo: int, hi: Optional[int] = INT_MAX):
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -107,8 +108,8 @@ def _int_at_least(lo: int):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if v < lo:
             raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        if v > INT_MAX:
-            raise argparse.ArgumentTypeError(f"must be at most {INT_MAX}, got {v}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi}, got {v}")
         return v
 
     return parse
@@ -140,7 +141,7 @@ def threads_arg(text: str) -> int:
 
 def seed_arg(text: str) -> int:
     """A seed: an integer in 0..2^63 - 1 (what every RNG it seeds takes)."""
-    v = nonneg_int(text)
+    v = _int_at_least(0, None)(text)  # (not a count: no 2^31 bound)
     if v >= 2**63:
         raise argparse.ArgumentTypeError(f"must be below 2^63, got {text}")
     return v
