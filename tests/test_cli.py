@@ -1553,6 +1553,37 @@ def test_torchrun_one_process_runs_ddp_and_equals_a_plain_run(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+_FAIL_ON_RANK_1 = """
+import sys
+from dwq.data import DatasetError
+from dwq.train import loop
+from dwq.cli.main import main
+orig = loop.Trainer.train_batch
+def train_batch(self, *a, **k):
+    if self.step == 1 and self.rank == 1:
+        raise DatasetError("mnist5k: an unreadable image (injected on rank 1)")
+    return orig(self, *a, **k)
+loop.Trainer.train_batch = train_batch
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_ddp_run_stopped_by_one_rank_before_an_epoch_is_cleaned_and_said_in_one_line(tmp_path):
+    """Rank 1 failed (an unreadable image only it reads) before the first epoch ended: it said the same
+    command starts afresh, but only rank 0 may remove files, and rank 0 died in DDP's broadcast with a
+    gloo traceback: config.json stayed and the same command was refused."""
+    script, out = tmp_path / "fail.py", tmp_path / "run"
+    script.write_text(_FAIL_ON_RANK_1)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(script)] + TRAIN + ["--device", "cpu", "--threads", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode != 0
+    assert "injected on rank 1); no epoch completed, so there is nothing to resume" in r.stderr, r.stderr
+    assert "dwq train: error: another process of this run stopped, so this one lost its peers" in r.stderr, r.stderr
+    assert "[rank0]: Traceback" not in r.stderr, r.stderr
+    assert not out.exists() or os.listdir(out) == [], os.listdir(out)
+
+
 def test_resume_takes_the_network_in_the_spelling_the_run_was_started_with(run, tmp_path, capsys):
     """The usual requeue is the starting command plus --resume. A network given in a reference spelling
     ("SmallCNN", as the README's "PreActResNet18") is recorded as its zoo key, and is the same flag

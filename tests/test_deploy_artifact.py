@@ -344,8 +344,8 @@ def _drop_fc_fp_tensors(t):
     (lambda m: m.update(output="input"), None, "the program's output is its input 'input'"),
     (lambda m: next(s for s in m["program"] if s.get("call") == "conv2")["args"].append("input"), None,
      "calls layer 'conv2' with 2 arguments ['max_pool2d', 'input']; a layer takes 1"),
-    (_other_set, _drop_fc_fp_tensors, "the model's layers have different precision sets: [2, 5, 4w8a, 12, fp] and "
-                                      "[2, 5, 4w8a, 12]"),
+    (_other_set, _drop_fc_fp_tensors, "the model's layers have different precision sets: [2, 5, 4w8a, 12, fp] "
+                                      "('layers.bn1', FloatAffine) and [2, 5, 4w8a, 12] ('layers.fc', IntLinear)"),
 ], ids=["relu_str", "w_bits_float", "a_bits_1", "out_bits_99", "bn_out_bits_mismatch", "stride_0", "padding_neg",
         "float_conv_stride_0", "x_scale_0", "x_scale_nan", "x_zero_point", "w_scale_neg", "out_zero_point",
         "bn_out_scale_0", "normalize_std_0", "pool_kernel_0", "flatten_dim", "output_input", "call_arity",

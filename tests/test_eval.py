@@ -527,6 +527,40 @@ def test_evaluate_takes_numpy_scalars_and_reports_json(model_data):
     assert json.dumps(rep, sort_keys=True) == json.dumps(plain, sort_keys=True)
 
 
+def test_evaluate_takes_integer_scalar_tensors_as_ints(model_data):
+    """torch.tensor(3) passed the count checks but stayed a tensor: a seed failed in the adaptive stage
+    after the clean pass and the matrix, a step count at json.dump of the finished report."""
+    import json
+
+    m, x, y = model_data
+    args = dict(protocols=["paper", "adaptive"], alpha=0.02, epsilon=0.1, eot_iter=1)
+    rep = E.evaluate(m, x[:4], y[:4], SET, steps=torch.tensor(1), seed=torch.tensor(3), batch_size=torch.tensor(4),
+                     **args)
+    plain = E.evaluate(m, x[:4], y[:4], SET, steps=1, seed=3, batch_size=4, **args)
+    for r in (rep, plain):
+        r.pop("seconds", None)
+    assert json.dumps(rep, sort_keys=True) == json.dumps(plain, sort_keys=True)
+    with pytest.raises(ValueError, match=r"steps must be an int >= 1, got tensor\(1\.\)"):
+        E.evaluate(m, x[:4], y[:4], SET, steps=torch.tensor(1.0), **args)
+
+
+def test_a_resume_with_other_autoattack_settings_is_refused_not_restarted(model_data, tmp_path):
+    """AutoAttack rand's settings are in its stage's name, not in the folder's identity: a resume without
+    the interrupted run's --autoattack-n ran the stage afresh and then removed the saved batches (hours)."""
+    from dwq.eval.stages import StageDirError
+
+    m, x, y = model_data
+    st = tmp_path / "st"
+    kw = dict(epsilon=0.1, batch_size=4, seed=2, protocols=["autoattack-rand"], autoattack_steps=1, eot_iter=1)
+    (st / "autoattack-rand_by_component_n_3_steps_1_eot_1.parts").mkdir(parents=True)
+    with pytest.raises(StageDirError, match=r"autoattack-rand_by_component_n_3_steps_1_eot_1.parts holds autoattack-"
+                                            r"rand by component with other settings than this evaluation's \(n 4, "
+                                            r"steps 1, eot 1\); give the interrupted evaluation's --autoattack-n"):
+        E.evaluate(m, x[:4], y[:4], SET, stage_dir=str(st), **kw)
+    rep = E.evaluate(m, x[:4], y[:4], SET, stage_dir=str(st), autoattack_n=3, **kw)
+    assert rep["rpi"]["autoattack_rand"] is not None
+
+
 def test_evaluate_takes_precisions_from_an_iterator(model_data):
     m, x, y = model_data
     rep = E.evaluate(m, x[:4], y[:4], iter(SET), rpi_precisions=(p for p in SET[1:]), epsilon=0.1, alpha=0.02,

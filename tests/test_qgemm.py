@@ -15,6 +15,7 @@ if not HAS_EXT:  # DWQ_REQUIRE_EXT=1 already turned a missing extension into an 
 
 from dwq.ops import qgemm as q  # noqa: E402
 from dwq.ops import qgemm_reference as ref  # noqa: E402
+from conftest import needs_cuda_kernel  # noqa: E402
 from kernel_data import bad_op_cases, rand_codes, rand_zp  # noqa: E402
 
 
@@ -507,19 +508,25 @@ def test_all_meta_inputs_give_meta_outputs():
     assert y.device.type == "meta" and y.shape == (7, 9) and y.dtype == torch.float32
 
 
-@pytest.mark.parametrize("field, value", [("zp", 2**31 - 1), ("zp", -1), ("colsum", 2**62), ("colsum", -5)])
-def test_a_damaged_packed_weight_is_refused(field, value):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda_kernel("qgemm_acc"))])
+@pytest.mark.parametrize("rows", [9, 0])
+@pytest.mark.parametrize("bits, field, value", [(8, "zp", 2**31 - 1), (8, "zp", -1), (8, "colsum", 2**62),
+                                                (8, "colsum", -5), (4, "zp", 16), (12, "colsum", 37 * 4095 + 1)])
+def test_a_damaged_packed_weight_is_refused(bits, field, value, rows, device):
     """The blob's zero points and column sums were used unchecked: zp[0] = 2^31 - 1 and colsum[1] = 2^62
-    (a bit flip in a saved model) ran, with wrong accumulators and int64 overflow in the zero-point terms."""
+    (a bit flip in a saved model) ran, with wrong accumulators and int64 overflow in the zero-point terms;
+    on CUDA until the device checks learnt them (the bound is the header's bits, not the limb class's)."""
     g = torch.Generator().manual_seed(3)
-    w, zw = rand_codes(g, (70, 37), 8), rand_zp(g, 8, (70,))
-    x, zx = rand_codes(g, (9, 37), 8), rand_zp(g, 8)
-    blob = q.pack_weight(w, zw, 8)
+    w, zw = rand_codes(g, (70, 37), bits), rand_zp(g, bits, (70,))
+    x, zx = rand_codes(g, (rows, 37), 8), rand_zp(g, 8)
+    blob = q.pack_weight(w, zw, bits)
     flat = blob.view(-1)
     colsum_off, zp_off = (int(flat[o:o + 8].clone().view(torch.int64)) for o in (56, 64))  # (the header's)
     off, dtype = (zp_off, torch.int32) if field == "zp" else (colsum_off + 8, torch.int64)  # channel 0 / 1
     size = torch.tensor([], dtype=dtype).element_size()
     flat[off:off + size] = torch.tensor([value], dtype=dtype).view(torch.int8)
+    x, zx, blob = x.to(device), zx.to(device), blob.to(device)
     with pytest.raises(RuntimeError, match=f"w_packed is damaged: channel {0 if field == 'zp' else 1} holds .*"
                                            f"make it again with dwq.ops.pack_weight"):
         q.qgemm_acc(x, zx, 8, blob)
+        torch.cuda.synchronize() if device == "cuda" else None

@@ -555,3 +555,21 @@ def test_float_zero_point_checks_its_qparams_in_the_type_they_compute_in():
                  (torch.tensor([0.1]), torch.tensor([1e300], dtype=torch.float64))):
         with pytest.raises(ValueError, match="scale > 0 in torch.float32, the type they compute in"):
             fake_quantize_float_zp(x, s, o, 8)
+
+
+def test_eval_without_any_tracked_range_warns_once_per_quantizer():
+    """Such a quantizer uses each batch's own range (an image's output then depends on its batch): the
+    README's "never depends on the rest of its batch" held only after training, and nothing said so."""
+    import warnings
+
+    x = torch.linspace(-1, 1, 20)
+    for prepare, warns in [(lambda q: None, True), (lambda q: q.train()(x, 8, 8), False),
+                           (lambda q: q.set_range(-1.0, 1.0), False), (lambda q: q.set_range(-1.0, 1.0, 8), True)]:
+        q = ActQuantizer([4, 8])
+        prepare(q)
+        q.eval()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            q(x, 4), q(x, 4), q(x, 8)
+        said = [str(m.message) for m in w if "never saw a training batch" in str(m.message)]
+        assert len(said) == (1 if warns else 0), said

@@ -25,6 +25,7 @@ namespace dwq::cpu {
 
 constexpr int64_t kHeaderBytes = 128;
 constexpr int64_t kHeaderZpShiftedOff = 80;  // the header's int32 zp_shifted flag (read there by the CUDA engine)
+constexpr int64_t kHeaderBitsOff = 8;  // the header's int32 bits (read by the CUDA engine's value checks)
 constexpr int64_t kBlockN = 64;      // output channels per packed block / microkernel tile
 constexpr int64_t kMaxKChunk = 65536;  // int32-exact K per 8-bit limb pass (255 * 128 * 65536 < 2^31)
 

@@ -52,6 +52,7 @@ struct Header {
 };
 static_assert(sizeof(Header) <= kHeaderBytes, "header too large");
 static_assert(offsetof(Header, zp_shifted) == kHeaderZpShiftedOff, "kHeaderZpShiftedOff");
+static_assert(offsetof(Header, bits) == kHeaderBitsOff, "kHeaderBitsOff");
 }  // namespace
 
 const char* isa_name(Isa isa) {

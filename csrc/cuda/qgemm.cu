@@ -574,6 +574,11 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     if (e.out_scale) pc.out_scale = e.out_scale->data_ptr<float>();
     if (e.out_zp) pc.out_zp = e.out_zp->data_ptr<int32_t>();
     pc.out_bits = static_cast<int>(e.out_bits);
+    const int8_t* wb = w.blob.data_ptr<int8_t>();
+    pc.w_bits = reinterpret_cast<const int32_t*>(wb + cpu::kHeaderBitsOff);
+    pc.w_zp = reinterpret_cast<const int32_t*>(wb + w.L.zp_off);
+    pc.w_colsum = reinterpret_cast<const int64_t*>(wb + w.L.colsum_off);
+    pc.w_K = w.L.K;
     pc.N = N;
     cuda::check_params_kernel<<<blocks_for(N, 256, 1024), 256, 0, stream>>>(pc, st);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -586,6 +591,15 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     const std::vector<int32_t> s = read_status(status);
     check_header(op, reinterpret_cast<const int8_t*>(s.data() + cuda::kStHeader), w.blob.numel(), N, w.need, lw);
     const int flags = s[cuda::kStParamFlags];
+    if (flags & cuda::kBadPacked) {  // an error path: the channels' values come to the host to be named
+      int32_t bits = 0;
+      std::memcpy(&bits, s.data() + cuda::kStHeader + cpu::kHeaderBitsOff / 4, sizeof(bits));
+      const at::Tensor flat = w.blob.view({-1});
+      const at::Tensor zp = flat.narrow(0, w.L.zp_off, 4 * N).to(at::kCPU);
+      const at::Tensor cs = flat.narrow(0, w.L.colsum_off, 8 * N).to(at::kCPU);
+      qg_packed_channels(op, bits, w.L.K, N, reinterpret_cast<const int32_t*>(zp.const_data_ptr<int8_t>()),
+                         reinterpret_cast<const int64_t*>(cs.const_data_ptr<int8_t>()));
+    }
     if (flags & cuda::kBadXZp) qg_zp1_value(op, "x_zero_point", x_zero_point, a.bits);
     if (flags & cuda::kBadXScale) qg_scale1_value(op, "x_scale", *e.x_scale);
     if (flags & cuda::kBadWScale) qg_vec_values(op, "w_scale", *e.w_scale, true);

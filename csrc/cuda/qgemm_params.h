@@ -26,7 +26,7 @@ enum : int { kStBadCodes = 0, kStNaN = 1, kStParamFlags = 2, kStHeader = 4, kSta
 // Bits of status[kStParamFlags]: which per-tensor / per-channel argument failed its value check.
 enum : int {
   kBadXScale = 1, kBadXZp = 2, kBadOutScale = 4, kBadOutZp = 8, kBadWScale = 16, kBadAffScale = 32,
-  kBadAffBias = 64, kBadMult = 128
+  kBadAffBias = 64, kBadMult = 128, kBadPacked = 256
 };
 
 struct EpiParams {

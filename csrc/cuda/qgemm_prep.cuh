@@ -378,6 +378,12 @@ struct ParamCheck {
   const float* w_scale = nullptr;
   const float* aff_scale = nullptr;
   const float* aff_bias = nullptr;
+  // The packed weight's per-channel zero points and column sums, which come from the blob (a damaged
+  // saved model): checked against its header's bits (w_bits) and K, as the CPU op checks them.
+  const int32_t* w_bits = nullptr;
+  const int32_t* w_zp = nullptr;
+  const int64_t* w_colsum = nullptr;
+  int64_t w_K = 0;
   int64_t N = 0;
 };
 
@@ -389,7 +395,14 @@ __global__ void check_params_kernel(__grid_constant__ const ParamCheck c, int32_
     if (c.out_scale != nullptr && !finite_pos(*c.out_scale, true)) flags |= kBadOutScale;
     if (c.out_zp != nullptr && (*c.out_zp < 0 || *c.out_zp > arith::max_code(c.out_bits))) flags |= kBadOutZp;
   }
+  // A header with bits outside 2..16 fails the launcher's header check, which reports it first.
+  const int wb = c.w_bits != nullptr ? *c.w_bits : 0;
+  const int64_t wq = wb >= 2 && wb <= 16 ? arith::max_code(wb) : -1;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < c.N; i += int64_t(gridDim.x) * blockDim.x) {
+    if (wq >= 0 && c.w_zp != nullptr && c.w_colsum != nullptr) {
+      const int64_t z = c.w_zp[i], s = c.w_colsum[i];
+      if (z < 0 || z > wq || s < 0 || s > c.w_K * wq) flags |= kBadPacked;
+    }
     if (c.w_scale != nullptr && !finite_pos(c.w_scale[i], true)) flags |= kBadWScale;
     if (c.aff_scale != nullptr && !finite_pos(c.aff_scale[i], false)) flags |= kBadAffScale;
     if (c.aff_bias != nullptr && !finite_pos(c.aff_bias[i], false)) flags |= kBadAffBias;

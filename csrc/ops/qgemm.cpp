@@ -63,15 +63,7 @@ Weight check_packed(const char* op, const at::Tensor& w) {
               ": w_packed is not a dwq packed weight (bad header); make it with dwq.ops.pack_weight");
   TORCH_CHECK(out.view.N == w.size(0), "dwq.", op, ": w_packed header says N = ", out.view.N, " but w_packed.size(0) = ",
               w.size(0));
-  // The zero points and column sums come from the blob too: damaged ones (a bit flip in a saved model)
-  // gave wrong accumulators, or overflowed int64 in the zero-point terms, without an error. O(N) a call.
-  const int64_t qmax = (int64_t{1} << out.view.bits) - 1;
-  for (int64_t n = 0; n < out.view.N; ++n) {
-    const int64_t z = out.view.zp[n], s = out.view.colsum[n];
-    TORCH_CHECK(z >= 0 && z <= qmax && s >= 0 && s <= out.view.K * qmax, "dwq.", op, ": w_packed is damaged: channel ",
-                n, " holds zero point ", z, " and column sum ", s, " (expected 0..", qmax, " and 0..", out.view.K * qmax,
-                "); make it again with dwq.ops.pack_weight");
-  }
+  qg_packed_channels(op, out.view.bits, out.view.K, out.view.N, out.view.zp, out.view.colsum);
   return out;
 }
 

@@ -127,6 +127,20 @@ inline void qg_mult_values(const char* op, float sx, const at::Tensor& w_scale, 
   }
 }
 
+// A packed weight's per-channel zero points and column sums (host copies), which come from the blob:
+// damaged ones (a bit flip in a saved model) gave wrong accumulators, or overflowed int64 in the
+// zero-point terms, without an error. O(N).
+inline void qg_packed_channels(const char* op, int bits, int64_t K, int64_t N, const int32_t* zp,
+                               const int64_t* colsum) {
+  const int64_t qmax = (int64_t{1} << bits) - 1;
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t z = zp[n], s = colsum[n];
+    TORCH_CHECK(z >= 0 && z <= qmax && s >= 0 && s <= K * qmax, "dwq.", op, ": w_packed is damaged: channel ", n,
+                " holds zero point ", z, " and column sum ", s, " (expected 0..", qmax, " and 0..", K * qmax,
+                "); make it again with dwq.ops.pack_weight");
+  }
+}
+
 // Per-output-channel zero points int32 [N] with codes of `bits`.
 inline void qg_zp_vec_values(const char* op, const char* name, const at::Tensor& z, int64_t bits) {
   const at::Tensor c = qg_host(z);

@@ -742,6 +742,41 @@ static void test_check_params() {
     launch(dim3(2), dim3(32), cuda::check_params_kernel, pc, status);
     CHECK(status[cuda::kStParamFlags] == c.want, "check_params flags %d, want %d", status[cuda::kStParamFlags], c.want);
   }
+  // A packed weight's zero points and column sums (K = 5): in range for the header's bits, one channel
+  // off by one at either end, and a header whose bits the launcher's header check refuses (no flag).
+  const int64_t K = 5;
+  for (int bits : {2, 4, 8, 9, 16}) {
+    const int64_t q = arith::max_code(bits);
+    struct PCase {
+      int hdr_bits;
+      int32_t zp1;
+      int64_t cs1;
+      int want;
+    } pcases[] = {
+        {bits, static_cast<int32_t>(q), K * q, 0},
+        {bits, 0, 0, 0},
+        {bits, static_cast<int32_t>(q + 1), 0, cuda::kBadPacked},
+        {bits, -1, 0, cuda::kBadPacked},
+        {bits, 0, K * q + 1, cuda::kBadPacked},
+        {bits, 0, -1, cuda::kBadPacked},
+        {40, static_cast<int32_t>(q + 1), -1, 0},
+    };
+    for (const PCase& c : pcases) {
+      const int32_t hdr_bits = c.hdr_bits;
+      std::vector<int32_t> zp = {1, c.zp1, 0};
+      std::vector<int64_t> cs = {K, c.cs1, 0};
+      cuda::ParamCheck pc;
+      pc.w_bits = &hdr_bits;
+      pc.w_zp = zp.data();
+      pc.w_colsum = cs.data();
+      pc.w_K = K;
+      pc.N = 3;
+      int32_t status[cuda::kStatusWords] = {};
+      launch(dim3(2), dim3(32), cuda::check_params_kernel, pc, status);
+      CHECK(status[cuda::kStParamFlags] == c.want, "bits %d (header %d): zero point %d, column sum %lld: flags %d, want %d",
+            bits, c.hdr_bits, c.zp1, (long long)c.cs1, status[cuda::kStParamFlags], c.want);
+    }
+  }
 }
 
 // divmod's 32-bit path and its 64-bit one (an operand of 2^31 or more), at their edges, against int64

@@ -29,14 +29,14 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
-from dwq._errors import typed_first_line
 from dwq.deploy.integer_model import INPUT, IntegerModel
 from dwq.deploy.layers import (FloatAffine, FloatConv2d, FloatLinear, FloatNormalize, IntConv2d, IntLinear,
                                normalize_names, quant_plan_tensors)
 from dwq.deploy.operands import ConversionError, act_qparams, bn_affine, weight_codes
+from dwq.deploy.tracing import INPLACE_ADD, own_forward, trace
 from dwq.models.common import Normalize
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
-from dwq.nn.control import PrecisionModule, get_precision, precision_set, set_precision
+from dwq.nn.control import get_precision, precision_set, set_precision
 from dwq.quant import normalize_precision, normalize_set, precision_name
 from dwq.quant.precision import precision_list
 
@@ -54,12 +54,6 @@ _FUNCTION_KINDS = {F.relu: "relu", torch.relu: "relu", F.max_pool2d: "max_pool2d
 _METHOD_KINDS = {"relu": "relu", "flatten": "flatten", "add": "add"}
 # Ops that run on codes unchanged: quantization is monotonic (max commutes with it) and they move no values.
 _CODE_SAFE = ("max_pool2d", "flatten", "identity")
-
-
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (PrecisionModule, Normalize)) or not any(True for _ in m.children()) \
-            or super().is_leaf_module(m, qualname)
 
 
 def _where(node: fx.Node, modules) -> str:
@@ -84,6 +78,10 @@ def _kind(node: fx.Node, modules) -> str:
         m = modules[node.target]
         for types, kind in _MODULE_KINDS:
             if isinstance(m, types):
+                if not own_forward(m, types):
+                    raise ConversionError(f"cannot convert {_where(node, modules)}: it overrides the forward of "
+                                          f"{next(t for t in types if isinstance(m, t)).__name__}, which convert "
+                                          f"would run instead; write its computation with the supported layers")
                 return kind
     elif node.op == "call_function" and node.target in _FUNCTION_KINDS:
         return _FUNCTION_KINDS[node.target]
@@ -247,17 +245,6 @@ def _layer_keys(nodes) -> dict:
     return keys
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """The model's forward as an fx graph with the ``dwq.nn`` layers kept whole (ConversionError if it
-    cannot be traced, e.g. control flow on tensor values)."""
-    try:
-        graph = _Tracer().trace(model)
-    except Exception as e:  # fx raises many types for untraceable code
-        raise ConversionError(f"cannot trace {type(model).__name__}.forward for conversion "
-                              f"({typed_first_line(e)})") from None
-    return fx.GraphModule(model, graph)
-
-
 def _check_in_set(model: nn.Module, precisions) -> None:
     allowed = [normalize_precision(p) for p in precision_set(model)]
     for p in precisions:
@@ -325,12 +312,14 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
         if n.op in ("call_module", "call_function", "call_method") and not n.args:
             raise ConversionError(f"cannot convert {_where(n, modules)}: its input is passed by keyword "
                                   f"({', '.join(n.kwargs)}); convert reads the input as the first positional argument")
-        if kinds[n] == "relu" and _inplace(n, modules) and isinstance(n.args[0], fx.Node):
+        relu = kinds[n] == "relu" and _inplace(n, modules)
+        if (relu or n.meta.get(INPLACE_ADD)) and isinstance(n.args[0], fx.Node):
             later = [u.name for a in _aliases(n.args[0], kinds) for u in a.users if u is not n and order[u] > order[n]]
             if later:
-                raise ConversionError(f"cannot convert {_where(n, modules)}: an in-place ReLU whose input is read "
-                                      f"again after it (by {later[0]!r}), which eager PyTorch feeds the ReLU's "
-                                      "output and the integer model would not; use inplace=False")
+                what, fix = ("ReLU", "use inplace=False") if relu else ("add (+=)", "write a = a + b")
+                raise ConversionError(f"cannot convert {_where(n, modules)}: an in-place {what} whose input is read "
+                                      f"again after it (by {later[0]!r}), which eager PyTorch feeds the {what}'s "
+                                      f"output and the integer model would not; {fix}")
         if kinds[n] == "q":
             _check_qlayer(modules[n.target], n.target)
 

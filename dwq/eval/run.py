@@ -41,6 +41,13 @@ def _scores(t: torch.Tensor) -> list:
     return [round(v, 7) for v in t.float().tolist()]
 
 
+def _int_scalar_tensor(v) -> bool:
+    # torch.tensor(3) passes the count checks (operator.index takes it) but stayed a tensor: a seed failed in
+    # the adaptive stage, a count at json.dump after the whole evaluation, and stage identities read "tensor(3)"
+    return isinstance(v, torch.Tensor) and v.dim() == 0 and not (v.is_floating_point() or v.is_complex()
+                                                                  or v.dtype == torch.bool)
+
+
 def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",
              epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
              protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
@@ -93,7 +100,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     # json.dump failed after the whole evaluation, and a stage identity recorded "np.int64(3)"
     (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, bandits_queries, bandits_tile,
      autoattack_n, autoattack_steps, eot_iter) = (
-        v.item() if type(v).__module__ == "numpy" and hasattr(v, "item") else v
+        v.item() if (type(v).__module__ == "numpy" and hasattr(v, "item")) or _int_scalar_tensor(v) else v
         for v in (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, bandits_queries,
                   bandits_tile, autoattack_n, autoattack_steps, eot_iter))
     # lists first: a generator was used up by the checks, a string taken apart
@@ -143,6 +150,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     attack_seed = _stream_seed(seed, "attack")
     need_matrix = any(p in protocols for p in ("paper", "paper-sampled", "transfer"))
     n_aa = min(autoattack_n or len(y), len(y))
+    aa_stage = f"autoattack-rand by component, n {n_aa}, steps {autoattack_steps}, eot {eot_iter}"
+    if "autoattack-rand" in protocols:
+        store.refuse_others(aa_stage, "autoattack-rand by component",
+                            "--autoattack-n, --autoattack-steps and --eot-iter (autoattack_n, autoattack_steps, eot_iter)")
     stages = (["clean"] + [f"{attack} at {n}" for n in names] + (["adaptive"] if "adaptive" in protocols else [])
               + (["autoattack-rand"] if "autoattack-rand" in protocols else [])
               + ([f"autoattack-standard at {pname(p)}" for p in rset]
@@ -231,7 +242,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         # (its own name since its batches are saved per component: a folder of an earlier dwq holds whole
         # batches under "autoattack-rand", which would read as components)
         aa, aa_c = store.run(
-            f"autoattack-rand by component, n {n_aa}, steps {autoattack_steps}, eot {eot_iter}",
+            aa_stage,
             lambda: autoattack_rpi(model, x[:n_aa], y[:n_aa], rset, epsilon, seed=seed, batch_size=batch_size,
                                    steps=autoattack_steps, eot_iter=eot_iter, return_correct=True))
         rpi["autoattack_rand"] = aa

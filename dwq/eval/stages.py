@@ -156,6 +156,21 @@ class StageStore:
     def _path(self, name: str) -> str:
         return os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".pt")
 
+    def refuse_others(self, name: str, kind: str, flags: str) -> None:
+        """StageDirError if the folder holds a stage (or its finished batches) whose name starts with
+        ``kind`` but is not ``name``: a stage whose settings are in its name, which a resume with other
+        ``flags`` would run afresh beside, and then discard with the folder (hours of AutoAttack)."""
+        if self.folder is None:
+            return
+        ours, prefix = (os.path.basename(self._path(n))[:-len(".pt")] for n in (name, kind))
+        for entry in sorted(os.listdir(self.folder)):
+            stem = re.sub(r"\.(pt|parts)$", "", entry)
+            if stem != entry and stem.startswith(prefix) and stem != ours:
+                raise StageDirError(f"{os.path.join(self.folder, entry)} holds {kind} with other settings than "
+                                    f"this evaluation's ({name[len(kind):].lstrip(', ')}); give the interrupted "
+                                    f"evaluation's {flags} again to continue it, or remove that file to run the stage "
+                                    f"with these")
+
     def run(self, name: str, fn: Callable, generators: Sequence[torch.Generator] = ()):
         """``fn()``'s result, or the saved one; ``generators``: the ones every batch of the stage draws
         from, saved with each finished batch (:func:`resumable_map`)."""

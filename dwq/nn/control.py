@@ -111,8 +111,10 @@ def _shared_set(model: nn.Module, layers: List[PrecisionModule]) -> list:
     first = layers[0].precisions
     for m in layers[1:]:
         if m.precisions != first:
+            name = {id(mod): n or "the model" for n, mod in model.named_modules()}
             raise ValueError(
-                f"the model's layers have different precision sets: {_names(first)} and {_names(m.precisions)}"
+                f"the model's layers have different precision sets: {_names(first)} ({name[id(layers[0])]!r}, "
+                f"{type(layers[0]).__name__}) and {_names(m.precisions)} ({name[id(m)]!r}, {type(m).__name__})"
             )
     return first
 

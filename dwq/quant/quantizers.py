@@ -6,6 +6,7 @@ random-precision model.
 import math
 import numbers
 import operator
+import warnings
 import weakref
 from contextlib import contextmanager
 from typing import Iterable, Optional
@@ -452,6 +453,8 @@ class ActQuantizer(nn.Module):
             # torch's do (a train-mode one was a ValueError, even at full precision).
             return x
         i = self.slot(precision)
+        if not self.training and bits is not None:
+            self._warn_batch_range(x, i)
         # Not under torch.compile: there the op is an opaque call that needs x in memory, while the torch ops
         # below (equal to it bit for bit) let inductor fuse the range, the qparams and the fake quantization
         # with x's producer (batch norm, ReLU) and the conv's layout copy.
@@ -485,6 +488,18 @@ class ActQuantizer(nn.Module):
             hi = torch.where(own, self.running_max[i], torch.where(seen, self.running_max[o], mx))
             scale, zp = choose_qparams(lo.reshape(1), hi.reshape(1), bits, self.zero_point)
         return self._quantize(x, scale, zp, bits)
+
+    def _warn_batch_range(self, x: torch.Tensor, i: int) -> None:
+        # An eval forward of a quantizer that never saw a training batch quantizes with the batch's own
+        # range, silently (an imported torchvision model scored before training). Checked on the CPU only,
+        # where reading the flags is free; on accelerators it would be a host sync at every forward.
+        if x.device.type != "cpu" or getattr(self, "_warned_batch_range", False) or torch.compiler.is_compiling():
+            return
+        if not (bool(self.initialized[i]) or bool(self.initialized[self.observed_slot])):
+            self._warned_batch_range = True
+            warnings.warn("dwq: an activation quantizer that never saw a training batch quantizes each eval batch "
+                          "with that batch's own range, so an image's output depends on the rest of its batch; "
+                          "run train-mode batches (or ActQuantizer.set_range) first", stacklevel=3)
 
     def _fused_qparams(self, x, i: int, bits: int, call: tuple):
         """act_qparams (one pass, one launch on GPUs, no host sync: range, EMA updates and qparams); in

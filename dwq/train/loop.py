@@ -30,10 +30,10 @@ replaces ``best.pt``, which is chosen on the validation split.
 Precision draws come from a seeded CPU ``torch.Generator`` identical on every DDP
 rank (all ranks train the same precision each step); random starts from a second,
 per-rank generator, which ``last.pt`` keeps per rank. Data order is a seeded permutation per
-epoch; under DDP each global batch is split between ranks, so a 2-process run
-sees exactly the single-process batches: a share one image short weighs its mean loss by
-its size (the averaged gradient is the global batch's), and the epoch's loss and accuracy
-are summed over the ranks. An augmented image is drawn with torch's RNG seeded by
+epoch; under DDP each global batch is split between ranks (a share one image short weighs its
+mean loss by its size; the epoch's loss and accuracy are summed over the ranks), but batch norm
+and the train-mode activation ranges see each rank's share only, and the buffers kept are rank
+0's: a DDP run is not the single-process run (docs/workflow.md). An augmented image is drawn with torch's RNG seeded by
 (seed, epoch, index), whatever the number of loader workers.
 
 The pieces the :class:`Trainer` uses live beside it: :mod:`~dwq.train.config` (the settings and the
