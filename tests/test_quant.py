@@ -573,3 +573,22 @@ def test_eval_without_any_tracked_range_warns_once_per_quantizer():
             q(x, 4), q(x, 4), q(x, 8)
         said = [str(m.message) for m in w if "never saw a training batch" in str(m.message)]
         assert len(said) == (1 if warns else 0), said
+
+
+def test_dwq_s_own_forwards_neither_warn_of_missing_ranges_nor_use_the_warning_up():
+    """bitops' MAC count (and the Trainer's label check) ran an eval forward of a fresh model: the warning
+    came first thing in every dwq train run, and a real eval forward afterwards said nothing."""
+    import warnings
+
+    from dwq.models import small_cnn
+    from dwq.quant.cost import bitops
+
+    m = small_cnn(precisions=["4w8a", 8], width=4, switchable_bn=False)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        bitops(m, "4w8a", (1, 1, 28, 28))
+    assert not [x for x in w if "never saw a training batch" in str(x.message)]
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m.eval()(torch.rand(2, 1, 28, 28))
+    assert [x for x in w if "never saw a training batch" in str(x.message)]

@@ -400,3 +400,17 @@ def test_a_model_that_is_one_layer_imports():
     sd = {f"bn.{i}.{e}": torch.rand(4) for i in range(2) for e in ("weight", "bias", "running_mean", "running_var")}
     load_reference_state_dict(sbn, sd, reference_precisions=[4, 8])
     assert torch.equal(sbn.bn[1].running_mean, sd["bn.1.running_mean"])
+
+
+def test_branch_map_errors_write_precisions_in_their_one_spelling():
+    """The messages printed Python reprs ([(4, 8), 8], precision (4, 8)) where every other one writes 4w8a."""
+    from dwq.models.reference_import import _branch_map
+    from dwq.quant import normalize_set as ns
+
+    with pytest.raises(RuntimeError, match=r"the model's precision set \[4w8a, 8\] cannot be the reference's"):
+        _branch_map(ns([(4, 8), 8]), 2, None, "layer 'bn1'")
+    with pytest.raises(RuntimeError, match=r"precision 4w8a of the model is not in the checkpoint's precision set "
+                                           r"\[4, 8\]"):
+        _branch_map(ns([(4, 8), 8]), 2, ns([4, 8]), "layer 'bn1'")
+    with pytest.raises(RuntimeError, match=r"the model's precision set \[4w8a, 8, fp\] has 3"):
+        _branch_map(ns([(4, 8), 8, None]), 2, None, "layer 'bn1'")

@@ -49,8 +49,8 @@ from torch import nn
 
 from dwq.models.common import Normalize
 from dwq.nn import PrecisionModule, QConv2d, QLinear, SwitchableBatchNorm2d
-from dwq.nn.control import _encode_set
-from dwq.quant import normalize_set, user_precision
+from dwq.nn.control import _encode_set, _names
+from dwq.quant import normalize_set, precision_name, user_precision
 
 __all__ = ["load_reference_state_dict", "reference_to_dwq_state_dict", "expand_plain_state_dict"]
 
@@ -104,7 +104,7 @@ def _branch_map(model_set, num_branches: int, reference_precisions, where: str) 
         if num_branches != len(model_set):
             raise RuntimeError(
                 f"{where}: the checkpoint has {num_branches} switchable-BN branches per layer, the model's "
-                f"precision set {ours} has {len(model_set)}; build the model with the checkpoint's precision "
+                f"precision set {_names(ours)} has {len(model_set)}; build the model with the checkpoint's precision "
                 f"set, or pass reference_precisions=<the checkpoint's num_bits_list> to load a subset"
             )
         # The reference saves num_bits_list = range(a, b + 1): ascending whole widths, no full precision.
@@ -112,7 +112,7 @@ def _branch_map(model_set, num_branches: int, reference_precisions, where: str) 
         # precision, silently wrong at each one that is not the reference's i-th.
         if not all(type(p) is int for p in ours) or ours != sorted(set(ours)):
             raise RuntimeError(
-                f"{where}: the model's precision set {ours} cannot be the reference's num_bits_list (ascending "
+                f"{where}: the model's precision set {_names(ours)} cannot be the reference's num_bits_list (ascending "
                 f"widths, e.g. [4, 5, 6, 7, 8]); pass reference_precisions=<the checkpoint's num_bits_list> to "
                 f"say which branch is which"
             )
@@ -131,8 +131,8 @@ def _branch_map(model_set, num_branches: int, reference_precisions, where: str) 
             mapping.append(num_branches - 1)  # the reference runs full precision with its last BN
         else:
             raise RuntimeError(
-                f"{where}: precision {user_precision(p)!r} of the model is not in the checkpoint's precision "
-                f"set {[user_precision(q) for q in theirs]}"
+                f"{where}: precision {precision_name(p)} of the model is not in the checkpoint's precision "
+                f"set {_names(theirs)}"
             )
     return mapping
 

@@ -1,5 +1,4 @@
 """Switchable batch norm: one complete BatchNorm2d (statistics and affine) per precision."""
-import contextlib
 import warnings
 from typing import Iterable
 
@@ -8,22 +7,12 @@ from torch import nn
 
 from dwq.nn.control import PrecisionModule
 from dwq.quant.precision import precision_name
+from dwq.quant.untrained import quiet, untrained_quiet
 
 
-_quiet = 0  # depth of untrained_branches_quiet() blocks
-
-
-@contextlib.contextmanager
-def untrained_branches_quiet():
-    """Eval forwards inside the block say nothing of untrained branches (dwq's own forwards that read no
-    statistic: counting MACs, reading the number of classes). Not warnings.catch_warnings: leaving it
-    resets Python's once-per-message record, and the warning then came again after every such forward."""
-    global _quiet
-    _quiet += 1
-    try:
-        yield
-    finally:
-        _quiet -= 1
+# Eval forwards inside the block say nothing of untrained branches (dwq's own forwards that read no
+# statistic: counting MACs, reading the number of classes).
+untrained_branches_quiet = untrained_quiet
 
 
 class SwitchableBatchNorm2d(PrecisionModule):
@@ -82,7 +71,7 @@ class SwitchableBatchNorm2d(PrecisionModule):
                 if x.shape[0] > 0:
                     self._trained[i] = True
                 return y
-            if not self._trained[i] and not _quiet:
+            if not self._trained[i] and not quiet():
                 warnings.warn(f"SwitchableBatchNorm2d: the branch of precision {precision_name(self.precision)} "
                               f"has never seen a training batch, so eval normalizes with its initial statistics "
                               f"(mean 0, variance 1)")

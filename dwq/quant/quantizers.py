@@ -22,6 +22,7 @@ from dwq.quant.eval_qparams import EvalQparams, TrackedSlots
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
 from dwq.quant.precision import check_bits, normalize_precision, normalize_set, precision_name
 from dwq.quant.qparams import check_zero_point_mode, choose_qparams, qparams_from_range
+from dwq.quant.untrained import quiet
 
 
 def _inf_scale_message(what: str) -> str:
@@ -493,11 +494,13 @@ class ActQuantizer(nn.Module):
         # An eval forward of a quantizer that never saw a training batch quantizes with the batch's own
         # range, silently (an imported torchvision model scored before training). Checked on the CPU only,
         # where reading the flags is free; on accelerators it would be a host sync at every forward.
-        if x.device.type != "cpu" or getattr(self, "_warned_batch_range", False) or torch.compiler.is_compiling():
+        if (x.device.type != "cpu" or getattr(self, "_warned_batch_range", False) or quiet()
+                or torch.compiler.is_compiling()):
             return
         if not (bool(self.initialized[i]) or bool(self.initialized[self.observed_slot])):
             self._warned_batch_range = True
-            warnings.warn("dwq: an activation quantizer that never saw a training batch quantizes each eval batch "
+            # (One message for all layers: Python's default filter shows it once, where the first layer ran.)
+            warnings.warn("dwq: activation quantizers that never saw a training batch quantize each eval batch "
                           "with that batch's own range, so an image's output depends on the rest of its batch; "
                           "run train-mode batches (or ActQuantizer.set_range) first", stacklevel=3)
 
