@@ -78,7 +78,10 @@ def atomic_open(path: str, mode: str = "w"):
     path = os.fspath(path)
     tmp = tmp_name(path)
     # (O_EXCL: never another's file; mode 0o666 less the umask, as open() gives)
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:  # named for the file being written: the temporary name is nothing a user knows
+        raise _named(e, path) from None
     try:
         if fcntl is not None:
             with contextlib.suppress(OSError):  # (a file system without flock: no sweeping there either)
@@ -90,7 +93,10 @@ def atomic_open(path: str, mode: str = "w"):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise _named(e, path) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -99,6 +105,10 @@ def atomic_open(path: str, mode: str = "w"):
         os.close(fd)
     _fsync_folder(os.path.dirname(os.path.abspath(path)))
     _remove_dead_writers_tmps(path)
+
+
+def _named(e: OSError, path: str) -> OSError:
+    return type(e)(e.errno, e.strerror, path)
 
 
 def _fsync_folder(folder: str) -> None:

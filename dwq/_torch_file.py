@@ -4,6 +4,7 @@ weights ResNet-50 starts from (``dwq.models``); and writing one atomically."""
 from __future__ import annotations
 
 import re
+import zipfile
 
 import torch
 
@@ -37,6 +38,8 @@ def torch_load(path: str, error: type, what: str, expected: str, map_location="c
     if not head.startswith((b"PK", b"\x80")):
         found = "an empty file" if not head else f"a file starting with {head!r}"
         raise error(f"{path} is not a loadable {what} (found {found}; expected {expected})")
+    if head.startswith(b"PK"):
+        _check_zip(path, error, what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file or pickled code; torch's own message runs over many lines
@@ -49,6 +52,20 @@ def torch_load(path: str, error: type, what: str, expected: str, map_location="c
         found = re.search(r"WeightsUnpickler error:\s*(.+)", msg)
         why = f"{type(e).__name__}: {found.group(1).strip()}" if found else typed_first_line(e)
         raise error(f"{path} is not a loadable {what} ({why})") from None
+
+
+def _check_zip(path: str, error: type, what: str) -> None:
+    # torch.load checks no CRC: a flipped bit in the pickled part (a checkpoint's config: the ε dwq eval
+    # takes from it) loaded as another value, and a truncated file said "OSError: Invalid argument".
+    # Every member of torch.save's zip has a CRC32; checking them is one read of the file.
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except Exception as e:  # BadZipFile (truncated: no end record), zlib or struct errors of damaged headers
+        raise error(f"{path} is not a loadable {what} (truncated or damaged: {typed_first_line(e)})") from None
+    if bad is not None:
+        raise error(f"{path} is corrupt: its part {bad!r} does not match the CRC stored when it was written "
+                    f"(damaged bytes)")
 
 
 def _check_map_location(map_location, error: type, path: str) -> None:

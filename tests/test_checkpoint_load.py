@@ -108,9 +108,15 @@ def test_damaged_bytes_inside_a_tensor_are_refused(tmp_path):
     data[at + 5] ^= 0x40
     bad = tmp_path / "bad.pt"
     bad.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its model's tensors do not match the digest") as e:
+    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its part '.*' does not match the CRC") as e:
         load_trained_model(str(bad))
     assert _one_line(e.value)
+    # written again (valid CRCs), other weights under the stored digest: the digest says so
+    ck = torch.load(path, weights_only=True)
+    ck["model"]["conv2.weight"][0, 0, 0, 0] += 1
+    torch.save(ck, bad)
+    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its model's tensors do not match the digest"):
+        load_trained_model(str(bad))
     old = torch.load(path, weights_only=True)
     del old["model_sha256"]
     torch.save(old, tmp_path / "old.pt")
@@ -133,6 +139,11 @@ def test_damaged_bytes_in_the_optimizer_state_are_refused(tmp_path):
     assert at > 0
     data[at + 9] ^= 0x10
     (tmp_path / "bad.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its part '.*' does not match the CRC"):
+        load_checkpoint(str(tmp_path / "bad.pt"))
+    raw = torch.load(path, weights_only=True)
+    raw["optimizer"]["state"][0]["momentum_buffer"][9] += 1
+    torch.save(raw, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its tensors other than the model's \(optimizer, RNG "
                                               r"states\) do not match the digest"):
         load_checkpoint(str(tmp_path / "bad.pt"))
@@ -157,3 +168,24 @@ def test_a_state_dict_entry_that_is_no_tensor_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="conv1.weight is a str, not a tensor") as e:
         load_trained_model(str(tmp_path / "s.pt"))
     assert _one_line(e.value)
+
+
+def test_a_flipped_bit_outside_the_tensors_or_a_cut_file_is_named(tmp_path):
+    """The digests cover tensors only and torch.load checks no CRC: a flipped bit in the config (the ε dwq
+    eval takes from the checkpoint) loaded as another value; a cut file said "OSError: Invalid argument"."""
+    import struct
+
+    state = {"model": {"w": torch.ones(3)}, "config": {"epsilon": 8 / 255, "extra": dict(EXTRA)}, "epoch": 1}
+    path = tmp_path / "last.pt"
+    save_checkpoint(str(path), state)
+    data = bytearray(path.read_bytes())
+    at = data.find(struct.pack(">d", 8 / 255))
+    assert at > 0
+    data[at + 1] ^= 0x10
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"bad.pt is corrupt: its part '.*data.pkl' does not match the CRC"):
+        load_checkpoint(str(tmp_path / "bad.pt"))
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:len(data) * 2 // 3])
+    with pytest.raises(CheckpointError, match=r"cut.pt is not a loadable dwq checkpoint \(truncated or damaged: "
+                                              r"BadZipFile: .*\)$"):
+        load_checkpoint(str(tmp_path / "cut.pt"))

@@ -166,7 +166,8 @@ def path_arg(text: str) -> str:
     flags, e.g. ``--json ''`` wrote nothing and said nothing, and as the current folder by others)."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"an empty path ({text!r}); give a file or folder name")
-    return text
+    # (the shell expands no ~ after "=": --out=~/x made a folder "~" here, and "wrote ~/x/" read as one in $HOME)
+    return os.path.expanduser(text)
 
 
 def write_failure(e: OSError, folder: str):
@@ -369,6 +370,9 @@ def folder_lock(path: str, name: str = "--out"):
         except BlockingIOError:
             raise CLIError(f"{name} {path}: another process (a dwq command still running?) is writing to this "
                            f"folder; wait for it to end, or choose another folder") from None
+        except OSError as e:  # (a file system without flock, e.g. some NFS: ENOLCK, EOPNOTSUPP) a traceback
+            print(f"dwq: warning: {name} {path}: the folder cannot be locked ({e.strerror or e}); make sure no "
+                  f"other dwq command writes to it meanwhile", file=sys.stderr)
         yield
     finally:
         os.close(fd)

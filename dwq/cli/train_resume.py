@@ -43,8 +43,9 @@ def load_run(out):
     swapped = " (copied from another run?); nothing was changed"
     try:
         run = check_run_checkpoint(out, ck, path)
-    except CheckpointError as e:
-        raise CLIError(f"--resume: {e}{swapped}") from None
+    except CheckpointError as e:  # (an unreadable config.json: not a swap, its message says what to do)
+        raise CLIError(f"--resume: {e}" + ("; nothing was changed" if "is not a run's config" in str(e) else swapped)) \
+            from None
     if ck["config"].get("run_id") is None:
         bad = _legacy_run_differences(run.config, ck, flags)
         if bad:

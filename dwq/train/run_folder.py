@@ -117,9 +117,10 @@ def check_run_checkpoint(out_dir: str, ck: dict, path: Optional[str] = None) -> 
             with open(cfg_path) as f:
                 config = json.load(f)
             run_id = config.get("run_id")
-        except (ValueError, AttributeError):
-            raise CheckpointError(f"{cfg_path} is not a run's config (not a JSON object); cannot check that "
-                                  f"{path} belongs to it") from None
+        except (ValueError, AttributeError) as e:
+            why = "not a JSON object" if isinstance(e, AttributeError) else f"not JSON: {e}"
+            raise CheckpointError(f"{cfg_path} is not a run's config ({why}); cannot check that {path} belongs "
+                                  f"to it; restore it, or remove it (the run writes it again)") from None
         if ck_id is not None and run_id != ck_id:
             raise CheckpointError(f"{not_ours}: its run id is {ck_id}, config.json's is "
                                   f"{run_id or 'absent (written before run ids)'}")
