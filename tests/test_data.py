@@ -274,3 +274,40 @@ def test_train_val_split_refuses_a_fraction_that_rounds_to_no_example_and_takes_
     with pytest.raises(ValueError, match="val_size 0.05 of 10 examples rounds to no validation example"):
         train_val_split(ds, 0.05)
     assert len(train_val_split(ds, np.int64(3))[1]) == 3 and len(train_val_split(ds, np.float64(0.2))[1]) == 2
+
+
+def _padded_views(t, pad=4):
+    """Every crop of ``t`` ([C, H, W]) zero-padded by ``pad``, and each crop mirrored: key (dy, dx, flipped)."""
+    p = torch.nn.functional.pad(t, (pad,) * 4)
+    h, w = t.shape[1:]
+    views = {}
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            c = p[:, dy:dy + h, dx:dx + w]
+            views[(dy, dx, False)], views[(dy, dx, True)] = c, c.flip(-1)
+    return views
+
+
+@pytest.mark.parametrize("name, flips", [("cifar10", True), ("svhn", False)])
+def test_training_augmentation_is_the_references_crop_and_flip(name, flips):
+    """No test applied the CIFAR/SVHN training transforms: a crop without padding and no flip (no
+    augmentation at all) passed. Each augmented view is one padded crop (mirrored for CIFAR only), and
+    over 60 draws the shifts and flips vary."""
+    torchvision_or_skip("the CIFAR and SVHN transforms are torchvision's")
+    from PIL import Image
+
+    from dwq.data import cifar_transforms, svhn_transforms
+
+    train, test = (cifar_transforms if name == "cifar10" else svhn_transforms)(augment=True)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    views = _padded_views(test(img))
+    seen = set()
+    for seed in range(60):
+        torch.manual_seed(seed)
+        out = train(img)
+        keys = [k for k, v in views.items() if torch.equal(out, v)]
+        assert len(keys) == 1, (seed, keys)
+        seen.add(keys[0])
+    assert len({k[:2] for k in seen}) > 10
+    assert {k[2] for k in seen} == ({False, True} if flips else {False})
+    assert torch.equal(test(img), (cifar_transforms if name == "cifar10" else svhn_transforms)(augment=False)[0](img))

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from deploy_models import rewrite_artifact
 
 import dwq
 from dwq.cli.main import main
@@ -246,27 +247,10 @@ def test_an_integer_model_given_as_a_checkpoint_is_named_with_its_source(checkpo
     assert not (tmp_path / "e").exists() and not (tmp_path / "again.safetensors").exists()
 
 
-def _rewrite(src, dst, edit_model):
-    """A copy of the artifact ``src`` with its description edited and both digests recomputed."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from dwq._digest import tensor_digest
-    from dwq.deploy.artifact import _model_digest
-
-    with safe_open(src, framework="pt") as f:
-        meta = json.loads(f.metadata()["dwq"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    edit_model(meta["model"])
-    meta["sha256"], meta["model_sha256"] = tensor_digest(tensors), _model_digest(meta["model"])
-    save_file(tensors, dst, metadata={"dwq": json.dumps(meta)})
-    return str(dst)
-
-
 @pytest.mark.parametrize("size", ["1x28x28", [1, 28.0, 28], [1, 28], [1, -28, 28], [True, 28, 28]])
 def test_bench_refuses_a_recorded_input_size_that_is_not_three_positive_ints(artifact, tmp_path, capsys, size):
     """A string or a float in the file's info.input_size gave torch.rand's traceback."""
-    path = _rewrite(artifact, tmp_path / "m.safetensors", lambda m: m["info"].update(input_size=size))
+    path = rewrite_artifact(artifact, tmp_path / "m.safetensors", lambda m: m["info"].update(input_size=size))
     _fails(["bench", "--model", path, "--seconds", "0.01"], capsys,
            f"records input_size {size!r}, expected three positive ints [C, H, W]; give --input-size C H W")
     capsys.readouterr()
@@ -278,6 +262,6 @@ def test_bench_of_a_pooling_step_with_kernel_0_is_one_line(artifact, tmp_path, c
     def kernel_0(m):
         next(s for s in m["program"] if s.get("fn") == "max_pool2d")["kwargs"]["kernel_size"] = 0
 
-    path = _rewrite(artifact, tmp_path / "m.safetensors", kernel_0)
+    path = rewrite_artifact(artifact, tmp_path / "m.safetensors", kernel_0)
     _fails(["bench", "--model", path, "--seconds", "0.01"], capsys,
            "(max_pool2d): kernel_size must be an int or a pair of ints >= 1, got 0")

@@ -236,8 +236,31 @@ def test_adaptive_protocol_expected_and_worst_case(model_data):
     per = [v["acc"] for v in r["per_precision"].values()]
     assert abs(r["expected"]["acc"] - sum(per) / 3) < 1 / len(y)
     assert r["worst_case"]["acc"] <= min(per)
+    # exactly the images right at every precision (<= min(per) held with the last precision dropped)
+    r2, allc = E.adaptive_protocol(m, x, y, SET, 0.1, 0.025, 5, return_correct=True)
+    assert allc.shape == (3, len(y)) and r2["worst_case"] == E.acc_ci(allc.all(0))
+    assert r2["worst_case"] == r["worst_case"] and r2["worst_case"]["acc"] < min(per)
     clean = E.clean_accuracy(m, x, y, SET)
     assert all(r["per_precision"][k]["acc"] <= clean[k]["acc"] for k in clean)
+
+
+def test_transfer_matrix_rows_are_attack_precisions_and_columns_inference_ones(model_data):
+    """Every check of the matrix held for its transpose (shape, diagonal, sums): a report that swapped
+    "attack at 2, infer at 8" with its reverse passed. Each cell re-derived with a deterministic attack."""
+    from dwq.attacks import fgsm
+    from dwq.eval.protocols import run_at
+
+    m, x, y = model_data
+    x, y = x[:64], y[:64]
+    tm = E.transfer_matrix(m, x, y, SET, lambda f, xb, yb: fgsm(f, xb, yb, 0.1))
+    want = []
+    for pa in SET:
+        xa = fgsm(run_at(m, pa), x, y, 0.1)
+        with torch.no_grad():
+            want.append([(run_at(m, pi)(xa).argmax(1) == y).float().mean().item() for pi in SET])
+    assert torch.allclose(torch.tensor(tm["acc"], dtype=torch.float64), torch.tensor(want, dtype=torch.float64),
+                          atol=1e-9, rtol=0)
+    assert want != [list(r) for r in zip(*want)]  # (a transpose would differ: the check can tell)
 
 
 def test_transfer_matrix_and_heatmap(model_data, tmp_path):

@@ -146,7 +146,13 @@ def test_inference_mode_results_are_not_reused_outside_it():
     with torch.inference_mode():
         qi = ActQuantizer([4]).eval()  # inference-tensor buffers: no version counter, nothing kept
         qi.set_range(-1.0, 1.0)
-        assert torch.equal(qi(x.detach(), 4, P4), qi(x.detach(), 4, P4))
+        first = qi(x.detach(), 4, P4)
+        assert torch.equal(first, fresh(qi, x.detach()))  # (it compared qi's output with itself)
+        # written in place, which no version counter records: a kept result would be the old range's
+        qi.running_min.fill_(-0.25)
+        qi.running_max.fill_(0.25)
+        again = qi(x.detach(), 4, P4)
+        assert torch.equal(again, fresh(qi, x.detach())) and not torch.equal(again, first)
 
 
 @needs_ext

@@ -1,10 +1,9 @@
 """dwq.deploy layers: a float batch norm's (FloatAffine's) bytes shared out over its precisions in the
 size report, and a saved description with codes out at full precision refused at load."""
-import json
 
 import pytest
 import torch
-from deploy_models import calibrated
+from deploy_models import calibrated, rewrite_artifact
 
 import dwq
 from dwq.deploy import ArtifactError, convert, load, save, size_report
@@ -45,22 +44,6 @@ def test_float_affine_bytes_are_shared_out_over_its_precisions(int_model):
         assert r["float_layer_bytes"] == sum(m.nbytes(i)["float"] for m in int_model.layers.values())
 
 
-def _rewrite(path, edit_model):
-    """Re-saves ``path`` with its description edited and both digests recomputed."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from dwq._digest import tensor_digest
-    from dwq.deploy.artifact import _model_digest
-
-    with safe_open(path, framework="pt") as f:
-        meta = json.loads(f.metadata()["dwq"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    edit_model(meta["model"])
-    meta["sha256"], meta["model_sha256"] = tensor_digest(tensors), _model_digest(meta["model"])
-    save_file(tensors, path, metadata={"dwq": json.dumps(meta)})
-
-
 def test_codes_out_at_full_precision_are_refused_at_load(int_model, tmp_path):
     """A float batch norm emits no codes at full precision: a description with out_bits set on its full
     precision entry loaded (the entry was dropped without a word) instead of being named as invalid."""
@@ -73,7 +56,7 @@ def test_codes_out_at_full_precision_are_refused_at_load(int_model, tmp_path):
         assert m["layers"]["bn1"]["out_bits"] == [2, 4, None]
         m["layers"]["bn1"]["out_bits"][2] = 4
 
-    _rewrite(path, codes_at_fp)
+    rewrite_artifact(path, path, codes_at_fp)
     with pytest.raises(ArtifactError, match=r"bn1 at precision fp: out_bits must be null \(no codes at full "
                                             r"precision\), got 4"):
         load(path)

@@ -312,6 +312,14 @@ def cifar_transforms(augment: bool = True):
     return tr, to_tensor
 
 
+def svhn_transforms(augment: bool = True):
+    """``(train, test)`` transforms of SVHN images (PIL): RandomCrop(32, 4), no flip (digits are not
+    mirror images), then ToTensor (``augment=False``: ToTensor alone)."""
+    _, T = _torchvision("svhn")
+    to_tensor = T.ToTensor()
+    return (T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor), to_tensor
+
+
 def get_datasets(name: str, root: str | None = None, augment: bool = True, test_only: bool = False):
     """Return ``(train, test, info)`` for ``name`` in :data:`DATASETS`.
 
@@ -348,7 +356,7 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True, test_
             test = cls(root, train=False, transform=te, download=False)
             train = None if test_only else cls(root, train=True, transform=tr, download=False)
         elif info.name == "svhn":
-            tr = T.Compose([T.RandomCrop(32, padding=4), to_tensor]) if augment else to_tensor
+            tr, to_tensor = svhn_transforms(augment)
             test = tvd.SVHN(root, split="test", transform=to_tensor, download=False)
             train = None if test_only else tvd.SVHN(root, split="train", transform=tr, download=False)
         else:
