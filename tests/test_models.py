@@ -384,7 +384,7 @@ def test_bad_width_and_dataset_are_named():
 
 
 @pytest.mark.parametrize("content,found", [(b"hello world", "found a file starting with"),
-                                           (b"PK\x03\x04 truncated", "PytorchStreamReader")])
+                                           (b"PK\x03\x04 truncated", r"truncated or damaged: BadZipFile")])
 def test_resnet50_damaged_weights_file_is_named(tmp_path, content, found):
     """A damaged --pretrained file failed with torch's bare KeyError/EOFError, outside the CLI's
     one-line errors."""
