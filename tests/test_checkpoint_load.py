@@ -189,3 +189,18 @@ def test_a_flipped_bit_outside_the_tensors_or_a_cut_file_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"cut.pt is not a loadable dwq checkpoint \(truncated or damaged: "
                                               r"BadZipFile: .*\)$"):
         load_checkpoint(str(tmp_path / "cut.pt"))
+
+
+def test_a_file_saved_without_crcs_loads(tmp_path):
+    """torch.serialization.set_crc32_options(False) stores CRC 0 for every part; torch.load reads such a
+    file, and the CRC check called it corrupt."""
+    set_crc = getattr(torch.serialization, "set_crc32_options", None)
+    if set_crc is None:
+        pytest.skip("this torch has no torch.serialization.set_crc32_options")
+    state = {"model": {"w": torch.ones(3)}, "config": {"extra": dict(EXTRA)}, "epoch": 1}
+    set_crc(False)
+    try:
+        save_checkpoint(str(tmp_path / "nocrc.pt"), state)
+    finally:
+        set_crc(True)
+    assert torch.equal(load_checkpoint(str(tmp_path / "nocrc.pt"))["model"]["w"], torch.ones(3))

@@ -50,8 +50,34 @@ class Net(nn.Module):
 ], ids=["relu", "conv", "qconv"])
 def test_a_subclass_with_its_own_forward_is_refused(kw, where, base):
     m = calibrated(Net(**kw), (2, 3, 6, 6))
-    with pytest.raises(ConversionError, match=f"cannot convert {where}: it overrides the forward of {base},"):
+    with pytest.raises(ConversionError, match=f"cannot convert {where}: it overrides {base}.forward, which convert "
+                                              f"would not run"):
         convert(m)
+
+
+class HalfWeightConv(nn.Conv2d):
+    def _conv_forward(self, x, w, b):
+        return super()._conv_forward(x, 0.5 * w, b)
+
+
+def test_an_override_of_what_the_forward_calls_or_of_one_instance_is_refused():
+    """A subclass overriding the base forward's helper (_conv_forward: weight standardisation, scaling),
+    a forward set on one instance, and global module hooks converted silently wrong."""
+    m = calibrated(Net(stem=HalfWeightConv), (2, 3, 6, 6))
+    with pytest.raises(ConversionError, match=r"layer 'stem' \(HalfWeightConv\): it overrides Conv2d._conv_forward"):
+        convert(m)
+    m = calibrated(Net(), (2, 3, 6, 6))
+    m.act.forward = lambda t: torch.clamp(t, 0, 0.05)
+    with pytest.raises(ConversionError, match=r"layer 'act' \(ReLU\): it overrides its forward, set on the instance"):
+        convert(m)
+    del m.act.forward
+    h = nn.modules.module.register_module_forward_hook(lambda mod, i, o: None)
+    try:
+        with pytest.raises(ConversionError, match="global module forward hooks are registered"):
+            convert(m)
+    finally:
+        h.remove()
+    convert(m)
 
 
 def test_a_subclass_that_keeps_the_forward_converts_and_agrees():

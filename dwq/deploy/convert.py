@@ -33,7 +33,7 @@ from dwq.deploy.integer_model import INPUT, IntegerModel
 from dwq.deploy.layers import (FloatAffine, FloatConv2d, FloatLinear, FloatNormalize, IntConv2d, IntLinear,
                                normalize_names, quant_plan_tensors)
 from dwq.deploy.operands import ConversionError, act_qparams, bn_affine, weight_codes
-from dwq.deploy.tracing import INPLACE_ADD, own_forward, trace
+from dwq.deploy.tracing import INPLACE_ADD, forward_override, trace
 from dwq.models.common import Normalize
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
 from dwq.nn.control import get_precision, precision_set, set_precision
@@ -78,10 +78,10 @@ def _kind(node: fx.Node, modules) -> str:
         m = modules[node.target]
         for types, kind in _MODULE_KINDS:
             if isinstance(m, types):
-                if not own_forward(m, types):
-                    raise ConversionError(f"cannot convert {_where(node, modules)}: it overrides the forward of "
-                                          f"{next(t for t in types if isinstance(m, t)).__name__}, which convert "
-                                          f"would run instead; write its computation with the supported layers")
+                differs = forward_override(m, next(t for t in types if isinstance(m, t)))
+                if differs is not None:
+                    raise ConversionError(f"cannot convert {_where(node, modules)}: it overrides {differs}, which "
+                                          f"convert would not run; write its computation with the supported layers")
                 return kind
     elif node.op == "call_function" and node.target in _FUNCTION_KINDS:
         return _FUNCTION_KINDS[node.target]

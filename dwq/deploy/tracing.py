@@ -54,6 +54,12 @@ def _check_traceable(model: nn.Module) -> None:
         attr = "model" if isinstance(model, RandomPrecision) else "module"
         raise ConversionError(f"convert takes the model itself, not a {type(model).__name__} wrapping it: convert "
                               f"its .{attr} ({type(wrapped).__name__})")
+    from torch.nn.modules import module as torch_module
+
+    if getattr(torch_module, "_global_forward_hooks", None) or getattr(torch_module, "_global_forward_pre_hooks", None):
+        raise ConversionError("global module forward hooks are registered (torch.nn.modules.module."
+                              "register_module_forward_hook / _pre_hook), which the traced graph does not run; remove "
+                              "them (handle.remove()) before converting")
     for name, m in model.named_modules():
         if m._forward_hooks or m._forward_pre_hooks:
             raise ConversionError(f"cannot convert {'the model' if not name else repr(name)} "
@@ -73,7 +79,16 @@ def trace(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(model, graph)
 
 
-def own_forward(m: nn.Module, types) -> bool:
-    """Whether ``m`` runs the forward of one of ``types`` (a subclass that overrides it computes
-    something the converted layer would not)."""
-    return any(type(m).forward is t.forward for t in types)
+# The methods a supported layer's forward runs: a subclass that overrides one (a weight-standardised
+# conv's _conv_forward) computes something the converted layer would not.
+_FORWARD_PATH = ("forward", "_conv_forward", "quant_input", "quant_weight", "_check_input_dim")
+
+
+def forward_override(m: nn.Module, base: type):
+    """None if ``m`` computes what ``base`` (a class it is an instance of) does, else what differs."""
+    if "forward" in vars(m):
+        return "its forward, set on the instance"
+    for name in _FORWARD_PATH:
+        if getattr(type(m), name, None) is not getattr(base, name, None):
+            return f"{base.__name__}.{name}"
+    return None

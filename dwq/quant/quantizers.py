@@ -494,10 +494,15 @@ class ActQuantizer(nn.Module):
         # An eval forward of a quantizer that never saw a training batch quantizes with the batch's own
         # range, silently (an imported torchvision model scored before training). Checked on the CPU only,
         # where reading the flags is free; on accelerators it would be a host sync at every forward.
-        if (x.device.type != "cpu" or getattr(self, "_warned_batch_range", False) or quiet()
-                or torch.compiler.is_compiling()):
+        flags = self.initialized
+        if (x.device.type != "cpu" or flags.device.type != "cpu" or getattr(self, "_warned_batch_range", False)
+                or quiet() or torch.compiler.is_compiling() or is_fake(flags)):
             return
-        if not (bool(self.initialized[i]) or bool(self.initialized[self.observed_slot])):
+        try:  # (read through numpy: no aten op, so an eval forward still makes none that would sync on a GPU)
+            seen = flags.detach().numpy()
+        except RuntimeError:  # (no numpy)
+            return
+        if not (seen[i] or seen[self.observed_slot]):
             self._warned_batch_range = True
             # (One message for all layers: Python's default filter shows it once, where the first layer ran.)
             warnings.warn("dwq: activation quantizers that never saw a training batch quantize each eval batch "
