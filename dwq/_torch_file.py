@@ -60,27 +60,20 @@ def _check_zip(path: str, error: type, what: str) -> None:
     # Every member of torch.save's zip has a CRC32; checking them is one read of the file.
     # A member whose stored CRC is 0 is not checked: torch.serialization.set_crc32_options(False) writes
     # 0 for all (a real CRC of 0 is a 2^-32 chance).
+    part = None
     try:
-        z = zipfile.ZipFile(path)
-    except Exception as e:  # BadZipFile (truncated: no end record), struct errors of damaged headers
+        with zipfile.ZipFile(path) as z:  # (BadZipFile when truncated: no end record)
+            for info in z.infolist():
+                if info.CRC != 0:
+                    part = info.filename
+                    with z.open(info) as f:
+                        while f.read(1 << 22):
+                            pass
+    except Exception as e:  # BadZipFile (its CRC message, or a damaged header), zlib, EOF
+        if part is not None and isinstance(e, zipfile.BadZipFile) and "CRC" in str(e):
+            raise error(f"{path} is corrupt: its part {part!r} does not match the CRC stored when it was written "
+                        f"(damaged bytes)") from None
         raise error(f"{path} is not a loadable {what} (truncated or damaged: {typed_first_line(e)})") from None
-    with z:
-        for info in z.infolist():
-            if info.CRC == 0:
-                continue
-            try:
-                with z.open(info) as f:
-                    while f.read(1 << 22):
-                        pass
-            except zipfile.BadZipFile as e:
-                if "CRC" not in str(e):
-                    raise error(f"{path} is not a loadable {what} (truncated or damaged: {typed_first_line(e)})") \
-                        from None
-                raise error(f"{path} is corrupt: its part {info.filename!r} does not match the CRC stored when it "
-                            f"was written (damaged bytes)") from None
-            except Exception as e:  # (zlib, EOF: a damaged member)
-                raise error(f"{path} is not a loadable {what} (truncated or damaged: {typed_first_line(e)})") \
-                    from None
 
 
 def _check_map_location(map_location, error: type, path: str) -> None:

@@ -49,11 +49,10 @@ class _Tracer(fx.Tracer):
 
 
 def _check_traceable(model: nn.Module) -> None:
-    wrapped = getattr(model, "model" if isinstance(model, RandomPrecision) else "module", None)
     if isinstance(model, (RandomPrecision, nn.DataParallel, nn.parallel.DistributedDataParallel)):
         attr = "model" if isinstance(model, RandomPrecision) else "module"
         raise ConversionError(f"convert takes the model itself, not a {type(model).__name__} wrapping it: convert "
-                              f"its .{attr} ({type(wrapped).__name__})")
+                              f"its .{attr} ({type(getattr(model, attr)).__name__})")
     from torch.nn.modules import module as torch_module
 
     if getattr(torch_module, "_global_forward_hooks", None) or getattr(torch_module, "_global_forward_pre_hooks", None):

@@ -7,12 +7,7 @@ from torch import nn
 
 from dwq.nn.control import PrecisionModule
 from dwq.quant.precision import precision_name
-from dwq.quant.untrained import quiet, untrained_quiet
-
-
-# Eval forwards inside the block say nothing of untrained branches (dwq's own forwards that read no
-# statistic: counting MACs, reading the number of classes).
-untrained_branches_quiet = untrained_quiet
+from dwq.quant.untrained import quiet
 
 
 class SwitchableBatchNorm2d(PrecisionModule):

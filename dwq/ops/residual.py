@@ -110,7 +110,7 @@ def _fused_epilogue_pays(device: torch.device) -> bool:
     (DWQ_CPU_ISA, else the fastest this CPU runs): on AVX-512 VNNI and AMX, not AVX2 or scalar."""
     if device.type != "cpu":
         return True
-    isa = os.environ.get("DWQ_CPU_ISA", "") or (_cpu_isas()[-1] if _cpu_isas() else "")
+    isa = os.environ.get("DWQ_CPU_ISA", "") or (_cpu_isas() or ("",))[-1]
     return isa in ("avx512_vnni", "amx")
 
 

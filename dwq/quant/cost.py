@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from dwq.quant.precision import normalize_precision, normalize_set, precision_list
+from dwq.quant.untrained import untrained_quiet
 
 __all__ = [
     "LayerCost",
@@ -223,11 +224,9 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     # The random input and any draw of the forward (RandomPrecision without a seed) come from the global
     # RNGs: restored afterwards, so a seeded run is the same whether or not it profiled its model first.
     try:
-        from dwq.nn.sbn import untrained_branches_quiet  # (lazy: dwq.nn imports dwq.quant)
-
-        # counting MACs reads no statistic: an untrained switchable-BN branch is not worth a warning
+        # counting MACs reads no statistic nor range: an untrained branch or quantizer is not worth a warning
         with torch.random.fork_rng([device] if device.type == "cuda" else []), \
-                torch.no_grad(), untrained_branches_quiet():
+                torch.no_grad(), untrained_quiet():
             work(torch.rand(shape, device=device, dtype=dtype) if example is None else example)
     finally:
         for h in handles:

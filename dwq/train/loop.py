@@ -61,9 +61,10 @@ import torch.nn.functional as F
 from dwq._atomic import atomic_open
 from dwq.attacks import fgsm, fgsm_rs, pgd
 from dwq.nn import kept_modes, precision, precision_set, set_precision
-from dwq.nn.sbn import mark_trained, untrained_branches_quiet
+from dwq.nn.sbn import mark_trained
 from dwq.ops.fake_quant import inductor_exact_division
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
+from dwq.quant.untrained import untrained_quiet
 
 from .batches import BatchLoader, epoch_batches, in_memory, rank_batches
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, with_digests
@@ -349,7 +350,7 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         # (an untrained model's switchable-BN branches: nothing to say here)
         with kept_modes(self.model), torch.random.fork_rng(devices), torch.no_grad(), \
-                untrained_branches_quiet(), precision(self.model, self.precs[0]):
+                untrained_quiet(), precision(self.model, self.precs[0]):
             outputs = self.model.eval()(first.to(self.device)).shape[-1]
         for name, (lo, hi) in labels.items():
             if lo < 0 or hi >= outputs:
