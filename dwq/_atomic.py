@@ -3,6 +3,7 @@ config.json, metrics.jsonl, integer-model artifacts)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import os
@@ -33,6 +34,25 @@ def tmp_name(path) -> str:
     file's, so a file name of over 233 characters cannot be written. (Leftovers of the
     ``<path>.<host>.<pid>.<random>.tmp`` names of dwq before 2026-12-04 are not swept.)"""
     return f"{os.fspath(path)}.{_host_tag()}.{secrets.token_hex(4)}.tmp"
+
+
+_TMP_SUFFIX_BYTES = len(".12345678.12345678.tmp")
+
+
+def check_name_length(path) -> None:
+    """OSError(ENAMETOOLONG) naming ``path`` where its temporary file's name (:func:`tmp_name`) would be
+    too long for its folder's file system: so that a command can refuse the name before its work,
+    not when it writes the result."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # (a missing folder, a platform without pathconf)
+        limit = 255
+    n = len(os.fsencode(os.path.basename(path)))
+    if n + _TMP_SUFFIX_BYTES > limit:
+        raise OSError(errno.ENAMETOOLONG, f"file name too long ({n} bytes; at most {limit - _TMP_SUFFIX_BYTES} "
+                      f"here, the temporary file adds {_TMP_SUFFIX_BYTES})", path)
 
 
 def is_tmp_of(name: str, target: str) -> bool:
@@ -70,11 +90,14 @@ def _remove_dead_writers_tmps(path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str, mode: str = "w"):
+def atomic_open(path: str, mode: str = "w", exclusive: bool = False):
     """Open a temporary file beside ``path`` (:func:`tmp_name`) for writing; when the block ends,
     flush, fsync and rename it over ``path`` (atomic on POSIX), then fsync the folder. A kill leaves
     the previous ``path`` intact; an error or Ctrl-C in the block or the write also removes the
-    temporary file, and a later completed write removes what killed writers left (a minute old)."""
+    temporary file, and a later completed write removes what killed writers left (a minute old).
+    ``exclusive``: never replace a file, FileExistsError if ``path`` exists when the block ends (two
+    commands given one new file: the second one's write fails, where a rename let it replace the
+    first one's file); the file is then published by a hard link, atomic too."""
     path = os.fspath(path)
     tmp = tmp_name(path)
     # (O_EXCL: never another's file; mode 0o666 less the umask, as open() gives)
@@ -94,7 +117,7 @@ def atomic_open(path: str, mode: str = "w"):
             f.flush()
             os.fsync(f.fileno())
         try:
-            os.replace(tmp, path)
+            _publish(tmp, path, exclusive)
         except OSError as e:
             raise _named(e, path) from None
     except BaseException:
@@ -105,6 +128,24 @@ def atomic_open(path: str, mode: str = "w"):
         os.close(fd)
     _fsync_folder(os.path.dirname(os.path.abspath(path)))
     _remove_dead_writers_tmps(path)
+
+
+def _publish(tmp: str, path: str, exclusive: bool) -> None:
+    if not exclusive:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # (fails with EEXIST where path exists: no check-then-rename race)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "exists already (written meanwhile by another process?)", path) from None
+    except OSError as e:  # a file system without hard links (vfat, some FUSE): the check races, rarely
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists already (written meanwhile by another process?)", path) from None
+        os.replace(tmp, path)
+        return
+    os.remove(tmp)
 
 
 def _named(e: OSError, path: str) -> OSError:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dwq._atomic import atomic_open, is_tmp_of, tmp_name
+from dwq._atomic import atomic_open, check_name_length, is_tmp_of, tmp_name
 
 
 def test_two_writers_of_one_path_leave_one_whole_file(tmp_path):
@@ -151,3 +151,35 @@ def test_the_rename_is_synced_through_the_folder(tmp_path, monkeypatch):
     with atomic_open(tmp_path / "config.json") as f:
         f.write("{}")
     assert synced == [False, True]  # the file, then its folder
+
+
+def test_an_exclusive_write_never_replaces_a_file_that_appeared_meanwhile(tmp_path):
+    """Two commands given one new file each checked it was absent, then both renamed over it: the
+    second replaced the first one's result and both said "wrote"."""
+    path = tmp_path / "model.safetensors"
+    with pytest.raises(FileExistsError) as e:
+        with atomic_open(path, "w", exclusive=True) as f:
+            f.write("mine")
+            path.write_text("theirs")  # the other command finished first
+    assert e.value.filename == str(path) and "another process" in str(e.value)
+    assert path.read_text() == "theirs" and sorted(os.listdir(tmp_path)) == ["model.safetensors"]
+    with atomic_open(tmp_path / "new.json", "w", exclusive=True) as f:
+        f.write("{}")
+    assert (tmp_path / "new.json").read_text() == "{}" and sorted(os.listdir(tmp_path)) == ["model.safetensors", "new.json"]
+
+
+def test_a_name_whose_temporary_file_cannot_exist_is_refused_before_the_write(tmp_path):
+    """A name of 234-255 bytes is valid, but its temporary file's is not: a command learnt so only when
+    it wrote its result, after the work."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    fits = tmp_path / ("a" * (limit - 22))
+    check_name_length(fits)
+    with atomic_open(fits) as f:
+        f.write("x")
+    too_long = tmp_path / ("b" * (limit - 21))
+    with pytest.raises(OSError, match="file name too long") as e:
+        check_name_length(too_long)
+    assert e.value.filename == str(too_long)
+    with pytest.raises(OSError):  # what the check predicts
+        with atomic_open(too_long) as f:
+            f.write("x")

@@ -601,6 +601,41 @@ def test_cw_l2_is_shift_invariant_and_moves_saturated_pixels():
     assert ((xa - x).abs() > 0)[sat].float().mean() > 0.05
 
 
+def test_cw_l2_moves_saturated_pixels_by_what_its_docstring_says():
+    """The docstring said the scaled change of variables made pixels at 0 or 1 move; at the defaults
+    (100 steps of lr 0.01) they moved by 2e-6 while the others moved by 0.03: what it says now."""
+    g = torch.Generator().manual_seed(0)
+    m = _classifier(10)
+    x = (torch.rand(16, 1, 28, 28, generator=g) * 3 - 1).clamp(0, 1)
+    with torch.no_grad():
+        y = m(x).argmax(1)
+    sat = (x == 0) | (x == 1)
+    moved = (A.cw_l2(m, x, y) - x).abs()[sat].max()
+    assert 0 < moved < 1e-4  # "1e-6 to 1e-5" at the defaults
+    assert (A.cw_l2(m, x, y, steps=1000) - x).abs()[sat].max() > 0.02  # (0.035 here) "0.03-0.25" at 1,000
+
+
+def test_cw_attacks_run_under_no_grad_and_name_labels_out_of_range():
+    """cw_l2 failed under torch.no_grad() ('element 0 of tensors does not require grad'), which the
+    other attacks allow; both CW attacks let one_hot refuse a label >= the model's outputs unnamed."""
+    m = _classifier(10)
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = m(x).argmax(1)
+        xa = A.cw_l2(m, x, y, c=10.0, steps=30, lr=0.05)
+    assert torch.equal(xa, A.cw_l2(m, x, y, c=10.0, steps=30, lr=0.05)) and not torch.equal(xa, x)
+    for attack in (lambda y: A.cw_l2(m, x, y, steps=1), lambda y: A.cw_linf(m, x, y, steps=1, binary_steps=1)):
+        with pytest.raises(ValueError, match=r"y must hold class indices in \[0, 9\] \(the model has 10 outputs\)"):
+            attack(torch.tensor([0, 1, 10, 2] * 4))
+
+
+def test_cw_linf_refuses_a_step_size_that_never_moves(trained):
+    m, x, y = trained
+    for lr in (0.0, -0.01, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+            A.cw_linf(m, x[:4], y[:4], lr=lr, steps=1)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_images_stay_inside_the_ball(dtype):
     """x ± eps rounded to nearest in the images' dtype lay up to half a unit outside the ball:

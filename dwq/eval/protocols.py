@@ -308,8 +308,9 @@ def autoattack_rpi(model, x, y, precisions, eps, *, seed=0, batch_size=250, step
       expected accuracy over the set); interval over images.
 
     Both components attack every image. AutoAttack skips the images its count has already lost;
-    attacking them too changes no outcome of the original count (each image's attack and draws are its
-    own), and the expected count needs them: with APGD-DLR run only on the images the original count
+    attacking them too changes the original count only in distribution (each image's attack is its own,
+    but its random start is drawn from a batch of another size than AutoAttack's, so its iterates are
+    not AutoAttack's image for image), and the expected count needs them: with APGD-DLR run only on the images the original count
     still held, an image a lucky draw lost after APGD-CE kept its APGD-CE score, which biased the
     expected accuracy upward. One run serves both counts.
     ``return_correct``: also ``{"original": bool [N], "expected": float [N] per-image scores}``.

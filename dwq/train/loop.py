@@ -481,7 +481,7 @@ class Trainer:
         c = self.cfg
         p = lowest_precision(self.precs) if c.random_precision else self.precs[0]
         clean, rob = evaluate_clean_pgd(self.model, self.test_set, [p], c.epsilon, 2 / 255, c.test_select_steps,
-                                        self.device, seed=c.seed, early_stop=True)
+                                        self.device, seed=c.seed, early_stop=True, num_workers=self.num_workers)
         rec.update(test_clean_reference=clean, test_pgd_reference=rob)
         if rob > self.best_test:
             self.best_test = rob
@@ -552,7 +552,8 @@ class Trainer:
             write_best = write_reference = False
             if self.val_set is not None and len(self.val_set) and (self.epoch % c.val_every == 0 or self.epoch == c.epochs):
                 vc, vr = evaluate_clean_pgd(self.model, self.val_set, self.precs, c.epsilon,
-                                            c.epsilon / 4, c.val_pgd_steps, self.device, seed=c.seed)
+                                            c.epsilon / 4, c.val_pgd_steps, self.device, seed=c.seed,
+                                            num_workers=self.num_workers)
                 rec.update(val_clean=vc, val_pgd=vr)
                 score = vr if vr is not None else vc
                 if score > self.best:

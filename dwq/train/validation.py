@@ -8,31 +8,33 @@ from dwq.attacks import pgd
 from dwq.nn import kept_modes, precision
 from dwq.quant import reuse_quantized_weights
 
-from .batches import collate, epoch_batches
+from .batches import BatchLoader, epoch_batches
 from .dist import unwrap
 
 __all__ = ["evaluate_clean_pgd"]
 
 
 def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size=256, seed=0,
-                       early_stop=False):
+                       early_stop=False, num_workers=0):
     """Clean and PGD accuracy averaged over ``precisions`` (attack and inference at
     the same precision, PGD-``steps``, per-sample ``early_stop`` optional), model in
     eval mode. Used for validation and the reference's test-set selection. Returns ``(clean, pgd)``
-    accuracies in [0, 1]; ``pgd`` is None when ``steps`` is 0."""
+    accuracies in [0, 1]; ``pgd`` is None when ``steps`` is 0. ``num_workers``: loader workers that
+    read a dataset not in memory (an image folder), as training's."""
     if len(dataset) == 0 or len(precisions) == 0:  # (a ZeroDivisionError)
         raise ValueError(f"evaluate_clean_pgd: needs images and precisions, got {len(dataset)} images and "
                          f"precisions {list(precisions)}")
     model = unwrap(model)
     with kept_modes(model), reuse_quantized_weights(model.eval()):
-        return _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop)
+        return _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop,
+                          num_workers)
 
 
-def _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop):
+def _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop, num_workers):
     g = torch.Generator().manual_seed(seed)
     clean = rob = n = 0
-    for b in epoch_batches(len(dataset), batch_size, seed, 0):
-        x, y = collate(dataset, b)
+    # (read in this process, 128k ImageNet JPEGs took ~13 min a validation on one core, the GPU idle)
+    for x, y in BatchLoader(dataset, epoch_batches(len(dataset), batch_size, seed, 0), num_workers):
         x, y = x.to(device), y.to(device)
         for p in precisions:
             with precision(model, p):
