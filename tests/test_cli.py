@@ -287,10 +287,10 @@ def test_a_stopped_resume_says_how_to_continue_with_its_own_changes(tmp_path, ca
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "metrics.jsonl"))
 
     monkeypatch.setattr(Trainer, "restore", full)
-    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--workers", "1"]) == 2
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "3", "--val-every", "2"]) == 2
     err = capsys.readouterr().err
     assert _one_line(err) and "No space left on device" in err and \
-        f"continue with: dwq train --resume --out {out} --epochs 3 --workers 1)" in err, err
+        f"continue with: dwq train --resume --out {out} --epochs 3 --val-every 2)" in err, err
 
 
 def test_sigterm_is_handled_as_ctrl_c(tmp_path, capsys, monkeypatch):
@@ -554,6 +554,24 @@ def test_val_every_validates_those_epochs_and_the_last_and_may_change_on_resume(
     (out / "config.json").write_text(json.dumps(cfg))
     assert main(["train", "--resume", "--out", str(out), "--epochs", "8"]) == 0
     assert validated()[-1] == 8 and json.load(open(out / "config.json"))["extra"]["flags"]["val_every"] == 1
+
+
+def test_workers_of_an_mnist5k_run_are_recorded_as_playing_no_part(tmp_path, capsys):
+    """config.json records a flag that plays no part in the run as null (docs/workflow.md), but kept
+    --workers 2 for mnist5k, which is held in memory and read by no loader worker."""
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1", "--workers", "3"]) == 0
+    assert "--workers 3 has no effect on mnist5k (held in memory)" in capsys.readouterr().out
+    cfg = json.load(open(out / "config.json"))
+    assert cfg["extra"]["flags"]["workers"] is None
+    # a run recorded with the count resumes
+    ck = torch.load(out / "last.pt", weights_only=True)
+    for config in (ck["config"], cfg):
+        config["extra"]["flags"]["workers"] = 2
+    torch.save(ck, out / "last.pt")
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 0
+    assert json.load(open(out / "config.json"))["extra"]["flags"]["workers"] is None
 
 
 def test_validation_flags_on_resume_of_a_run_without_validation_name_the_run(tmp_path, capsys):

@@ -414,3 +414,14 @@ def test_branch_map_errors_write_precisions_in_their_one_spelling():
         _branch_map(ns([(4, 8), 8]), 2, ns([4, 8]), "layer 'bn1'")
     with pytest.raises(RuntimeError, match=r"the model's precision set \[4w8a, 8, fp\] has 3"):
         _branch_map(ns([(4, 8), 8, None]), 2, None, "layer 'bn1'")
+
+
+def test_build_models_pair_given_as_the_model_is_named():
+    """The README offered build_model(...) as the model to import into; it returns (model, network),
+    and the import failed with "'tuple' object has no attribute 'state_dict'"."""
+    from dwq.models import build_model
+
+    pair = build_model("PreActResNet18", "cifar10", [4, 8], switchable_bn=True, reference=True)
+    with pytest.raises(TypeError, match=r"model must be an nn.Module, got a tuple; build_model returns \(model, "
+                                        r"network\): take its first item"):
+        load_reference_state_dict(pair, {}, reference_precisions=[4, 8])

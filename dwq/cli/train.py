@@ -322,8 +322,8 @@ def cmd_train(a):
                                  f"{len(classes) - 1} by position, so the pretrained head's outputs (the "
                                  f"{info.num_classes} ImageNet classes in wnid order) do not match them: the run "
                                  f"relearns them"))
-    if f["workers"] and "workers" in given and f["dataset"] == "mnist5k":
-        defaults.append(("note", f"--workers {f['workers']} has no effect on mnist5k (held in memory)"))
+    if a.workers and "workers" in given and f["dataset"] == "mnist5k":
+        defaults.append(("note", f"--workers {a.workers} has no effect on mnist5k (held in memory)"))
     model_set = precision_value("list", f["precisions"])
     torch.manual_seed(f["seed"])  # same initial weights for the same seed
     # a resume takes its weights from last.pt: the --pretrained file (perhaps on another node's scratch, as a
@@ -358,7 +358,7 @@ def cmd_train(a):
     say = rank == 0
     resume_command = _launched(resume_command, world)
     tr = Trainer(model, train, cfg, a.out, val_set=val if len(val) else None, device=device,
-                 num_workers=f["workers"], rank=rank, world=world,
+                 num_workers=f["workers"] or 0, rank=rank, world=world,
                  on_epoch=(lambda rec: print(epoch_line(rec, f["epochs"], f["val_pgd_steps"]), flush=True))
                  if say else None, test_set=test if f["reference"] else None)
     if say:  # before anything is written or printed: an --out that cannot be written fails in one line

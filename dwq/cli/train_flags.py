@@ -234,7 +234,7 @@ def resolve_flags(a, given) -> tuple[dict, list]:
     f["compile"] = a.compile
     f["cuda_graphs"] = a.cuda_graphs
     f["deterministic"] = a.deterministic
-    f["workers"] = a.workers
+    f["workers"] = a.workers if f["dataset"] != "mnist5k" else None  # (held in memory: no loader workers)
     if a.threads is None:  # (torch's default, recorded as the count it is, for a resume to take)
         import torch
 

@@ -149,6 +149,9 @@ def _put(target, key, value, source):
 
 def _convert(model: nn.Module, state_dict, *, source: str, reference_precisions=None,
              need_act_ranges: bool) -> Dict[str, torch.Tensor]:
+    if not isinstance(model, nn.Module):  # (build_model's (model, name) pair: "'tuple' object has no attribute")
+        hint = "; build_model returns (model, network): take its first item" if isinstance(model, tuple) else ""
+        raise TypeError(f"model must be an nn.Module, got a {type(model).__name__}{hint}")
     sd = _unwrap(state_dict)
     target = dict(model.state_dict(keep_vars=False))  # entries are replaced, never written in place
     filled, consumed = set(), set()
