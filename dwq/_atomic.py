@@ -134,15 +134,16 @@ def _publish(tmp: str, path: str, exclusive: bool) -> None:
     if not exclusive:
         os.replace(tmp, path)
         return
+    exists = FileExistsError(errno.EEXIST, "exists already (written meanwhile by another process?)", path)
     try:
         os.link(tmp, path)  # (fails with EEXIST where path exists: no check-then-rename race)
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "exists already (written meanwhile by another process?)", path) from None
+        raise exists from None
     except OSError as e:  # a file system without hard links (vfat, some FUSE): the check races, rarely
         if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
         if os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, "exists already (written meanwhile by another process?)", path) from None
+            raise exists from None
         os.replace(tmp, path)
         return
     os.remove(tmp)

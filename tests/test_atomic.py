@@ -183,3 +183,19 @@ def test_a_name_whose_temporary_file_cannot_exist_is_refused_before_the_write(tm
     with pytest.raises(OSError):  # what the check predicts
         with atomic_open(too_long) as f:
             f.write("x")
+
+
+def test_an_exclusive_write_on_a_file_system_without_hard_links(tmp_path, monkeypatch):
+    import errno
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with atomic_open(tmp_path / "a.json", exclusive=True) as f:
+        f.write("{}")
+    assert (tmp_path / "a.json").read_text() == "{}"
+    with pytest.raises(FileExistsError):
+        with atomic_open(tmp_path / "a.json", exclusive=True) as f:
+            f.write("[]")
+    assert (tmp_path / "a.json").read_text() == "{}" and os.listdir(tmp_path) == ["a.json"]
