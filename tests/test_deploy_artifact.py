@@ -312,6 +312,7 @@ def _drop_fc_fp_tensors(t):
 @pytest.mark.parametrize("edit_model,edit_tensors,msg", [
     # config values that int()/bool() coerced (relu="no" ran with a ReLU; w_bits=2.9 as 2)
     (lambda m: _plan(m, "fc", "relu", "no"), None, "fc at precision 2: relu must be True or False, got 'no'"),
+    (lambda m: _plan(m, "conv3", "float", True), None, "conv3 at precision 2: plan kind does not match the precision"),
     (lambda m: _plan(m, "conv3", "w_bits", 2.9), None,
      "conv3 at precision 2: w_bits must be 2 (the precision's weight bits), got 2.9"),
     (lambda m: _plan(m, "conv3", "a_bits", 1), None, "conv3 at precision 2: a_bits must be 2 (the precision's"),
@@ -341,14 +342,23 @@ def _drop_fc_fp_tensors(t):
      r"(max_pool2d): kernel_size must be an int or a pair of ints >= 1, got 0"),
     (lambda m: _step(m, "flatten")["kwargs"].update(start_dim=7), None,
      "(flatten): start_dim must be an int in -4..3 (a value is at most 4-D), got 7"),
+    (lambda m: _step(m, "flatten")["kwargs"].update(end_dim=4), None,
+     "(flatten): end_dim must be an int in -4..3 (a value is at most 4-D), got 4"),
+    # a padding of more than half the window: torch refused it only at the first forward
+    (lambda m: _step(m, "max_pool2d")["kwargs"].update(padding=2), None,
+     "(max_pool2d): padding 2 must be at most half the kernel's span [2, 2]"),
+    (lambda m: m["program"].append({"out": m["program"][0]["out"], "fn": "relu", "args": [m["program"][0]["out"]]}),
+     None, "recomputes 'normalize'"),
     (lambda m: m.update(output="input"), None, "the program's output is its input 'input'"),
     (lambda m: next(s for s in m["program"] if s.get("call") == "conv2")["args"].append("input"), None,
      "calls layer 'conv2' with 2 arguments ['max_pool2d', 'input']; a layer takes 1"),
+    (None, lambda t: t.update({"layers.fc.extra": torch.zeros(2)}), "tensors that no layer takes: ['layers.fc.extra']"),
     (_other_set, _drop_fc_fp_tensors, "the model's layers have different precision sets: [2, 5, 4w8a, 12, fp] "
                                       "('layers.bn1', FloatAffine) and [2, 5, 4w8a, 12] ('layers.fc', IntLinear)"),
-], ids=["relu_str", "w_bits_float", "a_bits_1", "out_bits_99", "bn_out_bits_mismatch", "stride_0", "padding_neg",
+], ids=["relu_str", "float_plan_at_2", "w_bits_float", "a_bits_1", "out_bits_99", "bn_out_bits_mismatch", "stride_0", "padding_neg",
         "float_conv_stride_0", "x_scale_0", "x_scale_nan", "x_zero_point", "w_scale_neg", "out_zero_point",
-        "bn_out_scale_0", "normalize_std_0", "pool_kernel_0", "flatten_dim", "output_input", "call_arity",
+        "bn_out_scale_0", "normalize_std_0", "pool_kernel_0", "flatten_dim", "flatten_end_dim_4", "pool_padding_2",
+        "step_recomputes", "output_input", "call_arity", "extra_tensor",
         "precision_sets_differ"])
 def test_a_description_the_ops_would_refuse_is_refused_at_load(saved, edit_model, edit_tensors, msg):
     """Each loaded (with both digests recomputed) and failed only at a forward, at some precisions, with

@@ -15,6 +15,8 @@ CASES = [  # (shape, kernel, stride, padding, ceil_mode)
     ((2, 3, 6, 6), 1, None, 0, False),
     ((2, 8, 9, 9), 3, 2, 1, False),         # overlapping, padded: torch's pooling
     ((2, 8, 7, 7), 2, None, 0, True),
+    ((2, 3, 6, 6), 2, 1, 0, False),         # overlapping windows, unpadded: not the strided views
+    ((2, 3, 6, 6), 2, 2, 1, False),         # stride = kernel but padded: not the strided views either
 ]
 
 
