@@ -24,3 +24,15 @@ def test_bn_affine_is_the_eval_forward():
     a, b = bn_affine(bn)
     x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a.view(1, -1, 1, 1) * x + b.view(1, -1, 1, 1), bn(x))
+
+
+def test_a_batch_norm_that_stopped_tracking_but_has_its_statistics_is_converted():
+    """torch's eval forward uses the running buffers wherever they exist, whatever track_running_stats
+    says now; bn_affine refused such a layer as one without statistics."""
+    bn = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        bn.running_mean.fill_(5.0)
+    bn.track_running_stats = False
+    a, b = bn_affine(bn)
+    x = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a.view(1, -1, 1, 1) * x + b.view(1, -1, 1, 1), bn(x))

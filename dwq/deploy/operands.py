@@ -68,7 +68,9 @@ def weight_codes(layer: nn.Module, precision, name: str = "layer") -> Tuple[torc
 def bn_affine(bn: nn.BatchNorm2d, name: str = "bn") -> Tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode batch norm as ``y = a * x + b`` per channel: ``a = gamma / sqrt(var + eps)``,
     ``b = beta - mean * a`` (float32 [C] each)."""
-    if not bn.track_running_stats or bn.running_mean is None:
+    # (the buffers decide, as in torch's eval forward: a BN whose track_running_stats was turned off after
+    # construction still normalizes with them, and was refused)
+    if bn.running_mean is None or bn.running_var is None:
         raise ConversionError(f"{name}: a batch norm without running statistics normalizes with each batch's own "
                               f"statistics in eval mode; it has no fixed per-channel affine")
     a = torch.rsqrt(bn.running_var.float() + bn.eps)
