@@ -36,9 +36,6 @@ def tmp_name(path) -> str:
     return f"{os.fspath(path)}.{_host_tag()}.{secrets.token_hex(4)}.tmp"
 
 
-_TMP_SUFFIX_BYTES = len(".12345678.12345678.tmp")
-
-
 def check_name_length(path) -> None:
     """OSError(ENAMETOOLONG) naming ``path`` where its temporary file's name (:func:`tmp_name`) would be
     too long for its folder's file system: so that a command can refuse the name before its work,
@@ -50,9 +47,10 @@ def check_name_length(path) -> None:
     except (OSError, ValueError, AttributeError):  # (a missing folder, a platform without pathconf)
         limit = 255
     n = len(os.fsencode(os.path.basename(path)))
-    if n + _TMP_SUFFIX_BYTES > limit:
-        raise OSError(errno.ENAMETOOLONG, f"file name too long ({n} bytes; at most {limit - _TMP_SUFFIX_BYTES} "
-                      f"here, the temporary file adds {_TMP_SUFFIX_BYTES})", path)
+    extra = len(os.fsencode(tmp_name("")))  # (what tmp_name appends)
+    if n + extra > limit:
+        raise OSError(errno.ENAMETOOLONG, f"file name too long ({n} bytes; at most {limit - extra} here, the "
+                      f"temporary file adds {extra})", path)
 
 
 def is_tmp_of(name: str, target: str) -> bool:

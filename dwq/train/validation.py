@@ -33,7 +33,7 @@ def evaluate_clean_pgd(model, dataset, precisions, eps, alpha, steps, device, ba
 def _clean_pgd(model, dataset, precisions, eps, alpha, steps, device, batch_size, seed, early_stop, num_workers):
     g = torch.Generator().manual_seed(seed)
     clean = rob = n = 0
-    # (read in this process, 128k ImageNet JPEGs took ~13 min a validation on one core, the GPU idle)
+    # (read in this process, an ImageNet validation's 128k JPEGs were decoded on one core while the GPU waited)
     for x, y in BatchLoader(dataset, epoch_batches(len(dataset), batch_size, seed, 0), num_workers):
         x, y = x.to(device), y.to(device)
         for p in precisions:
