@@ -842,6 +842,8 @@ def test_eval_bad_input(run, tmp_path, capsys):
         (["--checkpoint", str(ref)], "load_reference_state_dict"),
         (["--checkpoint", best, "--data-dir", str(tmp_path)], "mnist5k, which is embedded"),
         (["--checkpoint", best, "--cw-tau", "0.1"], "--cw-tau is for --attack cw-linf"),
+        (["--checkpoint", best, "--attack", "fgsm", "--protocols", "paper", "--cw-steps", "1000"],
+         "--cw-steps is for --attack cw-l2 or cw-linf; --attack fgsm with protocols paper does not use it"),
         (["--checkpoint", best, "--attack", "fgsm", "--protocols", "paper", "--steps", "5"],
          "--steps is for --attack pgd or the adaptive protocol"),
         (["--checkpoint", best, "--attack", "cw-l2", "--protocols", "transfer", "--epsilon", "0.3"],

@@ -527,6 +527,7 @@ def test_evaluate_refuses_a_model_with_more_outputs_than_the_datas_classes(model
                                          ("bandits", dict(bandits_queries=1),
                                           r"bandits_queries \(2 per Bandits step\) must be an int >= 2, got 1"),
                                          ("cw-linf", dict(cw_tau=0.0), r"cw_tau must be in \(0, 1\].*got 0.0"),
+                                         ("cw-l2", dict(cw_steps=0), r"cw_steps must be an int >= 1, got 0"),
                                          # (these three passed until the first call)
                                          ("pgd", dict(alpha=0.0), "step size must be > 0 when epsilon is"),
                                          ("autoattack", dict(num_classes=0), "num_classes must be an int >= 1, got 0"),

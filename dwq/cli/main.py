@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--restarts", type=positive_int, default=1, help="PGD / EOT-PGD restarts (paper: 10)")
     e.add_argument("--cw-tau", type=positive_fraction, default=0.05,
                    help="--attack cw-linf only: initial τ (paper: 0.05/0.1/0.2)")
+    e.add_argument("--cw-steps", type=positive_int, default=100,
+                   help="--attack cw-l2 or cw-linf only: Adam steps (the reference's 100; CW-L2's pixels at 0 or 1 "
+                        "barely move in 100, so MNIST-like images need about 1000)")
     e.add_argument("--bandits-queries", type=bandits_budget, default=1000,
                    help="--attack bandits only: query budget per image, >= 2 (2 per step)")
     e.add_argument("--bandits-tile", type=positive_int, default=4,
@@ -197,6 +200,7 @@ def _eval_settings(a, ck, model_set, device):
     uses_pgd = a.attack == "pgd" or "adaptive" in a.protocols
     for dests, needs, ok in ((("alpha", "steps", "restarts"), "--attack pgd or the adaptive protocol", uses_pgd),
                              (("cw_tau",), "--attack cw-linf", a.attack == "cw-linf"),
+                             (("cw_steps",), "--attack cw-l2 or cw-linf", a.attack in ("cw-l2", "cw-linf")),
                              (("bandits_queries", "bandits_tile"), "--attack bandits", a.attack == "bandits"),
                              (("paper_batch",), "--protocols paper-sampled", "paper-sampled" in a.protocols),
                              (("eot_iter", "autoattack_steps", "autoattack_n"), "--protocols autoattack-rand",
@@ -239,6 +243,8 @@ def _eval_settings(a, ck, model_set, device):
         rows += [step, ("steps", str(a.steps), src("steps")), ("restarts", str(a.restarts), src("restarts"))]
     if a.attack == "cw-linf":
         rows.append(("cw-tau", f"{a.cw_tau:g}", src("cw_tau")))
+    if a.attack in ("cw-l2", "cw-linf"):
+        rows.append(("cw-steps", str(a.cw_steps), src("cw_steps")))
     if a.attack == "bandits":
         rows.append(("bandits", f"{a.bandits_queries} queries, tile {a.bandits_tile}",
                      "given" if {"bandits_queries", "bandits_tile"} & given else "default"))
@@ -338,7 +344,8 @@ def _eval(a, held: contextlib.ExitStack):
         rep.update(E.evaluate(
             target, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
             protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
-            num_classes=info.num_classes, cw_tau=a.cw_tau, bandits_queries=a.bandits_queries,
+            num_classes=info.num_classes, cw_tau=a.cw_tau, cw_steps=a.cw_steps,
+            bandits_queries=a.bandits_queries,
             bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
             eot_iter=a.eot_iter, input_size=None if a.integer else info.input_size, progress=stages,
             pgd_options=dict(E.REFERENCE_PGD) if a.reference else None, stage_dir=stage_dir))

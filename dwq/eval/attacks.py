@@ -17,7 +17,7 @@ REFERENCE_PGD = {"early_stop": True, "restart_select": "loss"}
 
 
 def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
-                cw_tau: float = 0.05, bandits_queries: int = 1000, bandits_tile: int = 4,
+                cw_tau: float = 0.05, cw_steps: int = 100, bandits_queries: int = 1000, bandits_tile: int = 4,
                 num_classes: Optional[int] = None, early_stop: bool = False, restart_select: str = "misclassified",
                 generator=None, seed: int = 0):
     """The attack ``name`` (one of ``EVAL_ATTACKS``) as a callable ``(model_fn, x, y) -> x_adv``.
@@ -26,7 +26,9 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     and AutoAttack); early_stop/restart_select: PGD's per-sample early stop and choice among restarts
     (``dwq.attacks.pgd``; ``**REFERENCE_PGD`` gives the reference's); cw_tau: the CW-L∞ variant's
     initial τ (run as the reference evaluated it: c = 0.1, one binary-search step, 100 Adam steps,
-    but without its early abort, see docs/workflow.md); bandits_queries/bandits_tile: Bandits-TD's
+    but without its early abort, see docs/workflow.md); cw_steps: the Adam steps of both CW attacks
+    (100, the reference's; CW-L2's pixels at 0 or 1 barely move in 100, see :func:`dwq.attacks.cw_l2`);
+    bandits_queries/bandits_tile: Bandits-TD's
     query budget and prior tile (pixels per tile side). generator: the CPU ``torch.Generator`` that
     PGD's random starts and Bandits' exploration noise draw from (None: torch's global RNG); seed:
     AutoAttack's (it seeds each component itself, in a forked RNG); num_classes: AutoAttack's, the
@@ -48,12 +50,14 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
                                      restart_select=restart_select, generator=generator)
     if name == "fgsm":
         return lambda f, x, y: A.fgsm(f, x, y, epsilon)
+    if name in ("cw-l2", "cw-linf"):
+        A.check_count(cw_steps, "cw_steps", 1)
     if name == "cw-l2":
-        return lambda f, x, y: A.cw_l2(f, x, y)
+        return lambda f, x, y: A.cw_l2(f, x, y, steps=cw_steps)
     if name == "cw-linf":  # the reference's evaluation settings (test_strong.py): c = 0.1, one search step
         A.check_eps(cw_tau, "cw_tau", positive=True)
-        return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau, c_init=0.1, binary_steps=1, steps=100),
-                                              x.detach(), epsilon)
+        return lambda f, x, y: A.project_linf(A.cw_linf(f, x, y, tau=cw_tau, c_init=0.1, binary_steps=1,
+                                                        steps=cw_steps), x.detach(), epsilon)
     if name == "bandits":
         # (a budget under one step's 2 queries attacked nothing: clean accuracy, reported as robust accuracy)
         A.check_count(bandits_queries, "bandits_queries (2 per Bandits step)", 2)

@@ -51,7 +51,8 @@ def _int_scalar_tensor(v) -> bool:
 def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",
              epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
              protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
-             paper_batch: int = 100, num_classes: Optional[int] = None, cw_tau: float = 0.05, bandits_queries: int = 1000,
+             paper_batch: int = 100, num_classes: Optional[int] = None, cw_tau: float = 0.05, cw_steps: int = 100,
+             bandits_queries: int = 1000,
              bandits_tile: int = 4, autoattack_n: Optional[int] = None, autoattack_steps: int = 100,
              eot_iter: int = 20, input_size=None, per_image: bool = True, pgd_options: Optional[dict] = None,
              progress: Optional[Progress] = None, stage_dir: Optional[str] = None) -> dict:
@@ -62,7 +63,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
 
     precisions: where clean and per-precision robust accuracy are measured (and the transfer
       matrix's rows/columns); rpi_precisions: the RPI set (default ``precisions``; a subset of it).
-    attack, epsilon, alpha, steps, restarts, cw_tau, bandits_*: the attack (see
+    attack, epsilon, alpha, steps, restarts, cw_tau, cw_steps, bandits_*: the attack (see
       :func:`dwq.eval.make_attack`); EOT-PGD of the adaptive protocol uses epsilon/alpha/steps/restarts.
     batch_size: images per forward, attacks and classifications alike.
     protocols: any of ``PROTOCOLS``. ``paper``, ``paper-sampled`` and ``transfer`` share one
@@ -98,11 +99,11 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {PROTOCOLS}")
     # numpy scalars as Python ones (a seed from np.arange, a float32 epsilon): the report kept them as given,
     # json.dump failed after the whole evaluation, and a stage identity recorded "np.int64(3)"
-    (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, bandits_queries, bandits_tile,
-     autoattack_n, autoattack_steps, eot_iter) = (
+    (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, cw_steps, bandits_queries,
+     bandits_tile, autoattack_n, autoattack_steps, eot_iter) = (
         v.item() if (type(v).__module__ == "numpy" and hasattr(v, "item")) or _int_scalar_tensor(v) else v
-        for v in (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, bandits_queries,
-                  bandits_tile, autoattack_n, autoattack_steps, eot_iter))
+        for v in (epsilon, alpha, steps, restarts, seed, batch_size, paper_batch, num_classes, cw_tau, cw_steps,
+                  bandits_queries, bandits_tile, autoattack_n, autoattack_steps, eot_iter))
     # lists first: a generator was used up by the checks, a string taken apart
     precisions = precision_list(precisions, "precisions")
     rset = precision_list(rpi_precisions, "rpi_precisions") if rpi_precisions is not None else precisions
@@ -129,7 +130,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     # precision is attacked from the same random starts, so differences between them are paired.
     g = torch.Generator()
     atk = make_attack(attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, cw_tau=cw_tau,
-                      bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes,
+                      cw_steps=cw_steps, bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes,
                       generator=g, seed=seed, **(pgd_options or {}))
     store = StageStore(None)
     if stage_dir is not None:
@@ -142,6 +143,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                         alpha=alpha if pgd_runs else None, steps=steps if pgd_runs else None,
                         restarts=restarts if pgd_runs else None, seed=seed,
                         batch_size=batch_size, num_classes=num_classes, cw_tau=cw_tau,
+                        # (None where no CW attack runs: a resume then need not repeat it)
+                        cw_steps=cw_steps if attack in ("cw-l2", "cw-linf") else None,
                         bandits_queries=bandits_queries, bandits_tile=bandits_tile, pgd_options=pgd_options,
                         # the figures depend on it (another machine's float kernels): resumed on the CPU, a
                         # CUDA evaluation's report mixed both, under the one device it records
@@ -177,6 +180,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         rep["pgd_options"] = dict(pgd_options)
     if attack == "cw-linf":
         rep["cw_tau"] = cw_tau
+    if attack in ("cw-l2", "cw-linf"):
+        rep["cw_steps"] = cw_steps
     if attack == "bandits":
         rep.update(bandits_queries=bandits_queries, bandits_tile=bandits_tile)
     if attack == "cw-l2":  # the report's epsilon must not read as this attack's bound

@@ -90,7 +90,7 @@ _PGD_ONLY = ("alpha", "steps", "restarts")
 # reading "pgd_options None there, {...} here"
 _EVAL_FLAG = {"precisions": "--precisions", "attack": "--attack", "epsilon": "--epsilon", "alpha": "--alpha",
               "steps": "--steps", "restarts": "--restarts", "seed": "--seed", "batch_size": "--batch-size",
-              "cw_tau": "--cw-tau", "bandits_queries": "--bandits-queries", "bandits_tile": "--bandits-tile",
+              "cw_tau": "--cw-tau", "cw_steps": "--cw-steps", "bandits_queries": "--bandits-queries", "bandits_tile": "--bandits-tile",
               "pgd_options": "--reference", "device": "--device"}
 
 
@@ -108,6 +108,8 @@ def _differences(theirs: dict, ours: dict) -> list:
         out.append("the images or labels (dwq eval: another --n-test or --data-dir)")
     ts, os_ = theirs.get("settings"), ours["settings"]
     ts = ts if isinstance(ts, dict) else {}  # (a hand-edited file: every setting then differs, named)
+    if "attack" in ts and "cw_steps" not in ts:  # a folder of dwq before --cw-steps: its CW attacks ran 100
+        ts = dict(ts, cw_steps=100 if ts["attack"] in ("cw-l2", "cw-linf") else None)
     out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here"
             + (f" (dwq eval {_EVAL_FLAG[k]})" if k in _EVAL_FLAG else "") for k in sorted(set(ts) | set(os_))
             if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY and (k in ts or k not in ADDED_LATER)
