@@ -168,6 +168,13 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise CheckpointError(f"{path} is not a dwq checkpoint (no 'model'/'config' entries; a reference-code "
                               f"checkpoint loads with dwq.models.load_reference_state_dict)")
+    # (every reader takes the config and its notes for dicts: a hand-made file's list was an AttributeError)
+    cfg = ck["config"]
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("extra", {}), dict):
+        what = (f"a {type(cfg).__name__}" if not isinstance(cfg, dict)
+                else f"a dict whose 'extra' is a {type(cfg['extra']).__name__}")
+        raise CheckpointError(f"{path} is not a dwq checkpoint: its 'config' entry is {what}, not a run's config "
+                              f"(a dict, its 'extra' a dict)")
     _check_digests(path, ck)
     return ck
 
