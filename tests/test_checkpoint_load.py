@@ -61,7 +61,7 @@ def test_damaged_config_is_a_checkpoint_error(tmp_path, extra, expect):
 def test_config_that_is_not_a_dict_is_a_checkpoint_error(tmp_path):
     model, _ = build_model("small_cnn", "mnist5k", [2, 4], True, width=4)
     save_checkpoint(str(tmp_path / "s.pt"), {"model": model.state_dict(), "config": "x"})
-    with pytest.raises(CheckpointError, match="does not say which network"):
+    with pytest.raises(CheckpointError, match="its 'config' entry is a str, not a run's config"):
         load_trained_model(str(tmp_path / "s.pt"))
     save_checkpoint(str(tmp_path / "api.pt"), {"model": model.state_dict(), "config": {"extra": {"network": "small_cnn"}}})
     with pytest.raises(CheckpointError, match=r"its config's extra lacks dataset, model_precisions \(dwq train writes"):

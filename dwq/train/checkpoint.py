@@ -200,8 +200,7 @@ def load_trained_model(path: str, device="cpu"):
     from dwq.quant import normalize_precision, parse_precision
 
     ck = load_checkpoint(path, map_location="cpu")
-    ex = ck["config"].get("extra", {}) if isinstance(ck["config"], dict) else None
-    ex = ex if isinstance(ex, dict) else {}
+    ex = ck["config"].get("extra", {})  # (load_checkpoint checked both are dicts)
     lacks = [k for k in ("network", "dataset", "model_precisions") if k not in ex]
     if lacks:
         raise CheckpointError(f"{path} does not say which network it holds: its config's extra lacks "
