@@ -345,10 +345,9 @@ def _eval(a, held: contextlib.ExitStack):
             target, x, y, ps, attack=a.attack, epsilon=a.epsilon, alpha=a.alpha, steps=a.steps, restarts=a.restarts,
             protocols=a.protocols, seed=a.seed, batch_size=a.batch_size, paper_batch=a.paper_batch,
             num_classes=info.num_classes, cw_tau=a.cw_tau, cw_steps=a.cw_steps,
-            bandits_queries=a.bandits_queries,
-            bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n, autoattack_steps=a.autoattack_steps,
-            eot_iter=a.eot_iter, input_size=None if a.integer else info.input_size, progress=stages,
-            pgd_options=dict(E.REFERENCE_PGD) if a.reference else None, stage_dir=stage_dir))
+            bandits_queries=a.bandits_queries, bandits_tile=a.bandits_tile, autoattack_n=a.autoattack_n,
+            autoattack_steps=a.autoattack_steps, eot_iter=a.eot_iter, input_size=None if a.integer else info.input_size,
+            progress=stages, pgd_options=dict(E.REFERENCE_PGD) if a.reference else None, stage_dir=stage_dir))
     except OSError as e:  # a stage that could not be saved (a full disk): one line, as for the report
         what = write_failure(e, stage_dir)
         if what is None:

@@ -28,9 +28,9 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
     initial τ (run as the reference evaluated it: c = 0.1, one binary-search step, 100 Adam steps,
     but without its early abort, see docs/workflow.md); cw_steps: the Adam steps of both CW attacks
     (100, the reference's; CW-L2's pixels at 0 or 1 barely move in 100, see :func:`dwq.attacks.cw_l2`);
-    bandits_queries/bandits_tile: Bandits-TD's
-    query budget and prior tile (pixels per tile side). generator: the CPU ``torch.Generator`` that
-    PGD's random starts and Bandits' exploration noise draw from (None: torch's global RNG); seed:
+    bandits_queries/bandits_tile: Bandits-TD's query budget and prior tile (pixels per tile side).
+    generator: the CPU ``torch.Generator`` that PGD's random starts and Bandits' exploration noise draw
+    from (None: torch's global RNG); seed:
     AutoAttack's (it seeds each component itself, in a forked RNG); num_classes: AutoAttack's, the
     model's number of outputs (None: read from the model). ValueError for an unknown name,
     or early_stop/restart_select given to an attack other than PGD.

@@ -52,10 +52,10 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
              epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
              protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
              paper_batch: int = 100, num_classes: Optional[int] = None, cw_tau: float = 0.05, cw_steps: int = 100,
-             bandits_queries: int = 1000,
-             bandits_tile: int = 4, autoattack_n: Optional[int] = None, autoattack_steps: int = 100,
-             eot_iter: int = 20, input_size=None, per_image: bool = True, pgd_options: Optional[dict] = None,
-             progress: Optional[Progress] = None, stage_dir: Optional[str] = None) -> dict:
+             bandits_queries: int = 1000, bandits_tile: int = 4, autoattack_n: Optional[int] = None,
+             autoattack_steps: int = 100, eot_iter: int = 20, input_size=None, per_image: bool = True,
+             pgd_options: Optional[dict] = None, progress: Optional[Progress] = None,
+             stage_dir: Optional[str] = None) -> dict:
     """Evaluate ``model`` (in eval mode; its modes are restored afterwards) on images ``x`` (float
     [N, C, H, W] in [0, 1]) with labels ``y`` (int64 [N], class indices of the model's outputs), all on
     the model's device; returns the report as a JSON-ready dict. Every argument is checked before the
@@ -130,8 +130,8 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
     # precision is attacked from the same random starts, so differences between them are paired.
     g = torch.Generator()
     atk = make_attack(attack, epsilon=epsilon, alpha=alpha, steps=steps, restarts=restarts, cw_tau=cw_tau,
-                      cw_steps=cw_steps, bandits_queries=bandits_queries, bandits_tile=bandits_tile, num_classes=num_classes,
-                      generator=g, seed=seed, **(pgd_options or {}))
+                      cw_steps=cw_steps, bandits_queries=bandits_queries, bandits_tile=bandits_tile,
+                      num_classes=num_classes, generator=g, seed=seed, **(pgd_options or {}))
     store = StageStore(None)
     if stage_dir is not None:
         # Not the protocols, nor paper_batch: no stage depends on which protocols run (the paper figures

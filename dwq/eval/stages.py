@@ -90,7 +90,8 @@ _PGD_ONLY = ("alpha", "steps", "restarts")
 # reading "pgd_options None there, {...} here"
 _EVAL_FLAG = {"precisions": "--precisions", "attack": "--attack", "epsilon": "--epsilon", "alpha": "--alpha",
               "steps": "--steps", "restarts": "--restarts", "seed": "--seed", "batch_size": "--batch-size",
-              "cw_tau": "--cw-tau", "cw_steps": "--cw-steps", "bandits_queries": "--bandits-queries", "bandits_tile": "--bandits-tile",
+              "cw_tau": "--cw-tau", "cw_steps": "--cw-steps", "bandits_queries": "--bandits-queries",
+              "bandits_tile": "--bandits-tile",
               "pgd_options": "--reference", "device": "--device"}
 
 
