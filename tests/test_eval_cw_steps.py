@@ -29,12 +29,17 @@ def test_the_steps_reach_the_attack(monkeypatch, name):
     assert seen == [100, 7]
 
 
-def test_the_steps_are_recorded_and_a_resume_with_others_is_refused(tmp_path):
+def _evaluation(tmp_path, attack):
+    """A small untrained model, its images and the keyword arguments of an evaluation with stages."""
     torch.manual_seed(0)
     m = small_cnn(precisions=SET, width=4).eval()
     x, y = torch.rand(4, 1, 28, 28), torch.randint(10, (4,))
     st = tmp_path / "st"
-    kw = dict(epsilon=0.1, attack="cw-l2", protocols=["paper"], batch_size=4, stage_dir=str(st))
+    return m, x, y, st, dict(epsilon=0.1, attack=attack, protocols=["paper"], batch_size=4, stage_dir=str(st))
+
+
+def test_the_steps_are_recorded_and_a_resume_with_others_is_refused(tmp_path):
+    m, x, y, st, kw = _evaluation(tmp_path, "cw-l2")
     rep = E.evaluate(m, x, y, SET, cw_steps=2, **kw)
     assert rep["cw_steps"] == 2
     assert json.loads((st / "evaluation.json").read_text())["settings"]["cw_steps"] == 2
@@ -51,11 +56,7 @@ def test_the_steps_are_recorded_and_a_resume_with_others_is_refused(tmp_path):
 
 
 def test_other_attacks_neither_record_nor_compare_them(tmp_path):
-    torch.manual_seed(0)
-    m = small_cnn(precisions=SET, width=4).eval()
-    x, y = torch.rand(4, 1, 28, 28), torch.randint(10, (4,))
-    st = tmp_path / "st"
-    kw = dict(epsilon=0.1, attack="fgsm", protocols=["paper"], batch_size=4, stage_dir=str(st))
+    m, x, y, st, kw = _evaluation(tmp_path, "fgsm")
     rep = E.evaluate(m, x, y, SET, **kw)
     assert "cw_steps" not in rep
     ident = json.loads((st / "evaluation.json").read_text())
