@@ -24,6 +24,7 @@ from .train_flags import device_arg as _device
 
 EVAL_STAGES = "stages"  # dwq eval's saved stages in --out, until report.json is written (dwq.eval.stages)
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")  # dwq.eval.EVAL_ATTACKS (not imported: keeps --help fast)
+CW_ATTACKS = ("cw-l2", "cw-linf")  # dwq.eval.attacks.CW_ATTACKS
 EVAL_PROTOCOLS = ("paper", "paper-sampled", "adaptive", "transfer", "autoattack-rand",
                   "autoattack-standard")  # dwq.eval.PROTOCOLS
 
@@ -200,7 +201,7 @@ def _eval_settings(a, ck, model_set, device):
     uses_pgd = a.attack == "pgd" or "adaptive" in a.protocols
     for dests, needs, ok in ((("alpha", "steps", "restarts"), "--attack pgd or the adaptive protocol", uses_pgd),
                              (("cw_tau",), "--attack cw-linf", a.attack == "cw-linf"),
-                             (("cw_steps",), "--attack cw-l2 or cw-linf", a.attack in ("cw-l2", "cw-linf")),
+                             (("cw_steps",), "--attack cw-l2 or cw-linf", a.attack in CW_ATTACKS),
                              (("bandits_queries", "bandits_tile"), "--attack bandits", a.attack == "bandits"),
                              (("paper_batch",), "--protocols paper-sampled", "paper-sampled" in a.protocols),
                              (("eot_iter", "autoattack_steps", "autoattack_n"), "--protocols autoattack-rand",
@@ -243,7 +244,7 @@ def _eval_settings(a, ck, model_set, device):
         rows += [step, ("steps", str(a.steps), src("steps")), ("restarts", str(a.restarts), src("restarts"))]
     if a.attack == "cw-linf":
         rows.append(("cw-tau", f"{a.cw_tau:g}", src("cw_tau")))
-    if a.attack in ("cw-l2", "cw-linf"):
+    if a.attack in CW_ATTACKS:
         rows.append(("cw-steps", str(a.cw_steps), src("cw_steps")))
     if a.attack == "bandits":
         rows.append(("bandits", f"{a.bandits_queries} queries, tile {a.bandits_tile}",

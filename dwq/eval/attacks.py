@@ -5,9 +5,11 @@ from typing import Optional
 
 from dwq import attacks as A
 
-__all__ = ["EVAL_ATTACKS", "REFERENCE_PGD", "make_attack"]
+__all__ = ["CW_ATTACKS", "EVAL_ATTACKS", "REFERENCE_CW_STEPS", "REFERENCE_PGD", "make_attack"]
 
 EVAL_ATTACKS = ("pgd", "fgsm", "cw-l2", "cw-linf", "bandits", "autoattack")
+CW_ATTACKS = ("cw-l2", "cw-linf")  # the two that cw_steps sets
+REFERENCE_CW_STEPS = 100  # the reference's Adam steps, cw_steps' default (and all a dwq before it ran)
 
 # The reference code's evaluation PGD (CIFAR/utils.py attack_pgd): a sample stops moving once it is
 # misclassified at the attack precision, and of several restarts the larger final loss wins.
@@ -17,9 +19,9 @@ REFERENCE_PGD = {"early_stop": True, "restart_select": "loss"}
 
 
 def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
-                cw_tau: float = 0.05, cw_steps: int = 100, bandits_queries: int = 1000, bandits_tile: int = 4,
-                num_classes: Optional[int] = None, early_stop: bool = False, restart_select: str = "misclassified",
-                generator=None, seed: int = 0):
+                cw_tau: float = 0.05, cw_steps: int = REFERENCE_CW_STEPS, bandits_queries: int = 1000,
+                bandits_tile: int = 4, num_classes: Optional[int] = None, early_stop: bool = False,
+                restart_select: str = "misclassified", generator=None, seed: int = 0):
     """The attack ``name`` (one of ``EVAL_ATTACKS``) as a callable ``(model_fn, x, y) -> x_adv``.
 
     epsilon/alpha/steps/restarts: PGD's (epsilon also bounds FGSM, CW-L∞ after projection, Bandits
@@ -50,7 +52,7 @@ def make_attack(name: str, *, epsilon: float, alpha: float = 2 / 255, steps: int
                                      restart_select=restart_select, generator=generator)
     if name == "fgsm":
         return lambda f, x, y: A.fgsm(f, x, y, epsilon)
-    if name in ("cw-l2", "cw-linf"):
+    if name in CW_ATTACKS:
         A.check_count(cw_steps, "cw_steps", 1)
     if name == "cw-l2":
         return lambda f, x, y: A.cw_l2(f, x, y, steps=cw_steps)

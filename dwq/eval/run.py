@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from dwq.eval.attacks import make_attack
+from dwq.eval.attacks import CW_ATTACKS, REFERENCE_CW_STEPS, make_attack
 from dwq.eval.checks import check_evaluation
 from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, clean_accuracy,
                                 matrix_diagonal, paper_protocol, robust_accuracy, rpi_best_of_attacks,
@@ -51,10 +51,10 @@ def _int_scalar_tensor(v) -> bool:
 def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",
              epsilon: float, alpha: float = 2 / 255, steps: int = 20, restarts: int = 1,
              protocols: Sequence[str] = ("paper", "adaptive", "transfer"), seed: int = 0, batch_size: int = 250,
-             paper_batch: int = 100, num_classes: Optional[int] = None, cw_tau: float = 0.05, cw_steps: int = 100,
-             bandits_queries: int = 1000, bandits_tile: int = 4, autoattack_n: Optional[int] = None,
-             autoattack_steps: int = 100, eot_iter: int = 20, input_size=None, per_image: bool = True,
-             pgd_options: Optional[dict] = None, progress: Optional[Progress] = None,
+             paper_batch: int = 100, num_classes: Optional[int] = None, cw_tau: float = 0.05,
+             cw_steps: int = REFERENCE_CW_STEPS, bandits_queries: int = 1000, bandits_tile: int = 4,
+             autoattack_n: Optional[int] = None, autoattack_steps: int = 100, eot_iter: int = 20, input_size=None,
+             per_image: bool = True, pgd_options: Optional[dict] = None, progress: Optional[Progress] = None,
              stage_dir: Optional[str] = None) -> dict:
     """Evaluate ``model`` (in eval mode; its modes are restored afterwards) on images ``x`` (float
     [N, C, H, W] in [0, 1]) with labels ``y`` (int64 [N], class indices of the model's outputs), all on
@@ -144,7 +144,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
                         restarts=restarts if pgd_runs else None, seed=seed,
                         batch_size=batch_size, num_classes=num_classes, cw_tau=cw_tau,
                         # (None where no CW attack runs: a resume then need not repeat it)
-                        cw_steps=cw_steps if attack in ("cw-l2", "cw-linf") else None,
+                        cw_steps=cw_steps if attack in CW_ATTACKS else None,
                         bandits_queries=bandits_queries, bandits_tile=bandits_tile, pgd_options=pgd_options,
                         # the figures depend on it (another machine's float kernels): resumed on the CPU, a
                         # CUDA evaluation's report mixed both, under the one device it records
@@ -180,7 +180,7 @@ def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Seq
         rep["pgd_options"] = dict(pgd_options)
     if attack == "cw-linf":
         rep["cw_tau"] = cw_tau
-    if attack in ("cw-l2", "cw-linf"):
+    if attack in CW_ATTACKS:
         rep["cw_steps"] = cw_steps
     if attack == "bandits":
         rep.update(bandits_queries=bandits_queries, bandits_tile=bandits_tile)

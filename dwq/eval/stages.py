@@ -25,6 +25,7 @@ import torch
 
 from dwq._digest import tensor_digest
 from dwq._torch_file import torch_load, torch_save_atomic
+from dwq.eval.attacks import CW_ATTACKS, REFERENCE_CW_STEPS
 
 __all__ = ["StageStore", "StageDirError", "evaluation_identity", "resumable_map"]
 
@@ -110,7 +111,7 @@ def _differences(theirs: dict, ours: dict) -> list:
     ts, os_ = theirs.get("settings"), ours["settings"]
     ts = ts if isinstance(ts, dict) else {}  # (a hand-edited file: every setting then differs, named)
     if "attack" in ts and "cw_steps" not in ts:  # a folder of dwq before --cw-steps: its CW attacks ran 100
-        ts = dict(ts, cw_steps=100 if ts["attack"] in ("cw-l2", "cw-linf") else None)
+        ts = dict(ts, cw_steps=REFERENCE_CW_STEPS if ts["attack"] in CW_ATTACKS else None)
     out += [f"{k} {ts.get(k)!r} there, {os_.get(k)!r} here"
             + (f" (dwq eval {_EVAL_FLAG[k]})" if k in _EVAL_FLAG else "") for k in sorted(set(ts) | set(os_))
             if ts.get(k) != os_.get(k) and k not in _NOT_IDENTITY and (k in ts or k not in ADDED_LATER)
