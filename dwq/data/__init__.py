@@ -150,12 +150,15 @@ def load_mnist5k(split: str = "train", test_per_class: int = 100, seed: int = 0)
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     x, y = _read_mnist5k()
     smallest = int(torch.bincount(y, minlength=10).min())
-    if isinstance(test_per_class, bool) or not isinstance(test_per_class, int) or not 0 < test_per_class < smallest:
+    # (a numpy integer as the seed and train_val_split's count take it)
+    if isinstance(test_per_class, (bool, np.bool_)) or not isinstance(test_per_class, numbers.Integral) \
+            or not 0 < test_per_class < smallest:
         # 0 or a negative count would slice silently (an empty test set, or images taken from the end).
         raise ValueError(f"test_per_class must be an int in 1..{smallest - 1} (the smallest class has {smallest} "
                          f"images and training needs some), got {test_per_class!r}")
     g = _generator(seed)
     test_idx, train_idx = [], []
+    test_per_class = int(test_per_class)
     for c in range(10):
         idx = (y == c).nonzero().flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
