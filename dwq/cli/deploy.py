@@ -57,8 +57,9 @@ def add_parsers(sub) -> None:
 def _new_file(path: str, flag: str) -> None:
     if not os.path.basename(path):  # "dir/": abspath drops the slash, and the write failed after the work
         raise CLIError(f"{flag} {path}: names a folder; give the new file's name")
-    if os.path.exists(path):
-        raise CLIError(f"{flag} {path} already exists; choose another path (dwq never overwrites)")
+    if os.path.lexists(path):  # (a link to a missing file too: the exclusive write refused it after the work)
+        link = "" if os.path.exists(path) else f" (a link to {os.readlink(path)}, which does not exist)"
+        raise CLIError(f"{flag} {path} already exists{link}; choose another path (dwq never overwrites)")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise CLIError(f"{flag} {path}: the folder {parent} does not exist")
