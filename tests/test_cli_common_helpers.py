@@ -3,6 +3,7 @@ of fractions, counts, seeds and thread counts, --val-size's whole numbers, --num
 --precisions checked in any spelling, given_flags with parser-level defaults, StageLog's lines and
 the removal of a resume's files in a folder whose name holds glob characters."""
 import argparse
+import re
 
 import pytest
 
@@ -113,3 +114,18 @@ def test_resume_files_are_removed_in_a_folder_named_with_glob_characters(tmp_pat
     assert remove_resume_files(str(run), ["stage_*"]) == ["stage_a.pt", "stage_b"]
     assert sorted(p.name for p in run.iterdir()) == ["report.json"]
     assert (tmp_path / "run1" / "stage_z.pt").exists()
+
+
+def test_an_out_that_links_to_nothing_is_named_as_such(tmp_path):
+    """A link to a missing folder as --out passed the "not a folder" check (os.path.exists follows the
+    link) and ended as "cannot create the folder (File exists)"; with --resume, as "does not exist"."""
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "missing")
+    said = f"exists and is not a folder (a link to {tmp_path / 'missing'}, which does not exist)"
+    with pytest.raises(CLIError, match=re.escape(f"--out {link} {said}") + "$"):
+        common.fresh_dir(str(link))
+    with pytest.raises(CLIError, match=re.escape(f"--resume: --out {link} {said}") + "$"):
+        common.resumable_dir(str(link), "evaluation")
+    assert link.is_symlink() and not (tmp_path / "missing").exists()
+    (tmp_path / "missing").mkdir()  # a link to a folder is a folder: taken as before
+    assert common.fresh_dir(str(link)) == str(link)

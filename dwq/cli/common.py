@@ -284,13 +284,18 @@ def stdout_to_devnull() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def dangling(path: str) -> str:
+    """What a path that exists as a link to nothing is, for a refusal ("" for anything else)."""
+    return f" (a link to {os.readlink(path)}, which does not exist)" if not os.path.exists(path) else ""
+
+
 def resumable_dir(path: str, what: str, resume_files=()) -> None:
     """CLIError unless ``path`` is a folder that may hold an interrupted ``what`` ("demo", "evaluation"):
     it exists, is a folder, and holds no report.json (a finished one). ``resume_files`` (glob patterns)
     name what a resume reads: a kill after report.json was written but before they were removed leaves
     them beside the report, which holds all they did; they are removed here, and the error says so."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise CLIError(f"--resume: --out {path} exists and is not a folder")
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise CLIError(f"--resume: --out {path} exists and is not a folder{dangling(path)}")
     if not os.path.isdir(path):
         raise CLIError(f"--resume: {path} does not exist (run the {what} without --resume to start it)")
     if os.path.exists(os.path.join(path, "report.json")):
@@ -319,8 +324,8 @@ def fresh_dir(path: str, create: bool = True, hint: str = "") -> str:
     """Refuse to write into a folder that already holds something (no overwriting).
     ``create=False`` only checks (so that a later error leaves nothing behind); else
     :func:`writable_dir` creates it."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise CLIError(f"--out {path} exists and is not a folder")
+    if os.path.lexists(path) and not os.path.isdir(path):  # (a link to nothing: "cannot create the folder")
+        raise CLIError(f"--out {path} exists and is not a folder{dangling(path)}")
     if os.path.isdir(path) and os.listdir(path):
         raise CLIError(f"{path} already exists and is not empty; choose another --out{hint}")
     if create:

@@ -13,8 +13,8 @@ import os
 from dwq._atomic import check_name_length
 from dwq._errors import first_line
 
-from .common import (CLIError, HelpFormatter, ListOnce, existing_checkpoint, no_repeated_precisions, path_arg,
-                     positive_float, positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
+from .common import (CLIError, HelpFormatter, ListOnce, dangling, existing_checkpoint, no_repeated_precisions,
+                     path_arg, positive_float, positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
 
 
 def add_parsers(sub) -> None:
@@ -58,8 +58,7 @@ def _new_file(path: str, flag: str) -> None:
     if not os.path.basename(path):  # "dir/": abspath drops the slash, and the write failed after the work
         raise CLIError(f"{flag} {path}: names a folder; give the new file's name")
     if os.path.lexists(path):  # (a link to a missing file too: the exclusive write refused it after the work)
-        link = "" if os.path.exists(path) else f" (a link to {os.readlink(path)}, which does not exist)"
-        raise CLIError(f"{flag} {path} already exists{link}; choose another path (dwq never overwrites)")
+        raise CLIError(f"{flag} {path} already exists{dangling(path)}; choose another path (dwq never overwrites)")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise CLIError(f"{flag} {path}: the folder {parent} does not exist")
