@@ -55,7 +55,7 @@ def test_bad_trim_bytes_is_refused(bad):
         keep_freed_memory(bad)
 
 
-@pytest.mark.parametrize("env, kept", [(None, 1), ("keep", 1), ("default", 0)])
+@pytest.mark.parametrize("env, kept", [(None, 1), ("", 1), ("keep", 1), ("default", 0)])
 def test_dwq_command_keeps_freed_memory_unless_told_not_to(monkeypatch, capsys, env, kept):
     from dwq.cli.main import main
 

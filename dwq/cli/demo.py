@@ -65,12 +65,9 @@ def _run(a, held: contextlib.ExitStack) -> int:
 
     t_start = time.time()
     resume = getattr(a, "resume", False)
-    # (demo_run.json is written before any training: a folder without it is no demo's)
-    partial = (os.path.isfile(os.path.join(a.out, demo_resume.SETTINGS))
-               and not os.path.exists(os.path.join(a.out, "report.json")))
     if not resume:  # before anything else, then created once every flag is checked
         fresh_dir(a.out, create=False, hint=" (it holds no report.json: an interrupted demo; continue it with "
-                                            "--resume)" if partial else "")
+                                            "--resume)" if demo_resume.interrupted(a.out) else "")
     torch.set_num_threads(a.threads)
     train, val = train_val_split(load_mnist5k("train"), 0.1, seed=a.seed)
     x, y = load_mnist5k("test").tensors

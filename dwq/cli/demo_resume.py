@@ -30,6 +30,17 @@ def start(out: str, settings: dict) -> None:
     save_json({"settings": settings}, os.path.join(out, SETTINGS))
 
 
+def interrupted(out: str) -> bool:
+    """Whether ``out`` holds a demo that ``--resume`` continues: its settings and no report, or only a
+    temporary settings file (a kill while it was written: --resume takes that folder too)."""
+    if not os.path.isdir(out):
+        return False
+    held = os.listdir(out)
+    if held and all(is_tmp_of(name, SETTINGS) for name in held):
+        return True
+    return os.path.isfile(os.path.join(out, SETTINGS)) and not os.path.exists(os.path.join(out, "report.json"))
+
+
 def check_resumable(out: str, settings: dict) -> bool:
     """CLIError unless ``out`` is an interrupted demo run with the same ``settings``. False (nothing to
     resume: start it) for a folder holding nothing of a run, which a kill before ``demo_run.json`` was

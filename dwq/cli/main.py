@@ -410,7 +410,7 @@ def main(argv=None) -> int:
         subcommands(parser)[a.command].error(f"unrecognized arguments: {' '.join(extra)}")
     a._given = given_flags(build_parser(), argv)  # flags written on the command line, not defaults
     a._argv = ["dwq"] + argv
-    malloc = os.environ.get("DWQ_MALLOC", "keep")
+    malloc = os.environ.get("DWQ_MALLOC") or "keep"  # (set but empty is unset, as DWQ_CPU_ISA= is)
     if malloc not in ("keep", "default"):
         print(f"dwq {a.command}: error: DWQ_MALLOC={malloc!r}: expected 'keep' (reuse freed memory, the "
               "default) or 'default' (glibc's own thresholds)", file=sys.stderr)
