@@ -30,13 +30,19 @@ def start(out: str, settings: dict) -> None:
     save_json({"settings": settings}, os.path.join(out, SETTINGS))
 
 
+def _unwritten_settings_only(names) -> bool:
+    """Whether a folder's ``names`` are all temporary ``demo_run.json`` files (a kill while it was written;
+    True for none)."""
+    return all(is_tmp_of(name, SETTINGS) for name in names)
+
+
 def interrupted(out: str) -> bool:
     """Whether ``out`` holds a demo that ``--resume`` continues: its settings and no report, or only a
     temporary settings file (a kill while it was written: --resume takes that folder too)."""
     if not os.path.isdir(out):
         return False
     held = os.listdir(out)
-    if held and all(is_tmp_of(name, SETTINGS) for name in held):
+    if held and _unwritten_settings_only(held):
         return True
     return os.path.isfile(os.path.join(out, SETTINGS)) and not os.path.exists(os.path.join(out, "report.json"))
 
@@ -48,7 +54,7 @@ def check_resumable(out: str, settings: dict) -> bool:
     without it took the folder)."""
     resumable_dir(out, "demo", RESUME_FILES)
     held = os.listdir(out)
-    if all(is_tmp_of(name, SETTINGS) for name in held):
+    if _unwritten_settings_only(held):
         for f in held:
             os.remove(os.path.join(out, f))
         return False

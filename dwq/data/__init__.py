@@ -104,6 +104,11 @@ def mnist5k_path() -> str:
 _MNIST_CACHE: dict = {}
 
 
+def _whole_number(v) -> bool:
+    """An int or a numpy integer, not a bool (True is an int to Python; as a count it is a mistake)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
 def _generator(seed, name: str = "seed") -> torch.Generator:
     """A CPU generator seeded with ``seed``; ValueError naming ``name`` for anything but an int (torch's
     own error, "manual_seed expected a long", named neither; None does not mean "random" here: the
@@ -150,9 +155,7 @@ def load_mnist5k(split: str = "train", test_per_class: int = 100, seed: int = 0)
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     x, y = _read_mnist5k()
     smallest = int(torch.bincount(y, minlength=10).min())
-    # (a numpy integer as the seed and train_val_split's count take it)
-    if isinstance(test_per_class, (bool, np.bool_)) or not isinstance(test_per_class, numbers.Integral) \
-            or not 0 < test_per_class < smallest:
+    if not _whole_number(test_per_class) or not 0 < test_per_class < smallest:  # (a numpy integer too)
         # 0 or a negative count would slice silently (an empty test set, or images taken from the end).
         raise ValueError(f"test_per_class must be an int in 1..{smallest - 1} (the smallest class has {smallest} "
                          f"images and training needs some), got {test_per_class!r}")
@@ -179,7 +182,7 @@ def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0):
     with the test transform (no random crop or flip), so validation scores what the test scores.
     """
     n = len(dataset)
-    if isinstance(val_size, numbers.Integral) and not isinstance(val_size, (bool, np.bool_)):
+    if _whole_number(val_size):
         k = int(val_size)
     elif isinstance(val_size, numbers.Real) and 0 <= val_size < 1:
         k = int(round(float(val_size) * n))
