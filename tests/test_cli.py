@@ -574,6 +574,31 @@ def test_workers_of_an_mnist5k_run_are_recorded_as_playing_no_part(tmp_path, cap
     assert json.load(open(out / "config.json"))["extra"]["flags"]["workers"] is None
 
 
+def test_an_interrupted_resume_given_workers_on_mnist5k_says_a_command_the_parser_takes(tmp_path, capsys,
+                                                                                      monkeypatch):
+    """A resume of such a folder given --workers 3 resolves it to None (no part in the run); an interrupt
+    then offered `--workers 'not used'` to continue with, which the parser refuses."""
+    from dwq.train import Trainer
+
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
+    ck = torch.load(out / "last.pt", weights_only=True)
+    cfg = json.load(open(out / "config.json"))
+    for config in (ck["config"], cfg):
+        config["extra"]["flags"]["workers"] = 2
+    torch.save(ck, out / "last.pt")
+    (out / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_fit", interrupted)
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--workers", "3"]) == 130
+    err = capsys.readouterr().err
+    assert f"(continue with: dwq train --resume --out {out} --epochs 2)" in err, err
+
+
 def test_validation_flags_on_resume_of_a_run_without_validation_name_the_run(tmp_path, capsys):
     """The refusal blamed --reference's default and advised --val-size N, which a resume refuses."""
     out = tmp_path / "r"

@@ -54,10 +54,11 @@ _SWITCHES = {"compile": ("--no-compile", "--compile"), "deterministic": ("--no-d
 def _resume_command(out: str, changed: dict, given) -> str:
     """The command that continues the run in ``out``: a resume's own changes (``changed``: flag ->
     [run's value, new value]) come along, since last.pt holds them only once an epoch of it completed;
-    a plain --resume before that went back to the run's --epochs (and the rest)."""
+    a plain --resume before that went back to the run's --epochs (and the rest). A flag given that plays
+    no part in the run (resolved to None, as --workers on mnist5k) has nothing to carry over."""
     words = ["dwq", "train", "--resume", "--out", out]
     for dest, (_, new) in changed.items():
-        if dest not in given:
+        if dest not in given or new is None:
             continue
         if dest in _SWITCHES:
             words.append(_SWITCHES[dest][bool(new)])
