@@ -392,8 +392,9 @@ def main(argv=None):
     # Where the Hopper GEMM kernel's time goes (benchmarks/cuda/wgmma_probe.cu: stages left out in turn).
     nvcc = find_tool("nvcc", "/usr/local/cuda/bin")
     if nvcc and cc == "9.0a" and smoke_ok["wgmma"] and smoke_ok["wgmma_tma"]:
-        # (outside --out: a second call, --resume-from, runs the binary the first one built)
-        probe = os.path.join(os.path.dirname(args.out), "dwq-wgmma-probe")
+        # (outside --out, beside the first call's: a second call, --resume-from, runs the binary the first
+        # one built, wherever its own --out is)
+        probe = os.path.join(os.path.dirname(args.resume_from or args.out), "dwq-wgmma-probe")
         if st.run("wgmma_probe_build", probe_build_cmd(nvcc, probe), timeout=240) == 0:
             st.run("wgmma_probe", [probe], timeout=120)
     # What a CIFAR-10 RPT epoch costs (issue 10: the README's figure, measured rather than derived from step
