@@ -206,10 +206,19 @@ def _diff(rep, a_model, a_key, b_model, b_key, n=None):
     return diff_ci(torch.tensor(a[:n]), torch.tensor(b[:n]))
 
 
+def _bound(v):
+    """A bound in points to 0.1, or to the first decimal that is not 0: a bound of +0.04 printed as +0.0
+    beside "excludes 0" read as a contradiction."""
+    places = 1
+    while v != 0 and round(v, places) == 0 and places < 6:
+        places += 1
+    return f"{v:+.{places}f}"
+
+
 def _say(d):
     lo, hi = 100 * d["ci95"][0], 100 * d["ci95"][1]
     verdict = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0: no difference shown"
-    return f"{100 * d['diff']:+.1f} points [{lo:+.1f}, {hi:+.1f}] ({verdict})"
+    return f"{100 * d['diff']:+.1f} points [{_bound(lo)}, {_bound(hi)}] ({verdict})"
 
 
 def _bitops_mean(m, ps):
