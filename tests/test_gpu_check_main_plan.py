@@ -4,23 +4,13 @@ the caching allocator), which -k expressions leave out a Hopper engine whose smo
 steps run (--skip of a smoke test is no failure, the C++-error diagnostics only after a failure,
 --full-suite), the exit status, and the resume record of a step the earlier run finished. A host-side
 slip here costs the whole 15-minute GPU lease."""
-import importlib.util
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from test_gpu_check import _gpu_check
 
 
 def _plan(tmp_path, monkeypatch, argv=(), rcs=None, cc="9.0a"):

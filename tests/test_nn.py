@@ -594,16 +594,21 @@ def test_the_precision_controls_module_is_reachable_by_its_dotted_name():
     assert isinstance(dwq.nn.precision, type)  # the context manager keeps its name
 
 
-@pytest.mark.parametrize("layer", ["conv", "linear"])
-def test_hooks_on_a_layers_quantizers_run_as_through_module_call(layer):
-    # The layers call their quantizers' forward directly when nothing hooks into them (host time, issue
-    # 10); a hook on a quantizer, or a global one, must still see every call and may change its result.
+def _layer_at_4_bits(layer):
     torch.manual_seed(0)
     if layer == "conv":
         m, x = QConv2d(3, 4, 3, precisions=[None, 4]), torch.rand(2, 3, 8, 8)
     else:
         m, x = QLinear(6, 4, precisions=[None, 4]), torch.rand(2, 6)
     dwq.set_precision(m, 4)
+    return m, x
+
+
+@pytest.mark.parametrize("layer", ["conv", "linear"])
+def test_hooks_on_a_layers_quantizers_run_as_through_module_call(layer):
+    # The layers call their quantizers' forward directly when nothing hooks into them (host time, issue
+    # 10); a hook on a quantizer, or a global one, must still see every call and may change its result.
+    m, x = _layer_at_4_bits(layer)
     want = m(x)
     seen = []
     hooks = [m.input_quant.register_forward_pre_hook(lambda q, args: seen.append(("pre", args[1]))),

@@ -3,9 +3,9 @@ precision the weight gets w bits and the input a bits, a lone pre-hook on a quan
 reset_parameters forgets its activation range, and mark_trained marks only the current precision's branch."""
 import pytest
 import torch
+from test_nn import _layer_at_4_bits
 
-import dwq
-from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
+from dwq.nn import QLinear, SwitchableBatchNorm2d
 from dwq.nn.sbn import mark_trained
 
 
@@ -24,12 +24,7 @@ def test_a_mixed_precision_quantizes_the_weight_at_w_bits_and_the_input_at_a_bit
 
 @pytest.mark.parametrize("layer", ["conv", "linear"])
 def test_a_lone_pre_hook_on_a_quantizer_runs(layer):
-    torch.manual_seed(0)
-    if layer == "conv":
-        m, x = QConv2d(3, 4, 3, precisions=[None, 4]), torch.rand(2, 3, 8, 8)
-    else:
-        m, x = QLinear(6, 4, precisions=[None, 4]), torch.rand(2, 6)
-    dwq.set_precision(m, 4)
+    m, x = _layer_at_4_bits(layer)
     seen = []
     h1 = m.input_quant.register_forward_pre_hook(lambda q, args: seen.append(("act", args[1])))
     h2 = m.weight_quant.register_forward_pre_hook(lambda q, args: seen.append(("weight", args[1])))
