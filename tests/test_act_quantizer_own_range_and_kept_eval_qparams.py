@@ -2,12 +2,11 @@
 observed one (with zero_point="float" too), and a range given by set_range, or held by a copy or an
 unpickled quantizer, counts as tracked at once, so its eval qparams are computed once and kept."""
 import copy
-import io
 import pytest
 import torch
+from test_eval_qparams import _pickled, calls  # noqa: F401 (calls: a fixture)
 
 from dwq.ops import HAS_EXT
-from dwq.ops import quantizer_fused as fused
 from dwq.quant import ActQuantizer
 
 
@@ -36,19 +35,6 @@ def test_eval_at_a_trained_precision_ignores_the_other_precisions_batches(zero_p
 needs_ext = pytest.mark.skipif(not HAS_EXT, reason="dwq._C is not built (eval qparams are kept for the fused op only)")
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    """The act_qparams calls made, as their `training` argument."""
-    made, real = [], fused.act_qparams
-
-    def counting(x, *args):
-        made.append(args[-1])
-        return real(x, *args)
-
-    monkeypatch.setattr(fused, "act_qparams", counting)
-    return made
-
-
 @needs_ext
 def test_a_range_given_by_set_range_is_asked_for_once(calls):
     made = calls
@@ -59,13 +45,6 @@ def test_a_range_given_by_set_range_is_asked_for_once(calls):
     assert made == [False]  # one eval call: the second forward reused its scale and zero point
     assert torch.equal(a, b)
     assert -1.1 < a.min() < -0.9 and 2.9 < a.max() < 3.1  # the set range (on its grid), not the batch's -2..4
-
-
-def _pickled(q):
-    buf = io.BytesIO()
-    torch.save(q, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=False)
 
 
 @needs_ext

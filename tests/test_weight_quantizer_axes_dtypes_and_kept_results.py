@@ -4,6 +4,7 @@ caller to cast, and inside reuse_quantized_weights a kept result is in ``cast_to
 very tensor it was made from."""
 import pytest
 import torch
+from test_weight_reuse import _count_quantizations
 
 from dwq.quant import WeightQuantizer, reuse_quantized_weights
 
@@ -68,14 +69,7 @@ def test_a_new_tensor_at_the_kept_ones_address_and_version_is_quantized_afresh()
 
 
 def test_an_inner_block_leaves_the_outer_one_reusing(monkeypatch):
-    calls = []
-    original = WeightQuantizer._quantize
-
-    def counted(self, w, bits, *rest):
-        calls.append(bits)
-        return original(self, w, bits, *rest)
-
-    monkeypatch.setattr(WeightQuantizer, "_quantize", counted)
+    calls = _count_quantizations(monkeypatch)
     holder = torch.nn.Module()
     holder.wq = q = WeightQuantizer()
     w = torch.randn(4, 8)
