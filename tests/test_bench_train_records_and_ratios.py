@@ -2,30 +2,20 @@
 (every op by default, eval at batch 1 too, the half mode, the compiled one under its own name), how
 many repetitions --quick asks for, what each record says (median vs best, bits, precisions, GB/s) and
 the printed ratios' direction (rpt / float: above 1 is RPT slower, the issue's <= 1.25x targets)."""
-import importlib
 import json
-import pathlib
-import sys
 
 import pytest
-
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+from test_benchmarks_cli import _script
 
 # (median, best) ms each stubbed timing gives an impl
 TIMES = {"float": (2.0, 1.0), "rpt": (3.0, 1.25), "rpt_reuse": (2.5, 1.1), "dwq_per_tensor": (4.0, 2.0),
          "dwq_per_channel": (5.0, 2.5), "torch_fake_quantize_per_tensor_affine": (8.0, 4.0), "copy": (1.6, 0.8)}
 
 
-def _bench_train():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module("bench_train")
-
-
 def _stubbed(monkeypatch):
     """bench_train with time_pair, the train steps and the eval forwards stubbed: the calls to time_pair
     as (impls, reps)."""
-    bt = _bench_train()
+    bt = _script("bench_train")
     calls = []
 
     def time_pair(fns, device, reps, warmup):
@@ -95,7 +85,7 @@ def test_time_pair_gives_the_median_and_the_best_call(monkeypatch):
     """The fns' durations from a fake clock (each call advances it): median and min of each fn's calls."""
     import torch
 
-    bt = _bench_train()
+    bt = _script("bench_train")
     clock = [0.0]
     durations = {"a": iter([0.005, 0.001, 0.003, 0.004]), "b": iter([0.002, 0.009, 0.002, 0.003])}
 
@@ -111,6 +101,6 @@ def test_time_pair_gives_the_median_and_the_best_call(monkeypatch):
 
 
 def test_eval_fn_labels_its_records():
-    bt = _bench_train()
+    bt = _script("bench_train")
     r = bt.eval_fn("rpt", bt.torch.device("cpu"), 1, False)  # (the quantized model at 4 bits)
     assert (r.bits, r.precisions) == (4, ["fp", "4", "8"]) and r.layers > 0

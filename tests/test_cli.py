@@ -547,13 +547,25 @@ def test_val_every_validates_those_epochs_and_the_last_and_may_change_on_resume(
     assert validated() == [2, 3, 4, 5, 6, 7] and cfg["extra"]["flags"]["val_every"] == 1
     assert cfg["extra"]["history"][-1]["changed"] == {"epochs": [5, 7], "val_every": [2, 1]}
     # as a folder written before --val-every existed
-    ck = torch.load(out / "last.pt", weights_only=True)
-    for config in (ck["config"], cfg):
-        del config["extra"]["flags"]["val_every"]
-    torch.save(ck, out / "last.pt")
-    (out / "config.json").write_text(json.dumps(cfg))
+    _rewrite_recorded(out, lambda config: config["extra"]["flags"].pop("val_every"))
     assert main(["train", "--resume", "--out", str(out), "--epochs", "8"]) == 0
     assert validated()[-1] == 8 and json.load(open(out / "config.json"))["extra"]["flags"]["val_every"] == 1
+
+
+def _rewrite_recorded(out, edit):
+    """Both records of the run in ``out`` (last.pt's config and config.json) changed by ``edit(config)``:
+    the run as an older dwq, or another start, wrote it."""
+    ck = torch.load(out / "last.pt", weights_only=True)
+    cfg = json.load(open(out / "config.json"))
+    for config in (ck["config"], cfg):
+        edit(config)
+    torch.save(ck, out / "last.pt")
+    (out / "config.json").write_text(json.dumps(cfg))
+
+
+def _recorded_with_workers(out, n):
+    """The run in ``out`` as dwq recorded an mnist5k run before --workers was null there: ``workers: n``."""
+    _rewrite_recorded(out, lambda config: config["extra"]["flags"].update(workers=n))
 
 
 def test_workers_of_an_mnist5k_run_are_recorded_as_playing_no_part(tmp_path, capsys):
@@ -564,12 +576,7 @@ def test_workers_of_an_mnist5k_run_are_recorded_as_playing_no_part(tmp_path, cap
     assert "--workers 3 has no effect on mnist5k (held in memory)" in capsys.readouterr().out
     cfg = json.load(open(out / "config.json"))
     assert cfg["extra"]["flags"]["workers"] is None
-    # a run recorded with the count resumes
-    ck = torch.load(out / "last.pt", weights_only=True)
-    for config in (ck["config"], cfg):
-        config["extra"]["flags"]["workers"] = 2
-    torch.save(ck, out / "last.pt")
-    (out / "config.json").write_text(json.dumps(cfg))
+    _recorded_with_workers(out, 2)  # a run recorded with the count resumes
     assert main(["train", "--resume", "--out", str(out), "--epochs", "2"]) == 0
     assert json.load(open(out / "config.json"))["extra"]["flags"]["workers"] is None
 
@@ -582,12 +589,7 @@ def test_an_interrupted_resume_given_workers_on_mnist5k_says_a_command_the_parse
 
     out = tmp_path / "r"
     assert main(["train", "--out", str(out), *TINY, "--epochs", "1"]) == 0
-    ck = torch.load(out / "last.pt", weights_only=True)
-    cfg = json.load(open(out / "config.json"))
-    for config in (ck["config"], cfg):
-        config["extra"]["flags"]["workers"] = 2
-    torch.save(ck, out / "last.pt")
-    (out / "config.json").write_text(json.dumps(cfg))
+    _recorded_with_workers(out, 2)
     capsys.readouterr()
 
     def interrupted(*_, **__):
@@ -768,13 +770,12 @@ def test_fixed_full_precision_run_records_fp_and_a_folder_recording_null_resumes
     assert json.load(open(fp_run[0] / "config.json"))["extra"]["flags"]["num_bits"] == "fp"
     assert json.load(open(run[0] / "config.json"))["extra"]["flags"]["num_bits"] is None
     out = _copy(fp_run, tmp_path)
-    ck = torch.load(out / "last.pt", weights_only=True)
-    cfg = json.loads((out / "config.json").read_text())
-    for config in (ck["config"], cfg):
+
+    def before_num_bits_fp(config):
         config["extra"]["flags"]["num_bits"] = None
         del config["run_id"]
-    torch.save(ck, out / "last.pt")
-    (out / "config.json").write_text(json.dumps(cfg))
+
+    _rewrite_recorded(out, before_num_bits_fp)
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--num-bits", "fp"]) == 0
     assert "fixed precision fp;" in capsys.readouterr().out
@@ -1565,12 +1566,8 @@ def test_resume_can_turn_off_compile_deterministic_and_no_progress(run, tmp_path
     be resumed without it (on a machine where compiling fails), nor --deterministic and --no-progress
     be dropped."""
     out = _copy(run, tmp_path)
-    cfg = json.load(open(out / "config.json"))
-    cfg["extra"]["flags"].update(compile=True, deterministic=True)  # as a run started with them records them
-    ck = torch.load(out / "last.pt", weights_only=False)
-    ck["config"]["extra"]["flags"].update(compile=True, deterministic=True)
-    torch.save(ck, out / "last.pt")
-    (out / "config.json").write_text(json.dumps(cfg))
+    # as a run started with them records them
+    _rewrite_recorded(out, lambda config: config["extra"]["flags"].update(compile=True, deterministic=True))
     assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--no-compile", "--no-deterministic",
                  "--progress"]) == 0
     flags = json.load(open(out / "config.json"))["extra"]

@@ -6,6 +6,7 @@ steps run (--skip of a smoke test is no failure, the C++-error diagnostics only 
 slip here costs the whole 15-minute GPU lease."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,8 +33,6 @@ def _plan(tmp_path, monkeypatch, argv=(), rcs=None, cc="9.0a"):
     try:
         rc = gc.main(["--out", str(out), *argv])
     finally:
-        import shutil
-
         shutil.rmtree(f"/tmp/{out.name}-nccl", ignore_errors=True)
     return seen, rc
 

@@ -3,24 +3,13 @@ layout stands for the float baseline, the conv shape spelling, what finish() pri
 writes (--json / --png only where given), and the .png name check."""
 import argparse
 import json
-import pathlib
-import sys
 
 import pytest
-
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _records():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    import records
-
-    return records
+from test_benchmarks_cli import _script
 
 
 def test_faster_layout_is_the_faster_fp32_layout_first_under_the_baseline_name():
-    rec = _records()
+    rec = _script("records")
     nchw = rec.record("conv3x3", "s", 32, "torch_fp32", 2.0, 1.0)
     cl = rec.record("conv3x3", "s", 32, "torch_fp32_cl", 1.5, 1.4)
     dwq4 = rec.record("conv3x3", "s", 4, "dwq", 0.5, 0.4)
@@ -41,11 +30,11 @@ def test_faster_layout_is_the_faster_fp32_layout_first_under_the_baseline_name()
 
 
 def test_conv_shape_spells_batch_in_out_size_and_stride():
-    assert _records().conv_shape(32, 3, 64, 28, 2) == "b32 3->64 28x28 s2"
+    assert _script("records").conv_shape(32, 3, 64, 28, 2) == "b32 3->64 28x28 s2"
 
 
 def test_finish_prints_the_median_then_the_best_of_table_and_writes_only_what_is_asked(tmp_path, capsys):
-    rec = _records()
+    rec = _script("records")
     records = [rec.record("gemm", "8x8x8", 8, "dwq", 1.23456, 1.0),
                rec.record("gemm", "8x8x8", 32, "torch_fp32", 2.0, 1.5)]
     keys, plots = [], []
@@ -75,7 +64,7 @@ def test_finish_prints_the_median_then_the_best_of_table_and_writes_only_what_is
 
 
 def test_png_name_check_takes_any_case_of_the_suffix(tmp_path):
-    rec = _records()
+    rec = _script("records")
     ap = argparse.ArgumentParser()
     for name in ("plot.PNG", "plot.Png", "plot.png"):
         rec.output_paths(ap, argparse.Namespace(png=str(tmp_path / name)), "png")  # no usage error

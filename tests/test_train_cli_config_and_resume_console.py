@@ -5,7 +5,7 @@ it is, and an ImageNet resume refused for other class folders."""
 import json
 
 import pytest
-import torch
+from test_cli import _rewrite_recorded
 
 from dwq.cli.main import main
 
@@ -19,11 +19,10 @@ def _config(out):
 
 def _set_recorded_epochs(out, n):
     """last.pt and config.json of the run as if it had been started with --epochs n."""
-    ck, cfg = torch.load(out / "last.pt", weights_only=True), _config(out)
-    for config in (ck["config"], cfg):
+    def started_with(config):
         config["extra"]["flags"]["epochs"] = config["epochs"] = n
-    torch.save(ck, out / "last.pt")
-    (out / "config.json").write_text(json.dumps(cfg))
+
+    _rewrite_recorded(out, started_with)
 
 
 def test_free_replays_milestones_and_progress_reach_the_training_config(tmp_path, capsys):
