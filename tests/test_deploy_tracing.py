@@ -104,16 +104,19 @@ def test_forward_hooks_are_refused(kind):
 
 
 class InplaceAddBlock(nn.Module):
-    def __init__(self, read_again: bool):
+    def __init__(self, read_again: bool, inplace: bool = True):
         super().__init__()
         self.c0 = QConv2d(3, 3, 3, padding=1, precisions=[8])
         self.c = QConv2d(3, 3, 3, padding=1, precisions=[8])
-        self.read_again = read_again
+        self.read_again, self.inplace = read_again, inplace
 
     def forward(self, x):
         h = self.c0(x)
         skip = h
-        h += self.c(h)  # eager: skip is h, so it changes too
+        if self.inplace:
+            h += self.c(h)  # eager: skip is h, so it changes too
+        else:
+            h = h + self.c(h)  # a new tensor: skip keeps c0's output
         return (h + skip if self.read_again else h).flatten(1)
 
 
@@ -126,6 +129,15 @@ def test_an_inplace_add_read_again_is_refused_and_one_not_read_again_converts():
     im, x = convert(m), torch.rand(2, 3, 5, 5)
     with torch.no_grad():
         assert torch.allclose(m(x), im(x), atol=1e-5)
+
+
+def test_a_plain_add_whose_input_is_read_again_converts_and_agrees():
+    """Only `+=` is refused when its input is read again: `a = a + b` makes a new tensor."""
+    m = calibrated(InplaceAddBlock(read_again=True, inplace=False), (4, 3, 6, 6))
+    im, x = convert(m), torch.rand(3, 3, 6, 6)
+    with torch.no_grad():
+        want, got = m(x), im(x)
+    assert torch.allclose(got, want, atol=1e-4 * want.abs().max().item())
 
 
 @pytest.mark.parametrize("wrap, attr", [(lambda m: dwq.RandomPrecision(m, seed=0), "model"),
