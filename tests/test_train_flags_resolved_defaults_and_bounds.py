@@ -1,5 +1,6 @@
 """dwq.cli.train_flags on its own (build_parser + resolve_flags, no training): the defaults a run resolves
-to (its training precision, a null num_bits for RPT), the bounds of its checks, and show_value."""
+to (every flag's, as --help states them; its training precision, a null num_bits for RPT), the bounds of
+its checks, and show_value."""
 import re
 
 import pytest
@@ -13,6 +14,25 @@ from dwq.cli.train_flags import apply_reference_defaults, device_arg, resolve_fl
 def _resolve(*argv):
     argv = ["train", "--out", "x", "--device", "cpu", *argv]
     return resolve_flags(build_parser().parse_args(argv), given_flags(build_parser(), argv))
+
+
+def test_a_run_given_no_flag_records_the_documented_defaults():
+    f, notes = _resolve()
+    expected = {"dataset": "mnist5k", "data_dir": None, "val_size": 0.1, "train_subset": None, "network": "small_cnn",
+                "width": 32, "pretrained": None, "reference": False, "precisions": ["fp"],
+                "random_precision_training": False, "num_bits": "fp", "switchable_bn": False, "attack": "pgd",
+                "epsilon": 8 / 255, "alpha": 2 / 255, "attack_iters": 7, "free_replays": None, "epochs": 10,
+                "batch_size": 128, "lr": 0.1, "lr_schedule": "multistep", "lr_milestones": [0.5, 0.75],
+                "momentum": 0.9, "weight_decay": 5e-4, "seed": 0, "val_pgd_steps": 10, "val_every": 1,
+                "device": "cpu", "amp": False, "compile": False, "cuda_graphs": False, "deterministic": False,
+                "workers": None, "no_progress": False}
+    assert {k: f[k] for k in expected} == expected
+    assert any("attack step 0.007843" in text for _, text in notes), notes
+
+
+def test_the_free_attack_s_replays_default_to_four():
+    f, _ = _resolve("--attack", "free")
+    assert f["free_replays"] == 4 and f["attack_iters"] is None and f["alpha"] == 8 / 255
 
 
 def test_a_fixed_run_without_num_bits_trains_at_the_last_of_the_set_or_at_fp_in_it():
