@@ -12,6 +12,11 @@ def _ident(**kw):
     return dict({"settings": {}, "model": "M 0", "layers": "0", "data": "0"}, **kw)
 
 
+def settings_ident(**settings):
+    """An identity that differs from :func:`_ident`'s only in its settings."""
+    return _ident(settings=settings)
+
+
 def test_a_folder_of_other_images_or_layer_options_is_refused(tmp_path):
     StageStore(str(tmp_path), _ident())
     StageStore(str(tmp_path), _ident())  # the same evaluation: taken

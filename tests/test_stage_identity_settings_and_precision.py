@@ -3,14 +3,11 @@ the record later, which a folder of an earlier dwq could not hold), and the mode
 no part of the identity (every stage sets its own)."""
 import pytest
 import torch
+from test_stage_identity import settings_ident as _ident
 
 import dwq
 from dwq.eval.stages import StageDirError, StageStore, evaluation_identity
 from dwq.models import small_cnn
-
-
-def _ident(**settings):
-    return {"settings": settings, "model": "M 0", "layers": "0", "data": "0"}
 
 
 def test_a_setting_recorded_here_only_is_refused_unless_dwq_added_it_later(tmp_path):

@@ -6,13 +6,10 @@ import json
 
 import pytest
 import torch
+from test_stage_identity import settings_ident as _ident
 
 from dwq.eval.attacks import CW_ATTACKS, REFERENCE_CW_STEPS
 from dwq.eval.stages import StageDirError, StageStore, resumable_map
-
-
-def _ident(**settings):
-    return {"settings": settings, "model": "M 0", "layers": "0", "data": "0"}
 
 
 def test_other_protocols_are_the_same_evaluation(tmp_path):
