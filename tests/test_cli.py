@@ -259,6 +259,14 @@ def test_interrupt_before_the_first_epoch_leaves_a_folder_the_same_command_reuse
     assert main(argv) == 0 and (tmp_path / "o" / "last.pt").is_file()
 
 
+KEPT_REPORT = os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")  # the README's demo
+
+
+def kept_report():
+    with open(KEPT_REPORT) as f:
+        return json.load(f)
+
+
 TINY = ["--attack", "none", "--val-size", "16", "--train-subset", "32", "--batch-size", "32", "--width", "8",
         "--no-progress", "--workers", "0"]
 
@@ -1345,7 +1353,7 @@ def test_demo_findings_say_the_replica_batch_from_the_report():
     one of 50, which the findings said was "one per 95 images" (n_test // draws)."""
     from dwq.cli import demo
 
-    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    rep = kept_report()
     kept = demo.findings(rep)
     # the run's own findings, but for the one interval diff_ci's variance floor (2026-12-06) widened: the
     # run wrote AutoAttack expected minus EOT-PGD as [-7.8, -2.6], the floor makes it [-8.0, -2.4]
@@ -1364,7 +1372,7 @@ def test_demo_rows_count_the_attacks_and_precisions_of_the_report():
     from dwq.cli import demo
     from dwq.eval import mean_ci
 
-    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    rep = kept_report()
     assert "best of 6 attacks" in demo.markdown_rows(rep)
     rep["rpi_set"] = [2, 4, 8]
     rows = demo.markdown_rows(rep)
@@ -1379,7 +1387,7 @@ def test_demo_rows_show_the_worst_case_over_every_attack():
     it existed prints a dash rather than failing."""
     from dwq.cli import demo
 
-    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    rep = kept_report()
     rows = demo.markdown_rows(rep).splitlines()
     for name, m in rep["models"].items():
         wca, eot = m["rpi"]["worst_case_of_attacks"], m["rpi"]["pgd_adaptive_worst_case"]
@@ -1400,7 +1408,7 @@ def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
     (tmp_path / "cut.json").write_text(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo",
                                                          "report.json")).read()[:5000])
     (tmp_path / "config.json").write_text('{"epochs": 6}')
-    rep = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")))
+    rep = kept_report()
     del rep["models"]["fp"]["per_image"]  # the top-level keys checked, a KeyError traceback from the tables
     (tmp_path / "partial.json").write_text(json.dumps(rep))
     code = ("import runpy, sys\nfor a in sys.argv[1:]:\n    sys.argv = ['demo', a]\n    try:\n"
@@ -1418,7 +1426,7 @@ def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
         assert msg.format(tmp_path / f) in line, line
     from dwq.cli import demo
 
-    kept = os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")
+    kept = KEPT_REPORT
     assert demo.reprint([kept]) == 0
     assert demo.markdown_rows(json.load(open(kept))) in capsys.readouterr().out
 
@@ -1426,7 +1434,7 @@ def test_demo_reprint_of_a_bad_file_is_one_line(tmp_path, capsys):
 def test_a_reader_that_goes_away_ends_the_output_without_a_traceback():
     """``dwq ... | head -1`` and ``python -m dwq.cli.demo REPORT | head -1``: the pipe is closed before
     the command writes (it is still importing torch), so its first write fails with EPIPE."""
-    kept = os.path.join(os.path.dirname(__file__), "..", "docs", "demo", "report.json")
+    kept = KEPT_REPORT
     bench = ("import sys\nfrom dwq.cli import deploy, main\n"
              "deploy.COMMANDS['bench'] = lambda a: print('x' * 100000, flush=True)\n"
              "sys.exit(main.main(['bench', '--model', 'm.safetensors']))\n")

@@ -6,16 +6,11 @@ import os
 import re
 
 import pytest
+from test_cli import KEPT_REPORT, kept_report
 
 from dwq.cli import demo
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-KEPT = os.path.join(ROOT, "docs", "demo", "report.json")
-
-
-def kept():
-    with open(KEPT) as f:
-        return json.load(f)
 
 
 def fmt(r):  # "acc ±half-width" in %, written out here rather than through demo._fmt
@@ -29,7 +24,7 @@ def pct(r):
 def test_readme_demo_rows_are_the_kept_reports():
     """The README says `python -m dwq.cli.demo docs/demo/report.json` prints its rows: they are
     markdown_rows of the kept report, column for column."""
-    rep = kept()
+    rep = kept_report()
     rows = demo.markdown_rows(rep)
     with open(os.path.join(ROOT, "README.md")) as f:
         assert rows in f.read()
@@ -55,7 +50,7 @@ def test_pct_and_fmt_write_the_interval_and_its_half_width():
 
 
 def test_table_columns_hold_the_figures_their_headers_name():
-    rep = kept()
+    rep = kept_report()
     lines = demo.table(rep).splitlines()
     hdr = lines[1].split()
     assert hdr == ["model", "metric", "fp"] + [str(b) for b in rep["rpi_set"]]
@@ -85,7 +80,7 @@ def test_table_columns_hold_the_figures_their_headers_name():
 def test_table_labels_the_transfer_rows_by_their_attack_precision():
     """A matrix whose attack precisions come in another order than its inference precisions: each row is
     labelled with its own attack precision, the header with the inference precisions."""
-    rep = kept()
+    rep = kept_report()
     tm = rep["models"]["rpt"]["transfer_matrix"]
     tm["attack_precisions"], tm["acc"] = tm["attack_precisions"][::-1], tm["acc"][::-1]
     lines = demo.table(rep).splitlines()
@@ -133,14 +128,14 @@ def test_transfer_rows_quote_the_own_attack_against_the_other_rows():
 def test_findings_with_the_worst_case_of_every_attack_in_one_model_only():
     """A report where fp lacks worst_case_of_attacks (a report from before it existed, for that model):
     only rpt minus fixed4 quotes the worst case over every attack."""
-    rep = kept()
+    rep = kept_report()
     del rep["models"]["fp"]["per_image"]["worst_case_of_attacks"]
     said = [f for f in demo.findings(rep) if "every attack run" in f]
     assert len(said) == 1 and said[0].startswith("rpt minus fixed4")
 
 
 def test_findings_count_an_exact_figure_on_the_replica_bound_as_inside():
-    rep = kept()
+    rep = kept_report()
     r = rep["models"]["rpt"]["rpi"]
     r["pgd_paper_sampled"]["ci95"][0] = r["pgd_paper"]["acc"]
     r["clean_sampled"]["ci95"][1] = r["clean"]["acc"]
@@ -150,7 +145,7 @@ def test_findings_count_an_exact_figure_on_the_replica_bound_as_inside():
 def test_deploy_summary_is_the_rpt_models_check():
     from dwq.deploy import format_check
 
-    rep = kept()
+    rep = kept_report()
     d = rep["models"]["rpt"]["deploy"]
     assert demo.deploy_summary(rep) == format_check(d, "rpt as a true-integer model (dwq.deploy)")
     rep["models"]["fixed4"]["deploy"] = d  # another model's check is not rpt's
@@ -159,8 +154,8 @@ def test_deploy_summary_is_the_rpt_models_check():
 
 
 def test_reprint_prints_the_tables_findings_deploy_check_and_rows(capsys):
-    rep = kept()
-    assert demo.reprint([KEPT]) == 0
+    rep = kept_report()
+    assert demo.reprint([KEPT_REPORT]) == 0
     out = capsys.readouterr().out
     for part in [demo.table(rep), demo.deploy_summary(rep), demo.markdown_rows(rep)] + demo.findings(rep):
         assert part in out
@@ -179,7 +174,7 @@ def test_reprint_refuses_a_report_missing_fields_or_of_wrong_types(tmp_path, cap
     (tmp_path / "set_only.json").write_text(json.dumps({"rpi_set": [2, 4]}))
     assert demo.reprint([str(tmp_path / "set_only.json")]) == 2
     assert "is not a report.json of dwq demo" in capsys.readouterr().err
-    rep = kept()
+    rep = kept_report()
     rep["rpi_set"] = 5  # (a TypeError in the tables)
     (tmp_path / "typed.json").write_text(json.dumps(rep))
     assert demo.reprint([str(tmp_path / "typed.json")]) == 2
@@ -189,7 +184,7 @@ def test_reprint_refuses_a_report_missing_fields_or_of_wrong_types(tmp_path, cap
 
 def test_findings_name_the_replica_batches_of_two_draws():
     """Two draws of 100 and 50 images: one per 100 images, the last of 50 (the first size against the last)."""
-    rep = kept()
+    rep = kept_report()
     for m in rep["models"].values():
         s = m["rpi"]["pgd_paper_sampled"]
         s["clusters"], s["batches"]["sizes"] = 2, [100, 50]
@@ -200,7 +195,7 @@ def test_findings_name_the_replica_batches_of_two_draws():
 
 
 def test_table_of_a_report_from_before_the_worst_case_of_every_attack():
-    rep = kept()
+    rep = kept_report()
     for m in rep["models"].values():
         del m["rpi"]["worst_case_of_attacks"], m["per_image"]["worst_case_of_attacks"]
     lines = demo.table(rep).splitlines()
