@@ -3,6 +3,7 @@ replaced by ones made in the test: what it hands the evaluation (which images, t
 precisions, the input size), the edges of --n-test and --autoattack-n, and ImageNet's --n-test."""
 import pytest
 import torch
+from deploy_models import calibrated
 from torch.utils.data import TensorDataset
 
 import dwq.data
@@ -11,7 +12,6 @@ import dwq.train
 from dwq.cli.main import main
 from dwq.data import DatasetInfo
 from dwq.models.build import build_model
-from dwq.nn import precision
 
 N = 10
 
@@ -20,12 +20,7 @@ N = 10
 def fake(tmp_path, monkeypatch):
     """A tiny calibrated small_cnn as the checkpoint's model; a 10-image test set; evaluate records its call."""
     model, _ = build_model("small_cnn", "mnist5k", [2, 4, 8], switchable_bn=True, width=4)
-    model.train()
-    with torch.no_grad():  # sets the activation ranges and BN statistics at every precision
-        for p in (2, 4, 8):
-            with precision(model, p):
-                model(torch.rand(8, 1, 28, 28))
-    model.eval()
+    calibrated(model, (8, 1, 28, 28))  # sets the activation ranges and BN statistics at every precision
     state = {"dataset": "mnist5k", "calls": [], "reports": []}
 
     def load(path, device="cpu"):
