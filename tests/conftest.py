@@ -31,6 +31,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _threads():
+    # (a script's or the CLI's --threads called in a test set the thread count of every later test)
+    n = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _seed_module():
     # Module fixtures are made before the function-scoped seed: unseeded, a shared model's weights (e.g.
