@@ -6,7 +6,7 @@ Switches (environment variables):
   CUDA_HOME       the CUDA toolkit; otherwise found from the real location of nvcc
                   (on these machines /usr/local/bin/nvcc is a shell wrapper).
   DWQ_CUDA_ARCH   TORCH_CUDA_ARCH_LIST to build for, over one set in the environment (default, when
-                  neither is set: "8.0+PTX;9.0a": sm_80 and Hopper's sm_90a binaries, plus
+                  neither is set or both are empty: "8.0+PTX;9.0a": sm_80 and Hopper's sm_90a binaries, plus
                   compute_80 PTX that any newer GPU can JIT).
   DWQ_SKIP_EXT=1  install the Python package only (the Makefile then builds dwq._C in place).
   MAX_JOBS        parallel compile jobs for ninja (default: cores).
@@ -151,7 +151,7 @@ def check_compiler_runtime(loaded):
 
 
 # Named TORCH_CUDA_ARCH_LIST entries below compute capability 8.0 (torch's names).
-OLD_ARCH_NAMES = {"kepler", "kepler+tesla", "maxwell", "maxwell+tegra", "pascal", "volta", "turing"}
+OLD_ARCH_NAMES = {"kepler", "kepler+tesla", "maxwell", "maxwell+tegra", "pascal", "volta", "volta+tegra", "turing"}
 
 
 def supported_arch_list(value):
@@ -187,11 +187,13 @@ def extensions():
         if os.environ.get("DWQ_CUDA_ARCH"):
             os.environ["TORCH_CUDA_ARCH_LIST"] = os.environ["DWQ_CUDA_ARCH"]
         default = "8.0+PTX;9.0a"
-        kept, dropped = supported_arch_list(os.environ.setdefault("TORCH_CUDA_ARCH_LIST", default))
+        kept, dropped = supported_arch_list(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
         if dropped:
             print(f"dwq: leaving {';'.join(dropped)} out of TORCH_CUDA_ARCH_LIST: the CUDA kernels need compute "
                   f"capability 8.0 or newer{'' if kept else f'; building for {default}'}")
-            os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(kept) if kept else default
+        # (a list set but empty, as DWQ_CUDA_ARCH= is unset: torch read it as no arch and failed, or built
+        # for the visible GPU only)
+        os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(kept) if kept else default
     import torch
 
     check_compiler_runtime(loaded_libstdcxx())  # after torch: its libstdc++ is the one dwq._C will run with
