@@ -229,14 +229,18 @@ print("nvcc", os.path.exists(nvcc) and subprocess.run([nvcc, "--version"], captu
                                                       text=True).stdout.strip().splitlines()[-1:])
 cxx = os.environ.get("CXX", "c++")
 try:
-    print("cxx", subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0])
-    print("cxx libstdc++", os.path.realpath(subprocess.run([cxx, "-print-file-name=libstdc++.so.6"],
-                                                           capture_output=True, text=True).stdout.strip()))
+    print("cxx", (subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()
+                  or [f"{cxx}: no --version output"])[0])
+    lib = subprocess.run([cxx, "-print-file-name=libstdc++.so.6"], capture_output=True, text=True).stdout.strip()
+    # (realpath("") is the working folder, which read as the compiler's libstdc++)
+    print("cxx libstdc++", os.path.realpath(lib) if lib else "not given (-print-file-name printed nothing)")
 except OSError as e:
     print("cxx", cxx, "not runnable:", e)
-for line in open("/proc/self/maps"):
+seen = set()
+for line in open("/proc/self/maps"):  # (a library has a mapping per segment: each printed once)
     p = line.split()[-1]
-    if "libstdc++" in p or "libgcc_s" in p or "libgomp" in p:
+    if ("libstdc++" in p or "libgcc_s" in p or "libgomp" in p) and p not in seen:
+        seen.add(p)
         print("loaded", os.path.realpath(p))
 """
 
@@ -250,6 +254,18 @@ if torch.cuda.is_available():
     major, minor = torch.cuda.get_device_capability(0)
     print(f"{major}.{minor}a" if (major, minor) == (9, 0) else f"{major}.{minor}")
 """
+
+
+def capability(py: str, timeout: float = 60) -> str:
+    """This GPU's build target (CAPABILITY), or "" where there is none or CUDA does not answer within
+    ``timeout`` (a stuck GPU hung gpu_check, outside its budget, until the device call's own limit)."""
+    try:
+        return subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True, timeout=timeout).stdout.strip()
+    except subprocess.TimeoutExpired:
+        print(f"[gpu_check] the GPU's capability: no answer within {timeout:g} s; building for the default "
+              "targets", file=sys.stderr, flush=True)
+        return ""
+
 
 KERNELS_BUILT = r"""
 import sys
@@ -303,7 +319,7 @@ def main(argv=None):
     _RUNNING.append(st)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731
     st.run("toolchain", [py, "-c", TOOLCHAIN], timeout=60)
-    cc = subprocess.run([py, "-c", CAPABILITY], capture_output=True, text=True).stdout.strip()  # e.g. 9.0a
+    cc = capability(py)  # e.g. 9.0a
     if not args.skip_build:
         # Only this GPU's target (sm_90a on a Hopper: every kernel, mma.sync included): half the
         # compile work, and a TORCH_CUDA_ARCH_LIST that the machine sets cannot leave sm_90a out.
