@@ -129,6 +129,18 @@ def test_a_finished_demo_is_refused_and_the_resume_files_a_kill_left_are_removed
     assert sorted(os.listdir(out)) == ["fp", "report.json"]
 
 
+def test_the_finish_removes_the_temporary_files_a_kill_left_too(tmp_path):
+    """A kill while result_<model>.json was written (on an earlier run of a resumed demo) left its
+    temporary file, which nothing reads, beside the report."""
+    out = _demo(tmp_path)
+    (out / "result_fp.json").write_text("{}")
+    (out / "result_rpt.json.h1a2b.0f3c9a1e.tmp").write_text("{")
+    (out / f"{SETTINGS}.h1a2b.77aa00ff.tmp").write_text("{")
+    (out / "report.json").write_text("{}")
+    finish(str(out))
+    assert sorted(os.listdir(out)) == ["report.json"]
+
+
 def test_a_kept_result_reads_back_as_written_and_its_stages_are_removed(tmp_path):
     out = _demo(tmp_path)
     result = {"what": "RPT", "clean_acc": {"4": {"acc": 0.1 + 0.2, "ci95": [1 / 3, 2 / 3]}},

@@ -17,7 +17,8 @@ from dwq._atomic import is_tmp_of
 from .common import CLIError, flag, remove_resume_files, resumable_dir
 
 SETTINGS = "demo_run.json"
-RESUME_FILES = (SETTINGS, "result_*.json", "stages_*")  # all a resume reads; a finished demo is its report
+# All a resume reads, and the temporaries of a kill while one was written (a finished demo is its report)
+RESUME_FILES = (SETTINGS, "result_*.json", "stages_*", SETTINGS + ".*.tmp", "result_*.json.*.tmp")
 
 
 def _result_path(out: str, name: str) -> str:
