@@ -1,6 +1,7 @@
 """dwq.eval.evaluate's argument checks (dwq.eval.checks) at their boundaries, on a small untrained model:
 labels just outside the model's classes, no images, pgd_options with another attack, and the largest
-values that are still accepted."""
+values that are still accepted; labels and images of the wrong rank, PGD without restarts and inference
+mode (gradient attacks need autograd), each refused by check_evaluation before the first forward."""
 import pytest
 import torch
 
@@ -74,3 +75,31 @@ def test_checks_refuse_integer_images(model_data):
     with pytest.raises(ValueError, match=r"x must be a float tensor of images \[N, C, H, W\], got \(4, 1, 28, 28\) "
                                          r"torch.uint8"):
         _checks(m, x.round().to(torch.uint8), y)
+
+
+def test_checks_refuse_labels_that_are_not_one_per_image(model_data):
+    # [N, 1] labels hold valid class indices and as many rows as images: only the rank tells
+    m, x, y = model_data
+    with pytest.raises(ValueError, match=r"y must be int64 labels \[N\], got \(torch.int64, \(4, 1\)\)"):
+        _checks(m, x, y[:, None])
+
+
+def test_checks_refuse_images_without_a_batch_dimension(model_data):
+    m, x, y = model_data
+    with pytest.raises(ValueError, match=r"x must be a float tensor of images \[N, C, H, W\], got \(4,\) torch.float32"):
+        _checks(m, torch.rand(4), y)
+
+
+def test_checks_refuse_no_restarts_for_pgd(model_data):
+    m, x, y = model_data
+    with pytest.raises(ValueError, match=r"restarts must be an int >= 1, got 0"):
+        _checks(m, x, y, restarts=0)
+    assert _checks(m, x, y, restarts=0, attack="fgsm") == 10  # (no PGD runs, no adaptive protocol)
+
+
+def test_checks_refuse_inference_mode(model_data):
+    m, x, y = model_data
+    with torch.inference_mode(), pytest.raises(RuntimeError, match=r"outside torch.inference_mode\(\)"):
+        _checks(m, x, y)
+    with torch.no_grad():  # (fine: the attacks enable grad themselves)
+        assert _checks(m, x, y) == 10
