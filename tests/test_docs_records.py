@@ -633,3 +633,20 @@ def test_workflow_transfer_rows_are_the_demo_reports():
     (fo, fr), (xo, xr), (ro, rr) = (rows[k][2:4] for k in ("fp", "fixed4", "rpt"))
     assert (f"leaves {fo} (fp) and {xo} (fixed4) against {fr[:-1]}% and {xr[:-1]}% for the others, and {ro} "
             f"against {rr[:-1]}% for rpt") in text, (rows, text[text.index("Row \"2\""):][:400])
+
+
+def test_readme_ci_sentence_is_the_kept_ci_record():
+    """The README's clean-clone CI figures (the latest run: its time, commit and test counts) are those of
+    docs/ci_run.txt, the summary kept from that run's log."""
+    record = (ROOT / "docs" / "ci_run.txt").read_text()
+    commit = re.search(r"^Clean-clone CI run of dwq ([0-9a-f]{7,})", record, re.M).group(1)
+    secs = int(re.search(r"rc=0 secs=(\d+)", record).group(1))
+    passed, skipped = map(int, re.search(r"^(\d+) passed, (\d+) skipped", record, re.M).groups())
+    vnni, amx = (int(re.search(rf"^\s*(\d+)\s+this CPU does not support the {isa} path$", record, re.M).group(1))
+                 for isa in ("avx512_vnni", "amx"))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    m = re.search(r"took (\d+) min (\d+) s at ([0-9a-f]{7,}) on a 2-core", readme)
+    assert m, "the README no longer states the clean-clone CI time"
+    assert (int(m.group(1)) * 60 + int(m.group(2)), m.group(3)) == (secs, commit)
+    assert (f"pytest {passed} passed, {skipped} skipped: the {vnni} tests of the `avx512_vnni` path and the "
+            f"{amx} of the `amx` path") in readme
