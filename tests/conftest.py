@@ -47,6 +47,14 @@ def _seed_module():
     torch.manual_seed(0)
 
 
+def shell_script(path, body=""):
+    """An executable ``#!/bin/sh`` script at ``path`` (its folders made): a stand-in for a tool."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
 CPU_ISAS = ["scalar", "avx2", "avx512_vnni", "amx"]
 
 

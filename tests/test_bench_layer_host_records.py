@@ -12,7 +12,6 @@ def test_records_are_the_median_and_best_per_forward(tmp_path, monkeypatch):
     blh = _script("bench_layer_host")
     times = {"float": (2.0, 1.0), "rpt": (6.0, 3.0), "rpt_reuse": (4.0, 2.0)}  # ms per timed call
     monkeypatch.setattr(blh, "time_pair", lambda fns, device, reps, warmup: {k: times[k] for k in fns})
-    monkeypatch.setattr(blh.torch, "set_num_threads", lambda n: None)  # (main's one thread: not for the tests)
     out = tmp_path / "h.json"
     blh.main(["--device", "cpu", "--layers", "2", "--reps", "1", "--json", str(out)])
     recs = json.loads(out.read_text())

@@ -8,6 +8,7 @@ import pathlib
 import sys
 
 import pytest
+from conftest import shell_script
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -213,9 +214,7 @@ def test_ncu_kernels_target_makes_each_call(capsys, monkeypatch):
 
 def test_find_ncu_looks_on_path_then_in_the_install_folders(tmp_path, monkeypatch):
     records = _script("records")
-    fake = tmp_path / "ncu"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
+    fake = shell_script(tmp_path / "ncu")
     monkeypatch.setenv("PATH", str(tmp_path))
     assert records.find_ncu() == str(fake)
     monkeypatch.setenv("PATH", str(tmp_path / "none"))

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import shell_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 toolchain = pytest.mark.skipif(not (sys.platform.startswith("linux") and shutil.which("c++")),
@@ -76,10 +77,7 @@ def _build_probe(tmp_path, cxx, runtime_found=True):
 
 def _wrapper(tmp_path):
     """A compiler that copies libstdc++ into every shared object, as the GPU machine's did."""
-    wrapper = tmp_path / "bin" / "g++"
-    wrapper.parent.mkdir()
-    wrapper.write_text('#!/bin/sh\nexec c++ "$@" -static-libstdc++\n')
-    wrapper.chmod(0o755)
+    wrapper = shell_script(tmp_path / "bin" / "g++", 'exec c++ "$@" -static-libstdc++\n')
     r = subprocess.run([str(wrapper), "-x", "c++", "-", "-o", str(tmp_path / "a.out")],
                        input="#include <sstream>\nint main() { std::ostringstream s; s << 1; }\n",
                        capture_output=True, text=True)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+from conftest import shell_script
 from test_build_link import PROBE, ROOT, SETUP_DEFS, _setup_namespace, _wrapper, toolchain
 
 
@@ -13,9 +14,7 @@ from test_build_link import PROBE, ROOT, SETUP_DEFS, _setup_namespace, _wrapper,
 def test_a_copy_is_linked_again_when_ninja_is_missing(tmp_path):
     (tmp_path / "probe.cpp").write_text(PROBE)
     no_ninja = tmp_path / "no_ninja"
-    no_ninja.mkdir()
-    (no_ninja / "ninja").write_text("#!/bin/sh\nexit 1\n")  # what torch's is_ninja_available() sees as absent
-    (no_ninja / "ninja").chmod(0o755)
+    shell_script(no_ninja / "ninja", "exit 1\n")  # what torch's is_ninja_available() sees as absent
     script = f"SETUP = {str(ROOT / 'setup.py')!r}\n" + SETUP_DEFS + textwrap.dedent("""
         from setuptools import Extension, setup
         setup(name="probe", ext_modules=[Extension("probe", ["probe.cpp"], language="c++")],

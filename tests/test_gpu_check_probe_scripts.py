@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import shell_script
 from test_gpu_check import _gpu_check
 
 
@@ -34,9 +35,7 @@ def test_toolchain_probe_with_a_compiler_that_answers_nothing_goes_on_and_prints
     -print-file-name answer read as the probe's working folder; a library mapped in several segments
     was printed once per segment."""
     gc = _gpu_check()
-    mute = tmp_path / "mute-c++"
-    mute.write_text("#!/bin/sh\nexit 0\n")
-    mute.chmod(0o755)
+    mute = shell_script(tmp_path / "mute-c++", "exit 0\n")
     r = subprocess.run([sys.executable, "-c", gc.TOOLCHAIN], capture_output=True, text=True, cwd=tmp_path,
                        env=dict(os.environ, CXX=str(mute)), timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+from conftest import shell_script
 from test_benchmarks_cli import _script
 
 
@@ -79,9 +80,7 @@ def test_find_tool_prefers_path_then_the_first_folder_that_has_it(tmp_path, monk
     rec = _script("records")
     name = "fake-tool-xyz"
     for d in ("a", "b", "onpath"):
-        (tmp_path / d).mkdir()
-        (tmp_path / d / name).write_text("#!/bin/sh\n")
-        (tmp_path / d / name).chmod(0o755)
+        shell_script(tmp_path / d / name)
     monkeypatch.setenv("PATH", str(tmp_path / "onpath"))
     assert rec.find_tool(name, str(tmp_path / "a")) == str(tmp_path / "onpath" / name)
     monkeypatch.setenv("PATH", str(tmp_path / "none"))

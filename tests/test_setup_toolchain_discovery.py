@@ -7,17 +7,11 @@ import os
 import sys
 
 import pytest
+from conftest import shell_script
 
 from test_build_link import _setup_namespace
 
 posix = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="shell-script stand-ins need Linux")
-
-
-def _script(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n" + text)
-    path.chmod(0o755)
-    return path
 
 
 def test_cuda_home_from_the_environment(monkeypatch):
@@ -31,7 +25,7 @@ def test_cuda_home_from_the_dry_run_of_a_wrapper_nvcc(tmp_path, monkeypatch):
     (toolkit / "bin").mkdir(parents=True)
     (tmp_path / "cuda").symlink_to(toolkit)
     # what /usr/local/bin/nvcc (a wrapper) prints: the real binary's directory, through a symlink
-    _script(tmp_path / "wrap" / "nvcc", f'echo "#\\$ _HERE_={tmp_path}/cuda/bin" >&2\n'
+    shell_script(tmp_path / "wrap" / "nvcc", f'echo "#\\$ _HERE_={tmp_path}/cuda/bin" >&2\n'
                                         f'echo "#\\$ _TOP_={tmp_path}/elsewhere/bin/.." >&2\n')
     monkeypatch.setenv("PATH", str(tmp_path / "wrap"))
     monkeypatch.setenv("CUDA_HOME", "")  # set but empty: not a toolkit
@@ -41,7 +35,7 @@ def test_cuda_home_from_the_dry_run_of_a_wrapper_nvcc(tmp_path, monkeypatch):
 @posix
 def test_cuda_home_from_nvccs_real_path_when_the_dry_run_says_nothing(tmp_path, monkeypatch):
     toolkit = tmp_path / "cuda-12.8"
-    _script(toolkit / "bin" / "nvcc", "exit 1\n")
+    shell_script(toolkit / "bin" / "nvcc", "exit 1\n")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "nvcc").symlink_to(toolkit / "bin" / "nvcc")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
@@ -87,7 +81,7 @@ def test_a_compiler_with_a_newer_runtime_is_warned_about(tmp_path, monkeypatch, 
         (tmp_path / d / f"libstdc++.so.6.0.{n}").write_bytes(b"")
         (tmp_path / d / "libstdc++.so.6").symlink_to(tmp_path / d / f"libstdc++.so.6.0.{n}")
     # a compiler given with an argument (CXX="ccache g++", "g++ -m64"), like g++ -print-file-name
-    cxx = _script(tmp_path / "bin" / "g++", 'for a in "$@"; do case "$a" in -print-file-name=*) '
+    cxx = shell_script(tmp_path / "bin" / "g++", 'for a in "$@"; do case "$a" in -print-file-name=*) '
                                            f'echo {tmp_path}/new/libstdc++.so.6;; esac; done\n')
     monkeypatch.setenv("CXX", f"{cxx} -m64")
     f["check_compiler_runtime"](str(tmp_path / "old" / "libstdc++.so.6"))
@@ -108,7 +102,7 @@ def test_a_compiler_without_a_runtime_of_its_own_is_not_compared(tmp_path, monke
     (tmp_path / "old" / "libstdc++.so.6.0.30").write_bytes(b"")
     # g++ -print-file-name prints the bare name back when it has no such file: not a path to read
     # (even where the current directory happens to hold a file of that name)
-    cxx = _script(tmp_path / "bin" / "g++", "echo libstdc++.so.6\n")
+    cxx = shell_script(tmp_path / "bin" / "g++", "echo libstdc++.so.6\n")
     monkeypatch.setenv("CXX", str(cxx))
     monkeypatch.chdir(tmp_path)
     f["check_compiler_runtime"](str(tmp_path / "old" / "libstdc++.so.6.0.30"))
