@@ -30,7 +30,6 @@ written when the run ends. Writes files only where --json / --png say.
 import argparse
 import faulthandler
 import json
-import os
 import statistics
 import sys
 
@@ -42,7 +41,7 @@ import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import epilogue_ref, qconv2d_acc_ref, qgemm_acc_ref
 
 from dwq.cli.common import path_arg, positive_float, positive_int
-from records import conv_shape, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
+from records import conv_shape, env_vars, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
 
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]  # (--quick too)
 # (network, C_in, C_out, H=W of the input, kernel, stride)
@@ -116,24 +115,19 @@ def time_engines(records, op, shape, bits, ops_count, check, run, reps, **extra)
     """Per engine: check() (value checks on) must hold, then run() is timed without the checks' sync; an
     engine whose result differs or whose op raises gets an error record. extra: the records' own fields."""
     for impl, engine in engines():
-        if engine == "auto_repack":
-            if bits != 8:
-                continue
-            os.environ["DWQ_CUDA_WEIGHT_CACHE"] = "0"
-        os.environ["DWQ_CUDA_GEMM"] = "auto" if engine == "auto_repack" else engine
+        if engine == "auto_repack" and bits != 8:
+            continue
         error = None
         try:
-            if check():
-                os.environ["DWQ_CUDA_CHECKS"] = "0"
-                emit_time(records, op, shape, bits, impl, cuda_time(run, reps), ops_count, **extra)
-            else:
-                error = "differs from the int64 reference"
+            with env_vars(DWQ_CUDA_GEMM="auto" if engine == "auto_repack" else engine,
+                          DWQ_CUDA_WEIGHT_CACHE="0" if engine == "auto_repack" else None, DWQ_CUDA_CHECKS=None):
+                if check():
+                    with env_vars(DWQ_CUDA_CHECKS="0"):
+                        emit_time(records, op, shape, bits, impl, cuda_time(run, reps), ops_count, **extra)
+                else:
+                    error = "differs from the int64 reference"
         except RuntimeError as e:  # (a launch error; a device fault ends the process anyway)
             error = f"raised: {first_line(e)[:300]}"
-        finally:
-            os.environ.pop("DWQ_CUDA_CHECKS", None)
-            os.environ.pop("DWQ_CUDA_GEMM", None)
-            os.environ.pop("DWQ_CUDA_WEIGHT_CACHE", None)
         if error is not None:
             emit(records, record(op, shape, bits, impl, None, error=error, device=torch.cuda.get_device_name(0),
                                  **extra))

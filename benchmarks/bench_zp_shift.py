@@ -11,7 +11,6 @@ Records (benchmarks/records.py): op ``conv3x3`` (shape as ``bench_kernels.py``'s
 ``offset128`` or ``zp_shift``. Each pair is timed round-robin (dwq.deploy.time_round_robin) after its
 outputs were checked equal.
 """
-import contextlib
 import os
 import sys
 
@@ -26,32 +25,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_affine import cpu_ab_parser, parse_cpu_ab, ratio_table, start_cpu_run  # noqa: E402
 from bench_kernels import QUICK_CONVS  # noqa: E402
 from bench_models import BUILD, calibrate  # noqa: E402
-from records import conv_shape, finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
+from records import conv_shape, env_vars, finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
 IMPLS = ("offset128", "zp_shift")
 MODELS = [("resnet50", (3, 224, 224), (8, 1)), ("preact_resnet18", (3, 32, 32), (32, 1))]
 
 
-@contextlib.contextmanager
-def offset128():
-    """Packing inside packs codes of every width with the 128 offset (DWQ_PACK_ZP_SHIFT=0)."""
-    old = os.environ.get("DWQ_PACK_ZP_SHIFT")
-    os.environ["DWQ_PACK_ZP_SHIFT"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["DWQ_PACK_ZP_SHIFT"]
-        else:
-            os.environ["DWQ_PACK_ZP_SHIFT"] = old
-
-
 def both_ways(pack):
-    """{impl: pack()} for the two packings (``offset128`` under DWQ_PACK_ZP_SHIFT=0, then ``zp_shift``)."""
-    with offset128():
-        old = pack()
-    new = pack()
-    return {"offset128": old, "zp_shift": new}
+    """{impl: pack()} for the two packings: ``offset128`` under DWQ_PACK_ZP_SHIFT=0, then ``zp_shift``
+    with the variable unset (a DWQ_PACK_ZP_SHIFT=0 of the caller's shell would make both the same)."""
+    out = {}
+    for impl, value in (("offset128", "0"), ("zp_shift", None)):
+        with env_vars(DWQ_PACK_ZP_SHIFT=value):
+            out[impl] = pack()
+    return out
 
 
 def bench_convs(budget, bits_list, records):

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dwq.ops.qgemm as q  # noqa: E402
 from dwq.cli.common import path_arg  # noqa: E402
 from dwq.ops import fake_quantize  # noqa: E402
-from records import find_ncu, output_paths  # noqa: E402  (benchmarks/records.py)
+from records import env_vars, find_ncu, output_paths  # noqa: E402  (benchmarks/records.py)
 
 # Matched against demangled names: every dwq kernel, and torch's fake quantization (a lambda of
 # fake_quantize_tensor_cachemask_kernel_cuda inside an elementwise kernel template).
@@ -64,10 +64,9 @@ def target(device="cuda", small=False):
         sx, sw = torch.tensor([0.01], device=device), torch.full((N,), 0.001, device=device)
         wp = q.pack_weight(w, zw, bits)
         for engine in names:
-            os.environ["DWQ_CUDA_GEMM"] = engine
-            os.environ["DWQ_CUDA_CHECKS"] = "0"
-            say(f"qlinear {M}x{N}x{K} {bits}-bit {engine}")
-            q.qlinear(x, sx, zx, bits, wp, sw)
+            with env_vars(DWQ_CUDA_GEMM=engine, DWQ_CUDA_CHECKS="0"):
+                say(f"qlinear {M}x{N}x{K} {bits}-bit {engine}")
+                q.qlinear(x, sx, zx, bits, wp, sw)
         sync()
     for bits, names in ((8, engines), (16, ["auto"])):  # (16 bits: the default engine's conv on limb planes)
         x = codes((batch, 64, 32, 32), bits).contiguous(memory_format=torch.channels_last)
@@ -77,14 +76,12 @@ def target(device="cuda", small=False):
         sx, sw = torch.tensor([0.01], device=device), torch.full((64,), 0.001, device=device)
         so = torch.tensor([0.5], device=device)
         for engine in names:
-            os.environ["DWQ_CUDA_GEMM"] = engine
             # the op bench_kernels_cuda.py times: requantized codes out (qconv2d_acc's int64 accumulators
             # are another epilogue and 8x the output bytes at 8 bits)
-            say(f"qconv2d b{batch} 64->64 32x32 3x3 {bits}-bit {engine}")
-            q.qconv2d(x, sx, zx, bits, wp, sw, 3, 1, 1, None, None, False, so, zx, bits)
+            with env_vars(DWQ_CUDA_GEMM=engine, DWQ_CUDA_CHECKS="0"):
+                say(f"qconv2d b{batch} 64->64 32x32 3x3 {bits}-bit {engine}")
+                q.qconv2d(x, sx, zx, bits, wp, sw, 3, 1, 1, None, None, False, so, zx, bits)
         sync()
-    os.environ.pop("DWQ_CUDA_GEMM")
-    os.environ.pop("DWQ_CUDA_CHECKS")
     xf = torch.randn(numel, device=device, generator=g)
     s1, z1 = torch.tensor([0.05], device=device), torch.tensor([128], dtype=torch.int32, device=device)
     say(f"fake_quantize per tensor {numel} float32")

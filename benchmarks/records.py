@@ -2,6 +2,7 @@
 (print the records and the ratio tables, then write the JSON records and the plot only where
 ``--json`` / ``--png`` say), a JSON save that survives a kill, the progress file of the scripts that
 save after every measurement and the checks of the arguments the scripts share."""
+import contextlib
 import glob
 import json
 import os
@@ -12,6 +13,27 @@ import time
 # "bits" of a float32 record: dwq.deploy.RECORD_FP_BITS, the convention dwq bench writes and
 # latency_from_records reads (not imported: gpu_check loads this file before dwq is built)
 FLOAT32_BITS = 32
+
+
+@contextlib.contextmanager
+def env_vars(**values):
+    """Sets (a str) or unsets (None) each environment variable for the block, then puts back what was
+    there before: the engine switches a script sets must not outlive the call that set them."""
+    old = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            _put_env(k, v)
+        yield
+    finally:
+        for k, v in old.items():
+            _put_env(k, v)
+
+
+def _put_env(name, value):
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def record(op, shape, bits, impl, median_ms, min_ms=None, **extra):
