@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from dwq.cli.train import _diverged, _lost_peers, _resumable, _resume_command, _resume_hint
+from dwq.cli.train import _diverged, _collective_failure, _resumable, _resume_command, _resume_hint
 
 
 def test_the_continuation_command_types_switches_by_their_value_and_leaves_out_flags_not_given():
@@ -22,12 +22,26 @@ def test_the_continuation_command_types_switches_by_their_value_and_leaves_out_f
 
 
 @pytest.mark.parametrize("msg, lost", [
-    ("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234", True),
-    ("[../gloo/transport/tcp/pair.cc:598] Connection reset by peer", True),
-    ("CUDA error: out of memory", False),
-    ("Connection refused", False)])
+    ("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234", "lost"),
+    ("[../gloo/transport/tcp/pair.cc:598] Connection reset by peer", "lost"),
+    ("CUDA error: out of memory", None),
+    ("Connection refused", None)])
 def test_a_lost_peer_is_recognised_by_gloo_s_message(msg, lost):
-    assert _lost_peers(RuntimeError(msg)) is lost
+    assert _collective_failure(RuntimeError(msg)) == lost
+
+
+@pytest.mark.parametrize("msg, how", [
+    ("NCCL error in: ProcessGroupNCCL.cpp:3356, remote process exited or there was a network error, NCCL "
+     "version 2.27.5", "lost"),
+    ("NCCL error in: ProcessGroupNCCL.cpp:1191, unhandled system error (run with NCCL_DEBUG=INFO for details), "
+     "NCCL version 2.27.5\nncclSystemError: System call (e.g. socket, malloc) or external library call failed or "
+     "device error. It can be also caused by unexpected exit of a remote peer.", "lost"),
+    ("NCCL communicator was aborted on rank 0.", "lost"),
+    # this rank's own failure inside NCCL: not said to be another process's stop
+    ("NCCL error in: ProcessGroupNCCL.cpp:3356, unhandled cuda error (run with NCCL_DEBUG=INFO for details)",
+     "failed")])
+def test_nccl_errors_say_a_lost_peer_only_where_nccl_says_so(msg, how):
+    assert _collective_failure(torch.distributed.DistBackendError(msg)) == how
 
 
 def test_a_diverged_step_names_the_first_bad_parameter_or_the_error_s_own_words():

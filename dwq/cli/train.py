@@ -87,14 +87,21 @@ def _resumable(out: str, say: bool) -> bool:
     return False
 
 
-def _lost_peers(e: RuntimeError) -> bool:
-    """Whether ``e`` is a collective that failed because another process of the run went away (gloo
-    raises a plain RuntimeError naming the closed connection, NCCL a DistBackendError)."""
+# How a collective says that another process of the run went away: gloo's closed connection, NCCL's
+# remote error and its system error's hint, a communicator that another rank's failure aborted.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote process exited",
+              "unexpected exit of a remote peer", "communicator was aborted")
+
+
+def _collective_failure(e: RuntimeError):
+    """What stopped a collective that raised ``e``: "lost" (another process of the run went away),
+    "failed" (a DistBackendError that does not say so: this rank's own CUDA or NCCL error), or None
+    (not a collective's error)."""
     import torch.distributed as dist
 
-    backend_error = getattr(dist, "DistBackendError", ())
-    return isinstance(e, backend_error) or any(s in str(e) for s in ("Connection closed by peer",
-                                                                      "Connection reset by peer"))
+    if any(s in str(e) for s in _PEER_GONE):
+        return "lost"
+    return "failed" if isinstance(e, getattr(dist, "DistBackendError", ())) else None
 
 
 def _stopped(what: str, out: str, say: bool, resume_command: str):
@@ -406,12 +413,14 @@ def cmd_train(a):
         except OSError as e:  # a disk full, a folder gone or made read-only mid-run: one line, and where the run stands
             _stopped_by_write(e, a.out, say, resume_command)
         except RuntimeError as e:
-            if world == 1 or not _lost_peers(e):
+            how = _collective_failure(e) if world > 1 else None
+            if how is None:
                 raise
             # Another rank stopped (its own error, or an interrupt only it got): rank 0's collective fails.
             detail = re.sub(r"^\[[^\]]*\]\s*", "", first_line(e)).split(". ")[0]  # (gloo: "[file:line] What. Hint")
-            _stopped(f"another process of this run stopped, so this one lost its peers ({detail})", a.out, say,
-                     resume_command)
+            what = ("another process of this run stopped, so this one lost its peers" if how == "lost" else
+                    "a collective operation between the processes of this run failed")
+            _stopped(f"{what} ({detail})", a.out, say, resume_command)
         except ValueError as e:
             why = _diverged(tr.model, e)
             if why is None:
