@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import pathlib
+import signal
 import sys
 
 import pytest
@@ -81,8 +82,19 @@ def _script(name):
     ("deploy_report", ["--checkpoint", "x.pt", "--json", ""], "--json: an empty path"),
 ])
 def test_bad_argument_is_a_usage_error_naming_it(script, argv, named, capsys):
-    with pytest.raises(SystemExit) as e:
-        _script(script).main(argv)
+    def ran_on(signum, frame):  # (a refusal that broke would run the whole benchmark: minutes)
+        raise AssertionError(f"{script} {argv}: not refused within 30 s, so it ran")
+
+    old = signal.signal(signal.SIGALRM, ran_on)
+    old_timer = signal.setitimer(signal.ITIMER_REAL, 30)  # (a pytest-timeout's timer is put back after)
+    try:
+        with pytest.raises(SystemExit) as e:
+            _script(script).main(argv)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        if old_timer[0]:
+            signal.setitimer(signal.ITIMER_REAL, *old_timer)
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # the error line (the usage above it names every flag)
     assert e.value.code == 2 and "error:" in last and named in last, err
