@@ -356,6 +356,20 @@ def test_torchattacks_based_attacks_keep_each_modules_mode():
         assert rpi.training and not any(mod.training for mod in m.modules())
 
 
+def test_torchattacks_based_attacks_run_a_training_model_in_eval_mode_and_hand_it_back_training():
+    # torchattacks puts the module it is handed in eval mode for the attack: the wrapper registers the
+    # model so that eval() reaches it; unregistered, a training model's BN statistics moved under attack
+    m, x, y = _rpt_cnn()
+    m.train()
+    buffers = {n: b.clone() for n, b in m.named_buffers()}
+    for attack in (lambda: A.cw_l2(m, x, y, steps=2),
+                   lambda: A.autoattack(m, x, y, EPS, version="rand", steps=1, eot_iter=1)):
+        attack()
+        assert all(mod.training for mod in m.modules())
+        moved = [n for n, b in m.named_buffers() if not torch.equal(b, buffers[n])]
+        assert moved == [], moved
+
+
 def test_float64_images_and_model():
     # cw_linf's float32 distances and torchattacks' FAB (in AutoAttack standard) failed on float64:
     # 'Index put requires the source and destination dtypes match'

@@ -47,13 +47,11 @@ class _InputGrad(torch.autograd.Function):
 
 class _Wrap(nn.Module):
     """nn.Module around a model callable, as torchattacks expects. If the callable
-    is itself a module it is registered, so ``eval()`` reaches it. torchattacks runs in float32
-    (its FAB failed on float64 images); the callable gets images of ``dtype``, the caller's."""
+    is itself a module it is registered (as ``fn``), so ``eval()`` reaches it. torchattacks runs in
+    float32 (its FAB failed on float64 images); the callable gets images of ``dtype``, the caller's."""
 
     def __init__(self, fn, dtype=torch.float32):
         super().__init__()
-        if isinstance(fn, nn.Module):
-            self.inner = fn
         self.fn = fn
         self.dtype = dtype
         # torchattacks restores train mode afterwards if the module it was given was training; a new
