@@ -12,7 +12,11 @@ CTEST := $(VENV)/bin/ctest
 
 .PHONY: setup build demo test ctest pytest bench clean
 
+# (each phase prints the time it starts: a CI log then says where its minutes went)
+STEP = @echo "[$$(date +%T)] $(1)"
+
 $(STAMP): requirements.txt
+	$(call STEP,dependencies)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -29,6 +33,7 @@ $(EDITABLE): $(STAMP) pyproject.toml
 	touch $@
 
 setup: $(EDITABLE)
+	$(call STEP,dwq._C build)
 	$(PY) setup.py -q build_ext --inplace
 
 build: setup
@@ -39,14 +44,17 @@ demo: build
 
 # The torch-free kernels and their C++ tests, plainly and under ASan + UBSan.
 ctest: $(STAMP)
+	$(call STEP,C++ tests)
 	$(CMAKE) -S . -B build-cmake/release -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DCMAKE_BUILD_TYPE=Release
 	$(CMAKE) --build build-cmake/release
 	$(CTEST) --test-dir build-cmake/release --output-on-failure
+	$(call STEP,C++ tests under ASan + UBSan)
 	$(CMAKE) -S . -B build-cmake/sanitize -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) -DDWQ_SANITIZE=ON
 	$(CMAKE) --build build-cmake/sanitize
 	$(CTEST) --test-dir build-cmake/sanitize --output-on-failure
 
 pytest: build
+	$(call STEP,pytest)
 	DWQ_REQUIRE_EXT=1 $(PY) -m pytest -q -ra tests
 
 test: ctest pytest
