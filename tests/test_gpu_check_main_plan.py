@@ -13,6 +13,8 @@ import sys
 import pytest
 from test_gpu_check import _gpu_check
 
+_real_run = subprocess.run  # (_plan stubs subprocess.run, gpu_check's capability probe)
+
 
 def _plan(tmp_path, monkeypatch, argv=(), rcs=None, cc="9.0a"):
     """main() with every step stubbed: {step: (cmd, env)} in run order, and main's return value."""
@@ -41,11 +43,17 @@ def _k(cmd):
     return cmd[cmd.index("-k") + 1]
 
 
-def _selects(expr, test_id):
-    """Whether pytest -k EXPR selects a test of this id (pytest's own matcher: substrings of the id)."""
-    from _pytest.mark.expression import Expression
-
-    return Expression.compile(expr).evaluate(lambda s: s in test_id)
+def _selects(expr, test_id, tmp_path):
+    """Whether ``pytest -k EXPR`` runs a test of this id (name[params]) in tests/test_qgemm_cuda.py: asked
+    of pytest itself, collecting a stand-in file of that name (its -k also matches the file's name)."""
+    name, params = test_id[:-1].split("[")
+    (tmp_path / "test_qgemm_cuda.py").write_text(
+        f"import pytest\n\n\n@pytest.mark.parametrize('p', [0], ids=[{params!r}])\ndef {name}(p):\n    pass\n")
+    r = _real_run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                   "-c", os.devnull, "-k", expr, "test_qgemm_cuda.py"], cwd=tmp_path, capture_output=True,
+                  text=True, timeout=120, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    assert r.returncode in (0, 5), r.stdout + r.stderr  # (5: nothing selected)
+    return f"test_qgemm_cuda.py::{test_id}" in r.stdout.splitlines()
 
 
 def test_steps_get_their_environment(tmp_path, monkeypatch):
@@ -66,14 +74,14 @@ def test_a_failed_smoke_engine_is_left_out_of_test_cuda_and_memcheck(tmp_path, m
     assert rc == 1  # a failed step: the command fails
     for step in ("test_cuda", "memcheck_qgemm_cuda"):
         k = _k(seen[step][0])
-        assert not _selects(k, "test_tile_edges[wgmma_tma-129-129-65]"), (step, k)
-        assert not _selects(k, "test_qgemm_cuda_exact[cuda-wgmma_tma-8]"), (step, k)
+        assert not _selects(k, "test_tile_edges[wgmma_tma-129-129-65]", tmp_path), (step, k)
+        assert not _selects(k, "test_qgemm_cuda_exact[cuda-wgmma_tma-8]", tmp_path), (step, k)
     # the engines that passed keep their tests
-    assert _selects(_k(seen["test_cuda"][0]), "test_qgemm_cuda_exact[cuda-wgmma-8]")
+    assert _selects(_k(seen["test_cuda"][0]), "test_qgemm_cuda_exact[cuda-wgmma-8]", tmp_path)
     memcheck = _k(seen["memcheck_qgemm_cuda"][0])
-    assert _selects(memcheck, "test_tile_edges[wgmma-129-129-65]")
-    assert _selects(memcheck, "test_tile_edges[mma-129-129-65]")
-    assert not _selects(memcheck, "test_tile_edges[mma-64-64-64]")
+    assert _selects(memcheck, "test_tile_edges[wgmma-129-129-65]", tmp_path)
+    assert _selects(memcheck, "test_tile_edges[mma-129-129-65]", tmp_path)
+    assert not _selects(memcheck, "test_tile_edges[mma-64-64-64]", tmp_path)
 
 
 def test_a_skipped_smoke_test_keeps_its_engine_and_a_skipped_cpp_test_runs_no_diagnostics(tmp_path, monkeypatch):
