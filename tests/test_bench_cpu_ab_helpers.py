@@ -88,19 +88,19 @@ def test_bench_residual_times_the_same_work_per_impl_and_records_it(monkeypatch)
 @needs_ext
 def test_zp_shift_packs_both_ways_and_leaves_the_environment_as_it_was(monkeypatch):
     bz = _script("bench_zp_shift")
-    for before in (None, "1"):
+    for before in (None, "0", "1"):  # (a shell's DWQ_PACK_ZP_SHIFT=0 made both sides the offset packing)
         if before is None:
             monkeypatch.delenv("DWQ_PACK_ZP_SHIFT", raising=False)
         else:
             monkeypatch.setenv("DWQ_PACK_ZP_SHIFT", before)
         got = bz.both_ways(lambda: os.environ.get("DWQ_PACK_ZP_SHIFT"))
-        assert got == {"offset128": "0", "zp_shift": before}
+        assert got == {"offset128": "0", "zp_shift": None}
         assert os.environ.get("DWQ_PACK_ZP_SHIFT") == before
     monkeypatch.delenv("DWQ_PACK_ZP_SHIFT", raising=False)
     w = torch.randint(0, 16, (4, 8, 3, 3), dtype=torch.uint8)
     zw = torch.randint(0, 16, (4,), dtype=torch.int32)
     blobs = bz.both_ways(lambda: ops.pack_conv_weight(w, zw, 4))
-    with bz.offset128():
+    with bz.env_vars(DWQ_PACK_ZP_SHIFT="0"):
         assert torch.equal(blobs["offset128"], ops.pack_conv_weight(w, zw, 4))
     assert torch.equal(blobs["zp_shift"], ops.pack_conv_weight(w, zw, 4))
     assert not torch.equal(blobs["offset128"], blobs["zp_shift"])

@@ -1,6 +1,6 @@
 """benchmarks/records.env_vars: the engine and packing switches a benchmark sets (DWQ_CUDA_GEMM,
 DWQ_CUDA_CHECKS, DWQ_PACK_ZP_SHIFT) hold for their block only and give back the caller's values, also
-after an error; bench_zp_shift packs its two ways whatever the caller's shell set."""
+after an error (bench_zp_shift's use: test_bench_cpu_ab_helpers.py)."""
 import os
 
 import pytest
@@ -26,18 +26,6 @@ def test_put_back_after_an_error(monkeypatch):
         with env_vars(DWQ_TEST_A="0"):
             raise RuntimeError("launch failed")
     assert os.environ["DWQ_TEST_A"] == "mine"
-
-
-@pytest.mark.parametrize("shell", [None, "0", "1"])
-def test_zp_shift_packs_with_the_offset_then_with_the_variable_unset(monkeypatch, shell):
-    zp = _script("bench_zp_shift")
-    if shell is None:
-        monkeypatch.delenv("DWQ_PACK_ZP_SHIFT", raising=False)
-    else:
-        monkeypatch.setenv("DWQ_PACK_ZP_SHIFT", shell)
-    packs = zp.both_ways(lambda: os.environ.get("DWQ_PACK_ZP_SHIFT"))
-    assert packs == {"offset128": "0", "zp_shift": None}
-    assert os.environ.get("DWQ_PACK_ZP_SHIFT") == shell
 
 
 def test_ncu_target_gives_back_the_callers_engine(monkeypatch):

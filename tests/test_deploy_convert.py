@@ -559,16 +559,19 @@ def test_info_keys_are_kept_as_json_keeps_them_and_the_file_loads(tmp_path):
 
 
 class _BroadcastAdd(nn.Module):
-    """A squeeze-and-excite-like add: the pooled [B, C, 1, 1] tensor first, the larger one second."""
+    """A squeeze-and-excite-like add: the pooled [B, C, 1, 1] tensor first, the larger one second
+    (then a ReLU where ``relu``)."""
 
-    def __init__(self, precisions):
+    def __init__(self, precisions, relu=False):
         super().__init__()
         self.c1 = QConv2d(1, 4, 3, padding=1, precisions=precisions)
         self.c2 = QConv2d(4, 4, 3, padding=1, precisions=precisions)
+        self.relu = relu
 
     def forward(self, x):
         y = self.c1(x)
         z = nn.functional.adaptive_avg_pool2d(y, 1) + y
+        z = torch.relu(z) if self.relu else z
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.c2(z), 1), 1)
 
 

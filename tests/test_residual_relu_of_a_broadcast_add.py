@@ -4,32 +4,20 @@ takes the ReLU, at quantized and full precision (found by mutation: that branch'
 import pytest
 import torch
 from deploy_models import calibrated
+from test_deploy_convert import _BroadcastAdd
 from torch import nn
 
 import dwq
 from dwq.deploy import convert
-from dwq.nn import QConv2d
 from dwq.ops import HAS_EXT
 
 pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
 
 
-class _BroadcastAddRelu(nn.Module):
-    def __init__(self, precisions):
-        super().__init__()
-        self.c1 = QConv2d(1, 4, 3, padding=1, precisions=precisions)
-        self.c2 = QConv2d(4, 4, 3, padding=1, precisions=precisions)
-
-    def forward(self, x):
-        y = self.c1(x)
-        z = torch.relu(nn.functional.adaptive_avg_pool2d(y, 1) + y)
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.c2(z), 1), 1)
-
-
 @pytest.mark.parametrize("batch", [1, 2])
 def test_the_relu_after_a_broadcast_first_operand_add_is_kept(batch):
     torch.manual_seed(0)
-    m = calibrated(_BroadcastAddRelu([4, None]), (4, 1, 7, 9))
+    m = calibrated(_BroadcastAdd([4, None], relu=True), (4, 1, 7, 9))
     im = convert(m)
     assert [s.get("inplace") for s in im.program if s.get("fn") == "add"] == [True]
     x = torch.rand(batch, 1, 7, 9, generator=torch.Generator().manual_seed(batch))
