@@ -6,21 +6,9 @@ Whether a pixel was penalized at a step is read off that step's gradient: the on
 gets c·20·dadv/ddelta from the margin (0 once fooled), less dadv/ddelta where penalized (c is read off
 each round's first step, where delta = 0 and no pixel is penalized)."""
 import torch
+from test_cw_linf_c_search_and_tau_schedule import _one_pixel_model, _RecordingAdam
 
 import dwq.attacks as A
-
-
-class _RecordingAdam(torch.optim.Adam):
-    grads = []
-
-    def step(self, closure=None):
-        _RecordingAdam.grads.append(self.param_groups[0]["params"][0].grad.detach().clone())
-        return super().step(closure)
-
-
-def _one_pixel_model(x):
-    p = x.flatten(1)[:, :1]
-    return torch.cat([torch.zeros_like(p), 20 * (p - 0.5), torch.zeros_like(p), torch.zeros_like(p)], 1)
 
 
 def test_tau_is_reset_at_the_start_of_each_binary_search_round(monkeypatch):
