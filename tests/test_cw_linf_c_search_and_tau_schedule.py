@@ -22,6 +22,20 @@ def _one_pixel_model(x):
     return torch.cat([torch.zeros_like(p), 20 * (p - 0.5), torch.zeros_like(p), torch.zeros_like(p)], 1)
 
 
+def recorded_cw_linf(monkeypatch, x, y, **kw):
+    """cw_linf on _one_pixel_model, recording each step: (its result, the images each step's forward saw,
+    each step's gradient on delta)."""
+    seen = []
+
+    def model(z):
+        seen.append(z.detach().clone())
+        return _one_pixel_model(z)
+    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
+    _RecordingAdam.grads = []
+    out = A.cw_linf(model, x, y, **kw)
+    return out, seen, _RecordingAdam.grads
+
+
 def test_c_is_halved_after_a_success_and_multiplied_by_ten_after_a_failure(monkeypatch):
     x = torch.full((4, 3, 2, 2), 0.5)
     x[:, 0, 0, 0] = torch.tensor([0.55, 0.99, 0.52, 0.98])  # fooled at once / out of reach in 15 steps
@@ -46,17 +60,10 @@ def test_tau_shrinks_by_a_tenth_only_while_no_pixel_exceeds_it(monkeypatch):
     x = torch.full((1, 3, 2, 2), 0.5)
     x[0, 0, 0, 0] = 0.98  # out of reach: moves at every step, never fooled
     y = torch.ones(1, dtype=torch.long)
-    seen = []
-
-    def model(z):
-        seen.append(z.detach().clone())
-        return _one_pixel_model(z)
-    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
-    _RecordingAdam.grads = []
-    A.cw_linf(model, x, y, tau=0.05, c_init=1.0, steps=20, binary_steps=1, lr=0.1)
-    assert len(seen) == len(_RecordingAdam.grads) == 20
+    _, seen, grads = recorded_cw_linf(monkeypatch, x, y, tau=0.05, c_init=1.0, steps=20, binary_steps=1, lr=0.1)
+    assert len(seen) == len(grads) == 20
     tau, penalized, expected = 0.05, [], []
-    for adv, g in zip(seen, _RecordingAdam.grads):
+    for adv, g in zip(seen, grads):
         p = adv[0, 0, 0, 0].double()
         slope = (1 - (2 * p - 1) ** 2) / 2  # dadv/ddelta at this step
         penalized.append(bool(g[0, 0, 0, 0].double() / slope < 19.5))

@@ -6,7 +6,7 @@ Whether a pixel was penalized at a step is read off that step's gradient: the on
 gets c·20·dadv/ddelta from the margin (0 once fooled), less dadv/ddelta where penalized (c is read off
 each round's first step, where delta = 0 and no pixel is penalized)."""
 import torch
-from test_cw_linf_c_search_and_tau_schedule import _one_pixel_model, _RecordingAdam
+from test_cw_linf_c_search_and_tau_schedule import _one_pixel_model, _RecordingAdam, recorded_cw_linf
 
 import dwq.attacks as A
 
@@ -15,18 +15,11 @@ def test_tau_is_reset_at_the_start_of_each_binary_search_round(monkeypatch):
     x = torch.full((1, 3, 2, 2), 0.5)
     x[0, 0, 0, 0] = 0.98  # moves at every step, fooled only at the first round's last step
     y = torch.ones(1, dtype=torch.long)
-    seen = []
-
-    def model(z):
-        seen.append(z.detach().clone())
-        return _one_pixel_model(z)
-    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
-    _RecordingAdam.grads = []
     steps = 20
-    A.cw_linf(model, x, y, tau=0.05, c_init=1.0, steps=steps, binary_steps=2, lr=0.1)
-    assert len(seen) == len(_RecordingAdam.grads) == 2 * steps
+    _, seen, grads = recorded_cw_linf(monkeypatch, x, y, tau=0.05, c_init=1.0, steps=steps, binary_steps=2, lr=0.1)
+    assert len(seen) == len(grads) == 2 * steps
     penalized, expected = [], []
-    for i, (adv, g) in enumerate(zip(seen, _RecordingAdam.grads)):
+    for i, (adv, g) in enumerate(zip(seen, grads)):
         p = adv[0, 0, 0, 0].double()
         slope = (1 - (2 * p - 1) ** 2) / 2
         if i % steps == 0:
@@ -72,16 +65,9 @@ def test_tau_is_shared_and_stays_put_while_any_image_exceeds_it(monkeypatch):
     x = torch.full((2, 3, 2, 2), 0.5)
     x[:, 0, 0, 0] = torch.tensor([0.98, 0.53])
     y = torch.ones(2, dtype=torch.long)
-    seen = []
-
-    def model(z):
-        seen.append(z.detach().clone())
-        return _one_pixel_model(z)
-    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
-    _RecordingAdam.grads = []
-    A.cw_linf(model, x, y, tau=0.05, c_init=1.0, steps=30, binary_steps=1, lr=0.02)
+    _, seen, grads = recorded_cw_linf(monkeypatch, x, y, tau=0.05, c_init=1.0, steps=30, binary_steps=1, lr=0.02)
     tau, got, want = 0.05, [], []
-    for adv, g in zip(seen, _RecordingAdam.grads):
+    for adv, g in zip(seen, grads):
         dist = (adv - x).abs().flatten(1).amax(1)
         p = adv[:, 0, 0, 0].double()
         slope = (1 - (2 * p - 1) ** 2) / 2
