@@ -22,17 +22,17 @@ def _one_pixel_model(x):
     return torch.cat([torch.zeros_like(p), 20 * (p - 0.5), torch.zeros_like(p), torch.zeros_like(p)], 1)
 
 
-def recorded_cw_linf(monkeypatch, x, y, **kw):
-    """cw_linf on _one_pixel_model, recording each step: (its result, the images each step's forward saw,
+def recorded_cw_linf(monkeypatch, x, y, model=_one_pixel_model, **kw):
+    """cw_linf on ``model``, recording each step: (its result, the images each step's forward saw,
     each step's gradient on delta)."""
     seen = []
 
-    def model(z):
+    def recording(z):
         seen.append(z.detach().clone())
-        return _one_pixel_model(z)
+        return model(z)
     monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
     _RecordingAdam.grads = []
-    out = A.cw_linf(model, x, y, **kw)
+    out = A.cw_linf(recording, x, y, **kw)
     return out, seen, _RecordingAdam.grads
 
 
@@ -40,11 +40,8 @@ def test_c_is_halved_after_a_success_and_multiplied_by_ten_after_a_failure(monke
     x = torch.full((4, 3, 2, 2), 0.5)
     x[:, 0, 0, 0] = torch.tensor([0.55, 0.99, 0.52, 0.98])  # fooled at once / out of reach in 15 steps
     y = torch.ones(4, dtype=torch.long)
-    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
-    _RecordingAdam.grads = []
     steps = 15
-    out = A.cw_linf(_one_pixel_model, x, y, tau=0.05, c_init=1.0, steps=steps, binary_steps=3, lr=0.1)
-    grads = _RecordingAdam.grads
+    out, _, grads = recorded_cw_linf(monkeypatch, x, y, tau=0.05, c_init=1.0, steps=steps, binary_steps=3, lr=0.1)
     assert len(grads) == 3 * steps
     c = torch.stack([grads[r * steps].flatten(1).abs().sum(1) for r in range(3)])  # [round, image], up to a factor
     fooled = torch.tensor([True, False, True, False])

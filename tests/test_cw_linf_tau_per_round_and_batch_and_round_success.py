@@ -6,9 +6,7 @@ Whether a pixel was penalized at a step is read off that step's gradient: the on
 gets c·20·dadv/ddelta from the margin (0 once fooled), less dadv/ddelta where penalized (c is read off
 each round's first step, where delta = 0 and no pixel is penalized)."""
 import torch
-from test_cw_linf_c_search_and_tau_schedule import _one_pixel_model, _RecordingAdam, recorded_cw_linf
-
-import dwq.attacks as A
+from test_cw_linf_c_search_and_tau_schedule import _one_pixel_model, recorded_cw_linf
 
 
 def test_tau_is_reset_at_the_start_of_each_binary_search_round(monkeypatch):
@@ -47,11 +45,9 @@ def test_an_image_fooled_at_any_step_of_a_round_counts_as_a_success(monkeypatch)
         calls.append(1)
         out = _one_pixel_model(z)
         return -out if len(calls) == 2 else out  # margin negative at that one forward: fooled
-    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
-    _RecordingAdam.grads = []
     steps = 5
-    out = A.cw_linf(flaky, x, y, tau=0.05, c_init=1.0, steps=steps, binary_steps=2, lr=0.1)
-    grads = _RecordingAdam.grads
+    out, _, grads = recorded_cw_linf(monkeypatch, x, y, model=flaky, tau=0.05, c_init=1.0, steps=steps,
+                                     binary_steps=2, lr=0.1)
     assert len(grads) == 2 * steps
     c0, c1 = (grads[r * steps].flatten(1).abs().sum(1) for r in range(2))  # delta = 0: c · the same margin gradient
     torch.testing.assert_close(c1 / c0, torch.tensor([0.5]))
