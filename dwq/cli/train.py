@@ -416,7 +416,8 @@ def cmd_train(a):
             how = _collective_failure(e) if world > 1 else None
             if how is None:
                 raise
-            # Another rank stopped (its own error, or an interrupt only it got): rank 0's collective fails.
+            # A collective failed: another rank stopped (its own error, or an interrupt only it got), or, where
+            # NCCL does not say so, NCCL or CUDA failed on this rank.
             detail = re.sub(r"^\[[^\]]*\]\s*", "", first_line(e)).split(". ")[0]  # (gloo: "[file:line] What. Hint")
             what = ("another process of this run stopped, so this one lost its peers" if how == "lost" else
                     "a collective operation between the processes of this run failed")
