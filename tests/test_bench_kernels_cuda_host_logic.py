@@ -1,6 +1,7 @@
 """benchmarks/bench_kernels_cuda.py's host side on the CPU (the GPU calls stubbed): the records'
 median/min and T(int-)ops/s, which engines a GPU runs, error records that let the run go on, the
-verified slice, the CUDA-event median, the argument checks and what main writes."""
+engine switches each check and timing runs under (the caller's given back), the verified slice, the
+CUDA-event median, the argument checks and what main writes."""
 import json
 import os
 
@@ -52,6 +53,28 @@ def test_failing_engines_get_error_records_and_the_run_goes_on(b, monkeypatch):
     assert [(r["impl"], r["median_ms"], r.get("error")) for r in records] == [
         ("dwq", None, "raised: launch failed"), ("dwq_auto", None, "differs from the int64 reference")]
     assert all(r["device"] == "stub" and r["min_ms"] is None for r in records)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_cuda_engines_check_with_value_checks_on_time_with_them_off_then_give_back(b, monkeypatch, bits):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    monkeypatch.setattr(b, "cuda_time", lambda fn, reps: (fn(), (1.0, 0.5))[1])
+    mine = {"DWQ_CUDA_GEMM": "wgmma", "DWQ_CUDA_CHECKS": "0", "DWQ_CUDA_WEIGHT_CACHE": "1"}
+    for k, v in mine.items():
+        monkeypatch.setenv(k, v)
+    seen = []
+
+    def env(step):
+        seen.append((step, *(os.environ.get(k) for k in mine)))
+        return True
+
+    b.time_engines([], "gemm", "8x8x8", bits, 1e9, lambda: env("check"), lambda: env("run"), 3)
+    want = [(step, engine, checks, None) for engine in ("mma", "auto")
+            for step, checks in (("check", None), ("run", "0"))]
+    if bits == 8:  # (the repacking engine: "auto" with the weight cache off, at 8 bits only)
+        want += [("check", "auto", None, "0"), ("run", "auto", "0", "0")]
+    assert seen == want
+    assert {k: os.environ.get(k) for k in mine} == mine
 
 
 def test_edges_are_the_first_and_last_k():
