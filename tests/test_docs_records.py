@@ -492,7 +492,7 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
     run) and its whole-model sentence, recomputed from the records it names; a rerun that replaces
     a record must update the summary."""
     readme = (ROOT / "README.md").read_text()
-    for name, label in (("results_full_2threads_3151f8c.json", "AVX-512 VNNI"),
+    for name, label in (("results_full_2threads_8474c03.json", "AVX-512 VNNI"),
                         ("results_avx2_wide_quick_1thread.json", "AVX2"),
                         ("results_amx_limbs_quick_1thread.json", "AMX")):
         rows = _best_int8_rows(name)
@@ -574,6 +574,37 @@ def test_vnni_full_run_table_is_its_record():
     assert len(ratios) == len(dwq8), "a shape without its 8-bit Brevitas layer"
     assert f"Brevitas (8 bits) takes {min(ratios):.1f}–{max(ratios):.0f}× dwq's 8-bit latency" in flat, ratios
 
+
+
+def test_vnni_rerun_paragraph_is_its_records():
+    """docs/cpu_engine.md's rerun of the full VNNI kernel run and the whole-model run at 8474c03: dwq's 8-bit
+    medians against the 3151f8c table's, the ranges of its speed-ups, and the integer models' speed-up over
+    float32 beside the README table's run (e7f02ba), re-derived from the four records."""
+    name, old = "results_full_2threads_8474c03.json", "results_full_2threads_3151f8c.json"
+
+    def dwq8(n):
+        recs = json.loads((ROOT / "benchmarks" / n).read_text())
+        return {(r["op"], r["shape"]): r["median_ms"] for r in recs if (r["impl"], r["bits"]) == ("dwq", 8)}
+
+    new8, old8 = dwq8(name), dwq8(old)
+    assert new8.keys() == old8.keys(), "the rerun timed other shapes than the run it is compared with"
+    rows = _best_int8_rows(name)
+    want = (f"dwq's 8-bit medians are {_range([new8[k] / old8[k] for k in new8])} those of the 3151f8c table, "
+            f"shape by shape; against the faster int8 baseline the GEMMs "
+            f"{_range([v[1] for k, v in rows.items() if k[0] == 'gemm'])}, the batch-32 convs "
+            f"{_range([v[1] for k, v in rows.items() if k[1].startswith('b32')])}, at batch 1 "
+            f"{_range([v[1] for k, v in rows.items() if k[1].startswith('b1 ')])}; against fp32 "
+            f"{_range([v[2] for v in rows.values()])}; 16 bits {_range([v[3] for v in rows.values()])} the 8-bit time.")
+    flat = " ".join(CPU_DOC.read_text().split())
+    assert want in flat, want
+    cases = [("preact_resnet18", "b1 3x32x32"), ("preact_resnet18", "b32 3x32x32"), ("resnet50", "b1 3x224x224"),
+             ("resnet50", "b8 3x224x224")]
+    new, kept = (_model_rows(n) for n in ("results_vnni_models_quick_8474c03.json",
+                                          "results_vnni_models_quick_e7f02ba.json"))
+    f, g = ([f"{rows[c][0] / rows[c][1]:.2f}×" for c in cases] for rows in (new, kept))
+    want = (f"the 8-bit integer model against float32 {f[0]} (PreActResNet18 b1), {f[1]} (b32), {f[2]} (ResNet-50 "
+            f"b1) and {f[3]} (b8), where the README's table (e7f02ba) has {g[0]}, {g[1]}, {g[2]} and {g[3]}.")
+    assert want in flat, want
 
 def _model_rows(name, key="median_ms"):
     """Per (network, input) of a bench_models.py record: fp32 ms, dwq 8-bit ms, the worst speed-up over fp32
