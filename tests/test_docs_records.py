@@ -667,17 +667,26 @@ def test_workflow_transfer_rows_are_the_demo_reports():
 
 
 def test_readme_ci_sentence_is_the_kept_ci_record():
-    """The README's clean-clone CI figures (the latest run: its time, commit and test counts) are those of
-    docs/ci_run.txt, the summary kept from that run's log."""
+    """The README's clean-clone CI figures (the latest run: its time, commit, CPU and test counts, each ISA
+    path that skipped and the CUDA skips) are those of docs/ci_run.txt, the summary kept from that run's log."""
     record = (ROOT / "docs" / "ci_run.txt").read_text()
     commit = re.search(r"^Clean-clone CI run of dwq ([0-9a-f]{7,})", record, re.M).group(1)
     secs = int(re.search(r"rc=0 secs=(\d+)", record).group(1))
     passed, skipped = map(int, re.search(r"^(\d+) passed, (\d+) skipped", record, re.M).groups())
-    vnni, amx = (int(re.search(rf"^\s*(\d+)\s+this CPU does not support the {isa} path$", record, re.M).group(1))
-                 for isa in ("avx512_vnni", "amx"))
+    listed = record.split("skip reasons")[1].split("exit status")[0]
+    reasons = {why: int(n) for n, why in re.findall(r"^\s+(\d+)  (\S.*)$", listed, re.M)}
+    assert sum(reasons.values()) == skipped, "the skip reasons do not add up to the skipped count"
+    isa_skips = [(isa, reasons[f"this CPU does not support the {isa} path"]) for isa in ("avx512_vnni", "amx")
+                 if f"this CPU does not support the {isa} path" in reasons]
+    cuda = sum(n for why, n in reasons.items() if "CUDA" in why)
+    assert cuda + sum(n for _, n in isa_skips) == skipped, "a skip that is neither an ISA path nor a GPU"
+    vnni = re.search(r"^Machine: .*avx512_vnni: (yes|no)", record, re.M).group(1) == "yes"
     readme = " ".join((ROOT / "README.md").read_text().split())
-    m = re.search(r"took (\d+) min (\d+) s at ([0-9a-f]{7,}) on a 2-core", readme)
+    m = re.search(r"took (\d+) min (\d+) s at ([0-9a-f]{7,}) on a 2-core ([^(]*) \(", readme)
     assert m, "the README no longer states the clean-clone CI time"
     assert (int(m.group(1)) * 60 + int(m.group(2)), m.group(3)) == (secs, commit)
-    assert (f"pytest {passed} passed, {skipped} skipped: the {vnni} tests of the `avx512_vnni` path and the "
-            f"{amx} of the `amx` path") in readme
+    assert m.group(4).endswith("with AVX-512 VNNI" if vnni else "with AVX2 only"), m.group(4)
+    paths = " and ".join(f"the {n} {'tests ' if k == 0 else ''}of the `{isa}` path"
+                         for k, (isa, n) in enumerate(isa_skips))
+    want = f"pytest {passed} passed, {skipped} skipped: {paths}, which this CPU lacks, and {cuda} that need a CUDA GPU"
+    assert want in readme, want
