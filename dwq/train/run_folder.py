@@ -64,9 +64,10 @@ def read_metrics(out_dir: str) -> Optional[list]:
 
 def _epoch_of(line: str) -> float:
     """The epoch of a metrics.jsonl line; a line cut short by a kill, or one that is no epoch record
-    (edited by hand: 7, null, an epoch that is no number), belongs to no kept epoch."""
+    (edited by hand: 7, null, an object without an epoch or with one that is no number), belongs to no
+    kept epoch."""
     try:
-        epoch = json.loads(line).get("epoch", 0)
+        epoch = json.loads(line).get("epoch")
     except (ValueError, AttributeError):
         return float("inf")
     return epoch if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else float("inf")
