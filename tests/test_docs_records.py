@@ -690,3 +690,40 @@ def test_readme_ci_sentence_is_the_kept_ci_record():
                          for k, (isa, n) in enumerate(isa_skips))
     want = f"pytest {passed} passed, {skipped} skipped: {paths}, which this CPU lacks, and {cuda} that need a CUDA GPU"
     assert want in readme, want
+
+
+def _leaves(x, path=()):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _leaves(v, path + (str(k),))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _leaves(v, path + (str(i),))
+    else:
+        yield path, x
+
+
+def test_readme_zen4_demo_rerun_is_its_report():
+    """The README's comparison of the Zen 4 demo run (docs/demo/report_zen4.json) with the kept report: the
+    count of fields both hold (timings aside), which of them differ, and the agreement figures it quotes."""
+    kept, new = (dict(_leaves(json.loads((ROOT / "docs" / "demo" / n).read_text())))
+                 for n in ("report.json", "report_zen4.json"))
+    timing = ("seconds", "train_seconds", "eval_seconds", "convert_seconds")
+    both = [k for k in kept.keys() & new.keys() if k[-1] not in timing and "latency_ms" not in k]
+    differ = sorted(k for k in both if kept[k] != new[k])
+    agree = ("models", "rpt", "deploy", "agreement")
+    assert differ == sorted([("findings", "17"), (*agree, "2", "max_abs_diff"), (*agree, "2", "mean_abs_diff"),
+                             (*agree, "2", "rel_max_diff"), (*agree, "8", "mean_abs_diff")]), differ
+    assert "[-8.0, -2.4]" in new[("findings", "17")] and "[-7.8, -2.6]" in kept[("findings", "17")]
+    assert all(new[(*agree, p, "top1_agreement")] == kept[(*agree, p, "top1_agreement")] == 1.0
+               for p in ("2", "3", "4", "6", "8"))
+    ag = {(p, f): (f"{new[(*agree, p, f)]:.2e}", f"{kept[(*agree, p, f)]:.2e}")
+          for p, f in (("2", "max_abs_diff"), ("2", "mean_abs_diff"), ("8", "mean_abs_diff"))}
+    want = (f"of the {len(both):,} fields both reports hold, timings aside, {len(differ)} differ: AutoAttack's "
+            f"finding prints the interval the reprint above gives ([−8.0, −2.4]), and four of the integer model's "
+            f"agreement figures: at 2 bits its logits lie further from the fake-quant model's (max |diff| "
+            f"{ag['2', 'max_abs_diff'][0]} against {ag['2', 'max_abs_diff'][1]}, mean {ag['2', 'mean_abs_diff'][0]} "
+            f"against {ag['2', 'mean_abs_diff'][1]}), at 8 bits their mean |diff| is {ag['8', 'mean_abs_diff'][0]} "
+            f"against {ag['8', 'mean_abs_diff'][1]}")
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert want in readme, want
