@@ -575,7 +575,6 @@ def test_vnni_full_run_table_is_its_record():
     assert f"Brevitas (8 bits) takes {min(ratios):.1f}–{max(ratios):.0f}× dwq's 8-bit latency" in flat, ratios
 
 
-
 def test_vnni_rerun_paragraph_is_its_records():
     """docs/cpu_engine.md's rerun of the full VNNI kernel run and the whole-model run at 8474c03: dwq's 8-bit
     medians against the 3151f8c table's, the ranges of its speed-ups, and the integer models' speed-up over
@@ -605,6 +604,7 @@ def test_vnni_rerun_paragraph_is_its_records():
     want = (f"the 8-bit integer model against float32 {f[0]} (PreActResNet18 b1), {f[1]} (b32), {f[2]} (ResNet-50 "
             f"b1) and {f[3]} (b8), where the README's table (e7f02ba) has {g[0]}, {g[1]}, {g[2]} and {g[3]}.")
     assert want in flat, want
+
 
 def _model_rows(name, key="median_ms"):
     """Per (network, input) of a bench_models.py record: fp32 ms, dwq 8-bit ms, the worst speed-up over fp32
@@ -676,8 +676,8 @@ def test_readme_ci_sentence_is_the_kept_ci_record():
     listed = record.split("skip reasons")[1].split("exit status")[0]
     reasons = {why: int(n) for n, why in re.findall(r"^\s+(\d+)  (\S.*)$", listed, re.M)}
     assert sum(reasons.values()) == skipped, "the skip reasons do not add up to the skipped count"
-    isa_skips = [(isa, reasons[f"this CPU does not support the {isa} path"]) for isa in ("avx512_vnni", "amx")
-                 if f"this CPU does not support the {isa} path" in reasons]
+    lacked = {isa: f"this CPU does not support the {isa} path" for isa in ("avx512_vnni", "amx")}
+    isa_skips = [(isa, reasons[why]) for isa, why in lacked.items() if why in reasons]
     cuda = sum(n for why, n in reasons.items() if "CUDA" in why)
     assert cuda + sum(n for _, n in isa_skips) == skipped, "a skip that is neither an ISA path nor a GPU"
     vnni = re.search(r"^Machine: .*avx512_vnni: (yes|no)", record, re.M).group(1) == "yes"
