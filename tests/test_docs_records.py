@@ -13,6 +13,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CPU_DOC = ROOT / "docs" / "cpu_engine.md"  # the CPU engine's tables, moved out of the README
 
 
+def _bench(name):
+    """The records of benchmarks/<name>."""
+    return json.loads((ROOT / "benchmarks" / name).read_text())
+
+
+def _demo(name):
+    """A kept demo report, docs/demo/<name>."""
+    return json.loads((ROOT / "docs" / "demo" / name).read_text())
+
+
 def _subcommand_help(name):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -20,7 +30,7 @@ def _subcommand_help(name):
 
 
 def test_train_compile_help_quotes_results_compile_cpu():
-    records = json.loads((ROOT / "benchmarks" / "results_compile_cpu.json").read_text())
+    records = _bench("results_compile_cpu.json")
     step = {(r["shape"].split()[0], r["impl"]): r["median_ms"] for r in records if r["op"] == "train_step"}
     expected = [f"{step[(net, 'compiled')] / step[(net, 'eager')]:.2f}x" for net in ("small_cnn", "preact_resnet18")]
     text = _subcommand_help("train")
@@ -33,7 +43,7 @@ def test_train_compile_help_quotes_results_compile_cpu():
 def _wide_over_fp32_time(name):
     """(min, max) over the shapes of benchmarks/<name> of dwq's 12- and 16-bit median latency over
     torch fp32's, each ratio within that run."""
-    records = json.loads((ROOT / "benchmarks" / name).read_text())
+    records = _bench(name)
     ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in records}
     ratios = [ms[(op, shape, "dwq", b)] / ms[(op, shape, "torch_fp32", 32)]
               for op, shape, impl, bits in ms if impl == "torch_fp32" for b in (12, 16)]
@@ -71,7 +81,7 @@ def _h200_table(heading):
                                              ("## Integer kernels, call 7", "results_cuda_h200_kernels_call7.json")])
 def test_h200_kernel_table_is_the_records(heading, record):
     """Every figure of docs/gpu_h200.md's kernel tables, re-derived from each run's own records."""
-    recs = json.loads((ROOT / "benchmarks" / record).read_text())
+    recs = _bench(record)
     ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs if "median_ms" in r}
     keys = {"GEMM 4096³": ("gemm", "4096x4096x4096"), "GEMM 8192³": ("gemm", "8192x8192x8192"),
             "GEMM 32×4096×4096": ("gemm", "32x4096x4096"), "GEMM 4096×512×1152": ("gemm", "4096x512x1152"),
@@ -103,7 +113,7 @@ def test_h200_kernel_table_is_the_records(heading, record):
 
 
 def test_h200_train_table_is_the_records():
-    recs = json.loads((ROOT / "benchmarks" / "results_cuda_h200_train_5701ab8.json").read_text())
+    recs = _bench("results_cuda_h200_train_5701ab8.json")
     ms = {(r["op"], r["mode"], r["impl"]): r["median_ms"] for r in recs}
     rows = _h200_table("## Training and eval")
     for label, op, mode in [("train step fp32, eager", "train_step", "fp32"),
@@ -128,7 +138,7 @@ def _span(values) -> str:
 
 def test_layer_host_sentence_is_the_records():
     """benchmarks/README.md's before/after of the host time a quantized layer adds, from its records."""
-    recs = json.loads((ROOT / "benchmarks" / "results_cpu_layer_host.json").read_text())
+    recs = _bench("results_cpu_layer_host.json")
     old, new = dict.fromkeys(r["commit"] for r in recs)  # (in the file's order: before, then after)
 
     def span(commit, mode, impl):
@@ -148,7 +158,7 @@ def test_layer_host_sentence_is_the_records():
 def _layer_host_change(name: str):
     """change(mode, impl, tenths=False): "before → after" of a two-commit layer-host records file, the
     added µs per layer as spans over its runs (whole µs, or tenths)."""
-    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    recs = _bench(name)
     old, new = dict.fromkeys(r["commit"] for r in recs)  # (in the file's order: before, then after)
 
     def span(commit, mode, impl, tenths):
@@ -195,7 +205,7 @@ def test_layer_host_before_after_sentences_are_the_records(records):
 
 
 def test_compiled_eval_sentence_is_the_records():
-    recs = json.loads((ROOT / "benchmarks" / "results_train_cpu_eval_compiled.json").read_text())
+    recs = _bench("results_train_cpu_eval_compiled.json")
     ms = {impl: [r["median_ms"] for r in recs if r["impl"] == impl] for impl in ("float", "rpt")}
     ratios = [q / f for f, q in zip(ms["float"], ms["rpt"])]
 
@@ -213,7 +223,7 @@ def test_h200_probe_table_is_the_records():
     """docs/gpu_h200.md's table of the wgmma_tma probe (calls 5 and 6), cell by cell from its records."""
     ms = {}
     for call in (5, 6):
-        for r in json.loads((ROOT / "benchmarks" / f"results_cuda_h200_wgmma_probe_call{call}.json").read_text()):
+        for r in _bench(f"results_cuda_h200_wgmma_probe_call{call}.json"):
             if r["impl"] == "2xn128":
                 ms[(call, r["shape"], r["probe"])] = r["median_ms"]
     probe_of = {"whole (call 6: the int32 epilogue)": "whole", "whole, the old epilogue": "whole, int64 epi",
@@ -233,7 +243,7 @@ def test_h200_probe_table_is_the_records():
 def _best_int8_rows(name):
     """{(op, shape): (dwq's best <= 8-bit median ms, the faster int8 baseline's speed-up, fp32's, 16-bit
     over 8-bit latency)} of a bench_kernels.py records file."""
-    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    recs = _bench(name)
     out = {}
     for key in dict.fromkeys((r["op"], r["shape"]) for r in recs):
         rs = [r for r in recs if (r["op"], r["shape"]) == key]
@@ -258,7 +268,7 @@ def test_amx_table_and_models_sentence_are_the_records():
         assert row in readme, row
 
     def models(name):
-        recs = json.loads((ROOT / "benchmarks" / name).read_text())
+        recs = _bench(name)
         ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs}
         return {(op, shape): (v, ms[(op, shape, "torch_fp32", 32)] / v)
                 for (op, shape, impl, bits), v in ms.items() if impl == "dwq_int" and bits == 8}
@@ -290,7 +300,7 @@ def test_amx_in_place_conv_before_and_after_are_the_records():
 
 def test_amx_warm_table_is_the_records():
     """docs/cpu_engine.md's "Timed warm" table: results_amx_warm_quick_1thread.json's medians and ratios."""
-    recs = json.loads((ROOT / "benchmarks" / "results_amx_warm_quick_1thread.json").read_text())
+    recs = _bench("results_amx_warm_quick_1thread.json")
     best = _best_int8_rows("results_amx_warm_quick_1thread.json")
     readme = CPU_DOC.read_text()
     for (op, shape), (best_ms, int8_best, fp32, r16) in best.items():
@@ -314,7 +324,7 @@ def test_amx_warm_table_is_the_records():
 
 def test_random_order_train_step_sentence_is_the_records():
     """The README's RPT-step ratios at 0ea124b (random order each repetition) from their records."""
-    recs = json.loads((ROOT / "benchmarks" / "results_train_cpu_step_0ea124b.json").read_text())
+    recs = _bench("results_train_cpu_step_0ea124b.json")
     ms = {(r["mode"], r["impl"]): r["median_ms"] for r in recs}
     fp32, amp = ms[("fp32", "rpt")] / ms[("fp32", "float")], ms[("amp", "rpt")] / ms[("amp", "float")]
     text = " ".join((ROOT / "README.md").read_text().split())
@@ -324,7 +334,7 @@ def test_random_order_train_step_sentence_is_the_records():
 
 def test_affine_table_is_the_records():
     """docs/cpu_engine.md's affine_quantize_act table and benchmarks/README's ratios are results_cpu_affine.json's."""
-    records = json.loads((ROOT / "benchmarks" / "results_cpu_affine.json").read_text())
+    records = _bench("results_cpu_affine.json")
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
     rows = {"b32 64×32×32 channels-last": ("affine_quantize", "b32 64x32x32 channels_last"),
             "b32 512×4×4 channels-last": ("affine_quantize", "b32 512x4x4 channels_last"),
@@ -350,7 +360,7 @@ def test_host_glue_table_is_the_records():
     cells = {}
     for name in runs:
         ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"]
-              for r in json.loads((ROOT / "benchmarks" / name).read_text())}
+              for r in _bench(name)}
         for net, shape in (("preact_resnet18", "b1 3x32x32"), ("resnet50", "b1 3x224x224"),
                            ("preact_resnet18", "b32 3x32x32")):
             d, fp = ms[(net, shape, "dwq_int", 8)], ms[(net, shape, "torch_fp32", 32)]
@@ -366,7 +376,7 @@ def test_malloc_table_is_the_records():
     (fp32: the records keep the faster of the two layouts)."""
     ms = {}
     for mode in ("default", "keep"):
-        for r in json.loads((ROOT / "benchmarks" / f"results_amx_models_malloc_{mode}.json").read_text()):
+        for r in _bench(f"results_amx_models_malloc_{mode}.json"):
             assert r["malloc"] == mode
             ms[(mode, r["op"], r["shape"], r["impl"], r["bits"])] = r["median_ms"]
     text = CPU_DOC.read_text()
@@ -389,7 +399,7 @@ def test_malloc_table_is_the_records():
 def test_conv_residual_table_is_the_records():
     """docs/cpu_engine.md's qconv2d_residual table: results_cpu_residual_conv.json's medians and ratios."""
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"]
-          for r in json.loads((ROOT / "benchmarks" / "results_cpu_residual_conv.json").read_text())}
+          for r in _bench("results_cpu_residual_conv.json")}
     text = CPU_DOC.read_text()
     for cin, cout, side in ((64, 256, 56), (128, 512, 28), (256, 1024, 14), (512, 2048, 7)):
         c, f = (ms[("qconv2d_residual", f"b8 {cin}->{cout}x{side}x{side} 1x1 channels_last", i)]
@@ -407,7 +417,7 @@ def test_conv_residual_table_is_the_records():
 
 def test_residual_table_is_the_records():
     """docs/cpu_engine.md's add_relu_ table and benchmarks/README's ratios are results_cpu_residual.json's."""
-    records = json.loads((ROOT / "benchmarks" / "results_cpu_residual.json").read_text())
+    records = _bench("results_cpu_residual.json")
     ms = {(r["op"], r["shape"], r["impl"]): r["median_ms"] for r in records}
     rows = {f"{op}_, b8 {shape} channels-last": (op, f"b8 {shape.replace('×', 'x')} channels_last")
             for op in ("add_relu", "add_relu_quantize") for shape in ("256×56×56", "2048×7×7")}
@@ -438,7 +448,7 @@ def test_residual_table_is_the_records():
 
 def test_zp_shift_table_is_the_records():
     """docs/cpu_engine.md's zero-point packing table and its ranges: results_cpu_zp_shift.json's medians."""
-    records = json.loads((ROOT / "benchmarks" / "results_cpu_zp_shift.json").read_text())
+    records = _bench("results_cpu_zp_shift.json")
     ms = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in records}
     text = CPU_DOC.read_text()
     for label, (op, shape) in {"3×3 conv b32 64→64 32×32": ("conv3x3", "b32 64->64 32x32 s1"),
@@ -457,7 +467,7 @@ def test_zp_shift_table_is_the_records():
     assert f"Over all {len(conv)} conv rows" in flat and f"{min(conv):.2f}–{max(conv):.2f}×: the" in flat
     assert f"whole models {min(model):.2f}–{max(model):.2f}×" in flat
     for isa, label in (("vnni", "AVX-512 VNNI"), ("avx2", "AVX2")):
-        recs = json.loads((ROOT / "benchmarks" / f"results_cpu_zp_shift_{isa}.json").read_text())
+        recs = _bench(f"results_cpu_zp_shift_{isa}.json")
         m = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in recs}
         r = {k[:3]: m[(*k[:3], "offset128")] / m[(*k[:3], "zp_shift")] for k in m}
         c, w = [v for k, v in r.items() if k[0] == "conv3x3"], [v for k, v in r.items() if k[0] != "conv3x3"]
@@ -471,7 +481,7 @@ def test_limb_planes_ratios_are_the_records():
     shapes = ["b32 64->64 32x32 s1", "b32 128->128 16x16 s1", "b1 64->64 32x32 s1", "b1 128->128 16x16 s1"]
     got = {}
     for f in ("results_amx_warm_quick_1thread", "results_amx_warm_quick_1thread_rerun", "results_amx_limbs_quick_1thread"):
-        recs = json.loads((ROOT / "benchmarks" / f"{f}.json").read_text())
+        recs = _bench(f"{f}.json")
         recs = recs["records"] if isinstance(recs, dict) else recs
         ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs}
         got[f] = [ms[("conv3x3", s, "dwq", 16)] / ms[("conv3x3", s, "dwq", 8)] for s in shapes]
@@ -508,7 +518,7 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
         assert line.endswith("| " + " | ".join(cells) + " |"), (line, cells)
 
     def int8_over_fp32(name, bits):
-        recs = json.loads((ROOT / "benchmarks" / name).read_text())
+        recs = _bench(name)
         ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r["median_ms"] for r in recs}
         return {(op, shape.split()[0]): ms[(op, shape, "torch_fp32", 32)] / v
                 for (op, shape, impl, b), v in ms.items() if impl == "dwq_int" and b == bits}
@@ -535,7 +545,7 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
             for n in ("results_amx_limbs_quick_1thread.json", "results_amx_warm_quick_1thread.json",
                       "results_amx_warm_quick_1thread_rerun.json")]
     assert f"{runs[0]} in that run, {runs[1]} and {runs[2]} in two earlier ones" in text, runs
-    zp = json.loads((ROOT / "benchmarks" / "results_cpu_zp_shift.json").read_text())
+    zp = _bench("results_cpu_zp_shift.json")
     ms = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in zp}
     gain = [ms[(*k[:3], "offset128")] / ms[(*k[:3], "zp_shift")] for k in ms if k[0] == "conv3x3"]
     assert f"made the 4- and 7-bit convs {_range(gain)} faster, `results_cpu_zp_shift.json`" in text, gain
@@ -546,7 +556,7 @@ def test_vnni_full_run_table_is_its_record():
     of the best <= 8-bit width over the faster int8 baseline (named), over fp32, and 16 over 8 bits;
     and the ranges of the paragraph after it, this run's against the first table's."""
     name = "results_full_2threads_3151f8c.json"
-    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    recs = _bench(name)
     label = {"torch_int_mm": "`_int_mm`", "torch_qlinear": "prepacked", "torch_qconv": "qconv"}
     text = CPU_DOC.read_text()
     for (op, shape), (best, int8, fp32, r16) in _best_int8_rows(name).items():
@@ -582,7 +592,7 @@ def test_vnni_rerun_paragraph_is_its_records():
     name, old = "results_full_2threads_8474c03.json", "results_full_2threads_3151f8c.json"
 
     def dwq8(n):
-        recs = json.loads((ROOT / "benchmarks" / n).read_text())
+        recs = _bench(n)
         return {(r["op"], r["shape"]): r["median_ms"] for r in recs if (r["impl"], r["bits"]) == ("dwq", 8)}
 
     new8, old8 = dwq8(name), dwq8(old)
@@ -610,7 +620,7 @@ def _model_rows(name, key="median_ms"):
     """Per (network, input) of a bench_models.py record: fp32 ms, dwq 8-bit ms, the worst speed-up over fp32
     and over the fake-quant model at widths <= 8, Brevitas 8-bit over dwq 8-bit, dwq 16-bit over 8-bit, and
     the fake-quant model's fastest width <= 8 over fp32."""
-    recs = json.loads((ROOT / "benchmarks" / name).read_text())
+    recs = _bench(name)
     ms = {(r["op"], r["shape"], r["impl"], r["bits"]): r[key] for r in recs}
     rows = {}
     for net, shape in dict.fromkeys((op, s) for op, s, _, _ in ms):
@@ -656,7 +666,7 @@ def test_vnni_whole_model_tables_are_their_record():
 def test_workflow_transfer_rows_are_the_demo_reports():
     """docs/workflow.md's reading of the demo's transfer matrices (it once called row "2" gradient masking,
     where the 2-bit attack is the strongest at 2 bits), from docs/demo/report.json's findings."""
-    rep = json.loads((ROOT / "docs" / "demo" / "report.json").read_text())
+    rep = _demo("report.json")
     rows = {f.split(":")[0]: re.findall(r"\d+\.\d%|\d+\.\d-\d+\.\d%", f) for f in rep["findings"]
             if "transfer least" in f}
     text = " ".join((ROOT / "docs" / "workflow.md").read_text().split())
@@ -706,7 +716,7 @@ def _leaves(x, path=()):
 def test_readme_zen4_demo_rerun_is_its_report():
     """The README's comparison of the Zen 4 demo run (docs/demo/report_zen4.json) with the kept report: the
     count of fields both hold (timings aside), which of them differ, and the agreement figures it quotes."""
-    kept, new = (dict(_leaves(json.loads((ROOT / "docs" / "demo" / n).read_text())))
+    kept, new = (dict(_leaves(_demo(n)))
                  for n in ("report.json", "report_zen4.json"))
     timing = ("seconds", "train_seconds", "eval_seconds", "convert_seconds")
     both = [k for k in kept.keys() & new.keys() if k[-1] not in timing and "latency_ms" not in k]
