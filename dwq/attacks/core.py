@@ -16,12 +16,12 @@ default) leaves float32 attacks exactly as they were.
 from __future__ import annotations
 
 import numbers
-import operator
 from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
+from dwq._index import index_or_none
 from dwq.ops.fake_quant import check_value
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
@@ -73,10 +73,7 @@ def check_positive(value, name: str) -> float:
 
 def check_count(value, name: str, minimum: int = 0) -> int:
     """An iteration or query count: an int ``>= minimum`` (a float count failed inside ``range``)."""
-    try:
-        v = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        v = None
+    v = index_or_none(value)
     if v is None or v < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return v

@@ -30,7 +30,8 @@ from torch.nn import functional as F
 from dwq import ops
 from dwq.deploy.bitpack import pack_bits, packed_nbytes, unpack_bits
 from dwq.nn.control import PrecisionModule
-from dwq.ops.fake_quant import check_qparam_values, is_bool
+from dwq._index import is_bool
+from dwq.ops.fake_quant import check_qparam_values
 from dwq.quant.precision import normalize_precision, parse_precision, precision_name
 from dwq.quant.quantizers import check_flag
 

@@ -28,10 +28,11 @@ the attack itself (random starts, precision draws) is part of each image's outco
 from __future__ import annotations
 
 import math
-import operator
 from typing import Sequence
 
 import torch
+
+from dwq._index import index_or_none
 
 __all__ = ["acc_ci", "mean_ci", "diff_ci", "cluster_ci", "t_quantile", "Z95"]
 
@@ -204,12 +205,10 @@ def _t_central(t: float, df: int) -> float:
 def t_quantile(df: int, level: float = 0.95) -> float:
     """Two-sided ``level`` quantile of Student's t with integer ``df >= 1`` (2.262 for df 9),
     ``0 < level < 1``."""
-    try:
-        df = operator.index(df)
-    except TypeError:
-        raise ValueError(f"t_quantile: df must be an integer >= 1, got {df!r}") from None
-    if df < 1:
-        raise ValueError(f"t_quantile: df must be an integer >= 1, got {df}")
+    i = index_or_none(df)
+    if i is None or i < 1:
+        raise ValueError(f"t_quantile: df must be an integer >= 1, got {df!r}")
+    df = i
     if not 0 < level < 1:
         raise ValueError(f"t_quantile: level must be in (0, 1), got {level!r}")
     if df > 200:  # Cornish-Fisher around the normal quantile: relative error < 2e-7 at 95%, < 2e-6 at 99.9%

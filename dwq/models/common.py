@@ -4,13 +4,13 @@ A model is built only from ``dwq.nn`` layers (``QConv2d``, ``QLinear``, ``Switch
 and plain ``torch.nn`` layers for what stays in full precision, so "is this layer quantized?" is
 answered by its type: a plain ``nn.Conv2d``/``nn.Linear`` never is.
 """
-import operator
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from dwq._index import index_or_none
 from dwq.data import DATASETS
 from dwq.nn import QConv2d, QLinear, SwitchableBatchNorm2d
 from dwq.quant.precision import precision_list
@@ -160,10 +160,7 @@ def check_flag(v, name: str) -> bool:
 
 
 def check_num_classes(num_classes: int) -> int:
-    try:  # (numpy ints too, as the precisions take them; not a bool, nor a float)
-        n = None if isinstance(num_classes, bool) else operator.index(num_classes)
-    except TypeError:
-        n = None
+    n = index_or_none(num_classes)  # (numpy ints too, as the precisions take them; not a bool, nor a float)
     if n is None or n < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return n

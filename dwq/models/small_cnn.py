@@ -4,13 +4,13 @@ normalize -> conv1 3x3 (1->32) -> BN-ReLU -> maxpool -> conv2 3x3 (32->64) -> BN
 -> conv3 3x3 (64->128) -> BN-ReLU -> global average pool -> fc (128->num_classes).
 conv2 and conv3 are the quantized body; conv1 and fc follow the policy (full precision by default).
 """
-import operator
 from typing import Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dwq._index import index_or_none
 from dwq.models.common import (
     LayerFactory,
     QuantPolicy,
@@ -60,10 +60,7 @@ def small_cnn(num_classes: int = 10, precisions: Optional[Sequence] = None, poli
     quantized; conv1 and fc full precision). mean/std default to MNIST's (0.1307,)/(0.3081,).
     """
     num_classes = check_num_classes(num_classes)
-    try:  # (numpy ints too, as num_classes)
-        w = None if isinstance(width, bool) else operator.index(width)
-    except TypeError:
-        w = None
+    w = index_or_none(width)  # (numpy ints too, as num_classes)
     if w is None or w < 1:
         # 0 built a model without channels, -1 failed in torch's tensor allocation, 2.5 in its group check.
         raise ValueError(f"width must be a positive int (channels of the first conv), got {width!r}")

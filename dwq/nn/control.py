@@ -3,13 +3,13 @@
 Every :class:`PrecisionModule` owns a precision set (fixed at construction) and a current
 precision. ``set_precision``/``precision``/``RandomPrecision`` act on all of them in a model.
 """
-import operator
 import random
 from typing import Iterable, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from dwq._index import index_or_none
 from dwq.quant.precision import Normalized, normalize_precision, normalize_set, precision_name, user_precision
 
 
@@ -258,10 +258,7 @@ def _seed_material(seed):
     """What seeds RandomPrecision's private generator: ``seed`` itself when >= 0 (the streams people
     have), a string for a negative one, because random.Random seeds with abs(int) and seed=-5 drew
     seed=5's sequence. A numpy int is taken, a bool, float or string refused (random.Random hashed them)."""
-    try:
-        s = None if isinstance(seed, bool) else operator.index(seed)
-    except TypeError:
-        s = None
+    s = index_or_none(seed)
     if s is None:
         raise ValueError(f"RandomPrecision: seed must be an int, got {seed!r}")
     return s if s >= 0 else f"dwq.RandomPrecision seed {s}"

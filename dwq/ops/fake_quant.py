@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from dwq._index import index_or_none, is_bool
 from dwq.ops._lib import HAS_EXT, fake_same_device, has_kernel
 from dwq.ops.reference import fake_quantize_ref
 
@@ -33,12 +34,6 @@ def check_float_x(x: torch.Tensor) -> None:
         raise ValueError(f"fake_quantize: x must be a floating-point tensor, got {x.dtype}")
 
 
-def is_bool(v) -> bool:
-    """A Python or torch bool, which ``operator.index`` takes as 0 / 1: ``axis=True`` or ``stride=True``
-    ran as 1, silently. (numpy's bool has no ``__index__``.)"""
-    return isinstance(v, bool) or (isinstance(v, torch.Tensor) and v.dtype == torch.bool)
-
-
 def check_relu(op: str, relu) -> None:
     """``relu`` is a bool: the kernels took ``relu=1`` where the fallback of the same op refused it."""
     if not is_bool(relu):
@@ -49,14 +44,9 @@ def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, ot
                    other_name: str) -> None:
     """``scale`` and ``other`` (the zero point or the float offset) have one entry per channel of
     ``x`` along ``axis`` (one per tensor with ``axis=None``)."""
-    if axis is not None:
-        try:
-            if is_bool(axis):
-                raise TypeError
-            operator.index(axis)
-        except TypeError:
-            raise ValueError(f"fake_quantize: axis must be an int (a dimension of x) or None (per tensor), "
-                             f"got {axis!r}") from None
+    if axis is not None and index_or_none(axis) is None:
+        raise ValueError(f"fake_quantize: axis must be an int (a dimension of x) or None (per tensor), "
+                         f"got {axis!r}")
     if axis is not None and not -x.dim() <= axis < x.dim():  # (x.shape[axis] raised a bare IndexError)
         raise ValueError(f"fake_quantize: axis={axis} is not a dimension of x, shape {list(x.shape)} "
                          f"(per channel needs -{x.dim()} <= axis < {x.dim()}; per tensor is axis=None)")

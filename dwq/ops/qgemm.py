@@ -37,14 +37,14 @@ Example::
     >>> wp = ops.pack_weight(qw, zw, 8)                            # once, at conversion time
     >>> y = ops.qlinear(qx, sx, zx, 8, wp, torch.full((32,), 0.01))  # float32 [4, 32]
 """
-import operator
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from dwq._index import index_or_none
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
-from dwq.ops.fake_quant import check_no_nan, check_qparam_values, check_relu, is_bool
+from dwq.ops.fake_quant import check_no_nan, check_qparam_values, check_relu
 from dwq.ops.qgemm_reference import channel_affine, codes_dtype, quantize_act_ref
 
 __all__ = [
@@ -64,10 +64,11 @@ IntPair = Union[int, Sequence[int]]
 
 
 def _index(v) -> int:
-    """``operator.index``: ints of any kind (numpy, torch), never a float, nor a bool (an int to Python)."""
-    if is_bool(v):
-        raise TypeError(f"a bool is not an int here, got {v!r}")
-    return operator.index(v)
+    """An int of any kind (numpy, a 0-d tensor), never a float, nor a bool (dwq._index); TypeError else."""
+    i = index_or_none(v)
+    if i is None:
+        raise TypeError(f"not an int: {v!r}")
+    return i
 
 
 def _pair(v: IntPair, name: str) -> List[int]:
@@ -187,9 +188,9 @@ def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
     _check_bits(bits)
     _need_ext("pack_weight")
     try:  # (kernel_size=3 failed with "'int' object is not iterable")
-        if isinstance(kernel_size, (str, bytes)) or any(is_bool(k) for k in kernel_size):
+        if isinstance(kernel_size, (str, bytes)):
             raise TypeError
-        ks = [operator.index(k) for k in kernel_size]
+        ks = [_index(k) for k in kernel_size]
     except TypeError:
         raise ValueError(f"pack_weight: kernel_size must be a sequence of ints ([] for a GEMM weight, [kh, kw] "
                          f"for a conv), got {kernel_size!r}") from None

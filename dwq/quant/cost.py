@@ -34,14 +34,14 @@ Example::
 """
 import copy
 import math
-import operator
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from dwq.quant.precision import normalize_precision, normalize_set, precision_list
+from dwq._index import index_or_none
+from dwq.quant.precision import normalize_precision, normalize_set
 from dwq.quant.untrained import untrained_quiet
 
 __all__ = [
@@ -169,9 +169,9 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     else:
         given = input_size
         try:  # (int() took 28.9 as 28 and read "1,1,28,28" character by character)
-            if isinstance(given, (str, bytes)) or any(isinstance(v, bool) for v in given):
-                raise TypeError  # (a bool is an operator.index 0 or 1: (True, 3, 32, 32) read as a batch of 1)
-            input_size = tuple(operator.index(s) for s in given)
+            input_size = tuple(index_or_none(s) for s in given)  # ((True, 3, 32, 32) read as a batch of 1)
+            if isinstance(given, (str, bytes)) or None in input_size:
+                raise TypeError
         except TypeError:
             raise ValueError(f"profile: input_size must be a batch's shape as ints, e.g. (1, 3, 32, 32), or an "
                              f"example input tensor, got {given!r}") from None

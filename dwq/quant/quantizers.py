@@ -5,7 +5,6 @@ random-precision model.
 """
 import math
 import numbers
-import operator
 import warnings
 import weakref
 from contextlib import contextmanager
@@ -17,7 +16,8 @@ from torch._subclasses.fake_tensor import is_fake
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dwq.ops import quantizer_fused as fused
-from dwq.ops.fake_quant import check_value, is_bool
+from dwq._index import index_or_none, is_bool
+from dwq.ops.fake_quant import check_value
 from dwq.quant.eval_qparams import EvalQparams, TrackedSlots
 from dwq.quant.fake_quant import fake_quantize, fake_quantize_float_zp
 from dwq.quant.precision import check_bits, normalize_precision, normalize_set, precision_name
@@ -114,9 +114,9 @@ class WeightQuantizer(nn.Module):
 
     def __init__(self, axis: int = 0, zero_point: str = "int"):
         super().__init__()
-        if is_bool(axis) or not hasattr(axis, "__index__"):  # (True quantized along dim 1)
+        self.axis = index_or_none(axis)
+        if self.axis is None:  # (True quantized along dim 1)
             raise ValueError(f"WeightQuantizer: axis must be an int, the weight's channel dimension, got {axis!r}")
-        self.axis = operator.index(axis)
         self.zero_point = check_zero_point_mode(zero_point)
         self._reuse = False  # set by reuse_quantized_weights
         # bits, or (bits, cast_to) -> (key, weak reference to the weight, its fake quantization) while _reuse
