@@ -24,6 +24,8 @@ def _stub(be, monkeypatch, seconds=0.5, steps=3):
 
     monkeypatch.setattr(be, "Trainer", FakeTrainer)
     monkeypatch.setattr(be, "random_cifar", lambda n, seed, transform: list(range(n)))
+    # (torchvision's transforms are not under test: without it, or with a build for another torch, these ran it)
+    monkeypatch.setattr(be, "cifar_transforms", lambda augment: (None, None))
     monkeypatch.setattr(be, "build_model", lambda net, ds, precisions, switchable_bn: (
         types.SimpleNamespace(net=net, precisions=list(precisions), switchable_bn=switchable_bn), net))
     return runs
