@@ -737,3 +737,6 @@ def test_readme_zen4_demo_rerun_is_its_report():
             f"against {ag['8', 'mean_abs_diff'][1]}")
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert want in readme, want
+    secs = round(_demo("report_zen4.json")["seconds"])  # (an idle machine's run: its wall time is quoted twice)
+    for said in (f"(CPU family 25, 2026-12-07; {secs} s)", f"186 s of demo on 2 idle Zen 5 cores, {secs} s on a Zen 4"):
+        assert said in readme, said
