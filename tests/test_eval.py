@@ -236,7 +236,7 @@ def test_adaptive_protocol_expected_and_worst_case(model_data):
     per = [v["acc"] for v in r["per_precision"].values()]
     assert abs(r["expected"]["acc"] - sum(per) / 3) < 1 / len(y)
     assert r["worst_case"]["acc"] <= min(per)
-    # exactly the images right at every precision (<= min(per) held with the last precision dropped)
+    # exactly the images right at every precision (one that drops a precision: the next test)
     r2, allc = E.adaptive_protocol(m, x, y, SET, 0.1, 0.025, 5, return_correct=True)
     assert allc.shape == (3, len(y)) and r2["worst_case"] == E.acc_ci(allc.all(0))
     assert r2["worst_case"] == r["worst_case"]

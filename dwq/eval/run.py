@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from dwq._index import index_or_none
 from dwq.eval.attacks import CW_ATTACKS, REFERENCE_CW_STEPS, make_attack
 from dwq.eval.checks import check_evaluation
 from dwq.eval.protocols import (DEFINITIONS, adaptive_protocol, autoattack_rpi, clean_accuracy,
@@ -44,8 +45,7 @@ def _scores(t: torch.Tensor) -> list:
 def _int_scalar_tensor(v) -> bool:
     # torch.tensor(3) passes the count checks (operator.index takes it) but stayed a tensor: a seed failed in
     # the adaptive stage, a count at json.dump after the whole evaluation, and stage identities read "tensor(3)"
-    return isinstance(v, torch.Tensor) and v.dim() == 0 and not (v.is_floating_point() or v.is_complex()
-                                                                  or v.dtype == torch.bool)
+    return isinstance(v, torch.Tensor) and index_or_none(v) is not None
 
 
 def _evaluate(model, x, y, precisions: Sequence, *, rpi_precisions: Optional[Sequence] = None, attack: str = "pgd",

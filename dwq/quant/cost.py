@@ -169,8 +169,10 @@ def profile(model: nn.Module, input_size: Union[Sequence[int], torch.Tensor] = (
     else:
         given = input_size
         try:  # (int() took 28.9 as 28 and read "1,1,28,28" character by character)
-            input_size = tuple(index_or_none(s) for s in given)  # ((True, 3, 32, 32) read as a batch of 1)
-            if isinstance(given, (str, bytes)) or None in input_size:
+            if isinstance(given, (str, bytes)):
+                raise TypeError
+            input_size = tuple(index_or_none(s) for s in given)
+            if None in input_size:  # (a bool: (True, 3, 32, 32) read as a batch of 1)
                 raise TypeError
         except TypeError:
             raise ValueError(f"profile: input_size must be a batch's shape as ints, e.g. (1, 3, 32, 32), or an "
