@@ -3,7 +3,6 @@
 Backed by ``torch.ops.dwq.fake_quantize`` (C++ on CPU, CUDA on GPU) with a straight-through
 gradient and a fake (meta) implementation so that it traces under ``torch.compile``.
 """
-import operator
 from typing import Optional, Tuple
 
 import torch
@@ -41,12 +40,16 @@ def check_relu(op: str, relu) -> None:
 
 
 def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, other: torch.Tensor,
-                   other_name: str) -> None:
+                   other_name: str) -> Optional[int]:
     """``scale`` and ``other`` (the zero point or the float offset) have one entry per channel of
-    ``x`` along ``axis`` (one per tensor with ``axis=None``)."""
-    if axis is not None and index_or_none(axis) is None:
-        raise ValueError(f"fake_quantize: axis must be an int (a dimension of x) or None (per tensor), "
-                         f"got {axis!r}")
+    ``x`` along ``axis`` (one per tensor with ``axis=None``). Returns ``axis`` as a Python int (the op's
+    schema wants one, not a numpy or tensor one), or None."""
+    if axis is not None:
+        index = index_or_none(axis)
+        if index is None:
+            raise ValueError(f"fake_quantize: axis must be an int (a dimension of x) or None (per tensor), "
+                             f"got {axis!r}")
+        axis = index
     if axis is not None and not -x.dim() <= axis < x.dim():  # (x.shape[axis] raised a bare IndexError)
         raise ValueError(f"fake_quantize: axis={axis} is not a dimension of x, shape {list(x.shape)} "
                          f"(per channel needs -{x.dim()} <= axis < {x.dim()}; per tensor is axis=None)")
@@ -55,6 +58,7 @@ def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, ot
         where = "per tensor" if axis is None else f"x.shape[{axis}]"
         raise ValueError(f"fake_quantize: scale and {other_name} need {channels} entries ({where}), "
                          f"got {scale.numel()} and {other.numel()}")
+    return axis
 
 
 def _check(x, scale, zero_point, bits, axis):
@@ -63,7 +67,7 @@ def _check(x, scale, zero_point, bits, axis):
     check_float_x(x)
     if zero_point.is_floating_point() or zero_point.is_complex() or zero_point.dtype == torch.bool:
         raise ValueError(f"fake_quantize: zero_point must be an integer tensor (codes), got {zero_point.dtype}")
-    check_channels(x, axis, scale, zero_point, "zero_point")
+    return check_channels(x, axis, scale, zero_point, "zero_point")
 
 
 def _check_float32_scale(scale: torch.Tensor) -> None:
@@ -98,9 +102,7 @@ def fake_quantize(
     to x. NaN in x is an error (on CUDA, as for scale and zero point, a device-side assert, which needs
     no host sync).
     """
-    _check(x, scale, zero_point, bits, axis)
-    if axis is not None:
-        axis = operator.index(axis)  # (the op's schema wants a Python int, not a numpy or tensor one)
+    axis = _check(x, scale, zero_point, bits, axis)
     if scale.dtype != torch.float32 and scale.device.type == "cpu" and not torch.compiler.is_compiling():
         _check_float32_scale(scale)
     scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)

@@ -37,7 +37,7 @@ def fake_quantize_float_zp(
     an error (on accelerators an asynchronous device assert), as for :func:`fake_quantize`."""
     qmax = (1 << check_bits(bits)) - 1
     check_float_x(x)
-    check_channels(x, axis, scale, offset, "offset")
+    axis = check_channels(x, axis, scale, offset, "offset")
     if axis is not None:
         shape = [1] * x.dim()
         shape[axis] = -1
