@@ -1,13 +1,13 @@
 """The README's examples, as they are written there: every Python block runs (with the files it names
-made by tiny runs of the project's own commands), and every ``dwq`` command line of its shell blocks
-parses with the CLI's own parser, the deploy ones also run. An API or flag renamed without the README
-fails here instead of on a reader's machine."""
+made by tiny runs of the project's own commands), and every ``dwq`` command line of its shell blocks,
+and of docs/workflow.md's (the paper's runs), parses with the CLI's own parser; the deploy and bench
+lines also run. An API or flag renamed without the documentation fails here instead of on a reader's
+machine."""
 import json
 import os
 import re
 import shlex
 import shutil
-import sys
 
 import pytest
 import torch
@@ -24,17 +24,33 @@ pytestmark = [pytest.mark.filterwarnings("ignore:SwitchableBatchNorm2d. the bran
               pytest.mark.filterwarnings("ignore:convert. the switchable batch norm never saw")]
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+WORKFLOW = os.path.join(os.path.dirname(__file__), "..", "docs", "workflow.md")
 
 
-def _blocks(lang):
-    with open(README, encoding="utf-8") as f:
+def _blocks(lang, path=README):
+    with open(path, encoding="utf-8") as f:
         return re.findall(rf"^```{lang}\n(.*?)^```$", f.read(), flags=re.S | re.M)
 
 
 def _dwq_lines(block):
-    """The ``dwq ...`` command lines of a shell block, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n\s*", " ", block)
-    return [shlex.split(line, comments=True) for line in joined.splitlines() if line.strip().startswith("dwq ")]
+    """The ``dwq ...`` (or ``torchrun ... -m dwq.cli.main ...``) command lines of a shell block as argv
+    lists from the subcommand on, continuation lines joined, comments and a ``$ `` prompt dropped; lines
+    with placeholders (``[--flag X]``, ``a|b``, ``$1``) and printed output (``dwq eval 0.1.0: ...``) left out."""
+    lines = []
+    for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+        line = line.strip().removeprefix("$ ")
+        if not line.startswith(("dwq ", "torchrun ")):
+            continue
+        tokens = shlex.split(line, comments=True)
+        if tokens[:1] == ["dwq"]:
+            argv = tokens[1:]
+        elif "dwq.cli.main" in tokens:
+            argv = tokens[tokens.index("dwq.cli.main") + 1:]
+        else:
+            continue
+        if argv and (len(argv) == 1 or argv[1].startswith("-")) and not re.search(r"[\[|$]", " ".join(argv)):
+            lines.append(argv)
+    return lines
 
 
 def _python(name):
@@ -50,13 +66,14 @@ def test_the_readme_has_the_blocks_this_file_runs():
     assert sum(len(_dwq_lines(b)) for b in _blocks("bash")) >= 5, "README: the shell blocks lost their dwq commands"
 
 
-def test_every_dwq_command_line_of_the_readme_parses():
-    """Each ``dwq`` line (flags, choices, values) is one the CLI's parser takes as written."""
+def test_every_dwq_command_line_of_the_readme_and_the_workflow_guide_parses():
+    """Each ``dwq`` line of the README and of docs/workflow.md (the paper's runs: flags, choices,
+    values) is one the CLI's parser takes as written."""
+    guide = [line for b in _blocks("", WORKFLOW) for line in _dwq_lines(b)]
+    assert len(guide) >= 10, f"docs/workflow.md: {len(guide)} dwq command lines found, expected the paper's runs"
     parser = build_parser()
-    lines = [line for b in _blocks("bash") for line in _dwq_lines(b)]
-    for argv in lines:
-        a = parser.parse_args(argv[1:])
-        assert a.command == argv[1], argv
+    for argv in guide + [line for b in _blocks("bash") for line in _dwq_lines(b)]:
+        assert parser.parse_args(argv).command == argv[0], argv
 
 
 def test_the_using_it_block_runs():
@@ -117,10 +134,9 @@ def test_the_deploy_and_bench_command_lines_run(run_y, tmp_path, monkeypatch, ca
     _in(tmp_path, run_y, monkeypatch)
     fast = {str(b): (0.1 * b, 0.1 * b) for b in (4, 5, 6, 7, 8)}
     monkeypatch.setattr("dwq.deploy.latency_per_precision", _fake_latency({1: fast, 32: fast}))
-    lines = [line for b in _blocks("bash") for line in _dwq_lines(b) if line[1] in ("deploy", "bench")]
-    assert [line[1] for line in lines] == ["deploy", "bench"], lines
-    monkeypatch.setattr(sys, "argv", ["dwq"])
+    lines = [line for b in _blocks("bash") for line in _dwq_lines(b) if line[0] in ("deploy", "bench")]
+    assert [line[0] for line in lines] == ["deploy", "bench"], lines
     for argv in lines:
-        assert main(argv[1:]) == 0, argv
+        assert main(argv) == 0, argv
     assert "largest set within 5 ms at batch 1: 4 5 6 7 8" in capsys.readouterr().out
     assert os.path.isfile("model.safetensors") and len(json.load(open("latency.json"))) == 10
