@@ -288,7 +288,8 @@ def pgd(model, x, y, eps, alpha, steps, *, random_start=True, restarts=1, early_
       random start, or ``x`` without one).
     restarts: independent random starts, one kept per sample by ``restart_select``:
       ``"misclassified"`` (a restart that misclassifies, else the larger loss; with a list
-      of models, the one that more of them misclassify, then the larger loss) or
+      of models, the one that more of them misclassify, then the larger loss; the earlier
+      restart on an exact tie of both) or
       ``"loss"`` (the larger final loss, the later restart on ties: the reference
       code's ``attack_pgd``). With one restart there is nothing to choose and no
       forward after the last step, so a model in train mode (adversarial training)
