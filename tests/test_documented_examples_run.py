@@ -1,22 +1,26 @@
 """The README's examples, as they are written there: every Python block runs (with the files it names
 made by tiny runs of the project's own commands), and every ``dwq`` command line of its shell blocks,
 and of docs/workflow.md's (the paper's runs), parses with the CLI's own parser; the deploy and bench
-lines also run. An API or flag renamed without the documentation fails here instead of on a reader's
-machine."""
+lines also run; so do the ``>>>`` examples of the package's docstrings. An API or flag renamed without
+the documentation fails here instead of on a reader's machine."""
+import doctest
+import importlib
 import json
 import os
+import pkgutil
 import re
 import shlex
 import shutil
 
 import pytest
 import torch
+from deploy_models import calibrated
 from test_deploy_cli_checks_before_the_work import _fake_latency
 from test_reference_import import _as_reference
 
 import dwq
 from dwq.cli.main import build_parser, main
-from dwq.models import QuantPolicy, preact_resnet18
+from dwq.models import QuantPolicy, preact_resnet18, small_cnn
 from dwq.ops import HAS_EXT
 
 # (runs/y's one tiny epoch trains a few of its switchable-BN branches; the examples run at the others too)
@@ -140,3 +144,22 @@ def test_the_deploy_and_bench_command_lines_run(run_y, tmp_path, monkeypatch, ca
         assert main(argv) == 0, argv
     assert "largest set within 5 ms at batch 1: 4 5 6 7 8" in capsys.readouterr().out
     assert os.path.isfile("model.safetensors") and len(json.load(open("latency.json"))) == 10
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+def test_the_docstring_examples_run(tmp_path, monkeypatch):
+    """Every ``>>>`` example of a dwq module runs; dwq.deploy's gets the trained ``model`` and the
+    ``images`` its comment leaves to the reader (a calibrated small CNN over 4, 6, 8 bits)."""
+    monkeypatch.chdir(tmp_path)  # (dwq.deploy's example saves model.safetensors)
+    given = {"model": calibrated(small_cnn(precisions=[4, 6, 8], width=4), (8, 1, 28, 28)),
+             "images": torch.rand(2, 1, 28, 28)}
+    finder, runner, ran = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS), []
+    for info in pkgutil.walk_packages(dwq.__path__, "dwq."):
+        module = importlib.import_module(info.name)
+        for test in finder.find(module, info.name, globs=dict(vars(module), **given)):
+            if test.examples:
+                failed = runner.run(test, out=lambda text: None).failed
+                assert failed == 0, f"{test.name}: {failed} of its {len(test.examples)} examples failed"
+                ran.append(test.name)
+    assert "dwq.deploy" in ran and "dwq.ops.qgemm" in ran and len(ran) >= 6, ran
+    assert os.path.isfile("model.safetensors")

@@ -4,7 +4,7 @@ and loaded as safetensors + JSON (``save``/``load``), checked against its fake-q
 timed per precision (``latency_per_precision``) and precision sets chosen by latency
 (``choose_precisions``).
 
->>> import dwq, dwq.deploy
+>>> import torch, dwq, dwq.deploy
 >>> int_model = dwq.deploy.convert(model, precisions=[4, 6, 8])   # model: trained, e.g. by `dwq train`
 >>> with dwq.precision(int_model, 4):
 ...     logits = int_model(images)                                 # integer kernels, codes between layers
