@@ -346,7 +346,10 @@ def _drop_fc_fp_tensors(t):
      "(flatten): end_dim must be an int in -4..3 (a value is at most 4-D), got 4"),
     # a padding of more than half the window: torch refused it only at the first forward
     (lambda m: _step(m, "max_pool2d")["kwargs"].update(padding=2), None,
-     "(max_pool2d): padding 2 must be at most half the kernel's span [2, 2]"),
+     "(max_pool2d): padding 2 must be at most half the kernel size [2, 2]"),
+    # half the kernel, not of the dilated window (5 wide): torch refuses kernel 3, dilation 2, padding 2
+    (lambda m: _step(m, "max_pool2d")["kwargs"].update(kernel_size=3, dilation=2, padding=2), None,
+     "(max_pool2d): padding 2 must be at most half the kernel size [3, 3]"),
     (lambda m: m["program"].append({"out": m["program"][0]["out"], "fn": "relu", "args": [m["program"][0]["out"]]}),
      None, "recomputes 'normalize'"),
     (lambda m: m.update(output="input"), None, "the program's output is its input 'input'"),
@@ -358,6 +361,7 @@ def _drop_fc_fp_tensors(t):
 ], ids=["relu_str", "float_plan_at_2", "w_bits_float", "a_bits_1", "out_bits_99", "bn_out_bits_mismatch", "stride_0", "padding_neg",
         "float_conv_stride_0", "x_scale_0", "x_scale_nan", "x_zero_point", "w_scale_neg", "out_zero_point",
         "bn_out_scale_0", "normalize_std_0", "pool_kernel_0", "flatten_dim", "flatten_end_dim_4", "pool_padding_2",
+        "pool_dilated_padding_2",
         "step_recomputes", "output_input", "call_arity", "extra_tensor",
         "precision_sets_differ"])
 def test_a_description_the_ops_would_refuse_is_refused_at_load(saved, edit_model, edit_tensors, msg):

@@ -314,11 +314,13 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
                                   f"({', '.join(n.kwargs)}); convert reads the input as the first positional argument")
         relu = kinds[n] == "relu" and _inplace(n, modules)
         if (relu or n.meta.get(INPLACE_ADD)) and isinstance(n.args[0], fx.Node):
-            later = [u.name for a in _aliases(n.args[0], kinds) for u in a.users if u is not n and order[u] > order[n]]
+            # (in graph order: the aliases are a set, and the error named a different reader from run to run)
+            readers = (u for a in _aliases(n.args[0], kinds) for u in a.users if u is not n and order[u] > order[n])
+            later = sorted(readers, key=order.get)
             if later:
                 what, fix = ("ReLU", "use inplace=False") if relu else ("add (+=)", "write a = a + b")
                 raise ConversionError(f"cannot convert {_where(n, modules)}: an in-place {what} whose input is read "
-                                      f"again after it (by {later[0]!r}), which eager PyTorch feeds the {what}'s "
+                                      f"again after it (by {later[0].name!r}), which eager PyTorch feeds the {what}'s "
                                       f"output and the integer model would not; {fix}")
         if kinds[n] == "q":
             _check_qlayer(modules[n.target], n.target)

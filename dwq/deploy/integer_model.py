@@ -212,10 +212,11 @@ def _check_fn_arguments(fn: str, a: dict) -> None:
         if a["stride"] is not None and a["stride"] != []:
             check_pair(a["stride"], "stride", 1, single=True)
         pad = check_pair(a["padding"], "padding", 0, single=True)
-        d = check_pair(a["dilation"], "dilation", 1, single=True) if fn == "max_pool2d" else (1, 1)
-        span = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
-        if any(2 * p > s for p, s in zip(pad, span)):
-            raise ValueError(f"padding {a['padding']!r} must be at most half the kernel's span {span}")
+        if fn == "max_pool2d":
+            check_pair(a["dilation"], "dilation", 1, single=True)
+        # against the kernel size, not the dilated window: torch refuses kernel 3, dilation 2, padding 2
+        if any(2 * p > kk for p, kk in zip(pad, k)):
+            raise ValueError(f"padding {a['padding']!r} must be at most half the kernel size {list(k)}")
         check_flag(a["ceil_mode"], "ceil_mode")
         if fn == "avg_pool2d":
             check_flag(a["count_include_pad"], "count_include_pad")
