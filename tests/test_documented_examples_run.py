@@ -27,6 +27,8 @@ from dwq.ops import HAS_EXT
 pytestmark = [pytest.mark.filterwarnings("ignore:SwitchableBatchNorm2d. the branch of precision"),
               pytest.mark.filterwarnings("ignore:convert. the switchable batch norm never saw")]
 
+needs_ext = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 WORKFLOW = os.path.join(os.path.dirname(__file__), "..", "docs", "workflow.md")
 
@@ -120,7 +122,7 @@ def test_the_loading_block_runs(run_y, tmp_path, monkeypatch, capsys):
     assert dwq.precision_set(ns["ref"]) == list(range(4, 17))
 
 
-@pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+@needs_ext
 def test_the_deploy_block_runs(run_y, tmp_path, monkeypatch):
     """The deploy example: convert, run at 4 bits, RandomPrecision, save and load, with ``images`` a batch."""
     _in(tmp_path, run_y, monkeypatch)
@@ -131,7 +133,7 @@ def test_the_deploy_block_runs(run_y, tmp_path, monkeypatch):
         assert torch.equal(ns["int_model"](ns["images"]), ns["logits"]), "the loaded model is another model"
 
 
-@pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+@needs_ext
 def test_the_deploy_and_bench_command_lines_run(run_y, tmp_path, monkeypatch, capsys):
     """``dwq deploy`` then ``dwq bench`` as the README writes them, in a folder holding runs/y (bench's
     timings are a stand-in: whether 5 ms holds a precision depends on the machine, not on the README)."""
@@ -146,7 +148,7 @@ def test_the_deploy_and_bench_command_lines_run(run_y, tmp_path, monkeypatch, ca
     assert os.path.isfile("model.safetensors") and len(json.load(open("latency.json"))) == 10
 
 
-@pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
+@needs_ext
 def test_the_docstring_examples_run(tmp_path, monkeypatch):
     """Every ``>>>`` example of a dwq module runs; dwq.deploy's gets the trained ``model`` and the
     ``images`` its comment leaves to the reader (a calibrated small CNN over 4, 6, 8 bits)."""

@@ -314,7 +314,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
                                   f"({', '.join(n.kwargs)}); convert reads the input as the first positional argument")
         relu = kinds[n] == "relu" and _inplace(n, modules)
         if (relu or n.meta.get(INPLACE_ADD)) and isinstance(n.args[0], fx.Node):
-            # (in graph order: the aliases are a set, and the error named a different reader from run to run)
+            # (in graph order: the aliases are a set of nodes, hashed by address, whose first was any reader)
             readers = (u for a in _aliases(n.args[0], kinds) for u in a.users if u is not n and order[u] > order[n])
             later = sorted(readers, key=order.get)
             if later:
