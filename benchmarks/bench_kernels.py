@@ -28,8 +28,8 @@ from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy.timing import time_round_robin as deploy_time_round_robin
 from dwq.ops.qgemm_reference import epilogue_ref, qconv2d_acc_ref, qgemm_acc_ref
 
-from records import (FLOAT32_BITS, conv_shape, faster_layout, finish,  # noqa: E402  (benchmarks/records.py)
-                     latency_axis, output_paths, record)
+from records import (FLOAT32_BITS, calibrated_out_scale, conv_shape,  # noqa: E402  (benchmarks/records.py)
+                     faster_layout, finish, latency_axis, output_paths, record)
 
 GEMMS = [(1024, 1024, 1024), (4096, 512, 1152), (32, 4096, 4096)]
 # (C_in, C_out, H=W of the input, stride) of PreActResNet18's 3x3 convs on 32x32 images
@@ -145,11 +145,13 @@ def bench_conv(B, cin, cout, hw, stride, bits_list, records, brevitas_bits, budg
         zx = torch.tensor([(1 << bits) // 3], dtype=torch.int32)
         zw = torch.randint(0, 1 << bits, (cout,), generator=g, dtype=torch.int32)
         sx, sw = torch.tensor([0.01]), torch.rand(cout, generator=g) * 0.01 + 1e-3
-        # (an output scale that is not a power of two, as a model's are: the requantization divides)
-        so, zo = torch.tensor([0.37]), torch.tensor([(1 << bits) // 2], dtype=torch.int32)
         wp = q.pack_conv_weight(w, zw, bits)
         xs = x[:1, :, :6, :6]
         acc = qconv2d_acc_ref(xs, zx, w, zw, (stride, stride), (1, 1))
+        # the output scale calibrated on the checked slice, as a model's is (and not a power of two:
+        # the requantization divides), so that the timed codes spread over the range
+        so = calibrated_out_scale(epilogue_ref(acc, sx, sw, 1), bits)
+        zo = torch.tensor([(1 << bits) // 2], dtype=torch.int32)
         assert torch.equal(q.qconv2d_acc(xs, zx, bits, wp, 3, stride, 1), acc), "dwq check failed"
         assert torch.equal(q.qconv2d(xs, sx, zx, bits, wp, sw, 3, stride, 1, None, None, False, so, zo, bits),
                            epilogue_ref(acc, sx, sw, 1, None, None, False, so, zo, bits)), \

@@ -41,7 +41,8 @@ import dwq.ops.qgemm as q
 from dwq.ops.qgemm_reference import epilogue_ref, qconv2d_acc_ref, qgemm_acc_ref
 
 from dwq.cli.common import path_arg, positive_float, positive_int
-from records import conv_shape, env_vars, output_paths, record, save_records  # noqa: E402  (benchmarks/records.py)
+from records import (calibrated_out_scale, conv_shape, env_vars,  # noqa: E402  (benchmarks/records.py)
+                     output_paths, record, save_records)
 
 GEMMS = [(4096, 4096, 4096), (8192, 8192, 8192), (32, 4096, 4096), (4096, 512, 1152)]  # (--quick too)
 # (network, C_in, C_out, H=W of the input, kernel, stride)
@@ -185,10 +186,11 @@ def bench_conv(network, cin, cout, hw, k, stride, bits_list, records, reps):
         zx = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
         zw = torch.full((cout,), 1 << (bits - 1), dtype=torch.int32, device="cuda")
         sx, sw = torch.tensor([0.01], device="cuda"), torch.full((cout,), 0.001, device="cuda")
-        so = torch.tensor([0.5], device="cuda")
         zo = torch.tensor([1 << (bits - 1)], dtype=torch.int32, device="cuda")
         wp = q.pack_conv_weight(w, zw, bits)
         want = qconv2d_acc_ref(x[ends].cpu(), zx.cpu(), w.cpu(), zw.cpu(), (stride, stride), (pad, pad))
+        # calibrated on the checked images, as bench_kernels.py's CPU conv is: the timed codes spread over the range
+        so = calibrated_out_scale(epilogue_ref(want, sx.cpu(), sw.cpu(), 1), bits).to("cuda")
         want_codes = epilogue_ref(want, sx.cpu(), sw.cpu(), 1, None, None, False, so.cpu(), zo.cpu(), bits)
 
         # An integer model's layer, as bench_kernels.py times it on the CPU: codes in, requantized

@@ -56,6 +56,14 @@ def faster_layout(records, impl="torch_fp32"):
     return ([dict(min(fp, key=lambda r: r["median_ms"]), impl=impl)] if fp else []) + rest
 
 
+def calibrated_out_scale(y, bits):
+    """A timed layer's output scale, as calibration would give a model's: ``y`` (float outputs of a
+    sample) at +-3 standard deviations spans the ``bits``-wide code range around the middle zero point,
+    so the timed codes spread over the range and the tails clamp (a fixed scale leaves every code at
+    the zero point at 2 bits and nearly every one clamped at 16). Shape (1,), on ``y``'s device."""
+    return (y.float().std() * (6.0 / ((1 << bits) - 1))).clamp_min(1e-12).reshape(1)
+
+
 def conv_shape(batch, cin, cout, hw, stride):
     """The ``shape`` of a conv record: "b32 64->64 32x32 s1" (batch, C_in->C_out, H=W of the input,
     stride; the kernel size is in ``op``: "conv3x3", "conv1x1")."""

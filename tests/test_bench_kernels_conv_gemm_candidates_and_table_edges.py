@@ -40,10 +40,34 @@ def test_conv_candidates_compute_what_they_name(stride, monkeypatch):
     assert torch.allclose(fp, fp_cl, atol=1e-5), "the two fp32 layouts compute different convs"
     assert qconv.shape == fp.shape and dwq.shape == fp.shape, (qconv.shape, dwq.shape)
     assert dwq.dtype == torch.uint8 and int(dwq.max()) < 16, (dwq.dtype, int(dwq.max()))
-    # (the codes are all the output zero point at these scales: the timed call's own arguments say which
-    # width it requantizes to)
     timed = cands[-1][2]
     assert timed.func is bk.q.qconv2d and timed.args[7] == stride and timed.args[-1] == 4, timed.args[6:]
+
+
+@needs_ext
+@pytest.mark.parametrize("bits", [2, 4, 8, 12, 16])
+def test_timed_conv_codes_spread_over_their_range(bits, monkeypatch):
+    """The timed dwq conv's output scale is calibrated for its width: its codes take most values of the
+    range, few sit at the zero point and few clamp (a fixed scale put every 2-bit code at the zero point
+    and clamped nearly every 16-bit one, so the timed data never reached the requantization's rounding)."""
+    bk = _script("bench_kernels")
+    ((_, _, cands),) = _candidates(bk, monkeypatch, "bench_conv", 2, 16, 16, 6, 1, [bits], [], [], 0.1)
+    y = cands[-1][2]().long()
+    zo, top = (1 << bits) // 2, (1 << bits) - 1
+    at_zp, clamped = (y == zo).float().mean().item(), ((y == 0) | (y == top)).float().mean().item()
+    assert at_zp < 0.8 and clamped < 0.2, f"{bits}-bit codes: {at_zp:.0%} at the zero point, {clamped:.0%} clamped"
+    assert y.unique().numel() >= min((1 << bits) - 1, 64), f"{bits}-bit codes take {y.unique().numel()} values"
+
+
+def test_calibrated_out_scale_spans_three_deviations():
+    """calibrated_out_scale maps +-3 standard deviations of the sample onto the code range, as a (1,)
+    tensor, and stays positive for a constant sample."""
+    records = _script("records")
+    y = torch.tensor([-2.0, 0.0, 2.0, 4.0])
+    for bits in (2, 8, 16):
+        got = records.calibrated_out_scale(y, bits)
+        assert got.shape == (1,) and torch.isclose(got, y.std() * 6 / ((1 << bits) - 1)).all(), (bits, got)
+    assert records.calibrated_out_scale(torch.ones(5), 8).item() > 0, "a constant sample gives a zero scale"
 
 
 @needs_ext
