@@ -4,11 +4,11 @@ PreActResNet-18's parameter count by hand, its feature-map size stage by stage (
 only the first one strides) and the pre-activation order inside both kinds of its blocks."""
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from dwq.models import preact_resnet18, wide_resnet34_10
 from test_model_layer_geometry import _output_shapes
+from test_reference_import import _randomize
 
 CIFAR10_MEAN = [0.4914, 0.4822, 0.4465]
 CIFAR100_MEAN = [0.5071, 0.4865, 0.4409]
@@ -59,23 +59,11 @@ def test_preact_resnet18_feature_maps_stage_by_stage():
     assert model.layer1[0].shortcut is None and model.layer2[1].shortcut is None
 
 
-def _randomize_bns(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model.eval()
-
-
 @pytest.mark.parametrize("block,in_ch,hw", [("layer2.0", 64, 8), ("layer2.1", 128, 4)])
 def test_preact_block_is_bn_relu_conv_twice_plus_the_raw_input(block, in_ch, hw):
     """BN-ReLU-conv1-BN-ReLU-conv2, added to the block's raw input (through the strided 1x1 projection where the
     stage starts, as-is in the second block): the reference's PreActBlock."""
-    model = _randomize_bns(preact_resnet18(num_classes=10, precisions=[None], switchable_bn=False), seed=0)
+    model = _randomize(preact_resnet18(num_classes=10, precisions=[None], switchable_bn=False), seed=0)
     b = dict(model.named_modules())[block]
     x = torch.randn(2, in_ch, hw, hw, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
