@@ -441,23 +441,40 @@ def interrupt_outcome(e: KeyboardInterrupt) -> tuple[str, int]:
     return ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted", 130)
 
 
+_stopping = False  # set by stopping(), read by sigterm_as_interrupt's handler
+
+
+def stopping() -> None:
+    """The command is stopping (an error, a first SIGTERM or Ctrl-C): until sigterm_as_interrupt's block
+    ends, a SIGTERM is ignored. A second request cut the clean-up short: torchrun's agent, seeing one rank
+    exit, sends the others SIGTERM while they handle their own loss of the peer, so rank 0 said only
+    "terminated (SIGTERM)" instead of why the run stopped, with its files perhaps half removed."""
+    global _stopping
+    _stopping = True
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     import signal
     import threading
 
+    global _stopping
     if threading.current_thread() is not threading.main_thread():  # (signal handlers: main thread only)
         yield
         return
 
     def terminated(signum, frame):
-        raise Terminated
+        if not _stopping:
+            stopping()
+            raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminated)
+    _stopping = False
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _stopping = False
 
 
 def check_run_classes(ex: dict, dataset, data_dir, what: str) -> None:

@@ -30,7 +30,7 @@ from dwq._version import __version__
 
 from .common import (CLIError, HelpFormatter, ListOnce, check_run_classes, flag, folder_lock, fresh_dir, interrupt_outcome,
                      nonneg_float, nonneg_int, path_arg, positive_float, positive_fraction, positive_int, precision_arg,
-                     seed_arg, threads_arg, unit_float, val_size_arg, write_failure, writable_dir)
+                     seed_arg, stopping, threads_arg, unit_float, val_size_arg, write_failure, writable_dir)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
                           apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
@@ -396,7 +396,11 @@ def cmd_train(a):
         t0 = time.time()
         completed = False
         try:
-            tr.fit()  # (SIGTERM raises Terminated here: main() runs every command under sigterm_as_interrupt)
+            try:
+                tr.fit()  # (SIGTERM raises Terminated here: main() runs every command under sigterm_as_interrupt)
+            except BaseException:
+                stopping()  # (what follows removes files and says why the run stopped: a SIGTERM must not cut it)
+                raise
             completed = True
         except KeyboardInterrupt as e:
             how, status = interrupt_outcome(e)
