@@ -138,8 +138,12 @@ def test_a_name_near_the_file_systems_limit_is_written(tmp_path, monkeypatch):
     assert path.read_text() == "{}"
 
 
-def test_the_rename_is_synced_through_the_folder(tmp_path, monkeypatch):
-    """The file was fsynced but not its folder, so after a power cut the rename could be lost."""
+@pytest.mark.parametrize("relative", [False, True])
+def test_the_rename_is_synced_through_the_folder(tmp_path, monkeypatch, relative):
+    """The file was fsynced but not its folder, so after a power cut the rename could be lost; a relative
+    path's folder is the working directory (its dirname is '', which cannot be opened)."""
+    if relative:
+        monkeypatch.chdir(tmp_path)
     synced = []
     fsync = os.fsync
 
@@ -148,9 +152,10 @@ def test_the_rename_is_synced_through_the_folder(tmp_path, monkeypatch):
         fsync(fd)
 
     monkeypatch.setattr(os, "fsync", logged)
-    with atomic_open(tmp_path / "config.json") as f:
+    with atomic_open("config.json" if relative else tmp_path / "config.json") as f:
         f.write("{}")
     assert synced == [False, True]  # the file, then its folder
+    assert (tmp_path / "config.json").read_text() == "{}"
 
 
 def test_an_exclusive_write_never_replaces_a_file_that_appeared_meanwhile(tmp_path):
