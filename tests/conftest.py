@@ -69,6 +69,29 @@ def isa(request, monkeypatch):
     return request.param
 
 
+RENDEZVOUS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # (torchrun's; dwq.train.dist reads them)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """monkeypatch, with torchrun's variables and LOCAL_RANK unset: a process not launched by torchrun."""
+    for k in RENDEZVOUS + ("LOCAL_RANK",):
+        monkeypatch.delenv(k, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def gloo_group(tmp_path):
+    """A gloo process group of one (rank 0), destroyed afterwards if the test left it."""
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield dist.group.WORLD
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def torchvision_or_skip(why: str):
     """torchvision, or a skip with the reason: missing, or a build for another torch (a CUDA wheel
     next to a CPU-only torch fails at import with RuntimeError, not ImportError)."""

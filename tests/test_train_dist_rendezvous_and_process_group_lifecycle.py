@@ -6,26 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from conftest import RENDEZVOUS
 from dwq.train import dist as D
-
-RENDEZVOUS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    for k in RENDEZVOUS + ("LOCAL_RANK",):
-        monkeypatch.delenv(k, raising=False)
-    return monkeypatch
-
-
-@pytest.fixture
-def gloo_group(tmp_path):
-    """A gloo process group of one (rank 0), destroyed afterwards if the test left it."""
-    assert not dist.is_initialized()
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    yield dist.group.WORLD
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("missing", RENDEZVOUS)
