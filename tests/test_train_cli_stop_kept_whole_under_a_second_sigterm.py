@@ -1,7 +1,8 @@
 """A training run that is already stopping (its own error, a first SIGTERM) finishes its clean-up and says
 why it stopped when a SIGTERM arrives meanwhile. In a clean-clone CI run, torchrun's agent, having seen
 rank 1 fail, sent rank 0 SIGTERM while rank 0 handled the lost peer: rank 0 printed only "dwq train:
-terminated (SIGTERM)", not the reason, and its removal of the run's files could be cut short."""
+terminated (SIGTERM)", not the reason, and its removal of the run's files could be cut short; once the
+command had returned, the default handler was back before main() printed its outcome."""
 import os
 import signal
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from dwq.cli import common
+from dwq.cli.common import CLIError
 from dwq.cli.main import main
 from dwq.data import DatasetError
 from dwq.train import Trainer, run_folder
@@ -72,3 +74,24 @@ def test_a_run_stopped_by_a_sigterm_is_cleaned_despite_a_second_one_and_the_next
     monkeypatch.setattr(train_dist, "cleanup", lambda *args, **kwargs: None)
     assert main(["train", "--out", str(out)] + TINY) == 143
     assert "terminated (SIGTERM) before the first epoch completed" in capsys.readouterr().err
+
+
+class _SaidUnderSigterm(CLIError):
+    """A user error whose message is built while a SIGTERM arrives: main() is printing it."""
+
+    def __str__(self):
+        _sigterm_self()
+        return "--data-dir gone (injected)"
+
+
+def test_the_error_is_said_when_a_sigterm_comes_while_main_prints_it(tmp_path, capsys, monkeypatch):
+    """The SIGTERM handler was put back to the default one before main() printed the outcome: a SIGTERM in
+    between (torchrun's agent, once another process had failed) ended the process without a word."""
+    def fails(self, *args, **kwargs):
+        raise _SaidUnderSigterm()
+
+    monkeypatch.setattr(Trainer, "_fit", fails)
+    assert main(["train", "--out", str(tmp_path / "r")] + TINY) == 2
+    err = capsys.readouterr().err
+    assert err == "dwq train: error: --data-dir gone (injected)\n", err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and common._stopping is False

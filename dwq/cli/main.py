@@ -19,7 +19,7 @@ from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, ListOnce, StageLog, bandits_budget, check_run_classes,
                      existing_checkpoint, folder_lock, fresh_dir, given_flags, interrupt_outcome, nonneg_int, path_arg,
                      pnames, positive_fraction, positive_int, precision_arg, precisions_within, resumable_dir, seed_arg,
-                     sigterm_as_interrupt, stdout_to_devnull, threads_arg, write_failure)
+                     sigterm_as_interrupt, stdout_to_devnull, stopping, threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
 EVAL_STAGES = "stages"  # dwq eval's saved stages in --out, until report.json is written (dwq.eval.stages)
@@ -402,6 +402,19 @@ def resumable_run(a) -> bool:
         not os.path.exists(os.path.join(out, "report.json"))
 
 
+def _dispatch(a) -> int:
+    if a.command == "train":
+        return train_cmd.cmd_train(a)
+    if a.command == "eval":
+        return cmd_eval(a)
+    if a.command == "demo":
+        from .demo import run_demo
+        return run_demo(a)
+    if a.command in deploy_cli.COMMANDS:
+        return deploy_cli.COMMANDS[a.command](a)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -427,40 +440,38 @@ def main(argv=None) -> int:
         from dwq.memory import keep_freed_memory
 
         keep_freed_memory()  # (dwq.memory: large tensors reuse freed pages instead of faulting in new ones)
-    try:
-        with sigterm_as_interrupt():
-            if a.command == "train":
-                return train_cmd.cmd_train(a)
-            if a.command == "eval":
-                return cmd_eval(a)
-            if a.command == "demo":
-                from .demo import run_demo
-                return run_demo(a)
-            if a.command in deploy_cli.COMMANDS:
-                return deploy_cli.COMMANDS[a.command](a)
-    except CLIError as e:
-        print(f"dwq {a.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        how, status = interrupt_outcome(e)
-        print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it" if resumable_run(a) else ""),
-              file=sys.stderr)
-        return status
-    except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
-        stdout_to_devnull()
-        if resumable_run(a):  # (an hour-long evaluation ended with status 1 and not a word)
-            print(f"dwq {a.command}: stdout was closed; the same command with --resume continues it", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
-        from dwq.data import DatasetError
-        from dwq.train import CheckpointError
-        # (DWQ_TRACEBACK=0 showed the traceback: only "1" asks for it)
-        if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and os.environ.get(
-                "DWQ_TRACEBACK", "") != "1":
-            print(f"dwq {a.command}: error: {first_line(e)}", file=sys.stderr)
+    # The handler stays installed while the outcome is printed: a SIGTERM then (torchrun's agent stopping the
+    # other processes once one failed) is ignored, not a silent death between the command's end and its message.
+    with sigterm_as_interrupt():
+        try:
+            try:
+                return _dispatch(a)
+            except BaseException:
+                stopping()
+                raise
+        except CLIError as e:
+            print(f"dwq {a.command}: error: {e}", file=sys.stderr)
             return 2
-        raise
-    return 0
+        except KeyboardInterrupt as e:
+            how, status = interrupt_outcome(e)
+            print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it"
+                                                if resumable_run(a) else ""), file=sys.stderr)
+            return status
+        except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
+            stdout_to_devnull()
+            if resumable_run(a):  # (an hour-long evaluation ended with status 1 and not a word)
+                print(f"dwq {a.command}: stdout was closed; the same command with --resume continues it",
+                      file=sys.stderr)
+            return 1
+        except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
+            from dwq.data import DatasetError
+            from dwq.train import CheckpointError
+            # (DWQ_TRACEBACK=0 showed the traceback: only "1" asks for it)
+            if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and os.environ.get(
+                    "DWQ_TRACEBACK", "") != "1":
+                print(f"dwq {a.command}: error: {first_line(e)}", file=sys.stderr)
+                return 2
+            raise
 
 
 if __name__ == "__main__":
