@@ -4,10 +4,10 @@ torchvision comparison) layer4 ends at 1x1, where any global pooling (max, sum, 
 average; here it must be the average."""
 import pytest
 import torch
-from torch import nn
 
-from dwq.models import QuantPolicy, ResNet, load_torchvision_state_dict
 from conftest import torchvision_or_skip
+from dwq.models import QuantPolicy, ResNet, load_torchvision_state_dict
+from test_reference_import import _randomize
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -17,15 +17,7 @@ def _pair():
     from torchvision.models.resnet import Bottleneck
 
     torch.manual_seed(0)
-    ref = torchvision.models.resnet.ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in ref.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-                m.weight.normal_(1, 0.1, generator=g)
-                m.bias.normal_(0, 0.1, generator=g)
+    ref = _randomize(torchvision.models.resnet.ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10), seed=1)
     ours = ResNet([1, 1, 1, 1], 10, [None], QuantPolicy(shortcut=True), False, None, None)
     load_torchvision_state_dict(ours, ref.state_dict())
     return ours.eval(), ref.eval()
