@@ -504,7 +504,7 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
     readme = (ROOT / "README.md").read_text()
     for name, label in (("results_full_2threads_8474c03.json", "AVX-512 VNNI"),
                         ("results_avx2_wide_quick_1thread.json", "AVX2"),
-                        ("results_amx_limbs_quick_1thread.json", "AMX")):
+                        ("results_amx_pairs_quick_1thread.json", "AMX")):
         rows = _best_int8_rows(name)
         amx = label == "AMX"  # (its 512-channel conv, above oneDNN, is quoted apart from the others)
         b32 = [v[1] for k, v in rows.items() if k[1].startswith("b32") and not (amx and "512->512" in k[1])]
@@ -540,11 +540,18 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
     assert want in text, want
     wide16 = _range(int8_over_fp32("results_avx2_wide_models_quick.json", 16).values())
     assert f"16-bit integer model is slower than fp32 on AVX2 ({wide16})" in text, wide16
-    # the AMX b32 convs below oneDNN: the summary's run and the two earlier ones it quotes
+    # the AMX b32 convs below oneDNN: the summary's run, its rerun and the three earlier ones it quotes
     runs = [_range([v[1] for k, v in _best_int8_rows(n).items() if k[1].startswith("b32") and "512->512" not in k[1]])
-            for n in ("results_amx_limbs_quick_1thread.json", "results_amx_warm_quick_1thread.json",
+            for n in ("results_amx_pairs_quick_1thread.json", "results_amx_pairs_quick_1thread_rerun.json",
+                      "results_amx_limbs_quick_1thread.json", "results_amx_warm_quick_1thread.json",
                       "results_amx_warm_quick_1thread_rerun.json")]
-    assert f"{runs[0]} in that run, {runs[1]} and {runs[2]} in two earlier ones" in text, runs
+    assert (f"{runs[0]} in that run, {runs[1]} in its rerun (" in text
+            and f"{runs[2]}, {runs[3]} and {runs[4]} in three earlier ones" in text), runs
+    c128 = [_best_int8_rows(n)[("conv3x3", "b32 128->128 16x16 s1")][1]
+            for n in ("results_amx_pairs_quick_1thread.json", "results_amx_pairs_quick_1thread_rerun.json",
+                      "results_amx_6a311ae_quick_1thread.json", "results_amx_6a311ae_quick_1thread_rerun.json")]
+    want = f"paired: {c128[0]:.2f}× and {c128[1]:.2f}×, from {c128[2]:.2f}× and {c128[3]:.2f}× before them"
+    assert want in text, want
     zp = _bench("results_cpu_zp_shift.json")
     ms = {(r["op"], r["shape"], r["bits"], r["impl"]): r["median_ms"] for r in zp}
     gain = [ms[(*k[:3], "offset128")] / ms[(*k[:3], "zp_shift")] for k in ms if k[0] == "conv3x3"]
@@ -691,14 +698,21 @@ def test_readme_ci_sentence_is_the_kept_ci_record():
     cuda = sum(n for why, n in reasons.items() if "CUDA" in why)
     assert cuda + sum(n for _, n in isa_skips) == skipped, "a skip that is neither an ISA path nor a GPU"
     vnni = re.search(r"^Machine: .*avx512_vnni: (yes|no)", record, re.M).group(1) == "yes"
+    amx = re.search(r"^Machine: .*amx_int8: (yes|no)", record, re.M).group(1) == "yes"
     readme = " ".join((ROOT / "README.md").read_text().split())
     m = re.search(r"took (\d+) min (\d+) s at ([0-9a-f]{7,}) on a 2-core ([^(]*) \(", readme)
     assert m, "the README no longer states the clean-clone CI time"
     assert (int(m.group(1)) * 60 + int(m.group(2)), m.group(3)) == (secs, commit)
     assert m.group(4).endswith("with AVX-512 VNNI" if vnni else "with AVX2 only"), m.group(4)
-    paths = " and ".join(f"the {n} {'tests ' if k == 0 else ''}of the `{isa}` path"
-                         for k, (isa, n) in enumerate(isa_skips))
-    want = f"pytest {passed} passed, {skipped} skipped: {paths}, which this CPU lacks, and {cuda} that need a CUDA GPU"
+    assert ("with AMX" in m.group(4)) == amx, m.group(4)
+    assert (not isa_skips) == amx, "a CPU with AMX runs every ISA path's tests; one without skips the amx ones"
+    if isa_skips:
+        paths = " and ".join(f"the {n} {'tests ' if k == 0 else ''}of the `{isa}` path"
+                             for k, (isa, n) in enumerate(isa_skips))
+        want = (f"pytest {passed} passed, {skipped} skipped: {paths}, which this CPU lacks, and {cuda} that need a "
+                "CUDA GPU")
+    else:
+        want = f"pytest {passed} passed, {skipped} skipped, every one a test that needs a CUDA GPU"
     assert want in readme, want
 
 

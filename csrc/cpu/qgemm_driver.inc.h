@@ -26,6 +26,8 @@
 //   DWQ_ISA_PADDED   ukernel_padded(P, toff, ntaps, C, B, Cout): a tile of up to kMR output pixels of
 //                    one output row of a stride-1 conv with 64 | C, read from the zero-point-padded
 //                    copy of padded_rows (qgemm_amx.cpp); needs DWQ_ISA_ROWPACK for pixel sums.
+//   DWQ_ISA_PAIR     ukernel_padded_pair(P0, P1, toff, ntaps, C, B, Cout): two whole tiles of
+//                    ukernel_padded, into rows 0..kMR-1 and kMR..2kMR-1 of Cout (with DWQ_ISA_PADDED).
 //   DWQ_ISA_QUANTIZE quantize(x, n, scale, zp, bits, out, out_u8): the activation quantization below,
 //                    hand-written (qgemm_avx512_parts.inc.h);
 //   DWQ_ISA_SCOPE    struct IsaScope: constructed at the start of each run() on its thread and
@@ -144,9 +146,14 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
 #else
   const bool padded = false, padded_limbs = false;
 #endif
-  alignas(64) int32_t t32[kMR * kBlockN];
+#ifdef DWQ_ISA_PAIR
+  constexpr int kTileRows = 2 * kMR;  // (rows of t32: a pair call fills two tiles' worth)
+#else
+  constexpr int kTileRows = kMR;
+#endif
+  alignas(64) int32_t t32[kTileRows * kBlockN];
   alignas(64) int64_t t64[kMR * kBlockN];
-  alignas(64) int32_t tl[3][kMR * kBlockN];
+  alignas(64) int32_t tl[3][kTileRows * kBlockN];
   alignas(64) int32_t acc32[kBlockN];
   alignas(64) int64_t acc64[kBlockN];
   int64_t bad = 0;
@@ -197,17 +204,34 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
         const int mr = static_cast<int>(step);
         const uint8_t* A = abuf + mt * lda;
         const int64_t* rst = rs + mt;
+#ifdef DWQ_ISA_PAIR
+        // A whole padded tile followed by another within its output row: both in one call, which
+        // loads fewer tiles per product (qgemm_amx.cpp; b32 3x3 convs at one and two threads,
+        // bench_qgemm, codes out: 128 channels at 16x16 1.15-1.20x faster at 4 and 8 bits, 1.23-1.31x
+        // at 16; 64 at 32x32 0.98-1.04x and 1.08-1.09x; docs/cpu_engine.md).
+        const bool pair = (padded || (padded_limbs && !wide)) && mr == kMR && rows - mt >= 2 * kMR &&
+                          (m0 + mt + kMR) % a.OW + kMR <= a.OW;
+#else
+        const bool pair = false;
+#endif
+        const int done = pair ? 2 * kMR : mr;  // rows of the tile buffers this step fills
+        step = done;
         if (fast) {
-          if (padded)
-            ukernel_padded(tb.pad.data() + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, bblk, t32);
-          else if (implicit)
+          if (padded) {
+            const uint8_t* P = tb.pad.data() + tb.pix[mt] * a.C;
+            if (pair)
+              ukernel_padded_pair(P, tb.pad.data() + tb.pix[mt + kMR] * a.C, tb.toff.data(), ntaps, a.C, bblk, t32);
+            else
+              ukernel_padded(P, tb.toff.data(), ntaps, a.C, bblk, t32);
+          } else if (implicit) {
             ukernel_taps(mr, tb.taps.data() + mt * ntaps, ntaps, a.C / 4, bblk, t32);
-          else
-            uk(mr, A, lda, bblk, kg_total, t32);
-          if (fused != nullptr) {
-            fused(t32, mr, nv, rst, colw32, colc32, ep, m0 + mt, n0);
           } else {
-            for (int r = 0; r < mr; ++r) {
+            uk(mr, A, lda, bblk, kg_total, t32);
+          }
+          if (fused != nullptr) {
+            fused(t32, done, nv, rst, colw32, colc32, ep, m0 + mt, n0);
+          } else {
+            for (int r = 0; r < done; ++r) {
               const uint32_t rsr = static_cast<uint32_t>(rst[r]);
               const int32_t* t = t32 + r * kBlockN;
               for (int64_t j = 0; j < kBlockN; ++j)
@@ -233,8 +257,12 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
           const int8_t* B1 = bblk + w.Npad * Kp;
           // the products of activation limb plane ia with the weight limb plane at B, into Cout
           const auto prod = [&](int ia, const int8_t* B, int32_t* Cout) {
-            if (padded_limbs)
-              ukernel_padded(tb.pad.data() + ia * tb.pad_plane + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, B, Cout);
+            const uint8_t* plane = tb.pad.data() + ia * tb.pad_plane;
+            if (pair)
+              ukernel_padded_pair(plane + tb.pix[mt] * a.C, plane + tb.pix[mt + kMR] * a.C, tb.toff.data(), ntaps, a.C,
+                                  B, Cout);
+            else if (padded_limbs)
+              ukernel_padded(plane + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, B, Cout);
             else
               (ia == 0 ? uk : ukernel)(mr, A + ia * p.mc * lda, lda, B, kg_total, Cout);
           };
@@ -243,14 +271,14 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
           if (p.lx == 2) {
             if (p.lw == 2) {
               prod(1, bblk, t32);
-              for (int64_t i = 0; i < mr * kBlockN; ++i) tl[1][i] += t32[i];
+              for (int64_t i = 0; i < done * kBlockN; ++i) tl[1][i] += t32[i];
               prod(1, B1, tl[2]);
             } else {
               prod(1, bblk, tl[1]);
             }
           }
           const bool three = p.lx == 2 && p.lw == 2;
-          for (int r = 0; r < mr; ++r) {
+          for (int r = 0; r < done; ++r) {
             const int64_t rsr = rst[r];
             const int32_t* t0 = tl[0] + r * kBlockN;
             const int32_t* t1 = tl[1] + r * kBlockN;

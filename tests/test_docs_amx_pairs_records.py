@@ -1,0 +1,48 @@
+"""docs/cpu_engine.md's "Paired padded tiles (AMX)" section, recomputed from its records: the engine
+table from results_amx_pairs_bench_qgemm.json (the median of each build's per-process best, and their
+ratio) and the op-level ratios against oneDNN and 16-bit / 8-bit latencies from the four
+bench_kernels.py runs it names."""
+import json
+import statistics
+
+from test_docs_records import CPU_DOC, ROOT, _best_int8_rows
+
+BEFORE = ("results_amx_6a311ae_quick_1thread.json", "results_amx_6a311ae_quick_1thread_rerun.json")
+AFTER = ("results_amx_pairs_quick_1thread.json", "results_amx_pairs_quick_1thread_rerun.json")
+
+
+def _section():
+    text = CPU_DOC.read_text()
+    start = text.index("## Paired padded tiles (AMX)")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_engine_table_is_the_medians_of_its_record():
+    records = json.loads((ROOT / "benchmarks" / "results_amx_pairs_bench_qgemm.json").read_text())["records"]
+    ms = {(r["shape"], r["threads"], r["bits"], r["build"]): statistics.median(r["best_ms_per_process"])
+          for r in records}
+    assert {len(r["best_ms_per_process"]) for r in records} == {3}
+    section = _section()
+    for shape, label in (("b32 128->128 16x16", "128→128 16×16"), ("b32 64->64 32x32", "64→64 32×32")):
+        for threads in (1, 2):
+            cells = []
+            for bits in (4, 8, 16):
+                a, p = ms[(shape, threads, bits, "6a311ae")], ms[(shape, threads, bits, "pairs")]
+                cells.append(f"{a:.3f} → {p:.3f} ({a / p:.2f}×)")
+            row = f"| {label} | {threads} | " + " | ".join(cells) + " |"
+            assert row in section, row
+
+
+def test_op_level_ratios_are_the_four_runs():
+    flat = " ".join(_section().split())
+    before, after = [[_best_int8_rows(n) for n in runs] for runs in (BEFORE, AFTER)]
+
+    def both(rows, shape, i=1):
+        return f"{rows[0][('conv3x3', shape)][i]:.2f}× and {rows[1][('conv3x3', shape)][i]:.2f}×"
+
+    for label, shape in (("128→128", "b32 128->128 16x16 s1"), ("64→64", "b32 64->64 32x32 s1"),
+                         ("256→256 (im2col, unchanged)", "b32 256->256 8x8 s1")):
+        want = f"{label} {both(before, shape)} before, {both(after, shape)} after"
+        assert want in flat, want
+    r16 = [both(rows, "b32 128->128 16x16 s1", 3).replace("×", "") for rows in (before, after)]
+    assert f"128-channel conv went from {r16[0]} to {r16[1]}." in flat, r16
