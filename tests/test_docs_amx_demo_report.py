@@ -1,5 +1,5 @@
-"""The README's sentence on the demo run on an Intel Xeon with AMX (docs/demo/report_amx.json): its wall
-time, the paired differences it quotes (taken from the report's own findings, in the findings' order:
+"""The README's sentences on the demo run on an Intel Xeon with AMX (docs/demo/report_amx.json): its wall
+time (quoted twice), the paired differences it quotes (taken from the report's own findings, in the findings' order:
 worst case over precisions under EOT-PGD and over every attack, clean RPI, RPI under EOT-PGD), and the
 integer model's speed-up over the fake-quant one and its top-1 agreement."""
 import re
@@ -34,3 +34,4 @@ def test_readme_sentence_is_the_amx_demo_report():
             f"{deploy['latency_batch']}, top-1 identical on all 1,000 images at every precision.")
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert want in readme, want
+    assert f"264 s on a Zen 4, {round(rep['seconds'])} s on an Intel Xeon with AMX," in readme
