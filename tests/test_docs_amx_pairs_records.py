@@ -1,7 +1,7 @@
 """docs/cpu_engine.md's "Paired padded tiles (AMX)" section, recomputed from its records: the engine
 table from results_amx_pairs_bench_qgemm.json (the median of each build's per-process best, and their
-ratio) and the op-level ratios against oneDNN and 16-bit / 8-bit latencies from the four
-bench_kernels.py runs it names."""
+ratio), the op-level ratios against oneDNN and 16-bit / 8-bit latencies from the four
+bench_kernels.py runs it names, and the whole-model runs (bench_models.py) it quotes."""
 import json
 import statistics
 
@@ -46,3 +46,35 @@ def test_op_level_ratios_are_the_four_runs():
         assert want in flat, want
     r16 = [both(rows, "b32 128->128 16x16 s1", 3).replace("×", "") for rows in (before, after)]
     assert f"128-channel conv went from {r16[0]} to {r16[1]}." in flat, r16
+
+
+def _model_ms(records):
+    return {(r["op"], r["shape"].split()[0], r["impl"], r["bits"]): r["median_ms"] for r in records}
+
+
+def test_whole_model_runs_are_their_records():
+    """The whole-model paragraph: the 8-bit integer model over fp32 in each of the four full runs, PreActResNet18
+    b32's medians in them, and the three alternating rounds of that case alone at 8 and 16 bits."""
+    flat = " ".join(_section().split())
+    runs = {}
+    for name in ("6a311ae", "6a311ae_rerun", "pairs", "pairs_rerun"):
+        recs = json.loads((ROOT / "benchmarks" / f"results_amx_models_{name}.json").read_text())
+        runs[name] = _model_ms(recs["records"] if isinstance(recs, dict) else recs)
+    labels = {"preact_resnet18": "PreActResNet18", "resnet50": "ResNet-50"}
+    for net, batch in (("preact_resnet18", "b1"), ("preact_resnet18", "b32"), ("resnet50", "b1"), ("resnet50", "b8")):
+        r = [runs[n][(net, batch, "torch_fp32", 32)] / runs[n][(net, batch, "dwq_int", 8)] for n in runs]
+        want = f"{labels[net]} {batch} {r[0]:.2f}× and {r[1]:.2f}× before, {r[2]:.2f}× and {r[3]:.2f}× after"
+        assert want in flat, want
+    p8 = [runs[n][("preact_resnet18", "b32", "dwq_int", 8)] for n in runs]
+    want = f"took {p8[2]:.2f} and {p8[3]:.2f} ms after the change against {p8[0]:.2f} and {p8[1]:.2f} before"
+    assert want in flat, want
+    ab = json.loads((ROOT / "benchmarks" / "results_amx_models_preact_b32_ab.json").read_text())["runs"]
+    ms = {(run["build"], run["round"], bits): _model_ms(run["records"])[("preact_resnet18", "b32", "dwq_int", bits)]
+          for run in ab for bits in (8, 16)}
+
+    def listed(build, bits):
+        return ", ".join(f"{ms[(build, i, bits)]:.2f}" for i in (1, 2, 3))
+
+    want = (f"it took {listed('6a311ae', 8)} ms at 8 bits before and {listed('pairs', 8)} ms after (medians), "
+            f"{listed('6a311ae', 16)} and {listed('pairs', 16)} ms at 16 bits")
+    assert want in flat, want

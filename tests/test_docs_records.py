@@ -532,10 +532,10 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
     want = (f"on AVX-512 VNNI at the larger batches ({vnni16[('preact_resnet18', 'b32')]:.2f}× at PreActResNet18 "
             f"b32, {vnni16[('resnet50', 'b8')]:.2f}× at ResNet-50 b8)")
     assert want in text, want
-    amx = int8_over_fp32("results_amx_models_malloc_keep.json", 8)
+    amx = int8_over_fp32("results_amx_models_pairs.json", 8)
     want = (f"on AMX PreActResNet18 {amx[('preact_resnet18', 'b1')]:.2f}× at batch 1 and "
             f"{amx[('preact_resnet18', 'b32')]:.2f}× at batch 32, ResNet-50 {amx[('resnet50', 'b1')]:.2f}× at "
-            f"batch 1 and {amx[('resnet50', 'b8')]:.2f}× at batch 8 (`results_amx_models_malloc_keep.json`); "
+            f"batch 1 and {amx[('resnet50', 'b8')]:.2f}× at batch 8 (`results_amx_models_pairs.json`); "
             f"on AVX2 {_range(int8_over_fp32('results_avx2_wide_models_quick.json', 8).values())}")
     assert want in text, want
     wide16 = _range(int8_over_fp32("results_avx2_wide_models_quick.json", 16).values())
