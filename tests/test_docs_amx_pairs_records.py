@@ -78,3 +78,15 @@ def test_whole_model_runs_are_their_records():
     want = (f"it took {listed('6a311ae', 8)} ms at 8 bits before and {listed('pairs', 8)} ms after (medians), "
             f"{listed('6a311ae', 16)} and {listed('pairs', 16)} ms at 16 bits")
     assert want in flat, want
+    swapped = json.loads((ROOT / "benchmarks" / "results_amx_models_pairs_first.json").read_text())["runs"]
+    sw = {(run["build"], run["round"]): _model_ms(run["records"])[("preact_resnet18", "b32", "dwq_int", 8)]
+          for run in swapped}
+    assert [run["build"] for run in swapped] == ["pairs", "6a311ae", "pairs", "6a311ae"]  # (the pairs first)
+    want = (f"gave PreActResNet18 b32 {sw[('pairs', 1)]:.2f} and {sw[('pairs', 2)]:.2f} ms after against "
+            f"{sw[('6a311ae', 1)]:.2f} and {sw[('6a311ae', 2)]:.2f} before: in all four rounds of full runs the "
+            "build that ran first was the faster one there")
+    assert want in flat, want
+    # (first, second) of each round: 6a311ae first in the four runs above, the pairs first here
+    firsts = [(p8[0], p8[2]), (p8[1], p8[3]), (sw[("pairs", 1)], sw[("6a311ae", 1)]),
+              (sw[("pairs", 2)], sw[("6a311ae", 2)])]
+    assert all(first < second for first, second in firsts), firsts
