@@ -2,10 +2,9 @@
 table from results_amx_pairs_bench_qgemm.json (the median of each build's per-process best, and their
 ratio), the op-level ratios against oneDNN and 16-bit / 8-bit latencies from the four
 bench_kernels.py runs it names, and the whole-model runs (bench_models.py) it quotes."""
-import json
 import statistics
 
-from test_docs_records import CPU_DOC, ROOT, _best_int8_rows
+from test_docs_records import CPU_DOC, _bench, _best_int8_rows
 
 BEFORE = ("results_amx_6a311ae_quick_1thread.json", "results_amx_6a311ae_quick_1thread_rerun.json")
 AFTER = ("results_amx_pairs_quick_1thread.json", "results_amx_pairs_quick_1thread_rerun.json")
@@ -18,7 +17,7 @@ def _section():
 
 
 def test_engine_table_is_the_medians_of_its_record():
-    records = json.loads((ROOT / "benchmarks" / "results_amx_pairs_bench_qgemm.json").read_text())["records"]
+    records = _bench("results_amx_pairs_bench_qgemm.json")["records"]
     ms = {(r["shape"], r["threads"], r["bits"], r["build"]): statistics.median(r["best_ms_per_process"])
           for r in records}
     assert {len(r["best_ms_per_process"]) for r in records} == {3}
@@ -58,8 +57,7 @@ def test_whole_model_runs_are_their_records():
     flat = " ".join(_section().split())
     runs = {}
     for name in ("6a311ae", "6a311ae_rerun", "pairs", "pairs_rerun"):
-        recs = json.loads((ROOT / "benchmarks" / f"results_amx_models_{name}.json").read_text())
-        runs[name] = _model_ms(recs["records"] if isinstance(recs, dict) else recs)
+        runs[name] = _model_ms(_bench(f"results_amx_models_{name}.json"))
     labels = {"preact_resnet18": "PreActResNet18", "resnet50": "ResNet-50"}
     for net, batch in (("preact_resnet18", "b1"), ("preact_resnet18", "b32"), ("resnet50", "b1"), ("resnet50", "b8")):
         r = [runs[n][(net, batch, "torch_fp32", 32)] / runs[n][(net, batch, "dwq_int", 8)] for n in runs]
@@ -68,7 +66,7 @@ def test_whole_model_runs_are_their_records():
     p8 = [runs[n][("preact_resnet18", "b32", "dwq_int", 8)] for n in runs]
     want = f"took {p8[2]:.2f} and {p8[3]:.2f} ms after the change against {p8[0]:.2f} and {p8[1]:.2f} before"
     assert want in flat, want
-    ab = json.loads((ROOT / "benchmarks" / "results_amx_models_preact_b32_ab.json").read_text())["runs"]
+    ab = _bench("results_amx_models_preact_b32_ab.json")["runs"]
     ms = {(run["build"], run["round"], bits): _model_ms(run["records"])[("preact_resnet18", "b32", "dwq_int", bits)]
           for run in ab for bits in (8, 16)}
 
@@ -78,7 +76,7 @@ def test_whole_model_runs_are_their_records():
     want = (f"it took {listed('6a311ae', 8)} ms at 8 bits before and {listed('pairs', 8)} ms after (medians), "
             f"{listed('6a311ae', 16)} and {listed('pairs', 16)} ms at 16 bits")
     assert want in flat, want
-    swapped = json.loads((ROOT / "benchmarks" / "results_amx_models_pairs_first.json").read_text())["runs"]
+    swapped = _bench("results_amx_models_pairs_first.json")["runs"]
     sw = {(run["build"], run["round"]): _model_ms(run["records"])[("preact_resnet18", "b32", "dwq_int", 8)]
           for run in swapped}
     assert [run["build"] for run in swapped] == ["pairs", "6a311ae", "pairs", "6a311ae"]  # (the pairs first)

@@ -216,13 +216,17 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
 #endif
         const int done = pair ? 2 * kMR : mr;  // rows of the tile buffers this step fills
         step = done;
+        // the products of this step's padded tile (or pair) in the copy's limb plane `plane` with the weights at B
+        const auto padded_tiles = [&](const uint8_t* plane, const int8_t* B, int32_t* Cout) {
+          if (pair)
+            ukernel_padded_pair(plane + tb.pix[mt] * a.C, plane + tb.pix[mt + kMR] * a.C, tb.toff.data(), ntaps, a.C,
+                                B, Cout);
+          else
+            ukernel_padded(plane + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, B, Cout);
+        };
         if (fast) {
           if (padded) {
-            const uint8_t* P = tb.pad.data() + tb.pix[mt] * a.C;
-            if (pair)
-              ukernel_padded_pair(P, tb.pad.data() + tb.pix[mt + kMR] * a.C, tb.toff.data(), ntaps, a.C, bblk, t32);
-            else
-              ukernel_padded(P, tb.toff.data(), ntaps, a.C, bblk, t32);
+            padded_tiles(tb.pad.data(), bblk, t32);
           } else if (implicit) {
             ukernel_taps(mr, tb.taps.data() + mt * ntaps, ntaps, a.C / 4, bblk, t32);
           } else {
@@ -257,12 +261,8 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
           const int8_t* B1 = bblk + w.Npad * Kp;
           // the products of activation limb plane ia with the weight limb plane at B, into Cout
           const auto prod = [&](int ia, const int8_t* B, int32_t* Cout) {
-            const uint8_t* plane = tb.pad.data() + ia * tb.pad_plane;
-            if (pair)
-              ukernel_padded_pair(plane + tb.pix[mt] * a.C, plane + tb.pix[mt + kMR] * a.C, tb.toff.data(), ntaps, a.C,
-                                  B, Cout);
-            else if (padded_limbs)
-              ukernel_padded(plane + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, B, Cout);
+            if (padded_limbs)
+              padded_tiles(tb.pad.data() + ia * tb.pad_plane, B, Cout);
             else
               (ia == 0 ? uk : ukernel)(mr, A + ia * p.mc * lda, lda, B, kg_total, Cout);
           };
