@@ -503,6 +503,7 @@ def test_readme_cpu_summary_is_each_isas_latest_records():
     a record must update the summary."""
     readme = (ROOT / "README.md").read_text()
     for name, label in (("results_full_2threads_8474c03.json", "AVX-512 VNNI"),
+                        ("results_vnni_intel_padded_quick_1thread.json", "AVX-512 VNNI"),
                         ("results_avx2_wide_quick_1thread.json", "AVX2"),
                         ("results_amx_pairs_quick_1thread.json", "AMX")):
         rows = _best_int8_rows(name)

@@ -134,12 +134,26 @@ static void ukernel(int /*mr*/, const uint8_t* A, int64_t lda, const int8_t* B, 
 // strided tile load, against the blob's k block t * (C / 64) + b (the weight's k order is
 // tap-major, channel-minor). Rows past mr read the copy's spare bytes; their sums are ignored.
 #define DWQ_ISA_PADDED 1
-__attribute__((noinline)) static void ukernel_padded(const uint8_t* P, const int64_t* toff, int64_t ntaps, int64_t C,
-                                                     const int8_t* B, int32_t* Cout) {
+__attribute__((noinline)) static void ukernel_padded(int, const uint8_t* P, const int64_t* toff, int64_t ntaps,
+                                                     int64_t C, const int8_t* B, int32_t* Cout) {
   zero_acc();
   for (int64_t t = 0; t < ntaps; ++t)
     for (int64_t c = 0; c < C; c += 64, B += kGroupsPerBlock * kGroupBytes) kblock(P + toff[t] + c, C, B);
   store_acc(Cout);
+}
+
+// Which stride-1 convs (64 | C, 2..64 taps) take ukernel_padded. A tile cannot span two output rows
+// (their windows are not one stride apart), so where OW is not a multiple of 16 some tiles are
+// partly empty while im2col rows fill whole ones; that pays only where packing is a large share of
+// the work: 64 input channels and tiles at least 3/4 full (against im2col at 8 bits, ResNet-50 and
+// PreActResNet18 shapes: 1.07-1.39x for 64 channels at OW 56, 32, 28, 14, 1.05x at 12; 0.82x for
+// 256 channels at 14, 0.97-1.00x for 128 at 56 and 28; whole tiles 1.07-1.23x at 128 and 256;
+// benchmarks/README.md). 1x1 kernels are a copy either way (0.93-1.00x): im2col. Limbs on the same
+// shapes (16 bits against im2col, 2 threads: 64 channels at OW 32 and 56 1.30x and 1.14x, 128 at
+// 16 1.19x; where the 8-bit rule says no, it lost too: 128 at 28 0.88x, 256 at 14 0.63x).
+static bool padded_pays(int64_t C, int64_t OW, bool /*limbs*/, bool /*sums*/) {
+  const int64_t row_tiles = (OW + kMR - 1) / kMR;
+  return OW % kMR == 0 || (C == 64 && 4 * OW >= 3 * kMR * row_tiles);
 }
 
 // Pairs of whole padded tiles (DWQ_ISA_PAIR): rows 0..15 of Cout from P0, rows 16..31 from P1,

@@ -1,6 +1,7 @@
 // AVX-512 VNNI microkernel of the integer GEMM engine (qgemm.h): a 6 x 64 register tile,
 // 24 zmm int32 accumulators fed by vpdpbusd (u8 activations x s8 shifted weights, no saturation);
-// per 4-deep k step: 4 weight loads, 6 activation broadcasts, 24 vpdpbusd. Only the code after
+// per 4-deep k step: 4 weight loads, 6 activation broadcasts, 24 vpdpbusd; its rows come from packed
+// im2col rows, per-row conv tap pointers or the zero-point-padded copy. Only the code after
 // the includes is built for AVX-512 (isa_region.h), the rest stays generic x86-64; chosen at run time (qgemm_common).
 #include <immintrin.h>
 
@@ -43,17 +44,23 @@ constexpr int kMR = 6;
     _mm512_storeu_si512(C + r * kBlockN + 48, c##r##3);            \
   }
 
+// One 4-deep k group g of the weights at B against rows 0..5 at row0..row5 (only the first MR used).
+#define DWQ_KGROUP(g, row0, row1, row2, row3, row4, row5)                                   \
+  {                                                                                          \
+    const int8_t* b = B + (g) * 256;                                                         \
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);               \
+    const __m512i b2 = _mm512_loadu_si512(b + 128), b3 = _mm512_loadu_si512(b + 192);        \
+    DWQ_ROW_STEP(0, row0) DWQ_ROW_STEP(1, row1) DWQ_ROW_STEP(2, row2)                        \
+    DWQ_ROW_STEP(3, row3) DWQ_ROW_STEP(4, row4) DWQ_ROW_STEP(5, row5)                        \
+  }
+
 template <int MR>
 static inline void ukernel_mr(const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
   const __m512i z = _mm512_setzero_si512();
   DWQ_ROW_DECL(0) DWQ_ROW_DECL(1) DWQ_ROW_DECL(2) DWQ_ROW_DECL(3) DWQ_ROW_DECL(4) DWQ_ROW_DECL(5)
-  for (int64_t g = 0; g < kg; ++g) {
-    const int8_t* b = B + g * 256;
-    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
-    const __m512i b2 = _mm512_loadu_si512(b + 128), b3 = _mm512_loadu_si512(b + 192);
-    DWQ_ROW_STEP(0, A + 4 * g) DWQ_ROW_STEP(1, A + lda + 4 * g) DWQ_ROW_STEP(2, A + 2 * lda + 4 * g)
-    DWQ_ROW_STEP(3, A + 3 * lda + 4 * g) DWQ_ROW_STEP(4, A + 4 * lda + 4 * g) DWQ_ROW_STEP(5, A + 5 * lda + 4 * g)
-  }
+  for (int64_t g = 0; g < kg; ++g)
+    DWQ_KGROUP(g, A + 4 * g, A + lda + 4 * g, A + 2 * lda + 4 * g, A + 3 * lda + 4 * g, A + 4 * lda + 4 * g,
+               A + 5 * lda + 4 * g)
   DWQ_ROW_STORE(0) DWQ_ROW_STORE(1) DWQ_ROW_STORE(2) DWQ_ROW_STORE(3) DWQ_ROW_STORE(4) DWQ_ROW_STORE(5)
 }
 
@@ -72,13 +79,8 @@ static inline void ukernel_taps_mr(const uint8_t* const* rows, int64_t ntaps, in
     const uint8_t* p3 = MR > 3 ? rows[3 * ntaps + t] : p0;
     const uint8_t* p4 = MR > 4 ? rows[4 * ntaps + t] : p0;
     const uint8_t* p5 = MR > 5 ? rows[5 * ntaps + t] : p0;
-    for (int64_t g = 0; g < kgt; ++g) {
-      const int8_t* b = B + g * 256;
-      const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
-      const __m512i b2 = _mm512_loadu_si512(b + 128), b3 = _mm512_loadu_si512(b + 192);
-      DWQ_ROW_STEP(0, p0 + 4 * g) DWQ_ROW_STEP(1, p1 + 4 * g) DWQ_ROW_STEP(2, p2 + 4 * g)
-      DWQ_ROW_STEP(3, p3 + 4 * g) DWQ_ROW_STEP(4, p4 + 4 * g) DWQ_ROW_STEP(5, p5 + 4 * g)
-    }
+    for (int64_t g = 0; g < kgt; ++g)
+      DWQ_KGROUP(g, p0 + 4 * g, p1 + 4 * g, p2 + 4 * g, p3 + 4 * g, p4 + 4 * g, p5 + 4 * g)
     B += kgt * 256;
   }
   DWQ_ROW_STORE(0) DWQ_ROW_STORE(1) DWQ_ROW_STORE(2) DWQ_ROW_STORE(3) DWQ_ROW_STORE(4) DWQ_ROW_STORE(5)
@@ -96,6 +98,48 @@ __attribute__((noinline)) static void ukernel_taps(int mr, const uint8_t* const*
   }
 }
 
+// Stride-1 conv tile read from the zero-point-padded copy (padded_rows, 64 | ch): row r's tap t is
+// the ch bytes at P + toff[t] + r * ch (consecutive outputs of one output row are a pixel apart).
+template <int MR>
+static inline void ukernel_padded_mr(const uint8_t* P, const int64_t* toff, int64_t ntaps, int64_t ch,
+                                     const int8_t* B, int32_t* C) {
+  const __m512i z = _mm512_setzero_si512();
+  DWQ_ROW_DECL(0) DWQ_ROW_DECL(1) DWQ_ROW_DECL(2) DWQ_ROW_DECL(3) DWQ_ROW_DECL(4) DWQ_ROW_DECL(5)
+  const int64_t kgt = ch / 4;
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const uint8_t* p = P + toff[t];
+    for (int64_t g = 0; g < kgt; ++g)
+      DWQ_KGROUP(g, p + 4 * g, p + ch + 4 * g, p + 2 * ch + 4 * g, p + 3 * ch + 4 * g, p + 4 * ch + 4 * g,
+                 p + 5 * ch + 4 * g)
+    B += kgt * 256;
+  }
+  DWQ_ROW_STORE(0) DWQ_ROW_STORE(1) DWQ_ROW_STORE(2) DWQ_ROW_STORE(3) DWQ_ROW_STORE(4) DWQ_ROW_STORE(5)
+}
+
+#define DWQ_ISA_PADDED 1
+__attribute__((noinline)) static void ukernel_padded(int mr, const uint8_t* P, const int64_t* toff, int64_t ntaps,
+                                                     int64_t ch, const int8_t* B, int32_t* C) {
+  switch (mr) {
+    case 1: ukernel_padded_mr<1>(P, toff, ntaps, ch, B, C); break;
+    case 2: ukernel_padded_mr<2>(P, toff, ntaps, ch, B, C); break;
+    case 3: ukernel_padded_mr<3>(P, toff, ntaps, ch, B, C); break;
+    case 4: ukernel_padded_mr<4>(P, toff, ntaps, ch, B, C); break;
+    case 5: ukernel_padded_mr<5>(P, toff, ntaps, ch, B, C); break;
+    default: ukernel_padded_mr<6>(P, toff, ntaps, ch, B, C); break;
+  }
+}
+// Which stride-1 convs (64 | C) read the padded copy rather than per-row tap pointers (codes of at
+// most 8 bits) or im2col (limbs). bench_qgemm A/B, medians of five processes at one and two threads
+// (benchmarks/results_vnni_padded_bench_qgemm.json): limbs (16 bits) at 64 channels 1.13-1.14x at
+// OW 32 and 56, 1.08x at 14, 0.99x at 8; at 128 1.01-1.04x; at 256 and 512 0.76-0.92x. Codes of at
+// most 8 bits at 64 channels: 4-bit weights (no pixel sums) 1.03-1.05x at OW 32 and 56, 0.96x at 8;
+// 8-bit weights (pixel sums) 0.95-1.01x, so they keep the tap pointers; at 128 0.98-1.02x; at 256
+// and 512 0.78-0.88x.
+static bool padded_pays(int64_t C, int64_t OW, bool limbs, bool sums) {
+  return limbs ? C <= 128 && OW >= 14 : C == 64 && OW >= 16 && !sums;
+}
+
+#undef DWQ_KGROUP
 #undef DWQ_ROW_DECL
 #undef DWQ_ROW_STEP
 #undef DWQ_ROW_STORE

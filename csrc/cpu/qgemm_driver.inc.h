@@ -23,9 +23,11 @@
 //                    past K (a microkernel that reads whole 64-byte k blocks, qgemm_amx.cpp); and
 //                    the buffer holds kMR rows more than an item's, which a microkernel may read
 //                    (and whose products it may compute) beyond mr, never using them;
-//   DWQ_ISA_PADDED   ukernel_padded(P, toff, ntaps, C, B, Cout): a tile of up to kMR output pixels of
-//                    one output row of a stride-1 conv with 64 | C, read from the zero-point-padded
-//                    copy of padded_rows (qgemm_amx.cpp); needs DWQ_ISA_ROWPACK for pixel sums.
+//   DWQ_ISA_PADDED   ukernel_padded(mr, P, toff, ntaps, C, B, Cout): a tile of mr <= kMR output pixels
+//                    of one output row of a stride-1 conv with 64 | C, read from the zero-point-padded
+//                    copy of padded_rows (an ISA may compute all kMR rows: the copy has spare pixels),
+//                    and padded_pays(C, OW, limbs, sums): whether a conv takes it (sums: the weights
+//                    need each window's pixel sum); needs DWQ_ISA_ROWPACK.
 //   DWQ_ISA_PAIR     ukernel_padded_pair(P0, P1, toff, ntaps, C, B, Cout): two whole tiles of
 //                    ukernel_padded, into rows 0..kMR-1 and kMR..2kMR-1 of Cout (with DWQ_ISA_PADDED).
 //   DWQ_ISA_QUANTIZE quantize(x, n, scale, zp, bits, out, out_u8): the activation quantization below,
@@ -124,25 +126,17 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   const bool implicit = false;
 #endif
   const int64_t ntaps = a.kh * a.kw;
+  // A zp_shifted blob's column weights are all 0: the row sums are neither needed nor made.
+  const bool need_rows = !w.zp_shifted;
 #ifdef DWQ_ISA_PADDED
   // (64 | C) tiles of pixels of one output row, read from a zero-point-padded copy of the item's
-  // input rows (padded_rows). Such a tile cannot span two output rows (their windows are not one
-  // stride apart), so where OW is not a multiple of 16 some tiles are partly empty while im2col
-  // rows fill whole ones; that pays only where packing is a large share of the work: 64 input
-  // channels and tiles at least 3/4 full (against im2col at 8 bits, ResNet-50 and PreActResNet18
-  // shapes: 1.07-1.39x for 64 channels at OW 56, 32, 28, 14, 1.05x at 12; 0.82x for 256 channels at
-  // 14, 0.97-1.00x for 128 at 56 and 28; whole tiles 1.07-1.23x at 128 and 256;
-  // benchmarks/README.md). 1x1 kernels are a copy either way (0.93-1.00x): im2col.
-  const int64_t row_tiles = (a.OW + kMR - 1) / kMR;
-  const bool padded_shape = a.C % 64 == 0 && ntaps > 1 && ntaps <= 64 &&
-                            (a.OW % kMR == 0 || (a.C == 64 && 4 * a.OW >= 3 * kMR * row_tiles));
-  const bool padded = in_place && padded_shape;
-  // Limbs (limb3) on the same shapes: im2col splits every code into its limb planes once per tap,
-  // the padded copy each input pixel once (16 bits against im2col, 2 threads: 64 channels at OW 32
-  // and 56 1.30x and 1.14x, 128 at 16 1.19x; where the 8-bit rule says no, it lost too: 128 at 28
-  // 0.88x, 256 at 14 0.63x).
-  const bool padded_limbs = limb3 && padded_shape && a.is_conv && a.sc == 1 && a.sw == a.C && a.stride_h == 1 &&
-                            a.stride_w == 1 && a.H > 0 && a.W > 0;
+  // input rows (padded_rows), on the shapes where the ISA's padded_pays says so (8 bits against the
+  // ISA's other conv path; limbs against im2col, which splits every code into its limb planes once
+  // per tap where the padded copy splits each input pixel once).
+  const bool padded_shape = a.C % 64 == 0 && ntaps > 1 && ntaps <= 64;
+  const bool padded = in_place && padded_shape && padded_pays(a.C, a.OW, false, need_rows);
+  const bool padded_limbs = limb3 && padded_shape && padded_pays(a.C, a.OW, true, need_rows) && a.is_conv &&
+                            a.sc == 1 && a.sw == a.C && a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0;
 #else
   const bool padded = false, padded_limbs = false;
 #endif
@@ -157,8 +151,6 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   alignas(64) int32_t acc32[kBlockN];
   alignas(64) int64_t acc64[kBlockN];
   int64_t bad = 0;
-  // A zp_shifted blob's column weights are all 0: the row sums are neither needed nor made.
-  const bool need_rows = !w.zp_shifted;
 #ifdef DWQ_ISA_WIDE
   // Two-limb activations as whole int16 codes (ukernel_wide, below): their column term joins colc.
   const bool wide = !fast && p.lx == 2;
@@ -222,7 +214,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
             ukernel_padded_pair(plane + tb.pix[mt] * a.C, plane + tb.pix[mt + kMR] * a.C, tb.toff.data(), ntaps, a.C,
                                 B, Cout);
           else
-            ukernel_padded(plane + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, B, Cout);
+            ukernel_padded(mr, plane + tb.pix[mt] * a.C, tb.toff.data(), ntaps, a.C, B, Cout);
         };
         if (fast) {
           if (padded) {

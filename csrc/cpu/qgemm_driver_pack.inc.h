@@ -32,7 +32,8 @@ inline void next_pixel(const ActSource& a, int64_t& n, int64_t& oh, int64_t& ow)
 }
 
 #ifndef DWQ_ISA_PADDED
-inline void ukernel_padded(const uint8_t*, const int64_t*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called
+inline void ukernel_padded(int, const uint8_t*, const int64_t*, int64_t, int64_t, const int8_t*, int32_t*) {}  // never called
+inline bool padded_pays(int64_t, int64_t, bool, bool) { return false; }
 #endif
 #ifndef DWQ_ISA_PAIR
 inline void ukernel_padded_pair(const uint8_t*, const uint8_t*, const int64_t*, int64_t, int64_t, const int8_t*,

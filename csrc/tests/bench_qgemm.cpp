@@ -1,5 +1,6 @@
 // Micro-benchmark of the torch-free integer GEMM engine (not a test): GOPS per ISA and bit width
-// on the issue-3 shapes, OpenMP threads over plan items. Usage: bench_qgemm [isa]
+// on the issue-3 shapes, OpenMP threads over plan items. Usage: bench_qgemm [isa [shape index]];
+// BENCH_CONV=B,C,HW times one b B C->C 3x3 conv over HW x HW (stride 1, padding 1) instead.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,7 +15,7 @@
 
 using namespace dwq::cpu;
 
-static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool conv) {
+static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool conv, int64_t hw = 0) {
   std::mt19937 rng(1);
   const int32_t qm = (1 << bits) - 1;
   std::vector<int32_t> w(N * K), zw(N, qm / 2);
@@ -27,7 +28,7 @@ static double bench(Isa isa, int64_t M, int64_t N, int64_t K, int bits, bool con
   ActSource a;
   std::vector<uint8_t> x8;
   std::vector<int32_t> x32;
-  int64_t C = K / 9, HW = conv ? 2048 / C : 32;
+  int64_t C = K / 9, HW = conv ? (hw > 0 ? hw : 2048 / C) : 32;
   int64_t nx = conv ? (M / (HW * HW)) * HW * HW * C : M * K;
   if (bits <= 8) { x8.resize(nx); for (auto& q : x8) q = rng() % (qm + 1); a.x = x8.data(); a.is_u8 = true; }
   else { x32.resize(nx); for (auto& q : x32) q = rng() % (qm + 1); a.x = x32.data(); a.is_u8 = false; }
@@ -77,11 +78,25 @@ int main(int argc, char** argv) {
       {32 * 256, 128, 1152, true, "conv b32 128->128 16x16"}, {32 * 64, 256, 2304, true, "conv b32 256->256 8x8"},
       {32 * 16, 512, 4608, true, "conv b32 512->512 4x4"}};
   const int only = argc > 2 ? std::atoi(argv[2]) : -1;  // shape index, -1 = all
+  const int only_bits = std::getenv("BENCH_BITS") ? std::atoi(std::getenv("BENCH_BITS")) : 0;
+  if (const char* e = std::getenv("BENCH_CONV")) {
+    long b = 0, c = 0, hw = 0;
+    if (std::sscanf(e, "%ld,%ld,%ld", &b, &c, &hw) != 3 || b < 1 || c < 4 || c % 4 != 0 || hw < 1) {
+      std::fprintf(stderr, "BENCH_CONV=%s: expected B,C,HW (positive, C a multiple of 4)\n", e);
+      return 2;
+    }
+    for (int bits : {4, 8, 16})
+      if (only_bits == 0 || only_bits == bits) {
+        const double t = bench(isa, b * hw * hw, c, 9 * c, bits, true, hw);
+        std::printf("conv b%ld %ld->%ld %ldx%ld bits=%2d  %8.3f ms\n", b, c, c, hw, hw, bits, t * 1e3);
+      }
+    return 0;
+  }
   int idx = -1;
   for (auto& s : shapes)
     for (int bits : {4, 8, 16}) {
       if (only >= 0 && (++idx) / 3 != only) continue;
-      if (std::getenv("BENCH_BITS") && std::atoi(std::getenv("BENCH_BITS")) != bits) continue;
+      if (only_bits != 0 && only_bits != bits) continue;
       const double t = bench(isa, s.M, s.N, s.K, bits, s.conv);
       std::printf("%-28s bits=%2d  %8.3f ms  %7.1f Gop/s\n", s.name, bits, t * 1e3, 2.0 * s.M * s.N * s.K / t * 1e-9);
     }
