@@ -27,6 +27,7 @@ DWQ_ISA_REGION_BEGIN("avx2,fma,popcnt")
 namespace dwq::cpu::avx2 {
 
 constexpr int kMR = 4;
+#include "cpu/qgemm_mr.inc.h"
 constexpr int64_t kGChunk = 256;  // 4-k groups of A widened to int16 per pass (kMR rows: 8 KiB, in L1)
 
 // 8 output columns (of a 64-wide block) for MR rows over groups [0, kg) of rows widened to int16
@@ -75,12 +76,7 @@ static void ukernel_mr(const uint8_t* A, int64_t lda, const int8_t* B, int64_t k
 }
 
 static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
-  switch (mr) {
-    case 1: ukernel_mr<1>(A, lda, B, kg, C); break;
-    case 2: ukernel_mr<2>(A, lda, B, kg, C); break;
-    case 3: ukernel_mr<3>(A, lda, B, kg, C); break;
-    default: ukernel_mr<4>(A, lda, B, kg, C); break;
-  }
+  with_mr<kMR>(mr, [&](auto m) { ukernel_mr<decltype(m)::value>(A, lda, B, kg, C); });
 }
 
 // Two-limb activations (9..16 bits) as one int16 operand: x' = x - 32768 = (lo | hi << 8) ^ 0x8000
@@ -128,12 +124,7 @@ static void ukernel_wide_mr(const uint8_t* A0, const uint8_t* A1, int64_t lda, c
 #define DWQ_ISA_WIDE 1
 static void ukernel_wide(int mr, const uint8_t* A0, const uint8_t* A1, int64_t lda, const int8_t* B0,
                          const int8_t* B1, int64_t kg, int64_t* C) {
-  switch (mr) {
-    case 1: ukernel_wide_mr<1>(A0, A1, lda, B0, B1, kg, C); break;
-    case 2: ukernel_wide_mr<2>(A0, A1, lda, B0, B1, kg, C); break;
-    case 3: ukernel_wide_mr<3>(A0, A1, lda, B0, B1, kg, C); break;
-    default: ukernel_wide_mr<4>(A0, A1, lda, B0, B1, kg, C); break;
-  }
+  with_mr<kMR>(mr, [&](auto m) { ukernel_wide_mr<decltype(m)::value>(A0, A1, lda, B0, B1, kg, C); });
 }
 
 // 16 output columns for MR rows of codes <= 127 (see the top of the file).
@@ -161,14 +152,8 @@ static inline void ukernel16_narrow(const uint8_t* A, int64_t lda, const int8_t*
 
 #define DWQ_ISA_NARROW 1
 static void ukernel_narrow(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
-  for (int s = 0; s < 4; ++s) {
-    switch (mr) {
-      case 1: ukernel16_narrow<1>(A, lda, B + s * 64, kg, C + s * 16); break;
-      case 2: ukernel16_narrow<2>(A, lda, B + s * 64, kg, C + s * 16); break;
-      case 3: ukernel16_narrow<3>(A, lda, B + s * 64, kg, C + s * 16); break;
-      default: ukernel16_narrow<4>(A, lda, B + s * 64, kg, C + s * 16); break;
-    }
-  }
+  for (int s = 0; s < 4; ++s)
+    with_mr<kMR>(mr, [&](auto m) { ukernel16_narrow<decltype(m)::value>(A, lda, B + s * 64, kg, C + s * 16); });
 }
 
 // Single-pass activation packing (the driver's DWQ_ISA_ROWPACK / DWQ_ISA_COPY_SUM): byte copy, sum by

@@ -23,6 +23,7 @@ DWQ_ISA_REGION_BEGIN("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,pop
 namespace dwq::cpu::avx512_vnni {
 
 constexpr int kMR = 6;
+#include "cpu/qgemm_mr.inc.h"
 
 // Named accumulators (not arrays) so that GCC keeps all 24 in zmm registers across the k loop.
 #define DWQ_ROW_DECL(r) __m512i c##r##0 = z, c##r##1 = z, c##r##2 = z, c##r##3 = z;
@@ -87,15 +88,9 @@ static inline void ukernel_taps_mr(const uint8_t* const* rows, int64_t ntaps, in
 }
 
 #define DWQ_ISA_IMPLICIT 1
-__attribute__((noinline)) static void ukernel_taps(int mr, const uint8_t* const* rows, int64_t ntaps, int64_t kgt, const int8_t* B, int32_t* C) {
-  switch (mr) {
-    case 1: ukernel_taps_mr<1>(rows, ntaps, kgt, B, C); break;
-    case 2: ukernel_taps_mr<2>(rows, ntaps, kgt, B, C); break;
-    case 3: ukernel_taps_mr<3>(rows, ntaps, kgt, B, C); break;
-    case 4: ukernel_taps_mr<4>(rows, ntaps, kgt, B, C); break;
-    case 5: ukernel_taps_mr<5>(rows, ntaps, kgt, B, C); break;
-    default: ukernel_taps_mr<6>(rows, ntaps, kgt, B, C); break;
-  }
+__attribute__((noinline)) static void ukernel_taps(int mr, const uint8_t* const* rows, int64_t ntaps, int64_t kgt,
+                                                   const int8_t* B, int32_t* C) {
+  with_mr<kMR>(mr, [&](auto m) { ukernel_taps_mr<decltype(m)::value>(rows, ntaps, kgt, B, C); });
 }
 
 // Stride-1 conv tile read from the zero-point-padded copy (padded_rows, 64 | ch): row r's tap t is
@@ -119,14 +114,7 @@ static inline void ukernel_padded_mr(const uint8_t* P, const int64_t* toff, int6
 #define DWQ_ISA_PADDED 1
 __attribute__((noinline)) static void ukernel_padded(int mr, const uint8_t* P, const int64_t* toff, int64_t ntaps,
                                                      int64_t ch, const int8_t* B, int32_t* C) {
-  switch (mr) {
-    case 1: ukernel_padded_mr<1>(P, toff, ntaps, ch, B, C); break;
-    case 2: ukernel_padded_mr<2>(P, toff, ntaps, ch, B, C); break;
-    case 3: ukernel_padded_mr<3>(P, toff, ntaps, ch, B, C); break;
-    case 4: ukernel_padded_mr<4>(P, toff, ntaps, ch, B, C); break;
-    case 5: ukernel_padded_mr<5>(P, toff, ntaps, ch, B, C); break;
-    default: ukernel_padded_mr<6>(P, toff, ntaps, ch, B, C); break;
-  }
+  with_mr<kMR>(mr, [&](auto m) { ukernel_padded_mr<decltype(m)::value>(P, toff, ntaps, ch, B, C); });
 }
 // Which stride-1 convs (64 | C) read the padded copy rather than per-row tap pointers (codes of at
 // most 8 bits) or im2col (limbs). bench_qgemm A/B, medians of five processes at one and two threads
@@ -145,14 +133,7 @@ static bool padded_pays(int64_t C, int64_t OW, bool limbs, bool sums) {
 #undef DWQ_ROW_STORE
 
 static void ukernel(int mr, const uint8_t* A, int64_t lda, const int8_t* B, int64_t kg, int32_t* C) {
-  switch (mr) {
-    case 1: ukernel_mr<1>(A, lda, B, kg, C); break;
-    case 2: ukernel_mr<2>(A, lda, B, kg, C); break;
-    case 3: ukernel_mr<3>(A, lda, B, kg, C); break;
-    case 4: ukernel_mr<4>(A, lda, B, kg, C); break;
-    case 5: ukernel_mr<5>(A, lda, B, kg, C); break;
-    default: ukernel_mr<6>(A, lda, B, kg, C); break;
-  }
+  with_mr<kMR>(mr, [&](auto m) { ukernel_mr<decltype(m)::value>(A, lda, B, kg, C); });
 }
 
 #include "cpu/qgemm_avx512_parts.inc.h"

@@ -112,13 +112,14 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   const auto uk = ukernel;
 #endif
 
-  // Stride-1 convolutions over dense channels-last uint8 codes, which an ISA's microkernel may read
-  // in place (no im2col copy) with row sums from per-pixel sums. Stride 1 reads every input pixel,
+  // Stride-1 convolutions over dense channels-last codes (dense_s1), which an ISA's microkernel may
+  // read in place (no im2col copy) with row sums from per-pixel sums when they are uint8 (in_place). Stride 1 reads every input pixel,
   // so range-checking the pixels of the item's input rows checks exactly codes the convolution
   // uses. An input without pixels (H or W 0: every tap is padding) has no pixel rows to index: the
   // im2col path fills its zero points.
-  [[maybe_unused]] const bool in_place = fast && a.is_conv && a.is_u8 && a.sc == 1 && a.sw == a.C &&
-                                         a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0;
+  [[maybe_unused]] const bool dense_s1 = a.is_conv && a.sc == 1 && a.sw == a.C && a.stride_h == 1 &&
+                                         a.stride_w == 1 && a.H > 0 && a.W > 0;
+  [[maybe_unused]] const bool in_place = fast && a.is_u8 && dense_s1;
 #ifdef DWQ_ISA_IMPLICIT
   // (4 | C) through per-row tap pointers
   const bool implicit = in_place && a.C % 4 == 0;
@@ -135,8 +136,7 @@ int64_t run(const GemmPlan& p, const ActSource& a, const PackedWeightView& w, co
   // per tap where the padded copy splits each input pixel once).
   const bool padded_shape = a.C % 64 == 0 && ntaps > 1 && ntaps <= 64;
   const bool padded = in_place && padded_shape && padded_pays(a.C, a.OW, false, need_rows);
-  const bool padded_limbs = limb3 && padded_shape && padded_pays(a.C, a.OW, true, need_rows) && a.is_conv &&
-                            a.sc == 1 && a.sw == a.C && a.stride_h == 1 && a.stride_w == 1 && a.H > 0 && a.W > 0;
+  const bool padded_limbs = limb3 && dense_s1 && padded_shape && padded_pays(a.C, a.OW, true, need_rows);
 #else
   const bool padded = false, padded_limbs = false;
 #endif
