@@ -27,7 +27,7 @@ from dwq.deploy.layers import FloatAffine
 from dwq.models import preact_resnet18
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from records import finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
+from records import cpu_isa, finish, output_paths, record  # noqa: E402  (benchmarks/records.py)
 
 SHAPES = [(32, 64, 32, 32), (32, 128, 16, 16), (32, 256, 8, 8), (32, 512, 4, 4)]
 MODEL_BATCHES = [32, 1]
@@ -138,7 +138,7 @@ def start_cpu_run(script, threads):
     if not ops.supported_cpu_isas():
         sys.exit(f"{script}: the dwq._C extension is not built")
     torch.set_num_threads(threads)
-    isa = os.environ.get("DWQ_CPU_ISA") or ops.supported_cpu_isas()[-1]
+    isa = cpu_isa(script)
     print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
     return time.time()
 

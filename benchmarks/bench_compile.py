@@ -29,7 +29,7 @@ from dwq.ops.fake_quant import inductor_exact_division  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
 
 from dwq.cli.common import nonneg_int, path_arg, positive_int, threads_arg  # noqa: E402
-from records import device_arg, output_paths, record, save_json  # noqa: E402  (benchmarks/records.py)
+from records import device_arg, device_name, output_paths, record, save_json  # noqa: E402  (benchmarks/records.py)
 
 CASES = {  # network: (builder, input shape, batch, precisions)
     "small_cnn": (lambda ps: small_cnn(precisions=ps, width=16, switchable_bn=True), (1, 28, 28), 128, [2, 4, 8]),
@@ -74,9 +74,9 @@ def bench(net, device, steps, reps):
                 times[impl].append((time.perf_counter() - t) * 1e3)
     shape_s = f"{net} b{batch} {'x'.join(map(str, shape))} PGD-{steps}"
     names = [precision_name(p) for p in ps]
-    recs = [record("train_step", shape_s, None, impl, statistics.median(v), min(v), device=device.type,
+    recs = [record("train_step", shape_s, None, impl, statistics.median(v), min(v), device=device_name(device),
                    precisions=names) for impl, v in times.items()]
-    recs.append(record("compile_warmup", shape_s, None, "compiled", None, device=device.type, precisions=names,
+    recs.append(record("compile_warmup", shape_s, None, "compiled", None, device=device_name(device), precisions=names,
                        warmup_s=warmup))
     return recs
 

@@ -37,7 +37,7 @@ from dwq.models import build_model  # noqa: E402
 from dwq.quant import precision_name  # noqa: E402
 from dwq.train import TrainConfig, Trainer  # noqa: E402
 
-from records import FLOAT32_BITS, device_arg, output_paths, record, save_records  # noqa: E402
+from records import FLOAT32_BITS, device_arg, device_name, output_paths, record, save_records  # noqa: E402
 
 IMPLS = ("rpt", "float")
 MODES = ("eager", "graphs", "amp", "amp_graphs")
@@ -112,7 +112,7 @@ def main(argv=None):
             ms = seconds * 1e3
             records.append(record("train_epoch", f"preact_resnet18 b{args.batch_size} {args.images}x3x32x32",
                                   FLOAT32_BITS if impl == "float" else None, impl, ms, ms, mode=mode,
-                                  device=device.type, seconds=seconds, steps=steps,
+                                  device=device_name(device), seconds=seconds, steps=steps,
                                   images_per_s=args.images / seconds, workers=args.workers, precisions=precs,
                                   attack_iters=args.attack_iters))
             print(f"{impl:6s} {mode:11s} {seconds:8.1f} s  {steps} steps, {args.images / seconds:7.0f} images/s",

@@ -28,7 +28,7 @@ from dwq.cli.common import path_arg, threads_arg
 from dwq.deploy.timing import time_round_robin as deploy_time_round_robin
 from dwq.ops.qgemm_reference import epilogue_ref, qconv2d_acc_ref, qgemm_acc_ref
 
-from records import (FLOAT32_BITS, calibrated_out_scale, conv_shape,  # noqa: E402  (benchmarks/records.py)
+from records import (FLOAT32_BITS, cpu_isa, calibrated_out_scale, conv_shape,  # noqa: E402  (benchmarks/records.py)
                      faster_layout, finish, latency_axis, output_paths, record)
 
 GEMMS = [(1024, 1024, 1024), (4096, 512, 1152), (32, 4096, 4096)]
@@ -230,7 +230,7 @@ def main(argv=None):
         brevitas_bits = []
     convs = QUICK_CONVS if args.quick else CONVS
     budget_s = 1.5 if args.quick else 3.0
-    isa = os.environ.get("DWQ_CPU_ISA") or q.supported_cpu_isas()[-1]
+    isa = cpu_isa("bench_kernels.py")
     print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__}")
     t0 = time.time()
     records = []

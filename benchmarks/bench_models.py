@@ -34,7 +34,7 @@ from dwq.models import preact_resnet18, resnet50
 from dwq.quant import reuse_quantized_weights
 from dwq.quant.precision import MAX_BITS, MIN_BITS, parse_precision
 
-from records import (FLOAT32_BITS, faster_layout, finish, latency_axis,  # noqa: E402  (benchmarks/records.py)
+from records import (FLOAT32_BITS, cpu_isa, faster_layout, finish, latency_axis,  # noqa: E402  (benchmarks/records.py)
                      output_paths, record)
 
 CASES = [("preact_resnet18", (3, 32, 32), 1), ("preact_resnet18", (3, 32, 32), 32),
@@ -217,7 +217,7 @@ def main(argv=None):
     except ImportError:
         print("  brevitas is not installed: no brevitas records")
         brevitas_bits = []
-    isa = os.environ.get("DWQ_CPU_ISA") or dwq.ops.supported_cpu_isas()[-1]
+    isa = cpu_isa("bench_models.py")
     print(f"threads={torch.get_num_threads()} isa={isa} torch={torch.__version__} malloc={args.malloc}")
     t0 = time.time()
     records, models = [], {}

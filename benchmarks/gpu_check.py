@@ -379,8 +379,9 @@ def main(argv=None):
         if ncu:  # (hardware counters: the next tuning step of the kernels short of their targets)
             st.run("ncu_kernels", [py, "benchmarks/ncu_kernels.py", "--ncu", ncu, "--out", out("ncu_kernels.csv")],
                    timeout=240)
-    ddp_dir = os.path.join("/tmp", os.path.basename(args.out.rstrip("/")) + "-nccl")
-    shutil.rmtree(ddp_dir, ignore_errors=True)  # (an earlier run's metrics were copied as this run's)
+    # inside --out, a new folder: a /tmp folder named after it was emptied first (whoever's it was) and an
+    # earlier run's metrics were copied as this run's
+    ddp_dir = out("torchrun_nccl_amp_run")
     nccl_rc = st.run("torchrun_nccl_amp", [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
                                  "dwq.cli.main", "train", "--out", ddp_dir, "--device", "cuda", "--amp",
                                  "--train-subset", "512", "--epochs", "1", "--attack-iters", "2",
@@ -429,8 +430,13 @@ def main(argv=None):
         # (the second lease's run reached 97% with one failure that pytest's summary never printed)
         st.run("test_suite", pytest_cmd(py, "-v", "tests", "--ignore=tests/test_brevitas.py"), timeout=3600)
     failed = st.failed()
-    print(f"[gpu_check] wrote {out('gpu_check.json')}; failed steps: {failed or 'none'}")
-    return 1 if failed else 0
+    short = [r["step"] for r in st.steps if r["rc"] == "skipped (budget)"]
+    # (every step skipped by the budget said "failed steps: none", status 0: nothing had run)
+    print(f"[gpu_check] wrote {out('gpu_check.json')}; failed steps: {failed or 'none'}"
+          + (f"; skipped for lack of budget: {', '.join(short)} (a call with --resume-from {args.out} and a new "
+             f"--out runs them)"
+             if short else ""))
+    return 1 if failed or short else 0
 
 
 _RUNNING = []  # the Steps of main(), for the signal handler

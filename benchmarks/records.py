@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 
 # "bits" of a float32 record: dwq.deploy.RECORD_FP_BITS, the convention dwq bench writes and
@@ -44,6 +45,28 @@ def record(op, shape, bits, impl, median_ms, min_ms=None, **extra):
     ``median_ms`` and ``min_ms`` (the best call; both None where no call was timed: an error, a compile
     warm-up), then the script's own fields."""
     return dict(op=op, shape=shape, bits=bits, impl=impl, median_ms=median_ms, min_ms=min_ms, **extra)
+
+
+def cpu_isa(script: str) -> str:
+    """The engine's kernel path for this run: ``DWQ_CPU_ISA`` if set (exits with one line naming it
+    when this CPU has no such path: "isa=amx" was printed, then the first op's traceback), else the
+    fastest this CPU has."""
+    from dwq.ops import supported_cpu_isas
+
+    have = supported_cpu_isas()
+    isa = os.environ.get("DWQ_CPU_ISA")
+    if isa and have and isa not in have:
+        sys.exit(f"{script}: DWQ_CPU_ISA={isa!r}: expected one of this CPU's kernel paths {', '.join(have)} (or unset: "
+                 f"the fastest)")
+    return isa or (have[-1] if have else "none")
+
+
+def device_name(device) -> str:
+    """A record's ``device``: the GPU's name on CUDA (an H100's figures told from an H200's), else its type."""
+    import torch
+
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def faster_layout(records, impl="torch_fp32"):

@@ -9,9 +9,11 @@ import os
 
 import pytest
 import torch
+from deploy_models import calibrated
 from test_deploy_cli_checks_before_the_work import _fake_latency, artifact, checkpoint, model  # noqa: F401
 
 from dwq.cli.main import main
+from dwq.models import small_cnn
 from dwq.ops import HAS_EXT
 
 pytestmark = pytest.mark.skipif(not HAS_EXT, reason="dwq._C (the compiled extension) is not importable")
@@ -78,3 +80,18 @@ def test_deploy_lines_name_the_network_the_precisions_kept_and_the_file_size(che
     assert [line.split()[0] for line in lines[2:-1]] == ["8"]  # one row, of the precision kept
     assert lines[-1].endswith(f"artifact file (all precisions) {size / 1e6:.3f} MB")
     assert (m.info["network"], m.info["dataset"]) == ("small_cnn", "mnist5k")
+
+
+def test_deploy_of_full_precision_only_says_no_layer_is_quantized(tmp_path, capsys, monkeypatch):
+    """A set of fp alone wrote "integer model, precisions fp" with not one integer layer in it."""
+    m = calibrated(small_cnn(precisions=[4, None], width=4), (8, 1, 28, 28))
+    ck = {"config": {"extra": {"network": "small_cnn", "dataset": "mnist5k"}}}
+    monkeypatch.setattr("dwq.train.load_trained_model", lambda p, device="cpu": (m, ck))
+    (tmp_path / "c.pt").write_bytes(b"stand-in")
+    capsys.readouterr()
+    for ps, note in ((["fp"], True), (["4", "fp"], False)):
+        out = tmp_path / f"{'-'.join(ps)}.safetensors"
+        assert main(["deploy", "--checkpoint", str(tmp_path / "c.pt"), "--precisions", *ps, "--out", str(out)]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first == (f"wrote {out}: small_cnn integer model, precisions {' '.join(ps)}"
+                         + (" (no quantized precision: every layer computes in float32)" if note else ""))

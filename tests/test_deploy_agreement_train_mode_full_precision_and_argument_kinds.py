@@ -76,6 +76,10 @@ def test_code_agreement_at_full_precision_is_empty():
     im, x = convert(m), torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     assert code_agreement(m, im, x, None) == {} and code_agreement(m, im, x, "fp") == {}
     assert code_agreement(m, im, x, 4)  # (the quantized precision does give codes)
+    # full precision outside the integer model's set is refused as any other precision is (it gave {})
+    for p in ("fp", 16):
+        with pytest.raises(ValueError, match=r"precision .* is not in"):
+            code_agreement(m, convert(m, [4]), x, p)
 
 
 def test_compare_of_one_class_logits():

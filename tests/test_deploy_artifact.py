@@ -7,7 +7,7 @@ import struct
 
 import pytest
 import torch
-from deploy_models import calibrated
+from deploy_models import calibrated, rewrite_metadata
 
 import dwq
 from dwq.deploy import ArtifactError, convert, load, read_metadata, save, size_report
@@ -130,19 +130,9 @@ def test_corrupt_tensor_bytes_are_detected(saved):
         load(saved)
 
 
-def _rewrite_metadata(path, edit):
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    with safe_open(path, framework="pt") as f:
-        meta = json.loads(f.metadata()["dwq"])
-    edit(meta)
-    save_file(load_file(path), path, metadata={"dwq": json.dumps(meta)})
-
-
 @needs_ext
 def test_other_format_version_is_refused(saved):
-    _rewrite_metadata(saved, lambda m: m.update(format_version=2, dwq_version="9.9"))
+    rewrite_metadata(saved, lambda m: m.update(format_version=2, dwq_version="9.9"))
     with pytest.raises(ArtifactError, match="format version 2 .*reads version 1"):
         load(saved)
 
@@ -209,7 +199,7 @@ def test_description_that_does_not_fit_its_tensors(saved):
         m["model"]["layers"]["conv2"]["plans"].pop()
         m["model_sha256"] = _model_digest(m["model"])
 
-    _rewrite_metadata(saved, drop_plan)
+    rewrite_metadata(saved, drop_plan)
     with pytest.raises(ArtifactError, match="does not fit its tensors"):
         load(saved)
 
@@ -228,7 +218,7 @@ def test_one_changed_byte_of_the_description_is_refused(saved):
 
     def drop_digest(m):
         del m["model_sha256"]
-    _rewrite_metadata(saved, drop_digest)
+    rewrite_metadata(saved, drop_digest)
     assert load(saved) is not None
 
 
@@ -240,7 +230,7 @@ def test_a_program_step_with_arguments_its_function_does_not_take_is_refused_at_
         from dwq.deploy.artifact import _model_digest
         m["model_sha256"] = _model_digest(m["model"])
 
-    _rewrite_metadata(saved, bogus)
+    rewrite_metadata(saved, bogus)
     with pytest.raises(ArtifactError, match="does not take these arguments: got an unexpected keyword argument 'bogus'"):
         load(saved)
 

@@ -125,12 +125,13 @@ def test_a_twin_that_has_no_gradients_is_refused_and_a_drifted_twin_keeps_the_in
         with pytest.raises(TypeError, match="fake_quant_model must be the fake-quant"):
             StraightThrough(st.int_model, bad)
     drifted = copy.deepcopy(m)
+    st_drifted = StraightThrough(st.int_model, drifted)  # (a twin that differs already is refused: trained on after)
     with torch.no_grad():
         for p in drifted.parameters():
             p.mul_(1.7)
     xb = x[:32].clone().requires_grad_(True)
     for p in SET + [None] if None in dwq.precision_set(st) else SET:
-        with dwq.precision(StraightThrough(st.int_model, drifted), p) as d:
+        with dwq.precision(st_drifted, p) as d:
             out = d(xb)
             with torch.no_grad():
                 assert torch.equal(out, st.int_model(xb)), p

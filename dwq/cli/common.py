@@ -190,11 +190,21 @@ def _finite(text: str) -> float:
     return v
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # (torch.finfo(torch.float32).max, without importing torch for --help)
+
+
+def _float32(v: float, text: str) -> float:
+    # (--lr 1e308: the first SGD step raised "value cannot be converted to type float without overflow")
+    if abs(v) > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {FLOAT32_MAX:.4g} (the largest float32), got {text}")
+    return v
+
+
 def positive_float(text: str) -> float:
     v = _finite(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
+    return _float32(v, text)
 
 
 def unit_float(text: str) -> float:
@@ -209,7 +219,7 @@ def nonneg_float(text: str) -> float:
     v = _finite(text)
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+    return _float32(v, text)
 
 
 def val_size_arg(text: str):
@@ -454,6 +464,31 @@ def stopping() -> None:
 
 
 @contextlib.contextmanager
+def dwq_warnings_as_lines(command: str):
+    """dwq's own warnings (an untrained switchable-BN branch, a quantizer without a range) as one line
+    ``dwq <command>: warning: ...`` on stderr, not Python's two lines naming a file inside the package;
+    other libraries' warnings as Python shows them. Python's once-per-place record is unchanged."""
+    import warnings
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not os.path.abspath(filename).startswith(root):
+            return previous(message, category, filename, lineno, file, line)
+        try:
+            print(f"dwq {command}: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+        except OSError:  # (stderr closed: a warning must not end the run)
+            pass
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+@contextlib.contextmanager
 def sigterm_as_interrupt():
     import signal
     import threading
@@ -475,6 +510,22 @@ def sigterm_as_interrupt():
     finally:
         signal.signal(signal.SIGTERM, previous)
         _stopping = False
+
+
+def nonfinite_parameters(model) -> list:
+    """The names of ``model``'s parameters that hold NaN or inf (a diverged run's)."""
+    import torch
+
+    return [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+
+
+def finite_checkpoint(model, path: str) -> None:
+    """CLIError if the checkpoint's model has NaN or inf weights: evaluated, its NaN logits name one class
+    for every image, which read as an accuracy; converted, they are NaN at every precision."""
+    bad = nonfinite_parameters(model)
+    if bad:
+        raise CLIError(f"--checkpoint {path}: {len(bad)} parameter tensor(s) hold NaN or inf, first {bad[0]} (the run "
+                       f"diverged); give a checkpoint of an epoch before it")
 
 
 def check_run_classes(ex: dict, dataset, data_dir, what: str) -> None:

@@ -13,8 +13,9 @@ import os
 from dwq._atomic import check_name_length
 from dwq._errors import first_line
 
-from .common import (CLIError, HelpFormatter, ListOnce, dangling, existing_checkpoint, no_repeated_precisions,
-                     path_arg, positive_float, positive_int, precision_arg, precisions_within, threads_arg, writable_dir)
+from .common import (CLIError, HelpFormatter, ListOnce, dangling, existing_checkpoint, finite_checkpoint,
+                     no_repeated_precisions, path_arg, positive_float, positive_int, precision_arg, precisions_within,
+                     threads_arg, writable_dir)
 
 
 def add_parsers(sub) -> None:
@@ -88,6 +89,7 @@ def cmd_deploy(a) -> int:
         model, ck = load_trained_model(a.checkpoint, "cpu")
     except CheckpointError as e:
         raise CLIError(str(e)) from None
+    finite_checkpoint(model, a.checkpoint)
     ex = ck["config"].get("extra", {})
     allowed = precision_set(model)
     ps = a.precisions or allowed
@@ -107,8 +109,9 @@ def cmd_deploy(a) -> int:
         save(int_model, a.out, overwrite=False)
     except OSError as e:  # (e.g. the disk filled up; the write left nothing behind)
         raise _write_error(a.out, "--out", e) from None
-    print(f"wrote {a.out}: {ex.get('network')} integer model, precisions "
-          f"{' '.join(int_model.info['precisions'])}")
+    only_fp = all(p == "fp" for p in int_model.info["precisions"])
+    print(f"wrote {a.out}: {ex.get('network')} integer model, precisions {' '.join(int_model.info['precisions'])}"
+          + (" (no quantized precision: every layer computes in float32)" if only_fp else ""))
     print(format_size_report(size_report(int_model), os.path.getsize(a.out)))
     return 0
 

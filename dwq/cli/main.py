@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import sys
 
 from dwq._errors import first_line
@@ -17,9 +18,10 @@ from . import demo_resume
 from . import deploy as deploy_cli
 from . import train as train_cmd
 from .common import (ArgumentParser, CLIError, HelpFormatter, ListOnce, StageLog, bandits_budget, check_run_classes,
-                     existing_checkpoint, folder_lock, fresh_dir, given_flags, interrupt_outcome, nonneg_int, path_arg,
-                     pnames, positive_fraction, positive_int, precision_arg, precisions_within, resumable_dir, seed_arg,
-                     sigterm_as_interrupt, stdout_to_devnull, stopping, threads_arg, write_failure)
+                     dwq_warnings_as_lines, existing_checkpoint, finite_checkpoint, folder_lock, fresh_dir, given_flags,
+                     interrupt_outcome, nonneg_int, path_arg, pnames, positive_fraction, positive_int, precision_arg,
+                     precisions_within, resumable_dir, seed_arg, sigterm_as_interrupt, stdout_to_devnull, stopping,
+                     threads_arg, write_failure)
 from .train_flags import device_arg as _device
 
 EVAL_STAGES = "stages"  # dwq eval's saved stages in --out, until report.json is written (dwq.eval.stages)
@@ -91,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--autoattack-steps", type=positive_int, default=100,
                    help="autoattack-rand only: APGD iterations (the original: 100)")
     e.add_argument("--autoattack-n", type=positive_int, default=None,
-                   help="autoattack-rand only: attack only the first N evaluated images (it is the slowest protocol)")
+                   help="autoattack-rand only: attack only the first N evaluated images (it is the slowest protocol) "
+                        "(default: all of them)")
     e.add_argument("--reference", action="store_true",
                    help="--attack pgd as the reference code evaluates: a sample stops moving once it is "
                         "misclassified at the attack precision, and restarts keep the highest-loss point (the "
@@ -124,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-test", type=positive_int, default=1000, help="test images (at most 1000)")
     d.add_argument("--train-images", type=positive_int, default=None,
                    help="train on the first N of the 3,600 training images only, and validate on the first N "
-                        "of the 400 held out (smoke tests; numbers then mean nothing)")
+                        "of the 400 held out (smoke tests; numbers then mean nothing) (default: all of them)")
     d.add_argument("--autoattack-n", type=nonneg_int, default=100,
                    help="AutoAttack rand (100 steps, 20 EOT samples) on the RPT model's first N test images; 0 skips "
                         "it (it is the demo's slowest part)")
@@ -299,6 +302,7 @@ def _eval(a, held: contextlib.ExitStack):
     existing_checkpoint(a.checkpoint)
     device = _device(a.device)
     model, ck = load_trained_model(a.checkpoint, device)
+    finite_checkpoint(model, a.checkpoint)
     ex = ck["config"]["extra"]
     if ex["dataset"] == "imagenet" and not a.n_test:
         raise CLIError("ImageNet evaluation holds the test images in memory: give --n-test (e.g. 5000)")
@@ -416,6 +420,7 @@ def _dispatch(a) -> int:
 
 
 def main(argv=None) -> int:
+    from_shell = argv is None  # (the dwq program, not a caller in Python whose own Ctrl-C must keep working)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     a, extra = parser.parse_known_args(argv)
@@ -442,36 +447,40 @@ def main(argv=None) -> int:
         keep_freed_memory()  # (dwq.memory: large tensors reuse freed pages instead of faulting in new ones)
     # The handler stays installed while the outcome is printed: a SIGTERM then (torchrun's agent stopping the
     # other processes once one failed) is ignored, not a silent death between the command's end and its message.
-    with sigterm_as_interrupt():
-        try:
+    try:
+        with sigterm_as_interrupt(), dwq_warnings_as_lines(a.command):
             try:
-                return _dispatch(a)
-            except BaseException:
-                stopping()
-                raise
-        except CLIError as e:
-            print(f"dwq {a.command}: error: {e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt as e:
-            how, status = interrupt_outcome(e)
-            print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it"
-                                                if resumable_run(a) else ""), file=sys.stderr)
-            return status
-        except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
-            stdout_to_devnull()
-            if resumable_run(a):  # (an hour-long evaluation ended with status 1 and not a word)
-                print(f"dwq {a.command}: stdout was closed; the same command with --resume continues it",
-                      file=sys.stderr)
-            return 1
-        except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
-            from dwq.data import DatasetError
-            from dwq.train import CheckpointError
-            # (DWQ_TRACEBACK=0 showed the traceback: only "1" asks for it)
-            if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and os.environ.get(
-                    "DWQ_TRACEBACK", "") != "1":
-                print(f"dwq {a.command}: error: {first_line(e)}", file=sys.stderr)
+                try:
+                    return _dispatch(a)
+                except BaseException:
+                    stopping()
+                    raise
+            except CLIError as e:
+                print(f"dwq {a.command}: error: {e}", file=sys.stderr)
                 return 2
-            raise
+            except KeyboardInterrupt as e:
+                how, status = interrupt_outcome(e)
+                print(f"dwq {a.command}: {how}" + ("; the same command with --resume continues it"
+                                                    if resumable_run(a) else ""), file=sys.stderr)
+                return status
+            except BrokenPipeError:  # the reader went away (dwq bench ... | head -1): no traceback
+                stdout_to_devnull()
+                if resumable_run(a):  # (an hour-long evaluation ended with status 1 and not a word)
+                    print(f"dwq {a.command}: stdout was closed; the same command with --resume continues it",
+                          file=sys.stderr)
+                return 1
+            except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
+                from dwq.data import DatasetError
+                from dwq.train import CheckpointError
+                # (DWQ_TRACEBACK=0 showed the traceback: only "1" asks for it)
+                if isinstance(e, (DatasetError, CheckpointError, ValueError, FileNotFoundError)) and os.environ.get(
+                        "DWQ_TRACEBACK", "") != "1":
+                    print(f"dwq {a.command}: error: {first_line(e)}", file=sys.stderr)
+                    return 2
+                raise
+    finally:
+        if from_shell:  # (the process ends: a second Ctrl-C cut its clean-up short, a traceback after the message)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

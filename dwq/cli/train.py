@@ -28,9 +28,10 @@ import time
 from dwq._errors import first_line, typed_first_line
 from dwq._version import __version__
 
-from .common import (CLIError, HelpFormatter, ListOnce, check_run_classes, flag, folder_lock, fresh_dir, interrupt_outcome,
-                     nonneg_float, nonneg_int, path_arg, positive_float, positive_fraction, positive_int, precision_arg,
-                     seed_arg, stopping, threads_arg, unit_float, val_size_arg, write_failure, writable_dir)
+from .common import (CLIError, HelpFormatter, ListOnce, check_run_classes, flag, folder_lock, fresh_dir,
+                     interrupt_outcome, nonfinite_parameters, nonneg_float, nonneg_int, path_arg, positive_float,
+                     positive_fraction, positive_int, precision_arg, seed_arg, stopping, threads_arg, unit_float,
+                     val_size_arg, writable_dir, write_failure)
 from .train_console import epoch_line, print_header, print_summary
 from .train_flags import (NOT_RECORDED, PAPER_SET, PRECISION_FLAGS, RESUME_MAY_CHANGE, SPELLING_OF,
                           apply_reference_defaults, device_arg, precision_value, resolve_flags, show_value)
@@ -117,9 +118,7 @@ def _diverged(model, e: ValueError):
     """What a ValueError raised by a training step says of a diverged run, or None for another error:
     a quantized run stops where its quantizers meet NaN or inf (a full-precision one goes on, its loss
     reported non-finite), a traceback that did not say so."""
-    import torch
-
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad = nonfinite_parameters(model)
     if bad:
         return f"{len(bad)} parameter tensor(s) hold NaN or inf, first {bad[0]}"
     msg = first_line(e)
@@ -160,7 +159,7 @@ def add_parser(sub):
     t.add_argument("--width", type=positive_int, default=32, help="small_cnn only: channels of its first conv")
     t.add_argument("--pretrained", type=path_arg, default=None,
                    help="resnet50 only: local torchvision ResNet-50 state_dict to start from (the reference's "
-                        "ImageNet runs start from a non-robust pretrained model)")
+                        "ImageNet runs start from a non-robust pretrained model) (default: none, random weights)")
     t.add_argument("--precisions", nargs="+", action=ListOnce, type=precision_arg, default=None,
                    help="the model's precision set, e.g. 2 3 4 8 fp (fp = full precision; 4w8a = 4-bit weights, "
                         "8-bit activations). Default: 4..16 (the paper's set) with --random-precision-training, "
@@ -202,7 +201,7 @@ def add_parser(sub):
                    help="held-out validation part of the training set for best.pt: a fraction in [0, 1) or a "
                         "whole number of images; 0 disables validation (then no best.pt) (default: 0.1)")
     t.add_argument("--train-subset", type=positive_int, default=None,
-                   help="use only the first N training images after the validation split (quick checks)")
+                   help="use only the first N training images after the validation split (quick checks) (default: all)")
     t.add_argument("--val-pgd-steps", type=nonneg_int, default=10,
                    help="PGD steps of the validation attack (step ε/4); 0: clean validation accuracy only")
     t.add_argument("--val-every", type=positive_int, default=1,
@@ -419,6 +418,7 @@ def cmd_train(a):
         except RuntimeError as e:
             how = _collective_failure(e) if world > 1 else None
             if how is None:
+                _resumable(a.out, say)
                 raise
             # A collective failed: another rank stopped (its own error, or an interrupt only it got), or, where
             # NCCL does not say so, NCCL or CUDA failed on this rank.
@@ -429,9 +429,13 @@ def cmd_train(a):
         except ValueError as e:
             why = _diverged(tr.model, e)
             if why is None:
+                _resumable(a.out, say)
                 raise
             _stopped(f"the training diverged at step {tr.step} (epoch {tr.epoch + 1}): {why}; a lower --lr may "
                      f"help", a.out, say, resume_command)
+        except Exception:  # an error of dwq's own or a library's: raised, after what a rerun must not find is gone
+            _resumable(a.out, say)  # (a config.json left alone made the same command refuse the folder)
+            raise
         finally:
             cleanup(synchronize=completed)
         if say:

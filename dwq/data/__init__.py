@@ -195,14 +195,23 @@ def train_val_split(dataset: Dataset, val_size: int | float, seed: int = 0):
     if not 0 <= k < n:
         raise ValueError(f"val_size must leave some training data: got {val_size} for {n} examples")
     perm = torch.randperm(n, generator=_generator(seed)).tolist()
-    val_base = dataset
+    return Subset(dataset, perm[k:]), Subset(_with_eval_transform(dataset), perm[:k])
+
+
+def _with_eval_transform(dataset):
+    """``dataset`` reading its images with the test transform: validation picks best.pt, and randomly
+    cropped/flipped images would make it noisy and unlike the test. A shallow copy shares the images and
+    changes only the transform; through Subsets (a training set cut by the caller, whose augmentation
+    reached validation) down to the set that has one."""
+    if isinstance(dataset, Subset):
+        inner = _with_eval_transform(dataset.dataset)
+        return dataset if inner is dataset.dataset else Subset(inner, dataset.indices)
     eval_transform = getattr(dataset, "eval_transform", None)
-    if eval_transform is not None and getattr(dataset, "transform", None) is not eval_transform:
-        # Validation picks best.pt: randomly cropped/flipped images would make it noisy and unlike the
-        # test. A shallow copy shares the images and changes only the transform.
-        val_base = copy.copy(dataset)
-        val_base.transform = eval_transform
-    return Subset(dataset, perm[k:]), Subset(val_base, perm[:k])
+    if eval_transform is None or getattr(dataset, "transform", None) is eval_transform:
+        return dataset
+    copied = copy.copy(dataset)
+    copied.transform = eval_transform
+    return copied
 
 
 # --------------------------------------------------------------------------- torchvision datasets
@@ -342,6 +351,9 @@ def get_datasets(name: str, root: str | None = None, augment: bool = True, test_
     copy without ``train/``, and listed its 1.28M files).
     Raises :class:`DatasetError` with the expected layout when files are missing.
     """
+    for flag, v in (("augment", augment), ("test_only", test_only)):
+        if not isinstance(v, bool):  # ("no" is true: the training set was augmented)
+            raise ValueError(f"get_datasets: {flag} must be True or False, got {v!r}")
     info = dataset_info(name)
     if info.name == "mnist5k":
         return None if test_only else load_mnist5k("train"), load_mnist5k("test"), info

@@ -89,6 +89,8 @@ def code_agreement(fake_quant_model: nn.Module, int_model: IntegerModel, x: torc
     _check_batch("code_agreement", x)
     q = normalize_precision(p)
     if q is None:
+        with precision(int_model, p), precision(fake_quant_model, p):
+            pass  # (in both sets, as any other precision must be: else "fp" gave {} where 16 was refused)
         return {}
     seen_fq, seen_int = {}, {}
     hooks = []

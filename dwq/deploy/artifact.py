@@ -1,8 +1,9 @@
 """An integer model on disk: one safetensors file, tensors plus JSON metadata, and its size report.
 
 The metadata (safetensors' ``__metadata__``, key ``"dwq"``) is JSON: ``format`` ("dwq-integer-model"),
-``format_version``, ``dwq_version``, ``model`` (the layer configs, the program and ``info``: the source
-architecture, precision set, quantizer settings), ``sha256`` (digest of every tensor's name, dtype,
+``format_version``, ``dwq_version``, ``model`` (the layer configs, the program, ``info``: the source
+architecture, precision set, quantizer settings, and ``precision``: the one the model was at, where
+it loads again), ``sha256`` (digest of every tensor's name, dtype,
 shape and bytes) and ``model_sha256`` (digest of ``model``'s canonical JSON: a changed stride or
 padding would load as another model; files written before it are read without that check). Loading parses JSON and raw tensor bytes only: no pickle, no code. Weights are codes
 at exactly their bit width (:mod:`dwq.deploy.bitpack`); the kernels' layout is rebuilt on load.
@@ -43,8 +44,9 @@ def _model_digest(cfg: dict) -> str:
 
 
 def save(model: IntegerModel, path: str, overwrite: bool = True) -> None:
-    """Writes ``model`` (from :func:`dwq.deploy.convert` or :func:`load`) to ``path`` atomically;
-    ``overwrite=False``: FileExistsError if ``path`` exists when the write ends, never replacing it."""
+    """Writes ``model`` (from :func:`dwq.deploy.convert` or :func:`load`) and its current precision to
+    ``path`` atomically; ``overwrite=False``: FileExistsError if ``path`` exists, before any work or (written
+    meanwhile) when the write ends, never replacing it."""
     from safetensors.torch import save as st_save
 
     if not isinstance(model, IntegerModel):
@@ -54,6 +56,8 @@ def save(model: IntegerModel, path: str, overwrite: bool = True) -> None:
         raise FileNotFoundError(f"save: the folder of {path} does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"save: {path} is a folder; give a file path, e.g. {os.path.join(path, 'model.safetensors')}")
+    if not overwrite and os.path.lexists(path):  # (else it said so only after the whole serialisation, as a race)
+        raise FileExistsError(f"save: {path} exists and overwrite=False")
     tensors, seen = {}, set()
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu").contiguous()
@@ -121,7 +125,8 @@ def read_metadata(path: str) -> dict:
 
 
 def load(path: str, device="cpu") -> IntegerModel:
-    """Reads an artifact written by :func:`save` into an :class:`IntegerModel` on ``device`` (eval mode).
+    """Reads an artifact written by :func:`save` into an :class:`IntegerModel` on ``device`` (eval mode), at
+    the precision it was saved at (a file written without one, by an earlier dwq: the set's last).
     ArtifactError (one line) for a missing, corrupt or truncated file or another format version;
     ValueError, before the file is read, for a ``device`` that is no device or not available here."""
     from safetensors import safe_open

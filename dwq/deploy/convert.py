@@ -298,7 +298,6 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
     info = _checked_info(info)
     ps = normalize_set(precisions if precisions is not None else precision_set(model))
     _check_in_set(model, ps)
-    _warn_untrained_bn(model, ps)
     gm = trace(model)
     modules = dict(model.named_modules())
     nodes = list(gm.graph.nodes)
@@ -414,6 +413,7 @@ def convert(model: nn.Module, precisions: Optional[Sequence] = None, info: Optio
         current = ()
     if current in ps:
         set_precision(int_model, current)
+    _warn_untrained_bn(model, ps)  # (once converted: a model refused for another cause said it first, then the cause)
     return int_model.to(next(iter(model.buffers())).device).eval()
 
 

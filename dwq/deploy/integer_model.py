@@ -28,11 +28,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from dwq.deploy.layers import FloatAffine, IntConv2d, _IntLayer, check_int, check_pair, is_int, layer_from_config
-from dwq.nn.control import PrecisionModule, get_precision, precision_set
+from dwq.nn.control import PrecisionModule, get_precision, precision_set, set_precision
 from dwq.ops.qgemm import conv_output_hw
 from dwq.ops.residual import add_affine_quantize_, add_relu_, add_relu_quantize_, qconv2d_residual
 from dwq.quant.quantizers import check_flag
-from dwq.quant.precision import precision_name
+from dwq.quant.precision import parse_precision, precision_name
 
 __all__ = ["IntegerModel", "FUNCTIONS", "INPUT"]
 
@@ -374,9 +374,15 @@ class IntegerModel(nn.Module):
         return steps, len(slots), slots[self.output]
 
     def config(self) -> dict:
-        """JSON description: layer configs, program, output, info (the tensors are ``state_dict()``)."""
-        return {"layers": {name: m.config() for name, m in self.layers.items()}, "program": self.program,
-                "output": self.output, "info": self.info}
+        """JSON description: layer configs, program, output, info, and the current precision where the
+        layers agree on one (the tensors are ``state_dict()``)."""
+        cfg = {"layers": {name: m.config() for name, m in self.layers.items()}, "program": self.program,
+               "output": self.output, "info": self.info}
+        try:  # (a loaded model started at the set's last precision, not at the one it was saved at)
+            cfg["precision"] = precision_name(get_precision(self))
+        except ValueError:  # (no switchable layer, or layers set apart: the set's last, as a new model)
+            pass
+        return cfg
 
     @classmethod
     def from_config(cls, cfg: dict, tensors: Dict[str, torch.Tensor]) -> "IntegerModel":
@@ -390,6 +396,8 @@ class IntegerModel(nn.Module):
         unknown = set(tensors) - set(model.state_dict())
         if unknown:
             raise ValueError(f"tensors that no layer takes: {sorted(unknown)[:3]}")
+        if "precision" in cfg:  # (artifacts of earlier versions have none: the set's last)
+            set_precision(model, parse_precision(str(cfg["precision"])))  # (ValueError: not in its set)
         return model
 
     def _apply(self, fn, recurse=True):

@@ -48,7 +48,17 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
         A.check_eps(alpha, "step size (alpha)", positive=True)
         A.check_count(steps, "steps", 1)
         A.check_count(restarts, "restarts", 1)
-    return _check_data(model, x, y, precisions, num_classes)
+    classes = _check_data(model, x, y, precisions, num_classes)
+    # AutoAttack's DLR losses need 4 classes (targeted, standard) or 3 (rand): found at its stage, the last,
+    # after every other attack had run
+    for needs, need in ((attack == "autoattack" or "autoattack-standard" in protocols, 4),
+                        ("autoattack-rand" in protocols, 3)):
+        if needs and classes < need:
+            what = "attack='autoattack'" if attack == "autoattack" and need == 4 else (
+                "the autoattack-standard protocol" if need == 4 else "the autoattack-rand protocol")
+            raise ValueError(f"{what} needs a model with at least {need} classes (AutoAttack's DLR loss), got "
+                             f"{classes} outputs")
+    return classes
 
 
 def _check_gradients(model, attack, protocols) -> None:

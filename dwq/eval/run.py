@@ -312,7 +312,9 @@ def write_report(rep: dict, out: str, heatmap_title: Optional[str] = None) -> No
     """Write ``report.json`` (and ``transfer.json`` + ``transfer.png`` when the report holds a
     transfer matrix) into the folder ``out``. report.json comes last: a folder holding it holds the
     whole report (``dwq eval --resume`` refuses one as finished; written first, a kill during the
-    heatmap left a finished-looking folder without transfer.png, which no command would then write)."""
+    heatmap left a finished-looking folder without transfer.png, which no command would then write).
+    The folder is made if it does not exist."""
+    os.makedirs(out, exist_ok=True)
     if "transfer_matrix" in rep:
         tm = rep["transfer_matrix"]
         save_json(tm, os.path.join(out, "transfer.json"))

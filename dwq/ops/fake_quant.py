@@ -62,12 +62,17 @@ def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, ot
 
 
 def _check(x, scale, zero_point, bits, axis):
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+    """(axis, bits as a Python int) after the checks of every argument."""
+    b = index_or_none(bits)
+    if b is None or not 2 <= b <= 16:
         raise ValueError(f"fake_quantize: bits must be an int in 2..16, got {bits!r}")
     check_float_x(x)
+    for t, what in ((scale, "scale"), (zero_point, "zero_point")):
+        if not isinstance(t, torch.Tensor):  # (a list failed in check_channels: "'list' object has no attribute 'numel'")
+            raise TypeError(f"fake_quantize: {what} must be a tensor, got {type(t).__name__}")
     if zero_point.is_floating_point() or zero_point.is_complex() or zero_point.dtype == torch.bool:
         raise ValueError(f"fake_quantize: zero_point must be an integer tensor (codes), got {zero_point.dtype}")
-    return check_channels(x, axis, scale, zero_point, "zero_point")
+    return check_channels(x, axis, scale, zero_point, "zero_point"), b
 
 
 def _check_float32_scale(scale: torch.Tensor) -> None:
@@ -102,7 +107,7 @@ def fake_quantize(
     to x. NaN in x is an error (on CUDA, as for scale and zero point, a device-side assert, which needs
     no host sync).
     """
-    axis = _check(x, scale, zero_point, bits, axis)
+    axis, bits = _check(x, scale, zero_point, bits, axis)
     if scale.dtype != torch.float32 and scale.device.type == "cpu" and not torch.compiler.is_compiling():
         _check_float32_scale(scale)
     scale = scale.to(device=x.device, dtype=torch.float32).reshape(-1)

@@ -93,9 +93,13 @@ def conv_output_hw(h, w, kernel_size: Sequence[int], stride: Sequence[int], padd
             (w + 2 * padding[1] - kernel_size[1]) // stride[1] + 1)
 
 
-def _check_bits(bits, name="bits"):
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
+def _check_bits(bits, name="bits") -> int:
+    """``bits`` as a Python int (numpy's and 0-d tensors' too, as dwq's other entry points take them);
+    ValueError unless it is an int in 2..16."""
+    b = index_or_none(bits)
+    if b is None or not 2 <= b <= 16:
         raise ValueError(f"{name} must be an int in 2..16, got {bits!r}")
+    return b
 
 
 def _need_ext(name: str):
@@ -111,7 +115,7 @@ def packed_weight_shape(n: int, k: int, bits: int) -> Tuple[int, int]:
     The layout is C++'s (csrc/cpu/qgemm.h: a header, the shifted 8-bit limbs, column sums and zero
     points); this asks the extension for it rather than re-deriving it here.
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     sizes = {}
     for name, v in (("n", n), ("k", k)):  # (int() made 2.7 a 2 and True a 1)
         try:
@@ -131,7 +135,7 @@ def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     0..2^bits-1. Returns codes ``clamp(round_half_even(x / scale) + zero_point, 0, 2^bits - 1)``
     with x's shape (and memory format): uint8 for bits <= 8, int32 for 9..16. NaN is an error.
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     if has_kernel("quantize_act", x.device.type):
         return torch.ops.dwq.quantize_act.default(x, scale, zero_point, bits)
     # The reference alone would turn NaN into code 0 and a zero scale into codes of inf, silently.
@@ -151,7 +155,7 @@ def affine_quantize_act(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
     Where there is no kernel (a build without the extension, other devices) it is that expression
     followed by ``quantize_act``.
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     check_relu("affine_quantize_act", relu)
     if has_kernel("affine_quantize_act", x.device.type):
         return torch.ops.dwq.affine_quantize_act.default(x, scale, bias, relu, out_scale, out_zero_point, bits)
@@ -185,7 +189,7 @@ def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
     row sums for them (header version 2: an older dwq refuses such a blob); blobs packed before that
     still read correctly.
     """
-    _check_bits(bits)
+    bits = _check_bits(bits)
     _need_ext("pack_weight")
     try:  # (kernel_size=3 failed with "'int' object is not iterable")
         if isinstance(kernel_size, (str, bytes)):
@@ -216,7 +220,7 @@ def qgemm_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, w_
     x_codes: uint8/int32 [M, K] (any strides) at x_bits; x_zero_point: int32 [1];
     w_packed: from ``pack_weight`` with the same K (or ``pack_conv_weight`` of a 1 x 1 kernel). Returns int64 [M, N].
     """
-    _check_bits(x_bits, "x_bits")
+    x_bits = _check_bits(x_bits, "x_bits")
     _need_ext("qgemm_acc")
     return torch.ops.dwq.qgemm_acc.default(x_codes, x_zero_point, x_bits, w_packed)
 
@@ -233,7 +237,7 @@ def qlinear(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     Returns float32 [..., N], or codes (uint8 if out_bits <= 8 else int32) when out_scale float32 [1] and
     out_zero_point int32 [1] are given.
     """
-    _check_bits(x_bits, "x_bits")
+    x_bits = _check_bits(x_bits, "x_bits")
     check_relu("qlinear", relu)
     _need_ext("qlinear")
     if x_codes.dim() == 0:
@@ -254,7 +258,7 @@ def qconv2d_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, 
     w_packed from ``pack_conv_weight`` of [O, C, kh, kw]; padding holds the code zx (exactly zero).
     Returns int64 [B, O, OH, OW] in channels_last memory format.
     """
-    _check_bits(x_bits, "x_bits")
+    x_bits = _check_bits(x_bits, "x_bits")
     _need_ext("qconv2d_acc")
     return torch.ops.dwq.qconv2d_acc.default(x_codes, x_zero_point, x_bits, w_packed, _pair(kernel_size, "kernel_size"),
                                              _pair(stride, "stride"), _pair(padding, "padding"))
@@ -267,7 +271,7 @@ def qconv2d(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
             out_zero_point: Optional[torch.Tensor] = None, out_bits: int = 8) -> torch.Tensor:
     """Integer conv2d with the fused epilogue (see ``qlinear``). x_codes [B, C, H, W];
     returns float32 or codes [B, O, OH, OW] in channels_last memory format, ready for the next layer."""
-    _check_bits(x_bits, "x_bits")
+    x_bits = _check_bits(x_bits, "x_bits")
     check_relu("qconv2d", relu)
     _need_ext("qconv2d")
     return torch.ops.dwq.qconv2d.default(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale,

@@ -132,7 +132,7 @@ def qconv2d_residual(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point:
     """
     ks, st, pd = _qgemm._pair(kernel_size, "kernel_size"), _qgemm._pair(stride, "stride"), _qgemm._pair(padding,
                                                                                                       "padding")
-    _qgemm._check_bits(x_bits, "x_bits")
+    x_bits = _qgemm._check_bits(x_bits, "x_bits")
     check_relu("qconv2d_residual", relu)
     _qgemm._need_ext("qconv2d_residual")
     if (has_kernel("qconv2d_residual", x_codes.device.type) and _fused_epilogue_pays(x_codes.device)

@@ -100,9 +100,12 @@ def user_precision(p: Normalized) -> Precision:
 
 def precision_list(precisions, name: str = "precisions") -> list:
     """``precisions`` as a list; ValueError for None, a lone precision or a string, which ``list()``
-    would take apart silently ("48" became the set [4, 8])."""
+    would take apart silently ("48" became the set [4, 8]), and for a set, whose order is its hashes'
+    (the set's order decides each precision's BN branch, range slot and a state_dict's fit)."""
     if precisions is None or isinstance(precisions, (int, str)) or not isinstance(precisions, Iterable):
         raise ValueError(f"{name} must be a list of precisions such as [4, 8, None], got {precisions!r}")
+    if isinstance(precisions, (set, frozenset)):
+        raise ValueError(f"{name} must be a list or tuple, in the order wanted (a set has none), got {precisions!r}")
     return list(precisions)
 
 

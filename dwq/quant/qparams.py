@@ -33,6 +33,9 @@ def check_zero_point_mode(mode: str) -> str:
 def _check_range(min_val: torch.Tensor, max_val: torch.Tensor, second: str = "max_val") -> None:
     """NaN and order checks of ``[min_val, max_val]``, or of ``(min_val, range_val)`` when
     ``second == "range_val"`` (then the range must be >= 0)."""
+    for v, what in ((min_val, "min_val"), (max_val, second)):
+        if not isinstance(v, torch.Tensor):  # (a float failed with "'float' object has no attribute 'shape'")
+            raise TypeError(f"{what} must be a tensor (e.g. torch.tensor([{v!r}])), got {type(v).__name__}")
     if min_val.shape != max_val.shape:
         raise ValueError(f"min_val and {second} shapes differ: {tuple(min_val.shape)} vs {tuple(max_val.shape)}")
     bad = torch.isnan(min_val).any() | torch.isnan(max_val).any()

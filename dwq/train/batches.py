@@ -49,6 +49,31 @@ def in_memory(dataset):
     return (dataset.tensors, index) if type(dataset) is torch.utils.data.TensorDataset else None
 
 
+def dataset_labels(dataset):
+    """The labels of ``dataset``, int64 [N], without reading its images: a TensorDataset's (or Subsets
+    of one), or those a folder or torchvision dataset lists (``targets``, SVHN's ``labels``) through
+    Subsets of it; None when it lists none."""
+    mem = in_memory(dataset)
+    if mem is not None:
+        y = mem[0][1]
+        return y if mem[1] is None else y[mem[1]]
+    index = None
+    while isinstance(dataset, torch.utils.data.Subset):
+        own = torch.as_tensor(dataset.indices, dtype=torch.long)
+        index = own if index is None else own[index]
+        dataset = dataset.dataset
+    listed = getattr(dataset, "targets", None)
+    if listed is None:
+        listed = getattr(dataset, "labels", None)
+    try:
+        y = torch.as_tensor(listed, dtype=torch.long).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if listed is None or len(y) != len(dataset):
+        return None
+    return y if index is None else y[index]
+
+
 def collate(dataset, idx):
     """``(x, y)``: the items ``idx`` of ``dataset`` stacked (tensors in memory are indexed directly)."""
     mem = in_memory(dataset)

@@ -221,8 +221,11 @@ def load_trained_model(path: str, device="cpu"):
         # (a Trainer of the Python API may not record it: read from the weights, every model's default
         # being switchable BN, which the old default False refused to load)
         sbn = ex["switchable_bn"] if "switchable_bn" in ex else _has_switchable_bn(ck["model"])
+        # (likewise the reference's quantizer: a model built with reference=True by a Trainer of one's
+        # own was rebuilt with dwq's and refused, "missing ... running_max")
+        ref = ex["reference"] if "reference" in ex else _has_reference_quantizer(ck["model"])
         model, _ = build_model(ex["network"], ex["dataset"], precisions, sbn,
-                               ex.get("width", 32), policy=policy, reference=bool(ex.get("reference")))
+                               ex.get("width", 32), policy=policy, reference=bool(ref))
     except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: the weights do not fit a {ex['network']} "
                               f"({first_line(err)})") from None
@@ -242,6 +245,12 @@ def load_trained_model(path: str, device="cpu"):
 def _has_switchable_bn(state) -> bool:
     """Whether a state_dict holds SwitchableBatchNorm2d branches (``<layer>.bn.<i>.running_mean``)."""
     return isinstance(state, dict) and any(re.search(r"(^|\.)bn\.\d+\.running_mean$", str(k)) for k in state)
+
+
+def _has_reference_quantizer(state) -> bool:
+    """Whether a state_dict holds the reference code's activation quantizers (float zero point: a
+    ``<layer>.input_quant.running_range``, where dwq's hold ``running_min`` and ``running_max``)."""
+    return isinstance(state, dict) and any(str(k).endswith("input_quant.running_range") for k in state)
 
 
 def _describe(ex: dict, precisions) -> str:

@@ -3,6 +3,7 @@ implies (:func:`lr_lambda`) and its JSON form (:func:`jsonable`, for config.json
 What the settings do is :mod:`dwq.train.loop`'s docstring."""
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -120,6 +121,13 @@ class TrainConfig:
         if not (finite and self.lr > 0 and self.weight_decay >= 0 and 0 <= self.momentum < 1 and self.lr_gamma > 0):
             raise ValueError(f"need finite lr > 0, weight_decay >= 0, 0 <= momentum < 1 and lr_gamma > 0; got lr={self.lr}, "
                              f"weight_decay={self.weight_decay}, momentum={self.momentum}, lr_gamma={self.lr_gamma}")
+        if not isinstance(self.extra, dict):  # (None trained to the end, then neither resumed nor loaded)
+            raise ValueError(f"extra must be a dict of JSON values (kept in config.json and every checkpoint), got "
+                             f"{type(self.extra).__name__}")
+        try:  # (a numpy float failed at the first write, "Object of type float32 is not JSON serializable")
+            json.dumps(jsonable(self.extra), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"extra must hold JSON values only (dicts, lists, str, int, float, bool, None): {e}") from None
         if self.precisions is not None:
             n = len(normalize_set(self.precisions))  # a list, not empty, no repeats (a repeat would bias the draw)
             if not self.random_precision and n != 1:

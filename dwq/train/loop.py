@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import random
 import secrets
@@ -60,13 +61,14 @@ import torch.nn.functional as F
 
 from dwq._atomic import atomic_open
 from dwq.attacks import fgsm, fgsm_rs, pgd
+from dwq.attacks.core import check_images
 from dwq.nn import kept_modes, precision, precision_set, set_precision
 from dwq.nn.sbn import mark_trained
 from dwq.ops.fake_quant import inductor_exact_division
 from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, user_precision
 from dwq.quant.untrained import untrained_quiet
 
-from .batches import BatchLoader, epoch_batches, in_memory, rank_batches
+from .batches import BatchLoader, collate, dataset_labels, epoch_batches, rank_batches
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, with_digests
 from .config import RESUME_MAY_CHANGE, SCHEDULES, TRAIN_ATTACKS, ZERO_GRAD, TrainConfig, jsonable, lr_lambda
 from .determinism import deterministic
@@ -114,6 +116,10 @@ class Trainer:
             raise ValueError("test_select=True (the reference's test-set checkpoint) needs a test_set with images; "
                              f"{'got an empty one' if test_set is not None else 'pass the test set'} or set "
                              f"test_select=False")
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (rank, world)) or not 0 <= rank < world:
+            # (rank=1 of world=1 trained on a shrunken share of every batch and wrote nothing, without a word)
+            raise ValueError(f"rank must be an int in 0..world-1 and world an int >= 1, got rank={rank!r}, "
+                             f"world={world!r}")
         self.device = torch.device(device)
         if cfg.amp and self.device.type != "cuda":
             raise ValueError(f"amp (float16 autocast) works on CUDA only, not on {self.device}")
@@ -327,7 +333,8 @@ class Trainer:
         return p
 
     def _check_labels(self):
-        """Labels of the sets held in memory against the model's outputs, before anything is written:
+        """Labels of the sets that list them (held in memory, or an image folder's or torchvision set's
+        ``targets``) against the model's outputs, before anything is written:
         a label >= the outputs failed only at the first step's cross-entropy ("Target 12 is out of
         bounds" on the CPU; on CUDA a device-side assert that ends the process's CUDA context). The
         width comes from one eval-mode forward of one image at the first training precision, with
@@ -335,23 +342,21 @@ class Trainer:
         labels = {}
         first = None
         for name, ds in (("train_set", self.train_set), ("val_set", self.val_set), ("test_set", self.test_set)):
-            mem = in_memory(ds) if ds is not None else None
-            if mem is None:
-                continue
-            (images, y), index = mem[0][:2], mem[1]
-            y = y if index is None else y[index]
-            if len(y) == 0:
+            # (an image folder's, a torchvision set's: the list they keep, as those held in memory)
+            y = dataset_labels(ds) if ds is not None else None
+            if y is None or len(y) == 0:
                 continue
             labels[name] = (int(y.min()), int(y.max()))
-            if first is None:
-                first = images[:1] if index is None else images[index[:1]]
+            first = ds if first is None else first
         if first is None:
             return
         devices = [self.device] if self.device.type == "cuda" else []
-        # (an untrained model's switchable-BN branches: nothing to say here)
+        # (an untrained model's switchable-BN branches: nothing to say here; a random augmentation of the
+        # image read draws from the forked RNG)
         with kept_modes(self.model), torch.random.fork_rng(devices), torch.no_grad(), \
                 untrained_quiet(), precision(self.model, self.precs[0]):
-            outputs = self.model.eval()(first.to(self.device)).shape[-1]
+            image = collate(first, [0])[0]
+            outputs = self.model.eval()(image.to(self.device)).shape[-1]
         for name, (lo, hi) in labels.items():
             if lo < 0 or hi >= outputs:
                 raise ValueError(f"{name} holds labels in [{lo}, {hi}], but the model has {outputs} outputs "
@@ -444,6 +449,9 @@ class Trainer:
             # last batch takes its first rows), the image box applied outside the graph. A clamp to
             # [0, 1] inside it passed no gradient at 0 or 1 (torch >= 2.14), so those pixels, most of an
             # MNIST image, never moved.
+            # (the box clamp below made images outside [0, 1], normalized ones, into others without a word;
+            # the PGD and FGSM attacks refuse them)
+            check_images(x)
             n = len(x)
             if self.free_delta is None or self.free_delta.shape[1:] != x.shape[1:]:
                 self.free_delta = torch.zeros_like(x)
@@ -556,7 +564,8 @@ class Trainer:
                                             num_workers=self.num_workers)
                 rec.update(val_clean=vc, val_pgd=vr)
                 score = vr if vr is not None else vc
-                if score > self.best:
+                # (a diverged full-precision epoch, its loss NaN, scored its constant class and became best.pt)
+                if score > self.best and math.isfinite(rec["train_loss"]):
                     self.best = score
                     rec["best"] = write_best = True
             if c.test_select:
