@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import dwq  # noqa: E402
 from dwq.attacks import pgd  # noqa: E402
+from dwq.deploy.timing import round_orders  # noqa: E402
 from dwq.models import preact_resnet18, small_cnn  # noqa: E402
 from dwq.ops.fake_quant import inductor_exact_division  # noqa: E402
 from dwq.quant import precision_name, reuse_quantized_weights  # noqa: E402
@@ -66,8 +67,12 @@ def bench(net, device, steps, reps):
     for p in ps:
         step(m, p)
     times = {"eager": [], "compiled": []}
-    for _ in range(reps):  # in turn, so that both see the same machine load
-        for impl, f in (("eager", m), ("compiled", compiled)):
+    fns = {"eager": m, "compiled": compiled}
+    # in turn, so that both see the same machine load, each round in a new order (eager always first
+    # left the compiled step the caches eager's leaves, in every round)
+    for order in round_orders(list(fns), reps):
+        for impl in order:
+            f = fns[impl]
             for p in ps:
                 t = time.perf_counter()
                 step(f, p)

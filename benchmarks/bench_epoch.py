@@ -32,7 +32,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dwq.cli.common import nonneg_int, path_arg, positive_int  # noqa: E402
-from dwq.data import cifar_transforms  # noqa: E402
+from dwq._errors import first_line  # noqa: E402
+from dwq.data import DatasetError, cifar_transforms  # noqa: E402
 from dwq.models import build_model  # noqa: E402
 from dwq.quant import precision_name  # noqa: E402
 from dwq.train import TrainConfig, Trainer  # noqa: E402
@@ -101,7 +102,10 @@ def main(argv=None):
         ap.error(f"--modes {','.join(modes)} on {device.type}: only eager runs off CUDA (graphs and amp need a GPU)")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # (as dwq train sets it)
-    train_set = random_cifar(args.images, 0, cifar_transforms(augment=True)[0])
+    try:  # (without torchvision: a traceback ending in the DatasetError that says so)
+        train_set = random_cifar(args.images, 0, cifar_transforms(augment=True)[0])
+    except (DatasetError, ImportError) as e:
+        ap.error(f"the CIFAR-shaped data needs torchvision: {first_line(e)}")
     print(f"device: {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch "
           f"{torch.__version__}; one epoch of PreActResNet18 PGD-{args.attack_iters}, {args.images} random "
           f"CIFAR-shaped images, batch {args.batch_size}, {args.workers} loader workers", flush=True)

@@ -310,11 +310,14 @@ def main(argv=None):
     unknown = [s for s in skip if s not in STEPS]
     if unknown:
         ap.error(f"--skip {','.join(unknown)}: no such step; the steps are {', '.join(STEPS)}")
+    try:  # before --out is made: a damaged file was a traceback, and the --out it left refused the retry
+        done = Steps.finished(args.resume_from) if args.resume_from else None
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        ap.error(f"--resume-from {args.resume_from}: its gpu_check.json cannot be read as a run's steps ({e})")
     os.makedirs(args.out)
     py = sys.executable
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), DWQ_REQUIRE_EXT="1")
     env.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
-    done = Steps.finished(args.resume_from) if args.resume_from else None
     st = Steps(args.out, env, args.budget, args.bundle, done, skip)
     _RUNNING.append(st)
     out = lambda name: os.path.join(args.out, name)  # noqa: E731

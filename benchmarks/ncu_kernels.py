@@ -16,6 +16,7 @@ FILE. Nothing here is timed; ``bench_kernels_cuda.py`` and ``bench_train.py`` ti
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 
@@ -113,13 +114,20 @@ def main(argv=None):
     ncu = args.ncu or find_ncu()
     if ncu is None:
         ap.error("ncu (Nsight Compute) not found: give --ncu PATH")
+    if not (os.path.isfile(ncu) and os.access(ncu, os.X_OK)) and shutil.which(ncu) is None:
+        # (a traceback from subprocess, after --out had been made empty)
+        ap.error(f"--ncu {ncu}: no such executable")
     cmd = [ncu, "--clock-control", "none", "--target-processes", "all", "--kernel-name-base", "demangled", "-k",
            KERNELS, "--csv", "--page", "details"]
     for s in SECTIONS:
         cmd += ["--section", s]
     cmd += [sys.executable, os.path.abspath(__file__), "--target"]
-    with open(args.out, "w") as f:
-        rc = subprocess.run(cmd, stdout=f, timeout=600).returncode
+    try:
+        with open(args.out, "w") as f:
+            rc = subprocess.run(cmd, stdout=f, timeout=600).returncode
+    except subprocess.TimeoutExpired:  # (an empty or partial CSV was left as if it were the profile)
+        os.remove(args.out)
+        sys.exit(f"ncu_kernels.py: ncu ran past 600 s; {args.out} removed")
     print(f"ncu exit status {rc}; wrote {args.out}")
     return rc
 

@@ -23,12 +23,20 @@ def test_train_step_records_are_the_medians_and_mins_in_ms(monkeypatch):
         return compiled
 
     monkeypatch.setattr(bc.torch, "compile", fake_compile)
+    orders = []  # each rep's order is drawn (eager always ran first); here the one the clock below follows
+
+    def round_orders(names, rounds):
+        orders.append((list(names), rounds))
+        return [["eager", "compiled"]] * rounds
+
+    monkeypatch.setattr(bc, "round_orders", round_orders)
     # perf_counter pairs: the warm-up (5 s), then per rep eager p2, eager p4, compiled p2, compiled p4
     durations = [5.0] + [0.001, 0.002, 0.004, 0.005] + [0.003, 0.010, 0.006, 0.020]
     clock = iter([v for d in durations for v in (100.0, 100.0 + d)])
     monkeypatch.setattr(bc, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     eager, compiled, warm = bc.bench("small_cnn", torch.device("cpu"), steps=1, reps=2)
     assert next(clock, None) is None  # every step timed, nothing else
+    assert orders == [(["eager", "compiled"], 2)]
     assert compiled_calls  # the compiled model ran
     shape = "small_cnn b4 1x8x8 PGD-1"
     for r, impl, med, best in ((eager, "eager", 2.5, 1.0), (compiled, "compiled", 5.5, 4.0)):

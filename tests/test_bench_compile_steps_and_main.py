@@ -19,7 +19,8 @@ PS = [2, 4]
 def test_each_step_attacks_and_trains_the_timed_model_at_its_precision(monkeypatch):
     """Per step: the PGD attack (eps 0.1, step 0.025, --steps) runs on the impl being timed, the loss's
     forward takes the attack's output at the step's precision in train mode, and the SGD step changes
-    the weights; the order is compiled warm-up, eager warm-up, then (eager, compiled) per rep."""
+    the weights; the order is compiled warm-up, eager warm-up, then each rep in its drawn order
+    (dwq.deploy.timing.round_orders with the default seed: compiled first, then eager first, here)."""
     bc = _script("bench_compile")
     monkeypatch.setitem(bc.CASES, "small_cnn",
                         (lambda ps: small_cnn(precisions=ps, width=4, switchable_bn=True), (1, 8, 8), 4, PS))
@@ -58,8 +59,12 @@ def test_each_step_attacks_and_trains_the_timed_model_at_its_precision(monkeypat
     bc.bench("small_cnn", torch.device("cpu"), steps=2, reps=2)
 
     assert order == ["inductor_exact_division", "compile"], f"the inductor setting must precede compile: {order}"
-    want = ([("compiled", p) for p in PS] + [("eager", p) for p in PS]
-            + 2 * ([("eager", p) for p in PS] + [("compiled", p) for p in PS]))
+    from dwq.deploy.timing import round_orders
+
+    drawn = list(round_orders(["eager", "compiled"], 2))
+    want = [("compiled", p) for p in PS] + [("eager", p) for p in PS]
+    for rep in drawn:
+        want += [(impl, p) for impl in rep for p in PS]
     assert [a[:2] for a in attacks] == want, f"attacked impls and precisions, in step order: {attacks}"
     assert {a[2:] for a in attacks} == {(0.1, 0.025, 2)}, f"PGD eps, step and steps: {set(a[2:] for a in attacks)}"
     # the loss forward of each step: after the attack's own forwards (none here: pgd is stubbed)

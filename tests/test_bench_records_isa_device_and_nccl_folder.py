@@ -1,7 +1,8 @@
 """Benchmarks, found by driving them: DWQ_CPU_ISA=amx on a CPU without AMX was printed as the run's ISA,
 then the first op's traceback; bench_compile's and bench_epoch's records named the device "cuda", not
 the GPU; gpu_check emptied /tmp/<its --out's name>-nccl, a folder it was never given, even when its
-NCCL step was skipped."""
+NCCL step was skipped, and ended "failed steps: none" when the budget had skipped every step;
+bench_epoch without torchvision, and gpu_check given a damaged --resume-from, ended in a traceback."""
 import os
 import shutil
 
@@ -56,3 +57,31 @@ def test_steps_the_budget_skipped_fail_the_check_and_are_named(tmp_path, monkeyp
                            f"budget: ") and f"(a call with --resume-from {out} and a new --out runs them)" in said
     _, ran, rc, _ = _main(tmp_path, monkeypatch, ["--skip-build"])
     assert rc == 0 and ran
+
+
+def test_bench_epoch_without_torchvision_is_one_usage_error(monkeypatch, capsys):
+    be = _script("bench_epoch")
+
+    def no_torchvision(*args):
+        raise be.DatasetError("cifar10: reading it needs torchvision built for this torch; importing it failed")
+
+    monkeypatch.setattr(be, "random_cifar", no_torchvision)
+    with pytest.raises(SystemExit) as e:
+        be.main(["--device", "cpu", "--images", "4", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].endswith("error: the CIFAR-shaped data needs torchvision: cifar10: reading it needs "
+                                         "torchvision built for this torch; importing it failed")
+
+
+@pytest.mark.parametrize("content", ["[", '[{"rc": 0}]', '{"step": "x"}'])
+def test_a_damaged_resume_from_is_one_usage_error_and_leaves_no_out(tmp_path, capsys, content):
+    gc = _script("gpu_check")
+    prev = tmp_path / "prev"
+    prev.mkdir()
+    (prev / "gpu_check.json").write_text(content)
+    out = tmp_path / "gc"
+    with pytest.raises(SystemExit) as e:
+        gc.main(["--out", str(out), "--resume-from", str(prev), "--skip-build"])
+    assert e.value.code == 2 and not out.exists()
+    assert f"--resume-from {prev}: its gpu_check.json cannot be read as a run's steps" in capsys.readouterr().err

@@ -21,9 +21,12 @@ def test_main_runs_itself_under_ncu_and_returns_its_status(tmp_path, monkeypatch
 
     monkeypatch.setattr(nk.subprocess, "run", fake_run)
     out = tmp_path / "n.csv"
-    assert nk.main(["--out", str(out), "--ncu", "/opt/ncu"]) == 3
+    ncu = tmp_path / "ncu"  # (an executable: --ncu naming none is refused)
+    ncu.write_text("#!/bin/sh\n")
+    ncu.chmod(0o755)
+    assert nk.main(["--out", str(out), "--ncu", str(ncu)]) == 3
     [cmd] = calls
-    assert cmd[0] == "/opt/ncu" and out.read_text() == "csv\n"
+    assert cmd[0] == str(ncu) and out.read_text() == "csv\n"
     assert cmd[-3:] == [sys.executable, os.path.abspath(nk.__file__), "--target"]
     opt = {cmd[i]: cmd[i + 1] for i in range(1, len(cmd) - 3) if cmd[i].startswith("-") and
            not cmd[i + 1].startswith("-")}

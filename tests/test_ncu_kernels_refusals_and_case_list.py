@@ -22,15 +22,23 @@ def _ran(nk, monkeypatch):
     return calls
 
 
+def _fake_ncu(folder):
+    path = folder / "ncu"
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 def test_the_ncu_command_line_is_the_documented_profile(tmp_path, monkeypatch):
     """Every option ncu gets: no clock control, all processes, kernels matched by demangled name, CSV of
     the details page, the six sections of the docstring in that order, then this script's --target."""
     nk = _script("ncu_kernels")
     monkeypatch.setattr(nk.torch.cuda, "is_available", lambda: True)
     calls = _ran(nk, monkeypatch)
-    assert nk.main(["--out", str(tmp_path / "n.csv"), "--ncu", "/opt/ncu"]) == 0
+    ncu = _fake_ncu(tmp_path)
+    assert nk.main(["--out", str(tmp_path / "n.csv"), "--ncu", ncu]) == 0
     [(cmd, timeout)] = calls
-    want = ["/opt/ncu", "--clock-control", "none", "--target-processes", "all", "--kernel-name-base", "demangled",
+    want = [ncu, "--clock-control", "none", "--target-processes", "all", "--kernel-name-base", "demangled",
             "-k", "regex:dwq::|fake_quantize", "--csv", "--page", "details"]
     for s in SECTIONS:
         want += ["--section", s]
@@ -126,3 +134,25 @@ def test_the_cases_their_names_and_their_arguments(small, mnk, batch, numel, mon
     assert fq[0].numel() == numel and fq[2].item() == 128 and fq[3] == 8, fq[1:]
     assert tfq[0] is fq[0] and tfq[1:] == (0.05, 128, 0, 255), tfq[1:]
     assert aq[0].numel() == numel // 2 and aq[4:] == (0, 2, 8, 0.1, True), aq[4:]
+
+
+def test_an_ncu_that_is_not_there_or_runs_too_long_leaves_no_csv(tmp_path, monkeypatch, capsys):
+    """--ncu /nonexistent was subprocess's traceback after the CSV had been made empty; a timeout left the
+    empty CSV as if it were the profile."""
+    nk = _script("ncu_kernels")
+    monkeypatch.setattr(nk.torch.cuda, "is_available", lambda: True)
+    calls = _ran(nk, monkeypatch)
+    out = tmp_path / "n.csv"
+    with pytest.raises(SystemExit) as e:
+        nk.main(["--out", str(out), "--ncu", str(tmp_path / "nowhere" / "ncu")])
+    assert e.value.code == 2 and f"error: --ncu {tmp_path / 'nowhere' / 'ncu'}: no such executable" in \
+        capsys.readouterr().err
+    assert calls == [] and not out.exists()
+
+    def too_long(cmd, stdout, timeout):
+        raise nk.subprocess.TimeoutExpired(cmd, timeout)
+
+    monkeypatch.setattr(nk.subprocess, "run", too_long)
+    with pytest.raises(SystemExit, match=r"ncu ran past 600 s; .*n.csv removed"):
+        nk.main(["--out", str(out), "--ncu", _fake_ncu(tmp_path)])
+    assert not out.exists()

@@ -3,7 +3,8 @@ into [0, 1] without a word (PGD and FGSM refuse them); an image folder's labels 
 outputs failed at the first step's cross-entropy, after config.json was written; extra=None trained to
 the end and then neither resumed nor loaded; a Subset of an augmented training set gave validation its
 random crops; a Trainer of one's own with the reference's quantizer wrote checkpoints load_trained_model
-rebuilt with dwq's; rank outside 0..world-1 and augment="no" were taken."""
+rebuilt with dwq's; rank outside 0..world-1 and augment="no" were taken; a hidden folder among the
+class folders became a class; resume() into another model was torch's multi-line error."""
 import numpy as np
 import pytest
 import torch
@@ -106,3 +107,33 @@ def test_get_datasets_switches_are_bools():
 
     with pytest.raises(ValueError, match=r"get_datasets: augment must be True or False, got 'no'"):
         get_datasets("mnist5k", augment="no")
+
+
+def test_resuming_into_another_model_is_one_checkpoint_error(tmp_path):
+    """torch's multi-line "Error(s) in loading state_dict" came through, not the CheckpointError resume names."""
+    from dwq.train import CheckpointError
+
+    torch.manual_seed(0)
+    Trainer(small_cnn(precisions=[4], width=4), _data(), _cfg(), str(tmp_path)).fit()
+    other = Trainer(small_cnn(precisions=[4], width=8), _data(), _cfg(epochs=2), str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"the checkpoint's weights do not fit this Trainer's model: ") as e:
+        other.resume()
+    assert "\n" not in str(e.value)
+
+
+def test_a_hidden_folder_among_the_class_folders_is_refused(tmp_path):
+    """A notebook's .ipynb_checkpoints holding images became class 0 in train/ and val/ alike, and every
+    label moved up by one, without a word (a pretrained model's classes no longer meant its own)."""
+    from PIL import Image
+
+    from conftest import torchvision_or_skip
+    from dwq.data import DatasetError, get_datasets
+
+    torchvision_or_skip("ImageNet folders are read by torchvision's ImageFolder")
+    for split in ("train", "val"):
+        for c in (".ipynb_checkpoints", "n01", "n02"):
+            (tmp_path / split / c).mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / split / c / "0.JPEG")
+    with pytest.raises(DatasetError, match=r"imagenet: .*(train|val) holds the hidden folder\(s\) .ipynb_checkpoints, "
+                                           r"which would be classes"):
+        get_datasets("imagenet", str(tmp_path))

@@ -274,9 +274,14 @@ def _image_folder(tvd, root: str, split: str, transform):
     folder) name that split's folder, which its message leaves out."""
     folder = os.path.join(root, split)
     try:
-        return tvd.ImageFolder(folder, transform=transform, loader=_read_image)
+        ds = tvd.ImageFolder(folder, transform=transform, loader=_read_image)
     except FileNotFoundError as e:
         raise DatasetError(f"imagenet: {folder}: {first_line(e)}") from None
+    hidden = [c for c in ds.classes if c.startswith(".")]
+    if hidden:  # (".ipynb_checkpoints" with images in it became class 0, and every label moved up by one)
+        raise DatasetError(f"imagenet: {folder} holds the hidden folder(s) {', '.join(hidden)}, which would be classes "
+                           f"(labels are folder positions, so every label after them would shift); remove them")
+    return ds
 
 
 def _bad_file(tvd, name: str, root: str, test_only: bool = False):

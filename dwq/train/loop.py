@@ -60,6 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dwq._atomic import atomic_open
+from dwq._errors import first_line
 from dwq.attacks import fgsm, fgsm_rs, pgd
 from dwq.attacks.core import check_images
 from dwq.nn import kept_modes, precision, precision_set, set_precision
@@ -69,7 +70,8 @@ from dwq.quant import normalize_set, precision_name, reuse_quantized_weights, us
 from dwq.quant.untrained import untrained_quiet
 
 from .batches import BatchLoader, collate, dataset_labels, epoch_batches, rank_batches
-from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state, with_digests
+from .checkpoint import (CheckpointError, _state_dict_mismatch, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state, with_digests)
 from .config import RESUME_MAY_CHANGE, SCHEDULES, TRAIN_ATTACKS, ZERO_GRAD, TrainConfig, jsonable, lr_lambda
 from .determinism import deterministic
 from .dist import active as dist_active
@@ -232,7 +234,11 @@ class Trainer:
         return rec
 
     def load_state(self, ck):
-        self.model.load_state_dict(ck["model"])
+        try:
+            self.model.load_state_dict(ck["model"])
+        except RuntimeError as e:  # (torch's message spans many lines, the first naming nothing)
+            why = _state_dict_mismatch(self.model.state_dict(), ck["model"]) or first_line(e)
+            raise CheckpointError(f"the checkpoint's weights do not fit this Trainer's model: {why}") from None
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         # The optimizer holds the LR of the schedule it was saved with; a resume that stretches the
