@@ -51,11 +51,10 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
     classes = _check_data(model, x, y, precisions, num_classes)
     # AutoAttack's DLR losses need 4 classes (targeted, standard) or 3 (rand): found at its stage, the last,
     # after every other attack had run
-    for needs, need in ((attack == "autoattack" or "autoattack-standard" in protocols, 4),
-                        ("autoattack-rand" in protocols, 3)):
-        if needs and classes < need:
-            what = "attack='autoattack'" if attack == "autoattack" and need == 4 else (
-                "the autoattack-standard protocol" if need == 4 else "the autoattack-rand protocol")
+    for what, need, asked in (("attack='autoattack'", 4, attack == "autoattack"),
+                              ("the autoattack-standard protocol", 4, "autoattack-standard" in protocols),
+                              ("the autoattack-rand protocol", 3, "autoattack-rand" in protocols)):
+        if asked and classes < need:
             raise ValueError(f"{what} needs a model with at least {need} classes (AutoAttack's DLR loss), got "
                              f"{classes} outputs")
     return classes

@@ -116,14 +116,10 @@ def clean_accuracy(model, x, y, precisions, batch_size=500, return_correct=False
     per-image correctness, bool [P, N]. ValueError for labels that are no classes of the model (a
     label of 10 on a 10-output model scored 0% without a word)."""
     check_labels(x, y)
-    preds = []
-    for p in precisions:
-        fn = run_at(model, p)
-        if not preds and len(y):
-            with torch.no_grad():
-                check_label_range(y, fn(x[:1]).shape[-1])
-        preds.append(predict(fn, x, batch_size))
-    corr = torch.stack([pr == y for pr in preds])
+    if len(y) and len(precisions):
+        with torch.no_grad():
+            check_label_range(y, run_at(model, precisions[0])(x[:1]).shape[-1])
+    corr = torch.stack([predict(run_at(model, p), x, batch_size) == y for p in precisions])
     out = {pname(p): acc_ci(c) for p, c in zip(precisions, corr)}
     return (out, corr) if return_correct else out
 
@@ -189,12 +185,11 @@ def paper_protocol(tm_correct: torch.Tensor, clean_correct: torch.Tensor = None,
     into the set (``"attack"`` and ``"inference"``; ``"precision"`` for clean), its correct count
     (``"correct"``) and its images (``"sizes"``), so that a saved report re-derives it.
     """
-    for t, what in ((tm_correct, "tm_correct"), (clean_correct, "clean_correct")):
-        if t is not None and (not isinstance(t, torch.Tensor) or t.dim() != (3 if what == "tm_correct" else 2)
+    for t, what, dims in ((tm_correct, "tm_correct", "[A, P, N]"), (clean_correct, "clean_correct", "[P, N]")):
+        if t is not None and (not isinstance(t, torch.Tensor) or t.dim() != dims.count(",") + 1
                               or (t.dtype != torch.bool and not bool(((t == 0) | (t == 1)).all()))):
             # (probabilities or counts were averaged as if they were outcomes, and a figure came back)
-            raise ValueError(f"paper_protocol: {what} must be per-image outcomes, bool (or 0/1) "
-                             f"{'[A, P, N]' if what == 'tm_correct' else '[P, N]'}, got "
+            raise ValueError(f"paper_protocol: {what} must be per-image outcomes, bool (or 0/1) {dims}, got "
                              f"{(t.dtype, tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__}")
     A, P, N = tm_correct.shape
     out = {"robust": mean_ci(tm_correct.float().mean((0, 1)), A * P)}

@@ -61,11 +61,18 @@ def check_channels(x: torch.Tensor, axis: Optional[int], scale: torch.Tensor, ot
     return axis
 
 
-def _check(x, scale, zero_point, bits, axis):
-    """(axis, bits as a Python int) after the checks of every argument."""
+def check_op_bits(bits, name: str = "bits") -> int:
+    """``bits`` as a Python int (numpy's and 0-d tensors' too, as dwq's other entry points take them);
+    ValueError unless it is an int in 2..16. The ops' one check of a bit width."""
     b = index_or_none(bits)
     if b is None or not 2 <= b <= 16:
-        raise ValueError(f"fake_quantize: bits must be an int in 2..16, got {bits!r}")
+        raise ValueError(f"{name} must be an int in 2..16, got {bits!r}")
+    return b
+
+
+def _check(x, scale, zero_point, bits, axis):
+    """(axis, bits as a Python int) after the checks of every argument."""
+    b = check_op_bits(bits, "fake_quantize: bits")
     check_float_x(x)
     for t, what in ((scale, "scale"), (zero_point, "zero_point")):
         if not isinstance(t, torch.Tensor):  # (a list failed in check_channels: "'list' object has no attribute 'numel'")

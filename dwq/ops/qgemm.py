@@ -45,6 +45,7 @@ from dwq._index import index_or_none
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
 from dwq.ops.fake_quant import check_no_nan, check_qparam_values, check_relu
+from dwq.ops.fake_quant import check_op_bits as _check_bits
 from dwq.ops.qgemm_reference import channel_affine, codes_dtype, quantize_act_ref
 
 __all__ = [
@@ -91,15 +92,6 @@ def conv_output_hw(h, w, kernel_size: Sequence[int], stride: Sequence[int], padd
     """(OH, OW) of a conv over an h x w input (floor division, as torch's conv2d); symbolic sizes pass."""
     return ((h + 2 * padding[0] - kernel_size[0]) // stride[0] + 1,
             (w + 2 * padding[1] - kernel_size[1]) // stride[1] + 1)
-
-
-def _check_bits(bits, name="bits") -> int:
-    """``bits`` as a Python int (numpy's and 0-d tensors' too, as dwq's other entry points take them);
-    ValueError unless it is an int in 2..16."""
-    b = index_or_none(bits)
-    if b is None or not 2 <= b <= 16:
-        raise ValueError(f"{name} must be an int in 2..16, got {bits!r}")
-    return b
 
 
 def _need_ext(name: str):

@@ -41,12 +41,19 @@ def in_memory(dataset):
     ``dwq.data.train_val_split`` makes of mnist5k): item ``i`` is ``t[index[i]]`` of each tensor ``t``
     (``index`` None: ``t[i]``). None for any other dataset."""
     # type(...) is, not isinstance: a subclass's own __getitem__ (an augmentation) was never called
+    dataset, index = _through_subsets(dataset, exact=True)
+    return (dataset.tensors, index) if type(dataset) is torch.utils.data.TensorDataset else None
+
+
+def _through_subsets(dataset, exact: bool):
+    """``(base, index)``: the dataset under a chain of Subsets and the base's indices of the chain's items
+    (None: no Subset); ``exact``: only Subset itself, not a subclass of it, is gone through."""
     index = None
-    while type(dataset) is torch.utils.data.Subset:
+    while type(dataset) is torch.utils.data.Subset if exact else isinstance(dataset, torch.utils.data.Subset):
         own = torch.as_tensor(dataset.indices, dtype=torch.long)
         index = own if index is None else own[index]
         dataset = dataset.dataset
-    return (dataset.tensors, index) if type(dataset) is torch.utils.data.TensorDataset else None
+    return dataset, index
 
 
 def dataset_labels(dataset):
@@ -57,11 +64,7 @@ def dataset_labels(dataset):
     if mem is not None:
         y = mem[0][1]
         return y if mem[1] is None else y[mem[1]]
-    index = None
-    while isinstance(dataset, torch.utils.data.Subset):
-        own = torch.as_tensor(dataset.indices, dtype=torch.long)
-        index = own if index is None else own[index]
-        dataset = dataset.dataset
+    dataset, index = _through_subsets(dataset, exact=False)
     listed = getattr(dataset, "targets", None)
     if listed is None:
         listed = getattr(dataset, "labels", None)
