@@ -208,12 +208,14 @@ def test_a_conv_with_forward_hooks_runs_alone_and_its_hooks_see_it(monkeypatch):
     with dwq.precision(im, 4), torch.no_grad():
         want = im(x)
         n = len(calls)
-        for add in (conv.register_forward_pre_hook, conv.register_forward_hook):
+        # a pre-hook: the hooked conv ran as its own step, the others fused; a forward hook, which may keep
+        # the conv's output: no step writes in place (the add would overwrite that output), none fuses
+        for add, fused in ((conv.register_forward_pre_hook, n - 1), (conv.register_forward_hook, 0)):
             calls.clear()
             h = add(lambda mod, *io: seen.append(io[0][0].dtype))
             assert torch.equal(im(x), want)
             h.remove()
-            assert len(calls) == n - 1  # the hooked conv ran as its own step, the others fused
+            assert len(calls) == fused
     assert seen == [torch.uint8, torch.uint8]
 
 

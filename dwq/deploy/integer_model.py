@@ -240,8 +240,11 @@ class IntegerModel(nn.Module):
     ``model(x)``: x float32 [B, C, H, W] images as the source model takes them; returns float32 logits.
     The precision is chosen like on the fake-quant model: ``dwq.set_precision(m, 4)``,
     ``with dwq.precision(m, 4): ...`` or ``dwq.RandomPrecision(m, seed=0)``; the set is fixed at
-    conversion (``m.precisions``). Inference only: no gradients flow through the integer ops (see
-    :class:`dwq.deploy.StraightThrough` for attacks).
+    conversion (``m.precisions``). Inference only: no gradients flow through the integer ops, so at a
+    quantized precision an input that requires grad is refused while autograd is on (attacks go
+    through :class:`dwq.deploy.StraightThrough`). Edits of the layers' buffers (in place, replaced,
+    ``torch.func.functional_call``) take effect at the next forward; forward hooks on a layer run and
+    keep what it returned (the forward then skips the in-place residual steps that would hide it).
 
     Attributes: ``layers`` (ModuleDict of the converted layers, named after the source graph's nodes),
     ``program`` (list of JSON steps), ``output`` (the name of the returned value), ``info`` (JSON:
@@ -263,6 +266,27 @@ class IntegerModel(nn.Module):
         """Checks the program and turns it into steps (:meth:`_schedule`); ``fuse``: with the fused steps
         of :meth:`_fuse_residuals` (False: one per program step, for comparisons); ``conv_residual``:
         with its conv + add + relu steps (False: without, for comparisons)."""
+        self._plan = self._build(fuse, conv_residual, inplace=True)  # (steps, slot count, output slot): swapped as one
+        self._plain = None
+        self._options = (fuse, conv_residual)
+
+    def _plain_plan(self):
+        """The plan whose steps write nothing in place (and so fuse no add with a reader's quantization):
+        for forwards that hooks watch (:meth:`_hooks_watch`)."""
+        if self._plain is None:
+            self._plain = self._build(*self._options, inplace=False)
+        return self._plain
+
+    def _hooks_watch(self) -> bool:
+        """Whether forward hooks watch what the plan's in-place steps would hide: the output of a layer
+        that a later step overwrites in place (a hook that kept it saw the sum), or a batch norm whose
+        output codes a fused residual add makes (its call, and so its hooks, skipped)."""
+        g = nn.modules.module
+        producers, readers = self._watched
+        return bool(g._global_forward_hooks or any(m._forward_hooks for m in producers)
+                    or any(_hooked(m) for m in readers))
+
+    def _build(self, fuse: bool, conv_residual: bool, inplace: bool):
         known = {INPUT}
         for k, step in enumerate(self.program):
             if not isinstance(step.get("out"), str) or not isinstance(step.get("args"), list):
@@ -291,7 +315,7 @@ class IntegerModel(nn.Module):
                     raise ValueError(f"program step {k} calls an unknown function {step.get('fn')!r}; "
                                      f"known: {sorted(FUNCTIONS)}")
                 kw = dict(step.get("kwargs", {}))
-                if step.get("inplace"):
+                if step.get("inplace") and inplace:
                     kw["inplace"] = True
                 try:  # checked here, not at the first forward
                     bound = inspect.signature(FUNCTIONS[step["fn"]]).bind(*step["args"], **kw)
@@ -306,7 +330,13 @@ class IntegerModel(nn.Module):
             nodes.append((fn, list(step["args"]), (step["out"],)))
         if fuse:
             nodes = self._fuse_residuals(nodes, conv_residual)
-        self._plan = self._schedule(nodes)  # (steps, slot count, output slot): swapped as one
+        if inplace:
+            made_by = {s["out"]: self.layers[s["call"]] for s in self.program if "call" in s}
+            producers = {id(made_by[s["args"][0]]): made_by[s["args"][0]] for s in self.program
+                         if s.get("inplace") and s["args"][0] in made_by}
+            readers = {id(fn.layer): fn.layer for fn, _, _ in nodes if isinstance(fn, _AffineOrCodes)}
+            self._watched = (tuple(producers.values()), tuple(readers.values()))
+        return self._schedule(nodes)
 
     def _fuse_residuals(self, nodes, conv_residual: bool = True):
         """Fuses the residual adds (the program, and so a saved model, stays as it is):
@@ -404,6 +434,9 @@ class IntegerModel(nn.Module):
         # The integer ops take float32 scales and return float32: a cast of the model (.half(), .double(),
         # .to(dtype)) is refused before it changes anything, instead of failing later inside an op.
         probe = fn(torch.zeros(1))
+        if probe.device.type == "meta":  # (it failed repacking the first layer's codes, the model half moved)
+            raise ValueError("IntegerModel cannot move to the meta device: its kernels' weight layout is packed "
+                             "from the codes it holds; build or load it on the device it runs on")
         if probe.dtype != torch.float32:
             raise ValueError(f"IntegerModel computes in float32 and cannot be cast to {probe.dtype}; "
                              "cast its outputs instead")
@@ -429,6 +462,15 @@ class IntegerModel(nn.Module):
             # Every op computes in float32; without this a half or float64 batch failed inside the first
             # layer, with a message that depended on the precision (the integer op's or F.conv2d's).
             x = x.float()
+        quantized = x.requires_grad and torch.is_grad_enabled() and self._quantized_now()
+        if quantized:
+            # The float layers around the integer ones (stem, shortcuts) passed a gradient, the integer ops
+            # none: an attack on that gradient ran, silently weak (its cosine with the fake-quant model's
+            # was ~0.1 on a PreActResNet18).
+            raise ValueError(f"IntegerModel at precision {', '.join(quantized)} "
+                             "passes no gradient through its integer layers, and x requires one; attack "
+                             "dwq.deploy.StraightThrough(int_model, fake_quant_model) (its values, the fake-quant "
+                             "model's gradients), or call it under torch.no_grad()")
         if x.dim() == 4:
             # Channels-last throughout: each filter tap of the integer conv reads contiguous channels.
             x = x.contiguous(memory_format=torch.channels_last)
@@ -439,8 +481,13 @@ class IntegerModel(nn.Module):
                 return self._run(x)
         return self._run(x)
 
+    def _quantized_now(self) -> list:
+        """The current precisions of the layers that now run integer ops (none: the model is in float)."""
+        return sorted({precision_name(m.precision) for m in self.layers.values()
+                       if isinstance(m, _IntLayer) and m.precision is not None})
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        steps, nslots, output = self._plan
+        steps, nslots, output = self._plain_plan() if self._hooks_watch() else self._plan
         env = [None] * nslots
         env[0] = x
         for fn, ins, out, free in steps:

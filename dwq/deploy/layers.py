@@ -177,6 +177,17 @@ class _QuantPlan(nn.Module):
             self.w_packed = ops.pack_conv_weight(codes, self.w_zero_point, self.w_bits)
         else:
             self.w_packed = ops.pack_weight(codes, self.w_zero_point, self.w_bits)
+        b = self._buffers
+        self._packed_refs = tuple(b.values())
+        self._packed_from = (buffer_ids(self), b["w_codes"]._version, b["w_zero_point"]._version)
+
+    def current(self) -> bool:
+        """Whether ``w_packed`` (and the op arguments cached from this plan) still match the buffers: none
+        replaced (``plan.x_scale = ...``, ``torch.func.functional_call``) and the codes and zero points
+        the layout derives from not edited in place (a bit-flip study's ``w_codes[i] ^= 1``); the ops
+        read an in-place edit of the other buffers as it is."""
+        b = self._buffers
+        return (buffer_ids(self), b["w_codes"]._version, b["w_zero_point"]._version) == self._packed_from
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
@@ -223,9 +234,16 @@ class _FloatPlan(nn.Module):
         return f"float, relu={self.relu}"
 
 
+def buffer_ids(m: nn.Module) -> tuple:
+    """The identities of ``m``'s own buffers: what a cache built from them compares, holding them (so
+    that no new tensor can take an id while the cache keeps it)."""
+    return tuple(map(id, m._buffers.values()))
+
+
 class _ArgCache:
     """Per-precision op arguments built once (``_calls``), so that a forward does no module attribute
-    lookups nor tensor slicing (it matters at batch 1); dropped when the tensors they hold change."""
+    lookups nor tensor slicing (it matters at batch 1); dropped when the tensors they hold change, and
+    rebuilt (repacked) when a buffer they come from was replaced or its codes edited in place."""
 
     _calls = None
 
@@ -266,7 +284,12 @@ class _IntLayer(_ArgCache, PrecisionModule):
         a forward does no attribute lookups on modules (it matters at batch 1)."""
         if self._calls is None:
             self._calls = [(p, None if isinstance(p, _FloatPlan) else self._op_args(p)) for p in self.plans]
-        return self._calls[self.precision_index]
+        call = self._calls[self.precision_index]
+        if call[1] is not None and not call[0].current():
+            p = call[0]
+            p._pack()
+            call = self._calls[self.precision_index] = (p, self._op_args(p))
+        return call
 
     def _forward(self, x, float_op, int_op):
         """The active precision's plan: ``float_op(x, plan)`` (+ ReLU) for a float plan, else ``int_op``
@@ -413,9 +436,11 @@ class FloatAffine(_ArgCache, PrecisionModule):
     def codes_args(self):
         """``affine_quantize_act``'s arguments after x at the current precision (scale, bias, relu,
         out_scale, out_zero_point, bits), or None where this precision's output is float."""
-        if self._calls is None:  # (per precision; None at float ones)
+        ids = buffer_ids(self)  # (the cached rows are views: a replaced buffer would not be read)
+        if self._calls is None or ids != self._calls_from:  # (per precision; None at float ones)
             self._calls = [None if b is None else (self.scale[j], self.bias[j], self.relu, self.out_scale[j:j + 1],
                                                    self.out_zero_point[j:j + 1], b) for j, b in enumerate(self.out_bits)]
+            self._calls_from, self._calls_refs = ids, tuple(self._buffers.values())
         return self._calls[self.precision_index]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,8 +49,10 @@ class _Tracer(fx.Tracer):
 
 
 def _check_traceable(model: nn.Module) -> None:
-    if isinstance(model, (RandomPrecision, nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        attr = "model" if isinstance(model, RandomPrecision) else "module"
+    # (torch.compile's wrapper, by name: torch._dynamo is not imported to ask)
+    compiled = type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module)
+    if compiled or isinstance(model, (RandomPrecision, nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        attr = "model" if isinstance(model, RandomPrecision) else "_orig_mod" if compiled else "module"
         raise ConversionError(f"convert takes the model itself, not a {type(model).__name__} wrapping it: convert "
                               f"its .{attr} ({type(getattr(model, attr)).__name__})")
     from torch.nn.modules import module as torch_module

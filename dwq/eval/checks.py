@@ -62,7 +62,8 @@ def check_evaluation(model, x, y, precisions, rset, *, protocols, epsilon, alpha
 
 def _check_gradients(model, attack, protocols) -> None:
     """An integer model has no gradient at its quantized precisions: a gradient attack on it failed at the
-    first one ("element 0 of tensors does not require grad"), after the clean pass and the fp stages."""
+    first one (the model refuses an input that requires grad there), after the clean pass and the fp
+    stages."""
     from dwq.deploy import IntegerModel, StraightThrough
 
     mods = list(model.modules())
