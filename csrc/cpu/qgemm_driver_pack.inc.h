@@ -336,6 +336,8 @@ __attribute__((noinline)) int64_t padded_rows(const ActSource& a, int64_t m0, in
         rp.copy_pixels(src, inside, C, pad + q0 * C, ps + q0);
       else
         rp.copy(src, inside * C, pad + q0 * C);
+      // uint8 codes of a 9..16-bit input: their high limb is 0 (the plane is reused: it held earlier rows)
+      if (lx == 2) std::memset(pad + tb.pad_plane + q0 * C, 0, static_cast<size_t>(inside * C));
     } else {
       const int32_t* src = static_cast<const int32_t*>(a.x) + at;
       for (int64_t i = 0; i < inside; ++i) {
