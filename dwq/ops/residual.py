@@ -61,6 +61,8 @@ def add_relu_quantize_(x: torch.Tensor, other: torch.Tensor, scale: torch.Tensor
     """
     if _kernel_takes(x, other) and has_kernel("add_relu_quantize_", x.device.type):
         return torch.ops.dwq.add_relu_quantize_.default(x, other, scale, zero_point, bits)
+    if x.dtype != torch.float32:  # (else quantize_act's message, naming another op)
+        raise ValueError(f"add_relu_quantize_: x must be float32, got {x.dtype}")
     y = add_relu_(x.clone(), other)
     codes = quantize_act(y, scale, zero_point, bits)
     x.copy_(y)
@@ -135,8 +137,11 @@ def qconv2d_residual(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point:
     x_bits = _qgemm._check_bits(x_bits, "x_bits")
     check_relu("qconv2d_residual", relu)
     _qgemm._need_ext("qconv2d_residual")
+    # (the composed path took a float64 or int32 residual, rounding the sum once in another dtype)
+    if not isinstance(residual, torch.Tensor) or residual.dtype != torch.float32:
+        raise ValueError(f"qconv2d_residual: residual must be a float32 tensor, got "
+                         f"{getattr(residual, 'dtype', type(residual).__name__)}")
     if (has_kernel("qconv2d_residual", x_codes.device.type) and _fused_epilogue_pays(x_codes.device)
-            and residual.dtype == torch.float32
             and residual.device == x_codes.device and residual.dim() == 4
             and residual.is_contiguous(memory_format=torch.channels_last)
             and not (torch.is_grad_enabled() and residual.requires_grad)):
