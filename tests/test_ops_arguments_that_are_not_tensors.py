@@ -1,5 +1,5 @@
 """dwq.ops wrappers name the argument that is not a tensor (None, a list: the op's own error was "tensor
-does not have a device", naming neither op nor argument), and the residual ops refuse a dtype their
+does not have a device", naming neither op nor argument; fake_quantize's check, shared), and the residual ops refuse a dtype their
 kernels refuse on every path (found by an audit)."""
 import pytest
 import torch
@@ -34,9 +34,11 @@ def test_each_op_names_the_argument_that_is_not_a_tensor():
         ("qlinear", "x_codes", lambda: ops.qlinear(xl.tolist(), SX, ZX, 8, wl, sw)),
         ("qconv2d_acc", "w_packed", lambda: ops.qconv2d_acc(x, ZX, 8, None, 3)),
         ("qconv2d", "x_scale", lambda: ops.qconv2d(x, None, ZX, 8, wc, sw, 3)),
+        ("qconv2d_residual", "residual", lambda: ops.qconv2d_residual(x, SX, ZX, 8, wc, sw, 3, 1, 0, None, None, None,
+                                                                       True, SX, ZX, 8)),
     ]
     for op, arg, call in cases:
-        with pytest.raises(TypeError, match=f"^{op}: {arg} must be a torch.Tensor, got (NoneType|list)$"):
+        with pytest.raises(TypeError, match=f"^{op}: {arg} must be a tensor, got (NoneType|list)$"):
             call()
 
 

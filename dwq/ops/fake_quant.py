@@ -70,13 +70,19 @@ def check_op_bits(bits, name: str = "bits") -> int:
     return b
 
 
+def check_tensors(op: str, **named) -> None:
+    """TypeError naming the argument of ``op`` that is not a tensor (None, a list): the ops' own errors
+    named neither ("tensor does not have a device", "'list' object has no attribute 'numel'")."""
+    for name, t in named.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+
+
 def _check(x, scale, zero_point, bits, axis):
     """(axis, bits as a Python int) after the checks of every argument."""
     b = check_op_bits(bits, "fake_quantize: bits")
     check_float_x(x)
-    for t, what in ((scale, "scale"), (zero_point, "zero_point")):
-        if not isinstance(t, torch.Tensor):  # (a list failed in check_channels: "'list' object has no attribute 'numel'")
-            raise TypeError(f"fake_quantize: {what} must be a tensor, got {type(t).__name__}")
+    check_tensors("fake_quantize", scale=scale, zero_point=zero_point)
     if zero_point.is_floating_point() or zero_point.is_complex() or zero_point.dtype == torch.bool:
         raise ValueError(f"fake_quantize: zero_point must be an integer tensor (codes), got {zero_point.dtype}")
     return check_channels(x, axis, scale, zero_point, "zero_point"), b

@@ -44,7 +44,7 @@ import torch
 from dwq._index import index_or_none
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
-from dwq.ops.fake_quant import check_no_nan, check_qparam_values, check_relu
+from dwq.ops.fake_quant import check_no_nan, check_qparam_values, check_relu, check_tensors
 from dwq.ops.fake_quant import check_op_bits as _check_bits
 from dwq.ops.qgemm_reference import channel_affine, codes_dtype, quantize_act_ref
 
@@ -101,14 +101,6 @@ def _need_ext(name: str):
         raise RuntimeError(f"dwq.ops.{name} needs the compiled extension dwq._C, which failed to import: {EXT_ERROR}")
 
 
-def _check_tensors(op: str, **named) -> None:
-    """TypeError naming the argument that is not a tensor (None, a list): the op's own error named
-    neither the op nor the argument ("tensor does not have a device")."""
-    for name, t in named.items():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-
-
 def packed_weight_shape(n: int, k: int, bits: int) -> Tuple[int, int]:
     """Shape ``(N, P)`` of the int8 tensor that ``pack_weight`` returns for ``[N, K]`` codes at ``bits``.
 
@@ -136,7 +128,7 @@ def quantize_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
     with x's shape (and memory format): uint8 for bits <= 8, int32 for 9..16. NaN is an error.
     """
     bits = _check_bits(bits)
-    _check_tensors("quantize_act", x=x, scale=scale, zero_point=zero_point)
+    check_tensors("quantize_act", x=x, scale=scale, zero_point=zero_point)
     if has_kernel("quantize_act", x.device.type):
         return torch.ops.dwq.quantize_act.default(x, scale, zero_point, bits)
     # The reference alone would turn NaN into code 0 and a zero scale into codes of inf, silently.
@@ -158,8 +150,8 @@ def affine_quantize_act(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
     """
     bits = _check_bits(bits)
     check_relu("affine_quantize_act", relu)
-    _check_tensors("affine_quantize_act", x=x, scale=scale, bias=bias, out_scale=out_scale,
-                   out_zero_point=out_zero_point)
+    check_tensors("affine_quantize_act", x=x, scale=scale, bias=bias, out_scale=out_scale,
+                  out_zero_point=out_zero_point)
     if has_kernel("affine_quantize_act", x.device.type):
         return torch.ops.dwq.affine_quantize_act.default(x, scale, bias, relu, out_scale, out_zero_point, bits)
     if x.dtype != torch.float32 or x.dim() < 2:
@@ -193,7 +185,7 @@ def pack_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int,
     still read correctly.
     """
     bits = _check_bits(bits)
-    _check_tensors("pack_weight", w_codes=w_codes, zero_point=zero_point)
+    check_tensors("pack_weight", w_codes=w_codes, zero_point=zero_point)
     _need_ext("pack_weight")
     try:  # (kernel_size=3 failed with "'int' object is not iterable")
         if isinstance(kernel_size, (str, bytes)):
@@ -210,7 +202,7 @@ def pack_conv_weight(w_codes: torch.Tensor, zero_point: torch.Tensor, bits: int)
     index is ordered (ky, kx, c) to match channels-last activations, K = kh * kw * C. The blob
     records (kh, kw): ``qconv2d`` refuses another kernel_size, and a ``pack_weight`` blob for any
     kernel but 1 x 1; ``qlinear`` and ``qgemm_acc`` refuse it for any kernel but 1 x 1."""
-    _check_tensors("pack_conv_weight", w_codes=w_codes, zero_point=zero_point)
+    check_tensors("pack_conv_weight", w_codes=w_codes, zero_point=zero_point)
     if w_codes.dim() != 4:
         raise ValueError(f"pack_conv_weight: w_codes must be [O, C, kh, kw], got shape {tuple(w_codes.shape)}")
     if w_codes.numel() == 0:  # (else reshape(0, -1) failed, naming neither the op nor w_codes)
@@ -226,7 +218,7 @@ def qgemm_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, w_
     w_packed: from ``pack_weight`` with the same K (or ``pack_conv_weight`` of a 1 x 1 kernel). Returns int64 [M, N].
     """
     x_bits = _check_bits(x_bits, "x_bits")
-    _check_tensors("qgemm_acc", x_codes=x_codes, x_zero_point=x_zero_point, w_packed=w_packed)
+    check_tensors("qgemm_acc", x_codes=x_codes, x_zero_point=x_zero_point, w_packed=w_packed)
     _need_ext("qgemm_acc")
     return torch.ops.dwq.qgemm_acc.default(x_codes, x_zero_point, x_bits, w_packed)
 
@@ -245,8 +237,8 @@ def qlinear(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     """
     x_bits = _check_bits(x_bits, "x_bits")
     check_relu("qlinear", relu)
-    _check_tensors("qlinear", x_codes=x_codes, x_scale=x_scale, x_zero_point=x_zero_point, w_packed=w_packed,
-                   w_scale=w_scale)
+    check_tensors("qlinear", x_codes=x_codes, x_scale=x_scale, x_zero_point=x_zero_point, w_packed=w_packed,
+                  w_scale=w_scale)
     _need_ext("qlinear")
     if x_codes.dim() == 0:
         raise ValueError("qlinear: x_codes must be [..., K], got a 0-d tensor")
@@ -267,7 +259,7 @@ def qconv2d_acc(x_codes: torch.Tensor, x_zero_point: torch.Tensor, x_bits: int, 
     Returns int64 [B, O, OH, OW] in channels_last memory format.
     """
     x_bits = _check_bits(x_bits, "x_bits")
-    _check_tensors("qconv2d_acc", x_codes=x_codes, x_zero_point=x_zero_point, w_packed=w_packed)
+    check_tensors("qconv2d_acc", x_codes=x_codes, x_zero_point=x_zero_point, w_packed=w_packed)
     _need_ext("qconv2d_acc")
     return torch.ops.dwq.qconv2d_acc.default(x_codes, x_zero_point, x_bits, w_packed, _pair(kernel_size, "kernel_size"),
                                              _pair(stride, "stride"), _pair(padding, "padding"))
@@ -282,8 +274,8 @@ def qconv2d(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Te
     returns float32 or codes [B, O, OH, OW] in channels_last memory format, ready for the next layer."""
     x_bits = _check_bits(x_bits, "x_bits")
     check_relu("qconv2d", relu)
-    _check_tensors("qconv2d", x_codes=x_codes, x_scale=x_scale, x_zero_point=x_zero_point, w_packed=w_packed,
-                   w_scale=w_scale)
+    check_tensors("qconv2d", x_codes=x_codes, x_scale=x_scale, x_zero_point=x_zero_point, w_packed=w_packed,
+                  w_scale=w_scale)
     _need_ext("qconv2d")
     return torch.ops.dwq.qconv2d.default(x_codes, x_scale, x_zero_point, x_bits, w_packed, w_scale,
                                          _pair(kernel_size, "kernel_size"), _pair(stride, "stride"),

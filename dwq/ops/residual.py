@@ -15,7 +15,7 @@ import torch
 from dwq.ops import qgemm as _qgemm
 from dwq.ops._lib import HAS_EXT, has_kernel
 from dwq.ops._lib import fake_same_device as _fake_same_device
-from dwq.ops.fake_quant import check_relu
+from dwq.ops.fake_quant import check_relu, check_tensors
 from dwq.ops.qgemm import IntPair, affine_quantize_act, qconv2d, quantize_act
 from dwq.ops.qgemm_reference import affine_quantize_act_ref, codes_dtype, quantize_act_ref
 
@@ -137,10 +137,10 @@ def qconv2d_residual(x_codes: torch.Tensor, x_scale: torch.Tensor, x_zero_point:
     x_bits = _qgemm._check_bits(x_bits, "x_bits")
     check_relu("qconv2d_residual", relu)
     _qgemm._need_ext("qconv2d_residual")
-    # (the composed path took a float64 or int32 residual, rounding the sum once in another dtype)
-    if not isinstance(residual, torch.Tensor) or residual.dtype != torch.float32:
-        raise ValueError(f"qconv2d_residual: residual must be a float32 tensor, got "
-                         f"{getattr(residual, 'dtype', type(residual).__name__)}")
+    check_tensors("qconv2d_residual", x_codes=x_codes, x_scale=x_scale, x_zero_point=x_zero_point, w_packed=w_packed,
+                  w_scale=w_scale, residual=residual, out_scale=out_scale, out_zero_point=out_zero_point)
+    if residual.dtype != torch.float32:  # (the composed path took float64 and int32, the sum rounded in them)
+        raise ValueError(f"qconv2d_residual: residual must be a float32 tensor, got {residual.dtype}")
     if (has_kernel("qconv2d_residual", x_codes.device.type) and _fused_epilogue_pays(x_codes.device)
             and residual.device == x_codes.device and residual.dim() == 4
             and residual.is_contiguous(memory_format=torch.channels_last)
